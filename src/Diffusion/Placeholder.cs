@@ -1,0 +1,1 @@
+namespace RenderFarm.Diffusion; internal static class Placeholder {}
