@@ -1,0 +1,45 @@
+using Microsoft.Extensions.Options;
+using RenderFarm.Coordinator.Jobs;
+using RenderFarm.Coordinator.Services;
+using RenderFarm.Coordinator.Storage;
+using RenderFarm.Shared;
+using StackExchange.Redis;
+
+namespace RenderFarm.Coordinator;
+
+public static class CoordinatorExtensions
+{
+    /// <summary>Largest worker message: a PNG of the largest allowed image fits with room to spare.</summary>
+    private const int MaxMessageBytes = 64 * 1024 * 1024;
+
+    public static IServiceCollection AddCoordinator(this IServiceCollection services)
+    {
+        services.AddOptions<CoordinatorOptions>()
+            .BindConfiguration(CoordinatorOptions.Section)
+            .ValidateDataAnnotations()
+            .ValidateOnStart();
+        services.AddSingleton<IConnectionMultiplexer>(sp =>
+            FarmRedis.Connect(sp.GetRequiredService<IOptions<CoordinatorOptions>>().Value.Redis, "renderfarm-coordinator"));
+        services.AddSingleton<IResultStore>(sp =>
+            new FileSystemResultStore(sp.GetRequiredService<IOptions<CoordinatorOptions>>().Value.Storage));
+        services.AddSingleton<BatchValidator>();
+        services.AddSingleton<ShardQueue>();
+        services.AddSingleton<JobRepository>();
+        services.AddSingleton<JobEventLog>();
+        services.AddSingleton<JobSubmitter>();
+        services.AddSingleton<WorkerReportHandler>();
+
+        services.AddGrpc(o => o.MaxReceiveMessageSize = MaxMessageBytes);
+        services.AddGrpcHealthChecks().AddCheck<RedisHealthCheck>("redis");
+        return services;
+    }
+
+    public static WebApplication MapCoordinator(this WebApplication app)
+    {
+        app.MapGrpcService<JobGrpcService>();
+        app.MapGrpcService<WorkerGrpcService>();
+        app.MapGrpcHealthChecksService();
+        app.MapGet("/healthz", () => Results.Text("ok"));
+        return app;
+    }
+}

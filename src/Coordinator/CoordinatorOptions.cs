@@ -1,0 +1,31 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace RenderFarm.Coordinator;
+
+/// <summary>The coordinator's settings, bound from the <c>Farm</c> configuration section (env: <c>Farm__Redis</c>, ...).</summary>
+public sealed class CoordinatorOptions
+{
+    public const string Section = "Farm";
+
+    /// <summary>StackExchange.Redis connection string.</summary>
+    [Required] public string Redis { get; set; } = "127.0.0.1:6379";
+
+    /// <summary>Where PNGs are stored: a directory.</summary>
+    [Required] public string Storage { get; set; } = "results";
+
+    /// <summary>Model used when a batch names none.</summary>
+    [Required] public string DefaultModel { get; set; } = "sd15";
+
+    /// <summary>Images per shard: one shard runs as one UNet batch on one worker.</summary>
+    [Range(1, 256)] public int ShardSize { get; set; } = 4;
+
+    /// <summary>Deliveries of a shard before its images are marked failed (dead letter).</summary>
+    [Range(1, 100)] public int MaxAttempts { get; set; } = 3;
+
+    [Range(1, int.MaxValue)] public int MaxImagesPerJob { get; set; } = 1_000_000;
+    [Range(1, 1_000_000)] public int MaxPromptLength { get; set; } = 4_000;
+    [Range(8, 16_384)] public int MaxImageSide { get; set; } = 2_048;
+    [Range(1, 10_000)] public int MaxSteps { get; set; } = 150;
+    [Range(1, 100)] public int MaxImagesPerPrompt { get; set; } = 16;
+    [Range(1, 1_000)] public int MaxSeedsPerPrompt { get; set; } = 100;
+}

@@ -1,0 +1,89 @@
+using Grpc.Core;
+using Microsoft.Extensions.Options;
+using RenderFarm.Protocol;
+using RenderFarm.Shared;
+using System.Text.RegularExpressions;
+
+namespace RenderFarm.Coordinator.Jobs;
+
+/// <summary>
+/// Checks a submission before anything is enqueued. Every rejection is INVALID_ARGUMENT with a message that names the
+/// field, so a user can fix the request without reading logs.
+/// </summary>
+public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
+{
+    private readonly CoordinatorOptions _limits = options.Value;
+
+    /// <summary>Validates the header and returns it with defaults filled in.</summary>
+    public JobHeader Normalize(JobHeader header)
+    {
+        var p = header.Params?.Clone() ?? throw Invalid("params is required");
+        if (p.Model.Length == 0) p.Model = _limits.DefaultModel;
+        if (!ModelName().IsMatch(p.Model))
+            throw Invalid($"params.model '{Truncate(p.Model)}' is not a valid model name (letters, digits, '.', '_', '-'; at most 64)");
+        CheckSide("params.width", p.Width);
+        CheckSide("params.height", p.Height);
+        if (p.Steps < 1 || p.Steps > _limits.MaxSteps)
+            throw Invalid($"params.steps must be between 1 and {_limits.MaxSteps} (got {p.Steps})");
+        if (!float.IsFinite(p.GuidanceScale) || p.GuidanceScale < 0 || p.GuidanceScale > 100)
+            throw Invalid($"params.guidance_scale must be a finite number between 0 and 100 (got {p.GuidanceScale})");
+        if (p.Scheduler.Length == 0) p.Scheduler = SchedulerNames.Default;
+        if (!SchedulerNames.IsKnown(p.Scheduler))
+            throw Invalid($"params.scheduler '{Truncate(p.Scheduler)}' is unknown; valid: {string.Join(", ", SchedulerNames.All)}");
+
+        var normalized = header.Clone();
+        normalized.Params = p;
+        if (normalized.ImagesPerPrompt == 0) normalized.ImagesPerPrompt = 1;
+        if (normalized.ImagesPerPrompt > _limits.MaxImagesPerPrompt)
+            throw Invalid($"images_per_prompt must be at most {_limits.MaxImagesPerPrompt} (got {normalized.ImagesPerPrompt})");
+        CheckText("negative_prompt", normalized.NegativePrompt);
+        CheckSeeds("seeds", normalized.Seeds);
+        // No seed given: one random seed for the whole job, recorded with every image so it can be reproduced.
+        if (normalized.Seeds.Count == 0) normalized.Seeds.Add(Random.Shared.NextInt64(0, uint.MaxValue));
+        if (normalized.Label.Length > 200) throw Invalid("label must be at most 200 characters");
+        return normalized;
+    }
+
+    /// <summary>Validates one prompt item; <paramref name="position"/> is its 0-based place in the batch.</summary>
+    public void Check(PromptItem item, long position)
+    {
+        if (string.IsNullOrWhiteSpace(item.Prompt))
+            throw Invalid($"prompts[{position}].prompt is empty");
+        CheckText($"prompts[{position}].prompt", item.Prompt);
+        if (item.HasNegativePrompt) CheckText($"prompts[{position}].negative_prompt", item.NegativePrompt);
+        CheckSeeds($"prompts[{position}].seeds", item.Seeds);
+    }
+
+    public void CheckImageCount(long images)
+    {
+        if (images > _limits.MaxImagesPerJob)
+            throw Invalid($"the batch expands to more than {_limits.MaxImagesPerJob} images");
+    }
+
+    public static RpcException Invalid(string message) => new(new Status(StatusCode.InvalidArgument, message));
+
+    private void CheckSide(string field, uint value)
+    {
+        if (value == 0 || value % 8 != 0 || value > _limits.MaxImageSide)
+            throw Invalid($"{field} must be a positive multiple of 8 up to {_limits.MaxImageSide} (got {value})");
+    }
+
+    private void CheckText(string field, string text)
+    {
+        if (text.Length > _limits.MaxPromptLength)
+            throw Invalid($"{field} is longer than {_limits.MaxPromptLength} characters");
+    }
+
+    private void CheckSeeds(string field, IReadOnlyCollection<long> seeds)
+    {
+        if (seeds.Count > _limits.MaxSeedsPerPrompt)
+            throw Invalid($"{field} has more than {_limits.MaxSeedsPerPrompt} seeds");
+        foreach (var seed in seeds)
+            if (seed < 0) throw Invalid($"{field} must not contain negative seeds (got {seed})");
+    }
+
+    private static string Truncate(string s) => s.Length <= 40 ? s : s[..40] + "…";
+
+    [GeneratedRegex("^[A-Za-z0-9._-]{1,64}$")]
+    private static partial Regex ModelName();
+}

@@ -1,0 +1,93 @@
+using System.Globalization;
+using RenderFarm.Protocol;
+using RenderFarm.Shared;
+using StackExchange.Redis;
+
+namespace RenderFarm.Coordinator.Jobs;
+
+/// <summary>
+/// A job's event stream in Redis (<c>{job:ID}:events</c>). Entries are flat field maps, so Lua scripts can append
+/// them too; this class maps them to and from <see cref="JobEvent"/>.
+/// </summary>
+public sealed class JobEventLog(IConnectionMultiplexer redis)
+{
+    public const string TypeField = "type";
+
+    public Task AppendAsync(string jobId, params NameValueEntry[] fields) =>
+        redis.GetDatabase().StreamAddAsync(FarmKeys.JobEvents(jobId), fields);
+
+    public static NameValueEntry[] Queued(uint images, uint shards) =>
+        [new(TypeField, "queued"), new("images", images), new("shards", shards)];
+
+    public static NameValueEntry[] ShardStarted(uint shard, string worker, uint images) =>
+        [new(TypeField, "shard_started"), new("shard", shard), new("worker", worker), new("images", images)];
+
+    public static NameValueEntry[] Step(uint shard, string worker, uint step, uint total, float itPerSec) =>
+        [new(TypeField, "step"), new("shard", shard), new("worker", worker), new("step", step), new("total", total),
+         new("itps", itPerSec.ToString("R", CultureInfo.InvariantCulture))];
+
+    /// <summary>Reads up to <paramref name="count"/> events after <paramref name="afterId"/> (null = from the start).</summary>
+    public async Task<IReadOnlyList<JobEvent>> ReadAsync(string jobId, string? afterId, int count)
+    {
+        var entries = await redis.GetDatabase().StreamReadAsync(
+            FarmKeys.JobEvents(jobId), string.IsNullOrEmpty(afterId) ? "0-0" : afterId, count);
+        var events = new List<JobEvent>(entries.Length);
+        foreach (var entry in entries)
+            if (Decode(entry) is { } e) events.Add(e);
+        return events;
+    }
+
+    public static JobEvent? Decode(StreamEntry entry)
+    {
+        var fields = entry.Values.ToDictionary(v => (string)v.Name!, v => v.Value);
+        string S(string name) => fields.TryGetValue(name, out var v) ? (string?)v ?? "" : "";
+        uint U(string name) => uint.TryParse(S(name), CultureInfo.InvariantCulture, out var v) ? v : 0;
+
+        var e = new JobEvent { EventId = entry.Id!, UnixMs = StreamIdMilliseconds(entry.Id!) };
+        switch (S(TypeField))
+        {
+            case "queued": e.Queued = new JobQueued { ImageCount = U("images"), ShardCount = U("shards") }; break;
+            case "shard_started":
+                e.ShardStarted = new ShardStarted { ShardIndex = U("shard"), WorkerId = S("worker"), ImageCount = U("images") };
+                break;
+            case "step":
+                e.Step = new StepProgress
+                {
+                    ShardIndex = U("shard"), WorkerId = S("worker"), Step = U("step"), TotalSteps = U("total"),
+                    ItPerSec = float.TryParse(S("itps"), CultureInfo.InvariantCulture, out var f) ? f : 0,
+                };
+                break;
+            case "image_done":
+                e.ImageDone = new ImageDone
+                {
+                    Index = U("index"), ShardIndex = U("shard"), WorkerId = S("worker"), Sha256 = S("sha256"), ImagesDone = U("done"),
+                };
+                break;
+            case "image_failed":
+                e.ImageFailed = new ImageFailed { Index = U("index"), ShardIndex = U("shard"), Error = S("error"), ImagesFailed = U("failed") };
+                break;
+            case "shard_done": e.ShardDone = new ShardDone { ShardIndex = U("shard") }; break;
+            case "job_finished":
+                e.JobFinished = new JobFinished { State = JobStateMapping.ToProto(S("state")), ImagesDone = U("done"), ImagesFailed = U("failed") };
+                break;
+            default: return null; // written by a newer coordinator: skip rather than fail the watcher
+        }
+        return e;
+    }
+
+    private static long StreamIdMilliseconds(string id) =>
+        long.TryParse(id.AsSpan(0, Math.Max(0, id.IndexOf('-'))), CultureInfo.InvariantCulture, out var ms) ? ms : 0;
+}
+
+internal static class JobStateMapping
+{
+    public static JobState ToProto(string state) => state switch
+    {
+        JobStates.Queued => JobState.Queued,
+        JobStates.Running => JobState.Running,
+        JobStates.Completed => JobState.Completed,
+        JobStates.Failed => JobState.Failed,
+        JobStates.Cancelled => JobState.Cancelled,
+        _ => JobState.Unspecified,
+    };
+}

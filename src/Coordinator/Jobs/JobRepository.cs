@@ -1,0 +1,124 @@
+using System.Globalization;
+using RenderFarm.Protocol;
+using RenderFarm.Shared;
+using StackExchange.Redis;
+
+namespace RenderFarm.Coordinator.Jobs;
+
+/// <summary>Outcome of recording one image: whether it counted, and whether that finished its shard.</summary>
+public readonly record struct ImageOutcome(bool Recorded, bool ShardFinished);
+
+/// <summary>
+/// Reads and updates job state in Redis. Every update that must be consistent (first result wins, counters, shard and
+/// job completion, their events) is one Lua script over the job's hash-tagged keys.
+/// </summary>
+public sealed class JobRepository(IConnectionMultiplexer redis)
+{
+    // KEYS: meta, results, failures, shards, events.
+    // ARGV: mode (done|failed), index, shard, worker, detail (sha256 or error), now ms.
+    // An image already done or failed is ignored: a duplicate delivery changes nothing.
+    private const string RecordOutcomeScript = """
+        if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
+        local index, shard = ARGV[2], ARGV[3]
+        if redis.call('HEXISTS', KEYS[2], index) == 1 or redis.call('HEXISTS', KEYS[3], index) == 1 then return {0, 0} end
+        local done, failed
+        if ARGV[1] == 'done' then
+          redis.call('HSET', KEYS[2], index, ARGV[5])
+          done = redis.call('HINCRBY', KEYS[1], 'images_done', 1)
+          failed = tonumber(redis.call('HGET', KEYS[1], 'images_failed'))
+          redis.call('XADD', KEYS[5], '*', 'type', 'image_done', 'index', index, 'shard', shard, 'worker', ARGV[4], 'sha256', ARGV[5], 'done', done)
+        else
+          redis.call('HSET', KEYS[3], index, ARGV[5])
+          failed = redis.call('HINCRBY', KEYS[1], 'images_failed', 1)
+          done = tonumber(redis.call('HGET', KEYS[1], 'images_done'))
+          redis.call('XADD', KEYS[5], '*', 'type', 'image_failed', 'index', index, 'shard', shard, 'error', ARGV[5], 'failed', failed)
+        end
+        local shardFinished = 0
+        if redis.call('HINCRBY', KEYS[4], shard, -1) == 0 then
+          shardFinished = 1
+          redis.call('HINCRBY', KEYS[1], 'shards_done', 1)
+          redis.call('XADD', KEYS[5], '*', 'type', 'shard_done', 'shard', shard)
+        end
+        if done + failed == tonumber(redis.call('HGET', KEYS[1], 'image_count')) then
+          local state = 'completed'
+          if failed > 0 then state = 'failed' end
+          redis.call('HSET', KEYS[1], 'state', state, 'finished_ms', ARGV[6])
+          redis.call('XADD', KEYS[5], '*', 'type', 'job_finished', 'state', state, 'done', done, 'failed', failed)
+        end
+        return {1, shardFinished}
+        """;
+
+    // KEYS: meta. Moves a queued job to running; any other state is left alone.
+    private const string MarkRunningScript = """
+        if redis.call('HGET', KEYS[1], 'state') == 'queued' then redis.call('HSET', KEYS[1], 'state', 'running') end
+        return 0
+        """;
+
+    public async Task<bool> ExistsAsync(string jobId) =>
+        JobIds.IsWellFormed(jobId) && await redis.GetDatabase().KeyExistsAsync(FarmKeys.JobMeta(jobId));
+
+    public async Task<JobStatus?> GetStatusAsync(string jobId)
+    {
+        if (!JobIds.IsWellFormed(jobId)) return null;
+        var fields = await redis.GetDatabase().HashGetAllAsync(FarmKeys.JobMeta(jobId));
+        if (fields.Length == 0) return null;
+        var map = fields.ToDictionary(f => (string)f.Name!, f => f.Value);
+        uint U(string name) => map.TryGetValue(name, out var v) && uint.TryParse((string?)v, CultureInfo.InvariantCulture, out var u) ? u : 0;
+        long L(string name) => map.TryGetValue(name, out var v) && long.TryParse((string?)v, CultureInfo.InvariantCulture, out var l) ? l : 0;
+
+        return new JobStatus
+        {
+            JobId = jobId,
+            State = JobStateMapping.ToProto((string?)map.GetValueOrDefault(JobFields.State) ?? ""),
+            Params = GenerationParams.Parser.ParseFrom((byte[])map[JobFields.Params]!),
+            Label = (string?)map.GetValueOrDefault(JobFields.Label) ?? "",
+            ImageCount = U(JobFields.ImageCount),
+            ImagesDone = U(JobFields.ImagesDone),
+            ImagesFailed = U(JobFields.ImagesFailed),
+            ShardCount = U(JobFields.ShardCount),
+            ShardsDone = U(JobFields.ShardsDone),
+            CreatedUnixMs = L(JobFields.CreatedMs),
+            FinishedUnixMs = L(JobFields.FinishedMs),
+        };
+    }
+
+    public async Task<ImageTask?> GetImageAsync(string jobId, uint index)
+    {
+        var value = await redis.GetDatabase().HashGetAsync(FarmKeys.JobImages(jobId), index);
+        return value.IsNull ? null : ImageTask.Parser.ParseFrom((byte[])value!);
+    }
+
+    /// <summary>Indices of the stored images with their sha256, in index order.</summary>
+    public async Task<IReadOnlyList<(uint Index, string Sha256)>> ListResultsAsync(string jobId)
+    {
+        var list = new List<(uint, string)>();
+        await foreach (var entry in redis.GetDatabase().HashScanAsync(FarmKeys.JobResults(jobId), pageSize: 1000))
+            list.Add((uint.Parse((string)entry.Name!, CultureInfo.InvariantCulture), (string)entry.Value!));
+        list.Sort((a, b) => a.Item1.CompareTo(b.Item1));
+        return list;
+    }
+
+    public Task MarkRunningAsync(string jobId) =>
+        redis.GetDatabase().ScriptEvaluateAsync(MarkRunningScript, [FarmKeys.JobMeta(jobId)]);
+
+    public Task<ImageOutcome> RecordImageDoneAsync(string jobId, uint shard, uint index, string worker, string sha256) =>
+        RecordOutcomeAsync("done", jobId, shard, index, worker, sha256);
+
+    public Task<ImageOutcome> RecordImageFailedAsync(string jobId, uint shard, uint index, string worker, string error) =>
+        RecordOutcomeAsync("failed", jobId, shard, index, worker, error);
+
+    private async Task<ImageOutcome> RecordOutcomeAsync(string mode, string jobId, uint shard, uint index, string worker, string detail)
+    {
+        var result = (RedisResult[])(await redis.GetDatabase().ScriptEvaluateAsync(RecordOutcomeScript,
+            [FarmKeys.JobMeta(jobId), FarmKeys.JobResults(jobId), FarmKeys.JobFailures(jobId), FarmKeys.JobShardsRemaining(jobId), FarmKeys.JobEvents(jobId)],
+            [mode, index, shard, worker, detail, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()]))!;
+        return new ImageOutcome((int)result[0] == 1, (int)result[1] == 1);
+    }
+
+    /// <summary>Images of a shard still without an outcome: remaining count in the shard hash.</summary>
+    public async Task<long> ShardRemainingAsync(string jobId, uint shard)
+    {
+        var value = await redis.GetDatabase().HashGetAsync(FarmKeys.JobShardsRemaining(jobId), shard);
+        return value.IsNull ? 0 : (long)value;
+    }
+}

@@ -1,0 +1,162 @@
+using Google.Protobuf;
+using Grpc.Core;
+using Microsoft.Extensions.Options;
+using RenderFarm.Protocol;
+using RenderFarm.Shared;
+using StackExchange.Redis;
+
+namespace RenderFarm.Coordinator.Jobs;
+
+/// <summary>
+/// Turns a streamed batch into a queued job. Prompts are validated and expanded into shards as they arrive and staged
+/// in Redis under the job's keys (memory stays bounded for any batch size); only when the whole stream is valid are
+/// the job's state and its shards made visible. A rejected or abandoned submission deletes what it staged.
+/// </summary>
+public sealed class JobSubmitter(
+    IConnectionMultiplexer redis,
+    BatchValidator validator,
+    ShardQueue queue,
+    IOptions<CoordinatorOptions> options,
+    ILogger<JobSubmitter> logger)
+{
+    private static readonly TimeSpan StagingTtl = TimeSpan.FromHours(1);
+    private const int FlushEvery = 256;
+    private readonly int _shardSize = options.Value.ShardSize;
+
+    public async Task<SubmitJobResponse> SubmitAsync(IAsyncStreamReader<SubmitJobRequest> requests, CancellationToken cancellationToken)
+    {
+        if (!await requests.MoveNext(cancellationToken) || requests.Current.ItemCase != SubmitJobRequest.ItemOneofCase.Header)
+            throw BatchValidator.Invalid("the first message of a submission must be the job header");
+        var header = validator.Normalize(requests.Current.Header);
+
+        var jobId = JobIds.New();
+        var staging = new Staging(redis.GetDatabase(), jobId, header, _shardSize);
+        try
+        {
+            long position = 0;
+            while (await requests.MoveNext(cancellationToken))
+            {
+                var request = requests.Current;
+                if (request.ItemCase != SubmitJobRequest.ItemOneofCase.Prompt)
+                    throw BatchValidator.Invalid($"prompts[{position}]: only one header is allowed, at the start");
+                validator.Check(request.Prompt, position);
+                staging.Add(request.Prompt);
+                validator.CheckImageCount(staging.ImageCount);
+                position++;
+                if (staging.PendingWrites >= FlushEvery) await staging.FlushAsync(final: false);
+            }
+            if (staging.ImageCount == 0)
+                throw BatchValidator.Invalid("the batch has no prompts");
+            await staging.FlushAsync(final: true);
+            await CommitAsync(staging);
+            logger.LogInformation("Job {JobId} queued: {Images} images in {Shards} shards for model {Model}",
+                jobId, staging.ImageCount, staging.ShardCount, header.Params.Model);
+            return new SubmitJobResponse { JobId = jobId, ImageCount = (uint)staging.ImageCount, ShardCount = staging.ShardCount };
+        }
+        catch (Exception e)
+        {
+            // Nothing of a rejected or broken submission may remain; the staging TTL covers a crash right here.
+            await staging.DiscardAsync();
+            if (e is not RpcException) logger.LogWarning(e, "Submission of job {JobId} abandoned", jobId);
+            throw;
+        }
+    }
+
+    private async Task CommitAsync(Staging staging)
+    {
+        var db = redis.GetDatabase();
+        var jobId = staging.JobId;
+        var header = staging.Header;
+        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+
+        await db.HashSetAsync(FarmKeys.JobMeta(jobId),
+        [
+            new(JobFields.State, JobStates.Queued),
+            new(JobFields.Params, header.Params.ToByteArray()),
+            new(JobFields.Label, header.Label),
+            new(JobFields.ImageCount, staging.ImageCount),
+            new(JobFields.ShardCount, staging.ShardCount),
+            new(JobFields.ImagesDone, 0),
+            new(JobFields.ImagesFailed, 0),
+            new(JobFields.ShardsDone, 0),
+            new(JobFields.CreatedMs, now),
+        ]);
+        await Task.WhenAll(
+            db.KeyPersistAsync(FarmKeys.JobImages(jobId)),
+            db.KeyPersistAsync(FarmKeys.JobShardsRemaining(jobId)),
+            db.StreamAddAsync(FarmKeys.JobEvents(jobId), JobEventLog.Queued((uint)staging.ImageCount, staging.ShardCount)));
+
+        // Move the staged shards onto the model's task stream in pages, then drop the staging list.
+        const int page = 512;
+        var stagedKey = FarmKeys.JobStagedShards(jobId);
+        for (long start = 0; ; start += page)
+        {
+            var shards = await db.ListRangeAsync(stagedKey, start, start + page - 1);
+            if (shards.Length == 0) break;
+            await queue.EnqueueAsync(header.Params.Model, shards.Select(s => (byte[])s!).ToArray());
+            if (shards.Length < page) break;
+        }
+        await Task.WhenAll(
+            db.KeyDeleteAsync(stagedKey),
+            db.SortedSetAddAsync(FarmKeys.JobIndex, jobId, now),
+            queue.NudgeWorkersAsync(header.Params.Model));
+    }
+
+    /// <summary>A submission in progress: the shard being filled and the Redis writes not yet flushed.</summary>
+    private sealed class Staging(IDatabase db, string jobId, JobHeader header, int shardSize)
+    {
+        private readonly List<HashEntry> _images = [];
+        private readonly List<RedisValue> _shards = [];
+        private readonly List<HashEntry> _shardSizes = [];
+        private Shard? _current;
+
+        public string JobId => jobId;
+        public JobHeader Header => header;
+        public long ImageCount { get; private set; }
+        public uint ShardCount { get; private set; }
+        public int PendingWrites => _images.Count;
+
+        public void Add(PromptItem item)
+        {
+            var negative = item.HasNegativePrompt ? item.NegativePrompt : header.NegativePrompt;
+            var seeds = item.Seeds.Count > 0 ? item.Seeds : header.Seeds;
+            foreach (var seed in seeds)
+            for (uint k = 0; k < header.ImagesPerPrompt; k++)
+            {
+                var image = new ImageTask { Index = (uint)ImageCount++, Prompt = item.Prompt, NegativePrompt = negative, Seed = seed + k };
+                _current ??= new Shard { JobId = jobId, ShardIndex = ShardCount, Params = header.Params };
+                _current.Images.Add(image);
+                _images.Add(new HashEntry(image.Index, image.ToByteArray()));
+                if (_current.Images.Count == shardSize) CloseShard();
+            }
+        }
+
+        public async Task FlushAsync(bool final)
+        {
+            if (final && _current is not null) CloseShard();
+            var writes = new List<Task>();
+            if (_images.Count > 0) writes.Add(db.HashSetAsync(FarmKeys.JobImages(jobId), [.. _images]));
+            if (_shards.Count > 0) writes.Add(db.ListRightPushAsync(FarmKeys.JobStagedShards(jobId), [.. _shards]));
+            if (_shardSizes.Count > 0) writes.Add(db.HashSetAsync(FarmKeys.JobShardsRemaining(jobId), [.. _shardSizes]));
+            if (writes.Count == 0) return;
+            // Staged keys expire unless the commit persists them: a coordinator dying mid-submit leaves nothing for long.
+            writes.Add(db.KeyExpireAsync(FarmKeys.JobImages(jobId), StagingTtl));
+            writes.Add(db.KeyExpireAsync(FarmKeys.JobStagedShards(jobId), StagingTtl));
+            writes.Add(db.KeyExpireAsync(FarmKeys.JobShardsRemaining(jobId), StagingTtl));
+            _images.Clear();
+            _shards.Clear();
+            _shardSizes.Clear();
+            await Task.WhenAll(writes);
+        }
+
+        public Task DiscardAsync() => db.KeyDeleteAsync(FarmKeys.AllJobKeys(jobId).Select(k => (RedisKey)k).ToArray());
+
+        private void CloseShard()
+        {
+            _shards.Add(_current!.ToByteArray());
+            _shardSizes.Add(new HashEntry(_current.ShardIndex, _current.Images.Count));
+            _current = null;
+            ShardCount++;
+        }
+    }
+}

@@ -1,0 +1,88 @@
+using Microsoft.Extensions.Options;
+using RenderFarm.Coordinator.Storage;
+using RenderFarm.Protocol;
+using RenderFarm.Shared;
+using StackExchange.Redis;
+
+namespace RenderFarm.Coordinator.Jobs;
+
+/// <summary>
+/// Applies what a worker reports about a shard delivery: progress becomes job events, images are stored (first result
+/// wins) and counted, and the shard is acknowledged on its task stream once every image has an outcome.
+/// </summary>
+public sealed class WorkerReportHandler(
+    IConnectionMultiplexer redis,
+    JobRepository jobs,
+    JobEventLog events,
+    ShardQueue queue,
+    IResultStore store,
+    IOptions<CoordinatorOptions> options,
+    ILogger<WorkerReportHandler> logger)
+{
+    private static ReadOnlySpan<byte> PngSignature => [0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A];
+
+    public async Task BeginAsync(string workerId, ShardBegin begin)
+    {
+        if (!await jobs.ExistsAsync(begin.Shard.JobId)) return;
+        await jobs.MarkRunningAsync(begin.Shard.JobId);
+        await events.AppendAsync(begin.Shard.JobId, JobEventLog.ShardStarted(begin.Shard.ShardIndex, workerId, begin.ImageCount));
+    }
+
+    public async Task StepAsync(string workerId, ShardStep step)
+    {
+        if (!await jobs.ExistsAsync(step.Shard.JobId)) return;
+        await events.AppendAsync(step.Shard.JobId,
+            JobEventLog.Step(step.Shard.ShardIndex, workerId, step.Step, step.TotalSteps, step.ItPerSec));
+    }
+
+    public async Task ImageAsync(string workerId, ShardImage image, CancellationToken cancellationToken)
+    {
+        var shard = image.Shard;
+        if (!image.Png.Span.StartsWith(PngSignature))
+        {
+            logger.LogWarning("Worker {Worker} sent a non-PNG result for {Job}/{Index}; ignored", workerId, shard.JobId, image.Index);
+            return;
+        }
+        // The image must belong to the job; this also rejects results for jobs that no longer exist.
+        if (!JobIds.IsWellFormed(shard.JobId) || await jobs.GetImageAsync(shard.JobId, image.Index) is null)
+        {
+            logger.LogWarning("Worker {Worker} sent image {Index} of unknown job {Job}; ignored", workerId, image.Index, shard.JobId);
+            return;
+        }
+        var sha256 = await store.PutIfAbsentAsync(shard.JobId, image.Index, image.Png.Memory, cancellationToken);
+        var outcome = await jobs.RecordImageDoneAsync(shard.JobId, shard.ShardIndex, image.Index, workerId, sha256);
+        if (outcome.ShardFinished) await queue.AcknowledgeAsync(shard.Model, shard.EntryId);
+    }
+
+    public async Task EndAsync(string workerId, ShardEnd end)
+    {
+        var shard = end.Shard;
+        if (!JobIds.IsWellFormed(shard.JobId)) return;
+        if (end.Error.Length == 0)
+        {
+            // Also covers a re-delivery whose images were all stored before: nothing left, so acknowledge.
+            if (await jobs.ShardRemainingAsync(shard.JobId, shard.ShardIndex) == 0)
+                await queue.AcknowledgeAsync(shard.Model, shard.EntryId);
+            return;
+        }
+
+        var attempts = await DeliveryCountAsync(shard);
+        logger.LogWarning("Shard {Job}/{Shard} failed on {Worker} (attempt {Attempt} of {Max}): {Error}",
+            shard.JobId, shard.ShardIndex, workerId, attempts, options.Value.MaxAttempts, end.Error);
+        if (attempts < options.Value.MaxAttempts) return; // stays pending: reclaimed by a worker after its lease
+
+        // Dead letter: every image of the shard without an outcome fails with the last error.
+        var entries = await redis.GetDatabase().StreamRangeAsync(FarmKeys.TaskStream(shard.Model), shard.EntryId, shard.EntryId);
+        if (entries.Length == 1)
+            foreach (var task in ShardEntry.Parse(entries[0]).Images)
+                await jobs.RecordImageFailedAsync(shard.JobId, shard.ShardIndex, task.Index, workerId, end.Error);
+        await queue.AcknowledgeAsync(shard.Model, shard.EntryId);
+    }
+
+    private async Task<long> DeliveryCountAsync(ShardRef shard)
+    {
+        var pending = await redis.GetDatabase().StreamPendingMessagesAsync(
+            FarmKeys.TaskStream(shard.Model), FarmKeys.WorkerGroup, 1, RedisValue.Null, shard.EntryId, shard.EntryId);
+        return pending.Length == 1 ? pending[0].DeliveryCount : options.Value.MaxAttempts;
+    }
+}

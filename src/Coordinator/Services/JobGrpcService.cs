@@ -1,0 +1,77 @@
+using Google.Protobuf;
+using Grpc.Core;
+using RenderFarm.Coordinator.Jobs;
+using RenderFarm.Coordinator.Storage;
+using RenderFarm.Protocol;
+
+namespace RenderFarm.Coordinator.Services;
+
+/// <summary>The client API: submit, watch, inspect and download jobs.</summary>
+public sealed class JobGrpcService(JobSubmitter submitter, JobRepository jobs, JobEventLog events, IResultStore store)
+    : JobService.JobServiceBase
+{
+    private const int ChunkSize = 256 * 1024;
+    private static readonly TimeSpan MinPoll = TimeSpan.FromMilliseconds(25), MaxPoll = TimeSpan.FromMilliseconds(250);
+
+    public override Task<SubmitJobResponse> SubmitJob(IAsyncStreamReader<SubmitJobRequest> requestStream, ServerCallContext context) =>
+        submitter.SubmitAsync(requestStream, context.CancellationToken);
+
+    public override async Task<JobStatus> GetJob(GetJobRequest request, ServerCallContext context) =>
+        await jobs.GetStatusAsync(request.JobId) ?? throw NotFound(request.JobId);
+
+    public override async Task WatchJob(WatchJobRequest request, IServerStreamWriter<JobEvent> responseStream, ServerCallContext context)
+    {
+        if (!await jobs.ExistsAsync(request.JobId)) throw NotFound(request.JobId);
+        var after = request.AfterEventId;
+        var poll = MinPoll;
+        while (true)
+        {
+            context.CancellationToken.ThrowIfCancellationRequested();
+            var batch = await events.ReadAsync(request.JobId, after, 256);
+            foreach (var e in batch)
+            {
+                await responseStream.WriteAsync(e, context.CancellationToken);
+                after = e.EventId;
+                if (e.KindCase == JobEvent.KindOneofCase.JobFinished) return;
+            }
+            // Back off while the job is quiet; snap back as soon as events flow.
+            poll = batch.Count > 0 ? MinPoll : TimeSpan.FromTicks(Math.Min(MaxPoll.Ticks, poll.Ticks * 2));
+            if (batch.Count == 0) await Task.Delay(poll, context.CancellationToken);
+        }
+    }
+
+    public override async Task DownloadResults(DownloadResultsRequest request, IServerStreamWriter<ResultChunk> responseStream, ServerCallContext context)
+    {
+        if (!await jobs.ExistsAsync(request.JobId)) throw NotFound(request.JobId);
+        var skip = request.SkipIndices.ToHashSet();
+        var buffer = new byte[ChunkSize];
+        foreach (var (index, sha256) in await jobs.ListResultsAsync(request.JobId))
+        {
+            if (skip.Contains(index)) continue;
+            var task = await jobs.GetImageAsync(request.JobId, index);
+            await using var stream = await store.OpenReadAsync(request.JobId, index, context.CancellationToken);
+            if (task is null || stream is null)
+                throw new RpcException(new Status(StatusCode.DataLoss, $"image {index} of job {request.JobId} is recorded but missing from storage"));
+
+            var info = new ImageInfo
+            {
+                Index = index, Prompt = task.Prompt, NegativePrompt = task.NegativePrompt, Seed = task.Seed,
+                Sha256 = sha256, SizeBytes = (ulong)stream.Length,
+            };
+            var first = true;
+            int read;
+            do
+            {
+                read = await stream.ReadAsync(buffer, context.CancellationToken);
+                if (read == 0 && !first) break;
+                var chunk = new ResultChunk { Data = ByteString.CopyFrom(buffer, 0, read) };
+                if (first) chunk.Image = info;
+                first = false;
+                await responseStream.WriteAsync(chunk, context.CancellationToken);
+            } while (read > 0);
+        }
+    }
+
+    private static RpcException NotFound(string jobId) =>
+        new(new Status(StatusCode.NotFound, $"job '{(jobId.Length > 64 ? jobId[..64] + "…" : jobId)}' not found"));
+}

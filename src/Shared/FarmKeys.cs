@@ -1,0 +1,50 @@
+namespace RenderFarm.Shared;
+
+/// <summary>
+/// The Redis key layout, in one place. Every key of one job carries the hash tag <c>{job:ID}</c> so a script or
+/// transaction over a job's keys runs on Redis Cluster and managed Redis unchanged.
+/// </summary>
+public static class FarmKeys
+{
+    /// <summary>Consumer group that every worker joins on every task stream.</summary>
+    public const string WorkerGroup = "workers";
+
+    /// <summary>Sorted set of job ids by creation time (ms).</summary>
+    public const string JobIndex = "jobs";
+
+    /// <summary>Stream of shards waiting for a worker that holds <paramref name="model"/>.</summary>
+    public static string TaskStream(string model) => $"tasks:{model}";
+
+    /// <summary>Pub/sub channel that nudges idle workers when shards for <paramref name="model"/> arrive.</summary>
+    public static string TaskNudge(string model) => $"tasks:{model}:nudge";
+
+    public static string JobTag(string jobId) => $"{{job:{jobId}}}";
+
+    /// <summary>Hash: state, params, counts, timestamps.</summary>
+    public static string JobMeta(string jobId) => $"{JobTag(jobId)}:meta";
+
+    /// <summary>Hash: image index → serialized ImageTask (prompt, negative prompt, seed).</summary>
+    public static string JobImages(string jobId) => $"{JobTag(jobId)}:images";
+
+    /// <summary>Hash: image index → sha256 of the stored PNG. HSETNX on it makes the first result win.</summary>
+    public static string JobResults(string jobId) => $"{JobTag(jobId)}:results";
+
+    /// <summary>Hash: image index → last error, for images that failed for good.</summary>
+    public static string JobFailures(string jobId) => $"{JobTag(jobId)}:failures";
+
+    /// <summary>Hash: shard index → images of the shard not yet finished.</summary>
+    public static string JobShardsRemaining(string jobId) => $"{JobTag(jobId)}:shards";
+
+    /// <summary>Stream of the job's events, read by WatchJob.</summary>
+    public static string JobEvents(string jobId) => $"{JobTag(jobId)}:events";
+
+    /// <summary>List of serialized shards of a submission still being received; moved to the task stream on commit.</summary>
+    public static string JobStagedShards(string jobId) => $"{JobTag(jobId)}:staged";
+
+    /// <summary>Every key a job owns (for cleanup of a rejected submission).</summary>
+    public static IEnumerable<string> AllJobKeys(string jobId) =>
+    [
+        JobMeta(jobId), JobImages(jobId), JobResults(jobId), JobFailures(jobId),
+        JobShardsRemaining(jobId), JobEvents(jobId), JobStagedShards(jobId),
+    ];
+}

@@ -1,0 +1,29 @@
+using StackExchange.Redis;
+
+namespace RenderFarm.Shared;
+
+/// <summary>Creates the one <see cref="ConnectionMultiplexer"/> a process shares.</summary>
+public static class FarmRedis
+{
+    public static ConnectionMultiplexer Connect(string configuration, string clientName)
+    {
+        var options = ConfigurationOptions.Parse(configuration);
+        // Start even if Redis is briefly down (a restart, a pod still scheduling); commands fail until it is back.
+        options.AbortOnConnectFail = false;
+        options.ClientName ??= clientName;
+        return ConnectionMultiplexer.Connect(options);
+    }
+
+    /// <summary>Creates the workers' consumer group on a task stream if it is missing (reading from the start).</summary>
+    public static async Task EnsureWorkerGroupAsync(IDatabase db, string stream)
+    {
+        try
+        {
+            await db.StreamCreateConsumerGroupAsync(stream, FarmKeys.WorkerGroup, StreamPosition.Beginning, createStream: true);
+        }
+        catch (RedisServerException e) when (e.Message.StartsWith("BUSYGROUP", StringComparison.Ordinal))
+        {
+            // Already there: the normal case after the first shard.
+        }
+    }
+}

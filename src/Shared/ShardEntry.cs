@@ -1,0 +1,21 @@
+using Google.Protobuf;
+using RenderFarm.Protocol;
+using StackExchange.Redis;
+
+namespace RenderFarm.Shared;
+
+/// <summary>How a <see cref="Shard"/> is laid out as a task-stream entry: one field holding the protobuf bytes.</summary>
+public static class ShardEntry
+{
+    public const string PayloadField = "shard";
+
+    public static NameValueEntry[] ToFields(Shard shard) => [new(PayloadField, shard.ToByteArray())];
+
+    public static Shard Parse(StreamEntry entry)
+    {
+        var payload = entry[PayloadField];
+        if (payload.IsNull)
+            throw new InvalidDataException($"task entry {entry.Id} has no '{PayloadField}' field");
+        return Shard.Parser.ParseFrom((byte[])payload!);
+    }
+}

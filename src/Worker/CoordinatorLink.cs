@@ -1,0 +1,132 @@
+using System.Threading.Channels;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Microsoft.Extensions.Options;
+using RenderFarm.Protocol;
+
+namespace RenderFarm.Worker;
+
+/// <summary>
+/// The worker's one bidirectional stream to the coordinator. Everything the worker reports goes through a bounded
+/// channel with this class as its only writer to the stream; the stream is re-established with backoff whenever it
+/// breaks (a coordinator restart). A report lost with a broken stream is not lost work: the shard stays pending in
+/// Redis until every image is stored.
+/// </summary>
+public sealed class CoordinatorLink : BackgroundService
+{
+    private readonly Channel<WorkerMessage> _outbox = Channel.CreateBounded<WorkerMessage>(
+        new BoundedChannelOptions(1024) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
+    private readonly WorkerOptions _options;
+    private readonly WorkerHello _hello;
+    private readonly ILogger<CoordinatorLink> _logger;
+    private readonly GrpcChannel _channel;
+    private WorkerMessage? _unsent;
+
+    public CoordinatorLink(IOptions<WorkerOptions> options, ModelCatalog models, ILogger<CoordinatorLink> logger)
+    {
+        _options = options.Value;
+        _logger = logger;
+        _channel = GrpcChannel.ForAddress(_options.Coordinator, new GrpcChannelOptions { MaxSendMessageSize = 64 * 1024 * 1024 });
+        _hello = new WorkerHello
+        {
+            WorkerId = _options.ResolvedWorkerId,
+            MaxBatch = (uint)_options.MaxBatch,
+            ExecutionProvider = _options.ExecutionProvider,
+            Device = _options.ExecutionProvider == "cpu" ? $"cpu x{Environment.ProcessorCount}" : _options.ExecutionProvider,
+        };
+        _hello.Models.AddRange(models.Names);
+    }
+
+    /// <summary>Raised when the coordinator asks to stop work on a job.</summary>
+    public event Action<string>? JobCancelled;
+
+    /// <summary>Queues a report that must not be dropped (begin, image, end); waits while the outbox is full.</summary>
+    public ValueTask SendAsync(WorkerMessage message, CancellationToken cancellationToken) =>
+        _outbox.Writer.WriteAsync(message, cancellationToken);
+
+    /// <summary>Queues a report that may be dropped under pressure (step progress).</summary>
+    public bool TrySend(WorkerMessage message) => _outbox.Writer.TryWrite(message);
+
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        // Let queued reports drain before the stream closes; the host's shutdown timeout bounds the wait.
+        _outbox.Writer.TryComplete();
+        await Task.WhenAny(ExecuteTask ?? Task.CompletedTask, Task.Delay(Timeout.Infinite, cancellationToken));
+        await base.StopAsync(cancellationToken);
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var client = new WorkerService.WorkerServiceClient(_channel);
+        var backoff = TimeSpan.FromMilliseconds(200);
+        while (true)
+        {
+            try
+            {
+                if (await RunStreamAsync(client)) return; // outbox completed and drained
+                backoff = TimeSpan.FromMilliseconds(200);
+            }
+            catch (Exception e) when (e is RpcException or IOException or HttpRequestException)
+            {
+                _logger.LogWarning("Coordinator stream at {Url} broke: {Message}; reconnecting in {Delay} ms",
+                    _options.Coordinator, e.Message, backoff.TotalMilliseconds);
+            }
+            if (stoppingToken.IsCancellationRequested && _outbox.Reader.Completion.IsCompleted) return;
+            try { await Task.Delay(backoff, stoppingToken); }
+            catch (OperationCanceledException) when (!_outbox.Reader.Completion.IsCompleted) { /* draining: keep trying */ }
+            backoff = TimeSpan.FromTicks(Math.Min(TimeSpan.FromSeconds(5).Ticks, backoff.Ticks * 2));
+        }
+    }
+
+    /// <summary>Runs one stream until it breaks (exception) or the outbox is completed and drained (true).</summary>
+    private async Task<bool> RunStreamAsync(WorkerService.WorkerServiceClient client)
+    {
+        using var broken = new CancellationTokenSource();
+        using var call = client.Connect(cancellationToken: broken.Token);
+        await call.RequestStream.WriteAsync(new WorkerMessage { Hello = _hello });
+        var reading = ReadCoordinatorAsync(call.ResponseStream, broken);
+        _logger.LogInformation("Connected to coordinator at {Url} as {Worker}", _options.Coordinator, _hello.WorkerId);
+
+        try
+        {
+            while (true)
+            {
+                if (_unsent is null)
+                {
+                    if (!await _outbox.Reader.WaitToReadAsync(broken.Token)) break;
+                    if (!_outbox.Reader.TryRead(out _unsent)) continue;
+                }
+                await call.RequestStream.WriteAsync(_unsent, broken.Token);
+                _unsent = null;
+            }
+            await call.RequestStream.CompleteAsync();
+            await reading;
+            return true;
+        }
+        catch (OperationCanceledException) when (broken.IsCancellationRequested)
+        {
+            await reading; // rethrows why the stream broke
+            throw new RpcException(new Status(StatusCode.Unavailable, "coordinator closed the stream"));
+        }
+    }
+
+    private async Task ReadCoordinatorAsync(IAsyncStreamReader<CoordinatorMessage> responses, CancellationTokenSource broken)
+    {
+        try
+        {
+            while (await responses.MoveNext(CancellationToken.None))
+                if (responses.Current.KindCase == CoordinatorMessage.KindOneofCase.CancelJob)
+                    JobCancelled?.Invoke(responses.Current.CancelJob.JobId);
+        }
+        finally
+        {
+            broken.Cancel();
+        }
+    }
+
+    public override void Dispose()
+    {
+        _channel.Dispose();
+        base.Dispose();
+    }
+}

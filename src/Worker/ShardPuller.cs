@@ -1,0 +1,134 @@
+using Microsoft.Extensions.Options;
+using RenderFarm.Protocol;
+using RenderFarm.Shared;
+using StackExchange.Redis;
+
+namespace RenderFarm.Worker;
+
+/// <summary>A shard delivered to this worker: the stream entry it came from and its content.</summary>
+public sealed record ClaimedShard(string Stream, string EntryId, Shard Shard);
+
+/// <summary>
+/// Pulls shards from the task streams of the models this worker holds. Order of preference: its own pending entries
+/// (a restart with the same worker id), entries whose owner let the lease lapse, then new entries. Redis reads never
+/// block here (StackExchange.Redis has no BLOCK), so an idle worker waits on a pub/sub nudge with a poll as fallback.
+/// </summary>
+public sealed class ShardPuller : IDisposable
+{
+    private readonly IConnectionMultiplexer _redis;
+    private readonly WorkerOptions _options;
+    private readonly string[] _streams;
+    private readonly SemaphoreSlim _nudge = new(0, 1);
+    private readonly ILogger<ShardPuller> _logger;
+    private Queue<ClaimedShard>? _ownPending;
+    private ChannelMessageQueue[] _subscriptions = [];
+
+    public ShardPuller(IConnectionMultiplexer redis, IOptions<WorkerOptions> options, ModelCatalog models, ILogger<ShardPuller> logger)
+    {
+        _redis = redis;
+        _options = options.Value;
+        _logger = logger;
+        _streams = models.Names.Select(FarmKeys.TaskStream).ToArray();
+        WorkerId = _options.ResolvedWorkerId;
+    }
+
+    public string WorkerId { get; }
+
+    public async Task StartAsync()
+    {
+        var db = _redis.GetDatabase();
+        foreach (var stream in _streams) await FarmRedis.EnsureWorkerGroupAsync(db, stream);
+        var subscriber = _redis.GetSubscriber();
+        _subscriptions = await Task.WhenAll(_streams.Select(s =>
+            subscriber.SubscribeAsync(RedisChannel.Literal(s + ":nudge"))));
+        foreach (var queue in _subscriptions)
+            queue.OnMessage(_ => Wake());
+    }
+
+    /// <summary>Waits until a shard is available and claims it.</summary>
+    public async Task<ClaimedShard> NextAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            try
+            {
+                if (await TryClaimAsync() is { } shard) return shard;
+            }
+            catch (RedisException e)
+            {
+                _logger.LogWarning("Redis unavailable while pulling shards: {Message}", e.Message);
+            }
+            await _nudge.WaitAsync(TimeSpan.FromMilliseconds(_options.PollMilliseconds), cancellationToken);
+        }
+    }
+
+    /// <summary>Renews this worker's claim on a running shard so it is not taken over.</summary>
+    public Task RenewAsync(ClaimedShard shard) =>
+        _redis.GetDatabase().StreamClaimIdsOnlyAsync(shard.Stream, FarmKeys.WorkerGroup, WorkerId, 0, [shard.EntryId]);
+
+    /// <summary>Hands a shard back at once (shutdown): marks it idle past the lease so the next worker takes it.</summary>
+    public Task ReleaseAsync(ClaimedShard shard) =>
+        _redis.GetDatabase().ExecuteAsync("XCLAIM", shard.Stream, FarmKeys.WorkerGroup, WorkerId, 0, shard.EntryId,
+            "IDLE", (long)_options.LeaseSeconds * 1000 * 10, "JUSTID");
+
+    private void Wake()
+    {
+        try { _nudge.Release(); }
+        catch (SemaphoreFullException) { /* already awake */ }
+    }
+
+    private async Task<ClaimedShard?> TryClaimAsync()
+    {
+        var db = _redis.GetDatabase();
+        if (_ownPending is null)
+        {
+            // Once, at start: what this worker id held before a restart is still ours to finish.
+            _ownPending = new Queue<ClaimedShard>();
+            foreach (var stream in _streams)
+                foreach (var entry in await db.StreamReadGroupAsync(stream, FarmKeys.WorkerGroup, WorkerId, "0-0", count: 1000))
+                    if (Parse(stream, [entry]) is { } mine) _ownPending.Enqueue(mine);
+        }
+        if (_ownPending.TryDequeue(out var pending)) return pending;
+        foreach (var stream in _streams)
+        {
+            var stale = await db.StreamAutoClaimAsync(stream, FarmKeys.WorkerGroup, WorkerId,
+                _options.LeaseSeconds * 1000L, "0-0", count: 1);
+            if (Parse(stream, stale.ClaimedEntries) is { } reclaimed)
+            {
+                _logger.LogInformation("Reclaimed shard {Entry} of {Stream} whose lease lapsed", reclaimed.EntryId, stream);
+                return reclaimed;
+            }
+        }
+        foreach (var stream in _streams)
+        {
+            var fresh = await db.StreamReadGroupAsync(stream, FarmKeys.WorkerGroup, WorkerId, StreamPosition.NewMessages, count: 1);
+            if (Parse(stream, fresh) is { } next) return next;
+        }
+        return null;
+    }
+
+    private ClaimedShard? Parse(string stream, StreamEntry[] entries)
+    {
+        foreach (var entry in entries)
+        {
+            if (entry.IsNull) continue; // deleted while pending
+            try
+            {
+                return new ClaimedShard(stream, entry.Id!, ShardEntry.Parse(entry));
+            }
+            catch (Exception e) when (e is InvalidDataException or Google.Protobuf.InvalidProtocolBufferException)
+            {
+                _logger.LogError("Unreadable task entry {Entry} on {Stream} dropped: {Message}", entry.Id, stream, e.Message);
+                _redis.GetDatabase().StreamAcknowledge(stream, FarmKeys.WorkerGroup, entry.Id);
+            }
+        }
+        return null;
+    }
+
+    public void Dispose()
+    {
+        foreach (var s in _subscriptions) s.Unsubscribe();
+        _nudge.Dispose();
+    }
+}

@@ -1,0 +1,64 @@
+using Google.Protobuf;
+using RenderFarm.Diffusion;
+using RenderFarm.Protocol;
+
+namespace RenderFarm.Worker;
+
+/// <summary>Renders one shard as one pipeline batch and reports begin, steps, each image and the end.</summary>
+public sealed class ShardRunner(ModelCatalog models, CoordinatorLink link, ILogger<ShardRunner> logger)
+{
+    public async Task RunAsync(ClaimedShard claimed, string workerId, CancellationToken cancellationToken)
+    {
+        var shard = claimed.Shard;
+        var reference = new ShardRef { JobId = shard.JobId, ShardIndex = shard.ShardIndex, Model = shard.Params.Model, EntryId = claimed.EntryId };
+        await link.SendAsync(new WorkerMessage { ShardBegin = new ShardBegin { Shard = reference, ImageCount = (uint)shard.Images.Count } }, cancellationToken);
+
+        string error;
+        try
+        {
+            var pipeline = models.Find(shard.Params.Model)
+                ?? throw new InvalidOperationException($"model '{shard.Params.Model}' is not loaded on this worker");
+            var request = new GenerationRequest(
+                shard.Images.Select(i => new ImagePrompt(i.Prompt, i.NegativePrompt, i.Seed)).ToList(),
+                (int)shard.Params.Width, (int)shard.Params.Height, (int)shard.Params.Steps,
+                shard.Params.GuidanceScale, shard.Params.Scheduler, shard.Params.Model);
+            var progress = new StepReporter(link, reference);
+            var images = await pipeline.GenerateAsync(request, progress, cancellationToken);
+            for (var i = 0; i < images.Count; i++)
+            {
+                await link.SendAsync(new WorkerMessage
+                {
+                    Image = new ShardImage { Shard = reference, Index = shard.Images[i].Index, Png = UnsafeByteOperations.UnsafeWrap(images[i].Png) },
+                }, cancellationToken);
+            }
+            error = "";
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            throw;
+        }
+        catch (Exception e)
+        {
+            logger.LogError(e, "Shard {Job}/{Shard} failed", shard.JobId, shard.ShardIndex);
+            error = e.Message;
+        }
+        await link.SendAsync(new WorkerMessage { ShardEnd = new ShardEnd { Shard = reference, Error = error } }, cancellationToken);
+    }
+
+    /// <summary>Forwards pipeline steps straight to the link (no synchronisation context hop, so order is kept).</summary>
+    private sealed class StepReporter(CoordinatorLink link, ShardRef shard) : IProgress<StepProgress>
+    {
+        public void Report(StepProgress value)
+        {
+            var seconds = value.Elapsed.TotalSeconds;
+            link.TrySend(new WorkerMessage
+            {
+                ShardStep = new ShardStep
+                {
+                    Shard = shard, Step = (uint)value.Step, TotalSteps = (uint)value.TotalSteps,
+                    ItPerSec = seconds > 0 ? (float)(value.Step / seconds) : 0,
+                },
+            });
+        }
+    }
+}

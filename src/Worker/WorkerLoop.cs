@@ -1,0 +1,96 @@
+using Microsoft.Extensions.Options;
+
+namespace RenderFarm.Worker;
+
+/// <summary>
+/// Pulls one shard at a time and runs it while renewing its lease. On shutdown it stops pulling; the running shard
+/// gets the host's shutdown timeout to finish, and is handed back for another worker if it cannot.
+/// </summary>
+public sealed class WorkerLoop(
+    ShardPuller puller,
+    ShardRunner runner,
+    CoordinatorLink link,
+    IOptions<WorkerOptions> options,
+    ILogger<WorkerLoop> logger) : BackgroundService
+{
+    private CancellationTokenSource? _currentJob;
+    private string? _currentJobId;
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        await puller.StartAsync();
+        link.JobCancelled += OnJobCancelled;
+        logger.LogInformation("Worker {Worker} pulling shards", puller.WorkerId);
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            ClaimedShard claimed;
+            try
+            {
+                claimed = await puller.NextAsync(stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+            await RunClaimedAsync(claimed);
+        }
+    }
+
+    private async Task RunClaimedAsync(ClaimedShard claimed)
+    {
+        // A shard is not abandoned just because shutdown began: it runs until the host's shutdown timeout expires
+        // (see StopAsync) or its job is cancelled.
+        using var shardCts = new CancellationTokenSource();
+        lock (this) { _currentJob = shardCts; _currentJobId = claimed.Shard.JobId; }
+        var renewal = RenewWhileRunningAsync(claimed, shardCts.Token);
+        try
+        {
+            await runner.RunAsync(claimed, puller.WorkerId, shardCts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            logger.LogInformation("Shard {Job}/{Shard} stopped before finishing; handing it back",
+                claimed.Shard.JobId, claimed.Shard.ShardIndex);
+            await puller.ReleaseAsync(claimed);
+        }
+        finally
+        {
+            lock (this) { _currentJob = null; _currentJobId = null; }
+            await shardCts.CancelAsync();
+            await renewal;
+        }
+    }
+
+    private async Task RenewWhileRunningAsync(ClaimedShard claimed, CancellationToken token)
+    {
+        var period = TimeSpan.FromSeconds(Math.Max(1, options.Value.LeaseSeconds / 3.0));
+        try
+        {
+            while (true)
+            {
+                await Task.Delay(period, token);
+                await puller.RenewAsync(claimed);
+            }
+        }
+        catch (OperationCanceledException) { }
+        catch (Exception e)
+        {
+            logger.LogWarning("Could not renew the lease of {Entry}: {Message}", claimed.EntryId, e.Message);
+        }
+    }
+
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        // Past the grace period, stop the running shard and give its release a moment to reach Redis.
+        await using var _ = cancellationToken.Register(() => { lock (this) _currentJob?.Cancel(); });
+        await base.StopAsync(cancellationToken);
+        if (ExecuteTask is { IsCompleted: false } running)
+            await Task.WhenAny(running, Task.Delay(TimeSpan.FromSeconds(2), CancellationToken.None));
+    }
+
+    private void OnJobCancelled(string jobId)
+    {
+        lock (this)
+            if (_currentJobId == jobId) _currentJob?.Cancel();
+    }
+}

@@ -1,0 +1,35 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace RenderFarm.Worker;
+
+/// <summary>The worker's settings, bound from the <c>Farm</c> configuration section (env: <c>Farm__Models__sd15=/models/sd15</c>).</summary>
+public sealed class WorkerOptions
+{
+    public const string Section = "Farm";
+
+    /// <summary>StackExchange.Redis connection string.</summary>
+    [Required] public string Redis { get; set; } = "127.0.0.1:6379";
+
+    /// <summary>Coordinator URL for the worker stream.</summary>
+    [Required] public string Coordinator { get; set; } = "http://127.0.0.1:5000";
+
+    /// <summary>Model name → model directory (diffusers ONNX layout). The worker pulls shards only for these.</summary>
+    public Dictionary<string, string> Models { get; set; } = [];
+
+    /// <summary>cpu | cuda | tensorrt | directml.</summary>
+    [Required] public string ExecutionProvider { get; set; } = "cpu";
+
+    /// <summary>Consumer name on the task streams; defaults to host name and process id.</summary>
+    public string? WorkerId { get; set; }
+
+    /// <summary>Largest shard (images) this worker renders as one batch; reported to the coordinator.</summary>
+    [Range(1, 256)] public int MaxBatch { get; set; } = 8;
+
+    /// <summary>A shard idle this long (its worker stopped renewing its claim) is taken over by another worker.</summary>
+    [Range(1, 3600)] public int LeaseSeconds { get; set; } = 30;
+
+    /// <summary>Fallback poll interval when no pub/sub nudge arrives.</summary>
+    [Range(10, 60_000)] public int PollMilliseconds { get; set; } = 1000;
+
+    public string ResolvedWorkerId => string.IsNullOrWhiteSpace(WorkerId) ? $"{Environment.MachineName}-{Environment.ProcessId}" : WorkerId;
+}
