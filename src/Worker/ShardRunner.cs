@@ -1,6 +1,7 @@
 using Google.Protobuf;
 using RenderFarm.Diffusion;
 using RenderFarm.Protocol;
+using PipelineStep = RenderFarm.Diffusion.StepProgress;
 
 namespace RenderFarm.Worker;
 
@@ -46,9 +47,9 @@ public sealed class ShardRunner(ModelCatalog models, CoordinatorLink link, ILogg
     }
 
     /// <summary>Forwards pipeline steps straight to the link (no synchronisation context hop, so order is kept).</summary>
-    private sealed class StepReporter(CoordinatorLink link, ShardRef shard) : IProgress<StepProgress>
+    private sealed class StepReporter(CoordinatorLink link, ShardRef shard) : IProgress<PipelineStep>
     {
-        public void Report(StepProgress value)
+        public void Report(PipelineStep value)
         {
             var seconds = value.Elapsed.TotalSeconds;
             link.TrySend(new WorkerMessage

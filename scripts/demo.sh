@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Renders a sample batch end to end on this machine: Redis, a coordinator and one worker on loopback, the bundled tiny
+# model, and the `farm` client. Stops everything it started, also on Ctrl-C or error.
+#   scripts/demo.sh [PROMPTS_FILE]      (default: scripts/sample-prompts.txt)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+source scripts/lib.sh
+
+prompts=${1:-scripts/sample-prompts.txt}
+state=${FARM_DEMO_DIR:-$root/.farm/demo}
+model=${FARM_DEMO_MODEL:-$root/.farm/models/tiny}
+out="$state/output"
+bin=Release
+mkdir -p "$state"
+
+ensure_redis
+echo "==> building" >&2
+dotnet build RenderFarm.sln -c $bin -v quiet -nologo -clp:ErrorsOnly >&2
+dll() { echo "$root/src/$1/bin/$bin/net10.0/$2.dll"; }
+
+if [ ! -f "$model/model_index.json" ]; then
+  echo "==> writing the tiny model to $model" >&2
+  dotnet "$(dll ModelBuilder RenderFarm.ModelBuilder)" create tiny --out "$model" >&2
+fi
+
+pids=()
+cleanup() {
+  local code=$?
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  exit $code
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+redis_port=$(free_port); coord_port=$(free_port); worker_port=$(free_port)
+echo "==> starting redis on 127.0.0.1:$redis_port" >&2
+redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$state" --appendonly yes --save "" >"$state/redis.log" 2>&1 &
+pids+=($!)
+wait_for 20 redis-cli -p "$redis_port" ping || { echo "redis did not start; see $state/redis.log" >&2; exit 1; }
+
+export Farm__Redis="127.0.0.1:$redis_port"
+echo "==> starting the coordinator on 127.0.0.1:$coord_port" >&2
+Farm__Storage="$state/results" Farm__DefaultModel=tiny Kestrel__Endpoints__Grpc__Url="http://127.0.0.1:$coord_port" \
+  dotnet "$(dll Coordinator RenderFarm.Coordinator)" >"$state/coordinator.log" 2>&1 &
+pids+=($!)
+wait_for 60 curl -sf --http2-prior-knowledge "http://127.0.0.1:$coord_port/healthz" \
+  || { echo "coordinator did not start; see $state/coordinator.log" >&2; exit 1; }
+
+echo "==> starting a worker with model 'tiny' from $model" >&2
+Farm__Coordinator="http://127.0.0.1:$coord_port" Farm__Models__tiny="$model" Farm__WorkerId=demo-worker \
+  Urls="http://127.0.0.1:$worker_port" \
+  dotnet "$(dll Worker RenderFarm.Worker)" >"$state/worker.log" 2>&1 &
+pids+=($!)
+wait_for 60 curl -sf "http://127.0.0.1:$worker_port/healthz" \
+  || { echo "worker did not start; see $state/worker.log" >&2; exit 1; }
+
+rm -rf "$out"
+echo "==> submitting $prompts" >&2
+FARM_COORDINATOR="http://127.0.0.1:$coord_port" dotnet "$(dll Client farm)" \
+  submit "$prompts" --size 64x64 --steps 12 --seed 42 --watch --out "$out"
+
+count=$(find "$out" -name '*.png' | wc -l)
+echo
+echo "Rendered $count PNGs into: $out"
+echo "(logs: $state/*.log)"

@@ -1,0 +1,130 @@
+using Grpc.Net.Client;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using RenderFarm.Coordinator;
+using RenderFarm.ModelBuilder;
+using RenderFarm.Protocol;
+using RenderFarm.Worker;
+using StackExchange.Redis;
+
+namespace RenderFarm.Farm.Tests.Infrastructure;
+
+/// <summary>
+/// A whole farm on loopback: a real redis-server, a coordinator and workers hosted in this process on real Kestrel
+/// ports (real gRPC over HTTP/2), and the tiny model written by the model builder.
+/// </summary>
+public sealed class FarmCluster : IAsyncDisposable
+{
+    public const string Model = "tiny";
+
+    private readonly List<WebApplication> _workers = [];
+    private WebApplication? _coordinator;
+    private GrpcChannel? _channel;
+    private ConnectionMultiplexer? _redis;
+
+    private FarmCluster(RedisServer redisServer, string root)
+    {
+        RedisServer = redisServer;
+        Root = root;
+    }
+
+    public RedisServer RedisServer { get; }
+    public string Root { get; }
+    public string ModelDirectory => Path.Combine(Root, "model");
+    public string StorageDirectory => Path.Combine(Root, "results");
+    public string CoordinatorUrl { get; private set; } = "";
+    public JobService.JobServiceClient Jobs => new(_channel!);
+    public IDatabase Redis => _redis!.GetDatabase();
+    public IServer RedisAdmin => _redis!.GetServer(_redis.GetEndPoints()[0]);
+
+    public static async Task<FarmCluster> StartAsync(int workers, int shardSize = 4, Action<Dictionary<string, string?>>? configure = null)
+    {
+        var cluster = new FarmCluster(await RedisServer.StartAsync(), Directory.CreateTempSubdirectory("farm-test-").FullName);
+        ModelPresets.Write("tiny", cluster.ModelDirectory);
+        cluster._redis = await ConnectionMultiplexer.ConnectAsync(cluster.RedisServer.ConnectionString + ",allowAdmin=true");
+        await cluster.StartCoordinatorAsync(shardSize, configure);
+        for (var i = 0; i < workers; i++) await cluster.StartWorkerAsync($"worker-{i + 1}");
+        return cluster;
+    }
+
+    private async Task StartCoordinatorAsync(int shardSize, Action<Dictionary<string, string?>>? configure)
+    {
+        var settings = new Dictionary<string, string?>
+        {
+            ["Farm:Redis"] = RedisServer.ConnectionString,
+            ["Farm:Storage"] = StorageDirectory,
+            ["Farm:DefaultModel"] = Model,
+            ["Farm:ShardSize"] = shardSize.ToString(),
+        };
+        configure?.Invoke(settings);
+        var builder = NewBuilder(settings);
+        builder.WebHost.ConfigureKestrel(k => k.ConfigureEndpointDefaults(e => e.Protocols = HttpProtocols.Http2));
+        builder.Services.AddCoordinator();
+        var app = builder.Build();
+        app.MapCoordinator();
+        await app.StartAsync();
+        _coordinator = app;
+        CoordinatorUrl = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        _channel = GrpcChannel.ForAddress(CoordinatorUrl);
+    }
+
+    public async Task StartWorkerAsync(string workerId, Action<Dictionary<string, string?>>? configure = null)
+    {
+        var settings = new Dictionary<string, string?>
+        {
+            ["Farm:Redis"] = RedisServer.ConnectionString,
+            ["Farm:Coordinator"] = CoordinatorUrl,
+            ["Farm:WorkerId"] = workerId,
+            [$"Farm:Models:{Model}"] = ModelDirectory,
+            ["Farm:PollMilliseconds"] = "200",
+        };
+        configure?.Invoke(settings);
+        var builder = NewBuilder(settings);
+        builder.Services.AddWorker();
+        var app = builder.Build();
+        app.MapWorker();
+        await app.StartAsync();
+        _workers.Add(app);
+    }
+
+    private WebApplicationBuilder NewBuilder(Dictionary<string, string?> settings)
+    {
+        // A content root without appsettings.json: the test's settings are the whole configuration.
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ContentRootPath = Root, EnvironmentName = "Testing" });
+        builder.Configuration.AddInMemoryCollection(settings);
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        return builder;
+    }
+
+    public async Task<SubmitJobResponse> SubmitAsync(JobHeader header, IEnumerable<PromptItem> prompts, CancellationToken cancellationToken = default)
+    {
+        using var call = Jobs.SubmitJob(cancellationToken: cancellationToken);
+        await call.RequestStream.WriteAsync(new SubmitJobRequest { Header = header }, cancellationToken);
+        foreach (var prompt in prompts)
+            await call.RequestStream.WriteAsync(new SubmitJobRequest { Prompt = prompt }, cancellationToken);
+        await call.RequestStream.CompleteAsync();
+        return await call;
+    }
+
+    /// <summary>Reads the job's events until its final one.</summary>
+    public async Task<List<JobEvent>> WatchToEndAsync(string jobId, TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        using var call = Jobs.WatchJob(new WatchJobRequest { JobId = jobId }, cancellationToken: cts.Token);
+        var events = new List<JobEvent>();
+        while (await call.ResponseStream.MoveNext(cts.Token)) events.Add(call.ResponseStream.Current);
+        return events;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var worker in _workers) { await worker.StopAsync(); await worker.DisposeAsync(); }
+        if (_coordinator is not null) { await _coordinator.StopAsync(); await _coordinator.DisposeAsync(); }
+        _channel?.Dispose();
+        if (_redis is not null) await _redis.DisposeAsync();
+        await RedisServer.DisposeAsync();
+        try { Directory.Delete(Root, recursive: true); } catch (IOException) { }
+    }
+}
