@@ -2,6 +2,7 @@ using Microsoft.Extensions.Options;
 using RenderFarm.Coordinator.Jobs;
 using RenderFarm.Coordinator.Services;
 using RenderFarm.Coordinator.Storage;
+using RenderFarm.Coordinator.Workers;
 using RenderFarm.Shared;
 using StackExchange.Redis;
 
@@ -28,6 +29,8 @@ public static class CoordinatorExtensions
         services.AddSingleton<JobEventLog>();
         services.AddSingleton<JobSubmitter>();
         services.AddSingleton<WorkerReportHandler>();
+        services.AddSingleton<WorkerRegistry>();
+        services.AddSingleton<WorkerConnections>();
 
         services.AddGrpc(o => o.MaxReceiveMessageSize = MaxMessageBytes);
         services.AddGrpcHealthChecks().AddCheck<RedisHealthCheck>("redis");

@@ -22,6 +22,13 @@ public sealed class CoordinatorOptions
     /// <summary>Deliveries of a shard before its images are marked failed (dead letter).</summary>
     [Range(1, 100)] public int MaxAttempts { get; set; } = 3;
 
+    /// <summary>A worker not heard from for this long is shown offline.</summary>
+    [Range(1, 3600)] public int WorkerTimeoutSeconds { get; set; } = 30;
+
+    /// <summary>A worker that fails this many shards within <see cref="QuarantineWindowSeconds"/> gets no more work.</summary>
+    [Range(1, 1000)] public int QuarantineAfterFailures { get; set; } = 3;
+    [Range(1, 86_400)] public int QuarantineWindowSeconds { get; set; } = 600;
+
     [Range(1, int.MaxValue)] public int MaxImagesPerJob { get; set; } = 1_000_000;
     [Range(1, 1_000_000)] public int MaxPromptLength { get; set; } = 4_000;
     [Range(8, 16_384)] public int MaxImageSide { get; set; } = 2_048;

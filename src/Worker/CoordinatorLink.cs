@@ -37,8 +37,13 @@ public sealed class CoordinatorLink : BackgroundService
         _hello.Models.AddRange(models.Names);
     }
 
+    private static readonly TimeSpan HeartbeatEvery = TimeSpan.FromSeconds(5);
+
     /// <summary>Raised when the coordinator asks to stop work on a job.</summary>
     public event Action<string>? JobCancelled;
+
+    /// <summary>Raised when the coordinator quarantines this worker: it must stop taking shards.</summary>
+    public event Action<string>? Quarantined;
 
     /// <summary>Queues a report that must not be dropped (begin, image, end); waits while the outbox is full.</summary>
     public ValueTask SendAsync(WorkerMessage message, CancellationToken cancellationToken) =>
@@ -85,6 +90,7 @@ public sealed class CoordinatorLink : BackgroundService
         using var call = client.Connect(cancellationToken: broken.Token);
         await call.RequestStream.WriteAsync(new WorkerMessage { Hello = _hello });
         var reading = ReadCoordinatorAsync(call.ResponseStream, broken);
+        _ = HeartbeatAsync(broken.Token);
         _logger.LogInformation("Connected to coordinator at {Url} as {Worker}", _options.Coordinator, _hello.WorkerId);
 
         try
@@ -115,13 +121,31 @@ public sealed class CoordinatorLink : BackgroundService
         try
         {
             while (await responses.MoveNext(CancellationToken.None))
-                if (responses.Current.KindCase == CoordinatorMessage.KindOneofCase.CancelJob)
-                    JobCancelled?.Invoke(responses.Current.CancelJob.JobId);
+            {
+                var message = responses.Current;
+                if (message.KindCase == CoordinatorMessage.KindOneofCase.CancelJob)
+                    JobCancelled?.Invoke(message.CancelJob.JobId);
+                else if (message.KindCase == CoordinatorMessage.KindOneofCase.Quarantine)
+                    Quarantined?.Invoke(message.Quarantine.Reason);
+            }
         }
         finally
         {
             broken.Cancel();
         }
+    }
+
+    private async Task HeartbeatAsync(CancellationToken token)
+    {
+        try
+        {
+            while (true)
+            {
+                await Task.Delay(HeartbeatEvery, token);
+                TrySend(new WorkerMessage { Heartbeat = new Heartbeat() });
+            }
+        }
+        catch (OperationCanceledException) { }
     }
 
     public override void Dispose()

@@ -72,6 +72,22 @@ public sealed class ShardPuller : IDisposable
         _redis.GetDatabase().ExecuteAsync("XCLAIM", shard.Stream, FarmKeys.WorkerGroup, WorkerId, 0, shard.EntryId,
             "IDLE", (long)_options.LeaseSeconds * 1000 * 10, "JUSTID");
 
+    /// <summary>
+    /// True when the shard's job was cancelled or deleted; the entry is then acknowledged without running it.
+    /// </summary>
+    public async Task<bool> AcknowledgeIfJobEndedAsync(ClaimedShard shard)
+    {
+        var db = _redis.GetDatabase();
+        var state = await db.HashGetAsync(FarmKeys.JobMeta(shard.Shard.JobId), "state");
+        if (!state.IsNull && state != "cancelled") return false;
+        await db.StreamAcknowledgeAsync(shard.Stream, FarmKeys.WorkerGroup, shard.EntryId);
+        return true;
+    }
+
+    /// <summary>Acknowledges a shard whose job was cancelled while it ran.</summary>
+    public Task AcknowledgeAsync(ClaimedShard shard) =>
+        _redis.GetDatabase().StreamAcknowledgeAsync(shard.Stream, FarmKeys.WorkerGroup, shard.EntryId);
+
     private void Wake()
     {
         try { _nudge.Release(); }

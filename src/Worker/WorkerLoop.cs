@@ -15,14 +15,26 @@ public sealed class WorkerLoop(
 {
     private CancellationTokenSource? _currentJob;
     private string? _currentJobId;
+    private bool _jobCancelled;
+    private readonly TaskCompletionSource _quarantined = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         await puller.StartAsync();
         link.JobCancelled += OnJobCancelled;
+        link.Quarantined += reason =>
+        {
+            logger.LogError("Quarantined by the coordinator ({Reason}): no more shards until this worker is restarted", reason);
+            _quarantined.TrySetResult();
+        };
         logger.LogInformation("Worker {Worker} pulling shards", puller.WorkerId);
         while (!stoppingToken.IsCancellationRequested)
         {
+            if (_quarantined.Task.IsCompleted)
+            {
+                await Task.Delay(Timeout.Infinite, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
+                break;
+            }
             ClaimedShard claimed;
             try
             {
@@ -31,6 +43,11 @@ public sealed class WorkerLoop(
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
                 break;
+            }
+            if (await puller.AcknowledgeIfJobEndedAsync(claimed))
+            {
+                logger.LogInformation("Skipped shard {Job}/{Shard}: job cancelled", claimed.Shard.JobId, claimed.Shard.ShardIndex);
+                continue;
             }
             await RunClaimedAsync(claimed);
         }
@@ -41,11 +58,16 @@ public sealed class WorkerLoop(
         // A shard is not abandoned just because shutdown began: it runs until the host's shutdown timeout expires
         // (see StopAsync) or its job is cancelled.
         using var shardCts = new CancellationTokenSource();
-        lock (this) { _currentJob = shardCts; _currentJobId = claimed.Shard.JobId; }
+        lock (this) { _currentJob = shardCts; _currentJobId = claimed.Shard.JobId; _jobCancelled = false; }
         var renewal = RenewWhileRunningAsync(claimed, shardCts.Token);
         try
         {
             await runner.RunAsync(claimed, puller.WorkerId, shardCts.Token);
+        }
+        catch (OperationCanceledException) when (_jobCancelled)
+        {
+            logger.LogInformation("Shard {Job}/{Shard} stopped: job cancelled", claimed.Shard.JobId, claimed.Shard.ShardIndex);
+            await puller.AcknowledgeAsync(claimed);
         }
         catch (OperationCanceledException)
         {
@@ -91,6 +113,10 @@ public sealed class WorkerLoop(
     private void OnJobCancelled(string jobId)
     {
         lock (this)
-            if (_currentJobId == jobId) _currentJob?.Cancel();
+        {
+            if (_currentJobId != jobId) return;
+            _jobCancelled = true;
+            _currentJob?.Cancel();
+        }
     }
 }

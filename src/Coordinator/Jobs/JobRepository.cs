@@ -54,6 +54,16 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
         return 0
         """;
 
+    // KEYS: meta, events. ARGV: now ms. Cancels a job that has not finished; returns 1 if it did.
+    private const string CancelScript = """
+        local state = redis.call('HGET', KEYS[1], 'state')
+        if state ~= 'queued' and state ~= 'running' then return 0 end
+        redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_ms', ARGV[1])
+        redis.call('XADD', KEYS[2], '*', 'type', 'job_finished', 'state', 'cancelled',
+          'done', redis.call('HGET', KEYS[1], 'images_done'), 'failed', redis.call('HGET', KEYS[1], 'images_failed'))
+        return 1
+        """;
+
     public async Task<bool> ExistsAsync(string jobId) =>
         JobIds.IsWellFormed(jobId) && await redis.GetDatabase().KeyExistsAsync(FarmKeys.JobMeta(jobId));
 
@@ -96,6 +106,30 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
             list.Add((uint.Parse((string)entry.Name!, CultureInfo.InvariantCulture), (string)entry.Value!));
         list.Sort((a, b) => a.Item1.CompareTo(b.Item1));
         return list;
+    }
+
+    public async Task<bool> IsCancelledAsync(string jobId) =>
+        await redis.GetDatabase().HashGetAsync(FarmKeys.JobMeta(jobId), JobFields.State) == JobStates.Cancelled;
+
+    /// <summary>Cancels the job if it is still queued or running; true when this call cancelled it.</summary>
+    public async Task<bool> CancelAsync(string jobId) =>
+        (int)await redis.GetDatabase().ScriptEvaluateAsync(CancelScript,
+            [FarmKeys.JobMeta(jobId), FarmKeys.JobEvents(jobId)], [DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()]) == 1;
+
+    /// <summary>Newest jobs first, optionally only those in <paramref name="states"/>.</summary>
+    public async Task<IReadOnlyList<JobStatus>> ListAsync(IReadOnlyCollection<JobState> states, int limit)
+    {
+        var db = redis.GetDatabase();
+        var result = new List<JobStatus>();
+        const int page = 200;
+        for (long start = 0; result.Count < limit; start += page)
+        {
+            var ids = await db.SortedSetRangeByRankAsync(FarmKeys.JobIndex, start, start + page - 1, Order.Descending);
+            if (ids.Length == 0) break;
+            var statuses = await Task.WhenAll(ids.Select(id => GetStatusAsync((string)id!)));
+            result.AddRange(statuses.OfType<JobStatus>().Where(s => states.Count == 0 || states.Contains(s.State)).Take(limit - result.Count));
+        }
+        return result;
     }
 
     public Task MarkRunningAsync(string jobId) =>

@@ -49,34 +49,61 @@ public sealed class WorkerReportHandler(
             logger.LogWarning("Worker {Worker} sent image {Index} of unknown job {Job}; ignored", workerId, image.Index, shard.JobId);
             return;
         }
+        if (await jobs.IsCancelledAsync(shard.JobId)) return; // nothing more is stored for a cancelled job
         var sha256 = await store.PutIfAbsentAsync(shard.JobId, image.Index, image.Png.Memory, cancellationToken);
         var outcome = await jobs.RecordImageDoneAsync(shard.JobId, shard.ShardIndex, image.Index, workerId, sha256);
         if (outcome.ShardFinished) await queue.AcknowledgeAsync(shard.Model, shard.EntryId);
     }
 
-    public async Task EndAsync(string workerId, ShardEnd end)
+    /// <summary>Applies the end of a delivery; returns true when the worker has now failed too often and must be quarantined.</summary>
+    public async Task<bool> EndAsync(string workerId, ShardEnd end)
     {
         var shard = end.Shard;
-        if (!JobIds.IsWellFormed(shard.JobId)) return;
+        if (!JobIds.IsWellFormed(shard.JobId)) return false;
+        if (!await jobs.ExistsAsync(shard.JobId) || await jobs.IsCancelledAsync(shard.JobId))
+        {
+            await queue.AcknowledgeAsync(shard.Model, shard.EntryId); // nothing to do for a cancelled or deleted job
+            return false;
+        }
         if (end.Error.Length == 0)
         {
             // Also covers a re-delivery whose images were all stored before: nothing left, so acknowledge.
             if (await jobs.ShardRemainingAsync(shard.JobId, shard.ShardIndex) == 0)
                 await queue.AcknowledgeAsync(shard.Model, shard.EntryId);
-            return;
+            return false;
         }
 
         var attempts = await DeliveryCountAsync(shard);
         logger.LogWarning("Shard {Job}/{Shard} failed on {Worker} (attempt {Attempt} of {Max}): {Error}",
             shard.JobId, shard.ShardIndex, workerId, attempts, options.Value.MaxAttempts, end.Error);
-        if (attempts < options.Value.MaxAttempts) return; // stays pending: reclaimed by a worker after its lease
+        if (attempts >= options.Value.MaxAttempts)
+        {
+            // Dead letter: every image of the shard without an outcome fails with the last error.
+            var entries = await redis.GetDatabase().StreamRangeAsync(FarmKeys.TaskStream(shard.Model), shard.EntryId, shard.EntryId);
+            if (entries.Length == 1)
+                foreach (var task in ShardEntry.Parse(entries[0]).Images)
+                    await jobs.RecordImageFailedAsync(shard.JobId, shard.ShardIndex, task.Index, workerId, end.Error);
+            await queue.AcknowledgeAsync(shard.Model, shard.EntryId);
+        }
+        else
+        {
+            // Retry now rather than after a lease: mark the entry idle so the next worker's XAUTOCLAIM takes it.
+            await queue.ReleaseAsync(shard.Model, shard.EntryId, workerId);
+        }
+        return await RecentFailuresAsync(workerId) >= options.Value.QuarantineAfterFailures;
+    }
 
-        // Dead letter: every image of the shard without an outcome fails with the last error.
-        var entries = await redis.GetDatabase().StreamRangeAsync(FarmKeys.TaskStream(shard.Model), shard.EntryId, shard.EntryId);
-        if (entries.Length == 1)
-            foreach (var task in ShardEntry.Parse(entries[0]).Images)
-                await jobs.RecordImageFailedAsync(shard.JobId, shard.ShardIndex, task.Index, workerId, end.Error);
-        await queue.AcknowledgeAsync(shard.Model, shard.EntryId);
+    /// <summary>Counts the worker's failed shards within the quarantine window (a sorted set of failure times).</summary>
+    private async Task<long> RecentFailuresAsync(string workerId)
+    {
+        var db = redis.GetDatabase();
+        var key = $"worker-failures:{workerId}";
+        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var windowMs = options.Value.QuarantineWindowSeconds * 1000L;
+        await db.SortedSetAddAsync(key, $"{now}:{Guid.NewGuid():N}", now);
+        await db.SortedSetRemoveRangeByScoreAsync(key, double.NegativeInfinity, now - windowMs);
+        await db.KeyExpireAsync(key, TimeSpan.FromMilliseconds(windowMs));
+        return await db.SortedSetLengthAsync(key);
     }
 
     private async Task<long> DeliveryCountAsync(ShardRef shard)

@@ -2,13 +2,21 @@ using Google.Protobuf;
 using Grpc.Core;
 using RenderFarm.Coordinator.Jobs;
 using RenderFarm.Coordinator.Storage;
+using RenderFarm.Coordinator.Workers;
 using RenderFarm.Protocol;
 
 namespace RenderFarm.Coordinator.Services;
 
 /// <summary>The client API: submit, watch, inspect and download jobs.</summary>
-public sealed class JobGrpcService(JobSubmitter submitter, JobRepository jobs, JobEventLog events, IResultStore store)
-    : JobService.JobServiceBase
+public sealed class JobGrpcService(
+    JobSubmitter submitter,
+    JobRepository jobs,
+    JobEventLog events,
+    IResultStore store,
+    ShardQueue queue,
+    WorkerRegistry workers,
+    WorkerConnections connections,
+    ILogger<JobGrpcService> logger) : JobService.JobServiceBase
 {
     private const int ChunkSize = 256 * 1024;
     private static readonly TimeSpan MinPoll = TimeSpan.FromMilliseconds(25), MaxPoll = TimeSpan.FromMilliseconds(250);
@@ -70,6 +78,47 @@ public sealed class JobGrpcService(JobSubmitter submitter, JobRepository jobs, J
                 await responseStream.WriteAsync(chunk, context.CancellationToken);
             } while (read > 0);
         }
+    }
+
+    public override async Task<ListJobsResponse> ListJobs(ListJobsRequest request, ServerCallContext context)
+    {
+        var limit = request.Limit == 0 ? 50 : (int)Math.Min(request.Limit, 1000);
+        var response = new ListJobsResponse();
+        response.Jobs.AddRange(await jobs.ListAsync(request.States, limit));
+        return response;
+    }
+
+    public override async Task<JobStatus> CancelJob(CancelJobRequest request, ServerCallContext context)
+    {
+        if (!await jobs.ExistsAsync(request.JobId)) throw NotFound(request.JobId);
+        if (await jobs.CancelAsync(request.JobId))
+        {
+            logger.LogInformation("Job {JobId} cancelled", request.JobId);
+            // Running shards stop at their next step; queued ones are skipped when a worker pulls them.
+            await connections.BroadcastAsync(new CoordinatorMessage { CancelJob = new CancelJob { JobId = request.JobId } });
+        }
+        return (await jobs.GetStatusAsync(request.JobId))!;
+    }
+
+    public override async Task<ListWorkersResponse> ListWorkers(ListWorkersRequest request, ServerCallContext context)
+    {
+        var response = new ListWorkersResponse();
+        response.Workers.AddRange(await workers.ListAsync());
+        return response;
+    }
+
+    public override async Task<ListModelsResponse> ListModels(ListModelsRequest request, ServerCallContext context)
+    {
+        var online = (await workers.ListAsync()).Where(w => w.State is WorkerState.Idle or WorkerState.Busy).ToList();
+        var response = new ListModelsResponse();
+        foreach (var name in online.SelectMany(w => w.Models).Distinct().Order(StringComparer.Ordinal))
+            response.Models.Add(new ModelInfo
+            {
+                Name = name,
+                Workers = (uint)online.Count(w => w.Models.Contains(name)),
+                ShardsWaiting = (ulong)await queue.WaitingAsync(name),
+            });
+        return response;
     }
 
     private static RpcException NotFound(string jobId) =>

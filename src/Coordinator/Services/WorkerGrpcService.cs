@@ -1,16 +1,22 @@
+using System.Threading.Channels;
 using Grpc.Core;
 using RenderFarm.Coordinator.Jobs;
+using RenderFarm.Coordinator.Workers;
 using RenderFarm.Protocol;
 
 namespace RenderFarm.Coordinator.Services;
 
 /// <summary>
 /// One bidirectional stream per worker. Workers pull shards from Redis themselves; here they report progress and
-/// results, which <see cref="WorkerReportHandler"/> applies.
+/// results (applied by <see cref="WorkerReportHandler"/>) and receive control messages (cancel, quarantine).
 /// </summary>
-public sealed class WorkerGrpcService(WorkerReportHandler reports, ILogger<WorkerGrpcService> logger) : WorkerService.WorkerServiceBase
+public sealed class WorkerGrpcService(
+    WorkerReportHandler reports,
+    WorkerRegistry registry,
+    WorkerConnections connections,
+    ILogger<WorkerGrpcService> logger) : WorkerService.WorkerServiceBase
 {
-    private readonly string _coordinatorId = $"{Environment.MachineName}-{Environment.ProcessId}";
+    private static readonly string CoordinatorId = $"{Environment.MachineName}-{Environment.ProcessId}";
 
     public override async Task Connect(IAsyncStreamReader<WorkerMessage> requestStream, IServerStreamWriter<CoordinatorMessage> responseStream, ServerCallContext context)
     {
@@ -18,32 +24,91 @@ public sealed class WorkerGrpcService(WorkerReportHandler reports, ILogger<Worke
         if (!await requestStream.MoveNext(ct) || requestStream.Current.KindCase != WorkerMessage.KindOneofCase.Hello)
             throw new RpcException(new Status(StatusCode.FailedPrecondition, "the first message on a worker stream must be hello"));
         var hello = requestStream.Current.Hello;
-        if (string.IsNullOrWhiteSpace(hello.WorkerId))
-            throw new RpcException(new Status(StatusCode.InvalidArgument, "hello.worker_id is required"));
-        var worker = hello.WorkerId;
-        logger.LogInformation("Worker {Worker} connected: models [{Models}], max batch {MaxBatch}, {Provider} on {Device}",
-            worker, string.Join(", ", hello.Models), hello.MaxBatch, hello.ExecutionProvider, hello.Device);
-        await responseStream.WriteAsync(new CoordinatorMessage { Welcome = new Welcome { CoordinatorId = _coordinatorId } }, ct);
+        if (string.IsNullOrWhiteSpace(hello.WorkerId) || hello.WorkerId.Length > 200)
+            throw new RpcException(new Status(StatusCode.InvalidArgument, "hello.worker_id is required (at most 200 characters)"));
+
+        var session = await OpenSessionAsync(hello);
+        var outbox = Channel.CreateBounded<CoordinatorMessage>(new BoundedChannelOptions(64) { SingleReader = true });
+        using var registration = connections.Register(session.WorkerId, outbox.Writer);
+        var writing = WriteAllAsync(outbox.Reader, responseStream, ct);
+        outbox.Writer.TryWrite(new CoordinatorMessage { Welcome = new Welcome { CoordinatorId = CoordinatorId } });
+        if (session.Quarantined)
+            outbox.Writer.TryWrite(new CoordinatorMessage { Quarantine = new Quarantine { Reason = "quarantined earlier; restart after fixing the worker" } });
 
         try
         {
             while (await requestStream.MoveNext(ct))
-            {
-                var message = requestStream.Current;
-                switch (message.KindCase)
-                {
-                    case WorkerMessage.KindOneofCase.ShardBegin: await reports.BeginAsync(worker, message.ShardBegin); break;
-                    case WorkerMessage.KindOneofCase.ShardStep: await reports.StepAsync(worker, message.ShardStep); break;
-                    case WorkerMessage.KindOneofCase.Image: await reports.ImageAsync(worker, message.Image, ct); break;
-                    case WorkerMessage.KindOneofCase.ShardEnd: await reports.EndAsync(worker, message.ShardEnd); break;
-                    default:
-                        throw new RpcException(new Status(StatusCode.InvalidArgument, $"unexpected worker message {message.KindCase}"));
-                }
-            }
+                await HandleAsync(session, requestStream.Current, outbox.Writer, ct);
         }
         finally
         {
-            logger.LogInformation("Worker {Worker} disconnected", worker);
+            outbox.Writer.TryComplete();
+            await session.DisconnectedAsync();
+            logger.LogInformation("Worker {Worker} disconnected", session.WorkerId);
+            try { await writing; } catch (OperationCanceledException) { } catch (InvalidOperationException) { }
         }
+    }
+
+    private async Task<WorkerSession> OpenSessionAsync(WorkerHello hello)
+    {
+        var previous = await registry.FindAsync(hello.WorkerId);
+        var info = new WorkerInfo
+        {
+            WorkerId = hello.WorkerId,
+            State = previous?.State == WorkerState.Quarantined ? WorkerState.Quarantined : WorkerState.Idle,
+            MaxBatch = hello.MaxBatch,
+            ExecutionProvider = hello.ExecutionProvider,
+            Device = hello.Device,
+            ImagesDone = previous?.ImagesDone ?? 0,
+            ShardsFailed = previous?.ShardsFailed ?? 0,
+        };
+        info.Models.AddRange(hello.Models);
+        var session = new WorkerSession(registry, info);
+        await session.SeenAsync();
+        logger.LogInformation("Worker {Worker} connected: models [{Models}], max batch {MaxBatch}, {Provider} on {Device}",
+            hello.WorkerId, string.Join(", ", hello.Models), hello.MaxBatch, hello.ExecutionProvider, hello.Device);
+        return session;
+    }
+
+    private async Task HandleAsync(WorkerSession session, WorkerMessage message, ChannelWriter<CoordinatorMessage> outbox, CancellationToken ct)
+    {
+        var worker = session.WorkerId;
+        switch (message.KindCase)
+        {
+            case WorkerMessage.KindOneofCase.ShardBegin:
+                await session.BeginAsync(message.ShardBegin);
+                await reports.BeginAsync(worker, message.ShardBegin);
+                break;
+            case WorkerMessage.KindOneofCase.ShardStep:
+                await session.StepAsync(message.ShardStep);
+                await reports.StepAsync(worker, message.ShardStep);
+                break;
+            case WorkerMessage.KindOneofCase.Image:
+                await reports.ImageAsync(worker, message.Image, ct);
+                await session.ImageAsync();
+                break;
+            case WorkerMessage.KindOneofCase.ShardEnd:
+                var failed = message.ShardEnd.Error.Length > 0;
+                var quarantine = await reports.EndAsync(worker, message.ShardEnd);
+                await session.EndAsync(failed);
+                if (quarantine && !session.Quarantined)
+                {
+                    await session.QuarantineAsync();
+                    logger.LogWarning("Worker {Worker} quarantined after repeated shard failures", worker);
+                    outbox.TryWrite(new CoordinatorMessage { Quarantine = new Quarantine { Reason = "too many failed shards" } });
+                }
+                break;
+            case WorkerMessage.KindOneofCase.Heartbeat:
+                await session.SeenAsync();
+                break;
+            default:
+                throw new RpcException(new Status(StatusCode.InvalidArgument, $"unexpected worker message {message.KindCase}"));
+        }
+    }
+
+    private static async Task WriteAllAsync(ChannelReader<CoordinatorMessage> outbox, IServerStreamWriter<CoordinatorMessage> stream, CancellationToken ct)
+    {
+        await foreach (var message in outbox.ReadAllAsync(ct))
+            await stream.WriteAsync(message, ct);
     }
 }

@@ -1,0 +1,40 @@
+using Google.Protobuf;
+using Microsoft.Extensions.Options;
+using RenderFarm.Protocol;
+using StackExchange.Redis;
+
+namespace RenderFarm.Coordinator.Workers;
+
+/// <summary>
+/// The farm's workers as every coordinator replica sees them: a Redis hash of worker id → <see cref="WorkerInfo"/>,
+/// written by the replica that holds the worker's stream. A worker not heard from within the lease shows as offline.
+/// </summary>
+public sealed class WorkerRegistry(IConnectionMultiplexer redis, IOptions<CoordinatorOptions> options)
+{
+    public const string Key = "workers";
+
+    public Task SaveAsync(WorkerInfo info) =>
+        redis.GetDatabase().HashSetAsync(Key, info.WorkerId, info.ToByteArray());
+
+    public async Task<WorkerInfo?> FindAsync(string workerId)
+    {
+        var value = await redis.GetDatabase().HashGetAsync(Key, workerId);
+        return value.IsNull ? null : WithLiveness(WorkerInfo.Parser.ParseFrom((byte[])value!));
+    }
+
+    public async Task<IReadOnlyList<WorkerInfo>> ListAsync()
+    {
+        var entries = await redis.GetDatabase().HashGetAllAsync(Key);
+        return entries.Select(e => WithLiveness(WorkerInfo.Parser.ParseFrom((byte[])e.Value!)))
+            .OrderBy(w => w.WorkerId, StringComparer.Ordinal)
+            .ToList();
+    }
+
+    private WorkerInfo WithLiveness(WorkerInfo info)
+    {
+        var silentMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - info.LastSeenUnixMs;
+        if (info.State != WorkerState.Quarantined && silentMs > options.Value.WorkerTimeoutSeconds * 1000L)
+            info.State = WorkerState.Offline;
+        return info;
+    }
+}
