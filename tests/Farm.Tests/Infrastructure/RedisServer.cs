@@ -5,56 +5,86 @@ using StackExchange.Redis;
 
 namespace RenderFarm.Farm.Tests.Infrastructure;
 
-/// <summary>A real redis-server on a free loopback port, in its own temporary directory, killed on dispose.</summary>
+/// <summary>
+/// A real redis-server on a free loopback port, in its own temporary directory. It can be killed (-9) and started
+/// again on the same port and directory; with append-only persistence on, that is a Redis crash and recovery.
+/// </summary>
 public sealed class RedisServer : IAsyncDisposable
 {
-    private readonly Process _process;
     private readonly string _directory;
+    private readonly bool _appendOnly;
+    private Process? _process;
 
-    private RedisServer(Process process, string directory, int port)
+    private RedisServer(string directory, int port, bool appendOnly)
     {
-        _process = process;
         _directory = directory;
         Port = port;
+        _appendOnly = appendOnly;
     }
 
     public int Port { get; }
     public string ConnectionString => $"127.0.0.1:{Port}";
 
-    public static async Task<RedisServer> StartAsync()
+    /// <param name="appendOnly">AOF with fsync on every write, as deployments run it: a crash loses nothing acknowledged.</param>
+    public static async Task<RedisServer> StartAsync(bool appendOnly = false)
     {
-        var directory = Directory.CreateTempSubdirectory("farm-redis-").FullName;
-        var port = FreePort();
+        var server = new RedisServer(Directory.CreateTempSubdirectory("farm-redis-").FullName, FreePort(), appendOnly);
+        await server.StartProcessAsync();
+        return server;
+    }
+
+    public async Task KillAsync()
+    {
+        if (_process is { HasExited: false })
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync();
+        }
+        _process?.Dispose();
+        _process = null;
+    }
+
+    public async Task RestartAsync()
+    {
+        await KillAsync();
+        await StartProcessAsync();
+    }
+
+    private async Task StartProcessAsync()
+    {
         var info = new ProcessStartInfo("redis-server")
         {
-            ArgumentList = { "--port", port.ToString(), "--bind", "127.0.0.1", "--dir", directory, "--save", "", "--appendonly", "no" },
+            ArgumentList =
+            {
+                "--port", Port.ToString(), "--bind", "127.0.0.1", "--dir", _directory, "--save", "",
+                "--appendonly", _appendOnly ? "yes" : "no", "--appendfsync", "always",
+            },
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
-        Process process;
         try
         {
-            process = Process.Start(info)!;
+            _process = Process.Start(info)!;
         }
         catch (System.ComponentModel.Win32Exception e)
         {
             throw new InvalidOperationException("redis-server is not installed (apt-get install redis-server)", e);
         }
-        process.OutputDataReceived += (_, _) => { };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        var server = new RedisServer(process, directory, port);
+        _process.OutputDataReceived += (_, _) => { };
+        _process.ErrorDataReceived += (_, _) => { };
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
 
         var deadline = DateTime.UtcNow.AddSeconds(20);
         while (true)
         {
             try
             {
-                await using var probe = await ConnectionMultiplexer.ConnectAsync($"{server.ConnectionString},connectTimeout=500");
+                await using var probe = await ConnectionMultiplexer.ConnectAsync($"{ConnectionString},connectTimeout=500");
                 await probe.GetDatabase().PingAsync();
-                return server;
+                return;
             }
-            catch (RedisConnectionException) when (DateTime.UtcNow < deadline && !process.HasExited)
+            catch (RedisConnectionException) when (DateTime.UtcNow < deadline && !_process.HasExited)
             {
                 await Task.Delay(100);
             }
@@ -70,12 +100,7 @@ public sealed class RedisServer : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        if (!_process.HasExited)
-        {
-            _process.Kill(entireProcessTree: true);
-            await _process.WaitForExitAsync();
-        }
-        _process.Dispose();
+        await KillAsync();
         try { Directory.Delete(_directory, recursive: true); } catch (IOException) { }
     }
 }

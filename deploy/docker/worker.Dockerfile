@@ -1,0 +1,66 @@
+# syntax=docker/dockerfile:1
+# RenderFarm worker, one Dockerfile for both flavours (BuildKit builds only the stages FLAVOR needs):
+#   docker build -f deploy/docker/worker.Dockerfile --build-arg FLAVOR=cpu -t renderfarm-worker:cpu .
+#   docker build -f deploy/docker/worker.Dockerfile --build-arg FLAVOR=gpu -t renderfarm-worker:gpu .
+# cpu: ASP.NET Core runtime image + the CPU ONNX Runtime package.
+# gpu: NVIDIA CUDA 12 + cuDNN 9 runtime image (what Microsoft.ML.OnnxRuntime.Gpu 1.31 links against) + the .NET
+#      runtime copied from the official image; run with Farm__ExecutionProvider=cuda on a host with the NVIDIA
+#      container toolkit (driver >= the CUDA image's minimum).
+# Models are never baked in: mount them (read-only) and name them with Farm__Models__<name>=<dir>.
+ARG FLAVOR=cpu
+ARG DOTNET_VERSION=10.0
+ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+
+# ---- build: the same commands scripts/validate-deploy.sh runs in CI (FLAVOR=cpu there) ----
+FROM mcr.microsoft.com/dotnet/sdk:${DOTNET_VERSION} AS build
+ARG FLAVOR
+ARG TARGETARCH
+ENV DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,id=nuget,target=/root/.nuget/packages \
+    dotnet restore src/Worker/RenderFarm.Worker.csproj -a "$TARGETARCH" -p:OnnxRuntimeFlavor="$FLAVOR"
+RUN --mount=type=cache,id=nuget,target=/root/.nuget/packages \
+    dotnet publish src/Worker/RenderFarm.Worker.csproj -c Release -a "$TARGETARCH" --self-contained false --no-restore -p:OnnxRuntimeFlavor="$FLAVOR" -p:UseAppHost=false -o /app
+
+# ---- runtime bases ----
+FROM mcr.microsoft.com/dotnet/aspnet:${DOTNET_VERSION} AS runtime-cpu
+ENV Farm__ExecutionProvider=cpu
+
+FROM mcr.microsoft.com/dotnet/aspnet:${DOTNET_VERSION} AS dotnet-runtime
+
+FROM ${CUDA_IMAGE} AS runtime-gpu
+# The .NET runtime's own dependencies (the official runtime-deps list, less ICU: the apps use invariant globalization).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates libc6 libgcc-s1 libssl3t64 libstdc++6 tzdata zlib1g \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=dotnet-runtime /usr/share/dotnet /usr/share/dotnet
+RUN ln -s /usr/share/dotnet/dotnet /usr/bin/dotnet
+# Same non-root user as the official .NET images (uid/gid 1654), so volumes and securityContexts match both flavours.
+ENV APP_UID=1654 \
+    DOTNET_RUNNING_IN_CONTAINER=true \
+    Farm__ExecutionProvider=cuda \
+    CUDA_CACHE_PATH=/tmp/cuda-cache
+RUN groupadd --gid "$APP_UID" app \
+    && useradd --uid "$APP_UID" --gid app --no-create-home --shell /usr/sbin/nologin app
+
+# ---- final: whichever base FLAVOR names ----
+FROM runtime-${FLAVOR} AS final
+# curl for HEALTHCHECK (the runtime images have none); the worker's health port speaks HTTP/1.1 and HTTP/2.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends curl \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY --from=build --chown=root:root /app ./
+# Urls is the health endpoint; ASPNETCORE_HTTP_PORTS (8080 in the official images) is cleared so only Urls binds.
+# HostOptions__ShutdownTimeout is how long a SIGTERM'd worker may finish its shard: keep the orchestrator's stop
+# grace period (compose stop_grace_period, k8s terminationGracePeriodSeconds) above it.
+ENV Urls=http://0.0.0.0:5080 \
+    ASPNETCORE_HTTP_PORTS= \
+    HostOptions__ShutdownTimeout=00:00:30
+EXPOSE 5080
+USER $APP_UID
+HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
+    CMD ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:5080/healthz"]
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["dotnet", "RenderFarm.Worker.dll"]

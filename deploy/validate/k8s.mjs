@@ -1,0 +1,452 @@
+// Checks rendered Kubernetes manifests (kubectl kustomize output) offline:
+//  1. schema: every object against the Kubernetes OpenAPI schemas (kubernetes-models) and KEDA's CRD schemas
+//     (@kubernetes-models/keda), with ajv;
+//  2. strict fields: unknown or misspelt fields (which the JSON schemas let through) via TypeScript's excess-property
+//     check against the same packages' generated types;
+//  3. consistency: references, selectors, ports, probes, env, drain timing, security, KEDA wiring.
+// Usage: node k8s.mjs REPO_ROOT SECRETS.yaml NAME=RENDERED.yaml [NAME=RENDERED.yaml ...]
+import fs from "node:fs";
+import path from "node:path";
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { Checks, loadYamlDocs, configKeys, classifyEnv, timeSpanSeconds, urlPort } from "./lib.mjs";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const [repoRoot, secretsFile, ...renders] = process.argv.slice(2);
+if (!repoRoot || !secretsFile || renders.length === 0) {
+  console.error("usage: node k8s.mjs REPO_ROOT SECRETS.yaml NAME=RENDERED.yaml ...");
+  process.exit(2);
+}
+const keys = configKeys(repoRoot);
+const secretsDocs = loadYamlDocs(secretsFile);
+
+// ---------- model classes ----------
+function modulePath(apiVersion, kind) {
+  const [group, version] = apiVersion.includes("/") ? apiVersion.split("/") : ["", apiVersion];
+  if (group === "keda.sh") return `@kubernetes-models/keda/keda.sh/${version}/${kind}`;
+  if (group === "") return `kubernetes-models/${version}/${kind}`;
+  return `kubernetes-models/${group}/${version}/${kind}`;
+}
+
+async function modelClass(apiVersion, kind) {
+  try {
+    const mod = await import(modulePath(apiVersion, kind));
+    return mod[kind] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+const id = (o) => `${o.kind}/${o.metadata?.name}`;
+
+// ---------- strict fields (TypeScript excess-property check), all renders in one compile ----------
+function strictFieldErrors(objectsByRender) {
+  const dir = fs.mkdtempSync(path.join(here, ".strict-"));
+  try {
+    const lines = [];
+    const imports = new Map();
+    const spans = []; // {render, obj, from, to}
+    let i = 0;
+    const body = [];
+    for (const [render, objects] of objectsByRender) {
+      for (const o of objects) {
+        const mod = modulePath(o.apiVersion, o.kind);
+        const alias = `I${o.kind}_${imports.size}`;
+        if (!imports.has(mod)) imports.set(mod, { alias, kind: o.kind });
+        const { alias: a } = imports.get(mod);
+        const json = JSON.stringify(o, null, 1).split("\n");
+        body.push({ text: [`export const o${i++}: ${a} = ${json[0]}`, ...json.slice(1)], render, o });
+      }
+    }
+    for (const [mod, { alias, kind }] of imports) lines.push(`import type { I${kind} as ${alias} } from "${mod}";`);
+    for (const b of body) {
+      const from = lines.length + 1;
+      lines.push(...b.text);
+      lines[lines.length - 1] += ";";
+      spans.push({ render: b.render, o: b.o, from, to: lines.length });
+    }
+    fs.writeFileSync(path.join(dir, "objects.ts"), lines.join("\n") + "\n");
+    fs.writeFileSync(path.join(dir, "tsconfig.json"), JSON.stringify({
+      compilerOptions: {
+        strict: true, noEmit: true, module: "nodenext", moduleResolution: "nodenext", target: "es2022",
+        skipLibCheck: true, types: [],
+      },
+      files: ["objects.ts"],
+    }));
+    let out = "";
+    try {
+      execFileSync(process.execPath, [path.join(here, "node_modules/typescript/bin/tsc"), "-p", dir], { encoding: "utf8" });
+    } catch (e) {
+      out = `${e.stdout ?? ""}${e.stderr ?? ""}`;
+      if (!out.trim()) throw e;
+    }
+    const errors = new Map(); // render → messages
+    for (const line of out.split("\n")) {
+      const m = /(?:^|[\\/])objects\.ts\((\d+),\d+\): error (TS\d+): (.*)$/.exec(line.trim());
+      if (!m) continue;
+      const ln = +m[1];
+      const span = spans.find((s) => ln >= s.from && ln <= s.to);
+      const render = span?.render ?? "*"; // not inside one object (an import): reported for every render
+      const where = span ? `${id(span.o)} (line ${ln - span.from + 1} of its JSON)` : `line ${ln}`;
+      if (!errors.has(render)) errors.set(render, []);
+      errors.get(render).push(`${where}: ${m[2]} ${m[3]}`);
+    }
+    if (out.trim() && errors.size === 0) throw new Error(`tsc failed:\n${out}`);
+    return errors;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// ---------- helpers over a render ----------
+function podOwners(objects) {
+  // Workloads with a pod template.
+  return objects.filter((o) => ["Deployment", "StatefulSet", "DaemonSet", "Job"].includes(o.kind) && o.spec?.template);
+}
+const podLabels = (w) => w.spec.template.metadata?.labels ?? {};
+const matchLabels = (sel, labels) => Object.entries(sel ?? {}).every(([k, v]) => labels[k] === v);
+function matchSelector(selector, labels) {
+  if (!selector) return false;
+  if (!matchLabels(selector.matchLabels, labels)) return false;
+  for (const e of selector.matchExpressions ?? []) {
+    const has = Object.hasOwn(labels, e.key);
+    if (e.operator === "In" && !(has && e.values.includes(labels[e.key]))) return false;
+    if (e.operator === "NotIn" && has && e.values.includes(labels[e.key])) return false;
+    if (e.operator === "Exists" && !has) return false;
+    if (e.operator === "DoesNotExist" && has) return false;
+  }
+  return true;
+}
+const containersOf = (w) => [...(w.spec.template.spec.initContainers ?? []), ...w.spec.template.spec.containers];
+function portOf(container, ref) {
+  // A probe/service port: a number that is a containerPort, or the name of one.
+  return (container.ports ?? []).find((p) => (typeof ref === "number" ? p.containerPort === ref : p.name === ref));
+}
+const envValue = (c, name) => (c.env ?? []).find((e) => e.name === name);
+const appOf = (c) => (/coordinator/.test(c.name) ? "coordinator" : /worker/.test(c.name) ? "worker" : null);
+
+function resolveEnv(objects, c, name) {
+  // Literal value of an env var (value, or a ConfigMap key in the render); undefined if not resolvable.
+  const e = envValue(c, name);
+  if (!e) return undefined;
+  if (e.value !== undefined) return e.value;
+  const ref = e.valueFrom?.configMapKeyRef;
+  if (ref) return objects.find((o) => o.kind === "ConfigMap" && o.metadata.name === ref.name)?.data?.[ref.key];
+  return undefined;
+}
+
+// ---------- the checks ----------
+const checks = new Checks("k8s");
+const renderObjects = new Map();
+for (const spec of renders) {
+  const [name, file] = spec.split("=");
+  renderObjects.set(name, loadYamlDocs(file));
+}
+
+checks.run("secrets kustomization renders the Secrets the manifests use", (errors) => {
+  for (const s of ["renderfarm-redis", "renderfarm-api-keys"])
+    if (!secretsDocs.some((o) => o.kind === "Secret" && o.metadata.name === s)) errors.push(`no Secret ${s}`);
+});
+
+const strict = strictFieldErrors([...renderObjects, ["secrets", secretsDocs]]);
+
+for (const [render, rendered] of renderObjects) {
+  const objects = [...rendered, ...secretsDocs];
+  const prefix = `[${render}]`;
+
+  await (async () => {
+    const errors = [];
+    for (const o of objects) {
+      const cls = await modelClass(o.apiVersion, o.kind);
+      if (!cls) { errors.push(`${id(o)}: unknown apiVersion/kind ${o.apiVersion} ${o.kind}`); continue; }
+      try {
+        new cls(o).validate();
+      } catch (e) {
+        const details = (e.errors ?? []).map((x) => `${x.instancePath} ${x.message}`).join("; ");
+        errors.push(`${id(o)}: ${details || e.message}`);
+      }
+    }
+    checks.run(`${prefix} ${objects.length} objects valid against the Kubernetes/KEDA schemas`, (errs) => errs.push(...errors));
+  })();
+
+  checks.run(`${prefix} no unknown fields (strict)`, (errors) => errors.push(...(strict.get(render) ?? []), ...(strict.get("*") ?? [])));
+
+  checks.run(`${prefix} names unique, one namespace`, (errors) => {
+    const seen = new Set();
+    const namespaces = new Set();
+    for (const o of rendered) {
+      const k = `${o.apiVersion} ${o.kind} ${o.metadata?.namespace ?? ""}/${o.metadata?.name}`;
+      if (seen.has(k)) errors.push(`duplicate ${k}`);
+      seen.add(k);
+      if (o.kind !== "Namespace") namespaces.add(o.metadata?.namespace);
+    }
+    if (namespaces.size !== 1 || namespaces.has(undefined)) errors.push(`namespaces: ${[...namespaces].join(", ")}`);
+    const ns = [...namespaces][0];
+    if (!rendered.some((o) => o.kind === "Namespace" && o.metadata.name === ns)) errors.push(`no Namespace ${ns}`);
+    for (const s of secretsDocs) if (s.metadata.namespace !== ns) errors.push(`Secret ${s.metadata.name} is in ${s.metadata.namespace}, not ${ns}`);
+  });
+
+  const workloads = podOwners(rendered);
+  const byName = (kind, name) => objects.find((o) => o.kind === kind && o.metadata.name === name);
+
+  checks.run(`${prefix} Secret, ConfigMap, PVC and key references resolve`, (errors) => {
+    for (const w of workloads) {
+      const spec = w.spec.template.spec;
+      const claimTemplates = new Set((w.spec.volumeClaimTemplates ?? []).map((t) => t.metadata.name));
+      for (const c of containersOf(w)) {
+        for (const e of c.env ?? []) {
+          for (const [kind, ref] of [["Secret", e.valueFrom?.secretKeyRef], ["ConfigMap", e.valueFrom?.configMapKeyRef]]) {
+            if (!ref) continue;
+            const target = byName(kind, ref.name);
+            if (!target) { if (!ref.optional) errors.push(`${id(w)} ${c.name} env ${e.name}: no ${kind} ${ref.name}`); continue; }
+            const data = { ...(target.data ?? {}), ...(target.stringData ?? {}) };
+            if (!Object.hasOwn(data, ref.key) && !ref.optional) errors.push(`${id(w)} ${c.name} env ${e.name}: ${kind} ${ref.name} has no key ${ref.key}`);
+          }
+        }
+        for (const src of c.envFrom ?? []) {
+          const ref = src.secretRef ?? src.configMapRef;
+          const kind = src.secretRef ? "Secret" : "ConfigMap";
+          if (!byName(kind, ref.name) && !ref.optional) errors.push(`${id(w)} ${c.name} envFrom: no ${kind} ${ref.name}`);
+        }
+        const volumes = new Set([...(spec.volumes ?? []).map((v) => v.name), ...claimTemplates]);
+        for (const m of c.volumeMounts ?? []) if (!volumes.has(m.name)) errors.push(`${id(w)} ${c.name} mounts unknown volume ${m.name}`);
+      }
+      for (const v of spec.volumes ?? []) {
+        if (v.persistentVolumeClaim && !byName("PersistentVolumeClaim", v.persistentVolumeClaim.claimName))
+          errors.push(`${id(w)} volume ${v.name}: no PVC ${v.persistentVolumeClaim.claimName}`);
+        if (v.secret && !byName("Secret", v.secret.secretName) && !v.secret.optional) errors.push(`${id(w)} volume ${v.name}: no Secret ${v.secret.secretName}`);
+        if (v.configMap && !byName("ConfigMap", v.configMap.name) && !v.configMap.optional) errors.push(`${id(w)} volume ${v.name}: no ConfigMap ${v.configMap.name}`);
+      }
+      if (w.kind === "StatefulSet" && !byName("Service", w.spec.serviceName)) errors.push(`${id(w)}: no governing Service ${w.spec.serviceName}`);
+    }
+  });
+
+  checks.run(`${prefix} selectors match their pods; Services' ports exist on them`, (errors) => {
+    for (const w of workloads)
+      if (!matchSelector(w.spec.selector, podLabels(w))) errors.push(`${id(w)}: selector does not match its own template labels`);
+    for (const svc of rendered.filter((o) => o.kind === "Service")) {
+      const pods = workloads.filter((w) => matchLabels(svc.spec.selector, podLabels(w)));
+      if (pods.length === 0) { errors.push(`${id(svc)}: selector matches no pods`); continue; }
+      for (const p of svc.spec.ports) {
+        const target = p.targetPort ?? p.port;
+        for (const w of pods)
+          if (!w.spec.template.spec.containers.some((c) => portOf(c, target))) errors.push(`${id(svc)} port ${p.name ?? p.port}: ${id(w)} has no container port ${target}`);
+      }
+    }
+    for (const pdb of rendered.filter((o) => o.kind === "PodDisruptionBudget"))
+      if (!workloads.some((w) => matchSelector(pdb.spec.selector, podLabels(w)))) errors.push(`${id(pdb)}: selects no pods`);
+    for (const np of rendered.filter((o) => o.kind === "NetworkPolicy"))
+      if (!workloads.some((w) => matchSelector(np.spec.podSelector, podLabels(w)))) errors.push(`${id(np)}: selects no pods`);
+  });
+
+  checks.run(`${prefix} every container has probes on ports it declares`, (errors) => {
+    for (const w of workloads) {
+      for (const c of w.spec.template.spec.containers) {
+        if (!c.readinessProbe || !c.livenessProbe) errors.push(`${id(w)} ${c.name}: readiness and liveness probes required`);
+        for (const kind of ["startupProbe", "readinessProbe", "livenessProbe"]) {
+          const p = c[kind];
+          if (!p) continue;
+          const port = p.httpGet?.port ?? p.tcpSocket?.port ?? p.grpc?.port;
+          if (port !== undefined && !portOf(c, port)) errors.push(`${id(w)} ${c.name} ${kind}: port ${port} is not a container port`);
+        }
+      }
+    }
+  });
+
+  checks.run(`${prefix} env: only keys the apps read; $(VAR) defined before use`, (errors) => {
+    for (const w of workloads) {
+      for (const c of w.spec.template.spec.containers) {
+        const app = appOf(c);
+        const defined = new Set();
+        for (const e of c.env ?? []) {
+          for (const m of String(e.value ?? "").matchAll(/\$\((\w+)\)/g))
+            if (!defined.has(m[1])) errors.push(`${id(w)} ${c.name} env ${e.name}: $(${m[1]}) is not defined above it`);
+          defined.add(e.name);
+          if (!app) continue;
+          const kind = classifyEnv(keys[app], e.name);
+          if (kind === "unknown") errors.push(`${id(w)} ${c.name}: the ${app} reads no setting ${e.name}`);
+          if (kind === "pending") checks.warn(`${prefix} ${id(w)} ${c.name}: ${e.name} is passed but not read by the ${app} yet`);
+        }
+      }
+    }
+  });
+
+  const coordinator = byName("Deployment", "coordinator");
+  const worker = byName("Deployment", "worker");
+  const cc = coordinator?.spec.template.spec.containers.find((c) => c.name === "coordinator");
+  const wc = worker?.spec.template.spec.containers.find((c) => c.name === "worker");
+
+  checks.run(`${prefix} coordinator: >=2 replicas, gRPC probes, h2c Service, listen URL = container port`, (errors) => {
+    if (!cc) return errors.push("no coordinator Deployment/container");
+    if (!(coordinator.spec.replicas >= 2)) errors.push(`replicas ${coordinator.spec.replicas} < 2`);
+    if (cc.readinessProbe?.grpc?.port === undefined) errors.push("readiness probe is not a native grpc probe");
+    const listen = resolveEnv(objects, cc, "Kestrel__Endpoints__Grpc__Url");
+    if (!listen) errors.push("Kestrel__Endpoints__Grpc__Url not set");
+    else if (!portOf(cc, urlPort(listen))) errors.push(`listens on ${listen} but declares no containerPort ${urlPort(listen)}`);
+    const svc = byName("Service", "coordinator");
+    if (!svc) errors.push("no Service coordinator");
+    else if (!svc.spec.ports.every((p) => p.appProtocol === "kubernetes.io/h2c")) errors.push("Service ports need appProtocol kubernetes.io/h2c");
+    const storage = resolveEnv(objects, cc, "Farm__Storage");
+    const mount = (cc.volumeMounts ?? []).find((m) => storage && (storage === m.mountPath || storage.startsWith(m.mountPath + "/")));
+    if (!mount) errors.push(`Farm__Storage ${storage} is not on a mounted volume`);
+    else {
+      const vol = coordinator.spec.template.spec.volumes.find((v) => v.name === mount.name);
+      const pvc = vol?.persistentVolumeClaim && byName("PersistentVolumeClaim", vol.persistentVolumeClaim.claimName);
+      if (!pvc?.spec.accessModes?.includes("ReadWriteMany")) errors.push("results volume must be a ReadWriteMany PVC (shared by the replicas)");
+    }
+  });
+
+  checks.run(`${prefix} worker: coordinator URL is the Service, models on a read-only volume, health URL = probe port`, (errors) => {
+    if (!wc) return errors.push("no worker Deployment/container");
+    if (worker.spec.replicas !== undefined) errors.push("worker sets replicas: KEDA owns the count (re-applying would reset it)");
+    const url = resolveEnv(objects, wc, "Farm__Coordinator");
+    if (!url) errors.push("Farm__Coordinator not set");
+    else {
+      const u = new URL(url);
+      const svc = byName("Service", u.hostname.split(".")[0]);
+      if (!svc) errors.push(`Farm__Coordinator ${url}: no Service ${u.hostname}`);
+      else if (!svc.spec.ports.some((p) => p.port === urlPort(url))) errors.push(`Farm__Coordinator ${url}: Service has no port ${urlPort(url)}`);
+    }
+    const models = (wc.env ?? []).filter((e) => e.name.startsWith("Farm__Models__"));
+    if (models.length === 0) errors.push("no Farm__Models__<name>");
+    for (const m of models) {
+      const mount = (wc.volumeMounts ?? []).find((v) => m.value === v.mountPath || m.value?.startsWith(v.mountPath + "/"));
+      if (!mount) errors.push(`${m.name}=${m.value} is not on a mounted volume`);
+      else if (!mount.readOnly) errors.push(`models volume ${mount.name} should be mounted readOnly`);
+    }
+    const urls = resolveEnv(objects, wc, "Urls");
+    if (!urls) errors.push("Urls not set");
+    else if (wc.livenessProbe?.httpGet && portOf(wc, wc.livenessProbe.httpGet.port)?.containerPort !== urlPort(urls))
+      errors.push(`liveness probe port is not the Urls port (${urls})`);
+    if (resolveEnv(objects, wc, "Farm__WorkerId") === undefined && envValue(wc, "Farm__WorkerId")?.valueFrom?.fieldRef?.fieldPath !== "metadata.name")
+      errors.push("Farm__WorkerId should come from metadata.name");
+  });
+
+  checks.run(`${prefix} worker drain: terminationGracePeriodSeconds >= HostOptions__ShutdownTimeout + 10 s`, (errors) => {
+    if (!wc) return errors.push("no worker");
+    const timeout = timeSpanSeconds(resolveEnv(objects, wc, "HostOptions__ShutdownTimeout") ?? "00:00:30");
+    const grace = worker.spec.template.spec.terminationGracePeriodSeconds ?? 30;
+    if (!Number.isFinite(timeout)) errors.push("HostOptions__ShutdownTimeout is not a TimeSpan");
+    else if (grace < timeout + 10) errors.push(`grace ${grace}s < shutdown timeout ${timeout}s + 10s`);
+  });
+
+  checks.run(`${prefix} pods: non-root, read-only root fs, no privilege escalation, caps dropped, resources set`, (errors) => {
+    for (const w of workloads) {
+      const pod = w.spec.template.spec;
+      if (pod.automountServiceAccountToken !== false) errors.push(`${id(w)}: automountServiceAccountToken should be false`);
+      for (const c of pod.containers) {
+        const sc = c.securityContext ?? {};
+        const nonRoot = sc.runAsNonRoot ?? pod.securityContext?.runAsNonRoot;
+        if (nonRoot !== true) errors.push(`${id(w)} ${c.name}: runAsNonRoot`);
+        const uid = sc.runAsUser ?? pod.securityContext?.runAsUser;
+        if (uid === 0) errors.push(`${id(w)} ${c.name}: runAsUser 0`);
+        if (sc.readOnlyRootFilesystem !== true) errors.push(`${id(w)} ${c.name}: readOnlyRootFilesystem`);
+        if (sc.allowPrivilegeEscalation !== false) errors.push(`${id(w)} ${c.name}: allowPrivilegeEscalation`);
+        if (!(sc.capabilities?.drop ?? []).includes("ALL")) errors.push(`${id(w)} ${c.name}: capabilities.drop ALL`);
+        if (!c.resources?.requests?.cpu || !c.resources?.requests?.memory) errors.push(`${id(w)} ${c.name}: cpu/memory requests`);
+        if (!c.resources?.limits?.memory) errors.push(`${id(w)} ${c.name}: memory limit`);
+        if (!c.image || !/:[^/:]+$/.test(c.image)) errors.push(`${id(w)} ${c.name}: image ${c.image} has no tag`);
+      }
+    }
+  });
+
+  const redis = byName("StatefulSet", "redis");
+  checks.run(`${prefix} Redis: >= 7, AOF on a PVC, noeviction, password from the Secret (or external Redis)`, (errors) => {
+    if (!redis) {
+      // External Redis: nothing in-cluster may still point at a "redis" Service.
+      const addr = resolveEnv(objects, wc, "REDIS_ADDRESS");
+      if (!addr || /^redis[.:]/.test(addr)) errors.push(`no in-cluster Redis but REDIS_ADDRESS is ${addr}`);
+      return;
+    }
+    const c = redis.spec.template.spec.containers[0];
+    const tag = /:(\d+)/.exec(c.image)?.[1];
+    if (!(+tag >= 7)) errors.push(`image ${c.image}: need Redis >= 7 (KEDA lag trigger)`);
+    const args = (c.args ?? []).join(" ");
+    if (!/--appendonly yes/.test(args)) errors.push("--appendonly yes missing");
+    if (!/--maxmemory-policy noeviction/.test(args)) errors.push("--maxmemory-policy noeviction missing");
+    if (!/--requirepass \$\(REDIS_PASSWORD\)/.test(args)) errors.push("--requirepass $(REDIS_PASSWORD) missing");
+    const dataMount = c.volumeMounts?.find((m) => m.mountPath === "/data");
+    if (!dataMount || !redis.spec.volumeClaimTemplates?.some((t) => t.metadata.name === dataMount.name)) errors.push("/data is not on a volumeClaimTemplate");
+  });
+
+  checks.run(`${prefix} NetworkPolicy: only coordinator, workers (and KEDA) reach Redis; coordinator open on its port`, (errors) => {
+    const pods = Object.fromEntries(workloads.map((w) => [w.metadata.name, podLabels(w)]));
+    const policiesFor = (name) => rendered.filter((o) => o.kind === "NetworkPolicy" && matchSelector(o.spec.podSelector, pods[name] ?? {}));
+    const allows = (policies, fromName, port) => policies.some((np) => (np.spec.ingress ?? []).some((rule) =>
+      (!rule.ports || rule.ports.some((p) => p.port === port)) &&
+      (!rule.from || rule.from.some((f) => f.podSelector && !f.namespaceSelector && matchSelector(f.podSelector, pods[fromName] ?? {})))));
+    for (const name of ["coordinator", "worker", ...(redis ? ["redis"] : [])])
+      if (policiesFor(name).length === 0) errors.push(`no NetworkPolicy selects ${name}`);
+    if (redis) {
+      const rp = policiesFor("redis");
+      for (const ok of ["coordinator", "worker"]) if (!allows(rp, ok, 6379)) errors.push(`${ok} cannot reach Redis`);
+      for (const np of rp) for (const rule of np.spec.ingress ?? []) if (!rule.from) errors.push(`${id(np)}: an ingress rule without "from" opens Redis to everyone`);
+    }
+    if (!policiesFor("coordinator").some((np) => (np.spec.ingress ?? []).some((r) => !r.from && r.ports?.some((p) => p.port === 5000))))
+      errors.push("coordinator port 5000 not open to clients");
+  });
+
+  checks.run(`${prefix} KEDA: ScaledObject scales the worker Deployment on lag of tasks:<model> for every model it serves`, (errors) => {
+    const so = objects.find((o) => o.kind === "ScaledObject");
+    if (!so) return errors.push("no ScaledObject");
+    const ref = so.spec.scaleTargetRef;
+    const target = byName(ref.kind ?? "Deployment", ref.name);
+    if (!target) return errors.push(`scaleTargetRef ${ref.kind ?? "Deployment"}/${ref.name} not in the render`);
+    if (so.spec.minReplicaCount !== 0) errors.push("minReplicaCount should be 0 (scale to zero when idle)");
+    if (!(so.spec.maxReplicaCount >= 1)) errors.push("maxReplicaCount missing");
+    const tc = target.spec.template.spec.containers[0];
+    const models = (tc.env ?? []).filter((e) => e.name.startsWith("Farm__Models__")).map((e) => e.name.slice("Farm__Models__".length));
+    const lagStreams = new Set();
+    for (const t of so.spec.triggers) {
+      if (t.type !== "redis-streams") continue;
+      const md = t.metadata ?? {};
+      const name = t.name ?? md.stream;
+      if (md.consumerGroup !== "workers") errors.push(`${name}: consumerGroup must be "workers"`);
+      const model = /^tasks:(.+)$/.exec(md.stream ?? "")?.[1];
+      if (!model || !models.includes(model)) errors.push(`${name}: stream ${md.stream} is not tasks:<a model the worker serves (${models.join(", ")})>`);
+      if (md.lagCount !== undefined) {
+        lagStreams.add(md.stream);
+        if (md.activationLagCount === undefined) errors.push(`${name}: lagCount needs activationLagCount`);
+      } else if (md.pendingEntriesCount === undefined) errors.push(`${name}: neither lagCount nor pendingEntriesCount`);
+      for (const n of ["lagCount", "activationLagCount", "pendingEntriesCount"])
+        if (md[n] !== undefined && !/^\d+$/.test(md[n])) errors.push(`${name}: ${n} "${md[n]}" is not an integer string`);
+      if (md.addressFromEnv) {
+        const addr = resolveEnv(objects, tc, md.addressFromEnv);
+        if (addr === undefined) errors.push(`${name}: addressFromEnv ${md.addressFromEnv} does not resolve on the target's container`);
+        else if (redis) {
+          const ns = redis.metadata.namespace;
+          if (!new RegExp(`^redis\\.${ns}\\.svc(\\.[\\w.-]+)?:6379$`).test(addr))
+            errors.push(`${name}: address ${addr} is not redis.${ns}.svc...:6379 (KEDA's operator resolves it from its own namespace)`);
+        }
+      } else if (!md.address && !md.host) errors.push(`${name}: no address`);
+      const auth = t.authenticationRef && byName(t.authenticationRef.kind ?? "TriggerAuthentication", t.authenticationRef.name);
+      if (!auth) errors.push(`${name}: authenticationRef ${t.authenticationRef?.name} not in the render`);
+      else for (const s of auth.spec.secretTargetRef ?? []) {
+        const secret = byName("Secret", s.name);
+        if (!secret || !Object.hasOwn(secret.data ?? {}, s.key)) errors.push(`${id(auth)}: Secret ${s.name} key ${s.key} missing`);
+      }
+    }
+    for (const m of models) if (!lagStreams.has(`tasks:${m}`)) errors.push(`model ${m}: no lagCount trigger on tasks:${m}`);
+  });
+
+  if (render.startsWith("gpu")) {
+    checks.run(`${prefix} GPU workers: nvidia.com/gpu, cuda provider, GPU image, tolerations`, (errors) => {
+      if (!wc) return errors.push("no worker");
+      if (String(wc.resources?.limits?.["nvidia.com/gpu"]) !== "1") errors.push("limits nvidia.com/gpu: 1 missing");
+      if (resolveEnv(objects, wc, "Farm__ExecutionProvider") !== "cuda") errors.push("Farm__ExecutionProvider is not cuda");
+      if (!/-gpu$/.test(wc.image)) errors.push(`image ${wc.image} is not a -gpu tag`);
+      if (!(worker.spec.template.spec.tolerations ?? []).some((t) => t.key === "nvidia.com/gpu")) errors.push("no nvidia.com/gpu toleration");
+    });
+  }
+  if (render.startsWith("cpu")) {
+    checks.run(`${prefix} CPU workers: cpu provider, CPU image, no GPU request`, (errors) => {
+      if (!wc) return errors.push("no worker");
+      if (resolveEnv(objects, wc, "Farm__ExecutionProvider") !== "cpu") errors.push("Farm__ExecutionProvider is not cpu");
+      if (!/-cpu$/.test(wc.image)) errors.push(`image ${wc.image} is not a -cpu tag`);
+      if (wc.resources?.limits?.["nvidia.com/gpu"] !== undefined) errors.push("requests a GPU");
+    });
+  }
+}
+
+console.log(`COUNTS k8s ${checks.passed} ${checks.failed}`);
+checks.finish();

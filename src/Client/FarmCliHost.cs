@@ -1,0 +1,47 @@
+using RenderFarm.Protocol;
+
+namespace RenderFarm.Client;
+
+/// <summary>
+/// Everything the CLI touches outside itself: its writers, stdin, environment, the coordinator client and the clock
+/// used for reconnect back-off. <see cref="FarmCli.RunAsync(string[], TextWriter, TextWriter, CancellationToken)"/>
+/// fills it for the real process; tests build one over <see cref="StringWriter"/>s and a fake client.
+/// </summary>
+public sealed class FarmCliHost(TextWriter stdout, TextWriter stderr)
+{
+    public TextWriter Out { get; } = stdout;
+    public TextWriter Error { get; } = stderr;
+
+    /// <summary>Where <c>farm submit -</c> reads prompts; null means <see cref="Console.In"/>.</summary>
+    public TextReader? In { get; init; }
+
+    /// <summary>True when <see cref="Out"/> is an interactive terminal (live displays allowed).</summary>
+    public bool OutIsTerminal { get; init; }
+
+    /// <summary>True when <see cref="Error"/> is an interactive terminal.</summary>
+    public bool ErrorIsTerminal { get; init; }
+
+    public Func<string, string?> GetEnvironmentVariable { get; init; } = Environment.GetEnvironmentVariable;
+
+    /// <summary>Creates the JobService client for a coordinator address; null means a real gRPC channel.</summary>
+    public Func<Uri, JobService.JobServiceClient>? ClientFactory { get; init; }
+
+    /// <summary>Source of the seed used when the user gives none.</summary>
+    public Func<long> RandomSeed { get; init; } = SeedPlan.NewRandomSeed;
+
+    public ReconnectPolicy ReconnectPolicy { get; init; } = ReconnectPolicy.Default;
+
+    /// <summary>Waits between reconnect attempts (tests pass a no-op).</summary>
+    public Func<TimeSpan, CancellationToken, Task> Delay { get; init; } = Task.Delay;
+
+    /// <summary>A host over the real console: live displays only where the stream is a terminal.</summary>
+    public static FarmCliHost ForWriters(TextWriter stdout, TextWriter stderr)
+    {
+        var dumb = string.Equals(Environment.GetEnvironmentVariable("TERM"), "dumb", StringComparison.Ordinal);
+        return new FarmCliHost(stdout, stderr)
+        {
+            OutIsTerminal = !dumb && ReferenceEquals(stdout, Console.Out) && !Console.IsOutputRedirected,
+            ErrorIsTerminal = !dumb && ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected,
+        };
+    }
+}

@@ -1,0 +1,137 @@
+using Grpc.Core;
+using RenderFarm.Protocol;
+
+namespace RenderFarm.Client;
+
+/// <summary>Opens the job's event stream after <c>afterEventId</c> ("" = from the start).</summary>
+public delegate IAsyncEnumerable<JobEvent> JobEventStreamFactory(string jobId, string afterEventId, CancellationToken cancellationToken);
+
+/// <summary>Receives what a <see cref="JobWatcher"/> sees; rendering lives here, resume logic does not.</summary>
+public interface IJobWatchObserver
+{
+    /// <summary>A new event (never a duplicate) has been folded into <paramref name="state"/>.</summary>
+    void OnEvent(JobEvent jobEvent, JobWatchState state);
+
+    /// <summary>The stream broke (or ended before the job did); the watcher waits <paramref name="delay"/> and retries.</summary>
+    void OnReconnecting(int attempt, TimeSpan delay, Exception? cause, JobWatchState state);
+
+    /// <summary>Events flow again after <paramref name="attempts"/> reconnect attempts.</summary>
+    void OnReconnected(int attempts, JobWatchState state);
+}
+
+/// <summary>Back-off between reconnects: exponential from <see cref="InitialDelay"/> to <see cref="MaxDelay"/>.</summary>
+public sealed record ReconnectPolicy(TimeSpan InitialDelay, TimeSpan MaxDelay, TimeSpan GiveUpAfter)
+{
+    /// <summary>0.25 s doubling to 5 s; give up when no event arrived for 2 minutes of retrying.</summary>
+    public static ReconnectPolicy Default { get; } =
+        new(TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(5), TimeSpan.FromMinutes(2));
+
+    public TimeSpan DelayFor(int attempt)
+    {
+        var factor = Math.Pow(2, Math.Clamp(attempt - 1, 0, 30));
+        var delay = TimeSpan.FromTicks((long)Math.Min(InitialDelay.Ticks * factor, MaxDelay.Ticks));
+        return delay;
+    }
+}
+
+/// <summary>The event stream was lost and did not come back within the policy's patience.</summary>
+public sealed class WatchConnectionLostException(string message, Exception? inner) : Exception(message, inner);
+
+/// <summary>
+/// Follows a job's event stream to its final event. Remembers the last event id; when the transport fails (a
+/// coordinator restart, a proxy reset) or the stream ends early it reconnects with back-off and resumes with
+/// <c>after_event_id</c>. <see cref="JobWatchState"/> drops anything at or before the last id, so nothing is
+/// counted twice. No gRPC types beyond the event messages: tests drive it with plain async iterators.
+/// </summary>
+public sealed class JobWatcher(
+    JobEventStreamFactory openStream,
+    ReconnectPolicy? policy = null,
+    Func<TimeSpan, CancellationToken, Task>? delay = null,
+    TimeProvider? time = null)
+{
+    private readonly ReconnectPolicy _policy = policy ?? ReconnectPolicy.Default;
+    private readonly Func<TimeSpan, CancellationToken, Task> _delay = delay ?? Task.Delay;
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
+
+    public JobWatchState State { get; } = new();
+
+    /// <summary>Number of times the stream was (re)opened.</summary>
+    public int Connections { get; private set; }
+
+    /// <summary>
+    /// Watches until the job's final event. A failure before any event arrived is thrown as is (wrong address,
+    /// unknown job: retrying would only hide it); later transport failures are retried per the policy.
+    /// </summary>
+    public async Task<JobWatchState> WatchAsync(string jobId, IJobWatchObserver observer, CancellationToken cancellationToken = default)
+    {
+        var failures = 0;
+        long? downSince = null;
+        var everReceived = State.EventsApplied > 0;
+        while (!State.IsFinished)
+        {
+            Exception? cause = null;
+            try
+            {
+                Connections++;
+                await foreach (var jobEvent in openStream(jobId, State.LastEventId ?? "", cancellationToken)
+                                   .WithCancellation(cancellationToken))
+                {
+                    everReceived = true;
+                    if (failures > 0)
+                    {
+                        observer.OnReconnected(failures, State);
+                        failures = 0;
+                        downSince = null;
+                    }
+
+                    if (State.Apply(jobEvent))
+                    {
+                        observer.OnEvent(jobEvent, State);
+                    }
+
+                    if (State.IsFinished)
+                    {
+                        break;
+                    }
+                }
+
+                if (State.IsFinished)
+                {
+                    break;
+                }
+            }
+            catch (Exception e) when (everReceived && CliErrors.IsTransient(e, cancellationToken))
+            {
+                cause = e;
+            }
+
+            // Transport failure, or the stream ended without the final event (coordinator shutting down).
+            failures++;
+            var now = _time.GetTimestamp();
+            downSince ??= now;
+            if (_time.GetElapsedTime(downSince.Value, now) >= _policy.GiveUpAfter)
+            {
+                throw new WatchConnectionLostException(
+                    $"lost the event stream of job {jobId} and could not resume it for {Format(_policy.GiveUpAfter)}" +
+                    (cause is null ? "" : $" (last error: {Reason(cause)})") +
+                    $"; the job keeps running — resume with: farm watch {jobId}", cause);
+            }
+
+            var wait = _policy.DelayFor(failures);
+            observer.OnReconnecting(failures, wait, cause, State);
+            await _delay(wait, cancellationToken);
+        }
+
+        return State;
+    }
+
+    /// <summary>Short reason for a transport failure, for one-line messages.</summary>
+    public static string Reason(Exception e) => e switch
+    {
+        RpcException rpc => CliErrors.Describe(rpc),
+        _ => CliErrors.OneLine(e.Message),
+    };
+
+    private static string Format(TimeSpan span) =>
+        span.TotalMinutes >= 1 ? $"{span.TotalMinutes:0.#} min" : $"{span.TotalSeconds:0.#} s";
+}

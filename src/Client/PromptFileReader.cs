@@ -1,0 +1,505 @@
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using System.Text;
+using System.Text.Json;
+
+namespace RenderFarm.Client;
+
+/// <summary>How a prompt file is laid out.</summary>
+public enum PromptFileFormat
+{
+    /// <summary>One prompt per line; blank lines and lines starting with <c>#</c> are skipped.</summary>
+    Text,
+
+    /// <summary>One JSON object per line: <c>prompt</c>, optional <c>negative</c>, <c>seed</c> or <c>seeds</c>.</summary>
+    JsonLines,
+
+    /// <summary>RFC 4180 CSV with a header row naming the same columns as the JSON Lines fields.</summary>
+    Csv,
+}
+
+/// <summary>One prompt read from a file, with the line it started on and its optional per-prompt overrides.</summary>
+public sealed record PromptEntry(int Line, string Prompt, string? NegativePrompt = null, IReadOnlyList<long>? Seeds = null);
+
+/// <summary>
+/// Reads prompt files lazily, one entry at a time, so a 100k-prompt batch never sits in memory. Every malformed
+/// line stops the read with a <see cref="PromptFileException"/> naming <c>FILE:LINE</c> and the reason.
+/// </summary>
+public static class PromptFileReader
+{
+    /// <summary>Format names accepted by <c>--format</c>.</summary>
+    public static readonly IReadOnlyList<string> FormatNames = ["txt", "jsonl", "csv"];
+
+    private enum Field { Prompt, Negative, Seed, Seeds }
+
+    private static readonly Dictionary<string, Field> KnownFields = new(StringComparer.Ordinal)
+    {
+        ["prompt"] = Field.Prompt,
+        ["negative"] = Field.Negative,
+        ["negative_prompt"] = Field.Negative,
+        ["seed"] = Field.Seed,
+        ["seeds"] = Field.Seeds,
+    };
+
+    // Per-image settings the contract cannot carry yet (GenerationParams is per job). Refused by name rather than
+    // ignored, so nobody renders 10k images at the wrong size believing a column took effect.
+    private static readonly Dictionary<string, string> UnsupportedFields = new(StringComparer.Ordinal)
+    {
+        ["steps"] = "--steps",
+        ["guidance"] = "--guidance",
+        ["guidance_scale"] = "--guidance",
+        ["cfg"] = "--guidance",
+        ["cfg_scale"] = "--guidance",
+        ["size"] = "--size",
+        ["width"] = "--size",
+        ["height"] = "--size",
+        ["scheduler"] = "--scheduler",
+        ["sampler"] = "--scheduler",
+        ["model"] = "--model",
+        ["strength"] = "",
+        ["init_image"] = "",
+        ["image"] = "",
+        ["mask"] = "",
+        ["mask_image"] = "",
+    };
+
+    /// <summary>
+    /// Picks the format from <paramref name="format"/> when given (txt, jsonl, csv), else from the file extension;
+    /// stdin (<c>-</c>) without <c>--format</c> is text.
+    /// </summary>
+    public static PromptFileFormat ResolveFormat(string path, string? format)
+    {
+        if (!string.IsNullOrWhiteSpace(format))
+        {
+            return format.Trim().ToLowerInvariant() switch
+            {
+                "txt" or "text" => PromptFileFormat.Text,
+                "jsonl" or "ndjson" => PromptFileFormat.JsonLines,
+                "csv" => PromptFileFormat.Csv,
+                _ => throw new CliUsageException(
+                    $"error: unknown --format '{format}' (expected one of: {string.Join(", ", FormatNames)})"),
+            };
+        }
+
+        if (path == "-")
+        {
+            return PromptFileFormat.Text;
+        }
+
+        return Path.GetExtension(path).ToLowerInvariant() switch
+        {
+            ".jsonl" or ".ndjson" => PromptFileFormat.JsonLines,
+            ".csv" => PromptFileFormat.Csv,
+            _ => PromptFileFormat.Text,
+        };
+    }
+
+    /// <summary>Streams the prompts of <paramref name="reader"/>; <paramref name="sourceName"/> prefixes errors.</summary>
+    public static IAsyncEnumerable<PromptEntry> ReadAsync(
+        TextReader reader, PromptFileFormat format, string sourceName, CancellationToken cancellationToken = default) =>
+        format switch
+        {
+            PromptFileFormat.Text => ReadTextAsync(reader, sourceName, cancellationToken),
+            PromptFileFormat.JsonLines => ReadJsonLinesAsync(reader, sourceName, cancellationToken),
+            PromptFileFormat.Csv => ReadCsvAsync(reader, sourceName, cancellationToken),
+            _ => throw new ArgumentOutOfRangeException(nameof(format), format, null),
+        };
+
+    private static async IAsyncEnumerable<PromptEntry> ReadTextAsync(
+        TextReader reader, string source, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var lineNumber = 0;
+        while (await reader.ReadLineAsync(cancellationToken) is { } line)
+        {
+            lineNumber++;
+            var prompt = line.Trim();
+            if (prompt.Length == 0 || prompt[0] == '#')
+            {
+                continue;
+            }
+
+            CheckPromptText(prompt, source, lineNumber);
+            yield return new PromptEntry(lineNumber, prompt);
+        }
+    }
+
+    private static async IAsyncEnumerable<PromptEntry> ReadJsonLinesAsync(
+        TextReader reader, string source, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var lineNumber = 0;
+        while (await reader.ReadLineAsync(cancellationToken) is { } line)
+        {
+            lineNumber++;
+            var trimmed = line.AsSpan().Trim();
+            if (trimmed.IsEmpty || trimmed[0] == '#')
+            {
+                continue;
+            }
+
+            yield return ParseJsonLine(line, source, lineNumber);
+        }
+    }
+
+    private static PromptEntry ParseJsonLine(string line, string source, int lineNumber)
+    {
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(line);
+        }
+        catch (JsonException e)
+        {
+            throw new PromptFileException(source, lineNumber, $"invalid JSON: {ShortJsonMessage(e)}");
+        }
+
+        using (document)
+        {
+            var root = document.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                throw new PromptFileException(source, lineNumber,
+                    $"expected a JSON object like {{\"prompt\": \"...\"}}, got {Describe(root.ValueKind)}");
+            }
+
+            string? prompt = null, negative = null;
+            IReadOnlyList<long>? seeds = null;
+            var seen = new HashSet<Field>();
+            foreach (var property in root.EnumerateObject())
+            {
+                var field = ClassifyField(property.Name, source, lineNumber);
+                if (!seen.Add(field) || BothSeedKinds(seen))
+                {
+                    throw new PromptFileException(source, lineNumber, field is Field.Seed or Field.Seeds
+                        ? "give either 'seed' or 'seeds', not both"
+                        : $"field '{property.Name}' appears twice");
+                }
+
+                var value = property.Value;
+                switch (field)
+                {
+                    case Field.Prompt:
+                        prompt = value.ValueKind == JsonValueKind.String
+                            ? value.GetString()!.Trim()
+                            : throw new PromptFileException(source, lineNumber,
+                                $"'prompt' must be a string, got {Describe(value.ValueKind)}");
+                        break;
+                    case Field.Negative:
+                        negative = value.ValueKind switch
+                        {
+                            JsonValueKind.String => value.GetString(),
+                            JsonValueKind.Null => null,
+                            _ => throw new PromptFileException(source, lineNumber,
+                                $"'{property.Name}' must be a string, got {Describe(value.ValueKind)}"),
+                        };
+                        break;
+                    case Field.Seed:
+                        seeds = value.ValueKind == JsonValueKind.Null
+                            ? null
+                            : [JsonSeed(value, "seed", source, lineNumber)];
+                        break;
+                    case Field.Seeds:
+                        if (value.ValueKind == JsonValueKind.Null)
+                        {
+                            break;
+                        }
+
+                        if (value.ValueKind != JsonValueKind.Array)
+                        {
+                            throw new PromptFileException(source, lineNumber,
+                                $"'seeds' must be an array of integers, got {Describe(value.ValueKind)}");
+                        }
+
+                        var list = new List<long>();
+                        foreach (var item in value.EnumerateArray())
+                        {
+                            list.Add(JsonSeed(item, "seeds", source, lineNumber));
+                        }
+
+                        seeds = list.Count > 0
+                            ? CheckSeedCount(list, source, lineNumber)
+                            : throw new PromptFileException(source, lineNumber, "'seeds' is empty");
+                        break;
+                }
+            }
+
+            if (prompt is null)
+            {
+                throw new PromptFileException(source, lineNumber, "missing 'prompt'");
+            }
+
+            CheckPromptText(prompt, source, lineNumber);
+            return new PromptEntry(lineNumber, prompt, negative, seeds);
+        }
+    }
+
+    private static long JsonSeed(JsonElement value, string field, string source, int lineNumber)
+    {
+        if (value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out var seed) && seed >= 0)
+        {
+            return seed;
+        }
+
+        var shown = value.ValueKind == JsonValueKind.Number ? value.GetRawText() : Describe(value.ValueKind);
+        throw new PromptFileException(source, lineNumber, $"'{field}' must hold non-negative integers, got {shown}");
+    }
+
+    private static async IAsyncEnumerable<PromptEntry> ReadCsvAsync(
+        TextReader reader, string source, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        Field[]? columns = null;
+        string[]? names = null;
+        await foreach (var (lineNumber, fields) in ReadCsvRecordsAsync(reader, source, cancellationToken))
+        {
+            if (fields.Count == 1 && fields[0].Length == 0)
+            {
+                continue; // a blank line
+            }
+
+            if (columns is null)
+            {
+                (columns, names) = ParseCsvHeader(fields, source, lineNumber);
+                continue;
+            }
+
+            if (fields.Count != columns.Length)
+            {
+                throw new PromptFileException(source, lineNumber,
+                    $"expected {columns.Length} fields ({string.Join(",", names!)}), got {fields.Count}");
+            }
+
+            string? prompt = null, negative = null;
+            IReadOnlyList<long>? seeds = null;
+            for (var i = 0; i < columns.Length; i++)
+            {
+                var cell = fields[i];
+                switch (columns[i])
+                {
+                    case Field.Prompt:
+                        prompt = cell.Trim();
+                        break;
+                    case Field.Negative:
+                        negative = cell.Length == 0 ? null : cell;
+                        break;
+                    case Field.Seed:
+                        if (cell.Trim().Length > 0)
+                        {
+                            seeds = [CsvSeed(cell.Trim(), names![i], source, lineNumber)];
+                        }
+
+                        break;
+                    case Field.Seeds:
+                        var parts = cell.Split([',', ';', ' ', '\t'],
+                            StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                        if (parts.Length > 0)
+                        {
+                            seeds = CheckSeedCount(
+                                parts.Select(p => CsvSeed(p, names![i], source, lineNumber)).ToList(), source, lineNumber);
+                        }
+
+                        break;
+                }
+            }
+
+            CheckPromptText(prompt!, source, lineNumber);
+            yield return new PromptEntry(lineNumber, prompt!, negative, seeds);
+        }
+
+        if (columns is null)
+        {
+            throw new PromptFileException(source, 1, "empty CSV file: expected a header row such as 'prompt,negative,seed'");
+        }
+    }
+
+    private static (Field[] Columns, string[] Names) ParseCsvHeader(List<string> fields, string source, int lineNumber)
+    {
+        var columns = new Field[fields.Count];
+        var names = new string[fields.Count];
+        var seen = new HashSet<Field>();
+        for (var i = 0; i < fields.Count; i++)
+        {
+            names[i] = fields[i].Trim();
+            if (names[i].Length == 0)
+            {
+                throw new PromptFileException(source, lineNumber, $"header column {i + 1} has no name");
+            }
+
+            columns[i] = ClassifyField(names[i], source, lineNumber);
+            if (!seen.Add(columns[i]) || BothSeedKinds(seen))
+            {
+                throw new PromptFileException(source, lineNumber, columns[i] is Field.Seed or Field.Seeds
+                    ? "give either a 'seed' or a 'seeds' column, not both"
+                    : $"column '{names[i]}' appears twice in the header");
+            }
+        }
+
+        if (!seen.Contains(Field.Prompt))
+        {
+            throw new PromptFileException(source, lineNumber,
+                $"the header row has no 'prompt' column (found: {string.Join(", ", names)})");
+        }
+
+        return (columns, names);
+    }
+
+    private static long CsvSeed(string text, string column, string source, int lineNumber) =>
+        long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var seed)
+            ? seed
+            : throw new PromptFileException(source, lineNumber,
+                $"'{column}' must hold non-negative integers, got '{text}'");
+
+    /// <summary>
+    /// Splits RFC 4180 records: comma separated, fields optionally in double quotes, <c>""</c> is a quote inside a
+    /// quoted field, and a quoted field may span lines. Yields the line each record starts on.
+    /// </summary>
+    private static async IAsyncEnumerable<(int Line, List<string> Fields)> ReadCsvRecordsAsync(
+        TextReader reader, string source, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var lineNumber = 0;
+        while (await reader.ReadLineAsync(cancellationToken) is { } firstLine)
+        {
+            lineNumber++;
+            var startLine = lineNumber;
+            var fields = new List<string>();
+            var field = new StringBuilder();
+            var line = firstLine;
+            var position = 0;
+            var inQuotes = false;
+            var fieldWasQuoted = false;
+            while (true)
+            {
+                if (position == line.Length)
+                {
+                    if (!inQuotes)
+                    {
+                        fields.Add(field.ToString());
+                        break;
+                    }
+
+                    // A quoted field continues on the next line; the line break is part of its value.
+                    if (await reader.ReadLineAsync(cancellationToken) is not { } next)
+                    {
+                        throw new PromptFileException(source, startLine,
+                            "unterminated quoted field (a '\"' is never closed)");
+                    }
+
+                    lineNumber++;
+                    field.Append('\n');
+                    line = next;
+                    position = 0;
+                    continue;
+                }
+
+                var c = line[position++];
+                if (inQuotes)
+                {
+                    if (c != '"')
+                    {
+                        field.Append(c);
+                    }
+                    else if (position < line.Length && line[position] == '"')
+                    {
+                        field.Append('"');
+                        position++;
+                    }
+                    else
+                    {
+                        inQuotes = false;
+                        if (position < line.Length && line[position] != ',')
+                        {
+                            throw new PromptFileException(source, lineNumber,
+                                $"unexpected '{line[position]}' after a closing quote (column {position + 1}); " +
+                                "write a quote inside a quoted field as \"\"");
+                        }
+                    }
+                }
+                else if (c == ',')
+                {
+                    fields.Add(field.ToString());
+                    field.Clear();
+                    fieldWasQuoted = false;
+                }
+                else if (c == '"')
+                {
+                    if (field.Length > 0 || fieldWasQuoted)
+                    {
+                        throw new PromptFileException(source, lineNumber,
+                            $"stray '\"' inside an unquoted field (column {position}); quote the whole field and " +
+                            "double the quote: \"say \"\"hi\"\"\"");
+                    }
+
+                    inQuotes = true;
+                    fieldWasQuoted = true;
+                }
+                else
+                {
+                    field.Append(c);
+                }
+            }
+
+            yield return (startLine, fields);
+        }
+    }
+
+    private static Field ClassifyField(string rawName, string source, int lineNumber)
+    {
+        var name = rawName.Trim().ToLowerInvariant().Replace('-', '_').Replace(' ', '_');
+        if (KnownFields.TryGetValue(name, out var field))
+        {
+            return field;
+        }
+
+        if (UnsupportedFields.TryGetValue(name, out var option))
+        {
+            var hint = option.Length > 0 ? $"; use {option} to set it for the whole batch" : "";
+            throw new PromptFileException(source, lineNumber,
+                $"column '{rawName}' is not supported yet: per-image {name.Replace('_', ' ')} cannot be sent to the coordinator{hint}");
+        }
+
+        throw new PromptFileException(source, lineNumber,
+            $"unknown column '{rawName}' (known: prompt, negative, seed, seeds)");
+    }
+
+    private static bool BothSeedKinds(HashSet<Field> seen) => seen.Contains(Field.Seed) && seen.Contains(Field.Seeds);
+
+    private static void CheckPromptText(string prompt, string source, int lineNumber)
+    {
+        if (prompt.Length == 0)
+        {
+            throw new PromptFileException(source, lineNumber, "prompt is empty");
+        }
+
+        if (prompt.Contains('\0'))
+        {
+            throw new PromptFileException(source, lineNumber, "prompt contains a NUL character");
+        }
+    }
+
+    private static List<long> CheckSeedCount(List<long> seeds, string source, int lineNumber) =>
+        seeds.Count <= SeedPlan.MaxSeeds
+            ? seeds
+            : throw new PromptFileException(source, lineNumber, $"more than {SeedPlan.MaxSeeds} seeds for one prompt");
+
+    private static string ShortJsonMessage(JsonException e)
+    {
+        var message = e.Message;
+        var cut = message.IndexOf(" Path:", StringComparison.Ordinal);
+        if (cut < 0)
+        {
+            cut = message.IndexOf(" LineNumber:", StringComparison.Ordinal);
+        }
+
+        message = (cut > 0 ? message[..cut] : message).TrimEnd('.', ' ');
+        return e.BytePositionInLine is { } column ? $"{message} (column {column + 1})" : message;
+    }
+
+    private static string Describe(JsonValueKind kind) => kind switch
+    {
+        JsonValueKind.Object => "an object",
+        JsonValueKind.Array => "an array",
+        JsonValueKind.String => "a string",
+        JsonValueKind.Number => "a number",
+        JsonValueKind.True or JsonValueKind.False => "a boolean",
+        JsonValueKind.Null => "null",
+        _ => kind.ToString().ToLowerInvariant(),
+    };
+}

@@ -1,0 +1,147 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+
+namespace RenderFarm.Client;
+
+/// <summary>One downloaded image as recorded in <c>manifest.jsonl</c>.</summary>
+public sealed record ManifestEntry(uint Index, string Prompt, string NegativePrompt, long Seed, string File, string Sha256);
+
+/// <summary>
+/// <c>manifest.jsonl</c> in an output folder: one JSON object per image (index, prompt, negative_prompt, seed, file,
+/// sha256). Appended as images arrive, so a killed pull keeps what it finished; rewritten sorted by index at the end,
+/// so every complete pull of a job leaves the same bytes.
+/// </summary>
+public sealed class ResultManifest
+{
+    public const string FileName = "manifest.jsonl";
+    private static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+    private readonly string _directory;
+    private readonly SortedDictionary<uint, ManifestEntry> _entries = new();
+
+    private ResultManifest(string directory) => _directory = directory;
+
+    public string Path => System.IO.Path.Combine(_directory, FileName);
+    public IReadOnlyCollection<ManifestEntry> Entries => _entries.Values;
+
+    /// <summary>
+    /// Reads the manifest of <paramref name="directory"/> (missing = empty). Unreadable lines and entries naming
+    /// anything but a plain file of ours are dropped: a tampered manifest cannot point outside the folder.
+    /// </summary>
+    public static ResultManifest Load(string directory)
+    {
+        var manifest = new ResultManifest(directory);
+        if (!System.IO.File.Exists(manifest.Path))
+        {
+            return manifest;
+        }
+
+        foreach (var line in System.IO.File.ReadLines(manifest.Path))
+        {
+            if (TryParse(line) is { } entry && ResultFileNamer.IsSafeFileName(entry.File))
+            {
+                manifest._entries[entry.Index] = entry; // a later line for the same index wins
+            }
+        }
+
+        return manifest;
+    }
+
+    /// <summary>
+    /// Entries whose file exists and hashes to the recorded sha256: the images this folder already has. Entries that
+    /// fail the check are forgotten (their images will be downloaded again).
+    /// </summary>
+    public async Task<IReadOnlyList<uint>> VerifyAsync(CancellationToken cancellationToken)
+    {
+        var verified = new List<uint>();
+        foreach (var entry in _entries.Values.ToList())
+        {
+            var file = System.IO.Path.Combine(_directory, entry.File);
+            if (System.IO.File.Exists(file) &&
+                string.Equals(await HashFileAsync(file, cancellationToken), entry.Sha256, StringComparison.OrdinalIgnoreCase))
+            {
+                verified.Add(entry.Index);
+            }
+            else
+            {
+                _entries.Remove(entry.Index);
+            }
+        }
+
+        return verified;
+    }
+
+    /// <summary>Records an image and appends its line right away (durable progress for a killed pull).</summary>
+    public async Task AddAsync(ManifestEntry entry, CancellationToken cancellationToken)
+    {
+        _entries[entry.Index] = entry;
+        await using var stream = new FileStream(Path, FileMode.Append, FileAccess.Write, FileShare.Read);
+        var line = Encoding.UTF8.GetBytes(Format(entry) + "\n");
+        await stream.WriteAsync(line, cancellationToken);
+    }
+
+    /// <summary>Rewrites the manifest sorted by index, one line per image, atomically (temp file + rename).</summary>
+    public async Task CompactAsync(CancellationToken cancellationToken)
+    {
+        var temp = Path + ".tmp";
+        await using (var writer = new StreamWriter(temp, append: false, new UTF8Encoding(false)))
+        {
+            foreach (var entry in _entries.Values)
+            {
+                await writer.WriteAsync(Format(entry) + "\n");
+            }
+        }
+
+        System.IO.File.Move(temp, Path, overwrite: true);
+    }
+
+    public static string Format(ManifestEntry entry)
+    {
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer, WriterOptions))
+        {
+            json.WriteStartObject();
+            json.WriteNumber("index", entry.Index);
+            json.WriteString("prompt", entry.Prompt);
+            json.WriteString("negative_prompt", entry.NegativePrompt);
+            json.WriteNumber("seed", entry.Seed);
+            json.WriteString("file", entry.File);
+            json.WriteString("sha256", entry.Sha256);
+            json.WriteEndObject();
+        }
+
+        return Encoding.UTF8.GetString(buffer.ToArray());
+    }
+
+    public static ManifestEntry? TryParse(string line)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(line);
+            var root = document.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                return null;
+            }
+
+            return new ManifestEntry(
+                root.GetProperty("index").GetUInt32(),
+                root.TryGetProperty("prompt", out var prompt) ? prompt.GetString() ?? "" : "",
+                root.TryGetProperty("negative_prompt", out var negative) ? negative.GetString() ?? "" : "",
+                root.TryGetProperty("seed", out var seed) ? seed.GetInt64() : 0,
+                root.GetProperty("file").GetString() ?? "",
+                root.GetProperty("sha256").GetString() ?? "");
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        {
+            return null;
+        }
+    }
+
+    public static async Task<string> HashFileAsync(string path, CancellationToken cancellationToken)
+    {
+        await using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 64 * 1024, FileOptions.SequentialScan);
+        return Convert.ToHexStringLower(await SHA256.HashDataAsync(stream, cancellationToken));
+    }
+}

@@ -1,0 +1,358 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
+using System.Globalization;
+using Grpc.Core;
+using RenderFarm.Protocol;
+
+namespace RenderFarm.Client;
+
+/// <summary>Width × height in pixels, both positive multiples of 8.</summary>
+public readonly record struct ImageSize(uint Width, uint Height)
+{
+    public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"{Width}x{Height}");
+
+    /// <summary>Parses "512x768" (or "768" for a square); null with a reason when invalid.</summary>
+    public static ImageSize? TryParse(string text, out string? error)
+    {
+        var parts = text.Trim().ToLowerInvariant().Split('x');
+        error = null;
+        if (parts.Length is < 1 or > 2 ||
+            !uint.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var width) ||
+            !uint.TryParse(parts[^1], NumberStyles.None, CultureInfo.InvariantCulture, out var height))
+        {
+            error = $"--size '{text}' is not WIDTHxHEIGHT (e.g. 512x512)";
+            return null;
+        }
+
+        if (width == 0 || height == 0 || width % 8 != 0 || height % 8 != 0)
+        {
+            error = $"--size {width}x{height}: width and height must be positive multiples of 8";
+            return null;
+        }
+
+        if (width > 8192 || height > 8192)
+        {
+            error = $"--size {width}x{height}: at most 8192 pixels per side";
+            return null;
+        }
+
+        return new ImageSize(width, height);
+    }
+}
+
+/// <summary>Counts from reading a prompt file once.</summary>
+public sealed record BatchCount(long Prompts, long Images, long PromptsWithOwnSeeds);
+
+/// <summary>
+/// <c>farm submit FILE</c>: validates the whole prompt file first (nothing is sent if any line is bad), then streams
+/// one JobHeader and the prompts to SubmitJob. stdout gets only the job id, so <c>id=$(farm submit p.txt | tail -1)</c>
+/// works with or without <c>--watch</c>/<c>--out</c> (their output goes to stderr).
+/// </summary>
+public static class SubmitCommand
+{
+    /// <summary>Shard size assumed for estimates until the coordinator reports its own.</summary>
+    public const int AssumedShardSize = 4;
+
+    public static Command Create(FarmCliHost host, GlobalOptions globals)
+    {
+        var file = new Argument<string>("FILE")
+        {
+            Description = "Prompt file: .txt (one prompt per line, # comments), .jsonl ({\"prompt\",\"negative\",\"seed\"|\"seeds\"} per line), " +
+                          ".csv (header row with the same names), or - for stdin.",
+        };
+        var steps = new Option<int>("--steps") { Description = "Denoising steps.", DefaultValueFactory = _ => 20, HelpName = "N" };
+        var guidance = new Option<float>("--guidance") { Description = "Classifier-free guidance scale (≤ 1 disables it).", DefaultValueFactory = _ => 7.5f, HelpName = "G" };
+        var size = new Option<ImageSize>("--size")
+        {
+            Description = "Image size WIDTHxHEIGHT, multiples of 8.",
+            HelpName = "WxH",
+            DefaultValueFactory = _ => new ImageSize(512, 512),
+            CustomParser = result =>
+            {
+                var parsed = ImageSize.TryParse(result.Tokens.Single().Value, out var error);
+                if (parsed is null)
+                {
+                    result.AddError(error!);
+                    return default;
+                }
+
+                return parsed.Value;
+            },
+        };
+        var seed = new Option<long?>("--seed") { Description = "First seed (with --seed-count N: seeds S..S+N-1). Default: one random seed, printed.", HelpName = "S" };
+        var seeds = new Option<IReadOnlyList<long>?>("--seeds")
+        {
+            Description = "Explicit seed list, e.g. 1,2,3: every prompt is rendered once per seed.",
+            HelpName = "LIST",
+            CustomParser = result =>
+            {
+                try
+                {
+                    return SeedPlan.ParseList(result.Tokens.Single().Value);
+                }
+                catch (FormatException e)
+                {
+                    result.AddError("--seeds " + e.Message);
+                    return null;
+                }
+            },
+        };
+        var seedCount = new Option<int?>("--seed-count") { Description = "Number of consecutive seeds per prompt.", HelpName = "N" };
+        var imagesPerPrompt = new Option<int>("--images-per-prompt") { Description = "Images per (prompt, seed), with seeds seed, seed+1, …", DefaultValueFactory = _ => 1, HelpName = "K" };
+        var negative = new Option<string?>("--negative") { Description = "Negative prompt for prompts that bring none.", HelpName = "TEXT" };
+        var scheduler = new Option<string>("--scheduler") { Description = "Scheduler (euler, euler_a, ddim, …).", DefaultValueFactory = _ => "euler", HelpName = "NAME" };
+        var model = new Option<string?>("--model") { Description = "Model name as workers register it (env FARM_MODEL; default: the coordinator's default model).", HelpName = "NAME" };
+        var label = new Option<string?>("--label") { Description = "Free text shown in job listings.", HelpName = "TEXT" };
+        var format = new Option<string?>("--format") { Description = "Override format detection: txt, jsonl or csv.", HelpName = "FORMAT" };
+        format.AcceptOnlyFromAmong([.. PromptFileReader.FormatNames, "text", "ndjson"]);
+        var watch = new Option<bool>("--watch") { Description = "Follow the job's progress after submitting (as farm watch, on stderr)." };
+        var plain = new Option<bool>("--plain") { Description = "With --watch: one line per event even on a terminal." };
+        var outDir = new Option<string?>("--out") { Description = "After the job finishes, download its images into DIR (as farm pull).", HelpName = "DIR" };
+        var dryRun = new Option<bool>("--dry-run") { Description = "Validate the file and print image and shard counts; contact nothing." };
+
+        var command = new Command("submit",
+            "Submit a batch of prompts as one job and print its id.\n\n" +
+            "Examples:\n" +
+            "  farm submit prompts.txt --seeds 1,2,3 --steps 30\n" +
+            "  id=$(farm submit prompts.jsonl --size 768x512 | tail -1)\n" +
+            "  cat prompts.txt | farm submit - --seed 42 --seed-count 4 --watch --out results/\n" +
+            "  farm submit prompts.csv --dry-run")
+        {
+            file, steps, guidance, size, seed, seeds, seedCount, imagesPerPrompt, negative, scheduler, model, label,
+            format, watch, plain, outDir, dryRun,
+        };
+
+        command.SetAction((parseResult, cancellationToken) => CommandContext.RunAsync(host, globals, parseResult, cancellationToken,
+            context =>
+            {
+                var settings = new SubmitSettings(
+                    File: parseResult.GetRequiredValue(file),
+                    Steps: parseResult.GetValue(steps),
+                    Guidance: parseResult.GetValue(guidance),
+                    Size: parseResult.GetValue(size),
+                    Seed: parseResult.GetValue(seed),
+                    Seeds: parseResult.GetValue(seeds),
+                    SeedCount: parseResult.GetValue(seedCount),
+                    ImagesPerPrompt: parseResult.GetValue(imagesPerPrompt),
+                    Negative: parseResult.GetValue(negative),
+                    Scheduler: parseResult.GetValue(scheduler) ?? "euler",
+                    Model: parseResult.GetValue(model) ?? host.GetEnvironmentVariable("FARM_MODEL") ?? "",
+                    Label: parseResult.GetValue(label),
+                    Format: parseResult.GetValue(format),
+                    Watch: parseResult.GetValue(watch),
+                    Plain: parseResult.GetValue(plain),
+                    OutDir: parseResult.GetValue(outDir),
+                    DryRun: parseResult.GetValue(dryRun));
+                return RunAsync(context, settings, cancellationToken);
+            }));
+        return command;
+    }
+
+    public sealed record SubmitSettings(
+        string File, int Steps, float Guidance, ImageSize Size, long? Seed, IReadOnlyList<long>? Seeds, int? SeedCount,
+        int ImagesPerPrompt, string? Negative, string Scheduler, string Model, string? Label, string? Format,
+        bool Watch, bool Plain, string? OutDir, bool DryRun);
+
+    public static async Task<int> RunAsync(CommandContext context, SubmitSettings settings, CancellationToken cancellationToken)
+    {
+        var generation = BuildParams(settings);
+        if (settings.ImagesPerPrompt is < 1 or > 1000)
+        {
+            throw new CliUsageException($"error: --images-per-prompt must be between 1 and 1000, got {settings.ImagesPerPrompt}");
+        }
+
+        var imagesPerPrompt = (uint)settings.ImagesPerPrompt;
+        var seedPlan = SeedPlan.Create(settings.Seed, settings.Seeds, settings.SeedCount, context.Host.RandomSeed);
+
+        using var source = await PromptSource.OpenAsync(settings.File, settings.Format, context.Host.In ?? Console.In, cancellationToken);
+
+        // Pass 1: the whole file must be valid before anything is sent.
+        var count = await CountAsync(source, seedPlan, imagesPerPrompt, cancellationToken);
+        if (count.Prompts == 0)
+        {
+            throw new CliUsageException($"error: {source.DisplayName}: no prompts (every line is blank or a comment)");
+        }
+
+        if (count.Images > uint.MaxValue)
+        {
+            throw new CliUsageException($"error: {source.DisplayName}: {count.Images} images is more than one job can hold");
+        }
+
+        if (settings.DryRun)
+        {
+            WriteDryRun(context.Out, source, settings, generation, seedPlan, imagesPerPrompt, count);
+            return ExitCodes.Ok;
+        }
+
+        var header = new JobHeader
+        {
+            Params = generation,
+            NegativePrompt = settings.Negative ?? "",
+            ImagesPerPrompt = imagesPerPrompt,
+            Label = settings.Label ?? "",
+        };
+        header.Seeds.AddRange(seedPlan.Seeds);
+
+        // Pass 2: stream the header and the prompts; the file is read again, never held in memory.
+        var response = await SubmitAsync(context, source, header, cancellationToken);
+
+        var err = context.Error;
+        err.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"submitted job {response.JobId}: {response.ImageCount} images in {response.ShardCount} shards " +
+            $"({count.Prompts} prompts from {source.DisplayName}; {generation.Width}x{generation.Height}, {generation.Steps} steps)"));
+        if (seedPlan.IsRandom)
+        {
+            var hint = seedPlan.Seeds.Count == 1
+                ? $"--seed {seedPlan.Seeds[0]}"
+                : $"--seed {seedPlan.Seeds[0]} --seed-count {seedPlan.Seeds.Count}";
+            err.WriteLine($"seed {seedPlan.Describe()} chosen at random; reproduce with {hint}");
+        }
+
+        context.Out.WriteLine(response.JobId);
+        await context.Out.FlushAsync(cancellationToken);
+
+        if (!settings.Watch && settings.OutDir is null)
+        {
+            return ExitCodes.Ok;
+        }
+
+        // Follow-up output goes to stderr: stdout stays the job id alone.
+        var watchCode = settings.Watch
+            ? await WatchCommand.WatchAsync(context, response.JobId, context.Error, context.Host.ErrorIsTerminal && !settings.Plain, cancellationToken)
+            : await WaitQuietlyAsync(context, response.JobId, cancellationToken);
+        if (settings.OutDir is null || watchCode == ExitCodes.Unreachable)
+        {
+            return watchCode;
+        }
+
+        var pullCode = await PullCommand.PullAsync(context, response.JobId, settings.OutDir, context.Error, json: false, cancellationToken);
+        return pullCode != ExitCodes.Ok ? pullCode : watchCode;
+    }
+
+    /// <summary>Reads the whole file once: validates every line and counts prompts and images.</summary>
+    public static async Task<BatchCount> CountAsync(PromptSource source, SeedPlan seedPlan, uint imagesPerPrompt, CancellationToken cancellationToken)
+    {
+        long prompts = 0, images = 0, ownSeeds = 0;
+        using var reader = source.OpenReader();
+        await foreach (var entry in source.ReadAsync(reader, cancellationToken))
+        {
+            prompts++;
+            images += seedPlan.ImagesFor(entry, imagesPerPrompt);
+            if (entry.Seeds is not null)
+            {
+                ownSeeds++;
+            }
+        }
+
+        return new BatchCount(prompts, images, ownSeeds);
+    }
+
+    /// <summary>Rough shard count: images grouped <paramref name="shardSize"/> at a time.</summary>
+    public static long EstimateShards(long images, int shardSize = AssumedShardSize) => (images + shardSize - 1) / shardSize;
+
+    private static GenerationParams BuildParams(SubmitSettings settings)
+    {
+        if (settings.Steps is < 1 or > 10_000)
+        {
+            throw new CliUsageException($"error: --steps must be between 1 and 10000, got {settings.Steps}");
+        }
+
+        if (!float.IsFinite(settings.Guidance) || settings.Guidance < 0)
+        {
+            throw new CliUsageException($"error: --guidance must be a finite number ≥ 0, got {settings.Guidance.ToString(CultureInfo.InvariantCulture)}");
+        }
+
+        if (settings.Scheduler.Trim().Length == 0)
+        {
+            throw new CliUsageException("error: --scheduler is empty");
+        }
+
+        return new GenerationParams
+        {
+            Model = settings.Model.Trim(),
+            Width = settings.Size.Width,
+            Height = settings.Size.Height,
+            Steps = (uint)settings.Steps,
+            GuidanceScale = settings.Guidance,
+            Scheduler = settings.Scheduler.Trim(),
+        };
+    }
+
+    private static void WriteDryRun(
+        TextWriter output, PromptSource source, SubmitSettings settings, GenerationParams generation, SeedPlan seedPlan,
+        uint imagesPerPrompt, BatchCount count)
+    {
+        var formatName = source.Format switch
+        {
+            PromptFileFormat.JsonLines => "jsonl",
+            PromptFileFormat.Csv => "csv",
+            _ => "txt",
+        };
+        var seedText = seedPlan.IsRandom
+            ? seedPlan.Seeds.Count == 1 ? "1 random seed (chosen at submit)" : $"{seedPlan.Seeds.Count} consecutive seeds from a random start"
+            : seedPlan.Describe();
+        var images = count.PromptsWithOwnSeeds == 0
+            ? $"{count.Images} ({count.Prompts} prompts × {seedPlan.Seeds.Count} seeds × {imagesPerPrompt} per seed)"
+            : $"{count.Images} ({count.PromptsWithOwnSeeds} of {count.Prompts} prompts bring their own seeds; × {imagesPerPrompt} per seed)";
+        var inv = CultureInfo.InvariantCulture;
+        output.WriteLine("dry run: nothing submitted");
+        output.WriteLine($"file:      {source.DisplayName} ({formatName})");
+        output.WriteLine(string.Create(inv, $"prompts:   {count.Prompts}"));
+        output.WriteLine($"seeds:     {seedText}");
+        output.WriteLine(string.Create(inv, $"images:    {images}"));
+        output.WriteLine(string.Create(inv, $"shards:    ~{EstimateShards(count.Images)} (assuming {AssumedShardSize} images per shard)"));
+        output.WriteLine(string.Create(inv,
+            $"params:    model={(generation.Model.Length == 0 ? "(coordinator default)" : generation.Model)} " +
+            $"size={generation.Width}x{generation.Height} steps={generation.Steps} guidance={generation.GuidanceScale} scheduler={generation.Scheduler}"));
+        if (!string.IsNullOrEmpty(settings.Label))
+        {
+            output.WriteLine($"label:     {settings.Label}");
+        }
+    }
+
+    private static async Task<SubmitJobResponse> SubmitAsync(
+        CommandContext context, PromptSource source, JobHeader header, CancellationToken cancellationToken)
+    {
+        using var reader = source.OpenReader();
+        // Disposing the call without completing it cancels it: the coordinator keeps nothing of a broken batch.
+        using var call = context.Coordinator.Client.SubmitJob(context.Coordinator.CallOptions(cancellationToken));
+        try
+        {
+            // Writes need no token of their own: the call carries the command's cancellation (CallOptions).
+            await call.RequestStream.WriteAsync(new SubmitJobRequest { Header = header });
+            await foreach (var entry in source.ReadAsync(reader, cancellationToken))
+            {
+                var item = new PromptItem { Prompt = entry.Prompt };
+                if (entry.NegativePrompt is not null)
+                {
+                    item.NegativePrompt = entry.NegativePrompt;
+                }
+
+                if (entry.Seeds is not null)
+                {
+                    item.Seeds.AddRange(entry.Seeds);
+                }
+
+                await call.RequestStream.WriteAsync(new SubmitJobRequest { Prompt = item });
+            }
+
+            await call.RequestStream.CompleteAsync();
+        }
+        catch (RpcException) when (!cancellationToken.IsCancellationRequested)
+        {
+            // The coordinator ended the call early (e.g. rejected the header); its status is in ResponseAsync below.
+        }
+        catch (InvalidOperationException) when (!cancellationToken.IsCancellationRequested)
+        {
+            // Writing after the call completed: same as above.
+        }
+
+        return await call.ResponseAsync;
+    }
+
+    private static async Task<int> WaitQuietlyAsync(CommandContext context, string jobId, CancellationToken cancellationToken)
+    {
+        context.Error.WriteLine($"waiting for job {jobId} to finish…");
+        return await WatchCommand.WatchAsync(context, jobId, context.Error, live: false, cancellationToken, new QuietWatchObserver());
+    }
+}

@@ -1,0 +1,110 @@
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+
+namespace RenderFarm.Diffusion.Models;
+
+/// <summary>
+/// One ONNX component of a model directory (text_encoder, unet, vae_decoder, …): its session, created once, and its
+/// input/output metadata. Loading problems surface as <see cref="ModelLoadException"/> naming the component.
+/// </summary>
+internal sealed class OnnxComponent : IDisposable
+{
+    private OnnxComponent(string name, string path, InferenceSession session)
+    {
+        Name = name;
+        Path = path;
+        Session = session;
+    }
+
+    /// <summary>Component folder name, e.g. "unet".</summary>
+    public string Name { get; }
+
+    public string Path { get; }
+
+    public InferenceSession Session { get; }
+
+    public IReadOnlyDictionary<string, NodeMetadata> Inputs => Session.InputMetadata;
+
+    public IReadOnlyDictionary<string, NodeMetadata> Outputs => Session.OutputMetadata;
+
+    public static string ModelPath(string modelDirectory, string component) =>
+        System.IO.Path.Combine(modelDirectory, component, "model.onnx");
+
+    public static OnnxComponent Open(string modelDirectory, string component, SessionOptions options)
+    {
+        var path = ModelPath(modelDirectory, component);
+        if (!File.Exists(path))
+        {
+            throw new ModelLoadException($"The model directory '{modelDirectory}' has no {component} component ({component}/model.onnx is missing).")
+            {
+                Component = component,
+            };
+        }
+        try
+        {
+            return new OnnxComponent(component, path, new InferenceSession(path, options));
+        }
+        catch (Exception ex) when (ex is not ModelLoadException)
+        {
+            throw new ModelLoadException(
+                $"The {component} component ({path}) could not be loaded: {ExecutionProviders.FirstLine(ex.Message)}", ex)
+            {
+                Component = component,
+            };
+        }
+    }
+
+    /// <summary>The input called <paramref name="name"/>, else the single input when there is only one.</summary>
+    public (string Name, NodeMetadata Metadata) RequireInput(string name, bool fallbackToOnly = false) =>
+        Require(Inputs, name, "input", fallbackToOnly);
+
+    /// <summary>The output called <paramref name="name"/>, else the first output.</summary>
+    public (string Name, NodeMetadata Metadata) RequireOutput(string name)
+    {
+        if (Outputs.TryGetValue(name, out var metadata))
+        {
+            return (name, metadata);
+        }
+        var first = Session.OutputNames[0];
+        return (first, Outputs[first]);
+    }
+
+    public void RequireRank(string tensor, NodeMetadata metadata, int rank)
+    {
+        if (metadata.Dimensions.Length != rank)
+        {
+            throw Invalid($"'{tensor}' has rank {metadata.Dimensions.Length}, expected {rank}");
+        }
+    }
+
+    public void RequireElementType(string tensor, NodeMetadata metadata, params TensorElementType[] allowed)
+    {
+        if (!metadata.IsTensor || !allowed.Contains(metadata.ElementDataType))
+        {
+            throw Invalid($"'{tensor}' has element type {metadata.ElementDataType}, expected one of {string.Join(", ", allowed)}");
+        }
+    }
+
+    /// <summary>A static dimension's size, or null when the dimension is symbolic.</summary>
+    public static int? StaticDim(NodeMetadata metadata, int axis) =>
+        axis < metadata.Dimensions.Length && metadata.Dimensions[axis] > 0 ? metadata.Dimensions[axis] : null;
+
+    public ModelLoadException Invalid(string problem) =>
+        new($"The {Name} component ({Path}) is not a usable {Name}: {problem}.") { Component = Name };
+
+    private (string, NodeMetadata) Require(IReadOnlyDictionary<string, NodeMetadata> nodes, string name, string kind, bool fallbackToOnly)
+    {
+        if (nodes.TryGetValue(name, out var metadata))
+        {
+            return (name, metadata);
+        }
+        if (fallbackToOnly && nodes.Count == 1)
+        {
+            var only = nodes.First();
+            return (only.Key, only.Value);
+        }
+        throw Invalid($"it has no {kind} named '{name}' (it has {string.Join(", ", nodes.Keys)})");
+    }
+
+    public void Dispose() => Session.Dispose();
+}

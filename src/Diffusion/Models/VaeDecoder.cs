@@ -1,0 +1,69 @@
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using RenderFarm.Diffusion.Tensors;
+
+namespace RenderFarm.Diffusion.Models;
+
+/// <summary>
+/// vae_decoder/model.onnx: latent_sample [B, C, h, w] → sample [B, 3, H, W] in [−1, 1]. Decodes a whole batch in
+/// one run (in fixed-size chunks only when the export fixes the batch size).
+/// </summary>
+internal sealed class VaeDecoder : IDisposable
+{
+    private readonly OnnxComponent _component;
+    private readonly string _inputName;
+    private readonly TensorElementType _inputType;
+    private readonly string _outputName;
+
+    public VaeDecoder(OnnxComponent component)
+    {
+        _component = component;
+        (_inputName, var input) = component.RequireInput("latent_sample", fallbackToOnly: true);
+        component.RequireElementType(_inputName, input, TensorElementType.Float, TensorElementType.Float16);
+        component.RequireRank(_inputName, input, 4);
+        _inputType = input.ElementDataType;
+        LatentChannels = OnnxComponent.StaticDim(input, 1);
+        StaticBatch = OnnxComponent.StaticDim(input, 0);
+        (_outputName, var output) = component.RequireOutput("sample");
+        component.RequireElementType(_outputName, output, TensorElementType.Float, TensorElementType.Float16);
+        component.RequireRank(_outputName, output, 4);
+    }
+
+    public int? LatentChannels { get; }
+
+    public int? StaticBatch { get; }
+
+    /// <summary>Decodes <paramref name="batch"/> latents of [channels, h, w]; returns [batch, 3, H, W] and H, W.</summary>
+    public float[] Decode(ReadOnlySpan<float> latents, int batch, int channels, int height, int width, RunOptions runOptions, out int imageHeight, out int imageWidth)
+    {
+        int perLatent = channels * height * width;
+        int chunk = StaticBatch ?? batch;
+        float[]? result = null;
+        imageHeight = imageWidth = 0;
+        for (int start = 0; start < batch; start += chunk)
+        {
+            using var input = TensorBuffer.Create(_inputType, chunk, channels, height, width);
+            for (int r = 0; r < chunk; r++)
+            {
+                int source = Math.Min(start + r, batch - 1);
+                input.Write(latents.Slice(source * perLatent, perLatent), r * perLatent);
+            }
+            using var outputs = _component.Session.Run(runOptions, [_inputName], [input.Value], [_outputName]);
+            var images = TensorBuffer.ReadAsFloat(outputs[0], out var shape);
+            if (shape.Length != 4 || shape[0] != chunk || shape[1] != 3)
+            {
+                throw new InvalidOperationException(
+                    $"The VAE decoder returned shape [{string.Join(", ", shape)}]; expected [{chunk}, 3, H, W].");
+            }
+            imageHeight = (int)shape[2];
+            imageWidth = (int)shape[3];
+            int perImage = 3 * imageHeight * imageWidth;
+            result ??= new float[batch * perImage];
+            int keep = Math.Min(chunk, batch - start);
+            images.AsSpan(0, keep * perImage).CopyTo(result.AsSpan(start * perImage));
+        }
+        return result!;
+    }
+
+    public void Dispose() => _component.Dispose();
+}

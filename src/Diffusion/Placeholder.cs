@@ -1,1 +1,0 @@
-namespace RenderFarm.Diffusion; internal static class Placeholder {}

@@ -1,0 +1,32 @@
+namespace RenderFarm.Diffusion.Schedulers;
+
+/// <summary>
+/// Euler's method on the probability-flow ODE (Karras et al. 2022, Algorithm 2 without churn), as diffusers'
+/// EulerDiscreteScheduler: x₀ = x − σᵢ·ε (per prediction type), d = (x − x₀)/σᵢ, x ← x + d·(σᵢ₊₁ − σᵢ).
+/// </summary>
+public sealed class EulerDiscreteScheduler : SigmaScheduler
+{
+    public EulerDiscreteScheduler(SchedulerConfig config) : base(config) { }
+
+    public override string Name => Config.UseKarrasSigmas ? "euler_karras" : "euler";
+
+    public override string DisplayName => Config.UseKarrasSigmas ? "Euler Karras" : "Euler";
+
+    protected override void StepCore(ReadOnlySpan<float> modelOutput, int stepIndex, ReadOnlySpan<float> sample, SchedulerStepResult into, IStepNoise? noise)
+    {
+        double sigma = Sigmas[stepIndex];
+        double sigmaNext = Sigmas[stepIndex + 1];
+        var x0 = into.PredOriginal.AsSpan();
+        ScheduleMath.PredictOriginalSigma(Config.PredictionType, modelOutput, sample, sigma, x0);
+        // x + (x − x₀)/σ · dt, in the same operation order as diffusers.
+        float sigmaF = (float)sigma;
+        float dt = (float)(sigmaNext - sigma);
+        var prev = into.PrevSample.AsSpan();
+        for (int i = 0; i < prev.Length; i++)
+        {
+            float s = sample[i];
+            float derivative = (s - x0[i]) / sigmaF;
+            prev[i] = s + derivative * dt;
+        }
+    }
+}

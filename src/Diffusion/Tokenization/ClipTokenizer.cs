@@ -1,0 +1,165 @@
+using System.Net;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Microsoft.ML.Tokenizers;
+
+namespace RenderFarm.Diffusion.Tokenization;
+
+/// <summary>
+/// CLIP's byte-level BPE tokenizer (the one every Stable Diffusion text encoder uses) over tokenizer/vocab.json and
+/// tokenizer/merges.txt, built on Microsoft.ML.Tokenizers' BpeTokenizer.
+/// <para>Text clean-up follows CLIP: HTML entities unescaped (twice), runs of whitespace collapsed to one space,
+/// trimmed, lower-cased. (CLIP additionally runs ftfy.fix_text, which repairs mojibake; that is not reproduced.)
+/// The pre-tokenizer is CLIP's regex: the two special tokens, English contractions, letter runs, single digits,
+/// and runs of other non-space characters. Each piece is mapped byte-wise to GPT-2's printable alphabet, then BPE
+/// with "&lt;/w&gt;" marking the end of a word.</para>
+/// <para>Ids are [BOS] + up to MaxLength−2 text tokens + [EOS], padded to MaxLength with the pad token, which is
+/// tokenizer_config.json / special_tokens_map.json's pad_token when present (SD 2.x: "!") and EOS otherwise (SD 1.x).</para>
+/// </summary>
+public sealed class ClipTokenizer
+{
+    public const string StartOfText = "<|startoftext|>";
+    public const string EndOfText = "<|endoftext|>";
+
+    // CLIP's pattern (openai/CLIP simple_tokenizer.py), case-insensitive.
+    private static readonly Regex ClipPattern = new(
+        @"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+",
+        RegexOptions.IgnoreCase | RegexOptions.CultureInvariant | RegexOptions.Compiled);
+
+    private static readonly Regex Whitespace = new(@"\s+", RegexOptions.Compiled);
+
+    private readonly BpeTokenizer _bpe;
+
+    public ClipTokenizer(IReadOnlyDictionary<string, int> vocabulary, IEnumerable<string> merges, int maxLength = 77, string? padToken = null)
+    {
+        ArgumentNullException.ThrowIfNull(vocabulary);
+        ArgumentNullException.ThrowIfNull(merges);
+        if (maxLength < 2)
+        {
+            throw new ArgumentOutOfRangeException(nameof(maxLength), maxLength, "The sequence needs room for BOS and EOS.");
+        }
+        BosId = Lookup(vocabulary, StartOfText);
+        EosId = Lookup(vocabulary, EndOfText);
+        PadId = padToken is null ? EosId : Lookup(vocabulary, padToken);
+        MaxLength = maxLength;
+        var specialTokens = new Dictionary<string, int> { [StartOfText] = BosId, [EndOfText] = EosId };
+        _bpe = BpeTokenizer.Create(new BpeOptions(vocabulary)
+        {
+            Merges = merges.Where(line => line.Length > 0 && !line.StartsWith("#version", StringComparison.Ordinal)),
+            EndOfWordSuffix = "</w>",
+            ByteLevel = true,
+            PreTokenizer = new RegexPreTokenizer(ClipPattern, specialTokens),
+            SpecialTokens = specialTokens,
+        });
+    }
+
+    /// <summary>The text encoder's sequence length (77 for CLIP).</summary>
+    public int MaxLength { get; }
+
+    public int BosId { get; }
+
+    public int EosId { get; }
+
+    public int PadId { get; }
+
+    /// <summary>
+    /// Loads tokenizer/vocab.json and merges.txt from <paramref name="tokenizerDirectory"/>. The pad token and, when
+    /// <paramref name="maxLength"/> is null, model_max_length come from tokenizer_config.json if present.
+    /// </summary>
+    public static ClipTokenizer Load(string tokenizerDirectory, int? maxLength = null)
+    {
+        var vocabPath = Path.Combine(tokenizerDirectory, "vocab.json");
+        var mergesPath = Path.Combine(tokenizerDirectory, "merges.txt");
+        Dictionary<string, int> vocabulary;
+        using (var stream = File.OpenRead(vocabPath))
+        {
+            vocabulary = JsonSerializer.Deserialize<Dictionary<string, int>>(stream)
+                ?? throw new FormatException($"{vocabPath} is empty.");
+        }
+        var merges = File.ReadAllLines(mergesPath);
+        var (padToken, configMaxLength) = ReadTokenizerConfig(tokenizerDirectory);
+        int length = maxLength ?? configMaxLength ?? 77;
+        return new ClipTokenizer(vocabulary, merges, length, padToken);
+    }
+
+    /// <summary>CLIP's text clean-up: unescape HTML twice, collapse whitespace, trim, lower-case.</summary>
+    public static string Clean(string text)
+    {
+        text = WebUtility.HtmlDecode(WebUtility.HtmlDecode(text));
+        return Whitespace.Replace(text, " ").Trim().ToLowerInvariant();
+    }
+
+    /// <summary>BPE ids of <paramref name="text"/> without BOS/EOS, padding or truncation.</summary>
+    public IReadOnlyList<int> EncodeTokens(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var cleaned = Clean(text);
+        return cleaned.Length == 0 ? [] : _bpe.EncodeToIds(cleaned);
+    }
+
+    /// <summary>[BOS] + tokens (truncated to MaxLength−2) + [EOS] + padding, exactly <see cref="MaxLength"/> ids.</summary>
+    public int[] Encode(string text)
+    {
+        var ids = new int[MaxLength];
+        Encode(text, ids);
+        return ids;
+    }
+
+    /// <summary>Writes the padded ids of <paramref name="text"/> into <paramref name="destination"/> (MaxLength long).</summary>
+    public void Encode(string text, Span<int> destination)
+    {
+        if (destination.Length != MaxLength)
+        {
+            throw new ArgumentException($"The destination must hold exactly {MaxLength} ids.", nameof(destination));
+        }
+        var tokens = EncodeTokens(text);
+        int count = Math.Min(tokens.Count, MaxLength - 2);
+        destination[0] = BosId;
+        for (int i = 0; i < count; i++)
+        {
+            destination[i + 1] = tokens[i];
+        }
+        destination[count + 1] = EosId;
+        destination[(count + 2)..].Fill(PadId);
+    }
+
+    private static int Lookup(IReadOnlyDictionary<string, int> vocabulary, string token) =>
+        vocabulary.TryGetValue(token, out var id)
+            ? id
+            : throw new FormatException($"The tokenizer vocabulary has no '{token}' token.");
+
+    private static (string? PadToken, int? MaxLength) ReadTokenizerConfig(string directory)
+    {
+        string? pad = null;
+        int? maxLength = null;
+        foreach (var name in new[] { "special_tokens_map.json", "tokenizer_config.json" })
+        {
+            var path = Path.Combine(directory, name);
+            if (!File.Exists(path))
+            {
+                continue;
+            }
+            using var doc = JsonDocument.Parse(File.ReadAllText(path));
+            var root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                continue;
+            }
+            if (root.TryGetProperty("pad_token", out var padElement))
+            {
+                pad = padElement.ValueKind switch
+                {
+                    JsonValueKind.String => padElement.GetString(),
+                    JsonValueKind.Object when padElement.TryGetProperty("content", out var content) => content.GetString(),
+                    _ => pad,
+                };
+            }
+            if (root.TryGetProperty("model_max_length", out var max) && max.ValueKind == JsonValueKind.Number
+                && max.TryGetDouble(out var value) && value is >= 2 and <= 1_000_000)
+            {
+                maxLength = (int)value;
+            }
+        }
+        return (pad, maxLength);
+    }
+}

@@ -1,0 +1,83 @@
+using RenderFarm.ModelBuilder.Graph;
+
+namespace RenderFarm.ModelBuilder;
+
+public enum Activation { QuickGelu, Gelu }
+
+/// <summary>CLIP text transformer (transformers CLIPTextModel / CLIPTextModelWithProjection).</summary>
+public sealed record TextEncoderConfig(
+    int Hidden,
+    int Layers,
+    int Heads,
+    int Intermediate,
+    Activation Act = Activation.QuickGelu,
+    int MaxPositions = 77,
+    int? ProjectionDim = null,
+    bool OutputHiddenStates = false,
+    double LayerNormEps = 1e-5)
+{
+    public int HeadDim => Hidden / Heads;
+}
+
+/// <summary>SDXL micro-conditioning: text_embeds [B, TextEmbedDim] and time_ids [B, 6] → add_embedding.</summary>
+public sealed record SdxlConditioning(int TextEmbedDim, int AdditionTimeEmbedDim, int TimeIdCount = 6)
+{
+    public int ProjectionInputDim => TextEmbedDim + TimeIdCount * AdditionTimeEmbedDim;
+}
+
+/// <summary>
+/// diffusers UNet2DConditionModel. Per down block i: BlockOut[i] channels, CrossAttention[i] (CrossAttnDownBlock2D vs
+/// DownBlock2D), Heads[i] attention heads, TransformerLayers[i] transformer blocks; up blocks mirror them.
+/// </summary>
+public sealed record UNetConfig(
+    int InChannels,
+    int OutChannels,
+    int[] BlockOut,
+    bool[] CrossAttention,
+    int[] Heads,
+    int LayersPerBlock,
+    int ContextDim,
+    int[]? TransformerLayers = null,
+    bool LinearProjection = false,
+    int NormGroups = 32,
+    double NormEps = 1e-5,
+    SdxlConditioning? Sdxl = null)
+{
+    public int TimeEmbedDim => BlockOut[0] * 4;
+    public int TransformerLayersAt(int block) => TransformerLayers?[block] ?? 1;
+}
+
+/// <summary>diffusers AutoencoderKL (encoder + decoder share the widths; decoder blocks have LayersPerBlock + 1 resnets).</summary>
+public sealed record VaeConfig(
+    int[] BlockOut,
+    int LayersPerBlock,
+    int NormGroups = 32,
+    int ImageChannels = 3,
+    int LatentChannels = 4,
+    double ScalingFactor = 0.18215,
+    double NormEps = 1e-6)
+{
+    public int DownFactor => 1 << (BlockOut.Length - 1);
+}
+
+public enum ModelFamily { StableDiffusion, StableDiffusionInpaint, StableDiffusion2, StableDiffusionXL }
+
+/// <summary>Everything that defines one model directory. All widths live here; the builders hard-code none.</summary>
+public sealed record PresetDefinition(
+    string Name,
+    string Description,
+    ModelFamily Family,
+    TextEncoderConfig TextEncoder,
+    TextEncoderConfig? TextEncoder2,
+    UNetConfig UNet,
+    VaeConfig Vae,
+    int? VocabSize = null,
+    ElementType FloatType = ElementType.Float,
+    ElementType TimestepType = ElementType.Float,
+    ElementType InputIdsType = ElementType.Int32,
+    string PredictionType = "epsilon",
+    int SampleSize = 64)
+{
+    /// <summary>SDXL's UNet cross-attends to both encoders' penultimate states, concatenated.</summary>
+    public int ContextDim => UNet.ContextDim;
+}

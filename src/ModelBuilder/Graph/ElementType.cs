@@ -1,0 +1,31 @@
+namespace RenderFarm.ModelBuilder.Graph;
+
+/// <summary>ONNX tensor element types used by the builder (values are TensorProto.DataType numbers).</summary>
+public enum ElementType
+{
+    Float = 1,
+    Int32 = 6,
+    Int64 = 7,
+    Float16 = 10,
+}
+
+public static class ElementTypeExtensions
+{
+    public static int ByteSize(this ElementType type) => type switch
+    {
+        ElementType.Float => 4,
+        ElementType.Int32 => 4,
+        ElementType.Int64 => 8,
+        ElementType.Float16 => 2,
+        _ => throw new ArgumentOutOfRangeException(nameof(type), type, null),
+    };
+
+    public static string OnnxName(this ElementType type) => type switch
+    {
+        ElementType.Float => "float32",
+        ElementType.Int32 => "int32",
+        ElementType.Int64 => "int64",
+        ElementType.Float16 => "float16",
+        _ => type.ToString(),
+    };
+}

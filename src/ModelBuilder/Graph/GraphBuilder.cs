@@ -1,0 +1,153 @@
+using Google.Protobuf;
+using RenderFarm.ModelBuilder.Onnx;
+
+namespace RenderFarm.ModelBuilder.Graph;
+
+/// <summary>One dimension of a graph input/output: a fixed size or a symbolic name (dim_param).</summary>
+public readonly record struct Dim(long? Value, string? Param)
+{
+    public static implicit operator Dim(long value) => new(value, null);
+    public static implicit operator Dim(int value) => new(value, null);
+    public static implicit operator Dim(string param) => new(null, param);
+    public override string ToString() => Param ?? Value!.Value.ToString();
+}
+
+/// <summary>A node attribute. Value is long, float, string, long[] or float[].</summary>
+public readonly record struct Attr(string Name, object Value)
+{
+    internal AttributeProto ToProto()
+    {
+        var a = new AttributeProto { Name = Name };
+        switch (Value)
+        {
+            case int i: a.Type = AttributeProto.Types.AttributeType.Int; a.I = i; break;
+            case long l: a.Type = AttributeProto.Types.AttributeType.Int; a.I = l; break;
+            case float f: a.Type = AttributeProto.Types.AttributeType.Float; a.F = f; break;
+            case double d: a.Type = AttributeProto.Types.AttributeType.Float; a.F = (float)d; break;
+            case string s: a.Type = AttributeProto.Types.AttributeType.String; a.S = ByteString.CopyFromUtf8(s); break;
+            case long[] ls: a.Type = AttributeProto.Types.AttributeType.Ints; a.Ints.AddRange(ls); break;
+            case int[] ints: a.Type = AttributeProto.Types.AttributeType.Ints; a.Ints.AddRange(ints.Select(x => (long)x)); break;
+            case float[] fs: a.Type = AttributeProto.Types.AttributeType.Floats; a.Floats.AddRange(fs); break;
+            default: throw new ArgumentException($"unsupported attribute value for {Name}: {Value?.GetType()}");
+        }
+        return a;
+    }
+}
+
+/// <summary>A graph input or output signature.</summary>
+public sealed record GraphValue(string Name, ElementType Type, IReadOnlyList<Dim> Dims);
+
+/// <summary>
+/// Builds an ONNX graph: nodes, inputs, outputs and lazily generated initializers. All computation is float32;
+/// parameters are stored in <see cref="WeightType"/> (float16 parameters get a Cast, which ORT folds at load).
+/// </summary>
+public sealed partial class GraphBuilder(string name, ElementType weightType = ElementType.Float)
+{
+    private readonly List<NodeProto> _nodes = [];
+    private readonly List<Initializer> _initializers = [];
+    private readonly HashSet<string> _names = [];
+    private readonly Dictionary<string, string> _constCache = [];
+    private readonly List<GraphValue> _inputs = [];
+    private readonly List<GraphValue> _outputs = [];
+    private int _counter;
+
+    public string Name { get; } = name;
+    public ElementType WeightType { get; } = weightType;
+    public IReadOnlyList<NodeProto> Nodes => _nodes;
+    public IReadOnlyList<Initializer> Initializers => _initializers;
+    public IReadOnlyList<GraphValue> Inputs => _inputs;
+    public IReadOnlyList<GraphValue> Outputs => _outputs;
+
+    /// <summary>Number of learned parameters (elements of parameter initializers, not graph constants).</summary>
+    public long ParameterCount => _initializers.Where(i => i.IsParameter).Sum(i => i.ElementCount);
+
+    public string AddInput(string name, ElementType type, params Dim[] dims)
+    {
+        Claim(name);
+        _inputs.Add(new GraphValue(name, type, dims));
+        return name;
+    }
+
+    /// <summary>Declares <paramref name="value"/> (float32) as graph output <paramref name="name"/>, casting if needed.</summary>
+    public void AddOutput(string value, string name, ElementType type, params Dim[] dims)
+    {
+        Claim(name);
+        if (type == ElementType.Float)
+            Emit("Identity", [value], [name], Scope(name));
+        else
+            Emit("Cast", [value], [name], Scope(name), new Attr("to", (long)type));
+        _outputs.Add(new GraphValue(name, type, dims));
+    }
+
+    /// <summary>Adds a node with one output and returns the output's name.</summary>
+    public string Op(string opType, string scope, string[] inputs, params Attr[] attrs) =>
+        Op(opType, scope, inputs, 1, attrs)[0];
+
+    public string[] Op(string opType, string scope, string[] inputs, int outputCount, params Attr[] attrs)
+    {
+        string nodeName = Unique($"{scope}/{opType}");
+        var outputs = Enumerable.Range(0, outputCount)
+            .Select(i => Unique(outputCount == 1 ? $"{nodeName}_output" : $"{nodeName}_output_{i}")).ToArray();
+        Emit(opType, inputs, outputs, nodeName, attrs);
+        return outputs;
+    }
+
+    /// <summary>A learned parameter in diffusers/transformers naming; returns a float32 value.</summary>
+    public string Parameter(string name, long[] dims, TensorFill fill)
+    {
+        Claim(name);
+        _initializers.Add(new Initializer(name, dims, WeightType, fill, IsParameter: true));
+        return WeightType == ElementType.Float
+            ? name
+            : Op("Cast", name, [name], new Attr("to", (long)ElementType.Float));
+    }
+
+    /// <summary>A 1-D int64 constant (shapes, axes, indices); identical constants are shared.</summary>
+    public string Int64s(params long[] values) =>
+        Constant(ElementType.Int64, [values.Length], values.Select(v => (double)v).ToArray(), "const_i64");
+
+    /// <summary>A float32 constant of the given shape (scalars: dims empty).</summary>
+    public string Floats(long[] dims, double[] values) => Constant(ElementType.Float, dims, values, "const_f32");
+
+    public string Scalar(double value) => Floats([], [value]);
+
+    private string Constant(ElementType type, long[] dims, double[] values, string prefix)
+    {
+        string? key = values.Length <= 64
+            ? $"{type}|{string.Join(',', dims)}|{string.Join(',', values.Select(v => v.ToString("R")))}"
+            : null; // large tables (masks, frequencies) are not worth sharing
+        if (key is not null && _constCache.TryGetValue(key, out var existing))
+            return existing;
+        string name = Unique(prefix);
+        _initializers.Add(new Initializer(name, dims, type, new TensorFill.Values(values), IsParameter: false));
+        if (key is not null)
+            _constCache[key] = name;
+        return name;
+    }
+
+    private void Emit(string opType, string[] inputs, string[] outputs, string nodeName, params Attr[] attrs)
+    {
+        var node = new NodeProto { OpType = opType, Name = nodeName };
+        node.Input.AddRange(inputs);
+        node.Output.AddRange(outputs);
+        foreach (var a in attrs)
+            node.Attribute.Add(a.ToProto());
+        _nodes.Add(node);
+    }
+
+    private static string Scope(string name) => "/" + name;
+
+    private void Claim(string name)
+    {
+        if (!_names.Add(name))
+            throw new InvalidOperationException($"duplicate graph name '{name}'");
+    }
+
+    private string Unique(string stem)
+    {
+        string candidate = stem;
+        while (!_names.Add(candidate))
+            candidate = $"{stem}_{++_counter}";
+        return candidate;
+    }
+}

@@ -1,0 +1,78 @@
+namespace RenderFarm.ModelBuilder.Graph;
+
+/// <summary>How an initializer's values are produced. Values are generated only when a model is written.</summary>
+public abstract record TensorFill
+{
+    /// <summary>Uniform in [-bound, bound] (PyTorch's default Linear/Conv init has bound 1/sqrt(fan_in)).</summary>
+    public sealed record Uniform(double Bound) : TensorFill;
+
+    /// <summary>Every element equal to <see cref="Value"/> (norm scales 1, biases 0).</summary>
+    public sealed record Constant(double Value) : TensorFill;
+
+    /// <summary>Explicit values (shape constants, masks, frequency tables).</summary>
+    public sealed record Values(double[] Data) : TensorFill;
+}
+
+/// <summary>A graph initializer: a learned parameter, or a constant the graph needs.</summary>
+public sealed record Initializer(string Name, long[] Dims, ElementType Type, TensorFill Fill, bool IsParameter)
+{
+    public long ElementCount => Dims.Aggregate(1L, (a, d) => a * d);
+
+    public long ByteCount => ElementCount * Type.ByteSize();
+
+    /// <summary>Writes the tensor's little-endian bytes to <paramref name="output"/> in chunks.</summary>
+    public void WriteData(Stream output, ulong seed)
+    {
+        const int chunk = 1 << 16;
+        int size = Type.ByteSize();
+        var buffer = new byte[chunk * size];
+        var rng = new SplitMix64(SplitMix64.SeedFor(seed, Name));
+        long total = ElementCount;
+        for (long start = 0; start < total; start += chunk)
+        {
+            int n = (int)Math.Min(chunk, total - start);
+            var span = buffer.AsSpan(0, n * size);
+            for (int i = 0; i < n; i++)
+            {
+                double v = Fill switch
+                {
+                    TensorFill.Uniform u => (rng.NextDouble() * 2.0 - 1.0) * u.Bound,
+                    TensorFill.Constant c => c.Value,
+                    TensorFill.Values values => values.Data[start + i],
+                    _ => throw new InvalidOperationException(),
+                };
+                Store(span, i, v);
+            }
+            output.Write(span);
+        }
+    }
+
+    public byte[] ToBytes(ulong seed)
+    {
+        var bytes = new byte[ByteCount];
+        using var ms = new MemoryStream(bytes);
+        WriteData(ms, seed);
+        return bytes;
+    }
+
+    private void Store(Span<byte> span, int i, double v)
+    {
+        switch (Type)
+        {
+            case ElementType.Float:
+                System.Buffers.Binary.BinaryPrimitives.WriteSingleLittleEndian(span[(i * 4)..], (float)v);
+                break;
+            case ElementType.Float16:
+                System.Buffers.Binary.BinaryPrimitives.WriteHalfLittleEndian(span[(i * 2)..], (Half)(float)v);
+                break;
+            case ElementType.Int32:
+                System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(span[(i * 4)..], checked((int)v));
+                break;
+            case ElementType.Int64:
+                System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(span[(i * 8)..], checked((long)v));
+                break;
+            default:
+                throw new InvalidOperationException($"unsupported initializer type {Type}");
+        }
+    }
+}

@@ -1,0 +1,249 @@
+using RenderFarm.ModelBuilder.Components;
+using RenderFarm.ModelBuilder.Graph;
+using RenderFarm.ModelBuilder.Tokenizer;
+
+namespace RenderFarm.ModelBuilder;
+
+public sealed class ModelWriteOptions
+{
+    /// <summary>Seed of every random weight; the same preset and seed give byte-identical files.</summary>
+    public ulong Seed { get; init; }
+
+    /// <summary>Replace an existing non-empty output directory.</summary>
+    public bool Force { get; init; }
+
+    /// <summary>Components whose weights exceed this many bytes store them in model.onnx_data.</summary>
+    public long ExternalDataThreshold { get; init; } = OnnxModelWriter.ExternalDataThreshold;
+
+    /// <summary>Receives one line per written component.</summary>
+    public Action<string>? Log { get; init; }
+
+    public CancellationToken CancellationToken { get; init; }
+}
+
+public sealed record ComponentInfo(string Folder, long Parameters, long Bytes);
+
+public sealed record ModelWriteResult(string Directory, IReadOnlyList<ComponentInfo> Components);
+
+/// <summary>A component graph and the folder it goes to.</summary>
+public sealed record ComponentGraph(string Folder, GraphBuilder Graph);
+
+/// <summary>Writes a diffusers ONNX model directory (model_index.json, scheduler, tokenizer(s), four or five ONNX models).</summary>
+public static class ModelDirectoryWriter
+{
+    public const string DiffusersVersion = "0.30.0";
+
+    public static IReadOnlyList<ComponentGraph> BuildGraphs(PresetDefinition p, int? vocabSize = null)
+    {
+        int vocab = vocabSize ?? p.VocabSize ?? ClipBpeVocabulary.Learn().Size;
+        var list = new List<ComponentGraph>
+        {
+            new("text_encoder", ClipTextEncoderBuilder.Build(p.TextEncoder, vocab, p.InputIdsType, p.FloatType)),
+        };
+        if (p.TextEncoder2 is { } te2)
+        {
+            var g2 = ClipTextEncoderBuilder.Build(te2, vocab, p.InputIdsType, p.FloatType);
+            list.Add(new("text_encoder_2", g2));
+        }
+        list.Add(new("unet", UNetBuilder.Build(p.UNet, p.FloatType, p.TimestepType)));
+        list.Add(new("vae_decoder", VaeBuilder.BuildDecoder(p.Vae, p.FloatType)));
+        list.Add(new("vae_encoder", VaeBuilder.BuildEncoder(p.Vae, p.FloatType)));
+        return list;
+    }
+
+    public static ModelWriteResult Write(PresetDefinition preset, string outputDirectory, ModelWriteOptions options)
+    {
+        string target = Path.GetFullPath(outputDirectory.TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar));
+        if (File.Exists(target))
+            throw new IOException($"'{target}' is a file, not a directory");
+        bool exists = Directory.Exists(target);
+        if (exists && Directory.EnumerateFileSystemEntries(target).Any() && !options.Force)
+            throw new IOException($"'{target}' is not empty; pass --force (ModelWriteOptions.Force) to replace it");
+
+        string parent = Path.GetDirectoryName(target)!;
+        Directory.CreateDirectory(parent);
+        string temp = Path.Combine(parent, $".{Path.GetFileName(target)}.tmp-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(temp);
+        try
+        {
+            var components = WriteContents(preset, temp, options);
+            if (Directory.Exists(target))
+                Directory.Delete(target, recursive: true);
+            Directory.Move(temp, target);
+            return new ModelWriteResult(target, components);
+        }
+        catch
+        {
+            try { Directory.Delete(temp, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            throw;
+        }
+    }
+
+    private static List<ComponentInfo> WriteContents(PresetDefinition p, string dir, ModelWriteOptions options)
+    {
+        var ct = options.CancellationToken;
+        var vocabulary = ClipBpeVocabulary.Learn(p.VocabSize);
+        vocabulary.WriteTo(Path.Combine(dir, "tokenizer"));
+        if (p.TextEncoder2 is not null)
+            vocabulary.WriteTo(Path.Combine(dir, "tokenizer_2"), padToken: "!");
+        WriteScheduler(p, Path.Combine(dir, "scheduler"));
+
+        var infos = new List<ComponentInfo>();
+        foreach (var (folder, graph) in BuildGraphs(p, vocabulary.Size))
+        {
+            ct.ThrowIfCancellationRequested();
+            string componentDir = Path.Combine(dir, folder);
+            Directory.CreateDirectory(componentDir);
+            ulong componentSeed = SplitMix64.SeedFor(options.Seed, folder);
+            OnnxModelWriter.Write(graph, Path.Combine(componentDir, "model.onnx"), componentSeed, options.ExternalDataThreshold);
+            Json.Write(Path.Combine(componentDir, "config.json"), ComponentConfig(p, folder, vocabulary.Size));
+            long bytes = Directory.EnumerateFiles(componentDir).Sum(f => new FileInfo(f).Length);
+            var info = new ComponentInfo(folder, graph.ParameterCount, bytes);
+            infos.Add(info);
+            options.Log?.Invoke($"{folder,-15} {info.Parameters,15:N0} parameters {FormatBytes(bytes),10}");
+        }
+        WriteModelIndex(p, dir);
+        return infos;
+    }
+
+    public static string FormatBytes(long bytes) => bytes switch
+    {
+        < 1 << 10 => $"{bytes} B",
+        < 1 << 20 => $"{bytes / 1024.0:F1} KiB",
+        < 1 << 30 => $"{bytes / (1024.0 * 1024):F1} MiB",
+        _ => $"{bytes / (1024.0 * 1024 * 1024):F2} GiB",
+    };
+
+    private static void WriteModelIndex(PresetDefinition p, string dir)
+    {
+        string[] onnx = ["diffusers", "OnnxRuntimeModel"];
+        string[] tokenizer = ["transformers", "CLIPTokenizer"];
+        var index = new Dictionary<string, object?>
+        {
+            ["_class_name"] = p.Family switch
+            {
+                ModelFamily.StableDiffusionInpaint => "OnnxStableDiffusionInpaintPipeline",
+                ModelFamily.StableDiffusionXL => "ORTStableDiffusionXLPipeline",
+                _ => "OnnxStableDiffusionPipeline",
+            },
+            ["_diffusers_version"] = DiffusersVersion,
+        };
+        if (p.Family != ModelFamily.StableDiffusionXL)
+        {
+            index["feature_extractor"] = new object?[] { null, null };
+            index["requires_safety_checker"] = false;
+            index["safety_checker"] = new object?[] { null, null };
+        }
+        else
+        {
+            index["force_zeros_for_empty_prompt"] = true;
+        }
+        index["scheduler"] = new[] { "diffusers", SchedulerClass(p) };
+        index["text_encoder"] = onnx;
+        if (p.TextEncoder2 is not null)
+            index["text_encoder_2"] = onnx;
+        index["tokenizer"] = tokenizer;
+        if (p.TextEncoder2 is not null)
+            index["tokenizer_2"] = tokenizer;
+        index["unet"] = onnx;
+        index["vae_decoder"] = onnx;
+        index["vae_encoder"] = onnx;
+        Json.Write(Path.Combine(dir, "model_index.json"), index);
+    }
+
+    private static string SchedulerClass(PresetDefinition p) =>
+        p.Family == ModelFamily.StableDiffusionXL ? "EulerDiscreteScheduler" : "PNDMScheduler";
+
+    private static void WriteScheduler(PresetDefinition p, string dir)
+    {
+        Directory.CreateDirectory(dir);
+        var config = new Dictionary<string, object?>
+        {
+            ["_class_name"] = SchedulerClass(p),
+            ["_diffusers_version"] = DiffusersVersion,
+            ["beta_end"] = 0.012,
+            ["beta_schedule"] = "scaled_linear",
+            ["beta_start"] = 0.00085,
+            ["clip_sample"] = false,
+            ["num_train_timesteps"] = 1000,
+            ["prediction_type"] = p.PredictionType,
+            ["set_alpha_to_one"] = false,
+            ["skip_prk_steps"] = true,
+            ["steps_offset"] = 1,
+            ["timestep_spacing"] = "leading",
+            ["trained_betas"] = null,
+        };
+        if (p.Family == ModelFamily.StableDiffusionXL)
+        {
+            config["interpolation_type"] = "linear";
+            config["use_karras_sigmas"] = false;
+        }
+        Json.Write(Path.Combine(dir, "scheduler_config.json"), config);
+    }
+
+    /// <summary>The component's config.json, in the spirit of the diffusers/transformers configs optimum exports.</summary>
+    private static Dictionary<string, object?> ComponentConfig(PresetDefinition p, string folder, int vocabSize)
+    {
+        switch (folder)
+        {
+            case "text_encoder" or "text_encoder_2":
+                var t = folder == "text_encoder" ? p.TextEncoder : p.TextEncoder2!;
+                return new()
+                {
+                    ["architectures"] = new[] { t.ProjectionDim is null ? "CLIPTextModel" : "CLIPTextModelWithProjection" },
+                    ["hidden_act"] = t.Act == Activation.QuickGelu ? "quick_gelu" : "gelu",
+                    ["hidden_size"] = t.Hidden,
+                    ["intermediate_size"] = t.Intermediate,
+                    ["layer_norm_eps"] = t.LayerNormEps,
+                    ["max_position_embeddings"] = t.MaxPositions,
+                    ["model_type"] = "clip_text_model",
+                    ["num_attention_heads"] = t.Heads,
+                    ["num_hidden_layers"] = t.Layers,
+                    ["projection_dim"] = t.ProjectionDim ?? t.Hidden,
+                    ["torch_dtype"] = p.FloatType == ElementType.Float16 ? "float16" : "float32",
+                    ["vocab_size"] = vocabSize,
+                };
+            case "unet":
+                var u = p.UNet;
+                return new()
+                {
+                    ["_class_name"] = "UNet2DConditionModel",
+                    ["_diffusers_version"] = DiffusersVersion,
+                    ["addition_embed_type"] = u.Sdxl is null ? null : "text_time",
+                    ["addition_time_embed_dim"] = u.Sdxl?.AdditionTimeEmbedDim,
+                    ["attention_head_dim"] = u.Heads,
+                    ["block_out_channels"] = u.BlockOut,
+                    ["cross_attention_dim"] = u.ContextDim,
+                    ["down_block_types"] = u.CrossAttention.Select(a => a ? "CrossAttnDownBlock2D" : "DownBlock2D").ToArray(),
+                    ["flip_sin_to_cos"] = true,
+                    ["freq_shift"] = 0,
+                    ["in_channels"] = u.InChannels,
+                    ["layers_per_block"] = u.LayersPerBlock,
+                    ["norm_eps"] = u.NormEps,
+                    ["norm_num_groups"] = u.NormGroups,
+                    ["out_channels"] = u.OutChannels,
+                    ["projection_class_embeddings_input_dim"] = u.Sdxl?.ProjectionInputDim,
+                    ["sample_size"] = p.SampleSize,
+                    ["transformer_layers_per_block"] = u.BlockOut.Select((_, i) => u.TransformerLayersAt(i)).ToArray(),
+                    ["up_block_types"] = u.CrossAttention.Reverse().Select(a => a ? "CrossAttnUpBlock2D" : "UpBlock2D").ToArray(),
+                    ["use_linear_projection"] = u.LinearProjection,
+                };
+            default:
+                var v = p.Vae;
+                return new()
+                {
+                    ["_class_name"] = "AutoencoderKL",
+                    ["_diffusers_version"] = DiffusersVersion,
+                    ["act_fn"] = "silu",
+                    ["block_out_channels"] = v.BlockOut,
+                    ["in_channels"] = v.ImageChannels,
+                    ["latent_channels"] = v.LatentChannels,
+                    ["layers_per_block"] = v.LayersPerBlock,
+                    ["norm_num_groups"] = v.NormGroups,
+                    ["out_channels"] = v.ImageChannels,
+                    ["sample_size"] = p.SampleSize * v.DownFactor,
+                    ["scaling_factor"] = v.ScalingFactor,
+                };
+        }
+    }
+}

@@ -1,0 +1,179 @@
+using RenderFarm.Client;
+
+namespace RenderFarm.Client.Tests;
+
+public class PromptFileReaderTests
+{
+    private static async Task<List<PromptEntry>> Read(string text, PromptFileFormat format, string source = "p")
+    {
+        var list = new List<PromptEntry>();
+        await foreach (var entry in PromptFileReader.ReadAsync(new StringReader(text), format, source))
+        {
+            list.Add(entry);
+        }
+
+        return list;
+    }
+
+    private static async Task<PromptFileException> ReadFails(string text, PromptFileFormat format, string source = "p") =>
+        await Assert.ThrowsAsync<PromptFileException>(() => Read(text, format, source));
+
+    [Fact]
+    public async Task TextSkipsBlankLinesAndCommentsAndKeepsLineNumbers()
+    {
+        var entries = await Read("# header\n\na red fox\n   \n  # indented comment\n  a blue whale  \nprice #1 winner\n", PromptFileFormat.Text);
+
+        Assert.Equal(["a red fox", "a blue whale", "price #1 winner"], entries.Select(e => e.Prompt));
+        Assert.Equal([3, 6, 7], entries.Select(e => e.Line));
+        Assert.All(entries, e => Assert.Null(e.Seeds));
+    }
+
+    [Fact]
+    public async Task TextHandlesWindowsLineEndings()
+    {
+        var entries = await Read("one\r\ntwo\r\n", PromptFileFormat.Text);
+        Assert.Equal(["one", "two"], entries.Select(e => e.Prompt));
+    }
+
+    [Fact]
+    public async Task JsonLinesReadsPromptNegativeAndSeeds()
+    {
+        var entries = await Read(
+            "{\"prompt\":\"a cat\"}\n\n{\"prompt\":\"a dog\",\"negative\":\"blurry\",\"seed\":5}\n{\"prompt\":\"a cow\",\"seeds\":[1,2,3]}\n{\"prompt\":\"x\",\"negative_prompt\":\"y\"}\n",
+            PromptFileFormat.JsonLines);
+
+        Assert.Equal(4, entries.Count);
+        Assert.Equal(new PromptEntry(1, "a cat"), entries[0] with { Seeds = null });
+        Assert.Equal("blurry", entries[1].NegativePrompt);
+        Assert.Equal([5L], entries[1].Seeds!);
+        Assert.Equal(3, entries[1].Line);
+        Assert.Equal([1L, 2L, 3L], entries[2].Seeds!);
+        Assert.Equal("y", entries[3].NegativePrompt);
+    }
+
+    [Fact]
+    public async Task JsonLinesBrokenJsonNamesFileAndLine()
+    {
+        var error = await ReadFails("{\"prompt\":\"ok\"}\n\n{\"prompt\": \"unterminated}\n", PromptFileFormat.JsonLines, "batch.jsonl");
+
+        Assert.StartsWith("batch.jsonl:3: invalid JSON", error.Message);
+        Assert.Equal(3, error.Line);
+    }
+
+    [Theory]
+    [InlineData("{\"negative\":\"x\"}", "missing 'prompt'")]
+    [InlineData("[\"a cat\"]", "expected a JSON object")]
+    [InlineData("{\"prompt\":42}", "'prompt' must be a string")]
+    [InlineData("{\"prompt\":\"  \"}", "prompt is empty")]
+    [InlineData("{\"prompt\":\"a\",\"seed\":1.5}", "'seed' must hold non-negative integers, got 1.5")]
+    [InlineData("{\"prompt\":\"a\",\"seed\":-1}", "'seed' must hold non-negative integers")]
+    [InlineData("{\"prompt\":\"a\",\"seeds\":\"1,2\"}", "'seeds' must be an array")]
+    [InlineData("{\"prompt\":\"a\",\"seeds\":[]}", "'seeds' is empty")]
+    [InlineData("{\"prompt\":\"a\",\"seed\":1,\"seeds\":[2]}", "either 'seed' or 'seeds'")]
+    [InlineData("{\"prompt\":\"a\",\"promt\":\"typo\"}", "unknown column 'promt'")]
+    public async Task JsonLinesRejectsMalformedObjectsWithAReason(string line, string reason)
+    {
+        var error = await ReadFails("{\"prompt\":\"fine\"}\n" + line + "\n", PromptFileFormat.JsonLines, "f.jsonl");
+
+        Assert.StartsWith("f.jsonl:2: ", error.Message);
+        Assert.Contains(reason, error.Message);
+    }
+
+    [Theory]
+    [InlineData("steps")]
+    [InlineData("guidance")]
+    [InlineData("size")]
+    [InlineData("scheduler")]
+    [InlineData("model")]
+    [InlineData("strength")]
+    [InlineData("init_image")]
+    [InlineData("mask")]
+    public async Task JsonLinesPerImageOverridesTheContractCannotCarryAreRefusedByName(string column)
+    {
+        var error = await ReadFails($"{{\"prompt\":\"a\",\"{column}\":1}}\n", PromptFileFormat.JsonLines, "f.jsonl");
+
+        Assert.StartsWith($"f.jsonl:1: column '{column}' is not supported yet", error.Message);
+    }
+
+    [Fact]
+    public async Task CsvReadsHeaderColumnsInAnyOrderWithQuoting()
+    {
+        var entries = await Read(
+            "seed,Prompt,negative\n" +
+            "1,\"a cat, sitting\",\n" +
+            "\n" +
+            ",\"she said \"\"hi\"\"\",low quality\n" +
+            "3,\"two\nlines\",\n" +
+            "4,after multiline,\n",
+            PromptFileFormat.Csv);
+
+        Assert.Equal(["a cat, sitting", "she said \"hi\"", "two\nlines", "after multiline"], entries.Select(e => e.Prompt));
+        Assert.Equal([2, 4, 5, 7], entries.Select(e => e.Line));
+        Assert.Equal([1L], entries[0].Seeds!);
+        Assert.Null(entries[1].Seeds);
+        Assert.Null(entries[0].NegativePrompt);
+        Assert.Equal("low quality", entries[1].NegativePrompt);
+    }
+
+    [Fact]
+    public async Task CsvSeedsColumnAcceptsAQuotedList()
+    {
+        var entries = await Read("prompt,seeds\na,\"1, 2,3\"\nb,7;8\n", PromptFileFormat.Csv);
+
+        Assert.Equal([1L, 2L, 3L], entries[0].Seeds!);
+        Assert.Equal([7L, 8L], entries[1].Seeds!);
+    }
+
+    [Theory]
+    [InlineData("prompt,negative\na\n", 2, "expected 2 fields (prompt,negative), got 1")]
+    [InlineData("prompt\n\"never closed\nstill open\n", 2, "unterminated quoted field")]
+    [InlineData("prompt,seed\n\"a\"x,1\n", 2, "after a closing quote")]
+    [InlineData("prompt,seed\nab\"c,1\n", 2, "stray '\"'")]
+    [InlineData("prompt,seed\na,abc\n", 2, "'seed' must hold non-negative integers, got 'abc'")]
+    [InlineData("negative,seed\nx,1\n", 1, "no 'prompt' column")]
+    [InlineData("prompt,steps\na,30\n", 1, "column 'steps' is not supported yet")]
+    [InlineData("prompt,prompt\na,b\n", 1, "appears twice")]
+    [InlineData("prompt,seed,seeds\na,1,2\n", 1, "either a 'seed' or a 'seeds' column")]
+    [InlineData("prompt,seed\n,1\n", 2, "prompt is empty")]
+    public async Task CsvMalformedRecordsNameFileAndLine(string text, int line, string reason)
+    {
+        var error = await ReadFails(text, PromptFileFormat.Csv, "p.csv");
+
+        Assert.StartsWith($"p.csv:{line}: ", error.Message);
+        Assert.Contains(reason, error.Message);
+    }
+
+    [Fact]
+    public async Task CsvWithoutAHeaderRowIsAnError()
+    {
+        var error = await ReadFails("\n\n", PromptFileFormat.Csv, "p.csv");
+        Assert.Contains("expected a header row", error.Message);
+    }
+
+    [Theory]
+    [InlineData("a.jsonl", null, PromptFileFormat.JsonLines)]
+    [InlineData("a.CSV", null, PromptFileFormat.Csv)]
+    [InlineData("a.txt", null, PromptFileFormat.Text)]
+    [InlineData("prompts", null, PromptFileFormat.Text)]
+    [InlineData("-", null, PromptFileFormat.Text)]
+    [InlineData("-", "jsonl", PromptFileFormat.JsonLines)]
+    [InlineData("a.txt", "csv", PromptFileFormat.Csv)]
+    public void FormatComesFromTheOverrideElseTheExtension(string path, string? format, PromptFileFormat expected) =>
+        Assert.Equal(expected, PromptFileReader.ResolveFormat(path, format));
+
+    [Fact]
+    public async Task ReadingIsLazySoAnErrorLateInTheFileComesAfterEarlierEntries()
+    {
+        var seen = new List<string>();
+        var enumeration = async () =>
+        {
+            await foreach (var entry in PromptFileReader.ReadAsync(new StringReader("{\"prompt\":\"a\"}\n{bad\n"), PromptFileFormat.JsonLines, "f"))
+            {
+                seen.Add(entry.Prompt);
+            }
+        };
+
+        await Assert.ThrowsAsync<PromptFileException>(enumeration);
+        Assert.Equal(["a"], seen);
+    }
+}

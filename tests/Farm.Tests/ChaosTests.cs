@@ -1,0 +1,111 @@
+using RenderFarm.Farm.Tests.Infrastructure;
+using RenderFarm.Protocol;
+using RenderFarm.Shared;
+using StackExchange.Redis;
+using Xunit.Abstractions;
+
+namespace RenderFarm.Farm.Tests;
+
+/// <summary>
+/// Fault injection against real processes: workers killed with -9 and restarted, the coordinator restarted, Redis
+/// killed and restarted from its AOF — and still every image is produced exactly once, byte-identical to a fault-free
+/// run. Bounded: ~200 tiny images, a few minutes at most on 2 cores.
+/// </summary>
+public sealed class ChaosTests(ITestOutputHelper output)
+{
+    private const int Prompts = 50;
+    private static readonly long[] Seeds = [7, 8, 9, 10];
+    private const int Images = Prompts * 4;
+
+    private static JobHeader Header()
+    {
+        var header = new JobHeader { Params = new GenerationParams { Width = 64, Height = 64, Steps = 4, GuidanceScale = 7f } };
+        header.Seeds.AddRange(Seeds);
+        return header;
+    }
+
+    private static IEnumerable<PromptItem> Batch() =>
+        Enumerable.Range(0, Prompts).Select(i => new PromptItem { Prompt = $"a painting of lighthouse {i} at dawn" });
+
+    [Fact]
+    public async Task EveryImageIsProducedExactlyOnceAndIdenticallyWhileWorkersCoordinatorAndRedisFail()
+    {
+        await using var farm = await ProcessFarm.StartAsync(workers: 3, leaseSeconds: 3);
+
+        // Fault-free reference run.
+        var reference = await farm.SubmitAsync(Header(), Batch());
+        Assert.Equal((uint)Images, reference.ImageCount);
+        Assert.Equal(JobState.Completed, (await farm.WaitFinishedAsync(reference.JobId, TimeSpan.FromMinutes(4))).State);
+        var expected = await ResultHashesAsync(farm, reference.JobId);
+        Assert.Equal(Images, expected.Count);
+
+        // The same batch while things break.
+        var job = await farm.SubmitAsync(Header(), Batch());
+        using var stop = new CancellationTokenSource();
+        var chaos = RunChaosAsync(farm, job.JobId, stop.Token);
+        var status = await farm.WaitFinishedAsync(job.JobId, TimeSpan.FromMinutes(6));
+        await stop.CancelAsync();
+        var faults = await chaos;
+        output.WriteLine($"faults injected: {string.Join(", ", faults)}");
+
+        Assert.Equal(JobState.Completed, status.State);
+        Assert.Equal(((uint)Images, 0u), (status.ImagesDone, status.ImagesFailed));
+        Assert.Contains("coordinator restarted", faults);
+        Assert.Contains("redis restarted", faults);
+        Assert.True(faults.Count(f => f.StartsWith("killed")) >= 2, "at least two worker kills");
+
+        // Exactly once: one result and one image_done event per image, one file per image, and the same bytes.
+        var actual = await ResultHashesAsync(farm, job.JobId);
+        Assert.Equal(expected.OrderBy(p => p.Key), actual.OrderBy(p => p.Key));
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(farm.Redis.ConnectionString);
+        var doneEvents = (await redis.GetDatabase().StreamRangeAsync(FarmKeys.JobEvents(job.JobId)))
+            .Where(e => e["type"] == "image_done").Select(e => (int)e["index"]).ToList();
+        Assert.Equal(Enumerable.Range(0, Images), doneEvents.Order());
+        var files = Directory.GetFiles(Path.Combine(farm.StorageDirectory, job.JobId));
+        Assert.Equal(Images, files.Length);
+        Assert.All(files, f => Assert.EndsWith(".png", f));
+    }
+
+    private static async Task<List<string>> RunChaosAsync(ProcessFarm farm, string jobId, CancellationToken stop)
+    {
+        var faults = new List<string>();
+        var random = new Random(12345);
+        var started = DateTime.UtcNow;
+        bool coordinatorDone = false, redisDone = false;
+        try
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(random.Next(1500, 3000)), stop);
+                var elapsed = DateTime.UtcNow - started;
+                if (!coordinatorDone && elapsed > TimeSpan.FromSeconds(4))
+                {
+                    await farm.RestartCoordinatorAsync();
+                    faults.Add("coordinator restarted");
+                    coordinatorDone = true;
+                    continue;
+                }
+                if (!redisDone && elapsed > TimeSpan.FromSeconds(9))
+                {
+                    await farm.Redis.RestartAsync();
+                    faults.Add("redis restarted");
+                    redisDone = true;
+                    continue;
+                }
+                var victim = farm.WorkerIds.ElementAt(random.Next(farm.WorkerIds.Count));
+                await farm.KillWorkerAsync(victim);
+                faults.Add($"killed {victim}");
+                await farm.StartWorkerAsync(victim);
+            }
+        }
+        catch (OperationCanceledException) { }
+        return faults;
+    }
+
+    private static async Task<Dictionary<uint, string>> ResultHashesAsync(ProcessFarm farm, string jobId)
+    {
+        var images = await farm.Jobs.DownloadAllAsync(jobId);
+        Assert.All(images, i => Assert.Equal(i.Info.Sha256, i.Sha256));
+        return images.ToDictionary(i => i.Info.Index, i => i.Sha256);
+    }
+}

@@ -1,0 +1,110 @@
+using RenderFarm.Farm.Tests.Infrastructure;
+using RenderFarm.ModelBuilder;
+using RenderFarm.Protocol;
+
+namespace RenderFarm.Farm.Tests;
+
+/// <summary>Shards that cannot succeed, workers that cannot render, jobs cancelled mid-run.</summary>
+public sealed class FailureTests
+{
+    private static JobHeader Header(uint width, uint height, uint steps)
+    {
+        var header = new JobHeader { Params = new GenerationParams { Width = width, Height = height, Steps = steps, GuidanceScale = 7f } };
+        header.Seeds.Add(1);
+        return header;
+    }
+
+    private static IEnumerable<PromptItem> Prompts(int count, string text = "a red boat") =>
+        Enumerable.Range(0, count).Select(i => new PromptItem { Prompt = $"{text} {i}" });
+
+    [Fact]
+    public async Task APoisonShardIsDeadLetteredAfterTheAttemptLimitAndTheJobFinishesWithThoseImagesFailed()
+    {
+        // 8x8 pixels is a 1x1 latent: the UNet's down/up-sampling cannot restore the skip shapes, on every worker.
+        await using var farm = await FarmCluster.StartAsync(workers: 2, configure: s => s["Farm:QuarantineAfterFailures"] = "100");
+        var poison = await farm.SubmitAsync(Header(8, 8, 2), Prompts(3));
+        var healthy = await farm.SubmitAsync(Header(64, 64, 2), Prompts(4));
+
+        var poisonEvents = await farm.WatchToEndAsync(poison.JobId, TimeSpan.FromMinutes(2));
+        var healthyEvents = await farm.WatchToEndAsync(healthy.JobId, TimeSpan.FromMinutes(2));
+
+        var finished = poisonEvents[^1].JobFinished;
+        Assert.Equal(JobState.Failed, finished.State);
+        Assert.Equal((0u, 3u), (finished.ImagesDone, finished.ImagesFailed));
+        var failures = poisonEvents.Where(e => e.ImageFailed is not null).Select(e => e.ImageFailed).ToList();
+        Assert.Equal([0u, 1u, 2u], failures.Select(f => f.Index).Order());
+        Assert.All(failures, f => Assert.False(string.IsNullOrWhiteSpace(f.Error)));
+        // Three attempts: the shard started three times before it was given up.
+        Assert.Equal(3, poisonEvents.Count(e => e.ShardStarted is not null));
+
+        Assert.Equal(JobState.Completed, healthyEvents[^1].JobFinished.State);
+        Assert.Equal(4u, healthyEvents[^1].JobFinished.ImagesDone);
+    }
+
+    [Fact]
+    public async Task AWorkerThatFailsEveryShardIsQuarantinedAndTheOthersFinishTheBatch()
+    {
+        await using var farm = await FarmCluster.StartAsync(workers: 1, shardSize: 1, configure: s =>
+        {
+            s["Farm:QuarantineAfterFailures"] = "2";
+            s["Farm:MaxAttempts"] = "10";
+        });
+        // A misconfigured worker: its "tiny" is an inpainting model, which cannot render without a mask.
+        var broken = Path.Combine(farm.Root, "broken-model");
+        ModelPresets.Write("tiny-inpaint", broken);
+        await farm.StartWorkerAsync("broken", s => s[$"Farm:Models:{FarmCluster.Model}"] = broken);
+
+        var job = await farm.SubmitAsync(Header(64, 64, 2), Prompts(8));
+        var events = await farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
+
+        Assert.Equal(JobState.Completed, events[^1].JobFinished.State);
+        Assert.Equal(8u, events[^1].JobFinished.ImagesDone);
+        var workers = (await farm.Jobs.ListWorkersAsync(new ListWorkersRequest())).Workers.ToDictionary(w => w.WorkerId);
+        Assert.Equal(WorkerState.Quarantined, workers["broken"].State);
+        Assert.True(workers["broken"].ShardsFailed >= 2);
+        Assert.NotEqual(WorkerState.Quarantined, workers["worker-1"].State);
+        Assert.Equal(8ul, workers["worker-1"].ImagesDone);
+    }
+
+    [Fact]
+    public async Task CancellingARunningJobStopsEveryWorkerWithinAStepAndStoresNothingMore()
+    {
+        await using var farm = await FarmCluster.StartAsync(workers: 2, shardSize: 2);
+        var job = await farm.SubmitAsync(Header(64, 64, 150), Prompts(12));
+
+        // Wait until both workers are mid-shard.
+        using (var watch = farm.Jobs.WatchJob(new WatchJobRequest { JobId = job.JobId }))
+        {
+            var stepping = new HashSet<string>();
+            while (stepping.Count < 2 && await watch.ResponseStream.MoveNext(CancellationToken.None))
+                if (watch.ResponseStream.Current.Step is { Step: >= 2 } step) stepping.Add(step.WorkerId);
+        }
+        var cancelled = await farm.Jobs.CancelJobAsync(new CancelJobRequest { JobId = job.JobId });
+        Assert.Equal(JobState.Cancelled, cancelled.State);
+        var storedAtCancel = StoredFiles(farm, job.JobId);
+
+        // Both workers go idle quickly (one step of the tiny model is milliseconds; allow for a slow machine).
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        IList<WorkerInfo> workers;
+        do
+        {
+            await Task.Delay(200);
+            workers = (await farm.Jobs.ListWorkersAsync(new ListWorkersRequest())).Workers;
+        } while (workers.Any(w => w.State == WorkerState.Busy) && DateTime.UtcNow < deadline);
+        Assert.All(workers, w => Assert.Equal(WorkerState.Idle, w.State));
+
+        await Task.Delay(1000);
+        var status = await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId });
+        Assert.Equal(JobState.Cancelled, status.State);
+        Assert.True(status.ImagesDone < 12);
+        Assert.Equal(storedAtCancel, StoredFiles(farm, job.JobId));
+        // Idempotent.
+        Assert.Equal(JobState.Cancelled, (await farm.Jobs.CancelJobAsync(new CancelJobRequest { JobId = job.JobId })).State);
+    }
+
+    private static int StoredFiles(FarmCluster farm, string jobId)
+    {
+        var directory = Path.Combine(farm.StorageDirectory, jobId);
+        return Directory.Exists(directory) ? Directory.GetFiles(directory, "*.png").Length : 0;
+    }
+}

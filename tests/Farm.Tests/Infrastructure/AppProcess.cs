@@ -1,0 +1,77 @@
+using System.Diagnostics;
+
+namespace RenderFarm.Farm.Tests.Infrastructure;
+
+/// <summary>
+/// One of our programs (coordinator, worker, farm) run as a real child process from its build output, with its
+/// configuration in environment variables, as deployments run it. Output goes to a log file for post-mortems.
+/// </summary>
+public sealed class AppProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+
+    private AppProcess(Process process, string logPath)
+    {
+        _process = process;
+        LogPath = logPath;
+    }
+
+    public string LogPath { get; }
+    public bool HasExited => _process.HasExited;
+    public int Id => _process.Id;
+
+    /// <summary>Path of a project's built entry assembly, in the same configuration as these tests.</summary>
+    public static string EntryAssembly(string project, string assembly)
+    {
+        var here = AppContext.BaseDirectory; // .../tests/Farm.Tests/bin/<Configuration>/net10.0/
+        var configuration = new DirectoryInfo(here).Parent!.Parent!.Name;
+        var root = new DirectoryInfo(here);
+        while (root is not null && !File.Exists(Path.Combine(root.FullName, "RenderFarm.sln"))) root = root.Parent;
+        var path = Path.Combine(root?.FullName ?? throw new InvalidOperationException("repository root not found"),
+            "src", project, "bin", configuration, "net10.0", assembly + ".dll");
+        return File.Exists(path) ? path : throw new FileNotFoundException($"build {project} first ({path} is missing)");
+    }
+
+    public static AppProcess Start(string assemblyPath, IReadOnlyDictionary<string, string> environment, string logPath, params string[] args)
+    {
+        var info = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = Path.GetDirectoryName(logPath)!,
+        };
+        info.ArgumentList.Add(assemblyPath);
+        foreach (var arg in args) info.ArgumentList.Add(arg);
+        foreach (var (key, value) in environment) info.Environment[key] = value;
+        info.Environment["DOTNET_ENVIRONMENT"] = "Testing";
+        info.Environment["ASPNETCORE_ENVIRONMENT"] = "Testing";
+
+        var process = Process.Start(info)!;
+        var log = new StreamWriter(logPath, append: true) { AutoFlush = true };
+        var gate = new object();
+        void Write(string? line) { if (line is null) return; lock (gate) log.WriteLine(line); }
+        process.OutputDataReceived += (_, e) => Write(e.Data);
+        process.ErrorDataReceived += (_, e) => Write(e.Data);
+        process.Exited += (_, _) => { lock (gate) log.Dispose(); };
+        process.EnableRaisingEvents = true;
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return new AppProcess(process, logPath);
+    }
+
+    /// <summary>kill -9: no shutdown code runs, as when a machine dies.</summary>
+    public async Task KillAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await KillAsync();
+        _process.Dispose();
+    }
+}
