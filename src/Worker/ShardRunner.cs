@@ -8,10 +8,18 @@ namespace RenderFarm.Worker;
 /// <summary>Renders one shard as one pipeline batch and reports begin, steps, each image and the end.</summary>
 public sealed class ShardRunner(ModelCatalog models, CoordinatorLink link, ILogger<ShardRunner> logger)
 {
+    public Task ReportCancelledAsync(ClaimedShard claimed) =>
+        link.SendAsync(new WorkerMessage { ShardEnd = new ShardEnd { Shard = Reference(claimed), Cancelled = true } }, CancellationToken.None).AsTask();
+
+    private static ShardRef Reference(ClaimedShard claimed) => new()
+    {
+        JobId = claimed.Shard.JobId, ShardIndex = claimed.Shard.ShardIndex, Model = claimed.Shard.Params.Model, EntryId = claimed.EntryId,
+    };
+
     public async Task RunAsync(ClaimedShard claimed, string workerId, CancellationToken cancellationToken)
     {
         var shard = claimed.Shard;
-        var reference = new ShardRef { JobId = shard.JobId, ShardIndex = shard.ShardIndex, Model = shard.Params.Model, EntryId = claimed.EntryId };
+        var reference = Reference(claimed);
         await link.SendAsync(new WorkerMessage { ShardBegin = new ShardBegin { Shard = reference, ImageCount = (uint)shard.Images.Count } }, cancellationToken);
 
         string error;

@@ -68,6 +68,7 @@ public sealed class WorkerLoop(
         {
             logger.LogInformation("Shard {Job}/{Shard} stopped: job cancelled", claimed.Shard.JobId, claimed.Shard.ShardIndex);
             await puller.AcknowledgeAsync(claimed);
+            await runner.ReportCancelledAsync(claimed);
         }
         catch (OperationCanceledException)
         {

@@ -49,9 +49,13 @@ public sealed class FailureTests
             s["Farm:QuarantineAfterFailures"] = "2";
             s["Farm:MaxAttempts"] = "10";
         });
-        // A misconfigured worker: its "tiny" is an inpainting model, which cannot render without a mask.
+        // A broken install: its "tiny" got the text encoder of another model (1024-wide states the UNet cannot take).
+        // It loads, and fails every shard at its first UNet call.
         var broken = Path.Combine(farm.Root, "broken-model");
-        ModelPresets.Write("tiny-inpaint", broken);
+        var donor = Path.Combine(farm.Root, "donor-model");
+        ModelPresets.Write("tiny", broken);
+        ModelPresets.Write("tiny-sd2", donor);
+        File.Copy(Path.Combine(donor, "text_encoder", "model.onnx"), Path.Combine(broken, "text_encoder", "model.onnx"), overwrite: true);
         await farm.StartWorkerAsync("broken", s => s[$"Farm:Models:{FarmCluster.Model}"] = broken);
 
         var job = await farm.SubmitAsync(Header(64, 64, 2), Prompts(8));

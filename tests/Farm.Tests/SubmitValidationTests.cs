@@ -84,7 +84,8 @@ public sealed class SubmitValidationTests(FarmFixture fixture)
         var orphans = new List<string>();
         await foreach (var key in Farm.RedisAdmin.KeysAsync(pattern: "{job:*"))
         {
-            var tag = ((string)key!)[..((string)key!).IndexOf('}') + 1];
+            var name = (string)key!;
+            var tag = name[..(name.IndexOf('}') + 1)];
             if (!await Farm.Redis.KeyExistsAsync(tag + ":meta")) orphans.Add(key!);
         }
         return orphans;

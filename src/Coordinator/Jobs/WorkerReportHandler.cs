@@ -60,7 +60,7 @@ public sealed class WorkerReportHandler(
     {
         var shard = end.Shard;
         if (!JobIds.IsWellFormed(shard.JobId)) return false;
-        if (!await jobs.ExistsAsync(shard.JobId) || await jobs.IsCancelledAsync(shard.JobId))
+        if (end.Cancelled || !await jobs.ExistsAsync(shard.JobId) || await jobs.IsCancelledAsync(shard.JobId))
         {
             await queue.AcknowledgeAsync(shard.Model, shard.EntryId); // nothing to do for a cancelled or deleted job
             return false;

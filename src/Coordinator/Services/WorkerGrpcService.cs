@@ -88,7 +88,7 @@ public sealed class WorkerGrpcService(
                 await session.ImageAsync();
                 break;
             case WorkerMessage.KindOneofCase.ShardEnd:
-                var failed = message.ShardEnd.Error.Length > 0;
+                var failed = message.ShardEnd.Error.Length > 0 && !message.ShardEnd.Cancelled;
                 var quarantine = await reports.EndAsync(worker, message.ShardEnd);
                 await session.EndAsync(failed);
                 if (quarantine && !session.Quarantined)

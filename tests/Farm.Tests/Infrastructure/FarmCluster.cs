@@ -1,4 +1,5 @@
 using Grpc.Net.Client;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -36,7 +37,7 @@ public sealed class FarmCluster : IAsyncDisposable
     public string CoordinatorUrl { get; private set; } = "";
     public JobService.JobServiceClient Jobs => new(_channel!);
     public IDatabase Redis => _redis!.GetDatabase();
-    public IServer RedisAdmin => _redis!.GetServer(_redis.GetEndPoints()[0]);
+    public StackExchange.Redis.IServer RedisAdmin => _redis!.GetServer(_redis.GetEndPoints()[0]);
 
     public static async Task<FarmCluster> StartAsync(int workers, int shardSize = 4, Action<Dictionary<string, string?>>? configure = null)
     {
@@ -65,7 +66,7 @@ public sealed class FarmCluster : IAsyncDisposable
         app.MapCoordinator();
         await app.StartAsync();
         _coordinator = app;
-        CoordinatorUrl = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        CoordinatorUrl = app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         _channel = GrpcChannel.ForAddress(CoordinatorUrl);
     }
 
