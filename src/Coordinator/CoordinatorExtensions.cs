@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
 using RenderFarm.Coordinator.Jobs;
 using RenderFarm.Coordinator.Services;
@@ -12,6 +13,14 @@ public static class CoordinatorExtensions
 {
     /// <summary>Largest worker message: a PNG of the largest allowed image fits with room to spare.</summary>
     private const int MaxMessageBytes = 64 * 1024 * 1024;
+
+    /// <summary>Host settings plus services: every endpoint speaks HTTP/2 only (gRPC without TLS needs prior knowledge).</summary>
+    public static WebApplicationBuilder AddCoordinatorHost(this WebApplicationBuilder builder)
+    {
+        builder.WebHost.ConfigureKestrel(k => k.ConfigureEndpointDefaults(e => e.Protocols = HttpProtocols.Http2));
+        builder.Services.AddCoordinator();
+        return builder;
+    }
 
     public static IServiceCollection AddCoordinator(this IServiceCollection services)
     {

@@ -19,7 +19,7 @@ public sealed class ChaosTests(ITestOutputHelper output)
 
     private static JobHeader Header()
     {
-        var header = new JobHeader { Params = new GenerationParams { Width = 64, Height = 64, Steps = 4, GuidanceScale = 7f } };
+        var header = new JobHeader { Params = new GenerationParams { Width = 64, Height = 64, Steps = 20, GuidanceScale = 7f } };
         header.Seeds.AddRange(Seeds);
         return header;
     }
@@ -66,36 +66,33 @@ public sealed class ChaosTests(ITestOutputHelper output)
         Assert.All(files, f => Assert.EndsWith(".png", f));
     }
 
+    /// <summary>Injects one fault every 1–2 s until stopped: a worker kill first, the coordinator and Redis restarts early.</summary>
     private static async Task<List<string>> RunChaosAsync(ProcessFarm farm, string jobId, CancellationToken stop)
     {
         var faults = new List<string>();
         var random = new Random(12345);
-        var started = DateTime.UtcNow;
-        bool coordinatorDone = false, redisDone = false;
         try
         {
-            while (!stop.IsCancellationRequested)
+            for (var round = 0; !stop.IsCancellationRequested; round++)
             {
-                await Task.Delay(TimeSpan.FromMilliseconds(random.Next(1500, 3000)), stop);
-                var elapsed = DateTime.UtcNow - started;
-                if (!coordinatorDone && elapsed > TimeSpan.FromSeconds(4))
+                await Task.Delay(TimeSpan.FromMilliseconds(random.Next(1000, 2000)), stop);
+                switch (round)
                 {
-                    await farm.RestartCoordinatorAsync();
-                    faults.Add("coordinator restarted");
-                    coordinatorDone = true;
-                    continue;
+                    case 1:
+                        await farm.RestartCoordinatorAsync();
+                        faults.Add("coordinator restarted");
+                        break;
+                    case 3:
+                        await farm.Redis.RestartAsync();
+                        faults.Add("redis restarted");
+                        break;
+                    default:
+                        var victim = farm.WorkerIds.ElementAt(random.Next(farm.WorkerIds.Count));
+                        await farm.KillWorkerAsync(victim);
+                        faults.Add($"killed {victim}");
+                        await farm.StartWorkerAsync(victim);
+                        break;
                 }
-                if (!redisDone && elapsed > TimeSpan.FromSeconds(9))
-                {
-                    await farm.Redis.RestartAsync();
-                    faults.Add("redis restarted");
-                    redisDone = true;
-                    continue;
-                }
-                var victim = farm.WorkerIds.ElementAt(random.Next(farm.WorkerIds.Count));
-                await farm.KillWorkerAsync(victim);
-                faults.Add($"killed {victim}");
-                await farm.StartWorkerAsync(victim);
             }
         }
         catch (OperationCanceledException) { }

@@ -23,8 +23,8 @@ public sealed class AppProcess : IAsyncDisposable
     /// <summary>Path of a project's built entry assembly, in the same configuration as these tests.</summary>
     public static string EntryAssembly(string project, string assembly)
     {
-        var here = AppContext.BaseDirectory; // .../tests/Farm.Tests/bin/<Configuration>/net10.0/
-        var configuration = new DirectoryInfo(here).Parent!.Parent!.Name;
+        var here = AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar); // .../tests/Farm.Tests/bin/<Configuration>/net10.0
+        var configuration = new DirectoryInfo(here).Parent!.Name;
         var root = new DirectoryInfo(here);
         while (root is not null && !File.Exists(Path.Combine(root.FullName, "RenderFarm.sln"))) root = root.Parent;
         var path = Path.Combine(root?.FullName ?? throw new InvalidOperationException("repository root not found"),

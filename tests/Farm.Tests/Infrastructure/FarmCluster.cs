@@ -60,8 +60,7 @@ public sealed class FarmCluster : IAsyncDisposable
         };
         configure?.Invoke(settings);
         var builder = NewBuilder(settings);
-        builder.WebHost.ConfigureKestrel(k => k.ConfigureEndpointDefaults(e => e.Protocols = HttpProtocols.Http2));
-        builder.Services.AddCoordinator();
+        builder.AddCoordinatorHost();
         var app = builder.Build();
         app.MapCoordinator();
         await app.StartAsync();
