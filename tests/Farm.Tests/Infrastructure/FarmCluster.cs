@@ -42,11 +42,19 @@ public sealed class FarmCluster : IAsyncDisposable
     public static async Task<FarmCluster> StartAsync(int workers, int shardSize = 4, Action<Dictionary<string, string?>>? configure = null)
     {
         var cluster = new FarmCluster(await RedisServer.StartAsync(), Directory.CreateTempSubdirectory("farm-test-").FullName);
-        ModelPresets.Write("tiny", cluster.ModelDirectory);
-        cluster._redis = await ConnectionMultiplexer.ConnectAsync(cluster.RedisServer.ConnectionString + ",allowAdmin=true");
-        await cluster.StartCoordinatorAsync(shardSize, configure);
-        for (var i = 0; i < workers; i++) await cluster.StartWorkerAsync($"worker-{i + 1}");
-        return cluster;
+        try
+        {
+            ModelPresets.Write("tiny", cluster.ModelDirectory);
+            cluster._redis = await ConnectionMultiplexer.ConnectAsync(cluster.RedisServer.ConnectionString + ",allowAdmin=true");
+            await cluster.StartCoordinatorAsync(shardSize, configure);
+            for (var i = 0; i < workers; i++) await cluster.StartWorkerAsync($"worker-{i + 1}");
+            return cluster;
+        }
+        catch
+        {
+            await cluster.DisposeAsync();
+            throw;
+        }
     }
 
     private async Task StartCoordinatorAsync(int shardSize, Action<Dictionary<string, string?>>? configure)

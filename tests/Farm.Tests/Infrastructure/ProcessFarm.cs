@@ -43,11 +43,19 @@ public sealed class ProcessFarm : IAsyncDisposable
     {
         var farm = new ProcessFarm(await RedisServer.StartAsync(appendOnly: true), Directory.CreateTempSubdirectory("farm-procs-").FullName,
             shardSize, leaseSeconds, workerOverrides ?? []);
-        ModelPresets.Write("tiny", farm.ModelDirectory);
-        await farm.StartCoordinatorAsync();
-        farm._channel = GrpcChannel.ForAddress(farm.CoordinatorUrl);
-        for (var i = 1; i <= workers; i++) await farm.StartWorkerAsync($"worker-{i}");
-        return farm;
+        try
+        {
+            ModelPresets.Write("tiny", farm.ModelDirectory);
+            await farm.StartCoordinatorAsync();
+            farm._channel = GrpcChannel.ForAddress(farm.CoordinatorUrl);
+            for (var i = 1; i <= workers; i++) await farm.StartWorkerAsync($"worker-{i}");
+            return farm;
+        }
+        catch
+        {
+            await farm.DisposeAsync(); // leave no process behind
+            throw;
+        }
     }
 
     public async Task StartCoordinatorAsync()

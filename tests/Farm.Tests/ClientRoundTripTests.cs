@@ -1,0 +1,101 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using RenderFarm.Client;
+using RenderFarm.Farm.Tests.Infrastructure;
+
+namespace RenderFarm.Farm.Tests;
+
+/// <summary>The `farm` CLI, in-process, against the live coordinator, Redis and workers of the farm collection.</summary>
+[Collection("farm")]
+public sealed class ClientRoundTripTests(FarmFixture fixture) : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("farm-cli-").FullName;
+
+    private async Task<(int Exit, string Out, string Err)> FarmAsync(string[] args, CancellationToken cancellationToken = default,
+        Func<StringWriter>? writers = null)
+    {
+        var stdout = writers?.Invoke() ?? new StringWriter();
+        var err = writers?.Invoke() ?? new StringWriter();
+        var exit = await FarmCli.RunAsync(["--coordinator", fixture.Cluster.CoordinatorUrl, .. args], stdout, err, cancellationToken);
+        return (exit, stdout.ToString(), err.ToString() ?? "");
+    }
+
+    [Fact]
+    public async Task SubmitWatchAndPullRenderEveryImageAndPullResumesToIdenticalFiles()
+    {
+        var prompts = Path.Combine(_directory, "prompts.txt");
+        await File.WriteAllLinesAsync(prompts, ["# a comment", "a castle on a hill", "", "a ship in a bottle", "a fox in the snow"]);
+        var output = Path.Combine(_directory, "out");
+
+        var submit = await FarmAsync(["submit", prompts, "--seeds", "3,4", "--size", "64x64", "--steps", "4", "--watch", "--out", output]);
+
+        Assert.True(submit.Exit == 0, submit.Err);
+        var jobId = submit.Out.Trim().Split('\n')[^1].Trim();
+        var files = Directory.GetFiles(output, "*.png").Order().ToArray();
+        Assert.Equal(6, files.Length);
+        Assert.Contains(files, f => Path.GetFileName(f) == "00000-3-a-castle-on-a-hill.png");
+        var hashes = files.ToDictionary(Path.GetFileName, f => Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(f))));
+        var manifest = (await File.ReadAllLinesAsync(Path.Combine(output, "manifest.jsonl"))).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        Assert.Equal(6, manifest.Count);
+        Assert.All(manifest, m => Assert.Equal(hashes[m.GetProperty("file").GetString()!], m.GetProperty("sha256").GetString()));
+
+        var status = await FarmAsync(["status", jobId, "--json"]);
+        Assert.Equal(0, status.Exit);
+        var json = JsonDocument.Parse(status.Out).RootElement;
+        Assert.Equal("completed", json.GetProperty("state").GetString());
+        Assert.Equal(6, json.GetProperty("images_done").GetInt32());
+        Assert.Equal(jobId, json.GetProperty("job_id").GetString());
+
+        // Damage the download: two files gone, one corrupted; then a pull killed after its first saved file.
+        File.Delete(files[0]);
+        File.Delete(files[3]);
+        await File.WriteAllTextAsync(files[5], "not a png");
+        using (var kill = new CancellationTokenSource())
+        {
+            var killed = await FarmAsync(["pull", jobId, "--out", output], kill.Token, () => new CancelOnWrite("saved", kill));
+            Assert.NotEqual(0, killed.Exit);
+        }
+        var resumed = await FarmAsync(["pull", jobId, "--out", output]);
+
+        Assert.True(resumed.Exit == 0, resumed.Err);
+        var after = Directory.GetFiles(output, "*.png").ToDictionary(Path.GetFileName, f => Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(f))));
+        Assert.Equal(hashes.OrderBy(p => p.Key), after.OrderBy(p => p.Key));
+        Assert.Empty(Directory.GetFiles(output, "*.part"));
+    }
+
+    [Fact]
+    public async Task AnUnknownJobExitsWithNotFoundAndABadPromptFileNamesItsLine()
+    {
+        var status = await FarmAsync(["status", "zzzzzzzzzzzzzzzz"]);
+        Assert.Equal(4, status.Exit);
+        Assert.Contains("not found", status.Err);
+
+        var bad = Path.Combine(_directory, "bad.jsonl");
+        await File.WriteAllLinesAsync(bad, ["{\"prompt\": \"fine\"}", "{\"prompt\": "]);
+        var submit = await FarmAsync(["submit", bad]);
+        Assert.Equal(2, submit.Exit);
+        Assert.Contains("bad.jsonl:2", submit.Err);
+    }
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_directory, recursive: true); } catch (IOException) { }
+    }
+
+    /// <summary>Cancels the CLI the moment it writes a line containing <paramref name="marker"/>: a kill mid-pull.</summary>
+    private sealed class CancelOnWrite(string marker, CancellationTokenSource cancel) : StringWriter
+    {
+        public override Encoding Encoding => Encoding.UTF8;
+        public override void WriteLine(string? value)
+        {
+            base.WriteLine(value);
+            if (value?.Contains(marker) == true) cancel.Cancel();
+        }
+        public override void Write(string? value)
+        {
+            base.Write(value);
+            if (value?.Contains(marker) == true) cancel.Cancel();
+        }
+    }
+}
