@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test in the solution (unit, integration against a real redis-server, end to end) and prints one
-# summary line: "tests: N passed, N failed, N skipped".
+# Runs every test: the .NET suites (unit, integration against a real redis-server, end to end, fault injection), the
+# offline deployment checks, and a smoke run of the deployment's entry points. Ends with one summary line:
+# "tests: N passed, N failed, N skipped". Extra arguments go to `dotnet test` (e.g. --filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -8,16 +9,26 @@ ensure_redis
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-set +e
-dotnet test RenderFarm.sln -c Release -nologo "$@" 2>&1 | tee "$log"
-status=${PIPESTATUS[0]}
-set -e
+status=0
+dotnet test RenderFarm.sln -c Release -nologo "$@" 2>&1 | tee -a "$log" || status=1
+if [ $# -eq 0 ]; then  # a filtered run is about .NET tests only
+  bash scripts/validate-deploy.sh 2>&1 | tee -a "$log" || status=1
+  bash scripts/deploy-smoke.sh k8s-cpu 2>&1 | tee -a "$log" || status=1
+fi
 
-# Sum the per-assembly lines ("Passed!  - Failed: 0, Passed: 12, Skipped: 0, Total: 12, ...").
-read -r passed failed skipped < <(awk -F'[:,]' '/(Passed|Failed)! +- Failed:/ {
-    for (i = 1; i < NF; i++) { k=$i; gsub(/.*[ !-]/, "", k); v=$(i+1)+0
-      if (k == "Failed") f += v; if (k == "Passed") p += v; if (k == "Skipped") s += v } }
-  END { print p+0, f+0, s+0 }' "$log")
+# Sum dotnet's per-assembly lines ("Passed!  - Failed: 0, Passed: 12, Skipped: 0, ...") and the scripts'
+# "N passed, N failed[, N skipped]" lines.
+read -r passed failed skipped < <(awk '
+  /(Passed|Failed)! +- Failed:/ {
+    n = split($0, parts, ",")
+    for (i = 1; i <= n; i++) if (match(parts[i], /(Failed|Passed|Skipped): +[0-9]+/)) {
+      split(substr(parts[i], RSTART, RLENGTH), kv, /: +/); count[kv[1]] += kv[2] }
+    next }
+  /^deploy (checks|smoke).*: [0-9]+ passed, [0-9]+ failed/ {
+    if (match($0, /[0-9]+ passed/)) count["Passed"] += substr($0, RSTART, RLENGTH) + 0
+    if (match($0, /[0-9]+ failed/)) count["Failed"] += substr($0, RSTART, RLENGTH) + 0
+    if (match($0, /[0-9]+ skipped/)) count["Skipped"] += substr($0, RSTART, RLENGTH) + 0 }
+  END { print count["Passed"] + 0, count["Failed"] + 0, count["Skipped"] + 0 }' "$log")
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 if [ "$status" -ne 0 ] || [ "$failed" -ne 0 ]; then exit 1; fi
 if [ "$passed" -eq 0 ]; then echo "no test ran" >&2; exit 1; fi

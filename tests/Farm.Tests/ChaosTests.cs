@@ -19,7 +19,7 @@ public sealed class ChaosTests(ITestOutputHelper output)
 
     private static JobHeader Header()
     {
-        var header = new JobHeader { Params = new GenerationParams { Width = 64, Height = 64, Steps = 20, GuidanceScale = 7f } };
+        var header = new JobHeader { Params = new GenerationParams { Width = 64, Height = 64, Steps = 30, GuidanceScale = 7f } };
         header.Seeds.AddRange(Seeds);
         return header;
     }
@@ -66,7 +66,10 @@ public sealed class ChaosTests(ITestOutputHelper output)
         Assert.All(files, f => Assert.EndsWith(".png", f));
     }
 
-    /// <summary>Injects one fault every 1–2 s until stopped: a worker kill first, the coordinator and Redis restarts early.</summary>
+    /// <summary>
+    /// Injects faults until stopped: the scripted ones first and close together (a worker kill, the coordinator
+    /// restart, the Redis restart), so they land while the job runs on any machine; then a worker kill every 1–2 s.
+    /// </summary>
     private static async Task<List<string>> RunChaosAsync(ProcessFarm farm, string jobId, CancellationToken stop)
     {
         var faults = new List<string>();
@@ -75,14 +78,14 @@ public sealed class ChaosTests(ITestOutputHelper output)
         {
             for (var round = 0; !stop.IsCancellationRequested; round++)
             {
-                await Task.Delay(TimeSpan.FromMilliseconds(random.Next(1000, 2000)), stop);
+                await Task.Delay(TimeSpan.FromMilliseconds(round < 3 ? 500 : random.Next(1000, 2000)), stop);
                 switch (round)
                 {
                     case 1:
                         await farm.RestartCoordinatorAsync();
                         faults.Add("coordinator restarted");
                         break;
-                    case 3:
+                    case 2:
                         await farm.Redis.RestartAsync();
                         faults.Add("redis restarted");
                         break;
