@@ -51,6 +51,10 @@ public static class FarmCli
             WatchCommand.Create(host, globals),
             StatusCommand.Create(host, globals),
             PullCommand.Create(host, globals),
+            ListCommands.Jobs(host, globals),
+            ListCommands.Cancel(host, globals),
+            ListCommands.Workers(host, globals),
+            ListCommands.Models(host, globals),
         };
         ShortenCommandListing(root);
         return root;

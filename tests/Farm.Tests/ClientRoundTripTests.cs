@@ -78,6 +78,37 @@ public sealed class ClientRoundTripTests(FarmFixture fixture) : IDisposable
         Assert.Contains("bad.jsonl:2", submit.Err);
     }
 
+    [Fact]
+    public async Task JobsWorkersModelsAndCancelReportTheLiveFarmAsJson()
+    {
+        var prompts = Path.Combine(_directory, "one.txt");
+        await File.WriteAllLinesAsync(prompts, ["a lone tree"]);
+        var submit = await FarmAsync(["submit", prompts, "--size", "64x64", "--steps", "2", "--seed", "5", "--watch"]);
+        Assert.True(submit.Exit == 0, submit.Err);
+        var jobId = submit.Out.Trim().Split('\n')[^1].Trim();
+
+        var jobs = JsonDocument.Parse((await FarmAsync(["jobs", "--state", "completed", "--json"])).Out).RootElement;
+        Assert.Contains(jobs.EnumerateArray(), j => j.GetProperty("job_id").GetString() == jobId);
+        Assert.All(jobs.EnumerateArray(), j => Assert.Equal("completed", j.GetProperty("state").GetString()));
+
+        var workers = JsonDocument.Parse((await FarmAsync(["workers", "--json"])).Out).RootElement.EnumerateArray()
+            .ToDictionary(w => w.GetProperty("worker_id").GetString()!);
+        Assert.Contains("worker-1", workers.Keys);
+        Assert.Contains("worker-2", workers.Keys);
+        Assert.Equal(FarmCluster.Model, workers["worker-1"].GetProperty("models")[0].GetString());
+        Assert.NotEqual("offline", workers["worker-1"].GetProperty("state").GetString());
+
+        var models = JsonDocument.Parse((await FarmAsync(["models", "--json"])).Out).RootElement;
+        var tiny = Assert.Single(models.EnumerateArray(), m => m.GetProperty("name").GetString() == FarmCluster.Model);
+        Assert.Equal(2, tiny.GetProperty("workers").GetInt32());
+
+        // Cancelling a finished job changes nothing.
+        var cancel = await FarmAsync(["cancel", jobId, "--json"]);
+        Assert.Equal(0, cancel.Exit);
+        Assert.Equal("completed", JsonDocument.Parse(cancel.Out).RootElement.GetProperty("state").GetString());
+        Assert.Equal(2, (await FarmAsync(["jobs", "--state", "bogus"])).Exit);
+    }
+
     public void Dispose()
     {
         try { Directory.Delete(_directory, recursive: true); } catch (IOException) { }

@@ -1,0 +1,18 @@
+using System.Text;
+
+namespace RenderFarm.Client;
+
+/// <summary>Left-aligned columns separated by two spaces, like kubectl's listings.</summary>
+public static class TextTable
+{
+    public static string Format(IReadOnlyList<string> headers, IEnumerable<IReadOnlyList<string>> rows)
+    {
+        var all = new List<IReadOnlyList<string>> { headers };
+        all.AddRange(rows);
+        var widths = headers.Select((_, c) => all.Max(r => r[c].Length)).ToArray();
+        var text = new StringBuilder();
+        foreach (var row in all)
+            text.Append(string.Join("  ", row.Select((cell, c) => c == row.Count - 1 ? cell : cell.PadRight(widths[c]))).TrimEnd()).Append('\n');
+        return text.ToString();
+    }
+}
