@@ -3,10 +3,10 @@ using RenderFarm.Diffusion;
 
 namespace RenderFarm.Worker;
 
-/// <summary>The pipelines this worker holds, loaded once at start (a worker that cannot load its models must not start).</summary>
+/// <summary>The models this worker renders, loaded once at start (a worker that cannot load its models must not start).</summary>
 public sealed class ModelCatalog : IDisposable
 {
-    private readonly Dictionary<string, StableDiffusionPipeline> _pipelines = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, IShardRenderer> _renderers = new(StringComparer.Ordinal);
 
     public ModelCatalog(IOptions<WorkerOptions> options, ILogger<ModelCatalog> logger)
     {
@@ -16,18 +16,24 @@ public sealed class ModelCatalog : IDisposable
         var diffusion = new DiffusionOptions { ExecutionProvider = o.ExecutionProvider };
         foreach (var (name, directory) in o.Models)
         {
+            if (SyntheticRenderer.TryParse(directory, out var synthetic))
+            {
+                _renderers[name] = synthetic!;
+                logger.LogWarning("Model {Model} is synthetic ({Spec}): images are placeholders for load tests", name, directory);
+                continue;
+            }
             var started = System.Diagnostics.Stopwatch.StartNew();
-            _pipelines[name] = StableDiffusionPipeline.Load(directory, diffusion);
+            _renderers[name] = new PipelineRenderer(StableDiffusionPipeline.Load(directory, diffusion));
             logger.LogInformation("Loaded model {Model} from {Directory} in {Ms} ms", name, directory, started.ElapsedMilliseconds);
         }
     }
 
-    public IReadOnlyCollection<string> Names => _pipelines.Keys;
+    public IReadOnlyCollection<string> Names => _renderers.Keys;
 
-    public StableDiffusionPipeline? Find(string model) => _pipelines.GetValueOrDefault(model);
+    public IShardRenderer? Find(string model) => _renderers.GetValueOrDefault(model);
 
     public void Dispose()
     {
-        foreach (var pipeline in _pipelines.Values) pipeline.Dispose();
+        foreach (var renderer in _renderers.Values) renderer.Dispose();
     }
 }

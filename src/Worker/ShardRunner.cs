@@ -25,14 +25,14 @@ public sealed class ShardRunner(ModelCatalog models, CoordinatorLink link, ILogg
         string error;
         try
         {
-            var pipeline = models.Find(shard.Params.Model)
+            var renderer = models.Find(shard.Params.Model)
                 ?? throw new InvalidOperationException($"model '{shard.Params.Model}' is not loaded on this worker");
             var request = new GenerationRequest(
                 shard.Images.Select(i => new ImagePrompt(i.Prompt, i.NegativePrompt, i.Seed)).ToList(),
                 (int)shard.Params.Width, (int)shard.Params.Height, (int)shard.Params.Steps,
                 shard.Params.GuidanceScale, shard.Params.Scheduler, shard.Params.Model);
             var progress = new StepReporter(link, reference);
-            var images = await pipeline.GenerateAsync(request, progress, cancellationToken);
+            var images = await renderer.RenderAsync(request, progress, cancellationToken);
             for (var i = 0; i < images.Count; i++)
             {
                 await link.SendAsync(new WorkerMessage
