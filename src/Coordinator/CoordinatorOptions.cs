@@ -29,6 +29,9 @@ public sealed class CoordinatorOptions
     [Range(1, 1000)] public int QuarantineAfterFailures { get; set; } = 3;
     [Range(1, 86_400)] public int QuarantineWindowSeconds { get; set; } = 600;
 
+    /// <summary>Step progress of one shard is written at most this often (first and last step always).</summary>
+    [Range(0, 60_000)] public int ProgressIntervalMilliseconds { get; set; } = 100;
+
     [Range(1, int.MaxValue)] public int MaxImagesPerJob { get; set; } = 1_000_000;
     [Range(1, 1_000_000)] public int MaxPromptLength { get; set; } = 4_000;
     [Range(8, 16_384)] public int MaxImageSide { get; set; } = 2_048;

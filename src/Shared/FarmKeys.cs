@@ -1,3 +1,5 @@
+using RenderFarm.Protocol;
+
 namespace RenderFarm.Shared;
 
 /// <summary>
@@ -12,8 +14,23 @@ public static class FarmKeys
     /// <summary>Sorted set of job ids by creation time (ms).</summary>
     public const string JobIndex = "jobs";
 
-    /// <summary>Stream of shards waiting for a worker that holds <paramref name="model"/>.</summary>
+    /// <summary>Stream of normal-priority shards waiting for a worker that holds <paramref name="model"/>.</summary>
     public static string TaskStream(string model) => $"tasks:{model}";
+
+    /// <summary>The model's stream for one priority: <c>tasks:MODEL</c> (normal), <c>tasks:MODEL:high</c>, <c>tasks:MODEL:low</c>.</summary>
+    public static string TaskStream(string model, Priority priority) => priority switch
+    {
+        Priority.High => $"tasks:{model}:high",
+        Priority.Low => $"tasks:{model}:low",
+        _ => TaskStream(model),
+    };
+
+    /// <summary>Every task stream of a model, highest priority first.</summary>
+    public static string[] TaskStreams(string model) =>
+        [TaskStream(model, Priority.High), TaskStream(model, Priority.Normal), TaskStream(model, Priority.Low)];
+
+    /// <summary>True for names this layout produces: a worker-reported stream is only trusted if it is one of ours.</summary>
+    public static bool IsTaskStreamOf(string stream, string model) => TaskStreams(model).Contains(stream);
 
     /// <summary>Pub/sub channel that nudges idle workers when shards for <paramref name="model"/> arrive.</summary>
     public static string TaskNudge(string model) => $"tasks:{model}:nudge";

@@ -17,18 +17,24 @@ public sealed class ShardPuller : IDisposable
 {
     private readonly IConnectionMultiplexer _redis;
     private readonly WorkerOptions _options;
-    private readonly string[] _streams;
+    private readonly string[] _streams;          // every task stream, for recovery and reclaim
+    private readonly string[][] _byPriority;     // [high, normal, low] streams across the models held
+    private long _pulls;
     private readonly SemaphoreSlim _nudge = new(0, 1);
     private readonly ILogger<ShardPuller> _logger;
     private Queue<ClaimedShard>? _ownPending;
     private ChannelMessageQueue[] _subscriptions = [];
+    private readonly string[] _nudgeChannels;
 
     public ShardPuller(IConnectionMultiplexer redis, IOptions<WorkerOptions> options, ModelCatalog models, ILogger<ShardPuller> logger)
     {
         _redis = redis;
         _options = options.Value;
         _logger = logger;
-        _streams = models.Names.Select(FarmKeys.TaskStream).ToArray();
+        var perModel = models.Names.Select(FarmKeys.TaskStreams).ToArray();
+        _byPriority = Enumerable.Range(0, 3).Select(p => perModel.Select(streams => streams[p]).ToArray()).ToArray();
+        _streams = perModel.SelectMany(s => s).ToArray();
+        _nudgeChannels = models.Names.Select(FarmKeys.TaskNudge).ToArray();
         WorkerId = _options.ResolvedWorkerId;
     }
 
@@ -39,8 +45,7 @@ public sealed class ShardPuller : IDisposable
         var db = _redis.GetDatabase();
         foreach (var stream in _streams) await FarmRedis.EnsureWorkerGroupAsync(db, stream);
         var subscriber = _redis.GetSubscriber();
-        _subscriptions = await Task.WhenAll(_streams.Select(s =>
-            subscriber.SubscribeAsync(RedisChannel.Literal(s + ":nudge"))));
+        _subscriptions = await Task.WhenAll(_nudgeChannels.Select(c => subscriber.SubscribeAsync(RedisChannel.Literal(c))));
         foreach (var queue in _subscriptions)
             queue.OnMessage(_ => Wake());
     }
@@ -116,12 +121,23 @@ public sealed class ShardPuller : IDisposable
                 return reclaimed;
             }
         }
-        foreach (var stream in _streams)
+        foreach (var stream in NewWorkOrder())
         {
             var fresh = await db.StreamReadGroupAsync(stream, FarmKeys.WorkerGroup, WorkerId, StreamPosition.NewMessages, count: 1);
             if (Parse(stream, fresh) is { } next) return next;
         }
         return null;
+    }
+
+    /// <summary>
+    /// High priority first; but one pull in 5 starts at normal and one in 20 at low, so a steady stream of high-priority
+    /// work slows lower priorities down without starving them.
+    /// </summary>
+    private IEnumerable<string> NewWorkOrder()
+    {
+        var n = Interlocked.Increment(ref _pulls);
+        int[] order = n % 20 == 0 ? [2, 1, 0] : n % 5 == 0 ? [1, 0, 2] : [0, 1, 2];
+        return order.SelectMany(p => _byPriority[p]);
     }
 
     private ClaimedShard? Parse(string stream, StreamEntry[] entries)

@@ -13,7 +13,8 @@ public sealed class ShardRunner(ModelCatalog models, CoordinatorLink link, ILogg
 
     private static ShardRef Reference(ClaimedShard claimed) => new()
     {
-        JobId = claimed.Shard.JobId, ShardIndex = claimed.Shard.ShardIndex, Model = claimed.Shard.Params.Model, EntryId = claimed.EntryId,
+        JobId = claimed.Shard.JobId, ShardIndex = claimed.Shard.ShardIndex, Model = claimed.Shard.Params.Model,
+        EntryId = claimed.EntryId, Stream = claimed.Stream,
     };
 
     public async Task RunAsync(ClaimedShard claimed, string workerId, CancellationToken cancellationToken)

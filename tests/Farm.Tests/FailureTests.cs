@@ -1,3 +1,4 @@
+using Grpc.Core;
 using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.ModelBuilder;
 using RenderFarm.Protocol;
@@ -49,13 +50,7 @@ public sealed class FailureTests
             s["Farm:QuarantineAfterFailures"] = "2";
             s["Farm:MaxAttempts"] = "10";
         });
-        // A broken install: its "tiny" got the text encoder of another model (1024-wide states the UNet cannot take).
-        // It loads, and fails every shard at its first UNet call.
-        var broken = Path.Combine(farm.Root, "broken-model");
-        var donor = Path.Combine(farm.Root, "donor-model");
-        ModelPresets.Write("tiny", broken);
-        ModelPresets.Write("tiny-sd2", donor);
-        File.Copy(Path.Combine(donor, "text_encoder", "model.onnx"), Path.Combine(broken, "text_encoder", "model.onnx"), overwrite: true);
+        var broken = WriteBrokenModel(farm);
         await farm.StartWorkerAsync("broken", s => s[$"Farm:Models:{FarmCluster.Model}"] = broken);
 
         var job = await farm.SubmitAsync(Header(64, 64, 2), Prompts(8));
@@ -68,6 +63,51 @@ public sealed class FailureTests
         Assert.True(workers["broken"].ShardsFailed >= 2);
         Assert.NotEqual(WorkerState.Quarantined, workers["worker-1"].State);
         Assert.Equal(8ul, workers["worker-1"].ImagesDone);
+    }
+
+    [Fact]
+    public async Task RetryRequeuesOnlyTheFailedImagesAndTheJobThenCompletes()
+    {
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: s =>
+        {
+            s["Farm:MaxAttempts"] = "1";
+            s["Farm:QuarantineAfterFailures"] = "100";
+        });
+        var broken = WriteBrokenModel(farm);
+        await farm.StartWorkerAsync("broken", s => s[$"Farm:Models:{FarmCluster.Model}"] = broken);
+        var job = await farm.SubmitAsync(Header(64, 64, 2), Prompts(3));
+        var first = await farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
+        Assert.Equal((JobState.Failed, 0u, 3u), (first[^1].JobFinished.State, first[^1].JobFinished.ImagesDone, first[^1].JobFinished.ImagesFailed));
+        var unknown = await Assert.ThrowsAsync<RpcException>(() =>
+            farm.Jobs.RetryJobAsync(new RetryJobRequest { JobId = "aaaaaaaaaaaaaaaa" }).ResponseAsync);
+        Assert.Equal(StatusCode.NotFound, unknown.StatusCode);
+
+        // The broken worker is replaced by a good one; the failed images go round again.
+        await farm.StopWorkerAsync("broken");
+        await farm.StartWorkerAsync("good");
+        var retried = await farm.Jobs.RetryJobAsync(new RetryJobRequest { JobId = job.JobId });
+        Assert.Equal(JobState.Queued, retried.State);
+        Assert.Equal(0u, retried.ImagesFailed);
+        var second = await farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
+
+        Assert.Equal(JobState.Completed, second[^1].JobFinished.State);
+        Assert.Equal(3, (await farm.Jobs.DownloadAllAsync(job.JobId)).Count);
+        var status = await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId });
+        Assert.Equal((3u, 0u, 4u, 4u), (status.ImagesDone, status.ImagesFailed, status.ShardCount, status.ShardsDone));
+        // A completed job has nothing to retry.
+        var again = await Assert.ThrowsAsync<RpcException>(() => farm.Jobs.RetryJobAsync(new RetryJobRequest { JobId = job.JobId }).ResponseAsync);
+        Assert.Equal(StatusCode.FailedPrecondition, again.StatusCode);
+    }
+
+    /// <summary>A broken install: "tiny" with the text encoder of another model; it loads, and fails at its first UNet call.</summary>
+    private static string WriteBrokenModel(FarmCluster farm)
+    {
+        var broken = Path.Combine(farm.Root, "broken-model");
+        var donor = Path.Combine(farm.Root, "donor-model");
+        ModelPresets.Write("tiny", broken);
+        ModelPresets.Write("tiny-sd2", donor);
+        File.Copy(Path.Combine(donor, "text_encoder", "model.onnx"), Path.Combine(broken, "text_encoder", "model.onnx"), overwrite: true);
+        return broken;
     }
 
     [Fact]

@@ -34,6 +34,9 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
         var normalized = header.Clone();
         normalized.Params = p;
         if (normalized.ImagesPerPrompt == 0) normalized.ImagesPerPrompt = 1;
+        if (normalized.Priority == Priority.Unspecified) normalized.Priority = Priority.Normal;
+        if (!Enum.IsDefined(normalized.Priority))
+            throw Invalid($"priority {(int)normalized.Priority} is unknown; valid: low, normal, high");
         if (normalized.ImagesPerPrompt > _limits.MaxImagesPerPrompt)
             throw Invalid($"images_per_prompt must be at most {_limits.MaxImagesPerPrompt} (got {normalized.ImagesPerPrompt})");
         CheckText("negative_prompt", normalized.NegativePrompt);

@@ -13,6 +13,7 @@ internal static class JobFields
     public const string ShardsDone = "shards_done";
     public const string CreatedMs = "created_ms";
     public const string FinishedMs = "finished_ms";
+    public const string Priority = "priority";
 }
 
 /// <summary>Job states as stored in Redis.</summary>

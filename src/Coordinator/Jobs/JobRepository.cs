@@ -64,6 +64,25 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
         return 1
         """;
 
+    // KEYS: meta, failures, shards, events. ARGV: first new shard index, then per new shard: its image count, then
+    // '|' and the failed indices being retried. Re-opens a failed job for exactly those images.
+    private const string RetryScript = """
+        if redis.call('HGET', KEYS[1], 'state') ~= 'failed' then return 0 end
+        local first = tonumber(ARGV[1])
+        local i, shard, images = 2, first, 0
+        while ARGV[i] ~= '|' do
+          redis.call('HSET', KEYS[3], shard, ARGV[i])
+          images = images + tonumber(ARGV[i])
+          shard, i = shard + 1, i + 1
+        end
+        for j = i + 1, #ARGV do redis.call('HDEL', KEYS[2], ARGV[j]) end
+        redis.call('HINCRBY', KEYS[1], 'images_failed', -images)
+        redis.call('HSET', KEYS[1], 'state', 'queued', 'shard_count', shard)
+        redis.call('HDEL', KEYS[1], 'finished_ms')
+        redis.call('XADD', KEYS[4], '*', 'type', 'queued', 'images', images, 'shards', shard - first)
+        return 1
+        """;
+
     public async Task<bool> ExistsAsync(string jobId) =>
         JobIds.IsWellFormed(jobId) && await redis.GetDatabase().KeyExistsAsync(FarmKeys.JobMeta(jobId));
 
@@ -89,6 +108,7 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
             ShardsDone = U(JobFields.ShardsDone),
             CreatedUnixMs = L(JobFields.CreatedMs),
             FinishedUnixMs = L(JobFields.FinishedMs),
+            Priority = (Priority)U(JobFields.Priority) is var p && Enum.IsDefined(p) && p != Priority.Unspecified ? p : Priority.Normal,
         };
     }
 
@@ -130,6 +150,26 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
             result.AddRange(statuses.OfType<JobStatus>().Where(s => states.Count == 0 || states.Contains(s.State)).Take(limit - result.Count));
         }
         return result;
+    }
+
+    /// <summary>Failed images of a job, with the error each failed with.</summary>
+    public async Task<IReadOnlyList<uint>> FailedImagesAsync(string jobId) =>
+        (await redis.GetDatabase().HashKeysAsync(FarmKeys.JobFailures(jobId)))
+            .Select(k => uint.Parse((string)k!, CultureInfo.InvariantCulture)).Order().ToList();
+
+    /// <summary>
+    /// Re-opens a failed job for the given shards of its failed images (shard indices from <paramref name="firstShard"/>);
+    /// false if the job is not in the failed state any more.
+    /// </summary>
+    public async Task<bool> ReopenForRetryAsync(string jobId, uint firstShard, IReadOnlyList<Shard> shards)
+    {
+        var args = new List<RedisValue> { firstShard };
+        args.AddRange(shards.Select(s => (RedisValue)s.Images.Count));
+        args.Add("|");
+        args.AddRange(shards.SelectMany(s => s.Images).Select(i => (RedisValue)i.Index));
+        return (int)await redis.GetDatabase().ScriptEvaluateAsync(RetryScript,
+            [FarmKeys.JobMeta(jobId), FarmKeys.JobFailures(jobId), FarmKeys.JobShardsRemaining(jobId), FarmKeys.JobEvents(jobId)],
+            [.. args]) == 1;
     }
 
     public Task MarkRunningAsync(string jobId) =>

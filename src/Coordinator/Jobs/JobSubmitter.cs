@@ -80,6 +80,7 @@ public sealed class JobSubmitter(
             new(JobFields.ImagesFailed, 0),
             new(JobFields.ShardsDone, 0),
             new(JobFields.CreatedMs, now),
+            new(JobFields.Priority, (int)header.Priority),
         ]);
         await Task.WhenAll(
             db.KeyPersistAsync(FarmKeys.JobImages(jobId)),
@@ -93,7 +94,7 @@ public sealed class JobSubmitter(
         {
             var shards = await db.ListRangeAsync(stagedKey, start, start + page - 1);
             if (shards.Length == 0) break;
-            await queue.EnqueueAsync(header.Params.Model, shards.Select(s => (byte[])s!).ToArray());
+            await queue.EnqueueAsync(header.Params.Model, header.Priority, shards.Select(s => (byte[])s!).ToArray());
             if (shards.Length < page) break;
         }
         await Task.WhenAll(

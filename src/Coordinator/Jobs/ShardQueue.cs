@@ -1,41 +1,63 @@
+using RenderFarm.Protocol;
 using RenderFarm.Shared;
 using StackExchange.Redis;
 
 namespace RenderFarm.Coordinator.Jobs;
 
-/// <summary>The coordinator's side of the task streams: enqueue shards, acknowledge finished ones.</summary>
+/// <summary>The coordinator's side of the task streams: enqueue shards, acknowledge or release delivered ones.</summary>
 public sealed class ShardQueue(IConnectionMultiplexer redis)
 {
     private readonly HashSet<string> _groupsEnsured = [];
 
-    /// <summary>Appends serialized shards to the model's stream (pipelined) and wakes idle workers.</summary>
-    public async Task EnqueueAsync(string model, IReadOnlyList<byte[]> shards)
+    /// <summary>Appends serialized shards to the model's stream for the priority (pipelined).</summary>
+    public async Task EnqueueAsync(string model, Priority priority, IReadOnlyList<byte[]> shards)
     {
         var db = redis.GetDatabase();
-        var stream = FarmKeys.TaskStream(model);
+        var stream = FarmKeys.TaskStream(model, priority);
         await EnsureGroupAsync(db, stream);
         await Task.WhenAll(shards.Select(s => db.StreamAddAsync(stream, ShardEntry.PayloadField, s)));
     }
 
+    /// <summary>Wakes idle workers of the model.</summary>
     public Task NudgeWorkersAsync(string model) =>
         redis.GetSubscriber().PublishAsync(RedisChannel.Literal(FarmKeys.TaskNudge(model)), "");
 
-    public Task AcknowledgeAsync(string model, string entryId) =>
-        redis.GetDatabase().StreamAcknowledgeAsync(FarmKeys.TaskStream(model), FarmKeys.WorkerGroup, entryId);
+    /// <summary>
+    /// The stream a worker says a shard came from, if it is one of the model's task streams (a report naming any
+    /// other key is ignored rather than trusted); older workers report none, meaning the normal-priority stream.
+    /// </summary>
+    public static string? StreamOf(ShardRef shard)
+    {
+        var stream = shard.Stream.Length == 0 ? FarmKeys.TaskStream(shard.Model) : shard.Stream;
+        return FarmKeys.IsTaskStreamOf(stream, shard.Model) ? stream : null;
+    }
+
+    public async Task AcknowledgeAsync(ShardRef shard)
+    {
+        if (StreamOf(shard) is { } stream)
+            await redis.GetDatabase().StreamAcknowledgeAsync(stream, FarmKeys.WorkerGroup, shard.EntryId);
+    }
 
     /// <summary>Makes a pending entry look long idle, so any worker's XAUTOCLAIM takes it on its next pull.</summary>
-    public Task ReleaseAsync(string model, string entryId, string owner) =>
-        redis.GetDatabase().ExecuteAsync("XCLAIM", FarmKeys.TaskStream(model), FarmKeys.WorkerGroup, owner, 0, entryId,
-            "IDLE", (long)TimeSpan.FromDays(1).TotalMilliseconds, "JUSTID");
+    public async Task ReleaseAsync(ShardRef shard, string owner)
+    {
+        if (StreamOf(shard) is { } stream)
+            await redis.GetDatabase().ExecuteAsync("XCLAIM", stream, FarmKeys.WorkerGroup, owner, 0, shard.EntryId,
+                "IDLE", (long)TimeSpan.FromDays(1).TotalMilliseconds, "JUSTID");
+    }
 
-    /// <summary>Shards on the model's stream not yet delivered to any worker (the consumer group's lag).</summary>
+    /// <summary>Shards of the model not yet delivered to any worker (the consumer groups' lag), all priorities.</summary>
     public async Task<long> WaitingAsync(string model)
     {
         var db = redis.GetDatabase();
-        var stream = FarmKeys.TaskStream(model);
-        if (!await db.KeyExistsAsync(stream)) return 0;
-        var group = (await db.StreamGroupInfoAsync(stream)).FirstOrDefault(g => g.Name == FarmKeys.WorkerGroup);
-        return group.Lag ?? 0;
+        long waiting = 0;
+        foreach (var stream in FarmKeys.TaskStreams(model))
+        {
+            if (!await db.KeyExistsAsync(stream)) continue;
+            var group = (await db.StreamGroupInfoAsync(stream)).FirstOrDefault(g => g.Name == FarmKeys.WorkerGroup);
+            waiting += group.Lag ?? 0;
+        }
+        return waiting;
     }
 
     private async Task EnsureGroupAsync(IDatabase db, string stream)

@@ -19,6 +19,8 @@ public sealed class WorkerReportHandler(
     IOptions<CoordinatorOptions> options,
     ILogger<WorkerReportHandler> logger)
 {
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string, uint), long> _lastStepWrite = new();
+
     private static ReadOnlySpan<byte> PngSignature => [0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A];
 
     public async Task BeginAsync(string workerId, ShardBegin begin)
@@ -28,8 +30,18 @@ public sealed class WorkerReportHandler(
         await events.AppendAsync(begin.Shard.JobId, JobEventLog.ShardStarted(begin.Shard.ShardIndex, workerId, begin.ImageCount));
     }
 
+    /// <summary>
+    /// Records step progress, coalesced per shard: the first and last step always, others at most once per
+    /// <see cref="CoordinatorOptions.ProgressIntervalMilliseconds"/> — thousands of GPU steps a second must not
+    /// become thousands of Redis writes and watcher events.
+    /// </summary>
     public async Task StepAsync(string workerId, ShardStep step)
     {
+        var key = (step.Shard.JobId, step.Shard.ShardIndex);
+        var now = Environment.TickCount64;
+        var last = step.Step == step.TotalSteps ? _lastStepWrite.TryRemove(key, out var l) ? l : 0 : _lastStepWrite.GetValueOrDefault(key);
+        if (step.Step > 1 && step.Step < step.TotalSteps && now - last < options.Value.ProgressIntervalMilliseconds) return;
+        if (step.Step < step.TotalSteps) _lastStepWrite[key] = now;
         if (!await jobs.ExistsAsync(step.Shard.JobId)) return;
         await events.AppendAsync(step.Shard.JobId,
             JobEventLog.Step(step.Shard.ShardIndex, workerId, step.Step, step.TotalSteps, step.ItPerSec));
@@ -52,7 +64,7 @@ public sealed class WorkerReportHandler(
         if (await jobs.IsCancelledAsync(shard.JobId)) return; // nothing more is stored for a cancelled job
         var sha256 = await store.PutIfAbsentAsync(shard.JobId, image.Index, image.Png.Memory, cancellationToken);
         var outcome = await jobs.RecordImageDoneAsync(shard.JobId, shard.ShardIndex, image.Index, workerId, sha256);
-        if (outcome.ShardFinished) await queue.AcknowledgeAsync(shard.Model, shard.EntryId);
+        if (outcome.ShardFinished) await queue.AcknowledgeAsync(shard);
     }
 
     /// <summary>Applies the end of a delivery; returns true when the worker has now failed too often and must be quarantined.</summary>
@@ -62,14 +74,14 @@ public sealed class WorkerReportHandler(
         if (!JobIds.IsWellFormed(shard.JobId)) return false;
         if (end.Cancelled || !await jobs.ExistsAsync(shard.JobId) || await jobs.IsCancelledAsync(shard.JobId))
         {
-            await queue.AcknowledgeAsync(shard.Model, shard.EntryId); // nothing to do for a cancelled or deleted job
+            await queue.AcknowledgeAsync(shard); // nothing to do for a cancelled or deleted job
             return false;
         }
         if (end.Error.Length == 0)
         {
             // Also covers a re-delivery whose images were all stored before: nothing left, so acknowledge.
             if (await jobs.ShardRemainingAsync(shard.JobId, shard.ShardIndex) == 0)
-                await queue.AcknowledgeAsync(shard.Model, shard.EntryId);
+                await queue.AcknowledgeAsync(shard);
             return false;
         }
 
@@ -79,16 +91,18 @@ public sealed class WorkerReportHandler(
         if (attempts >= options.Value.MaxAttempts)
         {
             // Dead letter: every image of the shard without an outcome fails with the last error.
-            var entries = await redis.GetDatabase().StreamRangeAsync(FarmKeys.TaskStream(shard.Model), shard.EntryId, shard.EntryId);
+            var entries = ShardQueue.StreamOf(shard) is { } stream
+                ? await redis.GetDatabase().StreamRangeAsync(stream, shard.EntryId, shard.EntryId)
+                : [];
             if (entries.Length == 1)
                 foreach (var task in ShardEntry.Parse(entries[0]).Images)
                     await jobs.RecordImageFailedAsync(shard.JobId, shard.ShardIndex, task.Index, workerId, end.Error);
-            await queue.AcknowledgeAsync(shard.Model, shard.EntryId);
+            await queue.AcknowledgeAsync(shard);
         }
         else
         {
             // Retry now rather than after a lease: mark the entry idle so the next worker's XAUTOCLAIM takes it.
-            await queue.ReleaseAsync(shard.Model, shard.EntryId, workerId);
+            await queue.ReleaseAsync(shard, workerId);
         }
         return await RecentFailuresAsync(workerId) >= options.Value.QuarantineAfterFailures;
     }
@@ -108,8 +122,9 @@ public sealed class WorkerReportHandler(
 
     private async Task<long> DeliveryCountAsync(ShardRef shard)
     {
+        if (ShardQueue.StreamOf(shard) is not { } stream) return 0;
         var pending = await redis.GetDatabase().StreamPendingMessagesAsync(
-            FarmKeys.TaskStream(shard.Model), FarmKeys.WorkerGroup, 1, RedisValue.Null, shard.EntryId, shard.EntryId);
+            stream, FarmKeys.WorkerGroup, 1, RedisValue.Null, shard.EntryId, shard.EntryId);
         return pending.Length == 1 ? pending[0].DeliveryCount : options.Value.MaxAttempts;
     }
 }

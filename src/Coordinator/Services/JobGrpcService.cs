@@ -1,5 +1,6 @@
 using Google.Protobuf;
 using Grpc.Core;
+using Microsoft.Extensions.Options;
 using RenderFarm.Coordinator.Jobs;
 using RenderFarm.Coordinator.Storage;
 using RenderFarm.Coordinator.Workers;
@@ -16,16 +17,27 @@ public sealed class JobGrpcService(
     ShardQueue queue,
     WorkerRegistry workers,
     WorkerConnections connections,
+    IOptions<CoordinatorOptions> options,
     ILogger<JobGrpcService> logger) : JobService.JobServiceBase
 {
+    private readonly int shardSize = options.Value.ShardSize;
     private const int ChunkSize = 256 * 1024;
     private static readonly TimeSpan MinPoll = TimeSpan.FromMilliseconds(25), MaxPoll = TimeSpan.FromMilliseconds(250);
 
     public override Task<SubmitJobResponse> SubmitJob(IAsyncStreamReader<SubmitJobRequest> requestStream, ServerCallContext context) =>
         submitter.SubmitAsync(requestStream, context.CancellationToken);
 
-    public override async Task<JobStatus> GetJob(GetJobRequest request, ServerCallContext context) =>
-        await jobs.GetStatusAsync(request.JobId) ?? throw NotFound(request.JobId);
+    public override async Task<JobStatus> GetJob(GetJobRequest request, ServerCallContext context)
+    {
+        var status = await jobs.GetStatusAsync(request.JobId) ?? throw NotFound(request.JobId);
+        // Accepted work for a model nobody serves is not an error, but it must not wait silently.
+        if (status.State is JobState.Queued or JobState.Running && !await ServedAsync(status.Params.Model))
+            status.Note = $"waiting: no online worker serves model '{status.Params.Model}'";
+        return status;
+    }
+
+    private async Task<bool> ServedAsync(string model) =>
+        (await workers.ListAsync()).Any(w => w.State is WorkerState.Idle or WorkerState.Busy && w.Models.Contains(model));
 
     public override async Task WatchJob(WatchJobRequest request, IServerStreamWriter<JobEvent> responseStream, ServerCallContext context)
     {
@@ -36,11 +48,20 @@ public sealed class JobGrpcService(
         {
             context.CancellationToken.ThrowIfCancellationRequested();
             var batch = await events.ReadAsync(request.JobId, after, 256);
-            foreach (var e in batch)
+            for (var i = 0; i < batch.Count; i++)
             {
+                var e = batch[i];
+                if (e.KindCase == JobEvent.KindOneofCase.JobFinished)
+                {
+                    // A retry re-opens a finished job: its earlier "finished" is superseded by what follows.
+                    if (i < batch.Count - 1) { after = e.EventId; continue; }
+                    if (await jobs.GetStatusAsync(request.JobId) is { State: JobState.Queued or JobState.Running })
+                        break; // the retry's events are being written: read again
+                    await responseStream.WriteAsync(e, context.CancellationToken);
+                    return;
+                }
                 await responseStream.WriteAsync(e, context.CancellationToken);
                 after = e.EventId;
-                if (e.KindCase == JobEvent.KindOneofCase.JobFinished) return;
             }
             // Back off while the job is quiet; snap back as soon as events flow.
             poll = batch.Count > 0 ? MinPoll : TimeSpan.FromTicks(Math.Min(MaxPoll.Ticks, poll.Ticks * 2));
@@ -97,6 +118,28 @@ public sealed class JobGrpcService(
             // Running shards stop at their next step; queued ones are skipped when a worker pulls them.
             await connections.BroadcastAsync(new CoordinatorMessage { CancelJob = new CancelJob { JobId = request.JobId } });
         }
+        return (await jobs.GetStatusAsync(request.JobId))!;
+    }
+
+    public override async Task<JobStatus> RetryJob(RetryJobRequest request, ServerCallContext context)
+    {
+        var status = await jobs.GetStatusAsync(request.JobId) ?? throw NotFound(request.JobId);
+        if (status.State != JobState.Failed)
+            throw new RpcException(new Status(StatusCode.FailedPrecondition,
+                $"job {request.JobId} is {status.State.ToString().ToLowerInvariant()}; only a job that finished with failed images can be retried"));
+        var failed = await jobs.FailedImagesAsync(request.JobId);
+        var tasks = await Task.WhenAll(failed.Select(i => jobs.GetImageAsync(request.JobId, i)));
+        var shards = tasks.OfType<ImageTask>().Chunk(shardSize).Select((chunk, n) =>
+        {
+            var shard = new Shard { JobId = request.JobId, ShardIndex = status.ShardCount + (uint)n, Params = status.Params };
+            shard.Images.AddRange(chunk);
+            return shard;
+        }).ToList();
+        if (!await jobs.ReopenForRetryAsync(request.JobId, status.ShardCount, shards))
+            throw new RpcException(new Status(StatusCode.Aborted, $"job {request.JobId} changed state while being retried; try again"));
+        await queue.EnqueueAsync(status.Params.Model, status.Priority, shards.Select(s => s.ToByteArray()).ToList());
+        await queue.NudgeWorkersAsync(status.Params.Model);
+        logger.LogInformation("Job {JobId}: {Images} failed images re-queued in {Shards} shards", request.JobId, failed.Count, shards.Count);
         return (await jobs.GetStatusAsync(request.JobId))!;
     }
 

@@ -19,7 +19,7 @@ public sealed class FarmCluster : IAsyncDisposable
 {
     public const string Model = "tiny";
 
-    private readonly List<WebApplication> _workers = [];
+    private readonly Dictionary<string, WebApplication> _workers = [];
     private WebApplication? _coordinator;
     private GrpcChannel? _channel;
     private ConnectionMultiplexer? _redis;
@@ -37,6 +37,7 @@ public sealed class FarmCluster : IAsyncDisposable
     public string CoordinatorUrl { get; private set; } = "";
     public JobService.JobServiceClient Jobs => new(_channel!);
     public IDatabase Redis => _redis!.GetDatabase();
+    public IConnectionMultiplexer Multiplexer => _redis!;
     public StackExchange.Redis.IServer RedisAdmin => _redis!.GetServer(_redis.GetEndPoints()[0]);
 
     public static async Task<FarmCluster> StartAsync(int workers, int shardSize = 4, Action<Dictionary<string, string?>>? configure = null)
@@ -93,7 +94,16 @@ public sealed class FarmCluster : IAsyncDisposable
         var app = builder.Build();
         app.MapWorker();
         await app.StartAsync();
-        _workers.Add(app);
+        _workers[workerId] = app;
+    }
+
+    /// <summary>Stops a worker gracefully (as on SIGTERM).</summary>
+    public async Task StopWorkerAsync(string workerId)
+    {
+        var app = _workers[workerId];
+        _workers.Remove(workerId);
+        await app.StopAsync();
+        await app.DisposeAsync();
     }
 
     private WebApplicationBuilder NewBuilder(Dictionary<string, string?> settings)
@@ -128,7 +138,7 @@ public sealed class FarmCluster : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        foreach (var worker in _workers) { await worker.StopAsync(); await worker.DisposeAsync(); }
+        foreach (var worker in _workers.Values) { await worker.StopAsync(); await worker.DisposeAsync(); }
         if (_coordinator is not null) { await _coordinator.StopAsync(); await _coordinator.DisposeAsync(); }
         _channel?.Dispose();
         if (_redis is not null) await _redis.DisposeAsync();
