@@ -6,6 +6,17 @@ namespace RenderFarm.Worker;
 
 public static class WorkerExtensions
 {
+    /// <summary>
+    /// Host settings plus services. <c>HostOptions:ShutdownTimeout</c> is the drain grace period: on SIGTERM the running
+    /// shard gets this long to finish before it is handed back; keep the orchestrator's grace period above it.
+    /// </summary>
+    public static WebApplicationBuilder AddWorkerHost(this WebApplicationBuilder builder)
+    {
+        builder.Services.Configure<HostOptions>(builder.Configuration.GetSection("HostOptions"));
+        builder.Services.AddWorker();
+        return builder;
+    }
+
     public static IServiceCollection AddWorker(this IServiceCollection services)
     {
         services.AddOptions<WorkerOptions>()

@@ -59,6 +59,15 @@ public sealed class AppProcess : IAsyncDisposable
         return new AppProcess(process, logPath);
     }
 
+    /// <summary>SIGTERM, as Kubernetes and docker stop send; waits up to <paramref name="timeout"/> for the exit.</summary>
+    public async Task<bool> TerminateAsync(TimeSpan timeout)
+    {
+        using (var kill = Process.Start("kill", ["-TERM", _process.Id.ToString()])) await kill.WaitForExitAsync();
+        using var wait = new CancellationTokenSource(timeout);
+        try { await _process.WaitForExitAsync(wait.Token); return true; }
+        catch (OperationCanceledException) { return false; }
+    }
+
     /// <summary>kill -9: no shutdown code runs, as when a machine dies.</summary>
     public async Task KillAsync()
     {

@@ -90,7 +90,7 @@ public sealed class FarmCluster : IAsyncDisposable
         };
         configure?.Invoke(settings);
         var builder = NewBuilder(settings);
-        builder.Services.AddWorker();
+        builder.AddWorkerHost();
         var app = builder.Build();
         app.MapWorker();
         await app.StartAsync();

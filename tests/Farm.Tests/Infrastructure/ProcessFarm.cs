@@ -105,6 +105,8 @@ public sealed class ProcessFarm : IAsyncDisposable
 
     public async Task KillWorkerAsync(string workerId) => await _workers[workerId].KillAsync();
 
+    public Task<bool> TerminateWorkerAsync(string workerId, TimeSpan timeout) => _workers[workerId].TerminateAsync(timeout);
+
     public async Task<SubmitJobResponse> SubmitAsync(JobHeader header, IEnumerable<PromptItem> prompts)
     {
         using var call = Jobs.SubmitJob();

@@ -1,0 +1,77 @@
+using RenderFarm.Farm.Tests.Infrastructure;
+using RenderFarm.Protocol;
+
+namespace RenderFarm.Farm.Tests;
+
+/// <summary>SIGTERM on a worker process: stop pulling, finish (or hand back) the running shard, exit.</summary>
+public sealed class DrainTests
+{
+    private static JobHeader Header(uint side) => new()
+    {
+        Params = new GenerationParams { Width = side, Height = side, Steps = 150, GuidanceScale = 7f },
+        Seeds = { 3 },
+    };
+
+    private static async Task WaitForStepAsync(ProcessFarm farm, string jobId, uint atLeast)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        using var watch = farm.Jobs.WatchJob(new WatchJobRequest { JobId = jobId }, cancellationToken: timeout.Token);
+        while (await watch.ResponseStream.MoveNext(timeout.Token))
+            if (watch.ResponseStream.Current.Step?.Step >= atLeast) return;
+    }
+
+    [Fact]
+    public async Task ATerminatedWorkerFinishesItsShardWithinTheGracePeriodAndExitsWithoutARerun()
+    {
+        await using var farm = await ProcessFarm.StartAsync(workers: 1, leaseSeconds: 60,
+            workerOverrides: new() { ["HostOptions__ShutdownTimeout"] = "00:01:00" });
+        var job = await farm.SubmitAsync(Header(128), [new PromptItem { Prompt = "a long render" }, new PromptItem { Prompt = "queued behind it" }]);
+        await WaitForStepAsync(farm, job.JobId, 5);
+
+        Assert.True(await farm.TerminateWorkerAsync("worker-1", TimeSpan.FromSeconds(90)), "worker did not exit");
+
+        var status = await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId });
+        Assert.Equal(JobState.Completed, status.State); // one shard of 2 images (shard size 4), finished before the exit
+        var events = await EventsAsync(farm, job.JobId);
+        Assert.Single(events, e => e.ShardStarted is not null);
+    }
+
+    [Fact]
+    public async Task AWorkerPastItsGracePeriodHandsTheShardBackAndAnotherWorkerTakesItAtOnce()
+    {
+        // A lease far longer than the test: the shard can only move on quickly if it is handed back.
+        await using var farm = await ProcessFarm.StartAsync(workers: 1, shardSize: 1, leaseSeconds: 600,
+            workerOverrides: new() { ["HostOptions__ShutdownTimeout"] = "00:00:01" });
+        var job = await farm.SubmitAsync(Header(512), [new PromptItem { Prompt = "too long to finish" }]);
+        await WaitForStepAsync(farm, job.JobId, 5);
+
+        Assert.True(await farm.TerminateWorkerAsync("worker-1", TimeSpan.FromSeconds(30)), "worker did not exit");
+        await farm.StartWorkerAsync("worker-2");
+
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        List<JobEvent> events;
+        do
+        {
+            await Task.Delay(500);
+            events = await EventsAsync(farm, job.JobId);
+        } while (events.Count(e => e.ShardStarted is not null) < 2 && DateTime.UtcNow < deadline);
+        var starts = events.Where(e => e.ShardStarted is not null).Select(e => e.ShardStarted.WorkerId).ToList();
+        Assert.Equal(["worker-1", "worker-2"], starts);
+        await farm.Jobs.CancelJobAsync(new CancelJobRequest { JobId = job.JobId });
+    }
+
+    private static async Task<List<JobEvent>> EventsAsync(ProcessFarm farm, string jobId)
+    {
+        // Read what exists so far: a watch on an unfinished job would not end, so stop at a short deadline.
+        var events = new List<JobEvent>();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+        using var watch = farm.Jobs.WatchJob(new WatchJobRequest { JobId = jobId }, cancellationToken: timeout.Token);
+        try
+        {
+            while (await watch.ResponseStream.MoveNext(timeout.Token)) events.Add(watch.ResponseStream.Current);
+        }
+        catch (Grpc.Core.RpcException e) when (e.StatusCode == Grpc.Core.StatusCode.Cancelled) { }
+        catch (OperationCanceledException) { }
+        return events;
+    }
+}
