@@ -53,8 +53,12 @@ public static class FarmCli
             PullCommand.Create(host, globals),
             ListCommands.Jobs(host, globals),
             ListCommands.Cancel(host, globals),
+            ListCommands.Pause(host, globals),
+            ListCommands.Resume(host, globals),
+            ListCommands.Retry(host, globals),
             ListCommands.Workers(host, globals),
             ListCommands.Models(host, globals),
+            ConfigCommand.Create(host, globals),
         };
         ShortenCommandListing(root);
         return root;

@@ -48,20 +48,34 @@ public static class ListCommands
         return command;
     }
 
-    public static Command Cancel(FarmCliHost host, GlobalOptions globals)
+    public static Command Cancel(FarmCliHost host, GlobalOptions globals) => JobControl(host, globals, "cancel",
+        "Cancel a job: queued shards are skipped, running ones stop at their next step, nothing more is stored. " +
+        "Cancelling a finished job changes nothing.\n\nExample:\n  farm cancel \"$id\"",
+        (client, id, options) => client.CancelJobAsync(new CancelJobRequest { JobId = id }, options).ResponseAsync);
+
+    public static Command Pause(FarmCliHost host, GlobalOptions globals) => JobControl(host, globals, "pause",
+        "Pause a job: running shards finish, no new shard starts until `farm resume`.\n\nExample:\n  farm pause \"$id\"",
+        (client, id, options) => client.PauseJobAsync(new PauseJobRequest { JobId = id }, options).ResponseAsync);
+
+    public static Command Resume(FarmCliHost host, GlobalOptions globals) => JobControl(host, globals, "resume",
+        "Resume a paused job.\n\nExample:\n  farm resume \"$id\"",
+        (client, id, options) => client.ResumeJobAsync(new ResumeJobRequest { JobId = id }, options).ResponseAsync);
+
+    public static Command Retry(FarmCliHost host, GlobalOptions globals) => JobControl(host, globals, "retry",
+        "Re-queue the failed images of a finished job (the others are kept).\n\nExample:\n  farm retry \"$id\" && farm watch \"$id\"",
+        (client, id, options) => client.RetryJobAsync(new RetryJobRequest { JobId = id }, options).ResponseAsync);
+
+    /// <summary>A command that changes one job and prints its status afterwards (table, or JSON with --json).</summary>
+    private static Command JobControl(FarmCliHost host, GlobalOptions globals, string name, string description,
+        Func<JobService.JobServiceClient, string, Grpc.Core.CallOptions, Task<JobStatus>> call)
     {
         var job = new Argument<string>("JOB") { Description = "Job id." };
         var json = JsonOption("Print the job's status afterwards as JSON (the `farm status --json` shape).");
-        var command = new Command("cancel",
-            "Cancel a job: queued shards are skipped, running ones stop at their next step, nothing more is stored. " +
-            "Cancelling a finished job changes nothing.\n\nExample:\n  farm cancel \"$id\"")
-        {
-            job, json,
-        };
+        var command = new Command(name, description) { job, json };
         command.SetAction((parseResult, ct) => CommandContext.RunAsync(host, globals, parseResult, ct, async context =>
         {
             var jobId = WatchCommand.RequireJobId(parseResult.GetRequiredValue(job));
-            var status = await context.Coordinator.Client.CancelJobAsync(new CancelJobRequest { JobId = jobId }, context.Coordinator.CallOptions(ct));
+            var status = await call(context.Coordinator.Client, jobId, context.Coordinator.CallOptions(ct));
             context.Out.Write(parseResult.GetValue(json) ? StatusCommand.FormatJson(status) + "\n" : StatusCommand.FormatTable(status));
             return ExitCodes.Ok;
         }));
@@ -146,7 +160,8 @@ public static class ListCommands
         "completed" => JobState.Completed,
         "failed" => JobState.Failed,
         "cancelled" or "canceled" => JobState.Cancelled,
-        _ => throw new CliUsageException($"--state: unknown state '{text}' (queued, running, completed, failed, cancelled)"),
+        "paused" => JobState.Paused,
+        _ => throw new CliUsageException($"--state: unknown state '{text}' (queued, running, paused, completed, failed, cancelled)"),
     };
 
     public static string StateName(WorkerState state) => state switch

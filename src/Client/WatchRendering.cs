@@ -41,6 +41,7 @@ public sealed class PlainWatchObserver(TextWriter output, TextWriter notices) : 
         JobEvent.KindOneofCase.ShardDone => Invariant($"shard {e.ShardDone.ShardIndex} done ({state.ShardsDone}/{state.ShardCount} shards)"),
         JobEvent.KindOneofCase.JobFinished => Invariant(
             $"job {StateName(e.JobFinished.State)} {state.ImagesDone} done {state.ImagesFailed} failed"),
+        JobEvent.KindOneofCase.StateChanged => $"job {StateName(e.StateChanged.State)}",
         _ => null,
     };
 
@@ -52,6 +53,7 @@ public sealed class PlainWatchObserver(TextWriter output, TextWriter notices) : 
         JobState.Completed => "completed",
         JobState.Failed => "failed",
         JobState.Cancelled => "cancelled",
+        JobState.Paused => "paused",
         _ => "unknown",
     };
 

@@ -58,10 +58,13 @@ public static class FarmKeys
     /// <summary>List of serialized shards of a submission still being received; moved to the task stream on commit.</summary>
     public static string JobStagedShards(string jobId) => $"{JobTag(jobId)}:staged";
 
+    /// <summary>List of serialized shards held back while the job is paused; re-queued on resume.</summary>
+    public static string JobParkedShards(string jobId) => $"{JobTag(jobId)}:parked";
+
     /// <summary>Every key a job owns (for cleanup of a rejected submission).</summary>
     public static IEnumerable<string> AllJobKeys(string jobId) =>
     [
         JobMeta(jobId), JobImages(jobId), JobResults(jobId), JobFailures(jobId),
-        JobShardsRemaining(jobId), JobEvents(jobId), JobStagedShards(jobId),
+        JobShardsRemaining(jobId), JobEvents(jobId), JobStagedShards(jobId), JobParkedShards(jobId),
     ];
 }

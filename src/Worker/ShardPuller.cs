@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Options;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
+using Google.Protobuf;
 using StackExchange.Redis;
 
 namespace RenderFarm.Worker;
@@ -77,16 +78,29 @@ public sealed class ShardPuller : IDisposable
         _redis.GetDatabase().ExecuteAsync("XCLAIM", shard.Stream, FarmKeys.WorkerGroup, WorkerId, 0, shard.EntryId,
             "IDLE", (long)_options.LeaseSeconds * 1000 * 10, "JUSTID");
 
+    // KEYS: job meta, parked list. ARGV: shard payload. Decides atomically with pause/resume what to do with a shard.
+    private const string ClaimCheckScript = """
+        local state = redis.call('HGET', KEYS[1], 'state')
+        if not state or state == 'cancelled' then return 'ended' end
+        if state == 'paused' then redis.call('RPUSH', KEYS[2], ARGV[1]) return 'parked' end
+        return 'run'
+        """;
+
     /// <summary>
-    /// True when the shard's job was cancelled or deleted; the entry is then acknowledged without running it.
+    /// False when the shard must not run: its job was cancelled or deleted (dropped), or is paused (parked with the job
+    /// until it is resumed). Either way the entry is acknowledged here.
     /// </summary>
-    public async Task<bool> AcknowledgeIfJobEndedAsync(ClaimedShard shard)
+    public async Task<bool> CheckRunnableAsync(ClaimedShard shard)
     {
         var db = _redis.GetDatabase();
-        var state = await db.HashGetAsync(FarmKeys.JobMeta(shard.Shard.JobId), "state");
-        if (!state.IsNull && state != "cancelled") return false;
+        var jobId = shard.Shard.JobId;
+        var verdict = (string?)await db.ScriptEvaluateAsync(ClaimCheckScript,
+            [FarmKeys.JobMeta(jobId), FarmKeys.JobParkedShards(jobId)], [shard.Shard.ToByteArray()]);
+        if (verdict == "run") return true;
         await db.StreamAcknowledgeAsync(shard.Stream, FarmKeys.WorkerGroup, shard.EntryId);
-        return true;
+        _logger.LogInformation("Shard {Job}/{Shard} {Verdict}: job {State}", jobId, shard.Shard.ShardIndex,
+            verdict == "parked" ? "parked" : "skipped", verdict == "parked" ? "paused" : "cancelled");
+        return false;
     }
 
     /// <summary>Acknowledges a shard whose job was cancelled while it ran.</summary>

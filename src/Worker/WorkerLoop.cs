@@ -44,11 +44,7 @@ public sealed class WorkerLoop(
             {
                 break;
             }
-            if (await puller.AcknowledgeIfJobEndedAsync(claimed))
-            {
-                logger.LogInformation("Skipped shard {Job}/{Shard}: job cancelled", claimed.Shard.JobId, claimed.Shard.ShardIndex);
-                continue;
-            }
+            if (!await puller.CheckRunnableAsync(claimed)) continue;
             await RunClaimedAsync(claimed);
         }
     }

@@ -146,6 +146,33 @@ public sealed class FailureTests
         Assert.Equal(JobState.Cancelled, (await farm.Jobs.CancelJobAsync(new CancelJobRequest { JobId = job.JobId })).State);
     }
 
+    [Fact]
+    public async Task APausedJobStartsNoNewShardUntilResumedThenCompletes()
+    {
+        await using var farm = await FarmCluster.StartAsync(workers: 2, shardSize: 1);
+        var job = await farm.SubmitAsync(Header(64, 64, 40), Prompts(10));
+        using (var watch = farm.Jobs.WatchJob(new WatchJobRequest { JobId = job.JobId }))
+            while (await watch.ResponseStream.MoveNext(CancellationToken.None) && watch.ResponseStream.Current.ShardStarted is null) { }
+
+        var paused = await farm.Jobs.PauseJobAsync(new PauseJobRequest { JobId = job.JobId });
+        Assert.Equal(JobState.Paused, paused.State);
+        // Shards already running finish; after that nothing moves.
+        await Task.Delay(3000);
+        var held = await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId });
+        await Task.Delay(1500);
+        var stillHeld = await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId });
+        Assert.Equal(JobState.Paused, stillHeld.State);
+        Assert.Equal(held.ImagesDone, stillHeld.ImagesDone);
+        Assert.True(stillHeld.ImagesDone < 10, "the pause held nothing back");
+
+        var resumed = await farm.Jobs.ResumeJobAsync(new ResumeJobRequest { JobId = job.JobId });
+        Assert.NotEqual(JobState.Paused, resumed.State);
+        var events = await farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
+        Assert.Equal(JobState.Completed, events[^1].JobFinished.State);
+        Assert.Equal(10, (await farm.Jobs.DownloadAllAsync(job.JobId)).Count);
+        Assert.Contains(events, e => e.StateChanged?.State == JobState.Paused);
+    }
+
     private static int StoredFiles(FarmCluster farm, string jobId)
     {
         var directory = Path.Combine(farm.StorageDirectory, jobId);

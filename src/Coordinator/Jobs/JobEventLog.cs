@@ -66,6 +66,7 @@ public sealed class JobEventLog(IConnectionMultiplexer redis)
             case "image_failed":
                 e.ImageFailed = new ImageFailed { Index = U("index"), ShardIndex = U("shard"), Error = S("error"), ImagesFailed = U("failed") };
                 break;
+            case "state_changed": e.StateChanged = new JobStateChanged { State = JobStateMapping.ToProto(S("state")) }; break;
             case "shard_done": e.ShardDone = new ShardDone { ShardIndex = U("shard") }; break;
             case "job_finished":
                 e.JobFinished = new JobFinished { State = JobStateMapping.ToProto(S("state")), ImagesDone = U("done"), ImagesFailed = U("failed") };
@@ -88,6 +89,7 @@ internal static class JobStateMapping
         JobStates.Completed => JobState.Completed,
         JobStates.Failed => JobState.Failed,
         JobStates.Cancelled => JobState.Cancelled,
+        JobStates.Paused => JobState.Paused,
         _ => JobState.Unspecified,
     };
 }

@@ -24,4 +24,5 @@ internal static class JobStates
     public const string Completed = "completed";
     public const string Failed = "failed";
     public const string Cancelled = "cancelled";
+    public const string Paused = "paused";
 }

@@ -54,11 +54,12 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
         return 0
         """;
 
-    // KEYS: meta, events. ARGV: now ms. Cancels a job that has not finished; returns 1 if it did.
+    // KEYS: meta, events, parked. ARGV: now ms. Cancels a job that has not finished; returns 1 if it did.
     private const string CancelScript = """
         local state = redis.call('HGET', KEYS[1], 'state')
-        if state ~= 'queued' and state ~= 'running' then return 0 end
+        if state ~= 'queued' and state ~= 'running' and state ~= 'paused' then return 0 end
         redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_ms', ARGV[1])
+        redis.call('DEL', KEYS[3])
         redis.call('XADD', KEYS[2], '*', 'type', 'job_finished', 'state', 'cancelled',
           'done', redis.call('HGET', KEYS[1], 'images_done'), 'failed', redis.call('HGET', KEYS[1], 'images_failed'))
         return 1
@@ -81,6 +82,27 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
         redis.call('HDEL', KEYS[1], 'finished_ms')
         redis.call('XADD', KEYS[4], '*', 'type', 'queued', 'images', images, 'shards', shard - first)
         return 1
+        """;
+
+    // KEYS: meta, events. Pauses a queued or running job; returns 1 if it did.
+    private const string PauseScript = """
+        local state = redis.call('HGET', KEYS[1], 'state')
+        if state ~= 'queued' and state ~= 'running' then return 0 end
+        redis.call('HSET', KEYS[1], 'state', 'paused', 'paused_from', state)
+        redis.call('XADD', KEYS[2], '*', 'type', 'state_changed', 'state', 'paused')
+        return 1
+        """;
+
+    // KEYS: meta, events, parked. Resumes a paused job and hands back (and forgets) the shards parked meanwhile, in
+    // one step, so a shard parked concurrently is either returned here or sees the job running and runs.
+    private const string ResumeScript = """
+        if redis.call('HGET', KEYS[1], 'state') ~= 'paused' then return false end
+        local state = redis.call('HGET', KEYS[1], 'paused_from') or 'queued'
+        redis.call('HSET', KEYS[1], 'state', state)
+        redis.call('XADD', KEYS[2], '*', 'type', 'state_changed', 'state', state)
+        local parked = redis.call('LRANGE', KEYS[3], 0, -1)
+        redis.call('DEL', KEYS[3])
+        return parked
         """;
 
     public async Task<bool> ExistsAsync(string jobId) =>
@@ -134,7 +156,19 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
     /// <summary>Cancels the job if it is still queued or running; true when this call cancelled it.</summary>
     public async Task<bool> CancelAsync(string jobId) =>
         (int)await redis.GetDatabase().ScriptEvaluateAsync(CancelScript,
-            [FarmKeys.JobMeta(jobId), FarmKeys.JobEvents(jobId)], [DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()]) == 1;
+            [FarmKeys.JobMeta(jobId), FarmKeys.JobEvents(jobId), FarmKeys.JobParkedShards(jobId)],
+            [DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()]) == 1;
+
+    public async Task<bool> PauseAsync(string jobId) =>
+        (int)await redis.GetDatabase().ScriptEvaluateAsync(PauseScript, [FarmKeys.JobMeta(jobId), FarmKeys.JobEvents(jobId)]) == 1;
+
+    /// <summary>Resumes a paused job; returns the shards parked while it was paused (null if it was not paused).</summary>
+    public async Task<byte[][]?> ResumeAsync(string jobId)
+    {
+        var result = await redis.GetDatabase().ScriptEvaluateAsync(ResumeScript,
+            [FarmKeys.JobMeta(jobId), FarmKeys.JobEvents(jobId), FarmKeys.JobParkedShards(jobId)]);
+        return result.IsNull ? null : ((RedisResult[])result!).Select(r => (byte[])r!).ToArray();
+    }
 
     /// <summary>Newest jobs first, optionally only those in <paramref name="states"/>.</summary>
     public async Task<IReadOnlyList<JobStatus>> ListAsync(IReadOnlyCollection<JobState> states, int limit)

@@ -121,6 +121,25 @@ public sealed class JobGrpcService(
         return (await jobs.GetStatusAsync(request.JobId))!;
     }
 
+    public override async Task<JobStatus> PauseJob(PauseJobRequest request, ServerCallContext context)
+    {
+        if (!await jobs.ExistsAsync(request.JobId)) throw NotFound(request.JobId);
+        if (await jobs.PauseAsync(request.JobId)) logger.LogInformation("Job {JobId} paused", request.JobId);
+        return (await jobs.GetStatusAsync(request.JobId))!;
+    }
+
+    public override async Task<JobStatus> ResumeJob(ResumeJobRequest request, ServerCallContext context)
+    {
+        var status = await jobs.GetStatusAsync(request.JobId) ?? throw NotFound(request.JobId);
+        if (await jobs.ResumeAsync(request.JobId) is { } parked)
+        {
+            if (parked.Length > 0) await queue.EnqueueAsync(status.Params.Model, status.Priority, parked);
+            await queue.NudgeWorkersAsync(status.Params.Model);
+            logger.LogInformation("Job {JobId} resumed; {Shards} held shards re-queued", request.JobId, parked.Length);
+        }
+        return (await jobs.GetStatusAsync(request.JobId))!;
+    }
+
     public override async Task<JobStatus> RetryJob(RetryJobRequest request, ServerCallContext context)
     {
         var status = await jobs.GetStatusAsync(request.JobId) ?? throw NotFound(request.JobId);
