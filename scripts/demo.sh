@@ -41,6 +41,8 @@ pids+=($!)
 wait_for 20 redis-cli -p "$redis_port" ping || { echo "redis did not start; see $state/redis.log" >&2; exit 1; }
 
 export Farm__Redis="127.0.0.1:$redis_port"
+# Local development only: no API keys. Deployments keep Farm:Auth:Mode=ApiKeys (the default).
+export Farm__Auth__Mode=Disabled
 echo "==> starting the coordinator on 127.0.0.1:$coord_port" >&2
 Farm__Storage="$state/results" Farm__DefaultModel=tiny Kestrel__Endpoints__Grpc__Url="http://127.0.0.1:$coord_port" \
   dotnet "$(dll Coordinator RenderFarm.Coordinator)" >"$state/coordinator.log" 2>&1 &

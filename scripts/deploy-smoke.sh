@@ -98,6 +98,11 @@ pids+=($!)
 wait_for 60 curl -fsS --http2-prior-knowledge -o /dev/null "http://127.0.0.1:$coord_port/healthz" \
   || { echo "coordinator did not become healthy" >&2; exit 1; }
 
+# Keys as an operator creates them (the deployment's placeholders are replaced by real ones).
+new_key() { (cd "$coordinator_app" && env -i "${base_env[@]}" "${coord_env[@]}" dotnet RenderFarm.Coordinator.dll keys create --tenant smoke --role "$1" 2>/dev/null); }
+worker_key=$(new_key worker) && client_key=$(new_key client) || { echo "could not create API keys" >&2; exit 1; }
+worker_env+=("Farm__ApiKey=$worker_key")
+
 echo "==> worker (health on 127.0.0.1:$worker_port)"
 (cd "$worker_app" && exec env -i "${base_env[@]}" "${worker_env[@]}" dotnet RenderFarm.Worker.dll) >"$scratch/worker.log" 2>&1 &
 pids+=($!)
@@ -106,7 +111,7 @@ wait_for 60 curl -fsS -o /dev/null "http://127.0.0.1:$worker_port/healthz" || { 
 echo "==> farm submit --size 64x64 --steps 4 --watch"
 echo "a lighthouse on a cliff at dusk" >"$scratch/prompts.txt"
 out="$scratch/out"
-FARM_COORDINATOR="http://127.0.0.1:$coord_port" timeout 300 dotnet "$scratch/client/farm.dll" \
+FARM_COORDINATOR="http://127.0.0.1:$coord_port" FARM_API_KEY="$client_key" timeout 300 dotnet "$scratch/client/farm.dll" \
   submit "$scratch/prompts.txt" --size 64x64 --steps 4 --watch --out "$out" >"$scratch/farm.log" 2>&1 \
   || { echo "farm submit failed" >&2; exit 1; }
 

@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
 using RenderFarm.Coordinator.Jobs;
+using RenderFarm.Coordinator.Security;
 using RenderFarm.Coordinator.Services;
 using RenderFarm.Coordinator.Storage;
 using RenderFarm.Coordinator.Workers;
@@ -41,13 +42,23 @@ public static class CoordinatorExtensions
         services.AddSingleton<WorkerRegistry>();
         services.AddSingleton<WorkerConnections>();
 
-        services.AddGrpc(o => o.MaxReceiveMessageSize = MaxMessageBytes);
+        services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section);
+        services.AddSingleton<ApiKeyStore>();
+        services.AddSingleton<ApiKeyInterceptor>();
+        services.AddGrpc(o =>
+        {
+            o.MaxReceiveMessageSize = MaxMessageBytes;
+            o.Interceptors.Add<ApiKeyInterceptor>();
+        });
         services.AddGrpcHealthChecks().AddCheck<RedisHealthCheck>("redis");
         return services;
     }
 
     public static WebApplication MapCoordinator(this WebApplication app)
     {
+        if (app.Services.GetRequiredService<IOptions<AuthOptions>>().Value.Mode == AuthMode.Disabled)
+            app.Logger.LogWarning("Authentication is DISABLED (Farm:Auth:Mode=Disabled): anyone who can reach this port can submit work " +
+                                  "and act as a worker. Use this for local development only.");
         app.MapGrpcService<JobGrpcService>();
         app.MapGrpcService<WorkerGrpcService>();
         app.MapGrpcHealthChecksService();

@@ -14,6 +14,9 @@ public static class FarmKeys
     /// <summary>Sorted set of job ids by creation time (ms).</summary>
     public const string JobIndex = "jobs";
 
+    /// <summary>Sorted set of one tenant's job ids by creation time (ms): what its listings show.</summary>
+    public static string TenantJobIndex(string tenant) => $"jobs:tenant:{tenant}";
+
     /// <summary>Stream of normal-priority shards waiting for a worker that holds <paramref name="model"/>.</summary>
     public static string TaskStream(string model) => $"tasks:{model}";
 

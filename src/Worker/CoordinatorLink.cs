@@ -87,7 +87,9 @@ public sealed class CoordinatorLink : BackgroundService
     private async Task<bool> RunStreamAsync(WorkerService.WorkerServiceClient client)
     {
         using var broken = new CancellationTokenSource();
-        using var call = client.Connect(cancellationToken: broken.Token);
+        var headers = new Metadata();
+        if (!string.IsNullOrEmpty(_options.ApiKey)) headers.Add("x-api-key", _options.ApiKey);
+        using var call = client.Connect(headers, cancellationToken: broken.Token);
         await call.RequestStream.WriteAsync(new WorkerMessage { Hello = _hello });
         var reading = ReadCoordinatorAsync(call.ResponseStream, broken);
         _ = HeartbeatAsync(broken.Token);

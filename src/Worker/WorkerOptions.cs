@@ -16,6 +16,9 @@ public sealed class WorkerOptions
     /// <summary>Model name → model directory (diffusers ONNX layout). The worker pulls shards only for these.</summary>
     public Dictionary<string, string> Models { get; set; } = [];
 
+    /// <summary>Worker credential (a key created with role worker), sent on the coordinator stream; client keys are refused.</summary>
+    public string? ApiKey { get; set; }
+
     /// <summary>cpu | cuda | tensorrt | directml.</summary>
     [Required] public string ExecutionProvider { get; set; } = "cpu";
 

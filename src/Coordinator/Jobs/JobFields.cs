@@ -14,6 +14,7 @@ internal static class JobFields
     public const string CreatedMs = "created_ms";
     public const string FinishedMs = "finished_ms";
     public const string Priority = "priority";
+    public const string Tenant = "tenant";
 }
 
 /// <summary>Job states as stored in Redis.</summary>

@@ -170,15 +170,19 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
         return result.IsNull ? null : ((RedisResult[])result!).Select(r => (byte[])r!).ToArray();
     }
 
-    /// <summary>Newest jobs first, optionally only those in <paramref name="states"/>.</summary>
-    public async Task<IReadOnlyList<JobStatus>> ListAsync(IReadOnlyCollection<JobState> states, int limit)
+    /// <summary>The tenant a job belongs to, or null if there is no such job.</summary>
+    public async Task<string?> TenantOfAsync(string jobId) =>
+        JobIds.IsWellFormed(jobId) ? (string?)await redis.GetDatabase().HashGetAsync(FarmKeys.JobMeta(jobId), JobFields.Tenant) : null;
+
+    /// <summary>A tenant's jobs, newest first, optionally only those in <paramref name="states"/>.</summary>
+    public async Task<IReadOnlyList<JobStatus>> ListAsync(string tenant, IReadOnlyCollection<JobState> states, int limit)
     {
         var db = redis.GetDatabase();
         var result = new List<JobStatus>();
         const int page = 200;
         for (long start = 0; result.Count < limit; start += page)
         {
-            var ids = await db.SortedSetRangeByRankAsync(FarmKeys.JobIndex, start, start + page - 1, Order.Descending);
+            var ids = await db.SortedSetRangeByRankAsync(FarmKeys.TenantJobIndex(tenant), start, start + page - 1, Order.Descending);
             if (ids.Length == 0) break;
             var statuses = await Task.WhenAll(ids.Select(id => GetStatusAsync((string)id!)));
             result.AddRange(statuses.OfType<JobStatus>().Where(s => states.Count == 0 || states.Contains(s.State)).Take(limit - result.Count));

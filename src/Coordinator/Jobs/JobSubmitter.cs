@@ -23,7 +23,7 @@ public sealed class JobSubmitter(
     private const int FlushEvery = 256;
     private readonly int _shardSize = options.Value.ShardSize;
 
-    public async Task<SubmitJobResponse> SubmitAsync(IAsyncStreamReader<SubmitJobRequest> requests, CancellationToken cancellationToken)
+    public async Task<SubmitJobResponse> SubmitAsync(IAsyncStreamReader<SubmitJobRequest> requests, string tenant, CancellationToken cancellationToken)
     {
         if (!await requests.MoveNext(cancellationToken) || requests.Current.ItemCase != SubmitJobRequest.ItemOneofCase.Header)
             throw BatchValidator.Invalid("the first message of a submission must be the job header");
@@ -48,7 +48,7 @@ public sealed class JobSubmitter(
             if (staging.ImageCount == 0)
                 throw BatchValidator.Invalid("the batch has no prompts");
             await staging.FlushAsync(final: true);
-            await CommitAsync(staging);
+            await CommitAsync(staging, tenant);
             logger.LogInformation("Job {JobId} queued: {Images} images in {Shards} shards for model {Model}",
                 jobId, staging.ImageCount, staging.ShardCount, header.Params.Model);
             return new SubmitJobResponse { JobId = jobId, ImageCount = (uint)staging.ImageCount, ShardCount = staging.ShardCount };
@@ -62,7 +62,7 @@ public sealed class JobSubmitter(
         }
     }
 
-    private async Task CommitAsync(Staging staging)
+    private async Task CommitAsync(Staging staging, string tenant)
     {
         var db = redis.GetDatabase();
         var jobId = staging.JobId;
@@ -81,6 +81,7 @@ public sealed class JobSubmitter(
             new(JobFields.ShardsDone, 0),
             new(JobFields.CreatedMs, now),
             new(JobFields.Priority, (int)header.Priority),
+            new(JobFields.Tenant, tenant),
         ]);
         await Task.WhenAll(
             db.KeyPersistAsync(FarmKeys.JobImages(jobId)),
@@ -100,6 +101,7 @@ public sealed class JobSubmitter(
         await Task.WhenAll(
             db.KeyDeleteAsync(stagedKey),
             db.SortedSetAddAsync(FarmKeys.JobIndex, jobId, now),
+            db.SortedSetAddAsync(FarmKeys.TenantJobIndex(tenant), jobId, now),
             queue.NudgeWorkersAsync(header.Params.Model));
     }
 

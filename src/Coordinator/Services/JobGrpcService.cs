@@ -2,6 +2,7 @@ using Google.Protobuf;
 using Grpc.Core;
 using Microsoft.Extensions.Options;
 using RenderFarm.Coordinator.Jobs;
+using RenderFarm.Coordinator.Security;
 using RenderFarm.Coordinator.Storage;
 using RenderFarm.Coordinator.Workers;
 using RenderFarm.Protocol;
@@ -25,11 +26,20 @@ public sealed class JobGrpcService(
     private static readonly TimeSpan MinPoll = TimeSpan.FromMilliseconds(25), MaxPoll = TimeSpan.FromMilliseconds(250);
 
     public override Task<SubmitJobResponse> SubmitJob(IAsyncStreamReader<SubmitJobRequest> requestStream, ServerCallContext context) =>
-        submitter.SubmitAsync(requestStream, context.CancellationToken);
+        submitter.SubmitAsync(requestStream, ApiKeyInterceptor.PrincipalOf(context).Tenant, context.CancellationToken);
+
+    /// <summary>
+    /// The caller's job: another tenant's job is NOT_FOUND exactly like a job that does not exist, so ids leak nothing.
+    /// </summary>
+    private async Task<JobStatus> RequireJobAsync(string jobId, ServerCallContext context)
+    {
+        if (await jobs.TenantOfAsync(jobId) != ApiKeyInterceptor.PrincipalOf(context).Tenant) throw NotFound(jobId);
+        return await jobs.GetStatusAsync(jobId) ?? throw NotFound(jobId);
+    }
 
     public override async Task<JobStatus> GetJob(GetJobRequest request, ServerCallContext context)
     {
-        var status = await jobs.GetStatusAsync(request.JobId) ?? throw NotFound(request.JobId);
+        var status = await RequireJobAsync(request.JobId, context);
         // Accepted work for a model nobody serves is not an error, but it must not wait silently.
         if (status.State is JobState.Queued or JobState.Running && !await ServedAsync(status.Params.Model))
             status.Note = $"waiting: no online worker serves model '{status.Params.Model}'";
@@ -41,7 +51,7 @@ public sealed class JobGrpcService(
 
     public override async Task WatchJob(WatchJobRequest request, IServerStreamWriter<JobEvent> responseStream, ServerCallContext context)
     {
-        if (!await jobs.ExistsAsync(request.JobId)) throw NotFound(request.JobId);
+        await RequireJobAsync(request.JobId, context);
         var after = request.AfterEventId;
         var poll = MinPoll;
         while (true)
@@ -71,7 +81,7 @@ public sealed class JobGrpcService(
 
     public override async Task DownloadResults(DownloadResultsRequest request, IServerStreamWriter<ResultChunk> responseStream, ServerCallContext context)
     {
-        if (!await jobs.ExistsAsync(request.JobId)) throw NotFound(request.JobId);
+        await RequireJobAsync(request.JobId, context);
         var skip = request.SkipIndices.ToHashSet();
         var buffer = new byte[ChunkSize];
         foreach (var (index, sha256) in await jobs.ListResultsAsync(request.JobId))
@@ -105,13 +115,13 @@ public sealed class JobGrpcService(
     {
         var limit = request.Limit == 0 ? 50 : (int)Math.Min(request.Limit, 1000);
         var response = new ListJobsResponse();
-        response.Jobs.AddRange(await jobs.ListAsync(request.States, limit));
+        response.Jobs.AddRange(await jobs.ListAsync(ApiKeyInterceptor.PrincipalOf(context).Tenant, request.States, limit));
         return response;
     }
 
     public override async Task<JobStatus> CancelJob(CancelJobRequest request, ServerCallContext context)
     {
-        if (!await jobs.ExistsAsync(request.JobId)) throw NotFound(request.JobId);
+        await RequireJobAsync(request.JobId, context);
         if (await jobs.CancelAsync(request.JobId))
         {
             logger.LogInformation("Job {JobId} cancelled", request.JobId);
@@ -123,14 +133,14 @@ public sealed class JobGrpcService(
 
     public override async Task<JobStatus> PauseJob(PauseJobRequest request, ServerCallContext context)
     {
-        if (!await jobs.ExistsAsync(request.JobId)) throw NotFound(request.JobId);
+        await RequireJobAsync(request.JobId, context);
         if (await jobs.PauseAsync(request.JobId)) logger.LogInformation("Job {JobId} paused", request.JobId);
         return (await jobs.GetStatusAsync(request.JobId))!;
     }
 
     public override async Task<JobStatus> ResumeJob(ResumeJobRequest request, ServerCallContext context)
     {
-        var status = await jobs.GetStatusAsync(request.JobId) ?? throw NotFound(request.JobId);
+        var status = await RequireJobAsync(request.JobId, context);
         if (await jobs.ResumeAsync(request.JobId) is { } parked)
         {
             if (parked.Length > 0) await queue.EnqueueAsync(status.Params.Model, status.Priority, parked);
@@ -142,7 +152,7 @@ public sealed class JobGrpcService(
 
     public override async Task<JobStatus> RetryJob(RetryJobRequest request, ServerCallContext context)
     {
-        var status = await jobs.GetStatusAsync(request.JobId) ?? throw NotFound(request.JobId);
+        var status = await RequireJobAsync(request.JobId, context);
         if (status.State != JobState.Failed)
             throw new RpcException(new Status(StatusCode.FailedPrecondition,
                 $"job {request.JobId} is {status.State.ToString().ToLowerInvariant()}; only a job that finished with failed images can be retried"));

@@ -66,6 +66,7 @@ public sealed class FarmCluster : IAsyncDisposable
             ["Farm:Storage"] = StorageDirectory,
             ["Farm:DefaultModel"] = Model,
             ["Farm:ShardSize"] = shardSize.ToString(),
+            ["Farm:Auth:Mode"] = "Disabled", // SecurityTests switch it on
         };
         configure?.Invoke(settings);
         var builder = NewBuilder(settings);
@@ -116,9 +117,10 @@ public sealed class FarmCluster : IAsyncDisposable
         return builder;
     }
 
-    public async Task<SubmitJobResponse> SubmitAsync(JobHeader header, IEnumerable<PromptItem> prompts, CancellationToken cancellationToken = default)
+    public async Task<SubmitJobResponse> SubmitAsync(JobHeader header, IEnumerable<PromptItem> prompts,
+        CancellationToken cancellationToken = default, Grpc.Core.Metadata? headers = null)
     {
-        using var call = Jobs.SubmitJob(cancellationToken: cancellationToken);
+        using var call = Jobs.SubmitJob(headers, cancellationToken: cancellationToken);
         await call.RequestStream.WriteAsync(new SubmitJobRequest { Header = header }, cancellationToken);
         foreach (var prompt in prompts)
             await call.RequestStream.WriteAsync(new SubmitJobRequest { Prompt = prompt }, cancellationToken);
@@ -127,10 +129,10 @@ public sealed class FarmCluster : IAsyncDisposable
     }
 
     /// <summary>Reads the job's events until its final one.</summary>
-    public async Task<List<JobEvent>> WatchToEndAsync(string jobId, TimeSpan timeout)
+    public async Task<List<JobEvent>> WatchToEndAsync(string jobId, TimeSpan timeout, Grpc.Core.Metadata? headers = null)
     {
         using var cts = new CancellationTokenSource(timeout);
-        using var call = Jobs.WatchJob(new WatchJobRequest { JobId = jobId }, cancellationToken: cts.Token);
+        using var call = Jobs.WatchJob(new WatchJobRequest { JobId = jobId }, headers, cancellationToken: cts.Token);
         var events = new List<JobEvent>();
         while (await call.ResponseStream.MoveNext(cts.Token)) events.Add(call.ResponseStream.Current);
         return events;

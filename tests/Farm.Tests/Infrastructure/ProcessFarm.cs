@@ -66,6 +66,7 @@ public sealed class ProcessFarm : IAsyncDisposable
             ["Farm__Storage"] = StorageDirectory,
             ["Farm__DefaultModel"] = "tiny",
             ["Farm__ShardSize"] = _shardSize.ToString(),
+            ["Farm__Auth__Mode"] = "Disabled",
             ["Kestrel__Endpoints__Grpc__Url"] = CoordinatorUrl,
         }, Path.Combine(Root, "coordinator.log"));
         await WaitUntilAsync(async () =>

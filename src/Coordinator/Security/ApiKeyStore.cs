@@ -1,0 +1,79 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using StackExchange.Redis;
+
+namespace RenderFarm.Coordinator.Security;
+
+/// <summary>Who a credential belongs to: a tenant (whose jobs it sees) and a role (which service it may call).</summary>
+public sealed record Principal(string KeyId, string Tenant, ApiKeyRole Role);
+
+public enum ApiKeyRole { Client, Worker }
+
+/// <summary>A stored API key: never the key itself, only its SHA-256.</summary>
+public sealed record ApiKeyRecord(string Id, string Tenant, ApiKeyRole Role, string Name, long CreatedUnixMs, bool Revoked);
+
+/// <summary>
+/// API keys in Redis, hashed: <c>auth:keys</c> maps sha256(key) → record and <c>auth:key-ids</c> maps id → sha256, so a
+/// key can be looked up per call (revocation takes effect on the next call, no restart) and revoked by its id.
+/// </summary>
+public sealed class ApiKeyStore(IConnectionMultiplexer redis)
+{
+    private const string KeysKey = "auth:keys";
+    private const string IdsKey = "auth:key-ids";
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+
+    /// <summary>Creates a key; the returned secret is shown once and never stored.</summary>
+    public async Task<(string Secret, ApiKeyRecord Record)> CreateAsync(string tenant, ApiKeyRole role, string name)
+    {
+        if (!IsValidTenant(tenant))
+            throw new ArgumentException("tenant must be 1–64 letters, digits, '.', '_' or '-'", nameof(tenant));
+        var id = RandomToken(8);
+        var secret = $"rf_{(role == ApiKeyRole.Worker ? "w" : "c")}_{RandomToken(32)}";
+        var record = new ApiKeyRecord(id, tenant, role, name, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), Revoked: false);
+        var hash = Hash(secret);
+        var db = redis.GetDatabase();
+        await db.HashSetAsync(KeysKey, hash, JsonSerializer.Serialize(record, Json));
+        await db.HashSetAsync(IdsKey, id, hash);
+        return (secret, record);
+    }
+
+    public async Task<Principal?> AuthenticateAsync(string secret)
+    {
+        if (secret.Length is 0 or > 200) return null;
+        var value = await redis.GetDatabase().HashGetAsync(KeysKey, Hash(secret));
+        if (value.IsNull) return null;
+        var record = JsonSerializer.Deserialize<ApiKeyRecord>((string)value!, Json)!;
+        return record.Revoked ? null : new Principal(record.Id, record.Tenant, record.Role);
+    }
+
+    public async Task<IReadOnlyList<ApiKeyRecord>> ListAsync() =>
+        (await redis.GetDatabase().HashValuesAsync(KeysKey))
+            .Select(v => JsonSerializer.Deserialize<ApiKeyRecord>((string)v!, Json)!)
+            .OrderBy(r => r.CreatedUnixMs).ToList();
+
+    /// <summary>Revokes a key by id; false if there is no such key.</summary>
+    public async Task<bool> RevokeAsync(string id)
+    {
+        var db = redis.GetDatabase();
+        var hash = await db.HashGetAsync(IdsKey, id);
+        if (hash.IsNull) return false;
+        var value = await db.HashGetAsync(KeysKey, (string)hash!);
+        if (value.IsNull) return false;
+        var record = JsonSerializer.Deserialize<ApiKeyRecord>((string)value!, Json)! with { Revoked = true };
+        await db.HashSetAsync(KeysKey, (string)hash!, JsonSerializer.Serialize(record, Json));
+        return true;
+    }
+
+    public static bool IsValidTenant(string tenant) =>
+        tenant.Length is > 0 and <= 64 && tenant.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-');
+
+    private static string Hash(string secret) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));
+
+    private static string RandomToken(int length)
+    {
+        const string alphabet = "abcdefghijklmnopqrstuvwxyz234567";
+        var bytes = RandomNumberGenerator.GetBytes(length);
+        return string.Create(length, bytes, static (chars, b) => { for (var i = 0; i < chars.Length; i++) chars[i] = alphabet[b[i] & 31]; });
+    }
+}
