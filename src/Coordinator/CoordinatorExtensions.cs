@@ -44,6 +44,8 @@ public static class CoordinatorExtensions
 
         services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section);
         services.AddSingleton<ApiKeyStore>();
+        services.AddOptions<LimitOptions>().BindConfiguration(LimitOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<TenantLimits>();
         services.AddSingleton<ApiKeyInterceptor>();
         services.AddGrpc(o =>
         {

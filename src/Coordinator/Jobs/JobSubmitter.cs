@@ -3,6 +3,7 @@ using Grpc.Core;
 using Microsoft.Extensions.Options;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
+using RenderFarm.Coordinator.Security;
 using StackExchange.Redis;
 
 namespace RenderFarm.Coordinator.Jobs;
@@ -16,6 +17,7 @@ public sealed class JobSubmitter(
     IConnectionMultiplexer redis,
     BatchValidator validator,
     ShardQueue queue,
+    TenantLimits limits,
     IOptions<CoordinatorOptions> options,
     ILogger<JobSubmitter> logger)
 {
@@ -28,6 +30,7 @@ public sealed class JobSubmitter(
         if (!await requests.MoveNext(cancellationToken) || requests.Current.ItemCase != SubmitJobRequest.ItemOneofCase.Header)
             throw BatchValidator.Invalid("the first message of a submission must be the job header");
         var header = validator.Normalize(requests.Current.Header);
+        var alreadyQueued = await limits.AdmitAsync(tenant);
 
         var jobId = JobIds.New();
         var staging = new Staging(redis.GetDatabase(), jobId, header, _shardSize);
@@ -42,6 +45,7 @@ public sealed class JobSubmitter(
                 validator.Check(request.Prompt, position);
                 staging.Add(request.Prompt);
                 validator.CheckImageCount(staging.ImageCount);
+                limits.CheckQueuedImages(alreadyQueued, staging.ImageCount);
                 position++;
                 if (staging.PendingWrites >= FlushEvery) await staging.FlushAsync(final: false);
             }
@@ -102,6 +106,7 @@ public sealed class JobSubmitter(
             db.KeyDeleteAsync(stagedKey),
             db.SortedSetAddAsync(FarmKeys.JobIndex, jobId, now),
             db.SortedSetAddAsync(FarmKeys.TenantJobIndex(tenant), jobId, now),
+            limits.RecordOpenAsync(tenant, jobId),
             queue.NudgeWorkersAsync(header.Params.Model));
     }
 
