@@ -125,7 +125,7 @@ public sealed class HostileInputTests(LimitedFarmFixture fixture) : IClassFixtur
         var ids = new List<string>();
         try
         {
-            for (var i = 0; i < 6; i++)
+            for (var i = 0; i < 7; i++)
                 ids.Add((await Farm.SubmitAsync(Valid(), Enumerable.Range(0, 10).Select(n => P($"q{i}-{n}")))).JobId);
             Assert.Fail("the quota did not stop the seventh batch of 10");
         }
