@@ -1,3 +1,4 @@
+using Grpc.Core;
 using Grpc.Net.Client;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -121,10 +122,17 @@ public sealed class FarmCluster : IAsyncDisposable
         CancellationToken cancellationToken = default, Grpc.Core.Metadata? headers = null)
     {
         using var call = Jobs.SubmitJob(headers, cancellationToken: cancellationToken);
-        await call.RequestStream.WriteAsync(new SubmitJobRequest { Header = header }, cancellationToken);
-        foreach (var prompt in prompts)
-            await call.RequestStream.WriteAsync(new SubmitJobRequest { Prompt = prompt }, cancellationToken);
-        await call.RequestStream.CompleteAsync();
+        try
+        {
+            await call.RequestStream.WriteAsync(new SubmitJobRequest { Header = header }, cancellationToken);
+            foreach (var prompt in prompts)
+                await call.RequestStream.WriteAsync(new SubmitJobRequest { Prompt = prompt }, cancellationToken);
+            await call.RequestStream.CompleteAsync();
+        }
+        catch (Exception e) when (e is RpcException or InvalidOperationException && !cancellationToken.IsCancellationRequested)
+        {
+            // The coordinator rejected the batch while it was still streaming: its status is the call's result.
+        }
         return await call;
     }
 
