@@ -50,6 +50,7 @@ public static class CoordinatorExtensions
         services.AddGrpc(o =>
         {
             o.MaxReceiveMessageSize = MaxMessageBytes;
+            o.Interceptors.Add<MalformedRequestInterceptor>();
             o.Interceptors.Add<ApiKeyInterceptor>();
         });
         services.AddGrpcHealthChecks().AddCheck<RedisHealthCheck>("redis");
