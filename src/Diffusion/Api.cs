@@ -1,3 +1,5 @@
+using Microsoft.ML.OnnxRuntime;
+
 namespace RenderFarm.Diffusion;
 
 /// <summary>How the pipeline runs its ONNX sessions.</summary>
@@ -11,9 +13,36 @@ public sealed record DiffusionOptions
 
     /// <summary>GPU ordinal for cuda/tensorrt/directml.</summary>
     public int DeviceId { get; init; }
+
+    /// <summary>
+    /// ONNX Runtime graph optimisation level. Default <c>ORT_ENABLE_EXTENDED</c>: it keeps the fusions that matter
+    /// for SD (attention, GELU, layer norm, MatMul+Add) but skips ORT_ENABLE_ALL's CPU NCHWc layout rewrite, which
+    /// copies every conv weight out of the memory-mapped external data at load: an SD 1.5 UNet then loads in ~0.6 s
+    /// instead of 27–41 s with ~70 MB instead of 2.4–3.4 GB RSS, and per-step time did not get worse
+    /// (bench/model-builder.md). GPU providers do their own layout work, so the level matters little there.
+    /// </summary>
+    public GraphOptimizationLevel GraphOptimization { get; init; } = GraphOptimizationLevel.ORT_ENABLE_EXTENDED;
+
+    /// <summary>
+    /// Whether ONNX Runtime may prepack MatMul/Conv weights at load (default false, i.e.
+    /// <c>session.disable_prepacking=1</c>). Prepacking copies the weights into private memory: slow loads and a
+    /// second copy of the model in RAM for external-data models, for a small per-step gain on some CPUs.
+    /// </summary>
+    public bool PrepackWeights { get; init; }
+
+    /// <summary>
+    /// Decompression-bomb guard: init and mask images with more decoded pixels than this are rejected before their
+    /// pixels are decoded (default 8192², the largest request size).
+    /// </summary>
+    public long MaxImagePixels { get; init; } = 8192L * 8192L;
 }
 
 /// <summary>One image of a request: its prompt, negative prompt and seed.</summary>
+/// <remarks>
+/// Prompts use the AUTOMATIC1111 attention syntax: <c>(word)</c> ×1.1, <c>[word]</c> ÷1.1, <c>(word:1.3)</c>,
+/// nesting multiplies, <c>\(</c> is a literal parenthesis. Prompts longer than the text encoder's window (75 tokens
+/// plus BOS/EOS) are encoded in windows whose outputs are concatenated.
+/// </remarks>
 public sealed record ImagePrompt(string Prompt, string NegativePrompt, long Seed);
 
 /// <summary>
@@ -26,13 +55,43 @@ public sealed record GenerationRequest(
     int Steps,
     float GuidanceScale,
     string Scheduler = "euler",
-    string ModelName = "");
+    string ModelName = "")
+{
+    /// <summary>
+    /// CLIP skip as the SD UIs count it: 1 (default) uses the text encoder's last layer, 2 the penultimate, … (the
+    /// chosen hidden state goes through the final layer norm, as AUTOMATIC1111 and diffusers do; SDXL always uses the
+    /// layer before it, unnormalised). Values above 1 need an export with <c>hidden_states.N</c> outputs.
+    /// </summary>
+    public int ClipSkip { get; init; } = 1;
+
+    /// <summary>img2img / inpainting source image (PNG or JPEG bytes); resized to Width×Height.</summary>
+    public byte[]? InitImage { get; init; }
+
+    /// <summary>
+    /// How much of the init image to repaint, in (0, 1]: denoising starts at step index
+    /// <c>Steps − int(Steps·Strength)</c>. Null: 0.8 for img2img, 1.0 for inpainting (diffusers' defaults).
+    /// </summary>
+    public float? Strength { get; init; }
+
+    /// <summary>Inpainting mask (PNG or JPEG bytes, white = repaint, black = keep); needs <see cref="InitImage"/>.</summary>
+    public byte[]? MaskImage { get; init; }
+
+    /// <summary>When true, each <see cref="StepProgress"/> carries a <see cref="LatentPreview"/> of the current latents.</summary>
+    public bool Previews { get; init; }
+}
 
 /// <summary>A finished image: PNG bytes with the A1111 "parameters" text chunk.</summary>
 public sealed record GeneratedImage(ImagePrompt Prompt, byte[] Png);
 
 /// <summary>Progress of the denoising loop; <see cref="Step"/> is 1-based.</summary>
-public readonly record struct StepProgress(int Step, int TotalSteps, TimeSpan Elapsed);
+public readonly record struct StepProgress(int Step, int TotalSteps, TimeSpan Elapsed)
+{
+    /// <summary>Steps per second so far.</summary>
+    public double IterationsPerSecond => Elapsed > TimeSpan.Zero ? Step / Elapsed.TotalSeconds : 0;
+
+    /// <summary>A cheap RGB preview of the latents after this step, when the request asked for previews.</summary>
+    public LatentPreview? Preview { get; init; }
+}
 
 /// <summary>A model directory (or one of its components) is missing, invalid, or cannot run here.</summary>
 public sealed class ModelLoadException : Exception

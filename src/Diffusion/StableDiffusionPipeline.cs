@@ -1,17 +1,23 @@
 using System.Diagnostics;
 using Microsoft.ML.OnnxRuntime;
+using RenderFarm.Diffusion.Generation;
 using RenderFarm.Diffusion.Imaging;
 using RenderFarm.Diffusion.Models;
 using RenderFarm.Diffusion.Noise;
+using RenderFarm.Diffusion.Prompts;
 using RenderFarm.Diffusion.Schedulers;
 using RenderFarm.Diffusion.Tokenization;
 
 namespace RenderFarm.Diffusion;
 
 /// <summary>
-/// Text-to-image over a diffusers ONNX model directory (tokenizer, text_encoder, unet, vae_decoder, scheduler).
-/// Every component is loaded once and reused. A request renders as one UNet batch (CFG doubles it:
-/// [negatives; positives]); each image has its own seed, so an image does not depend on its batch-mates.
+/// Text-to-image, img2img and inpainting over a diffusers ONNX model directory (tokenizer, text_encoder, unet,
+/// vae_decoder, scheduler; optionally vae_encoder, and tokenizer_2/text_encoder_2 for SDXL). Every component is loaded
+/// once and reused. <see cref="Generate"/> reads top to bottom: encode prompts → encode the init image → prepare
+/// latents → denoise → decode → PNG. A request renders as one UNet batch (CFG doubles it: [negatives; positives]);
+/// each image has its own seed, so an image does not depend on its batch-mates (except that every prompt of a
+/// request is padded to the longest prompt's number of 75-token windows). Family differences are data: extra UNet
+/// inputs (<see cref="UNetConditioning"/>), extra input channels (inpainting), text encoder stages.
 /// Calls are serialised: one generation runs at a time per pipeline.
 /// </summary>
 public sealed class StableDiffusionPipeline : IDisposable
@@ -26,27 +32,31 @@ public sealed class StableDiffusionPipeline : IDisposable
         ("vae_decoder", "vae_decoder/model.onnx"),
     ];
 
-    private readonly ClipTokenizer _tokenizer;
-    private readonly TextEncoder _textEncoder;
+    private readonly PromptEncoder _prompts;
     private readonly UNet _unet;
     private readonly VaeDecoder _vaeDecoder;
+    private readonly VaeEncoder? _vaeEncoder;
     private readonly SchedulerConfig _schedulerConfig;
     private readonly ModelProfile _profile;
+    private readonly DiffusionOptions _options;
     private readonly int _latentChannels;
+    private readonly bool _xl;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private bool _disposed;
 
-    private StableDiffusionPipeline(string modelDirectory, ClipTokenizer tokenizer, TextEncoder textEncoder, UNet unet,
-        VaeDecoder vaeDecoder, SchedulerConfig schedulerConfig, ModelProfile profile, int latentChannels)
+    private StableDiffusionPipeline(string modelDirectory, PromptEncoder prompts, UNet unet, VaeDecoder vaeDecoder, VaeEncoder? vaeEncoder,
+        SchedulerConfig schedulerConfig, ModelProfile profile, DiffusionOptions options, int latentChannels)
     {
         ModelDirectory = modelDirectory;
-        _tokenizer = tokenizer;
-        _textEncoder = textEncoder;
+        _prompts = prompts;
         _unet = unet;
         _vaeDecoder = vaeDecoder;
+        _vaeEncoder = vaeEncoder;
         _schedulerConfig = schedulerConfig;
         _profile = profile;
+        _options = options;
         _latentChannels = latentChannels;
+        _xl = prompts.Stages.Count > 1;
     }
 
     public string ModelDirectory { get; }
@@ -56,6 +66,12 @@ public sealed class StableDiffusionPipeline : IDisposable
 
     /// <summary>The model's scheduler configuration (scheduler/scheduler_config.json).</summary>
     public SchedulerConfig SchedulerConfig => _schedulerConfig;
+
+    /// <summary>True when the UNet is an inpainting UNet (latents + mask + masked-image latents): requests need a mask.</summary>
+    public bool IsInpaintingModel => _unet.InChannels is int c && c != _latentChannels;
+
+    /// <summary>True when the directory has a VAE encoder, so img2img and inpainting requests can run.</summary>
+    public bool SupportsInitImages => _vaeEncoder is not null;
 
     /// <summary>Loads every component of <paramref name="modelDirectory"/> once.</summary>
     /// <exception cref="ModelLoadException">A component is missing, invalid, or the execution provider is unavailable.</exception>
@@ -87,12 +103,29 @@ public sealed class StableDiffusionPipeline : IDisposable
         try
         {
             using var sessionOptions = ExecutionProviders.CreateSessionOptions(options);
-            var textEncoder = new TextEncoder(Track(OnnxComponent.Open(modelDirectory, "text_encoder", sessionOptions), disposables));
-            var unet = new UNet(Track(OnnxComponent.Open(modelDirectory, "unet", sessionOptions), disposables));
-            var vaeDecoder = new VaeDecoder(Track(OnnxComponent.Open(modelDirectory, "vae_decoder", sessionOptions), disposables));
+            OnnxComponent Open(string component) => Track(OnnxComponent.Open(modelDirectory, component, sessionOptions), disposables);
+            bool Has(string component) => File.Exists(OnnxComponent.ModelPath(modelDirectory, component));
+
+            var stages = new List<TextEncoderStage> { LoadStage(modelDirectory, "tokenizer", new TextEncoder(Open("text_encoder"))) };
+            if (Has("text_encoder_2"))
+            {
+                stages.Add(LoadStage(modelDirectory, "tokenizer_2", new TextEncoder(Open("text_encoder_2"))));
+            }
+            var unetComponent = Open("unet");
+            var unet = new UNet(unetComponent);
+            var vaeDecoder = new VaeDecoder(Open("vae_decoder"));
+            var vaeEncoder = Has("vae_encoder") ? new VaeEncoder(Open("vae_encoder")) : null;
             int latentChannels = CheckCompatible(unet, vaeDecoder);
-            var tokenizer = LoadTokenizer(modelDirectory, textEncoder.SequenceLength);
-            return new StableDiffusionPipeline(modelDirectory, tokenizer, textEncoder, unet, vaeDecoder, schedulerConfig, profile, latentChannels);
+            UNetConditioning.Check(unet, unetComponent, stages.Count > 1 && stages[^1].Encoder.PooledName is not null);
+            if (stages.Count > 1 && stages.Any(s => s.Encoder.HiddenStateNames.Count == 0))
+            {
+                throw new ModelLoadException("An SDXL model needs hidden_states.N outputs from both text encoders (their penultimate layers condition the unet).")
+                {
+                    Component = stages.First(s => s.Encoder.HiddenStateNames.Count == 0).Encoder.Name,
+                };
+            }
+            var prompts = new PromptEncoder(stages, penultimateByDefault: stages.Count > 1);
+            return new StableDiffusionPipeline(modelDirectory, prompts, unet, vaeDecoder, vaeEncoder, schedulerConfig, profile, options, latentChannels);
         }
         catch
         {
@@ -106,7 +139,8 @@ public sealed class StableDiffusionPipeline : IDisposable
     /// step; cancellation stops within one step (an in-flight model run is terminated) with
     /// <see cref="OperationCanceledException"/>.
     /// </summary>
-    /// <exception cref="ArgumentException">Invalid request (size not a multiple of 8, steps &lt; 1, unknown scheduler, no images).</exception>
+    /// <exception cref="ArgumentException">Invalid request (size not a multiple of 8, steps &lt; 1, unknown scheduler, no images,
+    /// unreadable init or mask image, strength outside (0, 1], an inpainting UNet without a mask, …).</exception>
     public Task<IReadOnlyList<GeneratedImage>> GenerateAsync(GenerationRequest request, IProgress<StepProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -138,39 +172,47 @@ public sealed class StableDiffusionPipeline : IDisposable
             int batch = request.Images.Count;
             bool guided = request.GuidanceScale > 1f;
             int rows = guided ? 2 * batch : batch;
-
-            // 1. Encode prompts: [negatives; positives] when guided, one text-encoder run.
-            var hidden = EncodePrompts(request.Images, guided, runOptions, out int sequenceLength, out int hiddenSize);
-            cancellationToken.ThrowIfCancellationRequested();
-
-            // 2. Prepare latents: image i ~ randn([1, C, h, w], generator seeded with its seed) · init_noise_sigma.
             int latentHeight = request.Height / _profile.VaeScaleFactor;
             int latentWidth = request.Width / _profile.VaeScaleFactor;
             int perImage = _latentChannels * latentHeight * latentWidth;
-            var noise = new BatchNoise(request.Images.Select(i => i.Seed), perImage);
-            var latents = new float[batch * perImage];
-            noise.Fill(latents);
-            float initSigma = scheduler.InitNoiseSigma;
-            if (initSigma != 1f)
-            {
-                System.Numerics.Tensors.TensorPrimitives.Multiply(latents, initSigma, latents);
-            }
+            int perRow = (_unet.InChannels ?? _latentChannels) * latentHeight * latentWidth;
 
-            // 3. Denoise.
-            using (var unet = _unet.Begin(rows, _latentChannels, latentHeight, latentWidth, hidden, sequenceLength, hiddenSize))
+            // 1. Encode prompts: [negatives; positives] when guided.
+            var conditions = EncodePrompts(request, guided, runOptions);
+            cancellationToken.ThrowIfCancellationRequested();
+
+            // 2. Encode the init image (img2img / inpainting).
+            var init = request.InitImage is null ? null
+                : InitImage.Prepare(request, _vaeEncoder!, _profile, _latentChannels, IsInpaintingModel, _options.MaxImagePixels, runOptions);
+            cancellationToken.ThrowIfCancellationRequested();
+
+            // 3. Prepare latents: image i's noise ~ randn([1, C, h, w], generator seeded with its seed).
+            int start = StartStep(request, scheduler);
+            var noise = new BatchNoise(request.Images.Select(i => i.Seed), perImage);
+            var latents = PrepareLatents(request, scheduler, init, noise, start, out var initialNoise);
+            var blend = init?.LatentMask is not null && !IsInpaintingModel ? new InpaintBlend(init.Latents, init.LatentMask, initialNoise, batch) : null;
+
+            // 4. Denoise.
+            using (var unet = _unet.Begin(rows, perRow / (latentHeight * latentWidth), latentHeight, latentWidth, conditions))
             {
-                var modelInput = new float[rows * perImage];
+                var scaled = new float[batch * perImage];
+                var modelInput = new float[rows * perRow];
+                if (IsInpaintingModel)
+                {
+                    var extra = init!.InpaintChannels();
+                    for (int r = 0; r < rows; r++) extra.CopyTo(modelInput, r * perRow + perImage);
+                }
                 var modelOutput = new float[rows * perImage];
                 var guidedOutput = guided ? new float[batch * perImage] : modelOutput;
                 var step = SchedulerStepResult.Allocate(batch * perImage);
                 int total = scheduler.Timesteps.Count;
-                for (int i = 0; i < total; i++)
+                for (int i = start; i < total; i++)
                 {
                     cancellationToken.ThrowIfCancellationRequested();
-                    scheduler.ScaleModelInput(latents, i, modelInput.AsSpan(0, batch * perImage));
-                    if (guided)
+                    scheduler.ScaleModelInput(latents, i, scaled);
+                    for (int r = 0; r < rows; r++)
                     {
-                        modelInput.AsSpan(0, batch * perImage).CopyTo(modelInput.AsSpan(batch * perImage));
+                        scaled.AsSpan(r % batch * perImage, perImage).CopyTo(modelInput.AsSpan(r * perRow));
                     }
                     unet.Run(modelInput, scheduler.Timesteps[i], modelOutput, runOptions);
                     if (guided)
@@ -179,38 +221,17 @@ public sealed class StableDiffusionPipeline : IDisposable
                     }
                     scheduler.Step(guidedOutput, i, latents, step, noise);
                     step.PrevSample.CopyTo(latents, 0);
-                    progress?.Report(new StepProgress(i + 1, total, clock.Elapsed));
+                    blend?.Apply(scheduler, i + 1, latents);
+                    progress?.Report(new StepProgress(i + 1 - start, total - start, clock.Elapsed)
+                    {
+                        Preview = request.Previews ? new LatentPreview((float[])latents.Clone(), batch, _latentChannels, latentHeight, latentWidth, _xl) : null,
+                    });
                 }
             }
             cancellationToken.ThrowIfCancellationRequested();
 
-            // 4. Decode the whole batch at once.
-            float inverseScale = 1f / _profile.VaeScalingFactor;
-            for (int k = 0; k < latents.Length; k++)
-            {
-                latents[k] = latents[k] * inverseScale + _profile.VaeShiftFactor;
-            }
-            var pixels = _vaeDecoder.Decode(latents, batch, _latentChannels, latentHeight, latentWidth, runOptions, out int imageHeight, out int imageWidth);
-            if (imageHeight != request.Height || imageWidth != request.Width)
-            {
-                throw new InvalidOperationException(
-                    $"The VAE decoder produced {imageWidth}x{imageHeight} images for a {request.Width}x{request.Height} request " +
-                    $"(assumed VAE scale factor {_profile.VaeScaleFactor}).");
-            }
-
-            // 5. PNG with the A1111 parameters.
-            var results = new GeneratedImage[batch];
-            int perPixels = 3 * imageHeight * imageWidth;
-            for (int b = 0; b < batch; b++)
-            {
-                var rgb = ToRgb(pixels.AsSpan(b * perPixels, perPixels), imageWidth, imageHeight);
-                var image = request.Images[b];
-                var parameters = GenerationParameters.Format(image.Prompt, image.NegativePrompt, request.Steps, scheduler.DisplayName,
-                    request.GuidanceScale, image.Seed, request.Width, request.Height, request.ModelName);
-                var png = PngEncoder.Encode(rgb, imageWidth, imageHeight, [new(GenerationParameters.Keyword, parameters)]);
-                results[b] = new GeneratedImage(image, png);
-            }
-            return results;
+            // 5. Decode the whole batch at once, then PNG with the A1111 parameters.
+            return Encode(request, scheduler, Decode(request, latents, batch, latentHeight, latentWidth, runOptions));
         }
         catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
         {
@@ -219,6 +240,125 @@ public sealed class StableDiffusionPipeline : IDisposable
         catch (OnnxRuntimeException ex)
         {
             throw new InvalidOperationException($"ONNX Runtime failed while generating: {ExecutionProviders.FirstLine(ex.Message)}", ex);
+        }
+    }
+
+    private IReadOnlyList<UNetCondition> EncodePrompts(GenerationRequest request, bool guided, RunOptions runOptions)
+    {
+        var prompts = (guided ? request.Images.Select(i => i.NegativePrompt) : []).Concat(request.Images.Select(i => i.Prompt)).ToArray();
+        var embeddings = _prompts.Encode(prompts, request.ClipSkip, UNetConditioning.NeedsPooled(_unet), runOptions);
+        if (_unet.HiddenSize is int expected && expected != embeddings.HiddenSize)
+        {
+            throw new InvalidOperationException(
+                $"The text encoder produces {embeddings.HiddenSize}-wide states but the UNet expects {expected}; the components do not belong together.");
+        }
+        return UNetConditioning.Build(_unet, embeddings, prompts.Length, request.Width, request.Height);
+    }
+
+    /// <summary>img2img starts at step index steps − int(steps · strength) (diffusers' get_timesteps); txt2img at 0.</summary>
+    private static int StartStep(GenerationRequest request, Scheduler scheduler)
+    {
+        if (request.InitImage is null)
+        {
+            return 0;
+        }
+        int steps = scheduler.NumInferenceSteps;
+        int initSteps = Math.Min((int)(steps * Strength(request)), steps);
+        return Math.Max(steps - initSteps, 0);
+    }
+
+    private static float Strength(GenerationRequest request) => request.Strength ?? (request.MaskImage is null ? 0.8f : 1f);
+
+    /// <summary>
+    /// txt2img (and inpainting at strength 1, as diffusers does): noise · init_noise_sigma. img2img: the init latents
+    /// noised to the start step with the same seeded noise.
+    /// </summary>
+    private float[] PrepareLatents(GenerationRequest request, Scheduler scheduler, InitImage? init, BatchNoise noise, int start, out float[] initialNoise)
+    {
+        int batch = request.Images.Count, perImage = noise.ElementsPerImage;
+        initialNoise = new float[batch * perImage];
+        noise.Fill(initialNoise);
+        var latents = (float[])initialNoise.Clone();
+        bool pureNoise = init is null || (init.LatentMask is not null && Strength(request) >= 1f);
+        if (pureNoise)
+        {
+            float initSigma = scheduler.InitNoiseSigma;
+            if (initSigma != 1f)
+            {
+                System.Numerics.Tensors.TensorPrimitives.Multiply(latents, initSigma, latents);
+            }
+            return latents;
+        }
+        for (int b = 0; b < batch; b++)
+        {
+            scheduler.AddNoise(init!.Latents, initialNoise.AsSpan(b * perImage, perImage), start, latents.AsSpan(b * perImage, perImage));
+        }
+        return latents;
+    }
+
+    private float[] Decode(GenerationRequest request, float[] latents, int batch, int latentHeight, int latentWidth, RunOptions runOptions)
+    {
+        float inverseScale = 1f / _profile.VaeScalingFactor;
+        for (int k = 0; k < latents.Length; k++)
+        {
+            latents[k] = latents[k] * inverseScale + _profile.VaeShiftFactor;
+        }
+        var pixels = _vaeDecoder.Decode(latents, batch, _latentChannels, latentHeight, latentWidth, runOptions, out int imageHeight, out int imageWidth);
+        if (imageHeight != request.Height || imageWidth != request.Width)
+        {
+            throw new InvalidOperationException(
+                $"The VAE decoder produced {imageWidth}x{imageHeight} images for a {request.Width}x{request.Height} request " +
+                $"(assumed VAE scale factor {_profile.VaeScaleFactor}).");
+        }
+        return pixels;
+    }
+
+    private static GeneratedImage[] Encode(GenerationRequest request, Scheduler scheduler, float[] pixels)
+    {
+        int width = request.Width, height = request.Height, perPixels = 3 * height * width;
+        var extra = new List<KeyValuePair<string, string>>();
+        if (request.InitImage is not null)
+        {
+            extra.Add(new("Denoising strength", Strength(request).ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        }
+        if (request.ClipSkip != 1)
+        {
+            extra.Add(new("Clip skip", request.ClipSkip.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        }
+        var results = new GeneratedImage[request.Images.Count];
+        for (int b = 0; b < results.Length; b++)
+        {
+            var rgb = ImageTensor.ToRgb(pixels.AsSpan(b * perPixels, perPixels), width, height);
+            var image = request.Images[b];
+            var parameters = GenerationParameters.Format(image.Prompt, image.NegativePrompt, request.Steps, scheduler.DisplayName,
+                request.GuidanceScale, image.Seed, width, height, request.ModelName, extra);
+            results[b] = new GeneratedImage(image, PngEncoder.Encode(rgb, width, height, [new(GenerationParameters.Keyword, parameters)]));
+        }
+        return results;
+    }
+
+    private void CheckConditioning(GenerationRequest request)
+    {
+        if (request.ClipSkip < 1)
+        {
+            throw new ArgumentException($"ClipSkip must be at least 1 (1 = the last layer), not {request.ClipSkip}.", nameof(request.ClipSkip));
+        }
+        if (request.Strength is float strength && !(strength > 0f && strength <= 1f))
+        {
+            throw new ArgumentException($"Strength must be in (0, 1], not {strength}.", nameof(request.Strength));
+        }
+        if (request.MaskImage is not null && request.InitImage is null)
+        {
+            throw new ArgumentException("A mask needs the init image it applies to.", nameof(request.InitImage));
+        }
+        if (IsInpaintingModel && request.MaskImage is null)
+        {
+            throw new ArgumentException(
+                $"This model's unet is an inpainting unet ({_unet.InChannels} input channels): a request needs an init image and a mask.", nameof(request.MaskImage));
+        }
+        if (request.InitImage is not null && _vaeEncoder is null)
+        {
+            throw new ArgumentException("This model directory has no vae_encoder, so it cannot start from an init image.", nameof(request.InitImage));
         }
     }
 
@@ -256,6 +396,7 @@ public sealed class StableDiffusionPipeline : IDisposable
             throw new ArgumentException(
                 $"Unknown scheduler '{request.Scheduler}'; valid values are {string.Join(", ", SchedulerFactory.Names)}.", nameof(request.Scheduler));
         }
+        CheckConditioning(request);
         var scheduler = SchedulerFactory.Create(request.Scheduler, _schedulerConfig);
         if (scheduler.Config.NumTrainTimesteps < request.Steps)
         {
@@ -288,32 +429,6 @@ public sealed class StableDiffusionPipeline : IDisposable
         }
     }
 
-    private float[] EncodePrompts(IReadOnlyList<ImagePrompt> images, bool guided, RunOptions runOptions, out int sequenceLength, out int hiddenSize)
-    {
-        int length = _tokenizer.MaxLength;
-        int rows = guided ? 2 * images.Count : images.Count;
-        var ids = new int[rows * length];
-        int row = 0;
-        if (guided)
-        {
-            foreach (var image in images)
-            {
-                _tokenizer.Encode(image.NegativePrompt, ids.AsSpan(row++ * length, length));
-            }
-        }
-        foreach (var image in images)
-        {
-            _tokenizer.Encode(image.Prompt, ids.AsSpan(row++ * length, length));
-        }
-        var hidden = _textEncoder.Encode(ids, rows, runOptions, out sequenceLength, out hiddenSize);
-        if (_unet.HiddenSize is int expected && expected != hiddenSize)
-        {
-            throw new InvalidOperationException(
-                $"The text encoder produces {hiddenSize}-wide states but the UNet expects {expected}; the components do not belong together.");
-        }
-        return hidden;
-    }
-
     /// <summary>ε = ε_neg + g·(ε_pos − ε_neg).</summary>
     private static void CombineGuidance(ReadOnlySpan<float> negative, ReadOnlySpan<float> positive, float scale, Span<float> destination)
     {
@@ -324,40 +439,14 @@ public sealed class StableDiffusionPipeline : IDisposable
         }
     }
 
-    /// <summary>[3, H, W] in [−1, 1] → interleaved RGB bytes: round(clamp(x/2 + 0.5, 0, 1) · 255).</summary>
-    private static byte[] ToRgb(ReadOnlySpan<float> chw, int width, int height)
-    {
-        int plane = width * height;
-        var rgb = new byte[plane * 3];
-        for (int c = 0; c < 3; c++)
-        {
-            var channel = chw.Slice(c * plane, plane);
-            for (int p = 0; p < plane; p++)
-            {
-                float v = channel[p] / 2f + 0.5f;
-                v = float.IsNaN(v) ? 0f : Math.Clamp(v, 0f, 1f);
-                rgb[p * 3 + c] = (byte)MathF.Round(v * 255f, MidpointRounding.ToEven);
-            }
-        }
-        return rgb;
-    }
-
+    /// <summary>The latent channel count; the UNet takes them (or, inpainting, 2·C + 1: latents, mask, masked latents) and predicts them.</summary>
     private static int CheckCompatible(UNet unet, VaeDecoder vaeDecoder)
     {
-        if (unet.ExtraInputs.Count > 0)
+        int latentChannels = vaeDecoder.LatentChannels ?? unet.OutChannels ?? 4;
+        if (unet.InChannels is int inChannels && inChannels != latentChannels && inChannels != 2 * latentChannels + 1)
         {
             throw new ModelLoadException(
-                $"The unet takes inputs this pipeline does not provide yet ({string.Join(", ", unet.ExtraInputs)}); " +
-                "only Stable Diffusion 1.x/2.x text-to-image UNets (sample, timestep, encoder_hidden_states) are supported.")
-            {
-                Component = "unet",
-            };
-        }
-        int latentChannels = vaeDecoder.LatentChannels ?? unet.OutChannels ?? unet.InChannels ?? 4;
-        if (unet.InChannels is int inChannels && inChannels != latentChannels)
-        {
-            throw new ModelLoadException(
-                $"The unet takes {inChannels} input channels but the latents have {latentChannels} (inpainting UNets are not supported yet).")
+                $"The unet takes {inChannels} input channels; expected {latentChannels} (the latents) or {2 * latentChannels + 1} (an inpainting unet).")
             {
                 Component = "unet",
             };
@@ -382,16 +471,26 @@ public sealed class StableDiffusionPipeline : IDisposable
         }
     }
 
-    private static ClipTokenizer LoadTokenizer(string modelDirectory, int? sequenceLength)
+    private static TextEncoderStage LoadStage(string modelDirectory, string tokenizer, TextEncoder encoder)
     {
-        var directory = Path.Combine(modelDirectory, "tokenizer");
+        if (!File.Exists(Path.Combine(modelDirectory, tokenizer, "vocab.json")))
+        {
+            throw new ModelLoadException($"The {encoder.Name} component has no {tokenizer} ({tokenizer}/vocab.json not found).") { Component = tokenizer };
+        }
+        double epsilon = ModelProfile.ReadNumber(modelDirectory, encoder.Name, "layer_norm_eps", 1e-5);
+        return new TextEncoderStage(LoadTokenizer(modelDirectory, tokenizer, encoder.SequenceLength), encoder, epsilon);
+    }
+
+    private static ClipTokenizer LoadTokenizer(string modelDirectory, string component, int? sequenceLength)
+    {
+        var directory = Path.Combine(modelDirectory, component);
         try
         {
             return ClipTokenizer.Load(directory, sequenceLength);
         }
         catch (Exception ex) when (ex is System.Text.Json.JsonException or FormatException or ArgumentException or InvalidOperationException or IOException)
         {
-            throw new ModelLoadException($"The tokenizer component ({directory}) is invalid: {ex.Message}", ex) { Component = "tokenizer" };
+            throw new ModelLoadException($"The {component} component ({directory}) is invalid: {ex.Message}", ex) { Component = component };
         }
     }
 
@@ -415,9 +514,10 @@ public sealed class StableDiffusionPipeline : IDisposable
                 return;
             }
             _disposed = true;
-            _textEncoder.Dispose();
+            _prompts.Dispose();
             _unet.Dispose();
             _vaeDecoder.Dispose();
+            _vaeEncoder?.Dispose();
         }
         finally
         {

@@ -10,9 +10,11 @@ public static class GenerationParameters
 
     /// <summary>
     /// <c>{prompt}\nNegative prompt: {neg}\nSteps: {n}, Sampler: {name}, CFG scale: {g}, Seed: {seed}, Size: {W}x{H}, Model: {model}</c>;
-    /// the negative-prompt line is left out when it is empty, the Model field when no model name is known.
+    /// the negative-prompt line is left out when it is empty, the Model field when no model name is known;
+    /// <paramref name="extra"/> fields ("Denoising strength", "Clip skip", …) follow in order.
     /// </summary>
-    public static string Format(string prompt, string negativePrompt, int steps, string sampler, float guidanceScale, long seed, int width, int height, string modelName)
+    public static string Format(string prompt, string negativePrompt, int steps, string sampler, float guidanceScale, long seed, int width, int height, string modelName,
+        IEnumerable<KeyValuePair<string, string>>? extra = null)
     {
         var sb = new StringBuilder();
         sb.Append(prompt).Append('\n');
@@ -25,6 +27,10 @@ public static class GenerationParameters
         if (!string.IsNullOrEmpty(modelName))
         {
             sb.Append(", Model: ").Append(modelName);
+        }
+        foreach (var (key, value) in extra ?? [])
+        {
+            sb.Append(", ").Append(key).Append(": ").Append(value);
         }
         return sb.ToString();
     }

@@ -62,6 +62,18 @@ internal sealed record ModelProfile
         return profile;
     }
 
+    /// <summary>A number from <c>&lt;component&gt;/config.json</c>, or <paramref name="fallback"/> when absent.</summary>
+    public static double ReadNumber(string modelDirectory, string component, string key, double fallback)
+    {
+        var path = Path.Combine(modelDirectory, component, "config.json");
+        if (!File.Exists(path))
+        {
+            return fallback;
+        }
+        using var config = ParseObject(path, component);
+        return config.RootElement.TryGetProperty(key, out var value) && value.ValueKind == JsonValueKind.Number ? value.GetDouble() : fallback;
+    }
+
     private static JsonDocument ParseObject(string path, string component)
     {
         try

@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using RenderFarm.Diffusion.Tensors;
@@ -5,18 +6,19 @@ using RenderFarm.Diffusion.Tensors;
 namespace RenderFarm.Diffusion.Models;
 
 /// <summary>
-/// text_encoder/model.onnx: input_ids [B, L] (int32 or int64, per the model) → last_hidden_state [B, L, H]
-/// (float32 or float16). L and H come from the model; an attention_mask input, if the export has one, gets all ones
+/// text_encoder/model.onnx (and SDXL's text_encoder_2): input_ids [B, L] (int32 or int64, per the model) →
+/// last_hidden_state [B, L, H], optionally a pooled output (pooler_output, or text_embeds for
+/// CLIPTextModelWithProjection) and optimum's hidden_states.0 … hidden_states.N (embeddings, then each layer, before
+/// the final layer norm). L and H come from the model; an attention_mask input, if the export has one, gets all ones
 /// (diffusers passes none to CLIP, which then attends to every position under its causal mask).
 /// </summary>
-internal sealed class TextEncoder : IDisposable
+internal sealed partial class TextEncoder : IDisposable
 {
     private readonly OnnxComponent _component;
     private readonly string _idsName;
     private readonly TensorElementType _idsType;
     private readonly string? _maskName;
     private readonly TensorElementType _maskType;
-    private readonly string _outputName;
 
     public TextEncoder(OnnxComponent component)
     {
@@ -39,10 +41,21 @@ internal sealed class TextEncoder : IDisposable
             }
             throw component.Invalid($"input '{name}' is not one a CLIP text encoder takes (input_ids, attention_mask)");
         }
-        (_outputName, var output) = component.RequireOutput("last_hidden_state");
-        component.RequireElementType(_outputName, output, TensorElementType.Float, TensorElementType.Float16);
-        component.RequireRank(_outputName, output, 3);
+        (LastHiddenName, var output) = component.RequireOutput("last_hidden_state");
+        component.RequireElementType(LastHiddenName, output, TensorElementType.Float, TensorElementType.Float16);
+        component.RequireRank(LastHiddenName, output, 3);
+        HiddenStateNames = component.Outputs.Keys
+            .Select(k => (Name: k, Match: HiddenStatePattern().Match(k)))
+            .Where(k => k.Match.Success)
+            .OrderBy(k => int.Parse(k.Match.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture))
+            .Select(k => k.Name)
+            .ToArray();
+        PooledName = new[] { "text_embeds", "pooler_output" }.FirstOrDefault(component.Outputs.ContainsKey);
     }
+
+    public string Name => _component.Name;
+
+    public string Path => _component.Path;
 
     /// <summary>The model's token sequence length when its input is static (77 for CLIP exports).</summary>
     public int? SequenceLength { get; }
@@ -50,14 +63,23 @@ internal sealed class TextEncoder : IDisposable
     /// <summary>The batch size when the export fixes it.</summary>
     public int? StaticBatch { get; }
 
-    /// <summary>Encodes <paramref name="rows"/> sequences of token ids (row-major, equal lengths) in one run.</summary>
-    public float[] Encode(ReadOnlySpan<int> ids, int rows, RunOptions runOptions, out int sequenceLength, out int hiddenSize)
+    public string LastHiddenName { get; }
+
+    /// <summary>hidden_states.0 … hidden_states.N in layer order; empty when the export has none.</summary>
+    public IReadOnlyList<string> HiddenStateNames { get; }
+
+    /// <summary>text_embeds or pooler_output, when the export has one.</summary>
+    public string? PooledName { get; }
+
+    /// <summary>
+    /// Runs <paramref name="rows"/> sequences of token ids (row-major, equal lengths) and returns the named outputs,
+    /// each as float32 over all rows, with the shape of one row.
+    /// </summary>
+    public (float[] Values, long[] RowShape)[] Run(ReadOnlySpan<int> ids, int rows, RunOptions runOptions, IReadOnlyList<string> outputNames)
     {
         int length = ids.Length / rows;
         int chunk = StaticBatch ?? rows;
-        float[]? result = null;
-        sequenceLength = length;
-        hiddenSize = 0;
+        var results = new (float[] Values, long[] RowShape)[outputNames.Count];
         for (int start = 0; start < rows; start += chunk)
         {
             using var idsBuffer = TensorBuffer.Create(_idsType, chunk, length);
@@ -76,20 +98,27 @@ internal sealed class TextEncoder : IDisposable
                 names.Add(_maskName!);
                 values.Add(maskBuffer.Value);
             }
-            using var outputs = _component.Session.Run(runOptions, names, values, [_outputName]);
-            var hidden = TensorBuffer.ReadAsFloat(outputs[0], out var shape);
-            if (shape.Length != 3 || shape[0] != chunk || shape[1] != length)
-            {
-                throw new InvalidOperationException(
-                    $"The text encoder returned shape [{string.Join(", ", shape)}] for {chunk} sequences of {length} tokens.");
-            }
-            hiddenSize = (int)shape[2];
-            result ??= new float[rows * length * hiddenSize];
+            using var outputs = _component.Session.Run(runOptions, names, values, outputNames);
             int keep = Math.Min(chunk, rows - start);
-            hidden.AsSpan(0, keep * length * hiddenSize).CopyTo(result.AsSpan(start * length * hiddenSize));
+            for (int o = 0; o < outputNames.Count; o++)
+            {
+                var data = TensorBuffer.ReadAsFloat(outputs[o], out var shape);
+                if (shape.Length < 2 || shape[0] != chunk)
+                {
+                    throw new InvalidOperationException(
+                        $"The {Name} returned shape [{string.Join(", ", shape)}] for '{outputNames[o]}' and {chunk} sequences.");
+                }
+                int perRow = data.Length / chunk;
+                results[o].RowShape ??= shape[1..];
+                results[o].Values ??= new float[rows * perRow];
+                data.AsSpan(0, keep * perRow).CopyTo(results[o].Values.AsSpan(start * perRow));
+            }
         }
-        return result!;
+        return results;
     }
+
+    [GeneratedRegex(@"^hidden_states\.(\d+)$")]
+    private static partial Regex HiddenStatePattern();
 
     public void Dispose() => _component.Dispose();
 }

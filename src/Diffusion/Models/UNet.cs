@@ -48,7 +48,9 @@ internal sealed class UNet : IDisposable
         OutputType = output.ElementDataType;
         OutChannels = OnnxComponent.StaticDim(output, 1);
 
-        ExtraInputs = component.Inputs.Keys.Where(k => k != SampleName && k != TimestepName && k != HiddenName).ToArray();
+        ExtraInputs = component.Inputs
+            .Where(k => k.Key != SampleName && k.Key != TimestepName && k.Key != HiddenName)
+            .ToDictionary(k => k.Key, k => k.Value);
     }
 
     public string SampleName { get; }
@@ -67,61 +69,74 @@ internal sealed class UNet : IDisposable
     public string OutputName { get; }
     public TensorElementType OutputType { get; }
     public int? OutChannels { get; }
-    public IReadOnlyList<string> ExtraInputs { get; }
+    /// <summary>Conditioning inputs beyond sample, timestep and encoder_hidden_states (SDXL: text_embeds, time_ids).</summary>
+    public IReadOnlyDictionary<string, NodeMetadata> ExtraInputs { get; }
 
     /// <summary>
-    /// Prepares the tensors of a denoising run of <paramref name="batch"/> rows (CFG rows included) conditioned on
-    /// <paramref name="hiddenStates"/> [batch, L, H]; they are reused by every step.
+    /// Prepares the tensors of a denoising run of <paramref name="batch"/> rows (CFG rows included) with per-row
+    /// <paramref name="conditions"/> (encoder_hidden_states and every extra input); they are reused by every step.
     /// </summary>
-    public UNetRun Begin(int batch, int channels, int height, int width, float[] hiddenStates, int sequenceLength, int hiddenSize) =>
-        new(this, _component.Session, batch, channels, height, width, hiddenStates, sequenceLength, hiddenSize);
+    public UNetRun Begin(int batch, int channels, int height, int width, IReadOnlyList<UNetCondition> conditions)
+    {
+        var missing = ExtraInputs.Keys.Append(HiddenName).Where(n => conditions.All(c => c.Name != n)).ToArray();
+        if (missing.Length > 0)
+        {
+            throw new InvalidOperationException($"The unet needs {string.Join(", ", missing)}, which were not prepared.");
+        }
+        return new(this, _component.Session, batch, channels, height, width, conditions);
+    }
+
+    /// <summary>The element type the UNet takes for input <paramref name="name"/>.</summary>
+    public TensorElementType InputType(string name) => _component.Inputs[name].ElementDataType;
 
     public void Dispose() => _component.Dispose();
+}
+
+/// <summary>A per-row UNet input (encoder_hidden_states, text_embeds, time_ids, …): rows × <see cref="RowShape"/> values.</summary>
+internal sealed record UNetCondition(string Name, float[] Rows, long[] RowShape)
+{
+    public int PerRow => checked((int)RowShape.Aggregate(1L, (a, b) => a * b));
 }
 
 /// <summary>The reusable input/output tensors of one denoising run; <see cref="Run"/> is one UNet evaluation.</summary>
 internal sealed class UNetRun : IDisposable
 {
-    private readonly UNet _unet;
     private readonly InferenceSession _session;
     private readonly int _batch;
     private readonly int _chunk;
     private readonly int _perSample;
     private readonly int _perOutput;
-    private readonly int _perHidden;
-    private readonly float[] _hiddenStates;
+    private readonly IReadOnlyList<UNetCondition> _conditions;
     private readonly TensorBuffer _sample;
     private readonly TensorBuffer _timestep;
-    private readonly TensorBuffer _hidden;
+    private readonly TensorBuffer[] _conditionBuffers;
     private readonly TensorBuffer _output;
     private readonly string[] _inputNames;
     private readonly OrtValue[] _inputValues;
     private readonly string[] _outputNames;
     private readonly OrtValue[] _outputValues;
 
-    internal UNetRun(UNet unet, InferenceSession session, int batch, int channels, int height, int width, float[] hiddenStates, int sequenceLength, int hiddenSize)
+    internal UNetRun(UNet unet, InferenceSession session, int batch, int channels, int height, int width, IReadOnlyList<UNetCondition> conditions)
     {
-        _unet = unet;
         _session = session;
         _batch = batch;
         _chunk = unet.StaticBatch ?? batch;
         int outChannels = unet.OutChannels ?? channels;
         _perSample = channels * height * width;
         _perOutput = outChannels * height * width;
-        _perHidden = sequenceLength * hiddenSize;
-        _hiddenStates = hiddenStates;
+        _conditions = conditions;
 
         _sample = TensorBuffer.Create(unet.SampleType, _chunk, channels, height, width);
         long[] timestepShape = unet.TimestepRank == 0 ? [] : [unet.TimestepStaticLength ?? _chunk];
         _timestep = TensorBuffer.Create(unet.TimestepType, timestepShape);
-        _hidden = TensorBuffer.Create(unet.HiddenType, _chunk, sequenceLength, hiddenSize);
+        _conditionBuffers = conditions.Select(c => TensorBuffer.Create(unet.InputType(c.Name), [_chunk, .. c.RowShape])).ToArray();
         _output = TensorBuffer.Create(unet.OutputType, _chunk, outChannels, height, width);
         if (_chunk == batch)
         {
-            _hidden.Write(hiddenStates);
+            for (int c = 0; c < conditions.Count; c++) _conditionBuffers[c].Write(conditions[c].Rows);
         }
-        _inputNames = [unet.SampleName, unet.TimestepName, unet.HiddenName];
-        _inputValues = [_sample.Value, _timestep.Value, _hidden.Value];
+        _inputNames = [unet.SampleName, unet.TimestepName, .. conditions.Select(c => c.Name)];
+        _inputValues = [_sample.Value, _timestep.Value, .. _conditionBuffers.Select(b => b.Value)];
         _outputNames = [unet.OutputName];
         _outputValues = [_output.Value];
     }
@@ -141,7 +156,11 @@ internal sealed class UNetRun : IDisposable
                 _sample.Write(sample.Slice(source * _perSample, _perSample), r * _perSample);
                 if (_chunk != _batch)
                 {
-                    _hidden.Write(_hiddenStates.AsSpan(source * _perHidden, _perHidden), r * _perHidden);
+                    for (int c = 0; c < _conditions.Count; c++)
+                    {
+                        int per = _conditions[c].PerRow;
+                        _conditionBuffers[c].Write(_conditions[c].Rows.AsSpan(source * per, per), r * per);
+                    }
                 }
             }
             _session.Run(runOptions, _inputNames, _inputValues, _outputNames, _outputValues);
@@ -154,7 +173,7 @@ internal sealed class UNetRun : IDisposable
     {
         _sample.Dispose();
         _timestep.Dispose();
-        _hidden.Dispose();
+        foreach (var buffer in _conditionBuffers) buffer.Dispose();
         _output.Dispose();
     }
 }

@@ -113,14 +113,30 @@ public sealed class ClipTokenizer
             throw new ArgumentException($"The destination must hold exactly {MaxLength} ids.", nameof(destination));
         }
         var tokens = EncodeTokens(text);
-        int count = Math.Min(tokens.Count, MaxLength - 2);
-        destination[0] = BosId;
-        for (int i = 0; i < count; i++)
+        WriteWindow(tokens.ToArray().AsSpan(0, Math.Min(tokens.Count, WindowTokens)), destination);
+    }
+
+    /// <summary>Text tokens one window holds: MaxLength − 2 (75 for CLIP).</summary>
+    public int WindowTokens => MaxLength - 2;
+
+    /// <summary>
+    /// Writes one window, [BOS] + <paramref name="tokens"/> (at most <see cref="WindowTokens"/>) + [EOS] + padding,
+    /// into <paramref name="destination"/> (MaxLength long).
+    /// </summary>
+    public void WriteWindow(ReadOnlySpan<int> tokens, Span<int> destination)
+    {
+        if (destination.Length != MaxLength)
         {
-            destination[i + 1] = tokens[i];
+            throw new ArgumentException($"The destination must hold exactly {MaxLength} ids.", nameof(destination));
         }
-        destination[count + 1] = EosId;
-        destination[(count + 2)..].Fill(PadId);
+        if (tokens.Length > WindowTokens)
+        {
+            throw new ArgumentException($"A window holds at most {WindowTokens} tokens, not {tokens.Length}.", nameof(tokens));
+        }
+        destination[0] = BosId;
+        tokens.CopyTo(destination[1..]);
+        destination[tokens.Length + 1] = EosId;
+        destination[(tokens.Length + 2)..].Fill(PadId);
     }
 
     private static int Lookup(IReadOnlyDictionary<string, int> vocabulary, string token) =>

@@ -1,0 +1,83 @@
+namespace RenderFarm.Diffusion.Imaging;
+
+/// <summary>Image ↔ model tensor conversions: resizing, [0, 255] ↔ [−1, 1], planar layout, masks.</summary>
+internal static class ImageTensor
+{
+    /// <summary>
+    /// Bilinear resize (pixel centres aligned, edges clamped) of interleaved 8-bit pixels to planar floats in [0, 1],
+    /// [channels, height, width].
+    /// </summary>
+    public static float[] ResizeToPlanar(DecodedImage image, int width, int height)
+    {
+        int channels = image.Channels;
+        var result = new float[channels * width * height];
+        double scaleX = (double)image.Width / width, scaleY = (double)image.Height / height;
+        for (int y = 0; y < height; y++)
+        {
+            double sy = Math.Clamp((y + 0.5) * scaleY - 0.5, 0, image.Height - 1);
+            int y0 = (int)sy, y1 = Math.Min(y0 + 1, image.Height - 1);
+            double fy = sy - y0;
+            for (int x = 0; x < width; x++)
+            {
+                double sx = Math.Clamp((x + 0.5) * scaleX - 0.5, 0, image.Width - 1);
+                int x0 = (int)sx, x1 = Math.Min(x0 + 1, image.Width - 1);
+                double fx = sx - x0;
+                for (int c = 0; c < channels; c++)
+                {
+                    double top = Pixel(x0, y0, c) * (1 - fx) + Pixel(x1, y0, c) * fx;
+                    double bottom = Pixel(x0, y1, c) * (1 - fx) + Pixel(x1, y1, c) * fx;
+                    result[(c * height + y) * width + x] = (float)((top * (1 - fy) + bottom * fy) / 255.0);
+                }
+            }
+        }
+        return result;
+
+        double Pixel(int x, int y, int c) => image.Pixels[(y * image.Width + x) * channels + c];
+    }
+
+    /// <summary>[0, 1] → [−1, 1] in place (the VAE's input range).</summary>
+    public static void ToSigned(Span<float> values)
+    {
+        for (int i = 0; i < values.Length; i++) values[i] = values[i] * 2f - 1f;
+    }
+
+    /// <summary>Binarises a [0, 1] mask in place as diffusers does: ≥ 0.5 → 1 (repaint), else 0 (keep).</summary>
+    public static void Binarise(Span<float> mask)
+    {
+        for (int i = 0; i < mask.Length; i++) mask[i] = mask[i] >= 0.5f ? 1f : 0f;
+    }
+
+    /// <summary>Nearest-neighbour downsampling of a [H, W] mask to [h, w] (torch interpolate's default mode).</summary>
+    public static float[] Downsample(ReadOnlySpan<float> mask, int width, int height, int targetWidth, int targetHeight)
+    {
+        var result = new float[targetWidth * targetHeight];
+        for (int y = 0; y < targetHeight; y++)
+        {
+            int sy = Math.Min((int)Math.Floor(y * (double)height / targetHeight), height - 1);
+            for (int x = 0; x < targetWidth; x++)
+            {
+                int sx = Math.Min((int)Math.Floor(x * (double)width / targetWidth), width - 1);
+                result[y * targetWidth + x] = mask[sy * width + sx];
+            }
+        }
+        return result;
+    }
+
+    /// <summary>[3, H, W] in [−1, 1] → interleaved RGB bytes: round(clamp(x/2 + 0.5, 0, 1) · 255).</summary>
+    public static byte[] ToRgb(ReadOnlySpan<float> chw, int width, int height)
+    {
+        int plane = width * height;
+        var rgb = new byte[plane * 3];
+        for (int c = 0; c < 3; c++)
+        {
+            var channel = chw.Slice(c * plane, plane);
+            for (int p = 0; p < plane; p++)
+            {
+                float v = channel[p] / 2f + 0.5f;
+                v = float.IsNaN(v) ? 0f : Math.Clamp(v, 0f, 1f);
+                rgb[p * 3 + c] = (byte)MathF.Round(v * 255f, MidpointRounding.ToEven);
+            }
+        }
+        return rgb;
+    }
+}
