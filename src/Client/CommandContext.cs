@@ -7,37 +7,26 @@ public sealed class GlobalOptions
 {
     public Option<string?> Coordinator { get; } = new("--coordinator")
     {
-        Description = $"Coordinator URL (env FARM_COORDINATOR; default {RenderFarm.Client.Coordinator.DefaultAddress}). " +
-                      "http:// uses HTTP/2 without TLS.",
+        Description = $"Coordinator URL ({ConfigKeys.HelpSuffix(ConfigKeys.Coordinator)}). http:// uses HTTP/2 without TLS.",
         HelpName = "URL",
         Recursive = true,
     };
 
     public Option<string?> ApiKey { get; } = new("--api-key")
     {
-        Description = "API key sent as the x-api-key header on every call (env FARM_API_KEY).",
+        Description = $"API key sent as the x-api-key header on every call ({ConfigKeys.HelpSuffix(ConfigKeys.ApiKey)}).",
         HelpName = "KEY",
         Recursive = true,
     };
-
-    public string ResolveCoordinator(ParseResult parseResult, FarmCliHost host) =>
-        NonEmpty(parseResult.GetValue(Coordinator))
-        ?? NonEmpty(host.GetEnvironmentVariable("FARM_COORDINATOR"))
-        ?? NonEmpty(host.GetEnvironmentVariable("Farm__Coordinator"))
-        ?? RenderFarm.Client.Coordinator.DefaultAddress;
-
-    public string? ResolveApiKey(ParseResult parseResult, FarmCliHost host) =>
-        NonEmpty(parseResult.GetValue(ApiKey)) ?? NonEmpty(host.GetEnvironmentVariable("FARM_API_KEY"));
-
-    private static string? NonEmpty(string? value) => string.IsNullOrWhiteSpace(value) ? null : value.Trim();
 }
 
 /// <summary>What one command invocation works with; the coordinator connection is opened on first use.</summary>
-public sealed class CommandContext(FarmCliHost host, string coordinatorAddress, string? apiKey) : IDisposable
+public sealed class CommandContext(FarmCliHost host, FarmSettings settings, string coordinatorAddress, string? apiKey) : IDisposable
 {
     private Coordinator? _coordinator;
 
     public FarmCliHost Host { get; } = host;
+    public FarmSettings Settings { get; } = settings;
     public TextWriter Out => Host.Out;
     public TextWriter Error => Host.Error;
     public string CoordinatorAddress { get; } = coordinatorAddress;
@@ -54,8 +43,10 @@ public sealed class CommandContext(FarmCliHost host, string coordinatorAddress, 
         string? address = null;
         try
         {
-            address = globals.ResolveCoordinator(parseResult, host);
-            using var context = new CommandContext(host, address, globals.ResolveApiKey(parseResult, host));
+            var settings = new FarmSettings(host);
+            address = settings.Get(ConfigKeys.Coordinator, parseResult.GetValue(globals.Coordinator))!;
+            var apiKey = settings.Get(ConfigKeys.ApiKey, parseResult.GetValue(globals.ApiKey));
+            using var context = new CommandContext(host, settings, address, apiKey);
             return await body(context);
         }
         catch (Exception e)

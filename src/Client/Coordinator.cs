@@ -37,7 +37,7 @@ public sealed class Coordinator : IDisposable
     public static Coordinator Connect(string address, string? apiKey, Func<Uri, JobService.JobServiceClient>? factory)
     {
         var uri = ParseAddress(address);
-        if (apiKey is not null && apiKey.Any(c => c < 0x20 || c > 0x7e))
+        if (apiKey is not null && !IsValidApiKey(apiKey))
         {
             throw new CliUsageException("error: --api-key may only hold printable ASCII characters");
         }
@@ -62,6 +62,9 @@ public sealed class Coordinator : IDisposable
         });
         return new Coordinator(uri, apiKey, new JobService.JobServiceClient(channel), channel);
     }
+
+    /// <summary>An API key travels as a header value: printable ASCII only.</summary>
+    public static bool IsValidApiKey(string apiKey) => apiKey.All(c => c is >= (char)0x20 and <= (char)0x7e);
 
     /// <summary>Accepts <c>http://host:port</c>, <c>https://…</c>, or a bare <c>host:port</c> (taken as http).</summary>
     public static Uri ParseAddress(string address)

@@ -31,6 +31,9 @@ public sealed class FarmCliHost(TextWriter stdout, TextWriter stderr)
 
     public ReconnectPolicy ReconnectPolicy { get; init; } = ReconnectPolicy.Default;
 
+    /// <summary>How long a watched job may sit queued with no shard started before watch asks why (and how often after).</summary>
+    public TimeSpan WaitingCheckInterval { get; init; } = TimeSpan.FromSeconds(5);
+
     /// <summary>Waits between reconnect attempts (tests pass a no-op).</summary>
     public Func<TimeSpan, CancellationToken, Task> Delay { get; init; } = Task.Delay;
 

@@ -28,6 +28,9 @@ public sealed class JobWatchState
     public JobState? FinalState { get; private set; }
 
     public bool IsFinished => FinalState is not null;
+
+    /// <summary>True once any worker has taken a shard (started, stepped or finished an image).</summary>
+    public bool AnyShardStarted { get; private set; }
     public int EventsApplied { get; private set; }
     public int DuplicatesIgnored { get; private set; }
     public IReadOnlyCollection<ActiveShard> ActiveShards => _active.Values;
@@ -84,6 +87,8 @@ public sealed class JobWatchState
 
         EventsApplied++;
         LastEventUnixMs = Math.Max(LastEventUnixMs, e.UnixMs);
+        AnyShardStarted |= e.KindCase is JobEvent.KindOneofCase.ShardStarted or JobEvent.KindOneofCase.Step
+            or JobEvent.KindOneofCase.ImageDone or JobEvent.KindOneofCase.ImageFailed or JobEvent.KindOneofCase.ShardDone;
         switch (e.KindCase)
         {
             case JobEvent.KindOneofCase.Queued:

@@ -17,6 +17,9 @@ public interface IJobWatchObserver
 
     /// <summary>Events flow again after <paramref name="attempts"/> reconnect attempts.</summary>
     void OnReconnected(int attempts, JobWatchState state);
+
+    /// <summary>Why the job is not starting (e.g. "waiting: no worker serves model sdxl"); null when that no longer holds.</summary>
+    void OnWaiting(string? reason, JobWatchState state) { }
 }
 
 /// <summary>Back-off between reconnects: exponential from <see cref="InitialDelay"/> to <see cref="MaxDelay"/>.</summary>
@@ -55,6 +58,10 @@ public sealed class JobWatcher(
 
     public JobWatchState State { get; } = new();
 
+    /// <summary>Held while an event is folded into <see cref="State"/> and shown; others who read the state or call the
+    /// observer from another task (the <see cref="WaitingProbe"/>) take it too.</summary>
+    public object Gate { get; } = new();
+
     /// <summary>Number of times the stream was (re)opened.</summary>
     public int Connections { get; private set; }
 
@@ -77,16 +84,19 @@ public sealed class JobWatcher(
                                    .WithCancellation(cancellationToken))
                 {
                     everReceived = true;
-                    if (failures > 0)
+                    lock (Gate)
                     {
-                        observer.OnReconnected(failures, State);
-                        failures = 0;
-                        downSince = null;
-                    }
+                        if (failures > 0)
+                        {
+                            observer.OnReconnected(failures, State);
+                            failures = 0;
+                            downSince = null;
+                        }
 
-                    if (State.Apply(jobEvent))
-                    {
-                        observer.OnEvent(jobEvent, State);
+                        if (State.Apply(jobEvent))
+                        {
+                            observer.OnEvent(jobEvent, State);
+                        }
                     }
 
                     if (State.IsFinished)
@@ -118,7 +128,11 @@ public sealed class JobWatcher(
             }
 
             var wait = _policy.DelayFor(failures);
-            observer.OnReconnecting(failures, wait, cause, State);
+            lock (Gate)
+            {
+                observer.OnReconnecting(failures, wait, cause, State);
+            }
+
             await _delay(wait, cancellationToken);
         }
 

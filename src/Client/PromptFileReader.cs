@@ -450,9 +450,12 @@ public static class PromptFileReader
 
         if (UnsupportedFields.TryGetValue(name, out var option))
         {
-            var hint = option.Length > 0 ? $"; use {option} to set it for the whole batch" : "";
+            var what = name.Replace('_', ' ');
+            var hint = option.Length > 0
+                ? $"; put the rows of each {what} value in a file of their own and submit each file with its own {option}"
+                : "; the farm renders text-to-image only for now, so remove the column";
             throw new PromptFileException(source, lineNumber,
-                $"column '{rawName}' is not supported yet: per-image {name.Replace('_', ' ')} cannot be sent to the coordinator{hint}");
+                $"column '{rawName}' is not supported yet: per-image {what} cannot be sent to the coordinator{hint}");
         }
 
         throw new PromptFileException(source, lineNumber,

@@ -23,21 +23,28 @@ public static class PullCommand
         var job = new Argument<string>("JOB") { Description = "Job id." };
         var outDir = new Option<string>("--out") { Description = "Folder for the images and manifest.jsonl (created if missing).", HelpName = "DIR", Required = true };
         var json = new Option<bool>("--json") { Description = "Print one JSON summary object instead of text." };
+        var contactSheet = new Option<bool>("--contact-sheet")
+        {
+            Description = $"Also write {ContactSheet.FileName}: a grid of every image's thumbnail captioned with index, seed and prompt " +
+                          $"(the first {ContactSheet.MaxImages} when there are more).",
+        };
         var command = new Command("pull",
             "Download a job's finished images (resumable; skips files already present and verified).\n\n" +
-            "Examples:\n  farm pull 01HZX3Q9 --out results/\n  farm pull \"$id\" --out results/ --json")
+            "Examples:\n  farm pull 01HZX3Q9 --out results/\n  farm pull \"$id\" --out results/ --contact-sheet\n  farm pull \"$id\" --out results/ --json")
         {
-            job, outDir, json,
+            job, outDir, json, contactSheet,
         };
         command.SetAction((parseResult, cancellationToken) => CommandContext.RunAsync(host, globals, parseResult, cancellationToken,
             context => PullAsync(context, WatchCommand.RequireJobId(parseResult.GetRequiredValue(job)),
-                parseResult.GetRequiredValue(outDir), context.Out, parseResult.GetValue(json), cancellationToken)));
+                parseResult.GetRequiredValue(outDir), context.Out, parseResult.GetValue(json), cancellationToken,
+                parseResult.GetValue(contactSheet))));
         return command;
     }
 
     /// <summary>Pulls into <paramref name="directory"/>; progress lines and the folder go to <paramref name="output"/>.</summary>
     public static async Task<int> PullAsync(
-        CommandContext context, string jobId, string directory, TextWriter output, bool json, CancellationToken cancellationToken)
+        CommandContext context, string jobId, string directory, TextWriter output, bool json, CancellationToken cancellationToken,
+        bool contactSheet = false)
     {
         if (string.IsNullOrWhiteSpace(directory))
         {
@@ -69,10 +76,18 @@ public static class PullCommand
             context.Error.WriteLine("error: " + error);
         }
 
+        var sheet = contactSheet ? ContactSheet.Write(fullDirectory, manifest.Entries, cancellationToken) : null;
+        if (sheet is not null && !json)
+        {
+            var shown = sheet.Layout.Truncated ? $"the first {sheet.Layout.Count} of {sheet.Layout.Total}" : $"{sheet.Layout.Count}";
+            var bad = sheet.Unreadable > 0 ? $"; {sheet.Unreadable} could not be decoded" : "";
+            context.Error.WriteLine($"wrote {sheet.Path}: {shown} images, {sheet.Layout.Columns}x{sheet.Layout.Rows} grid{bad}");
+        }
+
         var finished = status.State is JobState.Completed or JobState.Failed or JobState.Cancelled;
         if (json)
         {
-            output.WriteLine(FormatJson(jobId, fullDirectory, tally, present.Count, manifest.Entries.Count, status));
+            output.WriteLine(FormatJson(jobId, fullDirectory, tally, present.Count, manifest.Entries.Count, status, sheet?.Path));
         }
         else
         {
@@ -135,7 +150,7 @@ public static class PullCommand
         }
     }
 
-    private static string FormatJson(string jobId, string directory, PullTally tally, int present, int total, JobStatus status)
+    private static string FormatJson(string jobId, string directory, PullTally tally, int present, int total, JobStatus status, string? contactSheet)
     {
         using var buffer = new MemoryStream();
         using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
@@ -149,6 +164,7 @@ public static class PullCommand
             json.WriteNumber("downloaded", tally.Downloaded);
             json.WriteNumber("skipped", present);
             json.WriteNumber("failed", tally.Failed);
+            json.WriteString("contact_sheet", contactSheet);
             json.WriteStartArray("errors");
             foreach (var error in tally.Errors)
             {

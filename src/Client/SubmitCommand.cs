@@ -20,19 +20,19 @@ public readonly record struct ImageSize(uint Width, uint Height)
             !uint.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var width) ||
             !uint.TryParse(parts[^1], NumberStyles.None, CultureInfo.InvariantCulture, out var height))
         {
-            error = $"--size '{text}' is not WIDTHxHEIGHT (e.g. 512x512)";
+            error = $"'{text}' is not WIDTHxHEIGHT (e.g. 512x512)";
             return null;
         }
 
         if (width == 0 || height == 0 || width % 8 != 0 || height % 8 != 0)
         {
-            error = $"--size {width}x{height}: width and height must be positive multiples of 8";
+            error = $"{width}x{height}: width and height must be positive multiples of 8";
             return null;
         }
 
         if (width > 8192 || height > 8192)
         {
-            error = $"--size {width}x{height}: at most 8192 pixels per side";
+            error = $"{width}x{height}: at most 8192 pixels per side";
             return null;
         }
 
@@ -60,23 +60,25 @@ public static class SubmitCommand
             Description = "Prompt file: .txt (one prompt per line, # comments), .jsonl ({\"prompt\",\"negative\",\"seed\"|\"seeds\"} per line), " +
                           ".csv (header row with the same names), or - for stdin.",
         };
-        var steps = new Option<int>("--steps") { Description = "Denoising steps.", DefaultValueFactory = _ => 20, HelpName = "N" };
-        var guidance = new Option<float>("--guidance") { Description = "Classifier-free guidance scale (≤ 1 disables it).", DefaultValueFactory = _ => 7.5f, HelpName = "G" };
-        var size = new Option<ImageSize>("--size")
+        var steps = new Option<int?>("--steps") { Description = $"Denoising steps ({ConfigKeys.HelpSuffix(ConfigKeys.Steps)}).", HelpName = "N" };
+        var guidance = new Option<float?>("--guidance")
         {
-            Description = "Image size WIDTHxHEIGHT, multiples of 8.",
+            Description = $"Classifier-free guidance scale, ≤ 1 disables it ({ConfigKeys.HelpSuffix(ConfigKeys.Guidance)}).",
+            HelpName = "G",
+        };
+        var size = new Option<ImageSize?>("--size")
+        {
+            Description = $"Image size WIDTHxHEIGHT, multiples of 8 ({ConfigKeys.HelpSuffix(ConfigKeys.Size)}).",
             HelpName = "WxH",
-            DefaultValueFactory = _ => new ImageSize(512, 512),
             CustomParser = result =>
             {
                 var parsed = ImageSize.TryParse(result.Tokens.Single().Value, out var error);
                 if (parsed is null)
                 {
-                    result.AddError(error!);
-                    return default;
+                    result.AddError("--size " + error);
                 }
 
-                return parsed.Value;
+                return parsed;
             },
         };
         var seed = new Option<long?>("--seed") { Description = "First seed (with --seed-count N: seeds S..S+N-1). Default: one random seed, printed.", HelpName = "S" };
@@ -100,15 +102,24 @@ public static class SubmitCommand
         var seedCount = new Option<int?>("--seed-count") { Description = "Number of consecutive seeds per prompt.", HelpName = "N" };
         var imagesPerPrompt = new Option<int>("--images-per-prompt") { Description = "Images per (prompt, seed), with seeds seed, seed+1, …", DefaultValueFactory = _ => 1, HelpName = "K" };
         var negative = new Option<string?>("--negative") { Description = "Negative prompt for prompts that bring none.", HelpName = "TEXT" };
-        var scheduler = new Option<string>("--scheduler") { Description = "Scheduler (euler, euler_a, ddim, …).", DefaultValueFactory = _ => "euler", HelpName = "NAME" };
-        var model = new Option<string?>("--model") { Description = "Model name as workers register it (env FARM_MODEL; default: the coordinator's default model).", HelpName = "NAME" };
+        var scheduler = new Option<string?>("--scheduler") { Description = $"Scheduler: euler, euler_a, ddim, … ({ConfigKeys.HelpSuffix(ConfigKeys.Scheduler)}).", HelpName = "NAME" };
+        var model = new Option<string?>("--model")
+        {
+            Description = $"Model name as workers register it ({ConfigKeys.HelpSuffix(ConfigKeys.Model)}; default: the coordinator's default model).",
+            HelpName = "NAME",
+        };
         var label = new Option<string?>("--label") { Description = "Free text shown in job listings.", HelpName = "TEXT" };
         var format = new Option<string?>("--format") { Description = "Override format detection: txt, jsonl or csv.", HelpName = "FORMAT" };
         format.AcceptOnlyFromAmong([.. PromptFileReader.FormatNames, "text", "ndjson"]);
         var watch = new Option<bool>("--watch") { Description = "Follow the job's progress after submitting (as farm watch, on stderr)." };
         var plain = new Option<bool>("--plain") { Description = "With --watch: one line per event even on a terminal." };
         var outDir = new Option<string?>("--out") { Description = "After the job finishes, download its images into DIR (as farm pull).", HelpName = "DIR" };
-        var dryRun = new Option<bool>("--dry-run") { Description = "Validate the file and print image and shard counts; contact nothing." };
+        var dryRun = new Option<bool>("--dry-run") { Description = "Validate the file and print prompt, image and shard counts and the UNet steps; contact nothing." };
+        var shardSize = new Option<int?>("--shard-size")
+        {
+            Description = $"With --dry-run: images per shard assumed by the estimate (default {AssumedShardSize}; the coordinator chooses the real size).",
+            HelpName = "N",
+        };
 
         var command = new Command("submit",
             "Submit a batch of prompts as one job and print its id.\n\n" +
@@ -119,30 +130,33 @@ public static class SubmitCommand
             "  farm submit prompts.csv --dry-run")
         {
             file, steps, guidance, size, seed, seeds, seedCount, imagesPerPrompt, negative, scheduler, model, label,
-            format, watch, plain, outDir, dryRun,
+            format, watch, plain, outDir, dryRun, shardSize,
         };
 
         command.SetAction((parseResult, cancellationToken) => CommandContext.RunAsync(host, globals, parseResult, cancellationToken,
             context =>
             {
+                var config = context.Settings;
+                var inv = CultureInfo.InvariantCulture;
                 var settings = new SubmitSettings(
                     File: parseResult.GetRequiredValue(file),
-                    Steps: parseResult.GetValue(steps),
-                    Guidance: parseResult.GetValue(guidance),
-                    Size: parseResult.GetValue(size),
+                    Steps: int.Parse(config.Get(ConfigKeys.Steps, parseResult.GetValue(steps)?.ToString(inv))!, inv),
+                    Guidance: float.Parse(config.Get(ConfigKeys.Guidance, parseResult.GetValue(guidance)?.ToString(inv))!, inv),
+                    Size: ImageSize.TryParse(config.Get(ConfigKeys.Size, parseResult.GetValue(size)?.ToString())!, out _)!.Value,
                     Seed: parseResult.GetValue(seed),
                     Seeds: parseResult.GetValue(seeds),
                     SeedCount: parseResult.GetValue(seedCount),
                     ImagesPerPrompt: parseResult.GetValue(imagesPerPrompt),
                     Negative: parseResult.GetValue(negative),
-                    Scheduler: parseResult.GetValue(scheduler) ?? "euler",
-                    Model: parseResult.GetValue(model) ?? host.GetEnvironmentVariable("FARM_MODEL") ?? "",
+                    Scheduler: config.Get(ConfigKeys.Scheduler, parseResult.GetValue(scheduler))!,
+                    Model: config.Get(ConfigKeys.Model, parseResult.GetValue(model)) ?? "",
                     Label: parseResult.GetValue(label),
                     Format: parseResult.GetValue(format),
                     Watch: parseResult.GetValue(watch),
                     Plain: parseResult.GetValue(plain),
                     OutDir: parseResult.GetValue(outDir),
-                    DryRun: parseResult.GetValue(dryRun));
+                    DryRun: parseResult.GetValue(dryRun),
+                    ShardSize: parseResult.GetValue(shardSize));
                 return RunAsync(context, settings, cancellationToken);
             }));
         return command;
@@ -151,11 +165,18 @@ public static class SubmitCommand
     public sealed record SubmitSettings(
         string File, int Steps, float Guidance, ImageSize Size, long? Seed, IReadOnlyList<long>? Seeds, int? SeedCount,
         int ImagesPerPrompt, string? Negative, string Scheduler, string Model, string? Label, string? Format,
-        bool Watch, bool Plain, string? OutDir, bool DryRun);
+        bool Watch, bool Plain, string? OutDir, bool DryRun, int? ShardSize = null);
 
     public static async Task<int> RunAsync(CommandContext context, SubmitSettings settings, CancellationToken cancellationToken)
     {
         var generation = BuildParams(settings);
+        if (settings.ShardSize is { } shardSize && (!settings.DryRun || shardSize < 1))
+        {
+            throw new CliUsageException(settings.DryRun
+                ? $"error: --shard-size must be at least 1, got {shardSize}"
+                : "error: --shard-size only shapes the --dry-run estimate: the coordinator chooses shard sizes and a job cannot ask for one yet");
+        }
+
         if (settings.ImagesPerPrompt is < 1 or > 1000)
         {
             throw new CliUsageException($"error: --images-per-prompt must be between 1 and 1000, got {settings.ImagesPerPrompt}");
@@ -247,26 +268,18 @@ public static class SubmitCommand
         return new BatchCount(prompts, images, ownSeeds);
     }
 
-    /// <summary>Rough shard count: images grouped <paramref name="shardSize"/> at a time.</summary>
+    /// <summary>Rough shard count: images grouped <paramref name="shardSize"/> at a time (across prompts, as the coordinator does).</summary>
     public static long EstimateShards(long images, int shardSize = AssumedShardSize) => (images + shardSize - 1) / shardSize;
 
+    /// <summary>UNet evaluations: one per image and step, two with classifier-free guidance (guidance &gt; 1).</summary>
+    public static long EstimateUnetSteps(long images, uint steps, float guidance) => images * steps * (UsesGuidance(guidance) ? 2 : 1);
+
+    /// <summary>The pipeline runs the unconditional pass only for a guidance scale above 1.</summary>
+    public static bool UsesGuidance(float guidance) => guidance > 1f;
+
+    // Steps, size, guidance and scheduler arrive validated (ConfigKeys normalizes every source the same way).
     private static GenerationParams BuildParams(SubmitSettings settings)
     {
-        if (settings.Steps is < 1 or > 10_000)
-        {
-            throw new CliUsageException($"error: --steps must be between 1 and 10000, got {settings.Steps}");
-        }
-
-        if (!float.IsFinite(settings.Guidance) || settings.Guidance < 0)
-        {
-            throw new CliUsageException($"error: --guidance must be a finite number ≥ 0, got {settings.Guidance.ToString(CultureInfo.InvariantCulture)}");
-        }
-
-        if (settings.Scheduler.Trim().Length == 0)
-        {
-            throw new CliUsageException("error: --scheduler is empty");
-        }
-
         return new GenerationParams
         {
             Model = settings.Model.Trim(),
@@ -300,7 +313,11 @@ public static class SubmitCommand
         output.WriteLine(string.Create(inv, $"prompts:   {count.Prompts}"));
         output.WriteLine($"seeds:     {seedText}");
         output.WriteLine(string.Create(inv, $"images:    {images}"));
-        output.WriteLine(string.Create(inv, $"shards:    ~{EstimateShards(count.Images)} (assuming {AssumedShardSize} images per shard)"));
+        var shardSize = settings.ShardSize ?? AssumedShardSize;
+        var cfg = UsesGuidance(generation.GuidanceScale) ? " × 2 (classifier-free guidance)" : " (guidance ≤ 1: no unconditional pass)";
+        output.WriteLine(string.Create(inv, $"shards:    ~{EstimateShards(count.Images, shardSize)} (assuming {shardSize} images per shard)"));
+        output.WriteLine(string.Create(inv,
+            $"unet:      {EstimateUnetSteps(count.Images, generation.Steps, generation.GuidanceScale)} steps ({count.Images} images × {generation.Steps} steps{cfg})"));
         output.WriteLine(string.Create(inv,
             $"params:    model={(generation.Model.Length == 0 ? "(coordinator default)" : generation.Model)} " +
             $"size={generation.Width}x{generation.Height} steps={generation.Steps} guidance={generation.GuidanceScale} scheduler={generation.Scheduler}"));
@@ -353,6 +370,6 @@ public static class SubmitCommand
     private static async Task<int> WaitQuietlyAsync(CommandContext context, string jobId, CancellationToken cancellationToken)
     {
         context.Error.WriteLine($"waiting for job {jobId} to finish…");
-        return await WatchCommand.WatchAsync(context, jobId, context.Error, live: false, cancellationToken, new QuietWatchObserver());
+        return await WatchCommand.WatchAsync(context, jobId, context.Error, live: false, cancellationToken, new QuietWatchObserver(context.Error));
     }
 }

@@ -57,7 +57,7 @@ public static class WatchCommand
                 .StartAsync(async ctx =>
                 {
                     liveObserver.Attach(ctx);
-                    var result = await watcher.WatchAsync(jobId, liveObserver, cancellationToken);
+                    var result = await FollowAsync(context, watcher, jobId, liveObserver, cancellationToken);
                     liveObserver.Refresh(result, force: true);
                     return result;
                 });
@@ -66,10 +66,27 @@ public static class WatchCommand
         }
         else
         {
-            state = await watcher.WatchAsync(jobId, observer ?? new PlainWatchObserver(output, context.Error), cancellationToken);
+            state = await FollowAsync(context, watcher, jobId, observer ?? new PlainWatchObserver(output, context.Error), cancellationToken);
         }
 
         return ExitCodeFor(state);
+    }
+
+    /// <summary>Watches to the end with a <see cref="WaitingProbe"/> beside the watcher, stopped when the watch ends.</summary>
+    private static async Task<JobWatchState> FollowAsync(
+        CommandContext context, JobWatcher watcher, string jobId, IJobWatchObserver observer, CancellationToken cancellationToken)
+    {
+        using var stopProbe = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var probe = new WaitingProbe(context.Coordinator, jobId, context.Host.WaitingCheckInterval).RunAsync(watcher, observer, stopProbe.Token);
+        try
+        {
+            return await watcher.WatchAsync(jobId, observer, cancellationToken);
+        }
+        finally
+        {
+            await stopProbe.CancelAsync();
+            await probe;
+        }
     }
 
     /// <summary>0 only for a job that completed with every image; 1 for failures or cancellation.</summary>

@@ -27,6 +27,14 @@ public sealed class PlainWatchObserver(TextWriter output, TextWriter notices) : 
     public void OnReconnected(int attempts, JobWatchState state) =>
         notices.WriteLine($"reconnected; resuming after event {state.LastEventId ?? "(start)"}");
 
+    public void OnWaiting(string? reason, JobWatchState state)
+    {
+        if (reason is not null)
+        {
+            notices.WriteLine(reason);
+        }
+    }
+
     /// <summary>The plain line for one event (null for events with nothing to say).</summary>
     public static string? Format(JobEvent e, JobWatchState state) => e.KindCase switch
     {
@@ -65,12 +73,23 @@ public sealed class PlainWatchObserver(TextWriter output, TextWriter notices) : 
     private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
 }
 
-/// <summary>Says nothing (submit --out without --watch waits for the job this way).</summary>
-public sealed class QuietWatchObserver : IJobWatchObserver
+/// <summary>
+/// Says nothing about progress (submit --out without --watch waits for the job this way), only why a job cannot
+/// start, to <paramref name="notices"/>: a silent wait for a model nobody serves would last forever.
+/// </summary>
+public sealed class QuietWatchObserver(TextWriter? notices = null) : IJobWatchObserver
 {
     public void OnEvent(JobEvent jobEvent, JobWatchState state) { }
     public void OnReconnecting(int attempt, TimeSpan delay, Exception? cause, JobWatchState state) { }
     public void OnReconnected(int attempts, JobWatchState state) { }
+
+    public void OnWaiting(string? reason, JobWatchState state)
+    {
+        if (reason is not null)
+        {
+            notices?.WriteLine(reason);
+        }
+    }
 }
 
 /// <summary>
@@ -103,6 +122,12 @@ public sealed class LiveWatchObserver(string jobId) : IJobWatchObserver
     public void OnReconnected(int attempts, JobWatchState state)
     {
         _notice = null;
+        Refresh(state, force: true);
+    }
+
+    public void OnWaiting(string? reason, JobWatchState state)
+    {
+        _notice = reason is null ? null : $"[yellow]{Markup.Escape(reason)}[/]";
         Refresh(state, force: true);
     }
 

@@ -30,6 +30,13 @@ public class CliTests : IDisposable
     }
 
     [Fact]
+    public async Task VersionPrintsTheToolsVersion()
+    {
+        Assert.Equal(0, await _cli.RunAsync("--version"));
+        Assert.Matches(@"^\d+\.\d+\.\d+", _cli.OutLines.Single());
+    }
+
+    [Fact]
     public async Task UnknownOptionIsAUsageError()
     {
         Assert.Equal(2, await _cli.RunAsync("status", "j", "--frobnicate"));
@@ -98,6 +105,40 @@ public class CliTests : IDisposable
              "image 1 done (2/2)", "shard 0 done (1/1 shards)", "job completed 2 done 0 failed"],
             _cli.OutLines);
         Assert.Contains("reconnecting", _cli.Error.ToString());
+    }
+
+    [Theory]
+    [InlineData(0u, true)]
+    [InlineData(2u, false)]
+    public async Task WatchSaysOnceWhenNoWorkerServesTheModelOfAJobStuckInTheQueue(uint workers, bool expectNotice)
+    {
+        _cli.WaitingCheckInterval = TimeSpan.FromMilliseconds(10);
+        _cli.Service.OnGetJob = r => new JobStatus { JobId = r.JobId, State = JobState.Queued, Params = new GenerationParams { Model = "sdxl" } };
+        _cli.Service.OnListModels = () => new ListModelsResponse
+        {
+            Models = { new ModelInfo { Name = "sd15", Workers = 3 }, new ModelInfo { Name = "sdxl", Workers = workers } },
+        };
+        _cli.Service.OnWatch = (_, _) => QueuedUntilProbedThenDone(() => _cli.Service.ListModelsCalls >= 3);
+
+        Assert.Equal(0, await _cli.RunAsync("watch", "J"));
+
+        var notices = _cli.ErrorLines.Where(l => l.StartsWith("waiting:", StringComparison.Ordinal)).ToList();
+        Assert.Equal(expectNotice ? ["waiting: no worker serves model sdxl (farm models lists what the farm can render)"] : [], notices);
+        Assert.DoesNotContain(_cli.OutLines, l => l.StartsWith("waiting:", StringComparison.Ordinal));
+    }
+
+    private static async IAsyncEnumerable<JobEvent> QueuedUntilProbedThenDone(Func<bool> probed)
+    {
+        yield return Events.Queued("1-0", 1, 1);
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (!probed() && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(5);
+        }
+
+        yield return Events.Started("2-0", 0, "w1", 1);
+        yield return Events.Done("3-0", 0, 0, 1);
+        yield return Events.Finished("4-0", JobState.Completed, 1, 0);
     }
 
     [Fact]

@@ -95,6 +95,18 @@ public class PromptFileReaderTests
         Assert.StartsWith($"f.jsonl:1: column '{column}' is not supported yet", error.Message);
     }
 
+    [Theory]
+    [InlineData("steps", "put the rows of each steps value in a file of their own and submit each file with its own --steps")]
+    [InlineData("cfg_scale", "each file with its own --guidance")]
+    [InlineData("width", "each file with its own --size")]
+    [InlineData("mask", "text-to-image only for now, so remove the column")]
+    public async Task RefusedColumnsSuggestWhatToDoInstead(string column, string suggestion)
+    {
+        var error = await ReadFails($"{{\"prompt\":\"a\",\"{column}\":1}}\n", PromptFileFormat.JsonLines, "f.jsonl");
+
+        Assert.Contains(suggestion, error.Message);
+    }
+
     [Fact]
     public async Task CsvReadsHeaderColumnsInAnyOrderWithQuoting()
     {

@@ -208,6 +208,18 @@ public class PullCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task ContactSheetIsWrittenBesideTheImagesAndUndecodableOnesAreCounted()
+    {
+        var code = await _cli.RunAsync("pull", "J", "--out", Out, "--contact-sheet");
+
+        Assert.Equal(0, code);
+        using var sheet = SkiaSharp.SKBitmap.Decode(Path.Combine(Out, "contact-sheet.png"));
+        var layout = ContactSheetLayout.For(3);
+        Assert.Equal((layout.Width, layout.Height), (sheet.Width, sheet.Height));
+        Assert.Contains("contact-sheet.png: 3 images, 2x2 grid; 3 could not be decoded", _cli.Error.ToString());
+    }
+
+    [Fact]
     public async Task PullRequiresOut()
     {
         Assert.Equal(2, await _cli.RunAsync("pull", "J"));

@@ -25,6 +25,41 @@ public class SubmitCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task DryRunReportsPromptsImagesShardsFromTheHintAndUnetSteps()
+    {
+        var file = _dir.File("p.txt", "a cat\na dog\nan owl\n");
+
+        Assert.Equal(0, await _cli.RunAsync("submit", file, "--seeds", "1,2", "--steps", "25", "--shard-size", "5", "--dry-run"));
+
+        var text = _cli.Out.ToString();
+        Assert.Contains("prompts:   3\n", text);
+        Assert.Contains("images:    6 (3 prompts × 2 seeds × 1 per seed)", text);
+        Assert.Contains("shards:    ~2 (assuming 5 images per shard)", text);
+        Assert.Contains("unet:      300 steps (6 images × 25 steps × 2 (classifier-free guidance))", text);
+    }
+
+    [Fact]
+    public async Task DryRunCountsOneUnetPassPerStepWithoutGuidance()
+    {
+        var file = _dir.File("p.txt", "a cat\n");
+
+        Assert.Equal(0, await _cli.RunAsync("submit", file, "--seed-count", "3", "--seed", "1", "--steps", "10", "--guidance", "1", "--dry-run"));
+
+        Assert.Contains("unet:      30 steps (3 images × 10 steps (guidance ≤ 1: no unconditional pass))", _cli.Out.ToString());
+    }
+
+    [Fact]
+    public async Task ShardSizeWithoutDryRunIsRefusedBecauseTheJobCannotCarryIt()
+    {
+        var file = _dir.File("p.txt", "a cat\n");
+
+        Assert.Equal(2, await _cli.RunAsync("submit", file, "--shard-size", "8"));
+
+        Assert.Contains("--shard-size only shapes the --dry-run estimate", _cli.Error.ToString());
+        Assert.Equal(0, _cli.Service.SubmitCalls);
+    }
+
+    [Fact]
     public async Task DryRunCountsPerPromptSeedOverrides()
     {
         var file = _dir.File("p.jsonl", "{\"prompt\":\"a\"}\n{\"prompt\":\"b\",\"seeds\":[1,2,3,4,5]}\n");

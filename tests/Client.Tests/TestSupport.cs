@@ -27,6 +27,17 @@ public sealed class FakeJobService : JobService.JobServiceClient
     public Func<DownloadResultsRequest, int, IAsyncEnumerable<ResultChunk>> OnDownload { get; set; } =
         (_, _) => Empty<ResultChunk>();
 
+    public Func<ListModelsResponse> OnListModels { get; set; } = () => new ListModelsResponse();
+    public int ListModelsCalls => _listModelsCalls;
+    private int _listModelsCalls;
+
+    public override AsyncUnaryCall<ListModelsResponse> ListModelsAsync(ListModelsRequest request, CallOptions options)
+    {
+        Interlocked.Increment(ref _listModelsCalls);
+        return new AsyncUnaryCall<ListModelsResponse>(Task.FromResult(OnListModels()), Task.FromResult(new Metadata()),
+            () => Status.DefaultSuccess, () => [], () => { });
+    }
+
     public override AsyncClientStreamingCall<SubmitJobRequest, SubmitJobResponse> SubmitJob(CallOptions options)
     {
         SubmitCalls++;
@@ -125,6 +136,7 @@ public sealed class CliHarness
     public StringWriter Error { get; } = new();
     public Dictionary<string, string> Environment { get; } = [];
     public string Stdin { get; set; } = "";
+    public TimeSpan WaitingCheckInterval { get; set; } = TimeSpan.FromSeconds(5);
 
     public async Task<int> RunAsync(params string[] args)
     {
@@ -135,6 +147,7 @@ public sealed class CliHarness
             ClientFactory = _ => Service,
             RandomSeed = () => 777,
             Delay = (_, _) => Task.CompletedTask,
+            WaitingCheckInterval = WaitingCheckInterval,
         };
         return await FarmCli.RunAsync(args, host);
     }
