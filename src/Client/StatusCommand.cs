@@ -61,6 +61,8 @@ public static class StatusCommand
             json.WriteString("scheduler", p.Scheduler);
             json.WriteEndObject();
             json.WriteString("label", status.Label);
+            json.WriteString("priority", status.Priority == Priority.Unspecified ? "normal" : status.Priority.ToString().ToLowerInvariant());
+            json.WriteString("note", status.Note);
             json.WriteEndObject();
         }
 
@@ -81,7 +83,12 @@ public static class StatusCommand
             ("params", Invariant($"{p.Width}x{p.Height}, {p.Steps} steps, guidance {p.GuidanceScale}, {(p.Scheduler.Length == 0 ? "default" : p.Scheduler)} scheduler")),
             ("created", FormatTime(status.CreatedUnixMs) ?? "-"),
             ("finished", FormatTime(status.FinishedUnixMs) ?? "-"),
+            ("priority", status.Priority.ToString().ToLowerInvariant()),
         };
+        if (status.Note.Length > 0)
+        {
+            rows.Add(("note", CliErrors.OneLine(status.Note)));
+        }
         if (status.Label.Length > 0)
         {
             rows.Add(("label", CliErrors.OneLine(status.Label)));

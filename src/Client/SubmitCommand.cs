@@ -109,6 +109,13 @@ public static class SubmitCommand
             HelpName = "NAME",
         };
         var label = new Option<string?>("--label") { Description = "Free text shown in job listings.", HelpName = "TEXT" };
+        var priority = new Option<string>("--priority")
+        {
+            Description = "high, normal or low: workers take high-priority shards first (lower ones still get a share).",
+            HelpName = "LEVEL",
+            DefaultValueFactory = _ => "normal",
+        };
+        priority.AcceptOnlyFromAmong("high", "normal", "low");
         var format = new Option<string?>("--format") { Description = "Override format detection: txt, jsonl or csv.", HelpName = "FORMAT" };
         format.AcceptOnlyFromAmong([.. PromptFileReader.FormatNames, "text", "ndjson"]);
         var watch = new Option<bool>("--watch") { Description = "Follow the job's progress after submitting (as farm watch, on stderr)." };
@@ -129,7 +136,7 @@ public static class SubmitCommand
             "  cat prompts.txt | farm submit - --seed 42 --seed-count 4 --watch --out results/\n" +
             "  farm submit prompts.csv --dry-run")
         {
-            file, steps, guidance, size, seed, seeds, seedCount, imagesPerPrompt, negative, scheduler, model, label,
+            file, steps, guidance, size, seed, seeds, seedCount, imagesPerPrompt, negative, scheduler, model, label, priority,
             format, watch, plain, outDir, dryRun, shardSize,
         };
 
@@ -156,7 +163,8 @@ public static class SubmitCommand
                     Plain: parseResult.GetValue(plain),
                     OutDir: parseResult.GetValue(outDir),
                     DryRun: parseResult.GetValue(dryRun),
-                    ShardSize: parseResult.GetValue(shardSize));
+                    ShardSize: parseResult.GetValue(shardSize),
+                    Priority: parseResult.GetValue(priority) switch { "high" => Priority.High, "low" => Priority.Low, _ => Priority.Normal });
                 return RunAsync(context, settings, cancellationToken);
             }));
         return command;
@@ -165,7 +173,7 @@ public static class SubmitCommand
     public sealed record SubmitSettings(
         string File, int Steps, float Guidance, ImageSize Size, long? Seed, IReadOnlyList<long>? Seeds, int? SeedCount,
         int ImagesPerPrompt, string? Negative, string Scheduler, string Model, string? Label, string? Format,
-        bool Watch, bool Plain, string? OutDir, bool DryRun, int? ShardSize = null);
+        bool Watch, bool Plain, string? OutDir, bool DryRun, int? ShardSize = null, Priority Priority = Priority.Normal);
 
     public static async Task<int> RunAsync(CommandContext context, SubmitSettings settings, CancellationToken cancellationToken)
     {
@@ -211,6 +219,7 @@ public static class SubmitCommand
             NegativePrompt = settings.Negative ?? "",
             ImagesPerPrompt = imagesPerPrompt,
             Label = settings.Label ?? "",
+            Priority = settings.Priority,
         };
         header.Seeds.AddRange(seedPlan.Seeds);
 

@@ -29,7 +29,7 @@ public class StatusFormattingTests
         var root = document.RootElement;
 
         Assert.Equal(
-            ["job_id", "state", "image_count", "images_done", "images_failed", "shard_count", "shards_done", "created", "finished", "params", "label"],
+            ["job_id", "state", "image_count", "images_done", "images_failed", "shard_count", "shards_done", "created", "finished", "params", "label", "priority", "note"],
             root.EnumerateObject().Select(p => p.Name));
         Assert.Equal(["model", "width", "height", "steps", "guidance_scale", "scheduler"], root.GetProperty("params").EnumerateObject().Select(p => p.Name));
         Assert.Equal("running", root.GetProperty("state").GetString());

@@ -35,7 +35,7 @@ public sealed class ClientRoundTripTests(FarmFixture fixture) : IDisposable
         var files = Directory.GetFiles(output, "*.png").Order().ToArray();
         Assert.Equal(6, files.Length);
         Assert.Contains(files, f => Path.GetFileName(f) == "00000-3-a-castle-on-a-hill.png");
-        var hashes = files.ToDictionary(Path.GetFileName, f => Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(f))));
+        var hashes = files.ToDictionary(f => Path.GetFileName(f)!, f => Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(f))));
         var manifest = (await File.ReadAllLinesAsync(Path.Combine(output, "manifest.jsonl"))).Select(l => JsonDocument.Parse(l).RootElement).ToList();
         Assert.Equal(6, manifest.Count);
         Assert.All(manifest, m => Assert.Equal(hashes[m.GetProperty("file").GetString()!], m.GetProperty("sha256").GetString()));
@@ -59,7 +59,7 @@ public sealed class ClientRoundTripTests(FarmFixture fixture) : IDisposable
         var resumed = await FarmAsync(["pull", jobId, "--out", output]);
 
         Assert.True(resumed.Exit == 0, resumed.Err);
-        var after = Directory.GetFiles(output, "*.png").ToDictionary(Path.GetFileName, f => Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(f))));
+        var after = Directory.GetFiles(output, "*.png").ToDictionary(f => Path.GetFileName(f)!, f => Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(f))));
         Assert.Equal(hashes.OrderBy(p => p.Key), after.OrderBy(p => p.Key));
         Assert.Empty(Directory.GetFiles(output, "*.part"));
     }
@@ -83,9 +83,11 @@ public sealed class ClientRoundTripTests(FarmFixture fixture) : IDisposable
     {
         var prompts = Path.Combine(_directory, "one.txt");
         await File.WriteAllLinesAsync(prompts, ["a lone tree"]);
-        var submit = await FarmAsync(["submit", prompts, "--size", "64x64", "--steps", "2", "--seed", "5", "--watch"]);
+        var submit = await FarmAsync(["submit", prompts, "--size", "64x64", "--steps", "2", "--seed", "5", "--priority", "high", "--watch"]);
         Assert.True(submit.Exit == 0, submit.Err);
         var jobId = submit.Out.Trim().Split('\n')[^1].Trim();
+        var status = JsonDocument.Parse((await FarmAsync(["status", jobId, "--json"])).Out).RootElement;
+        Assert.Equal("high", status.GetProperty("priority").GetString());
 
         var jobs = JsonDocument.Parse((await FarmAsync(["jobs", "--state", "completed", "--json"])).Out).RootElement;
         Assert.Contains(jobs.EnumerateArray(), j => j.GetProperty("job_id").GetString() == jobId);
