@@ -16,7 +16,10 @@ public sealed class CoordinatorOptions
     /// <summary>Model used when a batch names none.</summary>
     [Required] public string DefaultModel { get; set; } = "sd15";
 
-    /// <summary>Images per shard: one shard runs as one UNet batch on one worker.</summary>
+    /// <summary>
+    /// Images per shard: one shard runs as one UNet batch on one worker. Lowered per job to the smallest max batch of the
+    /// online workers serving its model.
+    /// </summary>
     [Range(1, 256)] public int ShardSize { get; set; } = 4;
 
     /// <summary>Deliveries of a shard before its images are marked failed (dead letter).</summary>

@@ -125,4 +125,25 @@ public sealed class EndToEndTests(FarmFixture fixture)
         // The high-priority job finished before the second normal shard started (one may already have been pulled).
         Assert.True(normalStarts.Count(t => t < highDone) <= 1, "normal shards overtook the high-priority one");
     }
+
+    [Fact]
+    public async Task ShardsAreSizedToTheSmallestBatchTheModelsWorkersTake()
+    {
+        const string model = "tiny-small-batch";
+        await Farm.StartWorkerAsync("small-batch-worker", s =>
+        {
+            s.Remove($"Farm:Models:{FarmCluster.Model}");
+            s[$"Farm:Models:{model}"] = Farm.ModelDirectory;
+            s["Farm:MaxBatch"] = "3";
+        });
+        var header = Header(2, 1);
+        header.Params.Model = model;
+
+        var submitted = await Farm.SubmitAsync(header, Enumerable.Range(0, 7).Select(i => new PromptItem { Prompt = $"batch {i}" }));
+
+        Assert.Equal(3u, submitted.ShardCount); // 3 + 3 + 1, not the configured 4 + 3
+        var events = await Farm.WatchToEndAsync(submitted.JobId, TimeSpan.FromMinutes(2));
+        Assert.Equal(JobState.Completed, events[^1].JobFinished.State);
+        Assert.All(events.Where(e => e.ShardStarted is not null), e => Assert.True(e.ShardStarted.ImageCount <= 3));
+    }
 }

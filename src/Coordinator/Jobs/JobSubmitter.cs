@@ -4,6 +4,7 @@ using Microsoft.Extensions.Options;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
 using RenderFarm.Coordinator.Security;
+using RenderFarm.Coordinator.Workers;
 using StackExchange.Redis;
 
 namespace RenderFarm.Coordinator.Jobs;
@@ -18,12 +19,25 @@ public sealed class JobSubmitter(
     BatchValidator validator,
     ShardQueue queue,
     TenantLimits limits,
+    WorkerRegistry workers,
     IOptions<CoordinatorOptions> options,
     ILogger<JobSubmitter> logger)
 {
     private static readonly TimeSpan StagingTtl = TimeSpan.FromHours(1);
     private const int FlushEvery = 256;
     private readonly int _shardSize = options.Value.ShardSize;
+
+    /// <summary>
+    /// Images per shard for a model: <c>Farm:ShardSize</c>, lowered to the smallest batch an online worker serving the
+    /// model can take, so every shard fits whichever worker pulls it.
+    /// </summary>
+    private async Task<int> ShardSizeForAsync(string model)
+    {
+        var batches = (await workers.ListAsync())
+            .Where(w => w.State is WorkerState.Idle or WorkerState.Busy && w.Models.Contains(model) && w.MaxBatch > 0)
+            .Select(w => (int)w.MaxBatch).ToList();
+        return batches.Count == 0 ? _shardSize : Math.Min(_shardSize, batches.Min());
+    }
 
     public async Task<SubmitJobResponse> SubmitAsync(IAsyncStreamReader<SubmitJobRequest> requests, string tenant, CancellationToken cancellationToken)
     {
@@ -33,7 +47,7 @@ public sealed class JobSubmitter(
         var alreadyQueued = await limits.AdmitAsync(tenant);
 
         var jobId = JobIds.New();
-        var staging = new Staging(redis.GetDatabase(), jobId, header, _shardSize);
+        var staging = new Staging(redis.GetDatabase(), jobId, header, await ShardSizeForAsync(header.Params.Model));
         try
         {
             long position = 0;
