@@ -49,7 +49,8 @@ public sealed class Coordinator : IDisposable
 
         var channel = GrpcChannel.ForAddress(uri, new GrpcChannelOptions
         {
-            HttpHandler = new SocketsHttpHandler
+            // FARM_CA_FILE: PEM CA certificates to trust for an https:// coordinator (besides the system's).
+            HttpHandler = RenderFarm.Shared.CoordinatorTrust.Apply(new SocketsHttpHandler
             {
                 ConnectTimeout = TimeSpan.FromSeconds(5),
                 // Long watch/download streams: notice a vanished coordinator instead of hanging on a dead socket.
@@ -57,7 +58,7 @@ public sealed class Coordinator : IDisposable
                 KeepAlivePingTimeout = TimeSpan.FromSeconds(10),
                 PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
                 EnableMultipleHttp2Connections = true,
-            },
+            }, Environment.GetEnvironmentVariable("FARM_CA_FILE")),
             MaxReceiveMessageSize = 64 * 1024 * 1024,
         });
         return new Coordinator(uri, apiKey, new JobService.JobServiceClient(channel), channel);

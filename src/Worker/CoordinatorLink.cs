@@ -3,6 +3,7 @@ using Grpc.Core;
 using Grpc.Net.Client;
 using Microsoft.Extensions.Options;
 using RenderFarm.Protocol;
+using RenderFarm.Shared;
 
 namespace RenderFarm.Worker;
 
@@ -26,7 +27,11 @@ public sealed class CoordinatorLink : BackgroundService
     {
         _options = options.Value;
         _logger = logger;
-        _channel = GrpcChannel.ForAddress(_options.Coordinator, new GrpcChannelOptions { MaxSendMessageSize = 64 * 1024 * 1024 });
+        _channel = GrpcChannel.ForAddress(_options.Coordinator, new GrpcChannelOptions
+        {
+            MaxSendMessageSize = 64 * 1024 * 1024,
+            HttpHandler = CoordinatorTrust.Apply(new SocketsHttpHandler { EnableMultipleHttp2Connections = true }, _options.CoordinatorCaFile),
+        });
         _hello = new WorkerHello
         {
             WorkerId = _options.ResolvedWorkerId,

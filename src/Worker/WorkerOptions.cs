@@ -13,6 +13,9 @@ public sealed class WorkerOptions
     /// <summary>Coordinator URL for the worker stream.</summary>
     [Required] public string Coordinator { get; set; } = "http://127.0.0.1:5000";
 
+    /// <summary>PEM CA certificate(s) to trust for an https:// coordinator besides the system trust store.</summary>
+    public string? CoordinatorCaFile { get; set; }
+
     /// <summary>Model name → model directory (diffusers ONNX layout). The worker pulls shards only for these.</summary>
     public Dictionary<string, string> Models { get; set; } = [];
 
