@@ -19,7 +19,11 @@ public enum PromptFileFormat
 }
 
 /// <summary>One prompt read from a file, with the line it started on and its optional per-prompt overrides.</summary>
-public sealed record PromptEntry(int Line, string Prompt, string? NegativePrompt = null, IReadOnlyList<long>? Seeds = null);
+public sealed record PromptEntry(int Line, string Prompt, string? NegativePrompt = null, IReadOnlyList<long>? Seeds = null,
+    PromptOverrides? Overrides = null);
+
+/// <summary>Per-prompt settings that override the job's (--steps, --guidance, --size, --scheduler, --model).</summary>
+public sealed record PromptOverrides(uint? Steps, float? Guidance, uint? Width, uint? Height, string? Scheduler, string? Model);
 
 /// <summary>
 /// Reads prompt files lazily, one entry at a time, so a 100k-prompt batch never sits in memory. Every malformed
@@ -30,7 +34,7 @@ public static class PromptFileReader
     /// <summary>Format names accepted by <c>--format</c>.</summary>
     public static readonly IReadOnlyList<string> FormatNames = ["txt", "jsonl", "csv"];
 
-    private enum Field { Prompt, Negative, Seed, Seeds }
+    private enum Field { Prompt, Negative, Seed, Seeds, Steps, Guidance, Size, Width, Height, Scheduler, Model }
 
     private static readonly Dictionary<string, Field> KnownFields = new(StringComparer.Ordinal)
     {
@@ -39,23 +43,23 @@ public static class PromptFileReader
         ["negative_prompt"] = Field.Negative,
         ["seed"] = Field.Seed,
         ["seeds"] = Field.Seeds,
+        ["steps"] = Field.Steps,
+        ["guidance"] = Field.Guidance,
+        ["guidance_scale"] = Field.Guidance,
+        ["cfg"] = Field.Guidance,
+        ["cfg_scale"] = Field.Guidance,
+        ["size"] = Field.Size,
+        ["width"] = Field.Width,
+        ["height"] = Field.Height,
+        ["scheduler"] = Field.Scheduler,
+        ["sampler"] = Field.Scheduler,
+        ["model"] = Field.Model,
     };
 
-    // Per-image settings the contract cannot carry yet (GenerationParams is per job). Refused by name rather than
-    // ignored, so nobody renders 10k images at the wrong size believing a column took effect.
+    // Per-image inputs the contract cannot carry yet. Refused by name rather than ignored, so nobody renders 10k images
+    // believing a column took effect.
     private static readonly Dictionary<string, string> UnsupportedFields = new(StringComparer.Ordinal)
     {
-        ["steps"] = "--steps",
-        ["guidance"] = "--guidance",
-        ["guidance_scale"] = "--guidance",
-        ["cfg"] = "--guidance",
-        ["cfg_scale"] = "--guidance",
-        ["size"] = "--size",
-        ["width"] = "--size",
-        ["height"] = "--size",
-        ["scheduler"] = "--scheduler",
-        ["sampler"] = "--scheduler",
-        ["model"] = "--model",
         ["strength"] = "",
         ["init_image"] = "",
         ["image"] = "",
@@ -163,6 +167,7 @@ public static class PromptFileReader
 
             string? prompt = null, negative = null;
             IReadOnlyList<long>? seeds = null;
+            var overrides = new OverrideBuilder(source, lineNumber);
             var seen = new HashSet<Field>();
             foreach (var property in root.EnumerateObject())
             {
@@ -219,6 +224,16 @@ public static class PromptFileReader
                             ? CheckSeedCount(list, source, lineNumber)
                             : throw new PromptFileException(source, lineNumber, "'seeds' is empty");
                         break;
+                    default:
+                        overrides.Set(field, property.Name, value.ValueKind switch
+                        {
+                            JsonValueKind.String => value.GetString(),
+                            JsonValueKind.Number => value.GetRawText(),
+                            JsonValueKind.Null => null,
+                            _ => throw new PromptFileException(source, lineNumber,
+                                $"'{property.Name}' must be a number or a string, got {Describe(value.ValueKind)}"),
+                        });
+                        break;
                 }
             }
 
@@ -228,7 +243,7 @@ public static class PromptFileReader
             }
 
             CheckPromptText(prompt, source, lineNumber);
-            return new PromptEntry(lineNumber, prompt, negative, seeds);
+            return new PromptEntry(lineNumber, prompt, negative, seeds, overrides.Build());
         }
     }
 
@@ -269,6 +284,7 @@ public static class PromptFileReader
 
             string? prompt = null, negative = null;
             IReadOnlyList<long>? seeds = null;
+            var overrides = new OverrideBuilder(source, lineNumber);
             for (var i = 0; i < columns.Length; i++)
             {
                 var cell = fields[i];
@@ -297,11 +313,14 @@ public static class PromptFileReader
                         }
 
                         break;
+                    default:
+                        overrides.Set(columns[i], names![i], cell.Trim().Length == 0 ? null : cell.Trim());
+                        break;
                 }
             }
 
             CheckPromptText(prompt!, source, lineNumber);
-            yield return new PromptEntry(lineNumber, prompt!, negative, seeds);
+            yield return new PromptEntry(lineNumber, prompt!, negative, seeds, overrides.Build());
         }
 
         if (columns is null)
@@ -459,7 +478,48 @@ public static class PromptFileReader
         }
 
         throw new PromptFileException(source, lineNumber,
-            $"unknown column '{rawName}' (known: prompt, negative, seed, seeds)");
+            $"unknown column '{rawName}' (known: prompt, negative, seed, seeds, steps, guidance, size, width, height, scheduler, model)");
+    }
+
+    /// <summary>Collects a line's per-prompt settings, checking each value's form (the coordinator checks its range).</summary>
+    private sealed class OverrideBuilder(string source, int lineNumber)
+    {
+        private uint? _steps, _width, _height;
+        private float? _guidance;
+        private string? _scheduler, _model;
+
+        public void Set(Field field, string name, string? text)
+        {
+            if (text is null) return; // empty cell / null: the job's setting applies
+            switch (field)
+            {
+                case Field.Steps: _steps = Positive(name, text); break;
+                case Field.Width: _width = Positive(name, text); break;
+                case Field.Height: _height = Positive(name, text); break;
+                case Field.Guidance:
+                    _guidance = float.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var g) && float.IsFinite(g) && g >= 0
+                        ? g
+                        : throw new PromptFileException(source, lineNumber, $"'{name}' must be a non-negative number, got '{text}'");
+                    break;
+                case Field.Size:
+                    var size = ImageSize.TryParse(text, out var error)
+                        ?? throw new PromptFileException(source, lineNumber, $"'{name}': {error}");
+                    (_width, _height) = (size.Width, size.Height);
+                    break;
+                case Field.Scheduler: _scheduler = text; break;
+                case Field.Model: _model = text; break;
+            }
+        }
+
+        public PromptOverrides? Build() =>
+            _steps is null && _guidance is null && _width is null && _height is null && _scheduler is null && _model is null
+                ? null
+                : new PromptOverrides(_steps, _guidance, _width, _height, _scheduler, _model);
+
+        private uint Positive(string name, string text) =>
+            uint.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var v) && v > 0
+                ? v
+                : throw new PromptFileException(source, lineNumber, $"'{name}' must be a positive integer, got '{text}'");
     }
 
     private static bool BothSeedKinds(HashSet<Field> seen) => seen.Contains(Field.Seed) && seen.Contains(Field.Seeds);

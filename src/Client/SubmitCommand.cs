@@ -359,6 +359,16 @@ public static class SubmitCommand
                     item.Seeds.AddRange(entry.Seeds);
                 }
 
+                if (entry.Overrides is { } o)
+                {
+                    if (o.Steps is { } steps) item.Steps = steps;
+                    if (o.Guidance is { } guidance) item.GuidanceScale = guidance;
+                    if (o.Width is { } width) item.Width = width;
+                    if (o.Height is { } height) item.Height = height;
+                    if (o.Scheduler is { } scheduler) item.Scheduler = scheduler;
+                    if (o.Model is { } model) item.Model = model;
+                }
+
                 await call.RequestStream.WriteAsync(new SubmitJobRequest { Prompt = item });
             }
 

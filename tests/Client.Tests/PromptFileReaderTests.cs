@@ -80,31 +80,45 @@ public class PromptFileReaderTests
     }
 
     [Theory]
-    [InlineData("steps")]
-    [InlineData("guidance")]
-    [InlineData("size")]
-    [InlineData("scheduler")]
-    [InlineData("model")]
     [InlineData("strength")]
     [InlineData("init_image")]
     [InlineData("mask")]
-    public async Task JsonLinesPerImageOverridesTheContractCannotCarryAreRefusedByName(string column)
+    public async Task JsonLinesImageInputsTheContractCannotCarryAreRefusedByName(string column)
     {
         var error = await ReadFails($"{{\"prompt\":\"a\",\"{column}\":1}}\n", PromptFileFormat.JsonLines, "f.jsonl");
 
         Assert.StartsWith($"f.jsonl:1: column '{column}' is not supported yet", error.Message);
+        Assert.Contains("text-to-image only for now, so remove the column", error.Message);
+    }
+
+    [Fact]
+    public async Task JsonLinesAndCsvCarryPerPromptSettings()
+    {
+        var json = await Read(
+            "{\"prompt\":\"a\",\"steps\":30,\"guidance\":4.5,\"size\":\"640x384\",\"scheduler\":\"ddim\",\"model\":\"sd15\"}\n" +
+            "{\"prompt\":\"b\",\"cfg_scale\":\"6\",\"width\":512}\n{\"prompt\":\"c\"}\n",
+            PromptFileFormat.JsonLines);
+        var csv = await Read("prompt,steps,sampler,height\nx,12,euler_a,768\ny,,,\n", PromptFileFormat.Csv);
+
+        Assert.Equal(new PromptOverrides(30, 4.5f, 640, 384, "ddim", "sd15"), json[0].Overrides);
+        Assert.Equal(new PromptOverrides(null, 6f, 512, null, null, null), json[1].Overrides);
+        Assert.Null(json[2].Overrides);
+        Assert.Equal(new PromptOverrides(12, null, null, 768, "euler_a", null), csv[0].Overrides);
+        Assert.Null(csv[1].Overrides);
     }
 
     [Theory]
-    [InlineData("steps", "put the rows of each steps value in a file of their own and submit each file with its own --steps")]
-    [InlineData("cfg_scale", "each file with its own --guidance")]
-    [InlineData("width", "each file with its own --size")]
-    [InlineData("mask", "text-to-image only for now, so remove the column")]
-    public async Task RefusedColumnsSuggestWhatToDoInstead(string column, string suggestion)
+    [InlineData("{\"prompt\":\"a\",\"steps\":0}", "'steps' must be a positive integer, got '0'")]
+    [InlineData("{\"prompt\":\"a\",\"steps\":2.5}", "'steps' must be a positive integer")]
+    [InlineData("{\"prompt\":\"a\",\"guidance\":\"lots\"}", "'guidance' must be a non-negative number")]
+    [InlineData("{\"prompt\":\"a\",\"size\":\"big\"}", "'size'")]
+    [InlineData("{\"prompt\":\"a\",\"model\":[1]}", "'model' must be a number or a string")]
+    public async Task MalformedPerPromptSettingsNameTheLine(string line, string reason)
     {
-        var error = await ReadFails($"{{\"prompt\":\"a\",\"{column}\":1}}\n", PromptFileFormat.JsonLines, "f.jsonl");
+        var error = await ReadFails(line + "\n", PromptFileFormat.JsonLines, "f.jsonl");
 
-        Assert.Contains(suggestion, error.Message);
+        Assert.StartsWith("f.jsonl:1: ", error.Message);
+        Assert.Contains(reason, error.Message);
     }
 
     [Fact]
@@ -143,7 +157,7 @@ public class PromptFileReaderTests
     [InlineData("prompt,seed\nab\"c,1\n", 2, "stray '\"'")]
     [InlineData("prompt,seed\na,abc\n", 2, "'seed' must hold non-negative integers, got 'abc'")]
     [InlineData("negative,seed\nx,1\n", 1, "no 'prompt' column")]
-    [InlineData("prompt,steps\na,30\n", 1, "column 'steps' is not supported yet")]
+    [InlineData("prompt,strength\na,0.5\n", 1, "column 'strength' is not supported yet")]
     [InlineData("prompt,prompt\na,b\n", 1, "appears twice")]
     [InlineData("prompt,seed,seeds\na,1,2\n", 1, "either a 'seed' or a 'seeds' column")]
     [InlineData("prompt,seed\n,1\n", 2, "prompt is empty")]

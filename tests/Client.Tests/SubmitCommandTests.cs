@@ -72,13 +72,13 @@ public class SubmitCommandTests : IDisposable
     [Fact]
     public async Task MalformedLinePrintsFileAndLineExitsTwoAndSubmitsNothing()
     {
-        var file = _dir.File("p.jsonl", "{\"prompt\":\"a\"}\n{\"prompt\":\"b\"}\n{\"prompt\":\"c\",\"steps\":40}\n");
+        var file = _dir.File("p.jsonl", "{\"prompt\":\"a\"}\n{\"prompt\":\"b\"}\n{\"prompt\":\"c\",\"mask\":\"m.png\"}\n");
 
         var code = await _cli.RunAsync("submit", file);
 
         Assert.Equal(2, code);
         var line = Assert.Single(_cli.ErrorLines);
-        Assert.StartsWith($"{file}:3: column 'steps' is not supported yet", line);
+        Assert.StartsWith($"{file}:3: column 'mask' is not supported yet", line);
         Assert.Equal(0, _cli.Service.SubmitCalls);
         Assert.Empty(_cli.Out.ToString());
     }

@@ -111,6 +111,33 @@ public sealed class ClientRoundTripTests(FarmFixture fixture) : IDisposable
         Assert.Equal(2, (await FarmAsync(["jobs", "--state", "bogus"])).Exit);
     }
 
+    [Fact]
+    public async Task PerPromptSettingsFromAJsonLinesFileRenderEachImageWithItsOwnSettings()
+    {
+        var prompts = Path.Combine(_directory, "mixed.jsonl");
+        await File.WriteAllLinesAsync(prompts,
+        [
+            "{\"prompt\": \"a default one\"}",
+            "{\"prompt\": \"a wide one\", \"size\": \"96x64\", \"steps\": 3, \"scheduler\": \"ddim\"}",
+            "{\"prompt\": \"another default\", \"seed\": 77}",
+        ]);
+        var output = Path.Combine(_directory, "mixed");
+
+        var submit = await FarmAsync(["submit", prompts, "--size", "64x64", "--steps", "4", "--seed", "5", "--watch", "--out", output]);
+
+        Assert.True(submit.Exit == 0, submit.Err);
+        var images = Directory.GetFiles(output, "*.png").Order().Select(f => RenderFarm.Diffusion.PngMetadata.Read(File.ReadAllBytes(f))).ToList();
+        Assert.Equal(3, images.Count);
+        Assert.Equal((64, 64), (images[0].Width, images[0].Height));
+        Assert.Contains("Steps: 4, Sampler: Euler,", images[0].Text["parameters"]);
+        Assert.Equal((96, 64), (images[1].Width, images[1].Height));
+        Assert.Contains("Steps: 3, Sampler: DDIM,", images[1].Text["parameters"]);
+        Assert.Contains("Seed: 77,", images[2].Text["parameters"]);
+        // The two default-settings images share a shard; the wide one has its own.
+        var jobId = submit.Out.Trim().Split('\n')[^1].Trim();
+        Assert.Equal(2, JsonDocument.Parse((await FarmAsync(["status", jobId, "--json"])).Out).RootElement.GetProperty("shard_count").GetInt32());
+    }
+
     public void Dispose()
     {
         try { Directory.Delete(_directory, recursive: true); } catch (IOException) { }

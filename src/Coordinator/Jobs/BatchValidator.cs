@@ -19,18 +19,8 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
     {
         var p = header.Params?.Clone() ?? throw Invalid("params is required");
         if (p.Model.Length == 0) p.Model = _limits.DefaultModel;
-        if (!ModelName().IsMatch(p.Model))
-            throw Invalid($"params.model '{Truncate(p.Model)}' is not a valid model name (letters, digits, '.', '_', '-'; at most 64)");
-        CheckSide("params.width", p.Width);
-        CheckSide("params.height", p.Height);
-        if (p.Steps < 1 || p.Steps > _limits.MaxSteps)
-            throw Invalid($"params.steps must be between 1 and {_limits.MaxSteps} (got {p.Steps})");
-        if (!float.IsFinite(p.GuidanceScale) || p.GuidanceScale < 0 || p.GuidanceScale > 100)
-            throw Invalid($"params.guidance_scale must be a finite number between 0 and 100 (got {p.GuidanceScale})");
         if (p.Scheduler.Length == 0) p.Scheduler = SchedulerNames.Default;
-        if (!SchedulerNames.IsKnown(p.Scheduler))
-            throw Invalid($"params.scheduler '{Truncate(p.Scheduler)}' is unknown; valid: {string.Join(", ", SchedulerNames.All)}");
-
+        CheckParams(p, "params");
         var normalized = header.Clone();
         normalized.Params = p;
         if (normalized.ImagesPerPrompt == 0) normalized.ImagesPerPrompt = 1;
@@ -45,6 +35,39 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
         if (normalized.Seeds.Count == 0) normalized.Seeds.Add(Random.Shared.NextInt64(0, uint.MaxValue));
         if (normalized.Label.Length > 200) throw Invalid("label must be at most 200 characters");
         return normalized;
+    }
+
+    /// <summary>
+    /// The settings a prompt's images render with: the header's, overridden by the prompt's own (validated with the
+    /// prompt's position in every message).
+    /// </summary>
+    public GenerationParams ParamsFor(PromptItem item, GenerationParams defaults, long position)
+    {
+        if (!item.HasSteps && !item.HasGuidanceScale && !item.HasWidth && !item.HasHeight && !item.HasScheduler && !item.HasModel)
+            return defaults;
+        var p = defaults.Clone();
+        if (item.HasSteps) p.Steps = item.Steps;
+        if (item.HasGuidanceScale) p.GuidanceScale = item.GuidanceScale;
+        if (item.HasWidth) p.Width = item.Width;
+        if (item.HasHeight) p.Height = item.Height;
+        if (item.HasScheduler) p.Scheduler = item.Scheduler.Length == 0 ? defaults.Scheduler : item.Scheduler;
+        if (item.HasModel) p.Model = item.Model.Length == 0 ? defaults.Model : item.Model;
+        CheckParams(p, $"prompts[{position}]");
+        return p;
+    }
+
+    private void CheckParams(GenerationParams p, string prefix)
+    {
+        if (!ModelName().IsMatch(p.Model))
+            throw Invalid($"{prefix}.model '{Truncate(p.Model)}' is not a valid model name (letters, digits, '.', '_', '-'; at most 64)");
+        CheckSide($"{prefix}.width", p.Width);
+        CheckSide($"{prefix}.height", p.Height);
+        if (p.Steps < 1 || p.Steps > _limits.MaxSteps)
+            throw Invalid($"{prefix}.steps must be between 1 and {_limits.MaxSteps} (got {p.Steps})");
+        if (!float.IsFinite(p.GuidanceScale) || p.GuidanceScale < 0 || p.GuidanceScale > 100)
+            throw Invalid($"{prefix}.guidance_scale must be a finite number between 0 and 100 (got {p.GuidanceScale})");
+        if (!SchedulerNames.IsKnown(p.Scheduler))
+            throw Invalid($"{prefix}.scheduler '{Truncate(p.Scheduler)}' is unknown; valid: {string.Join(", ", SchedulerNames.All)}");
     }
 
     /// <summary>Validates one prompt item; <paramref name="position"/> is its 0-based place in the batch.</summary>

@@ -57,7 +57,7 @@ public sealed class JobSubmitter(
                 if (request.ItemCase != SubmitJobRequest.ItemOneofCase.Prompt)
                     throw BatchValidator.Invalid($"prompts[{position}]: only one header is allowed, at the start");
                 validator.Check(request.Prompt, position);
-                staging.Add(request.Prompt);
+                staging.Add(request.Prompt, validator.ParamsFor(request.Prompt, header.Params, position));
                 validator.CheckImageCount(staging.ImageCount);
                 limits.CheckQueuedImages(alreadyQueued, staging.ImageCount);
                 position++;
@@ -109,11 +109,17 @@ public sealed class JobSubmitter(
         // Move the staged shards onto the model's task stream in pages, then drop the staging list.
         const int page = 512;
         var stagedKey = FarmKeys.JobStagedShards(jobId);
+        var models = new HashSet<string>();
         for (long start = 0; ; start += page)
         {
             var shards = await db.ListRangeAsync(stagedKey, start, start + page - 1);
             if (shards.Length == 0) break;
-            await queue.EnqueueAsync(header.Params.Model, header.Priority, shards.Select(s => (byte[])s!).ToArray());
+            // Per-prompt overrides may name other models: each shard goes to its own model's stream.
+            foreach (var byModel in shards.Select(s => (byte[])s!).GroupBy(bytes => Shard.Parser.ParseFrom(bytes).Params.Model))
+            {
+                await queue.EnqueueAsync(byModel.Key, header.Priority, byModel.ToList());
+                models.Add(byModel.Key);
+            }
             if (shards.Length < page) break;
         }
         await Task.WhenAll(
@@ -121,16 +127,23 @@ public sealed class JobSubmitter(
             db.SortedSetAddAsync(FarmKeys.JobIndex, jobId, now),
             db.SortedSetAddAsync(FarmKeys.TenantJobIndex(tenant), jobId, now),
             limits.RecordOpenAsync(tenant, jobId),
-            queue.NudgeWorkersAsync(header.Params.Model));
+            Task.WhenAll(models.Select(queue.NudgeWorkersAsync)));
     }
 
-    /// <summary>A submission in progress: the shard being filled and the Redis writes not yet flushed.</summary>
+    /// <summary>
+    /// A submission in progress: one open shard per distinct set of settings (per-prompt overrides), and the Redis
+    /// writes not yet flushed.
+    /// </summary>
     private sealed class Staging(IDatabase db, string jobId, JobHeader header, int shardSize)
     {
+        /// <summary>Distinct settings one job may mix: each keeps a shard open while the batch streams in.</summary>
+        public const int MaxDistinctParams = 64;
+
         private readonly List<HashEntry> _images = [];
         private readonly List<RedisValue> _shards = [];
         private readonly List<HashEntry> _shardSizes = [];
-        private Shard? _current;
+        private readonly Dictionary<GenerationParams, Shard> _open = [];
+        private readonly HashSet<GenerationParams> _seen = [];
 
         public string JobId => jobId;
         public JobHeader Header => header;
@@ -138,24 +151,28 @@ public sealed class JobSubmitter(
         public uint ShardCount { get; private set; }
         public int PendingWrites => _images.Count;
 
-        public void Add(PromptItem item)
+        public void Add(PromptItem item, GenerationParams parameters)
         {
+            if (_seen.Add(parameters) && _seen.Count > MaxDistinctParams)
+                throw BatchValidator.Invalid($"the batch mixes more than {MaxDistinctParams} distinct settings (model, size, steps, guidance, scheduler); split it into several jobs");
             var negative = item.HasNegativePrompt ? item.NegativePrompt : header.NegativePrompt;
             var seeds = item.Seeds.Count > 0 ? item.Seeds : header.Seeds;
             foreach (var seed in seeds)
             for (uint k = 0; k < header.ImagesPerPrompt; k++)
             {
                 var image = new ImageTask { Index = (uint)ImageCount++, Prompt = item.Prompt, NegativePrompt = negative, Seed = seed + k };
-                _current ??= new Shard { JobId = jobId, ShardIndex = ShardCount, Params = header.Params };
-                _current.Images.Add(image);
+                if (!_open.TryGetValue(parameters, out var shard))
+                    _open[parameters] = shard = new Shard { JobId = jobId, Params = parameters };
+                shard.Images.Add(image);
                 _images.Add(new HashEntry(image.Index, image.ToByteArray()));
-                if (_current.Images.Count == shardSize) CloseShard();
+                if (shard.Images.Count == shardSize) CloseShard(parameters);
             }
         }
 
         public async Task FlushAsync(bool final)
         {
-            if (final && _current is not null) CloseShard();
+            if (final)
+                foreach (var parameters in _open.Keys.ToList()) CloseShard(parameters);
             var writes = new List<Task>();
             if (_images.Count > 0) writes.Add(db.HashSetAsync(FarmKeys.JobImages(jobId), [.. _images]));
             if (_shards.Count > 0) writes.Add(db.ListRightPushAsync(FarmKeys.JobStagedShards(jobId), [.. _shards]));
@@ -173,12 +190,13 @@ public sealed class JobSubmitter(
 
         public Task DiscardAsync() => db.KeyDeleteAsync(FarmKeys.AllJobKeys(jobId).Select(k => (RedisKey)k).ToArray());
 
-        private void CloseShard()
+        private void CloseShard(GenerationParams parameters)
         {
-            _shards.Add(_current!.ToByteArray());
-            _shardSizes.Add(new HashEntry(_current.ShardIndex, _current.Images.Count));
-            _current = null;
-            ShardCount++;
+            var shard = _open[parameters];
+            _open.Remove(parameters);
+            shard.ShardIndex = ShardCount++;
+            _shards.Add(shard.ToByteArray());
+            _shardSizes.Add(new HashEntry(shard.ShardIndex, shard.Images.Count));
         }
     }
 }
