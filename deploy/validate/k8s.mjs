@@ -402,7 +402,7 @@ for (const [render, rendered] of renderObjects) {
       const md = t.metadata ?? {};
       const name = t.name ?? md.stream;
       if (md.consumerGroup !== "workers") errors.push(`${name}: consumerGroup must be "workers"`);
-      const model = /^tasks:(.+)$/.exec(md.stream ?? "")?.[1];
+      const model = /^tasks:(.+?)(:high|:low)?$/.exec(md.stream ?? "")?.[1];
       if (!model || !models.includes(model)) errors.push(`${name}: stream ${md.stream} is not tasks:<a model the worker serves (${models.join(", ")})>`);
       if (md.lagCount !== undefined) {
         lagStreams.add(md.stream);
@@ -426,7 +426,9 @@ for (const [render, rendered] of renderObjects) {
         if (!secret || !Object.hasOwn(secret.data ?? {}, s.key)) errors.push(`${id(auth)}: Secret ${s.name} key ${s.key} missing`);
       }
     }
-    for (const m of models) if (!lagStreams.has(`tasks:${m}`)) errors.push(`model ${m}: no lagCount trigger on tasks:${m}`);
+    for (const m of models)
+      for (const stream of [`tasks:${m}`, `tasks:${m}:high`, `tasks:${m}:low`])
+        if (!lagStreams.has(stream)) errors.push(`model ${m}: no lagCount trigger on ${stream} (each priority has its own stream)`);
   });
 
   if (render.startsWith("gpu")) {
