@@ -31,8 +31,8 @@ public static class CoordinatorExtensions
             .ValidateOnStart();
         services.AddSingleton<IConnectionMultiplexer>(sp =>
             FarmRedis.Connect(sp.GetRequiredService<IOptions<CoordinatorOptions>>().Value.Redis, "renderfarm-coordinator"));
-        services.AddSingleton<IResultStore>(sp =>
-            new FileSystemResultStore(sp.GetRequiredService<IOptions<CoordinatorOptions>>().Value.Storage));
+        services.AddSingleton<IResultStore>(sp => ResultStores.Create(
+            sp.GetRequiredService<IOptions<CoordinatorOptions>>().Value, sp.GetRequiredService<ILoggerFactory>()));
         services.AddSingleton<BatchValidator>();
         services.AddSingleton<ShardQueue>();
         services.AddSingleton<JobRepository>();

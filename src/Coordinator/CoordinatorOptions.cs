@@ -10,8 +10,11 @@ public sealed class CoordinatorOptions
     /// <summary>StackExchange.Redis connection string.</summary>
     [Required] public string Redis { get; set; } = "127.0.0.1:6379";
 
-    /// <summary>Where PNGs are stored: a directory.</summary>
+    /// <summary>Where PNGs are stored: a directory, or <c>s3://bucket/prefix</c> (then <see cref="S3"/> says where and how).</summary>
     [Required] public string Storage { get; set; } = "results";
+
+    /// <summary>Endpoint, region, credentials and addressing of the S3-compatible store (<c>Farm:S3:*</c>).</summary>
+    public Storage.S3StorageOptions S3 { get; set; } = new();
 
     /// <summary>Model used when a batch names none.</summary>
     [Required] public string DefaultModel { get; set; } = "sd15";

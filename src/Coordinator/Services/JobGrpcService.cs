@@ -22,6 +22,7 @@ public sealed class JobGrpcService(
     ILogger<JobGrpcService> logger) : JobService.JobServiceBase
 {
     private readonly int shardSize = options.Value.ShardSize;
+    private readonly TimeSpan presignTtl = TimeSpan.FromSeconds(options.Value.S3.PresignTtlSeconds);
     private const int ChunkSize = 256 * 1024;
     private static readonly TimeSpan MinPoll = TimeSpan.FromMilliseconds(25), MaxPoll = TimeSpan.FromMilliseconds(250);
 
@@ -88,6 +89,22 @@ public sealed class JobGrpcService(
         {
             if (skip.Contains(index)) continue;
             var task = await jobs.GetImageAsync(request.JobId, index);
+            if (request.PresignedUrls && store.CanPresign)
+            {
+                // One chunk with a time-limited URL instead of the bytes: the client fetches the image from the store.
+                var presigned = await store.PresignedUrlAsync(request.JobId, index, presignTtl, context.CancellationToken);
+                if (task is null || presigned is null)
+                    throw new RpcException(new Status(StatusCode.DataLoss, $"image {index} of job {request.JobId} is recorded but missing from storage"));
+                await responseStream.WriteAsync(new ResultChunk
+                {
+                    Image = new ImageInfo
+                    {
+                        Index = index, Prompt = task.Prompt, NegativePrompt = task.NegativePrompt, Seed = task.Seed,
+                        Sha256 = sha256, SizeBytes = (ulong)presigned.SizeBytes, Url = presigned.Url.OriginalString,
+                    },
+                }, context.CancellationToken);
+                continue;
+            }
             await using var stream = await store.OpenReadAsync(request.JobId, index, context.CancellationToken);
             if (task is null || stream is null)
                 throw new RpcException(new Status(StatusCode.DataLoss, $"image {index} of job {request.JobId} is recorded but missing from storage"));

@@ -9,6 +9,19 @@ public interface IResultStore
     /// </summary>
     Task<string> PutIfAbsentAsync(string jobId, uint index, ReadOnlyMemory<byte> png, CancellationToken cancellationToken);
 
-    /// <summary>Opens a stored image, or null if there is none.</summary>
+    /// <summary>Opens a stored image, or null if there is none. The stream's <see cref="Stream.Length"/> is the image size.</summary>
     Task<Stream?> OpenReadAsync(string jobId, uint index, CancellationToken cancellationToken);
+
+    /// <summary>Whether <see cref="PresignedUrlAsync"/> works: a client can fetch images straight from the store.</summary>
+    bool CanPresign => false;
+
+    /// <summary>
+    /// A URL that fetches the stored image with a plain HTTP GET until <paramref name="ttl"/> has passed, with the
+    /// image's size; null if no image is stored. Only where <see cref="CanPresign"/>.
+    /// </summary>
+    Task<PresignedImage?> PresignedUrlAsync(string jobId, uint index, TimeSpan ttl, CancellationToken cancellationToken) =>
+        throw new NotSupportedException($"{GetType().Name} cannot hand out URLs");
 }
+
+/// <summary>A time-limited download URL for a stored image.</summary>
+public sealed record PresignedImage(Uri Url, long SizeBytes, DateTimeOffset ExpiresAt);

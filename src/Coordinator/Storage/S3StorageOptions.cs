@@ -1,0 +1,63 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace RenderFarm.Coordinator.Storage;
+
+/// <summary>
+/// Settings of the S3-compatible result store (section <c>Farm:S3</c>), used when <c>Farm:Storage</c> is an
+/// <c>s3://bucket/prefix</c> URL. Credentials fall back to <c>AWS_ACCESS_KEY_ID</c> / <c>AWS_SECRET_ACCESS_KEY</c> /
+/// <c>AWS_REGION</c>. The secret key is never logged (<see cref="ToString"/> leaves it out).
+/// </summary>
+public sealed class S3StorageOptions
+{
+    /// <summary>Service URL, e.g. <c>http://minio:9000</c>; empty = AWS (<c>https://s3.REGION.amazonaws.com</c>).</summary>
+    public string? Endpoint { get; set; }
+
+    /// <summary>Signing region; most S3-compatible servers accept <c>us-east-1</c>.</summary>
+    public string? Region { get; set; }
+
+    public string? AccessKey { get; set; }
+    public string? SecretKey { get; set; }
+
+    /// <summary><c>ENDPOINT/BUCKET/KEY</c> instead of <c>BUCKET.ENDPOINT/KEY</c>: what MinIO and most self-hosted servers want.</summary>
+    public bool UsePathStyle { get; set; }
+
+    /// <summary>
+    /// First-result-wins with a conditional put (<c>If-None-Match: *</c>), atomic on the server. AWS S3, MinIO and R2
+    /// support it; set false for a server that ignores the header (it would silently overwrite): the store then does
+    /// HEAD-then-PUT, which has a small race window (see <see cref="S3ResultStore"/>).
+    /// </summary>
+    public bool ConditionalWrites { get; set; } = true;
+
+    /// <summary>Lifetime of presigned download URLs handed out by DownloadResults.</summary>
+    [Range(1, 604_800)] public int PresignTtlSeconds { get; set; } = 3600;
+
+    /// <summary>Per-request timeout against the S3 service.</summary>
+    [Range(1, 3600)] public int RequestTimeoutSeconds { get; set; } = 60;
+
+    public override string ToString() =>
+        $"endpoint {Endpoint ?? "(aws)"}, region {Region ?? "(default)"}, access key {AccessKey ?? "(none)"}, " +
+        $"path-style {UsePathStyle}, conditional writes {ConditionalWrites}";
+}
+
+/// <summary>Bucket and key prefix parsed from <c>s3://bucket/prefix</c>.</summary>
+public sealed record S3Location(string Bucket, string Prefix)
+{
+    public static bool IsS3Url(string storage) => storage.StartsWith("s3://", StringComparison.OrdinalIgnoreCase);
+
+    public static S3Location Parse(string url)
+    {
+        if (!IsS3Url(url)) throw new FormatException($"Farm:Storage '{url}' is not an s3://bucket/prefix URL");
+        var rest = url["s3://".Length..];
+        var slash = rest.IndexOf('/');
+        var bucket = slash < 0 ? rest : rest[..slash];
+        var prefix = slash < 0 ? "" : rest[(slash + 1)..].Trim('/');
+        // Bucket naming rules (3-63 chars, lower-case letters, digits, dots, hyphens); also keeps it a valid host label.
+        if (bucket.Length is < 3 or > 63 || !bucket.All(c => c is >= 'a' and <= 'z' or >= '0' and <= '9' or '.' or '-'))
+            throw new FormatException($"Farm:Storage '{url}': '{bucket}' is not a valid bucket name (3-63 of a-z 0-9 . -)");
+        if (prefix.Length > 0 && prefix.Split('/').Any(s => s is "" or "." or ".."))
+            throw new FormatException($"Farm:Storage '{url}': the prefix has an empty, '.' or '..' segment");
+        return new S3Location(bucket, prefix);
+    }
+
+    public override string ToString() => Prefix.Length == 0 ? $"s3://{Bucket}" : $"s3://{Bucket}/{Prefix}";
+}
