@@ -299,10 +299,8 @@ public sealed class StableDiffusionPipeline : IDisposable
     private float[] Decode(GenerationRequest request, float[] latents, int batch, int latentHeight, int latentWidth, RunOptions runOptions)
     {
         float inverseScale = 1f / _profile.VaeScalingFactor;
-        for (int k = 0; k < latents.Length; k++)
-        {
-            latents[k] = latents[k] * inverseScale + _profile.VaeShiftFactor;
-        }
+        System.Numerics.Tensors.TensorPrimitives.Multiply(latents, inverseScale, latents);
+        System.Numerics.Tensors.TensorPrimitives.Add(latents, _profile.VaeShiftFactor, latents);
         var pixels = _vaeDecoder.Decode(latents, batch, _latentChannels, latentHeight, latentWidth, runOptions, out int imageHeight, out int imageWidth);
         if (imageHeight != request.Height || imageWidth != request.Width)
         {
@@ -429,14 +427,11 @@ public sealed class StableDiffusionPipeline : IDisposable
         }
     }
 
-    /// <summary>ε = ε_neg + g·(ε_pos − ε_neg).</summary>
+    /// <summary>ε = ε_neg + g·(ε_pos − ε_neg), vectorised (same float operations, same results as the scalar form).</summary>
     private static void CombineGuidance(ReadOnlySpan<float> negative, ReadOnlySpan<float> positive, float scale, Span<float> destination)
     {
-        for (int i = 0; i < destination.Length; i++)
-        {
-            float n = negative[i];
-            destination[i] = n + scale * (positive[i] - n);
-        }
+        System.Numerics.Tensors.TensorPrimitives.Subtract(positive, negative, destination);
+        System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(destination, scale, negative, destination);
     }
 
     /// <summary>The latent channel count; the UNet takes them (or, inpainting, 2·C + 1: latents, mask, masked latents) and predicts them.</summary>

@@ -90,4 +90,53 @@ public class PngTests
             "a red fox\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: -5, Size: 64x64, Model: tiny",
             GenerationParameters.Format("a red fox", "", 20, "Euler", 7f, -5, 64, 64, "tiny"));
     }
+
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(7, 5)]
+    [InlineData(64, 64)]
+    public void EveryRowFilterDecodesBackToTheSamePixels(int width, int height)
+    {
+        var rgb = Pixels(width, height);
+        foreach (var filter in Enum.GetValues<PngEncoder.RowFilter>())
+        {
+            var png = PngEncoder.Encode(rgb, width, height, [new("parameters", "p")], filter, PngEncoder.DefaultLevel, System.IO.Compression.ZLibCompressionStrategy.Filtered);
+            Assert.Equal(rgb, PngPixels.Decode(png));
+            Assert.Equal("p", PngMetadata.Read(png).Text["parameters"]);
+        }
+        Assert.Equal(rgb, PngPixels.Decode(PngEncoder.Encode(rgb, width, height)));
+    }
+
+    [Fact]
+    public void AnImageWithGradientsCompressesWellBelowItsRawSize()
+    {
+        const int size = 128;
+        var rgb = new byte[size * size * 3];
+        for (int y = 0; y < size; y++)
+        for (int x = 0; x < size; x++)
+        for (int c = 0; c < 3; c++)
+            rgb[(y * size + x) * 3 + c] = (byte)(x + 2 * y + 40 * c);
+        var png = PngEncoder.Encode(rgb, size, size);
+        Assert.Equal(rgb, PngPixels.Decode(png));
+        Assert.True(png.Length < rgb.Length / 20, $"{png.Length} bytes for {rgb.Length} raw");
+    }
+
+    [Fact]
+    public void PixelConversionRoundsHalfToEvenClampsAndMapsNaNToBlack()
+    {
+        // One pixel per value, all in the red plane; green and blue planes are zero (→ 128).
+        float[] values = [-1f, 1f, -2f, 3f, float.NaN, float.PositiveInfinity, float.NegativeInfinity, 0f, 1f / 255f - 1f, 0.5f];
+        int n = values.Length;
+        var chw = new float[3 * n];
+        values.CopyTo(chw, 0);
+        var rgb = ImageTensor.ToRgb(chw, n, 1);
+        for (int p = 0; p < n; p++)
+        {
+            float v = values[p] / 2f + 0.5f;
+            v = float.IsNaN(v) ? 0f : Math.Clamp(v, 0f, 1f);
+            Assert.Equal((byte)MathF.Round(v * 255f, MidpointRounding.ToEven), rgb[p * 3]);
+            Assert.Equal(128, rgb[p * 3 + 1]);
+        }
+        Assert.Equal([0, 255, 0, 255, 0, 255, 0, 128], rgb.Where((_, i) => i % 3 == 0).Take(8).ToArray());
+    }
 }

@@ -12,6 +12,14 @@ public class SessionOptionsTests
         using var session = ExecutionProviders.CreateSessionOptions(options);
         Assert.Equal(GraphOptimizationLevel.ORT_ENABLE_EXTENDED, session.GraphOptimizationLevel);
         Assert.Equal("1", ExecutionProviders.ConfigEntries(options)["session.disable_prepacking"]);
+        Assert.False(session.EnableCpuMemArena);
+    }
+
+    [Fact]
+    public void TheCpuArenaCanBeKept()
+    {
+        using var session = ExecutionProviders.CreateSessionOptions(new DiffusionOptions { CpuMemoryArena = true });
+        Assert.True(session.EnableCpuMemArena);
     }
 
     [Fact]

@@ -33,6 +33,7 @@ internal static class ExecutionProviders
         {
             GraphOptimizationLevel = options.GraphOptimization,
             ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
+            EnableCpuMemArena = options.CpuMemoryArena,
         };
         try
         {

@@ -58,6 +58,10 @@ internal sealed class VaeDecoder : IDisposable
             imageHeight = (int)shape[2];
             imageWidth = (int)shape[3];
             int perImage = 3 * imageHeight * imageWidth;
+            if (chunk == batch)
+            {
+                return images; // the whole batch in one run: no second copy
+            }
             result ??= new float[batch * perImage];
             int keep = Math.Min(chunk, batch - start);
             images.AsSpan(0, keep * perImage).CopyTo(result.AsSpan(start * perImage));

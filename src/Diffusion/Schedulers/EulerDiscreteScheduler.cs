@@ -22,11 +22,9 @@ public sealed class EulerDiscreteScheduler : SigmaScheduler
         float sigmaF = (float)sigma;
         float dt = (float)(sigmaNext - sigma);
         var prev = into.PrevSample.AsSpan();
-        for (int i = 0; i < prev.Length; i++)
-        {
-            float s = sample[i];
-            float derivative = (s - x0[i]) / sigmaF;
-            prev[i] = s + derivative * dt;
-        }
+        // Vectorised, element for element the same float operations: prev = ((s − x₀) / σ) · dt + s.
+        System.Numerics.Tensors.TensorPrimitives.Subtract(sample[..prev.Length], x0[..prev.Length], prev);
+        System.Numerics.Tensors.TensorPrimitives.Divide(prev, sigmaF, prev);
+        System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(prev, dt, sample[..prev.Length], prev);
     }
 }

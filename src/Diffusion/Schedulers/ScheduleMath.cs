@@ -112,21 +112,17 @@ internal static class ScheduleMath
         {
             case "epsilon":
             {
+                // x₀ = sample − σ·ε, vectorised as ε·(−σ) + sample (bit-identical: negation and commutation are exact).
                 float s = (float)sigma;
-                for (int i = 0; i < x0.Length; i++)
-                {
-                    x0[i] = sample[i] - s * modelOutput[i];
-                }
+                System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(modelOutput[..x0.Length], -s, sample[..x0.Length], x0);
                 break;
             }
             case "v_prediction":
             {
                 float a = (float)(-sigma / Math.Sqrt(sigma * sigma + 1));
                 float b = (float)(1 / (sigma * sigma + 1));
-                for (int i = 0; i < x0.Length; i++)
-                {
-                    x0[i] = modelOutput[i] * a + sample[i] * b;
-                }
+                System.Numerics.Tensors.TensorPrimitives.Multiply(sample[..x0.Length], b, x0);
+                System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(modelOutput[..x0.Length], a, x0, x0);
                 break;
             }
             case "sample":

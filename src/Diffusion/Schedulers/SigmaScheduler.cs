@@ -59,10 +59,7 @@ public abstract class SigmaScheduler : Scheduler
         CheckStepIndex(stepIndex);
         double sigma = _sigmas[stepIndex];
         float scale = (float)(1 / Math.Sqrt(sigma * sigma + 1));
-        for (int i = 0; i < sample.Length; i++)
-        {
-            destination[i] = sample[i] * scale;
-        }
+        System.Numerics.Tensors.TensorPrimitives.Multiply(sample, scale, destination[..sample.Length]);
     }
 
     /// <summary>original + σ·noise at step <paramref name="stepIndex"/>.</summary>

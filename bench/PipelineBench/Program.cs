@@ -1,0 +1,335 @@
+// Pipeline overhead benchmark: StableDiffusionPipeline per-image time vs the bare InferenceSession.Run calls of the
+// same components on same-shaped inputs, peak RSS vs model bytes, and PNG encoder timings. See bench/pipeline.md.
+//
+//   dotnet run -c Release --project bench/PipelineBench -- tiny                      (writes /tmp/pipelinebench-tiny once)
+//   dotnet run -c Release --project bench/PipelineBench -- sd15 --dir /tmp/sd15      (--write creates it: ~12 s, 4 GB)
+//   dotnet run -c Release --project bench/PipelineBench -- png                       (PNG encoders only)
+// Options: --batch 1,4  --steps 20  --size 64  --iterations 15  --scheduler euler  --dir DIR  --write
+//          --arena on|off (ORT CPU memory arena, default off like DiffusionOptions)  --pipeline-only (no bare sessions)
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using RenderFarm.Diffusion;
+using Filter = RenderFarm.Diffusion.Imaging.PngEncoder.RowFilter;
+using Strategy = System.IO.Compression.ZLibCompressionStrategy;
+
+CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+
+var options = Options.Parse(args);
+Console.WriteLine($"# {options.Preset}: {Environment.ProcessorCount} cores, load average {Bench.LoadAverage()}, .NET {Environment.Version}, " +
+    $"ORT {OrtEnv.Instance().GetVersionString()}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+if (options.Preset == "png")
+{
+    PngBench.Run(options.Size == 64 ? [64, 512] : [options.Size], options.Iterations);
+    return;
+}
+
+var dir = options.Directory;
+if (!File.Exists(Path.Combine(dir, "unet", "model.onnx")))
+{
+    if (options.Preset != "tiny" && !options.Write)
+    {
+        Console.Error.WriteLine($"{dir} has no model; pass --write to create the {options.Preset} preset there (sd15: ~12 s, 4 GB).");
+        Environment.Exit(2);
+    }
+    var sw = Stopwatch.StartNew();
+    RenderFarm.ModelBuilder.ModelPresets.Write(options.Preset, dir);
+    Console.WriteLine($"wrote {options.Preset} to {dir} in {sw.Elapsed.TotalSeconds:F1} s");
+}
+
+var modelBytes = Bench.ComponentBytes(dir);
+Console.WriteLine($"model {dir}: {Bench.Mib(modelBytes.Values.Sum())} on disk ({string.Join(", ", modelBytes.Select(kv => $"{kv.Key} {Bench.Mib(kv.Value)}"))})");
+Console.WriteLine($"sessions: ORT_ENABLE_EXTENDED, no prepacking, CPU memory arena {(options.Arena ? "on" : "off")}, default threads (pipeline and bare alike)");
+Console.WriteLine($"request: {options.Size}x{options.Size}, {options.Steps} steps, {options.Scheduler}, CFG 7.5 (UNet batch 2B), {options.Iterations} timed iterations after a 1-step warm-up");
+
+// Phase 1, pipeline alone: load, warm up, one timed request per batch size; then peak RSS (before any bare session exists).
+var loadClock = Stopwatch.StartNew();
+using var pipeline = StableDiffusionPipeline.Load(dir, new DiffusionOptions { CpuMemoryArena = options.Arena });
+double loadSeconds = loadClock.Elapsed.TotalSeconds;
+var (rssAfterLoad, _) = Bench.Rss();
+GenerationRequest Request(int batch, int steps) => new(
+    Enumerable.Range(0, batch).Select(i => new ImagePrompt($"a photograph of an astronaut riding a horse, number {i}", "blurry, lowres", 1000 + i)).ToArray(),
+    options.Size, options.Size, steps, 7.5f, options.Scheduler, options.Preset);
+await pipeline.GenerateAsync(Request(options.Batches.Max(), 1));
+var firstImages = new Dictionary<int, IReadOnlyList<GeneratedImage>>();
+var pipelineTimes = options.Batches.ToDictionary(b => b, _ => new List<double>());
+foreach (var batch in options.Batches)
+{
+    var sw = Stopwatch.StartNew();
+    firstImages[batch] = await pipeline.GenerateAsync(Request(batch, options.Steps));
+    pipelineTimes[batch].Add(sw.Elapsed.TotalMilliseconds);
+}
+var (rssPipeline, hwmPipeline) = Bench.Rss();
+Console.WriteLine($"after rendering: {Bench.Status("RssAnon")} anonymous, {Bench.Status("RssFile")} file-backed (memory-mapped weights)");
+long used = modelBytes.Where(kv => kv.Key != "vae_encoder").Sum(kv => kv.Value);
+Console.WriteLine($"pipeline load {loadSeconds:F2} s, RSS after load {Bench.Mib(rssAfterLoad)}; after rendering: RSS {Bench.Mib(rssPipeline)}, " +
+    $"peak (VmHWM) {Bench.Mib(hwmPipeline)} = {(double)hwmPipeline / modelBytes.Values.Sum():F2}× all model bytes, " +
+    $"{(double)hwmPipeline / used:F2}× the bytes of the components a txt2img run executes ({Bench.Mib(used)})");
+
+// Phase 2: bare sessions with the pipeline's session options, interleaved with pipeline runs (alternating order).
+if (options.PipelineOnly)
+{
+    Console.WriteLine("pipeline times (ms): " + string.Join("; ", pipelineTimes.Select(kv => $"B={kv.Key}: {string.Join(", ", kv.Value.Select(Bench.Ms))}")));
+    return;
+}
+using var bare = new BareRun(dir, options.Size, options.Arena);
+foreach (var batch in options.Batches) bare.Run(batch, 1); // warm-up
+var bareTimes = options.Batches.ToDictionary(b => b, _ => new List<(double Text, double UNet, double Vae)>());
+for (int k = 0; k < options.Iterations; k++)
+{
+    foreach (var batch in options.Batches)
+    {
+        if (k % 2 == 0) bareTimes[batch].Add(bare.Run(batch, options.Steps));
+        if (k > 0 || pipelineTimes[batch].Count == 0)
+        {
+            var sw = Stopwatch.StartNew();
+            await pipeline.GenerateAsync(Request(batch, options.Steps));
+            pipelineTimes[batch].Add(sw.Elapsed.TotalMilliseconds);
+        }
+        if (k % 2 == 1) bareTimes[batch].Add(bare.Run(batch, options.Steps));
+    }
+}
+var (_, hwmAll) = Bench.Rss();
+
+Console.WriteLine();
+Console.WriteLine("| batch B | pipeline total | per image | bare total | per image | text | UNet (per step) | VAE | PNG/image (in pipeline's encoder) | ratio (medians) | ratio (minima) | ratio (median of pairs) |");
+Console.WriteLine("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+foreach (var batch in options.Batches)
+{
+    double pipe = Bench.Median(pipelineTimes[batch]);
+    var b = bareTimes[batch];
+    double text = Bench.Median(b.Select(x => x.Text)), unet = Bench.Median(b.Select(x => x.UNet)), vae = Bench.Median(b.Select(x => x.Vae));
+    double bareTotal = Bench.Median(b.Select(x => x.Text + x.UNet + x.Vae));
+    double png = PngBench.TimeEncode(firstImages[batch][0].Png, 3);
+    Console.WriteLine($"| {batch} | {Bench.Ms(pipe)} | {Bench.Ms(pipe / batch)} | {Bench.Ms(bareTotal)} | {Bench.Ms(bareTotal / batch)} | {Bench.Ms(text)} | " +
+        $"{Bench.Ms(unet)} ({Bench.Ms(unet / options.Steps)}) | {Bench.Ms(vae)} | {Bench.Ms(png)} | **{pipe / bareTotal:F3}×** | " +
+        $"{pipelineTimes[batch].Min() / b.Min(x => x.Text + x.UNet + x.Vae):F3}× | " +
+        $"{Bench.Median(pipelineTimes[batch].Skip(1).Zip(b.Skip(1), (p, x) => p / (x.Text + x.UNet + x.Vae))):F3}× |");
+}
+Console.WriteLine();
+Console.WriteLine("spread (min–max): " + string.Join("; ", options.Batches.Select(batch =>
+    $"B={batch} pipeline {Bench.Ms(pipelineTimes[batch].Min())}–{Bench.Ms(pipelineTimes[batch].Max())}, " +
+    $"bare {Bench.Ms(bareTimes[batch].Min(x => x.Text + x.UNet + x.Vae))}–{Bench.Ms(bareTimes[batch].Max(x => x.Text + x.UNet + x.Vae))}")));
+Console.WriteLine($"peak RSS with the bare sessions also open: {Bench.Mib(hwmAll)}; load average now {Bench.LoadAverage()}");
+
+/// <summary>The three component calls of a txt2img request, on bare sessions and same-shaped inputs.</summary>
+internal sealed class BareRun : IDisposable
+{
+    private readonly InferenceSession _text, _unet, _vae;
+    private readonly int _latent;
+    private readonly Random _random = new(7);
+
+    public BareRun(string dir, int size, bool arena)
+    {
+        // The pipeline's defaults (DiffusionOptions): ORT_ENABLE_EXTENDED, no prepacking, sequential, default threads.
+        using var so = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_EXTENDED, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL, EnableCpuMemArena = arena };
+        so.AddSessionConfigEntry("session.disable_prepacking", "1");
+        _text = new InferenceSession(Path.Combine(dir, "text_encoder", "model.onnx"), so);
+        _unet = new InferenceSession(Path.Combine(dir, "unet", "model.onnx"), so);
+        _vae = new InferenceSession(Path.Combine(dir, "vae_decoder", "model.onnx"), so);
+        int scale = 8;
+        _latent = size / scale;
+    }
+
+    /// <summary>Text encoder once ([2B, 77]), UNet <paramref name="steps"/>× ([2B, 4, h, w]), VAE decoder once ([B, 4, h, w]); ms each.</summary>
+    public (double Text, double UNet, double Vae) Run(int batch, int steps)
+    {
+        int rows = 2 * batch, h = _latent;
+        using var ro = new RunOptions();
+        var idsMeta = _text.InputMetadata.First();
+        int length = idsMeta.Value.Dimensions[1] > 0 ? idsMeta.Value.Dimensions[1] : 77;
+        using var ids = idsMeta.Value.ElementDataType == TensorElementType.Int64
+            ? OrtValue.CreateTensorValueFromMemory(Enumerable.Range(0, rows * length).Select(i => (long)(i % length % 100)).ToArray(), [rows, length])
+            : OrtValue.CreateTensorValueFromMemory(Enumerable.Range(0, rows * length).Select(i => i % length % 100).ToArray(), [rows, length]);
+        var sampleData = Noise(rows * 4 * h * h);
+        using var sample = OrtValue.CreateTensorValueFromMemory(sampleData, [rows, 4, h, h]);
+        var latents = Noise(batch * 4 * h * h);
+        using var latentValue = OrtValue.CreateTensorValueFromMemory(latents, [batch, 4, h, h]);
+
+        var sw = Stopwatch.StartNew();
+        using var textOut = _text.Run(ro, [idsMeta.Key], [ids], ["last_hidden_state"]);
+        double text = sw.Elapsed.TotalMilliseconds;
+        double unet = 0;
+        for (int s = 0; s < steps; s++)
+        {
+            using var timestep = Timestep(999.0 - s * 999.0 / steps, rows);
+            sw.Restart();
+            using var o = _unet.Run(ro, ["sample", "timestep", "encoder_hidden_states"], [sample, timestep, textOut[0]], ["out_sample"]);
+            unet += sw.Elapsed.TotalMilliseconds;
+        }
+        sw.Restart();
+        using var image = _vae.Run(ro, [_vae.InputMetadata.Keys.First()], [latentValue], [_vae.OutputMetadata.Keys.First()]);
+        double vae = sw.Elapsed.TotalMilliseconds;
+        return (text, unet, vae);
+    }
+
+    private OrtValue Timestep(double t, int rows)
+    {
+        var meta = _unet.InputMetadata["timestep"];
+        long[] shape = meta.Dimensions.Length == 0 ? [] : [meta.Dimensions[0] > 0 ? meta.Dimensions[0] : 1];
+        int n = shape.Length == 0 ? 1 : (int)shape[0];
+        return meta.ElementDataType switch
+        {
+            TensorElementType.Int64 => OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat((long)t, n).ToArray(), shape),
+            TensorElementType.Double => OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat(t, n).ToArray(), shape),
+            TensorElementType.Float16 => OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat((Float16)(float)t, n).ToArray(), shape),
+            _ => OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat((float)t, n).ToArray(), shape),
+        };
+    }
+
+    private float[] Noise(int n)
+    {
+        var data = new float[n];
+        for (int i = 0; i < n; i++) data[i] = (float)(_random.NextDouble() * 2 - 1);
+        return data;
+    }
+
+    public void Dispose()
+    {
+        _text.Dispose();
+        _unet.Dispose();
+        _vae.Dispose();
+    }
+}
+
+/// <summary>The library's PNG encoder (and its internal variants) vs StbImageWriteSharp (the previous encoder) on the same pixels.</summary>
+internal static class PngBench
+{
+    public static double TimeEncode(byte[] png, int repeats)
+    {
+        var result = StbImageSharp.ImageResult.FromMemory(png, StbImageSharp.ColorComponents.RedGreenBlue);
+        RenderFarm.Diffusion.Imaging.PngEncoder.Encode(result.Data, result.Width, result.Height, [new("parameters", "x")]);
+        var times = new List<double>();
+        for (int i = 0; i < repeats; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            RenderFarm.Diffusion.Imaging.PngEncoder.Encode(result.Data, result.Width, result.Height, [new("parameters", "x")]);
+            times.Add(sw.Elapsed.TotalMilliseconds);
+        }
+        return Bench.Median(times);
+    }
+
+    public static void Run(int[] sizes, int iterations)
+    {
+        Console.WriteLine("image: smooth gradients + sinusoids + ±4 noise (a stand-in for a rendered image; pure noise does not compress)");
+        Console.WriteLine("| size | encoder | median ms | min ms | bytes |");
+        Console.WriteLine("|--:|---|--:|--:|--:|");
+        foreach (int size in sizes)
+        {
+            var rgb = Image(size);
+            Measure(size, "StbImageWriteSharp (previous)", () =>
+            {
+                using var stream = new MemoryStream();
+                new StbImageWriteSharp.ImageWriter().WritePng(rgb, size, size, StbImageWriteSharp.ColorComponents.RedGreenBlue, stream);
+                return stream.ToArray();
+            }, iterations);
+            Measure(size, "PngEncoder.Encode (default: Sub, level 3, filtered)", () => RenderFarm.Diffusion.Imaging.PngEncoder.Encode(rgb, size, size), iterations);
+            foreach (var (filter, level, strategy) in new (Filter, int, System.IO.Compression.ZLibCompressionStrategy)[]
+            {
+                (Filter.Adaptive, 1, Strategy.Filtered), (Filter.Adaptive, 2, Strategy.Filtered), (Filter.Adaptive, 3, Strategy.Default),
+                (Filter.Adaptive, 6, Strategy.Filtered), (Filter.Sub, 1, Strategy.Filtered), (Filter.Sub, 2, Strategy.Filtered), (Filter.Sub, 4, Strategy.Filtered), (Filter.Sub, 6, Strategy.Filtered),
+                (Filter.Paeth, 3, Strategy.Filtered), (Filter.Up, 3, Strategy.Filtered), (Filter.Sub, 3, Strategy.Filtered), (Filter.None, 3, Strategy.Filtered),
+                (Filter.Paeth, 1, Strategy.Filtered), (Filter.Up, 1, Strategy.Filtered),
+            })
+            {
+                Measure(size, $"  {filter}, level {level}, {strategy}", () => RenderFarm.Diffusion.Imaging.PngEncoder.Encode(rgb, size, size, null, filter, level, strategy), iterations);
+            }
+        }
+    }
+
+    private static void Measure(int size, string name, Func<byte[]> encode, int iterations)
+    {
+        byte[] png = encode();
+        var times = new List<double>();
+        for (int i = 0; i < iterations; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            png = encode();
+            times.Add(sw.Elapsed.TotalMilliseconds);
+        }
+        Console.WriteLine($"| {size}² | {name} | {Bench.Median(times):F2} | {times.Min():F2} | {png.Length:N0} |");
+    }
+
+    internal static byte[] Image(int size)
+    {
+        var rgb = new byte[size * size * 3];
+        var random = new Random(1);
+        for (int y = 0; y < size; y++)
+        for (int x = 0; x < size; x++)
+        for (int c = 0; c < 3; c++)
+        {
+            double u = (double)x / size, v = (double)y / size;
+            double value = 128 + 60 * Math.Sin(6 * u + 2 * c) * Math.Cos(4 * v) + 40 * (u - v) + random.Next(-4, 5);
+            rgb[(y * size + x) * 3 + c] = (byte)Math.Clamp(value, 0, 255);
+        }
+        return rgb;
+    }
+}
+
+internal static class Bench
+{
+    public static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.OrderBy(v => v).ToArray();
+        return sorted.Length == 0 ? double.NaN
+            : sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+    }
+
+    public static string Ms(double ms) => ms >= 10_000 ? $"{ms / 1000:F1} s" : ms >= 100 ? $"{ms:F0} ms" : $"{ms:F2} ms";
+
+    public static string Mib(long bytes) => bytes >= 1L << 30 ? $"{bytes / (double)(1L << 30):F2} GiB" : $"{bytes / (double)(1L << 20):F1} MiB";
+
+    /// <summary>VmRSS and VmHWM (peak) of this process, bytes.</summary>
+    public static (long Rss, long Peak) Rss()
+    {
+        long rss = 0, hwm = 0;
+        foreach (var line in File.ReadLines("/proc/self/status"))
+        {
+            if (line.StartsWith("VmRSS:")) rss = Kib(line);
+            else if (line.StartsWith("VmHWM:")) hwm = Kib(line);
+        }
+        return (rss, hwm);
+
+        static long Kib(string line) => long.Parse(line.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+    }
+
+    public static string Status(string field) =>
+        Mib(File.ReadLines("/proc/self/status").Where(l => l.StartsWith(field + ":")).Select(l => long.Parse(l.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries)[1]) * 1024).FirstOrDefault());
+
+    public static string LoadAverage() =>
+        File.Exists("/proc/loadavg") ? string.Join(" ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "n/a";
+
+    /// <summary>Bytes on disk per component folder that holds a model.onnx (model.onnx + external data).</summary>
+    public static Dictionary<string, long> ComponentBytes(string dir) =>
+        Directory.GetDirectories(dir)
+            .Where(d => File.Exists(Path.Combine(d, "model.onnx")))
+            .OrderBy(d => d, StringComparer.Ordinal)
+            .ToDictionary(d => Path.GetFileName(d), d => Directory.GetFiles(d, "*", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length));
+}
+
+internal sealed record Options(string Preset, string Directory, int[] Batches, int Steps, int Size, int Iterations, string Scheduler, bool Write, bool Arena, bool PipelineOnly)
+{
+    public static Options Parse(string[] args)
+    {
+        string preset = args.FirstOrDefault(a => !a.StartsWith("--")) ?? "tiny";
+        string Get(string name, string fallback)
+        {
+            int i = Array.IndexOf(args, "--" + name);
+            return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
+        }
+        bool sd15 = preset == "sd15";
+        return new Options(
+            preset,
+            Get("dir", sd15 ? "/tmp/sd15" : $"/tmp/pipelinebench-{preset}"),
+            Get("batch", sd15 ? "1" : "1,4").Split(',').Select(int.Parse).ToArray(),
+            int.Parse(Get("steps", sd15 ? "2" : "20")),
+            int.Parse(Get("size", sd15 ? "512" : "64")),
+            int.Parse(Get("iterations", sd15 ? "2" : preset == "png" ? "9" : "15")),
+            Get("scheduler", "euler"),
+            args.Contains("--write"),
+            Get("arena", "off") == "on",
+            args.Contains("--pipeline-only"));
+    }
+}
