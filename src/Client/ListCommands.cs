@@ -110,6 +110,7 @@ public static class ListCommands
                     j.WriteNumber("images_done", w.ImagesDone);
                     j.WriteNumber("shards_failed", w.ShardsFailed);
                     j.WriteNumber("it_per_sec", Math.Round((double)w.ItPerSec, 2));
+                    j.WriteNumber("memory_bytes", w.MemoryBytes);
                     j.WriteString("last_seen", Time(w.LastSeenUnixMs));
                 }));
             }

@@ -50,6 +50,8 @@ public sealed class PlainWatchObserver(TextWriter output, TextWriter notices) : 
         JobEvent.KindOneofCase.JobFinished => Invariant(
             $"job {StateName(e.JobFinished.State)} {state.ImagesDone} done {state.ImagesFailed} failed"),
         JobEvent.KindOneofCase.StateChanged => $"job {StateName(e.StateChanged.State)}",
+        JobEvent.KindOneofCase.AttemptFailed => Invariant(
+            $"shard {e.AttemptFailed.ShardIndex} attempt {e.AttemptFailed.Attempt}/{e.AttemptFailed.MaxAttempts} failed on {Word(e.AttemptFailed.WorkerId)}: {CliErrors.OneLine(e.AttemptFailed.Error)}"),
         _ => null,
     };
 

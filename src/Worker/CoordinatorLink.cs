@@ -38,6 +38,7 @@ public sealed class CoordinatorLink : BackgroundService
             MaxBatch = (uint)_options.MaxBatch,
             ExecutionProvider = _options.ExecutionProvider,
             Device = _options.ExecutionProvider == "cpu" ? $"cpu x{Environment.ProcessorCount}" : _options.ExecutionProvider,
+            MemoryBytes = (ulong)Math.Max(0, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes),
         };
         _hello.Models.AddRange(models.Names);
     }

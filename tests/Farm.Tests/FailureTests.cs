@@ -35,8 +35,11 @@ public sealed class FailureTests
         var failures = poisonEvents.Where(e => e.ImageFailed is not null).Select(e => e.ImageFailed).ToList();
         Assert.Equal([0u, 1u, 2u], failures.Select(f => f.Index).Order());
         Assert.All(failures, f => Assert.False(string.IsNullOrWhiteSpace(f.Error)));
-        // Three attempts: the shard started three times before it was given up.
+        // Three attempts: the shard started three times before it was given up, and each failure is on record.
         Assert.Equal(3, poisonEvents.Count(e => e.ShardStarted is not null));
+        var attempts = poisonEvents.Where(e => e.AttemptFailed is not null).Select(e => e.AttemptFailed).ToList();
+        Assert.Equal([1u, 2u, 3u], attempts.Select(a => a.Attempt));
+        Assert.All(attempts, a => { Assert.Equal(3u, a.MaxAttempts); Assert.False(string.IsNullOrWhiteSpace(a.Error)); });
 
         Assert.Equal(JobState.Completed, healthyEvents[^1].JobFinished.State);
         Assert.Equal(4u, healthyEvents[^1].JobFinished.ImagesDone);
@@ -63,6 +66,7 @@ public sealed class FailureTests
         Assert.True(workers["broken"].ShardsFailed >= 2);
         Assert.NotEqual(WorkerState.Quarantined, workers["worker-1"].State);
         Assert.Equal(8ul, workers["worker-1"].ImagesDone);
+        Assert.True(workers["worker-1"].MemoryBytes > 0, "workers report their memory");
     }
 
     [Fact]

@@ -26,6 +26,10 @@ public sealed class JobEventLog(IConnectionMultiplexer redis)
         [new(TypeField, "step"), new("shard", shard), new("worker", worker), new("step", step), new("total", total),
          new("itps", itPerSec.ToString("R", CultureInfo.InvariantCulture))];
 
+    public static NameValueEntry[] AttemptFailed(uint shard, string worker, long attempt, int maxAttempts, string error) =>
+        [new(TypeField, "attempt_failed"), new("shard", shard), new("worker", worker), new("attempt", attempt),
+         new("max", maxAttempts), new("error", error.Length > 2000 ? error[..2000] : error)];
+
     /// <summary>Reads up to <paramref name="count"/> events after <paramref name="afterId"/> (null = from the start).</summary>
     public async Task<IReadOnlyList<JobEvent>> ReadAsync(string jobId, string? afterId, int count)
     {
@@ -65,6 +69,12 @@ public sealed class JobEventLog(IConnectionMultiplexer redis)
                 break;
             case "image_failed":
                 e.ImageFailed = new ImageFailed { Index = U("index"), ShardIndex = U("shard"), Error = S("error"), ImagesFailed = U("failed") };
+                break;
+            case "attempt_failed":
+                e.AttemptFailed = new ShardAttemptFailed
+                {
+                    ShardIndex = U("shard"), WorkerId = S("worker"), Attempt = U("attempt"), MaxAttempts = U("max"), Error = S("error"),
+                };
                 break;
             case "state_changed": e.StateChanged = new JobStateChanged { State = JobStateMapping.ToProto(S("state")) }; break;
             case "shard_done": e.ShardDone = new ShardDone { ShardIndex = U("shard") }; break;

@@ -86,6 +86,8 @@ public sealed class WorkerReportHandler(
         }
 
         var attempts = await DeliveryCountAsync(shard);
+        // Every failed attempt is on the job's record, not only the last one.
+        await events.AppendAsync(shard.JobId, JobEventLog.AttemptFailed(shard.ShardIndex, workerId, attempts, options.Value.MaxAttempts, end.Error));
         logger.LogWarning("Shard {Job}/{Shard} failed on {Worker} (attempt {Attempt} of {Max}): {Error}",
             shard.JobId, shard.ShardIndex, workerId, attempts, options.Value.MaxAttempts, end.Error);
         if (attempts >= options.Value.MaxAttempts)

@@ -59,6 +59,7 @@ public sealed class WorkerGrpcService(
             MaxBatch = hello.MaxBatch,
             ExecutionProvider = hello.ExecutionProvider,
             Device = hello.Device,
+            MemoryBytes = hello.MemoryBytes,
             ImagesDone = previous?.ImagesDone ?? 0,
             ShardsFailed = previous?.ShardsFailed ?? 0,
         };
