@@ -11,9 +11,6 @@ public static class FarmKeys
     /// <summary>Consumer group that every worker joins on every task stream.</summary>
     public const string WorkerGroup = "workers";
 
-    /// <summary>Sorted set of job ids by creation time (ms).</summary>
-    public const string JobIndex = "jobs";
-
     /// <summary>Sorted set of one tenant's job ids by creation time (ms): what its listings show.</summary>
     public static string TenantJobIndex(string tenant) => $"jobs:tenant:{tenant}";
 

@@ -33,8 +33,8 @@ public sealed class JobSubmitter(
     /// </summary>
     private async Task<int> ShardSizeForAsync(string model)
     {
-        var batches = (await workers.ListAsync())
-            .Where(w => w.State is WorkerState.Idle or WorkerState.Busy && w.Models.Contains(model) && w.MaxBatch > 0)
+        var batches = (await workers.ListOnlineAsync())
+            .Where(w => w.Models.Contains(model) && w.MaxBatch > 0)
             .Select(w => (int)w.MaxBatch).ToList();
         return batches.Count == 0 ? _shardSize : Math.Min(_shardSize, batches.Min());
     }
@@ -124,7 +124,6 @@ public sealed class JobSubmitter(
         }
         await Task.WhenAll(
             db.KeyDeleteAsync(stagedKey),
-            db.SortedSetAddAsync(FarmKeys.JobIndex, jobId, now),
             db.SortedSetAddAsync(FarmKeys.TenantJobIndex(tenant), jobId, now),
             limits.RecordOpenAsync(tenant, jobId),
             Task.WhenAll(models.Select(queue.NudgeWorkersAsync)));

@@ -48,7 +48,7 @@ public sealed class JobGrpcService(
     }
 
     private async Task<bool> ServedAsync(string model) =>
-        (await workers.ListAsync()).Any(w => w.State is WorkerState.Idle or WorkerState.Busy && w.Models.Contains(model));
+        (await workers.ListOnlineAsync()).Any(w => w.Models.Contains(model));
 
     public override async Task WatchJob(WatchJobRequest request, IServerStreamWriter<JobEvent> responseStream, ServerCallContext context)
     {
@@ -198,7 +198,7 @@ public sealed class JobGrpcService(
 
     public override async Task<ListModelsResponse> ListModels(ListModelsRequest request, ServerCallContext context)
     {
-        var online = (await workers.ListAsync()).Where(w => w.State is WorkerState.Idle or WorkerState.Busy).ToList();
+        var online = await workers.ListOnlineAsync();
         var response = new ListModelsResponse();
         foreach (var name in online.SelectMany(w => w.Models).Distinct().Order(StringComparer.Ordinal))
             response.Models.Add(new ModelInfo

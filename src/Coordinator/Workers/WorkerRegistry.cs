@@ -30,6 +30,10 @@ public sealed class WorkerRegistry(IConnectionMultiplexer redis, IOptions<Coordi
             .ToList();
     }
 
+    /// <summary>Workers that can take work now: connected, heard from within the timeout, not quarantined.</summary>
+    public async Task<IReadOnlyList<WorkerInfo>> ListOnlineAsync() =>
+        (await ListAsync()).Where(w => w.State is WorkerState.Idle or WorkerState.Busy).ToList();
+
     private WorkerInfo WithLiveness(WorkerInfo info)
     {
         var silentMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - info.LastSeenUnixMs;
