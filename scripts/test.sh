@@ -17,13 +17,14 @@ if [ $# -eq 0 ]; then  # a filtered run is about .NET tests only
 fi
 
 # Sum dotnet's per-assembly lines ("Passed!  - Failed: 0, Passed: 12, Skipped: 0, ...") and the scripts'
-# "N passed, N failed[, N skipped]" lines.
+# "N passed, N failed[, N skipped]" lines; an aborted test run counts as one failure.
 read -r passed failed skipped < <(awk '
   /(Passed|Failed)! +- Failed:/ {
     n = split($0, parts, ",")
     for (i = 1; i <= n; i++) if (match(parts[i], /(Failed|Passed|Skipped): +[0-9]+/)) {
       split(substr(parts[i], RSTART, RLENGTH), kv, /: +/); count[kv[1]] += kv[2] }
     next }
+  /The active test run was aborted/ { count["Failed"] += 1; next }  # a crashed test host reports no counts of its own
   /^deploy (checks|smoke).*: [0-9]+ passed, [0-9]+ failed/ {
     if (match($0, /[0-9]+ passed/)) count["Passed"] += substr($0, RSTART, RLENGTH) + 0
     if (match($0, /[0-9]+ failed/)) count["Failed"] += substr($0, RSTART, RLENGTH) + 0

@@ -49,11 +49,19 @@ public sealed class AppProcess : IAsyncDisposable
         var process = Process.Start(info)!;
         var log = new StreamWriter(logPath, append: true) { AutoFlush = true };
         var gate = new object();
-        void Write(string? line) { if (line is null) return; lock (gate) log.WriteLine(line); }
+        var openStreams = 2;
+        // A null line is a stream's end; the log closes after both ended. Closing it on Exited instead raced with
+        // output still being drained after the exit, and a write to the closed log crashed the test host.
+        void Write(string? line)
+        {
+            lock (gate)
+            {
+                if (line is not null) { if (openStreams > 0) log.WriteLine(line); }
+                else if (--openStreams == 0) log.Dispose();
+            }
+        }
         process.OutputDataReceived += (_, e) => Write(e.Data);
         process.ErrorDataReceived += (_, e) => Write(e.Data);
-        process.Exited += (_, _) => { lock (gate) log.Dispose(); };
-        process.EnableRaisingEvents = true;
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         return new AppProcess(process, logPath);
