@@ -11,7 +11,10 @@ public enum PromptFileFormat
     /// <summary>One prompt per line; blank lines and lines starting with <c>#</c> are skipped.</summary>
     Text,
 
-    /// <summary>One JSON object per line: <c>prompt</c>, optional <c>negative</c>, <c>seed</c> or <c>seeds</c>.</summary>
+    /// <summary>
+    /// One JSON object per line: <c>prompt</c>, optional <c>negative</c>, <c>seed</c> or <c>seeds</c>, per-prompt
+    /// settings, <c>init_image</c>, <c>mask</c> and <c>strength</c>.
+    /// </summary>
     JsonLines,
 
     /// <summary>RFC 4180 CSV with a header row naming the same columns as the JSON Lines fields.</summary>
@@ -20,10 +23,16 @@ public enum PromptFileFormat
 
 /// <summary>One prompt read from a file, with the line it started on and its optional per-prompt overrides.</summary>
 public sealed record PromptEntry(int Line, string Prompt, string? NegativePrompt = null, IReadOnlyList<long>? Seeds = null,
-    PromptOverrides? Overrides = null);
+    PromptOverrides? Overrides = null, PromptImages? Images = null);
 
 /// <summary>Per-prompt settings that override the job's (--steps, --guidance, --size, --scheduler, --model).</summary>
 public sealed record PromptOverrides(uint? Steps, float? Guidance, uint? Width, uint? Height, string? Scheduler, string? Model);
+
+/// <summary>
+/// img2img / inpainting inputs: full paths of the init image and mask (relative ones resolved against the prompt
+/// file's folder) and the strength in (0, 1]. Here a prompt's own; <see cref="InputImageDefaults"/> fills the rest.
+/// </summary>
+public sealed record PromptImages(string? InitImage, string? Mask, float? Strength);
 
 /// <summary>
 /// Reads prompt files lazily, one entry at a time, so a 100k-prompt batch never sits in memory. Every malformed
@@ -34,7 +43,7 @@ public static class PromptFileReader
     /// <summary>Format names accepted by <c>--format</c>.</summary>
     public static readonly IReadOnlyList<string> FormatNames = ["txt", "jsonl", "csv"];
 
-    private enum Field { Prompt, Negative, Seed, Seeds, Steps, Guidance, Size, Width, Height, Scheduler, Model }
+    private enum Field { Prompt, Negative, Seed, Seeds, Steps, Guidance, Size, Width, Height, Scheduler, Model, InitImage, Mask, Strength }
 
     private static readonly Dictionary<string, Field> KnownFields = new(StringComparer.Ordinal)
     {
@@ -54,17 +63,11 @@ public static class PromptFileReader
         ["scheduler"] = Field.Scheduler,
         ["sampler"] = Field.Scheduler,
         ["model"] = Field.Model,
-    };
-
-    // Per-image inputs the contract cannot carry yet. Refused by name rather than ignored, so nobody renders 10k images
-    // believing a column took effect.
-    private static readonly Dictionary<string, string> UnsupportedFields = new(StringComparer.Ordinal)
-    {
-        ["strength"] = "",
-        ["init_image"] = "",
-        ["image"] = "",
-        ["mask"] = "",
-        ["mask_image"] = "",
+        ["init_image"] = Field.InitImage,
+        ["image"] = Field.InitImage, // diffusers' name for it
+        ["mask"] = Field.Mask,
+        ["mask_image"] = Field.Mask,
+        ["strength"] = Field.Strength,
     };
 
     /// <summary>
@@ -98,14 +101,19 @@ public static class PromptFileReader
         };
     }
 
-    /// <summary>Streams the prompts of <paramref name="reader"/>; <paramref name="sourceName"/> prefixes errors.</summary>
+    /// <summary>
+    /// Streams the prompts of <paramref name="reader"/>; <paramref name="sourceName"/> prefixes errors. Relative
+    /// <c>init_image</c> and <c>mask</c> paths resolve against <paramref name="baseDirectory"/> (null: the current
+    /// directory); whether the files exist is checked later, once per file (<see cref="InputImageCensus"/>).
+    /// </summary>
     public static IAsyncEnumerable<PromptEntry> ReadAsync(
-        TextReader reader, PromptFileFormat format, string sourceName, CancellationToken cancellationToken = default) =>
+        TextReader reader, PromptFileFormat format, string sourceName, string? baseDirectory = null,
+        CancellationToken cancellationToken = default) =>
         format switch
         {
             PromptFileFormat.Text => ReadTextAsync(reader, sourceName, cancellationToken),
-            PromptFileFormat.JsonLines => ReadJsonLinesAsync(reader, sourceName, cancellationToken),
-            PromptFileFormat.Csv => ReadCsvAsync(reader, sourceName, cancellationToken),
+            PromptFileFormat.JsonLines => ReadJsonLinesAsync(reader, sourceName, baseDirectory, cancellationToken),
+            PromptFileFormat.Csv => ReadCsvAsync(reader, sourceName, baseDirectory, cancellationToken),
             _ => throw new ArgumentOutOfRangeException(nameof(format), format, null),
         };
 
@@ -128,7 +136,7 @@ public static class PromptFileReader
     }
 
     private static async IAsyncEnumerable<PromptEntry> ReadJsonLinesAsync(
-        TextReader reader, string source, [EnumeratorCancellation] CancellationToken cancellationToken)
+        TextReader reader, string source, string? baseDirectory, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var lineNumber = 0;
         while (await reader.ReadLineAsync(cancellationToken) is { } line)
@@ -140,11 +148,11 @@ public static class PromptFileReader
                 continue;
             }
 
-            yield return ParseJsonLine(line, source, lineNumber);
+            yield return ParseJsonLine(line, source, lineNumber, baseDirectory);
         }
     }
 
-    private static PromptEntry ParseJsonLine(string line, string source, int lineNumber)
+    private static PromptEntry ParseJsonLine(string line, string source, int lineNumber, string? baseDirectory)
     {
         JsonDocument document;
         try
@@ -167,7 +175,7 @@ public static class PromptFileReader
 
             string? prompt = null, negative = null;
             IReadOnlyList<long>? seeds = null;
-            var overrides = new OverrideBuilder(source, lineNumber);
+            var overrides = new OverrideBuilder(source, lineNumber, baseDirectory);
             var seen = new HashSet<Field>();
             foreach (var property in root.EnumerateObject())
             {
@@ -224,6 +232,15 @@ public static class PromptFileReader
                             ? CheckSeedCount(list, source, lineNumber)
                             : throw new PromptFileException(source, lineNumber, "'seeds' is empty");
                         break;
+                    case Field.InitImage or Field.Mask:
+                        overrides.Set(field, property.Name, value.ValueKind switch
+                        {
+                            JsonValueKind.String => value.GetString(),
+                            JsonValueKind.Null => null,
+                            _ => throw new PromptFileException(source, lineNumber,
+                                $"'{property.Name}' must be a file path string, got {Describe(value.ValueKind)}"),
+                        });
+                        break;
                     default:
                         overrides.Set(field, property.Name, value.ValueKind switch
                         {
@@ -243,7 +260,7 @@ public static class PromptFileReader
             }
 
             CheckPromptText(prompt, source, lineNumber);
-            return new PromptEntry(lineNumber, prompt, negative, seeds, overrides.Build());
+            return new PromptEntry(lineNumber, prompt, negative, seeds, overrides.Build(), overrides.BuildImages());
         }
     }
 
@@ -259,7 +276,7 @@ public static class PromptFileReader
     }
 
     private static async IAsyncEnumerable<PromptEntry> ReadCsvAsync(
-        TextReader reader, string source, [EnumeratorCancellation] CancellationToken cancellationToken)
+        TextReader reader, string source, string? baseDirectory, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         Field[]? columns = null;
         string[]? names = null;
@@ -284,7 +301,7 @@ public static class PromptFileReader
 
             string? prompt = null, negative = null;
             IReadOnlyList<long>? seeds = null;
-            var overrides = new OverrideBuilder(source, lineNumber);
+            var overrides = new OverrideBuilder(source, lineNumber, baseDirectory);
             for (var i = 0; i < columns.Length; i++)
             {
                 var cell = fields[i];
@@ -320,7 +337,7 @@ public static class PromptFileReader
             }
 
             CheckPromptText(prompt!, source, lineNumber);
-            yield return new PromptEntry(lineNumber, prompt!, negative, seeds, overrides.Build());
+            yield return new PromptEntry(lineNumber, prompt!, negative, seeds, overrides.Build(), overrides.BuildImages());
         }
 
         if (columns is null)
@@ -467,26 +484,17 @@ public static class PromptFileReader
             return field;
         }
 
-        if (UnsupportedFields.TryGetValue(name, out var option))
-        {
-            var what = name.Replace('_', ' ');
-            var hint = option.Length > 0
-                ? $"; put the rows of each {what} value in a file of their own and submit each file with its own {option}"
-                : "; the farm renders text-to-image only for now, so remove the column";
-            throw new PromptFileException(source, lineNumber,
-                $"column '{rawName}' is not supported yet: per-image {what} cannot be sent to the coordinator{hint}");
-        }
-
         throw new PromptFileException(source, lineNumber,
-            $"unknown column '{rawName}' (known: prompt, negative, seed, seeds, steps, guidance, size, width, height, scheduler, model)");
+            $"unknown column '{rawName}' (known: prompt, negative, seed, seeds, steps, guidance, size, width, height, scheduler, model, " +
+            "init_image, mask, strength)");
     }
 
     /// <summary>Collects a line's per-prompt settings, checking each value's form (the coordinator checks its range).</summary>
-    private sealed class OverrideBuilder(string source, int lineNumber)
+    private sealed class OverrideBuilder(string source, int lineNumber, string? baseDirectory)
     {
         private uint? _steps, _width, _height;
-        private float? _guidance;
-        private string? _scheduler, _model;
+        private float? _guidance, _strength;
+        private string? _scheduler, _model, _initImage, _mask;
 
         public void Set(Field field, string name, string? text)
         {
@@ -508,13 +516,39 @@ public static class PromptFileReader
                     break;
                 case Field.Scheduler: _scheduler = text; break;
                 case Field.Model: _model = text; break;
+                case Field.InitImage: _initImage = ResolvePath(name, text); break;
+                case Field.Mask: _mask = ResolvePath(name, text); break;
+                case Field.Strength:
+                    _strength = InputImageDefaults.TryParseStrength(text)
+                        ?? throw new PromptFileException(source, lineNumber, $"'{name}' must be a number in (0, 1], got '{text}'");
+                    break;
             }
         }
+
+        public PromptImages? BuildImages() =>
+            _initImage is null && _mask is null && _strength is null ? null : new PromptImages(_initImage, _mask, _strength);
 
         public PromptOverrides? Build() =>
             _steps is null && _guidance is null && _width is null && _height is null && _scheduler is null && _model is null
                 ? null
                 : new PromptOverrides(_steps, _guidance, _width, _height, _scheduler, _model);
+
+        private string? ResolvePath(string name, string text)
+        {
+            if (text.Trim().Length == 0)
+            {
+                return null; // an empty string, like an empty cell: the --init-image / --mask default applies
+            }
+
+            try
+            {
+                return Path.GetFullPath(text, baseDirectory ?? Directory.GetCurrentDirectory());
+            }
+            catch (Exception e) when (e is ArgumentException or NotSupportedException or PathTooLongException)
+            {
+                throw new PromptFileException(source, lineNumber, $"'{name}' is not a usable file path: '{text}'");
+            }
+        }
 
         private uint Positive(string name, string text) =>
             uint.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var v) && v > 0

@@ -11,18 +11,22 @@ public sealed class PromptSource : IDisposable
     private readonly string _path;
     private readonly bool _isTemporary;
 
-    private PromptSource(string path, string displayName, PromptFileFormat format, bool isTemporary)
+    private PromptSource(string path, string displayName, PromptFileFormat format, bool isTemporary, string? baseDirectory)
     {
         _path = path;
         DisplayName = displayName;
         Format = format;
         _isTemporary = isTemporary;
+        BaseDirectory = baseDirectory;
     }
 
     /// <summary>The name errors use: the path as the user typed it, or "stdin".</summary>
     public string DisplayName { get; }
 
     public PromptFileFormat Format { get; }
+
+    /// <summary>Where the file's relative image paths point: its own folder; null (the current directory) for stdin.</summary>
+    public string? BaseDirectory { get; }
 
     public static async Task<PromptSource> OpenAsync(string file, string? format, TextReader stdin, CancellationToken cancellationToken)
     {
@@ -46,7 +50,7 @@ public sealed class PromptSource : IDisposable
                 throw;
             }
 
-            return new PromptSource(temp, "stdin", resolved, isTemporary: true);
+            return new PromptSource(temp, "stdin", resolved, isTemporary: true, baseDirectory: null);
         }
 
         if (Directory.Exists(file))
@@ -59,11 +63,11 @@ public sealed class PromptSource : IDisposable
             throw new CliUsageException($"error: {file}: no such file");
         }
 
-        return new PromptSource(file, file, resolved, isTemporary: false);
+        return new PromptSource(file, file, resolved, isTemporary: false, Path.GetDirectoryName(Path.GetFullPath(file)));
     }
 
     public IAsyncEnumerable<PromptEntry> ReadAsync(TextReader reader, CancellationToken cancellationToken) =>
-        PromptFileReader.ReadAsync(reader, Format, DisplayName, cancellationToken);
+        PromptFileReader.ReadAsync(reader, Format, DisplayName, BaseDirectory, cancellationToken);
 
     /// <summary>A fresh reader from the start (UTF-8, BOM detected).</summary>
     public TextReader OpenReader() =>

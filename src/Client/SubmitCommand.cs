@@ -40,13 +40,15 @@ public readonly record struct ImageSize(uint Width, uint Height)
     }
 }
 
-/// <summary>Counts from reading a prompt file once.</summary>
-public sealed record BatchCount(long Prompts, long Images, long PromptsWithOwnSeeds);
+/// <summary>Counts from reading a prompt file once; input images are distinct files (init images and masks).</summary>
+public sealed record BatchCount(long Prompts, long Images, long PromptsWithOwnSeeds, long PromptsWithInitImage = 0,
+    int InputImages = 0, long InputBytes = 0);
 
 /// <summary>
 /// <c>farm submit FILE</c>: validates the whole prompt file first (nothing is sent if any line is bad), then streams
-/// one JobHeader and the prompts to SubmitJob. stdout gets only the job id, so <c>id=$(farm submit p.txt | tail -1)</c>
-/// works with or without <c>--watch</c>/<c>--out</c> (their output goes to stderr).
+/// one JobHeader and the prompts to SubmitJob, each init image or mask once, just before the first prompt naming it.
+/// stdout gets only the job id, so <c>id=$(farm submit p.txt | tail -1)</c> works with or without
+/// <c>--watch</c>/<c>--out</c> (their output goes to stderr).
 /// </summary>
 public static class SubmitCommand
 {
@@ -57,8 +59,9 @@ public static class SubmitCommand
     {
         var file = new Argument<string>("FILE")
         {
-            Description = "Prompt file: .txt (one prompt per line, # comments), .jsonl ({\"prompt\",\"negative\",\"seed\"|\"seeds\"} per line), " +
-                          ".csv (header row with the same names), or - for stdin.",
+            Description = "Prompt file: .txt (one prompt per line, # comments), .jsonl ({\"prompt\",\"negative\",\"seed\"|\"seeds\"} per line, " +
+                          "optional per-prompt steps, guidance, size, scheduler, model, init_image, mask, strength), " +
+                          ".csv (header row with the same names), or - for stdin. Image paths are relative to the file's folder.",
         };
         var steps = new Option<int?>("--steps") { Description = $"Denoising steps ({ConfigKeys.HelpSuffix(ConfigKeys.Steps)}).", HelpName = "N" };
         var guidance = new Option<float?>("--guidance")
@@ -108,6 +111,33 @@ public static class SubmitCommand
             Description = $"Model name as workers register it ({ConfigKeys.HelpSuffix(ConfigKeys.Model)}; default: the coordinator's default model).",
             HelpName = "NAME",
         };
+        var initImage = new Option<string?>("--init-image")
+        {
+            Description = "img2img: start every prompt that names no init_image of its own from this PNG or JPEG (resized to the image size).",
+            HelpName = "FILE",
+        };
+        var mask = new Option<string?>("--mask")
+        {
+            Description = "Inpainting: mask (white = repaint, black = keep) for every prompt with an init image that names no mask of its own.",
+            HelpName = "FILE",
+        };
+        var strength = new Option<float?>("--strength")
+        {
+            Description = "How much of the init image is repainted, in (0, 1], for prompts that set no strength of their own " +
+                          "(default: 0.8 for img2img, 1 for inpainting).",
+            HelpName = "X",
+            CustomParser = result =>
+            {
+                var text = result.Tokens.Single().Value;
+                var parsed = InputImageDefaults.TryParseStrength(text);
+                if (parsed is null)
+                {
+                    result.AddError($"--strength must be a number in (0, 1], got '{text}'");
+                }
+
+                return parsed;
+            },
+        };
         var label = new Option<string?>("--label") { Description = "Free text shown in job listings.", HelpName = "TEXT" };
         var priority = new Option<string>("--priority")
         {
@@ -121,7 +151,10 @@ public static class SubmitCommand
         var watch = new Option<bool>("--watch") { Description = "Follow the job's progress after submitting (as farm watch, on stderr)." };
         var plain = new Option<bool>("--plain") { Description = "With --watch: one line per event even on a terminal." };
         var outDir = new Option<string?>("--out") { Description = "After the job finishes, download its images into DIR (as farm pull).", HelpName = "DIR" };
-        var dryRun = new Option<bool>("--dry-run") { Description = "Validate the file and print prompt, image and shard counts and the UNet steps; contact nothing." };
+        var dryRun = new Option<bool>("--dry-run")
+        {
+            Description = "Validate the file and print prompt, image and shard counts, the UNet steps and the init images and masks to send; contact nothing.",
+        };
         var shardSize = new Option<int?>("--shard-size")
         {
             Description = $"With --dry-run: images per shard assumed by the estimate (default {AssumedShardSize}; the coordinator chooses the real size).",
@@ -134,10 +167,11 @@ public static class SubmitCommand
             "  farm submit prompts.txt --seeds 1,2,3 --steps 30\n" +
             "  id=$(farm submit prompts.jsonl --size 768x512 | tail -1)\n" +
             "  cat prompts.txt | farm submit - --seed 42 --seed-count 4 --watch --out results/\n" +
+            "  farm submit prompts.txt --init-image photo.png --strength 0.6\n" +
             "  farm submit prompts.csv --dry-run")
         {
-            file, steps, guidance, size, seed, seeds, seedCount, imagesPerPrompt, negative, scheduler, model, label, priority,
-            format, watch, plain, outDir, dryRun, shardSize,
+            file, steps, guidance, size, seed, seeds, seedCount, imagesPerPrompt, negative, scheduler, model, initImage, mask, strength,
+            label, priority, format, watch, plain, outDir, dryRun, shardSize,
         };
 
         command.SetAction((parseResult, cancellationToken) => CommandContext.RunAsync(host, globals, parseResult, cancellationToken,
@@ -164,7 +198,8 @@ public static class SubmitCommand
                     OutDir: parseResult.GetValue(outDir),
                     DryRun: parseResult.GetValue(dryRun),
                     ShardSize: parseResult.GetValue(shardSize),
-                    Priority: parseResult.GetValue(priority) switch { "high" => Priority.High, "low" => Priority.Low, _ => Priority.Normal });
+                    Priority: parseResult.GetValue(priority) switch { "high" => Priority.High, "low" => Priority.Low, _ => Priority.Normal },
+                    Inputs: new InputImageDefaults(parseResult.GetValue(initImage), parseResult.GetValue(mask), parseResult.GetValue(strength)));
                 return RunAsync(context, settings, cancellationToken);
             }));
         return command;
@@ -173,7 +208,8 @@ public static class SubmitCommand
     public sealed record SubmitSettings(
         string File, int Steps, float Guidance, ImageSize Size, long? Seed, IReadOnlyList<long>? Seeds, int? SeedCount,
         int ImagesPerPrompt, string? Negative, string Scheduler, string Model, string? Label, string? Format,
-        bool Watch, bool Plain, string? OutDir, bool DryRun, int? ShardSize = null, Priority Priority = Priority.Normal);
+        bool Watch, bool Plain, string? OutDir, bool DryRun, int? ShardSize = null, Priority Priority = Priority.Normal,
+        InputImageDefaults? Inputs = null);
 
     public static async Task<int> RunAsync(CommandContext context, SubmitSettings settings, CancellationToken cancellationToken)
     {
@@ -192,14 +228,26 @@ public static class SubmitCommand
 
         var imagesPerPrompt = (uint)settings.ImagesPerPrompt;
         var seedPlan = SeedPlan.Create(settings.Seed, settings.Seeds, settings.SeedCount, context.Host.RandomSeed);
+        var inputs = ResolveInputDefaults(settings.Inputs ?? InputImageDefaults.None);
+        if (inputs.Strength is { } defaultStrength)
+        {
+            generation.Strength = defaultStrength;
+        }
 
         using var source = await PromptSource.OpenAsync(settings.File, settings.Format, context.Host.In ?? Console.In, cancellationToken);
 
         // Pass 1: the whole file must be valid before anything is sent.
-        var count = await CountAsync(source, seedPlan, imagesPerPrompt, cancellationToken);
+        var count = await CountAsync(source, seedPlan, imagesPerPrompt, cancellationToken, inputs);
         if (count.Prompts == 0)
         {
             throw new CliUsageException($"error: {source.DisplayName}: no prompts (every line is blank or a comment)");
+        }
+
+        if (count.PromptsWithInitImage == 0 && (inputs.Mask is not null || inputs.Strength is not null))
+        {
+            throw new CliUsageException(
+                $"error: {(inputs.Mask is not null ? "--mask" : "--strength")} applies only to prompts with an init image, and no prompt in " +
+                $"{source.DisplayName} has one (give --init-image, or an init_image column)");
         }
 
         if (count.Images > uint.MaxValue)
@@ -224,12 +272,13 @@ public static class SubmitCommand
         header.Seeds.AddRange(seedPlan.Seeds);
 
         // Pass 2: stream the header and the prompts; the file is read again, never held in memory.
-        var response = await SubmitAsync(context, source, header, cancellationToken);
+        var (response, inputImagesSent) = await SubmitAsync(context, source, header, inputs, cancellationToken);
 
         var err = context.Error;
+        var inputsText = inputImagesSent > 0 ? $"; {inputImagesSent} input images" : "";
         err.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"submitted job {response.JobId}: {response.ImageCount} images in {response.ShardCount} shards " +
-            $"({count.Prompts} prompts from {source.DisplayName}; {generation.Width}x{generation.Height}, {generation.Steps} steps)"));
+            $"({count.Prompts} prompts from {source.DisplayName}; {generation.Width}x{generation.Height}, {generation.Steps} steps{inputsText})"));
         if (seedPlan.IsRandom)
         {
             var hint = seedPlan.Seeds.Count == 1
@@ -259,10 +308,15 @@ public static class SubmitCommand
         return pullCode != ExitCodes.Ok ? pullCode : watchCode;
     }
 
-    /// <summary>Reads the whole file once: validates every line and counts prompts and images.</summary>
-    public static async Task<BatchCount> CountAsync(PromptSource source, SeedPlan seedPlan, uint imagesPerPrompt, CancellationToken cancellationToken)
+    /// <summary>
+    /// Reads the whole file once: validates every line, counts prompts and images, and checks each distinct init
+    /// image and mask (exists, readable, PNG or JPEG) without reading its bytes.
+    /// </summary>
+    public static async Task<BatchCount> CountAsync(
+        PromptSource source, SeedPlan seedPlan, uint imagesPerPrompt, CancellationToken cancellationToken, InputImageDefaults? inputs = null)
     {
         long prompts = 0, images = 0, ownSeeds = 0;
+        var census = new InputImageCensus(inputs ?? InputImageDefaults.None, source.DisplayName);
         using var reader = source.OpenReader();
         await foreach (var entry in source.ReadAsync(reader, cancellationToken))
         {
@@ -272,9 +326,11 @@ public static class SubmitCommand
             {
                 ownSeeds++;
             }
+
+            census.Add(entry);
         }
 
-        return new BatchCount(prompts, images, ownSeeds);
+        return new BatchCount(prompts, images, ownSeeds, census.PromptsWithInitImage, census.Files, census.Bytes);
     }
 
     /// <summary>Rough shard count: images grouped <paramref name="shardSize"/> at a time (across prompts, as the coordinator does).</summary>
@@ -285,6 +341,23 @@ public static class SubmitCommand
 
     /// <summary>The pipeline runs the unconditional pass only for a guidance scale above 1.</summary>
     public static bool UsesGuidance(float guidance) => guidance > 1f;
+
+    /// <summary>--init-image and --mask as full paths (relative to the current directory), checked before the file is read.</summary>
+    private static InputImageDefaults ResolveInputDefaults(InputImageDefaults inputs)
+    {
+        return inputs with { InitImage = Check("--init-image", inputs.InitImage), Mask = Check("--mask", inputs.Mask) };
+
+        static string? Check(string option, string? path)
+        {
+            if (path is null)
+            {
+                return null;
+            }
+
+            var full = Path.GetFullPath(path);
+            return InputImageFile.Probe(full, out var problem) is not null ? full : throw new CliUsageException($"error: {option} {problem}");
+        }
+    }
 
     // Steps, size, guidance and scheduler arrive validated (ConfigKeys normalizes every source the same way).
     private static GenerationParams BuildParams(SubmitSettings settings)
@@ -327,21 +400,30 @@ public static class SubmitCommand
         output.WriteLine(string.Create(inv, $"shards:    ~{EstimateShards(count.Images, shardSize)} (assuming {shardSize} images per shard)"));
         output.WriteLine(string.Create(inv,
             $"unet:      {EstimateUnetSteps(count.Images, generation.Steps, generation.GuidanceScale)} steps ({count.Images} images × {generation.Steps} steps{cfg})"));
+        if (count.InputImages > 0)
+        {
+            output.WriteLine(string.Create(inv,
+                $"inputs:    {count.InputImages} distinct init images and masks, {InputImageFile.FormatBytes(count.InputBytes)}, each sent once " +
+                $"({count.PromptsWithInitImage} of {count.Prompts} prompts start from an image)"));
+        }
+
+        var strengthText = generation.Strength > 0 ? string.Create(inv, $" strength={generation.Strength}") : "";
         output.WriteLine(string.Create(inv,
             $"params:    model={(generation.Model.Length == 0 ? "(coordinator default)" : generation.Model)} " +
-            $"size={generation.Width}x{generation.Height} steps={generation.Steps} guidance={generation.GuidanceScale} scheduler={generation.Scheduler}"));
+            $"size={generation.Width}x{generation.Height} steps={generation.Steps} guidance={generation.GuidanceScale} scheduler={generation.Scheduler}{strengthText}"));
         if (!string.IsNullOrEmpty(settings.Label))
         {
             output.WriteLine($"label:     {settings.Label}");
         }
     }
 
-    private static async Task<SubmitJobResponse> SubmitAsync(
-        CommandContext context, PromptSource source, JobHeader header, CancellationToken cancellationToken)
+    private static async Task<(SubmitJobResponse Response, int InputImagesSent)> SubmitAsync(
+        CommandContext context, PromptSource source, JobHeader header, InputImageDefaults inputs, CancellationToken cancellationToken)
     {
         using var reader = source.OpenReader();
         // Disposing the call without completing it cancels it: the coordinator keeps nothing of a broken batch.
         using var call = context.Coordinator.Client.SubmitJob(context.Coordinator.CallOptions(cancellationToken));
+        var images = new InputImageStreamer(call.RequestStream);
         try
         {
             // Writes need no token of their own: the call carries the command's cancellation (CallOptions).
@@ -369,6 +451,14 @@ public static class SubmitCommand
                     if (o.Model is { } model) item.Model = model;
                 }
 
+                // An image goes into the stream just before the first prompt that names it.
+                if (inputs.For(entry, source.DisplayName) is { } startFrom)
+                {
+                    item.InitImage = await images.NameAsync(startFrom.InitImage!, cancellationToken);
+                    if (startFrom.Mask is { } mask) item.MaskImage = await images.NameAsync(mask, cancellationToken);
+                    if (startFrom.Strength is { } strength) item.Strength = strength;
+                }
+
                 await call.RequestStream.WriteAsync(new SubmitJobRequest { Prompt = item });
             }
 
@@ -383,7 +473,7 @@ public static class SubmitCommand
             // Writing after the call completed: same as above.
         }
 
-        return await call.ResponseAsync;
+        return (await call.ResponseAsync, images.ImagesSent);
     }
 
     private static async Task<int> WaitQuietlyAsync(CommandContext context, string jobId, CancellationToken cancellationToken)

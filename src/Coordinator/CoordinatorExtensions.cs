@@ -1,3 +1,4 @@
+using Grpc.AspNetCore.Server.Model;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
 using RenderFarm.Coordinator.Jobs;
@@ -50,11 +51,27 @@ public static class CoordinatorExtensions
         services.AddGrpc(o =>
         {
             o.MaxReceiveMessageSize = MaxMessageBytes;
-            o.Interceptors.Add<MalformedRequestInterceptor>();
+            // Authentication first: a caller without a valid key gets UNAUTHENTICATED even for a malformed body.
             o.Interceptors.Add<ApiKeyInterceptor>();
+            o.Interceptors.Add<MalformedRequestInterceptor>();
         });
+        ReplaceGrpcServiceBinder(services);
         services.AddGrpcHealthChecks().AddCheck<RedisHealthCheck>("redis");
         return services;
+    }
+
+    /// <summary>
+    /// Services are bound by <see cref="MalformedRequestMethodProvider{TService}"/> instead of grpc-dotnet's binder:
+    /// both together would map every method twice.
+    /// </summary>
+    private static void ReplaceGrpcServiceBinder(IServiceCollection services)
+    {
+        var grpcBinders = services.Where(d => d.ServiceType == typeof(IServiceMethodProvider<>)
+                                              && d.ImplementationType?.Assembly == typeof(IServiceMethodProvider<>).Assembly).ToList();
+        if (grpcBinders.Count == 0)
+            throw new InvalidOperationException("grpc-dotnet no longer registers its service binder where expected; check MalformedRequestMethodProvider");
+        foreach (var binder in grpcBinders) services.Remove(binder);
+        services.AddSingleton(typeof(IServiceMethodProvider<>), typeof(MalformedRequestMethodProvider<>));
     }
 
     public static WebApplication MapCoordinator(this WebApplication app)

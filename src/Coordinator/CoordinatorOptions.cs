@@ -44,4 +44,19 @@ public sealed class CoordinatorOptions
     [Range(1, 10_000)] public int MaxSteps { get; set; } = 150;
     [Range(1, 100)] public int MaxImagesPerPrompt { get; set; } = 16;
     [Range(1, 1_000)] public int MaxSeedsPerPrompt { get; set; } = 100;
+
+    /// <summary>Bytes of one init image or mask as sent (PNG/JPEG).</summary>
+    [Range(1, int.MaxValue)] public int MaxInputImageBytes { get; set; } = 16 * 1024 * 1024;
+
+    /// <summary>
+    /// Decoded pixels of one init image or mask, read from its header before anything is stored: a small file that
+    /// claims huge dimensions (a decompression bomb) is refused without decoding it.
+    /// </summary>
+    [Range(1, long.MaxValue)] public long MaxInputImagePixels { get; set; } = 4096L * 4096L;
+
+    /// <summary>
+    /// Distinct init images and masks of one job, in bytes. They live in Redis with the job (workers read them from
+    /// there), so this bounds the Redis memory one submission can take; split larger img2img batches.
+    /// </summary>
+    [Range(1, long.MaxValue)] public long MaxInputBytesPerJob { get; set; } = 256L * 1024 * 1024;
 }

@@ -46,13 +46,27 @@ public sealed record DiffusionOptions
     public long MaxImagePixels { get; init; } = 8192L * 8192L;
 }
 
-/// <summary>One image of a request: its prompt, negative prompt and seed.</summary>
+/// <summary>One image of a request: its prompt, negative prompt and seed, and optionally its own init image and mask.</summary>
 /// <remarks>
 /// Prompts use the AUTOMATIC1111 attention syntax: <c>(word)</c> ×1.1, <c>[word]</c> ÷1.1, <c>(word:1.3)</c>,
 /// nesting multiplies, <c>\(</c> is a literal parenthesis. Prompts longer than the text encoder's window (75 tokens
 /// plus BOS/EOS) are encoded in windows whose outputs are concatenated.
 /// </remarks>
-public sealed record ImagePrompt(string Prompt, string NegativePrompt, long Seed);
+public sealed record ImagePrompt(string Prompt, string NegativePrompt, long Seed)
+{
+    /// <summary>
+    /// This image's img2img / inpainting source (PNG or JPEG bytes); null: the request's
+    /// <see cref="GenerationRequest.InitImage"/>. A batch is uniform: every image has an init image or none does.
+    /// Images sharing one (the same array, or the same bytes) share one VAE encode.
+    /// </summary>
+    public byte[]? InitImage { get; init; }
+
+    /// <summary>
+    /// This image's inpainting mask (white = repaint, black = keep); null: the request's
+    /// <see cref="GenerationRequest.MaskImage"/>. A batch is uniform: every image has a mask or none does.
+    /// </summary>
+    public byte[]? MaskImage { get; init; }
+}
 
 /// <summary>
 /// A batch of images sharing size, steps, guidance and scheduler; rendered as one UNet batch.
@@ -73,16 +87,22 @@ public sealed record GenerationRequest(
     /// </summary>
     public int ClipSkip { get; init; } = 1;
 
-    /// <summary>img2img / inpainting source image (PNG or JPEG bytes); resized to Width×Height.</summary>
+    /// <summary>
+    /// img2img / inpainting source image (PNG or JPEG bytes), resized to Width×Height: the default for images whose
+    /// <see cref="ImagePrompt.InitImage"/> is null.
+    /// </summary>
     public byte[]? InitImage { get; init; }
 
     /// <summary>
-    /// How much of the init image to repaint, in (0, 1]: denoising starts at step index
+    /// How much of the init images to repaint, in (0, 1], for the whole batch: denoising starts at step index
     /// <c>Steps − int(Steps·Strength)</c>. Null: 0.8 for img2img, 1.0 for inpainting (diffusers' defaults).
     /// </summary>
     public float? Strength { get; init; }
 
-    /// <summary>Inpainting mask (PNG or JPEG bytes, white = repaint, black = keep); needs <see cref="InitImage"/>.</summary>
+    /// <summary>
+    /// Inpainting mask (PNG or JPEG bytes, white = repaint, black = keep): the default for images whose
+    /// <see cref="ImagePrompt.MaskImage"/> is null; a mask needs an init image.
+    /// </summary>
     public byte[]? MaskImage { get; init; }
 
     /// <summary>When true, each <see cref="StepProgress"/> carries a <see cref="LatentPreview"/> of the current latents.</summary>

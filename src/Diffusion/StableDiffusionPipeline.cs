@@ -13,9 +13,10 @@ namespace RenderFarm.Diffusion;
 /// <summary>
 /// Text-to-image, img2img and inpainting over a diffusers ONNX model directory (tokenizer, text_encoder, unet,
 /// vae_decoder, scheduler; optionally vae_encoder, and tokenizer_2/text_encoder_2 for SDXL). Every component is loaded
-/// once and reused. <see cref="Generate"/> reads top to bottom: encode prompts → encode the init image → prepare
+/// once and reused. <see cref="Generate"/> reads top to bottom: encode prompts → encode the init images → prepare
 /// latents → denoise → decode → PNG. A request renders as one UNet batch (CFG doubles it: [negatives; positives]);
-/// each image has its own seed, so an image does not depend on its batch-mates (except that every prompt of a
+/// each image has its own seed (and may have its own init image and mask), so an image does not depend on its
+/// batch-mates (except that every prompt of a
 /// request is padded to the longest prompt's number of 75-token windows). Family differences are data: extra UNet
 /// inputs (<see cref="UNetConditioning"/>), extra input channels (inpainting), text encoder stages.
 /// Calls are serialised: one generation runs at a time per pipeline.
@@ -72,6 +73,9 @@ public sealed class StableDiffusionPipeline : IDisposable
 
     /// <summary>True when the directory has a VAE encoder, so img2img and inpainting requests can run.</summary>
     public bool SupportsInitImages => _vaeEncoder is not null;
+
+    /// <summary>Images the VAE encoder has encoded since load (init images and masked images).</summary>
+    internal long ImagesEncoded => _vaeEncoder?.ImagesEncoded ?? 0;
 
     /// <summary>Loads every component of <paramref name="modelDirectory"/> once.</summary>
     /// <exception cref="ModelLoadException">A component is missing, invalid, or the execution provider is unavailable.</exception>
@@ -140,7 +144,8 @@ public sealed class StableDiffusionPipeline : IDisposable
     /// <see cref="OperationCanceledException"/>.
     /// </summary>
     /// <exception cref="ArgumentException">Invalid request (size not a multiple of 8, steps &lt; 1, unknown scheduler, no images,
-    /// unreadable init or mask image, strength outside (0, 1], an inpainting UNet without a mask, …).</exception>
+    /// unreadable init or mask image, strength outside (0, 1], an inpainting UNet without a mask, a batch that mixes
+    /// images with and without init images or masks, …).</exception>
     public Task<IReadOnlyList<GeneratedImage>> GenerateAsync(GenerationRequest request, IProgress<StepProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -181,16 +186,15 @@ public sealed class StableDiffusionPipeline : IDisposable
             var conditions = EncodePrompts(request, guided, runOptions);
             cancellationToken.ThrowIfCancellationRequested();
 
-            // 2. Encode the init image (img2img / inpainting).
-            var init = request.InitImage is null ? null
-                : InitImage.Prepare(request, _vaeEncoder!, _profile, _latentChannels, IsInpaintingModel, _options.MaxImagePixels, runOptions);
+            // 2. Encode the init images (img2img / inpainting), each distinct one once.
+            var init = InitImages.Used(request) ? PrepareInitImages(request, runOptions) : null;
             cancellationToken.ThrowIfCancellationRequested();
 
             // 3. Prepare latents: image i's noise ~ randn([1, C, h, w], generator seeded with its seed).
             int start = StartStep(request, scheduler);
             var noise = new BatchNoise(request.Images.Select(i => i.Seed), perImage);
             var latents = PrepareLatents(request, scheduler, init, noise, start, out var initialNoise);
-            var blend = init?.LatentMask is not null && !IsInpaintingModel ? new InpaintBlend(init.Latents, init.LatentMask, initialNoise, batch) : null;
+            var blend = init is { HasMask: true } && !IsInpaintingModel ? new InpaintBlend(init, initialNoise, batch) : null;
 
             // 4. Denoise.
             using (var unet = _unet.Begin(rows, perRow / (latentHeight * latentWidth), latentHeight, latentWidth, conditions))
@@ -199,8 +203,7 @@ public sealed class StableDiffusionPipeline : IDisposable
                 var modelInput = new float[rows * perRow];
                 if (IsInpaintingModel)
                 {
-                    var extra = init!.InpaintChannels();
-                    for (int r = 0; r < rows; r++) extra.CopyTo(modelInput, r * perRow + perImage);
+                    for (int r = 0; r < rows; r++) init!.WriteInpaintChannels(r % batch, modelInput.AsSpan(r * perRow + perImage, perRow - perImage));
                 }
                 var modelOutput = new float[rows * perImage];
                 var guidedOutput = guided ? new float[batch * perImage] : modelOutput;
@@ -255,10 +258,20 @@ public sealed class StableDiffusionPipeline : IDisposable
         return UNetConditioning.Build(_unet, embeddings, prompts.Length, request.Width, request.Height);
     }
 
+    /// <summary>
+    /// The init images in latent space. The init latents are skipped where nothing reads them: the inpainting UNet at
+    /// strength 1 starts from pure noise and sees only the mask and masked-image latents.
+    /// </summary>
+    private InitImages PrepareInitImages(GenerationRequest request, RunOptions runOptions)
+    {
+        bool needLatents = !IsInpaintingModel || Strength(request) < 1f;
+        return InitImages.Prepare(request, _vaeEncoder!, _profile, _latentChannels, needLatents, IsInpaintingModel, _options.MaxImagePixels, runOptions);
+    }
+
     /// <summary>img2img starts at step index steps − int(steps · strength) (diffusers' get_timesteps); txt2img at 0.</summary>
     private static int StartStep(GenerationRequest request, Scheduler scheduler)
     {
-        if (request.InitImage is null)
+        if (!InitImages.Used(request))
         {
             return 0;
         }
@@ -267,19 +280,19 @@ public sealed class StableDiffusionPipeline : IDisposable
         return Math.Max(steps - initSteps, 0);
     }
 
-    private static float Strength(GenerationRequest request) => request.Strength ?? (request.MaskImage is null ? 0.8f : 1f);
+    private static float Strength(GenerationRequest request) => request.Strength ?? (InitImages.Masked(request) ? 1f : 0.8f);
 
     /// <summary>
     /// txt2img (and inpainting at strength 1, as diffusers does): noise · init_noise_sigma. img2img: the init latents
     /// noised to the start step with the same seeded noise.
     /// </summary>
-    private float[] PrepareLatents(GenerationRequest request, Scheduler scheduler, InitImage? init, BatchNoise noise, int start, out float[] initialNoise)
+    private float[] PrepareLatents(GenerationRequest request, Scheduler scheduler, InitImages? init, BatchNoise noise, int start, out float[] initialNoise)
     {
         int batch = request.Images.Count, perImage = noise.ElementsPerImage;
         initialNoise = new float[batch * perImage];
         noise.Fill(initialNoise);
         var latents = (float[])initialNoise.Clone();
-        bool pureNoise = init is null || (init.LatentMask is not null && Strength(request) >= 1f);
+        bool pureNoise = init is null || (init.HasMask && Strength(request) >= 1f);
         if (pureNoise)
         {
             float initSigma = scheduler.InitNoiseSigma;
@@ -291,7 +304,7 @@ public sealed class StableDiffusionPipeline : IDisposable
         }
         for (int b = 0; b < batch; b++)
         {
-            scheduler.AddNoise(init!.Latents, initialNoise.AsSpan(b * perImage, perImage), start, latents.AsSpan(b * perImage, perImage));
+            scheduler.AddNoise(init!.Latents(b), initialNoise.AsSpan(b * perImage, perImage), start, latents.AsSpan(b * perImage, perImage));
         }
         return latents;
     }
@@ -315,7 +328,7 @@ public sealed class StableDiffusionPipeline : IDisposable
     {
         int width = request.Width, height = request.Height, perPixels = 3 * height * width;
         var extra = new List<KeyValuePair<string, string>>();
-        if (request.InitImage is not null)
+        if (InitImages.Used(request))
         {
             extra.Add(new("Denoising strength", Strength(request).ToString(System.Globalization.CultureInfo.InvariantCulture)));
         }
@@ -345,16 +358,13 @@ public sealed class StableDiffusionPipeline : IDisposable
         {
             throw new ArgumentException($"Strength must be in (0, 1], not {strength}.", nameof(request.Strength));
         }
-        if (request.MaskImage is not null && request.InitImage is null)
-        {
-            throw new ArgumentException("A mask needs the init image it applies to.", nameof(request.InitImage));
-        }
-        if (IsInpaintingModel && request.MaskImage is null)
+        InitImages.CheckUniform(request);
+        if (IsInpaintingModel && !InitImages.Masked(request))
         {
             throw new ArgumentException(
-                $"This model's unet is an inpainting unet ({_unet.InChannels} input channels): a request needs an init image and a mask.", nameof(request.MaskImage));
+                $"This model's unet is an inpainting unet ({_unet.InChannels} input channels): every image needs an init image and a mask.", nameof(request.MaskImage));
         }
-        if (request.InitImage is not null && _vaeEncoder is null)
+        if (InitImages.Used(request) && _vaeEncoder is null)
         {
             throw new ArgumentException("This model directory has no vae_encoder, so it cannot start from an init image.", nameof(request.InitImage));
         }

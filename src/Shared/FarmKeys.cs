@@ -61,10 +61,13 @@ public static class FarmKeys
     /// <summary>List of serialized shards held back while the job is paused; re-queued on resume.</summary>
     public static string JobParkedShards(string jobId) => $"{JobTag(jobId)}:parked";
 
+    /// <summary>Hash: sha256 (hex) of an init image or mask → its bytes, for the job's img2img/inpainting images.</summary>
+    public static string JobInputs(string jobId) => $"{JobTag(jobId)}:inputs";
+
     /// <summary>Every key a job owns (for cleanup of a rejected submission).</summary>
     public static IEnumerable<string> AllJobKeys(string jobId) =>
     [
         JobMeta(jobId), JobImages(jobId), JobResults(jobId), JobFailures(jobId),
-        JobShardsRemaining(jobId), JobEvents(jobId), JobStagedShards(jobId), JobParkedShards(jobId),
+        JobShardsRemaining(jobId), JobEvents(jobId), JobStagedShards(jobId), JobParkedShards(jobId), JobInputs(jobId),
     ];
 }

@@ -6,7 +6,7 @@ using PipelineStep = RenderFarm.Diffusion.StepProgress;
 namespace RenderFarm.Worker;
 
 /// <summary>Renders one shard as one pipeline batch and reports begin, steps, each image and the end.</summary>
-public sealed class ShardRunner(ModelCatalog models, CoordinatorLink link, ILogger<ShardRunner> logger)
+public sealed class ShardRunner(ModelCatalog models, ShardRequestBuilder requests, CoordinatorLink link, ILogger<ShardRunner> logger)
 {
     public Task ReportCancelledAsync(ClaimedShard claimed) =>
         link.SendAsync(new WorkerMessage { ShardEnd = new ShardEnd { Shard = Reference(claimed), Cancelled = true } }, CancellationToken.None).AsTask();
@@ -28,10 +28,7 @@ public sealed class ShardRunner(ModelCatalog models, CoordinatorLink link, ILogg
         {
             var renderer = models.Find(shard.Params.Model)
                 ?? throw new InvalidOperationException($"model '{shard.Params.Model}' is not loaded on this worker");
-            var request = new GenerationRequest(
-                shard.Images.Select(i => new ImagePrompt(i.Prompt, i.NegativePrompt, i.Seed)).ToList(),
-                (int)shard.Params.Width, (int)shard.Params.Height, (int)shard.Params.Steps,
-                shard.Params.GuidanceScale, shard.Params.Scheduler, shard.Params.Model);
+            var request = await requests.BuildAsync(shard);
             var progress = new StepReporter(link, reference);
             var images = await renderer.RenderAsync(request, progress, cancellationToken);
             for (var i = 0; i < images.Count; i++)

@@ -27,6 +27,7 @@ public static class WorkerExtensions
             FarmRedis.Connect(sp.GetRequiredService<IOptions<WorkerOptions>>().Value.Redis, "renderfarm-worker"));
         services.AddSingleton<ModelCatalog>();
         services.AddSingleton<ShardPuller>();
+        services.AddSingleton<ShardRequestBuilder>();
         services.AddSingleton<ShardRunner>();
         // The link is registered first so it stops last, after the loop, and can drain the final reports.
         services.AddSingleton<CoordinatorLink>();

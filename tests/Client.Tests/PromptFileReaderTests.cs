@@ -4,10 +4,10 @@ namespace RenderFarm.Client.Tests;
 
 public class PromptFileReaderTests
 {
-    private static async Task<List<PromptEntry>> Read(string text, PromptFileFormat format, string source = "p")
+    private static async Task<List<PromptEntry>> Read(string text, PromptFileFormat format, string source = "p", string? baseDirectory = null)
     {
         var list = new List<PromptEntry>();
-        await foreach (var entry in PromptFileReader.ReadAsync(new StringReader(text), format, source))
+        await foreach (var entry in PromptFileReader.ReadAsync(new StringReader(text), format, source, baseDirectory))
         {
             list.Add(entry);
         }
@@ -71,6 +71,15 @@ public class PromptFileReaderTests
     [InlineData("{\"prompt\":\"a\",\"seeds\":[]}", "'seeds' is empty")]
     [InlineData("{\"prompt\":\"a\",\"seed\":1,\"seeds\":[2]}", "either 'seed' or 'seeds'")]
     [InlineData("{\"prompt\":\"a\",\"promt\":\"typo\"}", "unknown column 'promt'")]
+    [InlineData("{\"prompt\":\"a\",\"strength\":0}", "'strength' must be a number in (0, 1], got '0'")]
+    [InlineData("{\"prompt\":\"a\",\"strength\":1.5}", "'strength' must be a number in (0, 1], got '1.5'")]
+    [InlineData("{\"prompt\":\"a\",\"strength\":-0.2}", "'strength' must be a number in (0, 1], got '-0.2'")]
+    [InlineData("{\"prompt\":\"a\",\"strength\":\"NaN\"}", "'strength' must be a number in (0, 1], got 'NaN'")]
+    [InlineData("{\"prompt\":\"a\",\"strength\":\"half\"}", "'strength' must be a number in (0, 1], got 'half'")]
+    [InlineData("{\"prompt\":\"a\",\"strength\":true}", "'strength' must be a number or a string, got a boolean")]
+    [InlineData("{\"prompt\":\"a\",\"init_image\":5}", "'init_image' must be a file path string, got a number")]
+    [InlineData("{\"prompt\":\"a\",\"mask\":[\"m.png\"]}", "'mask' must be a file path string, got an array")]
+    [InlineData("{\"prompt\":\"a\",\"image\":\"x.png\",\"init_image\":\"y.png\"}", "field 'init_image' appears twice")]
     public async Task JsonLinesRejectsMalformedObjectsWithAReason(string line, string reason)
     {
         var error = await ReadFails("{\"prompt\":\"fine\"}\n" + line + "\n", PromptFileFormat.JsonLines, "f.jsonl");
@@ -79,16 +88,43 @@ public class PromptFileReaderTests
         Assert.Contains(reason, error.Message);
     }
 
-    [Theory]
-    [InlineData("strength")]
-    [InlineData("init_image")]
-    [InlineData("mask")]
-    public async Task JsonLinesImageInputsTheContractCannotCarryAreRefusedByName(string column)
+    [Fact]
+    public async Task JsonLinesReadsInitImageMaskAndStrengthWithRelativePathsUnderTheFilesFolder()
     {
-        var error = await ReadFails($"{{\"prompt\":\"a\",\"{column}\":1}}\n", PromptFileFormat.JsonLines, "f.jsonl");
+        var folder = Path.Combine(Path.GetTempPath(), "batch");
+        var absolute = Path.Combine(Path.GetTempPath(), "elsewhere", "m.png");
+        var entries = await Read(
+            "{\"prompt\":\"a\",\"init_image\":\"frames/001.png\",\"mask\":" + System.Text.Json.JsonSerializer.Serialize(absolute) + ",\"strength\":0.6}\n" +
+            "{\"prompt\":\"b\",\"image\":\"../up.jpg\",\"mask_image\":\"m2.png\",\"strength\":\"1\"}\n" +
+            "{\"prompt\":\"c\",\"init_image\":null,\"mask\":\"\",\"strength\":null}\n" +
+            "{\"prompt\":\"d\",\"strength\":0.25}\n",
+            PromptFileFormat.JsonLines, baseDirectory: folder);
 
-        Assert.StartsWith($"f.jsonl:1: column '{column}' is not supported yet", error.Message);
-        Assert.Contains("text-to-image only for now, so remove the column", error.Message);
+        Assert.Equal(new PromptImages(Path.Combine(folder, "frames", "001.png"), absolute, 0.6f), entries[0].Images);
+        Assert.Equal(new PromptImages(Path.Combine(Path.GetTempPath(), "up.jpg"), Path.Combine(folder, "m2.png"), 1f), entries[1].Images);
+        Assert.Null(entries[2].Images);
+        Assert.Equal(new PromptImages(null, null, 0.25f), entries[3].Images); // without an init image: refused later, with the defaults known
+        Assert.All(entries, e => Assert.Null(e.Overrides));
+    }
+
+    [Fact]
+    public async Task CsvReadsInitImageMaskAndStrengthColumnsAndEmptyCellsMeanUnset()
+    {
+        var folder = Path.Combine(Path.GetTempPath(), "shots");
+        var entries = await Read("prompt,init_image,mask,strength\na,in/1.png,in/1-mask.png,0.5\nb, in/2.png ,,\nc,,,\n", PromptFileFormat.Csv,
+            baseDirectory: folder);
+
+        Assert.Equal(new PromptImages(Path.Combine(folder, "in", "1.png"), Path.Combine(folder, "in", "1-mask.png"), 0.5f), entries[0].Images);
+        Assert.Equal(new PromptImages(Path.Combine(folder, "in", "2.png"), null, null), entries[1].Images);
+        Assert.Null(entries[2].Images);
+    }
+
+    [Fact]
+    public async Task ImagePathsWithoutABaseDirectoryResolveAgainstTheCurrentDirectoryAsForStdin()
+    {
+        var entries = await Read("prompt,image\na,frame.png\n", PromptFileFormat.Csv);
+
+        Assert.Equal(Path.Combine(Directory.GetCurrentDirectory(), "frame.png"), entries[0].Images!.InitImage);
     }
 
     [Fact]
@@ -157,7 +193,9 @@ public class PromptFileReaderTests
     [InlineData("prompt,seed\nab\"c,1\n", 2, "stray '\"'")]
     [InlineData("prompt,seed\na,abc\n", 2, "'seed' must hold non-negative integers, got 'abc'")]
     [InlineData("negative,seed\nx,1\n", 1, "no 'prompt' column")]
-    [InlineData("prompt,strength\na,0.5\n", 1, "column 'strength' is not supported yet")]
+    [InlineData("prompt,strength\na,0.5\nb,1.01\n", 3, "'strength' must be a number in (0, 1], got '1.01'")]
+    [InlineData("prompt,init_image,strength\na,x.png,abc\n", 2, "'strength' must be a number in (0, 1], got 'abc'")]
+    [InlineData("prompt,mask,mask_image\na,,\n", 1, "column 'mask_image' appears twice")]
     [InlineData("prompt,prompt\na,b\n", 1, "appears twice")]
     [InlineData("prompt,seed,seeds\na,1,2\n", 1, "either a 'seed' or a 'seeds' column")]
     [InlineData("prompt,seed\n,1\n", 2, "prompt is empty")]

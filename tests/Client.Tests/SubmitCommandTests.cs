@@ -78,7 +78,7 @@ public class SubmitCommandTests : IDisposable
 
         Assert.Equal(2, code);
         var line = Assert.Single(_cli.ErrorLines);
-        Assert.StartsWith($"{file}:3: column 'mask' is not supported yet", line);
+        Assert.StartsWith($"{file}:3: a mask needs an init image", line);
         Assert.Equal(0, _cli.Service.SubmitCalls);
         Assert.Empty(_cli.Out.ToString());
     }
@@ -187,6 +187,8 @@ public class SubmitCommandTests : IDisposable
     [InlineData("--steps", "0", "--steps must be between")]
     [InlineData("--seeds", "1,x", "'x' is not a non-negative integer seed")]
     [InlineData("--format", "xml", "xml")]
+    [InlineData("--strength", "1.5", "--strength must be a number in (0, 1], got '1.5'")]
+    [InlineData("--strength", "0", "--strength must be a number in (0, 1], got '0'")]
     public async Task BadOptionsAreUsageErrors(string option, string value, string reason)
     {
         var file = _dir.File("p.txt", "a cat\n");

@@ -1,4 +1,5 @@
 using Grpc.Core;
+using RenderFarm.Diffusion;
 using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.ModelBuilder;
 using RenderFarm.Protocol;
@@ -79,7 +80,10 @@ public sealed class FailureTests
         });
         var broken = WriteBrokenModel(farm);
         await farm.StartWorkerAsync("broken", s => s[$"Farm:Models:{FarmCluster.Model}"] = broken);
-        var job = await farm.SubmitAsync(Header(64, 64, 2), Prompts(3));
+        var prompts = Prompts(3).ToList();
+        prompts[1].Steps = 3; // a per-prompt override must survive the retry
+        prompts[1].GuidanceScale = 4;
+        var job = await farm.SubmitAsync(Header(64, 64, 2), prompts);
         var first = await farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
         Assert.Equal((JobState.Failed, 0u, 3u), (first[^1].JobFinished.State, first[^1].JobFinished.ImagesDone, first[^1].JobFinished.ImagesFailed));
         var unknown = await Assert.ThrowsAsync<RpcException>(() =>
@@ -95,8 +99,16 @@ public sealed class FailureTests
         var second = await farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
 
         Assert.Equal(JobState.Completed, second[^1].JobFinished.State);
-        Assert.Equal(3, (await farm.Jobs.DownloadAllAsync(job.JobId)).Count);
+        var images = await farm.Jobs.DownloadAllAsync(job.JobId);
+        Assert.Equal(3, images.Count);
+        foreach (var image in images)
+        {
+            var parameters = PngMetadata.Read(image.Png).Text["parameters"];
+            Assert.Contains(image.Info.Index == 1 ? "Steps: 3, " : "Steps: 2, ", parameters);
+            Assert.Contains(image.Info.Index == 1 ? "CFG scale: 4, " : "CFG scale: 7, ", parameters);
+        }
         var status = await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId });
+        // Both times the overridden image has a shard of its own: {0, 2} and {1}.
         Assert.Equal((3u, 0u, 4u, 4u), (status.ImagesDone, status.ImagesFailed, status.ShardCount, status.ShardsDone));
         // A completed job has nothing to retry.
         var again = await Assert.ThrowsAsync<RpcException>(() => farm.Jobs.RetryJobAsync(new RetryJobRequest { JobId = job.JobId }).ResponseAsync);

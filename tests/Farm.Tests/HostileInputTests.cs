@@ -1,4 +1,9 @@
+using Google.Protobuf;
 using Grpc.Core;
+using Grpc.Net.Client;
+using Microsoft.AspNetCore.Hosting;
+using RenderFarm.Coordinator;
+using RenderFarm.Coordinator.Security;
 using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.Protocol;
 
@@ -79,11 +84,28 @@ public sealed class HostileInputTests(LimitedFarmFixture fixture) : IClassFixtur
         ["a million prompts over quota"] = (StatusCode.InvalidArgument, "more than 50 images", f => f.SubmitAsync(Valid(), Enumerable.Range(0, 1_000_000).Select(i => P($"p{i}")))),
         ["bogus job id"] = (StatusCode.NotFound, "not found", f => f.Jobs.GetJobAsync(new GetJobRequest { JobId = "zzzzzzzzzzzzzzzz" }).ResponseAsync),
         ["traversal job id on status"] = (StatusCode.NotFound, "not found", f => f.Jobs.GetJobAsync(new GetJobRequest { JobId = "../../../etc/passwd" }).ResponseAsync),
-        ["traversal job id on pull"] = (StatusCode.NotFound, "not found", f => DrainAsync(f.Jobs.DownloadResults(new DownloadResultsRequest { JobId = "..\\..\\x" }).ResponseStream)),
-        ["huge job id on watch"] = (StatusCode.NotFound, "not found", f => DrainAsync(f.Jobs.WatchJob(new WatchJobRequest { JobId = new string('j', 100_000) }).ResponseStream)),
+        ["traversal job id on pull"] = (StatusCode.NotFound, "not found", f => RawCalls.DrainAsync(f.Jobs.DownloadResults(new DownloadResultsRequest { JobId = "..\\..\\x" }).ResponseStream)),
+        ["huge job id on watch"] = (StatusCode.NotFound, "not found", f => RawCalls.DrainAsync(f.Jobs.WatchJob(new WatchJobRequest { JobId = new string('j', 100_000) }).ResponseStream)),
         ["bogus job id on cancel"] = (StatusCode.NotFound, "not found", f => f.Jobs.CancelJobAsync(new CancelJobRequest { JobId = "{job:x}" }).ResponseAsync),
         ["bogus job id on retry"] = (StatusCode.NotFound, "not found", f => f.Jobs.RetryJobAsync(new RetryJobRequest { JobId = "*" }).ResponseAsync),
         ["worker without hello"] = (StatusCode.FailedPrecondition, "hello", RawWorkerAsync),
+        // Bodies that are not protobuf of the request type, on every method: INVALID_ARGUMENT naming the parse error.
+        ["malformed SubmitJob message"] = (StatusCode.InvalidArgument, RawCalls.Malformed, Malformed(MethodType.ClientStreaming, "SubmitJob")),
+        ["malformed prompt after a valid header"] = (StatusCode.InvalidArgument, RawCalls.Malformed, Malformed(MethodType.ClientStreaming, "SubmitJob",
+            new SubmitJobRequest { Header = Valid() }.ToByteArray())),
+        ["malformed WatchJob request"] = (StatusCode.InvalidArgument, RawCalls.Malformed, Malformed(MethodType.ServerStreaming, "WatchJob")),
+        ["malformed GetJob request"] = (StatusCode.InvalidArgument, RawCalls.Malformed, Malformed(MethodType.Unary, "GetJob")),
+        ["malformed DownloadResults request"] = (StatusCode.InvalidArgument, RawCalls.Malformed, Malformed(MethodType.ServerStreaming, "DownloadResults")),
+        ["malformed ListJobs request"] = (StatusCode.InvalidArgument, RawCalls.Malformed, Malformed(MethodType.Unary, "ListJobs")),
+        ["malformed CancelJob request"] = (StatusCode.InvalidArgument, RawCalls.Malformed, Malformed(MethodType.Unary, "CancelJob")),
+        ["malformed RetryJob request"] = (StatusCode.InvalidArgument, RawCalls.Malformed, Malformed(MethodType.Unary, "RetryJob")),
+        ["malformed PauseJob request"] = (StatusCode.InvalidArgument, RawCalls.Malformed, Malformed(MethodType.Unary, "PauseJob")),
+        ["malformed ResumeJob request"] = (StatusCode.InvalidArgument, RawCalls.Malformed, Malformed(MethodType.Unary, "ResumeJob")),
+        ["malformed ListWorkers request"] = (StatusCode.InvalidArgument, RawCalls.Malformed, Malformed(MethodType.Unary, "ListWorkers")),
+        ["malformed ListModels request"] = (StatusCode.InvalidArgument, RawCalls.Malformed, Malformed(MethodType.Unary, "ListModels")),
+        ["malformed worker message"] = (StatusCode.InvalidArgument, RawCalls.Malformed, f => RawCalls.SendAsync(f.CoordinatorUrl, RawCalls.Worker, [RawCalls.NotProtobuf])),
+        ["malformed worker message after hello"] = (StatusCode.InvalidArgument, RawCalls.Malformed, f => RawCalls.SendAsync(f.CoordinatorUrl, RawCalls.Worker,
+            [new WorkerMessage { Hello = new WorkerHello { WorkerId = "hostile", Models = { FarmCluster.Model } } }.ToByteArray(), RawCalls.NotProtobuf])),
     };
 
     public static TheoryData<string> CaseNames => new(Cases.Keys);
@@ -98,6 +120,7 @@ public sealed class HostileInputTests(LimitedFarmFixture fixture) : IClassFixtur
 
         Assert.Equal(code, error.StatusCode);
         Assert.Contains(text, error.Status.Detail);
+        Assert.DoesNotContain("\n", error.Status.Detail); // one line: no stack trace reaches the client
         Assert.Empty(await PartialJobKeysAsync());
         await AssertStillServesABatchAsync();
     }
@@ -168,16 +191,203 @@ public sealed class HostileInputTests(LimitedFarmFixture fixture) : IClassFixtur
         await call;
     }
 
-    private static async Task DrainAsync<T>(IAsyncStreamReader<T> stream)
-    {
-        while (await stream.MoveNext(CancellationToken.None)) { }
-    }
+    /// <summary>A JobService call whose last (or only) message is not protobuf, after any valid <paramref name="first"/> ones.</summary>
+    private static Func<FarmCluster, Task> Malformed(MethodType type, string method, params byte[][] first) =>
+        f => RawCalls.SendAsync(f.CoordinatorUrl, RawCalls.Job(type, method), [.. first, RawCalls.NotProtobuf]);
 
     private static async Task RawWorkerAsync(FarmCluster farm)
     {
         using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(farm.CoordinatorUrl);
         using var call = new WorkerService.WorkerServiceClient(channel).Connect();
         await call.RequestStream.WriteAsync(new WorkerMessage { Heartbeat = new Heartbeat() });
-        await DrainAsync(call.ResponseStream);
+        await RawCalls.DrainAsync(call.ResponseStream);
+    }
+}
+
+/// <summary>
+/// Malformed bodies against a coordinator with API keys on and its log captured: authentication comes before the body on
+/// every call type, and a malformed body is the caller's error, never logged as the server's.
+/// </summary>
+public sealed class MalformedBodyTests : IAsyncLifetime
+{
+    private readonly CapturedLog _log = new();
+    private RedisServer _redis = null!;
+    private DirectoryInfo _root = null!;
+    private WebApplication _coordinator = null!;
+    private string _url = "", _clientKey = "", _workerKey = "";
+
+    /// <summary>One method of each call type: name → (method, valid messages before the malformed one, needs a worker key).</summary>
+    private static readonly Dictionary<string, (Method<byte[], byte[]> Method, byte[][] First, bool Worker)> Calls = new()
+    {
+        ["unary GetJob"] = (RawCalls.Job(MethodType.Unary, "GetJob"), [], false),
+        ["server-streaming WatchJob"] = (RawCalls.Job(MethodType.ServerStreaming, "WatchJob"), [], false),
+        ["client-streaming SubmitJob"] = (RawCalls.Job(MethodType.ClientStreaming, "SubmitJob"), [], false),
+        ["duplex WorkerService.Connect"] = (RawCalls.Worker, [], true),
+        ["duplex WorkerService.Connect after hello"] = (RawCalls.Worker,
+            [new WorkerMessage { Hello = new WorkerHello { WorkerId = "malformed", Models = { FarmCluster.Model } } }.ToByteArray()], true),
+    };
+
+    public static TheoryData<string> CallNames => new(Calls.Keys);
+
+    public async Task InitializeAsync()
+    {
+        _redis = await RedisServer.StartAsync();
+        _root = Directory.CreateTempSubdirectory("farm-malformed-");
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ContentRootPath = _root.FullName, EnvironmentName = "Testing" });
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Farm:Redis"] = _redis.ConnectionString,
+            ["Farm:Storage"] = Path.Combine(_root.FullName, "results"),
+            ["Farm:DefaultModel"] = FarmCluster.Model,
+            ["Farm:Auth:Mode"] = "ApiKeys",
+        });
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Logging.ClearProviders().AddProvider(_log);
+        builder.AddCoordinatorHost();
+        _coordinator = builder.Build();
+        _coordinator.MapCoordinator();
+        await _coordinator.StartAsync();
+        _url = _coordinator.Urls.First();
+        var keys = new ApiKeyStore(_coordinator.Services.GetRequiredService<StackExchange.Redis.IConnectionMultiplexer>());
+        _clientKey = (await keys.CreateAsync("malformed-corp", ApiKeyRole.Client, "client")).Secret;
+        _workerKey = (await keys.CreateAsync("farm", ApiKeyRole.Worker, "worker")).Secret;
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _coordinator.StopAsync();
+        await _coordinator.DisposeAsync();
+        await _redis.DisposeAsync();
+        try { _root.Delete(recursive: true); } catch (IOException) { }
+    }
+
+    private Task SendMalformedAsync(string name, string? key)
+    {
+        var (method, first, _) = Calls[name];
+        var headers = key is null ? null : new Metadata { { ApiKeyInterceptor.Header, key } };
+        return RawCalls.SendAsync(_url, method, [.. first, RawCalls.NotProtobuf], headers);
+    }
+
+    [Theory]
+    [MemberData(nameof(CallNames))]
+    public async Task WithoutAKeyAMalformedBodyIsUnauthenticatedAsAnyOtherBody(string name)
+    {
+        var error = await Assert.ThrowsAsync<RpcException>(() => SendMalformedAsync(name, key: null));
+
+        Assert.Equal(StatusCode.Unauthenticated, error.StatusCode);
+    }
+
+    [Theory]
+    [MemberData(nameof(CallNames))]
+    public async Task WithAKeyAMalformedBodyIsInvalidArgumentAndNotLoggedAsAServerError(string name)
+    {
+        var error = await Assert.ThrowsAsync<RpcException>(() => SendMalformedAsync(name, Calls[name].Worker ? _workerKey : _clientKey));
+
+        Assert.Equal(StatusCode.InvalidArgument, error.StatusCode);
+        Assert.StartsWith(RawCalls.Malformed, error.Status.Detail);
+        Assert.DoesNotContain("\n", error.Status.Detail);
+        Assert.Empty(_log.AtLeast(LogLevel.Warning));
+        Assert.Contains(_log.AtLeast(LogLevel.Information), e => e.Contains("'InvalidArgument'") && e.Contains("malformed request")); // visible, as the caller's error
+    }
+
+    [Fact]
+    public async Task TheHealthServiceIsBoundTheSameWayAndStillAnswersWithoutAKey()
+    {
+        using var channel = GrpcChannel.ForAddress(_url);
+        var health = await new Grpc.Health.V1.Health.HealthClient(channel).CheckAsync(new Grpc.Health.V1.HealthCheckRequest());
+        Assert.Equal(Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Serving, health.Status);
+
+        var error = await Assert.ThrowsAsync<RpcException>(() => RawCalls.SendAsync(_url,
+            new Method<byte[], byte[]>(MethodType.Unary, "grpc.health.v1.Health", "Check", RawCalls.Bytes, RawCalls.Bytes), [RawCalls.NotProtobuf]));
+        Assert.Equal(StatusCode.InvalidArgument, error.StatusCode);
+        Assert.StartsWith(RawCalls.Malformed, error.Status.Detail);
+    }
+
+    /// <summary>Every log entry of the coordinator, kept for assertions.</summary>
+    private sealed class CapturedLog : ILoggerProvider
+    {
+        private readonly System.Collections.Concurrent.ConcurrentQueue<(LogLevel Level, string Category, string Message)> _entries = new();
+
+        public IEnumerable<string> AtLeast(LogLevel level) => _entries.Where(e => e.Level >= level).Select(e => $"{e.Level} {e.Category}: {e.Message}");
+
+        public ILogger CreateLogger(string categoryName) => new Category(this, categoryName);
+        public void Dispose() { }
+
+        private sealed class Category(CapturedLog log, string name) : ILogger
+        {
+            public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+            public bool IsEnabled(LogLevel logLevel) => true;
+            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+                log._entries.Enqueue((logLevel, name, formatter(state, exception) + (exception is null ? "" : $" ({exception.GetType().Name}: {exception.Message})")));
+        }
+    }
+}
+
+/// <summary>Calls whose bodies are raw bytes, so a test can send what no generated client would.</summary>
+internal static class RawCalls
+{
+    public static readonly Marshaller<byte[]> Bytes = Marshallers.Create(b => b, b => b);
+
+    /// <summary>Field 1 announces five bytes and one follows: not a valid protobuf of any message type.</summary>
+    public static readonly byte[] NotProtobuf = [0x0A, 0x05, 0x61];
+
+    /// <summary>The coordinator's answer to <see cref="NotProtobuf"/>: its prefix, then protobuf's own words.</summary>
+    public const string Malformed = "malformed request: While parsing a protocol message, the input ended unexpectedly";
+
+    public static readonly Method<byte[], byte[]> Worker = new(MethodType.DuplexStreaming, "renderfarm.v1.WorkerService", "Connect", Bytes, Bytes);
+
+    public static Method<byte[], byte[]> Job(MethodType type, string name) => new(type, "renderfarm.v1.JobService", name, Bytes, Bytes);
+
+    public static async Task SendAsync(string url, Method<byte[], byte[]> method, IReadOnlyList<byte[]> messages, Metadata? headers = null)
+    {
+        using var channel = GrpcChannel.ForAddress(url);
+        await SendAsync(channel.CreateCallInvoker(), method, messages, new CallOptions(headers));
+    }
+
+    /// <summary>Sends <paramref name="messages"/> (exactly one for a unary or server-streaming call) and reads the whole answer.</summary>
+    public static async Task SendAsync(CallInvoker invoker, Method<byte[], byte[]> method, IReadOnlyList<byte[]> messages, CallOptions options)
+    {
+        switch (method.Type)
+        {
+            case MethodType.Unary:
+                await invoker.AsyncUnaryCall(method, null, options, messages.Single());
+                break;
+            case MethodType.ServerStreaming:
+                using (var call = invoker.AsyncServerStreamingCall(method, null, options, messages.Single()))
+                    await DrainAsync(call.ResponseStream, options.CancellationToken);
+                break;
+            case MethodType.ClientStreaming:
+                using (var call = invoker.AsyncClientStreamingCall(method, null, options))
+                {
+                    await WriteAllAsync(call.RequestStream, messages);
+                    await call.ResponseAsync;
+                }
+                break;
+            default:
+                using (var call = invoker.AsyncDuplexStreamingCall(method, null, options))
+                {
+                    await WriteAllAsync(call.RequestStream, messages);
+                    await DrainAsync(call.ResponseStream, options.CancellationToken);
+                }
+                break;
+        }
+    }
+
+    public static async Task DrainAsync<T>(IAsyncStreamReader<T> stream, CancellationToken cancellationToken = default)
+    {
+        while (await stream.MoveNext(cancellationToken)) { }
+    }
+
+    private static async Task WriteAllAsync(IClientStreamWriter<byte[]> stream, IEnumerable<byte[]> messages)
+    {
+        try
+        {
+            foreach (var message in messages) await stream.WriteAsync(message);
+            await stream.CompleteAsync();
+        }
+        catch (Exception e) when (e is RpcException or InvalidOperationException)
+        {
+            // The server answered before reading everything: its status is the call's result.
+        }
     }
 }

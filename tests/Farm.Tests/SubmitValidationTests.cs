@@ -55,6 +55,77 @@ public sealed class SubmitValidationTests(FarmFixture fixture)
         Assert.Empty(await JobKeysOfUnfinishedJobsAsync());
     }
 
+    /// <summary>A valid PNG whose header claims 100000×100000 pixels: a decompression bomb.</summary>
+    private static byte[] BombHeader()
+    {
+        var png = InputImageTests.Gradient(1, 2, 3);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(png.AsSpan(16), 100_000); // IHDR width
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(png.AsSpan(20), 100_000); // IHDR height
+        return png;
+    }
+
+    public static TheoryData<string, string> BadInputImageBatches => new()
+    {
+        // case name, expected text in the message
+        { "prompt names an image never sent", "prompts[1].init_image 'nope' names no input_image" },
+        { "mask without init image", "prompts[1].mask_image needs an init_image" },
+        { "strength without init image", "prompts[1].strength applies only" },
+        { "strength above one", "prompts[1].strength must be in (0, 1]" },
+        { "zero strength on a prompt", "prompts[1].strength must be in (0, 1]" },
+        { "NaN strength in the header", "params.strength" },
+        { "input mode set by the client", "params.input_mode" },
+        { "not an image", "is not a PNG or JPEG image" },
+        { "JPEG without a frame header", "is not a PNG or JPEG image" },
+        { "decompression bomb header", "is 100000x100000, more than the" },
+        { "image larger than the byte limit", "is larger than" },
+        { "image left unfinished before a prompt", "was not finished" },
+        { "stream ends inside an image", "was not finished" },
+        { "same name sent twice", "was already sent" },
+        { "empty name", "input_image.name" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadInputImageBatches))]
+    public async Task ABadInitImageOrMaskIsRejectedWithInvalidArgumentAndLeavesNothingBehind(string name, string message)
+    {
+        var header = ValidHeader();
+        var image = InputImageTests.Gradient(90, 90, 90);
+        var items = new List<SubmitJobRequest> { InputImageTests.Input("ok", image), InputImageTests.Prompt("fine", init: "ok") };
+        switch (name)
+        {
+            case "prompt names an image never sent": items.Add(InputImageTests.Prompt("x", init: "nope")); break;
+            case "mask without init image": items.Add(InputImageTests.Prompt("x", mask: "ok")); break;
+            case "strength without init image": items.Add(InputImageTests.Prompt("x", strength: 0.5f)); break;
+            case "strength above one": items.Add(InputImageTests.Prompt("x", init: "ok", strength: 1.5f)); break;
+            case "zero strength on a prompt": items.Add(InputImageTests.Prompt("x", init: "ok", strength: 0f)); break;
+            case "NaN strength in the header": header.Params.Strength = float.NaN; break;
+            case "input mode set by the client": header.Params.InputMode = InputMode.Inpaint; break;
+            case "not an image": items.Add(InputImageTests.Input("text", "hello, world"u8.ToArray())); break;
+            case "JPEG without a frame header": items.Add(InputImageTests.Input("jpeg", [0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, 0x4A, 0x46])); break;
+            case "decompression bomb header": items.Add(InputImageTests.Input("bomb", BombHeader())); break;
+            case "image larger than the byte limit":
+                // 17 chunks of 1 MiB against the 16 MiB default.
+                var chunk = new byte[1 << 20];
+                items.AddRange(Enumerable.Range(0, 17).Select(_ => InputImageTests.Input("huge", chunk, more: true)));
+                break;
+            case "image left unfinished before a prompt":
+                items.Add(InputImageTests.Input("half", image[..100], more: true));
+                items.Add(InputImageTests.Prompt("x"));
+                break;
+            case "stream ends inside an image": items.Add(InputImageTests.Input("half", image[..100], more: true)); break;
+            case "same name sent twice": items.Add(InputImageTests.Input("ok", image)); break;
+            case "empty name": items.Add(InputImageTests.Input("", image)); break;
+        }
+        var queuedBefore = await QueuedShardsAsync();
+
+        var error = await Assert.ThrowsAsync<RpcException>(() => Farm.SubmitItemsAsync(header, items));
+
+        Assert.Equal(StatusCode.InvalidArgument, error.StatusCode);
+        Assert.Contains(message, error.Status.Detail);
+        Assert.Equal(queuedBefore, await QueuedShardsAsync());
+        Assert.Empty(await JobKeysOfUnfinishedJobsAsync());
+    }
+
     [Fact]
     public async Task AnUnknownJobIdIsNotFoundOnEveryCall()
     {

@@ -18,6 +18,8 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
     public JobHeader Normalize(JobHeader header)
     {
         var p = header.Params?.Clone() ?? throw Invalid("params is required");
+        if (p.InputMode != InputMode.Text)
+            throw Invalid("params.input_mode is set by the coordinator from the prompts' init_image and mask_image; leave it unset");
         if (p.Model.Length == 0) p.Model = _limits.DefaultModel;
         if (p.Scheduler.Length == 0) p.Scheduler = SchedulerNames.Default;
         CheckParams(p, "params");
@@ -43,7 +45,8 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
     /// </summary>
     public GenerationParams ParamsFor(PromptItem item, GenerationParams defaults, long position)
     {
-        if (!item.HasSteps && !item.HasGuidanceScale && !item.HasWidth && !item.HasHeight && !item.HasScheduler && !item.HasModel)
+        if (!item.HasSteps && !item.HasGuidanceScale && !item.HasWidth && !item.HasHeight && !item.HasScheduler && !item.HasModel
+            && !item.HasInitImage && !item.HasStrength)
             return defaults;
         var p = defaults.Clone();
         if (item.HasSteps) p.Steps = item.Steps;
@@ -52,6 +55,9 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
         if (item.HasHeight) p.Height = item.Height;
         if (item.HasScheduler) p.Scheduler = item.Scheduler.Length == 0 ? defaults.Scheduler : item.Scheduler;
         if (item.HasModel) p.Model = item.Model.Length == 0 ? defaults.Model : item.Model;
+        if (item.HasStrength) p.Strength = item.Strength;
+        // One UNet batch runs one mode, so the mode is part of the settings that group images into shards.
+        p.InputMode = !item.HasInitImage ? InputMode.Text : item.HasMaskImage ? InputMode.Inpaint : InputMode.Image;
         CheckParams(p, $"prompts[{position}]");
         return p;
     }
@@ -68,6 +74,8 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
             throw Invalid($"{prefix}.guidance_scale must be a finite number between 0 and 100 (got {p.GuidanceScale})");
         if (!SchedulerNames.IsKnown(p.Scheduler))
             throw Invalid($"{prefix}.scheduler '{Truncate(p.Scheduler)}' is unknown; valid: {string.Join(", ", SchedulerNames.All)}");
+        if (!float.IsFinite(p.Strength) || p.Strength < 0 || p.Strength > 1)
+            throw Invalid($"{prefix}.strength must be in (0, 1], or unset for the default (got {p.Strength})");
     }
 
     /// <summary>Validates one prompt item; <paramref name="position"/> is its 0-based place in the batch.</summary>
@@ -78,6 +86,12 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
         CheckText($"prompts[{position}].prompt", item.Prompt);
         if (item.HasNegativePrompt) CheckText($"prompts[{position}].negative_prompt", item.NegativePrompt);
         CheckSeeds($"prompts[{position}].seeds", item.Seeds);
+        if (item.HasMaskImage && !item.HasInitImage)
+            throw Invalid($"prompts[{position}].mask_image needs an init_image to apply to");
+        if (item.HasStrength && !item.HasInitImage)
+            throw Invalid($"prompts[{position}].strength applies only to prompts with an init_image");
+        if (item.HasStrength && !(item.Strength > 0))
+            throw Invalid($"prompts[{position}].strength must be in (0, 1] (got {item.Strength})");
     }
 
     public void CheckImageCount(long images)
@@ -108,7 +122,8 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
             if (seed < 0) throw Invalid($"{field} must not contain negative seeds (got {seed})");
     }
 
-    private static string Truncate(string s) => s.Length <= 40 ? s : s[..40] + "…";
+    /// <summary>User text quoted in an error message, cut to a readable length.</summary>
+    internal static string Truncate(string s) => s.Length <= 40 ? s : s[..40] + "…";
 
     [GeneratedRegex("^[A-Za-z0-9._-]{1,64}$")]
     private static partial Regex ModelName();

@@ -48,21 +48,32 @@ public sealed class JobSubmitter(
 
         var jobId = JobIds.New();
         var staging = new Staging(redis.GetDatabase(), jobId, header, await ShardSizeForAsync(header.Params.Model));
+        var inputs = new SubmittedInputs(redis.GetDatabase(), jobId, options.Value, StagingTtl);
         try
         {
             long position = 0;
             while (await requests.MoveNext(cancellationToken))
             {
                 var request = requests.Current;
+                if (request.ItemCase == SubmitJobRequest.ItemOneofCase.InputImage)
+                {
+                    await inputs.AddAsync(request.InputImage);
+                    continue;
+                }
                 if (request.ItemCase != SubmitJobRequest.ItemOneofCase.Prompt)
                     throw BatchValidator.Invalid($"prompts[{position}]: only one header is allowed, at the start");
-                validator.Check(request.Prompt, position);
-                staging.Add(request.Prompt, validator.ParamsFor(request.Prompt, header.Params, position));
+                var prompt = request.Prompt;
+                validator.Check(prompt, position);
+                var parameters = validator.ParamsFor(prompt, header.Params, position);
+                var initImage = prompt.HasInitImage ? inputs.Resolve(prompt.InitImage, $"prompts[{position}].init_image") : "";
+                var maskImage = prompt.HasMaskImage ? inputs.Resolve(prompt.MaskImage, $"prompts[{position}].mask_image") : "";
+                staging.Add(prompt, parameters, initImage, maskImage);
                 validator.CheckImageCount(staging.ImageCount);
                 limits.CheckQueuedImages(alreadyQueued, staging.ImageCount);
                 position++;
                 if (staging.PendingWrites >= FlushEvery) await staging.FlushAsync(final: false);
             }
+            inputs.CheckComplete();
             if (staging.ImageCount == 0)
                 throw BatchValidator.Invalid("the batch has no prompts");
             await staging.FlushAsync(final: true);
@@ -104,6 +115,7 @@ public sealed class JobSubmitter(
         await Task.WhenAll(
             db.KeyPersistAsync(FarmKeys.JobImages(jobId)),
             db.KeyPersistAsync(FarmKeys.JobShardsRemaining(jobId)),
+            db.KeyPersistAsync(FarmKeys.JobInputs(jobId)),
             db.StreamAddAsync(FarmKeys.JobEvents(jobId), JobEventLog.Queued((uint)staging.ImageCount, staging.ShardCount)));
 
         // Move the staged shards onto the model's task stream in pages, then drop the staging list.
@@ -150,20 +162,27 @@ public sealed class JobSubmitter(
         public uint ShardCount { get; private set; }
         public int PendingWrites => _images.Count;
 
-        public void Add(PromptItem item, GenerationParams parameters)
+        /// <param name="initImage">Field of the job's inputs hash with the prompt's init image, or empty.</param>
+        /// <param name="maskImage">Field of the job's inputs hash with the prompt's mask, or empty.</param>
+        public void Add(PromptItem item, GenerationParams parameters, string initImage, string maskImage)
         {
             if (_seen.Add(parameters) && _seen.Count > MaxDistinctParams)
-                throw BatchValidator.Invalid($"the batch mixes more than {MaxDistinctParams} distinct settings (model, size, steps, guidance, scheduler); split it into several jobs");
+                throw BatchValidator.Invalid($"the batch mixes more than {MaxDistinctParams} distinct settings (model, size, steps, guidance, scheduler, strength, init image/mask or none); split it into several jobs");
             var negative = item.HasNegativePrompt ? item.NegativePrompt : header.NegativePrompt;
             var seeds = item.Seeds.Count > 0 ? item.Seeds : header.Seeds;
             foreach (var seed in seeds)
             for (uint k = 0; k < header.ImagesPerPrompt; k++)
             {
-                var image = new ImageTask { Index = (uint)ImageCount++, Prompt = item.Prompt, NegativePrompt = negative, Seed = seed + k };
+                var image = new ImageTask
+                {
+                    Index = (uint)ImageCount++, Prompt = item.Prompt, NegativePrompt = negative, Seed = seed + k,
+                    InitImage = initImage, MaskImage = maskImage,
+                };
                 if (!_open.TryGetValue(parameters, out var shard))
                     _open[parameters] = shard = new Shard { JobId = jobId, Params = parameters };
                 shard.Images.Add(image);
-                _images.Add(new HashEntry(image.Index, image.ToByteArray()));
+                var record = parameters.Equals(header.Params) ? image : new ImageTask(image) { Params = parameters };
+                _images.Add(new HashEntry(image.Index, record.ToByteArray()));
                 if (shard.Images.Count == shardSize) CloseShard(parameters);
             }
         }

@@ -175,16 +175,23 @@ public sealed class JobGrpcService(
                 $"job {request.JobId} is {status.State.ToString().ToLowerInvariant()}; only a job that finished with failed images can be retried"));
         var failed = await jobs.FailedImagesAsync(request.JobId);
         var tasks = await Task.WhenAll(failed.Select(i => jobs.GetImageAsync(request.JobId, i)));
-        var shards = tasks.OfType<ImageTask>().Chunk(shardSize).Select((chunk, n) =>
-        {
-            var shard = new Shard { JobId = request.JobId, ShardIndex = status.ShardCount + (uint)n, Params = status.Params };
-            shard.Images.AddRange(chunk);
-            return shard;
-        }).ToList();
+        // Images re-render with the settings they were submitted with (per-prompt overrides kept), grouped as on submit.
+        var shards = tasks.OfType<ImageTask>()
+            .GroupBy(t => t.Params ?? status.Params)
+            .SelectMany(group => group.Chunk(shardSize).Select(chunk => (group.Key, chunk)))
+            .Select((g, n) =>
+            {
+                var shard = new Shard { JobId = request.JobId, ShardIndex = status.ShardCount + (uint)n, Params = g.Key };
+                shard.Images.AddRange(g.chunk.Select(t => new ImageTask(t) { Params = null }));
+                return shard;
+            }).ToList();
         if (!await jobs.ReopenForRetryAsync(request.JobId, status.ShardCount, shards))
             throw new RpcException(new Status(StatusCode.Aborted, $"job {request.JobId} changed state while being retried; try again"));
-        await queue.EnqueueAsync(status.Params.Model, status.Priority, shards.Select(s => s.ToByteArray()).ToList());
-        await queue.NudgeWorkersAsync(status.Params.Model);
+        foreach (var byModel in shards.GroupBy(s => s.Params.Model))
+        {
+            await queue.EnqueueAsync(byModel.Key, status.Priority, byModel.Select(s => s.ToByteArray()).ToList());
+            await queue.NudgeWorkersAsync(byModel.Key);
+        }
         logger.LogInformation("Job {JobId}: {Images} failed images re-queued in {Shards} shards", request.JobId, failed.Count, shards.Count);
         return (await jobs.GetStatusAsync(request.JobId))!;
     }

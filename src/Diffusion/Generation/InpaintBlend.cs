@@ -3,19 +3,20 @@ using RenderFarm.Diffusion.Schedulers;
 namespace RenderFarm.Diffusion.Generation;
 
 /// <summary>
-/// Inpainting with an ordinary UNet (diffusers' 4-channel path): after every step the region to keep is replaced by
-/// the init latents noised to the next step's level with the request's initial noise (clean after the last step),
-/// latents = (1 − m)·init_t + m·latents.
+/// Inpainting with an ordinary UNet (diffusers' 4-channel path): after every step the region each image keeps is
+/// replaced by its own init latents noised to the next step's level with its initial noise (clean after the last
+/// step), latents = (1 − m)·init_t + m·latents, with m the image's own mask.
 /// </summary>
-internal sealed class InpaintBlend(float[] initLatents, float[] latentMask, float[] noise, int batch)
+internal sealed class InpaintBlend(InitImages init, float[] noise, int batch)
 {
     private readonly float[] _known = new float[noise.Length];
 
     public void Apply(Scheduler scheduler, int nextStepIndex, Span<float> latents)
     {
-        int perImage = initLatents.Length, plane = latentMask.Length;
+        int perImage = noise.Length / batch;
         for (int b = 0; b < batch; b++)
         {
+            var initLatents = init.Latents(b);
             var known = _known.AsSpan(b * perImage, perImage);
             if (nextStepIndex < scheduler.Timesteps.Count)
             {
@@ -25,11 +26,13 @@ internal sealed class InpaintBlend(float[] initLatents, float[] latentMask, floa
             {
                 initLatents.CopyTo(known);
             }
-        }
-        for (int i = 0; i < latents.Length; i++)
-        {
-            float m = latentMask[i % perImage % plane];
-            latents[i] = (1f - m) * _known[i] + m * latents[i];
+            var mask = init.LatentMask(b);
+            var image = latents.Slice(b * perImage, perImage);
+            for (int i = 0; i < perImage; i++)
+            {
+                float m = mask[i % mask.Length];
+                image[i] = (1f - m) * known[i] + m * image[i];
+            }
         }
     }
 }

@@ -13,11 +13,12 @@ internal sealed record DecodedImage(byte[] Pixels, int Width, int Height, int Ch
 /// </summary>
 internal static class ImageDecoder
 {
-    public static DecodedImage Decode(byte[]? bytes, bool grey, long maxPixels, string parameter)
+    /// <summary>Decodes <paramref name="bytes"/>; problems are <see cref="ArgumentException"/>s for <paramref name="parameter"/> whose message starts with <paramref name="subject"/>.</summary>
+    public static DecodedImage Decode(byte[]? bytes, bool grey, long maxPixels, string parameter, string subject = "The image")
     {
         if (bytes is null || bytes.Length == 0)
         {
-            throw new ArgumentException("The image is empty.", parameter);
+            throw new ArgumentException($"{subject} is empty.", parameter);
         }
         ImageInfo? info;
         try
@@ -31,12 +32,12 @@ internal static class ImageDecoder
         }
         if (info is not { Width: > 0, Height: > 0 } header)
         {
-            throw new ArgumentException("The image could not be read (expected PNG or JPEG bytes).", parameter);
+            throw new ArgumentException($"{subject} could not be read (expected PNG or JPEG bytes).", parameter);
         }
         if ((long)header.Width * header.Height > maxPixels)
         {
             throw new ArgumentException(
-                $"The image is {header.Width}x{header.Height}, more than the {maxPixels} pixels allowed.", parameter);
+                $"{subject} is {header.Width}x{header.Height}, more than the {maxPixels} pixels allowed.", parameter);
         }
         try
         {
@@ -45,7 +46,7 @@ internal static class ImageDecoder
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            throw new ArgumentException($"The image could not be decoded: {ex.Message}", parameter, ex);
+            throw new ArgumentException($"{subject} could not be decoded: {ex.Message}", parameter, ex);
         }
     }
 }

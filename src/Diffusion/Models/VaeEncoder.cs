@@ -17,6 +17,7 @@ internal sealed class VaeEncoder : IDisposable
     private readonly TensorElementType _inputType;
     private readonly string _outputName;
     private readonly bool _meanAndLogVariance;
+    private long _imagesEncoded;
 
     public VaeEncoder(OnnxComponent component)
     {
@@ -35,10 +36,14 @@ internal sealed class VaeEncoder : IDisposable
 
     public int? StaticBatch { get; }
 
+    /// <summary>Images encoded since load (tests observe that shared init images are encoded once).</summary>
+    public long ImagesEncoded => Interlocked.Read(ref _imagesEncoded);
+
     /// <summary>Encodes <paramref name="batch"/> images [3, H, W]; returns the latent means [batch, C, h, w].</summary>
     public float[] Encode(ReadOnlySpan<float> images, int batch, int height, int width, int latentChannels, RunOptions runOptions)
     {
         int perImage = 3 * height * width;
+        Interlocked.Add(ref _imagesEncoded, batch);
         int chunk = StaticBatch ?? batch;
         float[]? result = null;
         for (int start = 0; start < batch; start += chunk)

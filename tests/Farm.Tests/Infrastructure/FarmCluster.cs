@@ -118,15 +118,20 @@ public sealed class FarmCluster : IAsyncDisposable
         return builder;
     }
 
-    public async Task<SubmitJobResponse> SubmitAsync(JobHeader header, IEnumerable<PromptItem> prompts,
+    public Task<SubmitJobResponse> SubmitAsync(JobHeader header, IEnumerable<PromptItem> prompts,
+        CancellationToken cancellationToken = default, Grpc.Core.Metadata? headers = null) =>
+        SubmitItemsAsync(header, prompts.Select(p => new SubmitJobRequest { Prompt = p }), cancellationToken, headers);
+
+    /// <summary>Submits the header, then <paramref name="items"/> (prompts and input images) as they are.</summary>
+    public async Task<SubmitJobResponse> SubmitItemsAsync(JobHeader header, IEnumerable<SubmitJobRequest> items,
         CancellationToken cancellationToken = default, Grpc.Core.Metadata? headers = null)
     {
         using var call = Jobs.SubmitJob(headers, cancellationToken: cancellationToken);
         try
         {
             await call.RequestStream.WriteAsync(new SubmitJobRequest { Header = header }, cancellationToken);
-            foreach (var prompt in prompts)
-                await call.RequestStream.WriteAsync(new SubmitJobRequest { Prompt = prompt }, cancellationToken);
+            foreach (var item in items)
+                await call.RequestStream.WriteAsync(item, cancellationToken);
             await call.RequestStream.CompleteAsync();
         }
         catch (Exception e) when (e is RpcException or InvalidOperationException && !cancellationToken.IsCancellationRequested)

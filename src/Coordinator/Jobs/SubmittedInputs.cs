@@ -1,0 +1,89 @@
+using System.Security.Cryptography;
+using RenderFarm.Protocol;
+using RenderFarm.Shared;
+using StackExchange.Redis;
+
+namespace RenderFarm.Coordinator.Jobs;
+
+/// <summary>
+/// The init images and masks of one submission. Chunks of an image are joined as they arrive; a complete image is
+/// checked (PNG or JPEG, bytes, decoded dimensions read from its header alone) and stored once per content in the
+/// job's inputs hash under its sha256, which is what the job's images refer to. Only one image is ever in memory.
+/// </summary>
+public sealed class SubmittedInputs(IDatabase db, string jobId, CoordinatorOptions limits, TimeSpan stagingTtl)
+{
+    private const int MaxNameLength = 128;
+
+    private readonly Dictionary<string, string> _fieldByName = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _stored = new(StringComparer.Ordinal);
+    private string? _pendingName;
+    private MemoryStream? _pending;
+    private long _storedBytes;
+
+    /// <summary>Distinct images stored for the job so far.</summary>
+    public int Count => _stored.Count;
+
+    public async Task AddAsync(InputImage chunk)
+    {
+        var name = chunk.Name;
+        if (_pendingName is not null && name != _pendingName)
+            throw Unfinished();
+        if (_pendingName is null)
+        {
+            if (name.Length is 0 or > MaxNameLength || name.Any(char.IsControl))
+                throw BatchValidator.Invalid($"input_image.name must be 1-{MaxNameLength} printable characters (got '{Truncate(name)}')");
+            if (_fieldByName.ContainsKey(name))
+                throw BatchValidator.Invalid($"input_image '{Truncate(name)}' was already sent; later prompts refer to it by name");
+            _pendingName = name;
+            _pending = new MemoryStream();
+        }
+        if (_pending!.Length + chunk.Data.Length > limits.MaxInputImageBytes)
+            throw BatchValidator.Invalid($"input_image '{Truncate(name)}' is larger than {limits.MaxInputImageBytes} bytes");
+        chunk.Data.WriteTo(_pending);
+        if (chunk.More) return;
+
+        var bytes = _pending.ToArray();
+        _pending = null;
+        _pendingName = null;
+        Check(name, bytes);
+        var field = Convert.ToHexStringLower(SHA256.HashData(bytes));
+        if (_stored.Add(field))
+        {
+            _storedBytes += bytes.Length;
+            if (_storedBytes > limits.MaxInputBytesPerJob)
+                throw BatchValidator.Invalid($"the batch's input images exceed {limits.MaxInputBytesPerJob} bytes in all; split it into several jobs");
+            var key = FarmKeys.JobInputs(jobId);
+            // Staged like the rest of the job: the commit persists the key, a dead submission's copy expires.
+            await Task.WhenAll(db.HashSetAsync(key, field, bytes), db.KeyExpireAsync(key, stagingTtl));
+        }
+        _fieldByName[name] = field;
+    }
+
+    /// <summary>The inputs-hash field of an image the submission sent earlier, for a prompt's reference to it.</summary>
+    public string Resolve(string name, string field)
+    {
+        if (_pendingName is not null) throw Unfinished();
+        return _fieldByName.TryGetValue(name, out var stored) ? stored
+            : throw BatchValidator.Invalid($"{field} '{Truncate(name)}' names no input_image sent before it");
+    }
+
+    /// <summary>Fails a stream that ended in the middle of an image.</summary>
+    public void CheckComplete()
+    {
+        if (_pendingName is not null) throw Unfinished();
+    }
+
+    private Grpc.Core.RpcException Unfinished() =>
+        BatchValidator.Invalid($"input_image '{Truncate(_pendingName!)}' was not finished (its last chunk must have more = false) before the next message");
+
+    private void Check(string name, byte[] bytes)
+    {
+        var header = ImageHeader.Read(bytes)
+            ?? throw BatchValidator.Invalid($"input_image '{Truncate(name)}' is not a PNG or JPEG image with a readable header");
+        if ((long)header.Width * header.Height > limits.MaxInputImagePixels)
+            throw BatchValidator.Invalid(
+                $"input_image '{Truncate(name)}' is {header.Width}x{header.Height}, more than the {limits.MaxInputImagePixels} pixels allowed");
+    }
+
+    private static string Truncate(string s) => BatchValidator.Truncate(s);
+}

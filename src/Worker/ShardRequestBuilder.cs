@@ -1,0 +1,44 @@
+using RenderFarm.Diffusion;
+using RenderFarm.Protocol;
+using RenderFarm.Shared;
+using StackExchange.Redis;
+
+namespace RenderFarm.Worker;
+
+/// <summary>
+/// Turns a shard into the pipeline's batch request, fetching its init images and masks from the job's inputs hash in
+/// one round trip. Images that share an input share one byte array, so the pipeline encodes it once.
+/// </summary>
+public sealed class ShardRequestBuilder(IConnectionMultiplexer redis)
+{
+    public async Task<GenerationRequest> BuildAsync(Shard shard)
+    {
+        var p = shard.Params;
+        var inputs = await LoadInputsAsync(shard);
+        var images = shard.Images.Select(i => new ImagePrompt(i.Prompt, i.NegativePrompt, i.Seed)
+        {
+            InitImage = i.InitImage.Length > 0 ? inputs[i.InitImage] : null,
+            MaskImage = i.MaskImage.Length > 0 ? inputs[i.MaskImage] : null,
+        }).ToList();
+        return new GenerationRequest(images, (int)p.Width, (int)p.Height, (int)p.Steps, p.GuidanceScale, p.Scheduler, p.Model)
+        {
+            Strength = p.InputMode != InputMode.Text && p.Strength > 0 ? p.Strength : null,
+        };
+    }
+
+    private async Task<Dictionary<string, byte[]>> LoadInputsAsync(Shard shard)
+    {
+        var fields = shard.Images.SelectMany(i => new[] { i.InitImage, i.MaskImage }).Where(f => f.Length > 0).Distinct().ToArray();
+        var inputs = new Dictionary<string, byte[]>(StringComparer.Ordinal);
+        if (fields.Length == 0) return inputs;
+        var values = await redis.GetDatabase().HashGetAsync(FarmKeys.JobInputs(shard.JobId), [.. fields.Select(f => (RedisValue)f)]);
+        for (var n = 0; n < fields.Length; n++)
+        {
+            // Gone only if the job was deleted under the shard: fail it with a message that says so.
+            inputs[fields[n]] = values[n].IsNull
+                ? throw new InvalidOperationException($"input image {fields[n][..Math.Min(12, fields[n].Length)]} of job {shard.JobId} is no longer stored")
+                : (byte[])values[n]!;
+        }
+        return inputs;
+    }
+}
