@@ -84,7 +84,9 @@ public sealed class RedisServer : IAsyncDisposable
                 await probe.GetDatabase().PingAsync();
                 return;
             }
-            catch (RedisConnectionException) when (DateTime.UtcNow < deadline && !_process.HasExited)
+            // Not listening yet, or listening but still replaying its AOF after a restart ("LOADING").
+            catch (Exception e) when ((e is RedisConnectionException || e is RedisServerException { Message: var m } && m.StartsWith("LOADING"))
+                                      && DateTime.UtcNow < deadline && !_process.HasExited)
             {
                 await Task.Delay(100);
             }
