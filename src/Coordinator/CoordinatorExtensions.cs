@@ -38,6 +38,7 @@ public static class CoordinatorExtensions
         services.AddSingleton<ShardQueue>();
         services.AddSingleton<JobRepository>();
         services.AddSingleton<JobEventLog>();
+        services.AddSingleton<JobEventSignal>();
         services.AddSingleton<JobSubmitter>();
         services.AddSingleton<WorkerReportHandler>();
         services.AddSingleton<WorkerRegistry>();

@@ -38,6 +38,12 @@ public sealed class CoordinatorOptions
     /// <summary>Step progress of one shard is written at most this often (first and last step always).</summary>
     [Range(0, 60_000)] public int ProgressIntervalMilliseconds { get; set; } = 100;
 
+    /// <summary>
+    /// A watcher of a quiet job is woken by pub/sub when its next event is written; it also reads again after this
+    /// long without one, since pub/sub messages are lost while a connection is down.
+    /// </summary>
+    [Range(10, 600_000)] public int WatchFallbackMilliseconds { get; set; } = 2_000;
+
     [Range(1, int.MaxValue)] public int MaxImagesPerJob { get; set; } = 1_000_000;
     [Range(1, 1_000_000)] public int MaxPromptLength { get; set; } = 4_000;
     [Range(8, 16_384)] public int MaxImageSide { get; set; } = 2_048;

@@ -35,6 +35,9 @@ public static class FarmKeys
     /// <summary>Pub/sub channel that nudges idle workers when shards for <paramref name="model"/> arrive.</summary>
     public static string TaskNudge(string model) => $"tasks:{model}:nudge";
 
+    /// <summary>Pub/sub channel: each append to a job's event stream publishes the stream's key, waking its watchers.</summary>
+    public const string JobEventsChannel = "jobs:events";
+
     public static string JobTag(string jobId) => $"{{job:{jobId}}}";
 
     /// <summary>Hash: state, params, counts, timestamps.</summary>

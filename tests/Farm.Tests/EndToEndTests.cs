@@ -68,6 +68,26 @@ public sealed class EndToEndTests(FarmFixture fixture)
     }
 
     [Fact]
+    public async Task WatchersAreWokenByEachPublishedEventNotByPolling()
+    {
+        // A fallback read after 10 minutes only: the watch can finish in time only if every quiet wait is ended by the
+        // PUBLISH that follows an event, whichever writer appended it (Lua script or the coordinator's event log).
+        await using var farm = await FarmCluster.StartAsync(workers: 0, configure: s => s["Farm:WatchFallbackMilliseconds"] = "600000");
+        var job = await farm.SubmitAsync(Header(3, 7), [new PromptItem { Prompt = "a quiet harbour at dawn" }]);
+        var watching = farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
+        await Task.Delay(500); // the watcher has read the queued event and sleeps: nothing renders yet
+        await farm.Jobs.PauseJobAsync(new PauseJobRequest { JobId = job.JobId });
+        await farm.Jobs.ResumeJobAsync(new ResumeJobRequest { JobId = job.JobId });
+        await farm.StartWorkerAsync("late-worker");
+
+        var events = await watching;
+
+        Assert.Equal(JobState.Completed, events[^1].JobFinished.State);
+        Assert.Equal(2, events.Count(e => e.StateChanged is not null));
+        Assert.Contains(events, e => e.Step is not null);
+    }
+
+    [Fact]
     public async Task TheSamePromptSeedAndParametersGiveByteIdenticalPngsOnASecondRun()
     {
         var prompt = new[] { new PromptItem { Prompt = "an oil painting of a lighthouse in a storm" } };

@@ -13,8 +13,13 @@ public sealed class JobEventLog(IConnectionMultiplexer redis)
 {
     public const string TypeField = "type";
 
-    public Task AppendAsync(string jobId, params NameValueEntry[] fields) =>
-        redis.GetDatabase().StreamAddAsync(FarmKeys.JobEvents(jobId), fields);
+    public async Task AppendAsync(string jobId, params NameValueEntry[] fields)
+    {
+        var db = redis.GetDatabase();
+        var key = FarmKeys.JobEvents(jobId);
+        await db.StreamAddAsync(key, fields);
+        await db.PublishAsync(RedisChannel.Literal(FarmKeys.JobEventsChannel), key, CommandFlags.FireAndForget);
+    }
 
     public static NameValueEntry[] Queued(uint images, uint shards) =>
         [new(TypeField, "queued"), new("images", images), new("shards", shards)];

@@ -17,7 +17,7 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
     // KEYS: meta, results, failures, shards, events.
     // ARGV: mode (done|failed), index, shard, worker, detail (sha256 or error), now ms.
     // An image already done or failed is ignored: a duplicate delivery changes nothing.
-    private const string RecordOutcomeScript = """
+    private const string RecordOutcomeScript = $$"""
         if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
         local index, shard = ARGV[2], ARGV[3]
         if redis.call('HEXISTS', KEYS[2], index) == 1 or redis.call('HEXISTS', KEYS[3], index) == 1 then return {0, 0} end
@@ -45,6 +45,7 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
           redis.call('HSET', KEYS[1], 'state', state, 'finished_ms', ARGV[6])
           redis.call('XADD', KEYS[5], '*', 'type', 'job_finished', 'state', state, 'done', done, 'failed', failed)
         end
+        redis.call('PUBLISH', '{{FarmKeys.JobEventsChannel}}', KEYS[5])
         return {1, shardFinished}
         """;
 
@@ -55,19 +56,20 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
         """;
 
     // KEYS: meta, events, parked. ARGV: now ms. Cancels a job that has not finished; returns 1 if it did.
-    private const string CancelScript = """
+    private const string CancelScript = $$"""
         local state = redis.call('HGET', KEYS[1], 'state')
         if state ~= 'queued' and state ~= 'running' and state ~= 'paused' then return 0 end
         redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_ms', ARGV[1])
         redis.call('DEL', KEYS[3])
         redis.call('XADD', KEYS[2], '*', 'type', 'job_finished', 'state', 'cancelled',
           'done', redis.call('HGET', KEYS[1], 'images_done'), 'failed', redis.call('HGET', KEYS[1], 'images_failed'))
+        redis.call('PUBLISH', '{{FarmKeys.JobEventsChannel}}', KEYS[2])
         return 1
         """;
 
     // KEYS: meta, failures, shards, events. ARGV: first new shard index, then per new shard: its image count, then
     // '|' and the failed indices being retried. Re-opens a failed job for exactly those images.
-    private const string RetryScript = """
+    private const string RetryScript = $$"""
         if redis.call('HGET', KEYS[1], 'state') ~= 'failed' then return 0 end
         local first = tonumber(ARGV[1])
         local i, shard, images = 2, first, 0
@@ -81,25 +83,28 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
         redis.call('HSET', KEYS[1], 'state', 'queued', 'shard_count', shard)
         redis.call('HDEL', KEYS[1], 'finished_ms')
         redis.call('XADD', KEYS[4], '*', 'type', 'queued', 'images', images, 'shards', shard - first)
+        redis.call('PUBLISH', '{{FarmKeys.JobEventsChannel}}', KEYS[4])
         return 1
         """;
 
     // KEYS: meta, events. Pauses a queued or running job; returns 1 if it did.
-    private const string PauseScript = """
+    private const string PauseScript = $$"""
         local state = redis.call('HGET', KEYS[1], 'state')
         if state ~= 'queued' and state ~= 'running' then return 0 end
         redis.call('HSET', KEYS[1], 'state', 'paused', 'paused_from', state)
         redis.call('XADD', KEYS[2], '*', 'type', 'state_changed', 'state', 'paused')
+        redis.call('PUBLISH', '{{FarmKeys.JobEventsChannel}}', KEYS[2])
         return 1
         """;
 
     // KEYS: meta, events, parked. Resumes a paused job and hands back (and forgets) the shards parked meanwhile, in
     // one step, so a shard parked concurrently is either returned here or sees the job running and runs.
-    private const string ResumeScript = """
+    private const string ResumeScript = $$"""
         if redis.call('HGET', KEYS[1], 'state') ~= 'paused' then return false end
         local state = redis.call('HGET', KEYS[1], 'paused_from') or 'queued'
         redis.call('HSET', KEYS[1], 'state', state)
         redis.call('XADD', KEYS[2], '*', 'type', 'state_changed', 'state', state)
+        redis.call('PUBLISH', '{{FarmKeys.JobEventsChannel}}', KEYS[2])
         local parked = redis.call('LRANGE', KEYS[3], 0, -1)
         redis.call('DEL', KEYS[3])
         return parked

@@ -14,6 +14,7 @@ public sealed class JobGrpcService(
     JobSubmitter submitter,
     JobRepository jobs,
     JobEventLog events,
+    JobEventSignal signal,
     IResultStore store,
     ShardQueue queue,
     WorkerRegistry workers,
@@ -24,7 +25,7 @@ public sealed class JobGrpcService(
     private readonly int shardSize = options.Value.ShardSize;
     private readonly TimeSpan presignTtl = TimeSpan.FromSeconds(options.Value.S3.PresignTtlSeconds);
     private const int ChunkSize = 256 * 1024;
-    private static readonly TimeSpan MinPoll = TimeSpan.FromMilliseconds(25), MaxPoll = TimeSpan.FromMilliseconds(250);
+    private readonly TimeSpan watchFallback = TimeSpan.FromMilliseconds(options.Value.WatchFallbackMilliseconds);
 
     public override Task<SubmitJobResponse> SubmitJob(IAsyncStreamReader<SubmitJobRequest> requestStream, ServerCallContext context) =>
         submitter.SubmitAsync(requestStream, ApiKeyInterceptor.PrincipalOf(context).Tenant, context.CancellationToken);
@@ -54,10 +55,10 @@ public sealed class JobGrpcService(
     {
         await RequireJobAsync(request.JobId, context);
         var after = request.AfterEventId;
-        var poll = MinPoll;
         while (true)
         {
             context.CancellationToken.ThrowIfCancellationRequested();
+            var next = await signal.NextAsync(request.JobId); // taken before reading, so nothing slips in between
             var batch = await events.ReadAsync(request.JobId, after, 256);
             for (var i = 0; i < batch.Count; i++)
             {
@@ -74,9 +75,8 @@ public sealed class JobGrpcService(
                 await responseStream.WriteAsync(e, context.CancellationToken);
                 after = e.EventId;
             }
-            // Back off while the job is quiet; snap back as soon as events flow.
-            poll = batch.Count > 0 ? MinPoll : TimeSpan.FromTicks(Math.Min(MaxPoll.Ticks, poll.Ticks * 2));
-            if (batch.Count == 0) await Task.Delay(poll, context.CancellationToken);
+            // Quiet: sleep until the next event is published, or the fallback interval (pub/sub can drop messages).
+            if (batch.Count == 0) await Task.WhenAny(next, Task.Delay(watchFallback, context.CancellationToken));
         }
     }
 
