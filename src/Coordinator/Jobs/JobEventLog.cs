@@ -13,13 +13,20 @@ public sealed class JobEventLog(IConnectionMultiplexer redis)
 {
     public const string TypeField = "type";
 
-    public async Task AppendAsync(string jobId, params NameValueEntry[] fields)
-    {
-        var db = redis.GetDatabase();
-        var key = FarmKeys.JobEvents(jobId);
-        await db.StreamAddAsync(key, fields);
-        await db.PublishAsync(RedisChannel.Literal(FarmKeys.JobEventsChannel), key, CommandFlags.FireAndForget);
-    }
+    // KEYS: meta, events. ARGV: the entry's field/value pairs. A report that arrives after its job was deleted must
+    // not leave a stray stream behind, so the existence check and the append are one step.
+    private const string AppendScript = $$"""
+        if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+        redis.call('XADD', KEYS[2], '*', unpack(ARGV))
+        redis.call('PUBLISH', '{{FarmKeys.JobEventsChannel}}', KEYS[2])
+        return 1
+        """;
+
+    /// <summary>Appends an event to an existing job (one round trip) and wakes its watchers; false if there is no such job.</summary>
+    public async Task<bool> AppendAsync(string jobId, params NameValueEntry[] fields) =>
+        (int)await redis.GetDatabase().ScriptEvaluateAsync(AppendScript,
+            [FarmKeys.JobMeta(jobId), FarmKeys.JobEvents(jobId)],
+            [.. fields.SelectMany(f => new[] { f.Name, f.Value })]) == 1;
 
     public static NameValueEntry[] Queued(uint images, uint shards) =>
         [new(TypeField, "queued"), new("images", images), new("shards", shards)];

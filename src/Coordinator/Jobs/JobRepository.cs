@@ -155,6 +155,19 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
         return list;
     }
 
+    /// <summary>
+    /// Whether a worker's result for an image may be stored: the image belongs to the job and the job is not
+    /// cancelled. Both reads go out together (one round trip), since this runs for every image of the farm.
+    /// </summary>
+    public async Task<ResultAdmission> AdmitResultAsync(string jobId, uint index)
+    {
+        var db = redis.GetDatabase();
+        var known = db.HashExistsAsync(FarmKeys.JobImages(jobId), index);
+        var state = db.HashGetAsync(FarmKeys.JobMeta(jobId), JobFields.State);
+        if (!await known) return ResultAdmission.UnknownImage;
+        return await state == JobStates.Cancelled ? ResultAdmission.Cancelled : ResultAdmission.Accepted;
+    }
+
     public async Task<bool> IsCancelledAsync(string jobId) =>
         await redis.GetDatabase().HashGetAsync(FarmKeys.JobMeta(jobId), JobFields.State) == JobStates.Cancelled;
 
@@ -239,3 +252,5 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
         return value.IsNull ? 0 : (long)value;
     }
 }
+
+public enum ResultAdmission { Accepted, UnknownImage, Cancelled }

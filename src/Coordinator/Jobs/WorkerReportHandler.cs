@@ -42,7 +42,6 @@ public sealed class WorkerReportHandler(
         var last = step.Step == step.TotalSteps ? _lastStepWrite.TryRemove(key, out var l) ? l : 0 : _lastStepWrite.GetValueOrDefault(key);
         if (step.Step > 1 && step.Step < step.TotalSteps && now - last < options.Value.ProgressIntervalMilliseconds) return;
         if (step.Step < step.TotalSteps) _lastStepWrite[key] = now;
-        if (!await jobs.ExistsAsync(step.Shard.JobId)) return;
         await events.AppendAsync(step.Shard.JobId,
             JobEventLog.Step(step.Shard.ShardIndex, workerId, step.Step, step.TotalSteps, step.ItPerSec));
     }
@@ -56,12 +55,13 @@ public sealed class WorkerReportHandler(
             return;
         }
         // The image must belong to the job; this also rejects results for jobs that no longer exist.
-        if (!JobIds.IsWellFormed(shard.JobId) || await jobs.GetImageAsync(shard.JobId, image.Index) is null)
+        var admission = JobIds.IsWellFormed(shard.JobId) ? await jobs.AdmitResultAsync(shard.JobId, image.Index) : ResultAdmission.UnknownImage;
+        if (admission == ResultAdmission.UnknownImage)
         {
             logger.LogWarning("Worker {Worker} sent image {Index} of unknown job {Job}; ignored", workerId, image.Index, shard.JobId);
             return;
         }
-        if (await jobs.IsCancelledAsync(shard.JobId)) return; // nothing more is stored for a cancelled job
+        if (admission == ResultAdmission.Cancelled) return; // nothing more is stored for a cancelled job
         var sha256 = await store.PutIfAbsentAsync(shard.JobId, image.Index, image.Png.Memory, cancellationToken);
         var outcome = await jobs.RecordImageDoneAsync(shard.JobId, shard.ShardIndex, image.Index, workerId, sha256);
         if (outcome.ShardFinished) await queue.AcknowledgeAsync(shard);
