@@ -3,6 +3,7 @@ using RenderFarm.Diffusion;
 using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.ModelBuilder;
 using RenderFarm.Protocol;
+using RenderFarm.Shared;
 
 namespace RenderFarm.Farm.Tests;
 
@@ -62,7 +63,16 @@ public sealed class FailureTests
 
         Assert.Equal(JobState.Completed, events[^1].JobFinished.State);
         Assert.Equal(8u, events[^1].JobFinished.ImagesDone);
-        var workers = (await farm.Jobs.ListWorkersAsync(new ListWorkersRequest())).Workers.ToDictionary(w => w.WorkerId);
+        // The registry is written at shard ends and at most once a second otherwise: it may trail the job's
+        // final event by the last shard's end report.
+        Dictionary<string, WorkerInfo> workers;
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (true)
+        {
+            workers = (await farm.Jobs.ListWorkersAsync(new ListWorkersRequest())).Workers.ToDictionary(w => w.WorkerId);
+            if (workers["worker-1"].ImagesDone >= 8 || DateTime.UtcNow > deadline) break;
+            await Task.Delay(100);
+        }
         Assert.Equal(WorkerState.Quarantined, workers["broken"].State);
         Assert.True(workers["broken"].ShardsFailed >= 2);
         Assert.NotEqual(WorkerState.Quarantined, workers["worker-1"].State);
@@ -81,11 +91,14 @@ public sealed class FailureTests
         var broken = WriteBrokenModel(farm);
         await farm.StartWorkerAsync("broken", s => s[$"Farm:Models:{FarmCluster.Model}"] = broken);
         var prompts = Prompts(3).ToList();
-        prompts[1].Steps = 3; // a per-prompt override must survive the retry
+        prompts[1].Steps = 3; // per-prompt overrides, an init image among them, must survive the retry
         prompts[1].GuidanceScale = 4;
-        var job = await farm.SubmitAsync(Header(64, 64, 2), prompts);
+        prompts[1].InitImage = "frame";
+        var job = await farm.SubmitItemsAsync(Header(64, 64, 2),
+            [InputImageTests.Input("frame", InputImageTests.Gradient(30, 200, 90)), .. prompts.Select(p => new SubmitJobRequest { Prompt = p })]);
         var first = await farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
         Assert.Equal((JobState.Failed, 0u, 3u), (first[^1].JobFinished.State, first[^1].JobFinished.ImagesDone, first[^1].JobFinished.ImagesFailed));
+        Assert.True(await farm.Redis.KeyExistsAsync(FarmKeys.JobInputs(job.JobId)), "a failed job keeps its init images for a retry");
         var unknown = await Assert.ThrowsAsync<RpcException>(() =>
             farm.Jobs.RetryJobAsync(new RetryJobRequest { JobId = "aaaaaaaaaaaaaaaa" }).ResponseAsync);
         Assert.Equal(StatusCode.NotFound, unknown.StatusCode);
@@ -106,7 +119,9 @@ public sealed class FailureTests
             var parameters = PngMetadata.Read(image.Png).Text["parameters"];
             Assert.Contains(image.Info.Index == 1 ? "Steps: 3, " : "Steps: 2, ", parameters);
             Assert.Contains(image.Info.Index == 1 ? "CFG scale: 4, " : "CFG scale: 7, ", parameters);
+            Assert.Equal(image.Info.Index == 1, parameters.Contains("Denoising strength"));
         }
+        Assert.False(await farm.Redis.KeyExistsAsync(FarmKeys.JobInputs(job.JobId)));
         var status = await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId });
         // Both times the overridden image has a shard of its own: {0, 2} and {1}.
         Assert.Equal((3u, 0u, 4u, 4u), (status.ImagesDone, status.ImagesFailed, status.ShardCount, status.ShardsDone));

@@ -64,11 +64,13 @@ public sealed class InputImageTests(FarmFixture fixture)
     }
 
     [Fact]
-    public async Task EachPromptStartsFromItsOwnInitImageAndEachDistinctImageIsStoredOnce()
+    public async Task EachPromptStartsFromItsOwnInitImageAndEachDistinctImageIsStoredOnceUntilTheJobCompletes()
     {
+        // No worker until the inputs have been looked at.
+        await using var farm = await FarmCluster.StartAsync(workers: 0);
         var red = Gradient(250, 30, 20);
         var blue = Gradient(10, 40, 240);
-        var submitted = await Farm.SubmitItemsAsync(Header(strength: 0.3f),
+        var submitted = await farm.SubmitItemsAsync(Header(strength: 0.3f),
         [
             Input("red", red),
             Prompt("a castle on a hill", init: "red"),
@@ -80,11 +82,14 @@ public sealed class InputImageTests(FarmFixture fixture)
             Prompt("a castle on a hill", init: "red", strength: 0.9f),
         ]);
 
-        var events = await Farm.WatchToEndAsync(submitted.JobId, TimeSpan.FromMinutes(2));
+        Assert.Equal(2, await farm.Redis.HashLengthAsync(FarmKeys.JobInputs(submitted.JobId)));
+        await farm.StartWorkerAsync("worker-1");
+
+        var events = await farm.WatchToEndAsync(submitted.JobId, TimeSpan.FromMinutes(2));
 
         Assert.Equal(JobState.Completed, events[^1].JobFinished.State);
-        Assert.Equal(2, await Farm.Redis.HashLengthAsync(FarmKeys.JobInputs(submitted.JobId)));
-        var images = (await Farm.Jobs.DownloadAllAsync(submitted.JobId)).OrderBy(i => i.Info.Index).Select(i => i.Png).ToList();
+        Assert.False(await farm.Redis.KeyExistsAsync(FarmKeys.JobInputs(submitted.JobId))); // nothing left to retry
+        var images = (await farm.Jobs.DownloadAllAsync(submitted.JobId)).OrderBy(i => i.Info.Index).Select(i => i.Png).ToList();
         Assert.Equal(5, images.Count);
         var parameters = images.Select(png => PngMetadata.Read(png).Text["parameters"]).ToList();
         Assert.All(new[] { 0, 1, 2 }, i => Assert.EndsWith(", Denoising strength: 0.3", parameters[i]));

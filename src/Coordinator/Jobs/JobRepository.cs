@@ -14,7 +14,7 @@ public readonly record struct ImageOutcome(bool Recorded, bool ShardFinished);
 /// </summary>
 public sealed class JobRepository(IConnectionMultiplexer redis)
 {
-    // KEYS: meta, results, failures, shards, events.
+    // KEYS: meta, results, failures, shards, events, inputs.
     // ARGV: mode (done|failed), index, shard, worker, detail (sha256 or error), now ms.
     // An image already done or failed is ignored: a duplicate delivery changes nothing.
     private const string RecordOutcomeScript = $$"""
@@ -43,6 +43,8 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
           local state = 'completed'
           if failed > 0 then state = 'failed' end
           redis.call('HSET', KEYS[1], 'state', state, 'finished_ms', ARGV[6])
+          -- init images are only needed again by a retry, i.e. when images failed
+          if failed == 0 then redis.call('DEL', KEYS[6]) end
           redis.call('XADD', KEYS[5], '*', 'type', 'job_finished', 'state', state, 'done', done, 'failed', failed)
         end
         redis.call('PUBLISH', '{{FarmKeys.JobEventsChannel}}', KEYS[5])
@@ -55,12 +57,12 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
         return 0
         """;
 
-    // KEYS: meta, events, parked. ARGV: now ms. Cancels a job that has not finished; returns 1 if it did.
+    // KEYS: meta, events, parked, inputs. ARGV: now ms. Cancels a job that has not finished; returns 1 if it did.
     private const string CancelScript = $$"""
         local state = redis.call('HGET', KEYS[1], 'state')
         if state ~= 'queued' and state ~= 'running' and state ~= 'paused' then return 0 end
         redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_ms', ARGV[1])
-        redis.call('DEL', KEYS[3])
+        redis.call('DEL', KEYS[3], KEYS[4])
         redis.call('XADD', KEYS[2], '*', 'type', 'job_finished', 'state', 'cancelled',
           'done', redis.call('HGET', KEYS[1], 'images_done'), 'failed', redis.call('HGET', KEYS[1], 'images_failed'))
         redis.call('PUBLISH', '{{FarmKeys.JobEventsChannel}}', KEYS[2])
@@ -174,7 +176,7 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
     /// <summary>Cancels the job if it is still queued or running; true when this call cancelled it.</summary>
     public async Task<bool> CancelAsync(string jobId) =>
         (int)await redis.GetDatabase().ScriptEvaluateAsync(CancelScript,
-            [FarmKeys.JobMeta(jobId), FarmKeys.JobEvents(jobId), FarmKeys.JobParkedShards(jobId)],
+            [FarmKeys.JobMeta(jobId), FarmKeys.JobEvents(jobId), FarmKeys.JobParkedShards(jobId), FarmKeys.JobInputs(jobId)],
             [DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()]) == 1;
 
     public async Task<bool> PauseAsync(string jobId) =>
@@ -240,7 +242,8 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
     private async Task<ImageOutcome> RecordOutcomeAsync(string mode, string jobId, uint shard, uint index, string worker, string detail)
     {
         var result = (RedisResult[])(await redis.GetDatabase().ScriptEvaluateAsync(RecordOutcomeScript,
-            [FarmKeys.JobMeta(jobId), FarmKeys.JobResults(jobId), FarmKeys.JobFailures(jobId), FarmKeys.JobShardsRemaining(jobId), FarmKeys.JobEvents(jobId)],
+            [FarmKeys.JobMeta(jobId), FarmKeys.JobResults(jobId), FarmKeys.JobFailures(jobId), FarmKeys.JobShardsRemaining(jobId), FarmKeys.JobEvents(jobId),
+             FarmKeys.JobInputs(jobId)],
             [mode, index, shard, worker, detail, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()]))!;
         return new ImageOutcome((int)result[0] == 1, (int)result[1] == 1);
     }
