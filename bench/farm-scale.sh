@@ -23,13 +23,8 @@ cleanup() { local code=$?; stop_all; rm -rf "$state"; exit $code; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [ "${NO_BUILD:-}" != 1 ]; then
-  echo "==> building (Release)" >&2
-  for p in Coordinator Worker Client; do dotnet build "src/$p" -c Release -v quiet -nologo -clp:ErrorsOnly >/dev/null; done
-fi
-dll() { echo "$root/src/$1/bin/Release/net10.0/$2.dll"; }
-farm() { dotnet "$(dll Client farm)" --coordinator "http://127.0.0.1:$coord_port" "$@"; }
-cpu_seconds() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$1/stat"; }   # utime + stime, clock ticks of 1/100 s
+source "$root/bench/lib.sh"
+bench_build
 rss_mib() { local total=0; for pid in "$@"; do total=$((total + $(awk '/VmRSS/ { print $2 }' "/proc/$pid/status"))); done; echo $((total / 1024)); }
 
 # start_farm WORKERS MS_PER_STEP PROGRESS_INTERVAL_MS

@@ -1,71 +1,145 @@
+using System.Collections.Concurrent;
 using System.Security.Cryptography;
+using System.Threading.Channels;
+using Google.Protobuf;
 using RenderFarm.Protocol;
 
 namespace RenderFarm.Client;
 
-/// <summary>Outcome of one download pass.</summary>
+/// <summary>Outcome of a pull so far. Parallel writers update it, so every member is thread-safe.</summary>
 public sealed class PullTally
 {
-    public int Downloaded { get; set; }
-    public int Failed { get; set; }
-    public List<string> Errors { get; } = [];
+    private readonly Lock _lock = new();
+    private readonly List<string> _errors = [];
+    private int _downloaded;
+    private int _failed;
+    private int _viaUrls;
+    private long _bytes;
+
+    public int Downloaded => Volatile.Read(ref _downloaded);
+    public int Failed => Volatile.Read(ref _failed);
+
+    /// <summary>Of <see cref="Downloaded"/>, the images fetched straight from the result store's presigned URLs.</summary>
+    public int ViaUrls => Volatile.Read(ref _viaUrls);
+
+    /// <summary>Bytes of the images downloaded (verified and saved).</summary>
+    public long Bytes => Interlocked.Read(ref _bytes);
+
+    public IReadOnlyList<string> Errors
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return [.. _errors];
+            }
+        }
+    }
+
+    public void AddDownloaded(long bytes, bool viaUrl)
+    {
+        Interlocked.Add(ref _bytes, bytes);
+        if (viaUrl)
+        {
+            Interlocked.Increment(ref _viaUrls);
+        }
+
+        Interlocked.Increment(ref _downloaded);
+    }
+
+    public void AddFailure(string error)
+    {
+        lock (_lock)
+        {
+            _errors.Add(error);
+        }
+
+        Interlocked.Increment(ref _failed);
+    }
 }
 
 /// <summary>
-/// Writes a DownloadResults stream into a folder. Each image goes to <c>NAME.part</c>, is checked against the
-/// sha256 (and size) from its ImageInfo, then renamed into place and recorded in the manifest — so a file under its
-/// final name is always complete and verified, and a killed pull leaves at most a <c>.part</c> file behind.
+/// Writes DownloadResults streams into a folder with up to <c>parallel</c> images in flight. Readers only read their
+/// stream (several streams may be read at once, see <see cref="Session"/>): each image's bytes (or, from a store that
+/// hands out presigned URLs, its URL) go over one bounded channel to <c>parallel</c> writers, which fetch URLs
+/// (<see cref="PresignedFetcher"/>), hash, write and rename, so neither the disk nor the store's latency holds up a
+/// stream. Each image goes to <c>NAME.part</c>, is checked against the sha256 and size from its ImageInfo, then renamed
+/// into place and recorded in the manifest — so a file under its final name is always complete and verified, and a
+/// killed pull leaves at most <c>.part</c> files behind.
 /// </summary>
-public sealed class ResultDownloader(string directory, ResultManifest manifest, Action<string>? onSaved = null)
+public sealed class ResultDownloader
 {
     public const string PartialSuffix = ".part";
-    private readonly string _directory = Path.GetFullPath(directory);
+
+    private readonly string _directory;
+    private readonly ResultManifest _manifest;
+    private readonly IPullProgress? _progress;
+    private readonly int _parallel;
+    private readonly PresignedFetcher? _fetcher;
+    private readonly Lock _claimLock = new();
+    private readonly HashSet<uint> _claimed = [];
+    private readonly ConcurrentDictionary<uint, string> _fallback = new();
+    private readonly int _breakerThreshold;
+    private int _consecutiveFallbacks;
+    private volatile string? _urlsAbandoned;
+
+    /// <param name="fetcher">Fetches images the coordinator sends as URLs; null: a URL from the coordinator is an error.</param>
+    public ResultDownloader(string directory, ResultManifest manifest, IPullProgress? progress = null, int parallel = 1, PresignedFetcher? fetcher = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(parallel, 1);
+        _directory = Path.GetFullPath(directory);
+        _manifest = manifest;
+        _progress = progress;
+        _parallel = parallel;
+        _fetcher = fetcher;
+        _breakerThreshold = Math.Max(8, 2 * parallel);
+    }
 
     public PullTally Tally { get; } = new();
 
-    /// <summary>Indices received and saved by this downloader (for resuming after a dropped stream).</summary>
-    public HashSet<uint> Saved { get; } = [];
-
-    public async Task ReceiveAsync(IAsyncEnumerable<ResultChunk> chunks, CancellationToken cancellationToken)
+    /// <summary>
+    /// Indices whose ImageInfo arrived whole in this pull and were dealt with or are being: saved, failed
+    /// verification, or set aside for the byte stream (<see cref="TakeFallback"/>). A resumed stream skips them.
+    /// </summary>
+    public IReadOnlySet<uint> Handled
     {
-        Incoming? current = null;
-        try
+        get
         {
-            await foreach (var chunk in chunks.WithCancellation(cancellationToken))
+            lock (_claimLock)
             {
-                if (chunk.Image is not null)
-                {
-                    if (current is not null)
-                    {
-                        await FinishAsync(current, cancellationToken);
-                    }
-
-                    current = Start(chunk.Image);
-                }
-
-                if (chunk.Data.Length > 0)
-                {
-                    if (current is null)
-                    {
-                        throw new FarmOperationException("the coordinator sent image bytes before the image's header (ImageInfo)");
-                    }
-
-                    await current.WriteAsync(chunk.Data.Memory, cancellationToken);
-                }
+                return _claimed.ToHashSet();
             }
-
-            if (current is not null)
-            {
-                var last = current;
-                current = null;
-                await FinishAsync(last, cancellationToken);
-            }
-        }
-        finally
-        {
-            current?.Abandon();
         }
     }
+
+    /// <summary>
+    /// Set when the store's URLs failed for so many images in a row (unreachable store, refused signatures) that
+    /// reading stopped: the reason of the last failure. The rest should come through the coordinator.
+    /// </summary>
+    public string? UrlsAbandoned => _urlsAbandoned;
+
+    /// <summary>
+    /// The images whose URL could not be fetched (expired, refused, retries used up), with the first reason, and
+    /// forgets them as handled so the next stream (without URLs) sends their bytes.
+    /// </summary>
+    public (int Count, string? Reason) TakeFallback()
+    {
+        var reason = _fallback.OrderBy(p => p.Key).Select(p => p.Value).FirstOrDefault();
+        var count = 0;
+        foreach (var index in _fallback.Keys)
+        {
+            Release(index);
+            count++;
+        }
+
+        _fallback.Clear();
+        _urlsAbandoned = null;
+        Interlocked.Exchange(ref _consecutiveFallbacks, 0);
+        return (count, reason);
+    }
+
+    /// <summary>Starts the writers of one pass; read streams into it, then <see cref="Session.CompleteAsync"/>.</summary>
+    public Session Start(CancellationToken cancellationToken) => new(this, cancellationToken);
 
     /// <summary>Deletes <c>.part</c> files a killed pull left behind.</summary>
     public static void RemoveLeftovers(string directory)
@@ -79,7 +153,8 @@ public sealed class ResultDownloader(string directory, ResultManifest manifest, 
         }
     }
 
-    private Incoming Start(ImageInfo info)
+    /// <summary>Starts <c>NAME.part</c> for an image; finish it with <see cref="CommitAsync"/> or <see cref="PartFile.Abandon"/>.</summary>
+    public PartFile Open(ImageInfo info)
     {
         var name = ResultFileNamer.FileName(info.Index, info.Seed, info.Prompt);
         var finalPath = Path.Combine(_directory, name);
@@ -88,92 +163,311 @@ public sealed class ResultDownloader(string directory, ResultManifest manifest, 
             throw new FarmOperationException($"refusing to write outside {_directory}: {name}"); // unreachable by construction
         }
 
-        return new Incoming(info, name, finalPath, finalPath + PartialSuffix);
+        return new PartFile(info, name, finalPath);
     }
 
-    private async Task FinishAsync(Incoming image, CancellationToken cancellationToken)
+    /// <summary>
+    /// Checks a written part against its ImageInfo; renames it into place and records it, or deletes it and counts
+    /// the failure. True when saved.
+    /// </summary>
+    public async Task<bool> CommitAsync(PartFile part, bool viaUrl, CancellationToken cancellationToken)
     {
-        var sha256 = await image.CloseAsync();
-        var info = image.Info;
-        string? problem = null;
-        if (info.SizeBytes > 0 && (ulong)image.Received != info.SizeBytes)
+        string sha256;
+        try
         {
-            problem = $"image {info.Index}: received {image.Received} bytes, expected {info.SizeBytes}";
+            sha256 = await part.CloseAsync();
         }
-        else if (info.Sha256.Length > 0 && !string.Equals(info.Sha256, sha256, StringComparison.OrdinalIgnoreCase))
+        catch
         {
-            problem = $"image {info.Index}: sha256 mismatch (expected {info.Sha256}, got {sha256})";
+            part.Abandon();
+            throw;
         }
 
+        var info = part.Info;
+        var problem = info.SizeBytes > 0 && (ulong)part.Received != info.SizeBytes
+            ? $"image {info.Index}: received {part.Received} bytes, expected {info.SizeBytes}"
+            : info.Sha256.Length > 0 && !string.Equals(info.Sha256, sha256, StringComparison.OrdinalIgnoreCase)
+                ? $"image {info.Index}: sha256 mismatch (expected {info.Sha256}, got {sha256})"
+                : null;
         if (problem is not null)
         {
-            image.Abandon();
-            Tally.Failed++;
-            Tally.Errors.Add(problem);
+            part.Abandon();
+            Tally.AddFailure(problem);
+            return false;
+        }
+
+        File.Move(part.PartialPath, part.FinalPath, overwrite: true);
+        await _manifest.AddAsync(new ManifestEntry(info.Index, info.Prompt, info.NegativePrompt, info.Seed, part.Name, sha256), cancellationToken);
+        Tally.AddDownloaded(part.Received, viaUrl);
+        _progress?.Saved(part.Name, part.Received);
+        return true;
+    }
+
+    /// <summary>Takes an image for this pull; false when another stream already has it.</summary>
+    private bool Claim(uint index)
+    {
+        lock (_claimLock)
+        {
+            return _claimed.Add(index);
+        }
+    }
+
+    private void Release(uint index)
+    {
+        lock (_claimLock)
+        {
+            _claimed.Remove(index);
+        }
+    }
+
+    private async Task ReadAsync(IAsyncEnumerable<ResultChunk> chunks, ChannelWriter<Work> queue, CancellationToken cancellationToken)
+    {
+        Work? current = null;  // claimed, its bytes arriving, not yet queued
+        var skipping = false;  // the image whose bytes are arriving belongs to another stream
+        long received = 0;
+        try
+        {
+            await foreach (var chunk in chunks.WithCancellation(cancellationToken))
+            {
+                if (chunk.Image is { } info)
+                {
+                    if (current is not null)
+                    {
+                        await queue.WriteAsync(current, cancellationToken);
+                        current = null;
+                    }
+
+                    skipping = !Claim(info.Index);
+                    if (skipping)
+                    {
+                        continue;
+                    }
+
+                    if (info.Url.Length > 0)
+                    {
+                        current = new Work(info, null);
+                        if (_fetcher is null)
+                        {
+                            throw new FarmOperationException($"image {info.Index}: the coordinator sent a download URL where bytes were asked for");
+                        }
+
+                        await queue.WriteAsync(current, cancellationToken);
+                        current = null;
+                        continue;
+                    }
+
+                    current = new Work(info, []);
+                    received = 0;
+                }
+
+                if (chunk.Data.Length > 0 && !skipping)
+                {
+                    if (current?.Chunks is null)
+                    {
+                        throw new FarmOperationException("the coordinator sent image bytes before the image's header (ImageInfo)");
+                    }
+
+                    received += chunk.Data.Length;
+                    if (current.Info.SizeBytes > 0 && (ulong)received > current.Info.SizeBytes)
+                    {
+                        throw new FarmOperationException($"image {current.Info.Index}: the coordinator sent more than the announced {current.Info.SizeBytes} bytes");
+                    }
+
+                    current.Chunks.Add(chunk.Data);
+                }
+            }
+
+            if (current is not null)
+            {
+                await queue.WriteAsync(current, cancellationToken);
+                current = null;
+            }
+        }
+        finally
+        {
+            if (current is not null)
+            {
+                Release(current.Info.Index); // cut off mid-image: the next stream sends it whole
+            }
+        }
+    }
+
+    private async Task WriteAllAsync(ChannelReader<Work> queue, CancellationTokenSource stopReading, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await foreach (var work in queue.ReadAllAsync(cancellationToken))
+            {
+                if (work.Chunks is null)
+                {
+                    await FetchAsync(work.Info, stopReading, cancellationToken);
+                }
+                else
+                {
+                    await SaveAsync(work.Info, work.Chunks, cancellationToken);
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // This machine's disk, not the network: one clear error, not a reason to reconnect and try again.
+            await stopReading.CancelAsync();
+            throw new FarmOperationException(CliErrors.OneLine(e.Message));
+        }
+        catch
+        {
+            await stopReading.CancelAsync();
+            throw;
+        }
+    }
+
+    private async Task SaveAsync(ImageInfo info, List<ByteString> chunks, CancellationToken cancellationToken)
+    {
+        var part = Open(info);
+        try
+        {
+            foreach (var data in chunks)
+            {
+                await part.WriteAsync(data.Memory, cancellationToken);
+            }
+        }
+        catch
+        {
+            part.Abandon();
+            throw;
+        }
+
+        await CommitAsync(part, viaUrl: false, cancellationToken);
+    }
+
+    private async Task FetchAsync(ImageInfo info, CancellationTokenSource stopReading, CancellationToken cancellationToken)
+    {
+        if (_urlsAbandoned is not null)
+        {
+            _fallback[info.Index] = _urlsAbandoned;
             return;
         }
 
-        File.Move(image.PartialPath, image.FinalPath, overwrite: true);
-        await manifest.AddAsync(new ManifestEntry(info.Index, info.Prompt, info.NegativePrompt, info.Seed, image.Name, sha256), cancellationToken);
-        Tally.Downloaded++;
-        Saved.Add(info.Index);
-        onSaved?.Invoke(image.Name);
+        if (await _fetcher!.FetchAsync(info, this, cancellationToken) is not { } reason)
+        {
+            Interlocked.Exchange(ref _consecutiveFallbacks, 0);
+            return;
+        }
+
+        _fallback[info.Index] = $"image {info.Index}: {reason}";
+        if (Interlocked.Increment(ref _consecutiveFallbacks) >= _breakerThreshold && _urlsAbandoned is null)
+        {
+            // Not one image in a row worked: stop asking for URLs; the caller streams the rest through the coordinator.
+            _urlsAbandoned = reason;
+            await stopReading.CancelAsync();
+        }
     }
 
-    private sealed class Incoming
+    /// <summary>An image received whole: its bytes, or (Chunks null) a URL to fetch.</summary>
+    private sealed record Work(ImageInfo Info, List<ByteString>? Chunks);
+
+    /// <summary>
+    /// One pass: <c>parallel</c> writers behind a bounded channel, fed by any number of streams read at once (an
+    /// image two streams both send is taken once).
+    /// </summary>
+    public sealed class Session : IDisposable
     {
-        private readonly FileStream _stream;
-        private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        private readonly ResultDownloader _owner;
+        private readonly CancellationToken _cancellationToken;
+        private readonly CancellationTokenSource _stopReading;
+        private readonly Channel<Work> _queue;
+        private readonly Task[] _writers;
 
-        public Incoming(ImageInfo info, string name, string finalPath, string partialPath)
+        internal Session(ResultDownloader owner, CancellationToken cancellationToken)
         {
-            Info = info;
-            Name = name;
-            FinalPath = finalPath;
-            PartialPath = partialPath;
-            _stream = new FileStream(partialPath, FileMode.Create, FileAccess.Write, FileShare.None, 64 * 1024, useAsync: true);
+            _owner = owner;
+            _cancellationToken = cancellationToken;
+            _stopReading = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            _queue = Channel.CreateBounded<Work>(2 * owner._parallel);
+            _writers = Enumerable.Range(0, owner._parallel)
+                .Select(_ => Task.Run(() => owner.WriteAllAsync(_queue.Reader, _stopReading, cancellationToken), CancellationToken.None))
+                .ToArray();
         }
 
-        public ImageInfo Info { get; }
-        public string Name { get; }
-        public string FinalPath { get; }
-        public string PartialPath { get; }
-        public long Received { get; private set; }
-
-        public async Task WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+        /// <summary>
+        /// Reads one stream to its end. Throws when the stream breaks (the images it delivered whole are kept and
+        /// skipped by the next request); returns early, quietly, when a writer failed or the URLs were given up on.
+        /// </summary>
+        public async Task ReadAsync(IAsyncEnumerable<ResultChunk> chunks)
         {
-            if (Info.SizeBytes > 0 && (ulong)(Received + data.Length) > Info.SizeBytes)
-            {
-                throw new FarmOperationException($"image {Info.Index}: the coordinator sent more than the announced {Info.SizeBytes} bytes");
-            }
-
-            _hash.AppendData(data.Span);
-            await _stream.WriteAsync(data, cancellationToken);
-            Received += data.Length;
-        }
-
-        public async Task<string> CloseAsync()
-        {
-            await _stream.FlushAsync();
-            _stream.Flush(flushToDisk: true);
-            await _stream.DisposeAsync();
-            var hash = Convert.ToHexStringLower(_hash.GetHashAndReset());
-            _hash.Dispose();
-            return hash;
-        }
-
-        public void Abandon()
-        {
-            _stream.Dispose();
-            _hash.Dispose();
             try
             {
-                File.Delete(PartialPath);
+                await _owner.ReadAsync(chunks, _queue.Writer, _stopReading.Token);
             }
-            catch (IOException)
+            catch (Exception) when (_stopReading.IsCancellationRequested && !_cancellationToken.IsCancellationRequested)
             {
-                // removed on the next pull
+                // Stopped on purpose: a writer's failure comes out of CompleteAsync.
             }
+        }
+
+        /// <summary>Lets the writers finish what was received; throws the first writer failure.</summary>
+        public async Task CompleteAsync()
+        {
+            _queue.Writer.TryComplete();
+            await Task.WhenAll(_writers);
+        }
+
+        public void Dispose() => _stopReading.Dispose();
+    }
+}
+
+/// <summary>
+/// One image being written to <c>NAME.png.part</c> beside its final name, hashed as it is written. Not flushed to
+/// disk before the rename: a machine crash can leave a renamed file incomplete, and the next pull's check of every
+/// file against the manifest's sha256 downloads it again.
+/// </summary>
+public sealed class PartFile
+{
+    private readonly FileStream _stream;
+    private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+
+    public PartFile(ImageInfo info, string name, string finalPath)
+    {
+        Info = info;
+        Name = name;
+        FinalPath = finalPath;
+        PartialPath = finalPath + ResultDownloader.PartialSuffix;
+        _stream = new FileStream(PartialPath, FileMode.Create, FileAccess.Write, FileShare.None, 64 * 1024, useAsync: true);
+    }
+
+    public ImageInfo Info { get; }
+    public string Name { get; }
+    public string FinalPath { get; }
+    public string PartialPath { get; }
+    public long Received { get; private set; }
+
+    public async Task WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        _hash.AppendData(data.Span);
+        await _stream.WriteAsync(data, cancellationToken);
+        Received += data.Length;
+    }
+
+    /// <summary>Closes the file; returns the sha256 (lower-case hex) of what was written.</summary>
+    public async Task<string> CloseAsync()
+    {
+        await _stream.DisposeAsync();
+        var hash = Convert.ToHexStringLower(_hash.GetHashAndReset());
+        _hash.Dispose();
+        return hash;
+    }
+
+    /// <summary>Closes and deletes the part file (nothing of the image stays behind).</summary>
+    public void Abandon()
+    {
+        _stream.Dispose();
+        _hash.Dispose();
+        try
+        {
+            File.Delete(PartialPath);
+        }
+        catch (IOException)
+        {
         }
     }
 }

@@ -127,7 +127,7 @@ public class PullCommandTests : IDisposable
     {
         _cli.Service.OnDownload = (request, call) => call == 0 ? Serve(request, failAfterImages: 1) : Serve(request);
 
-        var code = await _cli.RunAsync("pull", "J", "--out", Out);
+        var code = await _cli.RunAsync("pull", "J", "--out", Out, "--parallel", "1");
 
         Assert.Equal(0, code);
         Assert.Equal([0u], _cli.Service.DownloadRequests[1].SkipIndices);
@@ -181,7 +181,7 @@ public class PullCommandTests : IDisposable
         File.WriteAllText(Path.Combine(Out, "manifest.jsonl"),
             $"{{\"index\":0,\"prompt\":\"x\",\"negative_prompt\":\"\",\"seed\":1,\"file\":\"../victim.png\",\"sha256\":\"{Convert.ToHexStringLower(SHA256.HashData("keep me"u8.ToArray()))}\"}}\n");
 
-        await _cli.RunAsync("pull", "J", "--out", Out);
+        await _cli.RunAsync("pull", "J", "--out", Out, "--parallel", "1");
 
         Assert.Empty(_cli.Service.DownloadRequests.Single().SkipIndices);
         Assert.Equal("keep me", File.ReadAllText(outside));

@@ -1,0 +1,11 @@
+# Shared by the farm benchmarks (bench/*.sh): build the three programs once (NO_BUILD=1 skips it) and run them from
+# their Release output. Needs $root (the repository) and, for farm(), $coord_port.
+bench_build() {
+  if [ "${NO_BUILD:-}" != 1 ]; then
+    echo "==> building (Release)" >&2
+    for p in Coordinator Worker Client; do dotnet build "src/$p" -c Release -v quiet -nologo -clp:ErrorsOnly >/dev/null; done
+  fi
+}
+dll() { echo "$root/src/$1/bin/Release/net10.0/$2.dll"; }
+farm() { dotnet "$(dll Client farm)" --coordinator "http://127.0.0.1:$coord_port" "$@"; }
+cpu_seconds() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$1/stat"; }   # utime + stime, clock ticks of 1/100 s

@@ -1,0 +1,154 @@
+using System.Buffers;
+using System.Globalization;
+using System.Net;
+using RenderFarm.Protocol;
+
+namespace RenderFarm.Client;
+
+/// <summary>
+/// Fetches images from the result store's presigned URLs (<see cref="ImageInfo.Url"/>) with plain GETs on one shared
+/// <see cref="HttpClient"/> (no credentials: the URL is the permission). A GET that fails in a way a retry can fix —
+/// no connection, a reset, a body cut short, 5xx, 408, 429 — is retried with exponential backoff. An answer a retry
+/// cannot fix (403: the URL expired or its signature is refused; any other 4xx), or retries used up, hands the image
+/// back so it comes through the coordinator's byte stream instead.
+/// </summary>
+public sealed class PresignedFetcher(HttpClient http, Func<TimeSpan, CancellationToken, Task> delay, int maxAttempts = PresignedFetcher.DefaultAttempts)
+{
+    public const int DefaultAttempts = 4;
+    public static readonly TimeSpan FirstBackoff = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>
+    /// The client for <paramref name="parallel"/> concurrent GETs. <c>FARM_CA_FILE</c>, trusted for the coordinator,
+    /// is trusted for the store too (a MinIO on the same private CA).
+    /// </summary>
+    public static HttpClient CreateClient(int parallel) =>
+        new(RenderFarm.Shared.CoordinatorTrust.Apply(new SocketsHttpHandler
+        {
+            MaxConnectionsPerServer = parallel,
+            ConnectTimeout = TimeSpan.FromSeconds(10),
+            PooledConnectionIdleTimeout = TimeSpan.FromSeconds(30),
+            AutomaticDecompression = DecompressionMethods.None, // the sha256 is of the stored bytes
+        }, Environment.GetEnvironmentVariable("FARM_CA_FILE")))
+        {
+            Timeout = TimeSpan.FromMinutes(2),
+        };
+
+    /// <summary>
+    /// Downloads <paramref name="info"/>'s URL into <paramref name="target"/>'s folder (verified, or counted as
+    /// failed there). Returns null when the image is dealt with, or why it has to come through the coordinator.
+    /// </summary>
+    public async Task<string?> FetchAsync(ImageInfo info, ResultDownloader target, CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            var (retry, reason) = await TryOnceAsync(info, target, cancellationToken);
+            if (reason is null || !retry)
+            {
+                return reason;
+            }
+
+            if (attempt >= maxAttempts)
+            {
+                return string.Create(CultureInfo.InvariantCulture, $"{reason}, {attempt} attempts");
+            }
+
+            var backoff = FirstBackoff * Math.Pow(2, attempt - 1) * (0.5 + Random.Shared.NextDouble());
+            await delay(backoff, cancellationToken);
+        }
+    }
+
+    /// <summary>One GET. Reason null: done. Otherwise whether a retry may help, and what went wrong.</summary>
+    private async Task<(bool Retry, string? Reason)> TryOnceAsync(ImageInfo info, ResultDownloader target, CancellationToken cancellationToken)
+    {
+        HttpResponseMessage response;
+        try
+        {
+            response = await http.GetAsync(info.Url, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+        }
+        catch (Exception e) when (IsTransfer(e, cancellationToken))
+        {
+            return (true, Describe(e));
+        }
+
+        using (response)
+        {
+            var code = (int)response.StatusCode;
+            if (code is < 200 or >= 300)
+            {
+                var reason = string.Create(CultureInfo.InvariantCulture, $"HTTP {code} {response.ReasonPhrase}").TrimEnd();
+                return (code is 408 or 429 or >= 500, reason);
+            }
+
+            var part = target.Open(info);
+            var buffer = ArrayPool<byte>.Shared.Rent(64 * 1024);
+            try
+            {
+                Stream body;
+                try
+                {
+                    body = await response.Content.ReadAsStreamAsync(cancellationToken);
+                }
+                catch (Exception e) when (IsTransfer(e, cancellationToken))
+                {
+                    part.Abandon();
+                    return (true, Describe(e));
+                }
+
+                await using (body)
+                {
+                    while (true)
+                    {
+                        int read;
+                        try
+                        {
+                            read = await body.ReadAsync(buffer, cancellationToken);
+                        }
+                        catch (Exception e) when (IsTransfer(e, cancellationToken))
+                        {
+                            part.Abandon();
+                            return (true, Describe(e));
+                        }
+
+                        if (read == 0)
+                        {
+                            break;
+                        }
+
+                        if (info.SizeBytes > 0 && (ulong)(part.Received + read) > info.SizeBytes)
+                        {
+                            // Never write past the announced size: a wrong object must not fill the disk.
+                            part.Abandon();
+                            target.Tally.AddFailure($"image {info.Index}: the store sent more than the announced {info.SizeBytes} bytes");
+                            return (false, null);
+                        }
+
+                        await part.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
+                    }
+                }
+            }
+            catch
+            {
+                part.Abandon();
+                throw;
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+
+            await target.CommitAsync(part, viaUrl: true, cancellationToken);
+            return (false, null);
+        }
+    }
+
+    /// <summary>A failure of the transfer itself (not of this machine's disk, not the user's Ctrl-C).</summary>
+    private static bool IsTransfer(Exception e, CancellationToken cancellationToken) =>
+        !cancellationToken.IsCancellationRequested && e is HttpRequestException or IOException or TaskCanceledException;
+
+    private static string Describe(Exception e) => e switch
+    {
+        TaskCanceledException => "timed out",
+        HttpRequestException { HttpRequestError: var error } when error != HttpRequestError.Unknown => $"{error} ({CliErrors.OneLine(e.Message)})",
+        _ => CliErrors.OneLine(e.Message),
+    };
+}
