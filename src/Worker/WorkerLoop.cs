@@ -16,6 +16,8 @@ public sealed class WorkerLoop(
     private CancellationTokenSource? _currentJob;
     private string? _currentJobId;
     private bool _jobCancelled;
+    private ClaimedShard? _currentShard;
+    private bool _handedBack;
     private readonly TaskCompletionSource _quarantined = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -54,7 +56,7 @@ public sealed class WorkerLoop(
         // A shard is not abandoned just because shutdown began: it runs until the host's shutdown timeout expires
         // (see StopAsync) or its job is cancelled.
         using var shardCts = new CancellationTokenSource();
-        lock (this) { _currentJob = shardCts; _currentJobId = claimed.Shard.JobId; _jobCancelled = false; }
+        lock (this) { _currentJob = shardCts; _currentJobId = claimed.Shard.JobId; _currentShard = claimed; _jobCancelled = false; _handedBack = false; }
         var renewal = RenewWhileRunningAsync(claimed, shardCts.Token);
         try
         {
@@ -70,11 +72,13 @@ public sealed class WorkerLoop(
         {
             logger.LogInformation("Shard {Job}/{Shard} stopped before finishing; handing it back",
                 claimed.Shard.JobId, claimed.Shard.ShardIndex);
-            await puller.ReleaseAsync(claimed);
+            bool handedBack;
+            lock (this) handedBack = _handedBack;
+            if (!handedBack) await puller.ReleaseAsync(claimed);
         }
         finally
         {
-            lock (this) { _currentJob = null; _currentJobId = null; }
+            lock (this) { _currentJob = null; _currentJobId = null; _currentShard = null; }
             await shardCts.CancelAsync();
             await renewal;
         }
@@ -103,6 +107,15 @@ public sealed class WorkerLoop(
         // Past the grace period, stop the running shard and give its release a moment to reach Redis.
         await using var _ = cancellationToken.Register(() => { lock (this) _currentJob?.Cancel(); });
         await base.StopAsync(cancellationToken);
+        // Hand the unfinished shard back now rather than after the pipeline unwinds: a step can outlast what is left
+        // of the process's life, and a shard left claimed waits a whole lease for another worker.
+        ClaimedShard? unfinished;
+        lock (this) { unfinished = _currentShard; _handedBack = unfinished is not null; }
+        if (unfinished is not null)
+        {
+            try { await puller.ReleaseAsync(unfinished); }
+            catch (Exception e) { logger.LogWarning("Could not hand back {Entry}: {Message}", unfinished.EntryId, e.Message); }
+        }
         if (ExecuteTask is { IsCompleted: false } running)
             await Task.WhenAny(running, Task.Delay(TimeSpan.FromSeconds(2), CancellationToken.None));
     }
