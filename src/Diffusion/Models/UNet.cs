@@ -98,7 +98,13 @@ internal sealed record UNetCondition(string Name, float[] Rows, long[] RowShape)
     public int PerRow => checked((int)RowShape.Aggregate(1L, (a, b) => a * b));
 }
 
-/// <summary>The reusable input/output tensors of one denoising run; <see cref="Run"/> is one UNet evaluation.</summary>
+/// <summary>
+/// The reusable input/output tensors of one denoising run, bound once to an <see cref="OrtIoBinding"/>;
+/// <see cref="Run"/> is one UNet evaluation. Binding skips the per-call name lookup and marshalling of
+/// <c>InferenceSession.Run</c> (~10 µs a call, bench/pipeline.md). A provider on another device copies
+/// an input when it is bound, so the inputs that change (sample and timestep every step, the conditions per chunk of
+/// a fixed-batch export) are bound again before each evaluation; the conditions of an ordinary run are bound once.
+/// </summary>
 internal sealed class UNetRun : IDisposable
 {
     private readonly InferenceSession _session;
@@ -111,10 +117,9 @@ internal sealed class UNetRun : IDisposable
     private readonly TensorBuffer _timestep;
     private readonly TensorBuffer[] _conditionBuffers;
     private readonly TensorBuffer _output;
-    private readonly string[] _inputNames;
-    private readonly OrtValue[] _inputValues;
-    private readonly string[] _outputNames;
-    private readonly OrtValue[] _outputValues;
+    private readonly string _sampleName;
+    private readonly string _timestepName;
+    private readonly OrtIoBinding _binding;
 
     internal UNetRun(UNet unet, InferenceSession session, int batch, int channels, int height, int width, IReadOnlyList<UNetCondition> conditions)
     {
@@ -135,10 +140,11 @@ internal sealed class UNetRun : IDisposable
         {
             for (int c = 0; c < conditions.Count; c++) _conditionBuffers[c].Write(conditions[c].Rows);
         }
-        _inputNames = [unet.SampleName, unet.TimestepName, .. conditions.Select(c => c.Name)];
-        _inputValues = [_sample.Value, _timestep.Value, .. _conditionBuffers.Select(b => b.Value)];
-        _outputNames = [unet.OutputName];
-        _outputValues = [_output.Value];
+        _sampleName = unet.SampleName;
+        _timestepName = unet.TimestepName;
+        _binding = session.CreateIoBinding();
+        BindConditions();
+        _binding.BindOutput(unet.OutputName, _output.Value);
     }
 
     /// <summary>Elements of the output per row.</summary>
@@ -163,14 +169,26 @@ internal sealed class UNetRun : IDisposable
                     }
                 }
             }
-            _session.Run(runOptions, _inputNames, _inputValues, _outputNames, _outputValues);
+            _binding.BindInput(_sampleName, _sample.Value);
+            _binding.BindInput(_timestepName, _timestep.Value);
+            if (_chunk != _batch)
+            {
+                BindConditions();
+            }
+            _session.RunWithBinding(runOptions, _binding);
             int keep = Math.Min(_chunk, _batch - start);
             _output.Read(output.Slice(start * _perOutput, keep * _perOutput));
         }
     }
 
+    private void BindConditions()
+    {
+        for (int c = 0; c < _conditions.Count; c++) _binding.BindInput(_conditions[c].Name, _conditionBuffers[c].Value);
+    }
+
     public void Dispose()
     {
+        _binding.Dispose();
         _sample.Dispose();
         _timestep.Dispose();
         foreach (var buffer in _conditionBuffers) buffer.Dispose();
