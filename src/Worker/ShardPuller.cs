@@ -69,14 +69,25 @@ public sealed class ShardPuller : IDisposable
         }
     }
 
-    /// <summary>Renews this worker's claim on a running shard so it is not taken over.</summary>
-    public Task RenewAsync(ClaimedShard shard) =>
-        _redis.GetDatabase().StreamClaimIdsOnlyAsync(shard.Stream, FarmKeys.WorkerGroup, WorkerId, 0, [shard.EntryId]);
+    // KEYS: task stream. ARGV: group, consumer, entry id, idle ms to set. XCLAIM with min-idle 0 takes an entry from
+    // whoever holds it, so a worker whose shard was taken over after its lease lapsed would take it back by renewing
+    // (and both would render it); the owner check and the claim are one step.
+    private const string ClaimIfOwnerScript = """
+        local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+        if #pending == 0 or pending[1][2] ~= ARGV[2] then return 0 end
+        redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[4], 'JUSTID')
+        return 1
+        """;
+
+    /// <summary>Renews this worker's claim on a running shard so it is not taken over; false if it already was.</summary>
+    public Task<bool> RenewAsync(ClaimedShard shard) => ClaimIfOwnerAsync(shard, idleMs: 0);
 
     /// <summary>Hands a shard back at once (shutdown): marks it idle past the lease so the next worker takes it.</summary>
-    public Task ReleaseAsync(ClaimedShard shard) =>
-        _redis.GetDatabase().ExecuteAsync("XCLAIM", shard.Stream, FarmKeys.WorkerGroup, WorkerId, 0, shard.EntryId,
-            "IDLE", (long)_options.LeaseSeconds * 1000 * 10, "JUSTID");
+    public Task<bool> ReleaseAsync(ClaimedShard shard) => ClaimIfOwnerAsync(shard, idleMs: (long)_options.LeaseSeconds * 1000 * 10);
+
+    private async Task<bool> ClaimIfOwnerAsync(ClaimedShard shard, long idleMs) =>
+        (int)await _redis.GetDatabase().ScriptEvaluateAsync(ClaimIfOwnerScript, [shard.Stream],
+            [FarmKeys.WorkerGroup, WorkerId, shard.EntryId, idleMs]) == 1;
 
     // KEYS: job meta, parked list. ARGV: shard payload. Decides atomically with pause/resume what to do with a shard.
     private const string ClaimCheckScript = """

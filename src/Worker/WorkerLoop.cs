@@ -1,3 +1,4 @@
+using StackExchange.Redis;
 using Microsoft.Extensions.Options;
 
 namespace RenderFarm.Worker;
@@ -92,14 +93,20 @@ public sealed class WorkerLoop(
             while (true)
             {
                 await Task.Delay(period, token);
-                await puller.RenewAsync(claimed);
+                try
+                {
+                    // Not pending under this worker any more: taken over after a lapsed lease (the new holder renders
+                    // it), or already acknowledged because every image has its outcome.
+                    if (!await puller.RenewAsync(claimed)) return;
+                }
+                catch (RedisException e)
+                {
+                    // A Redis blip must not end the renewals: try again next period, the lease has room for it.
+                    logger.LogWarning("Could not renew the lease of {Entry}: {Message}", claimed.EntryId, e.Message);
+                }
             }
         }
         catch (OperationCanceledException) { }
-        catch (Exception e)
-        {
-            logger.LogWarning("Could not renew the lease of {Entry}: {Message}", claimed.EntryId, e.Message);
-        }
     }
 
     public override async Task StopAsync(CancellationToken cancellationToken)
