@@ -15,10 +15,8 @@ public sealed class WorkerLoop(
     ILogger<WorkerLoop> logger) : BackgroundService
 {
     private CancellationTokenSource? _currentJob;
-    private string? _currentJobId;
     private bool _jobCancelled;
     private ClaimedShard? _currentShard;
-    private bool _handedBack;
     private readonly TaskCompletionSource _quarantined = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -57,7 +55,7 @@ public sealed class WorkerLoop(
         // A shard is not abandoned just because shutdown began: it runs until the host's shutdown timeout expires
         // (see StopAsync) or its job is cancelled.
         using var shardCts = new CancellationTokenSource();
-        lock (this) { _currentJob = shardCts; _currentJobId = claimed.Shard.JobId; _currentShard = claimed; _jobCancelled = false; _handedBack = false; }
+        lock (this) { _currentJob = shardCts; _currentShard = claimed; _jobCancelled = false; }
         var renewal = RenewWhileRunningAsync(claimed, shardCts.Token);
         try
         {
@@ -73,13 +71,12 @@ public sealed class WorkerLoop(
         {
             logger.LogInformation("Shard {Job}/{Shard} stopped before finishing; handing it back",
                 claimed.Shard.JobId, claimed.Shard.ShardIndex);
-            bool handedBack;
-            lock (this) handedBack = _handedBack;
-            if (!handedBack) await puller.ReleaseAsync(claimed);
+            // Also after StopAsync handed it back: a release repeats harmlessly, and is a no-op once another worker holds it.
+            await puller.ReleaseAsync(claimed);
         }
         finally
         {
-            lock (this) { _currentJob = null; _currentJobId = null; _currentShard = null; }
+            lock (this) { _currentJob = null; _currentShard = null; }
             await shardCts.CancelAsync();
             await renewal;
         }
@@ -117,7 +114,7 @@ public sealed class WorkerLoop(
         // Hand the unfinished shard back now rather than after the pipeline unwinds: a step can outlast what is left
         // of the process's life, and a shard left claimed waits a whole lease for another worker.
         ClaimedShard? unfinished;
-        lock (this) { unfinished = _currentShard; _handedBack = unfinished is not null; }
+        lock (this) unfinished = _currentShard;
         if (unfinished is not null)
         {
             try { await puller.ReleaseAsync(unfinished); }
@@ -131,7 +128,7 @@ public sealed class WorkerLoop(
     {
         lock (this)
         {
-            if (_currentJobId != jobId) return;
+            if (_currentShard?.Shard.JobId != jobId) return;
             _jobCancelled = true;
             _currentJob?.Cancel();
         }
