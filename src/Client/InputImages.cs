@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using Google.Protobuf;
 using Grpc.Core;
 using RenderFarm.Protocol;
+using RenderFarm.Shared;
 
 namespace RenderFarm.Client;
 
@@ -53,9 +54,6 @@ public sealed record InputImageDefaults(string? InitImage = null, string? Mask =
 /// <summary>Checks an init image or mask before anything is sent: it exists, is readable and looks like PNG or JPEG.</summary>
 public static class InputImageFile
 {
-    private static readonly byte[] PngSignature = [0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A];
-    private static readonly byte[] JpegSignature = [0xFF, 0xD8, 0xFF];
-
     /// <summary>The file's length in bytes, or null with the reason it cannot be used. Reads only its first bytes.</summary>
     public static long? Probe(string path, out string? problem)
     {
@@ -69,7 +67,7 @@ public static class InputImageFile
         try
         {
             using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1);
-            Span<byte> head = stackalloc byte[PngSignature.Length];
+            Span<byte> head = stackalloc byte[ImageHeader.SignatureLength];
             var read = stream.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
             if (read == 0)
             {
@@ -77,7 +75,7 @@ public static class InputImageFile
                 return null;
             }
 
-            if (!head[..read].StartsWith(PngSignature) && !head[..read].StartsWith(JpegSignature))
+            if (!ImageHeader.HasSignature(head[..read]))
             {
                 problem = $"{path} is not a PNG or JPEG image";
                 return null;

@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 
-namespace RenderFarm.Coordinator.Jobs;
+namespace RenderFarm.Shared;
 
 /// <summary>
 /// Format and dimensions of a PNG or JPEG from its header alone, so the decoded size of an upload is known before any
@@ -10,17 +10,27 @@ namespace RenderFarm.Coordinator.Jobs;
 public readonly record struct ImageHeader(string Format, int Width, int Height)
 {
     private static ReadOnlySpan<byte> PngSignature => [0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A];
+    private static ReadOnlySpan<byte> JpegSignature => [0xFF, 0xD8, 0xFF];
+
+    /// <summary>Bytes a file needs for <see cref="HasSignature"/>.</summary>
+    public const int SignatureLength = 8;
+
+    /// <summary>Whether the bytes start with the PNG signature.</summary>
+    public static bool IsPng(ReadOnlySpan<byte> bytes) => bytes.StartsWith(PngSignature);
+
+    /// <summary>Whether the bytes start like a PNG or a JPEG (a cheap first check of a file, before its header is read).</summary>
+    public static bool HasSignature(ReadOnlySpan<byte> head) => IsPng(head) || head.StartsWith(JpegSignature);
 
     /// <summary>The header, or null when the bytes are not a PNG or JPEG with a readable one.</summary>
     public static ImageHeader? Read(ReadOnlySpan<byte> bytes)
     {
-        if (bytes.StartsWith(PngSignature))
+        if (IsPng(bytes))
         {
             // The first chunk is IHDR: length(4) "IHDR" width(4) height(4), big-endian.
             if (bytes.Length < 24 || !bytes[12..16].SequenceEqual("IHDR"u8)) return null;
             return Valid(new ImageHeader("PNG", BinaryPrimitives.ReadInt32BigEndian(bytes[16..]), BinaryPrimitives.ReadInt32BigEndian(bytes[20..])));
         }
-        if (bytes.Length >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF)
+        if (bytes.StartsWith(JpegSignature))
         {
             // Walk the marker segments to the first start-of-frame: FF Cn len(2) precision(1) height(2) width(2).
             var at = 2;

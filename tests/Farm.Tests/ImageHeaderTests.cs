@@ -1,5 +1,5 @@
-using RenderFarm.Coordinator.Jobs;
 using RenderFarm.Diffusion.Imaging;
+using RenderFarm.Shared;
 using StbImageWriteSharp;
 
 namespace RenderFarm.Farm.Tests;

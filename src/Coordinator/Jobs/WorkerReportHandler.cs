@@ -21,8 +21,6 @@ public sealed class WorkerReportHandler(
 {
     private readonly System.Collections.Concurrent.ConcurrentDictionary<(string, uint), long> _lastStepWrite = new();
 
-    private static ReadOnlySpan<byte> PngSignature => [0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A];
-
     public async Task BeginAsync(string workerId, ShardBegin begin)
     {
         if (!await jobs.ExistsAsync(begin.Shard.JobId)) return;
@@ -49,7 +47,7 @@ public sealed class WorkerReportHandler(
     public async Task ImageAsync(string workerId, ShardImage image, CancellationToken cancellationToken)
     {
         var shard = image.Shard;
-        if (!image.Png.Span.StartsWith(PngSignature))
+        if (!ImageHeader.IsPng(image.Png.Span))
         {
             logger.LogWarning("Worker {Worker} sent a non-PNG result for {Job}/{Index}; ignored", workerId, shard.JobId, image.Index);
             return;
