@@ -19,7 +19,8 @@ namespace RenderFarm.Diffusion;
 /// batch-mates (except that every prompt of a
 /// request is padded to the longest prompt's number of 75-token windows). Family differences are data: extra UNet
 /// inputs (<see cref="UNetConditioning"/>), extra input channels (inpainting), text encoder stages.
-/// Calls are serialised: one generation runs at a time per pipeline.
+/// Calls are serialised: one generation runs at a time per pipeline, so the working arrays (<see cref="Workspace"/>),
+/// the UNet's bound tensors and recent prompts' tokens are kept for the next request instead of allocated anew.
 /// </summary>
 public sealed class StableDiffusionPipeline : IDisposable
 {
@@ -43,6 +44,7 @@ public sealed class StableDiffusionPipeline : IDisposable
     private readonly int _latentChannels;
     private readonly bool _xl;
     private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly Workspace _workspace = new();
     private bool _disposed;
 
     private StableDiffusionPipeline(string modelDirectory, PromptEncoder prompts, UNet unet, VaeDecoder vaeDecoder, VaeEncoder? vaeEncoder,
@@ -116,7 +118,7 @@ public sealed class StableDiffusionPipeline : IDisposable
                 stages.Add(LoadStage(modelDirectory, "tokenizer_2", new TextEncoder(Open("text_encoder_2"))));
             }
             var unetComponent = Open("unet");
-            var unet = new UNet(unetComponent);
+            var unet = new UNet(unetComponent, rebindInputs: !ExecutionProviders.IsCpu(options));
             var vaeDecoder = new VaeDecoder(Open("vae_decoder"));
             var vaeEncoder = Has("vae_encoder") ? new VaeEncoder(Open("vae_encoder")) : null;
             int latentChannels = CheckCompatible(unet, vaeDecoder);
@@ -197,39 +199,37 @@ public sealed class StableDiffusionPipeline : IDisposable
             var blend = init is { HasMask: true } && !IsInpaintingModel ? new InpaintBlend(init, initialNoise, batch) : null;
 
             // 4. Denoise.
-            using (var unet = _unet.Begin(rows, perRow / (latentHeight * latentWidth), latentHeight, latentWidth, conditions))
+            var unet = _unet.Prepare(rows, perRow / (latentHeight * latentWidth), latentHeight, latentWidth, conditions);
+            var scaled = _workspace.Floats("scaled", batch * perImage);
+            var modelInput = _workspace.Floats("model input", rows * perRow);
+            if (IsInpaintingModel)
             {
-                var scaled = new float[batch * perImage];
-                var modelInput = new float[rows * perRow];
-                if (IsInpaintingModel)
+                for (int r = 0; r < rows; r++) init!.WriteInpaintChannels(r % batch, modelInput.AsSpan(r * perRow + perImage, perRow - perImage));
+            }
+            var modelOutput = _workspace.Floats("model output", rows * perImage);
+            var guidedOutput = guided ? _workspace.Floats("guided output", batch * perImage) : modelOutput;
+            var step = new SchedulerStepResult(_workspace.Floats("step sample", batch * perImage), _workspace.Floats("step x0", batch * perImage));
+            int total = scheduler.Timesteps.Count;
+            for (int i = start; i < total; i++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                scheduler.ScaleModelInput(latents, i, scaled);
+                for (int r = 0; r < rows; r++)
                 {
-                    for (int r = 0; r < rows; r++) init!.WriteInpaintChannels(r % batch, modelInput.AsSpan(r * perRow + perImage, perRow - perImage));
+                    scaled.AsSpan(r % batch * perImage, perImage).CopyTo(modelInput.AsSpan(r * perRow));
                 }
-                var modelOutput = new float[rows * perImage];
-                var guidedOutput = guided ? new float[batch * perImage] : modelOutput;
-                var step = SchedulerStepResult.Allocate(batch * perImage);
-                int total = scheduler.Timesteps.Count;
-                for (int i = start; i < total; i++)
+                unet.Run(modelInput, scheduler.Timesteps[i], modelOutput, runOptions);
+                if (guided)
                 {
-                    cancellationToken.ThrowIfCancellationRequested();
-                    scheduler.ScaleModelInput(latents, i, scaled);
-                    for (int r = 0; r < rows; r++)
-                    {
-                        scaled.AsSpan(r % batch * perImage, perImage).CopyTo(modelInput.AsSpan(r * perRow));
-                    }
-                    unet.Run(modelInput, scheduler.Timesteps[i], modelOutput, runOptions);
-                    if (guided)
-                    {
-                        CombineGuidance(modelOutput.AsSpan(0, batch * perImage), modelOutput.AsSpan(batch * perImage), request.GuidanceScale, guidedOutput);
-                    }
-                    scheduler.Step(guidedOutput, i, latents, step, noise);
-                    step.PrevSample.CopyTo(latents, 0);
-                    blend?.Apply(scheduler, i + 1, latents);
-                    progress?.Report(new StepProgress(i + 1 - start, total - start, clock.Elapsed)
-                    {
-                        Preview = request.Previews ? new LatentPreview((float[])latents.Clone(), batch, _latentChannels, latentHeight, latentWidth, _xl) : null,
-                    });
+                    CombineGuidance(modelOutput.AsSpan(0, batch * perImage), modelOutput.AsSpan(batch * perImage), request.GuidanceScale, guidedOutput);
                 }
+                scheduler.Step(guidedOutput, i, latents, step, noise);
+                step.PrevSample.CopyTo(latents, 0);
+                blend?.Apply(scheduler, i + 1, latents);
+                progress?.Report(new StepProgress(i + 1 - start, total - start, clock.Elapsed)
+                {
+                    Preview = request.Previews ? new LatentPreview((float[])latents.Clone(), batch, _latentChannels, latentHeight, latentWidth, _xl) : null,
+                });
             }
             cancellationToken.ThrowIfCancellationRequested();
 
@@ -249,7 +249,7 @@ public sealed class StableDiffusionPipeline : IDisposable
     private IReadOnlyList<UNetCondition> EncodePrompts(GenerationRequest request, bool guided, RunOptions runOptions)
     {
         var prompts = (guided ? request.Images.Select(i => i.NegativePrompt) : []).Concat(request.Images.Select(i => i.Prompt)).ToArray();
-        var embeddings = _prompts.Encode(prompts, request.ClipSkip, UNetConditioning.NeedsPooled(_unet), runOptions);
+        var embeddings = _prompts.Encode(prompts, request.ClipSkip, UNetConditioning.NeedsPooled(_unet), runOptions, _workspace);
         if (_unet.HiddenSize is int expected && expected != embeddings.HiddenSize)
         {
             throw new InvalidOperationException(
@@ -289,9 +289,10 @@ public sealed class StableDiffusionPipeline : IDisposable
     private float[] PrepareLatents(GenerationRequest request, Scheduler scheduler, InitImages? init, BatchNoise noise, int start, out float[] initialNoise)
     {
         int batch = request.Images.Count, perImage = noise.ElementsPerImage;
-        initialNoise = new float[batch * perImage];
+        initialNoise = _workspace.Floats("initial noise", batch * perImage);
         noise.Fill(initialNoise);
-        var latents = (float[])initialNoise.Clone();
+        var latents = _workspace.Floats("latents", batch * perImage);
+        initialNoise.CopyTo(latents, 0);
         bool pureNoise = init is null || (init.HasMask && Strength(request) >= 1f);
         if (pureNoise)
         {
@@ -314,7 +315,8 @@ public sealed class StableDiffusionPipeline : IDisposable
         float inverseScale = 1f / _profile.VaeScalingFactor;
         System.Numerics.Tensors.TensorPrimitives.Multiply(latents, inverseScale, latents);
         System.Numerics.Tensors.TensorPrimitives.Add(latents, _profile.VaeShiftFactor, latents);
-        var pixels = _vaeDecoder.Decode(latents, batch, _latentChannels, latentHeight, latentWidth, runOptions, out int imageHeight, out int imageWidth);
+        var pixels = _workspace.Floats("pixels", batch * 3 * request.Height * request.Width);
+        var (imageHeight, imageWidth) = _vaeDecoder.Decode(latents, batch, _latentChannels, latentHeight, latentWidth, runOptions, pixels);
         if (imageHeight != request.Height || imageWidth != request.Width)
         {
             throw new InvalidOperationException(
@@ -324,7 +326,7 @@ public sealed class StableDiffusionPipeline : IDisposable
         return pixels;
     }
 
-    private static GeneratedImage[] Encode(GenerationRequest request, Scheduler scheduler, float[] pixels)
+    private GeneratedImage[] Encode(GenerationRequest request, Scheduler scheduler, float[] pixels)
     {
         int width = request.Width, height = request.Height, perPixels = 3 * height * width;
         var extra = new List<KeyValuePair<string, string>>();
@@ -339,11 +341,12 @@ public sealed class StableDiffusionPipeline : IDisposable
         var results = new GeneratedImage[request.Images.Count];
         for (int b = 0; b < results.Length; b++)
         {
-            var rgb = ImageTensor.ToRgb(pixels.AsSpan(b * perPixels, perPixels), width, height);
+            var rgb = _workspace.Bytes("rgb", perPixels);
+            ImageTensor.ToRgb(pixels.AsSpan(b * perPixels, perPixels), width, height, rgb);
             var image = request.Images[b];
             var parameters = GenerationParameters.Format(image.Prompt, image.NegativePrompt, request.Steps, scheduler.DisplayName,
                 request.GuidanceScale, image.Seed, width, height, request.ModelName, extra);
-            results[b] = new GeneratedImage(image, PngEncoder.Encode(rgb, width, height, [new(GenerationParameters.Keyword, parameters)]));
+            results[b] = new GeneratedImage(image, PngEncoder.Encode(rgb.AsSpan(), width, height, [new(GenerationParameters.Keyword, parameters)]));
         }
         return results;
     }

@@ -27,6 +27,16 @@ public class PngTests
     }
 
     [Fact]
+    public void TextFarLargerThanTheImageFitsToo()
+    {
+        // The file is assembled in a pooled buffer sized from the pixels; a long prompt must grow it, not overflow it.
+        var parameters = string.Concat(Enumerable.Range(0, 20_000).Select(i => $"word{i} "));
+        var png = PngEncoder.Encode(Pixels(3, 2), 3, 2, [new("parameters", parameters)]);
+        Assert.Equal(parameters, PngMetadata.Read(png).Text["parameters"]);
+        Assert.Equal(Pixels(3, 2), PngPixels.Decode(png));
+    }
+
+    [Fact]
     public void TheTextChunkComesRightAfterTheHeader()
     {
         var png = PngEncoder.Encode(Pixels(2, 2), 2, 2, [new("parameters", "x")]);

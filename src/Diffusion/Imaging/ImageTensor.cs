@@ -68,8 +68,19 @@ internal static class ImageTensor
     /// <summary>[3, H, W] in [−1, 1] → interleaved RGB bytes: round(clamp(x/2 + 0.5, 0, 1) · 255).</summary>
     public static byte[] ToRgb(ReadOnlySpan<float> chw, int width, int height)
     {
+        var rgb = new byte[width * height * 3];
+        ToRgb(chw, width, height, rgb);
+        return rgb;
+    }
+
+    /// <summary><see cref="ToRgb(ReadOnlySpan{float}, int, int)"/> into <paramref name="rgb"/> (width·height·3 bytes).</summary>
+    public static void ToRgb(ReadOnlySpan<float> chw, int width, int height, Span<byte> rgb)
+    {
         int plane = width * height;
-        var rgb = new byte[plane * 3];
+        if (chw.Length != 3 * plane || rgb.Length != 3 * plane)
+        {
+            throw new ArgumentException($"Expected {3 * plane} values and bytes for {width}x{height}, got {chw.Length} and {rgb.Length}.");
+        }
         var scratch = System.Buffers.ArrayPool<float>.Shared.Rent(plane);
         try
         {
@@ -94,6 +105,5 @@ internal static class ImageTensor
         {
             System.Buffers.ArrayPool<float>.Shared.Return(scratch);
         }
-        return rgb;
     }
 }

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Compression;
 using System.Numerics.Tensors;
@@ -29,7 +30,14 @@ public static class PngEncoder
     private static readonly Encoding Latin1 = Encoding.GetEncoding("ISO-8859-1", EncoderFallback.ExceptionFallback, DecoderFallback.ExceptionFallback);
 
     /// <summary>PNG of <paramref name="rgb"/> (width·height·3 bytes, rows top to bottom) with the given text chunks.</summary>
-    public static byte[] Encode(byte[] rgb, int width, int height, IEnumerable<KeyValuePair<string, string>>? text = null) =>
+    public static byte[] Encode(byte[] rgb, int width, int height, IEnumerable<KeyValuePair<string, string>>? text = null)
+    {
+        ArgumentNullException.ThrowIfNull(rgb);
+        return Encode(rgb.AsSpan(), width, height, text);
+    }
+
+    /// <inheritdoc cref="Encode(byte[], int, int, IEnumerable{KeyValuePair{string, string}}?)"/>
+    public static byte[] Encode(ReadOnlySpan<byte> rgb, int width, int height, IEnumerable<KeyValuePair<string, string>>? text = null) =>
         Encode(rgb, width, height, text, DefaultFilter, DefaultLevel, ZLibCompressionStrategy.Filtered);
 
     /// <summary>Sub on every row: vectorised, no dependence on the row above; within ~3 % of the adaptive choice's size
@@ -39,59 +47,71 @@ public static class PngEncoder
     /// <summary>Row filter choice (bench/PipelineBench compares them; the public overload uses <see cref="DefaultFilter"/>).</summary>
     internal enum RowFilter { None = 0, Sub = 1, Up = 2, Average = 3, Paeth = 4, Adaptive = 5 }
 
-    internal static byte[] Encode(byte[] rgb, int width, int height, IEnumerable<KeyValuePair<string, string>>? text,
+    internal static byte[] Encode(ReadOnlySpan<byte> rgb, int width, int height, IEnumerable<KeyValuePair<string, string>>? text,
         RowFilter filter, int level, ZLibCompressionStrategy strategy)
     {
-        ArgumentNullException.ThrowIfNull(rgb);
         if (width < 1 || height < 1 || rgb.Length != checked(width * height * 3))
         {
             throw new ArgumentException($"Expected {width}x{height}x3 bytes, got {rgb.Length}.", nameof(rgb));
         }
         int stride = width * 3;
-        var filtered = Filter(rgb, stride, height, filter);
-
-        using var output = new MemoryStream(filtered.Length / 2 + 1024);
-        output.Write(PngMetadata.Signature);
-        Span<byte> header = stackalloc byte[13];
-        BinaryPrimitives.WriteUInt32BigEndian(header, (uint)width);
-        BinaryPrimitives.WriteUInt32BigEndian(header[4..], (uint)height);
-        header[8] = 8;  // bit depth
-        header[9] = 2;  // colour type: RGB
-        header[10] = 0; // deflate
-        header[11] = 0; // adaptive filtering
-        header[12] = 0; // not interlaced
-        WriteChunk(output, "IHDR", header);
-        foreach (var (keyword, value) in text ?? [])
+        int filteredLength = height * (stride + 1);
+        // Scratch from the shared pools: the filtered rows and the file as it is assembled; only the result is new.
+        var filtered = ArrayPool<byte>.Shared.Rent(filteredLength);
+        try
         {
-            WriteTextChunk(output, keyword, value);
-        }
-
-        using (var idat = new MemoryStream(filtered.Length / 2 + 64))
-        {
-            using (var zlib = new ZLibStream(idat, new ZLibCompressionOptions { CompressionLevel = level, CompressionStrategy = strategy }, leaveOpen: true))
+            Filter(rgb, stride, height, filter, filtered.AsSpan(0, filteredLength));
+            using var output = new PooledBuffer(filteredLength / 2 + 1024);
+            output.Write(PngMetadata.Signature);
+            Span<byte> header = stackalloc byte[13];
+            BinaryPrimitives.WriteUInt32BigEndian(header, (uint)width);
+            BinaryPrimitives.WriteUInt32BigEndian(header[4..], (uint)height);
+            header[8] = 8;  // bit depth
+            header[9] = 2;  // colour type: RGB
+            header[10] = 0; // deflate
+            header[11] = 0; // adaptive filtering
+            header[12] = 0; // not interlaced
+            WriteChunk(output, "IHDR", header);
+            foreach (var (keyword, value) in text ?? [])
             {
-                zlib.Write(filtered);
+                WriteTextChunk(output, keyword, value);
             }
-            WriteChunk(output, "IDAT", idat.GetBuffer().AsSpan(0, (int)idat.Length));
+
+            // IDAT: length and type, the zlib stream deflated straight after them, then the length patched and the CRC.
+            int idatStart = (int)output.Position;
+            output.Write([0, 0, 0, 0, (byte)'I', (byte)'D', (byte)'A', (byte)'T']);
+            using (var zlib = new ZLibStream(output, new ZLibCompressionOptions { CompressionLevel = level, CompressionStrategy = strategy }, leaveOpen: true))
+            {
+                zlib.Write(filtered, 0, filteredLength);
+            }
+            int dataLength = (int)output.Position - idatStart - 8;
+            var written = output.Written;
+            BinaryPrimitives.WriteUInt32BigEndian(written.Slice(idatStart, 4), (uint)dataLength);
+            Span<byte> crc = stackalloc byte[4];
+            BinaryPrimitives.WriteUInt32BigEndian(crc, Crc32.Compute(written.Slice(idatStart + 4, 4 + dataLength)));
+            output.Write(crc);
+            WriteChunk(output, "IEND", []);
+            return output.Written.ToArray();
         }
-        WriteChunk(output, "IEND", []);
-        return output.ToArray();
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(filtered);
+        }
     }
 
     /// <summary>
     /// The filtered scanlines (filter byte + row) of 3-byte pixels. Adaptive: per row, the filter with the smallest
     /// sum of |signed residual| (the first row only compares None and Sub; Up/Paeth would see a zero row above).
     /// </summary>
-    private static byte[] Filter(byte[] rgb, int stride, int height, RowFilter mode)
+    private static void Filter(ReadOnlySpan<byte> rgb, int stride, int height, RowFilter mode, Span<byte> result)
     {
-        var result = new byte[height * (stride + 1)];
-        var zero = new byte[stride];
+        Span<byte> zero = mode is RowFilter.Up or RowFilter.Average or RowFilter.Paeth or RowFilter.Adaptive ? new byte[stride] : [];
         Span<byte> scratch = mode == RowFilter.Adaptive ? new byte[5 * stride] : [];
         for (int y = 0; y < height; y++)
         {
-            ReadOnlySpan<byte> row = rgb.AsSpan(y * stride, stride);
-            ReadOnlySpan<byte> above = y == 0 ? zero : rgb.AsSpan((y - 1) * stride, stride);
-            var destination = result.AsSpan(y * (stride + 1), stride + 1);
+            ReadOnlySpan<byte> row = rgb.Slice(y * stride, stride);
+            ReadOnlySpan<byte> above = y == 0 ? zero : rgb.Slice((y - 1) * stride, stride);
+            var destination = result.Slice(y * (stride + 1), stride + 1);
             if (mode != RowFilter.Adaptive)
             {
                 destination[0] = (byte)mode;
@@ -115,7 +135,6 @@ public static class PngEncoder
             destination[0] = (byte)best;
             scratch.Slice(best * stride, stride).CopyTo(destination[1..]);
         }
-        return result;
     }
 
     private static void Apply(RowFilter filter, ReadOnlySpan<byte> row, ReadOnlySpan<byte> above, Span<byte> destination)
@@ -231,5 +250,51 @@ public static class PngEncoder
             if (c > 0xff) return false;
         }
         return true;
+    }
+
+    /// <summary>A write-only stream over arrays rented from the shared pool (grown by renting a larger one).</summary>
+    private sealed class PooledBuffer(int capacity) : Stream
+    {
+        private byte[] _buffer = ArrayPool<byte>.Shared.Rent(capacity);
+        private int _length;
+
+        public Span<byte> Written => _buffer.AsSpan(0, _length);
+
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => _length;
+        public override long Position { get => _length; set => throw new NotSupportedException(); }
+
+        public override void Write(byte[] data, int offset, int count) => Write(data.AsSpan(offset, count));
+
+        public override void Write(ReadOnlySpan<byte> data)
+        {
+            if (data.Length > _buffer.Length - _length)
+            {
+                var larger = ArrayPool<byte>.Shared.Rent(checked(Math.Max(2 * _buffer.Length, _length + data.Length)));
+                Written.CopyTo(larger);
+                ArrayPool<byte>.Shared.Return(_buffer);
+                _buffer = larger;
+            }
+            data.CopyTo(_buffer.AsSpan(_length));
+            _length += data.Length;
+        }
+
+        public override void WriteByte(byte value) => Write([value]);
+        public override void Flush() { }
+        public override int Read(byte[] data, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (_buffer.Length > 0)
+            {
+                ArrayPool<byte>.Shared.Return(_buffer);
+                _buffer = [];
+            }
+            base.Dispose(disposing);
+        }
     }
 }

@@ -16,9 +16,14 @@ internal static class ExecutionProviders
         ["directml"] = "DmlExecutionProvider",
     };
 
+    /// <summary>Whether the sessions run on the CPU provider (bound inputs are then read in place, never copied).</summary>
+    public static bool IsCpu(DiffusionOptions options) => Provider(options) == "cpu";
+
+    private static string Provider(DiffusionOptions options) => (options.ExecutionProvider ?? "cpu").Trim().ToLowerInvariant();
+
     public static SessionOptions CreateSessionOptions(DiffusionOptions options)
     {
-        var provider = (options.ExecutionProvider ?? "cpu").Trim().ToLowerInvariant();
+        var provider = Provider(options);
         if (!Valid.Contains(provider))
         {
             throw new ModelLoadException(

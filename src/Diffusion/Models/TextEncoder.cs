@@ -1,6 +1,7 @@
 using System.Text.RegularExpressions;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
+using RenderFarm.Diffusion.Generation;
 using RenderFarm.Diffusion.Tensors;
 
 namespace RenderFarm.Diffusion.Models;
@@ -75,7 +76,7 @@ internal sealed partial class TextEncoder : IDisposable
     /// Runs <paramref name="rows"/> sequences of token ids (row-major, equal lengths) and returns the named outputs,
     /// each as float32 over all rows, with the shape of one row.
     /// </summary>
-    public (float[] Values, long[] RowShape)[] Run(ReadOnlySpan<int> ids, int rows, RunOptions runOptions, IReadOnlyList<string> outputNames)
+    public (float[] Values, long[] RowShape)[] Run(ReadOnlySpan<int> ids, int rows, RunOptions runOptions, IReadOnlyList<string> outputNames, Workspace? workspace = null)
     {
         int length = ids.Length / rows;
         int chunk = StaticBatch ?? rows;
@@ -102,16 +103,24 @@ internal sealed partial class TextEncoder : IDisposable
             int keep = Math.Min(chunk, rows - start);
             for (int o = 0; o < outputNames.Count; o++)
             {
-                var data = TensorBuffer.ReadAsFloat(outputs[o], out var shape);
+                var shape = outputs[o].GetTensorTypeAndShape().Shape;
                 if (shape.Length < 2 || shape[0] != chunk)
                 {
                     throw new InvalidOperationException(
                         $"The {Name} returned shape [{string.Join(", ", shape)}] for '{outputNames[o]}' and {chunk} sequences.");
                 }
-                int perRow = data.Length / chunk;
+                int perRow = checked((int)shape[1..].Aggregate(1L, (a, b) => a * b));
                 results[o].RowShape ??= shape[1..];
-                results[o].Values ??= new float[rows * perRow];
-                data.AsSpan(0, keep * perRow).CopyTo(results[o].Values.AsSpan(start * perRow));
+                results[o].Values ??= workspace?.Floats($"{Name} {outputNames[o]}", rows * perRow) ?? new float[rows * perRow];
+                if (keep == chunk)
+                {
+                    TensorBuffer.ReadAsFloat(outputs[o], results[o].Values.AsSpan(start * perRow, chunk * perRow));
+                }
+                else
+                {
+                    // A fixed-size last chunk: only its first rows are real.
+                    TensorBuffer.ReadAsFloat(outputs[o], out _).AsSpan(0, keep * perRow).CopyTo(results[o].Values.AsSpan(start * perRow));
+                }
             }
         }
         return results;

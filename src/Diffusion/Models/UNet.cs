@@ -12,10 +12,17 @@ namespace RenderFarm.Diffusion.Models;
 internal sealed class UNet : IDisposable
 {
     private readonly OnnxComponent _component;
+    private readonly bool _rebindInputs;
+    private UNetRun? _run;
 
-    public UNet(OnnxComponent component)
+    /// <param name="component">unet/model.onnx's session.</param>
+    /// <param name="rebindInputs">Bind the inputs again before every evaluation: needed where the execution provider
+    /// copies an input to its device when it is bound (CUDA, TensorRT, DirectML); the CPU provider reads the bound
+    /// memory itself, so binding once is enough there.</param>
+    public UNet(OnnxComponent component, bool rebindInputs = true)
     {
         _component = component;
+        _rebindInputs = rebindInputs;
         (SampleName, var sample) = component.RequireInput("sample");
         component.RequireElementType(SampleName, sample, TensorElementType.Float, TensorElementType.Float16);
         component.RequireRank(SampleName, sample, 4);
@@ -73,23 +80,35 @@ internal sealed class UNet : IDisposable
     public IReadOnlyDictionary<string, NodeMetadata> ExtraInputs { get; }
 
     /// <summary>
-    /// Prepares the tensors of a denoising run of <paramref name="batch"/> rows (CFG rows included) with per-row
-    /// <paramref name="conditions"/> (encoder_hidden_states and every extra input); they are reused by every step.
+    /// The tensors of a denoising run of <paramref name="batch"/> rows (CFG rows included) with per-row
+    /// <paramref name="conditions"/> (encoder_hidden_states and every extra input), reused by every step. The UNet
+    /// owns the run and keeps it for the next request of the same shape (its buffers and binding are reused).
     /// </summary>
-    public UNetRun Begin(int batch, int channels, int height, int width, IReadOnlyList<UNetCondition> conditions)
+    public UNetRun Prepare(int batch, int channels, int height, int width, IReadOnlyList<UNetCondition> conditions)
     {
         var missing = ExtraInputs.Keys.Append(HiddenName).Where(n => conditions.All(c => c.Name != n)).ToArray();
         if (missing.Length > 0)
         {
             throw new InvalidOperationException($"The unet needs {string.Join(", ", missing)}, which were not prepared.");
         }
-        return new(this, _component.Session, batch, channels, height, width, conditions);
+        if (_run is null || !_run.Fits(batch, channels, height, width, conditions))
+        {
+            _run?.Dispose();
+            _run = null;
+            _run = new(this, _component.Session, batch, channels, height, width, conditions, _rebindInputs);
+        }
+        _run.SetConditions(conditions);
+        return _run;
     }
 
     /// <summary>The element type the UNet takes for input <paramref name="name"/>.</summary>
     public TensorElementType InputType(string name) => _component.Inputs[name].ElementDataType;
 
-    public void Dispose() => _component.Dispose();
+    public void Dispose()
+    {
+        _run?.Dispose();
+        _component.Dispose();
+    }
 }
 
 /// <summary>A per-row UNet input (encoder_hidden_states, text_embeds, time_ids, …): rows × <see cref="RowShape"/> values.</summary>
@@ -99,20 +118,25 @@ internal sealed record UNetCondition(string Name, float[] Rows, long[] RowShape)
 }
 
 /// <summary>
-/// The reusable input/output tensors of one denoising run, bound once to an <see cref="OrtIoBinding"/>;
+/// The reusable input/output tensors of a denoising run, bound once to an <see cref="OrtIoBinding"/>;
 /// <see cref="Run"/> is one UNet evaluation. Binding skips the per-call name lookup and marshalling of
-/// <c>InferenceSession.Run</c> (~10 µs a call, bench/pipeline.md). A provider on another device copies
-/// an input when it is bound, so the inputs that change (sample and timestep every step, the conditions per chunk of
-/// a fixed-batch export) are bound again before each evaluation; the conditions of an ordinary run are bound once.
+/// <c>InferenceSession.Run</c> (~10 µs a call, bench/pipeline.md). A provider on another device copies an input when
+/// it is bound, so there the inputs that change (sample and timestep every step, the conditions per request or per
+/// chunk of a fixed-batch export) are bound again before each evaluation; on the CPU they are bound once.
 /// </summary>
 internal sealed class UNetRun : IDisposable
 {
     private readonly InferenceSession _session;
     private readonly int _batch;
     private readonly int _chunk;
+    private readonly int _channels;
+    private readonly int _height;
+    private readonly int _width;
     private readonly int _perSample;
     private readonly int _perOutput;
-    private readonly IReadOnlyList<UNetCondition> _conditions;
+    private readonly bool _rebindInputs;
+    private readonly (string Name, long[] RowShape)[] _conditionShapes;
+    private IReadOnlyList<UNetCondition> _conditions;
     private readonly TensorBuffer _sample;
     private readonly TensorBuffer _timestep;
     private readonly TensorBuffer[] _conditionBuffers;
@@ -121,34 +145,57 @@ internal sealed class UNetRun : IDisposable
     private readonly string _timestepName;
     private readonly OrtIoBinding _binding;
 
-    internal UNetRun(UNet unet, InferenceSession session, int batch, int channels, int height, int width, IReadOnlyList<UNetCondition> conditions)
+    internal UNetRun(UNet unet, InferenceSession session, int batch, int channels, int height, int width, IReadOnlyList<UNetCondition> conditions, bool rebindInputs)
     {
         _session = session;
         _batch = batch;
         _chunk = unet.StaticBatch ?? batch;
+        _channels = channels;
+        _height = height;
+        _width = width;
         int outChannels = unet.OutChannels ?? channels;
         _perSample = channels * height * width;
         _perOutput = outChannels * height * width;
+        _rebindInputs = rebindInputs;
         _conditions = conditions;
+        _conditionShapes = conditions.Select(c => (c.Name, c.RowShape)).ToArray();
 
         _sample = TensorBuffer.Create(unet.SampleType, _chunk, channels, height, width);
         long[] timestepShape = unet.TimestepRank == 0 ? [] : [unet.TimestepStaticLength ?? _chunk];
         _timestep = TensorBuffer.Create(unet.TimestepType, timestepShape);
         _conditionBuffers = conditions.Select(c => TensorBuffer.Create(unet.InputType(c.Name), [_chunk, .. c.RowShape])).ToArray();
         _output = TensorBuffer.Create(unet.OutputType, _chunk, outChannels, height, width);
-        if (_chunk == batch)
-        {
-            for (int c = 0; c < conditions.Count; c++) _conditionBuffers[c].Write(conditions[c].Rows);
-        }
         _sampleName = unet.SampleName;
         _timestepName = unet.TimestepName;
         _binding = session.CreateIoBinding();
+        _binding.BindInput(_sampleName, _sample.Value);
+        _binding.BindInput(_timestepName, _timestep.Value);
         BindConditions();
         _binding.BindOutput(unet.OutputName, _output.Value);
     }
 
     /// <summary>Elements of the output per row.</summary>
     public int OutputPerRow => _perOutput;
+
+    /// <summary>Whether this run's tensors have the shapes a run with these arguments needs.</summary>
+    internal bool Fits(int batch, int channels, int height, int width, IReadOnlyList<UNetCondition> conditions) =>
+        batch == _batch && channels == _channels && height == _height && width == _width &&
+        conditions.Count == _conditionShapes.Length &&
+        conditions.Select((c, i) => c.Name == _conditionShapes[i].Name && c.RowShape.AsSpan().SequenceEqual(_conditionShapes[i].RowShape)).All(same => same);
+
+    /// <summary>This request's conditions: written now when the whole batch is one chunk, else per chunk in <see cref="Run"/>.</summary>
+    internal void SetConditions(IReadOnlyList<UNetCondition> conditions)
+    {
+        _conditions = conditions;
+        if (_chunk == _batch)
+        {
+            for (int c = 0; c < conditions.Count; c++) _conditionBuffers[c].Write(conditions[c].Rows);
+            if (_rebindInputs)
+            {
+                BindConditions();
+            }
+        }
+    }
 
     /// <summary>Evaluates the UNet on <paramref name="sample"/> [batch, C, h, w] at <paramref name="timestep"/>.</summary>
     public void Run(ReadOnlySpan<float> sample, double timestep, Span<float> output, RunOptions runOptions)
@@ -169,11 +216,14 @@ internal sealed class UNetRun : IDisposable
                     }
                 }
             }
-            _binding.BindInput(_sampleName, _sample.Value);
-            _binding.BindInput(_timestepName, _timestep.Value);
-            if (_chunk != _batch)
+            if (_rebindInputs)
             {
-                BindConditions();
+                _binding.BindInput(_sampleName, _sample.Value);
+                _binding.BindInput(_timestepName, _timestep.Value);
+                if (_chunk != _batch)
+                {
+                    BindConditions();
+                }
             }
             _session.RunWithBinding(runOptions, _binding);
             int keep = Math.Min(_chunk, _batch - start);
@@ -183,7 +233,7 @@ internal sealed class UNetRun : IDisposable
 
     private void BindConditions()
     {
-        for (int c = 0; c < _conditions.Count; c++) _binding.BindInput(_conditions[c].Name, _conditionBuffers[c].Value);
+        for (int c = 0; c < _conditionShapes.Length; c++) _binding.BindInput(_conditionShapes[c].Name, _conditionBuffers[c].Value);
     }
 
     public void Dispose()

@@ -33,40 +33,49 @@ internal sealed class VaeDecoder : IDisposable
 
     public int? StaticBatch { get; }
 
-    /// <summary>Decodes <paramref name="batch"/> latents of [channels, h, w]; returns [batch, 3, H, W] and H, W.</summary>
-    public float[] Decode(ReadOnlySpan<float> latents, int batch, int channels, int height, int width, RunOptions runOptions, out int imageHeight, out int imageWidth)
+    /// <summary>
+    /// Decodes <paramref name="batch"/> latents of [channels, h, w] into <paramref name="destination"/> ([batch, 3, H, W]
+    /// as float32) and returns H and W. When the images are not the size <paramref name="destination"/> was made for,
+    /// nothing is written and the sizes the decoder produced are returned for the caller's error.
+    /// </summary>
+    public (int Height, int Width) Decode(ReadOnlySpan<float> latents, int batch, int channels, int height, int width, RunOptions runOptions, Span<float> destination)
     {
         int perLatent = channels * height * width;
         int chunk = StaticBatch ?? batch;
-        float[]? result = null;
-        imageHeight = imageWidth = 0;
+        int imageHeight = 0, imageWidth = 0;
+        using var input = TensorBuffer.Create(_inputType, chunk, channels, height, width);
         for (int start = 0; start < batch; start += chunk)
         {
-            using var input = TensorBuffer.Create(_inputType, chunk, channels, height, width);
             for (int r = 0; r < chunk; r++)
             {
                 int source = Math.Min(start + r, batch - 1);
                 input.Write(latents.Slice(source * perLatent, perLatent), r * perLatent);
             }
             using var outputs = _component.Session.Run(runOptions, [_inputName], [input.Value], [_outputName]);
-            var images = TensorBuffer.ReadAsFloat(outputs[0], out var shape);
+            var shape = outputs[0].GetTensorTypeAndShape().Shape;
             if (shape.Length != 4 || shape[0] != chunk || shape[1] != 3)
             {
                 throw new InvalidOperationException(
                     $"The VAE decoder returned shape [{string.Join(", ", shape)}]; expected [{chunk}, 3, H, W].");
             }
-            imageHeight = (int)shape[2];
-            imageWidth = (int)shape[3];
-            int perImage = 3 * imageHeight * imageWidth;
-            if (chunk == batch)
+            (imageHeight, imageWidth) = ((int)shape[2], (int)shape[3]);
+            int perImage = checked(3 * imageHeight * imageWidth);
+            if ((long)perImage * batch != destination.Length)
             {
-                return images; // the whole batch in one run: no second copy
+                break;
             }
-            result ??= new float[batch * perImage];
             int keep = Math.Min(chunk, batch - start);
-            images.AsSpan(0, keep * perImage).CopyTo(result.AsSpan(start * perImage));
+            if (keep == chunk)
+            {
+                TensorBuffer.ReadAsFloat(outputs[0], destination.Slice(start * perImage, chunk * perImage));
+            }
+            else
+            {
+                // A fixed-size last chunk: only its first images are real.
+                TensorBuffer.ReadAsFloat(outputs[0], out _).AsSpan(0, keep * perImage).CopyTo(destination[(start * perImage)..]);
+            }
         }
-        return result!;
+        return (imageHeight, imageWidth);
     }
 
     public void Dispose() => _component.Dispose();

@@ -1,4 +1,5 @@
 using Microsoft.ML.OnnxRuntime;
+using RenderFarm.Diffusion.Generation;
 using RenderFarm.Diffusion.Models;
 using RenderFarm.Diffusion.Tokenization;
 
@@ -10,6 +11,11 @@ internal sealed record PromptEmbeddings(float[] Hidden, int SequenceLength, int 
 /// <summary>One tokenizer + text encoder pair; SDXL has two.</summary>
 internal sealed class TextEncoderStage(ClipTokenizer tokenizer, TextEncoder encoder, double layerNormEpsilon) : IDisposable
 {
+    /// <summary>Prompts whose tokens are kept: a farm renders the same negative prompt, and each prompt for several
+    /// seeds, over and over. Past this many the cache starts again.</summary>
+    internal const int TokenCacheSize = 1024;
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, TokenizedPrompt> _tokenized = new(StringComparer.Ordinal);
     private FinalLayerNorm? _finalNorm;
 
     public ClipTokenizer Tokenizer { get; } = tokenizer;
@@ -28,6 +34,22 @@ internal sealed class TextEncoderStage(ClipTokenizer tokenizer, TextEncoder enco
         return _finalNorm;
     }
 
+    /// <summary><paramref name="prompt"/> as weighted tokens (immutable, so shared between requests).</summary>
+    public TokenizedPrompt Tokenize(string prompt)
+    {
+        if (_tokenized.TryGetValue(prompt, out var cached))
+        {
+            return cached;
+        }
+        var tokens = TokenizedPrompt.Create(Tokenizer, prompt);
+        if (_tokenized.Count >= TokenCacheSize)
+        {
+            _tokenized.Clear();
+        }
+        _tokenized[prompt] = tokens;
+        return tokens;
+    }
+
     public void Dispose() => Encoder.Dispose();
 }
 
@@ -42,9 +64,10 @@ internal sealed class PromptEncoder(IReadOnlyList<TextEncoderStage> stages, bool
     public IReadOnlyList<TextEncoderStage> Stages => stages;
 
     /// <summary>Encodes <paramref name="prompts"/> (one row each) with every stage.</summary>
-    public PromptEmbeddings Encode(IReadOnlyList<string> prompts, int clipSkip, bool needPooled, RunOptions runOptions)
+    /// <remarks>With a <paramref name="workspace"/>, the returned states may live in its arrays (valid until its next use).</remarks>
+    public PromptEmbeddings Encode(IReadOnlyList<string> prompts, int clipSkip, bool needPooled, RunOptions runOptions, Workspace? workspace = null)
     {
-        var tokenized = stages.Select(s => prompts.Select(p => TokenizedPrompt.Create(s.Tokenizer, p)).ToArray()).ToArray();
+        var tokenized = stages.Select(s => prompts.Select(s.Tokenize).ToArray()).ToArray();
         int windows = stages.Select((s, i) => tokenized[i].Max(t => t.WindowCount(s.Tokenizer))).Max();
         int rows = prompts.Count;
 
@@ -67,7 +90,7 @@ internal sealed class PromptEncoder(IReadOnlyList<TextEncoderStage> stages, bool
             {
                 throw new InvalidOperationException($"The {stage.Encoder.Name} has no pooled output (text_embeds) for the unet.");
             }
-            var results = stage.Encoder.Run(ids, rows * windows, runOptions, pooledHere ? [output, stage.Encoder.PooledName!] : [output]);
+            var results = stage.Encoder.Run(ids, rows * windows, runOptions, pooledHere ? [output, stage.Encoder.PooledName!] : [output], workspace);
             var hidden = results[0].Values;
             int hiddenSize = (int)results[0].RowShape[^1];
             if (normalise)

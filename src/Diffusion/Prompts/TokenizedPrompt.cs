@@ -15,12 +15,13 @@ internal sealed class TokenizedPrompt
     {
         _tokens = tokens;
         _weights = weights;
+        IsWeighted = weights.Any(w => w != 1f);
     }
 
     public int TokenCount => _tokens.Length;
 
     /// <summary>True when some token's weight is not 1 (the embeddings then need re-weighting).</summary>
-    public bool IsWeighted => _weights.Any(w => w != 1f);
+    public bool IsWeighted { get; }
 
     public static TokenizedPrompt Create(ClipTokenizer tokenizer, string prompt)
     {

@@ -2,15 +2,24 @@ namespace RenderFarm.Diffusion.Schedulers;
 
 /// <summary>
 /// The training noise schedule: βₜ, αₜ = 1 − βₜ and ᾱₜ = ∏ αₛ. Values are rounded to float32 as diffusers computes
-/// them (torch float32 linspace; cumprod accumulated in double and stored as float32), kept as doubles.
+/// them (torch float32 linspace; cumprod accumulated in double and stored as float32), kept as doubles. Immutable;
+/// <see cref="From"/> computes each distinct schedule once per process (every request builds a scheduler).
 /// </summary>
 public sealed class NoiseSchedule
 {
+    private const int MaxCached = 64;
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<Key, NoiseSchedule> Cache = new();
+    private readonly Lazy<IReadOnlyList<double>> _trainSigmas;
+
     private NoiseSchedule(double[] betas, double[] alphasCumprod)
     {
-        Betas = betas;
-        AlphasCumprod = alphasCumprod;
+        Betas = Array.AsReadOnly(betas);
+        AlphasCumprod = Array.AsReadOnly(alphasCumprod);
+        _trainSigmas = new(ComputeTrainSigmas);
     }
+
+    // TrainedBetas compares by reference: a config loaded once shares its schedule; another list is computed anew.
+    private readonly record struct Key(int Count, double BetaStart, double BetaEnd, string BetaSchedule, IReadOnlyList<double>? TrainedBetas);
 
     public IReadOnlyList<double> Betas { get; }
 
@@ -20,6 +29,22 @@ public sealed class NoiseSchedule
     public int Count => AlphasCumprod.Count;
 
     public static NoiseSchedule From(SchedulerConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        var key = new Key(config.NumTrainTimesteps, config.BetaStart, config.BetaEnd, config.BetaSchedule, config.TrainedBetas);
+        if (Cache.TryGetValue(key, out var cached))
+        {
+            return cached;
+        }
+        var schedule = Compute(config);
+        if (Cache.Count >= MaxCached)
+        {
+            Cache.Clear();
+        }
+        return Cache.GetOrAdd(key, schedule);
+    }
+
+    private static NoiseSchedule Compute(SchedulerConfig config)
     {
         int n = config.NumTrainTimesteps;
         double[] betas;
@@ -49,7 +74,9 @@ public sealed class NoiseSchedule
     }
 
     /// <summary>σₜ = √((1 − ᾱₜ)/ᾱₜ) for every training timestep, rounded to float32 (the Karras/Euler σ table).</summary>
-    public double[] TrainSigmas()
+    public IReadOnlyList<double> TrainSigmas() => _trainSigmas.Value;
+
+    private IReadOnlyList<double> ComputeTrainSigmas()
     {
         var sigmas = new double[Count];
         for (int t = 0; t < sigmas.Length; t++)
@@ -57,7 +84,7 @@ public sealed class NoiseSchedule
             float ac = (float)AlphasCumprod[t];
             sigmas[t] = MathF.Sqrt((1f - ac) / ac);
         }
-        return sigmas;
+        return Array.AsReadOnly(sigmas);
     }
 
     // torch.linspace(start, end, steps, dtype=float32): step in float32, the first half counted from the start and the

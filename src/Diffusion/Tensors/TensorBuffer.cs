@@ -144,27 +144,37 @@ internal sealed class TensorBuffer : IDisposable
     /// <summary>Reads a session-allocated output as float32, whatever its floating element type.</summary>
     public static float[] ReadAsFloat(OrtValue value, out long[] shape)
     {
+        shape = value.GetTensorTypeAndShape().Shape;
+        var result = new float[checked((int)shape.Aggregate(1L, (a, b) => a * b))];
+        ReadAsFloat(value, result);
+        return result;
+    }
+
+    /// <summary>Reads a session-allocated output as float32 into <paramref name="destination"/> (exactly its element count).</summary>
+    public static void ReadAsFloat(OrtValue value, Span<float> destination)
+    {
         var info = value.GetTensorTypeAndShape();
-        shape = info.Shape;
-        var result = new float[checked((int)info.ElementCount)];
+        if (info.ElementCount != destination.Length)
+        {
+            throw new ArgumentException($"The tensor has {info.ElementCount} elements; the destination holds {destination.Length}.", nameof(destination));
+        }
         switch (info.ElementDataType)
         {
             case TensorElementType.Float:
-                value.GetTensorDataAsSpan<float>().CopyTo(result);
+                value.GetTensorDataAsSpan<float>().CopyTo(destination);
                 break;
             case TensorElementType.Float16:
-                TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<Float16, Half>(value.GetTensorDataAsSpan<Float16>()), result);
+                TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<Float16, Half>(value.GetTensorDataAsSpan<Float16>()), destination);
                 break;
             case TensorElementType.Double:
             {
                 var span = value.GetTensorDataAsSpan<double>();
-                for (int i = 0; i < result.Length; i++) result[i] = (float)span[i];
+                for (int i = 0; i < destination.Length; i++) destination[i] = (float)span[i];
                 break;
             }
             default:
                 throw new NotSupportedException($"An output of element type {info.ElementDataType} cannot be read as float32.");
         }
-        return result;
     }
 
     public void Dispose() => Value.Dispose();

@@ -1,0 +1,58 @@
+namespace RenderFarm.Diffusion.Generation;
+
+/// <summary>
+/// The arrays one generation works in (latents, UNet input/output, text encoder states, decoded pixels, RGB rows),
+/// kept from request to request. A worker renders request after request of the same few shapes (full shards and the
+/// remainder); fresh arrays every time cost a page fault per 4 KiB on first touch, large-object-heap churn at 512²
+/// and up, and GC pauses (bench/pipeline.md).
+/// </summary>
+/// <remarks>
+/// An array is handed out again only for the same name and length, and its old contents are still there: every user
+/// must overwrite all of it. At most <see cref="MaxRetainedBytes"/> are kept; the arrays used longest ago go first,
+/// and an array larger than that is never kept. Not thread-safe: the pipeline's gate serialises generations.
+/// </remarks>
+internal sealed class Workspace(long maxRetainedBytes = Workspace.MaxRetainedBytes)
+{
+    /// <summary>Default bound on the bytes kept (256 MiB: an SD 1.5 batch of 8 at 512² needs ~40 MiB).</summary>
+    public const long MaxRetainedBytes = 256L << 20;
+
+    private readonly Dictionary<(string Name, int Length, Type Type), (Array Array, long LastUse)> _arrays = [];
+    private long _uses;
+
+    /// <summary>The float array called <paramref name="name"/> of exactly <paramref name="length"/> elements.</summary>
+    public float[] Floats(string name, int length) => Get<float>(name, length);
+
+    /// <summary>The byte array called <paramref name="name"/> of exactly <paramref name="length"/> elements.</summary>
+    public byte[] Bytes(string name, int length) => Get<byte>(name, length);
+
+    /// <summary>Bytes currently kept.</summary>
+    public long RetainedBytes => _arrays.Values.Sum(a => Bytes(a.Array));
+
+    private T[] Get<T>(string name, int length) where T : unmanaged
+    {
+        var key = (name, length, typeof(T));
+        long use = ++_uses;
+        if (_arrays.TryGetValue(key, out var kept))
+        {
+            _arrays[key] = (kept.Array, use);
+            return (T[])kept.Array;
+        }
+        var fresh = new T[length];
+        long size = Bytes(fresh);
+        if (size <= maxRetainedBytes)
+        {
+            long retained = RetainedBytes;
+            while (retained + size > maxRetainedBytes)
+            {
+                var oldest = _arrays.MinBy(a => a.Value.LastUse);
+                retained -= Bytes(oldest.Value.Array);
+                _arrays.Remove(oldest.Key);
+            }
+            _arrays[key] = (fresh, use);
+        }
+        return fresh;
+    }
+
+    private static long Bytes(Array array) =>
+        (long)array.Length * System.Runtime.InteropServices.Marshal.SizeOf(array.GetType().GetElementType()!);
+}
