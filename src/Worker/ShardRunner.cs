@@ -11,6 +11,10 @@ public sealed class ShardRunner(ModelCatalog models, ShardRequestBuilder request
     public Task ReportCancelledAsync(ClaimedShard claimed) =>
         link.SendAsync(new WorkerMessage { ShardEnd = new ShardEnd { Shard = Reference(claimed), Cancelled = true } }, CancellationToken.None).AsTask();
 
+    /// <summary>Tells the coordinator this worker stopped a shard whose claim another worker took over.</summary>
+    public Task ReportAbandonedAsync(ClaimedShard claimed) =>
+        link.SendAsync(new WorkerMessage { ShardEnd = new ShardEnd { Shard = Reference(claimed), Abandoned = true } }, CancellationToken.None).AsTask();
+
     private static ShardRef Reference(ClaimedShard claimed) => new()
     {
         JobId = claimed.Shard.JobId, ShardIndex = claimed.Shard.ShardIndex, Model = claimed.Shard.Params.Model,

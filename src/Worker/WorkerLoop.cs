@@ -5,7 +5,9 @@ namespace RenderFarm.Worker;
 
 /// <summary>
 /// Pulls one shard at a time and runs it while renewing its lease. On shutdown it stops pulling; the running shard
-/// gets the host's shutdown timeout to finish, and is handed back for another worker if it cannot.
+/// gets the host's shutdown timeout to finish, and is handed back for another worker if it cannot. A shard whose
+/// claim another worker took over (this one stalled past its lease) is stopped within a renewal period: the new
+/// holder renders it, and rendering it twice would only waste the GPU.
 /// </summary>
 public sealed class WorkerLoop(
     ShardPuller puller,
@@ -16,6 +18,7 @@ public sealed class WorkerLoop(
 {
     private CancellationTokenSource? _currentJob;
     private bool _jobCancelled;
+    private bool _leaseLost;
     private ClaimedShard? _currentShard;
     private readonly TaskCompletionSource _quarantined = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -55,7 +58,7 @@ public sealed class WorkerLoop(
         // A shard is not abandoned just because shutdown began: it runs until the host's shutdown timeout expires
         // (see StopAsync) or its job is cancelled.
         using var shardCts = new CancellationTokenSource();
-        lock (this) { _currentJob = shardCts; _currentShard = claimed; _jobCancelled = false; }
+        lock (this) { _currentJob = shardCts; _currentShard = claimed; _jobCancelled = false; _leaseLost = false; }
         var renewal = RenewWhileRunningAsync(claimed, shardCts.Token);
         try
         {
@@ -66,6 +69,12 @@ public sealed class WorkerLoop(
             logger.LogInformation("Shard {Job}/{Shard} stopped: job cancelled", claimed.Shard.JobId, claimed.Shard.ShardIndex);
             await puller.AcknowledgeAsync(claimed);
             await runner.ReportCancelledAsync(claimed);
+        }
+        catch (OperationCanceledException) when (_leaseLost)
+        {
+            logger.LogWarning("Shard {Job}/{Shard} stopped: its claim was taken over by another worker (lease lapsed)",
+                claimed.Shard.JobId, claimed.Shard.ShardIndex);
+            await runner.ReportAbandonedAsync(claimed);
         }
         catch (OperationCanceledException)
         {
@@ -93,8 +102,18 @@ public sealed class WorkerLoop(
                 try
                 {
                     // Not pending under this worker any more: taken over after a lapsed lease (the new holder renders
-                    // it), or already acknowledged because every image has its outcome.
-                    if (!await puller.RenewAsync(claimed)) return;
+                    // it), or acknowledged because every image already has its outcome. Either way nothing this
+                    // worker still does for the shard can count, so stop it.
+                    if (!await puller.RenewAsync(claimed))
+                    {
+                        lock (this)
+                        {
+                            if (_currentShard != claimed || _jobCancelled) return;
+                            _leaseLost = true;
+                            _currentJob?.Cancel();
+                        }
+                        return;
+                    }
                 }
                 catch (RedisException e)
                 {

@@ -37,4 +37,42 @@ public sealed class LeaseTests
         Assert.Equal("new", (string)pending.Single().ConsumerName!);
         Assert.True(pending.Single().IdleTimeInMilliseconds < 60_000, "the new holder's claim was not marked idle");
     }
+
+    [Fact]
+    public async Task AWorkerWhoseShardIsTakenOverStopsRenderingItWithinARenewalAndIsNotCountedAsFailing()
+    {
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 1);
+        await farm.StartWorkerAsync("slow", s => s["Farm:LeaseSeconds"] = "3"); // renews every second
+        var header = new JobHeader { Params = new GenerationParams { Width = 512, Height = 512, Steps = 150, GuidanceScale = 7f }, Seeds = { 3 } };
+        var job = await farm.SubmitAsync(header, [new PromptItem { Prompt = "a render far longer than this test" }]);
+        using (var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2)))
+        using (var watch = farm.Jobs.WatchJob(new WatchJobRequest { JobId = job.JobId }, cancellationToken: timeout.Token))
+        {
+            while (await watch.ResponseStream.MoveNext(timeout.Token) && watch.ResponseStream.Current.Step is null) { }
+        }
+
+        // The lease lapsed (a stall, a partition) and another worker took the shard over, as XAUTOCLAIM does.
+        var stream = FarmKeys.TaskStream(FarmCluster.Model);
+        var pending = await farm.Redis.StreamPendingMessagesAsync(stream, FarmKeys.WorkerGroup, 10, "slow");
+        var entry = Assert.Single(pending).MessageId;
+        await farm.Redis.StreamClaimIdsOnlyAsync(stream, FarmKeys.WorkerGroup, "thief", 0, [entry]);
+
+        // 150 steps at 512² take minutes; stopping shows as the worker going idle within a renewal period and a step.
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        WorkerInfo slow;
+        do
+        {
+            await Task.Delay(250);
+            slow = (await farm.Jobs.ListWorkersAsync(new ListWorkersRequest())).Workers.Single(w => w.WorkerId == "slow");
+        } while (slow.State != WorkerState.Idle && DateTime.UtcNow < deadline);
+        Assert.Equal(WorkerState.Idle, slow.State);
+        Assert.Equal(0u, slow.ShardsFailed);
+
+        // The entry is still the new holder's: not acknowledged, not released, no failed attempt on the job's record.
+        var after = await farm.Redis.StreamPendingMessagesAsync(stream, FarmKeys.WorkerGroup, 10, RedisValue.Null);
+        Assert.Equal("thief", (string)Assert.Single(after).ConsumerName!);
+        var status = await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId });
+        Assert.Equal(0u, status.ImagesFailed);
+        await farm.Jobs.CancelJobAsync(new CancelJobRequest { JobId = job.JobId });
+    }
 }

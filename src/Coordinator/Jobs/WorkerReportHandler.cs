@@ -70,6 +70,8 @@ public sealed class WorkerReportHandler(
     {
         var shard = end.Shard;
         if (!JobIds.IsWellFormed(shard.JobId)) return false;
+        // The worker lost its claim to another worker: the entry is that worker's to finish or fail.
+        if (end.Abandoned) return false;
         if (end.Cancelled || !await jobs.ExistsAsync(shard.JobId) || await jobs.IsCancelledAsync(shard.JobId))
         {
             await queue.AcknowledgeAsync(shard); // nothing to do for a cancelled or deleted job

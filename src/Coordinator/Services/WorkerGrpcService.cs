@@ -89,7 +89,7 @@ public sealed class WorkerGrpcService(
                 await session.ImageAsync();
                 break;
             case WorkerMessage.KindOneofCase.ShardEnd:
-                var failed = message.ShardEnd.Error.Length > 0 && !message.ShardEnd.Cancelled;
+                var failed = message.ShardEnd.Error.Length > 0 && !message.ShardEnd.Cancelled && !message.ShardEnd.Abandoned;
                 var quarantine = await reports.EndAsync(worker, message.ShardEnd);
                 await session.EndAsync(failed);
                 if (quarantine && !session.Quarantined)
