@@ -15,7 +15,8 @@ public readonly record struct ImageOutcome(bool Recorded, bool ShardFinished);
 public sealed class JobRepository(IConnectionMultiplexer redis)
 {
     // KEYS: meta, results, failures, shards, events, inputs.
-    // ARGV: mode (done|failed), index, shard, worker, detail (sha256 or error), now ms.
+    // ARGV: mode (done|failed), index, shard, worker, detail (sha256 or error), now ms, size in bytes (done).
+    // A result is recorded as "sha256:size", so downloads need not ask the store for sizes.
     // An image already done or failed is ignored: a duplicate delivery changes nothing.
     private const string RecordOutcomeScript = $$"""
         if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
@@ -23,7 +24,7 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
         if redis.call('HEXISTS', KEYS[2], index) == 1 or redis.call('HEXISTS', KEYS[3], index) == 1 then return {0, 0} end
         local done, failed
         if ARGV[1] == 'done' then
-          redis.call('HSET', KEYS[2], index, ARGV[5])
+          redis.call('HSET', KEYS[2], index, ARGV[5] .. ':' .. ARGV[7])
           done = redis.call('HINCRBY', KEYS[1], 'images_done', 1)
           failed = tonumber(redis.call('HGET', KEYS[1], 'images_failed'))
           redis.call('XADD', KEYS[5], '*', 'type', 'image_done', 'index', index, 'shard', shard, 'worker', ARGV[4], 'sha256', ARGV[5], 'done', done)
@@ -141,20 +142,25 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
         };
     }
 
-    public async Task<ImageTask?> GetImageAsync(string jobId, uint index)
+    /// <summary>
+    /// The stored images in index order: sha256 and size (null for results recorded before sizes were, which the store
+    /// is then asked for).
+    /// </summary>
+    public async Task<IReadOnlyList<StoredResult>> ListResultsAsync(string jobId)
     {
-        var value = await redis.GetDatabase().HashGetAsync(FarmKeys.JobImages(jobId), index);
-        return value.IsNull ? null : ImageTask.Parser.ParseFrom((byte[])value!);
+        var list = new List<StoredResult>();
+        await foreach (var entry in redis.GetDatabase().HashScanAsync(FarmKeys.JobResults(jobId), pageSize: 1000))
+            list.Add(StoredResult.Parse(uint.Parse((string)entry.Name!, CultureInfo.InvariantCulture), (string)entry.Value!));
+        list.Sort((a, b) => a.Index.CompareTo(b.Index));
+        return list;
     }
 
-    /// <summary>Indices of the stored images with their sha256, in index order.</summary>
-    public async Task<IReadOnlyList<(uint Index, string Sha256)>> ListResultsAsync(string jobId)
+    /// <summary>The image records of <paramref name="indices"/> in one round trip (null where there is none).</summary>
+    public async Task<ImageTask?[]> GetImagesAsync(string jobId, IReadOnlyList<uint> indices)
     {
-        var list = new List<(uint, string)>();
-        await foreach (var entry in redis.GetDatabase().HashScanAsync(FarmKeys.JobResults(jobId), pageSize: 1000))
-            list.Add((uint.Parse((string)entry.Name!, CultureInfo.InvariantCulture), (string)entry.Value!));
-        list.Sort((a, b) => a.Item1.CompareTo(b.Item1));
-        return list;
+        if (indices.Count == 0) return [];
+        var values = await redis.GetDatabase().HashGetAsync(FarmKeys.JobImages(jobId), indices.Select(i => (RedisValue)i).ToArray());
+        return values.Select(v => v.IsNull ? null : ImageTask.Parser.ParseFrom((byte[])v!)).ToArray();
     }
 
     /// <summary>
@@ -233,18 +239,18 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
     public Task MarkRunningAsync(string jobId) =>
         redis.GetDatabase().ScriptEvaluateAsync(MarkRunningScript, [FarmKeys.JobMeta(jobId)]);
 
-    public Task<ImageOutcome> RecordImageDoneAsync(string jobId, uint shard, uint index, string worker, string sha256) =>
-        RecordOutcomeAsync("done", jobId, shard, index, worker, sha256);
+    public Task<ImageOutcome> RecordImageDoneAsync(string jobId, uint shard, uint index, string worker, string sha256, long sizeBytes) =>
+        RecordOutcomeAsync("done", jobId, shard, index, worker, sha256, sizeBytes);
 
     public Task<ImageOutcome> RecordImageFailedAsync(string jobId, uint shard, uint index, string worker, string error) =>
-        RecordOutcomeAsync("failed", jobId, shard, index, worker, error);
+        RecordOutcomeAsync("failed", jobId, shard, index, worker, error, 0);
 
-    private async Task<ImageOutcome> RecordOutcomeAsync(string mode, string jobId, uint shard, uint index, string worker, string detail)
+    private async Task<ImageOutcome> RecordOutcomeAsync(string mode, string jobId, uint shard, uint index, string worker, string detail, long sizeBytes)
     {
         var result = (RedisResult[])(await redis.GetDatabase().ScriptEvaluateAsync(RecordOutcomeScript,
             [FarmKeys.JobMeta(jobId), FarmKeys.JobResults(jobId), FarmKeys.JobFailures(jobId), FarmKeys.JobShardsRemaining(jobId), FarmKeys.JobEvents(jobId),
              FarmKeys.JobInputs(jobId)],
-            [mode, index, shard, worker, detail, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()]))!;
+            [mode, index, shard, worker, detail, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), sizeBytes]))!;
         return new ImageOutcome((int)result[0] == 1, (int)result[1] == 1);
     }
 
@@ -257,3 +263,15 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
 }
 
 public enum ResultAdmission { Accepted, UnknownImage, Cancelled }
+
+/// <summary>A stored image as the job records it: its sha256 and, when recorded, its size in bytes.</summary>
+public sealed record StoredResult(uint Index, string Sha256, long? SizeBytes)
+{
+    public static StoredResult Parse(uint index, string value)
+    {
+        int colon = value.IndexOf(':');
+        return colon < 0
+            ? new StoredResult(index, value, null)
+            : new StoredResult(index, value[..colon], long.Parse(value.AsSpan(colon + 1), CultureInfo.InvariantCulture));
+    }
+}

@@ -60,8 +60,8 @@ public sealed class WorkerReportHandler(
             return;
         }
         if (admission == ResultAdmission.Cancelled) return; // nothing more is stored for a cancelled job
-        var sha256 = await store.PutIfAbsentAsync(shard.JobId, image.Index, image.Png.Memory, cancellationToken);
-        var outcome = await jobs.RecordImageDoneAsync(shard.JobId, shard.ShardIndex, image.Index, workerId, sha256);
+        var stored = await store.PutIfAbsentAsync(shard.JobId, image.Index, image.Png.Memory, cancellationToken);
+        var outcome = await jobs.RecordImageDoneAsync(shard.JobId, shard.ShardIndex, image.Index, workerId, stored.Sha256, stored.SizeBytes);
         if (outcome.ShardFinished) await queue.AcknowledgeAsync(shard);
     }
 

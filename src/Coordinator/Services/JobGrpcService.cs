@@ -25,6 +25,7 @@ public sealed class JobGrpcService(
     private readonly int shardSize = options.Value.ShardSize;
     private readonly TimeSpan presignTtl = TimeSpan.FromSeconds(options.Value.S3.PresignTtlSeconds);
     private const int ChunkSize = 256 * 1024;
+    private const int DownloadPageSize = 256;
     private readonly TimeSpan watchFallback = TimeSpan.FromMilliseconds(options.Value.WatchFallbackMilliseconds);
 
     public override Task<SubmitJobResponse> SubmitJob(IAsyncStreamReader<SubmitJobRequest> requestStream, ServerCallContext context) =>
@@ -85,47 +86,59 @@ public sealed class JobGrpcService(
         await RequireJobAsync(request.JobId, context);
         var skip = request.SkipIndices.ToHashSet();
         var buffer = new byte[ChunkSize];
-        foreach (var (index, sha256) in await jobs.ListResultsAsync(request.JobId))
+        var wanted = (await jobs.ListResultsAsync(request.JobId)).Where(r => !skip.Contains(r.Index)).ToList();
+        // Image records are read a page at a time (one round trip each), not one per image.
+        foreach (var page in wanted.Chunk(DownloadPageSize))
         {
-            if (skip.Contains(index)) continue;
-            var task = await jobs.GetImageAsync(request.JobId, index);
-            if (request.PresignedUrls && store.CanPresign)
-            {
-                // One chunk with a time-limited URL instead of the bytes: the client fetches the image from the store.
-                var presigned = await store.PresignedUrlAsync(request.JobId, index, presignTtl, context.CancellationToken);
-                if (task is null || presigned is null)
-                    throw new RpcException(new Status(StatusCode.DataLoss, $"image {index} of job {request.JobId} is recorded but missing from storage"));
-                await responseStream.WriteAsync(new ResultChunk
-                {
-                    Image = new ImageInfo
-                    {
-                        Index = index, Prompt = task.Prompt, NegativePrompt = task.NegativePrompt, Seed = task.Seed,
-                        Sha256 = sha256, SizeBytes = (ulong)presigned.SizeBytes, Url = presigned.Url.OriginalString,
-                    },
-                }, context.CancellationToken);
-                continue;
-            }
-            await using var stream = await store.OpenReadAsync(request.JobId, index, context.CancellationToken);
-            if (task is null || stream is null)
-                throw new RpcException(new Status(StatusCode.DataLoss, $"image {index} of job {request.JobId} is recorded but missing from storage"));
-
-            var info = new ImageInfo
-            {
-                Index = index, Prompt = task.Prompt, NegativePrompt = task.NegativePrompt, Seed = task.Seed,
-                Sha256 = sha256, SizeBytes = (ulong)stream.Length,
-            };
-            var first = true;
-            int read;
-            do
-            {
-                read = await stream.ReadAsync(buffer, context.CancellationToken);
-                if (read == 0 && !first) break;
-                var chunk = new ResultChunk { Data = ByteString.CopyFrom(buffer, 0, read) };
-                if (first) chunk.Image = info;
-                first = false;
-                await responseStream.WriteAsync(chunk, context.CancellationToken);
-            } while (read > 0);
+            var tasks = await jobs.GetImagesAsync(request.JobId, page.Select(r => r.Index).ToArray());
+            for (var i = 0; i < page.Length; i++)
+                await SendResultAsync(request, page[i], tasks[i], responseStream, buffer, context);
         }
+    }
+
+    private async Task SendResultAsync(DownloadResultsRequest request, StoredResult result, ImageTask? task,
+        IServerStreamWriter<ResultChunk> responseStream, byte[] buffer, ServerCallContext context)
+    {
+        var (index, sha256) = (result.Index, result.Sha256);
+        if (request.PresignedUrls && store.CanPresign)
+        {
+            // One chunk with a time-limited URL instead of the bytes: the client fetches the image from the store.
+            // The size recorded with the result saves asking the store (older results without one still do).
+            var presigned = result.SizeBytes is long size
+                ? store.Presign(request.JobId, index, size, presignTtl)
+                : await store.PresignedUrlAsync(request.JobId, index, presignTtl, context.CancellationToken);
+            if (task is null || presigned is null)
+                throw new RpcException(new Status(StatusCode.DataLoss, $"image {index} of job {request.JobId} is recorded but missing from storage"));
+            await responseStream.WriteAsync(new ResultChunk
+            {
+                Image = new ImageInfo
+                {
+                    Index = index, Prompt = task.Prompt, NegativePrompt = task.NegativePrompt, Seed = task.Seed,
+                    Sha256 = sha256, SizeBytes = (ulong)presigned.SizeBytes, Url = presigned.Url.OriginalString,
+                },
+            }, context.CancellationToken);
+            return;
+        }
+        await using var stream = await store.OpenReadAsync(request.JobId, index, context.CancellationToken);
+        if (task is null || stream is null)
+            throw new RpcException(new Status(StatusCode.DataLoss, $"image {index} of job {request.JobId} is recorded but missing from storage"));
+
+        var info = new ImageInfo
+        {
+            Index = index, Prompt = task.Prompt, NegativePrompt = task.NegativePrompt, Seed = task.Seed,
+            Sha256 = sha256, SizeBytes = (ulong)stream.Length,
+        };
+        var first = true;
+        int read;
+        do
+        {
+            read = await stream.ReadAsync(buffer, context.CancellationToken);
+            if (read == 0 && !first) break;
+            var chunk = new ResultChunk { Data = ByteString.CopyFrom(buffer, 0, read) };
+            if (first) chunk.Image = info;
+            first = false;
+            await responseStream.WriteAsync(chunk, context.CancellationToken);
+        } while (read > 0);
     }
 
     public override async Task<ListJobsResponse> ListJobs(ListJobsRequest request, ServerCallContext context)
@@ -174,7 +187,7 @@ public sealed class JobGrpcService(
             throw new RpcException(new Status(StatusCode.FailedPrecondition,
                 $"job {request.JobId} is {status.State.ToString().ToLowerInvariant()}; only a job that finished with failed images can be retried"));
         var failed = await jobs.FailedImagesAsync(request.JobId);
-        var tasks = await Task.WhenAll(failed.Select(i => jobs.GetImageAsync(request.JobId, i)));
+        var tasks = (await Task.WhenAll(failed.Chunk(1000).Select(page => jobs.GetImagesAsync(request.JobId, page)))).SelectMany(t => t);
         // Images re-render with the settings they were submitted with (per-prompt overrides kept), grouped as on submit.
         var shards = tasks.OfType<ImageTask>()
             .GroupBy(t => t.Params ?? status.Params)

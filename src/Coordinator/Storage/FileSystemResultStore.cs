@@ -9,7 +9,7 @@ public sealed class FileSystemResultStore(string root) : IResultStore
 
     public string PathOf(string jobId, uint index) => Path.Combine(Root, jobId, $"{index:D6}.png");
 
-    public async Task<string> PutIfAbsentAsync(string jobId, uint index, ReadOnlyMemory<byte> png, CancellationToken cancellationToken)
+    public async Task<StoredObject> PutIfAbsentAsync(string jobId, uint index, ReadOnlyMemory<byte> png, CancellationToken cancellationToken)
     {
         var path = PathOf(jobId, index);
         if (File.Exists(path))
@@ -21,7 +21,7 @@ public sealed class FileSystemResultStore(string root) : IResultStore
         {
             await File.WriteAllBytesAsync(temp, png, cancellationToken);
             File.Move(temp, path, overwrite: false);
-            return Convert.ToHexStringLower(SHA256.HashData(png.Span));
+            return new StoredObject(Convert.ToHexStringLower(SHA256.HashData(png.Span)), png.Length);
         }
         catch (IOException) when (File.Exists(path))
         {
@@ -43,9 +43,9 @@ public sealed class FileSystemResultStore(string root) : IResultStore
         return Task.FromResult(stream);
     }
 
-    private static async Task<string> HashFileAsync(string path, CancellationToken cancellationToken)
+    private static async Task<StoredObject> HashFileAsync(string path, CancellationToken cancellationToken)
     {
         await using var stream = File.OpenRead(path);
-        return Convert.ToHexStringLower(await SHA256.HashDataAsync(stream, cancellationToken));
+        return new StoredObject(Convert.ToHexStringLower(await SHA256.HashDataAsync(stream, cancellationToken)), stream.Length);
     }
 }

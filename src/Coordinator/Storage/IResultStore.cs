@@ -4,10 +4,10 @@ namespace RenderFarm.Coordinator.Storage;
 public interface IResultStore
 {
     /// <summary>
-    /// Stores the image unless one is already stored for it (the first result wins) and returns the sha256 (hex) of
-    /// what is stored.
+    /// Stores the image unless one is already stored for it (the first result wins) and returns the sha256 (hex) and
+    /// size of what is stored.
     /// </summary>
-    Task<string> PutIfAbsentAsync(string jobId, uint index, ReadOnlyMemory<byte> png, CancellationToken cancellationToken);
+    Task<StoredObject> PutIfAbsentAsync(string jobId, uint index, ReadOnlyMemory<byte> png, CancellationToken cancellationToken);
 
     /// <summary>Opens a stored image, or null if there is none. The stream's <see cref="Stream.Length"/> is the image size.</summary>
     Task<Stream?> OpenReadAsync(string jobId, uint index, CancellationToken cancellationToken);
@@ -21,7 +21,17 @@ public interface IResultStore
     /// </summary>
     Task<PresignedImage?> PresignedUrlAsync(string jobId, uint index, TimeSpan ttl, CancellationToken cancellationToken) =>
         throw new NotSupportedException($"{GetType().Name} cannot hand out URLs");
+
+    /// <summary>
+    /// <see cref="PresignedUrlAsync"/> for an image whose size the job already recorded: signing only, no request to
+    /// the store (a 100,000-image pull would otherwise cost 100,000 HEADs). Only where <see cref="CanPresign"/>.
+    /// </summary>
+    PresignedImage Presign(string jobId, uint index, long sizeBytes, TimeSpan ttl) =>
+        throw new NotSupportedException($"{GetType().Name} cannot hand out URLs");
 }
+
+/// <summary>What a store holds for an image: its sha256 (hex) and size in bytes.</summary>
+public sealed record StoredObject(string Sha256, long SizeBytes);
 
 /// <summary>A time-limited download URL for a stored image.</summary>
 public sealed record PresignedImage(Uri Url, long SizeBytes, DateTimeOffset ExpiresAt);

@@ -66,13 +66,13 @@ public sealed partial class S3ResultStore : IResultStore, IDisposable
     public string KeyOf(string jobId, uint index) =>
         Location.Prefix.Length == 0 ? $"{jobId}/{index:D6}.png" : $"{Location.Prefix}/{jobId}/{index:D6}.png";
 
-    public async Task<string> PutIfAbsentAsync(string jobId, uint index, ReadOnlyMemory<byte> png, CancellationToken cancellationToken)
+    public async Task<StoredObject> PutIfAbsentAsync(string jobId, uint index, ReadOnlyMemory<byte> png, CancellationToken cancellationToken)
     {
         var key = KeyOf(jobId, index);
         var sha256 = Convert.ToHexStringLower(SHA256.HashData(png.Span));
         for (var attempt = 0; ; attempt++)
         {
-            if (!_conditional && await StoredSha256Async(key, cancellationToken) is { } stored)
+            if (!_conditional && await StoredAsync(key, cancellationToken) is { } stored)
                 return stored;
 
             var headers = new Dictionary<string, string> { [Sha256Metadata] = sha256 };
@@ -83,10 +83,10 @@ public sealed partial class S3ResultStore : IResultStore, IDisposable
             switch (response.StatusCode)
             {
                 case var status when (int)status is >= 200 and < 300:
-                    return sha256;
+                    return new StoredObject(sha256, png.Length);
                 case HttpStatusCode.PreconditionFailed:
                     // Another delivery of the same image got there first: keep its bytes.
-                    if (await StoredSha256Async(key, cancellationToken) is { } first) return first;
+                    if (await StoredAsync(key, cancellationToken) is { } first) return first;
                     break; // gone again (deleted by hand?): try once more
                 case HttpStatusCode.Conflict when attempt < MaxConflictRetries:
                     // AWS answers 409 ConditionalRequestConflict while another conditional write of the key is in flight.
@@ -124,13 +124,17 @@ public sealed partial class S3ResultStore : IResultStore, IDisposable
         using var head = await SendAsync(HttpMethod.Head, key, null, null, SigV4Signer.EmptyPayloadSha256, cancellationToken);
         if (head.StatusCode == HttpStatusCode.NotFound) return null;
         if (!head.IsSuccessStatusCode) throw await ErrorAsync(head, "HEAD", key, cancellationToken);
+        return Presign(jobId, index, head.Content.Headers.ContentLength ?? 0, ttl);
+    }
 
+    public PresignedImage Presign(string jobId, uint index, long sizeBytes, TimeSpan ttl)
+    {
+        var key = KeyOf(jobId, index);
         if (ttl > SigV4Signer.MaxPresignTtl) ttl = SigV4Signer.MaxPresignTtl;
         var now = _time.GetUtcNow();
         var uri = ObjectUri(key);
         var query = _signer.PresignQuery("GET", CanonicalPath(key), uri.Authority, ttl, now);
-        return new PresignedImage(new Uri($"{uri.GetLeftPart(UriPartial.Path)}?{query}"),
-            head.Content.Headers.ContentLength ?? 0, now + ttl);
+        return new PresignedImage(new Uri($"{uri.GetLeftPart(UriPartial.Path)}?{query}"), sizeBytes, now + ttl);
     }
 
     /// <summary>Creates the bucket (tests and first-time setup; the coordinator never creates buckets itself).</summary>
@@ -142,21 +146,31 @@ public sealed partial class S3ResultStore : IResultStore, IDisposable
     }
 
     /// <summary>Sha256 recorded with a stored object (metadata, from a HEAD), hashing its bytes if it has none; null if absent.</summary>
-    private async Task<string?> StoredSha256Async(string key, CancellationToken cancellationToken)
+    private async Task<StoredObject?> StoredAsync(string key, CancellationToken cancellationToken)
     {
         using (var head = await SendAsync(HttpMethod.Head, key, null, null, SigV4Signer.EmptyPayloadSha256, cancellationToken))
         {
             if (head.StatusCode == HttpStatusCode.NotFound) return null;
             if (!head.IsSuccessStatusCode) throw await ErrorAsync(head, "HEAD", key, cancellationToken);
-            if (head.Headers.TryGetValues(Sha256Metadata, out var values) && values.FirstOrDefault() is { Length: 64 } sha)
-                return sha.ToLowerInvariant();
+            if (head.Headers.TryGetValues(Sha256Metadata, out var values) && values.FirstOrDefault() is { Length: 64 } sha &&
+                head.Content.Headers.ContentLength is long size)
+                return new StoredObject(sha.ToLowerInvariant(), size);
         }
         // Written by something other than this store: hash what is there.
         using var get = await SendAsync(HttpMethod.Get, key, null, null, SigV4Signer.EmptyPayloadSha256, cancellationToken);
         if (get.StatusCode == HttpStatusCode.NotFound) return null;
         if (!get.IsSuccessStatusCode) throw await ErrorAsync(get, "GET", key, cancellationToken);
         await using var body = await get.Content.ReadAsStreamAsync(cancellationToken);
-        return Convert.ToHexStringLower(await SHA256.HashDataAsync(body, cancellationToken));
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var buffer = new byte[81920];
+        long length = 0;
+        int read;
+        while ((read = await body.ReadAsync(buffer, cancellationToken)) > 0)
+        {
+            hash.AppendData(buffer, 0, read);
+            length += read;
+        }
+        return new StoredObject(Convert.ToHexStringLower(hash.GetHashAndReset()), length);
     }
 
     private Uri ObjectUri(string key) => new(_baseUri, SigV4Signer.EncodePath(key));

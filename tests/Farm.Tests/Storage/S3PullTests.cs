@@ -5,6 +5,7 @@ using RenderFarm.Client;
 using RenderFarm.Coordinator.Storage;
 using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.Protocol;
+using RenderFarm.Shared;
 
 namespace RenderFarm.Farm.Tests.Storage;
 
@@ -33,6 +34,23 @@ public sealed class S3PullTests : IDisposable
         var prompts = Enumerable.Range(0, Images / 2).Select(i => new PromptItem { Prompt = $"a pulled picture number {i}" });
         var job = (await farm.SubmitAsync(header, prompts)).JobId;
         Assert.Equal(JobState.Completed, (await farm.WatchToEndAsync(job, TimeSpan.FromMinutes(2)))[^1].JobFinished.State);
+
+        // Each result is recorded with its size, so handing out a URL needs no HEAD; a record from before sizes were
+        // kept (sha256 alone) still works: the store is asked for that one.
+        var records = await farm.Redis.HashGetAllAsync(FarmKeys.JobResults(job));
+        Assert.Equal(Images, records.Length);
+        using (var reader = new S3ResultStore(new S3Location(Bucket, Prefix), s3.Options()))
+        {
+            foreach (var record in records.Take(3))
+            {
+                var (sha256, size) = ((string)record.Value!).Split(':') is [var sha, var bytes] ? (sha, long.Parse(bytes)) : throw new Xunit.Sdk.XunitException($"no size in '{record.Value}'");
+                await using var object_ = await reader.OpenReadAsync(job, uint.Parse((string)record.Name!), CancellationToken.None);
+                Assert.Equal(object_!.Length, size);
+                Assert.Equal(64, sha256.Length);
+            }
+        }
+        var legacy = records[0];
+        await farm.Redis.HashSetAsync(FarmKeys.JobResults(job), legacy.Name, ((string)legacy.Value!).Split(':')[0]);
 
         // Reference: every byte through the coordinator, one stream.
         var streamed = Path.Combine(_directory, "streamed");

@@ -25,7 +25,7 @@ public sealed class S3ResultStoreTests
         using var store = await server.NewStoreAsync();
         var png = Png(1, 600_000);
 
-        Assert.Equal(Sha(png), await store.PutIfAbsentAsync("job-a", 7, png, CancellationToken.None));
+        Assert.Equal(new StoredObject(Sha(png), png.Length), await store.PutIfAbsentAsync("job-a", 7, png, CancellationToken.None));
 
         await using var stream = await store.OpenReadAsync("job-a", 7, CancellationToken.None);
         Assert.NotNull(stream);
@@ -38,15 +38,16 @@ public sealed class S3ResultStoreTests
     }
 
     [S3Theory, MemberData(nameof(Servers))]
-    public async Task TheFirstResultWinsAndLaterOnesReturnItsSha256(string kind)
+    public async Task TheFirstResultWinsAndLaterOnesReturnItsSha256AndSize(string kind)
     {
         await using var server = await S3TestServer.StartAsync(kind);
         using var store = await server.NewStoreAsync();
         var first = Png(1);
-        var late = Png(2);
+        var late = Png(2, 5_000);
+        Assert.NotEqual(first.Length, late.Length);
 
-        Assert.Equal(Sha(first), await store.PutIfAbsentAsync("job-a", 0, first, CancellationToken.None));
-        Assert.Equal(Sha(first), await store.PutIfAbsentAsync("job-a", 0, late, CancellationToken.None));
+        Assert.Equal(new StoredObject(Sha(first), first.Length), await store.PutIfAbsentAsync("job-a", 0, first, CancellationToken.None));
+        Assert.Equal(new StoredObject(Sha(first), first.Length), await store.PutIfAbsentAsync("job-a", 0, late, CancellationToken.None));
 
         await using var stream = await store.OpenReadAsync("job-a", 0, CancellationToken.None);
         var copy = new MemoryStream();
@@ -69,13 +70,13 @@ public sealed class S3ResultStoreTests
         if (server.ConditionalWrites)
         {
             // Conditional puts are atomic on the server: one winner, and every delivery is told it.
-            Assert.Equal(stored, Assert.Single(results.Distinct()));
+            Assert.Equal(stored, Assert.Single(results.Select(r => r.Sha256).Distinct()));
         }
         else
         {
             // HEAD-then-PUT: racing writes inside one round trip may each think they won (the documented window);
             // what is stored is still one whole delivery that some caller was told about.
-            Assert.Contains(stored, results);
+            Assert.Contains(stored, results.Select(r => r.Sha256));
         }
     }
 
@@ -113,6 +114,11 @@ public sealed class S3ResultStoreTests
         using var http = new HttpClient(); // no credentials: the URL is the authorisation
         Assert.Equal(png, await http.GetByteArrayAsync(presigned.Url));
         Assert.Null(await store.PresignedUrlAsync("job-x", 13, TimeSpan.FromMinutes(10), CancellationToken.None));
+
+        // With the size the job recorded, signing alone gives a URL that works the same.
+        var signed = store.Presign("job-x", 12, png.Length, TimeSpan.FromMinutes(10));
+        Assert.Equal(png.Length, signed.SizeBytes);
+        Assert.Equal(png, await http.GetByteArrayAsync(signed.Url));
     }
 
     [S3Fact]
