@@ -21,6 +21,8 @@ public class RequestIsolationTests(PresetModels models) : IClassFixture<PresetMo
         Request(preset, 64, 64, new("a red fox", "blurry", 1), new("a small boat", "", 2)),
         Request(preset, 64, 64, new("a lighthouse at night", "lowres", 3), new("(a green field:1.3)", "", 4)),
         Request(preset, 48, 64, new ImagePrompt("a tall tower", "", 5)),
+        // Back to the first shape while the 48x64 one is still kept (the UNet keeps two shapes' tensors).
+        Request(preset, 64, 64, new("a blue car", "", 13), new("a yellow house", "lowres", 14)),
         Request(preset, 64, 64, new ImagePrompt("a red fox", "", 6)) with { GuidanceScale = 1f },
         .. initImages
             ? new[]

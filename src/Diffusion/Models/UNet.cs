@@ -13,7 +13,9 @@ internal sealed class UNet : IDisposable
 {
     private readonly OnnxComponent _component;
     private readonly bool _rebindInputs;
-    private UNetRun? _run;
+    /// <summary>Prepared runs, most recently used first: a worker alternates between full shards and a job's remainder.</summary>
+    private readonly List<UNetRun> _runs = [];
+    internal const int KeptRuns = 2;
 
     /// <param name="component">unet/model.onnx's session.</param>
     /// <param name="rebindInputs">Bind the inputs again before every evaluation: needed where the execution provider
@@ -82,7 +84,7 @@ internal sealed class UNet : IDisposable
     /// <summary>
     /// The tensors of a denoising run of <paramref name="batch"/> rows (CFG rows included) with per-row
     /// <paramref name="conditions"/> (encoder_hidden_states and every extra input), reused by every step. The UNet
-    /// owns the run and keeps it for the next request of the same shape (its buffers and binding are reused).
+    /// owns the run and keeps the last <see cref="KeptRuns"/> shapes' runs for later requests (buffers and binding reused).
     /// </summary>
     public UNetRun Prepare(int batch, int channels, int height, int width, IReadOnlyList<UNetCondition> conditions)
     {
@@ -91,14 +93,23 @@ internal sealed class UNet : IDisposable
         {
             throw new InvalidOperationException($"The unet needs {string.Join(", ", missing)}, which were not prepared.");
         }
-        if (_run is null || !_run.Fits(batch, channels, height, width, conditions))
+        var run = _runs.Find(r => r.Fits(batch, channels, height, width, conditions));
+        if (run is null)
         {
-            _run?.Dispose();
-            _run = null;
-            _run = new(this, _component.Session, batch, channels, height, width, conditions, _rebindInputs);
+            if (_runs.Count == KeptRuns)
+            {
+                _runs[^1].Dispose();
+                _runs.RemoveAt(_runs.Count - 1);
+            }
+            run = new(this, _component.Session, batch, channels, height, width, conditions, _rebindInputs);
         }
-        _run.SetConditions(conditions);
-        return _run;
+        else
+        {
+            _runs.Remove(run);
+        }
+        _runs.Insert(0, run);
+        run.SetConditions(conditions);
+        return run;
     }
 
     /// <summary>The element type the UNet takes for input <paramref name="name"/>.</summary>
@@ -106,7 +117,8 @@ internal sealed class UNet : IDisposable
 
     public void Dispose()
     {
-        _run?.Dispose();
+        foreach (var run in _runs) run.Dispose();
+        _runs.Clear();
         _component.Dispose();
     }
 }
