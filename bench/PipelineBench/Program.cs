@@ -261,6 +261,26 @@ internal static class PngBench
                 Measure(size, $"  {filter}, level {level}, {strategy}", () => RenderFarm.Diffusion.Imaging.PngEncoder.Encode(rgb, size, size, null, filter, level, strategy), iterations);
             }
         }
+        Batch(size: sizes.Max(), batch: 4, iterations);
+    }
+
+    /// <summary>A batch's PNGs one after another vs in parallel, as the pipeline encodes a batch (one image per core).</summary>
+    private static void Batch(int size, int batch, int iterations)
+    {
+        var images = Enumerable.Range(0, batch).Select(_ => Image(size)).ToArray();
+        var serial = new List<double>();
+        var parallel = new List<double>();
+        for (int i = 0; i < Math.Max(iterations, 9); i++)
+        {
+            var sw = Stopwatch.StartNew();
+            foreach (var rgb in images) RenderFarm.Diffusion.Imaging.PngEncoder.Encode(rgb, size, size);
+            serial.Add(sw.Elapsed.TotalMilliseconds);
+            sw.Restart();
+            Parallel.For(0, batch, b => RenderFarm.Diffusion.Imaging.PngEncoder.Encode(images[b], size, size));
+            parallel.Add(sw.Elapsed.TotalMilliseconds);
+        }
+        Console.WriteLine($"batch of {batch} at {size}²: one after another median {Bench.Median(serial):F1} ms (min {serial.Min():F1}), " +
+            $"in parallel median {Bench.Median(parallel):F1} ms (min {parallel.Min():F1}) on {Environment.ProcessorCount} cores");
     }
 
     private static void Measure(int size, string name, Func<byte[]> encode, int iterations)

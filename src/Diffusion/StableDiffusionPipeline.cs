@@ -339,14 +339,25 @@ public sealed class StableDiffusionPipeline : IDisposable
             extra.Add(new("Clip skip", request.ClipSkip.ToString(System.Globalization.CultureInfo.InvariantCulture)));
         }
         var results = new GeneratedImage[request.Images.Count];
-        for (int b = 0; b < results.Length; b++)
+        var rgb = _workspace.Bytes("rgb", results.Length * perPixels);
+        void EncodeImage(int b)
         {
-            var rgb = _workspace.Bytes("rgb", perPixels);
-            ImageTensor.ToRgb(pixels.AsSpan(b * perPixels, perPixels), width, height, rgb);
+            var imageRgb = rgb.AsSpan(b * perPixels, perPixels);
+            ImageTensor.ToRgb(pixels.AsSpan(b * perPixels, perPixels), width, height, imageRgb);
             var image = request.Images[b];
             var parameters = GenerationParameters.Format(image.Prompt, image.NegativePrompt, request.Steps, scheduler.DisplayName,
                 request.GuidanceScale, image.Seed, width, height, request.ModelName, extra);
-            results[b] = new GeneratedImage(image, PngEncoder.Encode(rgb.AsSpan(), width, height, [new(GenerationParameters.Keyword, parameters)]));
+            results[b] = new GeneratedImage(image, PngEncoder.Encode(imageRgb, width, height, [new(GenerationParameters.Keyword, parameters)]));
+        }
+        // The images of a batch encode in parallel. The models are idle by now (on a GPU worker, the CPU cores are
+        // all free), and a 512² PNG is ~14 ms of deflate, so a batch of 8 would otherwise take ~0.1 s on one core.
+        if (results.Length == 1)
+        {
+            EncodeImage(0);
+        }
+        else
+        {
+            Parallel.For(0, results.Length, EncodeImage);
         }
         return results;
     }
