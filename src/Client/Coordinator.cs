@@ -2,6 +2,7 @@ using System.Net;
 using Grpc.Core;
 using Grpc.Net.Client;
 using RenderFarm.Protocol;
+using RenderFarm.Shared;
 
 namespace RenderFarm.Client;
 
@@ -12,7 +13,7 @@ namespace RenderFarm.Client;
 public sealed class Coordinator : IDisposable
 {
     public const string DefaultAddress = "http://127.0.0.1:5000";
-    public const string ApiKeyHeader = "x-api-key";
+    public const string ApiKeyHeader = FarmHeaders.ApiKey;
 
     private readonly GrpcChannel? _channel;
     private readonly Metadata? _headers;

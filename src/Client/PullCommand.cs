@@ -7,6 +7,7 @@ using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using RenderFarm.Protocol;
+using RenderFarm.Shared;
 
 namespace RenderFarm.Client;
 
@@ -243,11 +244,11 @@ public static class PullCommand
         var coordinator = context.Coordinator;
         for (var attempt = 1; ; attempt++)
         {
-            var request = new DownloadResultsRequest { JobId = jobId, PresignedUrls = presignedUrls };
-            request.SkipIndices.AddRange(partitions.Skip(partition, downloader.Handled));
+            var request = partitions.Request(jobId, partition, downloader.Handled, presignedUrls);
             try
             {
-                await session.ReadAsync(ReadAsync(coordinator, request, cancellationToken));
+                await session.ReadAsync(ReadAsync(coordinator, request,
+                    () => partitions.LegacyRequest(jobId, partition, downloader.Handled, presignedUrls), cancellationToken));
                 return;
             }
             catch (Exception e) when (CliErrors.IsTransient(e, cancellationToken) && attempt < MaxStreamAttempts)
@@ -262,12 +263,27 @@ public static class PullCommand
     }
 
     private static async IAsyncEnumerable<ResultChunk> ReadAsync(
-        Coordinator coordinator, DownloadResultsRequest request, [EnumeratorCancellation] CancellationToken cancellationToken)
+        Coordinator coordinator, DownloadResultsRequest request, Func<DownloadResultsRequest> legacy,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        using var call = coordinator.Client.DownloadResults(request, coordinator.CallOptions(cancellationToken));
-        while (await call.ResponseStream.MoveNext(cancellationToken))
+        var call = coordinator.Client.DownloadResults(request, coordinator.CallOptions(cancellationToken));
+        try
         {
-            yield return call.ResponseStream.Current;
+            if (request.PartitionCount > 1 && (await call.ResponseHeadersAsync).Get(FarmHeaders.Partitioned) is null)
+            {
+                // A coordinator from before partitions ignores them and would send this stream every image: ask it
+                // again with the other partitions' indices in the skip list.
+                call.Dispose();
+                call = coordinator.Client.DownloadResults(legacy(), coordinator.CallOptions(cancellationToken));
+            }
+            while (await call.ResponseStream.MoveNext(cancellationToken))
+            {
+                yield return call.ResponseStream.Current;
+            }
+        }
+        finally
+        {
+            call.Dispose();
         }
     }
 

@@ -94,7 +94,7 @@ public sealed class CoordinatorLink : BackgroundService
     {
         using var broken = new CancellationTokenSource();
         var headers = new Metadata();
-        if (!string.IsNullOrEmpty(_options.ApiKey)) headers.Add("x-api-key", _options.ApiKey);
+        if (!string.IsNullOrEmpty(_options.ApiKey)) headers.Add(FarmHeaders.ApiKey, _options.ApiKey);
         using var call = client.Connect(headers, cancellationToken: broken.Token);
         await call.RequestStream.WriteAsync(new WorkerMessage { Hello = _hello });
         var reading = ReadCoordinatorAsync(call.ResponseStream, broken);

@@ -32,4 +32,29 @@ public class PartitionsTests
         Assert.Equal(2, partitions.Count);
         Assert.Equal([1u, 20u], partitions.Skip(0, new HashSet<uint> { 20 }));
     }
+
+    [Fact]
+    public void ARequestNamesItsPartitionAndSkipsOnlyWhatThePullHasOfIt()
+    {
+        var partitions = Partitions.For(imageCount: 10, present: [1, 9], wanted: 3);
+        var handled = new HashSet<uint> { 4, 13 }; // 13: past the count, partition 13 % 3 = 1
+
+        var requests = Enumerable.Range(0, 3).Select(p => partitions.Request("J", p, handled, presignedUrls: true)).ToArray();
+
+        Assert.All(requests, r => Assert.Equal((3u, "J", true), (r.PartitionCount, r.JobId, r.PresignedUrls)));
+        Assert.Equal([0u, 1u, 2u], requests.Select(r => r.Partition));
+        Assert.Equal([[9u], [1u, 4u, 13u], []], requests.Select(r => r.SkipIndices.ToArray()));
+        // For a coordinator without partitions: the same streams as skip lists alone.
+        Assert.Equal(partitions.Skip(1, handled), partitions.LegacyRequest("J", 1, handled, presignedUrls: true).SkipIndices);
+        Assert.Equal(0u, partitions.LegacyRequest("J", 1, handled, presignedUrls: true).PartitionCount);
+    }
+
+    [Fact]
+    public void OneStreamAsksForEverythingNotHadWithoutPartitionFields()
+    {
+        var request = Partitions.For(imageCount: 5, present: [2], wanted: 1).Request("J", 0, new HashSet<uint> { 0 }, presignedUrls: false);
+
+        Assert.Equal(0u, request.PartitionCount);
+        Assert.Equal([0u, 2u], request.SkipIndices);
+    }
 }

@@ -38,7 +38,7 @@ public class PullCommandTests : IDisposable
     private async IAsyncEnumerable<ResultChunk> Serve(DownloadResultsRequest request, int failAfterImages = int.MaxValue, Func<uint, byte[], byte[]>? tamper = null)
     {
         var sent = 0;
-        foreach (var (info, bytes) in _images.Where(i => !request.SkipIndices.Contains(i.Info.Index)))
+        foreach (var (info, bytes) in _images.Where(i => _cli.Service.Wants(request, i.Info.Index)))
         {
             if (sent++ == failAfterImages)
             {
@@ -120,6 +120,45 @@ public class PullCommandTests : IDisposable
         Assert.Equal(
             Directory.EnumerateFiles(referenceDir).ToDictionary(f => Path.GetFileName(f)!, f => File.ReadAllText(f)),
             Directory.EnumerateFiles(Out).ToDictionary(f => Path.GetFileName(f)!, f => File.ReadAllText(f)));
+    }
+
+    [Fact]
+    public async Task ParallelStreamsAskTheCoordinatorForTheirPartitionListingOnlyWhatTheyHaveOfIt()
+    {
+        Assert.Equal(0, await _cli.RunAsync("pull", "J", "--out", Out, "--parallel", "1"));
+        foreach (var index in new[] { "00001-", "00002-" })
+            File.Delete(Directory.EnumerateFiles(Out, index + "*").Single());
+        var again = new CliHarness();
+        again.Service.OnGetJob = _cli.Service.OnGetJob;
+        again.Service.OnDownload = (request, _) => Serve(request);
+
+        Assert.Equal(0, await again.RunAsync("pull", "J", "--out", Out, "--parallel", "8"));
+
+        // Two images missing, so two streams: partition 0 holds images 0 and 2, partition 1 image 1. Each skip list
+        // holds only what the folder has of its own partition (image 0), not the other partition's indices.
+        var requests = again.Service.DownloadRequests.OrderBy(r => r.Partition).ToList();
+        Assert.Equal([0u, 1u], requests.Select(r => r.Partition));
+        Assert.All(requests, r => Assert.Equal(2u, r.PartitionCount));
+        Assert.Equal([[0u], []], requests.Select(r => r.SkipIndices.ToArray()));
+        Assert.Equal(3, Directory.EnumerateFiles(Out, "*.png").Count());
+    }
+
+    [Fact]
+    public async Task ACoordinatorThatIgnoresPartitionsIsAskedAgainWithSkipListsAndEachImageArrivesOnce()
+    {
+        _cli.Service.HonoursPartitions = false; // no "farm-partitioned" header, and it would send every stream everything
+
+        var code = await _cli.RunAsync("pull", "J", "--out", Out, "--parallel", "3", "--json");
+
+        Assert.Equal(0, code);
+        var requests = _cli.Service.DownloadRequests;
+        Assert.Equal(6, requests.Count);
+        var legacy = requests.Where(r => r.PartitionCount == 0).ToList();
+        Assert.Equal(3, legacy.Count);
+        // Each legacy stream skips the other two partitions' images: together every image once.
+        Assert.Equal([0u, 1u, 2u], legacy.SelectMany(r => _images.Select(i => i.Info.Index).Where(i => _cli.Service.Wants(r, i))).Order());
+        Assert.Contains("\"downloaded\":3,\"skipped\":0,\"failed\":0", _cli.Out.ToString());
+        Assert.Equal(3, Directory.EnumerateFiles(Out, "*.png").Count());
     }
 
     [Fact]

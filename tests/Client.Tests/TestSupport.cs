@@ -27,6 +27,18 @@ public sealed class FakeJobService : JobService.JobServiceClient
     public Func<DownloadResultsRequest, int, IAsyncEnumerable<ResultChunk>> OnDownload { get; set; } =
         (_, _) => Empty<ResultChunk>();
 
+    /// <summary>
+    /// Whether DownloadResults behaves as a current coordinator: it keeps to the request's partition and says so in
+    /// its response headers. False: a coordinator from before partitions (no header; <see cref="Wants"/> then
+    /// ignores the partition fields too).
+    /// </summary>
+    public bool HonoursPartitions { get; set; } = true;
+
+    /// <summary>Whether this service sends image <paramref name="index"/> for <paramref name="request"/>.</summary>
+    public bool Wants(DownloadResultsRequest request, uint index) =>
+        !request.SkipIndices.Contains(index) &&
+        (!HonoursPartitions || request.PartitionCount <= 1 || index % request.PartitionCount == request.Partition);
+
     public Func<ListModelsResponse> OnListModels { get; set; } = () => new ListModelsResponse();
     public int ListModelsCalls => _listModelsCalls;
     private int _listModelsCalls;
@@ -80,7 +92,9 @@ public sealed class FakeJobService : JobService.JobServiceClient
     {
         CallHeaders.Add(options.Headers);
         DownloadRequests.Add(request);
-        return Stream(OnDownload(request, DownloadRequests.Count - 1), options.CancellationToken);
+        var headers = new Metadata();
+        if (HonoursPartitions && request.PartitionCount > 1) headers.Add(RenderFarm.Shared.FarmHeaders.Partitioned, "1");
+        return Stream(OnDownload(request, DownloadRequests.Count - 1), options.CancellationToken, headers);
     }
 
     public static async IAsyncEnumerable<T> Empty<T>()
@@ -89,10 +103,10 @@ public sealed class FakeJobService : JobService.JobServiceClient
         yield break;
     }
 
-    private static AsyncServerStreamingCall<T> Stream<T>(IAsyncEnumerable<T> items, CancellationToken cancellationToken)
+    private static AsyncServerStreamingCall<T> Stream<T>(IAsyncEnumerable<T> items, CancellationToken cancellationToken, Metadata? headers = null)
     {
         var reader = new EnumerableReader<T>(items.GetAsyncEnumerator(cancellationToken));
-        return new AsyncServerStreamingCall<T>(reader, Task.FromResult(new Metadata()), () => Status.DefaultSuccess, () => [], () => { });
+        return new AsyncServerStreamingCall<T>(reader, Task.FromResult(headers ?? new Metadata()), () => Status.DefaultSuccess, () => [], () => { });
     }
 
     private sealed class EnumerableReader<T>(IAsyncEnumerator<T> enumerator) : IAsyncStreamReader<T>

@@ -1,6 +1,7 @@
 using RenderFarm.Diffusion;
 using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.Protocol;
+using RenderFarm.Shared;
 
 namespace RenderFarm.Farm.Tests;
 
@@ -65,6 +66,27 @@ public sealed class EndToEndTests(FarmFixture fixture)
         var status = await Farm.Jobs.GetJobAsync(new GetJobRequest { JobId = submitted.JobId });
         Assert.Equal(JobState.Completed, status.State);
         Assert.Equal((24u, 0u, 6u), (status.ImagesDone, status.ImagesFailed, status.ShardsDone));
+
+        // Partitioned downloads (parallel pulls): each stream sends its partition's images less its skip list, and
+        // says it did; the partitions together send every image once.
+        var sent = new List<uint>();
+        for (uint partition = 0; partition < 3; partition++)
+        {
+            using var call = Farm.Jobs.DownloadResults(new DownloadResultsRequest
+            {
+                JobId = submitted.JobId, PartitionCount = 3, Partition = partition, SkipIndices = { partition },
+            });
+            Assert.Equal("1", (await call.ResponseHeadersAsync).GetValue(FarmHeaders.Partitioned));
+            while (await call.ResponseStream.MoveNext(CancellationToken.None))
+                if (call.ResponseStream.Current.Image is { } image) sent.Add(image.Index);
+        }
+        Assert.Equal(Enumerable.Range(3, 21).Select(i => (uint)i), sent.Order());
+        var outside = await Assert.ThrowsAsync<Grpc.Core.RpcException>(async () =>
+        {
+            using var call = Farm.Jobs.DownloadResults(new DownloadResultsRequest { JobId = submitted.JobId, PartitionCount = 3, Partition = 3 });
+            await call.ResponseStream.MoveNext(CancellationToken.None);
+        });
+        Assert.Equal(Grpc.Core.StatusCode.InvalidArgument, outside.StatusCode);
     }
 
     [Fact]

@@ -1,6 +1,7 @@
 using Grpc.Core;
 using Grpc.Core.Interceptors;
 using Microsoft.Extensions.Options;
+using RenderFarm.Shared;
 
 namespace RenderFarm.Coordinator.Security;
 
@@ -11,7 +12,7 @@ namespace RenderFarm.Coordinator.Security;
 /// </summary>
 public sealed class ApiKeyInterceptor(ApiKeyStore keys, IOptions<AuthOptions> options) : Interceptor
 {
-    public const string Header = "x-api-key";
+    public const string Header = FarmHeaders.ApiKey;
     private static readonly object PrincipalKey = new();
 
     /// <summary>Used for every job when authentication is disabled (local development).</summary>

@@ -6,6 +6,7 @@ using RenderFarm.Coordinator.Security;
 using RenderFarm.Coordinator.Storage;
 using RenderFarm.Coordinator.Workers;
 using RenderFarm.Protocol;
+using RenderFarm.Shared;
 
 namespace RenderFarm.Coordinator.Services;
 
@@ -84,9 +85,17 @@ public sealed class JobGrpcService(
     public override async Task DownloadResults(DownloadResultsRequest request, IServerStreamWriter<ResultChunk> responseStream, ServerCallContext context)
     {
         await RequireJobAsync(request.JobId, context);
+        var partitioned = request.PartitionCount > 1;
+        if (partitioned && request.Partition >= request.PartitionCount)
+            throw new RpcException(new Status(StatusCode.InvalidArgument,
+                $"partition {request.Partition} does not exist: partitions are numbered 0 to partition_count - 1 ({request.PartitionCount - 1})"));
+        if (partitioned)
+            await context.WriteResponseHeadersAsync(new Metadata { { FarmHeaders.Partitioned, "1" } });
         var skip = request.SkipIndices.ToHashSet();
         var buffer = new byte[ChunkSize];
-        var wanted = (await jobs.ListResultsAsync(request.JobId)).Where(r => !skip.Contains(r.Index)).ToList();
+        var wanted = (await jobs.ListResultsAsync(request.JobId))
+            .Where(r => !skip.Contains(r.Index) && (!partitioned || r.Index % request.PartitionCount == request.Partition))
+            .ToList();
         // Image records are read a page at a time (one round trip each), not one per image.
         foreach (var page in wanted.Chunk(DownloadPageSize))
         {
