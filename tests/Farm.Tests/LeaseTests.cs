@@ -42,7 +42,9 @@ public sealed class LeaseTests
     public async Task AWorkerWhoseShardIsTakenOverStopsRenderingItWithinARenewalAndIsNotCountedAsFailing()
     {
         await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 1);
-        await farm.StartWorkerAsync("slow", s => s["Farm:LeaseSeconds"] = "3"); // renews every second
+        // Renews every 10 s. The thief below never renews, so the worker may take the shard back 30 s after the theft:
+        // everything is checked before then.
+        await farm.StartWorkerAsync("slow", s => s["Farm:LeaseSeconds"] = "30");
         var header = new JobHeader { Params = new GenerationParams { Width = 512, Height = 512, Steps = 150, GuidanceScale = 7f }, Seeds = { 3 } };
         var job = await farm.SubmitAsync(header, [new PromptItem { Prompt = "a render far longer than this test" }]);
         using (var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2)))
@@ -56,9 +58,10 @@ public sealed class LeaseTests
         var pending = await farm.Redis.StreamPendingMessagesAsync(stream, FarmKeys.WorkerGroup, 10, "slow");
         var entry = Assert.Single(pending).MessageId;
         await farm.Redis.StreamClaimIdsOnlyAsync(stream, FarmKeys.WorkerGroup, "thief", 0, [entry]);
+        var stolenAt = DateTime.UtcNow;
 
         // 150 steps at 512² take minutes; stopping shows as the worker going idle within a renewal period and a step.
-        var deadline = DateTime.UtcNow.AddSeconds(20);
+        var deadline = stolenAt.AddSeconds(25);
         WorkerInfo slow;
         do
         {
