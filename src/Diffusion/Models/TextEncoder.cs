@@ -112,15 +112,7 @@ internal sealed partial class TextEncoder : IDisposable
                 int perRow = checked((int)shape[1..].Aggregate(1L, (a, b) => a * b));
                 results[o].RowShape ??= shape[1..];
                 results[o].Values ??= workspace?.Floats($"{Name} {outputNames[o]}", rows * perRow) ?? new float[rows * perRow];
-                if (keep == chunk)
-                {
-                    TensorBuffer.ReadAsFloat(outputs[o], results[o].Values.AsSpan(start * perRow, chunk * perRow));
-                }
-                else
-                {
-                    // A fixed-size last chunk: only its first rows are real.
-                    TensorBuffer.ReadAsFloat(outputs[o], out _).AsSpan(0, keep * perRow).CopyTo(results[o].Values.AsSpan(start * perRow));
-                }
+                TensorBuffer.ReadLeading(outputs[o], results[o].Values.AsSpan(start * perRow, keep * perRow));
             }
         }
         return results;

@@ -65,15 +65,7 @@ internal sealed class VaeDecoder : IDisposable
                 break;
             }
             int keep = Math.Min(chunk, batch - start);
-            if (keep == chunk)
-            {
-                TensorBuffer.ReadAsFloat(outputs[0], destination.Slice(start * perImage, chunk * perImage));
-            }
-            else
-            {
-                // A fixed-size last chunk: only its first images are real.
-                TensorBuffer.ReadAsFloat(outputs[0], out _).AsSpan(0, keep * perImage).CopyTo(destination[(start * perImage)..]);
-            }
+            TensorBuffer.ReadLeading(outputs[0], destination.Slice(start * perImage, keep * perImage));
         }
         return (imageHeight, imageWidth);
     }

@@ -150,6 +150,20 @@ internal sealed class TensorBuffer : IDisposable
         return result;
     }
 
+    /// <summary>
+    /// Reads the first <paramref name="destination"/>.Length elements of a session-allocated output as float32: the
+    /// rows of a fixed-batch export's last chunk that are real (the rest repeat the last row and are dropped).
+    /// </summary>
+    public static void ReadLeading(OrtValue value, Span<float> destination)
+    {
+        if (value.GetTensorTypeAndShape().ElementCount == destination.Length)
+        {
+            ReadAsFloat(value, destination);
+            return;
+        }
+        ReadAsFloat(value, out _).AsSpan(0, destination.Length).CopyTo(destination);
+    }
+
     /// <summary>Reads a session-allocated output as float32 into <paramref name="destination"/> (exactly its element count).</summary>
     public static void ReadAsFloat(OrtValue value, Span<float> destination)
     {
