@@ -45,14 +45,7 @@ public sealed class SubmitValidationTests(FarmFixture fixture)
             case "negative seed": header.Seeds[0] = -5; break;
             case "empty prompt after many valid ones": prompts.Add(new PromptItem { Prompt = "   " }); break;
         }
-        var queuedBefore = await QueuedShardsAsync();
-
-        var error = await Assert.ThrowsAsync<RpcException>(() => Farm.SubmitAsync(header, prompts));
-
-        Assert.Equal(StatusCode.InvalidArgument, error.StatusCode);
-        Assert.Contains(field, error.Status.Detail);
-        Assert.Equal(queuedBefore, await QueuedShardsAsync());
-        Assert.Empty(await JobKeysOfUnfinishedJobsAsync());
+        await AssertRejectedLeavingNothingAsync(() => Farm.SubmitAsync(header, prompts), field);
     }
 
     /// <summary>A valid PNG whose header claims 100000×100000 pixels: a decompression bomb.</summary>
@@ -116,12 +109,18 @@ public sealed class SubmitValidationTests(FarmFixture fixture)
             case "same name sent twice": items.Add(InputImageTests.Input("ok", image)); break;
             case "empty name": items.Add(InputImageTests.Input("", image)); break;
         }
+        await AssertRejectedLeavingNothingAsync(() => Farm.SubmitItemsAsync(header, items), message);
+    }
+
+    /// <summary>The submission fails with INVALID_ARGUMENT naming <paramref name="text"/>, and nothing is queued or kept.</summary>
+    private async Task AssertRejectedLeavingNothingAsync(Func<Task> submit, string text)
+    {
         var queuedBefore = await QueuedShardsAsync();
 
-        var error = await Assert.ThrowsAsync<RpcException>(() => Farm.SubmitItemsAsync(header, items));
+        var error = await Assert.ThrowsAsync<RpcException>(submit);
 
         Assert.Equal(StatusCode.InvalidArgument, error.StatusCode);
-        Assert.Contains(message, error.Status.Detail);
+        Assert.Contains(text, error.Status.Detail);
         Assert.Equal(queuedBefore, await QueuedShardsAsync());
         Assert.Empty(await JobKeysOfUnfinishedJobsAsync());
     }
