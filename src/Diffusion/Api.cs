@@ -122,6 +122,26 @@ public readonly record struct StepProgress(int Step, int TotalSteps, TimeSpan El
     public LatentPreview? Preview { get; init; }
 }
 
+/// <summary>
+/// What a pipeline has done since it was loaded (<see cref="StableDiffusionPipeline.Statistics"/>): how much of its
+/// time went to ONNX Runtime, per component, and how much to its own work around the models.
+/// </summary>
+/// <param name="Requests">Generations that completed.</param>
+/// <param name="Images">Images those generations returned.</param>
+/// <param name="Generating">Time from starting a generation (after waiting its turn) to its result or error; failed and cancelled generations included.</param>
+/// <param name="Components">Per ONNX component, its evaluations in those generations.</param>
+public sealed record PipelineStatistics(long Requests, long Images, TimeSpan Generating, IReadOnlyList<ComponentStatistics> Components)
+{
+    /// <summary>
+    /// Generating time spent outside ONNX Runtime: the hand-off to a worker thread, tokenizing, noise, scheduler steps,
+    /// guidance, tensor copies and conversions, PNG encoding.
+    /// </summary>
+    public TimeSpan OwnWork => Generating - Components.Aggregate(TimeSpan.Zero, (sum, c) => sum + c.RunTime);
+}
+
+/// <summary>One ONNX component's evaluations (session runs) and the time spent in them.</summary>
+public sealed record ComponentStatistics(string Component, long Runs, TimeSpan RunTime);
+
 /// <summary>A model directory (or one of its components) is missing, invalid, or cannot run here.</summary>
 public sealed class ModelLoadException : Exception
 {

@@ -43,14 +43,19 @@ public sealed class StableDiffusionPipeline : IDisposable
     private readonly DiffusionOptions _options;
     private readonly int _latentChannels;
     private readonly bool _xl;
+    private readonly IReadOnlyList<OnnxComponent> _components;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly Workspace _workspace = new();
+    private long _requests;
+    private long _images;
+    private long _generatingTicks;
     private bool _disposed;
 
     private StableDiffusionPipeline(string modelDirectory, PromptEncoder prompts, UNet unet, VaeDecoder vaeDecoder, VaeEncoder? vaeEncoder,
-        SchedulerConfig schedulerConfig, ModelProfile profile, DiffusionOptions options, int latentChannels)
+        SchedulerConfig schedulerConfig, ModelProfile profile, DiffusionOptions options, int latentChannels, IReadOnlyList<OnnxComponent> components)
     {
         ModelDirectory = modelDirectory;
+        _components = components;
         _prompts = prompts;
         _unet = unet;
         _vaeDecoder = vaeDecoder;
@@ -75,6 +80,10 @@ public sealed class StableDiffusionPipeline : IDisposable
 
     /// <summary>True when the directory has a VAE encoder, so img2img and inpainting requests can run.</summary>
     public bool SupportsInitImages => _vaeEncoder is not null;
+
+    /// <summary>A snapshot of the work done since load: requests, images, and the time in each component versus in all.</summary>
+    public PipelineStatistics Statistics => new(Interlocked.Read(ref _requests), Interlocked.Read(ref _images),
+        Stopwatch.GetElapsedTime(0, Interlocked.Read(ref _generatingTicks)), _components.Select(c => c.Statistics).ToArray());
 
     /// <summary>Images the VAE encoder has encoded since load (init images and masked images).</summary>
     internal long ImagesEncoded => _vaeEncoder?.ImagesEncoded ?? 0;
@@ -131,7 +140,8 @@ public sealed class StableDiffusionPipeline : IDisposable
                 };
             }
             var prompts = new PromptEncoder(stages, penultimateByDefault: stages.Count > 1);
-            return new StableDiffusionPipeline(modelDirectory, prompts, unet, vaeDecoder, vaeEncoder, schedulerConfig, profile, options, latentChannels);
+            return new StableDiffusionPipeline(modelDirectory, prompts, unet, vaeDecoder, vaeEncoder, schedulerConfig, profile, options, latentChannels,
+                disposables.OfType<OnnxComponent>().ToArray());
         }
         catch
         {
@@ -158,13 +168,18 @@ public sealed class StableDiffusionPipeline : IDisposable
     private async Task<IReadOnlyList<GeneratedImage>> RunSerialisedAsync(GenerationRequest request, Scheduler scheduler, IProgress<StepProgress>? progress, CancellationToken cancellationToken)
     {
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        long start = Stopwatch.GetTimestamp();
         try
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            return await Task.Run(() => Generate(request, scheduler, progress, cancellationToken), cancellationToken).ConfigureAwait(false);
+            var images = await Task.Run(() => Generate(request, scheduler, progress, cancellationToken), cancellationToken).ConfigureAwait(false);
+            Interlocked.Increment(ref _requests);
+            Interlocked.Add(ref _images, images.Count);
+            return images;
         }
         finally
         {
+            Interlocked.Add(ref _generatingTicks, Stopwatch.GetTimestamp() - start);
             _gate.Release();
         }
     }

@@ -22,7 +22,7 @@ public class FixedBatchExportTests(PresetModels models) : IClassFixture<PresetMo
         64, 64, 3, 5f, "euler", "tiny");
 
     /// <summary>Renders <see cref="Request"/> on a copy of the tiny model whose <paramref name="fixedBatches"/> are fixed.</summary>
-    private async Task<(byte[][] Dynamic, byte[][] Chunked)> RenderAsync(params (string Component, long Batch)[] fixedBatches)
+    private async Task<(byte[][] Dynamic, byte[][] Chunked, PipelineStatistics ChunkedStatistics)> RenderAsync(params (string Component, long Batch)[] fixedBatches)
     {
         var source = models.Directory("tiny");
         var copy = Directory.CreateTempSubdirectory("renderfarm-fixed-batch").FullName;
@@ -38,7 +38,7 @@ public class FixedBatchExportTests(PresetModels models) : IClassFixture<PresetMo
             using var fixedBatch = StableDiffusionPipeline.Load(copy);
             var chunked = await fixedBatch.GenerateAsync(Request);
             var dynamic = await models.Pipeline("tiny").GenerateAsync(Request);
-            return (dynamic.Select(i => PngPixels.Decode(i.Png)).ToArray(), chunked.Select(i => PngPixels.Decode(i.Png)).ToArray());
+            return (dynamic.Select(i => PngPixels.Decode(i.Png)).ToArray(), chunked.Select(i => PngPixels.Decode(i.Png)).ToArray(), fixedBatch.Statistics);
         }
         finally
         {
@@ -51,8 +51,12 @@ public class FixedBatchExportTests(PresetModels models) : IClassFixture<PresetMo
     {
         // 3 images with CFG are 6 UNet rows: a chunk of 4 and a chunk of 2 padded to 4. The VAE decoder, fixed to 2,
         // decodes the 3 images as 2 and 1 padded to 2.
-        var (dynamic, chunked) = await RenderAsync(("unet", 4), ("vae_decoder", 2));
+        var (dynamic, chunked, statistics) = await RenderAsync(("unet", 4), ("vae_decoder", 2));
         Assert.Equal(dynamic, chunked);
+        var runs = statistics.Components.ToDictionary(c => c.Component, c => c.Runs);
+        Assert.Equal(2 * 3, runs["unet"]); // two chunks per step, three steps
+        Assert.Equal(2, runs["vae_decoder"]);
+        Assert.Equal(1, runs["text_encoder"]);
     }
 
     [Fact]
@@ -61,7 +65,8 @@ public class FixedBatchExportTests(PresetModels models) : IClassFixture<PresetMo
         // 6 prompts (negatives and positives) as a chunk of 4 and a chunk of 2 padded to 4. ONNX Runtime's GEMM sums in
         // a different order for 4 rows than for 6, so the states differ in their last bits: a pixel may move by one
         // level. A chunking error (a wrong or shifted row) would change whole images.
-        var (dynamic, chunked) = await RenderAsync(("text_encoder", 4));
+        var (dynamic, chunked, statistics) = await RenderAsync(("text_encoder", 4));
+        Assert.Equal(2, statistics.Components.Single(c => c.Component == "text_encoder").Runs);
         for (int i = 0; i < dynamic.Length; i++)
         {
             Assert.Equal(dynamic[i].Length, chunked[i].Length);

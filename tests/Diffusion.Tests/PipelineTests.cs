@@ -161,6 +161,34 @@ public class PipelineTests(TinyModelFixture model) : IClassFixture<TinyModelFixt
             () => model.Pipeline.GenerateAsync(Request(new ImagePrompt("x", "", 1)), cancellationToken: new CancellationToken(true)));
     }
 
+    [Fact]
+    public async Task StatisticsCountEveryModelRunAndTheTimeAroundThem()
+    {
+        using var pipeline = StableDiffusionPipeline.Load(model.Directory);
+        Assert.Equal(0, pipeline.Statistics.Requests);
+        Assert.All(pipeline.Statistics.Components, c => Assert.Equal((0L, TimeSpan.Zero), (c.Runs, c.RunTime)));
+
+        // Guided: one text-encoder run for [negatives; positives], one UNet run per step, one VAE decode for the batch.
+        await pipeline.GenerateAsync(Request(new ImagePrompt("a red fox", "blurry", 1), new ImagePrompt("a boat", "", 2)));
+        var first = pipeline.Statistics;
+        Assert.Equal((1L, 2L), (first.Requests, first.Images));
+        Assert.Equal([("text_encoder", 1L), ("unet", 4L), ("vae_decoder", 1L), ("vae_encoder", 0L)],
+            first.Components.Select(c => (c.Component, c.Runs)));
+        Assert.All(first.Components.Where(c => c.Runs > 0), c => Assert.True(c.RunTime > TimeSpan.Zero, c.Component));
+        Assert.True(first.OwnWork > TimeSpan.Zero, $"own work {first.OwnWork}");
+        Assert.True(first.OwnWork < first.Generating);
+
+        // Cancelled after its second step: its time and runs count, the request does not.
+        using var cancel = new CancellationTokenSource();
+        var progress = new SynchronousProgress(p => { if (p.Step == 2) cancel.Cancel(); });
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
+            pipeline.GenerateAsync(Request(new ImagePrompt("a long render", "", 3)) with { Steps = 50 }, progress, cancel.Token));
+        var second = pipeline.Statistics;
+        Assert.Equal((1L, 2L), (second.Requests, second.Images));
+        Assert.Equal(4 + 2, second.Components.Single(c => c.Component == "unet").Runs);
+        Assert.True(second.Generating > first.Generating);
+    }
+
     [Theory]
     [InlineData("unet/model.onnx", "unet")]
     [InlineData("text_encoder/model.onnx", "text_encoder")]

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 
@@ -5,10 +6,15 @@ namespace RenderFarm.Diffusion.Models;
 
 /// <summary>
 /// One ONNX component of a model directory (text_encoder, unet, vae_decoder, …): its session, created once, and its
-/// input/output metadata. Loading problems surface as <see cref="ModelLoadException"/> naming the component.
+/// input/output metadata. Loading problems surface as <see cref="ModelLoadException"/> naming the component. Every
+/// evaluation goes through <see cref="Run"/> or <see cref="RunWithBinding"/>, which count it and its time
+/// (<see cref="PipelineStatistics"/>).
 /// </summary>
 internal sealed class OnnxComponent : IDisposable
 {
+    private long _runs;
+    private long _runTicks;
+
     private OnnxComponent(string name, string path, InferenceSession session)
     {
         Name = name;
@@ -24,6 +30,45 @@ internal sealed class OnnxComponent : IDisposable
     public InferenceSession Session { get; }
 
     public IReadOnlyDictionary<string, NodeMetadata> Inputs => Session.InputMetadata;
+
+    /// <summary>Evaluations so far and the time spent in them.</summary>
+    public ComponentStatistics Statistics =>
+        new(Name, Interlocked.Read(ref _runs), Stopwatch.GetElapsedTime(0, Interlocked.Read(ref _runTicks)));
+
+    /// <summary><see cref="InferenceSession.Run(RunOptions, IReadOnlyCollection{string}, IReadOnlyCollection{OrtValue}, IReadOnlyCollection{string})"/>, timed.</summary>
+    public IDisposableReadOnlyCollection<OrtValue> Run(RunOptions runOptions, IReadOnlyCollection<string> inputNames,
+        IReadOnlyCollection<OrtValue> inputs, IReadOnlyCollection<string> outputNames)
+    {
+        long start = Stopwatch.GetTimestamp();
+        try
+        {
+            return Session.Run(runOptions, inputNames, inputs, outputNames);
+        }
+        finally
+        {
+            Count(start);
+        }
+    }
+
+    /// <summary><see cref="InferenceSession.RunWithBinding(RunOptions, OrtIoBinding)"/>, timed.</summary>
+    public void RunWithBinding(RunOptions runOptions, OrtIoBinding binding)
+    {
+        long start = Stopwatch.GetTimestamp();
+        try
+        {
+            Session.RunWithBinding(runOptions, binding);
+        }
+        finally
+        {
+            Count(start);
+        }
+    }
+
+    private void Count(long start)
+    {
+        Interlocked.Add(ref _runTicks, Stopwatch.GetTimestamp() - start);
+        Interlocked.Increment(ref _runs);
+    }
 
     public IReadOnlyDictionary<string, NodeMetadata> Outputs => Session.OutputMetadata;
 

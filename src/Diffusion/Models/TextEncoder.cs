@@ -99,7 +99,7 @@ internal sealed partial class TextEncoder : IDisposable
                 names.Add(_maskName!);
                 values.Add(maskBuffer.Value);
             }
-            using var outputs = _component.Session.Run(runOptions, names, values, outputNames);
+            using var outputs = _component.Run(runOptions, names, values, outputNames);
             int keep = Math.Min(chunk, rows - start);
             for (int o = 0; o < outputNames.Count; o++)
             {

@@ -101,7 +101,7 @@ internal sealed class UNet : IDisposable
                 _runs[^1].Dispose();
                 _runs.RemoveAt(_runs.Count - 1);
             }
-            run = new(this, _component.Session, batch, channels, height, width, conditions, _rebindInputs);
+            run = new(this, _component, batch, channels, height, width, conditions, _rebindInputs);
         }
         else
         {
@@ -138,7 +138,7 @@ internal sealed record UNetCondition(string Name, float[] Rows, long[] RowShape)
 /// </summary>
 internal sealed class UNetRun : IDisposable
 {
-    private readonly InferenceSession _session;
+    private readonly OnnxComponent _component;
     private readonly int _batch;
     private readonly int _chunk;
     private readonly int _channels;
@@ -157,9 +157,9 @@ internal sealed class UNetRun : IDisposable
     private readonly string _timestepName;
     private readonly OrtIoBinding _binding;
 
-    internal UNetRun(UNet unet, InferenceSession session, int batch, int channels, int height, int width, IReadOnlyList<UNetCondition> conditions, bool rebindInputs)
+    internal UNetRun(UNet unet, OnnxComponent component, int batch, int channels, int height, int width, IReadOnlyList<UNetCondition> conditions, bool rebindInputs)
     {
-        _session = session;
+        _component = component;
         _batch = batch;
         _chunk = unet.StaticBatch ?? batch;
         _channels = channels;
@@ -179,7 +179,7 @@ internal sealed class UNetRun : IDisposable
         _output = TensorBuffer.Create(unet.OutputType, _chunk, outChannels, height, width);
         _sampleName = unet.SampleName;
         _timestepName = unet.TimestepName;
-        _binding = session.CreateIoBinding();
+        _binding = component.Session.CreateIoBinding();
         _binding.BindInput(_sampleName, _sample.Value);
         _binding.BindInput(_timestepName, _timestep.Value);
         BindConditions();
@@ -237,7 +237,7 @@ internal sealed class UNetRun : IDisposable
                     BindConditions();
                 }
             }
-            _session.RunWithBinding(runOptions, _binding);
+            _component.RunWithBinding(runOptions, _binding);
             int keep = Math.Min(_chunk, _batch - start);
             _output.Read(output.Slice(start * _perOutput, keep * _perOutput));
         }

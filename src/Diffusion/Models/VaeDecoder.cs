@@ -51,7 +51,7 @@ internal sealed class VaeDecoder : IDisposable
                 int source = Math.Min(start + r, batch - 1);
                 input.Write(latents.Slice(source * perLatent, perLatent), r * perLatent);
             }
-            using var outputs = _component.Session.Run(runOptions, [_inputName], [input.Value], [_outputName]);
+            using var outputs = _component.Run(runOptions, [_inputName], [input.Value], [_outputName]);
             var shape = outputs[0].GetTensorTypeAndShape().Shape;
             if (shape.Length != 4 || shape[0] != chunk || shape[1] != 3)
             {

@@ -54,7 +54,7 @@ internal sealed class VaeEncoder : IDisposable
                 int source = Math.Min(start + r, batch - 1);
                 input.Write(images.Slice(source * perImage, perImage), r * perImage);
             }
-            using var outputs = _component.Session.Run(runOptions, [_inputName], [input.Value], [_outputName]);
+            using var outputs = _component.Run(runOptions, [_inputName], [input.Value], [_outputName]);
             var latents = TensorBuffer.ReadAsFloat(outputs[0], out var shape);
             int expected = _meanAndLogVariance ? 2 * latentChannels : latentChannels;
             if (shape.Length != 4 || shape[0] != chunk || shape[1] != expected)
