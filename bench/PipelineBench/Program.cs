@@ -42,7 +42,7 @@ if (!File.Exists(Path.Combine(dir, "unet", "model.onnx")))
 var modelBytes = Bench.ComponentBytes(dir);
 Console.WriteLine($"model {dir}: {Bench.Mib(modelBytes.Values.Sum())} on disk ({string.Join(", ", modelBytes.Select(kv => $"{kv.Key} {Bench.Mib(kv.Value)}"))})");
 Console.WriteLine($"sessions: ORT_ENABLE_EXTENDED, no prepacking, CPU memory arena {(options.Arena ? "on" : "off")}, default threads (pipeline and bare alike)");
-Console.WriteLine($"request: {options.Size}x{options.Size}, {options.Steps} steps, {options.Scheduler}, CFG 7.5 (UNet batch 2B), {options.Iterations} timed iterations after a 1-step warm-up");
+Console.WriteLine($"request: {options.Size}x{options.Size}, {options.Steps} steps, {options.Scheduler}, CFG 7.5 (UNet batch 2B), {options.Iterations} timed iterations after a warm-up to JIT steady state");
 
 // Phase 1, pipeline alone: load, warm up, one timed request per batch size; then peak RSS (before any bare session exists).
 var loadClock = Stopwatch.StartNew();
@@ -60,11 +60,15 @@ GenerationRequest Request(int batch, int steps)
 await pipeline.GenerateAsync(Request(options.Batches.Max(), 1));
 var firstImages = new Dictionary<int, IReadOnlyList<GeneratedImage>>();
 var pipelineTimes = options.Batches.ToDictionary(b => b, _ => new List<double>());
+// With --pipeline-only, --iterations requests per batch size: a loop to profile (perf record with DOTNET_PerfMapEnabled=1).
 foreach (var batch in options.Batches)
 {
-    var sw = Stopwatch.StartNew();
-    firstImages[batch] = await pipeline.GenerateAsync(Request(batch, options.Steps));
-    pipelineTimes[batch].Add(sw.Elapsed.TotalMilliseconds);
+    for (int k = 0; k < (options.PipelineOnly ? options.Iterations : 1); k++)
+    {
+        var sw = Stopwatch.StartNew();
+        firstImages[batch] = await pipeline.GenerateAsync(Request(batch, options.Steps));
+        pipelineTimes[batch].Add(sw.Elapsed.TotalMilliseconds);
+    }
 }
 var (rssPipeline, hwmPipeline) = Bench.Rss();
 Console.WriteLine($"after rendering: {Bench.Status("RssAnon")} anonymous, {Bench.Status("RssFile")} file-backed (memory-mapped weights)");
@@ -80,15 +84,14 @@ if (options.PipelineOnly)
     return;
 }
 using var bare = new BareRun(dir, options.Size, options.Arena);
-foreach (var batch in options.Batches) bare.Run(batch, 1); // warm-up
 var bareTimes = options.Batches.ToDictionary(b => b, _ => new List<(double Text, double UNet, double Vae)>());
+// Per pipeline request, from StableDiffusionPipeline.Statistics: its own work (outside ONNX Runtime) and its model runs.
+var pipelineSplit = options.Batches.ToDictionary(b => b, _ => new List<(double Own, double Models, double Text, double UNet, double Vae)>());
 
 // Page faults and managed allocations per request, counted outside the timed regions: on this VM a minor fault costs
 // ~13 µs, so memory a request touches for the first time shows up in its time (bench/pipeline.md).
 var pipelineCost = new Cost();
 var bareCost = new Cost();
-var gcPause0 = GC.GetTotalPauseDuration();
-int gc0 = GC.CollectionCount(0);
 (double Text, double UNet, double Vae) RunBare(int batch)
 {
     var start = Cost.Now();
@@ -96,23 +99,57 @@ int gc0 = GC.CollectionCount(0);
     bareCost.Add(batch, start);
     return times;
 }
-for (int k = 0; k < options.Iterations; k++)
+// One round: per batch size, a bare pass and a pipeline request; which goes first alternates with k.
+async Task Round(int k)
 {
     foreach (var batch in options.Batches)
     {
         if (k % 2 == 0) bareTimes[batch].Add(RunBare(batch));
-        if (k > 0 || pipelineTimes[batch].Count == 0)
-        {
-            var start = Cost.Now();
-            var sw = Stopwatch.StartNew();
-            await pipeline.GenerateAsync(Request(batch, options.Steps));
-            pipelineTimes[batch].Add(sw.Elapsed.TotalMilliseconds);
-            pipelineCost.Add(batch, start);
-        }
+        var start = Cost.Now();
+        var before = pipeline.Statistics;
+        var sw = Stopwatch.StartNew();
+        await pipeline.GenerateAsync(Request(batch, options.Steps));
+        pipelineTimes[batch].Add(sw.Elapsed.TotalMilliseconds);
+        var after = pipeline.Statistics;
+        pipelineCost.Add(batch, start);
+        double own = (after.OwnWork - before.OwnWork).TotalMilliseconds;
+        double In(string component) =>
+            (after.Components.Single(c => c.Component == component).RunTime - before.Components.Single(c => c.Component == component).RunTime).TotalMilliseconds;
+        pipelineSplit[batch].Add((own, (after.Generating - before.Generating).TotalMilliseconds - own, In("text_encoder"), In("unet"), In("vae_decoder")));
         if (k % 2 == 1) bareTimes[batch].Add(RunBare(batch));
     }
 }
+
+// Warm up to steady state before timing, with the timed rounds' own code. Tiered compilation re-JITs hot methods
+// (tier 0, instrumented, tier 1) on a background thread for the first ~100 tiny requests (~1.1 s of JIT, 2,300
+// methods, here); on 2 cores that thread competes with ORT's, and tiny requests ran ~25 % slower until it went quiet.
+// A worker is past that within its first minutes, so the steady state is the figure to compare. Rounds until 10 in a
+// row compile nothing, for at most 60 s.
+var warmClock = Stopwatch.StartNew();
+int warmRounds = 0;
+for (int quiet = 0; quiet < 10 && warmClock.Elapsed < TimeSpan.FromSeconds(60); warmRounds++)
+{
+    long methods = System.Runtime.JitInfo.GetCompiledMethodCount();
+    await Round(warmRounds);
+    quiet = System.Runtime.JitInfo.GetCompiledMethodCount() == methods ? quiet + 1 : 0;
+}
+Console.WriteLine($"warm-up: {warmRounds} rounds in {warmClock.Elapsed.TotalSeconds:F1} s; JIT so far {System.Runtime.JitInfo.GetCompiledMethodCount()} methods, " +
+    $"{System.Runtime.JitInfo.GetCompilationTime().TotalMilliseconds:F0} ms");
+foreach (var times in pipelineTimes.Values) times.Clear(); // phase 1's and the warm-up's
+foreach (var times in bareTimes.Values) times.Clear();
+foreach (var split in pipelineSplit.Values) split.Clear();
+pipelineCost = new Cost();
+bareCost = new Cost();
+var jit0 = (Methods: System.Runtime.JitInfo.GetCompiledMethodCount(), Time: System.Runtime.JitInfo.GetCompilationTime());
+var gcPause0 = GC.GetTotalPauseDuration();
+int gc0 = GC.CollectionCount(0);
+for (int k = 0; k < options.Iterations; k++)
+{
+    await Round(k);
+}
 var (_, hwmAll) = Bench.Rss();
+Console.WriteLine($"JIT during the timed rounds: {System.Runtime.JitInfo.GetCompiledMethodCount() - jit0.Methods} methods, " +
+    $"{(System.Runtime.JitInfo.GetCompilationTime() - jit0.Time).TotalMilliseconds:F1} ms");
 Console.WriteLine("per request: " + string.Join("; ", options.Batches.Select(b =>
     $"B={b} pipeline {pipelineCost.Describe(b)}, bare {bareCost.Describe(b)}")) +
     $"; {GC.CollectionCount(0) - gc0} gen0 GCs, {(GC.GetTotalPauseDuration() - gcPause0).TotalMilliseconds:F1} ms paused in all");
@@ -130,7 +167,22 @@ foreach (var batch in options.Batches)
     Console.WriteLine($"| {batch} | {Bench.Ms(pipe)} | {Bench.Ms(pipe / batch)} | {Bench.Ms(bareTotal)} | {Bench.Ms(bareTotal / batch)} | {Bench.Ms(text)} | " +
         $"{Bench.Ms(unet)} ({Bench.Ms(unet / options.Steps)}) | {Bench.Ms(vae)} | {Bench.Ms(png)} | **{pipe / bareTotal:F3}×** | " +
         $"{pipelineTimes[batch].Min() / b.Min(x => x.Text + x.UNet + x.Vae):F3}× | " +
-        $"{Bench.Median(pipelineTimes[batch].Skip(1).Zip(b.Skip(1), (p, x) => p / (x.Text + x.UNet + x.Vae))):F3}× |");
+        $"{Bench.Median(pipelineTimes[batch].Zip(b, (p, x) => p / (x.Text + x.UNet + x.Vae))):F3}× |");
+}
+Console.WriteLine();
+Console.WriteLine("Where the pipeline's time goes (StableDiffusionPipeline.Statistics, per request): its own work outside ONNX Runtime, " +
+    "and its model runs against the bare runs of the same round.");
+Console.WriteLine();
+Console.WriteLine("| batch B | own work (median) | own work (min) | share of pipeline time | model runs in the pipeline / bare (median of pairs) | text | UNet | VAE |");
+Console.WriteLine("|--:|--:|--:|--:|--:|--:|--:|--:|");
+foreach (var batch in options.Batches)
+{
+    var split = pipelineSplit[batch];
+    Console.WriteLine($"| {batch} | {Bench.Median(split.Select(x => x.Own)):F3} ms | {split.Min(x => x.Own):F3} ms | " +
+        $"{Bench.Median(split.Zip(pipelineTimes[batch], (x, total) => x.Own / total)) * 100:F2} % | " +
+        $"{Bench.Median(split.Zip(bareTimes[batch], (x, b) => x.Models / (b.Text + b.UNet + b.Vae))):F3}× | " +
+        $"{Bench.Median(split.Zip(bareTimes[batch], (x, b) => x.Text / b.Text)):F3}× | {Bench.Median(split.Zip(bareTimes[batch], (x, b) => x.UNet / b.UNet)):F3}× | " +
+        $"{Bench.Median(split.Zip(bareTimes[batch], (x, b) => x.Vae / b.Vae)):F3}× |");
 }
 Console.WriteLine();
 Console.WriteLine("spread (min–max): " + string.Join("; ", options.Batches.Select(batch =>
