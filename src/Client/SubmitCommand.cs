@@ -3,6 +3,7 @@ using System.CommandLine.Parsing;
 using System.Globalization;
 using Grpc.Core;
 using RenderFarm.Protocol;
+using RenderFarm.Shared;
 
 namespace RenderFarm.Client;
 
@@ -105,7 +106,7 @@ public static class SubmitCommand
         var seedCount = new Option<int?>("--seed-count") { Description = "Number of consecutive seeds per prompt.", HelpName = "N" };
         var imagesPerPrompt = new Option<int>("--images-per-prompt") { Description = "Images per (prompt, seed), with seeds seed, seed+1, …", DefaultValueFactory = _ => 1, HelpName = "K" };
         var negative = new Option<string?>("--negative") { Description = "Negative prompt for prompts that bring none.", HelpName = "TEXT" };
-        var scheduler = new Option<string?>("--scheduler") { Description = $"Scheduler: euler, euler_a, ddim, … ({ConfigKeys.HelpSuffix(ConfigKeys.Scheduler)}).", HelpName = "NAME" };
+        var scheduler = new Option<string?>("--scheduler") { Description = $"Scheduler: {string.Join(", ", SchedulerNames.All)} ({ConfigKeys.HelpSuffix(ConfigKeys.Scheduler)}).", HelpName = "NAME" };
         var model = new Option<string?>("--model")
         {
             Description = $"Model name as workers register it ({ConfigKeys.HelpSuffix(ConfigKeys.Model)}; default: the coordinator's default model).",

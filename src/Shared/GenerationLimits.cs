@@ -6,7 +6,7 @@ public static class SchedulerNames
     public const string Default = "euler";
 
     public static readonly IReadOnlyList<string> All =
-        ["euler", "euler_a", "ddim", "dpmpp_2m", "dpmpp_2m_karras", "lms", "pndm", "lcm"];
+        ["euler", "euler_karras", "euler_a", "ddim", "dpmpp_2m", "dpmpp_2m_karras", "lms", "lms_karras", "pndm", "lcm"];
 
     public static bool IsKnown(string name) => All.Contains(name);
 }

@@ -31,13 +31,12 @@ public class DpmSolverMultistepSchedulerTests
     public void KarrasSigmasFollowTheRhoSevenRampBetweenTheTrainingExtremes()
     {
         var scheduler = Create(8, karras: true);
-        double min = Reference.Sigma(AlphasCumprod, 0), max = Reference.Sigma(AlphasCumprod, 999);
+        var expected = Reference.KarrasSigmas(Reference.Sigma(AlphasCumprod, 0), Reference.Sigma(AlphasCumprod, 999), 8);
         for (int i = 0; i < 8; i++)
         {
-            double expected = Math.Pow(Math.Pow(max, 1 / 7.0) + i / 7.0 * (Math.Pow(min, 1 / 7.0) - Math.Pow(max, 1 / 7.0)), 7);
-            Reference.AssertClose(expected, scheduler.Sigmas[i], 1e-4, $"sigma {i}");
+            Reference.AssertClose(expected[i], scheduler.Sigmas[i], 1e-4, $"sigma {i}");
             // the timestep is where the (log-interpolated) training σ equals it, rounded
-            Assert.Equal(Math.Round(TimestepOfSigma(expected)), scheduler.Timesteps[i]);
+            Assert.Equal(Math.Round(Reference.TimestepOfSigma(AlphasCumprod, expected[i])), scheduler.Timesteps[i]);
         }
         Assert.Equal(0.0, scheduler.Sigmas[8]);
     }
@@ -92,23 +91,5 @@ public class DpmSolverMultistepSchedulerTests
         var scheduler = Create(5);
         Assert.Equal(1f, scheduler.InitNoiseSigma);
         Assert.Equal([2f], scheduler.ScaleModelInput([2f], 3));
-    }
-
-    // Inverse of σ(t) under log-linear interpolation between integer timesteps, by bisection.
-    private static double TimestepOfSigma(double sigma)
-    {
-        double LogSigma(double t)
-        {
-            int low = Math.Min((int)Math.Floor(t), 998);
-            double w = t - low;
-            return (1 - w) * Math.Log(Reference.Sigma(AlphasCumprod, low)) + w * Math.Log(Reference.Sigma(AlphasCumprod, low + 1));
-        }
-        double lo = 0, hi = 999, target = Math.Log(sigma);
-        for (int i = 0; i < 100; i++)
-        {
-            double mid = (lo + hi) / 2;
-            if (LogSigma(mid) < target) lo = mid; else hi = mid;
-        }
-        return (lo + hi) / 2;
     }
 }

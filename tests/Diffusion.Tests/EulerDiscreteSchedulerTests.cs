@@ -63,6 +63,26 @@ public class EulerDiscreteSchedulerTests
         }
     }
 
+    [Theory]
+    [InlineData("linspace", 999.0, 0.0)]
+    [InlineData("leading", 901.0, 1.0)]
+    public void KarrasSigmasRampBetweenTheSpacedSchedulesEndsAtFractionalTimesteps(string spacing, double first, double last)
+    {
+        var scheduler = new EulerDiscreteScheduler(SchedulerConfig.StableDiffusion with { TimestepSpacing = spacing, UseKarrasSigmas = true });
+        scheduler.SetTimesteps(10);
+        Assert.Equal(("euler_karras", "Euler Karras"), (scheduler.Name, scheduler.DisplayName));
+        var expected = Reference.KarrasSigmas(Reference.Sigma(AlphasCumprod, last), Reference.Sigma(AlphasCumprod, first), 10);
+        Assert.Equal(11, scheduler.Sigmas.Count);
+        for (int i = 0; i < 10; i++)
+        {
+            Reference.AssertClose(expected[i], scheduler.Sigmas[i], 1e-4, $"sigma {i}");
+            // Unlike DPM++'s, Euler's Karras timesteps stay fractional: where the log-interpolated training σ equals σᵢ.
+            Reference.AssertClose(Reference.TimestepOfSigma(AlphasCumprod, expected[i]), scheduler.Timesteps[i], 1e-4, $"timestep {i}");
+        }
+        Assert.Equal(0.0, scheduler.Sigmas[10]);
+        Assert.NotEqual(Math.Round(scheduler.Timesteps[5]), scheduler.Timesteps[5]);
+    }
+
     [Fact]
     public void InitNoiseSigmaIsSigmaMaxForLinspaceAndItsUnitVarianceFormForLeading()
     {

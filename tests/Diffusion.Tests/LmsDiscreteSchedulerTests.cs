@@ -12,6 +12,20 @@ public class LmsDiscreteSchedulerTests
     }
 
     [Fact]
+    public void KarrasSigmasAreEulersKarrasSigmas()
+    {
+        var config = SchedulerConfig.StableDiffusion with { TimestepSpacing = "linspace", UseKarrasSigmas = true };
+        var lms = new LmsDiscreteScheduler(config);
+        var euler = new EulerDiscreteScheduler(config);
+        lms.SetTimesteps(12);
+        euler.SetTimesteps(12);
+        Assert.Equal(("lms_karras", "LMS Karras"), (lms.Name, lms.DisplayName));
+        Assert.Equal(euler.Sigmas, lms.Sigmas);
+        Assert.Equal(euler.Timesteps, lms.Timesteps);
+        Assert.NotEqual(Create(12).Sigmas, lms.Sigmas);
+    }
+
+    [Fact]
     public void TheFirstStepIsAnEulerStep()
     {
         var euler = new EulerDiscreteScheduler(SchedulerConfig.StableDiffusion with { TimestepSpacing = "linspace" });

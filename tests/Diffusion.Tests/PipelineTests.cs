@@ -71,11 +71,13 @@ public class PipelineTests(TinyModelFixture model) : IClassFixture<TinyModelFixt
 
     [Theory]
     [InlineData("euler", "Euler", 4)]
+    [InlineData("euler_karras", "Euler Karras", 4)]
     [InlineData("euler_a", "Euler a", 4)]
     [InlineData("ddim", "DDIM", 4)]
     [InlineData("dpmpp_2m", "DPM++ 2M", 4)]
     [InlineData("dpmpp_2m_karras", "DPM++ 2M Karras", 4)]
     [InlineData("lms", "LMS", 4)]
+    [InlineData("lms_karras", "LMS Karras", 4)]
     [InlineData("pndm", "PLMS", 5)]
     [InlineData("lcm", "LCM", 4)]
     public async Task EverySchedulerRendersAndIsNamedInTheMetadata(string scheduler, string samplerName, int evaluations)

@@ -43,6 +43,31 @@ internal static class Reference
         return sLow + (sHigh - sLow) * (t - low);
     }
 
+    /// <summary>Karras et al.'s ρ = 7 ramp from σ_max down to σ_min in <paramref name="steps"/> values.</summary>
+    public static double[] KarrasSigmas(double sigmaMin, double sigmaMax, int steps) =>
+        Enumerable.Range(0, steps)
+            .Select(i => Math.Pow(Math.Pow(sigmaMax, 1 / 7.0) + (double)i / (steps - 1) * (Math.Pow(sigmaMin, 1 / 7.0) - Math.Pow(sigmaMax, 1 / 7.0)), 7))
+            .ToArray();
+
+    /// <summary>The (fractional) timestep whose log-σ, linearly interpolated between integer timesteps, is log <paramref name="sigma"/> (bisection).</summary>
+    public static double TimestepOfSigma(double[] alphasCumprod, double sigma)
+    {
+        int last = alphasCumprod.Length - 1;
+        double LogSigma(double t)
+        {
+            int low = Math.Min((int)Math.Floor(t), last - 1);
+            double w = t - low;
+            return (1 - w) * Math.Log(Sigma(alphasCumprod, low)) + w * Math.Log(Sigma(alphasCumprod, low + 1));
+        }
+        double lo = 0, hi = last, target = Math.Log(sigma);
+        for (int i = 0; i < 100; i++)
+        {
+            double mid = (lo + hi) / 2;
+            if (LogSigma(mid) < target) lo = mid; else hi = mid;
+        }
+        return (lo + hi) / 2;
+    }
+
     public static void AssertClose(double expected, double actual, double relative = 1e-4, string? what = null)
     {
         double tolerance = relative * Math.Max(1, Math.Abs(expected));

@@ -13,9 +13,9 @@ public sealed class LmsDiscreteScheduler : SigmaScheduler
 
     public LmsDiscreteScheduler(SchedulerConfig config) : base(config) { }
 
-    public override string Name => "lms";
+    public override string Name => Config.UseKarrasSigmas ? "lms_karras" : "lms";
 
-    public override string DisplayName => "LMS";
+    public override string DisplayName => Config.UseKarrasSigmas ? "LMS Karras" : "LMS";
 
     protected override void OnTimestepsSet() => _derivatives.Clear();
 

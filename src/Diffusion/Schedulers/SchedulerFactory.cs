@@ -6,11 +6,13 @@ public static class SchedulerFactory
     private static readonly Dictionary<string, Func<SchedulerConfig, Scheduler>> Factories = new(StringComparer.OrdinalIgnoreCase)
     {
         ["euler"] = c => new EulerDiscreteScheduler(c with { UseKarrasSigmas = false }),
+        ["euler_karras"] = c => new EulerDiscreteScheduler(c with { UseKarrasSigmas = true }),
         ["euler_a"] = c => new EulerAncestralDiscreteScheduler(c with { UseKarrasSigmas = false }),
         ["ddim"] = c => new DdimScheduler(c),
         ["dpmpp_2m"] = c => new DpmSolverMultistepScheduler(c with { UseKarrasSigmas = false }),
         ["dpmpp_2m_karras"] = c => new DpmSolverMultistepScheduler(c with { UseKarrasSigmas = true }),
         ["lms"] = c => new LmsDiscreteScheduler(c with { UseKarrasSigmas = false }),
+        ["lms_karras"] = c => new LmsDiscreteScheduler(c with { UseKarrasSigmas = true }),
         ["pndm"] = c => new PndmScheduler(c with { SkipPrkSteps = true }),
         ["lcm"] = c => new LcmScheduler(c),
     };
