@@ -43,7 +43,8 @@ public static class ConfigKeys
         NormalizeGuidance, IsNumber: true);
 
     public static readonly ConfigKey Scheduler = new(
-        "scheduler", "--scheduler", ["FARM_SCHEDULER"], "euler", "Scheduler (euler, euler_a, ddim, …).", NormalizeName);
+        "scheduler", "--scheduler", ["FARM_SCHEDULER"], RenderFarm.Shared.SchedulerNames.Default,
+        $"Scheduler ({string.Join(", ", RenderFarm.Shared.SchedulerNames.All)}).", NormalizeName);
 
     public static IReadOnlyList<ConfigKey> All { get; } = [Coordinator, ApiKey, Model, Steps, Size, Guidance, Scheduler];
 
