@@ -46,9 +46,11 @@ public sealed class StableDiffusionPipeline : IDisposable
     private readonly IReadOnlyList<OnnxComponent> _components;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly Workspace _workspace = new();
+    private readonly Lock _statisticsLock = new();
     private long _requests;
     private long _images;
     private long _generatingTicks;
+    private long _inFlightSince; // Stopwatch timestamp at which the running generation started; 0 when none runs
     private bool _disposed;
 
     private StableDiffusionPipeline(string modelDirectory, PromptEncoder prompts, UNet unet, VaeDecoder vaeDecoder, VaeEncoder? vaeEncoder,
@@ -82,8 +84,21 @@ public sealed class StableDiffusionPipeline : IDisposable
     public bool SupportsInitImages => _vaeEncoder is not null;
 
     /// <summary>A snapshot of the work done since load: requests, images, and the time in each component versus in all.</summary>
-    public PipelineStatistics Statistics => new(Interlocked.Read(ref _requests), Interlocked.Read(ref _images),
-        Stopwatch.GetElapsedTime(0, Interlocked.Read(ref _generatingTicks)), _components.Select(c => c.Statistics).ToArray());
+    /// <remarks>Read during a generation, <see cref="PipelineStatistics.Generating"/> includes it so far, so it covers
+    /// every model run the components count.</remarks>
+    public PipelineStatistics Statistics
+    {
+        get
+        {
+            // Components first: the generating time read after them covers every run they include.
+            var components = _components.Select(c => c.Statistics).ToArray();
+            lock (_statisticsLock)
+            {
+                long ticks = _generatingTicks + (_inFlightSince != 0 ? Stopwatch.GetTimestamp() - _inFlightSince : 0);
+                return new(_requests, _images, Stopwatch.GetElapsedTime(0, ticks), components);
+            }
+        }
+    }
 
     /// <summary>Images the VAE encoder has encoded since load (init images and masked images).</summary>
     internal long ImagesEncoded => _vaeEncoder?.ImagesEncoded ?? 0;
@@ -168,18 +183,26 @@ public sealed class StableDiffusionPipeline : IDisposable
     private async Task<IReadOnlyList<GeneratedImage>> RunSerialisedAsync(GenerationRequest request, Scheduler scheduler, IProgress<StepProgress>? progress, CancellationToken cancellationToken)
     {
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        long start = Stopwatch.GetTimestamp();
+        IReadOnlyList<GeneratedImage>? images = null;
+        lock (_statisticsLock) _inFlightSince = Stopwatch.GetTimestamp();
         try
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            var images = await Task.Run(() => Generate(request, scheduler, progress, cancellationToken), cancellationToken).ConfigureAwait(false);
-            Interlocked.Increment(ref _requests);
-            Interlocked.Add(ref _images, images.Count);
+            images = await Task.Run(() => Generate(request, scheduler, progress, cancellationToken), cancellationToken).ConfigureAwait(false);
             return images;
         }
         finally
         {
-            Interlocked.Add(ref _generatingTicks, Stopwatch.GetTimestamp() - start);
+            lock (_statisticsLock)
+            {
+                _generatingTicks += Stopwatch.GetTimestamp() - _inFlightSince;
+                _inFlightSince = 0;
+                if (images is not null)
+                {
+                    _requests++;
+                    _images += images.Count;
+                }
+            }
             _gate.Release();
         }
     }

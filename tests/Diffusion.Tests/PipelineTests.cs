@@ -180,15 +180,23 @@ public class PipelineTests(TinyModelFixture model) : IClassFixture<TinyModelFixt
         Assert.True(first.OwnWork > TimeSpan.Zero, $"own work {first.OwnWork}");
         Assert.True(first.OwnWork < first.Generating);
 
-        // Cancelled after its second step: its time and runs count, the request does not.
+        // Cancelled after its second step: its time and runs count, the request does not. Read mid-generation, the
+        // generating time already covers the runs so far.
         using var cancel = new CancellationTokenSource();
-        var progress = new SynchronousProgress(p => { if (p.Step == 2) cancel.Cancel(); });
+        var midway = new List<PipelineStatistics>();
+        var progress = new SynchronousProgress(p =>
+        {
+            midway.Add(pipeline.Statistics);
+            if (p.Step == 2) cancel.Cancel();
+        });
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
             pipeline.GenerateAsync(Request(new ImagePrompt("a long render", "", 3)) with { Steps = 50 }, progress, cancel.Token));
         var second = pipeline.Statistics;
         Assert.Equal((1L, 2L), (second.Requests, second.Images));
         Assert.Equal(4 + 2, second.Components.Single(c => c.Component == "unet").Runs);
         Assert.True(second.Generating > first.Generating);
+        Assert.Equal([4L + 1, 4L + 2], midway.Select(s => s.Components.Single(c => c.Component == "unet").Runs));
+        Assert.All(midway, s => Assert.True(s.Generating > first.Generating && s.OwnWork > first.OwnWork, $"{s.Generating} {s.OwnWork}"));
     }
 
     [Theory]
