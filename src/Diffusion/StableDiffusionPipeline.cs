@@ -180,6 +180,27 @@ public sealed class StableDiffusionPipeline : IDisposable
         return RunSerialisedAsync(request, scheduler, progress, cancellationToken);
     }
 
+    /// <summary>
+    /// Runs every component once, on one 1-step image at the smallest size the model takes (64×64 unless the export
+    /// fixes its size), from a grey init image (and a white mask for an inpainting UNet) when the model has a VAE
+    /// encoder; the image is discarded. A model that loads but cannot run (a GPU out of memory, a provider or
+    /// component failing at its first run, components that do not belong together) fails here with the error a real
+    /// request would get, and first-run costs (provider initialisation, kernel selection) are paid. It counts as a
+    /// request in <see cref="Statistics"/>.
+    /// </summary>
+    public async Task WarmUpAsync(CancellationToken cancellationToken = default)
+    {
+        int scale = _profile.VaeScaleFactor;
+        int width = (_unet.StaticWidth ?? 8) * scale, height = (_unet.StaticHeight ?? 8) * scale;
+        var request = new GenerationRequest([new ImagePrompt("warm-up", "", 0)], width, height, Steps: 1, GuidanceScale: 7.5f, "euler", "warm-up");
+        if (SupportsInitImages)
+        {
+            byte[] Png(byte level) => PngEncoder.Encode(Enumerable.Repeat(level, width * height * 3).ToArray(), width, height);
+            request = request with { InitImage = Png(128), MaskImage = IsInpaintingModel ? Png(255) : null, Strength = 1f };
+        }
+        await GenerateAsync(request, cancellationToken: cancellationToken).ConfigureAwait(false);
+    }
+
     private async Task<IReadOnlyList<GeneratedImage>> RunSerialisedAsync(GenerationRequest request, Scheduler scheduler, IProgress<StepProgress>? progress, CancellationToken cancellationToken)
     {
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);

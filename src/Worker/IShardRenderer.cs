@@ -6,6 +6,9 @@ namespace RenderFarm.Worker;
 public interface IShardRenderer : IDisposable
 {
     Task<IReadOnlyList<GeneratedImage>> RenderAsync(GenerationRequest request, IProgress<StepProgress> progress, CancellationToken cancellationToken);
+
+    /// <summary>Renders once and discards the result, so a model that cannot render fails before any shard is taken.</summary>
+    Task WarmUpAsync(CancellationToken cancellationToken);
 }
 
 /// <summary>The Stable Diffusion pipeline of a model directory.</summary>
@@ -13,6 +16,8 @@ public sealed class PipelineRenderer(StableDiffusionPipeline pipeline) : IShardR
 {
     public Task<IReadOnlyList<GeneratedImage>> RenderAsync(GenerationRequest request, IProgress<StepProgress> progress, CancellationToken cancellationToken) =>
         pipeline.GenerateAsync(request, progress, cancellationToken);
+
+    public Task WarmUpAsync(CancellationToken cancellationToken) => pipeline.WarmUpAsync(cancellationToken);
 
     public void Dispose() => pipeline.Dispose();
 }

@@ -43,5 +43,7 @@ public sealed class SyntheticRenderer(TimeSpan perStep) : IShardRenderer
         }).ToList();
     }
 
+    public Task WarmUpAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
     public void Dispose() { }
 }

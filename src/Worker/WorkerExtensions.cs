@@ -29,7 +29,9 @@ public static class WorkerExtensions
         services.AddSingleton<ShardPuller>();
         services.AddSingleton<ShardRequestBuilder>();
         services.AddSingleton<ShardRunner>();
-        // The link is registered first so it stops last, after the loop, and can drain the final reports.
+        // Hosted services start in this order: models are warmed up before the worker registers or pulls.
+        services.AddHostedService<ModelWarmUp>();
+        // The link is registered before the loop so it stops after it and can drain the final reports.
         services.AddSingleton<CoordinatorLink>();
         services.AddHostedService(sp => sp.GetRequiredService<CoordinatorLink>());
         services.AddHostedService<WorkerLoop>();

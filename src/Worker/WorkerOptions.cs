@@ -34,6 +34,12 @@ public sealed class WorkerOptions
     /// <summary>A shard idle this long (its worker stopped renewing its claim) is taken over by another worker.</summary>
     [Range(1, 3600)] public int LeaseSeconds { get; set; } = 30;
 
+    /// <summary>
+    /// Render one small 1-step image per model at start, before registering or taking work (<see cref="ModelWarmUp"/>).
+    /// A model that loads but cannot render then stops the worker with the reason instead of failing shards.
+    /// </summary>
+    public bool WarmUp { get; set; } = true;
+
     /// <summary>Fallback poll interval when no pub/sub nudge arrives.</summary>
     [Range(10, 60_000)] public int PollMilliseconds { get; set; } = 1000;
 

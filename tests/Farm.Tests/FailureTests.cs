@@ -55,8 +55,7 @@ public sealed class FailureTests
             s["Farm:QuarantineAfterFailures"] = "2";
             s["Farm:MaxAttempts"] = "10";
         });
-        var broken = WriteBrokenModel(farm);
-        await farm.StartWorkerAsync("broken", s => s[$"Farm:Models:{FarmCluster.Model}"] = broken);
+        await StartBrokenWorkerAsync(farm);
 
         var job = await farm.SubmitAsync(Header(64, 64, 2), Prompts(8));
         var events = await farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
@@ -88,8 +87,7 @@ public sealed class FailureTests
             s["Farm:MaxAttempts"] = "1";
             s["Farm:QuarantineAfterFailures"] = "100";
         });
-        var broken = WriteBrokenModel(farm);
-        await farm.StartWorkerAsync("broken", s => s[$"Farm:Models:{FarmCluster.Model}"] = broken);
+        await StartBrokenWorkerAsync(farm);
         var prompts = Prompts(3).ToList();
         prompts[1].Steps = 3; // per-prompt overrides, an init image among them, must survive the retry
         prompts[1].GuidanceScale = 4;
@@ -131,6 +129,38 @@ public sealed class FailureTests
     }
 
     /// <summary>A broken install: "tiny" with the text encoder of another model; it loads, and fails at its first UNet call.</summary>
+    /// <summary>
+    /// A worker whose model loads but cannot render, and which took work anyway: its warm-up is off, as for a GPU that
+    /// breaks after the worker started.
+    /// </summary>
+    private static async Task StartBrokenWorkerAsync(FarmCluster farm)
+    {
+        var broken = WriteBrokenModel(farm);
+        await farm.StartWorkerAsync("broken", s =>
+        {
+            s[$"Farm:Models:{FarmCluster.Model}"] = broken;
+            s["Farm:WarmUp"] = "false";
+        });
+    }
+
+    [Fact]
+    public async Task AWorkerWhoseModelCannotRenderStopsAtStartNamingTheModelAndTakesNoWork()
+    {
+        await using var farm = await FarmCluster.StartAsync(workers: 0);
+        var broken = WriteBrokenModel(farm);
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() =>
+            farm.StartWorkerAsync("broken", s => s[$"Farm:Models:{FarmCluster.Model}"] = broken));
+        Assert.Contains($"model {FarmCluster.Model} loaded but cannot render", error.Message);
+        Assert.Contains("do not belong together", error.Message);
+        Assert.Empty((await farm.Jobs.ListWorkersAsync(new ListWorkersRequest())).Workers);
+
+        // A good worker warms up and renders as usual.
+        await farm.StartWorkerAsync("good");
+        var job = await farm.SubmitAsync(Header(64, 64, 2), Prompts(2));
+        var events = await farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
+        Assert.Equal((JobState.Completed, 2u), (events[^1].JobFinished.State, events[^1].JobFinished.ImagesDone));
+    }
+
     private static string WriteBrokenModel(FarmCluster farm)
     {
         var broken = Path.Combine(farm.Root, "broken-model");

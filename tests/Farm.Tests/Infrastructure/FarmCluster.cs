@@ -95,7 +95,15 @@ public sealed class FarmCluster : IAsyncDisposable
         builder.AddWorkerHost();
         var app = builder.Build();
         app.MapWorker();
-        await app.StartAsync();
+        try
+        {
+            await app.StartAsync();
+        }
+        catch
+        {
+            await app.DisposeAsync(); // a worker that fails to start (tests of exactly that) leaves nothing running
+            throw;
+        }
         _workers[workerId] = app;
     }
 
