@@ -314,6 +314,39 @@ internal static class PngBench
             }
         }
         Batch(size: sizes.Max(), batch: 4, iterations);
+        Crc(RenderFarm.Diffusion.Imaging.PngEncoder.Encode(Image(sizes.Max()), sizes.Max(), sizes.Max()), iterations);
+    }
+
+    /// <summary>CRC-32 over a PNG's bytes: the byte-at-a-time table the encoder used before vs System.IO.Hashing's.</summary>
+    private static void Crc(byte[] data, int iterations)
+    {
+        var table = new uint[256];
+        for (uint n = 0; n < 256; n++)
+        {
+            uint c = n;
+            for (int k = 0; k < 8; k++) c = (c & 1) != 0 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+            table[n] = c;
+        }
+        uint TableCrc()
+        {
+            uint c = ~0u;
+            foreach (var b in data) c = table[(c ^ b) & 0xff] ^ (c >> 8);
+            return ~c;
+        }
+        var tableTimes = new List<double>();
+        var libraryTimes = new List<double>();
+        for (int i = 0; i < Math.Max(iterations, 9); i++)
+        {
+            var sw = Stopwatch.StartNew();
+            uint a = TableCrc();
+            tableTimes.Add(sw.Elapsed.TotalMilliseconds);
+            sw.Restart();
+            uint b = System.IO.Hashing.Crc32.HashToUInt32(data);
+            libraryTimes.Add(sw.Elapsed.TotalMilliseconds);
+            if (a != b) throw new InvalidOperationException("CRC mismatch");
+        }
+        Console.WriteLine($"CRC-32 of a {data.Length:N0}-byte PNG: byte-at-a-time table (previous) median {Bench.Median(tableTimes):F3} ms, " +
+            $"System.IO.Hashing median {Bench.Median(libraryTimes):F3} ms");
     }
 
     /// <summary>A batch's PNGs one after another vs in parallel, as the pipeline encodes a batch (one image per core).</summary>

@@ -71,10 +71,32 @@ public class PngTests
     }
 
     [Fact]
-    public void TheCrcMatchesTheWellKnownCheckValue()
+    public void EveryChunkCarriesTheCrcThePngSpecificationDefines()
     {
-        // CRC-32/ISO-HDLC check value of "123456789".
-        Assert.Equal(0xCBF43926u, Crc32.Compute("123456789"u8));
+        // PNG's CRC-32 (ISO 3309 / ITU-T V.42), bit by bit as the specification's sample code computes it.
+        static uint Reference(ReadOnlySpan<byte> data)
+        {
+            uint c = 0xFFFFFFFF;
+            foreach (var b in data)
+            {
+                c ^= b;
+                for (int k = 0; k < 8; k++) c = (c & 1) != 0 ? 0xEDB88320 ^ (c >> 1) : c >> 1;
+            }
+            return ~c;
+        }
+        Assert.Equal(0xCBF43926u, Reference("123456789"u8)); // the reference itself: CRC-32's check value
+
+        var png = PngEncoder.Encode(Pixels(16, 16), 16, 16, [new("parameters", "hello"), new("comment", "Ünïcode ✓")]);
+        var types = new List<string>();
+        for (int offset = 8; offset < png.Length;)
+        {
+            int length = (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(png.AsSpan(offset));
+            types.Add(System.Text.Encoding.ASCII.GetString(png, offset + 4, 4));
+            uint stored = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(png.AsSpan(offset + 8 + length));
+            Assert.Equal(Reference(png.AsSpan(offset + 4, 4 + length)), stored);
+            offset += 12 + length;
+        }
+        Assert.Equal(["IHDR", "tEXt", "iTXt", "IDAT", "IEND"], types);
     }
 
     [Fact]

@@ -88,7 +88,7 @@ public static class PngEncoder
             var written = output.Written;
             BinaryPrimitives.WriteUInt32BigEndian(written.Slice(idatStart, 4), (uint)dataLength);
             Span<byte> crc = stackalloc byte[4];
-            BinaryPrimitives.WriteUInt32BigEndian(crc, Crc32.Compute(written.Slice(idatStart + 4, 4 + dataLength)));
+            BinaryPrimitives.WriteUInt32BigEndian(crc, System.IO.Hashing.Crc32.HashToUInt32(written.Slice(idatStart + 4, 4 + dataLength)));
             output.Write(crc);
             WriteChunk(output, "IEND", []);
             return output.Written.ToArray();
@@ -237,9 +237,11 @@ public static class PngEncoder
         Encoding.ASCII.GetBytes(type, header[4..]);
         output.Write(header);
         output.Write(data);
-        uint crc = Crc32.Append(Crc32.Compute(header[4..]), data);
+        var crc = new System.IO.Hashing.Crc32();
+        crc.Append(header[4..]);
+        crc.Append(data);
         Span<byte> crcBytes = stackalloc byte[4];
-        BinaryPrimitives.WriteUInt32BigEndian(crcBytes, crc);
+        BinaryPrimitives.WriteUInt32BigEndian(crcBytes, crc.GetCurrentHashAsUInt32());
         output.Write(crcBytes);
     }
 

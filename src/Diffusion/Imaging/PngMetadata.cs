@@ -38,7 +38,7 @@ public static class PngMetadata
             var type = Encoding.ASCII.GetString(png.Slice(offset + 4, 4));
             var data = png.Slice(offset + 8, (int)length);
             uint stored = BinaryPrimitives.ReadUInt32BigEndian(png[(offset + 8 + (int)length)..]);
-            uint actual = Crc32.Compute(png.Slice(offset + 4, 4 + (int)length));
+            uint actual = System.IO.Hashing.Crc32.HashToUInt32(png.Slice(offset + 4, 4 + (int)length));
             if (stored != actual)
             {
                 throw new InvalidDataException($"CRC mismatch in the {type} chunk at byte {offset} (stored {stored:x8}, computed {actual:x8}).");
