@@ -90,6 +90,32 @@ public sealed class EndToEndTests(FarmFixture fixture)
     }
 
     [Fact]
+    public async Task ADownloadSendsEveryImageBeforeOneMissingFromStorageInOrderThenFailsWithDataLoss()
+    {
+        // 20 images, the store read 8 ahead of the one being sent: image 12 is opened (and found missing) while
+        // earlier ones are still streaming, yet the client gets 0–11 in order before the error.
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 10);
+        await farm.StartWorkerAsync("synthetic", s => s[$"Farm:Models:{FarmCluster.Model}"] = "synthetic:0");
+        var job = await farm.SubmitAsync(Header(2, 5), Enumerable.Range(0, 20).Select(i => new PromptItem { Prompt = $"a lantern, number {i}" }));
+        Assert.Equal(JobState.Completed, (await farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(1)))[^1].JobFinished.State);
+        var complete = await farm.Jobs.DownloadAllAsync(job.JobId);
+        Assert.Equal(Enumerable.Range(0, 20).Select(i => (uint)i), complete.Select(i => i.Info.Index));
+        Assert.All(complete, i => Assert.Equal(i.Info.Sha256, i.Sha256));
+
+        File.Delete(Path.Combine(farm.StorageDirectory, job.JobId, "000012.png"));
+        var received = new List<uint>();
+        var error = await Assert.ThrowsAsync<Grpc.Core.RpcException>(async () =>
+        {
+            using var call = farm.Jobs.DownloadResults(new DownloadResultsRequest { JobId = job.JobId });
+            while (await call.ResponseStream.MoveNext(CancellationToken.None))
+                if (call.ResponseStream.Current.Image is { } image) received.Add(image.Index);
+        });
+        Assert.Equal(Grpc.Core.StatusCode.DataLoss, error.StatusCode);
+        Assert.Contains("image 12", error.Status.Detail);
+        Assert.Equal(Enumerable.Range(0, 12).Select(i => (uint)i), received);
+    }
+
+    [Fact]
     public async Task WatchersAreWokenByEachPublishedEventNotByPolling()
     {
         // A fallback read after 10 minutes only: the watch can finish in time only if every quiet wait is ended by the

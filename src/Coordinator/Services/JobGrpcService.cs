@@ -27,6 +27,7 @@ public sealed class JobGrpcService(
     private readonly TimeSpan presignTtl = TimeSpan.FromSeconds(options.Value.S3.PresignTtlSeconds);
     private const int ChunkSize = 256 * 1024;
     private const int DownloadPageSize = 256;
+    private const int DownloadReadAhead = 8; // store objects in flight per DownloadResults stream
     private readonly TimeSpan watchFallback = TimeSpan.FromMilliseconds(options.Value.WatchFallbackMilliseconds);
 
     public override Task<SubmitJobResponse> SubmitJob(IAsyncStreamReader<SubmitJobRequest> requestStream, ServerCallContext context) =>
@@ -96,46 +97,61 @@ public sealed class JobGrpcService(
         var wanted = (await jobs.ListResultsAsync(request.JobId))
             .Where(r => !skip.Contains(r.Index) && (!partitioned || r.Index % request.PartitionCount == request.Partition))
             .ToList();
-        // Image records are read a page at a time (one round trip each), not one per image.
+        var presigned = request.PresignedUrls && store.CanPresign;
+        await using var ahead = new StoreReadAhead<(StoredResult Result, ImageTask? Task)>(store, request.JobId, DownloadReadAhead, context.CancellationToken);
+        // Image records are read a page at a time (one round trip each), not one per image; the store's objects a few
+        // images ahead of the one being sent.
         foreach (var page in wanted.Chunk(DownloadPageSize))
         {
             var tasks = await jobs.GetImagesAsync(request.JobId, page.Select(r => r.Index).ToArray());
             for (var i = 0; i < page.Length; i++)
-                await SendResultAsync(request, page[i], tasks[i], responseStream, buffer, context);
+            {
+                if (presigned)
+                {
+                    await SendPresignedAsync(request, page[i], tasks[i], responseStream, context);
+                    continue;
+                }
+                ahead.Add(page[i].Index, (page[i], tasks[i]));
+                if (ahead.IsFull) await SendBytesAsync(request, await ahead.TakeAsync(), responseStream, buffer, context);
+            }
         }
+        while (ahead.Count > 0) await SendBytesAsync(request, await ahead.TakeAsync(), responseStream, buffer, context);
     }
 
-    private async Task SendResultAsync(DownloadResultsRequest request, StoredResult result, ImageTask? task,
+    private static RpcException MissingFromStorage(DownloadResultsRequest request, uint index) =>
+        new(new Status(StatusCode.DataLoss, $"image {index} of job {request.JobId} is recorded but missing from storage"));
+
+    /// <summary>One chunk with a time-limited URL instead of the bytes: the client fetches the image from the store.</summary>
+    private async Task SendPresignedAsync(DownloadResultsRequest request, StoredResult result, ImageTask? task,
+        IServerStreamWriter<ResultChunk> responseStream, ServerCallContext context)
+    {
+        // The size recorded with the result saves asking the store (older results without one still do).
+        var presigned = result.SizeBytes is long size
+            ? store.Presign(request.JobId, result.Index, size, presignTtl)
+            : await store.PresignedUrlAsync(request.JobId, result.Index, presignTtl, context.CancellationToken);
+        if (task is null || presigned is null) throw MissingFromStorage(request, result.Index);
+        await responseStream.WriteAsync(new ResultChunk
+        {
+            Image = new ImageInfo
+            {
+                Index = result.Index, Prompt = task.Prompt, NegativePrompt = task.NegativePrompt, Seed = task.Seed,
+                Sha256 = result.Sha256, SizeBytes = (ulong)presigned.SizeBytes, Url = presigned.Url.OriginalString,
+            },
+        }, context.CancellationToken);
+    }
+
+    /// <summary>The image's bytes in chunks, the first carrying its metadata; takes ownership of <paramref name="item"/>'s stream.</summary>
+    private static async Task SendBytesAsync(DownloadResultsRequest request, ((StoredResult Result, ImageTask? Task) Tag, Stream? Stream) item,
         IServerStreamWriter<ResultChunk> responseStream, byte[] buffer, ServerCallContext context)
     {
-        var (index, sha256) = (result.Index, result.Sha256);
-        if (request.PresignedUrls && store.CanPresign)
-        {
-            // One chunk with a time-limited URL instead of the bytes: the client fetches the image from the store.
-            // The size recorded with the result saves asking the store (older results without one still do).
-            var presigned = result.SizeBytes is long size
-                ? store.Presign(request.JobId, index, size, presignTtl)
-                : await store.PresignedUrlAsync(request.JobId, index, presignTtl, context.CancellationToken);
-            if (task is null || presigned is null)
-                throw new RpcException(new Status(StatusCode.DataLoss, $"image {index} of job {request.JobId} is recorded but missing from storage"));
-            await responseStream.WriteAsync(new ResultChunk
-            {
-                Image = new ImageInfo
-                {
-                    Index = index, Prompt = task.Prompt, NegativePrompt = task.NegativePrompt, Seed = task.Seed,
-                    Sha256 = sha256, SizeBytes = (ulong)presigned.SizeBytes, Url = presigned.Url.OriginalString,
-                },
-            }, context.CancellationToken);
-            return;
-        }
-        await using var stream = await store.OpenReadAsync(request.JobId, index, context.CancellationToken);
-        if (task is null || stream is null)
-            throw new RpcException(new Status(StatusCode.DataLoss, $"image {index} of job {request.JobId} is recorded but missing from storage"));
+        var ((result, task), stream) = item;
+        await using var _ = stream;
+        if (task is null || stream is null) throw MissingFromStorage(request, result.Index);
 
         var info = new ImageInfo
         {
-            Index = index, Prompt = task.Prompt, NegativePrompt = task.NegativePrompt, Seed = task.Seed,
-            Sha256 = sha256, SizeBytes = (ulong)stream.Length,
+            Index = result.Index, Prompt = task.Prompt, NegativePrompt = task.NegativePrompt, Seed = task.Seed,
+            Sha256 = result.Sha256, SizeBytes = (ulong)stream.Length,
         };
         var first = true;
         int read;
