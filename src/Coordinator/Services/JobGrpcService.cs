@@ -27,7 +27,11 @@ public sealed class JobGrpcService(
     private readonly TimeSpan presignTtl = TimeSpan.FromSeconds(options.Value.S3.PresignTtlSeconds);
     private const int ChunkSize = 256 * 1024;
     private const int DownloadPageSize = 256;
-    private const int DownloadReadAhead = 8; // store objects in flight per DownloadResults stream
+    // Store objects in flight per DownloadResults stream, and per pull across its partitions (a pull of N partitions
+    // gets 16 / N per stream): one stream overlaps the store's round trips, and a --parallel 64 pull still holds at
+    // most ~16 objects (≤ 2 MiB each) in the coordinator's memory.
+    private const int DownloadReadAhead = 8;
+    private const int DownloadReadAheadPerPull = 16;
     private readonly TimeSpan watchFallback = TimeSpan.FromMilliseconds(options.Value.WatchFallbackMilliseconds);
 
     public override Task<SubmitJobResponse> SubmitJob(IAsyncStreamReader<SubmitJobRequest> requestStream, ServerCallContext context) =>
@@ -98,7 +102,8 @@ public sealed class JobGrpcService(
             .Where(r => !skip.Contains(r.Index) && (!partitioned || r.Index % request.PartitionCount == request.Partition))
             .ToList();
         var presigned = request.PresignedUrls && store.CanPresign;
-        await using var ahead = new StoreReadAhead<(StoredResult Result, ImageTask? Task)>(store, request.JobId, DownloadReadAhead, context.CancellationToken);
+        var depth = Math.Clamp(DownloadReadAheadPerPull / (partitioned ? (int)Math.Min(request.PartitionCount, int.MaxValue) : 1), 1, DownloadReadAhead);
+        await using var ahead = new StoreReadAhead<(StoredResult Result, ImageTask? Task)>(store, request.JobId, depth, context.CancellationToken);
         // Image records are read a page at a time (one round trip each), not one per image; the store's objects a few
         // images ahead of the one being sent.
         foreach (var page in wanted.Chunk(DownloadPageSize))
