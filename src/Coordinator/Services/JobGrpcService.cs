@@ -102,7 +102,7 @@ public sealed class JobGrpcService(
             .Where(r => !skip.Contains(r.Index) && (!partitioned || r.Index % request.PartitionCount == request.Partition))
             .ToList();
         var presigned = request.PresignedUrls && store.CanPresign;
-        var depth = Math.Clamp(DownloadReadAheadPerPull / (partitioned ? (int)Math.Min(request.PartitionCount, int.MaxValue) : 1), 1, DownloadReadAhead);
+        var depth = Math.Clamp((int)(DownloadReadAheadPerPull / (partitioned ? request.PartitionCount : 1u)), 1, DownloadReadAhead);
         await using var ahead = new StoreReadAhead<(StoredResult Result, ImageTask? Task)>(store, request.JobId, depth, context.CancellationToken);
         // Image records are read a page at a time (one round trip each), not one per image; the store's objects a few
         // images ahead of the one being sent.
