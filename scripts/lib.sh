@@ -1,13 +1,22 @@
 # Shared helpers for the scripts in this folder (sourced, not run).
 
-# Installs redis-server from Debian's packages when the machine lacks it (root on a fresh machine).
+# Installs, from Debian's packages, the packages whose commands the machine lacks (root on a fresh machine).
+#   ensure_commands redis-server:redis-server node:nodejs      (command:package ...)
+ensure_commands() {
+  local missing=() pair
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "==> installing ${missing[*]}" >&2
+  local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# What every script here needs: redis-server for the farm, python3 for free_port, curl for health checks.
 ensure_redis() {
-  if ! command -v redis-server >/dev/null 2>&1; then
-    echo "==> installing redis-server" >&2
-    local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
-  fi
+  ensure_commands redis-server:redis-server python3:python3 curl:curl
 }
 
 # Prints a TCP port on 127.0.0.1 that nothing listens on.

@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 ensure_redis
+# node + npm: the S3 store's tests run against s3rver (npm). They are required here, not skipped: CI must not pass with
+# the S3 store untested because a fresh machine lacked node.
+ensure_commands node:nodejs npm:npm
+export RENDERFARM_REQUIRE_S3_TESTS=1
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
