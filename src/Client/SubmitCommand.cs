@@ -54,7 +54,7 @@ public sealed record BatchCount(long Prompts, long Images, long PromptsWithOwnSe
 public static class SubmitCommand
 {
     /// <summary>Shard size assumed for estimates until the coordinator reports its own.</summary>
-    public const int AssumedShardSize = 4;
+    public const int AssumedShardSize = 8;
 
     public static Command Create(FarmCliHost host, GlobalOptions globals)
     {

@@ -20,10 +20,11 @@ public sealed class CoordinatorOptions
     [Required] public string DefaultModel { get; set; } = "sd15";
 
     /// <summary>
-    /// Images per shard: one shard runs as one UNet batch on one worker. Lowered per job to the smallest max batch of the
-    /// online workers serving its model.
+    /// Most images per shard: one shard runs as one UNet batch on one worker. Shards are sized to the smallest max batch
+    /// of the online workers serving the model, up to this (<see cref="Jobs.ShardSizing"/>). It bounds the work redone
+    /// when a worker dies mid-shard; the default matches a worker's default max batch.
     /// </summary>
-    [Range(1, 256)] public int ShardSize { get; set; } = 4;
+    [Range(1, 256)] public int ShardSize { get; set; } = 8;
 
     /// <summary>Deliveries of a shard before its images are marked failed (dead letter).</summary>
     [Range(1, 100)] public int MaxAttempts { get; set; } = 3;

@@ -19,7 +19,7 @@ public class SubmitCommandTests : IDisposable
 
         Assert.Equal(0, code);
         Assert.Contains("images:    18 (3 prompts × 3 seeds × 2 per seed)", _cli.Out.ToString());
-        Assert.Contains("shards:    ~5 (assuming 4 images per shard)", _cli.Out.ToString());
+        Assert.Contains("shards:    ~3 (assuming 8 images per shard)", _cli.Out.ToString());
         Assert.Equal(0, _cli.Service.SubmitCalls);
         Assert.Empty(_cli.Service.CallHeaders);
     }

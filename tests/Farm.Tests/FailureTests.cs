@@ -101,9 +101,10 @@ public sealed class FailureTests
             farm.Jobs.RetryJobAsync(new RetryJobRequest { JobId = "aaaaaaaaaaaaaaaa" }).ResponseAsync);
         Assert.Equal(StatusCode.NotFound, unknown.StatusCode);
 
-        // The broken worker is replaced by a good one; the failed images go round again.
+        // The broken worker is replaced by a good one that batches one image at a time; the failed images go round
+        // again, in shards sized for it.
         await farm.StopWorkerAsync("broken");
-        await farm.StartWorkerAsync("good");
+        await farm.StartWorkerAsync("good", s => s["Farm:MaxBatch"] = "1");
         var retried = await farm.Jobs.RetryJobAsync(new RetryJobRequest { JobId = job.JobId });
         Assert.Equal(JobState.Queued, retried.State);
         Assert.Equal(0u, retried.ImagesFailed);
@@ -121,8 +122,8 @@ public sealed class FailureTests
         }
         Assert.False(await farm.Redis.KeyExistsAsync(FarmKeys.JobInputs(job.JobId)));
         var status = await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId });
-        // Both times the overridden image has a shard of its own: {0, 2} and {1}.
-        Assert.Equal((3u, 0u, 4u, 4u), (status.ImagesDone, status.ImagesFailed, status.ShardCount, status.ShardsDone));
+        // First {0, 2} and {1} (the overridden image has a shard of its own); on retry {0}, {2} and {1}.
+        Assert.Equal((3u, 0u, 5u, 5u), (status.ImagesDone, status.ImagesFailed, status.ShardCount, status.ShardsDone));
         // A completed job has nothing to retry.
         var again = await Assert.ThrowsAsync<RpcException>(() => farm.Jobs.RetryJobAsync(new RetryJobRequest { JobId = job.JobId }).ResponseAsync);
         Assert.Equal(StatusCode.FailedPrecondition, again.StatusCode);

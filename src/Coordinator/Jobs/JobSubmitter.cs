@@ -19,26 +19,12 @@ public sealed class JobSubmitter(
     BatchValidator validator,
     ShardQueue queue,
     TenantLimits limits,
-    WorkerRegistry workers,
+    ShardSizing sizing,
     IOptions<CoordinatorOptions> options,
     ILogger<JobSubmitter> logger)
 {
     private static readonly TimeSpan StagingTtl = TimeSpan.FromHours(1);
     private const int FlushEvery = 256;
-    private readonly int _shardSize = options.Value.ShardSize;
-
-    /// <summary>
-    /// Images per shard for a model: <c>Farm:ShardSize</c>, lowered to the smallest batch an online worker serving the
-    /// model can take, so every shard fits whichever worker pulls it.
-    /// </summary>
-    private async Task<int> ShardSizeForAsync(string model)
-    {
-        var batches = (await workers.ListOnlineAsync())
-            .Where(w => w.Models.Contains(model) && w.MaxBatch > 0)
-            .Select(w => (int)w.MaxBatch).ToList();
-        return batches.Count == 0 ? _shardSize : Math.Min(_shardSize, batches.Min());
-    }
-
     public async Task<SubmitJobResponse> SubmitAsync(IAsyncStreamReader<SubmitJobRequest> requests, string tenant, CancellationToken cancellationToken)
     {
         if (!await requests.MoveNext(cancellationToken) || requests.Current.ItemCase != SubmitJobRequest.ItemOneofCase.Header)
@@ -47,7 +33,7 @@ public sealed class JobSubmitter(
         var alreadyQueued = await limits.AdmitAsync(tenant);
 
         var jobId = JobIds.New();
-        var staging = new Staging(redis.GetDatabase(), jobId, header, await ShardSizeForAsync(header.Params.Model));
+        var staging = new Staging(redis.GetDatabase(), jobId, header, await sizing.SnapshotAsync());
         var inputs = new SubmittedInputs(redis.GetDatabase(), jobId, options.Value, StagingTtl);
         try
         {
@@ -145,7 +131,7 @@ public sealed class JobSubmitter(
     /// A submission in progress: one open shard per distinct set of settings (per-prompt overrides), and the Redis
     /// writes not yet flushed.
     /// </summary>
-    private sealed class Staging(IDatabase db, string jobId, JobHeader header, int shardSize)
+    private sealed class Staging(IDatabase db, string jobId, JobHeader header, Func<string, int> shardSizeFor)
     {
         /// <summary>Distinct settings one job may mix: each keeps a shard open while the batch streams in.</summary>
         public const int MaxDistinctParams = 64;
@@ -183,7 +169,7 @@ public sealed class JobSubmitter(
                 shard.Images.Add(image);
                 var record = parameters.Equals(header.Params) ? image : new ImageTask(image) { Params = parameters };
                 _images.Add(new HashEntry(image.Index, record.ToByteArray()));
-                if (shard.Images.Count == shardSize) CloseShard(parameters);
+                if (shard.Images.Count == shardSizeFor(parameters.Model)) CloseShard(parameters);
             }
         }
 

@@ -20,10 +20,10 @@ public sealed class JobGrpcService(
     ShardQueue queue,
     WorkerRegistry workers,
     WorkerConnections connections,
+    ShardSizing sizing,
     IOptions<CoordinatorOptions> options,
     ILogger<JobGrpcService> logger) : JobService.JobServiceBase
 {
-    private readonly int shardSize = options.Value.ShardSize;
     private readonly TimeSpan presignTtl = TimeSpan.FromSeconds(options.Value.S3.PresignTtlSeconds);
     private const int ChunkSize = 256 * 1024;
     private const int DownloadPageSize = 256;
@@ -218,10 +218,12 @@ public sealed class JobGrpcService(
                 $"job {request.JobId} is {status.State.ToString().ToLowerInvariant()}; only a job that finished with failed images can be retried"));
         var failed = await jobs.FailedImagesAsync(request.JobId);
         var tasks = (await Task.WhenAll(failed.Chunk(1000).Select(page => jobs.GetImagesAsync(request.JobId, page)))).SelectMany(t => t);
-        // Images re-render with the settings they were submitted with (per-prompt overrides kept), grouped as on submit.
+        // Images re-render with the settings they were submitted with (per-prompt overrides kept), grouped and sized as
+        // on submit, for the fleet serving the job now.
+        var shardSizeFor = await sizing.SnapshotAsync();
         var shards = tasks.OfType<ImageTask>()
             .GroupBy(t => t.Params ?? status.Params)
-            .SelectMany(group => group.Chunk(shardSize).Select(chunk => (group.Key, chunk)))
+            .SelectMany(group => group.Chunk(shardSizeFor(group.Key.Model)).Select(chunk => (group.Key, chunk)))
             .Select((g, n) =>
             {
                 var shard = new Shard { JobId = request.JobId, ShardIndex = status.ShardCount + (uint)n, Params = g.Key };
