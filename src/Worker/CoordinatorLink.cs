@@ -23,7 +23,7 @@ public sealed class CoordinatorLink : BackgroundService
     private readonly GrpcChannel _channel;
     private WorkerMessage? _unsent;
 
-    public CoordinatorLink(IOptions<WorkerOptions> options, ModelCatalog models, ILogger<CoordinatorLink> logger)
+    public CoordinatorLink(IOptions<WorkerOptions> options, ModelCatalog models, DeviceDescription device, ILogger<CoordinatorLink> logger)
     {
         _options = options.Value;
         _logger = logger;
@@ -37,8 +37,8 @@ public sealed class CoordinatorLink : BackgroundService
             WorkerId = _options.ResolvedWorkerId,
             MaxBatch = (uint)_options.MaxBatch,
             ExecutionProvider = _options.ExecutionProvider,
-            Device = _options.ExecutionProvider == "cpu" ? $"cpu x{Environment.ProcessorCount}" : _options.ExecutionProvider,
-            MemoryBytes = (ulong)Math.Max(0, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes),
+            Device = device.Name,
+            MemoryBytes = device.MemoryBytes,
         };
         _hello.Models.AddRange(models.Names);
     }

@@ -32,6 +32,8 @@ public static class WorkerExtensions
         // Hosted services start in this order: models are warmed up before the worker registers or pulls.
         services.AddHostedService<ModelWarmUp>();
         // The link is registered before the loop so it stops after it and can drain the final reports.
+        services.AddSingleton(sp => DeviceDescription.Probe(
+            sp.GetRequiredService<IOptions<WorkerOptions>>().Value.ExecutionProvider, sp.GetRequiredService<ILogger<DeviceDescription>>()));
         services.AddSingleton<CoordinatorLink>();
         services.AddHostedService(sp => sp.GetRequiredService<CoordinatorLink>());
         services.AddHostedService<WorkerLoop>();
