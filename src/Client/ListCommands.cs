@@ -119,7 +119,7 @@ public static class ListCommands
                 context.Out.Write(TextTable.Format(["WORKER", "STATE", "MODELS", "DEVICE", "JOB/SHARD", "IMAGES", "FAILED", "IT/S", "LAST SEEN"],
                     response.Workers.Select(w => (IReadOnlyList<string>)
                     [
-                        w.WorkerId, StateName(w.State), string.Join(",", w.Models), $"{w.ExecutionProvider} {w.Device}".Trim(),
+                        w.WorkerId, StateName(w.State), string.Join(",", w.Models), Device(w),
                         w.CurrentJobId.Length == 0 ? "-" : $"{w.CurrentJobId}/{w.CurrentShard}", N(w.ImagesDone), N(w.ShardsFailed),
                         w.ItPerSec.ToString("0.0", CultureInfo.InvariantCulture), Time(w.LastSeenUnixMs),
                     ])));
@@ -128,6 +128,10 @@ public static class ListCommands
         }));
         return command;
     }
+
+    /// <summary>Provider, device and memory, e.g. "cuda NVIDIA H100 80GB HBM3 79.6 GiB".</summary>
+    private static string Device(WorkerInfo w) =>
+        string.Create(CultureInfo.InvariantCulture, $"{w.ExecutionProvider} {w.Device}{(w.MemoryBytes > 0 ? $" {w.MemoryBytes / (double)(1L << 30):0.#} GiB" : "")}").Trim();
 
     public static Command Models(FarmCliHost host, GlobalOptions globals)
     {

@@ -99,6 +99,10 @@ public sealed class ClientRoundTripTests(FarmFixture fixture) : IDisposable
         Assert.Contains("worker-2", workers.Keys);
         Assert.Equal(FarmCluster.Model, workers["worker-1"].GetProperty("models")[0].GetString());
         Assert.NotEqual("offline", workers["worker-1"].GetProperty("state").GetString());
+        Assert.Equal($"cpu x{Environment.ProcessorCount}", workers["worker-1"].GetProperty("device").GetString());
+        Assert.True(workers["worker-1"].GetProperty("memory_bytes").GetUInt64() > 0);
+        var table = (await FarmAsync(["workers"])).Out;
+        Assert.Matches($@"worker-1 +\S+ +{FarmCluster.Model} +cpu cpu x{Environment.ProcessorCount} [0-9.]+ GiB ", table);
 
         var models = JsonDocument.Parse((await FarmAsync(["models", "--json"])).Out).RootElement;
         var tiny = Assert.Single(models.EnumerateArray(), m => m.GetProperty("name").GetString() == FarmCluster.Model);
