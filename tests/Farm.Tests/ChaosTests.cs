@@ -61,6 +61,10 @@ public sealed class ChaosTests(ITestOutputHelper output)
         var doneEvents = (await redis.GetDatabase().StreamRangeAsync(FarmKeys.JobEvents(job.JobId)))
             .Where(e => e["type"] == "image_done").Select(e => (int)e["index"]).ToList();
         Assert.Equal(Enumerable.Range(0, Images), doneEvents.Order());
+        // Some shard lost with its worker was taken over by another worker (not just resumed by the same id).
+        var startedBy = (await redis.GetDatabase().StreamRangeAsync(FarmKeys.JobEvents(job.JobId)))
+            .Where(e => e["type"] == "shard_started").GroupBy(e => (int)e["shard"], e => (string)e["worker"]!);
+        Assert.Contains(startedBy, shard => shard.Distinct().Count() > 1);
         var files = Directory.GetFiles(Path.Combine(farm.StorageDirectory, job.JobId));
         Assert.Equal(Images, files.Length);
         Assert.All(files, f => Assert.EndsWith(".png", f));
@@ -74,6 +78,8 @@ public sealed class ChaosTests(ITestOutputHelper output)
     {
         var faults = new List<string>();
         var random = new Random(12345);
+        var live = farm.WorkerIds.ToList();
+        var kills = 0;
         try
         {
             for (var round = 0; !stop.IsCancellationRequested; round++)
@@ -90,10 +96,14 @@ public sealed class ChaosTests(ITestOutputHelper output)
                         faults.Add("redis restarted");
                         break;
                     default:
-                        var victim = farm.WorkerIds.ElementAt(random.Next(farm.WorkerIds.Count));
+                        var victim = live[random.Next(live.Count)];
                         await farm.KillWorkerAsync(victim);
-                        faults.Add($"killed {victim}");
-                        await farm.StartWorkerAsync(victim);
+                        // Every other replacement comes back under a new id, as a rescheduled pod does (new host
+                        // name): the shard it held can then only come back through another worker's reclaim.
+                        var replacement = kills++ % 2 == 0 ? $"{victim.Split("-r")[0]}-r{kills}" : victim;
+                        live[live.IndexOf(victim)] = replacement;
+                        faults.Add(replacement == victim ? $"killed {victim}" : $"killed {victim}, replaced by {replacement}");
+                        await farm.StartWorkerAsync(replacement);
                         break;
                 }
             }
