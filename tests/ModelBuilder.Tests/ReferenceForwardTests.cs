@@ -1,18 +1,50 @@
+using RenderFarm.ModelBuilder.Graph;
+
 namespace RenderFarm.ModelBuilder.Tests;
 
 /// <summary>
-/// The ONNX graphs compute what the architecture says: each component's ONNX Runtime output matches an independent
-/// float64 reference forward pass (<see cref="ReferenceModel"/>) over the same weights, to 1e-4 of the output's scale.
+/// The ONNX graphs compute what the architecture says: every component of every tiny preset, run in ONNX Runtime
+/// through its own input types (int32/int64 input_ids, float32/float16/int64 timestep, float16 I/O), matches an
+/// independent float64 reference forward pass (<see cref="ReferenceModel"/>) over the same weights.
 /// </summary>
+/// <remarks>
+/// Error measure (<see cref="AssertClose"/>): the max-norm relative error max|ort − ref| / max|ref| must be within the
+/// preset's tolerance, and, per element where |ref| is at least 1 % of max|ref|, |ort − ref| / |ref| within
+/// <see cref="ElementFactor"/> times it (so small outputs cannot hide behind a large maximum).
+/// float32 graphs: 1e-4. float16 graphs compute in float32 on float16 weights and float16-rounded inputs (the
+/// reference sees exactly those values), then cast the outputs to float16; round-to-nearest moves a value by at most
+/// half a unit in the last place, 2⁻¹¹ of its magnitude (float16 has 10 fraction bits, eps 2⁻¹⁰ ≈ 9.8e-4), so the
+/// tolerance is 2⁻¹¹ + 1e-4: the rounding bound plus the float32 allowance.
+/// <see cref="Fp16WeightsAreTheFloat16RoundingOfTheFloat32Weights"/> shows that precision is the only difference.
+/// </remarks>
 [Collection(ModelDirectoryCollection.Name)]
 public class ReferenceForwardTests(ModelDirectoryFixture models)
 {
-    private const double Tolerance = 1e-4;
+    private const double Float32Tolerance = 1e-4;
+    private const double Float16Tolerance = 1.0 / 2048 + Float32Tolerance;
+    private const double ElementFactor = 10;
+
+    public static TheoryData<string> TinyPresets => PresetSignatureTests.SmallPresets;
+
+    public static TheoryData<string> PresetsWithASecondTextEncoder =>
+        new(ModelPresets.Definitions.Where(p => p.TextEncoder2 is not null && p.Name != "sd15").Select(p => p.Name));
+
+    /// <summary>The components the tests below compare: a preset writing any other one would go unchecked.</summary>
+    [Theory]
+    [MemberData(nameof(TinyPresets))]
+    public void EveryComponentThePresetWritesHasAReferenceCheckHere(string preset)
+    {
+        var def = ModelPresets.Get(preset);
+        string[] checkedHere = def.TextEncoder2 is null
+            ? ["text_encoder", "unet", "vae_decoder", "vae_encoder"]
+            : ["text_encoder", "text_encoder_2", "unet", "vae_decoder", "vae_encoder"];
+        var written = Directory.GetFiles(models.PathOf(preset), "model.onnx", SearchOption.AllDirectories)
+            .Select(f => Path.GetFileName(Path.GetDirectoryName(f))!);
+        Assert.Equal(checkedHere, written.Order(StringComparer.Ordinal));
+    }
 
     [Theory]
-    [InlineData("tiny")]
-    [InlineData("tiny-sd2")]
-    [InlineData("tiny-sdxl")]
+    [MemberData(nameof(TinyPresets))]
     public void TextEncoderMatchesTheReferenceClipTransformer(string preset)
     {
         var def = ModelPresets.Get(preset);
@@ -25,80 +57,80 @@ public class ReferenceForwardTests(ModelDirectoryFixture models)
         for (int b = 0; b < 2; b++)
         {
             var (last, pooled, hidden) = reference.ClipText(prompts[b], def.TextEncoder, def.TextEncoder.Act == Activation.QuickGelu);
-            AssertClose(last, Batch(r["last_hidden_state"].Values, b, 2), "last_hidden_state");
-            AssertClose(pooled, Batch(r["pooler_output"].Values, b, 2), "pooler_output");
+            AssertClose(last, Batch(r["last_hidden_state"].Values, b, 2), "last_hidden_state", def);
+            AssertClose(pooled, Batch(r["pooler_output"].Values, b, 2), "pooler_output", def);
             if (def.TextEncoder.OutputHiddenStates)
-                AssertClose(hidden[^2], Batch(r[$"hidden_states.{hidden.Count - 2}"].Values, b, 2), "penultimate hidden state");
+                for (int i = 0; i < hidden.Count; i++)
+                    AssertClose(hidden[i], Batch(r[$"hidden_states.{i}"].Values, b, 2), $"hidden_states.{i}", def);
         }
     }
 
-    [Fact]
-    public void SdxlSecondTextEncoderProjectsThePooledStateWithGelu()
+    [Theory]
+    [MemberData(nameof(PresetsWithASecondTextEncoder))]
+    public void SecondTextEncoderProjectsThePooledStateWithGelu(string preset)
     {
-        var def = ModelPresets.Get("tiny-sdxl");
-        string path = Component("tiny-sdxl", "text_encoder_2");
+        var def = ModelPresets.Get(preset);
+        var c = def.TextEncoder2!;
+        string path = Component(preset, "text_encoder_2");
         var weights = new OnnxWeights(path);
-        int[] prompt = Prompt("tiny-sdxl", [42, 43, 44], 3);
+        int[] prompt = Prompt(preset, [42, 43, 44], 3);
 
         using var s = Ort.Open(path);
         var r = Ort.Run(s, Ort.Input(s, "input_ids", [1, 77], prompt.Select(v => (float)v).ToArray()));
-        var (last, pooled, hidden) = new ReferenceModel(weights).ClipText(prompt, def.TextEncoder2!, quickGelu: false);
+        var (last, pooled, hidden) = new ReferenceModel(weights).ClipText(prompt, c, c.Act == Activation.QuickGelu);
         var projection = weights["text_projection.weight"];
-        int h = def.TextEncoder2!.Hidden, p = def.TextEncoder2.ProjectionDim!.Value;
+        int h = c.Hidden, p = c.ProjectionDim!.Value;
         var embeds = Enumerable.Range(0, p).Select(o => Enumerable.Range(0, h).Sum(i => pooled[i] * projection[i * p + o])).ToArray();
-        AssertClose(embeds, r["text_embeds"].Values, "text_embeds");
-        AssertClose(last, r["last_hidden_state"].Values, "last_hidden_state");
-        AssertClose(hidden[1], r["hidden_states.1"].Values, "hidden_states.1");
+        AssertClose(embeds, r["text_embeds"].Values, "text_embeds", def);
+        AssertClose(last, r["last_hidden_state"].Values, "last_hidden_state", def);
+        for (int i = 0; i < hidden.Count; i++)
+            AssertClose(hidden[i], r[$"hidden_states.{i}"].Values, $"hidden_states.{i}", def);
     }
 
-    [Fact]
-    public void VaeDecoderMatchesTheReferenceAutoencoderKlDecoder()
+    [Theory]
+    [MemberData(nameof(TinyPresets))]
+    public void VaeDecoderMatchesTheReferenceAutoencoderKlDecoder(string preset)
     {
-        var def = ModelPresets.Get("tiny");
-        string path = Component("tiny", "vae_decoder");
-        var latents = Ort.Random(4 * 4 * 6, 11, 2f);
+        var def = ModelPresets.Get(preset);
+        string path = Component(preset, "vae_decoder");
+        var latents = Representable(def, Ort.Random(4 * 4 * 6, 11, 2f));
 
         using var s = Ort.Open(path);
         var r = Ort.Run(s, Ort.Input(s, "latent_sample", [1, 4, 4, 6], latents));
         var expected = new ReferenceModel(new OnnxWeights(path)).VaeDecoder(new Img(ToDouble(latents), 4, 4, 6), def.Vae);
         Assert.Equal([1, 3, 32, 48], r["sample"].Shape);
-        AssertClose(expected.D, r["sample"].Values, "sample");
+        AssertClose(expected.D, r["sample"].Values, "sample", def);
     }
 
-    [Fact]
-    public void VaeEncoderMatchesTheReferenceAutoencoderKlEncoderMean()
+    [Theory]
+    [MemberData(nameof(TinyPresets))]
+    public void VaeEncoderMatchesTheReferenceAutoencoderKlEncoderMean(string preset)
     {
-        var def = ModelPresets.Get("tiny");
-        string path = Component("tiny", "vae_encoder");
-        var image = Ort.Random(3 * 32 * 48, 12);
+        var def = ModelPresets.Get(preset);
+        string path = Component(preset, "vae_encoder");
+        var image = Representable(def, Ort.Random(3 * 32 * 48, 12));
 
         using var s = Ort.Open(path);
         var r = Ort.Run(s, Ort.Input(s, "sample", [1, 3, 32, 48], image));
         var expected = new ReferenceModel(new OnnxWeights(path)).VaeEncoderMean(new Img(ToDouble(image), 3, 32, 48), def.Vae);
         Assert.Equal([1, 4, 4, 6], r["latent_sample"].Shape);
-        AssertClose(expected.D, r["latent_sample"].Values, "latent_sample");
+        AssertClose(expected.D, r["latent_sample"].Values, "latent_sample", def);
     }
 
     [Theory]
-    [InlineData("tiny", Tolerance)]
-    [InlineData("tiny-inpaint", Tolerance)]
-    [InlineData("tiny-sd2", Tolerance)]
-    [InlineData("tiny-sdxl", Tolerance)]
-    [InlineData("tiny-int64-timestep", Tolerance)]
-    [InlineData("tiny-fp16", 2e-3)] // float16 output rounding: 2^-11 of the value
-    public void UNetMatchesTheReferenceUNet2DConditionModel(string preset, double tolerance)
+    [MemberData(nameof(TinyPresets))]
+    public void UNetMatchesTheReferenceUNet2DConditionModel(string preset)
     {
         var def = ModelPresets.Get(preset);
         var c = def.UNet;
         string path = Component(preset, "unet");
         const int batch = 2, h = 8, w = 4, seq = 77;
-        bool fp16 = def.FloatType == Graph.ElementType.Float16;
-        float[] Round(float[] v) => fp16 ? v.Select(x => (float)(Half)x).ToArray() : v;
-        var sample = Round(Ort.Random(batch * c.InChannels * h * w, 21));
-        var context = Round(Ort.Random(batch * seq * c.ContextDim, 22));
-        var textEmbeds = Round(Ort.Random(batch * 32, 23));
+        var sample = Representable(def, Ort.Random(batch * c.InChannels * h * w, 21));
+        var context = Representable(def, Ort.Random(batch * seq * c.ContextDim, 22));
+        int embedDim = c.Sdxl?.TextEmbedDim ?? 0;
+        var textEmbeds = Representable(def, Ort.Random(batch * embedDim, 23));
         float[] timeIds = [64, 32, 0, 0, 64, 32, 48, 48, 8, 8, 64, 64];
-        const float timestep = 601;
+        const float timestep = 601; // an integer, exact in float16 and int64 alike
 
         using var s = Ort.Open(path);
         var feed = new List<Microsoft.ML.OnnxRuntime.NamedOnnxValue>
@@ -109,7 +141,7 @@ public class ReferenceForwardTests(ModelDirectoryFixture models)
         };
         if (c.Sdxl is not null)
         {
-            feed.Add(Ort.Input(s, "text_embeds", [batch, 32], textEmbeds));
+            feed.Add(Ort.Input(s, "text_embeds", [batch, embedDim], textEmbeds));
             feed.Add(Ort.Input(s, "time_ids", [batch, 6], timeIds));
         }
         var actual = Ort.Run(s, feed.ToArray())["out_sample"].Values;
@@ -120,7 +152,30 @@ public class ReferenceForwardTests(ModelDirectoryFixture models)
             var x = new Img(ToDouble(Batch(sample, b, batch)), c.InChannels, h, w);
             var expected = reference.UNet(x, timestep, ToDouble(Batch(context, b, batch)), seq, c,
                 ToDouble(Batch(textEmbeds, b, batch)), ToDouble(Batch(timeIds, b, batch)));
-            AssertClose(expected.D, Batch(actual, b, batch), $"out_sample[{b}]", tolerance);
+            AssertClose(expected.D, Batch(actual, b, batch), $"out_sample[{b}]", def);
+        }
+    }
+
+    /// <summary>tiny-fp16 is tiny (same seed, same tensor names) with every parameter rounded once to float16.</summary>
+    [Fact]
+    public void Fp16WeightsAreTheFloat16RoundingOfTheFloat32Weights()
+    {
+        Assert.Equal(ElementType.Float16, ModelPresets.Get("tiny-fp16").FloatType);
+        foreach (var component in new[] { "text_encoder", "unet", "vae_decoder", "vae_encoder" })
+        {
+            var full = new OnnxWeights(Component("tiny", component));
+            var half = new OnnxWeights(Component("tiny-fp16", component));
+            var halfTypes = half.Model.Graph.Initializer.ToDictionary(t => t.Name, t => (ElementType)t.DataType);
+            // Parameters carry PyTorch names; graph constants (shapes, masks; float32 in both) are numbered "const_*".
+            var parameters = full.Names.Where(n => !n.StartsWith("const_", StringComparison.Ordinal)).Order().ToArray();
+            Assert.NotEmpty(parameters);
+            Assert.Equal(parameters, halfTypes.Where(kv => kv.Value == ElementType.Float16).Select(kv => kv.Key).Order());
+            foreach (var name in parameters)
+            {
+                Assert.Equal(full.Dims(name), half.Dims(name));
+                var rounded = full[name].Select(v => (double)(Half)(float)v).ToArray();
+                Assert.True(rounded.AsSpan().SequenceEqual(half[name]), $"{component}/{name} is not the float16 rounding of tiny's");
+            }
         }
     }
 
@@ -139,6 +194,10 @@ public class ReferenceForwardTests(ModelDirectoryFixture models)
 
     private string Component(string preset, string component) => Path.Combine(models.PathOf(preset), component, "model.onnx");
 
+    /// <summary>The values the model will actually see: float16 graphs take float16 inputs.</summary>
+    private static float[] Representable(PresetDefinition def, float[] values) =>
+        def.FloatType == ElementType.Float16 ? values.Select(x => (float)(Half)x).ToArray() : values;
+
     private static float[] Batch(float[] values, int b, int batch)
     {
         int n = values.Length / batch;
@@ -147,13 +206,22 @@ public class ReferenceForwardTests(ModelDirectoryFixture models)
 
     private static double[] ToDouble(float[] v) => v.Select(x => (double)x).ToArray();
 
-    private static void AssertClose(double[] expected, float[] actual, string what, double tolerance = Tolerance)
+    private static void AssertClose(double[] expected, float[] actual, string what, PresetDefinition def)
     {
+        double tolerance = def.FloatType == ElementType.Float16 ? Float16Tolerance : Float32Tolerance;
         Assert.Equal(expected.Length, actual.Length);
-        double scale = expected.Max(Math.Abs), worst = 0;
+        double scale = expected.Max(Math.Abs), worst = 0, worstElement = 0;
         for (int i = 0; i < expected.Length; i++)
-            worst = Math.Max(worst, Math.Abs(expected[i] - actual[i]));
+        {
+            double error = Math.Abs(expected[i] - actual[i]);
+            worst = Math.Max(worst, error);
+            if (Math.Abs(expected[i]) >= 0.01 * scale)
+                worstElement = Math.Max(worstElement, error / Math.Abs(expected[i]));
+        }
         Assert.True(scale > 0, $"{what}: reference output is all zeros");
-        Assert.True(worst <= tolerance * scale, $"{what}: max |ort − reference| = {worst:E3}, {worst / scale:E3} of max |reference| {scale:E3}");
+        Assert.True(worst <= tolerance * scale,
+            $"{what}: max |ort − reference| = {worst:E3}, {worst / scale:E3} of max |reference| {scale:E3} (tolerance {tolerance:E3})");
+        Assert.True(worstElement <= ElementFactor * tolerance,
+            $"{what}: worst per-element relative error {worstElement:E3} where |reference| ≥ 1 % of its max (limit {ElementFactor * tolerance:E3})");
     }
 }
