@@ -3,8 +3,10 @@
 # measured is the farm's own overhead: queueing, gRPC reporting, result storage, Redis bookkeeping.
 #   bench/farm-scale.sh [WORKER_COUNTS...]        (default: 1 4 16 32)
 # Environment: MS_PER_STEP (10), STEPS (20), SHARD (4), TARGET_SECONDS (10: ideal job length per run),
-#   PROGRESS_WORKERS (8), PROGRESS_STEPS (150), PROGRESS_MS (1), SKIP_THROUGHPUT=1, SKIP_PROGRESS=1.
-# Every worker is a separate `dotnet RenderFarm.Worker.dll` process; Redis and the coordinator are restarted per run.
+#   PROGRESS_WORKERS (8), PROGRESS_STEPS (50), PROGRESS_RATE (0 = as fast as the coordinator takes reports; else
+#   reports/s per worker), PROGRESS_SECONDS (10), PROGRESS_WARMUP (3), SKIP_THROUGHPUT=1, SKIP_PROGRESS=1.
+# Throughput: every worker is a separate `dotnet RenderFarm.Worker.dll` process. Progress: bench/ProgressBench's fake
+# workers on the real worker protocol. Redis and the coordinator are restarted per run.
 # Prints one table row per run; bench/farm-scale.md has the method and the figures measured on this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +14,8 @@ root=$(pwd)
 source scripts/lib.sh
 
 MS_PER_STEP=${MS_PER_STEP:-10}; STEPS=${STEPS:-20}; SHARD=${SHARD:-4}; TARGET_SECONDS=${TARGET_SECONDS:-10}
-PROGRESS_WORKERS=${PROGRESS_WORKERS:-8}; PROGRESS_STEPS=${PROGRESS_STEPS:-150}; PROGRESS_MS=${PROGRESS_MS:-1}
+PROGRESS_WORKERS=${PROGRESS_WORKERS:-8}; PROGRESS_STEPS=${PROGRESS_STEPS:-50}; PROGRESS_RATE=${PROGRESS_RATE:-0}
+PROGRESS_SECONDS=${PROGRESS_SECONDS:-10}; PROGRESS_WARMUP=${PROGRESS_WARMUP:-3}
 counts=("$@"); [ ${#counts[@]} -eq 0 ] && counts=(1 4 16 32)
 
 ensure_redis
@@ -48,6 +51,7 @@ start_farm() {
       dotnet "$(dll Worker RenderFarm.Worker)" >"$state/run/worker-$i.log" 2>&1 &
     pids+=($!); worker_pids+=($!)
   done
+  [ "$workers" -gt 0 ] || return 0
   local deadline=$((SECONDS + 180))
   until [ "$(farm workers --json 2>/dev/null | python3 -c 'import json,sys; print(sum(w["state"] == "idle" for w in json.load(sys.stdin)))' 2>/dev/null || echo 0)" -ge "$workers" ]; do
     [ $SECONDS -ge $deadline ] && { echo "workers did not all register; see $state/run" >&2; exit 1; }
@@ -101,27 +105,19 @@ EOF
 fi
 
 if [ "${SKIP_PROGRESS:-}" != 1 ]; then
+  # Capacity, not a farm's worth of synthetic workers: bench/ProgressBench's fake workers speak the worker protocol
+  # from pre-built messages, so the coordinator, not the offered load, is what runs out (see bench/farm-scale.md).
+  [ "${NO_BUILD:-}" = 1 ] || dotnet build bench/ProgressBench -c Release -v quiet -nologo -clp:ErrorsOnly >/dev/null
   echo
-  echo "progress: $PROGRESS_WORKERS workers, synthetic:$PROGRESS_MS, $PROGRESS_STEPS steps, shard $SHARD"
-  printf '%-22s %8s %9s %12s %14s %13s %11s\n' coalescing images wall_s steps_made step_events events_per_s coord_cpu_s
-  for interval in 0 100; do
-    start_farm "$PROGRESS_WORKERS" "$PROGRESS_MS" "$interval"
-    images=$((PROGRESS_WORKERS * SHARD * 10))
-    cpu0=$(cpu_seconds "$coord_pid")
-    run_job "$images" "$PROGRESS_STEPS"
-    cpu1=$(cpu_seconds "$coord_pid")
-    xlen=$(redis-cli -p "$redis_port" XLEN "{job:$job}:events")
-    python3 - "$interval" "$images" "$wall_s" "$xlen" "$SHARD" "$PROGRESS_STEPS" "$cpu0" "$cpu1" <<'EOF'
-import sys, math
-interval, images, wall, xlen, shard, steps, cpu0, cpu1 = sys.argv[1:]
-images, wall, xlen, shard, steps = int(images), float(wall), int(xlen), int(shard), int(steps)
-shards = math.ceil(images / shard)
-made = shards * steps
-# Event stream: queued + per shard (started, done) + per image done + job finished; the rest are step events.
-step_events = xlen - 1 - 2 * shards - images - 1
-label = "every step (0 ms)" if interval == "0" else f"<= 1 per {interval} ms/shard"
-print(f"{label:<22} {images:>8} {wall:>9.2f} {made:>12} {step_events:>14} {step_events/wall:>13.0f} {float(cpu1)-float(cpu0):>11.2f}")
-EOF
+  echo "progress: $PROGRESS_WORKERS fake workers, $PROGRESS_STEPS steps per shard, ${PROGRESS_SECONDS} s window after ${PROGRESS_WARMUP} s warm-up"
+  # interval:watchers — every step written without and with a watcher, then the default coalescing with a watcher.
+  for run in 0:0 0:1 100:1; do
+    interval=${run%%:*} watchers=${run#*:}
+    start_farm 0 1 "$interval"
+    dotnet "$root/bench/ProgressBench/bin/Release/net10.0/ProgressBench.dll" --coordinator "http://127.0.0.1:$coord_port" \
+      --redis "127.0.0.1:$redis_port" --coordinator-pid "$coord_pid" --redis-pid "$redis_pid" --label "interval=${interval}ms" \
+      --workers "$PROGRESS_WORKERS" --steps "$PROGRESS_STEPS" --watchers "$watchers" --rate "$PROGRESS_RATE" \
+      --warmup "$PROGRESS_WARMUP" --seconds "$PROGRESS_SECONDS"
     stop_all
   done
 fi
