@@ -55,7 +55,7 @@ Farm__Coordinator="http://127.0.0.1:$coord_port" Farm__Models__tiny="$model" Far
   Urls="http://127.0.0.1:$worker_port" \
   dotnet "$(dll Worker RenderFarm.Worker)" >"$state/worker.log" 2>&1 &
 pids+=($!)
-wait_for 60 curl -sf "http://127.0.0.1:$worker_port/healthz" \
+wait_for 60 curl -sf --http2-prior-knowledge "http://127.0.0.1:$worker_port/healthz" \
   || { echo "worker did not start; see $state/worker.log" >&2; exit 1; }
 
 rm -rf "$out"

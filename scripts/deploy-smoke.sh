@@ -94,9 +94,9 @@ base_env=(PATH="$PATH" HOME="$HOME" TMPDIR="${TMPDIR:-/tmp}" DOTNET_CLI_TELEMETR
 echo "==> coordinator on 127.0.0.1:$coord_port"
 (cd "$coordinator_app" && exec env -i "${base_env[@]}" "${coord_env[@]}" dotnet RenderFarm.Coordinator.dll) >"$scratch/coordinator.log" 2>&1 &
 pids+=($!)
-# The image's HEALTHCHECK, on the rewritten port.
-wait_for 60 curl -fsS --http2-prior-knowledge -o /dev/null "http://127.0.0.1:$coord_port/healthz" \
-  || { echo "coordinator did not become healthy" >&2; exit 1; }
+# The images' HEALTHCHECK: the app's gRPC health command, with the container's environment (so the rewritten port).
+coordinator_health() { (cd "$coordinator_app" && env -i "${base_env[@]}" "${coord_env[@]}" dotnet RenderFarm.Coordinator.dll health >/dev/null 2>&1); }
+wait_for 60 coordinator_health || { echo "coordinator did not become healthy" >&2; exit 1; }
 
 # Keys as an operator creates them (the deployment's placeholders are replaced by real ones).
 new_key() { (cd "$coordinator_app" && env -i "${base_env[@]}" "${coord_env[@]}" dotnet RenderFarm.Coordinator.dll keys create --tenant smoke --role "$1" 2>/dev/null); }
@@ -106,7 +106,9 @@ worker_env+=("Farm__ApiKey=$worker_key")
 echo "==> worker (health on 127.0.0.1:$worker_port)"
 (cd "$worker_app" && exec env -i "${base_env[@]}" "${worker_env[@]}" dotnet RenderFarm.Worker.dll) >"$scratch/worker.log" 2>&1 &
 pids+=($!)
-wait_for 60 curl -fsS -o /dev/null "http://127.0.0.1:$worker_port/healthz" || { echo "worker did not become healthy" >&2; exit 1; }
+# Ready: models warmed up, Redis answering, welcomed by the coordinator.
+worker_health() { (cd "$worker_app" && env -i "${base_env[@]}" "${worker_env[@]}" dotnet RenderFarm.Worker.dll health >/dev/null 2>&1); }
+wait_for 60 worker_health || { echo "worker did not become healthy" >&2; exit 1; }
 
 echo "==> farm submit --size 64x64 --steps 4 --watch"
 echo "a lighthouse on a cliff at dusk" >"$scratch/prompts.txt"

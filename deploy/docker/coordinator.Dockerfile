@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # RenderFarm coordinator: the gRPC front end (clients and workers), stateless, state in Redis.
 #   docker build -f deploy/docker/coordinator.Dockerfile -t renderfarm-coordinator .
-# Results go to Farm__Storage (mount a volume there); listens on 5000, HTTP/2 only (gRPC + /healthz).
+# Results go to Farm__Storage (mount a volume there); listens on 5000, HTTP/2 only (gRPC, gRPC health, /healthz).
 ARG DOTNET_VERSION=10.0
 
 # ---- build: the same commands scripts/validate-deploy.sh runs in CI ----
@@ -15,12 +15,8 @@ RUN --mount=type=cache,id=nuget,target=/root/.nuget/packages \
 RUN --mount=type=cache,id=nuget,target=/root/.nuget/packages \
     dotnet publish src/Coordinator/RenderFarm.Coordinator.csproj -c Release -a "$TARGETARCH" --self-contained false --no-restore -p:UseAppHost=false -o /app
 
-# ---- runtime: ASP.NET Core on Ubuntu, non-root, curl only for HEALTHCHECK ----
+# ---- runtime: ASP.NET Core on Ubuntu, non-root, nothing added ----
 FROM mcr.microsoft.com/dotnet/aspnet:${DOTNET_VERSION} AS final
-# curl speaks HTTP/2 with prior knowledge, which the HTTP/2-only port needs; nothing else in the image can.
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends curl \
-    && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build --chown=root:root /app ./
 RUN mkdir -p /data/results && chown "$APP_UID:$APP_UID" /data/results
@@ -32,6 +28,7 @@ ENV Kestrel__Endpoints__Grpc__Url=http://0.0.0.0:5000 \
 VOLUME ["/data/results"]
 EXPOSE 5000
 USER $APP_UID
-HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["curl", "-fsS", "--http2-prior-knowledge", "-o", "/dev/null", "http://127.0.0.1:5000/healthz"]
+# The app asks its own gRPC health service (grpc.health.v1, service "": Redis included) on the endpoint it listens on.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["dotnet", "RenderFarm.Coordinator.dll", "health"]
 ENTRYPOINT ["dotnet", "RenderFarm.Coordinator.dll"]

@@ -50,13 +50,9 @@ RUN groupadd --gid "$APP_UID" app \
 
 # ---- final: whichever base FLAVOR names ----
 FROM runtime-${FLAVOR} AS final
-# curl for HEALTHCHECK (the runtime images have none); the worker's health port speaks HTTP/1.1 and HTTP/2.
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends curl \
-    && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build --chown=root:root /app ./
-# Urls is the health endpoint; ASPNETCORE_HTTP_PORTS (8080 in the official images) is cleared so only Urls binds.
+# Urls is the gRPC health endpoint (HTTP/2 only); ASPNETCORE_HTTP_PORTS (8080 in the official images) is cleared so only Urls binds.
 # HostOptions__ShutdownTimeout is how long a SIGTERM'd worker may finish its shard: keep the orchestrator's stop
 # grace period (compose stop_grace_period, k8s terminationGracePeriodSeconds) above it.
 ENV Urls=http://0.0.0.0:5080 \
@@ -64,7 +60,8 @@ ENV Urls=http://0.0.0.0:5080 \
     HostOptions__ShutdownTimeout=00:00:30
 EXPOSE 5080
 USER $APP_UID
-HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
-    CMD ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:5080/healthz"]
+# The app asks its own gRPC health service on Urls: service "" = ready (models warmed up, Redis, coordinator).
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["dotnet", "RenderFarm.Worker.dll", "health"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["dotnet", "RenderFarm.Worker.dll"]

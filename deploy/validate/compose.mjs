@@ -192,8 +192,9 @@ checks.run("coordinator: listen URL, published port, healthcheck and results vol
   const port = urlPort(listen);
   if (!(coordinator.ports ?? []).some((p) => String(typeof p === "object" ? p.target : p.split(":").at(-1)) === String(port)))
     errors.push(`port ${port} (Kestrel__Endpoints__Grpc__Url) is not published`);
+  // The image's gRPC health command (it finds the port from Kestrel__Endpoints__Grpc__Url itself); no curl in the image.
   const hc = (coordinator.healthcheck?.test ?? []).join(" ");
-  if (!hc.includes("--http2-prior-knowledge") || !hc.includes(`:${port}/healthz`)) errors.push(`healthcheck must GET :${port}/healthz with --http2-prior-knowledge`);
+  if (hc !== "CMD dotnet RenderFarm.Coordinator.dll health") errors.push(`healthcheck must be ["CMD", "dotnet", "RenderFarm.Coordinator.dll", "health"], not ${hc}`);
   const m = onMount(coordinator, e.Farm__Storage);
   if (!m || m.type !== "volume") errors.push(`Farm__Storage ${e.Farm__Storage} is not on a named volume`);
 });

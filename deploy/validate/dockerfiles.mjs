@@ -1,6 +1,6 @@
 // Dockerfile checks, offline:
 //  lint   — dockerfile-utils (the parser/validator behind VS Code's Dockerfile language server; every rule as an
-//           error) plus this project's rules: pinned base images, non-root USER, HEALTHCHECK, exec-form ENTRYPOINT
+//           error) plus this project's rules: pinned base images, non-root USER, HEALTHCHECK running the app's gRPC health command, exec-form ENTRYPOINT
 //           running the published dll, EXPOSE = the app's port, lean apt usage, no models in the image.
 //  build  — runs the build stage for real without Docker: copies the build context as .dockerignore filters it,
 //           then runs the stage's RUN commands (the `dotnet restore` / `dotnet publish` the image build runs), with
@@ -73,7 +73,7 @@ function lint(repoRoot) {
     const ins = parseDockerfile(text);
     const { globalArgs, stages: st } = stages(ins);
     const final = st.at(-1);
-    checks.run(`${file}: base images pinned; final stage non-root with HEALTHCHECK, EXPOSE ${want.port}, ENTRYPOINT ${want.dll}`, (errors) => {
+    checks.run(`${file}: base images pinned; final stage non-root with a gRPC health HEALTHCHECK, EXPOSE ${want.port}, ENTRYPOINT ${want.dll}`, (errors) => {
       for (const s of st) {
         const image = expand(s.from, globalArgs);
         if (st.some((o) => o.name === image) || /\$\{?FLAVOR/.test(s.from)) continue; // a stage, not an image
@@ -84,7 +84,14 @@ function lint(repoRoot) {
       const user = ops("USER").at(-1)?.args;
       if (!user || /^(root|0)(:|$)/.test(user)) errors.push(`final stage runs as ${user ?? "root (no USER)"}`);
       if (ops("HEALTHCHECK").length !== 1) errors.push("final stage needs one HEALTHCHECK");
-      else if (!ops("HEALTHCHECK")[0].args.includes(`:${want.port}/healthz`)) errors.push(`HEALTHCHECK does not probe :${want.port}/healthz`);
+      else {
+        // The app's own gRPC health command: the same checks kubelet's grpc probes see, no curl in the image.
+        const cmd = /\bCMD\s+(\[.*\])\s*$/.exec(ops("HEALTHCHECK")[0].args)?.[1];
+        let argv;
+        try { argv = JSON.parse(cmd); } catch { argv = null; }
+        if (!argv || argv[0] !== "dotnet" || argv[1] !== want.dll || argv[2] !== "health")
+          errors.push(`HEALTHCHECK is not CMD ["dotnet", "${want.dll}", "health"]`);
+      }
       if (!ops("EXPOSE").some((e) => e.args.split(/\s+/).includes(String(want.port)))) errors.push(`no EXPOSE ${want.port}`);
       const ep = ops("ENTRYPOINT").at(-1)?.args;
       let parsed;

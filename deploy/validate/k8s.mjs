@@ -296,7 +296,7 @@ for (const [render, rendered] of renderObjects) {
     }
   });
 
-  checks.run(`${prefix} worker: coordinator URL is the Service, models on a read-only volume, health URL = probe port`, (errors) => {
+  checks.run(`${prefix} worker: coordinator URL is the Service, models on a read-only volume, gRPC probes (ready / liveness) on the Urls port`, (errors) => {
     if (!wc) return errors.push("no worker Deployment/container");
     if (worker.spec.replicas !== undefined) errors.push("worker sets replicas: KEDA owns the count (re-applying would reset it)");
     const url = resolveEnv(objects, wc, "Farm__Coordinator");
@@ -314,10 +314,17 @@ for (const [render, rendered] of renderObjects) {
       if (!mount) errors.push(`${m.name}=${m.value} is not on a mounted volume`);
       else if (!mount.readOnly) errors.push(`models volume ${mount.name} should be mounted readOnly`);
     }
+    // The worker's health is gRPC (service "" = ready, "liveness" = its own progress, src/Shared/Health/FarmHealth.cs):
+    // an HTTP probe would see neither, and a readiness check as liveness would restart every worker in a Redis outage.
     const urls = resolveEnv(objects, wc, "Urls");
     if (!urls) errors.push("Urls not set");
-    else if (wc.livenessProbe?.httpGet && portOf(wc, wc.livenessProbe.httpGet.port)?.containerPort !== urlPort(urls))
-      errors.push(`liveness probe port is not the Urls port (${urls})`);
+    const wanted = { startupProbe: "liveness", readinessProbe: "", livenessProbe: "liveness" };
+    for (const [kind, service] of Object.entries(wanted)) {
+      const grpc = wc[kind]?.grpc;
+      if (!grpc) { errors.push(`${kind} is not a native grpc probe`); continue; }
+      if ((grpc.service ?? "") !== service) errors.push(`${kind} asks service "${grpc.service ?? ""}", expected "${service}"`);
+      if (urls && grpc.port !== urlPort(urls)) errors.push(`${kind} port ${grpc.port} is not the Urls port (${urls})`);
+    }
     if (resolveEnv(objects, wc, "Farm__WorkerId") === undefined && envValue(wc, "Farm__WorkerId")?.valueFrom?.fieldRef?.fieldPath !== "metadata.name")
       errors.push("Farm__WorkerId should come from metadata.name");
   });
@@ -429,6 +436,32 @@ for (const [render, rendered] of renderObjects) {
     for (const m of models)
       for (const stream of [`tasks:${m}`, `tasks:${m}:high`, `tasks:${m}:low`])
         if (!lagStreams.has(stream)) errors.push(`model ${m}: no lagCount trigger on ${stream} (each priority has its own stream)`);
+  });
+
+  checks.run(`${prefix} KEDA: every redis trigger connects as the workers do (same address, TLS, auth)`, (errors) => {
+    // One Redis, one way in: a setting patched onto some triggers only (TLS for a managed Redis, say) leaves the
+    // others failing, and KEDA then scales on whichever streams it can still read.
+    const so = objects.find((o) => o.kind === "ScaledObject");
+    const tc = so && byName(so.spec.scaleTargetRef.kind ?? "Deployment", so.spec.scaleTargetRef.name)?.spec.template.spec.containers[0];
+    const triggers = (so?.spec.triggers ?? []).filter((t) => /^redis/.test(t.type));
+    if (!tc || triggers.length === 0) return;
+    const connection = (t) => {
+      const md = t.metadata ?? {};
+      const picked = Object.fromEntries(Object.entries(md).filter(([k]) =>
+        /^(address|host|port|enableTLS|unsafeSsl|databaseIndex|username|password)(FromEnv)?$/.test(k) || k === "addresses" || k === "hosts"));
+      if (picked.enableTLS === "false") delete picked.enableTLS; // the default
+      return JSON.stringify({ ...picked, auth: `${t.authenticationRef?.kind ?? "TriggerAuthentication"}/${t.authenticationRef?.name ?? ""}` });
+    };
+    const first = connection(triggers[0]);
+    for (const t of triggers.slice(1))
+      if (connection(t) !== first) errors.push(`${t.name ?? t.metadata?.stream}: ${connection(t)} differs from ${triggers[0].name}: ${first}`);
+    // TLS as the workers connect: Farm__Redis with its $(VARS) expanded from the container's env.
+    let redisConn = resolveEnv(objects, tc, "Farm__Redis") ?? "";
+    for (let i = 0; i < 3; i++) redisConn = redisConn.replace(/\$\((\w+)\)/g, (all, n) => resolveEnv(objects, tc, n) ?? "");
+    const appTls = redisConn.split(",").some((p) => /^ssl\s*=\s*true$/i.test(p.trim()));
+    for (const t of triggers)
+      if ((t.metadata?.enableTLS === "true") !== appTls)
+        errors.push(`${t.name}: enableTLS ${t.metadata?.enableTLS ?? "unset"} but the workers connect ${appTls ? "with" : "without"} TLS (Farm__Redis ${redisConn.replace(/password=[^,]*/, "password=***")})`);
   });
 
   if (render.startsWith("gpu")) {

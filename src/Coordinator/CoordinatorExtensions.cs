@@ -7,6 +7,7 @@ using RenderFarm.Coordinator.Services;
 using RenderFarm.Coordinator.Storage;
 using RenderFarm.Coordinator.Workers;
 using RenderFarm.Shared;
+using RenderFarm.Shared.Health;
 using StackExchange.Redis;
 
 namespace RenderFarm.Coordinator;

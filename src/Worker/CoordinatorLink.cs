@@ -22,6 +22,8 @@ public sealed class CoordinatorLink : BackgroundService
     private readonly ILogger<CoordinatorLink> _logger;
     private readonly GrpcChannel _channel;
     private WorkerMessage? _unsent;
+    private volatile bool _connected;
+    private volatile string? _quarantineReason;
 
     public CoordinatorLink(IOptions<WorkerOptions> options, ModelCatalog models, DeviceDescription device, ILogger<CoordinatorLink> logger)
     {
@@ -50,6 +52,12 @@ public sealed class CoordinatorLink : BackgroundService
 
     /// <summary>Raised when the coordinator quarantines this worker: it must stop taking shards.</summary>
     public event Action<string>? Quarantined;
+
+    /// <summary>True from the coordinator's welcome until the stream breaks.</summary>
+    public bool IsConnected => _connected;
+
+    /// <summary>Why the coordinator quarantined this worker; null unless it did (it lasts until a restart).</summary>
+    public string? QuarantineReason => _quarantineReason;
 
     /// <summary>Queues a report that must not be dropped (begin, image, end); waits while the outbox is full.</summary>
     public ValueTask SendAsync(WorkerMessage message, CancellationToken cancellationToken) =>
@@ -131,14 +139,24 @@ public sealed class CoordinatorLink : BackgroundService
             while (await responses.MoveNext(CancellationToken.None))
             {
                 var message = responses.Current;
-                if (message.KindCase == CoordinatorMessage.KindOneofCase.CancelJob)
-                    JobCancelled?.Invoke(message.CancelJob.JobId);
-                else if (message.KindCase == CoordinatorMessage.KindOneofCase.Quarantine)
-                    Quarantined?.Invoke(message.Quarantine.Reason);
+                switch (message.KindCase)
+                {
+                    case CoordinatorMessage.KindOneofCase.Welcome:
+                        _connected = true;
+                        break;
+                    case CoordinatorMessage.KindOneofCase.CancelJob:
+                        JobCancelled?.Invoke(message.CancelJob.JobId);
+                        break;
+                    case CoordinatorMessage.KindOneofCase.Quarantine:
+                        _quarantineReason = message.Quarantine.Reason;
+                        Quarantined?.Invoke(message.Quarantine.Reason);
+                        break;
+                }
             }
         }
         finally
         {
+            _connected = false;
             broken.Cancel();
         }
     }

@@ -11,10 +11,20 @@ namespace RenderFarm.Worker;
 /// </summary>
 public sealed class ModelWarmUp(ModelCatalog models, IOptions<WorkerOptions> options, ILogger<ModelWarmUp> logger) : IHostedService
 {
+    private volatile bool _complete;
+
+    /// <summary>True once every model rendered its warm-up image (at once when warm-up is off: the models loaded).</summary>
+    public bool IsComplete => _complete;
+
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        if (!options.Value.WarmUp)
-            return;
+        if (options.Value.WarmUp)
+            await WarmUpAllAsync(cancellationToken);
+        _complete = true;
+    }
+
+    private async Task WarmUpAllAsync(CancellationToken cancellationToken)
+    {
         foreach (var name in models.Names)
         {
             var started = Stopwatch.StartNew();

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Options;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
 using Google.Protobuf;
+using RenderFarm.Worker.Health;
 using StackExchange.Redis;
 
 namespace RenderFarm.Worker;
@@ -23,13 +24,16 @@ public sealed class ShardPuller : IDisposable
     private long _pulls;
     private readonly SemaphoreSlim _nudge = new(0, 1);
     private readonly ILogger<ShardPuller> _logger;
+    private readonly WorkerActivity _activity;
     private Queue<ClaimedShard>? _ownPending;
     private ChannelMessageQueue[] _subscriptions = [];
     private readonly string[] _nudgeChannels;
 
-    public ShardPuller(IConnectionMultiplexer redis, IOptions<WorkerOptions> options, ModelCatalog models, ILogger<ShardPuller> logger)
+    public ShardPuller(IConnectionMultiplexer redis, IOptions<WorkerOptions> options, ModelCatalog models, WorkerActivity activity,
+        ILogger<ShardPuller> logger)
     {
         _redis = redis;
+        _activity = activity;
         _options = options.Value;
         _logger = logger;
         var perModel = models.Names.Select(FarmKeys.TaskStreams).ToArray();
@@ -57,6 +61,7 @@ public sealed class ShardPuller : IDisposable
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
+            _activity.Touch(); // polling, even while Redis is down, is progress (liveness)
             try
             {
                 if (await TryClaimAsync() is { } shard) return shard;

@@ -1,12 +1,13 @@
 using Google.Protobuf;
 using RenderFarm.Diffusion;
 using RenderFarm.Protocol;
+using RenderFarm.Worker.Health;
 using PipelineStep = RenderFarm.Diffusion.StepProgress;
 
 namespace RenderFarm.Worker;
 
 /// <summary>Renders one shard as one pipeline batch and reports begin, steps, each image and the end.</summary>
-public sealed class ShardRunner(ModelCatalog models, ShardRequestBuilder requests, CoordinatorLink link, ILogger<ShardRunner> logger)
+public sealed class ShardRunner(ModelCatalog models, ShardRequestBuilder requests, CoordinatorLink link, WorkerActivity activity, ILogger<ShardRunner> logger)
 {
     public Task ReportCancelledAsync(ClaimedShard claimed) =>
         link.SendAsync(new WorkerMessage { ShardEnd = new ShardEnd { Shard = Reference(claimed), Cancelled = true } }, CancellationToken.None).AsTask();
@@ -33,7 +34,7 @@ public sealed class ShardRunner(ModelCatalog models, ShardRequestBuilder request
             var renderer = models.Find(shard.Params.Model)
                 ?? throw new InvalidOperationException($"model '{shard.Params.Model}' is not loaded on this worker");
             var request = await requests.BuildAsync(shard);
-            var progress = new StepReporter(link, reference);
+            var progress = new StepReporter(link, activity, reference);
             var images = await renderer.RenderAsync(request, progress, cancellationToken);
             for (var i = 0; i < images.Count; i++)
             {
@@ -57,10 +58,11 @@ public sealed class ShardRunner(ModelCatalog models, ShardRequestBuilder request
     }
 
     /// <summary>Forwards pipeline steps straight to the link (no synchronisation context hop, so order is kept).</summary>
-    private sealed class StepReporter(CoordinatorLink link, ShardRef shard) : IProgress<PipelineStep>
+    private sealed class StepReporter(CoordinatorLink link, WorkerActivity activity, ShardRef shard) : IProgress<PipelineStep>
     {
         public void Report(PipelineStep value)
         {
+            activity.Touch(); // a step done: the render is not stuck (liveness)
             var seconds = value.Elapsed.TotalSeconds;
             link.TrySend(new WorkerMessage
             {

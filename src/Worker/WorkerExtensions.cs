@@ -1,5 +1,8 @@
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
 using RenderFarm.Shared;
+using RenderFarm.Shared.Health;
+using RenderFarm.Worker.Health;
 using StackExchange.Redis;
 
 namespace RenderFarm.Worker;
@@ -12,6 +15,8 @@ public static class WorkerExtensions
     /// </summary>
     public static WebApplicationBuilder AddWorkerHost(this WebApplicationBuilder builder)
     {
+        // The health port speaks gRPC: HTTP/2 only, as cleartext HTTP/2 needs prior knowledge (kubelet's grpc probes).
+        builder.WebHost.ConfigureKestrel(k => k.ConfigureEndpointDefaults(e => e.Protocols = HttpProtocols.Http2));
         builder.Services.Configure<HostOptions>(builder.Configuration.GetSection("HostOptions"));
         builder.Services.AddWorker();
         return builder;
@@ -26,23 +31,42 @@ public static class WorkerExtensions
         services.AddSingleton<IConnectionMultiplexer>(sp =>
             FarmRedis.Connect(sp.GetRequiredService<IOptions<WorkerOptions>>().Value.Redis, "renderfarm-worker"));
         services.AddSingleton<ModelCatalog>();
+        services.AddSingleton(TimeProvider.System);
+        services.AddSingleton<WorkerActivity>();
         services.AddSingleton<ShardPuller>();
         services.AddSingleton<ShardRequestBuilder>();
         services.AddSingleton<ShardRunner>();
         // Hosted services start in this order: models are warmed up before the worker registers or pulls.
-        services.AddHostedService<ModelWarmUp>();
+        services.AddSingleton<ModelWarmUp>();
+        services.AddHostedService(sp => sp.GetRequiredService<ModelWarmUp>());
         // The link is registered before the loop so it stops after it and can drain the final reports.
         services.AddSingleton(sp => DeviceDescription.Probe(
             sp.GetRequiredService<IOptions<WorkerOptions>>().Value.ExecutionProvider, sp.GetRequiredService<ILogger<DeviceDescription>>()));
         services.AddSingleton<CoordinatorLink>();
         services.AddHostedService(sp => sp.GetRequiredService<CoordinatorLink>());
         services.AddHostedService<WorkerLoop>();
-        services.AddHealthChecks();
+        AddHealth(services);
         return services;
+    }
+
+    /// <summary>
+    /// gRPC health (what probes and the image's HEALTHCHECK ask): service "" = ready to take work (models warmed up,
+    /// Redis answering, welcomed by a coordinator, not quarantined); service "liveness" = still making progress.
+    /// </summary>
+    private static void AddHealth(IServiceCollection services)
+    {
+        services.AddGrpc();
+        services.AddGrpcHealthChecks(o => o.Services.Map(FarmHealth.LivenessService, c => c.Tags.Contains(FarmHealth.LiveTag)))
+            .AddCheck<WarmUpHealthCheck>("warm-up")
+            .AddCheck<RedisHealthCheck>("redis")
+            .AddCheck<CoordinatorLinkHealthCheck>("coordinator")
+            .AddCheck<LivenessHealthCheck>("progress", tags: [FarmHealth.LiveTag]);
     }
 
     public static WebApplication MapWorker(this WebApplication app)
     {
+        app.MapGrpcHealthChecksService();
+        // The same checks for a quick look: curl --http2-prior-knowledge http://HOST:5080/healthz
         app.MapHealthChecks("/healthz");
         return app;
     }

@@ -40,6 +40,12 @@ public sealed class WorkerOptions
     /// </summary>
     public bool WarmUp { get; set; } = true;
 
+    /// <summary>
+    /// A worker with no progress (no shard poll, no render step) for this long fails its liveness check (gRPC health
+    /// service "liveness"), so the orchestrator restarts it. Keep it above the slowest single step plus image decode.
+    /// </summary>
+    [Range(10, 86_400)] public int LivenessSeconds { get; set; } = 600;
+
     /// <summary>Fallback poll interval when no pub/sub nudge arrives.</summary>
     [Range(10, 60_000)] public int PollMilliseconds { get; set; } = 1000;
 

@@ -4,6 +4,7 @@ using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
 using RenderFarm.Worker;
+using RenderFarm.Worker.Health;
 using StackExchange.Redis;
 
 namespace RenderFarm.Farm.Tests;
@@ -23,7 +24,7 @@ public sealed class LeaseTests
         var id = (string)(await db.StreamAddAsync(stream, ShardEntry.ToFields(shard)))!;
         var options = Options.Create(new WorkerOptions { WorkerId = "old", Models = { ["m"] = "synthetic:0" } });
         using var models = new ModelCatalog(options, NullLogger<ModelCatalog>.Instance);
-        using var old = new ShardPuller(mux, options, models, NullLogger<ShardPuller>.Instance);
+        using var old = new ShardPuller(mux, options, models, new WorkerActivity(TimeProvider.System), NullLogger<ShardPuller>.Instance);
         await db.StreamReadGroupAsync(stream, FarmKeys.WorkerGroup, "old", ">", 1);
         var claimed = new ClaimedShard(stream, id, shard);
 

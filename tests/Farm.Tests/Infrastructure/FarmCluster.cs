@@ -76,7 +76,7 @@ public sealed class FarmCluster : IAsyncDisposable
         app.MapCoordinator();
         await app.StartAsync();
         _coordinator = app;
-        CoordinatorUrl = app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        CoordinatorUrl = ListenUrl(app);
         _channel = GrpcChannel.ForAddress(CoordinatorUrl);
     }
 
@@ -106,6 +106,12 @@ public sealed class FarmCluster : IAsyncDisposable
         }
         _workers[workerId] = app;
     }
+
+    /// <summary>Where a worker's health service listens.</summary>
+    public string WorkerUrl(string workerId) => ListenUrl(_workers[workerId]);
+
+    private static string ListenUrl(WebApplication app) =>
+        app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
 
     /// <summary>Stops a worker gracefully (as on SIGTERM).</summary>
     public async Task StopWorkerAsync(string workerId)
