@@ -62,7 +62,7 @@ public sealed class DeviceDescriptionTests
         {
             var path = System.IO.Path.Combine(Path, name);
             File.WriteAllText(path, text.Replace("\r", ""));
-            File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
             return path;
         }
 
