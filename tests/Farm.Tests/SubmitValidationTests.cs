@@ -2,6 +2,7 @@ using Grpc.Core;
 using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
+using StackExchange.Redis;
 
 namespace RenderFarm.Farm.Tests;
 
@@ -18,8 +19,8 @@ public sealed class SubmitValidationTests(FarmFixture fixture)
 
     public static TheoryData<string, string, int> BadBatches => new()
     {
-        // case name, expected text in the message, number of valid prompts before the problem
-        { "empty batch", "no prompts", 0 },
+        // case name, the field the message opens with, number of valid prompts before the problem
+        { "empty batch", "prompts", 0 },
         { "width not a multiple of 8", "params.width", 1 },
         { "height not a multiple of 8", "params.height", 1 },
         { "zero steps", "params.steps", 1 },
@@ -45,7 +46,9 @@ public sealed class SubmitValidationTests(FarmFixture fixture)
             case "negative seed": header.Seeds[0] = -5; break;
             case "empty prompt after many valid ones": prompts.Add(new PromptItem { Prompt = "   " }); break;
         }
-        await AssertRejectedLeavingNothingAsync(() => Farm.SubmitAsync(header, prompts), field);
+        var error = await AssertRejectedLeavingNothingAsync(() => Farm.SubmitAsync(header, prompts), field);
+        // The field comes first ("params.width must be ...", "prompts: the batch has no prompts ..."), not just somewhere.
+        Assert.Matches($"^{System.Text.RegularExpressions.Regex.Escape(field)}[ :]", error.Status.Detail);
     }
 
     /// <summary>A valid PNG whose header claims 100000×100000 pixels: a decompression bomb.</summary>
@@ -113,16 +116,17 @@ public sealed class SubmitValidationTests(FarmFixture fixture)
     }
 
     /// <summary>The submission fails with INVALID_ARGUMENT naming <paramref name="text"/>, and nothing is queued or kept.</summary>
-    private async Task AssertRejectedLeavingNothingAsync(Func<Task> submit, string text)
+    private async Task<RpcException> AssertRejectedLeavingNothingAsync(Func<Task> submit, string text)
     {
-        var queuedBefore = await QueuedShardsAsync();
+        var queuedBefore = await TaskStreamsAsync();
 
         var error = await Assert.ThrowsAsync<RpcException>(submit);
 
         Assert.Equal(StatusCode.InvalidArgument, error.StatusCode);
         Assert.Contains(text, error.Status.Detail);
-        Assert.Equal(queuedBefore, await QueuedShardsAsync());
+        Assert.Equal(queuedBefore, await TaskStreamsAsync());
         Assert.Empty(await JobKeysOfUnfinishedJobsAsync());
+        return error;
     }
 
     [Fact]
@@ -143,10 +147,22 @@ public sealed class SubmitValidationTests(FarmFixture fixture)
         }
     }
 
-    private async Task<long> QueuedShardsAsync() =>
-        await Farm.Redis.KeyExistsAsync(FarmKeys.TaskStream(FarmCluster.Model))
-            ? await Farm.Redis.StreamLengthAsync(FarmKeys.TaskStream(FarmCluster.Model))
-            : 0;
+    /// <summary>
+    /// Every task stream in Redis — any model, any priority — with its length and last entry id: an entry added (even
+    /// if deleted again) or a stream created shows as a difference.
+    /// </summary>
+    private async Task<SortedDictionary<string, (long Length, string LastId)>> TaskStreamsAsync()
+    {
+        var streams = new SortedDictionary<string, (long, string)>(StringComparer.Ordinal);
+        // SCAN for the layout's task stream names with any model and priority suffix: tasks:*
+        await foreach (var key in Farm.RedisAdmin.KeysAsync(pattern: FarmKeys.TaskStream("*")))
+        {
+            if (await Farm.Redis.KeyTypeAsync(key) != RedisType.Stream) continue;
+            var info = await Farm.Redis.StreamInfoAsync(key);
+            streams[key!] = (info.Length, info.LastGeneratedId!);
+        }
+        return streams;
+    }
 
     /// <summary>Keys of jobs that have no meta hash: what a half-accepted submission would leave behind.</summary>
     private async Task<List<string>> JobKeysOfUnfinishedJobsAsync()

@@ -14,15 +14,19 @@ public sealed class JobEventLog(IConnectionMultiplexer redis)
     public const string TypeField = "type";
 
     // KEYS: meta, events. ARGV: the entry's field/value pairs. A report that arrives after its job was deleted must
-    // not leave a stray stream behind, so the existence check and the append are one step.
+    // not leave a stray stream behind, and one that arrives after the job finished (a worker still stepping until the
+    // cancel reaches it, a duplicate delivery) must not follow job_finished: watchers take a job_finished with events
+    // after it for a retried job and keep reading. So the checks and the append are one step.
     private const string AppendScript = $$"""
         if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+        local state = redis.call('HGET', KEYS[1], 'state')
+        if state == '{{JobStates.Completed}}' or state == '{{JobStates.Failed}}' or state == '{{JobStates.Cancelled}}' then return 0 end
         redis.call('XADD', KEYS[2], '*', unpack(ARGV))
         redis.call('PUBLISH', '{{FarmKeys.JobEventsChannel}}', KEYS[2])
         return 1
         """;
 
-    /// <summary>Appends an event to an existing job (one round trip) and wakes its watchers; false if there is no such job.</summary>
+    /// <summary>Appends an event to an unfinished job (one round trip) and wakes its watchers; false if there is no such job or it has finished.</summary>
     public async Task<bool> AppendAsync(string jobId, params NameValueEntry[] fields) =>
         (int)await redis.GetDatabase().ScriptEvaluateAsync(AppendScript,
             [FarmKeys.JobMeta(jobId), FarmKeys.JobEvents(jobId)],

@@ -61,7 +61,7 @@ public sealed class JobSubmitter(
             }
             inputs.CheckComplete();
             if (staging.ImageCount == 0)
-                throw BatchValidator.Invalid("the batch has no prompts");
+                throw BatchValidator.Invalid("prompts: the batch has no prompts; send at least one after the header");
             await staging.FlushAsync(final: true);
             await CommitAsync(staging, tenant);
             logger.LogInformation("Job {JobId} queued: {Images} images in {Shards} shards for model {Model}",

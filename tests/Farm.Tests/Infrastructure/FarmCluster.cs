@@ -21,6 +21,8 @@ public sealed class FarmCluster : IAsyncDisposable
     public const string Model = "tiny";
 
     private readonly Dictionary<string, WebApplication> _workers = [];
+    private readonly List<(WebApplication App, GrpcChannel Channel)> _replicas = [];
+    private Dictionary<string, string?> _coordinatorSettings = [];
     private WebApplication? _coordinator;
     private GrpcChannel? _channel;
     private ConnectionMultiplexer? _redis;
@@ -70,14 +72,32 @@ public sealed class FarmCluster : IAsyncDisposable
             ["Farm:Auth:Mode"] = "Disabled", // SecurityTests switch it on
         };
         configure?.Invoke(settings);
+        _coordinatorSettings = settings;
+        (_coordinator, CoordinatorUrl) = await StartCoordinatorHostAsync(settings);
+        _channel = GrpcChannel.ForAddress(CoordinatorUrl);
+    }
+
+    /// <summary>
+    /// Starts another coordinator with the first one's settings — the same Redis and result storage — as a deployment
+    /// runs replicas behind one Service. Workers stay connected to the first coordinator.
+    /// </summary>
+    /// <returns>A client of the new replica.</returns>
+    public async Task<JobService.JobServiceClient> StartCoordinatorReplicaAsync()
+    {
+        var (app, url) = await StartCoordinatorHostAsync(_coordinatorSettings);
+        var channel = GrpcChannel.ForAddress(url);
+        _replicas.Add((app, channel));
+        return new JobService.JobServiceClient(channel);
+    }
+
+    private async Task<(WebApplication App, string Url)> StartCoordinatorHostAsync(Dictionary<string, string?> settings)
+    {
         var builder = NewBuilder(settings);
         builder.AddCoordinatorHost();
         var app = builder.Build();
         app.MapCoordinator();
         await app.StartAsync();
-        _coordinator = app;
-        CoordinatorUrl = ListenUrl(app);
-        _channel = GrpcChannel.ForAddress(CoordinatorUrl);
+        return (app, ListenUrl(app));
     }
 
     public async Task StartWorkerAsync(string workerId, Action<Dictionary<string, string?>>? configure = null)
@@ -137,37 +157,18 @@ public sealed class FarmCluster : IAsyncDisposable
         SubmitItemsAsync(header, prompts.Select(p => new SubmitJobRequest { Prompt = p }), cancellationToken, headers);
 
     /// <summary>Submits the header, then <paramref name="items"/> (prompts and input images) as they are.</summary>
-    public async Task<SubmitJobResponse> SubmitItemsAsync(JobHeader header, IEnumerable<SubmitJobRequest> items,
-        CancellationToken cancellationToken = default, Grpc.Core.Metadata? headers = null)
-    {
-        using var call = Jobs.SubmitJob(headers, cancellationToken: cancellationToken);
-        try
-        {
-            await call.RequestStream.WriteAsync(new SubmitJobRequest { Header = header }, cancellationToken);
-            foreach (var item in items)
-                await call.RequestStream.WriteAsync(item, cancellationToken);
-            await call.RequestStream.CompleteAsync();
-        }
-        catch (Exception e) when (e is RpcException or InvalidOperationException && !cancellationToken.IsCancellationRequested)
-        {
-            // The coordinator rejected the batch while it was still streaming: its status is the call's result.
-        }
-        return await call;
-    }
+    public Task<SubmitJobResponse> SubmitItemsAsync(JobHeader header, IEnumerable<SubmitJobRequest> items,
+        CancellationToken cancellationToken = default, Grpc.Core.Metadata? headers = null) =>
+        Jobs.SubmitItemsAsync(header, items, cancellationToken, headers);
 
     /// <summary>Reads the job's events until its final one.</summary>
-    public async Task<List<JobEvent>> WatchToEndAsync(string jobId, TimeSpan timeout, Grpc.Core.Metadata? headers = null)
-    {
-        using var cts = new CancellationTokenSource(timeout);
-        using var call = Jobs.WatchJob(new WatchJobRequest { JobId = jobId }, headers, cancellationToken: cts.Token);
-        var events = new List<JobEvent>();
-        while (await call.ResponseStream.MoveNext(cts.Token)) events.Add(call.ResponseStream.Current);
-        return events;
-    }
+    public Task<List<JobEvent>> WatchToEndAsync(string jobId, TimeSpan timeout, Grpc.Core.Metadata? headers = null) =>
+        Jobs.WatchToEndAsync(jobId, timeout, headers: headers);
 
     public async ValueTask DisposeAsync()
     {
         foreach (var worker in _workers.Values) { await worker.StopAsync(); await worker.DisposeAsync(); }
+        foreach (var (replica, channel) in _replicas) { await replica.StopAsync(); await replica.DisposeAsync(); channel.Dispose(); }
         if (_coordinator is not null) { await _coordinator.StopAsync(); await _coordinator.DisposeAsync(); }
         _channel?.Dispose();
         if (_redis is not null) await _redis.DisposeAsync();

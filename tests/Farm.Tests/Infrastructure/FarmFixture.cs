@@ -1,11 +1,15 @@
 namespace RenderFarm.Farm.Tests.Infrastructure;
 
-/// <summary>One farm (Redis, coordinator, two workers) shared by the tests of the "farm" collection.</summary>
+/// <summary>
+/// One farm (Redis, coordinator, two workers) shared by the tests of the "farm" collection. Step progress is not
+/// coalesced, so tests see every step of every shard.
+/// </summary>
 public sealed class FarmFixture : IAsyncLifetime
 {
     public FarmCluster Cluster { get; private set; } = null!;
 
-    public async Task InitializeAsync() => Cluster = await FarmCluster.StartAsync(workers: 2);
+    public async Task InitializeAsync() =>
+        Cluster = await FarmCluster.StartAsync(workers: 2, configure: s => s["Farm:ProgressIntervalMilliseconds"] = "0");
 
     public async Task DisposeAsync() => await Cluster.DisposeAsync();
 }

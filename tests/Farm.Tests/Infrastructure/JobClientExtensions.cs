@@ -1,0 +1,45 @@
+using Grpc.Core;
+using RenderFarm.Protocol;
+
+namespace RenderFarm.Farm.Tests.Infrastructure;
+
+/// <summary>Client calls the tests make against whichever coordinator (replica) a <see cref="JobService.JobServiceClient"/> talks to.</summary>
+public static class JobClientExtensions
+{
+    public static Task<SubmitJobResponse> SubmitAsync(this JobService.JobServiceClient jobs, JobHeader header, IEnumerable<string> prompts) =>
+        jobs.SubmitItemsAsync(header, prompts.Select(p => new SubmitJobRequest { Prompt = new PromptItem { Prompt = p } }));
+
+    /// <summary>Submits the header, then <paramref name="items"/> (prompts and input images) as they are.</summary>
+    public static async Task<SubmitJobResponse> SubmitItemsAsync(this JobService.JobServiceClient jobs, JobHeader header,
+        IEnumerable<SubmitJobRequest> items, CancellationToken cancellationToken = default, Metadata? headers = null)
+    {
+        using var call = jobs.SubmitJob(headers, cancellationToken: cancellationToken);
+        try
+        {
+            await call.RequestStream.WriteAsync(new SubmitJobRequest { Header = header }, cancellationToken);
+            foreach (var item in items)
+                await call.RequestStream.WriteAsync(item, cancellationToken);
+            await call.RequestStream.CompleteAsync();
+        }
+        catch (Exception e) when (e is RpcException or InvalidOperationException && !cancellationToken.IsCancellationRequested)
+        {
+            // The coordinator rejected the batch while it was still streaming: its status is the call's result.
+        }
+        return await call;
+    }
+
+    /// <summary>Reads the job's events (after <paramref name="afterEventId"/>, or from the start) until its final one.</summary>
+    public static async Task<List<JobEvent>> WatchToEndAsync(this JobService.JobServiceClient jobs, string jobId, TimeSpan timeout,
+        string afterEventId = "", Metadata? headers = null)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        using var call = jobs.WatchJob(new WatchJobRequest { JobId = jobId, AfterEventId = afterEventId }, headers, cancellationToken: cts.Token);
+        var events = new List<JobEvent>();
+        while (await call.ResponseStream.MoveNext(cts.Token)) events.Add(call.ResponseStream.Current);
+        return events;
+    }
+
+    /// <summary>The steps reported for one shard, in the order they were appended.</summary>
+    public static List<uint> StepsOf(this IEnumerable<JobEvent> events, uint shardIndex) =>
+        events.Where(e => e.Step?.ShardIndex == shardIndex).Select(e => e.Step.Step).ToList();
+}
