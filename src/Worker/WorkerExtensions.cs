@@ -29,13 +29,14 @@ public static class WorkerExtensions
         services.AddSingleton<ShardPuller>();
         services.AddSingleton<ShardRequestBuilder>();
         services.AddSingleton<ShardRunner>();
+        services.AddSingleton<RenderWatchdog>();
         // Hosted services start in this order: models are warmed up before the worker registers or pulls.
         services.AddHostedService<ModelWarmUp>();
         // The link is registered before the loop so it stops after it and can drain the final reports.
         services.AddSingleton<CoordinatorLink>();
         services.AddHostedService(sp => sp.GetRequiredService<CoordinatorLink>());
         services.AddHostedService<WorkerLoop>();
-        services.AddHealthChecks();
+        services.AddHealthChecks().AddCheck<RenderWatchdog>("render");
         return services;
     }
 
