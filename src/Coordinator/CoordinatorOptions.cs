@@ -26,8 +26,11 @@ public sealed class CoordinatorOptions
     /// </summary>
     [Range(1, 256)] public int ShardSize { get; set; } = 8;
 
-    /// <summary>Deliveries of a shard before its images are marked failed (dead letter).</summary>
-    [Range(1, 100)] public int MaxAttempts { get; set; } = 3;
+    /// <summary>
+    /// Deliveries of a shard before its images are marked failed (dead letter). Every delivery counts: one that failed,
+    /// and one whose worker crashed, hung or was cut off (its lease lapsed). Stamped on each shard when it is queued.
+    /// </summary>
+    [Range(1, 100)] public int MaxAttempts { get; set; } = Shared.ShardEntry.DefaultMaxAttempts;
 
     /// <summary>A worker not heard from for this long is shown offline.</summary>
     [Range(1, 3600)] public int WorkerTimeoutSeconds { get; set; } = 30;

@@ -11,6 +11,12 @@ public static class FarmKeys
     /// <summary>Consumer group that every worker joins on every task stream.</summary>
     public const string WorkerGroup = "workers";
 
+    /// <summary>
+    /// Consumer that holds a pending shard handed back on purpose (after a reported failure, or by a draining worker)
+    /// until a worker takes it. A worker taking a shard over from any other consumer knows that consumer's lease lapsed.
+    /// </summary>
+    public const string ReleasedConsumer = "~released";
+
     /// <summary>Sorted set of one tenant's job ids by creation time (ms): what its listings show.</summary>
     public static string TenantJobIndex(string tenant) => $"jobs:tenant:{tenant}";
 

@@ -7,8 +7,15 @@ using StackExchange.Redis;
 
 namespace RenderFarm.Worker;
 
-/// <summary>A shard delivered to this worker: the stream entry it came from and its content.</summary>
-public sealed record ClaimedShard(string Stream, string EntryId, Shard Shard);
+/// <summary>
+/// A shard delivered to this worker: the stream entry it came from, its content, which delivery this is (from 1) and,
+/// when it was taken over after a lapsed lease, the worker that held it (its delivery ended without a report).
+/// </summary>
+public sealed record ClaimedShard(string Stream, string EntryId, Shard Shard, long Delivery = 1, string? LostBy = null)
+{
+    /// <summary>Delivered more often than the shard's attempt limit: it is dead-lettered instead of run.</summary>
+    public bool PastAttemptLimit => Delivery > ShardEntry.AttemptLimit(Shard);
+}
 
 /// <summary>
 /// Pulls shards from the task streams of the models this worker holds. Order of preference: its own pending entries
@@ -25,7 +32,7 @@ public sealed class ShardPuller : IDisposable
     private readonly SemaphoreSlim _nudge = new(0, 1);
     private readonly ILogger<ShardPuller> _logger;
     private readonly WorkerActivity _activity;
-    private Queue<ClaimedShard>? _ownPending;
+    private Queue<(string Stream, string EntryId)>? _ownPending;
     private ChannelMessageQueue[] _subscriptions = [];
     private readonly string[] _nudgeChannels;
 
@@ -74,25 +81,46 @@ public sealed class ShardPuller : IDisposable
         }
     }
 
-    // KEYS: task stream. ARGV: group, consumer, entry id, idle ms to set. XCLAIM with min-idle 0 takes an entry from
-    // whoever holds it, so a worker whose shard was taken over after its lease lapsed would take it back by renewing
-    // (and both would render it); the owner check and the claim are one step.
+    // KEYS: task stream. ARGV: group, consumer, entry id, idle ms to set, new holder, deliveries to give back.
+    // XCLAIM with min-idle 0 takes an entry from whoever holds it, so a worker whose shard was taken over after its
+    // lease lapsed would take it back by renewing (and both would render it); the owner check and the claim are one step.
     private const string ClaimIfOwnerScript = """
         local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
         if #pending == 0 or pending[1][2] ~= ARGV[2] then return 0 end
-        redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[4], 'JUSTID')
+        redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[5], 0, ARGV[3], 'IDLE', ARGV[4],
+          'RETRYCOUNT', pending[1][4] - tonumber(ARGV[6]), 'JUSTID')
         return 1
         """;
 
     /// <summary>Renews this worker's claim on a running shard so it is not taken over; false if it already was.</summary>
-    public Task<bool> RenewAsync(ClaimedShard shard) => ClaimIfOwnerAsync(shard, idleMs: 0);
+    public Task<bool> RenewAsync(ClaimedShard shard) => ClaimIfOwnerAsync(shard, idleMs: 0, WorkerId, giveBack: 0);
 
-    /// <summary>Hands a shard back at once (shutdown): marks it idle past the lease so the next worker takes it.</summary>
-    public Task<bool> ReleaseAsync(ClaimedShard shard) => ClaimIfOwnerAsync(shard, idleMs: (long)_options.LeaseSeconds * 1000 * 10);
+    /// <summary>
+    /// Hands a shard back at once (shutdown): the next worker takes it without waiting for the lease. A drain is not a
+    /// failed attempt, so the delivery is given back and the shard keeps all its attempts.
+    /// </summary>
+    public Task<bool> ReleaseAsync(ClaimedShard shard) =>
+        ClaimIfOwnerAsync(shard, idleMs: (long)_options.LeaseSeconds * 1000 * 10, FarmKeys.ReleasedConsumer, giveBack: 1);
 
-    private async Task<bool> ClaimIfOwnerAsync(ClaimedShard shard, long idleMs) =>
+    private async Task<bool> ClaimIfOwnerAsync(ClaimedShard shard, long idleMs, string holder, int giveBack) =>
         (int)await _redis.GetDatabase().ScriptEvaluateAsync(ClaimIfOwnerScript, [shard.Stream],
-            [FarmKeys.WorkerGroup, WorkerId, shard.EntryId, idleMs]) == 1;
+            [FarmKeys.WorkerGroup, WorkerId, shard.EntryId, idleMs, holder, giveBack]) == 1;
+
+    // KEYS: task stream. ARGV: group, consumer, min idle ms, first id, last id, holder ('' = any).
+    // Takes over the first pending entry in [first, last] idle at least min idle (and held by holder, if given), and
+    // returns its id, its previous holder, the number of this delivery and its fields; only the id if the entry was
+    // deleted (XCLAIM then drops it from the pending list); nil if there is none. This is XAUTOCLAIM for one entry
+    // that also says who held it and how often it was delivered, which dead-lettering needs.
+    private const string TakeOverScript = """
+        local query = {'XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[3], ARGV[4], ARGV[5], 1}
+        if ARGV[6] ~= '' then query[#query + 1] = ARGV[6] end
+        local pending = redis.call(unpack(query))
+        if #pending == 0 then return false end
+        local id = pending[1][1]
+        local claimed = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], id)
+        if #claimed == 0 or not claimed[1][2] then return {id} end
+        return {id, pending[1][2], pending[1][4] + 1, claimed[1][2]}
+        """;
 
     // KEYS: job meta, parked list. ARGV: shard payload. Decides atomically with pause/resume what to do with a shard.
     private const string ClaimCheckScript = """
@@ -134,20 +162,21 @@ public sealed class ShardPuller : IDisposable
         var db = _redis.GetDatabase();
         if (_ownPending is null)
         {
-            // Once, at start: what this worker id held before a restart is still ours to finish.
-            _ownPending = new Queue<ClaimedShard>();
+            // Once, at start: what this worker id held before a restart is still ours to finish (it crashed or was
+            // killed: each of those deliveries ended without a report, so each is taken over and counted like a lapse).
+            _ownPending = new Queue<(string, string)>();
             foreach (var stream in _streams)
-                foreach (var entry in await db.StreamReadGroupAsync(stream, FarmKeys.WorkerGroup, WorkerId, "0-0", count: 1000))
-                    if (Parse(stream, [entry]) is { } mine) _ownPending.Enqueue(mine);
+                foreach (var entry in await db.StreamPendingMessagesAsync(stream, FarmKeys.WorkerGroup, 1000, WorkerId))
+                    _ownPending.Enqueue((stream, entry.MessageId!));
         }
-        if (_ownPending.TryDequeue(out var pending)) return pending;
+        while (_ownPending.TryDequeue(out var own))
+            if (await TakeOverAsync(db, own.Stream, minIdleMs: 0, own.EntryId, own.EntryId, WorkerId) is { } mine) return mine;
         foreach (var stream in _streams)
         {
-            var stale = await db.StreamAutoClaimAsync(stream, FarmKeys.WorkerGroup, WorkerId,
-                _options.LeaseSeconds * 1000L, "0-0", count: 1);
-            if (Parse(stream, stale.ClaimedEntries) is { } reclaimed)
+            if (await TakeOverAsync(db, stream, _options.LeaseSeconds * 1000L, "-", "+", holder: "") is { } reclaimed)
             {
-                _logger.LogInformation("Reclaimed shard {Entry} of {Stream} whose lease lapsed", reclaimed.EntryId, stream);
+                _logger.LogInformation("Took over shard {Entry} of {Stream} (delivery {Delivery}) from {Holder}",
+                    reclaimed.EntryId, stream, reclaimed.Delivery, reclaimed.LostBy ?? "a release");
                 return reclaimed;
             }
         }
@@ -157,6 +186,29 @@ public sealed class ShardPuller : IDisposable
             if (Parse(stream, fresh) is { } next) return next;
         }
         return null;
+    }
+
+    /// <summary>
+    /// Takes over one pending entry (see <see cref="TakeOverScript"/>), skipping deleted ones. Whoever takes an entry
+    /// over is the only one who sees that delivery begin (XCLAIM is atomic), so counting deliveries here needs no
+    /// coordination between workers or coordinator replicas, and costs one script per redelivery.
+    /// </summary>
+    private async Task<ClaimedShard?> TakeOverAsync(IDatabase db, string stream, long minIdleMs, string first, string last, string holder)
+    {
+        while (true)
+        {
+            var result = await db.ScriptEvaluateAsync(TakeOverScript, [stream],
+                [FarmKeys.WorkerGroup, WorkerId, minIdleMs, first, last, holder]);
+            if (result.IsNull) return null;
+            var parts = (RedisResult[])result!;
+            if (parts.Length < 4) continue; // a deleted entry, now off the pending list
+            var fields = (RedisResult[])parts[3]!;
+            var entry = new StreamEntry((string)parts[0]!,
+                Enumerable.Range(0, fields.Length / 2).Select(i => new NameValueEntry((string)fields[2 * i]!, (byte[])fields[2 * i + 1]!)).ToArray());
+            var previous = (string)parts[1]!;
+            if (Parse(stream, [entry]) is { } shard)
+                return shard with { Delivery = (long)parts[2], LostBy = previous == FarmKeys.ReleasedConsumer ? null : previous };
+        }
     }
 
     /// <summary>

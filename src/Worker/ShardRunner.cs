@@ -7,14 +7,26 @@ using PipelineStep = RenderFarm.Diffusion.StepProgress;
 namespace RenderFarm.Worker;
 
 /// <summary>Renders one shard as one pipeline batch and reports begin, steps, each image and the end.</summary>
-public sealed class ShardRunner(ModelCatalog models, ShardRequestBuilder requests, CoordinatorLink link, WorkerActivity activity, ILogger<ShardRunner> logger)
+public sealed class ShardRunner(
+    ModelCatalog models, ShardRequestBuilder requests, CoordinatorLink link, WorkerActivity activity, RenderWatchdog watchdog,
+    ILogger<ShardRunner> logger)
 {
-    public Task ReportCancelledAsync(ClaimedShard claimed) =>
-        link.SendAsync(new WorkerMessage { ShardEnd = new ShardEnd { Shard = Reference(claimed), Cancelled = true } }, CancellationToken.None).AsTask();
+    public Task ReportCancelledAsync(ClaimedShard claimed) => SendEndAsync(new ShardEnd { Shard = Reference(claimed), Cancelled = true });
 
     /// <summary>Tells the coordinator this worker stopped a shard whose claim another worker took over.</summary>
-    public Task ReportAbandonedAsync(ClaimedShard claimed) =>
-        link.SendAsync(new WorkerMessage { ShardEnd = new ShardEnd { Shard = Reference(claimed), Abandoned = true } }, CancellationToken.None).AsTask();
+    public Task ReportAbandonedAsync(ClaimedShard claimed) => SendEndAsync(new ShardEnd { Shard = Reference(claimed), Abandoned = true });
+
+    /// <summary>Fails this delivery of the shard from outside its run (the render stalled): a counted attempt.</summary>
+    public Task ReportFailedAsync(ClaimedShard claimed, string error) => SendEndAsync(new ShardEnd { Shard = Reference(claimed), Error = error });
+
+    /// <summary>Tells the coordinator about a taken-over shard: the previous delivery lost, or the shard past its attempts.</summary>
+    public Task ReportRedeliveredAsync(ClaimedShard claimed) =>
+        link.SendAsync(new WorkerMessage
+        {
+            ShardRedelivered = new ShardRedelivered { Shard = Reference(claimed), Delivery = (uint)claimed.Delivery, LostBy = claimed.LostBy ?? "" },
+        }, CancellationToken.None).AsTask();
+
+    private Task SendEndAsync(ShardEnd end) => link.SendAsync(new WorkerMessage { ShardEnd = end }, CancellationToken.None).AsTask();
 
     private static ShardRef Reference(ClaimedShard claimed) => new()
     {
@@ -34,8 +46,10 @@ public sealed class ShardRunner(ModelCatalog models, ShardRequestBuilder request
             var renderer = models.Find(shard.Params.Model)
                 ?? throw new InvalidOperationException($"model '{shard.Params.Model}' is not loaded on this worker");
             var request = await requests.BuildAsync(shard);
-            var progress = new StepReporter(link, activity, reference);
-            var images = await renderer.RenderAsync(request, progress, cancellationToken);
+            var progress = new StepReporter(link, activity, reference, watchdog);
+            IReadOnlyList<GeneratedImage> images;
+            using (watchdog.Watch())
+                images = await renderer.RenderAsync(request, progress, cancellationToken);
             for (var i = 0; i < images.Count; i++)
             {
                 await link.SendAsync(new WorkerMessage
@@ -58,11 +72,12 @@ public sealed class ShardRunner(ModelCatalog models, ShardRequestBuilder request
     }
 
     /// <summary>Forwards pipeline steps straight to the link (no synchronisation context hop, so order is kept).</summary>
-    private sealed class StepReporter(CoordinatorLink link, WorkerActivity activity, ShardRef shard) : IProgress<PipelineStep>
+    private sealed class StepReporter(CoordinatorLink link, WorkerActivity activity, ShardRef shard, RenderWatchdog watchdog) : IProgress<PipelineStep>
     {
         public void Report(PipelineStep value)
         {
-            activity.Touch(); // a step done: the render is not stuck (liveness)
+            activity.Touch(); // a step done: the worker is not stuck (liveness)
+            watchdog.Progress(); // and neither is this render (its lease)
             var seconds = value.Elapsed.TotalSeconds;
             link.TrySend(new WorkerMessage
             {

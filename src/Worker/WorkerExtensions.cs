@@ -36,6 +36,7 @@ public static class WorkerExtensions
         services.AddSingleton<ShardPuller>();
         services.AddSingleton<ShardRequestBuilder>();
         services.AddSingleton<ShardRunner>();
+        services.AddSingleton<RenderWatchdog>();
         // Hosted services start in this order: models are warmed up before the worker registers or pulls.
         services.AddSingleton<ModelWarmUp>();
         services.AddHostedService(sp => sp.GetRequiredService<ModelWarmUp>());
@@ -60,7 +61,8 @@ public static class WorkerExtensions
             .AddCheck<WarmUpHealthCheck>("warm-up")
             .AddCheck<RedisHealthCheck>("redis")
             .AddCheck<CoordinatorLinkHealthCheck>("coordinator")
-            .AddCheck<LivenessHealthCheck>("progress", tags: [FarmHealth.LiveTag]);
+            .AddCheck<LivenessHealthCheck>("progress", tags: [FarmHealth.LiveTag])
+            .AddCheck<RenderWatchdog>("render", tags: [FarmHealth.LiveTag]); // a stalled render holds the device: restart
     }
 
     public static WebApplication MapWorker(this WebApplication app)

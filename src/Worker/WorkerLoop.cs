@@ -7,18 +7,22 @@ namespace RenderFarm.Worker;
 /// Pulls one shard at a time and runs it while renewing its lease. On shutdown it stops pulling; the running shard
 /// gets the host's shutdown timeout to finish, and is handed back for another worker if it cannot. A shard whose
 /// claim another worker took over (this one stalled past its lease) is stopped within a renewal period: the new
-/// holder renders it, and rendering it twice would only waste the GPU.
+/// holder renders it, and rendering it twice would only waste the GPU. A render that makes no progress for the stall
+/// timeout is given up the same way, reported as a failed attempt, and the worker then takes no more shards
+/// (<see cref="RenderWatchdog"/>).
 /// </summary>
 public sealed class WorkerLoop(
     ShardPuller puller,
     ShardRunner runner,
     CoordinatorLink link,
+    RenderWatchdog watchdog,
     IOptions<WorkerOptions> options,
     ILogger<WorkerLoop> logger) : BackgroundService
 {
     private CancellationTokenSource? _currentJob;
     private bool _jobCancelled;
     private bool _leaseLost;
+    private bool _stalled;
     private ClaimedShard? _currentShard;
     private readonly TaskCompletionSource _quarantined = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -34,7 +38,7 @@ public sealed class WorkerLoop(
         logger.LogInformation("Worker {Worker} pulling shards", puller.WorkerId);
         while (!stoppingToken.IsCancellationRequested)
         {
-            if (_quarantined.Task.IsCompleted)
+            if (_quarantined.Task.IsCompleted || watchdog.Tripped)
             {
                 await Task.Delay(Timeout.Infinite, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
                 break;
@@ -49,6 +53,16 @@ public sealed class WorkerLoop(
                 break;
             }
             if (!await puller.CheckRunnableAsync(claimed)) continue;
+            if (claimed.LostBy is not null || claimed.PastAttemptLimit) await runner.ReportRedeliveredAsync(claimed);
+            if (claimed.PastAttemptLimit)
+            {
+                // Not run: a shard that crashes or hangs its worker would take this one down too. The coordinator
+                // dead-letters it; until it does, the entry stays pending here, and if that report is lost, the next
+                // worker to take it over finds it past the limit as well.
+                logger.LogError("Shard {Job}/{Shard} not run: delivery {Delivery} is past its attempt limit; it is dead-lettered",
+                    claimed.Shard.JobId, claimed.Shard.ShardIndex, claimed.Delivery);
+                continue;
+            }
             await RunClaimedAsync(claimed);
         }
     }
@@ -58,7 +72,7 @@ public sealed class WorkerLoop(
         // A shard is not abandoned just because shutdown began: it runs until the host's shutdown timeout expires
         // (see StopAsync) or its job is cancelled.
         using var shardCts = new CancellationTokenSource();
-        lock (this) { _currentJob = shardCts; _currentShard = claimed; _jobCancelled = false; _leaseLost = false; }
+        lock (this) { _currentJob = shardCts; _currentShard = claimed; _jobCancelled = false; _leaseLost = false; _stalled = false; }
         var renewal = RenewWhileRunningAsync(claimed, shardCts.Token);
         try
         {
@@ -69,6 +83,11 @@ public sealed class WorkerLoop(
             logger.LogInformation("Shard {Job}/{Shard} stopped: job cancelled", claimed.Shard.JobId, claimed.Shard.ShardIndex);
             await puller.AcknowledgeAsync(claimed);
             await runner.ReportCancelledAsync(claimed);
+        }
+        catch (OperationCanceledException) when (_stalled)
+        {
+            // The watchdog already failed the delivery; the render gave up late, or never started its next step.
+            logger.LogWarning("Stalled shard {Job}/{Shard} stopped", claimed.Shard.JobId, claimed.Shard.ShardIndex);
         }
         catch (OperationCanceledException) when (_leaseLost)
         {
@@ -99,6 +118,11 @@ public sealed class WorkerLoop(
             while (true)
             {
                 await Task.Delay(period, token);
+                if (watchdog.Stalled() is { } idle)
+                {
+                    await GiveUpStalledAsync(claimed, idle);
+                    return;
+                }
                 try
                 {
                     // Not pending under this worker any more: taken over after a lapsed lease (the new holder renders
@@ -123,6 +147,26 @@ public sealed class WorkerLoop(
             }
         }
         catch (OperationCanceledException) { }
+    }
+
+    /// <summary>
+    /// Stops renewing a stalled shard and fails this delivery, so the coordinator hands it to another worker now (or,
+    /// if the report cannot reach it, the lease lapses). The hung call may never return: nothing here waits for it.
+    /// </summary>
+    private async Task GiveUpStalledAsync(ClaimedShard claimed, TimeSpan idle)
+    {
+        lock (this)
+        {
+            if (_currentShard != claimed || _jobCancelled) return;
+            _stalled = true;
+            _currentJob?.Cancel();
+        }
+        var error = $"render stalled on worker {puller.WorkerId}: no progress for {idle.TotalSeconds:0} s " +
+                    $"(Farm:StallTimeoutSeconds is {options.Value.StallTimeoutSeconds})";
+        watchdog.Trip(error);
+        logger.LogError("Shard {Job}/{Shard}: {Error}; giving it up, reporting unhealthy and taking no more shards",
+            claimed.Shard.JobId, claimed.Shard.ShardIndex, error);
+        await runner.ReportFailedAsync(claimed, error);
     }
 
     public override async Task StopAsync(CancellationToken cancellationToken)

@@ -30,7 +30,10 @@ public sealed class ChaosTests(ITestOutputHelper output)
     [Fact]
     public async Task EveryImageIsProducedExactlyOnceAndIdenticallyWhileWorkersCoordinatorAndRedisFail()
     {
-        await using var farm = await ProcessFarm.StartAsync(workers: 3, leaseSeconds: 3);
+        // Every delivery lost with a killed worker is a failed attempt. Kills every 1-2 s are far more often than any
+        // real failure rate and can take one shard down three times; the attempt limit is LostDeliveryTests' subject.
+        await using var farm = await ProcessFarm.StartAsync(workers: 3, leaseSeconds: 3,
+            coordinatorOverrides: new() { ["Farm__MaxAttempts"] = "20" });
 
         // Fault-free reference run.
         var reference = await farm.SubmitAsync(Header(), Batch());

@@ -33,7 +33,7 @@ public sealed class JobSubmitter(
         var alreadyQueued = await limits.AdmitAsync(tenant);
 
         var jobId = JobIds.New();
-        var staging = new Staging(redis.GetDatabase(), jobId, header, await sizing.SnapshotAsync());
+        var staging = new Staging(redis.GetDatabase(), jobId, header, await sizing.SnapshotAsync(), (uint)options.Value.MaxAttempts);
         var inputs = new SubmittedInputs(redis.GetDatabase(), jobId, options.Value, StagingTtl);
         try
         {
@@ -131,7 +131,7 @@ public sealed class JobSubmitter(
     /// A submission in progress: one open shard per distinct set of settings (per-prompt overrides), and the Redis
     /// writes not yet flushed.
     /// </summary>
-    private sealed class Staging(IDatabase db, string jobId, JobHeader header, Func<string, int> shardSizeFor)
+    private sealed class Staging(IDatabase db, string jobId, JobHeader header, Func<string, int> shardSizeFor, uint maxAttempts)
     {
         /// <summary>Distinct settings one job may mix: each keeps a shard open while the batch streams in.</summary>
         public const int MaxDistinctParams = 64;
@@ -165,7 +165,7 @@ public sealed class JobSubmitter(
                     InitImage = initImage, MaskImage = maskImage,
                 };
                 if (!_open.TryGetValue(parameters, out var shard))
-                    _open[parameters] = shard = new Shard { JobId = jobId, Params = parameters };
+                    _open[parameters] = shard = new Shard { JobId = jobId, Params = parameters, MaxAttempts = maxAttempts };
                 shard.Images.Add(image);
                 var record = parameters.Equals(header.Params) ? image : new ImageTask(image) { Params = parameters };
                 _images.Add(new HashEntry(image.Index, record.ToByteArray()));

@@ -38,12 +38,33 @@ public sealed class ShardQueue(IConnectionMultiplexer redis)
             await redis.GetDatabase().StreamAcknowledgeAsync(stream, FarmKeys.WorkerGroup, shard.EntryId);
     }
 
-    /// <summary>Makes a pending entry look long idle, so any worker's XAUTOCLAIM takes it on its next pull.</summary>
-    public async Task ReleaseAsync(ShardRef shard, string owner)
+    /// <summary>
+    /// Hands a failed delivery back for a retry now rather than after a lease: the entry moves to
+    /// <see cref="FarmKeys.ReleasedConsumer"/> and looks long idle, so any worker's next pull takes it over, knowing
+    /// that this attempt is already on record (no lost lease to report).
+    /// </summary>
+    public async Task ReleaseAsync(ShardRef shard)
     {
         if (StreamOf(shard) is { } stream)
-            await redis.GetDatabase().ExecuteAsync("XCLAIM", stream, FarmKeys.WorkerGroup, owner, 0, shard.EntryId,
+            await redis.GetDatabase().ExecuteAsync("XCLAIM", stream, FarmKeys.WorkerGroup, FarmKeys.ReleasedConsumer, 0, shard.EntryId,
                 "IDLE", (long)TimeSpan.FromDays(1).TotalMilliseconds, "JUSTID");
+    }
+
+    /// <summary>The consumer holding a delivered shard and how many times it has been delivered; null if it is not pending.</summary>
+    public async Task<(string Owner, long Deliveries)?> PendingAsync(ShardRef shard)
+    {
+        if (StreamOf(shard) is not { } stream) return null;
+        var pending = await redis.GetDatabase().StreamPendingMessagesAsync(
+            stream, FarmKeys.WorkerGroup, 1, RedisValue.Null, shard.EntryId, shard.EntryId);
+        return pending.Length == 1 ? ((string)pending[0].ConsumerName!, pending[0].DeliveryCount) : null;
+    }
+
+    /// <summary>The shard a delivery refers to, read from its stream entry (one XRANGE); null if the entry is gone.</summary>
+    public async Task<Shard?> ReadAsync(ShardRef shard)
+    {
+        if (StreamOf(shard) is not { } stream) return null;
+        var entries = await redis.GetDatabase().StreamRangeAsync(stream, shard.EntryId, shard.EntryId);
+        return entries.Length == 1 && !entries[0].IsNull ? ShardEntry.Parse(entries[0]) : null;
     }
 
     /// <summary>Shards of the model not yet delivered to any worker (the consumer groups' lag), all priorities.</summary>

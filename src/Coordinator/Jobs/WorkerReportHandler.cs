@@ -72,7 +72,7 @@ public sealed class WorkerReportHandler(
         if (!JobIds.IsWellFormed(shard.JobId)) return false;
         // The worker lost its claim to another worker: the entry is that worker's to finish or fail.
         if (end.Abandoned) return false;
-        if (end.Cancelled || !await jobs.ExistsAsync(shard.JobId) || await jobs.IsCancelledAsync(shard.JobId))
+        if (end.Cancelled || await JobEndedAsync(shard))
         {
             await queue.AcknowledgeAsync(shard); // nothing to do for a cancelled or deleted job
             return false;
@@ -85,28 +85,72 @@ public sealed class WorkerReportHandler(
             return false;
         }
 
-        var attempts = await DeliveryCountAsync(shard);
-        // Every failed attempt is on the job's record, not only the last one.
-        await events.AppendAsync(shard.JobId, JobEventLog.AttemptFailed(shard.ShardIndex, workerId, attempts, options.Value.MaxAttempts, end.Error));
-        logger.LogWarning("Shard {Job}/{Shard} failed on {Worker} (attempt {Attempt} of {Max}): {Error}",
-            shard.JobId, shard.ShardIndex, workerId, attempts, options.Value.MaxAttempts, end.Error);
-        if (attempts >= options.Value.MaxAttempts)
+        // Only the delivery's holder can fail it. A report that arrives after its lease lapsed and another worker took
+        // the shard over is stale: taking over recorded that attempt (a lost lease), and releasing the entry now would
+        // take it away from its new holder.
+        if (await queue.PendingAsync(shard) is not { } pending || pending.Owner != workerId)
         {
-            // Dead letter: every image of the shard without an outcome fails with the last error.
-            var entries = ShardQueue.StreamOf(shard) is { } stream
-                ? await redis.GetDatabase().StreamRangeAsync(stream, shard.EntryId, shard.EntryId)
-                : [];
-            if (entries.Length == 1)
-                foreach (var task in ShardEntry.Parse(entries[0]).Images)
-                    await jobs.RecordImageFailedAsync(shard.JobId, shard.ShardIndex, task.Index, workerId, end.Error);
-            await queue.AcknowledgeAsync(shard);
+            logger.LogInformation("Late failure of shard {Job}/{Shard} from {Worker} ignored: the shard has moved on",
+                shard.JobId, shard.ShardIndex, workerId);
+            return false;
         }
+        var content = await queue.ReadAsync(shard);
+        var limit = AttemptLimit(content);
+        await RecordAttemptAsync(shard, workerId, pending.Deliveries, limit, end.Error);
+        if (pending.Deliveries >= limit)
+            await DeadLetterAsync(shard, content, workerId, end.Error);
         else
-        {
-            // Retry now rather than after a lease: mark the entry idle so the next worker's XAUTOCLAIM takes it.
-            await queue.ReleaseAsync(shard, workerId);
-        }
+            await queue.ReleaseAsync(shard); // retry now rather than after a lease
         return await RecentFailuresAsync(workerId) >= options.Value.QuarantineAfterFailures;
+    }
+
+    /// <summary>
+    /// A worker took over a shard whose previous delivery ended without a report, or that is past its attempt limit
+    /// (see <see cref="ShardRedelivered"/>). The unreported delivery is recorded as a failed attempt, like a reported
+    /// one; past the limit the shard is dead-lettered exactly as after a reported failure.
+    /// </summary>
+    public async Task RedeliveredAsync(string workerId, ShardRedelivered redelivered)
+    {
+        var shard = redelivered.Shard;
+        if (!JobIds.IsWellFormed(shard.JobId)) return;
+        if (await JobEndedAsync(shard))
+        {
+            await queue.AcknowledgeAsync(shard);
+            return;
+        }
+        var content = await queue.ReadAsync(shard);
+        var limit = AttemptLimit(content);
+        var error = $"delivered {redelivered.Delivery} times, past the limit of {limit}";
+        if (redelivered.LostBy.Length > 0 && redelivered.Delivery > 1)
+        {
+            error = $"worker {redelivered.LostBy} lost its lease (crashed, hung or cut off)";
+            await RecordAttemptAsync(shard, redelivered.LostBy, redelivered.Delivery - 1, limit, error);
+        }
+        if (redelivered.Delivery > limit) await DeadLetterAsync(shard, content, workerId, error);
+    }
+
+    private async Task<bool> JobEndedAsync(ShardRef shard) =>
+        !await jobs.ExistsAsync(shard.JobId) || await jobs.IsCancelledAsync(shard.JobId);
+
+    /// <summary>The limit the shard was queued with; shards queued before shards carried one use the configured limit.</summary>
+    private int AttemptLimit(Shard? content) =>
+        content is null ? options.Value.MaxAttempts : ShardEntry.AttemptLimit(content, options.Value.MaxAttempts);
+
+    /// <summary>Every failed attempt is on the job's record, not only the last one.</summary>
+    private async Task RecordAttemptAsync(ShardRef shard, string workerId, long attempt, int limit, string error)
+    {
+        await events.AppendAsync(shard.JobId, JobEventLog.AttemptFailed(shard.ShardIndex, workerId, attempt, limit, error));
+        logger.LogWarning("Shard {Job}/{Shard} failed on {Worker} (attempt {Attempt} of {Max}): {Error}",
+            shard.JobId, shard.ShardIndex, workerId, attempt, limit, error);
+    }
+
+    /// <summary>Dead letter: every image of the shard without an outcome fails with the last error; the entry is acknowledged.</summary>
+    private async Task DeadLetterAsync(ShardRef shard, Shard? content, string workerId, string error)
+    {
+        foreach (var task in content?.Images ?? [])
+            await jobs.RecordImageFailedAsync(shard.JobId, shard.ShardIndex, task.Index, workerId, error);
+        await queue.AcknowledgeAsync(shard);
+        logger.LogWarning("Shard {Job}/{Shard} dead-lettered: {Error}", shard.JobId, shard.ShardIndex, error);
     }
 
     /// <summary>Counts the worker's failed shards within the quarantine window (a sorted set of failure times).</summary>
@@ -120,13 +164,5 @@ public sealed class WorkerReportHandler(
         await db.SortedSetRemoveRangeByScoreAsync(key, double.NegativeInfinity, now - windowMs);
         await db.KeyExpireAsync(key, TimeSpan.FromMilliseconds(windowMs));
         return await db.SortedSetLengthAsync(key);
-    }
-
-    private async Task<long> DeliveryCountAsync(ShardRef shard)
-    {
-        if (ShardQueue.StreamOf(shard) is not { } stream) return 0;
-        var pending = await redis.GetDatabase().StreamPendingMessagesAsync(
-            stream, FarmKeys.WorkerGroup, 1, RedisValue.Null, shard.EntryId, shard.EntryId);
-        return pending.Length == 1 ? pending[0].DeliveryCount : options.Value.MaxAttempts;
     }
 }

@@ -226,7 +226,10 @@ public sealed class JobGrpcService(
             .SelectMany(group => group.Chunk(shardSizeFor(group.Key.Model)).Select(chunk => (group.Key, chunk)))
             .Select((g, n) =>
             {
-                var shard = new Shard { JobId = request.JobId, ShardIndex = status.ShardCount + (uint)n, Params = g.Key };
+                var shard = new Shard
+                {
+                    JobId = request.JobId, ShardIndex = status.ShardCount + (uint)n, Params = g.Key, MaxAttempts = (uint)options.Value.MaxAttempts,
+                };
                 shard.Images.AddRange(g.chunk.Select(t => new ImageTask(t) { Params = null }));
                 return shard;
             }).ToList();

@@ -99,6 +99,9 @@ public sealed class WorkerGrpcService(
                     outbox.TryWrite(new CoordinatorMessage { Quarantine = new Quarantine { Reason = "too many failed shards" } });
                 }
                 break;
+            case WorkerMessage.KindOneofCase.ShardRedelivered:
+                await reports.RedeliveredAsync(worker, message.ShardRedelivered);
+                break;
             case WorkerMessage.KindOneofCase.Heartbeat:
                 await session.SeenAsync();
                 break;

@@ -100,7 +100,9 @@ public sealed class FarmCluster : IAsyncDisposable
         return (app, ListenUrl(app));
     }
 
-    public async Task StartWorkerAsync(string workerId, Action<Dictionary<string, string?>>? configure = null)
+    /// <param name="services">Replaces worker services after the real ones are registered (a test renderer, say).</param>
+    public async Task StartWorkerAsync(string workerId, Action<Dictionary<string, string?>>? configure = null,
+        Action<IServiceCollection>? services = null)
     {
         var settings = new Dictionary<string, string?>
         {
@@ -113,6 +115,7 @@ public sealed class FarmCluster : IAsyncDisposable
         configure?.Invoke(settings);
         var builder = NewBuilder(settings);
         builder.AddWorkerHost();
+        services?.Invoke(builder.Services);
         var app = builder.Build();
         app.MapWorker();
         try
@@ -132,6 +135,9 @@ public sealed class FarmCluster : IAsyncDisposable
 
     private static string ListenUrl(WebApplication app) =>
         app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+
+    /// <summary>A running worker's services.</summary>
+    public IServiceProvider WorkerServices(string workerId) => _workers[workerId].Services;
 
     /// <summary>Stops a worker gracefully (as on SIGTERM).</summary>
     public async Task StopWorkerAsync(string workerId)

@@ -13,19 +13,22 @@ public sealed class ProcessFarm : IAsyncDisposable
     private readonly Dictionary<string, AppProcess> _workers = [];
     private readonly Dictionary<string, int> _workerPorts = [];
     private readonly Dictionary<string, string> _workerOverrides;
+    private readonly Dictionary<string, string> _coordinatorOverrides;
     private readonly int _shardSize;
     private readonly int _leaseSeconds;
     private AppProcess? _coordinator;
     private GrpcChannel? _channel;
     private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(2) };
 
-    private ProcessFarm(RedisServer redis, string root, int shardSize, int leaseSeconds, Dictionary<string, string> workerOverrides)
+    private ProcessFarm(RedisServer redis, string root, int shardSize, int leaseSeconds, Dictionary<string, string> workerOverrides,
+        Dictionary<string, string> coordinatorOverrides)
     {
         Redis = redis;
         Root = root;
         _shardSize = shardSize;
         _leaseSeconds = leaseSeconds;
         _workerOverrides = workerOverrides;
+        _coordinatorOverrides = coordinatorOverrides;
         CoordinatorPort = RedisServer.FreePort();
     }
 
@@ -39,10 +42,10 @@ public sealed class ProcessFarm : IAsyncDisposable
     public IReadOnlyCollection<string> WorkerIds => _workers.Keys;
 
     public static async Task<ProcessFarm> StartAsync(int workers, int shardSize = 4, int leaseSeconds = 3,
-        Dictionary<string, string>? workerOverrides = null)
+        Dictionary<string, string>? workerOverrides = null, Dictionary<string, string>? coordinatorOverrides = null)
     {
         var farm = new ProcessFarm(await RedisServer.StartAsync(appendOnly: true), Directory.CreateTempSubdirectory("farm-procs-").FullName,
-            shardSize, leaseSeconds, workerOverrides ?? []);
+            shardSize, leaseSeconds, workerOverrides ?? [], coordinatorOverrides ?? []);
         try
         {
             ModelPresets.Write("tiny", farm.ModelDirectory);
@@ -60,7 +63,7 @@ public sealed class ProcessFarm : IAsyncDisposable
 
     public async Task StartCoordinatorAsync()
     {
-        _coordinator = AppProcess.Start(AppProcess.EntryAssembly("Coordinator", "RenderFarm.Coordinator"), new Dictionary<string, string>
+        var environment = new Dictionary<string, string>
         {
             ["Farm__Redis"] = Redis.ConnectionString,
             ["Farm__Storage"] = StorageDirectory,
@@ -68,7 +71,10 @@ public sealed class ProcessFarm : IAsyncDisposable
             ["Farm__ShardSize"] = _shardSize.ToString(),
             ["Farm__Auth__Mode"] = "Disabled",
             ["Kestrel__Endpoints__Grpc__Url"] = CoordinatorUrl,
-        }, Path.Combine(Root, "coordinator.log"));
+        };
+        foreach (var (key, value) in _coordinatorOverrides) environment[key] = value;
+        _coordinator = AppProcess.Start(AppProcess.EntryAssembly("Coordinator", "RenderFarm.Coordinator"), environment,
+            Path.Combine(Root, "coordinator.log"));
         await WaitUntilAsync(async () =>
         {
             using var request = new HttpRequestMessage(HttpMethod.Get, $"{CoordinatorUrl}/healthz")

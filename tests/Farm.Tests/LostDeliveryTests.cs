@@ -1,0 +1,122 @@
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using RenderFarm.Diffusion;
+using RenderFarm.Farm.Tests.Infrastructure;
+using RenderFarm.Protocol;
+using RenderFarm.Worker;
+
+namespace RenderFarm.Farm.Tests;
+
+/// <summary>
+/// Deliveries that end without a report count as attempts too: a shard that kills its worker every time is
+/// dead-lettered like one that fails, and a render that hangs inside a live worker loses its shard.
+/// </summary>
+public sealed class LostDeliveryTests
+{
+    private static JobHeader Header() =>
+        new() { Params = new GenerationParams { Width = 64, Height = 64, Steps = 2, GuidanceScale = 7f }, Seeds = { 1 } };
+
+    [Fact]
+    public async Task AShardThatKillsItsWorkerEveryTimeIsDeadLetteredAfterTheAttemptLimitAndTheRestOfTheJobCompletes()
+    {
+        await using var farm = await ProcessFarm.StartAsync(workers: 2, shardSize: 2, leaseSeconds: 2);
+        // Images 0-1 render in moments (shard 0). Images 2-3 have settings of their own, so a shard of their own
+        // (shard 1), and take long enough that the kill below always lands mid-render.
+        PromptItem Poison(int i) => new() { Prompt = $"poison {i}", Steps = 150, Width = 256, Height = 256 };
+        var job = await farm.SubmitAsync(Header(), [new PromptItem { Prompt = "fine 0" }, new PromptItem { Prompt = "fine 1" }, Poison(2), Poison(3)]);
+
+        // Whichever worker starts shard 1 is killed with -9 there and then (a segfault, the OOM killer) and restarted.
+        var kills = new List<string>();
+        var events = new List<JobEvent>();
+        using (var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3)))
+        using (var watch = farm.Jobs.WatchJob(new WatchJobRequest { JobId = job.JobId }, cancellationToken: timeout.Token))
+        {
+            while (await watch.ResponseStream.MoveNext(timeout.Token))
+            {
+                var e = watch.ResponseStream.Current;
+                events.Add(e);
+                if (e.ShardStarted is not { ShardIndex: 1 } started) continue;
+                await farm.KillWorkerAsync(started.WorkerId);
+                kills.Add(started.WorkerId);
+                await farm.StartWorkerAsync(started.WorkerId);
+            }
+        }
+
+        // Three deliveries, three deaths; the fourth delivery is past the limit and is not run.
+        Assert.Equal(3, kills.Count);
+        var finished = events[^1].JobFinished;
+        Assert.Equal((JobState.Failed, 2u, 2u), (finished.State, finished.ImagesDone, finished.ImagesFailed));
+        Assert.Equal([0u, 1u], events.Where(e => e.ImageDone is not null).Select(e => e.ImageDone.Index).Order());
+        var failed = events.Where(e => e.ImageFailed is not null).Select(e => e.ImageFailed).ToList();
+        Assert.Equal([2u, 3u], failed.Select(f => f.Index).Order());
+        Assert.All(failed, f => Assert.Equal($"worker {kills[^1]} lost its lease (crashed, hung or cut off)", f.Error));
+        // Each lost delivery is on the job's record as a failed attempt of the worker that died with it.
+        var attempts = events.Where(e => e.AttemptFailed is not null).Select(e => e.AttemptFailed).ToList();
+        Assert.Equal([1u, 2u, 3u], attempts.Select(a => a.Attempt));
+        Assert.Equal(kills, attempts.Select(a => a.WorkerId));
+        Assert.All(attempts, a =>
+        {
+            Assert.Equal((1u, 3u), (a.ShardIndex, a.MaxAttempts));
+            Assert.Equal($"worker {a.WorkerId} lost its lease (crashed, hung or cut off)", a.Error);
+        });
+        // Nothing of shard 1 is left pending for anyone to take.
+        var status = await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId });
+        Assert.Equal((2u, 2u), (status.ShardCount, status.ShardsDone));
+    }
+
+    [Fact]
+    public async Task AHungRenderLosesItsShardToAnotherWorkerWithinTheStallTimeoutAndTheImageIsProducedOnce()
+    {
+        const int stallSeconds = 2, leaseSeconds = 3;
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 1);
+        using var hanging = new HangingRenderer();
+        await farm.StartWorkerAsync("hung", s =>
+        {
+            s["Farm:LeaseSeconds"] = $"{leaseSeconds}";
+            s["Farm:StallTimeoutSeconds"] = $"{stallSeconds}";
+            s["HostOptions:ShutdownTimeout"] = "00:00:01"; // the hung call never returns: do not wait on it at the end
+        }, services => services.AddSingleton(new ModelCatalog(new Dictionary<string, IShardRenderer> { [FarmCluster.Model] = hanging })));
+        var job = await farm.SubmitAsync(Header(), [new PromptItem { Prompt = "a render that never ends" }]);
+        await hanging.Entered.WaitAsync(TimeSpan.FromSeconds(30));
+        await farm.StartWorkerAsync("good", s => s["Farm:LeaseSeconds"] = $"{leaseSeconds}");
+
+        var events = await farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(1));
+
+        Assert.Equal((JobState.Completed, 1u, 0u), (events[^1].JobFinished.State, events[^1].JobFinished.ImagesDone, events[^1].JobFinished.ImagesFailed));
+        var starts = events.Where(e => e.ShardStarted is not null).ToList();
+        Assert.Equal(["hung", "good"], starts.Select(e => e.ShardStarted.WorkerId));
+        // Given up within the stall timeout plus a lease (the check runs at renewals), with room for a loaded machine.
+        Assert.InRange(starts[1].UnixMs - starts[0].UnixMs, stallSeconds * 1000, (stallSeconds + leaseSeconds + 15) * 1000);
+        var attempt = Assert.Single(events, e => e.AttemptFailed is not null).AttemptFailed;
+        Assert.Equal((1u, "hung"), (attempt.Attempt, attempt.WorkerId));
+        Assert.Contains("render stalled on worker hung: no progress for", attempt.Error);
+        // Exactly once: one result, by the worker that took over.
+        Assert.Equal("good", Assert.Single(events, e => e.ImageDone is not null).ImageDone.WorkerId);
+        Assert.Single(Directory.GetFiles(Path.Combine(farm.StorageDirectory, job.JobId), "*.png"));
+
+        // The stalled worker says so to its orchestrator, which restarts it.
+        var health = await farm.WorkerServices("hung").GetRequiredService<HealthCheckService>()
+            .CheckHealthAsync(check => check.Tags.Contains(RenderFarm.Shared.Health.FarmHealth.LiveTag)); // what liveness probes ask
+        Assert.Equal(HealthStatus.Unhealthy, health.Status);
+        Assert.Contains("render stalled", health.Entries["render"].Description);
+    }
+
+    /// <summary>A renderer that blocks without a step, ignoring cancellation, as a wedged device call does, until disposed.</summary>
+    private sealed class HangingRenderer : IShardRenderer
+    {
+        private readonly TaskCompletionSource _entered = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Task Entered => _entered.Task;
+
+        public async Task<IReadOnlyList<GeneratedImage>> RenderAsync(GenerationRequest request, IProgress<RenderFarm.Diffusion.StepProgress> progress, CancellationToken cancellationToken)
+        {
+            _entered.TrySetResult();
+            await _released.Task;
+            throw new InvalidOperationException("the hang ended with the test");
+        }
+
+        public Task WarmUpAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public void Dispose() => _released.TrySetResult();
+    }
+}
