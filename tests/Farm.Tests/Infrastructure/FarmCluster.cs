@@ -107,6 +107,9 @@ public sealed class FarmCluster : IAsyncDisposable
         _workers[workerId] = app;
     }
 
+    /// <summary>A service of a running worker's host (to observe the worker from inside).</summary>
+    public T WorkerService<T>(string workerId) where T : notnull => _workers[workerId].Services.GetRequiredService<T>();
+
     /// <summary>Stops a worker gracefully (as on SIGTERM).</summary>
     public async Task StopWorkerAsync(string workerId)
     {
