@@ -43,6 +43,7 @@ public static class CoordinatorExtensions
         services.AddSingleton<WorkerReportHandler>();
         services.AddSingleton<WorkerRegistry>();
         services.AddSingleton<WorkerConnections>();
+        services.AddSingleton<WorkerQuarantine>();
 
         services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section);
         services.AddSingleton<ApiKeyStore>();

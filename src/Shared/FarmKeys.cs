@@ -14,6 +14,9 @@ public static class FarmKeys
     /// <summary>Sorted set of one tenant's job ids by creation time (ms): what its listings show.</summary>
     public static string TenantJobIndex(string tenant) => $"jobs:tenant:{tenant}";
 
+    /// <summary>Sorted set of a worker's recent shard failures (by time): what quarantines it.</summary>
+    public static string WorkerFailures(string workerId) => $"worker-failures:{workerId}";
+
     /// <summary>Stream of normal-priority shards waiting for a worker that holds <paramref name="model"/>.</summary>
     public static string TaskStream(string model) => $"tasks:{model}";
 

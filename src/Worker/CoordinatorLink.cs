@@ -51,6 +51,12 @@ public sealed class CoordinatorLink : BackgroundService
     /// <summary>Raised when the coordinator quarantines this worker: it must stop taking shards.</summary>
     public event Action<string>? Quarantined;
 
+    /// <summary>Raised when the coordinator welcomes this worker on a new stream (after any quarantine of it).</summary>
+    public event Action? Welcomed;
+
+    /// <summary>Raised when an operator lifts this worker's quarantine: it may take shards again.</summary>
+    public event Action? Released;
+
     /// <summary>Queues a report that must not be dropped (begin, image, end); waits while the outbox is full.</summary>
     public ValueTask SendAsync(WorkerMessage message, CancellationToken cancellationToken) =>
         _outbox.Writer.WriteAsync(message, cancellationToken);
@@ -135,6 +141,10 @@ public sealed class CoordinatorLink : BackgroundService
                     JobCancelled?.Invoke(message.CancelJob.JobId);
                 else if (message.KindCase == CoordinatorMessage.KindOneofCase.Quarantine)
                     Quarantined?.Invoke(message.Quarantine.Reason);
+                else if (message.KindCase == CoordinatorMessage.KindOneofCase.Release)
+                    Released?.Invoke();
+                else if (message.KindCase == CoordinatorMessage.KindOneofCase.Welcome)
+                    Welcomed?.Invoke();
             }
         }
         finally

@@ -34,6 +34,7 @@ public static class WorkerExtensions
         // The link is registered before the loop so it stops after it and can drain the final reports.
         services.AddSingleton<CoordinatorLink>();
         services.AddHostedService(sp => sp.GetRequiredService<CoordinatorLink>());
+        services.AddSingleton<QuarantineGate>();
         services.AddHostedService<WorkerLoop>();
         services.AddHealthChecks();
         return services;

@@ -13,6 +13,7 @@ public sealed class WorkerLoop(
     ShardPuller puller,
     ShardRunner runner,
     CoordinatorLink link,
+    QuarantineGate quarantine,
     IOptions<WorkerOptions> options,
     ILogger<WorkerLoop> logger) : BackgroundService
 {
@@ -20,28 +21,18 @@ public sealed class WorkerLoop(
     private bool _jobCancelled;
     private bool _leaseLost;
     private ClaimedShard? _currentShard;
-    private readonly TaskCompletionSource _quarantined = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         await puller.StartAsync();
         link.JobCancelled += OnJobCancelled;
-        link.Quarantined += reason =>
-        {
-            logger.LogError("Quarantined by the coordinator ({Reason}): no more shards until this worker is restarted", reason);
-            _quarantined.TrySetResult();
-        };
         logger.LogInformation("Worker {Worker} pulling shards", puller.WorkerId);
         while (!stoppingToken.IsCancellationRequested)
         {
-            if (_quarantined.Task.IsCompleted)
-            {
-                await Task.Delay(Timeout.Infinite, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
-                break;
-            }
             ClaimedShard claimed;
             try
             {
+                await quarantine.WaitUntilAdmittedAsync(stoppingToken);
                 claimed = await puller.NextAsync(stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)

@@ -88,6 +88,59 @@ public sealed class FailureTests
     }
 
     [Fact]
+    public async Task AQuarantineOutlastsTheWorkersRestartUntilAnOperatorReleasesItThenItTakesWorkAgain()
+    {
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 1, configure: s =>
+        {
+            s["Farm:QuarantineAfterFailures"] = "2";
+            s["Farm:MaxAttempts"] = "10";
+        });
+        await StartBrokenWorkerAsync(farm);
+        var job = await farm.SubmitAsync(Header(64, 64, 2), Prompts(4));
+        await WaitForWorkerAsync(farm, "broken", w => w.State == WorkerState.Quarantined);
+
+        // Restarted with the same id (its GPU fixed, as far as the farm can tell): still quarantined, takes nothing.
+        await farm.StopWorkerAsync("broken");
+        var restartedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        await farm.StartWorkerAsync("broken");
+        await WaitForWorkerAsync(farm, "broken", w => w.LastSeenUnixMs >= restartedAt);
+        await Task.Delay(2000);
+        Assert.Equal(WorkerState.Quarantined, (await WaitForWorkerAsync(farm, "broken", _ => true)).State);
+        Assert.Equal(0u, (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId })).ImagesDone);
+
+        var unknown = await FarmCliAsync(farm, "workers", "release", "no-such-worker");
+        Assert.Equal(4, unknown.Exit);
+        var released = await FarmCliAsync(farm, "workers", "release", "broken");
+        Assert.True(released.Exit == 0, released.Err);
+        Assert.Equal("broken: idle", released.Out.Trim());
+
+        // It pulls again at once, without another restart, and renders the whole job.
+        var events = await farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
+        Assert.Equal((JobState.Completed, 4u), (events[^1].JobFinished.State, events[^1].JobFinished.ImagesDone));
+        Assert.All(events.Where(e => e.ImageDone is not null), e => Assert.Equal("broken", e.ImageDone.WorkerId));
+        Assert.NotEqual(WorkerState.Quarantined, (await WaitForWorkerAsync(farm, "broken", _ => true)).State);
+    }
+
+    private static async Task<WorkerInfo> WaitForWorkerAsync(FarmCluster farm, string workerId, Func<WorkerInfo, bool> condition)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (true)
+        {
+            var worker = (await farm.Jobs.ListWorkersAsync(new ListWorkersRequest())).Workers.FirstOrDefault(w => w.WorkerId == workerId);
+            if (worker is not null && condition(worker)) return worker;
+            Assert.True(DateTime.UtcNow < deadline, $"worker {workerId} did not get there: {worker}");
+            await Task.Delay(200);
+        }
+    }
+
+    private static async Task<(int Exit, string Out, string Err)> FarmCliAsync(FarmCluster farm, params string[] args)
+    {
+        var (stdout, stderr) = (new StringWriter(), new StringWriter());
+        var exit = await RenderFarm.Client.FarmCli.RunAsync(["--coordinator", farm.CoordinatorUrl, .. args], stdout, stderr, CancellationToken.None);
+        return (exit, stdout.ToString(), stderr.ToString());
+    }
+
+    [Fact]
     public async Task RetryRequeuesOnlyTheFailedImagesAndTheJobThenCompletes()
     {
         await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: s =>
