@@ -40,6 +40,7 @@ public static class CoordinatorExtensions
         services.AddSingleton<JobEventLog>();
         services.AddSingleton<JobEventSignal>();
         services.AddSingleton<JobSubmitter>();
+        services.AddSingleton<SubmitDurability>();
         services.AddSingleton<WorkerReportHandler>();
         services.AddSingleton<WorkerRegistry>();
         services.AddSingleton<WorkerConnections>();
