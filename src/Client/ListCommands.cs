@@ -86,9 +86,11 @@ public static class ListCommands
     {
         var json = JsonOption("Print a JSON array (worker_id, state, models, max_batch, execution_provider, device, current_job_id, " +
                               "current_shard, images_done, shards_failed, it_per_sec, last_seen).");
-        var command = new Command("workers", "List the farm's workers: state (idle, busy, offline, quarantined), current shard, images done, it/s.\n\nExample:\n  farm workers")
+        var command = new Command("workers", "List the farm's workers: state (idle, busy, offline, quarantined), current shard, images done, it/s.\n\n" +
+                                             "Examples:\n  farm workers\n  farm workers release gpu-node-3   # after fixing a quarantined worker")
         {
             json,
+            ReleaseWorker(host, globals),
         };
         command.SetAction((parseResult, ct) => CommandContext.RunAsync(host, globals, parseResult, ct, async context =>
         {
@@ -132,6 +134,27 @@ public static class ListCommands
     /// <summary>Provider, device and memory, e.g. "cuda NVIDIA H100 80GB HBM3 79.6 GiB".</summary>
     private static string Device(WorkerInfo w) =>
         string.Create(CultureInfo.InvariantCulture, $"{w.ExecutionProvider} {w.Device}{(w.MemoryBytes > 0 ? $" {w.MemoryBytes / (double)(1L << 30):0.#} GiB" : "")}").Trim();
+
+    /// <summary><c>farm workers release WORKER</c>: lifts a quarantine, which otherwise outlasts the worker's restarts.</summary>
+    private static Command ReleaseWorker(FarmCliHost host, GlobalOptions globals)
+    {
+        var worker = new Argument<string>("WORKER") { Description = "Worker id, as `farm workers` lists it." };
+        var command = new Command("release",
+            "Lift a worker's quarantine: its failure count starts afresh and it takes shards again (at once if it is running). " +
+            "A quarantine survives restarts of the worker, so fix it first. Needs an admin key (`keys create --role admin`).\n\n" +
+            "Example:\n  farm workers release gpu-node-3")
+        {
+            worker,
+        };
+        command.SetAction((parseResult, ct) => CommandContext.RunAsync(host, globals, parseResult, ct, async context =>
+        {
+            var info = await context.Coordinator.Client.ReleaseWorkerAsync(
+                new ReleaseWorkerRequest { WorkerId = parseResult.GetRequiredValue(worker) }, context.Coordinator.CallOptions(ct));
+            context.Out.WriteLine($"{info.WorkerId}: {StateName(info.State)}");
+            return ExitCodes.Ok;
+        }));
+        return command;
+    }
 
     public static Command Models(FarmCliHost host, GlobalOptions globals)
     {

@@ -42,9 +42,11 @@ public static class CoordinatorExtensions
         services.AddSingleton<JobEventSignal>();
         services.AddSingleton<JobSubmitter>();
         services.AddSingleton<ShardSizing>();
+        services.AddSingleton<SubmitDurability>();
         services.AddSingleton<WorkerReportHandler>();
         services.AddSingleton<WorkerRegistry>();
         services.AddSingleton<WorkerConnections>();
+        services.AddSingleton<WorkerQuarantine>();
 
         services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section);
         services.AddSingleton<ApiKeyStore>();

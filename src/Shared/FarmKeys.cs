@@ -20,6 +20,12 @@ public static class FarmKeys
     /// <summary>Sorted set of one tenant's job ids by creation time (ms): what its listings show.</summary>
     public static string TenantJobIndex(string tenant) => $"jobs:tenant:{tenant}";
 
+    /// <summary>Short-lived marker written after a job is committed: what WAITAOF waits for before it is acknowledged.</summary>
+    public static string JobAcknowledged(string jobId) => $"{JobTag(jobId)}:acknowledged";
+
+    /// <summary>Sorted set of a worker's recent shard failures (by time): what quarantines it.</summary>
+    public static string WorkerFailures(string workerId) => $"worker-failures:{workerId}";
+
     /// <summary>Stream of normal-priority shards waiting for a worker that holds <paramref name="model"/>.</summary>
     public static string TaskStream(string model) => $"tasks:{model}";
 

@@ -56,8 +56,14 @@ public sealed class CoordinatorLink : BackgroundService
     /// <summary>True from the coordinator's welcome until the stream breaks.</summary>
     public bool IsConnected => _connected;
 
-    /// <summary>Why the coordinator quarantined this worker; null unless it did (it lasts until a restart).</summary>
+    /// <summary>Why the coordinator quarantined this worker; null unless it did, or once an operator released it.</summary>
     public string? QuarantineReason => _quarantineReason;
+
+    /// <summary>Raised when the coordinator welcomes this worker on a new stream (after any quarantine of it).</summary>
+    public event Action? Welcomed;
+
+    /// <summary>Raised when an operator lifts this worker's quarantine: it may take shards again.</summary>
+    public event Action? Released;
 
     /// <summary>Queues a report that must not be dropped (begin, image, end); waits while the outbox is full.</summary>
     public ValueTask SendAsync(WorkerMessage message, CancellationToken cancellationToken) =>
@@ -143,6 +149,7 @@ public sealed class CoordinatorLink : BackgroundService
                 {
                     case CoordinatorMessage.KindOneofCase.Welcome:
                         _connected = true;
+                        Welcomed?.Invoke();
                         break;
                     case CoordinatorMessage.KindOneofCase.CancelJob:
                         JobCancelled?.Invoke(message.CancelJob.JobId);
@@ -150,6 +157,10 @@ public sealed class CoordinatorLink : BackgroundService
                     case CoordinatorMessage.KindOneofCase.Quarantine:
                         _quarantineReason = message.Quarantine.Reason;
                         Quarantined?.Invoke(message.Quarantine.Reason);
+                        break;
+                    case CoordinatorMessage.KindOneofCase.Release:
+                        _quarantineReason = null;
+                        Released?.Invoke();
                         break;
                 }
             }

@@ -14,6 +14,8 @@ public interface IShardRenderer : IDisposable
 /// <summary>The Stable Diffusion pipeline of a model directory.</summary>
 public sealed class PipelineRenderer(StableDiffusionPipeline pipeline) : IShardRenderer
 {
+    public StableDiffusionPipeline Pipeline => pipeline;
+
     public Task<IReadOnlyList<GeneratedImage>> RenderAsync(GenerationRequest request, IProgress<StepProgress> progress, CancellationToken cancellationToken) =>
         pipeline.GenerateAsync(request, progress, cancellationToken);
 

@@ -45,6 +45,7 @@ public static class WorkerExtensions
             sp.GetRequiredService<IOptions<WorkerOptions>>().Value.ExecutionProvider, sp.GetRequiredService<ILogger<DeviceDescription>>()));
         services.AddSingleton<CoordinatorLink>();
         services.AddHostedService(sp => sp.GetRequiredService<CoordinatorLink>());
+        services.AddSingleton<QuarantineGate>();
         services.AddHostedService<WorkerLoop>();
         AddHealth(services);
         return services;

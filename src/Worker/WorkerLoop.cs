@@ -16,6 +16,7 @@ public sealed class WorkerLoop(
     ShardRunner runner,
     CoordinatorLink link,
     RenderWatchdog watchdog,
+    QuarantineGate quarantine,
     IOptions<WorkerOptions> options,
     ILogger<WorkerLoop> logger) : BackgroundService
 {
@@ -24,28 +25,24 @@ public sealed class WorkerLoop(
     private bool _leaseLost;
     private bool _stalled;
     private ClaimedShard? _currentShard;
-    private readonly TaskCompletionSource _quarantined = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         await puller.StartAsync();
         link.JobCancelled += OnJobCancelled;
-        link.Quarantined += reason =>
-        {
-            logger.LogError("Quarantined by the coordinator ({Reason}): no more shards until this worker is restarted", reason);
-            _quarantined.TrySetResult();
-        };
         logger.LogInformation("Worker {Worker} pulling shards", puller.WorkerId);
         while (!stoppingToken.IsCancellationRequested)
         {
-            if (_quarantined.Task.IsCompleted || watchdog.Tripped)
+            if (watchdog.Tripped)
             {
+                // The hung call still holds the device: take nothing more until the orchestrator restarts this worker.
                 await Task.Delay(Timeout.Infinite, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
                 break;
             }
             ClaimedShard claimed;
             try
             {
+                await quarantine.WaitUntilAdmittedAsync(stoppingToken);
                 claimed = await puller.NextAsync(stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)

@@ -4,6 +4,7 @@ using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.ModelBuilder;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
+using RenderFarm.Worker;
 
 namespace RenderFarm.Farm.Tests;
 
@@ -21,30 +22,37 @@ public sealed class FailureTests
         Enumerable.Range(0, count).Select(i => new PromptItem { Prompt = $"{text} {i}" });
 
     [Fact]
-    public async Task APoisonShardIsDeadLetteredAfterTheAttemptLimitAndTheJobFinishesWithThoseImagesFailed()
+    public async Task APoisonShardIsDeadLetteredAfterTheAttemptLimitAndTheJobFinishesWithExactlyThoseImagesFailed()
     {
-        // 8x8 pixels is a 1x1 latent: the UNet's down/up-sampling cannot restore the skip shapes, on every worker.
+        // One job mixes both: prompts 0-2 ask for 8x8 pixels, a 1x1 latent whose down/up-sampling cannot restore the
+        // UNet's skip shapes (fails on every worker); prompts 3-6 are ordinary. Different sizes never share a shard.
         await using var farm = await FarmCluster.StartAsync(workers: 2, configure: s => s["Farm:QuarantineAfterFailures"] = "100");
-        var poison = await farm.SubmitAsync(Header(8, 8, 2), Prompts(3));
-        var healthy = await farm.SubmitAsync(Header(64, 64, 2), Prompts(4));
+        var prompts = Prompts(7).ToList();
+        foreach (var poisoned in prompts.Take(3)) (poisoned.Width, poisoned.Height) = (8u, 8u);
+        var job = await farm.SubmitAsync(Header(64, 64, 2), prompts);
+        Assert.Equal(2u, job.ShardCount);
 
-        var poisonEvents = await farm.WatchToEndAsync(poison.JobId, TimeSpan.FromMinutes(2));
-        var healthyEvents = await farm.WatchToEndAsync(healthy.JobId, TimeSpan.FromMinutes(2));
+        var events = await farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
 
-        var finished = poisonEvents[^1].JobFinished;
-        Assert.Equal(JobState.Failed, finished.State);
-        Assert.Equal((0u, 3u), (finished.ImagesDone, finished.ImagesFailed));
-        var failures = poisonEvents.Where(e => e.ImageFailed is not null).Select(e => e.ImageFailed).ToList();
+        var finished = events[^1].JobFinished;
+        Assert.Equal((JobState.Failed, 4u, 3u), (finished.State, finished.ImagesDone, finished.ImagesFailed));
+        var failures = events.Where(e => e.ImageFailed is not null).Select(e => e.ImageFailed).ToList();
         Assert.Equal([0u, 1u, 2u], failures.Select(f => f.Index).Order());
-        Assert.All(failures, f => Assert.False(string.IsNullOrWhiteSpace(f.Error)));
-        // Three attempts: the shard started three times before it was given up, and each failure is on record.
-        Assert.Equal(3, poisonEvents.Count(e => e.ShardStarted is not null));
-        var attempts = poisonEvents.Where(e => e.AttemptFailed is not null).Select(e => e.AttemptFailed).ToList();
+        var poisonShard = Assert.Single(failures.Select(f => f.ShardIndex).Distinct());
+        Assert.Equal([3u, 4u, 5u, 6u], events.Where(e => e.ImageDone is not null).Select(e => e.ImageDone.Index).Order());
+        // Three attempts: the poison shard started three times before it was given up, and each failure is on record.
+        Assert.Equal(3, events.Count(e => e.ShardStarted?.ShardIndex == poisonShard));
+        var attempts = events.Where(e => e.AttemptFailed is not null).Select(e => e.AttemptFailed).ToList();
+        Assert.All(attempts, a => Assert.Equal(poisonShard, a.ShardIndex));
         Assert.Equal([1u, 2u, 3u], attempts.Select(a => a.Attempt));
         Assert.All(attempts, a => { Assert.Equal(3u, a.MaxAttempts); Assert.False(string.IsNullOrWhiteSpace(a.Error)); });
+        // Each failed image carries the error of the last attempt.
+        Assert.All(failures, f => Assert.Equal(attempts[^1].Error, f.Error));
 
-        Assert.Equal(JobState.Completed, healthyEvents[^1].JobFinished.State);
-        Assert.Equal(4u, healthyEvents[^1].JobFinished.ImagesDone);
+        var status = await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId });
+        Assert.Equal((JobState.Failed, 7u, 4u, 3u, 2u, 2u),
+            (status.State, status.ImageCount, status.ImagesDone, status.ImagesFailed, status.ShardCount, status.ShardsDone));
+        Assert.Equal([3u, 4u, 5u, 6u], (await farm.Jobs.DownloadAllAsync(job.JobId)).Select(i => i.Info.Index).Order());
     }
 
     [Fact]
@@ -77,6 +85,59 @@ public sealed class FailureTests
         Assert.NotEqual(WorkerState.Quarantined, workers["worker-1"].State);
         Assert.Equal(8ul, workers["worker-1"].ImagesDone);
         Assert.True(workers["worker-1"].MemoryBytes > 0, "workers report their memory");
+    }
+
+    [Fact]
+    public async Task AQuarantineOutlastsTheWorkersRestartUntilAnOperatorReleasesItThenItTakesWorkAgain()
+    {
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 1, configure: s =>
+        {
+            s["Farm:QuarantineAfterFailures"] = "2";
+            s["Farm:MaxAttempts"] = "10";
+        });
+        await StartBrokenWorkerAsync(farm);
+        var job = await farm.SubmitAsync(Header(64, 64, 2), Prompts(4));
+        await WaitForWorkerAsync(farm, "broken", w => w.State == WorkerState.Quarantined);
+
+        // Restarted with the same id (its GPU fixed, as far as the farm can tell): still quarantined, takes nothing.
+        await farm.StopWorkerAsync("broken");
+        var restartedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        await farm.StartWorkerAsync("broken");
+        await WaitForWorkerAsync(farm, "broken", w => w.LastSeenUnixMs >= restartedAt);
+        await Task.Delay(2000);
+        Assert.Equal(WorkerState.Quarantined, (await WaitForWorkerAsync(farm, "broken", _ => true)).State);
+        Assert.Equal(0u, (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId })).ImagesDone);
+
+        var unknown = await FarmCliAsync(farm, "workers", "release", "no-such-worker");
+        Assert.Equal(4, unknown.Exit);
+        var released = await FarmCliAsync(farm, "workers", "release", "broken");
+        Assert.True(released.Exit == 0, released.Err);
+        Assert.Equal("broken: idle", released.Out.Trim());
+
+        // It pulls again at once, without another restart, and renders the whole job.
+        var events = await farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
+        Assert.Equal((JobState.Completed, 4u), (events[^1].JobFinished.State, events[^1].JobFinished.ImagesDone));
+        Assert.All(events.Where(e => e.ImageDone is not null), e => Assert.Equal("broken", e.ImageDone.WorkerId));
+        Assert.NotEqual(WorkerState.Quarantined, (await WaitForWorkerAsync(farm, "broken", _ => true)).State);
+    }
+
+    private static async Task<WorkerInfo> WaitForWorkerAsync(FarmCluster farm, string workerId, Func<WorkerInfo, bool> condition)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (true)
+        {
+            var worker = (await farm.Jobs.ListWorkersAsync(new ListWorkersRequest())).Workers.FirstOrDefault(w => w.WorkerId == workerId);
+            if (worker is not null && condition(worker)) return worker;
+            Assert.True(DateTime.UtcNow < deadline, $"worker {workerId} did not get there: {worker}");
+            await Task.Delay(200);
+        }
+    }
+
+    private static async Task<(int Exit, string Out, string Err)> FarmCliAsync(FarmCluster farm, params string[] args)
+    {
+        var (stdout, stderr) = (new StringWriter(), new StringWriter());
+        var exit = await RenderFarm.Client.FarmCli.RunAsync(["--coordinator", farm.CoordinatorUrl, .. args], stdout, stderr, CancellationToken.None);
+        return (exit, stdout.ToString(), stderr.ToString());
     }
 
     [Fact]
@@ -175,7 +236,14 @@ public sealed class FailureTests
     [Fact]
     public async Task CancellingARunningJobStopsEveryWorkerWithinAStepAndStoresNothingMore()
     {
-        await using var farm = await FarmCluster.StartAsync(workers: 2, shardSize: 2);
+        // Every step is an event (no coalescing), and shards are far longer than the test needs (150 steps each).
+        await using var farm = await FarmCluster.StartAsync(workers: 2, shardSize: 2,
+            configure: s => s["Farm:ProgressIntervalMilliseconds"] = "0");
+        // Each worker's UNet evaluations (one per step) counted at the moment the cancel reaches it, on the worker
+        // itself: what it computes after that is what "within a step" bounds, however late its reports arrive.
+        var unetRunsAtCancel = new System.Collections.Concurrent.ConcurrentDictionary<string, long>();
+        foreach (var workerId in new[] { "worker-1", "worker-2" })
+            farm.WorkerService<CoordinatorLink>(workerId).JobCancelled += _ => unetRunsAtCancel.TryAdd(workerId, UnetRuns(farm, workerId));
         var job = await farm.SubmitAsync(Header(64, 64, 150), Prompts(12));
 
         // Wait until both workers are mid-shard.
@@ -189,8 +257,8 @@ public sealed class FailureTests
         Assert.Equal(JobState.Cancelled, cancelled.State);
         var storedAtCancel = StoredFiles(farm, job.JobId);
 
-        // Both workers go idle quickly (one step of the tiny model is milliseconds; allow for a slow machine).
-        var deadline = DateTime.UtcNow.AddSeconds(10);
+        // Both workers go idle (one step of the tiny model is milliseconds; the deadline only bounds a broken run).
+        var deadline = DateTime.UtcNow.AddSeconds(30);
         IList<WorkerInfo> workers;
         do
         {
@@ -198,14 +266,33 @@ public sealed class FailureTests
             workers = (await farm.Jobs.ListWorkersAsync(new ListWorkersRequest())).Workers;
         } while (workers.Any(w => w.State == WorkerState.Busy) && DateTime.UtcNow < deadline);
         Assert.All(workers, w => Assert.Equal(WorkerState.Idle, w.State));
-
         await Task.Delay(1000);
+
+        // Every worker got the cancel while rendering and evaluated at most the step it was in after that.
+        Assert.Equal(["worker-1", "worker-2"], unetRunsAtCancel.Keys.Order());
+        foreach (var (workerId, atCancel) in unetRunsAtCancel)
+            Assert.InRange(UnetRuns(farm, workerId) - atCancel, 0, 1);
+
+        // The job's record: after the cancel, no image and no further shard; each shard's last reported step is short
+        // of its end.
+        var log = await farm.Redis.StreamRangeAsync(FarmKeys.JobEvents(job.JobId));
+        var cancelAt = Array.FindIndex(log, e => e["type"] == "job_finished");
+        Assert.True(cancelAt > 0, "the cancel is on the job's record");
+        Assert.DoesNotContain(log.Skip(cancelAt), e => e["type"] == "image_done" || e["type"] == "shard_started");
+        Assert.All(log.Where(e => e["type"] == "step"), e => Assert.True((int)e["step"] < 150));
+
         var status = await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId });
         Assert.Equal(JobState.Cancelled, status.State);
         Assert.True(status.ImagesDone < 12);
         Assert.Equal(storedAtCancel, StoredFiles(farm, job.JobId));
         // Idempotent.
         Assert.Equal(JobState.Cancelled, (await farm.Jobs.CancelJobAsync(new CancelJobRequest { JobId = job.JobId })).State);
+    }
+
+    private static long UnetRuns(FarmCluster farm, string workerId)
+    {
+        var renderer = (PipelineRenderer)farm.WorkerService<ModelCatalog>(workerId).Find(FarmCluster.Model)!;
+        return renderer.Pipeline.Statistics.Components.Single(c => c.Component == "unet").Runs;
     }
 
     [Fact]

@@ -68,6 +68,29 @@ public sealed class SecurityTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task OnlyAnAdminKeyMayReleaseAWorkerAndItIsAClientOfItsTenantOtherwise()
+    {
+        var admin = Key((await _keys.CreateAsync("ops", ApiKeyRole.Admin, "oncall")).Secret);
+        var request = new ReleaseWorkerRequest { WorkerId = "gpu-1" };
+        foreach (var secret in new[] { _alice, _worker })
+        {
+            var denied = await Assert.ThrowsAsync<RpcException>(() => _farm.Jobs.ReleaseWorkerAsync(request, Key(secret)).ResponseAsync);
+            Assert.Equal(StatusCode.PermissionDenied, denied.StatusCode);
+        }
+        Assert.Contains("needs an admin key", (await Assert.ThrowsAsync<RpcException>(() =>
+            _farm.Jobs.ReleaseWorkerAsync(request, Key(_alice)).ResponseAsync)).Status.Detail);
+
+        // Not quarantined: returned as it is.
+        Assert.Equal("gpu-1", (await _farm.Jobs.ReleaseWorkerAsync(request, admin)).WorkerId);
+        var unknown = await Assert.ThrowsAsync<RpcException>(() =>
+            _farm.Jobs.ReleaseWorkerAsync(new ReleaseWorkerRequest { WorkerId = "nobody" }, admin).ResponseAsync);
+        Assert.Equal(StatusCode.NotFound, unknown.StatusCode);
+        // Its client calls see its own tenant only.
+        await CompletedJobOfAliceAsync();
+        Assert.Empty((await _farm.Jobs.ListJobsAsync(new ListJobsRequest(), admin)).Jobs);
+    }
+
+    [Fact]
     public async Task AnotherTenantGetsNotFoundOnEveryCallAndListingsShowOnlyTheCallersJobs()
     {
         var jobId = await CompletedJobOfAliceAsync();

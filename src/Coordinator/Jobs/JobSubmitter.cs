@@ -20,6 +20,7 @@ public sealed class JobSubmitter(
     ShardQueue queue,
     TenantLimits limits,
     ShardSizing sizing,
+    SubmitDurability durability,
     IOptions<CoordinatorOptions> options,
     ILogger<JobSubmitter> logger)
 {
@@ -64,9 +65,6 @@ public sealed class JobSubmitter(
                 throw BatchValidator.Invalid("prompts: the batch has no prompts; send at least one after the header");
             await staging.FlushAsync(final: true);
             await CommitAsync(staging, tenant);
-            logger.LogInformation("Job {JobId} queued: {Images} images in {Shards} shards for model {Model}",
-                jobId, staging.ImageCount, staging.ShardCount, header.Params.Model);
-            return new SubmitJobResponse { JobId = jobId, ImageCount = (uint)staging.ImageCount, ShardCount = staging.ShardCount };
         }
         catch (Exception e)
         {
@@ -75,6 +73,11 @@ public sealed class JobSubmitter(
             if (e is not RpcException) logger.LogWarning(e, "Submission of job {JobId} abandoned", jobId);
             throw;
         }
+        // Committed: from here the job stands whatever happens; it is acknowledged only once it is on disk.
+        await durability.ConfirmAsync(jobId);
+        logger.LogInformation("Job {JobId} queued: {Images} images in {Shards} shards for model {Model}",
+            jobId, staging.ImageCount, staging.ShardCount, header.Params.Model);
+        return new SubmitJobResponse { JobId = jobId, ImageCount = (uint)staging.ImageCount, ShardCount = staging.ShardCount };
     }
 
     private async Task CommitAsync(Staging staging, string tenant)

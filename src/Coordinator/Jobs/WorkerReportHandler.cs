@@ -157,7 +157,7 @@ public sealed class WorkerReportHandler(
     private async Task<long> RecentFailuresAsync(string workerId)
     {
         var db = redis.GetDatabase();
-        var key = $"worker-failures:{workerId}";
+        var key = FarmKeys.WorkerFailures(workerId);
         var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         var windowMs = options.Value.QuarantineWindowSeconds * 1000L;
         await db.SortedSetAddAsync(key, $"{now}:{Guid.NewGuid():N}", now);

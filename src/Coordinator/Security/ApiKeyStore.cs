@@ -8,7 +8,8 @@ namespace RenderFarm.Coordinator.Security;
 /// <summary>Who a credential belongs to: a tenant (whose jobs it sees) and a role (which service it may call).</summary>
 public sealed record Principal(string KeyId, string Tenant, ApiKeyRole Role);
 
-public enum ApiKeyRole { Client, Worker }
+/// <summary>Client: its tenant's jobs. Worker: WorkerService only. Admin: a client of its tenant that may also manage the fleet.</summary>
+public enum ApiKeyRole { Client, Worker, Admin }
 
 /// <summary>A stored API key: never the key itself, only its SHA-256.</summary>
 public sealed record ApiKeyRecord(string Id, string Tenant, ApiKeyRole Role, string Name, long CreatedUnixMs, bool Revoked);
@@ -29,7 +30,7 @@ public sealed class ApiKeyStore(IConnectionMultiplexer redis)
         if (!IsValidTenant(tenant))
             throw new ArgumentException("tenant must be 1–64 letters, digits, '.', '_' or '-'", nameof(tenant));
         var id = RandomToken(8);
-        var secret = $"rf_{(role == ApiKeyRole.Worker ? "w" : "c")}_{RandomToken(32)}";
+        var secret = $"rf_{role switch { ApiKeyRole.Worker => "w", ApiKeyRole.Admin => "a", _ => "c" }}_{RandomToken(32)}";
         var record = new ApiKeyRecord(id, tenant, role, name, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), Revoked: false);
         var hash = Hash(secret);
         var db = redis.GetDatabase();

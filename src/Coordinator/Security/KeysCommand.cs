@@ -11,10 +11,11 @@ public static class KeysCommand
 {
     public const string Usage = """
         usage:
-          RenderFarm.Coordinator keys create --tenant TENANT --role client|worker [--name NAME]
+          RenderFarm.Coordinator keys create --tenant TENANT --role client|worker|admin [--name NAME]
           RenderFarm.Coordinator keys list
           RenderFarm.Coordinator keys revoke KEY_ID
-        The key is printed once by `create`; only its SHA-256 is stored.
+        The key is printed once by `create`; only its SHA-256 is stored. An admin key is a client key of its
+        tenant that may also manage workers (farm workers release).
         """;
 
     public static async Task<int> RunAsync(string[] args, IConfiguration configuration, TextWriter output, TextWriter error)
@@ -30,7 +31,7 @@ public static class KeysCommand
             case "create":
                 var tenant = Flag("--tenant");
                 if (tenant is null || !ApiKeyStore.IsValidTenant(tenant)) return Fail(error, "--tenant is required (letters, digits, '.', '_', '-'; at most 64)");
-                if (!Enum.TryParse<ApiKeyRole>(Flag("--role") ?? "", ignoreCase: true, out var role)) return Fail(error, "--role must be client or worker");
+                if (!Enum.TryParse<ApiKeyRole>(Flag("--role") ?? "", ignoreCase: true, out var role)) return Fail(error, "--role must be client, worker or admin");
                 var (secret, record) = await store.CreateAsync(tenant, role, Flag("--name") ?? "");
                 await error.WriteLineAsync($"created {record.Role.ToString().ToLowerInvariant()} key {record.Id} for tenant {record.Tenant}; it is shown only now:");
                 await output.WriteLineAsync(secret);

@@ -21,6 +21,7 @@ public sealed class JobGrpcService(
     WorkerRegistry workers,
     WorkerConnections connections,
     ShardSizing sizing,
+    WorkerQuarantine quarantine,
     IOptions<CoordinatorOptions> options,
     ILogger<JobGrpcService> logger) : JobService.JobServiceBase
 {
@@ -249,6 +250,15 @@ public sealed class JobGrpcService(
         var response = new ListWorkersResponse();
         response.Workers.AddRange(await workers.ListAsync());
         return response;
+    }
+
+    /// <summary>Admin keys only (<see cref="ApiKeyInterceptor"/>): workers serve every tenant.</summary>
+    public override async Task<WorkerInfo> ReleaseWorker(ReleaseWorkerRequest request, ServerCallContext context)
+    {
+        if (string.IsNullOrWhiteSpace(request.WorkerId) || request.WorkerId.Length > 200)
+            throw new RpcException(new Status(StatusCode.InvalidArgument, "worker_id is required (at most 200 characters)"));
+        return await quarantine.ReleaseAsync(request.WorkerId)
+            ?? throw new RpcException(new Status(StatusCode.NotFound, $"no worker '{request.WorkerId}' has registered"));
     }
 
     public override async Task<ListModelsResponse> ListModels(ListModelsRequest request, ServerCallContext context)

@@ -30,10 +30,12 @@ public sealed class WorkerGrpcService(
         var session = await OpenSessionAsync(hello);
         var outbox = Channel.CreateBounded<CoordinatorMessage>(new BoundedChannelOptions(64) { SingleReader = true });
         using var registration = connections.Register(session.WorkerId, outbox.Writer);
-        var writing = WriteAllAsync(outbox.Reader, responseStream, ct);
-        outbox.Writer.TryWrite(new CoordinatorMessage { Welcome = new Welcome { CoordinatorId = CoordinatorId } });
+        var writing = WriteAllAsync(session, outbox.Reader, responseStream, ct);
+        // A quarantine goes before the welcome: a worker takes its first shard only once welcomed, so a restarted
+        // quarantined worker never slips one in.
         if (session.Quarantined)
-            outbox.Writer.TryWrite(new CoordinatorMessage { Quarantine = new Quarantine { Reason = "quarantined earlier; restart after fixing the worker" } });
+            outbox.Writer.TryWrite(new CoordinatorMessage { Quarantine = new Quarantine { Reason = "quarantined earlier; an operator lifts it with `farm workers release`" } });
+        outbox.Writer.TryWrite(new CoordinatorMessage { Welcome = new Welcome { CoordinatorId = CoordinatorId } });
 
         try
         {
@@ -110,9 +112,13 @@ public sealed class WorkerGrpcService(
         }
     }
 
-    private static async Task WriteAllAsync(ChannelReader<CoordinatorMessage> outbox, IServerStreamWriter<CoordinatorMessage> stream, CancellationToken ct)
+    private static async Task WriteAllAsync(WorkerSession session, ChannelReader<CoordinatorMessage> outbox, IServerStreamWriter<CoordinatorMessage> stream, CancellationToken ct)
     {
         await foreach (var message in outbox.ReadAllAsync(ct))
+        {
+            // A release comes from any replica; the session lives here, and must not write the quarantine back.
+            if (message.KindCase == CoordinatorMessage.KindOneofCase.Release) await session.ReleaseAsync();
             await stream.WriteAsync(message, ct);
+        }
     }
 }

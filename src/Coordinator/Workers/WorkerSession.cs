@@ -52,6 +52,13 @@ public sealed class WorkerSession(WorkerRegistry registry, WorkerInfo info)
         return SaveAsync(force: true);
     }
 
+    /// <summary>An operator lifted the quarantine (<see cref="WorkerQuarantine"/>).</summary>
+    public Task ReleaseAsync()
+    {
+        if (Quarantined) Info.State = WorkerState.Idle;
+        return SaveAsync(force: true);
+    }
+
     public Task DisconnectedAsync()
     {
         SetState(WorkerState.Offline);
@@ -61,7 +68,7 @@ public sealed class WorkerSession(WorkerRegistry registry, WorkerInfo info)
 
     private void SetState(WorkerState state)
     {
-        if (!Quarantined) Info.State = state; // quarantine lasts until an operator restarts the worker
+        if (!Quarantined) Info.State = state; // quarantine lasts until an operator releases the worker
     }
 
     private async Task SaveAsync(bool force)

@@ -20,15 +20,20 @@ public sealed class AppProcess : IAsyncDisposable
     public bool HasExited => _process.HasExited;
     public int Id => _process.Id;
 
+    /// <summary>The checkout these tests were built from (the folder holding RenderFarm.sln).</summary>
+    public static string RepositoryRoot()
+    {
+        var root = new DirectoryInfo(AppContext.BaseDirectory);
+        while (root is not null && !File.Exists(Path.Combine(root.FullName, "RenderFarm.sln"))) root = root.Parent;
+        return root?.FullName ?? throw new InvalidOperationException("repository root not found");
+    }
+
     /// <summary>Path of a project's built entry assembly, in the same configuration as these tests.</summary>
     public static string EntryAssembly(string project, string assembly)
     {
         var here = AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar); // .../tests/Farm.Tests/bin/<Configuration>/net10.0
         var configuration = new DirectoryInfo(here).Parent!.Name;
-        var root = new DirectoryInfo(here);
-        while (root is not null && !File.Exists(Path.Combine(root.FullName, "RenderFarm.sln"))) root = root.Parent;
-        var path = Path.Combine(root?.FullName ?? throw new InvalidOperationException("repository root not found"),
-            "src", project, "bin", configuration, "net10.0", assembly + ".dll");
+        var path = Path.Combine(RepositoryRoot(), "src", project, "bin", configuration, "net10.0", assembly + ".dll");
         return File.Exists(path) ? path : throw new FileNotFoundException($"build {project} first ({path} is missing)");
     }
 

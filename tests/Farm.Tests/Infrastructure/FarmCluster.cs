@@ -43,9 +43,12 @@ public sealed class FarmCluster : IAsyncDisposable
     public IConnectionMultiplexer Multiplexer => _redis!;
     public StackExchange.Redis.IServer RedisAdmin => _redis!.GetServer(_redis.GetEndPoints()[0]);
 
-    public static async Task<FarmCluster> StartAsync(int workers, int shardSize = 4, Action<Dictionary<string, string?>>? configure = null)
+    /// <param name="appendFsync">Redis with AOF on and this fsync policy; null: no persistence.</param>
+    public static async Task<FarmCluster> StartAsync(int workers, int shardSize = 4, Action<Dictionary<string, string?>>? configure = null,
+        string? appendFsync = null)
     {
-        var cluster = new FarmCluster(await RedisServer.StartAsync(), Directory.CreateTempSubdirectory("farm-test-").FullName);
+        var redis = appendFsync is null ? await RedisServer.StartAsync() : await RedisServer.StartAsync(appendOnly: true, appendFsync);
+        var cluster = new FarmCluster(redis, Directory.CreateTempSubdirectory("farm-test-").FullName);
         try
         {
             ModelPresets.Write("tiny", cluster.ModelDirectory);
@@ -138,6 +141,9 @@ public sealed class FarmCluster : IAsyncDisposable
 
     /// <summary>A running worker's services.</summary>
     public IServiceProvider WorkerServices(string workerId) => _workers[workerId].Services;
+
+    /// <summary>A service of a running worker's host (to observe the worker from inside).</summary>
+    public T WorkerService<T>(string workerId) where T : notnull => _workers[workerId].Services.GetRequiredService<T>();
 
     /// <summary>Stops a worker gracefully (as on SIGTERM).</summary>
     public async Task StopWorkerAsync(string workerId)

@@ -13,22 +13,25 @@ public sealed class RedisServer : IAsyncDisposable
 {
     private readonly string _directory;
     private readonly bool _appendOnly;
+    private readonly string _appendFsync;
     private Process? _process;
 
-    private RedisServer(string directory, int port, bool appendOnly)
+    private RedisServer(string directory, int port, bool appendOnly, string appendFsync)
     {
         _directory = directory;
         Port = port;
         _appendOnly = appendOnly;
+        _appendFsync = appendFsync;
     }
 
     public int Port { get; }
     public string ConnectionString => $"127.0.0.1:{Port}";
 
-    /// <param name="appendOnly">AOF with fsync on every write, as deployments run it: a crash loses nothing acknowledged.</param>
-    public static async Task<RedisServer> StartAsync(bool appendOnly = false)
+    /// <param name="appendOnly">AOF on, as deployments run it.</param>
+    /// <param name="appendFsync">The AOF's fsync policy (<c>always</c>, <c>everysec</c>, <c>no</c>).</param>
+    public static async Task<RedisServer> StartAsync(bool appendOnly = false, string appendFsync = "always")
     {
-        var server = new RedisServer(Directory.CreateTempSubdirectory("farm-redis-").FullName, FreePort(), appendOnly);
+        var server = new RedisServer(Directory.CreateTempSubdirectory("farm-redis-").FullName, FreePort(), appendOnly, appendFsync);
         await server.StartProcessAsync();
         return server;
     }
@@ -57,7 +60,7 @@ public sealed class RedisServer : IAsyncDisposable
             ArgumentList =
             {
                 "--port", Port.ToString(), "--bind", "127.0.0.1", "--dir", _directory, "--save", "",
-                "--appendonly", _appendOnly ? "yes" : "no", "--appendfsync", "always",
+                "--appendonly", _appendOnly ? "yes" : "no", "--appendfsync", _appendFsync,
             },
             RedirectStandardOutput = true,
             RedirectStandardError = true,

@@ -1,0 +1,47 @@
+namespace RenderFarm.Worker;
+
+/// <summary>
+/// Holds the worker back from pulling until the coordinator has welcomed it, and while it is quarantined until an
+/// operator releases it. The coordinator repeats a quarantine before the welcome on every connection, so a restarted
+/// worker stays quarantined and takes no shard in between.
+/// </summary>
+public sealed class QuarantineGate
+{
+    private readonly object _lock = new();
+    private readonly TaskCompletionSource _welcomed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private TaskCompletionSource? _released; // set while quarantined
+
+    public QuarantineGate(CoordinatorLink link, ILogger<QuarantineGate> logger)
+    {
+        link.Welcomed += () => _welcomed.TrySetResult();
+        link.Quarantined += reason =>
+        {
+            lock (_lock) _released ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            logger.LogError("Quarantined by the coordinator ({Reason}): no more shards until an operator runs `farm workers release`", reason);
+        };
+        link.Released += () =>
+        {
+            TaskCompletionSource? released;
+            lock (_lock) (released, _released) = (_released, null);
+            if (released is null) return;
+            logger.LogWarning("Released from quarantine by an operator: pulling shards again");
+            released.TrySetResult();
+        };
+    }
+
+    /// <summary>Returns once the worker has been welcomed and is not quarantined (or when cancelled).</summary>
+    public async Task WaitUntilAdmittedAsync(CancellationToken cancellationToken)
+    {
+        await _welcomed.Task.WaitAsync(cancellationToken);
+        while (true)
+        {
+            Task released;
+            lock (_lock)
+            {
+                if (_released is null) return;
+                released = _released.Task;
+            }
+            await released.WaitAsync(cancellationToken);
+        }
+    }
+}
