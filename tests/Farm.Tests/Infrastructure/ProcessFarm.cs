@@ -75,12 +75,7 @@ public sealed class ProcessFarm : IAsyncDisposable
         foreach (var (key, value) in _coordinatorOverrides) environment[key] = value;
         _coordinator = AppProcess.Start(AppProcess.EntryAssembly("Coordinator", "RenderFarm.Coordinator"), environment,
             Path.Combine(Root, "coordinator.log"));
-        await WaitUntilAsync(async () =>
-        {
-            using var request = new HttpRequestMessage(HttpMethod.Get, $"{CoordinatorUrl}/healthz")
-                { Version = new Version(2, 0), VersionPolicy = HttpVersionPolicy.RequestVersionExact };
-            return (await Http.SendAsync(request)).IsSuccessStatusCode;
-        }, _coordinator, "coordinator");
+        await WaitUntilAsync(() => HealthyAsync(CoordinatorUrl), _coordinator, "coordinator");
     }
 
     public async Task RestartCoordinatorAsync()
@@ -107,7 +102,7 @@ public sealed class ProcessFarm : IAsyncDisposable
         var worker = AppProcess.Start(AppProcess.EntryAssembly("Worker", "RenderFarm.Worker"), environment,
             Path.Combine(Root, $"{workerId}.log"));
         _workers[workerId] = worker;
-        await WaitUntilAsync(async () => (await Http.GetAsync($"http://127.0.0.1:{port}/healthz")).IsSuccessStatusCode, worker, workerId);
+        await WaitUntilAsync(() => HealthyAsync($"http://127.0.0.1:{port}"), worker, workerId);
     }
 
     public async Task KillWorkerAsync(string workerId) => await _workers[workerId].KillAsync();
@@ -139,6 +134,14 @@ public sealed class ProcessFarm : IAsyncDisposable
             await Task.Delay(200);
         }
         throw new TimeoutException($"job {jobId} did not finish in {timeout}; last status: {last}; logs in {Root}");
+    }
+
+    /// <summary>Both apps serve only HTTP/2 (gRPC), <c>/healthz</c> included.</summary>
+    private static async Task<bool> HealthyAsync(string baseUrl)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"{baseUrl}/healthz")
+            { Version = new Version(2, 0), VersionPolicy = HttpVersionPolicy.RequestVersionExact };
+        return (await Http.SendAsync(request)).IsSuccessStatusCode;
     }
 
     private static async Task WaitUntilAsync(Func<Task<bool>> ready, AppProcess process, string name)

@@ -27,6 +27,18 @@ public sealed class RedisServer : IAsyncDisposable
     public int Port { get; }
     public string ConnectionString => $"127.0.0.1:{Port}";
 
+    /// <summary>The installed redis-server's version (<c>redis-server --version</c>: "Redis server v=7.0.15 ...").</summary>
+    public static Version InstalledVersion => Installed.Value;
+
+    private static readonly Lazy<Version> Installed = new(() =>
+    {
+        using var process = Process.Start(new ProcessStartInfo("redis-server", "--version") { RedirectStandardOutput = true })!;
+        var text = process.StandardOutput.ReadToEnd();
+        process.WaitForExit();
+        var match = System.Text.RegularExpressions.Regex.Match(text, @"v=(\d+\.\d+\.\d+)");
+        return match.Success ? Version.Parse(match.Groups[1].Value) : throw new InvalidOperationException($"unrecognised redis-server --version: {text}");
+    });
+
     /// <param name="appendOnly">AOF on, as deployments run it.</param>
     /// <param name="appendFsync">The AOF's fsync policy (<c>always</c>, <c>everysec</c>, <c>no</c>).</param>
     public static async Task<RedisServer> StartAsync(bool appendOnly = false, string appendFsync = "always")
