@@ -4,30 +4,38 @@
 # a rendered Kubernetes overlay) gives their containers — service hosts rewritten to 127.0.0.1 on free ports,
 # container paths moved under a scratch folder — against a local redis-server with the password from the example
 # settings, writes the tiny model where the worker's Farm__Models__<default model> points, and renders one image
-# with `farm submit --watch --out`. Stops everything it started, also on Ctrl-C or error.
-#   scripts/deploy-smoke.sh [compose|k8s-cpu]        (default: compose)
+# with `farm submit --watch --out`. Stops everything it started, also on Ctrl-C or error. Several modes share one
+# publish and run one after the other.
+#   scripts/deploy-smoke.sh [compose|k8s-cpu]...     (default: compose)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 source scripts/lib.sh
 source deploy/validate/tools.sh
-mode=${1:-compose}
-case "$mode" in compose|k8s-cpu) ;; *) echo "usage: $0 [compose|k8s-cpu]" >&2; exit 2 ;; esac
+modes=("$@"); [ ${#modes[@]} -eq 0 ] && modes=(compose)
+for mode in "${modes[@]}"; do
+  case "$mode" in compose|k8s-cpu) ;; *) echo "usage: $0 [compose|k8s-cpu]..." >&2; exit 2 ;; esac
+done
+mode=${modes[0]}
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/deploy-smoke.XXXXXX")
 pids=()
-cleanup() {
-  local code=$?
-  # Newest first: worker, coordinator, redis (each gets SIGTERM and is waited for, as an orchestrator would).
+# Newest first: worker, coordinator, redis (each gets SIGTERM and is waited for, as an orchestrator would).
+stop_all() {
   local i
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
     kill "${pids[i]}" 2>/dev/null || true
     wait "${pids[i]}" 2>/dev/null || true
   done
+  pids=()
+}
+cleanup() {
+  local code=$?
+  stop_all
   if [ $code -ne 0 ]; then
     echo "deploy smoke ($mode): FAILED; logs:" >&2
-    for log in "$scratch"/*.log; do [ -f "$log" ] && { echo "--- $log" >&2; tail -25 "$log" >&2; }; done
+    for log in "$scratch"/*.log "$scratch"/*/*.log; do [ -f "$log" ] && { echo "--- $log" >&2; tail -25 "$log" >&2; }; done
   fi
   [ -n "${KEEP_SMOKE:-}" ] || rm -rf "$scratch"
   exit $code
@@ -49,79 +57,88 @@ mkdir -p "$build"
 coordinator_app="$build/coordinator/app"
 worker_app="$build/worker/app"
 
-redis_port=$(free_port); coord_port=$(free_port); worker_port=$(free_port)
-fs="$scratch/fs" # container paths (/data/results, /models/...) live under here
-rewrites=(--host "redis=127.0.0.1:$redis_port" --host "coordinator=127.0.0.1:$coord_port"
-  --listen "coordinator=$coord_port" --listen "worker=$worker_port" --root "$fs")
-if [ "$mode" = compose ]; then
-  echo "==> environment from docker-compose.yml (services coordinator, worker-cpu; .env = deploy/compose.env.example)"
-  mapfile -t coord_env < <(cd "$tools" && node smoke-env.mjs "$root" compose coordinator "${rewrites[@]}")
-  mapfile -t worker_env < <(cd "$tools" && node smoke-env.mjs "$root" compose worker-cpu "${rewrites[@]}")
-else
-  echo "==> environment from deploy/k8s/overlays/cpu (Secrets from deploy/k8s/secrets/*.env.example)"
-  cp -r deploy/k8s "$scratch/k8s"
-  for example in "$scratch"/k8s/secrets/*.env.example; do cp "$example" "${example%.example}"; done
-  kubectl kustomize "$scratch/k8s/overlays/cpu" >"$scratch/render.yaml"
-  kubectl kustomize "$scratch/k8s/secrets" >"$scratch/secrets.yaml"
-  mapfile -t coord_env < <(cd "$tools" && node smoke-env.mjs "$root" k8s "$scratch/render.yaml" "$scratch/secrets.yaml" coordinator "${rewrites[@]}")
-  mapfile -t worker_env < <(cd "$tools" && node smoke-env.mjs "$root" k8s "$scratch/render.yaml" "$scratch/secrets.yaml" worker "${rewrites[@]}")
-fi
-[ "${#coord_env[@]}" -gt 0 ] && [ "${#worker_env[@]}" -gt 0 ] || { echo "no environment extracted" >&2; exit 1; }
-printf '    coordinator: %s\n' "${coord_env[@]}" | sed -E 's/(password=)[^,]*/\1***/; s/(PASSWORD=).*/\1***/'
-printf '    worker:      %s\n' "${worker_env[@]}" | sed -E 's/(password=)[^,]*/\1***/; s/(PASSWORD=).*/\1***/'
-value() { # KEY ENTRIES...
-  local key=$1; shift
-  local kv; for kv in "$@"; do [ "${kv%%=*}" = "$key" ] && { echo "${kv#*=}"; return 0; }; done; return 1
+# One deployment flavour: its environment, a fresh Redis, coordinator and worker, one image.
+smoke() {
+  mode=$1  # global: the exit trap names the failing mode
+  local run="$scratch/$1"
+  mkdir -p "$run"
+  redis_port=$(free_port); coord_port=$(free_port); worker_port=$(free_port)
+  fs="$run/fs" # container paths (/data/results, /models/...) live under here
+  rewrites=(--host "redis=127.0.0.1:$redis_port" --host "coordinator=127.0.0.1:$coord_port"
+    --listen "coordinator=$coord_port" --listen "worker=$worker_port" --root "$fs")
+  if [ "$mode" = compose ]; then
+    echo "==> environment from docker-compose.yml (services coordinator, worker-cpu; .env = deploy/compose.env.example)"
+    mapfile -t coord_env < <(cd "$tools" && node smoke-env.mjs "$root" compose coordinator "${rewrites[@]}")
+    mapfile -t worker_env < <(cd "$tools" && node smoke-env.mjs "$root" compose worker-cpu "${rewrites[@]}")
+  else
+    echo "==> environment from deploy/k8s/overlays/cpu (Secrets from deploy/k8s/secrets/*.env.example)"
+    cp -r deploy/k8s "$scratch/k8s"
+    for example in "$scratch"/k8s/secrets/*.env.example; do cp "$example" "${example%.example}"; done
+    kubectl kustomize "$scratch/k8s/overlays/cpu" >"$scratch/render.yaml"
+    kubectl kustomize "$scratch/k8s/secrets" >"$scratch/secrets.yaml"
+    mapfile -t coord_env < <(cd "$tools" && node smoke-env.mjs "$root" k8s "$scratch/render.yaml" "$scratch/secrets.yaml" coordinator "${rewrites[@]}")
+    mapfile -t worker_env < <(cd "$tools" && node smoke-env.mjs "$root" k8s "$scratch/render.yaml" "$scratch/secrets.yaml" worker "${rewrites[@]}")
+  fi
+  [ "${#coord_env[@]}" -gt 0 ] && [ "${#worker_env[@]}" -gt 0 ] || { echo "no environment extracted" >&2; exit 1; }
+  printf '    coordinator: %s\n' "${coord_env[@]}" | sed -E 's/(password=)[^,]*/\1***/; s/(PASSWORD=).*/\1***/'
+  printf '    worker:      %s\n' "${worker_env[@]}" | sed -E 's/(password=)[^,]*/\1***/; s/(PASSWORD=).*/\1***/'
+  value() { # KEY ENTRIES...
+    local key=$1; shift
+    local kv; for kv in "$@"; do [ "${kv%%=*}" = "$key" ] && { echo "${kv#*=}"; return 0; }; done; return 1
+  }
+  redis_conn=$(value Farm__Redis "${coord_env[@]}")
+  password=$(sed -nE 's/.*(^|,)password=([^,]*).*/\2/p' <<<"$redis_conn")
+  default_model=$(value Farm__DefaultModel "${coord_env[@]}")
+  model_dir=$(value "Farm__Models__$default_model" "${worker_env[@]}") \
+    || { echo "the worker serves no Farm__Models__$default_model (the coordinator's default model)" >&2; exit 1; }
+
+  echo "==> redis-server on 127.0.0.1:$redis_port (password and AOF as deployed)"
+  redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$run" --appendonly yes --save "" \
+    --requirepass "$password" >"$run/redis.log" 2>&1 &
+  pids+=($!)
+  wait_for 20 env REDISCLI_AUTH="$password" redis-cli -p "$redis_port" ping || { echo "redis did not start" >&2; exit 1; }
+
+  echo "==> tiny model for '$default_model' at $model_dir"
+  dotnet "$scratch/modelbuilder/RenderFarm.ModelBuilder.dll" create tiny --out "$model_dir" >"$run/model.log" 2>&1
+
+  # Each app runs from its publish folder (the image's WORKDIR) with only the deployment's environment.
+  base_env=(PATH="$PATH" HOME="$HOME" TMPDIR="${TMPDIR:-/tmp}" DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1)
+  [ -n "${DOTNET_ROOT:-}" ] && base_env+=(DOTNET_ROOT="$DOTNET_ROOT")
+  echo "==> coordinator on 127.0.0.1:$coord_port"
+  (cd "$coordinator_app" && exec env -i "${base_env[@]}" "${coord_env[@]}" dotnet RenderFarm.Coordinator.dll) >"$run/coordinator.log" 2>&1 &
+  pids+=($!)
+  # The images' HEALTHCHECK: the app's gRPC health command, with the container's environment (so the rewritten port).
+  coordinator_health() { (cd "$coordinator_app" && env -i "${base_env[@]}" "${coord_env[@]}" dotnet RenderFarm.Coordinator.dll health >/dev/null 2>&1); }
+  wait_for 60 coordinator_health || { echo "coordinator did not become healthy" >&2; exit 1; }
+
+  # Keys as an operator creates them (the deployment's placeholders are replaced by real ones).
+  new_key() { (cd "$coordinator_app" && env -i "${base_env[@]}" "${coord_env[@]}" dotnet RenderFarm.Coordinator.dll keys create --tenant smoke --role "$1" 2>/dev/null); }
+  worker_key=$(new_key worker) && client_key=$(new_key client) || { echo "could not create API keys" >&2; exit 1; }
+  worker_env+=("Farm__ApiKey=$worker_key")
+
+  echo "==> worker (health on 127.0.0.1:$worker_port)"
+  (cd "$worker_app" && exec env -i "${base_env[@]}" "${worker_env[@]}" dotnet RenderFarm.Worker.dll) >"$run/worker.log" 2>&1 &
+  pids+=($!)
+  # Ready: models warmed up, Redis answering, welcomed by the coordinator.
+  worker_health() { (cd "$worker_app" && env -i "${base_env[@]}" "${worker_env[@]}" dotnet RenderFarm.Worker.dll health >/dev/null 2>&1); }
+  wait_for 60 worker_health || { echo "worker did not become healthy" >&2; exit 1; }
+
+  echo "==> farm submit --size 64x64 --steps 4 --watch"
+  echo "a lighthouse on a cliff at dusk" >"$run/prompts.txt"
+  out="$run/out"
+  FARM_COORDINATOR="http://127.0.0.1:$coord_port" FARM_API_KEY="$client_key" timeout 300 dotnet "$scratch/client/farm.dll" \
+    submit "$run/prompts.txt" --size 64x64 --steps 4 --watch --out "$out" >"$run/farm.log" 2>&1 \
+    || { echo "farm submit failed" >&2; exit 1; }
+
+  pngs=$(find "$out" -name '*.png' | wc -l)
+  first=$(find "$out" -name '*.png' | head -1)
+  if [ "$pngs" -lt 1 ] || [ "$(head -c 8 "$first" | od -An -tx1 | tr -d ' \n')" != "89504e470d0a1a0a" ]; then
+    echo "no PNG rendered" >&2; exit 1
+  fi
+  stored=$(find "$fs" -path '*results*' -name '*.png' | wc -l)
+  [ "$stored" -ge 1 ] || { echo "the coordinator stored no PNG under its Farm__Storage" >&2; exit 1; }
+  echo "deploy smoke ($mode): 1 passed, 0 failed ($pngs PNG rendered, $stored stored by the coordinator)"
+  stop_all
 }
-redis_conn=$(value Farm__Redis "${coord_env[@]}")
-password=$(sed -nE 's/.*(^|,)password=([^,]*).*/\2/p' <<<"$redis_conn")
-default_model=$(value Farm__DefaultModel "${coord_env[@]}")
-model_dir=$(value "Farm__Models__$default_model" "${worker_env[@]}") \
-  || { echo "the worker serves no Farm__Models__$default_model (the coordinator's default model)" >&2; exit 1; }
 
-echo "==> redis-server on 127.0.0.1:$redis_port (password and AOF as deployed)"
-redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$scratch" --appendonly yes --save "" \
-  --requirepass "$password" >"$scratch/redis.log" 2>&1 &
-pids+=($!)
-wait_for 20 env REDISCLI_AUTH="$password" redis-cli -p "$redis_port" ping || { echo "redis did not start" >&2; exit 1; }
-
-echo "==> tiny model for '$default_model' at $model_dir"
-dotnet "$scratch/modelbuilder/RenderFarm.ModelBuilder.dll" create tiny --out "$model_dir" >"$scratch/model.log" 2>&1
-
-# Each app runs from its publish folder (the image's WORKDIR) with only the deployment's environment.
-base_env=(PATH="$PATH" HOME="$HOME" TMPDIR="${TMPDIR:-/tmp}" DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1)
-[ -n "${DOTNET_ROOT:-}" ] && base_env+=(DOTNET_ROOT="$DOTNET_ROOT")
-echo "==> coordinator on 127.0.0.1:$coord_port"
-(cd "$coordinator_app" && exec env -i "${base_env[@]}" "${coord_env[@]}" dotnet RenderFarm.Coordinator.dll) >"$scratch/coordinator.log" 2>&1 &
-pids+=($!)
-# The images' HEALTHCHECK: the app's gRPC health command, with the container's environment (so the rewritten port).
-coordinator_health() { (cd "$coordinator_app" && env -i "${base_env[@]}" "${coord_env[@]}" dotnet RenderFarm.Coordinator.dll health >/dev/null 2>&1); }
-wait_for 60 coordinator_health || { echo "coordinator did not become healthy" >&2; exit 1; }
-
-# Keys as an operator creates them (the deployment's placeholders are replaced by real ones).
-new_key() { (cd "$coordinator_app" && env -i "${base_env[@]}" "${coord_env[@]}" dotnet RenderFarm.Coordinator.dll keys create --tenant smoke --role "$1" 2>/dev/null); }
-worker_key=$(new_key worker) && client_key=$(new_key client) || { echo "could not create API keys" >&2; exit 1; }
-worker_env+=("Farm__ApiKey=$worker_key")
-
-echo "==> worker (health on 127.0.0.1:$worker_port)"
-(cd "$worker_app" && exec env -i "${base_env[@]}" "${worker_env[@]}" dotnet RenderFarm.Worker.dll) >"$scratch/worker.log" 2>&1 &
-pids+=($!)
-# Ready: models warmed up, Redis answering, welcomed by the coordinator.
-worker_health() { (cd "$worker_app" && env -i "${base_env[@]}" "${worker_env[@]}" dotnet RenderFarm.Worker.dll health >/dev/null 2>&1); }
-wait_for 60 worker_health || { echo "worker did not become healthy" >&2; exit 1; }
-
-echo "==> farm submit --size 64x64 --steps 4 --watch"
-echo "a lighthouse on a cliff at dusk" >"$scratch/prompts.txt"
-out="$scratch/out"
-FARM_COORDINATOR="http://127.0.0.1:$coord_port" FARM_API_KEY="$client_key" timeout 300 dotnet "$scratch/client/farm.dll" \
-  submit "$scratch/prompts.txt" --size 64x64 --steps 4 --watch --out "$out" >"$scratch/farm.log" 2>&1 \
-  || { echo "farm submit failed" >&2; exit 1; }
-
-pngs=$(find "$out" -name '*.png' | wc -l)
-first=$(find "$out" -name '*.png' | head -1)
-if [ "$pngs" -lt 1 ] || [ "$(head -c 8 "$first" | od -An -tx1 | tr -d ' \n')" != "89504e470d0a1a0a" ]; then
-  echo "no PNG rendered" >&2; exit 1
-fi
-stored=$(find "$fs" -path '*results*' -name '*.png' | wc -l)
-[ "$stored" -ge 1 ] || { echo "the coordinator stored no PNG under its Farm__Storage" >&2; exit 1; }
-echo "deploy smoke ($mode): 1 passed, 0 failed ($pngs PNG rendered, $stored stored by the coordinator)"
+for mode in "${modes[@]}"; do smoke "$mode"; done
