@@ -18,8 +18,9 @@ public sealed record DiffusionOptions
     /// ONNX Runtime graph optimisation level. Default <c>ORT_ENABLE_EXTENDED</c>: it keeps the fusions that matter
     /// for SD (attention, GELU, layer norm, MatMul+Add) but skips ORT_ENABLE_ALL's CPU NCHWc layout rewrite, which
     /// copies every conv weight out of the memory-mapped external data at load: an SD 1.5 UNet then loads in ~0.6 s
-    /// instead of 27–41 s with ~70 MB instead of 2.4–3.4 GB RSS, and per-step time did not get worse
-    /// (bench/model-builder.md). GPU providers do their own layout work, so the level matters little there.
+    /// instead of ~36 s with ~70 MB instead of ~3.4 GB RSS. The price: on an idle machine an SD 1.5 CPU UNet step took
+    /// 8.6 s instead of ALL's 5.9 s (bench/model-builder.md), so a long-running CPU worker should choose ALL (with
+    /// <see cref="PrepackWeights"/>). GPU providers do their own layout work, so the level matters little there.
     /// </summary>
     public GraphOptimizationLevel GraphOptimization { get; init; } = GraphOptimizationLevel.ORT_ENABLE_EXTENDED;
 

@@ -19,7 +19,7 @@ public sealed class ModelCatalog : IDisposable
         if (o.Models.Count == 0)
             throw new InvalidOperationException("no models configured: set Farm:Models:<name> to a model directory (env Farm__Models__<name>=DIR)");
         var renderers = new Dictionary<string, IShardRenderer>(StringComparer.Ordinal);
-        var diffusion = new DiffusionOptions { ExecutionProvider = o.ExecutionProvider };
+        var diffusion = o.ToDiffusionOptions();
         foreach (var (name, directory) in o.Models)
         {
             if (SyntheticRenderer.TryParse(directory, out var synthetic))

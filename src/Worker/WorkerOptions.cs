@@ -1,3 +1,5 @@
+using Microsoft.ML.OnnxRuntime;
+using RenderFarm.Diffusion;
 using System.ComponentModel.DataAnnotations;
 
 namespace RenderFarm.Worker;
@@ -24,6 +26,22 @@ public sealed class WorkerOptions
 
     /// <summary>cpu | cuda | tensorrt | directml.</summary>
     [Required] public string ExecutionProvider { get; set; } = "cpu";
+
+    /// <summary>
+    /// ONNX Runtime graph optimisation for the models. <c>ORT_ENABLE_EXTENDED</c> (default) loads an SD 1.5 UNet in
+    /// ~0.6 s; <c>ORT_ENABLE_ALL</c> with <see cref="PrepackWeights"/> takes ~36 s and 3.3 GiB more to load but ran a
+    /// CPU UNet step 1.47× faster (bench/model-builder.md): the better choice for long-running CPU workers.
+    /// </summary>
+    public GraphOptimizationLevel GraphOptimization { get; set; } = GraphOptimizationLevel.ORT_ENABLE_EXTENDED;
+
+    /// <summary>Let ONNX Runtime prepack MatMul/Conv weights at load (private copies; see <see cref="GraphOptimization"/>).</summary>
+    public bool PrepackWeights { get; set; }
+
+    /// <summary>The pipeline's settings these options give.</summary>
+    public DiffusionOptions ToDiffusionOptions() => new()
+    {
+        ExecutionProvider = ExecutionProvider, GraphOptimization = GraphOptimization, PrepackWeights = PrepackWeights,
+    };
 
     /// <summary>Consumer name on the task streams; defaults to host name and process id.</summary>
     public string? WorkerId { get; set; }
