@@ -2,10 +2,35 @@ using System.Security.Cryptography;
 
 namespace RenderFarm.Coordinator.Storage;
 
-/// <summary>Stores results as <c>ROOT/JOB/INDEX.png</c>; writes go to a temporary file renamed into place.</summary>
-public sealed class FileSystemResultStore(string root) : IResultStore
+/// <summary>
+/// Stores results as <c>ROOT/JOB/INDEX.png</c>. Each write goes to a temporary file under <c>ROOT/.incoming</c> (same
+/// file system, so the rename into place is atomic), never in a job's folder: a coordinator killed mid-write leaves
+/// no stray file beside the results, and what it left is removed when a coordinator next opens the store.
+/// </summary>
+public sealed class FileSystemResultStore : IResultStore
 {
-    public string Root { get; } = Path.GetFullPath(root);
+    /// <summary>Older temporary files are abandoned writes (a write takes milliseconds; replicas share the folder).</summary>
+    public static readonly TimeSpan AbandonedAfter = TimeSpan.FromHours(1);
+
+    public FileSystemResultStore(string root)
+    {
+        Root = Path.GetFullPath(root);
+        Incoming = Path.Combine(Root, ".incoming");
+        RemoveAbandonedWrites();
+    }
+
+    public string Root { get; }
+
+    /// <summary>Where writes in progress live.</summary>
+    public string Incoming { get; }
+
+    private void RemoveAbandonedWrites()
+    {
+        if (!Directory.Exists(Incoming)) return;
+        foreach (var file in new DirectoryInfo(Incoming).EnumerateFiles("*.tmp"))
+            if (DateTime.UtcNow - file.LastWriteTimeUtc > AbandonedAfter)
+                try { file.Delete(); } catch (IOException) { } // another replica got it first
+    }
 
     public string PathOf(string jobId, uint index) => Path.Combine(Root, jobId, $"{index:D6}.png");
 
@@ -16,7 +41,8 @@ public sealed class FileSystemResultStore(string root) : IResultStore
             return await HashFileAsync(path, cancellationToken);
 
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        var temp = $"{path}.{Guid.NewGuid():N}.tmp";
+        Directory.CreateDirectory(Incoming);
+        var temp = Path.Combine(Incoming, $"{jobId}-{index:D6}.{Guid.NewGuid():N}.tmp");
         try
         {
             await File.WriteAllBytesAsync(temp, png, cancellationToken);

@@ -1,0 +1,44 @@
+using System.Security.Cryptography;
+using RenderFarm.Coordinator.Storage;
+
+namespace RenderFarm.Farm.Tests.Storage;
+
+public sealed class FileSystemResultStoreTests : IDisposable
+{
+    private readonly string _root = Directory.CreateTempSubdirectory("farm-fs-store-").FullName;
+
+    public void Dispose() => Directory.Delete(_root, recursive: true);
+
+    [Fact]
+    public async Task AJobsFolderHoldsOnlyItsFinishedImagesAndTheFirstResultWins()
+    {
+        var store = new FileSystemResultStore(_root);
+        byte[] first = [1, 2, 3], second = [4, 5, 6, 7];
+
+        var stored = await Task.WhenAll(Enumerable.Range(0, 8).Select(i =>
+            store.PutIfAbsentAsync("job1", 7, i == 0 ? first : second, CancellationToken.None)));
+
+        var file = Assert.Single(Directory.GetFiles(Path.Combine(_root, "job1")));
+        Assert.Equal(store.PathOf("job1", 7), file);
+        var bytes = await File.ReadAllBytesAsync(file);
+        Assert.All(stored, s => Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(bytes)), s.Sha256));
+        Assert.Empty(Directory.GetFiles(store.Incoming));
+    }
+
+    [Fact]
+    public void WritesAbandonedByAKilledCoordinatorAreRemovedWhenTheStoreIsNextOpenedButRecentOnesAreLeft()
+    {
+        var incoming = Path.Combine(_root, ".incoming");
+        Directory.CreateDirectory(incoming);
+        var abandoned = Path.Combine(incoming, "job1-000003.aaaa.tmp");
+        var inProgress = Path.Combine(incoming, "job1-000004.bbbb.tmp"); // another replica writing right now
+        File.WriteAllBytes(abandoned, [1]);
+        File.WriteAllBytes(inProgress, [2]);
+        File.SetLastWriteTimeUtc(abandoned, DateTime.UtcNow - FileSystemResultStore.AbandonedAfter - TimeSpan.FromMinutes(1));
+
+        _ = new FileSystemResultStore(_root);
+
+        Assert.False(File.Exists(abandoned));
+        Assert.True(File.Exists(inProgress));
+    }
+}
