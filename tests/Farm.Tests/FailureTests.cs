@@ -26,13 +26,15 @@ public sealed class FailureTests
     {
         // One job mixes both: prompts 0-2 ask for 8x8 pixels, a 1x1 latent whose down/up-sampling cannot restore the
         // UNet's skip shapes (fails on every worker); prompts 3-6 are ordinary. Different sizes never share a shard.
-        await using var farm = await FarmCluster.StartAsync(workers: 2, configure: s => s["Farm:QuarantineAfterFailures"] = "100");
+        // Real processes: a coordinator and two workers, each its own dotnet process.
+        await using var farm = await ProcessFarm.StartAsync(workers: 2,
+            coordinatorOverrides: new() { ["Farm__QuarantineAfterFailures"] = "100" });
         var prompts = Prompts(7).ToList();
         foreach (var poisoned in prompts.Take(3)) (poisoned.Width, poisoned.Height) = (8u, 8u);
         var job = await farm.SubmitAsync(Header(64, 64, 2), prompts);
         Assert.Equal(2u, job.ShardCount);
 
-        var events = await farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
+        var events = await farm.Jobs.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
 
         var finished = events[^1].JobFinished;
         Assert.Equal((JobState.Failed, 4u, 3u), (finished.State, finished.ImagesDone, finished.ImagesFailed));
@@ -58,15 +60,23 @@ public sealed class FailureTests
     [Fact]
     public async Task AWorkerThatFailsEveryShardIsQuarantinedAndTheOthersFinishTheBatch()
     {
-        await using var farm = await FarmCluster.StartAsync(workers: 1, shardSize: 1, configure: s =>
+        // Real processes: the coordinator, a broken worker (its model loads, then fails every shard) that has the batch
+        // to itself until it is quarantined, then a good worker that finishes it.
+        await using var farm = await ProcessFarm.StartAsync(workers: 0, shardSize: 1, coordinatorOverrides: new()
         {
-            s["Farm:QuarantineAfterFailures"] = "2";
-            s["Farm:MaxAttempts"] = "10";
+            ["Farm__QuarantineAfterFailures"] = "2",
+            ["Farm__MaxAttempts"] = "10",
         });
-        await StartBrokenWorkerAsync(farm);
+        await farm.StartWorkerAsync("broken", new()
+        {
+            [$"Farm__Models__{FarmCluster.Model}"] = WriteBrokenModel(farm.Root),
+            ["Farm__WarmUp"] = "false",
+        });
 
         var job = await farm.SubmitAsync(Header(64, 64, 2), Prompts(8));
-        var events = await farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
+        await WaitForWorkerAsync(farm.Jobs, "broken", w => w.State == WorkerState.Quarantined);
+        await farm.StartWorkerAsync("worker-1");
+        var events = await farm.Jobs.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
 
         Assert.Equal(JobState.Completed, events[^1].JobFinished.State);
         Assert.Equal(8u, events[^1].JobFinished.ImagesDone);
@@ -121,12 +131,15 @@ public sealed class FailureTests
         Assert.NotEqual(WorkerState.Quarantined, (await WaitForWorkerAsync(farm, "broken", _ => true)).State);
     }
 
-    private static async Task<WorkerInfo> WaitForWorkerAsync(FarmCluster farm, string workerId, Func<WorkerInfo, bool> condition)
+    private static Task<WorkerInfo> WaitForWorkerAsync(FarmCluster farm, string workerId, Func<WorkerInfo, bool> condition) =>
+        WaitForWorkerAsync(farm.Jobs, workerId, condition);
+
+    private static async Task<WorkerInfo> WaitForWorkerAsync(JobService.JobServiceClient jobs, string workerId, Func<WorkerInfo, bool> condition)
     {
         var deadline = DateTime.UtcNow.AddSeconds(60);
         while (true)
         {
-            var worker = (await farm.Jobs.ListWorkersAsync(new ListWorkersRequest())).Workers.FirstOrDefault(w => w.WorkerId == workerId);
+            var worker = (await jobs.ListWorkersAsync(new ListWorkersRequest())).Workers.FirstOrDefault(w => w.WorkerId == workerId);
             if (worker is not null && condition(worker)) return worker;
             Assert.True(DateTime.UtcNow < deadline, $"worker {workerId} did not get there: {worker}");
             await Task.Delay(200);
@@ -197,7 +210,7 @@ public sealed class FailureTests
     /// </summary>
     private static async Task StartBrokenWorkerAsync(FarmCluster farm)
     {
-        var broken = WriteBrokenModel(farm);
+        var broken = WriteBrokenModel(farm.Root);
         await farm.StartWorkerAsync("broken", s =>
         {
             s[$"Farm:Models:{FarmCluster.Model}"] = broken;
@@ -209,7 +222,7 @@ public sealed class FailureTests
     public async Task AWorkerWhoseModelCannotRenderStopsAtStartNamingTheModelAndTakesNoWork()
     {
         await using var farm = await FarmCluster.StartAsync(workers: 0);
-        var broken = WriteBrokenModel(farm);
+        var broken = WriteBrokenModel(farm.Root);
         var error = await Assert.ThrowsAsync<InvalidOperationException>(() =>
             farm.StartWorkerAsync("broken", s => s[$"Farm:Models:{FarmCluster.Model}"] = broken));
         Assert.Contains($"model {FarmCluster.Model} loaded but cannot render", error.Message);
@@ -223,10 +236,10 @@ public sealed class FailureTests
         Assert.Equal((JobState.Completed, 2u), (events[^1].JobFinished.State, events[^1].JobFinished.ImagesDone));
     }
 
-    private static string WriteBrokenModel(FarmCluster farm)
+    private static string WriteBrokenModel(string root)
     {
-        var broken = Path.Combine(farm.Root, "broken-model");
-        var donor = Path.Combine(farm.Root, "donor-model");
+        var broken = Path.Combine(root, "broken-model");
+        var donor = Path.Combine(root, "donor-model");
         ModelPresets.Write("tiny", broken);
         ModelPresets.Write("tiny-sd2", donor);
         File.Copy(Path.Combine(donor, "text_encoder", "model.onnx"), Path.Combine(broken, "text_encoder", "model.onnx"), overwrite: true);
