@@ -44,7 +44,7 @@ public static class ConfigKeys
 
     public static readonly ConfigKey Scheduler = new(
         "scheduler", "--scheduler", ["FARM_SCHEDULER"], RenderFarm.Shared.SchedulerNames.Default,
-        $"Scheduler ({string.Join(", ", RenderFarm.Shared.SchedulerNames.All)}).", NormalizeName);
+        $"Scheduler ({string.Join(", ", RenderFarm.Shared.SchedulerNames.All)}).", NormalizeScheduler);
 
     public static IReadOnlyList<ConfigKey> All { get; } = [Coordinator, ApiKey, Model, Steps, Size, Guidance, Scheduler];
 
@@ -95,6 +95,14 @@ public static class ConfigKeys
     {
         var name = text.Trim();
         return name.Length == 0 ? throw new FormatException("is empty") : name;
+    }
+
+    /// <summary>A scheduler the farm serves: a typo is caught when it is set, not at every submit.</summary>
+    private static string NormalizeScheduler(string text)
+    {
+        var name = NormalizeName(text);
+        return RenderFarm.Shared.SchedulerNames.IsKnown(name) ? name
+            : throw new FormatException($"'{name}' is not a scheduler; valid: {string.Join(", ", RenderFarm.Shared.SchedulerNames.All)}");
     }
 
     private static string NormalizeSteps(string text)

@@ -136,9 +136,11 @@ public class ConfigTests : IDisposable
 
         Assert.Equal(2, await _cli.RunAsync("config", "set", "colour", "blue"));
         Assert.Equal(2, await _cli.RunAsync("config", "set", "guidance", "lots"));
+        Assert.Equal(2, await _cli.RunAsync("config", "set", "scheduler", "eular"));
 
         Assert.Contains("unknown config key 'colour'", _cli.Error.ToString());
         Assert.Contains("guidance must be a finite number", _cli.Error.ToString());
+        Assert.Contains("'eular' is not a scheduler; valid: euler,", _cli.Error.ToString());
         Assert.Equal("{\"steps\": 30}", File.ReadAllText(ConfigPath));
     }
 
