@@ -64,6 +64,49 @@ public sealed class LostDeliveryTests
     }
 
     [Fact]
+    public async Task AWorkerFrozenMidShardLosesItToAnotherAndItsResultIsNeverStoredTwiceWhenItThaws()
+    {
+        // Real processes. worker-1 is frozen (SIGSTOP: alive, connected, silent — a hang or a network cut) as soon as
+        // it starts the only shard; worker-2 takes the shard over once the lease lapses; worker-1 is thawed at once,
+        // so it carries on with a shard it no longer holds while worker-2 renders it.
+        await using var farm = await ProcessFarm.StartAsync(workers: 1, shardSize: 1, leaseSeconds: 2);
+        var header = new JobHeader { Params = new GenerationParams { Width = 256, Height = 256, Steps = 150, GuidanceScale = 7f }, Seeds = { 9 } };
+        var job = await farm.SubmitAsync(header, [new PromptItem { Prompt = "a frozen lake" }]);
+
+        var events = new List<JobEvent>();
+        using (var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3)))
+        using (var watch = farm.Jobs.WatchJob(new WatchJobRequest { JobId = job.JobId }, cancellationToken: timeout.Token))
+        {
+            while (await watch.ResponseStream.MoveNext(timeout.Token))
+            {
+                var e = watch.ResponseStream.Current;
+                events.Add(e);
+                if (e.ShardStarted is { WorkerId: "worker-1" })
+                {
+                    await farm.SignalWorkerAsync("worker-1", "STOP");
+                    await farm.StartWorkerAsync("worker-2");
+                }
+                else if (e.ShardStarted is { WorkerId: "worker-2" })
+                    await farm.SignalWorkerAsync("worker-1", "CONT");
+            }
+        }
+        // worker-1 has had time to finish or give up the render it no longer owns.
+        await Task.Delay(TimeSpan.FromSeconds(5));
+
+        Assert.Equal(JobState.Completed, events[^1].JobFinished.State);
+        Assert.Equal(["worker-1", "worker-2"], events.Where(e => e.ShardStarted is not null).Select(e => e.ShardStarted.WorkerId));
+        var attempt = Assert.Single(events, e => e.AttemptFailed is not null).AttemptFailed;
+        Assert.Equal("worker worker-1 lost its lease (crashed, hung or cut off)", attempt.Error);
+        // Exactly once: one image_done (worker-2's) on the job's record even now, one file, one result.
+        await using var redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(farm.Redis.ConnectionString);
+        var done = (await redis.GetDatabase().StreamRangeAsync(RenderFarm.Shared.FarmKeys.JobEvents(job.JobId)))
+            .Where(e => e["type"] == "image_done").Select(e => (string)e["worker"]!).ToList();
+        Assert.Equal(["worker-2"], done);
+        Assert.Single(Directory.GetFiles(Path.Combine(farm.StorageDirectory, job.JobId)));
+        Assert.Single(await farm.Jobs.DownloadAllAsync(job.JobId));
+    }
+
+    [Fact]
     public async Task AHungRenderLosesItsShardToAnotherWorkerWithinTheStallTimeoutAndTheImageIsProducedOnce()
     {
         const int stallSeconds = 2, leaseSeconds = 3;

@@ -107,6 +107,17 @@ public sealed class ProcessFarm : IAsyncDisposable
 
     public async Task KillWorkerAsync(string workerId) => await _workers[workerId].KillAsync();
 
+    /// <summary>
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) a worker: a process that is alive, holds its connections, and does
+    /// nothing — a hang or a network cut, as the rest of the farm sees it.
+    /// </summary>
+    public async Task SignalWorkerAsync(string workerId, string signal)
+    {
+        using var kill = System.Diagnostics.Process.Start("kill", [$"-{signal}", _workers[workerId].Id.ToString()])!;
+        await kill.WaitForExitAsync();
+        if (kill.ExitCode != 0) throw new InvalidOperationException($"kill -{signal} {workerId} exited {kill.ExitCode}");
+    }
+
     public Task<bool> TerminateWorkerAsync(string workerId, TimeSpan timeout) => _workers[workerId].TerminateAsync(timeout);
 
     public async Task<SubmitJobResponse> SubmitAsync(JobHeader header, IEnumerable<PromptItem> prompts)
