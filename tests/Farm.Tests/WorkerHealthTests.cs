@@ -42,7 +42,7 @@ public sealed class WorkerHealthTests
     {
         await using var farm = await FarmCluster.StartAsync(workers: 0);
         var nowhere = $"http://127.0.0.1:{RedisServer.FreePort()}";
-        await farm.StartWorkerAsync("orphan", s => s["Farm:Coordinator"] = nowhere);
+        await farm.StartWorkerAsync("orphan", s => s["Farm:Coordinator"] = nowhere, waitUntilConnected: false);
         using var channel = GrpcChannel.ForAddress(farm.WorkerUrl("orphan"));
         var health = new Health.HealthClient(channel);
 

@@ -104,8 +104,12 @@ public sealed class FarmCluster : IAsyncDisposable
     }
 
     /// <param name="services">Replaces worker services after the real ones are registered (a test renderer, say).</param>
+    /// <param name="waitUntilConnected">
+    /// Return only once a coordinator has welcomed the worker (so it is in the registry and the shard sizing sees it):
+    /// the host starts before its coordinator stream does. False for a worker that is not meant to connect.
+    /// </param>
     public async Task StartWorkerAsync(string workerId, Action<Dictionary<string, string?>>? configure = null,
-        Action<IServiceCollection>? services = null)
+        Action<IServiceCollection>? services = null, bool waitUntilConnected = true)
     {
         var settings = new Dictionary<string, string?>
         {
@@ -131,6 +135,14 @@ public sealed class FarmCluster : IAsyncDisposable
             throw;
         }
         _workers[workerId] = app;
+        if (!waitUntilConnected) return;
+        var link = app.Services.GetRequiredService<RenderFarm.Worker.CoordinatorLink>();
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!link.IsConnected)
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"worker {workerId} was not welcomed by the coordinator within 30 s");
+            await Task.Delay(20);
+        }
     }
 
     /// <summary>Where a worker's health service listens.</summary>
