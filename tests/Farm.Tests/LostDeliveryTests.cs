@@ -26,20 +26,13 @@ public sealed class LostDeliveryTests
 
         // Whichever worker starts shard 1 is killed with -9 there and then (a segfault, the OOM killer) and restarted.
         var kills = new List<string>();
-        var events = new List<JobEvent>();
-        using (var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3)))
-        using (var watch = farm.Jobs.WatchJob(new WatchJobRequest { JobId = job.JobId }, cancellationToken: timeout.Token))
+        var events = await farm.Jobs.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(3), onEvent: async e =>
         {
-            while (await watch.ResponseStream.MoveNext(timeout.Token))
-            {
-                var e = watch.ResponseStream.Current;
-                events.Add(e);
-                if (e.ShardStarted is not { ShardIndex: 1 } started) continue;
-                await farm.KillWorkerAsync(started.WorkerId);
-                kills.Add(started.WorkerId);
-                await farm.StartWorkerAsync(started.WorkerId);
-            }
-        }
+            if (e.ShardStarted is not { ShardIndex: 1 } started) return;
+            await farm.KillWorkerAsync(started.WorkerId);
+            kills.Add(started.WorkerId);
+            await farm.StartWorkerAsync(started.WorkerId);
+        });
 
         // Three deliveries, three deaths; the fourth delivery is past the limit and is not run.
         Assert.Equal(3, kills.Count);
@@ -73,23 +66,16 @@ public sealed class LostDeliveryTests
         var header = new JobHeader { Params = new GenerationParams { Width = 256, Height = 256, Steps = 150, GuidanceScale = 7f }, Seeds = { 9 } };
         var job = await farm.SubmitAsync(header, [new PromptItem { Prompt = "a frozen lake" }]);
 
-        var events = new List<JobEvent>();
-        using (var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3)))
-        using (var watch = farm.Jobs.WatchJob(new WatchJobRequest { JobId = job.JobId }, cancellationToken: timeout.Token))
+        var events = await farm.Jobs.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(3), onEvent: async e =>
         {
-            while (await watch.ResponseStream.MoveNext(timeout.Token))
+            if (e.ShardStarted is { WorkerId: "worker-1" })
             {
-                var e = watch.ResponseStream.Current;
-                events.Add(e);
-                if (e.ShardStarted is { WorkerId: "worker-1" })
-                {
-                    await farm.SignalWorkerAsync("worker-1", "STOP");
-                    await farm.StartWorkerAsync("worker-2");
-                }
-                else if (e.ShardStarted is { WorkerId: "worker-2" })
-                    await farm.SignalWorkerAsync("worker-1", "CONT");
+                await farm.SignalWorkerAsync("worker-1", "STOP");
+                await farm.StartWorkerAsync("worker-2");
             }
-        }
+            else if (e.ShardStarted is { WorkerId: "worker-2" })
+                await farm.SignalWorkerAsync("worker-1", "CONT");
+        });
         // worker-1 has had time to finish or give up the render it no longer owns.
         await Task.Delay(TimeSpan.FromSeconds(5));
 

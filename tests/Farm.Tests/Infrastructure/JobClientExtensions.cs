@@ -28,14 +28,21 @@ public static class JobClientExtensions
         return await call;
     }
 
-    /// <summary>Reads the job's events (after <paramref name="afterEventId"/>, or from the start) until its final one.</summary>
+    /// <summary>
+    /// Reads the job's events (after <paramref name="afterEventId"/>, or from the start) until its final one; a test
+    /// that injects faults as the job runs reacts to each event in <paramref name="onEvent"/> before the next is read.
+    /// </summary>
     public static async Task<List<JobEvent>> WatchToEndAsync(this JobService.JobServiceClient jobs, string jobId, TimeSpan timeout,
-        string afterEventId = "", Metadata? headers = null)
+        string afterEventId = "", Metadata? headers = null, Func<JobEvent, Task>? onEvent = null)
     {
         using var cts = new CancellationTokenSource(timeout);
         using var call = jobs.WatchJob(new WatchJobRequest { JobId = jobId, AfterEventId = afterEventId }, headers, cancellationToken: cts.Token);
         var events = new List<JobEvent>();
-        while (await call.ResponseStream.MoveNext(cts.Token)) events.Add(call.ResponseStream.Current);
+        while (await call.ResponseStream.MoveNext(cts.Token))
+        {
+            events.Add(call.ResponseStream.Current);
+            if (onEvent is not null) await onEvent(call.ResponseStream.Current);
+        }
         return events;
     }
 
