@@ -41,10 +41,99 @@ public sealed record DiffusionOptions
     public bool CpuMemoryArena { get; init; }
 
     /// <summary>
+    /// How a request's images share model runs (<see cref="Diffusion.ModelBatching"/>); default
+    /// <see cref="ModelBatching.Auto"/>: one image per run on the CPU provider, the whole request per run on GPU providers.
+    /// </summary>
+    public ModelBatching Batching { get; init; } = ModelBatching.Auto;
+
+    /// <summary>CUDA provider settings (cuda, and tensorrt's fallback for nodes TensorRT does not take).</summary>
+    public CudaOptions Cuda { get; init; } = new();
+
+    /// <summary>TensorRT provider settings (tensorrt).</summary>
+    public TensorRtOptions TensorRt { get; init; } = new();
+
+    /// <summary>
     /// Decompression-bomb guard: init and mask images with more decoded pixels than this are rejected before their
     /// pixels are decoded (default 8192², the largest request size).
     /// </summary>
     public long MaxImagePixels { get; init; } = 8192L * 8192L;
+}
+
+/// <summary>How the images of one request share model runs, and so what their bytes depend on.</summary>
+public enum ModelBatching
+{
+    /// <summary><see cref="Image"/> on the CPU provider, <see cref="Batch"/> on GPU providers.</summary>
+    Auto,
+
+    /// <summary>
+    /// Every model run (text encoder, UNet, VAE) covers one image, so an image's bytes never depend on the other images
+    /// of its request: it renders exactly as it would alone. Costs little on a CPU, where a batch barely runs faster
+    /// per image than a single image; on a GPU it gives up the throughput of batching.
+    /// </summary>
+    Image,
+
+    /// <summary>
+    /// One run covers the whole request (CFG doubles it). The same request gives the same bytes, but the kernels a
+    /// provider picks depend on the batch shape, so an image can differ slightly from itself rendered in another batch.
+    /// </summary>
+    Batch,
+}
+
+/// <summary>CUDA execution provider settings (ONNX Runtime's CUDA provider options).</summary>
+public sealed record CudaOptions
+{
+    /// <summary>
+    /// cuDNN convolution algorithm choice: EXHAUSTIVE (default: times every algorithm on the first run of each shape,
+    /// fastest steps), HEURISTIC (cuDNN's heuristics, no timing: the same choice in every process), DEFAULT.
+    /// </summary>
+    public string ConvAlgorithmSearch { get; init; } = "EXHAUSTIVE";
+
+    /// <summary>Let cuDNN use as much workspace as the fastest algorithms want (default true).</summary>
+    public bool MaxConvWorkspace { get; init; } = true;
+
+    /// <summary>Upper bound of the provider's memory arena in bytes; 0 = the whole device.</summary>
+    public long MemoryLimitBytes { get; init; }
+
+    /// <summary>Allow TF32 for float32 MatMul/Conv on Ampere and later (default true, as PyTorch's cuDNN default).</summary>
+    public bool Tf32 { get; init; } = true;
+
+    /// <summary>Prefer NHWC convolution kernels (measure before turning on).</summary>
+    public bool PreferNhwc { get; init; }
+
+    /// <summary>
+    /// Capture each UNet shape's run as a CUDA graph and replay it every step (inputs and outputs then live in fixed
+    /// device buffers). Cuts the CPU cost of launching the UNet's kernels; each distinct batch × size keeps a graph
+    /// and its buffers on the device for the life of the worker, so use it on workers that render few shapes.
+    /// </summary>
+    public bool CudaGraph { get; init; }
+}
+
+/// <summary>TensorRT execution provider settings.</summary>
+public sealed record TensorRtOptions
+{
+    /// <summary>Build float16 engines (default true).</summary>
+    public bool Fp16 { get; init; } = true;
+
+    /// <summary>
+    /// Where engines and the timing cache are kept (a folder on the models volume): an engine is built once per model,
+    /// shape profile and GPU, minutes for an SD UNet, and loaded from here afterwards. Null: no cache (built every start).
+    /// </summary>
+    public string? CacheDirectory { get; init; }
+
+    /// <summary>Largest request (images) the engines' shape profile covers; CFG doubles the UNet rows.</summary>
+    public int MaxBatch { get; init; } = 8;
+
+    /// <summary>Smallest and largest image side (pixels) the shape profile covers; the optimum is <see cref="OptimalSize"/>.</summary>
+    public int MinSize { get; init; } = 256;
+
+    /// <inheritdoc cref="MinSize"/>
+    public int MaxSize { get; init; } = 1024;
+
+    /// <summary>The image side the engines are tuned for.</summary>
+    public int OptimalSize { get; init; } = 512;
+
+    /// <summary>TensorRT builder workspace limit in bytes; 0 = TensorRT's default.</summary>
+    public long MaxWorkspaceBytes { get; init; }
 }
 
 /// <summary>One image of a request: its prompt, negative prompt and seed, and optionally its own init image and mask.</summary>
