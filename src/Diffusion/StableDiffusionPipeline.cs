@@ -14,11 +14,12 @@ namespace RenderFarm.Diffusion;
 /// Text-to-image, img2img and inpainting over a diffusers ONNX model directory (tokenizer, text_encoder, unet,
 /// vae_decoder, scheduler; optionally vae_encoder, and tokenizer_2/text_encoder_2 for SDXL). Every component is loaded
 /// once and reused. <see cref="Generate"/> reads top to bottom: encode prompts → encode the init images → prepare
-/// latents → denoise → decode → PNG. A request renders as one UNet batch (CFG doubles it: [negatives; positives]);
-/// each image has its own seed (and may have its own init image and mask), so an image does not depend on its
-/// batch-mates (except that every prompt of a
-/// request is padded to the longest prompt's number of 75-token windows). Family differences are data: extra UNet
-/// inputs (<see cref="UNetConditioning"/>), extra input channels (inpainting), text encoder stages.
+/// latents → denoise → decode → PNG. A request's images share model runs as <see cref="ModelBatching"/> says: each
+/// image alone (its bytes are then exactly what it renders alone, whatever its batch-mates), or the whole request as
+/// one batch (CFG doubles it: [negatives; positives]; every prompt is then padded to the longest prompt's number of
+/// 75-token windows, and the kernels chosen for the batch shape may move a pixel by a level). Each image has its own
+/// seed, and may have its own init image and mask. Family differences are data: extra UNet inputs
+/// (<see cref="UNetConditioning"/>), extra input channels (inpainting), text encoder stages.
 /// Calls are serialised: one generation runs at a time per pipeline, so the working arrays (<see cref="Workspace"/>),
 /// the UNet's bound tensors and recent prompts' tokens are kept for the next request instead of allocated anew.
 /// </summary>
@@ -235,65 +236,44 @@ public sealed class StableDiffusionPipeline : IDisposable
         using var terminateOnCancel = cancellationToken.Register(() => runOptions.Terminate = true);
         try
         {
-            int batch = request.Images.Count;
             bool guided = request.GuidanceScale > 1f;
-            int rows = guided ? 2 * batch : batch;
-            int latentHeight = request.Height / _profile.VaeScaleFactor;
-            int latentWidth = request.Width / _profile.VaeScaleFactor;
-            int perImage = _latentChannels * latentHeight * latentWidth;
-            int perRow = (_unet.InChannels ?? _latentChannels) * latentHeight * latentWidth;
+            bool alone = Batching == ModelBatching.Image;
+            // The images that share model runs: each image alone, or the whole request.
+            var groups = alone
+                ? Enumerable.Range(0, request.Images.Count).Select(i => (First: i, Count: 1)).ToArray()
+                : [(First: 0, Count: request.Images.Count)];
 
             // 1. Encode prompts: [negatives; positives] when guided.
-            var conditions = EncodePrompts(request, guided, runOptions);
+            var conditions = groups.Select((g, k) => EncodePrompts(request, g.First, g.Count, guided, runOptions, _workspace.Scope(k))).ToArray();
             cancellationToken.ThrowIfCancellationRequested();
 
             // 2. Encode the init images (img2img / inpainting), each distinct one once.
-            var init = InitImages.Used(request) ? PrepareInitImages(request, runOptions) : null;
+            var init = InitImages.Used(request) ? PrepareInitImages(request, alone, runOptions) : null;
             cancellationToken.ThrowIfCancellationRequested();
 
             // 3. Prepare latents: image i's noise ~ randn([1, C, h, w], generator seeded with its seed).
             int start = StartStep(request, scheduler);
-            var noise = new BatchNoise(request.Images.Select(i => i.Seed), perImage);
-            var latents = PrepareLatents(request, scheduler, init, noise, start, out var initialNoise);
-            var blend = init is { HasMask: true } && !IsInpaintingModel ? new InpaintBlend(init, initialNoise, batch) : null;
+            var batches = groups.Select((g, k) =>
+                PrepareBatch(request, k == 0 ? scheduler : CreateScheduler(request), g.First, g.Count, conditions[k], init, start, guided, k, runOptions)).ToArray();
 
-            // 4. Denoise.
-            var unet = _unet.Prepare(rows, perRow / (latentHeight * latentWidth), latentHeight, latentWidth, conditions);
-            var scaled = _workspace.Floats("scaled", batch * perImage);
-            var modelInput = _workspace.Floats("model input", rows * perRow);
-            if (IsInpaintingModel)
-            {
-                for (int r = 0; r < rows; r++) init!.WriteInpaintChannels(r % batch, modelInput.AsSpan(r * perRow + perImage, perRow - perImage));
-            }
-            var modelOutput = _workspace.Floats("model output", rows * perImage);
-            var guidedOutput = guided ? _workspace.Floats("guided output", batch * perImage) : modelOutput;
-            var step = new SchedulerStepResult(_workspace.Floats("step sample", batch * perImage), _workspace.Floats("step x0", batch * perImage));
+            // 4. Denoise: every model batch takes step i before any takes step i + 1.
             int total = scheduler.Timesteps.Count;
             for (int i = start; i < total; i++)
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                scheduler.ScaleModelInput(latents, i, scaled);
-                for (int r = 0; r < rows; r++)
+                foreach (var batch in batches)
                 {
-                    scaled.AsSpan(r % batch * perImage, perImage).CopyTo(modelInput.AsSpan(r * perRow));
+                    cancellationToken.ThrowIfCancellationRequested();
+                    batch.Step(i, request.GuidanceScale, runOptions);
                 }
-                unet.Run(modelInput, scheduler.Timesteps[i], modelOutput, runOptions);
-                if (guided)
-                {
-                    CombineGuidance(modelOutput.AsSpan(0, batch * perImage), modelOutput.AsSpan(batch * perImage), request.GuidanceScale, guidedOutput);
-                }
-                scheduler.Step(guidedOutput, i, latents, step, noise);
-                step.PrevSample.CopyTo(latents, 0);
-                blend?.Apply(scheduler, i + 1, latents);
                 progress?.Report(new StepProgress(i + 1 - start, total - start, clock.Elapsed)
                 {
-                    Preview = request.Previews ? new LatentPreview((float[])latents.Clone(), batch, _latentChannels, latentHeight, latentWidth, _xl) : null,
+                    Preview = request.Previews ? Preview(request, batches) : null,
                 });
             }
             cancellationToken.ThrowIfCancellationRequested();
 
-            // 5. Decode the whole batch at once, then PNG with the A1111 parameters.
-            return Encode(request, scheduler, Decode(request, latents, batch, latentHeight, latentWidth, runOptions));
+            // 5. Decode each model batch in one VAE run, then PNG with the A1111 parameters.
+            return Encode(request, scheduler, Decode(request, batches, runOptions));
         }
         catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
         {
@@ -305,10 +285,19 @@ public sealed class StableDiffusionPipeline : IDisposable
         }
     }
 
-    private IReadOnlyList<UNetCondition> EncodePrompts(GenerationRequest request, bool guided, RunOptions runOptions)
+    /// <summary>How this pipeline's requests share model runs: <see cref="DiffusionOptions.Batching"/>, with Auto resolved for the provider.</summary>
+    public ModelBatching Batching => _options.Batching switch
     {
-        var prompts = (guided ? request.Images.Select(i => i.NegativePrompt) : []).Concat(request.Images.Select(i => i.Prompt)).ToArray();
-        var embeddings = _prompts.Encode(prompts, request.ClipSkip, UNetConditioning.NeedsPooled(_unet), runOptions, _workspace);
+        ModelBatching.Auto => ExecutionProviders.IsCpu(_options) ? ModelBatching.Image : ModelBatching.Batch,
+        var chosen => chosen,
+    };
+
+    /// <summary>The conditioning of images [first, first + count): [negatives; positives] when guided.</summary>
+    private IReadOnlyList<UNetCondition> EncodePrompts(GenerationRequest request, int first, int count, bool guided, RunOptions runOptions, Workspace workspace)
+    {
+        var images = request.Images.Skip(first).Take(count).ToArray();
+        var prompts = (guided ? images.Select(i => i.NegativePrompt) : []).Concat(images.Select(i => i.Prompt)).ToArray();
+        var embeddings = _prompts.Encode(prompts, request.ClipSkip, UNetConditioning.NeedsPooled(_unet), runOptions, workspace);
         if (_unet.HiddenSize is int expected && expected != embeddings.HiddenSize)
         {
             throw new InvalidOperationException(
@@ -321,10 +310,34 @@ public sealed class StableDiffusionPipeline : IDisposable
     /// The init images in latent space. The init latents are skipped where nothing reads them: the inpainting UNet at
     /// strength 1 starts from pure noise and sees only the mask and masked-image latents.
     /// </summary>
-    private InitImages PrepareInitImages(GenerationRequest request, RunOptions runOptions)
+    private InitImages PrepareInitImages(GenerationRequest request, bool oneImagePerRun, RunOptions runOptions)
     {
         bool needLatents = !IsInpaintingModel || Strength(request) < 1f;
-        return InitImages.Prepare(request, _vaeEncoder!, _profile, _latentChannels, needLatents, IsInpaintingModel, _options.MaxImagePixels, runOptions);
+        return InitImages.Prepare(request, _vaeEncoder!, _profile, _latentChannels, needLatents, IsInpaintingModel, oneImagePerRun, _options.MaxImagePixels, runOptions);
+    }
+
+    /// <summary>A scheduler for the request with its timesteps set (each model batch steps its own).</summary>
+    private Scheduler CreateScheduler(GenerationRequest request)
+    {
+        var scheduler = SchedulerFactory.Create(request.Scheduler, _schedulerConfig);
+        scheduler.SetTimesteps(request.Steps);
+        return scheduler;
+    }
+
+    /// <summary>Images [first, first + count) ready to denoise: their latents, noise, inpainting blend and UNet run (slot <paramref name="slot"/>).</summary>
+    private DenoisingBatch PrepareBatch(GenerationRequest request, Scheduler scheduler, int first, int count, IReadOnlyList<UNetCondition> conditions,
+        InitImages? init, int start, bool guided, int slot, RunOptions runOptions)
+    {
+        var workspace = _workspace.Scope(slot);
+        int latentHeight = request.Height / _profile.VaeScaleFactor, latentWidth = request.Width / _profile.VaeScaleFactor;
+        int plane = latentHeight * latentWidth;
+        int perImage = _latentChannels * plane;
+        int perRow = (_unet.InChannels ?? _latentChannels) * plane;
+        var noise = new BatchNoise(request.Images.Skip(first).Take(count).Select(i => i.Seed), perImage);
+        var latents = PrepareLatents(request, scheduler, init, first, noise, start, workspace, out var initialNoise);
+        var blend = init is { HasMask: true } && !IsInpaintingModel ? new InpaintBlend(init, first, initialNoise, count) : null;
+        var unet = _unet.Prepare(guided ? 2 * count : count, perRow / plane, latentHeight, latentWidth, conditions, slot);
+        return new DenoisingBatch(first, count, scheduler, noise, latents, blend, unet, guided, perRow, init, IsInpaintingModel, workspace);
     }
 
     /// <summary>img2img starts at step index steps − int(steps · strength) (diffusers' get_timesteps); txt2img at 0.</summary>
@@ -343,14 +356,15 @@ public sealed class StableDiffusionPipeline : IDisposable
 
     /// <summary>
     /// txt2img (and inpainting at strength 1, as diffusers does): noise · init_noise_sigma. img2img: the init latents
-    /// noised to the start step with the same seeded noise.
+    /// noised to the start step with the same seeded noise. Covers images [first, first + noise.Count).
     /// </summary>
-    private float[] PrepareLatents(GenerationRequest request, Scheduler scheduler, InitImages? init, BatchNoise noise, int start, out float[] initialNoise)
+    private static float[] PrepareLatents(GenerationRequest request, Scheduler scheduler, InitImages? init, int first, BatchNoise noise, int start,
+        Workspace workspace, out float[] initialNoise)
     {
-        int batch = request.Images.Count, perImage = noise.ElementsPerImage;
-        initialNoise = _workspace.Floats("initial noise", batch * perImage);
+        int count = noise.Count, perImage = noise.ElementsPerImage;
+        initialNoise = workspace.Floats("initial noise", count * perImage);
         noise.Fill(initialNoise);
-        var latents = _workspace.Floats("latents", batch * perImage);
+        var latents = workspace.Floats("latents", count * perImage);
         initialNoise.CopyTo(latents, 0);
         bool pureNoise = init is null || (init.HasMask && Strength(request) >= 1f);
         if (pureNoise)
@@ -362,25 +376,40 @@ public sealed class StableDiffusionPipeline : IDisposable
             }
             return latents;
         }
-        for (int b = 0; b < batch; b++)
+        for (int b = 0; b < count; b++)
         {
-            scheduler.AddNoise(init!.Latents(b), initialNoise.AsSpan(b * perImage, perImage), start, latents.AsSpan(b * perImage, perImage));
+            scheduler.AddNoise(init!.Latents(first + b), initialNoise.AsSpan(b * perImage, perImage), start, latents.AsSpan(b * perImage, perImage));
         }
         return latents;
     }
 
-    private float[] Decode(GenerationRequest request, float[] latents, int batch, int latentHeight, int latentWidth, RunOptions runOptions)
+    /// <summary>Every image's latents after this step, in request order, for a cheap preview.</summary>
+    private LatentPreview Preview(GenerationRequest request, IReadOnlyList<DenoisingBatch> batches)
     {
+        var latents = batches.Count == 1 ? (float[])batches[0].Latents.Clone() : batches.SelectMany(b => b.Latents).ToArray();
+        return new LatentPreview(latents, request.Images.Count, _latentChannels, request.Height / _profile.VaeScaleFactor, request.Width / _profile.VaeScaleFactor, _xl);
+    }
+
+    /// <summary>Decodes every model batch (one VAE run each) into one [images, 3, H, W] array.</summary>
+    private float[] Decode(GenerationRequest request, IReadOnlyList<DenoisingBatch> batches, RunOptions runOptions)
+    {
+        int latentHeight = request.Height / _profile.VaeScaleFactor, latentWidth = request.Width / _profile.VaeScaleFactor;
+        int perImage = 3 * request.Height * request.Width;
         float inverseScale = 1f / _profile.VaeScalingFactor;
-        System.Numerics.Tensors.TensorPrimitives.Multiply(latents, inverseScale, latents);
-        System.Numerics.Tensors.TensorPrimitives.Add(latents, _profile.VaeShiftFactor, latents);
-        var pixels = _workspace.Floats("pixels", batch * 3 * request.Height * request.Width);
-        var (imageHeight, imageWidth) = _vaeDecoder.Decode(latents, batch, _latentChannels, latentHeight, latentWidth, runOptions, pixels);
-        if (imageHeight != request.Height || imageWidth != request.Width)
+        var pixels = _workspace.Floats("pixels", request.Images.Count * perImage);
+        foreach (var batch in batches)
         {
-            throw new InvalidOperationException(
-                $"The VAE decoder produced {imageWidth}x{imageHeight} images for a {request.Width}x{request.Height} request " +
-                $"(assumed VAE scale factor {_profile.VaeScaleFactor}).");
+            var latents = batch.Latents;
+            System.Numerics.Tensors.TensorPrimitives.Multiply(latents, inverseScale, latents);
+            System.Numerics.Tensors.TensorPrimitives.Add(latents, _profile.VaeShiftFactor, latents);
+            var (imageHeight, imageWidth) = _vaeDecoder.Decode(latents, batch.Count, _latentChannels, latentHeight, latentWidth, runOptions,
+                pixels.AsSpan(batch.First * perImage, batch.Count * perImage));
+            if (imageHeight != request.Height || imageWidth != request.Width)
+            {
+                throw new InvalidOperationException(
+                    $"The VAE decoder produced {imageWidth}x{imageHeight} images for a {request.Width}x{request.Height} request " +
+                    $"(assumed VAE scale factor {_profile.VaeScaleFactor}).");
+            }
         }
         return pixels;
     }
@@ -508,13 +537,6 @@ public sealed class StableDiffusionPipeline : IDisposable
                 throw new ArgumentException($"This model only renders {name} {fixedSize * _profile.VaeScaleFactor}, not {value}.", name);
             }
         }
-    }
-
-    /// <summary>ε = ε_neg + g·(ε_pos − ε_neg), vectorised (same float operations, same results as the scalar form).</summary>
-    private static void CombineGuidance(ReadOnlySpan<float> negative, ReadOnlySpan<float> positive, float scale, Span<float> destination)
-    {
-        System.Numerics.Tensors.TensorPrimitives.Subtract(positive, negative, destination);
-        System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(destination, scale, negative, destination);
     }
 
     /// <summary>The latent channel count; the UNet takes them (or, inpainting, 2·C + 1: latents, mask, masked latents) and predicts them.</summary>

@@ -3,9 +3,29 @@ using RenderFarm.ModelBuilder.Onnx;
 
 namespace RenderFarm.Diffusion.Tests;
 
-/// <summary>An export whose components fix the batch size runs in chunks of that size (the last one padded) with the same results.</summary>
+/// <summary>
+/// An export whose components fix the batch size runs in chunks of that size (the last one padded) with the same
+/// images. The requests run as one model batch (<see cref="ModelBatching.Batch"/>), so that the chunks hold rows of
+/// several images. A chunk is another run shape than the dynamic export's whole batch, and ONNX Runtime's kernels sum
+/// in an order that depends on the shape (and thread count), so a pixel may move by a level; a chunking error (a wrong
+/// or shifted row) would change whole images.
+/// </summary>
 public class FixedBatchExportTests(PresetModels models) : IClassFixture<PresetModels>
 {
+    private static readonly DiffusionOptions Batched = new() { Batching = ModelBatching.Batch };
+
+    /// <summary>The same images up to rounding: no value moved by more than a few levels, and few moved at all.</summary>
+    private static void AssertSameUpToRounding(byte[][] expected, byte[][] actual)
+    {
+        for (int i = 0; i < expected.Length; i++)
+        {
+            Assert.Equal(expected[i].Length, actual[i].Length);
+            var differences = expected[i].Zip(actual[i], (a, b) => Math.Abs(a - b)).ToArray();
+            Assert.True(differences.Max() <= 4, $"image {i}: a pixel moved by {differences.Max()} levels");
+            Assert.True(differences.Count(d => d > 0) < expected[i].Length / 100, $"image {i}: {differences.Count(d => d > 0)} values differ");
+        }
+    }
+
     private static void FixBatch(string directory, string component, long batch)
     {
         var path = Path.Combine(directory, component, "model.onnx");
@@ -35,9 +55,10 @@ public class FixedBatchExportTests(PresetModels models) : IClassFixture<PresetMo
                 File.Copy(file, target);
             }
             foreach (var (component, batch) in fixedBatches) FixBatch(copy, component, batch);
-            using var fixedBatch = StableDiffusionPipeline.Load(copy);
+            using var fixedBatch = StableDiffusionPipeline.Load(copy, Batched);
+            using var dynamicBatch = StableDiffusionPipeline.Load(source, Batched);
             var chunked = await fixedBatch.GenerateAsync(Request);
-            var dynamic = await models.Pipeline("tiny").GenerateAsync(Request);
+            var dynamic = await dynamicBatch.GenerateAsync(Request);
             return (dynamic.Select(i => PngPixels.Decode(i.Png)).ToArray(), chunked.Select(i => PngPixels.Decode(i.Png)).ToArray(), fixedBatch.Statistics);
         }
         finally
@@ -47,12 +68,12 @@ public class FixedBatchExportTests(PresetModels models) : IClassFixture<PresetMo
     }
 
     [Fact]
-    public async Task AUnetAndVaeDecoderWithAFixedBatchRenderInChunksExactlyAsTheDynamicOnesDo()
+    public async Task AUnetAndVaeDecoderWithAFixedBatchRenderInChunksAsTheDynamicOnesDo()
     {
         // 3 images with CFG are 6 UNet rows: a chunk of 4 and a chunk of 2 padded to 4. The VAE decoder, fixed to 2,
         // decodes the 3 images as 2 and 1 padded to 2.
         var (dynamic, chunked, statistics) = await RenderAsync(("unet", 4), ("vae_decoder", 2));
-        Assert.Equal(dynamic, chunked);
+        AssertSameUpToRounding(dynamic, chunked);
         var runs = statistics.Components.ToDictionary(c => c.Component, c => c.Runs);
         Assert.Equal(2 * 3, runs["unet"]); // two chunks per step, three steps
         Assert.Equal(2, runs["vae_decoder"]);
@@ -62,17 +83,9 @@ public class FixedBatchExportTests(PresetModels models) : IClassFixture<PresetMo
     [Fact]
     public async Task ATextEncoderWithAFixedBatchEncodesInChunksToTheSameImagesUpToRounding()
     {
-        // 6 prompts (negatives and positives) as a chunk of 4 and a chunk of 2 padded to 4. ONNX Runtime's GEMM sums in
-        // a different order for 4 rows than for 6, so the states differ in their last bits: a pixel may move by one
-        // level. A chunking error (a wrong or shifted row) would change whole images.
+        // 6 prompts (negatives and positives) as a chunk of 4 and a chunk of 2 padded to 4.
         var (dynamic, chunked, statistics) = await RenderAsync(("text_encoder", 4));
         Assert.Equal(2, statistics.Components.Single(c => c.Component == "text_encoder").Runs);
-        for (int i = 0; i < dynamic.Length; i++)
-        {
-            Assert.Equal(dynamic[i].Length, chunked[i].Length);
-            var differences = dynamic[i].Zip(chunked[i], (a, b) => Math.Abs(a - b)).ToArray();
-            Assert.True(differences.Max() <= 1, $"image {i}: a pixel moved by {differences.Max()} levels");
-            Assert.True(differences.Count(d => d > 0) < dynamic[i].Length / 100, $"image {i}: {differences.Count(d => d > 0)} pixels differ");
-        }
+        AssertSameUpToRounding(dynamic, chunked);
     }
 }

@@ -14,7 +14,7 @@ public class ImageToImageTests(PresetModels models) : IClassFixture<PresetModels
     public async Task StrengthSetsHowManyStepsRun()
     {
         var steps = new List<StepProgress>();
-        await Render(Request(TestImages.Gradient(64, 64)), new Progress(steps.Add));
+        await Render(Request(TestImages.Gradient(64, 64)), new SynchronousProgress(steps.Add));
         Assert.Equal([1, 2, 3, 4, 5], steps.Select(s => s.Step));
         Assert.All(steps, s => Assert.Equal(5, s.TotalSteps));
     }
@@ -95,10 +95,6 @@ public class ImageToImageTests(PresetModels models) : IClassFixture<PresetModels
         }
     }
 
-    private sealed class Progress(Action<StepProgress> report) : IProgress<StepProgress>
-    {
-        public void Report(StepProgress value) => report(value);
-    }
 }
 
 public class InpaintingTests(PresetModels models) : IClassFixture<PresetModels>

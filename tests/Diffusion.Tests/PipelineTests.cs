@@ -48,6 +48,8 @@ public class PipelineTests(TinyModelFixture model) : IClassFixture<TinyModelFixt
     [Fact]
     public async Task AnImageDoesNotDependOnItsBatchMates()
     {
+        // The CPU provider runs each image alone by default (ModelBatching.Auto → Image); ReproducibilityTests has the rest.
+        Assert.Equal(ModelBatching.Image, model.Pipeline.Batching);
         var alone = await model.Pipeline.GenerateAsync(Request(new ImagePrompt("a quiet harbour", "fog", 77)));
         var together = await model.Pipeline.GenerateAsync(Request(new ImagePrompt("a busy market", "", 5), new ImagePrompt("a quiet harbour", "fog", 77)));
         Assert.Equal(Decode(alone[0].Png), Decode(together[1].Png));
@@ -163,18 +165,21 @@ public class PipelineTests(TinyModelFixture model) : IClassFixture<TinyModelFixt
             () => model.Pipeline.GenerateAsync(Request(new ImagePrompt("x", "", 1)), cancellationToken: new CancellationToken(true)));
     }
 
-    [Fact]
-    public async Task StatisticsCountEveryModelRunAndTheTimeAroundThem()
+    [Theory]
+    // Batch: one text-encoder run for [negatives; positives], one UNet run per step, one VAE decode for the batch.
+    [InlineData(ModelBatching.Batch, 1, 4, 1)]
+    // Image: the same for each image on its own.
+    [InlineData(ModelBatching.Image, 2, 8, 2)]
+    public async Task StatisticsCountEveryModelRunAndTheTimeAroundThem(ModelBatching batching, long textRuns, long unetRuns, long decodeRuns)
     {
-        using var pipeline = StableDiffusionPipeline.Load(model.Directory);
+        using var pipeline = StableDiffusionPipeline.Load(model.Directory, new DiffusionOptions { Batching = batching });
         Assert.Equal(0, pipeline.Statistics.Requests);
         Assert.All(pipeline.Statistics.Components, c => Assert.Equal((0L, TimeSpan.Zero), (c.Runs, c.RunTime)));
 
-        // Guided: one text-encoder run for [negatives; positives], one UNet run per step, one VAE decode for the batch.
         await pipeline.GenerateAsync(Request(new ImagePrompt("a red fox", "blurry", 1), new ImagePrompt("a boat", "", 2)));
         var first = pipeline.Statistics;
         Assert.Equal((1L, 2L), (first.Requests, first.Images));
-        Assert.Equal([("text_encoder", 1L), ("unet", 4L), ("vae_decoder", 1L), ("vae_encoder", 0L)],
+        Assert.Equal([("text_encoder", textRuns), ("unet", unetRuns), ("vae_decoder", decodeRuns), ("vae_encoder", 0L)],
             first.Components.Select(c => (c.Component, c.Runs)));
         Assert.All(first.Components.Where(c => c.Runs > 0), c => Assert.True(c.RunTime > TimeSpan.Zero, c.Component));
         Assert.True(first.OwnWork > TimeSpan.Zero, $"own work {first.OwnWork}");
@@ -193,9 +198,9 @@ public class PipelineTests(TinyModelFixture model) : IClassFixture<TinyModelFixt
             pipeline.GenerateAsync(Request(new ImagePrompt("a long render", "", 3)) with { Steps = 50 }, progress, cancel.Token));
         var second = pipeline.Statistics;
         Assert.Equal((1L, 2L), (second.Requests, second.Images));
-        Assert.Equal(4 + 2, second.Components.Single(c => c.Component == "unet").Runs);
+        Assert.Equal(unetRuns + 2, second.Components.Single(c => c.Component == "unet").Runs);
         Assert.True(second.Generating > first.Generating);
-        Assert.Equal([4L + 1, 4L + 2], midway.Select(s => s.Components.Single(c => c.Component == "unet").Runs));
+        Assert.Equal([unetRuns + 1, unetRuns + 2], midway.Select(s => s.Components.Single(c => c.Component == "unet").Runs));
         Assert.All(midway, s => Assert.True(s.Generating > first.Generating && s.OwnWork > first.OwnWork, $"{s.Generating} {s.OwnWork}"));
     }
 
@@ -266,8 +271,4 @@ public class PipelineTests(TinyModelFixture model) : IClassFixture<TinyModelFixt
     /// <summary>RGB bytes of a PNG written by our encoder (stb writes unfiltered-or-filtered zlib rows; decode via zlib).</summary>
     internal static byte[] Decode(byte[] png) => PngPixels.Decode(png);
 
-    private sealed class SynchronousProgress(Action<StepProgress> report) : IProgress<StepProgress>
-    {
-        public void Report(StepProgress value) => report(value);
-    }
 }

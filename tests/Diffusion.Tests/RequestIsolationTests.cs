@@ -35,17 +35,19 @@ public class RequestIsolationTests(PresetModels models) : IClassFixture<PresetMo
     ];
 
     [Theory]
-    [InlineData("tiny", true)]
-    [InlineData("tiny-fp16", false)]
-    [InlineData("tiny-sdxl", false)]
-    public async Task EachRequestRendersAsOnAFreshPipelineWhateverCameBefore(string preset, bool initImages)
+    [InlineData("tiny", true, ModelBatching.Image)]
+    [InlineData("tiny", true, ModelBatching.Batch)]
+    [InlineData("tiny-fp16", false, ModelBatching.Image)]
+    [InlineData("tiny-sdxl", false, ModelBatching.Batch)]
+    public async Task EachRequestRendersAsOnAFreshPipelineWhateverCameBefore(string preset, bool initImages, ModelBatching batching)
     {
-        var used = models.Pipeline(preset);
+        var options = new DiffusionOptions { Batching = batching };
+        using var used = StableDiffusionPipeline.Load(models.Directory(preset), options);
         var requests = Sequence(preset, initImages);
         // A cancelled request leaves its buffers half-written.
         using (var cancel = new CancellationTokenSource())
         {
-            var progress = new Progress(_ => cancel.Cancel());
+            var progress = new SynchronousProgress(_ => cancel.Cancel());
             await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
                 used.GenerateAsync(Request(preset, 64, 64, new("a storm", "rain", 11), new("a calm sea", "", 12)), progress, cancel.Token));
         }
@@ -57,7 +59,7 @@ public class RequestIsolationTests(PresetModels models) : IClassFixture<PresetMo
 
         for (int r = 0; r < requests.Length; r++)
         {
-            using var fresh = StableDiffusionPipeline.Load(models.Directory(preset));
+            using var fresh = StableDiffusionPipeline.Load(models.Directory(preset), options);
             var alone = await fresh.GenerateAsync(requests[r]);
             Assert.Equal(alone.Select(i => PngPixels.Decode(i.Png)), afterOthers[r].Select(i => PngPixels.Decode(i.Png)));
         }
@@ -77,6 +79,21 @@ public class RequestIsolationTests(PresetModels models) : IClassFixture<PresetMo
         Assert.Same(b, workspace.Floats("latents", 32));
         Assert.Equal(2, workspace.Bytes("rgb", 2).Length);
         Assert.Equal((16 + 16 + 32) * sizeof(float) + 2, workspace.RetainedBytes);
+    }
+
+    [Fact]
+    public void AWorkspaceScopeHasArraysOfItsOwnUnderTheSameLimit()
+    {
+        var workspace = new Workspace(maxRetainedBytes: 100 * sizeof(float));
+        var a = workspace.Floats("latents", 40);
+        var scoped = workspace.Scope(1);
+        var b = scoped.Floats("latents", 40);
+        Assert.NotSame(a, b);
+        Assert.Same(b, workspace.Scope(1).Floats("latents", 40));
+        Assert.NotSame(b, workspace.Scope(2).Floats("latents", 40)); // a third 40: the limit drops the oldest (a)
+        Assert.Same(workspace, workspace.Scope(0));
+        Assert.Equal(80 * sizeof(float), workspace.RetainedBytes);
+        Assert.NotSame(a, workspace.Floats("latents", 40));
     }
 
     [Fact]
@@ -107,8 +124,4 @@ public class RequestIsolationTests(PresetModels models) : IClassFixture<PresetMo
         Assert.Same(NoiseSchedule.From(config).TrainSigmas(), NoiseSchedule.From(config).TrainSigmas());
     }
 
-    private sealed class Progress(Action<StepProgress> report) : IProgress<StepProgress>
-    {
-        public void Report(StepProgress value) => report(value);
-    }
 }

@@ -89,10 +89,11 @@ internal sealed class InitImages
     /// <summary>
     /// Decodes and encodes the request's init images (and masks). <paramref name="needLatents"/>: the init latents are
     /// used (img2img, the 4-channel inpaint blend, inpainting below strength 1); <paramref name="needMaskedLatents"/>:
-    /// the 9-channel UNet's masked-image latents.
+    /// the 9-channel UNet's masked-image latents. <paramref name="oneImagePerRun"/>: each distinct image is encoded in
+    /// a VAE run of its own, so its latents are what they would be if it were the only one (<see cref="ModelBatching.Image"/>).
     /// </summary>
     public static InitImages Prepare(GenerationRequest request, VaeEncoder encoder, ModelProfile profile, int latentChannels,
-        bool needLatents, bool needMaskedLatents, long maxPixels, RunOptions runOptions)
+        bool needLatents, bool needMaskedLatents, bool oneImagePerRun, long maxPixels, RunOptions runOptions)
     {
         int width = request.Width, height = request.Height, batch = request.Images.Count;
         int pixels = 3 * width * height, plane = width * height;
@@ -150,7 +151,21 @@ internal sealed class InitImages
 
         float[] Encode(float[] images, int count)
         {
-            var encoded = encoder.Encode(images, count, height, width, latentChannels, runOptions);
+            float[] encoded;
+            if (oneImagePerRun && count > 1)
+            {
+                encoded = [];
+                for (int k = 0; k < count; k++)
+                {
+                    var one = encoder.Encode(images.AsSpan(k * pixels, pixels), 1, height, width, latentChannels, runOptions);
+                    if (k == 0) encoded = new float[count * one.Length];
+                    one.CopyTo(encoded, k * one.Length);
+                }
+            }
+            else
+            {
+                encoded = encoder.Encode(images, count, height, width, latentChannels, runOptions);
+            }
             TensorPrimitives.Multiply(encoded, profile.VaeScalingFactor, encoded);
             return encoded;
         }

@@ -13,8 +13,11 @@ internal sealed class UNet : IDisposable
 {
     private readonly OnnxComponent _component;
     private readonly bool _rebindInputs;
-    /// <summary>Prepared runs, most recently used first: a worker alternates between full shards and a job's remainder.</summary>
-    private readonly List<UNetRun> _runs = [];
+    /// <summary>
+    /// Prepared runs, most recently used first, per slot (one slot per model batch of a request, see
+    /// <see cref="ModelBatching"/>): a worker alternates between full shards and a job's remainder.
+    /// </summary>
+    private readonly List<(int Slot, UNetRun Run)> _runs = [];
     internal const int KeptRuns = 2;
 
     /// <param name="component">unet/model.onnx's session.</param>
@@ -83,31 +86,36 @@ internal sealed class UNet : IDisposable
 
     /// <summary>
     /// The tensors of a denoising run of <paramref name="batch"/> rows (CFG rows included) with per-row
-    /// <paramref name="conditions"/> (encoder_hidden_states and every extra input), reused by every step. The UNet
-    /// owns the run and keeps the last <see cref="KeptRuns"/> shapes' runs for later requests (buffers and binding reused).
+    /// <paramref name="conditions"/> (encoder_hidden_states and every extra input), reused by every step. Model batches
+    /// of one request that step in turn take different <paramref name="slot"/>s, so each has runs of its own. The UNet
+    /// owns the runs and keeps each slot's last <see cref="KeptRuns"/> shapes for later requests (buffers and binding reused).
     /// </summary>
-    public UNetRun Prepare(int batch, int channels, int height, int width, IReadOnlyList<UNetCondition> conditions)
+    public UNetRun Prepare(int batch, int channels, int height, int width, IReadOnlyList<UNetCondition> conditions, int slot = 0)
     {
         var missing = ExtraInputs.Keys.Append(HiddenName).Where(n => conditions.All(c => c.Name != n)).ToArray();
         if (missing.Length > 0)
         {
             throw new InvalidOperationException($"The unet needs {string.Join(", ", missing)}, which were not prepared.");
         }
-        var run = _runs.Find(r => r.Fits(batch, channels, height, width, conditions));
-        if (run is null)
+        int found = _runs.FindIndex(r => r.Slot == slot && r.Run.Fits(batch, channels, height, width, conditions));
+        UNetRun run;
+        if (found < 0)
         {
-            if (_runs.Count == KeptRuns)
+            int kept = _runs.Count(r => r.Slot == slot);
+            if (kept == KeptRuns)
             {
-                _runs[^1].Dispose();
-                _runs.RemoveAt(_runs.Count - 1);
+                int oldest = _runs.FindLastIndex(r => r.Slot == slot);
+                _runs[oldest].Run.Dispose();
+                _runs.RemoveAt(oldest);
             }
             run = new(this, _component, batch, channels, height, width, conditions, _rebindInputs);
         }
         else
         {
-            _runs.Remove(run);
+            run = _runs[found].Run;
+            _runs.RemoveAt(found);
         }
-        _runs.Insert(0, run);
+        _runs.Insert(0, (slot, run));
         run.SetConditions(conditions);
         return run;
     }
@@ -117,7 +125,7 @@ internal sealed class UNet : IDisposable
 
     public void Dispose()
     {
-        foreach (var run in _runs) run.Dispose();
+        foreach (var (_, run) in _runs) run.Dispose();
         _runs.Clear();
         _component.Dispose();
     }

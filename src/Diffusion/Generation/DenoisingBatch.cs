@@ -1,0 +1,95 @@
+using System.Numerics.Tensors;
+using Microsoft.ML.OnnxRuntime;
+using RenderFarm.Diffusion.Models;
+using RenderFarm.Diffusion.Noise;
+using RenderFarm.Diffusion.Schedulers;
+
+namespace RenderFarm.Diffusion.Generation;
+
+/// <summary>
+/// The images of a request that share model runs (<see cref="ModelBatching"/>: the whole request, or one image) and
+/// what the denoising loop keeps for them between steps: their own scheduler (multistep schedulers keep history),
+/// their seeded noise, latents and inpainting blend, the UNet run bound to their conditioning, and working arrays.
+/// <see cref="Step"/> is the loop's body for them; the pipeline steps every batch of a request in turn.
+/// </summary>
+internal sealed class DenoisingBatch
+{
+    private readonly Scheduler _scheduler;
+    private readonly BatchNoise _noise;
+    private readonly InpaintBlend? _blend;
+    private readonly UNetRun _unet;
+    private readonly bool _guided;
+    private readonly int _rows;
+    private readonly int _perImage;
+    private readonly int _perRow;
+    private readonly float[] _scaled;
+    private readonly float[] _modelInput;
+    private readonly float[] _modelOutput;
+    private readonly float[] _guidedOutput;
+    private readonly SchedulerStepResult _step;
+
+    /// <param name="first">The request's index of this batch's first image.</param>
+    /// <param name="count">Images in this batch.</param>
+    /// <param name="latents">Their starting latents [count, C, h, w] (kept and updated in place).</param>
+    /// <param name="perRow">UNet input values per row: the latents, or for the inpainting UNet latents + mask + masked-image latents.</param>
+    /// <param name="init">The request's init images, for the inpainting UNet's extra channels (written once here).</param>
+    public DenoisingBatch(int first, int count, Scheduler scheduler, BatchNoise noise, float[] latents, InpaintBlend? blend,
+        UNetRun unet, bool guided, int perRow, InitImages? init, bool inpaintingUNet, Workspace workspace)
+    {
+        First = first;
+        Count = count;
+        Latents = latents;
+        _scheduler = scheduler;
+        _noise = noise;
+        _blend = blend;
+        _unet = unet;
+        _guided = guided;
+        _rows = guided ? 2 * count : count;
+        _perImage = noise.ElementsPerImage;
+        _perRow = perRow;
+        _scaled = workspace.Floats("scaled", count * _perImage);
+        _modelInput = workspace.Floats("model input", _rows * perRow);
+        if (inpaintingUNet)
+        {
+            for (int r = 0; r < _rows; r++) init!.WriteInpaintChannels(first + r % count, _modelInput.AsSpan(r * perRow + _perImage, perRow - _perImage));
+        }
+        _modelOutput = workspace.Floats("model output", _rows * _perImage);
+        _guidedOutput = guided ? workspace.Floats("guided output", count * _perImage) : _modelOutput;
+        _step = new SchedulerStepResult(workspace.Floats("step sample", count * _perImage), workspace.Floats("step x0", count * _perImage));
+    }
+
+    /// <summary>The request's index of this batch's first image.</summary>
+    public int First { get; }
+
+    /// <summary>Images in this batch.</summary>
+    public int Count { get; }
+
+    /// <summary>The current latents [Count, C, h, w].</summary>
+    public float[] Latents { get; }
+
+    /// <summary>Step index <paramref name="stepIndex"/>: one UNet evaluation (CFG rows included), guidance, the scheduler's step.</summary>
+    public void Step(int stepIndex, float guidanceScale, RunOptions runOptions)
+    {
+        _scheduler.ScaleModelInput(Latents, stepIndex, _scaled);
+        for (int r = 0; r < _rows; r++)
+        {
+            _scaled.AsSpan(r % Count * _perImage, _perImage).CopyTo(_modelInput.AsSpan(r * _perRow));
+        }
+        _unet.Run(_modelInput, _scheduler.Timesteps[stepIndex], _modelOutput, runOptions);
+        if (_guided)
+        {
+            int half = Count * _perImage;
+            CombineGuidance(_modelOutput.AsSpan(0, half), _modelOutput.AsSpan(half), guidanceScale, _guidedOutput);
+        }
+        _scheduler.Step(_guidedOutput, stepIndex, Latents, _step, _noise);
+        _step.PrevSample.CopyTo(Latents, 0);
+        _blend?.Apply(_scheduler, stepIndex + 1, Latents);
+    }
+
+    /// <summary>ε = ε_neg + g·(ε_pos − ε_neg), vectorised (same float operations, same results as the scalar form).</summary>
+    private static void CombineGuidance(ReadOnlySpan<float> negative, ReadOnlySpan<float> positive, float scale, Span<float> destination)
+    {
+        TensorPrimitives.Subtract(positive, negative, destination);
+        TensorPrimitives.MultiplyAdd(destination, scale, negative, destination);
+    }
+}
