@@ -57,7 +57,8 @@ public sealed class ChaosTests(ITestOutputHelper output)
         Assert.Contains("redis restarted", faults);
         Assert.True(faults.Count(f => f.StartsWith("killed")) >= 2, "at least two worker kills");
 
-        // Exactly once: one result and one image_done event per image, one file per image, and the same bytes.
+        // Exactly once: one result and one image_done event per image, one file per image, and the same bytes (CPU
+        // workers render each image alone, so a redelivered or re-sharded image cannot move: README "Reproducibility").
         var actual = await ResultHashesAsync(farm, job.JobId);
         Assert.Equal(expected.OrderBy(p => p.Key), actual.OrderBy(p => p.Key));
         await using var redis = await ConnectionMultiplexer.ConnectAsync(farm.Redis.ConnectionString);
