@@ -127,14 +127,14 @@ public sealed class StableDiffusionPipeline : IDisposable
             };
         }
 
+        ExecutionProviders.Validate(options);
         var profile = ModelProfile.Read(modelDirectory);
         var schedulerConfig = LoadSchedulerConfig(modelDirectory);
 
         var disposables = new List<IDisposable>();
         try
         {
-            using var sessionOptions = ExecutionProviders.CreateSessionOptions(options);
-            OnnxComponent Open(string component) => Track(OnnxComponent.Open(modelDirectory, component, sessionOptions), disposables);
+            OnnxComponent Open(string component) => Track(OnnxComponent.Open(modelDirectory, component, options), disposables);
             bool Has(string component) => File.Exists(OnnxComponent.ModelPath(modelDirectory, component));
 
             var stages = new List<TextEncoderStage> { LoadStage(modelDirectory, "tokenizer", new TextEncoder(Open("text_encoder"))) };
@@ -143,7 +143,9 @@ public sealed class StableDiffusionPipeline : IDisposable
                 stages.Add(LoadStage(modelDirectory, "tokenizer_2", new TextEncoder(Open("text_encoder_2"))));
             }
             var unetComponent = Open("unet");
-            var unet = new UNet(unetComponent, rebindInputs: !ExecutionProviders.IsCpu(options));
+            var unet = new UNet(unetComponent, ExecutionProviders.IsCpu(options)
+                ? UNetPlacement.Host
+                : UNetPlacement.OnDevice(options.DeviceId, ExecutionProviders.UsesCudaGraph(options)));
             var vaeDecoder = new VaeDecoder(Open("vae_decoder"));
             var vaeEncoder = Has("vae_encoder") ? new VaeEncoder(Open("vae_encoder")) : null;
             int latentChannels = CheckCompatible(unet, vaeDecoder);

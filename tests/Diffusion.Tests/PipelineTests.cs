@@ -239,7 +239,6 @@ public class PipelineTests(TinyModelFixture model) : IClassFixture<TinyModelFixt
     [Theory]
     [InlineData("cuda")]
     [InlineData("tensorrt")]
-    [InlineData("directml")]
     public void AnExecutionProviderMissingFromTheBuildFailsWithAClearMessage(string provider)
     {
         var ortName = Models.ExecutionProviders.OrtNames[provider];
@@ -249,17 +248,16 @@ public class PipelineTests(TinyModelFixture model) : IClassFixture<TinyModelFixt
         }
         var ex = Assert.Throws<ModelLoadException>(() => StableDiffusionPipeline.Load(model.Directory, new DiffusionOptions { ExecutionProvider = provider }));
         Assert.Contains("not available in this build", ex.Message);
-        if (provider != "directml")
-        {
-            Assert.Contains("-p:OnnxRuntimeFlavor=gpu", ex.Message);
-        }
+        Assert.Contains("-p:OnnxRuntimeFlavor=gpu", ex.Message);
     }
 
-    [Fact]
-    public void AnUnknownExecutionProviderIsRejected()
+    [Theory]
+    [InlineData("tpu")]
+    [InlineData("directml")] // no package serves DirectML for the platforms the farm runs on
+    public void AnUnknownExecutionProviderIsRejected(string provider)
     {
-        var ex = Assert.Throws<ModelLoadException>(() => StableDiffusionPipeline.Load(model.Directory, new DiffusionOptions { ExecutionProvider = "tpu" }));
-        Assert.Contains("cpu, cuda, tensorrt, directml", ex.Message);
+        var ex = Assert.Throws<ModelLoadException>(() => StableDiffusionPipeline.Load(model.Directory, new DiffusionOptions { ExecutionProvider = provider }));
+        Assert.Contains("cpu, cuda, tensorrt", ex.Message);
     }
 
     [Fact]

@@ -143,8 +143,7 @@ public class PromptRenderingTests(PresetModels models) : IClassFixture<PresetMod
     public void TheFittedFinalLayerNormReproducesLastHiddenState()
     {
         var directory = models.Directory("tiny-sdxl");
-        using var options = new Microsoft.ML.OnnxRuntime.SessionOptions();
-        using var encoder = new Models.TextEncoder(Models.OnnxComponent.Open(directory, "text_encoder", options));
+        using var encoder = new Models.TextEncoder(Models.OnnxComponent.Open(directory, "text_encoder", new DiffusionOptions()));
         var tokenizer = Tokenization.ClipTokenizer.Load(Path.Combine(directory, "tokenizer"));
         using var run = new Microsoft.ML.OnnxRuntime.RunOptions();
         string[] outputs = [encoder.HiddenStateNames[^1], encoder.LastHiddenName];

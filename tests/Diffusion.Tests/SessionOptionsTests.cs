@@ -31,3 +31,72 @@ public class SessionOptionsTests
         Assert.Empty(ExecutionProviders.ConfigEntries(options));
     }
 }
+
+public class ProviderOptionsTests(PresetModels models) : IClassFixture<PresetModels>
+{
+    [Fact]
+    public void CudaOptionsMapToOnnxRuntimesKeysAndOnlyTheUnetCapturesGraphs()
+    {
+        var options = new DiffusionOptions
+        {
+            ExecutionProvider = "cuda", DeviceId = 3,
+            Cuda = new CudaOptions { ConvAlgorithmSearch = "heuristic", MemoryLimitBytes = 8L << 30, CudaGraph = true, Tf32 = false, PreferNhwc = true },
+        };
+        var unet = ExecutionProviders.CudaProviderOptions(options, "unet");
+        Assert.Equal("3", unet["device_id"]);
+        Assert.Equal("HEURISTIC", unet["cudnn_conv_algo_search"]);
+        Assert.Equal("1", unet["cudnn_conv_use_max_workspace"]);
+        Assert.Equal((8L << 30).ToString(), unet["gpu_mem_limit"]);
+        Assert.Equal("kSameAsRequested", unet["arena_extend_strategy"]);
+        Assert.Equal(("0", "1", "1"), (unet["use_tf32"], unet["prefer_nhwc"], unet["enable_cuda_graph"]));
+        Assert.Equal("0", ExecutionProviders.CudaProviderOptions(options, "vae_decoder")["enable_cuda_graph"]);
+        Assert.True(ExecutionProviders.UsesCudaGraph(options));
+
+        var defaults = ExecutionProviders.CudaProviderOptions(new DiffusionOptions { ExecutionProvider = "cuda" }, "unet");
+        Assert.Equal(("0", "EXHAUSTIVE", "1", "0"), (defaults["device_id"], defaults["cudnn_conv_algo_search"], defaults["use_tf32"], defaults["enable_cuda_graph"]));
+        Assert.False(defaults.ContainsKey("gpu_mem_limit"));
+    }
+
+    [Theory]
+    [InlineData("cuda", "Cuda.ConvAlgorithmSearch 'FASTEST' is not one of EXHAUSTIVE, HEURISTIC, DEFAULT")]
+    [InlineData("tensorrt", "TensorRt sizes must satisfy MinSize ≤ OptimalSize ≤ MaxSize (they are 512, 256, 1024)")]
+    public void InvalidProviderSettingsFailTheLoadNamingTheSetting(string provider, string message)
+    {
+        var options = provider == "cuda"
+            ? new DiffusionOptions { ExecutionProvider = provider, Cuda = new CudaOptions { ConvAlgorithmSearch = "FASTEST" } }
+            : new DiffusionOptions { ExecutionProvider = provider, TensorRt = new TensorRtOptions { MinSize = 512, OptimalSize = 256 } };
+        var ex = Assert.Throws<ModelLoadException>(() => StableDiffusionPipeline.Load(models.Directory("tiny"), options));
+        Assert.Contains(message, ex.Message);
+    }
+
+    [Fact]
+    public void ANegativeDeviceIdIsRejected()
+    {
+        var ex = Assert.Throws<ModelLoadException>(() => ExecutionProviders.Validate(new DiffusionOptions { DeviceId = -1 }));
+        Assert.Contains("DeviceId", ex.Message);
+    }
+
+    [Fact]
+    public void TensorRtEnginesAreCachedPerComponentWithProfilesCoveringTheBatchesAndSizesTheWorkerTakes()
+    {
+        using var unet = new InferenceSession(Path.Combine(models.Directory("tiny"), "unet", "model.onnx"));
+        using var text = new InferenceSession(Path.Combine(models.Directory("tiny"), "text_encoder", "model.onnx"));
+        using var vae = new InferenceSession(Path.Combine(models.Directory("tiny"), "vae_decoder", "model.onnx"));
+        var trt = new TensorRtOptions { MaxBatch = 4, MinSize = 256, OptimalSize = 512, MaxSize = 768, CacheDirectory = "/models/.trt" };
+
+        var profile = TensorRtProfiles.For("unet", unet.InputMetadata, trt);
+        // tiny's UNet: sample [B, 4, h, w], timestep [B], encoder_hidden_states [B, L, 32]: CFG rows, latent sides
+        // from 256/8 to 768/8 (optimum 512/8), up to three prompt windows.
+        Assert.Equal("sample:1x4x32x32,timestep:1,encoder_hidden_states:1x77x32", profile.Min);
+        Assert.Equal("sample:2x4x64x64,timestep:2,encoder_hidden_states:2x77x32", profile.Optimal);
+        Assert.Equal("sample:8x4x96x96,timestep:8,encoder_hidden_states:8x231x32", profile.Max);
+        Assert.StartsWith("input_ids:1x77", TensorRtProfiles.For("text_encoder", text.InputMetadata, trt).Min);
+        Assert.Equal("latent_sample:4x4x96x96", TensorRtProfiles.For("vae_decoder", vae.InputMetadata, trt).Max);
+
+        var options = ExecutionProviders.TensorRtProviderOptions(new DiffusionOptions { DeviceId = 1, TensorRt = trt }, "unet", profile);
+        Assert.Equal(("1", "1", "1"), (options["device_id"], options["trt_fp16_enable"], options["trt_engine_cache_enable"]));
+        Assert.Equal(Path.Combine("/models/.trt", "unet"), options["trt_engine_cache_path"]);
+        Assert.Equal(options["trt_engine_cache_path"], options["trt_timing_cache_path"]);
+        Assert.Equal(profile.Max, options["trt_profile_max_shapes"]);
+    }
+}

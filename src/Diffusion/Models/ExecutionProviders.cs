@@ -1,11 +1,15 @@
+using System.Globalization;
 using Microsoft.ML.OnnxRuntime;
 
 namespace RenderFarm.Diffusion.Models;
 
-/// <summary>Builds the <see cref="SessionOptions"/> for <see cref="DiffusionOptions"/>: threads and execution provider.</summary>
+/// <summary>
+/// Builds each component's <see cref="SessionOptions"/> for <see cref="DiffusionOptions"/>: threads, graph
+/// optimisation and the execution provider with its provider options (CUDA, TensorRT with a CUDA fallback).
+/// </summary>
 internal static class ExecutionProviders
 {
-    public static readonly IReadOnlyList<string> Valid = ["cpu", "cuda", "tensorrt", "directml"];
+    public static readonly IReadOnlyList<string> Valid = ["cpu", "cuda", "tensorrt"];
 
     /// <summary>ONNX Runtime's name for each of our provider names.</summary>
     public static readonly IReadOnlyDictionary<string, string> OrtNames = new Dictionary<string, string>
@@ -13,15 +17,21 @@ internal static class ExecutionProviders
         ["cpu"] = "CPUExecutionProvider",
         ["cuda"] = "CUDAExecutionProvider",
         ["tensorrt"] = "TensorrtExecutionProvider",
-        ["directml"] = "DmlExecutionProvider",
     };
+
+    /// <summary>cuDNN's convolution algorithm choices (ONNX Runtime's <c>cudnn_conv_algo_search</c>).</summary>
+    public static readonly IReadOnlyList<string> ConvAlgorithmSearches = ["EXHAUSTIVE", "HEURISTIC", "DEFAULT"];
 
     /// <summary>Whether the sessions run on the CPU provider (bound inputs are then read in place, never copied).</summary>
     public static bool IsCpu(DiffusionOptions options) => Provider(options) == "cpu";
 
+    /// <summary>Whether the UNet runs with CUDA graphs (its inputs and outputs must then stay at fixed device addresses).</summary>
+    public static bool UsesCudaGraph(DiffusionOptions options) => Provider(options) == "cuda" && options.Cuda.CudaGraph;
+
     private static string Provider(DiffusionOptions options) => (options.ExecutionProvider ?? "cpu").Trim().ToLowerInvariant();
 
-    public static SessionOptions CreateSessionOptions(DiffusionOptions options)
+    /// <summary>Checks the options that do not need a model: the provider name, threads, and the provider settings.</summary>
+    public static void Validate(DiffusionOptions options)
     {
         var provider = Provider(options);
         if (!Valid.Contains(provider))
@@ -33,7 +43,31 @@ internal static class ExecutionProviders
         {
             throw new ModelLoadException($"IntraOpThreads must be 0 (ONNX Runtime's default) or positive, not {options.IntraOpThreads}.");
         }
+        if (options.DeviceId < 0)
+        {
+            throw new ModelLoadException($"DeviceId must be a GPU ordinal (0 or more), not {options.DeviceId}.");
+        }
+        if (!ConvAlgorithmSearches.Contains(options.Cuda.ConvAlgorithmSearch?.ToUpperInvariant()))
+        {
+            throw new ModelLoadException(
+                $"Cuda.ConvAlgorithmSearch '{options.Cuda.ConvAlgorithmSearch}' is not one of {string.Join(", ", ConvAlgorithmSearches)}.");
+        }
+        if (options.Cuda.MemoryLimitBytes < 0)
+        {
+            throw new ModelLoadException($"Cuda.MemoryLimitBytes must be 0 (no limit) or positive, not {options.Cuda.MemoryLimitBytes}.");
+        }
+        TensorRtProfiles.Validate(options.TensorRt);
+    }
 
+    /// <summary>
+    /// The session options of <paramref name="component"/>. <paramref name="inputs"/> gives the component's inputs
+    /// when the provider needs them up front (TensorRT's shape profiles); it is only called then.
+    /// </summary>
+    public static SessionOptions CreateSessionOptions(DiffusionOptions options, string component = "",
+        Func<IReadOnlyDictionary<string, NodeMetadata>>? inputs = null)
+    {
+        Validate(options);
+        var provider = Provider(options);
         var sessionOptions = new SessionOptions
         {
             GraphOptimizationLevel = options.GraphOptimization,
@@ -53,21 +87,23 @@ internal static class ExecutionProviders
             switch (provider)
             {
                 case "cuda":
-                    Require("CUDAExecutionProvider", "CUDA", "build with -p:OnnxRuntimeFlavor=gpu (Microsoft.ML.OnnxRuntime.Gpu) and install CUDA/cuDNN");
-                    Append(() => sessionOptions.AppendExecutionProvider_CUDA(options.DeviceId), "CUDA");
+                    Require("CUDAExecutionProvider", "CUDA", "build with -p:OnnxRuntimeFlavor=gpu (Microsoft.ML.OnnxRuntime.Gpu) and install CUDA 13 and cuDNN 9");
+                    AppendCuda(sessionOptions, CudaProviderOptions(options, component));
                     break;
                 case "tensorrt":
-                    Require("TensorrtExecutionProvider", "TensorRT", "build with -p:OnnxRuntimeFlavor=gpu (Microsoft.ML.OnnxRuntime.Gpu) and install TensorRT");
-                    Append(() => sessionOptions.AppendExecutionProvider_Tensorrt(options.DeviceId), "TensorRT");
+                    Require("TensorrtExecutionProvider", "TensorRT", "build with -p:OnnxRuntimeFlavor=gpu (Microsoft.ML.OnnxRuntime.Gpu) and install TensorRT 10");
+                    var profile = inputs is null ? null : TensorRtProfiles.For(component, inputs(), options.TensorRt);
+                    Append(() =>
+                    {
+                        using var trt = new OrtTensorRTProviderOptions();
+                        trt.UpdateOptions(TensorRtProviderOptions(options, component, profile));
+                        sessionOptions.AppendExecutionProvider_Tensorrt(trt);
+                    }, "TensorRT");
                     // Nodes TensorRT cannot take fall back to CUDA, then CPU.
                     if (OrtEnv.Instance().GetAvailableProviders().Contains("CUDAExecutionProvider"))
                     {
-                        Append(() => sessionOptions.AppendExecutionProvider_CUDA(options.DeviceId), "CUDA");
+                        AppendCuda(sessionOptions, CudaProviderOptions(options, component: ""));
                     }
-                    break;
-                case "directml":
-                    Require("DmlExecutionProvider", "DirectML", "it needs the Microsoft.ML.OnnxRuntime.DirectML package on Windows");
-                    Append(() => sessionOptions.AppendExecutionProvider_DML(options.DeviceId), "DirectML");
                     break;
             }
             return sessionOptions;
@@ -86,6 +122,70 @@ internal static class ExecutionProviders
     /// </summary>
     public static IReadOnlyDictionary<string, string> ConfigEntries(DiffusionOptions options) =>
         options.PrepackWeights ? new Dictionary<string, string>() : new Dictionary<string, string> { ["session.disable_prepacking"] = "1" };
+
+    /// <summary>
+    /// ONNX Runtime's CUDA provider options for <paramref name="component"/>. Only the UNet captures CUDA graphs:
+    /// it is the one run per step, and the one the pipeline binds to fixed device buffers.
+    /// </summary>
+    public static Dictionary<string, string> CudaProviderOptions(DiffusionOptions options, string component)
+    {
+        var cuda = options.Cuda;
+        var result = new Dictionary<string, string>
+        {
+            ["device_id"] = options.DeviceId.ToString(CultureInfo.InvariantCulture),
+            ["cudnn_conv_algo_search"] = cuda.ConvAlgorithmSearch.ToUpperInvariant(),
+            ["cudnn_conv_use_max_workspace"] = cuda.MaxConvWorkspace ? "1" : "0",
+            ["use_tf32"] = cuda.Tf32 ? "1" : "0",
+            ["prefer_nhwc"] = cuda.PreferNhwc ? "1" : "0",
+            ["enable_cuda_graph"] = cuda.CudaGraph && component == "unet" ? "1" : "0",
+        };
+        if (cuda.MemoryLimitBytes > 0)
+        {
+            result["gpu_mem_limit"] = cuda.MemoryLimitBytes.ToString(CultureInfo.InvariantCulture);
+            // Grow the arena by what is asked, not to the next power of two, so the limit is not hit early.
+            result["arena_extend_strategy"] = "kSameAsRequested";
+        }
+        return result;
+    }
+
+    /// <summary>ONNX Runtime's TensorRT provider options for <paramref name="component"/> (shape profile from <paramref name="profile"/>).</summary>
+    public static Dictionary<string, string> TensorRtProviderOptions(DiffusionOptions options, string component, TensorRtProfile? profile)
+    {
+        var trt = options.TensorRt;
+        var result = new Dictionary<string, string>
+        {
+            ["device_id"] = options.DeviceId.ToString(CultureInfo.InvariantCulture),
+            ["trt_fp16_enable"] = trt.Fp16 ? "1" : "0",
+        };
+        if (!string.IsNullOrWhiteSpace(trt.CacheDirectory))
+        {
+            // One folder per component, so engines of the text encoder, UNet and VAE never collide.
+            var folder = Path.Combine(trt.CacheDirectory, string.IsNullOrEmpty(component) ? "model" : component);
+            result["trt_engine_cache_enable"] = "1";
+            result["trt_engine_cache_path"] = folder;
+            result["trt_timing_cache_enable"] = "1";
+            result["trt_timing_cache_path"] = folder;
+        }
+        if (trt.MaxWorkspaceBytes > 0)
+        {
+            result["trt_max_workspace_size"] = trt.MaxWorkspaceBytes.ToString(CultureInfo.InvariantCulture);
+        }
+        if (profile is not null)
+        {
+            result["trt_profile_min_shapes"] = profile.Min;
+            result["trt_profile_opt_shapes"] = profile.Optimal;
+            result["trt_profile_max_shapes"] = profile.Max;
+        }
+        return result;
+    }
+
+    private static void AppendCuda(SessionOptions sessionOptions, Dictionary<string, string> providerOptions) =>
+        Append(() =>
+        {
+            using var cuda = new OrtCUDAProviderOptions();
+            cuda.UpdateOptions(providerOptions);
+            sessionOptions.AppendExecutionProvider_CUDA(cuda);
+        }, "CUDA");
 
     private static void Require(string ortName, string displayName, string remedy)
     {

@@ -75,7 +75,8 @@ internal sealed class OnnxComponent : IDisposable
     public static string ModelPath(string modelDirectory, string component) =>
         System.IO.Path.Combine(modelDirectory, component, "model.onnx");
 
-    public static OnnxComponent Open(string modelDirectory, string component, SessionOptions options)
+    /// <summary>Opens <paramref name="component"/> with the session options <paramref name="options"/> give it.</summary>
+    public static OnnxComponent Open(string modelDirectory, string component, DiffusionOptions options)
     {
         var path = ModelPath(modelDirectory, component);
         if (!File.Exists(path))
@@ -87,7 +88,8 @@ internal sealed class OnnxComponent : IDisposable
         }
         try
         {
-            return new OnnxComponent(component, path, new InferenceSession(path, options));
+            using var sessionOptions = ExecutionProviders.CreateSessionOptions(options, component, () => ReadInputs(path));
+            return new OnnxComponent(component, path, new InferenceSession(path, sessionOptions));
         }
         catch (Exception ex) when (ex is not ModelLoadException)
         {
@@ -97,6 +99,15 @@ internal sealed class OnnxComponent : IDisposable
                 Component = component,
             };
         }
+    }
+
+    /// <summary>A model's inputs, read with a bare CPU session (no optimisation, weights memory-mapped, not copied).</summary>
+    private static IReadOnlyDictionary<string, NodeMetadata> ReadInputs(string path)
+    {
+        using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL };
+        options.AddSessionConfigEntry("session.disable_prepacking", "1");
+        using var session = new InferenceSession(path, options);
+        return session.InputMetadata.ToDictionary();
     }
 
     /// <summary>The input called <paramref name="name"/>, else the single input when there is only one.</summary>

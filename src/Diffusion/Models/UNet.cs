@@ -12,7 +12,8 @@ namespace RenderFarm.Diffusion.Models;
 internal sealed class UNet : IDisposable
 {
     private readonly OnnxComponent _component;
-    private readonly bool _rebindInputs;
+    private readonly UNetPlacement _placement;
+    private int _graphs;
     /// <summary>
     /// Prepared runs, most recently used first, per slot (one slot per model batch of a request, see
     /// <see cref="ModelBatching"/>): a worker alternates between full shards and a job's remainder.
@@ -21,13 +22,11 @@ internal sealed class UNet : IDisposable
     internal const int KeptRuns = 2;
 
     /// <param name="component">unet/model.onnx's session.</param>
-    /// <param name="rebindInputs">Bind the inputs again before every evaluation: needed where the execution provider
-    /// copies an input to its device when it is bound (CUDA, TensorRT, DirectML); the CPU provider reads the bound
-    /// memory itself, so binding once is enough there.</param>
-    public UNet(OnnxComponent component, bool rebindInputs = true)
+    /// <param name="placement">Where the run's tensors live: host memory for the CPU provider, device buffers for GPU providers.</param>
+    public UNet(OnnxComponent component, UNetPlacement? placement = null)
     {
         _component = component;
-        _rebindInputs = rebindInputs;
+        _placement = placement ?? UNetPlacement.Host;
         (SampleName, var sample) = component.RequireInput("sample");
         component.RequireElementType(SampleName, sample, TensorElementType.Float, TensorElementType.Float16);
         component.RequireRank(SampleName, sample, 4);
@@ -102,13 +101,14 @@ internal sealed class UNet : IDisposable
         if (found < 0)
         {
             int kept = _runs.Count(r => r.Slot == slot);
-            if (kept == KeptRuns)
+            // A captured CUDA graph keeps reading its run's device buffers: those runs live as long as the UNet.
+            if (kept == KeptRuns && !_placement.CudaGraph)
             {
                 int oldest = _runs.FindLastIndex(r => r.Slot == slot);
                 _runs[oldest].Run.Dispose();
                 _runs.RemoveAt(oldest);
             }
-            run = new(this, _component, batch, channels, height, width, conditions, _rebindInputs);
+            run = new(this, _component, batch, channels, height, width, conditions, _placement, _placement.CudaGraph ? ++_graphs : null);
         }
         else
         {
@@ -138,11 +138,24 @@ internal sealed record UNetCondition(string Name, float[] Rows, long[] RowShape)
 }
 
 /// <summary>
+/// Where a UNet run's tensors live. <see cref="Host"/>: managed buffers the CPU provider reads and writes in place,
+/// bound once. On a GPU (<see cref="OnDevice"/>) every tensor also has a fixed device buffer, bound once: each step
+/// copies the sample (and timestep) up and the prediction down (tens of KiB for SD at 512², see bench/gpu.md), the
+/// conditions go up once per request, and ONNX Runtime allocates and copies nothing per run — which is what lets it
+/// replay the run as a CUDA graph.
+/// </summary>
+internal sealed record UNetPlacement(int? DeviceId, bool CudaGraph)
+{
+    public static readonly UNetPlacement Host = new(null, false);
+
+    public static UNetPlacement OnDevice(int deviceId, bool cudaGraph) => new(deviceId, cudaGraph);
+}
+
+/// <summary>
 /// The reusable input/output tensors of a denoising run, bound once to an <see cref="OrtIoBinding"/>;
 /// <see cref="Run"/> is one UNet evaluation. Binding skips the per-call name lookup and marshalling of
-/// <c>InferenceSession.Run</c> (~10 µs a call, bench/pipeline.md). A provider on another device copies an input when
-/// it is bound, so there the inputs that change (sample and timestep every step, the conditions per request or per
-/// chunk of a fixed-batch export) are bound again before each evaluation; on the CPU they are bound once.
+/// <c>InferenceSession.Run</c> (~10 µs a call, bench/pipeline.md). On a GPU the bound tensors are device buffers
+/// (<see cref="UNetPlacement"/>); with CUDA graphs the run has its own graph id, so every shape replays its own graph.
 /// </summary>
 internal sealed class UNetRun : IDisposable
 {
@@ -154,18 +167,21 @@ internal sealed class UNetRun : IDisposable
     private readonly int _width;
     private readonly int _perSample;
     private readonly int _perOutput;
-    private readonly bool _rebindInputs;
     private readonly (string Name, long[] RowShape)[] _conditionShapes;
     private IReadOnlyList<UNetCondition> _conditions;
     private readonly TensorBuffer _sample;
     private readonly TensorBuffer _timestep;
     private readonly TensorBuffer[] _conditionBuffers;
     private readonly TensorBuffer _output;
-    private readonly string _sampleName;
-    private readonly string _timestepName;
+    private readonly DeviceTensor? _deviceSample;
+    private readonly DeviceTensor? _deviceTimestep;
+    private readonly DeviceTensor[]? _deviceConditions;
+    private readonly DeviceTensor? _deviceOutput;
+    private readonly RunOptions? _graphRunOptions;
     private readonly OrtIoBinding _binding;
 
-    internal UNetRun(UNet unet, OnnxComponent component, int batch, int channels, int height, int width, IReadOnlyList<UNetCondition> conditions, bool rebindInputs)
+    internal UNetRun(UNet unet, OnnxComponent component, int batch, int channels, int height, int width, IReadOnlyList<UNetCondition> conditions,
+        UNetPlacement placement, int? graphId)
     {
         _component = component;
         _batch = batch;
@@ -176,7 +192,6 @@ internal sealed class UNetRun : IDisposable
         int outChannels = unet.OutChannels ?? channels;
         _perSample = channels * height * width;
         _perOutput = outChannels * height * width;
-        _rebindInputs = rebindInputs;
         _conditions = conditions;
         _conditionShapes = conditions.Select(c => (c.Name, c.RowShape)).ToArray();
 
@@ -185,13 +200,34 @@ internal sealed class UNetRun : IDisposable
         _timestep = TensorBuffer.Create(unet.TimestepType, timestepShape);
         _conditionBuffers = conditions.Select(c => TensorBuffer.Create(unet.InputType(c.Name), [_chunk, .. c.RowShape])).ToArray();
         _output = TensorBuffer.Create(unet.OutputType, _chunk, outChannels, height, width);
-        _sampleName = unet.SampleName;
-        _timestepName = unet.TimestepName;
         _binding = component.Session.CreateIoBinding();
-        _binding.BindInput(_sampleName, _sample.Value);
-        _binding.BindInput(_timestepName, _timestep.Value);
-        BindConditions();
-        _binding.BindOutput(unet.OutputName, _output.Value);
+        try
+        {
+            if (placement.DeviceId is int device)
+            {
+                _deviceSample = new DeviceTensor(_sample, device);
+                _deviceTimestep = new DeviceTensor(_timestep, device);
+                _deviceConditions = _conditionBuffers.Select(b => new DeviceTensor(b, device)).ToArray();
+                _deviceOutput = new DeviceTensor(_output, device);
+            }
+            if (graphId is int id)
+            {
+                _graphRunOptions = new RunOptions();
+                _graphRunOptions.AddRunConfigEntry("gpu_graph_id", id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            }
+            _binding.BindInput(unet.SampleName, _deviceSample?.Value ?? _sample.Value);
+            _binding.BindInput(unet.TimestepName, _deviceTimestep?.Value ?? _timestep.Value);
+            for (int c = 0; c < _conditionShapes.Length; c++)
+            {
+                _binding.BindInput(_conditionShapes[c].Name, _deviceConditions?[c].Value ?? _conditionBuffers[c].Value);
+            }
+            _binding.BindOutput(unet.OutputName, _deviceOutput?.Value ?? _output.Value);
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
     }
 
     /// <summary>Elements of the output per row.</summary>
@@ -209,10 +245,10 @@ internal sealed class UNetRun : IDisposable
         _conditions = conditions;
         if (_chunk == _batch)
         {
-            for (int c = 0; c < conditions.Count; c++) _conditionBuffers[c].Write(conditions[c].Rows);
-            if (_rebindInputs)
+            for (int c = 0; c < conditions.Count; c++)
             {
-                BindConditions();
+                _conditionBuffers[c].Write(conditions[c].Rows);
+                _deviceConditions?[c].Upload();
             }
         }
     }
@@ -221,6 +257,7 @@ internal sealed class UNetRun : IDisposable
     public void Run(ReadOnlySpan<float> sample, double timestep, Span<float> output, RunOptions runOptions)
     {
         _timestep.Fill(timestep);
+        _deviceTimestep?.Upload();
         for (int start = 0; start < _batch; start += _chunk)
         {
             for (int r = 0; r < _chunk; r++)
@@ -236,29 +273,38 @@ internal sealed class UNetRun : IDisposable
                     }
                 }
             }
-            if (_rebindInputs)
+            _deviceSample?.Upload();
+            if (_chunk != _batch && _deviceConditions is not null)
             {
-                _binding.BindInput(_sampleName, _sample.Value);
-                _binding.BindInput(_timestepName, _timestep.Value);
-                if (_chunk != _batch)
-                {
-                    BindConditions();
-                }
+                foreach (var condition in _deviceConditions) condition.Upload();
             }
-            _component.RunWithBinding(runOptions, _binding);
+            if (_graphRunOptions is not null)
+            {
+                // A graph replay cannot be interrupted: a cancelled request stops before it instead.
+                if (runOptions.Terminate)
+                {
+                    throw new OperationCanceledException("The generation was cancelled.");
+                }
+                _component.RunWithBinding(_graphRunOptions, _binding);
+            }
+            else
+            {
+                _component.RunWithBinding(runOptions, _binding);
+            }
+            _deviceOutput?.Download();
             int keep = Math.Min(_chunk, _batch - start);
             _output.Read(output.Slice(start * _perOutput, keep * _perOutput));
         }
     }
 
-    private void BindConditions()
-    {
-        for (int c = 0; c < _conditionShapes.Length; c++) _binding.BindInput(_conditionShapes[c].Name, _conditionBuffers[c].Value);
-    }
-
     public void Dispose()
     {
         _binding.Dispose();
+        _graphRunOptions?.Dispose();
+        _deviceSample?.Dispose();
+        _deviceTimestep?.Dispose();
+        foreach (var buffer in _deviceConditions ?? []) buffer.Dispose();
+        _deviceOutput?.Dispose();
         _sample.Dispose();
         _timestep.Dispose();
         foreach (var buffer in _conditionBuffers) buffer.Dispose();

@@ -28,6 +28,23 @@ internal sealed class TensorBuffer : IDisposable
 
     public int Length => _data.Length;
 
+    /// <summary>Bytes the values take.</summary>
+    public long ByteLength => (long)_data.Length * System.Runtime.InteropServices.Marshal.SizeOf(_data.GetType().GetElementType()!);
+
+    /// <summary>
+    /// Where the values are: the array is pinned for as long as <see cref="Value"/> lives (ONNX Runtime reads it in place).
+    /// </summary>
+    public unsafe IntPtr Address
+    {
+        get
+        {
+            fixed (byte* pointer = Value.GetTensorMutableRawData())
+            {
+                return (IntPtr)pointer;
+            }
+        }
+    }
+
     public OrtValue Value { get; }
 
     public static TensorBuffer Create(TensorElementType elementType, params long[] shape)

@@ -1,0 +1,71 @@
+using System.Runtime.InteropServices;
+
+namespace RenderFarm.Diffusion.Tensors;
+
+/// <summary>
+/// The few CUDA runtime calls the pipeline makes itself: allocating, freeing and copying the UNet's fixed device
+/// buffers. ONNX Runtime's CUDA provider already needs this library (libcudart.so.13 for the served 1.32 package), so
+/// it is loaded from wherever the provider found it; on a CPU worker it is never loaded.
+/// </summary>
+internal static unsafe class CudaRuntime
+{
+    private static readonly string[] LibraryNames = ["libcudart.so.13", "libcudart.so", "cudart64_13.dll"];
+    private const int MemcpyDefault = 4; // cudaMemcpyDefault: direction from the (unified) addresses
+
+    private static readonly Lazy<Api> Functions = new(Load);
+
+    private sealed class Api(IntPtr library)
+    {
+        public readonly delegate* unmanaged<int, int> SetDevice = (delegate* unmanaged<int, int>)Export(library, "cudaSetDevice");
+        public readonly delegate* unmanaged<IntPtr*, nuint, int> Malloc = (delegate* unmanaged<IntPtr*, nuint, int>)Export(library, "cudaMalloc");
+        public readonly delegate* unmanaged<IntPtr, int> Free = (delegate* unmanaged<IntPtr, int>)Export(library, "cudaFree");
+        public readonly delegate* unmanaged<IntPtr, IntPtr, nuint, int, int> Memcpy = (delegate* unmanaged<IntPtr, IntPtr, nuint, int, int>)Export(library, "cudaMemcpy");
+        public readonly delegate* unmanaged<int, IntPtr> GetErrorString = (delegate* unmanaged<int, IntPtr>)Export(library, "cudaGetErrorString");
+
+        private static IntPtr Export(IntPtr library, string name) => NativeLibrary.GetExport(library, name);
+    }
+
+    private static Api Load()
+    {
+        foreach (var name in LibraryNames)
+        {
+            if (NativeLibrary.TryLoad(name, out var library))
+            {
+                return new Api(library);
+            }
+        }
+        throw new DllNotFoundException(
+            $"The CUDA runtime ({string.Join(" or ", LibraryNames)}) could not be loaded; the CUDA provider needs it too (LD_LIBRARY_PATH).");
+    }
+
+    /// <summary>Allocates <paramref name="bytes"/> on GPU <paramref name="device"/>.</summary>
+    public static IntPtr Allocate(int device, long bytes)
+    {
+        var api = Functions.Value;
+        Check(api.SetDevice(device), "cudaSetDevice");
+        IntPtr pointer;
+        Check(api.Malloc(&pointer, (nuint)Math.Max(bytes, 1)), $"cudaMalloc of {bytes} bytes");
+        return pointer;
+    }
+
+    public static void Free(IntPtr pointer)
+    {
+        if (pointer != IntPtr.Zero)
+        {
+            Functions.Value.Free(pointer);
+        }
+    }
+
+    /// <summary>Copies <paramref name="bytes"/> between host and device (synchronous: done when it returns).</summary>
+    public static void Copy(IntPtr destination, IntPtr source, long bytes) =>
+        Check(Functions.Value.Memcpy(destination, source, (nuint)bytes, MemcpyDefault), "cudaMemcpy");
+
+    private static void Check(int status, string what)
+    {
+        if (status != 0)
+        {
+            var text = Marshal.PtrToStringAnsi(Functions.Value.GetErrorString(status)) ?? "unknown error";
+            throw new InvalidOperationException($"{what} failed: CUDA error {status} ({text}).");
+        }
+    }
+}
