@@ -218,15 +218,23 @@ public readonly record struct StepProgress(int Step, int TotalSteps, TimeSpan El
 /// </summary>
 /// <param name="Requests">Generations that completed.</param>
 /// <param name="Images">Images those generations returned.</param>
-/// <param name="Generating">Time from starting a generation (after waiting its turn) to its result or error; failed and cancelled generations included.</param>
+/// <param name="Generating">Time the models were held, from starting a generation (after waiting its turn) to its
+/// decoded pixels or error; failed and cancelled generations included. PNG encoding comes after and is <see cref="Encoding"/>.</param>
 /// <param name="Components">Per ONNX component, its evaluations in those generations.</param>
 public sealed record PipelineStatistics(long Requests, long Images, TimeSpan Generating, IReadOnlyList<ComponentStatistics> Components)
 {
     /// <summary>
-    /// Generating time spent outside ONNX Runtime: the hand-off to a worker thread, tokenizing, noise, scheduler steps,
-    /// guidance, tensor copies and conversions, PNG encoding.
+    /// Generating time spent outside ONNX Runtime while holding the models: the hand-off to a worker thread,
+    /// tokenizing, noise, scheduler steps, guidance, tensor copies and conversions. On a GPU this is the time the
+    /// device waits for the host.
     /// </summary>
     public TimeSpan OwnWork => Generating - Components.Aggregate(TimeSpan.Zero, (sum, c) => sum + c.RunTime);
+
+    /// <summary>
+    /// Time spent turning decoded pixels into PNGs, after the models were released (so it overlaps the next
+    /// request's model runs when the caller has one waiting).
+    /// </summary>
+    public TimeSpan Encoding { get; init; }
 }
 
 /// <summary>One ONNX component's evaluations (session runs) and the time spent in them.</summary>

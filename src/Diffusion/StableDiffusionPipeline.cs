@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics;
 using Microsoft.ML.OnnxRuntime;
 using RenderFarm.Diffusion.Generation;
@@ -51,6 +52,7 @@ public sealed class StableDiffusionPipeline : IDisposable
     private long _requests;
     private long _images;
     private long _generatingTicks;
+    private long _encodingTicks;
     private long _inFlightSince; // Stopwatch timestamp at which the running generation started; 0 when none runs
     private bool _disposed;
 
@@ -96,7 +98,7 @@ public sealed class StableDiffusionPipeline : IDisposable
             lock (_statisticsLock)
             {
                 long ticks = _generatingTicks + (_inFlightSince != 0 ? Stopwatch.GetTimestamp() - _inFlightSince : 0);
-                return new(_requests, _images, Stopwatch.GetElapsedTime(0, ticks), components);
+                return new(_requests, _images, Stopwatch.GetElapsedTime(0, ticks), components) { Encoding = Stopwatch.GetElapsedTime(0, _encodingTicks) };
             }
         }
     }
@@ -204,16 +206,19 @@ public sealed class StableDiffusionPipeline : IDisposable
         await GenerateAsync(request, cancellationToken: cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Generates under the gate, then encodes the PNGs after releasing it: the next request's model runs (on a GPU,
+    /// the device) need not wait for this one's deflate.
+    /// </summary>
     private async Task<IReadOnlyList<GeneratedImage>> RunSerialisedAsync(GenerationRequest request, Scheduler scheduler, IProgress<StepProgress>? progress, CancellationToken cancellationToken)
     {
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        IReadOnlyList<GeneratedImage>? images = null;
+        float[] pixels;
         lock (_statisticsLock) _inFlightSince = Stopwatch.GetTimestamp();
         try
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            images = await Task.Run(() => Generate(request, scheduler, progress, cancellationToken), cancellationToken).ConfigureAwait(false);
-            return images;
+            pixels = await Task.Run(() => Generate(request, scheduler, progress, cancellationToken), cancellationToken).ConfigureAwait(false);
         }
         finally
         {
@@ -221,17 +226,29 @@ public sealed class StableDiffusionPipeline : IDisposable
             {
                 _generatingTicks += Stopwatch.GetTimestamp() - _inFlightSince;
                 _inFlightSince = 0;
-                if (images is not null)
-                {
-                    _requests++;
-                    _images += images.Count;
-                }
             }
             _gate.Release();
         }
+        try
+        {
+            long start = Stopwatch.GetTimestamp();
+            var images = Encode(request, scheduler, pixels);
+            lock (_statisticsLock)
+            {
+                _encodingTicks += Stopwatch.GetTimestamp() - start;
+                _requests++;
+                _images += images.Length;
+            }
+            return images;
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(pixels);
+        }
     }
 
-    private IReadOnlyList<GeneratedImage> Generate(GenerationRequest request, Scheduler scheduler, IProgress<StepProgress>? progress, CancellationToken cancellationToken)
+    /// <summary>Renders the request up to decoded pixels [images, 3, H, W] in [−1, 1], in an array rented from <see cref="ArrayPool{T}.Shared"/>.</summary>
+    private float[] Generate(GenerationRequest request, Scheduler scheduler, IProgress<StepProgress>? progress, CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
         using var runOptions = new RunOptions();
@@ -274,8 +291,8 @@ public sealed class StableDiffusionPipeline : IDisposable
             }
             cancellationToken.ThrowIfCancellationRequested();
 
-            // 5. Decode each model batch in one VAE run, then PNG with the A1111 parameters.
-            return Encode(request, scheduler, Decode(request, batches, runOptions));
+            // 5. Decode each model batch in one VAE run (the PNGs are encoded once the models are free for the next request).
+            return Decode(request, batches, runOptions);
         }
         catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
         {
@@ -392,28 +409,39 @@ public sealed class StableDiffusionPipeline : IDisposable
         return new LatentPreview(latents, request.Images.Count, _latentChannels, request.Height / _profile.VaeScaleFactor, request.Width / _profile.VaeScaleFactor, _xl);
     }
 
-    /// <summary>Decodes every model batch (one VAE run each) into one [images, 3, H, W] array.</summary>
+    /// <summary>
+    /// Decodes every model batch (one VAE run each) into one [images, 3, H, W] array, rented rather than taken from the
+    /// workspace: the PNGs are encoded from it while the next request runs.
+    /// </summary>
     private float[] Decode(GenerationRequest request, IReadOnlyList<DenoisingBatch> batches, RunOptions runOptions)
     {
         int latentHeight = request.Height / _profile.VaeScaleFactor, latentWidth = request.Width / _profile.VaeScaleFactor;
         int perImage = 3 * request.Height * request.Width;
         float inverseScale = 1f / _profile.VaeScalingFactor;
-        var pixels = _workspace.Floats("pixels", request.Images.Count * perImage);
-        foreach (var batch in batches)
+        var pixels = ArrayPool<float>.Shared.Rent(request.Images.Count * perImage);
+        try
         {
-            var latents = batch.Latents;
-            System.Numerics.Tensors.TensorPrimitives.Multiply(latents, inverseScale, latents);
-            System.Numerics.Tensors.TensorPrimitives.Add(latents, _profile.VaeShiftFactor, latents);
-            var (imageHeight, imageWidth) = _vaeDecoder.Decode(latents, batch.Count, _latentChannels, latentHeight, latentWidth, runOptions,
-                pixels.AsSpan(batch.First * perImage, batch.Count * perImage));
-            if (imageHeight != request.Height || imageWidth != request.Width)
+            foreach (var batch in batches)
             {
-                throw new InvalidOperationException(
-                    $"The VAE decoder produced {imageWidth}x{imageHeight} images for a {request.Width}x{request.Height} request " +
-                    $"(assumed VAE scale factor {_profile.VaeScaleFactor}).");
+                var latents = batch.Latents;
+                System.Numerics.Tensors.TensorPrimitives.Multiply(latents, inverseScale, latents);
+                System.Numerics.Tensors.TensorPrimitives.Add(latents, _profile.VaeShiftFactor, latents);
+                var (imageHeight, imageWidth) = _vaeDecoder.Decode(latents, batch.Count, _latentChannels, latentHeight, latentWidth, runOptions,
+                    pixels.AsSpan(batch.First * perImage, batch.Count * perImage));
+                if (imageHeight != request.Height || imageWidth != request.Width)
+                {
+                    throw new InvalidOperationException(
+                        $"The VAE decoder produced {imageWidth}x{imageHeight} images for a {request.Width}x{request.Height} request " +
+                        $"(assumed VAE scale factor {_profile.VaeScaleFactor}).");
+                }
             }
+            return pixels;
         }
-        return pixels;
+        catch
+        {
+            ArrayPool<float>.Shared.Return(pixels);
+            throw;
+        }
     }
 
     private GeneratedImage[] Encode(GenerationRequest request, Scheduler scheduler, float[] pixels)
@@ -429,18 +457,25 @@ public sealed class StableDiffusionPipeline : IDisposable
             extra.Add(new("Clip skip", request.ClipSkip.ToString(System.Globalization.CultureInfo.InvariantCulture)));
         }
         var results = new GeneratedImage[request.Images.Count];
-        var rgb = _workspace.Bytes("rgb", results.Length * perPixels);
         void EncodeImage(int b)
         {
-            var imageRgb = rgb.AsSpan(b * perPixels, perPixels);
-            ImageTensor.ToRgb(pixels.AsSpan(b * perPixels, perPixels), width, height, imageRgb);
-            var image = request.Images[b];
-            var parameters = GenerationParameters.Format(image.Prompt, image.NegativePrompt, request.Steps, scheduler.DisplayName,
-                request.GuidanceScale, image.Seed, width, height, request.ModelName, extra);
-            results[b] = new GeneratedImage(image, PngEncoder.Encode(imageRgb, width, height, [new(GenerationParameters.Keyword, parameters)]));
+            var rgb = ArrayPool<byte>.Shared.Rent(perPixels);
+            try
+            {
+                var imageRgb = rgb.AsSpan(0, perPixels);
+                ImageTensor.ToRgb(pixels.AsSpan(b * perPixels, perPixels), width, height, imageRgb);
+                var image = request.Images[b];
+                var parameters = GenerationParameters.Format(image.Prompt, image.NegativePrompt, request.Steps, scheduler.DisplayName,
+                    request.GuidanceScale, image.Seed, width, height, request.ModelName, extra);
+                results[b] = new GeneratedImage(image, PngEncoder.Encode(imageRgb, width, height, [new(GenerationParameters.Keyword, parameters)]));
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(rgb);
+            }
         }
-        // The images of a batch encode in parallel. The models are idle by now (on a GPU worker, the CPU cores are
-        // all free), and a 512² PNG is ~14 ms of deflate, so a batch of 8 would otherwise take ~0.1 s on one core.
+        // The images of a batch encode in parallel, and after the gate is released: a 512² PNG is ~14 ms of deflate,
+        // so a batch of 8 would otherwise keep a GPU waiting ~0.1 s.
         if (results.Length == 1)
         {
             EncodeImage(0);

@@ -65,6 +65,27 @@ public class RequestIsolationTests(PresetModels models) : IClassFixture<PresetMo
         }
     }
 
+    [Theory]
+    [InlineData(ModelBatching.Image)]
+    [InlineData(ModelBatching.Batch)]
+    public async Task ConcurrentRequestsRenderAsTheyDoOneAtATime(ModelBatching batching)
+    {
+        // A request's PNGs are encoded after it releases the models, while the next request renders: nothing the
+        // encoding reads may be reused by the next request.
+        using var pipeline = StableDiffusionPipeline.Load(models.Directory("tiny"), new DiffusionOptions { Batching = batching });
+        var requests = Enumerable.Range(0, 6).Select(i => Request("tiny", 64, 64, new ImagePrompt($"a lighthouse, version {i}", "fog", i), new ImagePrompt($"a boat {i}", "", 100 + i))).ToArray();
+        var oneAtATime = new List<IReadOnlyList<GeneratedImage>>();
+        foreach (var request in requests) oneAtATime.Add(await pipeline.GenerateAsync(request));
+        var concurrent = await Task.WhenAll(requests.Select(r => pipeline.GenerateAsync(r)));
+        for (int r = 0; r < requests.Length; r++)
+        {
+            Assert.Equal(oneAtATime[r].Select(i => i.Png), concurrent[r].Select(i => i.Png));
+        }
+        var statistics = pipeline.Statistics;
+        Assert.Equal(12, statistics.Requests);
+        Assert.True(statistics.Encoding > TimeSpan.Zero);
+    }
+
     [Fact]
     public void AWorkspaceHandsOutTheSameArrayForTheSameNameAndLength()
     {
@@ -77,8 +98,7 @@ public class RequestIsolationTests(PresetModels models) : IClassFixture<PresetMo
         // Both shapes stay (a worker alternates between full shards and the remainder).
         Assert.Same(a, workspace.Floats("latents", 16));
         Assert.Same(b, workspace.Floats("latents", 32));
-        Assert.Equal(2, workspace.Bytes("rgb", 2).Length);
-        Assert.Equal((16 + 16 + 32) * sizeof(float) + 2, workspace.RetainedBytes);
+        Assert.Equal((16 + 16 + 32) * sizeof(float), workspace.RetainedBytes);
     }
 
     [Fact]

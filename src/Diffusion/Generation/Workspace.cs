@@ -45,9 +45,6 @@ internal sealed class Workspace
     /// <summary>The float array called <paramref name="name"/> of exactly <paramref name="length"/> elements.</summary>
     public float[] Floats(string name, int length) => Get<float>(name, length);
 
-    /// <summary>The byte array called <paramref name="name"/> of exactly <paramref name="length"/> elements.</summary>
-    public byte[] Bytes(string name, int length) => Get<byte>(name, length);
-
     /// <summary>Bytes currently kept.</summary>
     public long RetainedBytes => _store.Arrays.Values.Sum(a => Bytes(a.Array));
 
