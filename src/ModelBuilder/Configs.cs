@@ -62,7 +62,12 @@ public sealed record VaeConfig(
 
 public enum ModelFamily { StableDiffusion, StableDiffusionInpaint, StableDiffusion2, StableDiffusionXL }
 
-/// <summary>Everything that defines one model directory. All widths live here; the builders hard-code none.</summary>
+/// <summary>
+/// Everything that defines one model directory. All widths live here; the builders hard-code none.
+/// <see cref="FloatType"/> is the weights' and the inputs'/outputs' type, <see cref="ComputeType"/> the activations'
+/// (float16 for a model exported in half precision, float32 where only the storage is float16).
+/// <see cref="FullSize"/> presets take gigabytes and minutes: benchmarks write them, tests do not.
+/// </summary>
 public sealed record PresetDefinition(
     string Name,
     string Description,
@@ -76,7 +81,9 @@ public sealed record PresetDefinition(
     ElementType TimestepType = ElementType.Float,
     ElementType InputIdsType = ElementType.Int32,
     string PredictionType = "epsilon",
-    int SampleSize = 64)
+    int SampleSize = 64,
+    ElementType ComputeType = ElementType.Float,
+    bool FullSize = false)
 {
     /// <summary>SDXL's UNet cross-attends to both encoders' penultimate states, concatenated.</summary>
     public int ContextDim => UNet.ContextDim;

@@ -38,16 +38,16 @@ public static class ModelDirectoryWriter
         int vocab = vocabSize ?? p.VocabSize ?? ClipBpeVocabulary.Learn().Size;
         var list = new List<ComponentGraph>
         {
-            new("text_encoder", ClipTextEncoderBuilder.Build(p.TextEncoder, vocab, p.InputIdsType, p.FloatType)),
+            new("text_encoder", ClipTextEncoderBuilder.Build(p.TextEncoder, vocab, p.InputIdsType, p.FloatType, p.ComputeType)),
         };
         if (p.TextEncoder2 is { } te2)
         {
-            var g2 = ClipTextEncoderBuilder.Build(te2, vocab, p.InputIdsType, p.FloatType);
+            var g2 = ClipTextEncoderBuilder.Build(te2, vocab, p.InputIdsType, p.FloatType, p.ComputeType);
             list.Add(new("text_encoder_2", g2));
         }
-        list.Add(new("unet", UNetBuilder.Build(p.UNet, p.FloatType, p.TimestepType)));
-        list.Add(new("vae_decoder", VaeBuilder.BuildDecoder(p.Vae, p.FloatType)));
-        list.Add(new("vae_encoder", VaeBuilder.BuildEncoder(p.Vae, p.FloatType)));
+        list.Add(new("unet", UNetBuilder.Build(p.UNet, p.FloatType, p.TimestepType, p.ComputeType)));
+        list.Add(new("vae_decoder", VaeBuilder.BuildDecoder(p.Vae, p.FloatType, p.ComputeType)));
+        list.Add(new("vae_encoder", VaeBuilder.BuildEncoder(p.Vae, p.FloatType, p.ComputeType)));
         return list;
     }
 

@@ -14,6 +14,17 @@ public static class ModelPresets
         "SD 1.x structure, tiny widths (text 32×2, UNet 32/64, VAE 16/16/32/32, factor 8): renders 64×64 in milliseconds",
         ModelFamily.StableDiffusion, TinyText, null, TinyUNet, TinyVae);
 
+    private static readonly PresetDefinition Sd15 = new("sd15",
+        "Stable Diffusion 1.5 dimensions (~1.07B parameters, random weights in external data; ~4.3 GB)",
+        ModelFamily.StableDiffusion,
+        new TextEncoderConfig(Hidden: 768, Layers: 12, Heads: 12, Intermediate: 3072),
+        null,
+        new UNetConfig(InChannels: 4, OutChannels: 4, BlockOut: [320, 640, 1280, 1280],
+            CrossAttention: [true, true, true, false], Heads: [8, 8, 8, 8], LayersPerBlock: 2, ContextDim: 768),
+        new VaeConfig(BlockOut: [128, 256, 512, 512], LayersPerBlock: 2),
+        VocabSize: 49408,
+        FullSize: true);
+
     private static readonly PresetDefinition[] All =
     [
         Tiny,
@@ -51,19 +62,19 @@ public static class ModelPresets
                 Sdxl: new SdxlConditioning(TextEmbedDim: 32, AdditionTimeEmbedDim: 8)),
             Vae = TinyVae with { ScalingFactor = 0.13025 },
         },
-        new("sd15",
-            "Stable Diffusion 1.5 dimensions (~1.07B parameters, random weights in external data; ~4.3 GB)",
-            ModelFamily.StableDiffusion,
-            new TextEncoderConfig(Hidden: 768, Layers: 12, Heads: 12, Intermediate: 3072),
-            null,
-            new UNetConfig(InChannels: 4, OutChannels: 4, BlockOut: [320, 640, 1280, 1280],
-                CrossAttention: [true, true, true, false], Heads: [8, 8, 8, 8], LayersPerBlock: 2, ContextDim: 768),
-            new VaeConfig(BlockOut: [128, 256, 512, 512], LayersPerBlock: 2),
-            VocabSize: 49408),
+        Sd15,
+        Sd15 with
+        {
+            Name = "sd15-fp16", FloatType = ElementType.Float16, TimestepType = ElementType.Float16, ComputeType = ElementType.Float16,
+            Description = "sd15 exported in half precision (diffusers' --fp16 export): float16 weights, inputs, outputs and activations; ~2.1 GB, for GPUs",
+        },
     ];
 
     /// <summary>Preset names, tiny first.</summary>
     public static IReadOnlyList<string> Names { get; } = All.Select(p => p.Name).ToArray();
+
+    /// <summary>The presets small enough to write in tests (seconds, megabytes): every one but the full-size ones.</summary>
+    public static IReadOnlyList<string> SmallNames { get; } = All.Where(p => !p.FullSize).Select(p => p.Name).ToArray();
 
     public static IReadOnlyList<PresetDefinition> Definitions => All;
 

@@ -8,7 +8,7 @@ public sealed class PresetModels : IDisposable
 {
     private readonly ConcurrentDictionary<string, Lazy<(string Directory, StableDiffusionPipeline Pipeline)>> _models = new();
 
-    public static IEnumerable<string> Small => ModelPresets.Names.Where(n => n != "sd15");
+    public static IEnumerable<string> Small => ModelPresets.SmallNames;
 
     public StableDiffusionPipeline Pipeline(string preset) => Get(preset).Pipeline;
 

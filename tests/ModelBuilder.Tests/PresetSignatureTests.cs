@@ -22,9 +22,12 @@ public class PresetSignatureTests(ModelDirectoryFixture models)
         new Expectation("tiny-sd2", typeof(float), typeof(float), typeof(int), 4, 1024, 1024, false),
         new Expectation("tiny-sdxl", typeof(float), typeof(float), typeof(int), 4, 64, 32, true),
         new Expectation("sd15", typeof(float), typeof(float), typeof(int), 4, 768, 768, false),
+        new Expectation("sd15-fp16", typeof(Float16), typeof(Float16), typeof(int), 4, 768, 768, false),
     }.ToDictionary(e => e.Preset);
 
-    public static TheoryData<string> SmallPresets => new(ModelPresets.Names.Where(n => n != "sd15"));
+    public static TheoryData<string> FullSizePresets => new(ModelPresets.Names.Except(ModelPresets.SmallNames));
+
+    public static TheoryData<string> SmallPresets => new(ModelPresets.SmallNames);
 
     /// <summary>One graph input or output: name, element type as ONNX Runtime reports it, dims (-1 where symbolic).</summary>
     public sealed record Signature(string Name, Type Type, int[] Dims);
@@ -59,15 +62,16 @@ public class PresetSignatureTests(ModelDirectoryFixture models)
     public void EveryPresetIsCoveredByTheSignatureTable() =>
         Assert.Equal(Table.Keys.Order(), ModelPresets.Names.Order());
 
-    /// <summary>sd15's weights (4 GB) are never written in tests; its graphs alone carry the signatures.</summary>
-    [Fact]
-    public void Sd15GraphsHaveTheDesignTableSignaturesWithoutWritingWeights()
+    /// <summary>The full-size presets' weights (gigabytes) are never written in tests; their graphs alone carry the signatures.</summary>
+    [Theory]
+    [MemberData(nameof(FullSizePresets))]
+    public void FullSizeGraphsHaveTheDesignTableSignaturesWithoutWritingWeights(string preset)
     {
-        var graphs = ModelDirectoryWriter.BuildGraphs(ModelPresets.Get("sd15"));
+        var graphs = ModelDirectoryWriter.BuildGraphs(ModelPresets.Get(preset));
         Assert.Equal(["text_encoder", "unet", "vae_decoder", "vae_encoder"], graphs.Select(g => g.Folder));
         foreach (var (folder, graph) in graphs)
         {
-            var (inputs, outputs) = Expected("sd15", folder);
+            var (inputs, outputs) = Expected(preset, folder);
             AssertSignature(Actual(graph.Inputs), inputs);
             AssertSignature(Actual(graph.Outputs), outputs);
         }

@@ -10,9 +10,9 @@ namespace RenderFarm.ModelBuilder.Components;
 /// </summary>
 public static class ClipTextEncoderBuilder
 {
-    public static GraphBuilder Build(TextEncoderConfig c, int vocabSize, ElementType idsType, ElementType floatType)
+    public static GraphBuilder Build(TextEncoderConfig c, int vocabSize, ElementType idsType, ElementType floatType, ElementType computeType = ElementType.Float)
     {
-        var g = new GraphBuilder("text_encoder", floatType);
+        var g = new GraphBuilder("text_encoder", floatType, computeType);
         long h = c.Hidden, s = c.MaxPositions;
         string ids = g.AddInput("input_ids", idsType, "batch", s);
         const string p = "text_model";
@@ -25,7 +25,7 @@ public static class ClipTextEncoderBuilder
         var mask = new double[s * s];
         for (int i = 0; i < s; i++)
             for (int j = i + 1; j < s; j++)
-                mask[i * s + j] = float.MinValue;
+                mask[i * s + j] = g.MinValue;
         string causal = g.Floats([s, s], mask);
 
         var hidden = new List<string> { x };

@@ -10,9 +10,9 @@ namespace RenderFarm.ModelBuilder.Components;
 /// </summary>
 public static class UNetBuilder
 {
-    public static GraphBuilder Build(UNetConfig c, ElementType floatType, ElementType timestepType)
+    public static GraphBuilder Build(UNetConfig c, ElementType floatType, ElementType timestepType, ElementType computeType = ElementType.Float)
     {
-        var g = new GraphBuilder("unet", floatType);
+        var g = new GraphBuilder("unet", floatType, computeType);
         int n = c.BlockOut.Length;
         string sample = g.AddInput("sample", floatType, "batch", c.InChannels, "height", "width");
         string timestep = g.AddInput("timestep", timestepType, "steps");
@@ -24,19 +24,19 @@ public static class UNetBuilder
             timeIds = g.AddInput("time_ids", floatType, "batch", sdxl.TimeIdCount);
         }
 
-        string x = g.ToFloat("input", sample, floatType);
-        string ctx = g.ToFloat("input", context, floatType);
+        string x = g.ToCompute("input", sample, floatType);
+        string ctx = g.ToCompute("input", context, floatType);
 
         // Time embedding.
         long c0 = c.BlockOut[0], tembDim = c.TimeEmbedDim;
-        string tproj = g.TimestepEmbedding("time_proj", g.ToFloat("time_proj", timestep, timestepType), c0, true, 0);
+        string tproj = g.TimestepEmbedding("time_proj", timestep, timestepType, c0, true, 0);
         string emb = TimestepMlp(g, tproj, "time_embedding", c0, tembDim);
         if (c.Sdxl is { } s && textEmbeds is not null && timeIds is not null)
         {
-            string ids = g.Reshape("add_time_proj", g.ToFloat("add_time_proj", timeIds, floatType), -1);
-            string timeEmb = g.TimestepEmbedding("add_time_proj", ids, s.AdditionTimeEmbedDim, true, 0);
+            string ids = g.Reshape("add_time_proj", timeIds, -1);
+            string timeEmb = g.TimestepEmbedding("add_time_proj", ids, floatType, s.AdditionTimeEmbedDim, true, 0);
             timeEmb = g.Reshape("add_time_proj", timeEmb, -1, s.TimeIdCount * s.AdditionTimeEmbedDim);
-            string addIn = g.Concat("add_embedding", -1, g.ToFloat("add_embedding", textEmbeds, floatType), timeEmb);
+            string addIn = g.Concat("add_embedding", -1, g.ToCompute("add_embedding", textEmbeds, floatType), timeEmb);
             emb = g.Add("add_embedding", emb, TimestepMlp(g, addIn, "add_embedding", s.ProjectionInputDim, tembDim));
         }
         string temb = g.Silu("temb", emb); // every ResnetBlock2D applies SiLU before time_emb_proj

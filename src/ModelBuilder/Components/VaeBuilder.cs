@@ -9,13 +9,13 @@ namespace RenderFarm.ModelBuilder.Components;
 /// </summary>
 public static class VaeBuilder
 {
-    public static GraphBuilder BuildDecoder(VaeConfig c, ElementType floatType)
+    public static GraphBuilder BuildDecoder(VaeConfig c, ElementType floatType, ElementType computeType = ElementType.Float)
     {
-        var g = new GraphBuilder("vae_decoder", floatType);
+        var g = new GraphBuilder("vae_decoder", floatType, computeType);
         int n = c.BlockOut.Length;
         long latent = c.LatentChannels, top = c.BlockOut[^1];
         string z = g.AddInput("latent_sample", floatType, "batch", latent, "latent_height", "latent_width");
-        string x = g.Conv2d(g.ToFloat("input", z, floatType), "post_quant_conv", latent, latent, 1);
+        string x = g.Conv2d(g.ToCompute("input", z, floatType), "post_quant_conv", latent, latent, 1);
         x = g.Conv2d(x, "decoder.conv_in", latent, top, 3);
         x = MidBlock(g, c, x, "decoder.mid_block", top);
 
@@ -38,13 +38,13 @@ public static class VaeBuilder
         return g;
     }
 
-    public static GraphBuilder BuildEncoder(VaeConfig c, ElementType floatType)
+    public static GraphBuilder BuildEncoder(VaeConfig c, ElementType floatType, ElementType computeType = ElementType.Float)
     {
-        var g = new GraphBuilder("vae_encoder", floatType);
+        var g = new GraphBuilder("vae_encoder", floatType, computeType);
         int n = c.BlockOut.Length;
         long latent = c.LatentChannels, c0 = c.BlockOut[0], top = c.BlockOut[^1];
         string image = g.AddInput("sample", floatType, "batch", c.ImageChannels, "height", "width");
-        string x = g.Conv2d(g.ToFloat("input", image, floatType), "encoder.conv_in", c.ImageChannels, c0, 3);
+        string x = g.Conv2d(g.ToCompute("input", image, floatType), "encoder.conv_in", c.ImageChannels, c0, 3);
 
         long prevOut = c0;
         for (int i = 0; i < n; i++)

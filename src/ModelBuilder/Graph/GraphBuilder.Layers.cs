@@ -98,21 +98,26 @@ public sealed partial class GraphBuilder
 
     /// <summary>Nearest-neighbour ×2 up-sampling of [B, C, H, W] (F.interpolate(scale_factor=2, mode="nearest")).</summary>
     public string Upsample2x(string s, string x) =>
-        Op("Resize", s, [x, "", Floats([4], [1, 1, 2, 2])],
+        Op("Resize", s, [x, "", Float32s([4], [1, 1, 2, 2])],
             new Attr("mode", "nearest"),
             new Attr("coordinate_transformation_mode", "asymmetric"),
             new Attr("nearest_mode", "floor"));
 
-    /// <summary>Sinusoidal embedding of a 1-D float tensor [N] → [N, dim] (diffusers get_timestep_embedding).</summary>
-    public string TimestepEmbedding(string s, string t, long dim, bool flipSinToCos, double freqShift, double maxPeriod = 10000)
+    /// <summary>
+    /// Sinusoidal embedding of a 1-D tensor [N] of element type <paramref name="type"/> → [N, dim] of
+    /// <see cref="ComputeType"/> (diffusers get_timestep_embedding: float32 maths, cast to the model's dtype after).
+    /// </summary>
+    public string TimestepEmbedding(string s, string t, ElementType type, long dim, bool flipSinToCos, double freqShift, double maxPeriod = 10000)
     {
         long half = dim / 2;
         var freqs = new double[half];
         for (int i = 0; i < half; i++)
             freqs[i] = (float)Math.Exp((float)(-Math.Log(maxPeriod) * i / (half - freqShift))); // float32 table, as torch
-        string args = Mul(s, Unsqueeze(s, t, 1), Floats([1, half], freqs));
+        string t32 = type == ElementType.Float ? t : Cast(s, t, ElementType.Float);
+        string args = Mul(s, Unsqueeze(s, t32, 1), Float32s([1, half], freqs));
         string sin = Sin(s, args), cos = Cos(s, args);
-        return flipSinToCos ? Concat(s, 1, cos, sin) : Concat(s, 1, sin, cos);
+        string embedding = flipSinToCos ? Concat(s, 1, cos, sin) : Concat(s, 1, sin, cos);
+        return ComputeType == ElementType.Float ? embedding : Cast(s, embedding, ComputeType);
     }
 
     /// <summary>

@@ -26,6 +26,6 @@ public sealed partial class GraphBuilder
     public string Slice(string s, string x, long start, long end, long axis) =>
         Op("Slice", s, [x, Int64s(start), Int64s(end), Int64s(axis)]);
 
-    /// <summary>Casts to float32 unless already float32.</summary>
-    public string ToFloat(string s, string x, ElementType type) => type == ElementType.Float ? x : Cast(s, x, ElementType.Float);
+    /// <summary>Casts an input of element type <paramref name="type"/> to <see cref="ComputeType"/> unless it is already.</summary>
+    public string ToCompute(string s, string x, ElementType type) => type == ComputeType ? x : Cast(s, x, ComputeType);
 }

@@ -38,10 +38,12 @@ public readonly record struct Attr(string Name, object Value)
 public sealed record GraphValue(string Name, ElementType Type, IReadOnlyList<Dim> Dims);
 
 /// <summary>
-/// Builds an ONNX graph: nodes, inputs, outputs and lazily generated initializers. All computation is float32;
-/// parameters are stored in <see cref="WeightType"/> (float16 parameters get a Cast, which ORT folds at load).
+/// Builds an ONNX graph: nodes, inputs, outputs and lazily generated initializers. Activations are
+/// <see cref="ComputeType"/> (float32, or float16 as a torch model in half precision computes); parameters are stored
+/// in <see cref="WeightType"/> (float16 parameters of a float32 graph get a Cast, which ORT folds at load). What
+/// torch computes in float32 even in half precision (the sinusoidal timestep embedding, Resize's scales) stays float32.
 /// </summary>
-public sealed partial class GraphBuilder(string name, ElementType weightType = ElementType.Float)
+public sealed partial class GraphBuilder(string name, ElementType weightType = ElementType.Float, ElementType computeType = ElementType.Float)
 {
     private readonly List<NodeProto> _nodes = [];
     private readonly List<Initializer> _initializers = [];
@@ -53,6 +55,7 @@ public sealed partial class GraphBuilder(string name, ElementType weightType = E
 
     public string Name { get; } = name;
     public ElementType WeightType { get; } = weightType;
+    public ElementType ComputeType { get; } = computeType;
     public IReadOnlyList<NodeProto> Nodes => _nodes;
     public IReadOnlyList<Initializer> Initializers => _initializers;
     public IReadOnlyList<GraphValue> Inputs => _inputs;
@@ -68,11 +71,11 @@ public sealed partial class GraphBuilder(string name, ElementType weightType = E
         return name;
     }
 
-    /// <summary>Declares <paramref name="value"/> (float32) as graph output <paramref name="name"/>, casting if needed.</summary>
+    /// <summary>Declares <paramref name="value"/> (<see cref="ComputeType"/>) as graph output <paramref name="name"/>, casting if needed.</summary>
     public void AddOutput(string value, string name, ElementType type, params Dim[] dims)
     {
         Claim(name);
-        if (type == ElementType.Float)
+        if (type == ComputeType)
             Emit("Identity", [value], [name], Scope(name));
         else
             Emit("Cast", [value], [name], Scope(name), new Attr("to", (long)type));
@@ -92,24 +95,31 @@ public sealed partial class GraphBuilder(string name, ElementType weightType = E
         return outputs;
     }
 
-    /// <summary>A learned parameter in diffusers/transformers naming; returns a float32 value.</summary>
+    /// <summary>A learned parameter in diffusers/transformers naming; returns a <see cref="ComputeType"/> value.</summary>
     public string Parameter(string name, long[] dims, TensorFill fill)
     {
         Claim(name);
         _initializers.Add(new Initializer(name, dims, WeightType, fill, IsParameter: true));
-        return WeightType == ElementType.Float
+        return WeightType == ComputeType
             ? name
-            : Op("Cast", name, [name], new Attr("to", (long)ElementType.Float));
+            : Op("Cast", name, [name], new Attr("to", (long)ComputeType));
     }
 
     /// <summary>A 1-D int64 constant (shapes, axes, indices); identical constants are shared.</summary>
     public string Int64s(params long[] values) =>
         Constant(ElementType.Int64, [values.Length], values.Select(v => (double)v).ToArray(), "const_i64");
 
-    /// <summary>A float32 constant of the given shape (scalars: dims empty).</summary>
-    public string Floats(long[] dims, double[] values) => Constant(ElementType.Float, dims, values, "const_f32");
+    /// <summary>A <see cref="ComputeType"/> constant of the given shape (scalars: dims empty), to meet activations.</summary>
+    public string Floats(long[] dims, double[] values) =>
+        Constant(ComputeType, dims, values, ComputeType == ElementType.Float ? "const_f32" : "const_f16");
+
+    /// <summary>A float32 constant whatever the compute type (operator inputs the spec types float32, float32 maths).</summary>
+    public string Float32s(long[] dims, double[] values) => Constant(ElementType.Float, dims, values, "const_f32");
 
     public string Scalar(double value) => Floats([], [value]);
+
+    /// <summary>The most negative finite value of <see cref="ComputeType"/> (masks).</summary>
+    public double MinValue => ComputeType == ElementType.Float16 ? (double)Half.MinValue : float.MinValue;
 
     private string Constant(ElementType type, long[] dims, double[] values, string prefix)
     {
