@@ -1,0 +1,310 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using RenderFarm.Diffusion;
+using RenderFarm.Diffusion.Imaging;
+using RenderFarm.Diffusion.Models;
+using RenderFarm.Diffusion.Tensors;
+
+namespace RenderFarm.GpuBench;
+
+/// <summary>The benchmark's measurements; each writes its lines and figures to the <see cref="Report"/>.</summary>
+internal sealed class Measurements(BenchOptions o, Report report)
+{
+    /// <summary>Per configuration label: the pipeline's UNet time per call at batch 1 (CFG: 2 rows), for the bare ratio.</summary>
+    private readonly Dictionary<string, double> _unetPerCall = [];
+    private readonly Dictionary<string, double> _imageMs = [];
+
+    public void EnsureModel(string preset, string directory)
+    {
+        if (File.Exists(Path.Combine(directory, "unet", "model.onnx")))
+        {
+            report.Line($"{preset}: using {directory}");
+            return;
+        }
+        var clock = Stopwatch.StartNew();
+        RenderFarm.ModelBuilder.ModelPresets.Write(preset, directory);
+        report.Line($"{preset}: wrote {directory} in {clock.Elapsed.TotalSeconds:F1} s");
+    }
+
+    private GenerationRequest Request(int batch, int variant) => new(
+        Enumerable.Range(0, batch).Select(i => new ImagePrompt($"a photograph of an astronaut riding a horse on the moon, variant {variant}.{i}",
+            "blurry, lowres", 1000 + 100 * variant + i)).ToArray(),
+        o.Size, o.Size, o.Steps, 7.5f, "euler", o.Preset);
+
+    private static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+    }
+
+    private static double Ms(TimeSpan t) => t.TotalMilliseconds;
+
+    /// <summary>
+    /// Loads a pipeline with <paramref name="options"/>, then per batch size: a first request (kernel selection at that
+    /// shape), <paramref name="reps"/> timed requests one after another, and the same number plus one all submitted at
+    /// once (the PNGs of one overlap the next one's model runs). Returns each batch size's first images.
+    /// </summary>
+    public async Task<Dictionary<int, IReadOnlyList<GeneratedImage>>> MeasureAsync(string label, string directory, DiffusionOptions options, int[] batches, int reps)
+    {
+        var clock = Stopwatch.StartNew();
+        using var pipeline = StableDiffusionPipeline.Load(directory, options);
+        double load = clock.Elapsed.TotalSeconds;
+        clock.Restart();
+        await pipeline.WarmUpAsync();
+        report.Line($"{label}: load {load:F2} s, warm-up {clock.Elapsed.TotalSeconds:F2} s; GPU memory used {Gpu.UsedMiB()} MiB");
+        var firstImages = new Dictionary<int, IReadOnlyList<GeneratedImage>>();
+        var figures = new JsonObject { ["load_s"] = load };
+        foreach (int batch in batches)
+        {
+            clock.Restart();
+            firstImages[batch] = await pipeline.GenerateAsync(Request(batch, 0));
+            double first = clock.Elapsed.TotalMilliseconds;
+
+            var before = pipeline.Statistics;
+            var times = new List<double>();
+            for (int r = 1; r <= reps; r++)
+            {
+                clock.Restart();
+                await pipeline.GenerateAsync(Request(batch, r));
+                times.Add(clock.Elapsed.TotalMilliseconds);
+            }
+            var after = pipeline.Statistics;
+            double Per(string component, bool perRun)
+            {
+                var a = after.Components.Single(c => c.Component == component);
+                var b = before.Components.Single(c => c.Component == component);
+                return Ms(a.RunTime - b.RunTime) / (perRun ? Math.Max(1, a.Runs - b.Runs) : reps);
+            }
+            double unetCall = Per("unet", perRun: true);
+            double vae = Per("vae_decoder", perRun: false);
+            double text = Per("text_encoder", perRun: false);
+            double own = Ms(after.OwnWork - before.OwnWork) / reps;
+            double held = Ms(after.Generating - before.Generating) / reps;
+            double png = Ms(after.Encoding - before.Encoding) / reps;
+            double request = Median(times);
+
+            // All at once: the gate serialises the model runs, PNG encoding runs beside the next request's.
+            var pipelinedBefore = pipeline.Statistics;
+            clock.Restart();
+            await Task.WhenAll(Enumerable.Range(0, reps + 1).Select(r => pipeline.GenerateAsync(Request(batch, 50 + r))));
+            double wall = clock.Elapsed.TotalMilliseconds;
+            var pipelinedAfter = pipeline.Statistics;
+            double modelTime = pipelinedAfter.Components.Sum(c => Ms(c.RunTime)) - pipelinedBefore.Components.Sum(c => Ms(c.RunTime));
+            double pipelinedRate = (reps + 1) * batch * 1000 / wall;
+
+            if (batch == 1)
+            {
+                _unetPerCall[label] = unetCall;
+                _imageMs[label] = request;
+            }
+            report.Line($"{label} B={batch}: request {request:F1} ms (min {times.Min():F1}; first {first:F0} ms), {batch * 1000 / request:F2} images/s one at a time, " +
+                $"{pipelinedRate:F2} images/s {reps + 1} in flight (models busy {100 * modelTime / wall:F1} % of the wall time)");
+            report.Line($"{label} B={batch}: UNet {unetCall:F2} ms per call ({2 * batch} rows), VAE decode {vae:F1} ms, text encoder {text:F2} ms per request; " +
+                $"own work while holding the models {own:F2} ms ({100 * own / held:F2} % of {held:F1} ms); PNG encoding {png:F1} ms after releasing them");
+            figures[$"b{batch}"] = new JsonObject
+            {
+                ["request_ms"] = request, ["first_request_ms"] = first, ["images_per_s"] = batch * 1000 / request,
+                ["images_per_s_pipelined"] = pipelinedRate, ["models_busy_pipelined"] = modelTime / wall,
+                ["unet_ms_per_call"] = unetCall, ["vae_decode_ms"] = vae, ["text_encoder_ms"] = text,
+                ["own_work_ms"] = own, ["own_work_share"] = own / held, ["png_ms"] = png,
+            };
+        }
+        figures["gpu_memory_used_mib"] = Gpu.UsedMiB();
+        report.Line($"{label}: GPU memory used {figures["gpu_memory_used_mib"]} MiB");
+        report.Set(label, figures);
+        return firstImages;
+    }
+
+    /// <summary>
+    /// The same components opened with the same session options and run bare: the UNet through an IOBinding on fixed
+    /// buffers (device buffers on a GPU, as the pipeline binds), 20 timed runs after 5; the VAE decoder and text
+    /// encoder through plain Run. Then the pipeline's time against these.
+    /// </summary>
+    public void MeasureBare(string label, string directory, DiffusionOptions options)
+    {
+        bool onDevice = options.ExecutionProvider != "cpu";
+        string Path(string component) => System.IO.Path.Combine(directory, component, "model.onnx");
+        int latent = o.Size / 8, rows = 2;
+        var random = new Random(7);
+        float[] Randoms(long count) => Enumerable.Range(0, checked((int)count)).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+
+        using var unetOptions = ExecutionProviders.CreateSessionOptions(options, "unet");
+        using var unet = new InferenceSession(Path("unet"), unetOptions);
+        var inputs = unet.InputMetadata;
+        var buffers = new List<(string Name, TensorBuffer Host, DeviceTensor? Device)>();
+        foreach (var (name, meta) in inputs)
+        {
+            long[] shape = name switch
+            {
+                "sample" => [rows, meta.Dimensions[1], latent, latent],
+                "timestep" => meta.Dimensions.Length == 0 ? [] : [meta.Dimensions[0] > 0 ? meta.Dimensions[0] : rows],
+                _ => meta.Dimensions.Select((d, i) => d > 0 ? (long)d : i == 0 ? rows : 77).ToArray(),
+            };
+            var host = TensorBuffer.Create(meta.ElementDataType, shape);
+            if (name == "timestep") host.Fill(999); else host.Write(Randoms(host.Length));
+            var device = onDevice ? new DeviceTensor(host, options.DeviceId) : null;
+            device?.Upload();
+            buffers.Add((name, host, device));
+        }
+        var outputMeta = unet.OutputMetadata.First();
+        var output = TensorBuffer.Create(outputMeta.Value.ElementDataType, rows, outputMeta.Value.Dimensions[1] > 0 ? outputMeta.Value.Dimensions[1] : 4, latent, latent);
+        var deviceOutput = onDevice ? new DeviceTensor(output, options.DeviceId) : null;
+        using var binding = unet.CreateIoBinding();
+        foreach (var (name, host, device) in buffers) binding.BindInput(name, device?.Value ?? host.Value);
+        binding.BindOutput(outputMeta.Key, deviceOutput?.Value ?? output.Value);
+        using var run = new RunOptions();
+        if (options.Cuda.CudaGraph)
+        {
+            run.AddRunConfigEntry("gpu_graph_id", "1");
+        }
+        var sample = buffers.Single(b => b.Name == "sample");
+        double Time(bool withCopies)
+        {
+            var clock = new Stopwatch();
+            var times = new List<double>();
+            for (int i = 0; i < 25; i++)
+            {
+                clock.Restart();
+                if (withCopies) sample.Device?.Upload();
+                unet.RunWithBinding(run, binding);
+                if (withCopies) deviceOutput?.Download();
+                if (i >= 5) times.Add(clock.Elapsed.TotalMilliseconds);
+            }
+            return Median(times);
+        }
+        double unetBare = Time(withCopies: false);
+        double unetWithCopies = Time(withCopies: true);
+
+        using var vaeOptions = ExecutionProviders.CreateSessionOptions(options, "vae_decoder");
+        using var vae = new InferenceSession(Path("vae_decoder"), vaeOptions);
+        var vaeMeta = vae.InputMetadata.First();
+        using var latents = TensorBuffer.Create(vaeMeta.Value.ElementDataType, 1, 4, latent, latent);
+        latents.Write(Randoms(latents.Length));
+        using var plain = new RunOptions();
+        double vaeBare = TimeRuns(() => { using var _ = vae.Run(plain, [vaeMeta.Key], [latents.Value], [vae.OutputNames[0]]); }, 3, 10);
+
+        using var textOptions = ExecutionProviders.CreateSessionOptions(options, "text_encoder");
+        using var text = new InferenceSession(Path("text_encoder"), textOptions);
+        var idsMeta = text.InputMetadata.First();
+        using var ids = TensorBuffer.Create(idsMeta.Value.ElementDataType, 2, 77);
+        ids.Write(Enumerable.Range(0, 2 * 77).Select(i => 1 + i % 50).ToArray()); // ids every vocabulary has
+        double textBare = TimeRuns(() => { using var _ = text.Run(plain, [idsMeta.Key], [ids.Value], [text.OutputNames[0]]); }, 3, 10);
+
+        foreach (var (_, host, device) in buffers)
+        {
+            device?.Dispose();
+            host.Dispose();
+        }
+        deviceOutput?.Dispose();
+        output.Dispose();
+
+        string pipelineLabel = options.Cuda.CudaGraph ? "cuda_graph" : "default";
+        report.Line($"{label}: UNet {unetBare:F2} ms per call (2 rows, {latent}x{latent}), {unetWithCopies:F2} ms with the pipeline's per-step copies; " +
+            $"VAE decode {vaeBare:F1} ms; text encoder {textBare:F2} ms");
+        var figures = new JsonObject { ["unet_ms"] = unetBare, ["unet_with_copies_ms"] = unetWithCopies, ["vae_decode_ms"] = vaeBare, ["text_encoder_ms"] = textBare };
+        if (_unetPerCall.TryGetValue(pipelineLabel, out var inPipeline) && _imageMs.TryGetValue(pipelineLabel, out var imageMs))
+        {
+            double bareImage = textBare + o.Steps * unetBare + vaeBare;
+            report.Line($"{label}: pipeline ({pipelineLabel}) UNet per call / bare = {inPipeline / unetBare:F3}; one-image request {imageMs:F1} ms / bare " +
+                $"(text + {o.Steps} × UNet + VAE = {bareImage:F1} ms) = {imageMs / bareImage:F3}");
+            figures["pipeline_unet_ratio"] = inPipeline / unetBare;
+            figures["pipeline_image_ratio"] = imageMs / bareImage;
+        }
+        report.Set(label, figures);
+    }
+
+    private static double TimeRuns(Action run, int warm, int count)
+    {
+        for (int i = 0; i < warm; i++) run();
+        var times = new List<double>();
+        var clock = new Stopwatch();
+        for (int i = 0; i < count; i++)
+        {
+            clock.Restart();
+            run();
+            times.Add(clock.Elapsed.TotalMilliseconds);
+        }
+        return Median(times);
+    }
+
+    /// <summary>How far two renders of the same requests are apart, pixel by pixel.</summary>
+    public void Compare(string label, IReadOnlyDictionary<int, IReadOnlyList<GeneratedImage>> a, IReadOnlyDictionary<int, IReadOnlyList<GeneratedImage>> b)
+    {
+        foreach (int batch in a.Keys.Intersect(b.Keys).Order())
+        {
+            var (identical, max, mean) = Difference(a[batch], b[batch]);
+            report.Line($"{label} B={batch}: {identical}/{a[batch].Count} images byte-identical; pixel difference max {max}, mean {mean:F3} levels");
+            report.Set($"{label} b{batch}", new JsonObject { ["identical"] = identical, ["max_levels"] = max, ["mean_levels"] = mean });
+        }
+    }
+
+    private static (int Identical, int Max, double Mean) Difference(IReadOnlyList<GeneratedImage> a, IReadOnlyList<GeneratedImage> b)
+    {
+        int identical = 0, max = 0;
+        double sum = 0;
+        long count = 0;
+        for (int i = 0; i < Math.Min(a.Count, b.Count); i++)
+        {
+            if (a[i].Png.AsSpan().SequenceEqual(b[i].Png)) identical++;
+            var x = ImageDecoder.Decode(a[i].Png, false, long.MaxValue, "a").Pixels;
+            var y = ImageDecoder.Decode(b[i].Png, false, long.MaxValue, "b").Pixels;
+            for (int k = 0; k < x.Length; k++)
+            {
+                int d = Math.Abs(x[k] - y[k]);
+                max = Math.Max(max, d);
+                sum += d;
+            }
+            count += x.Length;
+        }
+        return (identical, max, sum / Math.Max(1, count));
+    }
+
+    /// <summary>
+    /// A 4-image request in both batchings: throughput, and each image against itself rendered alone (Image must be
+    /// byte-identical; Batch may move pixels).
+    /// </summary>
+    public async Task CompareBatchingAsync(string directory, DiffusionOptions baseline)
+    {
+        const int batch = 4;
+        var request = Request(batch, 9);
+        foreach (var batching in new[] { ModelBatching.Batch, ModelBatching.Image })
+        {
+            using var pipeline = StableDiffusionPipeline.Load(directory, baseline with { Batching = batching });
+            var together = await pipeline.GenerateAsync(request);
+            var clock = Stopwatch.StartNew();
+            await pipeline.GenerateAsync(Request(batch, 10));
+            double ms = clock.Elapsed.TotalMilliseconds;
+            var alone = new List<GeneratedImage>();
+            for (int i = 0; i < batch; i++) alone.Add((await pipeline.GenerateAsync(request with { Images = [request.Images[i]] }))[0]);
+            var (identical, max, mean) = Difference(together, alone);
+            report.Line($"batching {batching} B={batch}: {batch * 1000 / ms:F2} images/s; vs each image alone: {identical}/{batch} byte-identical, max {max}, mean {mean:F3} levels");
+            report.Set($"batching_{batching}", new JsonObject { ["images_per_s"] = batch * 1000 / ms, ["identical_alone"] = identical, ["max_levels"] = max, ["mean_levels"] = mean });
+        }
+    }
+
+    /// <summary>The same request in two fresh pipelines: with cuDNN's timed algorithm search, and with its heuristics.</summary>
+    public async Task DeterminismAsync(string directory, DiffusionOptions baseline)
+    {
+        var request = Request(2, 11);
+        foreach (var search in new[] { "EXHAUSTIVE", "HEURISTIC" })
+        {
+            var options = baseline with { Cuda = new CudaOptions { ConvAlgorithmSearch = search } };
+            var renders = new List<IReadOnlyList<GeneratedImage>>();
+            double unet = 0;
+            for (int k = 0; k < 2; k++)
+            {
+                using var pipeline = StableDiffusionPipeline.Load(directory, options);
+                renders.Add(await pipeline.GenerateAsync(request));
+                var before = pipeline.Statistics.Components.Single(c => c.Component == "unet");
+                await pipeline.GenerateAsync(request);
+                var after = pipeline.Statistics.Components.Single(c => c.Component == "unet");
+                unet = Ms(after.RunTime - before.RunTime) / Math.Max(1, after.Runs - before.Runs);
+            }
+            var (identical, max, mean) = Difference(renders[0], renders[1]);
+            report.Line($"cuDNN {search}: two fresh pipelines, same request: {identical}/{request.Images.Count} byte-identical (max {max}, mean {mean:F3} levels); UNet {unet:F2} ms per call (4 rows)");
+            report.Set($"determinism_{search}", new JsonObject { ["identical"] = identical, ["max_levels"] = max, ["unet_ms_per_call_4_rows"] = unet });
+        }
+    }
+}

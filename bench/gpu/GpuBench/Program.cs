@@ -1,0 +1,54 @@
+// GPU benchmark of the C# pipeline (bench/gpu.md). Every section runs in its own try/catch under a time budget, so a
+// failure is reported and the rest still measures; everything goes to stdout and, as JSON, to --json.
+//   GpuBench [--preset sd15-fp16] [--dir DIR] [--ep cuda|cpu] [--device 0] [--size 512] [--steps 30] [--batches 1,4,8]
+//            [--reps 3] [--fp32-preset sd15] [--json FILE]
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.ML.OnnxRuntime;
+using RenderFarm.Diffusion;
+using RenderFarm.GpuBench;
+
+CultureInfo.DefaultThreadCurrentCulture = CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+var o = BenchOptions.Parse(args);
+var report = new Report(o.JsonPath);
+report.Line($"# GpuBench {string.Join(' ', args)}; .NET {Environment.Version}, {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm:ss} UTC");
+report.Line($"ORT {OrtEnv.Instance().GetVersionString()}; providers: {string.Join(", ", OrtEnv.Instance().GetAvailableProviders())}");
+report.Line(Gpu.Describe());
+report.Set("gpu", Gpu.Describe());
+
+var bench = new Measurements(o, report);
+await report.Section("write model", () => bench.EnsureModel(o.Preset, o.Directory));
+
+var baseline = new DiffusionOptions { ExecutionProvider = o.Provider, DeviceId = o.Device, Batching = ModelBatching.Batch };
+Dictionary<int, IReadOnlyList<GeneratedImage>>? defaultImages = null;
+await report.Section("pipeline: cuDNN EXHAUSTIVE, one run per request (Batch)", async () =>
+    defaultImages = await bench.MeasureAsync("default", o.Directory, baseline, o.Batches, o.Reps));
+if (o.Provider != "cpu")
+{
+    await report.Section("pipeline: + CUDA graph", async () =>
+    {
+        var images = await bench.MeasureAsync("cuda_graph", o.Directory, baseline with { Cuda = new CudaOptions { CudaGraph = true } }, o.Batches, o.Reps);
+        if (defaultImages is not null) bench.Compare("cuda_graph vs default", defaultImages, images);
+    });
+}
+await report.Section("bare sessions (same options, UNet on fixed device buffers)", () => bench.MeasureBare("bare", o.Directory, baseline));
+if (o.Provider != "cpu")
+{
+    await report.Section("bare sessions, CUDA graph", () => bench.MeasureBare("bare_graph", o.Directory, baseline with { Cuda = new CudaOptions { CudaGraph = true } }));
+}
+await report.Section("batching: Image vs Batch", () => bench.CompareBatchingAsync(o.Directory, baseline));
+await report.Section("determinism across fresh sessions", () => bench.DeterminismAsync(o.Directory, baseline));
+if (o.Fp32Preset is { } fp32)
+{
+    var fp32Directory = o.Directory + "-" + fp32;
+    await report.Section($"{fp32} (float32) for comparison", async () =>
+    {
+        bench.EnsureModel(fp32, fp32Directory);
+        var images = await bench.MeasureAsync("fp32", fp32Directory, baseline, [1], o.Reps);
+        if (defaultImages is not null) bench.Compare("fp16 vs fp32 (same weights, rounded)", defaultImages, images);
+        Directory.Delete(fp32Directory, recursive: true); // 4 GB of disk back
+    });
+}
+report.Line(Gpu.Describe());
+report.Save();
+report.Line($"# done in {report.Elapsed.TotalSeconds:F0} s");
