@@ -89,8 +89,9 @@ public sealed class WorkerOptions
     [Range(0, 86_400)] public int StallTimeoutSeconds { get; set; } = 300;
 
     /// <summary>
-    /// Render one small 1-step image per model at start, before registering or taking work (<see cref="ModelWarmUp"/>).
-    /// A model that loads but cannot render then stops the worker with the reason instead of failing shards.
+    /// Render one small 1-step image per model at start, before taking work (<see cref="ModelWarmUp"/>; the worker is
+    /// listed as loading meanwhile). A model that loads but cannot render then stops the worker with the reason
+    /// instead of failing shards.
     /// </summary>
     public bool WarmUp { get; set; } = true;
 
