@@ -9,6 +9,7 @@
 //        node dockerfiles.mjs build REPO_ROOT DOCKERFILE SCRATCH [ARG=VALUE ...]
 import fs from "node:fs";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { spawnSync } from "node:child_process";
 import { createRequire } from "node:module";
 import { validate, ValidationSeverity } from "dockerfile-utils";
@@ -200,7 +201,7 @@ function build(repoRoot, dockerfile, scratch, overrides) {
 }
 
 // Run as a script (gpu-image.mjs imports the parser and does not want this).
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (fileURLToPath(import.meta.url) === path.resolve(process.argv[1] ?? "")) {
   const [mode, repoRoot, ...rest] = process.argv.slice(2);
   if (mode === "lint" && repoRoot) lint(repoRoot);
   else if (mode === "build" && repoRoot && rest.length >= 2) {

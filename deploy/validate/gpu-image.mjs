@@ -7,6 +7,7 @@
 //        (the overrides stand in for the Dockerfile's defaults, as --build-arg does)
 import fs from "node:fs";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { spawnSync } from "node:child_process";
 import { Checks } from "./lib.mjs";
 import { parseDockerfile, stages } from "./dockerfiles.mjs";
@@ -138,7 +139,7 @@ function finish(checks) {
   checks.finish();
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (fileURLToPath(import.meta.url) === path.resolve(process.argv[1] ?? "")) {
   const [repoRoot, published, ...kv] = process.argv.slice(2);
   if (!repoRoot || !published) {
     console.error("usage: node gpu-image.mjs REPO_ROOT PUBLISHED_DIR [CUDA_IMAGE=tag] [TENSORRT_VERSION=version]");
