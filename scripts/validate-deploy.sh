@@ -8,8 +8,11 @@
 #      build contexts / Dockerfiles / ARGs / volumes / services, scalable workers, drain timing;
 #   4. the Dockerfiles pass dockerfile-utils' validator and this project's rules;
 #   5. each Dockerfile's build stage runs for real (its `dotnet restore` + `dotnet publish`, on the context as
-#      .dockerignore filters it), in a scratch folder, so a change that breaks an image build fails here. The GPU
-#      flavour is tried too, and skipped when NuGet does not serve Microsoft.ML.OnnxRuntime.Gpu (as here).
+#      .dockerignore filters it), in a scratch folder, so a change that breaks an image build fails here; the GPU
+#      worker (FLAVOR=gpu, Microsoft.ML.OnnxRuntime.Gpu) included, on its own copy of the tree (never the CPU build's
+#      obj/bin). Then the GPU image's CUDA base is checked against the published CUDA provider: the CUDA and cuDNN
+#      majors its NEEDED libraries name must be those of worker.Dockerfile's CUDA_IMAGE (gpu-image.mjs), and the
+#      check must catch the CUDA 12.8 base the image had before.
 # Ends with one line: `deploy checks: N passed, N failed, N skipped`; exits non-zero on any failure.
 #   scripts/validate-deploy.sh [--no-build]      (--no-build: skip step 5, for a quick run)
 set -euo pipefail
@@ -135,16 +138,46 @@ if [ "$build" -eq 1 ]; then
   else
     tail -30 "$scratch/build-worker-cpu.log"; fail "image build: worker.Dockerfile (FLAVOR=cpu) build stage"
   fi
-  # GPU flavour: same commands with -p:OnnxRuntimeFlavor=gpu. It needs Microsoft.ML.OnnxRuntime.Gpu, which the
-  # NuGet feed reachable here does not serve: then the restore fails with NU1101 for exactly that package → skip.
+  # GPU flavour: the same commands with -p:OnnxRuntimeFlavor=gpu (Microsoft.ML.OnnxRuntime.Gpu; no GPU needed to
+  # restore and compile), in a scratch tree of its own.
+  gpu_app="$scratch/build-gpu/worker/app"
   mkdir -p "$scratch/build-gpu"
   if build_stage worker-gpu "$root/deploy/docker/worker.Dockerfile" "$scratch/build-gpu" FLAVOR=gpu; then
-    pass "image build: worker.Dockerfile (FLAVOR=gpu) publishes RenderFarm.Worker.dll"
-  elif grep -q 'NU1101: Unable to find package Microsoft.ML.OnnxRuntime.Gpu' "$scratch/build-worker-gpu.log" \
-    && ! grep -v 'Microsoft.ML.OnnxRuntime.Gpu' "$scratch/build-worker-gpu.log" | grep -q 'error NU'; then
-    skip "image build: worker.Dockerfile (FLAVOR=gpu): NuGet here does not serve Microsoft.ML.OnnxRuntime.Gpu"
+    if [ -f "$gpu_app/libonnxruntime_providers_cuda.so" ]; then
+      pass "image build: worker.Dockerfile (FLAVOR=gpu) publishes RenderFarm.Worker.dll with ONNX Runtime's CUDA provider"
+    else
+      fail "image build: worker.Dockerfile (FLAVOR=gpu): libonnxruntime_providers_cuda.so missing from the published output"
+    fi
   else
     tail -30 "$scratch/build-worker-gpu.log"; fail "image build: worker.Dockerfile (FLAVOR=gpu) build stage"
+  fi
+
+  # Everything else that takes ONNX Runtime through src/Diffusion (tests, benchmarks) compiles with the GPU flavour
+  # too, into scratch artifacts (the CPU build's obj/bin stay as they are); the worker was published just above.
+  echo "==> GPU flavour: projects referencing src/Diffusion build with -p:OnnxRuntimeFlavor=gpu"
+  while read -r project; do
+    if nice dotnet build "$project" -c Release -nologo -v q -p:OnnxRuntimeFlavor=gpu --artifacts-path "$scratch/gpu-artifacts" \
+      >"$scratch/gpu-build.log" 2>&1; then
+      pass "GPU flavour: $project builds with Microsoft.ML.OnnxRuntime.Gpu"
+    else
+      grep -E 'error|warning NU' "$scratch/gpu-build.log" | sort -u | tail -20; fail "GPU flavour: $project does not build with -p:OnnxRuntimeFlavor=gpu"
+    fi
+  done < <(grep -rl --include='*.csproj' 'Diffusion/RenderFarm.Diffusion.csproj' src tests bench | grep -v '^src/Worker/' | sort)
+
+  echo "==> GPU image: CUDA base vs the CUDA provider's NEEDED libraries"
+  if [ -f "$gpu_app/libonnxruntime_providers_cuda.so" ]; then
+    run_checker gpu-image.mjs "$root" "$gpu_app"
+    # The check itself: the CUDA 12.8 base the image was built on before must fail against this package.
+    old_base=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+    if (cd "$tools" && node gpu-image.mjs "$root" "$gpu_app" "CUDA_IMAGE=$old_base") >"$scratch/gpu-old.log" 2>&1; then
+      cat "$scratch/gpu-old.log"; fail "gpu image: the check passed CUDA_IMAGE=$old_base, which cannot load this CUDA provider"
+    elif grep -q "is CUDA 12: use an nvidia/cuda:" "$scratch/gpu-old.log"; then
+      pass "gpu image: the check refuses CUDA_IMAGE=$old_base ($(grep -o 'the providers NEED CUDA [0-9]*' "$scratch/gpu-old.log" | head -1), it is CUDA 12)"
+    else
+      cat "$scratch/gpu-old.log"; fail "gpu image: the check refused CUDA_IMAGE=$old_base, but not for its CUDA major"
+    fi
+  else
+    fail "gpu image: no published GPU worker to check"
   fi
 else
   skip "image build stages (--no-build)"

@@ -227,6 +227,29 @@ checks.run("workers: scalable (no container_name / host ports), coordinator URL,
   }
 });
 
+checks.run("GPU workers: one GPU each, pinned to different device ids; the TensorRT engine cache is writable", (errors) => {
+  const gpuWorkers = names.filter((n) => appOf(n) === "worker" && services[n].build?.args?.FLAVOR === "gpu");
+  const pinned = new Map();
+  for (const name of gpuWorkers) {
+    const devices = (services[name].deploy?.resources?.reservations?.devices ?? []).filter((d) => d.driver === "nvidia");
+    const ids = devices.flatMap((d) => d.device_ids ?? []);
+    // One worker process drives one GPU (Farm__DeviceId picks among the GPUs a container sees; here it sees one).
+    if (ids.length !== 1 || devices.some((d) => d.count !== undefined))
+      errors.push(`${name}: reserve exactly one GPU by device_ids (found ${ids.length ? `device_ids ${ids}` : `count ${devices.map((d) => d.count)}`})`);
+    for (const id of ids) {
+      if (pinned.has(id)) errors.push(`${name} and ${pinned.get(id)} are both pinned to GPU ${id}`);
+      pinned.set(id, name);
+    }
+  }
+  for (const name of names.filter((n) => appOf(n) === "worker")) {
+    const cache = env(services[name]).Farm__TensorRt__CacheDirectory;
+    if (!cache) continue;
+    const m = mounts(services[name]).filter((v) => cache === v.target || cache.startsWith(v.target + "/")).sort((a, b) => b.target.length - a.target.length)[0];
+    if (!m) errors.push(`${name}: Farm__TensorRt__CacheDirectory ${cache} is not on a mounted volume (engines would be rebuilt on every start)`);
+    else if (m.readOnly) errors.push(`${name}: Farm__TensorRt__CacheDirectory ${cache} is on the read-only mount ${m.target}`);
+  }
+});
+
 checks.run("GPU worker reserves an NVIDIA GPU and uses cuda; CPU worker is behind the cpu profile", (errors) => {
   const gpu = services.worker;
   const cpu = services["worker-cpu"];

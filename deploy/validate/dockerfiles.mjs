@@ -9,6 +9,7 @@
 //        node dockerfiles.mjs build REPO_ROOT DOCKERFILE SCRATCH [ARG=VALUE ...]
 import fs from "node:fs";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { spawnSync } from "node:child_process";
 import { createRequire } from "node:module";
 import { validate, ValidationSeverity } from "dockerfile-utils";
@@ -199,12 +200,15 @@ function build(repoRoot, dockerfile, scratch, overrides) {
   console.log(`OK ${path.basename(dockerfile)} (${Object.entries(overrides).map(([k, v]) => `${k}=${v}`).join(" ")}): ${entry[1]} published to ${path.relative(scratch, map(src))}`);
 }
 
-const [mode, repoRoot, ...rest] = process.argv.slice(2);
-if (mode === "lint" && repoRoot) lint(repoRoot);
-else if (mode === "build" && repoRoot && rest.length >= 2) {
-  const [dockerfile, scratch, ...kv] = rest;
-  build(repoRoot, dockerfile, scratch, Object.fromEntries(kv.map((s) => s.split("="))));
-} else {
-  console.error("usage: node dockerfiles.mjs lint REPO_ROOT | build REPO_ROOT DOCKERFILE SCRATCH [ARG=VALUE ...]");
-  process.exit(2);
+// Run as a script (gpu-image.mjs imports the parser and does not want this).
+if (fileURLToPath(import.meta.url) === path.resolve(process.argv[1] ?? "")) {
+  const [mode, repoRoot, ...rest] = process.argv.slice(2);
+  if (mode === "lint" && repoRoot) lint(repoRoot);
+  else if (mode === "build" && repoRoot && rest.length >= 2) {
+    const [dockerfile, scratch, ...kv] = rest;
+    build(repoRoot, dockerfile, scratch, Object.fromEntries(kv.map((s) => s.split("="))));
+  } else {
+    console.error("usage: node dockerfiles.mjs lint REPO_ROOT | build REPO_ROOT DOCKERFILE SCRATCH [ARG=VALUE ...]");
+    process.exit(2);
+  }
 }

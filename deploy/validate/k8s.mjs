@@ -296,7 +296,7 @@ for (const [render, rendered] of renderObjects) {
     }
   });
 
-  checks.run(`${prefix} worker: coordinator URL is the Service, models on a read-only volume, gRPC probes (ready / liveness) on the Urls port`, (errors) => {
+  checks.run(`${prefix} worker: coordinator URL is the Service, models on a read-only volume, TensorRT cache writable, gRPC probes (ready / liveness) on the Urls port`, (errors) => {
     if (!wc) return errors.push("no worker Deployment/container");
     if (worker.spec.replicas !== undefined) errors.push("worker sets replicas: KEDA owns the count (re-applying would reset it)");
     const url = resolveEnv(objects, wc, "Farm__Coordinator");
@@ -313,6 +313,16 @@ for (const [render, rendered] of renderObjects) {
       const mount = (wc.volumeMounts ?? []).find((v) => m.value === v.mountPath || m.value?.startsWith(v.mountPath + "/"));
       if (!mount) errors.push(`${m.name}=${m.value} is not on a mounted volume`);
       else if (!mount.readOnly) errors.push(`models volume ${mount.name} should be mounted readOnly`);
+    }
+    // TensorRT's engine cache must be writable and on a volume (else every pod builds its engines again, minutes).
+    const cache = resolveEnv(objects, wc, "Farm__TensorRt__CacheDirectory");
+    if (cache) {
+      const mount = (wc.volumeMounts ?? []).filter((v) => cache === v.mountPath || cache.startsWith(v.mountPath + "/"))
+        .sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
+      const volume = mount && (worker.spec.template.spec.volumes ?? []).find((v) => v.name === mount.name);
+      if (!mount) errors.push(`Farm__TensorRt__CacheDirectory ${cache} is not on a mounted volume`);
+      else if (mount.readOnly || volume?.persistentVolumeClaim?.readOnly) errors.push(`Farm__TensorRt__CacheDirectory ${cache} is on a read-only mount (${mount.mountPath})`);
+      else if (volume?.emptyDir) errors.push(`Farm__TensorRt__CacheDirectory ${cache} is on an emptyDir: engines would be rebuilt in every pod`);
     }
     // The worker's health is gRPC (service "" = ready, "liveness" = its own progress, src/Shared/Health/FarmHealth.cs):
     // an HTTP probe would see neither, and a readiness check as liveness would restart every worker in a Redis outage.

@@ -60,6 +60,23 @@ export function optionProperties(csFile) {
   return names;
 }
 
+/** Property names of a C# record or class in a file (`public T Name { get; init; }` or `set;`), by its name. */
+export function recordProperties(csFile, typeName) {
+  const text = fs.readFileSync(csFile, "utf8");
+  const start = new RegExp(`\\b(?:record|class)\\s+${typeName}\\b[^{]*\\{`).exec(text);
+  if (!start) return new Set();
+  // The type's body: up to the brace that closes the one after its name.
+  let depth = 0, end = start.index + start[0].length - 1;
+  for (; end < text.length; end++) {
+    if (text[end] === "{") depth++;
+    else if (text[end] === "}" && --depth === 0) break;
+  }
+  const body = text.slice(start.index, end);
+  const names = new Set();
+  for (const m of body.matchAll(/public\s+(?!const|static)[\w<>\[\],.? ]+?\s+(\w+)\s*\{\s*get;\s*(?:set|init);/g)) names.add(m[1]);
+  return names;
+}
+
 /**
  * The environment variables each app reads (configuration keys with "__" separators). Farm__* keys come from the
  * options classes in src/, so a renamed or removed option fails the deploy checks instead of being silently ignored.
@@ -78,8 +95,13 @@ export function configKeys(repoRoot) {
     },
     worker: {
       options: worker,
+      // Sections bound to the pipeline's provider settings (Farm__Cuda__Tf32, Farm__TensorRt__CacheDirectory).
+      nested: {
+        Cuda: recordProperties(path.join(repoRoot, "src/Diffusion/Api.cs"), "CudaOptions"),
+        TensorRt: recordProperties(path.join(repoRoot, "src/Diffusion/Api.cs"), "TensorRtOptions"),
+      },
       pending: new Set(),
-      extra: [/^Urls$/, /^HostOptions__ShutdownTimeout$/, /^CUDA_CACHE_PATH$/, ...common],
+      extra: [/^Urls$/, /^HostOptions__ShutdownTimeout$/, /^CUDA_(CACHE_PATH|DEVICE_ORDER|VISIBLE_DEVICES)$/, ...common],
     },
   };
 }
@@ -92,6 +114,8 @@ export function classifyEnv(keys, name) {
     if (keys.options.has(prop)) {
       // Dictionary-valued options (Models) take a sub-key; scalar ones must not have one.
       if (prop === "Models") return rest ? "ok" : "unknown";
+      const nested = keys.nested?.[prop];
+      if (nested) return rest && nested.has(rest.slice(2)) ? "ok" : "unknown";
       return rest ? "unknown" : "ok";
     }
     return keys.pending.has(prop) ? "pending" : "unknown";

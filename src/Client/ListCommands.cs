@@ -84,9 +84,10 @@ public static class ListCommands
 
     public static Command Workers(FarmCliHost host, GlobalOptions globals)
     {
-        var json = JsonOption("Print a JSON array (worker_id, state, models, max_batch, execution_provider, device, current_job_id, " +
-                              "current_shard, images_done, shards_failed, it_per_sec, last_seen).");
-        var command = new Command("workers", "List the farm's workers: state (idle, busy, offline, quarantined), current shard, images done, it/s.\n\n" +
+        var json = JsonOption("Print a JSON array (worker_id, state, loading, models, max_batch, execution_provider, device, current_job_id, " +
+                              "current_shard, images_done, shards_failed, it_per_sec, memory_bytes, last_seen).");
+        var command = new Command("workers", "List the farm's workers: state (loading, idle, busy, offline, quarantined), current shard, images done, it/s.\n" +
+                                             "A worker still loading or warming up its models says what it is doing (a TensorRT engine build takes minutes) and takes no shards yet.\n\n" +
                                              "Examples:\n  farm workers\n  farm workers release gpu-node-3   # after fixing a quarantined worker")
         {
             json,
@@ -101,6 +102,7 @@ public static class ListCommands
                 {
                     j.WriteString("worker_id", w.WorkerId);
                     j.WriteString("state", StateName(w.State));
+                    j.WriteString("loading", w.Loading);
                     j.WriteStartArray("models");
                     foreach (var m in w.Models) j.WriteStringValue(m);
                     j.WriteEndArray();
@@ -121,7 +123,7 @@ public static class ListCommands
                 context.Out.Write(TextTable.Format(["WORKER", "STATE", "MODELS", "DEVICE", "JOB/SHARD", "IMAGES", "FAILED", "IT/S", "LAST SEEN"],
                     response.Workers.Select(w => (IReadOnlyList<string>)
                     [
-                        w.WorkerId, StateName(w.State), string.Join(",", w.Models), Device(w),
+                        w.WorkerId, State(w), string.Join(",", w.Models), Device(w),
                         w.CurrentJobId.Length == 0 ? "-" : $"{w.CurrentJobId}/{w.CurrentShard}", N(w.ImagesDone), N(w.ShardsFailed),
                         w.ItPerSec.ToString("0.0", CultureInfo.InvariantCulture), Time(w.LastSeenUnixMs),
                     ])));
@@ -130,6 +132,9 @@ public static class ListCommands
         }));
         return command;
     }
+
+    /// <summary>The state; for a loading worker, what it is doing ("loading sd15 (building TensorRT engine)").</summary>
+    private static string State(WorkerInfo w) => w.State == WorkerState.Loading && w.Loading.Length > 0 ? w.Loading : StateName(w.State);
 
     /// <summary>Provider, device and memory, e.g. "cuda NVIDIA H100 80GB HBM3 79.6 GiB".</summary>
     private static string Device(WorkerInfo w) =>
@@ -198,6 +203,7 @@ public static class ListCommands
         WorkerState.Busy => "busy",
         WorkerState.Offline => "offline",
         WorkerState.Quarantined => "quarantined",
+        WorkerState.Loading => "loading",
         _ => "unknown",
     };
 

@@ -19,16 +19,21 @@ public sealed class CoordinatorLink : BackgroundService
         new BoundedChannelOptions(1024) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
     private readonly WorkerOptions _options;
     private readonly WorkerHello _hello;
+    private readonly ModelWarmUp _warmUp;
     private readonly ILogger<CoordinatorLink> _logger;
     private readonly GrpcChannel _channel;
     private WorkerMessage? _unsent;
     private volatile bool _connected;
     private volatile string? _quarantineReason;
 
-    public CoordinatorLink(IOptions<WorkerOptions> options, ModelCatalog models, DeviceDescription device, ILogger<CoordinatorLink> logger)
+    public CoordinatorLink(IOptions<WorkerOptions> options, ModelCatalog models, ModelWarmUp warmUp, DeviceDescription device, ILogger<CoordinatorLink> logger)
     {
         _options = options.Value;
         _logger = logger;
+        _warmUp = warmUp;
+        // Each change follows the hello that may already carry it, so the coordinator ends on the latest. The outbox
+        // holds a handful of these at most while loading (nothing else is sent then): the write cannot fail.
+        warmUp.LoadingChanged += loading => TrySend(new WorkerMessage { Status = new WorkerStatus { Loading = loading } });
         _channel = GrpcChannel.ForAddress(_options.Coordinator, new GrpcChannelOptions
         {
             MaxSendMessageSize = 64 * 1024 * 1024,
@@ -110,7 +115,9 @@ public sealed class CoordinatorLink : BackgroundService
         var headers = new Metadata();
         if (!string.IsNullOrEmpty(_options.ApiKey)) headers.Add(FarmHeaders.ApiKey, _options.ApiKey);
         using var call = client.Connect(headers, cancellationToken: broken.Token);
-        await call.RequestStream.WriteAsync(new WorkerMessage { Hello = _hello });
+        var hello = _hello.Clone();
+        hello.Loading = _warmUp.Loading; // loading or warming up its models: listed, but given no work yet
+        await call.RequestStream.WriteAsync(new WorkerMessage { Hello = hello });
         var reading = ReadCoordinatorAsync(call.ResponseStream, broken);
         _ = HeartbeatAsync(broken.Token);
         _logger.LogInformation("Connected to coordinator at {Url} as {Worker}", _options.Coordinator, _hello.WorkerId);

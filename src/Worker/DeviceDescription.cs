@@ -12,14 +12,22 @@ public sealed record DeviceDescription(string Name, ulong MemoryBytes)
 {
     private static readonly TimeSpan ProbeTimeout = TimeSpan.FromSeconds(5);
 
-    public static DeviceDescription Probe(string executionProvider, ILogger logger, string nvidiaSmi = "nvidia-smi")
+    /// <summary>Describes the device <paramref name="deviceId"/> (<c>Farm:DeviceId</c>) names for this process.</summary>
+    public static DeviceDescription Probe(string executionProvider, int deviceId, ILogger logger, string nvidiaSmi = "nvidia-smi") =>
+        Probe(executionProvider, deviceId, Environment.GetEnvironmentVariable("CUDA_VISIBLE_DEVICES"), logger, nvidiaSmi);
+
+    /// <param name="cudaVisibleDevices">The process's <c>CUDA_VISIBLE_DEVICES</c> (null: not set).</param>
+    public static DeviceDescription Probe(string executionProvider, int deviceId, string? cudaVisibleDevices, ILogger logger, string nvidiaSmi = "nvidia-smi")
     {
         var processMemory = (ulong)Math.Max(0, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes);
         if (executionProvider is not ("cuda" or "tensorrt"))
             return new(executionProvider == "cpu" ? $"cpu x{Environment.ProcessorCount}" : executionProvider, processMemory);
-        // ONNX Runtime renders on device 0 of those visible to the process: the first of CUDA_VISIBLE_DEVICES
-        // (an index or a UUID, both of which nvidia-smi -i takes) when it is set.
-        var device = Environment.GetEnvironmentVariable("CUDA_VISIBLE_DEVICES")?.Split(',')[0].Trim() is { Length: > 0 } visible ? visible : "0";
+        if (NvidiaSmiDevice(deviceId, cudaVisibleDevices) is not { } device)
+        {
+            logger.LogWarning("Device {DeviceId} is not among the GPUs visible to this process (CUDA_VISIBLE_DEVICES={Visible}); " +
+                              "reporting the device as {Provider}", deviceId, cudaVisibleDevices, executionProvider);
+            return new(executionProvider, processMemory);
+        }
         try
         {
             var info = new ProcessStartInfo(nvidiaSmi)
@@ -44,6 +52,21 @@ public sealed record DeviceDescription(string Name, ulong MemoryBytes)
             logger.LogWarning("Cannot describe the GPU ({Reason}); reporting the device as {Provider}", e.Message, executionProvider);
         }
         return new(executionProvider, processMemory);
+    }
+
+    /// <summary>
+    /// What <c>nvidia-smi -i</c> calls the GPU that ONNX Runtime's device <paramref name="deviceId"/> is: CUDA numbers
+    /// the devices <c>CUDA_VISIBLE_DEVICES</c> lists (indices or UUIDs, both of which nvidia-smi takes) from 0, and
+    /// all of them when it is not set; null when the ordinal names no visible device. nvidia-smi numbers GPUs in PCI
+    /// bus order, so CUDA must too (<c>CUDA_DEVICE_ORDER=PCI_BUS_ID</c>, set in the GPU image) for an index to mean
+    /// the same GPU to both on a machine with mixed GPUs.
+    /// </summary>
+    public static string? NvidiaSmiDevice(int deviceId, string? cudaVisibleDevices)
+    {
+        if (deviceId < 0) return null;
+        if (cudaVisibleDevices is null) return deviceId.ToString(CultureInfo.InvariantCulture);
+        var visible = cudaVisibleDevices.Split(',', StringSplitOptions.TrimEntries);
+        return deviceId < visible.Length && visible[deviceId].Length > 0 ? visible[deviceId] : null;
     }
 
     /// <summary>Reads <c>nvidia-smi --query-gpu=name,memory.total --format=csv,noheader,nounits</c>'s first line.</summary>

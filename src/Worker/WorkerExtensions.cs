@@ -28,6 +28,7 @@ public static class WorkerExtensions
             .BindConfiguration(WorkerOptions.Section)
             .ValidateDataAnnotations()
             .ValidateOnStart();
+        services.AddSingleton<IValidateOptions<WorkerOptions>, WorkerOptionsValidator>();
         services.AddSingleton<IConnectionMultiplexer>(sp =>
             FarmRedis.Connect(sp.GetRequiredService<IOptions<WorkerOptions>>().Value.Redis, "renderfarm-worker"));
         services.AddSingleton<ModelCatalog>();
@@ -37,14 +38,18 @@ public static class WorkerExtensions
         services.AddSingleton<ShardRequestBuilder>();
         services.AddSingleton<ShardRunner>();
         services.AddSingleton<RenderWatchdog>();
-        // Hosted services start in this order: models are warmed up before the worker registers or pulls.
-        services.AddSingleton<ModelWarmUp>();
-        services.AddHostedService(sp => sp.GetRequiredService<ModelWarmUp>());
-        // The link is registered before the loop so it stops after it and can drain the final reports.
-        services.AddSingleton(sp => DeviceDescription.Probe(
-            sp.GetRequiredService<IOptions<WorkerOptions>>().Value.ExecutionProvider, sp.GetRequiredService<ILogger<DeviceDescription>>()));
+        services.AddSingleton(sp =>
+        {
+            var diffusion = sp.GetRequiredService<IOptions<WorkerOptions>>().Value.ToDiffusionOptions();
+            return DeviceDescription.Probe(diffusion.ExecutionProvider, diffusion.DeviceId, sp.GetRequiredService<ILogger<DeviceDescription>>());
+        });
+        // Hosted services start in this order and stop in reverse. The link first: the worker is listed (as loading)
+        // while its models load and warm up, which the loop waits for before it pulls; the link stops last, after the
+        // loop, and can drain the final reports.
         services.AddSingleton<CoordinatorLink>();
         services.AddHostedService(sp => sp.GetRequiredService<CoordinatorLink>());
+        services.AddSingleton<ModelWarmUp>();
+        services.AddHostedService(sp => sp.GetRequiredService<ModelWarmUp>());
         services.AddSingleton<QuarantineGate>();
         services.AddHostedService<WorkerLoop>();
         AddHealth(services);

@@ -24,8 +24,30 @@ public sealed class WorkerOptions
     /// <summary>Worker credential (a key created with role worker), sent on the coordinator stream; client keys are refused.</summary>
     public string? ApiKey { get; set; }
 
-    /// <summary>cpu | cuda | tensorrt | directml.</summary>
+    /// <summary>cpu | cuda | tensorrt (the GPU ones need the GPU build, <c>-p:OnnxRuntimeFlavor=gpu</c>).</summary>
     [Required] public string ExecutionProvider { get; set; } = "cpu";
+
+    /// <summary>
+    /// The GPU this worker renders on (cuda, tensorrt): a CUDA ordinal among the devices visible to the process
+    /// (<c>CUDA_VISIBLE_DEVICES</c> when set). One worker process drives one GPU; a machine with several runs one
+    /// worker per GPU (deploy/README.md).
+    /// </summary>
+    public int DeviceId { get; set; }
+
+    /// <summary>
+    /// How a shard's images share model runs: auto (one image per run on the CPU, the whole shard per run on a GPU),
+    /// image (every image renders exactly as it would alone), batch (one run per shard).
+    /// </summary>
+    public ModelBatching Batching { get; set; } = ModelBatching.Auto;
+
+    /// <summary>CUDA provider settings (<c>Farm:Cuda:*</c>); also used by tensorrt for the nodes TensorRT does not take.</summary>
+    public CudaOptions Cuda { get; set; } = new();
+
+    /// <summary>
+    /// TensorRT provider settings (<c>Farm:TensorRt:*</c>). <see cref="TensorRtOptions.MaxBatch"/> 0 (the default
+    /// here) means <see cref="MaxBatch"/>: the engines' profile covers the largest shard this worker takes.
+    /// </summary>
+    public TensorRtOptions TensorRt { get; set; } = new() { MaxBatch = 0 };
 
     /// <summary>
     /// ONNX Runtime graph optimisation for the models. <c>ORT_ENABLE_EXTENDED</c> (default) loads an SD 1.5 UNet in
@@ -40,7 +62,13 @@ public sealed class WorkerOptions
     /// <summary>The pipeline's settings these options give.</summary>
     public DiffusionOptions ToDiffusionOptions() => new()
     {
-        ExecutionProvider = ExecutionProvider, GraphOptimization = GraphOptimization, PrepackWeights = PrepackWeights,
+        ExecutionProvider = ExecutionProvider.Trim().ToLowerInvariant(),
+        DeviceId = DeviceId,
+        GraphOptimization = GraphOptimization,
+        PrepackWeights = PrepackWeights,
+        Batching = Batching,
+        Cuda = Cuda with { ConvAlgorithmSearch = Cuda.ConvAlgorithmSearch.Trim().ToUpperInvariant() },
+        TensorRt = TensorRt with { MaxBatch = TensorRt.MaxBatch == 0 ? MaxBatch : TensorRt.MaxBatch },
     };
 
     /// <summary>Consumer name on the task streams; defaults to host name and process id.</summary>
@@ -61,8 +89,9 @@ public sealed class WorkerOptions
     [Range(0, 86_400)] public int StallTimeoutSeconds { get; set; } = 300;
 
     /// <summary>
-    /// Render one small 1-step image per model at start, before registering or taking work (<see cref="ModelWarmUp"/>).
-    /// A model that loads but cannot render then stops the worker with the reason instead of failing shards.
+    /// Render one small 1-step image per model at start, before taking work (<see cref="ModelWarmUp"/>; the worker is
+    /// listed as loading meanwhile). A model that loads but cannot render then stops the worker with the reason
+    /// instead of failing shards.
     /// </summary>
     public bool WarmUp { get; set; } = true;
 

@@ -8,7 +8,7 @@ public sealed class DeviceDescriptionTests
     [Fact]
     public void OnTheCpuAWorkerReportsItsCoresAndTheMemoryItMayUse()
     {
-        var device = DeviceDescription.Probe("cpu", NullLogger.Instance);
+        var device = DeviceDescription.Probe("cpu", 0, NullLogger.Instance);
 
         Assert.Equal($"cpu x{Environment.ProcessorCount}", device.Name);
         Assert.Equal((ulong)GC.GetGCMemoryInfo().TotalAvailableMemoryBytes, device.MemoryBytes);
@@ -18,17 +18,48 @@ public sealed class DeviceDescriptionTests
     public void OnCudaAWorkerReportsTheGpuNvidiaSmiNamesAndItsMemory()
     {
         using var dir = new TempDirectory();
-        var smi = dir.Script("nvidia-smi", """
-            #!/bin/sh
-            echo "$@" > "$(dirname "$0")/args"
-            echo "NVIDIA H100 80GB HBM3, 81559"
-            """);
+        var smi = RecordingNvidiaSmi(dir);
 
-        var device = DeviceDescription.Probe("cuda", NullLogger.Instance, smi);
+        var device = DeviceDescription.Probe("cuda", 0, cudaVisibleDevices: null, NullLogger.Instance, smi);
 
         Assert.Equal(new DeviceDescription("NVIDIA H100 80GB HBM3", 81559UL * 1024 * 1024), device);
         Assert.Equal("--query-gpu=name,memory.total --format=csv,noheader,nounits -i 0", File.ReadAllText(Path.Combine(dir.Path, "args")).Trim());
     }
+
+    [Theory]
+    [InlineData(1, null, "1")]                                   // Farm:DeviceId=1 on a machine showing every GPU
+    [InlineData(0, "2", "2")]                                    // one worker per GPU by CUDA_VISIBLE_DEVICES
+    [InlineData(1, "2,3", "3")]                                  // the DeviceId-th of the visible ones
+    [InlineData(0, "GPU-8e1c2b4a-1f2d-4c3b-9a8e-7d6c5b4a3f21", "GPU-8e1c2b4a-1f2d-4c3b-9a8e-7d6c5b4a3f21")]
+    public void TheGpuDescribedIsTheOneTheWorkerRendersOn(int deviceId, string? visible, string nvidiaSmiDevice)
+    {
+        using var dir = new TempDirectory();
+        var smi = RecordingNvidiaSmi(dir);
+
+        var device = DeviceDescription.Probe("tensorrt", deviceId, visible, NullLogger.Instance, smi);
+
+        Assert.Equal("NVIDIA H100 80GB HBM3", device.Name);
+        Assert.EndsWith($" -i {nvidiaSmiDevice}", File.ReadAllText(Path.Combine(dir.Path, "args")).Trim());
+    }
+
+    [Theory]
+    [InlineData(1, "0")]   // the only visible GPU is device 0
+    [InlineData(0, "")]    // CUDA_VISIBLE_DEVICES set empty hides every GPU
+    public void ADeviceIdThatNamesNoVisibleGpuIsReportedAsTheProviderWithoutAskingNvidiaSmi(int deviceId, string visible)
+    {
+        using var dir = new TempDirectory();
+        var smi = RecordingNvidiaSmi(dir);
+
+        Assert.Equal("cuda", DeviceDescription.Probe("cuda", deviceId, visible, NullLogger.Instance, smi).Name);
+        Assert.False(File.Exists(Path.Combine(dir.Path, "args")));
+    }
+
+    /// <summary>An nvidia-smi that records its arguments and describes one GPU.</summary>
+    private static string RecordingNvidiaSmi(TempDirectory dir) => dir.Script("nvidia-smi", """
+        #!/bin/sh
+        echo "$@" > "$(dirname "$0")/args"
+        echo "NVIDIA H100 80GB HBM3, 81559"
+        """);
 
     [Fact]
     public void WithoutNvidiaSmiOrWithAFailingOneTheProviderNameStandsForTheDevice()
@@ -36,8 +67,8 @@ public sealed class DeviceDescriptionTests
         using var dir = new TempDirectory();
         var failing = dir.Script("nvidia-smi", "#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n");
 
-        Assert.Equal("tensorrt", DeviceDescription.Probe("tensorrt", NullLogger.Instance, failing).Name);
-        Assert.Equal("cuda", DeviceDescription.Probe("cuda", NullLogger.Instance, Path.Combine(dir.Path, "missing")).Name);
+        Assert.Equal("tensorrt", DeviceDescription.Probe("tensorrt", 0, null, NullLogger.Instance, failing).Name);
+        Assert.Equal("cuda", DeviceDescription.Probe("cuda", 0, null, NullLogger.Instance, Path.Combine(dir.Path, "missing")).Name);
     }
 
     [Theory]

@@ -227,7 +227,8 @@ public sealed class FailureTests
             farm.StartWorkerAsync("broken", s => s[$"Farm:Models:{FarmCluster.Model}"] = broken));
         Assert.Contains($"model {FarmCluster.Model} loaded but cannot render", error.Message);
         Assert.Contains("do not belong together", error.Message);
-        Assert.Empty((await farm.Jobs.ListWorkersAsync(new ListWorkersRequest())).Workers);
+        // It was listed while it loaded (as loading), but never as ready for work.
+        Assert.DoesNotContain((await farm.Jobs.ListWorkersAsync(new ListWorkersRequest())).Workers, w => w.State is WorkerState.Idle or WorkerState.Busy);
 
         // A good worker warms up and renders as usual.
         await farm.StartWorkerAsync("good");

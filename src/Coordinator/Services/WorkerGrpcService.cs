@@ -57,7 +57,9 @@ public sealed class WorkerGrpcService(
         var info = new WorkerInfo
         {
             WorkerId = hello.WorkerId,
-            State = previous?.State == WorkerState.Quarantined ? WorkerState.Quarantined : WorkerState.Idle,
+            State = previous?.State == WorkerState.Quarantined ? WorkerState.Quarantined
+                : hello.Loading.Length > 0 ? WorkerState.Loading : WorkerState.Idle,
+            Loading = hello.Loading,
             MaxBatch = hello.MaxBatch,
             ExecutionProvider = hello.ExecutionProvider,
             Device = hello.Device,
@@ -103,6 +105,9 @@ public sealed class WorkerGrpcService(
                 break;
             case WorkerMessage.KindOneofCase.ShardRedelivered:
                 await reports.RedeliveredAsync(worker, message.ShardRedelivered);
+                break;
+            case WorkerMessage.KindOneofCase.Status:
+                await session.StatusAsync(message.Status);
                 break;
             case WorkerMessage.KindOneofCase.Heartbeat:
                 await session.SeenAsync();

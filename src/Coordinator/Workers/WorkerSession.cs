@@ -46,6 +46,14 @@ public sealed class WorkerSession(WorkerRegistry registry, WorkerInfo info)
         return SaveAsync(force: true);
     }
 
+    /// <summary>The worker is loading or warming up its models (what, for <c>farm workers</c>), or ready when empty.</summary>
+    public Task StatusAsync(WorkerStatus status)
+    {
+        Info.Loading = status.Loading;
+        SetState(status.Loading.Length > 0 ? WorkerState.Loading : WorkerState.Idle);
+        return SaveAsync(force: true);
+    }
+
     public Task QuarantineAsync()
     {
         Info.State = WorkerState.Quarantined;
@@ -55,7 +63,7 @@ public sealed class WorkerSession(WorkerRegistry registry, WorkerInfo info)
     /// <summary>An operator lifted the quarantine (<see cref="WorkerQuarantine"/>).</summary>
     public Task ReleaseAsync()
     {
-        if (Quarantined) Info.State = WorkerState.Idle;
+        if (Quarantined) Info.State = Info.Loading.Length > 0 ? WorkerState.Loading : WorkerState.Idle;
         return SaveAsync(force: true);
     }
 
