@@ -62,12 +62,12 @@ public sealed class WorkerOptions
     /// <summary>The pipeline's settings these options give.</summary>
     public DiffusionOptions ToDiffusionOptions() => new()
     {
-        ExecutionProvider = ExecutionProvider.Trim().ToLowerInvariant(),
+        ExecutionProvider = ExecutionProvider?.Trim().ToLowerInvariant() ?? "",
         DeviceId = DeviceId,
         GraphOptimization = GraphOptimization,
         PrepackWeights = PrepackWeights,
         Batching = Batching,
-        Cuda = Cuda with { ConvAlgorithmSearch = Cuda.ConvAlgorithmSearch.Trim().ToUpperInvariant() },
+        Cuda = Cuda with { ConvAlgorithmSearch = Cuda.ConvAlgorithmSearch?.Trim().ToUpperInvariant() ?? "" },
         TensorRt = TensorRt with { MaxBatch = TensorRt.MaxBatch == 0 ? MaxBatch : TensorRt.MaxBatch },
     };
 

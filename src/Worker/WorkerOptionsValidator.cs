@@ -10,65 +10,25 @@ namespace RenderFarm.Worker;
 /// </summary>
 public sealed class WorkerOptionsValidator : IValidateOptions<WorkerOptions>
 {
-    /// <summary>The execution providers a worker can be configured with.</summary>
-    public static readonly IReadOnlyList<string> Providers = ["cpu", "cuda", "tensorrt"];
-
-    /// <summary>cuDNN convolution algorithm searches (ONNX Runtime's <c>cudnn_conv_algo_search</c>).</summary>
-    public static readonly IReadOnlyList<string> ConvAlgorithmSearches = ["EXHAUSTIVE", "HEURISTIC", "DEFAULT"];
-
     private const string Key = WorkerOptions.Section;
 
     public ValidateOptionsResult Validate(string? name, WorkerOptions options)
     {
-        var errors = new List<string>();
-        var provider = options.ExecutionProvider?.Trim().ToLowerInvariant() ?? "";
-        if (!Providers.Contains(provider))
-        {
-            errors.Add($"{Key}:ExecutionProvider: '{options.ExecutionProvider}' is not one of {string.Join(", ", Providers)}" +
-                       (provider == "directml" ? " (no ONNX Runtime package serves DirectML on Linux)" : ""));
-        }
-        if (options.DeviceId < 0)
-            errors.Add($"{Key}:DeviceId: {options.DeviceId} is negative; it is a CUDA device ordinal (0 = the first visible GPU)");
-        if (!Enum.IsDefined(options.Batching))
-            errors.Add($"{Key}:Batching: '{options.Batching}' is not one of auto, image, batch");
-        ValidateCuda(options.Cuda, errors);
-        ValidateTensorRt(options, provider, errors);
-        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
-    }
-
-    private static void ValidateCuda(CudaOptions cuda, List<string> errors)
-    {
-        var search = cuda.ConvAlgorithmSearch?.Trim().ToUpperInvariant() ?? "";
-        if (!ConvAlgorithmSearches.Contains(search))
-            errors.Add($"{Key}:Cuda:ConvAlgorithmSearch: '{cuda.ConvAlgorithmSearch}' is not one of {string.Join(", ", ConvAlgorithmSearches)}");
-        if (cuda.MemoryLimitBytes < 0)
-            errors.Add($"{Key}:Cuda:MemoryLimitBytes: {cuda.MemoryLimitBytes} is negative (0 = the whole device)");
-    }
-
-    private static void ValidateTensorRt(WorkerOptions options, string provider, List<string> errors)
-    {
+        // The pipeline's own rules, under the worker's keys (TensorRt.MinSize → Farm:TensorRt:MinSize) ...
+        var errors = DiffusionOptionsValidator.Check(options.ToDiffusionOptions())
+            .Select(p => $"{Key}:{p.Setting.Replace('.', ':')}: {p.Message}")
+            .ToList();
+        // ... and the worker's: the engines must cover the shards the worker takes, and be saved where it can write.
         var trt = options.TensorRt;
-        foreach (var (key, value) in new[] { ("MinSize", trt.MinSize), ("OptimalSize", trt.OptimalSize), ("MaxSize", trt.MaxSize) })
-        {
-            if (value <= 0 || value % 8 != 0)
-                errors.Add($"{Key}:TensorRt:{key}: {value} is not a positive multiple of 8 (an image side in pixels)");
-        }
-        if (!(trt.MinSize <= trt.OptimalSize && trt.OptimalSize <= trt.MaxSize))
-        {
-            errors.Add($"{Key}:TensorRt: the profile sizes must satisfy MinSize <= OptimalSize <= MaxSize " +
-                       $"(they are {trt.MinSize}, {trt.OptimalSize}, {trt.MaxSize})");
-        }
-        if (trt.MaxBatch < 0)
-            errors.Add($"{Key}:TensorRt:MaxBatch: {trt.MaxBatch} is negative (0 or unset = {Key}:MaxBatch)");
-        else if (trt.MaxBatch > 0 && trt.MaxBatch < options.MaxBatch)
+        if (trt.MaxBatch > 0 && trt.MaxBatch < options.MaxBatch)
         {
             errors.Add($"{Key}:TensorRt:MaxBatch: {trt.MaxBatch} is below {Key}:MaxBatch ({options.MaxBatch}): the worker takes shards " +
                        $"of up to {Key}:MaxBatch images, which the engines' profile must cover");
         }
-        if (trt.MaxWorkspaceBytes < 0)
-            errors.Add($"{Key}:TensorRt:MaxWorkspaceBytes: {trt.MaxWorkspaceBytes} is negative (0 = TensorRT's default)");
-        if (provider == "tensorrt" && !string.IsNullOrWhiteSpace(trt.CacheDirectory) && CacheProblem(trt.CacheDirectory) is { } problem)
+        bool tensorRt = string.Equals(options.ExecutionProvider?.Trim(), "tensorrt", StringComparison.OrdinalIgnoreCase);
+        if (tensorRt && !string.IsNullOrWhiteSpace(trt.CacheDirectory) && CacheProblem(trt.CacheDirectory) is { } problem)
             errors.Add($"{Key}:TensorRt:CacheDirectory: '{trt.CacheDirectory}' {problem}");
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
 
     /// <summary>

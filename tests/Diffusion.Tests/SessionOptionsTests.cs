@@ -58,8 +58,8 @@ public class ProviderOptionsTests(PresetModels models) : IClassFixture<PresetMod
     }
 
     [Theory]
-    [InlineData("cuda", "Cuda.ConvAlgorithmSearch 'FASTEST' is not one of EXHAUSTIVE, HEURISTIC, DEFAULT")]
-    [InlineData("tensorrt", "TensorRt sizes must satisfy MinSize ≤ OptimalSize ≤ MaxSize (they are 512, 256, 1024)")]
+    [InlineData("cuda", "Cuda.ConvAlgorithmSearch: 'FASTEST' is not one of EXHAUSTIVE, HEURISTIC, DEFAULT")]
+    [InlineData("tensorrt", "TensorRt: the profile sizes must satisfy MinSize <= OptimalSize <= MaxSize (they are 512, 256, 1024)")]
     public void InvalidProviderSettingsFailTheLoadNamingTheSetting(string provider, string message)
     {
         var options = provider == "cuda"

@@ -91,7 +91,7 @@ public sealed class WorkerOptionsTests
     [InlineData("Farm:TensorRt:MaxSize", "1020", "Farm:TensorRt:MaxSize: 1020 is not a positive multiple of 8")]
     [InlineData("Farm:TensorRt:OptimalSize", "2048", "MinSize <= OptimalSize <= MaxSize (they are 256, 2048, 1024)")]
     [InlineData("Farm:TensorRt:MinSize", "768", "MinSize <= OptimalSize <= MaxSize (they are 768, 512, 1024)")]
-    [InlineData("Farm:TensorRt:MaxBatch", "-2", "Farm:TensorRt:MaxBatch: -2 is negative")]
+    [InlineData("Farm:TensorRt:MaxBatch", "-2", "Farm:TensorRt:MaxBatch: -2 is below 1")]
     [InlineData("Farm:TensorRt:MaxBatch", "4", "Farm:TensorRt:MaxBatch: 4 is below Farm:MaxBatch (8)")]
     [InlineData("Farm:TensorRt:MaxWorkspaceBytes", "-1", "Farm:TensorRt:MaxWorkspaceBytes: -1 is negative")]
     public void AWorkerWithABadDeviceOrProviderSettingDoesNotStartAndTheErrorNamesTheKey(string key, string value, string error)

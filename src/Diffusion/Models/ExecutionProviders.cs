@@ -9,8 +9,6 @@ namespace RenderFarm.Diffusion.Models;
 /// </summary>
 internal static class ExecutionProviders
 {
-    public static readonly IReadOnlyList<string> Valid = ["cpu", "cuda", "tensorrt"];
-
     /// <summary>ONNX Runtime's name for each of our provider names.</summary>
     public static readonly IReadOnlyDictionary<string, string> OrtNames = new Dictionary<string, string>
     {
@@ -18,9 +16,6 @@ internal static class ExecutionProviders
         ["cuda"] = "CUDAExecutionProvider",
         ["tensorrt"] = "TensorrtExecutionProvider",
     };
-
-    /// <summary>cuDNN's convolution algorithm choices (ONNX Runtime's <c>cudnn_conv_algo_search</c>).</summary>
-    public static readonly IReadOnlyList<string> ConvAlgorithmSearches = ["EXHAUSTIVE", "HEURISTIC", "DEFAULT"];
 
     /// <summary>Whether the sessions run on the CPU provider (bound inputs are then read in place, never copied).</summary>
     public static bool IsCpu(DiffusionOptions options) => Provider(options) == "cpu";
@@ -30,33 +25,13 @@ internal static class ExecutionProviders
 
     private static string Provider(DiffusionOptions options) => (options.ExecutionProvider ?? "cpu").Trim().ToLowerInvariant();
 
-    /// <summary>Checks the options that do not need a model: the provider name, threads, and the provider settings.</summary>
+    /// <summary>Refuses options that cannot work (<see cref="DiffusionOptionsValidator"/>), naming the first problem.</summary>
     public static void Validate(DiffusionOptions options)
     {
-        var provider = Provider(options);
-        if (!Valid.Contains(provider))
+        if (DiffusionOptionsValidator.Check(options) is [var first, ..])
         {
-            throw new ModelLoadException(
-                $"Unknown execution provider '{options.ExecutionProvider}'; valid values are {string.Join(", ", Valid)}.");
+            throw new ModelLoadException($"Invalid pipeline options: {first}.");
         }
-        if (options.IntraOpThreads < 0)
-        {
-            throw new ModelLoadException($"IntraOpThreads must be 0 (ONNX Runtime's default) or positive, not {options.IntraOpThreads}.");
-        }
-        if (options.DeviceId < 0)
-        {
-            throw new ModelLoadException($"DeviceId must be a GPU ordinal (0 or more), not {options.DeviceId}.");
-        }
-        if (!ConvAlgorithmSearches.Contains(options.Cuda.ConvAlgorithmSearch?.ToUpperInvariant()))
-        {
-            throw new ModelLoadException(
-                $"Cuda.ConvAlgorithmSearch '{options.Cuda.ConvAlgorithmSearch}' is not one of {string.Join(", ", ConvAlgorithmSearches)}.");
-        }
-        if (options.Cuda.MemoryLimitBytes < 0)
-        {
-            throw new ModelLoadException($"Cuda.MemoryLimitBytes must be 0 (no limit) or positive, not {options.Cuda.MemoryLimitBytes}.");
-        }
-        TensorRtProfiles.Validate(options.TensorRt);
     }
 
     /// <summary>

@@ -21,28 +21,6 @@ internal static class TensorRtProfiles
     /// <summary>Prompt windows a profile covers (75 tokens each); longer prompts fall outside it.</summary>
     private const int MaxWindows = 3;
 
-    public static void Validate(TensorRtOptions options)
-    {
-        if (options.MaxBatch < 1)
-        {
-            throw new ModelLoadException($"TensorRt.MaxBatch must be at least 1, not {options.MaxBatch}.");
-        }
-        if (options.MinSize < VaeFactor || options.MinSize % VaeFactor != 0 || options.OptimalSize % VaeFactor != 0 || options.MaxSize % VaeFactor != 0)
-        {
-            throw new ModelLoadException(
-                $"TensorRt.MinSize, OptimalSize and MaxSize must be positive multiples of {VaeFactor} (they are {options.MinSize}, {options.OptimalSize}, {options.MaxSize}).");
-        }
-        if (!(options.MinSize <= options.OptimalSize && options.OptimalSize <= options.MaxSize))
-        {
-            throw new ModelLoadException(
-                $"TensorRt sizes must satisfy MinSize ≤ OptimalSize ≤ MaxSize (they are {options.MinSize}, {options.OptimalSize}, {options.MaxSize}).");
-        }
-        if (options.MaxWorkspaceBytes < 0)
-        {
-            throw new ModelLoadException($"TensorRt.MaxWorkspaceBytes must be 0 (TensorRT's default) or positive, not {options.MaxWorkspaceBytes}.");
-        }
-    }
-
     /// <summary>The profile of <paramref name="component"/> with these <paramref name="inputs"/>.</summary>
     public static TensorRtProfile For(string component, IReadOnlyDictionary<string, NodeMetadata> inputs, TensorRtOptions options)
     {
