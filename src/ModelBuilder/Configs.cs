@@ -67,6 +67,7 @@ public enum ModelFamily { StableDiffusion, StableDiffusionInpaint, StableDiffusi
 /// <see cref="FloatType"/> is the weights' and the inputs'/outputs' type, <see cref="ComputeType"/> the activations'
 /// (float16 for a model exported in half precision, float32 where only the storage is float16).
 /// <see cref="FullSize"/> presets take gigabytes and minutes: benchmarks write them, tests do not.
+/// <see cref="FusedAttention"/>: see <see cref="GraphOptions"/>.
 /// </summary>
 public sealed record PresetDefinition(
     string Name,
@@ -83,7 +84,8 @@ public sealed record PresetDefinition(
     string PredictionType = "epsilon",
     int SampleSize = 64,
     ElementType ComputeType = ElementType.Float,
-    bool FullSize = false)
+    bool FullSize = false,
+    bool FusedAttention = false)
 {
     /// <summary>SDXL's UNet cross-attends to both encoders' penultimate states, concatenated.</summary>
     public int ContextDim => UNet.ContextDim;

@@ -36,18 +36,19 @@ public static class ModelDirectoryWriter
     public static IReadOnlyList<ComponentGraph> BuildGraphs(PresetDefinition p, int? vocabSize = null)
     {
         int vocab = vocabSize ?? p.VocabSize ?? ClipBpeVocabulary.Learn().Size;
+        var options = new GraphOptions(p.FloatType, p.ComputeType, p.FusedAttention);
         var list = new List<ComponentGraph>
         {
-            new("text_encoder", ClipTextEncoderBuilder.Build(p.TextEncoder, vocab, p.InputIdsType, p.FloatType, p.ComputeType)),
+            new("text_encoder", ClipTextEncoderBuilder.Build(p.TextEncoder, vocab, p.InputIdsType, options)),
         };
         if (p.TextEncoder2 is { } te2)
         {
-            var g2 = ClipTextEncoderBuilder.Build(te2, vocab, p.InputIdsType, p.FloatType, p.ComputeType);
+            var g2 = ClipTextEncoderBuilder.Build(te2, vocab, p.InputIdsType, options);
             list.Add(new("text_encoder_2", g2));
         }
-        list.Add(new("unet", UNetBuilder.Build(p.UNet, p.FloatType, p.TimestepType, p.ComputeType)));
-        list.Add(new("vae_decoder", VaeBuilder.BuildDecoder(p.Vae, p.FloatType, p.ComputeType)));
-        list.Add(new("vae_encoder", VaeBuilder.BuildEncoder(p.Vae, p.FloatType, p.ComputeType)));
+        list.Add(new("unet", UNetBuilder.Build(p.UNet, p.TimestepType, options)));
+        list.Add(new("vae_decoder", VaeBuilder.BuildDecoder(p.Vae, options)));
+        list.Add(new("vae_encoder", VaeBuilder.BuildEncoder(p.Vae, options)));
         return list;
     }
 

@@ -53,6 +53,11 @@ public static class ModelPresets
         },
         Tiny with
         {
+            Name = "tiny-mha", FusedAttention = true,
+            Description = "tiny with attention fused into com.microsoft.MultiHeadAttention, as ONNX Runtime's SD optimiser writes it",
+        },
+        Tiny with
+        {
             Name = "tiny-sdxl", Family = ModelFamily.StableDiffusionXL,
             Description = "SDXL structure: two text encoders (hidden_states.*, text_embeds), text_embeds + time_ids UNet",
             TextEncoder = TinyText with { OutputHiddenStates = true },
@@ -67,6 +72,12 @@ public static class ModelPresets
         {
             Name = "sd15-fp16", FloatType = ElementType.Float16, TimestepType = ElementType.Float16, ComputeType = ElementType.Float16,
             Description = "sd15 exported in half precision (diffusers' --fp16 export): float16 weights, inputs, outputs and activations; ~2.1 GB, for GPUs",
+        },
+        Sd15 with
+        {
+            Name = "sd15-fp16-mha", FloatType = ElementType.Float16, TimestepType = ElementType.Float16, ComputeType = ElementType.Float16,
+            FusedAttention = true,
+            Description = "sd15-fp16 with attention fused into com.microsoft.MultiHeadAttention (ONNX Runtime's SD optimiser's form); for GPUs",
         },
     ];
 

@@ -65,6 +65,8 @@ public static class OnnxModelWriter
             Graph = g,
         };
         model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = Opset });
+        if (g.Node.Any(n => n.Domain == GraphBuilder.MicrosoftDomain))
+            model.OpsetImport.Add(new OperatorSetIdProto { Domain = GraphBuilder.MicrosoftDomain, Version = 1 });
         using var file = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20);
         model.WriteTo(file);
     }

@@ -17,10 +17,12 @@ public class HalfPrecisionComputeTests(ModelDirectoryFixture models)
     private const int Float = (int)TensorProto.Types.DataType.Float;
     private const int Float16 = (int)TensorProto.Types.DataType.Float16;
 
-    [Fact]
-    public void Sd15Fp16StoresAndComputesInFloat16()
+    [Theory]
+    [InlineData("sd15-fp16")]
+    [InlineData("sd15-fp16-mha")]
+    public void Sd15Fp16StoresAndComputesInFloat16(string preset)
     {
-        foreach (var (folder, graph) in ModelDirectoryWriter.BuildGraphs(ModelPresets.Get("sd15-fp16")))
+        foreach (var (folder, graph) in ModelDirectoryWriter.BuildGraphs(ModelPresets.Get(preset)))
         {
             var parameters = graph.Initializers.Where(i => i.IsParameter).Select(i => i.Name).ToHashSet();
             Assert.All(graph.Initializers.Where(i => i.IsParameter), i => Assert.Equal(ElementType.Float16, i.Type));
@@ -31,6 +33,23 @@ public class HalfPrecisionComputeTests(ModelDirectoryFixture models)
             Assert.All(toFloat32, name => Assert.True(name.StartsWith("time_proj/", StringComparison.Ordinal) || name.StartsWith("pooler/", StringComparison.Ordinal), $"{folder}: {name}"));
             Assert.All(graph.Inputs.Where(i => i.Name != "input_ids"), i => Assert.Equal(ElementType.Float16, i.Type));
             Assert.All(graph.Outputs, o => Assert.Equal(ElementType.Float16, o.Type));
+        }
+    }
+
+    [Fact]
+    public void FusedAttentionPresetsWriteEveryUnmaskedAttentionAsOneMultiHeadAttentionNode()
+    {
+        foreach (var preset in new[] { "tiny-mha", "sd15-fp16-mha" })
+        {
+            var graphs = ModelDirectoryWriter.BuildGraphs(ModelPresets.Get(preset)).ToDictionary(g => g.Folder, g => g.Graph);
+            // Transformer blocks × (self + cross) attention: sd15 16 (down 3×2, mid 1, up 3×3), tiny 4 (down 1, mid 1,
+            // up 2); each VAE has one mid-block attention.
+            int expected = preset == "sd15-fp16-mha" ? 32 : 8;
+            Assert.Equal(expected, graphs["unet"].Nodes.Count(n => n.OpType == "MultiHeadAttention" && n.Domain == GraphBuilder.MicrosoftDomain));
+            Assert.DoesNotContain(graphs["unet"].Nodes, n => n.OpType == "Softmax");
+            Assert.Single(graphs["vae_decoder"].Nodes, n => n.OpType == "MultiHeadAttention");
+            // CLIP's attention is causal (masked): it stays the plain chain.
+            Assert.DoesNotContain(graphs["text_encoder"].Nodes, n => n.OpType == "MultiHeadAttention");
         }
     }
 

@@ -20,9 +20,11 @@ public class PresetSignatureTests(ModelDirectoryFixture models)
         new Expectation("tiny-fp16", typeof(Float16), typeof(Float16), typeof(int), 4, 32, 32, false),
         new Expectation("tiny-int64-timestep", typeof(float), typeof(long), typeof(long), 4, 32, 32, false),
         new Expectation("tiny-sd2", typeof(float), typeof(float), typeof(int), 4, 1024, 1024, false),
+        new Expectation("tiny-mha", typeof(float), typeof(float), typeof(int), 4, 32, 32, false),
         new Expectation("tiny-sdxl", typeof(float), typeof(float), typeof(int), 4, 64, 32, true),
         new Expectation("sd15", typeof(float), typeof(float), typeof(int), 4, 768, 768, false),
         new Expectation("sd15-fp16", typeof(Float16), typeof(Float16), typeof(int), 4, 768, 768, false),
+        new Expectation("sd15-fp16-mha", typeof(Float16), typeof(Float16), typeof(int), 4, 768, 768, false),
     }.ToDictionary(e => e.Preset);
 
     public static TheoryData<string> FullSizePresets => new(ModelPresets.Names.Except(ModelPresets.SmallNames));

@@ -10,9 +10,10 @@ namespace RenderFarm.ModelBuilder.Components;
 /// </summary>
 public static class ClipTextEncoderBuilder
 {
-    public static GraphBuilder Build(TextEncoderConfig c, int vocabSize, ElementType idsType, ElementType floatType, ElementType computeType = ElementType.Float)
+    public static GraphBuilder Build(TextEncoderConfig c, int vocabSize, ElementType idsType, GraphOptions options)
     {
-        var g = new GraphBuilder("text_encoder", floatType, computeType);
+        var g = new GraphBuilder("text_encoder", options);
+        var floatType = options.WeightType;
         long h = c.Hidden, s = c.MaxPositions;
         string ids = g.AddInput("input_ids", idsType, "batch", s);
         const string p = "text_model";

@@ -10,9 +10,10 @@ namespace RenderFarm.ModelBuilder.Components;
 /// </summary>
 public static class UNetBuilder
 {
-    public static GraphBuilder Build(UNetConfig c, ElementType floatType, ElementType timestepType, ElementType computeType = ElementType.Float)
+    public static GraphBuilder Build(UNetConfig c, ElementType timestepType, GraphOptions options)
     {
-        var g = new GraphBuilder("unet", floatType, computeType);
+        var g = new GraphBuilder("unet", options);
+        var floatType = options.WeightType;
         int n = c.BlockOut.Length;
         string sample = g.AddInput("sample", floatType, "batch", c.InChannels, "height", "width");
         string timestep = g.AddInput("timestep", timestepType, "steps");

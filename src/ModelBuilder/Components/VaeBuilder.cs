@@ -9,9 +9,10 @@ namespace RenderFarm.ModelBuilder.Components;
 /// </summary>
 public static class VaeBuilder
 {
-    public static GraphBuilder BuildDecoder(VaeConfig c, ElementType floatType, ElementType computeType = ElementType.Float)
+    public static GraphBuilder BuildDecoder(VaeConfig c, GraphOptions options)
     {
-        var g = new GraphBuilder("vae_decoder", floatType, computeType);
+        var g = new GraphBuilder("vae_decoder", options);
+        var floatType = options.WeightType;
         int n = c.BlockOut.Length;
         long latent = c.LatentChannels, top = c.BlockOut[^1];
         string z = g.AddInput("latent_sample", floatType, "batch", latent, "latent_height", "latent_width");
@@ -38,9 +39,10 @@ public static class VaeBuilder
         return g;
     }
 
-    public static GraphBuilder BuildEncoder(VaeConfig c, ElementType floatType, ElementType computeType = ElementType.Float)
+    public static GraphBuilder BuildEncoder(VaeConfig c, GraphOptions options)
     {
-        var g = new GraphBuilder("vae_encoder", floatType, computeType);
+        var g = new GraphBuilder("vae_encoder", options);
+        var floatType = options.WeightType;
         int n = c.BlockOut.Length;
         long latent = c.LatentChannels, c0 = c.BlockOut[0], top = c.BlockOut[^1];
         string image = g.AddInput("sample", floatType, "batch", c.ImageChannels, "height", "width");

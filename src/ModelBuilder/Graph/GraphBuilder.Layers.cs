@@ -83,6 +83,12 @@ public sealed partial class GraphBuilder
         string q = Linear(x, $"{p}.{names.Query}", queryDim, inner, qkvBias);
         string k = Linear(kv, $"{p}.{names.Key}", contextDim, inner, qkvBias);
         string v = Linear(kv, $"{p}.{names.Value}", contextDim, inner, qkvBias);
+        if (FusedAttention && mask is null)
+        {
+            // softmax(q·kᵀ/√d)·v per head on [B, S, heads·d]: the same computation in one node (its default scale is 1/√d).
+            string fused = DomainOp(MicrosoftDomain, "MultiHeadAttention", p, [q, k, v], 1, new Attr("num_heads", heads))[0];
+            return Linear(fused, $"{p}.{names.Out}", inner, queryDim);
+        }
 
         q = Transpose(p, Reshape(p, Mul(p, q, Scalar(1.0 / Math.Sqrt(headDim))), 0, 0, heads, headDim), 0, 2, 1, 3);
         k = Transpose(p, Reshape(p, k, 0, 0, heads, headDim), 0, 2, 3, 1);

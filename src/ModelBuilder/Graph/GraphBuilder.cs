@@ -38,13 +38,25 @@ public readonly record struct Attr(string Name, object Value)
 public sealed record GraphValue(string Name, ElementType Type, IReadOnlyList<Dim> Dims);
 
 /// <summary>
-/// Builds an ONNX graph: nodes, inputs, outputs and lazily generated initializers. Activations are
-/// <see cref="ComputeType"/> (float32, or float16 as a torch model in half precision computes); parameters are stored
-/// in <see cref="WeightType"/> (float16 parameters of a float32 graph get a Cast, which ORT folds at load). What
-/// torch computes in float32 even in half precision (the sinusoidal timestep embedding, Resize's scales) stays float32.
+/// How a component's graph is written: <see cref="WeightType"/> stores the parameters (and types the inputs and
+/// outputs), <see cref="ComputeType"/> types the activations (float16 as a torch model in half precision computes;
+/// float16 parameters of a float32 graph get a Cast, which ORT folds at load), and <see cref="FusedAttention"/> writes
+/// unmasked attention as one com.microsoft.MultiHeadAttention node, as ONNX Runtime's Stable Diffusion optimiser leaves
+/// an export, instead of the MatMul/Softmax/MatMul chain of a torch export (on a GPU the fused kernel never
+/// materialises the [B, heads, S, S] scores).
 /// </summary>
-public sealed partial class GraphBuilder(string name, ElementType weightType = ElementType.Float, ElementType computeType = ElementType.Float)
+public sealed record GraphOptions(ElementType WeightType = ElementType.Float, ElementType ComputeType = ElementType.Float, bool FusedAttention = false);
+
+/// <summary>
+/// Builds an ONNX graph: nodes, inputs, outputs and lazily generated initializers, as <see cref="GraphOptions"/> says.
+/// What torch computes in float32 even in half precision (the sinusoidal timestep embedding, Resize's scales) stays
+/// float32.
+/// </summary>
+public sealed partial class GraphBuilder(string name, GraphOptions? options = null)
 {
+    /// <summary>ONNX Runtime's contrib operator domain (MultiHeadAttention, …).</summary>
+    public const string MicrosoftDomain = "com.microsoft";
+
     private readonly List<NodeProto> _nodes = [];
     private readonly List<Initializer> _initializers = [];
     private readonly HashSet<string> _names = [];
@@ -54,8 +66,11 @@ public sealed partial class GraphBuilder(string name, ElementType weightType = E
     private int _counter;
 
     public string Name { get; } = name;
-    public ElementType WeightType { get; } = weightType;
-    public ElementType ComputeType { get; } = computeType;
+    private readonly GraphOptions _options = options ?? new GraphOptions();
+
+    public ElementType WeightType => _options.WeightType;
+    public ElementType ComputeType => _options.ComputeType;
+    public bool FusedAttention => _options.FusedAttention;
     public IReadOnlyList<NodeProto> Nodes => _nodes;
     public IReadOnlyList<Initializer> Initializers => _initializers;
     public IReadOnlyList<GraphValue> Inputs => _inputs;
@@ -86,12 +101,17 @@ public sealed partial class GraphBuilder(string name, ElementType weightType = E
     public string Op(string opType, string scope, string[] inputs, params Attr[] attrs) =>
         Op(opType, scope, inputs, 1, attrs)[0];
 
-    public string[] Op(string opType, string scope, string[] inputs, int outputCount, params Attr[] attrs)
+    public string[] Op(string opType, string scope, string[] inputs, int outputCount, params Attr[] attrs) =>
+        DomainOp("", opType, scope, inputs, outputCount, attrs);
+
+    /// <summary>A node of operator domain <paramref name="domain"/> ("" = ONNX's).</summary>
+    public string[] DomainOp(string domain, string opType, string scope, string[] inputs, int outputCount, params Attr[] attrs)
     {
         string nodeName = Unique($"{scope}/{opType}");
         var outputs = Enumerable.Range(0, outputCount)
             .Select(i => Unique(outputCount == 1 ? $"{nodeName}_output" : $"{nodeName}_output_{i}")).ToArray();
         Emit(opType, inputs, outputs, nodeName, attrs);
+        _nodes[^1].Domain = domain;
         return outputs;
     }
 
