@@ -2,8 +2,13 @@ namespace RenderFarm.GpuBench;
 
 /// <summary>Command-line settings (see Program.cs).</summary>
 internal sealed record BenchOptions(string Preset, string Directory, string Provider, int Device, int Size, int Steps,
-    int[] Batches, int Reps, string? Fp32Preset, string? JsonPath)
+    int[] Batches, int Reps, string? Fp32Preset, string? JsonPath, IReadOnlySet<string> Sections)
 {
+    /// <summary>Every section, in the order they run; --sections picks some.</summary>
+    public static readonly string[] AllSections = ["default", "graph", "bare", "batching", "determinism", "fp32"];
+
+    public bool Runs(string section) => Sections.Contains(section);
+
     public static BenchOptions Parse(string[] args)
     {
         string? Get(string name)
@@ -23,6 +28,7 @@ internal sealed record BenchOptions(string Preset, string Directory, string Prov
             (Get("--batches") ?? "1,4,8").Split(',').Select(int.Parse).ToArray(),
             int.Parse(Get("--reps") ?? "3"),
             Get("--fp32-preset") is { } fp32 && fp32 != "none" ? fp32 : null,
-            Get("--json"));
+            Get("--json"),
+            (Get("--sections")?.Split(',') ?? AllSections).ToHashSet());
     }
 }

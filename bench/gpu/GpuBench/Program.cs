@@ -1,7 +1,7 @@
 // GPU benchmark of the C# pipeline (bench/gpu.md). Every section runs in its own try/catch under a time budget, so a
 // failure is reported and the rest still measures; everything goes to stdout and, as JSON, to --json.
 //   GpuBench [--preset sd15-fp16] [--dir DIR] [--ep cuda|cpu] [--device 0] [--size 512] [--steps 30] [--batches 1,4,8]
-//            [--reps 3] [--fp32-preset sd15] [--json FILE]
+//            [--reps 3] [--fp32-preset sd15|none] [--json FILE] [--sections default,graph,bare,batching,determinism,fp32]
 using System.Diagnostics;
 using System.Globalization;
 using Microsoft.ML.OnnxRuntime;
@@ -21,9 +21,9 @@ await report.Section("write model", () => bench.EnsureModel(o.Preset, o.Director
 
 var baseline = new DiffusionOptions { ExecutionProvider = o.Provider, DeviceId = o.Device, Batching = ModelBatching.Batch };
 Dictionary<int, IReadOnlyList<GeneratedImage>>? defaultImages = null;
-await report.Section("pipeline: cuDNN EXHAUSTIVE, one run per request (Batch)", async () =>
+if (o.Runs("default")) await report.Section("pipeline: cuDNN EXHAUSTIVE, one run per request (Batch)", async () =>
     defaultImages = await bench.MeasureAsync("default", o.Directory, baseline, o.Batches, o.Reps));
-if (o.Provider != "cpu")
+if (o.Provider != "cpu" && o.Runs("graph"))
 {
     await report.Section("pipeline: + CUDA graph", async () =>
     {
@@ -31,14 +31,14 @@ if (o.Provider != "cpu")
         if (defaultImages is not null) bench.Compare("cuda_graph vs default", defaultImages, images);
     });
 }
-await report.Section("bare sessions (same options, UNet on fixed device buffers)", () => bench.MeasureBare("bare", o.Directory, baseline));
-if (o.Provider != "cpu")
+if (o.Runs("bare")) await report.Section("bare sessions (same options, UNet on fixed device buffers)", () => bench.MeasureBare("bare", o.Directory, baseline));
+if (o.Provider != "cpu" && o.Runs("bare") && o.Runs("graph"))
 {
     await report.Section("bare sessions, CUDA graph", () => bench.MeasureBare("bare_graph", o.Directory, baseline with { Cuda = new CudaOptions { CudaGraph = true } }));
 }
-await report.Section("batching: Image vs Batch", () => bench.CompareBatchingAsync(o.Directory, baseline));
-await report.Section("determinism across fresh sessions", () => bench.DeterminismAsync(o.Directory, baseline));
-if (o.Fp32Preset is { } fp32)
+if (o.Runs("batching")) await report.Section("batching: Image vs Batch", () => bench.CompareBatchingAsync(o.Directory, baseline));
+if (o.Runs("determinism")) await report.Section("determinism across fresh sessions", () => bench.DeterminismAsync(o.Directory, baseline));
+if (o.Fp32Preset is { } fp32 && o.Runs("fp32"))
 {
     var fp32Directory = o.Directory + "-" + fp32;
     await report.Section($"{fp32} (float32) for comparison", async () =>
