@@ -48,6 +48,7 @@ public sealed class StableDiffusionPipeline : IDisposable
     private readonly IReadOnlyList<OnnxComponent> _components;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly Workspace _workspace = new();
+    private readonly ModelThread _modelThread = new("diffusion models");
     private readonly Lock _statisticsLock = new();
     private long _requests;
     private long _images;
@@ -218,7 +219,8 @@ public sealed class StableDiffusionPipeline : IDisposable
         try
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            pixels = await Task.Run(() => Generate(request, scheduler, progress, cancellationToken), cancellationToken).ConfigureAwait(false);
+            cancellationToken.ThrowIfCancellationRequested();
+            pixels = await _modelThread.RunAsync(() => Generate(request, scheduler, progress, cancellationToken)).ConfigureAwait(false);
         }
         finally
         {
@@ -651,6 +653,7 @@ public sealed class StableDiffusionPipeline : IDisposable
                 return;
             }
             _disposed = true;
+            _modelThread.Dispose();
             _prompts.Dispose();
             _unet.Dispose();
             _vaeDecoder.Dispose();
