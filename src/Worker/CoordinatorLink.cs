@@ -25,9 +25,12 @@ public sealed class CoordinatorLink : BackgroundService
     private volatile bool _connected;
     private volatile string? _quarantineReason;
 
-    public CoordinatorLink(IOptions<WorkerOptions> options, ModelCatalog models, DeviceDescription device, ILogger<CoordinatorLink> logger)
+    private readonly ModelMemory _memory;
+
+    public CoordinatorLink(IOptions<WorkerOptions> options, ModelCatalog models, DeviceDescription device, ModelMemory memory, ILogger<CoordinatorLink> logger)
     {
         _options = options.Value;
+        _memory = memory;
         _logger = logger;
         _channel = GrpcChannel.ForAddress(_options.Coordinator, new GrpcChannelOptions
         {
@@ -110,7 +113,10 @@ public sealed class CoordinatorLink : BackgroundService
         var headers = new Metadata();
         if (!string.IsNullOrEmpty(_options.ApiKey)) headers.Add(FarmHeaders.ApiKey, _options.ApiKey);
         using var call = client.Connect(headers, cancellationToken: broken.Token);
-        await call.RequestStream.WriteAsync(new WorkerMessage { Hello = _hello });
+        // What it has learnt about its memory goes with every hello: a new coordinator (or replica) knows it at once.
+        var hello = _hello.Clone();
+        hello.Limits.AddRange(_memory.Known);
+        await call.RequestStream.WriteAsync(new WorkerMessage { Hello = hello });
         var reading = ReadCoordinatorAsync(call.ResponseStream, broken);
         _ = HeartbeatAsync(broken.Token);
         _logger.LogInformation("Connected to coordinator at {Url} as {Worker}", _options.Coordinator, _hello.WorkerId);

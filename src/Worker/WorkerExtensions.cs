@@ -36,6 +36,7 @@ public static class WorkerExtensions
         services.AddSingleton<ShardPuller>();
         services.AddSingleton<ShardRequestBuilder>();
         services.AddSingleton<ShardRunner>();
+        services.AddSingleton<ModelMemory>();
         services.AddSingleton<RenderWatchdog>();
         // Hosted services start in this order: models are warmed up before the worker registers or pulls.
         services.AddSingleton<ModelWarmUp>();
