@@ -300,6 +300,31 @@ public sealed class FailureTests
         Assert.Equal(JobState.Cancelled, (await farm.Jobs.CancelJobAsync(new CancelJobRequest { JobId = job.JobId })).State);
     }
 
+    [Fact]
+    public async Task CancellingAJobTakesItsShardsOffTheTaskStreamsAndLeavesOtherJobsShardsAlone()
+    {
+        // No worker: everything stays queued. One of the cancelled job's shards has been delivered (a worker took it).
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 1);
+        var cancelled = await farm.SubmitAsync(Header(64, 64, 2), Prompts(6));
+        var kept = await farm.SubmitAsync(Header(64, 64, 2), Prompts(3, "a green door"));
+        var stream = FarmKeys.TaskStream(FarmCluster.Model);
+        Assert.Equal(9, await farm.Redis.StreamLengthAsync(stream));
+        var delivered = await farm.Redis.StreamReadGroupAsync(stream, FarmKeys.WorkerGroup, "some-worker", StackExchange.Redis.StreamPosition.NewMessages, count: 1);
+        Assert.Equal(cancelled.JobId, ShardEntry.Parse(delivered.Single()).JobId);
+
+        Assert.Equal(JobState.Cancelled, (await farm.Jobs.CancelJobAsync(new CancelJobRequest { JobId = cancelled.JobId })).State);
+
+        var left = await farm.Redis.StreamRangeAsync(stream);
+        Assert.Equal(3, left.Length);
+        Assert.All(left, e => Assert.Equal(kept.JobId, ShardEntry.Parse(e).JobId));
+        Assert.Equal(0, (await farm.Redis.StreamPendingAsync(stream, FarmKeys.WorkerGroup)).PendingMessageCount);
+        Assert.False(await farm.Redis.KeyExistsAsync(FarmKeys.JobTaskEntries(cancelled.JobId)));
+        // The other job is untouched, and renders.
+        await farm.StartWorkerAsync("worker-1");
+        var events = await farm.WatchToEndAsync(kept.JobId, TimeSpan.FromMinutes(2));
+        Assert.Equal((JobState.Completed, 3u), (events[^1].JobFinished.State, events[^1].JobFinished.ImagesDone));
+    }
+
     private static long UnetRuns(FarmCluster farm, string workerId)
     {
         var renderer = (PipelineRenderer)farm.WorkerService<ModelCatalog>(workerId).Find(FarmCluster.Model)!;

@@ -13,6 +13,11 @@ public static class ImageCheck
     /// <param name="maxPixels">Larger images are refused from their header, before any pixel is decoded.</param>
     public static (int Width, int Height)? TryDecode(byte[] bytes, long maxPixels, out string error)
     {
+        if (ImageHeader.Read(bytes) is { Format: "JPEG" } && !ImageHeader.IsCompleteJpeg(bytes))
+        {
+            error = "the JPEG is cut off (no end-of-image marker after its scan)";
+            return null;
+        }
         try
         {
             var image = ImageDecoder.Decode(bytes, grey: false, maxPixels, parameter: null!, subject: "it");
