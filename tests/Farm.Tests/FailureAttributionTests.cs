@@ -22,19 +22,6 @@ public sealed class FailureAttributionTests
     private static async Task<WorkerInfo> WorkerAsync(ProcessFarm farm, string workerId) =>
         (await farm.Jobs.ListWorkersAsync(new ListWorkersRequest())).Workers.Single(w => w.WorkerId == workerId);
 
-    /// <summary>The registry entry of a worker once it satisfies <paramref name="condition"/> (it is written as reports arrive).</summary>
-    private static async Task<WorkerInfo> WorkerAsync(ProcessFarm farm, string workerId, Func<WorkerInfo, bool> condition, string what)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (true)
-        {
-            var worker = await WorkerAsync(farm, workerId);
-            if (condition(worker)) return worker;
-            Assert.True(DateTime.UtcNow < deadline, $"worker {workerId}: {what}; it is {worker}");
-            await Task.Delay(100);
-        }
-    }
-
     [Fact]
     public async Task AnImageLargerThanTheWorkersMemoryFailsAsOutOfMemoryWithoutQuarantiningItAndThatSizeIsThenRefusedAtSubmit()
     {
@@ -83,7 +70,7 @@ public sealed class FailureAttributionTests
         var events = await farm.Jobs.WatchToEndAsync(first.JobId, TimeSpan.FromSeconds(30));
         Assert.DoesNotContain(events, e => e.AttemptFailed is not null); // split on the worker, not retried
         Assert.Single(events, e => e.ShardStarted is not null);
-        var limit = (await WorkerAsync(farm, "gpu", w => w.Limits.Count > 0, "reports what fits")).Limits.Single();
+        var limit = (await farm.Jobs.WaitForWorkerAsync("gpu", w => w.Limits.Count > 0)).Limits.Single();
         Assert.Equal(32768ul, limit.MaxBatchPixels);
 
         var second = await farm.SubmitAsync(Header(128), Prompts(4));
@@ -114,7 +101,7 @@ public sealed class FailureAttributionTests
         var brokenWorker = new Dictionary<string, string> { [$"Farm__Models__{FarmCluster.Model}"] = broken, ["Farm__WarmUp"] = "false" };
         await farm.StartWorkerAsync("first", brokenWorker);
         var job = await farm.SubmitAsync(Header(64), Prompts(1));
-        await WorkerAsync(farm, "first", w => w.State == WorkerState.Quarantined, "quarantined at its first failure");
+        await farm.Jobs.WaitForWorkerAsync("first", w => w.State == WorkerState.Quarantined);
 
         await farm.StartWorkerAsync("second", brokenWorker);
         var status = await farm.WaitFinishedAsync(job.JobId, TimeSpan.FromMinutes(1));
@@ -129,7 +116,7 @@ public sealed class FailureAttributionTests
         Assert.StartsWith("failed the same way on first and second: ", failure);
         Assert.Contains("do not belong together", failure);
         // Neither is held responsible: the first is let out again (the failure that quarantined it was the shard's).
-        await WorkerAsync(farm, "first", w => w.State != WorkerState.Quarantined, "let out of quarantine");
+        await farm.Jobs.WaitForWorkerAsync("first", w => w.State != WorkerState.Quarantined);
         Assert.NotEqual(WorkerState.Quarantined, (await WorkerAsync(farm, "second")).State);
     }
 }

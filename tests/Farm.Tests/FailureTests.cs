@@ -83,7 +83,7 @@ public sealed class FailureTests
         });
 
         var job = await farm.SubmitAsync(Header(64, 64, 2), Prompts(8));
-        await WaitForWorkerAsync(farm.Jobs, "broken", w => w.State == WorkerState.Quarantined);
+        await farm.Jobs.WaitForWorkerAsync("broken", w => w.State == WorkerState.Quarantined);
         await farm.StartWorkerAsync("worker-1");
         var events = await farm.Jobs.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
 
@@ -116,15 +116,15 @@ public sealed class FailureTests
         });
         await StartBrokenWorkerAsync(farm);
         var job = await farm.SubmitAsync(Header(64, 64, 2), Prompts(4));
-        await WaitForWorkerAsync(farm, "broken", w => w.State == WorkerState.Quarantined);
+        await farm.Jobs.WaitForWorkerAsync("broken", w => w.State == WorkerState.Quarantined);
 
         // Restarted with the same id (its GPU fixed, as far as the farm can tell): still quarantined, takes nothing.
         await farm.StopWorkerAsync("broken");
         var restartedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         await farm.StartWorkerAsync("broken");
-        await WaitForWorkerAsync(farm, "broken", w => w.LastSeenUnixMs >= restartedAt);
+        await farm.Jobs.WaitForWorkerAsync("broken", w => w.LastSeenUnixMs >= restartedAt);
         await Task.Delay(2000);
-        Assert.Equal(WorkerState.Quarantined, (await WaitForWorkerAsync(farm, "broken", _ => true)).State);
+        Assert.Equal(WorkerState.Quarantined, (await farm.Jobs.WaitForWorkerAsync("broken", _ => true)).State);
         Assert.Equal(0u, (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId })).ImagesDone);
 
         var unknown = await FarmCliAsync(farm, "workers", "release", "no-such-worker");
@@ -137,22 +137,7 @@ public sealed class FailureTests
         var events = await farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
         Assert.Equal((JobState.Completed, 4u), (events[^1].JobFinished.State, events[^1].JobFinished.ImagesDone));
         Assert.All(events.Where(e => e.ImageDone is not null), e => Assert.Equal("broken", e.ImageDone.WorkerId));
-        Assert.NotEqual(WorkerState.Quarantined, (await WaitForWorkerAsync(farm, "broken", _ => true)).State);
-    }
-
-    private static Task<WorkerInfo> WaitForWorkerAsync(FarmCluster farm, string workerId, Func<WorkerInfo, bool> condition) =>
-        WaitForWorkerAsync(farm.Jobs, workerId, condition);
-
-    private static async Task<WorkerInfo> WaitForWorkerAsync(JobService.JobServiceClient jobs, string workerId, Func<WorkerInfo, bool> condition)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(60);
-        while (true)
-        {
-            var worker = (await jobs.ListWorkersAsync(new ListWorkersRequest())).Workers.FirstOrDefault(w => w.WorkerId == workerId);
-            if (worker is not null && condition(worker)) return worker;
-            Assert.True(DateTime.UtcNow < deadline, $"worker {workerId} did not get there: {worker}");
-            await Task.Delay(200);
-        }
+        Assert.NotEqual(WorkerState.Quarantined, (await farm.Jobs.WaitForWorkerAsync("broken", _ => true)).State);
     }
 
     private static async Task<(int Exit, string Out, string Err)> FarmCliAsync(FarmCluster farm, params string[] args)

@@ -192,12 +192,7 @@ public sealed class SecurityTests : IAsyncLifetime
         var admin = Key((await _keys.CreateAsync("ops", ApiKeyRole.Admin, "oncall")).Secret);
         async Task<WorkerInfo> BusyAsSeenBy(Metadata key) =>
             (await _farm.Jobs.ListWorkersAsync(new ListWorkersRequest(), key)).Workers.Single(w => w.WorkerId == "busy");
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while ((await BusyAsSeenBy(Key(_alice))).CurrentJobId != jobId)
-        {
-            Assert.True(DateTime.UtcNow < deadline, "the worker never showed as busy with alice's job");
-            await Task.Delay(50);
-        }
+        await _farm.Jobs.WaitForWorkerAsync("busy", w => w.CurrentJobId == jobId, Key(_alice)); // alice sees her job
 
         Assert.Equal(jobId, (await BusyAsSeenBy(admin)).CurrentJobId);
         var asBob = await BusyAsSeenBy(Key(_bob));
