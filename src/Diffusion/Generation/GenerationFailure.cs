@@ -40,7 +40,7 @@ public static class GenerationFailure
         "cudaerrormemoryallocation", "e_outofmemory", "0x8007000e",
     ];
 
-    private static readonly string[] DeviceWords = ["cuda", "cudnn", "cublas", "curand", "tensorrt", "directml", "dml ", "[dml]"];
+    private static readonly string[] DeviceWords = ["cuda", "cudnn", "cublas", "curand", "tensorrt", "directml", "dmlexecutionprovider"];
 
     // Kernel shape checks that a size the network cannot take (its down/up-sampling does not line up) trips.
     private static readonly string[] ShapeWords =
@@ -54,7 +54,7 @@ public static class GenerationFailure
     {
         GenerationFailedException classified => classified.Kind,
         OnnxRuntimeException ort => Classify(ort.Message),
-        OutOfMemoryException or InsufficientExecutionStackException => GenerationFailureKind.OutOfMemory,
+        OutOfMemoryException => GenerationFailureKind.OutOfMemory,
         // The pipeline's request checks, undecodable init images and masks among them.
         ArgumentException => GenerationFailureKind.Input,
         ModelLoadException => GenerationFailureKind.Bug,
@@ -67,7 +67,8 @@ public static class GenerationFailure
     public static GenerationFailedException FromOnnxRuntime(OnnxRuntimeException exception) =>
         new(Classify(exception.Message), $"ONNX Runtime failed while generating: {Models.ExecutionProviders.FirstLine(exception.Message)}", exception);
 
-    private static GenerationFailureKind Classify(string message)
+    /// <summary>The kind of an ONNX Runtime error, from its message.</summary>
+    internal static GenerationFailureKind Classify(string message)
     {
         var text = message.ToLowerInvariant();
         if (OutOfMemoryWords.Any(text.Contains)) return GenerationFailureKind.OutOfMemory;
