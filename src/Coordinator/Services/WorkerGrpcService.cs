@@ -98,7 +98,7 @@ public sealed class WorkerGrpcService(
         var worker = session.WorkerId;
         switch (message.KindCase)
         {
-            // Each report changes the session (what `farm workers` shows) only once accepted (see DeliveryAuthority).
+            // Begin, steps and images change the session (what `farm workers` shows) only once accepted (DeliveryAuthority).
             case WorkerMessage.KindOneofCase.ShardBegin:
                 if (await reports.BeginAsync(session, message.ShardBegin)) await session.BeginAsync(message.ShardBegin);
                 break;
