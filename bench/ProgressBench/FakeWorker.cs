@@ -50,6 +50,7 @@ public sealed class FakeWorker : IAsyncDisposable
                 return (new ShardRef
                 {
                     JobId = shard.JobId, ShardIndex = shard.ShardIndex, Model = shard.Params.Model, EntryId = entries[0].Id!, Stream = stream,
+                    Delivery = 1, // a first delivery: the coordinator accepts reports only for the delivery held
                 }, (uint)shard.Images.Count);
             }
             await Task.Delay(50, cancellationToken); // the submission is still being committed

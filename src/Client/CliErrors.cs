@@ -77,8 +77,9 @@ public static class CliErrors
             _ => false,
         };
 
+    /// <summary>Server-sent text on one line, without control characters (escape sequences) that would act on the terminal.</summary>
     public static string OneLine(string text) =>
-        text.ReplaceLineEndings(" ").Trim();
+        RenderFarm.Shared.DisplayText.Clean(text.ReplaceLineEndings(" ")).Trim();
 
     private static T? FindInner<T>(Exception exception) where T : Exception
     {

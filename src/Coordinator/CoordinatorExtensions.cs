@@ -1,6 +1,7 @@
 using Grpc.AspNetCore.Server.Model;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
+using RenderFarm.Coordinator.Diagnostics;
 using RenderFarm.Coordinator.Jobs;
 using RenderFarm.Coordinator.Security;
 using RenderFarm.Coordinator.Services;
@@ -44,6 +45,9 @@ public static class CoordinatorExtensions
         services.AddSingleton<ShardSizing>();
         services.AddSingleton<SubmitDurability>();
         services.AddSingleton<WorkerReportHandler>();
+        services.AddSingleton<DeliveryAuthority>();
+        services.AddSingleton<FailureAttribution>();
+        services.AddSingleton<WorkerFailures>();
         services.AddSingleton<WorkerRegistry>();
         services.AddSingleton<WorkerConnections>();
         services.AddSingleton<WorkerQuarantine>();
@@ -52,14 +56,21 @@ public static class CoordinatorExtensions
         services.AddSingleton<ApiKeyStore>();
         services.AddOptions<LimitOptions>().BindConfiguration(LimitOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<TenantLimits>();
+        services.AddSingleton<KeyRevocations>();
+        services.AddHostedService(sp => sp.GetRequiredService<KeyRevocations>());
         services.AddSingleton<ApiKeyInterceptor>();
+        services.AddSingleton<JobStoreUnavailableInterceptor>();
+        services.AddSingleton<CoordinatorMetrics>();
         services.AddGrpc(o =>
         {
             o.MaxReceiveMessageSize = MaxMessageBytes;
-            // Authentication first: a caller without a valid key gets UNAUTHENTICATED even for a malformed body.
+            // Authentication itself happens before any of these, in ApiKeyMiddleware (before the body is read).
+            o.Interceptors.Add<JobStoreUnavailableInterceptor>();
             o.Interceptors.Add<ApiKeyInterceptor>();
             o.Interceptors.Add<MalformedRequestInterceptor>();
         });
+        services.AddOptions<Grpc.AspNetCore.Server.GrpcServiceOptions>().Configure<ILoggerFactory>((o, loggers) =>
+            o.CompressionProviders = GrpcFraming.GuardedProviders(new ThrottledLog(loggers, typeof(GrpcFraming).FullName!)));
         ReplaceGrpcServiceBinder(services);
         services.AddGrpcHealthChecks().AddCheck<RedisHealthCheck>("redis");
         return services;
@@ -84,6 +95,7 @@ public static class CoordinatorExtensions
         if (app.Services.GetRequiredService<IOptions<AuthOptions>>().Value.Mode == AuthMode.Disabled)
             app.Logger.LogWarning("Authentication is DISABLED (Farm:Auth:Mode=Disabled): anyone who can reach this port can submit work " +
                                   "and act as a worker. Use this for local development only.");
+        app.UseMiddleware<ApiKeyMiddleware>();
         app.MapGrpcService<JobGrpcService>();
         app.MapGrpcService<WorkerGrpcService>();
         app.MapGrpcHealthChecksService();

@@ -302,7 +302,7 @@ public sealed class StableDiffusionPipeline : IDisposable
         }
         catch (OnnxRuntimeException ex)
         {
-            throw new InvalidOperationException($"ONNX Runtime failed while generating: {ExecutionProviders.FirstLine(ex.Message)}", ex);
+            throw GenerationFailure.FromOnnxRuntime(ex);
         }
     }
 

@@ -79,10 +79,23 @@ public static class FarmKeys
     /// <summary>Hash: sha256 (hex) of an init image or mask → its bytes, for the job's img2img/inpainting images.</summary>
     public static string JobInputs(string jobId) => $"{JobTag(jobId)}:inputs";
 
+    /// <summary>
+    /// List of the job's entries on the task streams ("STREAM ENTRY-ID"), while it is unfinished: cancelling it deletes
+    /// them from the streams, so a cancelled job leaves no queued entries behind.
+    /// </summary>
+    public static string JobTaskEntries(string jobId) => $"{JobTag(jobId)}:entries";
+
+    /// <summary>
+    /// Hash: "SHARD|SIGNATURE" → the workers (one per line) whose attempts at the shard failed that way. A second worker
+    /// failing the same way makes the failure the shard's.
+    /// </summary>
+    public static string JobFailedAttempts(string jobId) => $"{JobTag(jobId)}:failed-attempts";
+
     /// <summary>Every key a job owns (for cleanup of a rejected submission).</summary>
     public static IEnumerable<string> AllJobKeys(string jobId) =>
     [
         JobMeta(jobId), JobImages(jobId), JobResults(jobId), JobFailures(jobId),
         JobShardsRemaining(jobId), JobEvents(jobId), JobStagedShards(jobId), JobParkedShards(jobId), JobInputs(jobId),
+        JobTaskEntries(jobId), JobFailedAttempts(jobId),
     ];
 }

@@ -32,25 +32,40 @@ public readonly record struct ImageHeader(string Format, int Width, int Height)
         }
         if (bytes.StartsWith(JpegSignature))
         {
-            // Walk the marker segments to the first start-of-frame: FF Cn len(2) precision(1) height(2) width(2).
-            var at = 2;
-            while (at + 4 <= bytes.Length)
-            {
-                if (bytes[at] != 0xFF) return null;
-                var marker = bytes[at + 1];
-                if (marker == 0xFF) { at++; continue; } // fill byte
-                var length = BinaryPrimitives.ReadUInt16BigEndian(bytes[(at + 2)..]);
-                bool startOfFrame = marker is >= 0xC0 and <= 0xCF and not 0xC4 and not 0xC8 and not 0xCC;
-                if (startOfFrame)
-                {
-                    if (at + 9 > bytes.Length) return null;
-                    return Valid(new ImageHeader("JPEG", BinaryPrimitives.ReadUInt16BigEndian(bytes[(at + 7)..]), BinaryPrimitives.ReadUInt16BigEndian(bytes[(at + 5)..])));
-                }
-                if (length < 2) return null;
-                at += 2 + length;
-            }
+            // The first start-of-frame segment: FF Cn len(2) precision(1) height(2) width(2).
+            var at = FindJpegSegment(bytes, marker => marker is >= 0xC0 and <= 0xCF and not 0xC4 and not 0xC8 and not 0xCC);
+            if (at < 0 || at + 9 > bytes.Length) return null;
+            return Valid(new ImageHeader("JPEG", BinaryPrimitives.ReadUInt16BigEndian(bytes[(at + 7)..]), BinaryPrimitives.ReadUInt16BigEndian(bytes[(at + 5)..])));
         }
         return null;
+    }
+
+    /// <summary>
+    /// Whether a JPEG's image data is all there: a start-of-scan segment, and after it the end-of-image marker (FF D9,
+    /// which byte stuffing keeps out of the entropy-coded data). Decoders fill a cut-off scan with grey rather than fail,
+    /// so this is how a truncated JPEG is told from a whole one.
+    /// </summary>
+    public static bool IsCompleteJpeg(ReadOnlySpan<byte> bytes)
+    {
+        var scan = FindJpegSegment(bytes, marker => marker == 0xDA);
+        return scan >= 0 && bytes[(scan + 2)..].IndexOf([(byte)0xFF, (byte)0xD9]) >= 0;
+    }
+
+    /// <summary>Where the first marker segment that <paramref name="wanted"/> picks starts (at its FF), walking from SOI; -1 if none.</summary>
+    private static int FindJpegSegment(ReadOnlySpan<byte> bytes, Func<byte, bool> wanted)
+    {
+        var at = 2;
+        while (at + 4 <= bytes.Length)
+        {
+            if (bytes[at] != 0xFF) return -1;
+            var marker = bytes[at + 1];
+            if (marker == 0xFF) { at++; continue; } // fill byte
+            if (wanted(marker)) return at;
+            var length = BinaryPrimitives.ReadUInt16BigEndian(bytes[(at + 2)..]);
+            if (length < 2) return -1;
+            at += 2 + length;
+        }
+        return -1;
     }
 
     private static ImageHeader? Valid(ImageHeader header) => header.Width > 0 && header.Height > 0 ? header : null;

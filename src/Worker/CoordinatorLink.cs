@@ -25,10 +25,12 @@ public sealed class CoordinatorLink : BackgroundService
     private WorkerMessage? _unsent;
     private volatile bool _connected;
     private volatile string? _quarantineReason;
+    private readonly ModelMemory _memory;
 
-    public CoordinatorLink(IOptions<WorkerOptions> options, ModelCatalog models, ModelWarmUp warmUp, DeviceDescription device, ILogger<CoordinatorLink> logger)
+    public CoordinatorLink(IOptions<WorkerOptions> options, ModelCatalog models, ModelWarmUp warmUp, DeviceDescription device, ModelMemory memory, ILogger<CoordinatorLink> logger)
     {
         _options = options.Value;
+        _memory = memory;
         _logger = logger;
         _warmUp = warmUp;
         // Each change follows the hello that may already carry it, so the coordinator ends on the latest. The outbox
@@ -117,6 +119,8 @@ public sealed class CoordinatorLink : BackgroundService
         using var call = client.Connect(headers, cancellationToken: broken.Token);
         var hello = _hello.Clone();
         hello.Loading = _warmUp.Loading; // loading or warming up its models: listed, but given no work yet
+        // What it has learnt about its memory goes with every hello: a new coordinator (or replica) knows it at once.
+        hello.Limits.AddRange(_memory.Known);
         await call.RequestStream.WriteAsync(new WorkerMessage { Hello = hello });
         var reading = ReadCoordinatorAsync(call.ResponseStream, broken);
         _ = HeartbeatAsync(broken.Token);

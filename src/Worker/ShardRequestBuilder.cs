@@ -34,9 +34,11 @@ public sealed class ShardRequestBuilder(IConnectionMultiplexer redis)
         var values = await redis.GetDatabase().HashGetAsync(FarmKeys.JobInputs(shard.JobId), [.. fields.Select(f => (RedisValue)f)]);
         for (var n = 0; n < fields.Length; n++)
         {
-            // Gone only if the job was deleted under the shard: fail it with a message that says so.
+            // Gone only if the job was deleted under the shard: fail it with a message that says so (the shard's input,
+            // not this worker, is what is missing).
             inputs[fields[n]] = values[n].IsNull
-                ? throw new InvalidOperationException($"input image {fields[n][..Math.Min(12, fields[n].Length)]} of job {shard.JobId} is no longer stored")
+                ? throw new GenerationFailedException(GenerationFailureKind.Input,
+                    $"input image {fields[n][..Math.Min(12, fields[n].Length)]} of job {shard.JobId} is no longer stored")
                 : (byte[])values[n]!;
         }
         return inputs;

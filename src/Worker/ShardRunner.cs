@@ -6,18 +6,24 @@ using PipelineStep = RenderFarm.Diffusion.StepProgress;
 
 namespace RenderFarm.Worker;
 
-/// <summary>Renders one shard as one pipeline batch and reports begin, steps, each image and the end.</summary>
+/// <summary>
+/// Renders one shard and reports begin, steps, each image and the end. A shard is one pipeline batch unless the device
+/// runs out of memory: then it is rendered again in halves, down to one image at a time (the images of a batch are
+/// independent), and what fits is remembered (<see cref="ModelMemory"/>). A failure is reported with its kind, so the
+/// coordinator holds only the worker's own faults against it.
+/// </summary>
 public sealed class ShardRunner(
     ModelCatalog models, ShardRequestBuilder requests, CoordinatorLink link, WorkerActivity activity, RenderWatchdog watchdog,
-    ILogger<ShardRunner> logger)
+    ModelMemory memory, ILogger<ShardRunner> logger)
 {
     public Task ReportCancelledAsync(ClaimedShard claimed) => SendEndAsync(new ShardEnd { Shard = Reference(claimed), Cancelled = true });
 
     /// <summary>Tells the coordinator this worker stopped a shard whose claim another worker took over.</summary>
     public Task ReportAbandonedAsync(ClaimedShard claimed) => SendEndAsync(new ShardEnd { Shard = Reference(claimed), Abandoned = true });
 
-    /// <summary>Fails this delivery of the shard from outside its run (the render stalled): a counted attempt.</summary>
-    public Task ReportFailedAsync(ClaimedShard claimed, string error) => SendEndAsync(new ShardEnd { Shard = Reference(claimed), Error = error });
+    /// <summary>Fails this delivery of the shard from outside its run (the render stalled): a counted attempt, the device's fault.</summary>
+    public Task ReportFailedAsync(ClaimedShard claimed, string error) =>
+        SendEndAsync(new ShardEnd { Shard = Reference(claimed), Error = error, FailureKind = FailureKind.Device });
 
     /// <summary>Tells the coordinator about a taken-over shard: the previous delivery lost, or the shard past its attempts.</summary>
     public Task ReportRedeliveredAsync(ClaimedShard claimed) =>
@@ -28,10 +34,11 @@ public sealed class ShardRunner(
 
     private Task SendEndAsync(ShardEnd end) => link.SendAsync(new WorkerMessage { ShardEnd = end }, CancellationToken.None).AsTask();
 
+    /// <summary>The delivery a report is about: the coordinator accepts it only while this worker holds exactly this delivery.</summary>
     private static ShardRef Reference(ClaimedShard claimed) => new()
     {
         JobId = claimed.Shard.JobId, ShardIndex = claimed.Shard.ShardIndex, Model = claimed.Shard.Params.Model,
-        EntryId = claimed.EntryId, Stream = claimed.Stream,
+        EntryId = claimed.EntryId, Stream = claimed.Stream, Delivery = (uint)claimed.Delivery,
     };
 
     public async Task RunAsync(ClaimedShard claimed, string workerId, CancellationToken cancellationToken)
@@ -40,24 +47,12 @@ public sealed class ShardRunner(
         var reference = Reference(claimed);
         await link.SendAsync(new WorkerMessage { ShardBegin = new ShardBegin { Shard = reference, ImageCount = (uint)shard.Images.Count } }, cancellationToken);
 
-        string error;
+        var end = new ShardEnd { Shard = reference };
         try
         {
             var renderer = models.Find(shard.Params.Model)
                 ?? throw new InvalidOperationException($"model '{shard.Params.Model}' is not loaded on this worker");
-            var request = await requests.BuildAsync(shard);
-            var progress = new StepReporter(link, activity, reference, watchdog);
-            IReadOnlyList<GeneratedImage> images;
-            using (watchdog.Watch())
-                images = await renderer.RenderAsync(request, progress, cancellationToken);
-            for (var i = 0; i < images.Count; i++)
-            {
-                await link.SendAsync(new WorkerMessage
-                {
-                    Image = new ShardImage { Shard = reference, Index = shard.Images[i].Index, Png = UnsafeByteOperations.UnsafeWrap(images[i].Png) },
-                }, cancellationToken);
-            }
-            error = "";
+            await RenderAsync(renderer, shard, await requests.BuildAsync(shard), reference, cancellationToken);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
@@ -65,25 +60,98 @@ public sealed class ShardRunner(
         }
         catch (Exception e)
         {
-            logger.LogError(e, "Shard {Job}/{Shard} failed", shard.JobId, shard.ShardIndex);
-            error = e.Message;
+            var kind = GenerationFailure.Classify(e);
+            // The input's or the device's size limit: expected, and not this worker's fault.
+            if (kind is GenerationFailureKind.Input or GenerationFailureKind.OutOfMemory)
+                logger.LogWarning("Shard {Job}/{Shard} failed ({Kind}): {Message}", shard.JobId, shard.ShardIndex, kind, e.Message);
+            else
+                logger.LogError(e, "Shard {Job}/{Shard} failed ({Kind})", shard.JobId, shard.ShardIndex, kind);
+            end.Error = e.Message.Length > 0 ? e.Message : e.GetType().Name;
+            end.FailureKind = kind switch
+            {
+                GenerationFailureKind.Input => FailureKind.Input,
+                GenerationFailureKind.OutOfMemory => FailureKind.OutOfMemory,
+                GenerationFailureKind.Device => FailureKind.Device,
+                _ => FailureKind.Bug,
+            };
         }
-        await link.SendAsync(new WorkerMessage { ShardEnd = new ShardEnd { Shard = reference, Error = error } }, cancellationToken);
+        end.Limit = memory.LimitOf(shard.Params.Model);
+        await link.SendAsync(new WorkerMessage { ShardEnd = end }, cancellationToken);
     }
 
-    /// <summary>Forwards pipeline steps straight to the link (no synchronisation context hop, so order is kept).</summary>
+    /// <summary>Renders the shard's images in as few batches as fit, sending each image as its batch finishes.</summary>
+    private async Task RenderAsync(IShardRenderer renderer, Shard shard, GenerationRequest request, ShardRef reference, CancellationToken cancellationToken)
+    {
+        var model = shard.Params.Model;
+        var pixels = (ulong)request.Width * (ulong)request.Height;
+        var count = request.Images.Count;
+        if (memory.KnownTooLarge(model, pixels) is { } known)
+            throw new GenerationFailedException(GenerationFailureKind.OutOfMemory,
+                $"out of memory: this worker cannot render {request.Width}x{request.Height} with model {model} (one image of {known} pixels ran out of memory here)");
+        var batch = memory.BatchFor(model, count, pixels);
+        var progress = new StepReporter(link, activity, reference, watchdog);
+        for (var done = 0; done < count;)
+        {
+            var size = Math.Min(batch, count - done);
+            progress.StartBatch(batchesLeft: (count - done + size - 1) / size);
+            IReadOnlyList<GeneratedImage> images;
+            try
+            {
+                using (watchdog.Watch())
+                    images = await renderer.RenderAsync(request with { Images = request.Images.Skip(done).Take(size).ToList() }, progress, cancellationToken);
+            }
+            catch (Exception e) when (!cancellationToken.IsCancellationRequested && GenerationFailure.Classify(e) == GenerationFailureKind.OutOfMemory)
+            {
+                memory.RanOutOfMemory(model, size, pixels);
+                if (size == 1) throw;
+                batch = (size + 1) / 2;
+                logger.LogWarning("Shard {Job}/{Shard}: out of memory rendering {Size} images of {Width}x{Height} at once; trying {Batch} at a time",
+                    shard.JobId, shard.ShardIndex, size, request.Width, request.Height, batch);
+                continue;
+            }
+            memory.Rendered(model, size, pixels);
+            progress.BatchDone();
+            for (var i = 0; i < images.Count; i++)
+            {
+                await link.SendAsync(new WorkerMessage
+                {
+                    Image = new ShardImage { Shard = reference, Index = shard.Images[done + i].Index, Png = UnsafeByteOperations.UnsafeWrap(images[i].Png) },
+                }, cancellationToken);
+            }
+            done += size;
+        }
+    }
+
+    /// <summary>
+    /// Forwards pipeline steps straight to the link (no synchronisation context hop, so order is kept), counted over
+    /// the whole shard when it renders in several batches: the steps of the batches done, then this one's, out of the
+    /// steps of every batch still to go.
+    /// </summary>
     private sealed class StepReporter(CoordinatorLink link, WorkerActivity activity, ShardRef shard, RenderWatchdog watchdog) : IProgress<PipelineStep>
     {
+        private int _stepsBefore;   // steps of the batches finished
+        private int _batchSteps;    // steps of the current batch (its total, once known)
+        private int _batchesLeft = 1;
+
+        public void StartBatch(int batchesLeft)
+        {
+            _batchSteps = 0;
+            _batchesLeft = batchesLeft;
+        }
+
+        public void BatchDone() => _stepsBefore += _batchSteps;
+
         public void Report(PipelineStep value)
         {
             activity.Touch(); // a step done: the worker is not stuck (liveness)
             watchdog.Progress(); // and neither is this render (its lease)
             var seconds = value.Elapsed.TotalSeconds;
+            _batchSteps = value.TotalSteps;
             link.TrySend(new WorkerMessage
             {
                 ShardStep = new ShardStep
                 {
-                    Shard = shard, Step = (uint)value.Step, TotalSteps = (uint)value.TotalSteps,
+                    Shard = shard, Step = (uint)(_stepsBefore + value.Step), TotalSteps = (uint)(_stepsBefore + value.TotalSteps * _batchesLeft),
                     ItPerSec = seconds > 0 ? (float)(value.Step / seconds) : 0,
                 },
             });

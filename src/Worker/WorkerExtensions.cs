@@ -37,6 +37,7 @@ public static class WorkerExtensions
         services.AddSingleton<ShardPuller>();
         services.AddSingleton<ShardRequestBuilder>();
         services.AddSingleton<ShardRunner>();
+        services.AddSingleton<ModelMemory>();
         services.AddSingleton<RenderWatchdog>();
         services.AddSingleton(sp =>
         {

@@ -22,13 +22,14 @@ public sealed class FailureTests
         Enumerable.Range(0, count).Select(i => new PromptItem { Prompt = $"{text} {i}" });
 
     [Fact]
-    public async Task APoisonShardIsDeadLetteredAfterTheAttemptLimitAndTheJobFinishesWithExactlyThoseImagesFailed()
+    public async Task APoisonShardIsDeadLetteredAsTheInputsFaultAndTheJobFinishesWithExactlyThoseImagesFailed()
     {
         // One job mixes both: prompts 0-2 ask for 8x8 pixels, a 1x1 latent whose down/up-sampling cannot restore the
-        // UNet's skip shapes (fails on every worker); prompts 3-6 are ordinary. Different sizes never share a shard.
-        // Real processes: a coordinator and two workers, each its own dotnet process.
+        // UNet's skip shapes (fails on every worker, an input the model cannot run); prompts 3-6 are ordinary. Different
+        // sizes never share a shard. Real processes: a coordinator and two workers, each its own dotnet process; any
+        // failure held against a worker would quarantine it.
         await using var farm = await ProcessFarm.StartAsync(workers: 2,
-            coordinatorOverrides: new() { ["Farm__QuarantineAfterFailures"] = "100" });
+            coordinatorOverrides: new() { ["Farm__QuarantineAfterFailures"] = "1" });
         var prompts = Prompts(7).ToList();
         foreach (var poisoned in prompts.Take(3)) (poisoned.Width, poisoned.Height) = (8u, 8u);
         var job = await farm.SubmitAsync(Header(64, 64, 2), prompts);
@@ -42,19 +43,27 @@ public sealed class FailureTests
         Assert.Equal([0u, 1u, 2u], failures.Select(f => f.Index).Order());
         var poisonShard = Assert.Single(failures.Select(f => f.ShardIndex).Distinct());
         Assert.Equal([3u, 4u, 5u, 6u], events.Where(e => e.ImageDone is not null).Select(e => e.ImageDone.Index).Order());
-        // Three attempts: the poison shard started three times before it was given up, and each failure is on record.
-        Assert.Equal(3, events.Count(e => e.ShardStarted?.ShardIndex == poisonShard));
+        // Each attempt is on record as the input's fault. The shard is given up after its third attempt, or sooner when
+        // the second worker fails it the same way as the first.
         var attempts = events.Where(e => e.AttemptFailed is not null).Select(e => e.AttemptFailed).ToList();
         Assert.All(attempts, a => Assert.Equal(poisonShard, a.ShardIndex));
-        Assert.Equal([1u, 2u, 3u], attempts.Select(a => a.Attempt));
-        Assert.All(attempts, a => { Assert.Equal(3u, a.MaxAttempts); Assert.False(string.IsNullOrWhiteSpace(a.Error)); });
+        Assert.Equal(Enumerable.Range(1, attempts.Count).Select(n => (uint)n), attempts.Select(a => a.Attempt));
+        Assert.InRange(attempts.Count, 2, 3);
+        Assert.Equal(attempts.Count, events.Count(e => e.ShardStarted?.ShardIndex == poisonShard));
+        Assert.All(attempts, a =>
+        {
+            Assert.Equal(3u, a.MaxAttempts);
+            Assert.Equal(FailureKind.Input, a.Kind);
+            Assert.Contains("dimensions must match", a.Error);
+        });
         // Each failed image carries the error of the last attempt.
-        Assert.All(failures, f => Assert.Equal(attempts[^1].Error, f.Error));
+        Assert.All(failures, f => Assert.EndsWith(attempts[^1].Error, f.Error));
 
         var status = await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId });
         Assert.Equal((JobState.Failed, 7u, 4u, 3u, 2u, 2u),
             (status.State, status.ImageCount, status.ImagesDone, status.ImagesFailed, status.ShardCount, status.ShardsDone));
         Assert.Equal([3u, 4u, 5u, 6u], (await farm.Jobs.DownloadAllAsync(job.JobId)).Select(i => i.Info.Index).Order());
+        Assert.All((await farm.Jobs.ListWorkersAsync(new ListWorkersRequest())).Workers, w => Assert.NotEqual(WorkerState.Quarantined, w.State));
     }
 
     [Fact]
@@ -69,12 +78,12 @@ public sealed class FailureTests
         });
         await farm.StartWorkerAsync("broken", new()
         {
-            [$"Farm__Models__{FarmCluster.Model}"] = WriteBrokenModel(farm.Root),
+            [$"Farm__Models__{FarmCluster.Model}"] = TestModels.WriteBroken(farm.Root),
             ["Farm__WarmUp"] = "false",
         });
 
         var job = await farm.SubmitAsync(Header(64, 64, 2), Prompts(8));
-        await WaitForWorkerAsync(farm.Jobs, "broken", w => w.State == WorkerState.Quarantined);
+        await farm.Jobs.WaitForWorkerAsync("broken", w => w.State == WorkerState.Quarantined);
         await farm.StartWorkerAsync("worker-1");
         var events = await farm.Jobs.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
 
@@ -107,15 +116,15 @@ public sealed class FailureTests
         });
         await StartBrokenWorkerAsync(farm);
         var job = await farm.SubmitAsync(Header(64, 64, 2), Prompts(4));
-        await WaitForWorkerAsync(farm, "broken", w => w.State == WorkerState.Quarantined);
+        await farm.Jobs.WaitForWorkerAsync("broken", w => w.State == WorkerState.Quarantined);
 
         // Restarted with the same id (its GPU fixed, as far as the farm can tell): still quarantined, takes nothing.
         await farm.StopWorkerAsync("broken");
         var restartedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         await farm.StartWorkerAsync("broken");
-        await WaitForWorkerAsync(farm, "broken", w => w.LastSeenUnixMs >= restartedAt);
+        await farm.Jobs.WaitForWorkerAsync("broken", w => w.LastSeenUnixMs >= restartedAt);
         await Task.Delay(2000);
-        Assert.Equal(WorkerState.Quarantined, (await WaitForWorkerAsync(farm, "broken", _ => true)).State);
+        Assert.Equal(WorkerState.Quarantined, (await farm.Jobs.WaitForWorkerAsync("broken", _ => true)).State);
         Assert.Equal(0u, (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId })).ImagesDone);
 
         var unknown = await FarmCliAsync(farm, "workers", "release", "no-such-worker");
@@ -128,22 +137,7 @@ public sealed class FailureTests
         var events = await farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
         Assert.Equal((JobState.Completed, 4u), (events[^1].JobFinished.State, events[^1].JobFinished.ImagesDone));
         Assert.All(events.Where(e => e.ImageDone is not null), e => Assert.Equal("broken", e.ImageDone.WorkerId));
-        Assert.NotEqual(WorkerState.Quarantined, (await WaitForWorkerAsync(farm, "broken", _ => true)).State);
-    }
-
-    private static Task<WorkerInfo> WaitForWorkerAsync(FarmCluster farm, string workerId, Func<WorkerInfo, bool> condition) =>
-        WaitForWorkerAsync(farm.Jobs, workerId, condition);
-
-    private static async Task<WorkerInfo> WaitForWorkerAsync(JobService.JobServiceClient jobs, string workerId, Func<WorkerInfo, bool> condition)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(60);
-        while (true)
-        {
-            var worker = (await jobs.ListWorkersAsync(new ListWorkersRequest())).Workers.FirstOrDefault(w => w.WorkerId == workerId);
-            if (worker is not null && condition(worker)) return worker;
-            Assert.True(DateTime.UtcNow < deadline, $"worker {workerId} did not get there: {worker}");
-            await Task.Delay(200);
-        }
+        Assert.NotEqual(WorkerState.Quarantined, (await farm.Jobs.WaitForWorkerAsync("broken", _ => true)).State);
     }
 
     private static async Task<(int Exit, string Out, string Err)> FarmCliAsync(FarmCluster farm, params string[] args)
@@ -203,14 +197,13 @@ public sealed class FailureTests
         Assert.Equal(StatusCode.FailedPrecondition, again.StatusCode);
     }
 
-    /// <summary>A broken install: "tiny" with the text encoder of another model; it loads, and fails at its first UNet call.</summary>
     /// <summary>
     /// A worker whose model loads but cannot render, and which took work anyway: its warm-up is off, as for a GPU that
     /// breaks after the worker started.
     /// </summary>
     private static async Task StartBrokenWorkerAsync(FarmCluster farm)
     {
-        var broken = WriteBrokenModel(farm.Root);
+        var broken = TestModels.WriteBroken(farm.Root);
         await farm.StartWorkerAsync("broken", s =>
         {
             s[$"Farm:Models:{FarmCluster.Model}"] = broken;
@@ -222,7 +215,7 @@ public sealed class FailureTests
     public async Task AWorkerWhoseModelCannotRenderStopsAtStartNamingTheModelAndTakesNoWork()
     {
         await using var farm = await FarmCluster.StartAsync(workers: 0);
-        var broken = WriteBrokenModel(farm.Root);
+        var broken = TestModels.WriteBroken(farm.Root);
         var error = await Assert.ThrowsAsync<InvalidOperationException>(() =>
             farm.StartWorkerAsync("broken", s => s[$"Farm:Models:{FarmCluster.Model}"] = broken));
         Assert.Contains($"model {FarmCluster.Model} loaded but cannot render", error.Message);
@@ -235,16 +228,6 @@ public sealed class FailureTests
         var job = await farm.SubmitAsync(Header(64, 64, 2), Prompts(2));
         var events = await farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
         Assert.Equal((JobState.Completed, 2u), (events[^1].JobFinished.State, events[^1].JobFinished.ImagesDone));
-    }
-
-    private static string WriteBrokenModel(string root)
-    {
-        var broken = Path.Combine(root, "broken-model");
-        var donor = Path.Combine(root, "donor-model");
-        ModelPresets.Write("tiny", broken);
-        ModelPresets.Write("tiny-sd2", donor);
-        File.Copy(Path.Combine(donor, "text_encoder", "model.onnx"), Path.Combine(broken, "text_encoder", "model.onnx"), overwrite: true);
-        return broken;
     }
 
     [Fact]
@@ -301,6 +284,31 @@ public sealed class FailureTests
         Assert.Equal(storedAtCancel, StoredFiles(farm, job.JobId));
         // Idempotent.
         Assert.Equal(JobState.Cancelled, (await farm.Jobs.CancelJobAsync(new CancelJobRequest { JobId = job.JobId })).State);
+    }
+
+    [Fact]
+    public async Task CancellingAJobTakesItsShardsOffTheTaskStreamsAndLeavesOtherJobsShardsAlone()
+    {
+        // No worker: everything stays queued. One of the cancelled job's shards has been delivered (a worker took it).
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 1);
+        var cancelled = await farm.SubmitAsync(Header(64, 64, 2), Prompts(6));
+        var kept = await farm.SubmitAsync(Header(64, 64, 2), Prompts(3, "a green door"));
+        var stream = FarmKeys.TaskStream(FarmCluster.Model);
+        Assert.Equal(9, await farm.Redis.StreamLengthAsync(stream));
+        var delivered = await farm.Redis.StreamReadGroupAsync(stream, FarmKeys.WorkerGroup, "some-worker", StackExchange.Redis.StreamPosition.NewMessages, count: 1);
+        Assert.Equal(cancelled.JobId, ShardEntry.Parse(delivered.Single()).JobId);
+
+        Assert.Equal(JobState.Cancelled, (await farm.Jobs.CancelJobAsync(new CancelJobRequest { JobId = cancelled.JobId })).State);
+
+        var left = await farm.Redis.StreamRangeAsync(stream);
+        Assert.Equal(3, left.Length);
+        Assert.All(left, e => Assert.Equal(kept.JobId, ShardEntry.Parse(e).JobId));
+        Assert.Equal(0, (await farm.Redis.StreamPendingAsync(stream, FarmKeys.WorkerGroup)).PendingMessageCount);
+        Assert.False(await farm.Redis.KeyExistsAsync(FarmKeys.JobTaskEntries(cancelled.JobId)));
+        // The other job is untouched, and renders.
+        await farm.StartWorkerAsync("worker-1");
+        var events = await farm.WatchToEndAsync(kept.JobId, TimeSpan.FromMinutes(2));
+        Assert.Equal((JobState.Completed, 3u), (events[^1].JobFinished.State, events[^1].JobFinished.ImagesDone));
     }
 
     private static long UnetRuns(FarmCluster farm, string workerId)

@@ -89,6 +89,25 @@ public sealed class HostileInputTests(LimitedFarmFixture fixture) : IClassFixtur
         ["bogus job id on cancel"] = (StatusCode.NotFound, "not found", f => f.Jobs.CancelJobAsync(new CancelJobRequest { JobId = "{job:x}" }).ResponseAsync),
         ["bogus job id on retry"] = (StatusCode.NotFound, "not found", f => f.Jobs.RetryJobAsync(new RetryJobRequest { JobId = "*" }).ResponseAsync),
         ["worker without hello"] = (StatusCode.FailedPrecondition, "hello", RawWorkerAsync),
+        // Seeds s, s+1, … s+images_per_prompt-1 must all be seeds: none may run past 2^63-1.
+        ["seed overflow with images per prompt"] = (StatusCode.InvalidArgument, $"seeds: seed {long.MaxValue} with images_per_prompt 2 runs past the largest seed",
+            f => f.SubmitAsync(With(h => { h.Seeds[0] = long.MaxValue; h.ImagesPerPrompt = 2; }), [P("x")])),
+        ["prompt seed overflow"] = (StatusCode.InvalidArgument, "prompts[0].seeds: seed", f => f.SubmitAsync(With(h => h.ImagesPerPrompt = 3),
+            [new PromptItem { Prompt = "x", Seeds = { long.MaxValue - 1 } }])),
+        // A resume point that is not an event id, or one after the job's last event (a watch that would never end).
+        ["malformed after_event_id"] = (StatusCode.InvalidArgument, "after_event_id 'not-an-id' is not an event id", f => WatchFromAsync(f, "not-an-id")),
+        ["after_event_id with a bad sequence"] = (StatusCode.InvalidArgument, "is not an event id", f => WatchFromAsync(f, "1700000000000-x")),
+        ["after_event_id past 2^64"] = (StatusCode.InvalidArgument, "is not an event id", f => WatchFromAsync(f, "99999999999999999999999-0")),
+        ["future after_event_id"] = (StatusCode.InvalidArgument, "is after the job's last event", f => WatchFromAsync(f, "99999999999999-0")),
+        // Init images and masks that would fail every attempt to render them: decoded in full at submit.
+        ["truncated PNG init image"] = (StatusCode.InvalidArgument, "prompts[1].init_image 'cut.png' is not a decodable PNG or JPEG",
+            f => SubmitWithImageAsync(f, "cut.png", Photo[..(Photo.Length / 2)], mask: false)),
+        ["header-only PNG init image"] = (StatusCode.InvalidArgument, "prompts[1].init_image 'header.png' is not a decodable PNG or JPEG",
+            f => SubmitWithImageAsync(f, "header.png", Photo[..33], mask: false)),
+        ["truncated JPEG mask"] = (StatusCode.InvalidArgument, "prompts[1].mask_image 'cut.jpg' is not a decodable PNG or JPEG: the JPEG is cut off",
+            f => SubmitWithImageAsync(f, "cut.jpg", Jpeg[..(Jpeg.Length * 2 / 3)], mask: true)),
+        ["corrupt image no prompt uses"] = (StatusCode.InvalidArgument, "input_image 'spare.png' is not a decodable PNG or JPEG",
+            f => f.SubmitItemsAsync(Valid(), [InputImageTests.Input("spare.png", Photo[..(Photo.Length - 20)]), new SubmitJobRequest { Prompt = P("x") }])),
         // Bodies that are not protobuf of the request type, on every method: INVALID_ARGUMENT naming the parse error.
         ["malformed SubmitJob message"] = (StatusCode.InvalidArgument, RawCalls.Malformed, Malformed(MethodType.ClientStreaming, "SubmitJob")),
         ["malformed prompt after a valid header"] = (StatusCode.InvalidArgument, RawCalls.Malformed, Malformed(MethodType.ClientStreaming, "SubmitJob",
@@ -195,6 +214,45 @@ public sealed class HostileInputTests(LimitedFarmFixture fixture) : IClassFixtur
     private static Func<FarmCluster, Task> Malformed(MethodType type, string method, params byte[][] first) =>
         f => RawCalls.SendAsync(f.CoordinatorUrl, RawCalls.Job(type, method), [.. first, RawCalls.NotProtobuf]);
 
+    private static readonly byte[] Photo = InputImageTests.Gradient(200, 120, 30);
+
+    private static readonly byte[] Jpeg = JpegOf(64, 64);
+
+    private static byte[] JpegOf(int width, int height)
+    {
+        var rgb = new byte[width * height * 3];
+        new Random(7).NextBytes(rgb);
+        using var stream = new MemoryStream();
+        new StbImageWriteSharp.ImageWriter().WriteJpg(rgb, width, height, StbImageWriteSharp.ColorComponents.RedGreenBlue, stream, 90);
+        return stream.ToArray();
+    }
+
+    /// <summary>A good prompt, then one whose init image (or mask, on a good init image) is <paramref name="bytes"/>.</summary>
+    private static Task SubmitWithImageAsync(FarmCluster farm, string name, byte[] bytes, bool mask) =>
+        farm.SubmitItemsAsync(Valid(),
+        [
+            InputImageTests.Input("good.png", Photo),
+            InputImageTests.Prompt("fine", init: "good.png"),
+            InputImageTests.Input(name, bytes),
+            mask ? InputImageTests.Prompt("masked", init: "good.png", mask: name) : InputImageTests.Prompt("broken", init: name),
+        ]);
+
+    /// <summary>Watches a new job of its own from <paramref name="after"/>, then cancels it (the tenant's quota stays free).</summary>
+    private static async Task WatchFromAsync(FarmCluster farm, string after)
+    {
+        var job = await farm.SubmitAsync(Valid(), [P("watched")]);
+        try
+        {
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            using var call = farm.Jobs.WatchJob(new WatchJobRequest { JobId = job.JobId, AfterEventId = after }, cancellationToken: cts.Token);
+            await RawCalls.DrainAsync(call.ResponseStream, cts.Token);
+        }
+        finally
+        {
+            await farm.Jobs.CancelJobAsync(new CancelJobRequest { JobId = job.JobId });
+        }
+    }
+
     private static async Task RawWorkerAsync(FarmCluster farm)
     {
         using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(farm.CoordinatorUrl);
@@ -288,6 +346,83 @@ public sealed class MalformedBodyTests : IAsyncLifetime
         Assert.DoesNotContain("\n", error.Status.Detail);
         Assert.Empty(_log.AtLeast(LogLevel.Warning));
         Assert.Contains(_log.AtLeast(LogLevel.Information), e => e.Contains("'InvalidArgument'") && e.Contains("malformed request")); // visible, as the caller's error
+    }
+
+    /// <summary>gRPC messages whose framing is broken: name → (request body, extra headers).</summary>
+    private static readonly Dictionary<string, (byte[] Body, string? Encoding)> Framings = new()
+    {
+        ["message cut short"] = ([0, 0, 0, 0, 10, 1, 2], null),
+        ["header cut short"] = ([0, 0], null),
+        ["compressed flag without an encoding"] = ([1, 0, 0, 0, 1, 0], null),
+        ["compressed flag 2"] = ([2, 0, 0, 0, 0], null),
+        ["length past the size limit"] = ([0, 0x7F, 0xFF, 0xFF, 0xFF], null),
+        ["gzip that is not gzip"] = ([1, 0, 0, 0, 4, 1, 2, 3, 4], "gzip"),
+        ["a second message to a unary method"] = ([0, 0, 0, 0, 0, 0, 0, 0, 0, 0], null),
+    };
+
+    private static readonly string[] FramedMethods = ["/renderfarm.v1.JobService/GetJob", "/renderfarm.v1.JobService/WatchJob",
+        "/renderfarm.v1.JobService/SubmitJob", "/renderfarm.v1.WorkerService/Connect"];
+
+    public static TheoryData<string, string> FramingCases
+    {
+        get
+        {
+            var cases = new TheoryData<string, string>();
+            foreach (var framing in Framings.Keys)
+                foreach (var method in FramedMethods) cases.Add(framing, method);
+            return cases;
+        }
+    }
+
+    /// <summary>Sends raw bytes as a gRPC request body; returns the call's status.</summary>
+    private async Task<(StatusCode Code, string Message)> SendFramedAsync(string method, string framing, string? key)
+    {
+        var (body, encoding) = Framings[framing];
+        using var http = new HttpClient();
+        using var request = new HttpRequestMessage(HttpMethod.Post, _url + method)
+        {
+            Version = System.Net.HttpVersion.Version20, VersionPolicy = HttpVersionPolicy.RequestVersionExact, Content = new ByteArrayContent(body),
+        };
+        request.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/grpc");
+        request.Headers.TE.ParseAdd("trailers");
+        if (key is not null) request.Headers.Add(ApiKeyInterceptor.Header, key);
+        if (encoding is not null) request.Headers.Add("grpc-encoding", encoding);
+        using var response = await http.SendAsync(request);
+        await response.Content.ReadAsByteArrayAsync(); // trailers arrive after the body
+        string Header(string name) =>
+            response.Headers.TryGetValues(name, out var v) || response.TrailingHeaders.TryGetValues(name, out v) ? v.Single() : "";
+        return ((StatusCode)int.Parse(Header("grpc-status")), Uri.UnescapeDataString(Header("grpc-message")));
+    }
+
+    [Theory]
+    [MemberData(nameof(FramingCases))]
+    public async Task WithoutAKeyMalformedFramingIsUnauthenticatedOnEveryCallType(string framing, string method)
+    {
+        var (code, message) = await SendFramedAsync(method, framing, key: null);
+
+        Assert.Equal(StatusCode.Unauthenticated, code);
+        Assert.StartsWith("missing API key", message);
+        Assert.Empty(_log.AtLeast(LogLevel.Warning));
+    }
+
+    [Fact]
+    public async Task WithAKeyMalformedFramingIsTheCallersErrorNeverAServerErrorAndWarnedAboutOncePerInterval()
+    {
+        foreach (var _ in Enumerable.Range(0, 3)) // the same bad requests again: no more warnings
+        foreach (var framing in Framings.Keys)
+        foreach (var method in FramedMethods)
+        {
+            var (code, message) = await SendFramedAsync(method, framing, method.Contains("WorkerService") ? _workerKey : _clientKey);
+            Assert.True(code is not (StatusCode.Unknown or StatusCode.OK), $"{framing} on {method}: {code} {message}");
+            Assert.DoesNotContain("\n", message);
+        }
+
+        Assert.Empty(_log.AtLeast(LogLevel.Error));
+        // One warning for each kind of framing the gRPC server would have failed on with a stack trace.
+        var warnings = _log.AtLeast(LogLevel.Warning).ToList();
+        Assert.Equal(2, warnings.Count);
+        Assert.Contains(warnings, w => w.Contains("compressed flag is 2"));
+        Assert.Contains(warnings, w => w.Contains("gzip-compressed message does not decompress"));
     }
 
     [Fact]

@@ -3,6 +3,7 @@ using Grpc.Net.Client;
 using RenderFarm.Coordinator.Security;
 using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.Protocol;
+using RenderFarm.Shared;
 
 namespace RenderFarm.Farm.Tests;
 
@@ -117,6 +118,101 @@ public sealed class SecurityTests : IAsyncLifetime
         Assert.DoesNotContain((await _farm.Jobs.ListJobsAsync(new ListJobsRequest(), bob)).Jobs, j => j.JobId == jobId);
         Assert.Contains((await _farm.Jobs.ListJobsAsync(new ListJobsRequest(), Key(_alice))).Jobs, j => j.JobId == jobId);
         Assert.Equal(JobState.Completed, (await _farm.Jobs.GetJobAsync(new GetJobRequest { JobId = jobId }, Key(_alice))).State);
+    }
+
+    /// <summary>A worker's stream opened by hand with <paramref name="key"/>, welcomed.</summary>
+    private static async Task<AsyncDuplexStreamingCall<WorkerMessage, CoordinatorMessage>> ConnectWorkerAsync(GrpcChannel channel, string key,
+        string workerId, string device = "")
+    {
+        var call = new WorkerService.WorkerServiceClient(channel).Connect(Key(key));
+        await call.RequestStream.WriteAsync(new WorkerMessage { Hello = new WorkerHello { WorkerId = workerId, Models = { "elsewhere" }, Device = device } });
+        Assert.True(await call.ResponseStream.MoveNext(CancellationToken.None));
+        Assert.NotNull(call.ResponseStream.Current.Welcome);
+        return call;
+    }
+
+    /// <summary>
+    /// Submits a job for a model the farm's real worker does not serve, and delivers its shard to
+    /// <paramref name="consumer"/> as a worker would (XREADGROUP): what a worker stream may then report on.
+    /// </summary>
+    private async Task<(string JobId, ShardRef Shard)> DeliveredJobAsync(string clientKey, string consumer)
+    {
+        var header = Header();
+        header.Params.Model = "elsewhere";
+        var job = await _farm.SubmitAsync(header, [new PromptItem { Prompt = "held by a hand-made worker" }], headers: Key(clientKey));
+        var stream = FarmKeys.TaskStream("elsewhere");
+        var entry = (await _farm.Redis.StreamReadGroupAsync(stream, FarmKeys.WorkerGroup, consumer, StackExchange.Redis.StreamPosition.NewMessages, count: 1)).Single();
+        return (job.JobId, new ShardRef { JobId = job.JobId, ShardIndex = 0, Model = "elsewhere", EntryId = entry.Id!, Stream = stream, Delivery = 1 });
+    }
+
+    [Fact]
+    public async Task RevokingAKeyEndsTheStreamsOpenedWithItWithinSecondsAndNothingItsWorkerSendsAfterIsStored()
+    {
+        var keys = new ApiKeyStore(_farm.Multiplexer);
+        var (carol, carolRecord) = await keys.CreateAsync("carol-corp", ApiKeyRole.Client, "carol");
+        var (rogue, rogueRecord) = await keys.CreateAsync("farm", ApiKeyRole.Worker, "rogue");
+        var (jobId, shard) = await DeliveredJobAsync(carol, "rogue");
+        using var channel = GrpcChannel.ForAddress(_farm.CoordinatorUrl);
+        using var worker = await ConnectWorkerAsync(channel, rogue, "rogue");
+        using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        using var watch = _farm.Jobs.WatchJob(new WatchJobRequest { JobId = jobId }, Key(carol), cancellationToken: bound.Token);
+        Assert.True(await watch.ResponseStream.MoveNext(bound.Token)); // "queued": the watch is open and waits
+
+        var revokedAt = System.Diagnostics.Stopwatch.StartNew();
+        Assert.True(await keys.RevokeAsync(carolRecord.Id));
+        Assert.True(await keys.RevokeAsync(rogueRecord.Id));
+
+        var watchEnd = await Assert.ThrowsAsync<RpcException>(() => watch.ResponseStream.MoveNext(bound.Token));
+        var workerEnd = await Assert.ThrowsAsync<RpcException>(() => worker.ResponseStream.MoveNext(bound.Token));
+        Assert.True(revokedAt.Elapsed < TimeSpan.FromSeconds(5), $"the streams ended {revokedAt.Elapsed} after the revocation");
+        Assert.Equal((StatusCode.Unauthenticated, StatusCode.Unauthenticated), (watchEnd.StatusCode, workerEnd.StatusCode));
+        Assert.Contains("revoked", watchEnd.Status.Detail);
+
+        // The worker tries again, on a new stream, with the image it holds: refused before a byte of it is read.
+        using var retry = new WorkerService.WorkerServiceClient(channel).Connect(Key(rogue));
+        var png = RenderFarm.Diffusion.Imaging.PngEncoder.Encode(new byte[64 * 64 * 3], 64, 64);
+        try
+        {
+            await retry.RequestStream.WriteAsync(new WorkerMessage { Hello = new WorkerHello { WorkerId = "rogue", Models = { "elsewhere" } } });
+            await retry.RequestStream.WriteAsync(new WorkerMessage { Image = new ShardImage { Shard = shard, Index = 0, Png = Google.Protobuf.ByteString.CopyFrom(png) } });
+        }
+        catch (RpcException) { /* refused while still writing */ }
+        var refused = await Assert.ThrowsAsync<RpcException>(() => retry.ResponseStream.MoveNext(bound.Token));
+        Assert.Equal(StatusCode.Unauthenticated, refused.StatusCode);
+        Assert.Equal(0, await _farm.Redis.HashLengthAsync(FarmKeys.JobResults(jobId)));
+    }
+
+    [Fact]
+    public async Task ListWorkersNamesTheJobAWorkerRendersOnlyToItsTenantAndToAdminKeysAndShowsNoControlCharacters()
+    {
+        var (jobId, shard) = await DeliveredJobAsync(_alice, "busy");
+        using var channel = GrpcChannel.ForAddress(_farm.CoordinatorUrl);
+        using var worker = await ConnectWorkerAsync(channel, _worker, "busy", device: "\u001b]0;owned\u0007\u001b[2JGPU\u202E");
+        await worker.RequestStream.WriteAsync(new WorkerMessage { ShardBegin = new ShardBegin { Shard = shard, ImageCount = 1 } });
+        var admin = Key((await _keys.CreateAsync("ops", ApiKeyRole.Admin, "oncall")).Secret);
+        async Task<WorkerInfo> BusyAsSeenBy(Metadata key) =>
+            (await _farm.Jobs.ListWorkersAsync(new ListWorkersRequest(), key)).Workers.Single(w => w.WorkerId == "busy");
+        await _farm.Jobs.WaitForWorkerAsync("busy", w => w.CurrentJobId == jobId, Key(_alice)); // alice sees her job
+
+        Assert.Equal(jobId, (await BusyAsSeenBy(admin)).CurrentJobId);
+        var asBob = await BusyAsSeenBy(Key(_bob));
+        Assert.Equal(("", 0u), (asBob.CurrentJobId, asBob.CurrentShard));
+        Assert.Equal(WorkerState.Busy, asBob.State); // that it works is no secret; for whom is
+        Assert.Equal("]0;owned[2JGPU", asBob.Device);
+    }
+
+    [Fact]
+    public async Task JobLabelsAreShownWithoutTerminalControlCharacters()
+    {
+        var header = Header();
+        header.Label = "\u001b]0;pwned\u0007\u001b[2J\u001b[31mnightly\u001b[0m\r\n\u202Erenders\u009b";
+        var job = await _farm.SubmitAsync(header, [new PromptItem { Prompt = "labelled" }], headers: Key(_alice));
+
+        var status = await _farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId }, Key(_alice));
+        var listed = (await _farm.Jobs.ListJobsAsync(new ListJobsRequest(), Key(_alice))).Jobs.Single(j => j.JobId == job.JobId);
+
+        Assert.Equal("]0;pwned[2J[31mnightly[0mrenders", status.Label);
+        Assert.Equal(status.Label, listed.Label);
     }
 
     [Fact]

@@ -32,10 +32,12 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
         if (normalized.ImagesPerPrompt > _limits.MaxImagesPerPrompt)
             throw Invalid($"images_per_prompt must be at most {_limits.MaxImagesPerPrompt} (got {normalized.ImagesPerPrompt})");
         CheckText("negative_prompt", normalized.NegativePrompt);
-        CheckSeeds("seeds", normalized.Seeds);
+        CheckSeeds("seeds", normalized.Seeds, normalized.ImagesPerPrompt);
         // No seed given: one random seed for the whole job, recorded with every image so it can be reproduced.
         if (normalized.Seeds.Count == 0) normalized.Seeds.Add(Random.Shared.NextInt64(0, uint.MaxValue));
         if (normalized.Label.Length > 200) throw Invalid("label must be at most 200 characters");
+        // Shown in other people's terminals (farm jobs, farm status): no escape sequences or other control characters.
+        normalized.Label = DisplayText.Clean(normalized.Label);
         return normalized;
     }
 
@@ -79,13 +81,13 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
     }
 
     /// <summary>Validates one prompt item; <paramref name="position"/> is its 0-based place in the batch.</summary>
-    public void Check(PromptItem item, long position)
+    public void Check(PromptItem item, long position, uint imagesPerPrompt)
     {
         if (string.IsNullOrWhiteSpace(item.Prompt))
             throw Invalid($"prompts[{position}].prompt is empty");
         CheckText($"prompts[{position}].prompt", item.Prompt);
         if (item.HasNegativePrompt) CheckText($"prompts[{position}].negative_prompt", item.NegativePrompt);
-        CheckSeeds($"prompts[{position}].seeds", item.Seeds);
+        CheckSeeds($"prompts[{position}].seeds", item.Seeds, imagesPerPrompt);
         if (item.HasMaskImage && !item.HasInitImage)
             throw Invalid($"prompts[{position}].mask_image needs an init_image to apply to");
         if (item.HasStrength && !item.HasInitImage)
@@ -114,12 +116,18 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
             throw Invalid($"{field} is longer than {_limits.MaxPromptLength} characters");
     }
 
-    private void CheckSeeds(string field, IReadOnlyCollection<long> seeds)
+    /// <summary>Each seed s renders seeds s … s + images_per_prompt − 1: all of them must be valid seeds (0 … 2^63 − 1).</summary>
+    private void CheckSeeds(string field, IReadOnlyCollection<long> seeds, uint imagesPerPrompt)
     {
         if (seeds.Count > _limits.MaxSeedsPerPrompt)
             throw Invalid($"{field} has more than {_limits.MaxSeedsPerPrompt} seeds");
+        var largest = long.MaxValue - Math.Max(1, (long)imagesPerPrompt) + 1;
         foreach (var seed in seeds)
+        {
             if (seed < 0) throw Invalid($"{field} must not contain negative seeds (got {seed})");
+            if (seed > largest)
+                throw Invalid($"{field}: seed {seed} with images_per_prompt {imagesPerPrompt} runs past the largest seed ({long.MaxValue}); use seeds up to {largest}");
+        }
     }
 
     /// <summary>User text quoted in an error message, cut to a readable length.</summary>

@@ -42,9 +42,37 @@ public sealed class JobEventLog(IConnectionMultiplexer redis)
         [new(TypeField, "step"), new("shard", shard), new("worker", worker), new("step", step), new("total", total),
          new("itps", itPerSec.ToString("R", CultureInfo.InvariantCulture))];
 
-    public static NameValueEntry[] AttemptFailed(uint shard, string worker, long attempt, int maxAttempts, string error) =>
+    public static NameValueEntry[] AttemptFailed(uint shard, string worker, long attempt, int maxAttempts, FailureKind kind, string error) =>
         [new(TypeField, "attempt_failed"), new("shard", shard), new("worker", worker), new("attempt", attempt),
-         new("max", maxAttempts), new("error", error.Length > 2000 ? error[..2000] : error)];
+         new("max", maxAttempts), new("kind", (int)kind), new("error", error.Length > 2000 ? error[..2000] : error)];
+
+    /// <summary>
+    /// Checks a client's resume point: an event id as <see cref="JobEvent.EventId"/> gives them ("MS-SEQ"), no later
+    /// than the job's last event. Anything else is INVALID_ARGUMENT: a malformed id would fail in Redis, and a future
+    /// one would wait for events that are never read back (the job's end among them).
+    /// </summary>
+    public async Task CheckResumePointAsync(string jobId, string afterId)
+    {
+        if (afterId.Length == 0) return;
+        if (ParseId(afterId) is not { } after)
+            throw BatchValidator.Invalid($"after_event_id '{BatchValidator.Truncate(afterId)}' is not an event id (MS-SEQ, as events carry in event_id)");
+        var last = await redis.GetDatabase().StreamRangeAsync(FarmKeys.JobEvents(jobId), "-", "+", 1, Order.Descending);
+        if (last.Length == 0 || ParseId(last[0].Id!) is not { } newest || after.CompareTo(newest) > 0)
+            throw BatchValidator.Invalid($"after_event_id '{afterId}' is after the job's last event" +
+                                         (last.Length == 0 ? "" : $" ({last[0].Id}); resume from an event_id this job sent"));
+    }
+
+    /// <summary>A stream id "MS-SEQ" (or "MS") as a comparable pair; null if it is not one.</summary>
+    private static (ulong Ms, ulong Seq)? ParseId(string id)
+    {
+        var dash = id.IndexOf('-');
+        var (ms, seq) = dash < 0 ? (id, "0") : (id[..dash], id[(dash + 1)..]);
+        return ms.Length is > 0 and <= 20 && seq.Length is > 0 and <= 20 && ms.All(char.IsAsciiDigit) && seq.All(char.IsAsciiDigit)
+               && ulong.TryParse(ms, NumberStyles.None, CultureInfo.InvariantCulture, out var m)
+               && ulong.TryParse(seq, NumberStyles.None, CultureInfo.InvariantCulture, out var q)
+            ? (m, q)
+            : null;
+    }
 
     /// <summary>Reads up to <paramref name="count"/> events after <paramref name="afterId"/> (null = from the start).</summary>
     public async Task<IReadOnlyList<JobEvent>> ReadAsync(string jobId, string? afterId, int count)
@@ -90,6 +118,7 @@ public sealed class JobEventLog(IConnectionMultiplexer redis)
                 e.AttemptFailed = new ShardAttemptFailed
                 {
                     ShardIndex = U("shard"), WorkerId = S("worker"), Attempt = U("attempt"), MaxAttempts = U("max"), Error = S("error"),
+                    Kind = (FailureKind)U("kind") is var kind && Enum.IsDefined(kind) ? kind : FailureKind.Unspecified,
                 };
                 break;
             case "state_changed": e.StateChanged = new JobStateChanged { State = JobStateMapping.ToProto(S("state")) }; break;

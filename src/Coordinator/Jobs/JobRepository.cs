@@ -14,7 +14,7 @@ public readonly record struct ImageOutcome(bool Recorded, bool ShardFinished);
 /// </summary>
 public sealed class JobRepository(IConnectionMultiplexer redis)
 {
-    // KEYS: meta, results, failures, shards, events, inputs.
+    // KEYS: meta, results, failures, shards, events, inputs, task entries, failed attempts.
     // ARGV: mode (done|failed), index, shard, worker, detail (sha256 or error), now ms, size in bytes (done).
     // A result is recorded as "sha256:size", so downloads need not ask the store for sizes.
     // An image already done or failed is ignored: a duplicate delivery changes nothing.
@@ -44,8 +44,9 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
           local state = 'completed'
           if failed > 0 then state = 'failed' end
           redis.call('HSET', KEYS[1], 'state', state, 'finished_ms', ARGV[6])
-          -- init images are only needed again by a retry, i.e. when images failed
+          -- init images are only needed again by a retry, i.e. when images failed; its task entries are all done
           if failed == 0 then redis.call('DEL', KEYS[6]) end
+          redis.call('DEL', KEYS[7], KEYS[8])
           redis.call('XADD', KEYS[5], '*', 'type', 'job_finished', 'state', state, 'done', done, 'failed', failed)
         end
         redis.call('PUBLISH', '{{FarmKeys.JobEventsChannel}}', KEYS[5])
@@ -130,7 +131,7 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
             JobId = jobId,
             State = JobStateMapping.ToProto((string?)map.GetValueOrDefault(JobFields.State) ?? ""),
             Params = GenerationParams.Parser.ParseFrom((byte[])map[JobFields.Params]!),
-            Label = (string?)map.GetValueOrDefault(JobFields.Label) ?? "",
+            Label = DisplayText.Clean((string?)map.GetValueOrDefault(JobFields.Label) ?? ""),
             ImageCount = U(JobFields.ImageCount),
             ImagesDone = U(JobFields.ImagesDone),
             ImagesFailed = U(JobFields.ImagesFailed),
@@ -249,7 +250,7 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
     {
         var result = (RedisResult[])(await redis.GetDatabase().ScriptEvaluateAsync(RecordOutcomeScript,
             [FarmKeys.JobMeta(jobId), FarmKeys.JobResults(jobId), FarmKeys.JobFailures(jobId), FarmKeys.JobShardsRemaining(jobId), FarmKeys.JobEvents(jobId),
-             FarmKeys.JobInputs(jobId)],
+             FarmKeys.JobInputs(jobId), FarmKeys.JobTaskEntries(jobId), FarmKeys.JobFailedAttempts(jobId)],
             [mode, index, shard, worker, detail, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), sizeBytes]))!;
         return new ImageOutcome((int)result[0] == 1, (int)result[1] == 1);
     }

@@ -50,11 +50,11 @@ public sealed class JobSubmitter(
                 if (request.ItemCase != SubmitJobRequest.ItemOneofCase.Prompt)
                     throw BatchValidator.Invalid($"prompts[{position}]: only one header is allowed, at the start");
                 var prompt = request.Prompt;
-                validator.Check(prompt, position);
+                validator.Check(prompt, position, header.ImagesPerPrompt);
                 var parameters = validator.ParamsFor(prompt, header.Params, position);
                 var initImage = prompt.HasInitImage ? inputs.Resolve(prompt.InitImage, $"prompts[{position}].init_image") : "";
                 var maskImage = prompt.HasMaskImage ? inputs.Resolve(prompt.MaskImage, $"prompts[{position}].mask_image") : "";
-                staging.Add(prompt, parameters, initImage, maskImage);
+                staging.Add(prompt, parameters, initImage, maskImage, position);
                 validator.CheckImageCount(staging.ImageCount);
                 limits.CheckQueuedImages(alreadyQueued, staging.ImageCount);
                 position++;
@@ -118,7 +118,7 @@ public sealed class JobSubmitter(
             // Per-prompt overrides may name other models: each shard goes to its own model's stream.
             foreach (var byModel in shards.Select(s => (byte[])s!).GroupBy(bytes => Shard.Parser.ParseFrom(bytes).Params.Model))
             {
-                await queue.EnqueueAsync(byModel.Key, header.Priority, byModel.ToList());
+                await queue.EnqueueAsync(jobId, byModel.Key, header.Priority, byModel.ToList());
                 models.Add(byModel.Key);
             }
             if (shards.Length < page) break;
@@ -134,7 +134,7 @@ public sealed class JobSubmitter(
     /// A submission in progress: one open shard per distinct set of settings (per-prompt overrides), and the Redis
     /// writes not yet flushed.
     /// </summary>
-    private sealed class Staging(IDatabase db, string jobId, JobHeader header, Func<string, int> shardSizeFor, uint maxAttempts)
+    private sealed class Staging(IDatabase db, string jobId, JobHeader header, FleetCapacity fleet, uint maxAttempts)
     {
         /// <summary>Distinct settings one job may mix: each keeps a shard open while the batch streams in.</summary>
         public const int MaxDistinctParams = 64;
@@ -153,10 +153,16 @@ public sealed class JobSubmitter(
 
         /// <param name="initImage">Field of the job's inputs hash with the prompt's init image, or empty.</param>
         /// <param name="maskImage">Field of the job's inputs hash with the prompt's mask, or empty.</param>
-        public void Add(PromptItem item, GenerationParams parameters, string initImage, string maskImage)
+        /// <param name="position">The prompt's place in the batch, for error messages.</param>
+        public void Add(PromptItem item, GenerationParams parameters, string initImage, string maskImage, long position)
         {
-            if (_seen.Add(parameters) && _seen.Count > MaxDistinctParams)
-                throw BatchValidator.Invalid($"the batch mixes more than {MaxDistinctParams} distinct settings (model, size, steps, guidance, scheduler, strength, init image/mask or none); split it into several jobs");
+            if (_seen.Add(parameters))
+            {
+                if (_seen.Count > MaxDistinctParams)
+                    throw BatchValidator.Invalid($"the batch mixes more than {MaxDistinctParams} distinct settings (model, size, steps, guidance, scheduler, strength, init image/mask or none); split it into several jobs");
+                if (fleet.WhyUnrenderable(parameters) is { } why)
+                    throw BatchValidator.Invalid($"{(parameters.Equals(header.Params) ? "params" : $"prompts[{position}]")}: {why}");
+            }
             var negative = item.HasNegativePrompt ? item.NegativePrompt : header.NegativePrompt;
             var seeds = item.Seeds.Count > 0 ? item.Seeds : header.Seeds;
             foreach (var seed in seeds)
@@ -172,7 +178,7 @@ public sealed class JobSubmitter(
                 shard.Images.Add(image);
                 var record = parameters.Equals(header.Params) ? image : new ImageTask(image) { Params = parameters };
                 _images.Add(new HashEntry(image.Index, record.ToByteArray()));
-                if (shard.Images.Count == shardSizeFor(parameters.Model)) CloseShard(parameters);
+                if (shard.Images.Count >= fleet.ShardSize(parameters)) CloseShard(parameters);
             }
         }
 

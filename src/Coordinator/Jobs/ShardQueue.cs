@@ -9,13 +9,42 @@ public sealed class ShardQueue(IConnectionMultiplexer redis)
 {
     private readonly HashSet<string> _groupsEnsured = [];
 
-    /// <summary>Appends serialized shards to the model's stream for the priority (pipelined).</summary>
-    public async Task EnqueueAsync(string model, Priority priority, IReadOnlyList<byte[]> shards)
+    /// <summary>
+    /// Appends serialized shards of a job to the model's stream for the priority (pipelined), and notes their entries
+    /// with the job (<see cref="FarmKeys.JobTaskEntries"/>) so that cancelling it can take them off the stream.
+    /// </summary>
+    public async Task EnqueueAsync(string jobId, string model, Priority priority, IReadOnlyList<byte[]> shards)
     {
         var db = redis.GetDatabase();
         var stream = FarmKeys.TaskStream(model, priority);
         await EnsureGroupAsync(db, stream);
-        await Task.WhenAll(shards.Select(s => db.StreamAddAsync(stream, ShardEntry.PayloadField, s)));
+        var ids = await Task.WhenAll(shards.Select(s => db.StreamAddAsync(stream, ShardEntry.PayloadField, s)));
+        if (ids.Length > 0) await db.ListRightPushAsync(FarmKeys.JobTaskEntries(jobId), [.. ids.Select(id => (RedisValue)$"{stream} {id}")]);
+    }
+
+    /// <summary>
+    /// Takes a cancelled job's entries off the task streams (delivered or not; a worker running one stops at the cancel
+    /// anyway), a page at a time: a cancelled million-image job leaves no queued entries behind. Idempotent.
+    /// </summary>
+    public async Task RemoveEntriesAsync(string jobId)
+    {
+        var db = redis.GetDatabase();
+        var key = FarmKeys.JobTaskEntries(jobId);
+        const int page = 1000;
+        while (true)
+        {
+            var entries = await db.ListRangeAsync(key, 0, page - 1);
+            if (entries.Length == 0) break;
+            var removals = new List<Task>();
+            foreach (var stream in entries.Select(e => ((string)e!).Split(' ', 2)).Where(p => p.Length == 2).GroupBy(p => p[0], p => (RedisValue)p[1]))
+            {
+                removals.Add(db.StreamAcknowledgeAsync(stream.Key, FarmKeys.WorkerGroup, [.. stream]));
+                removals.Add(db.StreamDeleteAsync(stream.Key, [.. stream]));
+            }
+            await Task.WhenAll(removals);
+            await db.ListTrimAsync(key, entries.Length, -1);
+        }
+        await db.KeyDeleteAsync(key);
     }
 
     /// <summary>Wakes idle workers of the model.</summary>

@@ -1,29 +1,62 @@
 using Microsoft.Extensions.Options;
 using RenderFarm.Coordinator.Workers;
+using RenderFarm.Protocol;
 
 namespace RenderFarm.Coordinator.Jobs;
 
 /// <summary>
-/// Images per shard, per model: the smallest max batch among the online workers serving the model, so each shard runs
-/// as one UNet batch on whichever of them pulls it; <c>Farm:ShardSize</c> caps it (the loss when a worker dies
-/// mid-shard) and is the size used while no worker serves the model. Submit and retry size shards the same way.
+/// Images per shard, per model and size: each shard runs as one UNet batch on whichever online worker of the model
+/// pulls it, so it is sized to the smallest batch any of them takes — its max batch, and once it has run out of memory,
+/// the batch × pixels it has learnt fit (<see cref="ModelLimit"/>). <c>Farm:ShardSize</c> caps it (the loss when a
+/// worker dies mid-shard) and is the size used while no worker serves the model. Submit and retry size shards the same
+/// way, and submit refuses a size that no online worker of the model can render.
 /// </summary>
 public sealed class ShardSizing(WorkerRegistry workers, IOptions<CoordinatorOptions> options)
 {
-    /// <summary>The sizes for the fleet as it is now; one registry read however many models a job names.</summary>
-    public async Task<Func<string, int>> SnapshotAsync()
+    /// <summary>The fleet as it is now; one registry read however many models and sizes a job names.</summary>
+    public async Task<FleetCapacity> SnapshotAsync() => new(await workers.ListOnlineAsync(), options.Value.ShardSize);
+}
+
+/// <summary>What the online workers can take, as <see cref="ShardSizing"/> read it.</summary>
+public sealed class FleetCapacity(IReadOnlyList<WorkerInfo> online, int cap)
+{
+    private readonly Dictionary<(string Model, ulong Pixels), int> _sizes = [];
+
+    private IEnumerable<WorkerInfo> Serving(string model) => online.Where(w => w.Models.Contains(model));
+
+    private static ModelLimit? LimitOf(WorkerInfo worker, string model) => worker.Limits.FirstOrDefault(l => l.Model == model);
+
+    private static ulong Pixels(GenerationParams p) => (ulong)p.Width * p.Height;
+
+    /// <summary>Images per shard for <paramref name="p"/>'s model and size.</summary>
+    public int ShardSize(GenerationParams p)
     {
-        var cap = options.Value.ShardSize;
-        var online = await workers.ListOnlineAsync();
-        var sizes = new Dictionary<string, int>();
-        return model =>
+        var key = (p.Model, Pixels(p));
+        if (_sizes.TryGetValue(key, out var size)) return size;
+        var batches = Serving(p.Model).Select(w =>
         {
-            if (!sizes.TryGetValue(model, out var size))
-            {
-                var batches = online.Where(w => w.Models.Contains(model) && w.MaxBatch > 0).Select(w => (int)w.MaxBatch).ToList();
-                sizes[model] = size = batches.Count == 0 ? cap : Math.Min(cap, batches.Min());
-            }
-            return size;
-        };
+            var batch = w.MaxBatch > 0 ? (ulong)w.MaxBatch : (ulong)cap;
+            if (LimitOf(w, p.Model) is { MaxBatchPixels: > 0 } limit) batch = Math.Min(batch, Math.Max(1, limit.MaxBatchPixels / key.Item2));
+            return (int)Math.Min(batch, int.MaxValue);
+        }).ToList();
+        return _sizes[key] = batches.Count == 0 ? cap : Math.Min(cap, batches.Min());
+    }
+
+    /// <summary>
+    /// Why no online worker of the model can render <paramref name="p"/>'s size — each has run out of memory on one
+    /// image that large or smaller — or null when one might (or none is online: the job waits for one).
+    /// </summary>
+    public string? WhyUnrenderable(GenerationParams p)
+    {
+        var serving = Serving(p.Model).ToList();
+        var pixels = Pixels(p);
+        if (serving.Count == 0 || serving.Any(w => LimitOf(w, p.Model) is not { OomImagePixels: > 0 } limit || pixels < limit.OomImagePixels))
+            return null;
+        var largestFit = serving.Max(w => LimitOf(w, p.Model)!.MaxBatchPixels);
+        var firstOom = serving.Max(w => LimitOf(w, p.Model)!.OomImagePixels);
+        return $"{p.Width}x{p.Height} ({pixels} pixels) is more than any online worker of model '{p.Model}' can render: " +
+               $"{(serving.Count == 1 ? $"worker {serving[0].WorkerId} runs" : $"all {serving.Count} run")} out of memory on one image of " +
+               $"{firstOom} pixels{(serving.Count == 1 ? "" : " or fewer")}" +
+               (largestFit > 0 ? $", and the most rendered at once is {largestFit} pixels (images x width x height)" : "");
     }
 }

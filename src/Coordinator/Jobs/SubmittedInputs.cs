@@ -1,14 +1,18 @@
 using System.Security.Cryptography;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
+using RenderFarm.Shared.Imaging;
 using StackExchange.Redis;
 
 namespace RenderFarm.Coordinator.Jobs;
 
 /// <summary>
 /// The init images and masks of one submission. Chunks of an image are joined as they arrive; a complete image is
-/// checked (PNG or JPEG, bytes, decoded dimensions read from its header alone) and stored once per content in the
-/// job's inputs hash under its sha256, which is what the job's images refer to. Only one image is ever in memory.
+/// checked (PNG or JPEG, bytes, dimensions read from its header before any pixel is decoded, then decoded completely
+/// with the workers' own decoder) and stored once per content in the job's inputs hash under its sha256, which is what
+/// the job's images refer to. Only one image is ever in memory. An image that does not decode (a truncated or corrupt
+/// file behind a valid header) fails the submission at the first prompt that uses it, naming the prompt and the image,
+/// or at the end if none does.
 /// </summary>
 public sealed class SubmittedInputs(IDatabase db, string jobId, CoordinatorOptions limits, TimeSpan stagingTtl)
 {
@@ -16,6 +20,7 @@ public sealed class SubmittedInputs(IDatabase db, string jobId, CoordinatorOptio
 
     private readonly Dictionary<string, string> _fieldByName = new(StringComparer.Ordinal);
     private readonly HashSet<string> _stored = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _undecodable = new(StringComparer.Ordinal);
     private string? _pendingName;
     private MemoryStream? _pending;
     private long _storedBytes;
@@ -32,7 +37,7 @@ public sealed class SubmittedInputs(IDatabase db, string jobId, CoordinatorOptio
         {
             if (name.Length is 0 or > MaxNameLength || name.Any(char.IsControl))
                 throw BatchValidator.Invalid($"input_image.name must be 1-{MaxNameLength} printable characters (got '{Truncate(name)}')");
-            if (_fieldByName.ContainsKey(name))
+            if (_fieldByName.ContainsKey(name) || _undecodable.ContainsKey(name))
                 throw BatchValidator.Invalid($"input_image '{Truncate(name)}' was already sent; later prompts refer to it by name");
             _pendingName = name;
             _pending = new MemoryStream();
@@ -45,7 +50,11 @@ public sealed class SubmittedInputs(IDatabase db, string jobId, CoordinatorOptio
         var bytes = _pending.ToArray();
         _pending = null;
         _pendingName = null;
-        Check(name, bytes);
+        if (!Check(name, bytes, out var error))
+        {
+            _undecodable[name] = error;
+            return;
+        }
         var field = Convert.ToHexStringLower(SHA256.HashData(bytes));
         if (_stored.Add(field))
         {
@@ -63,26 +72,32 @@ public sealed class SubmittedInputs(IDatabase db, string jobId, CoordinatorOptio
     public string Resolve(string name, string field)
     {
         if (_pendingName is not null) throw Unfinished();
+        if (_undecodable.TryGetValue(name, out var error))
+            throw BatchValidator.Invalid($"{field} '{Truncate(name)}' is not a decodable PNG or JPEG: {error}");
         return _fieldByName.TryGetValue(name, out var stored) ? stored
             : throw BatchValidator.Invalid($"{field} '{Truncate(name)}' names no input_image sent before it");
     }
 
-    /// <summary>Fails a stream that ended in the middle of an image.</summary>
+    /// <summary>Fails a stream that ended in the middle of an image, or that sent an image that does not decode.</summary>
     public void CheckComplete()
     {
         if (_pendingName is not null) throw Unfinished();
+        if (_undecodable.FirstOrDefault() is { Key: { } name, Value: var error })
+            throw BatchValidator.Invalid($"input_image '{Truncate(name)}' is not a decodable PNG or JPEG: {error}");
     }
 
     private Grpc.Core.RpcException Unfinished() =>
         BatchValidator.Invalid($"input_image '{Truncate(_pendingName!)}' was not finished (its last chunk must have more = false) before the next message");
 
-    private void Check(string name, byte[] bytes)
+    /// <summary>Refuses what is not an image at all, or too large; false (with why) for an image that does not decode.</summary>
+    private bool Check(string name, byte[] bytes, out string error)
     {
         var header = ImageHeader.Read(bytes)
             ?? throw BatchValidator.Invalid($"input_image '{Truncate(name)}' is not a PNG or JPEG image with a readable header");
         if ((long)header.Width * header.Height > limits.MaxInputImagePixels)
             throw BatchValidator.Invalid(
                 $"input_image '{Truncate(name)}' is {header.Width}x{header.Height}, more than the {limits.MaxInputImagePixels} pixels allowed");
+        return ImageCheck.TryDecode(bytes, limits.MaxInputImagePixels, out error) is not null;
     }
 
     private static string Truncate(string s) => BatchValidator.Truncate(s);

@@ -1,107 +1,162 @@
 using Microsoft.Extensions.Options;
 using RenderFarm.Coordinator.Storage;
+using RenderFarm.Coordinator.Workers;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
-using StackExchange.Redis;
 
 namespace RenderFarm.Coordinator.Jobs;
 
+/// <summary>What a shard's end report led to.</summary>
+/// <param name="Failed">It was a failed attempt the coordinator accepted.</param>
+/// <param name="Quarantined">The worker has now failed too often (by its own fault) and was quarantined.</param>
+public readonly record struct EndOutcome(bool Failed, bool Quarantined);
+
 /// <summary>
 /// Applies what a worker reports about a shard delivery: progress becomes job events, images are stored (first result
-/// wins) and counted, and the shard is acknowledged on its task stream once every image has an outcome.
+/// wins) and counted, and the shard is acknowledged on its task stream once every image has an outcome. Every report
+/// is first checked by <see cref="DeliveryAuthority"/>: only the holder of the shard's current delivery may report on
+/// it, only about its images, with results and progress that check out. A failed attempt is attributed to its cause
+/// (<see cref="FailureAttribution"/>) before anything is held against the worker.
 /// </summary>
 public sealed class WorkerReportHandler(
-    IConnectionMultiplexer redis,
     JobRepository jobs,
     JobEventLog events,
     ShardQueue queue,
     IResultStore store,
+    DeliveryAuthority authority,
+    FailureAttribution attribution,
+    WorkerFailures failures,
+    ShardSizing sizing,
     IOptions<CoordinatorOptions> options,
     ILogger<WorkerReportHandler> logger)
 {
+    /// <summary>Faster than any device steps: a rate above it is not a measurement.</summary>
+    private const float MaxItPerSec = 1e6f;
+
     private readonly System.Collections.Concurrent.ConcurrentDictionary<(string, uint), long> _lastStepWrite = new();
 
-    public async Task BeginAsync(string workerId, ShardBegin begin)
+    /// <returns>Whether the report was accepted.</returns>
+    public async Task<bool> BeginAsync(WorkerSession session, ShardBegin begin)
     {
-        if (!await jobs.ExistsAsync(begin.Shard.JobId)) return;
+        if (await authority.VerifyAsync(session, "begin", begin.Shard) is not { } delivery) return false;
         await jobs.MarkRunningAsync(begin.Shard.JobId);
-        await events.AppendAsync(begin.Shard.JobId, JobEventLog.ShardStarted(begin.Shard.ShardIndex, workerId, begin.ImageCount));
+        await events.AppendAsync(begin.Shard.JobId, JobEventLog.ShardStarted(begin.Shard.ShardIndex, session.WorkerId, (uint)delivery.Shard.Images.Count));
+        return true;
     }
 
     /// <summary>
     /// Records step progress, coalesced per shard: the first and last step always, others at most once per
     /// <see cref="CoordinatorOptions.ProgressIntervalMilliseconds"/> — thousands of GPU steps a second must not
-    /// become thousands of Redis writes and watcher events.
+    /// become thousands of Redis writes and watcher events. Progress that does not add up is dropped.
     /// </summary>
-    public async Task StepAsync(string workerId, ShardStep step)
+    /// <returns>Whether the step was recorded (not coalesced away, nor dropped).</returns>
+    public async Task<bool> StepAsync(WorkerSession session, ShardStep step)
     {
+        if (step.Step < 1 || step.Step > step.TotalSteps || !float.IsFinite(step.ItPerSec) || step.ItPerSec is < 0 or > MaxItPerSec)
+        {
+            authority.Reject(session, "step", "bad_progress", $"reports step {step.Step} of {step.TotalSteps} at {step.ItPerSec} it/s");
+            return false;
+        }
         var key = (step.Shard.JobId, step.Shard.ShardIndex);
         var now = Environment.TickCount64;
-        var last = step.Step == step.TotalSteps ? _lastStepWrite.TryRemove(key, out var l) ? l : 0 : _lastStepWrite.GetValueOrDefault(key);
-        if (step.Step > 1 && step.Step < step.TotalSteps && now - last < options.Value.ProgressIntervalMilliseconds) return;
-        if (step.Step < step.TotalSteps) _lastStepWrite[key] = now;
+        var final = step.Step == step.TotalSteps;
+        if (step.Step > 1 && !final && now - _lastStepWrite.GetValueOrDefault(key) < options.Value.ProgressIntervalMilliseconds) return false;
+        if (await authority.VerifyAsync(session, "step", step.Shard) is not { } delivery) return false;
+        // A worker that splits a shard into smaller batches (out of memory) counts the steps of all of them.
+        if (step.TotalSteps > delivery.Shard.Params.Steps * (ulong)delivery.Shard.Images.Count)
+        {
+            authority.Reject(session, "step", "bad_progress",
+                $"reports {step.TotalSteps} steps for a shard of {delivery.Shard.Images.Count} images at {delivery.Shard.Params.Steps} steps");
+            return false;
+        }
+        if (final) _lastStepWrite.TryRemove(key, out _);
+        else _lastStepWrite[key] = now;
         await events.AppendAsync(step.Shard.JobId,
-            JobEventLog.Step(step.Shard.ShardIndex, workerId, step.Step, step.TotalSteps, step.ItPerSec));
+            JobEventLog.Step(step.Shard.ShardIndex, session.WorkerId, step.Step, step.TotalSteps, step.ItPerSec));
+        return true;
     }
 
-    public async Task ImageAsync(string workerId, ShardImage image, CancellationToken cancellationToken)
+    /// <returns>Whether the image was accepted (stored, or a duplicate of a stored one).</returns>
+    public async Task<bool> ImageAsync(WorkerSession session, ShardImage image, CancellationToken cancellationToken)
     {
         var shard = image.Shard;
-        if (!ImageHeader.IsPng(image.Png.Span))
+        if (await authority.VerifyAsync(session, "image", shard) is not { } delivery) return false;
+        if (!delivery.Contains(image.Index))
         {
-            logger.LogWarning("Worker {Worker} sent a non-PNG result for {Job}/{Index}; ignored", workerId, shard.JobId, image.Index);
-            return;
+            authority.Reject(session, "image", "foreign_image", $"sends image {image.Index}, which is not one of shard {shard.JobId}/{shard.ShardIndex}'s");
+            return false;
         }
-        // The image must belong to the job; this also rejects results for jobs that no longer exist.
-        var admission = JobIds.IsWellFormed(shard.JobId) ? await jobs.AdmitResultAsync(shard.JobId, image.Index) : ResultAdmission.UnknownImage;
-        if (admission == ResultAdmission.UnknownImage)
+        var png = image.Png.ToByteArray();
+        if (ResultCheck.Problem(png, delivery.Shard.Params) is { } problem)
         {
-            logger.LogWarning("Worker {Worker} sent image {Index} of unknown job {Job}; ignored", workerId, image.Index, shard.JobId);
-            return;
+            authority.Reject(session, "image", "bad_result", $"sends {problem} as image {image.Index} of shard {shard.JobId}/{shard.ShardIndex}");
+            return false;
         }
-        if (admission == ResultAdmission.Cancelled) return; // nothing more is stored for a cancelled job
-        var stored = await store.PutIfAbsentAsync(shard.JobId, image.Index, image.Png.Memory, cancellationToken);
-        var outcome = await jobs.RecordImageDoneAsync(shard.JobId, shard.ShardIndex, image.Index, workerId, stored.Sha256, stored.SizeBytes);
+        var admission = await jobs.AdmitResultAsync(shard.JobId, image.Index);
+        if (admission != ResultAdmission.Accepted) return false; // a deleted or cancelled job: nothing more is stored
+        var stored = await store.PutIfAbsentAsync(shard.JobId, image.Index, png, cancellationToken);
+        var outcome = await jobs.RecordImageDoneAsync(shard.JobId, shard.ShardIndex, image.Index, session.WorkerId, stored.Sha256, stored.SizeBytes);
         if (outcome.ShardFinished) await queue.AcknowledgeAsync(shard);
+        return true;
     }
 
-    /// <summary>Applies the end of a delivery; returns true when the worker has now failed too often and must be quarantined.</summary>
-    public async Task<bool> EndAsync(string workerId, ShardEnd end)
+    /// <summary>Applies the end of a delivery.</summary>
+    /// <param name="quarantine">
+    /// Quarantines the worker; called, when its failures reach the limit, before its failed shard is handed back for a
+    /// retry (so that it does not take the shard straight back).
+    /// </param>
+    public async Task<EndOutcome> EndAsync(WorkerSession session, ShardEnd end, Func<Task> quarantine)
     {
         var shard = end.Shard;
-        if (!JobIds.IsWellFormed(shard.JobId)) return false;
+        _lastStepWrite.TryRemove((shard.JobId, shard.ShardIndex), out _);
         // The worker lost its claim to another worker: the entry is that worker's to finish or fail.
-        if (end.Abandoned) return false;
-        if (end.Cancelled || await JobEndedAsync(shard))
+        if (end.Abandoned) return default;
+        // A success usually arrives after the last image acknowledged the entry, a cancel after the worker did: then
+        // there is nothing left to do, and nothing to warn about.
+        var benign = end.Error.Length == 0 || end.Cancelled;
+        if (await authority.VerifyAsync(session, "end", shard, quiet: benign) is not { } delivery) return default;
+        if (end.Cancelled)
         {
-            await queue.AcknowledgeAsync(shard); // nothing to do for a cancelled or deleted job
-            return false;
+            if (await JobEndedAsync(shard)) await queue.AcknowledgeAsync(shard);
+            else authority.Reject(session, "end", "not_cancelled", $"reports shard {shard.JobId}/{shard.ShardIndex} cancelled, but its job is not");
+            return default;
         }
         if (end.Error.Length == 0)
         {
             // Also covers a re-delivery whose images were all stored before: nothing left, so acknowledge.
-            if (await jobs.ShardRemainingAsync(shard.JobId, shard.ShardIndex) == 0)
-                await queue.AcknowledgeAsync(shard);
-            return false;
+            if (await jobs.ShardRemainingAsync(shard.JobId, shard.ShardIndex) == 0) await queue.AcknowledgeAsync(shard);
+            return default;
         }
-
-        // Only the delivery's holder can fail it. A report that arrives after its lease lapsed and another worker took
-        // the shard over is stale: taking over recorded that attempt (a lost lease), and releasing the entry now would
-        // take it away from its new holder.
-        if (await queue.PendingAsync(shard) is not { } pending || pending.Owner != workerId)
+        if (await JobEndedAsync(shard))
         {
-            logger.LogInformation("Late failure of shard {Job}/{Shard} from {Worker} ignored: the shard has moved on",
-                shard.JobId, shard.ShardIndex, workerId);
-            return false;
+            await queue.AcknowledgeAsync(shard); // nothing to do for a cancelled or deleted job
+            return default;
         }
-        var content = await queue.ReadAsync(shard);
-        var limit = AttemptLimit(content);
-        await RecordAttemptAsync(shard, workerId, pending.Deliveries, limit, end.Error);
-        if (pending.Deliveries >= limit)
+        return await FailAttemptAsync(session.WorkerId, delivery, end, quarantine);
+    }
+
+    private async Task<EndOutcome> FailAttemptAsync(string workerId, VerifiedDelivery delivery, ShardEnd end, Func<Task> quarantine)
+    {
+        var (shard, content) = (delivery.Ref, delivery.Shard);
+        var attempt = (long)shard.Delivery;
+        var limit = ShardEntry.AttemptLimit(content, options.Value.MaxAttempts);
+        var kind = Enum.IsDefined(end.FailureKind) ? end.FailureKind : FailureKind.Unspecified;
+        var blame = await attribution.AttributeAsync(shard, workerId, attempt, kind, end.Error);
+        await RecordAttemptAsync(shard, workerId, attempt, limit, kind, end.Error, blame.Blame);
+
+        var quarantined = blame.Blame == FailureBlame.Worker && await failures.PastLimitAsync(workerId);
+        if (quarantined) await quarantine();
+
+        if (blame.Blame == FailureBlame.Shard)
+            await DeadLetterAsync(shard, content, workerId,
+                $"failed the same way on {string.Join(", ", blame.OtherWorkers)} and {workerId}: {end.Error}");
+        else if (kind == FailureKind.OutOfMemory && (await sizing.SnapshotAsync()).WhyUnrenderable(content.Params) is { } unrenderable)
+            await DeadLetterAsync(shard, content, workerId, $"{unrenderable} ({end.Error})");
+        else if (attempt >= limit)
             await DeadLetterAsync(shard, content, workerId, end.Error);
         else
             await queue.ReleaseAsync(shard); // retry now rather than after a lease
-        return await RecentFailuresAsync(workerId) >= options.Value.QuarantineAfterFailures;
+        return new EndOutcome(Failed: true, Quarantined: quarantined);
     }
 
     /// <summary>
@@ -109,60 +164,55 @@ public sealed class WorkerReportHandler(
     /// (see <see cref="ShardRedelivered"/>). The unreported delivery is recorded as a failed attempt, like a reported
     /// one; past the limit the shard is dead-lettered exactly as after a reported failure.
     /// </summary>
-    public async Task RedeliveredAsync(string workerId, ShardRedelivered redelivered)
+    public async Task<bool> RedeliveredAsync(WorkerSession session, ShardRedelivered redelivered)
     {
         var shard = redelivered.Shard;
-        if (!JobIds.IsWellFormed(shard.JobId)) return;
+        if (await authority.VerifyAsync(session, "redelivered", shard) is not { } delivery) return false;
+        if (redelivered.Delivery != shard.Delivery)
+        {
+            authority.Reject(session, "redelivered", "stale_delivery", $"names delivery {redelivered.Delivery} of an entry at delivery {shard.Delivery}");
+            return false;
+        }
         if (await JobEndedAsync(shard))
         {
             await queue.AcknowledgeAsync(shard);
-            return;
+            return true;
         }
-        var content = await queue.ReadAsync(shard);
-        var limit = AttemptLimit(content);
+        var limit = ShardEntry.AttemptLimit(delivery.Shard, options.Value.MaxAttempts);
         var error = $"delivered {redelivered.Delivery} times, past the limit of {limit}";
-        if (redelivered.LostBy.Length > 0 && redelivered.Delivery > 1)
+        var lostBy = DisplayText.Clean(redelivered.LostBy);
+        if (lostBy.Length is > 0 and <= 200 && redelivered.Delivery > 1)
         {
-            error = $"worker {redelivered.LostBy} lost its lease (crashed, hung or cut off)";
-            await RecordAttemptAsync(shard, redelivered.LostBy, redelivered.Delivery - 1, limit, error);
+            error = $"worker {lostBy} lost its lease (crashed, hung or cut off)";
+            await RecordAttemptAsync(shard, lostBy, redelivered.Delivery - 1, limit, FailureKind.Unspecified, error, blame: null);
         }
-        if (redelivered.Delivery > limit) await DeadLetterAsync(shard, content, workerId, error);
+        if (redelivered.Delivery > limit) await DeadLetterAsync(shard, delivery.Shard, session.WorkerId, error);
+        return true;
     }
 
     private async Task<bool> JobEndedAsync(ShardRef shard) =>
         !await jobs.ExistsAsync(shard.JobId) || await jobs.IsCancelledAsync(shard.JobId);
 
-    /// <summary>The limit the shard was queued with; shards queued before shards carried one use the configured limit.</summary>
-    private int AttemptLimit(Shard? content) =>
-        content is null ? options.Value.MaxAttempts : ShardEntry.AttemptLimit(content, options.Value.MaxAttempts);
-
     /// <summary>Every failed attempt is on the job's record, not only the last one.</summary>
-    private async Task RecordAttemptAsync(ShardRef shard, string workerId, long attempt, int limit, string error)
+    private async Task RecordAttemptAsync(ShardRef shard, string workerId, long attempt, int limit, FailureKind kind, string error, FailureBlame? blame)
     {
-        await events.AppendAsync(shard.JobId, JobEventLog.AttemptFailed(shard.ShardIndex, workerId, attempt, limit, error));
-        logger.LogWarning("Shard {Job}/{Shard} failed on {Worker} (attempt {Attempt} of {Max}): {Error}",
-            shard.JobId, shard.ShardIndex, workerId, attempt, limit, error);
+        await events.AppendAsync(shard.JobId, JobEventLog.AttemptFailed(shard.ShardIndex, workerId, attempt, limit, kind, error));
+        logger.LogWarning("Shard {Job}/{Shard} failed on {Worker} (attempt {Attempt} of {Max}, {Kind}, {Blame}): {Error}",
+            shard.JobId, shard.ShardIndex, workerId, attempt, limit, kind, blame switch
+            {
+                FailureBlame.Worker => "held against the worker",
+                FailureBlame.Shard => "the shard's fault: another worker failed it the same way",
+                FailureBlame.Input => "the input's fault",
+                _ => "lost lease",
+            }, error);
     }
 
     /// <summary>Dead letter: every image of the shard without an outcome fails with the last error; the entry is acknowledged.</summary>
-    private async Task DeadLetterAsync(ShardRef shard, Shard? content, string workerId, string error)
+    private async Task DeadLetterAsync(ShardRef shard, Shard content, string workerId, string error)
     {
-        foreach (var task in content?.Images ?? [])
+        foreach (var task in content.Images)
             await jobs.RecordImageFailedAsync(shard.JobId, shard.ShardIndex, task.Index, workerId, error);
         await queue.AcknowledgeAsync(shard);
         logger.LogWarning("Shard {Job}/{Shard} dead-lettered: {Error}", shard.JobId, shard.ShardIndex, error);
-    }
-
-    /// <summary>Counts the worker's failed shards within the quarantine window (a sorted set of failure times).</summary>
-    private async Task<long> RecentFailuresAsync(string workerId)
-    {
-        var db = redis.GetDatabase();
-        var key = FarmKeys.WorkerFailures(workerId);
-        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        var windowMs = options.Value.QuarantineWindowSeconds * 1000L;
-        await db.SortedSetAddAsync(key, $"{now}:{Guid.NewGuid():N}", now);
-        await db.SortedSetRemoveRangeByScoreAsync(key, double.NegativeInfinity, now - windowMs);
-        await db.KeyExpireAsync(key, TimeSpan.FromMilliseconds(windowMs));
-        return await db.SortedSetLengthAsync(key);
     }
 }

@@ -22,6 +22,9 @@ public sealed class ApiKeyStore(IConnectionMultiplexer redis)
 {
     private const string KeysKey = "auth:keys";
     private const string IdsKey = "auth:key-ids";
+
+    /// <summary>Pub/sub channel on which every revocation publishes the key's id (see <see cref="KeyRevocations"/>).</summary>
+    public const string RevokedChannel = "auth:revoked";
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
     /// <summary>Creates a key; the returned secret is shown once and never stored.</summary>
@@ -63,7 +66,24 @@ public sealed class ApiKeyStore(IConnectionMultiplexer redis)
         if (value.IsNull) return false;
         var record = JsonSerializer.Deserialize<ApiKeyRecord>((string)value!, Json)! with { Revoked = true };
         await db.HashSetAsync(KeysKey, (string)hash!, JsonSerializer.Serialize(record, Json));
+        // Streams opened with the key end now rather than at the coordinators' next check.
+        await redis.GetSubscriber().PublishAsync(RedisChannel.Literal(RevokedChannel), id);
         return true;
+    }
+
+    /// <summary>Which of <paramref name="ids"/> are revoked or gone (two pipelined reads however many there are).</summary>
+    public async Task<IReadOnlyList<string>> RevokedAmongAsync(IReadOnlyList<string> ids)
+    {
+        if (ids.Count == 0) return [];
+        var db = redis.GetDatabase();
+        var hashes = await db.HashGetAsync(IdsKey, [.. ids.Select(i => (RedisValue)i)]);
+        var present = hashes.Select((h, i) => (h, i)).Where(x => !x.h.IsNull).ToList();
+        var values = present.Count == 0 ? [] : await db.HashGetAsync(KeysKey, [.. present.Select(x => x.h)]);
+        var active = new HashSet<string>(StringComparer.Ordinal);
+        for (var n = 0; n < present.Count; n++)
+            if (!values[n].IsNull && !JsonSerializer.Deserialize<ApiKeyRecord>((string)values[n]!, Json)!.Revoked)
+                active.Add(ids[present[n].i]);
+        return ids.Where(id => !active.Contains(id)).ToList();
     }
 
     public static bool IsValidTenant(string tenant) =>

@@ -62,6 +62,7 @@ public sealed class JobGrpcService(
     public override async Task WatchJob(WatchJobRequest request, IServerStreamWriter<JobEvent> responseStream, ServerCallContext context)
     {
         await RequireJobAsync(request.JobId, context);
+        await events.CheckResumePointAsync(request.JobId, request.AfterEventId);
         var after = request.AfterEventId;
         while (true)
         {
@@ -186,10 +187,13 @@ public sealed class JobGrpcService(
         if (await jobs.CancelAsync(request.JobId))
         {
             logger.LogInformation("Job {JobId} cancelled", request.JobId);
-            // Running shards stop at their next step; queued ones are skipped when a worker pulls them.
+            // Running shards stop at their next step.
             await connections.BroadcastAsync(new CoordinatorMessage { CancelJob = new CancelJob { JobId = request.JobId } });
         }
-        return (await jobs.GetStatusAsync(request.JobId))!;
+        var status = (await jobs.GetStatusAsync(request.JobId))!;
+        // Queued shards leave the task streams (also on a repeated cancel, should an earlier one have stopped half-way).
+        if (status.State == JobState.Cancelled) await queue.RemoveEntriesAsync(request.JobId);
+        return status;
     }
 
     public override async Task<JobStatus> PauseJob(PauseJobRequest request, ServerCallContext context)
@@ -204,8 +208,12 @@ public sealed class JobGrpcService(
         var status = await RequireJobAsync(request.JobId, context);
         if (await jobs.ResumeAsync(request.JobId) is { } parked)
         {
-            if (parked.Length > 0) await queue.EnqueueAsync(status.Params.Model, status.Priority, parked);
-            await queue.NudgeWorkersAsync(status.Params.Model);
+            // Per-prompt overrides may name other models: each shard goes back to its own model's stream.
+            foreach (var byModel in parked.GroupBy(bytes => Shard.Parser.ParseFrom(bytes).Params.Model))
+            {
+                await queue.EnqueueAsync(request.JobId, byModel.Key, status.Priority, byModel.ToList());
+                await queue.NudgeWorkersAsync(byModel.Key);
+            }
             logger.LogInformation("Job {JobId} resumed; {Shards} held shards re-queued", request.JobId, parked.Length);
         }
         return (await jobs.GetStatusAsync(request.JobId))!;
@@ -221,10 +229,10 @@ public sealed class JobGrpcService(
         var tasks = (await Task.WhenAll(failed.Chunk(1000).Select(page => jobs.GetImagesAsync(request.JobId, page)))).SelectMany(t => t);
         // Images re-render with the settings they were submitted with (per-prompt overrides kept), grouped and sized as
         // on submit, for the fleet serving the job now.
-        var shardSizeFor = await sizing.SnapshotAsync();
+        var fleet = await sizing.SnapshotAsync();
         var shards = tasks.OfType<ImageTask>()
             .GroupBy(t => t.Params ?? status.Params)
-            .SelectMany(group => group.Chunk(shardSizeFor(group.Key.Model)).Select(chunk => (group.Key, chunk)))
+            .SelectMany(group => group.Chunk(fleet.ShardSize(group.Key)).Select(chunk => (group.Key, chunk)))
             .Select((g, n) =>
             {
                 var shard = new Shard
@@ -238,17 +246,31 @@ public sealed class JobGrpcService(
             throw new RpcException(new Status(StatusCode.Aborted, $"job {request.JobId} changed state while being retried; try again"));
         foreach (var byModel in shards.GroupBy(s => s.Params.Model))
         {
-            await queue.EnqueueAsync(byModel.Key, status.Priority, byModel.Select(s => s.ToByteArray()).ToList());
+            await queue.EnqueueAsync(request.JobId, byModel.Key, status.Priority, byModel.Select(s => s.ToByteArray()).ToList());
             await queue.NudgeWorkersAsync(byModel.Key);
         }
         logger.LogInformation("Job {JobId}: {Images} failed images re-queued in {Shards} shards", request.JobId, failed.Count, shards.Count);
         return (await jobs.GetStatusAsync(request.JobId))!;
     }
 
+    /// <summary>Every worker; the job a worker is rendering is named only to its own tenant (and to admin keys).</summary>
     public override async Task<ListWorkersResponse> ListWorkers(ListWorkersRequest request, ServerCallContext context)
     {
+        var principal = ApiKeyInterceptor.PrincipalOf(context);
+        var list = await workers.ListAsync();
+        if (principal.Role != ApiKeyRole.Admin)
+        {
+            var busy = list.Where(w => w.CurrentJobId.Length > 0).ToList();
+            var tenants = await Task.WhenAll(busy.Select(w => jobs.TenantOfAsync(w.CurrentJobId)));
+            for (var i = 0; i < busy.Count; i++)
+            {
+                if (tenants[i] == principal.Tenant) continue;
+                busy[i].CurrentJobId = "";
+                busy[i].CurrentShard = 0;
+            }
+        }
         var response = new ListWorkersResponse();
-        response.Workers.AddRange(await workers.ListAsync());
+        response.Workers.AddRange(list);
         return response;
     }
 

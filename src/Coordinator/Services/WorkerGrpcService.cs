@@ -1,8 +1,10 @@
 using System.Threading.Channels;
 using Grpc.Core;
 using RenderFarm.Coordinator.Jobs;
+using RenderFarm.Coordinator.Security;
 using RenderFarm.Coordinator.Workers;
 using RenderFarm.Protocol;
+using RenderFarm.Shared;
 
 namespace RenderFarm.Coordinator.Services;
 
@@ -13,6 +15,7 @@ namespace RenderFarm.Coordinator.Services;
 public sealed class WorkerGrpcService(
     WorkerReportHandler reports,
     WorkerRegistry registry,
+    ApiKeyStore keys,
     WorkerConnections connections,
     ILogger<WorkerGrpcService> logger) : WorkerService.WorkerServiceBase
 {
@@ -24,8 +27,9 @@ public sealed class WorkerGrpcService(
         if (!await requestStream.MoveNext(ct) || requestStream.Current.KindCase != WorkerMessage.KindOneofCase.Hello)
             throw new RpcException(new Status(StatusCode.FailedPrecondition, "the first message on a worker stream must be hello"));
         var hello = requestStream.Current.Hello;
-        if (string.IsNullOrWhiteSpace(hello.WorkerId) || hello.WorkerId.Length > 200)
-            throw new RpcException(new Status(StatusCode.InvalidArgument, "hello.worker_id is required (at most 200 characters)"));
+        if (string.IsNullOrWhiteSpace(hello.WorkerId) || hello.WorkerId.Length > 200 || DisplayText.Clean(hello.WorkerId) != hello.WorkerId)
+            throw new RpcException(new Status(StatusCode.InvalidArgument, "hello.worker_id is required (at most 200 characters, no control characters)"));
+        await ClaimWorkerIdAsync(hello.WorkerId, ApiKeyInterceptor.PrincipalOf(context));
 
         var session = await OpenSessionAsync(hello);
         var outbox = Channel.CreateBounded<CoordinatorMessage>(new BoundedChannelOptions(64) { SingleReader = true });
@@ -51,6 +55,21 @@ public sealed class WorkerGrpcService(
         }
     }
 
+    /// <summary>
+    /// A worker id (its consumer name on the task streams, which every report is checked against) belongs to the key that
+    /// first registered it, as long as that key is valid: another key cannot take it over. Give each worker its own key
+    /// for this to mean something; workers sharing a key share their ids.
+    /// </summary>
+    private async Task ClaimWorkerIdAsync(string workerId, Principal principal)
+    {
+        if (ReferenceEquals(principal, ApiKeyInterceptor.Anonymous)) return; // authentication disabled
+        var owner = await registry.ClaimIdAsync(workerId, principal.KeyId);
+        if (owner == principal.KeyId) return;
+        if ((await keys.RevokedAmongAsync([owner])).Count == 0)
+            throw new RpcException(new Status(StatusCode.PermissionDenied, $"worker id '{workerId}' is registered to another worker key"));
+        await registry.ClaimIdAsync(workerId, principal.KeyId, replacing: owner);
+    }
+
     private async Task<WorkerSession> OpenSessionAsync(WorkerHello hello)
     {
         var previous = await registry.FindAsync(hello.WorkerId);
@@ -61,13 +80,14 @@ public sealed class WorkerGrpcService(
                 : hello.Loading.Length > 0 ? WorkerState.Loading : WorkerState.Idle,
             Loading = hello.Loading,
             MaxBatch = hello.MaxBatch,
-            ExecutionProvider = hello.ExecutionProvider,
-            Device = hello.Device,
+            ExecutionProvider = DisplayText.Clean(hello.ExecutionProvider),
+            Device = DisplayText.Clean(hello.Device),
             MemoryBytes = hello.MemoryBytes,
             ImagesDone = previous?.ImagesDone ?? 0,
             ShardsFailed = previous?.ShardsFailed ?? 0,
         };
-        info.Models.AddRange(hello.Models);
+        info.Models.AddRange(hello.Models.Select(DisplayText.Clean));
+        info.Limits.AddRange(hello.Limits.Where(l => info.Models.Contains(l.Model)));
         var session = new WorkerSession(registry, info);
         await session.SeenAsync();
         logger.LogInformation("Worker {Worker} connected: models [{Models}], max batch {MaxBatch}, {Provider} on {Device}",
@@ -80,31 +100,30 @@ public sealed class WorkerGrpcService(
         var worker = session.WorkerId;
         switch (message.KindCase)
         {
+            // Begin, steps and images change the session (what `farm workers` shows) only once accepted (DeliveryAuthority).
             case WorkerMessage.KindOneofCase.ShardBegin:
-                await session.BeginAsync(message.ShardBegin);
-                await reports.BeginAsync(worker, message.ShardBegin);
+                if (await reports.BeginAsync(session, message.ShardBegin)) await session.BeginAsync(message.ShardBegin);
                 break;
             case WorkerMessage.KindOneofCase.ShardStep:
-                await session.StepAsync(message.ShardStep);
-                await reports.StepAsync(worker, message.ShardStep);
+                if (await reports.StepAsync(session, message.ShardStep)) await session.StepAsync(message.ShardStep);
                 break;
             case WorkerMessage.KindOneofCase.Image:
-                await reports.ImageAsync(worker, message.Image, ct);
-                await session.ImageAsync();
+                if (await reports.ImageAsync(session, message.Image, ct)) await session.ImageAsync();
                 break;
             case WorkerMessage.KindOneofCase.ShardEnd:
-                var failed = message.ShardEnd.Error.Length > 0 && !message.ShardEnd.Cancelled && !message.ShardEnd.Abandoned;
-                var quarantine = await reports.EndAsync(worker, message.ShardEnd);
-                await session.EndAsync(failed);
-                if (quarantine && !session.Quarantined)
+                // What the worker has learnt about its own memory is its own to say, like its max batch.
+                if (message.ShardEnd.Limit is { } limit && session.Info.Models.Contains(limit.Model)) await session.UpdateLimitAsync(limit);
+                var outcome = await reports.EndAsync(session, message.ShardEnd, async () =>
                 {
+                    if (session.Quarantined) return;
                     await session.QuarantineAsync();
                     logger.LogWarning("Worker {Worker} quarantined after repeated shard failures", worker);
                     outbox.TryWrite(new CoordinatorMessage { Quarantine = new Quarantine { Reason = "too many failed shards" } });
-                }
+                });
+                await session.EndAsync(outcome.Failed);
                 break;
             case WorkerMessage.KindOneofCase.ShardRedelivered:
-                await reports.RedeliveredAsync(worker, message.ShardRedelivered);
+                await reports.RedeliveredAsync(session, message.ShardRedelivered);
                 break;
             case WorkerMessage.KindOneofCase.Status:
                 await session.StatusAsync(message.Status);

@@ -13,6 +13,25 @@ public sealed class WorkerRegistry(IConnectionMultiplexer redis, IOptions<Coordi
 {
     public const string Key = "workers";
 
+    private const string IdOwnersKey = "workers:keys";
+
+    // KEYS: id owners. ARGV: worker id, key id, the owner being replaced ('' = none). Returns the id's owner afterwards.
+    private const string ClaimIdScript = """
+        local owner = redis.call('HGET', KEYS[1], ARGV[1])
+        if not owner or owner == ARGV[3] then
+          redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+          return ARGV[2]
+        end
+        return owner
+        """;
+
+    /// <summary>
+    /// Registers <paramref name="keyId"/> as the owner of a worker id unless another key owns it (or owned
+    /// <paramref name="replacing"/>, when taking over from a revoked key); returns the owner.
+    /// </summary>
+    public async Task<string> ClaimIdAsync(string workerId, string keyId, string replacing = "") =>
+        (string)(await redis.GetDatabase().ScriptEvaluateAsync(ClaimIdScript, [IdOwnersKey], [workerId, keyId, replacing]))!;
+
     public Task SaveAsync(WorkerInfo info) =>
         redis.GetDatabase().HashSetAsync(Key, info.WorkerId, info.ToByteArray());
 

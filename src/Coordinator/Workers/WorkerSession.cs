@@ -11,9 +11,28 @@ public sealed class WorkerSession(WorkerRegistry registry, WorkerInfo info)
     private static readonly long SaveEveryMs = 1000;
     private long _savedAtMs;
 
+    private (string Stream, string EntryId, Shard Shard)? _cached;
+
     public WorkerInfo Info { get; } = info;
     public string WorkerId => Info.WorkerId;
     public bool Quarantined => Info.State == WorkerState.Quarantined;
+
+    /// <summary>The content of the task entry <paramref name="shard"/> names, if it is the one this worker reported on last.</summary>
+    public Shard? CachedShard(ShardRef shard) =>
+        _cached is var (stream, entry, content) && stream == shard.Stream && entry == shard.EntryId ? content : null;
+
+    /// <summary>Remembers a verified entry's content: a worker reports on one shard at a time, many times.</summary>
+    public void CacheShard(ShardRef shard, Shard content) => _cached = (shard.Stream, shard.EntryId, content);
+
+    /// <summary>What the worker now knows about its memory for a model (<see cref="ModelLimit"/>).</summary>
+    public Task UpdateLimitAsync(ModelLimit limit)
+    {
+        var known = Info.Limits.FirstOrDefault(l => l.Model == limit.Model);
+        if (known is not null && known.Equals(limit)) return Task.CompletedTask;
+        if (known is not null) Info.Limits.Remove(known);
+        Info.Limits.Add(limit);
+        return SaveAsync(force: true);
+    }
 
     public Task SeenAsync() => SaveAsync(force: false);
 

@@ -60,12 +60,16 @@ internal static unsafe class CudaRuntime
     public static void Copy(IntPtr destination, IntPtr source, long bytes) =>
         Check(Functions.Value.Memcpy(destination, source, (nuint)bytes, MemcpyDefault), "cudaMemcpy");
 
+    private const int ErrorMemoryAllocation = 2; // cudaErrorMemoryAllocation
+
+    /// <summary>A failed call is the device's fault, or out of memory (a smaller batch may fit): the farm treats them apart.</summary>
     private static void Check(int status, string what)
     {
         if (status != 0)
         {
             var text = Marshal.PtrToStringAnsi(Functions.Value.GetErrorString(status)) ?? "unknown error";
-            throw new InvalidOperationException($"{what} failed: CUDA error {status} ({text}).");
+            throw new GenerationFailedException(status == ErrorMemoryAllocation ? GenerationFailureKind.OutOfMemory : GenerationFailureKind.Device,
+                $"{what} failed: CUDA error {status} ({text}).");
         }
     }
 }

@@ -37,14 +37,21 @@ public sealed class AppProcess : IAsyncDisposable
         return File.Exists(path) ? path : throw new FileNotFoundException($"build {project} first ({path} is missing)");
     }
 
-    public static AppProcess Start(string assemblyPath, IReadOnlyDictionary<string, string> environment, string logPath, params string[] args)
+    public static AppProcess Start(string assemblyPath, IReadOnlyDictionary<string, string> environment, string logPath, params string[] args) =>
+        Start([], assemblyPath, environment, logPath, args);
+
+    /// <param name="launcher">A command that runs <c>dotnet</c> for us (e.g. <c>prlimit --as=BYTES --</c>), or none.</param>
+    public static AppProcess Start(IReadOnlyList<string> launcher, string assemblyPath, IReadOnlyDictionary<string, string> environment,
+        string logPath, params string[] args)
     {
-        var info = new ProcessStartInfo("dotnet")
+        var info = new ProcessStartInfo(launcher.Count > 0 ? launcher[0] : "dotnet")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             WorkingDirectory = Path.GetDirectoryName(logPath)!,
         };
+        foreach (var arg in launcher.Skip(1)) info.ArgumentList.Add(arg);
+        if (launcher.Count > 0) info.ArgumentList.Add("dotnet");
         info.ArgumentList.Add(assemblyPath);
         foreach (var arg in args) info.ArgumentList.Add(arg);
         foreach (var (key, value) in environment) info.Environment[key] = value;

@@ -145,6 +145,9 @@ public sealed class FarmCluster : IAsyncDisposable
         }
     }
 
+    /// <summary>The (first) coordinator's services, to observe it from inside (its metrics, say).</summary>
+    public IServiceProvider CoordinatorServices => _coordinator!.Services;
+
     /// <summary>Where a worker's health service listens.</summary>
     public string WorkerUrl(string workerId) => ListenUrl(_workers[workerId]);
 

@@ -49,4 +49,21 @@ public static class JobClientExtensions
     /// <summary>The steps reported for one shard, in the order they were appended.</summary>
     public static List<uint> StepsOf(this IEnumerable<JobEvent> events, uint shardIndex) =>
         events.Where(e => e.Step?.ShardIndex == shardIndex).Select(e => e.Step.Step).ToList();
+
+    /// <summary>
+    /// The registry's entry for a worker once it satisfies <paramref name="condition"/> (the registry is written as the
+    /// worker's reports arrive, so a test waits for what it expects, up to a minute).
+    /// </summary>
+    public static async Task<WorkerInfo> WaitForWorkerAsync(this JobService.JobServiceClient jobs, string workerId, Func<WorkerInfo, bool> condition,
+        Metadata? headers = null)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (true)
+        {
+            var worker = (await jobs.ListWorkersAsync(new ListWorkersRequest(), headers)).Workers.FirstOrDefault(w => w.WorkerId == workerId);
+            if (worker is not null && condition(worker)) return worker;
+            Assert.True(DateTime.UtcNow < deadline, $"worker {workerId} did not get there: {worker}");
+            await Task.Delay(200);
+        }
+    }
 }

@@ -84,7 +84,11 @@ public sealed class ProcessFarm : IAsyncDisposable
         await StartCoordinatorAsync();
     }
 
-    public async Task StartWorkerAsync(string workerId, Dictionary<string, string>? overrides = null)
+    /// <param name="addressSpaceBytes">
+    /// Caps the worker's address space (prlimit --as), as a device's memory is capped: an allocation past it fails
+    /// (ONNX Runtime: std::bad_alloc). The GC heap and glibc's per-thread arenas are kept small to leave the rest to it.
+    /// </param>
+    public async Task StartWorkerAsync(string workerId, Dictionary<string, string>? overrides = null, long? addressSpaceBytes = null)
     {
         if (!_workerPorts.TryGetValue(workerId, out var port)) _workerPorts[workerId] = port = RedisServer.FreePort();
         var environment = new Dictionary<string, string>
@@ -99,7 +103,14 @@ public sealed class ProcessFarm : IAsyncDisposable
         };
         foreach (var (key, value) in _workerOverrides) environment[key] = value;
         foreach (var (key, value) in overrides ?? []) environment[key] = value;
-        var worker = AppProcess.Start(AppProcess.EntryAssembly("Worker", "RenderFarm.Worker"), environment,
+        string[] launcher = [];
+        if (addressSpaceBytes is { } cap)
+        {
+            launcher = ["prlimit", $"--as={cap}", "--"];
+            environment["DOTNET_GCHeapHardLimit"] = "0x30000000";
+            environment["MALLOC_ARENA_MAX"] = "2";
+        }
+        var worker = AppProcess.Start(launcher, AppProcess.EntryAssembly("Worker", "RenderFarm.Worker"), environment,
             Path.Combine(Root, $"{workerId}.log"));
         _workers[workerId] = worker;
         await WaitUntilAsync(() => HealthyAsync($"http://127.0.0.1:{port}"), worker, workerId);

@@ -1,0 +1,74 @@
+using System.Security.Cryptography;
+using System.Text;
+using RenderFarm.Coordinator.Workers;
+using RenderFarm.Protocol;
+using RenderFarm.Shared;
+using StackExchange.Redis;
+
+namespace RenderFarm.Coordinator.Jobs;
+
+/// <summary>Whose fault a failed attempt is, and so what follows from it.</summary>
+public enum FailureBlame
+{
+    /// <summary>The worker's (a device fault or a bug, as far as anyone knows yet): it counts towards its quarantine.</summary>
+    Worker,
+
+    /// <summary>The input's (an undecodable image, a size the model or device cannot render): retried, never counted.</summary>
+    Input,
+
+    /// <summary>
+    /// The shard's: another worker failed it the same way. It is not retried, nothing is held against either worker, and
+    /// what was held against the others for it is taken back.
+    /// </summary>
+    Shard,
+}
+
+/// <param name="OtherWorkers">For <see cref="FailureBlame.Shard"/>: the workers that failed it that way before.</param>
+public sealed record Attribution(FailureBlame Blame, IReadOnlyList<string> OtherWorkers);
+
+/// <summary>
+/// Attributes a failed attempt to its cause. The worker classifies the failure (<see cref="FailureKind"/>); input and
+/// out-of-memory failures are never the worker's. Any failure — whatever the kind, so also one the worker could not
+/// classify — that a second worker reports the same way (same kind, same error) is the shard's: the shard is failed
+/// at once, and failures of it held against other workers are taken back, lifting a quarantine they caused.
+/// </summary>
+public sealed class FailureAttribution(IConnectionMultiplexer redis, WorkerFailures failures, WorkerQuarantine quarantine)
+{
+    // KEYS: the job's failed-attempts hash. ARGV: "SHARD|SIGNATURE", worker. Adds the worker to the workers that failed
+    // the shard this way and returns who had before (one per line).
+    private const string RecordScript = """
+        local before = redis.call('HGET', KEYS[1], ARGV[1]) or ''
+        for worker in string.gmatch(before, '[^\n]+') do
+          if worker == ARGV[2] then return before end
+        end
+        redis.call('HSET', KEYS[1], ARGV[1], before .. ARGV[2] .. '\n')
+        return before
+        """;
+
+    public async Task<Attribution> AttributeAsync(ShardRef shard, string workerId, long attempt, FailureKind kind, string error)
+    {
+        var field = $"{shard.ShardIndex}|{Signature(kind, error, workerId)}";
+        var before = (string?)await redis.GetDatabase().ScriptEvaluateAsync(RecordScript, [FarmKeys.JobFailedAttempts(shard.JobId)], [field, workerId]) ?? "";
+        var others = before.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(w => w != workerId).ToList();
+        if (others.Count > 0)
+        {
+            foreach (var other in others)
+                if (await failures.RetractAsync(other, shard.JobId, shard.ShardIndex))
+                    await quarantine.ReconsiderAsync(other);
+            return new Attribution(FailureBlame.Shard, others);
+        }
+        if (kind is FailureKind.Input or FailureKind.OutOfMemory) return new Attribution(FailureBlame.Input, []);
+        await failures.CountAsync(workerId, shard.JobId, shard.ShardIndex, attempt);
+        return new Attribution(FailureBlame.Worker, []);
+    }
+
+    /// <summary>
+    /// What makes two failures "the same way": the kind and the error, with the reporting worker's own name taken out (a
+    /// message naming the worker, like a stall, is still compared on the rest).
+    /// </summary>
+    private static string Signature(FailureKind kind, string error, string workerId)
+    {
+        var text = $"{kind}:{error.Replace(workerId, "*", StringComparison.Ordinal)}";
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)).AsSpan(0, 12));
+    }
+}
