@@ -4,8 +4,8 @@ namespace RenderFarm.Diffusion.Generation;
 /// The one thread a pipeline runs its models on. ONNX Runtime's CUDA provider keeps per-thread state — cuBLAS and
 /// cuDNN handles, and the captured CUDA graphs — so generations that hop between thread-pool threads pay for new
 /// handles and capture their graphs again on every new thread (on the H200, four requests in flight ran 13–17 %
-/// slower than one at a time until every run stayed on one thread; bench/gpu.md). On the CPU provider the work is
-/// ONNX Runtime's own thread pool's either way.
+/// slower than one at a time on pool threads, and 2–6 % faster on this one thread; bench/gpu.md). On the CPU provider
+/// the work is ONNX Runtime's own thread pool's either way.
 /// </summary>
 internal sealed class ModelThread : IDisposable
 {
