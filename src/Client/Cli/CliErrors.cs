@@ -94,6 +94,3 @@ public static class CliErrors
         return null;
     }
 }
-
-/// <summary>An operation that failed for a reason worth one clear line (exit code 1).</summary>
-public sealed class FarmOperationException(string message) : Exception(message);

@@ -9,13 +9,3 @@ public class CliUsageException(string message, bool isLocated = false) : Excepti
 {
     public bool IsLocated { get; } = isLocated;
 }
-
-/// <summary>A malformed line in a prompt file: <c>FILE:LINE: why</c>.</summary>
-public sealed class PromptFileException(string source, int line, string reason)
-    : CliUsageException($"{source}:{line}: {reason}", isLocated: true)
-{
-    /// <summary>The file as named in the message ("stdin" for <c>-</c>).</summary>
-    public string File { get; } = source;
-    public int Line { get; } = line;
-    public string Reason { get; } = reason;
-}

@@ -2,24 +2,6 @@ using System.CommandLine;
 
 namespace RenderFarm.Client;
 
-/// <summary>Options every command takes (declared once on the root, recursive).</summary>
-public sealed class GlobalOptions
-{
-    public Option<string?> Coordinator { get; } = new("--coordinator")
-    {
-        Description = $"Coordinator URL ({ConfigKeys.HelpSuffix(ConfigKeys.Coordinator)}). http:// uses HTTP/2 without TLS.",
-        HelpName = "URL",
-        Recursive = true,
-    };
-
-    public Option<string?> ApiKey { get; } = new("--api-key")
-    {
-        Description = $"API key sent as the x-api-key header on every call ({ConfigKeys.HelpSuffix(ConfigKeys.ApiKey)}).",
-        HelpName = "KEY",
-        Recursive = true,
-    };
-}
-
 /// <summary>What one command invocation works with; the coordinator connection is opened on first use.</summary>
 public sealed class CommandContext(FarmCliHost host, FarmSettings settings, string coordinatorAddress, string? apiKey) : IDisposable
 {

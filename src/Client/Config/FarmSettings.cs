@@ -1,12 +1,5 @@
 namespace RenderFarm.Client;
 
-/// <summary>A resolved setting: its canonical value (null = unset) and where it came from.</summary>
-public readonly record struct Setting(ConfigKey Key, string? Value, string Source)
-{
-    /// <summary>The value as <c>farm config show</c> prints it: secrets masked, unset shown as "-".</summary>
-    public string Display => Value is null ? "-" : Key.IsSecret ? ConfigKeys.Mask(Value) : Value;
-}
-
 /// <summary>
 /// Resolves every <see cref="ConfigKey"/> the same way: command-line flag &gt; environment variable &gt; config file
 /// &gt; built-in default. The config file is read on first need, so commands that never look at it never fail on it.

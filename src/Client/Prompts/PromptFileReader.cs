@@ -5,35 +5,6 @@ using System.Text.Json;
 
 namespace RenderFarm.Client;
 
-/// <summary>How a prompt file is laid out.</summary>
-public enum PromptFileFormat
-{
-    /// <summary>One prompt per line; blank lines and lines starting with <c>#</c> are skipped.</summary>
-    Text,
-
-    /// <summary>
-    /// One JSON object per line: <c>prompt</c>, optional <c>negative</c>, <c>seed</c> or <c>seeds</c>, per-prompt
-    /// settings, <c>init_image</c>, <c>mask</c> and <c>strength</c>.
-    /// </summary>
-    JsonLines,
-
-    /// <summary>RFC 4180 CSV with a header row naming the same columns as the JSON Lines fields.</summary>
-    Csv,
-}
-
-/// <summary>One prompt read from a file, with the line it started on and its optional per-prompt overrides.</summary>
-public sealed record PromptEntry(int Line, string Prompt, string? NegativePrompt = null, IReadOnlyList<long>? Seeds = null,
-    PromptOverrides? Overrides = null, PromptImages? Images = null);
-
-/// <summary>Per-prompt settings that override the job's (--steps, --guidance, --size, --scheduler, --model).</summary>
-public sealed record PromptOverrides(uint? Steps, float? Guidance, uint? Width, uint? Height, string? Scheduler, string? Model);
-
-/// <summary>
-/// img2img / inpainting inputs: full paths of the init image and mask (relative ones resolved against the prompt
-/// file's folder) and the strength in (0, 1]. Here a prompt's own; <see cref="InputImageDefaults"/> fills the rest.
-/// </summary>
-public sealed record PromptImages(string? InitImage, string? Mask, float? Strength);
-
 /// <summary>
 /// Reads prompt files lazily, one entry at a time, so a 100k-prompt batch never sits in memory. Every malformed
 /// line stops the read with a <see cref="PromptFileException"/> naming <c>FILE:LINE</c> and the reason.

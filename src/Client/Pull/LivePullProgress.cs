@@ -5,41 +5,6 @@ using Spectre.Console.Rendering;
 
 namespace RenderFarm.Client;
 
-/// <summary>What <c>farm pull</c> reports while it runs. Called from parallel writers: implementations are thread-safe.</summary>
-public interface IPullProgress
-{
-    /// <summary>An image was verified and saved under <paramref name="name"/>.</summary>
-    void Saved(string name, long bytes);
-
-    /// <summary>A one-line notice (a resumed stream, a fallback from the store's URLs).</summary>
-    void Notice(string line);
-}
-
-/// <summary>For pipes and logs: <c>saved NAME</c> per image (none with <c>--json</c>), notices on stderr.</summary>
-public sealed class PlainPullProgress(TextWriter? savedLines, TextWriter notices) : IPullProgress
-{
-    private readonly Lock _lock = new();
-
-    public void Saved(string name, long bytes)
-    {
-        if (savedLines is not null)
-        {
-            lock (_lock)
-            {
-                savedLines.WriteLine($"saved {name}");
-            }
-        }
-    }
-
-    public void Notice(string line)
-    {
-        lock (_lock)
-        {
-            notices.WriteLine(line);
-        }
-    }
-}
-
 /// <summary>
 /// On a terminal: one Spectre progress bar (images saved of those expected, bytes, images/s and MiB/s, time left);
 /// notices print above it.

@@ -1,62 +1,9 @@
 using System.Collections.Concurrent;
-using System.Security.Cryptography;
 using System.Threading.Channels;
 using Google.Protobuf;
 using RenderFarm.Protocol;
 
 namespace RenderFarm.Client;
-
-/// <summary>Outcome of a pull so far. Parallel writers update it, so every member is thread-safe.</summary>
-public sealed class PullTally
-{
-    private readonly Lock _lock = new();
-    private readonly List<string> _errors = [];
-    private int _downloaded;
-    private int _failed;
-    private int _viaUrls;
-    private long _bytes;
-
-    public int Downloaded => Volatile.Read(ref _downloaded);
-    public int Failed => Volatile.Read(ref _failed);
-
-    /// <summary>Of <see cref="Downloaded"/>, the images fetched straight from the result store's presigned URLs.</summary>
-    public int ViaUrls => Volatile.Read(ref _viaUrls);
-
-    /// <summary>Bytes of the images downloaded (verified and saved).</summary>
-    public long Bytes => Interlocked.Read(ref _bytes);
-
-    public IReadOnlyList<string> Errors
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return [.. _errors];
-            }
-        }
-    }
-
-    public void AddDownloaded(long bytes, bool viaUrl)
-    {
-        Interlocked.Add(ref _bytes, bytes);
-        if (viaUrl)
-        {
-            Interlocked.Increment(ref _viaUrls);
-        }
-
-        Interlocked.Increment(ref _downloaded);
-    }
-
-    public void AddFailure(string error)
-    {
-        lock (_lock)
-        {
-            _errors.Add(error);
-        }
-
-        Interlocked.Increment(ref _failed);
-    }
-}
 
 /// <summary>
 /// Writes DownloadResults streams into a folder with up to <c>parallel</c> images in flight. Readers only read their
@@ -413,61 +360,5 @@ public sealed class ResultDownloader
         }
 
         public void Dispose() => _stopReading.Dispose();
-    }
-}
-
-/// <summary>
-/// One image being written to <c>NAME.png.part</c> beside its final name, hashed as it is written. Not flushed to
-/// disk before the rename: a machine crash can leave a renamed file incomplete, and the next pull's check of every
-/// file against the manifest's sha256 downloads it again.
-/// </summary>
-public sealed class PartFile
-{
-    private readonly FileStream _stream;
-    private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-
-    public PartFile(ImageInfo info, string name, string finalPath)
-    {
-        Info = info;
-        Name = name;
-        FinalPath = finalPath;
-        PartialPath = finalPath + ResultDownloader.PartialSuffix;
-        _stream = new FileStream(PartialPath, FileMode.Create, FileAccess.Write, FileShare.None, 64 * 1024, useAsync: true);
-    }
-
-    public ImageInfo Info { get; }
-    public string Name { get; }
-    public string FinalPath { get; }
-    public string PartialPath { get; }
-    public long Received { get; private set; }
-
-    public async Task WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
-    {
-        _hash.AppendData(data.Span);
-        await _stream.WriteAsync(data, cancellationToken);
-        Received += data.Length;
-    }
-
-    /// <summary>Closes the file; returns the sha256 (lower-case hex) of what was written.</summary>
-    public async Task<string> CloseAsync()
-    {
-        await _stream.DisposeAsync();
-        var hash = Convert.ToHexStringLower(_hash.GetHashAndReset());
-        _hash.Dispose();
-        return hash;
-    }
-
-    /// <summary>Closes and deletes the part file (nothing of the image stays behind).</summary>
-    public void Abandon()
-    {
-        _stream.Dispose();
-        _hash.Dispose();
-        try
-        {
-            File.Delete(PartialPath);
-        }
-        catch (IOException)
-        {
-        }
     }
 }

@@ -5,9 +5,6 @@ using System.Text.Json;
 
 namespace RenderFarm.Client;
 
-/// <summary>One downloaded image as recorded in <c>manifest.jsonl</c>.</summary>
-public sealed record ManifestEntry(uint Index, string Prompt, string NegativePrompt, long Seed, string File, string Sha256);
-
 /// <summary>
 /// <c>manifest.jsonl</c> in an output folder: one JSON object per image (index, prompt, negative_prompt, seed, file,
 /// sha256). Appended as images arrive (in whatever order parallel downloads finish), so a killed pull keeps what it

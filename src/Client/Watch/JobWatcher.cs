@@ -3,43 +3,6 @@ using RenderFarm.Protocol;
 
 namespace RenderFarm.Client;
 
-/// <summary>Opens the job's event stream after <c>afterEventId</c> ("" = from the start).</summary>
-public delegate IAsyncEnumerable<JobEvent> JobEventStreamFactory(string jobId, string afterEventId, CancellationToken cancellationToken);
-
-/// <summary>Receives what a <see cref="JobWatcher"/> sees; rendering lives here, resume logic does not.</summary>
-public interface IJobWatchObserver
-{
-    /// <summary>A new event (never a duplicate) has been folded into <paramref name="state"/>.</summary>
-    void OnEvent(JobEvent jobEvent, JobWatchState state);
-
-    /// <summary>The stream broke (or ended before the job did); the watcher waits <paramref name="delay"/> and retries.</summary>
-    void OnReconnecting(int attempt, TimeSpan delay, Exception? cause, JobWatchState state);
-
-    /// <summary>Events flow again after <paramref name="attempts"/> reconnect attempts.</summary>
-    void OnReconnected(int attempts, JobWatchState state);
-
-    /// <summary>Why the job is not starting (e.g. "waiting: no worker serves model sdxl"); null when that no longer holds.</summary>
-    void OnWaiting(string? reason, JobWatchState state) { }
-}
-
-/// <summary>Back-off between reconnects: exponential from <see cref="InitialDelay"/> to <see cref="MaxDelay"/>.</summary>
-public sealed record ReconnectPolicy(TimeSpan InitialDelay, TimeSpan MaxDelay, TimeSpan GiveUpAfter)
-{
-    /// <summary>0.25 s doubling to 5 s; give up when no event arrived for 2 minutes of retrying.</summary>
-    public static ReconnectPolicy Default { get; } =
-        new(TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(5), TimeSpan.FromMinutes(2));
-
-    public TimeSpan DelayFor(int attempt)
-    {
-        var factor = Math.Pow(2, Math.Clamp(attempt - 1, 0, 30));
-        var delay = TimeSpan.FromTicks((long)Math.Min(InitialDelay.Ticks * factor, MaxDelay.Ticks));
-        return delay;
-    }
-}
-
-/// <summary>The event stream was lost and did not come back within the policy's patience.</summary>
-public sealed class WatchConnectionLostException(string message, Exception? inner) : Exception(message, inner);
-
 /// <summary>
 /// Follows a job's event stream to its final event. Remembers the last event id; when the transport fails (a
 /// coordinator restart, a proxy reset) or the stream ends early it reconnects with back-off and resumes with

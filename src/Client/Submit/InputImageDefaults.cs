@@ -1,0 +1,47 @@
+using System.Globalization;
+
+namespace RenderFarm.Client;
+
+/// <summary>
+/// <c>--init-image</c>, <c>--mask</c> and <c>--strength</c>: what a prompt gets when it brings none of its own. The
+/// default strength travels once, in the job header; the default images are named by each prompt that uses them.
+/// </summary>
+public sealed record InputImageDefaults(string? InitImage = null, string? Mask = null, float? Strength = null)
+{
+    public static readonly InputImageDefaults None = new();
+
+    /// <summary>A strength in (0, 1], or null when <paramref name="text"/> is not one.</summary>
+    public static float? TryParseStrength(string text) =>
+        float.TryParse(text.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture, out var value) && value is > 0 and <= 1
+            ? value
+            : null;
+
+    /// <summary>
+    /// The images a prompt renders from: its own, else these defaults. A mask (own or default) applies only with an
+    /// init image; a prompt's own mask or strength without any init image is an error on its line. Null: text-to-image.
+    /// </summary>
+    public PromptImages? For(PromptEntry entry, string source)
+    {
+        var own = entry.Images;
+        var init = own?.InitImage ?? InitImage;
+        if (init is null)
+        {
+            if (own?.Mask is not null)
+            {
+                throw new PromptFileException(source, entry.Line,
+                    "a mask needs an init image: add an init_image to this prompt or give --init-image");
+            }
+
+            if (own?.Strength is not null)
+            {
+                throw new PromptFileException(source, entry.Line,
+                    "'strength' applies only to prompts with an init image: add an init_image to this prompt or give --init-image");
+            }
+
+            return null;
+        }
+
+        // The default strength is the header's; only a prompt's own is sent with it.
+        return new PromptImages(init, own?.Mask ?? Mask, own?.Strength);
+    }
+}
