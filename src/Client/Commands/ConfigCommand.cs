@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Text;
-using System.Text.Encodings.Web;
 using System.Text.Json;
 
 namespace RenderFarm.Client;
@@ -26,7 +25,7 @@ public static class ConfigCommand
 
     private static Command Show(FarmCliHost host, GlobalOptions globals)
     {
-        var json = new Option<bool>("--json") { Description = "Print one JSON object: config_file and, per key, value and source (api_key masked)." };
+        var json = JsonFlag.Create("Print one JSON object: config_file and, per key, value and source (api_key masked).");
         var command = new Command("show", "Print every setting's effective value and where it came from (the API key masked).") { json };
         command.SetAction((parseResult, ct) => CommandContext.RunAsync(host, globals, parseResult, ct, context =>
         {
@@ -91,10 +90,8 @@ public static class ConfigCommand
 
     private static string FormatJson(ConfigFile file, IEnumerable<Setting> settings)
     {
-        using var buffer = new MemoryStream();
-        using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        return JsonText.Object(json =>
         {
-            json.WriteStartObject();
             json.WriteString("config_file", file.Path);
             json.WriteBoolean("config_file_exists", file.Exists);
             foreach (var setting in settings)
@@ -113,9 +110,6 @@ public static class ConfigCommand
                 json.WriteEndObject();
             }
 
-            json.WriteEndObject();
-        }
-
-        return Encoding.UTF8.GetString(buffer.ToArray());
+        });
     }
 }

@@ -4,7 +4,6 @@ using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
 using System.Text;
-using System.Text.Encodings.Web;
 using System.Text.Json;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
@@ -27,7 +26,7 @@ public static class PullCommand
     {
         var job = new Argument<string>("JOB") { Description = "Job id." };
         var outDir = new Option<string>("--out") { Description = "Folder for the images and manifest.jsonl (created if missing).", HelpName = "DIR", Required = true };
-        var json = new Option<bool>("--json") { Description = "Print one JSON summary object instead of text." };
+        var json = JsonFlag.Create("Print one JSON summary object instead of text.");
         var contactSheet = new Option<bool>("--contact-sheet")
         {
             Description = $"Also write {ContactSheet.FileName}: a grid of every image's thumbnail captioned with index, seed and prompt " +
@@ -58,7 +57,7 @@ public static class PullCommand
             job, outDir, json, contactSheet, parallel, viaCoordinator, plain,
         };
         command.SetAction((parseResult, cancellationToken) => CommandContext.RunAsync(host, globals, parseResult, cancellationToken,
-            context => PullAsync(context, WatchCommand.RequireJobId(parseResult.GetRequiredValue(job)),
+            context => PullAsync(context, JobIdArgument.Require(parseResult.GetRequiredValue(job)),
                 parseResult.GetRequiredValue(outDir), context.Out, parseResult.GetValue(json), cancellationToken,
                 parseResult.GetValue(contactSheet),
                 new PullOptions(parseResult.GetValue(parallel), !parseResult.GetValue(viaCoordinator), parseResult.GetValue(plain)))));
@@ -150,12 +149,12 @@ public static class PullCommand
                 $"{present.Count} already present{failedNote}"));
             if (!finished)
             {
-                context.Error.WriteLine($"job {jobId} is still {PlainWatchObserver.StateName(status.State)}: run farm pull again when it finishes for the rest");
+                context.Error.WriteLine($"job {jobId} is still {StateNames.Of(status.State)}: run farm pull again when it finishes for the rest");
             }
             else if (status.State != JobState.Completed || status.ImagesFailed > 0)
             {
                 context.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"job {jobId} {PlainWatchObserver.StateName(status.State)} with {status.ImagesFailed} failed images; those have no file"));
+                    $"job {jobId} {StateNames.Of(status.State)} with {status.ImagesFailed} failed images; those have no file"));
             }
 
             output.WriteLine(fullDirectory);
@@ -283,18 +282,16 @@ public static class PullCommand
         var seconds = Math.Max(elapsed.TotalSeconds, 1e-3);
         var viaUrls = tally.ViaUrls > 0 ? string.Create(CultureInfo.InvariantCulture, $", {tally.ViaUrls} from the store's URLs") : "";
         return string.Create(CultureInfo.InvariantCulture,
-            $"{LivePullProgress.FormatSize(tally.Bytes)} in {seconds:0.0} s, {tally.Downloaded / seconds:0} images/s{viaUrls}");
+            $"{ByteSize.Short(tally.Bytes)} in {seconds:0.0} s, {tally.Downloaded / seconds:0} images/s{viaUrls}");
     }
 
     private static string FormatJson(
         string jobId, string directory, PullTally tally, int present, int total, JobStatus status, string? contactSheet, TimeSpan elapsed)
     {
-        using var buffer = new MemoryStream();
-        using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        return JsonText.Object(json =>
         {
-            json.WriteStartObject();
             json.WriteString("job_id", jobId);
-            json.WriteString("state", PlainWatchObserver.StateName(status.State));
+            json.WriteString("state", StateNames.Of(status.State));
             json.WriteString("out_dir", directory);
             json.WriteString("manifest", Path.Combine(directory, ResultManifest.FileName));
             json.WriteNumber("images", total);
@@ -312,9 +309,6 @@ public static class PullCommand
             }
 
             json.WriteEndArray();
-            json.WriteEndObject();
-        }
-
-        return Encoding.UTF8.GetString(buffer.ToArray());
+        });
     }
 }

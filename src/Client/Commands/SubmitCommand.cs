@@ -365,7 +365,7 @@ public static class SubmitCommand
         if (count.InputImages > 0)
         {
             output.WriteLine(string.Create(inv,
-                $"inputs:    {count.InputImages} distinct init images and masks, {InputImageFile.FormatBytes(count.InputBytes)}, each sent once " +
+                $"inputs:    {count.InputImages} distinct init images and masks, {ByteSize.Exact(count.InputBytes)}, each sent once " +
                 $"({count.PromptsWithInitImage} of {count.Prompts} prompts start from an image)"));
         }
 

@@ -25,7 +25,7 @@ public static class WatchCommand
             job, plain,
         };
         command.SetAction((parseResult, cancellationToken) => CommandContext.RunAsync(host, globals, parseResult, cancellationToken,
-            context => WatchAsync(context, RequireJobId(parseResult.GetRequiredValue(job)), context.Out,
+            context => WatchAsync(context, JobIdArgument.Require(parseResult.GetRequiredValue(job)), context.Out,
                 live: context.Host.OutIsTerminal && !parseResult.GetValue(plain), cancellationToken)));
         return command;
     }
@@ -43,13 +43,7 @@ public static class WatchCommand
         JobWatchState state;
         if (observer is null && live)
         {
-            var console = AnsiConsole.Create(new AnsiConsoleSettings
-            {
-                Out = new AnsiConsoleOutput(output),
-                Ansi = AnsiSupport.Yes, // the caller established this writer is a terminal
-                ColorSystem = ColorSystemSupport.Detect,
-                Interactive = InteractionSupport.Yes,
-            });
+            var console = TerminalConsole.Create(output);
             var liveObserver = new LiveWatchObserver(jobId);
             state = await console.Live(liveObserver.Render(watcher.State))
                 .AutoClear(false)
@@ -61,7 +55,7 @@ public static class WatchCommand
                     liveObserver.Refresh(result, force: true);
                     return result;
                 });
-            output.WriteLine($"job {PlainWatchObserver.StateName(state.FinalState ?? JobState.Unspecified)}: " +
+            output.WriteLine($"job {StateNames.Of(state.FinalState ?? JobState.Unspecified)}: " +
                              $"{state.ImagesDone} done, {state.ImagesFailed} failed");
         }
         else
@@ -92,9 +86,6 @@ public static class WatchCommand
     /// <summary>0 only for a job that completed with every image; 1 for failures or cancellation.</summary>
     public static int ExitCodeFor(JobWatchState state) =>
         state.FinalState == JobState.Completed && state.ImagesFailed == 0 ? ExitCodes.Ok : ExitCodes.Failed;
-
-    public static string RequireJobId(string jobId) =>
-        string.IsNullOrWhiteSpace(jobId) ? throw new CliUsageException("error: the job id is empty") : jobId.Trim();
 
     private static async IAsyncEnumerable<JobEvent> OpenStreamAsync(
         Coordinator coordinator, string jobId, string afterEventId, [EnumeratorCancellation] CancellationToken cancellationToken)

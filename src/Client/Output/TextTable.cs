@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text;
 
 namespace RenderFarm.Client;
@@ -15,4 +16,12 @@ public static class TextTable
             text.Append(string.Join("  ", row.Select((cell, c) => c == row.Count - 1 ? cell : cell.PadRight(widths[c]))).TrimEnd()).Append('\n');
         return text.ToString();
     }
+
+    /// <summary>A count cell.</summary>
+    public static string Number(ulong value) => value.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>A time cell: UTC to the second, "-" when unset.</summary>
+    public static string Time(long unixMs) => unixMs <= 0
+        ? "-"
+        : DateTimeOffset.FromUnixTimeMilliseconds(unixMs).UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
 }

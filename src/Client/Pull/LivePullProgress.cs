@@ -33,13 +33,7 @@ public sealed class LivePullProgress : IPullProgress
     /// <summary>Runs <paramref name="body"/> under a progress bar drawn on <paramref name="terminal"/>.</summary>
     public static async Task<T> RunAsync<T>(TextWriter terminal, int expected, Func<IPullProgress, Task<T>> body)
     {
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Out = new AnsiConsoleOutput(terminal),
-            Ansi = AnsiSupport.Yes, // the caller established this writer is a terminal
-            ColorSystem = ColorSystemSupport.Detect,
-            Interactive = InteractionSupport.Yes,
-        });
+        var console = TerminalConsole.Create(terminal);
         var live = new LivePullProgress(console, expected);
         return await console.Progress()
             .AutoClear(false)
@@ -88,23 +82,7 @@ public sealed class LivePullProgress : IPullProgress
         var bytes = Bytes;
         var expected = Expected > 0 ? Math.Max(Expected, images).ToString("N0", CultureInfo.InvariantCulture) : "?";
         return string.Create(CultureInfo.InvariantCulture,
-            $"{images:N0}/{expected} images  {FormatSize(bytes)}  {images / seconds:N0}/s  {FormatSize((long)(bytes / seconds))}/s");
-    }
-
-    /// <summary>"812 B", "5.1 KiB", "3.2 MiB", "1.4 GiB".</summary>
-    public static string FormatSize(long bytes)
-    {
-        string[] units = ["B", "KiB", "MiB", "GiB", "TiB"];
-        var value = (double)bytes;
-        var unit = 0;
-        for (; value >= 1024 && unit < units.Length - 1; unit++)
-        {
-            value /= 1024;
-        }
-
-        return unit == 0
-            ? string.Create(CultureInfo.InvariantCulture, $"{bytes} B")
-            : string.Create(CultureInfo.InvariantCulture, $"{value:0.0} {units[unit]}");
+            $"{images:N0}/{expected} images  {ByteSize.Short(bytes)}  {images / seconds:N0}/s  {ByteSize.Short((long)(bytes / seconds))}/s");
     }
 
     private sealed class StatsColumn(LivePullProgress owner) : ProgressColumn

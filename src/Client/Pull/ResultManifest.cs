@@ -1,6 +1,5 @@
 using System.Security.Cryptography;
 using System.Text;
-using System.Text.Encodings.Web;
 using System.Text.Json;
 
 namespace RenderFarm.Client;
@@ -14,7 +13,6 @@ namespace RenderFarm.Client;
 public sealed class ResultManifest
 {
     public const string FileName = "manifest.jsonl";
-    private static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
     private readonly string _directory;
     private readonly SortedDictionary<uint, ManifestEntry> _entries = new();
     private readonly SemaphoreSlim _append = new(1, 1);
@@ -115,20 +113,15 @@ public sealed class ResultManifest
 
     public static string Format(ManifestEntry entry)
     {
-        using var buffer = new MemoryStream();
-        using (var json = new Utf8JsonWriter(buffer, WriterOptions))
+        return JsonText.Object(json =>
         {
-            json.WriteStartObject();
             json.WriteNumber("index", entry.Index);
             json.WriteString("prompt", entry.Prompt);
             json.WriteString("negative_prompt", entry.NegativePrompt);
             json.WriteNumber("seed", entry.Seed);
             json.WriteString("file", entry.File);
             json.WriteString("sha256", entry.Sha256);
-            json.WriteEndObject();
-        }
-
-        return Encoding.UTF8.GetString(buffer.ToArray());
+        });
     }
 
     public static ManifestEntry? TryParse(string line)

@@ -1,4 +1,3 @@
-using System.Globalization;
 using RenderFarm.Shared;
 
 namespace RenderFarm.Client;
@@ -57,26 +56,5 @@ public static class InputImageFile
         }
 
         return null;
-    }
-
-    /// <summary>"512 bytes", "3174 bytes (3.1 KiB)", "12582912 bytes (12.0 MiB)".</summary>
-    public static string FormatBytes(long bytes)
-    {
-        string[] units = ["KiB", "MiB", "GiB", "TiB"];
-        var exact = string.Create(CultureInfo.InvariantCulture, $"{bytes} bytes");
-        if (bytes < 1024)
-        {
-            return exact;
-        }
-
-        var value = bytes / 1024.0;
-        var unit = 0;
-        while (value >= 1024 && unit < units.Length - 1)
-        {
-            value /= 1024;
-            unit++;
-        }
-
-        return string.Create(CultureInfo.InvariantCulture, $"{exact} ({value:0.0} {units[unit]})");
     }
 }

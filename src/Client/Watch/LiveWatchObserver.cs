@@ -70,7 +70,7 @@ public sealed class LiveWatchObserver(string jobId) : IJobWatchObserver
         var fraction = total > 0 ? Math.Clamp((double)finished / total, 0, 1) : 0;
         var rate = state.ImagesPerSecond is { } r ? string.Create(CultureInfo.InvariantCulture, $"{r:0.00} img/s") : "– img/s";
         var eta = state.Eta is { } t ? "ETA " + FormatDuration(t) : "ETA –";
-        var stateText = state.FinalState is { } final ? PlainWatchObserver.StateName(final) : state.EventsApplied == 0 ? "connecting" : "running";
+        var stateText = state.FinalState is { } final ? StateNames.Of(final) : state.EventsApplied == 0 ? "connecting" : "running";
         rows.Add(new Markup(
             $"[bold]job {Markup.Escape(jobId)}[/] {stateText}  {Bar(fraction, 30, state.ImagesFailed > 0)}  " +
             $"[green]{state.ImagesDone}[/] done / [red]{state.ImagesFailed}[/] failed / {(total > 0 ? total : "?")}  " +

@@ -46,23 +46,11 @@ public sealed class PlainWatchObserver(TextWriter output, TextWriter notices) : 
             $"image {e.ImageFailed.Index} failed: {CliErrors.OneLine(e.ImageFailed.Error)} ({state.ImagesFailed} failed)"),
         JobEvent.KindOneofCase.ShardDone => Invariant($"shard {e.ShardDone.ShardIndex} done ({state.ShardsDone}/{state.ShardCount} shards)"),
         JobEvent.KindOneofCase.JobFinished => Invariant(
-            $"job {StateName(e.JobFinished.State)} {state.ImagesDone} done {state.ImagesFailed} failed"),
-        JobEvent.KindOneofCase.StateChanged => $"job {StateName(e.StateChanged.State)}",
+            $"job {StateNames.Of(e.JobFinished.State)} {state.ImagesDone} done {state.ImagesFailed} failed"),
+        JobEvent.KindOneofCase.StateChanged => $"job {StateNames.Of(e.StateChanged.State)}",
         JobEvent.KindOneofCase.AttemptFailed => Invariant(
             $"shard {e.AttemptFailed.ShardIndex} attempt {e.AttemptFailed.Attempt}/{e.AttemptFailed.MaxAttempts} failed on {Word(e.AttemptFailed.WorkerId)}: {CliErrors.OneLine(e.AttemptFailed.Error)}"),
         _ => null,
-    };
-
-    /// <summary>Lower-case job state names, as in <c>farm status --json</c>.</summary>
-    public static string StateName(JobState state) => state switch
-    {
-        JobState.Queued => "queued",
-        JobState.Running => "running",
-        JobState.Completed => "completed",
-        JobState.Failed => "failed",
-        JobState.Cancelled => "cancelled",
-        JobState.Paused => "paused",
-        _ => "unknown",
     };
 
     private static string Total(JobWatchState state) =>

@@ -4,7 +4,7 @@ using RenderFarm.Protocol;
 
 namespace RenderFarm.Client.Tests;
 
-public class StatusFormattingTests
+public class JobStatusViewTests
 {
     private static JobStatus Sample(JobState state = JobState.Running, long finished = 0) => new()
     {
@@ -24,7 +24,7 @@ public class StatusFormattingTests
     [Fact]
     public void JsonHasTheStableSnakeCaseShape()
     {
-        var json = StatusCommand.FormatJson(Sample());
+        var json = JobStatusView.Json(Sample());
         using var document = JsonDocument.Parse(json);
         var root = document.RootElement;
 
@@ -49,7 +49,7 @@ public class StatusFormattingTests
     [InlineData(JobState.Cancelled, "cancelled")]
     public void StatesAreLowerCaseWords(JobState state, string expected)
     {
-        using var document = JsonDocument.Parse(StatusCommand.FormatJson(Sample(state)));
+        using var document = JsonDocument.Parse(JobStatusView.Json(Sample(state)));
         Assert.Equal(expected, document.RootElement.GetProperty("state").GetString());
     }
 
@@ -58,13 +58,13 @@ public class StatusFormattingTests
     {
         var status = Sample();
         status.Params.GuidanceScale = 0.1f;
-        Assert.Contains("\"guidance_scale\":0.1,", StatusCommand.FormatJson(status));
+        Assert.Contains("\"guidance_scale\":0.1,", JobStatusView.Json(status));
     }
 
     [Fact]
     public void TableShowsCountsAndTimes()
     {
-        var table = StatusCommand.FormatTable(Sample(JobState.Completed, finished: 1_700_000_060_000));
+        var table = JobStatusView.Table(Sample(JobState.Completed, finished: 1_700_000_060_000));
 
         Assert.Contains("state     completed", table);
         Assert.Contains("images    12/24 done, 1 failed", table);
