@@ -1,6 +1,8 @@
-using System.CommandLine;
 using System.CommandLine.Help;
 using System.CommandLine.Invocation;
+using System.CommandLine;
+using RenderFarm.Client.Cli;
+using RenderFarm.Client.Commands;
 
 namespace RenderFarm.Client;
 

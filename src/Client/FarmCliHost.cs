@@ -1,3 +1,5 @@
+using RenderFarm.Client.Connection;
+using RenderFarm.Client.Submit;
 using RenderFarm.Protocol;
 
 namespace RenderFarm.Client;

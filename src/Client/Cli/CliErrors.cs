@@ -1,8 +1,8 @@
-using System.Net.Http;
 using System.Net.Sockets;
 using Grpc.Core;
+using RenderFarm.Client.Watch;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Cli;
 
 /// <summary>Turns any failure into one line on stderr and the matching exit code.</summary>
 public static class CliErrors

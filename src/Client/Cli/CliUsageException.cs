@@ -1,4 +1,4 @@
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Cli;
 
 /// <summary>
 /// A usage or input error found by the client before anything was sent; reported as one line on stderr with exit

@@ -1,11 +1,13 @@
 using System.CommandLine;
+using RenderFarm.Client.Config;
+using RenderFarm.Client.Connection;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Cli;
 
 /// <summary>What one command invocation works with; the coordinator connection is opened on first use.</summary>
 public sealed class CommandContext(FarmCliHost host, FarmSettings settings, string coordinatorAddress, string? apiKey) : IDisposable
 {
-    private Coordinator? _coordinator;
+    private CoordinatorConnection? _coordinator;
 
     public FarmCliHost Host { get; } = host;
     public FarmSettings Settings { get; } = settings;
@@ -13,7 +15,7 @@ public sealed class CommandContext(FarmCliHost host, FarmSettings settings, stri
     public TextWriter Error => Host.Error;
     public string CoordinatorAddress { get; } = coordinatorAddress;
 
-    public Coordinator Coordinator => _coordinator ??= Coordinator.Connect(CoordinatorAddress, apiKey, Host.ClientFactory);
+    public CoordinatorConnection Coordinator => _coordinator ??= CoordinatorConnection.Connect(CoordinatorAddress, apiKey, Host.ClientFactory);
 
     public void Dispose() => _coordinator?.Dispose();
 

@@ -1,6 +1,7 @@
 using System.CommandLine;
+using RenderFarm.Client.Config;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Cli;
 
 /// <summary>Options every command takes (declared once on the root, recursive).</summary>
 public sealed class GlobalOptions

@@ -1,4 +1,4 @@
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Cli;
 
 /// <summary>The JOB argument most commands take.</summary>
 public static class JobIdArgument

@@ -1,8 +1,9 @@
 using System.CommandLine;
-using System.Text;
-using System.Text.Json;
+using RenderFarm.Client.Cli;
+using RenderFarm.Client.Config;
+using RenderFarm.Client.Output;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Commands;
 
 /// <summary>
 /// <c>farm config show|set|unset</c>: the effective settings and where each comes from, and edits of the user's

@@ -1,8 +1,10 @@
 using System.CommandLine;
 using Grpc.Core;
+using RenderFarm.Client.Cli;
+using RenderFarm.Client.Output;
 using RenderFarm.Protocol;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Commands;
 
 /// <summary>
 /// The shape of <c>cancel</c>, <c>pause</c>, <c>resume</c> and <c>retry</c>: change one job, then print its status

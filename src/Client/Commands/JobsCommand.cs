@@ -1,7 +1,9 @@
 using System.CommandLine;
+using RenderFarm.Client.Cli;
+using RenderFarm.Client.Output;
 using RenderFarm.Protocol;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Commands;
 
 /// <summary><c>farm jobs</c>: the newest jobs, optionally of some states, as a table or a JSON array.</summary>
 public static class JobsCommand

@@ -1,7 +1,9 @@
 using System.CommandLine;
+using RenderFarm.Client.Cli;
+using RenderFarm.Client.Output;
 using RenderFarm.Protocol;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Commands;
 
 /// <summary><c>farm models</c>: the models the farm can render now, as a table or a JSON array.</summary>
 public static class ModelsCommand

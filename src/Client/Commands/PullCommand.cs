@@ -3,12 +3,15 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
-using System.Text;
-using System.Text.Json;
+using RenderFarm.Client.Cli;
+using RenderFarm.Client.Connection;
+using RenderFarm.Client.Output;
+using RenderFarm.Client.Pull;
+using RenderFarm.Client.Watch;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Commands;
 
 /// <summary>
 /// <c>farm pull JOB --out DIR</c>: downloads the job's finished images into DIR as
@@ -252,7 +255,7 @@ public static class PullCommand
     }
 
     private static async IAsyncEnumerable<ResultChunk> ReadAsync(
-        Coordinator coordinator, DownloadResultsRequest request, Func<DownloadResultsRequest> legacy,
+        CoordinatorConnection coordinator, DownloadResultsRequest request, Func<DownloadResultsRequest> legacy,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var call = coordinator.Client.DownloadResults(request, coordinator.CallOptions(cancellationToken));

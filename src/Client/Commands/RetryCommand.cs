@@ -1,7 +1,8 @@
 using System.CommandLine;
+using RenderFarm.Client.Cli;
 using RenderFarm.Protocol;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Commands;
 
 /// <summary><c>farm retry JOB</c>.</summary>
 public static class RetryCommand

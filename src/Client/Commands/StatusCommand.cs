@@ -1,7 +1,9 @@
 using System.CommandLine;
+using RenderFarm.Client.Cli;
+using RenderFarm.Client.Output;
 using RenderFarm.Protocol;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Commands;
 
 /// <summary><c>farm status JOB [--json]</c>: one GetJob call, shown as a table or one JSON object.</summary>
 public static class StatusCommand

@@ -1,10 +1,16 @@
 using System.CommandLine;
 using System.Globalization;
 using Grpc.Core;
+using RenderFarm.Client.Cli;
+using RenderFarm.Client.Config;
+using RenderFarm.Client.Output;
+using RenderFarm.Client.Prompts;
+using RenderFarm.Client.Submit;
+using RenderFarm.Client.Watch;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Commands;
 
 /// <summary>
 /// <c>farm submit FILE</c>: validates the whole prompt file first (nothing is sent if any line is bad), then streams

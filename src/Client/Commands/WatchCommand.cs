@@ -1,9 +1,13 @@
 using System.CommandLine;
 using System.Runtime.CompilerServices;
+using RenderFarm.Client.Cli;
+using RenderFarm.Client.Connection;
+using RenderFarm.Client.Output;
+using RenderFarm.Client.Watch;
 using RenderFarm.Protocol;
 using Spectre.Console;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Commands;
 
 /// <summary>
 /// <c>farm watch JOB</c>: follows the job's events to the end. On a terminal a live view; otherwise (or with
@@ -88,7 +92,7 @@ public static class WatchCommand
         state.FinalState == JobState.Completed && state.ImagesFailed == 0 ? ExitCodes.Ok : ExitCodes.Failed;
 
     private static async IAsyncEnumerable<JobEvent> OpenStreamAsync(
-        Coordinator coordinator, string jobId, string afterEventId, [EnumeratorCancellation] CancellationToken cancellationToken)
+        CoordinatorConnection coordinator, string jobId, string afterEventId, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         using var call = coordinator.Client.WatchJob(
             new WatchJobRequest { JobId = jobId, AfterEventId = afterEventId }, coordinator.CallOptions(cancellationToken));

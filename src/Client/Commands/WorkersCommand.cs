@@ -1,8 +1,10 @@
 using System.CommandLine;
 using System.Globalization;
+using RenderFarm.Client.Cli;
+using RenderFarm.Client.Output;
 using RenderFarm.Protocol;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Commands;
 
 /// <summary><c>farm workers</c>: the farm's workers as a table or a JSON array; <c>workers release</c> is its subcommand.</summary>
 public static class WorkersCommand

@@ -1,7 +1,9 @@
 using System.CommandLine;
+using RenderFarm.Client.Cli;
+using RenderFarm.Client.Output;
 using RenderFarm.Protocol;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Commands;
 
 /// <summary><c>farm workers release WORKER</c>: lifts a quarantine, which otherwise outlasts the worker's restarts.</summary>
 public static class WorkersReleaseCommand

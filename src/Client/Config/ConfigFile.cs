@@ -1,7 +1,8 @@
 using System.Globalization;
 using System.Text.Json;
+using RenderFarm.Client.Cli;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Config;
 
 /// <summary>
 /// The user's <c>config.json</c>: <c>$XDG_CONFIG_HOME/renderfarm/config.json</c>, else

@@ -1,4 +1,4 @@
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Config;
 
 /// <summary>
 /// One setting the <c>farm</c> tool resolves as flag &gt; environment &gt; config file &gt; built-in default.

@@ -1,12 +1,15 @@
 using System.Globalization;
+using RenderFarm.Client.Cli;
+using RenderFarm.Client.Connection;
+using RenderFarm.Client.Submit;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Config;
 
 /// <summary>Every key of <c>config.json</c>, in the order <c>farm config show</c> lists them.</summary>
 public static class ConfigKeys
 {
     public static readonly ConfigKey Coordinator = new(
-        "coordinator", "--coordinator", ["FARM_COORDINATOR", "Farm__Coordinator"], RenderFarm.Client.Coordinator.DefaultAddress,
+        "coordinator", "--coordinator", ["FARM_COORDINATOR", "Farm__Coordinator"], CoordinatorConnection.DefaultAddress,
         "Coordinator URL.", NormalizeAddress);
 
     public static readonly ConfigKey ApiKey = new(
@@ -55,11 +58,11 @@ public static class ConfigKeys
     {
         try
         {
-            RenderFarm.Client.Coordinator.ParseAddress(text);
+            CoordinatorConnection.ParseAddress(text);
         }
         catch (CliUsageException)
         {
-            throw new FormatException($"'{text}' is not a coordinator address (expected e.g. {RenderFarm.Client.Coordinator.DefaultAddress})");
+            throw new FormatException($"'{text}' is not a coordinator address (expected e.g. {CoordinatorConnection.DefaultAddress})");
         }
 
         return text.Trim();
@@ -68,7 +71,7 @@ public static class ConfigKeys
     private static string NormalizeApiKey(string text)
     {
         var key = text.Trim();
-        if (!RenderFarm.Client.Coordinator.IsValidApiKey(key))
+        if (!CoordinatorConnection.IsValidApiKey(key))
         {
             throw new FormatException("may only hold printable ASCII characters");
         }

@@ -1,4 +1,4 @@
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Config;
 
 /// <summary>
 /// Resolves every <see cref="ConfigKey"/> the same way: command-line flag &gt; environment variable &gt; config file

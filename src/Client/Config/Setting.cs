@@ -1,4 +1,4 @@
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Config;
 
 /// <summary>A resolved setting: its canonical value (null = unset) and where it came from.</summary>
 public readonly record struct Setting(ConfigKey Key, string? Value, string Source)

@@ -1,16 +1,16 @@
-using System.Net;
 using Grpc.Core;
 using Grpc.Net.Client;
+using RenderFarm.Client.Cli;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Connection;
 
 /// <summary>
 /// The coordinator one command talks to: its address, the JobService client, and the per-call options (the
 /// <c>x-api-key</c> header on every call when a key is set). Plain <c>http://</c> addresses use HTTP/2 without TLS.
 /// </summary>
-public sealed class Coordinator : IDisposable
+public sealed class CoordinatorConnection : IDisposable
 {
     public const string DefaultAddress = "http://127.0.0.1:5000";
     public const string ApiKeyHeader = FarmHeaders.ApiKey;
@@ -18,7 +18,7 @@ public sealed class Coordinator : IDisposable
     private readonly GrpcChannel? _channel;
     private readonly Metadata? _headers;
 
-    private Coordinator(Uri address, string? apiKey, JobService.JobServiceClient client, GrpcChannel? channel)
+    private CoordinatorConnection(Uri address, string? apiKey, JobService.JobServiceClient client, GrpcChannel? channel)
     {
         Address = address;
         Client = client;
@@ -35,7 +35,7 @@ public sealed class Coordinator : IDisposable
     /// <summary>The address as the user should see it in messages (no trailing slash).</summary>
     public string DisplayAddress => Address.GetLeftPart(UriPartial.Authority) + Address.AbsolutePath.TrimEnd('/');
 
-    public static Coordinator Connect(string address, string? apiKey, Func<Uri, JobService.JobServiceClient>? factory)
+    public static CoordinatorConnection Connect(string address, string? apiKey, Func<Uri, JobService.JobServiceClient>? factory)
     {
         var uri = ParseAddress(address);
         if (apiKey is not null && !IsValidApiKey(apiKey))
@@ -45,7 +45,7 @@ public sealed class Coordinator : IDisposable
 
         if (factory is not null)
         {
-            return new Coordinator(uri, apiKey, factory(uri), channel: null);
+            return new CoordinatorConnection(uri, apiKey, factory(uri), channel: null);
         }
 
         var channel = GrpcChannel.ForAddress(uri, new GrpcChannelOptions
@@ -62,7 +62,7 @@ public sealed class Coordinator : IDisposable
             }, Environment.GetEnvironmentVariable("FARM_CA_FILE")),
             MaxReceiveMessageSize = 64 * 1024 * 1024,
         });
-        return new Coordinator(uri, apiKey, new JobService.JobServiceClient(channel), channel);
+        return new CoordinatorConnection(uri, apiKey, new JobService.JobServiceClient(channel), channel);
     }
 
     /// <summary>An API key travels as a header value: printable ASCII only.</summary>

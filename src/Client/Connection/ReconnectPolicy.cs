@@ -1,4 +1,4 @@
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Connection;
 
 /// <summary>Back-off between reconnects: exponential from <see cref="InitialDelay"/> to <see cref="MaxDelay"/>.</summary>
 public sealed record ReconnectPolicy(TimeSpan InitialDelay, TimeSpan MaxDelay, TimeSpan GiveUpAfter)

@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Output;
 
 /// <summary>Byte counts for people: binary units, one decimal.</summary>
 public static class ByteSize

@@ -1,9 +1,10 @@
 using System.Globalization;
-using System.Text;
 using System.Text.Json;
+using System.Text;
+using RenderFarm.Client.Cli;
 using RenderFarm.Protocol;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Output;
 
 /// <summary>How a job's status is shown: <c>farm status</c>, <c>jobs --json</c> and the job-control commands.</summary>
 public static class JobStatusView

@@ -2,7 +2,7 @@ using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Output;
 
 /// <summary>
 /// One-line JSON for <c>--json</c> output and the pull manifest: non-ASCII text and characters such as <c>&lt;</c> stay

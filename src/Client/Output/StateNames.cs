@@ -1,6 +1,7 @@
+using RenderFarm.Client.Cli;
 using RenderFarm.Protocol;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Output;
 
 /// <summary>Lower-case names of job and worker states, as every listing, watch line and <c>--json</c> output spells them.</summary>
 public static class StateNames

@@ -1,6 +1,6 @@
 using Spectre.Console;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Output;
 
 /// <summary>A Spectre console for live views (watch, pull progress) over a writer the caller knows is a terminal.</summary>
 public static class TerminalConsole

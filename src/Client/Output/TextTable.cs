@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Output;
 
 /// <summary>Left-aligned columns separated by two spaces, like kubectl's listings.</summary>
 public static class TextTable

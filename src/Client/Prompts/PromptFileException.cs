@@ -1,4 +1,6 @@
-namespace RenderFarm.Client;
+using RenderFarm.Client.Cli;
+
+namespace RenderFarm.Client.Prompts;
 
 /// <summary>A malformed line in a prompt file: <c>FILE:LINE: why</c>.</summary>
 public sealed class PromptFileException(string source, int line, string reason)

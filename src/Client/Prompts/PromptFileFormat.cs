@@ -1,4 +1,4 @@
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Prompts;
 
 /// <summary>How a prompt file is laid out.</summary>
 public enum PromptFileFormat

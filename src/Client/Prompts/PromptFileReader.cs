@@ -1,9 +1,11 @@
 using System.Globalization;
 using System.Runtime.CompilerServices;
-using System.Text;
 using System.Text.Json;
+using System.Text;
+using RenderFarm.Client.Cli;
+using RenderFarm.Client.Submit;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Prompts;
 
 /// <summary>
 /// Reads prompt files lazily, one entry at a time, so a 100k-prompt batch never sits in memory. Every malformed

@@ -1,6 +1,7 @@
 using System.Text;
+using RenderFarm.Client.Cli;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Prompts;
 
 /// <summary>
 /// A prompt file that can be read more than once (a validation pass, then the submit pass), without holding it in

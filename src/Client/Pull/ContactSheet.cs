@@ -1,4 +1,6 @@
 using System.Globalization;
+using RenderFarm.Client.Cli;
+using RenderFarm.Client.Pull;
 using SkiaSharp;
 
 namespace RenderFarm.Client;

@@ -1,4 +1,4 @@
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Pull;
 
 /// <summary>What <c>farm pull</c> reports while it runs. Called from parallel writers: implementations are thread-safe.</summary>
 public interface IPullProgress

@@ -1,9 +1,10 @@
 using System.Diagnostics;
 using System.Globalization;
-using Spectre.Console;
+using RenderFarm.Client.Output;
 using Spectre.Console.Rendering;
+using Spectre.Console;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Pull;
 
 /// <summary>
 /// On a terminal: one Spectre progress bar (images saved of those expected, bytes, images/s and MiB/s, time left);

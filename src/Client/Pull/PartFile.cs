@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using RenderFarm.Protocol;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Pull;
 
 /// <summary>
 /// One image being written to <c>NAME.png.part</c> beside its final name, hashed as it is written. Not flushed to

@@ -1,6 +1,6 @@
 using RenderFarm.Protocol;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Pull;
 
 /// <summary>
 /// Splits a pull into <see cref="Count"/> DownloadResults streams by image index (index mod Count). The coordinator

@@ -1,4 +1,4 @@
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Pull;
 
 /// <summary>For pipes and logs: <c>saved NAME</c> per image (none with <c>--json</c>), notices on stderr.</summary>
 public sealed class PlainPullProgress(TextWriter? savedLines, TextWriter notices) : IPullProgress

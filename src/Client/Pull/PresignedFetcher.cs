@@ -1,9 +1,10 @@
 using System.Buffers;
 using System.Globalization;
 using System.Net;
+using RenderFarm.Client.Cli;
 using RenderFarm.Protocol;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Pull;
 
 /// <summary>
 /// Fetches images from the result store's presigned URLs (<see cref="ImageInfo.Url"/>) with plain GETs on one shared

@@ -1,4 +1,4 @@
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Pull;
 
 /// <summary>How <c>farm pull</c> downloads (the flags beyond the folder).</summary>
 /// <param name="Parallel">Result streams read at once (each every Nth image) and images in flight: writers, or concurrent GETs of presigned URLs.</param>

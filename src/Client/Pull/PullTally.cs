@@ -1,4 +1,4 @@
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Pull;
 
 /// <summary>Outcome of a pull so far. Parallel writers update it, so every member is thread-safe.</summary>
 public sealed class PullTally

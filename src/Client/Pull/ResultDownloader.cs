@@ -1,9 +1,10 @@
 using System.Collections.Concurrent;
 using System.Threading.Channels;
 using Google.Protobuf;
+using RenderFarm.Client.Cli;
 using RenderFarm.Protocol;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Pull;
 
 /// <summary>
 /// Writes DownloadResults streams into a folder with up to <c>parallel</c> images in flight. Readers only read their

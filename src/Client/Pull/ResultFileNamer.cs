@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Pull;
 
 /// <summary>
 /// Names downloaded images <c>&lt;index:D5&gt;-&lt;seed&gt;-&lt;slug&gt;.png</c>. The slug keeps only lower-case ASCII

@@ -1,8 +1,9 @@
 using System.Security.Cryptography;
-using System.Text;
 using System.Text.Json;
+using System.Text;
+using RenderFarm.Client.Output;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Pull;
 
 /// <summary>
 /// <c>manifest.jsonl</c> in an output folder: one JSON object per image (index, prompt, negative_prompt, seed, file,

@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Submit;
 
 /// <summary>Width × height in pixels, both positive multiples of 8.</summary>
 public readonly record struct ImageSize(uint Width, uint Height)

@@ -1,4 +1,6 @@
-namespace RenderFarm.Client;
+using RenderFarm.Client.Prompts;
+
+namespace RenderFarm.Client.Submit;
 
 /// <summary>
 /// The validation pass's view of a batch's init images and masks: each distinct file is probed once (the line of

@@ -1,6 +1,7 @@
 using System.Globalization;
+using RenderFarm.Client.Prompts;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Submit;
 
 /// <summary>
 /// <c>--init-image</c>, <c>--mask</c> and <c>--strength</c>: what a prompt gets when it brings none of its own. The

@@ -1,6 +1,6 @@
 using RenderFarm.Shared;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Submit;
 
 /// <summary>Checks an init image or mask before anything is sent: it exists, is readable and looks like PNG or JPEG.</summary>
 public static class InputImageFile

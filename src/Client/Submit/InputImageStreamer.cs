@@ -3,7 +3,7 @@ using Google.Protobuf;
 using Grpc.Core;
 using RenderFarm.Protocol;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Submit;
 
 /// <summary>
 /// Sends a submission's init images and masks into its request stream, each file once, just before the first prompt

@@ -1,6 +1,8 @@
 using System.Globalization;
+using RenderFarm.Client.Cli;
+using RenderFarm.Client.Prompts;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Submit;
 
 /// <summary>
 /// The seeds every prompt of a batch is rendered with (unless a prompt brings its own):

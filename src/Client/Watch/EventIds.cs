@@ -1,4 +1,4 @@
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Watch;
 
 /// <summary>Ordering of Redis stream ids ("&lt;ms&gt;-&lt;seq&gt;"), the event ids of a job.</summary>
 public static class EventIds

@@ -1,6 +1,6 @@
 using RenderFarm.Protocol;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Watch;
 
 /// <summary>Receives what a <see cref="JobWatcher"/> sees; rendering lives here, resume logic does not.</summary>
 public interface IJobWatchObserver

@@ -1,6 +1,6 @@
 using RenderFarm.Protocol;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Watch;
 
 /// <summary>
 /// What a watcher knows about a job, folded from its events. Pure state machine, no transport: <see cref="Apply"/>

@@ -1,7 +1,8 @@
 using Grpc.Core;
-using RenderFarm.Protocol;
+using RenderFarm.Client.Cli;
+using RenderFarm.Client.Connection;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Watch;
 
 /// <summary>
 /// Follows a job's event stream to its final event. Remembers the last event id; when the transport fails (a

@@ -1,9 +1,10 @@
 using System.Globalization;
+using RenderFarm.Client.Output;
 using RenderFarm.Protocol;
-using Spectre.Console;
 using Spectre.Console.Rendering;
+using Spectre.Console;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Watch;
 
 /// <summary>
 /// The live terminal view: overall bar (done/failed/total, images/s, ETA) and a line per active shard with its

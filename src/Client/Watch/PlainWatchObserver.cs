@@ -1,7 +1,9 @@
 using System.Globalization;
+using RenderFarm.Client.Cli;
+using RenderFarm.Client.Output;
 using RenderFarm.Protocol;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Watch;
 
 /// <summary>
 /// One line per event, for pipes, logs and scripts. Event lines go to <c>output</c>; connection notices to

@@ -1,6 +1,6 @@
 using RenderFarm.Protocol;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Watch;
 
 /// <summary>
 /// Says nothing about progress (submit --out without --watch waits for the job this way), only why a job cannot

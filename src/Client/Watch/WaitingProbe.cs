@@ -1,6 +1,7 @@
+using RenderFarm.Client.Connection;
 using RenderFarm.Protocol;
 
-namespace RenderFarm.Client;
+namespace RenderFarm.Client.Watch;
 
 /// <summary>
 /// While <c>farm watch</c> follows a job that sits queued with no shard started, asks the coordinator why: after
@@ -9,7 +10,7 @@ namespace RenderFarm.Client;
 /// the observer; the notice is cleared when that changes. The probe never fails the watch: a failed look-up is
 /// simply retried at the next interval.
 /// </summary>
-public sealed class WaitingProbe(Coordinator coordinator, string jobId, TimeSpan interval)
+public sealed class WaitingProbe(CoordinatorConnection coordinator, string jobId, TimeSpan interval)
 {
     private string? _model;
 

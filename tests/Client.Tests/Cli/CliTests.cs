@@ -1,7 +1,8 @@
 using Grpc.Core;
+using RenderFarm.Client.Tests.Support;
 using RenderFarm.Protocol;
 
-namespace RenderFarm.Client.Tests;
+namespace RenderFarm.Client.Tests.Cli;
 
 public class CliTests : IDisposable
 {

@@ -3,15 +3,16 @@ using System.Security.Cryptography;
 using Google.Protobuf;
 using Grpc.Core;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using RenderFarm.Client.Tests.Support;
 using RenderFarm.Protocol;
 
-namespace RenderFarm.Client.Tests;
+namespace RenderFarm.Client.Tests.Cli;
 
 /// <summary>
 /// The CLI against a real gRPC server over plain HTTP/2 (h2c) on loopback: the transport the coordinator uses, with

@@ -1,6 +1,7 @@
 using System.Text.Json;
+using RenderFarm.Client.Tests.Support;
 
-namespace RenderFarm.Client.Tests;
+namespace RenderFarm.Client.Tests.Config;
 
 public class ConfigTests : IDisposable
 {

@@ -1,8 +1,8 @@
 using System.Text.Json;
-using RenderFarm.Client;
+using RenderFarm.Client.Output;
 using RenderFarm.Protocol;
 
-namespace RenderFarm.Client.Tests;
+namespace RenderFarm.Client.Tests.Output;
 
 public class JobStatusViewTests
 {

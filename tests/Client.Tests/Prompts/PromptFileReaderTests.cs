@@ -1,6 +1,6 @@
-using RenderFarm.Client;
+using RenderFarm.Client.Prompts;
 
-namespace RenderFarm.Client.Tests;
+namespace RenderFarm.Client.Tests.Prompts;
 
 public class PromptFileReaderTests
 {

@@ -1,6 +1,8 @@
+using RenderFarm.Client.Pull;
+using RenderFarm.Client.Tests.Support;
 using SkiaSharp;
 
-namespace RenderFarm.Client.Tests;
+namespace RenderFarm.Client.Tests.Pull;
 
 public class ContactSheetTests : IDisposable
 {

@@ -1,4 +1,6 @@
-namespace RenderFarm.Client.Tests;
+using RenderFarm.Client.Pull;
+
+namespace RenderFarm.Client.Tests.Pull;
 
 public class PartitionsTests
 {

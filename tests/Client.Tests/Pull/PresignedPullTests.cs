@@ -3,15 +3,16 @@ using System.Net;
 using System.Security.Cryptography;
 using Google.Protobuf;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using RenderFarm.Client.Tests.Support;
 using RenderFarm.Protocol;
 
-namespace RenderFarm.Client.Tests;
+namespace RenderFarm.Client.Tests.Pull;
 
 /// <summary>
 /// <c>farm pull</c> against presigned URLs: a real HTTP server on loopback (Kestrel) plays the result store, a scripted

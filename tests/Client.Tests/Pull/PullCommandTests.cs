@@ -1,9 +1,10 @@
 using System.Security.Cryptography;
 using Google.Protobuf;
 using Grpc.Core;
+using RenderFarm.Client.Tests.Support;
 using RenderFarm.Protocol;
 
-namespace RenderFarm.Client.Tests;
+namespace RenderFarm.Client.Tests.Pull;
 
 public class PullCommandTests : IDisposable
 {

@@ -1,6 +1,6 @@
-using RenderFarm.Client;
+using RenderFarm.Client.Pull;
 
-namespace RenderFarm.Client.Tests;
+namespace RenderFarm.Client.Tests.Pull;
 
 public class ResultFileNamerTests
 {

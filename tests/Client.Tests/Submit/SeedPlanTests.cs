@@ -1,6 +1,8 @@
-using RenderFarm.Client;
+using RenderFarm.Client.Cli;
+using RenderFarm.Client.Prompts;
+using RenderFarm.Client.Submit;
 
-namespace RenderFarm.Client.Tests;
+namespace RenderFarm.Client.Tests.Submit;
 
 public class SeedPlanTests
 {

@@ -1,7 +1,8 @@
 using System.Security.Cryptography;
+using RenderFarm.Client.Tests.Support;
 using RenderFarm.Protocol;
 
-namespace RenderFarm.Client.Tests;
+namespace RenderFarm.Client.Tests.Submit;
 
 /// <summary>Init images, masks and strength in <c>farm submit</c>: the columns, the flags, and the request stream they produce.</summary>
 public class SubmitInputImageTests : IDisposable

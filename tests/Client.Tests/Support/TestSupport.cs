@@ -1,9 +1,7 @@
-using System.Runtime.CompilerServices;
 using Grpc.Core;
-using RenderFarm.Client;
 using RenderFarm.Protocol;
 
-namespace RenderFarm.Client.Tests;
+namespace RenderFarm.Client.Tests.Support;
 
 /// <summary>A JobService client double: records requests, answers from delegates. No network.</summary>
 public sealed class FakeJobService : JobService.JobServiceClient

@@ -1,9 +1,10 @@
 using Grpc.Core;
-using RenderFarm.Client;
+using RenderFarm.Client.Connection;
+using RenderFarm.Client.Watch;
 using RenderFarm.Protocol;
-using static RenderFarm.Client.Tests.Events;
+using static RenderFarm.Client.Tests.Support.Events;
 
-namespace RenderFarm.Client.Tests;
+namespace RenderFarm.Client.Tests.Watch;
 
 public class JobWatcherTests
 {
