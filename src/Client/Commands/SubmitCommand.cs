@@ -97,7 +97,7 @@ public static class SubmitCommand
             CustomParser = result =>
             {
                 var text = result.Tokens.Single().Value;
-                var parsed = InputImageDefaults.TryParseStrength(text);
+                var parsed = PromptImages.TryParseStrength(text);
                 if (parsed is null)
                 {
                     result.AddError($"--strength must be a number in (0, 1], got '{text}'");

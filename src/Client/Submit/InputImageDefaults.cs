@@ -1,4 +1,3 @@
-using System.Globalization;
 using RenderFarm.Client.Prompts;
 
 namespace RenderFarm.Client.Submit;
@@ -10,12 +9,6 @@ namespace RenderFarm.Client.Submit;
 public sealed record InputImageDefaults(string? InitImage = null, string? Mask = null, float? Strength = null)
 {
     public static readonly InputImageDefaults None = new();
-
-    /// <summary>A strength in (0, 1], or null when <paramref name="text"/> is not one.</summary>
-    public static float? TryParseStrength(string text) =>
-        float.TryParse(text.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture, out var value) && value is > 0 and <= 1
-            ? value
-            : null;
 
     /// <summary>
     /// The images a prompt renders from: its own, else these defaults. A mask (own or default) applies only with an
