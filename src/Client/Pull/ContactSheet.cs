@@ -1,6 +1,4 @@
 using System.Globalization;
-using RenderFarm.Client.Cli;
-using RenderFarm.Client.Pull;
 using SkiaSharp;
 
 namespace RenderFarm.Client;
