@@ -77,6 +77,13 @@ public static class CliErrors
             _ => false,
         };
 
+    /// <summary>Short reason for a transport failure, for one-line messages.</summary>
+    public static string Reason(Exception e) => e switch
+    {
+        RpcException rpc => Describe(rpc),
+        _ => OneLine(e.Message),
+    };
+
     /// <summary>Server-sent text on one line, without control characters (escape sequences) that would act on the terminal.</summary>
     public static string OneLine(string text) =>
         RenderFarm.Shared.DisplayText.Clean(text.ReplaceLineEndings(" ")).Trim();

@@ -10,6 +10,9 @@ namespace RenderFarm.Client.Pull;
 /// </summary>
 public sealed class PartFile
 {
+    /// <summary>What an image's file name carries until it is verified.</summary>
+    public const string Suffix = ".part";
+
     private readonly FileStream _stream;
     private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
 
@@ -18,7 +21,7 @@ public sealed class PartFile
         Info = info;
         Name = name;
         FinalPath = finalPath;
-        PartialPath = finalPath + ResultDownloader.PartialSuffix;
+        PartialPath = finalPath + Suffix;
         _stream = new FileStream(PartialPath, FileMode.Create, FileAccess.Write, FileShare.None, 64 * 1024, useAsync: true);
     }
 

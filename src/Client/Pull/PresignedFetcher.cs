@@ -13,7 +13,8 @@ namespace RenderFarm.Client.Pull;
 /// cannot fix (403: the URL expired or its signature is refused; any other 4xx), or retries used up, hands the image
 /// back so it comes through the coordinator's byte stream instead.
 /// </summary>
-public sealed class PresignedFetcher(HttpClient http, Func<TimeSpan, CancellationToken, Task> delay, int maxAttempts = PresignedFetcher.DefaultAttempts)
+public sealed class PresignedFetcher(
+    HttpClient http, ResultWriter writer, Func<TimeSpan, CancellationToken, Task> delay, int maxAttempts = PresignedFetcher.DefaultAttempts)
 {
     public const int DefaultAttempts = 4;
     public static readonly TimeSpan FirstBackoff = TimeSpan.FromMilliseconds(250);
@@ -35,14 +36,14 @@ public sealed class PresignedFetcher(HttpClient http, Func<TimeSpan, Cancellatio
         };
 
     /// <summary>
-    /// Downloads <paramref name="info"/>'s URL into <paramref name="target"/>'s folder (verified, or counted as
-    /// failed there). Returns null when the image is dealt with, or why it has to come through the coordinator.
+    /// Downloads <paramref name="info"/>'s URL through the writer (verified and saved, or counted as failed).
+    /// Returns null when the image is dealt with, or why it has to come through the coordinator.
     /// </summary>
-    public async Task<string?> FetchAsync(ImageInfo info, ResultDownloader target, CancellationToken cancellationToken)
+    public async Task<string?> FetchAsync(ImageInfo info, CancellationToken cancellationToken)
     {
         for (var attempt = 1; ; attempt++)
         {
-            var (retry, reason) = await TryOnceAsync(info, target, cancellationToken);
+            var (retry, reason) = await TryOnceAsync(info, cancellationToken);
             if (reason is null || !retry)
             {
                 return reason;
@@ -59,7 +60,7 @@ public sealed class PresignedFetcher(HttpClient http, Func<TimeSpan, Cancellatio
     }
 
     /// <summary>One GET. Reason null: done. Otherwise whether a retry may help, and what went wrong.</summary>
-    private async Task<(bool Retry, string? Reason)> TryOnceAsync(ImageInfo info, ResultDownloader target, CancellationToken cancellationToken)
+    private async Task<(bool Retry, string? Reason)> TryOnceAsync(ImageInfo info, CancellationToken cancellationToken)
     {
         HttpResponseMessage response;
         try
@@ -80,7 +81,7 @@ public sealed class PresignedFetcher(HttpClient http, Func<TimeSpan, Cancellatio
                 return (code is 408 or 429 or >= 500, reason);
             }
 
-            var part = target.Open(info);
+            var part = writer.Open(info);
             var buffer = ArrayPool<byte>.Shared.Rent(64 * 1024);
             try
             {
@@ -118,8 +119,7 @@ public sealed class PresignedFetcher(HttpClient http, Func<TimeSpan, Cancellatio
                         if (info.SizeBytes > 0 && (ulong)(part.Received + read) > info.SizeBytes)
                         {
                             // Never write past the announced size: a wrong object must not fill the disk.
-                            part.Abandon();
-                            target.Tally.AddFailure($"image {info.Index}: the store sent more than the announced {info.SizeBytes} bytes");
+                            writer.Reject(part, $"image {info.Index}: the store sent more than the announced {info.SizeBytes} bytes");
                             return (false, null);
                         }
 
@@ -137,7 +137,7 @@ public sealed class PresignedFetcher(HttpClient http, Func<TimeSpan, Cancellatio
                 ArrayPool<byte>.Shared.Return(buffer);
             }
 
-            await target.CommitAsync(part, viaUrl: true, cancellationToken);
+            await writer.CommitAsync(part, viaUrl: true, cancellationToken);
             return (false, null);
         }
     }

@@ -10,18 +10,16 @@ namespace RenderFarm.Client.Pull;
 /// Writes DownloadResults streams into a folder with up to <c>parallel</c> images in flight. Readers only read their
 /// stream (several streams may be read at once, see <see cref="Session"/>): each image's bytes (or, from a store that
 /// hands out presigned URLs, its URL) go over one bounded channel to <c>parallel</c> writers, which fetch URLs
-/// (<see cref="PresignedFetcher"/>), hash, write and rename, so neither the disk nor the store's latency holds up a
-/// stream. Each image goes to <c>NAME.part</c>, is checked against the sha256 and size from its ImageInfo, then renamed
-/// into place and recorded in the manifest — so a file under its final name is always complete and verified, and a
-/// killed pull leaves at most <c>.part</c> files behind.
+/// (<see cref="PresignedFetcher"/>) and verify and save images (<see cref="ResultWriter"/>), so neither the disk nor
+/// the store's latency holds up a stream. Keeps which images this pull has taken, and which must come through the
+/// coordinator after all because their URL failed.
 /// </summary>
 public sealed class ResultDownloader
 {
-    public const string PartialSuffix = ".part";
+    /// <summary>ContactSheet's name for <see cref="PartFile.Suffix"/> (see ContactSheetUsings.cs).</summary>
+    public const string PartialSuffix = PartFile.Suffix;
 
-    private readonly string _directory;
-    private readonly ResultManifest _manifest;
-    private readonly IPullProgress? _progress;
+    private readonly ResultWriter _writer;
     private readonly int _parallel;
     private readonly PresignedFetcher? _fetcher;
     private readonly Lock _claimLock = new();
@@ -31,19 +29,19 @@ public sealed class ResultDownloader
     private int _consecutiveFallbacks;
     private volatile string? _urlsAbandoned;
 
+    /// <param name="writer">Verifies and saves each image.</param>
+    /// <param name="parallel">Images in flight: writers, and so concurrent GETs of presigned URLs.</param>
     /// <param name="fetcher">Fetches images the coordinator sends as URLs; null: a URL from the coordinator is an error.</param>
-    public ResultDownloader(string directory, ResultManifest manifest, IPullProgress? progress = null, int parallel = 1, PresignedFetcher? fetcher = null)
+    public ResultDownloader(ResultWriter writer, int parallel = 1, PresignedFetcher? fetcher = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(parallel, 1);
-        _directory = Path.GetFullPath(directory);
-        _manifest = manifest;
-        _progress = progress;
+        _writer = writer;
         _parallel = parallel;
         _fetcher = fetcher;
         _breakerThreshold = Math.Max(8, 2 * parallel);
     }
 
-    public PullTally Tally { get; } = new();
+    public PullTally Tally => _writer.Tally;
 
     /// <summary>
     /// Indices whose ImageInfo arrived whole in this pull and were dealt with or are being: saved, failed
@@ -88,68 +86,6 @@ public sealed class ResultDownloader
 
     /// <summary>Starts the writers of one pass; read streams into it, then <see cref="Session.CompleteAsync"/>.</summary>
     public Session Start(CancellationToken cancellationToken) => new(this, cancellationToken);
-
-    /// <summary>Deletes <c>.part</c> files a killed pull left behind.</summary>
-    public static void RemoveLeftovers(string directory)
-    {
-        foreach (var file in Directory.EnumerateFiles(directory, "*.png" + PartialSuffix))
-        {
-            if (char.IsAsciiDigit(Path.GetFileName(file)[0]))
-            {
-                File.Delete(file);
-            }
-        }
-    }
-
-    /// <summary>Starts <c>NAME.part</c> for an image; finish it with <see cref="CommitAsync"/> or <see cref="PartFile.Abandon"/>.</summary>
-    public PartFile Open(ImageInfo info)
-    {
-        var name = ResultFileNamer.FileName(info.Index, info.Seed, info.Prompt);
-        var finalPath = Path.Combine(_directory, name);
-        if (!string.Equals(Path.GetDirectoryName(Path.GetFullPath(finalPath)), _directory.TrimEnd(Path.DirectorySeparatorChar), StringComparison.Ordinal))
-        {
-            throw new FarmOperationException($"refusing to write outside {_directory}: {name}"); // unreachable by construction
-        }
-
-        return new PartFile(info, name, finalPath);
-    }
-
-    /// <summary>
-    /// Checks a written part against its ImageInfo; renames it into place and records it, or deletes it and counts
-    /// the failure. True when saved.
-    /// </summary>
-    public async Task<bool> CommitAsync(PartFile part, bool viaUrl, CancellationToken cancellationToken)
-    {
-        string sha256;
-        try
-        {
-            sha256 = await part.CloseAsync();
-        }
-        catch
-        {
-            part.Abandon();
-            throw;
-        }
-
-        var info = part.Info;
-        var problem = info.SizeBytes > 0 && (ulong)part.Received != info.SizeBytes
-            ? $"image {info.Index}: received {part.Received} bytes, expected {info.SizeBytes}"
-            : info.Sha256.Length > 0 && !string.Equals(info.Sha256, sha256, StringComparison.OrdinalIgnoreCase)
-                ? $"image {info.Index}: sha256 mismatch (expected {info.Sha256}, got {sha256})"
-                : null;
-        if (problem is not null)
-        {
-            part.Abandon();
-            Tally.AddFailure(problem);
-            return false;
-        }
-
-        File.Move(part.PartialPath, part.FinalPath, overwrite: true);
-        await _manifest.AddAsync(new ManifestEntry(info.Index, info.Prompt, info.NegativePrompt, info.Seed, part.Name, sha256), cancellationToken);
-        Tally.AddDownloaded(part.Received, viaUrl);
-        _progress?.Saved(part.Name, part.Received);
-        return true;
-    }
 
     /// <summary>Takes an image for this pull; false when another stream already has it.</summary>
     private bool Claim(uint index)
@@ -271,7 +207,7 @@ public sealed class ResultDownloader
 
     private async Task SaveAsync(ImageInfo info, List<ByteString> chunks, CancellationToken cancellationToken)
     {
-        var part = Open(info);
+        var part = _writer.Open(info);
         try
         {
             foreach (var data in chunks)
@@ -285,7 +221,7 @@ public sealed class ResultDownloader
             throw;
         }
 
-        await CommitAsync(part, viaUrl: false, cancellationToken);
+        await _writer.CommitAsync(part, viaUrl: false, cancellationToken);
     }
 
     private async Task FetchAsync(ImageInfo info, CancellationTokenSource stopReading, CancellationToken cancellationToken)
@@ -296,7 +232,7 @@ public sealed class ResultDownloader
             return;
         }
 
-        if (await _fetcher!.FetchAsync(info, this, cancellationToken) is not { } reason)
+        if (await _fetcher!.FetchAsync(info, cancellationToken) is not { } reason)
         {
             Interlocked.Exchange(ref _consecutiveFallbacks, 0);
             return;

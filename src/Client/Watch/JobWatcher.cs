@@ -1,4 +1,3 @@
-using Grpc.Core;
 using RenderFarm.Client.Cli;
 using RenderFarm.Client.Connection;
 
@@ -87,7 +86,7 @@ public sealed class JobWatcher(
             {
                 throw new WatchConnectionLostException(
                     $"lost the event stream of job {jobId} and could not resume it for {Format(_policy.GiveUpAfter)}" +
-                    (cause is null ? "" : $" (last error: {Reason(cause)})") +
+                    (cause is null ? "" : $" (last error: {CliErrors.Reason(cause)})") +
                     $"; the job keeps running — resume with: farm watch {jobId}", cause);
             }
 
@@ -102,13 +101,6 @@ public sealed class JobWatcher(
 
         return State;
     }
-
-    /// <summary>Short reason for a transport failure, for one-line messages.</summary>
-    public static string Reason(Exception e) => e switch
-    {
-        RpcException rpc => CliErrors.Describe(rpc),
-        _ => CliErrors.OneLine(e.Message),
-    };
 
     private static string Format(TimeSpan span) =>
         span.TotalMinutes >= 1 ? $"{span.TotalMinutes:0.#} min" : $"{span.TotalSeconds:0.#} s";

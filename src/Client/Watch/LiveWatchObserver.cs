@@ -28,7 +28,7 @@ public sealed class LiveWatchObserver(string jobId) : IJobWatchObserver
 
     public void OnReconnecting(int attempt, TimeSpan delay, Exception? cause, JobWatchState state)
     {
-        _notice = $"[yellow]connection lost[/] ({Markup.Escape(cause is null ? "stream ended early" : JobWatcher.Reason(cause))}); " +
+        _notice = $"[yellow]connection lost[/] ({Markup.Escape(cause is null ? "stream ended early" : CliErrors.Reason(cause))}); " +
                   $"reconnecting (attempt {attempt})…";
         Refresh(state, force: true);
     }

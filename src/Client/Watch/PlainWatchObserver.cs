@@ -22,7 +22,7 @@ public sealed class PlainWatchObserver(TextWriter output, TextWriter notices) : 
 
     public void OnReconnecting(int attempt, TimeSpan delay, Exception? cause, JobWatchState state) =>
         notices.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"connection lost ({(cause is null ? "stream ended early" : JobWatcher.Reason(cause))}); reconnecting in {delay.TotalSeconds:0.##}s (attempt {attempt})"));
+            $"connection lost ({(cause is null ? "stream ended early" : CliErrors.Reason(cause))}); reconnecting in {delay.TotalSeconds:0.##}s (attempt {attempt})"));
 
     public void OnReconnected(int attempts, JobWatchState state) =>
         notices.WriteLine($"reconnected; resuming after event {state.LastEventId ?? "(start)"}");

@@ -1,0 +1,122 @@
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using System.Runtime.ExceptionServices;
+using RenderFarm.Client.Cli;
+using RenderFarm.Client.Connection;
+using RenderFarm.Protocol;
+using RenderFarm.Shared;
+
+namespace RenderFarm.Client.Pull;
+
+/// <summary>
+/// The coordinator's DownloadResults streams of one pull, read into a <see cref="ResultDownloader"/>: one stream per
+/// partition at once, each resumed after a transient failure (skipping what the pull already has); a pass asking for
+/// presigned URLs, then one of bytes for the images whose URL failed.
+/// </summary>
+public sealed class ResultStreams(
+    CoordinatorConnection coordinator, string jobId, Partitions partitions, ResultDownloader downloader, IPullProgress progress,
+    ReconnectPolicy reconnect, Func<TimeSpan, CancellationToken, Task> delay)
+{
+    /// <summary>Times one partition's stream is opened before its failure ends the pull.</summary>
+    public const int MaxStreamAttempts = 5;
+
+    /// <summary>
+    /// One pass asking for presigned URLs (when allowed), then — for images whose URL failed, or everything left if
+    /// the URLs were given up on — one pass of bytes through the coordinator.
+    /// </summary>
+    public async Task DownloadAsync(bool presignedUrls, CancellationToken cancellationToken)
+    {
+        await PassAsync(presignedUrls, cancellationToken);
+        if (!presignedUrls)
+        {
+            return;
+        }
+
+        var abandoned = downloader.UrlsAbandoned;
+        var (count, reason) = downloader.TakeFallback();
+        if (abandoned is not null)
+        {
+            progress.Notice($"the result store's URLs keep failing ({abandoned}); streaming the remaining images through the coordinator");
+        }
+        else if (count > 0)
+        {
+            progress.Notice(string.Create(CultureInfo.InvariantCulture,
+                $"{count} images could not be fetched from the result store ({reason}); streaming them through the coordinator"));
+        }
+        else
+        {
+            return;
+        }
+
+        await PassAsync(presignedUrls: false, cancellationToken);
+    }
+
+    /// <summary>
+    /// Reads one DownloadResults stream per partition at once into one set of writers. The coordinator walks each
+    /// stream's images one after another (a database read, and a store read or presign, per image), so a 100k-image
+    /// job listed over one stream waits on 100k round trips in a row; partitions overlap them.
+    /// </summary>
+    private async Task PassAsync(bool presignedUrls, CancellationToken cancellationToken)
+    {
+        using var session = downloader.Start(cancellationToken);
+        ExceptionDispatchInfo? readFailure = null;
+        try
+        {
+            await Task.WhenAll(Enumerable.Range(0, partitions.Count).Select(partition =>
+                ReadPartitionAsync(partition, session, presignedUrls, cancellationToken)));
+        }
+        catch (Exception e)
+        {
+            readFailure = ExceptionDispatchInfo.Capture(e);
+        }
+
+        await session.CompleteAsync(); // a writer's failure (disk full) outranks a stream's
+        readFailure?.Throw();
+    }
+
+    private async Task ReadPartitionAsync(int partition, ResultDownloader.Session session, bool presignedUrls, CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            var request = partitions.Request(jobId, partition, downloader.Handled, presignedUrls);
+            try
+            {
+                await session.ReadAsync(ReadAsync(request,
+                    () => partitions.LegacyRequest(jobId, partition, downloader.Handled, presignedUrls), cancellationToken));
+                return;
+            }
+            catch (Exception e) when (CliErrors.IsTransient(e, cancellationToken) && attempt < MaxStreamAttempts)
+            {
+                // GetJob just worked, so this is a broken stream, not a wrong address: resume, skipping what we have.
+                var wait = reconnect.DelayFor(attempt);
+                progress.Notice(string.Create(CultureInfo.InvariantCulture,
+                    $"download interrupted ({CliErrors.Reason(e)}); resuming in {wait.TotalSeconds:0.##}s"));
+                await delay(wait, cancellationToken);
+            }
+        }
+    }
+
+    private async IAsyncEnumerable<ResultChunk> ReadAsync(
+        DownloadResultsRequest request, Func<DownloadResultsRequest> legacy, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var call = coordinator.Client.DownloadResults(request, coordinator.CallOptions(cancellationToken));
+        try
+        {
+            if (request.PartitionCount > 1 && (await call.ResponseHeadersAsync).Get(FarmHeaders.Partitioned) is null)
+            {
+                // A coordinator from before partitions ignores them and would send this stream every image: ask it
+                // again with the other partitions' indices in the skip list.
+                call.Dispose();
+                call = coordinator.Client.DownloadResults(legacy(), coordinator.CallOptions(cancellationToken));
+            }
+            while (await call.ResponseStream.MoveNext(cancellationToken))
+            {
+                yield return call.ResponseStream.Current;
+            }
+        }
+        finally
+        {
+            call.Dispose();
+        }
+    }
+}
