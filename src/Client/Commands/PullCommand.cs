@@ -94,9 +94,9 @@ public static class PullCommand
         async Task<PullTally> Download(IPullProgress progress)
         {
             var writer = new ResultWriter(fullDirectory, manifest, progress);
-            var fetcher = http is null ? null : new PresignedFetcher(http, writer, context.Host.Delay);
+            var fetcher = http is null ? null : new PresignedFetcher(http, writer, context.Host.Time);
             var downloader = new ResultDownloader(writer, options.Parallel, fetcher);
-            var streams = new ResultStreams(coordinator, jobId, partitions, downloader, progress, context.Host.ReconnectPolicy, context.Host.Delay);
+            var streams = new ResultStreams(coordinator, jobId, partitions, downloader, progress, context.Host.ReconnectPolicy, context.Host.Time);
             try
             {
                 await streams.DownloadAsync(options.PresignedUrls, cancellationToken);

@@ -42,7 +42,7 @@ public static class WatchCommand
         var coordinator = context.Coordinator;
         var watcher = new JobWatcher(
             (id, after, ct) => OpenStreamAsync(coordinator, id, after, ct),
-            context.Host.ReconnectPolicy, context.Host.Delay);
+            context.Host.ReconnectPolicy, context.Host.Time);
 
         JobWatchState state;
         if (observer is null && live)

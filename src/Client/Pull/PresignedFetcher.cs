@@ -1,6 +1,8 @@
 using System.Buffers;
 using System.Globalization;
 using System.Net;
+using Polly;
+using Polly.Retry;
 using RenderFarm.Client.Cli;
 using RenderFarm.Protocol;
 
@@ -8,16 +10,39 @@ namespace RenderFarm.Client.Pull;
 
 /// <summary>
 /// Fetches images from the result store's presigned URLs (<see cref="ImageInfo.Url"/>) with plain GETs on one shared
-/// <see cref="HttpClient"/> (no credentials: the URL is the permission). A GET that fails in a way a retry can fix —
-/// no connection, a reset, a body cut short, 5xx, 408, 429 — is retried with exponential backoff. An answer a retry
-/// cannot fix (403: the URL expired or its signature is refused; any other 4xx), or retries used up, hands the image
-/// back so it comes through the coordinator's byte stream instead.
+/// <see cref="HttpClient"/> (no credentials: the URL is the permission), into a <see cref="ResultWriter"/>. A GET that
+/// fails in a way a retry can fix — no connection, a reset, a body cut short, 5xx, 408, 429 — is retried by a Polly
+/// retry with exponential backoff and jitter. An answer a retry cannot fix (403: the URL expired or its signature is
+/// refused; any other 4xx), or retries used up, hands the image back so it comes through the coordinator's byte stream
+/// instead.
 /// </summary>
-public sealed class PresignedFetcher(
-    HttpClient http, ResultWriter writer, Func<TimeSpan, CancellationToken, Task> delay, int maxAttempts = PresignedFetcher.DefaultAttempts)
+public sealed class PresignedFetcher
 {
     public const int DefaultAttempts = 4;
     public static readonly TimeSpan FirstBackoff = TimeSpan.FromMilliseconds(250);
+
+    private readonly HttpClient _http;
+    private readonly ResultWriter _writer;
+    private readonly ResiliencePipeline<Attempt> _retry;
+
+    /// <param name="time">The clock the backoff waits on.</param>
+    /// <param name="maxAttempts">GETs of one URL before the image is handed back (at least 2).</param>
+    public PresignedFetcher(HttpClient http, ResultWriter writer, TimeProvider time, int maxAttempts = DefaultAttempts)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxAttempts, 2);
+        _http = http;
+        _writer = writer;
+        _retry = new ResiliencePipelineBuilder<Attempt> { TimeProvider = time }
+            .AddRetry(new RetryStrategyOptions<Attempt>
+            {
+                ShouldHandle = args => ValueTask.FromResult(args.Outcome.Result is { Retry: true }),
+                MaxRetryAttempts = maxAttempts - 1,
+                BackoffType = DelayBackoffType.Exponential,
+                Delay = FirstBackoff,
+                UseJitter = true,
+            })
+            .Build();
+    }
 
     /// <summary>
     /// The client for <paramref name="parallel"/> concurrent GETs. <c>FARM_CA_FILE</c>, trusted for the coordinator,
@@ -41,35 +66,26 @@ public sealed class PresignedFetcher(
     /// </summary>
     public async Task<string?> FetchAsync(ImageInfo info, CancellationToken cancellationToken)
     {
-        for (var attempt = 1; ; attempt++)
+        var attempts = 0;
+        var last = await _retry.ExecuteAsync(async token =>
         {
-            var (retry, reason) = await TryOnceAsync(info, cancellationToken);
-            if (reason is null || !retry)
-            {
-                return reason;
-            }
-
-            if (attempt >= maxAttempts)
-            {
-                return string.Create(CultureInfo.InvariantCulture, $"{reason}, {attempt} attempts");
-            }
-
-            var backoff = FirstBackoff * Math.Pow(2, attempt - 1) * (0.5 + Random.Shared.NextDouble());
-            await delay(backoff, cancellationToken);
-        }
+            attempts++;
+            return await TryOnceAsync(info, token);
+        }, cancellationToken);
+        return last.Retry ? string.Create(CultureInfo.InvariantCulture, $"{last.Reason}, {attempts} attempts") : last.Reason;
     }
 
     /// <summary>One GET. Reason null: done. Otherwise whether a retry may help, and what went wrong.</summary>
-    private async Task<(bool Retry, string? Reason)> TryOnceAsync(ImageInfo info, CancellationToken cancellationToken)
+    private async Task<Attempt> TryOnceAsync(ImageInfo info, CancellationToken cancellationToken)
     {
         HttpResponseMessage response;
         try
         {
-            response = await http.GetAsync(info.Url, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+            response = await _http.GetAsync(info.Url, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
         }
         catch (Exception e) when (IsTransfer(e, cancellationToken))
         {
-            return (true, Describe(e));
+            return new Attempt(true, Describe(e));
         }
 
         using (response)
@@ -78,10 +94,10 @@ public sealed class PresignedFetcher(
             if (code is < 200 or >= 300)
             {
                 var reason = string.Create(CultureInfo.InvariantCulture, $"HTTP {code} {response.ReasonPhrase}").TrimEnd();
-                return (code is 408 or 429 or >= 500, reason);
+                return new Attempt(code is 408 or 429 or >= 500, reason);
             }
 
-            var part = writer.Open(info);
+            var part = _writer.Open(info);
             var buffer = ArrayPool<byte>.Shared.Rent(64 * 1024);
             try
             {
@@ -93,7 +109,7 @@ public sealed class PresignedFetcher(
                 catch (Exception e) when (IsTransfer(e, cancellationToken))
                 {
                     part.Abandon();
-                    return (true, Describe(e));
+                    return new Attempt(true, Describe(e));
                 }
 
                 await using (body)
@@ -108,7 +124,7 @@ public sealed class PresignedFetcher(
                         catch (Exception e) when (IsTransfer(e, cancellationToken))
                         {
                             part.Abandon();
-                            return (true, Describe(e));
+                            return new Attempt(true, Describe(e));
                         }
 
                         if (read == 0)
@@ -119,8 +135,8 @@ public sealed class PresignedFetcher(
                         if (info.SizeBytes > 0 && (ulong)(part.Received + read) > info.SizeBytes)
                         {
                             // Never write past the announced size: a wrong object must not fill the disk.
-                            writer.Reject(part, $"image {info.Index}: the store sent more than the announced {info.SizeBytes} bytes");
-                            return (false, null);
+                            _writer.Reject(part, $"image {info.Index}: the store sent more than the announced {info.SizeBytes} bytes");
+                            return new Attempt(false, null);
                         }
 
                         await part.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
@@ -137,8 +153,8 @@ public sealed class PresignedFetcher(
                 ArrayPool<byte>.Shared.Return(buffer);
             }
 
-            await writer.CommitAsync(part, viaUrl: true, cancellationToken);
-            return (false, null);
+            await _writer.CommitAsync(part, viaUrl: true, cancellationToken);
+            return new Attempt(false, null);
         }
     }
 
@@ -152,4 +168,7 @@ public sealed class PresignedFetcher(
         HttpRequestException { HttpRequestError: var error } when error != HttpRequestError.Unknown => $"{error} ({CliErrors.OneLine(e.Message)})",
         _ => CliErrors.OneLine(e.Message),
     };
+
+    /// <summary>How one GET went: <see cref="Reason"/> null when the image is dealt with; else whether a retry may help.</summary>
+    private readonly record struct Attempt(bool Retry, string? Reason);
 }

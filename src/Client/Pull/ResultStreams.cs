@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
+using Polly;
 using RenderFarm.Client.Cli;
 using RenderFarm.Client.Connection;
 using RenderFarm.Protocol;
@@ -13,12 +14,41 @@ namespace RenderFarm.Client.Pull;
 /// partition at once, each resumed after a transient failure (skipping what the pull already has); a pass asking for
 /// presigned URLs, then one of bytes for the images whose URL failed.
 /// </summary>
-public sealed class ResultStreams(
-    CoordinatorConnection coordinator, string jobId, Partitions partitions, ResultDownloader downloader, IPullProgress progress,
-    ReconnectPolicy reconnect, Func<TimeSpan, CancellationToken, Task> delay)
+public sealed class ResultStreams
 {
     /// <summary>Times one partition's stream is opened before its failure ends the pull.</summary>
     public const int MaxStreamAttempts = 5;
+
+    private readonly CoordinatorConnection _coordinator;
+    private readonly string _jobId;
+    private readonly Partitions _partitions;
+    private readonly ResultDownloader _downloader;
+    private readonly IPullProgress _progress;
+    private readonly ResiliencePipeline _resume;
+
+    /// <param name="reconnect">The back-off between attempts at one partition's stream.</param>
+    /// <param name="time">The clock the back-off waits on.</param>
+    public ResultStreams(
+        CoordinatorConnection coordinator, string jobId, Partitions partitions, ResultDownloader downloader, IPullProgress progress,
+        ReconnectPolicy reconnect, TimeProvider time)
+    {
+        _coordinator = coordinator;
+        _jobId = jobId;
+        _partitions = partitions;
+        _downloader = downloader;
+        _progress = progress;
+        var retry = reconnect.Retry(MaxStreamAttempts);
+        // GetJob just worked, so a failure here is a broken stream, not a wrong address: resume, skipping what we have.
+        retry.ShouldHandle = args => ValueTask.FromResult(
+            args.Outcome.Exception is { } e && CliErrors.IsTransient(e, args.Context.CancellationToken));
+        retry.OnRetry = args =>
+        {
+            progress.Notice(string.Create(CultureInfo.InvariantCulture,
+                $"download interrupted ({CliErrors.Reason(args.Outcome.Exception!)}); resuming in {args.RetryDelay.TotalSeconds:0.##}s"));
+            return ValueTask.CompletedTask;
+        };
+        _resume = new ResiliencePipelineBuilder { TimeProvider = time }.AddRetry(retry).Build();
+    }
 
     /// <summary>
     /// One pass asking for presigned URLs (when allowed), then — for images whose URL failed, or everything left if
@@ -32,15 +62,15 @@ public sealed class ResultStreams(
             return;
         }
 
-        var abandoned = downloader.UrlsAbandoned;
-        var (count, reason) = downloader.TakeFallback();
+        var abandoned = _downloader.UrlsAbandoned;
+        var (count, reason) = _downloader.TakeFallback();
         if (abandoned is not null)
         {
-            progress.Notice($"the result store's URLs keep failing ({abandoned}); streaming the remaining images through the coordinator");
+            _progress.Notice($"the result store's URLs keep failing ({abandoned}); streaming the remaining images through the coordinator");
         }
         else if (count > 0)
         {
-            progress.Notice(string.Create(CultureInfo.InvariantCulture,
+            _progress.Notice(string.Create(CultureInfo.InvariantCulture,
                 $"{count} images could not be fetched from the result store ({reason}); streaming them through the coordinator"));
         }
         else
@@ -58,11 +88,11 @@ public sealed class ResultStreams(
     /// </summary>
     private async Task PassAsync(bool presignedUrls, CancellationToken cancellationToken)
     {
-        using var session = downloader.Start(cancellationToken);
+        using var session = _downloader.Start(cancellationToken);
         ExceptionDispatchInfo? readFailure = null;
         try
         {
-            await Task.WhenAll(Enumerable.Range(0, partitions.Count).Select(partition =>
+            await Task.WhenAll(Enumerable.Range(0, _partitions.Count).Select(partition =>
                 ReadPartitionAsync(partition, session, presignedUrls, cancellationToken)));
         }
         catch (Exception e)
@@ -74,32 +104,19 @@ public sealed class ResultStreams(
         readFailure?.Throw();
     }
 
-    private async Task ReadPartitionAsync(int partition, ResultDownloader.Session session, bool presignedUrls, CancellationToken cancellationToken)
-    {
-        for (var attempt = 1; ; attempt++)
+    /// <summary>Reads one partition's stream to its end, opened again (asking only for what is missing) after a transient failure.</summary>
+    private async Task ReadPartitionAsync(int partition, ResultDownloader.Session session, bool presignedUrls, CancellationToken cancellationToken) =>
+        await _resume.ExecuteAsync(async token =>
         {
-            var request = partitions.Request(jobId, partition, downloader.Handled, presignedUrls);
-            try
-            {
-                await session.ReadAsync(ReadAsync(request,
-                    () => partitions.LegacyRequest(jobId, partition, downloader.Handled, presignedUrls), cancellationToken));
-                return;
-            }
-            catch (Exception e) when (CliErrors.IsTransient(e, cancellationToken) && attempt < MaxStreamAttempts)
-            {
-                // GetJob just worked, so this is a broken stream, not a wrong address: resume, skipping what we have.
-                var wait = reconnect.DelayFor(attempt);
-                progress.Notice(string.Create(CultureInfo.InvariantCulture,
-                    $"download interrupted ({CliErrors.Reason(e)}); resuming in {wait.TotalSeconds:0.##}s"));
-                await delay(wait, cancellationToken);
-            }
-        }
-    }
+            var request = _partitions.Request(_jobId, partition, _downloader.Handled, presignedUrls);
+            await session.ReadAsync(ReadAsync(request,
+                () => _partitions.LegacyRequest(_jobId, partition, _downloader.Handled, presignedUrls), token));
+        }, cancellationToken);
 
     private async IAsyncEnumerable<ResultChunk> ReadAsync(
         DownloadResultsRequest request, Func<DownloadResultsRequest> legacy, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        var call = coordinator.Client.DownloadResults(request, coordinator.CallOptions(cancellationToken));
+        var call = _coordinator.Client.DownloadResults(request, _coordinator.CallOptions(cancellationToken));
         try
         {
             if (request.PartitionCount > 1 && (await call.ResponseHeadersAsync).Get(FarmHeaders.Partitioned) is null)
@@ -107,7 +124,7 @@ public sealed class ResultStreams(
                 // A coordinator from before partitions ignores them and would send this stream every image: ask it
                 // again with the other partitions' indices in the skip list.
                 call.Dispose();
-                call = coordinator.Client.DownloadResults(legacy(), coordinator.CallOptions(cancellationToken));
+                call = _coordinator.Client.DownloadResults(legacy(), _coordinator.CallOptions(cancellationToken));
             }
             while (await call.ResponseStream.MoveNext(cancellationToken))
             {

@@ -1,3 +1,5 @@
+using Polly;
+using Polly.Retry;
 using RenderFarm.Client.Cli;
 using RenderFarm.Client.Connection;
 
@@ -5,18 +7,13 @@ namespace RenderFarm.Client.Watch;
 
 /// <summary>
 /// Follows a job's event stream to its final event. Remembers the last event id; when the transport fails (a
-/// coordinator restart, a proxy reset) or the stream ends early it reconnects with back-off and resumes with
-/// <c>after_event_id</c>. <see cref="JobWatchState"/> drops anything at or before the last id, so nothing is
-/// counted twice. No gRPC types beyond the event messages: tests drive it with plain async iterators.
+/// coordinator restart, a proxy reset) or the stream ends early it reconnects with back-off (a Polly retry) and
+/// resumes with <c>after_event_id</c>. <see cref="JobWatchState"/> drops anything at or before the last id, so
+/// nothing is counted twice. No gRPC types beyond the event messages: tests drive it with plain async iterators.
 /// </summary>
-public sealed class JobWatcher(
-    JobEventStreamFactory openStream,
-    ReconnectPolicy? policy = null,
-    Func<TimeSpan, CancellationToken, Task>? delay = null,
-    TimeProvider? time = null)
+public sealed class JobWatcher(JobEventStreamFactory openStream, ReconnectPolicy? policy = null, TimeProvider? time = null)
 {
     private readonly ReconnectPolicy _policy = policy ?? ReconnectPolicy.Default;
-    private readonly Func<TimeSpan, CancellationToken, Task> _delay = delay ?? Task.Delay;
     private readonly TimeProvider _time = time ?? TimeProvider.System;
 
     public JobWatchState State { get; } = new();
@@ -30,78 +27,117 @@ public sealed class JobWatcher(
 
     /// <summary>
     /// Watches until the job's final event. A failure before any event arrived is thrown as is (wrong address,
-    /// unknown job: retrying would only hide it); later transport failures are retried per the policy.
+    /// unknown job: retrying would only hide it); later transport failures are retried until the stream has been down
+    /// for the policy's <see cref="ReconnectPolicy.GiveUpAfter"/>, the back-off starting afresh whenever events flow.
     /// </summary>
     public async Task<JobWatchState> WatchAsync(string jobId, IJobWatchObserver observer, CancellationToken cancellationToken = default)
     {
-        var failures = 0;
-        long? downSince = null;
-        var everReceived = State.EventsApplied > 0;
-        while (!State.IsFinished)
+        if (State.IsFinished)
         {
-            Exception? cause = null;
-            try
+            return State;
+        }
+
+        var outage = new Outage(_policy, _time) { EverReceived = State.EventsApplied > 0 };
+        var reconnect = new ResiliencePipelineBuilder<Connection> { TimeProvider = _time }
+            .AddRetry(new RetryStrategyOptions<Connection>
             {
-                Connections++;
-                await foreach (var jobEvent in openStream(jobId, State.LastEventId ?? "", cancellationToken)
-                                   .WithCancellation(cancellationToken))
+                MaxRetryAttempts = int.MaxValue, // patience is measured in time, by the outage
+                ShouldHandle = args => ValueTask.FromResult(args.Outcome.Result is { Lost: true, GaveUp: false }),
+                DelayGenerator = _ => ValueTask.FromResult<TimeSpan?>(_policy.DelayFor(outage.Failures)),
+                OnRetry = args =>
                 {
-                    everReceived = true;
                     lock (Gate)
                     {
-                        if (failures > 0)
-                        {
-                            observer.OnReconnected(failures, State);
-                            failures = 0;
-                            downSince = null;
-                        }
-
-                        if (State.Apply(jobEvent))
-                        {
-                            observer.OnEvent(jobEvent, State);
-                        }
+                        observer.OnReconnecting(outage.Failures, args.RetryDelay, args.Outcome.Result!.Cause, State);
                     }
 
-                    if (State.IsFinished)
-                    {
-                        break;
-                    }
-                }
+                    return ValueTask.CompletedTask;
+                },
+            })
+            .Build();
 
-                if (State.IsFinished)
-                {
-                    break;
-                }
-            }
-            catch (Exception e) when (everReceived && CliErrors.IsTransient(e, cancellationToken))
-            {
-                cause = e;
-            }
-
-            // Transport failure, or the stream ended without the final event (coordinator shutting down).
-            failures++;
-            var now = _time.GetTimestamp();
-            downSince ??= now;
-            if (_time.GetElapsedTime(downSince.Value, now) >= _policy.GiveUpAfter)
-            {
-                throw new WatchConnectionLostException(
-                    $"lost the event stream of job {jobId} and could not resume it for {Format(_policy.GiveUpAfter)}" +
-                    (cause is null ? "" : $" (last error: {CliErrors.Reason(cause)})") +
-                    $"; the job keeps running — resume with: farm watch {jobId}", cause);
-            }
-
-            var wait = _policy.DelayFor(failures);
-            lock (Gate)
-            {
-                observer.OnReconnecting(failures, wait, cause, State);
-            }
-
-            await _delay(wait, cancellationToken);
+        var last = await reconnect.ExecuteAsync(token => FollowAsync(jobId, observer, outage, token), cancellationToken);
+        if (last.GaveUp)
+        {
+            throw new WatchConnectionLostException(
+                $"lost the event stream of job {jobId} and could not resume it for {Format(_policy.GiveUpAfter)}" +
+                (last.Cause is null ? "" : $" (last error: {CliErrors.Reason(last.Cause)})") +
+                $"; the job keeps running — resume with: farm watch {jobId}", last.Cause);
         }
 
         return State;
     }
 
+    /// <summary>One connection: reads events until the job's final one, or until the stream breaks or ends early.</summary>
+    private async ValueTask<Connection> FollowAsync(string jobId, IJobWatchObserver observer, Outage outage, CancellationToken cancellationToken)
+    {
+        Exception? cause = null;
+        try
+        {
+            Connections++;
+            await foreach (var jobEvent in openStream(jobId, State.LastEventId ?? "", cancellationToken).WithCancellation(cancellationToken))
+            {
+                outage.EverReceived = true;
+                lock (Gate)
+                {
+                    if (outage.Failures > 0)
+                    {
+                        observer.OnReconnected(outage.Failures, State);
+                        outage.Clear();
+                    }
+
+                    if (State.Apply(jobEvent))
+                    {
+                        observer.OnEvent(jobEvent, State);
+                    }
+                }
+
+                if (State.IsFinished)
+                {
+                    return Connection.Finished;
+                }
+            }
+        }
+        catch (Exception e) when (outage.EverReceived && CliErrors.IsTransient(e, cancellationToken))
+        {
+            cause = e;
+        }
+
+        // Transport failure, or the stream ended without the final event (coordinator shutting down).
+        return outage.Lost(cause);
+    }
+
     private static string Format(TimeSpan span) =>
         span.TotalMinutes >= 1 ? $"{span.TotalMinutes:0.#} min" : $"{span.TotalSeconds:0.#} s";
+
+    /// <summary>How a connection ended: the job finished, or the stream was lost (and whether patience ran out).</summary>
+    private sealed record Connection(bool Lost, bool GaveUp, Exception? Cause)
+    {
+        public static readonly Connection Finished = new(Lost: false, GaveUp: false, Cause: null);
+    }
+
+    /// <summary>Failed connections since events last flowed, and since when.</summary>
+    private sealed class Outage(ReconnectPolicy policy, TimeProvider time)
+    {
+        private long? _downSince;
+
+        public int Failures { get; private set; }
+
+        /// <summary>Whether any event ever arrived (before one, a failure is the caller's: wrong address, unknown job).</summary>
+        public bool EverReceived { get; set; }
+
+        public void Clear()
+        {
+            Failures = 0;
+            _downSince = null;
+        }
+
+        public Connection Lost(Exception? cause)
+        {
+            Failures++;
+            var now = time.GetTimestamp();
+            _downSince ??= now;
+            return new Connection(Lost: true, GaveUp: time.GetElapsedTime(_downSince.Value, now) >= policy.GiveUpAfter, cause);
+        }
+    }
 }

@@ -105,7 +105,8 @@ public class CliTests : IDisposable
             ["queued 2 images in 1 shards", "shard 0 started worker=w1 images=2", "step shard=0 worker=w1 5/20", "image 0 done (1/2)",
              "image 1 done (2/2)", "shard 0 done (1/1 shards)", "job completed 2 done 0 failed"],
             _cli.OutLines);
-        Assert.Contains("reconnecting", _cli.Error.ToString());
+        Assert.Contains("connection lost (coordinator restarting (Unavailable)); reconnecting in 0.25s (attempt 1)", _cli.ErrorLines);
+        Assert.Contains("reconnected; resuming after event 3-0", _cli.ErrorLines);
     }
 
     [Theory]

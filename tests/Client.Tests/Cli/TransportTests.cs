@@ -52,7 +52,7 @@ public sealed class TransportTests : IAsyncLifetime, IDisposable
     {
         var stdout = new StringWriter();
         var stderr = new StringWriter();
-        var host = new FarmCliHost(stdout, stderr) { GetEnvironmentVariable = _ => null, Delay = (_, _) => Task.CompletedTask, RandomSeed = () => 1 };
+        var host = new FarmCliHost(stdout, stderr) { GetEnvironmentVariable = _ => null, Time = new InstantTime(), RandomSeed = () => 1 };
         var code = await FarmCli.RunAsync([.. args, "--coordinator", _address, "--api-key", "k-123"], host);
         return (code, stdout.ToString(), stderr.ToString());
     }

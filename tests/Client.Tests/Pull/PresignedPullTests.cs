@@ -9,6 +9,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using RenderFarm.Client.Pull;
 using RenderFarm.Client.Tests.Support;
 using RenderFarm.Protocol;
 
@@ -258,6 +259,27 @@ public sealed class PresignedPullTests : IAsyncLifetime, IDisposable
     }
 
     [Fact]
+    public async Task AUrlThatKeepsFailingIsTriedFourTimesThenComesThroughTheCoordinator()
+    {
+        _misbehave[6] = async (_, http) =>
+        {
+            http.Response.StatusCode = 500;
+            await http.Response.WriteAsync("broken");
+            return true;
+        };
+        var cli = Harness();
+
+        var code = await cli.RunAsync("pull", "J", "--out", Folder("urls"));
+
+        Assert.True(code == 0, cli.Error.ToString());
+        Assert.Equal(PresignedFetcher.DefaultAttempts, _gets[6]);
+        Assert.Contains("1 images could not be fetched from the result store (image 6: HTTP 500 Internal Server Error, 4 attempts)",
+            cli.Error.ToString());
+        Assert.Equal([6u], Asked(cli.Service.DownloadRequests.Where(r => !r.PresignedUrls)));
+        Assert.Equal(await StreamedReferenceAsync(), Snapshot(Folder("urls")));
+    }
+
+    [Fact]
     public async Task AStoreObjectFailingItsChecksumLeavesNoFileAndExitsOne()
     {
         _misbehave[3] = async (_, http) =>
@@ -311,7 +333,7 @@ public sealed class PresignedPullTests : IAsyncLifetime, IDisposable
         {
             GetEnvironmentVariable = _ => null,
             ClientFactory = _ => Harness().Service,
-            Delay = (_, _) => Task.CompletedTask,
+            Time = new InstantTime(),
         };
 
         var code = await FarmCli.RunAsync(["pull", "J", "--out", Folder("urls"), "--parallel", "3"], host, kill.Token);

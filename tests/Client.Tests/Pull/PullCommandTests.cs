@@ -175,6 +175,22 @@ public class PullCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task AStreamThatKeepsBreakingIsResumedWithDoublingWaitsThenTheErrorEndsThePull()
+    {
+        _cli.Service.OnDownload = (request, _) => Serve(request, failAfterImages: 0);
+
+        var code = await _cli.RunAsync("pull", "J", "--out", Out, "--parallel", "1");
+
+        Assert.Equal(ExitCodes.Unreachable, code);
+        Assert.Equal(5, _cli.Service.DownloadRequests.Count); // ResultStreams.MaxStreamAttempts
+        Assert.Equal(
+            ["0.25", "0.5", "1", "2"],
+            _cli.ErrorLines.Where(l => l.StartsWith("download interrupted", StringComparison.Ordinal)).Select(l => l.Split("resuming in ")[1].TrimEnd('s')));
+        Assert.Contains("download interrupted (connection reset (Unavailable))", _cli.Error.ToString());
+        Assert.Empty(Directory.EnumerateFiles(Out, "*.part"));
+    }
+
+    [Fact]
     public async Task AnImageFailingItsChecksumIsNotKeptAndTheExitCodeIsOne()
     {
         _cli.Service.OnDownload = (request, _) => Serve(request, tamper: (index, bytes) =>

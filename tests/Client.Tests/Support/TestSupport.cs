@@ -158,7 +158,7 @@ public sealed class CliHarness
             GetEnvironmentVariable = name => Environment.GetValueOrDefault(name),
             ClientFactory = _ => Service,
             RandomSeed = () => 777,
-            Delay = (_, _) => Task.CompletedTask,
+            Time = new InstantTime(),
             WaitingCheckInterval = WaitingCheckInterval,
         };
         return await FarmCli.RunAsync(args, host);

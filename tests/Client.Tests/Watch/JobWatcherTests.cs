@@ -1,6 +1,7 @@
 using Grpc.Core;
 using RenderFarm.Client.Connection;
 using RenderFarm.Client.Watch;
+using RenderFarm.Client.Tests.Support;
 using RenderFarm.Protocol;
 using static RenderFarm.Client.Tests.Support.Events;
 
@@ -22,7 +23,7 @@ public class JobWatcherTests
     private static readonly RpcException Dropped = new(new Status(StatusCode.Unavailable, "connection reset"));
 
     private static JobWatcher Watcher(JobEventStreamFactory open, ReconnectPolicy? policy = null) =>
-        new(open, policy ?? ReconnectPolicy.Default, (_, _) => Task.CompletedTask);
+        new(open, policy ?? ReconnectPolicy.Default, new InstantTime());
 
     [Fact]
     public async Task ResumesAfterTheLastEventSeenAndDoesNotCountReplayedEventsTwice()
@@ -103,27 +104,15 @@ public class JobWatcherTests
         Assert.Equal(StatusCode.NotFound, error.StatusCode);
     }
 
-    private sealed class ManualTime : TimeProvider
-    {
-        public long Ticks { get; set; }
-        public override long GetTimestamp() => Ticks;
-        public override long TimestampFrequency => TimeSpan.TicksPerSecond;
-    }
-
     [Fact]
     public async Task GivesUpWhenTheCoordinatorStaysAwayPastThePolicy()
     {
         var calls = 0;
-        var time = new ManualTime();
+        var time = new InstantTime();
         var policy = new ReconnectPolicy(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(4), TimeSpan.FromSeconds(20));
         var watcher = new JobWatcher(
             (_, _, _) => ++calls == 1 ? Stream([Queued("1-0", 1, 1)], thenThrow: Dropped) : Stream([], thenThrow: Dropped),
             policy,
-            (delay, _) =>
-            {
-                time.Ticks += delay.Ticks;
-                return Task.CompletedTask;
-            },
             time);
 
         var error = await Assert.ThrowsAsync<WatchConnectionLostException>(() => watcher.WatchAsync("job-9", new Recorder()));
