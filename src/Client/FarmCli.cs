@@ -1,6 +1,8 @@
-using System.CommandLine;
 using System.CommandLine.Help;
 using System.CommandLine.Invocation;
+using System.CommandLine;
+using RenderFarm.Client.Cli;
+using RenderFarm.Client.Commands;
 
 namespace RenderFarm.Client;
 
@@ -51,13 +53,13 @@ public static class FarmCli
             WatchCommand.Create(host, globals),
             StatusCommand.Create(host, globals),
             PullCommand.Create(host, globals),
-            ListCommands.Jobs(host, globals),
-            ListCommands.Cancel(host, globals),
-            ListCommands.Pause(host, globals),
-            ListCommands.Resume(host, globals),
-            ListCommands.Retry(host, globals),
-            ListCommands.Workers(host, globals),
-            ListCommands.Models(host, globals),
+            JobsCommand.Create(host, globals),
+            CancelCommand.Create(host, globals),
+            PauseCommand.Create(host, globals),
+            ResumeCommand.Create(host, globals),
+            RetryCommand.Create(host, globals),
+            WorkersCommand.Create(host, globals),
+            ModelsCommand.Create(host, globals),
             ConfigCommand.Create(host, globals),
         };
         ShortenCommandListing(root);

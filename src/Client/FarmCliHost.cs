@@ -1,10 +1,12 @@
+using RenderFarm.Client.Connection;
+using RenderFarm.Client.Submit;
 using RenderFarm.Protocol;
 
 namespace RenderFarm.Client;
 
 /// <summary>
 /// Everything the CLI touches outside itself: its writers, stdin, environment, the coordinator client and the clock
-/// used for reconnect back-off. <see cref="FarmCli.RunAsync(string[], TextWriter, TextWriter, CancellationToken)"/>
+/// retries wait on. <see cref="FarmCli.RunAsync(string[], TextWriter, TextWriter, CancellationToken)"/>
 /// fills it for the real process; tests build one over <see cref="StringWriter"/>s and a fake client.
 /// </summary>
 public sealed class FarmCliHost(TextWriter stdout, TextWriter stderr)
@@ -34,8 +36,11 @@ public sealed class FarmCliHost(TextWriter stdout, TextWriter stderr)
     /// <summary>How long a watched job may sit queued with no shard started before watch asks why (and how often after).</summary>
     public TimeSpan WaitingCheckInterval { get; init; } = TimeSpan.FromSeconds(5);
 
-    /// <summary>Waits between reconnect attempts (tests pass a no-op).</summary>
-    public Func<TimeSpan, CancellationToken, Task> Delay { get; init; } = Task.Delay;
+    /// <summary>
+    /// The clock retries and reconnects wait on (their Polly pipelines) and watch measures an outage with; tests pass one
+    /// whose timers fire at once.
+    /// </summary>
+    public TimeProvider Time { get; init; } = TimeProvider.System;
 
     /// <summary>A host over the real console: live displays only where the stream is a terminal.</summary>
     public static FarmCliHost ForWriters(TextWriter stdout, TextWriter stderr)

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using RenderFarm.Client;
+using RenderFarm.Client.Pull;
 using RenderFarm.Coordinator.Storage;
 using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.Protocol;

@@ -1,0 +1,103 @@
+using System.Globalization;
+using RenderFarm.Client.Submit;
+
+namespace RenderFarm.Client.Prompts;
+
+/// <summary>
+/// Collects one prompt's fields as a reader finds them, checks each value's form (the coordinator checks ranges) and
+/// builds the <see cref="PromptEntry"/>. Every problem is a <see cref="PromptFileException"/> on the prompt's line.
+/// </summary>
+public sealed class PromptEntryBuilder(string source, int lineNumber, string? baseDirectory)
+{
+    private string? _prompt, _negative;
+    private IReadOnlyList<long>? _seeds;
+    private uint? _steps, _width, _height;
+    private float? _guidance, _strength;
+    private string? _scheduler, _model, _initImage, _mask;
+
+    public PromptFileException Error(string reason) => new(source, lineNumber, reason);
+
+    public void SetPrompt(string prompt) => _prompt = prompt;
+
+    public void SetNegative(string? negative) => _negative = negative;
+
+    /// <summary>The prompt's own seeds (null: the job's apply).</summary>
+    public void SetSeeds(IReadOnlyList<long>? seeds) =>
+        _seeds = seeds is null || seeds.Count <= SeedPlan.MaxSeeds
+            ? seeds
+            : throw Error($"more than {SeedPlan.MaxSeeds} seeds for one prompt");
+
+    /// <summary>A per-prompt setting, image or strength; null text (an empty cell, JSON null) leaves the job's.</summary>
+    public void Set(PromptField field, string name, string? text)
+    {
+        if (text is null) return;
+        switch (field)
+        {
+            case PromptField.Steps: _steps = Positive(name, text); break;
+            case PromptField.Width: _width = Positive(name, text); break;
+            case PromptField.Height: _height = Positive(name, text); break;
+            case PromptField.Guidance:
+                _guidance = float.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var g) && float.IsFinite(g) && g >= 0
+                    ? g
+                    : throw Error($"'{name}' must be a non-negative number, got '{text}'");
+                break;
+            case PromptField.Size:
+                var size = ImageSize.TryParse(text, out var error) ?? throw Error($"'{name}': {error}");
+                (_width, _height) = (size.Width, size.Height);
+                break;
+            case PromptField.Scheduler: _scheduler = text; break;
+            case PromptField.Model: _model = text; break;
+            case PromptField.InitImage: _initImage = ResolvePath(name, text); break;
+            case PromptField.Mask: _mask = ResolvePath(name, text); break;
+            case PromptField.Strength:
+                _strength = PromptImages.TryParseStrength(text) ?? throw Error($"'{name}' must be a number in (0, 1], got '{text}'");
+                break;
+        }
+    }
+
+    public PromptEntry Build()
+    {
+        if (_prompt is null)
+        {
+            throw Error("missing 'prompt'");
+        }
+
+        if (_prompt.Length == 0)
+        {
+            throw Error("prompt is empty");
+        }
+
+        if (_prompt.Contains('\0'))
+        {
+            throw Error("prompt contains a NUL character");
+        }
+
+        var overrides = _steps is null && _guidance is null && _width is null && _height is null && _scheduler is null && _model is null
+            ? null
+            : new PromptOverrides(_steps, _guidance, _width, _height, _scheduler, _model);
+        var images = _initImage is null && _mask is null && _strength is null ? null : new PromptImages(_initImage, _mask, _strength);
+        return new PromptEntry(lineNumber, _prompt, _negative, _seeds, overrides, images);
+    }
+
+    private string? ResolvePath(string name, string text)
+    {
+        if (text.Trim().Length == 0)
+        {
+            return null; // an empty string, like an empty cell: the --init-image / --mask default applies
+        }
+
+        try
+        {
+            return Path.GetFullPath(text, baseDirectory ?? Directory.GetCurrentDirectory());
+        }
+        catch (Exception e) when (e is ArgumentException or NotSupportedException or PathTooLongException)
+        {
+            throw Error($"'{name}' is not a usable file path: '{text}'");
+        }
+    }
+
+    private uint Positive(string name, string text) =>
+        uint.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var v) && v > 0
+            ? v
+            : throw Error($"'{name}' must be a positive integer, got '{text}'");
+}

@@ -1,0 +1,32 @@
+using RenderFarm.Client.Prompts;
+
+namespace RenderFarm.Client.Submit;
+
+/// <summary>Counts from reading a prompt file once; input images are distinct files (init images and masks).</summary>
+public sealed record BatchCount(long Prompts, long Images, long PromptsWithOwnSeeds, long PromptsWithInitImage = 0,
+    int InputImages = 0, long InputBytes = 0)
+{
+    /// <summary>
+    /// Reads the whole file once (the validation pass): every line is checked, prompts and images counted, and each
+    /// distinct init image and mask checked (exists, readable, PNG or JPEG) without reading its bytes.
+    /// </summary>
+    public static async Task<BatchCount> CountAsync(PromptSource source, JobPlan plan, CancellationToken cancellationToken)
+    {
+        long prompts = 0, images = 0, ownSeeds = 0;
+        var census = new InputImageCensus(plan.Inputs, source.DisplayName);
+        using var reader = source.OpenReader();
+        await foreach (var entry in source.ReadAsync(reader, cancellationToken))
+        {
+            prompts++;
+            images += plan.Seeds.ImagesFor(entry, plan.ImagesPerPrompt);
+            if (entry.Seeds is not null)
+            {
+                ownSeeds++;
+            }
+
+            census.Add(entry);
+        }
+
+        return new BatchCount(prompts, images, ownSeeds, census.PromptsWithInitImage, census.Files, census.Bytes);
+    }
+}
