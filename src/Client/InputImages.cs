@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using Google.Protobuf;
 using Grpc.Core;
+using RenderFarm.Imaging;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
 
