@@ -84,12 +84,7 @@ public class LanczosResizeTests
     [Fact]
     public void TheSameSizeIsTheImageItself()
     {
-        var image = Random(19, 11, 3, seed: 4);
-        var resized = LanczosResize.ToPlanar(image, 19, 11);
-        for (int y = 0; y < 11; y++)
-            for (int x = 0; x < 19; x++)
-                for (int c = 0; c < 3; c++)
-                    Assert.Equal(image.Pixels[(y * 19 + x) * 3 + c] / 255f, resized[(c * 11 + y) * 19 + x], 6);
+        AssertEveryInputPixelIsAnOutput(Random(19, 11, 3, seed: 4), factor: 1);
     }
 
     [Theory]
@@ -132,12 +127,19 @@ public class LanczosResizeTests
     public void UpscalingInterpolatesThroughTheInputPixels()
     {
         // By 3, every third output is centred on an input pixel: the kernel is 1 there and 0 at every other pixel.
-        var image = Random(9, 5, 3, seed: 11);
-        var resized = LanczosResize.ToPlanar(image, 27, 15);
-        for (int y = 0; y < 5; y++)
-            for (int x = 0; x < 9; x++)
-                for (int c = 0; c < 3; c++)
-                    Assert.Equal(image.Pixels[(y * 9 + x) * 3 + c] / 255f, resized[(c * 15 + 3 * y + 1) * 27 + 3 * x + 1], 6);
+        AssertEveryInputPixelIsAnOutput(Random(9, 5, 3, seed: 11), factor: 3);
+    }
+
+    /// <summary>Upscaled by an odd <paramref name="factor"/>, output (f·x + f/2, f·y + f/2) is input pixel (x, y).</summary>
+    private static void AssertEveryInputPixelIsAnOutput(DecodedImage image, int factor)
+    {
+        int width = image.Width * factor, height = image.Height * factor, channels = image.Channels;
+        var resized = LanczosResize.ToPlanar(image, width, height);
+        for (int y = 0; y < image.Height; y++)
+            for (int x = 0; x < image.Width; x++)
+                for (int c = 0; c < channels; c++)
+                    Assert.Equal(image.Pixels[(y * image.Width + x) * channels + c] / 255f,
+                        resized[(c * height + factor * y + factor / 2) * width + factor * x + factor / 2], 6);
     }
 
     [Fact]
