@@ -9,8 +9,8 @@ namespace RenderFarm.Coordinator.Jobs;
 /// <summary>
 /// The init images and masks of one submission. Chunks of an image are joined as they arrive; a complete image is
 /// checked (PNG or JPEG, bytes, dimensions read from its header before any pixel is decoded, then decoded completely
-/// with the workers' own decoder, <see cref="ImageDecoder"/>) and stored once per content in the job's inputs hash under its sha256, which is what
-/// the job's images refer to. Only one image is ever in memory. An image that does not decode (a truncated or corrupt
+/// with the workers' own decoder, <see cref="ImageDecoder"/>) and stored once per content in the job's inputs hash
+/// under its sha256, which is what the job's images refer to. Only one image is ever in memory. An image that does not decode (a truncated or corrupt
 /// file behind a valid header) fails the submission at the first prompt that uses it, naming the prompt and the image,
 /// or at the end if none does.
 /// </summary>
