@@ -12,7 +12,9 @@
 #      worker (FLAVOR=gpu, Microsoft.ML.OnnxRuntime.Gpu) included, on its own copy of the tree (never the CPU build's
 #      obj/bin). Then the GPU image's CUDA base is checked against the published CUDA provider: the CUDA and cuDNN
 #      majors its NEEDED libraries name must be those of worker.Dockerfile's CUDA_IMAGE (gpu-image.mjs), and the
-#      check must catch the CUDA 12.8 base the image had before.
+#      check must catch the CUDA 12.8 base the image had before. Every other native library the published apps carry
+#      (Skia's, ONNX Runtime's) must NEED only libraries their runtime image has (native-libs.mjs), and that check must
+#      refuse SkiaSharp's fontconfig variant.
 # Ends with one line: `deploy checks: N passed, N failed, N skipped`; exits non-zero on any failure.
 #   scripts/validate-deploy.sh [--no-build]      (--no-build: skip step 5, for a quick run)
 set -euo pipefail
@@ -163,6 +165,33 @@ if [ "$build" -eq 1 ]; then
       grep -E 'error|warning NU' "$scratch/gpu-build.log" | sort -u | tail -20; fail "GPU flavour: $project does not build with -p:OnnxRuntimeFlavor=gpu"
     fi
   done < <(grep -rl --include='*.csproj' 'Diffusion/RenderFarm.Diffusion.csproj' src tests bench | grep -v '^src/Worker/' | sort)
+
+  # Skia's native library (the image decoder) and ONNX Runtime's in each published app: every library they NEED must
+  # be in the image that runs the app. The coordinator and the workers use SkiaSharp's NoDependencies variant (glibc and
+  # libstdc++ only); the client's fontconfig variant would need libfontconfig1, which none of the images installs.
+  echo "==> native libraries: what the published apps NEED, what their images carry"
+  for spec in "coordinator.Dockerfile|$sim/coordinator/app|" "worker.Dockerfile|$sim/worker/app|FLAVOR=cpu" "worker.Dockerfile|$gpu_app|FLAVOR=gpu"; do
+    IFS='|' read -r dockerfile app flavor <<<"$spec"
+    if [ -d "$app" ]; then
+      run_checker native-libs.mjs "$root" "$root/deploy/docker/$dockerfile" "$app" $flavor
+    else
+      fail "native libraries: no published app at $app ($dockerfile $flavor)"
+    fi
+  done
+  # The check itself: SkiaSharp's fontconfig variant (the client's) must be refused on the coordinator's image.
+  skia_version=$(sed -n 's/.*Include="SkiaSharp.NativeAssets.Linux" Version="\([^"]*\)".*/\1/p' Directory.Packages.props)
+  skia_rid=linux-$([ "$(uname -m)" = aarch64 ] && echo arm64 || echo x64)
+  fontconfig_skia="${NUGET_PACKAGES:-$HOME/.nuget/packages}/skiasharp.nativeassets.linux/$skia_version/runtimes/$skia_rid/native/libSkiaSharp.so"
+  if [ ! -f "$fontconfig_skia" ]; then
+    fail "native libraries: SkiaSharp's fontconfig variant $skia_version is not in the NuGet cache to check the check with"
+  elif (cd "$tools" && node native-libs.mjs "$root" "$root/deploy/docker/coordinator.Dockerfile" "$sim/coordinator/app" --library "$fontconfig_skia") \
+      >"$scratch/native-fontconfig.log" 2>&1; then
+    cat "$scratch/native-fontconfig.log"; fail "native libraries: the check passed SkiaSharp's fontconfig variant on the coordinator's image"
+  elif grep -q "NEEDS libfontconfig.so.1" "$scratch/native-fontconfig.log"; then
+    pass "native libraries: the check refuses SkiaSharp's fontconfig variant on the coordinator's image (it NEEDS libfontconfig.so.1)"
+  else
+    cat "$scratch/native-fontconfig.log"; fail "native libraries: the check refused SkiaSharp's fontconfig variant, but not for libfontconfig"
+  fi
 
   echo "==> GPU image: CUDA base vs the CUDA provider's NEEDED libraries"
   if [ -f "$gpu_app/libonnxruntime_providers_cuda.so" ]; then

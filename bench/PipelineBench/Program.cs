@@ -271,21 +271,43 @@ internal sealed class BareRun : IDisposable
     }
 }
 
-/// <summary>The library's PNG encoder (and its internal variants) vs StbImageWriteSharp (the previous encoder) on the same pixels.</summary>
+/// <summary>The library's PNG encoder (and its internal variants) vs StbImageWriteSharp (the previous encoder) and SkiaSharp (libpng, which the farm uses to decode) on the same pixels.</summary>
 internal static class PngBench
 {
     public static double TimeEncode(byte[] png, int repeats)
     {
-        var result = StbImageSharp.ImageResult.FromMemory(png, StbImageSharp.ColorComponents.RedGreenBlue);
-        RenderFarm.Diffusion.Imaging.PngEncoder.Encode(result.Data, result.Width, result.Height, [new("parameters", "x")]);
+        var result = RenderFarm.Imaging.ImageDecoder.Decode(png, grey: false, long.MaxValue, nameof(png));
+        RenderFarm.Diffusion.Imaging.PngEncoder.Encode(result.Pixels, result.Width, result.Height, [new("parameters", "x")]);
         var times = new List<double>();
         for (int i = 0; i < repeats; i++)
         {
             var sw = Stopwatch.StartNew();
-            RenderFarm.Diffusion.Imaging.PngEncoder.Encode(result.Data, result.Width, result.Height, [new("parameters", "x")]);
+            RenderFarm.Diffusion.Imaging.PngEncoder.Encode(result.Pixels, result.Width, result.Height, [new("parameters", "x")]);
             times.Add(sw.Elapsed.TotalMilliseconds);
         }
         return Bench.Median(times);
+    }
+
+    /// <summary>Skia's PNG encoder on the same RGB pixels (expanded to RGBX, Skia's nearest layout, outside the timing).</summary>
+    private static readonly Dictionary<int, SkiaSharp.SKBitmap> SkiaInputs = [];
+
+    private static byte[] SkiaPng(byte[] rgb, int size)
+    {
+        if (!SkiaInputs.TryGetValue(size, out var bitmap))
+        {
+            bitmap = new SkiaSharp.SKBitmap(new SkiaSharp.SKImageInfo(size, size, SkiaSharp.SKColorType.Rgb888x, SkiaSharp.SKAlphaType.Opaque));
+            var pixels = bitmap.GetPixelSpan();
+            for (int p = 0; p < size * size; p++)
+            {
+                pixels[p * 4] = rgb[p * 3];
+                pixels[p * 4 + 1] = rgb[p * 3 + 1];
+                pixels[p * 4 + 2] = rgb[p * 3 + 2];
+                pixels[p * 4 + 3] = 255;
+            }
+            SkiaInputs[size] = bitmap;
+        }
+        using var data = bitmap.PeekPixels().Encode(SkiaSharp.SKEncodedImageFormat.Png, 100)!;
+        return data.ToArray();
     }
 
     public static void Run(int[] sizes, int iterations)
@@ -302,6 +324,7 @@ internal static class PngBench
                 new StbImageWriteSharp.ImageWriter().WritePng(rgb, size, size, StbImageWriteSharp.ColorComponents.RedGreenBlue, stream);
                 return stream.ToArray();
             }, iterations);
+            Measure(size, "SkiaSharp (libpng, default settings)", () => SkiaPng(rgb, size), iterations);
             Measure(size, "PngEncoder.Encode (default: Sub, level 3, filtered)", () => RenderFarm.Diffusion.Imaging.PngEncoder.Encode(rgb, size, size), iterations);
             foreach (var (filter, level, strategy) in new (Filter, int, System.IO.Compression.ZLibCompressionStrategy)[]
             {

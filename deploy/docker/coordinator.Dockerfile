@@ -16,6 +16,8 @@ RUN --mount=type=cache,id=nuget,target=/root/.nuget/packages \
     dotnet publish src/Coordinator/RenderFarm.Coordinator.csproj -c Release -a "$TARGETARCH" --self-contained false --no-restore -p:UseAppHost=false -o /app
 
 # ---- runtime: ASP.NET Core on Ubuntu, non-root, nothing added ----
+# The native libraries the app publishes need nothing beyond the image: Skia's (SkiaSharp's NoDependencies variant,
+# which decodes uploaded images) glibc and libstdc++ only. scripts/validate-deploy.sh checks their NEEDED entries.
 FROM mcr.microsoft.com/dotnet/aspnet:${DOTNET_VERSION} AS final
 WORKDIR /app
 COPY --from=build --chown=root:root /app ./

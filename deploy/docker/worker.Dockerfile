@@ -45,6 +45,8 @@ FROM ${CUDA_IMAGE} AS runtime-gpu
 # from the CUDA image's own apt repository; it must be a build for this image's CUDA major (…+cuda13.x).
 ARG TENSORRT_VERSION=
 # The .NET runtime's own dependencies (the official runtime-deps list, less ICU: the apps use invariant globalization).
+# They are also all that the worker's other native libraries need: ONNX Runtime's CPU library and Skia's (SkiaSharp's
+# NoDependencies variant, which decodes init images) need glibc, libstdc++ and libgcc only; validate-deploy checks.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates libc6 libgcc-s1 libssl3t64 libstdc++6 tzdata zlib1g \
     && if [ -n "$TENSORRT_VERSION" ]; then \

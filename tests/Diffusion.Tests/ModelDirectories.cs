@@ -44,12 +44,15 @@ internal static class TestImages
     public static byte[] Mask(int width, int height, byte value, bool leftHalf = false) =>
         Imaging.PngEncoder.Encode(Pixels(width, height, (x, _) => leftHalf && x >= width / 2 ? [0, 0, 0] : [value, value, value]), width, height);
 
+    /// <summary>A JPEG (Skia's encoder, quality 90) of a two-way gradient.</summary>
     public static byte[] Jpeg(int width, int height)
     {
-        var rgb = Pixels(width, height, (x, y) => [(byte)(x * 4), (byte)(y * 4), 128]);
-        using var stream = new MemoryStream();
-        new StbImageWriteSharp.ImageWriter().WriteJpg(rgb, width, height, StbImageWriteSharp.ColorComponents.RedGreenBlue, stream, 90);
-        return stream.ToArray();
+        using var bitmap = new SkiaSharp.SKBitmap(width, height);
+        for (int y = 0; y < height; y++)
+            for (int x = 0; x < width; x++)
+                bitmap.SetPixel(x, y, new SkiaSharp.SKColor((byte)(x * 4), (byte)(y * 4), 128));
+        using var data = bitmap.Encode(SkiaSharp.SKEncodedImageFormat.Jpeg, 90);
+        return data.ToArray();
     }
 
     private static byte[] Pixels(int width, int height, Func<int, int, byte[]> pixel)

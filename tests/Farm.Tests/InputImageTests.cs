@@ -3,8 +3,9 @@ using RenderFarm.Diffusion;
 using RenderFarm.Diffusion.Imaging;
 using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.Protocol;
+using RenderFarm.Imaging;
 using RenderFarm.Shared;
-using StbImageSharp;
+using SkiaSharp;
 
 namespace RenderFarm.Farm.Tests;
 
@@ -26,6 +27,16 @@ public sealed class InputImageTests(FarmFixture fixture)
                 (rgb[o], rgb[o + 1], rgb[o + 2]) = ((byte)(r * t), (byte)(g * t), (byte)(b * t));
             }
         return PngEncoder.Encode(rgb, 64, 64);
+    }
+
+    /// <summary>A JPEG (Skia's encoder, quality 90) of <paramref name="width"/>×<paramref name="height"/> random pixels.</summary>
+    internal static byte[] NoiseJpeg(int width, int height, int seed)
+    {
+        var random = new Random(seed);
+        using var bitmap = new SKBitmap(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Opaque));
+        random.NextBytes(bitmap.GetPixelSpan());
+        using var data = bitmap.Encode(SKEncodedImageFormat.Jpeg, 90);
+        return data.ToArray();
     }
 
     /// <summary>White (repaint) on the left half, black (keep) on the right.</summary>
@@ -58,8 +69,8 @@ public sealed class InputImageTests(FarmFixture fixture)
 
     private static double MeanAbsoluteDifference(byte[] pngA, byte[] pngB)
     {
-        var a = ImageResult.FromMemory(pngA, ColorComponents.RedGreenBlue).Data;
-        var b = ImageResult.FromMemory(pngB, ColorComponents.RedGreenBlue).Data;
+        var a = ImageDecoder.Decode(pngA, grey: false, long.MaxValue, nameof(pngA)).Pixels;
+        var b = ImageDecoder.Decode(pngB, grey: false, long.MaxValue, nameof(pngB)).Pixels;
         return a.Zip(b, (x, y) => Math.Abs(x - y)).Average();
     }
 

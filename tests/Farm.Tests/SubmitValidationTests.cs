@@ -57,6 +57,8 @@ public sealed class SubmitValidationTests(FarmFixture fixture)
         var png = InputImageTests.Gradient(1, 2, 3);
         System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(png.AsSpan(16), 100_000); // IHDR width
         System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(png.AsSpan(20), 100_000); // IHDR height
+        // With its CRC (over "IHDR" and the 13 data bytes) made right: libpng, unlike a bare header parser, checks it.
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(png.AsSpan(29), System.IO.Hashing.Crc32.HashToUInt32(png.AsSpan(12, 17)));
         return png;
     }
 

@@ -6,6 +6,7 @@ using RenderFarm.Diffusion;
 using RenderFarm.Diffusion.Imaging;
 using RenderFarm.Diffusion.Models;
 using RenderFarm.Diffusion.Tensors;
+using RenderFarm.Imaging;
 
 namespace RenderFarm.GpuBench;
 

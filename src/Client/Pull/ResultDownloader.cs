@@ -16,9 +16,6 @@ namespace RenderFarm.Client.Pull;
 /// </summary>
 public sealed class ResultDownloader
 {
-    /// <summary>ContactSheet's name for <see cref="PartFile.Suffix"/> (see ContactSheetUsings.cs).</summary>
-    public const string PartialSuffix = PartFile.Suffix;
-
     private readonly ResultWriter _writer;
     private readonly int _parallel;
     private readonly PresignedFetcher? _fetcher;

@@ -1,3 +1,4 @@
+using RenderFarm.Imaging;
 using RenderFarm.Shared;
 
 namespace RenderFarm.Client.Submit;

@@ -1,3 +1,4 @@
+using RenderFarm.Client.Cli;
 using System.Globalization;
 using RenderFarm.Client.Output;
 using RenderFarm.Protocol;

@@ -1,6 +1,5 @@
+using RenderFarm.Imaging;
 using RenderFarm.Protocol;
-using RenderFarm.Shared;
-using RenderFarm.Shared.Imaging;
 
 namespace RenderFarm.Coordinator.Jobs;
 
@@ -21,9 +20,10 @@ public static class ResultCheck
     {
         if (png.Length > MaxBytes(p.Width, p.Height))
             return $"{png.Length} bytes, more than a {p.Width}x{p.Height} PNG can take ({MaxBytes(p.Width, p.Height)})";
-        if (!ImageHeader.IsPng(png) || ImageHeader.Read(png) is not { } header) return "not a PNG";
-        if (header.Width != p.Width || header.Height != p.Height)
+        if (!ImageHeader.IsPng(png)) return "not a PNG";
+        if (ImageHeader.Read(png) is { } header && (header.Width != p.Width || header.Height != p.Height))
             return $"a {header.Width}x{header.Height} PNG where the shard renders {p.Width}x{p.Height}";
-        return ImageCheck.TryDecode(png, (long)p.Width * p.Height, out var error) is null ? $"a PNG that does not decode: {error}" : null;
+        var check = ImageDecoder.Check(png, (long)p.Width * p.Height);
+        return check.Decodes ? null : $"a PNG that does not decode: {check.Error}";
     }
 }

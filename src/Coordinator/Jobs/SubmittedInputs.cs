@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
+using RenderFarm.Imaging;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
-using RenderFarm.Shared.Imaging;
 using StackExchange.Redis;
 
 namespace RenderFarm.Coordinator.Jobs;
@@ -9,8 +9,8 @@ namespace RenderFarm.Coordinator.Jobs;
 /// <summary>
 /// The init images and masks of one submission. Chunks of an image are joined as they arrive; a complete image is
 /// checked (PNG or JPEG, bytes, dimensions read from its header before any pixel is decoded, then decoded completely
-/// with the workers' own decoder) and stored once per content in the job's inputs hash under its sha256, which is what
-/// the job's images refer to. Only one image is ever in memory. An image that does not decode (a truncated or corrupt
+/// with the workers' own decoder, <see cref="ImageDecoder"/>) and stored once per content in the job's inputs hash
+/// under its sha256, which is what the job's images refer to. Only one image is ever in memory. An image that does not decode (a truncated or corrupt
 /// file behind a valid header) fails the submission at the first prompt that uses it, naming the prompt and the image,
 /// or at the end if none does.
 /// </summary>
@@ -92,12 +92,14 @@ public sealed class SubmittedInputs(IDatabase db, string jobId, CoordinatorOptio
     /// <summary>Refuses what is not an image at all, or too large; false (with why) for an image that does not decode.</summary>
     private bool Check(string name, byte[] bytes, out string error)
     {
-        var header = ImageHeader.Read(bytes)
-            ?? throw BatchValidator.Invalid($"input_image '{Truncate(name)}' is not a PNG or JPEG image with a readable header");
-        if ((long)header.Width * header.Height > limits.MaxInputImagePixels)
-            throw BatchValidator.Invalid(
-                $"input_image '{Truncate(name)}' is {header.Width}x{header.Height}, more than the {limits.MaxInputImagePixels} pixels allowed");
-        return ImageCheck.TryDecode(bytes, limits.MaxInputImagePixels, out error) is not null;
+        var check = ImageDecoder.Check(bytes, limits.MaxInputImagePixels);
+        error = check.Error;
+        return check.Problem switch
+        {
+            ImageProblem.NotAnImage => throw BatchValidator.Invalid($"input_image '{Truncate(name)}' is not a PNG or JPEG image with a readable header"),
+            ImageProblem.TooLarge => throw BatchValidator.Invalid($"input_image '{Truncate(name)}' {check.Error}"),
+            _ => check.Decodes,
+        };
     }
 
     private static string Truncate(string s) => BatchValidator.Truncate(s);

@@ -4,8 +4,10 @@ namespace RenderFarm.Coordinator.Storage;
 
 /// <summary>
 /// Settings of the S3-compatible result store (section <c>Farm:S3</c>), used when <c>Farm:Storage</c> is an
-/// <c>s3://bucket/prefix</c> URL. Credentials fall back to <c>AWS_ACCESS_KEY_ID</c> / <c>AWS_SECRET_ACCESS_KEY</c> /
-/// <c>AWS_REGION</c>. The secret key is never logged (<see cref="ToString"/> leaves it out).
+/// <c>s3://bucket/prefix</c> URL; the store speaks to it through AWSSDK.S3. Credentials fall back to
+/// <c>AWS_ACCESS_KEY_ID</c> / <c>AWS_SECRET_ACCESS_KEY</c> (with <c>AWS_SESSION_TOKEN</c> when set) and the region to
+/// <c>AWS_REGION</c>; nothing else of the SDK's credential chain is consulted (no profiles, no instance metadata).
+/// The secret key is never logged (<see cref="ToString"/> leaves it out).
 /// </summary>
 public sealed class S3StorageOptions
 {

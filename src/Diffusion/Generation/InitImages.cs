@@ -2,6 +2,7 @@ using System.Numerics.Tensors;
 using Microsoft.ML.OnnxRuntime;
 using RenderFarm.Diffusion.Imaging;
 using RenderFarm.Diffusion.Models;
+using RenderFarm.Imaging;
 
 namespace RenderFarm.Diffusion.Generation;
 
@@ -103,7 +104,7 @@ internal sealed class InitImages
         var initPixels = new float[inits.Count * pixels];
         for (int k = 0; k < inits.Count; k++)
         {
-            var image = ImageTensor.ResizeToPlanar(inits.Decode(k, grey: false, maxPixels), width, height);
+            var image = LanczosResize.ToPlanar(inits.Decode(k, grey: false, maxPixels), width, height);
             ImageTensor.ToSigned(image);
             image.CopyTo(initPixels, k * pixels);
         }
@@ -118,7 +119,8 @@ internal sealed class InitImages
         var latentMasks = new float[masks.Count * latentPlane];
         for (int k = 0; k < masks.Count; k++)
         {
-            var mask = ImageTensor.ResizeToPlanar(masks.Decode(k, grey: true, maxPixels), width, height);
+            // As diffusers' mask processor: grey, resized like the image (Lanczos), then binarised.
+            var mask = LanczosResize.ToPlanar(masks.Decode(k, grey: true, maxPixels), width, height);
             ImageTensor.Binarise(mask);
             mask.CopyTo(fullMasks, k * plane);
             ImageTensor.Downsample(mask, width, height, latentWidth, latentHeight).CopyTo(latentMasks, k * latentPlane);

@@ -2,41 +2,9 @@ using System.Numerics.Tensors;
 
 namespace RenderFarm.Diffusion.Imaging;
 
-/// <summary>Image ↔ model tensor conversions: resizing, [0, 255] ↔ [−1, 1], planar layout, masks.</summary>
+/// <summary>Image ↔ model tensor conversions: [0, 255] ↔ [−1, 1], planar layout, masks (resizing: <see cref="LanczosResize"/>).</summary>
 internal static class ImageTensor
 {
-    /// <summary>
-    /// Bilinear resize (pixel centres aligned, edges clamped) of interleaved 8-bit pixels to planar floats in [0, 1],
-    /// [channels, height, width].
-    /// </summary>
-    public static float[] ResizeToPlanar(DecodedImage image, int width, int height)
-    {
-        int channels = image.Channels;
-        var result = new float[channels * width * height];
-        double scaleX = (double)image.Width / width, scaleY = (double)image.Height / height;
-        for (int y = 0; y < height; y++)
-        {
-            double sy = Math.Clamp((y + 0.5) * scaleY - 0.5, 0, image.Height - 1);
-            int y0 = (int)sy, y1 = Math.Min(y0 + 1, image.Height - 1);
-            double fy = sy - y0;
-            for (int x = 0; x < width; x++)
-            {
-                double sx = Math.Clamp((x + 0.5) * scaleX - 0.5, 0, image.Width - 1);
-                int x0 = (int)sx, x1 = Math.Min(x0 + 1, image.Width - 1);
-                double fx = sx - x0;
-                for (int c = 0; c < channels; c++)
-                {
-                    double top = Pixel(x0, y0, c) * (1 - fx) + Pixel(x1, y0, c) * fx;
-                    double bottom = Pixel(x0, y1, c) * (1 - fx) + Pixel(x1, y1, c) * fx;
-                    result[(c * height + y) * width + x] = (float)((top * (1 - fy) + bottom * fy) / 255.0);
-                }
-            }
-        }
-        return result;
-
-        double Pixel(int x, int y, int c) => image.Pixels[(y * image.Width + x) * channels + c];
-    }
-
     /// <summary>[0, 1] → [−1, 1] in place (the VAE's input range).</summary>
     public static void ToSigned(Span<float> values)
     {

@@ -48,6 +48,23 @@ public class ContactSheetTests : IDisposable
     }
 
     [Fact]
+    public void CaptionsAreDrawnAsText()
+    {
+        // The native variant must find a font (fontconfig): without one Skia draws nothing and the captions vanish.
+        var entries = MakeImages(1);
+
+        var result = ContactSheet.Write(_dir.Path, entries);
+
+        using var sheet = SKBitmap.Decode(result.Path);
+        var (x, y) = result.Layout.CellOrigin(0);
+        var lit = 0;
+        for (var row = y + result.Layout.Thumbnail; row < y + result.Layout.Thumbnail + ContactSheetLayout.CaptionHeight; row++)
+            for (var column = x; column < x + result.Layout.Thumbnail; column++)
+                if (sheet.GetPixel(column, row).Red > 0x80) lit++;
+        Assert.True(lit > 50, $"only {lit} caption pixels are lit");
+    }
+
+    [Fact]
     public void MissingOrUndecodableFilesGetAPlaceholderCell()
     {
         var entries = MakeImages(2);

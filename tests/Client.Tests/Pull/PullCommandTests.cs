@@ -1,3 +1,4 @@
+using RenderFarm.Client.Pull;
 using System.Security.Cryptography;
 using Google.Protobuf;
 using Grpc.Core;

@@ -13,8 +13,7 @@ namespace RenderFarm.Farm.Tests.Storage;
 /// server binary is not downloadable, Debian ships no S3 server). It speaks the S3 REST API over HTTP with path-style
 /// buckets, stores <c>x-amz-meta-*</c> metadata and serves SigV4 presigned GETs. Its gaps: it ignores
 /// <c>If-None-Match</c> on PUT (so the store runs with <c>ConditionalWrites=false</c>, HEAD-then-PUT, against it) and
-/// does not verify SigV4 signatures (the signer is checked against AWS's published examples in
-/// <see cref="SigV4SignerTests"/> instead).</item>
+/// does not verify SigV4 signatures (signing is AWSSDK.S3's own, not code of ours).</item>
 /// <item><b>moto</b> (<c>moto_server</c>, Python): used as well where it is installed (this machine image has moto
 /// 5.2.1; PyPI is not reachable, so the project cannot install it itself). It implements conditional writes
 /// (<c>If-None-Match: *</c> → 412), so the store's atomic first-result-wins path runs against a real server too.</item>
