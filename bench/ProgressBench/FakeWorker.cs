@@ -4,6 +4,8 @@ using Grpc.Net.Client;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
 using StackExchange.Redis;
+using RenderFarm.FarmState;
+using RenderFarm.FarmState.TaskStreams;
 
 namespace RenderFarm.ProgressBench;
 

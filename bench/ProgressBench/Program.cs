@@ -11,6 +11,7 @@
 using System.Globalization;
 using Grpc.Net.Client;
 using RenderFarm.ProgressBench;
+using RenderFarm.FarmState;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
 using StackExchange.Redis;

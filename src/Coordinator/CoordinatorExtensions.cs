@@ -10,6 +10,8 @@ using RenderFarm.Coordinator.Workers;
 using RenderFarm.Shared;
 using RenderFarm.Shared.Health;
 using StackExchange.Redis;
+using RenderFarm.FarmState;
+using RenderFarm.FarmState.TaskStreams;
 
 namespace RenderFarm.Coordinator;
 

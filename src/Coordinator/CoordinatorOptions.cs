@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using RenderFarm.FarmState.TaskStreams;
 
 namespace RenderFarm.Coordinator;
 
@@ -30,7 +31,7 @@ public sealed class CoordinatorOptions
     /// Deliveries of a shard before its images are marked failed (dead letter). Every delivery counts: one that failed,
     /// and one whose worker crashed, hung or was cut off (its lease lapsed). Stamped on each shard when it is queued.
     /// </summary>
-    [Range(1, 100)] public int MaxAttempts { get; set; } = Shared.ShardEntry.DefaultMaxAttempts;
+    [Range(1, 100)] public int MaxAttempts { get; set; } = ShardEntry.DefaultMaxAttempts;
 
     /// <summary>A worker not heard from for this long is shown offline.</summary>
     [Range(1, 3600)] public int WorkerTimeoutSeconds { get; set; } = 30;

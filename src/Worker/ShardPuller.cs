@@ -4,6 +4,8 @@ using RenderFarm.Shared;
 using Google.Protobuf;
 using RenderFarm.Worker.Health;
 using StackExchange.Redis;
+using RenderFarm.FarmState;
+using RenderFarm.FarmState.TaskStreams;
 
 namespace RenderFarm.Worker;
 

@@ -2,6 +2,7 @@ using RenderFarm.Diffusion;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
 using StackExchange.Redis;
+using RenderFarm.FarmState;
 
 namespace RenderFarm.Worker;
 

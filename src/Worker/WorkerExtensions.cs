@@ -4,6 +4,7 @@ using RenderFarm.Shared;
 using RenderFarm.Shared.Health;
 using RenderFarm.Worker.Health;
 using StackExchange.Redis;
+using RenderFarm.FarmState;
 
 namespace RenderFarm.Worker;
 

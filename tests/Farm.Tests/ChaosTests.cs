@@ -3,6 +3,7 @@ using RenderFarm.Protocol;
 using RenderFarm.Shared;
 using StackExchange.Redis;
 using Xunit.Abstractions;
+using RenderFarm.FarmState;
 
 namespace RenderFarm.Farm.Tests;
 

@@ -5,6 +5,8 @@ using RenderFarm.ModelBuilder;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
 using RenderFarm.Worker;
+using RenderFarm.FarmState;
+using RenderFarm.FarmState.TaskStreams;
 
 namespace RenderFarm.Farm.Tests;
 

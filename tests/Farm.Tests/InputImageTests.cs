@@ -5,6 +5,7 @@ using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
 using StbImageSharp;
+using RenderFarm.FarmState;
 
 namespace RenderFarm.Farm.Tests;
 

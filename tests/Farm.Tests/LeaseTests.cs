@@ -6,6 +6,8 @@ using RenderFarm.Shared;
 using RenderFarm.Worker;
 using RenderFarm.Worker.Health;
 using StackExchange.Redis;
+using RenderFarm.FarmState;
+using RenderFarm.FarmState.TaskStreams;
 
 namespace RenderFarm.Farm.Tests;
 

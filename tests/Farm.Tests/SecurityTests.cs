@@ -4,6 +4,7 @@ using RenderFarm.Coordinator.Security;
 using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
+using RenderFarm.FarmState;
 
 namespace RenderFarm.Farm.Tests;
 

@@ -3,6 +3,7 @@ using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
 using StackExchange.Redis;
+using RenderFarm.FarmState;
 
 namespace RenderFarm.Farm.Tests;
 

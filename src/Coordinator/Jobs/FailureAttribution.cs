@@ -4,6 +4,7 @@ using RenderFarm.Coordinator.Workers;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
 using StackExchange.Redis;
+using RenderFarm.FarmState;
 
 namespace RenderFarm.Coordinator.Jobs;
 

@@ -2,6 +2,8 @@ using System.Globalization;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
 using StackExchange.Redis;
+using RenderFarm.FarmState;
+using RenderFarm.FarmState.Jobs;
 
 namespace RenderFarm.Coordinator.Jobs;
 

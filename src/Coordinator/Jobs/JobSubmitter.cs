@@ -6,6 +6,9 @@ using RenderFarm.Shared;
 using RenderFarm.Coordinator.Security;
 using RenderFarm.Coordinator.Workers;
 using StackExchange.Redis;
+using RenderFarm.FarmState;
+using RenderFarm.FarmState.Jobs;
+using RenderFarm.FarmState.TaskStreams;
 
 namespace RenderFarm.Coordinator.Jobs;
 

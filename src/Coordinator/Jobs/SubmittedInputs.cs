@@ -3,6 +3,7 @@ using RenderFarm.Protocol;
 using RenderFarm.Shared;
 using RenderFarm.Shared.Imaging;
 using StackExchange.Redis;
+using RenderFarm.FarmState;
 
 namespace RenderFarm.Coordinator.Jobs;
 

@@ -3,6 +3,7 @@ using RenderFarm.Coordinator.Storage;
 using RenderFarm.Coordinator.Workers;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
+using RenderFarm.FarmState.TaskStreams;
 
 namespace RenderFarm.Coordinator.Jobs;
 

@@ -7,6 +7,7 @@ using RenderFarm.Coordinator.Storage;
 using RenderFarm.Coordinator.Workers;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
+using RenderFarm.FarmState.TaskStreams;
 
 namespace RenderFarm.Coordinator.Services;
 

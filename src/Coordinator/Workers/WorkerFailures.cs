@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Options;
 using RenderFarm.Shared;
 using StackExchange.Redis;
+using RenderFarm.FarmState;
 
 namespace RenderFarm.Coordinator.Workers;
 

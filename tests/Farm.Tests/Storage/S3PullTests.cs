@@ -6,6 +6,7 @@ using RenderFarm.Coordinator.Storage;
 using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
+using RenderFarm.FarmState;
 
 namespace RenderFarm.Farm.Tests.Storage;
 

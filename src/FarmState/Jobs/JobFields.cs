@@ -1,7 +1,7 @@
-namespace RenderFarm.Coordinator.Jobs;
+namespace RenderFarm.FarmState.Jobs;
 
 /// <summary>Field names of the job meta hash and of the job event stream entries.</summary>
-internal static class JobFields
+public static class JobFields
 {
     public const string State = "state";
     public const string Params = "params";
@@ -18,7 +18,7 @@ internal static class JobFields
 }
 
 /// <summary>Job states as stored in Redis.</summary>
-internal static class JobStates
+public static class JobStates
 {
     public const string Queued = "queued";
     public const string Running = "running";

@@ -1,6 +1,6 @@
 using StackExchange.Redis;
 
-namespace RenderFarm.Shared;
+namespace RenderFarm.FarmState;
 
 /// <summary>Creates the one <see cref="ConnectionMultiplexer"/> a process shares.</summary>
 public static class FarmRedis

@@ -1,6 +1,6 @@
 using RenderFarm.Protocol;
 
-namespace RenderFarm.Shared;
+namespace RenderFarm.FarmState;
 
 /// <summary>
 /// The Redis key layout, in one place. Every key of one job carries the hash tag <c>{job:ID}</c> so a script or

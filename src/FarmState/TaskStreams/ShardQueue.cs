@@ -1,8 +1,8 @@
 using RenderFarm.Protocol;
-using RenderFarm.Shared;
+using RenderFarm.FarmState;
 using StackExchange.Redis;
 
-namespace RenderFarm.Coordinator.Jobs;
+namespace RenderFarm.FarmState.TaskStreams;
 
 /// <summary>The coordinator's side of the task streams: enqueue shards, acknowledge or release delivered ones.</summary>
 public sealed class ShardQueue(IConnectionMultiplexer redis)
