@@ -13,17 +13,4 @@ public static class FarmRedis
         options.ClientName ??= clientName;
         return ConnectionMultiplexer.Connect(options);
     }
-
-    /// <summary>Creates the workers' consumer group on a task stream if it is missing (reading from the start).</summary>
-    public static async Task EnsureWorkerGroupAsync(IDatabase db, string stream)
-    {
-        try
-        {
-            await db.StreamCreateConsumerGroupAsync(stream, FarmKeys.WorkerGroup, StreamPosition.Beginning, createStream: true);
-        }
-        catch (RedisServerException e) when (e.Message.StartsWith("BUSYGROUP", StringComparison.Ordinal))
-        {
-            // Already there: the normal case after the first shard.
-        }
-    }
 }

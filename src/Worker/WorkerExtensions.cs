@@ -5,6 +5,7 @@ using RenderFarm.Shared.Health;
 using RenderFarm.Worker.Health;
 using StackExchange.Redis;
 using RenderFarm.FarmState;
+using RenderFarm.FarmState.TaskStreams;
 
 namespace RenderFarm.Worker;
 
@@ -35,6 +36,7 @@ public static class WorkerExtensions
         services.AddSingleton<ModelCatalog>();
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton<WorkerActivity>();
+        services.AddSingleton<ShardQueue>();
         services.AddSingleton<ShardPuller>();
         services.AddSingleton<ShardRequestBuilder>();
         services.AddSingleton<ShardRunner>();

@@ -3,6 +3,7 @@ using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
 using StbImageSharp;
+using Microsoft.Extensions.Logging.Abstractions;
 using RenderFarm.FarmState.TaskStreams;
 
 namespace RenderFarm.Farm.Tests;
@@ -189,7 +190,7 @@ public sealed class EndToEndTests(FarmFixture fixture)
         Assert.Contains("no online worker serves model 'no-such-model'", status.Note);
         var models = (await Farm.Jobs.ListModelsAsync(new ListModelsRequest())).Models;
         Assert.DoesNotContain(models, m => m.Name == "no-such-model");
-        Assert.Equal(1L, await new ShardQueue(Farm.Multiplexer).WaitingAsync("no-such-model"));
+        Assert.Equal(1L, await new ShardQueue(Farm.Multiplexer, NullLogger<ShardQueue>.Instance).WaitingAsync("no-such-model"));
         await Farm.Jobs.CancelJobAsync(new CancelJobRequest { JobId = submitted.JobId });
     }
 

@@ -27,7 +27,6 @@ public sealed class JobSubmitter(
     IOptions<CoordinatorOptions> options,
     ILogger<JobSubmitter> logger)
 {
-    private static readonly TimeSpan StagingTtl = TimeSpan.FromHours(1);
     private const int FlushEvery = 256;
     public async Task<SubmitJobResponse> SubmitAsync(IAsyncStreamReader<SubmitJobRequest> requests, string tenant, CancellationToken cancellationToken)
     {
@@ -37,8 +36,8 @@ public sealed class JobSubmitter(
         var alreadyQueued = await limits.AdmitAsync(tenant);
 
         var jobId = JobIds.New();
-        var staging = new Staging(redis.GetDatabase(), jobId, header, await sizing.SnapshotAsync(), (uint)options.Value.MaxAttempts);
-        var inputs = new SubmittedInputs(redis.GetDatabase(), jobId, options.Value, StagingTtl);
+        var staging = new Staging(redis.GetDatabase(), queue, jobId, header, await sizing.SnapshotAsync(), (uint)options.Value.MaxAttempts);
+        var inputs = new SubmittedInputs(redis.GetDatabase(), jobId, options.Value, FarmKeys.StagingTtl);
         try
         {
             long position = 0;
@@ -110,40 +109,23 @@ public sealed class JobSubmitter(
             db.KeyPersistAsync(FarmKeys.JobInputs(jobId)),
             db.StreamAddAsync(FarmKeys.JobEvents(jobId), JobEventLog.Queued((uint)staging.ImageCount, staging.ShardCount)));
 
-        // Move the staged shards onto the model's task stream in pages, then drop the staging list.
-        const int page = 512;
-        var stagedKey = FarmKeys.JobStagedShards(jobId);
-        var models = new HashSet<string>();
-        for (long start = 0; ; start += page)
-        {
-            var shards = await db.ListRangeAsync(stagedKey, start, start + page - 1);
-            if (shards.Length == 0) break;
-            // Per-prompt overrides may name other models: each shard goes to its own model's stream.
-            foreach (var byModel in shards.Select(s => (byte[])s!).GroupBy(bytes => Shard.Parser.ParseFrom(bytes).Params.Model))
-            {
-                await queue.EnqueueAsync(jobId, byModel.Key, header.Priority, byModel.ToList());
-                models.Add(byModel.Key);
-            }
-            if (shards.Length < page) break;
-        }
+        await queue.PublishStagedAsync(jobId, header.Priority);
         await Task.WhenAll(
-            db.KeyDeleteAsync(stagedKey),
             db.SortedSetAddAsync(FarmKeys.TenantJobIndex(tenant), jobId, now),
-            limits.RecordOpenAsync(tenant, jobId),
-            Task.WhenAll(models.Select(queue.NudgeWorkersAsync)));
+            limits.RecordOpenAsync(tenant, jobId));
     }
 
     /// <summary>
     /// A submission in progress: one open shard per distinct set of settings (per-prompt overrides), and the Redis
     /// writes not yet flushed.
     /// </summary>
-    private sealed class Staging(IDatabase db, string jobId, JobHeader header, FleetCapacity fleet, uint maxAttempts)
+    private sealed class Staging(IDatabase db, ShardQueue queue, string jobId, JobHeader header, FleetCapacity fleet, uint maxAttempts)
     {
         /// <summary>Distinct settings one job may mix: each keeps a shard open while the batch streams in.</summary>
         public const int MaxDistinctParams = 64;
 
         private readonly List<HashEntry> _images = [];
-        private readonly List<RedisValue> _shards = [];
+        private readonly List<byte[]> _shards = [];
         private readonly List<HashEntry> _shardSizes = [];
         private readonly Dictionary<GenerationParams, Shard> _open = [];
         private readonly HashSet<GenerationParams> _seen = [];
@@ -189,15 +171,13 @@ public sealed class JobSubmitter(
         {
             if (final)
                 foreach (var parameters in _open.Keys.ToList()) CloseShard(parameters);
-            var writes = new List<Task>();
+            if (_images.Count == 0 && _shards.Count == 0) return;
+            var writes = new List<Task> { queue.StageAsync(jobId, [.. _shards]) };
             if (_images.Count > 0) writes.Add(db.HashSetAsync(FarmKeys.JobImages(jobId), [.. _images]));
-            if (_shards.Count > 0) writes.Add(db.ListRightPushAsync(FarmKeys.JobStagedShards(jobId), [.. _shards]));
             if (_shardSizes.Count > 0) writes.Add(db.HashSetAsync(FarmKeys.JobShardsRemaining(jobId), [.. _shardSizes]));
-            if (writes.Count == 0) return;
             // Staged keys expire unless the commit persists them: a coordinator dying mid-submit leaves nothing for long.
-            writes.Add(db.KeyExpireAsync(FarmKeys.JobImages(jobId), StagingTtl));
-            writes.Add(db.KeyExpireAsync(FarmKeys.JobStagedShards(jobId), StagingTtl));
-            writes.Add(db.KeyExpireAsync(FarmKeys.JobShardsRemaining(jobId), StagingTtl));
+            writes.Add(db.KeyExpireAsync(FarmKeys.JobImages(jobId), FarmKeys.StagingTtl));
+            writes.Add(db.KeyExpireAsync(FarmKeys.JobShardsRemaining(jobId), FarmKeys.StagingTtl));
             _images.Clear();
             _shards.Clear();
             _shardSizes.Clear();

@@ -156,7 +156,7 @@ public sealed class WorkerReportHandler(
         else if (attempt >= limit)
             await DeadLetterAsync(shard, content, workerId, end.Error);
         else
-            await queue.ReleaseAsync(shard); // retry now rather than after a lease
+            await queue.HandBackAfterFailureAsync(shard); // retry now rather than after a lease
         return new EndOutcome(Failed: true, Quarantined: quarantined);
     }
 

@@ -193,7 +193,7 @@ public sealed class JobGrpcService(
         }
         var status = (await jobs.GetStatusAsync(request.JobId))!;
         // Queued shards leave the task streams (also on a repeated cancel, should an earlier one have stopped half-way).
-        if (status.State == JobState.Cancelled) await queue.RemoveEntriesAsync(request.JobId);
+        if (status.State == JobState.Cancelled) await queue.RemoveJobEntriesAsync(request.JobId);
         return status;
     }
 
@@ -209,12 +209,7 @@ public sealed class JobGrpcService(
         var status = await RequireJobAsync(request.JobId, context);
         if (await jobs.ResumeAsync(request.JobId) is { } parked)
         {
-            // Per-prompt overrides may name other models: each shard goes back to its own model's stream.
-            foreach (var byModel in parked.GroupBy(bytes => Shard.Parser.ParseFrom(bytes).Params.Model))
-            {
-                await queue.EnqueueAsync(request.JobId, byModel.Key, status.Priority, byModel.ToList());
-                await queue.NudgeWorkersAsync(byModel.Key);
-            }
+            await queue.EnqueueAsync(request.JobId, status.Priority, parked);
             logger.LogInformation("Job {JobId} resumed; {Shards} held shards re-queued", request.JobId, parked.Length);
         }
         return (await jobs.GetStatusAsync(request.JobId))!;
@@ -245,11 +240,7 @@ public sealed class JobGrpcService(
             }).ToList();
         if (!await jobs.ReopenForRetryAsync(request.JobId, status.ShardCount, shards))
             throw new RpcException(new Status(StatusCode.Aborted, $"job {request.JobId} changed state while being retried; try again"));
-        foreach (var byModel in shards.GroupBy(s => s.Params.Model))
-        {
-            await queue.EnqueueAsync(request.JobId, byModel.Key, status.Priority, byModel.Select(s => s.ToByteArray()).ToList());
-            await queue.NudgeWorkersAsync(byModel.Key);
-        }
+        await queue.EnqueueAsync(request.JobId, status.Priority, shards.Select(s => s.ToByteArray()));
         logger.LogInformation("Job {JobId}: {Images} failed images re-queued in {Shards} shards", request.JobId, failed.Count, shards.Count);
         return (await jobs.GetStatusAsync(request.JobId))!;
     }
