@@ -97,10 +97,12 @@ public static class FarmKeys
     public static string JobEvents(string jobId) => $"{JobTag(jobId)}:events";
 
     /// <summary>
-    /// List of serialized shards staged for the task streams: a submission's while it is being received (published on
-    /// commit), a retry's until the job is re-opened (see <see cref="TaskStreams.ShardQueue"/>).
+    /// List of serialized shards staged for the task streams (see <see cref="TaskStreams.ShardQueue"/>): the
+    /// submission's (<paramref name="batch"/> empty) while it is being received, published on commit; a retry's (its
+    /// own batch, so that concurrent retries never mix their shards) until the job is re-opened.
     /// </summary>
-    public static string JobStagedShards(string jobId) => $"{JobTag(jobId)}:staged";
+    public static string JobStagedShards(string jobId, string batch = "") =>
+        batch.Length == 0 ? $"{JobTag(jobId)}:staged" : $"{JobTag(jobId)}:staged:{batch}";
 
     /// <summary>How long the staged keys of a job (shards, images, shard sizes, inputs) live unless a commit persists or publishes them.</summary>
     public static readonly TimeSpan StagingTtl = TimeSpan.FromHours(1);

@@ -178,6 +178,8 @@ public sealed class FailureTests
         var retried = await farm.Jobs.RetryJobAsync(new RetryJobRequest { JobId = job.JobId });
         Assert.Equal(JobState.Queued, retried.State);
         Assert.Equal(0u, retried.ImagesFailed);
+        // Its shards were staged, then published once the job was re-opened: nothing is left staged.
+        Assert.Empty(farm.Multiplexer.GetServers().Single().Keys(pattern: $"{FarmKeys.JobStagedShards(job.JobId)}*"));
         var second = await farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
 
         Assert.Equal(JobState.Completed, second[^1].JobFinished.State);

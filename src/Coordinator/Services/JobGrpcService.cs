@@ -21,7 +21,6 @@ public sealed class JobGrpcService(
     ShardQueue queue,
     WorkerRegistry workers,
     WorkerConnections connections,
-    ShardSizing sizing,
     WorkerQuarantine quarantine,
     IOptions<CoordinatorOptions> options,
     ILogger<JobGrpcService> logger) : JobService.JobServiceBase
@@ -221,27 +220,7 @@ public sealed class JobGrpcService(
         if (status.State != JobState.Failed)
             throw new RpcException(new Status(StatusCode.FailedPrecondition,
                 $"job {request.JobId} is {status.State.ToString().ToLowerInvariant()}; only a job that finished with failed images can be retried"));
-        var failed = await jobs.FailedImagesAsync(request.JobId);
-        var tasks = (await Task.WhenAll(failed.Chunk(1000).Select(page => jobs.GetImagesAsync(request.JobId, page)))).SelectMany(t => t);
-        // Images re-render with the settings they were submitted with (per-prompt overrides kept), grouped and sized as
-        // on submit, for the fleet serving the job now.
-        var fleet = await sizing.SnapshotAsync();
-        var shards = tasks.OfType<ImageTask>()
-            .GroupBy(t => t.Params ?? status.Params)
-            .SelectMany(group => group.Chunk(fleet.ShardSize(group.Key)).Select(chunk => (group.Key, chunk)))
-            .Select((g, n) =>
-            {
-                var shard = new Shard
-                {
-                    JobId = request.JobId, ShardIndex = status.ShardCount + (uint)n, Params = g.Key, MaxAttempts = (uint)options.Value.MaxAttempts,
-                };
-                shard.Images.AddRange(g.chunk.Select(t => new ImageTask(t) { Params = null }));
-                return shard;
-            }).ToList();
-        if (!await jobs.ReopenForRetryAsync(request.JobId, status.ShardCount, shards))
-            throw new RpcException(new Status(StatusCode.Aborted, $"job {request.JobId} changed state while being retried; try again"));
-        await queue.EnqueueAsync(request.JobId, status.Priority, shards.Select(s => s.ToByteArray()));
-        logger.LogInformation("Job {JobId}: {Images} failed images re-queued in {Shards} shards", request.JobId, failed.Count, shards.Count);
+        await submitter.RetryAsync(status);
         return (await jobs.GetStatusAsync(request.JobId))!;
     }
 

@@ -38,24 +38,25 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     // ---- Queueing (coordinator) ----
 
     /// <summary>
-    /// Adds serialized shards of a job to its staging list (<see cref="FarmKeys.JobStagedShards"/>), which expires after
-    /// <see cref="FarmKeys.StagingTtl"/> unless published: a coordinator dying before it publishes leaves nothing for long.
+    /// Adds serialized shards of a job to a staging list (<see cref="FarmKeys.JobStagedShards"/>: the submission's,
+    /// or a retry's <paramref name="batch"/>), which expires after <see cref="FarmKeys.StagingTtl"/> unless published: a
+    /// coordinator dying before it publishes leaves nothing for long.
     /// </summary>
-    public Task StageAsync(string jobId, IReadOnlyCollection<byte[]> shards)
+    public Task StageAsync(string jobId, IReadOnlyCollection<byte[]> shards, string batch = "")
     {
         if (shards.Count == 0) return Task.CompletedTask;
         var db = redis.GetDatabase();
-        var key = FarmKeys.JobStagedShards(jobId);
+        var key = FarmKeys.JobStagedShards(jobId, batch);
         return Task.WhenAll(
             db.ListRightPushAsync(key, [.. shards.Select(s => (RedisValue)s)]),
             db.KeyExpireAsync(key, FarmKeys.StagingTtl));
     }
 
     /// <summary>Moves a job's staged shards onto their models' task streams, a page at a time, then drops the staging list.</summary>
-    public async Task PublishStagedAsync(string jobId, Priority priority)
+    public async Task PublishStagedAsync(string jobId, Priority priority, string batch = "")
     {
         var db = redis.GetDatabase();
-        var key = FarmKeys.JobStagedShards(jobId);
+        var key = FarmKeys.JobStagedShards(jobId, batch);
         var models = new HashSet<string>();
         for (long start = 0; ; start += Page)
         {
@@ -68,8 +69,8 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
         await Task.WhenAll(models.Select(NudgeWorkersAsync));
     }
 
-    /// <summary>Drops a job's staged shards (a retry that found the job changed).</summary>
-    public Task DiscardStagedAsync(string jobId) => redis.GetDatabase().KeyDeleteAsync(FarmKeys.JobStagedShards(jobId));
+    /// <summary>Drops a batch of staged shards (a retry that found the job changed).</summary>
+    public Task DiscardStagedAsync(string jobId, string batch) => redis.GetDatabase().KeyDeleteAsync(FarmKeys.JobStagedShards(jobId, batch));
 
     /// <summary>Appends serialized shards of a job to their models' task streams and nudges those models' workers.</summary>
     public async Task EnqueueAsync(string jobId, Priority priority, IEnumerable<byte[]> shards) =>
