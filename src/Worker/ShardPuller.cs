@@ -1,4 +1,6 @@
 using Microsoft.Extensions.Options;
+using Polly;
+using Polly.CircuitBreaker;
 using RenderFarm.FarmState;
 using RenderFarm.FarmState.Jobs;
 using RenderFarm.FarmState.TaskStreams;
@@ -11,7 +13,8 @@ namespace RenderFarm.Worker;
 /// Pulls shards from the task streams of the models this worker holds, through the task-stream protocol
 /// (<see cref="ShardQueue"/>). Order of preference: its own pending entries (a restart with the same worker id),
 /// entries whose owner let the lease lapse or handed them back, then new entries, by priority. Redis reads never block
-/// here (StackExchange.Redis has no BLOCK), so an idle worker waits on a pub/sub nudge with a poll as fallback.
+/// here (StackExchange.Redis has no BLOCK), so an idle worker waits on a pub/sub nudge with a poll as fallback. While
+/// Redis is down, pulling pauses (<see cref="WorkerResilience.PullBreaker"/>).
 /// </summary>
 public sealed class ShardPuller : IDisposable
 {
@@ -26,6 +29,7 @@ public sealed class ShardPuller : IDisposable
     private readonly WorkerActivity _activity;
     private Queue<(string Stream, string EntryId)>? _ownPending;
     private ChannelMessageQueue[] _subscriptions = [];
+    private readonly ResiliencePipeline _breaker;
 
     public ShardPuller(ShardQueue queue, IOptions<WorkerOptions> options, ModelCatalog models, WorkerActivity activity,
         ILogger<ShardPuller> logger)
@@ -34,6 +38,7 @@ public sealed class ShardPuller : IDisposable
         _activity = activity;
         _options = options.Value;
         _logger = logger;
+        _breaker = WorkerResilience.PullBreaker(logger);
         _models = models.Names.ToArray();
         var perModel = _models.Select(FarmKeys.TaskStreams).ToArray();
         _byPriority = Enumerable.Range(0, 3).Select(p => perModel.Select(streams => streams[p]).ToArray()).ToArray();
@@ -58,7 +63,11 @@ public sealed class ShardPuller : IDisposable
             _activity.Touch(); // polling, even while Redis is down, is progress (liveness)
             try
             {
-                if (await TryClaimAsync() is { } shard) return shard;
+                if (await _breaker.ExecuteAsync(async _ => await TryClaimAsync(), cancellationToken) is { } shard) return shard;
+            }
+            catch (BrokenCircuitException)
+            {
+                // Redis is down and pulling paused: said once, when it paused.
             }
             catch (RedisException e)
             {
