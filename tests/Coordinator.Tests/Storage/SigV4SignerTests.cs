@@ -1,6 +1,6 @@
 using RenderFarm.Coordinator.Storage;
 
-namespace RenderFarm.Farm.Tests.Storage;
+namespace RenderFarm.Coordinator.Tests.Storage;
 
 /// <summary>
 /// The signer against the worked examples of the S3 API reference ("Examples: Signature Calculations in AWS Signature
