@@ -4,7 +4,6 @@ using System.Globalization;
 using Grpc.Core;
 using RenderFarm.GenerationRules;
 using RenderFarm.Protocol;
-using RenderFarm.Shared;
 
 namespace RenderFarm.Client;
 

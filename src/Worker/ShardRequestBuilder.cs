@@ -1,6 +1,5 @@
 using RenderFarm.Diffusion;
 using RenderFarm.Protocol;
-using RenderFarm.Shared;
 using StackExchange.Redis;
 using RenderFarm.FarmState;
 

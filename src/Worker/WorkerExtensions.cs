@@ -1,6 +1,5 @@
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
-using RenderFarm.Shared;
 using RenderFarm.Shared.Health;
 using RenderFarm.Worker.Health;
 using StackExchange.Redis;

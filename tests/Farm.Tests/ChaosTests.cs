@@ -1,6 +1,5 @@
 using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.Protocol;
-using RenderFarm.Shared;
 using StackExchange.Redis;
 using Xunit.Abstractions;
 using RenderFarm.FarmState;

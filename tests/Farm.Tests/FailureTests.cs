@@ -3,7 +3,6 @@ using RenderFarm.Diffusion;
 using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.ModelBuilder;
 using RenderFarm.Protocol;
-using RenderFarm.Shared;
 using RenderFarm.Worker;
 using RenderFarm.FarmState;
 using RenderFarm.FarmState.TaskStreams;

@@ -3,7 +3,6 @@ using RenderFarm.Diffusion;
 using RenderFarm.Diffusion.Imaging;
 using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.Protocol;
-using RenderFarm.Shared;
 using StbImageSharp;
 using RenderFarm.FarmState;
 

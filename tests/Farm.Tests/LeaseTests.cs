@@ -1,8 +1,6 @@
 using Microsoft.Extensions.Logging.Abstractions;
-using Microsoft.Extensions.Options;
 using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.Protocol;
-using RenderFarm.Shared;
 using RenderFarm.Worker;
 using RenderFarm.Worker.Health;
 using StackExchange.Redis;

@@ -1,7 +1,6 @@
 using Grpc.Core;
 using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.Protocol;
-using RenderFarm.Shared;
 using StackExchange.Redis;
 using RenderFarm.FarmState;
 

@@ -8,7 +8,6 @@ using RenderFarm.Coordinator.Security;
 using RenderFarm.Diffusion.Imaging;
 using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.Protocol;
-using RenderFarm.Shared;
 using StackExchange.Redis;
 using RenderFarm.FarmState;
 using RenderFarm.FarmState.TaskStreams;

@@ -1,5 +1,4 @@
 using Microsoft.Extensions.Logging.Abstractions;
-using RenderFarm.Worker;
 
 namespace RenderFarm.Worker.Tests;
 

@@ -3,7 +3,6 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using Microsoft.ML.OnnxRuntime;
 using RenderFarm.Diffusion;
-using RenderFarm.Worker;
 
 namespace RenderFarm.Worker.Tests;
 

@@ -1,7 +1,6 @@
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
-using Polly;
 using Polly.CircuitBreaker;
 using StackExchange.Redis;
 

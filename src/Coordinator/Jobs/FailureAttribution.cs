@@ -2,7 +2,6 @@ using System.Security.Cryptography;
 using System.Text;
 using RenderFarm.Coordinator.Workers;
 using RenderFarm.Protocol;
-using RenderFarm.Shared;
 using StackExchange.Redis;
 using RenderFarm.FarmState;
 using RenderFarm.FarmState.Jobs;

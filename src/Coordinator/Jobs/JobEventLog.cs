@@ -1,6 +1,5 @@
 using System.Globalization;
 using RenderFarm.Protocol;
-using RenderFarm.Shared;
 using StackExchange.Redis;
 using RenderFarm.FarmState;
 using RenderFarm.FarmState.Jobs;

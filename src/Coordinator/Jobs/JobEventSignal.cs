@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using RenderFarm.Shared;
 using StackExchange.Redis;
 using RenderFarm.FarmState;
 

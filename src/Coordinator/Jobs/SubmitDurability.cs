@@ -1,6 +1,5 @@
 using Grpc.Core;
 using Microsoft.Extensions.Options;
-using RenderFarm.Shared;
 using StackExchange.Redis;
 using RenderFarm.FarmState;
 

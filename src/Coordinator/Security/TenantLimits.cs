@@ -2,7 +2,6 @@ using System.ComponentModel.DataAnnotations;
 using System.Globalization;
 using Grpc.Core;
 using Microsoft.Extensions.Options;
-using RenderFarm.Shared;
 using StackExchange.Redis;
 using RenderFarm.FarmState;
 using RenderFarm.FarmState.Jobs;

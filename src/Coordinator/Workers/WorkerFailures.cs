@@ -1,5 +1,4 @@
 using Microsoft.Extensions.Options;
-using RenderFarm.Shared;
 using StackExchange.Redis;
 using RenderFarm.FarmState;
 

@@ -1,5 +1,4 @@
 using Microsoft.Extensions.Logging.Abstractions;
-using RenderFarm.Coordinator;
 using RenderFarm.Coordinator.Storage;
 
 namespace RenderFarm.Coordinator.Tests.Storage;

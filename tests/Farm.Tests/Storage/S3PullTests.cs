@@ -5,7 +5,6 @@ using RenderFarm.Client;
 using RenderFarm.Coordinator.Storage;
 using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.Protocol;
-using RenderFarm.Shared;
 using RenderFarm.FarmState;
 
 namespace RenderFarm.Farm.Tests.Storage;
