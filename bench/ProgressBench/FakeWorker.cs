@@ -1,9 +1,9 @@
 using System.Diagnostics;
 using Grpc.Core;
 using Grpc.Net.Client;
+using RenderFarm.FarmState.TaskStreams;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
-using StackExchange.Redis;
 
 namespace RenderFarm.ProgressBench;
 
@@ -38,18 +38,17 @@ public sealed class FakeWorker : IAsyncDisposable
         return new FakeWorker(id, channel, call);
     }
 
-    /// <summary>Claims the next new shard on <paramref name="stream"/> as this worker's consumer (XREADGROUP, as ShardPuller does).</summary>
-    public async Task<(ShardRef Shard, uint Images)> ClaimAsync(IDatabase db, string stream, CancellationToken cancellationToken)
+    /// <summary>Claims the next new shard on <paramref name="stream"/> as this worker's consumer (as ShardPuller does).</summary>
+    public async Task<(ShardRef Shard, uint Images)> ClaimAsync(ShardQueue queue, string stream, CancellationToken cancellationToken)
     {
         while (true)
         {
-            var entries = await db.StreamReadGroupAsync(stream, FarmKeys.WorkerGroup, Id, StreamPosition.NewMessages, count: 1);
-            if (entries.Length == 1)
+            if (await queue.ReadNewAsync(stream, Id) is { } claimed)
             {
-                var shard = ShardEntry.Parse(entries[0]);
+                var shard = claimed.Shard;
                 return (new ShardRef
                 {
-                    JobId = shard.JobId, ShardIndex = shard.ShardIndex, Model = shard.Params.Model, EntryId = entries[0].Id!, Stream = stream,
+                    JobId = shard.JobId, ShardIndex = shard.ShardIndex, Model = shard.Params.Model, EntryId = claimed.EntryId, Stream = stream,
                     Delivery = 1, // a first delivery: the coordinator accepts reports only for the delivery held
                 }, (uint)shard.Images.Count);
             }

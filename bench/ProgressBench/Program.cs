@@ -10,6 +10,9 @@
 // The coordinator needs Farm:Auth:Mode=Disabled; its Farm:ProgressIntervalMilliseconds is what is being measured.
 using System.Globalization;
 using Grpc.Net.Client;
+using Microsoft.Extensions.Logging.Abstractions;
+using RenderFarm.FarmState;
+using RenderFarm.FarmState.TaskStreams;
 using RenderFarm.ProgressBench;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
@@ -32,7 +35,8 @@ var ct = deadline.Token;
 using var redis = FarmRedis.Connect(options.Redis, "progress-bench");
 var db = redis.GetDatabase();
 var taskStream = FarmKeys.TaskStream(options.Model);
-await FarmRedis.EnsureWorkerGroupAsync(db, taskStream);
+var queue = new ShardQueue(redis, NullLogger<ShardQueue>.Instance);
+await queue.EnsureGroupAsync(taskStream);
 
 // Workers register first, so the job's shards are sized to their batch (one shard per worker).
 var workers = await Task.WhenAll(Enumerable.Range(1, options.Workers)
@@ -41,7 +45,7 @@ var jobId = await SubmitAsync(options, images: options.Workers * 8, ct);
 var claims = new List<(FakeWorker Worker, ShardRef Shard)>();
 foreach (var worker in workers)
 {
-    var (shard, images) = await worker.ClaimAsync(db, taskStream, ct);
+    var (shard, images) = await worker.ClaimAsync(queue, taskStream, ct);
     await worker.BeginAsync(shard, images, ct);
     claims.Add((worker, shard));
 }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using RenderFarm.Shared;
 using StackExchange.Redis;
+using RenderFarm.FarmState;
 
 namespace RenderFarm.ProgressBench;
 

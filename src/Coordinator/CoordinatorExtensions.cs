@@ -7,9 +7,10 @@ using RenderFarm.Coordinator.Security;
 using RenderFarm.Coordinator.Services;
 using RenderFarm.Coordinator.Storage;
 using RenderFarm.Coordinator.Workers;
-using RenderFarm.Shared;
 using RenderFarm.Shared.Health;
 using StackExchange.Redis;
+using RenderFarm.FarmState;
+using RenderFarm.FarmState.TaskStreams;
 
 namespace RenderFarm.Coordinator;
 

@@ -1,4 +1,6 @@
 using System.ComponentModel.DataAnnotations;
+using RenderFarm.FarmState.TaskStreams;
+using RenderFarm.GenerationRules;
 
 namespace RenderFarm.Coordinator;
 
@@ -30,7 +32,7 @@ public sealed class CoordinatorOptions
     /// Deliveries of a shard before its images are marked failed (dead letter). Every delivery counts: one that failed,
     /// and one whose worker crashed, hung or was cut off (its lease lapsed). Stamped on each shard when it is queued.
     /// </summary>
-    [Range(1, 100)] public int MaxAttempts { get; set; } = Shared.ShardEntry.DefaultMaxAttempts;
+    [Range(1, 100)] public int MaxAttempts { get; set; } = ShardEntry.DefaultMaxAttempts;
 
     /// <summary>A worker not heard from for this long is shown offline.</summary>
     [Range(1, 3600)] public int WorkerTimeoutSeconds { get; set; } = 30;
@@ -50,7 +52,8 @@ public sealed class CoordinatorOptions
 
     [Range(1, int.MaxValue)] public int MaxImagesPerJob { get; set; } = 1_000_000;
     [Range(1, 1_000_000)] public int MaxPromptLength { get; set; } = 4_000;
-    [Range(8, 16_384)] public int MaxImageSide { get; set; } = 2_048;
+    /// <summary>Largest image side accepted; at most <see cref="ImageSizeRule.MaxSide"/>, the most the pipeline renders.</summary>
+    [Range(ImageSizeRule.Multiple, ImageSizeRule.MaxSide)] public int MaxImageSide { get; set; } = 2_048;
     [Range(1, 10_000)] public int MaxSteps { get; set; } = 150;
     [Range(1, 100)] public int MaxImagesPerPrompt { get; set; } = 16;
     [Range(1, 1_000)] public int MaxSeedsPerPrompt { get; set; } = 100;

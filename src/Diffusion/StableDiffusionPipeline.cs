@@ -8,6 +8,7 @@ using RenderFarm.Diffusion.Noise;
 using RenderFarm.Diffusion.Prompts;
 using RenderFarm.Diffusion.Schedulers;
 using RenderFarm.Diffusion.Tokenization;
+using RenderFarm.GenerationRules;
 
 namespace RenderFarm.Diffusion;
 
@@ -566,13 +567,13 @@ public sealed class StableDiffusionPipeline : IDisposable
 
         void CheckSize(int value, string name, int? staticLatent)
         {
-            if (value < 8 || value % 8 != 0 || value % _profile.VaeScaleFactor != 0)
+            if (!ImageSizeRule.IsMultiple(value) || value % _profile.VaeScaleFactor != 0)
             {
-                throw new ArgumentException($"{name} must be a positive multiple of 8, not {value}.", name);
+                throw new ArgumentException($"{name} must be a positive multiple of {ImageSizeRule.Multiple}, not {value}.", name);
             }
-            if (value > 8192)
+            if (value > ImageSizeRule.MaxSide)
             {
-                throw new ArgumentException($"{name} must be at most 8192, not {value}.", name);
+                throw new ArgumentException($"{name} must be at most {ImageSizeRule.MaxSide}, not {value}.", name);
             }
             if (staticLatent is int fixedSize && value / _profile.VaeScaleFactor != fixedSize)
             {

@@ -2,6 +2,7 @@ using System.Threading.Channels;
 using Grpc.Core;
 using Grpc.Net.Client;
 using Microsoft.Extensions.Options;
+using Polly;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
 
@@ -10,8 +11,8 @@ namespace RenderFarm.Worker;
 /// <summary>
 /// The worker's one bidirectional stream to the coordinator. Everything the worker reports goes through a bounded
 /// channel with this class as its only writer to the stream; the stream is re-established with backoff whenever it
-/// breaks (a coordinator restart). A report lost with a broken stream is not lost work: the shard stays pending in
-/// Redis until every image is stored.
+/// breaks (a coordinator restart: <see cref="WorkerResilience.Reconnect"/>), and at once while draining at shutdown.
+/// A report lost with a broken stream is not lost work: the shard stays pending in Redis until every image is stored.
 /// </summary>
 public sealed class CoordinatorLink : BackgroundService
 {
@@ -26,6 +27,7 @@ public sealed class CoordinatorLink : BackgroundService
     private volatile bool _connected;
     private volatile string? _quarantineReason;
     private readonly ModelMemory _memory;
+    private readonly ResiliencePipeline _reconnect;
 
     public CoordinatorLink(IOptions<WorkerOptions> options, ModelCatalog models, ModelWarmUp warmUp, DeviceDescription device, ModelMemory memory, ILogger<CoordinatorLink> logger)
     {
@@ -33,6 +35,7 @@ public sealed class CoordinatorLink : BackgroundService
         _memory = memory;
         _logger = logger;
         _warmUp = warmUp;
+        _reconnect = WorkerResilience.Reconnect(logger, _options.Coordinator);
         // Each change follows the hello that may already carry it, so the coordinator ends on the latest. The outbox
         // holds a handful of these at most while loading (nothing else is sent then): the write cannot fail.
         warmUp.LoadingChanged += loading => TrySend(new WorkerMessage { Status = new WorkerStatus { Loading = loading } });
@@ -90,28 +93,30 @@ public sealed class CoordinatorLink : BackgroundService
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var client = new WorkerService.WorkerServiceClient(_channel);
-        var backoff = TimeSpan.FromMilliseconds(200);
-        while (true)
+        try
+        {
+            await _reconnect.ExecuteAsync(async _ => await RunStreamAsync(client), stoppingToken);
+            return; // outbox completed and drained
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Shutting down while the stream was broken: the reports still queued are drained below.
+        }
+        while (!_outbox.Reader.Completion.IsCompleted)
         {
             try
             {
-                if (await RunStreamAsync(client)) return; // outbox completed and drained
-                backoff = TimeSpan.FromMilliseconds(200);
+                await RunStreamAsync(client);
             }
-            catch (Exception e) when (e is RpcException or IOException or HttpRequestException)
+            catch (Exception e) when (WorkerResilience.IsBrokenStream(e))
             {
-                _logger.LogWarning("Coordinator stream at {Url} broke: {Message}; reconnecting in {Delay} ms",
-                    _options.Coordinator, e.Message, backoff.TotalMilliseconds);
+                _logger.LogWarning("Coordinator stream at {Url} broke while draining: {Message}; reconnecting at once", _options.Coordinator, e.Message);
             }
-            if (stoppingToken.IsCancellationRequested && _outbox.Reader.Completion.IsCompleted) return;
-            try { await Task.Delay(backoff, stoppingToken); }
-            catch (OperationCanceledException) when (!_outbox.Reader.Completion.IsCompleted) { /* draining: keep trying */ }
-            backoff = TimeSpan.FromTicks(Math.Min(TimeSpan.FromSeconds(5).Ticks, backoff.Ticks * 2));
         }
     }
 
-    /// <summary>Runs one stream until it breaks (exception) or the outbox is completed and drained (true).</summary>
-    private async Task<bool> RunStreamAsync(WorkerService.WorkerServiceClient client)
+    /// <summary>Runs one stream until it breaks (exception) or the outbox is completed and drained.</summary>
+    private async Task RunStreamAsync(WorkerService.WorkerServiceClient client)
     {
         using var broken = new CancellationTokenSource();
         var headers = new Metadata();
@@ -140,7 +145,6 @@ public sealed class CoordinatorLink : BackgroundService
             }
             await call.RequestStream.CompleteAsync();
             await reading;
-            return true;
         }
         catch (OperationCanceledException) when (broken.IsCancellationRequested)
         {

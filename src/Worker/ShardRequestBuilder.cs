@@ -1,7 +1,7 @@
 using RenderFarm.Diffusion;
 using RenderFarm.Protocol;
-using RenderFarm.Shared;
 using StackExchange.Redis;
+using RenderFarm.FarmState;
 
 namespace RenderFarm.Worker;
 

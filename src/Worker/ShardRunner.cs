@@ -1,5 +1,6 @@
 using Google.Protobuf;
 using RenderFarm.Diffusion;
+using RenderFarm.FarmState.TaskStreams;
 using RenderFarm.Protocol;
 using RenderFarm.Worker.Health;
 using PipelineStep = RenderFarm.Diffusion.StepProgress;

@@ -1,9 +1,10 @@
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
-using RenderFarm.Shared;
 using RenderFarm.Shared.Health;
 using RenderFarm.Worker.Health;
 using StackExchange.Redis;
+using RenderFarm.FarmState;
+using RenderFarm.FarmState.TaskStreams;
 
 namespace RenderFarm.Worker;
 
@@ -34,6 +35,7 @@ public static class WorkerExtensions
         services.AddSingleton<ModelCatalog>();
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton<WorkerActivity>();
+        services.AddSingleton<ShardQueue>();
         services.AddSingleton<ShardPuller>();
         services.AddSingleton<ShardRequestBuilder>();
         services.AddSingleton<ShardRunner>();

@@ -1,5 +1,6 @@
-using StackExchange.Redis;
 using Microsoft.Extensions.Options;
+using RenderFarm.FarmState.TaskStreams;
+using StackExchange.Redis;
 
 namespace RenderFarm.Worker;
 
@@ -13,6 +14,7 @@ namespace RenderFarm.Worker;
 /// </summary>
 public sealed class WorkerLoop(
     ShardPuller puller,
+    ShardQueue queue,
     ShardRunner runner,
     CoordinatorLink link,
     RenderWatchdog watchdog,
@@ -78,7 +80,7 @@ public sealed class WorkerLoop(
         catch (OperationCanceledException) when (_jobCancelled)
         {
             logger.LogInformation("Shard {Job}/{Shard} stopped: job cancelled", claimed.Shard.JobId, claimed.Shard.ShardIndex);
-            await puller.AcknowledgeAsync(claimed);
+            await queue.AcknowledgeAsync(claimed);
             await runner.ReportCancelledAsync(claimed);
         }
         catch (OperationCanceledException) when (_stalled)
@@ -96,8 +98,8 @@ public sealed class WorkerLoop(
         {
             logger.LogInformation("Shard {Job}/{Shard} stopped before finishing; handing it back",
                 claimed.Shard.JobId, claimed.Shard.ShardIndex);
-            // Also after StopAsync handed it back: a release repeats harmlessly, and is a no-op once another worker holds it.
-            await puller.ReleaseAsync(claimed);
+            // Also after StopAsync handed it back: that repeats harmlessly, and is a no-op once another worker holds it.
+            await queue.HandBackOnDrainAsync(claimed);
         }
         finally
         {
@@ -125,7 +127,7 @@ public sealed class WorkerLoop(
                     // Not pending under this worker any more: taken over after a lapsed lease (the new holder renders
                     // it), or acknowledged because every image already has its outcome. Either way nothing this
                     // worker still does for the shard can count, so stop it.
-                    if (!await puller.RenewAsync(claimed))
+                    if (!await queue.RenewAsync(claimed))
                     {
                         lock (this)
                         {
@@ -177,7 +179,7 @@ public sealed class WorkerLoop(
         lock (this) unfinished = _currentShard;
         if (unfinished is not null)
         {
-            try { await puller.ReleaseAsync(unfinished); }
+            try { await queue.HandBackOnDrainAsync(unfinished); }
             catch (Exception e) { logger.LogWarning("Could not hand back {Entry}: {Message}", unfinished.EntryId, e.Message); }
         }
         if (ExecuteTask is { IsCompleted: false } running)

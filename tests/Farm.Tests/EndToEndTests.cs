@@ -3,6 +3,8 @@ using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.Protocol;
 using RenderFarm.Imaging;
 using RenderFarm.Shared;
+using Microsoft.Extensions.Logging.Abstractions;
+using RenderFarm.FarmState.TaskStreams;
 
 namespace RenderFarm.Farm.Tests;
 
@@ -188,7 +190,7 @@ public sealed class EndToEndTests(FarmFixture fixture)
         Assert.Contains("no online worker serves model 'no-such-model'", status.Note);
         var models = (await Farm.Jobs.ListModelsAsync(new ListModelsRequest())).Models;
         Assert.DoesNotContain(models, m => m.Name == "no-such-model");
-        Assert.Equal(1L, await new RenderFarm.Coordinator.Jobs.ShardQueue(Farm.Multiplexer).WaitingAsync("no-such-model"));
+        Assert.Equal(1L, await new ShardQueue(Farm.Multiplexer, NullLogger<ShardQueue>.Instance).WaitingAsync("no-such-model"));
         await Farm.Jobs.CancelJobAsync(new CancelJobRequest { JobId = submitted.JobId });
     }
 

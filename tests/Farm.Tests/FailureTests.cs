@@ -3,8 +3,9 @@ using RenderFarm.Diffusion;
 using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.ModelBuilder;
 using RenderFarm.Protocol;
-using RenderFarm.Shared;
 using RenderFarm.Worker;
+using RenderFarm.FarmState;
+using RenderFarm.FarmState.TaskStreams;
 
 namespace RenderFarm.Farm.Tests;
 
@@ -176,6 +177,8 @@ public sealed class FailureTests
         var retried = await farm.Jobs.RetryJobAsync(new RetryJobRequest { JobId = job.JobId });
         Assert.Equal(JobState.Queued, retried.State);
         Assert.Equal(0u, retried.ImagesFailed);
+        // Its shards were staged, then published once the job was re-opened: nothing is left staged.
+        Assert.Empty(farm.Multiplexer.GetServers().Single().Keys(pattern: $"{FarmKeys.JobStagedShards(job.JobId)}*"));
         var second = await farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
 
         Assert.Equal(JobState.Completed, second[^1].JobFinished.State);

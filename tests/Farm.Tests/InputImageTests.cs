@@ -6,6 +6,7 @@ using RenderFarm.Protocol;
 using RenderFarm.Imaging;
 using RenderFarm.Shared;
 using SkiaSharp;
+using RenderFarm.FarmState;
 
 namespace RenderFarm.Farm.Tests;
 

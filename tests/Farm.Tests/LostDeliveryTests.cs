@@ -3,6 +3,7 @@ using RenderFarm.Diffusion;
 using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.Protocol;
 using RenderFarm.Worker;
+using RenderFarm.FarmState;
 
 namespace RenderFarm.Farm.Tests;
 
@@ -85,7 +86,7 @@ public sealed class LostDeliveryTests
         Assert.Equal("worker worker-1 lost its lease (crashed, hung or cut off)", attempt.Error);
         // Exactly once: one image_done (worker-2's) on the job's record even now, one file, one result.
         await using var redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(farm.Redis.ConnectionString);
-        var done = (await redis.GetDatabase().StreamRangeAsync(RenderFarm.Shared.FarmKeys.JobEvents(job.JobId)))
+        var done = (await redis.GetDatabase().StreamRangeAsync(FarmKeys.JobEvents(job.JobId)))
             .Where(e => e["type"] == "image_done").Select(e => (string)e["worker"]!).ToList();
         Assert.Equal(["worker-2"], done);
         Assert.Single(Directory.GetFiles(Path.Combine(farm.StorageDirectory, job.JobId)));

@@ -3,7 +3,7 @@ using Grpc.Net.Client;
 using RenderFarm.Coordinator.Security;
 using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.Protocol;
-using RenderFarm.Shared;
+using RenderFarm.FarmState;
 
 namespace RenderFarm.Farm.Tests;
 

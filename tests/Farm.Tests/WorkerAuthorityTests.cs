@@ -8,8 +8,9 @@ using RenderFarm.Coordinator.Security;
 using RenderFarm.Diffusion.Imaging;
 using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.Protocol;
-using RenderFarm.Shared;
 using StackExchange.Redis;
+using RenderFarm.FarmState;
+using RenderFarm.FarmState.TaskStreams;
 
 namespace RenderFarm.Farm.Tests;
 

@@ -31,8 +31,8 @@ public static class ConfigKeys
         NormalizeGuidance, IsNumber: true);
 
     public static readonly ConfigKey Scheduler = new(
-        "scheduler", "--scheduler", ["FARM_SCHEDULER"], RenderFarm.Shared.SchedulerNames.Default,
-        $"Scheduler ({string.Join(", ", RenderFarm.Shared.SchedulerNames.All)}).", NormalizeScheduler);
+        "scheduler", "--scheduler", ["FARM_SCHEDULER"], RenderFarm.GenerationRules.SchedulerNames.Default,
+        $"Scheduler ({string.Join(", ", RenderFarm.GenerationRules.SchedulerNames.All)}).", NormalizeScheduler);
 
     public static IReadOnlyList<ConfigKey> All { get; } = [Coordinator, ApiKey, Model, Steps, Size, Guidance, Scheduler];
 
@@ -89,8 +89,8 @@ public static class ConfigKeys
     private static string NormalizeScheduler(string text)
     {
         var name = NormalizeName(text);
-        return RenderFarm.Shared.SchedulerNames.IsKnown(name) ? name
-            : throw new FormatException($"'{name}' is not a scheduler; valid: {string.Join(", ", RenderFarm.Shared.SchedulerNames.All)}");
+        return RenderFarm.GenerationRules.SchedulerNames.IsKnown(name) ? name
+            : throw new FormatException($"'{name}' is not a scheduler; valid: {string.Join(", ", RenderFarm.GenerationRules.SchedulerNames.All)}");
     }
 
     private static string NormalizeSteps(string text)

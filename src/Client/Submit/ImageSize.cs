@@ -1,4 +1,5 @@
 using System.Globalization;
+using RenderFarm.GenerationRules;
 
 namespace RenderFarm.Client.Submit;
 
@@ -20,15 +21,15 @@ public readonly record struct ImageSize(uint Width, uint Height)
             return null;
         }
 
-        if (width == 0 || height == 0 || width % 8 != 0 || height % 8 != 0)
+        if (!ImageSizeRule.IsMultiple(width) || !ImageSizeRule.IsMultiple(height))
         {
-            error = $"{width}x{height}: width and height must be positive multiples of 8";
+            error = $"{width}x{height}: width and height must be positive multiples of {ImageSizeRule.Multiple}";
             return null;
         }
 
-        if (width > 8192 || height > 8192)
+        if (width > ImageSizeRule.MaxSide || height > ImageSizeRule.MaxSide)
         {
-            error = $"{width}x{height}: at most 8192 pixels per side";
+            error = $"{width}x{height}: at most {ImageSizeRule.MaxSide} pixels per side";
             return null;
         }
 

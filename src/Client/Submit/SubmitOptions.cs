@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using RenderFarm.Client.Config;
 using RenderFarm.Client.Prompts;
+using RenderFarm.GenerationRules;
 using RenderFarm.Shared;
 
 namespace RenderFarm.Client.Submit;

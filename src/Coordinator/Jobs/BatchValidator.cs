@@ -1,6 +1,7 @@
 using Grpc.Core;
 using Microsoft.Extensions.Options;
 using RenderFarm.Protocol;
+using RenderFarm.GenerationRules;
 using RenderFarm.Shared;
 using System.Text.RegularExpressions;
 
@@ -106,8 +107,8 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
 
     private void CheckSide(string field, uint value)
     {
-        if (value == 0 || value % 8 != 0 || value > _limits.MaxImageSide)
-            throw Invalid($"{field} must be a positive multiple of 8 up to {_limits.MaxImageSide} (got {value})");
+        if (!ImageSizeRule.IsValidSide(value, _limits.MaxImageSide))
+            throw Invalid($"{field} must be a positive multiple of {ImageSizeRule.Multiple} up to {_limits.MaxImageSide} (got {value})");
     }
 
     private void CheckText(string field, string text)

@@ -1,6 +1,7 @@
 using RenderFarm.Coordinator.Diagnostics;
 using RenderFarm.Coordinator.Workers;
 using RenderFarm.Protocol;
+using RenderFarm.FarmState.TaskStreams;
 
 namespace RenderFarm.Coordinator.Jobs;
 

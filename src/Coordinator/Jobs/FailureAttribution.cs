@@ -2,8 +2,9 @@ using System.Security.Cryptography;
 using System.Text;
 using RenderFarm.Coordinator.Workers;
 using RenderFarm.Protocol;
-using RenderFarm.Shared;
 using StackExchange.Redis;
+using RenderFarm.FarmState;
+using RenderFarm.FarmState.Jobs;
 
 namespace RenderFarm.Coordinator.Jobs;
 
@@ -34,21 +35,10 @@ public sealed record Attribution(FailureBlame Blame, IReadOnlyList<string> Other
 /// </summary>
 public sealed class FailureAttribution(IConnectionMultiplexer redis, WorkerFailures failures, WorkerQuarantine quarantine)
 {
-    // KEYS: the job's failed-attempts hash. ARGV: "SHARD|SIGNATURE", worker. Adds the worker to the workers that failed
-    // the shard this way and returns who had before (one per line).
-    private const string RecordScript = """
-        local before = redis.call('HGET', KEYS[1], ARGV[1]) or ''
-        for worker in string.gmatch(before, '[^\n]+') do
-          if worker == ARGV[2] then return before end
-        end
-        redis.call('HSET', KEYS[1], ARGV[1], before .. ARGV[2] .. '\n')
-        return before
-        """;
-
     public async Task<Attribution> AttributeAsync(ShardRef shard, string workerId, long attempt, FailureKind kind, string error)
     {
         var field = $"{shard.ShardIndex}|{Signature(kind, error, workerId)}";
-        var before = (string?)await redis.GetDatabase().ScriptEvaluateAsync(RecordScript, [FarmKeys.JobFailedAttempts(shard.JobId)], [field, workerId]) ?? "";
+        var before = (string?)await JobScripts.RecordFailedAttempt.EvaluateAsync(redis.GetDatabase(), [FarmKeys.JobFailedAttempts(shard.JobId)], field, workerId) ?? "";
         var others = before.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(w => w != workerId).ToList();
         if (others.Count > 0)
         {

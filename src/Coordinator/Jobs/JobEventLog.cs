@@ -1,50 +1,39 @@
 using System.Globalization;
 using RenderFarm.Protocol;
-using RenderFarm.Shared;
 using StackExchange.Redis;
+using RenderFarm.FarmState;
+using RenderFarm.FarmState.Jobs;
+using E = RenderFarm.FarmState.Jobs.JobEventFields;
+using T = RenderFarm.FarmState.Jobs.JobEventTypes;
 
 namespace RenderFarm.Coordinator.Jobs;
 
 /// <summary>
-/// A job's event stream in Redis (<c>{job:ID}:events</c>). Entries are flat field maps, so Lua scripts can append
-/// them too; this class maps them to and from <see cref="JobEvent"/>.
+/// A job's event stream in Redis (<see cref="FarmKeys.JobEvents"/>). Entries are flat field maps
+/// (<see cref="JobEventTypes"/>, <see cref="JobEventFields"/>), so Lua scripts can append them too; this class maps
+/// them to and from <see cref="JobEvent"/>.
 /// </summary>
 public sealed class JobEventLog(IConnectionMultiplexer redis)
 {
-    public const string TypeField = "type";
-
-    // KEYS: meta, events. ARGV: the entry's field/value pairs. A report that arrives after its job was deleted must
-    // not leave a stray stream behind, and one that arrives after the job finished (a worker still stepping until the
-    // cancel reaches it, a duplicate delivery) must not follow job_finished: watchers take a job_finished with events
-    // after it for a retried job and keep reading. So the checks and the append are one step.
-    private const string AppendScript = $$"""
-        if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-        local state = redis.call('HGET', KEYS[1], 'state')
-        if state == '{{JobStates.Completed}}' or state == '{{JobStates.Failed}}' or state == '{{JobStates.Cancelled}}' then return 0 end
-        redis.call('XADD', KEYS[2], '*', unpack(ARGV))
-        redis.call('PUBLISH', '{{FarmKeys.JobEventsChannel}}', KEYS[2])
-        return 1
-        """;
-
     /// <summary>Appends an event to an unfinished job (one round trip) and wakes its watchers; false if there is no such job or it has finished.</summary>
     public async Task<bool> AppendAsync(string jobId, params NameValueEntry[] fields) =>
-        (int)await redis.GetDatabase().ScriptEvaluateAsync(AppendScript,
+        (int)await JobScripts.AppendEvent.EvaluateAsync(redis.GetDatabase(),
             [FarmKeys.JobMeta(jobId), FarmKeys.JobEvents(jobId)],
             [.. fields.SelectMany(f => new[] { f.Name, f.Value })]) == 1;
 
     public static NameValueEntry[] Queued(uint images, uint shards) =>
-        [new(TypeField, "queued"), new("images", images), new("shards", shards)];
+        [new(E.Type, T.Queued), new(E.Images, images), new(E.Shards, shards)];
 
     public static NameValueEntry[] ShardStarted(uint shard, string worker, uint images) =>
-        [new(TypeField, "shard_started"), new("shard", shard), new("worker", worker), new("images", images)];
+        [new(E.Type, T.ShardStarted), new(E.Shard, shard), new(E.Worker, worker), new(E.Images, images)];
 
     public static NameValueEntry[] Step(uint shard, string worker, uint step, uint total, float itPerSec) =>
-        [new(TypeField, "step"), new("shard", shard), new("worker", worker), new("step", step), new("total", total),
-         new("itps", itPerSec.ToString("R", CultureInfo.InvariantCulture))];
+        [new(E.Type, T.Step), new(E.Shard, shard), new(E.Worker, worker), new(E.Step, step), new(E.TotalSteps, total),
+         new(E.ItPerSec, itPerSec.ToString("R", CultureInfo.InvariantCulture))];
 
     public static NameValueEntry[] AttemptFailed(uint shard, string worker, long attempt, int maxAttempts, FailureKind kind, string error) =>
-        [new(TypeField, "attempt_failed"), new("shard", shard), new("worker", worker), new("attempt", attempt),
-         new("max", maxAttempts), new("kind", (int)kind), new("error", error.Length > 2000 ? error[..2000] : error)];
+        [new(E.Type, T.AttemptFailed), new(E.Shard, shard), new(E.Worker, worker), new(E.Attempt, attempt),
+         new(E.MaxAttempts, maxAttempts), new(E.Kind, (int)kind), new(E.Error, error.Length > 2000 ? error[..2000] : error)];
 
     /// <summary>
     /// Checks a client's resume point: an event id as <see cref="JobEvent.EventId"/> gives them ("MS-SEQ"), no later
@@ -92,39 +81,39 @@ public sealed class JobEventLog(IConnectionMultiplexer redis)
         uint U(string name) => uint.TryParse(S(name), CultureInfo.InvariantCulture, out var v) ? v : 0;
 
         var e = new JobEvent { EventId = entry.Id!, UnixMs = StreamIdMilliseconds(entry.Id!) };
-        switch (S(TypeField))
+        switch (S(E.Type))
         {
-            case "queued": e.Queued = new JobQueued { ImageCount = U("images"), ShardCount = U("shards") }; break;
-            case "shard_started":
-                e.ShardStarted = new ShardStarted { ShardIndex = U("shard"), WorkerId = S("worker"), ImageCount = U("images") };
+            case T.Queued: e.Queued = new JobQueued { ImageCount = U(E.Images), ShardCount = U(E.Shards) }; break;
+            case T.ShardStarted:
+                e.ShardStarted = new ShardStarted { ShardIndex = U(E.Shard), WorkerId = S(E.Worker), ImageCount = U(E.Images) };
                 break;
-            case "step":
+            case T.Step:
                 e.Step = new StepProgress
                 {
-                    ShardIndex = U("shard"), WorkerId = S("worker"), Step = U("step"), TotalSteps = U("total"),
-                    ItPerSec = float.TryParse(S("itps"), CultureInfo.InvariantCulture, out var f) ? f : 0,
+                    ShardIndex = U(E.Shard), WorkerId = S(E.Worker), Step = U(E.Step), TotalSteps = U(E.TotalSteps),
+                    ItPerSec = float.TryParse(S(E.ItPerSec), CultureInfo.InvariantCulture, out var f) ? f : 0,
                 };
                 break;
-            case "image_done":
+            case T.ImageDone:
                 e.ImageDone = new ImageDone
                 {
-                    Index = U("index"), ShardIndex = U("shard"), WorkerId = S("worker"), Sha256 = S("sha256"), ImagesDone = U("done"),
+                    Index = U(E.Index), ShardIndex = U(E.Shard), WorkerId = S(E.Worker), Sha256 = S(E.Sha256), ImagesDone = U(E.Done),
                 };
                 break;
-            case "image_failed":
-                e.ImageFailed = new ImageFailed { Index = U("index"), ShardIndex = U("shard"), Error = S("error"), ImagesFailed = U("failed") };
+            case T.ImageFailed:
+                e.ImageFailed = new ImageFailed { Index = U(E.Index), ShardIndex = U(E.Shard), Error = S(E.Error), ImagesFailed = U(E.Failed) };
                 break;
-            case "attempt_failed":
+            case T.AttemptFailed:
                 e.AttemptFailed = new ShardAttemptFailed
                 {
-                    ShardIndex = U("shard"), WorkerId = S("worker"), Attempt = U("attempt"), MaxAttempts = U("max"), Error = S("error"),
-                    Kind = (FailureKind)U("kind") is var kind && Enum.IsDefined(kind) ? kind : FailureKind.Unspecified,
+                    ShardIndex = U(E.Shard), WorkerId = S(E.Worker), Attempt = U(E.Attempt), MaxAttempts = U(E.MaxAttempts), Error = S(E.Error),
+                    Kind = (FailureKind)U(E.Kind) is var kind && Enum.IsDefined(kind) ? kind : FailureKind.Unspecified,
                 };
                 break;
-            case "state_changed": e.StateChanged = new JobStateChanged { State = JobStateMapping.ToProto(S("state")) }; break;
-            case "shard_done": e.ShardDone = new ShardDone { ShardIndex = U("shard") }; break;
-            case "job_finished":
-                e.JobFinished = new JobFinished { State = JobStateMapping.ToProto(S("state")), ImagesDone = U("done"), ImagesFailed = U("failed") };
+            case T.StateChanged: e.StateChanged = new JobStateChanged { State = JobStates.ToProto(S(E.State)) }; break;
+            case T.ShardDone: e.ShardDone = new ShardDone { ShardIndex = U(E.Shard) }; break;
+            case T.JobFinished:
+                e.JobFinished = new JobFinished { State = JobStates.ToProto(S(E.State)), ImagesDone = U(E.Done), ImagesFailed = U(E.Failed) };
                 break;
             default: return null; // written by a newer coordinator: skip rather than fail the watcher
         }
@@ -133,18 +122,4 @@ public sealed class JobEventLog(IConnectionMultiplexer redis)
 
     private static long StreamIdMilliseconds(string id) =>
         long.TryParse(id.AsSpan(0, Math.Max(0, id.IndexOf('-'))), CultureInfo.InvariantCulture, out var ms) ? ms : 0;
-}
-
-internal static class JobStateMapping
-{
-    public static JobState ToProto(string state) => state switch
-    {
-        JobStates.Queued => JobState.Queued,
-        JobStates.Running => JobState.Running,
-        JobStates.Completed => JobState.Completed,
-        JobStates.Failed => JobState.Failed,
-        JobStates.Cancelled => JobState.Cancelled,
-        JobStates.Paused => JobState.Paused,
-        _ => JobState.Unspecified,
-    };
 }

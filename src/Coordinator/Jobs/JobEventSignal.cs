@@ -1,6 +1,6 @@
 using System.Collections.Concurrent;
-using RenderFarm.Shared;
 using StackExchange.Redis;
+using RenderFarm.FarmState;
 
 namespace RenderFarm.Coordinator.Jobs;
 

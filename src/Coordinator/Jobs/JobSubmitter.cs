@@ -2,21 +2,29 @@ using Google.Protobuf;
 using Grpc.Core;
 using Microsoft.Extensions.Options;
 using RenderFarm.Protocol;
-using RenderFarm.Shared;
 using RenderFarm.Coordinator.Security;
-using RenderFarm.Coordinator.Workers;
 using StackExchange.Redis;
+using RenderFarm.FarmState;
+using RenderFarm.FarmState.Jobs;
+using RenderFarm.FarmState.TaskStreams;
 
 namespace RenderFarm.Coordinator.Jobs;
 
 /// <summary>
-/// Turns a streamed batch into a queued job. Prompts are validated and expanded into shards as they arrive and staged
-/// in Redis under the job's keys (memory stays bounded for any batch size); only when the whole stream is valid are
-/// the job's state and its shards made visible. A rejected or abandoned submission deletes what it staged.
+/// Queues a job's work, in two ways that plan shards alike (<see cref="ShardPlanner"/>) and stage them before they
+/// publish them (<see cref="ShardQueue"/>):
+/// <list type="bullet">
+/// <item>Submit turns a streamed batch into a queued job. Prompts are validated and expanded into shards as they arrive
+/// and staged in Redis under the job's keys (memory stays bounded for any batch size); only when the whole stream is
+/// valid are the job's state and its shards made visible. A rejected or abandoned submission deletes what it staged.</item>
+/// <item>Retry queues a failed job's failed images again, with the settings they were submitted with, sized for the
+/// fleet serving the job now; the job is re-opened for exactly those images before its staged shards are published.</item>
+/// </list>
 /// </summary>
 public sealed class JobSubmitter(
     IConnectionMultiplexer redis,
     BatchValidator validator,
+    JobRepository jobs,
     ShardQueue queue,
     TenantLimits limits,
     ShardSizing sizing,
@@ -24,7 +32,6 @@ public sealed class JobSubmitter(
     IOptions<CoordinatorOptions> options,
     ILogger<JobSubmitter> logger)
 {
-    private static readonly TimeSpan StagingTtl = TimeSpan.FromHours(1);
     private const int FlushEvery = 256;
     public async Task<SubmitJobResponse> SubmitAsync(IAsyncStreamReader<SubmitJobRequest> requests, string tenant, CancellationToken cancellationToken)
     {
@@ -34,8 +41,8 @@ public sealed class JobSubmitter(
         var alreadyQueued = await limits.AdmitAsync(tenant);
 
         var jobId = JobIds.New();
-        var staging = new Staging(redis.GetDatabase(), jobId, header, await sizing.SnapshotAsync(), (uint)options.Value.MaxAttempts);
-        var inputs = new SubmittedInputs(redis.GetDatabase(), jobId, options.Value, StagingTtl);
+        var staging = new Staging(redis.GetDatabase(), queue, jobId, header, await sizing.SnapshotAsync(), (uint)options.Value.MaxAttempts);
+        var inputs = new SubmittedInputs(redis.GetDatabase(), jobId, options.Value, FarmKeys.StagingTtl);
         try
         {
             long position = 0;
@@ -107,48 +114,59 @@ public sealed class JobSubmitter(
             db.KeyPersistAsync(FarmKeys.JobInputs(jobId)),
             db.StreamAddAsync(FarmKeys.JobEvents(jobId), JobEventLog.Queued((uint)staging.ImageCount, staging.ShardCount)));
 
-        // Move the staged shards onto the model's task stream in pages, then drop the staging list.
-        const int page = 512;
-        var stagedKey = FarmKeys.JobStagedShards(jobId);
-        var models = new HashSet<string>();
-        for (long start = 0; ; start += page)
-        {
-            var shards = await db.ListRangeAsync(stagedKey, start, start + page - 1);
-            if (shards.Length == 0) break;
-            // Per-prompt overrides may name other models: each shard goes to its own model's stream.
-            foreach (var byModel in shards.Select(s => (byte[])s!).GroupBy(bytes => Shard.Parser.ParseFrom(bytes).Params.Model))
-            {
-                await queue.EnqueueAsync(jobId, byModel.Key, header.Priority, byModel.ToList());
-                models.Add(byModel.Key);
-            }
-            if (shards.Length < page) break;
-        }
+        await queue.PublishStagedAsync(jobId, header.Priority);
         await Task.WhenAll(
-            db.KeyDeleteAsync(stagedKey),
             db.SortedSetAddAsync(FarmKeys.TenantJobIndex(tenant), jobId, now),
-            limits.RecordOpenAsync(tenant, jobId),
-            Task.WhenAll(models.Select(queue.NudgeWorkersAsync)));
+            limits.RecordOpenAsync(tenant, jobId));
     }
 
     /// <summary>
-    /// A submission in progress: one open shard per distinct set of settings (per-prompt overrides), and the Redis
-    /// writes not yet flushed.
+    /// Queues a failed job's failed images again, in new shards numbered after its others: planned, staged, the job
+    /// re-opened for exactly those images (atomically, only if it is still failed), then published. ABORTED if the job
+    /// changed state meanwhile (its staged shards are dropped).
     /// </summary>
-    private sealed class Staging(IDatabase db, string jobId, JobHeader header, FleetCapacity fleet, uint maxAttempts)
+    public async Task RetryAsync(JobStatus status)
+    {
+        var jobId = status.JobId;
+        var failed = await jobs.FailedImagesAsync(jobId);
+        var tasks = (await Task.WhenAll(failed.Chunk(1000).Select(page => jobs.GetImagesAsync(jobId, page)))).SelectMany(t => t);
+        // Images re-render with the settings they were submitted with (per-prompt overrides kept).
+        var planner = new ShardPlanner(jobId, await sizing.SnapshotAsync(), (uint)options.Value.MaxAttempts, firstShardIndex: status.ShardCount);
+        var shards = new List<Shard>();
+        foreach (var task in tasks.OfType<ImageTask>())
+            if (planner.Add(new ImageTask(task) { Params = null }, task.Params ?? status.Params) is { } full) shards.Add(full);
+        shards.AddRange(planner.CloseAll());
+
+        var batch = $"retry-{Guid.NewGuid():N}";
+        await queue.StageAsync(jobId, [.. shards.Select(s => s.ToByteArray())], batch);
+        if (!await jobs.ReopenForRetryAsync(jobId, status.ShardCount, shards))
+        {
+            await queue.DiscardStagedAsync(jobId, batch);
+            throw new RpcException(new Status(StatusCode.Aborted, $"job {jobId} changed state while being retried; try again"));
+        }
+        await queue.PublishStagedAsync(jobId, status.Priority, batch);
+        logger.LogInformation("Job {JobId}: {Images} failed images re-queued in {Shards} shards", jobId, failed.Count, shards.Count);
+    }
+
+    /// <summary>
+    /// A submission in progress: the shards being planned (one open shard per distinct set of settings: per-prompt
+    /// overrides), and the Redis writes not yet flushed.
+    /// </summary>
+    private sealed class Staging(IDatabase db, ShardQueue queue, string jobId, JobHeader header, FleetCapacity fleet, uint maxAttempts)
     {
         /// <summary>Distinct settings one job may mix: each keeps a shard open while the batch streams in.</summary>
         public const int MaxDistinctParams = 64;
 
+        private readonly ShardPlanner _planner = new(jobId, fleet, maxAttempts);
         private readonly List<HashEntry> _images = [];
-        private readonly List<RedisValue> _shards = [];
+        private readonly List<byte[]> _shards = [];
         private readonly List<HashEntry> _shardSizes = [];
-        private readonly Dictionary<GenerationParams, Shard> _open = [];
         private readonly HashSet<GenerationParams> _seen = [];
 
         public string JobId => jobId;
         public JobHeader Header => header;
         public long ImageCount { get; private set; }
-        public uint ShardCount { get; private set; }
+        public uint ShardCount => _planner.ShardCount;
         public int PendingWrites => _images.Count;
 
         /// <param name="initImage">Field of the job's inputs hash with the prompt's init image, or empty.</param>
@@ -173,28 +191,23 @@ public sealed class JobSubmitter(
                     Index = (uint)ImageCount++, Prompt = item.Prompt, NegativePrompt = negative, Seed = seed + k,
                     InitImage = initImage, MaskImage = maskImage,
                 };
-                if (!_open.TryGetValue(parameters, out var shard))
-                    _open[parameters] = shard = new Shard { JobId = jobId, Params = parameters, MaxAttempts = maxAttempts };
-                shard.Images.Add(image);
                 var record = parameters.Equals(header.Params) ? image : new ImageTask(image) { Params = parameters };
                 _images.Add(new HashEntry(image.Index, record.ToByteArray()));
-                if (shard.Images.Count >= fleet.ShardSize(parameters)) CloseShard(parameters);
+                if (_planner.Add(image, parameters) is { } full) Stage(full);
             }
         }
 
         public async Task FlushAsync(bool final)
         {
             if (final)
-                foreach (var parameters in _open.Keys.ToList()) CloseShard(parameters);
-            var writes = new List<Task>();
+                foreach (var shard in _planner.CloseAll()) Stage(shard);
+            if (_images.Count == 0 && _shards.Count == 0) return;
+            var writes = new List<Task> { queue.StageAsync(jobId, [.. _shards]) };
             if (_images.Count > 0) writes.Add(db.HashSetAsync(FarmKeys.JobImages(jobId), [.. _images]));
-            if (_shards.Count > 0) writes.Add(db.ListRightPushAsync(FarmKeys.JobStagedShards(jobId), [.. _shards]));
             if (_shardSizes.Count > 0) writes.Add(db.HashSetAsync(FarmKeys.JobShardsRemaining(jobId), [.. _shardSizes]));
-            if (writes.Count == 0) return;
             // Staged keys expire unless the commit persists them: a coordinator dying mid-submit leaves nothing for long.
-            writes.Add(db.KeyExpireAsync(FarmKeys.JobImages(jobId), StagingTtl));
-            writes.Add(db.KeyExpireAsync(FarmKeys.JobStagedShards(jobId), StagingTtl));
-            writes.Add(db.KeyExpireAsync(FarmKeys.JobShardsRemaining(jobId), StagingTtl));
+            writes.Add(db.KeyExpireAsync(FarmKeys.JobImages(jobId), FarmKeys.StagingTtl));
+            writes.Add(db.KeyExpireAsync(FarmKeys.JobShardsRemaining(jobId), FarmKeys.StagingTtl));
             _images.Clear();
             _shards.Clear();
             _shardSizes.Clear();
@@ -203,11 +216,8 @@ public sealed class JobSubmitter(
 
         public Task DiscardAsync() => db.KeyDeleteAsync(FarmKeys.AllJobKeys(jobId).Select(k => (RedisKey)k).ToArray());
 
-        private void CloseShard(GenerationParams parameters)
+        private void Stage(Shard shard)
         {
-            var shard = _open[parameters];
-            _open.Remove(parameters);
-            shard.ShardIndex = ShardCount++;
             _shards.Add(shard.ToByteArray());
             _shardSizes.Add(new HashEntry(shard.ShardIndex, shard.Images.Count));
         }

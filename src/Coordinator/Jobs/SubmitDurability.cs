@@ -1,7 +1,7 @@
 using Grpc.Core;
 using Microsoft.Extensions.Options;
-using RenderFarm.Shared;
 using StackExchange.Redis;
+using RenderFarm.FarmState;
 
 namespace RenderFarm.Coordinator.Jobs;
 

@@ -3,6 +3,7 @@ using RenderFarm.Imaging;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
 using StackExchange.Redis;
+using RenderFarm.FarmState;
 
 namespace RenderFarm.Coordinator.Jobs;
 

@@ -3,6 +3,7 @@ using RenderFarm.Coordinator.Storage;
 using RenderFarm.Coordinator.Workers;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
+using RenderFarm.FarmState.TaskStreams;
 
 namespace RenderFarm.Coordinator.Jobs;
 
@@ -155,7 +156,7 @@ public sealed class WorkerReportHandler(
         else if (attempt >= limit)
             await DeadLetterAsync(shard, content, workerId, end.Error);
         else
-            await queue.ReleaseAsync(shard); // retry now rather than after a lease
+            await queue.HandBackAfterFailureAsync(shard); // retry now rather than after a lease
         return new EndOutcome(Failed: true, Quarantined: quarantined);
     }
 

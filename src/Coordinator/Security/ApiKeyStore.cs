@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using RenderFarm.FarmState;
 using StackExchange.Redis;
 
 namespace RenderFarm.Coordinator.Security;
@@ -20,11 +21,6 @@ public sealed record ApiKeyRecord(string Id, string Tenant, ApiKeyRole Role, str
 /// </summary>
 public sealed class ApiKeyStore(IConnectionMultiplexer redis)
 {
-    private const string KeysKey = "auth:keys";
-    private const string IdsKey = "auth:key-ids";
-
-    /// <summary>Pub/sub channel on which every revocation publishes the key's id (see <see cref="KeyRevocations"/>).</summary>
-    public const string RevokedChannel = "auth:revoked";
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
     /// <summary>Creates a key; the returned secret is shown once and never stored.</summary>
@@ -37,22 +33,22 @@ public sealed class ApiKeyStore(IConnectionMultiplexer redis)
         var record = new ApiKeyRecord(id, tenant, role, name, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), Revoked: false);
         var hash = Hash(secret);
         var db = redis.GetDatabase();
-        await db.HashSetAsync(KeysKey, hash, JsonSerializer.Serialize(record, Json));
-        await db.HashSetAsync(IdsKey, id, hash);
+        await db.HashSetAsync(FarmKeys.ApiKeys, hash, JsonSerializer.Serialize(record, Json));
+        await db.HashSetAsync(FarmKeys.ApiKeyIds, id, hash);
         return (secret, record);
     }
 
     public async Task<Principal?> AuthenticateAsync(string secret)
     {
         if (secret.Length is 0 or > 200) return null;
-        var value = await redis.GetDatabase().HashGetAsync(KeysKey, Hash(secret));
+        var value = await redis.GetDatabase().HashGetAsync(FarmKeys.ApiKeys, Hash(secret));
         if (value.IsNull) return null;
         var record = JsonSerializer.Deserialize<ApiKeyRecord>((string)value!, Json)!;
         return record.Revoked ? null : new Principal(record.Id, record.Tenant, record.Role);
     }
 
     public async Task<IReadOnlyList<ApiKeyRecord>> ListAsync() =>
-        (await redis.GetDatabase().HashValuesAsync(KeysKey))
+        (await redis.GetDatabase().HashValuesAsync(FarmKeys.ApiKeys))
             .Select(v => JsonSerializer.Deserialize<ApiKeyRecord>((string)v!, Json)!)
             .OrderBy(r => r.CreatedUnixMs).ToList();
 
@@ -60,14 +56,14 @@ public sealed class ApiKeyStore(IConnectionMultiplexer redis)
     public async Task<bool> RevokeAsync(string id)
     {
         var db = redis.GetDatabase();
-        var hash = await db.HashGetAsync(IdsKey, id);
+        var hash = await db.HashGetAsync(FarmKeys.ApiKeyIds, id);
         if (hash.IsNull) return false;
-        var value = await db.HashGetAsync(KeysKey, (string)hash!);
+        var value = await db.HashGetAsync(FarmKeys.ApiKeys, (string)hash!);
         if (value.IsNull) return false;
         var record = JsonSerializer.Deserialize<ApiKeyRecord>((string)value!, Json)! with { Revoked = true };
-        await db.HashSetAsync(KeysKey, (string)hash!, JsonSerializer.Serialize(record, Json));
+        await db.HashSetAsync(FarmKeys.ApiKeys, (string)hash!, JsonSerializer.Serialize(record, Json));
         // Streams opened with the key end now rather than at the coordinators' next check.
-        await redis.GetSubscriber().PublishAsync(RedisChannel.Literal(RevokedChannel), id);
+        await redis.GetSubscriber().PublishAsync(RedisChannel.Literal(FarmKeys.ApiKeyRevokedChannel), id);
         return true;
     }
 
@@ -76,9 +72,9 @@ public sealed class ApiKeyStore(IConnectionMultiplexer redis)
     {
         if (ids.Count == 0) return [];
         var db = redis.GetDatabase();
-        var hashes = await db.HashGetAsync(IdsKey, [.. ids.Select(i => (RedisValue)i)]);
+        var hashes = await db.HashGetAsync(FarmKeys.ApiKeyIds, [.. ids.Select(i => (RedisValue)i)]);
         var present = hashes.Select((h, i) => (h, i)).Where(x => !x.h.IsNull).ToList();
-        var values = present.Count == 0 ? [] : await db.HashGetAsync(KeysKey, [.. present.Select(x => x.h)]);
+        var values = present.Count == 0 ? [] : await db.HashGetAsync(FarmKeys.ApiKeys, [.. present.Select(x => x.h)]);
         var active = new HashSet<string>(StringComparer.Ordinal);
         for (var n = 0; n < present.Count; n++)
             if (!values[n].IsNull && !JsonSerializer.Deserialize<ApiKeyRecord>((string)values[n]!, Json)!.Revoked)

@@ -1,11 +1,12 @@
 using System.Collections.Concurrent;
+using RenderFarm.FarmState;
 using StackExchange.Redis;
 
 namespace RenderFarm.Coordinator.Security;
 
 /// <summary>
 /// Ends the long-lived calls (worker streams, watches, downloads, submissions) of a key once it is revoked, within
-/// <see cref="CheckInterval"/>: every revocation is published on <see cref="ApiKeyStore.RevokedChannel"/> and acted on
+/// <see cref="CheckInterval"/>: every revocation is published on <see cref="FarmKeys.ApiKeyRevokedChannel"/> and acted on
 /// at once, and since pub/sub loses messages while a connection is down, the keys with open calls are also checked
 /// every interval. A call is bound to its key by <see cref="ApiKeyInterceptor"/>.
 /// </summary>
@@ -25,7 +26,7 @@ public sealed class KeyRevocations(IConnectionMultiplexer redis, ApiKeyStore key
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        var subscription = await redis.GetSubscriber().SubscribeAsync(RedisChannel.Literal(ApiKeyStore.RevokedChannel));
+        var subscription = await redis.GetSubscriber().SubscribeAsync(RedisChannel.Literal(FarmKeys.ApiKeyRevokedChannel));
         subscription.OnMessage(m => Revoke((string)m.Message!));
         try
         {

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Options;
 using RenderFarm.Shared;
+using RenderFarm.FarmState;
 
 namespace RenderFarm.Coordinator.Security;
 

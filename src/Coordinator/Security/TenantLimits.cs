@@ -2,8 +2,9 @@ using System.ComponentModel.DataAnnotations;
 using System.Globalization;
 using Grpc.Core;
 using Microsoft.Extensions.Options;
-using RenderFarm.Shared;
 using StackExchange.Redis;
+using RenderFarm.FarmState;
+using RenderFarm.FarmState.Jobs;
 
 namespace RenderFarm.Coordinator.Security;
 
@@ -29,16 +30,12 @@ public sealed class LimitOptions
 /// </summary>
 public sealed class TenantLimits(IConnectionMultiplexer redis, IOptions<LimitOptions> options)
 {
-    private static readonly HashSet<string> OpenStates = ["queued", "running", "paused"];
-
-    private static string OpenJobs(string tenant) => $"tenant:{tenant}:open";
-
     /// <summary>Checks the rate and active-job limits for a new submission and returns the images the tenant has queued.</summary>
     public async Task<long> AdmitAsync(string tenant)
     {
         var limits = options.Value;
         var db = redis.GetDatabase();
-        var window = $"ratelimit:submit:{tenant}:{DateTimeOffset.UtcNow.ToUnixTimeSeconds() / 60}";
+        var window = FarmKeys.TenantSubmitRate(tenant, DateTimeOffset.UtcNow.ToUnixTimeSeconds() / 60);
         var submits = await db.StringIncrementAsync(window);
         if (submits == 1) await db.KeyExpireAsync(window, TimeSpan.FromMinutes(2));
         if (submits > limits.SubmitsPerMinutePerTenant)
@@ -58,25 +55,25 @@ public sealed class TenantLimits(IConnectionMultiplexer redis, IOptions<LimitOpt
             throw Exhausted($"queued image quota exceeded: at most {max} images queued per tenant ({alreadyQueued} already queued)");
     }
 
-    public Task RecordOpenAsync(string tenant, string jobId) => redis.GetDatabase().SetAddAsync(OpenJobs(tenant), jobId);
+    public Task RecordOpenAsync(string tenant, string jobId) => redis.GetDatabase().SetAddAsync(FarmKeys.TenantOpenJobs(tenant), jobId);
 
     private async Task<(int Jobs, long Images)> OpenWorkAsync(string tenant)
     {
         var db = redis.GetDatabase();
-        var ids = await db.SetMembersAsync(OpenJobs(tenant));
+        var ids = await db.SetMembersAsync(FarmKeys.TenantOpenJobs(tenant));
         var metas = await Task.WhenAll(ids.Select(id => db.HashGetAsync(FarmKeys.JobMeta((string)id!),
-            ["state", "image_count", "images_done", "images_failed"])));
+            [JobFields.State, JobFields.ImageCount, JobFields.ImagesDone, JobFields.ImagesFailed])));
         int jobs = 0;
         long images = 0;
         var finished = new List<RedisValue>();
         for (var i = 0; i < ids.Length; i++)
         {
             var m = metas[i];
-            if (m[0].IsNull || !OpenStates.Contains((string)m[0]!)) { finished.Add(ids[i]); continue; }
+            if (m[0].IsNull || !JobStates.Unfinished.Contains((string)m[0]!)) { finished.Add(ids[i]); continue; }
             jobs++;
             images += Long(m[1]) - Long(m[2]) - Long(m[3]);
         }
-        if (finished.Count > 0) await db.SetRemoveAsync(OpenJobs(tenant), [.. finished]);
+        if (finished.Count > 0) await db.SetRemoveAsync(FarmKeys.TenantOpenJobs(tenant), [.. finished]);
         return (jobs, images);
     }
 

@@ -7,6 +7,7 @@ using RenderFarm.Coordinator.Storage;
 using RenderFarm.Coordinator.Workers;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
+using RenderFarm.FarmState.TaskStreams;
 
 namespace RenderFarm.Coordinator.Services;
 
@@ -20,7 +21,6 @@ public sealed class JobGrpcService(
     ShardQueue queue,
     WorkerRegistry workers,
     WorkerConnections connections,
-    ShardSizing sizing,
     WorkerQuarantine quarantine,
     IOptions<CoordinatorOptions> options,
     ILogger<JobGrpcService> logger) : JobService.JobServiceBase
@@ -192,7 +192,7 @@ public sealed class JobGrpcService(
         }
         var status = (await jobs.GetStatusAsync(request.JobId))!;
         // Queued shards leave the task streams (also on a repeated cancel, should an earlier one have stopped half-way).
-        if (status.State == JobState.Cancelled) await queue.RemoveEntriesAsync(request.JobId);
+        if (status.State == JobState.Cancelled) await queue.RemoveJobEntriesAsync(request.JobId);
         return status;
     }
 
@@ -208,12 +208,7 @@ public sealed class JobGrpcService(
         var status = await RequireJobAsync(request.JobId, context);
         if (await jobs.ResumeAsync(request.JobId) is { } parked)
         {
-            // Per-prompt overrides may name other models: each shard goes back to its own model's stream.
-            foreach (var byModel in parked.GroupBy(bytes => Shard.Parser.ParseFrom(bytes).Params.Model))
-            {
-                await queue.EnqueueAsync(request.JobId, byModel.Key, status.Priority, byModel.ToList());
-                await queue.NudgeWorkersAsync(byModel.Key);
-            }
+            await queue.EnqueueAsync(request.JobId, status.Priority, parked);
             logger.LogInformation("Job {JobId} resumed; {Shards} held shards re-queued", request.JobId, parked.Length);
         }
         return (await jobs.GetStatusAsync(request.JobId))!;
@@ -225,31 +220,7 @@ public sealed class JobGrpcService(
         if (status.State != JobState.Failed)
             throw new RpcException(new Status(StatusCode.FailedPrecondition,
                 $"job {request.JobId} is {status.State.ToString().ToLowerInvariant()}; only a job that finished with failed images can be retried"));
-        var failed = await jobs.FailedImagesAsync(request.JobId);
-        var tasks = (await Task.WhenAll(failed.Chunk(1000).Select(page => jobs.GetImagesAsync(request.JobId, page)))).SelectMany(t => t);
-        // Images re-render with the settings they were submitted with (per-prompt overrides kept), grouped and sized as
-        // on submit, for the fleet serving the job now.
-        var fleet = await sizing.SnapshotAsync();
-        var shards = tasks.OfType<ImageTask>()
-            .GroupBy(t => t.Params ?? status.Params)
-            .SelectMany(group => group.Chunk(fleet.ShardSize(group.Key)).Select(chunk => (group.Key, chunk)))
-            .Select((g, n) =>
-            {
-                var shard = new Shard
-                {
-                    JobId = request.JobId, ShardIndex = status.ShardCount + (uint)n, Params = g.Key, MaxAttempts = (uint)options.Value.MaxAttempts,
-                };
-                shard.Images.AddRange(g.chunk.Select(t => new ImageTask(t) { Params = null }));
-                return shard;
-            }).ToList();
-        if (!await jobs.ReopenForRetryAsync(request.JobId, status.ShardCount, shards))
-            throw new RpcException(new Status(StatusCode.Aborted, $"job {request.JobId} changed state while being retried; try again"));
-        foreach (var byModel in shards.GroupBy(s => s.Params.Model))
-        {
-            await queue.EnqueueAsync(request.JobId, byModel.Key, status.Priority, byModel.Select(s => s.ToByteArray()).ToList());
-            await queue.NudgeWorkersAsync(byModel.Key);
-        }
-        logger.LogInformation("Job {JobId}: {Images} failed images re-queued in {Shards} shards", request.JobId, failed.Count, shards.Count);
+        await submitter.RetryAsync(status);
         return (await jobs.GetStatusAsync(request.JobId))!;
     }
 

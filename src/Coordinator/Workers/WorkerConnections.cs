@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Threading.Channels;
 using RenderFarm.Protocol;
+using RenderFarm.FarmState;
 using StackExchange.Redis;
 
 namespace RenderFarm.Coordinator.Workers;
@@ -12,7 +13,7 @@ namespace RenderFarm.Coordinator.Workers;
 /// </summary>
 public sealed class WorkerConnections : IDisposable
 {
-    private const string Channel = "farm:worker-control";
+    private const string Channel = FarmKeys.WorkerControlChannel;
     private readonly ConcurrentDictionary<string, ChannelWriter<CoordinatorMessage>> _outboxes = new();
     private readonly ISubscriber _subscriber;
     private readonly ChannelMessageQueue _subscription;

@@ -1,6 +1,8 @@
 using Google.Protobuf;
 using Microsoft.Extensions.Options;
 using RenderFarm.Protocol;
+using RenderFarm.FarmState;
+using RenderFarm.FarmState.Workers;
 using StackExchange.Redis;
 
 namespace RenderFarm.Coordinator.Workers;
@@ -11,39 +13,25 @@ namespace RenderFarm.Coordinator.Workers;
 /// </summary>
 public sealed class WorkerRegistry(IConnectionMultiplexer redis, IOptions<CoordinatorOptions> options)
 {
-    public const string Key = "workers";
-
-    private const string IdOwnersKey = "workers:keys";
-
-    // KEYS: id owners. ARGV: worker id, key id, the owner being replaced ('' = none). Returns the id's owner afterwards.
-    private const string ClaimIdScript = """
-        local owner = redis.call('HGET', KEYS[1], ARGV[1])
-        if not owner or owner == ARGV[3] then
-          redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-          return ARGV[2]
-        end
-        return owner
-        """;
-
     /// <summary>
     /// Registers <paramref name="keyId"/> as the owner of a worker id unless another key owns it (or owned
     /// <paramref name="replacing"/>, when taking over from a revoked key); returns the owner.
     /// </summary>
     public async Task<string> ClaimIdAsync(string workerId, string keyId, string replacing = "") =>
-        (string)(await redis.GetDatabase().ScriptEvaluateAsync(ClaimIdScript, [IdOwnersKey], [workerId, keyId, replacing]))!;
+        (string)(await WorkerScripts.ClaimId.EvaluateAsync(redis.GetDatabase(), [FarmKeys.WorkerIdOwners], workerId, keyId, replacing))!;
 
     public Task SaveAsync(WorkerInfo info) =>
-        redis.GetDatabase().HashSetAsync(Key, info.WorkerId, info.ToByteArray());
+        redis.GetDatabase().HashSetAsync(FarmKeys.WorkerRegistry, info.WorkerId, info.ToByteArray());
 
     public async Task<WorkerInfo?> FindAsync(string workerId)
     {
-        var value = await redis.GetDatabase().HashGetAsync(Key, workerId);
+        var value = await redis.GetDatabase().HashGetAsync(FarmKeys.WorkerRegistry, workerId);
         return value.IsNull ? null : WithLiveness(WorkerInfo.Parser.ParseFrom((byte[])value!));
     }
 
     public async Task<IReadOnlyList<WorkerInfo>> ListAsync()
     {
-        var entries = await redis.GetDatabase().HashGetAllAsync(Key);
+        var entries = await redis.GetDatabase().HashGetAllAsync(FarmKeys.WorkerRegistry);
         return entries.Select(e => WithLiveness(WorkerInfo.Parser.ParseFrom((byte[])e.Value!)))
             .OrderBy(w => w.WorkerId, StringComparer.Ordinal)
             .ToList();

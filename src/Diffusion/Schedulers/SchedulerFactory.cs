@@ -1,20 +1,25 @@
+using RenderFarm.GenerationRules;
+
 namespace RenderFarm.Diffusion.Schedulers;
 
-/// <summary>Scheduler names accepted in requests, and the scheduler each one builds from the model's config.</summary>
+/// <summary>
+/// Scheduler names accepted in requests (<see cref="SchedulerNames"/>, the farm's list), and the scheduler each one
+/// builds from the model's config.
+/// </summary>
 public static class SchedulerFactory
 {
     private static readonly Dictionary<string, Func<SchedulerConfig, Scheduler>> Factories = new(StringComparer.OrdinalIgnoreCase)
     {
-        ["euler"] = c => new EulerDiscreteScheduler(c with { UseKarrasSigmas = false }),
-        ["euler_karras"] = c => new EulerDiscreteScheduler(c with { UseKarrasSigmas = true }),
-        ["euler_a"] = c => new EulerAncestralDiscreteScheduler(c with { UseKarrasSigmas = false }),
-        ["ddim"] = c => new DdimScheduler(c),
-        ["dpmpp_2m"] = c => new DpmSolverMultistepScheduler(c with { UseKarrasSigmas = false }),
-        ["dpmpp_2m_karras"] = c => new DpmSolverMultistepScheduler(c with { UseKarrasSigmas = true }),
-        ["lms"] = c => new LmsDiscreteScheduler(c with { UseKarrasSigmas = false }),
-        ["lms_karras"] = c => new LmsDiscreteScheduler(c with { UseKarrasSigmas = true }),
-        ["pndm"] = c => new PndmScheduler(c with { SkipPrkSteps = true }),
-        ["lcm"] = c => new LcmScheduler(c),
+        [SchedulerNames.Euler] = c => new EulerDiscreteScheduler(c with { UseKarrasSigmas = false }),
+        [SchedulerNames.EulerKarras] = c => new EulerDiscreteScheduler(c with { UseKarrasSigmas = true }),
+        [SchedulerNames.EulerAncestral] = c => new EulerAncestralDiscreteScheduler(c with { UseKarrasSigmas = false }),
+        [SchedulerNames.Ddim] = c => new DdimScheduler(c),
+        [SchedulerNames.DpmSolver2M] = c => new DpmSolverMultistepScheduler(c with { UseKarrasSigmas = false }),
+        [SchedulerNames.DpmSolver2MKarras] = c => new DpmSolverMultistepScheduler(c with { UseKarrasSigmas = true }),
+        [SchedulerNames.Lms] = c => new LmsDiscreteScheduler(c with { UseKarrasSigmas = false }),
+        [SchedulerNames.LmsKarras] = c => new LmsDiscreteScheduler(c with { UseKarrasSigmas = true }),
+        [SchedulerNames.Pndm] = c => new PndmScheduler(c with { SkipPrkSteps = true }),
+        [SchedulerNames.Lcm] = c => new LcmScheduler(c),
     };
 
     /// <summary>Every accepted name, lower case.</summary>

@@ -6,7 +6,7 @@ using RenderFarm.Client.Pull;
 using RenderFarm.Coordinator.Storage;
 using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.Protocol;
-using RenderFarm.Shared;
+using RenderFarm.FarmState;
 
 namespace RenderFarm.Farm.Tests.Storage;
 

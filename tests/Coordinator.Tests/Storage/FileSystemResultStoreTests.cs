@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using RenderFarm.Coordinator.Storage;
 
-namespace RenderFarm.Farm.Tests.Storage;
+namespace RenderFarm.Coordinator.Tests.Storage;
 
 public sealed class FileSystemResultStoreTests : IDisposable
 {

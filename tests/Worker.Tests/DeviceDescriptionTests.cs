@@ -1,7 +1,6 @@
 using Microsoft.Extensions.Logging.Abstractions;
-using RenderFarm.Worker;
 
-namespace RenderFarm.Farm.Tests;
+namespace RenderFarm.Worker.Tests;
 
 public sealed class DeviceDescriptionTests
 {

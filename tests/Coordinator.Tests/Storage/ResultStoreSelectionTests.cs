@@ -1,8 +1,7 @@
 using Microsoft.Extensions.Logging.Abstractions;
-using RenderFarm.Coordinator;
 using RenderFarm.Coordinator.Storage;
 
-namespace RenderFarm.Farm.Tests.Storage;
+namespace RenderFarm.Coordinator.Tests.Storage;
 
 public sealed class ResultStoreSelectionTests
 {

@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using StackExchange.Redis;
 
-namespace RenderFarm.Shared.Health;
+namespace RenderFarm.FarmState;
 
 /// <summary>Ready only while Redis answers: without it neither the coordinator nor a worker can do any work.</summary>
 public sealed class RedisHealthCheck(IConnectionMultiplexer redis) : IHealthCheck

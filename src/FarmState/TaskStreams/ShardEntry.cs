@@ -2,7 +2,7 @@ using Google.Protobuf;
 using RenderFarm.Protocol;
 using StackExchange.Redis;
 
-namespace RenderFarm.Shared;
+namespace RenderFarm.FarmState.TaskStreams;
 
 /// <summary>How a <see cref="Shard"/> is laid out as a task-stream entry: one field holding the protobuf bytes.</summary>
 public static class ShardEntry

@@ -1,10 +1,10 @@
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using Microsoft.ML.OnnxRuntime;
 using RenderFarm.Diffusion;
-using RenderFarm.Worker;
 
-namespace RenderFarm.Farm.Tests;
+namespace RenderFarm.Worker.Tests;
 
 public sealed class WorkerOptionsTests
 {

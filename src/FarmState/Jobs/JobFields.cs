@@ -1,9 +1,15 @@
-namespace RenderFarm.Coordinator.Jobs;
+namespace RenderFarm.FarmState.Jobs;
 
-/// <summary>Field names of the job meta hash and of the job event stream entries.</summary>
-internal static class JobFields
+/// <summary>Field names of a job's meta hash (<see cref="FarmKeys.JobMeta"/>).</summary>
+public static class JobFields
 {
+    /// <summary>One of <see cref="JobStates"/>.</summary>
     public const string State = "state";
+
+    /// <summary>While paused: the state the job was paused from, restored on resume.</summary>
+    public const string PausedFrom = "paused_from";
+
+    /// <summary>The job's GenerationParams (protobuf bytes): its images' settings unless an image carries its own.</summary>
     public const string Params = "params";
     public const string Label = "label";
     public const string ImageCount = "image_count";
@@ -15,15 +21,4 @@ internal static class JobFields
     public const string FinishedMs = "finished_ms";
     public const string Priority = "priority";
     public const string Tenant = "tenant";
-}
-
-/// <summary>Job states as stored in Redis.</summary>
-internal static class JobStates
-{
-    public const string Queued = "queued";
-    public const string Running = "running";
-    public const string Completed = "completed";
-    public const string Failed = "failed";
-    public const string Cancelled = "cancelled";
-    public const string Paused = "paused";
 }

@@ -1,10 +1,12 @@
 using RenderFarm.Protocol;
 
-namespace RenderFarm.Shared;
+namespace RenderFarm.FarmState;
 
 /// <summary>
-/// The Redis key layout, in one place. Every key of one job carries the hash tag <c>{job:ID}</c> so a script or
-/// transaction over a job's keys runs on Redis Cluster and managed Redis unchanged.
+/// The Redis key layout, in one place: every key and pub/sub channel the farm uses. Every key of one job carries the
+/// hash tag <c>{job:ID}</c> so a script or transaction over a job's keys runs on Redis Cluster and managed Redis
+/// unchanged. What the job keys hold is described with them; the fields of the job meta hash are
+/// <see cref="Jobs.JobFields"/>, its states <see cref="Jobs.JobStates"/>, its events <see cref="Jobs.JobEventTypes"/>.
 /// </summary>
 public static class FarmKeys
 {
@@ -23,8 +25,32 @@ public static class FarmKeys
     /// <summary>Short-lived marker written after a job is committed: what WAITAOF waits for before it is acknowledged.</summary>
     public static string JobAcknowledged(string jobId) => $"{JobTag(jobId)}:acknowledged";
 
+    /// <summary>Set of a tenant's unfinished job ids: what its active-job and queued-image limits count.</summary>
+    public static string TenantOpenJobs(string tenant) => $"tenant:{tenant}:open";
+
+    /// <summary>Counter of a tenant's submissions in one minute (<paramref name="minute"/> since the epoch).</summary>
+    public static string TenantSubmitRate(string tenant, long minute) => $"ratelimit:submit:{tenant}:{minute}";
+
+    /// <summary>Hash: worker id → WorkerInfo (protobuf), written by the replica that holds the worker's stream.</summary>
+    public const string WorkerRegistry = "workers";
+
+    /// <summary>Hash: worker id → id of the API key that first registered it (a worker id belongs to one key).</summary>
+    public const string WorkerIdOwners = "workers:keys";
+
     /// <summary>Sorted set of a worker's recent shard failures (by time): what quarantines it.</summary>
     public static string WorkerFailures(string workerId) => $"worker-failures:{workerId}";
+
+    /// <summary>Pub/sub channel of control messages to workers (cancel, quarantine, release), for whichever replica holds the stream.</summary>
+    public const string WorkerControlChannel = "farm:worker-control";
+
+    /// <summary>Hash: sha256 of an API key → its record (JSON). Keys are never stored, only their hashes.</summary>
+    public const string ApiKeys = "auth:keys";
+
+    /// <summary>Hash: API key id → sha256 of the key, to revoke a key by its id.</summary>
+    public const string ApiKeyIds = "auth:key-ids";
+
+    /// <summary>Pub/sub channel on which every revocation publishes the key's id.</summary>
+    public const string ApiKeyRevokedChannel = "auth:revoked";
 
     /// <summary>Stream of normal-priority shards waiting for a worker that holds <paramref name="model"/>.</summary>
     public static string TaskStream(string model) => $"tasks:{model}";
@@ -70,8 +96,16 @@ public static class FarmKeys
     /// <summary>Stream of the job's events, read by WatchJob.</summary>
     public static string JobEvents(string jobId) => $"{JobTag(jobId)}:events";
 
-    /// <summary>List of serialized shards of a submission still being received; moved to the task stream on commit.</summary>
-    public static string JobStagedShards(string jobId) => $"{JobTag(jobId)}:staged";
+    /// <summary>
+    /// List of serialized shards staged for the task streams (see <see cref="TaskStreams.ShardQueue"/>): the
+    /// submission's (<paramref name="batch"/> empty) while it is being received, published on commit; a retry's (its
+    /// own batch, so that concurrent retries never mix their shards) until the job is re-opened.
+    /// </summary>
+    public static string JobStagedShards(string jobId, string batch = "") =>
+        batch.Length == 0 ? $"{JobTag(jobId)}:staged" : $"{JobTag(jobId)}:staged:{batch}";
+
+    /// <summary>How long the staged keys of a job (shards, images, shard sizes, inputs) live unless a commit persists or publishes them.</summary>
+    public static readonly TimeSpan StagingTtl = TimeSpan.FromHours(1);
 
     /// <summary>List of serialized shards held back while the job is paused; re-queued on resume.</summary>
     public static string JobParkedShards(string jobId) => $"{JobTag(jobId)}:parked";

@@ -1,0 +1,177 @@
+using E = RenderFarm.FarmState.Jobs.JobEventFields;
+using F = RenderFarm.FarmState.Jobs.JobFields;
+using S = RenderFarm.FarmState.Jobs.JobStates;
+using T = RenderFarm.FarmState.Jobs.JobEventTypes;
+
+namespace RenderFarm.FarmState.Jobs;
+
+/// <summary>
+/// The scripts that change a job: each is one atomic step over the job's hash-tagged keys, and each that appends to
+/// the job's event stream publishes the stream's key on <see cref="FarmKeys.JobEventsChannel"/> to wake its watchers.
+/// </summary>
+public static class JobScripts
+{
+    /// <summary><see cref="RecordOutcome"/>'s mode for an image stored.</summary>
+    public const string OutcomeDone = "done";
+
+    /// <summary><see cref="RecordOutcome"/>'s mode for an image failed for good.</summary>
+    public const string OutcomeFailed = "failed";
+
+    /// <summary>Ends a list of arguments where another list follows (<see cref="ReopenForRetry"/>).</summary>
+    public const string ListEnd = "|";
+
+    private const string WakeWatchers = $"redis.call('PUBLISH', '{FarmKeys.JobEventsChannel}', events)";
+
+    /// <summary>
+    /// Records one image's outcome: its result ("sha256:size", so downloads need not ask the store for sizes) or its
+    /// error, the job's counters, the events, and the end of its shard and of the job when this was the last image.
+    /// An image already done or failed is ignored: a duplicate delivery changes nothing. Returns {recorded, shard
+    /// finished}. When the job finishes its init images are dropped unless images failed (a retry needs them), and its
+    /// task entries and failed attempts (all settled) too.
+    /// </summary>
+    public static readonly FarmScript RecordOutcome = new("record an image's outcome",
+        ["meta", "results", "failures", "shards", "events", "inputs", "entries", "attempts"],
+        ["mode", "index", "shard", "worker", "detail", "now", "size"],
+        $$"""
+        if redis.call('EXISTS', meta) == 0 then return {0, 0} end
+        if redis.call('HEXISTS', results, index) == 1 or redis.call('HEXISTS', failures, index) == 1 then return {0, 0} end
+        local done, failed
+        if mode == '{{OutcomeDone}}' then
+          redis.call('HSET', results, index, detail .. ':' .. size)
+          done = redis.call('HINCRBY', meta, '{{F.ImagesDone}}', 1)
+          failed = tonumber(redis.call('HGET', meta, '{{F.ImagesFailed}}'))
+          redis.call('XADD', events, '*', '{{E.Type}}', '{{T.ImageDone}}', '{{E.Index}}', index, '{{E.Shard}}', shard,
+            '{{E.Worker}}', worker, '{{E.Sha256}}', detail, '{{E.Done}}', done)
+        else
+          redis.call('HSET', failures, index, detail)
+          failed = redis.call('HINCRBY', meta, '{{F.ImagesFailed}}', 1)
+          done = tonumber(redis.call('HGET', meta, '{{F.ImagesDone}}'))
+          redis.call('XADD', events, '*', '{{E.Type}}', '{{T.ImageFailed}}', '{{E.Index}}', index, '{{E.Shard}}', shard,
+            '{{E.Error}}', detail, '{{E.Failed}}', failed)
+        end
+        local shardFinished = 0
+        if redis.call('HINCRBY', shards, shard, -1) == 0 then
+          shardFinished = 1
+          redis.call('HINCRBY', meta, '{{F.ShardsDone}}', 1)
+          redis.call('XADD', events, '*', '{{E.Type}}', '{{T.ShardDone}}', '{{E.Shard}}', shard)
+        end
+        if done + failed == tonumber(redis.call('HGET', meta, '{{F.ImageCount}}')) then
+          local state = '{{S.Completed}}'
+          if failed > 0 then state = '{{S.Failed}}' end
+          redis.call('HSET', meta, '{{F.State}}', state, '{{F.FinishedMs}}', now)
+          if failed == 0 then redis.call('DEL', inputs) end
+          redis.call('DEL', entries, attempts)
+          redis.call('XADD', events, '*', '{{E.Type}}', '{{T.JobFinished}}', '{{E.State}}', state, '{{E.Done}}', done, '{{E.Failed}}', failed)
+        end
+        {{WakeWatchers}}
+        return {1, shardFinished}
+        """);
+
+    /// <summary>Moves a queued job to running (a worker began one of its shards); any other state is left alone.</summary>
+    public static readonly FarmScript MarkRunning = new("mark a job running",
+        ["meta"], [],
+        $$"""
+        if redis.call('HGET', meta, '{{F.State}}') == '{{S.Queued}}' then redis.call('HSET', meta, '{{F.State}}', '{{S.Running}}') end
+        return 0
+        """);
+
+    /// <summary>Cancels a job that has not finished, dropping its parked shards and inputs; returns 1 if it did.</summary>
+    public static readonly FarmScript Cancel = new("cancel a job",
+        ["meta", "events", "parked", "inputs"], ["now"],
+        $$"""
+        local state = redis.call('HGET', meta, '{{F.State}}')
+        if state ~= '{{S.Queued}}' and state ~= '{{S.Running}}' and state ~= '{{S.Paused}}' then return 0 end
+        redis.call('HSET', meta, '{{F.State}}', '{{S.Cancelled}}', '{{F.FinishedMs}}', now)
+        redis.call('DEL', parked, inputs)
+        redis.call('XADD', events, '*', '{{E.Type}}', '{{T.JobFinished}}', '{{E.State}}', '{{S.Cancelled}}',
+          '{{E.Done}}', redis.call('HGET', meta, '{{F.ImagesDone}}'), '{{E.Failed}}', redis.call('HGET', meta, '{{F.ImagesFailed}}'))
+        {{WakeWatchers}}
+        return 1
+        """);
+
+    /// <summary>
+    /// Re-opens a failed job for exactly the images being retried. Arguments after the first shard index: per new
+    /// shard its image count, then <see cref="ListEnd"/>, then the failed indices being retried. Returns 0 if the job is
+    /// not failed (any more).
+    /// </summary>
+    public static readonly FarmScript ReopenForRetry = new("re-open a failed job for a retry",
+        ["meta", "failures", "shards", "events"], ["first_shard"],
+        $$"""
+        if redis.call('HGET', meta, '{{F.State}}') ~= '{{S.Failed}}' then return 0 end
+        local i, shard, images = 2, tonumber(first_shard), 0
+        while ARGV[i] ~= '{{ListEnd}}' do
+          redis.call('HSET', shards, shard, ARGV[i])
+          images = images + tonumber(ARGV[i])
+          shard, i = shard + 1, i + 1
+        end
+        for j = i + 1, #ARGV do redis.call('HDEL', failures, ARGV[j]) end
+        redis.call('HINCRBY', meta, '{{F.ImagesFailed}}', -images)
+        redis.call('HSET', meta, '{{F.State}}', '{{S.Queued}}', '{{F.ShardCount}}', shard)
+        redis.call('HDEL', meta, '{{F.FinishedMs}}')
+        redis.call('XADD', events, '*', '{{E.Type}}', '{{T.Queued}}', '{{E.Images}}', images, '{{E.Shards}}', shard - tonumber(first_shard))
+        {{WakeWatchers}}
+        return 1
+        """);
+
+    /// <summary>Pauses a queued or running job, remembering which it was; returns 1 if it did.</summary>
+    public static readonly FarmScript Pause = new("pause a job",
+        ["meta", "events"], [],
+        $$"""
+        local state = redis.call('HGET', meta, '{{F.State}}')
+        if state ~= '{{S.Queued}}' and state ~= '{{S.Running}}' then return 0 end
+        redis.call('HSET', meta, '{{F.State}}', '{{S.Paused}}', '{{F.PausedFrom}}', state)
+        redis.call('XADD', events, '*', '{{E.Type}}', '{{T.StateChanged}}', '{{E.State}}', '{{S.Paused}}')
+        {{WakeWatchers}}
+        return 1
+        """);
+
+    /// <summary>
+    /// Resumes a paused job and hands back (and forgets) the shards parked meanwhile, in one step, so a shard parked
+    /// concurrently is either returned here or sees the job running and runs. Returns nil if the job was not paused.
+    /// </summary>
+    public static readonly FarmScript Resume = new("resume a paused job",
+        ["meta", "events", "parked"], [],
+        $$"""
+        if redis.call('HGET', meta, '{{F.State}}') ~= '{{S.Paused}}' then return false end
+        local state = redis.call('HGET', meta, '{{F.PausedFrom}}') or '{{S.Queued}}'
+        redis.call('HSET', meta, '{{F.State}}', state)
+        redis.call('XADD', events, '*', '{{E.Type}}', '{{T.StateChanged}}', '{{E.State}}', state)
+        {{WakeWatchers}}
+        local shards = redis.call('LRANGE', parked, 0, -1)
+        redis.call('DEL', parked)
+        return shards
+        """);
+
+    /// <summary>
+    /// Appends an event (the arguments: its field/value pairs) to an unfinished job; returns 0 if there is no such job or
+    /// it has finished. A report that arrives after its job was deleted must not leave a stray stream behind, and one
+    /// that arrives after the job finished (a worker still stepping until the cancel reaches it, a duplicate delivery)
+    /// must not follow job_finished: watchers take a job_finished with events after it for a retried job and keep
+    /// reading. So the checks and the append are one step.
+    /// </summary>
+    public static readonly FarmScript AppendEvent = new("append a job event",
+        ["meta", "events"], [],
+        $$"""
+        if redis.call('EXISTS', meta) == 0 then return 0 end
+        local state = redis.call('HGET', meta, '{{F.State}}')
+        if state == '{{S.Completed}}' or state == '{{S.Failed}}' or state == '{{S.Cancelled}}' then return 0 end
+        redis.call('XADD', events, '*', unpack(ARGV))
+        {{WakeWatchers}}
+        return 1
+        """);
+
+    /// <summary>
+    /// Adds a worker to the workers whose attempts at a shard failed one way (the field: "SHARD|SIGNATURE") and returns
+    /// who had before (one per line).
+    /// </summary>
+    public static readonly FarmScript RecordFailedAttempt = new("record a failed attempt's signature",
+        ["attempts"], ["field", "worker"],
+        """
+        local before = redis.call('HGET', attempts, field) or ''
+        for other in string.gmatch(before, '[^\n]+') do
+          if other == worker then return before end
+        end
+        redis.call('HSET', attempts, field, before .. worker .. '\n')
+        return before
+        """);
+}

@@ -1,0 +1,60 @@
+using RenderFarm.FarmState.Jobs;
+
+namespace RenderFarm.FarmState.TaskStreams;
+
+/// <summary>The scripts of the task-stream protocol (<see cref="ShardQueue"/>): every step that must read a claim before changing it.</summary>
+public static class TaskStreamScripts
+{
+    private const string Group = FarmKeys.WorkerGroup;
+
+    /// <summary>
+    /// Moves a pending entry to <c>holder</c>, marked idle for <c>idle</c> ms and with <c>give_back</c> deliveries taken
+    /// off its count, only if <c>consumer</c> holds it; returns 1 if it did. XCLAIM with min-idle 0 takes an entry from
+    /// whoever holds it, so a worker whose shard was taken over after its lease lapsed would take it back by renewing
+    /// (and both would render it): the owner check and the claim are one step.
+    /// </summary>
+    public static readonly FarmScript ClaimIfOwner = new("move a claim its holder still has",
+        ["stream"], ["consumer", "id", "idle", "holder", "give_back"],
+        $$"""
+        local pending = redis.call('XPENDING', stream, '{{Group}}', id, id, 1)
+        if #pending == 0 or pending[1][2] ~= consumer then return 0 end
+        redis.call('XCLAIM', stream, '{{Group}}', holder, 0, id, 'IDLE', idle,
+          'RETRYCOUNT', pending[1][4] - tonumber(give_back), 'JUSTID')
+        return 1
+        """);
+
+    /// <summary>
+    /// Takes over the first pending entry in [first, last] idle at least <c>min_idle</c> ms (and held by <c>holder</c>,
+    /// unless ''), and returns its id, its previous holder, the number of this delivery and its fields; only the id if
+    /// the entry was deleted (XCLAIM then drops it from the pending list); nil if there is none. This is XAUTOCLAIM for
+    /// one entry that also says who held it and how often it was delivered, which dead-lettering needs.
+    /// </summary>
+    public static readonly FarmScript TakeOver = new("take over an idle claim",
+        ["stream"], ["consumer", "min_idle", "first", "last", "holder"],
+        $$"""
+        local query = {'XPENDING', stream, '{{Group}}', 'IDLE', min_idle, first, last, 1}
+        if holder ~= '' then query[#query + 1] = holder end
+        local pending = redis.call(unpack(query))
+        if #pending == 0 then return false end
+        local id = pending[1][1]
+        local claimed = redis.call('XCLAIM', stream, '{{Group}}', consumer, min_idle, id)
+        if #claimed == 0 or not claimed[1][2] then return {id} end
+        return {id, pending[1][2], pending[1][4] + 1, claimed[1][2]}
+        """);
+
+    /// <summary>
+    /// Decides, atomically with pause and resume, what becomes of a claimed shard (a <see cref="ShardAdmission"/>): a
+    /// shard of a paused job is parked with the job (<c>shard</c>: its bytes), one of a cancelled or deleted job ends.
+    /// </summary>
+    public static readonly FarmScript Admit = new("admit a claimed shard",
+        ["meta", "parked"], ["shard"],
+        $$"""
+        local state = redis.call('HGET', meta, '{{JobFields.State}}')
+        if not state or state == '{{JobStates.Cancelled}}' then return {{(int)ShardAdmission.Ended}} end
+        if state == '{{JobStates.Paused}}' then
+          redis.call('RPUSH', parked, shard)
+          return {{(int)ShardAdmission.Parked}}
+        end
+        return {{(int)ShardAdmission.Run}}
+        """);
+}

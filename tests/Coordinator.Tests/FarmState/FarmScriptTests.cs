@@ -1,0 +1,52 @@
+using RenderFarm.FarmState;
+using RenderFarm.FarmState.Jobs;
+using RenderFarm.FarmState.TaskStreams;
+using RenderFarm.FarmState.Workers;
+using RenderFarm.Protocol;
+
+namespace RenderFarm.Coordinator.Tests.FarmState;
+
+/// <summary>The schema's scripts and constants, without Redis (Farm.Tests runs them on a real one).</summary>
+public sealed class FarmScriptTests
+{
+    private static readonly FarmScript[] All =
+    [
+        JobScripts.RecordOutcome, JobScripts.MarkRunning, JobScripts.Cancel, JobScripts.ReopenForRetry, JobScripts.Pause,
+        JobScripts.Resume, JobScripts.AppendEvent, JobScripts.RecordFailedAttempt,
+        TaskStreamScripts.ClaimIfOwner, TaskStreamScripts.TakeOver, TaskStreamScripts.Admit, WorkerScripts.ClaimId,
+    ];
+
+    [Fact]
+    public void AScriptReadsItsKeysAndArgumentsAsLocalsOfTheDeclaredNames()
+    {
+        var script = new FarmScript("example", ["meta", "events"], ["now"], "return now");
+
+        Assert.Equal("-- example\nlocal meta = KEYS[1]\nlocal events = KEYS[2]\nlocal now = ARGV[1]\nreturn now", script.Source);
+    }
+
+    [Fact]
+    public async Task AScriptRefusesKeysOrArgumentsOtherThanItDeclares()
+    {
+        var keys = await Assert.ThrowsAsync<ArgumentException>(() => JobScripts.Pause.EvaluateAsync(null!, ["only-meta"]));
+        Assert.Contains("takes 2 keys (meta, events), not 1", keys.Message);
+        var args = await Assert.ThrowsAsync<ArgumentException>(() => JobScripts.Cancel.EvaluateAsync(null!, ["m", "e", "p", "i"]));
+        Assert.Contains("at least 1 arguments (now)", args.Message);
+    }
+
+    [Fact]
+    public void EveryScriptHasANameAndDistinctParameters()
+    {
+        Assert.Equal(All.Length, All.Select(s => s.Name).Distinct().Count());
+        Assert.All(All, s => Assert.Equal(s.Keys.Count + s.Args.Count, s.Keys.Concat(s.Args).Distinct().Count()));
+    }
+
+    [Fact]
+    public void EveryStoredJobStateHasItsApiStateAndTheUnfinishedOnesAreQueuedRunningPaused()
+    {
+        string[] states = [JobStates.Queued, JobStates.Running, JobStates.Paused, JobStates.Completed, JobStates.Failed, JobStates.Cancelled];
+        Assert.DoesNotContain(JobState.Unspecified, states.Select(JobStates.ToProto));
+        Assert.Equal(states.Length, states.Select(JobStates.ToProto).Distinct().Count());
+        Assert.Equal([JobStates.Queued, JobStates.Running, JobStates.Paused], states.Where(JobStates.Unfinished.Contains));
+        Assert.Equal(JobState.Unspecified, JobStates.ToProto("written by a newer coordinator"));
+    }
+}
