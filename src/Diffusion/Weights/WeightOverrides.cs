@@ -42,7 +42,7 @@ internal sealed class WeightOverrides : IDisposable
     /// Creates the overrides of <paramref name="weights"/> for sessions of <paramref name="graph"/> run with
     /// <paramref name="options"/>; the float32 values are converted to each initializer's element type.
     /// </summary>
-    public static WeightOverrides Create(OnnxGraph graph, IReadOnlyList<(OnnxInitializer Initializer, long[] Shape, float[] Values)> weights, DiffusionOptions options)
+    public static WeightOverrides Create(OnnxGraph graph, IReadOnlyList<ReplacedWeight> weights, DiffusionOptions options)
     {
         bool cuda = (options.ExecutionProvider ?? "cpu").Trim().Equals("cuda", StringComparison.OrdinalIgnoreCase);
         var disabled = new List<string>();
