@@ -114,6 +114,9 @@ public sealed class StableDiffusionPipeline : IDisposable
         }
     }
 
+    /// <summary>The plain model's prompt encoder (tests look at its tokenizers and text encoders).</summary>
+    internal PromptEncoder PlainPrompts => _variants.Base.Prompts;
+
     /// <summary>Images the VAE encoder has encoded since load (init images and masked images).</summary>
     internal long ImagesEncoded => _vaeEncoder?.ImagesEncoded ?? 0;
 

@@ -21,6 +21,13 @@ public sealed class ModelWriteOptions
     /// </summary>
     public bool TorchExportNames { get; init; }
 
+    /// <summary>
+    /// Replacement values for some weights: given a component folder and an initializer, its new values as float32
+    /// (converted to the weight's type), or null to keep the generated ones. Tests write with it the merged model a
+    /// LoRA must equal.
+    /// </summary>
+    public Func<string, Initializer, float[]?>? ReplaceWeights { get; init; }
+
     /// <summary>Receives one line per written component.</summary>
     public Action<string>? Log { get; init; }
 
@@ -105,7 +112,10 @@ public static class ModelDirectoryWriter
             string componentDir = Path.Combine(dir, folder);
             Directory.CreateDirectory(componentDir);
             ulong componentSeed = SplitMix64.SeedFor(options.Seed, folder);
-            OnnxModelWriter.Write(graph, Path.Combine(componentDir, "model.onnx"), componentSeed, options.ExternalDataThreshold);
+            Func<Initializer, byte[]?>? replace = options.ReplaceWeights is { } replaceWeights
+                ? init => replaceWeights(folder, init) is { } values ? Initializer.Encode(init.Type, values) : null
+                : null;
+            OnnxModelWriter.Write(graph, Path.Combine(componentDir, "model.onnx"), componentSeed, options.ExternalDataThreshold, replace);
             Json.Write(Path.Combine(componentDir, "config.json"), ComponentConfig(p, folder, vocabulary));
             long bytes = Directory.EnumerateFiles(componentDir).Sum(f => new FileInfo(f).Length);
             var info = new ComponentInfo(folder, graph.ParameterCount, bytes);

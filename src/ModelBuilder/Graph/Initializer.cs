@@ -62,9 +62,20 @@ public sealed record Initializer(string Name, long[] Dims, ElementType Type, Ten
         return bytes;
     }
 
-    private void Store(Span<byte> span, int i, double v)
+    /// <summary>Little-endian bytes of <paramref name="values"/> as <paramref name="type"/>.</summary>
+    public static byte[] Encode(ElementType type, float[] values)
     {
-        switch (Type)
+        var bytes = new byte[values.LongLength * type.ByteSize()];
+        for (int i = 0; i < values.Length; i++)
+            Store(type, bytes, i, values[i]);
+        return bytes;
+    }
+
+    private void Store(Span<byte> span, int i, double v) => Store(Type, span, i, v);
+
+    private static void Store(ElementType type, Span<byte> span, int i, double v)
+    {
+        switch (type)
         {
             case ElementType.Float:
                 System.Buffers.Binary.BinaryPrimitives.WriteSingleLittleEndian(span[(i * 4)..], (float)v);
@@ -79,7 +90,7 @@ public sealed record Initializer(string Name, long[] Dims, ElementType Type, Ten
                 System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(span[(i * 8)..], checked((long)v));
                 break;
             default:
-                throw new InvalidOperationException($"unsupported initializer type {Type}");
+                throw new InvalidOperationException($"unsupported initializer type {type}");
         }
     }
 }
