@@ -37,7 +37,7 @@ var library = new LoraLibrary(loraDirectory);
 var clockLoad = Stopwatch.StartNew();
 using var pipeline = StableDiffusionPipeline.Load(model, new DiffusionOptions(), new ModelExtensions { Loras = library, MaxCachedVariants = 8 });
 var load = clockLoad.Elapsed;
-Console.WriteLine($"model load (what a reload costs): {load.TotalSeconds:F2} s, RSS {Rss() / 1048576.0:F0} MiB");
+Console.WriteLine($"model load (what a reload costs): {load.TotalSeconds:F2} s, {Memory()}");
 library.Get("a"); library.Get("b"); // hash the files once, as a worker does when it lists them
 
 var setA = LoraSet.Of(new LoraWeight("a", 0.8f));
@@ -54,15 +54,15 @@ for (int run = 0; run < 3; run++)
 }
 Console.WriteLine($"apply {{a}} (merge + sessions): runs {string.Join(", ", applies.Select(s => s.ToString("F2")))} s");
 
-long before = Rss();
+long before = Rss("RssAnon");
 var infoB = await pipeline.PrepareVariantAsync(setB);
-long afterB = Rss();
+long afterB = Rss("RssAnon");
 var infoAB = await pipeline.PrepareVariantAsync(setAB);
-long afterAB = Rss();
+long afterAB = Rss("RssAnon");
 var infoA = pipeline.Variants.Single(v => v.Loras.Equals(setA));
 foreach (var info in new[] { infoA, infoB!, infoAB! })
     Console.WriteLine($"variant {info.Loras}: {info.OverrideBytes / 1048576.0:F0} MiB own weights ({string.Join(", ", info.Components)}), built in {info.BuildTime.TotalSeconds:F2} s");
-Console.WriteLine($"RSS growth: +{(afterB - before) / 1048576.0:F0} MiB for {{b}}, +{(afterAB - afterB) / 1048576.0:F0} MiB for {{a, b}}");
+Console.WriteLine($"anonymous memory growth when built: +{(afterB - before) / 1048576.0:F0} MiB for {{b}}, +{(afterAB - afterB) / 1048576.0:F0} MiB for {{a, b}}");
 
 // Switching: 1-step renders alternating between cached variants against the same variant twice.
 var request = new GenerationRequest([new ImagePrompt("a lighthouse", "", 1)], size, size, 1, 7.5f, "euler", preset);
@@ -76,7 +76,11 @@ foreach (var set in new[] { setA, setA, setB, setA, setB, LoraSet.Empty, setAB, 
     times.Add((set.IsEmpty ? "plain" : set.ToString(), clock.Elapsed.TotalSeconds));
 }
 Console.WriteLine($"1-step {size}x{size} renders in order: {string.Join("; ", times.Select(t => $"{t.Item1} {t.Item2:F2} s"))}");
-Console.WriteLine($"final RSS {Rss() / 1048576.0:F0} MiB; variants kept: {pipeline.Variants.Count}");
+Console.WriteLine($"after the renders: {Memory()}; variants kept: {pipeline.Variants.Count}, their own weights {pipeline.Variants.Sum(v => v.OverrideBytes) / 1048576.0:F0} MiB");
 
 string? Option(string name) => args.SkipWhile(a => a != name).Skip(1).FirstOrDefault();
-static long Rss() => long.Parse(File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmRSS")).Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+// Resident memory from /proc/self/status. RssAnon is private memory (merged weights, ONNX Runtime's own); RssFile is
+// mapped file pages, which each session's mapping of the shared weights file counts again although the page cache
+// holds them once.
+static long Rss(string field = "VmRSS") => long.Parse(File.ReadLines("/proc/self/status").First(l => l.StartsWith(field + ":")).Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+static string Memory() => $"RSS {Rss() / 1048576.0:F0} MiB (anonymous {Rss("RssAnon") / 1048576.0:F0} MiB, file-backed {Rss("RssFile") / 1048576.0:F0} MiB)";

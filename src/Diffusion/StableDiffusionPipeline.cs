@@ -522,7 +522,7 @@ public sealed class StableDiffusionPipeline : IDisposable
                 if (LoraHashes.Format(loras[b], _variants.ShortHash) is { } hashes)
                 {
                     // The request's own LoRAs are written as the tags A1111 would need to render the image again.
-                    var tags = string.Concat(request.Loras.Items.Where(l => !LoraPrompt.Parse(image.Prompt).Loras.Items.Any(p => p.Name == l.Name)).Select(l => l.ToString()));
+                    var tags = string.Concat((request.Loras ?? LoraSet.Empty).Items.Where(l => !LoraPrompt.Parse(image.Prompt).Loras.Items.Any(p => p.Name == l.Name)).Select(l => l.ToString()));
                     prompt = tags.Length == 0 ? prompt : prompt.Length == 0 ? tags : prompt + " " + tags;
                     imageExtra = extra.Append(new(LoraHashes.Keyword, hashes));
                 }

@@ -47,7 +47,7 @@ public class LoraSessionTests(LoraFixture fixture) : IClassFixture<LoraFixture>
         ModelPresets.Write(preset, mergedDirectory, new ModelWriteOptions
         {
             Force = true,
-            ReplaceWeights = (component, init) => weights.GetValueOrDefault(component)?.FirstOrDefault(w => w.Initializer.Name == init.Name)?.Values,
+            ReplaceWeights = (component, init) => weights.GetValueOrDefault(component)?.FirstOrDefault(w => w.Initializer.Name == init.Name)?.ToArray(),
         });
         using var merged = StableDiffusionPipeline.Load(mergedDirectory, options);
         using var pipeline = StableDiffusionPipeline.Load(directory, options, new ModelExtensions { Loras = fixture.Loras });

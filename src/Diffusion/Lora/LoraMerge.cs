@@ -26,7 +26,6 @@ internal static class LoraMerge
     {
         var contributions = Plan(set, resolve, components, xl, readTensors: true);
         var result = new Dictionary<string, List<ReplacedWeight>>(StringComparer.Ordinal);
-        using var reader = new WeightReader();
         foreach (var (key, list) in contributions)
         {
             string component = key[..key.IndexOf('\n')];
@@ -34,7 +33,7 @@ internal static class LoraMerge
             {
                 result[component] = weights = [];
             }
-            weights.Add(Merge(reader, list));
+            weights.Add(Merge(list));
         }
         return result;
     }
@@ -151,8 +150,11 @@ internal static class LoraMerge
         return checked((int)rank);
     }
 
-    /// <summary>W + Σ scale·up·down for one weight, in its stored layout: [out, in] rows·cols, or [in, out] (transposed) for a MatMul's B.</summary>
-    private static ReplacedWeight Merge(WeightReader reader, List<Contribution> contributions)
+    /// <summary>
+    /// W + Σ scale·up·down for one weight, in its stored layout: [out, in] rows·cols, or [in, out] (transposed) for a
+    /// MatMul's B. The low-rank factors are prepared now (small); W is read and updated when the weight is filled.
+    /// </summary>
+    private static ReplacedWeight Merge(List<Contribution> contributions)
     {
         var target = contributions[0].Target;
         int outFeatures = checked((int)target.OutFeatures), inFeatures = checked((int)target.InFeatures);
@@ -181,8 +183,13 @@ internal static class LoraMerge
             }
             offset += c.Rank;
         }
-        var weight = reader.ReadFloats(target.Initializer);
-        LowRankUpdate.Apply(weight, rows, cols, a, b, rank);
-        return new ReplacedWeight(target.Initializer, target.Initializer.Dims, weight);
+        return new ReplacedWeight(target.Initializer, target.Initializer.Dims, weight =>
+        {
+            using (var reader = new WeightReader())
+            {
+                reader.ReadFloats(target.Initializer, weight);
+            }
+            LowRankUpdate.Apply(weight, rows, cols, a, b, rank);
+        });
     }
 }

@@ -1,5 +1,4 @@
 using System.Numerics;
-using System.Runtime.InteropServices;
 
 namespace RenderFarm.Diffusion.Weights;
 
@@ -11,8 +10,6 @@ namespace RenderFarm.Diffusion.Weights;
 /// </summary>
 internal static class LowRankUpdate
 {
-    private const int TileColumns = 1024;
-
     public static void Apply(Span<float> weight, int rows, int cols, ReadOnlySpan<float> a, ReadOnlySpan<float> b, int rank)
     {
         if (weight.Length != (long)rows * cols || a.Length != (long)rows * rank || b.Length != (long)rank * cols)
@@ -42,42 +39,88 @@ internal static class LowRankUpdate
     private static unsafe void Rows(float* w, float* a, float* b, int first, int last, int cols, int rank)
     {
         int width = Vector<float>.Count;
-        for (int tile = 0; tile < cols; tile += TileColumns)
+        // Columns per tile so that the tile of B (rank × tile floats) stays in the L1/L2 cache across rows.
+        int tileColumns = Math.Max(4 * width, 8192 / rank / (4 * width) * (4 * width));
+        for (int tile = 0; tile < cols; tile += tileColumns)
         {
-            int end = Math.Min(cols, tile + TileColumns);
-            for (int row = first; row < last; row++)
+            int end = Math.Min(cols, tile + tileColumns);
+            int row = first;
+            // Two rows at a time share each load of B.
+            for (; row + 1 < last; row += 2)
             {
-                float* aRow = a + (long)row * rank;
-                float* wRow = w + (long)row * cols;
+                float* a0 = a + (long)row * rank, a1 = a0 + rank;
+                float* w0 = w + (long)row * cols, w1 = w0 + cols;
+                int c = tile;
+                for (; c + 4 * width <= end; c += 4 * width)
+                {
+                    Vector<float> s00 = default, s01 = default, s02 = default, s03 = default;
+                    Vector<float> s10 = default, s11 = default, s12 = default, s13 = default;
+                    for (int k = 0; k < rank; k++)
+                    {
+                        float* bRow = b + (long)k * cols + c;
+                        var b0 = Vector.Load(bRow);
+                        var b1 = Vector.Load(bRow + width);
+                        var b2 = Vector.Load(bRow + 2 * width);
+                        var b3 = Vector.Load(bRow + 3 * width);
+                        var x = new Vector<float>(a0[k]);
+                        s00 = Vector.FusedMultiplyAdd(x, b0, s00);
+                        s01 = Vector.FusedMultiplyAdd(x, b1, s01);
+                        s02 = Vector.FusedMultiplyAdd(x, b2, s02);
+                        s03 = Vector.FusedMultiplyAdd(x, b3, s03);
+                        var y = new Vector<float>(a1[k]);
+                        s10 = Vector.FusedMultiplyAdd(y, b0, s10);
+                        s11 = Vector.FusedMultiplyAdd(y, b1, s11);
+                        s12 = Vector.FusedMultiplyAdd(y, b2, s12);
+                        s13 = Vector.FusedMultiplyAdd(y, b3, s13);
+                    }
+                    Add(w0 + c, width, s00, s01, s02, s03);
+                    Add(w1 + c, width, s10, s11, s12, s13);
+                }
+                Tail(w0, a0, b, c, end, cols, rank);
+                Tail(w1, a1, b, c, end, cols, rank);
+            }
+            for (; row < last; row++)
+            {
+                float* a0 = a + (long)row * rank, w0 = w + (long)row * cols;
                 int c = tile;
                 for (; c + 4 * width <= end; c += 4 * width)
                 {
                     Vector<float> s0 = default, s1 = default, s2 = default, s3 = default;
                     for (int k = 0; k < rank; k++)
                     {
-                        var scale = new Vector<float>(aRow[k]);
+                        var x = new Vector<float>(a0[k]);
                         float* bRow = b + (long)k * cols + c;
-                        s0 = Vector.FusedMultiplyAdd(scale, Vector.Load(bRow), s0);
-                        s1 = Vector.FusedMultiplyAdd(scale, Vector.Load(bRow + width), s1);
-                        s2 = Vector.FusedMultiplyAdd(scale, Vector.Load(bRow + 2 * width), s2);
-                        s3 = Vector.FusedMultiplyAdd(scale, Vector.Load(bRow + 3 * width), s3);
+                        s0 = Vector.FusedMultiplyAdd(x, Vector.Load(bRow), s0);
+                        s1 = Vector.FusedMultiplyAdd(x, Vector.Load(bRow + width), s1);
+                        s2 = Vector.FusedMultiplyAdd(x, Vector.Load(bRow + 2 * width), s2);
+                        s3 = Vector.FusedMultiplyAdd(x, Vector.Load(bRow + 3 * width), s3);
                     }
-                    Vector.Store(Vector.Load(wRow + c) + s0, wRow + c);
-                    Vector.Store(Vector.Load(wRow + c + width) + s1, wRow + c + width);
-                    Vector.Store(Vector.Load(wRow + c + 2 * width) + s2, wRow + c + 2 * width);
-                    Vector.Store(Vector.Load(wRow + c + 3 * width) + s3, wRow + c + 3 * width);
+                    Add(w0 + c, width, s0, s1, s2, s3);
                 }
-                for (; c < end; c++)
-                {
-                    // The same order as a vector lane: fused multiply-adds over the rank, then one add.
-                    float sum = 0f;
-                    for (int k = 0; k < rank; k++)
-                    {
-                        sum = MathF.FusedMultiplyAdd(aRow[k], b[(long)k * cols + c], sum);
-                    }
-                    wRow[c] += sum;
-                }
+                Tail(w0, a0, b, c, end, cols, rank);
             }
+        }
+    }
+
+    private static unsafe void Add(float* w, int width, Vector<float> s0, Vector<float> s1, Vector<float> s2, Vector<float> s3)
+    {
+        Vector.Store(Vector.Load(w) + s0, w);
+        Vector.Store(Vector.Load(w + width) + s1, w + width);
+        Vector.Store(Vector.Load(w + 2 * width) + s2, w + 2 * width);
+        Vector.Store(Vector.Load(w + 3 * width) + s3, w + 3 * width);
+    }
+
+    /// <summary>Columns [from, end) of one row, in the same order as a vector lane: fused multiply-adds over the rank, then one add.</summary>
+    private static unsafe void Tail(float* wRow, float* aRow, float* b, int from, int end, int cols, int rank)
+    {
+        for (int c = from; c < end; c++)
+        {
+            float sum = 0f;
+            for (int k = 0; k < rank; k++)
+            {
+                sum = MathF.FusedMultiplyAdd(aRow[k], b[(long)k * cols + c], sum);
+            }
+            wRow[c] += sum;
         }
     }
 

@@ -63,9 +63,9 @@ internal sealed class WeightOverrides : IDisposable
         };
         try
         {
-            foreach (var (initializer, shape, values) in weights)
+            foreach (var weight in weights)
             {
-                overrides.Add(initializer, shape, values, cuda ? options.DeviceId : null);
+                overrides.Add(weight, cuda ? options.DeviceId : null);
             }
             return overrides;
         }
@@ -97,8 +97,9 @@ internal sealed class WeightOverrides : IDisposable
     private static bool FoldedBeforeOverride(OnnxGraph graph, string name) =>
         graph.ConsumersOf(name).Any(node => node.Inputs.Where(i => i.Length > 0).All(graph.IsConstant));
 
-    private unsafe void Add(OnnxInitializer initializer, long[] shape, float[] values, int? device)
+    private unsafe void Add(ReplacedWeight weight, int? device)
     {
+        var initializer = weight.Initializer;
         var type = initializer.DataType switch
         {
             OnnxInitializer.Float => TensorElementType.Float,
@@ -106,52 +107,60 @@ internal sealed class WeightOverrides : IDisposable
             OnnxInitializer.BFloat16 => TensorElementType.BFloat16,
             _ => throw new InvalidDataException($"The weight '{initializer.Name}' is {initializer.TypeName}, not a float type."),
         };
-        long count = shape.Aggregate(1L, (a, d) => a * d);
-        if (count != values.Length)
-        {
-            throw new ArgumentException($"'{initializer.Name}': {values.Length} values for shape [{string.Join(", ", shape)}].");
-        }
-        long bytes = count * initializer.ElementSize;
+        int count = checked((int)weight.ElementCount);
+        long bytes = (long)count * initializer.ElementSize;
         var host = (IntPtr)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 1), 64);
         try
         {
-            switch (type)
+            if (type == TensorElementType.Float)
             {
-                case TensorElementType.Float:
-                    values.AsSpan().CopyTo(new Span<float>((void*)host, values.Length));
-                    break;
-                case TensorElementType.Float16:
-                    TensorPrimitives.ConvertToHalf(values, new Span<Half>((void*)host, values.Length));
-                    break;
-                default:
-                    BFloat16.Narrow(values, new Span<ushort>((void*)host, values.Length));
-                    break;
+                weight.Fill(new Span<float>((void*)host, count));
             }
-            if (device is int id)
+            else
             {
-                var onDevice = CudaRuntime.Allocate(id, bytes);
+                var values = System.Buffers.ArrayPool<float>.Shared.Rent(count);
                 try
                 {
-                    CudaRuntime.Copy(onDevice, host, bytes);
-                    using var memory = new OrtMemoryInfo("Cuda", OrtAllocatorType.DeviceAllocator, id, OrtMemType.Default);
-                    _entries.Add(new Entry(initializer.Name, OrtValue.CreateTensorValueWithData(memory, type, shape, onDevice, bytes), onDevice, true, bytes));
+                    weight.Fill(values.AsSpan(0, count));
+                    if (type == TensorElementType.Float16)
+                        TensorPrimitives.ConvertToHalf(values.AsSpan(0, count), new Span<Half>((void*)host, count));
+                    else
+                        BFloat16.Narrow(values.AsSpan(0, count), new Span<ushort>((void*)host, count));
                 }
-                catch
+                finally
                 {
-                    CudaRuntime.Free(onDevice);
-                    throw;
+                    System.Buffers.ArrayPool<float>.Shared.Return(values);
                 }
-                NativeMemory.AlignedFree((void*)host);
-                return;
             }
-            _entries.Add(new Entry(initializer.Name, OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, type, shape, host, bytes), host, false, bytes));
+            _entries.Add(device is int id ? ToDevice(initializer.Name, type, weight.Shape, host, bytes, id) : OnHost(initializer.Name, type, weight.Shape, host, bytes));
         }
         catch
         {
-            if (device is null || _entries.Count == 0 || _entries[^1].Memory != host)
-            {
-                NativeMemory.AlignedFree((void*)host);
-            }
+            NativeMemory.AlignedFree((void*)host);
+            throw;
+        }
+        if (device is not null)
+        {
+            NativeMemory.AlignedFree((void*)host);
+        }
+    }
+
+    private static Entry OnHost(string name, TensorElementType type, long[] shape, IntPtr host, long bytes) =>
+        new(name, OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, type, shape, host, bytes), host, false, bytes);
+
+    /// <summary>A device copy of <paramref name="host"/> (the caller frees the host buffer).</summary>
+    private static Entry ToDevice(string name, TensorElementType type, long[] shape, IntPtr host, long bytes, int device)
+    {
+        var onDevice = CudaRuntime.Allocate(device, bytes);
+        try
+        {
+            CudaRuntime.Copy(onDevice, host, bytes);
+            using var memory = new OrtMemoryInfo("Cuda", OrtAllocatorType.DeviceAllocator, device, OrtMemType.Default);
+            return new(name, OrtValue.CreateTensorValueWithData(memory, type, shape, onDevice, bytes), onDevice, true, bytes);
+        }
+        catch
+        {
+            CudaRuntime.Free(onDevice);
             throw;
         }
     }
