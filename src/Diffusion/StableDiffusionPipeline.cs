@@ -3,6 +3,7 @@ using System.Diagnostics;
 using Microsoft.ML.OnnxRuntime;
 using RenderFarm.Diffusion.Generation;
 using RenderFarm.Diffusion.Imaging;
+using RenderFarm.Diffusion.Lora;
 using RenderFarm.Diffusion.Models;
 using RenderFarm.Diffusion.Noise;
 using RenderFarm.Diffusion.Prompts;
@@ -24,6 +25,11 @@ namespace RenderFarm.Diffusion;
 /// (<see cref="UNetConditioning"/>), extra input channels (inpainting), text encoder stages.
 /// Calls are serialised: one generation runs at a time per pipeline, so the working arrays (<see cref="Workspace"/>),
 /// the UNet's bound tensors and recent prompts' tokens are kept for the next request instead of allocated anew.
+/// <para>Model extensions (<see cref="ModelExtensions"/>): textual-inversion embeddings are added to the text encoders
+/// at load; a request's LoRAs (<see cref="GenerationRequest.Loras"/> and its prompts' <c>&lt;lora:name:w&gt;</c> tags)
+/// select a variant of the model — its changed components' sessions created with merged weights, the unchanged ones
+/// shared — built on first use and kept for the next request that asks for the same set (<see cref="Variants"/>).
+/// Images with different LoRA sets take separate model runs.</para>
 /// </summary>
 public sealed class StableDiffusionPipeline : IDisposable
 {
@@ -37,8 +43,8 @@ public sealed class StableDiffusionPipeline : IDisposable
         ("vae_decoder", "vae_decoder/model.onnx"),
     ];
 
-    private readonly PromptEncoder _prompts;
-    private readonly UNet _unet;
+    private readonly ModelVariants _variants;
+    private readonly UNet _unet; // the plain model's: its inputs describe every variant's
     private readonly VaeDecoder _vaeDecoder;
     private readonly VaeEncoder? _vaeEncoder;
     private readonly SchedulerConfig _schedulerConfig;
@@ -58,20 +64,20 @@ public sealed class StableDiffusionPipeline : IDisposable
     private long _inFlightSince; // Stopwatch timestamp at which the running generation started; 0 when none runs
     private bool _disposed;
 
-    private StableDiffusionPipeline(string modelDirectory, PromptEncoder prompts, UNet unet, VaeDecoder vaeDecoder, VaeEncoder? vaeEncoder,
+    private StableDiffusionPipeline(string modelDirectory, ModelVariants variants, VaeDecoder vaeDecoder, VaeEncoder? vaeEncoder,
         SchedulerConfig schedulerConfig, ModelProfile profile, DiffusionOptions options, int latentChannels, IReadOnlyList<OnnxComponent> components)
     {
         ModelDirectory = modelDirectory;
         _components = components;
-        _prompts = prompts;
-        _unet = unet;
+        _variants = variants;
+        _unet = variants.Base.UNet;
         _vaeDecoder = vaeDecoder;
         _vaeEncoder = vaeEncoder;
         _schedulerConfig = schedulerConfig;
         _profile = profile;
         _options = options;
         _latentChannels = latentChannels;
-        _xl = prompts.Stages.Count > 1;
+        _xl = variants.Base.Prompts.Stages.Count > 1;
     }
 
     public string ModelDirectory { get; }
@@ -95,8 +101,12 @@ public sealed class StableDiffusionPipeline : IDisposable
     {
         get
         {
-            // Components first: the generating time read after them covers every run they include.
-            var components = _components.Select(c => c.Statistics).ToArray();
+            // Components first: the generating time read after them covers every run they include. A component's LoRA
+            // variants count under its name.
+            var components = _components.Select(c => c.Statistics).Concat(_variants.Statistics())
+                .GroupBy(c => c.Component)
+                .Select(g => new ComponentStatistics(g.Key, g.Sum(c => c.Runs), g.Aggregate(TimeSpan.Zero, (sum, c) => sum + c.RunTime)))
+                .ToArray();
             lock (_statisticsLock)
             {
                 long ticks = _generatingTicks + (_inFlightSince != 0 ? Stopwatch.GetTimestamp() - _inFlightSince : 0);
@@ -105,12 +115,18 @@ public sealed class StableDiffusionPipeline : IDisposable
         }
     }
 
+    /// <summary>The plain model's prompt encoder (tests look at its tokenizers and text encoders).</summary>
+    internal PromptEncoder PlainPrompts => _variants.Base.Prompts;
+
     /// <summary>Images the VAE encoder has encoded since load (init images and masked images).</summary>
     internal long ImagesEncoded => _vaeEncoder?.ImagesEncoded ?? 0;
 
-    /// <summary>Loads every component of <paramref name="modelDirectory"/> once.</summary>
+    /// <summary>
+    /// Loads every component of <paramref name="modelDirectory"/> once, with the textual-inversion embeddings of
+    /// <paramref name="extensions"/> that fit its text encoders; its LoRAs are applied per request.
+    /// </summary>
     /// <exception cref="ModelLoadException">A component is missing, invalid, or the execution provider is unavailable.</exception>
-    public static StableDiffusionPipeline Load(string modelDirectory, DiffusionOptions? options = null)
+    public static StableDiffusionPipeline Load(string modelDirectory, DiffusionOptions? options = null, ModelExtensions? extensions = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(modelDirectory);
         options ??= new DiffusionOptions();
@@ -141,15 +157,24 @@ public sealed class StableDiffusionPipeline : IDisposable
             OnnxComponent Open(string component) => Track(OnnxComponent.Open(modelDirectory, component, options), disposables);
             bool Has(string component) => File.Exists(OnnxComponent.ModelPath(modelDirectory, component));
 
-            var stages = new List<TextEncoderStage> { LoadStage(modelDirectory, "tokenizer", new TextEncoder(Open("text_encoder"))) };
-            if (Has("text_encoder_2"))
+            var placement = ExecutionProviders.IsCpu(options)
+                ? UNetPlacement.Host
+                : UNetPlacement.OnDevice(options.DeviceId, ExecutionProviders.UsesCudaGraph(options));
+            string[] encoders = Has("text_encoder_2") ? ["text_encoder", "text_encoder_2"] : ["text_encoder"];
+            var variants = Track(new ModelVariants(modelDirectory, options, extensions ?? ModelExtensions.None, encoders, placement), disposables);
+            TextEncoderStage Stage(string tokenizer, string encoder)
             {
-                stages.Add(LoadStage(modelDirectory, "tokenizer_2", new TextEncoder(Open("text_encoder_2"))));
+                var (component, embeddingTokens) = variants.Open(encoder, null);
+                Track(component, disposables);
+                return LoadStage(modelDirectory, tokenizer, new TextEncoder(component), embeddingTokens);
+            }
+            var stages = new List<TextEncoderStage> { Stage("tokenizer", "text_encoder") };
+            if (encoders.Length > 1)
+            {
+                stages.Add(Stage("tokenizer_2", "text_encoder_2"));
             }
             var unetComponent = Open("unet");
-            var unet = new UNet(unetComponent, ExecutionProviders.IsCpu(options)
-                ? UNetPlacement.Host
-                : UNetPlacement.OnDevice(options.DeviceId, ExecutionProviders.UsesCudaGraph(options)));
+            var unet = new UNet(unetComponent, placement);
             var vaeDecoder = new VaeDecoder(Open("vae_decoder"));
             var vaeEncoder = Has("vae_encoder") ? new VaeEncoder(Open("vae_encoder")) : null;
             int latentChannels = CheckCompatible(unet, vaeDecoder);
@@ -162,7 +187,8 @@ public sealed class StableDiffusionPipeline : IDisposable
                 };
             }
             var prompts = new PromptEncoder(stages, penultimateByDefault: stages.Count > 1);
-            return new StableDiffusionPipeline(modelDirectory, prompts, unet, vaeDecoder, vaeEncoder, schedulerConfig, profile, options, latentChannels,
+            variants.SetBase(new ModelVariant(LoraSet.Empty, prompts, unet, [], [], TimeSpan.Zero));
+            return new StableDiffusionPipeline(modelDirectory, variants, vaeDecoder, vaeEncoder, schedulerConfig, profile, options, latentChannels,
                 disposables.OfType<OnnxComponent>().ToArray());
         }
         catch
@@ -184,7 +210,8 @@ public sealed class StableDiffusionPipeline : IDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var scheduler = CheckInputs(request);
-        return RunSerialisedAsync(request, scheduler, progress, cancellationToken);
+        var loras = CheckLoras(request);
+        return RunSerialisedAsync(request, scheduler, loras, progress, cancellationToken);
     }
 
     /// <summary>
@@ -212,7 +239,8 @@ public sealed class StableDiffusionPipeline : IDisposable
     /// Generates under the gate, then encodes the PNGs after releasing it: the next request's model runs (on a GPU,
     /// the device) need not wait for this one's deflate.
     /// </summary>
-    private async Task<IReadOnlyList<GeneratedImage>> RunSerialisedAsync(GenerationRequest request, Scheduler scheduler, IProgress<StepProgress>? progress, CancellationToken cancellationToken)
+    private async Task<IReadOnlyList<GeneratedImage>> RunSerialisedAsync(GenerationRequest request, Scheduler scheduler, LoraSet[] loras,
+        IProgress<StepProgress>? progress, CancellationToken cancellationToken)
     {
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         float[] pixels;
@@ -221,7 +249,7 @@ public sealed class StableDiffusionPipeline : IDisposable
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             cancellationToken.ThrowIfCancellationRequested();
-            pixels = await _modelThread.RunAsync(() => Generate(request, scheduler, progress, cancellationToken)).ConfigureAwait(false);
+            pixels = await _modelThread.RunAsync(() => Generate(request, scheduler, loras, progress, cancellationToken)).ConfigureAwait(false);
         }
         finally
         {
@@ -235,7 +263,7 @@ public sealed class StableDiffusionPipeline : IDisposable
         try
         {
             long start = Stopwatch.GetTimestamp();
-            var images = Encode(request, scheduler, pixels);
+            var images = Encode(request, scheduler, loras, pixels);
             lock (_statisticsLock)
             {
                 _encodingTicks += Stopwatch.GetTimestamp() - start;
@@ -251,7 +279,7 @@ public sealed class StableDiffusionPipeline : IDisposable
     }
 
     /// <summary>Renders the request up to decoded pixels [images, 3, H, W] in [−1, 1], in an array rented from <see cref="ArrayPool{T}.Shared"/>.</summary>
-    private float[] Generate(GenerationRequest request, Scheduler scheduler, IProgress<StepProgress>? progress, CancellationToken cancellationToken)
+    private float[] Generate(GenerationRequest request, Scheduler scheduler, LoraSet[] loras, IProgress<StepProgress>? progress, CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
         using var runOptions = new RunOptions();
@@ -260,13 +288,13 @@ public sealed class StableDiffusionPipeline : IDisposable
         {
             bool guided = request.GuidanceScale > 1f;
             bool alone = Batching == ModelBatching.Image;
-            // The images that share model runs: each image alone, or the whole request.
-            var groups = alone
-                ? Enumerable.Range(0, request.Images.Count).Select(i => (First: i, Count: 1)).ToArray()
-                : [(First: 0, Count: request.Images.Count)];
+            // The images that share model runs: each image alone, or runs of consecutive images with one LoRA set (one
+            // UNet batch cannot mix weights), each rendered by the model variant of its set.
+            var groups = Groups(loras, alone);
+            var variants = groups.Select(g => _variants.Get(loras[g.First])).ToArray();
 
             // 1. Encode prompts: [negatives; positives] when guided.
-            var conditions = groups.Select((g, k) => EncodePrompts(request, g.First, g.Count, guided, runOptions, _workspace.Scope(k))).ToArray();
+            var conditions = groups.Select((g, k) => EncodePrompts(request, variants[k], g.First, g.Count, guided, runOptions, _workspace.Scope(k))).ToArray();
             cancellationToken.ThrowIfCancellationRequested();
 
             // 2. Encode the init images (img2img / inpainting), each distinct one once.
@@ -276,7 +304,7 @@ public sealed class StableDiffusionPipeline : IDisposable
             // 3. Prepare latents: image i's noise ~ randn([1, C, h, w], generator seeded with its seed).
             int start = StartStep(request, scheduler);
             var batches = groups.Select((g, k) =>
-                PrepareBatch(request, k == 0 ? scheduler : CreateScheduler(request), g.First, g.Count, conditions[k], init, start, guided, k, runOptions)).ToArray();
+                PrepareBatch(request, variants[k].UNet, k == 0 ? scheduler : CreateScheduler(request), g.First, g.Count, conditions[k], init, start, guided, k, runOptions)).ToArray();
 
             // 4. Denoise: every model batch takes step i before any takes step i + 1.
             int total = scheduler.Timesteps.Count;
@@ -295,7 +323,9 @@ public sealed class StableDiffusionPipeline : IDisposable
             cancellationToken.ThrowIfCancellationRequested();
 
             // 5. Decode each model batch in one VAE run (the PNGs are encoded once the models are free for the next request).
-            return Decode(request, batches, runOptions);
+            var pixels = Decode(request, batches, runOptions);
+            _variants.Trim(variants);
+            return pixels;
         }
         catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
         {
@@ -314,12 +344,33 @@ public sealed class StableDiffusionPipeline : IDisposable
         var chosen => chosen,
     };
 
-    /// <summary>The conditioning of images [first, first + count): [negatives; positives] when guided.</summary>
-    private IReadOnlyList<UNetCondition> EncodePrompts(GenerationRequest request, int first, int count, bool guided, RunOptions runOptions, Workspace workspace)
+    /// <summary>
+    /// Images [first, first + count) of the request as model batches: one per image (<paramref name="alone"/>), else
+    /// one per run of consecutive images that ask for the same LoRA set.
+    /// </summary>
+    private static (int First, int Count)[] Groups(IReadOnlyList<LoraSet> loras, bool alone)
+    {
+        var groups = new List<(int First, int Count)>();
+        for (int i = 0; i < loras.Count; i++)
+        {
+            if (!alone && groups.Count > 0 && loras[groups[^1].First].Equals(loras[i]))
+            {
+                groups[^1] = (groups[^1].First, groups[^1].Count + 1);
+            }
+            else
+            {
+                groups.Add((i, 1));
+            }
+        }
+        return groups.ToArray();
+    }
+
+    /// <summary>The conditioning of images [first, first + count) by <paramref name="variant"/>'s text encoders: [negatives; positives] when guided.</summary>
+    private IReadOnlyList<UNetCondition> EncodePrompts(GenerationRequest request, ModelVariant variant, int first, int count, bool guided, RunOptions runOptions, Workspace workspace)
     {
         var images = request.Images.Skip(first).Take(count).ToArray();
         var prompts = (guided ? images.Select(i => i.NegativePrompt) : []).Concat(images.Select(i => i.Prompt)).ToArray();
-        var embeddings = _prompts.Encode(prompts, request.ClipSkip, UNetConditioning.NeedsPooled(_unet), runOptions, workspace);
+        var embeddings = variant.Prompts.Encode(prompts, request.ClipSkip, UNetConditioning.NeedsPooled(_unet), runOptions, workspace);
         if (_unet.HiddenSize is int expected && expected != embeddings.HiddenSize)
         {
             throw new InvalidOperationException(
@@ -347,7 +398,7 @@ public sealed class StableDiffusionPipeline : IDisposable
     }
 
     /// <summary>Images [first, first + count) ready to denoise: their latents, noise, inpainting blend and UNet run (slot <paramref name="slot"/>).</summary>
-    private DenoisingBatch PrepareBatch(GenerationRequest request, Scheduler scheduler, int first, int count, IReadOnlyList<UNetCondition> conditions,
+    private DenoisingBatch PrepareBatch(GenerationRequest request, UNet model, Scheduler scheduler, int first, int count, IReadOnlyList<UNetCondition> conditions,
         InitImages? init, int start, bool guided, int slot, RunOptions runOptions)
     {
         var workspace = _workspace.Scope(slot);
@@ -358,7 +409,7 @@ public sealed class StableDiffusionPipeline : IDisposable
         var noise = new BatchNoise(request.Images.Skip(first).Take(count).Select(i => i.Seed), perImage);
         var latents = PrepareLatents(request, scheduler, init, first, noise, start, workspace, out var initialNoise);
         var blend = init is { HasMask: true } && !IsInpaintingModel ? new InpaintBlend(init, first, initialNoise, count) : null;
-        var unet = _unet.Prepare(guided ? 2 * count : count, perRow / plane, latentHeight, latentWidth, conditions, slot);
+        var unet = model.Prepare(guided ? 2 * count : count, perRow / plane, latentHeight, latentWidth, conditions, slot);
         return new DenoisingBatch(first, count, scheduler, noise, latents, blend, unet, guided, perRow, init, IsInpaintingModel, workspace);
     }
 
@@ -447,7 +498,7 @@ public sealed class StableDiffusionPipeline : IDisposable
         }
     }
 
-    private GeneratedImage[] Encode(GenerationRequest request, Scheduler scheduler, float[] pixels)
+    private GeneratedImage[] Encode(GenerationRequest request, Scheduler scheduler, LoraSet[] loras, float[] pixels)
     {
         int width = request.Width, height = request.Height, perPixels = 3 * height * width;
         var extra = new List<KeyValuePair<string, string>>();
@@ -468,8 +519,16 @@ public sealed class StableDiffusionPipeline : IDisposable
                 var imageRgb = rgb.AsSpan(0, perPixels);
                 ImageTensor.ToRgb(pixels.AsSpan(b * perPixels, perPixels), width, height, imageRgb);
                 var image = request.Images[b];
-                var parameters = GenerationParameters.Format(image.Prompt, image.NegativePrompt, request.Steps, scheduler.DisplayName,
-                    request.GuidanceScale, image.Seed, width, height, request.ModelName, extra);
+                var (prompt, imageExtra) = (image.Prompt, (IEnumerable<KeyValuePair<string, string>>)extra);
+                if (LoraHashes.Format(loras[b], _variants.ShortHash) is { } hashes)
+                {
+                    // The request's own LoRAs are written as the tags A1111 would need to render the image again.
+                    var tags = string.Concat((request.Loras ?? LoraSet.Empty).Items.Where(l => !LoraPrompt.Parse(image.Prompt).Loras.Items.Any(p => p.Name == l.Name)).Select(l => l.ToString()));
+                    prompt = tags.Length == 0 ? prompt : prompt.Length == 0 ? tags : prompt + " " + tags;
+                    imageExtra = extra.Append(new(LoraHashes.Keyword, hashes));
+                }
+                var parameters = GenerationParameters.Format(prompt, image.NegativePrompt, request.Steps, scheduler.DisplayName,
+                    request.GuidanceScale, image.Seed, width, height, request.ModelName, imageExtra);
                 // Our own PNG encoder on purpose, not Skia's (the farm's imaging library) nor stb's: this is the hot path (one
                 // encode per image, overlapping the next batch's model runs), and at 512² it measured ~3× faster than
                 // Skia's libpng and ~8× faster than StbImageWriteSharp (bench/pipeline.md, "PNG encoder").
@@ -513,6 +572,90 @@ public sealed class StableDiffusionPipeline : IDisposable
         {
             throw new ArgumentException("This model directory has no vae_encoder, so it cannot start from an init image.", nameof(request.InitImage));
         }
+    }
+
+    /// <summary>
+    /// The LoRA set each image of <paramref name="request"/> renders with: the request's <see cref="GenerationRequest.Loras"/>
+    /// then its prompt's and negative prompt's <c>&lt;lora:…&gt;</c> tags. A farm groups images by it: images with one
+    /// set can share a UNet batch (and a worker that holds that variant); images with different sets cannot.
+    /// </summary>
+    /// <exception cref="ArgumentException">A malformed tag.</exception>
+    public static IReadOnlyList<LoraSet> LorasOf(GenerationRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        return request.Images.Select(i => LoraPrompt.ForImage(request.Loras ?? LoraSet.Empty, i.Prompt, i.NegativePrompt)).ToArray();
+    }
+
+    /// <summary>Names of the textual-inversion embeddings this model's prompts can use (those of <see cref="ModelExtensions.Embeddings"/> that fit it).</summary>
+    public IReadOnlyList<string> Embeddings => _variants.Embeddings;
+
+    /// <summary>Embeddings of the library this model cannot take, with the reason (e.g. an SD 1.x embedding on SDXL).</summary>
+    public IReadOnlyDictionary<string, string> SkippedEmbeddings => _variants.SkippedEmbeddings;
+
+    /// <summary>The LoRA variants loaded now, most recently used first, with the memory each takes.</summary>
+    public IReadOnlyList<ModelVariantInfo> Variants => _variants.Info;
+
+    /// <summary>
+    /// Checks that this model can render <paramref name="loras"/> — every name in the library, made for this model's
+    /// family, every key matching a weight of the right shape — reading only the LoRA files' headers.
+    /// </summary>
+    /// <exception cref="ArgumentException">The first problem, naming the LoRA (and key).</exception>
+    public void CheckLoras(LoraSet loras)
+    {
+        ArgumentNullException.ThrowIfNull(loras);
+        _variants.Check(loras);
+    }
+
+    /// <summary>
+    /// Builds the variant for <paramref name="loras"/> now (merged weights, sessions) unless it is loaded, so the next
+    /// request with that set starts at once; a worker can call it ahead of the shards that need it.
+    /// </summary>
+    public async Task<ModelVariantInfo?> PrepareVariantAsync(LoraSet loras, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentNullException.ThrowIfNull(loras);
+        if (loras.IsEmpty)
+        {
+            return null;
+        }
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var variant = await _modelThread.RunAsync(() => _variants.Get(loras)).ConfigureAwait(false);
+            return variant.Info;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>Unloads the variant for <paramref name="loras"/> (its merged weights and sessions); false when none was loaded.</summary>
+    public bool ReleaseVariant(LoraSet loras)
+    {
+        ArgumentNullException.ThrowIfNull(loras);
+        _gate.Wait();
+        try
+        {
+            return !_disposed && _variants.Release(loras);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>Each image's LoRA set, checked against the model (sets already loaded are known good).</summary>
+    private LoraSet[] CheckLoras(GenerationRequest request)
+    {
+        var loras = LorasOf(request).ToArray();
+        var loaded = _variants.Info.Select(v => v.Loras).ToHashSet();
+        foreach (var set in loras.Distinct().Where(s => !s.IsEmpty && !loaded.Contains(s)))
+        {
+            _variants.Check(set);
+        }
+        return loras;
     }
 
     private Scheduler CheckInputs(GenerationRequest request)
@@ -614,14 +757,14 @@ public sealed class StableDiffusionPipeline : IDisposable
         }
     }
 
-    private static TextEncoderStage LoadStage(string modelDirectory, string tokenizer, TextEncoder encoder)
+    private static TextEncoderStage LoadStage(string modelDirectory, string tokenizer, TextEncoder encoder, IReadOnlyDictionary<string, int[]> embeddingTokens)
     {
         if (!File.Exists(Path.Combine(modelDirectory, tokenizer, "vocab.json")))
         {
             throw new ModelLoadException($"The {encoder.Name} component has no {tokenizer} ({tokenizer}/vocab.json not found).") { Component = tokenizer };
         }
         double epsilon = ModelProfile.ReadNumber(modelDirectory, encoder.Name, "layer_norm_eps", 1e-5);
-        return new TextEncoderStage(LoadTokenizer(modelDirectory, tokenizer, encoder.SequenceLength), encoder, epsilon);
+        return new TextEncoderStage(LoadTokenizer(modelDirectory, tokenizer, encoder.SequenceLength).WithEmbeddings(embeddingTokens), encoder, epsilon);
     }
 
     private static ClipTokenizer LoadTokenizer(string modelDirectory, string component, int? sequenceLength)
@@ -658,7 +801,8 @@ public sealed class StableDiffusionPipeline : IDisposable
             }
             _disposed = true;
             _modelThread.Dispose();
-            _prompts.Dispose();
+            _variants.Dispose();
+            _variants.Base.Prompts.Dispose();
             _unet.Dispose();
             _vaeDecoder.Dispose();
             _vaeEncoder?.Dispose();

@@ -14,8 +14,14 @@ internal static class ModelBuilderCli
         with random weights.
 
         usage:
-          modelbuilder create <preset> --out DIR [--seed N] [--force]
+          modelbuilder create <preset> --out DIR [--seed N] [--force] [--torch-names]
+          modelbuilder lora <preset> --out FILE.safetensors [--layout kohya|peft] [--rank N] [--alpha A]
+                            [--seed N] [--convs] [--unet-only] [--fp16]
           modelbuilder list
+
+        --torch-names  name the graphs as torch.onnx.export does (module-path node names, onnx::MatMul_N weights)
+        lora           a LoRA file for the preset's architecture (random low-rank layers on its attention,
+                       feed-forward and projection weights; --convs adds the UNet's k×k convs)
           modelbuilder --help
         """;
 
@@ -32,17 +38,20 @@ internal static class ModelBuilderCli
                 stdout.WriteLine($"{p.Name,-20} {p.Description}");
             return 0;
         }
-        if (args[0] != "create" || args.Length < 2 || args[1].StartsWith('-'))
+        if (args[0] is not ("create" or "lora") || args.Length < 2 || args[1].StartsWith('-'))
             return Fail(stderr, $"unknown command '{string.Join(' ', args)}'");
+        if (args[0] == "lora")
+            return WriteLora(args, stdout, stderr);
 
         string preset = args[1];
         string? output = null;
         ulong seed = 0;
-        bool force = false;
+        bool force = false, torchNames = false;
         for (int i = 2; i < args.Length; i++)
         {
             switch (args[i])
             {
+                case "--torch-names": torchNames = true; break;
                 case "--out" or "-o" when i + 1 < args.Length: output = args[++i]; break;
                 case "--seed" when i + 1 < args.Length:
                     if (!ulong.TryParse(args[++i], out seed))
@@ -62,7 +71,7 @@ internal static class ModelBuilderCli
         {
             var result = ModelPresets.Write(preset, output, new ModelWriteOptions
             {
-                Seed = seed, Force = force, Log = stdout.WriteLine, CancellationToken = cancellationToken,
+                Seed = seed, Force = force, TorchExportNames = torchNames, Log = stdout.WriteLine, CancellationToken = cancellationToken,
             });
             long total = result.Components.Sum(c => c.Parameters);
             stdout.WriteLine($"wrote {preset} (seed {seed}) to {result.Directory}: {total:N0} parameters in {clock.Elapsed.TotalSeconds:F1} s");
@@ -78,6 +87,51 @@ internal static class ModelBuilderCli
             stderr.WriteLine($"error: {e.Message}");
             return 1;
         }
+    }
+
+    private static int WriteLora(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        string preset = args[1];
+        string? output = null;
+        var options = new Lora.LoraWriteOptions();
+        for (int i = 2; i < args.Length; i++)
+        {
+            switch (args[i])
+            {
+                case "--out" or "-o" when i + 1 < args.Length: output = args[++i]; break;
+                case "--layout" when i + 1 < args.Length:
+                    if (!Enum.TryParse<Lora.LoraLayout>(args[++i], ignoreCase: true, out var layout))
+                        return Fail(stderr, $"--layout is kohya or peft, not '{args[i]}'");
+                    options = options with { Layout = layout };
+                    break;
+                case "--rank" when i + 1 < args.Length:
+                    if (!int.TryParse(args[++i], out var rank) || rank < 1)
+                        return Fail(stderr, $"--rank must be a positive integer, got '{args[i]}'");
+                    options = options with { Rank = rank };
+                    break;
+                case "--alpha" when i + 1 < args.Length:
+                    if (!float.TryParse(args[++i], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var alpha))
+                        return Fail(stderr, $"--alpha must be a number, got '{args[i]}'");
+                    options = options with { Alpha = alpha };
+                    break;
+                case "--seed" when i + 1 < args.Length:
+                    if (!ulong.TryParse(args[++i], out var seed))
+                        return Fail(stderr, $"--seed must be a non-negative integer, got '{args[i]}'");
+                    options = options with { Seed = seed };
+                    break;
+                case "--convs": options = options with { Convolutions = true }; break;
+                case "--unet-only": options = options with { TextEncoders = false }; break;
+                case "--fp16": options = options with { Type = Graph.ElementType.Float16 }; break;
+                default: return Fail(stderr, $"unexpected argument '{args[i]}'");
+            }
+        }
+        if (output is null)
+            return Fail(stderr, "lora needs --out FILE.safetensors");
+        if (!ModelPresets.Names.Contains(preset))
+            return Fail(stderr, $"unknown preset '{preset}'; valid: {string.Join(", ", ModelPresets.Names)}");
+        var modules = Lora.LoraFileWriter.Write(ModelPresets.Get(preset), output, options);
+        stdout.WriteLine($"wrote a rank-{options.Rank} {options.Layout} LoRA for {preset} ({modules.Count} layers) to {Path.GetFullPath(output)}");
+        return 0;
     }
 
     private static int Fail(TextWriter stderr, string message)

@@ -15,6 +15,19 @@ public sealed class ModelWriteOptions
     /// <summary>Components whose weights exceed this many bytes store them in model.onnx_data.</summary>
     public long ExternalDataThreshold { get; init; } = OnnxModelWriter.ExternalDataThreshold;
 
+    /// <summary>
+    /// Name the graphs as torch.onnx.export does (module-path node names, Linear weights onnx::MatMul_N) instead of by
+    /// parameter name; the weights are the same either way (<see cref="Graph.GraphOptions.TorchExportNames"/>).
+    /// </summary>
+    public bool TorchExportNames { get; init; }
+
+    /// <summary>
+    /// Replacement values for some weights: given a component folder and an initializer, its new values as float32
+    /// (converted to the weight's type), or null to keep the generated ones. Tests write with it the merged model a
+    /// LoRA must equal.
+    /// </summary>
+    public Func<string, Initializer, float[]?>? ReplaceWeights { get; init; }
+
     /// <summary>Receives one line per written component.</summary>
     public Action<string>? Log { get; init; }
 
@@ -33,10 +46,13 @@ public static class ModelDirectoryWriter
 {
     public const string DiffusersVersion = "0.30.0";
 
-    public static IReadOnlyList<ComponentGraph> BuildGraphs(PresetDefinition p, int? vocabSize = null)
+    /// <summary>SDXL's second tokenizer pads with "!" (open_clip's convention), the first with &lt;|endoftext|&gt;.</summary>
+    private const string SecondPadToken = "!";
+
+    public static IReadOnlyList<ComponentGraph> BuildGraphs(PresetDefinition p, int? vocabSize = null, bool torchExportNames = false)
     {
         int vocab = vocabSize ?? p.VocabSize ?? ClipBpeVocabulary.Learn().Size;
-        var options = new GraphOptions(p.FloatType, p.ComputeType, p.FusedAttention);
+        var options = new GraphOptions(p.FloatType, p.ComputeType, p.FusedAttention, torchExportNames);
         var list = new List<ComponentGraph>
         {
             new("text_encoder", ClipTextEncoderBuilder.Build(p.TextEncoder, vocab, p.InputIdsType, options)),
@@ -86,18 +102,21 @@ public static class ModelDirectoryWriter
         var vocabulary = ClipBpeVocabulary.Learn(p.VocabSize);
         vocabulary.WriteTo(Path.Combine(dir, "tokenizer"));
         if (p.TextEncoder2 is not null)
-            vocabulary.WriteTo(Path.Combine(dir, "tokenizer_2"), padToken: "!");
+            vocabulary.WriteTo(Path.Combine(dir, "tokenizer_2"), padToken: SecondPadToken);
         WriteScheduler(p, Path.Combine(dir, "scheduler"));
 
         var infos = new List<ComponentInfo>();
-        foreach (var (folder, graph) in BuildGraphs(p, vocabulary.Size))
+        foreach (var (folder, graph) in BuildGraphs(p, vocabulary.Size, options.TorchExportNames))
         {
             ct.ThrowIfCancellationRequested();
             string componentDir = Path.Combine(dir, folder);
             Directory.CreateDirectory(componentDir);
             ulong componentSeed = SplitMix64.SeedFor(options.Seed, folder);
-            OnnxModelWriter.Write(graph, Path.Combine(componentDir, "model.onnx"), componentSeed, options.ExternalDataThreshold);
-            Json.Write(Path.Combine(componentDir, "config.json"), ComponentConfig(p, folder, vocabulary.Size));
+            Func<Initializer, byte[]?>? replace = options.ReplaceWeights is { } replaceWeights
+                ? init => replaceWeights(folder, init) is { } values ? Initializer.Encode(init.Type, values) : null
+                : null;
+            OnnxModelWriter.Write(graph, Path.Combine(componentDir, "model.onnx"), componentSeed, options.ExternalDataThreshold, replace);
+            Json.Write(Path.Combine(componentDir, "config.json"), ComponentConfig(p, folder, vocabulary));
             long bytes = Directory.EnumerateFiles(componentDir).Sum(f => new FileInfo(f).Length);
             var info = new ComponentInfo(folder, graph.ParameterCount, bytes);
             infos.Add(info);
@@ -183,8 +202,14 @@ public static class ModelDirectoryWriter
     }
 
     /// <summary>The component's config.json, in the spirit of the diffusers/transformers configs optimum exports.</summary>
-    private static Dictionary<string, object?> ComponentConfig(PresetDefinition p, string folder, int vocabSize)
+    /// <remarks>
+    /// transformers reads the special-token ids from the text encoder's config (CLIPTextModel's pooled output looks for
+    /// eos_token_id), and diffusers builds AutoencoderKL's blocks from down_block_types/up_block_types: without them both
+    /// fall back to defaults that do not fit these models.
+    /// </remarks>
+    private static Dictionary<string, object?> ComponentConfig(PresetDefinition p, string folder, ClipBpeVocabulary vocabulary)
     {
+        int vocabSize = vocabulary.Size;
         switch (folder)
         {
             case "text_encoder" or "text_encoder_2":
@@ -192,6 +217,8 @@ public static class ModelDirectoryWriter
                 return new()
                 {
                     ["architectures"] = new[] { t.ProjectionDim is null ? "CLIPTextModel" : "CLIPTextModelWithProjection" },
+                    ["bos_token_id"] = vocabulary.IdOf(ClipBpeVocabulary.StartOfText),
+                    ["eos_token_id"] = vocabulary.IdOf(ClipBpeVocabulary.EndOfText),
                     ["hidden_act"] = t.Act == Activation.QuickGelu ? "quick_gelu" : "gelu",
                     ["hidden_size"] = t.Hidden,
                     ["intermediate_size"] = t.Intermediate,
@@ -200,6 +227,7 @@ public static class ModelDirectoryWriter
                     ["model_type"] = "clip_text_model",
                     ["num_attention_heads"] = t.Heads,
                     ["num_hidden_layers"] = t.Layers,
+                    ["pad_token_id"] = vocabulary.IdOf(folder == "text_encoder_2" ? SecondPadToken : ClipBpeVocabulary.EndOfText),
                     ["projection_dim"] = t.ProjectionDim ?? t.Hidden,
                     ["torch_dtype"] = p.FloatType == ElementType.Float16 ? "float16" : "float32",
                     ["vocab_size"] = vocabSize,
@@ -237,6 +265,7 @@ public static class ModelDirectoryWriter
                     ["_diffusers_version"] = DiffusersVersion,
                     ["act_fn"] = "silu",
                     ["block_out_channels"] = v.BlockOut,
+                    ["down_block_types"] = v.BlockOut.Select(_ => "DownEncoderBlock2D").ToArray(),
                     ["in_channels"] = v.ImageChannels,
                     ["latent_channels"] = v.LatentChannels,
                     ["layers_per_block"] = v.LayersPerBlock,
@@ -244,6 +273,7 @@ public static class ModelDirectoryWriter
                     ["out_channels"] = v.ImageChannels,
                     ["sample_size"] = p.SampleSize * v.DownFactor,
                     ["scaling_factor"] = v.ScalingFactor,
+                    ["up_block_types"] = v.BlockOut.Select(_ => "UpDecoderBlock2D").ToArray(),
                 };
         }
     }

@@ -21,7 +21,9 @@ public static class OnnxModelWriter
     /// <summary>Components with more weight bytes than this (100 MiB) use external data.</summary>
     public const long ExternalDataThreshold = 100L << 20;
 
-    public static void Write(GraphBuilder graph, string path, ulong seed, long externalDataThreshold = ExternalDataThreshold)
+    /// <param name="replace">Bytes to write instead of an initializer's generated values (its ByteCount long), or null to generate them.</param>
+    public static void Write(GraphBuilder graph, string path, ulong seed, long externalDataThreshold = ExternalDataThreshold,
+        Func<Initializer, byte[]?>? replace = null)
     {
         var g = new GraphProto { Name = graph.Name };
         g.Node.AddRange(graph.Nodes);
@@ -43,7 +45,10 @@ public static class OnnxModelWriter
                     long offset = (data.Position + alignment - 1) / alignment * alignment;
                     if (offset > data.Position)
                         data.Write(new byte[offset - data.Position]);
-                    init.WriteData(data, seed);
+                    if (replace?.Invoke(init) is { } replaced)
+                        data.Write(Checked(init, replaced));
+                    else
+                        init.WriteData(data, seed);
                     tensor.DataLocation = TensorProto.Types.DataLocation.External;
                     tensor.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = ExternalDataFileName });
                     tensor.ExternalData.Add(new StringStringEntryProto { Key = "offset", Value = offset.ToString() });
@@ -51,7 +56,7 @@ public static class OnnxModelWriter
                 }
                 else
                 {
-                    tensor.RawData = UnsafeByteOperations.UnsafeWrap(init.ToBytes(seed));
+                    tensor.RawData = UnsafeByteOperations.UnsafeWrap(replace?.Invoke(init) is { } replaced ? Checked(init, replaced) : init.ToBytes(seed));
                 }
                 g.Initializer.Add(tensor);
             }
@@ -70,6 +75,9 @@ public static class OnnxModelWriter
         using var file = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20);
         model.WriteTo(file);
     }
+
+    private static byte[] Checked(Initializer init, byte[] bytes) =>
+        bytes.LongLength == init.ByteCount ? bytes : throw new ArgumentException($"{init.Name}: {bytes.Length} replacement bytes for {init.ByteCount}");
 
     private static ValueInfoProto ToValueInfo(GraphValue value)
     {

@@ -58,10 +58,40 @@ public class ClipTokenizerTests
     }
 
     [Fact]
-    public void HtmlEntitiesAreUnescaped()
+    public void HtmlEntitiesAreLeftAsWrittenAsTransformersDoes()
     {
+        // transformers' CLIPTokenizer never unescapes HTML (OpenAI's reference tokenizer did): "&#33;" is text.
         var tokenizer = Create();
-        Assert.Equal(tokenizer.EncodeTokens("cat!"), tokenizer.EncodeTokens("cat&#33;"));
+        Assert.NotEqual(tokenizer.EncodeTokens("cat!"), tokenizer.EncodeTokens("cat&#33;"));
+        Assert.Equal("cat&amp;dog", ClipTokenizer.Clean("cat&amp;dog"));
+    }
+
+    [Fact]
+    public void CleanUpFollowsTransformersBasicTokenizer()
+    {
+        // Control characters vanish, any whitespace (tabs, newlines, no-break spaces) separates words, CJK ideographs
+        // stand apart, and lower-casing is Python's (a word-final capital sigma becomes ς).
+        Assert.Equal("hello cat", ClipTokenizer.Clean("  HEL\u0007LO\u00a0\n\tCat\u200b "));
+        Assert.Equal("a 猫 b", ClipTokenizer.Clean("A猫B"));
+        Assert.Equal("\u03bf\u03b4\u03bf\u03c2", ClipTokenizer.Clean("\u039f\u0394\u039f\u03a3"));
+    }
+
+    [Fact]
+    public void APadTokenThatIsNotEndOfTextIsSplitOutLikeTransformersSpecialTokens()
+    {
+        // SDXL's tokenizer_2 pads with "!", a special token in transformers: "cat!!" is cat + "!" + "!" (the bare "!" id),
+        // never the BPE piece "!</w>".
+        Assert.Equal([25, 0, 0], Create(padToken: "!").EncodeTokens("cat!!"));
+        Assert.Equal([25, 10], Create().EncodeTokens("cat!"));
+    }
+
+    [Fact]
+    public void EmbeddingWordsBecomeTheirTokensWhereTheyStandAsWholeWords()
+    {
+        var tokenizer = Create().WithEmbeddings(new Dictionary<string, int[]> { ["Style"] = [200, 201] });
+        Assert.Equal([25, 200, 201, 11, 23], tokenizer.EncodeTokens("cat style, hello"));
+        Assert.Equal([25, 200, 201], tokenizer.EncodeTokens("cat STYLE"));
+        Assert.DoesNotContain(200, tokenizer.EncodeTokens("hellostyle"));
     }
 
     [Fact]

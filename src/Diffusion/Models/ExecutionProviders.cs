@@ -23,6 +23,12 @@ internal static class ExecutionProviders
     /// <summary>Whether the UNet runs with CUDA graphs (its inputs and outputs must then stay at fixed device addresses).</summary>
     public static bool UsesCudaGraph(DiffusionOptions options) => Provider(options) == "cuda" && options.Cuda.CudaGraph;
 
+    /// <summary>
+    /// Whether sessions may take replaced initializers (LoRA, embeddings): CPU and CUDA use them; TensorRT compiles
+    /// its engines from the graph's own weights and caches them by graph, so it would silently ignore them.
+    /// </summary>
+    public static bool AcceptsWeightOverrides(DiffusionOptions options) => Provider(options) is "cpu" or "cuda";
+
     private static string Provider(DiffusionOptions options) => (options.ExecutionProvider ?? "cpu").Trim().ToLowerInvariant();
 
     /// <summary>Refuses options that cannot work (<see cref="DiffusionOptionsValidator"/>), naming the first problem.</summary>

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
+using RenderFarm.Diffusion.Weights;
 
 namespace RenderFarm.Diffusion.Models;
 
@@ -14,13 +15,18 @@ internal sealed class OnnxComponent : IDisposable
 {
     private long _runs;
     private long _runTicks;
+    private readonly WeightOverrides? _overrides;
 
-    private OnnxComponent(string name, string path, InferenceSession session)
+    private OnnxComponent(string name, string path, InferenceSession session, WeightOverrides? overrides)
     {
         Name = name;
         Path = path;
         Session = session;
+        _overrides = overrides;
     }
+
+    /// <summary>Bytes of the initializers this session replaces (LoRA-merged weights, extended embeddings); 0 for the plain model.</summary>
+    public long OverrideBytes => _overrides?.Bytes ?? 0;
 
     /// <summary>Component folder name, e.g. "unet".</summary>
     public string Name { get; }
@@ -75,8 +81,25 @@ internal sealed class OnnxComponent : IDisposable
     public static string ModelPath(string modelDirectory, string component) =>
         System.IO.Path.Combine(modelDirectory, component, "model.onnx");
 
-    /// <summary>Opens <paramref name="component"/> with the session options <paramref name="options"/> give it.</summary>
-    public static OnnxComponent Open(string modelDirectory, string component, DiffusionOptions options)
+    /// <summary>
+    /// Opens <paramref name="component"/> with the session options <paramref name="options"/> give it and, when given,
+    /// the replaced initializers <paramref name="overrides"/>, which the component then owns (disposed after its
+    /// session, also when opening fails).
+    /// </summary>
+    public static OnnxComponent Open(string modelDirectory, string component, DiffusionOptions options, WeightOverrides? overrides = null)
+    {
+        try
+        {
+            return OpenSession(modelDirectory, component, options, overrides);
+        }
+        catch
+        {
+            overrides?.Dispose();
+            throw;
+        }
+    }
+
+    private static OnnxComponent OpenSession(string modelDirectory, string component, DiffusionOptions options, WeightOverrides? overrides)
     {
         var path = ModelPath(modelDirectory, component);
         if (!File.Exists(path))
@@ -88,8 +111,18 @@ internal sealed class OnnxComponent : IDisposable
         }
         try
         {
+            if (overrides is not null && !ExecutionProviders.AcceptsWeightOverrides(options))
+            {
+                throw new ModelLoadException(
+                    $"The {component} cannot take LoRA or embedding weights on the {options.ExecutionProvider} provider: TensorRT builds (and caches) " +
+                    "its engines from the model file's own weights. Use the cuda provider for workers that render LoRAs.")
+                {
+                    Component = component,
+                };
+            }
             using var sessionOptions = ExecutionProviders.CreateSessionOptions(options, component, () => ReadInputs(path));
-            return new OnnxComponent(component, path, new InferenceSession(path, sessionOptions));
+            overrides?.AddTo(sessionOptions);
+            return new OnnxComponent(component, path, new InferenceSession(path, sessionOptions), overrides);
         }
         catch (Exception ex) when (ex is not ModelLoadException)
         {
@@ -162,5 +195,9 @@ internal sealed class OnnxComponent : IDisposable
         throw Invalid($"it has no {kind} named '{name}' (it has {string.Join(", ", nodes.Keys)})");
     }
 
-    public void Dispose() => Session.Dispose();
+    public void Dispose()
+    {
+        Session.Dispose();
+        _overrides?.Dispose();
+    }
 }

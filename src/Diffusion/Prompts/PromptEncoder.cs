@@ -11,6 +11,15 @@ internal sealed record PromptEmbeddings(float[] Hidden, int SequenceLength, int 
 /// <summary>One tokenizer + text encoder pair; SDXL has two.</summary>
 internal sealed class TextEncoderStage(ClipTokenizer tokenizer, TextEncoder encoder, double layerNormEpsilon) : IDisposable
 {
+    /// <summary>This stage with another encoder of the same architecture (a LoRA variant's): same tokenizer, same tokens.</summary>
+    public TextEncoderStage WithEncoder(TextEncoder other) => new(Tokenizer, other, layerNormEpsilon, _tokenized);
+
+    private TextEncoderStage(ClipTokenizer tokenizer, TextEncoder encoder, double layerNormEpsilon,
+        System.Collections.Concurrent.ConcurrentDictionary<string, TokenizedPrompt> tokenized) : this(tokenizer, encoder, layerNormEpsilon)
+    {
+        _tokenized = tokenized;
+    }
+
     /// <summary>Prompts whose tokens are kept: a farm renders the same negative prompt, and each prompt for several
     /// seeds, over and over. Past this many the cache starts again.</summary>
     internal const int TokenCacheSize = 1024;
@@ -62,6 +71,9 @@ internal sealed class TextEncoderStage(ClipTokenizer tokenizer, TextEncoder enco
 internal sealed class PromptEncoder(IReadOnlyList<TextEncoderStage> stages, bool penultimateByDefault) : IDisposable
 {
     public IReadOnlyList<TextEncoderStage> Stages => stages;
+
+    /// <summary>Whether the UNet is conditioned on the penultimate layer by default (SDXL).</summary>
+    public bool PenultimateByDefault => penultimateByDefault;
 
     /// <summary>Encodes <paramref name="prompts"/> (one row each) with every stage.</summary>
     /// <remarks>With a <paramref name="workspace"/>, the returned states may live in its arrays (valid until its next use).</remarks>

@@ -1,4 +1,3 @@
-using System.Net;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Microsoft.ML.Tokenizers;
@@ -7,12 +6,22 @@ namespace RenderFarm.Diffusion.Tokenization;
 
 /// <summary>
 /// CLIP's byte-level BPE tokenizer (the one every Stable Diffusion text encoder uses) over tokenizer/vocab.json and
-/// tokenizer/merges.txt, built on Microsoft.ML.Tokenizers' BpeTokenizer.
-/// <para>Text clean-up follows CLIP: HTML entities unescaped (twice), runs of whitespace collapsed to one space,
-/// trimmed, lower-cased. (CLIP additionally runs ftfy.fix_text, which repairs mojibake; that is not reproduced.)
-/// The pre-tokenizer is CLIP's regex: the two special tokens, English contractions, letter runs, single digits,
-/// and runs of other non-space characters. Each piece is mapped byte-wise to GPT-2's printable alphabet, then BPE
-/// with "&lt;/w&gt;" marking the end of a word.</para>
+/// tokenizer/merges.txt, built on Microsoft.ML.Tokenizers' BpeTokenizer, matching transformers' <c>CLIPTokenizer</c>
+/// as diffusers loads it.
+/// <para>Text clean-up is transformers' CLIPTokenizer without ftfy (which neither transformers nor diffusers
+/// installs; see <see cref="Clean"/>): control characters dropped, whitespace runs made one space, CJK ideographs set
+/// apart, words lower-cased as Python does. HTML entities are not unescaped (transformers never does; OpenAI's
+/// reference tokenizer and open_clip do). With ftfy installed transformers also repairs mojibake, straightens quotes
+/// and, for text without '&lt;', unescapes HTML; and it applies Unicode NFC, which .NET cannot do in the
+/// invariant-globalization processes the farm runs (a prompt typed with combining accents tokenizes differently;
+/// keyboards and browsers produce NFC).</para>
+/// <para>The pre-tokenizer is CLIP's regex: the two special tokens, English contractions, letter runs, single digits,
+/// and runs of other non-space characters. A configured pad token that is neither BOS nor EOS (SDXL's second
+/// tokenizer pads with "!") is a special token as in transformers: split out of the text first and never merged, so
+/// "wow!!!" is "wow" + three "!" tokens, not one "!!!" piece. Each piece is mapped byte-wise to GPT-2's printable
+/// alphabet, then BPE with "&lt;/w&gt;" marking the end of a word.</para>
+/// <para>Textual-inversion embeddings (<see cref="WithEmbeddings"/>) are words that become the embedding's own token
+/// ids wherever they stand as whole words, as AUTOMATIC1111 matches them.</para>
 /// <para>Ids are [BOS] + up to MaxLength−2 text tokens + [EOS], padded to MaxLength with the pad token, which is
 /// tokenizer_config.json / special_tokens_map.json's pad_token when present (SD 2.x: "!") and EOS otherwise (SD 1.x).</para>
 /// </summary>
@@ -26,9 +35,18 @@ public sealed class ClipTokenizer
         @"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+",
         RegexOptions.IgnoreCase | RegexOptions.CultureInvariant | RegexOptions.Compiled);
 
-    private static readonly Regex Whitespace = new(@"\s+", RegexOptions.Compiled);
-
     private readonly BpeTokenizer _bpe;
+    private readonly EmbeddingTokens? _embeddings;
+
+    private ClipTokenizer(ClipTokenizer tokenizer, EmbeddingTokens embeddings)
+    {
+        _bpe = tokenizer._bpe;
+        BosId = tokenizer.BosId;
+        EosId = tokenizer.EosId;
+        PadId = tokenizer.PadId;
+        MaxLength = tokenizer.MaxLength;
+        _embeddings = embeddings;
+    }
 
     public ClipTokenizer(IReadOnlyDictionary<string, int> vocabulary, IEnumerable<string> merges, int maxLength = 77, string? padToken = null)
     {
@@ -43,6 +61,10 @@ public sealed class ClipTokenizer
         PadId = padToken is null ? EosId : Lookup(vocabulary, padToken);
         MaxLength = maxLength;
         var specialTokens = new Dictionary<string, int> { [StartOfText] = BosId, [EndOfText] = EosId };
+        if (padToken is not null && padToken != StartOfText && padToken != EndOfText)
+        {
+            specialTokens[padToken] = PadId;
+        }
         _bpe = BpeTokenizer.Create(new BpeOptions(vocabulary)
         {
             Merges = merges.Where(line => line.Length > 0 && !line.StartsWith("#version", StringComparison.Ordinal)),
@@ -82,19 +104,50 @@ public sealed class ClipTokenizer
         return new ClipTokenizer(vocabulary, merges, length, padToken);
     }
 
-    /// <summary>CLIP's text clean-up: unescape HTML twice, collapse whitespace, trim, lower-case.</summary>
-    public static string Clean(string text)
-    {
-        text = WebUtility.HtmlDecode(WebUtility.HtmlDecode(text));
-        return Whitespace.Replace(text, " ").Trim().ToLowerInvariant();
-    }
+    /// <summary>
+    /// transformers' CLIPTokenizer clean-up without ftfy (its BasicTokenizer with strip_accents=False): NUL, U+FFFD and
+    /// control characters dropped, whitespace (Zs, tab, newlines) made spaces, spaces around CJK ideographs, then the
+    /// whitespace-separated words lower-cased as Python's str.lower (final sigma, dotted capital I) and joined by
+    /// single spaces. Unicode NFC is not applied (see the class remarks); HTML entities are left as written.
+    /// </summary>
+    public static string Clean(string text) => TextCleanup.Clean(text);
 
     /// <summary>BPE ids of <paramref name="text"/> without BOS/EOS, padding or truncation.</summary>
     public IReadOnlyList<int> EncodeTokens(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
         var cleaned = Clean(text);
-        return cleaned.Length == 0 ? [] : _bpe.EncodeToIds(cleaned);
+        if (cleaned.Length == 0)
+        {
+            return [];
+        }
+        if (_embeddings is null)
+        {
+            return _bpe.EncodeToIds(cleaned);
+        }
+        var ids = new List<int>();
+        foreach (var (piece, embedding) in _embeddings.Split(cleaned))
+        {
+            if (embedding is not null)
+            {
+                ids.AddRange(embedding);
+            }
+            else if (piece.Length > 0)
+            {
+                ids.AddRange(_bpe.EncodeToIds(piece));
+            }
+        }
+        return ids;
+    }
+
+    /// <summary>
+    /// This tokenizer with textual-inversion embeddings: each name in <paramref name="tokens"/> (matched
+    /// case-insensitively as a whole word, longest name first) becomes its token ids instead of BPE pieces.
+    /// </summary>
+    public ClipTokenizer WithEmbeddings(IReadOnlyDictionary<string, int[]> tokens)
+    {
+        ArgumentNullException.ThrowIfNull(tokens);
+        return tokens.Count == 0 ? this : new ClipTokenizer(this, new EmbeddingTokens(tokens));
     }
 
     /// <summary>[BOS] + tokens (truncated to MaxLength−2) + [EOS] + padding, exactly <see cref="MaxLength"/> ids.</summary>

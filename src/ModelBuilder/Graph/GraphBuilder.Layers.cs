@@ -15,7 +15,7 @@ public sealed partial class GraphBuilder
     /// <summary>y = x·W + b, W stored [in, out] (as torch's exporter stores a transposed Linear weight).</summary>
     public string Linear(string x, string p, long inFeatures, long outFeatures, bool bias = true)
     {
-        string w = Parameter($"{p}.weight", [inFeatures, outFeatures], FanIn(inFeatures));
+        string w = LinearWeight(p, [inFeatures, outFeatures], FanIn(inFeatures));
         string y = MatMul(p, x, w);
         return bias ? Add(p, y, Parameter($"{p}.bias", [outFeatures], FanIn(inFeatures))) : y;
     }

@@ -43,9 +43,13 @@ public sealed record GraphValue(string Name, ElementType Type, IReadOnlyList<Dim
 /// float16 parameters of a float32 graph get a Cast, which ORT folds at load), and <see cref="FusedAttention"/> writes
 /// unmasked attention as one com.microsoft.MultiHeadAttention node, as ONNX Runtime's Stable Diffusion optimiser leaves
 /// an export, instead of the MatMul/Softmax/MatMul chain of a torch export (on a GPU the fused kernel never
-/// materialises the [B, heads, S, S] scores).
+/// materialises the [B, heads, S, S] scores). <see cref="TorchExportNames"/> names the graph as torch.onnx.export does:
+/// nodes by module path with slashes (<c>/down_blocks.0/attentions.0/transformer_blocks.0/attn1/to_q/MatMul</c>) and
+/// Linear weights <c>onnx::MatMul_N</c> (stored [in, out] either way), conv weights and biases keeping their names;
+/// the weights' values do not depend on the style.
 /// </summary>
-public sealed record GraphOptions(ElementType WeightType = ElementType.Float, ElementType ComputeType = ElementType.Float, bool FusedAttention = false);
+public sealed record GraphOptions(ElementType WeightType = ElementType.Float, ElementType ComputeType = ElementType.Float, bool FusedAttention = false,
+    bool TorchExportNames = false);
 
 /// <summary>
 /// Builds an ONNX graph: nodes, inputs, outputs and lazily generated initializers, as <see cref="GraphOptions"/> says.
@@ -64,6 +68,7 @@ public sealed partial class GraphBuilder(string name, GraphOptions? options = nu
     private readonly List<GraphValue> _inputs = [];
     private readonly List<GraphValue> _outputs = [];
     private int _counter;
+    private int _matMulWeights = 1000;
 
     public string Name { get; } = name;
     private readonly GraphOptions _options = options ?? new GraphOptions();
@@ -71,6 +76,7 @@ public sealed partial class GraphBuilder(string name, GraphOptions? options = nu
     public ElementType WeightType => _options.WeightType;
     public ElementType ComputeType => _options.ComputeType;
     public bool FusedAttention => _options.FusedAttention;
+    public bool TorchExportNames => _options.TorchExportNames;
     public IReadOnlyList<NodeProto> Nodes => _nodes;
     public IReadOnlyList<Initializer> Initializers => _initializers;
     public IReadOnlyList<GraphValue> Inputs => _inputs;
@@ -107,7 +113,7 @@ public sealed partial class GraphBuilder(string name, GraphOptions? options = nu
     /// <summary>A node of operator domain <paramref name="domain"/> ("" = ONNX's).</summary>
     public string[] DomainOp(string domain, string opType, string scope, string[] inputs, int outputCount, params Attr[] attrs)
     {
-        string nodeName = Unique($"{scope}/{opType}");
+        string nodeName = Unique(TorchExportNames ? $"/{ModulePathWithSlashes(scope)}/{opType}" : $"{scope}/{opType}");
         var outputs = Enumerable.Range(0, outputCount)
             .Select(i => Unique(outputCount == 1 ? $"{nodeName}_output" : $"{nodeName}_output_{i}")).ToArray();
         Emit(opType, inputs, outputs, nodeName, attrs);
@@ -116,10 +122,18 @@ public sealed partial class GraphBuilder(string name, GraphOptions? options = nu
     }
 
     /// <summary>A learned parameter in diffusers/transformers naming; returns a <see cref="ComputeType"/> value.</summary>
-    public string Parameter(string name, long[] dims, TensorFill fill)
+    public string Parameter(string name, long[] dims, TensorFill fill) => Parameter(name, dims, fill, parameterName: null);
+
+    /// <summary>A Linear's weight [in, out]: <c>&lt;module&gt;.weight</c>, or <c>onnx::MatMul_N</c> in torch-export naming.</summary>
+    public string LinearWeight(string module, long[] dims, TensorFill fill) =>
+        TorchExportNames
+            ? Parameter($"onnx::MatMul_{_matMulWeights++}", dims, fill, parameterName: $"{module}.weight")
+            : Parameter($"{module}.weight", dims, fill);
+
+    private string Parameter(string name, long[] dims, TensorFill fill, string? parameterName)
     {
         Claim(name);
-        _initializers.Add(new Initializer(name, dims, WeightType, fill, IsParameter: true));
+        _initializers.Add(new Initializer(name, dims, WeightType, fill, IsParameter: true, parameterName));
         return WeightType == ComputeType
             ? name
             : Op("Cast", name, [name], new Attr("to", (long)ComputeType));
@@ -166,6 +180,20 @@ public sealed partial class GraphBuilder(string name, GraphOptions? options = nu
     }
 
     private static string Scope(string name) => "/" + name;
+
+    /// <summary>"down_blocks.0.attentions.0.to_out.0" → "down_blocks.0/attentions.0/to_out.0": torch's node-name form of a module path (list indices stay on their list).</summary>
+    internal static string ModulePathWithSlashes(string module)
+    {
+        var parts = new List<string>();
+        foreach (var part in module.Split('.'))
+        {
+            if (parts.Count > 0 && part.Length > 0 && part.All(char.IsAsciiDigit))
+                parts[^1] += "." + part;
+            else
+                parts.Add(part);
+        }
+        return string.Join('/', parts);
+    }
 
     private void Claim(string name)
     {

@@ -13,9 +13,16 @@ public abstract record TensorFill
     public sealed record Values(double[] Data) : TensorFill;
 }
 
-/// <summary>A graph initializer: a learned parameter, or a constant the graph needs.</summary>
-public sealed record Initializer(string Name, long[] Dims, ElementType Type, TensorFill Fill, bool IsParameter)
+/// <summary>
+/// A graph initializer: a learned parameter, or a constant the graph needs. Its values are drawn from a stream seeded
+/// by <see cref="SeedName"/> (the parameter's diffusers/transformers name, which a torch-export-style graph renames),
+/// so both naming styles of a preset hold the same weights.
+/// </summary>
+public sealed record Initializer(string Name, long[] Dims, ElementType Type, TensorFill Fill, bool IsParameter, string? ParameterName = null)
 {
+    /// <summary>The name whose stream draws the values: the module-path name even when the graph calls it onnx::MatMul_N.</summary>
+    public string SeedName => ParameterName ?? Name;
+
     public long ElementCount => Dims.Aggregate(1L, (a, d) => a * d);
 
     public long ByteCount => ElementCount * Type.ByteSize();
@@ -26,7 +33,7 @@ public sealed record Initializer(string Name, long[] Dims, ElementType Type, Ten
         const int chunk = 1 << 16;
         int size = Type.ByteSize();
         var buffer = new byte[chunk * size];
-        var rng = new SplitMix64(SplitMix64.SeedFor(seed, Name));
+        var rng = new SplitMix64(SplitMix64.SeedFor(seed, SeedName));
         long total = ElementCount;
         for (long start = 0; start < total; start += chunk)
         {
@@ -55,9 +62,20 @@ public sealed record Initializer(string Name, long[] Dims, ElementType Type, Ten
         return bytes;
     }
 
-    private void Store(Span<byte> span, int i, double v)
+    /// <summary>Little-endian bytes of <paramref name="values"/> as <paramref name="type"/>.</summary>
+    public static byte[] Encode(ElementType type, float[] values)
     {
-        switch (Type)
+        var bytes = new byte[values.LongLength * type.ByteSize()];
+        for (int i = 0; i < values.Length; i++)
+            Store(type, bytes, i, values[i]);
+        return bytes;
+    }
+
+    private void Store(Span<byte> span, int i, double v) => Store(Type, span, i, v);
+
+    private static void Store(ElementType type, Span<byte> span, int i, double v)
+    {
+        switch (type)
         {
             case ElementType.Float:
                 System.Buffers.Binary.BinaryPrimitives.WriteSingleLittleEndian(span[(i * 4)..], (float)v);
@@ -72,7 +90,7 @@ public sealed record Initializer(string Name, long[] Dims, ElementType Type, Ten
                 System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(span[(i * 8)..], checked((long)v));
                 break;
             default:
-                throw new InvalidOperationException($"unsupported initializer type {Type}");
+                throw new InvalidOperationException($"unsupported initializer type {type}");
         }
     }
 }

@@ -19,6 +19,13 @@ public sealed class ClipBpeVocabulary
     public IReadOnlyList<(string Left, string Right)> Merges { get; }
     public int Size => Tokens.Count;
 
+    /// <summary>The id of <paramref name="token"/> (its index in <see cref="Tokens"/>).</summary>
+    public int IdOf(string token)
+    {
+        int id = Tokens is List<string> list ? list.IndexOf(token) : Tokens.ToList().IndexOf(token);
+        return id >= 0 ? id : throw new KeyNotFoundException($"The vocabulary has no '{token}' token.");
+    }
+
     private ClipBpeVocabulary(List<string> tokens, List<(string, string)> merges)
     {
         Tokens = tokens;

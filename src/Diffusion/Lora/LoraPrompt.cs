@@ -1,0 +1,73 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+
+namespace RenderFarm.Diffusion.Lora;
+
+/// <summary>
+/// AUTOMATIC1111's extra-network syntax for LoRAs in a prompt: <c>&lt;lora:name&gt;</c> (multiplier 1),
+/// <c>&lt;lora:name:0.8&gt;</c>, <c>&lt;lora:name:te:unet&gt;</c> (text-encoder and UNet multipliers) and the named forms
+/// <c>te=</c>, <c>unet=</c> (A1111's <c>dyn=</c> is accepted and ignored). The tags are removed from the text that is
+/// encoded — the encoder never sees them — and returned as the <see cref="LoraSet"/> they ask for. A1111 also calls
+/// them <c>&lt;lyco:…&gt;</c>, which is read the same way. Anything else in angle brackets is prompt text.
+/// </summary>
+public static partial class LoraPrompt
+{
+    [GeneratedRegex(@"<(?:lora|lyco):([^:>]+)((?::[^:>]*)*)>", RegexOptions.CultureInvariant)]
+    private static partial Regex Tag();
+
+    /// <summary>Splits <paramref name="prompt"/> into the text to encode and the LoRAs its tags ask for.</summary>
+    /// <exception cref="ArgumentException">A tag whose multiplier is not a number.</exception>
+    public static (string Text, LoraSet Loras) Parse(string prompt)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        if (!prompt.Contains('<'))
+        {
+            return (prompt, LoraSet.Empty);
+        }
+        var found = new List<LoraWeight>();
+        var text = Tag().Replace(prompt, match =>
+        {
+            found.Add(Weight(match));
+            return "";
+        });
+        return found.Count == 0 ? (prompt, LoraSet.Empty) : (text, LoraSet.Of(found));
+    }
+
+    /// <summary>The LoRAs an image asks for: the request's own, then its prompt's and negative prompt's tags.</summary>
+    public static LoraSet ForImage(LoraSet requestLoras, string prompt, string negativePrompt) =>
+        requestLoras.With(Parse(prompt).Loras).With(Parse(negativePrompt).Loras);
+
+    private static LoraWeight Weight(Match match)
+    {
+        string name = match.Groups[1].Value.Trim();
+        var positional = new List<float>();
+        float? te = null, unet = null;
+        foreach (var raw in match.Groups[2].Value.Split(':', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var part = raw.Trim();
+            int equals = part.IndexOf('=');
+            if (equals > 0)
+            {
+                var key = part[..equals].Trim();
+                var value = part[(equals + 1)..].Trim();
+                switch (key)
+                {
+                    case "te": te = Number(value); break;
+                    case "unet": unet = Number(value); break;
+                    case "dyn": break;
+                    default: throw new ArgumentException($"The tag {match.Value} has an unknown setting '{key}' (te, unet and dyn are known).");
+                }
+                continue;
+            }
+            positional.Add(Number(part));
+        }
+        float textEncoder = te ?? (positional.Count > 0 ? positional[0] : 1f);
+        float unetScale = unet ?? (positional.Count > 1 ? positional[1] : textEncoder);
+        return new LoraWeight(name, textEncoder, unetScale);
+
+        float Number(string value) =>
+            float.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out var number) && float.IsFinite(number)
+                ? number
+                : throw new ArgumentException($"The tag {match.Value} has '{value}' where a multiplier (a number) belongs.");
+    }
+}

@@ -1,0 +1,100 @@
+using System.Globalization;
+using System.Text;
+
+namespace RenderFarm.Diffusion.Lora;
+
+/// <summary>
+/// One LoRA of a request, by name, with AUTOMATIC1111's two multipliers: one for the text encoder layers, one for the
+/// UNet layers (<c>&lt;lora:name:w&gt;</c> sets both, <c>&lt;lora:name:te:unet&gt;</c> each).
+/// </summary>
+public readonly record struct LoraWeight(string Name, float TextEncoderScale, float UNetScale)
+{
+    public LoraWeight(string name, float scale) : this(name, scale, scale) { }
+
+    /// <summary>The A1111 tag that asks for this LoRA: <c>&lt;lora:name:0.8&gt;</c> (or <c>:te:unet</c> when they differ).</summary>
+    public override string ToString() => TextEncoderScale == UNetScale
+        ? $"<lora:{Name}:{Format(UNetScale)}>"
+        : $"<lora:{Name}:{Format(TextEncoderScale)}:{Format(UNetScale)}>";
+
+    internal static string Format(float value) => value.ToString("0.###", CultureInfo.InvariantCulture);
+}
+
+/// <summary>
+/// The LoRAs an image is rendered with: names (ordinal, as written) with their multipliers, in the order first asked
+/// for; a name asked for twice has its multipliers added (the weights it adds are linear in them). Two sets are equal
+/// when they hold the same names and multipliers, in any order: that equality is the key a worker caches a model
+/// variant under and the farm groups images by. <see cref="Empty"/> is the plain model.
+/// </summary>
+public sealed class LoraSet : IEquatable<LoraSet>
+{
+    private readonly LoraWeight[] _items;
+    private readonly string _key;
+
+    public static LoraSet Empty { get; } = new([]);
+
+    private LoraSet(LoraWeight[] items)
+    {
+        _items = items;
+        var sorted = items.OrderBy(i => i.Name, StringComparer.Ordinal);
+        _key = string.Join("\n", sorted.Select(i => $"{i.Name}\t{i.TextEncoderScale.ToString("R", CultureInfo.InvariantCulture)}\t{i.UNetScale.ToString("R", CultureInfo.InvariantCulture)}"));
+    }
+
+    /// <summary>The set of <paramref name="items"/>: repeated names add up, and names whose multipliers are both 0 stay (they render as the plain model, through the LoRA machinery).</summary>
+    public static LoraSet Of(IEnumerable<LoraWeight> items)
+    {
+        ArgumentNullException.ThrowIfNull(items);
+        var merged = new List<LoraWeight>();
+        foreach (var item in items)
+        {
+            if (string.IsNullOrWhiteSpace(item.Name))
+            {
+                throw new ArgumentException("A LoRA needs a name.", nameof(items));
+            }
+            if (!float.IsFinite(item.TextEncoderScale) || !float.IsFinite(item.UNetScale))
+            {
+                throw new ArgumentException($"The LoRA '{item.Name}' has a multiplier that is not a finite number.", nameof(items));
+            }
+            int found = merged.FindIndex(m => m.Name == item.Name);
+            if (found < 0)
+            {
+                merged.Add(item);
+            }
+            else
+            {
+                var before = merged[found];
+                merged[found] = before with { TextEncoderScale = before.TextEncoderScale + item.TextEncoderScale, UNetScale = before.UNetScale + item.UNetScale };
+            }
+        }
+        return merged.Count == 0 ? Empty : new LoraSet(merged.ToArray());
+    }
+
+    public static LoraSet Of(params LoraWeight[] items) => Of((IEnumerable<LoraWeight>)items);
+
+    /// <summary>This set followed by <paramref name="other"/> (shared names add up).</summary>
+    public LoraSet With(LoraSet other) => other.IsEmpty ? this : IsEmpty ? other : Of(_items.Concat(other._items));
+
+    public IReadOnlyList<LoraWeight> Items => _items;
+
+    public bool IsEmpty => _items.Length == 0;
+
+    /// <summary>A stable text form of the set (names sorted): usable as a cache or shard-grouping key.</summary>
+    public string Key => _key;
+
+    public bool Equals(LoraSet? other) => other is not null && other._key == _key;
+
+    public override bool Equals(object? obj) => Equals(obj as LoraSet);
+
+    public override int GetHashCode() => _key.GetHashCode(StringComparison.Ordinal);
+
+    /// <summary>The set as A1111 prompt tags, e.g. <c>&lt;lora:a:0.8&gt; &lt;lora:b:0.5&gt;</c>.</summary>
+    public override string ToString()
+    {
+        var text = new StringBuilder();
+        foreach (var item in _items)
+        {
+            if (text.Length > 0) text.Append(' ');
+            text.Append(item);
+        }
+        return text.ToString();
+    }
+}
