@@ -19,6 +19,17 @@ public static class FarmKeys
     /// </summary>
     public const string ReleasedConsumer = "~released";
 
+    /// <summary>
+    /// Consumer under which a worker holds the shards it has pulled ahead (prefetched) but not started: their delivery
+    /// is not counted until they start, and a worker taking one over from it knows it was never started.
+    /// </summary>
+    public static string PrefetchConsumer(string workerId) => workerId + PrefetchSuffix;
+
+    /// <summary>Whether a consumer name is a worker's <see cref="PrefetchConsumer"/>.</summary>
+    public static bool IsPrefetchConsumer(string consumer) => consumer.EndsWith(PrefetchSuffix, StringComparison.Ordinal);
+
+    private const string PrefetchSuffix = "~prefetched";
+
     /// <summary>Sorted set of one tenant's job ids by creation time (ms): what its listings show.</summary>
     public static string TenantJobIndex(string tenant) => $"jobs:tenant:{tenant}";
 

@@ -7,6 +7,14 @@ public interface IShardRenderer : IDisposable
 {
     Task<IReadOnlyList<GeneratedImage>> RenderAsync(GenerationRequest request, IProgress<StepProgress> progress, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// The device's part of <see cref="RenderAsync"/>: returns as soon as the device is free for the next batch, with
+    /// the PNGs still to encode (<see cref="RenderedBatch.EncodePngs"/>), which the worker does while the device renders
+    /// its next shard. A renderer that does not split them renders to the end here.
+    /// </summary>
+    async Task<RenderedBatch> RenderOnDeviceAsync(GenerationRequest request, IProgress<StepProgress> progress, CancellationToken cancellationToken) =>
+        RenderedBatch.Encoded(await RenderAsync(request, progress, cancellationToken));
+
     /// <summary>Renders once and discards the result, so a model that cannot render fails before any shard is taken.</summary>
     Task WarmUpAsync(CancellationToken cancellationToken);
 }
@@ -18,6 +26,12 @@ public sealed class PipelineRenderer(StableDiffusionPipeline pipeline) : IShardR
 
     public Task<IReadOnlyList<GeneratedImage>> RenderAsync(GenerationRequest request, IProgress<StepProgress> progress, CancellationToken cancellationToken) =>
         pipeline.GenerateAsync(request, progress, cancellationToken);
+
+    public async Task<RenderedBatch> RenderOnDeviceAsync(GenerationRequest request, IProgress<StepProgress> progress, CancellationToken cancellationToken)
+    {
+        var decoded = await pipeline.RenderAsync(request, progress, cancellationToken);
+        return new RenderedBatch(decoded.Count, decoded.EncodePngs, decoded);
+    }
 
     public Task WarmUpAsync(CancellationToken cancellationToken) => pipeline.WarmUpAsync(cancellationToken);
 

@@ -27,7 +27,8 @@ public sealed class ShardPuller : IDisposable
     private readonly SemaphoreSlim _nudge = new(0, 1);
     private readonly ILogger<ShardPuller> _logger;
     private readonly WorkerActivity _activity;
-    private Queue<(string Stream, string EntryId)>? _ownPending;
+    private Queue<(string Stream, string EntryId, string Holder)>? _ownPending;
+    private readonly string _prefetcher;
     private ChannelMessageQueue[] _subscriptions = [];
     private readonly ResiliencePipeline _breaker;
 
@@ -44,6 +45,7 @@ public sealed class ShardPuller : IDisposable
         _byPriority = Enumerable.Range(0, 3).Select(p => perModel.Select(streams => streams[p]).ToArray()).ToArray();
         _streams = perModel.SelectMany(s => s).ToArray();
         WorkerId = _options.ResolvedWorkerId;
+        _prefetcher = FarmKeys.PrefetchConsumer(WorkerId);
     }
 
     public string WorkerId { get; }
@@ -54,7 +56,7 @@ public sealed class ShardPuller : IDisposable
         _subscriptions = await _queue.ListenForNudgesAsync(_models, Wake);
     }
 
-    /// <summary>Waits until a shard is available and claims it.</summary>
+    /// <summary>Waits until a shard is available and claims it, as a prefetch: <see cref="ShardQueue.StartPrefetchedAsync"/> starts it.</summary>
     public async Task<ClaimedShard> NextAsync(CancellationToken cancellationToken)
     {
         while (true)
@@ -96,30 +98,36 @@ public sealed class ShardPuller : IDisposable
         catch (SemaphoreFullException) { /* already awake */ }
     }
 
+    /// <summary>
+    /// Claims the next shard as a prefetch (<see cref="FarmKeys.PrefetchConsumer"/>): held and renewed, but its delivery
+    /// is counted only when the worker starts it (<see cref="ShardQueue.StartPrefetchedAsync"/>).
+    /// </summary>
     private async Task<ClaimedShard?> TryClaimAsync()
     {
         if (_ownPending is null)
         {
             // Once, at start: what this worker id held before a restart is still ours to finish (it crashed or was
-            // killed: each of those deliveries ended without a report, so each is taken over and counted like a lapse).
-            _ownPending = new Queue<(string, string)>();
+            // killed: each delivery it had started ended without a report, so each is taken over and counted like a
+            // lapse; what it had only prefetched was never started, and is taken back as it was).
+            _ownPending = new Queue<(string, string, string)>();
             foreach (var stream in _streams)
-                foreach (var entryId in await _queue.PendingEntriesOfAsync(stream, WorkerId))
-                    _ownPending.Enqueue((stream, entryId));
+                foreach (var holder in new[] { WorkerId, _prefetcher })
+                    foreach (var entryId in await _queue.PendingEntriesOfAsync(stream, holder))
+                        _ownPending.Enqueue((stream, entryId, holder));
         }
         while (_ownPending.TryDequeue(out var own))
-            if (await _queue.TakeOverAsync(own.Stream, WorkerId, minIdleMs: 0, own.EntryId, own.EntryId, WorkerId) is { } mine) return mine;
+            if (await _queue.TakeOverAsync(own.Stream, _prefetcher, minIdleMs: 0, own.EntryId, own.EntryId, own.Holder) is { } mine) return mine;
         foreach (var stream in _streams)
         {
-            if (await _queue.TakeOverAsync(stream, WorkerId, _options.LeaseSeconds * 1000L, "-", "+", holder: "") is { } reclaimed)
+            if (await _queue.TakeOverAsync(stream, _prefetcher, _options.LeaseSeconds * 1000L, "-", "+", holder: "") is { } reclaimed)
             {
-                _logger.LogInformation("Took over shard {Entry} of {Stream} (delivery {Delivery}) from {Holder}",
-                    reclaimed.EntryId, stream, reclaimed.Delivery, reclaimed.LostBy ?? "a release");
+                _logger.LogInformation("Took over shard {Entry} of {Stream} (after {Delivery} deliveries) from {Holder}",
+                    reclaimed.EntryId, stream, reclaimed.Delivery, reclaimed.LostBy ?? "a release or a prefetch");
                 return reclaimed;
             }
         }
         foreach (var stream in NewWorkOrder())
-            if (await _queue.ReadNewAsync(stream, WorkerId) is { } next) return next;
+            if (await _queue.PrefetchNewAsync(stream, WorkerId) is { } next) return next;
         return null;
     }
 

@@ -1,4 +1,3 @@
-using Google.Protobuf;
 using RenderFarm.Diffusion;
 using RenderFarm.FarmState.TaskStreams;
 using RenderFarm.Protocol;
@@ -8,13 +7,15 @@ using PipelineStep = RenderFarm.Diffusion.StepProgress;
 namespace RenderFarm.Worker;
 
 /// <summary>
-/// Renders one shard and reports begin, steps, each image and the end. A shard is one pipeline batch unless the device
+/// Renders one shard and reports begin, steps, each image and the end, in two parts: the device's
+/// (<see cref="RenderAsync(HeldShard, CancellationToken)"/>) and the host's (<see cref="ShardCompletion"/>), so the
+/// worker can start the next shard on the device while this one's images are encoded and sent. A shard is one pipeline batch unless the device
 /// runs out of memory: then it is rendered again in halves, down to one image at a time (the images of a batch are
 /// independent), and what fits is remembered (<see cref="ModelMemory"/>). A failure is reported with its kind, so the
 /// coordinator holds only the worker's own faults against it.
 /// </summary>
 public sealed class ShardRunner(
-    ModelCatalog models, ShardRequestBuilder requests, CoordinatorLink link, WorkerActivity activity, RenderWatchdog watchdog,
+    ModelCatalog models, CoordinatorLink link, WorkerActivity activity, RenderWatchdog watchdog,
     ModelMemory memory, ILogger<ShardRunner> logger)
 {
     public Task ReportCancelledAsync(ClaimedShard claimed) => SendEndAsync(new ShardEnd { Shard = Reference(claimed), Cancelled = true });
@@ -36,27 +37,34 @@ public sealed class ShardRunner(
     private Task SendEndAsync(ShardEnd end) => link.SendAsync(new WorkerMessage { ShardEnd = end }, CancellationToken.None).AsTask();
 
     /// <summary>The delivery a report is about: the coordinator accepts it only while this worker holds exactly this delivery.</summary>
-    private static ShardRef Reference(ClaimedShard claimed) => new()
+    internal static ShardRef Reference(ClaimedShard claimed) => new()
     {
         JobId = claimed.Shard.JobId, ShardIndex = claimed.Shard.ShardIndex, Model = claimed.Shard.Params.Model,
         EntryId = claimed.EntryId, Stream = claimed.Stream, Delivery = (uint)claimed.Delivery,
     };
 
-    public async Task RunAsync(ClaimedShard claimed, string workerId, CancellationToken cancellationToken)
+    /// <summary>
+    /// The device's part of a shard: reports its begin and renders every batch of it. Returns as soon as the device is
+    /// free, with the rest — encoding the PNGs, sending them and the end, or the failure — to finish while the device
+    /// renders the next shard (<see cref="ShardCompletion.FinishAsync"/>).
+    /// </summary>
+    public async Task<ShardCompletion> RenderAsync(HeldShard held, CancellationToken cancellationToken)
     {
+        var claimed = held.Claimed;
         var shard = claimed.Shard;
         var reference = Reference(claimed);
         await link.SendAsync(new WorkerMessage { ShardBegin = new ShardBegin { Shard = reference, ImageCount = (uint)shard.Images.Count } }, cancellationToken);
 
-        var end = new ShardEnd { Shard = reference };
+        var completion = new ShardCompletion(link, reference, shard, () => memory.LimitOf(shard.Params.Model));
         try
         {
             var renderer = models.Find(shard.Params.Model)
                 ?? throw new InvalidOperationException($"model '{shard.Params.Model}' is not loaded on this worker");
-            await RenderAsync(renderer, shard, await requests.BuildAsync(shard), reference, cancellationToken);
+            await RenderAsync(renderer, shard, held.Request(), reference, completion, cancellationToken);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
+            completion.Dispose();
             throw;
         }
         catch (Exception e)
@@ -67,21 +75,23 @@ public sealed class ShardRunner(
                 logger.LogWarning("Shard {Job}/{Shard} failed ({Kind}): {Message}", shard.JobId, shard.ShardIndex, kind, e.Message);
             else
                 logger.LogError(e, "Shard {Job}/{Shard} failed ({Kind})", shard.JobId, shard.ShardIndex, kind);
-            end.Error = e.Message.Length > 0 ? e.Message : e.GetType().Name;
-            end.FailureKind = kind switch
+            completion.Fail(e.Message.Length > 0 ? e.Message : e.GetType().Name, kind switch
             {
                 GenerationFailureKind.Input => FailureKind.Input,
                 GenerationFailureKind.OutOfMemory => FailureKind.OutOfMemory,
                 GenerationFailureKind.Device => FailureKind.Device,
                 _ => FailureKind.Bug,
-            };
+            });
         }
-        end.Limit = memory.LimitOf(shard.Params.Model);
-        await link.SendAsync(new WorkerMessage { ShardEnd = end }, cancellationToken);
+        return completion;
     }
 
-    /// <summary>Renders the shard's images in as few batches as fit, sending each image as its batch finishes.</summary>
-    private async Task RenderAsync(IShardRenderer renderer, Shard shard, GenerationRequest request, ShardRef reference, CancellationToken cancellationToken)
+    /// <summary>
+    /// Renders the shard's images on the device in as few batches as fit; each batch's PNGs start encoding as soon as
+    /// its device work is done.
+    /// </summary>
+    private async Task RenderAsync(IShardRenderer renderer, Shard shard, GenerationRequest request, ShardRef reference, ShardCompletion completion,
+        CancellationToken cancellationToken)
     {
         var model = shard.Params.Model;
         var pixels = (ulong)request.Width * (ulong)request.Height;
@@ -95,11 +105,11 @@ public sealed class ShardRunner(
         {
             var size = Math.Min(batch, count - done);
             progress.StartBatch(batchesLeft: (count - done + size - 1) / size);
-            IReadOnlyList<GeneratedImage> images;
+            RenderedBatch rendered;
             try
             {
                 using (watchdog.Watch())
-                    images = await renderer.RenderAsync(request with { Images = request.Images.Skip(done).Take(size).ToList() }, progress, cancellationToken);
+                    rendered = await renderer.RenderOnDeviceAsync(request with { Images = request.Images.Skip(done).Take(size).ToList() }, progress, cancellationToken);
             }
             catch (Exception e) when (!cancellationToken.IsCancellationRequested && GenerationFailure.Classify(e) == GenerationFailureKind.OutOfMemory)
             {
@@ -112,13 +122,7 @@ public sealed class ShardRunner(
             }
             memory.Rendered(model, size, pixels);
             progress.BatchDone();
-            for (var i = 0; i < images.Count; i++)
-            {
-                await link.SendAsync(new WorkerMessage
-                {
-                    Image = new ShardImage { Shard = reference, Index = shard.Images[done + i].Index, Png = UnsafeByteOperations.UnsafeWrap(images[i].Png) },
-                }, cancellationToken);
-            }
+            completion.Add(done, rendered);
             done += size;
         }
     }

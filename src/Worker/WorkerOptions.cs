@@ -101,6 +101,13 @@ public sealed class WorkerOptions
     /// </summary>
     [Range(10, 86_400)] public int LivenessSeconds { get; set; } = 600;
 
+    /// <summary>
+    /// Shards pulled ahead of the one rendering, their requests made, so the device starts the next the moment it is
+    /// free (<see cref="WorkerLoop"/>). Each is claimed (renewed, handed back on drain) but counts as a delivery only when
+    /// it starts. 0 pulls the next shard only once the device is free.
+    /// </summary>
+    [Range(0, 8)] public int Prefetch { get; set; } = 1;
+
     /// <summary>Fallback poll interval when no pub/sub nudge arrives.</summary>
     [Range(10, 60_000)] public int PollMilliseconds { get; set; } = 1000;
 

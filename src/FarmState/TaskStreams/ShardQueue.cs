@@ -178,28 +178,64 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     }
 
     /// <summary>
+    /// Claims the next entry of <paramref name="stream"/> never delivered to any worker as a prefetch of
+    /// <paramref name="workerId"/> (<see cref="FarmKeys.PrefetchConsumer"/>): held, renewed like any claim, but not a
+    /// delivery until <see cref="StartPrefetchedAsync"/>. Null if there is none.
+    /// </summary>
+    public async Task<ClaimedShard?> PrefetchNewAsync(string stream, string workerId)
+    {
+        var consumer = FarmKeys.PrefetchConsumer(workerId);
+        var result = await TaskStreamScripts.PrefetchNew.EvaluateAsync(redis.GetDatabase(), [stream], consumer);
+        return result.IsNull ? null : Parse(stream, consumer, [EntryOf((RedisResult[])result!)]) is { } shard ? shard with { Delivery = 0 } : null;
+    }
+
+    /// <summary>
+    /// Starts a prefetched shard: its delivery is counted and it is held by the worker itself from now on. Returns the
+    /// started claim (with this delivery's number), or null if the prefetch was lost meanwhile (taken over after a
+    /// lapsed lease, or acknowledged with its cancelled job).
+    /// </summary>
+    public async Task<ClaimedShard?> StartPrefetchedAsync(ClaimedShard prefetched, string workerId)
+    {
+        var delivery = (long)await TaskStreamScripts.StartPrefetched.EvaluateAsync(redis.GetDatabase(), [prefetched.Stream],
+            prefetched.Consumer, workerId, prefetched.EntryId);
+        return delivery == 0 ? null : prefetched with { Consumer = workerId, Delivery = delivery };
+    }
+
+    /// <summary>
     /// Takes over one pending entry in [<paramref name="first"/>, <paramref name="last"/>] idle at least
     /// <paramref name="minIdleMs"/> (and held by <paramref name="holder"/>, unless empty), skipping deleted ones (see
     /// <see cref="TaskStreamScripts.TakeOver"/>). Whoever takes an entry over is the only one who sees that delivery
     /// begin (XCLAIM is atomic), so counting deliveries here needs no coordination between workers or coordinator
-    /// replicas, and costs one script per redelivery.
+    /// replicas, and costs one script per redelivery. Taken by a <see cref="FarmKeys.PrefetchConsumer"/>, the delivery
+    /// is counted when the shard starts (<see cref="StartPrefetchedAsync"/>). A shard taken from a prefetcher was
+    /// never started there, so it was not lost by anyone.
     /// </summary>
     public async Task<ClaimedShard?> TakeOverAsync(string stream, string consumer, long minIdleMs, string first, string last, string holder)
     {
         var db = redis.GetDatabase();
+        var countIt = FarmKeys.IsPrefetchConsumer(consumer) ? 0 : 1;
         while (true)
         {
-            var result = await TaskStreamScripts.TakeOver.EvaluateAsync(db, [stream], consumer, minIdleMs, first, last, holder);
+            var result = await TaskStreamScripts.TakeOver.EvaluateAsync(db, [stream], consumer, minIdleMs, first, last, holder, countIt);
             if (result.IsNull) return null;
             var parts = (RedisResult[])result!;
             if (parts.Length < 4) continue; // a deleted entry, now off the pending list
-            var fields = (RedisResult[])parts[3]!;
-            var entry = new StreamEntry((string)parts[0]!,
-                Enumerable.Range(0, fields.Length / 2).Select(i => new NameValueEntry((string)fields[2 * i]!, (byte[])fields[2 * i + 1]!)).ToArray());
             var previous = (string)parts[1]!;
-            if (Parse(stream, consumer, [entry]) is { } shard)
-                return shard with { Delivery = (long)parts[2], LostBy = previous == FarmKeys.ReleasedConsumer ? null : previous };
+            if (Parse(stream, consumer, [EntryOf([parts[0], parts[3]])]) is { } shard)
+                return shard with
+                {
+                    Delivery = (long)parts[2],
+                    LostBy = previous == FarmKeys.ReleasedConsumer || FarmKeys.IsPrefetchConsumer(previous) ? null : previous,
+                };
         }
+    }
+
+    /// <summary>A stream entry from a script's {id, {field, value, ...}}.</summary>
+    private static StreamEntry EntryOf(RedisResult[] entry)
+    {
+        var fields = (RedisResult[])entry[1]!;
+        return new StreamEntry((string)entry[0]!,
+            Enumerable.Range(0, fields.Length / 2).Select(i => new NameValueEntry((string)fields[2 * i]!, (byte[])fields[2 * i + 1]!)).ToArray());
     }
 
     /// <summary>
@@ -224,7 +260,7 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     /// attempts. False if the holder had lost the claim already.
     /// </summary>
     public Task<bool> HandBackOnDrainAsync(ClaimedShard claimed) =>
-        ClaimIfOwnerAsync(claimed, HandedBackIdleMs, FarmKeys.ReleasedConsumer, giveBack: 1);
+        ClaimIfOwnerAsync(claimed, HandedBackIdleMs, FarmKeys.ReleasedConsumer, giveBack: claimed.Prefetched ? 0 : 1);
 
     private async Task<bool> ClaimIfOwnerAsync(ClaimedShard claimed, long idleMs, string holder, int giveBack) =>
         (int)await TaskStreamScripts.ClaimIfOwner.EvaluateAsync(redis.GetDatabase(), [claimed.Stream],

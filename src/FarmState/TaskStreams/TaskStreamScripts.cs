@@ -25,21 +25,53 @@ public static class TaskStreamScripts
 
     /// <summary>
     /// Takes over the first pending entry in [first, last] idle at least <c>min_idle</c> ms (and held by <c>holder</c>,
-    /// unless ''), and returns its id, its previous holder, the number of this delivery and its fields; only the id if
-    /// the entry was deleted (XCLAIM then drops it from the pending list); nil if there is none. This is XAUTOCLAIM for
-    /// one entry that also says who held it and how often it was delivered, which dead-lettering needs.
+    /// unless ''), and returns its id, its previous holder, its delivery count now and its fields; only the id if the
+    /// entry was deleted (XCLAIM then drops it from the pending list); nil if there is none. This is XAUTOCLAIM for one
+    /// entry that also says who held it and how often it was delivered, which dead-lettering needs. <c>count_it</c> 1
+    /// counts this delivery now; 0 takes the entry as a prefetch, whose delivery is counted only when it starts
+    /// (<see cref="StartPrefetched"/>).
     /// </summary>
     public static readonly FarmScript TakeOver = new("take over an idle claim",
-        ["stream"], ["consumer", "min_idle", "first", "last", "holder"],
+        ["stream"], ["consumer", "min_idle", "first", "last", "holder", "count_it"],
         $$"""
         local query = {'XPENDING', stream, '{{Group}}', 'IDLE', min_idle, first, last, 1}
         if holder ~= '' then query[#query + 1] = holder end
         local pending = redis.call(unpack(query))
         if #pending == 0 then return false end
         local id = pending[1][1]
-        local claimed = redis.call('XCLAIM', stream, '{{Group}}', consumer, min_idle, id)
+        local delivery = pending[1][4] + tonumber(count_it)
+        local claimed = redis.call('XCLAIM', stream, '{{Group}}', consumer, min_idle, id, 'RETRYCOUNT', delivery)
         if #claimed == 0 or not claimed[1][2] then return {id} end
-        return {id, pending[1][2], pending[1][4] + 1, claimed[1][2]}
+        return {id, pending[1][2], delivery, claimed[1][2]}
+        """);
+
+    /// <summary>
+    /// Reads the next entry never delivered to any worker as a prefetch: held by <c>consumer</c> (a
+    /// <see cref="FarmKeys.PrefetchConsumer"/>) with no delivery counted yet. Returns its id and fields; nil if none.
+    /// </summary>
+    public static readonly FarmScript PrefetchNew = new("prefetch a new entry",
+        ["stream"], ["consumer"],
+        $$"""
+        local read = redis.call('XREADGROUP', 'GROUP', '{{Group}}', consumer, 'COUNT', 1, 'STREAMS', stream, '>')
+        if not read or #read == 0 or #read[1][2] == 0 then return false end
+        local entry = read[1][2][1]
+        redis.call('XCLAIM', stream, '{{Group}}', consumer, 0, entry[1], 'RETRYCOUNT', 0, 'JUSTID')
+        return entry
+        """);
+
+    /// <summary>
+    /// Starts a prefetched entry: if <c>prefetcher</c> still holds it, it moves to <c>consumer</c> (the worker itself)
+    /// with this delivery counted, and the delivery's number is returned; 0 if the prefetcher lost it (taken over after
+    /// a lapsed lease, or acknowledged because its job was cancelled).
+    /// </summary>
+    public static readonly FarmScript StartPrefetched = new("start a prefetched claim",
+        ["stream"], ["prefetcher", "consumer", "id"],
+        $$"""
+        local pending = redis.call('XPENDING', stream, '{{Group}}', id, id, 1)
+        if #pending == 0 or pending[1][2] ~= prefetcher then return 0 end
+        local delivery = pending[1][4] + 1
+        redis.call('XCLAIM', stream, '{{Group}}', consumer, 0, id, 'IDLE', 0, 'RETRYCOUNT', delivery, 'JUSTID')
+        return delivery
         """);
 
     /// <summary>
