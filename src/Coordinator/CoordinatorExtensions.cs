@@ -8,6 +8,8 @@ using RenderFarm.Coordinator.Services;
 using RenderFarm.Coordinator.Storage;
 using RenderFarm.Coordinator.Workers;
 using RenderFarm.Shared.Health;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using RenderFarm.Telemetry;
 using StackExchange.Redis;
 using RenderFarm.FarmState;
 using RenderFarm.FarmState.TaskStreams;
@@ -24,6 +26,7 @@ public static class CoordinatorExtensions
     {
         builder.WebHost.ConfigureKestrel(k => k.ConfigureEndpointDefaults(e => e.Protocols = HttpProtocols.Http2));
         builder.Services.AddCoordinator();
+        builder.Services.AddFarmTelemetry(builder.Configuration, "renderfarm-coordinator", CoordinatorMetrics.MeterName);
         return builder;
     }
 
@@ -62,6 +65,9 @@ public static class CoordinatorExtensions
         services.AddSingleton<ApiKeyInterceptor>();
         services.AddSingleton<JobStoreUnavailableInterceptor>();
         services.AddSingleton<CoordinatorMetrics>();
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddOptions<TelemetryOptions>().BindConfiguration(TelemetryOptions.Section);
+        services.AddHostedService<FarmGaugeSampler>();
         services.AddGrpc(o =>
         {
             o.MaxReceiveMessageSize = MaxMessageBytes;

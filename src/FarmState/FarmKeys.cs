@@ -67,6 +67,22 @@ public static class FarmKeys
     public static string[] TaskStreams(string model) =>
         [TaskStream(model, Priority.High), TaskStream(model, Priority.Normal), TaskStream(model, Priority.Low)];
 
+    /// <summary>SCAN pattern matching every task stream (with TYPE stream: nudge channels are not keys anyway).</summary>
+    public const string TaskStreamPattern = "tasks:*";
+
+    /// <summary>The model and priority of a task stream's name; null for a name this layout does not produce.</summary>
+    public static (string Model, Priority Priority)? ParseTaskStream(string stream)
+    {
+        if (!stream.StartsWith("tasks:", StringComparison.Ordinal) || stream.Length == "tasks:".Length) return null;
+        var rest = stream["tasks:".Length..];
+        foreach (var priority in (Priority[])[Priority.High, Priority.Low])
+        {
+            var suffix = TaskStream("", priority)["tasks:".Length..]; // ":high", ":low"
+            if (rest.EndsWith(suffix, StringComparison.Ordinal) && rest.Length > suffix.Length) return (rest[..^suffix.Length], priority);
+        }
+        return (rest, Priority.Normal);
+    }
+
     /// <summary>True for names this layout produces: a worker-reported stream is only trusted if it is one of ours.</summary>
     public static bool IsTaskStreamOf(string stream, string model) => TaskStreams(model).Contains(stream);
 

@@ -2,6 +2,7 @@ using Google.Protobuf;
 using RenderFarm.Diffusion;
 using RenderFarm.FarmState.TaskStreams;
 using RenderFarm.Protocol;
+using RenderFarm.Worker.Diagnostics;
 using RenderFarm.Worker.Health;
 using PipelineStep = RenderFarm.Diffusion.StepProgress;
 
@@ -15,7 +16,7 @@ namespace RenderFarm.Worker;
 /// </summary>
 public sealed class ShardRunner(
     ModelCatalog models, ShardRequestBuilder requests, CoordinatorLink link, WorkerActivity activity, RenderWatchdog watchdog,
-    ModelMemory memory, ILogger<ShardRunner> logger)
+    ModelMemory memory, WorkerMetrics metrics, ILogger<ShardRunner> logger)
 {
     public Task ReportCancelledAsync(ClaimedShard claimed) => SendEndAsync(new ShardEnd { Shard = Reference(claimed), Cancelled = true });
 
@@ -46,6 +47,7 @@ public sealed class ShardRunner(
     {
         var shard = claimed.Shard;
         var reference = Reference(claimed);
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         await link.SendAsync(new WorkerMessage { ShardBegin = new ShardBegin { Shard = reference, ImageCount = (uint)shard.Images.Count } }, cancellationToken);
 
         var end = new ShardEnd { Shard = reference };
@@ -57,6 +59,7 @@ public sealed class ShardRunner(
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
+            metrics.ShardDone(shard.Params.Model, System.Diagnostics.Stopwatch.GetElapsedTime(started), "cancelled");
             throw;
         }
         catch (Exception e)
@@ -75,7 +78,15 @@ public sealed class ShardRunner(
                 GenerationFailureKind.Device => FailureKind.Device,
                 _ => FailureKind.Bug,
             };
+            metrics.ShardFailed(kind switch
+            {
+                GenerationFailureKind.Input => "input",
+                GenerationFailureKind.OutOfMemory => "out_of_memory",
+                GenerationFailureKind.Device => "device",
+                _ => "bug",
+            });
         }
+        metrics.ShardDone(shard.Params.Model, System.Diagnostics.Stopwatch.GetElapsedTime(started), end.Error.Length == 0 ? "ok" : "failed");
         end.Limit = memory.LimitOf(shard.Params.Model);
         await link.SendAsync(new WorkerMessage { ShardEnd = end }, cancellationToken);
     }
@@ -90,12 +101,13 @@ public sealed class ShardRunner(
             throw new GenerationFailedException(GenerationFailureKind.OutOfMemory,
                 $"out of memory: this worker cannot render {request.Width}x{request.Height} with model {model} (one image of {known} pixels ran out of memory here)");
         var batch = memory.BatchFor(model, count, pixels);
-        var progress = new StepReporter(link, activity, reference, watchdog);
+        var progress = new StepReporter(link, activity, reference, watchdog, metrics, model);
         for (var done = 0; done < count;)
         {
             var size = Math.Min(batch, count - done);
-            progress.StartBatch(batchesLeft: (count - done + size - 1) / size);
+            progress.StartBatch(batchesLeft: (count - done + size - 1) / size, size);
             IReadOnlyList<GeneratedImage> images;
+            var batchStarted = System.Diagnostics.Stopwatch.GetTimestamp();
             try
             {
                 using (watchdog.Watch())
@@ -110,14 +122,21 @@ public sealed class ShardRunner(
                     shard.JobId, shard.ShardIndex, size, request.Width, request.Height, batch);
                 continue;
             }
+            // The batch's device time, shared equally by its images (they ran as one batch): what each image cost.
+            var renderSeconds = System.Diagnostics.Stopwatch.GetElapsedTime(batchStarted).TotalSeconds / Math.Max(1, images.Count);
             memory.Rendered(model, size, pixels);
             progress.BatchDone();
             for (var i = 0; i < images.Count; i++)
             {
                 await link.SendAsync(new WorkerMessage
                 {
-                    Image = new ShardImage { Shard = reference, Index = shard.Images[done + i].Index, Png = UnsafeByteOperations.UnsafeWrap(images[i].Png) },
+                    Image = new ShardImage
+                    {
+                        Shard = reference, Index = shard.Images[done + i].Index, Png = UnsafeByteOperations.UnsafeWrap(images[i].Png),
+                        RenderSeconds = renderSeconds,
+                    },
                 }, cancellationToken);
+                metrics.ImageSent(model, renderSeconds);
             }
             done += size;
         }
@@ -128,16 +147,21 @@ public sealed class ShardRunner(
     /// the whole shard when it renders in several batches: the steps of the batches done, then this one's, out of the
     /// steps of every batch still to go.
     /// </summary>
-    private sealed class StepReporter(CoordinatorLink link, WorkerActivity activity, ShardRef shard, RenderWatchdog watchdog) : IProgress<PipelineStep>
+    private sealed class StepReporter(CoordinatorLink link, WorkerActivity activity, ShardRef shard, RenderWatchdog watchdog,
+        WorkerMetrics metrics, string model) : IProgress<PipelineStep>
     {
         private int _stepsBefore;   // steps of the batches finished
         private int _batchSteps;    // steps of the current batch (its total, once known)
         private int _batchesLeft = 1;
+        private int _batchSize;
+        private TimeSpan _lastElapsed;
 
-        public void StartBatch(int batchesLeft)
+        public void StartBatch(int batchesLeft, int batchSize)
         {
             _batchSteps = 0;
             _batchesLeft = batchesLeft;
+            _batchSize = batchSize;
+            _lastElapsed = TimeSpan.Zero;
         }
 
         public void BatchDone() => _stepsBefore += _batchSteps;
@@ -147,6 +171,9 @@ public sealed class ShardRunner(
             activity.Touch(); // a step done: the worker is not stuck (liveness)
             watchdog.Progress(); // and neither is this render (its lease)
             var seconds = value.Elapsed.TotalSeconds;
+            // Elapsed is the batch's time so far: each report adds one step's (the first also the prompt encoding's).
+            if (value.Elapsed > _lastElapsed) metrics.Step(model, _batchSize, value.Elapsed - _lastElapsed);
+            _lastElapsed = value.Elapsed;
             _batchSteps = value.TotalSteps;
             link.TrySend(new WorkerMessage
             {

@@ -1,6 +1,8 @@
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
 using RenderFarm.Shared.Health;
+using RenderFarm.Telemetry;
+using RenderFarm.Worker.Diagnostics;
 using RenderFarm.Worker.Health;
 using StackExchange.Redis;
 using RenderFarm.FarmState;
@@ -20,6 +22,7 @@ public static class WorkerExtensions
         builder.WebHost.ConfigureKestrel(k => k.ConfigureEndpointDefaults(e => e.Protocols = HttpProtocols.Http2));
         builder.Services.Configure<HostOptions>(builder.Configuration.GetSection("HostOptions"));
         builder.Services.AddWorker();
+        builder.Services.AddFarmTelemetry(builder.Configuration, "renderfarm-worker", WorkerMetrics.MeterName);
         return builder;
     }
 
@@ -41,6 +44,7 @@ public static class WorkerExtensions
         services.AddSingleton<ShardRunner>();
         services.AddSingleton<ModelMemory>();
         services.AddSingleton<RenderWatchdog>();
+        services.AddSingleton<WorkerMetrics>();
         services.AddSingleton(sp =>
         {
             var diffusion = sp.GetRequiredService<IOptions<WorkerOptions>>().Value.ToDiffusionOptions();

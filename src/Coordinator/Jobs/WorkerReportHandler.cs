@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Options;
+using RenderFarm.Coordinator.Diagnostics;
 using RenderFarm.Coordinator.Storage;
 using RenderFarm.Coordinator.Workers;
 using RenderFarm.Protocol;
@@ -28,6 +29,7 @@ public sealed class WorkerReportHandler(
     FailureAttribution attribution,
     WorkerFailures failures,
     ShardSizing sizing,
+    CoordinatorMetrics metrics,
     IOptions<CoordinatorOptions> options,
     ILogger<WorkerReportHandler> logger)
 {
@@ -97,6 +99,7 @@ public sealed class WorkerReportHandler(
         if (admission != ResultAdmission.Accepted) return false; // a deleted or cancelled job: nothing more is stored
         var stored = await store.PutIfAbsentAsync(shard.JobId, image.Index, png, cancellationToken);
         var outcome = await jobs.RecordImageDoneAsync(shard.JobId, shard.ShardIndex, image.Index, session.WorkerId, stored.Sha256, stored.SizeBytes);
+        if (outcome.Recorded) metrics.ImageStored(delivery.Shard.Params.Model, image.RenderSeconds);
         if (outcome.ShardFinished) await queue.AcknowledgeAsync(shard);
         return true;
     }
@@ -145,6 +148,13 @@ public sealed class WorkerReportHandler(
         var blame = await attribution.AttributeAsync(shard, workerId, attempt, kind, end.Error);
         await RecordAttemptAsync(shard, workerId, attempt, limit, kind, end.Error, blame.Blame);
 
+        metrics.AttemptFailed(kind, blame.Blame switch
+        {
+            FailureBlame.Worker => "worker",
+            FailureBlame.Shard => "shard",
+            FailureBlame.Input => "input",
+            _ => "unknown",
+        });
         var quarantined = blame.Blame == FailureBlame.Worker && await failures.PastLimitAsync(workerId);
         if (quarantined) await quarantine();
 
@@ -185,6 +195,8 @@ public sealed class WorkerReportHandler(
         if (lostBy.Length is > 0 and <= 200 && redelivered.Delivery > 1)
         {
             error = $"worker {lostBy} lost its lease (crashed, hung or cut off)";
+            metrics.LeaseTakenOver(shard.Model);
+            metrics.AttemptFailed(FailureKind.Unspecified, "lost_lease");
             await RecordAttemptAsync(shard, lostBy, redelivered.Delivery - 1, limit, FailureKind.Unspecified, error, blame: null);
         }
         if (redelivered.Delivery > limit) await DeadLetterAsync(shard, delivery.Shard, session.WorkerId, error);
@@ -211,8 +223,10 @@ public sealed class WorkerReportHandler(
     /// <summary>Dead letter: every image of the shard without an outcome fails with the last error; the entry is acknowledged.</summary>
     private async Task DeadLetterAsync(ShardRef shard, Shard content, string workerId, string error)
     {
+        var failed = 0;
         foreach (var task in content.Images)
-            await jobs.RecordImageFailedAsync(shard.JobId, shard.ShardIndex, task.Index, workerId, error);
+            if ((await jobs.RecordImageFailedAsync(shard.JobId, shard.ShardIndex, task.Index, workerId, error)).Recorded) failed++;
+        metrics.ImagesFailed(content.Params.Model, failed);
         await queue.AcknowledgeAsync(shard);
         logger.LogWarning("Shard {Job}/{Shard} dead-lettered: {Error}", shard.JobId, shard.ShardIndex, error);
     }

@@ -22,6 +22,7 @@ public sealed class JobGrpcService(
     WorkerRegistry workers,
     WorkerConnections connections,
     WorkerQuarantine quarantine,
+    Diagnostics.CoordinatorMetrics metrics,
     IOptions<CoordinatorOptions> options,
     ILogger<JobGrpcService> logger) : JobService.JobServiceBase
 {
@@ -35,8 +36,21 @@ public sealed class JobGrpcService(
     private const int DownloadReadAheadPerPull = 16;
     private readonly TimeSpan watchFallback = TimeSpan.FromMilliseconds(options.Value.WatchFallbackMilliseconds);
 
-    public override Task<SubmitJobResponse> SubmitJob(IAsyncStreamReader<SubmitJobRequest> requestStream, ServerCallContext context) =>
-        submitter.SubmitAsync(requestStream, ApiKeyInterceptor.PrincipalOf(context).Tenant, context.CancellationToken);
+    public override async Task<SubmitJobResponse> SubmitJob(IAsyncStreamReader<SubmitJobRequest> requestStream, ServerCallContext context)
+    {
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var outcome = "rejected";
+        try
+        {
+            var response = await submitter.SubmitAsync(requestStream, ApiKeyInterceptor.PrincipalOf(context).Tenant, context.CancellationToken);
+            outcome = "accepted";
+            return response;
+        }
+        finally
+        {
+            metrics.SubmitDone(System.Diagnostics.Stopwatch.GetElapsedTime(started), outcome);
+        }
+    }
 
     /// <summary>
     /// The caller's job: another tenant's job is NOT_FOUND exactly like a job that does not exist, so ids leak nothing.

@@ -17,6 +17,7 @@ public sealed class WorkerGrpcService(
     WorkerRegistry registry,
     ApiKeyStore keys,
     WorkerConnections connections,
+    Diagnostics.CoordinatorMetrics metrics,
     ILogger<WorkerGrpcService> logger) : WorkerService.WorkerServiceBase
 {
     private static readonly string CoordinatorId = $"{Environment.MachineName}-{Environment.ProcessId}";
@@ -117,6 +118,7 @@ public sealed class WorkerGrpcService(
                 {
                     if (session.Quarantined) return;
                     await session.QuarantineAsync();
+                    metrics.WorkerQuarantined();
                     logger.LogWarning("Worker {Worker} quarantined after repeated shard failures", worker);
                     outbox.TryWrite(new CoordinatorMessage { Quarantine = new Quarantine { Reason = "too many failed shards" } });
                 });

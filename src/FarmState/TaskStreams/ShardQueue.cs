@@ -138,6 +138,41 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
         return waiting;
     }
 
+    /// <summary>
+    /// How every task stream stands (for metrics): shards waiting (never delivered, or handed back for a retry), in
+    /// flight (held by a worker) and the age of the oldest never-delivered one. Streams are found with SCAN, so a
+    /// queue of a model that no worker serves shows too.
+    /// </summary>
+    public async Task<IReadOnlyList<TaskStreamStats>> StatsAsync(DateTimeOffset now)
+    {
+        var db = redis.GetDatabase();
+        var streams = new List<string>();
+        var cursor = "0";
+        do
+        {
+            var reply = (RedisResult[])(await db.ExecuteAsync("SCAN", cursor, "MATCH", FarmKeys.TaskStreamPattern, "COUNT", 1000, "TYPE", "stream"))!;
+            cursor = (string)reply[0]!;
+            streams.AddRange(((RedisResult[])reply[1]!).Select(k => (string)k!));
+        } while (cursor != "0");
+        var stats = new List<TaskStreamStats>();
+        foreach (var stream in streams.Distinct())
+        {
+            if (FarmKeys.ParseTaskStream(stream) is not var (model, priority)) continue;
+            var group = (await db.StreamGroupInfoAsync(stream)).FirstOrDefault(g => g.Name == FarmKeys.WorkerGroup);
+            if (group.Name is null) continue;
+            var pending = await db.StreamPendingAsync(stream, FarmKeys.WorkerGroup);
+            var handedBack = pending.Consumers.FirstOrDefault(c => c.Name == FarmKeys.ReleasedConsumer).PendingMessageCount;
+            // The oldest entry after the group's last delivered one; ids begin with their append time in ms.
+            double oldestSeconds = 0;
+            var next = await db.ExecuteAsync("XRANGE", stream, "(" + group.LastDeliveredId, "+", "COUNT", 1);
+            if (((RedisResult[])next!).FirstOrDefault() is { } first
+                && long.TryParse(((string)((RedisResult[])first!)[0]!).Split('-')[0], out var appendedMs))
+                oldestSeconds = Math.Max(0, (now.ToUnixTimeMilliseconds() - appendedMs) / 1000.0);
+            stats.Add(new TaskStreamStats(model, priority, (group.Lag ?? 0) + handedBack, pending.PendingMessageCount - handedBack, oldestSeconds));
+        }
+        return stats;
+    }
+
     // ---- Pulling (worker) ----
 
     /// <summary>Creates the workers' consumer group on a task stream if it is missing (reading from the start).</summary>

@@ -1,0 +1,20 @@
+namespace RenderFarm.Telemetry;
+
+/// <summary>Where the coordinator and the worker publish their metrics (<c>Farm:Telemetry</c>).</summary>
+public sealed class TelemetryOptions
+{
+    public const string Section = "Farm:Telemetry";
+
+    /// <summary>
+    /// Port of an HTTP listener that serves <c>/metrics</c> in Prometheus text format over HTTP/1.1 (9464 in the
+    /// shipped deployments); 0: no scrape endpoint. A listener of its own because the apps' gRPC endpoints speak
+    /// cleartext HTTP/2 only, which Prometheus does not scrape; it asks for no API key (keep the port in-cluster).
+    /// </summary>
+    public int PrometheusPort { get; set; }
+
+    /// <summary>Host the scrape listener binds: <c>*</c> (every interface) or a name/address such as <c>127.0.0.1</c>.</summary>
+    public string PrometheusHost { get; set; } = "*";
+
+    /// <summary>How often the coordinator reads the gauges that live in Redis (queues, workers), in milliseconds.</summary>
+    public int GaugeSampleMilliseconds { get; set; } = 5_000;
+}
