@@ -34,6 +34,15 @@ public sealed class CoordinatorOptions
     /// </summary>
     [Range(1, 100)] public int MaxAttempts { get; set; } = ShardEntry.DefaultMaxAttempts;
 
+    /// <summary>
+    /// Price of one hour of worker device time, in whatever currency you bill in; 0 (the default): no cost shown, only
+    /// device seconds. A job's cost is its images' device seconds × this / 3600.
+    /// </summary>
+    [Range(0, 1e9)] public double CostPerDeviceHour { get; set; }
+
+    /// <summary>What <paramref name="deviceSeconds"/> cost at <see cref="CostPerDeviceHour"/> (0 when none is set).</summary>
+    public double CostOf(double deviceSeconds) => Math.Round(deviceSeconds * CostPerDeviceHour / 3600, 6);
+
     /// <summary>A worker not heard from for this long is shown offline.</summary>
     [Range(1, 3600)] public int WorkerTimeoutSeconds { get; set; } = 30;
 

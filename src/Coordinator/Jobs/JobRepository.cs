@@ -41,6 +41,7 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
             ShardsDone = U(JobFields.ShardsDone),
             CreatedUnixMs = L(JobFields.CreatedMs),
             FinishedUnixMs = L(JobFields.FinishedMs),
+            DeviceSeconds = L(JobFields.DeviceMicroseconds) / 1e6,
             Priority = (Priority)U(JobFields.Priority) is var p && Enum.IsDefined(p) && p != Priority.Unspecified ? p : Priority.Normal,
         };
     }
@@ -142,18 +143,25 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
     public Task MarkRunningAsync(string jobId) =>
         JobScripts.MarkRunning.EvaluateAsync(redis.GetDatabase(), [FarmKeys.JobMeta(jobId)]);
 
-    public Task<ImageOutcome> RecordImageDoneAsync(string jobId, uint shard, uint index, string worker, string sha256, long sizeBytes) =>
-        RecordOutcomeAsync(JobScripts.OutcomeDone, jobId, shard, index, worker, sha256, sizeBytes);
+    /// <param name="renderSeconds">The worker's device time for the image (its cost), summed into the job.</param>
+    public Task<ImageOutcome> RecordImageDoneAsync(string jobId, uint shard, uint index, string worker, string sha256, long sizeBytes,
+        double renderSeconds = 0) =>
+        RecordOutcomeAsync(JobScripts.OutcomeDone, jobId, shard, index, worker, sha256, sizeBytes, DeviceMicroseconds(renderSeconds));
+
+    /// <summary>Seconds as whole microseconds; a report that is not a plausible duration (negative, NaN, over a day) counts nothing.</summary>
+    private static long DeviceMicroseconds(double seconds) =>
+        double.IsFinite(seconds) && seconds is > 0 and <= 86_400 ? (long)Math.Round(seconds * 1e6) : 0;
 
     public Task<ImageOutcome> RecordImageFailedAsync(string jobId, uint shard, uint index, string worker, string error) =>
-        RecordOutcomeAsync(JobScripts.OutcomeFailed, jobId, shard, index, worker, error, 0);
+        RecordOutcomeAsync(JobScripts.OutcomeFailed, jobId, shard, index, worker, error, 0, 0);
 
-    private async Task<ImageOutcome> RecordOutcomeAsync(string mode, string jobId, uint shard, uint index, string worker, string detail, long sizeBytes)
+    private async Task<ImageOutcome> RecordOutcomeAsync(string mode, string jobId, uint shard, uint index, string worker, string detail, long sizeBytes,
+        long deviceMicroseconds)
     {
         var result = (RedisResult[])(await JobScripts.RecordOutcome.EvaluateAsync(redis.GetDatabase(),
             [FarmKeys.JobMeta(jobId), FarmKeys.JobResults(jobId), FarmKeys.JobFailures(jobId), FarmKeys.JobShardsRemaining(jobId), FarmKeys.JobEvents(jobId),
              FarmKeys.JobInputs(jobId), FarmKeys.JobTaskEntries(jobId), FarmKeys.JobFailedAttempts(jobId)],
-            mode, index, shard, worker, detail, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), sizeBytes))!;
+            mode, index, shard, worker, detail, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), sizeBytes, deviceMicroseconds))!;
         return new ImageOutcome((int)result[0] == 1, (int)result[1] == 1);
     }
 

@@ -98,7 +98,7 @@ public sealed class WorkerReportHandler(
         var admission = await jobs.AdmitResultAsync(shard.JobId, image.Index);
         if (admission != ResultAdmission.Accepted) return false; // a deleted or cancelled job: nothing more is stored
         var stored = await store.PutIfAbsentAsync(shard.JobId, image.Index, png, cancellationToken);
-        var outcome = await jobs.RecordImageDoneAsync(shard.JobId, shard.ShardIndex, image.Index, session.WorkerId, stored.Sha256, stored.SizeBytes);
+        var outcome = await jobs.RecordImageDoneAsync(shard.JobId, shard.ShardIndex, image.Index, session.WorkerId, stored.Sha256, stored.SizeBytes, image.RenderSeconds);
         if (outcome.Recorded) metrics.ImageStored(delivery.Shard.Params.Model, image.RenderSeconds);
         if (outcome.ShardFinished) await queue.AcknowledgeAsync(shard);
         return true;

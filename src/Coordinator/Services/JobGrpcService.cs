@@ -64,6 +64,7 @@ public sealed class JobGrpcService(
     public override async Task<JobStatus> GetJob(GetJobRequest request, ServerCallContext context)
     {
         var status = await RequireJobAsync(request.JobId, context);
+        status.Cost = options.Value.CostOf(status.DeviceSeconds);
         // Accepted work for a model nobody serves is not an error, but it must not wait silently.
         if (status.State is JobState.Queued or JobState.Running && !await ServedAsync(status.Params.Model))
             status.Note = $"waiting: no online worker serves model '{status.Params.Model}'";
@@ -92,6 +93,7 @@ public sealed class JobGrpcService(
                     if (i < batch.Count - 1) { after = e.EventId; continue; }
                     if (await jobs.GetStatusAsync(request.JobId) is { State: JobState.Queued or JobState.Running })
                         break; // the retry's events are being written: read again
+                    e.JobFinished.Cost = options.Value.CostOf(e.JobFinished.DeviceSeconds);
                     await responseStream.WriteAsync(e, context.CancellationToken);
                     return;
                 }

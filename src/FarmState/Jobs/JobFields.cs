@@ -21,4 +21,7 @@ public static class JobFields
     public const string FinishedMs = "finished_ms";
     public const string Priority = "priority";
     public const string Tenant = "tenant";
+
+    /// <summary>Worker device time of the images stored, in microseconds (integer, so HINCRBY sums it exactly).</summary>
+    public const string DeviceMicroseconds = "device_us";
 }
