@@ -2,6 +2,7 @@ using Grpc.AspNetCore.Server.Model;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
 using RenderFarm.Coordinator.Diagnostics;
+using RenderFarm.Coordinator.Estimates;
 using RenderFarm.Coordinator.Jobs;
 using RenderFarm.Coordinator.Security;
 using RenderFarm.Coordinator.Services;
@@ -55,6 +56,8 @@ public static class CoordinatorExtensions
         services.AddSingleton<WorkerRegistry>();
         services.AddSingleton<WorkerConnections>();
         services.AddSingleton<WorkerQuarantine>();
+        services.AddSingleton<RenderRates>();
+        services.AddSingleton<CompletionEstimator>();
 
         services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section);
         services.AddSingleton<ApiKeyStore>();

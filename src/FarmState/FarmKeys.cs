@@ -86,6 +86,12 @@ public static class FarmKeys
     /// <summary>True for names this layout produces: a worker-reported stream is only trusted if it is one of ours.</summary>
     public static bool IsTaskStreamOf(string stream, string model) => TaskStreams(model).Contains(stream);
 
+    /// <summary>
+    /// Hash: worker id → its measured render time for <paramref name="model"/>, in seconds per step per megapixel of
+    /// one image (a moving average over the images it rendered): what completion estimates are made from.
+    /// </summary>
+    public static string RenderRates(string model) => $"rates:{model}";
+
     /// <summary>Pub/sub channel that nudges idle workers when shards for <paramref name="model"/> arrive.</summary>
     public static string TaskNudge(string model) => $"tasks:{model}:nudge";
 

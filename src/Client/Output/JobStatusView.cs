@@ -37,6 +37,7 @@ public static class JobStatusView
             json.WriteNumber("device_seconds", Math.Round(status.DeviceSeconds, 3));
             json.WriteNumber("device_seconds_per_image", Math.Round(PerImage(status), 3));
             json.WriteNumber("cost", status.Cost);
+            WriteTime(json, "estimated_completion", status.EstimatedCompletionUnixMs);
         });
 
     /// <summary>Device seconds per image stored (0 before the first).</summary>
@@ -64,6 +65,10 @@ public static class JobStatusView
             ("priority", status.Priority.ToString().ToLowerInvariant()),
             ("device", DeviceTime(status)),
         };
+        if (status.EstimatedCompletionUnixMs > 0)
+        {
+            rows.Add(("estimate", FormatTime(status.EstimatedCompletionUnixMs) + " (from the workers' measured speed and the queue ahead)"));
+        }
         if (status.Note.Length > 0)
         {
             rows.Add(("note", CliErrors.OneLine(status.Note)));

@@ -30,6 +30,7 @@ public sealed class WorkerReportHandler(
     WorkerFailures failures,
     ShardSizing sizing,
     CoordinatorMetrics metrics,
+    Estimates.RenderRates rates,
     IOptions<CoordinatorOptions> options,
     ILogger<WorkerReportHandler> logger)
 {
@@ -99,7 +100,12 @@ public sealed class WorkerReportHandler(
         if (admission != ResultAdmission.Accepted) return false; // a deleted or cancelled job: nothing more is stored
         var stored = await store.PutIfAbsentAsync(shard.JobId, image.Index, png, cancellationToken);
         var outcome = await jobs.RecordImageDoneAsync(shard.JobId, shard.ShardIndex, image.Index, session.WorkerId, stored.Sha256, stored.SizeBytes, image.RenderSeconds);
-        if (outcome.Recorded) metrics.ImageStored(delivery.Shard.Params.Model, image.RenderSeconds);
+        if (outcome.Recorded)
+        {
+            var p = delivery.Shard.Params;
+            metrics.ImageStored(p.Model, image.RenderSeconds);
+            await rates.RecordAsync(p.Model, session.WorkerId, image.RenderSeconds, p.Steps, p.Width, p.Height);
+        }
         if (outcome.ShardFinished) await queue.AcknowledgeAsync(shard);
         return true;
     }

@@ -23,6 +23,7 @@ public sealed class JobGrpcService(
     WorkerConnections connections,
     WorkerQuarantine quarantine,
     Diagnostics.CoordinatorMetrics metrics,
+    Estimates.CompletionEstimator estimator,
     IOptions<CoordinatorOptions> options,
     ILogger<JobGrpcService> logger) : JobService.JobServiceBase
 {
@@ -65,6 +66,7 @@ public sealed class JobGrpcService(
     {
         var status = await RequireJobAsync(request.JobId, context);
         status.Cost = options.Value.CostOf(status.DeviceSeconds);
+        status.EstimatedCompletionUnixMs = await estimator.EstimateAsync(status);
         // Accepted work for a model nobody serves is not an error, but it must not wait silently.
         if (status.State is JobState.Queued or JobState.Running && !await ServedAsync(status.Params.Model))
             status.Note = $"waiting: no online worker serves model '{status.Params.Model}'";
@@ -79,6 +81,7 @@ public sealed class JobGrpcService(
         await RequireJobAsync(request.JobId, context);
         await events.CheckResumePointAsync(request.JobId, request.AfterEventId);
         var after = request.AfterEventId;
+        var estimate = new Estimates.WatchEstimate(estimator, jobs, request.JobId);
         while (true)
         {
             context.CancellationToken.ThrowIfCancellationRequested();
@@ -97,6 +100,7 @@ public sealed class JobGrpcService(
                     await responseStream.WriteAsync(e, context.CancellationToken);
                     return;
                 }
+                e.EstimatedCompletionUnixMs = await estimate.CurrentAsync();
                 await responseStream.WriteAsync(e, context.CancellationToken);
                 after = e.EventId;
             }

@@ -173,6 +173,47 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
         return stats;
     }
 
+    /// <summary>Most waiting entries of one stream read for an estimate: past it the queue is taken as no longer.</summary>
+    private const int MaxEntriesEstimated = 10_000;
+
+    /// <summary>
+    /// The work queued ahead of a job on its model's streams, and the job's own work still waiting, each in image-steps
+    /// × megapixels (<see cref="ShardWork"/>): every waiting shard of a higher priority, and of the job's own priority
+    /// those queued before the job's last waiting shard. Workers pull lower priorities now and then (so this is an upper
+    /// bound for high and a lower one for low priority), and shards in flight are not counted.
+    /// </summary>
+    public async Task<(double Ahead, double Own)> WorkAheadAsync(string model, string jobId, Priority priority)
+    {
+        var db = redis.GetDatabase();
+        double ahead = 0, own = 0;
+        foreach (var level in (Priority[])[Priority.High, Priority.Normal, Priority.Low])
+        {
+            if (Rank(level) > Rank(priority)) break;
+            var stream = FarmKeys.TaskStream(model, level);
+            if (!await db.KeyExistsAsync(stream)) continue;
+            var group = (await db.StreamGroupInfoAsync(stream)).FirstOrDefault(g => g.Name == FarmKeys.WorkerGroup);
+            if (group.Name is null) continue;
+            var entries = await db.StreamRangeAsync(stream, "(" + group.LastDeliveredId, "+", MaxEntriesEstimated);
+            double before = 0, sinceOwn = 0;
+            foreach (var entry in entries)
+            {
+                if (entry.IsNull) continue;
+                var shard = ShardEntry.Parse(entry);
+                var work = ShardWork(shard);
+                if (shard.JobId == jobId) { own += work; before += sinceOwn; sinceOwn = 0; }
+                else sinceOwn += work;
+            }
+            ahead += level == priority ? before : before + sinceOwn;
+        }
+        return (ahead, own);
+    }
+
+    private static int Rank(Priority priority) => priority switch { Priority.High => 0, Priority.Low => 2, _ => 1 };
+
+    /// <summary>A shard's work: images × steps × megapixels per image.</summary>
+    public static double ShardWork(Shard shard) =>
+        shard.Images.Count * (double)shard.Params.Steps * shard.Params.Width * shard.Params.Height / 1e6;
+
     // ---- Pulling (worker) ----
 
     /// <summary>Creates the workers' consumer group on a task stream if it is missing (reading from the start).</summary>

@@ -30,7 +30,7 @@ public class JobStatusViewTests
 
         Assert.Equal(
             ["job_id", "state", "image_count", "images_done", "images_failed", "shard_count", "shards_done", "created", "finished", "params", "label", "priority", "note",
-             "device_seconds", "device_seconds_per_image", "cost"],
+             "device_seconds", "device_seconds_per_image", "cost", "estimated_completion"],
             root.EnumerateObject().Select(p => p.Name));
         Assert.Equal(["model", "width", "height", "steps", "guidance_scale", "scheduler"], root.GetProperty("params").EnumerateObject().Select(p => p.Name));
         Assert.Equal("running", root.GetProperty("state").GetString());
@@ -86,5 +86,16 @@ public class JobStatusViewTests
         Assert.Equal(30, document.RootElement.GetProperty("device_seconds").GetDouble());
         Assert.Equal(2.5, document.RootElement.GetProperty("device_seconds_per_image").GetDouble());
         Assert.Equal(0.0125, document.RootElement.GetProperty("cost").GetDouble());
+    }
+
+    [Fact]
+    public void AnEstimatedCompletionIsShownOnlyWhenThereIsOne()
+    {
+        var status = Sample();
+        Assert.DoesNotContain("estimate", JobStatusView.Table(status));
+        Assert.Contains("\"estimated_completion\":null", JobStatusView.Json(status));
+        status.EstimatedCompletionUnixMs = 1_700_000_090_000;
+        Assert.Contains("estimate  2023-11-14T22:14:50.000Z", JobStatusView.Table(status));
+        Assert.Contains("\"estimated_completion\":\"2023-11-14T22:14:50.000Z\"", JobStatusView.Json(status));
     }
 }
