@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
 using RenderFarm.Coordinator.Diagnostics;
 using RenderFarm.Coordinator.Estimates;
+using RenderFarm.Coordinator.Webhooks;
 using RenderFarm.Coordinator.Jobs;
 using RenderFarm.Coordinator.Security;
 using RenderFarm.Coordinator.Services;
@@ -57,6 +58,10 @@ public static class CoordinatorExtensions
         services.AddSingleton<WorkerConnections>();
         services.AddSingleton<WorkerQuarantine>();
         services.AddSingleton<RenderRates>();
+        services.AddOptions<WebhookOptions>().BindConfiguration(WebhookOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<WebhookTargets>();
+        services.AddSingleton<WebhookSecrets>();
+        services.AddHostedService<WebhookDispatcher>();
         services.AddSingleton<CompletionEstimator>();
 
         services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section);

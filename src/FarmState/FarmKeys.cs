@@ -43,6 +43,19 @@ public static class FarmKeys
     /// <summary>Pub/sub channel of control messages to workers (cancel, quarantine, release), for whichever replica holds the stream.</summary>
     public const string WorkerControlChannel = "farm:worker-control";
 
+    /// <summary>
+    /// Sorted set: job id → when its webhook is next due (ms; 0 while the job runs): the durable outbox. A job is
+    /// added when it is submitted with a webhook (and again when it is retried) and leaves once its event was
+    /// delivered or given up on, so a coordinator restart loses no event.
+    /// </summary>
+    public const string WebhookOutbox = "webhooks:outbox";
+
+    /// <summary>Hash: tenant → the secret its webhooks are signed with (HMAC-SHA256).</summary>
+    public const string WebhookSecrets = "auth:webhook-secrets";
+
+    /// <summary>Short-lived lock one coordinator replica holds while it delivers a job's webhook.</summary>
+    public static string WebhookLease(string jobId) => $"{JobTag(jobId)}:webhook-lease";
+
     /// <summary>Hash: sha256 of an API key → its record (JSON). Keys are never stored, only their hashes.</summary>
     public const string ApiKeys = "auth:keys";
 

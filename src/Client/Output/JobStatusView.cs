@@ -38,6 +38,7 @@ public static class JobStatusView
             json.WriteNumber("device_seconds_per_image", Math.Round(PerImage(status), 3));
             json.WriteNumber("cost", status.Cost);
             WriteTime(json, "estimated_completion", status.EstimatedCompletionUnixMs);
+            json.WriteString("webhook", status.Webhook);
         });
 
     /// <summary>Device seconds per image stored (0 before the first).</summary>
@@ -68,6 +69,10 @@ public static class JobStatusView
         if (status.EstimatedCompletionUnixMs > 0)
         {
             rows.Add(("estimate", FormatTime(status.EstimatedCompletionUnixMs) + " (from the workers' measured speed and the queue ahead)"));
+        }
+        if (status.Webhook.Length > 0)
+        {
+            rows.Add(("webhook", CliErrors.OneLine(status.Webhook)));
         }
         if (status.Note.Length > 0)
         {

@@ -95,6 +95,7 @@ public sealed class JobPlan
             ImagesPerPrompt = ImagesPerPrompt,
             Label = Settings.Label ?? "",
             Priority = Settings.Priority,
+            WebhookUrl = Settings.Webhook ?? "",
         };
         header.Seeds.AddRange(Seeds.Seeds);
         return header;

@@ -113,6 +113,14 @@ public sealed class SubmitOptions
 
     public Option<string?> Label { get; } = new("--label") { Description = "Free text shown in job listings.", HelpName = "TEXT" };
 
+    public Option<string?> Webhook { get; } = new("--webhook")
+    {
+        Description = "POST a JSON event to this http(s) URL when the job completes, fails or is cancelled, signed with your " +
+                      "tenant's secret (header X-RenderFarm-Signature: sha256=HMAC of the body) and carrying an id to dedupe " +
+                      "redeliveries by. Private, loopback and link-local targets are refused unless the farm allows them.",
+        HelpName = "URL",
+    };
+
     public Option<string> Priority { get; } = new("--priority")
     {
         Description = "high, normal or low: workers take high-priority shards first (lower ones still get a share).",
@@ -146,7 +154,7 @@ public sealed class SubmitOptions
         foreach (var option in (Option[])
                  [
                      Steps, Guidance, Size, Seed, Seeds, SeedCount, ImagesPerPrompt, Negative, Scheduler, Model, InitImage, Mask, Strength,
-                     Label, Priority, Format, Watch, Plain, OutDir, DryRun, ShardSize,
+                     Label, Webhook, Priority, Format, Watch, Plain, OutDir, DryRun, ShardSize,
                  ])
         {
             command.Options.Add(option);
@@ -180,6 +188,7 @@ public sealed class SubmitOptions
             DryRun: parseResult.GetValue(DryRun),
             ShardSize: parseResult.GetValue(ShardSize),
             Priority: parseResult.GetValue(Priority) switch { "high" => Protocol.Priority.High, "low" => Protocol.Priority.Low, _ => Protocol.Priority.Normal },
-            Inputs: new InputImageDefaults(parseResult.GetValue(InitImage), parseResult.GetValue(Mask), parseResult.GetValue(Strength)));
+            Inputs: new InputImageDefaults(parseResult.GetValue(InitImage), parseResult.GetValue(Mask), parseResult.GetValue(Strength)),
+            Webhook: parseResult.GetValue(Webhook));
     }
 }

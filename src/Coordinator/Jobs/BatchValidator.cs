@@ -39,6 +39,7 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
         if (normalized.Label.Length > 200) throw Invalid("label must be at most 200 characters");
         // Shown in other people's terminals (farm jobs, farm status): no escape sequences or other control characters.
         normalized.Label = DisplayText.Clean(normalized.Label);
+        normalized.WebhookUrl = normalized.WebhookUrl.Trim();
         return normalized;
     }
 

@@ -42,6 +42,7 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
             CreatedUnixMs = L(JobFields.CreatedMs),
             FinishedUnixMs = L(JobFields.FinishedMs),
             DeviceSeconds = L(JobFields.DeviceMicroseconds) / 1e6,
+            Webhook = (string?)map.GetValueOrDefault(JobFields.WebhookState) ?? "",
             Priority = (Priority)U(JobFields.Priority) is var p && Enum.IsDefined(p) && p != Priority.Unspecified ? p : Priority.Normal,
         };
     }
@@ -99,6 +100,10 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
             [FarmKeys.JobMeta(jobId), FarmKeys.JobEvents(jobId), FarmKeys.JobParkedShards(jobId)]);
         return result.IsNull ? null : ((RedisResult[])result!).Select(r => (byte[])r!).ToArray();
     }
+
+    /// <summary>The URL the job's end is POSTed to ("" for none, null if there is no such job).</summary>
+    public async Task<string?> WebhookUrlAsync(string jobId) =>
+        (string?)await redis.GetDatabase().HashGetAsync(FarmKeys.JobMeta(jobId), JobFields.WebhookUrl);
 
     /// <summary>The tenant a job belongs to, or null if there is no such job.</summary>
     public async Task<string?> TenantOfAsync(string jobId) =>

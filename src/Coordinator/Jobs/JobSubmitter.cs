@@ -29,6 +29,8 @@ public sealed class JobSubmitter(
     TenantLimits limits,
     ShardSizing sizing,
     SubmitDurability durability,
+    Webhooks.WebhookTargets webhookTargets,
+    Webhooks.WebhookSecrets webhookSecrets,
     IOptions<CoordinatorOptions> options,
     ILogger<JobSubmitter> logger)
 {
@@ -38,6 +40,8 @@ public sealed class JobSubmitter(
         if (!await requests.MoveNext(cancellationToken) || requests.Current.ItemCase != SubmitJobRequest.ItemOneofCase.Header)
             throw BatchValidator.Invalid("the first message of a submission must be the job header");
         var header = validator.Normalize(requests.Current.Header);
+        if (header.WebhookUrl.Length > 0 && await webhookTargets.ProblemAsync(header.WebhookUrl, cancellationToken) is { } problem)
+            throw BatchValidator.Invalid($"webhook_url {problem}");
         var alreadyQueued = await limits.AdmitAsync(tenant);
 
         var jobId = JobIds.New();
@@ -107,7 +111,15 @@ public sealed class JobSubmitter(
             new(JobFields.CreatedMs, now),
             new(JobFields.Priority, (int)header.Priority),
             new(JobFields.Tenant, tenant),
+            new(JobFields.WebhookUrl, header.WebhookUrl),
+            new(JobFields.WebhookState, header.WebhookUrl.Length > 0 ? "pending" : ""),
         ]);
+        if (header.WebhookUrl.Length > 0)
+        {
+            // Before the job id is returned: the end of a job that was accepted is always told.
+            await webhookSecrets.GetOrCreateAsync(tenant);
+            await Webhooks.WebhookDispatcher.EnlistAsync(db, jobId);
+        }
         await Task.WhenAll(
             db.KeyPersistAsync(FarmKeys.JobImages(jobId)),
             db.KeyPersistAsync(FarmKeys.JobShardsRemaining(jobId)),
@@ -143,6 +155,11 @@ public sealed class JobSubmitter(
         {
             await queue.DiscardStagedAsync(jobId, batch);
             throw new RpcException(new Status(StatusCode.Aborted, $"job {jobId} changed state while being retried; try again"));
+        }
+        if (await jobs.WebhookUrlAsync(jobId) is { Length: > 0 })
+        {
+            await redis.GetDatabase().HashSetAsync(FarmKeys.JobMeta(jobId), JobFields.WebhookState, "pending");
+            await Webhooks.WebhookDispatcher.EnlistAsync(redis.GetDatabase(), jobId); // its next end is told too
         }
         await queue.PublishStagedAsync(jobId, status.Priority, batch);
         logger.LogInformation("Job {JobId}: {Images} failed images re-queued in {Shards} shards", jobId, failed.Count, shards.Count);

@@ -30,7 +30,7 @@ public class JobStatusViewTests
 
         Assert.Equal(
             ["job_id", "state", "image_count", "images_done", "images_failed", "shard_count", "shards_done", "created", "finished", "params", "label", "priority", "note",
-             "device_seconds", "device_seconds_per_image", "cost", "estimated_completion"],
+             "device_seconds", "device_seconds_per_image", "cost", "estimated_completion", "webhook"],
             root.EnumerateObject().Select(p => p.Name));
         Assert.Equal(["model", "width", "height", "steps", "guidance_scale", "scheduler"], root.GetProperty("params").EnumerateObject().Select(p => p.Name));
         Assert.Equal("running", root.GetProperty("state").GetString());
