@@ -28,7 +28,8 @@ public static class CoordinatorExtensions
     {
         builder.WebHost.ConfigureKestrel(k => k.ConfigureEndpointDefaults(e => e.Protocols = HttpProtocols.Http2));
         builder.Services.AddCoordinator();
-        builder.Services.AddFarmTelemetry(builder.Configuration, "renderfarm-coordinator", CoordinatorMetrics.MeterName);
+        builder.Services.AddFarmTelemetry(builder.Configuration, "renderfarm-coordinator", [CoordinatorMetrics.MeterName],
+            [RenderFarm.Shared.Tracing.FarmTracing.CoordinatorSourceName]);
         return builder;
     }
 

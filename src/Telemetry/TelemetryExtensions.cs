@@ -2,6 +2,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
 
 namespace RenderFarm.Telemetry;
 
@@ -12,7 +13,7 @@ public static class TelemetryExtensions
     /// OpenTelemetry, served for Prometheus when <see cref="TelemetryOptions.PrometheusPort"/> is set.
     /// </summary>
     public static IServiceCollection AddFarmTelemetry(this IServiceCollection services, IConfiguration configuration,
-        string serviceName, params string[] meters)
+        string serviceName, string[] meters, string[] traceSources)
     {
         services.AddOptions<TelemetryOptions>().BindConfiguration(TelemetryOptions.Section)
             .Validate(o => o.PrometheusPort is >= 0 and <= 65535, $"{TelemetryOptions.Section}:PrometheusPort must be 0 (off) or a port")
@@ -21,8 +22,15 @@ public static class TelemetryExtensions
         services.AddSingleton<RedisCommandLatency>();
         services.AddHostedService(sp => sp.GetRequiredService<RedisCommandLatency>());
         var settings = configuration.GetSection(TelemetryOptions.Section).Get<TelemetryOptions>() ?? new TelemetryOptions();
+        var otlp = settings.OtlpEndpoint.Length > 0 ? new Uri(settings.OtlpEndpoint) : null;
         services.AddOpenTelemetry()
             .ConfigureResource(r => r.AddService(serviceName))
+            .WithTracing(tracing =>
+            {
+                // ASP.NET Core's own source: the server span that continues a caller's traceparent.
+                tracing.AddSource([.. traceSources, "Microsoft.AspNetCore"]);
+                if (otlp is not null) tracing.AddOtlpExporter(o => o.Endpoint = otlp);
+            })
             .WithMetrics(metrics =>
             {
                 metrics.AddMeter([.. meters, RedisCommandLatency.MeterName]);
@@ -30,6 +38,7 @@ public static class TelemetryExtensions
                 metrics.AddView(i => i.Unit == "s" && i.GetType().Name.StartsWith("Histogram", StringComparison.Ordinal)
                     ? new ExplicitBucketHistogramConfiguration { Boundaries = SecondsBuckets }
                     : null);
+                if (otlp is not null) metrics.AddOtlpExporter(o => o.Endpoint = otlp);
                 if (settings.PrometheusPort > 0)
                     metrics.AddPrometheusHttpListener(o =>
                     {

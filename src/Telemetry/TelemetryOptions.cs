@@ -15,6 +15,12 @@ public sealed class TelemetryOptions
     /// <summary>Host the scrape listener binds: <c>*</c> (every interface) or a name/address such as <c>127.0.0.1</c>.</summary>
     public string PrometheusHost { get; set; } = "*";
 
+    /// <summary>
+    /// OTLP endpoint (e.g. <c>http://otel-collector:4317</c>) that traces and metrics are exported to; empty: none.
+    /// The standard OTEL_EXPORTER_OTLP_* variables refine it (protocol, headers).
+    /// </summary>
+    public string OtlpEndpoint { get; set; } = "";
+
     /// <summary>How often the coordinator reads the gauges that live in Redis (queues, workers), in milliseconds.</summary>
     public int GaugeSampleMilliseconds { get; set; } = 5_000;
 }

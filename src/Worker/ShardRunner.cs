@@ -2,6 +2,7 @@ using Google.Protobuf;
 using RenderFarm.Diffusion;
 using RenderFarm.FarmState.TaskStreams;
 using RenderFarm.Protocol;
+using RenderFarm.Shared.Tracing;
 using RenderFarm.Worker.Diagnostics;
 using RenderFarm.Worker.Health;
 using PipelineStep = RenderFarm.Diffusion.StepProgress;
@@ -48,6 +49,9 @@ public sealed class ShardRunner(
         var shard = claimed.Shard;
         var reference = Reference(claimed);
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        // The render joins the trace of the submission that queued the shard (its traceparent, carried on Redis).
+        using var activity = FarmTracing.Worker.StartActivity("render shard", System.Diagnostics.ActivityKind.Consumer, FarmTracing.ParentOf(shard.Traceparent));
+        activity?.SetTag("renderfarm.job_id", shard.JobId).SetTag("renderfarm.shard", shard.ShardIndex).SetTag("renderfarm.images", shard.Images.Count);
         await link.SendAsync(new WorkerMessage { ShardBegin = new ShardBegin { Shard = reference, ImageCount = (uint)shard.Images.Count } }, cancellationToken);
 
         var end = new ShardEnd { Shard = reference };
@@ -134,6 +138,7 @@ public sealed class ShardRunner(
                     {
                         Shard = reference, Index = shard.Images[done + i].Index, Png = UnsafeByteOperations.UnsafeWrap(images[i].Png),
                         RenderSeconds = renderSeconds,
+                        Traceparent = FarmTracing.TraceparentOf(System.Diagnostics.Activity.Current),
                     },
                 }, cancellationToken);
                 metrics.ImageSent(model, renderSeconds);

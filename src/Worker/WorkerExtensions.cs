@@ -22,7 +22,8 @@ public static class WorkerExtensions
         builder.WebHost.ConfigureKestrel(k => k.ConfigureEndpointDefaults(e => e.Protocols = HttpProtocols.Http2));
         builder.Services.Configure<HostOptions>(builder.Configuration.GetSection("HostOptions"));
         builder.Services.AddWorker();
-        builder.Services.AddFarmTelemetry(builder.Configuration, "renderfarm-worker", WorkerMetrics.MeterName);
+        builder.Services.AddFarmTelemetry(builder.Configuration, "renderfarm-worker", [WorkerMetrics.MeterName],
+            [RenderFarm.Shared.Tracing.FarmTracing.WorkerSourceName]);
         return builder;
     }
 

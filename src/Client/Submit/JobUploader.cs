@@ -2,6 +2,7 @@ using Grpc.Core;
 using RenderFarm.Client.Connection;
 using RenderFarm.Client.Prompts;
 using RenderFarm.Protocol;
+using RenderFarm.Shared.Tracing;
 
 namespace RenderFarm.Client.Submit;
 
@@ -15,6 +16,8 @@ public static class JobUploader
     public static async Task<(SubmitJobResponse Response, int InputImagesSent)> UploadAsync(
         CoordinatorConnection coordinator, PromptSource source, JobHeader header, InputImageDefaults inputs, CancellationToken cancellationToken)
     {
+        // The job's trace starts here; the gRPC call carries it to the coordinator (traceparent header).
+        using var activity = FarmTracing.Client.StartActivity("farm submit", System.Diagnostics.ActivityKind.Client);
         using var reader = source.OpenReader();
         // Disposing the call without completing it cancels it: the coordinator keeps nothing of a broken batch.
         using var call = coordinator.Client.SubmitJob(coordinator.CallOptions(cancellationToken));

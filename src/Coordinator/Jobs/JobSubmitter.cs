@@ -3,6 +3,7 @@ using Grpc.Core;
 using Microsoft.Extensions.Options;
 using RenderFarm.Protocol;
 using RenderFarm.Coordinator.Security;
+using RenderFarm.Shared.Tracing;
 using StackExchange.Redis;
 using RenderFarm.FarmState;
 using RenderFarm.FarmState.Jobs;
@@ -39,12 +40,14 @@ public sealed class JobSubmitter(
     {
         if (!await requests.MoveNext(cancellationToken) || requests.Current.ItemCase != SubmitJobRequest.ItemOneofCase.Header)
             throw BatchValidator.Invalid("the first message of a submission must be the job header");
+        using var activity = FarmTracing.Coordinator.StartActivity("submit job");
         var header = validator.Normalize(requests.Current.Header);
         if (header.WebhookUrl.Length > 0 && await webhookTargets.ProblemAsync(header.WebhookUrl, cancellationToken) is { } problem)
             throw BatchValidator.Invalid($"webhook_url {problem}");
         var alreadyQueued = await limits.AdmitAsync(tenant);
 
         var jobId = JobIds.New();
+        activity?.SetTag("renderfarm.job_id", jobId);
         var staging = new Staging(redis.GetDatabase(), queue, jobId, header, await sizing.SnapshotAsync(), (uint)options.Value.MaxAttempts);
         var inputs = new SubmittedInputs(redis.GetDatabase(), jobId, options.Value, FarmKeys.StagingTtl);
         try
@@ -143,7 +146,9 @@ public sealed class JobSubmitter(
         var failed = await jobs.FailedImagesAsync(jobId);
         var tasks = (await Task.WhenAll(failed.Chunk(1000).Select(page => jobs.GetImagesAsync(jobId, page)))).SelectMany(t => t);
         // Images re-render with the settings they were submitted with (per-prompt overrides kept).
-        var planner = new ShardPlanner(jobId, await sizing.SnapshotAsync(), (uint)options.Value.MaxAttempts, firstShardIndex: status.ShardCount);
+        using var activity = FarmTracing.Coordinator.StartActivity("retry job")?.SetTag("renderfarm.job_id", jobId);
+        var planner = new ShardPlanner(jobId, await sizing.SnapshotAsync(), (uint)options.Value.MaxAttempts, firstShardIndex: status.ShardCount,
+            FarmTracing.TraceparentOf(activity));
         var shards = new List<Shard>();
         foreach (var task in tasks.OfType<ImageTask>())
             if (planner.Add(new ImageTask(task) { Params = null }, task.Params ?? status.Params) is { } full) shards.Add(full);
@@ -174,7 +179,7 @@ public sealed class JobSubmitter(
         /// <summary>Distinct settings one job may mix: each keeps a shard open while the batch streams in.</summary>
         public const int MaxDistinctParams = 64;
 
-        private readonly ShardPlanner _planner = new(jobId, fleet, maxAttempts);
+        private readonly ShardPlanner _planner = new(jobId, fleet, maxAttempts, traceparent: FarmTracing.TraceparentOf(System.Diagnostics.Activity.Current));
         private readonly List<HashEntry> _images = [];
         private readonly List<byte[]> _shards = [];
         private readonly List<HashEntry> _shardSizes = [];
