@@ -82,13 +82,7 @@ public sealed class ShardRunner(
                 GenerationFailureKind.Device => FailureKind.Device,
                 _ => FailureKind.Bug,
             };
-            metrics.ShardFailed(kind switch
-            {
-                GenerationFailureKind.Input => "input",
-                GenerationFailureKind.OutOfMemory => "out_of_memory",
-                GenerationFailureKind.Device => "device",
-                _ => "bug",
-            });
+            metrics.ShardFailed(end.FailureKind);
         }
         metrics.ShardDone(shard.Params.Model, System.Diagnostics.Stopwatch.GetElapsedTime(started), end.Error.Length == 0 ? "ok" : "failed");
         end.Limit = memory.LimitOf(shard.Params.Model);

@@ -1,6 +1,7 @@
 using System.Diagnostics.Metrics;
 using RenderFarm.FarmState.TaskStreams;
 using RenderFarm.Protocol;
+using RenderFarm.Shared;
 
 namespace RenderFarm.Coordinator.Diagnostics;
 
@@ -80,7 +81,7 @@ public sealed class CoordinatorMetrics
 
     /// <param name="blame">worker, shard, input or lost_lease.</param>
     public void AttemptFailed(FailureKind kind, string blame) =>
-        _attemptFailures.Add(1, new KeyValuePair<string, object?>("kind", KindName(kind)), new KeyValuePair<string, object?>("blame", blame));
+        _attemptFailures.Add(1, new KeyValuePair<string, object?>("kind", FailureKindLabel.Of(kind)), new KeyValuePair<string, object?>("blame", blame));
 
     public void WorkerQuarantined() => _quarantines.Add(1);
 
@@ -93,16 +94,6 @@ public sealed class CoordinatorMetrics
     private static KeyValuePair<string, object?> Model(string model) => new("model", model);
 
     private static KeyValuePair<string, object?> PriorityTag(Priority priority) => new("priority", priority.ToString().ToLowerInvariant());
-
-    /// <summary>A failure kind as a label value: out_of_memory, device, input, bug, unspecified.</summary>
-    public static string KindName(FailureKind kind) => kind switch
-    {
-        FailureKind.OutOfMemory => "out_of_memory",
-        FailureKind.Device => "device",
-        FailureKind.Input => "input",
-        FailureKind.Bug => "bug",
-        _ => "unspecified",
-    };
 }
 
 /// <summary>The farm-wide gauges at one moment (see <see cref="FarmGaugeSampler"/>).</summary>

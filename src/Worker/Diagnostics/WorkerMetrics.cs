@@ -47,5 +47,6 @@ public sealed class WorkerMetrics
     public void ShardDone(string model, TimeSpan elapsed, string outcome) =>
         _shardDuration.Record(elapsed.TotalSeconds, new("model", model), new("outcome", outcome));
 
-    public void ShardFailed(string kind) => _failures.Add(1, new KeyValuePair<string, object?>("kind", kind));
+    public void ShardFailed(RenderFarm.Protocol.FailureKind kind) =>
+        _failures.Add(1, new KeyValuePair<string, object?>("kind", RenderFarm.Shared.FailureKindLabel.Of(kind)));
 }
