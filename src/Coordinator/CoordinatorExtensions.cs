@@ -28,7 +28,7 @@ public static class CoordinatorExtensions
     {
         builder.WebHost.ConfigureKestrel(k => k.ConfigureEndpointDefaults(e => e.Protocols = HttpProtocols.Http2));
         builder.Services.AddCoordinator();
-        builder.Services.AddFarmTelemetry(builder.Configuration, "renderfarm-coordinator", [CoordinatorMetrics.MeterName],
+        builder.AddFarmTelemetry("renderfarm-coordinator", [CoordinatorMetrics.MeterName],
             [RenderFarm.Shared.Tracing.FarmTracing.CoordinatorSourceName]);
         return builder;
     }
@@ -116,6 +116,7 @@ public static class CoordinatorExtensions
         app.MapGrpcService<WorkerGrpcService>();
         app.MapGrpcHealthChecksService();
         app.MapGet("/healthz", () => Results.Text("ok"));
+        app.MapFarmMetrics();
         return app;
     }
 }

@@ -6,13 +6,13 @@ public sealed class TelemetryOptions
     public const string Section = "Farm:Telemetry";
 
     /// <summary>
-    /// Port of an HTTP listener that serves <c>/metrics</c> in Prometheus text format over HTTP/1.1 (9464 in the
-    /// shipped deployments); 0: no scrape endpoint. A listener of its own because the apps' gRPC endpoints speak
-    /// cleartext HTTP/2 only, which Prometheus does not scrape; it asks for no API key (keep the port in-cluster).
+    /// Port of a Kestrel endpoint of its own that serves <c>/metrics</c> in Prometheus text format over HTTP/1.1 (9464
+    /// in the shipped deployments), and nothing else; 0: no scrape endpoint. Its own because the apps' gRPC endpoints
+    /// speak cleartext HTTP/2 only, which Prometheus does not scrape; it asks for no API key (keep the port in-cluster).
     /// </summary>
     public int PrometheusPort { get; set; }
 
-    /// <summary>Host the scrape listener binds: <c>*</c> (every interface) or a name/address such as <c>127.0.0.1</c>.</summary>
+    /// <summary>Address the scrape endpoint binds: <c>*</c> (every interface), <c>localhost</c>, or an IP address.</summary>
     public string PrometheusHost { get; set; } = "*";
 
     /// <summary>

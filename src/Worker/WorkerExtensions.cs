@@ -22,7 +22,7 @@ public static class WorkerExtensions
         builder.WebHost.ConfigureKestrel(k => k.ConfigureEndpointDefaults(e => e.Protocols = HttpProtocols.Http2));
         builder.Services.Configure<HostOptions>(builder.Configuration.GetSection("HostOptions"));
         builder.Services.AddWorker();
-        builder.Services.AddFarmTelemetry(builder.Configuration, "renderfarm-worker", [WorkerMetrics.MeterName],
+        builder.AddFarmTelemetry("renderfarm-worker", [WorkerMetrics.MeterName],
             [RenderFarm.Shared.Tracing.FarmTracing.WorkerSourceName]);
         return builder;
     }
@@ -84,6 +84,7 @@ public static class WorkerExtensions
         app.MapGrpcHealthChecksService();
         // The same checks for a quick look: curl --http2-prior-knowledge http://HOST:5080/healthz
         app.MapHealthChecks("/healthz");
+        app.MapFarmMetrics();
         return app;
     }
 }

@@ -53,6 +53,12 @@ public sealed class MetricsTests
         Assert.True(drained.Sum("renderfarm_images_device_time_seconds_total", Tiny) > 0, drained.Text);
         Assert.True(drained.Sum("renderfarm_worker_device_memory_bytes", ("worker", "worker-1")) > 0, drained.Text);
 
+        // Only on the metrics port: the API port (HTTP/2) has no /metrics.
+        using (var http = new HttpClient())
+        using (var request = new HttpRequestMessage(HttpMethod.Get, $"{farm.CoordinatorUrl}/metrics")
+                   { Version = new Version(2, 0), VersionPolicy = HttpVersionPolicy.RequestVersionExact })
+            Assert.Equal(System.Net.HttpStatusCode.NotFound, (await http.SendAsync(request)).StatusCode);
+
         var worker = await PrometheusScrape.FetchAsync(workerPort);
         Assert.Equal(status.ImagesDone, worker.Sum("renderfarm_worker_images_rendered_total", Tiny));
         Assert.Equal(3, worker.Sum("renderfarm_worker_shard_duration_seconds_count", Tiny, ("outcome", "ok")));
