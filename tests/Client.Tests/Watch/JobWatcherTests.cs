@@ -174,4 +174,14 @@ public class JobWatcherTests
         var priced = new JobEvent { EventId = "2-0", JobFinished = new JobFinished { State = JobState.Completed, DeviceSeconds = 12.3456, Cost = 0.0123 } };
         Assert.Equal("job completed 0 done 0 failed, 12.346 device-s, cost 0.0123", PlainWatchObserver.Format(priced, state));
     }
+
+    [Fact]
+    public void TheCoordinatorsEstimateIsTheEtaWhenItSendsOne()
+    {
+        var state = new JobWatchState();
+        state.Apply(new JobEvent { EventId = "1-0", UnixMs = 1_000, Queued = new JobQueued { ImageCount = 10, ShardCount = 3 } });
+        Assert.Null(state.Eta); // no rate yet, no estimate
+        state.Apply(new JobEvent { EventId = "2-0", UnixMs = 2_000, EstimatedCompletionUnixMs = 32_000, Queued = new JobQueued { ImageCount = 10, ShardCount = 3 } });
+        Assert.Equal(TimeSpan.FromSeconds(30), state.Eta);
+    }
 }
