@@ -61,16 +61,23 @@ public sealed class WebhookDispatcher(
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(options.Value.PollMilliseconds), time);
-        while (await timer.WaitForNextTickAsync(stoppingToken).AsTask().ContinueWith(t => t is { IsCompletedSuccessfully: true, Result: true }))
+        try
         {
-            try
+            while (await timer.WaitForNextTickAsync(stoppingToken))
             {
-                await DispatchDueAsync(stoppingToken);
+                try
+                {
+                    await DispatchDueAsync(stoppingToken);
+                }
+                catch (Exception e) when (e is RedisException or TimeoutException)
+                {
+                    logger.LogWarning("Webhook outbox not read: {Message}", e.Message);
+                }
             }
-            catch (Exception e) when (e is RedisException or TimeoutException)
-            {
-                logger.LogWarning("Webhook outbox not read: {Message}", e.Message);
-            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Stopping: an event being delivered stays in the outbox for the next coordinator.
         }
     }
 
