@@ -1,3 +1,4 @@
+using RenderFarm.GenerationRules;
 using Microsoft.ML.OnnxRuntime;
 
 namespace RenderFarm.Diffusion;

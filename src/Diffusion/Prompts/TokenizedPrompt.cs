@@ -1,3 +1,4 @@
+using RenderFarm.GenerationRules;
 using RenderFarm.Diffusion.Tokenization;
 
 namespace RenderFarm.Diffusion.Prompts;

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 
-namespace RenderFarm.Diffusion.Lora;
+namespace RenderFarm.GenerationRules;
 
 /// <summary>
 /// AUTOMATIC1111's extra-network syntax for LoRAs in a prompt: <c>&lt;lora:name&gt;</c> (multiplier 1),
@@ -36,6 +36,30 @@ public static partial class LoraPrompt
     /// <summary>The LoRAs an image asks for: the request's own, then its prompt's and negative prompt's tags.</summary>
     public static LoraSet ForImage(LoraSet requestLoras, string prompt, string negativePrompt) =>
         requestLoras.With(Parse(prompt).Loras).With(Parse(negativePrompt).Loras);
+
+    /// <summary>
+    /// One LoRA written as the inside of a tag, as <c>farm submit --lora</c> and a prompt file's <c>loras</c> column take
+    /// it: <c>name</c>, <c>name:0.8</c>, <c>name:0.8:0.5</c> (text encoder, UNet), <c>name:unet=0.5</c>.
+    /// </summary>
+    /// <exception cref="ArgumentException">Not of that form, or a multiplier that is not a number.</exception>
+    public static LoraWeight ParseSpec(string spec)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        var match = Tag().Match($"<lora:{spec.Trim()}>");
+        if (!match.Success || match.Length != spec.Trim().Length + "<lora:>".Length)
+        {
+            throw new ArgumentException($"'{spec}' is not a LoRA: write NAME, NAME:WEIGHT or NAME:TE_WEIGHT:UNET_WEIGHT (a name without ':', '<', '>' or ',').");
+        }
+        return Weight(match);
+    }
+
+    /// <summary>LoRAs written as <see cref="ParseSpec"/> specs separated by commas (<c>style:0.8, detail</c>); empty text is none.</summary>
+    /// <exception cref="ArgumentException">A spec that is not one.</exception>
+    public static IReadOnlyList<LoraWeight> ParseList(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        return text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(ParseSpec).ToArray();
+    }
 
     private static LoraWeight Weight(Match match)
     {

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
 
-namespace RenderFarm.Diffusion.Lora;
+namespace RenderFarm.GenerationRules;
 
 /// <summary>
 /// One LoRA of a request, by name, with AUTOMATIC1111's two multipliers: one for the text encoder layers, one for the
