@@ -53,6 +53,16 @@ public static partial class LoraPrompt
         return Weight(match);
     }
 
+    /// <summary>
+    /// Why <paramref name="name"/> cannot name a LoRA in a request, or null: it must be 1 to 128 characters without
+    /// control characters, ':', '&lt;', '&gt;' or ',' (which tags, specs and lists use), as a file name on the workers.
+    /// </summary>
+    public static string? ProblemWithName(string name) =>
+        name.Length is 0 or > 128 ? "must be 1 to 128 characters"
+        : name.Trim().Length != name.Length ? "must not start or end with spaces"
+        : name.Any(c => char.IsControl(c) || c is ':' or '<' or '>' or ',') ? "must not contain control characters, ':', '<', '>' or ','"
+        : null;
+
     /// <summary>LoRAs written as <see cref="ParseSpec"/> specs separated by commas (<c>style:0.8, detail</c>); empty text is none.</summary>
     /// <exception cref="ArgumentException">A spec that is not one.</exception>
     public static IReadOnlyList<LoraWeight> ParseList(string text)

@@ -32,6 +32,9 @@ public sealed class LoraSet : IEquatable<LoraSet>
 
     public static LoraSet Empty { get; } = new([]);
 
+    /// <summary>Most LoRAs one image may ask for (the farm's limit; the pipeline takes any number).</summary>
+    public const int MaxPerImage = 32;
+
     private LoraSet(LoraWeight[] items)
     {
         _items = items;
