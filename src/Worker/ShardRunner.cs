@@ -51,9 +51,12 @@ public sealed class ShardRunner(
         var end = new ShardEnd { Shard = reference };
         try
         {
-            var renderer = models.Find(shard.Params.Model)
-                ?? throw new InvalidOperationException($"model '{shard.Params.Model}' is not loaded on this worker");
-            await RenderAsync(renderer, shard, await requests.BuildAsync(shard), reference, cancellationToken);
+            var request = await requests.BuildAsync(shard);
+            // The model and the shard's LoRA variant, loaded now if this worker does not hold them (farm workers says so).
+            activity.Touch();
+            using var model = await models.AcquireAsync(shard.Params.Model, StableDiffusionPipeline.LorasOf(request).Distinct().ToList(), cancellationToken);
+            activity.Touch();
+            await RenderAsync(model.Renderer, shard, request, reference, cancellationToken);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
