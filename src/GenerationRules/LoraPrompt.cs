@@ -27,7 +27,7 @@ public static partial class LoraPrompt
         var found = new List<LoraWeight>();
         var text = Tag().Replace(prompt, match =>
         {
-            found.Add(Weight(match));
+            found.Add(Weight(match, $"The tag {match.Value}"));
             return "";
         });
         return found.Count == 0 ? (prompt, LoraSet.Empty) : (text, LoraSet.Of(found));
@@ -46,11 +46,11 @@ public static partial class LoraPrompt
     {
         ArgumentNullException.ThrowIfNull(spec);
         var match = Tag().Match($"<lora:{spec.Trim()}>");
-        if (!match.Success || match.Length != spec.Trim().Length + "<lora:>".Length)
+        if (!match.Success || match.Length != spec.Trim().Length + "<lora:>".Length || ProblemWithName(match.Groups[1].Value.Trim()) is not null)
         {
             throw new ArgumentException($"'{spec}' is not a LoRA: write NAME, NAME:WEIGHT or NAME:TE_WEIGHT:UNET_WEIGHT (a name without ':', '<', '>' or ',').");
         }
-        return Weight(match);
+        return Weight(match, $"'{spec.Trim()}'");
     }
 
     /// <summary>
@@ -71,7 +71,8 @@ public static partial class LoraPrompt
         return text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(ParseSpec).ToArray();
     }
 
-    private static LoraWeight Weight(Match match)
+    /// <param name="shown">How messages name what was written: the tag, or the spec.</param>
+    private static LoraWeight Weight(Match match, string shown)
     {
         string name = match.Groups[1].Value.Trim();
         var positional = new List<float>();
@@ -89,7 +90,7 @@ public static partial class LoraPrompt
                     case "te": te = Number(value); break;
                     case "unet": unet = Number(value); break;
                     case "dyn": break;
-                    default: throw new ArgumentException($"The tag {match.Value} has an unknown setting '{key}' (te, unet and dyn are known).");
+                    default: throw new ArgumentException($"{shown} has an unknown setting '{key}' (te, unet and dyn are known).");
                 }
                 continue;
             }
@@ -102,6 +103,6 @@ public static partial class LoraPrompt
         float Number(string value) =>
             float.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out var number) && float.IsFinite(number)
                 ? number
-                : throw new ArgumentException($"The tag {match.Value} has '{value}' where a multiplier (a number) belongs.");
+                : throw new ArgumentException($"{shown} has '{value}' where a multiplier (a number) belongs.");
     }
 }
