@@ -34,13 +34,16 @@ public sealed class LoraTests(FarmFixture fixture)
             // What `modelbuilder lora tiny --out style.safetensors --convs` writes (kohya layout, UNet and text encoder).
             LoraFileWriter.Write(ModelPresets.Get("tiny"), Path.Combine(folder, "style.safetensors"),
                 new LoraWriteOptions { Rank = 4, Seed = 11, Convolutions = true });
+            // `modelbuilder lora tiny --out detail.safetensors --layout peft --rank 2`
+            LoraFileWriter.Write(ModelPresets.Get("tiny"), Path.Combine(folder, "detail.safetensors"),
+                new LoraWriteOptions { Layout = LoraLayout.Peft, Rank = 2, Seed = 12 });
             await Farm.StartWorkerAsync("lora-worker", s =>
             {
                 s.Remove($"Farm:Models:{FarmCluster.Model}");
                 s[$"Farm:Models:{Model}"] = Farm.ModelDirectory;
                 s["Farm:Loras"] = folder;
             });
-            await Farm.Jobs.WaitForWorkerAsync("lora-worker", w => w.Loras.Any(l => l.Name == "style"));
+            await Farm.Jobs.WaitForWorkerAsync("lora-worker", w => w.Loras.Count == 2);
         }
         return folder;
     }
@@ -58,10 +61,11 @@ public sealed class LoraTests(FarmFixture fixture)
             new PromptItem { Prompt = "a lighthouse at dusk <lora:style:0.8>" },
             new PromptItem { Prompt = "a lighthouse at dusk", Loras = { new Lora { Name = "style", Weight = 0.8f } } },
             new PromptItem { Prompt = "a harbour <lora:style:0.8>" },
+            new PromptItem { Prompt = "a lighthouse at dusk <lora:style:0.8> <lora:detail:0.5>" },
         ]);
-        // Shards group by settings and LoRA set: the two tagged prompts share one; the field's LoRA is part of its
-        // prompt's settings, so that prompt is a shard of its own although it renders with the same set.
-        Assert.Equal(3u, submitted.ShardCount);
+        // Shards group by settings and LoRA set: the two prompts tagged style share one; the field's LoRA is part of
+        // its prompt's settings, so that prompt is a shard of its own although it renders with the same set.
+        Assert.Equal(4u, submitted.ShardCount);
         var finished = (await Farm.WatchToEndAsync(submitted.JobId, TimeSpan.FromMinutes(2)))[^1].JobFinished;
         Assert.Equal(JobState.Completed, finished.State);
         var images = (await Farm.Jobs.DownloadAllAsync(submitted.JobId)).OrderBy(i => i.Info.Index).ToList();
@@ -75,9 +79,13 @@ public sealed class LoraTests(FarmFixture fixture)
         var worker = new WorkerOptions();
         using var pipeline = StableDiffusionPipeline.Load(Farm.ModelDirectory, worker.ToDiffusionOptions(),
             new ModelExtensions { Loras = new LoraLibrary(folder) });
-        var direct = await pipeline.GenerateAsync(new GenerationRequest(
-            [new ImagePrompt("a lighthouse at dusk <lora:style:0.8>", "", 5)], 64, 64, 4, 7.5f, "euler", Model));
-        Assert.Equal(Pixels(direct[0].Png), Pixels(images[1].Png));
+        foreach (var (index, prompt) in new[] { (1, "a lighthouse at dusk <lora:style:0.8>"), (4, "a lighthouse at dusk <lora:style:0.8> <lora:detail:0.5>") })
+        {
+            var direct = await pipeline.GenerateAsync(new GenerationRequest([new ImagePrompt(prompt, "", 5)], 64, 64, 4, 7.5f, "euler", Model));
+            Assert.Equal(Pixels(direct[0].Png), Pixels(images[index].Png));
+        }
+        Assert.NotEqual(Pixels(images[1].Png), Pixels(images[4].Png));
+        Assert.Contains("detail: ", PngMetadata.Read(images[4].Png).Text["parameters"]);
     }
 
     [Fact]
@@ -89,6 +97,6 @@ public sealed class LoraTests(FarmFixture fixture)
             [new PromptItem { Prompt = "a lighthouse <lora:nosuch:0.5>" }]));
 
         Assert.Equal(StatusCode.InvalidArgument, error.StatusCode);
-        Assert.Contains("LoRA 'nosuch' is not offered by any online worker of model 'tiny-lora' (they offer: style)", error.Status.Detail);
+        Assert.Contains("LoRA 'nosuch' is not offered by any online worker of model 'tiny-lora' (they offer: detail, style)", error.Status.Detail);
     }
 }
