@@ -51,24 +51,12 @@ public class MemoryGauge(string executionProvider, string? nvidiaSmiDevice, ILog
     {
         try
         {
-            var info = new ProcessStartInfo("nvidia-smi")
-            {
-                ArgumentList = { "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", nvidiaSmiDevice! },
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-            };
-            using var process = Process.Start(info)!;
-            var output = process.StandardOutput.ReadToEndAsync();
-            if (!process.WaitForExit(ProbeTimeout))
-            {
-                process.Kill(entireProcessTree: true);
-                return null;
-            }
-            return process.ExitCode == 0 && long.TryParse(output.Result.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var mib)
+            var (code, output) = NvidiaSmi.Query("nvidia-smi", "memory.used", nvidiaSmiDevice!, ProbeTimeout);
+            return code == 0 && long.TryParse(output.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var mib)
                 ? mib * 1024 * 1024
                 : null;
         }
-        catch (System.ComponentModel.Win32Exception)
+        catch (Exception e) when (e is System.ComponentModel.Win32Exception or TimeoutException)
         {
             return null;
         }
