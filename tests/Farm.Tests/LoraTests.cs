@@ -10,13 +10,24 @@ using RenderFarm.Worker;
 
 namespace RenderFarm.Farm.Tests;
 
-/// <summary>LoRAs through the farm: a file on the worker's Farm:Loras folder, asked for by prompt tag or by the loras field.</summary>
-[Collection("farm")]
-public sealed class LoraTests(FarmFixture fixture)
+/// <summary>
+/// LoRAs through the farm: a file on the worker's Farm:Loras folder, asked for by prompt tag or by the loras field. A
+/// farm of its own (coordinator, Redis, one worker with the LoRA folder), so the shared farm's workers stay as they are.
+/// </summary>
+public sealed class LoraTests(LoraTests.LoraFarm fixture) : IClassFixture<LoraTests.LoraFarm>
 {
+    public sealed class LoraFarm : IAsyncLifetime
+    {
+        public FarmCluster Cluster { get; private set; } = null!;
+
+        public async Task InitializeAsync() => Cluster = await FarmCluster.StartAsync(workers: 0);
+
+        public async Task DisposeAsync() => await Cluster.DisposeAsync();
+    }
+
     private FarmCluster Farm => fixture.Cluster;
 
-    /// <summary>Its own model name, so only the worker started here (the one with the LoRA folder) takes its shards.</summary>
+    /// <summary>The model the LoRA worker serves under.</summary>
     private const string Model = "tiny-lora";
 
     private static JobHeader Header() => new()

@@ -4,20 +4,39 @@ using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.FarmState;
 using RenderFarm.FarmState.TaskStreams;
 using RenderFarm.Protocol;
+using StackExchange.Redis;
 
 namespace RenderFarm.Farm.Tests;
 
 /// <summary>
 /// The task-stream claim that prefers warm workers (<see cref="ShardQueue.ReadPreferredAsync"/>), on the farm's Redis:
 /// a shard is left for a while to a worker that holds its LoRA variant (or its model) loaded, and taken by anyone after.
-/// Each test queues on a model of its own that no worker of the fixture serves.
+/// A Redis of its own (what is queued here stays queued); each test queues on a model of its own.
 /// </summary>
-[Collection("farm")]
-public sealed class WarmRoutingTests(FarmFixture fixture)
+public sealed class WarmRoutingTests(WarmRoutingTests.Redis fixture) : IClassFixture<WarmRoutingTests.Redis>
 {
+    public sealed class Redis : IAsyncLifetime
+    {
+        private RedisServer _server = null!;
+
+        public IConnectionMultiplexer Multiplexer { get; private set; } = null!;
+
+        public async Task InitializeAsync()
+        {
+            _server = await RedisServer.StartAsync();
+            Multiplexer = await ConnectionMultiplexer.ConnectAsync(_server.ConnectionString);
+        }
+
+        public async Task DisposeAsync()
+        {
+            await Multiplexer.DisposeAsync();
+            await _server.DisposeAsync();
+        }
+    }
+
     private static readonly TimeSpan Window = TimeSpan.FromMinutes(5);
 
-    private ShardQueue Queue => new(fixture.Cluster.Multiplexer, NullLogger<ShardQueue>.Instance);
+    private ShardQueue Queue => new(fixture.Multiplexer, NullLogger<ShardQueue>.Instance);
 
     private async Task<string> QueueShardAsync(string model, string loraKey)
     {
