@@ -1,3 +1,4 @@
+using RenderFarm.GenerationRules;
 using Microsoft.ML.OnnxRuntime;
 
 namespace RenderFarm.Diffusion;
@@ -203,7 +204,7 @@ public sealed record GenerationRequest(
     /// for with <c>&lt;lora:name:w&gt;</c> tags (a name in both adds up). Images whose LoRA sets differ are rendered in
     /// separate model runs (one UNet batch per set); see <see cref="StableDiffusionPipeline.LorasOf"/>.
     /// </summary>
-    public Lora.LoraSet Loras { get; init; } = Lora.LoraSet.Empty;
+    public LoraSet Loras { get; init; } = LoraSet.Empty;
 }
 
 /// <summary>A finished image: PNG bytes with the A1111 "parameters" text chunk.</summary>

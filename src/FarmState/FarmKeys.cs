@@ -105,6 +105,13 @@ public static class FarmKeys
     /// </summary>
     public static string RenderRates(string model) => $"rates:{model}";
 
+    /// <summary>
+    /// Hash: "VARIANT\nWORKER" → unix ms until which the worker is known to hold that model or LoRA variant loaded
+    /// (<see cref="TaskStreams.ShardEntry.Variant"/>). Workers renew their own fields while they hold them; a worker reading
+    /// a task stream leaves an entry briefly to the workers that hold its variant (<see cref="TaskStreams.ShardQueue.ReadPreferredAsync"/>).
+    /// </summary>
+    public const string WarmVariants = "tasks:warm";
+
     /// <summary>Pub/sub channel that nudges idle workers when shards for <paramref name="model"/> arrive.</summary>
     public static string TaskNudge(string model) => $"tasks:{model}:nudge";
 

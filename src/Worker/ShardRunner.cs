@@ -50,16 +50,19 @@ public sealed class ShardRunner(
         var reference = Reference(claimed);
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         // The render joins the trace of the submission that queued the shard (its traceparent, carried on Redis).
-        using var activity = FarmTracing.Worker.StartActivity("render shard", System.Diagnostics.ActivityKind.Consumer, FarmTracing.ParentOf(shard.Traceparent));
-        activity?.SetTag("renderfarm.job_id", shard.JobId).SetTag("renderfarm.shard", shard.ShardIndex).SetTag("renderfarm.images", shard.Images.Count);
+        using var span = FarmTracing.Worker.StartActivity("render shard", System.Diagnostics.ActivityKind.Consumer, FarmTracing.ParentOf(shard.Traceparent));
+        span?.SetTag("renderfarm.job_id", shard.JobId).SetTag("renderfarm.shard", shard.ShardIndex).SetTag("renderfarm.images", shard.Images.Count);
         await link.SendAsync(new WorkerMessage { ShardBegin = new ShardBegin { Shard = reference, ImageCount = (uint)shard.Images.Count } }, cancellationToken);
 
         var end = new ShardEnd { Shard = reference };
         try
         {
-            var renderer = models.Find(shard.Params.Model)
-                ?? throw new InvalidOperationException($"model '{shard.Params.Model}' is not loaded on this worker");
-            await RenderAsync(renderer, shard, await requests.BuildAsync(shard), reference, cancellationToken);
+            var request = await requests.BuildAsync(shard);
+            // The model and the shard's LoRA variant, loaded now if this worker does not hold them (farm workers says so).
+            activity.Touch();
+            using var model = await models.AcquireAsync(shard.Params.Model, StableDiffusionPipeline.LorasOf(request).Distinct().ToList(), cancellationToken);
+            activity.Touch();
+            await RenderAsync(model.Renderer, shard, request, reference, cancellationToken);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {

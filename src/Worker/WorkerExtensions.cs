@@ -7,6 +7,8 @@ using RenderFarm.Worker.Health;
 using StackExchange.Redis;
 using RenderFarm.FarmState;
 using RenderFarm.FarmState.TaskStreams;
+using RenderFarm.Diffusion;
+using RenderFarm.Worker.Models;
 
 namespace RenderFarm.Worker;
 
@@ -36,6 +38,28 @@ public static class WorkerExtensions
         services.AddSingleton<IValidateOptions<WorkerOptions>, WorkerOptionsValidator>();
         services.AddSingleton<IConnectionMultiplexer>(sp =>
             FarmRedis.Connect(sp.GetRequiredService<IOptions<WorkerOptions>>().Value.Redis, "renderfarm-worker"));
+        services.AddSingleton<ExtensionFiles>();
+        services.AddSingleton(sp =>
+        {
+            var options = sp.GetRequiredService<IOptions<WorkerOptions>>().Value;
+            return new MemoryGauge(options.ToDiffusionOptions().ExecutionProvider,
+                DeviceDescription.NvidiaSmiDevice(options.DeviceId, Environment.GetEnvironmentVariable("CUDA_VISIBLE_DEVICES")),
+                sp.GetRequiredService<ILogger<MemoryGauge>>());
+        });
+        services.AddSingleton<ModelLoader>(sp =>
+        {
+            var options = sp.GetRequiredService<IOptions<WorkerOptions>>().Value;
+            var diffusion = options.ToDiffusionOptions();
+            var extensions = sp.GetRequiredService<ExtensionFiles>().ForPipelines(budgeted: options.ModelMemoryBudget > 0);
+            var logger = sp.GetRequiredService<ILogger<ModelCatalog>>();
+            return (name, directory) =>
+            {
+                if (!SyntheticRenderer.TryParse(directory, out var synthetic))
+                    return new PipelineRenderer(StableDiffusionPipeline.Load(directory, diffusion, extensions));
+                logger.LogWarning("Model {Model} is synthetic ({Spec}): images are placeholders for load tests", name, directory);
+                return synthetic!;
+            };
+        });
         services.AddSingleton<ModelCatalog>();
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton<WorkerActivity>();

@@ -3,6 +3,7 @@ using RenderFarm.Client.Connection;
 using RenderFarm.Client.Prompts;
 using RenderFarm.Protocol;
 using RenderFarm.Shared.Tracing;
+using RenderFarm.Shared;
 
 namespace RenderFarm.Client.Submit;
 
@@ -67,6 +68,11 @@ public static class JobUploader
         if (entry.Seeds is not null)
         {
             item.Seeds.AddRange(entry.Seeds);
+        }
+
+        if (entry.Loras is { } loras)
+        {
+            item.Loras.AddRange(loras.Select(LoraMessages.ToMessage));
         }
 
         if (entry.Overrides is { } o)

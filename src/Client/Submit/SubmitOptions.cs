@@ -19,7 +19,7 @@ public sealed class SubmitOptions
     public Argument<string> File { get; } = new("FILE")
     {
         Description = "Prompt file: .txt (one prompt per line, # comments), .jsonl ({\"prompt\",\"negative\",\"seed\"|\"seeds\"} per line, " +
-                      "optional per-prompt steps, guidance, size, scheduler, model, init_image, mask, strength), " +
+                      "optional per-prompt steps, guidance, size, scheduler, model, init_image, mask, strength, loras), " +
                       ".csv (header row with the same names), or - for stdin. Image paths are relative to the file's folder.",
     };
 
@@ -79,6 +79,32 @@ public sealed class SubmitOptions
     {
         Description = $"Model name as workers register it ({ConfigKeys.HelpSuffix(ConfigKeys.Model)}; default: the coordinator's default model).",
         HelpName = "NAME",
+    };
+
+    public Option<IReadOnlyList<LoraWeight>> Loras { get; } = new("--lora")
+    {
+        Description = "A LoRA for every image, by name as the workers offer it (farm models), with its weight: NAME, NAME:0.8, " +
+                      "NAME:TE:UNET; repeat for several. Prompts add their own with <lora:NAME:0.8> tags or a loras column.",
+        HelpName = "NAME:WEIGHT",
+        AllowMultipleArgumentsPerToken = false,
+        DefaultValueFactory = _ => [],
+        CustomParser = result =>
+        {
+            var loras = new List<LoraWeight>();
+            foreach (var token in result.Tokens)
+            {
+                try
+                {
+                    loras.Add(LoraPrompt.ParseSpec(token.Value));
+                }
+                catch (ArgumentException e)
+                {
+                    result.AddError("--lora " + e.Message);
+                }
+            }
+
+            return loras;
+        },
     };
 
     public Option<string?> InitImage { get; } = new("--init-image")
@@ -153,7 +179,7 @@ public sealed class SubmitOptions
         command.Arguments.Add(File);
         foreach (var option in (Option[])
                  [
-                     Steps, Guidance, Size, Seed, Seeds, SeedCount, ImagesPerPrompt, Negative, Scheduler, Model, InitImage, Mask, Strength,
+                     Steps, Guidance, Size, Seed, Seeds, SeedCount, ImagesPerPrompt, Negative, Scheduler, Model, Loras, InitImage, Mask, Strength,
                      Label, Webhook, Priority, Format, Watch, Plain, OutDir, DryRun, ShardSize,
                  ])
         {
@@ -189,6 +215,7 @@ public sealed class SubmitOptions
             ShardSize: parseResult.GetValue(ShardSize),
             Priority: parseResult.GetValue(Priority) switch { "high" => Protocol.Priority.High, "low" => Protocol.Priority.Low, _ => Protocol.Priority.Normal },
             Inputs: new InputImageDefaults(parseResult.GetValue(InitImage), parseResult.GetValue(Mask), parseResult.GetValue(Strength)),
-            Webhook: parseResult.GetValue(Webhook));
+            Webhook: parseResult.GetValue(Webhook),
+            Loras: parseResult.GetValue(Loras));
     }
 }

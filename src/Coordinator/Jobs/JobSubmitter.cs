@@ -8,6 +8,7 @@ using StackExchange.Redis;
 using RenderFarm.FarmState;
 using RenderFarm.FarmState.Jobs;
 using RenderFarm.FarmState.TaskStreams;
+using RenderFarm.GenerationRules;
 
 namespace RenderFarm.Coordinator.Jobs;
 
@@ -151,7 +152,10 @@ public sealed class JobSubmitter(
             FarmTracing.TraceparentOf(activity));
         var shards = new List<Shard>();
         foreach (var task in tasks.OfType<ImageTask>())
-            if (planner.Add(new ImageTask(task) { Params = null }, task.Params ?? status.Params) is { } full) shards.Add(full);
+        {
+            var parameters = task.Params ?? status.Params;
+            if (planner.Add(new ImageTask(task) { Params = null }, parameters, ShardPlanner.LorasOf(task, parameters)) is { } full) shards.Add(full);
+        }
         shards.AddRange(planner.CloseAll());
 
         var batch = $"retry-{Guid.NewGuid():N}";
@@ -183,7 +187,7 @@ public sealed class JobSubmitter(
         private readonly List<HashEntry> _images = [];
         private readonly List<byte[]> _shards = [];
         private readonly List<HashEntry> _shardSizes = [];
-        private readonly HashSet<GenerationParams> _seen = [];
+        private readonly HashSet<(GenerationParams, string Loras)> _seen = [];
 
         public string JobId => jobId;
         public JobHeader Header => header;
@@ -196,14 +200,28 @@ public sealed class JobSubmitter(
         /// <param name="position">The prompt's place in the batch, for error messages.</param>
         public void Add(PromptItem item, GenerationParams parameters, string initImage, string maskImage, long position)
         {
-            if (_seen.Add(parameters))
+            var negative = item.HasNegativePrompt ? item.NegativePrompt : header.NegativePrompt;
+            // Every image of the prompt renders with one LoRA set: the settings' LoRAs and the tags in its text.
+            LoraSet loras;
+            try
+            {
+                loras = ShardPlanner.LorasOf(new ImageTask { Prompt = item.Prompt, NegativePrompt = negative }, parameters);
+            }
+            catch (ArgumentException e)
+            {
+                throw BatchValidator.Invalid($"prompts[{position}].prompt: {e.Message}");
+            }
+            if (loras.Items.Count > LoraSet.MaxPerImage)
+                throw BatchValidator.Invalid($"prompts[{position}] asks for more than {LoraSet.MaxPerImage} LoRAs");
+            if (_seen.Add((parameters, loras.Key)))
             {
                 if (_seen.Count > MaxDistinctParams)
-                    throw BatchValidator.Invalid($"the batch mixes more than {MaxDistinctParams} distinct settings (model, size, steps, guidance, scheduler, strength, init image/mask or none); split it into several jobs");
+                    throw BatchValidator.Invalid($"the batch mixes more than {MaxDistinctParams} distinct settings (model, size, steps, guidance, scheduler, strength, init image/mask or none, LoRA set); split it into several jobs");
                 if (fleet.WhyUnrenderable(parameters) is { } why)
                     throw BatchValidator.Invalid($"{(parameters.Equals(header.Params) ? "params" : $"prompts[{position}]")}: {why}");
+                if (fleet.WhyLorasUnavailable(parameters.Model, loras) is { } missing)
+                    throw BatchValidator.Invalid($"prompts[{position}]: {missing}");
             }
-            var negative = item.HasNegativePrompt ? item.NegativePrompt : header.NegativePrompt;
             var seeds = item.Seeds.Count > 0 ? item.Seeds : header.Seeds;
             foreach (var seed in seeds)
             for (uint k = 0; k < header.ImagesPerPrompt; k++)
@@ -215,7 +233,7 @@ public sealed class JobSubmitter(
                 };
                 var record = parameters.Equals(header.Params) ? image : new ImageTask(image) { Params = parameters };
                 _images.Add(new HashEntry(image.Index, record.ToByteArray()));
-                if (_planner.Add(image, parameters) is { } full) Stage(full);
+                if (_planner.Add(image, parameters, loras) is { } full) Stage(full);
             }
         }
 

@@ -279,12 +279,24 @@ public sealed class JobGrpcService(
         var online = await workers.ListOnlineAsync();
         var response = new ListModelsResponse();
         foreach (var name in online.SelectMany(w => w.Models).Distinct().Order(StringComparer.Ordinal))
-            response.Models.Add(new ModelInfo
+        {
+            var serving = online.Where(w => w.Models.Contains(name)).ToList();
+            var model = new ModelInfo
             {
                 Name = name,
-                Workers = (uint)online.Count(w => w.Models.Contains(name)),
+                Workers = (uint)serving.Count,
                 ShardsWaiting = (ulong)await queue.WaitingAsync(name),
-            });
+                WorkersHolding = (uint)serving.Count(w => w.Held.Any(h => h.Model == name)),
+            };
+            // What the model's workers offer for it, once per name (workers of one model share a LoRA folder).
+            model.Loras.AddRange(serving.SelectMany(w => w.Loras).Where(l => l.Models.Contains(name))
+                .DistinctBy(l => l.Name).OrderBy(l => l.Name, StringComparer.Ordinal)
+                .Select(l => new LoraInfo { Name = l.Name, ShortHash = l.ShortHash, Family = l.Family }));
+            model.Embeddings.AddRange(serving.SelectMany(w => w.Embeddings).Where(e => e.Models.Contains(name))
+                .DistinctBy(e => e.Name).OrderBy(e => e.Name, StringComparer.Ordinal)
+                .Select(e => new EmbeddingInfo { Name = e.Name, ShortHash = e.ShortHash, Family = e.Family }));
+            response.Models.Add(model);
+        }
         return response;
     }
 

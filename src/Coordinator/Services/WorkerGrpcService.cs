@@ -90,6 +90,7 @@ public sealed class WorkerGrpcService(
         info.Models.AddRange(hello.Models.Select(DisplayText.Clean));
         info.Limits.AddRange(hello.Limits.Where(l => info.Models.Contains(l.Model)));
         var session = new WorkerSession(registry, info);
+        if (hello.Status is { } status) session.Describe(status);
         await session.SeenAsync();
         logger.LogInformation("Worker {Worker} connected: models [{Models}], max batch {MaxBatch}, {Provider} on {Device}",
             hello.WorkerId, string.Join(", ", hello.Models), hello.MaxBatch, hello.ExecutionProvider, hello.Device);

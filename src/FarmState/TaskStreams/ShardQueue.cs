@@ -89,7 +89,7 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
         {
             var stream = FarmKeys.TaskStream(byModel.Key, priority);
             await EnsureGroupAsync(stream);
-            var ids = await Task.WhenAll(byModel.Select(s => db.StreamAddAsync(stream, ShardEntry.PayloadField, s)));
+            var ids = await Task.WhenAll(byModel.Select(s => db.StreamAddAsync(stream, ShardEntry.ToFields(Shard.Parser.ParseFrom(s), s))));
             if (ids.Length > 0) await db.ListRightPushAsync(FarmKeys.JobTaskEntries(jobId), [.. ids.Select(id => (RedisValue)$"{stream} {id}")]);
             models.Add(byModel.Key);
         }
@@ -254,6 +254,57 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     }
 
     /// <summary>
+    /// Claims the next entry of <paramref name="stream"/> never delivered to any worker, unless it is left for a while to
+    /// a worker that holds its model or LoRA variant loaded (<see cref="TaskStreamScripts.ReadPreferred"/>):
+    /// <paramref name="mine"/> are the variants this worker holds, <paramref name="others"/> those other live workers
+    /// hold (<see cref="WarmElsewhereAsync"/>). Returns the claimed shard, or none and how long the entry at the head is
+    /// left to others (zero when the stream has no new entry).
+    /// </summary>
+    public async Task<(ClaimedShard? Shard, TimeSpan LeftToOthers)> ReadPreferredAsync(string stream, string consumer,
+        IReadOnlyCollection<string> mine, IReadOnlyCollection<string> others, TimeSpan window)
+    {
+        var result = await TaskStreamScripts.ReadPreferred.EvaluateAsync(redis.GetDatabase(), [stream], consumer,
+            (long)window.TotalMilliseconds, string.Join('\n', mine), string.Join('\n', others));
+        if (result.IsNull) return (null, TimeSpan.Zero);
+        if (result.Resp2Type == ResultType.Integer) return (null, TimeSpan.FromMilliseconds(Math.Max(1, (long)result)));
+        var parts = (RedisResult[])result!;
+        return (Parse(stream, consumer, [EntryOf(parts[0], parts[1])]), TimeSpan.Zero);
+    }
+
+    /// <summary>
+    /// Says which variants (<see cref="ShardEntry.Variant"/>) <paramref name="consumer"/> holds loaded, until
+    /// <paramref name="ttl"/> from now unless said again, and that it no longer holds <paramref name="dropped"/>.
+    /// </summary>
+    public async Task DeclareWarmAsync(string consumer, IReadOnlyCollection<string> held, IReadOnlyCollection<string> dropped, TimeSpan ttl)
+    {
+        var db = redis.GetDatabase();
+        var until = DateTimeOffset.UtcNow.Add(ttl).ToUnixTimeMilliseconds();
+        var writes = new List<Task>();
+        if (held.Count > 0) writes.Add(db.HashSetAsync(FarmKeys.WarmVariants, [.. held.Select(v => new HashEntry(WarmField(v, consumer), until))]));
+        if (dropped.Count > 0) writes.Add(db.HashDeleteAsync(FarmKeys.WarmVariants, [.. dropped.Select(v => (RedisValue)WarmField(v, consumer))]));
+        await Task.WhenAll(writes);
+    }
+
+    /// <summary>The variants other workers than <paramref name="consumer"/> hold loaded now; drops what has lapsed.</summary>
+    public async Task<IReadOnlyCollection<string>> WarmElsewhereAsync(string consumer)
+    {
+        var db = redis.GetDatabase();
+        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var warm = new HashSet<string>(StringComparer.Ordinal);
+        var lapsed = new List<RedisValue>();
+        foreach (var entry in await db.HashGetAllAsync(FarmKeys.WarmVariants))
+        {
+            var parts = ((string)entry.Name!).Split('\n', 2);
+            if (!entry.Value.TryParse(out long until) || until < now) lapsed.Add(entry.Name);
+            else if (parts.Length == 2 && parts[1] != consumer) warm.Add(parts[0]);
+        }
+        if (lapsed.Count > 0) await db.HashDeleteAsync(FarmKeys.WarmVariants, [.. lapsed]);
+        return warm;
+    }
+
+    private static string WarmField(string variant, string consumer) => $"{variant}\n{consumer}";
+
+    /// <summary>
     /// Takes over one pending entry in [<paramref name="first"/>, <paramref name="last"/>] idle at least
     /// <paramref name="minIdleMs"/> (and held by <paramref name="holder"/>, unless empty), skipping deleted ones (see
     /// <see cref="TaskStreamScripts.TakeOver"/>). Whoever takes an entry over is the only one who sees that delivery
@@ -269,9 +320,7 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
             if (result.IsNull) return null;
             var parts = (RedisResult[])result!;
             if (parts.Length < 4) continue; // a deleted entry, now off the pending list
-            var fields = (RedisResult[])parts[3]!;
-            var entry = new StreamEntry((string)parts[0]!,
-                Enumerable.Range(0, fields.Length / 2).Select(i => new NameValueEntry((string)fields[2 * i]!, (byte[])fields[2 * i + 1]!)).ToArray());
+            var entry = EntryOf(parts[0], parts[3]);
             var previous = (string)parts[1]!;
             if (Parse(stream, consumer, [entry]) is { } shard)
                 return shard with { Delivery = (long)parts[2], LostBy = previous == FarmKeys.ReleasedConsumer ? null : previous };
@@ -309,6 +358,14 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     /// <summary>Acknowledges a claimed shard: done with it (its job was cancelled while it ran, or it is not to run).</summary>
     public Task AcknowledgeAsync(ClaimedShard claimed) =>
         redis.GetDatabase().StreamAcknowledgeAsync(claimed.Stream, FarmKeys.WorkerGroup, claimed.EntryId);
+
+    /// <summary>A stream entry as a script returns it: its id, and its fields as a flat list of names and values.</summary>
+    private static StreamEntry EntryOf(RedisResult id, RedisResult fieldList)
+    {
+        var fields = (RedisResult[])fieldList!;
+        return new StreamEntry((string)id!,
+            Enumerable.Range(0, fields.Length / 2).Select(i => new NameValueEntry((string)fields[2 * i]!, (byte[])fields[2 * i + 1]!)).ToArray());
+    }
 
     private ClaimedShard? Parse(string stream, string consumer, StreamEntry[] entries)
     {
