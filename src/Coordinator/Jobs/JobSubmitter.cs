@@ -107,6 +107,7 @@ public sealed class JobSubmitter(
             new(JobFields.CreatedMs, now),
             new(JobFields.Priority, (int)header.Priority),
             new(JobFields.Tenant, tenant),
+            new(JobFields.PreviewEvery, header.PreviewEvery),
         ]);
         await Task.WhenAll(
             db.KeyPersistAsync(FarmKeys.JobImages(jobId)),
@@ -136,6 +137,7 @@ public sealed class JobSubmitter(
         foreach (var task in tasks.OfType<ImageTask>())
             if (planner.Add(new ImageTask(task) { Params = null }, task.Params ?? status.Params) is { } full) shards.Add(full);
         shards.AddRange(planner.CloseAll());
+        foreach (var shard in shards) shard.PreviewEvery = status.PreviewEvery;
 
         var batch = $"retry-{Guid.NewGuid():N}";
         await queue.StageAsync(jobId, [.. shards.Select(s => s.ToByteArray())], batch);
@@ -218,6 +220,7 @@ public sealed class JobSubmitter(
 
         private void Stage(Shard shard)
         {
+            shard.PreviewEvery = header.PreviewEvery;
             _shards.Add(shard.ToByteArray());
             _shardSizes.Add(new HashEntry(shard.ShardIndex, shard.Images.Count));
         }

@@ -21,4 +21,7 @@ public static class JobFields
     public const string FinishedMs = "finished_ms";
     public const string Priority = "priority";
     public const string Tenant = "tenant";
+
+    /// <summary>Live previews every this many steps (JobHeader.preview_every); absent or 0: none.</summary>
+    public const string PreviewEvery = "preview_every";
 }
