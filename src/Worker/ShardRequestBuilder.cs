@@ -23,6 +23,9 @@ public sealed class ShardRequestBuilder(IConnectionMultiplexer redis)
         return new GenerationRequest(images, (int)p.Width, (int)p.Height, (int)p.Steps, p.GuidanceScale, p.Scheduler, p.Model)
         {
             Strength = p.InputMode != InputMode.Text && p.Strength > 0 ? p.Strength : null,
+            // Live previews (the job asked for them): the pipeline snapshots the latents only on those steps.
+            Previews = shard.PreviewEvery > 0,
+            PreviewEvery = (int)Math.Max(1, shard.PreviewEvery),
         };
     }
 

@@ -95,6 +95,7 @@ public sealed class JobPlan
             ImagesPerPrompt = ImagesPerPrompt,
             Label = Settings.Label ?? "",
             Priority = Settings.Priority,
+            PreviewEvery = (uint)Settings.PreviewEvery,
         };
         header.Seeds.AddRange(Seeds.Seeds);
         return header;

@@ -7,4 +7,4 @@ public sealed record SubmitSettings(
     string File, int Steps, float Guidance, ImageSize Size, long? Seed, IReadOnlyList<long>? Seeds, int? SeedCount,
     int ImagesPerPrompt, string? Negative, string Scheduler, string Model, string? Label, string? Format,
     bool Watch, bool Plain, string? OutDir, bool DryRun, int? ShardSize = null, Priority Priority = Priority.Normal,
-    InputImageDefaults? Inputs = null);
+    InputImageDefaults? Inputs = null, int PreviewEvery = 0);
