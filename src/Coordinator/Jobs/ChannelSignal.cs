@@ -22,7 +22,7 @@ public abstract class ChannelSignal
     }
 
     /// <summary>A task that completes at the next publish of <paramref name="key"/> (shared by every waiter of it here).</summary>
-    protected async Task<Task> NextAsync(string key)
+    protected async Task<Task> NextPublishAsync(string key)
     {
         await _subscribed.Value;
         return _waits.GetOrAdd(key, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;

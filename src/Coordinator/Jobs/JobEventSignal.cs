@@ -11,5 +11,5 @@ namespace RenderFarm.Coordinator.Jobs;
 public sealed class JobEventSignal(IConnectionMultiplexer redis) : ChannelSignal(redis, FarmKeys.JobEventsChannel)
 {
     /// <summary>A task that completes at the next event of the job (shared by every watcher of the job here).</summary>
-    public Task<Task> NextAsync(string jobId) => NextAsync(FarmKeys.JobEvents(jobId));
+    public Task<Task> NextAsync(string jobId) => NextPublishAsync(FarmKeys.JobEvents(jobId));
 }

@@ -11,5 +11,5 @@ namespace RenderFarm.Coordinator.Previews;
 /// </summary>
 public sealed class PreviewSignal(IConnectionMultiplexer redis) : ChannelSignal(redis, FarmKeys.JobPreviewsChannel)
 {
-    public Task<Task> NextAsync(string jobId) => NextAsync(FarmKeys.JobPreviews(jobId));
+    public Task<Task> NextAsync(string jobId) => NextPublishAsync(FarmKeys.JobPreviews(jobId));
 }
