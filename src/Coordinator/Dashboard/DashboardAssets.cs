@@ -22,7 +22,7 @@ public static class DashboardAssets
         var assets = assembly.GetManifestResourceNames().Where(n => n.StartsWith(Prefix, StringComparison.Ordinal))
             .ToDictionary(n => n[Prefix.Length..], n => Load(assembly, n), StringComparer.Ordinal);
         if (!assets.TryGetValue("index.html", out var page))
-            throw new InvalidOperationException("the dashboard's page files are not embedded: build src/Coordinator with npm available (see src/Dashboard/README.md)");
+            throw new InvalidOperationException("the dashboard's page files are not embedded: build src/Coordinator with npm available (README: Dashboard)");
         app.MapGet("/", (HttpContext context) => Serve(context, page));
         app.MapGet("/dashboard/{*file}", (HttpContext context, string file) =>
             assets.TryGetValue(file, out var asset) ? Serve(context, asset) : Results.NotFound());

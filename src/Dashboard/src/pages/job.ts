@@ -142,7 +142,8 @@ export function jobPage(jobId: string): Stop {
     }
     if (e.imageDone) {
       const tile = tiles.get(e.imageDone.index ?? 0);
-      if (tile) {
+      // A replayed event of an image whose PNG is already shown (the listing said done) changes nothing.
+      if (tile && !tile.loaded) {
         tile.image.state = "IMAGE_STATE_DONE";
         tile.figure.dataset.state = "stored";
         tile.caption.textContent = `#${tile.image.index ?? 0} · seed ${tile.image.seed ?? 0}`;
