@@ -81,4 +81,13 @@ public sealed class CoordinatorOptions
     /// there), so this bounds the Redis memory one submission can take; split larger img2img batches.
     /// </summary>
     [Range(1, long.MaxValue)] public long MaxInputBytesPerJob { get; set; } = 256L * 1024 * 1024;
+
+    /// <summary>
+    /// Live previews one job holds in Redis, in bytes: the latest preview of each image still rendering (a latent-size
+    /// PNG, ~12 KiB at 512x512). Past it, images without a preview get none until others finish.
+    /// </summary>
+    [Range(1, 1L << 30)] public long PreviewBytesPerJob { get; set; } = 4L * 1024 * 1024;
+
+    /// <summary>Live previews are stored (and sent to watchers) at most this often per shard.</summary>
+    [Range(0, 60_000)] public int PreviewIntervalMilliseconds { get; set; } = 250;
 }

@@ -199,6 +199,9 @@ public sealed record GenerationRequest(
     /// <summary>When true, each <see cref="StepProgress"/> carries a <see cref="LatentPreview"/> of the current latents.</summary>
     public bool Previews { get; init; }
 
+    /// <summary>With <see cref="Previews"/>: only every this many steps (1-based step numbers divisible by it) carries one.</summary>
+    public int PreviewEvery { get; init; } = 1;
+
     /// <summary>
     /// LoRAs for every image of the request (e.g. <c>farm submit --lora</c>), applied before those an image's prompt asks
     /// for with <c>&lt;lora:name:w&gt;</c> tags (a name in both adds up). Images whose LoRA sets differ are rendered in

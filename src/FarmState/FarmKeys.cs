@@ -167,11 +167,23 @@ public static class FarmKeys
     /// </summary>
     public static string JobFailedAttempts(string jobId) => $"{JobTag(jobId)}:failed-attempts";
 
+    /// <summary>
+    /// Hash: image index → the latest live preview of an image still rendering (<see cref="Jobs.PreviewScripts"/>), only for
+    /// jobs submitted with previews. Dropped image by image as images finish, whole when the job does.
+    /// </summary>
+    public static string JobPreviews(string jobId) => $"{JobTag(jobId)}:previews";
+
+    /// <summary>Hash: image index → the sequence number of its preview in <see cref="JobPreviews"/>, plus the job's counters.</summary>
+    public static string JobPreviewSequence(string jobId) => $"{JobTag(jobId)}:preview-seq";
+
+    /// <summary>Pub/sub channel: a job's <see cref="JobPreviews"/> key, published when a preview is stored.</summary>
+    public const string JobPreviewsChannel = "jobs:previews";
+
     /// <summary>Every key a job owns (for cleanup of a rejected submission).</summary>
     public static IEnumerable<string> AllJobKeys(string jobId) =>
     [
         JobMeta(jobId), JobImages(jobId), JobResults(jobId), JobFailures(jobId),
         JobShardsRemaining(jobId), JobEvents(jobId), JobStagedShards(jobId), JobParkedShards(jobId), JobInputs(jobId),
-        JobTaskEntries(jobId), JobFailedAttempts(jobId),
+        JobTaskEntries(jobId), JobFailedAttempts(jobId), JobPreviews(jobId), JobPreviewSequence(jobId),
     ];
 }

@@ -26,6 +26,9 @@ public sealed class ShardRequestBuilder(IConnectionMultiplexer redis)
             Strength = p.InputMode != InputMode.Text && p.Strength > 0 ? p.Strength : null,
             // The job's and the prompt's LoRAs; the tags in the prompts stay in their text (and so in the PNGs' parameters).
             Loras = LoraMessages.ToSet(p.Loras),
+            // Live previews (the job asked for them): the pipeline snapshots the latents only on those steps.
+            Previews = shard.PreviewEvery > 0,
+            PreviewEvery = (int)Math.Max(1, shard.PreviewEvery),
         };
     }
 

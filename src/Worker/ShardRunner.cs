@@ -102,11 +102,11 @@ public sealed class ShardRunner(
             throw new GenerationFailedException(GenerationFailureKind.OutOfMemory,
                 $"out of memory: this worker cannot render {request.Width}x{request.Height} with model {model} (one image of {known} pixels ran out of memory here)");
         var batch = memory.BatchFor(model, count, pixels);
-        var progress = new StepReporter(link, activity, reference, watchdog, metrics, model);
+        var progress = new StepReporter(link, activity, reference, watchdog, shard, metrics, model);
         for (var done = 0; done < count;)
         {
             var size = Math.Min(batch, count - done);
-            progress.StartBatch(batchesLeft: (count - done + size - 1) / size, size);
+            progress.StartBatch(batchesLeft: (count - done + size - 1) / size, size, firstImage: done);
             IReadOnlyList<GeneratedImage> images;
             var batchStarted = System.Diagnostics.Stopwatch.GetTimestamp();
             try
@@ -147,9 +147,10 @@ public sealed class ShardRunner(
     /// <summary>
     /// Forwards pipeline steps straight to the link (no synchronisation context hop, so order is kept), counted over
     /// the whole shard when it renders in several batches: the steps of the batches done, then this one's, out of the
-    /// steps of every batch still to go.
+    /// steps of every batch still to go. A step that carries a preview (the shard asked for them) also sends the
+    /// batch's images as latent-size PNGs; like steps, previews are dropped rather than waited for when the link is busy.
     /// </summary>
-    private sealed class StepReporter(CoordinatorLink link, WorkerActivity activity, ShardRef shard, RenderWatchdog watchdog,
+    private sealed class StepReporter(CoordinatorLink link, WorkerActivity activity, ShardRef reference, RenderWatchdog watchdog, Shard shard,
         WorkerMetrics metrics, string model) : IProgress<PipelineStep>
     {
         private int _stepsBefore;   // steps of the batches finished
@@ -157,13 +158,15 @@ public sealed class ShardRunner(
         private int _batchesLeft = 1;
         private int _batchSize;
         private TimeSpan _lastElapsed;
+        private int _firstImage;    // the current batch's first image, in the shard
 
-        public void StartBatch(int batchesLeft, int batchSize)
+        public void StartBatch(int batchesLeft, int batchSize, int firstImage)
         {
             _batchSteps = 0;
             _batchesLeft = batchesLeft;
             _batchSize = batchSize;
             _lastElapsed = TimeSpan.Zero;
+            _firstImage = firstImage;
         }
 
         public void BatchDone() => _stepsBefore += _batchSteps;
@@ -177,14 +180,20 @@ public sealed class ShardRunner(
             if (value.Elapsed > _lastElapsed) metrics.Step(model, _batchSize, value.Elapsed - _lastElapsed);
             _lastElapsed = value.Elapsed;
             _batchSteps = value.TotalSteps;
+            var (step, total) = ((uint)(_stepsBefore + value.Step), (uint)(_stepsBefore + value.TotalSteps * _batchesLeft));
             link.TrySend(new WorkerMessage
             {
                 ShardStep = new ShardStep
                 {
-                    Shard = shard, Step = (uint)(_stepsBefore + value.Step), TotalSteps = (uint)(_stepsBefore + value.TotalSteps * _batchesLeft),
+                    Shard = reference, Step = step, TotalSteps = total,
                     ItPerSec = seconds > 0 ? (float)(value.Step / seconds) : 0,
                 },
             });
+            if (value.Preview is not { } preview) return;
+            var message = new ShardPreview { Shard = reference, Step = step, TotalSteps = total };
+            for (var i = 0; i < preview.Count; i++)
+                message.Images.Add(new PreviewImage { Index = shard.Images[_firstImage + i].Index, Png = UnsafeByteOperations.UnsafeWrap(preview.Png(i)) });
+            link.TrySend(new WorkerMessage { Preview = message });
         }
     }
 }

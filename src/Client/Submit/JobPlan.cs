@@ -98,6 +98,7 @@ public sealed class JobPlan
             Label = Settings.Label ?? "",
             Priority = Settings.Priority,
             WebhookUrl = Settings.Webhook ?? "",
+            PreviewEvery = (uint)Settings.PreviewEvery,
         };
         header.Seeds.AddRange(Seeds.Seeds);
         return header;

@@ -154,6 +154,28 @@ public sealed class SubmitOptions
         DefaultValueFactory = _ => "normal",
     };
 
+    /// <summary>Absent: no previews (null); given alone: every <see cref="DefaultPreviewEvery"/> steps; given N: every N.</summary>
+    public Option<int?> Previews { get; } = new("--previews")
+    {
+        Description = $"Live previews: each image's latents as a small picture every N steps (default {DefaultPreviewEvery}), for the dashboard and farm watch --previews DIR. Off unless given.",
+        HelpName = "N",
+        Arity = ArgumentArity.ZeroOrOne,
+        CustomParser = result =>
+        {
+            if (result.Tokens.Count == 0) return DefaultPreviewEvery;
+            if (!int.TryParse(result.Tokens[0].Value, NumberStyles.None, CultureInfo.InvariantCulture, out var n))
+            {
+                result.OnlyTake(0); // not a number: the prompt file after a bare --previews
+                return DefaultPreviewEvery;
+            }
+            if (n >= 1) return n;
+            result.AddError($"--previews takes a number of steps (1 or more), got '{result.Tokens[0].Value}'");
+            return null;
+        },
+    };
+
+    public const int DefaultPreviewEvery = 5;
+
     public Option<string?> Format { get; } = new("--format") { Description = "Override format detection: txt, jsonl or csv.", HelpName = "FORMAT" };
 
     public Option<bool> Watch { get; } = new("--watch") { Description = "Follow the job's progress after submitting (as farm watch, on stderr)." };
@@ -180,7 +202,7 @@ public sealed class SubmitOptions
         foreach (var option in (Option[])
                  [
                      Steps, Guidance, Size, Seed, Seeds, SeedCount, ImagesPerPrompt, Negative, Scheduler, Model, Loras, InitImage, Mask, Strength,
-                     Label, Webhook, Priority, Format, Watch, Plain, OutDir, DryRun, ShardSize,
+                     Label, Webhook, Priority, Previews, Format, Watch, Plain, OutDir, DryRun, ShardSize,
                  ])
         {
             command.Options.Add(option);
@@ -216,6 +238,7 @@ public sealed class SubmitOptions
             Priority: parseResult.GetValue(Priority) switch { "high" => Protocol.Priority.High, "low" => Protocol.Priority.Low, _ => Protocol.Priority.Normal },
             Inputs: new InputImageDefaults(parseResult.GetValue(InitImage), parseResult.GetValue(Mask), parseResult.GetValue(Strength)),
             Webhook: parseResult.GetValue(Webhook),
-            Loras: parseResult.GetValue(Loras));
+            Loras: parseResult.GetValue(Loras),
+            PreviewEvery: parseResult.GetValue(Previews) ?? 0);
     }
 }

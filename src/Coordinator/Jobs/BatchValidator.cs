@@ -37,6 +37,8 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
         // No seed given: one random seed for the whole job, recorded with every image so it can be reproduced.
         if (normalized.Seeds.Count == 0) normalized.Seeds.Add(Random.Shared.NextInt64(0, uint.MaxValue));
         if (normalized.Label.Length > 200) throw Invalid("label must be at most 200 characters");
+        if (normalized.PreviewEvery > _limits.MaxSteps)
+            throw Invalid($"preview_every must be at most {_limits.MaxSteps} steps, or 0 for no previews (got {normalized.PreviewEvery})");
         // Shown in other people's terminals (farm jobs, farm status): no escape sequences or other control characters.
         normalized.Label = DisplayText.Clean(normalized.Label);
         normalized.WebhookUrl = normalized.WebhookUrl.Trim();

@@ -44,6 +44,7 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
             DeviceSeconds = L(JobFields.DeviceMicroseconds) / 1e6,
             Webhook = (string?)map.GetValueOrDefault(JobFields.WebhookState) ?? "",
             Priority = (Priority)U(JobFields.Priority) is var p && Enum.IsDefined(p) && p != Priority.Unspecified ? p : Priority.Normal,
+            PreviewEvery = U(JobFields.PreviewEvery),
         };
     }
 
@@ -123,6 +124,41 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
             result.AddRange(statuses.OfType<JobStatus>().Where(s => states.Count == 0 || states.Contains(s.State)).Take(limit - result.Count));
         }
         return result;
+    }
+
+    /// <summary>
+    /// Images <paramref name="offset"/> to <paramref name="offset"/> + <paramref name="limit"/> - 1 of a job (those that
+    /// exist), with their outcome: their records, results and failures in one round trip.
+    /// </summary>
+    public async Task<IReadOnlyList<JobImage>> ListImagesAsync(JobStatus job, uint offset, uint limit)
+    {
+        var end = Math.Min((ulong)offset + limit, job.ImageCount);
+        if (offset >= end) return [];
+        var indices = Enumerable.Range(0, (int)(end - offset)).Select(i => (RedisValue)(offset + (uint)i)).ToArray();
+        var db = redis.GetDatabase();
+        var (records, results, failures) = (db.HashGetAsync(FarmKeys.JobImages(job.JobId), indices),
+            db.HashGetAsync(FarmKeys.JobResults(job.JobId), indices), db.HashGetAsync(FarmKeys.JobFailures(job.JobId), indices));
+        await Task.WhenAll(records, results, failures);
+        var list = new List<JobImage>(indices.Length);
+        for (var i = 0; i < indices.Length; i++)
+        {
+            if (records.Result[i].IsNull) continue;
+            var task = ImageTask.Parser.ParseFrom((byte[])records.Result[i]!);
+            var image = new JobImage
+            {
+                Index = task.Index, Prompt = task.Prompt, NegativePrompt = task.NegativePrompt, Seed = task.Seed,
+                Params = task.Params ?? job.Params, State = ImageState.Pending,
+            };
+            if (!results.Result[i].IsNull)
+            {
+                var stored = StoredResult.Parse(task.Index, (string)results.Result[i]!);
+                (image.State, image.Sha256, image.SizeBytes) = (ImageState.Done, stored.Sha256, (ulong)(stored.SizeBytes ?? 0));
+            }
+            else if (!failures.Result[i].IsNull)
+                (image.State, image.Error) = (ImageState.Failed, DisplayText.Clean((string)failures.Result[i]!));
+            list.Add(image);
+        }
+        return list;
     }
 
     /// <summary>Failed images of a job, with the error each failed with.</summary>

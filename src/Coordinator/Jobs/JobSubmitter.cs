@@ -117,6 +117,7 @@ public sealed class JobSubmitter(
             new(JobFields.Tenant, tenant),
             new(JobFields.WebhookUrl, header.WebhookUrl),
             new(JobFields.WebhookState, header.WebhookUrl.Length > 0 ? "pending" : ""),
+            new(JobFields.PreviewEvery, header.PreviewEvery),
         ]);
         if (header.WebhookUrl.Length > 0)
         {
@@ -157,6 +158,7 @@ public sealed class JobSubmitter(
             if (planner.Add(new ImageTask(task) { Params = null }, parameters, ShardPlanner.LorasOf(task, parameters)) is { } full) shards.Add(full);
         }
         shards.AddRange(planner.CloseAll());
+        foreach (var shard in shards) shard.PreviewEvery = status.PreviewEvery;
 
         var batch = $"retry-{Guid.NewGuid():N}";
         await queue.StageAsync(jobId, [.. shards.Select(s => s.ToByteArray())], batch);
@@ -258,6 +260,7 @@ public sealed class JobSubmitter(
 
         private void Stage(Shard shard)
         {
+            shard.PreviewEvery = header.PreviewEvery;
             _shards.Add(shard.ToByteArray());
             _shardSizes.Add(new HashEntry(shard.ShardIndex, shard.Images.Count));
         }

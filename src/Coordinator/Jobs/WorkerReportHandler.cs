@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Options;
 using RenderFarm.Coordinator.Diagnostics;
+using RenderFarm.Coordinator.Previews;
 using RenderFarm.Coordinator.Storage;
 using RenderFarm.Coordinator.Workers;
 using RenderFarm.Protocol;
@@ -32,6 +33,7 @@ public sealed class WorkerReportHandler(
     ShardSizing sizing,
     CoordinatorMetrics metrics,
     Estimates.RenderRates rates,
+    PreviewStore previews,
     IOptions<CoordinatorOptions> options,
     ILogger<WorkerReportHandler> logger)
 {
@@ -39,6 +41,7 @@ public sealed class WorkerReportHandler(
     private const float MaxItPerSec = 1e6f;
 
     private readonly System.Collections.Concurrent.ConcurrentDictionary<(string, uint), long> _lastStepWrite = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string, uint), long> _lastPreviewWrite = new();
 
     /// <returns>Whether the report was accepted.</returns>
     public async Task<bool> BeginAsync(WorkerSession session, ShardBegin begin)
@@ -81,6 +84,52 @@ public sealed class WorkerReportHandler(
         return true;
     }
 
+    /// <summary>
+    /// Keeps the latest live preview of each image of the shard, at most once per
+    /// <see cref="CoordinatorOptions.PreviewIntervalMilliseconds"/> per shard. Checked like results: only from the
+    /// delivery's holder, for a shard that asked for previews, only its own images, each a decodable latent-size PNG.
+    /// </summary>
+    /// <returns>Whether the previews were stored.</returns>
+    public async Task<bool> PreviewAsync(WorkerSession session, ShardPreview preview)
+    {
+        var shard = preview.Shard;
+        var key = (shard.JobId, shard.ShardIndex);
+        var now = Environment.TickCount64;
+        if (_lastPreviewWrite.TryGetValue(key, out var last) && now - last < options.Value.PreviewIntervalMilliseconds) return false;
+        if (await authority.VerifyAsync(session, "preview", shard) is not { } delivery) return false;
+        if (delivery.Shard.PreviewEvery == 0)
+        {
+            authority.Reject(session, "preview", "unrequested_preview", $"sends previews of shard {shard.JobId}/{shard.ShardIndex}, whose job asked for none");
+            return false;
+        }
+        if (preview.Step < 1 || preview.Step > preview.TotalSteps || preview.TotalSteps > delivery.Shard.Params.Steps * (ulong)delivery.Shard.Images.Count)
+        {
+            authority.Reject(session, "preview", "bad_progress", $"sends a preview at step {preview.Step} of {preview.TotalSteps}");
+            return false;
+        }
+        foreach (var image in preview.Images)
+        {
+            if (!delivery.Contains(image.Index))
+            {
+                authority.Reject(session, "preview", "foreign_image", $"sends a preview of image {image.Index}, which is not one of shard {shard.JobId}/{shard.ShardIndex}'s");
+                return false;
+            }
+            if (ResultCheck.PreviewProblem(image.Png.ToByteArray(), delivery.Shard.Params) is { } problem)
+            {
+                authority.Reject(session, "preview", "bad_preview", $"sends {problem} as the preview of image {image.Index} of shard {shard.JobId}/{shard.ShardIndex}");
+                return false;
+            }
+        }
+        _lastPreviewWrite[key] = now;
+        var p = delivery.Shard.Params;
+        await Task.WhenAll(preview.Images.Select(image => previews.StoreAsync(shard.JobId, new ImagePreview
+        {
+            Index = image.Index, ShardIndex = shard.ShardIndex, Step = preview.Step, TotalSteps = preview.TotalSteps, Png = image.Png,
+            Width = p.Width / ResultCheck.LatentScale, Height = p.Height / ResultCheck.LatentScale,
+        })));
+        return true;
+    }
+
     /// <returns>Whether the image was accepted (stored, or a duplicate of a stored one).</returns>
     public async Task<bool> ImageAsync(WorkerSession session, ShardImage image, CancellationToken cancellationToken)
     {
@@ -111,6 +160,7 @@ public sealed class WorkerReportHandler(
             metrics.ImageStored(p.Model, image.RenderSeconds);
             await rates.RecordAsync(p.Model, session.WorkerId, image.RenderSeconds, p.Steps, p.Width, p.Height);
         }
+        if (delivery.Shard.PreviewEvery > 0) await previews.DropAsync(shard.JobId, image.Index);
         if (outcome.ShardFinished) await queue.AcknowledgeAsync(shard);
         return true;
     }
@@ -124,6 +174,7 @@ public sealed class WorkerReportHandler(
     {
         var shard = end.Shard;
         _lastStepWrite.TryRemove((shard.JobId, shard.ShardIndex), out _);
+        _lastPreviewWrite.TryRemove((shard.JobId, shard.ShardIndex), out _);
         // The worker lost its claim to another worker: the entry is that worker's to finish or fail.
         if (end.Abandoned) return default;
         // A success usually arrives after the last image acknowledged the entry, a cancel after the worker did: then
@@ -236,7 +287,10 @@ public sealed class WorkerReportHandler(
     {
         var failed = 0;
         foreach (var task in content.Images)
+        {
             if ((await jobs.RecordImageFailedAsync(shard.JobId, shard.ShardIndex, task.Index, workerId, error)).Recorded) failed++;
+            if (content.PreviewEvery > 0) await previews.DropAsync(shard.JobId, task.Index);
+        }
         metrics.ImagesFailed(content.Params.Model, failed);
         await queue.AcknowledgeAsync(shard);
         logger.LogWarning("Shard {Job}/{Shard} dead-lettered: {Error}", shard.JobId, shard.ShardIndex, error);

@@ -112,6 +112,9 @@ public sealed class WorkerGrpcService(
             case WorkerMessage.KindOneofCase.Image:
                 if (await reports.ImageAsync(session, message.Image, ct)) await session.ImageAsync();
                 break;
+            case WorkerMessage.KindOneofCase.Preview:
+                await reports.PreviewAsync(session, message.Preview);
+                break;
             case WorkerMessage.KindOneofCase.ShardEnd:
                 // What the worker has learnt about its own memory is its own to say, like its max batch.
                 if (message.ShardEnd.Limit is { } limit && session.Info.Models.Contains(limit.Model)) await session.UpdateLimitAsync(limit);

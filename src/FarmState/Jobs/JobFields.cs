@@ -34,4 +34,6 @@ public static class JobFields
     /// <summary>Failed deliveries of the current event, and when the first was (ms): what the backoff and give-up use.</summary>
     public const string WebhookAttempts = "webhook_attempts";
     public const string WebhookFirstAttemptMs = "webhook_first_ms";
+    /// <summary>Live previews every this many steps (JobHeader.preview_every); absent or 0: none.</summary>
+    public const string PreviewEvery = "preview_every";
 }

@@ -127,14 +127,8 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     /// <summary>Shards of the model not yet delivered to any worker (the consumer groups' lag), all priorities.</summary>
     public async Task<long> WaitingAsync(string model)
     {
-        var db = redis.GetDatabase();
         long waiting = 0;
-        foreach (var stream in FarmKeys.TaskStreams(model))
-        {
-            if (!await db.KeyExistsAsync(stream)) continue;
-            var group = (await db.StreamGroupInfoAsync(stream)).FirstOrDefault(g => g.Name == FarmKeys.WorkerGroup);
-            waiting += group.Lag ?? 0;
-        }
+        foreach (var stream in FarmKeys.TaskStreams(model)) waiting += await WaitingOnAsync(stream);
         return waiting;
     }
 
@@ -213,6 +207,17 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     /// <summary>A shard's work: images × steps × megapixels per image.</summary>
     public static double ShardWork(Shard shard) =>
         shard.Images.Count * (double)shard.Params.Steps * shard.Params.Width * shard.Params.Height / 1e6;
+
+    /// <summary>Shards of one priority not yet delivered to any worker.</summary>
+    public Task<long> WaitingAsync(string model, Priority priority) => WaitingOnAsync(FarmKeys.TaskStream(model, priority));
+
+    private async Task<long> WaitingOnAsync(string stream)
+    {
+        var db = redis.GetDatabase();
+        if (!await db.KeyExistsAsync(stream)) return 0;
+        var group = (await db.StreamGroupInfoAsync(stream)).FirstOrDefault(g => g.Name == FarmKeys.WorkerGroup);
+        return group.Lag ?? 0;
+    }
 
     // ---- Pulling (worker) ----
 
