@@ -9,6 +9,9 @@ ensure_redis
 # node + npm: the S3 store's tests run against s3rver (npm). They are required here, not skipped: CI must not pass with
 # the S3 store untested because a fresh machine lacked node.
 ensure_commands node:nodejs npm:npm
+# chromium: the dashboard's browser tests (Playwright drives Debian's chromium; no browser is downloaded). npm above
+# also builds the dashboard's page files during the coordinator's build.
+ensure_commands chromium:chromium
 export RENDERFARM_REQUIRE_S3_TESTS=1
 
 log=$(mktemp)

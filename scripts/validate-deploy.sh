@@ -4,7 +4,7 @@
 #   1. kustomize renders every overlay (and the secrets kustomization, and gpu + the external-redis component);
 #   2. every rendered object validates against the Kubernetes and KEDA schemas, strictly (no unknown fields), and
 #      the objects agree with each other (references, selectors, ports, probes, env, drain timing, KEDA wiring);
-#   3. docker-compose.yml: interpolation against deploy/compose.env.example, the Compose Specification schema,
+#   3. docker-compose.yml (and deploy/monitoring: the scrape config's targets, the dashboard's metrics exist in the code): interpolation against deploy/compose.env.example, the Compose Specification schema,
 #      build contexts / Dockerfiles / ARGs / volumes / services, scalable workers, drain timing;
 #   4. the Dockerfiles pass dockerfile-utils' validator and this project's rules;
 #   5. each Dockerfile's build stage runs for real (its `dotnet restore` + `dotnet publish`, on the context as
@@ -96,6 +96,13 @@ mkdir -p "$scratch/k8s/overlays/gpu-external-redis"
 printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../gpu]\ncomponents: [../../components/external-redis]\n' \
   >"$scratch/k8s/overlays/gpu-external-redis/kustomization.yaml"
 render gpu-external-redis "$scratch/k8s/overlays/gpu-external-redis" "deploy/k8s/overlays/gpu + components/external-redis"
+# The Prometheus Operator component (ServiceMonitor, PodMonitor, metrics port), applied to each overlay.
+for flavor in gpu cpu; do
+  mkdir -p "$scratch/k8s/overlays/$flavor-monitoring"
+  printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../%s]\ncomponents: [../../components/monitoring]\n' "$flavor" \
+    >"$scratch/k8s/overlays/$flavor-monitoring/kustomization.yaml"
+  render "$flavor-monitoring" "$scratch/k8s/overlays/$flavor-monitoring" "deploy/k8s/overlays/$flavor + components/monitoring"
+done
 
 # ---- 2. Kubernetes objects ----
 echo "==> Kubernetes objects"
@@ -108,6 +115,10 @@ fi
 # ---- 3. docker-compose.yml ----
 echo "==> docker-compose.yml"
 run_checker compose.mjs "$root" "$root/docker-compose.yml" "$root/deploy/compose.env.example"
+
+# ---- 3b. monitoring (Prometheus config, Grafana dashboard) ----
+echo "==> deploy/monitoring"
+run_checker monitoring.mjs "$root"
 
 # ---- 4. Dockerfiles ----
 echo "==> Dockerfiles"

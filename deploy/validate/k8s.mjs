@@ -1,6 +1,6 @@
 // Checks rendered Kubernetes manifests (kubectl kustomize output) offline:
-//  1. schema: every object against the Kubernetes OpenAPI schemas (kubernetes-models) and KEDA's CRD schemas
-//     (@kubernetes-models/keda), with ajv;
+//  1. schema: every object against the Kubernetes OpenAPI schemas (kubernetes-models), KEDA's and the Prometheus
+//     Operator's CRD schemas (@kubernetes-models/keda, @kubernetes-models/prometheus-operator), with ajv;
 //  2. strict fields: unknown or misspelt fields (which the JSON schemas let through) via TypeScript's excess-property
 //     check against the same packages' generated types;
 //  3. consistency: references, selectors, ports, probes, env, drain timing, security, KEDA wiring.
@@ -24,6 +24,7 @@ const secretsDocs = loadYamlDocs(secretsFile);
 function modulePath(apiVersion, kind) {
   const [group, version] = apiVersion.includes("/") ? apiVersion.split("/") : ["", apiVersion];
   if (group === "keda.sh") return `@kubernetes-models/keda/keda.sh/${version}/${kind}`;
+  if (group === "monitoring.coreos.com") return `@kubernetes-models/prometheus-operator/monitoring.coreos.com/${version}/${kind}`;
   if (group === "") return `kubernetes-models/${version}/${kind}`;
   return `kubernetes-models/${group}/${version}/${kind}`;
 }

@@ -323,7 +323,7 @@ public sealed class StableDiffusionPipeline : IDisposable
                 }
                 progress?.Report(new StepProgress(i + 1 - start, total - start, clock.Elapsed)
                 {
-                    Preview = request.Previews ? Preview(request, batches) : null,
+                    Preview = request.Previews && (i + 1 - start) % Math.Max(1, request.PreviewEvery) == 0 ? Preview(request, batches) : null,
                 });
             }
             cancellationToken.ThrowIfCancellationRequested();

@@ -54,6 +54,19 @@ public static class FarmKeys
     /// <summary>Pub/sub channel of control messages to workers (cancel, quarantine, release), for whichever replica holds the stream.</summary>
     public const string WorkerControlChannel = "farm:worker-control";
 
+    /// <summary>
+    /// Sorted set: job id → when its webhook is next due (ms; 0 while the job runs): the durable outbox. A job is
+    /// added when it is submitted with a webhook (and again when it is retried) and leaves once its event was
+    /// delivered or given up on, so a coordinator restart loses no event.
+    /// </summary>
+    public const string WebhookOutbox = "webhooks:outbox";
+
+    /// <summary>Hash: tenant → the secret its webhooks are signed with (HMAC-SHA256).</summary>
+    public const string WebhookSecrets = "auth:webhook-secrets";
+
+    /// <summary>Short-lived lock one coordinator replica holds while it delivers a job's webhook.</summary>
+    public static string WebhookLease(string jobId) => $"{JobTag(jobId)}:webhook-lease";
+
     /// <summary>Hash: sha256 of an API key → its record (JSON). Keys are never stored, only their hashes.</summary>
     public const string ApiKeys = "auth:keys";
 
@@ -78,8 +91,37 @@ public static class FarmKeys
     public static string[] TaskStreams(string model) =>
         [TaskStream(model, Priority.High), TaskStream(model, Priority.Normal), TaskStream(model, Priority.Low)];
 
+    /// <summary>SCAN pattern matching every task stream (with TYPE stream: nudge channels are not keys anyway).</summary>
+    public const string TaskStreamPattern = "tasks:*";
+
+    /// <summary>The model and priority of a task stream's name; null for a name this layout does not produce.</summary>
+    public static (string Model, Priority Priority)? ParseTaskStream(string stream)
+    {
+        if (!stream.StartsWith("tasks:", StringComparison.Ordinal) || stream.Length == "tasks:".Length) return null;
+        var rest = stream["tasks:".Length..];
+        foreach (var priority in (Priority[])[Priority.High, Priority.Low])
+        {
+            var suffix = TaskStream("", priority)["tasks:".Length..]; // ":high", ":low"
+            if (rest.EndsWith(suffix, StringComparison.Ordinal) && rest.Length > suffix.Length) return (rest[..^suffix.Length], priority);
+        }
+        return (rest, Priority.Normal);
+    }
+
     /// <summary>True for names this layout produces: a worker-reported stream is only trusted if it is one of ours.</summary>
     public static bool IsTaskStreamOf(string stream, string model) => TaskStreams(model).Contains(stream);
+
+    /// <summary>
+    /// Hash: worker id → its measured render time for <paramref name="model"/>, in seconds per step per megapixel of
+    /// one image (a moving average over the images it rendered): what completion estimates are made from.
+    /// </summary>
+    public static string RenderRates(string model) => $"rates:{model}";
+
+    /// <summary>
+    /// Hash: "VARIANT\nWORKER" → unix ms until which the worker is known to hold that model or LoRA variant loaded
+    /// (<see cref="TaskStreams.ShardEntry.Variant"/>). Workers renew their own fields while they hold them; a worker reading
+    /// a task stream leaves an entry briefly to the workers that hold its variant (<see cref="TaskStreams.ShardQueue.ReadPreferredAsync"/>).
+    /// </summary>
+    public const string WarmVariants = "tasks:warm";
 
     /// <summary>Pub/sub channel that nudges idle workers when shards for <paramref name="model"/> arrive.</summary>
     public static string TaskNudge(string model) => $"tasks:{model}:nudge";
@@ -136,11 +178,23 @@ public static class FarmKeys
     /// </summary>
     public static string JobFailedAttempts(string jobId) => $"{JobTag(jobId)}:failed-attempts";
 
+    /// <summary>
+    /// Hash: image index → the latest live preview of an image still rendering (<see cref="Jobs.PreviewScripts"/>), only for
+    /// jobs submitted with previews. Dropped image by image as images finish, whole when the job does.
+    /// </summary>
+    public static string JobPreviews(string jobId) => $"{JobTag(jobId)}:previews";
+
+    /// <summary>Hash: image index → the sequence number of its preview in <see cref="JobPreviews"/>, plus the job's counters.</summary>
+    public static string JobPreviewSequence(string jobId) => $"{JobTag(jobId)}:preview-seq";
+
+    /// <summary>Pub/sub channel: a job's <see cref="JobPreviews"/> key, published when a preview is stored.</summary>
+    public const string JobPreviewsChannel = "jobs:previews";
+
     /// <summary>Every key a job owns (for cleanup of a rejected submission).</summary>
     public static IEnumerable<string> AllJobKeys(string jobId) =>
     [
         JobMeta(jobId), JobImages(jobId), JobResults(jobId), JobFailures(jobId),
         JobShardsRemaining(jobId), JobEvents(jobId), JobStagedShards(jobId), JobParkedShards(jobId), JobInputs(jobId),
-        JobTaskEntries(jobId), JobFailedAttempts(jobId),
+        JobTaskEntries(jobId), JobFailedAttempts(jobId), JobPreviews(jobId), JobPreviewSequence(jobId),
     ];
 }

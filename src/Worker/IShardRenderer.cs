@@ -1,4 +1,5 @@
 using RenderFarm.Diffusion;
+using RenderFarm.GenerationRules;
 
 namespace RenderFarm.Worker;
 
@@ -17,6 +18,15 @@ public interface IShardRenderer : IDisposable
 
     /// <summary>Renders once and discards the result, so a model that cannot render fails before any shard is taken.</summary>
     Task WarmUpAsync(CancellationToken cancellationToken);
+
+    /// <summary>The LoRA variants it holds loaded, with the memory each takes (none for a renderer without LoRAs).</summary>
+    IReadOnlyList<ModelVariantInfo> Variants => [];
+
+    /// <summary>Loads the variant for <paramref name="loras"/> unless it is loaded; null when this renderer has no variants.</summary>
+    Task<ModelVariantInfo?> PrepareVariantAsync(LoraSet loras, CancellationToken cancellationToken) => Task.FromResult<ModelVariantInfo?>(null);
+
+    /// <summary>Unloads the variant for <paramref name="loras"/>; false when it was not loaded.</summary>
+    bool ReleaseVariant(LoraSet loras) => false;
 }
 
 /// <summary>The Stable Diffusion pipeline of a model directory.</summary>
@@ -34,6 +44,12 @@ public sealed class PipelineRenderer(StableDiffusionPipeline pipeline) : IShardR
     }
 
     public Task WarmUpAsync(CancellationToken cancellationToken) => pipeline.WarmUpAsync(cancellationToken);
+
+    public IReadOnlyList<ModelVariantInfo> Variants => pipeline.Variants;
+
+    public Task<ModelVariantInfo?> PrepareVariantAsync(LoraSet loras, CancellationToken cancellationToken) => pipeline.PrepareVariantAsync(loras, cancellationToken);
+
+    public bool ReleaseVariant(LoraSet loras) => pipeline.ReleaseVariant(loras);
 
     public void Dispose() => pipeline.Dispose();
 }

@@ -1,3 +1,4 @@
+using RenderFarm.Worker.Diagnostics;
 using Google.Protobuf;
 using RenderFarm.Diffusion;
 using RenderFarm.Protocol;
@@ -10,14 +11,20 @@ namespace RenderFarm.Worker;
 /// sends the images in the shard's order and then the end, with the failure if the render failed part-way (the images of
 /// the batches done before it still count).
 /// </summary>
-public sealed class ShardCompletion(CoordinatorLink link, ShardRef reference, Shard shard, Func<ModelLimit?> limit) : IDisposable
+/// <param name="started">When the shard's render began (Stopwatch timestamp), for its duration metric.</param>
+/// <param name="traceparent">The render's span, which the coordinator's store of each image joins.</param>
+public sealed class ShardCompletion(CoordinatorLink link, ShardRef reference, Shard shard, Func<ModelLimit?> limit, WorkerMetrics metrics,
+    long started, string traceparent) : IDisposable
 {
-    private readonly List<(int First, RenderedBatch Batch, Task<IReadOnlyList<GeneratedImage>> Pngs)> _batches = [];
+    private readonly List<(int First, RenderedBatch Batch, double RenderSeconds, Task<IReadOnlyList<GeneratedImage>> Pngs)> _batches = [];
     private readonly ShardEnd _end = new() { Shard = reference };
 
-    /// <summary>A batch of the shard's images from index <paramref name="first"/> on, left the device: its PNGs start encoding now.</summary>
-    public void Add(int first, RenderedBatch batch) =>
-        _batches.Add((first, batch, Task.Run(batch.EncodePngs)));
+    /// <summary>
+    /// A batch of the shard's images from index <paramref name="first"/> on, left the device: its PNGs start encoding now.
+    /// <paramref name="renderSeconds"/>: each image's share of the batch's device time (what it cost).
+    /// </summary>
+    public void Add(int first, RenderedBatch batch, double renderSeconds) =>
+        _batches.Add((first, batch, renderSeconds, Task.Run(batch.EncodePngs)));
 
     /// <summary>The render failed: the end reports it (after the images of the batches done before).</summary>
     public void Fail(string error, FailureKind kind)
@@ -29,7 +36,7 @@ public sealed class ShardCompletion(CoordinatorLink link, ShardRef reference, Sh
     /// <summary>Sends every image as its batch's encoding ends, in order, then the end.</summary>
     public async Task FinishAsync(CancellationToken cancellationToken)
     {
-        foreach (var (first, _, pngs) in _batches)
+        foreach (var (first, _, renderSeconds, pngs) in _batches)
         {
             IReadOnlyList<GeneratedImage> images;
             try
@@ -46,16 +53,22 @@ public sealed class ShardCompletion(CoordinatorLink link, ShardRef reference, Sh
             {
                 await link.SendAsync(new WorkerMessage
                 {
-                    Image = new ShardImage { Shard = reference, Index = shard.Images[first + i].Index, Png = UnsafeByteOperations.UnsafeWrap(images[i].Png) },
+                    Image = new ShardImage
+                    {
+                        Shard = reference, Index = shard.Images[first + i].Index, Png = UnsafeByteOperations.UnsafeWrap(images[i].Png),
+                        RenderSeconds = renderSeconds, Traceparent = traceparent,
+                    },
                 }, cancellationToken);
+                metrics.ImageSent(shard.Params.Model, renderSeconds);
             }
         }
         _end.Limit = limit();
+        metrics.ShardDone(shard.Params.Model, System.Diagnostics.Stopwatch.GetElapsedTime(started), _end.Error.Length == 0 ? "ok" : "failed");
         await link.SendAsync(new WorkerMessage { ShardEnd = _end }, cancellationToken);
     }
 
     public void Dispose()
     {
-        foreach (var (_, batch, _) in _batches) batch.Dispose();
+        foreach (var (_, batch, _, _) in _batches) batch.Dispose();
     }
 }

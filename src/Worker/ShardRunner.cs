@@ -1,6 +1,9 @@
+using Google.Protobuf;
 using RenderFarm.Diffusion;
 using RenderFarm.FarmState.TaskStreams;
 using RenderFarm.Protocol;
+using RenderFarm.Shared.Tracing;
+using RenderFarm.Worker.Diagnostics;
 using RenderFarm.Worker.Health;
 using PipelineStep = RenderFarm.Diffusion.StepProgress;
 
@@ -9,14 +12,14 @@ namespace RenderFarm.Worker;
 /// <summary>
 /// Renders one shard and reports begin, steps, each image and the end, in two parts: the device's
 /// (<see cref="RenderAsync(HeldShard, CancellationToken)"/>) and the host's (<see cref="ShardCompletion"/>), so the
-/// worker can start the next shard on the device while this one's images are encoded and sent. A shard is one pipeline batch unless the device
-/// runs out of memory: then it is rendered again in halves, down to one image at a time (the images of a batch are
+/// worker can start the next shard on the device while this one's images are encoded and sent. A shard is one pipeline
+/// batch unless the device runs out of memory: then it is rendered again in halves, down to one image at a time (the images of a batch are
 /// independent), and what fits is remembered (<see cref="ModelMemory"/>). A failure is reported with its kind, so the
 /// coordinator holds only the worker's own faults against it.
 /// </summary>
 public sealed class ShardRunner(
     ModelCatalog models, CoordinatorLink link, WorkerActivity activity, RenderWatchdog watchdog,
-    ModelMemory memory, ILogger<ShardRunner> logger)
+    ModelMemory memory, WorkerMetrics metrics, ILogger<ShardRunner> logger)
 {
     public Task ReportCancelledAsync(ClaimedShard claimed) => SendEndAsync(new ShardEnd { Shard = Reference(claimed), Cancelled = true });
 
@@ -53,17 +56,27 @@ public sealed class ShardRunner(
         var claimed = held.Claimed;
         var shard = claimed.Shard;
         var reference = Reference(claimed);
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        // The render joins the trace of the submission that queued the shard (its traceparent, carried on Redis); the
+        // images, sent after the device moved on, carry this span's.
+        using var span = FarmTracing.Worker.StartActivity("render shard", System.Diagnostics.ActivityKind.Consumer, FarmTracing.ParentOf(shard.Traceparent));
+        span?.SetTag("renderfarm.job_id", shard.JobId).SetTag("renderfarm.shard", shard.ShardIndex).SetTag("renderfarm.images", shard.Images.Count);
         await link.SendAsync(new WorkerMessage { ShardBegin = new ShardBegin { Shard = reference, ImageCount = (uint)shard.Images.Count } }, cancellationToken);
 
-        var completion = new ShardCompletion(link, reference, shard, () => memory.LimitOf(shard.Params.Model));
+        var completion = new ShardCompletion(link, reference, shard, () => memory.LimitOf(shard.Params.Model), metrics, started,
+            FarmTracing.TraceparentOf(System.Diagnostics.Activity.Current));
         try
         {
-            var renderer = models.Find(shard.Params.Model)
-                ?? throw new InvalidOperationException($"model '{shard.Params.Model}' is not loaded on this worker");
-            await RenderAsync(renderer, shard, held.Request(), reference, completion, cancellationToken);
+            var request = held.Request();
+            // The model and the shard's LoRA variant, loaded now if this worker does not hold them (farm workers says so).
+            activity.Touch();
+            using var model = await models.AcquireAsync(shard.Params.Model, StableDiffusionPipeline.LorasOf(request).Distinct().ToList(), cancellationToken);
+            activity.Touch();
+            await RenderAsync(model.Renderer, shard, request, reference, completion, cancellationToken);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
+            metrics.ShardDone(shard.Params.Model, System.Diagnostics.Stopwatch.GetElapsedTime(started), "cancelled");
             completion.Dispose();
             throw;
         }
@@ -75,13 +88,15 @@ public sealed class ShardRunner(
                 logger.LogWarning("Shard {Job}/{Shard} failed ({Kind}): {Message}", shard.JobId, shard.ShardIndex, kind, e.Message);
             else
                 logger.LogError(e, "Shard {Job}/{Shard} failed ({Kind})", shard.JobId, shard.ShardIndex, kind);
-            completion.Fail(e.Message.Length > 0 ? e.Message : e.GetType().Name, kind switch
+            var failure = kind switch
             {
                 GenerationFailureKind.Input => FailureKind.Input,
                 GenerationFailureKind.OutOfMemory => FailureKind.OutOfMemory,
                 GenerationFailureKind.Device => FailureKind.Device,
                 _ => FailureKind.Bug,
-            });
+            };
+            completion.Fail(e.Message.Length > 0 ? e.Message : e.GetType().Name, failure);
+            metrics.ShardFailed(failure);
         }
         return completion;
     }
@@ -100,12 +115,13 @@ public sealed class ShardRunner(
             throw new GenerationFailedException(GenerationFailureKind.OutOfMemory,
                 $"out of memory: this worker cannot render {request.Width}x{request.Height} with model {model} (one image of {known} pixels ran out of memory here)");
         var batch = memory.BatchFor(model, count, pixels);
-        var progress = new StepReporter(link, activity, reference, watchdog);
+        var progress = new StepReporter(link, activity, reference, watchdog, shard, metrics, model);
         for (var done = 0; done < count;)
         {
             var size = Math.Min(batch, count - done);
-            progress.StartBatch(batchesLeft: (count - done + size - 1) / size);
+            progress.StartBatch(batchesLeft: (count - done + size - 1) / size, size, firstImage: done);
             RenderedBatch rendered;
+            var batchStarted = System.Diagnostics.Stopwatch.GetTimestamp();
             try
             {
                 using (watchdog.Watch())
@@ -120,9 +136,11 @@ public sealed class ShardRunner(
                     shard.JobId, shard.ShardIndex, size, request.Width, request.Height, batch);
                 continue;
             }
+            // The batch's device time, shared equally by its images (they ran as one batch): what each image cost.
+            var renderSeconds = System.Diagnostics.Stopwatch.GetElapsedTime(batchStarted).TotalSeconds / Math.Max(1, rendered.Count);
             memory.Rendered(model, size, pixels);
             progress.BatchDone();
-            completion.Add(done, rendered);
+            completion.Add(done, rendered, renderSeconds);
             done += size;
         }
     }
@@ -130,18 +148,26 @@ public sealed class ShardRunner(
     /// <summary>
     /// Forwards pipeline steps straight to the link (no synchronisation context hop, so order is kept), counted over
     /// the whole shard when it renders in several batches: the steps of the batches done, then this one's, out of the
-    /// steps of every batch still to go.
+    /// steps of every batch still to go. A step that carries a preview (the shard asked for them) also sends the
+    /// batch's images as latent-size PNGs; like steps, previews are dropped rather than waited for when the link is busy.
     /// </summary>
-    private sealed class StepReporter(CoordinatorLink link, WorkerActivity activity, ShardRef shard, RenderWatchdog watchdog) : IProgress<PipelineStep>
+    private sealed class StepReporter(CoordinatorLink link, WorkerActivity activity, ShardRef reference, RenderWatchdog watchdog, Shard shard,
+        WorkerMetrics metrics, string model) : IProgress<PipelineStep>
     {
         private int _stepsBefore;   // steps of the batches finished
         private int _batchSteps;    // steps of the current batch (its total, once known)
         private int _batchesLeft = 1;
+        private int _batchSize;
+        private TimeSpan _lastElapsed;
+        private int _firstImage;    // the current batch's first image, in the shard
 
-        public void StartBatch(int batchesLeft)
+        public void StartBatch(int batchesLeft, int batchSize, int firstImage)
         {
             _batchSteps = 0;
             _batchesLeft = batchesLeft;
+            _batchSize = batchSize;
+            _lastElapsed = TimeSpan.Zero;
+            _firstImage = firstImage;
         }
 
         public void BatchDone() => _stepsBefore += _batchSteps;
@@ -151,15 +177,24 @@ public sealed class ShardRunner(
             activity.Touch(); // a step done: the worker is not stuck (liveness)
             watchdog.Progress(); // and neither is this render (its lease)
             var seconds = value.Elapsed.TotalSeconds;
+            // Elapsed is the batch's time so far: each report adds one step's (the first also the prompt encoding's).
+            if (value.Elapsed > _lastElapsed) metrics.Step(model, _batchSize, value.Elapsed - _lastElapsed);
+            _lastElapsed = value.Elapsed;
             _batchSteps = value.TotalSteps;
+            var (step, total) = ((uint)(_stepsBefore + value.Step), (uint)(_stepsBefore + value.TotalSteps * _batchesLeft));
             link.TrySend(new WorkerMessage
             {
                 ShardStep = new ShardStep
                 {
-                    Shard = shard, Step = (uint)(_stepsBefore + value.Step), TotalSteps = (uint)(_stepsBefore + value.TotalSteps * _batchesLeft),
+                    Shard = reference, Step = step, TotalSteps = total,
                     ItPerSec = seconds > 0 ? (float)(value.Step / seconds) : 0,
                 },
             });
+            if (value.Preview is not { } preview) return;
+            var message = new ShardPreview { Shard = reference, Step = step, TotalSteps = total };
+            for (var i = 0; i < preview.Count; i++)
+                message.Images.Add(new PreviewImage { Index = shard.Images[_firstImage + i].Index, Png = UnsafeByteOperations.UnsafeWrap(preview.Png(i)) });
+            link.TrySend(new WorkerMessage { Preview = message });
         }
     }
 }

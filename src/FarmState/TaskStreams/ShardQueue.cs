@@ -89,7 +89,7 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
         {
             var stream = FarmKeys.TaskStream(byModel.Key, priority);
             await EnsureGroupAsync(stream);
-            var ids = await Task.WhenAll(byModel.Select(s => db.StreamAddAsync(stream, ShardEntry.PayloadField, s)));
+            var ids = await Task.WhenAll(byModel.Select(s => db.StreamAddAsync(stream, ShardEntry.ToFields(Shard.Parser.ParseFrom(s), s))));
             if (ids.Length > 0) await db.ListRightPushAsync(FarmKeys.JobTaskEntries(jobId), [.. ids.Select(id => (RedisValue)$"{stream} {id}")]);
             models.Add(byModel.Key);
         }
@@ -127,15 +127,96 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     /// <summary>Shards of the model not yet delivered to any worker (the consumer groups' lag), all priorities.</summary>
     public async Task<long> WaitingAsync(string model)
     {
-        var db = redis.GetDatabase();
         long waiting = 0;
-        foreach (var stream in FarmKeys.TaskStreams(model))
+        foreach (var stream in FarmKeys.TaskStreams(model)) waiting += await WaitingOnAsync(stream);
+        return waiting;
+    }
+
+    /// <summary>
+    /// How every task stream stands (for metrics): shards waiting (never delivered, or handed back for a retry), in
+    /// flight (held by a worker) and the age of the oldest never-delivered one. Streams are found with SCAN, so a
+    /// queue of a model that no worker serves shows too.
+    /// </summary>
+    public async Task<IReadOnlyList<TaskStreamStats>> StatsAsync(DateTimeOffset now)
+    {
+        var db = redis.GetDatabase();
+        var streams = new List<string>();
+        var cursor = "0";
+        do
         {
+            var reply = (RedisResult[])(await db.ExecuteAsync("SCAN", cursor, "MATCH", FarmKeys.TaskStreamPattern, "COUNT", 1000, "TYPE", "stream"))!;
+            cursor = (string)reply[0]!;
+            streams.AddRange(((RedisResult[])reply[1]!).Select(k => (string)k!));
+        } while (cursor != "0");
+        var stats = new List<TaskStreamStats>();
+        foreach (var stream in streams.Distinct())
+        {
+            if (FarmKeys.ParseTaskStream(stream) is not var (model, priority)) continue;
+            var group = (await db.StreamGroupInfoAsync(stream)).FirstOrDefault(g => g.Name == FarmKeys.WorkerGroup);
+            if (group.Name is null) continue;
+            var pending = await db.StreamPendingAsync(stream, FarmKeys.WorkerGroup);
+            var handedBack = pending.Consumers.FirstOrDefault(c => c.Name == FarmKeys.ReleasedConsumer).PendingMessageCount;
+            // The oldest entry after the group's last delivered one; ids begin with their append time in ms.
+            double oldestSeconds = 0;
+            var next = await db.ExecuteAsync("XRANGE", stream, "(" + group.LastDeliveredId, "+", "COUNT", 1);
+            if (((RedisResult[])next!).FirstOrDefault() is { } first
+                && long.TryParse(((string)((RedisResult[])first!)[0]!).Split('-')[0], out var appendedMs))
+                oldestSeconds = Math.Max(0, (now.ToUnixTimeMilliseconds() - appendedMs) / 1000.0);
+            stats.Add(new TaskStreamStats(model, priority, (group.Lag ?? 0) + handedBack, pending.PendingMessageCount - handedBack, oldestSeconds));
+        }
+        return stats;
+    }
+
+    /// <summary>Most waiting entries of one stream read for an estimate: past it the queue is taken as no longer.</summary>
+    private const int MaxEntriesEstimated = 10_000;
+
+    /// <summary>
+    /// The work queued ahead of a job on its model's streams, and the job's own work still waiting, each in image-steps
+    /// × megapixels (<see cref="ShardWork"/>): every waiting shard of a higher priority, and of the job's own priority
+    /// those queued before the job's last waiting shard. Workers pull lower priorities now and then (so this is an upper
+    /// bound for high and a lower one for low priority), and shards in flight are not counted.
+    /// </summary>
+    public async Task<(double Ahead, double Own)> WorkAheadAsync(string model, string jobId, Priority priority)
+    {
+        var db = redis.GetDatabase();
+        double ahead = 0, own = 0;
+        foreach (var level in (Priority[])[Priority.High, Priority.Normal, Priority.Low])
+        {
+            if (Rank(level) > Rank(priority)) break;
+            var stream = FarmKeys.TaskStream(model, level);
             if (!await db.KeyExistsAsync(stream)) continue;
             var group = (await db.StreamGroupInfoAsync(stream)).FirstOrDefault(g => g.Name == FarmKeys.WorkerGroup);
-            waiting += group.Lag ?? 0;
+            if (group.Name is null) continue;
+            var entries = await db.StreamRangeAsync(stream, "(" + group.LastDeliveredId, "+", MaxEntriesEstimated);
+            double before = 0, sinceOwn = 0;
+            foreach (var entry in entries)
+            {
+                if (entry.IsNull) continue;
+                var shard = ShardEntry.Parse(entry);
+                var work = ShardWork(shard);
+                if (shard.JobId == jobId) { own += work; before += sinceOwn; sinceOwn = 0; }
+                else sinceOwn += work;
+            }
+            ahead += level == priority ? before : before + sinceOwn;
         }
-        return waiting;
+        return (ahead, own);
+    }
+
+    private static int Rank(Priority priority) => priority switch { Priority.High => 0, Priority.Low => 2, _ => 1 };
+
+    /// <summary>A shard's work: images × steps × megapixels per image.</summary>
+    public static double ShardWork(Shard shard) =>
+        shard.Images.Count * (double)shard.Params.Steps * shard.Params.Width * shard.Params.Height / 1e6;
+
+    /// <summary>Shards of one priority not yet delivered to any worker.</summary>
+    public Task<long> WaitingAsync(string model, Priority priority) => WaitingOnAsync(FarmKeys.TaskStream(model, priority));
+
+    private async Task<long> WaitingOnAsync(string stream)
+    {
+        var db = redis.GetDatabase();
+        if (!await db.KeyExistsAsync(stream)) return 0;
+        var group = (await db.StreamGroupInfoAsync(stream)).FirstOrDefault(g => g.Name == FarmKeys.WorkerGroup);
+        return group.Lag ?? 0;
     }
 
     // ---- Pulling (worker) ----
@@ -178,6 +259,57 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     }
 
     /// <summary>
+    /// Claims, as a prefetch of <paramref name="consumer"/> (a <see cref="FarmKeys.PrefetchConsumer"/>; started by
+    /// <see cref="StartPrefetchedAsync"/>), the next entry of <paramref name="stream"/> never delivered to any worker, unless it is left for a while to
+    /// a worker that holds its model or LoRA variant loaded (<see cref="TaskStreamScripts.ReadPreferred"/>):
+    /// <paramref name="mine"/> are the variants this worker holds, <paramref name="others"/> those other live workers
+    /// hold (<see cref="WarmElsewhereAsync"/>). Returns the claimed shard, or none and how long the entry at the head is
+    /// left to others (zero when the stream has no new entry).
+    /// </summary>
+    public async Task<(ClaimedShard? Shard, TimeSpan LeftToOthers)> ReadPreferredAsync(string stream, string consumer,
+        IReadOnlyCollection<string> mine, IReadOnlyCollection<string> others, TimeSpan window)
+    {
+        var result = await TaskStreamScripts.ReadPreferred.EvaluateAsync(redis.GetDatabase(), [stream], consumer,
+            (long)window.TotalMilliseconds, string.Join('\n', mine), string.Join('\n', others));
+        if (result.IsNull) return (null, TimeSpan.Zero);
+        if (result.Resp2Type == ResultType.Integer) return (null, TimeSpan.FromMilliseconds(Math.Max(1, (long)result)));
+        var parts = (RedisResult[])result!;
+        return (Parse(stream, consumer, [EntryOf(parts[0], parts[1])]) is { } shard ? shard with { Delivery = 0 } : null, TimeSpan.Zero);
+    }
+
+    /// <summary>
+    /// Says which variants (<see cref="ShardEntry.Variant"/>) <paramref name="consumer"/> holds loaded, until
+    /// <paramref name="ttl"/> from now unless said again, and that it no longer holds <paramref name="dropped"/>.
+    /// </summary>
+    public async Task DeclareWarmAsync(string consumer, IReadOnlyCollection<string> held, IReadOnlyCollection<string> dropped, TimeSpan ttl)
+    {
+        var db = redis.GetDatabase();
+        var until = DateTimeOffset.UtcNow.Add(ttl).ToUnixTimeMilliseconds();
+        var writes = new List<Task>();
+        if (held.Count > 0) writes.Add(db.HashSetAsync(FarmKeys.WarmVariants, [.. held.Select(v => new HashEntry(WarmField(v, consumer), until))]));
+        if (dropped.Count > 0) writes.Add(db.HashDeleteAsync(FarmKeys.WarmVariants, [.. dropped.Select(v => (RedisValue)WarmField(v, consumer))]));
+        await Task.WhenAll(writes);
+    }
+
+    /// <summary>The variants other workers than <paramref name="consumer"/> hold loaded now; drops what has lapsed.</summary>
+    public async Task<IReadOnlyCollection<string>> WarmElsewhereAsync(string consumer)
+    {
+        var db = redis.GetDatabase();
+        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var warm = new HashSet<string>(StringComparer.Ordinal);
+        var lapsed = new List<RedisValue>();
+        foreach (var entry in await db.HashGetAllAsync(FarmKeys.WarmVariants))
+        {
+            var parts = ((string)entry.Name!).Split('\n', 2);
+            if (!entry.Value.TryParse(out long until) || until < now) lapsed.Add(entry.Name);
+            else if (parts.Length == 2 && parts[1] != consumer) warm.Add(parts[0]);
+        }
+        if (lapsed.Count > 0) await db.HashDeleteAsync(FarmKeys.WarmVariants, [.. lapsed]);
+        return warm;
+    }
+
+    private static string WarmField(string variant, string consumer) => $"{variant}\n{consumer}";
+
     /// Claims the next entry of <paramref name="stream"/> never delivered to any worker as a prefetch of
     /// <paramref name="workerId"/> (<see cref="FarmKeys.PrefetchConsumer"/>): held, renewed like any claim, but not a
     /// delivery until <see cref="StartPrefetchedAsync"/>. Null if there is none.
@@ -186,7 +318,7 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     {
         var consumer = FarmKeys.PrefetchConsumer(workerId);
         var result = await TaskStreamScripts.PrefetchNew.EvaluateAsync(redis.GetDatabase(), [stream], consumer);
-        return result.IsNull ? null : Parse(stream, consumer, [EntryOf((RedisResult[])result!)]) is { } shard ? shard with { Delivery = 0 } : null;
+        return result.IsNull ? null : Parse(stream, consumer, [EntryOf(((RedisResult[])result!)[0], ((RedisResult[])result!)[1])]) is { } shard ? shard with { Delivery = 0 } : null;
     }
 
     /// <summary>
@@ -221,21 +353,13 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
             var parts = (RedisResult[])result!;
             if (parts.Length < 4) continue; // a deleted entry, now off the pending list
             var previous = (string)parts[1]!;
-            if (Parse(stream, consumer, [EntryOf([parts[0], parts[3]])]) is { } shard)
+            if (Parse(stream, consumer, [EntryOf(parts[0], parts[3])]) is { } shard)
                 return shard with
                 {
                     Delivery = (long)parts[2],
                     LostBy = previous == FarmKeys.ReleasedConsumer || FarmKeys.IsPrefetchConsumer(previous) ? null : previous,
                 };
         }
-    }
-
-    /// <summary>A stream entry from a script's {id, {field, value, ...}}.</summary>
-    private static StreamEntry EntryOf(RedisResult[] entry)
-    {
-        var fields = (RedisResult[])entry[1]!;
-        return new StreamEntry((string)entry[0]!,
-            Enumerable.Range(0, fields.Length / 2).Select(i => new NameValueEntry((string)fields[2 * i]!, (byte[])fields[2 * i + 1]!)).ToArray());
     }
 
     /// <summary>
@@ -269,6 +393,14 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     /// <summary>Acknowledges a claimed shard: done with it (its job was cancelled while it ran, or it is not to run).</summary>
     public Task AcknowledgeAsync(ClaimedShard claimed) =>
         redis.GetDatabase().StreamAcknowledgeAsync(claimed.Stream, FarmKeys.WorkerGroup, claimed.EntryId);
+
+    /// <summary>A stream entry as a script returns it: its id, and its fields as a flat list of names and values.</summary>
+    private static StreamEntry EntryOf(RedisResult id, RedisResult fieldList)
+    {
+        var fields = (RedisResult[])fieldList!;
+        return new StreamEntry((string)id!,
+            Enumerable.Range(0, fields.Length / 2).Select(i => new NameValueEntry((string)fields[2 * i]!, (byte[])fields[2 * i + 1]!)).ToArray());
+    }
 
     private ClaimedShard? Parse(string stream, string consumer, StreamEntry[] entries)
     {

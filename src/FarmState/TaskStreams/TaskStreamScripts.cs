@@ -89,4 +89,55 @@ public static class TaskStreamScripts
         end
         return {{(int)ShardAdmission.Run}}
         """);
+
+    /// <summary>
+    /// Claims the next entry of the stream never delivered to any worker (what XREADGROUP &gt; would deliver) for
+    /// <c>consumer</c> — unless, for a while, another worker is the better one to run it. <c>mine</c> and <c>others</c>
+    /// list (one per line) the variants (<see cref="ShardEntry.Variant"/>: models, and models with a LoRA set) this
+    /// worker holds loaded and those other live workers hold. The entry is left, for at most <c>window</c> ms after it
+    /// was queued, when this worker does not hold its variant and another does, or when neither holds the variant and
+    /// another holds its model while this one does not. Returns the entry (id, fields) as claimed, the ms left to wait
+    /// (an integer) when it is left, or nil when there is none. Whoever takes it, it is claimed as a prefetch (as
+    /// <see cref="PrefetchNew"/>: no delivery counted until <see cref="StartPrefetched"/>): pending under its holder,
+    /// renewed, taken over after a lease.
+    /// </summary>
+    public static readonly FarmScript ReadPreferred = new("claim the next new entry, preferring warm workers",
+        ["stream"], ["consumer", "window", "mine", "others"],
+        $$"""
+        local last = nil
+        for _, group in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+          local name, id = nil, nil
+          for i = 1, #group, 2 do
+            if group[i] == 'name' then name = group[i + 1] elseif group[i] == 'last-delivered-id' then id = group[i + 1] end
+          end
+          if name == '{{Group}}' then last = id end
+        end
+        if not last then return false end
+        local next = redis.call('XRANGE', stream, '(' .. last, '+', 'COUNT', 1)
+        if #next == 0 then return false end
+        local variant = ''
+        local fields = next[1][2]
+        for i = 1, #fields, 2 do
+          if fields[i] == '{{ShardEntry.VariantField}}' then variant = fields[i + 1] end
+        end
+        if variant ~= '' then
+          local function set(text)
+            local s = {}
+            for v in string.gmatch(text, '[^\n]+') do s[v] = true end
+            return s
+          end
+          local held, elsewhere = set(mine), set(others)
+          local model = string.match(variant, '^[^|]*')
+          local time = redis.call('TIME')
+          local age = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) - tonumber(string.match(next[1][1], '^%d+'))
+          if not held[variant] and age < tonumber(window) and (elsewhere[variant] or (not held[model] and elsewhere[model])) then
+            return tonumber(window) - age
+          end
+        end
+        local read = redis.call('XREADGROUP', 'GROUP', '{{Group}}', consumer, 'COUNT', 1, 'STREAMS', stream, '>')
+        if not read or #read == 0 or #read[1][2] == 0 then return false end
+        local entry = read[1][2][1]
+        redis.call('XCLAIM', stream, '{{Group}}', consumer, 0, entry[1], 'RETRYCOUNT', 0, 'JUSTID')
+        return entry
+        """);
 }
