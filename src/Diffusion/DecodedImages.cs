@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using RenderFarm.Diffusion.Imaging;
 using RenderFarm.Diffusion.Lora;
+using RenderFarm.GenerationRules;
 
 namespace RenderFarm.Diffusion;
 

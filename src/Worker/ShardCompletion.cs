@@ -1,7 +1,7 @@
-using RenderFarm.Worker.Diagnostics;
 using Google.Protobuf;
 using RenderFarm.Diffusion;
 using RenderFarm.Protocol;
+using RenderFarm.Worker.Diagnostics;
 
 namespace RenderFarm.Worker;
 

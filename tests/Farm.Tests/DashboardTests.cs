@@ -84,6 +84,40 @@ public sealed class DashboardTests : IAsyncLifetime
         Assert.False(bobReads.IsSuccessStatusCode);
     }
 
+    [Fact]
+    public async Task A_batch_posted_as_json_is_queued_and_a_bad_one_is_a_400_with_the_message_grpc_gives()
+    {
+        // As the README's curl example: protobuf JSON names, a seed as a number and one as a string.
+        using var posted = await _http.SendAsync(Post("/v1/jobs", _alice,
+            """{"header": {"params": {"width": 64, "height": 64, "steps": 2}, "seeds": [1, "2"]}, "prompts": [{"prompt": "a"}, {"prompt": "b"}]}"""));
+        posted.EnsureSuccessStatusCode();
+        var job = await posted.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.Equal(4, job.GetProperty("imageCount").GetInt32());
+        Assert.Contains(job.GetProperty("jobId").GetString(), await JobIdsAsync(_alice));
+
+        // The same invalid batch over gRPC and over HTTP/JSON: refused with the same reason.
+        var header = new JobHeader { Params = new GenerationParams { Width = 65, Height = 64, Steps = 2 }, Seeds = { 1 } };
+        var refused = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => _farm.SubmitAsync(header, [new PromptItem { Prompt = "a" }],
+            headers: new Grpc.Core.Metadata { { ApiKeyInterceptor.Header, _alice } }));
+        Assert.Equal(Grpc.Core.StatusCode.InvalidArgument, refused.StatusCode);
+        using var bad = await _http.SendAsync(Post("/v1/jobs", _alice,
+            """{"header": {"params": {"width": 65, "height": 64, "steps": 2}, "seeds": [1]}, "prompts": [{"prompt": "a"}]}"""));
+        Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+        var error = await bad.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.Equal(refused.Status.Detail, error.GetProperty("message").GetString());
+    }
+
+    private static HttpRequestMessage Post(string path, string key, string json)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, path)
+        {
+            Version = HttpVersion.Version20, VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+            Content = new StringContent(json, System.Text.Encoding.UTF8, "application/json"),
+        };
+        request.Headers.Add(ApiKeyInterceptor.Header, key);
+        return request;
+    }
+
     private async Task<List<string>> JobIdsAsync(string key)
     {
         using var response = await _http.SendAsync(Get("/v1/jobs", key));
