@@ -206,10 +206,16 @@ public sealed class StableDiffusionPipeline : IDisposable
     /// <exception cref="ArgumentException">Invalid request (size not a multiple of 8, steps &lt; 1, unknown scheduler, no images,
     /// unreadable init or mask image, strength outside (0, 1], an inpainting UNet without a mask, a batch that mixes
     /// images with and without init images or masks, …).</exception>
-    public async Task<IReadOnlyList<GeneratedImage>> GenerateAsync(GenerationRequest request, IProgress<StepProgress>? progress = null, CancellationToken cancellationToken = default)
+    public Task<IReadOnlyList<GeneratedImage>> GenerateAsync(GenerationRequest request, IProgress<StepProgress>? progress = null, CancellationToken cancellationToken = default)
     {
-        using var decoded = await RenderAsync(request, progress, cancellationToken).ConfigureAwait(false);
-        return decoded.EncodePngs();
+        // Not an async method: an invalid request throws here, at the call, as documented, not from the task.
+        return EncodeAsync(RenderAsync(request, progress, cancellationToken));
+
+        static async Task<IReadOnlyList<GeneratedImage>> EncodeAsync(Task<DecodedImages> rendering)
+        {
+            using var decoded = await rendering.ConfigureAwait(false);
+            return decoded.EncodePngs();
+        }
     }
 
     /// <summary>

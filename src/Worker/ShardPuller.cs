@@ -81,7 +81,7 @@ public sealed class ShardPuller : IDisposable
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            _activity.Touch(); // polling, even while Redis is down, is progress (liveness)
+            _activity.Polled(); // polling, even while Redis is down, is progress (liveness) unless a render is in flight
             try
             {
                 if (await _breaker.ExecuteAsync(async _ => await TryClaimAsync(), cancellationToken) is { } shard) return shard;

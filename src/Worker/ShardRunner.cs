@@ -57,6 +57,7 @@ public sealed class ShardRunner(
         var shard = claimed.Shard;
         var reference = Reference(claimed);
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        using var rendering = activity.Rendering(); // the device's part: only its steps are progress now (liveness)
         // The render joins the trace of the submission that queued the shard (its traceparent, carried on Redis); the
         // images, sent after the device moved on, carry this span's.
         using var span = FarmTracing.Worker.StartActivity("render shard", System.Diagnostics.ActivityKind.Consumer, FarmTracing.ParentOf(shard.Traceparent));
