@@ -34,7 +34,7 @@ public sealed class TracingTests
             jobId = stdout.ToString().Trim().Split('\n')[^1].Trim();
         }
         await farm.WatchToEndAsync(jobId, TimeSpan.FromMinutes(2));
-        // Spans are exported when they end; the last store ends before its image's event is written.
+        // Spans are exported when they end; a store ends before its image is recorded (so before the job ends).
         var submit = Assert.Single(clientSpans, s => s.DisplayName == "farm submit");
         var trace = submit.TraceId;
 

@@ -146,13 +146,17 @@ public sealed class WorkerReportHandler(
             authority.Reject(session, "image", "bad_result", $"sends {problem} as image {image.Index} of shard {shard.JobId}/{shard.ShardIndex}");
             return false;
         }
-        // The store joins the job's trace: under the worker's render span (or, from older workers, the submission's).
-        using var activity = FarmTracing.Coordinator.StartActivity("store result", System.Diagnostics.ActivityKind.Internal,
-            FarmTracing.ParentOf(image.Traceparent.Length > 0 ? image.Traceparent : delivery.Shard.Traceparent));
-        activity?.SetTag("renderfarm.job_id", shard.JobId).SetTag("renderfarm.image", image.Index);
-        var admission = await jobs.AdmitResultAsync(shard.JobId, image.Index);
-        if (admission != ResultAdmission.Accepted) return false; // a deleted or cancelled job: nothing more is stored
-        var stored = await store.PutIfAbsentAsync(shard.JobId, image.Index, png, cancellationToken);
+        // The store joins the job's trace: under the worker's render span (or, from older workers, the submission's). It
+        // ends before the image is recorded, so a trace is whole by the time a watcher sees the image (or the job) done.
+        StoredObject stored;
+        using (var activity = FarmTracing.Coordinator.StartActivity("store result", System.Diagnostics.ActivityKind.Internal,
+                   FarmTracing.ParentOf(image.Traceparent.Length > 0 ? image.Traceparent : delivery.Shard.Traceparent)))
+        {
+            activity?.SetTag("renderfarm.job_id", shard.JobId).SetTag("renderfarm.image", image.Index);
+            var admission = await jobs.AdmitResultAsync(shard.JobId, image.Index);
+            if (admission != ResultAdmission.Accepted) return false; // a deleted or cancelled job: nothing more is stored
+            stored = await store.PutIfAbsentAsync(shard.JobId, image.Index, png, cancellationToken);
+        }
         var outcome = await jobs.RecordImageDoneAsync(shard.JobId, shard.ShardIndex, image.Index, session.WorkerId, stored.Sha256, stored.SizeBytes, image.RenderSeconds);
         if (outcome.Recorded)
         {
