@@ -152,8 +152,7 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
         foreach (var stream in streams.Distinct())
         {
             if (FarmKeys.ParseTaskStream(stream) is not var (model, priority)) continue;
-            var group = (await db.StreamGroupInfoAsync(stream)).FirstOrDefault(g => g.Name == FarmKeys.WorkerGroup);
-            if (group.Name is null) continue;
+            if (await WorkerGroupAsync(db, stream) is not { } group) continue;
             var pending = await db.StreamPendingAsync(stream, FarmKeys.WorkerGroup);
             var handedBack = pending.Consumers.FirstOrDefault(c => c.Name == FarmKeys.ReleasedConsumer).PendingMessageCount;
             // The oldest entry after the group's last delivered one; ids begin with their append time in ms.
@@ -184,9 +183,7 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
         {
             if (Rank(level) > Rank(priority)) break;
             var stream = FarmKeys.TaskStream(model, level);
-            if (!await db.KeyExistsAsync(stream)) continue;
-            var group = (await db.StreamGroupInfoAsync(stream)).FirstOrDefault(g => g.Name == FarmKeys.WorkerGroup);
-            if (group.Name is null) continue;
+            if (await WorkerGroupAsync(db, stream) is not { } group) continue;
             var entries = await db.StreamRangeAsync(stream, "(" + group.LastDeliveredId, "+", MaxEntriesEstimated);
             double before = 0, sinceOwn = 0;
             foreach (var entry in entries)
@@ -211,12 +208,15 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     /// <summary>Shards of one priority not yet delivered to any worker.</summary>
     public Task<long> WaitingAsync(string model, Priority priority) => WaitingOnAsync(FarmKeys.TaskStream(model, priority));
 
-    private async Task<long> WaitingOnAsync(string stream)
+    private async Task<long> WaitingOnAsync(string stream) =>
+        await WorkerGroupAsync(redis.GetDatabase(), stream) is { } group ? group.Lag ?? 0 : 0;
+
+    /// <summary>The workers' consumer group of a task stream; null when the stream or the group does not exist (yet).</summary>
+    private static async Task<StreamGroupInfo?> WorkerGroupAsync(IDatabase db, string stream)
     {
-        var db = redis.GetDatabase();
-        if (!await db.KeyExistsAsync(stream)) return 0;
+        if (!await db.KeyExistsAsync(stream)) return null;
         var group = (await db.StreamGroupInfoAsync(stream)).FirstOrDefault(g => g.Name == FarmKeys.WorkerGroup);
-        return group.Lag ?? 0;
+        return group.Name is null ? null : group;
     }
 
     // ---- Pulling (worker) ----
