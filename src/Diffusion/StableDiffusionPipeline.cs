@@ -52,6 +52,7 @@ public sealed class StableDiffusionPipeline : IDisposable
     private readonly DiffusionOptions _options;
     private readonly int _latentChannels;
     private readonly bool _xl;
+    private readonly int? _guidanceDim; // an LCM UNet's guidance embedding width (timestep_cond); null for others
     private readonly IReadOnlyList<OnnxComponent> _components;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly Workspace _workspace = new();
@@ -65,7 +66,7 @@ public sealed class StableDiffusionPipeline : IDisposable
     private bool _disposed;
 
     private StableDiffusionPipeline(string modelDirectory, ModelVariants variants, VaeDecoder vaeDecoder, VaeEncoder? vaeEncoder,
-        SchedulerConfig schedulerConfig, ModelProfile profile, DiffusionOptions options, int latentChannels, IReadOnlyList<OnnxComponent> components)
+        SchedulerConfig schedulerConfig, ModelProfile profile, DiffusionOptions options, int latentChannels, int? guidanceDim, IReadOnlyList<OnnxComponent> components)
     {
         ModelDirectory = modelDirectory;
         _components = components;
@@ -78,6 +79,7 @@ public sealed class StableDiffusionPipeline : IDisposable
         _options = options;
         _latentChannels = latentChannels;
         _xl = variants.Base.Prompts.Stages.Count > 1;
+        _guidanceDim = guidanceDim;
     }
 
     public string ModelDirectory { get; }
@@ -90,6 +92,18 @@ public sealed class StableDiffusionPipeline : IDisposable
 
     /// <summary>True when the UNet is an inpainting UNet (latents + mask + masked-image latents): requests need a mask.</summary>
     public bool IsInpaintingModel => _unet.InChannels is int c && c != _latentChannels;
+
+    /// <summary>
+    /// True when the UNet is LCM-distilled: it takes the guidance scale as an embedding (<c>timestep_cond</c>) and
+    /// never runs classifier-free guidance, so negative prompts have no effect.
+    /// </summary>
+    public bool EmbedsGuidance => _guidanceDim is not null;
+
+    /// <summary>
+    /// Whether a request at <paramref name="guidanceScale"/> runs classifier-free guidance ([negative; positive] rows):
+    /// only above 1 (diffusers' do_classifier_free_guidance), and never on an LCM UNet.
+    /// </summary>
+    public bool UsesClassifierFreeGuidance(float guidanceScale) => guidanceScale > 1f && !EmbedsGuidance;
 
     /// <summary>True when the directory has a VAE encoder, so img2img and inpainting requests can run.</summary>
     public bool SupportsInitImages => _vaeEncoder is not null;
@@ -178,7 +192,7 @@ public sealed class StableDiffusionPipeline : IDisposable
             var vaeDecoder = new VaeDecoder(Open("vae_decoder"));
             var vaeEncoder = Has("vae_encoder") ? new VaeEncoder(Open("vae_encoder")) : null;
             int latentChannels = CheckCompatible(unet, vaeDecoder);
-            UNetConditioning.Check(unet, unetComponent, stages.Count > 1 && stages[^1].Encoder.PooledName is not null);
+            int? guidanceDim = UNetConditioning.Check(unet, unetComponent, stages.Count > 1 && stages[^1].Encoder.PooledName is not null, modelDirectory);
             if (stages.Count > 1 && stages.Any(s => s.Encoder.HiddenStateNames.Count == 0))
             {
                 throw new ModelLoadException("An SDXL model needs hidden_states.N outputs from both text encoders (their penultimate layers condition the unet).")
@@ -188,7 +202,7 @@ public sealed class StableDiffusionPipeline : IDisposable
             }
             var prompts = new PromptEncoder(stages, penultimateByDefault: stages.Count > 1);
             variants.SetBase(new ModelVariant(LoraSet.Empty, prompts, unet, [], [], TimeSpan.Zero));
-            return new StableDiffusionPipeline(modelDirectory, variants, vaeDecoder, vaeEncoder, schedulerConfig, profile, options, latentChannels,
+            return new StableDiffusionPipeline(modelDirectory, variants, vaeDecoder, vaeEncoder, schedulerConfig, profile, options, latentChannels, guidanceDim,
                 disposables.OfType<OnnxComponent>().ToArray());
         }
         catch
@@ -298,7 +312,7 @@ public sealed class StableDiffusionPipeline : IDisposable
         using var terminateOnCancel = cancellationToken.Register(() => runOptions.Terminate = true);
         try
         {
-            bool guided = request.GuidanceScale > 1f;
+            bool guided = UsesClassifierFreeGuidance(request.GuidanceScale);
             bool alone = Batching == ModelBatching.Image;
             // The images that share model runs: each image alone, or runs of consecutive images with one LoRA set (one
             // UNet batch cannot mix weights), each rendered by the model variant of its set.
@@ -388,7 +402,7 @@ public sealed class StableDiffusionPipeline : IDisposable
             throw new InvalidOperationException(
                 $"The text encoder produces {embeddings.HiddenSize}-wide states but the UNet expects {expected}; the components do not belong together.");
         }
-        return UNetConditioning.Build(_unet, embeddings, prompts.Length, request.Width, request.Height);
+        return UNetConditioning.Build(_unet, new(embeddings, prompts.Length, request.Width, request.Height, request.GuidanceScale), _guidanceDim);
     }
 
     /// <summary>

@@ -28,6 +28,8 @@ public sealed record SdxlConditioning(int TextEmbedDim, int AdditionTimeEmbedDim
 /// <summary>
 /// diffusers UNet2DConditionModel. Per down block i: BlockOut[i] channels, CrossAttention[i] (CrossAttnDownBlock2D vs
 /// DownBlock2D), Heads[i] attention heads, TransformerLayers[i] transformer blocks; up blocks mirror them.
+/// <see cref="TimeCondProjDim"/> (LCM-distilled UNets): a timestep_cond input [B, dim] (the guidance embedding) added to
+/// the timestep embedding through time_embedding.cond_proj.
 /// </summary>
 public sealed record UNetConfig(
     int InChannels,
@@ -41,7 +43,8 @@ public sealed record UNetConfig(
     bool LinearProjection = false,
     int NormGroups = 32,
     double NormEps = 1e-5,
-    SdxlConditioning? Sdxl = null)
+    SdxlConditioning? Sdxl = null,
+    int? TimeCondProjDim = null)
 {
     public int TimeEmbedDim => BlockOut[0] * 4;
     public int TransformerLayersAt(int block) => TransformerLayers?[block] ?? 1;
@@ -61,6 +64,13 @@ public sealed record VaeConfig(
 }
 
 public enum ModelFamily { StableDiffusion, StableDiffusionInpaint, StableDiffusion2, StableDiffusionXL }
+
+/// <summary>
+/// A few-step distilled model, by what its scheduler config says: LCM (LCMScheduler, original_inference_steps 50,
+/// timestep_scaling 10, as LCM_Dreamshaper_v7's) or Turbo (EulerDiscreteScheduler with trailing spacing, as
+/// sd-turbo's and sdxl-turbo's).
+/// </summary>
+public enum Distillation { None, Lcm, Turbo }
 
 /// <summary>
 /// Everything that defines one model directory. All widths live here; the builders hard-code none.
@@ -85,7 +95,8 @@ public sealed record PresetDefinition(
     int SampleSize = 64,
     ElementType ComputeType = ElementType.Float,
     bool FullSize = false,
-    bool FusedAttention = false)
+    bool FusedAttention = false,
+    Distillation Distillation = Distillation.None)
 {
     /// <summary>SDXL's UNet cross-attends to both encoders' penultimate states, concatenated.</summary>
     public int ContextDim => UNet.ContextDim;

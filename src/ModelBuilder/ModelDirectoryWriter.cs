@@ -171,8 +171,12 @@ public static class ModelDirectoryWriter
         Json.Write(Path.Combine(dir, "model_index.json"), index);
     }
 
-    private static string SchedulerClass(PresetDefinition p) =>
-        p.Family == ModelFamily.StableDiffusionXL ? "EulerDiscreteScheduler" : "PNDMScheduler";
+    private static string SchedulerClass(PresetDefinition p) => p.Distillation switch
+    {
+        Distillation.Lcm => "LCMScheduler",
+        Distillation.Turbo => "EulerDiscreteScheduler",
+        _ => p.Family == ModelFamily.StableDiffusionXL ? "EulerDiscreteScheduler" : "PNDMScheduler",
+    };
 
     private static void WriteScheduler(PresetDefinition p, string dir)
     {
@@ -193,10 +197,22 @@ public static class ModelDirectoryWriter
             ["timestep_spacing"] = "leading",
             ["trained_betas"] = null,
         };
-        if (p.Family == ModelFamily.StableDiffusionXL)
+        if (p.Family == ModelFamily.StableDiffusionXL || p.Distillation == Distillation.Turbo)
         {
             config["interpolation_type"] = "linear";
             config["use_karras_sigmas"] = false;
+        }
+        if (p.Distillation == Distillation.Turbo)
+        {
+            config["timestep_spacing"] = "trailing";
+        }
+        if (p.Distillation == Distillation.Lcm)
+        {
+            config.Remove("skip_prk_steps");
+            config["clip_sample_range"] = 1.0;
+            config["original_inference_steps"] = 50;
+            config["set_alpha_to_one"] = true;
+            config["timestep_scaling"] = 10.0;
         }
         Json.Write(Path.Combine(dir, "scheduler_config.json"), config);
     }
@@ -253,6 +269,7 @@ public static class ModelDirectoryWriter
                     ["out_channels"] = u.OutChannels,
                     ["projection_class_embeddings_input_dim"] = u.Sdxl?.ProjectionInputDim,
                     ["sample_size"] = p.SampleSize,
+                    ["time_cond_proj_dim"] = u.TimeCondProjDim,
                     ["transformer_layers_per_block"] = u.BlockOut.Select((_, i) => u.TransformerLayersAt(i)).ToArray(),
                     ["up_block_types"] = u.CrossAttention.Reverse().Select(a => a ? "CrossAttnUpBlock2D" : "UpBlock2D").ToArray(),
                     ["use_linear_projection"] = u.LinearProjection,

@@ -67,6 +67,19 @@ public static class ModelPresets
                 Sdxl: new SdxlConditioning(TextEmbedDim: 32, AdditionTimeEmbedDim: 8)),
             Vae = TinyVae with { ScalingFactor = 0.13025 },
         },
+        Tiny with
+        {
+            Name = "tiny-lcm", Distillation = Distillation.Lcm,
+            Description = "tiny LCM-distilled: UNet with timestep_cond (time_cond_proj_dim 16, time_embedding.cond_proj), LCMScheduler config",
+            UNet = TinyUNet with { TimeCondProjDim = 16 },
+        },
+        Tiny with
+        {
+            Name = "tiny-turbo", Family = ModelFamily.StableDiffusion2, Distillation = Distillation.Turbo,
+            Description = "SD-Turbo structure: tiny-sd2's encoders and UNet, epsilon prediction, Euler with trailing timestep spacing",
+            TextEncoder = new TextEncoderConfig(Hidden: 1024, Layers: 1, Heads: 16, Intermediate: 256, Act: Activation.Gelu),
+            UNet = TinyUNet with { Heads = [2, 4], LinearProjection = true, ContextDim = 1024 },
+        },
         Sd15,
         Sd15 with
         {

@@ -67,6 +67,37 @@ public class ModelDirectoryWriterTests : IDisposable
     }
 
     [Fact]
+    public void TheLcmPresetDeclaresAnLcmSchedulerAndTheUNetsGuidanceEmbeddingWidth()
+    {
+        string dir = Path.Combine(_root, "tiny-lcm");
+        ModelPresets.Write("tiny-lcm", dir);
+        using var scheduler = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "scheduler/scheduler_config.json")));
+        var s = scheduler.RootElement;
+        Assert.Equal("LCMScheduler", s.GetProperty("_class_name").GetString());
+        Assert.Equal(50, s.GetProperty("original_inference_steps").GetInt32());
+        Assert.Equal(10.0, s.GetProperty("timestep_scaling").GetDouble());
+        Assert.True(s.GetProperty("set_alpha_to_one").GetBoolean());
+        using var unet = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "unet/config.json")));
+        Assert.Equal(16, unet.RootElement.GetProperty("time_cond_proj_dim").GetInt32());
+        var weights = new OnnxWeights(Path.Combine(dir, "unet", "model.onnx"));
+        Assert.Equal([16L, 32L], weights.Dims("time_embedding.cond_proj.weight")); // stored [in, out], as torch exports MatMul weights
+        Assert.DoesNotContain("time_embedding.cond_proj.bias", weights.Names);
+    }
+
+    [Fact]
+    public void TheTurboPresetDeclaresEulerWithTrailingSpacingAndPlainUNetsDeclareNoGuidanceEmbedding()
+    {
+        string dir = Path.Combine(_root, "tiny-turbo");
+        ModelPresets.Write("tiny-turbo", dir);
+        using var scheduler = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "scheduler/scheduler_config.json")));
+        Assert.Equal("EulerDiscreteScheduler", scheduler.RootElement.GetProperty("_class_name").GetString());
+        Assert.Equal("trailing", scheduler.RootElement.GetProperty("timestep_spacing").GetString());
+        Assert.Equal("epsilon", scheduler.RootElement.GetProperty("prediction_type").GetString());
+        using var unet = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "unet/config.json")));
+        Assert.Equal(JsonValueKind.Null, unet.RootElement.GetProperty("time_cond_proj_dim").ValueKind);
+    }
+
+    [Fact]
     public void WriteRefusesANonEmptyDirectoryAndLeavesItUntouched()
     {
         string dir = Path.Combine(_root, "occupied");
@@ -109,7 +140,7 @@ public class ModelDirectoryWriterTests : IDisposable
 
     [Fact]
     public void ListsTinyFirstAndEveryRequestedPreset() =>
-        Assert.Equal(["tiny", "tiny-inpaint", "tiny-fp16", "tiny-int64-timestep", "tiny-sd2", "tiny-mha", "tiny-sdxl", "sd15", "sd15-fp16", "sd15-fp16-mha"], ModelPresets.Names);
+        Assert.Equal(["tiny", "tiny-inpaint", "tiny-fp16", "tiny-int64-timestep", "tiny-sd2", "tiny-mha", "tiny-sdxl", "tiny-lcm", "tiny-turbo", "sd15", "sd15-fp16", "sd15-fp16-mha"], ModelPresets.Names);
 
     [Fact]
     public void ExternalDataModelsLoadAndComputeTheSameAsInlineOnes()

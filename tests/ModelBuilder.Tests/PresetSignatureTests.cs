@@ -11,7 +11,8 @@ namespace RenderFarm.ModelBuilder.Tests;
 public class PresetSignatureTests(ModelDirectoryFixture models)
 {
     /// <summary>What the design table says per preset: float type, timestep type, input_ids type, UNet channels, context.</summary>
-    public sealed record Expectation(string Preset, Type Float, Type Timestep, Type Ids, int UNetIn, int Context, int Hidden, bool Sdxl);
+    /// <param name="TimeCond">An LCM UNet's timestep_cond width (time_cond_proj_dim), or null.</param>
+    public sealed record Expectation(string Preset, Type Float, Type Timestep, Type Ids, int UNetIn, int Context, int Hidden, bool Sdxl, int? TimeCond = null);
 
     private static readonly Dictionary<string, Expectation> Table = new[]
     {
@@ -22,6 +23,8 @@ public class PresetSignatureTests(ModelDirectoryFixture models)
         new Expectation("tiny-sd2", typeof(float), typeof(float), typeof(int), 4, 1024, 1024, false),
         new Expectation("tiny-mha", typeof(float), typeof(float), typeof(int), 4, 32, 32, false),
         new Expectation("tiny-sdxl", typeof(float), typeof(float), typeof(int), 4, 64, 32, true),
+        new Expectation("tiny-lcm", typeof(float), typeof(float), typeof(int), 4, 32, 32, false, TimeCond: 16),
+        new Expectation("tiny-turbo", typeof(float), typeof(float), typeof(int), 4, 1024, 1024, false),
         new Expectation("sd15", typeof(float), typeof(float), typeof(int), 4, 768, 768, false),
         new Expectation("sd15-fp16", typeof(Float16), typeof(Float16), typeof(int), 4, 768, 768, false),
         new Expectation("sd15-fp16-mha", typeof(Float16), typeof(Float16), typeof(int), 4, 768, 768, false),
@@ -52,6 +55,7 @@ public class PresetSignatureTests(ModelDirectoryFixture models)
                     new("timestep", e.Timestep, [-1]),
                     new("encoder_hidden_states", e.Float, [-1, -1, e.Context]),
                     .. e.Sdxl ? new Signature[] { new("text_embeds", e.Float, [-1, sdxlEmbeds]), new("time_ids", e.Float, [-1, 6]) } : [],
+                    .. e.TimeCond is int cond ? new Signature[] { new("timestep_cond", e.Float, [-1, cond]) } : [],
                 ],
                 [new("out_sample", e.Float, [-1, 4, -1, -1])]),
             "vae_decoder" => ([new("latent_sample", e.Float, [-1, 4, -1, -1])], [new("sample", e.Float, [-1, 3, -1, -1])]),
@@ -124,6 +128,8 @@ public class PresetSignatureTests(ModelDirectoryFixture models)
                 feed.Add(Ort.Input(s, "text_embeds", [2, 32], Ort.Random(64, 3)));
                 feed.Add(Ort.Input(s, "time_ids", [2, 6], [64, 64, 0, 0, 64, 64, 64, 64, 0, 0, 64, 64]));
             }
+            if (e.TimeCond is int cond)
+                feed.Add(Ort.Input(s, "timestep_cond", [2, cond], Ort.Random(2 * cond, 6)));
             var r = Ort.Run(s, feed.ToArray());
             AssertFinite(r["out_sample"], [2, 4, 8, 8]);
         }

@@ -130,6 +130,8 @@ public class ReferenceForwardTests(ModelDirectoryFixture models)
         int embedDim = c.Sdxl?.TextEmbedDim ?? 0;
         var textEmbeds = Representable(def, Ort.Random(batch * embedDim, 23));
         float[] timeIds = [64, 32, 0, 0, 64, 32, 48, 48, 8, 8, 64, 64];
+        int condDim = c.TimeCondProjDim ?? 0;
+        var timestepCond = Representable(def, Ort.Random(batch * condDim, 24));
         const float timestep = 601; // an integer, exact in float16 and int64 alike
 
         using var s = Ort.Open(path);
@@ -144,6 +146,8 @@ public class ReferenceForwardTests(ModelDirectoryFixture models)
             feed.Add(Ort.Input(s, "text_embeds", [batch, embedDim], textEmbeds));
             feed.Add(Ort.Input(s, "time_ids", [batch, 6], timeIds));
         }
+        if (condDim > 0)
+            feed.Add(Ort.Input(s, "timestep_cond", [batch, condDim], timestepCond));
         var actual = Ort.Run(s, feed.ToArray())["out_sample"].Values;
 
         var reference = new ReferenceModel(new OnnxWeights(path));
@@ -151,7 +155,7 @@ public class ReferenceForwardTests(ModelDirectoryFixture models)
         {
             var x = new Img(ToDouble(Batch(sample, b, batch)), c.InChannels, h, w);
             var expected = reference.UNet(x, timestep, ToDouble(Batch(context, b, batch)), seq, c,
-                ToDouble(Batch(textEmbeds, b, batch)), ToDouble(Batch(timeIds, b, batch)));
+                ToDouble(Batch(textEmbeds, b, batch)), ToDouble(Batch(timeIds, b, batch)), ToDouble(Batch(timestepCond, b, batch)));
             AssertClose(expected.D, Batch(actual, b, batch), $"out_sample[{b}]", def);
         }
     }

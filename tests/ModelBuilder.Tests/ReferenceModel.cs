@@ -100,11 +100,14 @@ internal sealed class ReferenceModel(OnnxWeights w)
 
     /// <summary>One sample of UNet2DConditionModel. <paramref name="context"/> is [S·Cctx].</summary>
     public Img UNet(Img sample, double timestep, double[] context, int contextLength, UNetConfig c,
-        double[]? textEmbeds = null, double[]? timeIds = null)
+        double[]? textEmbeds = null, double[]? timeIds = null, double[]? timestepCond = null)
     {
         int n = c.BlockOut.Length, c0 = c.BlockOut[0], g = c.NormGroups;
         double eps = c.NormEps;
-        var emb = TimestepMlp(SinusoidalEmbedding(timestep, c0), "time_embedding");
+        var timeProj = SinusoidalEmbedding(timestep, c0);
+        if (c.TimeCondProjDim is int condDim) // TimestepEmbedding: sample + cond_proj(condition), before linear_1
+            timeProj = AddInto(timeProj, Linear(timestepCond!, 1, condDim, c0, "time_embedding.cond_proj", bias: false));
+        var emb = TimestepMlp(timeProj, "time_embedding");
         if (c.Sdxl is { } sdxl)
         {
             var add = new List<double>(textEmbeds!);

@@ -6,7 +6,7 @@ namespace RenderFarm.ModelBuilder.Components;
 /// diffusers UNet2DConditionModel: sinusoidal timestep embedding (flip_sin_to_cos, shift 0) → linear-SiLU-linear,
 /// conv_in, down blocks (ResNet [+ Transformer2D]) with strided-conv downsampling, a ResNet-Transformer-ResNet mid block,
 /// up blocks concatenating the skips with nearest ×2 upsampling, then GroupNorm, SiLU, conv_out.
-/// SDXL adds text_embeds/time_ids through add_embedding.
+/// SDXL adds text_embeds/time_ids through add_embedding; an LCM UNet adds timestep_cond through time_embedding.cond_proj.
 /// </summary>
 public static class UNetBuilder
 {
@@ -24,6 +24,8 @@ public static class UNetBuilder
             textEmbeds = g.AddInput("text_embeds", floatType, "batch", sdxl.TextEmbedDim);
             timeIds = g.AddInput("time_ids", floatType, "batch", sdxl.TimeIdCount);
         }
+        // LCM (optimum's export order: after SDXL's inputs).
+        string? timestepCond = c.TimeCondProjDim is int condDim ? g.AddInput("timestep_cond", floatType, "batch", condDim) : null;
 
         string x = g.ToCompute("input", sample, floatType);
         string ctx = g.ToCompute("input", context, floatType);
@@ -31,6 +33,12 @@ public static class UNetBuilder
         // Time embedding.
         long c0 = c.BlockOut[0], tembDim = c.TimeEmbedDim;
         string tproj = g.TimestepEmbedding("time_proj", timestep, timestepType, c0, true, 0);
+        if (timestepCond is not null)
+        {
+            // TimestepEmbedding(cond_proj_dim=…): sample + cond_proj(condition), a bias-free linear, before linear_1.
+            tproj = g.Add("time_embedding", tproj,
+                g.Linear(g.ToCompute("time_embedding", timestepCond, floatType), "time_embedding.cond_proj", c.TimeCondProjDim!.Value, c0, bias: false));
+        }
         string emb = TimestepMlp(g, tproj, "time_embedding", c0, tembDim);
         if (c.Sdxl is { } s && textEmbeds is not null && timeIds is not null)
         {
