@@ -42,6 +42,30 @@ public class LcmSchedulerTests
     }
 
     [Fact]
+    public void OriginalInferenceStepsAndTimestepScalingComeFromTheConfig()
+    {
+        // k = 1000 / 20 = 50: origin 49, 99, …, 999 reversed; 3 steps at floor(linspace(0, 20, 3, endpoint=False)) = 0, 6, 13
+        var scheduler = new LcmScheduler(SchedulerConfig.StableDiffusion with { OriginalInferenceSteps = 20, TimestepScaling = 5 });
+        scheduler.SetTimesteps(3);
+        Assert.Equal([999.0, 699, 349], scheduler.Timesteps);
+        var result = scheduler.Step([0.2f], 2, [0.7f]);
+        double a = AlphasCumprod[349];
+        double x0 = (0.7 - Math.Sqrt(1 - a) * 0.2) / Math.Sqrt(a);
+        double t = 349 * 5.0;
+        Reference.AssertClose([t / Math.Sqrt(t * t + 0.25) * x0 + 0.25 / (t * t + 0.25) * 0.7], result.PrevSample);
+    }
+
+    [Fact]
+    public void ParsedFromAnLcmSchedulerConfig()
+    {
+        var config = SchedulerConfig.Parse("""{"_class_name": "LCMScheduler", "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "original_inference_steps": 25, "timestep_scaling": 7.5, "set_alpha_to_one": true}""");
+        Assert.Equal((25, 7.5, true), (config.OriginalInferenceSteps, config.TimestepScaling, config.SetAlphaToOne));
+        var scheduler = new LcmScheduler(config);
+        scheduler.SetTimesteps(2);
+        Assert.Equal([999.0, 479], scheduler.Timesteps); // k = 40: indices 0, 12 of 999, 959, …, 39
+    }
+
+    [Fact]
     public void TheLastStepReturnsTheDenoisedSampleWithoutNoise()
     {
         var scheduler = Create(2);
