@@ -62,7 +62,7 @@ public class LcmSchedulerTests
         Assert.Equal((25, 7.5, true), (config.OriginalInferenceSteps, config.TimestepScaling, config.SetAlphaToOne));
         var scheduler = new LcmScheduler(config);
         scheduler.SetTimesteps(2);
-        Assert.Equal([999.0, 479], scheduler.Timesteps); // k = 40: indices 0, 12 of 999, 959, …, 39
+        Assert.Equal([999.0, 519], scheduler.Timesteps); // k = 40: indices 0, 12 of 999, 959, …, 39
     }
 
     [Fact]
