@@ -55,6 +55,7 @@ public sealed class CoordinatorLink : BackgroundService
             MemoryBytes = device.MemoryBytes,
         };
         _hello.Models.AddRange(models.Names);
+        _hello.SamplingDefaults.AddRange(models.SamplingDefaults());
     }
 
     private static readonly TimeSpan HeartbeatEvery = TimeSpan.FromSeconds(5);

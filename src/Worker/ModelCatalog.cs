@@ -70,6 +70,29 @@ public sealed class ModelCatalog : IDisposable
 
     public IReadOnlyCollection<string> Names => _directories.Keys;
 
+    /// <summary>
+    /// The settings each model whose directory declares a few-step distilled model (LCM, Turbo) renders with when a
+    /// submission leaves them to it (<see cref="ModelSampling"/>): read from the directories' config files, no load.
+    /// An unreadable config is left to the model's load to report.
+    /// </summary>
+    public IReadOnlyList<SamplingDefaults> SamplingDefaults()
+    {
+        var list = new List<SamplingDefaults>();
+        foreach (var (name, directory) in _directories.Where(d => Directory.Exists(d.Value)).OrderBy(d => d.Key, StringComparer.Ordinal))
+        {
+            try
+            {
+                if (ModelSampling.ReadDefaults(directory) is { } d)
+                    list.Add(new SamplingDefaults { Model = name, Scheduler = d.Scheduler, Steps = (uint)d.Steps, GuidanceScale = d.GuidanceScale, Kind = d.Kind });
+            }
+            catch (ModelLoadException ex)
+            {
+                _logger.LogWarning("Model {Model}: its sampling defaults cannot be read: {Reason}", name, ex.Message);
+            }
+        }
+        return list;
+    }
+
     /// <summary>Farm:ModelMemoryBudget: bytes the loaded models and variants may take; 0 = no limit.</summary>
     public long Budget => _budget;
 

@@ -55,7 +55,7 @@ public static class SubmitCommand
         var inputsText = inputImagesSent > 0 ? $"; {inputImagesSent} input images" : "";
         err.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"submitted job {response.JobId}: {response.ImageCount} images in {response.ShardCount} shards " +
-            $"({count.Prompts} prompts from {source.DisplayName}; {generation.Width}x{generation.Height}, {generation.Steps} steps{inputsText})"));
+            $"({count.Prompts} prompts from {source.DisplayName}; {generation.Width}x{generation.Height}, {StepsText(plan)}{inputsText})"));
         if (plan.Seeds is { IsRandom: true } seedPlan)
         {
             var hint = seedPlan.Seeds.Count == 1
@@ -84,6 +84,11 @@ public static class SubmitCommand
         var pullCode = await PullCommand.PullAsync(context, response.JobId, settings.OutDir, context.Error, json: false, cancellationToken);
         return pullCode != ExitCodes.Ok ? pullCode : watchCode;
     }
+
+    /// <summary>"20 steps", or "the model's steps (20 unless it has its own)" when steps were left to the model.</summary>
+    private static string StepsText(JobPlan plan) => plan.Settings.LeftToModel is { Steps: true }
+        ? string.Create(CultureInfo.InvariantCulture, $"the model's steps ({plan.Generation.Steps} unless it has its own)")
+        : string.Create(CultureInfo.InvariantCulture, $"{plan.Generation.Steps} steps");
 
     private static async Task<int> WaitQuietlyAsync(CommandContext context, string jobId, CancellationToken cancellationToken)
     {

@@ -8,6 +8,9 @@ public sealed class FarmSettings(FarmCliHost host)
 {
     private ConfigFile? _file;
 
+    /// <summary>The <see cref="Setting.Source"/> of a value that is the key's built-in default.</summary>
+    public const string DefaultSource = "default";
+
     public ConfigFile File => _file ??= ConfigFile.Load(ConfigFile.DefaultPath(host.GetEnvironmentVariable));
 
     /// <param name="flagValue">The flag's value as typed, or null when the flag was not given.</param>
@@ -28,7 +31,7 @@ public sealed class FarmSettings(FarmCliHost host)
 
         return File[key] is { } fromFile
             ? new Setting(key, fromFile, "config file")
-            : new Setting(key, key.Default, "default");
+            : new Setting(key, key.Default, DefaultSource);
     }
 
     public string? Get(ConfigKey key, string? flagValue = null) => Resolve(key, flagValue).Value;

@@ -49,10 +49,12 @@ public static class DryRunReport
                 $"({count.PromptsWithInitImage} of {count.Prompts} prompts start from an image)"));
         }
 
+        var leftText = settings.LeftToModelText.Length == 0 ? ""
+            : $" ({settings.LeftToModelText}: the model's own if its workers declare any, as LCM and Turbo models do)";
         var strengthText = generation.Strength > 0 ? string.Create(inv, $" strength={generation.Strength}") : "";
         output.WriteLine(string.Create(inv,
             $"params:    model={(generation.Model.Length == 0 ? "(coordinator default)" : generation.Model)} " +
-            $"size={generation.Width}x{generation.Height} steps={generation.Steps} guidance={generation.GuidanceScale} scheduler={generation.Scheduler}{strengthText}"));
+            $"size={generation.Width}x{generation.Height} steps={generation.Steps} guidance={generation.GuidanceScale} scheduler={generation.Scheduler}{strengthText}{leftText}"));
         if (!string.IsNullOrEmpty(settings.Label))
         {
             output.WriteLine($"label:     {settings.Label}");

@@ -99,6 +99,7 @@ public sealed class JobPlan
             Priority = Settings.Priority,
             WebhookUrl = Settings.Webhook ?? "",
             PreviewEvery = (uint)Settings.PreviewEvery,
+            LeftToModel = Settings.LeftToModel,
         };
         header.Seeds.AddRange(Seeds.Seeds);
         return header;

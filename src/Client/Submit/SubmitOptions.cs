@@ -216,17 +216,20 @@ public sealed class SubmitOptions
     public SubmitSettings Read(ParseResult parseResult, FarmSettings config)
     {
         var inv = CultureInfo.InvariantCulture;
+        var steps = config.Resolve(ConfigKeys.Steps, parseResult.GetValue(Steps)?.ToString(inv));
+        var guidance = config.Resolve(ConfigKeys.Guidance, parseResult.GetValue(Guidance)?.ToString(inv));
+        var scheduler = config.Resolve(ConfigKeys.Scheduler, parseResult.GetValue(Scheduler));
         return new SubmitSettings(
             File: parseResult.GetRequiredValue(File),
-            Steps: int.Parse(config.Get(ConfigKeys.Steps, parseResult.GetValue(Steps)?.ToString(inv))!, inv),
-            Guidance: float.Parse(config.Get(ConfigKeys.Guidance, parseResult.GetValue(Guidance)?.ToString(inv))!, inv),
+            Steps: int.Parse(steps.Value!, inv),
+            Guidance: float.Parse(guidance.Value!, inv),
             Size: ImageSize.TryParse(config.Get(ConfigKeys.Size, parseResult.GetValue(Size)?.ToString())!, out _)!.Value,
             Seed: parseResult.GetValue(Seed),
             Seeds: parseResult.GetValue(Seeds),
             SeedCount: parseResult.GetValue(SeedCount),
             ImagesPerPrompt: parseResult.GetValue(ImagesPerPrompt),
             Negative: parseResult.GetValue(Negative),
-            Scheduler: config.Get(ConfigKeys.Scheduler, parseResult.GetValue(Scheduler))!,
+            Scheduler: scheduler.Value!,
             Model: config.Get(ConfigKeys.Model, parseResult.GetValue(Model)) ?? "",
             Label: parseResult.GetValue(Label),
             Format: parseResult.GetValue(Format),
@@ -239,6 +242,13 @@ public sealed class SubmitOptions
             Inputs: new InputImageDefaults(parseResult.GetValue(InitImage), parseResult.GetValue(Mask), parseResult.GetValue(Strength)),
             Webhook: parseResult.GetValue(Webhook),
             Loras: parseResult.GetValue(Loras),
-            PreviewEvery: parseResult.GetValue(Previews) ?? 0);
+            PreviewEvery: parseResult.GetValue(Previews) ?? 0,
+            // What only the built-in default gave is the model's to choose (an LCM or Turbo model's few steps and low guidance).
+            LeftToModel: new Protocol.LeftToModel
+            {
+                Steps = steps.Source == FarmSettings.DefaultSource,
+                GuidanceScale = guidance.Source == FarmSettings.DefaultSource,
+                Scheduler = scheduler.Source == FarmSettings.DefaultSource,
+            });
     }
 }

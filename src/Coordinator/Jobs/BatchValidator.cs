@@ -15,14 +15,15 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
 {
     private readonly CoordinatorOptions _limits = options.Value;
 
-    /// <summary>Validates the header and returns it with defaults filled in.</summary>
-    public JobHeader Normalize(JobHeader header)
+    /// <summary>
+    /// Validates the header and returns it with defaults filled in: the coordinator's model and scheduler where none
+    /// is named, and the settings it leaves to the model (<see cref="JobHeader.LeftToModel"/>) from
+    /// <paramref name="reported"/> (the workers' sampling defaults per model).
+    /// </summary>
+    public JobHeader Normalize(JobHeader header, IReadOnlyDictionary<string, SamplingDefaults>? reported = null)
     {
-        var p = header.Params?.Clone() ?? throw Invalid("params is required");
-        if (p.InputMode != InputMode.Text)
-            throw Invalid("params.input_mode is set by the coordinator from the prompts' init_image and mask_image; leave it unset");
-        if (p.Model.Length == 0) p.Model = _limits.DefaultModel;
-        if (p.Scheduler.Length == 0) p.Scheduler = SchedulerNames.Default;
+        var p = Filled(header);
+        Sampling(header, reported).Apply(p);
         CheckParams(p, "params");
         var normalized = header.Clone();
         normalized.Params = p;
@@ -46,10 +47,29 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
     }
 
     /// <summary>
+    /// What fills the header's settings left to the model, for the header's model and any model a prompt names
+    /// (<see cref="ParamsFor"/>); the submitted values stand for a model no worker described.
+    /// </summary>
+    public ModelSamplingDefaults Sampling(JobHeader header, IReadOnlyDictionary<string, SamplingDefaults>? reported) =>
+        new(header.LeftToModel, Filled(header), reported ?? new Dictionary<string, SamplingDefaults>(), _limits.MaxSteps);
+
+    /// <summary>The header's params with the coordinator's model and scheduler where it names none.</summary>
+    private GenerationParams Filled(JobHeader header)
+    {
+        var p = header.Params?.Clone() ?? throw Invalid("params is required");
+        if (p.InputMode != InputMode.Text)
+            throw Invalid("params.input_mode is set by the coordinator from the prompts' init_image and mask_image; leave it unset");
+        if (p.Model.Length == 0) p.Model = _limits.DefaultModel;
+        if (p.Scheduler.Length == 0) p.Scheduler = SchedulerNames.Default;
+        return p;
+    }
+
+    /// <summary>
     /// The settings a prompt's images render with: the header's, overridden by the prompt's own (validated with the
     /// prompt's position in every message).
     /// </summary>
-    public GenerationParams ParamsFor(PromptItem item, GenerationParams defaults, long position)
+    /// <param name="sampling">Fills what the header left to the model when the prompt names another model than the header's.</param>
+    public GenerationParams ParamsFor(PromptItem item, GenerationParams defaults, long position, ModelSamplingDefaults? sampling = null)
     {
         if (!item.HasSteps && !item.HasGuidanceScale && !item.HasWidth && !item.HasHeight && !item.HasScheduler && !item.HasModel
             && !item.HasInitImage && !item.HasStrength && item.Loras.Count == 0)
@@ -61,6 +81,7 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
         if (item.HasHeight) p.Height = item.Height;
         if (item.HasScheduler) p.Scheduler = item.Scheduler.Length == 0 ? defaults.Scheduler : item.Scheduler;
         if (item.HasModel) p.Model = item.Model.Length == 0 ? defaults.Model : item.Model;
+        if (p.Model != defaults.Model) sampling?.Apply(p, item);
         if (item.HasStrength) p.Strength = item.Strength;
         // A prompt's LoRAs come on top of the job's (a name in both adds up, as tags do).
         if (item.Loras.Count > 0)

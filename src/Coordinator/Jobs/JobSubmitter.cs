@@ -34,6 +34,7 @@ public sealed class JobSubmitter(
     Webhooks.WebhookTargets webhookTargets,
     Webhooks.WebhookSecrets webhookSecrets,
     IOptions<CoordinatorOptions> options,
+    Workers.WorkerRegistry workers,
     ILogger<JobSubmitter> logger)
 {
     private const int FlushEvery = 256;
@@ -42,7 +43,11 @@ public sealed class JobSubmitter(
         if (!await requests.MoveNext(cancellationToken) || requests.Current.ItemCase != SubmitJobRequest.ItemOneofCase.Header)
             throw BatchValidator.Invalid("the first message of a submission must be the job header");
         using var activity = FarmTracing.Coordinator.StartActivity("submit job");
-        var header = validator.Normalize(requests.Current.Header);
+        var submitted = requests.Current.Header;
+        // Read only when the client left something to the model: most submissions never touch the worker registry.
+        var reported = ModelSamplingDefaults.AnyLeft(submitted.LeftToModel) ? await workers.SamplingDefaultsAsync() : null;
+        var header = validator.Normalize(submitted, reported);
+        var sampling = validator.Sampling(submitted, reported);
         if (header.WebhookUrl.Length > 0 && await webhookTargets.ProblemAsync(header.WebhookUrl, cancellationToken) is { } problem)
             throw BatchValidator.Invalid($"webhook_url {problem}");
         var alreadyQueued = await limits.AdmitAsync(tenant);
@@ -66,7 +71,7 @@ public sealed class JobSubmitter(
                     throw BatchValidator.Invalid($"prompts[{position}]: only one header is allowed, at the start");
                 var prompt = request.Prompt;
                 validator.Check(prompt, position, header.ImagesPerPrompt);
-                var parameters = validator.ParamsFor(prompt, header.Params, position);
+                var parameters = validator.ParamsFor(prompt, header.Params, position, sampling);
                 var initImage = prompt.HasInitImage ? inputs.Resolve(prompt.InitImage, $"prompts[{position}].init_image") : "";
                 var maskImage = prompt.HasMaskImage ? inputs.Resolve(prompt.MaskImage, $"prompts[{position}].mask_image") : "";
                 staging.Add(prompt, parameters, initImage, maskImage, position);

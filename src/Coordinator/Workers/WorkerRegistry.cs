@@ -37,6 +37,17 @@ public sealed class WorkerRegistry(IConnectionMultiplexer redis, IOptions<Coordi
             .ToList();
     }
 
+    /// <summary>
+    /// Per model, the sampling defaults its workers reported (LCM and Turbo models), from the worker heard from last:
+    /// offline workers count, since what a model directory declares does not change when its worker goes away.
+    /// </summary>
+    public async Task<IReadOnlyDictionary<string, SamplingDefaults>> SamplingDefaultsAsync() =>
+        (await ListAsync())
+            .OrderByDescending(w => w.LastSeenUnixMs)
+            .SelectMany(w => w.SamplingDefaults)
+            .DistinctBy(d => d.Model, StringComparer.Ordinal)
+            .ToDictionary(d => d.Model, StringComparer.Ordinal);
+
     /// <summary>Workers that can take work now: connected, heard from within the timeout, not quarantined.</summary>
     public async Task<IReadOnlyList<WorkerInfo>> ListOnlineAsync() =>
         (await ListAsync()).Where(w => w.State is WorkerState.Idle or WorkerState.Busy).ToList();

@@ -87,8 +87,10 @@ internal static class UNetConditioning
         return dim;
     }
 
-    /// <summary>encoder_hidden_states and every extra input the UNet takes, for <paramref name="inputs"/>' rows.</summary>
-    /// <param name="guidanceDim">The guidance embedding's width (<see cref="Check"/>'s result) when the UNet takes one.</param>
+    /// <summary>
+    /// encoder_hidden_states and every extra input the UNet takes, for the inputs' rows; guidanceDim is the guidance
+    /// embedding's width (<see cref="Check"/>'s result) when the UNet takes one.
+    /// </summary>
     public static IReadOnlyList<UNetCondition> Build(UNet unet, Inputs inputs, int? guidanceDim)
     {
         var e = inputs.Embeddings;
