@@ -99,6 +99,8 @@ public class ConfigTests : IDisposable
 
         var p = _cli.Service.Submitted[0].Header.Params;
         Assert.Equal(("sdxl", 40u, 768u, 512u, 6f, "ddim"), (p.Model, p.Steps, p.Width, p.Height, p.GuidanceScale, p.Scheduler));
+        // Set by the environment, the config file and a flag: nothing is left to the model.
+        Assert.Equal(new Protocol.LeftToModel(), _cli.Service.Submitted[0].Header.LeftToModel);
         Assert.Equal("cfg-key", _cli.Service.CallHeaders.Single()!.GetValue("x-api-key"));
     }
 

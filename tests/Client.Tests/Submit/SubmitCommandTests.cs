@@ -114,6 +114,29 @@ public class SubmitCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task SettingsOnlyABuiltInDefaultGaveAreLeftToTheModelAndTheFarmDefaultsStillTravel()
+    {
+        var file = _dir.File("p.txt", "a cat\n");
+        _cli.Service.OnSubmit = items => new SubmitJobResponse { JobId = "J-78", ImageCount = 1, ShardCount = 1 };
+
+        Assert.Equal(0, await _cli.RunAsync("submit", file, "--seed", "1", "--model", "sd-turbo", "--guidance", "0"));
+
+        var header = _cli.Service.Submitted[0].Header;
+        Assert.Equal(new LeftToModel { Steps = true, GuidanceScale = false, Scheduler = true }, header.LeftToModel);
+        // A coordinator that knows nothing of the model (or predates left_to_model) renders these.
+        Assert.Equal((20u, 0f, "euler"), (header.Params.Steps, header.Params.GuidanceScale, header.Params.Scheduler));
+        Assert.Contains("the model's steps (20 unless it has its own)", _cli.Error.ToString());
+    }
+
+    [Fact]
+    public async Task ADryRunSaysWhichSettingsAreLeftToTheModel()
+    {
+        var file = _dir.File("p.txt", "a cat\n");
+        Assert.Equal(0, await _cli.RunAsync("submit", file, "--seed", "1", "--scheduler", "lcm", "--dry-run"));
+        Assert.Contains("scheduler=lcm (steps, guidance: the model's own if its workers declare any", _cli.Out.ToString());
+    }
+
+    [Fact]
     public async Task WithoutSeedOptionsTheClientPicksAndPrintsARandomSeed()
     {
         var file = _dir.File("p.txt", "a cat\n");
