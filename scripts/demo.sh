@@ -25,6 +25,14 @@ if [ ! -f "$model/model_index.json" ]; then
   echo "==> writing the tiny model to $model" >&2
   dotnet "$(dll ModelBuilder RenderFarm.ModelBuilder)" create tiny --out "$model" >&2
 fi
+# Few-step distilled models (megabytes, a second to write): an LCM UNet and SD-Turbo, rendered with their own defaults.
+distilled=$root/.farm/models
+for preset in tiny-lcm tiny-turbo; do
+  if [ ! -f "$distilled/$preset/model_index.json" ]; then
+    echo "==> writing the $preset model to $distilled/$preset" >&2
+    dotnet "$(dll ModelBuilder RenderFarm.ModelBuilder)" create "$preset" --out "$distilled/$preset" >&2
+  fi
+done
 
 pids=()
 cleanup() {
@@ -53,8 +61,10 @@ pids+=($!)
 wait_for 60 curl -sf --http2-prior-knowledge "http://127.0.0.1:$coord_port/healthz" \
   || { echo "coordinator did not start; see $state/coordinator.log" >&2; exit 1; }
 
-echo "==> starting a worker with model 'tiny' from $model" >&2
-Farm__Coordinator="http://127.0.0.1:$coord_port" Farm__Models__tiny="$model" Farm__WorkerId=demo-worker \
+echo "==> starting a worker with models 'tiny' from $model, 'tiny-lcm' and 'tiny-turbo'" >&2
+# env: a model name with a dash is not a shell variable name.
+env Farm__Coordinator="http://127.0.0.1:$coord_port" Farm__Models__tiny="$model" Farm__WorkerId=demo-worker \
+  "Farm__Models__tiny-lcm=$distilled/tiny-lcm" "Farm__Models__tiny-turbo=$distilled/tiny-turbo" \
   Urls="http://127.0.0.1:$worker_port" \
   dotnet "$(dll Worker RenderFarm.Worker)" >"$state/worker.log" 2>&1 &
 pids+=($!)
@@ -66,6 +76,10 @@ echo "==> dashboard: http://127.0.0.1:$web_port/ (authentication is off here: si
 echo "==> submitting $prompts" >&2
 FARM_COORDINATOR="http://127.0.0.1:$coord_port" dotnet "$(dll Client farm)" \
   submit "$prompts" --size 64x64 --steps 12 --seed 42 --previews 2 --watch --out "$out"
+
+echo "==> submitting scripts/sample-distilled.jsonl (LCM and Turbo, each with its model's steps and guidance)" >&2
+FARM_COORDINATOR="http://127.0.0.1:$coord_port" dotnet "$(dll Client farm)" \
+  submit scripts/sample-distilled.jsonl --size 64x64 --seed 42 --watch --out "$out/distilled"
 
 count=$(find "$out" -name '*.png' | wc -l)
 echo

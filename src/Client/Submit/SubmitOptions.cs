@@ -23,11 +23,14 @@ public sealed class SubmitOptions
                       ".csv (header row with the same names), or - for stdin. Image paths are relative to the file's folder.",
     };
 
-    public Option<int?> Steps { get; } = new("--steps") { Description = $"Denoising steps ({ConfigKeys.HelpSuffix(ConfigKeys.Steps)}).", HelpName = "N" };
+    public Option<int?> Steps { get; } = new("--steps") { Description = $"Denoising steps ({ConfigKeys.HelpSuffix(ConfigKeys.Steps)}; {LeftToModelHelp}).", HelpName = "N" };
+
+    /// <summary>How --steps, --guidance and --scheduler behave when nothing sets them (README "Using farm").</summary>
+    private const string LeftToModelHelp = "when nothing sets it, an LCM or Turbo model's own value";
 
     public Option<float?> Guidance { get; } = new("--guidance")
     {
-        Description = $"Classifier-free guidance scale, ≤ 1 disables it ({ConfigKeys.HelpSuffix(ConfigKeys.Guidance)}).",
+        Description = $"Classifier-free guidance scale, ≤ 1 disables it; an LCM model takes it as its guidance embedding ({ConfigKeys.HelpSuffix(ConfigKeys.Guidance)}; {LeftToModelHelp}).",
         HelpName = "G",
     };
 
@@ -73,7 +76,7 @@ public sealed class SubmitOptions
 
     public Option<string?> Negative { get; } = new("--negative") { Description = "Negative prompt for prompts that bring none.", HelpName = "TEXT" };
 
-    public Option<string?> Scheduler { get; } = new("--scheduler") { Description = $"Scheduler: {string.Join(", ", SchedulerNames.All)} ({ConfigKeys.HelpSuffix(ConfigKeys.Scheduler)}).", HelpName = "NAME" };
+    public Option<string?> Scheduler { get; } = new("--scheduler") { Description = $"Scheduler: {string.Join(", ", SchedulerNames.All)} ({ConfigKeys.HelpSuffix(ConfigKeys.Scheduler)}; {LeftToModelHelp}).", HelpName = "NAME" };
 
     public Option<string?> Model { get; } = new("--model")
     {
