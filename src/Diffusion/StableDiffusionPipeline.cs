@@ -78,7 +78,7 @@ public sealed class StableDiffusionPipeline : IDisposable
         _profile = profile;
         _options = options;
         _latentChannels = latentChannels;
-        _xl = variants.Base.Prompts.Stages.Count > 1;
+        _xl = variants.Base.Prompts.PenultimateByDefault;
         _guidanceDim = guidanceDim;
     }
 
@@ -149,7 +149,11 @@ public sealed class StableDiffusionPipeline : IDisposable
         {
             throw new ModelLoadException($"The model directory '{modelDirectory}' does not exist.");
         }
-        var missing = RequiredFiles.Where(f => !File.Exists(Path.Combine(modelDirectory, f.File))).ToArray();
+        // The SDXL refiner's layout has text_encoder_2 and tokenizer_2 only (checked as its stage loads).
+        bool refinerLayout = !File.Exists(OnnxComponent.ModelPath(modelDirectory, "text_encoder")) && File.Exists(OnnxComponent.ModelPath(modelDirectory, "text_encoder_2"));
+        var missing = RequiredFiles
+            .Where(f => !(refinerLayout && f.Component is "tokenizer" or "text_encoder"))
+            .Where(f => !File.Exists(Path.Combine(modelDirectory, f.File))).ToArray();
         if (missing.Length > 0)
         {
             var components = missing.Select(m => m.Component).Distinct();
@@ -174,7 +178,8 @@ public sealed class StableDiffusionPipeline : IDisposable
             var placement = ExecutionProviders.IsCpu(options)
                 ? UNetPlacement.Host
                 : UNetPlacement.OnDevice(options.DeviceId, ExecutionProviders.UsesCudaGraph(options));
-            string[] encoders = Has("text_encoder_2") ? ["text_encoder", "text_encoder_2"] : ["text_encoder"];
+            string[] encoders = !Has("text_encoder_2") ? ["text_encoder"] : refinerLayout ? ["text_encoder_2"] : ["text_encoder", "text_encoder_2"];
+            bool xl = encoders.Contains("text_encoder_2"); // SDXL conditioning: penultimate states, pooled text_embeds
             var variants = Track(new ModelVariants(modelDirectory, options, extensions ?? ModelExtensions.None, encoders, placement), disposables);
             TextEncoderStage Stage(string tokenizer, string encoder)
             {
@@ -182,25 +187,21 @@ public sealed class StableDiffusionPipeline : IDisposable
                 Track(component, disposables);
                 return LoadStage(modelDirectory, tokenizer, new TextEncoder(component), embeddingTokens);
             }
-            var stages = new List<TextEncoderStage> { Stage("tokenizer", "text_encoder") };
-            if (encoders.Length > 1)
-            {
-                stages.Add(Stage("tokenizer_2", "text_encoder_2"));
-            }
+            var stages = encoders.Select(e => e == "text_encoder" ? Stage("tokenizer", e) : Stage("tokenizer_2", e)).ToList();
             var unetComponent = Open("unet");
             var unet = new UNet(unetComponent, placement);
             var vaeDecoder = new VaeDecoder(Open("vae_decoder"));
             var vaeEncoder = Has("vae_encoder") ? new VaeEncoder(Open("vae_encoder")) : null;
             int latentChannels = CheckCompatible(unet, vaeDecoder);
-            int? guidanceDim = UNetConditioning.Check(unet, unetComponent, stages.Count > 1 && stages[^1].Encoder.PooledName is not null, modelDirectory);
-            if (stages.Count > 1 && stages.Any(s => s.Encoder.HiddenStateNames.Count == 0))
+            int? guidanceDim = UNetConditioning.Check(unet, unetComponent, xl && stages[^1].Encoder.PooledName is not null, modelDirectory);
+            if (xl && stages.Any(s => s.Encoder.HiddenStateNames.Count == 0))
             {
-                throw new ModelLoadException("An SDXL model needs hidden_states.N outputs from both text encoders (their penultimate layers condition the unet).")
+                throw new ModelLoadException("An SDXL model needs hidden_states.N outputs from its text encoders (their penultimate layers condition the unet).")
                 {
                     Component = stages.First(s => s.Encoder.HiddenStateNames.Count == 0).Encoder.Name,
                 };
             }
-            var prompts = new PromptEncoder(stages, penultimateByDefault: stages.Count > 1);
+            var prompts = new PromptEncoder(stages, penultimateByDefault: xl);
             variants.SetBase(new ModelVariant(LoraSet.Empty, prompts, unet, [], [], TimeSpan.Zero));
             return new StableDiffusionPipeline(modelDirectory, variants, vaeDecoder, vaeEncoder, schedulerConfig, profile, options, latentChannels, guidanceDim,
                 disposables.OfType<OnnxComponent>().ToArray());
@@ -402,7 +403,7 @@ public sealed class StableDiffusionPipeline : IDisposable
             throw new InvalidOperationException(
                 $"The text encoder produces {embeddings.HiddenSize}-wide states but the UNet expects {expected}; the components do not belong together.");
         }
-        return UNetConditioning.Build(_unet, new(embeddings, prompts.Length, request.Width, request.Height, request.GuidanceScale), _guidanceDim);
+        return UNetConditioning.Build(_unet, new(embeddings, prompts.Length, request.Width, request.Height, request.GuidanceScale, guided), _guidanceDim);
     }
 
     /// <summary>

@@ -19,7 +19,7 @@ public sealed record TextEncoderConfig(
     public int HeadDim => Hidden / Heads;
 }
 
-/// <summary>SDXL micro-conditioning: text_embeds [B, TextEmbedDim] and time_ids [B, 6] → add_embedding.</summary>
+/// <summary>SDXL micro-conditioning: text_embeds [B, TextEmbedDim] and time_ids [B, 6] (the refiner: 5) → add_embedding.</summary>
 public sealed record SdxlConditioning(int TextEmbedDim, int AdditionTimeEmbedDim, int TimeIdCount = 6)
 {
     public int ProjectionInputDim => TextEmbedDim + TimeIdCount * AdditionTimeEmbedDim;
@@ -96,8 +96,16 @@ public sealed record PresetDefinition(
     ElementType ComputeType = ElementType.Float,
     bool FullSize = false,
     bool FusedAttention = false,
-    Distillation Distillation = Distillation.None)
+    Distillation Distillation = Distillation.None,
+    bool Refiner = false)
 {
+    /// <summary>
+    /// The SDXL refiner's layout: only the second text encoder (text_encoder_2, tokenizer_2) is written, the UNet
+    /// cross-attends to its states alone and takes 5 time_ids (original size, crop, aesthetic score); model_index
+    /// declares requires_aesthetics_score. <see cref="TextEncoder"/> is then unused.
+    /// </summary>
+    public bool WritesFirstEncoder => !Refiner;
+
     /// <summary>SDXL's UNet cross-attends to both encoders' penultimate states, concatenated.</summary>
     public int ContextDim => UNet.ContextDim;
 }

@@ -53,10 +53,9 @@ public static class ModelDirectoryWriter
     {
         int vocab = vocabSize ?? p.VocabSize ?? ClipBpeVocabulary.Learn().Size;
         var options = new GraphOptions(p.FloatType, p.ComputeType, p.FusedAttention, torchExportNames);
-        var list = new List<ComponentGraph>
-        {
-            new("text_encoder", ClipTextEncoderBuilder.Build(p.TextEncoder, vocab, p.InputIdsType, options)),
-        };
+        var list = new List<ComponentGraph>();
+        if (p.WritesFirstEncoder)
+            list.Add(new("text_encoder", ClipTextEncoderBuilder.Build(p.TextEncoder, vocab, p.InputIdsType, options)));
         if (p.TextEncoder2 is { } te2)
         {
             var g2 = ClipTextEncoderBuilder.Build(te2, vocab, p.InputIdsType, options);
@@ -100,7 +99,8 @@ public static class ModelDirectoryWriter
     {
         var ct = options.CancellationToken;
         var vocabulary = ClipBpeVocabulary.Learn(p.VocabSize);
-        vocabulary.WriteTo(Path.Combine(dir, "tokenizer"));
+        if (p.WritesFirstEncoder)
+            vocabulary.WriteTo(Path.Combine(dir, "tokenizer"));
         if (p.TextEncoder2 is not null)
             vocabulary.WriteTo(Path.Combine(dir, "tokenizer_2"), padToken: SecondPadToken);
         WriteScheduler(p, Path.Combine(dir, "scheduler"));
@@ -142,6 +142,7 @@ public static class ModelDirectoryWriter
         {
             ["_class_name"] = p.Family switch
             {
+                _ when p.Refiner => "ORTStableDiffusionXLImg2ImgPipeline",
                 ModelFamily.StableDiffusionInpaint => "OnnxStableDiffusionInpaintPipeline",
                 ModelFamily.StableDiffusionXL => "ORTStableDiffusionXLPipeline",
                 _ => "OnnxStableDiffusionPipeline",
@@ -154,15 +155,21 @@ public static class ModelDirectoryWriter
             index["requires_safety_checker"] = false;
             index["safety_checker"] = new object?[] { null, null };
         }
+        else if (p.Refiner)
+        {
+            // diffusers' refiner: no first encoder, aesthetic-score conditioning, empty prompts encoded (not zeroed).
+            index["force_zeros_for_empty_prompt"] = false;
+            index["requires_aesthetics_score"] = true;
+        }
         else
         {
             index["force_zeros_for_empty_prompt"] = true;
         }
         index["scheduler"] = new[] { "diffusers", SchedulerClass(p) };
-        index["text_encoder"] = onnx;
+        index["text_encoder"] = p.WritesFirstEncoder ? onnx : new object?[] { null, null };
         if (p.TextEncoder2 is not null)
             index["text_encoder_2"] = onnx;
-        index["tokenizer"] = tokenizer;
+        index["tokenizer"] = p.WritesFirstEncoder ? tokenizer : new object?[] { null, null };
         if (p.TextEncoder2 is not null)
             index["tokenizer_2"] = tokenizer;
         index["unet"] = onnx;

@@ -69,6 +69,17 @@ public static class ModelPresets
         },
         Tiny with
         {
+            Name = "tiny-sdxl-refiner", Family = ModelFamily.StableDiffusionXL, Refiner = true,
+            Description = "SDXL refiner structure: text_encoder_2 only (hidden_states.*, text_embeds), a UNet on its states alone with 5 time_ids (aesthetic score)",
+            TextEncoder = TinyText with { Act = Activation.Gelu, ProjectionDim = 32, OutputHiddenStates = true },
+            TextEncoder2 = TinyText with { Act = Activation.Gelu, ProjectionDim = 32, OutputHiddenStates = true },
+            UNet = new UNetConfig(InChannels: 4, OutChannels: 4, BlockOut: [32, 64], CrossAttention: [false, true],
+                Heads: [2, 4], LayersPerBlock: 2, ContextDim: 32, TransformerLayers: [1, 2], LinearProjection: true,
+                Sdxl: new SdxlConditioning(TextEmbedDim: 32, AdditionTimeEmbedDim: 8, TimeIdCount: 5)),
+            Vae = TinyVae with { ScalingFactor = 0.13025 },
+        },
+        Tiny with
+        {
             Name = "tiny-lcm", Distillation = Distillation.Lcm,
             Description = "tiny LCM-distilled: UNet with timestep_cond (time_cond_proj_dim 16, time_embedding.cond_proj), LCMScheduler config",
             UNet = TinyUNet with { TimeCondProjDim = 16 },

@@ -56,6 +56,7 @@ public class ModelDirectoryWriterTests : IDisposable
     [InlineData("tiny-sd2", "v_prediction", "OnnxStableDiffusionPipeline")]
     [InlineData("tiny-inpaint", "epsilon", "OnnxStableDiffusionInpaintPipeline")]
     [InlineData("tiny-sdxl", "epsilon", "ORTStableDiffusionXLPipeline")]
+    [InlineData("tiny-sdxl-refiner", "epsilon", "ORTStableDiffusionXLImg2ImgPipeline")]
     public void FamilyPresetsDeclareTheirPipelineAndPredictionType(string preset, string prediction, string pipeline)
     {
         string dir = Path.Combine(_root, preset);
@@ -140,7 +141,7 @@ public class ModelDirectoryWriterTests : IDisposable
 
     [Fact]
     public void ListsTinyFirstAndEveryRequestedPreset() =>
-        Assert.Equal(["tiny", "tiny-inpaint", "tiny-fp16", "tiny-int64-timestep", "tiny-sd2", "tiny-mha", "tiny-sdxl", "tiny-lcm", "tiny-turbo", "sd15", "sd15-fp16", "sd15-fp16-mha"], ModelPresets.Names);
+        Assert.Equal(["tiny", "tiny-inpaint", "tiny-fp16", "tiny-int64-timestep", "tiny-sd2", "tiny-mha", "tiny-sdxl", "tiny-sdxl-refiner", "tiny-lcm", "tiny-turbo", "sd15", "sd15-fp16", "sd15-fp16-mha"], ModelPresets.Names);
 
     [Fact]
     public void ExternalDataModelsLoadAndComputeTheSameAsInlineOnes()

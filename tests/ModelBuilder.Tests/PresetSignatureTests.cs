@@ -12,7 +12,10 @@ public class PresetSignatureTests(ModelDirectoryFixture models)
 {
     /// <summary>What the design table says per preset: float type, timestep type, input_ids type, UNet channels, context.</summary>
     /// <param name="TimeCond">An LCM UNet's timestep_cond width (time_cond_proj_dim), or null.</param>
-    public sealed record Expectation(string Preset, Type Float, Type Timestep, Type Ids, int UNetIn, int Context, int Hidden, bool Sdxl, int? TimeCond = null);
+    /// <param name="TimeIds">Values per row of an SDXL UNet's time_ids: 6, the refiner's 5.</param>
+    /// <param name="FirstEncoder">Whether text_encoder is written (the SDXL refiner has only text_encoder_2).</param>
+    public sealed record Expectation(string Preset, Type Float, Type Timestep, Type Ids, int UNetIn, int Context, int Hidden, bool Sdxl, int? TimeCond = null,
+        int TimeIds = 6, bool FirstEncoder = true);
 
     private static readonly Dictionary<string, Expectation> Table = new[]
     {
@@ -23,6 +26,7 @@ public class PresetSignatureTests(ModelDirectoryFixture models)
         new Expectation("tiny-sd2", typeof(float), typeof(float), typeof(int), 4, 1024, 1024, false),
         new Expectation("tiny-mha", typeof(float), typeof(float), typeof(int), 4, 32, 32, false),
         new Expectation("tiny-sdxl", typeof(float), typeof(float), typeof(int), 4, 64, 32, true),
+        new Expectation("tiny-sdxl-refiner", typeof(float), typeof(float), typeof(int), 4, 32, 32, true, TimeIds: 5, FirstEncoder: false),
         new Expectation("tiny-lcm", typeof(float), typeof(float), typeof(int), 4, 32, 32, false, TimeCond: 16),
         new Expectation("tiny-turbo", typeof(float), typeof(float), typeof(int), 4, 1024, 1024, false),
         new Expectation("sd15", typeof(float), typeof(float), typeof(int), 4, 768, 768, false),
@@ -33,6 +37,8 @@ public class PresetSignatureTests(ModelDirectoryFixture models)
     public static TheoryData<string> FullSizePresets => new(ModelPresets.Names.Except(ModelPresets.SmallNames));
 
     public static TheoryData<string> SmallPresets => new(ModelPresets.SmallNames);
+
+    public static TheoryData<string> SmallPresetsWithAFirstTextEncoder => new(ModelPresets.SmallNames.Where(p => Table[p].FirstEncoder));
 
     /// <summary>One graph input or output: name, element type as ONNX Runtime reports it, dims (-1 where symbolic).</summary>
     public sealed record Signature(string Name, Type Type, int[] Dims);
@@ -54,7 +60,7 @@ public class PresetSignatureTests(ModelDirectoryFixture models)
                     new("sample", e.Float, [-1, e.UNetIn, -1, -1]),
                     new("timestep", e.Timestep, [-1]),
                     new("encoder_hidden_states", e.Float, [-1, -1, e.Context]),
-                    .. e.Sdxl ? new Signature[] { new("text_embeds", e.Float, [-1, sdxlEmbeds]), new("time_ids", e.Float, [-1, 6]) } : [],
+                    .. e.Sdxl ? new Signature[] { new("text_embeds", e.Float, [-1, sdxlEmbeds]), new("time_ids", e.Float, [-1, e.TimeIds]) } : [],
                     .. e.TimeCond is int cond ? new Signature[] { new("timestep_cond", e.Float, [-1, cond]) } : [],
                 ],
                 [new("out_sample", e.Float, [-1, 4, -1, -1])]),
@@ -84,7 +90,7 @@ public class PresetSignatureTests(ModelDirectoryFixture models)
     }
 
     [Theory]
-    [MemberData(nameof(SmallPresets))]
+    [MemberData(nameof(SmallPresetsWithAFirstTextEncoder))]
     public void TextEncoderTakesInputIdsAndReturnsHiddenStatesAndPooledOutput(string preset)
     {
         var e = Table[preset];
@@ -96,15 +102,18 @@ public class PresetSignatureTests(ModelDirectoryFixture models)
         AssertFinite(r["pooler_output"], [2, e.Hidden]);
     }
 
-    [Fact]
-    public void SdxlSecondTextEncoderReturnsProjectedTextEmbedsAndEveryHiddenState()
+    [Theory]
+    [InlineData("tiny-sdxl")]
+    [InlineData("tiny-sdxl-refiner")]
+    public void SdxlSecondTextEncoderReturnsProjectedTextEmbedsAndEveryHiddenState(string preset)
     {
-        using var s = Ort.Open(Component("tiny-sdxl", "text_encoder_2"));
-        AssertSignatures(s, Expected("tiny-sdxl", "text_encoder_2"));
-        var r = Ort.Run(s, Ort.Input(s, "input_ids", [2, 77], Prompts("tiny-sdxl")));
+        using var s = Ort.Open(Component(preset, "text_encoder_2"));
+        AssertSignatures(s, Expected(preset, "text_encoder_2"));
+        var r = Ort.Run(s, Ort.Input(s, "input_ids", [2, 77], Prompts(preset)));
         AssertFinite(r["text_embeds"], [2, 32]);
         AssertFinite(r["hidden_states.1"], [2, 77, 32]);
-        Assert.True(File.Exists(Path.Combine(models.PathOf("tiny-sdxl"), "tokenizer_2", "vocab.json")));
+        Assert.True(File.Exists(Path.Combine(models.PathOf(preset), "tokenizer_2", "vocab.json")));
+        Assert.Equal(Table[preset].FirstEncoder, Directory.Exists(Path.Combine(models.PathOf(preset), "text_encoder")));
     }
 
     [Theory]
@@ -126,7 +135,7 @@ public class PresetSignatureTests(ModelDirectoryFixture models)
             if (e.Sdxl)
             {
                 feed.Add(Ort.Input(s, "text_embeds", [2, 32], Ort.Random(64, 3)));
-                feed.Add(Ort.Input(s, "time_ids", [2, 6], [64, 64, 0, 0, 64, 64, 64, 64, 0, 0, 64, 64]));
+                feed.Add(Ort.Input(s, "time_ids", [2, e.TimeIds], e.TimeIds == 6 ? [64, 64, 0, 0, 64, 64, 64, 64, 0, 0, 64, 64] : [64, 64, 0, 0, 6, 64, 64, 0, 0, 2.5f]));
             }
             if (e.TimeCond is int cond)
                 feed.Add(Ort.Input(s, "timestep_cond", [2, cond], Ort.Random(2 * cond, 6)));
@@ -165,7 +174,7 @@ public class PresetSignatureTests(ModelDirectoryFixture models)
     private float[] Prompts(string preset)
     {
         var vocab = System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, int>>(
-            File.ReadAllText(Path.Combine(models.PathOf(preset), "tokenizer", "vocab.json")))!;
+            File.ReadAllText(Path.Combine(models.PathOf(preset), Table[preset].FirstEncoder ? "tokenizer" : "tokenizer_2", "vocab.json")))!;
         int bos = vocab["<|startoftext|>"], eos = vocab["<|endoftext|>"];
         var ids = new float[2 * 77];
         Array.Fill(ids, eos);

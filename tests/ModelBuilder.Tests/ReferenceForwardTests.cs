@@ -37,14 +37,15 @@ public class ReferenceForwardTests(ModelDirectoryFixture models)
         var def = ModelPresets.Get(preset);
         string[] checkedHere = def.TextEncoder2 is null
             ? ["text_encoder", "unet", "vae_decoder", "vae_encoder"]
-            : ["text_encoder", "text_encoder_2", "unet", "vae_decoder", "vae_encoder"];
+            : def.WritesFirstEncoder ? ["text_encoder", "text_encoder_2", "unet", "vae_decoder", "vae_encoder"]
+            : ["text_encoder_2", "unet", "vae_decoder", "vae_encoder"];
         var written = Directory.GetFiles(models.PathOf(preset), "model.onnx", SearchOption.AllDirectories)
             .Select(f => Path.GetFileName(Path.GetDirectoryName(f))!);
         Assert.Equal(checkedHere, written.Order(StringComparer.Ordinal));
     }
 
     [Theory]
-    [MemberData(nameof(TinyPresets))]
+    [MemberData(nameof(PresetSignatureTests.SmallPresetsWithAFirstTextEncoder), MemberType = typeof(PresetSignatureTests))]
     public void TextEncoderMatchesTheReferenceClipTransformer(string preset)
     {
         var def = ModelPresets.Get(preset);
@@ -129,7 +130,8 @@ public class ReferenceForwardTests(ModelDirectoryFixture models)
         var context = Representable(def, Ort.Random(batch * seq * c.ContextDim, 22));
         int embedDim = c.Sdxl?.TextEmbedDim ?? 0;
         var textEmbeds = Representable(def, Ort.Random(batch * embedDim, 23));
-        float[] timeIds = [64, 32, 0, 0, 64, 32, 48, 48, 8, 8, 64, 64];
+        int timeIdCount = c.Sdxl?.TimeIdCount ?? 6;
+        float[] timeIds = timeIdCount == 6 ? [64, 32, 0, 0, 64, 32, 48, 48, 8, 8, 64, 64] : [64, 32, 0, 0, 6, 48, 48, 8, 8, 2.5f];
         int condDim = c.TimeCondProjDim ?? 0;
         var timestepCond = Representable(def, Ort.Random(batch * condDim, 24));
         const float timestep = 601; // an integer, exact in float16 and int64 alike
@@ -144,7 +146,7 @@ public class ReferenceForwardTests(ModelDirectoryFixture models)
         if (c.Sdxl is not null)
         {
             feed.Add(Ort.Input(s, "text_embeds", [batch, embedDim], textEmbeds));
-            feed.Add(Ort.Input(s, "time_ids", [batch, 6], timeIds));
+            feed.Add(Ort.Input(s, "time_ids", [batch, timeIdCount], timeIds));
         }
         if (condDim > 0)
             feed.Add(Ort.Input(s, "timestep_cond", [batch, condDim], timestepCond));
@@ -187,7 +189,7 @@ public class ReferenceForwardTests(ModelDirectoryFixture models)
     private int[] Prompt(string preset, int[] tokens, int offset)
     {
         var vocab = System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, int>>(
-            File.ReadAllText(Path.Combine(models.PathOf(preset), "tokenizer", "vocab.json")))!;
+            File.ReadAllText(Path.Combine(models.PathOf(preset), ModelPresets.Get(preset).WritesFirstEncoder ? "tokenizer" : "tokenizer_2", "vocab.json")))!;
         int bos = vocab["<|startoftext|>"], eos = vocab["<|endoftext|>"];
         var ids = Enumerable.Repeat(eos, 77).ToArray();
         ids[0] = bos;

@@ -34,14 +34,14 @@ internal sealed class ModelVariants : IDisposable
     private readonly Dictionary<string, string> _skipped = new(StringComparer.Ordinal);
     private ModelVariant? _base;
 
-    /// <param name="stageComponents">The text encoders in stage order: text_encoder (and text_encoder_2 for SDXL).</param>
+    /// <param name="stageComponents">The text encoders in stage order: text_encoder (and text_encoder_2 for SDXL; the SDXL refiner has text_encoder_2 alone).</param>
     public ModelVariants(string modelDirectory, DiffusionOptions options, ModelExtensions extensions, string[] stageComponents, UNetPlacement placement)
     {
         _modelDirectory = modelDirectory;
         _options = options;
         _extensions = extensions;
         _stageComponents = stageComponents;
-        _xl = stageComponents.Length > 1;
+        _xl = stageComponents.Contains("text_encoder_2"); // SDXL, or its refiner (text_encoder_2 alone)
         _placement = placement;
         if (extensions.Embeddings is { } library)
         {

@@ -13,19 +13,23 @@ internal static class UNetConditioning
     public const string TimestepCond = "timestep_cond";
 
     /// <summary>What the per-row values of one request are made from.</summary>
-    public sealed record Inputs(PromptEmbeddings Embeddings, int Rows, int Width, int Height, float GuidanceScale);
+    /// <param name="Guided">Whether the rows are [negatives; positives] (classifier-free guidance).</param>
+    public sealed record Inputs(PromptEmbeddings Embeddings, int Rows, int Width, int Height, float GuidanceScale, bool Guided);
 
-    private delegate UNetCondition Factory(string name, Inputs inputs, int? guidanceDim);
+    /// <summary>The SDXL refiner's aesthetic-score conditioning (diffusers' defaults: aesthetic_score, negative_aesthetic_score).</summary>
+    public const float AestheticScore = 6f, NegativeAestheticScore = 2.5f;
+
+    private delegate UNetCondition Factory(string name, UNet unet, Inputs inputs, int? guidanceDim);
 
     private static readonly Dictionary<string, Factory> Extra = new()
     {
         // SDXL: the second encoder's pooled projection.
-        ["text_embeds"] = (name, i, _) => new(name, i.Embeddings.Pooled!, [i.Embeddings.PooledSize]),
-        // SDXL micro-conditioning: original size, crop top-left, target size = [H, W, 0, 0, H, W].
-        ["time_ids"] = (name, i, _) =>
-            new(name, Enumerable.Repeat<float[]>([i.Height, i.Width, 0, 0, i.Height, i.Width], i.Rows).SelectMany(r => r).ToArray(), [6]),
+        ["text_embeds"] = (name, _, i, _) => new(name, i.Embeddings.Pooled!, [i.Embeddings.PooledSize]),
+        // SDXL micro-conditioning: original size, crop top-left, target size = [H, W, 0, 0, H, W]; the refiner (5 values)
+        // has the aesthetic score instead of the target size, 2.5 on the negative rows and 6 on the others.
+        ["time_ids"] = (name, unet, i, _) => TimeIds(name, OnnxComponent.StaticDim(unet.ExtraInputs[name], 1) ?? 6, i),
         // LCM: the guidance scale enters as an embedding of w = g − 1 (diffusers' LatentConsistencyModelPipeline), the same for every row.
-        [TimestepCond] = (name, i, dim) => new(name, GuidanceRows(i.GuidanceScale, dim!.Value, i.Rows), [dim.Value]),
+        [TimestepCond] = (name, _, i, dim) => new(name, GuidanceRows(i.GuidanceScale, dim!.Value, i.Rows), [dim.Value]),
     };
 
     /// <summary>Extra inputs this pipeline can provide.</summary>
@@ -59,9 +63,14 @@ internal static class UNetConditioning
         {
             throw new ModelLoadException("The unet takes text_embeds (SDXL) but the model directory has no text_encoder_2 with a text_embeds output.") { Component = "unet" };
         }
-        if (unet.ExtraInputs.TryGetValue("time_ids", out var timeIds) && OnnxComponent.StaticDim(timeIds, 1) is int n && n != 6)
+        if (unet.ExtraInputs.TryGetValue("time_ids", out var timeIds))
         {
-            throw component.Invalid($"'time_ids' has {n} values per row; only SDXL base's 6 ([H, W, 0, 0, H, W]) are supported");
+            // Symbolic: an SDXL base export (6); the refiner's exports fix 5, as ours do.
+            int n = OnnxComponent.StaticDim(timeIds, 1) ?? 6;
+            if (n is not (5 or 6))
+            {
+                throw component.Invalid($"'time_ids' has {n} values per row; SDXL base's 6 ([H, W, 0, 0, H, W]) and the refiner's 5 ([H, W, 0, 0, aesthetic score]) are supported");
+            }
         }
         if (!unet.ExtraInputs.TryGetValue(TimestepCond, out var timestepCond))
         {
@@ -97,9 +106,29 @@ internal static class UNetConditioning
         var conditions = new List<UNetCondition> { new(unet.HiddenName, e.Hidden, [e.SequenceLength, e.HiddenSize]) };
         foreach (var name in unet.ExtraInputs.Keys)
         {
-            conditions.Add(Extra[name](name, inputs, guidanceDim));
+            conditions.Add(Extra[name](name, unet, inputs, guidanceDim));
         }
         return conditions;
+    }
+
+    private static UNetCondition TimeIds(string name, int count, Inputs i) =>
+        new(name, TimeIdRows(count, i.Rows, i.Width, i.Height, i.Guided), [count]);
+
+    /// <summary>
+    /// time_ids for <paramref name="rows"/> rows: SDXL base's 6 values [H, W, 0, 0, H, W], or the refiner's 5
+    /// [H, W, 0, 0, aesthetic score] with the negative score on the first half of a guided batch (its negatives).
+    /// </summary>
+    internal static float[] TimeIdRows(int count, int rows, int width, int height, bool guided)
+    {
+        var values = new float[rows * count];
+        for (int r = 0; r < rows; r++)
+        {
+            float[] row = count == 6
+                ? [height, width, 0, 0, height, width]
+                : [height, width, 0, 0, guided && r < rows / 2 ? NegativeAestheticScore : AestheticScore];
+            row.CopyTo(values, r * count);
+        }
+        return values;
     }
 
     private static float[] GuidanceRows(float guidanceScale, int dim, int rows)
