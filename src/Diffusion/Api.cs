@@ -208,6 +208,25 @@ public sealed record GenerationRequest(
     /// separate model runs (one UNet batch per set); see <see cref="StableDiffusionPipeline.LorasOf"/>.
     /// </summary>
     public LoraSet Loras { get; init; } = LoraSet.Empty;
+
+    /// <summary>
+    /// Base + refiner (diffusers' denoising_end): stop after the steps whose timestep is at least
+    /// round(T − DenoisingEnd·T), in (0, 1); <see cref="StableDiffusionPipeline.RenderLatentsAsync"/> hands the latents
+    /// over. Null: every step.
+    /// </summary>
+    public float? DenoisingEnd { get; init; }
+
+    /// <summary>
+    /// Base + refiner (diffusers' denoising_start): start from <see cref="InitLatents"/> as they are (no noise added) at
+    /// the first step whose timestep is below round(T − DenoisingStart·T), in (0, 1). Needs <see cref="InitLatents"/>.
+    /// </summary>
+    public float? DenoisingStart { get; init; }
+
+    /// <summary>
+    /// The latents [images, C, h, w] another model's <see cref="StableDiffusionPipeline.RenderLatentsAsync"/> stopped at
+    /// (with <see cref="DenoisingStart"/>); the same steps and scheduler on both sides continue one schedule.
+    /// </summary>
+    public float[]? InitLatents { get; init; }
 }
 
 /// <summary>A finished image: PNG bytes with the A1111 "parameters" text chunk.</summary>

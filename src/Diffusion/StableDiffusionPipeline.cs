@@ -248,6 +248,34 @@ public sealed class StableDiffusionPipeline : IDisposable
     }
 
     /// <summary>
+    /// The first half of a base + refiner render in one process: denoises up to <see cref="GenerationRequest.DenoisingEnd"/>
+    /// and returns the latents [images, C, h, w] undecoded, for a refiner's request with
+    /// <see cref="GenerationRequest.InitLatents"/> and <see cref="GenerationRequest.DenoisingStart"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">As <see cref="GenerateAsync"/>.</exception>
+    public Task<float[]> RenderLatentsAsync(GenerationRequest request, IProgress<StepProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var scheduler = CheckInputs(request);
+        var loras = CheckLoras(request);
+        return RunLatentsAsync();
+
+        async Task<float[]> RunLatentsAsync()
+        {
+            await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                return await _modelThread.RunAsync(() => Generate(request, scheduler, loras, progress, cancellationToken, latentsOnly: true)).ConfigureAwait(false);
+            }
+            finally
+            {
+                _gate.Release();
+            }
+        }
+    }
+
+    /// <summary>
     /// Runs every component once, on one 1-step image at the smallest size the model takes (64×64 unless the export
     /// fixes its size), from a grey init image (and a white mask for an inpainting UNet) when the model has a VAE
     /// encoder; the image is discarded. A model that loads but cannot run (a GPU out of memory, a provider or
@@ -306,7 +334,9 @@ public sealed class StableDiffusionPipeline : IDisposable
     }
 
     /// <summary>Renders the request up to decoded pixels [images, 3, H, W] in [−1, 1], in an array rented from <see cref="ArrayPool{T}.Shared"/>.</summary>
-    private float[] Generate(GenerationRequest request, Scheduler scheduler, LoraSet[] loras, IProgress<StepProgress>? progress, CancellationToken cancellationToken)
+    /// <param name="latentsOnly">Return the latents [images, C, h, w] (a new array) instead of decoding them.</param>
+    private float[] Generate(GenerationRequest request, Scheduler scheduler, LoraSet[] loras, IProgress<StepProgress>? progress, CancellationToken cancellationToken,
+        bool latentsOnly = false)
     {
         var clock = Stopwatch.StartNew();
         using var runOptions = new RunOptions();
@@ -334,7 +364,7 @@ public sealed class StableDiffusionPipeline : IDisposable
                 PrepareBatch(request, variants[k].UNet, k == 0 ? scheduler : CreateScheduler(request), g.First, g.Count, conditions[k], init, start, guided, k, runOptions)).ToArray();
 
             // 4. Denoise: every model batch takes step i before any takes step i + 1.
-            int total = scheduler.Timesteps.Count;
+            int total = EndStep(request, scheduler);
             for (int i = start; i < total; i++)
             {
                 foreach (var batch in batches)
@@ -348,6 +378,15 @@ public sealed class StableDiffusionPipeline : IDisposable
                 });
             }
             cancellationToken.ThrowIfCancellationRequested();
+
+            if (latentsOnly)
+            {
+                int perImage = _latentChannels * (request.Height / _profile.VaeScaleFactor) * (request.Width / _profile.VaeScaleFactor);
+                var latents = new float[request.Images.Count * perImage];
+                foreach (var batch in batches) batch.Latents.AsSpan(0, batch.Count * perImage).CopyTo(latents.AsSpan(batch.First * perImage));
+                _variants.Trim(variants);
+                return latents;
+            }
 
             // 5. Decode each model batch in one VAE run (the PNGs are encoded once the models are free for the next request).
             var pixels = Decode(request, batches, runOptions);
@@ -440,9 +479,18 @@ public sealed class StableDiffusionPipeline : IDisposable
         return new DenoisingBatch(first, count, scheduler, noise, latents, blend, unet, guided, perRow, init, IsInpaintingModel, workspace);
     }
 
-    /// <summary>img2img starts at step index steps − int(steps · strength) (diffusers' get_timesteps); txt2img at 0.</summary>
+    /// <summary>
+    /// img2img starts at step index steps − int(steps · strength) (diffusers' get_timesteps); a refiner's request
+    /// (<see cref="GenerationRequest.DenoisingStart"/>) at the first timestep below its cut-off; txt2img at 0.
+    /// </summary>
     private static int StartStep(GenerationRequest request, Scheduler scheduler)
     {
+        if (request.DenoisingStart is float fraction)
+        {
+            double cutoff = Cutoff(scheduler, fraction);
+            int first = scheduler.Timesteps.ToList().FindIndex(t => t < cutoff);
+            return first < 0 ? scheduler.Timesteps.Count : first;
+        }
         if (!InitImages.Used(request))
         {
             return 0;
@@ -450,6 +498,17 @@ public sealed class StableDiffusionPipeline : IDisposable
         int steps = scheduler.NumInferenceSteps;
         int initSteps = Math.Min((int)(steps * Strength(request)), steps);
         return Math.Max(steps - initSteps, 0);
+    }
+
+    /// <summary>The step index a base stops at (<see cref="GenerationRequest.DenoisingEnd"/>): after the timesteps at or above its cut-off.</summary>
+    private static int EndStep(GenerationRequest request, Scheduler scheduler) =>
+        request.DenoisingEnd is float fraction ? scheduler.Timesteps.Count(t => t >= Cutoff(scheduler, fraction)) : scheduler.Timesteps.Count;
+
+    /// <summary>diffusers' discrete_timestep_cutoff: round(T − fraction·T).</summary>
+    private static double Cutoff(Scheduler scheduler, float fraction)
+    {
+        int train = scheduler.Config.NumTrainTimesteps;
+        return Math.Round(train - fraction * (double)train, MidpointRounding.ToEven);
     }
 
     private static float Strength(GenerationRequest request) => request.Strength ?? (InitImages.Masked(request) ? 1f : 0.8f);
@@ -466,6 +525,12 @@ public sealed class StableDiffusionPipeline : IDisposable
         noise.Fill(initialNoise);
         var latents = workspace.Floats("latents", count * perImage);
         initialNoise.CopyTo(latents, 0);
+        if (request.InitLatents is { } handed)
+        {
+            // A refiner continues the base's schedule: its latents are already at this step's noise level.
+            handed.AsSpan(first * perImage, count * perImage).CopyTo(latents);
+            return latents;
+        }
         bool pureNoise = init is null || (init.HasMask && Strength(request) >= 1f);
         if (pureNoise)
         {
@@ -536,6 +601,7 @@ public sealed class StableDiffusionPipeline : IDisposable
             throw new ArgumentException($"Strength must be in (0, 1], not {strength}.", nameof(request.Strength));
         }
         InitImages.CheckUniform(request);
+        CheckHandOff(request);
         if (IsInpaintingModel && !InitImages.Masked(request))
         {
             throw new ArgumentException(
@@ -544,6 +610,34 @@ public sealed class StableDiffusionPipeline : IDisposable
         if (InitImages.Used(request) && _vaeEncoder is null)
         {
             throw new ArgumentException("This model directory has no vae_encoder, so it cannot start from an init image.", nameof(request.InitImage));
+        }
+    }
+
+    /// <summary>Base + refiner settings: fractions in (0, 1), latents only with a start, of the request's latent shape, not with init images.</summary>
+    private void CheckHandOff(GenerationRequest request)
+    {
+        foreach (var (value, name) in new[] { (request.DenoisingEnd, nameof(request.DenoisingEnd)), (request.DenoisingStart, nameof(request.DenoisingStart)) })
+        {
+            if (value is float f && !(f > 0f && f < 1f))
+            {
+                throw new ArgumentException($"{name} must be in (0, 1), not {f}.", name);
+            }
+        }
+        if ((request.DenoisingStart is null) != (request.InitLatents is null))
+        {
+            throw new ArgumentException("DenoisingStart and InitLatents go together: a refiner starts from another model's latents.", nameof(request.InitLatents));
+        }
+        if (request.InitLatents is { } latents)
+        {
+            int expected = request.Images.Count * _latentChannels * (request.Height / _profile.VaeScaleFactor) * (request.Width / _profile.VaeScaleFactor);
+            if (latents.Length != expected)
+            {
+                throw new ArgumentException($"InitLatents has {latents.Length} values; {request.Images.Count} images at {request.Width}x{request.Height} need {expected}.", nameof(request.InitLatents));
+            }
+            if (InitImages.Used(request))
+            {
+                throw new ArgumentException("A request starts from InitLatents or from init images, not both.", nameof(request.InitLatents));
+            }
         }
     }
 

@@ -34,4 +34,49 @@ public class RefinerModelTests(PresetModels models) : IClassFixture<PresetModels
         var without = await pipeline.GenerateAsync(request with { Images = [new ImagePrompt("a harbour", "", 4)] });
         Assert.NotEqual(PngPixels.Decode(images[0].Png), PngPixels.Decode(without[0].Png));
     }
+
+    private static GenerationRequest BaseRequest(string model) =>
+        new([new ImagePrompt("a harbour at dawn", "blurry", 8), new ImagePrompt("a red boat", "", 9)], 64, 48, 10, 5f, "euler", model);
+
+    [Fact]
+    public async Task ABaseStoppedAtDenoisingEndAndContinuedFromItsLatentsEqualsTheUninterruptedRender()
+    {
+        var pipeline = models.Pipeline("tiny-sdxl");
+        var whole = await pipeline.GenerateAsync(BaseRequest("tiny-sdxl"));
+
+        var first = new List<StepProgress>();
+        var latents = await pipeline.RenderLatentsAsync(BaseRequest("tiny-sdxl") with { DenoisingEnd = 0.8f }, new SynchronousProgress(first.Add));
+        var second = new List<StepProgress>();
+        var continued = await pipeline.GenerateAsync(BaseRequest("tiny-sdxl") with { DenoisingStart = 0.8f, InitLatents = latents },
+            new SynchronousProgress(second.Add));
+
+        // Euler, 10 leading steps: 901 … 1; the cut-off round(1000 − 0.8·1000) = 200 splits them 8 + 2.
+        Assert.Equal(8, first.Count);
+        Assert.Equal(2, second.Count);
+        Assert.Equal(2 * 4 * 6 * 8, latents.Length);
+        for (int i = 0; i < 2; i++) Assert.Equal(PngPixels.Decode(whole[i].Png), PngPixels.Decode(continued[i].Png));
+    }
+
+    [Fact]
+    public async Task TheRefinerFinishesWhatTheBaseStartedInOneProcess()
+    {
+        var latents = await models.Pipeline("tiny-sdxl").RenderLatentsAsync(BaseRequest("tiny-sdxl") with { DenoisingEnd = 0.8f });
+        var steps = new List<StepProgress>();
+        var refined = await models.Pipeline("tiny-sdxl-refiner").GenerateAsync(
+            BaseRequest("tiny-sdxl-refiner") with { DenoisingStart = 0.8f, InitLatents = latents }, new SynchronousProgress(steps.Add));
+        Assert.Equal([1, 2], steps.Select(s => s.Step));
+        Assert.All(refined, image => Assert.True(PngPixels.Decode(image.Png).Distinct().Count() > 16, "the image should not be flat"));
+        Assert.NotEqual(PngPixels.Decode(refined[0].Png), PngPixels.Decode(refined[1].Png));
+    }
+
+    [Fact]
+    public async Task HandOffSettingsAreChecked()
+    {
+        var pipeline = models.Pipeline("tiny-sdxl-refiner");
+        var request = BaseRequest("tiny-sdxl-refiner");
+        Assert.Equal("InitLatents", (await Assert.ThrowsAnyAsync<ArgumentException>(() => pipeline.GenerateAsync(request with { DenoisingStart = 0.8f }))).ParamName);
+        Assert.Equal("InitLatents", (await Assert.ThrowsAnyAsync<ArgumentException>(() =>
+            pipeline.GenerateAsync(request with { DenoisingStart = 0.8f, InitLatents = new float[10] }))).ParamName);
+        Assert.Equal("DenoisingEnd", (await Assert.ThrowsAnyAsync<ArgumentException>(() => pipeline.GenerateAsync(request with { DenoisingEnd = 1f }))).ParamName);
+    }
 }
