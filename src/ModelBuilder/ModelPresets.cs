@@ -10,6 +10,17 @@ public static class ModelPresets
         CrossAttention: [true, false], Heads: [2, 2], LayersPerBlock: 1, ContextDim: 32);
     private static readonly VaeConfig TinyVae = new(BlockOut: [16, 16, 32, 32], LayersPerBlock: 1, NormGroups: 8);
 
+    // SD 2.x widths (tiny-sd2, and tiny-turbo, which is SD-Turbo's structure).
+    private static readonly TextEncoderConfig TinySd2Text = new(Hidden: 1024, Layers: 1, Heads: 16, Intermediate: 256, Act: Activation.Gelu);
+    private static readonly UNetConfig TinySd2UNet = TinyUNet with { Heads = [2, 4], LinearProjection = true, ContextDim = 1024 };
+
+    // SDXL's second text encoder, UNet and VAE scaling (tiny-sdxl, and tiny-sdxl-refiner, which has only this encoder).
+    private static readonly TextEncoderConfig TinyXlText2 = TinyText with { Act = Activation.Gelu, ProjectionDim = 32, OutputHiddenStates = true };
+    private static readonly UNetConfig TinyXlUNet = new(InChannels: 4, OutChannels: 4, BlockOut: [32, 64], CrossAttention: [false, true],
+        Heads: [2, 4], LayersPerBlock: 2, ContextDim: 64, TransformerLayers: [1, 2], LinearProjection: true,
+        Sdxl: new SdxlConditioning(TextEmbedDim: 32, AdditionTimeEmbedDim: 8));
+    private static readonly VaeConfig TinyXlVae = TinyVae with { ScalingFactor = 0.13025 };
+
     private static readonly PresetDefinition Tiny = new("tiny",
         "SD 1.x structure, tiny widths (text 32×2, UNet 32/64, VAE 16/16/32/32, factor 8): renders 64×64 in milliseconds",
         ModelFamily.StableDiffusion, TinyText, null, TinyUNet, TinyVae);
@@ -48,8 +59,8 @@ public static class ModelPresets
         {
             Name = "tiny-sd2", Family = ModelFamily.StableDiffusion2, PredictionType = "v_prediction",
             Description = "SD 2.x structure: 1024-wide text encoder (1 layer, GELU), linear projections, v-prediction",
-            TextEncoder = new TextEncoderConfig(Hidden: 1024, Layers: 1, Heads: 16, Intermediate: 256, Act: Activation.Gelu),
-            UNet = TinyUNet with { Heads = [2, 4], LinearProjection = true, ContextDim = 1024 },
+            TextEncoder = TinySd2Text,
+            UNet = TinySd2UNet,
         },
         Tiny with
         {
@@ -61,22 +72,18 @@ public static class ModelPresets
             Name = "tiny-sdxl", Family = ModelFamily.StableDiffusionXL,
             Description = "SDXL structure: two text encoders (hidden_states.*, text_embeds), text_embeds + time_ids UNet",
             TextEncoder = TinyText with { OutputHiddenStates = true },
-            TextEncoder2 = TinyText with { Act = Activation.Gelu, ProjectionDim = 32, OutputHiddenStates = true },
-            UNet = new UNetConfig(InChannels: 4, OutChannels: 4, BlockOut: [32, 64], CrossAttention: [false, true],
-                Heads: [2, 4], LayersPerBlock: 2, ContextDim: 64, TransformerLayers: [1, 2], LinearProjection: true,
-                Sdxl: new SdxlConditioning(TextEmbedDim: 32, AdditionTimeEmbedDim: 8)),
-            Vae = TinyVae with { ScalingFactor = 0.13025 },
+            TextEncoder2 = TinyXlText2,
+            UNet = TinyXlUNet,
+            Vae = TinyXlVae,
         },
         Tiny with
         {
             Name = "tiny-sdxl-refiner", Family = ModelFamily.StableDiffusionXL, Refiner = true,
             Description = "SDXL refiner structure: text_encoder_2 only (hidden_states.*, text_embeds), a UNet on its states alone with 5 time_ids (aesthetic score)",
-            TextEncoder = TinyText with { Act = Activation.Gelu, ProjectionDim = 32, OutputHiddenStates = true },
-            TextEncoder2 = TinyText with { Act = Activation.Gelu, ProjectionDim = 32, OutputHiddenStates = true },
-            UNet = new UNetConfig(InChannels: 4, OutChannels: 4, BlockOut: [32, 64], CrossAttention: [false, true],
-                Heads: [2, 4], LayersPerBlock: 2, ContextDim: 32, TransformerLayers: [1, 2], LinearProjection: true,
-                Sdxl: new SdxlConditioning(TextEmbedDim: 32, AdditionTimeEmbedDim: 8, TimeIdCount: 5)),
-            Vae = TinyVae with { ScalingFactor = 0.13025 },
+            TextEncoder = TinyXlText2,
+            TextEncoder2 = TinyXlText2,
+            UNet = TinyXlUNet with { ContextDim = 32, Sdxl = TinyXlUNet.Sdxl! with { TimeIdCount = 5 } },
+            Vae = TinyXlVae,
         },
         Tiny with
         {
@@ -88,8 +95,8 @@ public static class ModelPresets
         {
             Name = "tiny-turbo", Family = ModelFamily.StableDiffusion2, Distillation = Distillation.Turbo,
             Description = "SD-Turbo structure: tiny-sd2's encoders and UNet, epsilon prediction, Euler with trailing timestep spacing",
-            TextEncoder = new TextEncoderConfig(Hidden: 1024, Layers: 1, Heads: 16, Intermediate: 256, Act: Activation.Gelu),
-            UNet = TinyUNet with { Heads = [2, 4], LinearProjection = true, ContextDim = 1024 },
+            TextEncoder = TinySd2Text,
+            UNet = TinySd2UNet,
         },
         Sd15,
         Sd15 with
