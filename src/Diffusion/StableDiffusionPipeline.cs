@@ -811,7 +811,8 @@ public sealed class StableDiffusionPipeline : IDisposable
         return latentChannels;
     }
 
-    private static SchedulerConfig LoadSchedulerConfig(string modelDirectory)
+    /// <summary>scheduler/scheduler_config.json, read and validated; a bad file is a <see cref="ModelLoadException"/> of the scheduler component.</summary>
+    internal static SchedulerConfig LoadSchedulerConfig(string modelDirectory)
     {
         var path = Path.Combine(modelDirectory, "scheduler", "scheduler_config.json");
         try

@@ -28,6 +28,8 @@ public sealed record SchedulerConfig
     public bool UseKarrasSigmas { get; init; }
     public int OriginalInferenceSteps { get; init; } = 50;
     public double TimestepScaling { get; init; } = 10.0;
+    /// <summary>The diffusers class the config was written for (<c>_class_name</c>, e.g. LCMScheduler); null when absent.</summary>
+    public string? ClassName { get; init; }
 
     /// <summary>The Stable Diffusion 1.x/2.x values (scaled_linear 0.00085…0.012, steps_offset 1).</summary>
     public static SchedulerConfig StableDiffusion { get; } = new()
@@ -70,6 +72,7 @@ public sealed record SchedulerConfig
             UseKarrasSigmas = GetBool(root, "use_karras_sigmas") ?? defaults.UseKarrasSigmas,
             OriginalInferenceSteps = GetInt(root, "original_inference_steps") ?? defaults.OriginalInferenceSteps,
             TimestepScaling = GetDouble(root, "timestep_scaling") ?? defaults.TimestepScaling,
+            ClassName = GetString(root, "_class_name"),
         };
         config.Validate();
         return config;
