@@ -258,21 +258,7 @@ public sealed class StableDiffusionPipeline : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         var scheduler = CheckInputs(request);
         var loras = CheckLoras(request);
-        return RunLatentsAsync();
-
-        async Task<float[]> RunLatentsAsync()
-        {
-            await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-            try
-            {
-                ObjectDisposedException.ThrowIf(_disposed, this);
-                return await _modelThread.RunAsync(() => Generate(request, scheduler, loras, progress, cancellationToken, latentsOnly: true)).ConfigureAwait(false);
-            }
-            finally
-            {
-                _gate.Release();
-            }
-        }
+        return RunOnModelThreadAsync(() => Generate(request, scheduler, loras, progress, cancellationToken, latentsOnly: true), cancellationToken);
     }
 
     /// <summary>
@@ -297,20 +283,18 @@ public sealed class StableDiffusionPipeline : IDisposable
     }
 
     /// <summary>
-    /// Generates under the gate and hands back the decoded pixels, to be encoded after the gate is released: the next
-    /// request's model runs (on a GPU, the device) need not wait for this one's deflate.
+    /// Runs <paramref name="work"/> on the model thread under the gate (one request at a time), counting its time as
+    /// generating in <see cref="Statistics"/>.
     /// </summary>
-    private async Task<DecodedImages> RunSerialisedAsync(GenerationRequest request, Scheduler scheduler, LoraSet[] loras,
-        IProgress<StepProgress>? progress, CancellationToken cancellationToken)
+    private async Task<T> RunOnModelThreadAsync<T>(Func<T> work, CancellationToken cancellationToken)
     {
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        float[] pixels;
         lock (_statisticsLock) _inFlightSince = Stopwatch.GetTimestamp();
         try
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             cancellationToken.ThrowIfCancellationRequested();
-            pixels = await _modelThread.RunAsync(() => Generate(request, scheduler, loras, progress, cancellationToken)).ConfigureAwait(false);
+            return await _modelThread.RunAsync(work).ConfigureAwait(false);
         }
         finally
         {
@@ -321,6 +305,16 @@ public sealed class StableDiffusionPipeline : IDisposable
             }
             _gate.Release();
         }
+    }
+
+    /// <summary>
+    /// Generates under the gate and hands back the decoded pixels, to be encoded after the gate is released: the next
+    /// request's model runs (on a GPU, the device) need not wait for this one's deflate.
+    /// </summary>
+    private async Task<DecodedImages> RunSerialisedAsync(GenerationRequest request, Scheduler scheduler, LoraSet[] loras,
+        IProgress<StepProgress>? progress, CancellationToken cancellationToken)
+    {
+        var pixels = await RunOnModelThreadAsync(() => Generate(request, scheduler, loras, progress, cancellationToken), cancellationToken).ConfigureAwait(false);
         return new DecodedImages(request, scheduler.DisplayName, loras, pixels, _variants.ShortHash, InitImages.Used(request) ? Strength(request) : null,
             (ticks, images) =>
             {
