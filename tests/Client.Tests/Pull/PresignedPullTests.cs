@@ -36,6 +36,7 @@ public sealed class PresignedPullTests : IAsyncLifetime, IDisposable
 
     /// <summary>When set, the pull is killed (cancelled) as the store receives its 4th GET: at least one image is saved by then.</summary>
     private CancellationTokenSource? _killAtFourthGet;
+    private int _getsServed;
 
     public PresignedPullTests()
     {
@@ -75,7 +76,9 @@ public sealed class PresignedPullTests : IAsyncLifetime, IDisposable
     private async Task ServeAsync(int index, HttpContext http)
     {
         var attempt = _gets.AddOrUpdate(index, 1, (_, n) => n + 1);
-        if (_killAtFourthGet is { } kill && _gets.Values.Sum() == 4)
+        // One atomic count of every GET: summing _gets after the increment let two concurrent GETs both read 5, and then
+        // nothing killed the pull.
+        if (Interlocked.Increment(ref _getsServed) == 4 && _killAtFourthGet is { } kill)
         {
             await kill.CancelAsync();
         }
