@@ -21,4 +21,10 @@ public static class JobFields
     public const string FinishedMs = "finished_ms";
     public const string Priority = "priority";
     public const string Tenant = "tenant";
+
+    /// <summary>When retention deleted the job's stored images (ms); its records may outlive them.</summary>
+    public const string ResultsExpiredMs = "results_expired_ms";
+
+    /// <summary>When retention dropped the failed job's init images and masks (ms): a retry can no longer render those images.</summary>
+    public const string InputsExpiredMs = "inputs_expired_ms";
 }

@@ -4,10 +4,18 @@ using StackExchange.Redis;
 
 namespace RenderFarm.FarmState.TaskStreams;
 
-/// <summary>How a <see cref="Shard"/> is laid out as a task-stream entry: one field holding the protobuf bytes.</summary>
+/// <summary>
+/// How a <see cref="Shard"/> is laid out on a task stream. An entry is a token (<see cref="TokenField"/>): one queued
+/// shard, bound to a shard of the fair queue when a worker reads it (<see cref="TaskStreamScripts.Claim"/>). Entries
+/// queued before the fair queue existed carry their shard themselves (<see cref="PayloadField"/>: the protobuf bytes);
+/// they are still read.
+/// </summary>
 public static class ShardEntry
 {
     public const string PayloadField = "shard";
+
+    /// <summary>The one field of a token entry (its value is not read).</summary>
+    public const string TokenField = "queued";
 
     /// <summary>Deliveries of a shard before it is dead-lettered, unless configured otherwise.</summary>
     public const int DefaultMaxAttempts = 3;

@@ -6,32 +6,36 @@ using StackExchange.Redis;
 namespace RenderFarm.FarmState.TaskStreams;
 
 /// <summary>
-/// The task-stream protocol, both sides of it. Shards wait on a stream per model and priority
+/// The task-stream protocol, both sides of it. Shards wait in a fair queue per model and priority, behind a stream
 /// (<see cref="FarmKeys.TaskStream(string, Priority)"/>) that every worker reads as one consumer group
-/// (<see cref="FarmKeys.WorkerGroup"/>); an entry is pending under the worker it was delivered to until it is
-/// acknowledged. The life of an entry:
+/// (<see cref="FarmKeys.WorkerGroup"/>). The stream holds one token entry per waiting shard, so its lag is the queue's
+/// length (what autoscaling reads); a token is bound to a shard only as a worker reads it, and then it is an entry like
+/// any other: pending under that worker until it is acknowledged, leased, taken over, dead-lettered. The life of an entry:
 /// <list type="number">
 /// <item>The coordinator stages a job's shards (<see cref="StageAsync"/>) and publishes them once the job is committed
 /// (<see cref="PublishStagedAsync"/>); a resumed job's parked shards are enqueued again (<see cref="EnqueueAsync"/>).
 /// Idle workers are nudged over pub/sub.</item>
-/// <item>A worker claims an entry: a new one (<see cref="ReadNewAsync"/>), or one it or another worker held whose
-/// lease lapsed or that was handed back (<see cref="TakeOverAsync"/>), and checks it against its job's state
+/// <item>A worker claims an entry: a new one (<see cref="ReadNewAsync"/>: the next token, bound to the shard whose turn
+/// it is — tenants take turns, weighted, and a tenant's jobs go in submission order), or one it or another worker held
+/// whose lease lapsed or that was handed back (<see cref="TakeOverAsync"/>), and checks it against its job's state
 /// (<see cref="AdmitAsync"/>: run, park with a paused job, drop for a cancelled one).</item>
 /// <item>While it renders, the worker renews its claim (<see cref="RenewAsync"/>); an entry not renewed for a lease is
 /// taken over by another worker, which counts a delivery.</item>
 /// <item>The coordinator acknowledges the entry when every image has its outcome or the shard is dead-lettered
-/// (<see cref="AcknowledgeAsync(ShardRef)"/>). After a failed attempt it hands the entry back for a retry now
-/// (<see cref="HandBackAfterFailureAsync"/>: the attempt counts); a draining worker hands back what it could not finish
-/// (<see cref="HandBackOnDrainAsync"/>: the attempt is given back).</item>
+/// (<see cref="AcknowledgeAsync(ShardRef)"/>), which trims it from the stream. After a failed attempt it hands the entry
+/// back for a retry now (<see cref="HandBackAfterFailureAsync"/>: the attempt counts); a draining worker hands back what
+/// it could not finish (<see cref="HandBackOnDrainAsync"/>: the attempt is given back).</item>
 /// </list>
+/// A job's waiting shards can leave the queue before any worker reads them: withdrawn (<see cref="WithdrawJobAsync"/>,
+/// cancel and delete) or moved to another priority (<see cref="MoveJobAsync"/>), each with as many tokens.
 /// </summary>
 public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue> logger)
 {
     /// <summary>How idle a handed-back entry looks: past any lease, so the next pull of any worker takes it over.</summary>
-    private static readonly long HandedBackIdleMs = (long)TimeSpan.FromDays(1).TotalMilliseconds;
+    internal const long HandedBackIdleMs = 24 * 60 * 60 * 1000L;
 
-    /// <summary>Most entries of a list (staged shards, a job's task entries) read at once.</summary>
-    private const int Page = 512;
+    /// <summary>Most entries of a list (staged shards) read at once.</summary>
+    private const int Page = TaskStreamScripts.MaxPerCall;
 
     private readonly HashSet<string> _groupsEnsured = [];
 
@@ -52,17 +56,17 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
             db.KeyExpireAsync(key, FarmKeys.StagingTtl));
     }
 
-    /// <summary>Moves a job's staged shards onto their models' task streams, a page at a time, then drops the staging list.</summary>
-    public async Task PublishStagedAsync(string jobId, Priority priority, string batch = "")
+    /// <summary>Moves a job's staged shards into their models' queues, a page at a time, then drops the staging list.</summary>
+    public async Task PublishStagedAsync(QueuedJob job, Priority priority, string batch = "")
     {
         var db = redis.GetDatabase();
-        var key = FarmKeys.JobStagedShards(jobId, batch);
+        var key = FarmKeys.JobStagedShards(job.JobId, batch);
         var models = new HashSet<string>();
         for (long start = 0; ; start += Page)
         {
             var shards = await db.ListRangeAsync(key, start, start + Page - 1);
             if (shards.Length == 0) break;
-            models.UnionWith(await AppendAsync(jobId, priority, shards.Select(s => (byte[])s!)));
+            models.UnionWith(await AppendAsync(job, priority, shards.Select(s => (byte[])s!)));
             if (shards.Length < Page) break;
         }
         await db.KeyDeleteAsync(key);
@@ -72,52 +76,88 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     /// <summary>Drops a batch of staged shards (a retry that found the job changed).</summary>
     public Task DiscardStagedAsync(string jobId, string batch) => redis.GetDatabase().KeyDeleteAsync(FarmKeys.JobStagedShards(jobId, batch));
 
-    /// <summary>Appends serialized shards of a job to their models' task streams and nudges those models' workers.</summary>
-    public async Task EnqueueAsync(string jobId, Priority priority, IEnumerable<byte[]> shards) =>
-        await Task.WhenAll((await AppendAsync(jobId, priority, shards)).Select(NudgeWorkersAsync));
+    /// <summary>Queues serialized shards of a job on their models' queues and nudges those models' workers.</summary>
+    public async Task EnqueueAsync(QueuedJob job, Priority priority, IEnumerable<byte[]> shards) =>
+        await Task.WhenAll((await AppendAsync(job, priority, shards)).Select(NudgeWorkersAsync));
 
     /// <summary>
-    /// Appends shards to the stream of their own model (per-prompt overrides may name other models) for the priority,
-    /// pipelined, and notes their entries with the job (<see cref="FarmKeys.JobTaskEntries"/>) so that cancelling it can
-    /// take them off the streams. Returns the models.
+    /// Queues shards on the queue of their own model (per-prompt overrides may name other models) for the priority, a
+    /// page per script, pipelined in order, after noting the stream with the job (<see cref="FarmKeys.JobTaskStreams"/>)
+    /// so that cancelling it always finds them. Returns the models.
     /// </summary>
-    private async Task<IReadOnlyCollection<string>> AppendAsync(string jobId, Priority priority, IEnumerable<byte[]> shards)
+    private async Task<IReadOnlyCollection<string>> AppendAsync(QueuedJob job, Priority priority, IEnumerable<byte[]> shards)
     {
         var db = redis.GetDatabase();
+        var weight = await WeightOfAsync(job.Tenant);
         var models = new List<string>();
         foreach (var byModel in shards.GroupBy(bytes => Shard.Parser.ParseFrom(bytes).Params.Model))
         {
             var stream = FarmKeys.TaskStream(byModel.Key, priority);
             await EnsureGroupAsync(stream);
-            var ids = await Task.WhenAll(byModel.Select(s => db.StreamAddAsync(stream, ShardEntry.PayloadField, s)));
-            if (ids.Length > 0) await db.ListRightPushAsync(FarmKeys.JobTaskEntries(jobId), [.. ids.Select(id => (RedisValue)$"{stream} {id}")]);
+            await db.SetAddAsync(FarmKeys.JobTaskStreams(job.JobId), stream);
+            await Task.WhenAll(byModel.Chunk(Page).Select(page => TaskStreamScripts.Enqueue.EvaluateAsync(db, EnqueueKeys(stream, job),
+                [job.Tenant, job.JobId, job.Order, weight, .. page.Select(s => (RedisValue)s)])));
             models.Add(byModel.Key);
         }
         return models;
     }
 
+    private static RedisKey[] EnqueueKeys(string stream, QueuedJob job) =>
+        [stream, FarmKeys.TaskTenants(stream), FarmKeys.TaskWeights(stream), FarmKeys.TaskClock(stream),
+         FarmKeys.TaskTenantJobs(stream, job.Tenant), FarmKeys.TaskJobShards(stream, job.JobId)];
+
+    private static RedisKey[] WithdrawKeys(string stream, QueuedJob job) =>
+        [stream, FarmKeys.TaskTenants(stream), FarmKeys.TaskWeights(stream),
+         FarmKeys.TaskTenantJobs(stream, job.Tenant), FarmKeys.TaskJobShards(stream, job.JobId)];
+
+    /// <summary>A tenant's weight in the fair queues (<see cref="FarmKeys.TenantWeights"/>; 1 unless set).</summary>
+    public async Task<double> WeightOfAsync(string tenant)
+    {
+        var value = await redis.GetDatabase().HashGetAsync(FarmKeys.TenantWeights, tenant);
+        return double.TryParse((string?)value, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var w)
+               && w > 0 && double.IsFinite(w) ? w : 1;
+    }
+
     /// <summary>
-    /// Takes a cancelled job's entries off the task streams (delivered or not; a worker running one stops at the cancel
-    /// anyway), a page at a time: a cancelled million-image job leaves no queued entries behind. Idempotent.
+    /// Takes a cancelled or deleted job's waiting shards off its queues, a page at a time (a cancelled million-image job
+    /// leaves nothing queued behind), and acknowledges its delivered entries (a worker running one stops at the cancel
+    /// anyway). Idempotent.
     /// </summary>
-    public async Task RemoveJobEntriesAsync(string jobId)
+    public async Task WithdrawJobAsync(QueuedJob job)
     {
         var db = redis.GetDatabase();
-        var key = FarmKeys.JobTaskEntries(jobId);
-        while (true)
+        var key = FarmKeys.JobTaskStreams(job.JobId);
+        foreach (var stream in (await db.SetMembersAsync(key)).Select(s => (string)s!).Where(s => FarmKeys.TryParseTaskStream(s, out _, out _)))
         {
-            var entries = await db.ListRangeAsync(key, 0, Page - 1);
-            if (entries.Length == 0) break;
-            var removals = new List<Task>();
-            foreach (var stream in entries.Select(e => ((string)e!).Split(' ', 2)).Where(p => p.Length == 2).GroupBy(p => p[0], p => (RedisValue)p[1]))
-            {
-                removals.Add(db.StreamAcknowledgeAsync(stream.Key, FarmKeys.WorkerGroup, [.. stream]));
-                removals.Add(db.StreamDeleteAsync(stream.Key, [.. stream]));
-            }
-            await Task.WhenAll(removals);
-            await db.ListTrimAsync(key, entries.Length, -1);
+            while ((long)await TaskStreamScripts.Withdraw.EvaluateAsync(db, WithdrawKeys(stream, job),
+                       job.Tenant, job.JobId, FarmKeys.WithdrawnConsumer, Page) == Page) { }
+            await foreach (var bound in db.HashScanAsync(FarmKeys.TaskBound(stream)))
+                if (ShardOf((byte[])bound.Value!)?.JobId == job.JobId)
+                    await AcknowledgeAsync(stream, (string)bound.Name!);
         }
         await db.KeyDeleteAsync(key);
+    }
+
+    /// <summary>
+    /// Moves a job's waiting shards to its models' queues of priority <paramref name="to"/>, in pages that each move
+    /// atomically (shards and tokens), and nudges the workers. Shards already delivered stay where they are. Idempotent:
+    /// a move cut short is finished by the next.
+    /// </summary>
+    public async Task MoveJobAsync(QueuedJob job, Priority to)
+    {
+        var db = redis.GetDatabase();
+        var key = FarmKeys.JobTaskStreams(job.JobId);
+        var weight = await WeightOfAsync(job.Tenant);
+        foreach (var stream in (await db.SetMembersAsync(key)).Select(s => (string)s!))
+        {
+            if (!FarmKeys.TryParseTaskStream(stream, out var model, out var priority) || priority == to) continue;
+            var target = FarmKeys.TaskStream(model, to);
+            await EnsureGroupAsync(target);
+            await db.SetAddAsync(key, target);
+            while ((long)await TaskStreamScripts.Move.EvaluateAsync(db, [.. WithdrawKeys(stream, job), .. EnqueueKeys(target, job)],
+                       job.Tenant, job.JobId, job.Order, weight, FarmKeys.WithdrawnConsumer, Page) == Page) { }
+            await NudgeWorkersAsync(model);
+        }
     }
 
     /// <summary>Wakes idle workers of the model (<see cref="ListenForNudgesAsync"/>).</summary>
@@ -136,6 +176,20 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
             waiting += group.Lag ?? 0;
         }
         return waiting;
+    }
+
+    /// <summary>
+    /// Removes the consumers of the model's streams that hold nothing and have not read for <paramref name="idle"/>
+    /// (workers long gone: a consumer per worker id would otherwise pile up with every restarted pod). Returns how many.
+    /// </summary>
+    public async Task<long> ForgetIdleConsumersAsync(string model, TimeSpan idle)
+    {
+        var db = redis.GetDatabase();
+        long forgotten = 0;
+        foreach (var stream in FarmKeys.TaskStreams(model))
+            if (await db.KeyExistsAsync(stream))
+                forgotten += (long)await TaskStreamScripts.ForgetIdleConsumers.EvaluateAsync(db, [stream], (long)idle.TotalMilliseconds);
+        return forgotten;
     }
 
     // ---- Pulling (worker) ----
@@ -170,11 +224,22 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
         (await redis.GetDatabase().StreamPendingMessagesAsync(stream, FarmKeys.WorkerGroup, 1000, consumer))
             .Select(e => (string)e.MessageId!).ToList();
 
-    /// <summary>Claims the next entry of <paramref name="stream"/> never delivered to any worker; null if there is none.</summary>
+    /// <summary>
+    /// Claims the next shard of <paramref name="stream"/> never delivered to any worker — the fair queue's next turn —
+    /// or null if there is none.
+    /// </summary>
     public async Task<ClaimedShard?> ReadNewAsync(string stream, string consumer)
     {
-        var fresh = await redis.GetDatabase().StreamReadGroupAsync(stream, FarmKeys.WorkerGroup, consumer, StreamPosition.NewMessages, count: 1);
-        return Parse(stream, consumer, fresh);
+        var db = redis.GetDatabase();
+        while (true)
+        {
+            var result = await TaskStreamScripts.Claim.EvaluateAsync(db,
+                [stream, FarmKeys.TaskBound(stream), FarmKeys.TaskTenants(stream), FarmKeys.TaskWeights(stream), FarmKeys.TaskClock(stream)],
+                FarmKeys.TaskQueuePrefix(stream), consumer);
+            if (result.IsNull) return null;
+            var parts = (RedisResult[])result!;
+            if (await ParseAsync(stream, consumer, (string)parts[0]!, (byte[])parts[1]!) is { } claimed) return claimed;
+        }
     }
 
     /// <summary>
@@ -189,15 +254,12 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
         var db = redis.GetDatabase();
         while (true)
         {
-            var result = await TaskStreamScripts.TakeOver.EvaluateAsync(db, [stream], consumer, minIdleMs, first, last, holder);
+            var result = await TaskStreamScripts.TakeOver.EvaluateAsync(db, [stream, FarmKeys.TaskBound(stream)], consumer, minIdleMs, first, last, holder);
             if (result.IsNull) return null;
             var parts = (RedisResult[])result!;
             if (parts.Length < 4) continue; // a deleted entry, now off the pending list
-            var fields = (RedisResult[])parts[3]!;
-            var entry = new StreamEntry((string)parts[0]!,
-                Enumerable.Range(0, fields.Length / 2).Select(i => new NameValueEntry((string)fields[2 * i]!, (byte[])fields[2 * i + 1]!)).ToArray());
             var previous = (string)parts[1]!;
-            if (Parse(stream, consumer, [entry]) is { } shard)
+            if (await ParseAsync(stream, consumer, (string)parts[0]!, (byte[])parts[3]!) is { } shard)
                 return shard with { Delivery = (long)parts[2], LostBy = previous == FarmKeys.ReleasedConsumer ? null : previous };
         }
     }
@@ -231,24 +293,23 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
             claimed.Consumer, claimed.EntryId, idleMs, holder, giveBack) == 1;
 
     /// <summary>Acknowledges a claimed shard: done with it (its job was cancelled while it ran, or it is not to run).</summary>
-    public Task AcknowledgeAsync(ClaimedShard claimed) =>
-        redis.GetDatabase().StreamAcknowledgeAsync(claimed.Stream, FarmKeys.WorkerGroup, claimed.EntryId);
+    public Task AcknowledgeAsync(ClaimedShard claimed) => AcknowledgeAsync(claimed.Stream, claimed.EntryId);
 
-    private ClaimedShard? Parse(string stream, string consumer, StreamEntry[] entries)
+    /// <summary>Acknowledges an entry, forgets the shard bound to it and trims the stream's acknowledged entries.</summary>
+    private Task AcknowledgeAsync(string stream, string entryId) =>
+        TaskStreamScripts.Acknowledge.EvaluateAsync(redis.GetDatabase(), [stream, FarmKeys.TaskBound(stream)], entryId);
+
+    private static Shard? ShardOf(byte[] bytes)
     {
-        foreach (var entry in entries)
-        {
-            if (entry.IsNull) continue; // deleted while pending
-            try
-            {
-                return new ClaimedShard(stream, entry.Id!, consumer, ShardEntry.Parse(entry));
-            }
-            catch (Exception e) when (e is InvalidDataException or InvalidProtocolBufferException)
-            {
-                logger.LogError("Unreadable task entry {Entry} on {Stream} dropped: {Message}", entry.Id, stream, e.Message);
-                redis.GetDatabase().StreamAcknowledge(stream, FarmKeys.WorkerGroup, entry.Id);
-            }
-        }
+        try { return Shard.Parser.ParseFrom(bytes); }
+        catch (InvalidProtocolBufferException) { return null; }
+    }
+
+    private async Task<ClaimedShard?> ParseAsync(string stream, string consumer, string entryId, byte[] bytes)
+    {
+        if (ShardOf(bytes) is { } shard) return new ClaimedShard(stream, entryId, consumer, shard);
+        logger.LogError("Unreadable task entry {Entry} on {Stream} dropped", entryId, stream);
+        await AcknowledgeAsync(stream, entryId);
         return null;
     }
 
@@ -273,19 +334,21 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
         return pending.Length == 1 ? ((string)pending[0].ConsumerName!, pending[0].DeliveryCount) : null;
     }
 
-    /// <summary>The shard a delivery refers to, read from its stream entry (one XRANGE); null if the entry is gone.</summary>
+    /// <summary>The shard a delivery refers to: bound to its token, or carried by an older entry; null if the entry is gone.</summary>
     public async Task<Shard?> ReadAsync(ShardRef shard)
     {
         if (StreamOf(shard) is not { } stream) return null;
-        var entries = await redis.GetDatabase().StreamRangeAsync(stream, shard.EntryId, shard.EntryId);
-        return entries.Length == 1 && !entries[0].IsNull ? ShardEntry.Parse(entries[0]) : null;
+        var db = redis.GetDatabase();
+        var bound = await db.HashGetAsync(FarmKeys.TaskBound(stream), shard.EntryId);
+        if (!bound.IsNull) return ShardOf((byte[])bound!);
+        var entries = await db.StreamRangeAsync(stream, shard.EntryId, shard.EntryId);
+        return entries.Length == 1 && !entries[0].IsNull && !entries[0][ShardEntry.PayloadField].IsNull ? ShardEntry.Parse(entries[0]) : null;
     }
 
     /// <summary>Acknowledges a delivered shard: every image has its outcome, or it was dead-lettered, or its job ended.</summary>
     public async Task AcknowledgeAsync(ShardRef shard)
     {
-        if (StreamOf(shard) is { } stream)
-            await redis.GetDatabase().StreamAcknowledgeAsync(stream, FarmKeys.WorkerGroup, shard.EntryId);
+        if (StreamOf(shard) is { } stream) await AcknowledgeAsync(stream, shard.EntryId);
     }
 
     /// <summary>

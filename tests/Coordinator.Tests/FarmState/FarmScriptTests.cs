@@ -12,8 +12,10 @@ public sealed class FarmScriptTests
     private static readonly FarmScript[] All =
     [
         JobScripts.RecordOutcome, JobScripts.MarkRunning, JobScripts.Cancel, JobScripts.ReopenForRetry, JobScripts.Pause,
-        JobScripts.Resume, JobScripts.AppendEvent, JobScripts.RecordFailedAttempt,
-        TaskStreamScripts.ClaimIfOwner, TaskStreamScripts.TakeOver, TaskStreamScripts.Admit, WorkerScripts.ClaimId,
+        JobScripts.Resume, JobScripts.AppendEvent, JobScripts.AppendProgress, JobScripts.RecordFailedAttempt, JobScripts.SetPriority,
+        TaskStreamScripts.ClaimIfOwner, TaskStreamScripts.TakeOver, TaskStreamScripts.Admit, TaskStreamScripts.Enqueue,
+        TaskStreamScripts.Claim, TaskStreamScripts.Acknowledge, TaskStreamScripts.Withdraw, TaskStreamScripts.Move,
+        TaskStreamScripts.ForgetIdleConsumers, WorkerScripts.ClaimId,
     ];
 
     [Fact]
@@ -29,7 +31,7 @@ public sealed class FarmScriptTests
     {
         var keys = await Assert.ThrowsAsync<ArgumentException>(() => JobScripts.Pause.EvaluateAsync(null!, ["only-meta"]));
         Assert.Contains("takes 2 keys (meta, events), not 1", keys.Message);
-        var args = await Assert.ThrowsAsync<ArgumentException>(() => JobScripts.Cancel.EvaluateAsync(null!, ["m", "e", "p", "i"]));
+        var args = await Assert.ThrowsAsync<ArgumentException>(() => JobScripts.Cancel.EvaluateAsync(null!, ["m", "e", "p", "i", "r"]));
         Assert.Contains("at least 1 arguments (now)", args.Message);
     }
 
