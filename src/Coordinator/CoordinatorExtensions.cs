@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
 using RenderFarm.Coordinator.Diagnostics;
 using RenderFarm.Coordinator.Jobs;
+using RenderFarm.Coordinator.Retention;
 using RenderFarm.Coordinator.Security;
 using RenderFarm.Coordinator.Services;
 using RenderFarm.Coordinator.Storage;
@@ -52,6 +53,11 @@ public static class CoordinatorExtensions
         services.AddSingleton<WorkerRegistry>();
         services.AddSingleton<WorkerConnections>();
         services.AddSingleton<WorkerQuarantine>();
+        services.AddOptions<RetentionOptions>().BindConfiguration(RetentionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<RetentionSchedule>();
+        services.AddSingleton<JobDeleter>();
+        services.AddSingleton<RetentionSweeper>();
+        services.AddHostedService(sp => sp.GetRequiredService<RetentionSweeper>());
 
         services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section);
         services.AddSingleton<ApiKeyStore>();
