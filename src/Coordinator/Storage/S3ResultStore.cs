@@ -5,6 +5,8 @@ using Amazon;
 using Amazon.Runtime;
 using Amazon.S3;
 using Amazon.S3.Model;
+using Polly;
+using Polly.Retry;
 
 namespace RenderFarm.Coordinator.Storage;
 
@@ -33,12 +35,23 @@ public sealed class S3ResultStore : IResultStore, IDisposable
     private readonly AmazonS3Client _s3;
     private readonly bool _conditional;
     private readonly TimeProvider _time;
+    private readonly ResiliencePipeline _conflicts;
 
     public S3ResultStore(S3Location location, S3StorageOptions options, TimeProvider? time = null)
     {
         Location = location;
         _conditional = options.ConditionalWrites;
         _time = time ?? TimeProvider.System;
+        // AWS answers 409 ConditionalRequestConflict while another conditional write of the key is in flight.
+        _conflicts = new ResiliencePipelineBuilder { TimeProvider = _time }
+            .AddRetry(new RetryStrategyOptions
+            {
+                ShouldHandle = new PredicateBuilder().Handle<AmazonS3Exception>(e => e.StatusCode == HttpStatusCode.Conflict),
+                MaxRetryAttempts = MaxConflictRetries,
+                BackoffType = DelayBackoffType.Linear,
+                Delay = TimeSpan.FromMilliseconds(20),
+            })
+            .Build();
         var region = Blank(options.Region) ?? Blank(Environment.GetEnvironmentVariable("AWS_REGION"))
             ?? Blank(Environment.GetEnvironmentVariable("AWS_DEFAULT_REGION")) ?? "us-east-1";
         var credentials = Credentials(options);
@@ -85,44 +98,50 @@ public sealed class S3ResultStore : IResultStore, IDisposable
         var key = KeyOf(jobId, index);
         var sha256 = SHA256.HashData(png.Span);
         var hex = Convert.ToHexStringLower(sha256);
-        for (var attempt = 0; ; attempt++)
+        try
         {
-            if (!_conditional && await StoredAsync(key, cancellationToken) is { } stored)
-                return stored;
+            return await _conflicts.ExecuteAsync(ct => PutOrFindFirstAsync(key, png, sha256, hex, ct), cancellationToken);
+        }
+        catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.Conflict)
+        {
+            throw new S3StorageException(HttpStatusCode.Conflict, "TooManyConflicts", $"PUT {key} kept conflicting", key);
+        }
+        catch (AmazonS3Exception e)
+        {
+            throw Error(e, "PUT", key);
+        }
+    }
 
-            var request = new PutObjectRequest
-            {
-                BucketName = Location.Bucket,
-                Key = key,
-                InputStream = ReadOnly(png),
-                ContentType = "image/png",
-                ChecksumSHA256 = Convert.ToBase64String(sha256),
-                UseChunkEncoding = false,
-                IfNoneMatch = _conditional ? "*" : null,
-            };
-            request.Metadata[Sha256Metadata] = hex;
-            try
-            {
-                await _s3.PutObjectAsync(request, cancellationToken);
-                return new StoredObject(hex, png.Length);
-            }
-            catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.PreconditionFailed)
-            {
-                // Another delivery of the same image got there first: keep its bytes.
-                if (await StoredAsync(key, cancellationToken) is { } first) return first;
-                // gone again (deleted by hand?): try once more
-            }
-            catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.Conflict && attempt < MaxConflictRetries)
-            {
-                // AWS answers 409 ConditionalRequestConflict while another conditional write of the key is in flight.
-                await Task.Delay(TimeSpan.FromMilliseconds(20 * (attempt + 1)), _time, cancellationToken);
-            }
-            catch (AmazonS3Exception e)
-            {
-                throw Error(e, "PUT", key);
-            }
-            if (attempt >= MaxConflictRetries)
-                throw new S3StorageException(HttpStatusCode.Conflict, "TooManyConflicts", $"PUT {key} kept conflicting", key);
+    /// <summary>
+    /// One conditional write: the object as written, or the first one's when another delivery got there first. Throws
+    /// a 409 (retried by <see cref="_conflicts"/>) while another conditional write of the key is in flight, or when
+    /// the first object vanished between its write and our read.
+    /// </summary>
+    private async ValueTask<StoredObject> PutOrFindFirstAsync(string key, ReadOnlyMemory<byte> png, byte[] sha256, string hex, CancellationToken cancellationToken)
+    {
+        if (!_conditional && await StoredAsync(key, cancellationToken) is { } stored)
+            return stored;
+        var request = new PutObjectRequest
+        {
+            BucketName = Location.Bucket,
+            Key = key,
+            InputStream = ReadOnly(png),
+            ContentType = "image/png",
+            ChecksumSHA256 = Convert.ToBase64String(sha256),
+            UseChunkEncoding = false,
+            IfNoneMatch = _conditional ? "*" : null,
+        };
+        request.Metadata[Sha256Metadata] = hex;
+        try
+        {
+            await _s3.PutObjectAsync(request, cancellationToken);
+            return new StoredObject(hex, png.Length);
+        }
+        catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.PreconditionFailed)
+        {
+            // Another delivery of the same image got there first: keep its bytes (gone again, deleted by hand: write anew).
+            return await StoredAsync(key, cancellationToken)
+                ?? throw new AmazonS3Exception("the first object vanished", ErrorType.Sender, "Conflict", "", HttpStatusCode.Conflict);
         }
     }
 
