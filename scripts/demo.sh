@@ -15,6 +15,8 @@ bin=Release
 mkdir -p "$state"
 
 ensure_redis
+# npm builds the dashboard's page files during `dotnet build` (embedded in the coordinator).
+ensure_commands node:nodejs npm:npm
 echo "==> building" >&2
 dotnet build RenderFarm.sln -c $bin -v quiet -nologo -clp:ErrorsOnly >&2
 dll() { echo "$root/src/$1/bin/$bin/net10.0/$2.dll"; }
@@ -34,7 +36,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-redis_port=$(free_port); coord_port=$(free_port); worker_port=$(free_port)
+redis_port=$(free_port); coord_port=$(free_port); worker_port=$(free_port); web_port=$(free_port)
 echo "==> starting redis on 127.0.0.1:$redis_port" >&2
 redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$state" --appendonly yes --save "" >"$state/redis.log" 2>&1 &
 pids+=($!)
@@ -45,6 +47,7 @@ export Farm__Redis="127.0.0.1:$redis_port"
 export Farm__Auth__Mode=Disabled
 echo "==> starting the coordinator on 127.0.0.1:$coord_port" >&2
 Farm__Storage="$state/results" Farm__DefaultModel=tiny Kestrel__Endpoints__Grpc__Url="http://127.0.0.1:$coord_port" \
+  Kestrel__Endpoints__Web__Url="http://127.0.0.1:$web_port" \
   dotnet "$(dll Coordinator RenderFarm.Coordinator)" >"$state/coordinator.log" 2>&1 &
 pids+=($!)
 wait_for 60 curl -sf --http2-prior-knowledge "http://127.0.0.1:$coord_port/healthz" \
@@ -59,9 +62,10 @@ wait_for 60 curl -sf --http2-prior-knowledge "http://127.0.0.1:$worker_port/heal
   || { echo "worker did not start; see $state/worker.log" >&2; exit 1; }
 
 rm -rf "$out"
+echo "==> dashboard: http://127.0.0.1:$web_port/ (authentication is off here: sign in with any key, e.g. demo)" >&2
 echo "==> submitting $prompts" >&2
 FARM_COORDINATOR="http://127.0.0.1:$coord_port" dotnet "$(dll Client farm)" \
-  submit "$prompts" --size 64x64 --steps 12 --seed 42 --watch --out "$out"
+  submit "$prompts" --size 64x64 --steps 12 --seed 42 --previews 2 --watch --out "$out"
 
 count=$(find "$out" -name '*.png' | wc -l)
 echo

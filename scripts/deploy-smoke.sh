@@ -63,21 +63,23 @@ smoke() {
   local run="$scratch/$1"
   mkdir -p "$run"
   redis_port=$(free_port); coord_port=$(free_port); worker_port=$(free_port)
+  # Metrics on ports of their own (compose gives both apps 9464, as separate containers may).
+  coord_metrics=$(free_port); worker_metrics=$(free_port)
   fs="$run/fs" # container paths (/data/results, /models/...) live under here
   rewrites=(--host "redis=127.0.0.1:$redis_port" --host "coordinator=127.0.0.1:$coord_port"
     --listen "coordinator=$coord_port" --listen "worker=$worker_port" --root "$fs")
   if [ "$mode" = compose ]; then
     echo "==> environment from docker-compose.yml (services coordinator, worker-cpu; .env = deploy/compose.env.example)"
-    mapfile -t coord_env < <(cd "$tools" && node smoke-env.mjs "$root" compose coordinator "${rewrites[@]}")
-    mapfile -t worker_env < <(cd "$tools" && node smoke-env.mjs "$root" compose worker-cpu "${rewrites[@]}")
+    mapfile -t coord_env < <(cd "$tools" && node smoke-env.mjs "$root" compose coordinator "${rewrites[@]}" --set "Farm__Telemetry__PrometheusPort=$coord_metrics")
+    mapfile -t worker_env < <(cd "$tools" && node smoke-env.mjs "$root" compose worker-cpu "${rewrites[@]}" --set "Farm__Telemetry__PrometheusPort=$worker_metrics")
   else
     echo "==> environment from deploy/k8s/overlays/cpu (Secrets from deploy/k8s/secrets/*.env.example)"
     cp -r deploy/k8s "$scratch/k8s"
     for example in "$scratch"/k8s/secrets/*.env.example; do cp "$example" "${example%.example}"; done
     kubectl kustomize "$scratch/k8s/overlays/cpu" >"$scratch/render.yaml"
     kubectl kustomize "$scratch/k8s/secrets" >"$scratch/secrets.yaml"
-    mapfile -t coord_env < <(cd "$tools" && node smoke-env.mjs "$root" k8s "$scratch/render.yaml" "$scratch/secrets.yaml" coordinator "${rewrites[@]}")
-    mapfile -t worker_env < <(cd "$tools" && node smoke-env.mjs "$root" k8s "$scratch/render.yaml" "$scratch/secrets.yaml" worker "${rewrites[@]}")
+    mapfile -t coord_env < <(cd "$tools" && node smoke-env.mjs "$root" k8s "$scratch/render.yaml" "$scratch/secrets.yaml" coordinator "${rewrites[@]}" --set "Farm__Telemetry__PrometheusPort=$coord_metrics")
+    mapfile -t worker_env < <(cd "$tools" && node smoke-env.mjs "$root" k8s "$scratch/render.yaml" "$scratch/secrets.yaml" worker "${rewrites[@]}" --set "Farm__Telemetry__PrometheusPort=$worker_metrics")
   fi
   [ "${#coord_env[@]}" -gt 0 ] && [ "${#worker_env[@]}" -gt 0 ] || { echo "no environment extracted" >&2; exit 1; }
   printf '    coordinator: %s\n' "${coord_env[@]}" | sed -E 's/(password=)[^,]*/\1***/; s/(PASSWORD=).*/\1***/'
@@ -137,7 +139,13 @@ smoke() {
   fi
   stored=$(find "$fs" -path '*results*' -name '*.png' | wc -l)
   [ "$stored" -ge 1 ] || { echo "the coordinator stored no PNG under its Farm__Storage" >&2; exit 1; }
-  echo "deploy smoke ($mode): 1 passed, 0 failed ($pngs PNG rendered, $stored stored by the coordinator)"
+  # Prometheus can scrape both apps (HTTP/1.1), and the coordinator counted the image it stored.
+  metric() { curl -fsS "http://127.0.0.1:$1/metrics" | awk -v name="$2" '$1 ~ "^"name"({|$)" { sum += $NF } END { print sum + 0 }'; }
+  [ "$(metric "$coord_metrics" renderfarm_images_rendered_total)" -ge 1 ] \
+    || { echo "the coordinator's /metrics does not count the image" >&2; exit 1; }
+  [ "$(metric "$worker_metrics" renderfarm_worker_images_rendered_total)" -ge 1 ] \
+    || { echo "the worker's /metrics does not count the image" >&2; exit 1; }
+  echo "deploy smoke ($mode): 1 passed, 0 failed ($pngs PNG rendered, $stored stored by the coordinator, both counted in /metrics)"
   stop_all
 }
 

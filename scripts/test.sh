@@ -9,6 +9,9 @@ ensure_redis
 # node + npm: the S3 store's tests run against s3rver (npm). They are required here, not skipped: CI must not pass with
 # the S3 store untested because a fresh machine lacked node.
 ensure_commands node:nodejs npm:npm
+# chromium: the dashboard's browser tests (Playwright drives Debian's chromium; no browser is downloaded). npm above
+# also builds the dashboard's page files during the coordinator's build.
+ensure_commands chromium:chromium
 export RENDERFARM_REQUIRE_S3_TESTS=1
 
 log=$(mktemp)
@@ -34,6 +37,11 @@ read -r passed failed skipped < <(awk '
     if (match($0, /[0-9]+ failed/)) count["Failed"] += substr($0, RSTART, RLENGTH) + 0
     if (match($0, /[0-9]+ skipped/)) count["Skipped"] += substr($0, RSTART, RLENGTH) + 0 }
   END { print count["Passed"] + 0, count["Failed"] + 0, count["Skipped"] + 0 }' "$log")
+# What failed, named again just above the summary: CI keeps only the tail of a long log.
+if [ "$failed" -ne 0 ] || [ "$status" -ne 0 ]; then
+  echo "what failed:"
+  grep -E '^\s+Failed [A-Za-z_]|The active test run was aborted|Test host process crashed|^FAIL |error [A-Z]+[0-9]+:' "$log" | sort -u | head -40 || true
+fi
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 if [ "$status" -ne 0 ] || [ "$failed" -ne 0 ]; then exit 1; fi
 if [ "$passed" -eq 0 ]; then echo "no test ran" >&2; exit 1; fi

@@ -4,7 +4,7 @@
 #   1. kustomize renders every overlay (and the secrets kustomization, and gpu + the external-redis component);
 #   2. every rendered object validates against the Kubernetes and KEDA schemas, strictly (no unknown fields), and
 #      the objects agree with each other (references, selectors, ports, probes, env, drain timing, KEDA wiring);
-#   3. docker-compose.yml: interpolation against deploy/compose.env.example, the Compose Specification schema,
+#   3. docker-compose.yml (and deploy/monitoring: the scrape config's targets, the dashboard's metrics exist in the code): interpolation against deploy/compose.env.example, the Compose Specification schema,
 #      build contexts / Dockerfiles / ARGs / volumes / services, scalable workers, drain timing;
 #   4. the Dockerfiles pass dockerfile-utils' validator and this project's rules;
 #   5. each Dockerfile's build stage runs for real (its `dotnet restore` + `dotnet publish`, on the context as
@@ -96,6 +96,13 @@ mkdir -p "$scratch/k8s/overlays/gpu-external-redis"
 printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../gpu]\ncomponents: [../../components/external-redis]\n' \
   >"$scratch/k8s/overlays/gpu-external-redis/kustomization.yaml"
 render gpu-external-redis "$scratch/k8s/overlays/gpu-external-redis" "deploy/k8s/overlays/gpu + components/external-redis"
+# The Prometheus Operator component (ServiceMonitor, PodMonitor, metrics port), applied to each overlay.
+for flavor in gpu cpu; do
+  mkdir -p "$scratch/k8s/overlays/$flavor-monitoring"
+  printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../%s]\ncomponents: [../../components/monitoring]\n' "$flavor" \
+    >"$scratch/k8s/overlays/$flavor-monitoring/kustomization.yaml"
+  render "$flavor-monitoring" "$scratch/k8s/overlays/$flavor-monitoring" "deploy/k8s/overlays/$flavor + components/monitoring"
+done
 
 # ---- 2. Kubernetes objects ----
 echo "==> Kubernetes objects"
@@ -108,6 +115,10 @@ fi
 # ---- 3. docker-compose.yml ----
 echo "==> docker-compose.yml"
 run_checker compose.mjs "$root" "$root/docker-compose.yml" "$root/deploy/compose.env.example"
+
+# ---- 3b. monitoring (Prometheus config, Grafana dashboard) ----
+echo "==> deploy/monitoring"
+run_checker monitoring.mjs "$root"
 
 # ---- 4. Dockerfiles ----
 echo "==> Dockerfiles"
@@ -155,15 +166,21 @@ if [ "$build" -eq 1 ]; then
   fi
 
   # Everything else that takes ONNX Runtime through src/Diffusion (tests, benchmarks) compiles with the GPU flavour
-  # too, into scratch artifacts (the CPU build's obj/bin stay as they are); the worker was published just above.
+  # too, into scratch artifacts (the CPU build's obj/bin stay as they are); the worker was published just above. Each
+  # project's bin/ is removed after its build: every one holds its own ~320 MB copy of the CUDA provider, and eight of
+  # them at once can fill a small CI disk (a build that then aborts says nothing useful).
   echo "==> GPU flavour: projects referencing src/Diffusion build with -p:OnnxRuntimeFlavor=gpu"
   while read -r project; do
     if nice dotnet build "$project" -c Release -nologo -v q -p:OnnxRuntimeFlavor=gpu --artifacts-path "$scratch/gpu-artifacts" \
       >"$scratch/gpu-build.log" 2>&1; then
       pass "GPU flavour: $project builds with Microsoft.ML.OnnxRuntime.Gpu"
     else
-      grep -E 'error|warning NU' "$scratch/gpu-build.log" | sort -u | tail -20; fail "GPU flavour: $project does not build with -p:OnnxRuntimeFlavor=gpu"
+      local_rc=$?
+      grep -E 'error|warning NU' "$scratch/gpu-build.log" | sort -u | tail -20
+      echo "dotnet build exited $local_rc; last lines of its log, and the disk it wrote to:"; tail -15 "$scratch/gpu-build.log"; df -h "$scratch" || true
+      fail "GPU flavour: $project does not build with -p:OnnxRuntimeFlavor=gpu"
     fi
+    rm -rf "$scratch/gpu-artifacts/bin"
   done < <(grep -rl --include='*.csproj' 'Diffusion/RenderFarm.Diffusion.csproj' src tests bench | grep -v '^src/Worker/' | sort)
 
   # Skia's native library (the image decoder) and ONNX Runtime's in each published app: every library they NEED must

@@ -1,6 +1,7 @@
 // LoRA benchmark (bench/lora.md): on an SD 1.5-size model written by the model builder, the time to apply a LoRA set
 // (merge + session creation), the memory a cached variant takes, and the cost of switching between cached variants
 // against reloading the model.
+using RenderFarm.GenerationRules;
 using System.Diagnostics;
 using RenderFarm.Diffusion;
 using RenderFarm.Diffusion.Lora;

@@ -1,6 +1,6 @@
 // Checks rendered Kubernetes manifests (kubectl kustomize output) offline:
-//  1. schema: every object against the Kubernetes OpenAPI schemas (kubernetes-models) and KEDA's CRD schemas
-//     (@kubernetes-models/keda), with ajv;
+//  1. schema: every object against the Kubernetes OpenAPI schemas (kubernetes-models), KEDA's and the Prometheus
+//     Operator's CRD schemas (@kubernetes-models/keda, @kubernetes-models/prometheus-operator), with ajv;
 //  2. strict fields: unknown or misspelt fields (which the JSON schemas let through) via TypeScript's excess-property
 //     check against the same packages' generated types;
 //  3. consistency: references, selectors, ports, probes, env, drain timing, security, KEDA wiring.
@@ -24,6 +24,7 @@ const secretsDocs = loadYamlDocs(secretsFile);
 function modulePath(apiVersion, kind) {
   const [group, version] = apiVersion.includes("/") ? apiVersion.split("/") : ["", apiVersion];
   if (group === "keda.sh") return `@kubernetes-models/keda/keda.sh/${version}/${kind}`;
+  if (group === "monitoring.coreos.com") return `@kubernetes-models/prometheus-operator/monitoring.coreos.com/${version}/${kind}`;
   if (group === "") return `kubernetes-models/${version}/${kind}`;
   return `kubernetes-models/${group}/${version}/${kind}`;
 }
@@ -419,7 +420,7 @@ for (const [render, rendered] of renderObjects) {
       const md = t.metadata ?? {};
       const name = t.name ?? md.stream;
       if (md.consumerGroup !== "workers") errors.push(`${name}: consumerGroup must be "workers"`);
-      const model = /^tasks:(.+?)(:high|:low)?$/.exec(md.stream ?? "")?.[1];
+      const model = /^(?:tasks:([^{}:]+)|\{tasks:([^{}:]+)\}:(?:high|low))$/.exec(md.stream ?? "")?.slice(1).find(Boolean);
       if (!model || !models.includes(model)) errors.push(`${name}: stream ${md.stream} is not tasks:<a model the worker serves (${models.join(", ")})>`);
       if (md.lagCount !== undefined) {
         lagStreams.add(md.stream);
@@ -444,7 +445,7 @@ for (const [render, rendered] of renderObjects) {
       }
     }
     for (const m of models)
-      for (const stream of [`tasks:${m}`, `tasks:${m}:high`, `tasks:${m}:low`])
+      for (const stream of [`tasks:${m}`, `{tasks:${m}}:high`, `{tasks:${m}}:low`])
         if (!lagStreams.has(stream)) errors.push(`model ${m}: no lagCount trigger on ${stream} (each priority has its own stream)`);
   });
 

@@ -86,9 +86,15 @@ export function configKeys(repoRoot) {
   const worker = optionProperties(path.join(repoRoot, "src/Worker/WorkerOptions.cs"));
   if (coord.size === 0 || worker.size === 0) throw new Error("could not read the options classes under src/");
   const common = [/^Logging__/, /^DOTNET_/, /^ASPNETCORE_/, /^REDIS_(ADDRESS|OPTIONS|PASSWORD)$/];
+  // Farm:Telemetry, which both apps bind (src/Telemetry).
+  const telemetry = recordProperties(path.join(repoRoot, "src/Telemetry/TelemetryOptions.cs"), "TelemetryOptions");
+  if (telemetry.size === 0) throw new Error("could not read src/Telemetry/TelemetryOptions.cs");
+  coord.add("Telemetry");
+  worker.add("Telemetry");
   return {
     coordinator: {
       options: coord,
+      nested: { Telemetry: telemetry },
       // Settings the manifests pass ahead of the code reading them: a warning, not a failure.
       pending: new Set(["ApiKeys"]),
       extra: [/^Kestrel__Endpoints__Grpc__Url$/, ...common],
@@ -97,6 +103,7 @@ export function configKeys(repoRoot) {
       options: worker,
       // Sections bound to the pipeline's provider settings (Farm__Cuda__Tf32, Farm__TensorRt__CacheDirectory).
       nested: {
+        Telemetry: telemetry,
         Cuda: recordProperties(path.join(repoRoot, "src/Diffusion/Api.cs"), "CudaOptions"),
         TensorRt: recordProperties(path.join(repoRoot, "src/Diffusion/Api.cs"), "TensorRtOptions"),
       },

@@ -11,4 +11,5 @@ Console.CancelKeyPress += (_, e) =>
     }
 };
 
+using var tracing = RenderFarm.Client.Cli.ClientTracing.StartFromEnvironment(); // flushed on dispose, before exit
 return await FarmCli.RunAsync(args, Console.Out, Console.Error, cancellation.Token);

@@ -1,14 +1,20 @@
 using Grpc.AspNetCore.Server.Model;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
+using RenderFarm.Coordinator.Dashboard;
 using RenderFarm.Coordinator.Diagnostics;
+using RenderFarm.Coordinator.Estimates;
+using RenderFarm.Coordinator.Webhooks;
 using RenderFarm.Coordinator.Jobs;
+using RenderFarm.Coordinator.Previews;
 using RenderFarm.Coordinator.Retention;
 using RenderFarm.Coordinator.Security;
 using RenderFarm.Coordinator.Services;
 using RenderFarm.Coordinator.Storage;
 using RenderFarm.Coordinator.Workers;
 using RenderFarm.Shared.Health;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using RenderFarm.Telemetry;
 using StackExchange.Redis;
 using RenderFarm.FarmState;
 using RenderFarm.FarmState.TaskStreams;
@@ -20,11 +26,24 @@ public static class CoordinatorExtensions
     /// <summary>Largest worker message: a PNG of the largest allowed image fits with room to spare.</summary>
     private const int MaxMessageBytes = 64 * 1024 * 1024;
 
-    /// <summary>Host settings plus services: every endpoint speaks HTTP/2 only (gRPC without TLS needs prior knowledge).</summary>
+    /// <summary>Kestrel endpoint (<c>Kestrel:Endpoints:Web:Url</c>) for browsers: the dashboard and HTTP/JSON over HTTP/1.1.</summary>
+    public const string WebEndpoint = "Web";
+
+    /// <summary>
+    /// Host settings plus services: every endpoint speaks HTTP/2 only (gRPC without TLS needs prior knowledge), but the
+    /// optional <see cref="WebEndpoint"/>, which also speaks HTTP/1.1 for browsers (a browser speaks HTTP/2 only over TLS).
+    /// </summary>
     public static WebApplicationBuilder AddCoordinatorHost(this WebApplicationBuilder builder)
     {
-        builder.WebHost.ConfigureKestrel(k => k.ConfigureEndpointDefaults(e => e.Protocols = HttpProtocols.Http2));
+        builder.WebHost.ConfigureKestrel((context, k) =>
+        {
+            k.ConfigureEndpointDefaults(e => e.Protocols = HttpProtocols.Http2);
+            k.Configure(context.Configuration.GetSection("Kestrel"))
+                .Endpoint(WebEndpoint, e => e.ListenOptions.Protocols = HttpProtocols.Http1AndHttp2);
+        });
         builder.Services.AddCoordinator();
+        builder.AddFarmTelemetry("renderfarm-coordinator", [CoordinatorMetrics.MeterName],
+            [RenderFarm.Shared.Tracing.FarmTracing.CoordinatorSourceName]);
         return builder;
     }
 
@@ -58,6 +77,14 @@ public static class CoordinatorExtensions
         services.AddSingleton<JobDeleter>();
         services.AddSingleton<RetentionSweeper>();
         services.AddHostedService(sp => sp.GetRequiredService<RetentionSweeper>());
+        services.AddSingleton<RenderRates>();
+        services.AddOptions<WebhookOptions>().BindConfiguration(WebhookOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<WebhookTargets>();
+        services.AddSingleton<WebhookSecrets>();
+        services.AddHostedService<WebhookDispatcher>();
+        services.AddSingleton<CompletionEstimator>();
+        services.AddSingleton<PreviewStore>();
+        services.AddSingleton<PreviewSignal>();
 
         services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section);
         services.AddSingleton<ApiKeyStore>();
@@ -68,6 +95,9 @@ public static class CoordinatorExtensions
         services.AddSingleton<ApiKeyInterceptor>();
         services.AddSingleton<JobStoreUnavailableInterceptor>();
         services.AddSingleton<CoordinatorMetrics>();
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddOptions<TelemetryOptions>().BindConfiguration(TelemetryOptions.Section);
+        services.AddHostedService<FarmGaugeSampler>();
         services.AddGrpc(o =>
         {
             o.MaxReceiveMessageSize = MaxMessageBytes;
@@ -75,7 +105,15 @@ public static class CoordinatorExtensions
             o.Interceptors.Add<JobStoreUnavailableInterceptor>();
             o.Interceptors.Add<ApiKeyInterceptor>();
             o.Interceptors.Add<MalformedRequestInterceptor>();
-        });
+        }).AddJsonTranscoding();
+        services.AddGrpcReflection();
+        // OpenAPI document of the HTTP/JSON routes, from the proto's annotations and comments.
+        services.AddGrpcSwagger();
+        services.AddSwaggerGen(o => o.SwaggerDoc("v1", new Microsoft.OpenApi.Models.OpenApiInfo
+        {
+            Title = "RenderFarm JobService (HTTP/JSON)", Version = "v1",
+            Description = "JSON transcoding of renderfarm.v1.JobService; authenticate with the x-api-key header.",
+        }));
         services.AddOptions<Grpc.AspNetCore.Server.GrpcServiceOptions>().Configure<ILoggerFactory>((o, loggers) =>
             o.CompressionProviders = GrpcFraming.GuardedProviders(new ThrottledLog(loggers, typeof(GrpcFraming).FullName!)));
         ReplaceGrpcServiceBinder(services);
@@ -106,7 +144,11 @@ public static class CoordinatorExtensions
         app.MapGrpcService<JobGrpcService>();
         app.MapGrpcService<WorkerGrpcService>();
         app.MapGrpcHealthChecksService();
+        app.MapGrpcReflectionService();
         app.MapGet("/healthz", () => Results.Text("ok"));
+        app.MapFarmMetrics();
+        app.UseSwagger(o => o.RouteTemplate = "openapi/{documentName}.json");
+        app.MapDashboard();
         return app;
     }
 }

@@ -34,6 +34,15 @@ public sealed class CoordinatorOptions
     /// </summary>
     [Range(1, 100)] public int MaxAttempts { get; set; } = ShardEntry.DefaultMaxAttempts;
 
+    /// <summary>
+    /// Price of one hour of worker device time, in whatever currency you bill in; 0 (the default): no cost shown, only
+    /// device seconds. A job's cost is its images' device seconds × this / 3600.
+    /// </summary>
+    [Range(0, 1e9)] public double CostPerDeviceHour { get; set; }
+
+    /// <summary>What <paramref name="deviceSeconds"/> cost at <see cref="CostPerDeviceHour"/> (0 when none is set).</summary>
+    public double CostOf(double deviceSeconds) => Math.Round(deviceSeconds * CostPerDeviceHour / 3600, 6);
+
     /// <summary>A worker not heard from for this long is shown offline.</summary>
     [Range(1, 3600)] public int WorkerTimeoutSeconds { get; set; } = 30;
 
@@ -72,4 +81,13 @@ public sealed class CoordinatorOptions
     /// there), so this bounds the Redis memory one submission can take; split larger img2img batches.
     /// </summary>
     [Range(1, long.MaxValue)] public long MaxInputBytesPerJob { get; set; } = 256L * 1024 * 1024;
+
+    /// <summary>
+    /// Live previews one job holds in Redis, in bytes: the latest preview of each image still rendering (a latent-size
+    /// PNG, ~12 KiB at 512x512). Past it, images without a preview get none until others finish.
+    /// </summary>
+    [Range(1, 1L << 30)] public long PreviewBytesPerJob { get; set; } = 4L * 1024 * 1024;
+
+    /// <summary>Live previews are stored (and sent to watchers) at most this often per shard.</summary>
+    [Range(0, 60_000)] public int PreviewIntervalMilliseconds { get; set; } = 250;
 }

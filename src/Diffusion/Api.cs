@@ -1,3 +1,4 @@
+using RenderFarm.GenerationRules;
 using Microsoft.ML.OnnxRuntime;
 
 namespace RenderFarm.Diffusion;
@@ -198,12 +199,15 @@ public sealed record GenerationRequest(
     /// <summary>When true, each <see cref="StepProgress"/> carries a <see cref="LatentPreview"/> of the current latents.</summary>
     public bool Previews { get; init; }
 
+    /// <summary>With <see cref="Previews"/>: only every this many steps (1-based step numbers divisible by it) carries one.</summary>
+    public int PreviewEvery { get; init; } = 1;
+
     /// <summary>
     /// LoRAs for every image of the request (e.g. <c>farm submit --lora</c>), applied before those an image's prompt asks
     /// for with <c>&lt;lora:name:w&gt;</c> tags (a name in both adds up). Images whose LoRA sets differ are rendered in
     /// separate model runs (one UNet batch per set); see <see cref="StableDiffusionPipeline.LorasOf"/>.
     /// </summary>
-    public Lora.LoraSet Loras { get; init; } = Lora.LoraSet.Empty;
+    public LoraSet Loras { get; init; } = LoraSet.Empty;
 }
 
 /// <summary>A finished image: PNG bytes with the A1111 "parameters" text chunk.</summary>

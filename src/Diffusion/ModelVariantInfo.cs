@@ -1,3 +1,4 @@
+using RenderFarm.GenerationRules;
 using RenderFarm.Diffusion.Lora;
 
 namespace RenderFarm.Diffusion;

@@ -208,6 +208,24 @@ public sealed class StableDiffusionPipeline : IDisposable
     /// images with and without init images or masks, …).</exception>
     public Task<IReadOnlyList<GeneratedImage>> GenerateAsync(GenerationRequest request, IProgress<StepProgress>? progress = null, CancellationToken cancellationToken = default)
     {
+        // Not an async method: an invalid request throws here, at the call, as documented, not from the task.
+        return EncodeAsync(RenderAsync(request, progress, cancellationToken));
+
+        static async Task<IReadOnlyList<GeneratedImage>> EncodeAsync(Task<DecodedImages> rendering)
+        {
+            using var decoded = await rendering.ConfigureAwait(false);
+            return decoded.EncodePngs();
+        }
+    }
+
+    /// <summary>
+    /// <see cref="GenerateAsync"/> up to the decoded images, holding the models only while it runs them: the PNGs are
+    /// left to <see cref="DecodedImages.EncodePngs"/>, which a caller can run while its next request's model runs go
+    /// on (a worker keeps the device busy that way). Dispose the result if it is not encoded.
+    /// </summary>
+    /// <exception cref="ArgumentException">As <see cref="GenerateAsync"/>.</exception>
+    public Task<DecodedImages> RenderAsync(GenerationRequest request, IProgress<StepProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var scheduler = CheckInputs(request);
         var loras = CheckLoras(request);
@@ -236,10 +254,10 @@ public sealed class StableDiffusionPipeline : IDisposable
     }
 
     /// <summary>
-    /// Generates under the gate, then encodes the PNGs after releasing it: the next request's model runs (on a GPU,
-    /// the device) need not wait for this one's deflate.
+    /// Generates under the gate and hands back the decoded pixels, to be encoded after the gate is released: the next
+    /// request's model runs (on a GPU, the device) need not wait for this one's deflate.
     /// </summary>
-    private async Task<IReadOnlyList<GeneratedImage>> RunSerialisedAsync(GenerationRequest request, Scheduler scheduler, LoraSet[] loras,
+    private async Task<DecodedImages> RunSerialisedAsync(GenerationRequest request, Scheduler scheduler, LoraSet[] loras,
         IProgress<StepProgress>? progress, CancellationToken cancellationToken)
     {
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -260,22 +278,16 @@ public sealed class StableDiffusionPipeline : IDisposable
             }
             _gate.Release();
         }
-        try
-        {
-            long start = Stopwatch.GetTimestamp();
-            var images = Encode(request, scheduler, loras, pixels);
-            lock (_statisticsLock)
+        return new DecodedImages(request, scheduler.DisplayName, loras, pixels, _variants.ShortHash, InitImages.Used(request) ? Strength(request) : null,
+            (ticks, images) =>
             {
-                _encodingTicks += Stopwatch.GetTimestamp() - start;
-                _requests++;
-                _images += images.Length;
-            }
-            return images;
-        }
-        finally
-        {
-            ArrayPool<float>.Shared.Return(pixels);
-        }
+                lock (_statisticsLock)
+                {
+                    _encodingTicks += ticks;
+                    _requests++;
+                    _images += images;
+                }
+            });
     }
 
     /// <summary>Renders the request up to decoded pixels [images, 3, H, W] in [−1, 1], in an array rented from <see cref="ArrayPool{T}.Shared"/>.</summary>
@@ -317,7 +329,7 @@ public sealed class StableDiffusionPipeline : IDisposable
                 }
                 progress?.Report(new StepProgress(i + 1 - start, total - start, clock.Elapsed)
                 {
-                    Preview = request.Previews ? Preview(request, batches) : null,
+                    Preview = request.Previews && (i + 1 - start) % Math.Max(1, request.PreviewEvery) == 0 ? Preview(request, batches) : null,
                 });
             }
             cancellationToken.ThrowIfCancellationRequested();
@@ -496,60 +508,6 @@ public sealed class StableDiffusionPipeline : IDisposable
             ArrayPool<float>.Shared.Return(pixels);
             throw;
         }
-    }
-
-    private GeneratedImage[] Encode(GenerationRequest request, Scheduler scheduler, LoraSet[] loras, float[] pixels)
-    {
-        int width = request.Width, height = request.Height, perPixels = 3 * height * width;
-        var extra = new List<KeyValuePair<string, string>>();
-        if (InitImages.Used(request))
-        {
-            extra.Add(new("Denoising strength", Strength(request).ToString(System.Globalization.CultureInfo.InvariantCulture)));
-        }
-        if (request.ClipSkip != 1)
-        {
-            extra.Add(new("Clip skip", request.ClipSkip.ToString(System.Globalization.CultureInfo.InvariantCulture)));
-        }
-        var results = new GeneratedImage[request.Images.Count];
-        void EncodeImage(int b)
-        {
-            var rgb = ArrayPool<byte>.Shared.Rent(perPixels);
-            try
-            {
-                var imageRgb = rgb.AsSpan(0, perPixels);
-                ImageTensor.ToRgb(pixels.AsSpan(b * perPixels, perPixels), width, height, imageRgb);
-                var image = request.Images[b];
-                var (prompt, imageExtra) = (image.Prompt, (IEnumerable<KeyValuePair<string, string>>)extra);
-                if (LoraHashes.Format(loras[b], _variants.ShortHash) is { } hashes)
-                {
-                    // The request's own LoRAs are written as the tags A1111 would need to render the image again.
-                    var tags = string.Concat((request.Loras ?? LoraSet.Empty).Items.Where(l => !LoraPrompt.Parse(image.Prompt).Loras.Items.Any(p => p.Name == l.Name)).Select(l => l.ToString()));
-                    prompt = tags.Length == 0 ? prompt : prompt.Length == 0 ? tags : prompt + " " + tags;
-                    imageExtra = extra.Append(new(LoraHashes.Keyword, hashes));
-                }
-                var parameters = GenerationParameters.Format(prompt, image.NegativePrompt, request.Steps, scheduler.DisplayName,
-                    request.GuidanceScale, image.Seed, width, height, request.ModelName, imageExtra);
-                // Our own PNG encoder on purpose, not Skia's (the farm's imaging library) nor stb's: this is the hot path (one
-                // encode per image, overlapping the next batch's model runs), and at 512² it measured ~3× faster than
-                // Skia's libpng and ~8× faster than StbImageWriteSharp (bench/pipeline.md, "PNG encoder").
-                results[b] = new GeneratedImage(image, PngEncoder.Encode(imageRgb, width, height, [new(GenerationParameters.Keyword, parameters)]));
-            }
-            finally
-            {
-                ArrayPool<byte>.Shared.Return(rgb);
-            }
-        }
-        // The images of a batch encode in parallel, and after the gate is released: a 512² PNG is ~14 ms of deflate,
-        // so a batch of 8 would otherwise keep a GPU waiting ~0.1 s.
-        if (results.Length == 1)
-        {
-            EncodeImage(0);
-        }
-        else
-        {
-            Parallel.For(0, results.Length, EncodeImage);
-        }
-        return results;
     }
 
     private void CheckConditioning(GenerationRequest request)

@@ -8,7 +8,7 @@ namespace RenderFarm.FarmState;
 /// unchanged. What the job keys hold is described with them; the fields of the job meta hash are
 /// <see cref="Jobs.JobFields"/>, its states <see cref="Jobs.JobStates"/>, its events <see cref="Jobs.JobEventTypes"/>.
 /// </summary>
-public static class FarmKeys
+public static partial class FarmKeys
 {
     /// <summary>Consumer group that every worker joins on every task stream.</summary>
     public const string WorkerGroup = "workers";
@@ -18,6 +18,17 @@ public static class FarmKeys
     /// until a worker takes it. A worker taking a shard over from any other consumer knows that consumer's lease lapsed.
     /// </summary>
     public const string ReleasedConsumer = "~released";
+
+    /// <summary>
+    /// Consumer under which a worker holds the shards it has pulled ahead (prefetched) but not started: their delivery
+    /// is not counted until they start, and a worker taking one over from it knows it was never started.
+    /// </summary>
+    public static string PrefetchConsumer(string workerId) => workerId + PrefetchSuffix;
+
+    /// <summary>Whether a consumer name is a worker's <see cref="PrefetchConsumer"/>.</summary>
+    public static bool IsPrefetchConsumer(string consumer) => consumer.EndsWith(PrefetchSuffix, StringComparison.Ordinal);
+
+    private const string PrefetchSuffix = "~prefetched";
 
     /// <summary>Sorted set of one tenant's job ids by creation time (ms): what its listings show.</summary>
     public static string TenantJobIndex(string tenant) => $"jobs:tenant:{tenant}";
@@ -48,6 +59,19 @@ public static class FarmKeys
 
     /// <summary>Pub/sub channel of control messages to workers (cancel, quarantine, release), for whichever replica holds the stream.</summary>
     public const string WorkerControlChannel = "farm:worker-control";
+
+    /// <summary>
+    /// Sorted set: job id → when its webhook is next due (ms; 0 while the job runs): the durable outbox. A job is
+    /// added when it is submitted with a webhook (and again when it is retried) and leaves once its event was
+    /// delivered or given up on, so a coordinator restart loses no event.
+    /// </summary>
+    public const string WebhookOutbox = "webhooks:outbox";
+
+    /// <summary>Hash: tenant → the secret its webhooks are signed with (HMAC-SHA256).</summary>
+    public const string WebhookSecrets = "auth:webhook-secrets";
+
+    /// <summary>Short-lived lock one coordinator replica holds while it delivers a job's webhook.</summary>
+    public static string WebhookLease(string jobId) => $"{JobTag(jobId)}:webhook-lease";
 
     /// <summary>Hash: sha256 of an API key → its record (JSON). Keys are never stored, only their hashes.</summary>
     public const string ApiKeys = "auth:keys";
@@ -80,27 +104,34 @@ public static class FarmKeys
     public static string[] TaskStreams(string model) =>
         [TaskStream(model, Priority.High), TaskStream(model, Priority.Normal), TaskStream(model, Priority.Low)];
 
+    /// <summary>
+    /// SCAN pattern matching every task stream (<c>tasks:MODEL</c>, <c>{tasks:MODEL}:high</c>, <c>{tasks:MODEL}:low</c>),
+    /// with TYPE stream and <see cref="ParseTaskStream"/> to drop the other keys it matches.
+    /// </summary>
+    public const string TaskStreamPattern = "*tasks:*";
+
+    /// <summary>The model and priority of a task stream's name; null for a name this layout does not produce.</summary>
+    public static (string Model, Priority Priority)? ParseTaskStream(string stream)
+    {
+        var tagged = TaggedTaskStream().Match(stream);
+        if (tagged.Success) return (tagged.Groups[1].Value, tagged.Groups[2].Value == "high" ? Priority.High : Priority.Low);
+        return stream.StartsWith("tasks:", StringComparison.Ordinal) && stream.Length > "tasks:".Length && stream.IndexOfAny(['{', '}']) < 0
+            ? (stream["tasks:".Length..], Priority.Normal)
+            : null;
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^\{tasks:([^{}]+)\}:(high|low)$")]
+    private static partial System.Text.RegularExpressions.Regex TaggedTaskStream();
+
     /// <summary>True for names this layout produces: a worker-reported stream is only trusted if it is one of ours.</summary>
     public static bool IsTaskStreamOf(string stream, string model) => TaskStreams(model).Contains(stream);
-
-    /// <summary>The model and priority of a task stream name this layout produces; false for any other name.</summary>
-    public static bool TryParseTaskStream(string stream, out string model, out Priority priority)
-    {
-        (model, priority) = ("", Priority.Normal);
-        var tagged = System.Text.RegularExpressions.Regex.Match(stream, @"^\{tasks:([^{}]+)\}:(high|low)$");
-        if (tagged.Success)
-            (model, priority) = (tagged.Groups[1].Value, tagged.Groups[2].Value == "high" ? Priority.High : Priority.Low);
-        else if (stream.StartsWith("tasks:", StringComparison.Ordinal) && stream.IndexOfAny(['{', '}']) < 0)
-            model = stream["tasks:".Length..];
-        return model.Length > 0;
-    }
 
     /// <summary>
     /// Where the fair queue behind a task stream keeps its keys (see <see cref="TaskStreams.ShardQueue"/>): the stream's
     /// tag and priority, e.g. <c>{tasks:sd15}:normal</c>. Scripts build the per-tenant and per-job keys below from it.
     /// </summary>
     public static string TaskQueuePrefix(string stream) =>
-        TryParseTaskStream(stream, out var model, out var priority)
+        ParseTaskStream(stream) is var (model, priority)
             ? $"{TaskTag(model)}:{priority switch { Priority.High => "high", Priority.Low => "low", _ => "normal" }}"
             : throw new ArgumentException($"'{stream}' is not a task stream", nameof(stream));
 
@@ -112,6 +143,13 @@ public static class FarmKeys
 
     /// <summary>Hash: tenant → its weight in the stream's fair queue (its share of the turns), for tenants with shards waiting.</summary>
     public static string TaskWeights(string stream) => $"{TaskQueuePrefix(stream)}:weights";
+
+    /// <summary>
+    /// Hash: running totals of the work waiting in the stream's fair queue (image-steps × megapixels): <c>*</c> all of
+    /// it, <c>t:TENANT</c> and <c>tn:TENANT</c> a tenant's work and shards, <c>j:JOB</c> a job's work. What completion
+    /// estimates read instead of the queue itself (<see cref="TaskStreams.TaskStreamScripts.WorkAhead"/>).
+    /// </summary>
+    public static string TaskWork(string stream) => $"{TaskQueuePrefix(stream)}:work";
 
     /// <summary>String: the pass of the tenant served last; a tenant that starts waiting joins at it.</summary>
     public static string TaskClock(string stream) => $"{TaskQueuePrefix(stream)}:clock";
@@ -130,6 +168,19 @@ public static class FarmKeys
 
     /// <summary>Hash: tenant → weight (a positive number, 1 when absent), set by <c>keys weight</c>: its share of the farm within a priority.</summary>
     public const string TenantWeights = "tenant:weights";
+
+    /// <summary>
+    /// Hash: worker id → its measured render time for <paramref name="model"/>, in seconds per step per megapixel of
+    /// one image (a moving average over the images it rendered): what completion estimates are made from.
+    /// </summary>
+    public static string RenderRates(string model) => $"rates:{model}";
+
+    /// <summary>
+    /// Hash: "VARIANT\nWORKER" → unix ms until which the worker is known to hold that model or LoRA variant loaded
+    /// (<see cref="TaskStreams.ShardEntry.Variant"/>). Workers renew their own fields while they hold them; a worker reading
+    /// a task stream leaves an entry briefly to the workers that hold its variant (<see cref="TaskStreams.ShardQueue.ReadPreferredAsync"/>).
+    /// </summary>
+    public const string WarmVariants = "tasks:warm";
 
     /// <summary>Pub/sub channel that nudges idle workers when shards for <paramref name="model"/> arrive.</summary>
     public static string TaskNudge(string model) => $"tasks:{model}:nudge";
@@ -196,16 +247,35 @@ public static class FarmKeys
     public static string JobTaskStreams(string jobId) => $"{JobTag(jobId)}:streams";
 
     /// <summary>
+    /// List of a job's stream entries that jobs queued before the fair queues kept; nothing writes it now, and deleting
+    /// such a job deletes it with the rest.
+    /// </summary>
+    public static string LegacyJobTaskEntries(string jobId) => $"{JobTag(jobId)}:entries";
+
+    /// <summary>
     /// Hash: "SHARD|SIGNATURE" → the workers (one per line) whose attempts at the shard failed that way. A second worker
     /// failing the same way makes the failure the shard's.
     /// </summary>
     public static string JobFailedAttempts(string jobId) => $"{JobTag(jobId)}:failed-attempts";
+
+    /// <summary>
+    /// Hash: image index → the latest live preview of an image still rendering (<see cref="Jobs.PreviewScripts"/>), only for
+    /// jobs submitted with previews. Dropped image by image as images finish, whole when the job does.
+    /// </summary>
+    public static string JobPreviews(string jobId) => $"{JobTag(jobId)}:previews";
+
+    /// <summary>Hash: image index → the sequence number of its preview in <see cref="JobPreviews"/>, plus the job's counters.</summary>
+    public static string JobPreviewSequence(string jobId) => $"{JobTag(jobId)}:preview-seq";
+
+    /// <summary>Pub/sub channel: a job's <see cref="JobPreviews"/> key, published when a preview is stored.</summary>
+    public const string JobPreviewsChannel = "jobs:previews";
 
     /// <summary>Every key a job owns (for cleanup of a rejected submission, and deleting a job).</summary>
     public static IEnumerable<string> AllJobKeys(string jobId) =>
     [
         JobMeta(jobId), JobImages(jobId), JobResults(jobId), JobFailures(jobId),
         JobShardsRemaining(jobId), JobEvents(jobId), JobStagedShards(jobId), JobParkedShards(jobId), JobInputs(jobId),
-        JobTaskStreams(jobId), JobFailedAttempts(jobId), JobProgress(jobId), JobAcknowledged(jobId),
+        JobTaskStreams(jobId), JobFailedAttempts(jobId), JobProgress(jobId), JobAcknowledged(jobId), JobPreviews(jobId),
+        JobPreviewSequence(jobId), LegacyJobTaskEntries(jobId),
     ];
 }

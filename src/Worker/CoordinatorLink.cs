@@ -21,6 +21,7 @@ public sealed class CoordinatorLink : BackgroundService
     private readonly WorkerOptions _options;
     private readonly WorkerHello _hello;
     private readonly ModelWarmUp _warmUp;
+    private readonly ModelCatalog _models;
     private readonly ILogger<CoordinatorLink> _logger;
     private readonly GrpcChannel _channel;
     private WorkerMessage? _unsent;
@@ -35,10 +36,11 @@ public sealed class CoordinatorLink : BackgroundService
         _memory = memory;
         _logger = logger;
         _warmUp = warmUp;
+        _models = models;
         _reconnect = WorkerResilience.Reconnect(logger, _options.Coordinator);
-        // Each change follows the hello that may already carry it, so the coordinator ends on the latest. The outbox
-        // holds a handful of these at most while loading (nothing else is sent then): the write cannot fail.
-        warmUp.LoadingChanged += loading => TrySend(new WorkerMessage { Status = new WorkerStatus { Loading = loading } });
+        // Each change follows the hello that may already carry it, so the coordinator ends on the latest. Changes come
+        // with loads and evictions, a handful per shard at most: the bounded outbox has room for them.
+        models.Changed += () => TrySend(new WorkerMessage { Status = Status() });
         _channel = GrpcChannel.ForAddress(_options.Coordinator, new GrpcChannelOptions
         {
             MaxSendMessageSize = 64 * 1024 * 1024,
@@ -123,7 +125,8 @@ public sealed class CoordinatorLink : BackgroundService
         if (!string.IsNullOrEmpty(_options.ApiKey)) headers.Add(FarmHeaders.ApiKey, _options.ApiKey);
         using var call = client.Connect(headers, cancellationToken: broken.Token);
         var hello = _hello.Clone();
-        hello.Loading = _warmUp.Loading; // loading or warming up its models: listed, but given no work yet
+        hello.Status = Status();
+        hello.Loading = hello.Status.Loading; // for coordinators from before WorkerStatus: loading at start, given no work yet
         // What it has learnt about its memory goes with every hello: a new coordinator (or replica) knows it at once.
         hello.Limits.AddRange(_memory.Known);
         await call.RequestStream.WriteAsync(new WorkerMessage { Hello = hello });
@@ -151,6 +154,17 @@ public sealed class CoordinatorLink : BackgroundService
             await reading; // rethrows why the stream broke
             throw new RpcException(new Status(StatusCode.Unavailable, "coordinator closed the stream"));
         }
+    }
+
+    /// <summary>What the worker is loading, offers and holds now (<see cref="ModelCatalog"/>): the whole picture, each time.</summary>
+    private WorkerStatus Status()
+    {
+        var (loras, embeddings) = _models.Offered;
+        var status = new WorkerStatus { Loading = _models.Loading, Ready = _warmUp.IsComplete, ModelMemoryBudget = (ulong)_models.Budget };
+        status.Loras.AddRange(loras);
+        status.Embeddings.AddRange(embeddings);
+        status.Held.AddRange(_models.HeldModels);
+        return status;
     }
 
     private async Task ReadCoordinatorAsync(IAsyncStreamReader<CoordinatorMessage> responses, CancellationTokenSource broken)

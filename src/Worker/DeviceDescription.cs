@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 
 namespace RenderFarm.Worker;
@@ -30,22 +29,10 @@ public sealed record DeviceDescription(string Name, ulong MemoryBytes)
         }
         try
         {
-            var info = new ProcessStartInfo(nvidiaSmi)
-            {
-                ArgumentList = { "--query-gpu=name,memory.total", "--format=csv,noheader,nounits", "-i", device },
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-            };
-            using var process = Process.Start(info)!;
-            var output = process.StandardOutput.ReadToEndAsync();
-            if (!process.WaitForExit(ProbeTimeout))
-            {
-                process.Kill(entireProcessTree: true);
-                throw new TimeoutException($"{nvidiaSmi} did not answer in {ProbeTimeout.TotalSeconds:0} s");
-            }
-            if (process.ExitCode == 0 && ParseNvidiaSmi(output.Result) is { } gpu) return gpu;
+            var (code, output) = NvidiaSmi.Query(nvidiaSmi, "name,memory.total", device, ProbeTimeout);
+            if (code == 0 && ParseNvidiaSmi(output) is { } gpu) return gpu;
             logger.LogWarning("{Tool} exited {Code} without a GPU description; reporting the device as {Provider}",
-                nvidiaSmi, process.ExitCode, executionProvider);
+                nvidiaSmi, code, executionProvider);
         }
         catch (Exception e) when (e is System.ComponentModel.Win32Exception or TimeoutException)
         {

@@ -1,4 +1,5 @@
 using RenderFarm.Diffusion;
+using RenderFarm.GenerationRules;
 
 namespace RenderFarm.Worker;
 
@@ -7,8 +8,25 @@ public interface IShardRenderer : IDisposable
 {
     Task<IReadOnlyList<GeneratedImage>> RenderAsync(GenerationRequest request, IProgress<StepProgress> progress, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// The device's part of <see cref="RenderAsync"/>: returns as soon as the device is free for the next batch, with
+    /// the PNGs still to encode (<see cref="RenderedBatch.EncodePngs"/>), which the worker does while the device renders
+    /// its next shard. A renderer that does not split them renders to the end here.
+    /// </summary>
+    async Task<RenderedBatch> RenderOnDeviceAsync(GenerationRequest request, IProgress<StepProgress> progress, CancellationToken cancellationToken) =>
+        RenderedBatch.Encoded(await RenderAsync(request, progress, cancellationToken));
+
     /// <summary>Renders once and discards the result, so a model that cannot render fails before any shard is taken.</summary>
     Task WarmUpAsync(CancellationToken cancellationToken);
+
+    /// <summary>The LoRA variants it holds loaded, with the memory each takes (none for a renderer without LoRAs).</summary>
+    IReadOnlyList<ModelVariantInfo> Variants => [];
+
+    /// <summary>Loads the variant for <paramref name="loras"/> unless it is loaded; null when this renderer has no variants.</summary>
+    Task<ModelVariantInfo?> PrepareVariantAsync(LoraSet loras, CancellationToken cancellationToken) => Task.FromResult<ModelVariantInfo?>(null);
+
+    /// <summary>Unloads the variant for <paramref name="loras"/>; false when it was not loaded.</summary>
+    bool ReleaseVariant(LoraSet loras) => false;
 }
 
 /// <summary>The Stable Diffusion pipeline of a model directory.</summary>
@@ -19,7 +37,19 @@ public sealed class PipelineRenderer(StableDiffusionPipeline pipeline) : IShardR
     public Task<IReadOnlyList<GeneratedImage>> RenderAsync(GenerationRequest request, IProgress<StepProgress> progress, CancellationToken cancellationToken) =>
         pipeline.GenerateAsync(request, progress, cancellationToken);
 
+    public async Task<RenderedBatch> RenderOnDeviceAsync(GenerationRequest request, IProgress<StepProgress> progress, CancellationToken cancellationToken)
+    {
+        var decoded = await pipeline.RenderAsync(request, progress, cancellationToken);
+        return new RenderedBatch(decoded.Count, decoded.EncodePngs, decoded);
+    }
+
     public Task WarmUpAsync(CancellationToken cancellationToken) => pipeline.WarmUpAsync(cancellationToken);
+
+    public IReadOnlyList<ModelVariantInfo> Variants => pipeline.Variants;
+
+    public Task<ModelVariantInfo?> PrepareVariantAsync(LoraSet loras, CancellationToken cancellationToken) => pipeline.PrepareVariantAsync(loras, cancellationToken);
+
+    public bool ReleaseVariant(LoraSet loras) => pipeline.ReleaseVariant(loras);
 
     public void Dispose() => pipeline.Dispose();
 }

@@ -1,68 +1,330 @@
+using System.Diagnostics;
 using Microsoft.Extensions.Options;
 using RenderFarm.Diffusion;
+using RenderFarm.GenerationRules;
+using RenderFarm.Protocol;
+using RenderFarm.Shared;
+using RenderFarm.Worker.Models;
 
 namespace RenderFarm.Worker;
 
 /// <summary>
-/// The models this worker renders. Their names are known from configuration at once; the models themselves are
-/// loaded at start by <see cref="ModelWarmUp"/> (<see cref="Load"/>), while the worker already shows in
-/// <c>farm workers</c> as loading them. A worker that cannot load its models must not start.
+/// The models this worker renders, and which of them — and which LoRA variants of them — it holds loaded: a cache
+/// within <see cref="WorkerOptions.ModelMemoryBudget"/>. Their names are known from configuration at once. At start
+/// (<see cref="StartAsync"/>) every model is loaded and warmed up once, so one that cannot render stops the worker;
+/// after that a shard's model and LoRA variant are loaded when it needs them (<see cref="AcquireAsync"/>), and the
+/// least recently used models and variants are evicted to keep the total within the budget. A model's footprint is
+/// measured (<see cref="MemoryGauge"/>: what the device gained while it loaded and, at start, warmed up; the largest
+/// seen is kept), a variant's is its own merged weights (<see cref="ModelVariantInfo.OverrideBytes"/>). What a lease
+/// holds is never evicted; a model larger than the whole budget is still loaded, alone. Without a budget nothing is
+/// evicted: every model stays loaded from the start, as the pipeline keeps its few variants. While it loads, the worker
+/// says so (<see cref="Loading"/>, shown by <c>farm workers</c>).
 /// </summary>
 public sealed class ModelCatalog : IDisposable
 {
     private readonly Dictionary<string, string> _directories;
-    private readonly DiffusionOptions _diffusion = new();
+    private readonly ModelLoader _load;
+    private readonly MemoryGauge? _gauge;
+    private readonly ExtensionFiles? _extensions;
+    private readonly long _budget;
     private readonly ILogger _logger;
-    private readonly Dictionary<string, IShardRenderer> _renderers;
+    private readonly Dictionary<string, Held> _held = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, long> _footprints = new(StringComparer.Ordinal);
+    private readonly Dictionary<(string Model, string Loras), long> _variantSizes = [];
+    private readonly SemaphoreSlim _loads = new(1, 1);
+    private readonly Lock _lock = new();
+    private volatile string _loading = "";
+    private (IReadOnlyList<LoraInfo> Loras, IReadOnlyList<EmbeddingInfo> Embeddings) _offered = ([], []);
+    private bool _warnedTooLarge;
 
-    public ModelCatalog(IOptions<WorkerOptions> options, ILogger<ModelCatalog> logger)
+    /// <summary>A loaded model: its renderer, footprint, last use, and the leases (and their LoRA variants) on it.</summary>
+    private sealed class Held(IShardRenderer renderer, long bytes)
+    {
+        public IShardRenderer Renderer { get; } = renderer;
+        public long Bytes { get; set; } = bytes;
+        public DateTime LastUsed { get; set; } = DateTime.UtcNow;
+        public List<LoraSet> Leased { get; } = []; // one entry per lease (the empty set for the plain model)
+    }
+
+    public ModelCatalog(IOptions<WorkerOptions> options, ModelLoader load, MemoryGauge gauge, ExtensionFiles extensions, ILogger<ModelCatalog> logger)
     {
         var o = options.Value;
         if (o.Models.Count == 0)
             throw new InvalidOperationException("no models configured: set Farm:Models:<name> to a model directory (env Farm__Models__<name>=DIR)");
         _directories = new Dictionary<string, string>(o.Models, StringComparer.Ordinal);
-        _diffusion = o.ToDiffusionOptions();
+        _load = load;
+        _gauge = gauge;
+        _extensions = extensions;
+        _budget = o.ModelMemoryBudget;
         _logger = logger;
-        _renderers = new Dictionary<string, IShardRenderer>(StringComparer.Ordinal);
     }
 
-    /// <summary>A catalog of renderers made elsewhere (model name → renderer), already loaded; it disposes them.</summary>
+    /// <summary>A catalog of renderers made elsewhere (model name → renderer), already loaded and never evicted; it disposes them.</summary>
     public ModelCatalog(IReadOnlyDictionary<string, IShardRenderer> renderers)
     {
-        _renderers = new Dictionary<string, IShardRenderer>(renderers, StringComparer.Ordinal);
-        _directories = _renderers.Keys.ToDictionary(name => name, _ => "", StringComparer.Ordinal);
+        _directories = renderers.Keys.ToDictionary(name => name, _ => "", StringComparer.Ordinal);
+        foreach (var (name, renderer) in renderers) _held[name] = new Held(renderer, 0);
+        _load = (name, _) => throw new InvalidOperationException($"model '{name}' was given to this catalog and cannot be loaded again");
         _logger = Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
     }
 
     public IReadOnlyCollection<string> Names => _directories.Keys;
 
+    /// <summary>Farm:ModelMemoryBudget: bytes the loaded models and variants may take; 0 = no limit.</summary>
+    public long Budget => _budget;
+
+    /// <summary>What the worker is loading now ("loading sd15", "warming up sd15", "loading sd15 + LoRA style:0.8"); empty when nothing.</summary>
+    public string Loading => _loading;
+
+    /// <summary>The LoRAs and embeddings this worker offers, once <see cref="StartAsync"/> has read them.</summary>
+    public (IReadOnlyList<LoraInfo> Loras, IReadOnlyList<EmbeddingInfo> Embeddings) Offered => _offered;
+
+    /// <summary>Raised after <see cref="Loading"/> or what is held changed.</summary>
+    public event Action? Changed;
+
     /// <summary>
-    /// Loads every model not loaded yet, one at a time, calling <paramref name="loading"/> with each name before its
-    /// load starts (a TensorRT engine build can make that minutes). Throws on the first model that does not load.
+    /// Reads the LoRA and embedding files, then loads every model not loaded yet, one at a time, and (with
+    /// <paramref name="warmUp"/>) renders its warm-up image, evicting as the budget requires: each model is proven once
+    /// and measured. <paramref name="note"/> is added to what the worker says it is doing (a TensorRT engine build).
+    /// Throws on the first model that does not load or render.
     /// </summary>
-    public void Load(Action<string> loading)
+    public async Task StartAsync(bool warmUp, string note, CancellationToken cancellationToken)
     {
-        foreach (var (name, directory) in _directories)
+        if (_extensions is { Loras: not null } or { Embeddings: not null })
         {
-            if (_renderers.ContainsKey(name)) continue;
-            if (SyntheticRenderer.TryParse(directory, out var synthetic))
+            Report("reading LoRAs and embeddings");
+            _offered = await Task.Run(() => _extensions.Describe(_directories), cancellationToken);
+            _logger.LogInformation("Offering {Loras} LoRAs and {Embeddings} embeddings", _offered.Loras.Count, _offered.Embeddings.Count);
+        }
+        await _loads.WaitAsync(cancellationToken);
+        try
+        {
+            foreach (var name in _directories.Keys)
             {
-                _renderers[name] = synthetic!;
-                _logger.LogWarning("Model {Model} is synthetic ({Spec}): images are placeholders for load tests", name, directory);
-                continue;
+                Held model;
+                lock (_lock) model = _held.GetValueOrDefault(name)!;
+                if (model is null)
+                {
+                    // The newest model stays; older ones go if both do not fit.
+                    var leased = new List<LoraSet>();
+                    model = await LoadAsync(name, warmUp, note, cancellationToken);
+                    Lease(model, LoraSet.Empty, leased);
+                    Evict(0);
+                    Release(model, leased);
+                }
+                else if (warmUp)
+                {
+                    await WarmUpAsync(name, model.Renderer, note, cancellationToken);
+                }
             }
-            loading(name);
-            var started = System.Diagnostics.Stopwatch.StartNew();
-            _renderers[name] = new PipelineRenderer(StableDiffusionPipeline.Load(directory, _diffusion));
-            _logger.LogInformation("Loaded model {Model} from {Directory} in {Ms} ms", name, directory, started.ElapsedMilliseconds);
+        }
+        finally
+        {
+            _loads.Release();
+            Report("");
         }
     }
 
-    /// <summary>The model's renderer once it is loaded; null for a model this worker does not serve.</summary>
-    public IShardRenderer? Find(string model) => _renderers.GetValueOrDefault(model);
+    /// <summary>
+    /// The renderer of <paramref name="model"/> with the LoRA variants of <paramref name="loras"/> ready, loading
+    /// whatever is not held (the model, then each variant) and evicting what the budget requires; held by the lease
+    /// until it is disposed. While it loads, <see cref="Loading"/> says what.
+    /// </summary>
+    /// <exception cref="ArgumentException">A LoRA this worker does not have or that does not fit the model.</exception>
+    public async Task<ModelLease> AcquireAsync(string model, IReadOnlyCollection<LoraSet> loras, CancellationToken cancellationToken)
+    {
+        if (!_directories.ContainsKey(model)) throw new InvalidOperationException($"model '{model}' is not served by this worker");
+        await _loads.WaitAsync(cancellationToken);
+        Held? held = null;
+        var leased = new List<LoraSet>();
+        try
+        {
+            lock (_lock) held = _held.GetValueOrDefault(model);
+            held ??= await LoadAsync(model, warmUp: false, note: "", cancellationToken);
+            Lease(held, LoraSet.Empty, leased);
+            foreach (var set in loras.Where(s => !s.IsEmpty).Distinct())
+            {
+                if (!held.Renderer.Variants.Any(v => v.Loras.Equals(set)))
+                {
+                    Evict(_variantSizes.GetValueOrDefault((model, set.Key)));
+                    Report($"loading {model} + LoRA {LoraMessages.Describe(LoraMessages.ToMessages(set))}");
+                    var clock = Stopwatch.StartNew();
+                    var info = await held.Renderer.PrepareVariantAsync(set, cancellationToken);
+                    if (info is not null)
+                    {
+                        _variantSizes[(model, set.Key)] = info.OverrideBytes;
+                        _logger.LogInformation("Built {Model} + {Loras} ({Bytes} bytes of merged weights) in {Ms} ms",
+                            model, set, info.OverrideBytes, clock.ElapsedMilliseconds);
+                    }
+                }
+                Lease(held, set, leased);
+            }
+            Evict(0);
+            return new ModelLease(held.Renderer, () => Release(held, leased));
+        }
+        catch
+        {
+            if (held is not null) Release(held, leased);
+            throw;
+        }
+        finally
+        {
+            _loads.Release();
+            Report("");
+        }
+    }
+
+    /// <summary>The model's renderer if it is loaded now; null otherwise (for tests that look inside a worker).</summary>
+    public IShardRenderer? Find(string model)
+    {
+        lock (_lock) return _held.GetValueOrDefault(model)?.Renderer;
+    }
+
+    /// <summary>The models and LoRA variants loaded now, most recently used first, with the memory each takes.</summary>
+    public IReadOnlyList<HeldModel> HeldModels
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return Items().OrderByDescending(i => i.LastUsed).Select(i =>
+                {
+                    var held = new HeldModel { Model = i.Model, Bytes = (ulong)Math.Max(0, i.Bytes) };
+                    if (i.Loras is { } set) held.Loras.AddRange(LoraMessages.ToMessages(set));
+                    return held;
+                }).ToList();
+            }
+        }
+    }
+
+    /// <summary>Everything held: each model (Loras null) and each of its variants, with footprint and last use.</summary>
+    private IEnumerable<(string Model, LoraSet? Loras, long Bytes, DateTime LastUsed, bool Leased)> Items()
+    {
+        foreach (var (name, held) in _held)
+        {
+            yield return (name, null, held.Bytes, held.LastUsed, held.Leased.Count > 0);
+            foreach (var variant in held.Renderer.Variants)
+                yield return (name, variant.Loras, variant.OverrideBytes, variant.LastUsed, held.Leased.Contains(variant.Loras));
+        }
+    }
+
+    private async Task<Held> LoadAsync(string name, bool warmUp, string note, CancellationToken cancellationToken)
+    {
+        Evict(_footprints.GetValueOrDefault(name));
+        Report($"loading {name}{note}");
+        var directory = _directories[name];
+        var before = _gauge?.Used() ?? 0;
+        var clock = Stopwatch.StartNew();
+        // ONNX Runtime's session creation blocks: keep it off the caller's thread.
+        var renderer = await Task.Run(() => _load(name, directory), cancellationToken);
+        try
+        {
+            if (warmUp) await WarmUpAsync(name, renderer, note, cancellationToken);
+        }
+        catch
+        {
+            renderer.Dispose();
+            throw;
+        }
+        var measured = renderer is SyntheticRenderer ? 0 : Math.Max(0, (_gauge?.Used() ?? 0) - before);
+        var footprint = _footprints[name] = Math.Max(measured, _footprints.GetValueOrDefault(name));
+        _logger.LogInformation("Loaded model {Model} from {Directory} in {Ms} ms; it takes {Bytes} bytes", name, directory, clock.ElapsedMilliseconds, footprint);
+        if (_budget > 0 && footprint > _budget && !_warnedTooLarge)
+        {
+            _warnedTooLarge = true;
+            _logger.LogWarning("Model {Model} takes {Bytes} bytes, more than Farm:ModelMemoryBudget ({Budget}): it is loaded alone", name, footprint, _budget);
+        }
+        var held = new Held(renderer, footprint);
+        lock (_lock) _held[name] = held;
+        Changed?.Invoke();
+        return held;
+    }
+
+    private async Task WarmUpAsync(string name, IShardRenderer renderer, string note, CancellationToken cancellationToken)
+    {
+        Report($"warming up {name}{note}");
+        var started = Stopwatch.StartNew();
+        try
+        {
+            await renderer.WarmUpAsync(cancellationToken);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            throw new InvalidOperationException($"model {name} loaded but cannot render: {e.Message}", e);
+        }
+        _logger.LogInformation("Model {Model} rendered its warm-up image in {Ms} ms", name, started.ElapsedMilliseconds);
+    }
+
+    /// <summary>
+    /// Evicts the least recently used models and variants not leased until what is held, plus <paramref name="room"/>
+    /// bytes about to be loaded, fits the budget (or nothing more can go).
+    /// </summary>
+    private void Evict(long room)
+    {
+        if (_budget <= 0) return;
+        var evicted = false;
+        while (true)
+        {
+            (string Model, LoraSet? Loras, long Bytes, DateTime LastUsed, bool Leased) oldest;
+            lock (_lock)
+            {
+                var items = Items().ToList();
+                if (items.Sum(i => i.Bytes) + room <= _budget) break;
+                oldest = items.Where(i => !i.Leased).OrderBy(i => i.LastUsed).FirstOrDefault();
+            }
+            if (oldest.Model is null) break;
+            Held held;
+            lock (_lock) held = _held[oldest.Model];
+            if (oldest.Loras is { } set)
+            {
+                held.Renderer.ReleaseVariant(set);
+                _logger.LogInformation("Evicted {Model} + {Loras} ({Bytes} bytes) to stay within Farm:ModelMemoryBudget", oldest.Model, set, oldest.Bytes);
+            }
+            else
+            {
+                lock (_lock) _held.Remove(oldest.Model);
+                held.Renderer.Dispose();
+                _logger.LogInformation("Evicted model {Model} ({Bytes} bytes) to stay within Farm:ModelMemoryBudget", oldest.Model, oldest.Bytes);
+            }
+            evicted = true;
+        }
+        if (evicted) Changed?.Invoke();
+    }
+
+    private void Lease(Held held, LoraSet loras, List<LoraSet> leased)
+    {
+        lock (_lock)
+        {
+            held.Leased.Add(loras);
+            held.LastUsed = DateTime.UtcNow;
+        }
+        leased.Add(loras);
+    }
+
+    private void Release(Held held, List<LoraSet> leased)
+    {
+        lock (_lock)
+        {
+            foreach (var set in leased) held.Leased.Remove(set);
+            held.LastUsed = DateTime.UtcNow;
+        }
+        leased.Clear();
+    }
+
+    private void Report(string loading)
+    {
+        if (_loading == loading) return;
+        _loading = loading;
+        if (loading.Length > 0) _logger.LogInformation("Worker status: {Loading}", loading);
+        Changed?.Invoke();
+    }
 
     public void Dispose()
     {
-        foreach (var renderer in _renderers.Values) renderer.Dispose();
+        lock (_lock)
+        {
+            foreach (var held in _held.Values) held.Renderer.Dispose();
+            _held.Clear();
+        }
     }
 }

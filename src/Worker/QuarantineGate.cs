@@ -29,6 +29,12 @@ public sealed class QuarantineGate
         };
     }
 
+    /// <summary>Whether the coordinator has quarantined this worker (and no operator has released it yet).</summary>
+    public bool Quarantined
+    {
+        get { lock (_lock) return _released is not null; }
+    }
+
     /// <summary>Returns once the worker has been welcomed and is not quarantined (or when cancelled).</summary>
     public async Task WaitUntilAdmittedAsync(CancellationToken cancellationToken)
     {

@@ -2,6 +2,7 @@ using RenderFarm.Diffusion;
 using RenderFarm.Protocol;
 using StackExchange.Redis;
 using RenderFarm.FarmState;
+using RenderFarm.Shared;
 
 namespace RenderFarm.Worker;
 
@@ -23,6 +24,11 @@ public sealed class ShardRequestBuilder(IConnectionMultiplexer redis)
         return new GenerationRequest(images, (int)p.Width, (int)p.Height, (int)p.Steps, p.GuidanceScale, p.Scheduler, p.Model)
         {
             Strength = p.InputMode != InputMode.Text && p.Strength > 0 ? p.Strength : null,
+            // The job's and the prompt's LoRAs; the tags in the prompts stay in their text (and so in the PNGs' parameters).
+            Loras = LoraMessages.ToSet(p.Loras),
+            // Live previews (the job asked for them): the pipeline snapshots the latents only on those steps.
+            Previews = shard.PreviewEvery > 0,
+            PreviewEvery = (int)Math.Max(1, shard.PreviewEvery),
         };
     }
 

@@ -2,20 +2,24 @@ using Google.Protobuf;
 using RenderFarm.Diffusion;
 using RenderFarm.FarmState.TaskStreams;
 using RenderFarm.Protocol;
+using RenderFarm.Shared.Tracing;
+using RenderFarm.Worker.Diagnostics;
 using RenderFarm.Worker.Health;
 using PipelineStep = RenderFarm.Diffusion.StepProgress;
 
 namespace RenderFarm.Worker;
 
 /// <summary>
-/// Renders one shard and reports begin, steps, each image and the end. A shard is one pipeline batch unless the device
-/// runs out of memory: then it is rendered again in halves, down to one image at a time (the images of a batch are
+/// Renders one shard and reports begin, steps, each image and the end, in two parts: the device's
+/// (<see cref="RenderAsync(HeldShard, CancellationToken)"/>) and the host's (<see cref="ShardCompletion"/>), so the
+/// worker can start the next shard on the device while this one's images are encoded and sent. A shard is one pipeline
+/// batch unless the device runs out of memory: then it is rendered again in halves, down to one image at a time (the images of a batch are
 /// independent), and what fits is remembered (<see cref="ModelMemory"/>). A failure is reported with its kind, so the
 /// coordinator holds only the worker's own faults against it.
 /// </summary>
 public sealed class ShardRunner(
-    ModelCatalog models, ShardRequestBuilder requests, CoordinatorLink link, WorkerActivity activity, RenderWatchdog watchdog,
-    ModelMemory memory, ILogger<ShardRunner> logger)
+    ModelCatalog models, CoordinatorLink link, WorkerActivity activity, RenderWatchdog watchdog,
+    ModelMemory memory, WorkerMetrics metrics, ILogger<ShardRunner> logger)
 {
     public Task ReportCancelledAsync(ClaimedShard claimed) => SendEndAsync(new ShardEnd { Shard = Reference(claimed), Cancelled = true });
 
@@ -36,27 +40,45 @@ public sealed class ShardRunner(
     private Task SendEndAsync(ShardEnd end) => link.SendAsync(new WorkerMessage { ShardEnd = end }, CancellationToken.None).AsTask();
 
     /// <summary>The delivery a report is about: the coordinator accepts it only while this worker holds exactly this delivery.</summary>
-    private static ShardRef Reference(ClaimedShard claimed) => new()
+    internal static ShardRef Reference(ClaimedShard claimed) => new()
     {
         JobId = claimed.Shard.JobId, ShardIndex = claimed.Shard.ShardIndex, Model = claimed.Shard.Params.Model,
         EntryId = claimed.EntryId, Stream = claimed.Stream, Delivery = (uint)claimed.Delivery,
     };
 
-    public async Task RunAsync(ClaimedShard claimed, string workerId, CancellationToken cancellationToken)
+    /// <summary>
+    /// The device's part of a shard: reports its begin and renders every batch of it. Returns as soon as the device is
+    /// free, with the rest — encoding the PNGs, sending them and the end, or the failure — to finish while the device
+    /// renders the next shard (<see cref="ShardCompletion.FinishAsync"/>).
+    /// </summary>
+    public async Task<ShardCompletion> RenderAsync(HeldShard held, CancellationToken cancellationToken)
     {
+        var claimed = held.Claimed;
         var shard = claimed.Shard;
         var reference = Reference(claimed);
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        using var rendering = activity.Rendering(); // the device's part: only its steps are progress now (liveness)
+        // The render joins the trace of the submission that queued the shard (its traceparent, carried on Redis); the
+        // images, sent after the device moved on, carry this span's.
+        using var span = FarmTracing.Worker.StartActivity("render shard", System.Diagnostics.ActivityKind.Consumer, FarmTracing.ParentOf(shard.Traceparent));
+        span?.SetTag("renderfarm.job_id", shard.JobId).SetTag("renderfarm.shard", shard.ShardIndex).SetTag("renderfarm.images", shard.Images.Count);
         await link.SendAsync(new WorkerMessage { ShardBegin = new ShardBegin { Shard = reference, ImageCount = (uint)shard.Images.Count } }, cancellationToken);
 
-        var end = new ShardEnd { Shard = reference };
+        var completion = new ShardCompletion(link, reference, shard, () => memory.LimitOf(shard.Params.Model), metrics, started,
+            FarmTracing.TraceparentOf(System.Diagnostics.Activity.Current));
         try
         {
-            var renderer = models.Find(shard.Params.Model)
-                ?? throw new InvalidOperationException($"model '{shard.Params.Model}' is not loaded on this worker");
-            await RenderAsync(renderer, shard, await requests.BuildAsync(shard), reference, cancellationToken);
+            var request = held.Request();
+            // The model and the shard's LoRA variant, loaded now if this worker does not hold them (farm workers says so).
+            activity.Touch();
+            using var model = await models.AcquireAsync(shard.Params.Model, StableDiffusionPipeline.LorasOf(request).Distinct().ToList(), cancellationToken);
+            activity.Touch();
+            await RenderAsync(model.Renderer, shard, request, reference, completion, cancellationToken);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
+            metrics.ShardDone(shard.Params.Model, System.Diagnostics.Stopwatch.GetElapsedTime(started), "cancelled");
+            completion.Dispose();
             throw;
         }
         catch (Exception e)
@@ -67,21 +89,25 @@ public sealed class ShardRunner(
                 logger.LogWarning("Shard {Job}/{Shard} failed ({Kind}): {Message}", shard.JobId, shard.ShardIndex, kind, e.Message);
             else
                 logger.LogError(e, "Shard {Job}/{Shard} failed ({Kind})", shard.JobId, shard.ShardIndex, kind);
-            end.Error = e.Message.Length > 0 ? e.Message : e.GetType().Name;
-            end.FailureKind = kind switch
+            var failure = kind switch
             {
                 GenerationFailureKind.Input => FailureKind.Input,
                 GenerationFailureKind.OutOfMemory => FailureKind.OutOfMemory,
                 GenerationFailureKind.Device => FailureKind.Device,
                 _ => FailureKind.Bug,
             };
+            completion.Fail(e.Message.Length > 0 ? e.Message : e.GetType().Name, failure);
+            metrics.ShardFailed(failure);
         }
-        end.Limit = memory.LimitOf(shard.Params.Model);
-        await link.SendAsync(new WorkerMessage { ShardEnd = end }, cancellationToken);
+        return completion;
     }
 
-    /// <summary>Renders the shard's images in as few batches as fit, sending each image as its batch finishes.</summary>
-    private async Task RenderAsync(IShardRenderer renderer, Shard shard, GenerationRequest request, ShardRef reference, CancellationToken cancellationToken)
+    /// <summary>
+    /// Renders the shard's images on the device in as few batches as fit; each batch's PNGs start encoding as soon as
+    /// its device work is done.
+    /// </summary>
+    private async Task RenderAsync(IShardRenderer renderer, Shard shard, GenerationRequest request, ShardRef reference, ShardCompletion completion,
+        CancellationToken cancellationToken)
     {
         var model = shard.Params.Model;
         var pixels = (ulong)request.Width * (ulong)request.Height;
@@ -90,16 +116,17 @@ public sealed class ShardRunner(
             throw new GenerationFailedException(GenerationFailureKind.OutOfMemory,
                 $"out of memory: this worker cannot render {request.Width}x{request.Height} with model {model} (one image of {known} pixels ran out of memory here)");
         var batch = memory.BatchFor(model, count, pixels);
-        var progress = new StepReporter(link, activity, reference, watchdog);
+        var progress = new StepReporter(link, activity, reference, watchdog, shard, metrics, model);
         for (var done = 0; done < count;)
         {
             var size = Math.Min(batch, count - done);
-            progress.StartBatch(batchesLeft: (count - done + size - 1) / size);
-            IReadOnlyList<GeneratedImage> images;
+            progress.StartBatch(batchesLeft: (count - done + size - 1) / size, size, firstImage: done);
+            RenderedBatch rendered;
+            var batchStarted = System.Diagnostics.Stopwatch.GetTimestamp();
             try
             {
                 using (watchdog.Watch())
-                    images = await renderer.RenderAsync(request with { Images = request.Images.Skip(done).Take(size).ToList() }, progress, cancellationToken);
+                    rendered = await renderer.RenderOnDeviceAsync(request with { Images = request.Images.Skip(done).Take(size).ToList() }, progress, cancellationToken);
             }
             catch (Exception e) when (!cancellationToken.IsCancellationRequested && GenerationFailure.Classify(e) == GenerationFailureKind.OutOfMemory)
             {
@@ -110,15 +137,11 @@ public sealed class ShardRunner(
                     shard.JobId, shard.ShardIndex, size, request.Width, request.Height, batch);
                 continue;
             }
+            // The batch's device time, shared equally by its images (they ran as one batch): what each image cost.
+            var renderSeconds = System.Diagnostics.Stopwatch.GetElapsedTime(batchStarted).TotalSeconds / Math.Max(1, rendered.Count);
             memory.Rendered(model, size, pixels);
             progress.BatchDone();
-            for (var i = 0; i < images.Count; i++)
-            {
-                await link.SendAsync(new WorkerMessage
-                {
-                    Image = new ShardImage { Shard = reference, Index = shard.Images[done + i].Index, Png = UnsafeByteOperations.UnsafeWrap(images[i].Png) },
-                }, cancellationToken);
-            }
+            completion.Add(done, rendered, renderSeconds);
             done += size;
         }
     }
@@ -126,18 +149,26 @@ public sealed class ShardRunner(
     /// <summary>
     /// Forwards pipeline steps straight to the link (no synchronisation context hop, so order is kept), counted over
     /// the whole shard when it renders in several batches: the steps of the batches done, then this one's, out of the
-    /// steps of every batch still to go.
+    /// steps of every batch still to go. A step that carries a preview (the shard asked for them) also sends the
+    /// batch's images as latent-size PNGs; like steps, previews are dropped rather than waited for when the link is busy.
     /// </summary>
-    private sealed class StepReporter(CoordinatorLink link, WorkerActivity activity, ShardRef shard, RenderWatchdog watchdog) : IProgress<PipelineStep>
+    private sealed class StepReporter(CoordinatorLink link, WorkerActivity activity, ShardRef reference, RenderWatchdog watchdog, Shard shard,
+        WorkerMetrics metrics, string model) : IProgress<PipelineStep>
     {
         private int _stepsBefore;   // steps of the batches finished
         private int _batchSteps;    // steps of the current batch (its total, once known)
         private int _batchesLeft = 1;
+        private int _batchSize;
+        private TimeSpan _lastElapsed;
+        private int _firstImage;    // the current batch's first image, in the shard
 
-        public void StartBatch(int batchesLeft)
+        public void StartBatch(int batchesLeft, int batchSize, int firstImage)
         {
             _batchSteps = 0;
             _batchesLeft = batchesLeft;
+            _batchSize = batchSize;
+            _lastElapsed = TimeSpan.Zero;
+            _firstImage = firstImage;
         }
 
         public void BatchDone() => _stepsBefore += _batchSteps;
@@ -147,15 +178,24 @@ public sealed class ShardRunner(
             activity.Touch(); // a step done: the worker is not stuck (liveness)
             watchdog.Progress(); // and neither is this render (its lease)
             var seconds = value.Elapsed.TotalSeconds;
+            // Elapsed is the batch's time so far: each report adds one step's (the first also the prompt encoding's).
+            if (value.Elapsed > _lastElapsed) metrics.Step(model, _batchSize, value.Elapsed - _lastElapsed);
+            _lastElapsed = value.Elapsed;
             _batchSteps = value.TotalSteps;
+            var (step, total) = ((uint)(_stepsBefore + value.Step), (uint)(_stepsBefore + value.TotalSteps * _batchesLeft));
             link.TrySend(new WorkerMessage
             {
                 ShardStep = new ShardStep
                 {
-                    Shard = shard, Step = (uint)(_stepsBefore + value.Step), TotalSteps = (uint)(_stepsBefore + value.TotalSteps * _batchesLeft),
+                    Shard = reference, Step = step, TotalSteps = total,
                     ItPerSec = seconds > 0 ? (float)(value.Step / seconds) : 0,
                 },
             });
+            if (value.Preview is not { } preview) return;
+            var message = new ShardPreview { Shard = reference, Step = step, TotalSteps = total };
+            for (var i = 0; i < preview.Count; i++)
+                message.Images.Add(new PreviewImage { Index = shard.Images[_firstImage + i].Index, Png = UnsafeByteOperations.UnsafeWrap(preview.Png(i)) });
+            link.TrySend(new WorkerMessage { Preview = message });
         }
     }
 }

@@ -1,10 +1,14 @@
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
 using RenderFarm.Shared.Health;
+using RenderFarm.Telemetry;
+using RenderFarm.Worker.Diagnostics;
 using RenderFarm.Worker.Health;
 using StackExchange.Redis;
 using RenderFarm.FarmState;
 using RenderFarm.FarmState.TaskStreams;
+using RenderFarm.Diffusion;
+using RenderFarm.Worker.Models;
 
 namespace RenderFarm.Worker;
 
@@ -20,6 +24,8 @@ public static class WorkerExtensions
         builder.WebHost.ConfigureKestrel(k => k.ConfigureEndpointDefaults(e => e.Protocols = HttpProtocols.Http2));
         builder.Services.Configure<HostOptions>(builder.Configuration.GetSection("HostOptions"));
         builder.Services.AddWorker();
+        builder.AddFarmTelemetry("renderfarm-worker", [WorkerMetrics.MeterName],
+            [RenderFarm.Shared.Tracing.FarmTracing.WorkerSourceName]);
         return builder;
     }
 
@@ -32,6 +38,28 @@ public static class WorkerExtensions
         services.AddSingleton<IValidateOptions<WorkerOptions>, WorkerOptionsValidator>();
         services.AddSingleton<IConnectionMultiplexer>(sp =>
             FarmRedis.Connect(sp.GetRequiredService<IOptions<WorkerOptions>>().Value.Redis, "renderfarm-worker"));
+        services.AddSingleton<ExtensionFiles>();
+        services.AddSingleton(sp =>
+        {
+            var options = sp.GetRequiredService<IOptions<WorkerOptions>>().Value;
+            return new MemoryGauge(options.ToDiffusionOptions().ExecutionProvider,
+                DeviceDescription.NvidiaSmiDevice(options.DeviceId, Environment.GetEnvironmentVariable("CUDA_VISIBLE_DEVICES")),
+                sp.GetRequiredService<ILogger<MemoryGauge>>());
+        });
+        services.AddSingleton<ModelLoader>(sp =>
+        {
+            var options = sp.GetRequiredService<IOptions<WorkerOptions>>().Value;
+            var diffusion = options.ToDiffusionOptions();
+            var extensions = sp.GetRequiredService<ExtensionFiles>().ForPipelines(budgeted: options.ModelMemoryBudget > 0);
+            var logger = sp.GetRequiredService<ILogger<ModelCatalog>>();
+            return (name, directory) =>
+            {
+                if (!SyntheticRenderer.TryParse(directory, out var synthetic))
+                    return new PipelineRenderer(StableDiffusionPipeline.Load(directory, diffusion, extensions));
+                logger.LogWarning("Model {Model} is synthetic ({Spec}): images are placeholders for load tests", name, directory);
+                return synthetic!;
+            };
+        });
         services.AddSingleton<ModelCatalog>();
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton<WorkerActivity>();
@@ -41,6 +69,7 @@ public static class WorkerExtensions
         services.AddSingleton<ShardRunner>();
         services.AddSingleton<ModelMemory>();
         services.AddSingleton<RenderWatchdog>();
+        services.AddSingleton<WorkerMetrics>();
         services.AddSingleton(sp =>
         {
             var diffusion = sp.GetRequiredService<IOptions<WorkerOptions>>().Value.ToDiffusionOptions();
@@ -79,6 +108,7 @@ public static class WorkerExtensions
         app.MapGrpcHealthChecksService();
         // The same checks for a quick look: curl --http2-prior-knowledge http://HOST:5080/healthz
         app.MapHealthChecks("/healthz");
+        app.MapFarmMetrics();
         return app;
     }
 }

@@ -1,3 +1,4 @@
+using System.Threading.Channels;
 using Microsoft.Extensions.Options;
 using RenderFarm.FarmState.TaskStreams;
 using StackExchange.Redis;
@@ -5,16 +6,28 @@ using StackExchange.Redis;
 namespace RenderFarm.Worker;
 
 /// <summary>
-/// Pulls one shard at a time and runs it while renewing its lease. On shutdown it stops pulling; the running shard
-/// gets the host's shutdown timeout to finish, and is handed back for another worker if it cannot. A shard whose
-/// claim another worker took over (this one stalled past its lease) is stopped within a renewal period: the new
-/// holder renders it, and rendering it twice would only waste the GPU. A render that makes no progress for the stall
-/// timeout is given up the same way, reported as a failed attempt, and the worker then takes no more shards
-/// (<see cref="RenderWatchdog"/>).
+/// Keeps the device busy with one shard after another, and everything else off its path. Three things go on at once:
+/// <list type="bullet">
+/// <item>the device renders shard N (<see cref="ShardRunner.RenderAsync(HeldShard, CancellationToken)"/>);</item>
+/// <item>shard N−1's images are encoded and sent, then its end (<see cref="ShardCompletion"/>): at most that one, so a
+/// slow coordinator holds the device back rather than letting finished images pile up;</item>
+/// <item>up to <see cref="WorkerOptions.Prefetch"/> next shards are already pulled and their requests made (inputs
+/// fetched), so shard N+1 starts the moment the device is free.</item>
+/// </list>
+/// A pulled-ahead shard is claimed under the worker's prefetch consumer: renewed like any claim, handed back on drain
+/// or quarantine, dropped if its job is cancelled or its claim lost, and counted as a delivery (an attempt) only when it
+/// starts (<see cref="ShardQueue.StartPrefetchedAsync"/>); a worker that dies holding one costs it no attempt.
+/// <para>Every held shard's lease is renewed. On shutdown the worker stops pulling and hands back what it pulled ahead;
+/// the shards it started get the host's shutdown timeout to finish, and are handed back for another worker if they
+/// cannot. A shard whose claim another worker took over (this one stalled past its lease) is stopped within a renewal
+/// period: the new holder renders it, and rendering it twice would only waste the device. A render that makes no
+/// progress for the stall timeout is given up the same way, reported as a failed attempt, and the worker then takes no
+/// more shards (<see cref="RenderWatchdog"/>).</para>
 /// </summary>
 public sealed class WorkerLoop(
     ShardPuller puller,
     ShardQueue queue,
+    ShardRequestBuilder requests,
     ShardRunner runner,
     CoordinatorLink link,
     RenderWatchdog watchdog,
@@ -22,94 +35,274 @@ public sealed class WorkerLoop(
     IOptions<WorkerOptions> options,
     ILogger<WorkerLoop> logger) : BackgroundService
 {
-    private CancellationTokenSource? _currentJob;
-    private bool _jobCancelled;
-    private bool _leaseLost;
-    private bool _stalled;
-    private ClaimedShard? _currentShard;
+    private readonly Lock _lock = new();
+    private readonly List<HeldShard> _held = [];
+    private HeldShard? _rendering;
+    private CancellationTokenSource? _stopPulling;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         await puller.StartAsync();
         link.JobCancelled += OnJobCancelled;
-        logger.LogInformation("Worker {Worker} pulling shards", puller.WorkerId);
-        while (!stoppingToken.IsCancellationRequested)
-        {
-            if (watchdog.Tripped)
-            {
-                // The hung call still holds the device: take nothing more until the orchestrator restarts this worker.
-                await Task.Delay(Timeout.Infinite, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
-                break;
-            }
-            ClaimedShard claimed;
-            try
-            {
-                await quarantine.WaitUntilAdmittedAsync(stoppingToken);
-                claimed = await puller.NextAsync(stoppingToken);
-            }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-            {
-                break;
-            }
-            if (!await puller.CheckRunnableAsync(claimed)) continue;
-            if (claimed.LostBy is not null || claimed.PastAttemptLimit) await runner.ReportRedeliveredAsync(claimed);
-            if (claimed.PastAttemptLimit)
-            {
-                // Not run: a shard that crashes or hangs its worker would take this one down too. The coordinator
-                // dead-letters it; until it does, the entry stays pending here, and if that report is lost, the next
-                // worker to take it over finds it past the limit as well.
-                logger.LogError("Shard {Job}/{Shard} not run: delivery {Delivery} is past its attempt limit; it is dead-lettered",
-                    claimed.Shard.JobId, claimed.Shard.ShardIndex, claimed.Delivery);
-                continue;
-            }
-            await RunClaimedAsync(claimed);
-        }
-    }
-
-    private async Task RunClaimedAsync(ClaimedShard claimed)
-    {
-        // A shard is not abandoned just because shutdown began: it runs until the host's shutdown timeout expires
-        // (see StopAsync) or its job is cancelled.
-        using var shardCts = new CancellationTokenSource();
-        lock (this) { _currentJob = shardCts; _currentShard = claimed; _jobCancelled = false; _leaseLost = false; _stalled = false; }
-        var renewal = RenewWhileRunningAsync(claimed, shardCts.Token);
+        logger.LogInformation("Worker {Worker} pulling shards ({Prefetch} ahead)", puller.WorkerId, options.Value.Prefetch);
+        var ready = Channel.CreateUnbounded<HeldShard>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        // A place for each shard pulled ahead, and one for the shard the device takes next: a place frees up when a
+        // shard leaves the device. With no prefetch, the next shard is pulled while the last one's images go out.
+        using var places = new SemaphoreSlim(options.Value.Prefetch + 1);
+        using var stopPulling = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        _stopPulling = stopPulling;
+        var pulling = PullAheadAsync(ready.Writer, places, stopPulling.Token);
+        var finishing = Task.CompletedTask; // the started shards' images and ends, one after another
         try
         {
-            await runner.RunAsync(claimed, puller.WorkerId, shardCts.Token);
-        }
-        catch (OperationCanceledException) when (_jobCancelled)
-        {
-            logger.LogInformation("Shard {Job}/{Shard} stopped: job cancelled", claimed.Shard.JobId, claimed.Shard.ShardIndex);
-            await queue.AcknowledgeAsync(claimed);
-            await runner.ReportCancelledAsync(claimed);
-        }
-        catch (OperationCanceledException) when (_stalled)
-        {
-            // The watchdog already failed the delivery; the render gave up late, or never started its next step.
-            logger.LogWarning("Stalled shard {Job}/{Shard} stopped", claimed.Shard.JobId, claimed.Shard.ShardIndex);
-        }
-        catch (OperationCanceledException) when (_leaseLost)
-        {
-            logger.LogWarning("Shard {Job}/{Shard} stopped: its claim was taken over by another worker (lease lapsed)",
-                claimed.Shard.JobId, claimed.Shard.ShardIndex);
-            await runner.ReportAbandonedAsync(claimed);
-        }
-        catch (OperationCanceledException)
-        {
-            logger.LogInformation("Shard {Job}/{Shard} stopped before finishing; handing it back",
-                claimed.Shard.JobId, claimed.Shard.ShardIndex);
-            // Also after StopAsync handed it back: that repeats harmlessly, and is a no-op once another worker holds it.
-            await queue.HandBackOnDrainAsync(claimed);
+            while (!stoppingToken.IsCancellationRequested)
+            {
+                if (watchdog.Tripped)
+                {
+                    // The hung call still holds the device: take nothing more until the orchestrator restarts this worker.
+                    await stopPulling.CancelAsync();
+                    await HandBackReadyAsync(ready.Reader);
+                    await Task.Delay(Timeout.Infinite, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
+                    break;
+                }
+                HeldShard next;
+                try
+                {
+                    next = await ready.Reader.ReadAsync(stoppingToken);
+                }
+                catch (Exception e) when (e is OperationCanceledException or ChannelClosedException)
+                {
+                    break;
+                }
+                ShardCompletion? rendered;
+                try
+                {
+                    rendered = await StartAndRenderAsync(next);
+                }
+                finally
+                {
+                    places.Release();
+                }
+                var before = finishing;
+                if (rendered is not null) finishing = FinishAfterAsync(before, next, rendered);
+                // Shard N−1 must be out before the device takes N+1: N's images then go out while N+1 renders.
+                await before;
+            }
         }
         finally
         {
-            lock (this) { _currentJob = null; _currentShard = null; }
-            await shardCts.CancelAsync();
-            await renewal;
+            await stopPulling.CancelAsync();
+            await pulling;
+            await HandBackReadyAsync(ready.Reader);
+            await finishing;
         }
     }
 
-    private async Task RenewWhileRunningAsync(ClaimedShard claimed, CancellationToken token)
+    /// <summary>Pulls shards ahead while there are places for them, each renewed from the moment it is claimed.</summary>
+    private async Task PullAheadAsync(ChannelWriter<HeldShard> ready, SemaphoreSlim places, CancellationToken token)
+    {
+        try
+        {
+            while (true)
+            {
+                await places.WaitAsync(token);
+                await quarantine.WaitUntilAdmittedAsync(token);
+                if (watchdog.Tripped) break;
+                var held = Hold(await puller.NextAsync(token));
+                if (token.IsCancellationRequested)
+                {
+                    await HandBackAsync(held); // pulling stopped (a stall) while this claim was made
+                    break;
+                }
+                try
+                {
+                    held.Prepared(await requests.BuildAsync(held.Claimed.Shard));
+                }
+                catch (Exception e)
+                {
+                    held.Unpreparable(e);
+                }
+                ready.TryWrite(held);
+            }
+        }
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        {
+        }
+        finally
+        {
+            ready.TryComplete();
+        }
+    }
+
+    /// <summary>
+    /// Starts a pulled-ahead shard (counting its delivery) and renders it on the device. Null when it does not run (lost
+    /// meanwhile, its job paused or cancelled, past its attempt limit) or was stopped.
+    /// </summary>
+    private async Task<ShardCompletion?> StartAndRenderAsync(HeldShard held)
+    {
+        await StopRenewingAsync(held);
+        if (quarantine.Quarantined)
+        {
+            await HandBackAsync(held);
+            return null;
+        }
+        var started = await StartAsync(held);
+        if (started is null)
+        {
+            Release(held);
+            return null;
+        }
+        held.Claimed = started;
+        Renew(held);
+        lock (_lock) _rendering = held;
+        try
+        {
+            return await runner.RenderAsync(held, held.Stop.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            await StoppedAsync(held);
+            Release(held);
+            return null;
+        }
+        finally
+        {
+            lock (_lock) _rendering = null;
+        }
+    }
+
+    /// <summary>The started claim, or null if the shard is not to run (it is then acknowledged, parked or lost).</summary>
+    private async Task<ClaimedShard?> StartAsync(HeldShard held)
+    {
+        var prefetched = held.Claimed;
+        var claimed = await queue.StartPrefetchedAsync(prefetched, puller.WorkerId);
+        if (claimed is null)
+        {
+            logger.LogInformation("Shard {Job}/{Shard} pulled ahead is no longer ours (taken over, or its job ended)",
+                prefetched.Shard.JobId, prefetched.Shard.ShardIndex);
+            return null;
+        }
+        if (!await puller.CheckRunnableAsync(claimed)) return null;
+        if (claimed.LostBy is not null || claimed.PastAttemptLimit) await runner.ReportRedeliveredAsync(claimed);
+        if (claimed.PastAttemptLimit)
+        {
+            // Not run: a shard that crashes or hangs its worker would take this one down too. The coordinator
+            // dead-letters it; until it does, the entry stays pending here, and if that report is lost, the next
+            // worker to take it over finds it past the limit as well.
+            logger.LogError("Shard {Job}/{Shard} not run: delivery {Delivery} is past its attempt limit; it is dead-lettered",
+                claimed.Shard.JobId, claimed.Shard.ShardIndex, claimed.Delivery);
+            return null;
+        }
+        return claimed;
+    }
+
+    /// <summary>Sends a rendered shard's images and end once the shards before it are out.</summary>
+    private async Task FinishAfterAsync(Task before, HeldShard held, ShardCompletion completion)
+    {
+        await before;
+        try
+        {
+            await completion.FinishAsync(held.Stop.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            await StoppedAsync(held);
+        }
+        catch (Exception e)
+        {
+            logger.LogError(e, "Reporting shard {Job}/{Shard} failed", held.Claimed.Shard.JobId, held.Claimed.Shard.ShardIndex);
+        }
+        finally
+        {
+            completion.Dispose();
+            Release(held);
+        }
+    }
+
+    /// <summary>A started shard was stopped before its last report: say why, or hand it back.</summary>
+    private async Task StoppedAsync(HeldShard held)
+    {
+        var claimed = held.Claimed;
+        try
+        {
+            if (held.JobCancelled)
+            {
+                logger.LogInformation("Shard {Job}/{Shard} stopped: job cancelled", claimed.Shard.JobId, claimed.Shard.ShardIndex);
+                await queue.AcknowledgeAsync(claimed);
+                await runner.ReportCancelledAsync(claimed);
+            }
+            else if (held.Stalled)
+            {
+                // The watchdog already failed the delivery; the render gave up late, or never started its next step.
+                logger.LogWarning("Stalled shard {Job}/{Shard} stopped", claimed.Shard.JobId, claimed.Shard.ShardIndex);
+            }
+            else if (held.LeaseLost)
+            {
+                logger.LogWarning("Shard {Job}/{Shard} stopped: its claim was taken over by another worker (lease lapsed)",
+                    claimed.Shard.JobId, claimed.Shard.ShardIndex);
+                await runner.ReportAbandonedAsync(claimed);
+            }
+            else
+            {
+                logger.LogInformation("Shard {Job}/{Shard} stopped before finishing; handing it back", claimed.Shard.JobId, claimed.Shard.ShardIndex);
+                // Also after StopAsync handed it back: that repeats harmlessly, and is a no-op once another worker holds it.
+                await queue.HandBackOnDrainAsync(claimed);
+            }
+        }
+        catch (Exception e) when (e is RedisException or OperationCanceledException)
+        {
+            logger.LogWarning("Could not settle stopped shard {Entry}: {Message}", claimed.EntryId, e.Message);
+        }
+    }
+
+    private HeldShard Hold(ClaimedShard claimed)
+    {
+        var held = new HeldShard(claimed);
+        lock (_lock) _held.Add(held);
+        Renew(held);
+        return held;
+    }
+
+    private void Release(HeldShard held)
+    {
+        lock (_lock) _held.Remove(held);
+        if (held.Renewal is { } renewal) renewal.Stop.Cancel(); // ends on its own; nothing waits for it
+        held.Dispose();
+    }
+
+    /// <summary>Hands back the shards pulled ahead and not started (shutdown, a stall, quarantine): no attempt is counted.</summary>
+    private async Task HandBackReadyAsync(ChannelReader<HeldShard> ready)
+    {
+        while (ready.TryRead(out var held))
+        {
+            await StopRenewingAsync(held);
+            await HandBackAsync(held);
+        }
+    }
+
+    private async Task HandBackAsync(HeldShard held)
+    {
+        try { await queue.HandBackOnDrainAsync(held.Claimed); }
+        catch (RedisException e) { logger.LogWarning("Could not hand back {Entry}: {Message}", held.Claimed.EntryId, e.Message); }
+        Release(held);
+    }
+
+    private void Renew(HeldShard held)
+    {
+        var stop = new CancellationTokenSource();
+        held.Renewal = (RenewWhileHeldAsync(held, held.Claimed, stop.Token), stop);
+    }
+
+    private static async Task StopRenewingAsync(HeldShard held)
+    {
+        if (held.Renewal is not { } renewal) return;
+        held.Renewal = null;
+        await renewal.Stop.CancelAsync();
+        await renewal.Loop;
+        renewal.Stop.Dispose();
+    }
+
+    private async Task RenewWhileHeldAsync(HeldShard held, ClaimedShard claimed, CancellationToken token)
     {
         var period = TimeSpan.FromSeconds(Math.Max(1, options.Value.LeaseSeconds / 3.0));
         try
@@ -117,9 +310,9 @@ public sealed class WorkerLoop(
             while (true)
             {
                 await Task.Delay(period, token);
-                if (watchdog.Stalled() is { } idle)
+                if (watchdog.Stalled() is { } idle && IsRendering(held))
                 {
-                    await GiveUpStalledAsync(claimed, idle);
+                    await GiveUpStalledAsync(held, idle);
                     return;
                 }
                 try
@@ -129,12 +322,12 @@ public sealed class WorkerLoop(
                     // worker still does for the shard can count, so stop it.
                     if (!await queue.RenewAsync(claimed))
                     {
-                        lock (this)
+                        lock (_lock)
                         {
-                            if (_currentShard != claimed || _jobCancelled) return;
-                            _leaseLost = true;
-                            _currentJob?.Cancel();
+                            if (held.JobCancelled || token.IsCancellationRequested) return;
+                            held.LeaseLost = true;
                         }
+                        await held.Stop.CancelAsync();
                         return;
                     }
                 }
@@ -146,41 +339,60 @@ public sealed class WorkerLoop(
             }
         }
         catch (OperationCanceledException) { }
+        catch (ObjectDisposedException) { }
+    }
+
+    private bool IsRendering(HeldShard held)
+    {
+        lock (_lock) return _rendering == held;
     }
 
     /// <summary>
     /// Stops renewing a stalled shard and fails this delivery, so the coordinator hands it to another worker now (or,
     /// if the report cannot reach it, the lease lapses). The hung call may never return: nothing here waits for it.
     /// </summary>
-    private async Task GiveUpStalledAsync(ClaimedShard claimed, TimeSpan idle)
+    private async Task GiveUpStalledAsync(HeldShard held, TimeSpan idle)
     {
-        lock (this)
+        lock (_lock)
         {
-            if (_currentShard != claimed || _jobCancelled) return;
-            _stalled = true;
-            _currentJob?.Cancel();
+            if (_rendering != held || held.JobCancelled) return;
+            held.Stalled = true;
+        }
+        await held.Stop.CancelAsync();
+        // Nothing more for this worker, not even the shard it is failing now (handed back, it would look like any other).
+        if (_stopPulling is { } pulling) await pulling.CancelAsync();
+        HeldShard[] ahead;
+        lock (_lock) ahead = [.. _held.Where(h => h.Claimed.Prefetched)];
+        foreach (var next in ahead)
+        {
+            await StopRenewingAsync(next);
+            await HandBackAsync(next);
         }
         var error = $"render stalled on worker {puller.WorkerId}: no progress for {idle.TotalSeconds:0} s " +
                     $"(Farm:StallTimeoutSeconds is {options.Value.StallTimeoutSeconds})";
         watchdog.Trip(error);
         logger.LogError("Shard {Job}/{Shard}: {Error}; giving it up, reporting unhealthy and taking no more shards",
-            claimed.Shard.JobId, claimed.Shard.ShardIndex, error);
-        await runner.ReportFailedAsync(claimed, error);
+            held.Claimed.Shard.JobId, held.Claimed.Shard.ShardIndex, error);
+        await runner.ReportFailedAsync(held.Claimed, error);
     }
 
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
-        // Past the grace period, stop the running shard and give its release a moment to reach Redis.
-        await using var _ = cancellationToken.Register(() => { lock (this) _currentJob?.Cancel(); });
-        await base.StopAsync(cancellationToken);
-        // Hand the unfinished shard back now rather than after the pipeline unwinds: a step can outlast what is left
-        // of the process's life, and a shard left claimed waits a whole lease for another worker.
-        ClaimedShard? unfinished;
-        lock (this) unfinished = _currentShard;
-        if (unfinished is not null)
+        // Past the grace period, stop the shards still running or reporting, and give their release a moment to reach Redis.
+        await using var _ = cancellationToken.Register(() =>
         {
-            try { await queue.HandBackOnDrainAsync(unfinished); }
-            catch (Exception e) { logger.LogWarning("Could not hand back {Entry}: {Message}", unfinished.EntryId, e.Message); }
+            lock (_lock)
+                foreach (var held in _held) held.Stop.Cancel();
+        });
+        await base.StopAsync(cancellationToken);
+        // Hand the unfinished shards back now rather than after the pipeline unwinds: a step can outlast what is left
+        // of the process's life, and a shard left claimed waits a whole lease for another worker.
+        HeldShard[] unfinished;
+        lock (_lock) unfinished = [.. _held];
+        foreach (var held in unfinished)
+        {
+            try { await queue.HandBackOnDrainAsync(held.Claimed); }
+            catch (Exception e) { logger.LogWarning("Could not hand back {Entry}: {Message}", held.Claimed.EntryId, e.Message); }
         }
         if (ExecuteTask is { IsCompleted: false } running)
             await Task.WhenAny(running, Task.Delay(TimeSpan.FromSeconds(2), CancellationToken.None));
@@ -188,11 +400,14 @@ public sealed class WorkerLoop(
 
     private void OnJobCancelled(string jobId)
     {
-        lock (this)
+        lock (_lock)
         {
-            if (_currentShard?.Shard.JobId != jobId) return;
-            _jobCancelled = true;
-            _currentJob?.Cancel();
+            foreach (var held in _held)
+            {
+                if (held.Claimed.Shard.JobId != jobId) continue;
+                held.JobCancelled = true;
+                held.Stop.Cancel();
+            }
         }
     }
 }

@@ -21,6 +21,28 @@ public sealed class WorkerOptions
     /// <summary>Model name → model directory (diffusers ONNX layout). The worker pulls shards only for these.</summary>
     public Dictionary<string, string> Models { get; set; } = [];
 
+    /// <summary>
+    /// Folder of LoRA files (<c>NAME.safetensors</c>, any depth) the worker offers by name, on the models volume; read
+    /// when it starts. Unset: no LoRAs.
+    /// </summary>
+    public string? Loras { get; set; }
+
+    /// <summary>Folder of textual-inversion embeddings (<c>NAME.safetensors</c>), added to every model they fit when it loads. Unset: none.</summary>
+    public string? Embeddings { get; set; }
+
+    /// <summary>
+    /// Bytes of memory (the GPU's on a GPU worker, the process's on a CPU worker) the loaded models and their LoRA
+    /// variants may take together: the least recently used are evicted beyond it, and loaded again when a shard needs
+    /// them (<see cref="ModelCatalog"/>). 0: no limit, every model stays loaded.
+    /// </summary>
+    [Range(0, long.MaxValue)] public long ModelMemoryBudget { get; set; }
+
+    /// <summary>
+    /// How long a new shard is left to the workers that hold its model or LoRA variant loaded before any worker of the
+    /// model takes it (a worker that holds neither would load first). 0: no preference.
+    /// </summary>
+    [Range(0, 600_000)] public int WarmPreferenceMilliseconds { get; set; } = 3000;
+
     /// <summary>Worker credential (a key created with role worker), sent on the coordinator stream; client keys are refused.</summary>
     public string? ApiKey { get; set; }
 
@@ -100,6 +122,13 @@ public sealed class WorkerOptions
     /// service "liveness"), so the orchestrator restarts it. Keep it above the slowest single step plus image decode.
     /// </summary>
     [Range(10, 86_400)] public int LivenessSeconds { get; set; } = 600;
+
+    /// <summary>
+    /// Shards pulled ahead of the one rendering, their requests made, so the device starts the next the moment it is
+    /// free (<see cref="WorkerLoop"/>). Each is claimed (renewed, handed back on drain) but counts as a delivery only when
+    /// it starts. 0 pulls the next shard only once the device is free.
+    /// </summary>
+    [Range(0, 8)] public int Prefetch { get; set; } = 1;
 
     /// <summary>Fallback poll interval when no pub/sub nudge arrives.</summary>
     [Range(10, 60_000)] public int PollMilliseconds { get; set; } = 1000;

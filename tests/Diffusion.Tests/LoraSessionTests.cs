@@ -1,3 +1,4 @@
+using RenderFarm.GenerationRules;
 using Microsoft.ML.OnnxRuntime;
 using RenderFarm.Diffusion.Lora;
 using RenderFarm.Diffusion.Weights;

@@ -1,3 +1,4 @@
+using RenderFarm.GenerationRules;
 using System.Security.Cryptography;
 using RenderFarm.Diffusion.Lora;
 using RenderFarm.Diffusion.Weights;

@@ -102,7 +102,8 @@ public sealed class ClientRoundTripTests(FarmFixture fixture) : IDisposable
         Assert.Equal($"cpu x{Environment.ProcessorCount}", workers["worker-1"].GetProperty("device").GetString());
         Assert.True(workers["worker-1"].GetProperty("memory_bytes").GetUInt64() > 0);
         var table = (await FarmAsync(["workers"])).Out;
-        Assert.Matches($@"worker-1 +\S+ +{FarmCluster.Model} +cpu cpu x{Environment.ProcessorCount} [0-9.]+ GiB ", table);
+        // MODELS, then HELD: what it has loaded and the memory that takes.
+        Assert.Matches($@"worker-1 +\S+ +{FarmCluster.Model} +{FarmCluster.Model} \([^)]+\) +cpu cpu x{Environment.ProcessorCount} [0-9.]+ GiB ", table);
 
         var models = JsonDocument.Parse((await FarmAsync(["models", "--json"])).Out).RootElement;
         var tiny = Assert.Single(models.EnumerateArray(), m => m.GetProperty("name").GetString() == FarmCluster.Model);

@@ -159,7 +159,7 @@ public sealed class SubmitValidationTests(FarmFixture fixture)
         // SCAN for the layout's task stream names with any model and priority: tasks:* and {tasks:*}:*
         await foreach (var key in Farm.RedisAdmin.KeysAsync(pattern: "*tasks:*"))
         {
-            if (!FarmKeys.TryParseTaskStream(key!, out _, out _) || await Farm.Redis.KeyTypeAsync(key) != RedisType.Stream) continue;
+            if (FarmKeys.ParseTaskStream(key!) is null || await Farm.Redis.KeyTypeAsync(key) != RedisType.Stream) continue;
             var info = await Farm.Redis.StreamInfoAsync(key);
             streams[key!] = (info.Length, info.LastGeneratedId!);
         }

@@ -10,8 +10,10 @@ public static class ModelsCommand
 {
     public static Command Create(FarmCliHost host, GlobalOptions globals)
     {
-        var json = JsonFlag.Create("Print a JSON array (name, workers, shards_waiting).");
-        var command = new Command("models", "List the models the farm can render now: workers serving each and shards waiting for them.\n\nExample:\n  farm models")
+        var json = JsonFlag.Create("Print a JSON array (name, workers, workers_holding, shards_waiting, loras and embeddings: name, short_hash, family).");
+        var command = new Command("models", "List the models the farm can render now: workers serving each (and holding it loaded), shards waiting for them,\n" +
+                                            "then the LoRAs (<lora:NAME:0.8> in a prompt, or --lora NAME:0.8) and textual-inversion embeddings (NAME in a prompt)\n" +
+                                            "their workers offer, with the short hash PNGs carry.\n\nExample:\n  farm models")
         {
             json,
         };
@@ -19,17 +21,59 @@ public static class ModelsCommand
         {
             var response = await context.Coordinator.Client.ListModelsAsync(new ListModelsRequest(), context.Coordinator.CallOptions(ct));
             if (parseResult.GetValue(json))
+            {
                 context.Out.WriteLine(JsonText.Array(response.Models, (m, j) =>
                 {
                     j.WriteString("name", m.Name);
                     j.WriteNumber("workers", m.Workers);
+                    j.WriteNumber("workers_holding", m.WorkersHolding);
                     j.WriteNumber("shards_waiting", m.ShardsWaiting);
+                    WriteFiles(j, "loras", m.Loras.Select(l => (l.Name, l.ShortHash, l.Family)));
+                    WriteFiles(j, "embeddings", m.Embeddings.Select(e => (e.Name, e.ShortHash, e.Family)));
                 }));
-            else
-                context.Out.Write(TextTable.Format(["MODEL", "WORKERS", "SHARDS WAITING"],
-                    response.Models.Select(m => (IReadOnlyList<string>)[m.Name, TextTable.Number(m.Workers), TextTable.Number(m.ShardsWaiting)])));
+                return ExitCodes.Ok;
+            }
+
+            context.Out.Write(TextTable.Format(["MODEL", "WORKERS", "HOLDING", "SHARDS WAITING", "LORAS", "EMBEDDINGS"],
+                response.Models.Select(m => (IReadOnlyList<string>)
+                [
+                    m.Name, TextTable.Number(m.Workers), TextTable.Number(m.WorkersHolding), TextTable.Number(m.ShardsWaiting),
+                    TextTable.Number((ulong)m.Loras.Count), TextTable.Number((ulong)m.Embeddings.Count),
+                ])));
+            // Each file once, with the models it is offered for.
+            var files = response.Models
+                .SelectMany(m => m.Loras.Select(l => (Kind: "lora", l.Name, l.ShortHash, l.Family, Model: m.Name))
+                    .Concat(m.Embeddings.Select(e => (Kind: "embedding", e.Name, e.ShortHash, e.Family, Model: m.Name))))
+                .GroupBy(f => (f.Kind, f.Name, f.ShortHash, f.Family))
+                .OrderBy(g => g.Key.Kind, StringComparer.Ordinal).ThenBy(g => g.Key.Name, StringComparer.Ordinal)
+                .ToList();
+            if (files.Count > 0)
+            {
+                context.Out.WriteLine();
+                context.Out.Write(TextTable.Format(["KIND", "NAME", "HASH", "FAMILY", "MODELS"],
+                    files.Select(g => (IReadOnlyList<string>)
+                    [
+                        g.Key.Kind, g.Key.Name, g.Key.ShortHash, g.Key.Family.Length == 0 ? "any" : g.Key.Family, string.Join(",", g.Select(f => f.Model)),
+                    ])));
+            }
+
             return ExitCodes.Ok;
         }));
         return command;
+    }
+
+    private static void WriteFiles(System.Text.Json.Utf8JsonWriter json, string name, IEnumerable<(string Name, string ShortHash, string Family)> files)
+    {
+        json.WriteStartArray(name);
+        foreach (var file in files)
+        {
+            json.WriteStartObject();
+            json.WriteString("name", file.Name);
+            json.WriteString("short_hash", file.ShortHash);
+            json.WriteString("family", file.Family);
+            json.WriteEndObject();
+        }
+
+        json.WriteEndArray();
     }
 }

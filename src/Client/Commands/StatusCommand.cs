@@ -12,9 +12,11 @@ public static class StatusCommand
     {
         var job = new Argument<string>("JOB") { Description = "Job id." };
         var json = JsonFlag.Create("Print one JSON object (snake_case fields: job_id, state, image_count, images_done, images_failed, " +
-            "shard_count, shards_done, created, finished, params, label).");
+            "shard_count, shards_done, created, finished, params, label, device_seconds, device_seconds_per_image, cost, estimated_completion, webhook).");
         var command = new Command("status",
-            "Show a job's state and counts.\n\nExamples:\n  farm status 01HZX3Q9\n  farm status \"$id\" --json | jq -r .state")
+            "Show a job's state and counts, and its device time: the worker render seconds of the images stored, in all " +
+            "and per image (and what that cost, where the farm sets Farm:CostPerDeviceHour); for an unfinished job, when it is estimated " +
+            "to finish (from the measured speed of the workers serving its model and the work queued ahead of it).\n\nExamples:\n  farm status 01HZX3Q9\n  farm status \"$id\" --json | jq -r .state")
         {
             job, json,
         };

@@ -20,28 +20,35 @@ public static class WatchCommand
     {
         var job = new Argument<string>("JOB") { Description = "Job id (as printed by farm submit)." };
         var plain = new Option<bool>("--plain") { Description = "One line per event even on a terminal (for logs)." };
+        var previews = new Option<string?>("--previews")
+        {
+            Description = "Keep the latest live preview of each image rendering in DIR (NNNNN.png by image index); the job must have been submitted with --previews.",
+            HelpName = "DIR",
+        };
         var command = new Command("watch",
             "Follow a job's progress until it finishes; reconnects if the coordinator restarts.\n\n" +
             "Output without a terminal (or with --plain), one line per event:\n" +
             "  step shard=3 worker=w1 5/20\n  image 7 done (12/24)\n  job completed 24 done 0 failed\n\n" +
-            "Examples:\n  farm watch 01HZX3Q9\n  farm watch \"$id\" --plain | tee job.log")
+            "Examples:\n  farm watch 01HZX3Q9\n  farm watch \"$id\" --plain | tee job.log\n  farm watch \"$id\" --previews ./previews")
         {
-            job, plain,
+            job, plain, previews,
         };
         command.SetAction((parseResult, cancellationToken) => CommandContext.RunAsync(host, globals, parseResult, cancellationToken,
             context => WatchAsync(context, JobIdArgument.Require(parseResult.GetRequiredValue(job)), context.Out,
-                live: context.Host.OutIsTerminal && !parseResult.GetValue(plain), cancellationToken)));
+                live: context.Host.OutIsTerminal && !parseResult.GetValue(plain), cancellationToken,
+                previews: parseResult.GetValue(previews) is { } dir ? new PreviewFolder(dir) : null)));
         return command;
     }
 
     /// <summary>Watches <paramref name="jobId"/>, writing to <paramref name="output"/>; returns the exit code.</summary>
+    /// <param name="previews">Where live previews go; null: none are asked for.</param>
     public static async Task<int> WatchAsync(
         CommandContext context, string jobId, TextWriter output, bool live, CancellationToken cancellationToken,
-        IJobWatchObserver? observer = null)
+        IJobWatchObserver? observer = null, PreviewFolder? previews = null)
     {
         var coordinator = context.Coordinator;
         var watcher = new JobWatcher(
-            (id, after, ct) => OpenStreamAsync(coordinator, id, after, ct),
+            (id, after, ct) => OpenStreamAsync(coordinator, id, after, previews, ct),
             context.Host.ReconnectPolicy, context.Host.Time);
 
         JobWatchState state;
@@ -91,13 +98,19 @@ public static class WatchCommand
     public static int ExitCodeFor(JobWatchState state) =>
         state.FinalState == JobState.Completed && state.ImagesFailed == 0 ? ExitCodes.Ok : ExitCodes.Failed;
 
-    private static async IAsyncEnumerable<JobEvent> OpenStreamAsync(
-        CoordinatorConnection coordinator, string jobId, string afterEventId, [EnumeratorCancellation] CancellationToken cancellationToken)
+    /// <summary>The job's events; previews (asked for only with a folder) go to the folder, not to the watcher.</summary>
+    private static async IAsyncEnumerable<JobEvent> OpenStreamAsync(CoordinatorConnection coordinator, string jobId, string afterEventId,
+        PreviewFolder? previews, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         using var call = coordinator.Client.WatchJob(
-            new WatchJobRequest { JobId = jobId, AfterEventId = afterEventId }, coordinator.CallOptions(cancellationToken));
+            new WatchJobRequest { JobId = jobId, AfterEventId = afterEventId, Previews = previews is not null }, coordinator.CallOptions(cancellationToken));
         while (await call.ResponseStream.MoveNext(cancellationToken))
         {
+            if (call.ResponseStream.Current.KindCase == JobEvent.KindOneofCase.Preview)
+            {
+                previews?.Write(call.ResponseStream.Current.Preview);
+                continue;
+            }
             yield return call.ResponseStream.Current;
         }
     }

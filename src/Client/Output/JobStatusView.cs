@@ -34,7 +34,20 @@ public static class JobStatusView
             json.WriteString("label", status.Label);
             json.WriteString("priority", status.Priority == Priority.Unspecified ? "normal" : status.Priority.ToString().ToLowerInvariant());
             json.WriteString("note", status.Note);
+            json.WriteNumber("device_seconds", Math.Round(status.DeviceSeconds, 3));
+            json.WriteNumber("device_seconds_per_image", Math.Round(PerImage(status), 3));
+            json.WriteNumber("cost", status.Cost);
+            WriteTime(json, "estimated_completion", status.EstimatedCompletionUnixMs);
+            json.WriteString("webhook", status.Webhook);
         });
+
+    /// <summary>Device seconds per image stored (0 before the first).</summary>
+    public static double PerImage(JobStatus status) => status.ImagesDone == 0 ? 0 : status.DeviceSeconds / status.ImagesDone;
+
+    /// <summary>"12.3 s, 0.51 s/image" of worker device time, plus the cost when the farm prices device time.</summary>
+    public static string DeviceTime(JobStatus status) =>
+        Invariant($"{status.DeviceSeconds:0.###} s, {PerImage(status):0.###} s/image") +
+        (status.Cost > 0 ? Invariant($", cost {status.Cost:0.####}") : "");
 
     /// <summary>Human view: aligned "key  value" rows.</summary>
     public static string Table(JobStatus status)
@@ -51,7 +64,16 @@ public static class JobStatusView
             ("created", FormatTime(status.CreatedUnixMs) ?? "-"),
             ("finished", FormatTime(status.FinishedUnixMs) ?? "-"),
             ("priority", status.Priority.ToString().ToLowerInvariant()),
+            ("device", DeviceTime(status)),
         };
+        if (status.EstimatedCompletionUnixMs > 0)
+        {
+            rows.Add(("estimate", FormatTime(status.EstimatedCompletionUnixMs) + " (from the workers' measured speed and the queue ahead)"));
+        }
+        if (status.Webhook.Length > 0)
+        {
+            rows.Add(("webhook", CliErrors.OneLine(status.Webhook)));
+        }
         if (status.Note.Length > 0)
         {
             rows.Add(("note", CliErrors.OneLine(status.Note)));

@@ -99,6 +99,25 @@ public static class JsonLinesPromptReader
                 var seeds = value.EnumerateArray().Select(item => Seed(entry, item, "seeds")).ToList();
                 entry.SetSeeds(seeds.Count > 0 ? seeds : throw entry.Error("'seeds' is empty"));
                 break;
+            case PromptField.Loras:
+                // "style:0.8, detail" or ["style:0.8", "detail"]
+                if (value.ValueKind == JsonValueKind.Array)
+                {
+                    entry.AddLoras(name, value.EnumerateArray().Select(item => item.ValueKind == JsonValueKind.String
+                        ? item.GetString()!
+                        : throw entry.Error($"'{name}' must hold strings like \"style:0.8\", got {Describe(item.ValueKind)}")));
+                }
+                else
+                {
+                    entry.Set(field, name, value.ValueKind switch
+                    {
+                        JsonValueKind.String => value.GetString(),
+                        JsonValueKind.Null => null,
+                        _ => throw entry.Error($"'{name}' must be a string like \"style:0.8, detail\" or an array of them, got {Describe(value.ValueKind)}"),
+                    });
+                }
+
+                break;
             case PromptField.InitImage or PromptField.Mask:
                 entry.Set(field, name, value.ValueKind switch
                 {

@@ -1,5 +1,10 @@
+using RenderFarm.GenerationRules;
+
 namespace RenderFarm.Client.Prompts;
 
-/// <summary>One prompt read from a file, with the line it started on and its optional per-prompt overrides.</summary>
+/// <summary>
+/// One prompt read from a file, with the line it started on, its optional per-prompt overrides, and the LoRAs of its
+/// <c>loras</c> column (added to the job's <c>--lora</c>; tags in the prompt's text come on top).
+/// </summary>
 public sealed record PromptEntry(int Line, string Prompt, string? NegativePrompt = null, IReadOnlyList<long>? Seeds = null,
-    PromptOverrides? Overrides = null, PromptImages? Images = null);
+    PromptOverrides? Overrides = null, PromptImages? Images = null, IReadOnlyList<LoraWeight>? Loras = null);

@@ -1,5 +1,6 @@
 using System.Globalization;
 using RenderFarm.Client.Submit;
+using RenderFarm.GenerationRules;
 
 namespace RenderFarm.Client.Prompts;
 
@@ -14,6 +15,7 @@ public sealed class PromptEntryBuilder(string source, int lineNumber, string? ba
     private uint? _steps, _width, _height;
     private float? _guidance, _strength;
     private string? _scheduler, _model, _initImage, _mask;
+    private List<LoraWeight>? _loras;
 
     public PromptFileException Error(string reason) => new(source, lineNumber, reason);
 
@@ -52,6 +54,25 @@ public sealed class PromptEntryBuilder(string source, int lineNumber, string? ba
             case PromptField.Strength:
                 _strength = PromptImages.TryParseStrength(text) ?? throw Error($"'{name}' must be a number in (0, 1], got '{text}'");
                 break;
+            case PromptField.Loras:
+                AddLoras(name, text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries));
+                break;
+        }
+    }
+
+    /// <summary>The prompt's LoRAs, each written as <c>farm submit --lora</c> takes it (<c>style:0.8</c>).</summary>
+    public void AddLoras(string name, IEnumerable<string> specs)
+    {
+        foreach (var spec in specs)
+        {
+            try
+            {
+                (_loras ??= []).Add(LoraPrompt.ParseSpec(spec));
+            }
+            catch (ArgumentException e)
+            {
+                throw Error($"'{name}': {e.Message}");
+            }
         }
     }
 
@@ -72,11 +93,24 @@ public sealed class PromptEntryBuilder(string source, int lineNumber, string? ba
             throw Error("prompt contains a NUL character");
         }
 
+        // <lora:name:0.8> tags are read now as the farm will read them: a malformed one is this line's error.
+        foreach (var (field, text) in new[] { ("prompt", _prompt), ("negative", _negative ?? "") })
+        {
+            try
+            {
+                LoraPrompt.Parse(text);
+            }
+            catch (ArgumentException e)
+            {
+                throw Error($"'{field}': {e.Message}");
+            }
+        }
+
         var overrides = _steps is null && _guidance is null && _width is null && _height is null && _scheduler is null && _model is null
             ? null
             : new PromptOverrides(_steps, _guidance, _width, _height, _scheduler, _model);
         var images = _initImage is null && _mask is null && _strength is null ? null : new PromptImages(_initImage, _mask, _strength);
-        return new PromptEntry(lineNumber, _prompt, _negative, _seeds, overrides, images);
+        return new PromptEntry(lineNumber, _prompt, _negative, _seeds, overrides, images, _loras);
     }
 
     private string? ResolvePath(string name, string text)

@@ -17,4 +17,5 @@ public enum PromptField
     InitImage,
     Mask,
     Strength,
+    Loras,
 }

@@ -30,6 +30,8 @@ public static class PromptFields
         ["mask"] = PromptField.Mask,
         ["mask_image"] = PromptField.Mask,
         ["strength"] = PromptField.Strength,
+        ["loras"] = PromptField.Loras,
+        ["lora"] = PromptField.Loras,
     };
 
     /// <summary>The field <paramref name="rawName"/> names, or an error on the line that lists the known ones.</summary>
@@ -43,7 +45,7 @@ public static class PromptFields
 
         throw new PromptFileException(source, lineNumber,
             $"unknown column '{rawName}' (known: prompt, negative, seed, seeds, steps, guidance, size, width, height, scheduler, model, " +
-            "init_image, mask, strength)");
+            "init_image, mask, strength, loras)");
     }
 
     /// <summary>

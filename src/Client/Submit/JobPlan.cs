@@ -1,5 +1,6 @@
 using RenderFarm.Client.Cli;
 using RenderFarm.Protocol;
+using RenderFarm.Shared;
 
 namespace RenderFarm.Client.Submit;
 
@@ -42,6 +43,7 @@ public sealed class JobPlan
             GuidanceScale = settings.Guidance,
             Scheduler = settings.Scheduler.Trim(),
         };
+        generation.Loras.AddRange((settings.Loras ?? []).Select(LoraMessages.ToMessage));
         if (settings.ShardSize is { } shardSize && (!settings.DryRun || shardSize < 1))
         {
             throw new CliUsageException(settings.DryRun
@@ -95,6 +97,8 @@ public sealed class JobPlan
             ImagesPerPrompt = ImagesPerPrompt,
             Label = Settings.Label ?? "",
             Priority = Settings.Priority,
+            WebhookUrl = Settings.Webhook ?? "",
+            PreviewEvery = (uint)Settings.PreviewEvery,
         };
         header.Seeds.AddRange(Seeds.Seeds);
         return header;

@@ -2,6 +2,8 @@ using Grpc.Core;
 using RenderFarm.Client.Connection;
 using RenderFarm.Client.Prompts;
 using RenderFarm.Protocol;
+using RenderFarm.Shared.Tracing;
+using RenderFarm.Shared;
 
 namespace RenderFarm.Client.Submit;
 
@@ -15,6 +17,8 @@ public static class JobUploader
     public static async Task<(SubmitJobResponse Response, int InputImagesSent)> UploadAsync(
         CoordinatorConnection coordinator, PromptSource source, JobHeader header, InputImageDefaults inputs, CancellationToken cancellationToken)
     {
+        // The job's trace starts here; the gRPC call carries it to the coordinator (traceparent header).
+        using var activity = FarmTracing.Client.StartActivity("farm submit", System.Diagnostics.ActivityKind.Client);
         using var reader = source.OpenReader();
         // Disposing the call without completing it cancels it: the coordinator keeps nothing of a broken batch.
         using var call = coordinator.Client.SubmitJob(coordinator.CallOptions(cancellationToken));
@@ -64,6 +68,11 @@ public static class JobUploader
         if (entry.Seeds is not null)
         {
             item.Seeds.AddRange(entry.Seeds);
+        }
+
+        if (entry.Loras is { } loras)
+        {
+            item.Loras.AddRange(loras.Select(LoraMessages.ToMessage));
         }
 
         if (entry.Overrides is { } o)

@@ -20,7 +20,7 @@ public sealed class SubmitOptions
     public Argument<string> File { get; } = new("FILE")
     {
         Description = "Prompt file: .txt (one prompt per line, # comments), .jsonl ({\"prompt\",\"negative\",\"seed\"|\"seeds\"} per line, " +
-                      "optional per-prompt steps, guidance, size, scheduler, model, init_image, mask, strength), " +
+                      "optional per-prompt steps, guidance, size, scheduler, model, init_image, mask, strength, loras), " +
                       ".csv (header row with the same names), or - for stdin. Image paths are relative to the file's folder.",
     };
 
@@ -82,6 +82,32 @@ public sealed class SubmitOptions
         HelpName = "NAME",
     };
 
+    public Option<IReadOnlyList<LoraWeight>> Loras { get; } = new("--lora")
+    {
+        Description = "A LoRA for every image, by name as the workers offer it (farm models), with its weight: NAME, NAME:0.8, " +
+                      "NAME:TE:UNET; repeat for several. Prompts add their own with <lora:NAME:0.8> tags or a loras column.",
+        HelpName = "NAME:WEIGHT",
+        AllowMultipleArgumentsPerToken = false,
+        DefaultValueFactory = _ => [],
+        CustomParser = result =>
+        {
+            var loras = new List<LoraWeight>();
+            foreach (var token in result.Tokens)
+            {
+                try
+                {
+                    loras.Add(LoraPrompt.ParseSpec(token.Value));
+                }
+                catch (ArgumentException e)
+                {
+                    result.AddError("--lora " + e.Message);
+                }
+            }
+
+            return loras;
+        },
+    };
+
     public Option<string?> InitImage { get; } = new("--init-image")
     {
         Description = "img2img: start every prompt that names no init_image of its own from this PNG or JPEG (resized to the image size).",
@@ -114,12 +140,42 @@ public sealed class SubmitOptions
 
     public Option<string?> Label { get; } = new("--label") { Description = "Free text shown in job listings.", HelpName = "TEXT" };
 
+    public Option<string?> Webhook { get; } = new("--webhook")
+    {
+        Description = "POST a JSON event to this http(s) URL when the job completes, fails or is cancelled, signed with your " +
+                      "tenant's secret (header X-RenderFarm-Signature: sha256=HMAC of the body) and carrying an id to dedupe " +
+                      "redeliveries by. Private, loopback and link-local targets are refused unless the farm allows them.",
+        HelpName = "URL",
+    };
+
     public Option<string> Priority { get; } = new("--priority")
     {
         Description = "high, normal or low: workers take high-priority shards first (lower ones still get a share).",
         HelpName = "LEVEL",
         DefaultValueFactory = _ => "normal",
     };
+
+    /// <summary>Absent: no previews (null); given alone: every <see cref="DefaultPreviewEvery"/> steps; given N: every N.</summary>
+    public Option<int?> Previews { get; } = new("--previews")
+    {
+        Description = $"Live previews: each image's latents as a small picture every N steps (default {DefaultPreviewEvery}), for the dashboard and farm watch --previews DIR. Off unless given.",
+        HelpName = "N",
+        Arity = ArgumentArity.ZeroOrOne,
+        CustomParser = result =>
+        {
+            if (result.Tokens.Count == 0) return DefaultPreviewEvery;
+            if (!int.TryParse(result.Tokens[0].Value, NumberStyles.None, CultureInfo.InvariantCulture, out var n))
+            {
+                result.OnlyTake(0); // not a number: the prompt file after a bare --previews
+                return DefaultPreviewEvery;
+            }
+            if (n >= 1) return n;
+            result.AddError($"--previews takes a number of steps (1 or more), got '{result.Tokens[0].Value}'");
+            return null;
+        },
+    };
+
+    public const int DefaultPreviewEvery = 5;
 
     public Option<string?> Format { get; } = new("--format") { Description = "Override format detection: txt, jsonl or csv.", HelpName = "FORMAT" };
 
@@ -146,8 +202,8 @@ public sealed class SubmitOptions
         command.Arguments.Add(File);
         foreach (var option in (Option[])
                  [
-                     Steps, Guidance, Size, Seed, Seeds, SeedCount, ImagesPerPrompt, Negative, Scheduler, Model, InitImage, Mask, Strength,
-                     Label, Priority, Format, Watch, Plain, OutDir, DryRun, ShardSize,
+                     Steps, Guidance, Size, Seed, Seeds, SeedCount, ImagesPerPrompt, Negative, Scheduler, Model, Loras, InitImage, Mask, Strength,
+                     Label, Webhook, Priority, Previews, Format, Watch, Plain, OutDir, DryRun, ShardSize,
                  ])
         {
             command.Options.Add(option);
@@ -181,6 +237,9 @@ public sealed class SubmitOptions
             DryRun: parseResult.GetValue(DryRun),
             ShardSize: parseResult.GetValue(ShardSize),
             Priority: PriorityNames.Parse(parseResult.GetValue(Priority)),
-            Inputs: new InputImageDefaults(parseResult.GetValue(InitImage), parseResult.GetValue(Mask), parseResult.GetValue(Strength)));
+            Inputs: new InputImageDefaults(parseResult.GetValue(InitImage), parseResult.GetValue(Mask), parseResult.GetValue(Strength)),
+            Webhook: parseResult.GetValue(Webhook),
+            Loras: parseResult.GetValue(Loras),
+            PreviewEvery: parseResult.GetValue(Previews) ?? 0);
     }
 }

@@ -1,3 +1,4 @@
+using RenderFarm.GenerationRules;
 using RenderFarm.Protocol;
 
 namespace RenderFarm.Client.Submit;
@@ -7,4 +8,4 @@ public sealed record SubmitSettings(
     string File, int Steps, float Guidance, ImageSize Size, long? Seed, IReadOnlyList<long>? Seeds, int? SeedCount,
     int ImagesPerPrompt, string? Negative, string Scheduler, string Model, string? Label, string? Format,
     bool Watch, bool Plain, string? OutDir, bool DryRun, int? ShardSize = null, Priority Priority = Priority.Normal,
-    InputImageDefaults? Inputs = null);
+    InputImageDefaults? Inputs = null, string? Webhook = null, IReadOnlyList<LoraWeight>? Loras = null, int PreviewEvery = 0);

@@ -52,7 +52,13 @@ public sealed class JobWatchState
         }
     }
 
-    /// <summary>Time left at the current rate; null when unknown.</summary>
+    /// <summary>The coordinator's latest estimate of the job's completion (Unix ms; 0: none), carried by its events.</summary>
+    public long EstimatedCompletionUnixMs { get; private set; }
+
+    /// <summary>
+    /// Time left: the coordinator's estimate when it sent one (it knows the queue ahead of the job and the workers'
+    /// measured speed), else the rate at which this job's images have been finishing; null when neither is known.
+    /// </summary>
     public TimeSpan? Eta
     {
         get
@@ -61,6 +67,11 @@ public sealed class JobWatchState
             if (IsFinished || remaining <= 0)
             {
                 return IsFinished || ImageCount > 0 ? TimeSpan.Zero : null;
+            }
+
+            if (EstimatedCompletionUnixMs > 0)
+            {
+                return TimeSpan.FromMilliseconds(Math.Max(0, EstimatedCompletionUnixMs - LastEventUnixMs));
             }
 
             return ImagesPerSecond is > 0 and var rate ? TimeSpan.FromSeconds(remaining / rate) : null;
@@ -84,6 +95,10 @@ public sealed class JobWatchState
 
         EventsApplied++;
         LastEventUnixMs = Math.Max(LastEventUnixMs, e.UnixMs);
+        if (e.EstimatedCompletionUnixMs > 0)
+        {
+            EstimatedCompletionUnixMs = e.EstimatedCompletionUnixMs;
+        }
         AnyShardStarted |= e.KindCase is JobEvent.KindOneofCase.ShardStarted or JobEvent.KindOneofCase.Step
             or JobEvent.KindOneofCase.ImageDone or JobEvent.KindOneofCase.ImageFailed or JobEvent.KindOneofCase.ShardDone;
         switch (e.KindCase)

@@ -48,7 +48,9 @@ public sealed class PlainWatchObserver(TextWriter output, TextWriter notices) : 
             $"image {e.ImageFailed.Index} failed: {CliErrors.OneLine(e.ImageFailed.Error)} ({state.ImagesFailed} failed)"),
         JobEvent.KindOneofCase.ShardDone => Invariant($"shard {e.ShardDone.ShardIndex} done ({state.ShardsDone}/{state.ShardCount} shards)"),
         JobEvent.KindOneofCase.JobFinished => Invariant(
-            $"job {StateNames.Of(e.JobFinished.State)} {state.ImagesDone} done {state.ImagesFailed} failed"),
+            $"job {StateNames.Of(e.JobFinished.State)} {state.ImagesDone} done {state.ImagesFailed} failed") +
+            (e.JobFinished.DeviceSeconds > 0 ? Invariant($", {e.JobFinished.DeviceSeconds:0.###} device-s") : "") +
+            (e.JobFinished.Cost > 0 ? Invariant($", cost {e.JobFinished.Cost:0.####}") : ""),
         JobEvent.KindOneofCase.StateChanged => $"job {StateNames.Of(e.StateChanged.State)}",
         JobEvent.KindOneofCase.AttemptFailed => Invariant(
             $"shard {e.AttemptFailed.ShardIndex} attempt {e.AttemptFailed.Attempt}/{e.AttemptFailed.MaxAttempts} failed on {Word(e.AttemptFailed.WorkerId)}: {CliErrors.OneLine(e.AttemptFailed.Error)}"),

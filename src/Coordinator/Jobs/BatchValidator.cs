@@ -37,8 +37,11 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
         // No seed given: one random seed for the whole job, recorded with every image so it can be reproduced.
         if (normalized.Seeds.Count == 0) normalized.Seeds.Add(Random.Shared.NextInt64(0, uint.MaxValue));
         if (normalized.Label.Length > 200) throw Invalid("label must be at most 200 characters");
+        if (normalized.PreviewEvery > _limits.MaxSteps)
+            throw Invalid($"preview_every must be at most {_limits.MaxSteps} steps, or 0 for no previews (got {normalized.PreviewEvery})");
         // Shown in other people's terminals (farm jobs, farm status): no escape sequences or other control characters.
         normalized.Label = DisplayText.Clean(normalized.Label);
+        normalized.WebhookUrl = normalized.WebhookUrl.Trim();
         return normalized;
     }
 
@@ -49,7 +52,7 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
     public GenerationParams ParamsFor(PromptItem item, GenerationParams defaults, long position)
     {
         if (!item.HasSteps && !item.HasGuidanceScale && !item.HasWidth && !item.HasHeight && !item.HasScheduler && !item.HasModel
-            && !item.HasInitImage && !item.HasStrength)
+            && !item.HasInitImage && !item.HasStrength && item.Loras.Count == 0)
             return defaults;
         var p = defaults.Clone();
         if (item.HasSteps) p.Steps = item.Steps;
@@ -59,6 +62,13 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
         if (item.HasScheduler) p.Scheduler = item.Scheduler.Length == 0 ? defaults.Scheduler : item.Scheduler;
         if (item.HasModel) p.Model = item.Model.Length == 0 ? defaults.Model : item.Model;
         if (item.HasStrength) p.Strength = item.Strength;
+        // A prompt's LoRAs come on top of the job's (a name in both adds up, as tags do).
+        if (item.Loras.Count > 0)
+        {
+            CheckLoras($"prompts[{position}].loras", item.Loras);
+            p.Loras.Clear();
+            p.Loras.AddRange(LoraMessages.ToMessages(LoraMessages.ToSet(defaults.Loras.Concat(item.Loras))));
+        }
         // One UNet batch runs one mode, so the mode is part of the settings that group images into shards.
         p.InputMode = !item.HasInitImage ? InputMode.Text : item.HasMaskImage ? InputMode.Inpaint : InputMode.Image;
         CheckParams(p, $"prompts[{position}]");
@@ -79,6 +89,22 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
             throw Invalid($"{prefix}.scheduler '{Truncate(p.Scheduler)}' is unknown; valid: {string.Join(", ", SchedulerNames.All)}");
         if (!float.IsFinite(p.Strength) || p.Strength < 0 || p.Strength > 1)
             throw Invalid($"{prefix}.strength must be in (0, 1], or unset for the default (got {p.Strength})");
+        CheckLoras($"{prefix}.loras", p.Loras);
+    }
+
+    /// <summary>LoRAs as the protocol carries them: names a file on the workers could have, finite multipliers, not too many.</summary>
+    private static void CheckLoras(string field, IReadOnlyList<Lora> loras)
+    {
+        if (loras.Count > LoraSet.MaxPerImage)
+            throw Invalid($"{field} has more than {LoraSet.MaxPerImage} LoRAs");
+        for (var i = 0; i < loras.Count; i++)
+        {
+            var lora = loras[i];
+            if (LoraPrompt.ProblemWithName(lora.Name) is { } problem)
+                throw Invalid($"{field}[{i}].name '{Truncate(lora.Name)}' {problem}");
+            if (lora.HasWeight && !float.IsFinite(lora.Weight) || lora.HasUnetWeight && !float.IsFinite(lora.UnetWeight))
+                throw Invalid($"{field}[{i}] ('{lora.Name}') has a weight that is not a finite number");
+        }
     }
 
     /// <summary>Validates one prompt item; <paramref name="position"/> is its 0-based place in the batch.</summary>

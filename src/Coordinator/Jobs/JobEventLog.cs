@@ -122,6 +122,7 @@ public sealed class JobEventLog(IConnectionMultiplexer redis)
         var fields = entry.Values.ToDictionary(v => (string)v.Name!, v => v.Value);
         string S(string name) => fields.TryGetValue(name, out var v) ? (string?)v ?? "" : "";
         uint U(string name) => uint.TryParse(S(name), CultureInfo.InvariantCulture, out var v) ? v : 0;
+        long L(string name) => long.TryParse(S(name), CultureInfo.InvariantCulture, out var v) ? v : 0;
 
         var e = new JobEvent { EventId = entry.Id!, UnixMs = StreamIdMilliseconds(entry.Id!) };
         switch (S(E.Type))
@@ -141,6 +142,7 @@ public sealed class JobEventLog(IConnectionMultiplexer redis)
                 e.ImageDone = new ImageDone
                 {
                     Index = U(E.Index), ShardIndex = U(E.Shard), WorkerId = S(E.Worker), Sha256 = S(E.Sha256), ImagesDone = U(E.Done),
+                    RenderSeconds = L(E.DeviceMicroseconds) / 1e6,
                 };
                 break;
             case T.ImageFailed:
@@ -156,7 +158,11 @@ public sealed class JobEventLog(IConnectionMultiplexer redis)
             case T.StateChanged: e.StateChanged = new JobStateChanged { State = JobStates.ToProto(S(E.State)) }; break;
             case T.ShardDone: e.ShardDone = new ShardDone { ShardIndex = U(E.Shard) }; break;
             case T.JobFinished:
-                e.JobFinished = new JobFinished { State = JobStates.ToProto(S(E.State)), ImagesDone = U(E.Done), ImagesFailed = U(E.Failed) };
+                e.JobFinished = new JobFinished
+                {
+                    State = JobStates.ToProto(S(E.State)), ImagesDone = U(E.Done), ImagesFailed = U(E.Failed),
+                    DeviceSeconds = L(E.DeviceMicroseconds) / 1e6,
+                };
                 break;
             default: return null; // written by a newer coordinator: skip rather than fail the watcher
         }

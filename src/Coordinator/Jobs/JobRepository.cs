@@ -42,7 +42,10 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
             CreatedUnixMs = L(JobFields.CreatedMs),
             FinishedUnixMs = L(JobFields.FinishedMs),
             ResultsExpiredUnixMs = L(JobFields.ResultsExpiredMs),
+            DeviceSeconds = L(JobFields.DeviceMicroseconds) / 1e6,
+            Webhook = (string?)map.GetValueOrDefault(JobFields.WebhookState) ?? "",
             Priority = (Priority)U(JobFields.Priority) is var p && Enum.IsDefined(p) && p != Priority.Unspecified ? p : Priority.Normal,
+            PreviewEvery = U(JobFields.PreviewEvery),
         };
     }
 
@@ -104,6 +107,10 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
         return result.IsNull ? null : ((RedisResult[])result!).Select(r => (byte[])r!).ToArray();
     }
 
+    /// <summary>The URL the job's end is POSTed to ("" for none, null if there is no such job).</summary>
+    public async Task<string?> WebhookUrlAsync(string jobId) =>
+        (string?)await redis.GetDatabase().HashGetAsync(FarmKeys.JobMeta(jobId), JobFields.WebhookUrl);
+
     /// <summary>The tenant a job belongs to, or null if there is no such job.</summary>
     public async Task<string?> TenantOfAsync(string jobId) =>
         JobIds.IsWellFormed(jobId) ? (string?)await redis.GetDatabase().HashGetAsync(FarmKeys.JobMeta(jobId), JobFields.Tenant) : null;
@@ -122,6 +129,41 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
             result.AddRange(statuses.OfType<JobStatus>().Where(s => states.Count == 0 || states.Contains(s.State)).Take(limit - result.Count));
         }
         return result;
+    }
+
+    /// <summary>
+    /// Images <paramref name="offset"/> to <paramref name="offset"/> + <paramref name="limit"/> - 1 of a job (those that
+    /// exist), with their outcome: their records, results and failures in one round trip.
+    /// </summary>
+    public async Task<IReadOnlyList<JobImage>> ListImagesAsync(JobStatus job, uint offset, uint limit)
+    {
+        var end = Math.Min((ulong)offset + limit, job.ImageCount);
+        if (offset >= end) return [];
+        var indices = Enumerable.Range(0, (int)(end - offset)).Select(i => (RedisValue)(offset + (uint)i)).ToArray();
+        var db = redis.GetDatabase();
+        var (records, results, failures) = (db.HashGetAsync(FarmKeys.JobImages(job.JobId), indices),
+            db.HashGetAsync(FarmKeys.JobResults(job.JobId), indices), db.HashGetAsync(FarmKeys.JobFailures(job.JobId), indices));
+        await Task.WhenAll(records, results, failures);
+        var list = new List<JobImage>(indices.Length);
+        for (var i = 0; i < indices.Length; i++)
+        {
+            if (records.Result[i].IsNull) continue;
+            var task = ImageTask.Parser.ParseFrom((byte[])records.Result[i]!);
+            var image = new JobImage
+            {
+                Index = task.Index, Prompt = task.Prompt, NegativePrompt = task.NegativePrompt, Seed = task.Seed,
+                Params = task.Params ?? job.Params, State = ImageState.Pending,
+            };
+            if (!results.Result[i].IsNull)
+            {
+                var stored = StoredResult.Parse(task.Index, (string)results.Result[i]!);
+                (image.State, image.Sha256, image.SizeBytes) = (ImageState.Done, stored.Sha256, (ulong)(stored.SizeBytes ?? 0));
+            }
+            else if (!failures.Result[i].IsNull)
+                (image.State, image.Error) = (ImageState.Failed, DisplayText.Clean((string)failures.Result[i]!));
+            list.Add(image);
+        }
+        return list;
     }
 
     /// <summary>Failed images of a job, with the error each failed with.</summary>
@@ -147,18 +189,25 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
     public Task MarkRunningAsync(string jobId) =>
         JobScripts.MarkRunning.EvaluateAsync(redis.GetDatabase(), [FarmKeys.JobMeta(jobId)]);
 
-    public Task<ImageOutcome> RecordImageDoneAsync(string jobId, uint shard, uint index, string worker, string sha256, long sizeBytes) =>
-        RecordOutcomeAsync(JobScripts.OutcomeDone, jobId, shard, index, worker, sha256, sizeBytes);
+    /// <param name="renderSeconds">The worker's device time for the image (its cost), summed into the job.</param>
+    public Task<ImageOutcome> RecordImageDoneAsync(string jobId, uint shard, uint index, string worker, string sha256, long sizeBytes,
+        double renderSeconds = 0) =>
+        RecordOutcomeAsync(JobScripts.OutcomeDone, jobId, shard, index, worker, sha256, sizeBytes, DeviceMicroseconds(renderSeconds));
+
+    /// <summary>Seconds as whole microseconds; a report that is not a plausible duration (negative, NaN, over a day) counts nothing.</summary>
+    private static long DeviceMicroseconds(double seconds) =>
+        double.IsFinite(seconds) && seconds is > 0 and <= 86_400 ? (long)Math.Round(seconds * 1e6) : 0;
 
     public Task<ImageOutcome> RecordImageFailedAsync(string jobId, uint shard, uint index, string worker, string error) =>
-        RecordOutcomeAsync(JobScripts.OutcomeFailed, jobId, shard, index, worker, error, 0);
+        RecordOutcomeAsync(JobScripts.OutcomeFailed, jobId, shard, index, worker, error, 0, 0);
 
-    private async Task<ImageOutcome> RecordOutcomeAsync(string mode, string jobId, uint shard, uint index, string worker, string detail, long sizeBytes)
+    private async Task<ImageOutcome> RecordOutcomeAsync(string mode, string jobId, uint shard, uint index, string worker, string detail, long sizeBytes,
+        long deviceMicroseconds)
     {
         var result = (RedisResult[])(await JobScripts.RecordOutcome.EvaluateAsync(redis.GetDatabase(),
             [FarmKeys.JobMeta(jobId), FarmKeys.JobResults(jobId), FarmKeys.JobFailures(jobId), FarmKeys.JobShardsRemaining(jobId), FarmKeys.JobEvents(jobId),
              FarmKeys.JobInputs(jobId), FarmKeys.JobProgress(jobId), FarmKeys.JobFailedAttempts(jobId)],
-            mode, index, shard, worker, detail, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), sizeBytes))!;
+            mode, index, shard, worker, detail, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), sizeBytes, deviceMicroseconds))!;
         return new ImageOutcome((int)result[0] == 1, (int)result[1] == 1);
     }
 

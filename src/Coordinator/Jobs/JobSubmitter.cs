@@ -3,10 +3,12 @@ using Grpc.Core;
 using Microsoft.Extensions.Options;
 using RenderFarm.Protocol;
 using RenderFarm.Coordinator.Security;
+using RenderFarm.Shared.Tracing;
 using StackExchange.Redis;
 using RenderFarm.FarmState;
 using RenderFarm.FarmState.Jobs;
 using RenderFarm.FarmState.TaskStreams;
+using RenderFarm.GenerationRules;
 
 namespace RenderFarm.Coordinator.Jobs;
 
@@ -30,6 +32,8 @@ public sealed class JobSubmitter(
     ShardSizing sizing,
     SubmitDurability durability,
     Retention.RetentionSchedule retention,
+    Webhooks.WebhookTargets webhookTargets,
+    Webhooks.WebhookSecrets webhookSecrets,
     IOptions<CoordinatorOptions> options,
     ILogger<JobSubmitter> logger)
 {
@@ -38,10 +42,14 @@ public sealed class JobSubmitter(
     {
         if (!await requests.MoveNext(cancellationToken) || requests.Current.ItemCase != SubmitJobRequest.ItemOneofCase.Header)
             throw BatchValidator.Invalid("the first message of a submission must be the job header");
+        using var activity = FarmTracing.Coordinator.StartActivity("submit job");
         var header = validator.Normalize(requests.Current.Header);
+        if (header.WebhookUrl.Length > 0 && await webhookTargets.ProblemAsync(header.WebhookUrl, cancellationToken) is { } problem)
+            throw BatchValidator.Invalid($"webhook_url {problem}");
         var alreadyQueued = await limits.AdmitAsync(tenant);
 
         var jobId = JobIds.New();
+        activity?.SetTag("renderfarm.job_id", jobId);
         var staging = new Staging(redis.GetDatabase(), queue, jobId, header, await sizing.SnapshotAsync(), (uint)options.Value.MaxAttempts);
         var inputs = new SubmittedInputs(redis.GetDatabase(), jobId, options.Value, FarmKeys.StagingTtl);
         try
@@ -110,7 +118,16 @@ public sealed class JobSubmitter(
             new(JobFields.CreatedMs, now),
             new(JobFields.Priority, (int)header.Priority),
             new(JobFields.Tenant, tenant),
+            new(JobFields.WebhookUrl, header.WebhookUrl),
+            new(JobFields.WebhookState, header.WebhookUrl.Length > 0 ? "pending" : ""),
+            new(JobFields.PreviewEvery, header.PreviewEvery),
         ]);
+        if (header.WebhookUrl.Length > 0)
+        {
+            // Before the job id is returned: the end of a job that was accepted is always told.
+            await webhookSecrets.GetOrCreateAsync(tenant);
+            await Webhooks.WebhookDispatcher.EnlistAsync(db, jobId);
+        }
         await Task.WhenAll(
             db.KeyPersistAsync(FarmKeys.JobImages(jobId)),
             db.KeyPersistAsync(FarmKeys.JobShardsRemaining(jobId)),
@@ -134,11 +151,17 @@ public sealed class JobSubmitter(
         var failed = await jobs.FailedImagesAsync(jobId);
         var tasks = (await Task.WhenAll(failed.Chunk(1000).Select(page => jobs.GetImagesAsync(jobId, page)))).SelectMany(t => t);
         // Images re-render with the settings they were submitted with (per-prompt overrides kept).
-        var planner = new ShardPlanner(jobId, await sizing.SnapshotAsync(), (uint)options.Value.MaxAttempts, firstShardIndex: status.ShardCount);
+        using var activity = FarmTracing.Coordinator.StartActivity("retry job")?.SetTag("renderfarm.job_id", jobId);
+        var planner = new ShardPlanner(jobId, await sizing.SnapshotAsync(), (uint)options.Value.MaxAttempts, firstShardIndex: status.ShardCount,
+            FarmTracing.TraceparentOf(activity));
         var shards = new List<Shard>();
         foreach (var task in tasks.OfType<ImageTask>())
-            if (planner.Add(new ImageTask(task) { Params = null }, task.Params ?? status.Params) is { } full) shards.Add(full);
+        {
+            var parameters = task.Params ?? status.Params;
+            if (planner.Add(new ImageTask(task) { Params = null }, parameters, ShardPlanner.LorasOf(task, parameters)) is { } full) shards.Add(full);
+        }
         shards.AddRange(planner.CloseAll());
+        foreach (var shard in shards) shard.PreviewEvery = status.PreviewEvery;
 
         var batch = $"retry-{Guid.NewGuid():N}";
         await queue.StageAsync(jobId, [.. shards.Select(s => s.ToByteArray())], batch);
@@ -146,6 +169,11 @@ public sealed class JobSubmitter(
         {
             await queue.DiscardStagedAsync(jobId, batch);
             throw new RpcException(new Status(StatusCode.Aborted, $"job {jobId} changed state while being retried; try again"));
+        }
+        if (await jobs.WebhookUrlAsync(jobId) is { Length: > 0 })
+        {
+            await redis.GetDatabase().HashSetAsync(FarmKeys.JobMeta(jobId), JobFields.WebhookState, "pending");
+            await Webhooks.WebhookDispatcher.EnlistAsync(redis.GetDatabase(), jobId); // its next end is told too
         }
         await queue.PublishStagedAsync(new QueuedJob(jobId, tenant, status.CreatedUnixMs), status.Priority, batch);
         logger.LogInformation("Job {JobId}: {Images} failed images re-queued in {Shards} shards", jobId, failed.Count, shards.Count);
@@ -160,11 +188,11 @@ public sealed class JobSubmitter(
         /// <summary>Distinct settings one job may mix: each keeps a shard open while the batch streams in.</summary>
         public const int MaxDistinctParams = 64;
 
-        private readonly ShardPlanner _planner = new(jobId, fleet, maxAttempts);
+        private readonly ShardPlanner _planner = new(jobId, fleet, maxAttempts, traceparent: FarmTracing.TraceparentOf(System.Diagnostics.Activity.Current));
         private readonly List<HashEntry> _images = [];
         private readonly List<byte[]> _shards = [];
         private readonly List<HashEntry> _shardSizes = [];
-        private readonly HashSet<GenerationParams> _seen = [];
+        private readonly HashSet<(GenerationParams, string Loras)> _seen = [];
 
         public string JobId => jobId;
         public JobHeader Header => header;
@@ -177,14 +205,28 @@ public sealed class JobSubmitter(
         /// <param name="position">The prompt's place in the batch, for error messages.</param>
         public void Add(PromptItem item, GenerationParams parameters, string initImage, string maskImage, long position)
         {
-            if (_seen.Add(parameters))
+            var negative = item.HasNegativePrompt ? item.NegativePrompt : header.NegativePrompt;
+            // Every image of the prompt renders with one LoRA set: the settings' LoRAs and the tags in its text.
+            LoraSet loras;
+            try
+            {
+                loras = ShardPlanner.LorasOf(new ImageTask { Prompt = item.Prompt, NegativePrompt = negative }, parameters);
+            }
+            catch (ArgumentException e)
+            {
+                throw BatchValidator.Invalid($"prompts[{position}].prompt: {e.Message}");
+            }
+            if (loras.Items.Count > LoraSet.MaxPerImage)
+                throw BatchValidator.Invalid($"prompts[{position}] asks for more than {LoraSet.MaxPerImage} LoRAs");
+            if (_seen.Add((parameters, loras.Key)))
             {
                 if (_seen.Count > MaxDistinctParams)
-                    throw BatchValidator.Invalid($"the batch mixes more than {MaxDistinctParams} distinct settings (model, size, steps, guidance, scheduler, strength, init image/mask or none); split it into several jobs");
+                    throw BatchValidator.Invalid($"the batch mixes more than {MaxDistinctParams} distinct settings (model, size, steps, guidance, scheduler, strength, init image/mask or none, LoRA set); split it into several jobs");
                 if (fleet.WhyUnrenderable(parameters) is { } why)
                     throw BatchValidator.Invalid($"{(parameters.Equals(header.Params) ? "params" : $"prompts[{position}]")}: {why}");
+                if (fleet.WhyLorasUnavailable(parameters.Model, loras) is { } missing)
+                    throw BatchValidator.Invalid($"prompts[{position}]: {missing}");
             }
-            var negative = item.HasNegativePrompt ? item.NegativePrompt : header.NegativePrompt;
             var seeds = item.Seeds.Count > 0 ? item.Seeds : header.Seeds;
             foreach (var seed in seeds)
             for (uint k = 0; k < header.ImagesPerPrompt; k++)
@@ -196,7 +238,7 @@ public sealed class JobSubmitter(
                 };
                 var record = parameters.Equals(header.Params) ? image : new ImageTask(image) { Params = parameters };
                 _images.Add(new HashEntry(image.Index, record.ToByteArray()));
-                if (_planner.Add(image, parameters) is { } full) Stage(full);
+                if (_planner.Add(image, parameters, loras) is { } full) Stage(full);
             }
         }
 
@@ -221,6 +263,7 @@ public sealed class JobSubmitter(
 
         private void Stage(Shard shard)
         {
+            shard.PreviewEvery = header.PreviewEvery;
             _shards.Add(shard.ToByteArray());
             _shardSizes.Add(new HashEntry(shard.ShardIndex, shard.Images.Count));
         }

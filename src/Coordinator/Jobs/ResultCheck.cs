@@ -5,7 +5,7 @@ namespace RenderFarm.Coordinator.Jobs;
 
 /// <summary>
 /// What a worker's result must be before it is stored: a PNG that decodes (with the pipeline's own decoder) to the
-/// shard's width × height, no larger than such a PNG can reasonably be.
+/// shard's width × height, no larger than such a PNG can reasonably be. A live preview alike, at the latent size.
 /// </summary>
 public static class ResultCheck
 {
@@ -15,15 +15,27 @@ public static class ResultCheck
     /// </summary>
     public static long MaxBytes(uint width, uint height) => (4L * width + 1) * height + (1 << 20);
 
+    /// <summary>Latent pixels per image pixel, per axis: a preview's width and height are the image's over this.</summary>
+    public const uint LatentScale = 8;
+
+    /// <summary>Largest preview accepted: an RGBA PNG of the latent size stored without compression, plus 4 KiB for chunks.</summary>
+    public static long MaxPreviewBytes(uint width, uint height) => (4L * (width / LatentScale) + 1) * (height / LatentScale) + 4096;
+
     /// <summary>Why <paramref name="png"/> is not an acceptable result for <paramref name="p"/>; null when it is.</summary>
-    public static string? Problem(byte[] png, GenerationParams p)
+    public static string? Problem(byte[] png, GenerationParams p) => Problem(png, p.Width, p.Height, MaxBytes(p.Width, p.Height), "the shard renders");
+
+    /// <summary>Why <paramref name="png"/> is not an acceptable live preview for <paramref name="p"/> (a latent-size PNG); null when it is.</summary>
+    public static string? PreviewProblem(byte[] png, GenerationParams p) =>
+        Problem(png, p.Width / LatentScale, p.Height / LatentScale, MaxPreviewBytes(p.Width, p.Height), "the shard's previews are");
+
+    private static string? Problem(byte[] png, uint width, uint height, long maxBytes, string expected)
     {
-        if (png.Length > MaxBytes(p.Width, p.Height))
-            return $"{png.Length} bytes, more than a {p.Width}x{p.Height} PNG can take ({MaxBytes(p.Width, p.Height)})";
+        if (png.Length > maxBytes)
+            return $"{png.Length} bytes, more than a {width}x{height} PNG can take ({maxBytes})";
         if (!ImageHeader.IsPng(png)) return "not a PNG";
-        if (ImageHeader.Read(png) is { } header && (header.Width != p.Width || header.Height != p.Height))
-            return $"a {header.Width}x{header.Height} PNG where the shard renders {p.Width}x{p.Height}";
-        var check = ImageDecoder.Check(png, (long)p.Width * p.Height);
+        if (ImageHeader.Read(png) is { } header && (header.Width != width || header.Height != height))
+            return $"a {header.Width}x{header.Height} PNG where {expected} {width}x{height}";
+        var check = ImageDecoder.Check(png, (long)width * height);
         return check.Decodes ? null : $"a PNG that does not decode: {check.Error}";
     }
 }

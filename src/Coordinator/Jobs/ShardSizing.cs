@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Options;
 using RenderFarm.Coordinator.Workers;
+using RenderFarm.GenerationRules;
 using RenderFarm.Protocol;
 
 namespace RenderFarm.Coordinator.Jobs;
@@ -41,6 +42,39 @@ public sealed class FleetCapacity(IReadOnlyList<WorkerInfo> online, int cap)
         }).ToList();
         return _sizes[key] = batches.Count == 0 ? cap : Math.Min(cap, batches.Min());
     }
+
+    /// <summary>
+    /// Why the online workers of <paramref name="model"/> cannot render <paramref name="loras"/>: a name none of them
+    /// offers (Farm:Loras), or a LoRA none of them offers for this model (made for another model family); null when
+    /// each is offered for it by some worker, or no worker of the model is online (the job waits for one).
+    /// </summary>
+    public string? WhyLorasUnavailable(string model, LoraSet loras)
+    {
+        if (loras.IsEmpty) return null;
+        var serving = Serving(model).ToList();
+        if (serving.Count == 0) return null;
+        var offered = serving.SelectMany(w => w.Loras).ToList();
+        foreach (var name in loras.Items.Select(l => l.Name))
+        {
+            var files = offered.Where(l => l.Name == name).ToList();
+            if (files.Count == 0)
+            {
+                var known = offered.Select(l => l.Name).Distinct().Order(StringComparer.Ordinal).ToList();
+                return $"LoRA '{BatchValidator.Truncate(name)}' is not offered by any online worker of model '{model}' " +
+                       (known.Count == 0 ? "(they offer none)" : $"(they offer: {string.Join(", ", known.Take(20))}{(known.Count > 20 ? ", …" : "")})");
+            }
+            if (!files.Any(l => l.Models.Contains(model)))
+                return $"LoRA '{BatchValidator.Truncate(name)}' ({FamilyName(files[0].Family)}) does not fit model '{model}', which is of another family";
+        }
+        return null;
+    }
+
+    private static string FamilyName(string family) => family switch
+    {
+        "sdxl" => "an SDXL LoRA",
+        "sd" => "an SD 1.x/2.x LoRA",
+        _ => "a LoRA",
+    };
 
     /// <summary>
     /// Why no online worker of the model can render <paramref name="p"/>'s size — each has run out of memory on one

@@ -1,8 +1,11 @@
 using Microsoft.Extensions.Options;
+using RenderFarm.Coordinator.Diagnostics;
+using RenderFarm.Coordinator.Previews;
 using RenderFarm.Coordinator.Storage;
 using RenderFarm.Coordinator.Workers;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
+using RenderFarm.Shared.Tracing;
 using RenderFarm.FarmState.TaskStreams;
 
 namespace RenderFarm.Coordinator.Jobs;
@@ -28,6 +31,9 @@ public sealed class WorkerReportHandler(
     FailureAttribution attribution,
     WorkerFailures failures,
     ShardSizing sizing,
+    CoordinatorMetrics metrics,
+    Estimates.RenderRates rates,
+    PreviewStore previews,
     IOptions<CoordinatorOptions> options,
     ILogger<WorkerReportHandler> logger)
 {
@@ -35,6 +41,7 @@ public sealed class WorkerReportHandler(
     private const float MaxItPerSec = 1e6f;
 
     private readonly System.Collections.Concurrent.ConcurrentDictionary<(string, uint), long> _lastStepWrite = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string, uint), long> _lastPreviewWrite = new();
 
     /// <returns>Whether the report was accepted.</returns>
     public async Task<bool> BeginAsync(WorkerSession session, ShardBegin begin)
@@ -77,6 +84,52 @@ public sealed class WorkerReportHandler(
         return true;
     }
 
+    /// <summary>
+    /// Keeps the latest live preview of each image of the shard, at most once per
+    /// <see cref="CoordinatorOptions.PreviewIntervalMilliseconds"/> per shard. Checked like results: only from the
+    /// delivery's holder, for a shard that asked for previews, only its own images, each a decodable latent-size PNG.
+    /// </summary>
+    /// <returns>Whether the previews were stored.</returns>
+    public async Task<bool> PreviewAsync(WorkerSession session, ShardPreview preview)
+    {
+        var shard = preview.Shard;
+        var key = (shard.JobId, shard.ShardIndex);
+        var now = Environment.TickCount64;
+        if (_lastPreviewWrite.TryGetValue(key, out var last) && now - last < options.Value.PreviewIntervalMilliseconds) return false;
+        if (await authority.VerifyAsync(session, "preview", shard) is not { } delivery) return false;
+        if (delivery.Shard.PreviewEvery == 0)
+        {
+            authority.Reject(session, "preview", "unrequested_preview", $"sends previews of shard {shard.JobId}/{shard.ShardIndex}, whose job asked for none");
+            return false;
+        }
+        if (preview.Step < 1 || preview.Step > preview.TotalSteps || preview.TotalSteps > delivery.Shard.Params.Steps * (ulong)delivery.Shard.Images.Count)
+        {
+            authority.Reject(session, "preview", "bad_progress", $"sends a preview at step {preview.Step} of {preview.TotalSteps}");
+            return false;
+        }
+        foreach (var image in preview.Images)
+        {
+            if (!delivery.Contains(image.Index))
+            {
+                authority.Reject(session, "preview", "foreign_image", $"sends a preview of image {image.Index}, which is not one of shard {shard.JobId}/{shard.ShardIndex}'s");
+                return false;
+            }
+            if (ResultCheck.PreviewProblem(image.Png.ToByteArray(), delivery.Shard.Params) is { } problem)
+            {
+                authority.Reject(session, "preview", "bad_preview", $"sends {problem} as the preview of image {image.Index} of shard {shard.JobId}/{shard.ShardIndex}");
+                return false;
+            }
+        }
+        _lastPreviewWrite[key] = now;
+        var p = delivery.Shard.Params;
+        await Task.WhenAll(preview.Images.Select(image => previews.StoreAsync(shard.JobId, new ImagePreview
+        {
+            Index = image.Index, ShardIndex = shard.ShardIndex, Step = preview.Step, TotalSteps = preview.TotalSteps, Png = image.Png,
+            Width = p.Width / ResultCheck.LatentScale, Height = p.Height / ResultCheck.LatentScale,
+        })));
+        return true;
+    }
+
     /// <returns>Whether the image was accepted (stored, or a duplicate of a stored one).</returns>
     public async Task<bool> ImageAsync(WorkerSession session, ShardImage image, CancellationToken cancellationToken)
     {
@@ -93,10 +146,25 @@ public sealed class WorkerReportHandler(
             authority.Reject(session, "image", "bad_result", $"sends {problem} as image {image.Index} of shard {shard.JobId}/{shard.ShardIndex}");
             return false;
         }
-        var admission = await jobs.AdmitResultAsync(shard.JobId, image.Index);
-        if (admission != ResultAdmission.Accepted) return false; // a deleted or cancelled job: nothing more is stored
-        var stored = await store.PutIfAbsentAsync(shard.JobId, image.Index, png, cancellationToken);
-        var outcome = await jobs.RecordImageDoneAsync(shard.JobId, shard.ShardIndex, image.Index, session.WorkerId, stored.Sha256, stored.SizeBytes);
+        // The store joins the job's trace: under the worker's render span (or, from older workers, the submission's). It
+        // ends before the image is recorded, so a trace is whole by the time a watcher sees the image (or the job) done.
+        StoredObject stored;
+        using (var activity = FarmTracing.Coordinator.StartActivity("store result", System.Diagnostics.ActivityKind.Internal,
+                   FarmTracing.ParentOf(image.Traceparent.Length > 0 ? image.Traceparent : delivery.Shard.Traceparent)))
+        {
+            activity?.SetTag("renderfarm.job_id", shard.JobId).SetTag("renderfarm.image", image.Index);
+            var admission = await jobs.AdmitResultAsync(shard.JobId, image.Index);
+            if (admission != ResultAdmission.Accepted) return false; // a deleted or cancelled job: nothing more is stored
+            stored = await store.PutIfAbsentAsync(shard.JobId, image.Index, png, cancellationToken);
+        }
+        var outcome = await jobs.RecordImageDoneAsync(shard.JobId, shard.ShardIndex, image.Index, session.WorkerId, stored.Sha256, stored.SizeBytes, image.RenderSeconds);
+        if (outcome.Recorded)
+        {
+            var p = delivery.Shard.Params;
+            metrics.ImageStored(p.Model, image.RenderSeconds);
+            await rates.RecordAsync(p.Model, session.WorkerId, image.RenderSeconds, p.Steps, p.Width, p.Height);
+        }
+        if (delivery.Shard.PreviewEvery > 0) await previews.DropAsync(shard.JobId, image.Index);
         if (outcome.ShardFinished) await queue.AcknowledgeAsync(shard);
         return true;
     }
@@ -110,6 +178,7 @@ public sealed class WorkerReportHandler(
     {
         var shard = end.Shard;
         _lastStepWrite.TryRemove((shard.JobId, shard.ShardIndex), out _);
+        _lastPreviewWrite.TryRemove((shard.JobId, shard.ShardIndex), out _);
         // The worker lost its claim to another worker: the entry is that worker's to finish or fail.
         if (end.Abandoned) return default;
         // A success usually arrives after the last image acknowledged the entry, a cancel after the worker did: then
@@ -145,6 +214,13 @@ public sealed class WorkerReportHandler(
         var blame = await attribution.AttributeAsync(shard, workerId, attempt, kind, end.Error);
         await RecordAttemptAsync(shard, workerId, attempt, limit, kind, end.Error, blame.Blame);
 
+        metrics.AttemptFailed(kind, blame.Blame switch
+        {
+            FailureBlame.Worker => "worker",
+            FailureBlame.Shard => "shard",
+            FailureBlame.Input => "input",
+            _ => "unknown",
+        });
         var quarantined = blame.Blame == FailureBlame.Worker && await failures.PastLimitAsync(workerId);
         if (quarantined) await quarantine();
 
@@ -185,6 +261,8 @@ public sealed class WorkerReportHandler(
         if (lostBy.Length is > 0 and <= 200 && redelivered.Delivery > 1)
         {
             error = $"worker {lostBy} lost its lease (crashed, hung or cut off)";
+            metrics.LeaseTakenOver(shard.Model);
+            metrics.AttemptFailed(FailureKind.Unspecified, "lost_lease");
             await RecordAttemptAsync(shard, lostBy, redelivered.Delivery - 1, limit, FailureKind.Unspecified, error, blame: null);
         }
         if (redelivered.Delivery > limit) await DeadLetterAsync(shard, delivery.Shard, session.WorkerId, error);
@@ -211,8 +289,13 @@ public sealed class WorkerReportHandler(
     /// <summary>Dead letter: every image of the shard without an outcome fails with the last error; the entry is acknowledged.</summary>
     private async Task DeadLetterAsync(ShardRef shard, Shard content, string workerId, string error)
     {
+        var failed = 0;
         foreach (var task in content.Images)
-            await jobs.RecordImageFailedAsync(shard.JobId, shard.ShardIndex, task.Index, workerId, error);
+        {
+            if ((await jobs.RecordImageFailedAsync(shard.JobId, shard.ShardIndex, task.Index, workerId, error)).Recorded) failed++;
+            if (content.PreviewEvery > 0) await previews.DropAsync(shard.JobId, task.Index);
+        }
+        metrics.ImagesFailed(content.Params.Model, failed);
         await queue.AcknowledgeAsync(shard);
         logger.LogWarning("Shard {Job}/{Shard} dead-lettered: {Error}", shard.JobId, shard.ShardIndex, error);
     }

@@ -20,6 +20,7 @@ public sealed class RetentionSweeper(
     JobDeleter deleter,
     WorkerRegistry workers,
     ShardQueue queue,
+    Estimates.RenderRates rates,
     IOptions<RetentionOptions> options,
     ILogger<RetentionSweeper> logger) : BackgroundService
 {
@@ -98,7 +99,10 @@ public sealed class RetentionSweeper(
         else await schedule.ForgetAsync(member);
     }
 
-    /// <summary>Workers offline for <see cref="RetentionOptions.Workers"/> leave the registry; idle consumers of their streams go too.</summary>
+    /// <summary>
+    /// Workers offline for <see cref="RetentionOptions.Workers"/> leave the registry with their measured render speeds;
+    /// idle consumers of their streams go too.
+    /// </summary>
     private async Task ForgetGoneWorkersAsync(long now)
     {
         if (options.Value.Workers is not { } period) return;
@@ -106,6 +110,6 @@ public sealed class RetentionSweeper(
         foreach (var model in all.SelectMany(w => w.Models).Distinct(StringComparer.Ordinal))
             await queue.ForgetIdleConsumersAsync(model, period);
         foreach (var gone in all.Where(w => w.State == WorkerState.Offline && now - w.LastSeenUnixMs > period.TotalMilliseconds))
-            await workers.ForgetAsync(gone.WorkerId);
+            await Task.WhenAll(workers.ForgetAsync(gone.WorkerId), rates.ForgetAsync(gone.WorkerId, gone.Models));
     }
 }

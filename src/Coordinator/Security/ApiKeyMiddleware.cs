@@ -15,6 +15,9 @@ namespace RenderFarm.Coordinator.Security;
 /// about our messages. The caller's <see cref="Principal"/> is left in <see cref="HttpContext.Items"/>, where
 /// <see cref="ApiKeyInterceptor"/> picks it up, and a streaming call is bound to its key (<see cref="KeyRevocations"/>). Every gRPC request body is also read through
 /// <see cref="GrpcFraming"/>, so malformed framing is the caller's error, not the server's.
+/// The same holds for JobService's HTTP/JSON routes (JSON transcoding): their endpoints carry the gRPC method, whose
+/// rules apply alike; refusals there are the HTTP status JSON transcoding gives the gRPC one (401, 403, 503) with a
+/// google.rpc.Status JSON body. gRPC reflection is admin-only.
 /// </summary>
 public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyStore keys, KeyRevocations revocations, IOptions<AuthOptions> options, ILoggerFactory loggers)
 {
@@ -32,13 +35,16 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyStore keys, Key
 
     public async Task InvokeAsync(HttpContext context)
     {
-        if (context.Request.ContentType?.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase) != true)
+        var grpc = context.Request.ContentType?.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase) == true;
+        var transcoded = !grpc ? context.GetEndpoint()?.Metadata.GetMetadata<Grpc.AspNetCore.Server.GrpcMethodMetadata>() : null;
+        if (!grpc && transcoded is null)
         {
             await next(context);
             return;
         }
-        context.Request.Body = new GrpcFraming.ValidatingStream(context.Request.Body, _log);
-        var method = context.Request.Path.Value ?? "";
+        if (grpc) context.Request.Body = new GrpcFraming.ValidatingStream(context.Request.Body, _log);
+        var method = transcoded?.Method.FullName ?? context.Request.Path.Value ?? "";
+        var refuse = grpc ? (Func<HttpContext, StatusCode, string, Task>)RefuseAsync : RefuseJsonAsync;
         var allowed = AllowedRoles(method);
         if (allowed is null || options.Value.Mode == AuthMode.Disabled)
         {
@@ -49,7 +55,7 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyStore keys, Key
         var secret = context.Request.Headers[Header].ToString();
         if (string.IsNullOrEmpty(secret))
         {
-            await RefuseAsync(context, StatusCode.Unauthenticated, $"missing API key: send it in the '{Header}' header (farm: --api-key or FARM_API_KEY)");
+            await refuse(context, StatusCode.Unauthenticated, $"missing API key: send it in the '{Header}' header (farm: --api-key or FARM_API_KEY)");
             return;
         }
         Principal? principal;
@@ -60,18 +66,18 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyStore keys, Key
         catch (Exception e) when (JobStoreUnavailableInterceptor.IsUnreachable(e))
         {
             _log.Warn("redis", $"Job store (Redis) unreachable while authenticating a call to {method}: {e.Message}");
-            await RefuseAsync(context, StatusCode.Unavailable, JobStoreUnavailableInterceptor.Unavailable(e).Status.Detail);
+            await refuse(context, StatusCode.Unavailable, JobStoreUnavailableInterceptor.Unavailable(e).Status.Detail);
             return;
         }
         if (principal is null)
         {
-            await RefuseAsync(context, StatusCode.Unauthenticated, "invalid or revoked API key");
+            await refuse(context, StatusCode.Unauthenticated, "invalid or revoked API key");
             return;
         }
         if (!allowed.Contains(principal.Role))
         {
-            await RefuseAsync(context, StatusCode.PermissionDenied, $"a {principal.Role.ToString().ToLowerInvariant()} key cannot call " +
-                (AdminMethods.Contains(method) ? $"{method.TrimStart('/')} (it needs an admin key)" : ServiceOf(method)));
+            await refuse(context, StatusCode.PermissionDenied, $"a {principal.Role.ToString().ToLowerInvariant()} key cannot call " +
+                (AdminMethods.Contains(method) || ReflectionServices.Contains(ServiceOf(method)) ? $"{method.TrimStart('/')} (it needs an admin key)" : ServiceOf(method)));
             return;
         }
         context.Items[PrincipalItem] = principal;
@@ -99,6 +105,23 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyStore keys, Key
         return context.Response.CompleteAsync();
     }
 
+    /// <summary>The refusal JSON transcoding would give for the status: its HTTP status and a google.rpc.Status body.</summary>
+    private static Task RefuseJsonAsync(HttpContext context, StatusCode code, string message)
+    {
+        context.Response.StatusCode = code switch
+        {
+            StatusCode.Unauthenticated => StatusCodes.Status401Unauthorized,
+            StatusCode.PermissionDenied => StatusCodes.Status403Forbidden,
+            _ => StatusCodes.Status503ServiceUnavailable,
+        };
+        return context.Response.WriteAsJsonAsync(new RpcStatusBody((int)code, message, []));
+    }
+
+    private sealed record RpcStatusBody(
+        [property: System.Text.Json.Serialization.JsonPropertyName("code")] int Code,
+        [property: System.Text.Json.Serialization.JsonPropertyName("message")] string Message,
+        [property: System.Text.Json.Serialization.JsonPropertyName("details")] object[] Details);
+
     /// <summary>gRPC's grpc-message encoding: UTF-8, with bytes outside printable ASCII (and '%') as %XX.</summary>
     private static string PercentEncode(string message)
     {
@@ -111,8 +134,12 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyStore keys, Key
     /// <summary>JobService methods that act on the whole farm rather than the caller's tenant.</summary>
     private static readonly HashSet<string> AdminMethods = ["/renderfarm.v1.JobService/ReleaseWorker"];
 
+    /// <summary>gRPC server reflection: it lists every method and message of the farm, workers' included.</summary>
+    private static readonly HashSet<string> ReflectionServices = ["grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection"];
+
     /// <summary>The roles that may call a method, or null for methods open to all (gRPC health checks).</summary>
-    private static ApiKeyRole[]? AllowedRoles(string method) => AdminMethods.Contains(method) ? [ApiKeyRole.Admin] : ServiceOf(method) switch
+    private static ApiKeyRole[]? AllowedRoles(string method) =>
+        AdminMethods.Contains(method) || ReflectionServices.Contains(ServiceOf(method)) ? [ApiKeyRole.Admin] : ServiceOf(method) switch
     {
         "renderfarm.v1.WorkerService" => [ApiKeyRole.Worker],
         "grpc.health.v1.Health" => null,

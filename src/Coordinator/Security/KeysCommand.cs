@@ -15,8 +15,10 @@ public static class KeysCommand
           RenderFarm.Coordinator keys create --tenant TENANT --role client|worker|admin [--name NAME]
           RenderFarm.Coordinator keys list
           RenderFarm.Coordinator keys revoke KEY_ID
+          RenderFarm.Coordinator keys webhook-secret --tenant TENANT [--rotate]
         The key is printed once by `create`; only its SHA-256 is stored. An admin key is a client key of its
-        tenant that may also manage workers (farm workers release).
+        tenant that may also manage workers (farm workers release). webhook-secret prints the secret the tenant's
+        webhooks are signed with (made on first use; --rotate replaces it): give it to whoever receives them.
         """;
 
     public static async Task<int> RunAsync(string[] args, IConfiguration configuration, TextWriter output, TextWriter error)
@@ -46,6 +48,12 @@ public static class KeysCommand
             case "revoke" when args.Length >= 3:
                 if (!await store.RevokeAsync(args[2])) return Fail(error, $"no key with id '{args[2]}'");
                 await error.WriteLineAsync($"revoked key {args[2]}");
+                return 0;
+            case "webhook-secret":
+                var owner = Flag("--tenant");
+                if (owner is null || !ApiKeyStore.IsValidTenant(owner)) return Fail(error, "--tenant is required (letters, digits, '.', '_', '-'; at most 64)");
+                var secrets = new Webhooks.WebhookSecrets(redis);
+                await output.WriteLineAsync(args.Contains("--rotate") ? await secrets.RotateAsync(owner) : await secrets.GetOrCreateAsync(owner));
                 return 0;
             default:
                 await error.WriteLineAsync(Usage);

@@ -1,7 +1,9 @@
 using Google.Protobuf;
 using Grpc.Core;
 using Microsoft.Extensions.Options;
+using Google.Api;
 using RenderFarm.Coordinator.Jobs;
+using RenderFarm.Coordinator.Previews;
 using RenderFarm.Coordinator.Security;
 using RenderFarm.Coordinator.Storage;
 using RenderFarm.Coordinator.Workers;
@@ -23,6 +25,11 @@ public sealed class JobGrpcService(
     WorkerConnections connections,
     WorkerQuarantine quarantine,
     Retention.JobDeleter deleter,
+    Diagnostics.CoordinatorMetrics metrics,
+    Estimates.CompletionEstimator estimator,
+    PreviewStore previews,
+    PreviewSignal previewSignal,
+    IOptions<AuthOptions> auth,
     IOptions<CoordinatorOptions> options,
     ILogger<JobGrpcService> logger) : JobService.JobServiceBase
 {
@@ -36,8 +43,39 @@ public sealed class JobGrpcService(
     private const int DownloadReadAheadPerPull = 16;
     private readonly TimeSpan watchFallback = TimeSpan.FromMilliseconds(options.Value.WatchFallbackMilliseconds);
 
-    public override Task<SubmitJobResponse> SubmitJob(IAsyncStreamReader<SubmitJobRequest> requestStream, ServerCallContext context) =>
-        submitter.SubmitAsync(requestStream, ApiKeyInterceptor.PrincipalOf(context).Tenant, context.CancellationToken);
+    public override async Task<SubmitJobResponse> SubmitJob(IAsyncStreamReader<SubmitJobRequest> requestStream, ServerCallContext context)
+    {
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var outcome = "rejected";
+        try
+        {
+            var response = await submitter.SubmitAsync(requestStream, ApiKeyInterceptor.PrincipalOf(context).Tenant, context.CancellationToken);
+            outcome = "accepted";
+            return response;
+        }
+        finally
+        {
+            metrics.SubmitDone(System.Diagnostics.Stopwatch.GetElapsedTime(started), outcome);
+        }
+    }
+
+    /// <summary>The stream SubmitJob would receive — header, input images, prompts — through the same submitter.</summary>
+    public override Task<SubmitJobResponse> SubmitBatch(SubmitBatchRequest request, ServerCallContext context) =>
+        submitter.SubmitAsync(new MessageListReader<SubmitJobRequest>(
+            [
+                new SubmitJobRequest { Header = request.Header ?? throw BatchValidator.Invalid("header is required") },
+                .. request.InputImages.Select(i => new SubmitJobRequest { InputImage = i }),
+                .. request.Prompts.Select(p => new SubmitJobRequest { Prompt = p }),
+            ]), ApiKeyInterceptor.PrincipalOf(context).Tenant, context.CancellationToken);
+
+    public override Task<Caller> GetCaller(GetCallerRequest request, ServerCallContext context)
+    {
+        var principal = ApiKeyInterceptor.PrincipalOf(context);
+        return Task.FromResult(new Caller
+        {
+            Tenant = principal.Tenant, Role = principal.Role.ToString().ToLowerInvariant(), AuthDisabled = auth.Value.Mode == AuthMode.Disabled,
+        });
+    }
 
     /// <summary>
     /// The caller's job: another tenant's job is NOT_FOUND exactly like a job that does not exist, so ids leak nothing.
@@ -51,6 +89,8 @@ public sealed class JobGrpcService(
     public override async Task<JobStatus> GetJob(GetJobRequest request, ServerCallContext context)
     {
         var status = await RequireJobAsync(request.JobId, context);
+        status.Cost = options.Value.CostOf(status.DeviceSeconds);
+        status.EstimatedCompletionUnixMs = await estimator.EstimateAsync(status);
         // Accepted work for a model nobody serves is not an error, but it must not wait silently.
         if (status.State is JobState.Queued or JobState.Running && !await ServedAsync(status.Params.Model))
             status.Note = $"waiting: no online worker serves model '{status.Params.Model}'";
@@ -65,10 +105,14 @@ public sealed class JobGrpcService(
         await RequireJobAsync(request.JobId, context);
         await events.CheckResumePointAsync(request.JobId, request.AfterEventId);
         var after = EventCursor.After(request.AfterEventId);
+        var estimate = new Estimates.WatchEstimate(estimator, jobs, request.JobId);
+        // Previews only for watchers that ask: the rest never read or wait on them.
+        var previewed = request.Previews ? new PreviewWatch() : null;
         while (true)
         {
             context.CancellationToken.ThrowIfCancellationRequested();
             var next = await signal.NextAsync(request.JobId); // taken before reading, so nothing slips in between
+            var nextPreview = previewed is null ? null : await previewSignal.NextAsync(request.JobId);
             var batch = await events.ReadAsync(request.JobId, after, 256);
             for (var i = 0; i < batch.Count; i++)
             {
@@ -79,14 +123,37 @@ public sealed class JobGrpcService(
                     if (i < batch.Count - 1) { after = batch[i].After; continue; }
                     if (await jobs.GetStatusAsync(request.JobId) is { State: JobState.Queued or JobState.Running })
                         break; // the retry's events are being written: read again
+                    e.JobFinished.Cost = options.Value.CostOf(e.JobFinished.DeviceSeconds);
                     await responseStream.WriteAsync(e, context.CancellationToken);
                     return;
                 }
+                e.EstimatedCompletionUnixMs = await estimate.CurrentAsync();
+                previewed?.Saw(e);
                 await responseStream.WriteAsync(e, context.CancellationToken);
                 after = batch[i].After;
             }
-            // Quiet: sleep until the next event is published, or the fallback interval (pub/sub can drop messages).
-            if (batch.Count == 0) await Task.WhenAny(next, Task.Delay(watchFallback, context.CancellationToken));
+            if (previewed is not null)
+                foreach (var preview in await previews.NewerAsync(request.JobId, previewed.Sent))
+                    if (!previewed.Finished.Contains(preview.Index))
+                        await responseStream.WriteAsync(new JobEvent { UnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), Preview = preview }, context.CancellationToken);
+            // Quiet: sleep until the next event (or preview) is published, or the fallback interval (pub/sub can drop messages).
+            if (batch.Count == 0)
+                await Task.WhenAny(next, nextPreview ?? next, Task.Delay(watchFallback, context.CancellationToken));
+        }
+    }
+
+    /// <summary>What one watcher of previews has sent: each image's last preview number, and the images with their outcome.</summary>
+    private sealed class PreviewWatch
+    {
+        public Dictionary<uint, long> Sent { get; } = [];
+        public HashSet<uint> Finished { get; } = [];
+
+        /// <summary>A preview read after its image's outcome was sent is stale: it is not sent.</summary>
+        public void Saw(JobEvent e)
+        {
+            if (e.KindCase == JobEvent.KindOneofCase.ImageDone) Finished.Add(e.ImageDone.Index);
+            else if (e.KindCase == JobEvent.KindOneofCase.ImageFailed) Finished.Add(e.ImageFailed.Index);
+            else if (e.KindCase == JobEvent.KindOneofCase.Queued) Finished.Clear(); // a retry's images render again
         }
     }
 
@@ -177,6 +244,25 @@ public sealed class JobGrpcService(
         } while (read > 0);
     }
 
+    /// <summary>A stored image as it is (image/png): over HTTP, the response body is the PNG.</summary>
+    public override async Task<HttpBody> GetImage(GetImageRequest request, ServerCallContext context)
+    {
+        await RequireJobAsync(request.JobId, context);
+        await using var stream = await store.OpenReadAsync(request.JobId, request.Index, context.CancellationToken)
+            ?? throw new RpcException(new Status(StatusCode.NotFound, $"image {request.Index} of job {request.JobId} is not stored (not rendered yet, failed, or no such image)"));
+        return new HttpBody { ContentType = "image/png", Data = await ByteString.FromStreamAsync(stream, context.CancellationToken) };
+    }
+
+    public override async Task<ListImagesResponse> ListImages(ListImagesRequest request, ServerCallContext context)
+    {
+        var status = await RequireJobAsync(request.JobId, context);
+        var limit = request.Limit == 0 ? 1000 : request.Limit;
+        if (limit > 10_000) throw BatchValidator.Invalid($"limit must be at most 10000 (got {request.Limit})");
+        var response = new ListImagesResponse { ImageCount = status.ImageCount };
+        response.Images.AddRange(await jobs.ListImagesAsync(status, request.Offset, limit));
+        return response;
+    }
+
     public override async Task<ListJobsResponse> ListJobs(ListJobsRequest request, ServerCallContext context)
     {
         var limit = request.Limit == 0 ? 50 : (int)Math.Min(request.Limit, 1000);
@@ -199,7 +285,7 @@ public sealed class JobGrpcService(
         }
         var status = (await jobs.GetStatusAsync(job.JobId))!;
         // Queued shards leave the task streams (also on a repeated cancel, should an earlier one have stopped half-way).
-        if (status.State == JobState.Cancelled) await queue.WithdrawJobAsync(QueuedJobOf(status, context));
+        if (status.State == JobState.Cancelled) await Task.WhenAll(queue.WithdrawJobAsync(QueuedJobOf(status, context)), previews.DropAllAsync(job.JobId));
         return status;
     }
 
@@ -297,12 +383,26 @@ public sealed class JobGrpcService(
         var online = await workers.ListOnlineAsync();
         var response = new ListModelsResponse();
         foreach (var name in online.SelectMany(w => w.Models).Distinct().Order(StringComparer.Ordinal))
-            response.Models.Add(new ModelInfo
+        {
+            var serving = online.Where(w => w.Models.Contains(name)).ToList();
+            var model = new ModelInfo
             {
                 Name = name,
-                Workers = (uint)online.Count(w => w.Models.Contains(name)),
-                ShardsWaiting = (ulong)await queue.WaitingAsync(name),
-            });
+                Workers = (uint)serving.Count,
+                WorkersHolding = (uint)serving.Count(w => w.Held.Any(h => h.Model == name)),
+            };
+            // What the model's workers offer for it, once per name (workers of one model share a LoRA folder).
+            model.Loras.AddRange(serving.SelectMany(w => w.Loras).Where(l => l.Models.Contains(name))
+                .DistinctBy(l => l.Name).OrderBy(l => l.Name, StringComparer.Ordinal)
+                .Select(l => new LoraInfo { Name = l.Name, ShortHash = l.ShortHash, Family = l.Family }));
+            model.Embeddings.AddRange(serving.SelectMany(w => w.Embeddings).Where(e => e.Models.Contains(name))
+                .DistinctBy(e => e.Name).OrderBy(e => e.Name, StringComparer.Ordinal)
+                .Select(e => new EmbeddingInfo { Name = e.Name, ShortHash = e.ShortHash, Family = e.Family }));
+            foreach (var priority in (Priority[])[Priority.High, Priority.Normal, Priority.Low])
+                model.Queued.Add(new QueuedShards { Priority = priority, ShardsWaiting = (ulong)await queue.WaitingAsync(name, priority) });
+            model.ShardsWaiting = (ulong)model.Queued.Sum(q => (long)q.ShardsWaiting);
+            response.Models.Add(model);
+        }
         return response;
     }
 

@@ -17,6 +17,7 @@ public sealed class WorkerGrpcService(
     WorkerRegistry registry,
     ApiKeyStore keys,
     WorkerConnections connections,
+    Diagnostics.CoordinatorMetrics metrics,
     ILogger<WorkerGrpcService> logger) : WorkerService.WorkerServiceBase
 {
     private static readonly string CoordinatorId = $"{Environment.MachineName}-{Environment.ProcessId}";
@@ -89,6 +90,7 @@ public sealed class WorkerGrpcService(
         info.Models.AddRange(hello.Models.Select(DisplayText.Clean));
         info.Limits.AddRange(hello.Limits.Where(l => info.Models.Contains(l.Model)));
         var session = new WorkerSession(registry, info);
+        if (hello.Status is { } status) session.Describe(status);
         await session.SeenAsync();
         logger.LogInformation("Worker {Worker} connected: models [{Models}], max batch {MaxBatch}, {Provider} on {Device}",
             hello.WorkerId, string.Join(", ", hello.Models), hello.MaxBatch, hello.ExecutionProvider, hello.Device);
@@ -110,6 +112,9 @@ public sealed class WorkerGrpcService(
             case WorkerMessage.KindOneofCase.Image:
                 if (await reports.ImageAsync(session, message.Image, ct)) await session.ImageAsync();
                 break;
+            case WorkerMessage.KindOneofCase.Preview:
+                await reports.PreviewAsync(session, message.Preview);
+                break;
             case WorkerMessage.KindOneofCase.ShardEnd:
                 // What the worker has learnt about its own memory is its own to say, like its max batch.
                 if (message.ShardEnd.Limit is { } limit && session.Info.Models.Contains(limit.Model)) await session.UpdateLimitAsync(limit);
@@ -117,6 +122,7 @@ public sealed class WorkerGrpcService(
                 {
                     if (session.Quarantined) return;
                     await session.QuarantineAsync();
+                    metrics.WorkerQuarantined();
                     logger.LogWarning("Worker {Worker} quarantined after repeated shard failures", worker);
                     outbox.TryWrite(new CoordinatorMessage { Quarantine = new Quarantine { Reason = "too many failed shards" } });
                 });

@@ -1,4 +1,5 @@
 using RenderFarm.Protocol;
+using RenderFarm.Shared;
 
 namespace RenderFarm.Coordinator.Workers;
 
@@ -65,12 +66,45 @@ public sealed class WorkerSession(WorkerRegistry registry, WorkerInfo info)
         return SaveAsync(force: true);
     }
 
-    /// <summary>The worker is loading or warming up its models (what, for <c>farm workers</c>), or ready when empty.</summary>
+    /// <summary>
+    /// The worker is loading or warming up its models at start (what, for <c>farm workers</c>), or ready when empty; once
+    /// ready, what it loads for the shard it runs (its state follows its shards), and what it offers and holds.
+    /// </summary>
     public Task StatusAsync(WorkerStatus status)
     {
-        Info.Loading = status.Loading;
-        SetState(status.Loading.Length > 0 ? WorkerState.Loading : WorkerState.Idle);
+        Describe(status);
+        if (!status.Ready) SetState(status.Loading.Length > 0 ? WorkerState.Loading : WorkerState.Idle);
+        else if (Info.State == WorkerState.Loading) SetState(WorkerState.Idle);
         return SaveAsync(force: true);
+    }
+
+    /// <summary>Takes what a status says the worker offers, holds and loads (each status is the whole picture).</summary>
+    public void Describe(WorkerStatus status)
+    {
+        Info.Loading = DisplayText.Clean(status.Loading);
+        Info.ModelMemoryBudget = status.ModelMemoryBudget;
+        // Names that other people's terminals show (farm workers, farm models): kept without control characters.
+        Info.Loras.Clear();
+        foreach (var lora in status.Loras)
+        {
+            var offered = new LoraInfo { Name = DisplayText.Clean(lora.Name), ShortHash = DisplayText.Clean(lora.ShortHash), Family = DisplayText.Clean(lora.Family) };
+            offered.Models.AddRange(lora.Models.Where(Info.Models.Contains));
+            Info.Loras.Add(offered);
+        }
+        Info.Embeddings.Clear();
+        foreach (var embedding in status.Embeddings)
+        {
+            var offered = new EmbeddingInfo { Name = DisplayText.Clean(embedding.Name), ShortHash = DisplayText.Clean(embedding.ShortHash), Family = DisplayText.Clean(embedding.Family) };
+            offered.Models.AddRange(embedding.Models.Where(Info.Models.Contains));
+            Info.Embeddings.Add(offered);
+        }
+        Info.Held.Clear();
+        foreach (var held in status.Held.Where(h => Info.Models.Contains(h.Model)))
+        {
+            var copy = new HeldModel { Model = held.Model, Bytes = held.Bytes };
+            copy.Loras.AddRange(held.Loras.Select(l => new Lora(l) { Name = DisplayText.Clean(l.Name) }));
+            Info.Held.Add(copy);
+        }
     }
 
     public Task QuarantineAsync()

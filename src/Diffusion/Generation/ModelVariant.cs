@@ -1,3 +1,4 @@
+using RenderFarm.GenerationRules;
 using RenderFarm.Diffusion.Lora;
 using RenderFarm.Diffusion.Models;
 using RenderFarm.Diffusion.Prompts;

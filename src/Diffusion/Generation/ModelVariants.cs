@@ -1,3 +1,4 @@
+using RenderFarm.GenerationRules;
 using System.Diagnostics;
 using RenderFarm.Diffusion.Embeddings;
 using RenderFarm.Diffusion.Lora;

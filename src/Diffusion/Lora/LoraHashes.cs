@@ -1,3 +1,4 @@
+using RenderFarm.GenerationRules;
 using System.Text;
 
 namespace RenderFarm.Diffusion.Lora;

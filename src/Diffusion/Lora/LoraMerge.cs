@@ -1,3 +1,4 @@
+using RenderFarm.GenerationRules;
 using RenderFarm.Diffusion.SafeTensors;
 using RenderFarm.Diffusion.Weights;
 

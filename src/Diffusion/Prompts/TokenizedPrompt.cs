@@ -1,3 +1,4 @@
+using RenderFarm.GenerationRules;
 using RenderFarm.Diffusion.Tokenization;
 
 namespace RenderFarm.Diffusion.Prompts;
@@ -28,7 +29,7 @@ internal sealed class TokenizedPrompt
         var tokens = new List<int>();
         var weights = new List<float>();
         // A1111's LoRA tags are for the pipeline, not the encoder: they are removed before the attention syntax is read.
-        foreach (var run in PromptParser.Parse(Lora.LoraPrompt.Parse(prompt).Text))
+        foreach (var run in PromptParser.Parse(LoraPrompt.Parse(prompt).Text))
         {
             var ids = tokenizer.EncodeTokens(run.Text);
             tokens.AddRange(ids);

@@ -24,6 +24,9 @@ public static class JobEventFields
     public const string Kind = "kind";
     public const string State = "state";
 
+    /// <summary>Device time in microseconds: the image's (<see cref="JobEventTypes.ImageDone"/>), the job's (<see cref="JobEventTypes.JobFinished"/>).</summary>
+    public const string DeviceMicroseconds = "device_us";
+
     /// <summary>Images done so far (<see cref="JobEventTypes.ImageDone"/>, <see cref="JobEventTypes.JobFinished"/>).</summary>
     public const string Done = "done";
 

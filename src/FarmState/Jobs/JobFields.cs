@@ -22,6 +22,21 @@ public static class JobFields
     public const string Priority = "priority";
     public const string Tenant = "tenant";
 
+    /// <summary>Worker device time of the images stored, in microseconds (integer, so HINCRBY sums it exactly).</summary>
+    public const string DeviceMicroseconds = "device_us";
+
+    /// <summary>The URL the job's end is POSTed to (empty: none).</summary>
+    public const string WebhookUrl = "webhook_url";
+
+    /// <summary>pending, delivered, or "gave up: REASON".</summary>
+    public const string WebhookState = "webhook_state";
+
+    /// <summary>Failed deliveries of the current event, and when the first was (ms): what the backoff and give-up use.</summary>
+    public const string WebhookAttempts = "webhook_attempts";
+    public const string WebhookFirstAttemptMs = "webhook_first_ms";
+    /// <summary>Live previews every this many steps (JobHeader.preview_every); absent or 0: none.</summary>
+    public const string PreviewEvery = "preview_every";
+
     /// <summary>When retention deleted the job's stored images (ms); its records may outlive them.</summary>
     public const string ResultsExpiredMs = "results_expired_ms";
 

@@ -31,7 +31,7 @@ public static class JobScripts
     /// </summary>
     public static readonly FarmScript RecordOutcome = new("record an image's outcome",
         ["meta", "results", "failures", "shards", "events", "inputs", "progress", "attempts"],
-        ["mode", "index", "shard", "worker", "detail", "now", "size"],
+        ["mode", "index", "shard", "worker", "detail", "now", "size", "device_us"],
         $$"""
         if redis.call('EXISTS', meta) == 0 then return {0, 0} end
         if redis.call('HEXISTS', results, index) == 1 or redis.call('HEXISTS', failures, index) == 1 then return {0, 0} end
@@ -40,8 +40,9 @@ public static class JobScripts
           redis.call('HSET', results, index, detail .. ':' .. size)
           done = redis.call('HINCRBY', meta, '{{F.ImagesDone}}', 1)
           failed = tonumber(redis.call('HGET', meta, '{{F.ImagesFailed}}'))
+          redis.call('HINCRBY', meta, '{{F.DeviceMicroseconds}}', device_us)
           redis.call('XADD', events, '*', '{{E.Type}}', '{{T.ImageDone}}', '{{E.Index}}', index, '{{E.Shard}}', shard,
-            '{{E.Worker}}', worker, '{{E.Sha256}}', detail, '{{E.Done}}', done)
+            '{{E.Worker}}', worker, '{{E.Sha256}}', detail, '{{E.Done}}', done, '{{E.DeviceMicroseconds}}', device_us)
         else
           redis.call('HSET', failures, index, detail)
           failed = redis.call('HINCRBY', meta, '{{F.ImagesFailed}}', 1)
@@ -61,7 +62,8 @@ public static class JobScripts
           redis.call('HSET', meta, '{{F.State}}', state, '{{F.FinishedMs}}', now)
           if failed == 0 then redis.call('DEL', inputs) end
           redis.call('DEL', progress, attempts)
-          redis.call('XADD', events, '*', '{{E.Type}}', '{{T.JobFinished}}', '{{E.State}}', state, '{{E.Done}}', done, '{{E.Failed}}', failed)
+          redis.call('XADD', events, '*', '{{E.Type}}', '{{T.JobFinished}}', '{{E.State}}', state, '{{E.Done}}', done, '{{E.Failed}}', failed,
+            '{{E.DeviceMicroseconds}}', redis.call('HGET', meta, '{{F.DeviceMicroseconds}}') or 0)
         end
         {{WakeWatchers}}
         return {1, shardFinished}
@@ -84,7 +86,8 @@ public static class JobScripts
         redis.call('HSET', meta, '{{F.State}}', '{{S.Cancelled}}', '{{F.FinishedMs}}', now)
         redis.call('DEL', parked, inputs, progress)
         redis.call('XADD', events, '*', '{{E.Type}}', '{{T.JobFinished}}', '{{E.State}}', '{{S.Cancelled}}',
-          '{{E.Done}}', redis.call('HGET', meta, '{{F.ImagesDone}}'), '{{E.Failed}}', redis.call('HGET', meta, '{{F.ImagesFailed}}'))
+          '{{E.Done}}', redis.call('HGET', meta, '{{F.ImagesDone}}'), '{{E.Failed}}', redis.call('HGET', meta, '{{F.ImagesFailed}}'),
+          '{{E.DeviceMicroseconds}}', redis.call('HGET', meta, '{{F.DeviceMicroseconds}}') or 0)
         {{WakeWatchers}}
         return 1
         """);

@@ -18,7 +18,10 @@ namespace RenderFarm.FarmState.TaskStreams;
 /// <item>A worker claims an entry: a new one (<see cref="ReadNewAsync"/>: the next token, bound to the shard whose turn
 /// it is — tenants take turns, weighted, and a tenant's jobs go in submission order), or one it or another worker held
 /// whose lease lapsed or that was handed back (<see cref="TakeOverAsync"/>), and checks it against its job's state
-/// (<see cref="AdmitAsync"/>: run, park with a paused job, drop for a cancelled one).</item>
+/// (<see cref="AdmitAsync"/>: run, park with a paused job, drop for a cancelled one). Workers claim new shards ahead,
+/// as a prefetch (<see cref="PrefetchNewAsync"/>, <see cref="ReadPreferredAsync"/>, which first leaves the fair queue's
+/// next shard a while to a worker holding its variant warm), and count the delivery when they start it
+/// (<see cref="StartPrefetchedAsync"/>).</item>
 /// <item>While it renders, the worker renews its claim (<see cref="RenewAsync"/>); an entry not renewed for a lease is
 /// taken over by another worker, which counts a delivery.</item>
 /// <item>The coordinator acknowledges the entry when every image has its outcome or the shard is dead-lettered
@@ -27,7 +30,8 @@ namespace RenderFarm.FarmState.TaskStreams;
 /// it could not finish (<see cref="HandBackOnDrainAsync"/>: the attempt is given back).</item>
 /// </list>
 /// A job's waiting shards can leave the queue before any worker reads them: withdrawn (<see cref="WithdrawJobAsync"/>,
-/// cancel and delete) or moved to another priority (<see cref="MoveJobAsync"/>), each with as many tokens.
+/// cancel and delete) or moved to another priority (<see cref="MoveJobAsync"/>), each with as many tokens. The queues
+/// keep running totals of the work waiting, which estimates read (<see cref="WorkAheadAsync"/>).
 /// </summary>
 public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue> logger)
 {
@@ -89,25 +93,26 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     {
         var db = redis.GetDatabase();
         var weight = await WeightOfAsync(job.Tenant);
+        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         var models = new List<string>();
-        foreach (var byModel in shards.GroupBy(bytes => Shard.Parser.ParseFrom(bytes).Params.Model))
+        foreach (var byModel in shards.Select(bytes => (Shard: Shard.Parser.ParseFrom(bytes), Bytes: bytes)).GroupBy(s => s.Shard.Params.Model))
         {
             var stream = FarmKeys.TaskStream(byModel.Key, priority);
             await EnsureGroupAsync(stream);
             await db.SetAddAsync(FarmKeys.JobTaskStreams(job.JobId), stream);
             await Task.WhenAll(byModel.Chunk(Page).Select(page => TaskStreamScripts.Enqueue.EvaluateAsync(db, EnqueueKeys(stream, job),
-                [job.Tenant, job.JobId, job.Order, weight, .. page.Select(s => (RedisValue)s)])));
+                [job.Tenant, job.JobId, job.Order, weight, .. page.Select(s => (RedisValue)QueuedShard.Encode(s.Shard, s.Bytes, now))])));
             models.Add(byModel.Key);
         }
         return models;
     }
 
     private static RedisKey[] EnqueueKeys(string stream, QueuedJob job) =>
-        [stream, FarmKeys.TaskTenants(stream), FarmKeys.TaskWeights(stream), FarmKeys.TaskClock(stream),
+        [stream, FarmKeys.TaskTenants(stream), FarmKeys.TaskWeights(stream), FarmKeys.TaskClock(stream), FarmKeys.TaskWork(stream),
          FarmKeys.TaskTenantJobs(stream, job.Tenant), FarmKeys.TaskJobShards(stream, job.JobId)];
 
     private static RedisKey[] WithdrawKeys(string stream, QueuedJob job) =>
-        [stream, FarmKeys.TaskTenants(stream), FarmKeys.TaskWeights(stream),
+        [stream, FarmKeys.TaskTenants(stream), FarmKeys.TaskWeights(stream), FarmKeys.TaskWork(stream),
          FarmKeys.TaskTenantJobs(stream, job.Tenant), FarmKeys.TaskJobShards(stream, job.JobId)];
 
     /// <summary>A tenant's weight in the fair queues (<see cref="FarmKeys.TenantWeights"/>; 1 unless set).</summary>
@@ -127,7 +132,7 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     {
         var db = redis.GetDatabase();
         var key = FarmKeys.JobTaskStreams(job.JobId);
-        foreach (var stream in (await db.SetMembersAsync(key)).Select(s => (string)s!).Where(s => FarmKeys.TryParseTaskStream(s, out _, out _)))
+        foreach (var stream in (await db.SetMembersAsync(key)).Select(s => (string)s!).Where(s => FarmKeys.ParseTaskStream(s) is not null))
         {
             while ((long)await TaskStreamScripts.Withdraw.EvaluateAsync(db, WithdrawKeys(stream, job),
                        job.Tenant, job.JobId, FarmKeys.WithdrawnConsumer, Page) == Page) { }
@@ -150,7 +155,7 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
         var weight = await WeightOfAsync(job.Tenant);
         foreach (var stream in (await db.SetMembersAsync(key)).Select(s => (string)s!))
         {
-            if (!FarmKeys.TryParseTaskStream(stream, out var model, out var priority) || priority == to) continue;
+            if (FarmKeys.ParseTaskStream(stream) is not var (model, priority) || priority == to) continue;
             var target = FarmKeys.TaskStream(model, to);
             await EnsureGroupAsync(target);
             await db.SetAddAsync(key, target);
@@ -167,15 +172,93 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     /// <summary>Shards of the model not yet delivered to any worker (the consumer groups' lag), all priorities.</summary>
     public async Task<long> WaitingAsync(string model)
     {
-        var db = redis.GetDatabase();
         long waiting = 0;
-        foreach (var stream in FarmKeys.TaskStreams(model))
-        {
-            if (!await db.KeyExistsAsync(stream)) continue;
-            var group = (await db.StreamGroupInfoAsync(stream)).FirstOrDefault(g => g.Name == FarmKeys.WorkerGroup);
-            waiting += group.Lag ?? 0;
-        }
+        foreach (var stream in FarmKeys.TaskStreams(model)) waiting += await WaitingOnAsync(stream);
         return waiting;
+    }
+
+    /// <summary>
+    /// How every task stream stands (for metrics): shards waiting (never delivered, or handed back for a retry), in
+    /// flight (held by a worker) and the age of the oldest never-delivered one (its token's). Streams are found with
+    /// SCAN, so a queue of a model that no worker serves shows too.
+    /// </summary>
+    public async Task<IReadOnlyList<TaskStreamStats>> StatsAsync(DateTimeOffset now)
+    {
+        var db = redis.GetDatabase();
+        var streams = new List<string>();
+        var cursor = "0";
+        do
+        {
+            var reply = (RedisResult[])(await db.ExecuteAsync("SCAN", cursor, "MATCH", FarmKeys.TaskStreamPattern, "COUNT", 1000, "TYPE", "stream"))!;
+            cursor = (string)reply[0]!;
+            streams.AddRange(((RedisResult[])reply[1]!).Select(k => (string)k!));
+        } while (cursor != "0");
+        var stats = new List<TaskStreamStats>();
+        foreach (var stream in streams.Distinct())
+        {
+            if (FarmKeys.ParseTaskStream(stream) is not var (model, priority)) continue;
+            if (await WorkerGroupAsync(db, stream) is not { } group) continue;
+            var pending = await db.StreamPendingAsync(stream, FarmKeys.WorkerGroup);
+            var handedBack = pending.Consumers.FirstOrDefault(c => c.Name == FarmKeys.ReleasedConsumer).PendingMessageCount;
+            // The oldest entry after the group's last delivered one; ids begin with their append time in ms.
+            double oldestSeconds = 0;
+            var next = await db.ExecuteAsync("XRANGE", stream, "(" + group.LastDeliveredId, "+", "COUNT", 1);
+            if (((RedisResult[])next!).FirstOrDefault() is { } first
+                && long.TryParse(((string)((RedisResult[])first!)[0]!).Split('-')[0], out var appendedMs))
+                oldestSeconds = Math.Max(0, (now.ToUnixTimeMilliseconds() - appendedMs) / 1000.0);
+            stats.Add(new TaskStreamStats(model, priority, (group.Lag ?? 0) + handedBack, pending.PendingMessageCount - handedBack, oldestSeconds));
+        }
+        return stats;
+    }
+
+    /// <summary>
+    /// The work the fair queues hand out before a job's own last waiting shard, and the job's own work still waiting,
+    /// each in image-steps × megapixels (<see cref="ShardWork"/>), from the queues' running totals
+    /// (<see cref="TaskStreamScripts.WorkAhead"/>, no scan of the queue): every waiting shard of a higher priority, and
+    /// of the job's own priority its tenant's earlier jobs and the other tenants' fair share meanwhile. Workers pull
+    /// lower priorities now and then (so this is an upper bound for high and a lower one for low priority), and shards
+    /// in flight are not counted.
+    /// </summary>
+    public async Task<(double Ahead, double Own)> WorkAheadAsync(string model, string jobId, Priority priority)
+    {
+        var db = redis.GetDatabase();
+        var tenant = (string?)await db.HashGetAsync(FarmKeys.JobMeta(jobId), Jobs.JobFields.Tenant) ?? "";
+        double ahead = 0, own = 0;
+        foreach (var level in (Priority[])[Priority.High, Priority.Normal, Priority.Low])
+        {
+            if (Rank(level) > Rank(priority)) break;
+            var stream = FarmKeys.TaskStream(model, level);
+            var result = (RedisResult[])(await TaskStreamScripts.WorkAhead.EvaluateAsync(db,
+                [FarmKeys.TaskTenants(stream), FarmKeys.TaskWeights(stream), FarmKeys.TaskWork(stream)],
+                FarmKeys.TaskQueuePrefix(stream), tenant, jobId, level == priority ? 1 : 0))!;
+            ahead += Number(result[0]);
+            own += Number(result[1]);
+        }
+        return (ahead, own);
+
+        static double Number(RedisResult value) =>
+            double.TryParse((string?)value, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var n)
+            && double.IsFinite(n) ? Math.Max(0, n) : 0;
+    }
+
+    private static int Rank(Priority priority) => priority switch { Priority.High => 0, Priority.Low => 2, _ => 1 };
+
+    /// <summary>A shard's work: images × steps × megapixels per image.</summary>
+    public static double ShardWork(Shard shard) =>
+        shard.Images.Count * (double)shard.Params.Steps * shard.Params.Width * shard.Params.Height / 1e6;
+
+    /// <summary>Shards of one priority not yet delivered to any worker.</summary>
+    public Task<long> WaitingAsync(string model, Priority priority) => WaitingOnAsync(FarmKeys.TaskStream(model, priority));
+
+    private async Task<long> WaitingOnAsync(string stream) =>
+        await WorkerGroupAsync(redis.GetDatabase(), stream) is { } group ? group.Lag ?? 0 : 0;
+
+    /// <summary>The workers' consumer group of a task stream; null when the stream or the group does not exist (yet).</summary>
+    private static async Task<StreamGroupInfo?> WorkerGroupAsync(IDatabase db, string stream)
+    {
+        if (!await db.KeyExistsAsync(stream)) return null;
+        var group = (await db.StreamGroupInfoAsync(stream)).FirstOrDefault(g => g.Name == FarmKeys.WorkerGroup);
+        return group.Name is null ? null : group;
     }
 
     /// <summary>
@@ -228,18 +311,89 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     /// Claims the next shard of <paramref name="stream"/> never delivered to any worker — the fair queue's next turn —
     /// or null if there is none.
     /// </summary>
-    public async Task<ClaimedShard?> ReadNewAsync(string stream, string consumer)
+    public async Task<ClaimedShard?> ReadNewAsync(string stream, string consumer) =>
+        (await ClaimNewAsync(stream, consumer, prefetch: false, [], [], TimeSpan.Zero)).Shard;
+
+    /// <summary>
+    /// Claims, as a prefetch of <paramref name="consumer"/> (a <see cref="FarmKeys.PrefetchConsumer"/>; started by
+    /// <see cref="StartPrefetchedAsync"/>), the fair queue's next shard of <paramref name="stream"/>, unless it is left for
+    /// a while to a worker that holds its model or LoRA variant loaded (<see cref="TaskStreamScripts.Claim"/>):
+    /// <paramref name="mine"/> are the variants this worker holds, <paramref name="others"/> those other live workers
+    /// hold (<see cref="WarmElsewhereAsync"/>). Returns the claimed shard, or none and how long the shard the fair queue
+    /// hands out next is left to others (zero when the stream has nothing new).
+    /// </summary>
+    public Task<(ClaimedShard? Shard, TimeSpan LeftToOthers)> ReadPreferredAsync(string stream, string consumer,
+        IReadOnlyCollection<string> mine, IReadOnlyCollection<string> others, TimeSpan window) =>
+        ClaimNewAsync(stream, consumer, prefetch: true, mine, others, window);
+
+    /// <summary>
+    /// Claims the fair queue's next shard of <paramref name="stream"/> as a prefetch of <paramref name="workerId"/>
+    /// (<see cref="FarmKeys.PrefetchConsumer"/>): held, renewed like any claim, but not a delivery until
+    /// <see cref="StartPrefetchedAsync"/>. Null if there is none.
+    /// </summary>
+    public async Task<ClaimedShard?> PrefetchNewAsync(string stream, string workerId) =>
+        (await ClaimNewAsync(stream, FarmKeys.PrefetchConsumer(workerId), prefetch: true, [], [], TimeSpan.Zero)).Shard;
+
+    private async Task<(ClaimedShard? Shard, TimeSpan LeftToOthers)> ClaimNewAsync(string stream, string consumer, bool prefetch,
+        IReadOnlyCollection<string> mine, IReadOnlyCollection<string> others, TimeSpan window)
     {
         var db = redis.GetDatabase();
         while (true)
         {
             var result = await TaskStreamScripts.Claim.EvaluateAsync(db,
-                [stream, FarmKeys.TaskBound(stream), FarmKeys.TaskTenants(stream), FarmKeys.TaskWeights(stream), FarmKeys.TaskClock(stream)],
-                FarmKeys.TaskQueuePrefix(stream), consumer);
-            if (result.IsNull) return null;
+                [stream, FarmKeys.TaskBound(stream), FarmKeys.TaskTenants(stream), FarmKeys.TaskWeights(stream), FarmKeys.TaskClock(stream), FarmKeys.TaskWork(stream)],
+                FarmKeys.TaskQueuePrefix(stream), consumer, prefetch ? 1 : 0, (long)window.TotalMilliseconds, string.Join('\n', mine), string.Join('\n', others));
+            if (result.IsNull) return (null, TimeSpan.Zero);
+            if (result.Resp2Type == ResultType.Integer) return (null, TimeSpan.FromMilliseconds(Math.Max(1, (long)result)));
             var parts = (RedisResult[])result!;
-            if (await ParseAsync(stream, consumer, (string)parts[0]!, (byte[])parts[1]!) is { } claimed) return claimed;
+            if (await ParseAsync(stream, consumer, (string)parts[0]!, (byte[])parts[1]!) is { } claimed)
+                return (prefetch ? claimed with { Delivery = 0 } : claimed, TimeSpan.Zero);
         }
+    }
+
+    /// <summary>
+    /// Says which variants (<see cref="ShardEntry.Variant"/>) <paramref name="consumer"/> holds loaded, until
+    /// <paramref name="ttl"/> from now unless said again, and that it no longer holds <paramref name="dropped"/>.
+    /// </summary>
+    public async Task DeclareWarmAsync(string consumer, IReadOnlyCollection<string> held, IReadOnlyCollection<string> dropped, TimeSpan ttl)
+    {
+        var db = redis.GetDatabase();
+        var until = DateTimeOffset.UtcNow.Add(ttl).ToUnixTimeMilliseconds();
+        var writes = new List<Task>();
+        if (held.Count > 0) writes.Add(db.HashSetAsync(FarmKeys.WarmVariants, [.. held.Select(v => new HashEntry(WarmField(v, consumer), until))]));
+        if (dropped.Count > 0) writes.Add(db.HashDeleteAsync(FarmKeys.WarmVariants, [.. dropped.Select(v => (RedisValue)WarmField(v, consumer))]));
+        await Task.WhenAll(writes);
+    }
+
+    /// <summary>The variants other workers than <paramref name="consumer"/> hold loaded now; drops what has lapsed.</summary>
+    public async Task<IReadOnlyCollection<string>> WarmElsewhereAsync(string consumer)
+    {
+        var db = redis.GetDatabase();
+        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var warm = new HashSet<string>(StringComparer.Ordinal);
+        var lapsed = new List<RedisValue>();
+        foreach (var entry in await db.HashGetAllAsync(FarmKeys.WarmVariants))
+        {
+            var parts = ((string)entry.Name!).Split('\n', 2);
+            if (!entry.Value.TryParse(out long until) || until < now) lapsed.Add(entry.Name);
+            else if (parts.Length == 2 && parts[1] != consumer) warm.Add(parts[0]);
+        }
+        if (lapsed.Count > 0) await db.HashDeleteAsync(FarmKeys.WarmVariants, [.. lapsed]);
+        return warm;
+    }
+
+    private static string WarmField(string variant, string consumer) => $"{variant}\n{consumer}";
+
+    /// <summary>
+    /// Starts a prefetched shard: its delivery is counted and it is held by the worker itself from now on. Returns the
+    /// started claim (with this delivery's number), or null if the prefetch was lost meanwhile (taken over after a
+    /// lapsed lease, or acknowledged with its cancelled job).
+    /// </summary>
+    public async Task<ClaimedShard?> StartPrefetchedAsync(ClaimedShard prefetched, string workerId)
+    {
+        var delivery = (long)await TaskStreamScripts.StartPrefetched.EvaluateAsync(redis.GetDatabase(), [prefetched.Stream],
+            prefetched.Consumer, workerId, prefetched.EntryId);
+        return delivery == 0 ? null : prefetched with { Consumer = workerId, Delivery = delivery };
     }
 
     /// <summary>
@@ -247,20 +401,27 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     /// <paramref name="minIdleMs"/> (and held by <paramref name="holder"/>, unless empty), skipping deleted ones (see
     /// <see cref="TaskStreamScripts.TakeOver"/>). Whoever takes an entry over is the only one who sees that delivery
     /// begin (XCLAIM is atomic), so counting deliveries here needs no coordination between workers or coordinator
-    /// replicas, and costs one script per redelivery.
+    /// replicas, and costs one script per redelivery. Taken by a <see cref="FarmKeys.PrefetchConsumer"/>, the delivery
+    /// is counted when the shard starts (<see cref="StartPrefetchedAsync"/>). A shard taken from a prefetcher was
+    /// never started there, so it was not lost by anyone.
     /// </summary>
     public async Task<ClaimedShard?> TakeOverAsync(string stream, string consumer, long minIdleMs, string first, string last, string holder)
     {
         var db = redis.GetDatabase();
+        var countIt = FarmKeys.IsPrefetchConsumer(consumer) ? 0 : 1;
         while (true)
         {
-            var result = await TaskStreamScripts.TakeOver.EvaluateAsync(db, [stream, FarmKeys.TaskBound(stream)], consumer, minIdleMs, first, last, holder);
+            var result = await TaskStreamScripts.TakeOver.EvaluateAsync(db, [stream, FarmKeys.TaskBound(stream)], consumer, minIdleMs, first, last, holder, countIt);
             if (result.IsNull) return null;
             var parts = (RedisResult[])result!;
             if (parts.Length < 4) continue; // a deleted entry, now off the pending list
             var previous = (string)parts[1]!;
             if (await ParseAsync(stream, consumer, (string)parts[0]!, (byte[])parts[3]!) is { } shard)
-                return shard with { Delivery = (long)parts[2], LostBy = previous == FarmKeys.ReleasedConsumer ? null : previous };
+                return shard with
+                {
+                    Delivery = (long)parts[2],
+                    LostBy = previous == FarmKeys.ReleasedConsumer || FarmKeys.IsPrefetchConsumer(previous) ? null : previous,
+                };
         }
     }
 
@@ -286,7 +447,7 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     /// attempts. False if the holder had lost the claim already.
     /// </summary>
     public Task<bool> HandBackOnDrainAsync(ClaimedShard claimed) =>
-        ClaimIfOwnerAsync(claimed, HandedBackIdleMs, FarmKeys.ReleasedConsumer, giveBack: 1);
+        ClaimIfOwnerAsync(claimed, HandedBackIdleMs, FarmKeys.ReleasedConsumer, giveBack: claimed.Prefetched ? 0 : 1);
 
     private async Task<bool> ClaimIfOwnerAsync(ClaimedShard claimed, long idleMs, string holder, int giveBack) =>
         (int)await TaskStreamScripts.ClaimIfOwner.EvaluateAsync(redis.GetDatabase(), [claimed.Stream],

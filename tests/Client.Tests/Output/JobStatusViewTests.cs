@@ -29,7 +29,8 @@ public class JobStatusViewTests
         var root = document.RootElement;
 
         Assert.Equal(
-            ["job_id", "state", "image_count", "images_done", "images_failed", "shard_count", "shards_done", "created", "finished", "params", "label", "priority", "note"],
+            ["job_id", "state", "image_count", "images_done", "images_failed", "shard_count", "shards_done", "created", "finished", "params", "label", "priority", "note",
+             "device_seconds", "device_seconds_per_image", "cost", "estimated_completion", "webhook"],
             root.EnumerateObject().Select(p => p.Name));
         Assert.Equal(["model", "width", "height", "steps", "guidance_scale", "scheduler"], root.GetProperty("params").EnumerateObject().Select(p => p.Name));
         Assert.Equal("running", root.GetProperty("state").GetString());
@@ -70,5 +71,31 @@ public class JobStatusViewTests
         Assert.Contains("images    12/24 done, 1 failed", table);
         Assert.Contains("512x768, 30 steps, guidance 7.5, euler scheduler", table);
         Assert.Contains("finished  2023-11-14T22:14:20.000Z", table);
+        Assert.Contains("device    0 s, 0 s/image\n", table);
+    }
+
+    [Fact]
+    public void DeviceTimeIsShownPerJobAndPerImageWithTheCostWhenPriced()
+    {
+        var status = Sample();
+        status.DeviceSeconds = 30;
+        Assert.Contains("device    30 s, 2.5 s/image\n", JobStatusView.Table(status));
+        status.Cost = 0.0125;
+        Assert.Contains("device    30 s, 2.5 s/image, cost 0.0125\n", JobStatusView.Table(status));
+        using var document = JsonDocument.Parse(JobStatusView.Json(status));
+        Assert.Equal(30, document.RootElement.GetProperty("device_seconds").GetDouble());
+        Assert.Equal(2.5, document.RootElement.GetProperty("device_seconds_per_image").GetDouble());
+        Assert.Equal(0.0125, document.RootElement.GetProperty("cost").GetDouble());
+    }
+
+    [Fact]
+    public void AnEstimatedCompletionIsShownOnlyWhenThereIsOne()
+    {
+        var status = Sample();
+        Assert.DoesNotContain("estimate", JobStatusView.Table(status));
+        Assert.Contains("\"estimated_completion\":null", JobStatusView.Json(status));
+        status.EstimatedCompletionUnixMs = 1_700_000_090_000;
+        Assert.Contains("estimate  2023-11-14T22:14:50.000Z", JobStatusView.Table(status));
+        Assert.Contains("\"estimated_completion\":\"2023-11-14T22:14:50.000Z\"", JobStatusView.Json(status));
     }
 }

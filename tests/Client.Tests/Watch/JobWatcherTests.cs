@@ -164,4 +164,24 @@ public class JobWatcherTests
         Assert.Equal(0.5, state.ImagesPerSecond!.Value, 3); // 2 more images finished in the 4 s after the first
         Assert.Equal(TimeSpan.FromSeconds(14), state.Eta);  // 7 left at 0.5/s
     }
+
+    [Fact]
+    public void TheFinalLineCarriesTheJobsDeviceTimeAndCostWhenItHasThem()
+    {
+        var state = new JobWatchState();
+        var plain = new JobEvent { EventId = "1-0", JobFinished = new JobFinished { State = JobState.Completed } };
+        Assert.Equal("job completed 0 done 0 failed", PlainWatchObserver.Format(plain, state));
+        var priced = new JobEvent { EventId = "2-0", JobFinished = new JobFinished { State = JobState.Completed, DeviceSeconds = 12.3456, Cost = 0.0123 } };
+        Assert.Equal("job completed 0 done 0 failed, 12.346 device-s, cost 0.0123", PlainWatchObserver.Format(priced, state));
+    }
+
+    [Fact]
+    public void TheCoordinatorsEstimateIsTheEtaWhenItSendsOne()
+    {
+        var state = new JobWatchState();
+        state.Apply(new JobEvent { EventId = "1-0", UnixMs = 1_000, Queued = new JobQueued { ImageCount = 10, ShardCount = 3 } });
+        Assert.Null(state.Eta); // no rate yet, no estimate
+        state.Apply(new JobEvent { EventId = "2-0", UnixMs = 2_000, EstimatedCompletionUnixMs = 32_000, Queued = new JobQueued { ImageCount = 10, ShardCount = 3 } });
+        Assert.Equal(TimeSpan.FromSeconds(30), state.Eta);
+    }
 }

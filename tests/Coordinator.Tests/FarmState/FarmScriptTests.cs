@@ -1,5 +1,6 @@
 using RenderFarm.FarmState;
 using RenderFarm.FarmState.Jobs;
+using RenderFarm.FarmState.Retention;
 using RenderFarm.FarmState.TaskStreams;
 using RenderFarm.FarmState.Workers;
 using RenderFarm.Protocol;
@@ -15,7 +16,9 @@ public sealed class FarmScriptTests
         JobScripts.Resume, JobScripts.AppendEvent, JobScripts.AppendProgress, JobScripts.RecordFailedAttempt, JobScripts.SetPriority,
         TaskStreamScripts.ClaimIfOwner, TaskStreamScripts.TakeOver, TaskStreamScripts.Admit, TaskStreamScripts.Enqueue,
         TaskStreamScripts.Claim, TaskStreamScripts.Acknowledge, TaskStreamScripts.Withdraw, TaskStreamScripts.Move,
-        TaskStreamScripts.ForgetIdleConsumers, WorkerScripts.ClaimId,
+        TaskStreamScripts.ForgetIdleConsumers, TaskStreamScripts.StartPrefetched, TaskStreamScripts.WorkAhead,
+        JobScripts.ExpireResults, JobScripts.ExpireInputs, PreviewScripts.Store, PreviewScripts.Drop, RetentionScripts.ClaimDue,
+        WorkerScripts.ClaimId,
     ];
 
     [Fact]

@@ -1,4 +1,5 @@
 using RenderFarm.Coordinator.Jobs;
+using RenderFarm.GenerationRules;
 using RenderFarm.Protocol;
 
 namespace RenderFarm.Coordinator.Tests.Jobs;
@@ -17,7 +18,7 @@ public sealed class ShardPlannerTests
     {
         var planner = new ShardPlanner("job", new FleetCapacity([Worker("sd15", 4), Worker("sd15", 3)], cap: 8), maxAttempts: 2, firstShardIndex: 5);
 
-        var full = Enumerable.Range(0, 7).Select(i => planner.Add(Image((uint)i), Square)).OfType<Shard>().ToList();
+        var full = Enumerable.Range(0, 7).Select(i => planner.Add(Image((uint)i), Square, LoraSet.Empty)).OfType<Shard>().ToList();
         var rest = planner.CloseAll();
 
         // The smallest batch of the model's workers sizes its shards: 3, 3, then the 1 left when the batch ends.
@@ -32,9 +33,9 @@ public sealed class ShardPlannerTests
     {
         var planner = new ShardPlanner("job", new FleetCapacity([], cap: 2), maxAttempts: 3);
 
-        Assert.Null(planner.Add(Image(0), Square));
-        Assert.Null(planner.Add(Image(1), Wide));
-        var square = planner.Add(Image(2), Square);
+        Assert.Null(planner.Add(Image(0), Square, LoraSet.Empty));
+        Assert.Null(planner.Add(Image(1), Wide, LoraSet.Empty));
+        var square = planner.Add(Image(2), Square, LoraSet.Empty);
         var rest = planner.CloseAll();
 
         Assert.Equal(0u, square!.ShardIndex);
@@ -42,5 +43,31 @@ public sealed class ShardPlannerTests
         var wide = Assert.Single(rest);
         Assert.Equal((1u, Wide, 1), (wide.ShardIndex, wide.Params, wide.Images.Count));
         Assert.Empty(planner.CloseAll());
+    }
+
+    [Fact]
+    public void ImagesWithOtherLoraSetsGetShardsOfTheirOwnKeyedByTheSetWhateverItsOrder()
+    {
+        var planner = new ShardPlanner("job", new FleetCapacity([], cap: 8), maxAttempts: 3);
+        var withStyle = new GenerationParams(Square) { Loras = { new Lora { Name = "style", Weight = 0.8f } } };
+        ImageTask Prompted(uint index, string prompt) => new() { Index = index, Prompt = prompt, Seed = index };
+
+        // The job's --lora and a prompt's tags make one set: these three images ask for the same variant.
+        var images = new (ImageTask Image, GenerationParams Params)[]
+        {
+            (Prompted(0, "a plain cat"), Square),
+            (Prompted(1, "a cat <lora:style:0.8> <lora:detail:0.5>"), Square),
+            (Prompted(2, "a cat <lora:detail:0.5>"), withStyle),
+            (Prompted(3, "a cat <lora:detail:0.5> <lora:style:0.8>"), Square),
+            (Prompted(4, "a cat <lora:style:0.8>"), Square),
+        };
+        foreach (var (image, parameters) in images) Assert.Null(planner.Add(image, parameters, ShardPlanner.LorasOf(image, parameters)));
+        var shards = planner.CloseAll();
+
+        Assert.Equal([[0u], [1u, 3u], [2u], [4u]], shards.Select(s => s.Images.Select(i => i.Index).ToArray()));
+        Assert.Equal("", shards[0].LoraKey);
+        Assert.Equal(shards[1].LoraKey, shards[2].LoraKey); // same variant, other settings (params.loras): separate shards
+        Assert.Equal(LoraSet.Of(new LoraWeight("style", 0.8f), new LoraWeight("detail", 0.5f)).Key, shards[1].LoraKey);
+        Assert.Equal(LoraSet.Of(new LoraWeight("style", 0.8f)).Key, shards[3].LoraKey);
     }
 }

@@ -23,6 +23,7 @@ public sealed class FarmCluster : IAsyncDisposable
     private readonly Dictionary<string, WebApplication> _workers = [];
     private readonly List<(WebApplication App, GrpcChannel Channel)> _replicas = [];
     private Dictionary<string, string?> _coordinatorSettings = [];
+    private Action<IServiceCollection>? _coordinatorServices;
     private WebApplication? _coordinator;
     private GrpcChannel? _channel;
     private ConnectionMultiplexer? _redis;
@@ -44,8 +45,9 @@ public sealed class FarmCluster : IAsyncDisposable
     public StackExchange.Redis.IServer RedisAdmin => _redis!.GetServer(_redis.GetEndPoints()[0]);
 
     /// <param name="appendFsync">Redis with AOF on and this fsync policy; null: no persistence.</param>
+    /// <param name="coordinatorServices">Adds to the coordinator's services after the real ones (an in-memory trace exporter, say).</param>
     public static async Task<FarmCluster> StartAsync(int workers, int shardSize = 4, Action<Dictionary<string, string?>>? configure = null,
-        string? appendFsync = null)
+        string? appendFsync = null, Action<IServiceCollection>? coordinatorServices = null)
     {
         var redis = appendFsync is null ? await RedisServer.StartAsync() : await RedisServer.StartAsync(appendOnly: true, appendFsync);
         var cluster = new FarmCluster(redis, Directory.CreateTempSubdirectory("farm-test-").FullName);
@@ -53,6 +55,7 @@ public sealed class FarmCluster : IAsyncDisposable
         {
             ModelPresets.Write("tiny", cluster.ModelDirectory);
             cluster._redis = await ConnectionMultiplexer.ConnectAsync(cluster.RedisServer.ConnectionString + ",allowAdmin=true");
+            cluster._coordinatorServices = coordinatorServices;
             await cluster.StartCoordinatorAsync(shardSize, configure);
             for (var i = 0; i < workers; i++) await cluster.StartWorkerAsync($"worker-{i + 1}");
             return cluster;
@@ -97,6 +100,7 @@ public sealed class FarmCluster : IAsyncDisposable
     {
         var builder = NewBuilder(settings);
         builder.AddCoordinatorHost();
+        _coordinatorServices?.Invoke(builder.Services);
         var app = builder.Build();
         app.MapCoordinator();
         await app.StartAsync();

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 
-namespace RenderFarm.Diffusion.Lora;
+namespace RenderFarm.GenerationRules;
 
 /// <summary>
 /// AUTOMATIC1111's extra-network syntax for LoRAs in a prompt: <c>&lt;lora:name&gt;</c> (multiplier 1),
@@ -27,7 +27,7 @@ public static partial class LoraPrompt
         var found = new List<LoraWeight>();
         var text = Tag().Replace(prompt, match =>
         {
-            found.Add(Weight(match));
+            found.Add(Weight(match, $"The tag {match.Value}"));
             return "";
         });
         return found.Count == 0 ? (prompt, LoraSet.Empty) : (text, LoraSet.Of(found));
@@ -37,7 +37,42 @@ public static partial class LoraPrompt
     public static LoraSet ForImage(LoraSet requestLoras, string prompt, string negativePrompt) =>
         requestLoras.With(Parse(prompt).Loras).With(Parse(negativePrompt).Loras);
 
-    private static LoraWeight Weight(Match match)
+    /// <summary>
+    /// One LoRA written as the inside of a tag, as <c>farm submit --lora</c> and a prompt file's <c>loras</c> column take
+    /// it: <c>name</c>, <c>name:0.8</c>, <c>name:0.8:0.5</c> (text encoder, UNet), <c>name:unet=0.5</c>.
+    /// </summary>
+    /// <exception cref="ArgumentException">Not of that form, or a multiplier that is not a number.</exception>
+    public static LoraWeight ParseSpec(string spec)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        var match = Tag().Match($"<lora:{spec.Trim()}>");
+        if (!match.Success || match.Length != spec.Trim().Length + "<lora:>".Length || ProblemWithName(match.Groups[1].Value.Trim()) is not null)
+        {
+            throw new ArgumentException($"'{spec}' is not a LoRA: write NAME, NAME:WEIGHT or NAME:TE_WEIGHT:UNET_WEIGHT (a name without ':', '<', '>' or ',').");
+        }
+        return Weight(match, $"'{spec.Trim()}'");
+    }
+
+    /// <summary>
+    /// Why <paramref name="name"/> cannot name a LoRA in a request, or null: it must be 1 to 128 characters without
+    /// control characters, ':', '&lt;', '&gt;' or ',' (which tags, specs and lists use), as a file name on the workers.
+    /// </summary>
+    public static string? ProblemWithName(string name) =>
+        name.Length is 0 or > 128 ? "must be 1 to 128 characters"
+        : name.Trim().Length != name.Length ? "must not start or end with spaces"
+        : name.Any(c => char.IsControl(c) || c is ':' or '<' or '>' or ',') ? "must not contain control characters, ':', '<', '>' or ','"
+        : null;
+
+    /// <summary>LoRAs written as <see cref="ParseSpec"/> specs separated by commas (<c>style:0.8, detail</c>); empty text is none.</summary>
+    /// <exception cref="ArgumentException">A spec that is not one.</exception>
+    public static IReadOnlyList<LoraWeight> ParseList(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        return text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(ParseSpec).ToArray();
+    }
+
+    /// <param name="shown">How messages name what was written: the tag, or the spec.</param>
+    private static LoraWeight Weight(Match match, string shown)
     {
         string name = match.Groups[1].Value.Trim();
         var positional = new List<float>();
@@ -55,7 +90,7 @@ public static partial class LoraPrompt
                     case "te": te = Number(value); break;
                     case "unet": unet = Number(value); break;
                     case "dyn": break;
-                    default: throw new ArgumentException($"The tag {match.Value} has an unknown setting '{key}' (te, unet and dyn are known).");
+                    default: throw new ArgumentException($"{shown} has an unknown setting '{key}' (te, unet and dyn are known).");
                 }
                 continue;
             }
@@ -68,6 +103,6 @@ public static partial class LoraPrompt
         float Number(string value) =>
             float.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out var number) && float.IsFinite(number)
                 ? number
-                : throw new ArgumentException($"The tag {match.Value} has '{value}' where a multiplier (a number) belongs.");
+                : throw new ArgumentException($"{shown} has '{value}' where a multiplier (a number) belongs.");
     }
 }

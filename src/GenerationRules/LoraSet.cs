@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
 
-namespace RenderFarm.Diffusion.Lora;
+namespace RenderFarm.GenerationRules;
 
 /// <summary>
 /// One LoRA of a request, by name, with AUTOMATIC1111's two multipliers: one for the text encoder layers, one for the
@@ -31,6 +31,9 @@ public sealed class LoraSet : IEquatable<LoraSet>
     private readonly string _key;
 
     public static LoraSet Empty { get; } = new([]);
+
+    /// <summary>Most LoRAs one image may ask for (the farm's limit; the pipeline takes any number).</summary>
+    public const int MaxPerImage = 32;
 
     private LoraSet(LoraWeight[] items)
     {

@@ -1,0 +1,38 @@
+using System.Globalization;
+using RenderFarm.FarmState;
+using StackExchange.Redis;
+
+namespace RenderFarm.Coordinator.Estimates;
+
+/// <summary>
+/// Each worker's measured render speed per model, in seconds per step per megapixel of one image: a moving average
+/// over the images it rendered (their device time), kept in Redis (<see cref="FarmKeys.RenderRates"/>) so that every
+/// replica estimates alike.
+/// </summary>
+public sealed class RenderRates(IConnectionMultiplexer redis)
+{
+    /// <summary>Weight of the newest image in the average: recent enough to follow a warm-up, smooth enough to ignore one slow image.</summary>
+    private const double Weight = 0.3;
+
+    public async Task RecordAsync(string model, string workerId, double renderSeconds, uint steps, uint width, uint height)
+    {
+        var megapixelSteps = steps * (double)width * height / 1e6;
+        if (!double.IsFinite(renderSeconds) || renderSeconds <= 0 || megapixelSteps <= 0) return;
+        var sample = renderSeconds / megapixelSteps;
+        var db = redis.GetDatabase();
+        // One worker's images arrive over its one stream, in order: read-modify-write needs no script.
+        var previous = await db.HashGetAsync(FarmKeys.RenderRates(model), workerId);
+        var rate = previous.IsNull ? sample : Weight * sample + (1 - Weight) * (double)previous;
+        await db.HashSetAsync(FarmKeys.RenderRates(model), workerId, rate.ToString("R", CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>Seconds per megapixel-step of each worker that has rendered <paramref name="model"/>.</summary>
+    public async Task<IReadOnlyDictionary<string, double>> OfModelAsync(string model) =>
+        (await redis.GetDatabase().HashGetAllAsync(FarmKeys.RenderRates(model)))
+        .Where(e => double.TryParse((string?)e.Value, CultureInfo.InvariantCulture, out var v) && v > 0)
+        .ToDictionary(e => (string)e.Name!, e => double.Parse((string)e.Value!, CultureInfo.InvariantCulture));
+
+    /// <summary>Drops a worker's measurements (it is long gone: a field per worker id would otherwise pile up with every restarted pod).</summary>
+    public Task ForgetAsync(string workerId, IEnumerable<string> models) =>
+        Task.WhenAll(models.Select(model => redis.GetDatabase().HashDeleteAsync(FarmKeys.RenderRates(model), workerId)));
+}

@@ -1,0 +1,188 @@
+using System.Globalization;
+using System.Net.Http.Headers;
+using Microsoft.Extensions.Options;
+using Polly;
+using Polly.Retry;
+using RenderFarm.Coordinator.Jobs;
+using RenderFarm.FarmState;
+using RenderFarm.FarmState.Jobs;
+using RenderFarm.Protocol;
+using StackExchange.Redis;
+
+namespace RenderFarm.Coordinator.Webhooks;
+
+/// <summary>
+/// Delivers job webhooks from the durable outbox (<see cref="FarmKeys.WebhookOutbox"/>), apart from everything that
+/// moves jobs, so a slow or dead receiver never holds a job up. Each due job is taken under a short lease (one replica
+/// delivers it at a time); a finished job's event is POSTed, signed with its tenant's secret. A failed delivery is
+/// retried at once a couple of times (Polly), then rescheduled with a doubling backoff until
+/// <see cref="WebhookOptions.GiveUpAfterSeconds"/>, then given up with the reason logged and kept on the job.
+/// Delivered at least once: a coordinator that dies mid-delivery leaves the job in the outbox for the next.
+/// </summary>
+public sealed class WebhookDispatcher(
+    IConnectionMultiplexer redis,
+    JobRepository jobs,
+    WebhookSecrets secrets,
+    WebhookTargets targets,
+    IOptions<WebhookOptions> options,
+    IOptions<CoordinatorOptions> coordinatorOptions,
+    TimeProvider time,
+    ILogger<WebhookDispatcher> logger) : BackgroundService
+{
+    public const string SignatureHeader = "X-RenderFarm-Signature";
+    public const string EventIdHeader = "X-RenderFarm-Event-Id";
+
+    private const int Batch = 100;
+
+    private readonly HttpClient _http = new(new SocketsHttpHandler
+    {
+        ConnectCallback = targets.ConnectAsync,
+        AllowAutoRedirect = false, // a redirect could point anywhere, past the target check
+        PooledConnectionLifetime = TimeSpan.FromMinutes(2),
+    })
+    { Timeout = Timeout.InfiniteTimeSpan };
+
+    private readonly ResiliencePipeline<HttpResponseMessage> _attempts = new ResiliencePipelineBuilder<HttpResponseMessage>()
+        .AddRetry(new RetryStrategyOptions<HttpResponseMessage>
+        {
+            MaxRetryAttempts = 2,
+            Delay = TimeSpan.FromMilliseconds(200),
+            BackoffType = DelayBackoffType.Exponential,
+            ShouldHandle = new PredicateBuilder<HttpResponseMessage>()
+                .Handle<HttpRequestException>()
+                .Handle<TaskCanceledException>()
+                .HandleResult(r => (int)r.StatusCode >= 500 || r.StatusCode == System.Net.HttpStatusCode.TooManyRequests),
+        })
+        .Build();
+
+    /// <summary>Adds a job to the outbox (at submit, or when a retry re-opens it): its next end will be delivered.</summary>
+    public static Task EnlistAsync(IDatabase db, string jobId) => db.SortedSetAddAsync(FarmKeys.WebhookOutbox, jobId, 0);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(options.Value.PollMilliseconds), time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken))
+            {
+                try
+                {
+                    await DispatchDueAsync(stoppingToken);
+                }
+                catch (Exception e) when (e is RedisException or TimeoutException)
+                {
+                    logger.LogWarning("Webhook outbox not read: {Message}", e.Message);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Stopping: an event being delivered stays in the outbox for the next coordinator.
+        }
+    }
+
+    public async Task DispatchDueAsync(CancellationToken cancellationToken)
+    {
+        var db = redis.GetDatabase();
+        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
+        var due = await db.SortedSetRangeByScoreAsync(FarmKeys.WebhookOutbox, double.NegativeInfinity, now, take: Batch);
+        await Task.WhenAll(due.Select(id => DispatchAsync(db, (string)id!, cancellationToken)));
+    }
+
+    private async Task DispatchAsync(IDatabase db, string jobId, CancellationToken cancellationToken)
+    {
+        var status = await jobs.GetStatusAsync(jobId);
+        if (status is null)
+        {
+            await db.SortedSetRemoveAsync(FarmKeys.WebhookOutbox, jobId); // deleted meanwhile: nothing to tell
+            return;
+        }
+        if (status.State is not (JobState.Completed or JobState.Failed or JobState.Cancelled)) return; // not ended yet
+        var lease = TimeSpan.FromSeconds(options.Value.TimeoutSeconds * 4 + 5);
+        if (!await db.StringSetAsync(FarmKeys.WebhookLease(jobId), Environment.MachineName, lease, When.NotExists)) return;
+        try
+        {
+            var meta = await db.HashGetAsync(FarmKeys.JobMeta(jobId),
+                [JobFields.WebhookUrl, JobFields.Tenant, JobFields.WebhookAttempts, JobFields.WebhookFirstAttemptMs]);
+            var (url, tenant) = ((string?)meta[0] ?? "", (string?)meta[1] ?? "");
+            if (url.Length == 0)
+            {
+                await db.SortedSetRemoveAsync(FarmKeys.WebhookOutbox, jobId);
+                return;
+            }
+            status.Cost = coordinatorOptions.Value.CostOf(status.DeviceSeconds);
+            var failure = await PostAsync(url, status, await secrets.GetOrCreateAsync(tenant), cancellationToken);
+            if (failure is null)
+            {
+                await Task.WhenAll(
+                    db.HashSetAsync(FarmKeys.JobMeta(jobId), JobFields.WebhookState, "delivered"),
+                    db.HashDeleteAsync(FarmKeys.JobMeta(jobId), [JobFields.WebhookAttempts, JobFields.WebhookFirstAttemptMs]),
+                    db.SortedSetRemoveAsync(FarmKeys.WebhookOutbox, jobId));
+                return;
+            }
+            await FailedAsync(db, jobId, url, (long?)meta[2] ?? 0, (long?)meta[3], failure);
+        }
+        finally
+        {
+            await db.KeyDeleteAsync(FarmKeys.WebhookLease(jobId));
+        }
+    }
+
+    /// <returns>Why the delivery failed, or null when the receiver took it (any 2xx).</returns>
+    private async Task<string?> PostAsync(string url, JobStatus status, string secret, CancellationToken cancellationToken)
+    {
+        var body = WebhookEvent.Body(status, time.GetUtcNow());
+        try
+        {
+            using var response = await _attempts.ExecuteAsync(async ct =>
+            {
+                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                timeout.CancelAfter(TimeSpan.FromSeconds(options.Value.TimeoutSeconds));
+                using var request = new HttpRequestMessage(HttpMethod.Post, url) { Content = new ByteArrayContent(body) };
+                request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+                request.Headers.Add(EventIdHeader, WebhookEvent.IdOf(status));
+                request.Headers.Add("Idempotency-Key", WebhookEvent.IdOf(status));
+                request.Headers.Add(SignatureHeader, WebhookSecrets.Sign(secret, body));
+                return await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, timeout.Token);
+            }, cancellationToken);
+            return response.IsSuccessStatusCode ? null : $"HTTP {(int)response.StatusCode} {response.ReasonPhrase}";
+        }
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
+        {
+            return e is TaskCanceledException ? $"no answer within {options.Value.TimeoutSeconds} s" : e.Message;
+        }
+    }
+
+    private async Task FailedAsync(IDatabase db, string jobId, string url, long attempts, long? firstMs, string reason)
+    {
+        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
+        var first = firstMs ?? now;
+        attempts++;
+        if (now - first >= options.Value.GiveUpAfterSeconds * 1000L)
+        {
+            logger.LogWarning("Webhook of job {Job} to {Url} given up after {Attempts} failed deliveries over {Seconds} s: {Reason}",
+                jobId, url, attempts, (now - first) / 1000, reason);
+            await Task.WhenAll(
+                db.HashSetAsync(FarmKeys.JobMeta(jobId), JobFields.WebhookState, $"gave up: {reason}"),
+                db.SortedSetRemoveAsync(FarmKeys.WebhookOutbox, jobId));
+            return;
+        }
+        var backoff = Math.Min(options.Value.FirstBackoffMilliseconds * Math.Pow(2, attempts - 1), options.Value.MaxBackoffSeconds * 1000.0);
+        logger.LogInformation("Webhook of job {Job} to {Url} failed ({Reason}); attempt {Attempts}, next in {Seconds:0.#} s",
+            jobId, url, reason, attempts, backoff / 1000);
+        await Task.WhenAll(
+            db.HashSetAsync(FarmKeys.JobMeta(jobId),
+            [
+                new(JobFields.WebhookAttempts, attempts),
+                new(JobFields.WebhookFirstAttemptMs, first),
+                new(JobFields.WebhookState, string.Create(CultureInfo.InvariantCulture, $"pending (attempt {attempts} failed: {reason})")),
+            ]),
+            db.SortedSetAddAsync(FarmKeys.WebhookOutbox, jobId, now + backoff));
+    }
+
+    public override void Dispose()
+    {
+        _http.Dispose();
+        base.Dispose();
+    }
+}

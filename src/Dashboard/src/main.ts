@@ -1,0 +1,54 @@
+// The dashboard: a hash-routed page (#/jobs, #/job/ID, #/workers, #/models, #/signin) over JobService's HTTP/JSON
+// routes. Each page returns a stop function, called when the route changes, that ends its timers and streams.
+
+import { apiKey, caller, signOut } from "./api";
+import { el } from "./dom";
+import { jobPage } from "./pages/job";
+import { jobsPage } from "./pages/jobs";
+import { modelsPage } from "./pages/models";
+import { signInPage } from "./pages/signin";
+import { workersPage } from "./pages/workers";
+import type { Caller } from "./types";
+
+export type Stop = () => void;
+
+let stop: Stop = () => {};
+let who: Caller | null = null;
+
+async function route(): Promise<void> {
+  stop();
+  stop = () => {};
+  const [, name, arg] = location.hash.split("/");
+  if (!apiKey() || name === "signin") {
+    who = null;
+    renderNav();
+    stop = signInPage(async () => { who = await caller(); location.hash = "#/jobs"; });
+    return;
+  }
+  if (!who) {
+    try { who = await caller(); } catch { signOut(); location.hash = "#/signin"; return; }
+  }
+  renderNav(name);
+  const admin = who.role === "admin" || !!who.authDisabled;
+  switch (name) {
+    case "job": stop = jobPage(decodeURIComponent(arg ?? "")); break;
+    case "workers": stop = workersPage(admin); break;
+    case "models": stop = modelsPage(); break;
+    default: stop = jobsPage();
+  }
+}
+
+function renderNav(current?: string): void {
+  const nav = document.getElementById("nav")!;
+  const whoBox = document.getElementById("who")!;
+  if (!who) { nav.replaceChildren(); whoBox.replaceChildren(); return; }
+  const fleet = who.role === "admin" || !!who.authDisabled;
+  const link = (name: string, label: string) => el("a", { href: `#/${name}`, className: current === name || (name === "jobs" && current === "job") ? "current" : "" }, label);
+  nav.replaceChildren(link("jobs", "Jobs"), ...(fleet ? [link("workers", "Workers"), link("models", "Models")] : []));
+  whoBox.replaceChildren(
+    el("span", { className: "muted" }, `${who.tenant} · ${who.role}`),
+    el("button", { className: "link", onclick: () => { signOut(); who = null; location.hash = "#/signin"; } }, "Sign out"));
+}
+
+window.addEventListener("hashchange", () => void route());
+void route();

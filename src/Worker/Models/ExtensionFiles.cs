@@ -1,0 +1,96 @@
+using System.Security.Cryptography;
+using Microsoft.Extensions.Options;
+using RenderFarm.Diffusion;
+using RenderFarm.Diffusion.Embeddings;
+using RenderFarm.Diffusion.Lora;
+using RenderFarm.Protocol;
+
+namespace RenderFarm.Worker.Models;
+
+/// <summary>
+/// The LoRA and textual-inversion files this worker offers (<c>Farm:Loras</c>, <c>Farm:Embeddings</c>: folders on the
+/// models volume), listed when it starts and shared by every pipeline it loads. <see cref="Describe"/> reads each file
+/// once — its layers, its hash — for what the worker advertises (<c>farm models</c>); the coordinator checks the LoRAs a
+/// submission names against that. A folder that is configured but missing is reported and offers nothing.
+/// </summary>
+public sealed class ExtensionFiles
+{
+    private readonly ILogger _logger;
+
+    public ExtensionFiles(IOptions<WorkerOptions> options, ILogger<ExtensionFiles> logger)
+    {
+        _logger = logger;
+        Loras = Open(options.Value.Loras, "Loras", directory => new LoraLibrary(directory));
+        Embeddings = Open(options.Value.Embeddings, "Embeddings", directory => new EmbeddingLibrary(directory));
+    }
+
+    public LoraLibrary? Loras { get; }
+
+    public EmbeddingLibrary? Embeddings { get; }
+
+    /// <summary>
+    /// What a pipeline is loaded with. A worker with a memory budget evicts LoRA variants itself (<see cref="ModelCatalog"/>),
+    /// so the pipeline keeps every variant until told; without one, the pipeline keeps its default few.
+    /// </summary>
+    public ModelExtensions ForPipelines(bool budgeted) => new()
+    {
+        Loras = Loras,
+        Embeddings = Embeddings,
+        MaxCachedVariants = budgeted ? int.MaxValue : new ModelExtensions().MaxCachedVariants,
+    };
+
+    /// <summary>
+    /// Reads every file (once: the libraries keep them) and says what it is and which of <paramref name="models"/>
+    /// (name → directory) it fits by family. A file that cannot be read is logged and left out.
+    /// </summary>
+    public (IReadOnlyList<LoraInfo> Loras, IReadOnlyList<EmbeddingInfo> Embeddings) Describe(IReadOnlyDictionary<string, string> models)
+    {
+        var families = models.ToDictionary(m => m.Key, m => FamilyOf(m.Value), StringComparer.Ordinal);
+        IEnumerable<string> Fitting(string family) => families.Where(m => m.Value.Length == 0 || family.Length == 0 || m.Value == family).Select(m => m.Key);
+
+        var loras = new List<LoraInfo>();
+        foreach (var name in Loras?.Names ?? [])
+        {
+            if (Read(() => Loras!.Get(name), "LoRA", name) is not { } file) continue;
+            var family = file.Family switch { LoraFamily.StableDiffusion => "sd", LoraFamily.StableDiffusionXL => "sdxl", _ => "" };
+            loras.Add(new LoraInfo { Name = name, ShortHash = file.ShortHash, Family = family, Models = { Fitting(family) } });
+        }
+        var embeddings = new List<EmbeddingInfo>();
+        foreach (var name in Embeddings?.Names ?? [])
+        {
+            if (Read(() => Embeddings!.Get(name), "embedding", name) is not { } file) continue;
+            var family = file.Vectors.Count > 1 && file.Vectors[1] is not null ? "sdxl" : "sd";
+            using var stream = File.OpenRead(file.Path);
+            var hash = Convert.ToHexStringLower(SHA256.HashData(stream))[..12];
+            embeddings.Add(new EmbeddingInfo { Name = name, ShortHash = hash, Family = family, Models = { Fitting(family) } });
+        }
+        return (loras, embeddings);
+    }
+
+    /// <summary>A model's family as LoRA and embedding files name theirs: "sdxl" with a second text encoder, else "sd"; "" for a synthetic model (any fits).</summary>
+    public static string FamilyOf(string modelDirectory) =>
+        modelDirectory.StartsWith(SyntheticRenderer.Prefix, StringComparison.Ordinal) ? ""
+        : File.Exists(Path.Combine(modelDirectory, "text_encoder_2", "model.onnx")) ? "sdxl"
+        : "sd";
+
+    private T? Read<T>(Func<T> read, string kind, string name) where T : class
+    {
+        try
+        {
+            return read();
+        }
+        catch (Exception e) when (e is InvalidDataException or ArgumentException or IOException or UnauthorizedAccessException)
+        {
+            _logger.LogWarning("The {Kind} '{Name}' is not offered: {Message}", kind, name, e.Message);
+            return null;
+        }
+    }
+
+    private T? Open<T>(string? directory, string key, Func<string, T> open) where T : class
+    {
+        if (string.IsNullOrWhiteSpace(directory)) return null;
+        if (Directory.Exists(directory)) return open(directory);
+        _logger.LogWarning("Farm:{Key} is '{Directory}', which does not exist: this worker offers none", key, directory);
+        return null;
+    }
+}

@@ -1,0 +1,69 @@
+using RenderFarm.Farm.Tests.Infrastructure;
+using RenderFarm.Protocol;
+
+namespace RenderFarm.Farm.Tests;
+
+/// <summary>Prometheus scrapes of a running farm (real processes) follow the work.</summary>
+public sealed class MetricsTests
+{
+    private static readonly (string, string) Tiny = ("model", "tiny");
+    private static readonly (string, string) Normal = ("priority", "normal");
+
+    [Fact]
+    public async Task QueueDepthRisesAtSubmitAndFallsToZeroAndTheImageCountersEqualTheImagesRendered()
+    {
+        var coordinatorPort = RedisServer.FreePort();
+        var workerPort = RedisServer.FreePort();
+        await using var farm = await ProcessFarm.StartAsync(workers: 0, shardSize: 2, coordinatorOverrides: new()
+        {
+            ["Farm__Telemetry__PrometheusPort"] = coordinatorPort.ToString(),
+            ["Farm__Telemetry__PrometheusHost"] = "127.0.0.1",
+            ["Farm__Telemetry__GaugeSampleMilliseconds"] = "100",
+        });
+        var header = new JobHeader { Params = new GenerationParams { Width = 64, Height = 64, Steps = 3, GuidanceScale = 7f }, Seeds = { 1, 2 } };
+        var job = await farm.SubmitAsync(header, Enumerable.Range(0, 3).Select(i => new PromptItem { Prompt = $"a lighthouse {i}" }));
+        Assert.Equal((6u, 3u), (job.ImageCount, job.ShardCount));
+
+        // No worker yet: the three shards wait, and the oldest has been waiting a measurable while.
+        var queued = await PrometheusScrape.WaitForAsync(coordinatorPort,
+            s => s.Sum("renderfarm_queue_depth", Tiny, Normal) == 3 && s.Sum("renderfarm_queue_oldest_age_seconds", Tiny, Normal) > 0,
+            "three shards waiting");
+        Assert.Equal(0, queued.Sum("renderfarm_shards_in_flight", Tiny, Normal));
+        Assert.Equal(0, queued.Sum("renderfarm_images_rendered_total", Tiny));
+        Assert.True(queued.Sum("renderfarm_submit_duration_seconds_count", ("outcome", "accepted")) >= 1, queued.Text);
+
+        await farm.StartWorkerAsync("worker-1", new()
+        {
+            ["Farm__Telemetry__PrometheusPort"] = workerPort.ToString(),
+            ["Farm__Telemetry__PrometheusHost"] = "127.0.0.1",
+        });
+        var status = await farm.WaitFinishedAsync(job.JobId, TimeSpan.FromMinutes(3));
+        Assert.Equal(JobState.Completed, status.State);
+
+        var drained = await PrometheusScrape.WaitForAsync(coordinatorPort,
+            s => s.Sum("renderfarm_queue_depth", Tiny, Normal) == 0 && s.Sum("renderfarm_shards_in_flight", Tiny, Normal) == 0
+                 && s.Sum("renderfarm_workers", ("state", "idle")) == 1,
+            "the queue drained and the worker idle");
+        Assert.Equal(status.ImagesDone, drained.Sum("renderfarm_images_rendered_total", Tiny));
+        Assert.Equal(0, drained.Sum("renderfarm_queue_oldest_age_seconds", Tiny, Normal));
+        // The gauges are read from Redis (the registry with HGETALL), and those commands are timed (drained each second).
+        await PrometheusScrape.WaitForAsync(coordinatorPort, s => s.Sum("renderfarm_redis_command_duration_seconds_count", ("command", "HGETALL")) > 0,
+            "Redis command latency");
+        Assert.Equal(0, drained.Sum("renderfarm_shard_attempts_failed_total"));
+        Assert.True(drained.Sum("renderfarm_images_device_time_seconds_total", Tiny) > 0, drained.Text);
+        Assert.True(drained.Sum("renderfarm_worker_device_memory_bytes", ("worker", "worker-1")) > 0, drained.Text);
+
+        // Only on the metrics port: the API port (HTTP/2) has no /metrics.
+        using (var http = new HttpClient())
+        using (var request = new HttpRequestMessage(HttpMethod.Get, $"{farm.CoordinatorUrl}/metrics")
+                   { Version = new Version(2, 0), VersionPolicy = HttpVersionPolicy.RequestVersionExact })
+            Assert.Equal(System.Net.HttpStatusCode.NotFound, (await http.SendAsync(request)).StatusCode);
+
+        var worker = await PrometheusScrape.FetchAsync(workerPort);
+        Assert.Equal(status.ImagesDone, worker.Sum("renderfarm_worker_images_rendered_total", Tiny));
+        Assert.Equal(3, worker.Sum("renderfarm_worker_shard_duration_seconds_count", Tiny, ("outcome", "ok")));
+        // Three shards of 2 images at 3 steps: 9 steps timed.
+        Assert.Equal(9, worker.Sum("renderfarm_worker_step_duration_seconds_count", Tiny));
+        Assert.True(worker.Sum("renderfarm_worker_device_memory_bytes") > 0, worker.Text);
+    }
+}

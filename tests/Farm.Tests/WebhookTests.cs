@@ -1,0 +1,129 @@
+using System.Text.Json;
+using Grpc.Core;
+using RenderFarm.Coordinator.Webhooks;
+using RenderFarm.Farm.Tests.Infrastructure;
+using RenderFarm.FarmState;
+using RenderFarm.FarmState.Jobs;
+using RenderFarm.Protocol;
+
+namespace RenderFarm.Farm.Tests;
+
+/// <summary>Job webhooks: signed, delivered at least once (across a coordinator kill -9), retried then given up, never to private targets.</summary>
+public sealed class WebhookTests
+{
+    private static JobHeader Header(string webhook) => new()
+    {
+        Params = new GenerationParams { Width = 64, Height = 64, Steps = 2, GuidanceScale = 7f },
+        Seeds = { 3 },
+        Label = "hooked",
+        WebhookUrl = webhook,
+    };
+
+    private static readonly PromptItem[] TwoPrompts = [new() { Prompt = "a kite" }, new() { Prompt = "a boat" }];
+
+    private static void Loopback(Dictionary<string, string?> s)
+    {
+        s["Farm:Webhooks:AllowPrivateTargets"] = "true"; // the receiver is on loopback
+        s["Farm:Webhooks:PollMilliseconds"] = "100";
+    }
+
+    [Fact]
+    public async Task AFinishedJobIsPostedOnceSignedWithItsTenantsSecret()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        await using var farm = await FarmCluster.StartAsync(workers: 1, configure: Loopback);
+        var job = await farm.SubmitAsync(Header(receiver.Url), TwoPrompts);
+        Assert.Equal("pending", (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId })).Webhook);
+        await farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
+
+        await WebhookReceiver.WaitUntilAsync(async () => (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId })).Webhook == "delivered",
+            "the webhook delivered");
+        var delivery = Assert.Single(receiver.Deliveries);
+        var tenant = (string)farm.Redis.HashGet(FarmKeys.JobMeta(job.JobId), JobFields.Tenant)!;
+        var secret = (string)farm.Redis.HashGet(FarmKeys.WebhookSecrets, tenant)!;
+        Assert.StartsWith("whsec_", secret);
+        Assert.Equal(WebhookSecrets.Sign(secret, delivery.Body), delivery.Signature);
+        Assert.NotEqual(WebhookSecrets.Sign(secret + "x", delivery.Body), delivery.Signature);
+
+        using var body = JsonDocument.Parse(delivery.Body);
+        var root = body.RootElement;
+        Assert.Equal(delivery.EventId, root.GetProperty("id").GetString());
+        Assert.Equal(delivery.EventId, delivery.IdempotencyKey);
+        Assert.StartsWith(job.JobId + ":", delivery.EventId);
+        Assert.Equal("job.finished", root.GetProperty("type").GetString());
+        Assert.Equal(job.JobId, root.GetProperty("job_id").GetString());
+        Assert.Equal("completed", root.GetProperty("state").GetString());
+        Assert.Equal(2, root.GetProperty("images_done").GetInt32());
+        Assert.Equal("hooked", root.GetProperty("label").GetString());
+        Assert.True(root.GetProperty("device_seconds").GetDouble() > 0);
+        Assert.Equal(0, farm.Redis.SortedSetLength(FarmKeys.WebhookOutbox));
+    }
+
+    [Fact]
+    public async Task AFailingReceiverIsRetriedWithBackoffThenGivenUpWithTheReasonKept()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        receiver.Status = 500;
+        await using var farm = await FarmCluster.StartAsync(workers: 1, configure: s =>
+        {
+            Loopback(s);
+            s["Farm:Webhooks:FirstBackoffMilliseconds"] = "100";
+            s["Farm:Webhooks:GiveUpAfterSeconds"] = "1";
+        });
+        var job = await farm.SubmitAsync(Header(receiver.Url), TwoPrompts);
+        await farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
+
+        await WebhookReceiver.WaitUntilAsync(async () =>
+            (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId })).Webhook.StartsWith("gave up", StringComparison.Ordinal), "the webhook given up");
+        var status = await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId });
+        Assert.Equal("gave up: HTTP 500 Internal Server Error", status.Webhook);
+        // Each dispatch tries three times (Polly), and it was dispatched again after a backoff before giving up.
+        Assert.True(receiver.Deliveries.Count >= 6, $"{receiver.Deliveries.Count} deliveries");
+        Assert.Single(receiver.Deliveries.Select(d => d.EventId).Distinct());
+        Assert.Equal(0, farm.Redis.SortedSetLength(FarmKeys.WebhookOutbox));
+    }
+
+    [Theory]
+    [InlineData("http://10.1.2.3/hook", "private")]
+    [InlineData("http://192.168.0.10:8080/hook", "private")]
+    [InlineData("http://127.0.0.1:9/hook", "loopback")]
+    [InlineData("http://[::1]/hook", "loopback")]
+    [InlineData("http://169.254.169.254/latest/meta-data", "link-local")]
+    [InlineData("ftp://example.com/hook", "not an absolute http")]
+    public async Task APrivateOrNonHttpTargetIsRefusedAtSubmit(string url, string reason)
+    {
+        await using var farm = await FarmCluster.StartAsync(workers: 0);
+        var error = await Assert.ThrowsAsync<RpcException>(() => farm.SubmitAsync(Header(url), TwoPrompts));
+        Assert.Equal(StatusCode.InvalidArgument, error.StatusCode);
+        Assert.Contains("webhook_url", error.Status.Detail);
+        Assert.Contains(reason, error.Status.Detail);
+    }
+
+    [Fact]
+    public async Task AnEventNotYetDeliveredWhenTheCoordinatorIsKilledIsDeliveredByTheNextOne()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        receiver.Status = 503; // down while the job ends: the event waits in the outbox
+        Dictionary<string, string> settings = new()
+        {
+            ["Farm__Webhooks__AllowPrivateTargets"] = "true",
+            ["Farm__Webhooks__PollMilliseconds"] = "100",
+            ["Farm__Webhooks__FirstBackoffMilliseconds"] = "100",
+            ["Farm__Webhooks__MaxBackoffSeconds"] = "1",
+        };
+        await using var farm = await ProcessFarm.StartAsync(workers: 1, coordinatorOverrides: settings);
+        var job = await farm.SubmitAsync(Header(receiver.Url), TwoPrompts);
+        Assert.Equal(JobState.Completed, (await farm.WaitFinishedAsync(job.JobId, TimeSpan.FromMinutes(2))).State);
+        await WebhookReceiver.WaitUntilAsync(() => Task.FromResult(!receiver.Deliveries.IsEmpty), "a first (failed) delivery");
+
+        await farm.RestartCoordinatorAsync(); // kill -9, then a new coordinator process
+        receiver.Status = 200;
+
+        await WebhookReceiver.WaitUntilAsync(async () => (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId })).Webhook == "delivered",
+            "the webhook delivered after the restart");
+        // At least once: the receiver saw the one event (maybe more than once), and dedupes by its id.
+        var ids = receiver.Deliveries.Select(d => d.EventId).Distinct().ToList();
+        Assert.Single(ids);
+        Assert.StartsWith(job.JobId + ":", ids[0]);
+    }
+}
