@@ -115,13 +115,8 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
         [stream, FarmKeys.TaskTenants(stream), FarmKeys.TaskWeights(stream), FarmKeys.TaskWork(stream),
          FarmKeys.TaskTenantJobs(stream, job.Tenant), FarmKeys.TaskJobShards(stream, job.JobId)];
 
-    /// <summary>A tenant's weight in the fair queues (<see cref="FarmKeys.TenantWeights"/>; 1 unless set).</summary>
-    public async Task<double> WeightOfAsync(string tenant)
-    {
-        var value = await redis.GetDatabase().HashGetAsync(FarmKeys.TenantWeights, tenant);
-        return double.TryParse((string?)value, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var w)
-               && w > 0 && double.IsFinite(w) ? w : 1;
-    }
+    /// <summary>A tenant's weight in the fair queues (<see cref="TenantWeights"/>; 1 unless set).</summary>
+    private Task<double> WeightOfAsync(string tenant) => new TenantWeights(redis).OfAsync(tenant);
 
     /// <summary>
     /// Takes a cancelled or deleted job's waiting shards off its queues, a page at a time (a cancelled million-image job
@@ -185,18 +180,10 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     public async Task<IReadOnlyList<TaskStreamStats>> StatsAsync(DateTimeOffset now)
     {
         var db = redis.GetDatabase();
-        var streams = new List<string>();
-        var cursor = "0";
-        do
-        {
-            var reply = (RedisResult[])(await db.ExecuteAsync("SCAN", cursor, "MATCH", FarmKeys.TaskStreamPattern, "COUNT", 1000, "TYPE", "stream"))!;
-            cursor = (string)reply[0]!;
-            streams.AddRange(((RedisResult[])reply[1]!).Select(k => (string)k!));
-        } while (cursor != "0");
         var stats = new List<TaskStreamStats>();
-        foreach (var stream in streams.Distinct())
+        foreach (var stream in await FindStreamsAsync(db))
         {
-            if (FarmKeys.ParseTaskStream(stream) is not var (model, priority)) continue;
+            var (model, priority) = FarmKeys.ParseTaskStream(stream)!.Value;
             if (await WorkerGroupAsync(db, stream) is not { } group) continue;
             var pending = await db.StreamPendingAsync(stream, FarmKeys.WorkerGroup);
             var handedBack = pending.Consumers.FirstOrDefault(c => c.Name == FarmKeys.ReleasedConsumer).PendingMessageCount;
@@ -209,6 +196,20 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
             stats.Add(new TaskStreamStats(model, priority, (group.Lag ?? 0) + handedBack, pending.PendingMessageCount - handedBack, oldestSeconds));
         }
         return stats;
+    }
+
+    /// <summary>Every task stream there is, of any model and priority (SCAN, so models no worker serves are found too).</summary>
+    internal static async Task<IReadOnlyList<string>> FindStreamsAsync(IDatabase db)
+    {
+        var streams = new HashSet<string>(StringComparer.Ordinal);
+        var cursor = "0";
+        do
+        {
+            var reply = (RedisResult[])(await db.ExecuteAsync("SCAN", cursor, "MATCH", FarmKeys.TaskStreamPattern, "COUNT", 1000, "TYPE", "stream"))!;
+            cursor = (string)reply[0]!;
+            streams.UnionWith(((RedisResult[])reply[1]!).Select(k => (string)k!).Where(k => FarmKeys.ParseTaskStream(k) is not null));
+        } while (cursor != "0");
+        return [.. streams];
     }
 
     /// <summary>

@@ -300,6 +300,15 @@ public static class TaskStreamScripts
         return #elements
         """));
 
+    /// <summary>Sets a tenant's weight in a stream's fair queue if it waits there (from its next turn on); returns 1 if it did.</summary>
+    public static readonly FarmScript Reweigh = new("re-weigh a waiting tenant",
+        ["tenants", "weights"], ["tenant", "weight"],
+        """
+        if not redis.call('ZSCORE', tenants, tenant) then return 0 end
+        redis.call('HSET', weights, tenant, weight)
+        return 1
+        """);
+
     /// <summary>
     /// The work (image-steps × megapixels, <see cref="ShardQueue.ShardWork"/>) waiting in a stream's fair queue that is
     /// done before a job's own, and the job's own, from the running totals. <c>same</c> 0: the stream is of a higher
