@@ -4,7 +4,9 @@
 #   1. kustomize renders every overlay (and the secrets kustomization, and gpu + the external-redis component);
 #   2. every rendered object validates against the Kubernetes and KEDA schemas, strictly (no unknown fields), and
 #      the objects agree with each other (references, selectors, ports, probes, env, drain timing, KEDA wiring);
-#   3. docker-compose.yml (and deploy/monitoring: the scrape config's targets, the dashboard's metrics exist in the code): interpolation against deploy/compose.env.example, the Compose Specification schema,
+#   3. docker-compose.yml (and deploy/monitoring: the scrape config's targets, the dashboard's metrics exist in the code;
+#      deploy/s3: the bucket's lifecycle rule expires results a day after Farm:Retention:ResultDays): interpolation
+#      against deploy/compose.env.example, the Compose Specification schema,
 #      build contexts / Dockerfiles / ARGs / volumes / services, scalable workers, drain timing;
 #   4. the Dockerfiles pass dockerfile-utils' validator and this project's rules;
 #   5. each Dockerfile's build stage runs for real (its `dotnet restore` + `dotnet publish`, on the context as
@@ -119,6 +121,10 @@ run_checker compose.mjs "$root" "$root/docker-compose.yml" "$root/deploy/compose
 # ---- 3b. monitoring (Prometheus config, Grafana dashboard) ----
 echo "==> deploy/monitoring"
 run_checker monitoring.mjs "$root"
+
+# ---- 3c. S3 lifecycle rule (matches Farm:Retention:ResultDays) ----
+echo "==> deploy/s3"
+run_checker s3.mjs "$root"
 
 # ---- 4. Dockerfiles ----
 echo "==> Dockerfiles"

@@ -420,7 +420,7 @@ for (const [render, rendered] of renderObjects) {
       const md = t.metadata ?? {};
       const name = t.name ?? md.stream;
       if (md.consumerGroup !== "workers") errors.push(`${name}: consumerGroup must be "workers"`);
-      const model = /^tasks:(.+?)(:high|:low)?$/.exec(md.stream ?? "")?.[1];
+      const model = /^(?:tasks:([^{}:]+)|\{tasks:([^{}:]+)\}:(?:high|low))$/.exec(md.stream ?? "")?.slice(1).find(Boolean);
       if (!model || !models.includes(model)) errors.push(`${name}: stream ${md.stream} is not tasks:<a model the worker serves (${models.join(", ")})>`);
       if (md.lagCount !== undefined) {
         lagStreams.add(md.stream);
@@ -445,7 +445,7 @@ for (const [render, rendered] of renderObjects) {
       }
     }
     for (const m of models)
-      for (const stream of [`tasks:${m}`, `tasks:${m}:high`, `tasks:${m}:low`])
+      for (const stream of [`tasks:${m}`, `{tasks:${m}}:high`, `{tasks:${m}}:low`])
         if (!lagStreams.has(stream)) errors.push(`model ${m}: no lagCount trigger on ${stream} (each priority has its own stream)`);
   });
 

@@ -91,10 +91,14 @@ export function configKeys(repoRoot) {
   if (telemetry.size === 0) throw new Error("could not read src/Telemetry/TelemetryOptions.cs");
   coord.add("Telemetry");
   worker.add("Telemetry");
+  // Farm:Retention, the coordinator's retention sweep (src/Coordinator/Retention).
+  const retention = optionProperties(path.join(repoRoot, "src/Coordinator/Retention/RetentionOptions.cs"));
+  if (retention.size === 0) throw new Error("could not read src/Coordinator/Retention/RetentionOptions.cs");
+  coord.add("Retention");
   return {
     coordinator: {
       options: coord,
-      nested: { Telemetry: telemetry },
+      nested: { Telemetry: telemetry, Retention: retention },
       // Settings the manifests pass ahead of the code reading them: a warning, not a failure.
       pending: new Set(["ApiKeys"]),
       extra: [/^Kestrel__Endpoints__Grpc__Url$/, ...common],

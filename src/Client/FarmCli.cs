@@ -58,6 +58,8 @@ public static class FarmCli
             PauseCommand.Create(host, globals),
             ResumeCommand.Create(host, globals),
             RetryCommand.Create(host, globals),
+            PriorityCommand.Create(host, globals),
+            DeleteCommand.Create(host, globals),
             WorkersCommand.Create(host, globals),
             ModelsCommand.Create(host, globals),
             ConfigCommand.Create(host, globals),

@@ -8,7 +8,7 @@ namespace RenderFarm.FarmState;
 /// unchanged. What the job keys hold is described with them; the fields of the job meta hash are
 /// <see cref="Jobs.JobFields"/>, its states <see cref="Jobs.JobStates"/>, its events <see cref="Jobs.JobEventTypes"/>.
 /// </summary>
-public static class FarmKeys
+public static partial class FarmKeys
 {
     /// <summary>Consumer group that every worker joins on every task stream.</summary>
     public const string WorkerGroup = "workers";
@@ -35,6 +35,12 @@ public static class FarmKeys
 
     /// <summary>Short-lived marker written after a job is committed: what WAITAOF waits for before it is acknowledged.</summary>
     public static string JobAcknowledged(string jobId) => $"{JobTag(jobId)}:acknowledged";
+
+    /// <summary>
+    /// Consumer that reads the tokens of shards withdrawn from a task stream (a cancelled or re-prioritised job's), and
+    /// acknowledges them at once: the stream keeps one unread token per waiting shard.
+    /// </summary>
+    public const string WithdrawnConsumer = "~withdrawn";
 
     /// <summary>Set of a tenant's unfinished job ids: what its active-job and queued-image limits count.</summary>
     public static string TenantOpenJobs(string tenant) => $"tenant:{tenant}:open";
@@ -79,36 +85,89 @@ public static class FarmKeys
     /// <summary>Stream of normal-priority shards waiting for a worker that holds <paramref name="model"/>.</summary>
     public static string TaskStream(string model) => $"tasks:{model}";
 
-    /// <summary>The model's stream for one priority: <c>tasks:MODEL</c> (normal), <c>tasks:MODEL:high</c>, <c>tasks:MODEL:low</c>.</summary>
+    /// <summary>
+    /// The model's stream for one priority: <c>tasks:MODEL</c> (normal), <c>{tasks:MODEL}:high</c>, <c>{tasks:MODEL}:low</c>.
+    /// All three hash to one Redis Cluster slot (<c>tasks:MODEL</c> has no braces, so its whole name is its tag), with
+    /// the fair queues behind them (<see cref="TaskQueuePrefix"/>), so that one script can move a job between priorities.
+    /// </summary>
     public static string TaskStream(string model, Priority priority) => priority switch
     {
-        Priority.High => $"tasks:{model}:high",
-        Priority.Low => $"tasks:{model}:low",
+        Priority.High => $"{TaskTag(model)}:high",
+        Priority.Low => $"{TaskTag(model)}:low",
         _ => TaskStream(model),
     };
+
+    /// <summary>The hash tag every task-stream key of a model carries: <c>{tasks:MODEL}</c>.</summary>
+    public static string TaskTag(string model) => $"{{tasks:{model}}}";
 
     /// <summary>Every task stream of a model, highest priority first.</summary>
     public static string[] TaskStreams(string model) =>
         [TaskStream(model, Priority.High), TaskStream(model, Priority.Normal), TaskStream(model, Priority.Low)];
 
-    /// <summary>SCAN pattern matching every task stream (with TYPE stream: nudge channels are not keys anyway).</summary>
-    public const string TaskStreamPattern = "tasks:*";
+    /// <summary>
+    /// SCAN pattern matching every task stream (<c>tasks:MODEL</c>, <c>{tasks:MODEL}:high</c>, <c>{tasks:MODEL}:low</c>),
+    /// with TYPE stream and <see cref="ParseTaskStream"/> to drop the other keys it matches.
+    /// </summary>
+    public const string TaskStreamPattern = "*tasks:*";
 
     /// <summary>The model and priority of a task stream's name; null for a name this layout does not produce.</summary>
     public static (string Model, Priority Priority)? ParseTaskStream(string stream)
     {
-        if (!stream.StartsWith("tasks:", StringComparison.Ordinal) || stream.Length == "tasks:".Length) return null;
-        var rest = stream["tasks:".Length..];
-        foreach (var priority in (Priority[])[Priority.High, Priority.Low])
-        {
-            var suffix = TaskStream("", priority)["tasks:".Length..]; // ":high", ":low"
-            if (rest.EndsWith(suffix, StringComparison.Ordinal) && rest.Length > suffix.Length) return (rest[..^suffix.Length], priority);
-        }
-        return (rest, Priority.Normal);
+        var tagged = TaggedTaskStream().Match(stream);
+        if (tagged.Success) return (tagged.Groups[1].Value, tagged.Groups[2].Value == "high" ? Priority.High : Priority.Low);
+        return stream.StartsWith("tasks:", StringComparison.Ordinal) && stream.Length > "tasks:".Length && stream.IndexOfAny(['{', '}']) < 0
+            ? (stream["tasks:".Length..], Priority.Normal)
+            : null;
     }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^\{tasks:([^{}]+)\}:(high|low)$")]
+    private static partial System.Text.RegularExpressions.Regex TaggedTaskStream();
 
     /// <summary>True for names this layout produces: a worker-reported stream is only trusted if it is one of ours.</summary>
     public static bool IsTaskStreamOf(string stream, string model) => TaskStreams(model).Contains(stream);
+
+    /// <summary>
+    /// Where the fair queue behind a task stream keeps its keys (see <see cref="TaskStreams.ShardQueue"/>): the stream's
+    /// tag and priority, e.g. <c>{tasks:sd15}:normal</c>. Scripts build the per-tenant and per-job keys below from it.
+    /// </summary>
+    public static string TaskQueuePrefix(string stream) =>
+        ParseTaskStream(stream) is var (model, priority)
+            ? $"{TaskTag(model)}:{priority switch { Priority.High => "high", Priority.Low => "low", _ => "normal" }}"
+            : throw new ArgumentException($"'{stream}' is not a task stream", nameof(stream));
+
+    /// <summary>Hash: entry id → the shard (protobuf bytes) bound to a delivered token entry of the stream, until acknowledged.</summary>
+    public static string TaskBound(string stream) => $"{TaskQueuePrefix(stream)}:bound";
+
+    /// <summary>Sorted set: tenant → its pass (virtual time) in the stream's fair queue, for tenants with shards waiting there.</summary>
+    public static string TaskTenants(string stream) => $"{TaskQueuePrefix(stream)}:tenants";
+
+    /// <summary>Hash: tenant → its weight in the stream's fair queue (its share of the turns), for tenants with shards waiting.</summary>
+    public static string TaskWeights(string stream) => $"{TaskQueuePrefix(stream)}:weights";
+
+    /// <summary>
+    /// Hash: running totals of the work waiting in the stream's fair queue (image-steps × megapixels): <c>*</c> all of
+    /// it, <c>t:TENANT</c> and <c>tn:TENANT</c> a tenant's work and shards, <c>j:JOB</c> a job's work. What completion
+    /// estimates read instead of the queue itself (<see cref="TaskStreams.TaskStreamScripts.WorkAhead"/>).
+    /// </summary>
+    public static string TaskWork(string stream) => $"{TaskQueuePrefix(stream)}:work";
+
+    /// <summary>String: the pass of the tenant served last; a tenant that starts waiting joins at it.</summary>
+    public static string TaskClock(string stream) => $"{TaskQueuePrefix(stream)}:clock";
+
+    /// <summary>What follows the prefix in <see cref="TaskTenantJobs"/> (and in the scripts that build that key).</summary>
+    public const string TenantJobsPart = ":tenant:";
+
+    /// <summary>What follows the prefix in <see cref="TaskJobShards"/> (and in the scripts that build that key).</summary>
+    public const string JobShardsPart = ":job:";
+
+    /// <summary>Sorted set: a tenant's jobs with shards waiting on the stream, by submission time (FIFO within the tenant).</summary>
+    public static string TaskTenantJobs(string stream, string tenant) => $"{TaskQueuePrefix(stream)}{TenantJobsPart}{tenant}";
+
+    /// <summary>List: a job's shards (protobuf bytes) waiting on the stream, in order.</summary>
+    public static string TaskJobShards(string stream, string jobId) => $"{TaskQueuePrefix(stream)}{JobShardsPart}{jobId}";
+
+    /// <summary>Hash: tenant → weight (a positive number, 1 when absent), set by <c>keys weight</c>: its share of the farm within a priority.</summary>
+    public const string TenantWeights = "tenant:weights";
 
     /// <summary>
     /// Hash: worker id → its measured render time for <paramref name="model"/>, in seconds per step per megapixel of
@@ -129,6 +188,15 @@ public static class FarmKeys
     /// <summary>Pub/sub channel: each append to a job's event stream publishes the stream's key, waking its watchers.</summary>
     public const string JobEventsChannel = "jobs:events";
 
+    /// <summary>
+    /// Sorted set: retention work ("KIND:JOB", see <see cref="Retention.RetentionTasks"/>) → when it is next due (ms).
+    /// Every job is entered when it is submitted; the coordinators' sweep takes what is due.
+    /// </summary>
+    public const string RetentionDue = "retention:due";
+
+    /// <summary>Set once every job submitted before retention existed has been entered in <see cref="RetentionDue"/>.</summary>
+    public const string RetentionBackfilled = "retention:backfilled";
+
     public static string JobTag(string jobId) => $"{{job:{jobId}}}";
 
     /// <summary>Hash: state, params, counts, timestamps.</summary>
@@ -146,8 +214,14 @@ public static class FarmKeys
     /// <summary>Hash: shard index → images of the shard not yet finished.</summary>
     public static string JobShardsRemaining(string jobId) => $"{JobTag(jobId)}:shards";
 
-    /// <summary>Stream of the job's events, read by WatchJob.</summary>
+    /// <summary>Stream of the job's events, read by WatchJob: everything but per-step progress, kept with the job.</summary>
     public static string JobEvents(string jobId) => $"{JobTag(jobId)}:events";
+
+    /// <summary>
+    /// Stream of the job's per-step progress events (<see cref="Jobs.JobEventTypes.Step"/>), capped, and deleted when the
+    /// job finishes: WatchJob merges it with <see cref="JobEvents"/> while the job runs.
+    /// </summary>
+    public static string JobProgress(string jobId) => $"{JobTag(jobId)}:progress";
 
     /// <summary>
     /// List of serialized shards staged for the task streams (see <see cref="TaskStreams.ShardQueue"/>): the
@@ -167,10 +241,16 @@ public static class FarmKeys
     public static string JobInputs(string jobId) => $"{JobTag(jobId)}:inputs";
 
     /// <summary>
-    /// List of the job's entries on the task streams ("STREAM ENTRY-ID"), while it is unfinished: cancelling it deletes
-    /// them from the streams, so a cancelled job leaves no queued entries behind.
+    /// Set of the task streams the job has queued shards on (one per model and priority it used): cancelling or deleting
+    /// it withdraws its waiting shards from them, re-prioritising moves them.
     /// </summary>
-    public static string JobTaskEntries(string jobId) => $"{JobTag(jobId)}:entries";
+    public static string JobTaskStreams(string jobId) => $"{JobTag(jobId)}:streams";
+
+    /// <summary>
+    /// List of a job's stream entries that jobs queued before the fair queues kept; nothing writes it now, and deleting
+    /// such a job deletes it with the rest.
+    /// </summary>
+    public static string LegacyJobTaskEntries(string jobId) => $"{JobTag(jobId)}:entries";
 
     /// <summary>
     /// Hash: "SHARD|SIGNATURE" → the workers (one per line) whose attempts at the shard failed that way. A second worker
@@ -190,11 +270,12 @@ public static class FarmKeys
     /// <summary>Pub/sub channel: a job's <see cref="JobPreviews"/> key, published when a preview is stored.</summary>
     public const string JobPreviewsChannel = "jobs:previews";
 
-    /// <summary>Every key a job owns (for cleanup of a rejected submission).</summary>
+    /// <summary>Every key a job owns (for cleanup of a rejected submission, and deleting a job).</summary>
     public static IEnumerable<string> AllJobKeys(string jobId) =>
     [
         JobMeta(jobId), JobImages(jobId), JobResults(jobId), JobFailures(jobId),
         JobShardsRemaining(jobId), JobEvents(jobId), JobStagedShards(jobId), JobParkedShards(jobId), JobInputs(jobId),
-        JobTaskEntries(jobId), JobFailedAttempts(jobId), JobPreviews(jobId), JobPreviewSequence(jobId),
+        JobTaskStreams(jobId), JobFailedAttempts(jobId), JobProgress(jobId), JobAcknowledged(jobId), JobPreviews(jobId),
+        JobPreviewSequence(jobId), LegacyJobTaskEntries(jobId),
     ];
 }

@@ -297,17 +297,21 @@ public sealed class FailureTests
         var cancelled = await farm.SubmitAsync(Header(64, 64, 2), Prompts(6));
         var kept = await farm.SubmitAsync(Header(64, 64, 2), Prompts(3, "a green door"));
         var stream = FarmKeys.TaskStream(FarmCluster.Model);
-        Assert.Equal(9, await farm.Redis.StreamLengthAsync(stream));
-        var delivered = await farm.Redis.StreamReadGroupAsync(stream, FarmKeys.WorkerGroup, "some-worker", StackExchange.Redis.StreamPosition.NewMessages, count: 1);
-        Assert.Equal(cancelled.JobId, ShardEntry.Parse(delivered.Single()).JobId);
+        var queue = new ShardQueue(farm.Multiplexer, Microsoft.Extensions.Logging.Abstractions.NullLogger<ShardQueue>.Instance);
+        Assert.Equal(9, await queue.WaitingAsync(FarmCluster.Model));
+        var delivered = await farm.ClaimNextAsync(stream, "some-worker");
+        Assert.Equal(cancelled.JobId, delivered!.Shard.JobId); // a tenant's jobs go in submission order
 
         Assert.Equal(JobState.Cancelled, (await farm.Jobs.CancelJobAsync(new CancelJobRequest { JobId = cancelled.JobId })).State);
 
-        var left = await farm.Redis.StreamRangeAsync(stream);
-        Assert.Equal(3, left.Length);
-        Assert.All(left, e => Assert.Equal(kept.JobId, ShardEntry.Parse(e).JobId));
+        // Only the other job's three shards wait, each behind one token; nothing is pending, nothing bound.
+        Assert.Equal(3, await queue.WaitingAsync(FarmCluster.Model));
+        Assert.Equal(3, await farm.Redis.StreamLengthAsync(stream));
         Assert.Equal(0, (await farm.Redis.StreamPendingAsync(stream, FarmKeys.WorkerGroup)).PendingMessageCount);
-        Assert.False(await farm.Redis.KeyExistsAsync(FarmKeys.JobTaskEntries(cancelled.JobId)));
+        Assert.Equal(0, await farm.Redis.HashLengthAsync(FarmKeys.TaskBound(stream)));
+        Assert.Equal(3, await farm.Redis.ListLengthAsync(FarmKeys.TaskJobShards(stream, kept.JobId)));
+        Assert.False(await farm.Redis.KeyExistsAsync(FarmKeys.TaskJobShards(stream, cancelled.JobId)));
+        Assert.False(await farm.Redis.KeyExistsAsync(FarmKeys.JobTaskStreams(cancelled.JobId)));
         // The other job is untouched, and renders.
         await farm.StartWorkerAsync("worker-1");
         var events = await farm.WatchToEndAsync(kept.JobId, TimeSpan.FromMinutes(2));

@@ -141,8 +141,8 @@ public sealed class SecurityTests : IAsyncLifetime
         header.Params.Model = "elsewhere";
         var job = await _farm.SubmitAsync(header, [new PromptItem { Prompt = "held by a hand-made worker" }], headers: Key(clientKey));
         var stream = FarmKeys.TaskStream("elsewhere");
-        var entry = (await _farm.Redis.StreamReadGroupAsync(stream, FarmKeys.WorkerGroup, consumer, StackExchange.Redis.StreamPosition.NewMessages, count: 1)).Single();
-        return (job.JobId, new ShardRef { JobId = job.JobId, ShardIndex = 0, Model = "elsewhere", EntryId = entry.Id!, Stream = stream, Delivery = 1 });
+        var claimed = (await _farm.ClaimNextAsync(stream, consumer))!;
+        return (job.JobId, new ShardRef { JobId = job.JobId, ShardIndex = 0, Model = "elsewhere", EntryId = claimed.EntryId, Stream = stream, Delivery = 1 });
     }
 
     [Fact]

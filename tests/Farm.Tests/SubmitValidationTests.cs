@@ -156,10 +156,10 @@ public sealed class SubmitValidationTests(FarmFixture fixture)
     private async Task<SortedDictionary<string, (long Length, string LastId)>> TaskStreamsAsync()
     {
         var streams = new SortedDictionary<string, (long, string)>(StringComparer.Ordinal);
-        // SCAN for the layout's task stream names with any model and priority suffix: tasks:*
-        await foreach (var key in Farm.RedisAdmin.KeysAsync(pattern: FarmKeys.TaskStream("*")))
+        // SCAN for the layout's task stream names with any model and priority: tasks:* and {tasks:*}:*
+        await foreach (var key in Farm.RedisAdmin.KeysAsync(pattern: "*tasks:*"))
         {
-            if (await Farm.Redis.KeyTypeAsync(key) != RedisType.Stream) continue;
+            if (FarmKeys.ParseTaskStream(key!) is null || await Farm.Redis.KeyTypeAsync(key) != RedisType.Stream) continue;
             var info = await Farm.Redis.StreamInfoAsync(key);
             streams[key!] = (info.Length, info.LastGeneratedId!);
         }

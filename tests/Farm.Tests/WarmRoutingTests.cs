@@ -41,7 +41,7 @@ public sealed class WarmRoutingTests(WarmRoutingTests.Redis fixture) : IClassFix
     private async Task<string> QueueShardAsync(string model, string loraKey)
     {
         var shard = new Shard { JobId = $"job-{model}", Params = new GenerationParams { Model = model }, LoraKey = loraKey };
-        await Queue.EnqueueAsync(shard.JobId, Priority.Normal, [shard.ToByteArray()]);
+        await Queue.EnqueueAsync(new QueuedJob(shard.JobId, "tenant", 0), Priority.Normal, [shard.ToByteArray()]);
         return FarmKeys.TaskStream(model, Priority.Normal);
     }
 

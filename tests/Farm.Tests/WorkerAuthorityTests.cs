@@ -69,15 +69,15 @@ public sealed class WorkerAuthorityTests : IAsyncLifetime
         return call;
     }
 
-    /// <summary>Takes the next shard on the task stream as <paramref name="consumer"/> does (XREADGROUP): its first delivery.</summary>
+    /// <summary>Takes the next shard on the task stream as <paramref name="consumer"/> does: its first delivery.</summary>
     private async Task<(ShardRef Ref, Shard Shard)> DeliverAsync(string consumer)
     {
         var stream = FarmKeys.TaskStream(FarmCluster.Model);
-        var entry = (await _farm.Redis.StreamReadGroupAsync(stream, FarmKeys.WorkerGroup, consumer, StreamPosition.NewMessages, count: 1)).Single();
-        var shard = ShardEntry.Parse(entry);
+        var claimed = (await _farm.ClaimNextAsync(stream, consumer))!;
+        var shard = claimed.Shard;
         return (new ShardRef
         {
-            JobId = shard.JobId, ShardIndex = shard.ShardIndex, Model = FarmCluster.Model, EntryId = entry.Id!, Stream = stream, Delivery = 1,
+            JobId = shard.JobId, ShardIndex = shard.ShardIndex, Model = FarmCluster.Model, EntryId = claimed.EntryId, Stream = stream, Delivery = 1,
         }, shard);
     }
 

@@ -1,3 +1,4 @@
+using RenderFarm.Client.Cli;
 using System.CommandLine;
 using System.Globalization;
 using RenderFarm.Client.Config;
@@ -12,7 +13,7 @@ public sealed class SubmitOptions
 {
     public SubmitOptions()
     {
-        Priority.AcceptOnlyFromAmong("high", "normal", "low");
+        Priority.AcceptOnlyFromAmong(PriorityNames.All);
         Format.AcceptOnlyFromAmong([.. PromptFileReader.FormatNames, "text", "ndjson"]);
     }
 
@@ -241,7 +242,7 @@ public sealed class SubmitOptions
             OutDir: parseResult.GetValue(OutDir),
             DryRun: parseResult.GetValue(DryRun),
             ShardSize: parseResult.GetValue(ShardSize),
-            Priority: parseResult.GetValue(Priority) switch { "high" => Protocol.Priority.High, "low" => Protocol.Priority.Low, _ => Protocol.Priority.Normal },
+            Priority: PriorityNames.Parse(parseResult.GetValue(Priority)),
             Inputs: new InputImageDefaults(parseResult.GetValue(InitImage), parseResult.GetValue(Mask), parseResult.GetValue(Strength)),
             Webhook: parseResult.GetValue(Webhook),
             Loras: parseResult.GetValue(Loras),

@@ -31,4 +31,8 @@ public sealed class RenderRates(IConnectionMultiplexer redis)
         (await redis.GetDatabase().HashGetAllAsync(FarmKeys.RenderRates(model)))
         .Where(e => double.TryParse((string?)e.Value, CultureInfo.InvariantCulture, out var v) && v > 0)
         .ToDictionary(e => (string)e.Name!, e => double.Parse((string)e.Value!, CultureInfo.InvariantCulture));
+
+    /// <summary>Drops a worker's measurements (it is long gone: a field per worker id would otherwise pile up with every restarted pod).</summary>
+    public Task ForgetAsync(string workerId, IEnumerable<string> models) =>
+        Task.WhenAll(models.Select(model => redis.GetDatabase().HashDeleteAsync(FarmKeys.RenderRates(model), workerId)));
 }

@@ -8,18 +8,38 @@ using T = RenderFarm.FarmState.Jobs.JobEventTypes;
 
 namespace RenderFarm.Coordinator.Jobs;
 
+/// <summary>Where a watcher is in a job's two event streams: the last event and the last progress event it was sent.</summary>
+public sealed record EventCursor(string Events, string Progress)
+{
+    /// <summary>A watch resumed after <paramref name="eventId"/> (an id of the events stream; "" = from the start).</summary>
+    public static EventCursor After(string eventId) => new(eventId, eventId);
+}
+
+/// <summary>An event for a watcher, with where the watcher is once it has been sent.</summary>
+public readonly record struct WatchedEvent(JobEvent Event, EventCursor After);
+
 /// <summary>
-/// A job's event stream in Redis (<see cref="FarmKeys.JobEvents"/>). Entries are flat field maps
+/// A job's event streams in Redis: <see cref="FarmKeys.JobEvents"/>, kept with the job, and the per-step progress of
+/// <see cref="FarmKeys.JobProgress"/>, kept only while the job runs. Entries are flat field maps
 /// (<see cref="JobEventTypes"/>, <see cref="JobEventFields"/>), so Lua scripts can append them too; this class maps
-/// them to and from <see cref="JobEvent"/>.
+/// them to and from <see cref="JobEvent"/>, and merges the two streams for watchers in the order they were written.
 /// </summary>
 public sealed class JobEventLog(IConnectionMultiplexer redis)
 {
+    /// <summary>About how many progress events a running job keeps: watchers need the latest, not the history.</summary>
+    public const int ProgressKept = 1000;
+
     /// <summary>Appends an event to an unfinished job (one round trip) and wakes its watchers; false if there is no such job or it has finished.</summary>
     public async Task<bool> AppendAsync(string jobId, params NameValueEntry[] fields) =>
         (int)await JobScripts.AppendEvent.EvaluateAsync(redis.GetDatabase(),
             [FarmKeys.JobMeta(jobId), FarmKeys.JobEvents(jobId)],
             [.. fields.SelectMany(f => new[] { f.Name, f.Value })]) == 1;
+
+    /// <summary>Appends a per-step progress event to an unfinished job and wakes its watchers; false if there is no such job or it has finished.</summary>
+    public async Task<bool> AppendProgressAsync(string jobId, params NameValueEntry[] fields) =>
+        (int)await JobScripts.AppendProgress.EvaluateAsync(redis.GetDatabase(),
+            [FarmKeys.JobMeta(jobId), FarmKeys.JobProgress(jobId), FarmKeys.JobEvents(jobId)],
+            [ProgressKept, .. fields.SelectMany(f => new[] { f.Name, f.Value })]) == 1;
 
     public static NameValueEntry[] Queued(uint images, uint shards) =>
         [new(E.Type, T.Queued), new(E.Images, images), new(E.Shards, shards)];
@@ -63,16 +83,39 @@ public sealed class JobEventLog(IConnectionMultiplexer redis)
             : null;
     }
 
-    /// <summary>Reads up to <paramref name="count"/> events after <paramref name="afterId"/> (null = from the start).</summary>
-    public async Task<IReadOnlyList<JobEvent>> ReadAsync(string jobId, string? afterId, int count)
+    /// <summary>
+    /// Reads up to <paramref name="count"/> events of each stream after <paramref name="after"/>, merged in the order
+    /// they were written (stream ids share Redis's clock): only as far as both streams are read, so a full page of one
+    /// never skips ahead of the other. Progress events carry no event id: they are not resume points (a watch resumed
+    /// after an event gets the progress written after it, which is all that matters of progress).
+    /// </summary>
+    public async Task<IReadOnlyList<WatchedEvent>> ReadAsync(string jobId, EventCursor after, int count)
     {
-        var entries = await redis.GetDatabase().StreamReadAsync(
-            FarmKeys.JobEvents(jobId), string.IsNullOrEmpty(afterId) ? "0-0" : afterId, count);
-        var events = new List<JobEvent>(entries.Length);
-        foreach (var entry in entries)
-            if (Decode(entry) is { } e) events.Add(e);
-        return events;
+        var db = redis.GetDatabase();
+        var eventsRead = db.StreamReadAsync(FarmKeys.JobEvents(jobId), Position(after.Events), count);
+        var progressRead = db.StreamReadAsync(FarmKeys.JobProgress(jobId), Position(after.Progress), count);
+        var (events, progress) = (await eventsRead, await progressRead);
+        (ulong, ulong)? until = null;
+        foreach (var page in new[] { events, progress })
+            if (page.Length == count && ParseId(page[^1].Id!) is { } last && (until is null || last.CompareTo(until.Value) < 0))
+                until = last;
+        var merged = events.Select(e => (Entry: e, Progress: false)).Concat(progress.Select(e => (Entry: e, Progress: true)))
+            .Select(x => (x.Entry, x.Progress, Id: ParseId(x.Entry.Id!) ?? default))
+            .Where(x => until is null || x.Id.CompareTo(until.Value) <= 0)
+            .OrderBy(x => x.Id).ThenBy(x => x.Progress);
+        var result = new List<WatchedEvent>();
+        var cursor = after;
+        foreach (var (entry, isProgress, _) in merged)
+        {
+            cursor = isProgress ? cursor with { Progress = entry.Id! } : cursor with { Events = entry.Id! };
+            if (Decode(entry) is not { } e) continue;
+            if (isProgress) e.EventId = "";
+            result.Add(new WatchedEvent(e, cursor));
+        }
+        return result;
     }
+
+    private static string Position(string afterId) => string.IsNullOrEmpty(afterId) ? "0-0" : afterId;
 
     public static JobEvent? Decode(StreamEntry entry)
     {

@@ -41,6 +41,7 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
             ShardsDone = U(JobFields.ShardsDone),
             CreatedUnixMs = L(JobFields.CreatedMs),
             FinishedUnixMs = L(JobFields.FinishedMs),
+            ResultsExpiredUnixMs = L(JobFields.ResultsExpiredMs),
             DeviceSeconds = L(JobFields.DeviceMicroseconds) / 1e6,
             Webhook = (string?)map.GetValueOrDefault(JobFields.WebhookState) ?? "",
             Priority = (Priority)U(JobFields.Priority) is var p && Enum.IsDefined(p) && p != Priority.Unspecified ? p : Priority.Normal,
@@ -88,8 +89,12 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
     /// <summary>Cancels the job if it is still queued or running; true when this call cancelled it.</summary>
     public async Task<bool> CancelAsync(string jobId) =>
         (int)await JobScripts.Cancel.EvaluateAsync(redis.GetDatabase(),
-            [FarmKeys.JobMeta(jobId), FarmKeys.JobEvents(jobId), FarmKeys.JobParkedShards(jobId), FarmKeys.JobInputs(jobId)],
+            [FarmKeys.JobMeta(jobId), FarmKeys.JobEvents(jobId), FarmKeys.JobParkedShards(jobId), FarmKeys.JobInputs(jobId), FarmKeys.JobProgress(jobId)],
             DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()) == 1;
+
+    /// <summary>Records an unfinished job's priority (what its shards are queued at from now on); false if it has finished.</summary>
+    public async Task<bool> SetPriorityAsync(string jobId, Priority priority) =>
+        (int)await JobScripts.SetPriority.EvaluateAsync(redis.GetDatabase(), [FarmKeys.JobMeta(jobId)], (int)priority) == 1;
 
     public async Task<bool> PauseAsync(string jobId) =>
         (int)await JobScripts.Pause.EvaluateAsync(redis.GetDatabase(), [FarmKeys.JobMeta(jobId), FarmKeys.JobEvents(jobId)]) == 1;
@@ -201,9 +206,45 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
     {
         var result = (RedisResult[])(await JobScripts.RecordOutcome.EvaluateAsync(redis.GetDatabase(),
             [FarmKeys.JobMeta(jobId), FarmKeys.JobResults(jobId), FarmKeys.JobFailures(jobId), FarmKeys.JobShardsRemaining(jobId), FarmKeys.JobEvents(jobId),
-             FarmKeys.JobInputs(jobId), FarmKeys.JobTaskEntries(jobId), FarmKeys.JobFailedAttempts(jobId)],
+             FarmKeys.JobInputs(jobId), FarmKeys.JobProgress(jobId), FarmKeys.JobFailedAttempts(jobId)],
             mode, index, shard, worker, detail, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), sizeBytes, deviceMicroseconds))!;
         return new ImageOutcome((int)result[0] == 1, (int)result[1] == 1);
+    }
+
+    /// <summary>What retention needs to know of a job, in one round trip.</summary>
+    public async Task<Retention.JobRetentionState> GetRetentionStateAsync(string jobId)
+    {
+        var db = redis.GetDatabase();
+        var meta = db.HashGetAsync(FarmKeys.JobMeta(jobId), [JobFields.State, JobFields.FinishedMs, JobFields.Tenant, JobFields.ResultsExpiredMs]);
+        var inputs = db.KeyExistsAsync(FarmKeys.JobInputs(jobId));
+        var m = await meta;
+        var state = (string?)m[0];
+        var finished = state is not null && !JobStates.Unfinished.Contains(state)
+                       && long.TryParse((string?)m[1], CultureInfo.InvariantCulture, out var ms) ? ms : (long?)null;
+        return new Retention.JobRetentionState(state is not null, (string?)m[2] ?? "", finished, state == JobStates.Failed, await inputs, !m[3].IsNull);
+    }
+
+    /// <summary>Retention: the job's stored images are gone; forgets them (the counts stay).</summary>
+    public Task ExpireResultsAsync(string jobId) =>
+        JobScripts.ExpireResults.EvaluateAsync(redis.GetDatabase(), [FarmKeys.JobMeta(jobId), FarmKeys.JobResults(jobId)],
+            DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+
+    /// <summary>Retention: drops a failed job's init images and masks, unless it was retried meanwhile.</summary>
+    public Task ExpireInputsAsync(string jobId) =>
+        JobScripts.ExpireInputs.EvaluateAsync(redis.GetDatabase(), [FarmKeys.JobMeta(jobId), FarmKeys.JobInputs(jobId)],
+            DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+
+    /// <summary>
+    /// Deletes every record of a job (its keys share a slot: one DEL) and its entries in its tenant's listings. A report
+    /// arriving afterwards finds no job and changes nothing (the scripts check the meta hash first).
+    /// </summary>
+    public async Task DeleteRecordsAsync(string jobId, string tenant)
+    {
+        var db = redis.GetDatabase();
+        await db.KeyDeleteAsync(FarmKeys.AllJobKeys(jobId).Select(k => (RedisKey)k).ToArray());
+        await Task.WhenAll(
+            db.SortedSetRemoveAsync(FarmKeys.TenantJobIndex(tenant), jobId),
+            db.SetRemoveAsync(FarmKeys.TenantOpenJobs(tenant), jobId));
     }
 
     /// <summary>Images of a shard still without an outcome: remaining count in the shard hash.</summary>

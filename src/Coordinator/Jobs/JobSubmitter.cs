@@ -31,6 +31,7 @@ public sealed class JobSubmitter(
     TenantLimits limits,
     ShardSizing sizing,
     SubmitDurability durability,
+    Retention.RetentionSchedule retention,
     Webhooks.WebhookTargets webhookTargets,
     Webhooks.WebhookSecrets webhookSecrets,
     IOptions<CoordinatorOptions> options,
@@ -107,6 +108,8 @@ public sealed class JobSubmitter(
         var header = staging.Header;
         var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
 
+        // Entered for retention before it exists: a coordinator dying right after the commit leaves no job to expire by hand.
+        await retention.WatchAsync(jobId, now);
         await db.HashSetAsync(FarmKeys.JobMeta(jobId),
         [
             new(JobFields.State, JobStates.Queued),
@@ -136,7 +139,7 @@ public sealed class JobSubmitter(
             db.KeyPersistAsync(FarmKeys.JobInputs(jobId)),
             db.StreamAddAsync(FarmKeys.JobEvents(jobId), JobEventLog.Queued((uint)staging.ImageCount, staging.ShardCount)));
 
-        await queue.PublishStagedAsync(jobId, header.Priority);
+        await queue.PublishStagedAsync(new QueuedJob(jobId, tenant, now), header.Priority);
         await Task.WhenAll(
             db.SortedSetAddAsync(FarmKeys.TenantJobIndex(tenant), jobId, now),
             limits.RecordOpenAsync(tenant, jobId));
@@ -147,7 +150,7 @@ public sealed class JobSubmitter(
     /// re-opened for exactly those images (atomically, only if it is still failed), then published. ABORTED if the job
     /// changed state meanwhile (its staged shards are dropped).
     /// </summary>
-    public async Task RetryAsync(JobStatus status)
+    public async Task RetryAsync(JobStatus status, string tenant)
     {
         var jobId = status.JobId;
         var failed = await jobs.FailedImagesAsync(jobId);
@@ -177,7 +180,7 @@ public sealed class JobSubmitter(
             await redis.GetDatabase().HashSetAsync(FarmKeys.JobMeta(jobId), JobFields.WebhookState, "pending");
             await Webhooks.WebhookDispatcher.EnlistAsync(redis.GetDatabase(), jobId); // its next end is told too
         }
-        await queue.PublishStagedAsync(jobId, status.Priority, batch);
+        await queue.PublishStagedAsync(new QueuedJob(jobId, tenant, status.CreatedUnixMs), status.Priority, batch);
         logger.LogInformation("Job {JobId}: {Images} failed images re-queued in {Shards} shards", jobId, failed.Count, shards.Count);
     }
 

@@ -79,7 +79,7 @@ public sealed class WorkerReportHandler(
         }
         if (final) _lastStepWrite.TryRemove(key, out _);
         else _lastStepWrite[key] = now;
-        await events.AppendAsync(step.Shard.JobId,
+        await events.AppendProgressAsync(step.Shard.JobId,
             JobEventLog.Step(step.Shard.ShardIndex, session.WorkerId, step.Step, step.TotalSteps, step.ItPerSec));
         return true;
     }

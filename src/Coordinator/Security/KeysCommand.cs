@@ -1,11 +1,14 @@
 using Microsoft.Extensions.Options;
 using RenderFarm.Shared;
+using System.Globalization;
 using RenderFarm.FarmState;
+using RenderFarm.FarmState.TaskStreams;
 
 namespace RenderFarm.Coordinator.Security;
 
 /// <summary>
-/// <c>RenderFarm.Coordinator keys create|list|revoke</c>: manages API keys in the farm's Redis (same configuration as
+/// <c>RenderFarm.Coordinator keys create|list|revoke|webhook-secret|weight</c>: manages API keys and what goes with a
+/// tenant (its webhook secret, its fair-share weight) in the farm's Redis (same configuration as
 /// the server: appsettings + environment, e.g. <c>Farm__Redis</c>). Revocation applies to the next call everywhere.
 /// </summary>
 public static class KeysCommand
@@ -16,9 +19,13 @@ public static class KeysCommand
           RenderFarm.Coordinator keys list
           RenderFarm.Coordinator keys revoke KEY_ID
           RenderFarm.Coordinator keys webhook-secret --tenant TENANT [--rotate]
+          RenderFarm.Coordinator keys weight [--tenant TENANT [--set WEIGHT]]
         The key is printed once by `create`; only its SHA-256 is stored. An admin key is a client key of its
         tenant that may also manage workers (farm workers release). webhook-secret prints the secret the tenant's
         webhooks are signed with (made on first use; --rotate replaces it): give it to whoever receives them.
+        weight prints a tenant's fair-share weight (every tenant's that was set, without --tenant), or sets it:
+        within a priority, a tenant of weight 3 gets three shards for every one of a tenant of weight 1 while both
+        have work waiting (default 1, at most 1000; applies to work already queued from the next shard on).
         """;
 
     public static async Task<int> RunAsync(string[] args, IConfiguration configuration, TextWriter output, TextWriter error)
@@ -55,10 +62,33 @@ public static class KeysCommand
                 var secrets = new Webhooks.WebhookSecrets(redis);
                 await output.WriteLineAsync(args.Contains("--rotate") ? await secrets.RotateAsync(owner) : await secrets.GetOrCreateAsync(owner));
                 return 0;
+            case "weight":
+                return await WeightAsync(new TenantWeights(redis), Flag("--tenant"), Flag("--set"), args.Contains("--set"), output, error);
             default:
                 await error.WriteLineAsync(Usage);
                 return 2;
         }
+    }
+
+    private static async Task<int> WeightAsync(TenantWeights weights, string? tenant, string? set, bool setting, TextWriter output, TextWriter error)
+    {
+        if (tenant is null)
+        {
+            if (setting) return Fail(error, "--set needs --tenant");
+            foreach (var (name, weight) in (await weights.ListAsync()).OrderBy(w => w.Key, StringComparer.Ordinal))
+                await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"{name} {weight}"));
+            return 0;
+        }
+        if (!ApiKeyStore.IsValidTenant(tenant)) return Fail(error, "--tenant must be letters, digits, '.', '_', '-'; at most 64");
+        if (setting)
+        {
+            if (!double.TryParse(set, NumberStyles.Float, CultureInfo.InvariantCulture, out var weight) || !TenantWeights.IsValid(weight))
+                return Fail(error, $"--set takes a weight in (0, {TenantWeights.Max}], not '{set}'");
+            await weights.SetAsync(tenant, weight);
+            await error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"tenant {tenant} now has weight {weight}"));
+        }
+        await output.WriteLineAsync((await weights.OfAsync(tenant)).ToString(CultureInfo.InvariantCulture));
+        return 0;
     }
 
     private static int Fail(TextWriter error, string message)

@@ -24,6 +24,7 @@ public sealed class JobGrpcService(
     WorkerRegistry workers,
     WorkerConnections connections,
     WorkerQuarantine quarantine,
+    Retention.JobDeleter deleter,
     Diagnostics.CoordinatorMetrics metrics,
     Estimates.CompletionEstimator estimator,
     PreviewStore previews,
@@ -103,7 +104,7 @@ public sealed class JobGrpcService(
     {
         await RequireJobAsync(request.JobId, context);
         await events.CheckResumePointAsync(request.JobId, request.AfterEventId);
-        var after = request.AfterEventId;
+        var after = EventCursor.After(request.AfterEventId);
         var estimate = new Estimates.WatchEstimate(estimator, jobs, request.JobId);
         // Previews only for watchers that ask: the rest never read or wait on them.
         var previewed = request.Previews ? new PreviewWatch() : null;
@@ -115,11 +116,11 @@ public sealed class JobGrpcService(
             var batch = await events.ReadAsync(request.JobId, after, 256);
             for (var i = 0; i < batch.Count; i++)
             {
-                var e = batch[i];
+                var e = batch[i].Event;
                 if (e.KindCase == JobEvent.KindOneofCase.JobFinished)
                 {
                     // A retry re-opens a finished job: its earlier "finished" is superseded by what follows.
-                    if (i < batch.Count - 1) { after = e.EventId; continue; }
+                    if (i < batch.Count - 1) { after = batch[i].After; continue; }
                     if (await jobs.GetStatusAsync(request.JobId) is { State: JobState.Queued or JobState.Running })
                         break; // the retry's events are being written: read again
                     e.JobFinished.Cost = options.Value.CostOf(e.JobFinished.DeviceSeconds);
@@ -129,7 +130,7 @@ public sealed class JobGrpcService(
                 e.EstimatedCompletionUnixMs = await estimate.CurrentAsync();
                 previewed?.Saw(e);
                 await responseStream.WriteAsync(e, context.CancellationToken);
-                after = e.EventId;
+                after = batch[i].After;
             }
             if (previewed is not null)
                 foreach (var preview in await previews.NewerAsync(request.JobId, previewed.Sent))
@@ -158,7 +159,10 @@ public sealed class JobGrpcService(
 
     public override async Task DownloadResults(DownloadResultsRequest request, IServerStreamWriter<ResultChunk> responseStream, ServerCallContext context)
     {
-        await RequireJobAsync(request.JobId, context);
+        var job = await RequireJobAsync(request.JobId, context);
+        if (job.ResultsExpiredUnixMs > 0)
+            throw new RpcException(new Status(StatusCode.FailedPrecondition,
+                $"the images of job {request.JobId} expired on {DateTimeOffset.FromUnixTimeMilliseconds(job.ResultsExpiredUnixMs):u} (the farm's retention policy)"));
         var partitioned = request.PartitionCount > 1;
         if (partitioned && request.Partition >= request.PartitionCount)
             throw new RpcException(new Status(StatusCode.InvalidArgument,
@@ -267,19 +271,31 @@ public sealed class JobGrpcService(
         return response;
     }
 
-    public override async Task<JobStatus> CancelJob(CancelJobRequest request, ServerCallContext context)
+    public override async Task<JobStatus> CancelJob(CancelJobRequest request, ServerCallContext context) =>
+        await CancelAsync(await RequireJobAsync(request.JobId, context), context);
+
+    /// <summary>Cancels the caller's job if it has not finished (idempotent); returns its status afterwards.</summary>
+    private async Task<JobStatus> CancelAsync(JobStatus job, ServerCallContext context)
     {
-        await RequireJobAsync(request.JobId, context);
-        if (await jobs.CancelAsync(request.JobId))
+        if (await jobs.CancelAsync(job.JobId))
         {
-            logger.LogInformation("Job {JobId} cancelled", request.JobId);
+            logger.LogInformation("Job {JobId} cancelled", job.JobId);
             // Running shards stop at their next step.
-            await connections.BroadcastAsync(new CoordinatorMessage { CancelJob = new CancelJob { JobId = request.JobId } });
+            await connections.BroadcastAsync(new CoordinatorMessage { CancelJob = new CancelJob { JobId = job.JobId } });
         }
-        var status = (await jobs.GetStatusAsync(request.JobId))!;
+        var status = (await jobs.GetStatusAsync(job.JobId))!;
         // Queued shards leave the task streams (also on a repeated cancel, should an earlier one have stopped half-way).
-        if (status.State == JobState.Cancelled) await Task.WhenAll(queue.RemoveJobEntriesAsync(request.JobId), previews.DropAllAsync(request.JobId));
+        if (status.State == JobState.Cancelled) await Task.WhenAll(queue.WithdrawJobAsync(QueuedJobOf(status, context)), previews.DropAllAsync(job.JobId));
         return status;
+    }
+
+    public override async Task<DeleteJobResponse> DeleteJob(DeleteJobRequest request, ServerCallContext context)
+    {
+        var status = await RequireJobAsync(request.JobId, context);
+        var cancelled = status.State is JobState.Queued or JobState.Running or JobState.Paused;
+        if (cancelled) await CancelAsync(status, context);
+        var images = await deleter.DeleteAsync(request.JobId, ApiKeyInterceptor.PrincipalOf(context).Tenant, context.CancellationToken);
+        return new DeleteJobResponse { JobId = request.JobId, Cancelled = cancelled, ImagesDeleted = (ulong)images };
     }
 
     public override async Task<JobStatus> PauseJob(PauseJobRequest request, ServerCallContext context)
@@ -294,7 +310,9 @@ public sealed class JobGrpcService(
         var status = await RequireJobAsync(request.JobId, context);
         if (await jobs.ResumeAsync(request.JobId) is { } parked)
         {
-            await queue.EnqueueAsync(request.JobId, status.Priority, parked);
+            // At the job's priority now: it may have changed while the job was paused.
+            var now = (await jobs.GetStatusAsync(request.JobId))!;
+            await queue.EnqueueAsync(QueuedJobOf(now, context), now.Priority, parked);
             logger.LogInformation("Job {JobId} resumed; {Shards} held shards re-queued", request.JobId, parked.Length);
         }
         return (await jobs.GetStatusAsync(request.JobId))!;
@@ -306,9 +324,29 @@ public sealed class JobGrpcService(
         if (status.State != JobState.Failed)
             throw new RpcException(new Status(StatusCode.FailedPrecondition,
                 $"job {request.JobId} is {status.State.ToString().ToLowerInvariant()}; only a job that finished with failed images can be retried"));
-        await submitter.RetryAsync(status);
+        await submitter.RetryAsync(status, ApiKeyInterceptor.PrincipalOf(context).Tenant);
         return (await jobs.GetStatusAsync(request.JobId))!;
     }
+
+    public override async Task<JobStatus> SetJobPriority(SetJobPriorityRequest request, ServerCallContext context)
+    {
+        if (request.Priority is not (Priority.High or Priority.Normal or Priority.Low))
+            throw new RpcException(new Status(StatusCode.InvalidArgument, $"priority must be high, normal or low, not {request.Priority}"));
+        var status = await RequireJobAsync(request.JobId, context);
+        // The job's record first: shards queued from now on (a resume, a retry) go to the new priority; then what waits
+        // moves (also what an earlier change left behind, should it have stopped half-way).
+        if (!await jobs.SetPriorityAsync(request.JobId, request.Priority))
+            throw new RpcException(new Status(StatusCode.FailedPrecondition,
+                $"job {request.JobId} has finished; only an unfinished job's priority can change"));
+        await queue.MoveJobAsync(QueuedJobOf(status, context), request.Priority);
+        if (status.Priority != request.Priority)
+            logger.LogInformation("Job {JobId}: priority {From} → {To}", request.JobId, status.Priority, request.Priority);
+        return (await jobs.GetStatusAsync(request.JobId))!;
+    }
+
+    /// <summary>The caller's job as the fair queues know it: its tenant's, in submission order.</summary>
+    private static QueuedJob QueuedJobOf(JobStatus status, ServerCallContext context) =>
+        new(status.JobId, ApiKeyInterceptor.PrincipalOf(context).Tenant, status.CreatedUnixMs);
 
     /// <summary>Every worker; the job a worker is rendering is named only to its own tenant (and to admin keys).</summary>
     public override async Task<ListWorkersResponse> ListWorkers(ListWorkersRequest request, ServerCallContext context)

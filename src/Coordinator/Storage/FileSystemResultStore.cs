@@ -69,6 +69,24 @@ public sealed class FileSystemResultStore : IResultStore
         return Task.FromResult(stream);
     }
 
+    public Task<long> DeleteJobAsync(string jobId, CancellationToken cancellationToken)
+    {
+        // Job ids are the coordinator's own (letters and digits), never a path; checked anyway before deleting a folder.
+        if (!Jobs.JobIds.IsWellFormed(jobId)) throw new ArgumentException($"'{jobId}' is not a job id", nameof(jobId));
+        var folder = new DirectoryInfo(Path.Combine(Root, jobId));
+        if (!folder.Exists) return Task.FromResult(0L);
+        long count = 0;
+        foreach (var file in folder.EnumerateFiles())
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            try { file.Delete(); count++; } catch (FileNotFoundException) { } // another replica got it first
+        }
+        try { folder.Delete(recursive: true); }
+        catch (DirectoryNotFoundException) { }
+        catch (IOException) { } // a straggling write landed meanwhile: the next sweep of this job takes it
+        return Task.FromResult(count);
+    }
+
     private static async Task<StoredObject> HashFileAsync(string path, CancellationToken cancellationToken)
     {
         await using var stream = File.OpenRead(path);

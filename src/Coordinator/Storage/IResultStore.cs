@@ -12,6 +12,12 @@ public interface IResultStore
     /// <summary>Opens a stored image, or null if there is none. The stream's <see cref="Stream.Length"/> is the image size.</summary>
     Task<Stream?> OpenReadAsync(string jobId, uint index, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Deletes every stored image of a job (retention, <c>farm delete</c>); returns how many were there. Idempotent: a
+    /// job with nothing stored (or already deleted) is 0.
+    /// </summary>
+    Task<long> DeleteJobAsync(string jobId, CancellationToken cancellationToken);
+
     /// <summary>Whether <see cref="PresignedUrlAsync"/> works: a client can fetch images straight from the store.</summary>
     bool CanPresign => false;
 

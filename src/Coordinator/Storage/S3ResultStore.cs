@@ -187,6 +187,46 @@ public sealed class S3ResultStore : IResultStore, IDisposable
         return new PresignedImage(new Uri(url), sizeBytes, expires);
     }
 
+    /// <summary>The folder of a job's images: <c>PREFIX/JOB/</c>.</summary>
+    private string FolderOf(string jobId) => Location.Prefix.Length == 0 ? $"{jobId}/" : $"{Location.Prefix}/{jobId}/";
+
+    /// <summary>Lists the job's objects a page (≤ 1000) at a time and deletes each page with one DeleteObjects request.</summary>
+    public async Task<long> DeleteJobAsync(string jobId, CancellationToken cancellationToken)
+    {
+        var folder = FolderOf(jobId);
+        long deleted = 0;
+        while (true)
+        {
+            ListObjectsV2Response page;
+            try
+            {
+                page = await _s3.ListObjectsV2Async(new ListObjectsV2Request { BucketName = Location.Bucket, Prefix = folder, MaxKeys = 1000 }, cancellationToken);
+            }
+            catch (AmazonS3Exception e)
+            {
+                throw Error(e, "LIST", folder);
+            }
+            if (page.S3Objects is not { Count: > 0 } objects) return deleted;
+            try
+            {
+                var result = await _s3.DeleteObjectsAsync(new DeleteObjectsRequest
+                {
+                    BucketName = Location.Bucket,
+                    Objects = objects.Select(o => new KeyVersion { Key = o.Key }).ToList(),
+                    Quiet = true,
+                }, cancellationToken);
+                if (result.DeleteErrors is { Count: > 0 } errors)
+                    throw new S3StorageException(HttpStatusCode.InternalServerError, errors[0].Code,
+                        $"DELETE {errors[0].Key}: {errors[0].Code}: {errors[0].Message} ({errors.Count} of {objects.Count} not deleted)", errors[0].Key);
+            }
+            catch (AmazonS3Exception e)
+            {
+                throw Error(e, "DELETE", folder);
+            }
+            deleted += objects.Count;
+        }
+    }
+
     /// <summary>Creates the bucket (tests and first-time setup; the coordinator never creates buckets itself).</summary>
     public async Task CreateBucketAsync(CancellationToken cancellationToken)
     {

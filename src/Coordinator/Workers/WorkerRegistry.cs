@@ -23,6 +23,11 @@ public sealed class WorkerRegistry(IConnectionMultiplexer redis, IOptions<Coordi
     public Task SaveAsync(WorkerInfo info) =>
         redis.GetDatabase().HashSetAsync(FarmKeys.WorkerRegistry, info.WorkerId, info.ToByteArray());
 
+    /// <summary>Removes a worker long offline from the registry, and frees its id for any key.</summary>
+    public Task ForgetAsync(string workerId) => Task.WhenAll(
+        redis.GetDatabase().HashDeleteAsync(FarmKeys.WorkerRegistry, workerId),
+        redis.GetDatabase().HashDeleteAsync(FarmKeys.WorkerIdOwners, workerId));
+
     public async Task<WorkerInfo?> FindAsync(string workerId)
     {
         var value = await redis.GetDatabase().HashGetAsync(FarmKeys.WorkerRegistry, workerId);

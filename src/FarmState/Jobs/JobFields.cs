@@ -36,4 +36,10 @@ public static class JobFields
     public const string WebhookFirstAttemptMs = "webhook_first_ms";
     /// <summary>Live previews every this many steps (JobHeader.preview_every); absent or 0: none.</summary>
     public const string PreviewEvery = "preview_every";
+
+    /// <summary>When retention deleted the job's stored images (ms); its records may outlive them.</summary>
+    public const string ResultsExpiredMs = "results_expired_ms";
+
+    /// <summary>When retention dropped the failed job's init images and masks (ms): a retry can no longer render those images.</summary>
+    public const string InputsExpiredMs = "inputs_expired_ms";
 }

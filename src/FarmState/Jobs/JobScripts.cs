@@ -27,10 +27,10 @@ public static class JobScripts
     /// error, the job's counters, the events, and the end of its shard and of the job when this was the last image.
     /// An image already done or failed is ignored: a duplicate delivery changes nothing. Returns {recorded, shard
     /// finished}. When the job finishes its init images are dropped unless images failed (a retry needs them), and its
-    /// task entries and failed attempts (all settled) too.
+    /// per-step progress and failed attempts (all settled) too.
     /// </summary>
     public static readonly FarmScript RecordOutcome = new("record an image's outcome",
-        ["meta", "results", "failures", "shards", "events", "inputs", "entries", "attempts"],
+        ["meta", "results", "failures", "shards", "events", "inputs", "progress", "attempts"],
         ["mode", "index", "shard", "worker", "detail", "now", "size", "device_us"],
         $$"""
         if redis.call('EXISTS', meta) == 0 then return {0, 0} end
@@ -61,7 +61,7 @@ public static class JobScripts
           if failed > 0 then state = '{{S.Failed}}' end
           redis.call('HSET', meta, '{{F.State}}', state, '{{F.FinishedMs}}', now)
           if failed == 0 then redis.call('DEL', inputs) end
-          redis.call('DEL', entries, attempts)
+          redis.call('DEL', progress, attempts)
           redis.call('XADD', events, '*', '{{E.Type}}', '{{T.JobFinished}}', '{{E.State}}', state, '{{E.Done}}', done, '{{E.Failed}}', failed,
             '{{E.DeviceMicroseconds}}', redis.call('HGET', meta, '{{F.DeviceMicroseconds}}') or 0)
         end
@@ -77,14 +77,14 @@ public static class JobScripts
         return 0
         """);
 
-    /// <summary>Cancels a job that has not finished, dropping its parked shards and inputs; returns 1 if it did.</summary>
+    /// <summary>Cancels a job that has not finished, dropping its parked shards, inputs and progress; returns 1 if it did.</summary>
     public static readonly FarmScript Cancel = new("cancel a job",
-        ["meta", "events", "parked", "inputs"], ["now"],
+        ["meta", "events", "parked", "inputs", "progress"], ["now"],
         $$"""
         local state = redis.call('HGET', meta, '{{F.State}}')
         if state ~= '{{S.Queued}}' and state ~= '{{S.Running}}' and state ~= '{{S.Paused}}' then return 0 end
         redis.call('HSET', meta, '{{F.State}}', '{{S.Cancelled}}', '{{F.FinishedMs}}', now)
-        redis.call('DEL', parked, inputs)
+        redis.call('DEL', parked, inputs, progress)
         redis.call('XADD', events, '*', '{{E.Type}}', '{{T.JobFinished}}', '{{E.State}}', '{{S.Cancelled}}',
           '{{E.Done}}', redis.call('HGET', meta, '{{F.ImagesDone}}'), '{{E.Failed}}', redis.call('HGET', meta, '{{F.ImagesFailed}}'),
           '{{E.DeviceMicroseconds}}', redis.call('HGET', meta, '{{F.DeviceMicroseconds}}') or 0)
@@ -113,6 +113,39 @@ public static class JobScripts
         redis.call('HDEL', meta, '{{F.FinishedMs}}')
         redis.call('XADD', events, '*', '{{E.Type}}', '{{T.Queued}}', '{{E.Images}}', images, '{{E.Shards}}', shard - tonumber(first_shard))
         {{WakeWatchers}}
+        return 1
+        """);
+
+    /// <summary>Sets an unfinished job's priority (what its shards are queued at from now on); returns 1 if it did.</summary>
+    public static readonly FarmScript SetPriority = new("set a job's priority",
+        ["meta"], ["priority"],
+        $$"""
+        local state = redis.call('HGET', meta, '{{F.State}}')
+        if state ~= '{{S.Queued}}' and state ~= '{{S.Running}}' and state ~= '{{S.Paused}}' then return 0 end
+        redis.call('HSET', meta, '{{F.Priority}}', priority)
+        return 1
+        """);
+
+    /// <summary>
+    /// Retention: notes that a job's stored images were deleted and drops the record of them (a million images' sha256
+    /// and sizes are megabytes); the counts stay. Returns 0 if there is no such job.
+    /// </summary>
+    public static readonly FarmScript ExpireResults = new("expire a job's results",
+        ["meta", "results"], ["now"],
+        $$"""
+        if redis.call('EXISTS', meta) == 0 then return 0 end
+        redis.call('HSET', meta, '{{F.ResultsExpiredMs}}', now)
+        redis.call('DEL', results)
+        return 1
+        """);
+
+    /// <summary>Retention: drops a failed job's init images and masks (kept for a retry) unless it has been retried meanwhile; returns 1 if it did.</summary>
+    public static readonly FarmScript ExpireInputs = new("expire a failed job's inputs",
+        ["meta", "inputs"], ["now"],
+        $$"""
+        if redis.call('HGET', meta, '{{F.State}}') ~= '{{S.Failed}}' then return 0 end
+        redis.call('HSET', meta, '{{F.InputsExpiredMs}}', now)
+        redis.call('DEL', inputs)
         return 1
         """);
 
@@ -159,6 +192,22 @@ public static class JobScripts
         local state = redis.call('HGET', meta, '{{F.State}}')
         if state == '{{S.Completed}}' or state == '{{S.Failed}}' or state == '{{S.Cancelled}}' then return 0 end
         redis.call('XADD', events, '*', unpack(ARGV))
+        {{WakeWatchers}}
+        return 1
+        """);
+
+    /// <summary>
+    /// Appends a per-step progress event (the arguments after <c>max_len</c>: its field/value pairs) to an unfinished
+    /// job's progress stream, which keeps about the last <c>max_len</c> (watchers need only the latest) and is deleted
+    /// when the job finishes; returns 0 if there is no such job or it has finished. Watchers are woken as for any event.
+    /// </summary>
+    public static readonly FarmScript AppendProgress = new("append a job's step progress",
+        ["meta", "progress", "events"], ["max_len"],
+        $$"""
+        if redis.call('EXISTS', meta) == 0 then return 0 end
+        local state = redis.call('HGET', meta, '{{F.State}}')
+        if state == '{{S.Completed}}' or state == '{{S.Failed}}' or state == '{{S.Cancelled}}' then return 0 end
+        redis.call('XADD', progress, 'MAXLEN', '~', max_len, '*', unpack(ARGV, 2))
         {{WakeWatchers}}
         return 1
         """);

@@ -7,12 +7,18 @@ using StackExchange.Redis;
 namespace RenderFarm.FarmState.TaskStreams;
 
 /// <summary>
-/// How a <see cref="Shard"/> is laid out as a task-stream entry: a field holding the protobuf bytes, and its variant
-/// (<see cref="Variant"/>), which workers read before they claim an entry to prefer the ones they hold loaded.
+/// How a <see cref="Shard"/> is laid out on a task stream. An entry is a token (<see cref="TokenField"/>): one queued
+/// shard, bound to a shard of the fair queue when a worker reads it (<see cref="TaskStreamScripts.Claim"/>). Entries
+/// queued before the fair queue existed carry their shard themselves (<see cref="PayloadField"/>: the protobuf bytes)
+/// and its variant (<see cref="VariantField"/>); they are still read. A shard's <see cref="Variant"/> is what workers
+/// look at before they claim it, to prefer the ones they hold loaded.
 /// </summary>
 public static class ShardEntry
 {
     public const string PayloadField = "shard";
+
+    /// <summary>The one field of a token entry (its value is not read).</summary>
+    public const string TokenField = "queued";
 
     /// <summary>The entry's routing hint: see <see cref="Variant"/>. Entries queued before it existed have none.</summary>
     public const string VariantField = "variant";

@@ -6,32 +6,40 @@ using StackExchange.Redis;
 namespace RenderFarm.FarmState.TaskStreams;
 
 /// <summary>
-/// The task-stream protocol, both sides of it. Shards wait on a stream per model and priority
+/// The task-stream protocol, both sides of it. Shards wait in a fair queue per model and priority, behind a stream
 /// (<see cref="FarmKeys.TaskStream(string, Priority)"/>) that every worker reads as one consumer group
-/// (<see cref="FarmKeys.WorkerGroup"/>); an entry is pending under the worker it was delivered to until it is
-/// acknowledged. The life of an entry:
+/// (<see cref="FarmKeys.WorkerGroup"/>). The stream holds one token entry per waiting shard, so its lag is the queue's
+/// length (what autoscaling reads); a token is bound to a shard only as a worker reads it, and then it is an entry like
+/// any other: pending under that worker until it is acknowledged, leased, taken over, dead-lettered. The life of an entry:
 /// <list type="number">
 /// <item>The coordinator stages a job's shards (<see cref="StageAsync"/>) and publishes them once the job is committed
 /// (<see cref="PublishStagedAsync"/>); a resumed job's parked shards are enqueued again (<see cref="EnqueueAsync"/>).
 /// Idle workers are nudged over pub/sub.</item>
-/// <item>A worker claims an entry: a new one (<see cref="ReadNewAsync"/>), or one it or another worker held whose
-/// lease lapsed or that was handed back (<see cref="TakeOverAsync"/>), and checks it against its job's state
-/// (<see cref="AdmitAsync"/>: run, park with a paused job, drop for a cancelled one).</item>
+/// <item>A worker claims an entry: a new one (<see cref="ReadNewAsync"/>: the next token, bound to the shard whose turn
+/// it is — tenants take turns, weighted, and a tenant's jobs go in submission order), or one it or another worker held
+/// whose lease lapsed or that was handed back (<see cref="TakeOverAsync"/>), and checks it against its job's state
+/// (<see cref="AdmitAsync"/>: run, park with a paused job, drop for a cancelled one). Workers claim new shards ahead,
+/// as a prefetch (<see cref="PrefetchNewAsync"/>, <see cref="ReadPreferredAsync"/>, which first leaves the fair queue's
+/// next shard a while to a worker holding its variant warm), and count the delivery when they start it
+/// (<see cref="StartPrefetchedAsync"/>).</item>
 /// <item>While it renders, the worker renews its claim (<see cref="RenewAsync"/>); an entry not renewed for a lease is
 /// taken over by another worker, which counts a delivery.</item>
 /// <item>The coordinator acknowledges the entry when every image has its outcome or the shard is dead-lettered
-/// (<see cref="AcknowledgeAsync(ShardRef)"/>). After a failed attempt it hands the entry back for a retry now
-/// (<see cref="HandBackAfterFailureAsync"/>: the attempt counts); a draining worker hands back what it could not finish
-/// (<see cref="HandBackOnDrainAsync"/>: the attempt is given back).</item>
+/// (<see cref="AcknowledgeAsync(ShardRef)"/>), which trims it from the stream. After a failed attempt it hands the entry
+/// back for a retry now (<see cref="HandBackAfterFailureAsync"/>: the attempt counts); a draining worker hands back what
+/// it could not finish (<see cref="HandBackOnDrainAsync"/>: the attempt is given back).</item>
 /// </list>
+/// A job's waiting shards can leave the queue before any worker reads them: withdrawn (<see cref="WithdrawJobAsync"/>,
+/// cancel and delete) or moved to another priority (<see cref="MoveJobAsync"/>), each with as many tokens. The queues
+/// keep running totals of the work waiting, which estimates read (<see cref="WorkAheadAsync"/>).
 /// </summary>
 public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue> logger)
 {
     /// <summary>How idle a handed-back entry looks: past any lease, so the next pull of any worker takes it over.</summary>
-    private static readonly long HandedBackIdleMs = (long)TimeSpan.FromDays(1).TotalMilliseconds;
+    internal const long HandedBackIdleMs = 24 * 60 * 60 * 1000L;
 
-    /// <summary>Most entries of a list (staged shards, a job's task entries) read at once.</summary>
-    private const int Page = 512;
+    /// <summary>Most entries of a list (staged shards) read at once.</summary>
+    private const int Page = TaskStreamScripts.MaxPerCall;
 
     private readonly HashSet<string> _groupsEnsured = [];
 
@@ -52,17 +60,17 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
             db.KeyExpireAsync(key, FarmKeys.StagingTtl));
     }
 
-    /// <summary>Moves a job's staged shards onto their models' task streams, a page at a time, then drops the staging list.</summary>
-    public async Task PublishStagedAsync(string jobId, Priority priority, string batch = "")
+    /// <summary>Moves a job's staged shards into their models' queues, a page at a time, then drops the staging list.</summary>
+    public async Task PublishStagedAsync(QueuedJob job, Priority priority, string batch = "")
     {
         var db = redis.GetDatabase();
-        var key = FarmKeys.JobStagedShards(jobId, batch);
+        var key = FarmKeys.JobStagedShards(job.JobId, batch);
         var models = new HashSet<string>();
         for (long start = 0; ; start += Page)
         {
             var shards = await db.ListRangeAsync(key, start, start + Page - 1);
             if (shards.Length == 0) break;
-            models.UnionWith(await AppendAsync(jobId, priority, shards.Select(s => (byte[])s!)));
+            models.UnionWith(await AppendAsync(job, priority, shards.Select(s => (byte[])s!)));
             if (shards.Length < Page) break;
         }
         await db.KeyDeleteAsync(key);
@@ -72,52 +80,84 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     /// <summary>Drops a batch of staged shards (a retry that found the job changed).</summary>
     public Task DiscardStagedAsync(string jobId, string batch) => redis.GetDatabase().KeyDeleteAsync(FarmKeys.JobStagedShards(jobId, batch));
 
-    /// <summary>Appends serialized shards of a job to their models' task streams and nudges those models' workers.</summary>
-    public async Task EnqueueAsync(string jobId, Priority priority, IEnumerable<byte[]> shards) =>
-        await Task.WhenAll((await AppendAsync(jobId, priority, shards)).Select(NudgeWorkersAsync));
+    /// <summary>Queues serialized shards of a job on their models' queues and nudges those models' workers.</summary>
+    public async Task EnqueueAsync(QueuedJob job, Priority priority, IEnumerable<byte[]> shards) =>
+        await Task.WhenAll((await AppendAsync(job, priority, shards)).Select(NudgeWorkersAsync));
 
     /// <summary>
-    /// Appends shards to the stream of their own model (per-prompt overrides may name other models) for the priority,
-    /// pipelined, and notes their entries with the job (<see cref="FarmKeys.JobTaskEntries"/>) so that cancelling it can
-    /// take them off the streams. Returns the models.
+    /// Queues shards on the queue of their own model (per-prompt overrides may name other models) for the priority, a
+    /// page per script, pipelined in order, after noting the stream with the job (<see cref="FarmKeys.JobTaskStreams"/>)
+    /// so that cancelling it always finds them. Returns the models.
     /// </summary>
-    private async Task<IReadOnlyCollection<string>> AppendAsync(string jobId, Priority priority, IEnumerable<byte[]> shards)
+    private async Task<IReadOnlyCollection<string>> AppendAsync(QueuedJob job, Priority priority, IEnumerable<byte[]> shards)
     {
         var db = redis.GetDatabase();
+        var weight = await WeightOfAsync(job.Tenant);
+        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         var models = new List<string>();
-        foreach (var byModel in shards.GroupBy(bytes => Shard.Parser.ParseFrom(bytes).Params.Model))
+        foreach (var byModel in shards.Select(bytes => (Shard: Shard.Parser.ParseFrom(bytes), Bytes: bytes)).GroupBy(s => s.Shard.Params.Model))
         {
             var stream = FarmKeys.TaskStream(byModel.Key, priority);
             await EnsureGroupAsync(stream);
-            var ids = await Task.WhenAll(byModel.Select(s => db.StreamAddAsync(stream, ShardEntry.ToFields(Shard.Parser.ParseFrom(s), s))));
-            if (ids.Length > 0) await db.ListRightPushAsync(FarmKeys.JobTaskEntries(jobId), [.. ids.Select(id => (RedisValue)$"{stream} {id}")]);
+            await db.SetAddAsync(FarmKeys.JobTaskStreams(job.JobId), stream);
+            await Task.WhenAll(byModel.Chunk(Page).Select(page => TaskStreamScripts.Enqueue.EvaluateAsync(db, EnqueueKeys(stream, job),
+                [job.Tenant, job.JobId, job.Order, weight, .. page.Select(s => (RedisValue)QueuedShard.Encode(s.Shard, s.Bytes, now))])));
             models.Add(byModel.Key);
         }
         return models;
     }
 
+    private static RedisKey[] EnqueueKeys(string stream, QueuedJob job) =>
+        [stream, FarmKeys.TaskTenants(stream), FarmKeys.TaskWeights(stream), FarmKeys.TaskClock(stream), FarmKeys.TaskWork(stream),
+         FarmKeys.TaskTenantJobs(stream, job.Tenant), FarmKeys.TaskJobShards(stream, job.JobId)];
+
+    private static RedisKey[] WithdrawKeys(string stream, QueuedJob job) =>
+        [stream, FarmKeys.TaskTenants(stream), FarmKeys.TaskWeights(stream), FarmKeys.TaskWork(stream),
+         FarmKeys.TaskTenantJobs(stream, job.Tenant), FarmKeys.TaskJobShards(stream, job.JobId)];
+
+    /// <summary>A tenant's weight in the fair queues (<see cref="TenantWeights"/>; 1 unless set).</summary>
+    private Task<double> WeightOfAsync(string tenant) => new TenantWeights(redis).OfAsync(tenant);
+
     /// <summary>
-    /// Takes a cancelled job's entries off the task streams (delivered or not; a worker running one stops at the cancel
-    /// anyway), a page at a time: a cancelled million-image job leaves no queued entries behind. Idempotent.
+    /// Takes a cancelled or deleted job's waiting shards off its queues, a page at a time (a cancelled million-image job
+    /// leaves nothing queued behind), and acknowledges its delivered entries (a worker running one stops at the cancel
+    /// anyway). Idempotent.
     /// </summary>
-    public async Task RemoveJobEntriesAsync(string jobId)
+    public async Task WithdrawJobAsync(QueuedJob job)
     {
         var db = redis.GetDatabase();
-        var key = FarmKeys.JobTaskEntries(jobId);
-        while (true)
+        var key = FarmKeys.JobTaskStreams(job.JobId);
+        foreach (var stream in (await db.SetMembersAsync(key)).Select(s => (string)s!).Where(s => FarmKeys.ParseTaskStream(s) is not null))
         {
-            var entries = await db.ListRangeAsync(key, 0, Page - 1);
-            if (entries.Length == 0) break;
-            var removals = new List<Task>();
-            foreach (var stream in entries.Select(e => ((string)e!).Split(' ', 2)).Where(p => p.Length == 2).GroupBy(p => p[0], p => (RedisValue)p[1]))
-            {
-                removals.Add(db.StreamAcknowledgeAsync(stream.Key, FarmKeys.WorkerGroup, [.. stream]));
-                removals.Add(db.StreamDeleteAsync(stream.Key, [.. stream]));
-            }
-            await Task.WhenAll(removals);
-            await db.ListTrimAsync(key, entries.Length, -1);
+            while ((long)await TaskStreamScripts.Withdraw.EvaluateAsync(db, WithdrawKeys(stream, job),
+                       job.Tenant, job.JobId, FarmKeys.WithdrawnConsumer, Page) == Page) { }
+            await foreach (var bound in db.HashScanAsync(FarmKeys.TaskBound(stream)))
+                if (ShardOf((byte[])bound.Value!)?.JobId == job.JobId)
+                    await AcknowledgeAsync(stream, (string)bound.Name!);
         }
         await db.KeyDeleteAsync(key);
+    }
+
+    /// <summary>
+    /// Moves a job's waiting shards to its models' queues of priority <paramref name="to"/>, in pages that each move
+    /// atomically (shards and tokens), and nudges the workers. Shards already delivered stay where they are. Idempotent:
+    /// a move cut short is finished by the next.
+    /// </summary>
+    public async Task MoveJobAsync(QueuedJob job, Priority to)
+    {
+        var db = redis.GetDatabase();
+        var key = FarmKeys.JobTaskStreams(job.JobId);
+        var weight = await WeightOfAsync(job.Tenant);
+        foreach (var stream in (await db.SetMembersAsync(key)).Select(s => (string)s!))
+        {
+            if (FarmKeys.ParseTaskStream(stream) is not var (model, priority) || priority == to) continue;
+            var target = FarmKeys.TaskStream(model, to);
+            await EnsureGroupAsync(target);
+            await db.SetAddAsync(key, target);
+            while ((long)await TaskStreamScripts.Move.EvaluateAsync(db, [.. WithdrawKeys(stream, job), .. EnqueueKeys(target, job)],
+                       job.Tenant, job.JobId, job.Order, weight, FarmKeys.WithdrawnConsumer, Page) == Page) { }
+            await NudgeWorkersAsync(model);
+        }
     }
 
     /// <summary>Wakes idle workers of the model (<see cref="ListenForNudgesAsync"/>).</summary>
@@ -134,24 +174,16 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
 
     /// <summary>
     /// How every task stream stands (for metrics): shards waiting (never delivered, or handed back for a retry), in
-    /// flight (held by a worker) and the age of the oldest never-delivered one. Streams are found with SCAN, so a
-    /// queue of a model that no worker serves shows too.
+    /// flight (held by a worker) and the age of the oldest never-delivered one (its token's). Streams are found with
+    /// SCAN, so a queue of a model that no worker serves shows too.
     /// </summary>
     public async Task<IReadOnlyList<TaskStreamStats>> StatsAsync(DateTimeOffset now)
     {
         var db = redis.GetDatabase();
-        var streams = new List<string>();
-        var cursor = "0";
-        do
-        {
-            var reply = (RedisResult[])(await db.ExecuteAsync("SCAN", cursor, "MATCH", FarmKeys.TaskStreamPattern, "COUNT", 1000, "TYPE", "stream"))!;
-            cursor = (string)reply[0]!;
-            streams.AddRange(((RedisResult[])reply[1]!).Select(k => (string)k!));
-        } while (cursor != "0");
         var stats = new List<TaskStreamStats>();
-        foreach (var stream in streams.Distinct())
+        foreach (var stream in await FindStreamsAsync(db))
         {
-            if (FarmKeys.ParseTaskStream(stream) is not var (model, priority)) continue;
+            var (model, priority) = FarmKeys.ParseTaskStream(stream)!.Value;
             if (await WorkerGroupAsync(db, stream) is not { } group) continue;
             var pending = await db.StreamPendingAsync(stream, FarmKeys.WorkerGroup);
             var handedBack = pending.Consumers.FirstOrDefault(c => c.Name == FarmKeys.ReleasedConsumer).PendingMessageCount;
@@ -166,37 +198,48 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
         return stats;
     }
 
-    /// <summary>Most waiting entries of one stream read for an estimate: past it the queue is taken as no longer.</summary>
-    private const int MaxEntriesEstimated = 10_000;
+    /// <summary>Every task stream there is, of any model and priority (SCAN, so models no worker serves are found too).</summary>
+    internal static async Task<IReadOnlyList<string>> FindStreamsAsync(IDatabase db)
+    {
+        var streams = new HashSet<string>(StringComparer.Ordinal);
+        var cursor = "0";
+        do
+        {
+            var reply = (RedisResult[])(await db.ExecuteAsync("SCAN", cursor, "MATCH", FarmKeys.TaskStreamPattern, "COUNT", 1000, "TYPE", "stream"))!;
+            cursor = (string)reply[0]!;
+            streams.UnionWith(((RedisResult[])reply[1]!).Select(k => (string)k!).Where(k => FarmKeys.ParseTaskStream(k) is not null));
+        } while (cursor != "0");
+        return [.. streams];
+    }
 
     /// <summary>
-    /// The work queued ahead of a job on its model's streams, and the job's own work still waiting, each in image-steps
-    /// × megapixels (<see cref="ShardWork"/>): every waiting shard of a higher priority, and of the job's own priority
-    /// those queued before the job's last waiting shard. Workers pull lower priorities now and then (so this is an upper
-    /// bound for high and a lower one for low priority), and shards in flight are not counted.
+    /// The work the fair queues hand out before a job's own last waiting shard, and the job's own work still waiting,
+    /// each in image-steps × megapixels (<see cref="ShardWork"/>), from the queues' running totals
+    /// (<see cref="TaskStreamScripts.WorkAhead"/>, no scan of the queue): every waiting shard of a higher priority, and
+    /// of the job's own priority its tenant's earlier jobs and the other tenants' fair share meanwhile. Workers pull
+    /// lower priorities now and then (so this is an upper bound for high and a lower one for low priority), and shards
+    /// in flight are not counted.
     /// </summary>
     public async Task<(double Ahead, double Own)> WorkAheadAsync(string model, string jobId, Priority priority)
     {
         var db = redis.GetDatabase();
+        var tenant = (string?)await db.HashGetAsync(FarmKeys.JobMeta(jobId), Jobs.JobFields.Tenant) ?? "";
         double ahead = 0, own = 0;
         foreach (var level in (Priority[])[Priority.High, Priority.Normal, Priority.Low])
         {
             if (Rank(level) > Rank(priority)) break;
             var stream = FarmKeys.TaskStream(model, level);
-            if (await WorkerGroupAsync(db, stream) is not { } group) continue;
-            var entries = await db.StreamRangeAsync(stream, "(" + group.LastDeliveredId, "+", MaxEntriesEstimated);
-            double before = 0, sinceOwn = 0;
-            foreach (var entry in entries)
-            {
-                if (entry.IsNull) continue;
-                var shard = ShardEntry.Parse(entry);
-                var work = ShardWork(shard);
-                if (shard.JobId == jobId) { own += work; before += sinceOwn; sinceOwn = 0; }
-                else sinceOwn += work;
-            }
-            ahead += level == priority ? before : before + sinceOwn;
+            var result = (RedisResult[])(await TaskStreamScripts.WorkAhead.EvaluateAsync(db,
+                [FarmKeys.TaskTenants(stream), FarmKeys.TaskWeights(stream), FarmKeys.TaskWork(stream)],
+                FarmKeys.TaskQueuePrefix(stream), tenant, jobId, level == priority ? 1 : 0))!;
+            ahead += Number(result[0]);
+            own += Number(result[1]);
         }
         return (ahead, own);
+
+        static double Number(RedisResult value) =>
+            double.TryParse((string?)value, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var n)
+            && double.IsFinite(n) ? Math.Max(0, n) : 0;
     }
 
     private static int Rank(Priority priority) => priority switch { Priority.High => 0, Priority.Low => 2, _ => 1 };
@@ -217,6 +260,20 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
         if (!await db.KeyExistsAsync(stream)) return null;
         var group = (await db.StreamGroupInfoAsync(stream)).FirstOrDefault(g => g.Name == FarmKeys.WorkerGroup);
         return group.Name is null ? null : group;
+    }
+
+    /// <summary>
+    /// Removes the consumers of the model's streams that hold nothing and have not read for <paramref name="idle"/>
+    /// (workers long gone: a consumer per worker id would otherwise pile up with every restarted pod). Returns how many.
+    /// </summary>
+    public async Task<long> ForgetIdleConsumersAsync(string model, TimeSpan idle)
+    {
+        var db = redis.GetDatabase();
+        long forgotten = 0;
+        foreach (var stream in FarmKeys.TaskStreams(model))
+            if (await db.KeyExistsAsync(stream))
+                forgotten += (long)await TaskStreamScripts.ForgetIdleConsumers.EvaluateAsync(db, [stream], (long)idle.TotalMilliseconds);
+        return forgotten;
     }
 
     // ---- Pulling (worker) ----
@@ -251,30 +308,48 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
         (await redis.GetDatabase().StreamPendingMessagesAsync(stream, FarmKeys.WorkerGroup, 1000, consumer))
             .Select(e => (string)e.MessageId!).ToList();
 
-    /// <summary>Claims the next entry of <paramref name="stream"/> never delivered to any worker; null if there is none.</summary>
-    public async Task<ClaimedShard?> ReadNewAsync(string stream, string consumer)
-    {
-        var fresh = await redis.GetDatabase().StreamReadGroupAsync(stream, FarmKeys.WorkerGroup, consumer, StreamPosition.NewMessages, count: 1);
-        return Parse(stream, consumer, fresh);
-    }
+    /// <summary>
+    /// Claims the next shard of <paramref name="stream"/> never delivered to any worker — the fair queue's next turn —
+    /// or null if there is none.
+    /// </summary>
+    public async Task<ClaimedShard?> ReadNewAsync(string stream, string consumer) =>
+        (await ClaimNewAsync(stream, consumer, prefetch: false, [], [], TimeSpan.Zero)).Shard;
 
     /// <summary>
     /// Claims, as a prefetch of <paramref name="consumer"/> (a <see cref="FarmKeys.PrefetchConsumer"/>; started by
-    /// <see cref="StartPrefetchedAsync"/>), the next entry of <paramref name="stream"/> never delivered to any worker, unless it is left for a while to
-    /// a worker that holds its model or LoRA variant loaded (<see cref="TaskStreamScripts.ReadPreferred"/>):
+    /// <see cref="StartPrefetchedAsync"/>), the fair queue's next shard of <paramref name="stream"/>, unless it is left for
+    /// a while to a worker that holds its model or LoRA variant loaded (<see cref="TaskStreamScripts.Claim"/>):
     /// <paramref name="mine"/> are the variants this worker holds, <paramref name="others"/> those other live workers
-    /// hold (<see cref="WarmElsewhereAsync"/>). Returns the claimed shard, or none and how long the entry at the head is
-    /// left to others (zero when the stream has no new entry).
+    /// hold (<see cref="WarmElsewhereAsync"/>). Returns the claimed shard, or none and how long the shard the fair queue
+    /// hands out next is left to others (zero when the stream has nothing new).
     /// </summary>
-    public async Task<(ClaimedShard? Shard, TimeSpan LeftToOthers)> ReadPreferredAsync(string stream, string consumer,
+    public Task<(ClaimedShard? Shard, TimeSpan LeftToOthers)> ReadPreferredAsync(string stream, string consumer,
+        IReadOnlyCollection<string> mine, IReadOnlyCollection<string> others, TimeSpan window) =>
+        ClaimNewAsync(stream, consumer, prefetch: true, mine, others, window);
+
+    /// <summary>
+    /// Claims the fair queue's next shard of <paramref name="stream"/> as a prefetch of <paramref name="workerId"/>
+    /// (<see cref="FarmKeys.PrefetchConsumer"/>): held, renewed like any claim, but not a delivery until
+    /// <see cref="StartPrefetchedAsync"/>. Null if there is none.
+    /// </summary>
+    public async Task<ClaimedShard?> PrefetchNewAsync(string stream, string workerId) =>
+        (await ClaimNewAsync(stream, FarmKeys.PrefetchConsumer(workerId), prefetch: true, [], [], TimeSpan.Zero)).Shard;
+
+    private async Task<(ClaimedShard? Shard, TimeSpan LeftToOthers)> ClaimNewAsync(string stream, string consumer, bool prefetch,
         IReadOnlyCollection<string> mine, IReadOnlyCollection<string> others, TimeSpan window)
     {
-        var result = await TaskStreamScripts.ReadPreferred.EvaluateAsync(redis.GetDatabase(), [stream], consumer,
-            (long)window.TotalMilliseconds, string.Join('\n', mine), string.Join('\n', others));
-        if (result.IsNull) return (null, TimeSpan.Zero);
-        if (result.Resp2Type == ResultType.Integer) return (null, TimeSpan.FromMilliseconds(Math.Max(1, (long)result)));
-        var parts = (RedisResult[])result!;
-        return (Parse(stream, consumer, [EntryOf(parts[0], parts[1])]) is { } shard ? shard with { Delivery = 0 } : null, TimeSpan.Zero);
+        var db = redis.GetDatabase();
+        while (true)
+        {
+            var result = await TaskStreamScripts.Claim.EvaluateAsync(db,
+                [stream, FarmKeys.TaskBound(stream), FarmKeys.TaskTenants(stream), FarmKeys.TaskWeights(stream), FarmKeys.TaskClock(stream), FarmKeys.TaskWork(stream)],
+                FarmKeys.TaskQueuePrefix(stream), consumer, prefetch ? 1 : 0, (long)window.TotalMilliseconds, string.Join('\n', mine), string.Join('\n', others));
+            if (result.IsNull) return (null, TimeSpan.Zero);
+            if (result.Resp2Type == ResultType.Integer) return (null, TimeSpan.FromMilliseconds(Math.Max(1, (long)result)));
+            var parts = (RedisResult[])result!;
+            if (await ParseAsync(stream, consumer, (string)parts[0]!, (byte[])parts[1]!) is { } claimed)
+                return (prefetch ? claimed with { Delivery = 0 } : claimed, TimeSpan.Zero);
+        }
     }
 
     /// <summary>
@@ -310,17 +385,6 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
 
     private static string WarmField(string variant, string consumer) => $"{variant}\n{consumer}";
 
-    /// Claims the next entry of <paramref name="stream"/> never delivered to any worker as a prefetch of
-    /// <paramref name="workerId"/> (<see cref="FarmKeys.PrefetchConsumer"/>): held, renewed like any claim, but not a
-    /// delivery until <see cref="StartPrefetchedAsync"/>. Null if there is none.
-    /// </summary>
-    public async Task<ClaimedShard?> PrefetchNewAsync(string stream, string workerId)
-    {
-        var consumer = FarmKeys.PrefetchConsumer(workerId);
-        var result = await TaskStreamScripts.PrefetchNew.EvaluateAsync(redis.GetDatabase(), [stream], consumer);
-        return result.IsNull ? null : Parse(stream, consumer, [EntryOf(((RedisResult[])result!)[0], ((RedisResult[])result!)[1])]) is { } shard ? shard with { Delivery = 0 } : null;
-    }
-
     /// <summary>
     /// Starts a prefetched shard: its delivery is counted and it is held by the worker itself from now on. Returns the
     /// started claim (with this delivery's number), or null if the prefetch was lost meanwhile (taken over after a
@@ -348,12 +412,12 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
         var countIt = FarmKeys.IsPrefetchConsumer(consumer) ? 0 : 1;
         while (true)
         {
-            var result = await TaskStreamScripts.TakeOver.EvaluateAsync(db, [stream], consumer, minIdleMs, first, last, holder, countIt);
+            var result = await TaskStreamScripts.TakeOver.EvaluateAsync(db, [stream, FarmKeys.TaskBound(stream)], consumer, minIdleMs, first, last, holder, countIt);
             if (result.IsNull) return null;
             var parts = (RedisResult[])result!;
             if (parts.Length < 4) continue; // a deleted entry, now off the pending list
             var previous = (string)parts[1]!;
-            if (Parse(stream, consumer, [EntryOf(parts[0], parts[3])]) is { } shard)
+            if (await ParseAsync(stream, consumer, (string)parts[0]!, (byte[])parts[3]!) is { } shard)
                 return shard with
                 {
                     Delivery = (long)parts[2],
@@ -391,32 +455,23 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
             claimed.Consumer, claimed.EntryId, idleMs, holder, giveBack) == 1;
 
     /// <summary>Acknowledges a claimed shard: done with it (its job was cancelled while it ran, or it is not to run).</summary>
-    public Task AcknowledgeAsync(ClaimedShard claimed) =>
-        redis.GetDatabase().StreamAcknowledgeAsync(claimed.Stream, FarmKeys.WorkerGroup, claimed.EntryId);
+    public Task AcknowledgeAsync(ClaimedShard claimed) => AcknowledgeAsync(claimed.Stream, claimed.EntryId);
 
-    /// <summary>A stream entry as a script returns it: its id, and its fields as a flat list of names and values.</summary>
-    private static StreamEntry EntryOf(RedisResult id, RedisResult fieldList)
+    /// <summary>Acknowledges an entry, forgets the shard bound to it and trims the stream's acknowledged entries.</summary>
+    private Task AcknowledgeAsync(string stream, string entryId) =>
+        TaskStreamScripts.Acknowledge.EvaluateAsync(redis.GetDatabase(), [stream, FarmKeys.TaskBound(stream)], entryId);
+
+    private static Shard? ShardOf(byte[] bytes)
     {
-        var fields = (RedisResult[])fieldList!;
-        return new StreamEntry((string)id!,
-            Enumerable.Range(0, fields.Length / 2).Select(i => new NameValueEntry((string)fields[2 * i]!, (byte[])fields[2 * i + 1]!)).ToArray());
+        try { return Shard.Parser.ParseFrom(bytes); }
+        catch (InvalidProtocolBufferException) { return null; }
     }
 
-    private ClaimedShard? Parse(string stream, string consumer, StreamEntry[] entries)
+    private async Task<ClaimedShard?> ParseAsync(string stream, string consumer, string entryId, byte[] bytes)
     {
-        foreach (var entry in entries)
-        {
-            if (entry.IsNull) continue; // deleted while pending
-            try
-            {
-                return new ClaimedShard(stream, entry.Id!, consumer, ShardEntry.Parse(entry));
-            }
-            catch (Exception e) when (e is InvalidDataException or InvalidProtocolBufferException)
-            {
-                logger.LogError("Unreadable task entry {Entry} on {Stream} dropped: {Message}", entry.Id, stream, e.Message);
-                redis.GetDatabase().StreamAcknowledge(stream, FarmKeys.WorkerGroup, entry.Id);
-            }
-        }
+        if (ShardOf(bytes) is { } shard) return new ClaimedShard(stream, entryId, consumer, shard);
+        logger.LogError("Unreadable task entry {Entry} on {Stream} dropped", entryId, stream);
+        await AcknowledgeAsync(stream, entryId);
         return null;
     }
 
@@ -441,19 +496,21 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
         return pending.Length == 1 ? ((string)pending[0].ConsumerName!, pending[0].DeliveryCount) : null;
     }
 
-    /// <summary>The shard a delivery refers to, read from its stream entry (one XRANGE); null if the entry is gone.</summary>
+    /// <summary>The shard a delivery refers to: bound to its token, or carried by an older entry; null if the entry is gone.</summary>
     public async Task<Shard?> ReadAsync(ShardRef shard)
     {
         if (StreamOf(shard) is not { } stream) return null;
-        var entries = await redis.GetDatabase().StreamRangeAsync(stream, shard.EntryId, shard.EntryId);
-        return entries.Length == 1 && !entries[0].IsNull ? ShardEntry.Parse(entries[0]) : null;
+        var db = redis.GetDatabase();
+        var bound = await db.HashGetAsync(FarmKeys.TaskBound(stream), shard.EntryId);
+        if (!bound.IsNull) return ShardOf((byte[])bound!);
+        var entries = await db.StreamRangeAsync(stream, shard.EntryId, shard.EntryId);
+        return entries.Length == 1 && !entries[0].IsNull && !entries[0][ShardEntry.PayloadField].IsNull ? ShardEntry.Parse(entries[0]) : null;
     }
 
     /// <summary>Acknowledges a delivered shard: every image has its outcome, or it was dead-lettered, or its job ended.</summary>
     public async Task AcknowledgeAsync(ShardRef shard)
     {
-        if (StreamOf(shard) is { } stream)
-            await redis.GetDatabase().StreamAcknowledgeAsync(stream, FarmKeys.WorkerGroup, shard.EntryId);
+        if (StreamOf(shard) is { } stream) await AcknowledgeAsync(stream, shard.EntryId);
     }
 
     /// <summary>

@@ -1,5 +1,6 @@
 using RenderFarm.FarmState;
 using RenderFarm.FarmState.Jobs;
+using RenderFarm.FarmState.Retention;
 using RenderFarm.FarmState.TaskStreams;
 using RenderFarm.FarmState.Workers;
 using RenderFarm.Protocol;
@@ -12,8 +13,12 @@ public sealed class FarmScriptTests
     private static readonly FarmScript[] All =
     [
         JobScripts.RecordOutcome, JobScripts.MarkRunning, JobScripts.Cancel, JobScripts.ReopenForRetry, JobScripts.Pause,
-        JobScripts.Resume, JobScripts.AppendEvent, JobScripts.RecordFailedAttempt,
-        TaskStreamScripts.ClaimIfOwner, TaskStreamScripts.TakeOver, TaskStreamScripts.Admit, WorkerScripts.ClaimId,
+        JobScripts.Resume, JobScripts.AppendEvent, JobScripts.AppendProgress, JobScripts.RecordFailedAttempt, JobScripts.SetPriority,
+        TaskStreamScripts.ClaimIfOwner, TaskStreamScripts.TakeOver, TaskStreamScripts.Admit, TaskStreamScripts.Enqueue,
+        TaskStreamScripts.Claim, TaskStreamScripts.Acknowledge, TaskStreamScripts.Withdraw, TaskStreamScripts.Move,
+        TaskStreamScripts.ForgetIdleConsumers, TaskStreamScripts.StartPrefetched, TaskStreamScripts.WorkAhead,
+        JobScripts.ExpireResults, JobScripts.ExpireInputs, PreviewScripts.Store, PreviewScripts.Drop, RetentionScripts.ClaimDue,
+        WorkerScripts.ClaimId,
     ];
 
     [Fact]
@@ -29,7 +34,7 @@ public sealed class FarmScriptTests
     {
         var keys = await Assert.ThrowsAsync<ArgumentException>(() => JobScripts.Pause.EvaluateAsync(null!, ["only-meta"]));
         Assert.Contains("takes 2 keys (meta, events), not 1", keys.Message);
-        var args = await Assert.ThrowsAsync<ArgumentException>(() => JobScripts.Cancel.EvaluateAsync(null!, ["m", "e", "p", "i"]));
+        var args = await Assert.ThrowsAsync<ArgumentException>(() => JobScripts.Cancel.EvaluateAsync(null!, ["m", "e", "p", "i", "r"]));
         Assert.Contains("at least 1 arguments (now)", args.Message);
     }
 

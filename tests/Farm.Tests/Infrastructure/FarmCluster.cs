@@ -192,6 +192,14 @@ public sealed class FarmCluster : IAsyncDisposable
         CancellationToken cancellationToken = default, Grpc.Core.Metadata? headers = null) =>
         Jobs.SubmitItemsAsync(header, items, cancellationToken, headers);
 
+    /// <summary>
+    /// Claims the next shard of a task stream as a worker named <paramref name="consumer"/> would (the fair queue's next
+    /// turn, its first delivery); null if none waits. For tests that act as a worker by hand.
+    /// </summary>
+    public Task<RenderFarm.FarmState.TaskStreams.ClaimedShard?> ClaimNextAsync(string stream, string consumer) =>
+        new RenderFarm.FarmState.TaskStreams.ShardQueue(Multiplexer, Microsoft.Extensions.Logging.Abstractions.NullLogger<RenderFarm.FarmState.TaskStreams.ShardQueue>.Instance)
+            .ReadNewAsync(stream, consumer);
+
     /// <summary>Reads the job's events until its final one.</summary>
     public Task<List<JobEvent>> WatchToEndAsync(string jobId, TimeSpan timeout, Grpc.Core.Metadata? headers = null) =>
         Jobs.WatchToEndAsync(jobId, timeout, headers: headers);

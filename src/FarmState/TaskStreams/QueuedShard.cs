@@ -1,0 +1,22 @@
+using System.Globalization;
+using System.Text;
+using RenderFarm.Protocol;
+
+namespace RenderFarm.FarmState.TaskStreams;
+
+/// <summary>
+/// How a shard waits in a fair queue (<see cref="FarmKeys.TaskJobShards"/>): a header of three lines — its
+/// <see cref="ShardEntry.Variant"/>, when it was queued (Unix ms) and its work (<see cref="ShardQueue.ShardWork"/>) —
+/// then its protobuf bytes. The scripts read the header without parsing the shard: a worker preferring warm variants
+/// looks at the next shard's variant and age, and the queue's running totals of work add and take its work. Model names
+/// hold no newline (letters, digits, '.', '_', '-'), so the header's lines are unambiguous.
+/// </summary>
+public static class QueuedShard
+{
+    public static byte[] Encode(Shard shard, byte[] payload, long queuedUnixMs)
+    {
+        var header = Encoding.UTF8.GetBytes(string.Create(CultureInfo.InvariantCulture,
+            $"{ShardEntry.Variant(shard.Params.Model, shard.LoraKey)}\n{queuedUnixMs}\n{ShardQueue.ShardWork(shard):R}\n"));
+        return [.. header, .. payload];
+    }
+}

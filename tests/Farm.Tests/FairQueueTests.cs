@@ -1,0 +1,137 @@
+using Google.Protobuf;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Logging.Abstractions;
+using RenderFarm.Coordinator.Security;
+using RenderFarm.Farm.Tests.Infrastructure;
+using RenderFarm.FarmState;
+using RenderFarm.FarmState.TaskStreams;
+using RenderFarm.Protocol;
+using StackExchange.Redis;
+
+namespace RenderFarm.Farm.Tests;
+
+/// <summary>
+/// The fair queue behind a task stream, on a real Redis of its own: what the warm-variant preference and prefetching
+/// claim, what estimates read, and how a tenant's weight set with <c>keys weight</c> shares the turns. Each test queues
+/// on a model of its own.
+/// </summary>
+public sealed class FairQueueTests(FairQueueTests.Redis fixture) : IClassFixture<FairQueueTests.Redis>
+{
+    public sealed class Redis : IAsyncLifetime
+    {
+        private RedisServer _server = null!;
+
+        public IConnectionMultiplexer Multiplexer { get; private set; } = null!;
+
+        public string ConnectionString => _server.ConnectionString;
+
+        public async Task InitializeAsync()
+        {
+            _server = await RedisServer.StartAsync();
+            Multiplexer = await ConnectionMultiplexer.ConnectAsync(_server.ConnectionString);
+        }
+
+        public async Task DisposeAsync()
+        {
+            await Multiplexer.DisposeAsync();
+            await _server.DisposeAsync();
+        }
+    }
+
+    private ShardQueue Queue => new(fixture.Multiplexer, NullLogger<ShardQueue>.Instance);
+
+    private static byte[] Shard(string model, string jobId, uint index, string loraKey = "", uint images = 1) => new Shard
+    {
+        JobId = jobId, ShardIndex = index, LoraKey = loraKey,
+        Params = new GenerationParams { Model = model, Width = 512, Height = 512, Steps = 10 },
+        Images = { Enumerable.Range(0, (int)images).Select(i => new ImageTask { Index = (uint)i }) },
+    }.ToByteArray();
+
+    private async Task QueueAsync(string model, string tenant, string jobId, long order, int shards, string loraKey = "") =>
+        await Queue.EnqueueAsync(new QueuedJob(jobId, tenant, order), Priority.Normal,
+            Enumerable.Range(0, shards).Select(i => Shard(model, jobId, (uint)i, loraKey)));
+
+    [Fact]
+    public async Task TheWarmPreferenceLooksAtTheShardTheFairQueueHandsOutNextAndAPrefetchIsNoDeliveryYet()
+    {
+        const string model = "fair-warm";
+        var stream = FarmKeys.TaskStream(model);
+        var styleA = ShardEntry.Variant(model, "a:1");
+        var styleB = ShardEntry.Variant(model, "b:1");
+        await QueueAsync(model, "tenant-a", "job-a", 1, 3, "a:1");
+        await QueueAsync(model, "tenant-b", "job-b", 2, 1, "b:1");
+        var window = TimeSpan.FromMinutes(5);
+
+        // Tenant A's first shard goes to the worker holding A's variant, as a prefetch: held, no delivery counted.
+        var (first, _) = await Queue.ReadPreferredAsync(stream, FarmKeys.PrefetchConsumer("warm-a"), mine: [styleA], others: [styleB], window);
+        Assert.Equal(("job-a", 0L, true), (first!.Shard.JobId, first.Delivery, first.Prefetched));
+        // Next in the fair queue is B's shard, not A's second: a worker holding A's variant leaves it to B's holder,
+        // though A's shards behind it are its own variant.
+        var (left, wait) = await Queue.ReadPreferredAsync(stream, FarmKeys.PrefetchConsumer("warm-a"), mine: [styleA], others: [styleB], window);
+        Assert.Null(left);
+        Assert.InRange(wait, TimeSpan.FromMilliseconds(1), window);
+        var (second, _) = await Queue.ReadPreferredAsync(stream, FarmKeys.PrefetchConsumer("warm-b"), mine: [styleB], others: [styleA], window);
+        Assert.Equal("job-b", second!.Shard.JobId);
+        var started = await Queue.StartPrefetchedAsync(second, "warm-b");
+        Assert.Equal(("warm-b", 1L), (started!.Consumer, started.Delivery));
+
+        // Plain prefetching takes the fair queue's next too: A again, in order.
+        var third = await Queue.PrefetchNewAsync(stream, "any");
+        Assert.Equal(("job-a", 1u, 0L), (third!.Shard.JobId, third.Shard.ShardIndex, third.Delivery));
+    }
+
+    [Fact]
+    public async Task TheWorkAheadOfAJobIsItsTenantsEarlierJobsAndTheOtherTenantsFairShareFromRunningTotals()
+    {
+        const string model = "fair-estimate";
+        var db = fixture.Multiplexer.GetDatabase();
+        // WorkAheadAsync finds a job's tenant on its record.
+        foreach (var (job, tenant) in new[] { ("big", "tenant-a"), ("small", "tenant-b"), ("later", "tenant-b") })
+            await db.HashSetAsync(FarmKeys.JobMeta(job), FarmState.Jobs.JobFields.Tenant, tenant);
+        await QueueAsync(model, "tenant-a", "big", 1, 100);
+        await QueueAsync(model, "tenant-b", "small", 2, 2);
+        await QueueAsync(model, "tenant-b", "later", 3, 3);
+        var shardWork = ShardQueue.ShardWork(Protocol.Shard.Parser.ParseFrom(Shard(model, "x", 0)));
+
+        // B's small job: A gets one turn per B turn, two of them. B's later job: behind B's small one, and five of A's.
+        var small = await Queue.WorkAheadAsync(model, "small", Priority.Normal);
+        var later = await Queue.WorkAheadAsync(model, "later", Priority.Normal);
+        var big = await Queue.WorkAheadAsync(model, "big", Priority.Normal);
+        Assert.Equal(2 * shardWork, small.Ahead, 6);
+        Assert.Equal(2 * shardWork, small.Own, 6);
+        Assert.Equal((2 + 5) * shardWork, later.Ahead, 6);
+        Assert.Equal(5 * shardWork, big.Ahead, 6); // everything of B's is served meanwhile
+        Assert.Equal(100 * shardWork, big.Own, 6);
+        // A job of normal priority is ahead of all of a low-priority job's.
+        Assert.Equal(105 * shardWork, (await Queue.WorkAheadAsync(model, "big", Priority.Low)).Ahead, 6);
+
+        // The totals follow the claims, and go with the queue when it is empty.
+        for (var i = 0; i < 4; i++) await Queue.ReadNewAsync(FarmKeys.TaskStream(model), "w");
+        Assert.Equal(98 * shardWork, (await Queue.WorkAheadAsync(model, "big", Priority.Normal)).Own, 6);
+        while (await Queue.ReadNewAsync(FarmKeys.TaskStream(model), "w") is not null) { }
+        Assert.False(await db.KeyExistsAsync(FarmKeys.TaskWork(FarmKeys.TaskStream(model))));
+        Assert.Equal((0.0, 0.0), await Queue.WorkAheadAsync(model, "big", Priority.Normal));
+    }
+
+    [Fact]
+    public async Task KeysWeightGivesATenantThatShareOfTheTurnsAlsoForShardsQueuedBefore()
+    {
+        const string model = "fair-weight";
+        var stream = FarmKeys.TaskStream(model);
+        await QueueAsync(model, "heavy", "job-heavy", 1, 20);
+        await QueueAsync(model, "light", "job-light", 2, 20);
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { ["Farm:Redis"] = fixture.ConnectionString }).Build();
+        var output = new StringWriter();
+
+        var set = await KeysCommand.RunAsync(["keys", "weight", "--tenant", "heavy", "--set", "3"], configuration, output, TextWriter.Null);
+        var shown = await KeysCommand.RunAsync(["keys", "weight"], configuration, output, TextWriter.Null);
+        var refused = await KeysCommand.RunAsync(["keys", "weight", "--tenant", "light", "--set", "0"], configuration, TextWriter.Null, TextWriter.Null);
+
+        Assert.Equal((0, 0, 2), (set, shown, refused));
+        Assert.Equal(["3", "heavy 3"], output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        var claimed = new List<string>();
+        for (var i = 0; i < 16; i++) claimed.Add((await Queue.ReadNewAsync(stream, "w"))!.Shard.JobId);
+        Assert.Equal(12, claimed.Count(j => j == "job-heavy"));
+        Assert.Equal(4, claimed.Count(j => j == "job-light"));
+    }
+}
