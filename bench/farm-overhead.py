@@ -17,7 +17,8 @@ Reports per scenario (medians over the rounds; ratios come from this one run):
   NO_BUILD=1 ROUNDS=5 bench/farm-overhead.py
 Environment: ROUNDS (3), SHARD (8), TINY_IMAGES (48), TINY_STEPS (8), TINY_SIZE (64x64), SYN_MS (20), SYN_STEPS
 ("4 1"), SYN_IMAGES (128), SYN_SIZE (512x512), SCALE_WORKERS (8: 1 → N), SCALE_SHARDS (16 per worker), SCALE_STEPS (4),
-NATIVE (a published `farm`; default: scripts/install-farm.sh --publish-only), TINY_MODEL (default .farm/models/tiny).
+NATIVE (a published `farm`; default: scripts/install-farm.sh --publish-only), TINY_MODEL (default .farm/models/tiny),
+COORDINATOR_DLL (another build's coordinator, e.g. from a `git worktree` of an older commit, for before/after).
 """
 import json, os, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
 from datetime import datetime
@@ -134,7 +135,7 @@ try:
     redis_port, coord_port = free_port(), free_port()
     start(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--dir", state, "--save", "", "--appendonly", "no"], "redis.log")
     wait_for(lambda: run(["redis-cli", "-p", str(redis_port), "ping"]).strip() == "PONG", 20, "redis")
-    coord = start(["dotnet", dll("Coordinator", "RenderFarm.Coordinator")], "coordinator.log", {
+    coord = start(["dotnet", env.get("COORDINATOR_DLL") or dll("Coordinator", "RenderFarm.Coordinator")], "coordinator.log", {
         "Farm__Redis": f"127.0.0.1:{redis_port}", "Farm__Auth__Mode": "Disabled", "Farm__Storage": f"{state}/results",
         "Farm__DefaultModel": "tiny", "Farm__ShardSize": str(SHARD), "Farm__MaxImagesPerJob": "1000000",
         "Kestrel__Endpoints__Grpc__Url": f"http://127.0.0.1:{coord_port}", "Logging__LogLevel__Default": "Warning"})
@@ -149,7 +150,8 @@ try:
     span = idle.samples[-1][0] - idle.samples[0][0]
     print(f"# idle farm: coordinator {(idle.samples[-1][1] - idle.samples[0][1]) / span * 1000:.1f} ms CPU/s, "
           f"Redis {(idle.samples[-1][2] - idle.samples[0][2]) / span * 1000:.1f} ms CPU/s (not subtracted below)")
-    farm_round("tiny", SHARD, TINY_STEPS, TINY_SIZE, "warm"); farm_round("syn", SHARD, 1, SYN_SIZE, "warm")  # JIT the paths
+    for _ in range(3):  # past the JIT's tiering: the first rounds of a fresh coordinator cost several times the later ones
+        farm_round("tiny", 2 * SHARD, TINY_STEPS, TINY_SIZE, "warm"); farm_round("syn", 4 * SHARD, 1, SYN_SIZE, "warm")
     scenario("tiny model", "tiny", tiny, TINY_IMAGES, TINY_STEPS, TINY_SIZE)
     for steps in SYN_STEPS:
         scenario(f"synthetic {SYN_MS} ms/step, textured", "syn", syn, SYN_IMAGES, steps, SYN_SIZE)
