@@ -4,8 +4,9 @@ using RenderFarm.Protocol;
 namespace RenderFarm.Coordinator.Jobs;
 
 /// <summary>
-/// What a worker's result must be before it is stored: a PNG that decodes (with the pipeline's own decoder) to the
-/// shard's width × height, no larger than such a PNG can reasonably be. A live preview alike, at the latent size.
+/// What a worker's result must be before it is stored: a PNG that decodes completely (every chunk's CRC, the image
+/// data to its last row) to the shard's width × height, no larger than such a PNG can reasonably be. A live preview
+/// alike, at the latent size.
 /// </summary>
 public static class ResultCheck
 {
@@ -34,7 +35,9 @@ public static class ResultCheck
             return $"{png.Length} bytes, more than a {width}x{height} PNG can take ({maxBytes})";
         if (!ImageHeader.IsPng(png)) return "not a PNG";
         // One codec reads the header and decodes: a PNG of another size is refused from its header, before its pixels.
-        var check = ImageDecoder.Check(png, (long)width * height);
+        // Workers write plain PNGs, which PngVerifier checks for a fraction of a full decode's CPU (every result passes
+        // here); anything else is decoded by Skia.
+        var check = PngVerifier.TryVerify(png, (long)width * height) ?? ImageDecoder.Check(png, (long)width * height);
         if (check.Header is { } header && (header.Width != width || header.Height != height))
             return $"a {header.Width}x{header.Height} PNG where {expected} {width}x{height}";
         return check.Decodes ? null : $"a PNG that does not decode: {check.Error}";
