@@ -18,7 +18,7 @@ Reports per scenario (medians over the rounds; ratios come from this one run):
 Environment: ROUNDS (3), SHARD (8), TINY_IMAGES (48), TINY_STEPS (8), TINY_SIZE (64x64), SYN_MS (20), SYN_STEPS
 ("4 1"), SYN_IMAGES (128), SYN_SIZE (512x512), SCALE_WORKERS (8: 1 → N), SCALE_SHARDS (16 per worker), SCALE_STEPS (4),
 NATIVE (a published `farm`; default: scripts/install-farm.sh --publish-only), TINY_MODEL (default .farm/models/tiny),
-COORDINATOR_DLL (another build's coordinator, e.g. from a `git worktree` of an older commit, for before/after).
+SKIP_SCALE=1, COORDINATOR_DLL (another build's coordinator, e.g. from a `git worktree` of an older commit, for before/after).
 """
 import json, os, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
 from datetime import datetime
@@ -156,6 +156,7 @@ try:
     for steps in SYN_STEPS:
         scenario(f"synthetic {SYN_MS} ms/step, textured", "syn", syn, SYN_IMAGES, steps, SYN_SIZE)
 
+    if env.get("SKIP_SCALE") == "1": sys.exit(0)
     # 1 → N workers: model "scale1" is held by worker 1 alone, "scale" by all N.
     for n in range(2, SCALE_WORKERS + 1): start_worker(n, {"scale": scale})
     wait_idle(SCALE_WORKERS)

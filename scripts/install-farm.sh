@@ -4,8 +4,8 @@
 #   scripts/install-farm.sh                      # into /usr/local: lib/farm/{farm,libSkiaSharp.so}, bin/farm → it
 #   PREFIX=$HOME/.local scripts/install-farm.sh  # no root needed
 #   scripts/install-farm.sh --publish-only DIR   # publish into DIR, install nothing
-# The executable is self-contained; libSkiaSharp.so beside it is loaded only by `farm pull --contact-sheet` and init
-# images/masks (Skia draws and decodes images), and needs libfontconfig1.
+# The executable is self-contained; libSkiaSharp.so beside it is loaded only by `farm pull --contact-sheet` (Skia
+# draws the sheet), and needs libfontconfig1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
