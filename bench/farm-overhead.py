@@ -114,8 +114,11 @@ def scenario(label, model, spec, images, steps, size):
           f"{(med(through, 'job_wall') - a) / images * 1000:.2f} ms/image in the job")
     print(f"device busy          alone {statistics.median(r['device'] / r['wall'] for r in alone):.3f}; farm in the job "
           f"{statistics.median(r['device'] / r['job_wall'] for r in through):.3f}, end to end {statistics.median(r['device'] / r['wall'] for r in through):.3f}")
-    print(f"coordinator CPU      {per('coord_job'):.3f} ms/image in the job, {per('coord_all'):.3f} with the download")
-    print(f"Redis CPU            {per('redis_job'):.3f} ms/image in the job, {per('redis_all'):.3f} with the download")
+    net = lambda key, rate: statistics.median((r[key] - rate * r["job_wall"]) / images * 1000 for r in through)
+    print(f"coordinator CPU      {per('coord_job'):.3f} ms/image in the job (net of idle {net('coord_job', idle_coord):.3f}), "
+          f"{per('coord_all'):.3f} with the download")
+    print(f"Redis CPU            {per('redis_job'):.3f} ms/image in the job (net of idle {net('redis_job', idle_redis):.3f}), "
+          f"{per('redis_all'):.3f} with the download")
     sys.stdout.flush()
 
 def start_worker(n, models):
@@ -146,12 +149,14 @@ try:
     with open("/proc/loadavg") as f: load = " ".join(f.read().split()[:3])
     print(f"# {os.cpu_count()} cores, load average {load}, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC; "
           f"Redis {run(['redis-server', '--version']).split()[2]}, no AOF; prefetch: worker default")
-    idle = CpuSampler(); time.sleep(3); idle.end()   # what the farm spends doing nothing (timers, polls), for reference
-    span = idle.samples[-1][0] - idle.samples[0][0]
-    print(f"# idle farm: coordinator {(idle.samples[-1][1] - idle.samples[0][1]) / span * 1000:.1f} ms CPU/s, "
-          f"Redis {(idle.samples[-1][2] - idle.samples[0][2]) / span * 1000:.1f} ms CPU/s (not subtracted below)")
     for _ in range(3):  # past the JIT's tiering: the first rounds of a fresh coordinator cost several times the later ones
         farm_round("tiny", 2 * SHARD, TINY_STEPS, TINY_SIZE, "warm"); farm_round("syn", 4 * SHARD, 1, SYN_SIZE, "warm")
+    # What the farm spends doing nothing (timers, worker polls), once warm: the per-image figures below include it
+    # for the job's wall time; "net" takes it out.
+    idle = CpuSampler(); time.sleep(5); idle.end()
+    span = idle.samples[-1][0] - idle.samples[0][0]
+    idle_coord, idle_redis = [(idle.samples[-1][i] - idle.samples[0][i]) / span for i in (1, 2)]
+    print(f"# idle farm (1 worker): coordinator {idle_coord * 1000:.1f} ms CPU/s, Redis {idle_redis * 1000:.1f} ms CPU/s")
     scenario("tiny model", "tiny", tiny, TINY_IMAGES, TINY_STEPS, TINY_SIZE)
     for steps in SYN_STEPS:
         scenario(f"synthetic {SYN_MS} ms/step, textured", "syn", syn, SYN_IMAGES, steps, SYN_SIZE)
