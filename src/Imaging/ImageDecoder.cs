@@ -1,3 +1,4 @@
+using System.Buffers;
 using SkiaSharp;
 
 namespace RenderFarm.Imaging;
@@ -20,7 +21,7 @@ public static class ImageDecoder
         {
             throw new ArgumentException($"{subject} is empty.", parameter);
         }
-        var (check, image) = SkiaCodec.Use(bytes, (codec, opened) => Run(codec, opened, grey, maxPixels));
+        var (check, image) = SkiaCodec.Use(bytes, (codec, opened) => Run(codec, opened, grey ? Output.Grey : Output.Rgb, maxPixels));
         return image ?? throw new ArgumentException(check.Problem switch
         {
             ImageProblem.NotAnImage => $"{subject} could not be read (expected PNG or JPEG bytes).",
@@ -32,9 +33,12 @@ public static class ImageDecoder
     /// <summary>Decodes <paramref name="bytes"/> completely, as <see cref="Decode"/> would, keeping only what it found.</summary>
     /// <param name="maxPixels">Larger images are refused from their header, before any pixel is decoded.</param>
     public static ImageCheck Check(ReadOnlySpan<byte> bytes, long maxPixels) =>
-        SkiaCodec.Use(bytes, (codec, opened) => Run(codec, opened, grey: false, maxPixels)).Check;
+        SkiaCodec.Use(bytes, (codec, opened) => Run(codec, opened, Output.None, maxPixels)).Check;
 
-    private static (ImageCheck Check, DecodedImage? Image) Run(SKCodec? codec, SKCodecResult opened, bool grey, long maxPixels)
+    /// <summary>What a decode keeps: a check (the coordinator's, of every result a worker sends) needs only the verdict.</summary>
+    private enum Output { None, Rgb, Grey }
+
+    private static (ImageCheck Check, DecodedImage? Image) Run(SKCodec? codec, SKCodecResult opened, Output output, long maxPixels)
     {
         if (codec is null)
         {
@@ -54,7 +58,21 @@ public static class ImageDecoder
 
         // Unpremultiplied RGBA with no colour space: the stored values, untouched by alpha or colour management.
         var info = new SKImageInfo(header.Width, header.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
-        var rgba = GC.AllocateUninitializedArray<byte>(checked((int)(header.Pixels * 4)));
+        // A check decodes into a pooled buffer: a 512² result would otherwise be a 1 MiB large-object allocation each.
+        var length = checked((int)(header.Pixels * 4));
+        var rgba = output == Output.None ? ArrayPool<byte>.Shared.Rent(length) : GC.AllocateUninitializedArray<byte>(length);
+        try
+        {
+            return Decoded(codec, info, rgba, header, output);
+        }
+        finally
+        {
+            if (output == Output.None) ArrayPool<byte>.Shared.Return(rgba);
+        }
+    }
+
+    private static (ImageCheck Check, DecodedImage? Image) Decoded(SKCodec codec, SKImageInfo info, byte[] rgba, ImageHeader header, Output output)
+    {
         SKCodecResult decoded;
         unsafe
         {
@@ -71,7 +89,12 @@ public static class ImageDecoder
                 : $"the {format} data is corrupt ({decoded})";
             return (new ImageCheck(ImageProblem.Undecodable, header, error), null);
         }
-        return (new ImageCheck(ImageProblem.None, header, ""), grey ? Grey(rgba, header) : Rgb(rgba, header));
+        return (new ImageCheck(ImageProblem.None, header, ""), output switch
+        {
+            Output.Grey => Grey(rgba, header),
+            Output.Rgb => Rgb(rgba, header),
+            _ => null,
+        });
     }
 
     private static DecodedImage Rgb(byte[] rgba, ImageHeader header)

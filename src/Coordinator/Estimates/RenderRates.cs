@@ -14,17 +14,26 @@ public sealed class RenderRates(IConnectionMultiplexer redis)
     /// <summary>Weight of the newest image in the average: recent enough to follow a warm-up, smooth enough to ignore one slow image.</summary>
     private const double Weight = 0.3;
 
+    private const int MaxCached = 4096;
+
     public async Task RecordAsync(string model, string workerId, double renderSeconds, uint steps, uint width, uint height)
     {
         var megapixelSteps = steps * (double)width * height / 1e6;
         if (!double.IsFinite(renderSeconds) || renderSeconds <= 0 || megapixelSteps <= 0) return;
         var sample = renderSeconds / megapixelSteps;
         var db = redis.GetDatabase();
-        // One worker's images arrive over its one stream, in order: read-modify-write needs no script.
-        var previous = await db.HashGetAsync(FarmKeys.RenderRates(model), workerId);
-        var rate = previous.IsNull ? sample : Weight * sample + (1 - Weight) * (double)previous;
+        // One worker's images arrive over its one stream, in order: read-modify-write needs no script. The average is
+        // kept here too, so only a worker's first image (on this replica) reads it back: one round trip per image.
+        var key = (model, workerId);
+        double? previous = _latest.TryGetValue(key, out var known) ? known
+            : await db.HashGetAsync(FarmKeys.RenderRates(model), workerId) is { IsNull: false } stored ? (double)stored : null;
+        var rate = previous is { } p ? Weight * sample + (1 - Weight) * p : sample;
+        if (_latest.Count >= MaxCached) _latest.Clear(); // worker ids change with every restart: bounded, re-read on demand
+        _latest[key] = rate;
         await db.HashSetAsync(FarmKeys.RenderRates(model), workerId, rate.ToString("R", CultureInfo.InvariantCulture));
     }
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string Model, string Worker), double> _latest = new();
 
     /// <summary>Seconds per megapixel-step of each worker that has rendered <paramref name="model"/>.</summary>
     public async Task<IReadOnlyDictionary<string, double>> OfModelAsync(string model) =>

@@ -114,7 +114,7 @@ public sealed class WorkerReportHandler(
                 authority.Reject(session, "preview", "foreign_image", $"sends a preview of image {image.Index}, which is not one of shard {shard.JobId}/{shard.ShardIndex}'s");
                 return false;
             }
-            if (ResultCheck.PreviewProblem(image.Png.ToByteArray(), delivery.Shard.Params) is { } problem)
+            if (ResultCheck.PreviewProblem(image.Png.Span, delivery.Shard.Params) is { } problem)
             {
                 authority.Reject(session, "preview", "bad_preview", $"sends {problem} as the preview of image {image.Index} of shard {shard.JobId}/{shard.ShardIndex}");
                 return false;
@@ -140,8 +140,9 @@ public sealed class WorkerReportHandler(
             authority.Reject(session, "image", "foreign_image", $"sends image {image.Index}, which is not one of shard {shard.JobId}/{shard.ShardIndex}'s");
             return false;
         }
-        var png = image.Png.ToByteArray();
-        if (ResultCheck.Problem(png, delivery.Shard.Params) is { } problem)
+        // The bytes protobuf parsed are checked and stored as they are, not copied (a 512² PNG is ~0.5 MB).
+        var png = image.Png.Memory;
+        if (ResultCheck.Problem(png.Span, delivery.Shard.Params) is { } problem)
         {
             authority.Reject(session, "image", "bad_result", $"sends {problem} as image {image.Index} of shard {shard.JobId}/{shard.ShardIndex}");
             return false;

@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""What the farm adds per image (bench/farm-overhead.md).
+
+The same images rendered alone (bench/OverheadBench: the worker's renderer in one process, PNGs written to a folder)
+and through the farm (Redis, coordinator, worker, `farm submit --watch --out`), rounds interleaved (the order flips
+every round), for the real tiny model and for a synthetic renderer of fixed per-step cost standing in for a GPU
+(SyntheticRenderer, `synthetic:MS:textured`: 512² PNGs of a real render's size). Then 1 → N synthetic workers.
+
+Reports per scenario (medians over the rounds; ratios come from this one run):
+  overhead ms/image   (farm end-to-end wall − alone wall) / images; end to end = the `farm` process, submit to the
+                      last PNG downloaded
+  device busy         renderer time / wall: alone, in the job (created → finished), and end to end
+  coordinator / Redis CPU ms per image, while the job ran (submit → finished) and for the whole round (with the
+                      download): /proc/PID/stat utime+stime; Redis INFO used_cpu_user + used_cpu_sys
+
+  bench/farm-overhead.py                # builds (Release), ~5 minutes on a 2-core machine
+  NO_BUILD=1 ROUNDS=5 bench/farm-overhead.py
+Environment: ROUNDS (3), SHARD (8), TINY_IMAGES (48), TINY_STEPS (8), TINY_SIZE (64x64), SYN_MS (20), SYN_STEPS
+("4 1"), SYN_IMAGES (128), SYN_SIZE (512x512), SCALE_WORKERS (8: 1 → N), SCALE_SHARDS (16 per worker), SCALE_STEPS (4),
+NATIVE (a published `farm`; default: scripts/install-farm.sh --publish-only), TINY_MODEL (default .farm/models/tiny),
+SKIP_SCALE=1, COORDINATOR_DLL (another build's coordinator, e.g. from a `git worktree` of an older commit, for before/after).
+"""
+import json, os, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
+from datetime import datetime
+
+root = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+env = os.environ
+ROUNDS = int(env.get("ROUNDS", 3)); SHARD = int(env.get("SHARD", 8))
+TINY_IMAGES = int(env.get("TINY_IMAGES", 48)); TINY_STEPS = int(env.get("TINY_STEPS", 8)); TINY_SIZE = env.get("TINY_SIZE", "64x64")
+SYN_MS = int(env.get("SYN_MS", 20)); SYN_STEPS = [int(s) for s in env.get("SYN_STEPS", "4 1").split()]
+SYN_IMAGES = int(env.get("SYN_IMAGES", 128)); SYN_SIZE = env.get("SYN_SIZE", "512x512")
+SCALE_WORKERS = int(env.get("SCALE_WORKERS", 8)); SCALE_SHARDS = int(env.get("SCALE_SHARDS", 16)); SCALE_STEPS = int(env.get("SCALE_STEPS", 4))
+
+def dll(project, name): return f"{root}/src/{project}/bin/Release/net10.0/{name}.dll"
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close(); return port
+def run(cmd, **kw): return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw).stdout
+
+state = tempfile.mkdtemp(prefix="farm-overhead.")
+procs = []
+def start(cmd, log, extra_env=None):
+    p = subprocess.Popen(cmd, stdout=open(f"{state}/{log}", "w"), stderr=subprocess.STDOUT, env={**env, **(extra_env or {})})
+    procs.append(p); return p
+def wait_for(check, seconds, what):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if check(): return
+        except Exception: pass
+        time.sleep(0.2)
+    sys.exit(f"timed out waiting for {what}; logs in {state}")
+
+def build():
+    if env.get("NO_BUILD") == "1": return
+    print("==> building (Release)", file=sys.stderr)
+    for p in ["src/Coordinator", "src/Worker", "src/Client", "src/ModelBuilder", "bench/OverheadBench"]:
+        run(["dotnet", "build", p, "-c", "Release", "-v", "quiet", "-nologo", "-clp:ErrorsOnly"], cwd=root)
+
+def cpu_s(pid):
+    with open(f"/proc/{pid}/stat") as f: fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")   # utime + stime
+def redis_cpu_s():
+    info = dict(l.split(":", 1) for l in run(["redis-cli", "-p", str(redis_port), "info", "cpu"]).splitlines() if ":" in l)
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+class CpuSampler:
+    """Samples coordinator and Redis CPU every 20 ms, so the round can be split at the job's finish time."""
+    def __init__(self): self.samples, self.stop = [], threading.Event(); self.thread = threading.Thread(target=self.loop); self.thread.start()
+    def sample(self): self.samples.append((time.time(), cpu_s(coord.pid), redis_cpu_s()))
+    def loop(self):
+        while not self.stop.is_set(): self.sample(); self.stop.wait(0.02)
+    def end(self): self.stop.set(); self.thread.join(); self.sample(); return self
+    def at(self, t): return next((s for s in self.samples if s[0] >= t), self.samples[-1])
+
+def farm(*args, **kw): return run([native, "--coordinator", f"http://127.0.0.1:{coord_port}", *args], **kw)
+def iso(v): return datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp()
+
+def farm_round(model, images, steps, size, label):
+    prompts = f"{state}/prompts.txt"
+    with open(prompts, "w") as f: f.writelines(f"bench prompt {i + 1}\n" for i in range(images))
+    out = f"{state}/out"; shutil.rmtree(out, ignore_errors=True)
+    cpu = CpuSampler()
+    t0 = time.time()
+    job = farm("submit", prompts, "--model", model, "--size", size, "--steps", str(steps), "--seed", "1", "--watch", "--out", out).strip().splitlines()[0]
+    wall = time.time() - t0
+    cpu.end()
+    status = json.loads(farm("status", job, "--json"))
+    assert status["images_done"] == images and len(os.listdir(out)) >= images, status
+    job_wall = iso(status["finished"]) - iso(status["created"])
+    first, done, last = cpu.samples[0], cpu.at(iso(status["finished"])), cpu.samples[-1]
+    return dict(wall=wall, job_wall=job_wall, device=status["device_seconds"],
+                coord_job=done[1] - first[1], redis_job=done[2] - first[2], coord_all=last[1] - first[1], redis_all=last[2] - first[2])
+
+def alone_round(spec, images, steps, size):
+    out = f"{state}/alone"; shutil.rmtree(out, ignore_errors=True)
+    line = run(["dotnet", f"{root}/bench/OverheadBench/bin/Release/net10.0/OverheadBench.dll", "--model", spec, "--images", str(images),
+                "--batch", str(SHARD), "--steps", str(steps), "--size", size, "--out", out]).strip().splitlines()[-1]
+    r = json.loads(line); return dict(wall=r["wall_s"], device=r["device_s"])
+
+def walls(rows, key): return " ".join("%.3f" % r[key] for r in rows)
+def med(rows, key): return statistics.median(r[key] for r in rows)
+def scenario(label, model, spec, images, steps, size):
+    alone, through = [], []
+    for n in range(ROUNDS):
+        for side in (["alone", "farm"] if n % 2 == 0 else ["farm", "alone"]):
+            if side == "alone": alone.append(alone_round(spec, images, steps, size))
+            else: through.append(farm_round(model, images, steps, size, label))
+    a, f = med(alone, "wall"), med(through, "wall")
+    per = lambda key: med(through, key) / images * 1000
+    print(f"\n## {label}: {images} images, {steps} steps, {size}, shard {SHARD}, {ROUNDS} rounds interleaved")
+    print(f"alone wall s         {walls(alone, 'wall')}   (median {a:.3f})")
+    print(f"farm wall s (e2e)    {walls(through, 'wall')}   (median {f:.3f}; in the job {walls(through, 'job_wall')})")
+    print(f"farm / alone         {f / a:.3f}x;  overhead {(f - a) / images * 1000:.2f} ms/image end to end, "
+          f"{(med(through, 'job_wall') - a) / images * 1000:.2f} ms/image in the job")
+    print(f"device busy          alone {statistics.median(r['device'] / r['wall'] for r in alone):.3f}; farm in the job "
+          f"{statistics.median(r['device'] / r['job_wall'] for r in through):.3f}, end to end {statistics.median(r['device'] / r['wall'] for r in through):.3f}")
+    net = lambda key, rate: statistics.median((r[key] - rate * r["job_wall"]) / images * 1000 for r in through)
+    print(f"coordinator CPU      {per('coord_job'):.3f} ms/image in the job (net of idle {net('coord_job', idle_coord):.3f}), "
+          f"{per('coord_all'):.3f} with the download")
+    print(f"Redis CPU            {per('redis_job'):.3f} ms/image in the job (net of idle {net('redis_job', idle_redis):.3f}), "
+          f"{per('redis_all'):.3f} with the download")
+    sys.stdout.flush()
+
+def start_worker(n, models):
+    start(["dotnet", dll("Worker", "RenderFarm.Worker")], f"worker-{n}.log", {
+        "Farm__Redis": f"127.0.0.1:{redis_port}", "Farm__Coordinator": f"http://127.0.0.1:{coord_port}",
+        "Farm__WorkerId": f"bench-{n}", "Urls": "http://127.0.0.1:0", "Logging__LogLevel__Default": "Warning",
+        **{f"Farm__Models__{k}": v for k, v in models.items()}})
+def wait_idle(count):
+    wait_for(lambda: sum(w["state"] == "idle" for w in json.loads(farm("workers", "--json"))) >= count, 300, f"{count} idle workers")
+
+try:
+    build()
+    native = env.get("NATIVE") or run(["bash", f"{root}/scripts/install-farm.sh", "--publish-only", f"{state}/native"]).strip().splitlines()[-1]
+    tiny = env.get("TINY_MODEL", f"{root}/.farm/models/tiny")
+    if not os.path.exists(f"{tiny}/model_index.json"):
+        run(["dotnet", dll("ModelBuilder", "RenderFarm.ModelBuilder"), "create", "tiny", "--out", tiny])
+    redis_port, coord_port = free_port(), free_port()
+    start(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--dir", state, "--save", "", "--appendonly", "no"], "redis.log")
+    wait_for(lambda: run(["redis-cli", "-p", str(redis_port), "ping"]).strip() == "PONG", 20, "redis")
+    coord = start(["dotnet", env.get("COORDINATOR_DLL") or dll("Coordinator", "RenderFarm.Coordinator")], "coordinator.log", {
+        "Farm__Redis": f"127.0.0.1:{redis_port}", "Farm__Auth__Mode": "Disabled", "Farm__Storage": f"{state}/results",
+        "Farm__DefaultModel": "tiny", "Farm__ShardSize": str(SHARD), "Farm__MaxImagesPerJob": "1000000",
+        "Kestrel__Endpoints__Grpc__Url": f"http://127.0.0.1:{coord_port}", "Logging__LogLevel__Default": "Warning"})
+    wait_for(lambda: farm("jobs") is not None, 90, "coordinator")
+    syn, scale = f"synthetic:{SYN_MS}:textured", f"synthetic:{SYN_MS}"
+    start_worker(1, {"tiny": tiny, "syn": syn, "scale1": scale, "scale": scale})
+    wait_idle(1)
+    with open("/proc/loadavg") as f: load = " ".join(f.read().split()[:3])
+    print(f"# {os.cpu_count()} cores, load average {load}, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC; "
+          f"Redis {run(['redis-server', '--version']).split()[2]}, no AOF; prefetch: worker default")
+    for _ in range(3):  # past the JIT's tiering: the first rounds of a fresh coordinator cost several times the later ones
+        farm_round("tiny", 2 * SHARD, TINY_STEPS, TINY_SIZE, "warm"); farm_round("syn", 4 * SHARD, 1, SYN_SIZE, "warm")
+    # What the farm spends doing nothing (timers, worker polls), once warm: the per-image figures below include it
+    # for the job's wall time; "net" takes it out.
+    idle = CpuSampler(); time.sleep(5); idle.end()
+    span = idle.samples[-1][0] - idle.samples[0][0]
+    idle_coord, idle_redis = [(idle.samples[-1][i] - idle.samples[0][i]) / span for i in (1, 2)]
+    print(f"# idle farm (1 worker): coordinator {idle_coord * 1000:.1f} ms CPU/s, Redis {idle_redis * 1000:.1f} ms CPU/s")
+    scenario("tiny model", "tiny", tiny, TINY_IMAGES, TINY_STEPS, TINY_SIZE)
+    for steps in SYN_STEPS:
+        scenario(f"synthetic {SYN_MS} ms/step, textured", "syn", syn, SYN_IMAGES, steps, SYN_SIZE)
+
+    if env.get("SKIP_SCALE") == "1": sys.exit(0)
+    # 1 → N workers: model "scale1" is held by worker 1 alone, "scale" by all N.
+    for n in range(2, SCALE_WORKERS + 1): start_worker(n, {"scale": scale})
+    wait_idle(SCALE_WORKERS)
+    rates = {1: [], SCALE_WORKERS: []}
+    for r in range(ROUNDS):
+        for n in ([1, SCALE_WORKERS] if r % 2 == 0 else [SCALE_WORKERS, 1]):
+            images = n * SHARD * SCALE_SHARDS
+            res = farm_round("scale1" if n == 1 else "scale", images, SCALE_STEPS, "64x64", f"scale{n}")
+            rates[n].append(images / res["job_wall"])
+    one, many = statistics.median(rates[1]), statistics.median(rates[SCALE_WORKERS])
+    ideal = SHARD / (SCALE_STEPS * SYN_MS / 1000)
+    print(f"\n## scaling: synthetic {SYN_MS} ms × {SCALE_STEPS} steps, 64x64, {SCALE_SHARDS} shards of {SHARD} per worker, {ROUNDS} rounds")
+    print(f"1 worker             {' '.join('%.1f' % x for x in rates[1])} images/s in the job (median {one:.1f}; ideal {ideal:.1f})")
+    print(f"{SCALE_WORKERS} workers            {' '.join('%.1f' % x for x in rates[SCALE_WORKERS])} images/s (median {many:.1f})")
+    print(f"1 → {SCALE_WORKERS}: {many / one:.2f}x = {many / one / SCALE_WORKERS:.3f} of linear")
+finally:
+    for p in procs: p.terminate()
+    for p in procs:
+        try: p.wait(10)
+        except subprocess.TimeoutExpired: p.kill()
+    if env.get("KEEP") != "1": shutil.rmtree(state, ignore_errors=True)

@@ -1,0 +1,109 @@
+using System.Buffers.Binary;
+using System.IO.Compression;
+using System.IO.Hashing;
+
+namespace RenderFarm.Imaging.Tests;
+
+public sealed class PngVerifierTests
+{
+    [Fact]
+    public void AWholePngPassesWithItsHeader()
+    {
+        var png = Encoded.Png(64, 48);
+
+        var check = PngVerifier.TryVerify(png, long.MaxValue);
+
+        Assert.Equal((ImageProblem.None, new ImageHeader(ImageFormat.Png, 64, 48)), (check!.Problem, check.Header));
+    }
+
+    [Fact]
+    public void EveryDamageAFullDecodeRefusesItRefusesToo()
+    {
+        var png = Encoded.Png(64, 48);
+        var idat = ChunkOffset(png, "IDAT");
+        var idatLength = (int)BinaryPrimitives.ReadUInt32BigEndian(png.AsSpan(idat));
+        byte[][] damaged =
+        [
+            png[..(png.Length / 2)],                                   // cut off inside the image data
+            png[..(idat + 8 + idatLength)],                            // cut off before IDAT's CRC
+            Flip(png, idat + 8 + idatLength / 2),                      // a byte of the image data changed: CRC fails
+            WithCrcFixed(Flip(png, idat + 8 + idatLength / 2), idat),  // ... and the CRC made to match: the zlib stream fails
+            WithImageData(png, idat, Rows(64, 48, 4, filter: 7)),      // a filter type PNG does not define
+            WithImageData(png, idat, Rows(64, 47, 4, filter: 0)),      // a row short
+        ];
+
+        foreach (var bytes in damaged)
+        {
+            var verdict = PngVerifier.TryVerify(bytes, long.MaxValue);
+            Assert.False(ImageDecoder.Check(bytes, long.MaxValue).Decodes); // what a full decode says
+            Assert.Equal(ImageProblem.Undecodable, verdict!.Problem);
+        }
+        // Rows rebuilt well are whole again (the damage above is what failed, not the rebuilding).
+        Assert.Equal(ImageProblem.None, PngVerifier.TryVerify(WithImageData(png, idat, Rows(64, 48, 4, filter: 0)), long.MaxValue)!.Problem);
+        Assert.True(ImageDecoder.Check(WithImageData(png, idat, Rows(64, 48, 4, filter: 0)), long.MaxValue).Decodes);
+    }
+
+    [Fact]
+    public void OverThePixelLimitIsTooLarge()
+    {
+        Assert.Equal(ImageProblem.TooLarge, PngVerifier.TryVerify(Encoded.Png(64, 48), 64 * 48 - 1)!.Problem);
+    }
+
+    [Fact]
+    public void WhatIsNotAPlainPngIsLeftToTheFullDecoder()
+    {
+        var png = Encoded.Png(8, 8);
+        var interlaced = (byte[])png.Clone();
+        interlaced[8 + 8 + 12] = 1;
+        Assert.Null(PngVerifier.TryVerify(WithCrcFixed(interlaced, 8), long.MaxValue));
+        Assert.Null(PngVerifier.TryVerify(Encoded.Jpeg(8, 8), long.MaxValue));
+        Assert.Null(PngVerifier.TryVerify(png[..20], long.MaxValue));
+    }
+
+    private static int ChunkOffset(byte[] png, string type)
+    {
+        for (var at = 8; at < png.Length;)
+        {
+            if (System.Text.Encoding.ASCII.GetString(png, at + 4, 4) == type) return at;
+            at += 12 + (int)BinaryPrimitives.ReadUInt32BigEndian(png.AsSpan(at));
+        }
+        throw new InvalidOperationException($"no {type}");
+    }
+
+    private static byte[] Flip(byte[] png, int at)
+    {
+        var copy = (byte[])png.Clone();
+        copy[at] ^= 0x5A;
+        return copy;
+    }
+
+    private static byte[] WithCrcFixed(byte[] png, int chunk)
+    {
+        var length = (int)BinaryPrimitives.ReadUInt32BigEndian(png.AsSpan(chunk));
+        BinaryPrimitives.WriteUInt32BigEndian(png.AsSpan(chunk + 8 + length), Crc32.HashToUInt32(png.AsSpan(chunk + 4, 4 + length)));
+        return png;
+    }
+
+    /// <summary>The PNG with its IDAT chunks replaced by one holding a zlib stream of <paramref name="rows"/> (CRC correct).</summary>
+    private static byte[] WithImageData(byte[] png, int idat, byte[] rows)
+    {
+        var end = idat;
+        while (System.Text.Encoding.ASCII.GetString(png, end + 4, 4) == "IDAT") end += 12 + (int)BinaryPrimitives.ReadUInt32BigEndian(png.AsSpan(end));
+        using var deflated = new MemoryStream();
+        using (var z = new ZLibStream(deflated, CompressionLevel.Fastest, leaveOpen: true)) z.Write(rows);
+        var data = deflated.ToArray();
+        var chunk = new byte[12 + data.Length];
+        BinaryPrimitives.WriteUInt32BigEndian(chunk, (uint)data.Length);
+        "IDAT"u8.CopyTo(chunk.AsSpan(4));
+        data.CopyTo(chunk, 8);
+        BinaryPrimitives.WriteUInt32BigEndian(chunk.AsSpan(8 + data.Length), Crc32.HashToUInt32(chunk.AsSpan(4, 4 + data.Length)));
+        return [.. png[..idat], .. chunk, .. png[end..]];
+    }
+
+    private static byte[] Rows(int width, int height, int channels, byte filter)
+    {
+        var rows = new byte[height * (1 + width * channels)];
+        for (var y = 0; y < height; y++) rows[y * (1 + width * channels)] = filter;
+        return rows;
+    }
+}
