@@ -151,8 +151,9 @@ export function jobPage(jobId: string): Stop {
       }
     } else if (e.imageFailed) {
       const tile = tiles.get(e.imageFailed.index ?? 0);
-      if (tile) fail(tile, e.imageFailed.error ?? "");
-    } else if (e.queued && job && job.imagesFailed) {
+      // A replayed failure of an image the listing already shows failed, or done since (retried), changes nothing.
+      if (tile && tile.image.state !== "IMAGE_STATE_FAILED" && tile.image.state !== "IMAGE_STATE_DONE") fail(tile, e.imageFailed.error ?? "");
+    } else if (e.queued && failures.childElementCount > 0) {
       // A retry: the failed images render again.
       for (const tile of tiles.values()) if (tile.image.state === "IMAGE_STATE_FAILED") { tile.image.state = "IMAGE_STATE_PENDING"; tile.figure.dataset.state = "pending"; }
       failures.replaceChildren();
@@ -163,11 +164,11 @@ export function jobPage(jobId: string): Stop {
   }
 
   let following = false;
+  let after = ""; // the last event applied: a broken stream, and a retried job's new events, go on from there
   /** Follows the event stream to the job's end, resuming after the last event on a broken stream. */
   async function follow(): Promise<void> {
     if (following) return;
     following = true;
-    let after = "";
     for (let attempt = 0; !abort.signal.aborted; attempt++) {
       try {
         let finished = false;
