@@ -11,9 +11,9 @@ namespace RenderFarm.Farm.Tests;
 /// worker on the tiny model, with authentication on. Every wait is on a DOM condition, bounded by Playwright's
 /// timeouts; where a state would otherwise pass in milliseconds (a preview, a queued job), the worker's render is held
 /// at a known point (<see cref="ControlledRenderer"/>) until the test has seen it. Each test writes screenshots of the
-/// pages it visits (<see cref="BrowserFarm.ScreenshotFolder"/>).
+/// pages it visits (<see cref="WebFarm.ScreenshotFolder"/>).
 /// </summary>
-public sealed class DashboardBrowserTests(BrowserFarm fixture) : IClassFixture<BrowserFarm>
+public sealed class DashboardBrowserTests(WebFarm fixture) : IClassFixture<WebFarm>
 {
     private static readonly TimeSpan HoldTimeout = TimeSpan.FromSeconds(60);
 
@@ -52,7 +52,7 @@ public sealed class DashboardBrowserTests(BrowserFarm fixture) : IClassFixture<B
         var parameters = await page.InnerTextAsync("#viewer table.params");
         Assert.Contains("alice's castle", parameters);
         Assert.Contains("64x64", parameters);
-        await BrowserFarm.ScreenshotAsync(page, "image");
+        await WebFarm.ScreenshotAsync(page, "image");
         await page.ClickAsync("#viewer button[value=close]");
 
         // Cancel from the page: a paused job cannot finish before the click, so the test does not race the worker.
@@ -95,7 +95,7 @@ public sealed class DashboardBrowserTests(BrowserFarm fixture) : IClassFixture<B
             Assert.Equal(64 / 8, await NaturalWidthAsync(preview)); // latent-sized: the preview, not a final image
             Assert.Contains("step 1/4", await page.Locator($"#grid figure[data-index='{index}'] figcaption").InnerTextAsync());
         }
-        await BrowserFarm.ScreenshotAsync(page, "job-preview");
+        await WebFarm.ScreenshotAsync(page, "job-preview");
 
         hold.Release();
         await page.WaitForSelectorAsync("#job-state.completed");
@@ -107,7 +107,7 @@ public sealed class DashboardBrowserTests(BrowserFarm fixture) : IClassFixture<B
             Assert.False(await final.EvaluateAsync<bool>("img => img.classList.contains('preview')"));
         }
         await page.Locator("#log li").First.WaitForAsync();
-        await BrowserFarm.ScreenshotAsync(page, "job");
+        await WebFarm.ScreenshotAsync(page, "job");
     }
 
     [Fact]
@@ -127,7 +127,7 @@ public sealed class DashboardBrowserTests(BrowserFarm fixture) : IClassFixture<B
             await page.ClickAsync($"{row} button.action.pause");
             await page.WaitForSelectorAsync($"{row}[data-state=paused]");
             await page.WaitForSelectorAsync($"tr[data-job='{busy.JobId}'][data-state=running]");
-            await BrowserFarm.ScreenshotAsync(page, "jobs");
+            await WebFarm.ScreenshotAsync(page, "jobs");
             Assert.Equal(JobState.Paused, (await fixture.Farm.Jobs.GetJobAsync(new GetJobRequest { JobId = waiting.JobId }, Key(key))).State);
             await page.ClickAsync($"{row} button.action.resume");
             await page.WaitForSelectorAsync($"{row}:not([data-state=paused])");
@@ -150,7 +150,7 @@ public sealed class DashboardBrowserTests(BrowserFarm fixture) : IClassFixture<B
             await page.WaitForSelectorAsync("#job-state.failed");
             await page.WaitForSelectorAsync("#grid figure[data-index='1'][data-state=failed]");
             Assert.Contains("the test refuses prompts containing 'unlucky'", await page.Locator("#failures li").First.InnerTextAsync());
-            await BrowserFarm.ScreenshotAsync(page, "job-failed");
+            await WebFarm.ScreenshotAsync(page, "job-failed");
             fixture.Renderer.StopFailing();
             await page.ClickAsync("button.action.retry");
             await page.WaitForSelectorAsync("#job-state.completed");
@@ -178,17 +178,17 @@ public sealed class DashboardBrowserTests(BrowserFarm fixture) : IClassFixture<B
         {
             var page = await fixture.SignedInAsync(admin);
             await page.ClickAsync("#nav a[href='#/workers']");
-            var worker = page.Locator($"table.workers tr[data-worker='{BrowserFarm.WorkerId}']");
+            var worker = page.Locator($"table.workers tr[data-worker='{WebFarm.WorkerId}']");
             await worker.WaitForAsync();
-            await page.WaitForSelectorAsync($"table.workers tr[data-worker='{BrowserFarm.WorkerId}'] a[href='#/job/{job.JobId}']");
+            await page.WaitForSelectorAsync($"table.workers tr[data-worker='{WebFarm.WorkerId}'] a[href='#/job/{job.JobId}']");
             Assert.Contains(FarmCluster.Model, await worker.Locator("td").Nth(2).InnerTextAsync());
-            await BrowserFarm.ScreenshotAsync(page, "workers");
+            await WebFarm.ScreenshotAsync(page, "workers");
 
             await page.ClickAsync("#nav a[href='#/models']");
             var model = page.Locator($"table.models tr[data-model='{FarmCluster.Model}']");
             await model.WaitForAsync();
             Assert.Equal("1", await model.Locator("td").Nth(1).InnerTextAsync()); // one worker serves it
-            await BrowserFarm.ScreenshotAsync(page, "models");
+            await WebFarm.ScreenshotAsync(page, "models");
 
             // A client's nav has no fleet pages.
             var clientPage = await fixture.SignedInAsync(client);

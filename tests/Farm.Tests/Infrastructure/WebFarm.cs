@@ -9,19 +9,20 @@ using RenderFarm.Worker;
 namespace RenderFarm.Farm.Tests.Infrastructure;
 
 /// <summary>
-/// A farm for the dashboard's browser tests: Redis, a coordinator with API keys on and its dashboard on a second
-/// (HTTP/1.1) endpoint, one worker rendering the tiny model through a <see cref="ControlledRenderer"/>, and Debian's
-/// chromium driven by Playwright. Each test signs in with keys of its own tenant, so tests sharing it see only their jobs.
+/// A farm for the dashboard's browser tests and the HTTP/JSON tests: Redis, a coordinator with API keys on and its
+/// dashboard and JSON routes on a second (HTTP/1.1) endpoint, one worker rendering the tiny model through a
+/// <see cref="ControlledRenderer"/>, and Debian's chromium driven by Playwright (started on first use). Each test uses
+/// keys of its own tenant, so tests sharing it see only their jobs.
 /// </summary>
-public sealed class BrowserFarm : IAsyncLifetime
+public sealed class WebFarm : IAsyncLifetime
 {
     private const string Chromium = "/usr/bin/chromium"; // installed by scripts/test.sh
     public const string WorkerId = "gpu-1";
 
-    private IPlaywright _playwright = null!;
+    private IPlaywright? _playwright;
+    private IBrowser? _browser;
 
     public FarmCluster Farm { get; private set; } = null!;
-    public IBrowser Browser { get; private set; } = null!;
     public ControlledRenderer Renderer { get; private set; } = null!;
     public string Web { get; private set; } = "";
 
@@ -47,15 +48,19 @@ public sealed class BrowserFarm : IAsyncLifetime
         Renderer = new ControlledRenderer(new PipelineRenderer(StableDiffusionPipeline.Load(Farm.ModelDirectory)));
         await Farm.StartWorkerAsync(WorkerId, s => s["Farm:ApiKey"] = worker,
             services => services.AddSingleton(new ModelCatalog(new Dictionary<string, IShardRenderer> { [FarmCluster.Model] = Renderer })));
+    }
+
+    private async Task<IBrowser> BrowserAsync()
+    {
+        if (_browser is not null) return _browser;
         _playwright = await Playwright.CreateAsync();
-        Browser = await _playwright.Chromium.LaunchAsync(new() { ExecutablePath = Chromium, Headless = true, Args = ["--no-sandbox"] });
-        Directory.CreateDirectory(ScreenshotFolder);
+        return _browser = await _playwright.Chromium.LaunchAsync(new() { ExecutablePath = Chromium, Headless = true, Args = ["--no-sandbox"] });
     }
 
     public async Task DisposeAsync()
     {
         Renderer?.ReleaseHold();
-        if (Browser is not null) await Browser.DisposeAsync();
+        if (_browser is not null) await _browser.DisposeAsync();
         _playwright?.Dispose();
         if (Farm is not null) await Farm.DisposeAsync();
         Renderer?.Dispose(); // given to the worker's catalog as an instance: the host does not dispose it
@@ -67,7 +72,7 @@ public sealed class BrowserFarm : IAsyncLifetime
     /// <summary>A new browser context (its own session storage) on the dashboard, signed in with <paramref name="key"/>.</summary>
     public async Task<IPage> SignedInAsync(string key, string? screenshotOfSignIn = null)
     {
-        var context = await Browser.NewContextAsync(new() { ViewportSize = new() { Width = 1280, Height = 800 } });
+        var context = await (await BrowserAsync()).NewContextAsync(new() { ViewportSize = new() { Width = 1280, Height = 800 } });
         var page = await context.NewPageAsync();
         page.SetDefaultTimeout(60_000);
         await page.GotoAsync(Web + "/");
@@ -80,6 +85,7 @@ public sealed class BrowserFarm : IAsyncLifetime
 
     public static async Task ScreenshotAsync(IPage page, string name)
     {
+        Directory.CreateDirectory(ScreenshotFolder);
         var path = Path.Combine(ScreenshotFolder, name + ".png");
         await page.ScreenshotAsync(new() { Path = path, FullPage = true });
         Assert.True(new FileInfo(path).Length > 0, $"screenshot {path} is empty");
