@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using Grpc.Core;
 using Microsoft.Playwright;
 using RenderFarm.Coordinator.Security;
@@ -10,81 +8,37 @@ namespace RenderFarm.Farm.Tests;
 
 /// <summary>
 /// The dashboard in a real browser (Debian's chromium, driven by Playwright) against a real coordinator, Redis and a
-/// worker on the tiny model, with authentication on: sign in, see a job's images arrive, open one, cancel a job from
-/// the page, and a second tenant not seeing the first's job. Every wait is bounded by Playwright's timeouts.
+/// worker on the tiny model, with authentication on. Every wait is on a DOM condition, bounded by Playwright's
+/// timeouts; where a state would otherwise pass in milliseconds (a preview, a queued job), the worker's render is held
+/// at a known point (<see cref="ControlledRenderer"/>) until the test has seen it. Each test writes screenshots of the
+/// pages it visits (<see cref="WebFarm.ScreenshotFolder"/>).
 /// </summary>
-public sealed class DashboardBrowserTests : IAsyncLifetime
+public sealed class DashboardBrowserTests(WebFarm fixture) : IClassFixture<WebFarm>
 {
-    private const string Chromium = "/usr/bin/chromium"; // installed by scripts/test.sh
-    private FarmCluster _farm = null!;
-    private IPlaywright _playwright = null!;
-    private IBrowser _browser = null!;
-    private string _web = "", _alice = "", _bob = "";
-
-    public async Task InitializeAsync()
-    {
-        var webPort = FreePort();
-        _web = $"http://127.0.0.1:{webPort}";
-        // "Grpc" sorts before "Web", so the cluster's first address (its gRPC URL) stays the HTTP/2-only endpoint.
-        _farm = await FarmCluster.StartAsync(workers: 0, configure: s =>
-        {
-            s["Farm:Auth:Mode"] = "ApiKeys";
-            s["Kestrel:Endpoints:Grpc:Url"] = "http://127.0.0.1:0";
-            s["Kestrel:Endpoints:Web:Url"] = _web;
-        });
-        var keys = new ApiKeyStore(_farm.Multiplexer);
-        _alice = (await keys.CreateAsync("alice-corp", ApiKeyRole.Client, "alice")).Secret;
-        _bob = (await keys.CreateAsync("bob-corp", ApiKeyRole.Client, "bob")).Secret;
-        var worker = (await keys.CreateAsync("farm", ApiKeyRole.Worker, "gpu-1")).Secret;
-        await _farm.StartWorkerAsync("gpu-1", s => s["Farm:ApiKey"] = worker);
-        _playwright = await Playwright.CreateAsync();
-        _browser = await _playwright.Chromium.LaunchAsync(new() { ExecutablePath = Chromium, Headless = true, Args = ["--no-sandbox"] });
-    }
-
-    public async Task DisposeAsync()
-    {
-        await _browser.DisposeAsync();
-        _playwright.Dispose();
-        await _farm.DisposeAsync();
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
+    private static readonly TimeSpan HoldTimeout = TimeSpan.FromSeconds(60);
 
     private static Metadata Key(string secret) => new() { { ApiKeyInterceptor.Header, secret } };
 
-    private Task<SubmitJobResponse> SubmitAsync(string key, string prompt, int images) =>
-        _farm.SubmitAsync(new JobHeader
+    private Task<SubmitJobResponse> SubmitAsync(string key, string prompt, int images, uint previewEvery = 1) =>
+        fixture.Farm.SubmitAsync(new JobHeader
         {
             Params = new GenerationParams { Width = 64, Height = 64, Steps = 4, GuidanceScale = 7f },
             Seeds = { Enumerable.Range(1, images).Select(i => (long)i) },
-            PreviewEvery = 1,
+            PreviewEvery = previewEvery,
         }, [new PromptItem { Prompt = prompt }], headers: Key(key));
 
-    private async Task<IPage> SignedInAsync(string key)
-    {
-        var context = await _browser.NewContextAsync();
-        var page = await context.NewPageAsync();
-        page.SetDefaultTimeout(60_000);
-        await page.GotoAsync(_web + "/");
-        await page.FillAsync("#api-key", key);
-        await page.ClickAsync("form.signin button[type=submit]");
-        await page.WaitForSelectorAsync("table.jobs");
-        return page;
-    }
+    // Once decoded: a src just set has no pixels yet.
+    private static Task<int> NaturalWidthAsync(ILocator image) => image.EvaluateAsync<int>("async img => { await img.decode(); return img.naturalWidth; }");
 
     [Fact]
     public async Task Tenant_sees_its_job_render_opens_an_image_and_cancels_a_job_another_tenant_sees_neither()
     {
-        var page = await SignedInAsync(_alice);
-        Assert.Equal(_alice, await page.EvaluateAsync<string>("sessionStorage.getItem('renderfarm.apiKey')"));
+        var (alice, bob) = (await fixture.KeyAsync("alice-corp", ApiKeyRole.Client), await fixture.KeyAsync("bob-corp", ApiKeyRole.Client));
+        var page = await fixture.SignedInAsync(alice);
+        Assert.Equal(alice, await page.EvaluateAsync<string>("sessionStorage.getItem('renderfarm.apiKey')"));
 
         // The job appears on the Jobs page, then its page fills with the stored PNGs.
-        var job = await SubmitAsync(_alice, "alice's castle", images: 3);
+        var job = await SubmitAsync(alice, "alice's castle", images: 3);
         await page.WaitForSelectorAsync($"tr[data-job='{job.JobId}']");
         await page.ClickAsync($"tr[data-job='{job.JobId}'] a");
         await page.WaitForSelectorAsync("#job-state.completed");
@@ -98,25 +52,153 @@ public sealed class DashboardBrowserTests : IAsyncLifetime
         var parameters = await page.InnerTextAsync("#viewer table.params");
         Assert.Contains("alice's castle", parameters);
         Assert.Contains("64x64", parameters);
+        await WebFarm.ScreenshotAsync(page, "image");
         await page.ClickAsync("#viewer button[value=close]");
 
         // Cancel from the page: a paused job cannot finish before the click, so the test does not race the worker.
-        var held = await SubmitAsync(_alice, "alice's long batch", images: 40);
-        await _farm.Jobs.PauseJobAsync(new PauseJobRequest { JobId = held.JobId }, Key(_alice));
-        await page.GotoAsync($"{_web}/#/job/{held.JobId}");
+        var held = await SubmitAsync(alice, "alice's long batch", images: 40);
+        await fixture.Farm.Jobs.PauseJobAsync(new PauseJobRequest { JobId = held.JobId }, Key(alice));
+        await page.GotoAsync($"{fixture.Web}/#/job/{held.JobId}");
         await page.WaitForSelectorAsync("#job-state.paused");
         await page.ClickAsync("button.action.cancel");
         await page.WaitForSelectorAsync("#job-state.cancelled");
-        var status = await _farm.Jobs.GetJobAsync(new GetJobRequest { JobId = held.JobId }, Key(_alice));
+        var status = await fixture.Farm.Jobs.GetJobAsync(new GetJobRequest { JobId = held.JobId }, Key(alice));
         Assert.Equal(JobState.Cancelled, status.State);
 
         // Bob signs in in a separate browser context: neither job is listed, and alice's job page refuses him.
-        var bob = await SignedInAsync(_bob);
-        await bob.GetByText("No jobs yet").WaitForAsync(); // the list has been read (and is empty for him)
-        Assert.Equal(0, await bob.Locator("tr[data-job]").CountAsync());
-        await bob.GotoAsync($"{_web}/#/job/{job.JobId}");
-        await bob.WaitForSelectorAsync(".error");
-        Assert.Equal(0, await bob.Locator("#grid figure").CountAsync());
-        Assert.Equal(0, await bob.Locator("table.jobs tr[data-job]").CountAsync());
+        var other = await fixture.SignedInAsync(bob);
+        await other.GetByText("No jobs yet").WaitForAsync(); // the list has been read (and is empty for him)
+        Assert.Equal(0, await other.Locator("tr[data-job]").CountAsync());
+        await other.GotoAsync($"{fixture.Web}/#/job/{job.JobId}");
+        await other.WaitForSelectorAsync(".error");
+        Assert.Equal(0, await other.Locator("#grid figure").CountAsync());
+        Assert.Equal(0, await other.Locator("table.jobs tr[data-job]").CountAsync());
+    }
+
+    [Fact]
+    public async Task A_job_submitted_with_the_cli_shows_a_live_preview_in_its_page_then_the_final_pngs()
+    {
+        var key = await fixture.KeyAsync("carol-corp", ApiKeyRole.Client);
+        var page = await fixture.SignedInAsync(key, screenshotOfSignIn: "signin");
+
+        // The render stops right after its first preview, so the preview is the images' state until the test lets go.
+        var hold = fixture.Renderer.HoldAtNextPreview();
+        var jobId = await fixture.CliSubmitAsync(key, ["a lighthouse in a storm, oil painting"], "--seeds", "1,2", "--previews", "1");
+        await hold.Held.WaitAsync(HoldTimeout);
+
+        await page.WaitForSelectorAsync($"tr[data-job='{jobId}'][data-state=running]");
+        await page.ClickAsync($"tr[data-job='{jobId}'] a");
+        foreach (var index in new[] { 0, 1 })
+        {
+            var preview = page.Locator($"#grid figure[data-index='{index}'][data-state=preview] img.preview[src^='data:image/png']");
+            await preview.WaitForAsync();
+            Assert.Equal(64 / 8, await NaturalWidthAsync(preview)); // latent-sized: the preview, not a final image
+            Assert.Contains("step 1/4", await page.Locator($"#grid figure[data-index='{index}'] figcaption").InnerTextAsync());
+        }
+        await WebFarm.ScreenshotAsync(page, "job-preview");
+
+        hold.Release();
+        await page.WaitForSelectorAsync("#job-state.completed");
+        foreach (var index in new[] { 0, 1 })
+        {
+            var final = page.Locator($"#grid figure[data-index='{index}'][data-state=done] img[src^=blob]");
+            await final.WaitForAsync();
+            Assert.Equal(64, await NaturalWidthAsync(final));
+            Assert.False(await final.EvaluateAsync<bool>("img => img.classList.contains('preview')"));
+        }
+        await page.Locator("#log li").First.WaitForAsync();
+        await WebFarm.ScreenshotAsync(page, "job");
+    }
+
+    [Fact]
+    public async Task Pause_resume_and_retry_buttons_change_the_jobs_state_and_the_jobs_finish()
+    {
+        var key = await fixture.KeyAsync("dave-corp", ApiKeyRole.Client);
+        var page = await fixture.SignedInAsync(key);
+
+        // A job held at its first preview keeps the worker busy, so the second job is still waiting when it is paused.
+        var hold = fixture.Renderer.HoldAtNextPreview();
+        var busy = await SubmitAsync(key, "the job the worker is on", images: 1);
+        await hold.Held.WaitAsync(HoldTimeout);
+        try
+        {
+            var waiting = await SubmitAsync(key, "the job behind it", images: 2, previewEvery: 0);
+            var row = $"tr[data-job='{waiting.JobId}']";
+            await page.ClickAsync($"{row} button.action.pause");
+            await page.WaitForSelectorAsync($"{row}[data-state=paused]");
+            await page.WaitForSelectorAsync($"tr[data-job='{busy.JobId}'][data-state=running]");
+            await WebFarm.ScreenshotAsync(page, "jobs");
+            Assert.Equal(JobState.Paused, (await fixture.Farm.Jobs.GetJobAsync(new GetJobRequest { JobId = waiting.JobId }, Key(key))).State);
+            await page.ClickAsync($"{row} button.action.resume");
+            await page.WaitForSelectorAsync($"{row}:not([data-state=paused])");
+            hold.Release();
+            // A paused job never completes: completing shows the resume re-queued it.
+            await page.WaitForSelectorAsync($"{row}[data-state=completed]");
+            await page.WaitForSelectorAsync($"tr[data-job='{busy.JobId}'][data-state=completed]");
+        }
+        finally
+        {
+            hold.Release();
+        }
+
+        // Retry: a job whose images failed renders them again from its page.
+        fixture.Renderer.FailPromptsContaining("unlucky");
+        try
+        {
+            var failing = await SubmitAsync(key, "an unlucky job", images: 2, previewEvery: 0);
+            await page.GotoAsync($"{fixture.Web}/#/job/{failing.JobId}");
+            await page.WaitForSelectorAsync("#job-state.failed");
+            await page.WaitForSelectorAsync("#grid figure[data-index='1'][data-state=failed]");
+            Assert.Contains("the test refuses prompts containing 'unlucky'", await page.Locator("#failures li").First.InnerTextAsync());
+            await WebFarm.ScreenshotAsync(page, "job-failed");
+            fixture.Renderer.StopFailing();
+            await page.ClickAsync("button.action.retry");
+            await page.WaitForSelectorAsync("#job-state.completed");
+            foreach (var index in new[] { 0, 1 })
+                await page.WaitForSelectorAsync($"#grid figure[data-index='{index}'][data-state=done] img[src^=blob]");
+            Assert.Equal(0, await page.Locator("#failures li").CountAsync());
+        }
+        finally
+        {
+            fixture.Renderer.StopFailing();
+        }
+    }
+
+    [Fact]
+    public async Task An_admin_sees_the_worker_and_its_model_and_a_client_does_not_see_the_fleet()
+    {
+        var admin = await fixture.KeyAsync("ops", ApiKeyRole.Admin);
+        var client = await fixture.KeyAsync("erin-corp", ApiKeyRole.Client);
+
+        // The worker busy on a job (held at a preview) with more of it waiting: the pages show a farm at work.
+        var hold = fixture.Renderer.HoldAtNextPreview();
+        var job = await SubmitAsync(client, "a busy farm", images: 12);
+        await hold.Held.WaitAsync(HoldTimeout);
+        try
+        {
+            var page = await fixture.SignedInAsync(admin);
+            await page.ClickAsync("#nav a[href='#/workers']");
+            var worker = page.Locator($"table.workers tr[data-worker='{WebFarm.WorkerId}']");
+            await worker.WaitForAsync();
+            await page.WaitForSelectorAsync($"table.workers tr[data-worker='{WebFarm.WorkerId}'] a[href='#/job/{job.JobId}']");
+            Assert.Contains(FarmCluster.Model, await worker.Locator("td").Nth(2).InnerTextAsync());
+            await WebFarm.ScreenshotAsync(page, "workers");
+
+            await page.ClickAsync("#nav a[href='#/models']");
+            var model = page.Locator($"table.models tr[data-model='{FarmCluster.Model}']");
+            await model.WaitForAsync();
+            Assert.Equal("1", await model.Locator("td").Nth(1).InnerTextAsync()); // one worker serves it
+            await WebFarm.ScreenshotAsync(page, "models");
+
+            // A client's nav has no fleet pages.
+            var clientPage = await fixture.SignedInAsync(client);
+            await clientPage.WaitForSelectorAsync($"tr[data-job='{job.JobId}']");
+            Assert.Equal(0, await clientPage.Locator("#nav a[href='#/workers'], #nav a[href='#/models']").CountAsync());
+        }
+        finally
+        {
+            hold.Release();
+        }
+        await fixture.Farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2), Key(client));
     }
 }

@@ -2,12 +2,16 @@ import { act, getJob, imageUrl, listImages, watch, type JobAction } from "../api
 import { age, el, errorBox, progressBar, show, stateName } from "../dom";
 import type { Stop } from "../main";
 import { markFirstPaint, markUpdate, resetFirstPaint } from "../perf";
-import type { JobEvent, JobImage, JobStatus } from "../types";
+import type { ImagePreview, JobEvent, JobImage, JobStatus } from "../types";
 
 const LogLimit = 300;
 const PageSize = 10_000;
 
-interface Tile { image: JobImage; figure: HTMLElement; img: HTMLImageElement; caption: HTMLElement; loaded: boolean; visible: boolean }
+interface Tile {
+  image: JobImage; figure: HTMLElement; img: HTMLImageElement; caption: HTMLElement; loaded: boolean; visible: boolean;
+  /** The latest preview that arrived while the tile was off screen: shown when it scrolls into view. */
+  pending?: ImagePreview;
+}
 
 /**
  * One job: its status and actions, a grid of its images filling in live over WatchJob (with previews): the latest
@@ -33,7 +37,9 @@ export function jobPage(jobId: string): Stop {
       const tile = tiles.get(Number((entry.target as HTMLElement).dataset.index));
       if (!tile) continue;
       tile.visible = entry.isIntersecting;
-      if (tile.visible) void loadFinal(tile);
+      if (!tile.visible) continue;
+      if (tile.pending) showPreview(tile, tile.pending);
+      void loadFinal(tile);
     }
   }, { rootMargin: "200px" });
 
@@ -111,6 +117,15 @@ export function jobPage(jobId: string): Stop {
     observer.observe(figure);
   }
 
+  function showPreview(tile: Tile, preview: ImagePreview): void {
+    tile.pending = undefined;
+    if (tile.image.state === "IMAGE_STATE_DONE" || tile.image.state === "IMAGE_STATE_FAILED") return;
+    tile.img.src = `data:image/png;base64,${preview.png}`;
+    tile.img.classList.add("preview");
+    tile.figure.dataset.state = "preview";
+    tile.caption.textContent = `#${tile.image.index ?? 0} · step ${preview.step}/${preview.totalSteps}`;
+  }
+
   function fail(tile: Tile, error: string): void {
     tile.image.state = "IMAGE_STATE_FAILED";
     tile.image.error = error;
@@ -132,10 +147,10 @@ export function jobPage(jobId: string): Stop {
     if (e.preview) {
       const tile = tiles.get(e.preview.index ?? 0);
       if (tile && tile.image.state !== "IMAGE_STATE_DONE" && tile.image.state !== "IMAGE_STATE_FAILED" && e.preview.png) {
-        tile.img.src = `data:image/png;base64,${e.preview.png}`;
-        tile.img.classList.add("preview");
-        tile.figure.dataset.state = "preview";
-        tile.caption.textContent = `#${tile.image.index ?? 0} · step ${e.preview.step}/${e.preview.totalSteps}`;
+        // Off screen, a preview only replaces the one kept for later: a 1,000-image job's previews would otherwise
+        // decode and lay out images nobody sees (bench/dashboard.md).
+        if (tile.visible) showPreview(tile, e.preview);
+        else tile.pending = e.preview;
       }
       markUpdate(received);
       return;
@@ -144,6 +159,7 @@ export function jobPage(jobId: string): Stop {
       const tile = tiles.get(e.imageDone.index ?? 0);
       // A replayed event of an image whose PNG is already shown (the listing said done) changes nothing.
       if (tile && !tile.loaded) {
+        tile.pending = undefined;
         tile.image.state = "IMAGE_STATE_DONE";
         tile.figure.dataset.state = "stored";
         tile.caption.textContent = `#${tile.image.index ?? 0} · seed ${tile.image.seed ?? 0}`;
@@ -151,8 +167,9 @@ export function jobPage(jobId: string): Stop {
       }
     } else if (e.imageFailed) {
       const tile = tiles.get(e.imageFailed.index ?? 0);
-      if (tile) fail(tile, e.imageFailed.error ?? "");
-    } else if (e.queued && job && job.imagesFailed) {
+      // A replayed failure of an image the listing already shows failed, or done since (retried), changes nothing.
+      if (tile && tile.image.state !== "IMAGE_STATE_FAILED" && tile.image.state !== "IMAGE_STATE_DONE") fail(tile, e.imageFailed.error ?? "");
+    } else if (e.queued && failures.childElementCount > 0) {
       // A retry: the failed images render again.
       for (const tile of tiles.values()) if (tile.image.state === "IMAGE_STATE_FAILED") { tile.image.state = "IMAGE_STATE_PENDING"; tile.figure.dataset.state = "pending"; }
       failures.replaceChildren();
@@ -163,11 +180,11 @@ export function jobPage(jobId: string): Stop {
   }
 
   let following = false;
+  let after = ""; // the last event applied: a broken stream, and a retried job's new events, go on from there
   /** Follows the event stream to the job's end, resuming after the last event on a broken stream. */
   async function follow(): Promise<void> {
     if (following) return;
     following = true;
-    let after = "";
     for (let attempt = 0; !abort.signal.aborted; attempt++) {
       try {
         let finished = false;

@@ -6,16 +6,28 @@ import type { JobStatus } from "../types";
 
 const RefreshMs = 2000;
 const Limit = 1000;
+/** Rows in the table at once: a page of 1,000 rows took seconds to lay out on a busy CPU (bench/dashboard.md). */
+export const PageRows = 100;
 
-/** The caller's jobs, newest first, refreshed every 2 s (rows are updated in place, only where a job changed). */
+interface Row { row: HTMLTableRowElement; signature: string }
+
+/**
+ * The caller's jobs, newest first, refreshed every 2 s, a page of {@link PageRows} at a time: only the rows on the
+ * page exist in the document, and a row is rebuilt only where its job changed.
+ */
 export function jobsPage(): Stop {
   const started = performance.now();
   resetFirstPaint("jobs");
   const body = el("tbody");
   const status = el("p", { className: "muted" });
-  const filter = el("select", { id: "state-filter", onchange: () => apply() },
+  const filter = el("select", { id: "state-filter", onchange: () => { page = 0; renderPage(); } },
     ...["all", "queued", "running", "paused", "completed", "failed", "cancelled"].map((s) => el("option", { value: s }, s)));
-  const rows = new Map<string, { row: HTMLTableRowElement; signature: string; job: JobStatus }>();
+  const range = el("span", { className: "muted", id: "jobs-range" });
+  const previous = el("button", { className: "page-previous", onclick: () => { page--; renderPage(); } }, "← newer");
+  const next = el("button", { className: "page-next", onclick: () => { page++; renderPage(); } }, "older →");
+  const rows = new Map<string, Row>();
+  let jobs: JobStatus[] = [];
+  let page = 0;
   let timer = 0;
   let stopped = false;
 
@@ -23,17 +35,14 @@ export function jobsPage(): Stop {
     el("div", { className: "toolbar" }, el("h1", {}, "Jobs"), el("label", {}, "State ", filter), status),
     el("table", { className: "jobs" },
       el("thead", {}, el("tr", {}, ...["Job", "State", "Progress", "Done", "Failed", "Age", "Priority", ""].map((h) => el("th", {}, h)))),
-      body));
-
-  function apply(): void {
-    const wanted = filter.value;
-    for (const { row, job } of rows.values()) row.hidden = wanted !== "all" && stateName(job.state, "JOB_STATE_") !== wanted;
-  }
+      body),
+    el("div", { className: "pager" }, previous, range, next));
 
   async function run(action: JobAction, job: JobStatus): Promise<void> {
     try {
       const updated = await act(job.jobId, action);
-      upsert(updated, body.firstChild);
+      jobs = jobs.map((j) => (j.jobId === updated.jobId ? updated : j));
+      renderPage();
     } catch (e) {
       status.replaceChildren(errorBox(e));
     }
@@ -64,31 +73,46 @@ export function jobsPage(): Stop {
       actions(job));
   }
 
-  function upsert(job: JobStatus, before: ChildNode | null): HTMLTableRowElement {
+  /** The job's row, rebuilt only when what it shows has changed. */
+  function rowOf(job: JobStatus): HTMLTableRowElement {
     const signature = JSON.stringify(job) + age(job.createdUnixMs);
     const known = rows.get(job.jobId);
     if (known && known.signature === signature) return known.row;
     const row = render(job);
-    if (known) known.row.replaceWith(row);
-    else body.insertBefore(row, before);
-    rows.set(job.jobId, { row, signature, job });
+    rows.set(job.jobId, { row, signature });
     return row;
+  }
+
+  /** Puts the current page's rows in the table (in order, moving only what moved) and updates the pager. */
+  function renderPage(): void {
+    const wanted = filter.value;
+    const listed = wanted === "all" ? jobs : jobs.filter((j) => stateName(j.state, "JOB_STATE_") === wanted);
+    const pages = Math.max(1, Math.ceil(listed.length / PageRows));
+    page = Math.min(Math.max(0, page), pages - 1);
+    const shown = listed.slice(page * PageRows, (page + 1) * PageRows);
+    const wantedRows = shown.map(rowOf);
+    const onPage = new Set(wantedRows);
+    for (const child of [...body.children]) if (!onPage.has(child as HTMLTableRowElement)) child.remove();
+    let cursor: ChildNode | null = body.firstChild;
+    for (const row of wantedRows) {
+      if (cursor === row) { cursor = row.nextSibling; continue; }
+      body.insertBefore(row, cursor);
+    }
+    // Rows of jobs no longer listed are forgotten; rows of other pages are kept (rebuilt only if changed when shown).
+    const present = new Set(jobs.map((j) => j.jobId));
+    for (const id of rows.keys()) if (!present.has(id)) rows.delete(id);
+    range.textContent = listed.length === 0 ? "" : `${page * PageRows + 1}–${page * PageRows + shown.length} of ${listed.length}`;
+    previous.disabled = page === 0;
+    next.disabled = page >= pages - 1;
   }
 
   async function refresh(): Promise<void> {
     try {
-      const jobs = await listJobs(Limit);
+      const list = await listJobs(Limit);
       if (stopped) return;
       const received = performance.now();
-      const seen = new Set(jobs.map((j) => j.jobId));
-      for (const [id, { row }] of rows) if (!seen.has(id)) { row.remove(); rows.delete(id); }
-      let previous: HTMLTableRowElement | null = null;
-      for (const job of jobs) {
-        const row = upsert(job, previous ? previous.nextSibling : body.firstChild);
-        if (previous ? previous.nextSibling !== row : body.firstChild !== row) body.insertBefore(row, previous ? previous.nextSibling : body.firstChild);
-        previous = row;
-      }
-      apply();
+      jobs = list;
+      renderPage();
       status.textContent = jobs.length === 0 ? "No jobs yet: submit one with farm submit." : `${jobs.length} jobs`;
       markFirstPaint("jobs", started);
       markUpdate(received);
