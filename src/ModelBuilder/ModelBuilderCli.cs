@@ -17,11 +17,14 @@ internal static class ModelBuilderCli
           modelbuilder create <preset> --out DIR [--seed N] [--force] [--torch-names]
           modelbuilder lora <preset> --out FILE.safetensors [--layout kohya|peft] [--rank N] [--alpha A]
                             [--seed N] [--convs] [--unet-only] [--fp16]
+          modelbuilder upscaler <preset> --out DIR [--seed N] [--force]
           modelbuilder list
 
         --torch-names  name the graphs as torch.onnx.export does (module-path node names, onnx::MatMul_N weights)
         lora           a LoRA file for the preset's architecture (random low-rank layers on its attention,
                        feed-forward and projection weights; --convs adds the UNet's k×k convs)
+        upscaler       an ESRGAN-class upscaler (RRDBNet, Real-ESRGAN's ONNX layout) as DIR/model.onnx: point
+                       DIR at a worker's upscaler folder, e.g. /models/upscalers/NAME
           modelbuilder --help
         """;
 
@@ -36,8 +39,12 @@ internal static class ModelBuilderCli
         {
             foreach (var p in ModelPresets.Definitions)
                 stdout.WriteLine($"{p.Name,-20} {p.Description}");
+            foreach (var p in Upscalers.UpscalerPresets.Definitions)
+                stdout.WriteLine($"{p.Name,-20} (upscaler) {p.Description}");
             return 0;
         }
+        if (args.Length >= 2 && args[0] == "upscaler" && !args[1].StartsWith('-'))
+            return WriteUpscaler(args, stdout, stderr);
         if (args[0] is not ("create" or "lora") || args.Length < 2 || args[1].StartsWith('-'))
             return Fail(stderr, $"unknown command '{string.Join(' ', args)}'");
         if (args[0] == "lora")
@@ -132,6 +139,42 @@ internal static class ModelBuilderCli
         var modules = Lora.LoraFileWriter.Write(ModelPresets.Get(preset), output, options);
         stdout.WriteLine($"wrote a rank-{options.Rank} {options.Layout} LoRA for {preset} ({modules.Count} layers) to {Path.GetFullPath(output)}");
         return 0;
+    }
+
+    private static int WriteUpscaler(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        string preset = args[1];
+        string? output = null;
+        ulong seed = 0;
+        bool force = false;
+        for (int i = 2; i < args.Length; i++)
+        {
+            switch (args[i])
+            {
+                case "--out" or "-o" when i + 1 < args.Length: output = args[++i]; break;
+                case "--seed" when i + 1 < args.Length:
+                    if (!ulong.TryParse(args[++i], out seed))
+                        return Fail(stderr, $"--seed must be a non-negative integer, got '{args[i]}'");
+                    break;
+                case "--force": force = true; break;
+                default: return Fail(stderr, $"unexpected argument '{args[i]}'");
+            }
+        }
+        if (output is null)
+            return Fail(stderr, "upscaler needs --out DIR");
+        if (!Upscalers.UpscalerPresets.Names.Contains(preset))
+            return Fail(stderr, $"unknown upscaler preset '{preset}'; valid: {string.Join(", ", Upscalers.UpscalerPresets.Names)}");
+        try
+        {
+            var path = Upscalers.UpscalerPresets.Write(preset, output, seed, force);
+            stdout.WriteLine($"wrote {preset} (seed {seed}, {Upscalers.UpscalerPresets.CountParameters(preset):N0} parameters) to {path}");
+            return 0;
+        }
+        catch (IOException e)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            return 1;
+        }
     }
 
     private static int Fail(TextWriter stderr, string message)
