@@ -69,6 +69,45 @@ public sealed class FleetCapacity(IReadOnlyList<WorkerInfo> online, int cap)
         return null;
     }
 
+    private readonly Dictionary<(string Model, string Name), (uint Scale, string? Problem)> _upscalers = [];
+
+    /// <summary>
+    /// The scale of the upscaler <paramref name="name"/> as the online workers of <paramref name="model"/> offer it
+    /// (as any online worker offers it while none of the model's is online), or why it cannot be used: none of the
+    /// model's workers offers it, or no online worker does (its scale, and so the images' size, is unknown).
+    /// </summary>
+    public (uint Scale, string? Problem) Upscaler(string model, string name)
+    {
+        if (_upscalers.TryGetValue((model, name), out var known)) return known;
+        var serving = Serving(model).ToList();
+        var pool = serving.Count > 0 ? serving : online;
+        // Workers of one farm share an upscaler folder; should two files of one name differ, the most common scale wins
+        // (a worker whose file has another scale resizes to it).
+        var scale = pool.SelectMany(w => w.Upscalers).Where(u => u.Name == name && u.Scale > 0)
+            .GroupBy(u => u.Scale).OrderByDescending(g => g.Count()).ThenBy(g => g.Key).Select(g => g.Key).FirstOrDefault();
+        string? problem = null;
+        if (scale == 0)
+        {
+            var offered = pool.SelectMany(w => w.Upscalers).Select(u => u.Name).Distinct().Order(StringComparer.Ordinal).ToList();
+            var listing = offered.Count == 0 ? "they offer none" : $"they offer: {string.Join(", ", offered.Take(20))}{(offered.Count > 20 ? ", …" : "")}";
+            problem = serving.Count > 0
+                ? $"upscaler '{BatchValidator.Truncate(name)}' is not offered by any online worker of model '{model}' ({listing})"
+                : $"no online worker offers upscaler '{BatchValidator.Truncate(name)}', so its scale (and the images' size) is not known; " +
+                  $"start a worker with it in Farm:Upscalers ({(online.Count == 0 ? "no worker is online" : listing)})";
+        }
+        return _upscalers[(model, name)] = (scale, problem);
+    }
+
+    /// <summary>
+    /// Why the hires upscaler <paramref name="name"/> cannot be used for <paramref name="model"/>: none of its online
+    /// workers offers it (null when one does, for keywords, or while none of them is online: the job waits).
+    /// </summary>
+    public string? WhyHiresUpscalerUnavailable(string model, string name)
+    {
+        if (UpscaleRule.IsKeyword(name) || !Serving(model).Any()) return null;
+        return Upscaler(model, name).Problem;
+    }
+
     private static string FamilyName(string family) => family switch
     {
         "sdxl" => "an SDXL LoRA",
