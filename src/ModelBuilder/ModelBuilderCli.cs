@@ -51,32 +51,16 @@ internal static class ModelBuilderCli
             return WriteLora(args, stdout, stderr);
 
         string preset = args[1];
-        string? output = null;
-        ulong seed = 0;
-        bool force = false, torchNames = false;
-        for (int i = 2; i < args.Length; i++)
-        {
-            switch (args[i])
-            {
-                case "--torch-names": torchNames = true; break;
-                case "--out" or "-o" when i + 1 < args.Length: output = args[++i]; break;
-                case "--seed" when i + 1 < args.Length:
-                    if (!ulong.TryParse(args[++i], out seed))
-                        return Fail(stderr, $"--seed must be a non-negative integer, got '{args[i]}'");
-                    break;
-                case "--force": force = true; break;
-                default: return Fail(stderr, $"unexpected argument '{args[i]}'");
-            }
-        }
-        if (output is null)
-            return Fail(stderr, "create needs --out DIR");
+        var (output, seed, force, torchNames, error) = ParseWrite(args, torchNamesAllowed: true);
+        if (error is not null)
+            return Fail(stderr, error);
         if (!ModelPresets.Names.Contains(preset))
             return Fail(stderr, $"unknown preset '{preset}'; valid: {string.Join(", ", ModelPresets.Names)}");
 
         var clock = Stopwatch.StartNew();
         try
         {
-            var result = ModelPresets.Write(preset, output, new ModelWriteOptions
+            var result = ModelPresets.Write(preset, output!, new ModelWriteOptions
             {
                 Seed = seed, Force = force, TorchExportNames = torchNames, Log = stdout.WriteLine, CancellationToken = cancellationToken,
             });
@@ -144,29 +128,14 @@ internal static class ModelBuilderCli
     private static int WriteUpscaler(string[] args, TextWriter stdout, TextWriter stderr)
     {
         string preset = args[1];
-        string? output = null;
-        ulong seed = 0;
-        bool force = false;
-        for (int i = 2; i < args.Length; i++)
-        {
-            switch (args[i])
-            {
-                case "--out" or "-o" when i + 1 < args.Length: output = args[++i]; break;
-                case "--seed" when i + 1 < args.Length:
-                    if (!ulong.TryParse(args[++i], out seed))
-                        return Fail(stderr, $"--seed must be a non-negative integer, got '{args[i]}'");
-                    break;
-                case "--force": force = true; break;
-                default: return Fail(stderr, $"unexpected argument '{args[i]}'");
-            }
-        }
-        if (output is null)
-            return Fail(stderr, "upscaler needs --out DIR");
+        var (output, seed, force, _, error) = ParseWrite(args, torchNamesAllowed: false);
+        if (error is not null)
+            return Fail(stderr, error);
         if (!Upscalers.UpscalerPresets.Names.Contains(preset))
             return Fail(stderr, $"unknown upscaler preset '{preset}'; valid: {string.Join(", ", Upscalers.UpscalerPresets.Names)}");
         try
         {
-            var path = Upscalers.UpscalerPresets.Write(preset, output, seed, force);
+            var path = Upscalers.UpscalerPresets.Write(preset, output!, seed, force);
             stdout.WriteLine($"wrote {preset} (seed {seed}, {Upscalers.UpscalerPresets.CountParameters(preset):N0} parameters) to {path}");
             return 0;
         }
@@ -175,6 +144,29 @@ internal static class ModelBuilderCli
             stderr.WriteLine($"error: {e.Message}");
             return 1;
         }
+    }
+
+    /// <summary>The arguments after PRESET that create and upscaler share: --out DIR [--seed N] [--force] (create: [--torch-names]).</summary>
+    private static (string? Output, ulong Seed, bool Force, bool TorchNames, string? Error) ParseWrite(string[] args, bool torchNamesAllowed)
+    {
+        string? output = null;
+        ulong seed = 0;
+        bool force = false, torchNames = false;
+        for (int i = 2; i < args.Length; i++)
+        {
+            switch (args[i])
+            {
+                case "--torch-names" when torchNamesAllowed: torchNames = true; break;
+                case "--out" or "-o" when i + 1 < args.Length: output = args[++i]; break;
+                case "--seed" when i + 1 < args.Length:
+                    if (!ulong.TryParse(args[++i], out seed))
+                        return (null, 0, false, false, $"--seed must be a non-negative integer, got '{args[i]}'");
+                    break;
+                case "--force": force = true; break;
+                default: return (null, 0, false, false, $"unexpected argument '{args[i]}'");
+            }
+        }
+        return (output, seed, force, torchNames, output is null ? $"{args[0]} needs --out DIR" : null);
     }
 
     private static int Fail(TextWriter stderr, string message)

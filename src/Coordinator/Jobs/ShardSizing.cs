@@ -2,6 +2,7 @@ using Microsoft.Extensions.Options;
 using RenderFarm.Coordinator.Workers;
 using RenderFarm.GenerationRules;
 using RenderFarm.Protocol;
+using RenderFarm.Shared;
 
 namespace RenderFarm.Coordinator.Jobs;
 
@@ -27,7 +28,12 @@ public sealed class FleetCapacity(IReadOnlyList<WorkerInfo> online, int cap)
 
     private static ModelLimit? LimitOf(WorkerInfo worker, string model) => worker.Limits.FirstOrDefault(l => l.Model == model);
 
-    private static ulong Pixels(GenerationParams p) => (ulong)p.Width * p.Height;
+    /// <summary>Pixels per image of the largest pass (a hires fix's second pass): what a worker's memory limits are learnt in.</summary>
+    private static ulong Pixels(GenerationParams p)
+    {
+        var (width, height) = UpscaleMessages.RenderSize(p);
+        return (ulong)width * height;
+    }
 
     /// <summary>Images per shard for <paramref name="p"/>'s model and size.</summary>
     public int ShardSize(GenerationParams p)
@@ -127,7 +133,8 @@ public sealed class FleetCapacity(IReadOnlyList<WorkerInfo> online, int cap)
             return null;
         var largestFit = serving.Max(w => LimitOf(w, p.Model)!.MaxBatchPixels);
         var firstOom = serving.Max(w => LimitOf(w, p.Model)!.OomImagePixels);
-        return $"{p.Width}x{p.Height} ({pixels} pixels) is more than any online worker of model '{p.Model}' can render: " +
+        var (width, height) = UpscaleMessages.RenderSize(p);
+        return $"{width}x{height}{(p.Hires is null ? "" : " (the hires pass)")} ({pixels} pixels) is more than any online worker of model '{p.Model}' can render: " +
                $"{(serving.Count == 1 ? $"worker {serving[0].WorkerId} runs" : $"all {serving.Count} run")} out of memory on one image of " +
                $"{firstOom} pixels{(serving.Count == 1 ? "" : " or fewer")}" +
                (largestFit > 0 ? $", and the most rendered at once is {largestFit} pixels (images x width x height)" : "");
