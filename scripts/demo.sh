@@ -26,6 +26,12 @@ if [ ! -f "$model/model_index.json" ]; then
   dotnet "$(dll ModelBuilder RenderFarm.ModelBuilder)" create tiny --out "$model" >&2
 fi
 
+upscalers="$root/.farm/models/upscalers"
+if [ ! -f "$upscalers/tiny-x2/model.onnx" ]; then
+  echo "==> writing a tiny x2 upscaler to $upscalers/tiny-x2" >&2
+  dotnet "$(dll ModelBuilder RenderFarm.ModelBuilder)" upscaler rrdb-tiny-x2 --out "$upscalers/tiny-x2" >&2
+fi
+
 pids=()
 cleanup() {
   local code=$?
@@ -54,7 +60,7 @@ wait_for 60 curl -sf --http2-prior-knowledge "http://127.0.0.1:$coord_port/healt
   || { echo "coordinator did not start; see $state/coordinator.log" >&2; exit 1; }
 
 echo "==> starting a worker with model 'tiny' from $model" >&2
-Farm__Coordinator="http://127.0.0.1:$coord_port" Farm__Models__tiny="$model" Farm__WorkerId=demo-worker \
+Farm__Coordinator="http://127.0.0.1:$coord_port" Farm__Models__tiny="$model" Farm__Upscalers="$upscalers" Farm__WorkerId=demo-worker \
   Urls="http://127.0.0.1:$worker_port" \
   dotnet "$(dll Worker RenderFarm.Worker)" >"$state/worker.log" 2>&1 &
 pids+=($!)
@@ -66,6 +72,11 @@ echo "==> dashboard: http://127.0.0.1:$web_port/ (authentication is off here: si
 echo "==> submitting $prompts" >&2
 FARM_COORDINATOR="http://127.0.0.1:$coord_port" dotnet "$(dll Client farm)" \
   submit "$prompts" --size 64x64 --steps 12 --seed 42 --previews 2 --watch --out "$out"
+
+# Hires fix and upscaling on the same farm: two prompts at 2x (128x128), then the tiny x2 upscaler (256x256).
+echo "==> submitting two prompts with --hires 2x --upscale tiny-x2" >&2
+grep -v -e '^#' -e '^[[:space:]]*$' "$prompts" | head -n 2 | FARM_COORDINATOR="http://127.0.0.1:$coord_port" dotnet "$(dll Client farm)" \
+  submit - --size 64x64 --steps 8 --seed 42 --hires 2x --hires-steps 4 --hires-denoise 0.5 --upscale tiny-x2 --watch --out "$out/hires"
 
 count=$(find "$out" -name '*.png' | wc -l)
 echo
