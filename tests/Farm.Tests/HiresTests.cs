@@ -16,8 +16,10 @@ namespace RenderFarm.Farm.Tests;
 /// a farm of its own whose worker offers two upscalers from its Farm:Upscalers folder (the builder's tiny RRDBNets, ×2
 /// and ×4, as <c>modelbuilder upscaler</c> writes them).
 /// </summary>
-public sealed class HiresTests(HiresTests.UpscalerFarm fixture) : IClassFixture<HiresTests.UpscalerFarm>
+public sealed class HiresTests(HiresTests.UpscalerFarm fixture) : IClassFixture<HiresTests.UpscalerFarm>, IDisposable
 {
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
     public sealed class UpscalerFarm : IAsyncLifetime
     {
         public FarmCluster Cluster { get; private set; } = null!;
