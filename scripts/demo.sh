@@ -34,6 +34,12 @@ for preset in tiny-lcm tiny-turbo; do
   fi
 done
 
+upscalers="$root/.farm/models/upscalers"
+if [ ! -f "$upscalers/tiny-x2/model.onnx" ]; then
+  echo "==> writing a tiny x2 upscaler to $upscalers/tiny-x2" >&2
+  dotnet "$(dll ModelBuilder RenderFarm.ModelBuilder)" upscaler rrdb-tiny-x2 --out "$upscalers/tiny-x2" >&2
+fi
+
 pids=()
 cleanup() {
   local code=$?
@@ -61,9 +67,9 @@ pids+=($!)
 wait_for 60 curl -sf --http2-prior-knowledge "http://127.0.0.1:$coord_port/healthz" \
   || { echo "coordinator did not start; see $state/coordinator.log" >&2; exit 1; }
 
-echo "==> starting a worker with models 'tiny' from $model, 'tiny-lcm' and 'tiny-turbo'" >&2
+echo "==> starting a worker with models 'tiny' from $model, 'tiny-lcm', 'tiny-turbo' and the upscalers in $upscalers" >&2
 # env: a model name with a dash is not a shell variable name.
-env Farm__Coordinator="http://127.0.0.1:$coord_port" Farm__Models__tiny="$model" Farm__WorkerId=demo-worker \
+env Farm__Coordinator="http://127.0.0.1:$coord_port" Farm__Models__tiny="$model" Farm__Upscalers="$upscalers" Farm__WorkerId=demo-worker \
   "Farm__Models__tiny-lcm=$distilled/tiny-lcm" "Farm__Models__tiny-turbo=$distilled/tiny-turbo" \
   Urls="http://127.0.0.1:$worker_port" \
   dotnet "$(dll Worker RenderFarm.Worker)" >"$state/worker.log" 2>&1 &
@@ -80,6 +86,11 @@ FARM_COORDINATOR="http://127.0.0.1:$coord_port" dotnet "$(dll Client farm)" \
 echo "==> submitting scripts/sample-distilled.jsonl (LCM and Turbo, each with its model's steps and guidance)" >&2
 FARM_COORDINATOR="http://127.0.0.1:$coord_port" dotnet "$(dll Client farm)" \
   submit scripts/sample-distilled.jsonl --size 64x64 --seed 42 --watch --out "$out/distilled"
+
+# Hires fix and upscaling on the same farm: two prompts at 2x (128x128), then the tiny x2 upscaler (256x256).
+echo "==> submitting two prompts with --hires 2x --upscale tiny-x2" >&2
+grep -v -e '^#' -e '^[[:space:]]*$' "$prompts" | head -n 2 | FARM_COORDINATOR="http://127.0.0.1:$coord_port" dotnet "$(dll Client farm)" \
+  submit - --size 64x64 --steps 8 --seed 42 --hires 2x --hires-steps 4 --hires-denoise 0.5 --upscale tiny-x2 --watch --out "$out/hires"
 
 count=$(find "$out" -name '*.png' | wc -l)
 echo

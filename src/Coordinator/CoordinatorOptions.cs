@@ -63,6 +63,11 @@ public sealed class CoordinatorOptions
     [Range(1, 1_000_000)] public int MaxPromptLength { get; set; } = 4_000;
     /// <summary>Largest image side accepted; at most <see cref="ImageSizeRule.MaxSide"/>, the most the pipeline renders.</summary>
     [Range(ImageSizeRule.Multiple, ImageSizeRule.MaxSide)] public int MaxImageSide { get; set; } = 2_048;
+    /// <summary>
+    /// Largest side of a finished image, after hires fix and upscaling (a 2048² render upscaled 4× is 8192²); the
+    /// sides the models render stay within <see cref="MaxImageSide"/>.
+    /// </summary>
+    [Range(ImageSizeRule.Multiple, ImageSizeRule.MaxSide)] public int MaxOutputSide { get; set; } = ImageSizeRule.MaxSide;
     [Range(1, 10_000)] public int MaxSteps { get; set; } = 150;
     [Range(1, 100)] public int MaxImagesPerPrompt { get; set; } = 16;
     [Range(1, 1_000)] public int MaxSeedsPerPrompt { get; set; } = 100;

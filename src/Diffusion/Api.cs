@@ -227,6 +227,12 @@ public sealed record GenerationRequest(
     /// (with <see cref="DenoisingStart"/>); the same steps and scheduler on both sides continue one schedule.
     /// </summary>
     public float[]? InitLatents { get; init; }
+
+    /// <summary>Hires fix (<see cref="HiresFix"/>): a second, img2img pass at a larger size. Null: none.</summary>
+    public HiresFix? Hires { get; init; }
+
+    /// <summary>Upscales the finished images with a model of <see cref="ModelExtensions.Upscalers"/> (<see cref="UpscaleRequest"/>). Null: none.</summary>
+    public UpscaleRequest? Upscale { get; init; }
 }
 
 /// <summary>A finished image: PNG bytes with the A1111 "parameters" text chunk.</summary>

@@ -21,11 +21,13 @@ public sealed class DecodedImages : IDisposable
     private readonly Func<string, string> _shortHash;
     private readonly float? _strength;
     private readonly Action<long, int> _encoded;
+    private readonly (int Width, int Height) _size;
     private float[]? _pixels; // rented from ArrayPool<float>.Shared; returned once encoded or disposed
 
     internal DecodedImages(GenerationRequest request, string sampler, LoraSet[] loras, float[] pixels, Func<string, string> shortHash,
-        float? strength, Action<long, int> encoded)
+        float? strength, Action<long, int> encoded, (int Width, int Height)? size = null)
     {
+        _size = size ?? (request.Width, request.Height);
         _request = request;
         _sampler = sampler;
         _loras = loras;
@@ -65,9 +67,10 @@ public sealed class DecodedImages : IDisposable
     private GeneratedImage[] Encode(float[] pixels)
     {
         var request = _request;
-        int width = request.Width, height = request.Height, perPixels = 3 * height * width;
+        // The pixels are the final size (after hires fix and upscaling); the parameters' Size is the first pass's, as A1111 writes it.
+        int width = _size.Width, height = _size.Height, perPixels = 3 * height * width;
         var extra = new List<KeyValuePair<string, string>>();
-        if (_strength is { } strength)
+        if ((_strength ?? request.Hires?.Denoise) is { } strength)
         {
             extra.Add(new("Denoising strength", strength.ToString(CultureInfo.InvariantCulture)));
         }
@@ -75,6 +78,8 @@ public sealed class DecodedImages : IDisposable
         {
             extra.Add(new("Clip skip", request.ClipSkip.ToString(CultureInfo.InvariantCulture)));
         }
+        extra.AddRange(HiresFix.Parameters(request.Hires));
+        var postprocessing = UpscaleRequest.Parameters(request.Upscale, request.Hires is { } hires ? hires.Width(request.Width) : request.Width, width);
         var results = new GeneratedImage[request.Images.Count];
         void EncodeImage(int b)
         {
@@ -93,11 +98,14 @@ public sealed class DecodedImages : IDisposable
                     imageExtra = extra.Append(new(LoraHashes.Keyword, hashes));
                 }
                 var parameters = GenerationParameters.Format(prompt, image.NegativePrompt, request.Steps, _sampler,
-                    request.GuidanceScale, image.Seed, width, height, request.ModelName, imageExtra);
+                    request.GuidanceScale, image.Seed, request.Width, request.Height, request.ModelName, imageExtra);
+                KeyValuePair<string, string>[] text = postprocessing is null
+                    ? [new(GenerationParameters.Keyword, parameters)]
+                    : [new(GenerationParameters.Keyword, parameters), new(UpscaleRequest.Keyword, postprocessing)];
                 // Our own PNG encoder on purpose, not Skia's (the farm's imaging library) nor stb's: this is the hot path (one
                 // encode per image, overlapping the next batch's model runs), and at 512² it measured ~3× faster than
                 // Skia's libpng and ~8× faster than StbImageWriteSharp (bench/pipeline.md, "PNG encoder").
-                results[b] = new GeneratedImage(image, PngEncoder.Encode(imageRgb, width, height, [new(GenerationParameters.Keyword, parameters)]));
+                results[b] = new GeneratedImage(image, PngEncoder.Encode(imageRgb, width, height, text));
             }
             finally
             {

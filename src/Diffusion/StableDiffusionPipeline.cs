@@ -31,7 +31,7 @@ namespace RenderFarm.Diffusion;
 /// shared — built on first use and kept for the next request that asks for the same set (<see cref="Variants"/>).
 /// Images with different LoRA sets take separate model runs.</para>
 /// </summary>
-public sealed class StableDiffusionPipeline : IDisposable
+public sealed partial class StableDiffusionPipeline : IDisposable
 {
     private static readonly (string Component, string File)[] RequiredFiles =
     [
@@ -204,7 +204,10 @@ public sealed class StableDiffusionPipeline : IDisposable
             var prompts = new PromptEncoder(stages, penultimateByDefault: xl);
             variants.SetBase(new ModelVariant(LoraSet.Empty, prompts, unet, [], [], TimeSpan.Zero));
             return new StableDiffusionPipeline(modelDirectory, variants, vaeDecoder, vaeEncoder, schedulerConfig, profile, options, latentChannels, guidanceDim,
-                disposables.OfType<OnnxComponent>().ToArray());
+                disposables.OfType<OnnxComponent>().ToArray())
+            {
+                Upscalers = extensions?.Upscalers,
+            };
         }
         catch
         {
@@ -324,7 +327,7 @@ public sealed class StableDiffusionPipeline : IDisposable
                     _requests++;
                     _images += images;
                 }
-            });
+            }, OutputSize(request));
     }
 
     /// <summary>Renders the request up to decoded pixels [images, 3, H, W] in [−1, 1], in an array rented from <see cref="ArrayPool{T}.Shared"/>.</summary>
@@ -359,33 +362,32 @@ public sealed class StableDiffusionPipeline : IDisposable
 
             // 4. Denoise: every model batch takes step i before any takes step i + 1.
             int total = EndStep(request, scheduler);
-            for (int i = start; i < total; i++)
+            var steps = new StepCount(total - start + (request.Hires?.StepsFor(request.Steps) ?? 0), clock, progress);
+            Denoise(request, batches, start, total, steps, runOptions, cancellationToken);
+
+            // 4b. Hires fix: the result upscaled (image or latents), then denoised again at the larger size.
+            var rendered = request;
+            if (request.Hires is { } hires)
             {
-                foreach (var batch in batches)
-                {
-                    cancellationToken.ThrowIfCancellationRequested();
-                    batch.Step(i, request.GuidanceScale, runOptions);
-                }
-                progress?.Report(new StepProgress(i + 1 - start, total - start, clock.Elapsed)
-                {
-                    Preview = request.Previews && (i + 1 - start) % Math.Max(1, request.PreviewEvery) == 0 ? Preview(request, batches) : null,
-                });
+                (rendered, batches) = HiresPass(request, hires, groups, variants, batches, guided, steps, runOptions, cancellationToken);
             }
             cancellationToken.ThrowIfCancellationRequested();
 
             if (latentsOnly)
             {
-                int perImage = _latentChannels * (request.Height / _profile.VaeScaleFactor) * (request.Width / _profile.VaeScaleFactor);
-                var latents = new float[request.Images.Count * perImage];
+                int perImage = _latentChannels * (rendered.Height / _profile.VaeScaleFactor) * (rendered.Width / _profile.VaeScaleFactor);
+                var latents = new float[rendered.Images.Count * perImage];
                 foreach (var batch in batches) batch.Latents.AsSpan(0, batch.Count * perImage).CopyTo(latents.AsSpan(batch.First * perImage));
                 _variants.Trim(variants);
                 return latents;
             }
 
             // 5. Decode each model batch in one VAE run (the PNGs are encoded once the models are free for the next request).
-            var pixels = Decode(request, batches, runOptions);
+            var pixels = Decode(rendered, batches, runOptions);
             _variants.Trim(variants);
-            return pixels;
+
+            // 6. Upscale the finished images.
+            return request.Upscale is { } upscale ? UpscaleImages(rendered, upscale, pixels, cancellationToken) : pixels;
         }
         catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
         {
@@ -394,6 +396,25 @@ public sealed class StableDiffusionPipeline : IDisposable
         catch (OnnxRuntimeException ex)
         {
             throw GenerationFailure.FromOnnxRuntime(ex);
+        }
+    }
+
+    /// <summary>Steps [start, total) of every model batch, counted on from <paramref name="steps"/> (a hires pass follows its first).</summary>
+    private void Denoise(GenerationRequest request, IReadOnlyList<DenoisingBatch> batches, int start, int total, StepCount steps, RunOptions runOptions,
+        CancellationToken cancellationToken)
+    {
+        for (int i = start; i < total; i++)
+        {
+            foreach (var batch in batches)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                batch.Step(i, request.GuidanceScale, runOptions);
+            }
+            int step = steps.Next();
+            steps.Progress?.Report(new StepProgress(step, steps.Total, steps.Clock.Elapsed)
+            {
+                Preview = request.Previews && step % Math.Max(1, request.PreviewEvery) == 0 ? Preview(request, batches) : null,
+            });
         }
     }
 
@@ -754,6 +775,7 @@ public sealed class StableDiffusionPipeline : IDisposable
                 $"Unknown scheduler '{request.Scheduler}'; valid values are {string.Join(", ", SchedulerFactory.Names)}.", nameof(request.Scheduler));
         }
         CheckConditioning(request);
+        CheckUpscaling(request);
         var scheduler = SchedulerFactory.Create(request.Scheduler, _schedulerConfig);
         if (scheduler.Config.NumTrainTimesteps < request.Steps)
         {

@@ -17,11 +17,14 @@ internal static class ModelBuilderCli
           modelbuilder create <preset> --out DIR [--seed N] [--force] [--torch-names]
           modelbuilder lora <preset> --out FILE.safetensors [--layout kohya|peft] [--rank N] [--alpha A]
                             [--seed N] [--convs] [--unet-only] [--fp16]
+          modelbuilder upscaler <preset> --out DIR [--seed N] [--force]
           modelbuilder list
 
         --torch-names  name the graphs as torch.onnx.export does (module-path node names, onnx::MatMul_N weights)
         lora           a LoRA file for the preset's architecture (random low-rank layers on its attention,
                        feed-forward and projection weights; --convs adds the UNet's k×k convs)
+        upscaler       an ESRGAN-class upscaler (RRDBNet, Real-ESRGAN's ONNX layout) as DIR/model.onnx: point
+                       DIR at a worker's upscaler folder, e.g. /models/upscalers/NAME
           modelbuilder --help
         """;
 
@@ -36,40 +39,28 @@ internal static class ModelBuilderCli
         {
             foreach (var p in ModelPresets.Definitions)
                 stdout.WriteLine($"{p.Name,-20} {p.Description}");
+            foreach (var p in Upscalers.UpscalerPresets.Definitions)
+                stdout.WriteLine($"{p.Name,-20} (upscaler) {p.Description}");
             return 0;
         }
+        if (args.Length >= 2 && args[0] == "upscaler" && !args[1].StartsWith('-'))
+            return WriteUpscaler(args, stdout, stderr);
         if (args[0] is not ("create" or "lora") || args.Length < 2 || args[1].StartsWith('-'))
             return Fail(stderr, $"unknown command '{string.Join(' ', args)}'");
         if (args[0] == "lora")
             return WriteLora(args, stdout, stderr);
 
         string preset = args[1];
-        string? output = null;
-        ulong seed = 0;
-        bool force = false, torchNames = false;
-        for (int i = 2; i < args.Length; i++)
-        {
-            switch (args[i])
-            {
-                case "--torch-names": torchNames = true; break;
-                case "--out" or "-o" when i + 1 < args.Length: output = args[++i]; break;
-                case "--seed" when i + 1 < args.Length:
-                    if (!ulong.TryParse(args[++i], out seed))
-                        return Fail(stderr, $"--seed must be a non-negative integer, got '{args[i]}'");
-                    break;
-                case "--force": force = true; break;
-                default: return Fail(stderr, $"unexpected argument '{args[i]}'");
-            }
-        }
-        if (output is null)
-            return Fail(stderr, "create needs --out DIR");
+        var (output, seed, force, torchNames, error) = ParseWrite(args, torchNamesAllowed: true);
+        if (error is not null)
+            return Fail(stderr, error);
         if (!ModelPresets.Names.Contains(preset))
             return Fail(stderr, $"unknown preset '{preset}'; valid: {string.Join(", ", ModelPresets.Names)}");
 
         var clock = Stopwatch.StartNew();
         try
         {
-            var result = ModelPresets.Write(preset, output, new ModelWriteOptions
+            var result = ModelPresets.Write(preset, output!, new ModelWriteOptions
             {
                 Seed = seed, Force = force, TorchExportNames = torchNames, Log = stdout.WriteLine, CancellationToken = cancellationToken,
             });
@@ -132,6 +123,50 @@ internal static class ModelBuilderCli
         var modules = Lora.LoraFileWriter.Write(ModelPresets.Get(preset), output, options);
         stdout.WriteLine($"wrote a rank-{options.Rank} {options.Layout} LoRA for {preset} ({modules.Count} layers) to {Path.GetFullPath(output)}");
         return 0;
+    }
+
+    private static int WriteUpscaler(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        string preset = args[1];
+        var (output, seed, force, _, error) = ParseWrite(args, torchNamesAllowed: false);
+        if (error is not null)
+            return Fail(stderr, error);
+        if (!Upscalers.UpscalerPresets.Names.Contains(preset))
+            return Fail(stderr, $"unknown upscaler preset '{preset}'; valid: {string.Join(", ", Upscalers.UpscalerPresets.Names)}");
+        try
+        {
+            var path = Upscalers.UpscalerPresets.Write(preset, output!, seed, force);
+            stdout.WriteLine($"wrote {preset} (seed {seed}, {Upscalers.UpscalerPresets.CountParameters(preset):N0} parameters) to {path}");
+            return 0;
+        }
+        catch (IOException e)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            return 1;
+        }
+    }
+
+    /// <summary>The arguments after PRESET that create and upscaler share: --out DIR [--seed N] [--force] (create: [--torch-names]).</summary>
+    private static (string? Output, ulong Seed, bool Force, bool TorchNames, string? Error) ParseWrite(string[] args, bool torchNamesAllowed)
+    {
+        string? output = null;
+        ulong seed = 0;
+        bool force = false, torchNames = false;
+        for (int i = 2; i < args.Length; i++)
+        {
+            switch (args[i])
+            {
+                case "--torch-names" when torchNamesAllowed: torchNames = true; break;
+                case "--out" or "-o" when i + 1 < args.Length: output = args[++i]; break;
+                case "--seed" when i + 1 < args.Length:
+                    if (!ulong.TryParse(args[++i], out seed))
+                        return (null, 0, false, false, $"--seed must be a non-negative integer, got '{args[i]}'");
+                    break;
+                case "--force": force = true; break;
+                default: return (null, 0, false, false, $"unexpected argument '{args[i]}'");
+            }
+        }
+        return (output, seed, force, torchNames, output is null ? $"{args[0]} needs --out DIR" : null);
     }
 
     private static int Fail(TextWriter stderr, string message)

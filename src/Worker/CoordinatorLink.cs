@@ -166,6 +166,7 @@ public sealed class CoordinatorLink : BackgroundService
         status.Loras.AddRange(loras);
         status.Embeddings.AddRange(embeddings);
         status.Held.AddRange(_models.HeldModels);
+        status.Upscalers.AddRange(_models.OfferedUpscalers);
         return status;
     }
 

@@ -110,6 +110,9 @@ public sealed class ModelCatalog : IDisposable
     /// <summary>The LoRAs and embeddings this worker offers, once <see cref="StartAsync"/> has read them.</summary>
     public (IReadOnlyList<LoraInfo> Loras, IReadOnlyList<EmbeddingInfo> Embeddings) Offered => _offered;
 
+    /// <summary>The upscalers this worker offers, once <see cref="StartAsync"/> has loaded them.</summary>
+    public IReadOnlyList<UpscalerInfo> OfferedUpscalers { get; private set; } = [];
+
     /// <summary>Raised after <see cref="Loading"/> or what is held changed.</summary>
     public event Action? Changed;
 
@@ -126,6 +129,13 @@ public sealed class ModelCatalog : IDisposable
             Report("reading LoRAs and embeddings");
             _offered = await Task.Run(() => _extensions.Describe(_directories), cancellationToken);
             _logger.LogInformation("Offering {Loras} LoRAs and {Embeddings} embeddings", _offered.Loras.Count, _offered.Embeddings.Count);
+        }
+        if (_extensions?.Upscalers is not null)
+        {
+            Report("loading upscalers");
+            OfferedUpscalers = await Task.Run(_extensions.DescribeUpscalers, cancellationToken);
+            _logger.LogInformation("Offering {Upscalers} upscalers: {Names}", OfferedUpscalers.Count,
+                string.Join(", ", OfferedUpscalers.Select(u => $"{u.Name} (x{u.Scale})")));
         }
         await _loads.WaitAsync(cancellationToken);
         try

@@ -29,6 +29,9 @@ public sealed class ShardRequestBuilder(IConnectionMultiplexer redis)
             // Live previews (the job asked for them): the pipeline snapshots the latents only on those steps.
             Previews = shard.PreviewEvery > 0,
             PreviewEvery = (int)Math.Max(1, shard.PreviewEvery),
+            Hires = p.Hires is { } hires ? new Diffusion.HiresFix(hires.Scale, hires.Denoise, (int)hires.Steps, UpscaleMessages.HiresUpscaler(hires)) : null,
+            // The scale the coordinator recorded, which the results are checked against (a differing local file is resized to it).
+            Upscale = p.Upscaler.Length > 0 ? new UpscaleRequest(p.Upscaler, p.UpscaleFactor > 0 ? (int)p.UpscaleFactor : null) : null,
         };
     }
 

@@ -110,7 +110,8 @@ public sealed class ShardRunner(
         CancellationToken cancellationToken)
     {
         var model = shard.Params.Model;
-        var pixels = (ulong)request.Width * (ulong)request.Height;
+        // Memory follows the largest pass: a hires fix's second pass renders the larger size.
+        var pixels = (ulong)(request.Hires?.Width(request.Width) ?? request.Width) * (ulong)(request.Hires?.Height(request.Height) ?? request.Height);
         var count = request.Images.Count;
         if (memory.KnownTooLarge(model, pixels) is { } known)
             throw new GenerationFailedException(GenerationFailureKind.OutOfMemory,

@@ -70,13 +70,16 @@ public sealed class SyntheticRenderer(TimeSpan perStep, ulong memoryPixels = 0, 
         var parameters = GenerationParameters.Format(image.Prompt, image.NegativePrompt, request.Steps, "Synthetic",
             request.GuidanceScale, image.Seed, request.Width, request.Height, request.ModelName);
         KeyValuePair<string, string>[] text = [new(GenerationParameters.Keyword, parameters)];
+        // The size the real pipeline would return: after hires fix, times the upscale factor the shard carries.
+        int factor = request.Upscale?.Factor ?? 1;
+        int width = (request.Hires?.Width(request.Width) ?? request.Width) * factor, height = (request.Hires?.Height(request.Height) ?? request.Height) * factor;
         if (textured)
-            return new GeneratedImage(image, PngEncoder.InsertTextChunks(_textures.GetOrAdd((request.Width, request.Height), Texture), text));
+            return new GeneratedImage(image, PngEncoder.InsertTextChunks(_textures.GetOrAdd((width, height), Texture), text));
         // A colour derived from the seed keeps images distinct and reproducible.
-        var rgb = new byte[request.Width * request.Height * 3];
+        var rgb = new byte[width * height * 3];
         var seed = (ulong)image.Seed * 0x9E3779B97F4A7C15UL;
         for (var i = 0; i < rgb.Length; i += 3) { rgb[i] = (byte)seed; rgb[i + 1] = (byte)(seed >> 8); rgb[i + 2] = (byte)(seed >> 16); }
-        return new GeneratedImage(image, PngEncoder.Encode(rgb, request.Width, request.Height, text));
+        return new GeneratedImage(image, PngEncoder.Encode(rgb, width, height, text));
     }).ToList();
 
     /// <summary>

@@ -27,6 +27,19 @@ public sealed class WorkerOptions
     /// </summary>
     public string? Loras { get; set; }
 
+    /// <summary>
+    /// Folder of upscalers (<c>NAME/model.onnx</c>: ESRGAN-class ONNX exports such as Real-ESRGAN's), offered by folder name
+    /// for <c>farm submit --upscale NAME</c> and <c>--hires-upscaler NAME</c>; each is loaded when the worker starts (to
+    /// check it and measure its scale). Unset: none.
+    /// </summary>
+    public string? Upscalers { get; set; }
+
+    /// <summary>Upscaler tile side in input pixels (a multiple of 8; 0 = whole images): bounds an upscaler's memory at any image size.</summary>
+    [Range(0, 8192)] public int UpscaleTile { get; set; } = new Diffusion.Upscaling.UpscaleTiling().TileSize;
+
+    /// <summary>Pixels neighbouring upscaler tiles share (a multiple of 8, at most (UpscaleTile − 8) / 2), blended across the seam.</summary>
+    [Range(0, 4096)] public int UpscaleOverlap { get; set; } = new Diffusion.Upscaling.UpscaleTiling().Overlap;
+
     /// <summary>Folder of textual-inversion embeddings (<c>NAME.safetensors</c>), added to every model they fit when it loads. Unset: none.</summary>
     public string? Embeddings { get; set; }
 

@@ -25,6 +25,8 @@ public sealed class WorkerOptionsValidator : IValidateOptions<WorkerOptions>
             errors.Add($"{Key}:TensorRt:MaxBatch: {trt.MaxBatch} is below {Key}:MaxBatch ({options.MaxBatch}): the worker takes shards " +
                        $"of up to {Key}:MaxBatch images, which the engines' profile must cover");
         }
+        if (new Diffusion.Upscaling.UpscaleTiling { TileSize = options.UpscaleTile, Overlap = options.UpscaleOverlap }.Problem() is { } tiling)
+            errors.Add($"{Key}:UpscaleTile/{Key}:UpscaleOverlap: {tiling}");
         bool tensorRt = string.Equals(options.ExecutionProvider?.Trim(), "tensorrt", StringComparison.OrdinalIgnoreCase);
         if (tensorRt && !string.IsNullOrWhiteSpace(trt.CacheDirectory) && CacheProblem(trt.CacheDirectory) is { } problem)
             errors.Add($"{Key}:TensorRt:CacheDirectory: '{trt.CacheDirectory}' {problem}");

@@ -11,10 +11,21 @@ public sealed class CliTests : IDisposable
     {
         Assert.Equal(0, Run("list"));
         var lines = _out.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.Equal(ModelPresets.Names, lines.Select(l => l.Split(' ', 2)[0]));
-        foreach (var (line, preset) in lines.Zip(ModelPresets.Definitions))
-            Assert.Contains(preset.Description, line);
+        Assert.Equal(ModelPresets.Names.Concat(Upscalers.UpscalerPresets.Names), lines.Select(l => l.Split(' ', 2)[0]));
+        foreach (var (line, description) in lines.Zip(ModelPresets.Definitions.Select(p => p.Description).Concat(Upscalers.UpscalerPresets.Definitions.Select(p => p.Description))))
+            Assert.Contains(description, line);
         Assert.Empty(_error.ToString());
+    }
+
+    [Fact]
+    public void UpscalerWritesModelOnnxIntoTheFolder()
+    {
+        var folder = Path.Combine(_root, "upscalers", "tiny4");
+        Assert.Equal(0, Run("upscaler", "rrdb-tiny-x4", "--out", folder));
+        Assert.True(File.Exists(Path.Combine(folder, "model.onnx")));
+        Assert.Equal(1, Run("upscaler", "rrdb-tiny-x4", "--out", folder)); // exists: only with --force
+        Assert.Equal(0, Run("upscaler", "rrdb-tiny-x4", "--out", folder, "--force"));
+        Assert.Equal(2, Run("upscaler", "nope", "--out", folder));
     }
 
     [Fact]

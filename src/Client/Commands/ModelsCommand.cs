@@ -13,7 +13,7 @@ public static class ModelsCommand
         var json = JsonFlag.Create("Print a JSON array (name, workers, workers_holding, shards_waiting, loras and embeddings: name, short_hash, family).");
         var command = new Command("models", "List the models the farm can render now: workers serving each (and holding it loaded), shards waiting for them,\n" +
                                             "then the LoRAs (<lora:NAME:0.8> in a prompt, or --lora NAME:0.8) and textual-inversion embeddings (NAME in a prompt)\n" +
-                                            "their workers offer, with the short hash PNGs carry.\n\nExample:\n  farm models")
+                                            "their workers offer, with the short hash PNGs carry, and the upscalers (--upscale NAME, --hires-upscaler NAME) with their scale.\n\nExample:\n  farm models")
         {
             json,
         };
@@ -30,6 +30,16 @@ public static class ModelsCommand
                     j.WriteNumber("shards_waiting", m.ShardsWaiting);
                     WriteFiles(j, "loras", m.Loras.Select(l => (l.Name, l.ShortHash, l.Family)));
                     WriteFiles(j, "embeddings", m.Embeddings.Select(e => (e.Name, e.ShortHash, e.Family)));
+                    j.WriteStartArray("upscalers");
+                    foreach (var upscaler in m.Upscalers)
+                    {
+                        j.WriteStartObject();
+                        j.WriteString("name", upscaler.Name);
+                        j.WriteNumber("scale", upscaler.Scale);
+                        j.WriteEndObject();
+                    }
+
+                    j.WriteEndArray();
                 }));
                 return ExitCodes.Ok;
             }
@@ -43,7 +53,9 @@ public static class ModelsCommand
             // Each file once, with the models it is offered for.
             var files = response.Models
                 .SelectMany(m => m.Loras.Select(l => (Kind: "lora", l.Name, l.ShortHash, l.Family, Model: m.Name))
-                    .Concat(m.Embeddings.Select(e => (Kind: "embedding", e.Name, e.ShortHash, e.Family, Model: m.Name))))
+                    .Concat(m.Embeddings.Select(e => (Kind: "embedding", e.Name, e.ShortHash, e.Family, Model: m.Name)))
+                    // An upscaler (--upscale, --hires-upscaler) has no hash; its family column says its scale.
+                    .Concat(m.Upscalers.Select(u => (Kind: "upscaler", u.Name, ShortHash: "-", Family: $"x{u.Scale}", Model: m.Name))))
                 .GroupBy(f => (f.Kind, f.Name, f.ShortHash, f.Family))
                 .OrderBy(g => g.Key.Kind, StringComparer.Ordinal).ThenBy(g => g.Key.Name, StringComparer.Ordinal)
                 .ToList();

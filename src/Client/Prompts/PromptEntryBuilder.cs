@@ -16,6 +16,8 @@ public sealed class PromptEntryBuilder(string source, int lineNumber, string? ba
     private float? _guidance, _strength;
     private string? _scheduler, _model, _initImage, _mask;
     private List<LoraWeight>? _loras;
+    private string? _upscaler;
+    private HiresSettings _hires = new();
 
     public PromptFileException Error(string reason) => new(source, lineNumber, reason);
 
@@ -56,6 +58,28 @@ public sealed class PromptEntryBuilder(string source, int lineNumber, string? ba
                 break;
             case PromptField.Loras:
                 AddLoras(name, text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries));
+                break;
+            case PromptField.Upscale:
+                _upscaler = text.Trim().ToLowerInvariant() is "none" or "off" ? "" : HiresSettings.ParseUpscaleName(text, out var upscaleError) ?? throw Error($"'{name}': {upscaleError}");
+                break;
+            case PromptField.Hires:
+                _hires = text.Trim().ToLowerInvariant() is "off" or "none" or "0"
+                    ? _hires with { Off = true }
+                    : _hires with { Scale = HiresSettings.ParseScale(text, out var scaleError) ?? throw Error($"'{name}' {scaleError}") };
+                break;
+            case PromptField.HiresSteps:
+                _hires = _hires with
+                {
+                    Steps = uint.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var hiresSteps)
+                        ? hiresSteps
+                        : throw Error($"'{name}' must be a whole number of steps (0: the prompt's steps), got '{text}'"),
+                };
+                break;
+            case PromptField.HiresDenoise:
+                _hires = _hires with { Denoise = HiresSettings.ParseDenoise(text, out var denoiseError) ?? throw Error($"'{name}' {denoiseError}") };
+                break;
+            case PromptField.HiresUpscaler:
+                _hires = _hires with { Upscaler = HiresSettings.ParseUpscaler(text, out var upscalerError) ?? throw Error($"'{name}': {upscalerError}") };
                 break;
         }
     }
@@ -110,7 +134,12 @@ public sealed class PromptEntryBuilder(string source, int lineNumber, string? ba
             ? null
             : new PromptOverrides(_steps, _guidance, _width, _height, _scheduler, _model);
         var images = _initImage is null && _mask is null && _strength is null ? null : new PromptImages(_initImage, _mask, _strength);
-        return new PromptEntry(lineNumber, _prompt, _negative, _seeds, overrides, images, _loras);
+        if (!_hires.IsEmpty && _hires.Off && _hires with { Off = false } is { IsEmpty: false })
+        {
+            throw Error("'hires' is off, so hires_steps, hires_denoise and hires_upscaler have nothing to apply to");
+        }
+
+        return new PromptEntry(lineNumber, _prompt, _negative, _seeds, overrides, images, _loras, _upscaler, _hires.IsEmpty ? null : _hires);
     }
 
     private string? ResolvePath(string name, string text)

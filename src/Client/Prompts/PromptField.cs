@@ -18,4 +18,9 @@ public enum PromptField
     Mask,
     Strength,
     Loras,
+    Upscale,
+    Hires,
+    HiresSteps,
+    HiresDenoise,
+    HiresUpscaler,
 }

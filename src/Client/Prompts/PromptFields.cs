@@ -32,6 +32,16 @@ public static class PromptFields
         ["strength"] = PromptField.Strength,
         ["loras"] = PromptField.Loras,
         ["lora"] = PromptField.Loras,
+        ["upscale"] = PromptField.Upscale,
+        ["upscaler"] = PromptField.Upscale,
+        ["hires"] = PromptField.Hires,
+        ["hr_scale"] = PromptField.Hires, // A1111's API names
+        ["hires_steps"] = PromptField.HiresSteps,
+        ["hr_second_pass_steps"] = PromptField.HiresSteps,
+        ["hires_denoise"] = PromptField.HiresDenoise,
+        ["denoising_strength"] = PromptField.HiresDenoise,
+        ["hires_upscaler"] = PromptField.HiresUpscaler,
+        ["hr_upscaler"] = PromptField.HiresUpscaler,
     };
 
     /// <summary>The field <paramref name="rawName"/> names, or an error on the line that lists the known ones.</summary>
@@ -45,7 +55,7 @@ public static class PromptFields
 
         throw new PromptFileException(source, lineNumber,
             $"unknown column '{rawName}' (known: prompt, negative, seed, seeds, steps, guidance, size, width, height, scheduler, model, " +
-            "init_image, mask, strength, loras)");
+            "init_image, mask, strength, loras, upscale, hires, hires_steps, hires_denoise, hires_upscaler)");
     }
 
     /// <summary>

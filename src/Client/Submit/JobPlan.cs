@@ -44,6 +44,12 @@ public sealed class JobPlan
             Scheduler = settings.Scheduler.Trim(),
         };
         generation.Loras.AddRange((settings.Loras ?? []).Select(LoraMessages.ToMessage));
+        generation.Upscaler = settings.Upscale ?? "";
+        if (settings.Hires is { IsEmpty: false } hires)
+        {
+            generation.Hires = hires.ToMessage()
+                ?? throw new CliUsageException("error: --hires-steps, --hires-denoise and --hires-upscaler need --hires SCALE (e.g. --hires 2x)");
+        }
         if (settings.ShardSize is { } shardSize && (!settings.DryRun || shardSize < 1))
         {
             throw new CliUsageException(settings.DryRun

@@ -29,7 +29,7 @@ public static class JobUploader
             await call.RequestStream.WriteAsync(new SubmitJobRequest { Header = header });
             await foreach (var entry in source.ReadAsync(reader, cancellationToken))
             {
-                var item = ToPromptItem(entry);
+                var item = ToPromptItem(entry, header.Params.Hires, source.DisplayName);
 
                 // An image goes into the stream just before the first prompt that names it.
                 if (inputs.For(entry, source.DisplayName) is { } startFrom)
@@ -57,7 +57,7 @@ public static class JobUploader
     }
 
     /// <summary>A prompt as the protocol carries it: only what it sets itself (the header has the rest).</summary>
-    private static PromptItem ToPromptItem(PromptEntry entry)
+    private static PromptItem ToPromptItem(PromptEntry entry, HiresFix? jobHires, string sourceName)
     {
         var item = new PromptItem { Prompt = entry.Prompt };
         if (entry.NegativePrompt is not null)
@@ -83,6 +83,15 @@ public static class JobUploader
             if (o.Height is { } height) item.Height = height;
             if (o.Scheduler is { } scheduler) item.Scheduler = scheduler;
             if (o.Model is { } model) item.Model = model;
+        }
+
+        if (entry.Upscaler is { } upscaler) item.Upscaler = upscaler;
+        if (entry.Hires is { Off: true }) item.NoHires = true;
+        else if (entry.Hires is { } hires)
+        {
+            // A prompt's hires columns fill in over the job's flags; the coordinator takes the result whole.
+            item.Hires = hires.Over(HiresSettings.From(jobHires)).ToMessage()
+                ?? throw new PromptFileException(sourceName, entry.Line, "hires_steps, hires_denoise and hires_upscaler need a hires scale (a hires column or --hires)");
         }
 
         return item;

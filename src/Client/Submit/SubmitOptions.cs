@@ -20,7 +20,8 @@ public sealed class SubmitOptions
     public Argument<string> File { get; } = new("FILE")
     {
         Description = "Prompt file: .txt (one prompt per line, # comments), .jsonl ({\"prompt\",\"negative\",\"seed\"|\"seeds\"} per line, " +
-                      "optional per-prompt steps, guidance, size, scheduler, model, init_image, mask, strength, loras), " +
+                      "optional per-prompt steps, guidance, size, scheduler, model, init_image, mask, strength, loras, upscale, hires, hires_steps, " +
+                      "hires_denoise, hires_upscaler), " +
                       ".csv (header row with the same names), or - for stdin. Image paths are relative to the file's folder.",
     };
 
@@ -141,6 +142,48 @@ public sealed class SubmitOptions
         },
     };
 
+    public Option<string?> Upscale { get; } = new("--upscale")
+    {
+        Description = "Upscale every finished image on the worker with this upscaler, by its own scale (an ESRGAN-class model the " +
+                      "workers offer from Farm:Upscalers; farm models lists them). Applied after hires fix. An upscale column overrides it.",
+        HelpName = "NAME",
+        CustomParser = result => HiresSettings.ParseUpscaleName(result.Tokens.Single().Value, out var error) ?? Fail<string>(result, "--upscale", error),
+    };
+
+    public Option<float?> Hires { get; } = new("--hires")
+    {
+        Description = "Hires fix (A1111's): render at --size, upscale by this factor (in (1, 4], e.g. 2x or 1.5), then img2img at the larger " +
+                      "size. txt2img only. A hires column overrides it per prompt (off for none).",
+        HelpName = "SCALE",
+        CustomParser = result => HiresSettings.ParseScale(result.Tokens.Single().Value, out var error) ?? Fail<float?>(result, "--hires", error),
+    };
+
+    public Option<uint?> HiresSteps { get; } = new("--hires-steps")
+    {
+        Description = "Steps the hires pass runs (0, the default: as many as --steps); as A1111 counts them, of a schedule of N / denoise steps.",
+        HelpName = "N",
+    };
+
+    public Option<float?> HiresDenoise { get; } = new("--hires-denoise")
+    {
+        Description = $"Denoising strength of the hires pass, in (0, 1] (default {HiresSettings.DefaultDenoise.ToString(CultureInfo.InvariantCulture)}).",
+        HelpName = "X",
+        CustomParser = result => HiresSettings.ParseDenoise(result.Tokens.Single().Value, out var error) ?? Fail<float?>(result, "--hires-denoise", error),
+    };
+
+    public Option<string?> HiresUpscaler { get; } = new("--hires-upscaler")
+    {
+        Description = "How the hires fix upscales: lanczos (the default: the image, Lanczos), latent (the latents, bilinear), or an upscaler's name.",
+        HelpName = "NAME|latent",
+        CustomParser = result => HiresSettings.ParseUpscaler(result.Tokens.Single().Value, out var error) ?? Fail<string>(result, "--hires-upscaler", error),
+    };
+
+    private static T? Fail<T>(System.CommandLine.Parsing.ArgumentResult result, string option, string? error)
+    {
+        result.AddError($"{option} {error}");
+        return default;
+    }
+
     public Option<string?> Label { get; } = new("--label") { Description = "Free text shown in job listings.", HelpName = "TEXT" };
 
     public Option<string?> Webhook { get; } = new("--webhook")
@@ -206,7 +249,7 @@ public sealed class SubmitOptions
         foreach (var option in (Option[])
                  [
                      Steps, Guidance, Size, Seed, Seeds, SeedCount, ImagesPerPrompt, Negative, Scheduler, Model, Loras, InitImage, Mask, Strength,
-                     Label, Webhook, Priority, Previews, Format, Watch, Plain, OutDir, DryRun, ShardSize,
+                     Upscale, Hires, HiresSteps, HiresDenoise, HiresUpscaler, Label, Webhook, Priority, Previews, Format, Watch, Plain, OutDir, DryRun, ShardSize,
                  ])
         {
             command.Options.Add(option);
@@ -253,6 +296,8 @@ public sealed class SubmitOptions
                 Steps = steps.Source == FarmSettings.DefaultSource,
                 GuidanceScale = guidance.Source == FarmSettings.DefaultSource,
                 Scheduler = scheduler.Source == FarmSettings.DefaultSource,
-            });
+            },
+            Upscale: parseResult.GetValue(Upscale),
+            Hires: new HiresSettings(parseResult.GetValue(Hires), parseResult.GetValue(HiresSteps), parseResult.GetValue(HiresDenoise), parseResult.GetValue(HiresUpscaler)));
     }
 }

@@ -61,6 +61,8 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
             throw Invalid("params.input_mode is set by the coordinator from the prompts' init_image and mask_image; leave it unset");
         if (p.Model.Length == 0) p.Model = _limits.DefaultModel;
         if (p.Scheduler.Length == 0) p.Scheduler = SchedulerNames.Default;
+        p.UpscaleFactor = 0; // the coordinator's to set, from what the fleet offers (JobSubmitter)
+        if (p.Hires is { Upscaler.Length: 0 } hires) hires.Upscaler = UpscaleRule.Lanczos;
         return p;
     }
 
@@ -72,7 +74,7 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
     public GenerationParams ParamsFor(PromptItem item, GenerationParams defaults, long position, ModelSamplingDefaults? sampling = null)
     {
         if (!item.HasSteps && !item.HasGuidanceScale && !item.HasWidth && !item.HasHeight && !item.HasScheduler && !item.HasModel
-            && !item.HasInitImage && !item.HasStrength && item.Loras.Count == 0)
+            && !item.HasInitImage && !item.HasStrength && item.Loras.Count == 0 && !item.HasUpscaler && item.Hires is null && !item.NoHires)
             return defaults;
         var p = defaults.Clone();
         if (item.HasSteps) p.Steps = item.Steps;
@@ -83,6 +85,9 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
         if (item.HasModel) p.Model = item.Model.Length == 0 ? defaults.Model : item.Model;
         if (p.Model != defaults.Model) sampling?.Apply(p, item);
         if (item.HasStrength) p.Strength = item.Strength;
+        if (item.HasUpscaler) p.Upscaler = item.Upscaler;
+        if (item.NoHires) p.Hires = null;
+        else if (item.Hires is { } hires) p.Hires = new HiresFix(hires) { Upscaler = hires.Upscaler.Length == 0 ? UpscaleRule.Lanczos : hires.Upscaler };
         // A prompt's LoRAs come on top of the job's (a name in both adds up, as tags do).
         if (item.Loras.Count > 0)
         {
@@ -92,6 +97,8 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
         }
         // One UNet batch runs one mode, so the mode is part of the settings that group images into shards.
         p.InputMode = !item.HasInitImage ? InputMode.Text : item.HasMaskImage ? InputMode.Inpaint : InputMode.Image;
+        if (p.Hires is not null && p.InputMode != InputMode.Text)
+            throw Invalid($"prompts[{position}]: hires fix is for txt2img; a prompt with an init_image cannot use it");
         CheckParams(p, $"prompts[{position}]");
         return p;
     }
@@ -111,6 +118,37 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
         if (!float.IsFinite(p.Strength) || p.Strength < 0 || p.Strength > 1)
             throw Invalid($"{prefix}.strength must be in (0, 1], or unset for the default (got {p.Strength})");
         CheckLoras($"{prefix}.loras", p.Loras);
+        CheckUpscaling(p, prefix);
+    }
+
+    /// <summary>Hires fix and final upscaling: values in range, names an upscaler folder could have, sizes within the limits.</summary>
+    private void CheckUpscaling(GenerationParams p, string prefix)
+    {
+        if (p.Upscaler.Length > 0 && UpscaleRule.ProblemWithName(p.Upscaler) is { } nameProblem)
+            throw Invalid($"{prefix}.upscaler '{Truncate(p.Upscaler)}' {nameProblem}");
+        if (p.Hires is not { } hires) return;
+        if (UpscaleRule.ProblemWithHiresScale(hires.Scale) is { } scaleProblem)
+            throw Invalid($"{prefix}.hires.scale {scaleProblem} (got {hires.Scale})");
+        if (UpscaleRule.ProblemWithDenoise(hires.Denoise) is { } denoiseProblem)
+            throw Invalid($"{prefix}.hires.denoise {denoiseProblem} (got {hires.Denoise})");
+        if (hires.Steps > _limits.MaxSteps)
+            throw Invalid($"{prefix}.hires.steps must be at most {_limits.MaxSteps}, or 0 for params.steps (got {hires.Steps})");
+        var schedule = UpscaleRule.HiresScheduleSteps((int)(hires.Steps > 0 ? hires.Steps : p.Steps), hires.Denoise);
+        if (schedule > 1000)
+            throw Invalid($"{prefix}.hires: {(hires.Steps > 0 ? hires.Steps : p.Steps)} steps at denoise {hires.Denoise} schedule {schedule} steps; at most 1000 (raise the denoise or lower the steps)");
+        if (!UpscaleRule.IsKeyword(hires.Upscaler) && UpscaleRule.ProblemWithName(hires.Upscaler) is { } upscalerProblem)
+            throw Invalid($"{prefix}.hires.upscaler '{Truncate(hires.Upscaler)}' {upscalerProblem}");
+        var (width, height) = UpscaleMessages.RenderSize(p);
+        if (width > _limits.MaxImageSide || height > _limits.MaxImageSide)
+            throw Invalid($"{prefix}.hires: {p.Width}x{p.Height} at {UpscaleRule.Format(hires.Scale)}x renders {width}x{height}; each side must be at most {_limits.MaxImageSide}");
+    }
+
+    /// <summary>The finished images' size (after the upscaler's <see cref="GenerationParams.UpscaleFactor"/>) within Farm:MaxOutputSide.</summary>
+    public void CheckOutputSize(GenerationParams p, string prefix)
+    {
+        var (width, height) = UpscaleMessages.OutputSize(p);
+        if (width > _limits.MaxOutputSide || height > _limits.MaxOutputSide)
+            throw Invalid($"{prefix}: upscaled with '{Truncate(p.Upscaler)}' (x{p.UpscaleFactor}) the images would be {width}x{height}; each side must be at most {_limits.MaxOutputSide}");
     }
 
     /// <summary>LoRAs as the protocol carries them: names a file on the workers could have, finite multipliers, not too many.</summary>

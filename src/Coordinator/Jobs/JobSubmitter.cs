@@ -55,7 +55,10 @@ public sealed class JobSubmitter(
 
         var jobId = JobIds.New();
         activity?.SetTag("renderfarm.job_id", jobId);
-        var staging = new Staging(redis.GetDatabase(), queue, jobId, header, await sizing.SnapshotAsync(), (uint)options.Value.MaxAttempts);
+        var fleet = await sizing.SnapshotAsync();
+        // The job's own upscaler is resolved once, so the header's params (kept with the job, used by retries) carry its scale.
+        header.Params = ResolveUpscaling(header.Params, fleet, validator, "params");
+        var staging = new Staging(redis.GetDatabase(), queue, validator, jobId, header, fleet, (uint)options.Value.MaxAttempts);
         var inputs = new SubmittedInputs(redis.GetDatabase(), jobId, options.Value, FarmKeys.StagingTtl);
         try
         {
@@ -185,10 +188,34 @@ public sealed class JobSubmitter(
     }
 
     /// <summary>
+    /// <paramref name="parameters"/> with the scale of their upscaler as the fleet offers it (<see cref="GenerationParams.UpscaleFactor"/>),
+    /// checked: the upscalers offered, the finished size within the limit. The same instance when nothing changes.
+    /// </summary>
+    private static GenerationParams ResolveUpscaling(GenerationParams parameters, FleetCapacity fleet, BatchValidator validator, string field)
+    {
+        if (parameters.Hires is { } hires && fleet.WhyHiresUpscalerUnavailable(parameters.Model, hires.Upscaler) is { } hiresProblem)
+            throw BatchValidator.Invalid($"{field}.hires.upscaler: {hiresProblem}");
+        uint factor = 0;
+        if (parameters.Upscaler.Length > 0)
+        {
+            var (scale, problem) = fleet.Upscaler(parameters.Model, parameters.Upscaler);
+            factor = problem is null ? scale : throw BatchValidator.Invalid($"{field}.upscaler: {problem}");
+        }
+        var resolved = parameters;
+        if (parameters.UpscaleFactor != factor)
+        {
+            resolved = parameters.Clone();
+            resolved.UpscaleFactor = factor;
+        }
+        validator.CheckOutputSize(resolved, field);
+        return resolved;
+    }
+
+    /// <summary>
     /// A submission in progress: the shards being planned (one open shard per distinct set of settings: per-prompt
     /// overrides), and the Redis writes not yet flushed.
     /// </summary>
-    private sealed class Staging(IDatabase db, ShardQueue queue, string jobId, JobHeader header, FleetCapacity fleet, uint maxAttempts)
+    private sealed class Staging(IDatabase db, ShardQueue queue, BatchValidator validator, string jobId, JobHeader header, FleetCapacity fleet, uint maxAttempts)
     {
         /// <summary>Distinct settings one job may mix: each keeps a shard open while the batch streams in.</summary>
         public const int MaxDistinctParams = 64;
@@ -210,6 +237,7 @@ public sealed class JobSubmitter(
         /// <param name="position">The prompt's place in the batch, for error messages.</param>
         public void Add(PromptItem item, GenerationParams parameters, string initImage, string maskImage, long position)
         {
+            parameters = ResolveUpscaling(parameters, fleet, validator, parameters.Equals(header.Params) ? "params" : $"prompts[{position}]");
             var negative = item.HasNegativePrompt ? item.NegativePrompt : header.NegativePrompt;
             // Every image of the prompt renders with one LoRA set: the settings' LoRAs and the tags in its text.
             LoraSet loras;
@@ -226,7 +254,7 @@ public sealed class JobSubmitter(
             if (_seen.Add((parameters, loras.Key)))
             {
                 if (_seen.Count > MaxDistinctParams)
-                    throw BatchValidator.Invalid($"the batch mixes more than {MaxDistinctParams} distinct settings (model, size, steps, guidance, scheduler, strength, init image/mask or none, LoRA set); split it into several jobs");
+                    throw BatchValidator.Invalid($"the batch mixes more than {MaxDistinctParams} distinct settings (model, size, steps, guidance, scheduler, strength, init image/mask or none, LoRA set, hires fix, upscaler); split it into several jobs");
                 if (fleet.WhyUnrenderable(parameters) is { } why)
                     throw BatchValidator.Invalid($"{(parameters.Equals(header.Params) ? "params" : $"prompts[{position}]")}: {why}");
                 if (fleet.WhyLorasUnavailable(parameters.Model, loras) is { } missing)

@@ -1,5 +1,6 @@
 using RenderFarm.Imaging;
 using RenderFarm.Protocol;
+using RenderFarm.Shared;
 
 namespace RenderFarm.Coordinator.Jobs;
 
@@ -22,12 +23,27 @@ public static class ResultCheck
     /// <summary>Largest preview accepted: an RGBA PNG of the latent size stored without compression, plus 4 KiB for chunks.</summary>
     public static long MaxPreviewBytes(uint width, uint height) => (4L * (width / LatentScale) + 1) * (height / LatentScale) + 4096;
 
-    /// <summary>Why <paramref name="png"/> is not an acceptable result for <paramref name="p"/>; null when it is.</summary>
-    public static string? Problem(ReadOnlySpan<byte> png, GenerationParams p) => Problem(png, p.Width, p.Height, MaxBytes(p.Width, p.Height), "the shard renders");
+    /// <summary>
+    /// Why <paramref name="png"/> is not an acceptable result for <paramref name="p"/>; null when it is. The size is the
+    /// finished images' (<see cref="UpscaleMessages.OutputSize"/>: after hires fix and upscaling).
+    /// </summary>
+    public static string? Problem(ReadOnlySpan<byte> png, GenerationParams p)
+    {
+        var (width, height) = UpscaleMessages.OutputSize(p);
+        return Problem(png, width, height, MaxBytes(width, height), "the shard renders");
+    }
 
-    /// <summary>Why <paramref name="png"/> is not an acceptable live preview for <paramref name="p"/> (a latent-size PNG); null when it is.</summary>
-    public static string? PreviewProblem(ReadOnlySpan<byte> png, GenerationParams p) =>
-        Problem(png, p.Width / LatentScale, p.Height / LatentScale, MaxPreviewBytes(p.Width, p.Height), "the shard's previews are");
+    /// <summary>
+    /// Why <paramref name="png"/> is not an acceptable live preview for <paramref name="p"/> (a latent-size PNG: of the
+    /// first pass, or with hires fix of the second); null when it is.
+    /// </summary>
+    public static string? PreviewProblem(ReadOnlySpan<byte> png, GenerationParams p)
+    {
+        var (width, height) = UpscaleMessages.RenderSize(p);
+        if (p.Hires is not null && ImageHeader.Read(png) is { } header && header.Width == width / LatentScale && header.Height == height / LatentScale)
+            return Problem(png, width / LatentScale, height / LatentScale, MaxPreviewBytes(width, height), "the shard's hires previews are");
+        return Problem(png, p.Width / LatentScale, p.Height / LatentScale, MaxPreviewBytes(p.Width, p.Height), "the shard's previews are");
+    }
 
     private static string? Problem(ReadOnlySpan<byte> png, uint width, uint height, long maxBytes, string expected)
     {

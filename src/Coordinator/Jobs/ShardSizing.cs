@@ -2,6 +2,7 @@ using Microsoft.Extensions.Options;
 using RenderFarm.Coordinator.Workers;
 using RenderFarm.GenerationRules;
 using RenderFarm.Protocol;
+using RenderFarm.Shared;
 
 namespace RenderFarm.Coordinator.Jobs;
 
@@ -27,7 +28,12 @@ public sealed class FleetCapacity(IReadOnlyList<WorkerInfo> online, int cap)
 
     private static ModelLimit? LimitOf(WorkerInfo worker, string model) => worker.Limits.FirstOrDefault(l => l.Model == model);
 
-    private static ulong Pixels(GenerationParams p) => (ulong)p.Width * p.Height;
+    /// <summary>Pixels per image of the largest pass (a hires fix's second pass): what a worker's memory limits are learnt in.</summary>
+    private static ulong Pixels(GenerationParams p)
+    {
+        var (width, height) = UpscaleMessages.RenderSize(p);
+        return (ulong)width * height;
+    }
 
     /// <summary>Images per shard for <paramref name="p"/>'s model and size.</summary>
     public int ShardSize(GenerationParams p)
@@ -69,6 +75,45 @@ public sealed class FleetCapacity(IReadOnlyList<WorkerInfo> online, int cap)
         return null;
     }
 
+    private readonly Dictionary<(string Model, string Name), (uint Scale, string? Problem)> _upscalers = [];
+
+    /// <summary>
+    /// The scale of the upscaler <paramref name="name"/> as the online workers of <paramref name="model"/> offer it
+    /// (as any online worker offers it while none of the model's is online), or why it cannot be used: none of the
+    /// model's workers offers it, or no online worker does (its scale, and so the images' size, is unknown).
+    /// </summary>
+    public (uint Scale, string? Problem) Upscaler(string model, string name)
+    {
+        if (_upscalers.TryGetValue((model, name), out var known)) return known;
+        var serving = Serving(model).ToList();
+        var pool = serving.Count > 0 ? serving : online;
+        // Workers of one farm share an upscaler folder; should two files of one name differ, the most common scale wins
+        // (a worker whose file has another scale resizes to it).
+        var scale = pool.SelectMany(w => w.Upscalers).Where(u => u.Name == name && u.Scale > 0)
+            .GroupBy(u => u.Scale).OrderByDescending(g => g.Count()).ThenBy(g => g.Key).Select(g => g.Key).FirstOrDefault();
+        string? problem = null;
+        if (scale == 0)
+        {
+            var offered = pool.SelectMany(w => w.Upscalers).Select(u => u.Name).Distinct().Order(StringComparer.Ordinal).ToList();
+            var listing = offered.Count == 0 ? "they offer none" : $"they offer: {string.Join(", ", offered.Take(20))}{(offered.Count > 20 ? ", …" : "")}";
+            problem = serving.Count > 0
+                ? $"upscaler '{BatchValidator.Truncate(name)}' is not offered by any online worker of model '{model}' ({listing})"
+                : $"no online worker offers upscaler '{BatchValidator.Truncate(name)}', so its scale (and the images' size) is not known; " +
+                  $"start a worker with it in Farm:Upscalers ({(online.Count == 0 ? "no worker is online" : listing)})";
+        }
+        return _upscalers[(model, name)] = (scale, problem);
+    }
+
+    /// <summary>
+    /// Why the hires upscaler <paramref name="name"/> cannot be used for <paramref name="model"/>: none of its online
+    /// workers offers it (null when one does, for keywords, or while none of them is online: the job waits).
+    /// </summary>
+    public string? WhyHiresUpscalerUnavailable(string model, string name)
+    {
+        if (UpscaleRule.IsKeyword(name) || !Serving(model).Any()) return null;
+        return Upscaler(model, name).Problem;
+    }
+
     private static string FamilyName(string family) => family switch
     {
         "sdxl" => "an SDXL LoRA",
@@ -88,7 +133,8 @@ public sealed class FleetCapacity(IReadOnlyList<WorkerInfo> online, int cap)
             return null;
         var largestFit = serving.Max(w => LimitOf(w, p.Model)!.MaxBatchPixels);
         var firstOom = serving.Max(w => LimitOf(w, p.Model)!.OomImagePixels);
-        return $"{p.Width}x{p.Height} ({pixels} pixels) is more than any online worker of model '{p.Model}' can render: " +
+        var (width, height) = UpscaleMessages.RenderSize(p);
+        return $"{width}x{height}{(p.Hires is null ? "" : " (the hires pass)")} ({pixels} pixels) is more than any online worker of model '{p.Model}' can render: " +
                $"{(serving.Count == 1 ? $"worker {serving[0].WorkerId} runs" : $"all {serving.Count} run")} out of memory on one image of " +
                $"{firstOom} pixels{(serving.Count == 1 ? "" : " or fewer")}" +
                (largestFit > 0 ? $", and the most rendered at once is {largestFit} pixels (images x width x height)" : "");

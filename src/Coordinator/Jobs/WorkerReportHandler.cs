@@ -71,7 +71,7 @@ public sealed class WorkerReportHandler(
         if (step.Step > 1 && !final && now - _lastStepWrite.GetValueOrDefault(key) < options.Value.ProgressIntervalMilliseconds) return false;
         if (await authority.VerifyAsync(session, "step", step.Shard) is not { } delivery) return false;
         // A worker that splits a shard into smaller batches (out of memory) counts the steps of all of them.
-        if (step.TotalSteps > delivery.Shard.Params.Steps * (ulong)delivery.Shard.Images.Count)
+        if (step.TotalSteps > UpscaleMessages.TotalSteps(delivery.Shard.Params) * (ulong)delivery.Shard.Images.Count)
         {
             authority.Reject(session, "step", "bad_progress",
                 $"reports {step.TotalSteps} steps for a shard of {delivery.Shard.Images.Count} images at {delivery.Shard.Params.Steps} steps");
@@ -102,7 +102,7 @@ public sealed class WorkerReportHandler(
             authority.Reject(session, "preview", "unrequested_preview", $"sends previews of shard {shard.JobId}/{shard.ShardIndex}, whose job asked for none");
             return false;
         }
-        if (preview.Step < 1 || preview.Step > preview.TotalSteps || preview.TotalSteps > delivery.Shard.Params.Steps * (ulong)delivery.Shard.Images.Count)
+        if (preview.Step < 1 || preview.Step > preview.TotalSteps || preview.TotalSteps > UpscaleMessages.TotalSteps(delivery.Shard.Params) * (ulong)delivery.Shard.Images.Count)
         {
             authority.Reject(session, "preview", "bad_progress", $"sends a preview at step {preview.Step} of {preview.TotalSteps}");
             return false;
@@ -125,7 +125,9 @@ public sealed class WorkerReportHandler(
         await Task.WhenAll(preview.Images.Select(image => previews.StoreAsync(shard.JobId, new ImagePreview
         {
             Index = image.Index, ShardIndex = shard.ShardIndex, Step = preview.Step, TotalSteps = preview.TotalSteps, Png = image.Png,
-            Width = p.Width / ResultCheck.LatentScale, Height = p.Height / ResultCheck.LatentScale,
+            // The first pass's latent size, or a hires pass's (the check above let only those through).
+            Width = (uint)(RenderFarm.Imaging.ImageHeader.Read(image.Png.Span)?.Width ?? (int)(p.Width / ResultCheck.LatentScale)),
+            Height = (uint)(RenderFarm.Imaging.ImageHeader.Read(image.Png.Span)?.Height ?? (int)(p.Height / ResultCheck.LatentScale)),
         })));
         return true;
     }

@@ -398,6 +398,8 @@ public sealed class JobGrpcService(
             model.Embeddings.AddRange(serving.SelectMany(w => w.Embeddings).Where(e => e.Models.Contains(name))
                 .DistinctBy(e => e.Name).OrderBy(e => e.Name, StringComparer.Ordinal)
                 .Select(e => new EmbeddingInfo { Name = e.Name, ShortHash = e.ShortHash, Family = e.Family }));
+            model.Upscalers.AddRange(serving.SelectMany(w => w.Upscalers).DistinctBy(u => u.Name).OrderBy(u => u.Name, StringComparer.Ordinal)
+                .Select(u => new UpscalerInfo(u)));
             foreach (var priority in (Priority[])[Priority.High, Priority.Normal, Priority.Low])
                 model.Queued.Add(new QueuedShards { Priority = priority, ShardsWaiting = (ulong)await queue.WaitingAsync(name, priority) });
             model.ShardsWaiting = (ulong)model.Queued.Sum(q => (long)q.ShardsWaiting);

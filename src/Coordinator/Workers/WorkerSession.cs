@@ -99,6 +99,8 @@ public sealed class WorkerSession(WorkerRegistry registry, WorkerInfo info)
             offered.Models.AddRange(embedding.Models.Where(Info.Models.Contains));
             Info.Embeddings.Add(offered);
         }
+        Info.Upscalers.Clear();
+        Info.Upscalers.AddRange(status.Upscalers.Select(u => new UpscalerInfo { Name = DisplayText.Clean(u.Name), Scale = u.Scale }));
         Info.Held.Clear();
         foreach (var held in status.Held.Where(h => Info.Models.Contains(h.Model)))
         {

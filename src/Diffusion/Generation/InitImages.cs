@@ -151,26 +151,41 @@ internal sealed class InitImages
         }
         return new InitImages(latents, new PerImage(latentMasks, masks.Of, latentPlane), maskedLatents);
 
-        float[] Encode(float[] images, int count)
+        float[] Encode(float[] images, int count) => EncodeLatents(images, count, height, width, encoder, profile, latentChannels, oneImagePerRun, runOptions);
+    }
+
+    /// <summary>
+    /// Init latents given as they are (hires fix: the first pass's result, upscaled): [count, C, h, w], scaled, image
+    /// i's in row i.
+    /// </summary>
+    public static InitImages FromLatents(float[] latents, int count) =>
+        new(new PerImage(latents, Enumerable.Range(0, count).ToArray(), latents.Length / count), null, null);
+
+    /// <summary>
+    /// VAE-encodes <paramref name="count"/> images [3, H, W] in [−1, 1] into scaled latents [count, C, h, w]: one run, or
+    /// one per image (<paramref name="oneImagePerRun"/>, so each is what it would be alone).
+    /// </summary>
+    public static float[] EncodeLatents(float[] images, int count, int height, int width, VaeEncoder encoder, ModelProfile profile, int latentChannels,
+        bool oneImagePerRun, RunOptions runOptions)
+    {
+        int pixels = 3 * width * height;
+        float[] encoded;
+        if (oneImagePerRun && count > 1)
         {
-            float[] encoded;
-            if (oneImagePerRun && count > 1)
+            encoded = [];
+            for (int k = 0; k < count; k++)
             {
-                encoded = [];
-                for (int k = 0; k < count; k++)
-                {
-                    var one = encoder.Encode(images.AsSpan(k * pixels, pixels), 1, height, width, latentChannels, runOptions);
-                    if (k == 0) encoded = new float[count * one.Length];
-                    one.CopyTo(encoded, k * one.Length);
-                }
+                var one = encoder.Encode(images.AsSpan(k * pixels, pixels), 1, height, width, latentChannels, runOptions);
+                if (k == 0) encoded = new float[count * one.Length];
+                one.CopyTo(encoded, k * one.Length);
             }
-            else
-            {
-                encoded = encoder.Encode(images, count, height, width, latentChannels, runOptions);
-            }
-            TensorPrimitives.Multiply(encoded, profile.VaeScalingFactor, encoded);
-            return encoded;
         }
+        else
+        {
+            encoded = encoder.Encode(images, count, height, width, latentChannels, runOptions);
+        }
+        TensorPrimitives.Multiply(encoded, profile.VaeScalingFactor, encoded);
+        return encoded;
     }
 
     /// <summary>Distinct rows of <see cref="Values"/> and which row each image uses.</summary>

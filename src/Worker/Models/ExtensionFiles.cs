@@ -3,6 +3,7 @@ using Microsoft.Extensions.Options;
 using RenderFarm.Diffusion;
 using RenderFarm.Diffusion.Embeddings;
 using RenderFarm.Diffusion.Lora;
+using RenderFarm.Diffusion.Upscaling;
 using RenderFarm.Protocol;
 
 namespace RenderFarm.Worker.Models;
@@ -13,16 +14,45 @@ namespace RenderFarm.Worker.Models;
 /// once — its layers, its hash — for what the worker advertises (<c>farm models</c>); the coordinator checks the LoRAs a
 /// submission names against that. A folder that is configured but missing is reported and offers nothing.
 /// </summary>
-public sealed class ExtensionFiles
+public sealed class ExtensionFiles : IDisposable
 {
     private readonly ILogger _logger;
 
     public ExtensionFiles(IOptions<WorkerOptions> options, ILogger<ExtensionFiles> logger)
     {
         _logger = logger;
-        Loras = Open(options.Value.Loras, "Loras", directory => new LoraLibrary(directory));
-        Embeddings = Open(options.Value.Embeddings, "Embeddings", directory => new EmbeddingLibrary(directory));
+        var o = options.Value;
+        Loras = Open(o.Loras, "Loras", directory => new LoraLibrary(directory));
+        Embeddings = Open(o.Embeddings, "Embeddings", directory => new EmbeddingLibrary(directory));
+        Upscalers = Open(o.Upscalers, "Upscalers", directory => new UpscalerLibrary(directory, o.ToDiffusionOptions(),
+            new UpscaleTiling { TileSize = o.UpscaleTile, Overlap = o.UpscaleOverlap }));
     }
+
+    /// <summary>The upscalers (<c>Farm:Upscalers</c>), shared by every pipeline: one session per upscaler in the process.</summary>
+    public UpscalerLibrary? Upscalers { get; }
+
+    /// <summary>
+    /// Loads every upscaler once (its session, and its scale measured on a test tile), for what the worker advertises;
+    /// one that is not a usable upscaler is logged and left out.
+    /// </summary>
+    public IReadOnlyList<UpscalerInfo> DescribeUpscalers()
+    {
+        var offered = new List<UpscalerInfo>();
+        foreach (var name in Upscalers?.Names ?? [])
+        {
+            try
+            {
+                offered.Add(new UpscalerInfo { Name = name, Scale = (uint)Upscalers!.ScaleOf(name) });
+            }
+            catch (ModelLoadException e)
+            {
+                _logger.LogWarning("The upscaler '{Name}' is not offered: {Message}", name, e.Message);
+            }
+        }
+        return offered;
+    }
+
+    public void Dispose() => Upscalers?.Dispose();
 
     public LoraLibrary? Loras { get; }
 
@@ -36,6 +66,7 @@ public sealed class ExtensionFiles
     {
         Loras = Loras,
         Embeddings = Embeddings,
+        Upscalers = Upscalers,
         MaxCachedVariants = budgeted ? int.MaxValue : new ModelExtensions().MaxCachedVariants,
     };
 

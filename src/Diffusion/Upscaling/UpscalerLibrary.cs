@@ -1,0 +1,122 @@
+using Microsoft.ML.OnnxRuntime;
+using RenderFarm.Diffusion.Models;
+using RenderFarm.GenerationRules;
+
+namespace RenderFarm.Diffusion.Upscaling;
+
+/// <summary>
+/// The upscalers a worker offers: every <c>NAME/model.onnx</c> directly under a folder (<see cref="UpscalerModel"/>
+/// says which exports are accepted), by folder name. The listing is taken when the library is created; each model is
+/// loaded on first use (or by <see cref="ScaleOf"/>) and kept, one session shared by every pipeline of the process.
+/// Sessions run on the pipelines' execution provider (TensorRT falls back to CUDA: engines would be built per tile size).
+/// </summary>
+public sealed class UpscalerLibrary : IDisposable
+{
+    private readonly DiffusionOptions _options;
+    private readonly Dictionary<string, UpscalerModel> _loaded = new(StringComparer.Ordinal);
+    private readonly Lock _lock = new();
+    private bool _disposed;
+
+    /// <exception cref="ArgumentException">The tiling settings are invalid.</exception>
+    public UpscalerLibrary(string directory, DiffusionOptions? options = null, UpscaleTiling? tiling = null)
+    {
+        Directory = Path.GetFullPath(directory);
+        _options = options ?? new DiffusionOptions();
+        if (_options.ExecutionProvider == "tensorrt") _options = _options with { ExecutionProvider = "cuda" };
+        Tiling = tiling ?? new UpscaleTiling();
+        if (Tiling.Problem() is { } problem) throw new ArgumentException(problem, nameof(tiling));
+        Names = System.IO.Directory.Exists(Directory)
+            ? System.IO.Directory.EnumerateDirectories(Directory)
+                .Select(Path.GetFileName)
+                .OfType<string>()
+                .Where(name => UpscaleRule.ProblemWithName(name) is null && File.Exists(OnnxComponent.ModelPath(Directory, name)))
+                .Order(StringComparer.Ordinal)
+                .ToArray()
+            : [];
+    }
+
+    public string Directory { get; }
+
+    /// <summary>Every upscaler name, sorted.</summary>
+    public IReadOnlyList<string> Names { get; }
+
+    /// <summary>How images are cut into tiles (unless a request's own tiling says otherwise).</summary>
+    public UpscaleTiling Tiling { get; }
+
+    public bool Contains(string name) => Names.Contains(name, StringComparer.Ordinal);
+
+    /// <summary>The upscaler's scale (loading it if needed).</summary>
+    /// <exception cref="ArgumentException">No such upscaler.</exception>
+    /// <exception cref="ModelLoadException">Its model is not a usable upscaler.</exception>
+    public int ScaleOf(string name) => Get(name).Scale;
+
+    /// <summary>
+    /// Upscales interleaved 8-bit RGB with the upscaler <paramref name="name"/>, tiled as <paramref name="tiling"/>
+    /// says (default <see cref="Tiling"/>); returns its scale× RGB bytes and size.
+    /// </summary>
+    public (byte[] Rgb, int Width, int Height) Upscale(string name, ReadOnlySpan<byte> rgb, int width, int height, UpscaleTiling? tiling = null,
+        CancellationToken cancellationToken = default)
+    {
+        if (rgb.Length != 3 * width * height) throw new ArgumentException($"{width}x{height} RGB needs {3 * width * height} bytes, not {rgb.Length}.", nameof(rgb));
+        int plane = width * height;
+        var planar = new float[3 * plane];
+        for (int p = 0; p < plane; p++)
+            for (int c = 0; c < 3; c++)
+                planar[c * plane + p] = rgb[3 * p + c] / 255f;
+        using var runOptions = new RunOptions();
+        var upscaled = Upscale(name, planar, width, height, runOptions, tiling, cancellationToken);
+        int scale = ScaleOf(name), outWidth = width * scale, outHeight = height * scale, outPlane = outWidth * outHeight;
+        var result = new byte[3 * outPlane];
+        for (int p = 0; p < outPlane; p++)
+            for (int c = 0; c < 3; c++)
+                result[3 * p + c] = (byte)MathF.Round(Math.Clamp(upscaled[c * outPlane + p], 0f, 1f) * 255f);
+        return (result, outWidth, outHeight);
+    }
+
+    /// <summary>Planar [3, H, W] in [0, 1] → [3, s·H, s·W] (not clamped), tile by tile.</summary>
+    internal float[] Upscale(string name, ReadOnlySpan<float> image, int width, int height, RunOptions runOptions, UpscaleTiling? tiling = null,
+        CancellationToken cancellationToken = default)
+    {
+        var model = Get(name);
+        tiling ??= Tiling;
+        if (tiling.Problem() is { } problem) throw new ArgumentException(problem, nameof(tiling));
+        return TiledUpscale.Run(image, width, height, model.Scale, tiling, model.StaticHeight, model.StaticWidth,
+            (tile, h, w, destination) => model.Run(tile, h, w, runOptions, destination), cancellationToken);
+    }
+
+    internal UpscalerModel Get(string name)
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_loaded.TryGetValue(name, out var model)) return model;
+            if (!Contains(name))
+            {
+                throw new ArgumentException(
+                    $"No upscaler '{name}' in {Directory} (it has {(Names.Count == 0 ? "none" : string.Join(", ", Names))}).", nameof(name));
+            }
+            var component = OnnxComponent.Open(Directory, name, _options);
+            try
+            {
+                model = new UpscalerModel(component);
+            }
+            catch
+            {
+                component.Dispose();
+                throw;
+            }
+            _loaded.Add(name, model);
+            return model;
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            _disposed = true;
+            foreach (var model in _loaded.Values) model.Dispose();
+            _loaded.Clear();
+        }
+    }
+}

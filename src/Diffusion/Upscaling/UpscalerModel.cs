@@ -1,0 +1,113 @@
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using RenderFarm.Diffusion.Models;
+using RenderFarm.Diffusion.Tensors;
+
+namespace RenderFarm.Diffusion.Upscaling;
+
+/// <summary>
+/// An ESRGAN-class upscaler export (<c>upscalers/NAME/model.onnx</c>). What is accepted is read from the model, not
+/// assumed: exactly one input, a rank-4 float32 or float16 tensor [batch, 3, height, width] of RGB in [0, 1] (its name is
+/// free: Real-ESRGAN's script calls it <c>input</c>, older exports <c>input.1</c>); one rank-4 output of 3 channels,
+/// <c>output</c> or the first. Height and width may be symbolic (any tile size) or static (every tile is that size);
+/// the batch may be either (one tile per run). The scale is measured once at load by running one tile (the static size,
+/// else 16×16): the output's side over the input's, the same integer on both axes.
+/// </summary>
+internal sealed class UpscalerModel : IDisposable
+{
+    private const int ProbeSide = 16;
+
+    private readonly OnnxComponent _component;
+    private readonly string _inputName;
+    private readonly string _outputName;
+    private readonly TensorElementType _inputType;
+
+    public UpscalerModel(OnnxComponent component)
+    {
+        _component = component;
+        if (component.Inputs.Count != 1)
+        {
+            throw component.Invalid($"an upscaler takes exactly one input, an image [batch, 3, height, width]; it has {component.Inputs.Count} ({string.Join(", ", component.Inputs.Keys)})");
+        }
+        var (name, input) = component.Inputs.First();
+        _inputName = name;
+        component.RequireElementType(name, input, TensorElementType.Float, TensorElementType.Float16);
+        component.RequireRank(name, input, 4);
+        if (OnnxComponent.StaticDim(input, 1) is int channels && channels != 3)
+        {
+            throw component.Invalid($"'{name}' has {channels} channels; an upscaler takes RGB (3)");
+        }
+        _inputType = input.ElementDataType;
+        StaticHeight = OnnxComponent.StaticDim(input, 2);
+        StaticWidth = OnnxComponent.StaticDim(input, 3);
+        (_outputName, var output) = component.RequireOutput("output");
+        component.RequireElementType(_outputName, output, TensorElementType.Float, TensorElementType.Float16);
+        component.RequireRank(_outputName, output, 4);
+        Scale = MeasureScale();
+    }
+
+    /// <summary>Output pixels per input pixel, per axis.</summary>
+    public int Scale { get; }
+
+    /// <summary>The export's fixed input height, when it has one.</summary>
+    public int? StaticHeight { get; }
+
+    /// <summary>The export's fixed input width, when it has one.</summary>
+    public int? StaticWidth { get; }
+
+    /// <summary>Runs one tile: [3, height, width] → [3, Scale·height, Scale·width] into <paramref name="destination"/>.</summary>
+    public void Run(ReadOnlySpan<float> tile, int height, int width, RunOptions runOptions, Span<float> destination)
+    {
+        var (outHeight, outWidth) = RunOnce(tile, height, width, runOptions, destination);
+        if (outHeight != Scale * height || outWidth != Scale * width)
+        {
+            throw new InvalidOperationException($"The upscaler {_component.Name} returned {outWidth}x{outHeight} for a {width}x{height} tile; expected ×{Scale}.");
+        }
+    }
+
+    private (int Height, int Width) RunOnce(ReadOnlySpan<float> tile, int height, int width, RunOptions runOptions, Span<float> destination)
+    {
+        using var input = TensorBuffer.Create(_inputType, 1, 3, height, width);
+        input.Write(tile);
+        using var outputs = _component.Run(runOptions, [_inputName], [input.Value], [_outputName]);
+        var shape = outputs[0].GetTensorTypeAndShape().Shape;
+        if (shape.Length != 4 || shape[0] != 1 || shape[1] != 3)
+        {
+            throw new InvalidOperationException($"The upscaler {_component.Name} returned shape [{string.Join(", ", shape)}]; expected [1, 3, H, W].");
+        }
+        var size = ((int)shape[2], (int)shape[3]);
+        if (shape[2] * shape[3] * 3 == destination.Length)
+        {
+            TensorBuffer.ReadAsFloat(outputs[0], destination);
+        }
+        return size;
+    }
+
+    private int MeasureScale()
+    {
+        int height = StaticHeight ?? ProbeSide, width = StaticWidth ?? ProbeSide;
+        var probe = new float[3 * height * width];
+        Array.Fill(probe, 0.5f);
+        (int outHeight, int outWidth) size;
+        try
+        {
+            using var runOptions = new RunOptions();
+            size = RunOnce(probe, height, width, runOptions, []);
+        }
+        catch (OnnxRuntimeException ex)
+        {
+            throw _component.Invalid($"it failed on a {width}x{height} test tile: {ExecutionProviders.FirstLine(ex.Message)}");
+        }
+        catch (InvalidOperationException ex)
+        {
+            throw _component.Invalid(ex.Message);
+        }
+        if (size.outHeight % height != 0 || size.outWidth % width != 0 || size.outHeight / height != size.outWidth / width || size.outHeight < height)
+        {
+            throw _component.Invalid($"it turned a {width}x{height} tile into {size.outWidth}x{size.outHeight}, not a whole scale on both axes");
+        }
+        return size.outHeight / height;
+    }
+
+    public void Dispose() => _component.Dispose();
+}
