@@ -17,11 +17,17 @@ internal static class ModelBuilderCli
           modelbuilder create <preset> --out DIR [--seed N] [--force] [--torch-names]
           modelbuilder lora <preset> --out FILE.safetensors [--layout kohya|peft] [--rank N] [--alpha A]
                             [--seed N] [--convs] [--unet-only] [--fp16]
+          modelbuilder controlnet <preset> --out DIR [--seed N] [--force]
           modelbuilder list
 
         --torch-names  name the graphs as torch.onnx.export does (module-path node names, onnx::MatMul_N weights)
         lora           a LoRA file for the preset's architecture (random low-rank layers on its attention,
                        feed-forward and projection weights; --convs adds the UNet's k×k convs)
+        controlnet     a ControlNet for the preset's architecture: DIR/model.onnx (inputs sample, timestep,
+                       encoder_hidden_states, controlnet_cond, conditioning_scale; outputs
+                       down_block_N_additional_residual, mid_block_additional_residual) and DIR/config.json;
+                       put DIR in the workers' Farm:ControlNets folder. Pair it with a model that has
+                       controlnet/model.onnx (preset tiny-control)
           modelbuilder --help
         """;
 
@@ -38,10 +44,11 @@ internal static class ModelBuilderCli
                 stdout.WriteLine($"{p.Name,-20} {p.Description}");
             return 0;
         }
-        if (args[0] is not ("create" or "lora") || args.Length < 2 || args[1].StartsWith('-'))
+        if (args[0] is not ("create" or "lora" or "controlnet") || args.Length < 2 || args[1].StartsWith('-'))
             return Fail(stderr, $"unknown command '{string.Join(' ', args)}'");
         if (args[0] == "lora")
             return WriteLora(args, stdout, stderr);
+        bool controlNet = args[0] == "controlnet";
 
         string preset = args[1];
         string? output = null;
@@ -51,7 +58,7 @@ internal static class ModelBuilderCli
         {
             switch (args[i])
             {
-                case "--torch-names": torchNames = true; break;
+                case "--torch-names" when !controlNet: torchNames = true; break;
                 case "--out" or "-o" when i + 1 < args.Length: output = args[++i]; break;
                 case "--seed" when i + 1 < args.Length:
                     if (!ulong.TryParse(args[++i], out seed))
@@ -62,13 +69,23 @@ internal static class ModelBuilderCli
             }
         }
         if (output is null)
-            return Fail(stderr, "create needs --out DIR");
+            return Fail(stderr, $"{args[0]} needs --out DIR");
         if (!ModelPresets.Names.Contains(preset))
             return Fail(stderr, $"unknown preset '{preset}'; valid: {string.Join(", ", ModelPresets.Names)}");
 
         var clock = Stopwatch.StartNew();
         try
         {
+            if (controlNet)
+            {
+                var definition = ModelPresets.Get(preset);
+                if (definition.ControlNet is null || definition.UNet.Sdxl is not null)
+                    return Fail(stderr, $"preset '{preset}' has no ControlNet (SD 1.x/2.x presets have one)");
+                var written = ControlNetWriter.Write(definition, output, seed, force);
+                stdout.WriteLine($"wrote a {preset} ControlNet (seed {seed}) to {written.Folder}: {written.Parameters:N0} parameters, " +
+                    $"{ModelDirectoryWriter.FormatBytes(written.Bytes)} in {clock.Elapsed.TotalSeconds:F1} s");
+                return 0;
+            }
             var result = ModelPresets.Write(preset, output, new ModelWriteOptions
             {
                 Seed = seed, Force = force, TorchExportNames = torchNames, Log = stdout.WriteLine, CancellationToken = cancellationToken,

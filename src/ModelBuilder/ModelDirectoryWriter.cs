@@ -49,6 +49,12 @@ public static class ModelDirectoryWriter
     /// <summary>SDXL's second tokenizer pads with "!" (open_clip's convention), the first with &lt;|endoftext|&gt;.</summary>
     private const string SecondPadToken = "!";
 
+    /// <summary>
+    /// Where a model directory keeps the UNet that takes ControlNet residuals (OnnxStack's layout: <c>unet/</c> stays the
+    /// plain UNet). Written with the unet's seed, so both hold the same weights.
+    /// </summary>
+    public const string ControlNetUNetFolder = "controlnet";
+
     public static IReadOnlyList<ComponentGraph> BuildGraphs(PresetDefinition p, int? vocabSize = null, bool torchExportNames = false)
     {
         int vocab = vocabSize ?? p.VocabSize ?? ClipBpeVocabulary.Learn().Size;
@@ -63,6 +69,8 @@ public static class ModelDirectoryWriter
             list.Add(new("text_encoder_2", g2));
         }
         list.Add(new("unet", UNetBuilder.Build(p.UNet, p.TimestepType, options)));
+        if (p.ControlNetUNet)
+            list.Add(new(ControlNetUNetFolder, UNetBuilder.Build(p.UNet, p.TimestepType, options, controlResiduals: true)));
         list.Add(new("vae_decoder", VaeBuilder.BuildDecoder(p.Vae, options)));
         list.Add(new("vae_encoder", VaeBuilder.BuildEncoder(p.Vae, options)));
         return list;
@@ -111,7 +119,7 @@ public static class ModelDirectoryWriter
             ct.ThrowIfCancellationRequested();
             string componentDir = Path.Combine(dir, folder);
             Directory.CreateDirectory(componentDir);
-            ulong componentSeed = SplitMix64.SeedFor(options.Seed, folder);
+            ulong componentSeed = SplitMix64.SeedFor(options.Seed, folder == ControlNetUNetFolder ? "unet" : folder);
             Func<Initializer, byte[]?>? replace = options.ReplaceWeights is { } replaceWeights
                 ? init => replaceWeights(folder, init) is { } values ? Initializer.Encode(init.Type, values) : null
                 : null;
@@ -232,7 +240,7 @@ public static class ModelDirectoryWriter
                     ["torch_dtype"] = p.FloatType == ElementType.Float16 ? "float16" : "float32",
                     ["vocab_size"] = vocabSize,
                 };
-            case "unet":
+            case "unet" or ControlNetUNetFolder:
                 var u = p.UNet;
                 return new()
                 {
