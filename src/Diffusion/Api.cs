@@ -208,6 +208,12 @@ public sealed record GenerationRequest(
     /// separate model runs (one UNet batch per set); see <see cref="StableDiffusionPipeline.LorasOf"/>.
     /// </summary>
     public LoraSet Loras { get; init; } = LoraSet.Empty;
+
+    /// <summary>
+    /// ControlNets steering every image of the request (<see cref="ControlNets.ControlNetUnit"/>), their residuals
+    /// summed; empty: none. The model needs a UNet that takes ControlNet residuals.
+    /// </summary>
+    public IReadOnlyList<ControlNets.ControlNetUnit> ControlNets { get; init; } = [];
 }
 
 /// <summary>A finished image: PNG bytes with the A1111 "parameters" text chunk.</summary>

@@ -75,6 +75,7 @@ public sealed class DecodedImages : IDisposable
         {
             extra.Add(new("Clip skip", request.ClipSkip.ToString(CultureInfo.InvariantCulture)));
         }
+        extra.AddRange(ControlNets.ControlNetUnit.ParametersOf(request.ControlNets ?? []));
         var results = new GeneratedImage[request.Images.Count];
         void EncodeImage(int b)
         {
