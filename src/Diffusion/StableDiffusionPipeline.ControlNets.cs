@@ -27,6 +27,24 @@ public sealed partial class StableDiffusionPipeline
     /// </summary>
     public bool SupportsControlNets => _unet.Residuals is not null || File.Exists(OnnxComponent.ModelPath(ModelDirectory, ControlNetUNetComponent));
 
+    /// <summary>
+    /// Whether the model directory can take ControlNets without loading it: it has controlnet/model.onnx, or its unet
+    /// has ControlNet residual inputs (read from the graph's inputs with a bare session; the weights stay mapped).
+    /// </summary>
+    public static bool TakesControlNets(string modelDirectory)
+    {
+        if (File.Exists(OnnxComponent.ModelPath(modelDirectory, ControlNetUNetComponent)))
+        {
+            return true;
+        }
+        var unet = OnnxComponent.ModelPath(modelDirectory, "unet");
+        if (!File.Exists(unet))
+        {
+            return false;
+        }
+        return OnnxComponent.ReadInputs(unet).Keys.Any(ControlResiduals.IsResidualInput);
+    }
+
     /// <summary>The ControlNets requests may name (those of <see cref="ModelExtensions.ControlNets"/>) when the model supports them.</summary>
     public IReadOnlyList<string> ControlNetNames => SupportsControlNets ? _controlNetLibrary?.Names ?? [] : [];
 

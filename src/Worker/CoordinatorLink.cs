@@ -164,6 +164,7 @@ public sealed class CoordinatorLink : BackgroundService
         status.Loras.AddRange(loras);
         status.Embeddings.AddRange(embeddings);
         status.Held.AddRange(_models.HeldModels);
+        status.ControlNets.AddRange(_models.OfferedControlNets);
         return status;
     }
 

@@ -79,6 +79,9 @@ public sealed class ModelCatalog : IDisposable
     /// <summary>The LoRAs and embeddings this worker offers, once <see cref="StartAsync"/> has read them.</summary>
     public (IReadOnlyList<LoraInfo> Loras, IReadOnlyList<EmbeddingInfo> Embeddings) Offered => _offered;
 
+    /// <summary>The ControlNets this worker offers and the models that take them, once <see cref="StartAsync"/> has listed them.</summary>
+    public IReadOnlyList<ControlNetInfo> OfferedControlNets { get; private set; } = [];
+
     /// <summary>Raised after <see cref="Loading"/> or what is held changed.</summary>
     public event Action? Changed;
 
@@ -95,6 +98,12 @@ public sealed class ModelCatalog : IDisposable
             Report("reading LoRAs and embeddings");
             _offered = await Task.Run(() => _extensions.Describe(_directories), cancellationToken);
             _logger.LogInformation("Offering {Loras} LoRAs and {Embeddings} embeddings", _offered.Loras.Count, _offered.Embeddings.Count);
+        }
+        if (_extensions is { ControlNets: not null })
+        {
+            OfferedControlNets = await Task.Run(() => _extensions.DescribeControlNets(_directories), cancellationToken);
+            _logger.LogInformation("Offering {ControlNets} ControlNets to {Models}", OfferedControlNets.Count,
+                string.Join(", ", OfferedControlNets.FirstOrDefault()?.Models ?? []));
         }
         await _loads.WaitAsync(cancellationToken);
         try

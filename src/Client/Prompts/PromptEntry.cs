@@ -7,4 +7,8 @@ namespace RenderFarm.Client.Prompts;
 /// <c>loras</c> column (added to the job's <c>--lora</c>; tags in the prompt's text come on top).
 /// </summary>
 public sealed record PromptEntry(int Line, string Prompt, string? NegativePrompt = null, IReadOnlyList<long>? Seeds = null,
-    PromptOverrides? Overrides = null, PromptImages? Images = null, IReadOnlyList<LoraWeight>? Loras = null);
+    PromptOverrides? Overrides = null, PromptImages? Images = null, IReadOnlyList<LoraWeight>? Loras = null)
+{
+    /// <summary>The prompt's own ControlNets (its <c>control</c> field; image paths resolved); null: <c>--control</c> applies.</summary>
+    public IReadOnlyList<ControlNetSpec>? ControlNets { get; init; }
+}

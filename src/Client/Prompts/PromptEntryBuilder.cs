@@ -16,6 +16,7 @@ public sealed class PromptEntryBuilder(string source, int lineNumber, string? ba
     private float? _guidance, _strength;
     private string? _scheduler, _model, _initImage, _mask;
     private List<LoraWeight>? _loras;
+    private List<ControlNetSpec>? _controlNets;
 
     public PromptFileException Error(string reason) => new(source, lineNumber, reason);
 
@@ -57,6 +58,9 @@ public sealed class PromptEntryBuilder(string source, int lineNumber, string? ba
             case PromptField.Loras:
                 AddLoras(name, text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries));
                 break;
+            case PromptField.ControlNets:
+                AddControlNets(name, text.Split(';', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries));
+                break;
         }
     }
 
@@ -73,6 +77,28 @@ public sealed class PromptEntryBuilder(string source, int lineNumber, string? ba
             {
                 throw Error($"'{name}': {e.Message}");
             }
+        }
+    }
+
+    /// <summary>The prompt's ControlNets, each written as <c>farm submit --control</c> takes it (<c>canny:edges.png:0.8</c>).</summary>
+    public void AddControlNets(string name, IEnumerable<string> specs)
+    {
+        foreach (var text in specs)
+        {
+            ControlNetSpec spec;
+            try
+            {
+                spec = ControlNetSpec.Parse(text);
+            }
+            catch (ArgumentException e)
+            {
+                throw Error($"'{name}': {e.Message}");
+            }
+            (_controlNets ??= []).Add(spec with { Image = ResolvePath(name, spec.Image)! });
+        }
+        if (_controlNets?.Count > ControlNetSpec.MaxPerImage)
+        {
+            throw Error($"'{name}': at most {ControlNetSpec.MaxPerImage} ControlNets per prompt");
         }
     }
 
@@ -110,7 +136,7 @@ public sealed class PromptEntryBuilder(string source, int lineNumber, string? ba
             ? null
             : new PromptOverrides(_steps, _guidance, _width, _height, _scheduler, _model);
         var images = _initImage is null && _mask is null && _strength is null ? null : new PromptImages(_initImage, _mask, _strength);
-        return new PromptEntry(lineNumber, _prompt, _negative, _seeds, overrides, images, _loras);
+        return new PromptEntry(lineNumber, _prompt, _negative, _seeds, overrides, images, _loras) { ControlNets = _controlNets };
     }
 
     private string? ResolvePath(string name, string text)

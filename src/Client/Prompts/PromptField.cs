@@ -18,4 +18,5 @@ public enum PromptField
     Mask,
     Strength,
     Loras,
+    ControlNets,
 }

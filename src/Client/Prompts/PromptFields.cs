@@ -32,6 +32,10 @@ public static class PromptFields
         ["strength"] = PromptField.Strength,
         ["loras"] = PromptField.Loras,
         ["lora"] = PromptField.Loras,
+        ["control"] = PromptField.ControlNets,
+        ["controlnet"] = PromptField.ControlNets,
+        ["controlnets"] = PromptField.ControlNets,
+        ["control_net"] = PromptField.ControlNets,
     };
 
     /// <summary>The field <paramref name="rawName"/> names, or an error on the line that lists the known ones.</summary>
@@ -45,7 +49,7 @@ public static class PromptFields
 
         throw new PromptFileException(source, lineNumber,
             $"unknown column '{rawName}' (known: prompt, negative, seed, seeds, steps, guidance, size, width, height, scheduler, model, " +
-            "init_image, mask, strength, loras)");
+            "init_image, mask, strength, loras, control)");
     }
 
     /// <summary>

@@ -98,6 +98,11 @@ public sealed class WorkerSession(WorkerRegistry registry, WorkerInfo info)
             offered.Models.AddRange(embedding.Models.Where(Info.Models.Contains));
             Info.Embeddings.Add(offered);
         }
+        Info.ControlNets.Clear();
+        foreach (var controlNet in status.ControlNets)
+        {
+            Info.ControlNets.Add(new ControlNetInfo { Name = DisplayText.Clean(controlNet.Name), Models = { controlNet.Models.Where(Info.Models.Contains) } });
+        }
         Info.Held.Clear();
         foreach (var held in status.Held.Where(h => Info.Models.Contains(h.Model)))
         {

@@ -10,7 +10,7 @@ namespace RenderFarm.Diffusion.ControlNets;
 public sealed record ControlNetUnit(string Model, byte[] Image, float Weight = 1f, string Module = "none")
 {
     /// <summary>Most units one request may stack.</summary>
-    public const int MaxPerRequest = 4;
+    public const int MaxPerRequest = GenerationRules.ControlNetSpec.MaxPerImage;
 
     /// <summary>
     /// The units as the PNG <c>parameters</c> fields sd-webui-controlnet writes (<c>ControlNet 0: "Module: none, Model:

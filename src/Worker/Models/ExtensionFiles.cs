@@ -22,6 +22,17 @@ public sealed class ExtensionFiles
         _logger = logger;
         Loras = Open(options.Value.Loras, "Loras", directory => new LoraLibrary(directory));
         Embeddings = Open(options.Value.Embeddings, "Embeddings", directory => new EmbeddingLibrary(directory));
+        ControlNets = Open(options.Value.ControlNets, "ControlNets", directory => new Diffusion.ControlNets.ControlNetLibrary(directory));
+    }
+
+    public Diffusion.ControlNets.ControlNetLibrary? ControlNets { get; }
+
+    /// <summary>Every ControlNet, with those of <paramref name="models"/> (name → directory) that can take ControlNets.</summary>
+    public IReadOnlyList<ControlNetInfo> DescribeControlNets(IReadOnlyDictionary<string, string> models)
+    {
+        if (ControlNets is not { Names.Count: > 0 }) return [];
+        var taking = models.Where(m => FamilyOf(m.Value).Length == 0 || StableDiffusionPipeline.TakesControlNets(m.Value)).Select(m => m.Key).ToArray();
+        return ControlNets.Names.Select(name => new ControlNetInfo { Name = name, Models = { taking } }).ToArray();
     }
 
     public LoraLibrary? Loras { get; }
@@ -36,6 +47,7 @@ public sealed class ExtensionFiles
     {
         Loras = Loras,
         Embeddings = Embeddings,
+        ControlNets = ControlNets,
         MaxCachedVariants = budgeted ? int.MaxValue : new ModelExtensions().MaxCachedVariants,
     };
 
