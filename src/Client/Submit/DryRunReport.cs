@@ -45,7 +45,7 @@ public static class DryRunReport
         if (count.InputImages > 0)
         {
             output.WriteLine(string.Create(inv,
-                $"inputs:    {count.InputImages} distinct init images, masks and control images, {ByteSize.Exact(count.InputBytes)}, each sent once " +
+                $"inputs:    {count.InputImages} distinct init images and masks, {ByteSize.Exact(count.InputBytes)}, each sent once " +
                 $"({count.PromptsWithInitImage} of {count.Prompts} prompts start from an image)"));
         }
 
