@@ -141,6 +141,9 @@ public sealed class ControlNetTests(ControlNetTests.ControlFarm fixture) : IClas
     [Fact]
     public async Task AControlNetNoWorkerOffersOrAControlImageThatDoesNotDecodeIsRefusedAtSubmit()
     {
+        var listed = await Farm.Jobs.ListModelsAsync(new ListModelsRequest());
+        Assert.Equal(["canny", "depth"], listed.Models.Single(m => m.Name == Model).ControlNets);
+
         var header = new JobHeader
         {
             Params = new GenerationParams { Model = Model, Width = 64, Height = 64, Steps = 2, GuidanceScale = 7.5f, Scheduler = "euler" },

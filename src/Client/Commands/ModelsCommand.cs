@@ -30,6 +30,9 @@ public static class ModelsCommand
                     j.WriteNumber("shards_waiting", m.ShardsWaiting);
                     WriteFiles(j, "loras", m.Loras.Select(l => (l.Name, l.ShortHash, l.Family)));
                     WriteFiles(j, "embeddings", m.Embeddings.Select(e => (e.Name, e.ShortHash, e.Family)));
+                    j.WriteStartArray("controlnets");
+                    foreach (var c in m.ControlNets) j.WriteStringValue(c);
+                    j.WriteEndArray();
                 }));
                 return ExitCodes.Ok;
             }
@@ -43,7 +46,8 @@ public static class ModelsCommand
             // Each file once, with the models it is offered for.
             var files = response.Models
                 .SelectMany(m => m.Loras.Select(l => (Kind: "lora", l.Name, l.ShortHash, l.Family, Model: m.Name))
-                    .Concat(m.Embeddings.Select(e => (Kind: "embedding", e.Name, e.ShortHash, e.Family, Model: m.Name))))
+                    .Concat(m.Embeddings.Select(e => (Kind: "embedding", e.Name, e.ShortHash, e.Family, Model: m.Name)))
+                    .Concat(m.ControlNets.Select(c => (Kind: "controlnet", Name: c, ShortHash: "-", Family: "", Model: m.Name))))
                 .GroupBy(f => (f.Kind, f.Name, f.ShortHash, f.Family))
                 .OrderBy(g => g.Key.Kind, StringComparer.Ordinal).ThenBy(g => g.Key.Name, StringComparer.Ordinal)
                 .ToList();

@@ -360,6 +360,8 @@ public sealed class JobGrpcService(
             model.Embeddings.AddRange(serving.SelectMany(w => w.Embeddings).Where(e => e.Models.Contains(name))
                 .DistinctBy(e => e.Name).OrderBy(e => e.Name, StringComparer.Ordinal)
                 .Select(e => new EmbeddingInfo { Name = e.Name, ShortHash = e.ShortHash, Family = e.Family }));
+            model.ControlNets.AddRange(serving.SelectMany(w => w.ControlNets).Where(c => c.Models.Contains(name))
+                .Select(c => c.Name).Distinct().Order(StringComparer.Ordinal));
             foreach (var priority in (Priority[])[Priority.High, Priority.Normal, Priority.Low])
                 model.Queued.Add(new QueuedShards { Priority = priority, ShardsWaiting = (ulong)await queue.WaitingAsync(name, priority) });
             model.ShardsWaiting = (ulong)model.Queued.Sum(q => (long)q.ShardsWaiting);
