@@ -27,26 +27,11 @@ public static class ControlNetWriter
         var graph = BuildGraph(p);
         OnnxModelWriter.Write(graph, Path.Combine(target, "model.onnx"), SplitMix64.SeedFor(seed, "controlnet-model"));
         var cn = ControlNetOf(p);
-        var u = cn.UNet;
-        Json.Write(Path.Combine(target, "config.json"), new Dictionary<string, object?>
-        {
-            ["_class_name"] = "ControlNetModel",
-            ["_diffusers_version"] = ModelDirectoryWriter.DiffusersVersion,
-            ["attention_head_dim"] = u.Heads,
-            ["block_out_channels"] = u.BlockOut,
-            ["conditioning_channels"] = cn.ConditioningChannels,
-            ["conditioning_embedding_out_channels"] = cn.EmbeddingOut,
-            ["controlnet_conditioning_channel_order"] = "rgb",
-            ["cross_attention_dim"] = u.ContextDim,
-            ["down_block_types"] = u.CrossAttention.Select(a => a ? "CrossAttnDownBlock2D" : "DownBlock2D").ToArray(),
-            ["flip_sin_to_cos"] = true,
-            ["freq_shift"] = 0,
-            ["in_channels"] = u.InChannels,
-            ["layers_per_block"] = u.LayersPerBlock,
-            ["norm_eps"] = u.NormEps,
-            ["norm_num_groups"] = u.NormGroups,
-            ["use_linear_projection"] = u.LinearProjection,
-        });
+        var config = ModelDirectoryWriter.EncoderConfig(cn.UNet, "ControlNetModel");
+        config["conditioning_channels"] = cn.ConditioningChannels;
+        config["conditioning_embedding_out_channels"] = cn.EmbeddingOut;
+        config["controlnet_conditioning_channel_order"] = "rgb";
+        Json.Write(Path.Combine(target, "config.json"), config);
         long bytes = Directory.EnumerateFiles(target).Sum(f => new FileInfo(f).Length);
         return new ComponentInfo(target, graph.ParameterCount, bytes);
     }
