@@ -37,6 +37,11 @@ read -r passed failed skipped < <(awk '
     if (match($0, /[0-9]+ failed/)) count["Failed"] += substr($0, RSTART, RLENGTH) + 0
     if (match($0, /[0-9]+ skipped/)) count["Skipped"] += substr($0, RSTART, RLENGTH) + 0 }
   END { print count["Passed"] + 0, count["Failed"] + 0, count["Skipped"] + 0 }' "$log")
+# What failed, named again just above the summary: CI keeps only the tail of a long log.
+if [ "$failed" -ne 0 ] || [ "$status" -ne 0 ]; then
+  echo "what failed:"
+  grep -E '^\s+Failed [A-Za-z_]|The active test run was aborted|Test host process crashed|^FAIL |error [A-Z]+[0-9]+:' "$log" | sort -u | head -40 || true
+fi
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 if [ "$status" -ne 0 ] || [ "$failed" -ne 0 ]; then exit 1; fi
 if [ "$passed" -eq 0 ]; then echo "no test ran" >&2; exit 1; fi

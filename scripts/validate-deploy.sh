@@ -166,15 +166,21 @@ if [ "$build" -eq 1 ]; then
   fi
 
   # Everything else that takes ONNX Runtime through src/Diffusion (tests, benchmarks) compiles with the GPU flavour
-  # too, into scratch artifacts (the CPU build's obj/bin stay as they are); the worker was published just above.
+  # too, into scratch artifacts (the CPU build's obj/bin stay as they are); the worker was published just above. Each
+  # project's bin/ is removed after its build: every one holds its own ~320 MB copy of the CUDA provider, and eight of
+  # them at once can fill a small CI disk (a build that then aborts says nothing useful).
   echo "==> GPU flavour: projects referencing src/Diffusion build with -p:OnnxRuntimeFlavor=gpu"
   while read -r project; do
     if nice dotnet build "$project" -c Release -nologo -v q -p:OnnxRuntimeFlavor=gpu --artifacts-path "$scratch/gpu-artifacts" \
       >"$scratch/gpu-build.log" 2>&1; then
       pass "GPU flavour: $project builds with Microsoft.ML.OnnxRuntime.Gpu"
     else
-      grep -E 'error|warning NU' "$scratch/gpu-build.log" | sort -u | tail -20; fail "GPU flavour: $project does not build with -p:OnnxRuntimeFlavor=gpu"
+      local_rc=$?
+      grep -E 'error|warning NU' "$scratch/gpu-build.log" | sort -u | tail -20
+      echo "dotnet build exited $local_rc; last lines of its log, and the disk it wrote to:"; tail -15 "$scratch/gpu-build.log"; df -h "$scratch" || true
+      fail "GPU flavour: $project does not build with -p:OnnxRuntimeFlavor=gpu"
     fi
+    rm -rf "$scratch/gpu-artifacts/bin"
   done < <(grep -rl --include='*.csproj' 'Diffusion/RenderFarm.Diffusion.csproj' src tests bench | grep -v '^src/Worker/' | sort)
 
   # Skia's native library (the image decoder) and ONNX Runtime's in each published app: every library they NEED must

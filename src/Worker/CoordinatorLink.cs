@@ -160,7 +160,8 @@ public sealed class CoordinatorLink : BackgroundService
     private WorkerStatus Status()
     {
         var (loras, embeddings) = _models.Offered;
-        var status = new WorkerStatus { Loading = _models.Loading, Ready = _warmUp.IsComplete, ModelMemoryBudget = (ulong)_models.Budget };
+        var status = new WorkerStatus { Loading = _models.Loading, Ready = _warmUp.IsComplete, ModelMemoryBudget = (ulong)_models.Budget,
+            MemoryUsedBytes = (ulong)_models.MemoryInUse };
         status.Loras.AddRange(loras);
         status.Embeddings.AddRange(embeddings);
         status.Held.AddRange(_models.HeldModels);

@@ -73,6 +73,14 @@ public sealed class ModelCatalog : IDisposable
     /// <summary>Farm:ModelMemoryBudget: bytes the loaded models and variants may take; 0 = no limit.</summary>
     public long Budget => _budget;
 
+    /// <summary>
+    /// Device memory in use as last measured (the gauge's reading after the latest load; 0 before any): what
+    /// <c>farm workers</c> and the worker memory gauge show next to the device's total.
+    /// </summary>
+    public long MemoryInUse => Interlocked.Read(ref _memoryInUse);
+
+    private long _memoryInUse;
+
     /// <summary>What the worker is loading now ("loading sd15", "warming up sd15", "loading sd15 + LoRA style:0.8"); empty when nothing.</summary>
     public string Loading => _loading;
 
@@ -235,7 +243,9 @@ public sealed class ModelCatalog : IDisposable
             renderer.Dispose();
             throw;
         }
-        var measured = renderer is SyntheticRenderer ? 0 : Math.Max(0, (_gauge?.Used() ?? 0) - before);
+        var after = _gauge?.Used() ?? 0;
+        Interlocked.Exchange(ref _memoryInUse, after);
+        var measured = renderer is SyntheticRenderer ? 0 : Math.Max(0, after - before);
         var footprint = _footprints[name] = Math.Max(measured, _footprints.GetValueOrDefault(name));
         _logger.LogInformation("Loaded model {Model} from {Directory} in {Ms} ms; it takes {Bytes} bytes", name, directory, clock.ElapsedMilliseconds, footprint);
         if (_budget > 0 && footprint > _budget && !_warnedTooLarge)

@@ -100,10 +100,14 @@ public sealed class ClientRoundTripTests(FarmFixture fixture) : IDisposable
         Assert.Equal(FarmCluster.Model, workers["worker-1"].GetProperty("models")[0].GetString());
         Assert.NotEqual("offline", workers["worker-1"].GetProperty("state").GetString());
         Assert.Equal($"cpu x{Environment.ProcessorCount}", workers["worker-1"].GetProperty("device").GetString());
-        Assert.True(workers["worker-1"].GetProperty("memory_bytes").GetUInt64() > 0);
+        var total = workers["worker-1"].GetProperty("memory_bytes").GetUInt64();
+        var used = workers["worker-1"].GetProperty("memory_used_bytes").GetUInt64();
+        Assert.True(total > 0);
+        // In use, as measured after its model load (the process's resident memory on the CPU): some, and under the total.
+        Assert.InRange(used, 1UL, total);
         var table = (await FarmAsync(["workers"])).Out;
-        // MODELS, then HELD: what it has loaded and the memory that takes.
-        Assert.Matches($@"worker-1 +\S+ +{FarmCluster.Model} +{FarmCluster.Model} \([^)]+\) +cpu cpu x{Environment.ProcessorCount} [0-9.]+ GiB ", table);
+        // MODELS, then HELD: what it has loaded and the memory that takes; DEVICE with memory in use of the total.
+        Assert.Matches($@"worker-1 +\S+ +{FarmCluster.Model} +{FarmCluster.Model} \([^)]+\) +cpu cpu x{Environment.ProcessorCount} [0-9.]+/[0-9.]+ GiB ", table);
 
         var models = JsonDocument.Parse((await FarmAsync(["models", "--json"])).Out).RootElement;
         var tiny = Assert.Single(models.EnumerateArray(), m => m.GetProperty("name").GetString() == FarmCluster.Model);

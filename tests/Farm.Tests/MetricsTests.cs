@@ -52,6 +52,8 @@ public sealed class MetricsTests
         Assert.Equal(0, drained.Sum("renderfarm_shard_attempts_failed_total"));
         Assert.True(drained.Sum("renderfarm_images_device_time_seconds_total", Tiny) > 0, drained.Text);
         Assert.True(drained.Sum("renderfarm_worker_device_memory_bytes", ("worker", "worker-1")) > 0, drained.Text);
+        Assert.InRange(drained.Sum("renderfarm_worker_device_memory_used_bytes", ("worker", "worker-1")), 1,
+            drained.Sum("renderfarm_worker_device_memory_bytes", ("worker", "worker-1")));
 
         // Only on the metrics port: the API port (HTTP/2) has no /metrics.
         using (var http = new HttpClient())

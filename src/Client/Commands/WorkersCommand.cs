@@ -13,7 +13,7 @@ public static class WorkersCommand
     public static Command Create(FarmCliHost host, GlobalOptions globals)
     {
         var json = JsonFlag.Create("Print a JSON array (worker_id, state, loading, models, held, model_memory_budget, loras, max_batch, execution_provider, " +
-                              "device, current_job_id, current_shard, images_done, shards_failed, it_per_sec, memory_bytes, last_seen).");
+                              "device, current_job_id, current_shard, images_done, shards_failed, it_per_sec, memory_bytes, memory_used_bytes, last_seen).");
         var command = new Command("workers", "List the farm's workers: state (loading, idle, busy, offline, quarantined), the models and LoRA variants each holds loaded, current shard, images done, it/s.\n" +
                                              "A worker still loading or warming up its models says what it is doing (a TensorRT engine build takes minutes) and takes no shards yet;\n" +
                                              "a busy worker loading the model or LoRA variant its shard needs says so too (busy: loading sd15 + LoRA style:0.8).\n\n" +
@@ -61,6 +61,7 @@ public static class WorkersCommand
                     j.WriteNumber("shards_failed", w.ShardsFailed);
                     j.WriteNumber("it_per_sec", Math.Round((double)w.ItPerSec, 2));
                     j.WriteNumber("memory_bytes", w.MemoryBytes);
+                    j.WriteNumber("memory_used_bytes", w.MemoryUsedBytes);
                     j.WriteString("last_seen", TextTable.Time(w.LastSeenUnixMs));
                 }));
             }
@@ -96,7 +97,16 @@ public static class WorkersCommand
         return $"{items} ({ByteSize.Short(bytes)}{(w.ModelMemoryBudget > 0 ? $" of {ByteSize.Short((long)w.ModelMemoryBudget)}" : "")})";
     }
 
-    /// <summary>Provider, device and memory, e.g. "cuda NVIDIA H100 80GB HBM3 79.6 GiB".</summary>
-    private static string Device(WorkerInfo w) =>
-        string.Create(CultureInfo.InvariantCulture, $"{w.ExecutionProvider} {w.Device}{(w.MemoryBytes > 0 ? $" {w.MemoryBytes / (double)(1L << 30):0.#} GiB" : "")}").Trim();
+    /// <summary>
+    /// Provider, device and memory: in use (as the worker last measured it) of the total once it has loaded a model, e.g.
+    /// "cuda NVIDIA H100 80GB HBM3 9.9/79.6 GiB", the total alone before.
+    /// </summary>
+    private static string Device(WorkerInfo w)
+    {
+        static string GiB(ulong bytes) => (bytes / (double)(1L << 30)).ToString("0.#", CultureInfo.InvariantCulture);
+        var memory = w.MemoryBytes == 0 ? ""
+            : w.MemoryUsedBytes > 0 ? $" {GiB(w.MemoryUsedBytes)}/{GiB(w.MemoryBytes)} GiB"
+            : $" {GiB(w.MemoryBytes)} GiB";
+        return $"{w.ExecutionProvider} {w.Device}{memory}".Trim();
+    }
 }

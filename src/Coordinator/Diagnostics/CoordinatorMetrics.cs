@@ -61,6 +61,9 @@ public sealed class CoordinatorMetrics
         meter.CreateObservableGauge("renderfarm.worker.device_memory", () => _gauges.Workers.Select(w =>
             new Measurement<long>((long)w.MemoryBytes, new("worker", w.WorkerId), new("device", w.Device))), unit: "By",
             description: "Each online worker's device memory as it reports it (the GPU's total memory; on the CPU, the memory available to the worker)");
+        meter.CreateObservableGauge("renderfarm.worker.device_memory_used", () => _gauges.Workers.Where(w => w.MemoryUsedBytes > 0).Select(w =>
+            new Measurement<long>((long)w.MemoryUsedBytes, new("worker", w.WorkerId), new("device", w.Device))), unit: "By",
+            description: "Each online worker's device memory in use as it last measured it, after its latest model load (the GPU's memory.used; on the CPU, the worker's resident memory)");
     }
 
     /// <summary>The farm-wide gauges, as last read from Redis.</summary>

@@ -83,6 +83,7 @@ public sealed class WorkerSession(WorkerRegistry registry, WorkerInfo info)
     {
         Info.Loading = DisplayText.Clean(status.Loading);
         Info.ModelMemoryBudget = status.ModelMemoryBudget;
+        Info.MemoryUsedBytes = status.MemoryUsedBytes;
         // Names that other people's terminals show (farm workers, farm models): kept without control characters.
         Info.Loras.Clear();
         foreach (var lora in status.Loras)

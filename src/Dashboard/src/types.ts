@@ -38,7 +38,7 @@ export interface JobEvent {
 export interface WorkerInfo {
   workerId: string; state?: string; models?: string[]; maxBatch?: number; executionProvider?: string; device?: string;
   currentJobId?: string; currentShard?: number; imagesDone?: string; itPerSec?: number; lastSeenUnixMs?: string;
-  shardsFailed?: number; memoryBytes?: string; loading?: string;
+  shardsFailed?: number; memoryBytes?: string; memoryUsedBytes?: string; loading?: string;
 }
 
 export interface ModelInfo {

@@ -27,13 +27,19 @@ export function workersPage(admin: boolean): Stop {
       el("td", { className: "num" }, String(w.imagesDone ?? 0)),
       el("td", { className: "num" }, String(w.shardsFailed ?? 0)),
       el("td", {}, `${w.executionProvider ?? ""} ${w.device ?? ""}`.trim()),
-      el("td", { className: "num" }, w.memoryBytes ? bytes(w.memoryBytes) : ""),
+      el("td", { className: "num" }, memory(w)),
       el("td", { className: "num" }, age(w.lastSeenUnixMs)),
       el("td", {}, admin && state === "quarantined"
         ? el("button", { className: "action release", onclick: async () => {
             try { await releaseWorker(w.workerId); void refresh(); } catch (e) { status.replaceChildren(errorBox(e)); }
           } }, "release")
         : ""));
+  }
+
+  /** In use (as the worker last measured it, after its latest model load) of the device's total; the total alone before. */
+  function memory(w: WorkerInfo): string {
+    if (!w.memoryBytes) return "";
+    return w.memoryUsedBytes && w.memoryUsedBytes !== "0" ? `${bytes(w.memoryUsedBytes)} / ${bytes(w.memoryBytes)}` : bytes(w.memoryBytes);
   }
 
   async function refresh(): Promise<void> {
