@@ -233,6 +233,12 @@ public sealed record GenerationRequest(
 
     /// <summary>Upscales the finished images with a model of <see cref="ModelExtensions.Upscalers"/> (<see cref="UpscaleRequest"/>). Null: none.</summary>
     public UpscaleRequest? Upscale { get; init; }
+
+    /// <summary>
+    /// ControlNets steering every image of the request (<see cref="ControlNets.ControlNetUnit"/>), their residuals
+    /// summed; empty: none. The model needs a UNet that takes ControlNet residuals.
+    /// </summary>
+    public IReadOnlyList<ControlNets.ControlNetUnit> ControlNets { get; init; } = [];
 }
 
 /// <summary>A finished image: PNG bytes with the A1111 "parameters" text chunk.</summary>

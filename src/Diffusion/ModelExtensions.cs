@@ -19,6 +19,9 @@ public sealed record ModelExtensions
     /// <summary>ESRGAN-class upscalers by name (<c>upscalers/NAME/model.onnx</c>), for hires fix and final upscaling.</summary>
     public Upscaling.UpscalerLibrary? Upscalers { get; init; }
 
+    /// <summary>ControlNets requests may name (<see cref="GenerationRequest.ControlNets"/>), loaded on first use.</summary>
+    public ControlNets.ControlNetLibrary? ControlNets { get; init; }
+
     /// <summary>
     /// How many LoRA variants (model + LoRA set) a pipeline keeps loaded besides the plain model; the least recently
     /// used beyond this are released after each request (default 4). A worker that enforces a memory budget itself

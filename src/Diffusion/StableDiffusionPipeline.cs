@@ -117,7 +117,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         {
             // Components first: the generating time read after them covers every run they include. A component's LoRA
             // variants count under its name.
-            var components = _components.Select(c => c.Statistics).Concat(_variants.Statistics())
+            var components = _components.Concat(ControlComponents()).Select(c => c.Statistics).Concat(_variants.Statistics())
                 .GroupBy(c => c.Component)
                 .Select(g => new ComponentStatistics(g.Key, g.Sum(c => c.Runs), g.Aggregate(TimeSpan.Zero, (sum, c) => sum + c.RunTime)))
                 .ToArray();
@@ -207,6 +207,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
                 disposables.OfType<OnnxComponent>().ToArray())
             {
                 Upscalers = extensions?.Upscalers,
+                _controlNetLibrary = extensions?.ControlNets,
             };
         }
         catch
@@ -247,6 +248,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         var scheduler = CheckInputs(request);
         var loras = CheckLoras(request);
+        CheckControlNets(request, loras);
         return RunSerialisedAsync(request, scheduler, loras, progress, cancellationToken);
     }
 
@@ -355,10 +357,14 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             var init = InitImages.Used(request) ? PrepareInitImages(request, alone, runOptions) : null;
             cancellationToken.ThrowIfCancellationRequested();
 
+            // 2b. Load the ControlNets and prepare their control images (each once); null without ControlNets.
+            using var control = PrepareControl(request);
+
             // 3. Prepare latents: image i's noise ~ randn([1, C, h, w], generator seeded with its seed).
             int start = StartStep(request, scheduler);
             var batches = groups.Select((g, k) =>
-                PrepareBatch(request, variants[k].UNet, k == 0 ? scheduler : CreateScheduler(request), g.First, g.Count, conditions[k], init, start, guided, k, runOptions)).ToArray();
+                PrepareBatch(request, control?.UNet ?? variants[k].UNet, k == 0 ? scheduler : CreateScheduler(request), g.First, g.Count, conditions[k], init, start, guided, k,
+                    runOptions, control)).ToArray();
 
             // 4. Denoise: every model batch takes step i before any takes step i + 1.
             int total = EndStep(request, scheduler);
@@ -480,7 +486,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
 
     /// <summary>Images [first, first + count) ready to denoise: their latents, noise, inpainting blend and UNet run (slot <paramref name="slot"/>).</summary>
     private DenoisingBatch PrepareBatch(GenerationRequest request, UNet model, Scheduler scheduler, int first, int count, IReadOnlyList<UNetCondition> conditions,
-        InitImages? init, int start, bool guided, int slot, RunOptions runOptions)
+        InitImages? init, int start, bool guided, int slot, RunOptions runOptions, ControlSetup? control)
     {
         var workspace = _workspace.Scope(slot);
         int latentHeight = request.Height / _profile.VaeScaleFactor, latentWidth = request.Width / _profile.VaeScaleFactor;
@@ -490,8 +496,10 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         var noise = new BatchNoise(request.Images.Skip(first).Take(count).Select(i => i.Seed), perImage);
         var latents = PrepareLatents(request, scheduler, init, first, noise, start, workspace, out var initialNoise);
         var blend = init is { HasMask: true } && !IsInpaintingModel ? new InpaintBlend(init, first, initialNoise, count) : null;
-        var unet = model.Prepare(guided ? 2 * count : count, perRow / plane, latentHeight, latentWidth, conditions, slot);
-        return new DenoisingBatch(first, count, scheduler, noise, latents, blend, unet, guided, perRow, init, IsInpaintingModel, workspace);
+        int rows = guided ? 2 * count : count;
+        var unet = model.Prepare(rows, perRow / plane, latentHeight, latentWidth, conditions, slot);
+        var guidance = control?.Guide(model.Residuals!, rows, latentHeight, latentWidth, conditions.First(c => c.Name == model.HiddenName), request.Width, request.Height);
+        return new DenoisingBatch(first, count, scheduler, noise, latents, blend, unet, guided, perRow, init, IsInpaintingModel, workspace, guidance);
     }
 
     /// <summary>
@@ -885,6 +893,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             }
             _disposed = true;
             _modelThread.Dispose();
+            DisposeControlNets();
             _variants.Dispose();
             _variants.Base.Prompts.Dispose();
             _unet.Dispose();

@@ -78,6 +78,10 @@ public enum Distillation { None, Lcm, Turbo }
 /// (float16 for a model exported in half precision, float32 where only the storage is float16).
 /// <see cref="FullSize"/> presets take gigabytes and minutes: benchmarks write them, tests do not.
 /// <see cref="FusedAttention"/>: see <see cref="GraphOptions"/>.
+/// <see cref="ControlNetEmbedding"/>: the conditioning embedding's widths of the ControlNets <c>modelbuilder
+/// controlnet</c> writes for this architecture (<see cref="ControlNet"/>), null when it writes none;
+/// <see cref="ControlNetUNet"/>: the directory also holds <c>controlnet/model.onnx</c>, the UNet that takes a
+/// ControlNet's residuals (OnnxStack's layout), with the plain UNet's weights.
 /// </summary>
 public sealed record PresetDefinition(
     string Name,
@@ -97,7 +101,9 @@ public sealed record PresetDefinition(
     bool FullSize = false,
     bool FusedAttention = false,
     Distillation Distillation = Distillation.None,
-    bool Refiner = false)
+    bool Refiner = false,
+    int[]? ControlNetEmbedding = null,
+    bool ControlNetUNet = false)
 {
     /// <summary>
     /// The SDXL refiner's layout: only the second text encoder (text_encoder_2, tokenizer_2) is written, the UNet
@@ -106,6 +112,18 @@ public sealed record PresetDefinition(
     /// </summary>
     public bool WritesFirstEncoder => !Refiner;
 
+    /// <summary>This architecture's ControlNet: a copy of the UNet's encoder half on the latents (4 channels, also for an inpainting UNet).</summary>
+    public ControlNetConfig? ControlNet => ControlNetEmbedding is { } widths
+        ? new ControlNetConfig(UNet with { InChannels = Vae.LatentChannels, OutChannels = Vae.LatentChannels }, widths)
+        : null;
+
     /// <summary>SDXL's UNet cross-attends to both encoders' penultimate states, concatenated.</summary>
     public int ContextDim => UNet.ContextDim;
 }
+
+/// <summary>
+/// diffusers ControlNetModel: a copy of <see cref="UNet"/>'s encoder half, and the conditioning embedding's widths
+/// (<see cref="EmbeddingOut"/>, diffusers' conditioning_embedding_out_channels: (16, 32, 96, 256) for SD; one strided
+/// conv per step, so 2^(steps) must be the VAE's factor).
+/// </summary>
+public sealed record ControlNetConfig(UNetConfig UNet, int[] EmbeddingOut, int ConditioningChannels = 3);

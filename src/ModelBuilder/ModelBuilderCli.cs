@@ -18,6 +18,7 @@ internal static class ModelBuilderCli
           modelbuilder lora <preset> --out FILE.safetensors [--layout kohya|peft] [--rank N] [--alpha A]
                             [--seed N] [--convs] [--unet-only] [--fp16]
           modelbuilder upscaler <preset> --out DIR [--seed N] [--force]
+          modelbuilder controlnet <preset> --out DIR [--seed N] [--force]
           modelbuilder list
 
         --torch-names  name the graphs as torch.onnx.export does (module-path node names, onnx::MatMul_N weights)
@@ -25,6 +26,11 @@ internal static class ModelBuilderCli
                        feed-forward and projection weights; --convs adds the UNet's k×k convs)
         upscaler       an ESRGAN-class upscaler (RRDBNet, Real-ESRGAN's ONNX layout) as DIR/model.onnx: point
                        DIR at a worker's upscaler folder, e.g. /models/upscalers/NAME
+        controlnet     a ControlNet for the preset's architecture: DIR/model.onnx (inputs sample, timestep,
+                       encoder_hidden_states, controlnet_cond, conditioning_scale; outputs
+                       down_block_N_additional_residual, mid_block_additional_residual) and DIR/config.json;
+                       put DIR in the workers' Farm:ControlNets folder. Pair it with a model that has
+                       controlnet/model.onnx (preset tiny-control)
           modelbuilder --help
         """;
 
@@ -45,13 +51,14 @@ internal static class ModelBuilderCli
         }
         if (args.Length >= 2 && args[0] == "upscaler" && !args[1].StartsWith('-'))
             return WriteUpscaler(args, stdout, stderr);
-        if (args[0] is not ("create" or "lora") || args.Length < 2 || args[1].StartsWith('-'))
+        if (args[0] is not ("create" or "lora" or "controlnet") || args.Length < 2 || args[1].StartsWith('-'))
             return Fail(stderr, $"unknown command '{string.Join(' ', args)}'");
         if (args[0] == "lora")
             return WriteLora(args, stdout, stderr);
+        bool controlNet = args[0] == "controlnet";
 
         string preset = args[1];
-        var (output, seed, force, torchNames, error) = ParseWrite(args, torchNamesAllowed: true);
+        var (output, seed, force, torchNames, error) = ParseWrite(args, torchNamesAllowed: !controlNet);
         if (error is not null)
             return Fail(stderr, error);
         if (!ModelPresets.Names.Contains(preset))
@@ -60,6 +67,16 @@ internal static class ModelBuilderCli
         var clock = Stopwatch.StartNew();
         try
         {
+            if (controlNet)
+            {
+                var definition = ModelPresets.Get(preset);
+                if (definition.ControlNet is null || definition.UNet.Sdxl is not null)
+                    return Fail(stderr, $"preset '{preset}' has no ControlNet (SD 1.x/2.x presets have one)");
+                var written = ControlNetWriter.Write(definition, output!, seed, force);
+                stdout.WriteLine($"wrote a {preset} ControlNet (seed {seed}) to {written.Folder}: {written.Parameters:N0} parameters, " +
+                    $"{ModelDirectoryWriter.FormatBytes(written.Bytes)} in {clock.Elapsed.TotalSeconds:F1} s");
+                return 0;
+            }
             var result = ModelPresets.Write(preset, output!, new ModelWriteOptions
             {
                 Seed = seed, Force = force, TorchExportNames = torchNames, Log = stdout.WriteLine, CancellationToken = cancellationToken,

@@ -49,6 +49,12 @@ public static class ModelDirectoryWriter
     /// <summary>SDXL's second tokenizer pads with "!" (open_clip's convention), the first with &lt;|endoftext|&gt;.</summary>
     private const string SecondPadToken = "!";
 
+    /// <summary>
+    /// Where a model directory keeps the UNet that takes ControlNet residuals (OnnxStack's layout: <c>unet/</c> stays the
+    /// plain UNet). Written with the unet's seed, so both hold the same weights.
+    /// </summary>
+    public const string ControlNetUNetFolder = "controlnet";
+
     public static IReadOnlyList<ComponentGraph> BuildGraphs(PresetDefinition p, int? vocabSize = null, bool torchExportNames = false)
     {
         int vocab = vocabSize ?? p.VocabSize ?? ClipBpeVocabulary.Learn().Size;
@@ -62,6 +68,8 @@ public static class ModelDirectoryWriter
             list.Add(new("text_encoder_2", g2));
         }
         list.Add(new("unet", UNetBuilder.Build(p.UNet, p.TimestepType, options)));
+        if (p.ControlNetUNet)
+            list.Add(new(ControlNetUNetFolder, UNetBuilder.Build(p.UNet, p.TimestepType, options, controlResiduals: true)));
         list.Add(new("vae_decoder", VaeBuilder.BuildDecoder(p.Vae, options)));
         list.Add(new("vae_encoder", VaeBuilder.BuildEncoder(p.Vae, options)));
         return list;
@@ -111,7 +119,7 @@ public static class ModelDirectoryWriter
             ct.ThrowIfCancellationRequested();
             string componentDir = Path.Combine(dir, folder);
             Directory.CreateDirectory(componentDir);
-            ulong componentSeed = SplitMix64.SeedFor(options.Seed, folder);
+            ulong componentSeed = SplitMix64.SeedFor(options.Seed, folder == ControlNetUNetFolder ? "unet" : folder);
             Func<Initializer, byte[]?>? replace = options.ReplaceWeights is { } replaceWeights
                 ? init => replaceWeights(folder, init) is { } values ? Initializer.Encode(init.Type, values) : null
                 : null;
@@ -224,6 +232,27 @@ public static class ModelDirectoryWriter
         Json.Write(Path.Combine(dir, "scheduler_config.json"), config);
     }
 
+    /// <summary>
+    /// The config.json fields a UNet and a ControlNet (a copy of its encoder half) share, as diffusers names them; sorted
+    /// by key, as the files list them.
+    /// </summary>
+    internal static SortedDictionary<string, object?> EncoderConfig(UNetConfig u, string className) => new(StringComparer.Ordinal)
+    {
+        ["_class_name"] = className,
+        ["_diffusers_version"] = DiffusersVersion,
+        ["attention_head_dim"] = u.Heads,
+        ["block_out_channels"] = u.BlockOut,
+        ["cross_attention_dim"] = u.ContextDim,
+        ["down_block_types"] = u.CrossAttention.Select(a => a ? "CrossAttnDownBlock2D" : "DownBlock2D").ToArray(),
+        ["flip_sin_to_cos"] = true,
+        ["freq_shift"] = 0,
+        ["in_channels"] = u.InChannels,
+        ["layers_per_block"] = u.LayersPerBlock,
+        ["norm_eps"] = u.NormEps,
+        ["norm_num_groups"] = u.NormGroups,
+        ["use_linear_projection"] = u.LinearProjection,
+    };
+
     /// <summary>The component's config.json, in the spirit of the diffusers/transformers configs optimum exports.</summary>
     /// <remarks>
     /// transformers reads the special-token ids from the text encoder's config (CLIPTextModel's pooled output looks for
@@ -255,32 +284,18 @@ public static class ModelDirectoryWriter
                     ["torch_dtype"] = p.FloatType == ElementType.Float16 ? "float16" : "float32",
                     ["vocab_size"] = vocabSize,
                 };
-            case "unet":
+            case "unet" or ControlNetUNetFolder:
                 var u = p.UNet;
-                return new()
-                {
-                    ["_class_name"] = "UNet2DConditionModel",
-                    ["_diffusers_version"] = DiffusersVersion,
-                    ["addition_embed_type"] = u.Sdxl is null ? null : "text_time",
-                    ["addition_time_embed_dim"] = u.Sdxl?.AdditionTimeEmbedDim,
-                    ["attention_head_dim"] = u.Heads,
-                    ["block_out_channels"] = u.BlockOut,
-                    ["cross_attention_dim"] = u.ContextDim,
-                    ["down_block_types"] = u.CrossAttention.Select(a => a ? "CrossAttnDownBlock2D" : "DownBlock2D").ToArray(),
-                    ["flip_sin_to_cos"] = true,
-                    ["freq_shift"] = 0,
-                    ["in_channels"] = u.InChannels,
-                    ["layers_per_block"] = u.LayersPerBlock,
-                    ["norm_eps"] = u.NormEps,
-                    ["norm_num_groups"] = u.NormGroups,
-                    ["out_channels"] = u.OutChannels,
-                    ["projection_class_embeddings_input_dim"] = u.Sdxl?.ProjectionInputDim,
-                    ["sample_size"] = p.SampleSize,
-                    ["time_cond_proj_dim"] = u.TimeCondProjDim,
-                    ["transformer_layers_per_block"] = u.BlockOut.Select((_, i) => u.TransformerLayersAt(i)).ToArray(),
-                    ["up_block_types"] = u.CrossAttention.Reverse().Select(a => a ? "CrossAttnUpBlock2D" : "UpBlock2D").ToArray(),
-                    ["use_linear_projection"] = u.LinearProjection,
-                };
+                var unet = EncoderConfig(u, "UNet2DConditionModel");
+                unet["addition_embed_type"] = u.Sdxl is null ? null : "text_time";
+                unet["addition_time_embed_dim"] = u.Sdxl?.AdditionTimeEmbedDim;
+                unet["out_channels"] = u.OutChannels;
+                unet["projection_class_embeddings_input_dim"] = u.Sdxl?.ProjectionInputDim;
+                unet["sample_size"] = p.SampleSize;
+                unet["time_cond_proj_dim"] = u.TimeCondProjDim;
+                unet["transformer_layers_per_block"] = u.BlockOut.Select((_, i) => u.TransformerLayersAt(i)).ToArray();
+                unet["up_block_types"] = u.CrossAttention.Reverse().Select(a => a ? "CrossAttnUpBlock2D" : "UpBlock2D").ToArray();
+                return new(unet);
             default:
                 var v = p.Vae;
                 return new()

@@ -23,7 +23,9 @@ public static class ModelPresets
 
     private static readonly PresetDefinition Tiny = new("tiny",
         "SD 1.x structure, tiny widths (text 32×2, UNet 32/64, VAE 16/16/32/32, factor 8): renders 64×64 in milliseconds",
-        ModelFamily.StableDiffusion, TinyText, null, TinyUNet, TinyVae);
+        ModelFamily.StableDiffusion, TinyText, null, TinyUNet, TinyVae,
+        // Conditioning embedding 8/8/16/16: three strided convs, the VAE's factor 8.
+        ControlNetEmbedding: [8, 8, 16, 16]);
 
     private static readonly PresetDefinition Sd15 = new("sd15",
         "Stable Diffusion 1.5 dimensions (~1.07B parameters, random weights in external data; ~4.3 GB)",
@@ -34,11 +36,17 @@ public static class ModelPresets
             CrossAttention: [true, true, true, false], Heads: [8, 8, 8, 8], LayersPerBlock: 2, ContextDim: 768),
         new VaeConfig(BlockOut: [128, 256, 512, 512], LayersPerBlock: 2),
         VocabSize: 49408,
-        FullSize: true);
+        FullSize: true,
+        ControlNetEmbedding: [16, 32, 96, 256]);
 
     private static readonly PresetDefinition[] All =
     [
         Tiny,
+        Tiny with
+        {
+            Name = "tiny-control", ControlNetUNet = true,
+            Description = "tiny plus controlnet/model.onnx: the UNet that takes ControlNet residuals (same weights as unet/); ControlNets: modelbuilder controlnet tiny",
+        },
         Tiny with
         {
             Name = "tiny-inpaint", Family = ModelFamily.StableDiffusionInpaint,

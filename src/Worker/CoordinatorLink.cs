@@ -167,6 +167,7 @@ public sealed class CoordinatorLink : BackgroundService
         status.Embeddings.AddRange(embeddings);
         status.Held.AddRange(_models.HeldModels);
         status.Upscalers.AddRange(_models.OfferedUpscalers);
+        status.ControlNets.AddRange(_models.OfferedControlNets);
         return status;
     }
 

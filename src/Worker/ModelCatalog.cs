@@ -113,6 +113,9 @@ public sealed class ModelCatalog : IDisposable
     /// <summary>The upscalers this worker offers, once <see cref="StartAsync"/> has loaded them.</summary>
     public IReadOnlyList<UpscalerInfo> OfferedUpscalers { get; private set; } = [];
 
+    /// <summary>The ControlNets this worker offers and the models that take them, once <see cref="StartAsync"/> has listed them.</summary>
+    public IReadOnlyList<ControlNetInfo> OfferedControlNets { get; private set; } = [];
+
     /// <summary>Raised after <see cref="Loading"/> or what is held changed.</summary>
     public event Action? Changed;
 
@@ -136,6 +139,12 @@ public sealed class ModelCatalog : IDisposable
             OfferedUpscalers = await Task.Run(_extensions.DescribeUpscalers, cancellationToken);
             _logger.LogInformation("Offering {Upscalers} upscalers: {Names}", OfferedUpscalers.Count,
                 string.Join(", ", OfferedUpscalers.Select(u => $"{u.Name} (x{u.Scale})")));
+        }
+        if (_extensions is { ControlNets: not null })
+        {
+            OfferedControlNets = await Task.Run(() => _extensions.DescribeControlNets(_directories), cancellationToken);
+            _logger.LogInformation("Offering {ControlNets} ControlNets to {Models}", OfferedControlNets.Count,
+                string.Join(", ", OfferedControlNets.FirstOrDefault()?.Models ?? []));
         }
         await _loads.WaitAsync(cancellationToken);
         try

@@ -7,8 +7,8 @@ using RenderFarm.Shared;
 namespace RenderFarm.Worker;
 
 /// <summary>
-/// Turns a shard into the pipeline's batch request, fetching its init images and masks from the job's inputs hash in
-/// one round trip. Images that share an input share one byte array, so the pipeline encodes it once.
+/// Turns a shard into the pipeline's batch request, fetching its init images, masks and control images from the job's
+/// inputs hash in one round trip. Images that share an input share one byte array, so the pipeline encodes it once.
 /// </summary>
 public sealed class ShardRequestBuilder(IConnectionMultiplexer redis)
 {
@@ -32,12 +32,14 @@ public sealed class ShardRequestBuilder(IConnectionMultiplexer redis)
             Hires = p.Hires is { } hires ? new Diffusion.HiresFix(hires.Scale, hires.Denoise, (int)hires.Steps, UpscaleMessages.HiresUpscaler(hires)) : null,
             // The scale the coordinator recorded, which the results are checked against (a differing local file is resized to it).
             Upscale = p.Upscaler.Length > 0 ? new UpscaleRequest(p.Upscaler, p.UpscaleFactor > 0 ? (int)p.UpscaleFactor : null) : null,
+            ControlNets = p.ControlNets.Select(c => new Diffusion.ControlNets.ControlNetUnit(c.Model, inputs[c.Image], c.Weight, c.Module.Length > 0 ? c.Module : "none")).ToArray(),
         };
     }
 
     private async Task<Dictionary<string, byte[]>> LoadInputsAsync(Shard shard)
     {
-        var fields = shard.Images.SelectMany(i => new[] { i.InitImage, i.MaskImage }).Where(f => f.Length > 0).Distinct().ToArray();
+        var fields = shard.Images.SelectMany(i => new[] { i.InitImage, i.MaskImage }).Concat(shard.Params.ControlNets.Select(c => c.Image))
+            .Where(f => f.Length > 0).Distinct().ToArray();
         var inputs = new Dictionary<string, byte[]>(StringComparer.Ordinal);
         if (fields.Length == 0) return inputs;
         var values = await redis.GetDatabase().HashGetAsync(FarmKeys.JobInputs(shard.JobId), [.. fields.Select(f => (RedisValue)f)]);

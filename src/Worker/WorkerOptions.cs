@@ -44,6 +44,13 @@ public sealed class WorkerOptions
     public string? Embeddings { get; set; }
 
     /// <summary>
+    /// Folder of ControlNets, one folder each (<c>NAME/model.onnx</c>), offered by folder name to the models that can take
+    /// them (a UNet with ControlNet residual inputs, or <c>controlnet/model.onnx</c> in the model directory); each is
+    /// loaded by the first shard that names it. Unset: none.
+    /// </summary>
+    public string? ControlNets { get; set; }
+
+    /// <summary>
     /// Bytes of memory (the GPU's on a GPU worker, the process's on a CPU worker) the loaded models and their LoRA
     /// variants may take together: the least recently used are evicted beyond it, and loaded again when a shard needs
     /// them (<see cref="ModelCatalog"/>). 0: no limit, every model stays loaded.

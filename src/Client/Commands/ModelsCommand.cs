@@ -38,7 +38,9 @@ public static class ModelsCommand
                         j.WriteNumber("scale", upscaler.Scale);
                         j.WriteEndObject();
                     }
-
+                    j.WriteEndArray();
+                    j.WriteStartArray("controlnets");
+                    foreach (var c in m.ControlNets) j.WriteStringValue(c);
                     j.WriteEndArray();
                 }));
                 return ExitCodes.Ok;
@@ -55,7 +57,8 @@ public static class ModelsCommand
                 .SelectMany(m => m.Loras.Select(l => (Kind: "lora", l.Name, l.ShortHash, l.Family, Model: m.Name))
                     .Concat(m.Embeddings.Select(e => (Kind: "embedding", e.Name, e.ShortHash, e.Family, Model: m.Name)))
                     // An upscaler (--upscale, --hires-upscaler) has no hash; its family column says its scale.
-                    .Concat(m.Upscalers.Select(u => (Kind: "upscaler", u.Name, ShortHash: "-", Family: $"x{u.Scale}", Model: m.Name))))
+                    .Concat(m.Upscalers.Select(u => (Kind: "upscaler", u.Name, ShortHash: "-", Family: $"x{u.Scale}", Model: m.Name)))
+                    .Concat(m.ControlNets.Select(c => (Kind: "controlnet", Name: c, ShortHash: "-", Family: "", Model: m.Name))))
                 .GroupBy(f => (f.Kind, f.Name, f.ShortHash, f.Family))
                 .OrderBy(g => g.Key.Kind, StringComparer.Ordinal).ThenBy(g => g.Key.Name, StringComparer.Ordinal)
                 .ToList();

@@ -25,6 +25,7 @@ public static class SubmitCommand
             "  id=$(farm submit prompts.jsonl --size 768x512 | tail -1)\n" +
             "  cat prompts.txt | farm submit - --seed 42 --seed-count 4 --watch --out results/\n" +
             "  farm submit prompts.txt --init-image photo.png --strength 0.6\n" +
+            "  farm submit prompts.txt --model sd15-control --control canny:photo.png:1.0:canny --control depth:depth.png:0.5\n" +
             "  farm submit prompts.csv --dry-run");
         options.AddTo(command);
         command.SetAction((parseResult, cancellationToken) => CommandContext.RunAsync(host, globals, parseResult, cancellationToken,

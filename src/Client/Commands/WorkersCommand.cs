@@ -49,6 +49,9 @@ public static class WorkersCommand
                     j.WriteStartArray("loras");
                     foreach (var l in w.Loras) j.WriteStringValue(l.Name);
                     j.WriteEndArray();
+                    j.WriteStartArray("controlnets");
+                    foreach (var c in w.ControlNets) j.WriteStringValue(c.Name);
+                    j.WriteEndArray();
                     j.WriteNumber("max_batch", w.MaxBatch);
                     j.WriteString("execution_provider", w.ExecutionProvider);
                     j.WriteString("device", w.Device);

@@ -118,6 +118,25 @@ public static class JsonLinesPromptReader
                 }
 
                 break;
+            case PromptField.ControlNets:
+                // "canny:edges.png:0.8" (several separated by ';') or ["canny:edges.png:0.8", "depth:d.png"]
+                if (value.ValueKind == JsonValueKind.Array)
+                {
+                    entry.AddControlNets(name, value.EnumerateArray().Select(item => item.ValueKind == JsonValueKind.String
+                        ? item.GetString()!
+                        : throw entry.Error($"'{name}' must hold strings like \"canny:edges.png:0.8\", got {Describe(item.ValueKind)}")));
+                }
+                else
+                {
+                    entry.Set(field, name, value.ValueKind switch
+                    {
+                        JsonValueKind.String => value.GetString(),
+                        JsonValueKind.Null => null,
+                        _ => throw entry.Error($"'{name}' must be a string like \"canny:edges.png:0.8\" or an array of them, got {Describe(value.ValueKind)}"),
+                    });
+                }
+
+                break;
             case PromptField.InitImage or PromptField.Mask:
                 entry.Set(field, name, value.ValueKind switch
                 {

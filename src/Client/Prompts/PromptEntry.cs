@@ -10,4 +10,8 @@ namespace RenderFarm.Client.Prompts;
 /// </summary>
 public sealed record PromptEntry(int Line, string Prompt, string? NegativePrompt = null, IReadOnlyList<long>? Seeds = null,
     PromptOverrides? Overrides = null, PromptImages? Images = null, IReadOnlyList<LoraWeight>? Loras = null,
-    string? Upscaler = null, HiresSettings? Hires = null);
+    string? Upscaler = null, HiresSettings? Hires = null)
+{
+    /// <summary>The prompt's own ControlNets (its <c>control</c> field; image paths resolved); null: <c>--control</c> applies.</summary>
+    public IReadOnlyList<ControlNetSpec>? ControlNets { get; init; }
+}

@@ -18,6 +18,7 @@ public sealed class PromptEntryBuilder(string source, int lineNumber, string? ba
     private List<LoraWeight>? _loras;
     private string? _upscaler;
     private HiresSettings _hires = new();
+    private List<ControlNetSpec>? _controlNets;
 
     public PromptFileException Error(string reason) => new(source, lineNumber, reason);
 
@@ -81,6 +82,9 @@ public sealed class PromptEntryBuilder(string source, int lineNumber, string? ba
             case PromptField.HiresUpscaler:
                 _hires = _hires with { Upscaler = HiresSettings.ParseUpscaler(text, out var upscalerError) ?? throw Error($"'{name}': {upscalerError}") };
                 break;
+            case PromptField.ControlNets:
+                AddControlNets(name, text.Split(';', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries));
+                break;
         }
     }
 
@@ -97,6 +101,28 @@ public sealed class PromptEntryBuilder(string source, int lineNumber, string? ba
             {
                 throw Error($"'{name}': {e.Message}");
             }
+        }
+    }
+
+    /// <summary>The prompt's ControlNets, each written as <c>farm submit --control</c> takes it (<c>canny:edges.png:0.8</c>).</summary>
+    public void AddControlNets(string name, IEnumerable<string> specs)
+    {
+        foreach (var text in specs)
+        {
+            ControlNetSpec spec;
+            try
+            {
+                spec = ControlNetSpec.Parse(text);
+            }
+            catch (ArgumentException e)
+            {
+                throw Error($"'{name}': {e.Message}");
+            }
+            (_controlNets ??= []).Add(spec with { Image = ResolvePath(name, spec.Image)! });
+        }
+        if (_controlNets?.Count > ControlNetSpec.MaxPerImage)
+        {
+            throw Error($"'{name}': at most {ControlNetSpec.MaxPerImage} ControlNets per prompt");
         }
     }
 
@@ -139,7 +165,7 @@ public sealed class PromptEntryBuilder(string source, int lineNumber, string? ba
             throw Error("'hires' is off, so hires_steps, hires_denoise and hires_upscaler have nothing to apply to");
         }
 
-        return new PromptEntry(lineNumber, _prompt, _negative, _seeds, overrides, images, _loras, _upscaler, _hires.IsEmpty ? null : _hires);
+        return new PromptEntry(lineNumber, _prompt, _negative, _seeds, overrides, images, _loras, _upscaler, _hires.IsEmpty ? null : _hires) { ControlNets = _controlNets };
     }
 
     private string? ResolvePath(string name, string text)

@@ -23,4 +23,5 @@ public enum PromptField
     HiresSteps,
     HiresDenoise,
     HiresUpscaler,
+    ControlNets,
 }

@@ -42,6 +42,10 @@ public static class PromptFields
         ["denoising_strength"] = PromptField.HiresDenoise,
         ["hires_upscaler"] = PromptField.HiresUpscaler,
         ["hr_upscaler"] = PromptField.HiresUpscaler,
+        ["control"] = PromptField.ControlNets,
+        ["controlnet"] = PromptField.ControlNets,
+        ["controlnets"] = PromptField.ControlNets,
+        ["control_net"] = PromptField.ControlNets,
     };
 
     /// <summary>The field <paramref name="rawName"/> names, or an error on the line that lists the known ones.</summary>
@@ -55,7 +59,7 @@ public static class PromptFields
 
         throw new PromptFileException(source, lineNumber,
             $"unknown column '{rawName}' (known: prompt, negative, seed, seeds, steps, guidance, size, width, height, scheduler, model, " +
-            "init_image, mask, strength, loras, upscale, hires, hires_steps, hires_denoise, hires_upscaler)");
+            "init_image, mask, strength, loras, upscale, hires, hires_steps, hires_denoise, hires_upscaler, control)");
     }
 
     /// <summary>

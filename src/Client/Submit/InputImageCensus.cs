@@ -3,7 +3,7 @@ using RenderFarm.Client.Prompts;
 namespace RenderFarm.Client.Submit;
 
 /// <summary>
-/// The validation pass's view of a batch's init images and masks: each distinct file is probed once (the line of
+/// The validation pass's view of a batch's init images, masks and control images: each distinct file is probed once (the line of
 /// its first use names it in errors) and counted, without reading its bytes. Holds only the set of paths.
 /// </summary>
 public sealed class InputImageCensus(InputImageDefaults defaults, string source)
@@ -21,6 +21,11 @@ public sealed class InputImageCensus(InputImageDefaults defaults, string source)
 
     public void Add(PromptEntry entry)
     {
+        foreach (var controlNet in defaults.ControlNetsFor(entry))
+        {
+            Count(controlNet.Image, "control image", entry.Line);
+        }
+
         if (defaults.For(entry, source) is not { } images)
         {
             return;

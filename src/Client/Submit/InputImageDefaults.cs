@@ -1,4 +1,5 @@
 using RenderFarm.Client.Prompts;
+using RenderFarm.GenerationRules;
 
 namespace RenderFarm.Client.Submit;
 
@@ -9,6 +10,12 @@ namespace RenderFarm.Client.Submit;
 public sealed record InputImageDefaults(string? InitImage = null, string? Mask = null, float? Strength = null)
 {
     public static readonly InputImageDefaults None = new();
+
+    /// <summary><c>--control</c>: the ControlNets of every prompt that names none of its own (image paths full).</summary>
+    public IReadOnlyList<ControlNetSpec> ControlNets { get; init; } = [];
+
+    /// <summary>The ControlNets a prompt renders with: its own (its <c>control</c> field), else <c>--control</c>'s.</summary>
+    public IReadOnlyList<ControlNetSpec> ControlNetsFor(PromptEntry entry) => entry.ControlNets ?? ControlNets;
 
     /// <summary>
     /// The images a prompt renders from: its own, else these defaults. A mask (own or default) applies only with an

@@ -43,7 +43,33 @@ public sealed class InputImageStreamer(IClientStreamWriter<SubmitJobRequest> req
         return name;
     }
 
-    private async Task SendAsync(string name, FileStream file, long length, string path, CancellationToken cancellationToken)
+    /// <summary>
+    /// The name of <paramref name="path"/>'s Canny edges (<see cref="Imaging.CannyEdges"/>, A1111's thresholds) in this
+    /// submission, made and sent first if they have not been: what <c>--control MODEL:IMAGE:WEIGHT:canny</c> sends.
+    /// </summary>
+    public async Task<string> NameCannyAsync(string path, CancellationToken cancellationToken)
+    {
+        var key = "canny\0" + path;
+        if (_nameByPath.TryGetValue(key, out var known))
+        {
+            return known;
+        }
+
+        var bytes = await File.ReadAllBytesAsync(path, cancellationToken);
+        var image = Imaging.ImageDecoder.Decode(bytes, grey: false, long.MaxValue, parameter: null, subject: $"control image {path}");
+        var edges = Imaging.PngWriter.Encode(Imaging.CannyEdges.Detect(image));
+        var name = Convert.ToHexStringLower(SHA256.HashData(edges));
+        if (_sent.Add(name))
+        {
+            using var stream = new MemoryStream(edges, writable: false);
+            await SendAsync(name, stream, edges.Length, path, cancellationToken);
+        }
+
+        _nameByPath[key] = name;
+        return name;
+    }
+
+    private async Task SendAsync(string name, Stream file, long length, string path, CancellationToken cancellationToken)
     {
         var remaining = length;
         do

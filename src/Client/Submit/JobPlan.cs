@@ -114,7 +114,12 @@ public sealed class JobPlan
     /// <summary>--init-image and --mask as full paths (relative to the current directory), checked before the file is read.</summary>
     private static InputImageDefaults ResolveInputDefaults(InputImageDefaults inputs)
     {
-        return inputs with { InitImage = Check("--init-image", inputs.InitImage), Mask = Check("--mask", inputs.Mask) };
+        return inputs with
+        {
+            InitImage = Check("--init-image", inputs.InitImage),
+            Mask = Check("--mask", inputs.Mask),
+            ControlNets = inputs.ControlNets.Select(c => c with { Image = Check("--control", c.Image)! }).ToArray(),
+        };
 
         static string? Check(string option, string? path)
         {

@@ -4,6 +4,7 @@ using RenderFarm.Client.Prompts;
 using RenderFarm.Protocol;
 using RenderFarm.Shared.Tracing;
 using RenderFarm.Shared;
+using RenderFarm.GenerationRules;
 
 namespace RenderFarm.Client.Submit;
 
@@ -37,6 +38,19 @@ public static class JobUploader
                     item.InitImage = await images.NameAsync(startFrom.InitImage!, cancellationToken);
                     if (startFrom.Mask is { } mask) item.MaskImage = await images.NameAsync(mask, cancellationToken);
                     if (startFrom.Strength is { } strength) item.Strength = strength;
+                }
+
+                foreach (var controlNet in inputs.ControlNetsFor(entry))
+                {
+                    item.ControlNets.Add(new ControlNetUnit
+                    {
+                        Model = controlNet.Model,
+                        Image = controlNet.Module == ControlNetSpec.Canny
+                            ? await images.NameCannyAsync(controlNet.Image, cancellationToken)
+                            : await images.NameAsync(controlNet.Image, cancellationToken),
+                        Weight = controlNet.Weight,
+                        Module = controlNet.Module,
+                    });
                 }
 
                 await call.RequestStream.WriteAsync(new SubmitJobRequest { Prompt = item });

@@ -21,7 +21,7 @@ public sealed class SubmitOptions
     {
         Description = "Prompt file: .txt (one prompt per line, # comments), .jsonl ({\"prompt\",\"negative\",\"seed\"|\"seeds\"} per line, " +
                       "optional per-prompt steps, guidance, size, scheduler, model, init_image, mask, strength, loras, upscale, hires, hires_steps, " +
-                      "hires_denoise, hires_upscaler), " +
+                      "hires_denoise, hires_upscaler, control), " +
                       ".csv (header row with the same names), or - for stdin. Image paths are relative to the file's folder.",
     };
 
@@ -109,6 +109,39 @@ public sealed class SubmitOptions
             }
 
             return loras;
+        },
+    };
+
+    public Option<IReadOnlyList<ControlNetSpec>> ControlNets { get; } = new("--control")
+    {
+        Description = "A ControlNet for every prompt that names none of its own (a control column): MODEL:IMAGE[:WEIGHT[:MODULE]], " +
+                      "the ControlNet by name as the workers offer it (farm models), its control image (PNG/JPEG, resized to the " +
+                      "image size) and weight (default 1); MODULE canny turns the image into Canny edges here first. Repeat to " +
+                      $"add ControlNets up (at most {ControlNetSpec.MaxPerImage}).",
+        HelpName = "MODEL:IMAGE:WEIGHT",
+        AllowMultipleArgumentsPerToken = false,
+        DefaultValueFactory = _ => [],
+        CustomParser = result =>
+        {
+            var units = new List<ControlNetSpec>();
+            foreach (var token in result.Tokens)
+            {
+                try
+                {
+                    units.Add(ControlNetSpec.Parse(token.Value));
+                }
+                catch (ArgumentException e)
+                {
+                    result.AddError("--control " + e.Message);
+                }
+            }
+
+            if (units.Count > ControlNetSpec.MaxPerImage)
+            {
+                result.AddError($"--control: at most {ControlNetSpec.MaxPerImage} ControlNets");
+            }
+
+            return units;
         },
     };
 
@@ -248,7 +281,7 @@ public sealed class SubmitOptions
         command.Arguments.Add(File);
         foreach (var option in (Option[])
                  [
-                     Steps, Guidance, Size, Seed, Seeds, SeedCount, ImagesPerPrompt, Negative, Scheduler, Model, Loras, InitImage, Mask, Strength,
+                     Steps, Guidance, Size, Seed, Seeds, SeedCount, ImagesPerPrompt, Negative, Scheduler, Model, Loras, ControlNets, InitImage, Mask, Strength,
                      Upscale, Hires, HiresSteps, HiresDenoise, HiresUpscaler, Label, Webhook, Priority, Previews, Format, Watch, Plain, OutDir, DryRun, ShardSize,
                  ])
         {
@@ -286,7 +319,10 @@ public sealed class SubmitOptions
             DryRun: parseResult.GetValue(DryRun),
             ShardSize: parseResult.GetValue(ShardSize),
             Priority: PriorityNames.Parse(parseResult.GetValue(Priority)),
-            Inputs: new InputImageDefaults(parseResult.GetValue(InitImage), parseResult.GetValue(Mask), parseResult.GetValue(Strength)),
+            Inputs: new InputImageDefaults(parseResult.GetValue(InitImage), parseResult.GetValue(Mask), parseResult.GetValue(Strength))
+            {
+                ControlNets = parseResult.GetValue(ControlNets) ?? [],
+            },
             Webhook: parseResult.GetValue(Webhook),
             Loras: parseResult.GetValue(Loras),
             PreviewEvery: parseResult.GetValue(Previews) ?? 0,

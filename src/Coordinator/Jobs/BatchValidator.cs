@@ -59,6 +59,8 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
         var p = header.Params?.Clone() ?? throw Invalid("params is required");
         if (p.InputMode != InputMode.Text)
             throw Invalid("params.input_mode is set by the coordinator from the prompts' init_image and mask_image; leave it unset");
+        if (p.ControlNets.Count > 0)
+            throw Invalid("params.control_nets: give ControlNets per prompt (prompts[].control_nets, after their images; farm submit --control does)");
         if (p.Model.Length == 0) p.Model = _limits.DefaultModel;
         if (p.Scheduler.Length == 0) p.Scheduler = SchedulerNames.Default;
         p.UpscaleFactor = 0; // the coordinator's to set, from what the fleet offers (JobSubmitter)
@@ -101,6 +103,32 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
             throw Invalid($"prompts[{position}]: hires fix is for txt2img; a prompt with an init_image cannot use it");
         CheckParams(p, $"prompts[{position}]");
         return p;
+    }
+
+    /// <summary>
+    /// <paramref name="p"/> with the prompt's ControlNets (none: <paramref name="p"/> itself), each checked and its image
+    /// name turned by <paramref name="resolve"/> (name, field) into the job's inputs-hash field the workers read.
+    /// </summary>
+    public GenerationParams WithControlNets(PromptItem item, GenerationParams p, Func<string, string, string> resolve, long position)
+    {
+        if (item.ControlNets.Count == 0) return p;
+        if (item.ControlNets.Count > ControlNetSpec.MaxPerImage)
+            throw Invalid($"prompts[{position}].control_nets: at most {ControlNetSpec.MaxPerImage} ControlNets (got {item.ControlNets.Count})");
+        var withUnits = p.Clone();
+        for (var i = 0; i < item.ControlNets.Count; i++)
+        {
+            var unit = item.ControlNets[i];
+            var prefix = $"prompts[{position}].control_nets[{i}]";
+            if (!ModelName().IsMatch(unit.Model))
+                throw Invalid($"{prefix}.model '{Truncate(unit.Model)}' is not a valid ControlNet name (letters, digits, '.', '_', '-'; at most 64)");
+            if (!float.IsFinite(unit.Weight) || unit.Weight is < -10 or > 10)
+                throw Invalid($"{prefix}.weight must be a number between -10 and 10 (got {unit.Weight})");
+            var module = unit.Module.Length == 0 ? ControlNetSpec.NoModule : unit.Module;
+            if (!ControlNetSpec.Modules.Contains(module))
+                throw Invalid($"{prefix}.module '{Truncate(module)}' is unknown; valid: {string.Join(", ", ControlNetSpec.Modules)}");
+            withUnits.ControlNets.Add(new ControlNetUnit { Model = unit.Model, Image = resolve(unit.Image, $"{prefix}.image"), Weight = unit.Weight, Module = module });
+        }
+        return withUnits;
     }
 
     private void CheckParams(GenerationParams p, string prefix)

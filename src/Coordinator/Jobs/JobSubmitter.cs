@@ -75,7 +75,7 @@ public sealed class JobSubmitter(
                     throw BatchValidator.Invalid($"prompts[{position}]: only one header is allowed, at the start");
                 var prompt = request.Prompt;
                 validator.Check(prompt, position, header.ImagesPerPrompt);
-                var parameters = validator.ParamsFor(prompt, header.Params, position, sampling);
+                var parameters = validator.WithControlNets(prompt, validator.ParamsFor(prompt, header.Params, position, sampling), inputs.Resolve, position);
                 var initImage = prompt.HasInitImage ? inputs.Resolve(prompt.InitImage, $"prompts[{position}].init_image") : "";
                 var maskImage = prompt.HasMaskImage ? inputs.Resolve(prompt.MaskImage, $"prompts[{position}].mask_image") : "";
                 staging.Add(prompt, parameters, initImage, maskImage, position);
@@ -254,11 +254,13 @@ public sealed class JobSubmitter(
             if (_seen.Add((parameters, loras.Key)))
             {
                 if (_seen.Count > MaxDistinctParams)
-                    throw BatchValidator.Invalid($"the batch mixes more than {MaxDistinctParams} distinct settings (model, size, steps, guidance, scheduler, strength, init image/mask or none, LoRA set, hires fix, upscaler); split it into several jobs");
+                    throw BatchValidator.Invalid($"the batch mixes more than {MaxDistinctParams} distinct settings (model, size, steps, guidance, scheduler, strength, init image/mask or none, LoRA set, hires fix, upscaler, ControlNets); split it into several jobs");
                 if (fleet.WhyUnrenderable(parameters) is { } why)
                     throw BatchValidator.Invalid($"{(parameters.Equals(header.Params) ? "params" : $"prompts[{position}]")}: {why}");
                 if (fleet.WhyLorasUnavailable(parameters.Model, loras) is { } missing)
                     throw BatchValidator.Invalid($"prompts[{position}]: {missing}");
+                if (fleet.WhyControlNetsUnavailable(parameters.Model, parameters.ControlNets.Select(c => c.Model)) is { } noControlNet)
+                    throw BatchValidator.Invalid($"prompts[{position}]: {noControlNet}");
             }
             var seeds = item.Seeds.Count > 0 ? item.Seeds : header.Seeds;
             foreach (var seed in seeds)

@@ -114,6 +114,32 @@ public sealed class FleetCapacity(IReadOnlyList<WorkerInfo> online, int cap)
         return Upscaler(model, name).Problem;
     }
 
+    /// <summary>
+    /// Why the online workers of <paramref name="model"/> cannot run ControlNets <paramref name="names"/>: a name none
+    /// of them offers (Farm:ControlNets), or one offered only by workers whose copy of the model takes no ControlNets;
+    /// null when each is offered for it, or no worker of the model is online (the job waits for one).
+    /// </summary>
+    public string? WhyControlNetsUnavailable(string model, IEnumerable<string> names)
+    {
+        var serving = Serving(model).ToList();
+        if (serving.Count == 0) return null;
+        var offered = serving.SelectMany(w => w.ControlNets).ToList();
+        foreach (var name in names.Distinct(StringComparer.Ordinal))
+        {
+            var units = offered.Where(c => c.Name == name).ToList();
+            if (units.Count == 0)
+            {
+                var known = offered.Select(c => c.Name).Distinct().Order(StringComparer.Ordinal).ToList();
+                return $"ControlNet '{BatchValidator.Truncate(name)}' is not offered by any online worker of model '{model}' " +
+                       (known.Count == 0 ? "(they offer none)" : $"(they offer: {string.Join(", ", known.Take(20))}{(known.Count > 20 ? ", …" : "")})");
+            }
+            if (!units.Any(c => c.Models.Contains(model)))
+                return $"ControlNet '{BatchValidator.Truncate(name)}' is offered, but model '{model}' takes no ControlNets on the workers that offer it " +
+                       "(its unet needs down_block_N_additional_residual inputs, or the model directory controlnet/model.onnx)";
+        }
+        return null;
+    }
+
     private static string FamilyName(string family) => family switch
     {
         "sdxl" => "an SDXL LoRA",

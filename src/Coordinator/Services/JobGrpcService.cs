@@ -400,6 +400,8 @@ public sealed class JobGrpcService(
                 .Select(e => new EmbeddingInfo { Name = e.Name, ShortHash = e.ShortHash, Family = e.Family }));
             model.Upscalers.AddRange(serving.SelectMany(w => w.Upscalers).DistinctBy(u => u.Name).OrderBy(u => u.Name, StringComparer.Ordinal)
                 .Select(u => new UpscalerInfo(u)));
+            model.ControlNets.AddRange(serving.SelectMany(w => w.ControlNets).Where(c => c.Models.Contains(name))
+                .Select(c => c.Name).Distinct().Order(StringComparer.Ordinal));
             foreach (var priority in (Priority[])[Priority.High, Priority.Normal, Priority.Low])
                 model.Queued.Add(new QueuedShards { Priority = priority, ShardsWaiting = (ulong)await queue.WaitingAsync(name, priority) });
             model.ShardsWaiting = (ulong)model.Queued.Sum(q => (long)q.ShardsWaiting);

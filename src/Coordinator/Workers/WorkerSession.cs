@@ -101,6 +101,11 @@ public sealed class WorkerSession(WorkerRegistry registry, WorkerInfo info)
         }
         Info.Upscalers.Clear();
         Info.Upscalers.AddRange(status.Upscalers.Select(u => new UpscalerInfo { Name = DisplayText.Clean(u.Name), Scale = u.Scale }));
+        Info.ControlNets.Clear();
+        foreach (var controlNet in status.ControlNets)
+        {
+            Info.ControlNets.Add(new ControlNetInfo { Name = DisplayText.Clean(controlNet.Name), Models = { controlNet.Models.Where(Info.Models.Contains) } });
+        }
         Info.Held.Clear();
         foreach (var held in status.Held.Where(h => Info.Models.Contains(h.Model)))
         {

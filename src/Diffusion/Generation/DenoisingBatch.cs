@@ -27,14 +27,17 @@ internal sealed class DenoisingBatch
     private readonly float[] _modelOutput;
     private readonly float[] _guidedOutput;
     private readonly SchedulerStepResult _step;
+    private readonly ControlGuidance? _control;
+    private readonly float[]? _controlInput;
 
     /// <param name="first">The request's index of this batch's first image.</param>
     /// <param name="count">Images in this batch.</param>
     /// <param name="latents">Their starting latents [count, C, h, w] (kept and updated in place).</param>
     /// <param name="perRow">UNet input values per row: the latents, or for the inpainting UNet latents + mask + masked-image latents.</param>
     /// <param name="init">The request's init images, for the inpainting UNet's extra channels (written once here).</param>
+    /// <param name="control">The batch's ControlNets, or null: the UNet then gets zero residuals if it takes any.</param>
     public DenoisingBatch(int first, int count, Scheduler scheduler, BatchNoise noise, float[] latents, InpaintBlend? blend,
-        UNetRun unet, bool guided, int perRow, InitImages? init, bool inpaintingUNet, Workspace workspace)
+        UNetRun unet, bool guided, int perRow, InitImages? init, bool inpaintingUNet, Workspace workspace, ControlGuidance? control = null)
     {
         First = first;
         Count = count;
@@ -56,6 +59,10 @@ internal sealed class DenoisingBatch
         _modelOutput = workspace.Floats("model output", _rows * _perImage);
         _guidedOutput = guided ? workspace.Floats("guided output", count * _perImage) : _modelOutput;
         _step = new SchedulerStepResult(workspace.Floats("step sample", count * _perImage), workspace.Floats("step x0", count * _perImage));
+        _control = control;
+        // The ControlNet reads the latents alone; an inpainting UNet's rows also carry the mask and masked latents.
+        _controlInput = control is not null && perRow != _perImage ? new float[_rows * _perImage] : null;
+        unet.SetResiduals(null); // a kept run may hold an earlier request's residuals
     }
 
     /// <summary>The request's index of this batch's first image.</summary>
@@ -74,6 +81,16 @@ internal sealed class DenoisingBatch
         for (int r = 0; r < _rows; r++)
         {
             _scaled.AsSpan(r % Count * _perImage, _perImage).CopyTo(_modelInput.AsSpan(r * _perRow));
+        }
+        if (_control is not null)
+        {
+            var controlInput = _modelInput.AsSpan();
+            if (_controlInput is not null)
+            {
+                for (int r = 0; r < _rows; r++) _scaled.AsSpan(r % Count * _perImage, _perImage).CopyTo(_controlInput.AsSpan(r * _perImage));
+                controlInput = _controlInput;
+            }
+            _unet.SetResiduals(_control.Compute(controlInput, _scheduler.Timesteps[stepIndex], runOptions));
         }
         _unet.Run(_modelInput, _scheduler.Timesteps[stepIndex], _modelOutput, runOptions);
         if (_guided)

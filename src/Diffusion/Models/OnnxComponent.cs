@@ -135,7 +135,7 @@ internal sealed class OnnxComponent : IDisposable
     }
 
     /// <summary>A model's inputs, read with a bare CPU session (no optimisation, weights memory-mapped, not copied).</summary>
-    private static IReadOnlyDictionary<string, NodeMetadata> ReadInputs(string path)
+    internal static IReadOnlyDictionary<string, NodeMetadata> ReadInputs(string path)
     {
         using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL };
         options.AddSessionConfigEntry("session.disable_prepacking", "1");

@@ -7,7 +7,8 @@ namespace RenderFarm.Diffusion.Models;
 /// <summary>
 /// unet/model.onnx: sample [B, C, h, w], timestep (float32/float16/int64…, 0-d, [1] or [B]) and
 /// encoder_hidden_states [B, L, H] → out_sample [B, C, h, w]. Element types, ranks and static dims are read from the
-/// model. Inputs beyond these three (SDXL's text_embeds/time_ids, …) are reported in <see cref="ExtraInputs"/>.
+/// model. Inputs beyond these three (SDXL's text_embeds/time_ids, …) are reported in <see cref="ExtraInputs"/>, except
+/// ControlNet residuals (<see cref="Residuals"/>), which change every step like the sample.
 /// </summary>
 internal sealed class UNet : IDisposable
 {
@@ -59,10 +60,14 @@ internal sealed class UNet : IDisposable
         OutputType = output.ElementDataType;
         OutChannels = OnnxComponent.StaticDim(output, 1);
 
+        Residuals = ControlResiduals.Read(component, Path.GetDirectoryName(Path.GetDirectoryName(component.Path))!);
         ExtraInputs = component.Inputs
-            .Where(k => k.Key != SampleName && k.Key != TimestepName && k.Key != HiddenName)
+            .Where(k => k.Key != SampleName && k.Key != TimestepName && k.Key != HiddenName && !ControlResiduals.IsResidualInput(k.Key))
             .ToDictionary(k => k.Key, k => k.Value);
     }
+
+    /// <summary>The ControlNet residual inputs this UNet takes, or null (a plain UNet).</summary>
+    public ControlResiduals? Residuals { get; }
 
     public string SampleName { get; }
     public TensorElementType SampleType { get; }
@@ -173,6 +178,11 @@ internal sealed class UNetRun : IDisposable
     private readonly TensorBuffer _timestep;
     private readonly TensorBuffer[] _conditionBuffers;
     private readonly TensorBuffer _output;
+    private readonly TensorBuffer[] _residuals;
+    private readonly int[] _residualPerRow;
+    private readonly DeviceTensor[]? _deviceResiduals;
+    private IReadOnlyList<float[]>? _residualValues;
+    private bool _residualsZero = true;
     private readonly DeviceTensor? _deviceSample;
     private readonly DeviceTensor? _deviceTimestep;
     private readonly DeviceTensor[]? _deviceConditions;
@@ -200,6 +210,9 @@ internal sealed class UNetRun : IDisposable
         _timestep = TensorBuffer.Create(unet.TimestepType, timestepShape);
         _conditionBuffers = conditions.Select(c => TensorBuffer.Create(unet.InputType(c.Name), [_chunk, .. c.RowShape])).ToArray();
         _output = TensorBuffer.Create(unet.OutputType, _chunk, outChannels, height, width);
+        var residuals = unet.Residuals?.All.ToArray() ?? [];
+        _residuals = residuals.Select(r => TensorBuffer.Create(r.Type, _chunk, r.Channels, r.Side(height), r.Side(width))).ToArray();
+        _residualPerRow = residuals.Select(r => r.PerRow(height, width)).ToArray();
         _binding = component.Session.CreateIoBinding();
         try
         {
@@ -209,6 +222,8 @@ internal sealed class UNetRun : IDisposable
                 _deviceTimestep = new DeviceTensor(_timestep, device);
                 _deviceConditions = _conditionBuffers.Select(b => new DeviceTensor(b, device)).ToArray();
                 _deviceOutput = new DeviceTensor(_output, device);
+                _deviceResiduals = _residuals.Select(b => new DeviceTensor(b, device)).ToArray();
+                foreach (var residual in _deviceResiduals) residual.Upload(); // zeros until a ControlNet writes them
             }
             if (graphId is int id)
             {
@@ -220,6 +235,10 @@ internal sealed class UNetRun : IDisposable
             for (int c = 0; c < _conditionShapes.Length; c++)
             {
                 _binding.BindInput(_conditionShapes[c].Name, _deviceConditions?[c].Value ?? _conditionBuffers[c].Value);
+            }
+            for (int r = 0; r < _residuals.Length; r++)
+            {
+                _binding.BindInput(residuals[r].Name, _deviceResiduals?[r].Value ?? _residuals[r].Value);
             }
             _binding.BindOutput(unet.OutputName, _deviceOutput?.Value ?? _output.Value);
         }
@@ -253,6 +272,47 @@ internal sealed class UNetRun : IDisposable
         }
     }
 
+    /// <summary>
+    /// The ControlNet residuals of the next <see cref="Run"/>s, one array per residual input ([batch, C, h, w] each, in
+    /// <see cref="ControlResiduals.All"/> order; kept by reference, so a caller may refill them between steps), or null
+    /// for zeros: the UNet then computes what the plain UNet computes.
+    /// </summary>
+    internal void SetResiduals(IReadOnlyList<float[]>? values)
+    {
+        if (values is not null && values.Count != _residuals.Length)
+        {
+            throw new InvalidOperationException($"The unet takes {_residuals.Length} ControlNet residuals, not {values.Count}.");
+        }
+        _residualValues = values;
+    }
+
+    /// <summary>Writes rows [start, start + chunk) of the residuals (or zeros once) into the bound buffers.</summary>
+    private void WriteResiduals(int start)
+    {
+        if (_residuals.Length == 0 || (_residualValues is null && _residualsZero))
+        {
+            return;
+        }
+        for (int k = 0; k < _residuals.Length; k++)
+        {
+            int per = _residualPerRow[k];
+            if (_residualValues is null)
+            {
+                _residuals[k].Write(new float[_residuals[k].Length]);
+            }
+            else
+            {
+                for (int r = 0; r < _chunk; r++)
+                {
+                    int source = Math.Min(start + r, _batch - 1);
+                    _residuals[k].Write(_residualValues[k].AsSpan(source * per, per), r * per);
+                }
+            }
+            _deviceResiduals?[k].Upload();
+        }
+        _residualsZero = _residualValues is null;
+    }
+
     /// <summary>Evaluates the UNet on <paramref name="sample"/> [batch, C, h, w] at <paramref name="timestep"/>.</summary>
     public void Run(ReadOnlySpan<float> sample, double timestep, Span<float> output, RunOptions runOptions)
     {
@@ -274,6 +334,7 @@ internal sealed class UNetRun : IDisposable
                 }
             }
             _deviceSample?.Upload();
+            WriteResiduals(start);
             if (_chunk != _batch && _deviceConditions is not null)
             {
                 foreach (var condition in _deviceConditions) condition.Upload();
@@ -308,6 +369,8 @@ internal sealed class UNetRun : IDisposable
         _sample.Dispose();
         _timestep.Dispose();
         foreach (var buffer in _conditionBuffers) buffer.Dispose();
+        foreach (var buffer in _deviceResiduals ?? []) buffer.Dispose();
+        foreach (var buffer in _residuals) buffer.Dispose();
         _output.Dispose();
     }
 }

@@ -7,10 +7,39 @@ namespace RenderFarm.ModelBuilder.Components;
 /// conv_in, down blocks (ResNet [+ Transformer2D]) with strided-conv downsampling, a ResNet-Transformer-ResNet mid block,
 /// up blocks concatenating the skips with nearest ×2 upsampling, then GroupNorm, SiLU, conv_out.
 /// SDXL adds text_embeds/time_ids through add_embedding; an LCM UNet adds timestep_cond through time_embedding.cond_proj.
+/// <para>With <c>controlResiduals</c> it is the UNet a ControlNet export pairs with (OnnxStack/Olive layout, diffusers'
+/// <c>down_block_additional_residuals</c> and <c>mid_block_additional_residual</c> as separate inputs): input
+/// <c>down_block_{k}_additional_residual</c> is added to the k-th down-path skip (conv_in's output first) and
+/// <c>mid_block_additional_residual</c> to the mid block's output, exactly where diffusers adds them. With zero
+/// residuals it computes what the plain UNet computes.</para>
 /// </summary>
 public static class UNetBuilder
 {
-    public static GraphBuilder Build(UNetConfig c, ElementType timestepType, GraphOptions options)
+    /// <summary>Name of the residual input (UNet) and output (ControlNet) for down-path skip <paramref name="k"/>.</summary>
+    public static string DownResidualName(int k) => $"down_block_{k}_additional_residual";
+
+    public const string MidResidualName = "mid_block_additional_residual";
+
+    /// <summary>The down-path skips (conv_in, each resnet/attention, each downsampler): 1 + n·layers + (n − 1).</summary>
+    public static int DownResidualCount(UNetConfig c) => 1 + c.BlockOut.Length * c.LayersPerBlock + c.BlockOut.Length - 1;
+
+    /// <summary>Channels and down-sampling level (0 = latent size) of each down-path skip, in order.</summary>
+    public static IReadOnlyList<(long Channels, int Level)> DownResiduals(UNetConfig c)
+    {
+        var list = new List<(long, int)> { (c.BlockOut[0], 0) };
+        for (int i = 0; i < c.BlockOut.Length; i++)
+        {
+            for (int j = 0; j < c.LayersPerBlock; j++) list.Add((c.BlockOut[i], i));
+            if (i < c.BlockOut.Length - 1) list.Add((c.BlockOut[i], i + 1));
+        }
+        return list;
+    }
+
+    /// <summary>The symbolic spatial dims of a residual at <paramref name="level"/> (latent height/width halved that many times).</summary>
+    internal static (Dim Height, Dim Width) LevelDims(int level) =>
+        level == 0 ? ("height", "width") : ($"height{1 << level}", $"width{1 << level}");
+
+    public static GraphBuilder Build(UNetConfig c, ElementType timestepType, GraphOptions options, bool controlResiduals = false)
     {
         var g = new GraphBuilder("unet", options);
         var floatType = options.WeightType;
@@ -26,56 +55,37 @@ public static class UNetBuilder
         }
         // LCM (optimum's export order: after SDXL's inputs).
         string? timestepCond = c.TimeCondProjDim is int condDim ? g.AddInput("timestep_cond", floatType, "batch", condDim) : null;
+        string[]? downResiduals = null;
+        string? midResidual = null;
+        if (controlResiduals)
+        {
+            downResiduals = DownResiduals(c).Select((r, k) =>
+            {
+                var (h, w) = LevelDims(r.Level);
+                return g.ToCompute("input", g.AddInput(DownResidualName(k), floatType, "batch", r.Channels, h, w), floatType);
+            }).ToArray();
+            var (mh, mw) = LevelDims(n - 1);
+            midResidual = g.ToCompute("input", g.AddInput(MidResidualName, floatType, "batch", c.BlockOut[^1], mh, mw), floatType);
+        }
 
         string x = g.ToCompute("input", sample, floatType);
         string ctx = g.ToCompute("input", context, floatType);
 
-        // Time embedding.
         long c0 = c.BlockOut[0], tembDim = c.TimeEmbedDim;
-        string tproj = g.TimestepEmbedding("time_proj", timestep, timestepType, c0, true, 0);
-        if (timestepCond is not null)
-        {
-            // TimestepEmbedding(cond_proj_dim=…): sample + cond_proj(condition), a bias-free linear, before linear_1.
-            tproj = g.Add("time_embedding", tproj,
-                g.Linear(g.ToCompute("time_embedding", timestepCond, floatType), "time_embedding.cond_proj", c.TimeCondProjDim!.Value, c0, bias: false));
-        }
-        string emb = TimestepMlp(g, tproj, "time_embedding", c0, tembDim);
-        if (c.Sdxl is { } s && textEmbeds is not null && timeIds is not null)
-        {
-            string ids = g.Reshape("add_time_proj", timeIds, -1);
-            string timeEmb = g.TimestepEmbedding("add_time_proj", ids, floatType, s.AdditionTimeEmbedDim, true, 0);
-            timeEmb = g.Reshape("add_time_proj", timeEmb, -1, s.TimeIdCount * s.AdditionTimeEmbedDim);
-            string addIn = g.Concat("add_embedding", -1, g.ToCompute("add_embedding", textEmbeds, floatType), timeEmb);
-            emb = g.Add("add_embedding", emb, TimestepMlp(g, addIn, "add_embedding", s.ProjectionInputDim, tembDim));
-        }
-        string temb = g.Silu("temb", emb); // every ResnetBlock2D applies SiLU before time_emb_proj
+        string temb = TimeEmbedding(g, c, timestep, timestepType, textEmbeds, timeIds, timestepCond);
 
         x = g.Conv2d(x, "conv_in", c.InChannels, c0, 3);
+        var down = DownPath(g, c, x, temb, ctx);
+        x = MidBlock(g, c, down.Output, temb, ctx);
+        if (midResidual is not null)
+            x = g.Add("mid_block", x, midResidual);
         var skips = new Stack<(string Value, long Channels)>();
-        skips.Push((x, c0));
-
-        for (int i = 0; i < n; i++)
+        for (int k = 0; k < down.Skips.Count; k++)
         {
-            long inC = i == 0 ? c0 : c.BlockOut[i - 1], outC = c.BlockOut[i];
-            string p = $"down_blocks.{i}";
-            for (int j = 0; j < c.LayersPerBlock; j++)
-            {
-                x = g.ResnetBlock(x, $"{p}.resnets.{j}", j == 0 ? inC : outC, outC, c.NormGroups, c.NormEps, temb, tembDim);
-                if (c.CrossAttention[i])
-                    x = Transformer2D(g, c, x, $"{p}.attentions.{j}", outC, c.Heads[i], c.TransformerLayersAt(i), ctx);
-                skips.Push((x, outC));
-            }
-            if (i < n - 1)
-            {
-                x = g.Conv2d(x, $"{p}.downsamplers.0.conv", outC, outC, 3, stride: 2);
-                skips.Push((x, outC));
-            }
+            var (skip, channels) = down.Skips[k];
+            // diffusers: down_block_res_sample + down_block_additional_residual, before the up path reads it.
+            skips.Push((downResiduals is null ? skip : g.Add("down_blocks", skip, downResiduals[k]), channels));
         }
-
-        long mid = c.BlockOut[^1];
-        x = g.ResnetBlock(x, "mid_block.resnets.0", mid, mid, c.NormGroups, c.NormEps, temb, tembDim);
-        x = Transformer2D(g, c, x, "mid_block.attentions.0", mid, c.Heads[^1], c.TransformerLayersAt(n - 1), ctx);
-        x = g.ResnetBlock(x, "mid_block.resnets.1", mid, mid, c.NormGroups, c.NormEps, temb, tembDim);
 
         long prevOut = c.BlockOut[^1];
         for (int i = 0; i < n; i++)
@@ -101,6 +111,72 @@ public static class UNetBuilder
         x = g.Conv2d(x, "conv_out", c0, c.OutChannels, 3);
         g.AddOutput(x, "out_sample", floatType, "batch", c.OutChannels, "height", "width");
         return g;
+    }
+
+    /// <summary>
+    /// The down blocks from conv_in's output <paramref name="x"/>: every skip the up path (or a ControlNet's zero convs)
+    /// reads, in order (conv_in's output first), and the last block's output.
+    /// </summary>
+    internal static (IReadOnlyList<(string Value, long Channels)> Skips, string Output) DownPath(GraphBuilder g, UNetConfig c, string x, string temb, string ctx)
+    {
+        int n = c.BlockOut.Length;
+        long c0 = c.BlockOut[0], tembDim = c.TimeEmbedDim;
+        var skips = new List<(string Value, long Channels)> { (x, c0) };
+        for (int i = 0; i < n; i++)
+        {
+            long inC = i == 0 ? c0 : c.BlockOut[i - 1], outC = c.BlockOut[i];
+            string p = $"down_blocks.{i}";
+            for (int j = 0; j < c.LayersPerBlock; j++)
+            {
+                x = g.ResnetBlock(x, $"{p}.resnets.{j}", j == 0 ? inC : outC, outC, c.NormGroups, c.NormEps, temb, tembDim);
+                if (c.CrossAttention[i])
+                    x = Transformer2D(g, c, x, $"{p}.attentions.{j}", outC, c.Heads[i], c.TransformerLayersAt(i), ctx);
+                skips.Add((x, outC));
+            }
+            if (i < n - 1)
+            {
+                x = g.Conv2d(x, $"{p}.downsamplers.0.conv", outC, outC, 3, stride: 2);
+                skips.Add((x, outC));
+            }
+        }
+        return (skips, x);
+    }
+
+    /// <summary>UNetMidBlock2DCrossAttn: ResNet → Transformer2D → ResNet.</summary>
+    internal static string MidBlock(GraphBuilder g, UNetConfig c, string x, string temb, string ctx)
+    {
+        long mid = c.BlockOut[^1], tembDim = c.TimeEmbedDim;
+        x = g.ResnetBlock(x, "mid_block.resnets.0", mid, mid, c.NormGroups, c.NormEps, temb, tembDim);
+        x = Transformer2D(g, c, x, "mid_block.attentions.0", mid, c.Heads[^1], c.TransformerLayersAt(c.BlockOut.Length - 1), ctx);
+        return g.ResnetBlock(x, "mid_block.resnets.1", mid, mid, c.NormGroups, c.NormEps, temb, tembDim);
+    }
+
+    /// <summary>
+    /// The time embedding every ResnetBlock2D reads (after its SiLU): sinusoidal projection → TimestepEmbedding, plus
+    /// SDXL's add_embedding and LCM's timestep_cond. Shared with the ControlNet, which copies the UNet's embedding.
+    /// </summary>
+    internal static string TimeEmbedding(GraphBuilder g, UNetConfig c, string timestep, ElementType timestepType, string? textEmbeds, string? timeIds,
+        string? timestepCond = null)
+    {
+        var floatType = g.WeightType;
+        long c0 = c.BlockOut[0], tembDim = c.TimeEmbedDim;
+        string tproj = g.TimestepEmbedding("time_proj", timestep, timestepType, c0, true, 0);
+        if (timestepCond is not null)
+        {
+            // TimestepEmbedding(cond_proj_dim=…): sample + cond_proj(condition), a bias-free linear, before linear_1.
+            tproj = g.Add("time_embedding", tproj,
+                g.Linear(g.ToCompute("time_embedding", timestepCond, floatType), "time_embedding.cond_proj", c.TimeCondProjDim!.Value, c0, bias: false));
+        }
+        string emb = TimestepMlp(g, tproj, "time_embedding", c0, tembDim);
+        if (c.Sdxl is { } s && textEmbeds is not null && timeIds is not null)
+        {
+            string ids = g.Reshape("add_time_proj", timeIds, -1);
+            string timeEmb = g.TimestepEmbedding("add_time_proj", ids, floatType, s.AdditionTimeEmbedDim, true, 0);
+            timeEmb = g.Reshape("add_time_proj", timeEmb, -1, s.TimeIdCount * s.AdditionTimeEmbedDim);
+            string addIn = g.Concat("add_embedding", -1, g.ToCompute("add_embedding", textEmbeds, floatType), timeEmb);
+            emb = g.Add("add_embedding", emb, TimestepMlp(g, addIn, "add_embedding", s.ProjectionInputDim, tembDim));
+        }
+        return g.Silu("temb", emb); // every ResnetBlock2D applies SiLU before time_emb_proj
     }
 
     /// <summary>diffusers TimestepEmbedding: linear_1 → SiLU → linear_2.</summary>

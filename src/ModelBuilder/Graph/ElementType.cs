@@ -7,6 +7,7 @@ public enum ElementType
     Int32 = 6,
     Int64 = 7,
     Float16 = 10,
+    Double = 11,
 }
 
 public static class ElementTypeExtensions
@@ -17,6 +18,7 @@ public static class ElementTypeExtensions
         ElementType.Int32 => 4,
         ElementType.Int64 => 8,
         ElementType.Float16 => 2,
+        ElementType.Double => 8,
         _ => throw new ArgumentOutOfRangeException(nameof(type), type, null),
     };
 
@@ -26,6 +28,7 @@ public static class ElementTypeExtensions
         ElementType.Int32 => "int32",
         ElementType.Int64 => "int64",
         ElementType.Float16 => "float16",
+        ElementType.Double => "float64",
         _ => type.ToString(),
     };
 }

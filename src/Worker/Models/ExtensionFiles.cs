@@ -26,6 +26,17 @@ public sealed class ExtensionFiles : IDisposable
         Embeddings = Open(o.Embeddings, "Embeddings", directory => new EmbeddingLibrary(directory));
         Upscalers = Open(o.Upscalers, "Upscalers", directory => new UpscalerLibrary(directory, o.ToDiffusionOptions(),
             new UpscaleTiling { TileSize = o.UpscaleTile, Overlap = o.UpscaleOverlap }));
+        ControlNets = Open(o.ControlNets, "ControlNets", directory => new Diffusion.ControlNets.ControlNetLibrary(directory));
+    }
+
+    public Diffusion.ControlNets.ControlNetLibrary? ControlNets { get; }
+
+    /// <summary>Every ControlNet, with those of <paramref name="models"/> (name → directory) that can take ControlNets.</summary>
+    public IReadOnlyList<ControlNetInfo> DescribeControlNets(IReadOnlyDictionary<string, string> models)
+    {
+        if (ControlNets is not { Names.Count: > 0 }) return [];
+        var taking = models.Where(m => FamilyOf(m.Value).Length == 0 || StableDiffusionPipeline.TakesControlNets(m.Value)).Select(m => m.Key).ToArray();
+        return ControlNets.Names.Select(name => new ControlNetInfo { Name = name, Models = { taking } }).ToArray();
     }
 
     /// <summary>The upscalers (<c>Farm:Upscalers</c>), shared by every pipeline: one session per upscaler in the process.</summary>
@@ -67,6 +78,7 @@ public sealed class ExtensionFiles : IDisposable
         Loras = Loras,
         Embeddings = Embeddings,
         Upscalers = Upscalers,
+        ControlNets = ControlNets,
         MaxCachedVariants = budgeted ? int.MaxValue : new ModelExtensions().MaxCachedVariants,
     };
 

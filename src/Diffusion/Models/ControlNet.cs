@@ -1,0 +1,161 @@
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using RenderFarm.Diffusion.Tensors;
+
+namespace RenderFarm.Diffusion.Models;
+
+/// <summary>
+/// A ControlNet export (OnnxStack/Olive layout): inputs <c>sample</c> [B, 4, h, w], <c>timestep</c>,
+/// <c>encoder_hidden_states</c> [B, L, H], <c>controlnet_cond</c> [B, 3, H·8, W·8] (RGB in [0, 1]) and, optionally,
+/// <c>conditioning_scale</c> (float32/float64, a scalar or [1]); outputs named like the UNet's residual inputs
+/// (<see cref="ControlResiduals"/>). Without a conditioning_scale input the outputs are multiplied by the scale here,
+/// which is what the export would have done.
+/// </summary>
+internal sealed class ControlNet : IDisposable
+{
+    private readonly OnnxComponent _component;
+
+    public ControlNet(OnnxComponent component)
+    {
+        _component = component;
+        foreach (var name in new[] { "sample", "encoder_hidden_states", "controlnet_cond" })
+        {
+            var (_, metadata) = component.RequireInput(name);
+            component.RequireElementType(name, metadata, TensorElementType.Float, TensorElementType.Float16);
+            component.RequireRank(name, metadata, name == "encoder_hidden_states" ? 3 : 4);
+        }
+        var (_, timestep) = component.RequireInput("timestep");
+        component.RequireElementType("timestep", timestep,
+            TensorElementType.Float, TensorElementType.Float16, TensorElementType.Double, TensorElementType.Int64, TensorElementType.Int32);
+        if (timestep.Dimensions.Length > 1)
+        {
+            throw component.Invalid($"'timestep' has rank {timestep.Dimensions.Length}; a scalar, [1] or [batch] is expected");
+        }
+        if (component.Inputs.TryGetValue("conditioning_scale", out var scale))
+        {
+            component.RequireElementType("conditioning_scale", scale, TensorElementType.Float, TensorElementType.Double);
+            if (scale.Dimensions.Length > 1 || (scale.Dimensions.Length == 1 && scale.Dimensions[0] > 1))
+            {
+                throw component.Invalid("'conditioning_scale' must be a scalar or [1]");
+            }
+            HasScaleInput = true;
+        }
+        var unknown = component.Inputs.Keys.Except(["sample", "timestep", "encoder_hidden_states", "controlnet_cond", "conditioning_scale"]).ToArray();
+        if (unknown.Length > 0)
+        {
+            throw component.Invalid($"it takes inputs this pipeline does not provide ({string.Join(", ", unknown)}; SDXL ControlNets are not supported)");
+        }
+    }
+
+    public string Name => _component.Name;
+
+    /// <summary>Whether the export scales its outputs itself (a conditioning_scale input).</summary>
+    public bool HasScaleInput { get; }
+
+    /// <summary>Checks that this ControlNet produces every residual <paramref name="residuals"/> names (a UNet's inputs).</summary>
+    public void CheckFits(ControlResiduals residuals)
+    {
+        var missing = residuals.All.Select(r => r.Name).Where(n => !_component.Outputs.ContainsKey(n)).ToArray();
+        if (missing.Length > 0)
+        {
+            throw new ArgumentException(
+                $"The ControlNet '{Name}' does not produce the residuals this model's unet takes ({string.Join(", ", missing.Take(3))}…); " +
+                $"it produces {string.Join(", ", _component.Outputs.Keys.Take(3))}…: it was made for another architecture.");
+        }
+    }
+
+    /// <summary>
+    /// Bound inputs for a request's model batch of <paramref name="rows"/> rows: the control image and text conditioning
+    /// are written once; <see cref="ControlNetRun.Run"/> writes the sample and timestep each step.
+    /// </summary>
+    public ControlNetRun Prepare(int rows, int latentHeight, int latentWidth, ReadOnlySpan<float> hiddenRows, long[] hiddenRowShape,
+        ReadOnlySpan<float> imageRows, int imageHeight, int imageWidth, float scale, ControlResiduals residuals) =>
+        new(this, _component, rows, latentHeight, latentWidth, hiddenRows, hiddenRowShape, imageRows, imageHeight, imageWidth, scale, residuals);
+
+    public void Dispose() => _component.Dispose();
+}
+
+/// <summary>A <see cref="ControlNet"/>'s inputs for one model batch of a request, and its per-step evaluation.</summary>
+internal sealed class ControlNetRun : IDisposable
+{
+    private readonly OnnxComponent _component;
+    private readonly TensorBuffer _sample;
+    private readonly TensorBuffer _timestep;
+    private readonly TensorBuffer _hidden;
+    private readonly TensorBuffer _image;
+    private readonly TensorBuffer? _scale;
+    private readonly string[] _inputNames;
+    private readonly OrtValue[] _inputs;
+    private readonly string[] _outputNames;
+    private readonly float? _multiplier;
+
+    internal ControlNetRun(ControlNet net, OnnxComponent component, int rows, int latentHeight, int latentWidth, ReadOnlySpan<float> hiddenRows,
+        long[] hiddenRowShape, ReadOnlySpan<float> imageRows, int imageHeight, int imageWidth, float scale, ControlResiduals residuals)
+    {
+        _component = component;
+        var inputs = component.Inputs;
+        var timestep = inputs["timestep"];
+        _sample = TensorBuffer.Create(inputs["sample"].ElementDataType, rows, OnnxComponent.StaticDim(inputs["sample"], 1) ?? 4, latentHeight, latentWidth);
+        _timestep = TensorBuffer.Create(timestep.ElementDataType, timestep.Dimensions.Length == 0 ? [] : [OnnxComponent.StaticDim(timestep, 0) ?? rows]);
+        _hidden = TensorBuffer.Create(inputs["encoder_hidden_states"].ElementDataType, [rows, .. hiddenRowShape]);
+        _hidden.Write(hiddenRows);
+        _image = TensorBuffer.Create(inputs["controlnet_cond"].ElementDataType, rows, 3, imageHeight, imageWidth);
+        _image.Write(imageRows);
+        var names = new List<string> { "sample", "timestep", "encoder_hidden_states", "controlnet_cond" };
+        var values = new List<OrtValue> { _sample.Value, _timestep.Value, _hidden.Value, _image.Value };
+        if (net.HasScaleInput)
+        {
+            var metadata = inputs["conditioning_scale"];
+            _scale = TensorBuffer.Create(metadata.ElementDataType, metadata.Dimensions.Length == 0 ? [] : [1]);
+            _scale.Fill(scale);
+            names.Add("conditioning_scale");
+            values.Add(_scale.Value);
+        }
+        else
+        {
+            _multiplier = scale;
+        }
+        _inputNames = [.. names];
+        _inputs = [.. values];
+        _outputNames = residuals.All.Select(r => r.Name).ToArray();
+    }
+
+    /// <summary>
+    /// One evaluation on <paramref name="sample"/> (the UNet's scaled latents, CFG rows included) at
+    /// <paramref name="timestep"/>; its residuals are added to <paramref name="sums"/>, or copied there when
+    /// <paramref name="first"/> (the first ControlNet of the request), in the order diffusers' MultiControlNetModel sums.
+    /// </summary>
+    public void Run(ReadOnlySpan<float> sample, double timestep, IReadOnlyList<float[]> sums, bool first, RunOptions runOptions)
+    {
+        _sample.Write(sample);
+        _timestep.Fill(timestep);
+        using var outputs = _component.Run(runOptions, _inputNames, _inputs, _outputNames);
+        int k = 0;
+        foreach (var output in outputs)
+        {
+            var sum = sums[k++];
+            if (first)
+            {
+                TensorBuffer.ReadAsFloat(output, sum);
+                if (_multiplier is float m) System.Numerics.Tensors.TensorPrimitives.Multiply(sum, m, sum);
+                continue;
+            }
+            var values = TensorBuffer.ReadAsFloat(output, out _);
+            if (values.Length != sum.Length)
+            {
+                throw new InvalidOperationException($"A ControlNet residual has {values.Length} values where the unet takes {sum.Length}.");
+            }
+            if (_multiplier is float multiplier) System.Numerics.Tensors.TensorPrimitives.Multiply(values, multiplier, values);
+            System.Numerics.Tensors.TensorPrimitives.Add(sum, values, sum);
+        }
+    }
+
+    public void Dispose()
+    {
+        _sample.Dispose();
+        _timestep.Dispose();
+        _hidden.Dispose();
+        _image.Dispose();
+        _scale?.Dispose();
+    }
+}
