@@ -77,6 +77,10 @@ public sealed partial class StableDiffusionPipeline
             {
                 throw new ArgumentException($"ControlNet {i} ({unit.Model}) has weight {unit.Weight}; a finite number is expected.", nameof(request.ControlNets));
             }
+            if (ControlNetSpec.ProblemWithWindow(unit.GuidanceStart, unit.GuidanceEnd) is { } window)
+            {
+                throw new ArgumentException($"ControlNet {i} ({unit.Model}): {window}.", nameof(request.ControlNets));
+            }
             if (_controlNetLibrary is null || !_controlNetLibrary.Contains(unit.Model))
             {
                 throw new ArgumentException(
@@ -106,7 +110,7 @@ public sealed partial class StableDiffusionPipeline
         var prepared = units.Select((unit, i) =>
         {
             var net = LoadControlNet(unit.Model);
-            return (net, ControlGuidance.PrepareImage(unit, i, request.Width, request.Height, _options.MaxImagePixels), unit.Weight);
+            return (net, ControlGuidance.PrepareImage(unit, i, request.Width, request.Height, _options.MaxImagePixels), unit);
         }).ToArray();
         var unet = _unet.Residuals is not null ? null : ControlUNet();
         foreach (var (net, _, _) in prepared)
@@ -183,16 +187,18 @@ public sealed partial class StableDiffusionPipeline
     }
 
     /// <summary>A request's ControlNets with their prepared images, the UNet they feed (null: the model's own), and each model batch's guidance.</summary>
-    private sealed class ControlSetup((ControlNet Net, float[] Image, float Scale)[] units, UNet? unet) : IDisposable
+    private sealed class ControlSetup((ControlNet Net, float[] Image, ControlNetUnit Unit)[] units, UNet? unet) : IDisposable
     {
         private readonly List<ControlGuidance> _guidances = [];
 
         /// <summary>The separate ControlNet UNet, or null when the model's own unet (and its LoRA variants) take the residuals.</summary>
         public UNet? UNet => unet;
 
-        public ControlGuidance Guide(ControlResiduals residuals, int rows, int latentHeight, int latentWidth, UNetCondition hidden, int width, int height)
+        /// <summary>The guidance of one model batch of a pass that runs steps [<paramref name="start"/>, <paramref name="end"/>).</summary>
+        public ControlGuidance Guide(ControlResiduals residuals, int rows, bool guided, int latentHeight, int latentWidth, UNetCondition hidden, int width, int height,
+            int start, int end)
         {
-            var guidance = new ControlGuidance(units, residuals, rows, latentHeight, latentWidth, hidden, width, height);
+            var guidance = new ControlGuidance(units, residuals, rows, guided, latentHeight, latentWidth, hidden, width, height, start, end);
             _guidances.Add(guidance);
             return guidance;
         }

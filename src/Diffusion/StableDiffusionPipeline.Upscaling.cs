@@ -66,8 +66,11 @@ public sealed partial class StableDiffusionPipeline
         var scheduler = CreateScheduler(pass);
         int start = Math.Max(0, scheduler.NumInferenceSteps - runSteps);
         var conditions = groups.Select((g, k) => EncodePrompts(pass, variants[k], g.First, g.Count, guided, runOptions, _workspace.Scope(k))).ToArray();
+        // ControlNets steer the second pass too (as A1111's hires fix does), their images prepared at its size.
+        using var control = PrepareControl(pass);
         var batches = groups.Select((g, k) =>
-            PrepareBatch(pass, variants[k].UNet, k == 0 ? scheduler : CreateScheduler(pass), g.First, g.Count, conditions[k], init, start, guided, k, runOptions)).ToArray();
+            PrepareBatch(pass, control?.UNet ?? variants[k].UNet, k == 0 ? scheduler : CreateScheduler(pass), g.First, g.Count, conditions[k], init,
+                (start, scheduler.Timesteps.Count), guided, k, runOptions, control)).ToArray();
         Denoise(pass, batches, start, scheduler.Timesteps.Count, steps, runOptions, cancellationToken);
         return (pass, batches);
     }

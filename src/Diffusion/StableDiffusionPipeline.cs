@@ -361,13 +361,12 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             using var control = PrepareControl(request);
 
             // 3. Prepare latents: image i's noise ~ randn([1, C, h, w], generator seeded with its seed).
-            int start = StartStep(request, scheduler);
+            int start = StartStep(request, scheduler), total = EndStep(request, scheduler);
             var batches = groups.Select((g, k) =>
-                PrepareBatch(request, control?.UNet ?? variants[k].UNet, k == 0 ? scheduler : CreateScheduler(request), g.First, g.Count, conditions[k], init, start, guided, k,
-                    runOptions, control)).ToArray();
+                PrepareBatch(request, control?.UNet ?? variants[k].UNet, k == 0 ? scheduler : CreateScheduler(request), g.First, g.Count, conditions[k], init,
+                    (start, total), guided, k, runOptions, control)).ToArray();
 
             // 4. Denoise: every model batch takes step i before any takes step i + 1.
-            int total = EndStep(request, scheduler);
             var steps = new StepCount(total - start + (request.Hires?.StepsFor(request.Steps) ?? 0), clock, progress);
             Denoise(request, batches, start, total, steps, runOptions, cancellationToken);
 
@@ -484,10 +483,14 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         return scheduler;
     }
 
-    /// <summary>Images [first, first + count) ready to denoise: their latents, noise, inpainting blend and UNet run (slot <paramref name="slot"/>).</summary>
+    /// <summary>
+    /// Images [first, first + count) ready to denoise steps [<paramref name="steps"/>.Start, End): their latents, noise,
+    /// inpainting blend, UNet run (slot <paramref name="slot"/>) and ControlNets.
+    /// </summary>
     private DenoisingBatch PrepareBatch(GenerationRequest request, UNet model, Scheduler scheduler, int first, int count, IReadOnlyList<UNetCondition> conditions,
-        InitImages? init, int start, bool guided, int slot, RunOptions runOptions, ControlSetup? control)
+        InitImages? init, (int Start, int End) steps, bool guided, int slot, RunOptions runOptions, ControlSetup? control)
     {
+        int start = steps.Start;
         var workspace = _workspace.Scope(slot);
         int latentHeight = request.Height / _profile.VaeScaleFactor, latentWidth = request.Width / _profile.VaeScaleFactor;
         int plane = latentHeight * latentWidth;
@@ -498,7 +501,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         var blend = init is { HasMask: true } && !IsInpaintingModel ? new InpaintBlend(init, first, initialNoise, count) : null;
         int rows = guided ? 2 * count : count;
         var unet = model.Prepare(rows, perRow / plane, latentHeight, latentWidth, conditions, slot);
-        var guidance = control?.Guide(model.Residuals!, rows, latentHeight, latentWidth, conditions.First(c => c.Name == model.HiddenName), request.Width, request.Height);
+        var guidance = control?.Guide(model.Residuals!, rows, guided, latentHeight, latentWidth, conditions.First(c => c.Name == model.HiddenName), request.Width, request.Height,
+            steps.Start, steps.End);
         return new DenoisingBatch(first, count, scheduler, noise, latents, blend, unet, guided, perRow, init, IsInpaintingModel, workspace, guidance);
     }
 

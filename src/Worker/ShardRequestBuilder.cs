@@ -32,7 +32,8 @@ public sealed class ShardRequestBuilder(IConnectionMultiplexer redis)
             Hires = p.Hires is { } hires ? new Diffusion.HiresFix(hires.Scale, hires.Denoise, (int)hires.Steps, UpscaleMessages.HiresUpscaler(hires)) : null,
             // The scale the coordinator recorded, which the results are checked against (a differing local file is resized to it).
             Upscale = p.Upscaler.Length > 0 ? new UpscaleRequest(p.Upscaler, p.UpscaleFactor > 0 ? (int)p.UpscaleFactor : null) : null,
-            ControlNets = p.ControlNets.Select(c => new Diffusion.ControlNets.ControlNetUnit(c.Model, inputs[c.Image], c.Weight, c.Module.Length > 0 ? c.Module : "none")).ToArray(),
+            ControlNets = p.ControlNets.Select(c => new Diffusion.ControlNets.ControlNetUnit(c.Model, inputs[c.Image], c.Weight, c.Module.Length > 0 ? c.Module : "none",
+                c.GuidanceStart, c.HasGuidanceEnd ? c.GuidanceEnd : 1, c.GuessMode)).ToArray(),
         };
     }
 

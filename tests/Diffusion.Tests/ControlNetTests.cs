@@ -1,5 +1,7 @@
 using RenderFarm.Diffusion.ControlNets;
+using RenderFarm.Diffusion.Generation;
 using RenderFarm.Diffusion.Imaging;
+using RenderFarm.Diffusion.Models;
 using RenderFarm.ModelBuilder;
 
 namespace RenderFarm.Diffusion.Tests;
@@ -69,6 +71,134 @@ public sealed class ControlNetTests(ControlNetTests.Models models) : IClassFixtu
         // and doubling are exact in binary floating point).
         var halves = await Pixels(Request(new ControlNetUnit("canny", Edges, 0.5f), new ControlNetUnit("canny", Edges, 0.5f)));
         Assert.Equal(canny, halves);
+    }
+
+    [Theory]
+    [InlineData(0.5, 0.5)]
+    [InlineData(0.0, 0.0)]
+    [InlineData(1.0, 1.0)]
+    [InlineData(0.1, 0.2)] // no step i of 4 has 0.1 <= i/4 and (i + 1)/4 <= 0.2
+    public async Task AGuidanceWindowCoveringNoStepRendersExactlyTheImagesOfNoControlNet(double start, double end)
+    {
+        var plain = await Pixels(Request());
+        var none = await Pixels(Request(new ControlNetUnit("canny", Edges, 1f, GuidanceStart: start, GuidanceEnd: end)));
+        Assert.Equal(plain, none);
+    }
+
+    [Fact]
+    public async Task WindowsThatSplitTheStepsAddUpToTheWindowOfEveryStep()
+    {
+        // Each of the 4 steps is steered by exactly one of the halves, so the summed residuals are its own (the first
+        // unit that steers a step is copied, not added to zeros): the halves render exactly the default full window.
+        var full = await Pixels(Request(new ControlNetUnit("canny", Edges, 1f)));
+        Assert.Equal(full, await Pixels(Request(new ControlNetUnit("canny", Edges, 1f, GuidanceStart: 0, GuidanceEnd: 1))));
+        var halves = await Pixels(Request(
+            new ControlNetUnit("canny", Edges, 1f, GuidanceStart: 0, GuidanceEnd: 0.5), new ControlNetUnit("canny", Edges, 1f, GuidanceStart: 0.5, GuidanceEnd: 1)));
+        Assert.Equal(full, halves);
+        var early = await Pixels(Request(new ControlNetUnit("canny", Edges, 1f, GuidanceStart: 0, GuidanceEnd: 0.5)));
+        Assert.NotEqual(full[0], early[0]);
+        Assert.NotEqual((await Pixels(Request()))[0], early[0]);
+    }
+
+    [Theory]
+    [InlineData(0.0, 1.0, 4, new[] { true, true, true, true })]
+    [InlineData(0.0, 0.5, 4, new[] { true, true, false, false })]
+    [InlineData(0.25, 0.75, 4, new[] { false, true, true, false })]
+    [InlineData(0.3, 1.0, 10, new[] { false, false, false, true, true, true, true, true, true, true })] // 3/10 >= 0.3 as in Python
+    [InlineData(0.1, 0.2, 4, new[] { false, false, false, false })]
+    public void AUnitSteersTheStepsOfItsWindowAsDiffusersControlnetKeepDecides(double start, double end, int steps, bool[] expected)
+    {
+        var unit = new ControlNetUnit("canny", Edges, GuidanceStart: start, GuidanceEnd: end);
+        Assert.Equal(expected, Enumerable.Range(0, steps).Select(i => unit.Steers(i, steps)));
+    }
+
+    [Fact]
+    public async Task ThePngParametersRecordTheWindowAndGuessMode()
+    {
+        var images = await models.Pipeline.GenerateAsync(Request(new ControlNetUnit("canny", Edges, 0.5f, "canny", 0.25, 0.75, GuessMode: true)));
+        Assert.Contains("ControlNet 0: \"Module: canny, Model: canny, Weight: 0.5, Resize Mode: Just Resize, Guidance Start: 0.25, Guidance End: 0.75, " +
+            "Control Mode: ControlNet is more important\"", PngMetadata.Read(images[0].Png).Text["parameters"]);
+    }
+
+    [Fact]
+    public void GuessModeScalesAreTorchLogspaceFromATenthToOneTimesTheWeight()
+    {
+        // Reference: 10^(−1 + k/12) for SD's 12 down-block residuals and the mid block, in double, then float32 times the weight.
+        var scales = ControlNetUnit.GuessModeScales(13, 0.8f);
+        for (int k = 0; k < 13; k++)
+        {
+            float reference = (float)Math.Pow(10, -1 + k / 12.0) * 0.8f;
+            Assert.Equal(reference, scales[k], reference * 1e-6f);
+        }
+        Assert.Equal([0.1f, 1f], ControlNetUnit.GuessModeScales(13, 1f) is var ones ? new[] { ones[0], ones[12] } : null);
+    }
+
+    [Fact]
+    public async Task GuessModeSteersTheImagesDifferentlyAndIsReproducible()
+    {
+        var balanced = await Pixels(Request(new ControlNetUnit("canny", Edges, 1f)));
+        var guess = await Pixels(Request(new ControlNetUnit("canny", Edges, 1f, GuessMode: true)));
+        Assert.NotEqual(balanced[0], guess[0]);
+        Assert.NotEqual((await Pixels(Request()))[0], guess[0]);
+        Assert.Equal(guess, await Pixels(Request(new ControlNetUnit("canny", Edges, 1f, GuessMode: true))));
+        Assert.Equal(await Pixels(Request()), await Pixels(Request(new ControlNetUnit("canny", Edges, 0f, GuessMode: true))));
+    }
+
+    [Fact]
+    public void GuessModeRunsTheControlNetOnTheConditionalRowsAloneAndScalesEachResidualByItsBlock()
+    {
+        using var controlUnet = OnnxComponent.Open(models.ModelDirectory, StableDiffusionPipeline.ControlNetUNetComponent, new DiffusionOptions());
+        var residuals = ControlResiduals.Read(controlUnet, models.ModelDirectory)!;
+        using var net = new ControlNet(OnnxComponent.Open(Path.Combine(models.Root, "controlnets"), "canny", new DiffusionOptions()));
+        var unit = new ControlNetUnit("canny", Edges, 0.7f, GuessMode: true);
+        var image = ControlGuidance.PrepareImage(unit, 0, 64, 64, long.MaxValue);
+        const int latent = 8;
+        int perRow = 4 * latent * latent;
+        var random = new Random(3);
+        var sample = Enumerable.Range(0, 2 * perRow).Select(_ => (float)random.NextDouble() * 2 - 1).ToArray();
+        var hiddenShape = new long[] { 77, controlUnet.Inputs["encoder_hidden_states"].Dimensions[2] };
+        int perHidden = (int)(hiddenShape[0] * hiddenShape[1]);
+        var hidden = Enumerable.Range(0, 2 * perHidden).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
+        using var runOptions = new Microsoft.ML.OnnxRuntime.RunOptions();
+
+        // Guess mode under CFG: rows [negative; positive].
+        using var guess = new ControlGuidance([(net, image, unit)], residuals, 2, guided: true, latent, latent,
+            new UNetCondition("encoder_hidden_states", hidden, hiddenShape), 64, 64, 0, 1);
+        var guessed = guess.Compute(sample, 0, 999, runOptions)!.Select(r => r.ToArray()).ToArray();
+        // Reference: the positive row alone, weight 1 (the residuals as they are), no guidance.
+        using var plain = new ControlGuidance([(net, image, unit with { Weight = 1f, GuessMode = false })], residuals, 1, guided: false, latent, latent,
+            new UNetCondition("encoder_hidden_states", hidden[perHidden..], hiddenShape), 64, 64, 0, 1);
+        var reference = plain.Compute(sample.AsSpan(perRow), 0, 999, runOptions)!;
+
+        int count = guessed.Length;
+        for (int k = 0; k < count; k++)
+        {
+            float scale = (float)Math.Pow(10, -1 + k / (double)(count - 1)) * 0.7f;
+            int half = guessed[k].Length / 2;
+            Assert.All(guessed[k][..half], v => Assert.Equal(0f, v)); // the unconditional row gets no residuals
+            for (int i = 0; i < half; i++)
+            {
+                float expected = reference[k][i] * scale;
+                Assert.Equal(expected, guessed[k][half + i], 1e-5f + MathF.Abs(expected) * 1e-5f);
+            }
+        }
+    }
+
+    [Fact]
+    public async Task HiresFixRunsTheControlNetsInItsSecondPassAtTheLargerSize()
+    {
+        // The tiny UNet halves its latents once: 64 → 96 keeps the 12×12 latents even.
+        static GenerationRequest Hires(GenerationRequest request) =>
+            request with { Hires = new HiresFix(1.5f, 0.5f, Steps: 2, Upscaler: GenerationRules.UpscaleRule.Latent) };
+        var plain = await models.Pipeline.GenerateAsync(Hires(Request()));
+        var (width, height, _) = PngMetadata.Read(plain[0].Png);
+        Assert.Equal((96, 96), (width, height));
+        var zero = await Pixels(Hires(Request(new ControlNetUnit("canny", Edges, 0f))));
+        Assert.Equal(plain.Select(i => PngPixels.Decode(i.Png)).ToArray(), zero);
+        var steered = await models.Pipeline.GenerateAsync(Hires(Request(new ControlNetUnit("canny", Edges, 1f))));
+        var (steeredWidth, steeredHeight, _) = PngMetadata.Read(steered[0].Png);
+        Assert.Equal((96, 96), (steeredWidth, steeredHeight));
+        Assert.NotEqual(PngPixels.Decode(plain[0].Png), PngPixels.Decode(steered[0].Png));
     }
 
     [Fact]

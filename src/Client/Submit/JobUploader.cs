@@ -50,6 +50,9 @@ public static class JobUploader
                             : await images.NameAsync(controlNet.Image, cancellationToken),
                         Weight = controlNet.Weight,
                         Module = controlNet.Module,
+                        GuidanceStart = controlNet.GuidanceStart,
+                        GuidanceEnd = controlNet.GuidanceEnd,
+                        GuessMode = controlNet.GuessMode,
                     });
                 }
 

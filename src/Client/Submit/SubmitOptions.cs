@@ -114,10 +114,12 @@ public sealed class SubmitOptions
 
     public Option<IReadOnlyList<ControlNetSpec>> ControlNets { get; } = new("--control")
     {
-        Description = "A ControlNet for every prompt that names none of its own (a control column): MODEL:IMAGE[:WEIGHT[:MODULE]], " +
-                      "the ControlNet by name as the workers offer it (farm models), its control image (PNG/JPEG, resized to the " +
-                      "image size) and weight (default 1); MODULE canny turns the image into Canny edges here first. Repeat to " +
-                      $"add ControlNets up (at most {ControlNetSpec.MaxPerImage}).",
+        Description = "A ControlNet for every prompt that names none of its own (a control column): " +
+                      "MODEL:IMAGE[:WEIGHT[:MODULE][:START-END][:guess]], the ControlNet by name as the workers offer it (farm " +
+                      "models), its control image (PNG/JPEG, resized to the image size) and weight (default 1); MODULE canny " +
+                      "turns the image into Canny edges here first; START-END (fractions of the steps, default 0-1, e.g. 0-0.5) " +
+                      "is when it steers, as A1111's Guidance Start/End; guess: guess mode (it sees only the prompt, not the " +
+                      $"negative prompt). Repeat to add ControlNets up (at most {ControlNetSpec.MaxPerImage}).",
         HelpName = "MODEL:IMAGE:WEIGHT",
         AllowMultipleArgumentsPerToken = false,
         DefaultValueFactory = _ => [],

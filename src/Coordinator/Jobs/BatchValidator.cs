@@ -126,7 +126,14 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
             var module = unit.Module.Length == 0 ? ControlNetSpec.NoModule : unit.Module;
             if (!ControlNetSpec.Modules.Contains(module))
                 throw Invalid($"{prefix}.module '{Truncate(module)}' is unknown; valid: {string.Join(", ", ControlNetSpec.Modules)}");
-            withUnits.ControlNets.Add(new ControlNetUnit { Model = unit.Model, Image = resolve(unit.Image, $"{prefix}.image"), Weight = unit.Weight, Module = module });
+            double end = unit.HasGuidanceEnd ? unit.GuidanceEnd : 1;
+            if (ControlNetSpec.ProblemWithWindow(unit.GuidanceStart, end) is { } window)
+                throw Invalid($"{prefix}: {window}");
+            withUnits.ControlNets.Add(new ControlNetUnit
+            {
+                Model = unit.Model, Image = resolve(unit.Image, $"{prefix}.image"), Weight = unit.Weight, Module = module,
+                GuidanceStart = unit.GuidanceStart, GuidanceEnd = end, GuessMode = unit.GuessMode,
+            });
         }
         return withUnits;
     }

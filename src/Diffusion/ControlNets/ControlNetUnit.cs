@@ -1,3 +1,5 @@
+using RenderFarm.GenerationRules;
+
 namespace RenderFarm.Diffusion.ControlNets;
 
 /// <summary>
@@ -7,24 +9,50 @@ namespace RenderFarm.Diffusion.ControlNets;
 /// <c>Module</c> is the preprocessor that made the image, recorded in the PNG's parameters as A1111's "Module"
 /// ("none": the image was given as it is; "canny": <c>farm submit --control NAME:image.png:1.0:canny</c>).
 /// </summary>
-public sealed record ControlNetUnit(string Model, byte[] Image, float Weight = 1f, string Module = "none")
+/// <param name="GuidanceStart">
+/// The unit steers step i of a pass of N steps only when i/N ≥ start and (i + 1)/N ≤ end (diffusers'
+/// control_guidance_start/end, A1111's Guidance Start/End; N counts the steps the pass runs). start = end: no step.
+/// </param>
+/// <param name="GuessMode">
+/// diffusers' guess_mode: under classifier-free guidance the ControlNet runs on the conditional rows alone (the
+/// unconditional rows get no residuals) and its residuals are scaled by torch.logspace(−1, 0, blocks + 1), 0.1 for the
+/// first down block up to 1.0 for the mid block, times the weight (<see cref="GuessModeScales"/>).
+/// </param>
+public sealed record ControlNetUnit(string Model, byte[] Image, float Weight = 1f, string Module = "none", double GuidanceStart = 0, double GuidanceEnd = 1,
+    bool GuessMode = false)
 {
     /// <summary>Most units one request may stack.</summary>
-    public const int MaxPerRequest = GenerationRules.ControlNetSpec.MaxPerImage;
+    public const int MaxPerRequest = ControlNetSpec.MaxPerImage;
+
+    /// <summary>A1111's name for the control mode closest to guess mode (the ControlNet on the conditional batch only).</summary>
+    public const string GuessModeName = "ControlNet is more important";
+
+    /// <summary>Whether this unit steers step <paramref name="step"/> (0-based) of a pass of <paramref name="steps"/> steps.</summary>
+    public bool Steers(int step, int steps) => ControlNetSpec.Steers(GuidanceStart, GuidanceEnd, step, steps);
+
+    /// <summary>
+    /// Guess mode's factor for each of <paramref name="residuals"/> residuals (down blocks, then the mid block) as
+    /// diffusers' ControlNetModel computes it: torch.logspace(−1, 0, residuals) in float32 (CPU: pow in double, from
+    /// the start for the first half and from the end for the rest), then times the conditioning scale in float32.
+    /// </summary>
+    public static float[] GuessModeScales(int residuals, float scale)
+    {
+        double step = 1.0 / (residuals - 1);
+        int halfway = residuals / 2;
+        return Enumerable.Range(0, residuals)
+            .Select(i => (float)(i < halfway ? Math.Pow(10, -1 + step * i) : Math.Pow(10, 0 - step * (residuals - i - 1))) * scale)
+            .ToArray();
+    }
 
     /// <summary>
     /// The units as the PNG <c>parameters</c> fields sd-webui-controlnet writes (<c>ControlNet 0: "Module: none, Model:
-    /// canny, Weight: 1.0, Resize Mode: Just Resize, …"</c>; the image is stretched to the output size, diffusers' resize,
-    /// and each unit steers every step, Guidance Start 0.0 to End 1.0).
+    /// canny, Weight: 1.0, Resize Mode: Just Resize, Guidance Start: 0.0, Guidance End: 1.0, Control Mode: Balanced"</c>;
+    /// the image is stretched to the output size, diffusers' resize; guess mode is written as A1111's "ControlNet is
+    /// more important").
     /// </summary>
     public static IEnumerable<KeyValuePair<string, string>> ParametersOf(IReadOnlyList<ControlNetUnit> units) =>
         units.Select((u, i) => new KeyValuePair<string, string>($"ControlNet {i}",
-            $"\"Module: {u.Module}, Model: {u.Model}, Weight: {PythonFloat(u.Weight)}, Resize Mode: Just Resize, " +
-            "Guidance Start: 0.0, Guidance End: 1.0, Control Mode: Balanced\""));
-
-    /// <summary>A float as Python prints it (1.0, 0.75), as A1111 writes weights.</summary>
-    private static string PythonFloat(float value) =>
-        value == MathF.Floor(value) && MathF.Abs(value) < 1e15f
-            ? value.ToString("0.0", System.Globalization.CultureInfo.InvariantCulture)
-            : value.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
+            $"\"Module: {u.Module}, Model: {u.Model}, Weight: {ControlNetSpec.Format(u.Weight)}, Resize Mode: Just Resize, " +
+            $"Guidance Start: {ControlNetSpec.Format(u.GuidanceStart)}, Guidance End: {ControlNetSpec.Format(u.GuidanceEnd)}, " +
+            $"Control Mode: {(u.GuessMode ? GuessModeName : "Balanced")}\""));
 }

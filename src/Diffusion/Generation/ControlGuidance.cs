@@ -8,37 +8,48 @@ namespace RenderFarm.Diffusion.Generation;
 
 /// <summary>
 /// The ControlNets of one model batch, as diffusers' ControlNet pipeline runs them: every step each ControlNet sees the
-/// UNet's scaled latents (CFG rows included), the timestep, the same text conditioning, and its control image repeated
-/// for every row; its residuals, scaled by its conditioning scale, are summed over the ControlNets in order and fed to
-/// the UNet (<see cref="UNetRun.SetResiduals"/>).
+/// UNet's scaled latents (CFG rows included; a guess-mode unit the conditional rows alone), the timestep, the same text
+/// conditioning, and its control image repeated for every row; its residuals, scaled by its conditioning scale, are
+/// summed over the ControlNets in order and fed to the UNet (<see cref="UNetRun.SetResiduals"/>). A unit steers only the
+/// steps of its guidance window (<see cref="ControlNetUnit.Steers"/>), counted over the pass's steps.
 /// </summary>
 internal sealed class ControlGuidance : IDisposable
 {
-    private readonly ControlNetRun[] _runs;
+    private readonly (ControlNetRun Run, ControlNetUnit Unit)[] _runs;
     private readonly float[][] _sums;
+    private readonly int _start;
+    private readonly int _steps;
 
     /// <summary>
     /// <paramref name="units"/>: each ControlNet with its prepared control image [3, H, W] (<see cref="PrepareImage"/>) and
-    /// scale; <paramref name="hidden"/>: the batch's encoder_hidden_states condition (one row per UNet row of
-    /// <paramref name="rows"/>); the residuals' shapes follow the UNet's <paramref name="residuals"/> at the latent size.
+    /// unit; <paramref name="hidden"/>: the batch's encoder_hidden_states condition (one row per UNet row of
+    /// <paramref name="rows"/>, [negatives; positives] when <paramref name="guided"/>); the residuals' shapes follow the
+    /// UNet's <paramref name="residuals"/> at the latent size; the pass runs steps [<paramref name="start"/>, <paramref name="end"/>).
     /// </summary>
-    public ControlGuidance(IReadOnlyList<(ControlNet Net, float[] Image, float Scale)> units, ControlResiduals residuals, int rows,
-        int latentHeight, int latentWidth, UNetCondition hidden, int width, int height)
+    public ControlGuidance(IReadOnlyList<(ControlNet Net, float[] Image, ControlNetUnit Unit)> units, ControlResiduals residuals, int rows, bool guided,
+        int latentHeight, int latentWidth, UNetCondition hidden, int width, int height, int start, int end)
     {
         _sums = residuals.All.Select(r => new float[rows * r.PerRow(latentHeight, latentWidth)]).ToArray();
-        var runs = new List<ControlNetRun>();
+        _start = start;
+        _steps = end - start;
+        var runs = new List<(ControlNetRun, ControlNetUnit)>();
         try
         {
-            foreach (var (net, image, scale) in units)
+            foreach (var (net, image, unit) in units)
             {
-                var imageRows = new float[rows * image.Length];
-                for (int r = 0; r < rows; r++) image.CopyTo(imageRows, r * image.Length);
-                runs.Add(net.Prepare(rows, latentHeight, latentWidth, hidden.Rows, hidden.RowShape, imageRows, height, width, scale, residuals));
+                // Guess mode under CFG: the conditional rows alone, the second half of [negatives; positives].
+                int skip = unit.GuessMode && guided ? rows / 2 : 0;
+                int runRows = rows - skip;
+                var imageRows = new float[runRows * image.Length];
+                for (int r = 0; r < runRows; r++) image.CopyTo(imageRows, r * image.Length);
+                var hiddenRows = hidden.Rows.AsSpan(skip * hidden.PerRow);
+                runs.Add((net.Prepare(runRows, skip, latentHeight, latentWidth, hiddenRows, hidden.RowShape, imageRows, height, width, unit.Weight, unit.GuessMode, residuals),
+                    unit));
             }
         }
         catch
         {
-            foreach (var run in runs) run.Dispose();
+            foreach (var (run, _) in runs) run.Dispose();
             throw;
         }
         _runs = [.. runs];
@@ -53,18 +64,27 @@ internal sealed class ControlGuidance : IDisposable
         LanczosResize.ToPlanar(ImageDecoder.Decode(unit.Image, grey: false, maxPixels, nameof(GenerationRequest.ControlNets),
             $"The control image of ControlNet {index} ({unit.Model})"), width, height);
 
-    /// <summary>This step's summed residuals for <paramref name="sample"/> [rows, 4, h, w] at <paramref name="timestep"/>.</summary>
-    public IReadOnlyList<float[]> Compute(ReadOnlySpan<float> sample, double timestep, RunOptions runOptions)
+    /// <summary>
+    /// Step <paramref name="stepIndex"/>'s summed residuals for <paramref name="sample"/> [rows, 4, h, w] at
+    /// <paramref name="timestep"/>; null when no unit steers this step (the UNet then gets zeros, as without a ControlNet).
+    /// </summary>
+    public IReadOnlyList<float[]>? Compute(ReadOnlySpan<float> sample, int stepIndex, double timestep, RunOptions runOptions)
     {
-        for (int i = 0; i < _runs.Length; i++)
+        bool first = true;
+        foreach (var (run, unit) in _runs)
         {
-            _runs[i].Run(sample, timestep, _sums, first: i == 0, runOptions);
+            if (!unit.Steers(stepIndex - _start, _steps))
+            {
+                continue;
+            }
+            run.Run(sample, timestep, _sums, first, runOptions);
+            first = false;
         }
-        return _sums;
+        return first ? null : _sums;
     }
 
     public void Dispose()
     {
-        foreach (var run in _runs) run.Dispose();
+        foreach (var (run, _) in _runs) run.Dispose();
     }
 }

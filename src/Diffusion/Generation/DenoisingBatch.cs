@@ -90,7 +90,7 @@ internal sealed class DenoisingBatch
                 for (int r = 0; r < _rows; r++) _scaled.AsSpan(r % Count * _perImage, _perImage).CopyTo(_controlInput.AsSpan(r * _perImage));
                 controlInput = _controlInput;
             }
-            _unet.SetResiduals(_control.Compute(controlInput, _scheduler.Timesteps[stepIndex], runOptions));
+            _unet.SetResiduals(_control.Compute(controlInput, stepIndex, _scheduler.Timesteps[stepIndex], runOptions));
         }
         _unet.Run(_modelInput, _scheduler.Timesteps[stepIndex], _modelOutput, runOptions);
         if (_guided)

@@ -1,5 +1,7 @@
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
+using System.Numerics.Tensors;
+using RenderFarm.Diffusion.ControlNets;
 using RenderFarm.Diffusion.Tensors;
 
 namespace RenderFarm.Diffusion.Models;
@@ -9,7 +11,7 @@ namespace RenderFarm.Diffusion.Models;
 /// <c>encoder_hidden_states</c> [B, L, H], <c>controlnet_cond</c> [B, 3, H·8, W·8] (RGB in [0, 1]) and, optionally,
 /// <c>conditioning_scale</c> (float32/float64, a scalar or [1]); outputs named like the UNet's residual inputs
 /// (<see cref="ControlResiduals"/>). Without a conditioning_scale input the outputs are multiplied by the scale here,
-/// which is what the export would have done.
+/// which is what the export would have done; guess mode's per-block factors are always applied here (no export takes guess_mode).
 /// </summary>
 internal sealed class ControlNet : IDisposable
 {
@@ -65,12 +67,13 @@ internal sealed class ControlNet : IDisposable
     }
 
     /// <summary>
-    /// Bound inputs for a request's model batch of <paramref name="rows"/> rows: the control image and text conditioning
-    /// are written once; <see cref="ControlNetRun.Run"/> writes the sample and timestep each step.
+    /// Bound inputs for <paramref name="rows"/> rows of a request's model batch, those after its first
+    /// <paramref name="skip"/> (guess mode's conditional rows): the control image and text conditioning are written once;
+    /// <see cref="ControlNetRun.Run"/> writes the sample and timestep each step.
     /// </summary>
-    public ControlNetRun Prepare(int rows, int latentHeight, int latentWidth, ReadOnlySpan<float> hiddenRows, long[] hiddenRowShape,
-        ReadOnlySpan<float> imageRows, int imageHeight, int imageWidth, float scale, ControlResiduals residuals) =>
-        new(this, _component, rows, latentHeight, latentWidth, hiddenRows, hiddenRowShape, imageRows, imageHeight, imageWidth, scale, residuals);
+    public ControlNetRun Prepare(int rows, int skip, int latentHeight, int latentWidth, ReadOnlySpan<float> hiddenRows, long[] hiddenRowShape,
+        ReadOnlySpan<float> imageRows, int imageHeight, int imageWidth, float scale, bool guessMode, ControlResiduals residuals) =>
+        new(this, _component, rows, skip, latentHeight, latentWidth, hiddenRows, hiddenRowShape, imageRows, imageHeight, imageWidth, scale, guessMode, residuals);
 
     public void Dispose() => _component.Dispose();
 }
@@ -87,12 +90,19 @@ internal sealed class ControlNetRun : IDisposable
     private readonly string[] _inputNames;
     private readonly OrtValue[] _inputs;
     private readonly string[] _outputNames;
-    private readonly float? _multiplier;
+    private readonly int _rows;
+    private readonly int _skip;
 
-    internal ControlNetRun(ControlNet net, OnnxComponent component, int rows, int latentHeight, int latentWidth, ReadOnlySpan<float> hiddenRows,
-        long[] hiddenRowShape, ReadOnlySpan<float> imageRows, int imageHeight, int imageWidth, float scale, ControlResiduals residuals)
+    /// <summary>What each output is multiplied by here (null: nothing; the export applied the scale).</summary>
+    private readonly float[]? _multipliers;
+
+    internal ControlNetRun(ControlNet net, OnnxComponent component, int rows, int skip, int latentHeight, int latentWidth, ReadOnlySpan<float> hiddenRows,
+        long[] hiddenRowShape, ReadOnlySpan<float> imageRows, int imageHeight, int imageWidth, float scale, bool guessMode, ControlResiduals residuals)
     {
         _component = component;
+        _rows = rows;
+        _skip = skip;
+        int outputs = residuals.All.Count();
         var inputs = component.Inputs;
         var timestep = inputs["timestep"];
         _sample = TensorBuffer.Create(inputs["sample"].ElementDataType, rows, OnnxComponent.StaticDim(inputs["sample"], 1) ?? 4, latentHeight, latentWidth);
@@ -107,46 +117,53 @@ internal sealed class ControlNetRun : IDisposable
         {
             var metadata = inputs["conditioning_scale"];
             _scale = TensorBuffer.Create(metadata.ElementDataType, metadata.Dimensions.Length == 0 ? [] : [1]);
-            _scale.Fill(scale);
+            // Guess mode scales here, by the block factors times the weight, as ControlNetModel does: the export at 1 leaves the residuals as they are.
+            _scale.Fill(guessMode ? 1f : scale);
             names.Add("conditioning_scale");
             values.Add(_scale.Value);
         }
-        else
-        {
-            _multiplier = scale;
-        }
+        _multipliers = guessMode ? ControlNetUnit.GuessModeScales(outputs, scale)
+            : net.HasScaleInput ? null
+            : Enumerable.Repeat(scale, outputs).ToArray();
         _inputNames = [.. names];
         _inputs = [.. values];
         _outputNames = residuals.All.Select(r => r.Name).ToArray();
     }
 
     /// <summary>
-    /// One evaluation on <paramref name="sample"/> (the UNet's scaled latents, CFG rows included) at
-    /// <paramref name="timestep"/>; its residuals are added to <paramref name="sums"/>, or copied there when
-    /// <paramref name="first"/> (the first ControlNet of the request), in the order diffusers' MultiControlNetModel sums.
+    /// One evaluation on <paramref name="sample"/> (the UNet's scaled latents, all the batch's rows, CFG rows included;
+    /// this run reads those after its skipped ones) at <paramref name="timestep"/>; its residuals are added to the same
+    /// rows of <paramref name="sums"/> ([all rows, C, h, w] each), or copied there when <paramref name="first"/> (the
+    /// first ControlNet of the step, the skipped rows then zeroed), in the order diffusers' MultiControlNetModel sums.
     /// </summary>
     public void Run(ReadOnlySpan<float> sample, double timestep, IReadOnlyList<float[]> sums, bool first, RunOptions runOptions)
     {
-        _sample.Write(sample);
+        int total = _rows + _skip;
+        _sample.Write(sample[(sample.Length / total * _skip)..]);
         _timestep.Fill(timestep);
         using var outputs = _component.Run(runOptions, _inputNames, _inputs, _outputNames);
         int k = 0;
         foreach (var output in outputs)
         {
-            var sum = sums[k++];
+            var sum = sums[k];
+            float? multiplier = _multipliers?[k];
+            k++;
+            int skipped = sum.Length / total * _skip;
+            var rows = sum.AsSpan(skipped);
             if (first)
             {
-                TensorBuffer.ReadAsFloat(output, sum);
-                if (_multiplier is float m) System.Numerics.Tensors.TensorPrimitives.Multiply(sum, m, sum);
+                sum.AsSpan(0, skipped).Clear();
+                TensorBuffer.ReadAsFloat(output, rows);
+                if (multiplier is float m) TensorPrimitives.Multiply(rows, m, rows);
                 continue;
             }
             var values = TensorBuffer.ReadAsFloat(output, out _);
-            if (values.Length != sum.Length)
+            if (values.Length != rows.Length)
             {
-                throw new InvalidOperationException($"A ControlNet residual has {values.Length} values where the unet takes {sum.Length}.");
+                throw new InvalidOperationException($"A ControlNet residual has {values.Length} values where the unet takes {rows.Length}.");
             }
-            if (_multiplier is float multiplier) System.Numerics.Tensors.TensorPrimitives.Multiply(values, multiplier, values);
-            System.Numerics.Tensors.TensorPrimitives.Add(sum, values, sum);
+            if (multiplier is float by) TensorPrimitives.Multiply(values, by, values);
+            TensorPrimitives.Add(rows, values, rows);
         }
     }
 
