@@ -88,6 +88,9 @@ public sealed class ControlNetTests(ControlNetTests.ControlFarm fixture) : IClas
             Line("canny:edges.png:1"),
             Line(new[] { "canny:edges.png:0.5", "canny:edges.png:0.5" }),
             Line("depth:edges.png:1:canny; canny:edges.png:0.75"),
+            Line("canny:edges.png:1:0.5-0.5"),
+            Line(new[] { "canny:edges.png:1:0-0.5", "canny:edges.png:1:0.5-1" }),
+            Line("canny:edges.png:0.8:0.25-1:guess"),
         ]);
         var output = Path.Combine(fixture.Files, "out-columns");
 
@@ -95,12 +98,14 @@ public sealed class ControlNetTests(ControlNetTests.ControlFarm fixture) : IClas
 
         Assert.True(submit.Exit == 0, submit.Err);
         var files = Directory.GetFiles(output, "*.png").Order().ToArray();
-        Assert.Equal(5, files.Length);
+        Assert.Equal(8, files.Length);
         var pixels = files.Select(Pixels).ToArray();
         Assert.Equal(pixels[0], pixels[1]);        // weight 0: exactly no ControlNet
         Assert.NotEqual(pixels[0], pixels[2]);     // weight 1 steers
         Assert.Equal(pixels[2], pixels[3]);        // two units add up: 0.5 + 0.5 is exactly 1
         Assert.NotEqual(pixels[2], pixels[4]);
+        Assert.Equal(pixels[0], pixels[5]);        // a guidance window of no step: exactly no ControlNet
+        Assert.Equal(pixels[2], pixels[6]);        // two windows that split the steps: exactly the full window
 
         // The worker's render equals the same request on a pipeline of the worker's settings, outside the farm.
         using var pipeline = StableDiffusionPipeline.Load(fixture.ModelDirectory, new WorkerOptions().ToDiffusionOptions(),
@@ -115,6 +120,8 @@ public sealed class ControlNetTests(ControlNetTests.ControlFarm fixture) : IClas
         Assert.Contains("ControlNet 0: \"Module: canny, Model: depth, Weight: 1.0, Resize Mode: Just Resize,", parameters);
         Assert.Contains("ControlNet 1: \"Module: none, Model: canny, Weight: 0.75,", parameters);
         Assert.DoesNotContain("ControlNet", PngMetadata.Read(File.ReadAllBytes(files[0])).Text["parameters"]);
+        Assert.Contains("ControlNet 0: \"Module: none, Model: canny, Weight: 0.8, Resize Mode: Just Resize, Guidance Start: 0.25, Guidance End: 1.0, " +
+            "Control Mode: ControlNet is more important\"", PngMetadata.Read(File.ReadAllBytes(files[7])).Text["parameters"]);
     }
 
     [Fact]

@@ -42,7 +42,7 @@ public static class JobUploader
 
                 foreach (var controlNet in inputs.ControlNetsFor(entry))
                 {
-                    item.ControlNets.Add(new ControlNetUnit
+                    var unit = new ControlNetUnit
                     {
                         Model = controlNet.Model,
                         Image = controlNet.Module == ControlNetSpec.Canny
@@ -51,9 +51,10 @@ public static class JobUploader
                         Weight = controlNet.Weight,
                         Module = controlNet.Module,
                         GuidanceStart = controlNet.GuidanceStart,
-                        GuidanceEnd = controlNet.GuidanceEnd,
                         GuessMode = controlNet.GuessMode,
-                    });
+                    };
+                    if (controlNet.GuidanceEnd != 1) unit.GuidanceEnd = controlNet.GuidanceEnd; // unset: 1
+                    item.ControlNets.Add(unit);
                 }
 
                 await call.RequestStream.WriteAsync(new SubmitJobRequest { Prompt = item });

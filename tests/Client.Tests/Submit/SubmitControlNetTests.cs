@@ -34,10 +34,23 @@ public sealed class SubmitControlNetTests : IDisposable
         Assert.Equal(new ControlNetSpec(model, image, weight, module), ControlNetSpec.Parse(text));
 
     [Theory]
+    [InlineData("canny:edges.png:0.8:0.2-0.6", "edges.png", "none", 0.2, 0.6, false)]
+    [InlineData("canny:edges.png:1:canny:0-0.5:guess", "edges.png", "canny", 0.0, 0.5, true)]
+    [InlineData("canny:edges.png:1:guess", "edges.png", "none", 0.0, 1.0, true)]
+    [InlineData("canny:C:\\maps\\1-2.png:1:.5-.5", "C:\\maps\\1-2.png", "none", 0.5, 0.5, false)]
+    [InlineData("canny:shots:0.1-0.2.png:1", "shots:0.1-0.2.png", "none", 0.0, 1.0, false)]
+    public void AGuidanceWindowAndGuessModeFollowTheWeight(string text, string image, string module, double start, double end, bool guess) =>
+        Assert.Equal(new ControlNetSpec("canny", image, ControlNetSpec.Parse(text).Weight, module, start, end, guess), ControlNetSpec.Parse(text));
+
+    [Theory]
     [InlineData("canny")]
     [InlineData(":edges.png")]
     [InlineData("canny:edges.png:canny")]
     [InlineData("canny:edges.png:NaN")]
+    [InlineData("canny:edges.png:0.6-0.2")]     // a window needs a weight before it
+    [InlineData("canny:edges.png:1:0.6-0.2")]   // start after end
+    [InlineData("canny:edges.png:1:0-1.5")]     // beyond the last step
+    [InlineData("canny:edges.png:guess")]
     public void AMalformedSpecIsRefused(string text) => Assert.Throws<ArgumentException>(() => ControlNetSpec.Parse(text));
 
     [Fact]
@@ -63,6 +76,7 @@ public sealed class SubmitControlNetTests : IDisposable
             [new ControlNetUnit { Model = "depth", Image = images[1], Weight = 0.5f, Module = "none" }, new ControlNetUnit { Model = "canny", Image = images[0], Weight = 1f, Module = "none" }],
             prompts[1].ControlNets);
         Assert.Equal(prompts[0].ControlNets, prompts[2].ControlNets);
+        Assert.All(prompts.SelectMany(p => p.ControlNets), u => Assert.True(u is { GuidanceStart: 0, HasGuidanceEnd: false, GuessMode: false }));
         var order = sent.Select(r => r.InputImage?.Name ?? r.Prompt?.Prompt ?? "header").ToList();
         Assert.True(order.IndexOf(images[1]) < order.IndexOf("own"));
     }
@@ -71,13 +85,14 @@ public sealed class SubmitControlNetTests : IDisposable
     public async Task TheCannyModuleSendsTheImagesEdgesAndACsvCellListsUnitsSeparatedBySemicolons()
     {
         var photo = Png("photo.png");
-        var file = _dir.File("p.csv", "prompt,control\na cat,\"canny:photo.png:1:canny; depth:photo.png:0.3\"\na dog,\n");
+        var file = _dir.File("p.csv", "prompt,control\na cat,\"canny:photo.png:1:canny; depth:photo.png:0.3:0.1-0.9:guess\"\na dog,\n");
 
         Assert.True(await _cli.RunAsync("submit", file, "--seed", "1") == 0, _cli.Error.ToString());
 
         var sent = _cli.Service.Submitted;
         var units = sent.First(r => r.Prompt?.Prompt == "a cat").Prompt.ControlNets;
         Assert.Equal(["canny", "none"], units.Select(u => u.Module));
+        Assert.Equal([(0.0, 1.0, false), (0.1, 0.9, true)], units.Select(u => (u.GuidanceStart, u.HasGuidanceEnd ? u.GuidanceEnd : 1, u.GuessMode)));
         Assert.NotEqual(units[0].Image, units[1].Image); // the edges are another image than the photo
         var edges = ImageDecoder.Decode(sent.First(r => r.InputImage?.Name == units[0].Image).InputImage.Data.ToByteArray(), grey: true, long.MaxValue, "edges");
         Assert.Equal(CannyEdges.Detect(ImageDecoder.Decode(File.ReadAllBytes(photo), false, long.MaxValue, "photo")).Pixels, edges.Pixels);
