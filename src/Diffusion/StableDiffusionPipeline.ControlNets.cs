@@ -115,7 +115,7 @@ public sealed partial class StableDiffusionPipeline
         var unet = _unet.Residuals is not null ? null : ControlUNet();
         foreach (var (net, _, _) in prepared)
         {
-            net.CheckFits((unet ?? _unet).Residuals!);
+            net.CheckFits(unet ?? _unet);
         }
         return new ControlSetup(prepared, unet);
     }
@@ -195,10 +195,10 @@ public sealed partial class StableDiffusionPipeline
         public UNet? UNet => unet;
 
         /// <summary>The guidance of one model batch of a pass that runs steps [<paramref name="start"/>, <paramref name="end"/>).</summary>
-        public ControlGuidance Guide(ControlResiduals residuals, int rows, bool guided, int latentHeight, int latentWidth, UNetCondition hidden, int width, int height,
-            int start, int end)
+        public ControlGuidance Guide(ControlResiduals residuals, int rows, bool guided, int latentHeight, int latentWidth, IReadOnlyList<UNetCondition> conditions,
+            string hiddenName, int width, int height, int start, int end)
         {
-            var guidance = new ControlGuidance(units, residuals, rows, guided, latentHeight, latentWidth, hidden, width, height, start, end);
+            var guidance = new ControlGuidance(units, residuals, rows, guided, latentHeight, latentWidth, conditions, hiddenName, width, height, start, end);
             _guidances.Add(guidance);
             return guidance;
         }

@@ -501,7 +501,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         var blend = init is { HasMask: true } && !IsInpaintingModel ? new InpaintBlend(init, first, initialNoise, count) : null;
         int rows = guided ? 2 * count : count;
         var unet = model.Prepare(rows, perRow / plane, latentHeight, latentWidth, conditions, slot);
-        var guidance = control?.Guide(model.Residuals!, rows, guided, latentHeight, latentWidth, conditions.First(c => c.Name == model.HiddenName), request.Width, request.Height,
+        var guidance = control?.Guide(model.Residuals!, rows, guided, latentHeight, latentWidth, conditions, model.HiddenName, request.Width, request.Height,
             steps.Start, steps.End);
         return new DenoisingBatch(first, count, scheduler, noise, latents, blend, unet, guided, perRow, init, IsInpaintingModel, workspace, guidance);
     }

@@ -163,11 +163,11 @@ public sealed class ControlNetTests(ControlNetTests.Models models) : IClassFixtu
 
         // Guess mode under CFG: rows [negative; positive].
         using var guess = new ControlGuidance([(net, image, unit)], residuals, 2, guided: true, latent, latent,
-            new UNetCondition("encoder_hidden_states", hidden, hiddenShape), 64, 64, 0, 1);
+            [new UNetCondition("encoder_hidden_states", hidden, hiddenShape)], "encoder_hidden_states", 64, 64, 0, 1);
         var guessed = guess.Compute(sample, 0, 999, runOptions)!.Select(r => r.ToArray()).ToArray();
         // Reference: the positive row alone, weight 1 (the residuals as they are), no guidance.
         using var plain = new ControlGuidance([(net, image, unit with { Weight = 1f, GuessMode = false })], residuals, 1, guided: false, latent, latent,
-            new UNetCondition("encoder_hidden_states", hidden[perHidden..], hiddenShape), 64, 64, 0, 1);
+            [new UNetCondition("encoder_hidden_states", hidden[perHidden..], hiddenShape)], "encoder_hidden_states", 64, 64, 0, 1);
         var reference = plain.Compute(sample.AsSpan(perRow), 0, 999, runOptions)!;
 
         int count = guessed.Length;

@@ -53,6 +53,27 @@ public sealed class ControlNetBuilderTests(ModelDirectoryFixture models) : IDisp
         Assert.Equal(plain.ParameterCount, residual.ParameterCount);
     }
 
+    /// <summary>
+    /// SDXL's ControlNet (diffusers ControlNetModel, addition_embed_type "text_time") takes the UNet's text_embeds and
+    /// time_ids after conditioning_scale, as ControlNetModel.forward orders added_cond_kwargs, and produces the residual
+    /// inputs of the SDXL residual UNet (9 down residuals for SDXL's 3 blocks; 6 for tiny-sdxl's 2).
+    /// </summary>
+    [Fact]
+    public void SdxlControlNetTakesTextEmbedsAndTimeIdsAndFeedsTheSdxlResidualUNet()
+    {
+        var p = ModelPresets.Get("tiny-sdxl");
+        var controlNet = ControlNetWriter.BuildGraph(p);
+        Assert.Equal(["sample", "timestep", "encoder_hidden_states", "controlnet_cond", "conditioning_scale", "text_embeds", "time_ids"],
+            controlNet.Inputs.Select(i => i.Name));
+        var plain = UNetBuilder.Build(p.UNet, p.TimestepType, new Graph.GraphOptions());
+        var residual = UNetBuilder.Build(p.UNet, p.TimestepType, new Graph.GraphOptions(), controlResiduals: true);
+        Assert.Equal(plain.Inputs.Select(i => i.Name).Concat(controlNet.Outputs.Select(o => o.Name)), residual.Inputs.Select(i => i.Name));
+        Assert.Equal(controlNet.Outputs.Select(o => string.Join(",", o.Dims)), residual.Inputs.Skip(plain.Inputs.Count).Select(i => string.Join(",", i.Dims)));
+        Assert.Equal(7, controlNet.Outputs.Count);
+        // The add_embedding weights are the UNet's names, so a ControlNet made from an SDXL UNet's weights loads them.
+        Assert.Contains(controlNet.Initializers, t => t.Name == "add_embedding.linear_1.weight");
+    }
+
     [Fact]
     public void TinyControlUNetFedZeroResidualsPredictsExactlyWhatThePlainUNetPredicts()
     {

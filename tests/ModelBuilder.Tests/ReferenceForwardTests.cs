@@ -165,6 +165,65 @@ public class ReferenceForwardTests(ModelDirectoryFixture models)
         }
     }
 
+    /// <summary>
+    /// The ControlNet of each architecture that has one (SD's, and SDXL's with text_embeds/time_ids into add_embedding)
+    /// against the reference ControlNetModel: every down-block residual and the mid-block residual, at a scale of 0.75.
+    /// </summary>
+    [Theory]
+    [InlineData("tiny")]
+    [InlineData("tiny-sdxl")]
+    public void ControlNetMatchesTheReferenceControlNetModel(string preset)
+    {
+        var def = ModelPresets.Get(preset);
+        var c = def.UNet;
+        var folder = Directory.CreateTempSubdirectory("rf-controlnet-reference-").FullName;
+        try
+        {
+            string path = Path.Combine(ControlNetWriter.Write(def, folder, seed: 7).Folder, "model.onnx");
+            const int batch = 2, h = 8, w = 4, seq = 77;
+            var sample = Ort.Random(batch * 4 * h * w, 31);
+            var context = Ort.Random(batch * seq * c.ContextDim, 32);
+            var image = Ort.Random(batch * 3 * 8 * h * 8 * w, 33).Select(v => (v + 1) / 2).ToArray();
+            int embedDim = c.Sdxl?.TextEmbedDim ?? 0;
+            var textEmbeds = Ort.Random(batch * embedDim, 34);
+            float[] timeIds = [64, 32, 0, 0, 64, 32, 48, 48, 8, 8, 64, 64];
+            const float timestep = 601;
+            const double scale = 0.75;
+
+            using var s = Ort.Open(path);
+            var feed = new List<Microsoft.ML.OnnxRuntime.NamedOnnxValue>
+            {
+                Ort.Input(s, "sample", [batch, 4, h, w], sample),
+                Ort.Input(s, "timestep", [1], [timestep]),
+                Ort.Input(s, "encoder_hidden_states", [batch, seq, c.ContextDim], context),
+                Ort.Input(s, "controlnet_cond", [batch, 3, 8 * h, 8 * w], image),
+                Microsoft.ML.OnnxRuntime.NamedOnnxValue.CreateFromTensor("conditioning_scale", new Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<double>(new[] { scale }, [])),
+            };
+            if (c.Sdxl is not null)
+            {
+                feed.Add(Ort.Input(s, "text_embeds", [batch, embedDim], textEmbeds));
+                feed.Add(Ort.Input(s, "time_ids", [batch, 6], timeIds));
+            }
+            var actual = Ort.Run(s, feed.ToArray());
+            var names = Enumerable.Range(0, actual.Count - 1).Select(Components.UNetBuilder.DownResidualName).Append(Components.UNetBuilder.MidResidualName).ToArray();
+
+            var reference = new ReferenceModel(new OnnxWeights(path));
+            for (int b = 0; b < batch; b++)
+            {
+                var expected = reference.ControlNet(new Img(ToDouble(Batch(sample, b, batch)), 4, h, w), timestep, ToDouble(Batch(context, b, batch)), seq,
+                    new Img(ToDouble(Batch(image, b, batch)), 3, 8 * h, 8 * w), def.ControlNet!, scale,
+                    ToDouble(Batch(textEmbeds, b, batch)), ToDouble(Batch(timeIds, b, batch)));
+                Assert.Equal(names.Length, expected.Count);
+                for (int k = 0; k < names.Length; k++)
+                    AssertClose(expected[k].D, Batch(actual[names[k]].Values, b, batch), $"{names[k]}[{b}]", def);
+            }
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
     /// <summary>tiny-fp16 is tiny (same seed, same tensor names) with every parameter rounded once to float16.</summary>
     [Fact]
     public void Fp16WeightsAreTheFloat16RoundingOfTheFloat32Weights()

@@ -102,42 +102,11 @@ internal sealed class ReferenceModel(OnnxWeights w)
     public Img UNet(Img sample, double timestep, double[] context, int contextLength, UNetConfig c,
         double[]? textEmbeds = null, double[]? timeIds = null, double[]? timestepCond = null)
     {
-        int n = c.BlockOut.Length, c0 = c.BlockOut[0], g = c.NormGroups;
+        int n = c.BlockOut.Length, g = c.NormGroups;
         double eps = c.NormEps;
-        var timeProj = SinusoidalEmbedding(timestep, c0);
-        if (c.TimeCondProjDim is int condDim) // TimestepEmbedding: sample + cond_proj(condition), before linear_1
-            timeProj = AddInto(timeProj, Linear(timestepCond!, 1, condDim, c0, "time_embedding.cond_proj", bias: false));
-        var emb = TimestepMlp(timeProj, "time_embedding");
-        if (c.Sdxl is { } sdxl)
-        {
-            var add = new List<double>(textEmbeds!);
-            foreach (double id in timeIds!)
-                add.AddRange(SinusoidalEmbedding(id, sdxl.AdditionTimeEmbedDim));
-            emb = AddInto(emb, TimestepMlp(add.ToArray(), "add_embedding"));
-        }
-        var temb = emb.Select(SiluScalar).ToArray();
-
-        var x = Conv(sample, "conv_in", 3, 1, [1, 1, 1, 1]);
-        var skips = new Stack<Img>();
-        skips.Push(x);
-        for (int i = 0; i < n; i++)
-        {
-            for (int j = 0; j < c.LayersPerBlock; j++)
-            {
-                x = Resnet(x, $"down_blocks.{i}.resnets.{j}", c.BlockOut[i], g, eps, temb);
-                if (c.CrossAttention[i])
-                    x = Transformer(x, $"down_blocks.{i}.attentions.{j}", c.Heads[i], c.TransformerLayersAt(i), context, contextLength, c);
-                skips.Push(x);
-            }
-            if (i < n - 1)
-            {
-                x = Conv(x, $"down_blocks.{i}.downsamplers.0.conv", 3, 2, [1, 1, 1, 1]);
-                skips.Push(x);
-            }
-        }
-        x = Resnet(x, "mid_block.resnets.0", x.C, g, eps, temb);
-        x = Transformer(x, "mid_block.attentions.0", c.Heads[^1], c.TransformerLayersAt(n - 1), context, contextLength, c);
-        x = Resnet(x, "mid_block.resnets.1", x.C, g, eps, temb);
+        var temb = TimeEmbedding(timestep, c, textEmbeds, timeIds, timestepCond);
+        var (skipList, x) = DownAndMid(Conv(sample, "conv_in", 3, 1, [1, 1, 1, 1]), temb, context, contextLength, c);
+        var skips = new Stack<Img>(skipList);
         for (int i = 0; i < n; i++)
         {
             int level = n - 1 - i;
@@ -154,6 +123,80 @@ internal sealed class ReferenceModel(OnnxWeights w)
         }
         x = Silu(GroupNorm(x, "conv_norm_out", g, eps));
         return Conv(x, "conv_out", 3, 1, [1, 1, 1, 1]);
+    }
+
+    /// <summary>The time embedding after the SiLU every resnet applies: time_embedding, SDXL's add_embedding, LCM's cond_proj.</summary>
+    private double[] TimeEmbedding(double timestep, UNetConfig c, double[]? textEmbeds, double[]? timeIds, double[]? timestepCond)
+    {
+        int c0 = c.BlockOut[0];
+        var timeProj = SinusoidalEmbedding(timestep, c0);
+        if (c.TimeCondProjDim is int condDim) // TimestepEmbedding: sample + cond_proj(condition), before linear_1
+            timeProj = AddInto(timeProj, Linear(timestepCond!, 1, condDim, c0, "time_embedding.cond_proj", bias: false));
+        var emb = TimestepMlp(timeProj, "time_embedding");
+        if (c.Sdxl is { } sdxl)
+        {
+            var add = new List<double>(textEmbeds!);
+            foreach (double id in timeIds!)
+                add.AddRange(SinusoidalEmbedding(id, sdxl.AdditionTimeEmbedDim));
+            emb = AddInto(emb, TimestepMlp(add.ToArray(), "add_embedding"));
+        }
+        return emb.Select(SiluScalar).ToArray();
+    }
+
+    /// <summary>The down path from conv_in's output <paramref name="x"/>: every skip in order (conv_in's first), and the mid block's output.</summary>
+    private (List<Img> Skips, Img Mid) DownAndMid(Img x, double[] temb, double[] context, int contextLength, UNetConfig c)
+    {
+        int n = c.BlockOut.Length, g = c.NormGroups;
+        double eps = c.NormEps;
+        var skips = new List<Img> { x };
+        for (int i = 0; i < n; i++)
+        {
+            for (int j = 0; j < c.LayersPerBlock; j++)
+            {
+                x = Resnet(x, $"down_blocks.{i}.resnets.{j}", c.BlockOut[i], g, eps, temb);
+                if (c.CrossAttention[i])
+                    x = Transformer(x, $"down_blocks.{i}.attentions.{j}", c.Heads[i], c.TransformerLayersAt(i), context, contextLength, c);
+                skips.Add(x);
+            }
+            if (i < n - 1)
+            {
+                x = Conv(x, $"down_blocks.{i}.downsamplers.0.conv", 3, 2, [1, 1, 1, 1]);
+                skips.Add(x);
+            }
+        }
+        x = Resnet(x, "mid_block.resnets.0", x.C, g, eps, temb);
+        x = Transformer(x, "mid_block.attentions.0", c.Heads[^1], c.TransformerLayersAt(n - 1), context, contextLength, c);
+        x = Resnet(x, "mid_block.resnets.1", x.C, g, eps, temb);
+        return (skips, x);
+    }
+
+    // ---------- ControlNet ----------
+
+    /// <summary>
+    /// One sample of diffusers ControlNetModel: the UNet's embedding and down/mid path on conv_in(sample) plus the
+    /// conditioning embedding of <paramref name="image"/> [3, 8h, 8w], then a 1×1 zero conv per residual, times
+    /// <paramref name="scale"/>. Returns the down residuals, then the mid one.
+    /// </summary>
+    public List<Img> ControlNet(Img sample, double timestep, double[] context, int contextLength, Img image, ControlNetConfig cn, double scale,
+        double[]? textEmbeds = null, double[]? timeIds = null)
+    {
+        var c = cn.UNet;
+        var temb = TimeEmbedding(timestep, c, textEmbeds, timeIds, null);
+        const string p = "controlnet_cond_embedding";
+        var h = Silu(Conv(image, $"{p}.conv_in", 3, 1, [1, 1, 1, 1]));
+        for (int i = 0; i < cn.EmbeddingOut.Length - 1; i++)
+        {
+            h = Silu(Conv(h, $"{p}.blocks.{2 * i}", 3, 1, [1, 1, 1, 1]));
+            h = Silu(Conv(h, $"{p}.blocks.{2 * i + 1}", 3, 2, [1, 1, 1, 1]));
+        }
+        h = Conv(h, $"{p}.conv_out", 3, 1, [1, 1, 1, 1]);
+        var x = Conv(sample, "conv_in", 3, 1, [1, 1, 1, 1]);
+        x = x with { D = AddInto(x.D, h.D) };
+        var (skips, mid) = DownAndMid(x, temb, context, contextLength, c);
+        Img Scaled(Img r) => r with { D = r.D.Select(v => v * scale).ToArray() };
+        var residuals = skips.Select((skip, k) => Scaled(Conv(skip, $"controlnet_down_blocks.{k}", 1, 1, [0, 0, 0, 0]))).ToList();
+        residuals.Add(Scaled(Conv(mid, "controlnet_mid_block", 1, 1, [0, 0, 0, 0])));
+        return residuals;
     }
 
     /// <summary>diffusers get_timestep_embedding(flip_sin_to_cos=True, downscale_freq_shift=0), with torch's float32

@@ -24,6 +24,17 @@ public sealed record HiresSettings(float? Scale = null, uint? Steps = null, floa
         ? null
         : new HiresFix { Scale = scale, Steps = Steps ?? 0, Denoise = Denoise ?? DefaultDenoise, Upscaler = Upscaler ?? "" };
 
+    /// <summary>
+    /// The hires fix a prompt renders with: its hires columns (<paramref name="prompt"/>) over the job's flags
+    /// (<paramref name="job"/>); null when its columns turn hires off or nothing gives a scale.
+    /// </summary>
+    public static HiresFix? ForPrompt(HiresSettings? prompt, HiresFix? job) => prompt switch
+    {
+        null => job,
+        { Off: true } => null,
+        _ => prompt.Over(From(job)).ToMessage(),
+    };
+
     /// <summary>What the flags or columns hold, from a message (the job's header).</summary>
     public static HiresSettings? From(HiresFix? hires) =>
         hires is null ? null : new(hires.Scale, hires.Steps, hires.Denoise, hires.Upscaler.Length == 0 ? null : hires.Upscaler);

@@ -1,6 +1,8 @@
 using System.Globalization;
 using RenderFarm.Client.Output;
 using RenderFarm.Client.Prompts;
+using RenderFarm.Protocol;
+using RenderFarm.Shared;
 
 namespace RenderFarm.Client.Submit;
 
@@ -40,8 +42,11 @@ public static class DryRunReport
         var shardSize = settings.ShardSize ?? AssumedShardSize;
         var cfg = UsesGuidance(generation.GuidanceScale) ? " × 2 (classifier-free guidance)" : " (guidance ≤ 1: no unconditional pass)";
         output.WriteLine(string.Create(inv, $"shards:    ~{EstimateShards(count.Images, shardSize)} (assuming {shardSize} images per shard)"));
-        output.WriteLine(string.Create(inv,
-            $"unet:      {EstimateUnetSteps(count.Images, generation.Steps, generation.GuidanceScale)} steps ({count.Images} images × {generation.Steps} steps{cfg})"));
+        var steps = generation.Hires is null ? $"{generation.Steps} steps"
+            : string.Create(inv, $"({generation.Steps} + {UpscaleMessages.TotalSteps(generation) - generation.Steps} hires) steps");
+        var ownSteps = count.UnetSteps == EstimateUnetSteps(count.Images, UpscaleMessages.TotalSteps(generation), generation.GuidanceScale)
+            ? "" : "; prompts' own steps, guidance and hires counted";
+        output.WriteLine(string.Create(inv, $"unet:      {count.UnetSteps} steps ({count.Images} images × {steps}{cfg}{ownSteps})"));
         if (count.InputImages > 0)
         {
             output.WriteLine(string.Create(inv,
@@ -63,6 +68,16 @@ public static class DryRunReport
 
     /// <summary>Rough shard count: images grouped <paramref name="shardSize"/> at a time (across prompts, as the coordinator does).</summary>
     public static long EstimateShards(long images, int shardSize = AssumedShardSize) => (images + shardSize - 1) / shardSize;
+
+    /// <summary>
+    /// Steps one image of <paramref name="entry"/> takes: its first pass, then its hires pass (hires steps, or as many as
+    /// the first pass), as the workers count them (<see cref="UpscaleMessages.TotalSteps"/>).
+    /// </summary>
+    public static uint StepsPerImage(GenerationParams job, PromptEntry entry) => UpscaleMessages.TotalSteps(new GenerationParams
+    {
+        Steps = entry.Overrides?.Steps ?? job.Steps,
+        Hires = HiresSettings.ForPrompt(entry.Hires, job.Hires),
+    });
 
     /// <summary>UNet evaluations: one per image and step, two with classifier-free guidance (guidance &gt; 1).</summary>
     public static long EstimateUnetSteps(long images, uint steps, float guidance) => images * steps * (UsesGuidance(guidance) ? 2 : 1);

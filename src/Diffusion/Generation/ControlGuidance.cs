@@ -22,12 +22,13 @@ internal sealed class ControlGuidance : IDisposable
 
     /// <summary>
     /// <paramref name="units"/>: each ControlNet with its prepared control image [3, H, W] (<see cref="PrepareImage"/>) and
-    /// unit; <paramref name="hidden"/>: the batch's encoder_hidden_states condition (one row per UNet row of
-    /// <paramref name="rows"/>, [negatives; positives] when <paramref name="guided"/>); the residuals' shapes follow the
+    /// unit; <paramref name="conditions"/>: the batch's UNet conditions, <paramref name="hiddenName"/> its text states (one
+    /// row per UNet row of <paramref name="rows"/>, [negatives; positives] when <paramref name="guided"/>; an SDXL
+    /// ControlNet also reads text_embeds and time_ids); the residuals' shapes follow the
     /// UNet's <paramref name="residuals"/> at the latent size; the pass runs steps [<paramref name="start"/>, <paramref name="end"/>).
     /// </summary>
     public ControlGuidance(IReadOnlyList<(ControlNet Net, float[] Image, ControlNetUnit Unit)> units, ControlResiduals residuals, int rows, bool guided,
-        int latentHeight, int latentWidth, UNetCondition hidden, int width, int height, int start, int end)
+        int latentHeight, int latentWidth, IReadOnlyList<UNetCondition> conditions, string hiddenName, int width, int height, int start, int end)
     {
         _sums = residuals.All.Select(r => new float[rows * r.PerRow(latentHeight, latentWidth)]).ToArray();
         _start = start;
@@ -42,9 +43,8 @@ internal sealed class ControlGuidance : IDisposable
                 int runRows = rows - skip;
                 var imageRows = new float[runRows * image.Length];
                 for (int r = 0; r < runRows; r++) image.CopyTo(imageRows, r * image.Length);
-                var hiddenRows = hidden.Rows.AsSpan(skip * hidden.PerRow);
-                runs.Add((net.Prepare(runRows, skip, latentHeight, latentWidth, hiddenRows, hidden.RowShape, imageRows, height, width, unit.Weight, unit.GuessMode, residuals),
-                    unit));
+                runs.Add((net.Prepare(runRows, skip, latentHeight, latentWidth, ConditionsOf(net, conditions, hiddenName), imageRows, height, width, unit.Weight,
+                    unit.GuessMode, residuals), unit));
             }
         }
         catch
@@ -54,6 +54,16 @@ internal sealed class ControlGuidance : IDisposable
         }
         _runs = [.. runs];
     }
+
+    /// <summary>The UNet's conditions a ControlNet reads, under its input names (the text states are encoder_hidden_states to it).</summary>
+    private static UNetCondition[] ConditionsOf(ControlNet net, IReadOnlyList<UNetCondition> conditions, string hiddenName) =>
+        net.ConditionInputs.Select(name =>
+        {
+            string unetName = name == ControlNet.HiddenInput ? hiddenName : name;
+            var condition = conditions.FirstOrDefault(c => c.Name == unetName)
+                ?? throw new ArgumentException($"The ControlNet '{net.Name}' takes {name}, which this model's unet does not: it was made for another architecture.");
+            return condition with { Name = name };
+        }).ToArray();
 
     /// <summary>
     /// A control image as diffusers' control image processor prepares it: decoded as RGB, resized to the request's

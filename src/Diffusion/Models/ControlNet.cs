@@ -8,7 +8,8 @@ namespace RenderFarm.Diffusion.Models;
 
 /// <summary>
 /// A ControlNet export (OnnxStack/Olive layout): inputs <c>sample</c> [B, 4, h, w], <c>timestep</c>,
-/// <c>encoder_hidden_states</c> [B, L, H], <c>controlnet_cond</c> [B, 3, H·8, W·8] (RGB in [0, 1]) and, optionally,
+/// <c>encoder_hidden_states</c> [B, L, H], <c>controlnet_cond</c> [B, 3, H·8, W·8] (RGB in [0, 1]), for SDXL
+/// <c>text_embeds</c> [B, E] and <c>time_ids</c> [B, 6] (the UNet's, diffusers' added_cond_kwargs) and, optionally,
 /// <c>conditioning_scale</c> (float32/float64, a scalar or [1]); outputs named like the UNet's residual inputs
 /// (<see cref="ControlResiduals"/>). Without a conditioning_scale input the outputs are multiplied by the scale here,
 /// which is what the export would have done; guess mode's per-block factors are always applied here (no export takes guess_mode).
@@ -16,6 +17,11 @@ namespace RenderFarm.Diffusion.Models;
 internal sealed class ControlNet : IDisposable
 {
     private readonly OnnxComponent _component;
+
+    public const string HiddenInput = "encoder_hidden_states";
+
+    /// <summary>SDXL's added conditions, fed the UNet's own inputs of these names.</summary>
+    private static readonly string[] SdxlInputs = ["text_embeds", "time_ids"];
 
     public ControlNet(OnnxComponent component)
     {
@@ -42,21 +48,48 @@ internal sealed class ControlNet : IDisposable
             }
             HasScaleInput = true;
         }
-        var unknown = component.Inputs.Keys.Except(["sample", "timestep", "encoder_hidden_states", "controlnet_cond", "conditioning_scale"]).ToArray();
+        var sdxl = SdxlInputs.Where(component.Inputs.ContainsKey).ToArray();
+        if (sdxl.Length is not (0 or 2))
+        {
+            throw component.Invalid($"it takes {sdxl[0]} without {SdxlInputs.Except(sdxl).First()}; an SDXL ControlNet takes both");
+        }
+        foreach (var name in sdxl)
+        {
+            var (_, metadata) = component.RequireInput(name);
+            component.RequireElementType(name, metadata, TensorElementType.Float, TensorElementType.Float16);
+            component.RequireRank(name, metadata, 2);
+        }
+        ConditionInputs = [HiddenInput, .. sdxl];
+        var unknown = component.Inputs.Keys.Except(["sample", "timestep", HiddenInput, "controlnet_cond", "conditioning_scale", .. SdxlInputs]).ToArray();
         if (unknown.Length > 0)
         {
-            throw component.Invalid($"it takes inputs this pipeline does not provide ({string.Join(", ", unknown)}; SDXL ControlNets are not supported)");
+            throw component.Invalid($"it takes inputs this pipeline does not provide ({string.Join(", ", unknown)})");
         }
     }
 
     public string Name => _component.Name;
 
+    /// <summary>The conditioning inputs, fed rows of the UNet's conditions: encoder_hidden_states, then SDXL's text_embeds and time_ids if it takes them.</summary>
+    public IReadOnlyList<string> ConditionInputs { get; }
+
     /// <summary>Whether the export scales its outputs itself (a conditioning_scale input).</summary>
     public bool HasScaleInput { get; }
 
-    /// <summary>Checks that this ControlNet produces every residual <paramref name="residuals"/> names (a UNet's inputs).</summary>
-    public void CheckFits(ControlResiduals residuals)
+    /// <summary>
+    /// Checks that this ControlNet fits <paramref name="unet"/>: it produces every residual the UNet takes, reads text
+    /// states of the UNet's width, and finds SDXL's conditions among the UNet's inputs if it takes them.
+    /// </summary>
+    public void CheckFits(UNet unet)
     {
+        var residuals = unet.Residuals!;
+        long? width = OnnxComponent.StaticDim(_component.Inputs[HiddenInput], 2);
+        var absent = ConditionInputs.Skip(1).Where(n => !unet.ExtraInputs.ContainsKey(n)).ToArray();
+        if ((width is not null && unet.HiddenSize is int hidden && width != hidden) || absent.Length > 0)
+        {
+            throw new ArgumentException(
+                $"The ControlNet '{Name}' reads {(absent.Length > 0 ? string.Join(" and ", absent) : $"{width}-wide text states")}, which this model's unet " +
+                $"does not give it: it was made for another architecture.");
+        }
         var missing = residuals.All.Select(r => r.Name).Where(n => !_component.Outputs.ContainsKey(n)).ToArray();
         if (missing.Length > 0)
         {
@@ -68,12 +101,13 @@ internal sealed class ControlNet : IDisposable
 
     /// <summary>
     /// Bound inputs for <paramref name="rows"/> rows of a request's model batch, those after its first
-    /// <paramref name="skip"/> (guess mode's conditional rows): the control image and text conditioning are written once;
-    /// <see cref="ControlNetRun.Run"/> writes the sample and timestep each step.
+    /// <paramref name="skip"/> (guess mode's conditional rows): the control image and the <paramref name="conditions"/>
+    /// (<see cref="ConditionInputs"/> by name, those rows) are written once; <see cref="ControlNetRun.Run"/> writes the
+    /// sample and timestep each step.
     /// </summary>
-    public ControlNetRun Prepare(int rows, int skip, int latentHeight, int latentWidth, ReadOnlySpan<float> hiddenRows, long[] hiddenRowShape,
+    public ControlNetRun Prepare(int rows, int skip, int latentHeight, int latentWidth, IReadOnlyList<UNetCondition> conditions,
         ReadOnlySpan<float> imageRows, int imageHeight, int imageWidth, float scale, bool guessMode, ControlResiduals residuals) =>
-        new(this, _component, rows, skip, latentHeight, latentWidth, hiddenRows, hiddenRowShape, imageRows, imageHeight, imageWidth, scale, guessMode, residuals);
+        new(this, _component, rows, skip, latentHeight, latentWidth, conditions, imageRows, imageHeight, imageWidth, scale, guessMode, residuals);
 
     public void Dispose() => _component.Dispose();
 }
@@ -84,7 +118,7 @@ internal sealed class ControlNetRun : IDisposable
     private readonly OnnxComponent _component;
     private readonly TensorBuffer _sample;
     private readonly TensorBuffer _timestep;
-    private readonly TensorBuffer _hidden;
+    private readonly TensorBuffer[] _conditions;
     private readonly TensorBuffer _image;
     private readonly TensorBuffer? _scale;
     private readonly string[] _inputNames;
@@ -96,8 +130,8 @@ internal sealed class ControlNetRun : IDisposable
     /// <summary>What each output is multiplied by here (null: nothing; the export applied the scale).</summary>
     private readonly float[]? _multipliers;
 
-    internal ControlNetRun(ControlNet net, OnnxComponent component, int rows, int skip, int latentHeight, int latentWidth, ReadOnlySpan<float> hiddenRows,
-        long[] hiddenRowShape, ReadOnlySpan<float> imageRows, int imageHeight, int imageWidth, float scale, bool guessMode, ControlResiduals residuals)
+    internal ControlNetRun(ControlNet net, OnnxComponent component, int rows, int skip, int latentHeight, int latentWidth, IReadOnlyList<UNetCondition> conditions,
+        ReadOnlySpan<float> imageRows, int imageHeight, int imageWidth, float scale, bool guessMode, ControlResiduals residuals)
     {
         _component = component;
         _rows = rows;
@@ -107,12 +141,18 @@ internal sealed class ControlNetRun : IDisposable
         var timestep = inputs["timestep"];
         _sample = TensorBuffer.Create(inputs["sample"].ElementDataType, rows, OnnxComponent.StaticDim(inputs["sample"], 1) ?? 4, latentHeight, latentWidth);
         _timestep = TensorBuffer.Create(timestep.ElementDataType, timestep.Dimensions.Length == 0 ? [] : [OnnxComponent.StaticDim(timestep, 0) ?? rows]);
-        _hidden = TensorBuffer.Create(inputs["encoder_hidden_states"].ElementDataType, [rows, .. hiddenRowShape]);
-        _hidden.Write(hiddenRows);
+        _conditions = conditions.Select(c =>
+        {
+            var buffer = TensorBuffer.Create(inputs[c.Name].ElementDataType, [rows, .. c.RowShape]);
+            buffer.Write(c.Rows.AsSpan(skip * c.PerRow, rows * c.PerRow));
+            return buffer;
+        }).ToArray();
         _image = TensorBuffer.Create(inputs["controlnet_cond"].ElementDataType, rows, 3, imageHeight, imageWidth);
         _image.Write(imageRows);
-        var names = new List<string> { "sample", "timestep", "encoder_hidden_states", "controlnet_cond" };
-        var values = new List<OrtValue> { _sample.Value, _timestep.Value, _hidden.Value, _image.Value };
+        var names = new List<string> { "sample", "timestep", "controlnet_cond" };
+        var values = new List<OrtValue> { _sample.Value, _timestep.Value, _image.Value };
+        names.AddRange(conditions.Select(c => c.Name));
+        values.AddRange(_conditions.Select(b => b.Value));
         if (net.HasScaleInput)
         {
             var metadata = inputs["conditioning_scale"];
@@ -171,7 +211,7 @@ internal sealed class ControlNetRun : IDisposable
     {
         _sample.Dispose();
         _timestep.Dispose();
-        _hidden.Dispose();
+        foreach (var condition in _conditions) condition.Dispose();
         _image.Dispose();
         _scale?.Dispose();
     }

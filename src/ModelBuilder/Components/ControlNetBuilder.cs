@@ -13,6 +13,8 @@ namespace RenderFarm.ModelBuilder.Components;
 /// controlnet_cond_embedding (conv_in, pairs of 3×3 convs — the second strided — with SiLU, conv_out) added to conv_in's
 /// output, and a 1×1 "zero conv" per residual (controlnet_down_blocks.k, controlnet_mid_block). Trained ControlNets
 /// start those at zero; the builder draws them at random like every weight, so a tiny ControlNet visibly steers.</para>
+/// <para>SDXL (diffusers ControlNetModel with addition_embed_type "text_time"): also <c>text_embeds</c> [B, E] and
+/// <c>time_ids</c> [B, 6] into the UNet's add_embedding, as the SDXL UNet takes them.</para>
 /// </summary>
 public static class ControlNetBuilder
 {
@@ -22,8 +24,6 @@ public static class ControlNetBuilder
     public static GraphBuilder Build(ControlNetConfig cn, ElementType timestepType, GraphOptions options)
     {
         var c = cn.UNet;
-        if (c.Sdxl is not null)
-            throw new ArgumentException("SDXL ControlNets (text_embeds/time_ids inputs) are not built", nameof(cn));
         var g = new GraphBuilder("controlnet", options);
         var floatType = options.WeightType;
         int n = c.BlockOut.Length;
@@ -32,12 +32,19 @@ public static class ControlNetBuilder
         string context = g.AddInput("encoder_hidden_states", floatType, "batch", "sequence", c.ContextDim);
         string cond = g.AddInput(ConditionInput, floatType, "batch", cn.ConditioningChannels, "image_height", "image_width");
         string scaleInput = g.AddInput(ScaleInput, ElementType.Double);
+        string? textEmbeds = null, timeIds = null;
+        if (c.Sdxl is { } sdxl)
+        {
+            // SDXL: added_cond_kwargs, after conditioning_scale as in ControlNetModel.forward's order.
+            textEmbeds = g.AddInput("text_embeds", floatType, "batch", sdxl.TextEmbedDim);
+            timeIds = g.AddInput("time_ids", floatType, "batch", sdxl.TimeIdCount);
+        }
 
         string x = g.ToCompute("input", sample, floatType);
         string ctx = g.ToCompute("input", context, floatType);
         string scale = g.Cast("conditioning_scale", scaleInput, g.ComputeType);
         long c0 = c.BlockOut[0];
-        string temb = UNetBuilder.TimeEmbedding(g, c, timestep, timestepType, null, null);
+        string temb = UNetBuilder.TimeEmbedding(g, c, timestep, timestepType, textEmbeds, timeIds);
 
         x = g.Conv2d(x, "conv_in", c.InChannels, c0, 3);
         x = g.Add("controlnet_cond_embedding", x, ConditioningEmbedding(g, cn, g.ToCompute("input", cond, floatType)));

@@ -40,6 +40,32 @@ public class SubmitCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task DryRunCountsTheHiresPassStepsAfterTheFirstPass()
+    {
+        var file = _dir.File("p.txt", "a cat\nan owl\n");
+
+        Assert.Equal(0, await _cli.RunAsync("submit", file, "--seed", "1", "--steps", "25", "--hires", "2x", "--hires-steps", "10", "--dry-run"));
+        Assert.Contains("unet:      140 steps (2 images × (25 + 10 hires) steps × 2 (classifier-free guidance))", _cli.Out.ToString());
+
+        // Hires steps 0 (the default): the hires pass runs as many steps as the first.
+        Assert.Equal(0, await _cli.RunAsync("submit", file, "--seed", "1", "--steps", "20", "--guidance", "1", "--hires", "1.5", "--dry-run"));
+        Assert.Contains("unet:      80 steps (2 images × (20 + 20 hires) steps (guidance ≤ 1: no unconditional pass))", _cli.Out.ToString());
+    }
+
+    [Fact]
+    public async Task DryRunCountsEachPromptsOwnStepsAndHires()
+    {
+        // 25 + 10, then hires off: 25, then 30 steps with its own 5 hires steps: 35; all × 2 for guidance.
+        var file = _dir.File("p.jsonl",
+            "{\"prompt\":\"a cat\"}\n{\"prompt\":\"an owl\",\"hires\":\"off\"}\n{\"prompt\":\"a fox\",\"steps\":30,\"hires_steps\":5}\n");
+
+        Assert.Equal(0, await _cli.RunAsync("submit", file, "--seed", "1", "--steps", "25", "--hires", "2x", "--hires-steps", "10", "--dry-run"));
+
+        Assert.Contains("unet:      190 steps (3 images × (25 + 10 hires) steps × 2 (classifier-free guidance); prompts' own steps, guidance and hires counted)",
+            _cli.Out.ToString());
+    }
+
+    [Fact]
     public async Task DryRunCountsOneUnetPassPerStepWithoutGuidance()
     {
         var file = _dir.File("p.txt", "a cat\n");

@@ -1,0 +1,68 @@
+using RenderFarm.Diffusion.ControlNets;
+using RenderFarm.ModelBuilder;
+
+namespace RenderFarm.Diffusion.Tests;
+
+/// <summary>
+/// SDXL ControlNets through the pipeline: tiny-sdxl written with controlnet/ (the SDXL UNet that takes residuals, same
+/// weights as unet/) and a tiny SDXL ControlNet, which also takes the UNet's text_embeds and time_ids.
+/// </summary>
+public sealed class SdxlControlNetTests(SdxlControlNetTests.Models models) : IClassFixture<SdxlControlNetTests.Models>
+{
+    public sealed class Models : IDisposable
+    {
+        public Models()
+        {
+            ModelDirectoryWriter.Write(ModelPresets.Get("tiny-sdxl") with { ControlNetUNet = true }, ModelDirectory, new ModelWriteOptions());
+            ControlNetWriter.Write(ModelPresets.Get("tiny-sdxl"), Path.Combine(Root, "controlnets", "xl-canny"), seed: 0);
+            ControlNetWriter.Write(ModelPresets.Get("tiny"), Path.Combine(Root, "controlnets", "sd-canny"), seed: 0);
+            Library = new ControlNetLibrary(Path.Combine(Root, "controlnets"));
+            Pipeline = StableDiffusionPipeline.Load(ModelDirectory, new DiffusionOptions(), new ModelExtensions { ControlNets = Library });
+        }
+
+        public string Root { get; } = Directory.CreateTempSubdirectory("rf-sdxl-controlnet-").FullName;
+
+        public string ModelDirectory => Path.Combine(Root, "model");
+
+        public ControlNetLibrary Library { get; }
+
+        public StableDiffusionPipeline Pipeline { get; }
+
+        public void Dispose()
+        {
+            Pipeline.Dispose();
+            try { Directory.Delete(Root, recursive: true); } catch (IOException) { }
+        }
+    }
+
+    private static readonly byte[] Edges = TestImages.Gradient(48, 40, shift: 60);
+
+    private static GenerationRequest Request(params ControlNetUnit[] units) =>
+        new GenerationRequest([new ImagePrompt("a lighthouse", "blurry", 5), new ImagePrompt("a harbour", "", 6)], 64, 64, 3, 5f, "euler", "tiny-sdxl")
+        {
+            ControlNets = units,
+        };
+
+    private async Task<byte[][]> Pixels(GenerationRequest request) =>
+        (await models.Pipeline.GenerateAsync(request)).Select(i => PngPixels.Decode(i.Png)).ToArray();
+
+    [Fact]
+    public async Task AnSdxlControlNetSteersAndAtWeightZeroOrAnEmptyWindowRendersExactlyNoControlNet()
+    {
+        Assert.True(models.Pipeline.SupportsControlNets);
+        var plain = await Pixels(Request());
+        Assert.Equal(plain, await Pixels(Request(new ControlNetUnit("xl-canny", Edges, 0f))));
+        Assert.Equal(plain, await Pixels(Request(new ControlNetUnit("xl-canny", Edges, 1f, GuidanceStart: 0.5, GuidanceEnd: 0.5))));
+        var steered = await Pixels(Request(new ControlNetUnit("xl-canny", Edges, 1f)));
+        Assert.NotEqual(plain[0], steered[0]);
+        var guess = await Pixels(Request(new ControlNetUnit("xl-canny", Edges, 1f, GuessMode: true)));
+        Assert.NotEqual(steered[0], guess[0]);
+    }
+
+    [Fact]
+    public async Task AnSd15ControlNetOnAnSdxlModelIsRefusedNamingTheArchitecture()
+    {
+        var e = await Assert.ThrowsAsync<ArgumentException>(() => models.Pipeline.GenerateAsync(Request(new ControlNetUnit("sd-canny", Edges, 1f))));
+        Assert.Contains("another architecture", e.Message);
+    }
+}
