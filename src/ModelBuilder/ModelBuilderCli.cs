@@ -29,8 +29,9 @@ internal static class ModelBuilderCli
         controlnet     a ControlNet for the preset's architecture: DIR/model.onnx (inputs sample, timestep,
                        encoder_hidden_states, controlnet_cond, conditioning_scale; outputs
                        down_block_N_additional_residual, mid_block_additional_residual) and DIR/config.json;
-                       put DIR in the workers' Farm:ControlNets folder. Pair it with a model that has
-                       controlnet/model.onnx (preset tiny-control)
+                       put DIR in the workers' Farm:ControlNets folder; SDXL's also takes text_embeds and
+                       time_ids. Pair it with a model that has controlnet/model.onnx (presets tiny-control,
+                       tiny-sdxl-control)
           modelbuilder --help
         """;
 
@@ -70,8 +71,8 @@ internal static class ModelBuilderCli
             if (controlNet)
             {
                 var definition = ModelPresets.Get(preset);
-                if (definition.ControlNet is null || definition.UNet.Sdxl is not null)
-                    return Fail(stderr, $"preset '{preset}' has no ControlNet (SD 1.x/2.x presets have one)");
+                if (definition.ControlNet is null || definition.Refiner)
+                    return Fail(stderr, $"preset '{preset}' has no ControlNet (SD 1.x/2.x and SDXL base presets have one)");
                 var written = ControlNetWriter.Write(definition, output!, seed, force);
                 stdout.WriteLine($"wrote a {preset} ControlNet (seed {seed}) to {written.Folder}: {written.Parameters:N0} parameters, " +
                     $"{ModelDirectoryWriter.FormatBytes(written.Bytes)} in {clock.Elapsed.TotalSeconds:F1} s");

@@ -86,6 +86,15 @@ public static class ModelPresets
         },
         Tiny with
         {
+            Name = "tiny-sdxl-control", Family = ModelFamily.StableDiffusionXL, ControlNetUNet = true,
+            Description = "tiny-sdxl plus controlnet/model.onnx: the SDXL UNet that takes ControlNet residuals (same weights as unet/); ControlNets: modelbuilder controlnet tiny-sdxl",
+            TextEncoder = TinyText with { OutputHiddenStates = true },
+            TextEncoder2 = TinyXlText2,
+            UNet = TinyXlUNet,
+            Vae = TinyXlVae,
+        },
+        Tiny with
+        {
             Name = "tiny-sdxl-refiner", Family = ModelFamily.StableDiffusionXL, Refiner = true,
             Description = "SDXL refiner structure: text_encoder_2 only (hidden_states.*, text_embeds), a UNet on its states alone with 5 time_ids (aesthetic score)",
             TextEncoder = TinyXlText2,

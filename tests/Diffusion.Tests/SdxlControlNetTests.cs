@@ -4,8 +4,9 @@ using RenderFarm.ModelBuilder;
 namespace RenderFarm.Diffusion.Tests;
 
 /// <summary>
-/// SDXL ControlNets through the pipeline: tiny-sdxl written with controlnet/ (the SDXL UNet that takes residuals, same
-/// weights as unet/) and a tiny SDXL ControlNet, which also takes the UNet's text_embeds and time_ids.
+/// SDXL ControlNets through the pipeline: tiny-sdxl-control (unet/ plain, controlnet/ the SDXL UNet that takes
+/// residuals, same weights) and a tiny SDXL ControlNet, which also takes the UNet's text_embeds and time_ids. Weight 0
+/// rendering exactly the plain unet's images also holds the residual UNet at zero residuals to the plain one.
 /// </summary>
 public sealed class SdxlControlNetTests(SdxlControlNetTests.Models models) : IClassFixture<SdxlControlNetTests.Models>
 {
@@ -13,7 +14,7 @@ public sealed class SdxlControlNetTests(SdxlControlNetTests.Models models) : ICl
     {
         public Models()
         {
-            ModelDirectoryWriter.Write(ModelPresets.Get("tiny-sdxl") with { ControlNetUNet = true }, ModelDirectory, new ModelWriteOptions());
+            ModelPresets.Write("tiny-sdxl-control", ModelDirectory);
             ControlNetWriter.Write(ModelPresets.Get("tiny-sdxl"), Path.Combine(Root, "controlnets", "xl-canny"), seed: 0);
             ControlNetWriter.Write(ModelPresets.Get("tiny"), Path.Combine(Root, "controlnets", "sd-canny"), seed: 0);
             Library = new ControlNetLibrary(Path.Combine(Root, "controlnets"));

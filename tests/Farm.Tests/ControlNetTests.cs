@@ -171,5 +171,12 @@ public sealed class ControlNetTests(ControlNetTests.ControlFarm fixture) : IClas
 
         var unsent = await Assert.ThrowsAsync<RpcException>(() => Farm.SubmitItemsAsync(header, [Prompt("canny", "nothing")]));
         Assert.Contains("prompts[0].control_nets[0].image 'nothing' names no input_image sent before it", unsent.Status.Detail);
+
+        var backwards = Prompt("canny", "edges");
+        backwards.Prompt.ControlNets[0].GuidanceStart = 0.8;
+        backwards.Prompt.ControlNets[0].GuidanceEnd = 0.2;
+        var window = await Assert.ThrowsAsync<RpcException>(() => Farm.SubmitItemsAsync(header, [Input("edges", image), backwards]));
+        Assert.Equal(StatusCode.InvalidArgument, window.StatusCode);
+        Assert.Contains("prompts[0].control_nets[0]: the guidance start 0.8 is after its end 0.2", window.Status.Detail);
     }
 }

@@ -27,6 +27,7 @@ public class PresetSignatureTests(ModelDirectoryFixture models)
         new Expectation("tiny-sd2", typeof(float), typeof(float), typeof(int), 4, 1024, 1024, false),
         new Expectation("tiny-mha", typeof(float), typeof(float), typeof(int), 4, 32, 32, false),
         new Expectation("tiny-sdxl", typeof(float), typeof(float), typeof(int), 4, 64, 32, true),
+        new Expectation("tiny-sdxl-control", typeof(float), typeof(float), typeof(int), 4, 64, 32, true),
         new Expectation("tiny-sdxl-refiner", typeof(float), typeof(float), typeof(int), 4, 32, 32, true, TimeIds: 5, FirstEncoder: false),
         new Expectation("tiny-lcm", typeof(float), typeof(float), typeof(int), 4, 32, 32, false, TimeCond: 16),
         new Expectation("tiny-turbo", typeof(float), typeof(float), typeof(int), 4, 1024, 1024, false),

@@ -39,7 +39,8 @@ public class ReferenceForwardTests(ModelDirectoryFixture models)
             ? ["text_encoder", "unet", "vae_decoder", "vae_encoder"]
             : def.WritesFirstEncoder ? ["text_encoder", "text_encoder_2", "unet", "vae_decoder", "vae_encoder"]
             : ["text_encoder_2", "unet", "vae_decoder", "vae_encoder"];
-        // tiny-control's residual UNet is held to the unet checked here: equal outputs at zero residuals (ControlNetBuilderTests).
+        // tiny-control's residual UNet is held to the unet checked here: equal outputs at zero residuals (ControlNetBuilderTests;
+        // tiny-sdxl-control's through the pipeline, Diffusion.Tests' SdxlControlNetTests).
         if (def.ControlNetUNet) checkedHere = [.. checkedHere, ModelDirectoryWriter.ControlNetUNetFolder];
         checkedHere = [.. checkedHere.Order(StringComparer.Ordinal)];
         var written = Directory.GetFiles(models.PathOf(preset), "model.onnx", SearchOption.AllDirectories)
