@@ -37,6 +37,8 @@ public sealed class ControlNetTests(ControlNetTests.ControlFarm fixture) : IClas
             // What `modelbuilder controlnet tiny --out controlnets/canny` (and --seed 1 for depth) writes.
             ControlNetWriter.Write(ModelPresets.Get("tiny"), Path.Combine(ControlNets, "canny"), seed: 0);
             ControlNetWriter.Write(ModelPresets.Get("tiny"), Path.Combine(ControlNets, "depth"), seed: 1);
+            // An SDXL ControlNet: offered, but not for the SD model.
+            ControlNetWriter.Write(ModelPresets.Get("tiny-sdxl"), Path.Combine(ControlNets, "xl"), seed: 0);
             Directory.CreateDirectory(Files);
             await File.WriteAllBytesAsync(Path.Combine(Files, "edges.png"), Shapes(48, 40));
             await Cluster.StartWorkerAsync("control-worker", s =>
@@ -45,7 +47,7 @@ public sealed class ControlNetTests(ControlNetTests.ControlFarm fixture) : IClas
                 s[$"Farm:Models:{Model}"] = ModelDirectory;
                 s["Farm:ControlNets"] = ControlNets;
             });
-            await Cluster.Jobs.WaitForWorkerAsync("control-worker", w => w.ControlNets.Count == 2);
+            await Cluster.Jobs.WaitForWorkerAsync("control-worker", w => w.ControlNets.Count == 3);
         }
 
         public async Task DisposeAsync() => await Cluster.DisposeAsync();
@@ -149,7 +151,7 @@ public sealed class ControlNetTests(ControlNetTests.ControlFarm fixture) : IClas
     public async Task AControlNetNoWorkerOffersOrAControlImageThatDoesNotDecodeIsRefusedAtSubmit()
     {
         var listed = await Farm.Jobs.ListModelsAsync(new ListModelsRequest());
-        Assert.Equal(["canny", "depth"], listed.Models.Single(m => m.Name == Model).ControlNets);
+        Assert.Equal(["canny", "depth"], listed.Models.Single(m => m.Name == Model).ControlNets); // not xl, an SDXL ControlNet
 
         var header = new JobHeader
         {
@@ -163,7 +165,10 @@ public sealed class ControlNetTests(ControlNetTests.ControlFarm fixture) : IClas
 
         var unknown = await Assert.ThrowsAsync<RpcException>(() => Farm.SubmitItemsAsync(header, [Input("edges", image), Prompt("pose", "edges")]));
         Assert.Equal(StatusCode.InvalidArgument, unknown.StatusCode);
-        Assert.Contains("ControlNet 'pose' is not offered by any online worker of model 'tiny-control' (they offer: canny, depth)", unknown.Status.Detail);
+        Assert.Contains("ControlNet 'pose' is not offered by any online worker of model 'tiny-control' (they offer: canny, depth, xl)", unknown.Status.Detail);
+        var otherFamily = await Assert.ThrowsAsync<RpcException>(() => Farm.SubmitItemsAsync(header, [Input("edges", image), Prompt("xl", "edges")]));
+        Assert.Contains("ControlNet 'xl' is offered, but not for model 'tiny-control' on the workers that offer it: it is made for another model family",
+            otherFamily.Status.Detail);
 
         var broken = await Assert.ThrowsAsync<RpcException>(() => Farm.SubmitItemsAsync(header, [Input("cut", image[..(image.Length / 2)]), Prompt("canny", "cut")]));
         Assert.Equal(StatusCode.InvalidArgument, broken.StatusCode);

@@ -116,7 +116,8 @@ public sealed class FleetCapacity(IReadOnlyList<WorkerInfo> online, int cap)
 
     /// <summary>
     /// Why the online workers of <paramref name="model"/> cannot run ControlNets <paramref name="names"/>: a name none
-    /// of them offers (Farm:ControlNets), or one offered only by workers whose copy of the model takes no ControlNets;
+    /// of them offers (Farm:ControlNets), or one offered only for other models (another family, or a copy of the model
+    /// that takes no ControlNets);
     /// null when each is offered for it, or no worker of the model is online (the job waits for one).
     /// </summary>
     public string? WhyControlNetsUnavailable(string model, IEnumerable<string> names)
@@ -134,8 +135,9 @@ public sealed class FleetCapacity(IReadOnlyList<WorkerInfo> online, int cap)
                        (known.Count == 0 ? "(they offer none)" : $"(they offer: {string.Join(", ", known.Take(20))}{(known.Count > 20 ? ", …" : "")})");
             }
             if (!units.Any(c => c.Models.Contains(model)))
-                return $"ControlNet '{BatchValidator.Truncate(name)}' is offered, but model '{model}' takes no ControlNets on the workers that offer it " +
-                       "(its unet needs down_block_N_additional_residual inputs, or the model directory controlnet/model.onnx)";
+                return $"ControlNet '{BatchValidator.Truncate(name)}' is offered, but not for model '{model}' on the workers that offer it: it is made " +
+                       "for another model family (SD 1.x/2.x or SDXL), or the model takes no ControlNets (its unet needs " +
+                       "down_block_N_additional_residual inputs, or the model directory controlnet/model.onnx)";
         }
         return null;
     }

@@ -26,4 +26,11 @@ public sealed class ControlNetLibrary
     public IReadOnlyList<string> Names { get; }
 
     public bool Contains(string name) => Names.Contains(name, StringComparer.Ordinal);
+
+    /// <summary>
+    /// Whether the ControlNet <paramref name="name"/> is an SDXL one: it takes text_embeds (read from its graph's inputs
+    /// with a bare session; the weights stay mapped).
+    /// </summary>
+    public bool IsSdxl(string name) =>
+        Models.OnnxComponent.ReadInputs(Path.Combine(Directory, name, ModelFile)).ContainsKey("text_embeds");
 }

@@ -31,12 +31,32 @@ public sealed class ExtensionFiles : IDisposable
 
     public Diffusion.ControlNets.ControlNetLibrary? ControlNets { get; }
 
-    /// <summary>Every ControlNet, with those of <paramref name="models"/> (name → directory) that can take ControlNets.</summary>
+    /// <summary>
+    /// Every ControlNet, with those of <paramref name="models"/> (name → directory) that can take ControlNets and are
+    /// of its family (an SDXL ControlNet, one taking text_embeds, for SDXL models; a synthetic model takes any). A
+    /// ControlNet whose graph cannot be read is logged and left out.
+    /// </summary>
     public IReadOnlyList<ControlNetInfo> DescribeControlNets(IReadOnlyDictionary<string, string> models)
     {
         if (ControlNets is not { Names.Count: > 0 }) return [];
-        var taking = models.Where(m => FamilyOf(m.Value).Length == 0 || StableDiffusionPipeline.TakesControlNets(m.Value)).Select(m => m.Key).ToArray();
-        return ControlNets.Names.Select(name => new ControlNetInfo { Name = name, Models = { taking } }).ToArray();
+        var taking = models.Select(m => (m.Key, Family: FamilyOf(m.Value)))
+            .Where(m => m.Family.Length == 0 || StableDiffusionPipeline.TakesControlNets(models[m.Key])).ToArray();
+        var offered = new List<ControlNetInfo>();
+        foreach (var name in ControlNets.Names)
+        {
+            string family;
+            try
+            {
+                family = ControlNets.IsSdxl(name) ? "sdxl" : "sd";
+            }
+            catch (Exception e) when (e is Microsoft.ML.OnnxRuntime.OnnxRuntimeException or IOException or UnauthorizedAccessException)
+            {
+                _logger.LogWarning("The ControlNet '{Name}' is not offered: {Message}", name, e.Message);
+                continue;
+            }
+            offered.Add(new ControlNetInfo { Name = name, Models = { taking.Where(m => m.Family.Length == 0 || m.Family == family).Select(m => m.Key) } });
+        }
+        return offered;
     }
 
     /// <summary>The upscalers (<c>Farm:Upscalers</c>), shared by every pipeline: one session per upscaler in the process.</summary>
