@@ -1,3 +1,5 @@
+using RenderFarm.GenerationRules;
+
 namespace RenderFarm.Diffusion;
 
 /// <summary>A setting of <see cref="DiffusionOptions"/> that cannot work: its path (e.g. <c>Cuda.ConvAlgorithmSearch</c>) and why.</summary>
@@ -17,9 +19,6 @@ public static class DiffusionOptionsValidator
 
     /// <summary>cuDNN's convolution algorithm choices (ONNX Runtime's <c>cudnn_conv_algo_search</c>).</summary>
     public static IReadOnlyList<string> ConvAlgorithmSearches { get; } = ["EXHAUSTIVE", "HEURISTIC", "DEFAULT"];
-
-    /// <summary>Image sides are multiples of this (SD's VAE factor); so are TensorRT's profile sizes.</summary>
-    private const int SideMultiple = 8;
 
     public static IReadOnlyList<OptionProblem> Check(DiffusionOptions options)
     {
@@ -48,8 +47,9 @@ public static class DiffusionOptionsValidator
         var trt = options.TensorRt;
         foreach (var (name, value) in new[] { ("MinSize", trt.MinSize), ("OptimalSize", trt.OptimalSize), ("MaxSize", trt.MaxSize) })
         {
-            if (value <= 0 || value % SideMultiple != 0)
-                Problem($"TensorRt.{name}", $"{value} is not a positive multiple of {SideMultiple} (an image side in pixels)");
+            // TensorRT's profile sizes are image sides, so they follow the farm's one size rule.
+            if (!ImageSizeRule.IsMultiple(value))
+                Problem($"TensorRt.{name}", $"{value} is not a positive multiple of {ImageSizeRule.Multiple} (an image side in pixels)");
         }
         if (!(trt.MinSize <= trt.OptimalSize && trt.OptimalSize <= trt.MaxSize))
             Problem("TensorRt", $"the profile sizes must satisfy MinSize <= OptimalSize <= MaxSize (they are {trt.MinSize}, {trt.OptimalSize}, {trt.MaxSize})");

@@ -15,29 +15,8 @@ namespace RenderFarm.Farm.Tests;
 /// claim, what estimates read, and how a tenant's weight set with <c>keys weight</c> shares the turns. Each test queues
 /// on a model of its own.
 /// </summary>
-public sealed class FairQueueTests(FairQueueTests.Redis fixture) : IClassFixture<FairQueueTests.Redis>
+public sealed class FairQueueTests(OwnRedis fixture) : IClassFixture<OwnRedis>
 {
-    public sealed class Redis : IAsyncLifetime
-    {
-        private RedisServer _server = null!;
-
-        public IConnectionMultiplexer Multiplexer { get; private set; } = null!;
-
-        public string ConnectionString => _server.ConnectionString;
-
-        public async Task InitializeAsync()
-        {
-            _server = await RedisServer.StartAsync();
-            Multiplexer = await ConnectionMultiplexer.ConnectAsync(_server.ConnectionString);
-        }
-
-        public async Task DisposeAsync()
-        {
-            await Multiplexer.DisposeAsync();
-            await _server.DisposeAsync();
-        }
-    }
-
     private ShardQueue Queue => new(fixture.Multiplexer, NullLogger<ShardQueue>.Instance);
 
     private static byte[] Shard(string model, string jobId, uint index, string loraKey = "", uint images = 1) => new Shard

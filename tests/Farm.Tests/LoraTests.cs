@@ -1,4 +1,6 @@
+using System.Text.Json;
 using Grpc.Core;
+using RenderFarm.Client;
 using RenderFarm.Diffusion;
 using RenderFarm.Diffusion.Lora;
 using RenderFarm.Farm.Tests.Infrastructure;
@@ -30,9 +32,9 @@ public sealed class LoraTests(LoraTests.LoraFarm fixture) : IClassFixture<LoraTe
     /// <summary>The model the LoRA worker serves under.</summary>
     private const string Model = "tiny-lora";
 
-    private static JobHeader Header() => new()
+    private static JobHeader Header(string model = Model) => new()
     {
-        Params = new GenerationParams { Model = Model, Width = 64, Height = 64, Steps = 4, GuidanceScale = 7.5f, Scheduler = "euler" },
+        Params = new GenerationParams { Model = model, Width = 64, Height = 64, Steps = 4, GuidanceScale = 7.5f, Scheduler = "euler" },
         Seeds = { 5 },
     };
 
@@ -109,5 +111,44 @@ public sealed class LoraTests(LoraTests.LoraFarm fixture) : IClassFixture<LoraTe
 
         Assert.Equal(StatusCode.InvalidArgument, error.StatusCode);
         Assert.Contains("LoRA 'nosuch' is not offered by any online worker of model 'tiny-lora' (they offer: detail, style)", error.Status.Detail);
+    }
+
+    [Fact]
+    public async Task AnSdxlLoraIsRefusedAtSubmitForAnSdModelAndFarmModelsListsTheLorasThatFitWithTheirHash()
+    {
+        // One folder with a LoRA of each family, as users drop them on the volume: the worker offers both, each for the
+        // models of its family, so an SD 1.x model's worker offers the SDXL one for none of its models.
+        const string model = "tiny-mixed-loras";
+        var folder = Path.Combine(Farm.Root, "loras-mixed");
+        Directory.CreateDirectory(folder);
+        var sdFile = Path.Combine(folder, "sd-style.safetensors");
+        LoraFileWriter.Write(ModelPresets.Get("tiny"), sdFile, new LoraWriteOptions { Rank = 2, Seed = 21 });
+        LoraFileWriter.Write(ModelPresets.Get("tiny-sdxl"), Path.Combine(folder, "xl-style.safetensors"), new LoraWriteOptions { Rank = 2, Seed = 22 });
+        await Farm.StartWorkerAsync("mixed-lora-worker", s =>
+        {
+            s.Remove($"Farm:Models:{FarmCluster.Model}");
+            s[$"Farm:Models:{model}"] = Farm.ModelDirectory;
+            s["Farm:Loras"] = folder;
+        });
+        await Farm.Jobs.WaitForWorkerAsync("mixed-lora-worker", w => w.Loras.Count == 2);
+
+        // By tag and by the loras field (farm submit --lora): refused before anything is queued, naming family and model.
+        const string refusal = $"LoRA 'xl-style' (an SDXL LoRA) does not fit model '{model}', which is of another family";
+        var byTag = await Assert.ThrowsAsync<RpcException>(() => Farm.SubmitAsync(Header(model),
+            [new PromptItem { Prompt = "a lighthouse <lora:xl-style:0.5>" }]));
+        var byField = await Assert.ThrowsAsync<RpcException>(() => Farm.SubmitAsync(Header(model),
+            [new PromptItem { Prompt = "a lighthouse", Loras = { new Lora { Name = "xl-style", Weight = 0.5f } } }]));
+        Assert.Equal((StatusCode.InvalidArgument, StatusCode.InvalidArgument), (byTag.StatusCode, byField.StatusCode));
+        Assert.Contains(refusal, byTag.Status.Detail);
+        Assert.Contains(refusal, byField.Status.Detail);
+
+        // farm models: the LoRAs a prompt of the model may name, with the short hash its PNGs carry and the family.
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+        Assert.Equal(0, await FarmCli.RunAsync(["--coordinator", Farm.CoordinatorUrl, "models", "--json"], stdout, stderr, CancellationToken.None));
+        var listed = JsonDocument.Parse(stdout.ToString()).RootElement.EnumerateArray().Single(m => m.GetProperty("name").GetString() == model);
+        var lora = Assert.Single(listed.GetProperty("loras").EnumerateArray());
+        Assert.Equal(("sd-style", LoraFile.Open(sdFile).ShortHash, "sd"),
+            (lora.GetProperty("name").GetString(), lora.GetProperty("short_hash").GetString(), lora.GetProperty("family").GetString()));
     }
 }

@@ -13,27 +13,8 @@ namespace RenderFarm.Farm.Tests;
 /// a shard is left for a while to a worker that holds its LoRA variant (or its model) loaded, and taken by anyone after.
 /// A Redis of its own (what is queued here stays queued); each test queues on a model of its own.
 /// </summary>
-public sealed class WarmRoutingTests(WarmRoutingTests.Redis fixture) : IClassFixture<WarmRoutingTests.Redis>
+public sealed class WarmRoutingTests(OwnRedis fixture) : IClassFixture<OwnRedis>
 {
-    public sealed class Redis : IAsyncLifetime
-    {
-        private RedisServer _server = null!;
-
-        public IConnectionMultiplexer Multiplexer { get; private set; } = null!;
-
-        public async Task InitializeAsync()
-        {
-            _server = await RedisServer.StartAsync();
-            Multiplexer = await ConnectionMultiplexer.ConnectAsync(_server.ConnectionString);
-        }
-
-        public async Task DisposeAsync()
-        {
-            await Multiplexer.DisposeAsync();
-            await _server.DisposeAsync();
-        }
-    }
-
     private static readonly TimeSpan Window = TimeSpan.FromMinutes(5);
 
     private ShardQueue Queue => new(fixture.Multiplexer, NullLogger<ShardQueue>.Instance);

@@ -17,6 +17,7 @@ public sealed class ModelCatalogTests : IDisposable
 
     private readonly ScriptedGauge _gauge = new();
     private readonly List<string> _loads = [];
+    private readonly List<string> _loadingDuringLoads = [];
     private readonly ModelCatalog _catalog;
 
     public ModelCatalogTests()
@@ -35,6 +36,7 @@ public sealed class ModelCatalogTests : IDisposable
     private IShardRenderer Load(string name, string directory)
     {
         _loads.Add(name);
+        _loadingDuringLoads.Add(_catalog.Loading); // what farm workers shows while this load runs
         _gauge.InUse += Footprint;
         return new SizedRenderer(() => _gauge.InUse -= Footprint);
     }
@@ -75,6 +77,26 @@ public sealed class ModelCatalogTests : IDisposable
         await UseAsync("a");
 
         Assert.Equal(["a", "b"], Held);
+    }
+
+    [Fact]
+    public async Task ALoadOnDemandIsWhatTheWorkerSaysItIsDoingUntilItEnds()
+    {
+        await _catalog.StartAsync(warmUp: false, note: "", CancellationToken.None);
+        var reported = new List<string>();
+        _catalog.Changed += () => reported.Add(_catalog.Loading);
+        _loadingDuringLoads.Clear();
+
+        await UseAsync("a"); // evicted at start: loaded again now, for a shard
+
+        // The worker's status (WorkerStatus.loading, farm workers' "busy: loading a") names the load while it runs, and
+        // is empty again once the shard has its model.
+        Assert.Equal(["loading a"], _loadingDuringLoads);
+        // Watchers (the coordinator link sends a status on each change) hear of it, then of its end (the eviction it
+        // needed is a change too, reported before it).
+        Assert.Contains("loading a", reported);
+        Assert.Equal("", reported[^1]);
+        Assert.Equal("", _catalog.Loading);
     }
 
     private sealed class ScriptedGauge() : MemoryGauge("cpu", null, NullLogger<MemoryGauge>.Instance)

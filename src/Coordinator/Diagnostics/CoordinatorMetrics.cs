@@ -98,9 +98,3 @@ public sealed class CoordinatorMetrics
 
     private static KeyValuePair<string, object?> PriorityTag(Priority priority) => new("priority", priority.ToString().ToLowerInvariant());
 }
-
-/// <summary>The farm-wide gauges at one moment (see <see cref="FarmGaugeSampler"/>).</summary>
-public sealed record FarmGauges(IReadOnlyList<TaskStreamStats> Streams, IReadOnlyDictionary<string, long> WorkersByState, IReadOnlyList<WorkerInfo> Workers)
-{
-    public static readonly FarmGauges Empty = new([], new Dictionary<string, long>(), []);
-}

@@ -5,12 +5,6 @@ using RenderFarm.FarmState.TaskStreams;
 
 namespace RenderFarm.Coordinator.Jobs;
 
-/// <summary>A delivery the reporting worker holds: its task entry is pending under that worker with that delivery count.</summary>
-public sealed record VerifiedDelivery(ShardRef Ref, Shard Shard)
-{
-    public bool Contains(uint index) => Shard.Images.Any(i => i.Index == index);
-}
-
 /// <summary>
 /// Worker authority: a report about a shard (begin, step, image, end, redelivered) is accepted only from the worker
 /// holding the shard's current delivery — its task entry pending under the consumer name of the authenticated stream

@@ -8,25 +8,6 @@ using RenderFarm.FarmState.Jobs;
 
 namespace RenderFarm.Coordinator.Jobs;
 
-/// <summary>Whose fault a failed attempt is, and so what follows from it.</summary>
-public enum FailureBlame
-{
-    /// <summary>The worker's (a device fault or a bug, as far as anyone knows yet): it counts towards its quarantine.</summary>
-    Worker,
-
-    /// <summary>The input's (an undecodable image, a size the model or device cannot render): retried, never counted.</summary>
-    Input,
-
-    /// <summary>
-    /// The shard's: another worker failed it the same way. It is not retried, nothing is held against either worker, and
-    /// what was held against the others for it is taken back.
-    /// </summary>
-    Shard,
-}
-
-/// <param name="OtherWorkers">For <see cref="FailureBlame.Shard"/>: the workers that failed it that way before.</param>
-public sealed record Attribution(FailureBlame Blame, IReadOnlyList<string> OtherWorkers);
-
 /// <summary>
 /// Attributes a failed attempt to its cause. The worker classifies the failure (<see cref="FailureKind"/>); input and
 /// out-of-memory failures are never the worker's. Any failure — whatever the kind, so also one the worker could not

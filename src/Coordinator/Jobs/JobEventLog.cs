@@ -8,16 +8,6 @@ using T = RenderFarm.FarmState.Jobs.JobEventTypes;
 
 namespace RenderFarm.Coordinator.Jobs;
 
-/// <summary>Where a watcher is in a job's two event streams: the last event and the last progress event it was sent.</summary>
-public sealed record EventCursor(string Events, string Progress)
-{
-    /// <summary>A watch resumed after <paramref name="eventId"/> (an id of the events stream; "" = from the start).</summary>
-    public static EventCursor After(string eventId) => new(eventId, eventId);
-}
-
-/// <summary>An event for a watcher, with where the watcher is once it has been sent.</summary>
-public readonly record struct WatchedEvent(JobEvent Event, EventCursor After);
-
 /// <summary>
 /// A job's event streams in Redis: <see cref="FarmKeys.JobEvents"/>, kept with the job, and the per-step progress of
 /// <see cref="FarmKeys.JobProgress"/>, kept only while the job runs. Entries are flat field maps

@@ -1,16 +1,5 @@
 namespace RenderFarm.Coordinator.Retention;
 
-/// <summary>What retention needs to know of a job (see <see cref="Jobs.JobRepository.GetRetentionStateAsync"/>).</summary>
-/// <param name="Exists">It still has records.</param>
-/// <param name="FinishedMs">When it finished (ms); null while it has not (or was re-opened by a retry).</param>
-/// <param name="HasInputs">A failed job that still keeps init images or masks for a retry.</param>
-public sealed record JobRetentionState(bool Exists, string Tenant, long? FinishedMs, bool Failed, bool HasInputs, bool ResultsExpired);
-
-/// <summary>What to do about a job now, and when to look at it again.</summary>
-/// <param name="NextCheckMs">When the job is next due (ms); null: never again (its records are gone, or nothing more ever expires).</param>
-/// <param name="ResultsDueMs">Its records go now but its images later: when to delete them (ms).</param>
-public readonly record struct RetentionDecision(bool DeleteRecords, bool DeleteResults, bool DropInputs, long? NextCheckMs, long? ResultsDueMs);
-
 /// <summary>The retention rules (<see cref="RetentionOptions"/>) applied to one job: pure, so they are tested without Redis.</summary>
 public sealed class RetentionPolicy(RetentionOptions options)
 {

@@ -6,15 +6,6 @@ using StackExchange.Redis;
 
 namespace RenderFarm.Coordinator.Security;
 
-/// <summary>Who a credential belongs to: a tenant (whose jobs it sees) and a role (which service it may call).</summary>
-public sealed record Principal(string KeyId, string Tenant, ApiKeyRole Role);
-
-/// <summary>Client: its tenant's jobs. Worker: WorkerService only. Admin: a client of its tenant that may also manage the fleet.</summary>
-public enum ApiKeyRole { Client, Worker, Admin }
-
-/// <summary>A stored API key: never the key itself, only its SHA-256.</summary>
-public sealed record ApiKeyRecord(string Id, string Tenant, ApiKeyRole Role, string Name, long CreatedUnixMs, bool Revoked);
-
 /// <summary>
 /// API keys in Redis, hashed: <c>auth:keys</c> maps sha256(key) → record and <c>auth:key-ids</c> maps id → sha256, so a
 /// key can be looked up per call (revocation takes effect on the next call, no restart) and revoked by its id.

@@ -8,5 +8,3 @@ public sealed class AuthOptions
     /// <summary><c>ApiKeys</c> (default): every client and worker call needs a key. <c>Disabled</c>: nobody is checked.</summary>
     public AuthMode Mode { get; set; } = AuthMode.ApiKeys;
 }
-
-public enum AuthMode { ApiKeys, Disabled }

@@ -35,9 +35,3 @@ public interface IResultStore
     PresignedImage Presign(string jobId, uint index, long sizeBytes, TimeSpan ttl) =>
         throw new NotSupportedException($"{GetType().Name} cannot hand out URLs");
 }
-
-/// <summary>What a store holds for an image: its sha256 (hex) and size in bytes.</summary>
-public sealed record StoredObject(string Sha256, long SizeBytes);
-
-/// <summary>A time-limited download URL for a stored image.</summary>
-public sealed record PresignedImage(Uri Url, long SizeBytes, DateTimeOffset ExpiresAt);
