@@ -84,4 +84,23 @@ public sealed class RefinerParamsTests
         nan[7] = float.NaN;
         Assert.Equal("latents that are not all finite", RefinerMessages.LatentsProblem(RefinerMessages.ToBytes(nan), p));
     }
+
+    private static WorkerInfo Worker(string model, uint channels, bool refiner) =>
+        new() { WorkerId = model + "-worker", Models = { model }, ModelShapes = { new ModelShape { Model = model, LatentChannels = channels, Refiner = refiner } } };
+
+    [Fact]
+    public void TheFleetSaysWhetherARefinerFitsItsBase()
+    {
+        var fleet = new FleetCapacity([Worker("xl", 4, false), Worker("xl-refiner", 4, true), Worker("flux-ish", 16, false), Worker("sd15", 4, false)], 4);
+        GenerationParams P(string model, string refiner) => new() { Model = model, Refiner = refiner, RefinerStart = 0.8f, Width = 64, Height = 64 };
+
+        Assert.Null(fleet.WhyRefinerUnusable(P("xl", "xl-refiner")));
+        Assert.Null(fleet.WhyRefinerUnusable(P("xl", "sd15"))); // any model of the same latent channels
+        Assert.Null(fleet.WhyRefinerUnusable(P("xl", "")));
+        Assert.Equal("refiner 'flux-ish' does not fit model 'xl': it works in 16 latent channels, the model in 4 " +
+                     "(a refiner must be an SDXL refiner or a model of the same latent channels)", fleet.WhyRefinerUnusable(P("xl", "flux-ish")));
+        Assert.StartsWith("model 'xl-refiner' is an SDXL refiner", fleet.WhyRefinerUnusable(P("xl-refiner", "xl")));
+        Assert.Equal("refiner 'ghost' is not held by any online worker (online models: flux-ish, sd15, xl, xl-refiner)", fleet.WhyRefinerUnusable(P("xl", "ghost")));
+        Assert.Equal("refiner 'ghost' is not held by any online worker (no worker is online)", new FleetCapacity([], 4).WhyRefinerUnusable(P("xl", "ghost")));
+    }
 }
