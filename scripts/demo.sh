@@ -27,7 +27,8 @@ if [ ! -f "$model/model_index.json" ]; then
 fi
 # Few-step distilled models (megabytes, a second to write): an LCM UNet and SD-Turbo, rendered with their own defaults.
 distilled=$root/.farm/models
-for preset in tiny-lcm tiny-turbo; do
+# Also the tiny SDXL base and refiner, for a base + refiner render.
+for preset in tiny-lcm tiny-turbo tiny-sdxl tiny-sdxl-refiner; do
   if [ ! -f "$distilled/$preset/model_index.json" ]; then
     echo "==> writing the $preset model to $distilled/$preset" >&2
     dotnet "$(dll ModelBuilder RenderFarm.ModelBuilder)" create "$preset" --out "$distilled/$preset" >&2
@@ -67,10 +68,11 @@ pids+=($!)
 wait_for 60 curl -sf --http2-prior-knowledge "http://127.0.0.1:$coord_port/healthz" \
   || { echo "coordinator did not start; see $state/coordinator.log" >&2; exit 1; }
 
-echo "==> starting a worker with models 'tiny' from $model, 'tiny-lcm', 'tiny-turbo' and the upscalers in $upscalers" >&2
+echo "==> starting a worker with models 'tiny' from $model, 'tiny-lcm', 'tiny-turbo', 'tiny-sdxl', 'tiny-sdxl-refiner' and the upscalers in $upscalers" >&2
 # env: a model name with a dash is not a shell variable name.
 env Farm__Coordinator="http://127.0.0.1:$coord_port" Farm__Models__tiny="$model" Farm__Upscalers="$upscalers" Farm__WorkerId=demo-worker \
   "Farm__Models__tiny-lcm=$distilled/tiny-lcm" "Farm__Models__tiny-turbo=$distilled/tiny-turbo" \
+  "Farm__Models__tiny-sdxl=$distilled/tiny-sdxl" "Farm__Models__tiny-sdxl-refiner=$distilled/tiny-sdxl-refiner" \
   Urls="http://127.0.0.1:$worker_port" \
   dotnet "$(dll Worker RenderFarm.Worker)" >"$state/worker.log" 2>&1 &
 pids+=($!)
@@ -91,6 +93,12 @@ FARM_COORDINATOR="http://127.0.0.1:$coord_port" dotnet "$(dll Client farm)" \
 echo "==> submitting two prompts with --hires 2x --upscale tiny-x2" >&2
 grep -v -e '^#' -e '^[[:space:]]*$' "$prompts" | head -n 2 | FARM_COORDINATOR="http://127.0.0.1:$coord_port" dotnet "$(dll Client farm)" \
   submit - --size 64x64 --steps 8 --seed 42 --hires 2x --hires-steps 4 --hires-denoise 0.5 --upscale tiny-x2 --watch --out "$out/hires"
+
+# SDXL base + refiner: the base renders 80% of the steps, the refiner the rest from its latents (one worker holds both here;
+# on a farm the two stages go to whichever workers hold each model).
+echo "==> submitting two prompts with --model tiny-sdxl --refiner tiny-sdxl-refiner --refiner-start 0.8" >&2
+grep -v -e '^#' -e '^[[:space:]]*$' "$prompts" | head -n 2 | FARM_COORDINATOR="http://127.0.0.1:$coord_port" dotnet "$(dll Client farm)" \
+  submit - --model tiny-sdxl --refiner tiny-sdxl-refiner --refiner-start 0.8 --size 64x64 --steps 10 --seed 42 --watch --out "$out/refiner"
 
 count=$(find "$out" -name '*.png' | wc -l)
 echo

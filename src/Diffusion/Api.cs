@@ -228,6 +228,12 @@ public sealed record GenerationRequest(
     /// </summary>
     public float[]? InitLatents { get; init; }
 
+    /// <summary>
+    /// With <see cref="DenoisingStart"/>: the base model whose latents this request refines. The PNG parameters then
+    /// name it as the Model, this request's model as the Refiner and DenoisingStart as the switch, as A1111 writes them.
+    /// </summary>
+    public string? BaseModel { get; init; }
+
     /// <summary>Hires fix (<see cref="HiresFix"/>): a second, img2img pass at a larger size. Null: none.</summary>
     public HiresFix? Hires { get; init; }
 

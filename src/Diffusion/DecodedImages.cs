@@ -81,6 +81,12 @@ public sealed class DecodedImages : IDisposable
         extra.AddRange(HiresFix.Parameters(request.Hires));
         var postprocessing = UpscaleRequest.Parameters(request.Upscale, request.Hires is { } hires ? hires.Width(request.Width) : request.Width, width);
         extra.AddRange(ControlNets.ControlNetUnit.ParametersOf(request.ControlNets ?? []));
+        var model = request.ModelName;
+        if (request is { DenoisingStart: float switchAt, BaseModel: { } baseModel })
+        {
+            extra.AddRange(RefinerRule.Parameters(request.ModelName, switchAt));
+            model = baseModel;
+        }
         var results = new GeneratedImage[request.Images.Count];
         void EncodeImage(int b)
         {
@@ -99,7 +105,7 @@ public sealed class DecodedImages : IDisposable
                     imageExtra = extra.Append(new(LoraHashes.Keyword, hashes));
                 }
                 var parameters = GenerationParameters.Format(prompt, image.NegativePrompt, request.Steps, _sampler,
-                    request.GuidanceScale, image.Seed, request.Width, request.Height, request.ModelName, imageExtra);
+                    request.GuidanceScale, image.Seed, request.Width, request.Height, model, imageExtra);
                 KeyValuePair<string, string>[] text = postprocessing is null
                     ? [new(GenerationParameters.Keyword, parameters)]
                     : [new(GenerationParameters.Keyword, parameters), new(UpscaleRequest.Keyword, postprocessing)];

@@ -166,6 +166,14 @@ public static partial class FarmKeys
     /// <summary>List: a job's shards (protobuf bytes) waiting on the stream, in order.</summary>
     public static string TaskJobShards(string stream, string jobId) => $"{TaskQueuePrefix(stream)}{JobShardsPart}{jobId}";
 
+    /// <summary>
+    /// Set: the shards of a job whose refiner stage has been queued on the model's streams ("SHARD"), so that a base
+    /// stage reported complete twice (a redelivery, two coordinators) queues it once. Under the model's tag, so the check
+    /// and the enqueue are one script; it expires (<see cref="TaskStreams.ShardQueue.HandOffMemory"/>) long after any
+    /// base stage could be redelivered.
+    /// </summary>
+    public static string TaskHandOffs(string model, string jobId) => $"{TaskTag(model)}:handoffs:{jobId}";
+
     /// <summary>Hash: tenant → weight (a positive number, 1 when absent), set by <c>keys weight</c>: its share of the farm within a priority.</summary>
     public const string TenantWeights = "tenant:weights";
 
@@ -267,6 +275,15 @@ public static partial class FarmKeys
     /// <summary>Hash: image index → the sequence number of its preview in <see cref="JobPreviews"/>, plus the job's counters.</summary>
     public static string JobPreviewSequence(string jobId) => $"{JobTag(jobId)}:preview-seq";
 
+    /// <summary>
+    /// Hash: "SHARD:INDEX" → an image's latents as its base stage left them (a base + refiner render, float32 [C, h, w]),
+    /// until the refiner stage is queued with them; the first report wins.
+    /// </summary>
+    public static string JobLatents(string jobId) => $"{JobTag(jobId)}:latents";
+
+    /// <summary>The field of <see cref="JobLatents"/> for one image of one shard.</summary>
+    public static string LatentsField(uint shard, uint index) => $"{shard}:{index}";
+
     /// <summary>Pub/sub channel: a job's <see cref="JobPreviews"/> key, published when a preview is stored.</summary>
     public const string JobPreviewsChannel = "jobs:previews";
 
@@ -276,6 +293,6 @@ public static partial class FarmKeys
         JobMeta(jobId), JobImages(jobId), JobResults(jobId), JobFailures(jobId),
         JobShardsRemaining(jobId), JobEvents(jobId), JobStagedShards(jobId), JobParkedShards(jobId), JobInputs(jobId),
         JobTaskStreams(jobId), JobFailedAttempts(jobId), JobProgress(jobId), JobAcknowledged(jobId), JobPreviews(jobId),
-        JobPreviewSequence(jobId), LegacyJobTaskEntries(jobId),
+        JobPreviewSequence(jobId), LegacyJobTaskEntries(jobId), JobLatents(jobId),
     ];
 }

@@ -56,6 +56,7 @@ public sealed class CoordinatorLink : BackgroundService
         };
         _hello.Models.AddRange(models.Names);
         _hello.SamplingDefaults.AddRange(models.SamplingDefaults());
+        _hello.ModelShapes.AddRange(models.Shapes());
     }
 
     private static readonly TimeSpan HeartbeatEvery = TimeSpan.FromSeconds(5);

@@ -39,6 +39,8 @@ public sealed class PipelineRenderer(StableDiffusionPipeline pipeline) : IShardR
 
     public async Task<RenderedBatch> RenderOnDeviceAsync(GenerationRequest request, IProgress<StepProgress> progress, CancellationToken cancellationToken)
     {
+        if (request.DenoisingEnd is not null)
+            return RenderedBatch.Latents(request, await pipeline.RenderLatentsAsync(request, progress, cancellationToken));
         var decoded = await pipeline.RenderAsync(request, progress, cancellationToken);
         return new RenderedBatch(decoded.Count, decoded.EncodePngs, decoded);
     }

@@ -93,6 +93,29 @@ public sealed class ModelCatalog : IDisposable
         return list;
     }
 
+    /// <summary>
+    /// Each model's latent channels and whether it is an SDXL refiner (<see cref="ModelShape"/>), from its directory's
+    /// config files, no load: what the coordinator checks a base + refiner submission against. An unreadable config is
+    /// left to the model's load to report.
+    /// </summary>
+    public IReadOnlyList<Protocol.ModelShape> Shapes()
+    {
+        var list = new List<Protocol.ModelShape>();
+        foreach (var (name, directory) in _directories.Where(d => Directory.Exists(d.Value)).OrderBy(d => d.Key, StringComparer.Ordinal))
+        {
+            try
+            {
+                var shape = Diffusion.ModelShape.Read(directory);
+                list.Add(new Protocol.ModelShape { Model = name, LatentChannels = (uint)Math.Max(0, shape.LatentChannels), Refiner = shape.Refiner });
+            }
+            catch (ModelLoadException ex)
+            {
+                _logger.LogWarning("Model {Model}: its shape cannot be read: {Reason}", name, ex.Message);
+            }
+        }
+        return list;
+    }
+
     /// <summary>Farm:ModelMemoryBudget: bytes the loaded models and variants may take; 0 = no limit.</summary>
     public long Budget => _budget;
 

@@ -18,6 +18,7 @@ public sealed class ShardCompletion(CoordinatorLink link, ShardRef reference, Sh
 {
     private readonly List<(int First, RenderedBatch Batch, double RenderSeconds, Task<IReadOnlyList<GeneratedImage>> Pngs)> _batches = [];
     private readonly ShardEnd _end = new() { Shard = reference };
+    private readonly bool _handsOver = Shared.RefinerMessages.IsBaseStage(shard);
 
     /// <summary>
     /// A batch of the shard's images from index <paramref name="first"/> on, left the device: its PNGs start encoding now.
@@ -51,14 +52,11 @@ public sealed class ShardCompletion(CoordinatorLink link, ShardRef reference, Sh
             }
             for (var i = 0; i < images.Count; i++)
             {
-                await link.SendAsync(new WorkerMessage
-                {
-                    Image = new ShardImage
-                    {
-                        Shard = reference, Index = shard.Images[first + i].Index, Png = UnsafeByteOperations.UnsafeWrap(images[i].Png),
-                        RenderSeconds = renderSeconds, Traceparent = traceparent,
-                    },
-                }, cancellationToken);
+                var message = new ShardImage { Shard = reference, Index = shard.Images[first + i].Index, RenderSeconds = renderSeconds, Traceparent = traceparent };
+                // A base stage's images are its latents (RenderedBatch.Latents), handed to the refiner's stage.
+                if (_handsOver) message.Latents = UnsafeByteOperations.UnsafeWrap(images[i].Png);
+                else message.Png = UnsafeByteOperations.UnsafeWrap(images[i].Png);
+                await link.SendAsync(new WorkerMessage { Image = message }, cancellationToken);
                 metrics.ImageSent(shard.Params.Model, renderSeconds);
             }
         }

@@ -34,6 +34,11 @@ public sealed class ShardRequestBuilder(IConnectionMultiplexer redis)
             Upscale = p.Upscaler.Length > 0 ? new UpscaleRequest(p.Upscaler, p.UpscaleFactor > 0 ? (int)p.UpscaleFactor : null) : null,
             ControlNets = p.ControlNets.Select(c => new Diffusion.ControlNets.ControlNetUnit(c.Model, inputs[c.Image], c.Weight, c.Module.Length > 0 ? c.Module : "none",
                 c.GuidanceStart, c.HasGuidanceEnd ? c.GuidanceEnd : 1, c.GuessMode)).ToArray(),
+            // Base + refiner: the base's stage stops at the switch (its latents are the result); the refiner's continues them.
+            DenoisingEnd = RefinerMessages.IsBaseStage(shard) ? p.RefinerStart : null,
+            DenoisingStart = RefinerMessages.IsRefinerStage(shard) ? p.RefinerStart : null,
+            InitLatents = RefinerMessages.IsRefinerStage(shard) ? RefinerMessages.ToLatents(shard.Images) : null,
+            BaseModel = RefinerMessages.IsRefinerStage(shard) ? shard.Refines : null,
         };
     }
 

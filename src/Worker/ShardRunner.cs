@@ -127,7 +127,7 @@ public sealed class ShardRunner(
             try
             {
                 using (watchdog.Watch())
-                    rendered = await renderer.RenderOnDeviceAsync(request with { Images = request.Images.Skip(done).Take(size).ToList() }, progress, cancellationToken);
+                    rendered = await renderer.RenderOnDeviceAsync(Batch(request, done, size), progress, cancellationToken);
             }
             catch (Exception e) when (!cancellationToken.IsCancellationRequested && GenerationFailure.Classify(e) == GenerationFailureKind.OutOfMemory)
             {
@@ -145,6 +145,16 @@ public sealed class ShardRunner(
             completion.Add(done, rendered, renderSeconds);
             done += size;
         }
+    }
+
+    /// <summary>Images [<paramref name="first"/>, +<paramref name="count"/>) of the request, with their share of its hand-off latents.</summary>
+    private static GenerationRequest Batch(GenerationRequest request, int first, int count)
+    {
+        if (first == 0 && count == request.Images.Count) return request;
+        var batch = request with { Images = request.Images.Skip(first).Take(count).ToList() };
+        if (request.InitLatents is not { } latents) return batch;
+        var per = latents.Length / request.Images.Count;
+        return batch with { InitLatents = latents.AsSpan(first * per, count * per).ToArray() };
     }
 
     /// <summary>

@@ -14,4 +14,10 @@ public sealed record PromptEntry(int Line, string Prompt, string? NegativePrompt
 {
     /// <summary>The prompt's own ControlNets (its <c>control</c> field; image paths resolved); null: <c>--control</c> applies.</summary>
     public IReadOnlyList<ControlNetSpec>? ControlNets { get; init; }
+
+    /// <summary>The prompt's <c>refiner</c> column: a model, "" for none; null: <c>--refiner</c> applies.</summary>
+    public string? Refiner { get; init; }
+
+    /// <summary>The prompt's <c>refiner_start</c> column; null: <c>--refiner-start</c> (or the default) applies.</summary>
+    public float? RefinerStart { get; init; }
 }

@@ -19,6 +19,8 @@ public sealed class PromptEntryBuilder(string source, int lineNumber, string? ba
     private string? _upscaler;
     private HiresSettings _hires = new();
     private List<ControlNetSpec>? _controlNets;
+    private string? _refiner;
+    private float? _refinerStart;
 
     public PromptFileException Error(string reason) => new(source, lineNumber, reason);
 
@@ -84,6 +86,12 @@ public sealed class PromptEntryBuilder(string source, int lineNumber, string? ba
                 break;
             case PromptField.ControlNets:
                 AddControlNets(name, text.Split(';', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries));
+                break;
+            case PromptField.Refiner:
+                _refiner = RefinerRule.IsOff(text) ? "" : text.Trim();
+                break;
+            case PromptField.RefinerStart:
+                _refinerStart = RefinerRule.ParseStart(text, out var startError) ?? throw Error($"'{name}' {startError}");
                 break;
         }
     }
@@ -165,7 +173,15 @@ public sealed class PromptEntryBuilder(string source, int lineNumber, string? ba
             throw Error("'hires' is off, so hires_steps, hires_denoise and hires_upscaler have nothing to apply to");
         }
 
-        return new PromptEntry(lineNumber, _prompt, _negative, _seeds, overrides, images, _loras, _upscaler, _hires.IsEmpty ? null : _hires) { ControlNets = _controlNets };
+        if (_refiner is "" && _refinerStart is not null)
+        {
+            throw Error("'refiner' is none, so refiner_start has nothing to apply to");
+        }
+
+        return new PromptEntry(lineNumber, _prompt, _negative, _seeds, overrides, images, _loras, _upscaler, _hires.IsEmpty ? null : _hires)
+        {
+            ControlNets = _controlNets, Refiner = _refiner, RefinerStart = _refinerStart,
+        };
     }
 
     private string? ResolvePath(string name, string text)

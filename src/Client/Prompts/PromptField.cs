@@ -24,4 +24,6 @@ public enum PromptField
     HiresDenoise,
     HiresUpscaler,
     ControlNets,
+    Refiner,
+    RefinerStart,
 }

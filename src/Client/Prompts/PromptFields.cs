@@ -46,6 +46,10 @@ public static class PromptFields
         ["controlnet"] = PromptField.ControlNets,
         ["controlnets"] = PromptField.ControlNets,
         ["control_net"] = PromptField.ControlNets,
+        ["refiner"] = PromptField.Refiner,
+        ["refiner_checkpoint"] = PromptField.Refiner, // A1111's API names
+        ["refiner_start"] = PromptField.RefinerStart,
+        ["refiner_switch_at"] = PromptField.RefinerStart,
     };
 
     /// <summary>The field <paramref name="rawName"/> names, or an error on the line that lists the known ones.</summary>
@@ -59,7 +63,7 @@ public static class PromptFields
 
         throw new PromptFileException(source, lineNumber,
             $"unknown column '{rawName}' (known: prompt, negative, seed, seeds, steps, guidance, size, width, height, scheduler, model, " +
-            "init_image, mask, strength, loras, upscale, hires, hires_steps, hires_denoise, hires_upscaler, control)");
+            "init_image, mask, strength, loras, upscale, hires, hires_steps, hires_denoise, hires_upscaler, control, refiner, refiner_start)");
     }
 
     /// <summary>

@@ -50,6 +50,15 @@ public sealed class JobPlan
             generation.Hires = hires.ToMessage()
                 ?? throw new CliUsageException("error: --hires-steps, --hires-denoise and --hires-upscaler need --hires SCALE (e.g. --hires 2x)");
         }
+        if (settings.Refiner is { Length: > 0 } refiner)
+        {
+            generation.Refiner = refiner;
+            generation.RefinerStart = settings.RefinerStart ?? GenerationRules.RefinerRule.DefaultStart;
+        }
+        else if (settings.RefinerStart is not null)
+        {
+            throw new CliUsageException("error: --refiner-start needs --refiner MODEL");
+        }
         if (settings.ShardSize is { } shardSize && (!settings.DryRun || shardSize < 1))
         {
             throw new CliUsageException(settings.DryRun

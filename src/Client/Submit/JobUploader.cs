@@ -104,6 +104,8 @@ public static class JobUploader
         }
 
         if (entry.Upscaler is { } upscaler) item.Upscaler = upscaler;
+        if (entry.Refiner is { } refiner) item.Refiner = refiner;
+        if (entry.RefinerStart is { } refinerStart) item.RefinerStart = refinerStart;
         if (entry.Hires is { Off: true }) item.NoHires = true;
         else if (entry.Hires is { } hires)
         {

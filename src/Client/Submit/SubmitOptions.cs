@@ -21,7 +21,7 @@ public sealed class SubmitOptions
     {
         Description = "Prompt file: .txt (one prompt per line, # comments), .jsonl ({\"prompt\",\"negative\",\"seed\"|\"seeds\"} per line, " +
                       "optional per-prompt steps, guidance, size, scheduler, model, init_image, mask, strength, loras, upscale, hires, hires_steps, " +
-                      "hires_denoise, hires_upscaler, control), " +
+                      "hires_denoise, hires_upscaler, control, refiner, refiner_start), " +
                       ".csv (header row with the same names), or - for stdin. Image paths are relative to the file's folder.",
     };
 
@@ -213,6 +213,22 @@ public sealed class SubmitOptions
         CustomParser = result => HiresSettings.ParseUpscaler(result.Tokens.Single().Value, out var error) ?? Fail<string>(result, "--hires-upscaler", error),
     };
 
+    public Option<string?> Refiner { get; } = new("--refiner")
+    {
+        Description = "SDXL base + refiner: the model (e.g. an SDXL refiner) that renders the last steps from the base model's latents, " +
+                      "on whichever workers hold it. A refiner column overrides it per prompt (none for no refiner).",
+        HelpName = "MODEL",
+        CustomParser = result => RefinerRule.IsOff(result.Tokens.Single().Value) ? Fail<string>(result, "--refiner", "needs a model name") : result.Tokens.Single().Value.Trim(),
+    };
+
+    public Option<float?> RefinerStart { get; } = new("--refiner-start")
+    {
+        Description = $"With --refiner: the share of the steps the base renders before the refiner takes over, in (0, 1) (default " +
+                      $"{RefinerRule.DefaultStart.ToString(CultureInfo.InvariantCulture)}; A1111's \"Refiner switch at\").",
+        HelpName = "X",
+        CustomParser = result => RefinerRule.ParseStart(result.Tokens.Single().Value, out var error) ?? Fail<float?>(result, "--refiner-start", error),
+    };
+
     private static T? Fail<T>(System.CommandLine.Parsing.ArgumentResult result, string option, string? error)
     {
         result.AddError($"{option} {error}");
@@ -284,7 +300,7 @@ public sealed class SubmitOptions
         foreach (var option in (Option[])
                  [
                      Steps, Guidance, Size, Seed, Seeds, SeedCount, ImagesPerPrompt, Negative, Scheduler, Model, Loras, ControlNets, InitImage, Mask, Strength,
-                     Upscale, Hires, HiresSteps, HiresDenoise, HiresUpscaler, Label, Webhook, Priority, Previews, Format, Watch, Plain, OutDir, DryRun, ShardSize,
+                     Upscale, Hires, HiresSteps, HiresDenoise, HiresUpscaler, Refiner, RefinerStart, Label, Webhook, Priority, Previews, Format, Watch, Plain, OutDir, DryRun, ShardSize,
                  ])
         {
             command.Options.Add(option);
@@ -336,6 +352,8 @@ public sealed class SubmitOptions
                 Scheduler = scheduler.Source == FarmSettings.DefaultSource,
             },
             Upscale: parseResult.GetValue(Upscale),
-            Hires: new HiresSettings(parseResult.GetValue(Hires), parseResult.GetValue(HiresSteps), parseResult.GetValue(HiresDenoise), parseResult.GetValue(HiresUpscaler)));
+            Hires: new HiresSettings(parseResult.GetValue(Hires), parseResult.GetValue(HiresSteps), parseResult.GetValue(HiresDenoise), parseResult.GetValue(HiresUpscaler)),
+            Refiner: parseResult.GetValue(Refiner),
+            RefinerStart: parseResult.GetValue(RefinerStart));
     }
 }

@@ -13,7 +13,8 @@ public sealed record SubmitSettings(
     int ImagesPerPrompt, string? Negative, string Scheduler, string Model, string? Label, string? Format,
     bool Watch, bool Plain, string? OutDir, bool DryRun, int? ShardSize = null, Priority Priority = Priority.Normal,
     InputImageDefaults? Inputs = null, string? Webhook = null, IReadOnlyList<LoraWeight>? Loras = null, int PreviewEvery = 0,
-    LeftToModel? LeftToModel = null, string? Upscale = null, Prompts.HiresSettings? Hires = null)
+    LeftToModel? LeftToModel = null, string? Upscale = null, Prompts.HiresSettings? Hires = null,
+    string? Refiner = null, float? RefinerStart = null)
 {
     /// <summary>The settings no flag, environment variable or config key gave, as a readable list ("steps, guidance"); empty when none.</summary>
     public string LeftToModelText => LeftToModel is not { } left ? ""

@@ -65,6 +65,7 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
         if (p.Scheduler.Length == 0) p.Scheduler = SchedulerNames.Default;
         p.UpscaleFactor = 0; // the coordinator's to set, from what the fleet offers (JobSubmitter)
         if (p.Hires is { Upscaler.Length: 0 } hires) hires.Upscaler = UpscaleRule.Lanczos;
+        if (p.Refiner.Length > 0 && p.RefinerStart == 0) p.RefinerStart = RefinerRule.DefaultStart;
         return p;
     }
 
@@ -76,7 +77,8 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
     public GenerationParams ParamsFor(PromptItem item, GenerationParams defaults, long position, ModelSamplingDefaults? sampling = null)
     {
         if (!item.HasSteps && !item.HasGuidanceScale && !item.HasWidth && !item.HasHeight && !item.HasScheduler && !item.HasModel
-            && !item.HasInitImage && !item.HasStrength && item.Loras.Count == 0 && !item.HasUpscaler && item.Hires is null && !item.NoHires)
+            && !item.HasInitImage && !item.HasStrength && item.Loras.Count == 0 && !item.HasUpscaler && item.Hires is null && !item.NoHires
+            && !item.HasRefiner && !item.HasRefinerStart)
             return defaults;
         var p = defaults.Clone();
         if (item.HasSteps) p.Steps = item.Steps;
@@ -90,6 +92,10 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
         if (item.HasUpscaler) p.Upscaler = item.Upscaler;
         if (item.NoHires) p.Hires = null;
         else if (item.Hires is { } hires) p.Hires = new HiresFix(hires) { Upscaler = hires.Upscaler.Length == 0 ? UpscaleRule.Lanczos : hires.Upscaler };
+        if (item.HasRefiner) p.Refiner = RefinerRule.IsOff(item.Refiner) ? "" : item.Refiner.Trim();
+        if (item.HasRefinerStart) p.RefinerStart = item.RefinerStart;
+        else if (p.Refiner.Length == 0) p.RefinerStart = 0; // no refiner for this prompt: the job's switch does not apply
+        else if (p.RefinerStart == 0) p.RefinerStart = RefinerRule.DefaultStart;
         // A prompt's LoRAs come on top of the job's (a name in both adds up, as tags do).
         if (item.Loras.Count > 0)
         {
@@ -154,6 +160,30 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
             throw Invalid($"{prefix}.strength must be in (0, 1], or unset for the default (got {p.Strength})");
         CheckLoras($"{prefix}.loras", p.Loras);
         CheckUpscaling(p, prefix);
+        CheckRefiner(p, prefix);
+    }
+
+    /// <summary>
+    /// Base + refiner: a refiner name and a switch in (0, 1), on txt2img without hires fix or LoRAs (the refiner stage
+    /// renders neither). Whether the refiner fits the model is the fleet's to say (<see cref="FleetCapacity.WhyRefinerUnusable"/>).
+    /// </summary>
+    private static void CheckRefiner(GenerationParams p, string prefix)
+    {
+        if (p.Refiner.Length == 0)
+        {
+            if (p.RefinerStart != 0) throw Invalid($"{prefix}.refiner_start needs a refiner (got {p.RefinerStart} with none)");
+            return;
+        }
+        if (!ModelName().IsMatch(p.Refiner))
+            throw Invalid($"{prefix}.refiner '{Truncate(p.Refiner)}' is not a valid model name (letters, digits, '.', '_', '-'; at most 64)");
+        if (RefinerRule.ProblemWithStart(p.RefinerStart) is { } startProblem)
+            throw Invalid($"{prefix}.refiner_start {startProblem} (got {p.RefinerStart})");
+        if (p.InputMode != InputMode.Text)
+            throw Invalid($"{prefix}: a refiner is for txt2img; a prompt with an init_image cannot use one");
+        if (p.Hires is not null)
+            throw Invalid($"{prefix}: a refiner and hires fix cannot be combined; drop one of them");
+        if (p.Loras.Count > 0)
+            throw Invalid($"{prefix}: LoRAs and a refiner cannot be combined yet (the refiner stage would not apply them)");
     }
 
     /// <summary>Hires fix and final upscaling: values in range, names an upscaler folder could have, sizes within the limits.</summary>

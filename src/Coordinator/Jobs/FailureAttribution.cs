@@ -18,7 +18,7 @@ public sealed class FailureAttribution(IConnectionMultiplexer redis, WorkerFailu
 {
     public async Task<Attribution> AttributeAsync(ShardRef shard, string workerId, long attempt, FailureKind kind, string error)
     {
-        var field = $"{shard.ShardIndex}|{Signature(kind, error, workerId)}";
+        var field = $"{shard.ShardIndex}|{Signature(kind, error, workerId, shard.Model)}";
         var before = (string?)await JobScripts.RecordFailedAttempt.EvaluateAsync(redis.GetDatabase(), [FarmKeys.JobFailedAttempts(shard.JobId)], field, workerId) ?? "";
         var others = before.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(w => w != workerId).ToList();
         if (others.Count > 0)
@@ -35,11 +35,12 @@ public sealed class FailureAttribution(IConnectionMultiplexer redis, WorkerFailu
 
     /// <summary>
     /// What makes two failures "the same way": the kind and the error, with the reporting worker's own name taken out (a
-    /// message naming the worker, like a stall, is still compared on the rest).
+    /// message naming the worker, like a stall, is still compared on the rest), on the same model: the two stages of a
+    /// base + refiner shard share its index, and one stage failing like the other says nothing about either.
     /// </summary>
-    private static string Signature(FailureKind kind, string error, string workerId)
+    private static string Signature(FailureKind kind, string error, string workerId, string model)
     {
-        var text = $"{kind}:{error.Replace(workerId, "*", StringComparison.Ordinal)}";
+        var text = $"{kind}:{model}:{error.Replace(workerId, "*", StringComparison.Ordinal)}";
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)).AsSpan(0, 12));
     }
 }

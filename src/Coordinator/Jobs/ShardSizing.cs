@@ -142,6 +142,29 @@ public sealed class FleetCapacity(IReadOnlyList<WorkerInfo> online, int cap)
         return null;
     }
 
+    /// <summary>
+    /// Why <paramref name="p"/>'s refiner cannot continue its model's latents: no online worker holds it, or the two
+    /// work in different latent channels (as the workers described the models), or the model is itself a refiner;
+    /// null when it can, or has no refiner.
+    /// </summary>
+    public string? WhyRefinerUnusable(GenerationParams p)
+    {
+        if (p.Refiner.Length == 0) return null;
+        if (!Serving(p.Refiner).Any())
+        {
+            var held = online.SelectMany(w => w.Models).Distinct().Order(StringComparer.Ordinal).ToList();
+            return $"refiner '{BatchValidator.Truncate(p.Refiner)}' is not held by any online worker " +
+                   (held.Count == 0 ? "(no worker is online)" : $"(online models: {string.Join(", ", held.Take(20))}{(held.Count > 20 ? ", …" : "")})");
+        }
+        var shapes = online.SelectMany(w => w.ModelShapes).GroupBy(s => s.Model).ToDictionary(g => g.Key, g => g.First());
+        if (shapes.TryGetValue(p.Model, out var model) && model.Refiner)
+            return $"model '{p.Model}' is an SDXL refiner; a refiner continues a base model's render (give the base as the model)";
+        if (shapes.TryGetValue(p.Refiner, out var refiner) && model is not null && refiner.LatentChannels != model.LatentChannels)
+            return $"refiner '{p.Refiner}' does not fit model '{p.Model}': it works in {refiner.LatentChannels} latent channels, the model in " +
+                   $"{model.LatentChannels} (a refiner must be an SDXL refiner or a model of the same latent channels)";
+        return null;
+    }
+
     private static string FamilyName(string family) => family switch
     {
         "sdxl" => "an SDXL LoRA",

@@ -34,6 +34,7 @@ public sealed class WorkerReportHandler(
     CoordinatorMetrics metrics,
     Estimates.RenderRates rates,
     PreviewStore previews,
+    RefinerHandOff handOff,
     IOptions<CoordinatorOptions> options,
     ILogger<WorkerReportHandler> logger)
 {
@@ -142,6 +143,7 @@ public sealed class WorkerReportHandler(
             authority.Reject(session, "image", "foreign_image", $"sends image {image.Index}, which is not one of shard {shard.JobId}/{shard.ShardIndex}'s");
             return false;
         }
+        if (RefinerMessages.IsBaseStage(delivery.Shard) || image.Latents.Length > 0) return await LatentsAsync(session, delivery, image);
         // The bytes protobuf parsed are checked and stored as they are, not copied (a 512² PNG is ~0.5 MB).
         var png = image.Png.Memory;
         if (ResultCheck.Problem(png.Span, delivery.Shard.Params) is { } problem)
@@ -168,8 +170,27 @@ public sealed class WorkerReportHandler(
             await rates.RecordAsync(p.Model, session.WorkerId, image.RenderSeconds, p.Steps, p.Width, p.Height);
         }
         if (delivery.Shard.PreviewEvery > 0) await previews.DropAsync(shard.JobId, image.Index);
+        if (outcome.Recorded && RefinerMessages.IsRefinerStage(delivery.Shard)) await handOff.ForgetAsync(shard.JobId, shard.ShardIndex, image.Index);
         if (outcome.ShardFinished) await queue.AcknowledgeAsync(shard);
         return true;
+    }
+
+    /// <summary>An image of a base stage (a base + refiner shard): its latents, checked, go to the hand-off.</summary>
+    private async Task<bool> LatentsAsync(WorkerSession session, VerifiedDelivery delivery, ShardImage image)
+    {
+        var shard = image.Shard;
+        if (!RefinerMessages.IsBaseStage(delivery.Shard))
+        {
+            authority.Reject(session, "image", "bad_result", $"sends latents as image {image.Index} of shard {shard.JobId}/{shard.ShardIndex}, which has no refiner");
+            return false;
+        }
+        var problem = image.Png.Length > 0 ? "a PNG (a base stage hands over latents)" : RefinerMessages.LatentsProblem(image.Latents.Span, delivery.Shard.Params);
+        if (problem is not null)
+        {
+            authority.Reject(session, "image", "bad_result", $"sends {problem} as image {image.Index} of shard {shard.JobId}/{shard.ShardIndex}'s base stage");
+            return false;
+        }
+        return await handOff.AcceptLatentsAsync(delivery, image.Index, image.Latents.Memory);
     }
 
     /// <summary>Applies the end of a delivery.</summary>
@@ -192,6 +213,12 @@ public sealed class WorkerReportHandler(
         {
             if (await JobEndedAsync(shard)) await queue.AcknowledgeAsync(shard);
             else authority.Reject(session, "end", "not_cancelled", $"reports shard {shard.JobId}/{shard.ShardIndex} cancelled, but its job is not");
+            return default;
+        }
+        if (end.Error.Length == 0 && RefinerMessages.IsBaseStage(delivery.Shard))
+        {
+            // Normally done by its last image already; after a coordinator died in between, this finishes the hand-off.
+            await handOff.CompleteAsync(delivery);
             return default;
         }
         if (end.Error.Length == 0)

@@ -90,6 +90,7 @@ public sealed class WorkerGrpcService(
         info.Models.AddRange(hello.Models.Select(DisplayText.Clean));
         info.Limits.AddRange(hello.Limits.Where(l => info.Models.Contains(l.Model)));
         info.SamplingDefaults.AddRange(hello.SamplingDefaults.Where(d => info.Models.Contains(d.Model)));
+        info.ModelShapes.AddRange(hello.ModelShapes.Where(s => info.Models.Contains(s.Model)));
         var session = new WorkerSession(registry, info);
         if (hello.Status is { } status) session.Describe(status);
         await session.SeenAsync();

@@ -107,6 +107,32 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
         return models;
     }
 
+    /// <summary>
+    /// How long a job remembers which refiner stages it queued (<see cref="FarmKeys.TaskHandOffs"/>): far past any lease,
+    /// so that a base stage redelivered after its hand-off cannot queue the refiner stage again.
+    /// </summary>
+    public static readonly TimeSpan HandOffMemory = TimeSpan.FromDays(7);
+
+    /// <summary>
+    /// Queues a refiner stage (<see cref="Shard.Refines"/>) on its model's queue, once per job and shard however often it
+    /// is asked (a base stage reported complete twice), and nudges the model's workers. Returns whether this call queued it.
+    /// </summary>
+    public async Task<bool> EnqueueHandOffAsync(QueuedJob job, Priority priority, Shard stage)
+    {
+        var db = redis.GetDatabase();
+        var model = stage.Params.Model;
+        var stream = FarmKeys.TaskStream(model, priority);
+        await EnsureGroupAsync(stream);
+        // Noted first, as for any shard: a cancel that comes meanwhile finds the stream.
+        await db.SetAddAsync(FarmKeys.JobTaskStreams(job.JobId), stream);
+        var weight = await WeightOfAsync(job.Tenant);
+        var element = QueuedShard.Encode(stage, stage.ToByteArray(), DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+        var queued = (long)await TaskStreamScripts.EnqueueOnce.EvaluateAsync(db, [.. EnqueueKeys(stream, job), FarmKeys.TaskHandOffs(model, job.JobId)],
+            job.Tenant, job.JobId, job.Order, weight, stage.ShardIndex, (long)HandOffMemory.TotalSeconds, element) == 1;
+        if (queued) await NudgeWorkersAsync(model);
+        return queued;
+    }
+
     private static RedisKey[] EnqueueKeys(string stream, QueuedJob job) =>
         [stream, FarmKeys.TaskTenants(stream), FarmKeys.TaskWeights(stream), FarmKeys.TaskClock(stream), FarmKeys.TaskWork(stream),
          FarmKeys.TaskTenantJobs(stream, job.Tenant), FarmKeys.TaskJobShards(stream, job.JobId)];

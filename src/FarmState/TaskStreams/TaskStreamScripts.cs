@@ -191,6 +191,21 @@ public static class TaskStreamScripts
         """));
 
     /// <summary>
+    /// Queues a refiner stage (<c>element</c>: a <see cref="QueuedShard"/>) as <see cref="Enqueue"/> does, unless the
+    /// job's <c>handoffs</c> set already names its shard: the check and the enqueue are one step, so a base stage
+    /// completed twice queues its refiner stage once. Returns 1 if it queued it.
+    /// </summary>
+    public static readonly FarmScript EnqueueOnce = new("queue a refiner stage once",
+        ["stream", "tenants", "weights", "clock", "work", "tenant_jobs", "job_shards", "handoffs"],
+        ["tenant", "job", "order", "weight", "shard", "ttl", "element"],
+        string.Join('\n', QueuedShardFunctions, EnqueueFunction, """
+        if redis.call('SADD', handoffs, shard) == 0 then return 0 end
+        redis.call('EXPIRE', handoffs, ttl)
+        enqueue(stream, tenants, weights, clock, work, tenant_jobs, job_shards, tenant, job, order, weight, {element})
+        return 1
+        """));
+
+    /// <summary>
     /// Claims the next shard of a stream for <c>consumer</c>: reads the next entry (XREADGROUP, so the lease starts as
     /// for any entry) and binds the fair queue's next shard to it, in one step — a shard leaves the queue exactly when it
     /// becomes pending under a worker, so it is never lost or handed out twice. Returns {entry id, shard bytes}, or nil

@@ -1,0 +1,57 @@
+using RenderFarm.FarmState;
+using RenderFarm.FarmState.TaskStreams;
+using RenderFarm.Protocol;
+using RenderFarm.Shared;
+using StackExchange.Redis;
+
+namespace RenderFarm.Coordinator.Jobs;
+
+/// <summary>
+/// The hand-off between the two stages of a base + refiner shard (README "SDXL base + refiner"). The base's worker
+/// reports each image's latents; they are kept with the job (<see cref="FarmKeys.JobLatents"/>, first report wins).
+/// Once every image of the base stage has its latents, the refiner stage — the same shard index and images, each
+/// carrying its latents — is queued for the refiner's workers, once however often this runs
+/// (<see cref="ShardQueue.EnqueueHandOffAsync"/>), and only then is the base stage's entry acknowledged. A coordinator
+/// that dies between the two leaves the base stage pending: its redelivery (or its worker's end report) completes the
+/// hand-off, and the refiner stage is still queued exactly once. Each stage is a shard of its own on its model's
+/// stream, so leases, retries and dead-lettering apply to each as to any shard.
+/// </summary>
+public sealed class RefinerHandOff(IConnectionMultiplexer redis, JobRepository jobs, ShardQueue queue, ILogger<RefinerHandOff> logger)
+{
+    /// <summary>
+    /// Keeps one image's latents from the base stage <paramref name="delivery"/>, then completes the hand-off if it was
+    /// the last. False when the job no longer takes results (cancelled or deleted).
+    /// </summary>
+    public async Task<bool> AcceptLatentsAsync(VerifiedDelivery delivery, uint index, ReadOnlyMemory<byte> latents)
+    {
+        var jobId = delivery.Ref.JobId;
+        if (await jobs.AdmitResultAsync(jobId, index) != ResultAdmission.Accepted) return false;
+        await redis.GetDatabase().HashSetAsync(FarmKeys.JobLatents(jobId), FarmKeys.LatentsField(delivery.Shard.ShardIndex, index), latents, When.NotExists);
+        await CompleteAsync(delivery);
+        return true;
+    }
+
+    /// <summary>
+    /// Queues the refiner stage of base stage <paramref name="delivery"/> and acknowledges the base stage, if every
+    /// image has its latents; returns whether they all had. Idempotent.
+    /// </summary>
+    public async Task<bool> CompleteAsync(VerifiedDelivery delivery)
+    {
+        var (reference, shard) = (delivery.Ref, delivery.Shard);
+        var db = redis.GetDatabase();
+        var fields = shard.Images.Select(i => (RedisValue)FarmKeys.LatentsField(shard.ShardIndex, i.Index)).ToArray();
+        var latents = await db.HashGetAsync(FarmKeys.JobLatents(reference.JobId), fields);
+        if (latents.Any(l => l.IsNull)) return false;
+        if (await jobs.GetStatusAsync(reference.JobId) is not { } status || await jobs.TenantOfAsync(reference.JobId) is not { } tenant) return false;
+        var stage = RefinerMessages.RefinerStage(shard, [.. latents.Select(l => (byte[])l!)]);
+        if (await queue.EnqueueHandOffAsync(new QueuedJob(reference.JobId, tenant, status.CreatedUnixMs), status.Priority, stage))
+            logger.LogInformation("Shard {Job}/{Shard}: base stage done on {Model}; refiner stage queued for {Refiner}",
+                reference.JobId, shard.ShardIndex, shard.Params.Model, stage.Params.Model);
+        await queue.AcknowledgeAsync(reference);
+        return true;
+    }
+
+    /// <summary>Drops an image's latents once its refiner stage stored the image (they live on in the stage's shard until then).</summary>
+    public Task ForgetAsync(string jobId, uint shard, uint index) =>
+        redis.GetDatabase().HashDeleteAsync(FarmKeys.JobLatents(jobId), FarmKeys.LatentsField(shard, index));
+}

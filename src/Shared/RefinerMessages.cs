@@ -1,0 +1,68 @@
+using System.Runtime.InteropServices;
+using RenderFarm.Protocol;
+
+namespace RenderFarm.Shared;
+
+/// <summary>
+/// The two stages of a base + refiner shard (<see cref="GenerationParams.Refiner"/>), as the coordinator and the
+/// worker both read them, and the form the latents are handed over in: float32 little-endian, [C, h, w] per image.
+/// </summary>
+public static class RefinerMessages
+{
+    /// <summary>Most latent channels a hand-off may have (SD and SDXL have 4; some newer VAEs 16).</summary>
+    public const int MaxLatentChannels = 16;
+
+    /// <summary>The base's stage: it renders up to the switch and reports each image's latents.</summary>
+    public static bool IsBaseStage(Shard shard) => shard.Params.Refiner.Length > 0 && shard.Refines.Length == 0;
+
+    /// <summary>The refiner's stage: it continues the base's latents and produces the PNGs.</summary>
+    public static bool IsRefinerStage(Shard shard) => shard.Refines.Length > 0;
+
+    /// <summary>
+    /// The refiner's stage of a finished base stage: the same job, shard index and images (each with its latents from
+    /// <paramref name="latents"/>), queued for the refiner's workers.
+    /// </summary>
+    public static Shard RefinerStage(Shard baseStage, IReadOnlyList<byte[]> latents)
+    {
+        var stage = baseStage.Clone();
+        stage.Refines = baseStage.Params.Model;
+        stage.Params.Model = baseStage.Params.Refiner;
+        // The base's LoRA variant is not the refiner's (submissions with LoRAs and a refiner are refused).
+        stage.LoraKey = "";
+        for (var i = 0; i < stage.Images.Count; i++) stage.Images[i].InitLatents = Google.Protobuf.ByteString.CopyFrom(latents[i]);
+        return stage;
+    }
+
+    /// <summary>Why <paramref name="bytes"/> are not one image's latents for <paramref name="p"/>'s size; null when they are.</summary>
+    public static string? LatentsProblem(ReadOnlySpan<byte> bytes, GenerationParams p)
+    {
+        var plane = (long)(p.Width / 8) * (p.Height / 8) * sizeof(float);
+        if (plane == 0 || bytes.Length == 0 || bytes.Length % plane != 0 || bytes.Length / plane > MaxLatentChannels)
+            return $"{bytes.Length} bytes of latents (a {p.Width}x{p.Height} image's are {plane} bytes per channel, at most {MaxLatentChannels} channels)";
+        foreach (var value in MemoryMarshal.Cast<byte, float>(bytes))
+            if (!float.IsFinite(value)) return "latents that are not all finite";
+        return null;
+    }
+
+    /// <summary>One image's latents as they travel.</summary>
+    public static byte[] ToBytes(ReadOnlySpan<float> latents)
+    {
+        if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("latent hand-off assumes a little-endian machine");
+        return MemoryMarshal.AsBytes(latents).ToArray();
+    }
+
+    /// <summary>The images' latents [images, C, h, w], concatenated in order.</summary>
+    public static float[] ToLatents(IEnumerable<ImageTask> images)
+    {
+        if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("latent hand-off assumes a little-endian machine");
+        var parts = images.Select(i => i.InitLatents).ToList();
+        var latents = new float[parts.Sum(p => p.Length) / sizeof(float)];
+        var target = MemoryMarshal.AsBytes(latents.AsSpan());
+        foreach (var part in parts)
+        {
+            part.Span.CopyTo(target);
+            target = target[part.Length..];
+        }
+        return latents;
+    }
+}

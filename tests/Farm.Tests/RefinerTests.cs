@@ -1,0 +1,162 @@
+using Grpc.Core;
+using RenderFarm.Client;
+using RenderFarm.Diffusion;
+using RenderFarm.Farm.Tests.Infrastructure;
+using RenderFarm.ModelBuilder;
+using RenderFarm.Protocol;
+using RenderFarm.Worker;
+
+namespace RenderFarm.Farm.Tests;
+
+/// <summary>
+/// SDXL base + refiner through the farm, from <c>farm submit --refiner</c>: a farm of its own whose two workers hold
+/// different models (tiny-sdxl on one, tiny-sdxl-refiner on the other), so the base's stage and the refiner's stage
+/// must run on different workers and the latents travel between them through Redis.
+/// </summary>
+public sealed class RefinerTests(RefinerTests.RefinerFarm fixture) : IClassFixture<RefinerTests.RefinerFarm>
+{
+    public sealed class RefinerFarm : IAsyncLifetime
+    {
+        public FarmCluster Cluster { get; private set; } = null!;
+
+        public string Base => Path.Combine(Cluster.Root, "tiny-sdxl");
+
+        public string Refiner => Path.Combine(Cluster.Root, "tiny-sdxl-refiner");
+
+        public async Task InitializeAsync()
+        {
+            Cluster = await FarmCluster.StartAsync(workers: 0);
+            ModelPresets.Write("tiny-sdxl", Base);
+            ModelPresets.Write("tiny-sdxl-refiner", Refiner);
+            await Cluster.StartWorkerAsync("base-worker", s =>
+            {
+                s.Remove($"Farm:Models:{FarmCluster.Model}");
+                s["Farm:Models:tiny-sdxl"] = Base;
+            });
+            await Cluster.StartWorkerAsync("refiner-worker", s =>
+            {
+                s.Remove($"Farm:Models:{FarmCluster.Model}");
+                s["Farm:Models:tiny-sdxl-refiner"] = Refiner;
+            });
+        }
+
+        public async Task DisposeAsync() => await Cluster.DisposeAsync();
+    }
+
+    private FarmCluster Farm => fixture.Cluster;
+
+    private static byte[] Pixels(byte[] png) => RenderFarm.Imaging.ImageDecoder.Decode(png, grey: false, long.MaxValue, "png").Pixels;
+
+    private async Task<(int Exit, string Out, string Err)> FarmAsync(params string[] args)
+    {
+        var stdout = new StringWriter();
+        var err = new StringWriter();
+        var exit = await FarmCli.RunAsync(["--coordinator", Farm.CoordinatorUrl, .. args], stdout, err, CancellationToken.None);
+        return (exit, stdout.ToString(), err.ToString());
+    }
+
+    [Fact]
+    public async Task TheBaseAndTheRefinerRenderOnTheirOwnWorkersAndGiveTheOneProcessRender()
+    {
+        var file = Path.Combine(Farm.Root, "refined.jsonl");
+        await File.WriteAllLinesAsync(file,
+        [
+            """{"prompt": "a harbour at dawn", "negative": "blurry", "seed": 8}""",
+            """{"prompt": "a red boat", "seed": 9}""",
+            """{"prompt": "a red boat", "seed": 9, "refiner": "none"}""",
+        ]);
+
+        var submit = await FarmAsync("submit", file, "--model", "tiny-sdxl", "--refiner", "tiny-sdxl-refiner", "--refiner-start", "0.8",
+            "--steps", "10", "--guidance", "5", "--size", "64x48", "--watch");
+
+        Assert.True(submit.Exit == 0, submit.Err);
+        var jobId = submit.Out.Trim().Split('\n')[^1].Trim();
+        var events = await Farm.WatchToEndAsync(jobId, TimeSpan.FromMinutes(1));
+        Assert.Equal((JobState.Completed, 3u, 0u), (events[^1].JobFinished.State, events[^1].JobFinished.ImagesDone, events[^1].JobFinished.ImagesFailed));
+        // Shard 0 (the refined prompts): its base stage on the base's worker, then its refiner stage on the refiner's.
+        // Shard 1 (refiner: none) is the base's alone. Each image is stored once.
+        Assert.Equal([(0u, "base-worker"), (0u, "refiner-worker"), (1u, "base-worker")],
+            events.Where(e => e.ShardStarted is not null).Select(e => (e.ShardStarted.ShardIndex, e.ShardStarted.WorkerId)).Order());
+        Assert.Equal([0u, 1u, 2u], events.Where(e => e.ImageDone is not null).Select(e => e.ImageDone.Index).Order());
+        Assert.Equal(["refiner-worker", "refiner-worker", "base-worker"],
+            events.Where(e => e.ImageDone is not null).OrderBy(e => e.ImageDone.Index).Select(e => e.ImageDone.WorkerId));
+        // The latents handed over are dropped once the refiner stored the images.
+        Assert.Equal(0, await Farm.Redis.HashLengthAsync(RenderFarm.FarmState.FarmKeys.JobLatents(jobId)));
+
+        var images = (await Farm.Jobs.DownloadAllAsync(jobId)).OrderBy(i => i.Info.Index).ToList();
+        var parameters = images.Select(i => PngMetadata.Read(i.Png).Text["parameters"]).ToList();
+        Assert.Equal("a harbour at dawn\nNegative prompt: blurry\nSteps: 10, Sampler: Euler, CFG scale: 5, Seed: 8, Size: 64x48, Model: tiny-sdxl, " +
+                     "Refiner: tiny-sdxl-refiner, Refiner switch at: 0.8", parameters[0]);
+        Assert.EndsWith("Model: tiny-sdxl", parameters[2]);
+
+        // The one-process hand-off (RenderLatentsAsync, then the refiner from its latents), as README "SDXL base + refiner" documents it.
+        var options = new WorkerOptions().ToDiffusionOptions();
+        using var basePipeline = StableDiffusionPipeline.Load(fixture.Base, options);
+        using var refinerPipeline = StableDiffusionPipeline.Load(fixture.Refiner, options);
+        var request = new GenerationRequest([new ImagePrompt("a harbour at dawn", "blurry", 8), new ImagePrompt("a red boat", "", 9)], 64, 48, 10, 5f, "euler", "tiny-sdxl");
+        var latents = await basePipeline.RenderLatentsAsync(request with { DenoisingEnd = 0.8f });
+        var direct = await refinerPipeline.GenerateAsync(request with
+        {
+            ModelName = "tiny-sdxl-refiner", DenoisingStart = 0.8f, InitLatents = latents, BaseModel = "tiny-sdxl",
+        });
+        for (var i = 0; i < 2; i++)
+        {
+            Assert.Equal(PngMetadata.Read(direct[i].Png).Text["parameters"], parameters[i]);
+            var (farm, local) = (Pixels(images[i].Png), Pixels(direct[i].Png));
+            Assert.Equal(local.Length, farm.Length);
+            // Within one level: the farm's process renders with the same models, schedule and batch, so at most rounding differs.
+            Assert.True(farm.Zip(local).Max(p => Math.Abs(p.First - p.Second)) <= 1, $"image {i} differs from the one-process render by more than one level");
+        }
+    }
+
+    private static JobHeader Header(Action<GenerationParams> set)
+    {
+        var header = new JobHeader
+        {
+            Params = new GenerationParams { Model = "tiny-sdxl", Width = 64, Height = 64, Steps = 4, GuidanceScale = 5f, Refiner = "tiny-sdxl-refiner", RefinerStart = 0.8f },
+            Seeds = { 1 },
+        };
+        set(header.Params);
+        return header;
+    }
+
+    [Theory]
+    [InlineData("ghost", "params.refiner: refiner 'ghost' is not held by any online worker (online models: tiny-sdxl, tiny-sdxl-refiner)")]
+    [InlineData("start", "params.refiner_start must be a number strictly between 0 and 1 (the share of the steps the base renders) (got 1.2)")]
+    [InlineData("lone-start", "params.refiner_start needs a refiner (got 0.5 with none)")]
+    [InlineData("refiner-as-base", "params.refiner: model 'tiny-sdxl-refiner' is an SDXL refiner; a refiner continues a base model's render")]
+    [InlineData("hires", "params: a refiner and hires fix cannot be combined")]
+    [InlineData("lora", "params: LoRAs and a refiner cannot be combined yet")]
+    public async Task AnUnusableRefinerIsRefusedAtSubmitWithTheReason(string case_, string expected)
+    {
+        var header = Header(p =>
+        {
+            switch (case_)
+            {
+                case "ghost": p.Refiner = "ghost"; break;
+                case "start": p.RefinerStart = 1.2f; break;
+                case "lone-start": (p.Refiner, p.RefinerStart) = ("", 0.5f); break;
+                case "refiner-as-base": (p.Model, p.Refiner) = ("tiny-sdxl-refiner", "tiny-sdxl"); break;
+                case "hires": p.Hires = new Protocol.HiresFix { Scale = 2, Denoise = 0.5f }; break;
+                case "lora": p.Loras.Add(new Lora { Name = "style" }); break;
+            }
+        });
+
+        var error = await Assert.ThrowsAsync<RpcException>(() => Farm.SubmitAsync(header, [new PromptItem { Prompt = "a boat" }]));
+
+        Assert.Equal(StatusCode.InvalidArgument, error.StatusCode);
+        Assert.Contains(expected, error.Status.Detail);
+    }
+
+    [Fact]
+    public async Task APromptsRefinerColumnIsCheckedLikeTheFlag()
+    {
+        var file = Path.Combine(Farm.Root, "bad-refiner.csv");
+        await File.WriteAllLinesAsync(file, ["prompt,refiner", "a boat,", "a ship,ghost"]);
+
+        var submit = await FarmAsync("submit", file, "--model", "tiny-sdxl", "--refiner", "tiny-sdxl-refiner", "--steps", "2", "--size", "64x64");
+
+        Assert.Equal(2, submit.Exit);
+        Assert.Contains("prompts[1].refiner: refiner 'ghost' is not held by any online worker", submit.Err);
+    }
+}
