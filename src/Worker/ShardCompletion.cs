@@ -33,7 +33,7 @@ public sealed class ShardCompletion(CoordinatorLink link, ShardRef reference, Sh
         _end.FailureKind = kind;
     }
 
-    /// <summary>Sends every image as its batch's encoding ends, in order, then the end.</summary>
+    /// <summary>Sends each batch's images together (<see cref="ResultMessages"/>) as its encoding ends, in order, then the end.</summary>
     public async Task FinishAsync(CancellationToken cancellationToken)
     {
         foreach (var (first, _, renderSeconds, pngs) in _batches)
@@ -49,17 +49,15 @@ public sealed class ShardCompletion(CoordinatorLink link, ShardRef reference, Sh
                 if (_end.Error.Length == 0) Fail($"encoding the images failed: {e.Message}", FailureKind.Bug);
                 break;
             }
-            for (var i = 0; i < images.Count; i++)
+            var results = images.Select((image, i) => new ShardImage
             {
-                await link.SendAsync(new WorkerMessage
-                {
-                    Image = new ShardImage
-                    {
-                        Shard = reference, Index = shard.Images[first + i].Index, Png = UnsafeByteOperations.UnsafeWrap(images[i].Png),
-                        RenderSeconds = renderSeconds, Traceparent = traceparent,
-                    },
-                }, cancellationToken);
-                metrics.ImageSent(shard.Params.Model, renderSeconds);
+                Index = shard.Images[first + i].Index, Png = UnsafeByteOperations.UnsafeWrap(image.Png),
+                RenderSeconds = renderSeconds, Traceparent = traceparent,
+            });
+            foreach (var message in ResultMessages.Batched(reference, results))
+            {
+                await link.SendAsync(message, cancellationToken);
+                for (var n = 0; n < message.Results.Images.Count; n++) metrics.ImageSent(shard.Params.Model, renderSeconds);
             }
         }
         _end.Limit = limit();
