@@ -18,7 +18,8 @@ Reports per scenario (medians over the rounds; ratios come from this one run):
 Environment: ROUNDS (3), SHARD (8), TINY_IMAGES (48), TINY_STEPS (8), TINY_SIZE (64x64), SYN_MS (20), SYN_STEPS
 ("4 1"), SYN_IMAGES (128), SYN_SIZE (512x512), SCALE_WORKERS (8: 1 → N), SCALE_SHARDS (16 per worker), SCALE_STEPS (4),
 NATIVE (a published `farm`; default: scripts/install-farm.sh --publish-only), TINY_MODEL (default .farm/models/tiny),
-SKIP_SCALE=1, COORDINATOR_DLL (another build's coordinator, e.g. from a `git worktree` of an older commit, for before/after).
+SKIP_SCALE=1, SKIP_TINY=1, WARM (3: warm-up rounds of each kind before measuring), COORDINATOR_DLL and WORKER_DLL (another build's coordinator and worker, e.g. copies of an older
+commit's bin/Release/net10.0, for before/after).
 """
 import json, os, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
 from datetime import datetime
@@ -122,7 +123,7 @@ def scenario(label, model, spec, images, steps, size):
     sys.stdout.flush()
 
 def start_worker(n, models):
-    start(["dotnet", dll("Worker", "RenderFarm.Worker")], f"worker-{n}.log", {
+    start(["dotnet", env.get("WORKER_DLL") or dll("Worker", "RenderFarm.Worker")], f"worker-{n}.log", {
         "Farm__Redis": f"127.0.0.1:{redis_port}", "Farm__Coordinator": f"http://127.0.0.1:{coord_port}",
         "Farm__WorkerId": f"bench-{n}", "Urls": "http://127.0.0.1:0", "Logging__LogLevel__Default": "Warning",
         **{f"Farm__Models__{k}": v for k, v in models.items()}})
@@ -149,7 +150,7 @@ try:
     with open("/proc/loadavg") as f: load = " ".join(f.read().split()[:3])
     print(f"# {os.cpu_count()} cores, load average {load}, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC; "
           f"Redis {run(['redis-server', '--version']).split()[2]}, no AOF; prefetch: worker default")
-    for _ in range(3):  # past the JIT's tiering: the first rounds of a fresh coordinator cost several times the later ones
+    for _ in range(int(env.get("WARM", 3))):  # past the JIT's tiering: the first rounds of a fresh coordinator cost several times the later ones
         farm_round("tiny", 2 * SHARD, TINY_STEPS, TINY_SIZE, "warm"); farm_round("syn", 4 * SHARD, 1, SYN_SIZE, "warm")
     # What the farm spends doing nothing (timers, worker polls), once warm: the per-image figures below include it
     # for the job's wall time; "net" takes it out.
@@ -157,7 +158,7 @@ try:
     span = idle.samples[-1][0] - idle.samples[0][0]
     idle_coord, idle_redis = [(idle.samples[-1][i] - idle.samples[0][i]) / span for i in (1, 2)]
     print(f"# idle farm (1 worker): coordinator {idle_coord * 1000:.1f} ms CPU/s, Redis {idle_redis * 1000:.1f} ms CPU/s")
-    scenario("tiny model", "tiny", tiny, TINY_IMAGES, TINY_STEPS, TINY_SIZE)
+    if env.get("SKIP_TINY") != "1": scenario("tiny model", "tiny", tiny, TINY_IMAGES, TINY_STEPS, TINY_SIZE)
     for steps in SYN_STEPS:
         scenario(f"synthetic {SYN_MS} ms/step, textured", "syn", syn, SYN_IMAGES, steps, SYN_SIZE)
 

@@ -26,6 +26,7 @@ public sealed class CoordinatorLink : BackgroundService
     private readonly GrpcChannel _channel;
     private WorkerMessage? _unsent;
     private volatile bool _connected;
+    private volatile bool _batchedResults;
     private volatile string? _quarantineReason;
     private readonly ModelMemory _memory;
     private readonly ResiliencePipeline _reconnect;
@@ -126,6 +127,7 @@ public sealed class CoordinatorLink : BackgroundService
         var headers = new Metadata();
         if (!string.IsNullOrEmpty(_options.ApiKey)) headers.Add(FarmHeaders.ApiKey, _options.ApiKey);
         using var call = client.Connect(headers, cancellationToken: broken.Token);
+        _batchedResults = false; // until this stream's coordinator says otherwise in its welcome
         var hello = _hello.Clone();
         hello.Status = Status();
         hello.Loading = hello.Status.Loading; // for coordinators from before WorkerStatus: loading at start, given no work yet
@@ -145,7 +147,10 @@ public sealed class CoordinatorLink : BackgroundService
                     if (!await _outbox.Reader.WaitToReadAsync(broken.Token)) break;
                     if (!_outbox.Reader.TryRead(out _unsent)) continue;
                 }
-                await call.RequestStream.WriteAsync(_unsent, broken.Token);
+                if (_unsent.KindCase == WorkerMessage.KindOneofCase.Results && !_batchedResults)
+                    foreach (var image in ResultMessages.OneByOne(_unsent.Results)) await call.RequestStream.WriteAsync(image, broken.Token);
+                else
+                    await call.RequestStream.WriteAsync(_unsent, broken.Token);
                 _unsent = null;
             }
             await call.RequestStream.CompleteAsync();
@@ -182,6 +187,7 @@ public sealed class CoordinatorLink : BackgroundService
                 switch (message.KindCase)
                 {
                     case CoordinatorMessage.KindOneofCase.Welcome:
+                        _batchedResults = message.Welcome.BatchedResults;
                         _connected = true;
                         Welcomed?.Invoke();
                         break;

@@ -34,7 +34,7 @@ public sealed class ShardCompletion(CoordinatorLink link, ShardRef reference, Sh
         _end.FailureKind = kind;
     }
 
-    /// <summary>Sends every image as its batch's encoding ends, in order, then the end.</summary>
+    /// <summary>Sends each batch's images together (<see cref="ResultMessages"/>) as its encoding ends, in order, then the end.</summary>
     public async Task FinishAsync(CancellationToken cancellationToken)
     {
         foreach (var (first, _, renderSeconds, pngs) in _batches)
@@ -50,14 +50,17 @@ public sealed class ShardCompletion(CoordinatorLink link, ShardRef reference, Sh
                 if (_end.Error.Length == 0) Fail($"encoding the images failed: {e.Message}", FailureKind.Bug);
                 break;
             }
-            for (var i = 0; i < images.Count; i++)
+            var results = images.Select((image, i) => new ShardImage
             {
-                var message = new ShardImage { Shard = reference, Index = shard.Images[first + i].Index, RenderSeconds = renderSeconds, Traceparent = traceparent };
+                Index = shard.Images[first + i].Index, RenderSeconds = renderSeconds, Traceparent = traceparent,
                 // A base stage's images are its latents (RenderedBatch.Latents), handed to the refiner's stage.
-                if (_handsOver) message.Latents = UnsafeByteOperations.UnsafeWrap(images[i].Png);
-                else message.Png = UnsafeByteOperations.UnsafeWrap(images[i].Png);
-                await link.SendAsync(new WorkerMessage { Image = message }, cancellationToken);
-                metrics.ImageSent(shard.Params.Model, renderSeconds);
+                Png = _handsOver ? ByteString.Empty : UnsafeByteOperations.UnsafeWrap(image.Png),
+                Latents = _handsOver ? UnsafeByteOperations.UnsafeWrap(image.Png) : ByteString.Empty,
+            });
+            foreach (var message in ResultMessages.Batched(reference, results))
+            {
+                await link.SendAsync(message, cancellationToken);
+                for (var n = 0; n < message.Results.Images.Count; n++) metrics.ImageSent(shard.Params.Model, renderSeconds);
             }
         }
         _end.Limit = limit();

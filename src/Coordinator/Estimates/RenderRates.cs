@@ -16,18 +16,20 @@ public sealed class RenderRates(IConnectionMultiplexer redis)
 
     private const int MaxCached = 4096;
 
-    public async Task RecordAsync(string model, string workerId, double renderSeconds, uint steps, uint width, uint height)
+    /// <summary>Folds the device times of a worker's images (in the order rendered) into its average: one write.</summary>
+    public async Task RecordAsync(string model, string workerId, IEnumerable<double> renderSeconds, uint steps, uint width, uint height)
     {
         var megapixelSteps = steps * (double)width * height / 1e6;
-        if (!double.IsFinite(renderSeconds) || renderSeconds <= 0 || megapixelSteps <= 0) return;
-        var sample = renderSeconds / megapixelSteps;
+        var samples = renderSeconds.Where(s => double.IsFinite(s) && s > 0).Select(s => s / megapixelSteps).ToList();
+        if (samples.Count == 0 || megapixelSteps <= 0) return;
         var db = redis.GetDatabase();
         // One worker's images arrive over its one stream, in order: read-modify-write needs no script. The average is
-        // kept here too, so only a worker's first image (on this replica) reads it back: one round trip per image.
+        // kept here too, so only a worker's first images (on this replica) read it back.
         var key = (model, workerId);
         double? previous = _latest.TryGetValue(key, out var known) ? known
             : await db.HashGetAsync(FarmKeys.RenderRates(model), workerId) is { IsNull: false } stored ? (double)stored : null;
-        var rate = previous is { } p ? Weight * sample + (1 - Weight) * p : sample;
+        var rate = previous ?? samples[0];
+        foreach (var sample in previous is null ? samples.Skip(1) : samples) rate = Weight * sample + (1 - Weight) * rate;
         if (_latest.Count >= MaxCached) _latest.Clear(); // worker ids change with every restart: bounded, re-read on demand
         _latest[key] = rate;
         await db.HashSetAsync(FarmKeys.RenderRates(model), workerId, rate.ToString("R", CultureInfo.InvariantCulture));

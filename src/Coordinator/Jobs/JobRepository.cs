@@ -7,8 +7,11 @@ using RenderFarm.FarmState.Jobs;
 
 namespace RenderFarm.Coordinator.Jobs;
 
-/// <summary>Outcome of recording one image: whether it counted, and whether that finished its shard.</summary>
-public readonly record struct ImageOutcome(bool Recorded, bool ShardFinished);
+/// <summary>Outcome of recording images of a shard: whether each counted, and whether that finished the shard.</summary>
+public sealed record ImageOutcomes(bool[] Recorded, bool ShardFinished);
+
+/// <summary>A stored image to record: its index, sha256, size and the worker's device time for it (its cost).</summary>
+public readonly record struct StoredImage(uint Index, string Sha256, long SizeBytes, double RenderSeconds);
 
 /// <summary>
 /// Reads and updates job state in Redis. Every update that must be consistent (first result wins, counters, shard and
@@ -71,16 +74,19 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
     }
 
     /// <summary>
-    /// Whether a worker's result for an image may be stored: the image belongs to the job and the job is not
-    /// cancelled. Both reads go out together (one round trip), since this runs for every image of the farm.
+    /// Whether workers' results for <paramref name="indices"/> may be stored: each image belongs to the job and the job
+    /// is not cancelled. The reads go out together (one round trip for a shard's batch of images).
     /// </summary>
-    public async Task<ResultAdmission> AdmitResultAsync(string jobId, uint index)
+    public async Task<ResultAdmission[]> AdmitResultsAsync(string jobId, IReadOnlyList<uint> indices)
     {
         var db = redis.GetDatabase();
-        var known = db.HashExistsAsync(FarmKeys.JobImages(jobId), index);
+        var known = indices.Select(i => db.HashExistsAsync(FarmKeys.JobImages(jobId), i)).ToArray();
         var state = db.HashGetAsync(FarmKeys.JobMeta(jobId), JobFields.State);
-        if (!await known) return ResultAdmission.UnknownImage;
-        return await state == JobStates.Cancelled ? ResultAdmission.Cancelled : ResultAdmission.Accepted;
+        var cancelled = await state == JobStates.Cancelled;
+        var admissions = new ResultAdmission[indices.Count];
+        for (var i = 0; i < known.Length; i++)
+            admissions[i] = !await known[i] ? ResultAdmission.UnknownImage : cancelled ? ResultAdmission.Cancelled : ResultAdmission.Accepted;
+        return admissions;
     }
 
     public async Task<bool> IsCancelledAsync(string jobId) =>
@@ -189,26 +195,29 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
     public Task MarkRunningAsync(string jobId) =>
         JobScripts.MarkRunning.EvaluateAsync(redis.GetDatabase(), [FarmKeys.JobMeta(jobId)]);
 
-    /// <param name="renderSeconds">The worker's device time for the image (its cost), summed into the job.</param>
-    public Task<ImageOutcome> RecordImageDoneAsync(string jobId, uint shard, uint index, string worker, string sha256, long sizeBytes,
-        double renderSeconds = 0) =>
-        RecordOutcomeAsync(JobScripts.OutcomeDone, jobId, shard, index, worker, sha256, sizeBytes, DeviceMicroseconds(renderSeconds));
+    /// <summary>Records stored images of one shard (first result wins), in one script call.</summary>
+    public Task<ImageOutcomes> RecordImagesDoneAsync(string jobId, uint shard, string worker, IReadOnlyList<StoredImage> images) =>
+        RecordOutcomesAsync(JobScripts.OutcomeDone, jobId, shard, worker,
+            images.Select(i => (i.Index, i.Sha256, i.SizeBytes, DeviceMicroseconds(i.RenderSeconds))));
 
     /// <summary>Seconds as whole microseconds; a report that is not a plausible duration (negative, NaN, over a day) counts nothing.</summary>
     private static long DeviceMicroseconds(double seconds) =>
         double.IsFinite(seconds) && seconds is > 0 and <= 86_400 ? (long)Math.Round(seconds * 1e6) : 0;
 
-    public Task<ImageOutcome> RecordImageFailedAsync(string jobId, uint shard, uint index, string worker, string error) =>
-        RecordOutcomeAsync(JobScripts.OutcomeFailed, jobId, shard, index, worker, error, 0, 0);
+    /// <summary>Fails images of one shard for good with <paramref name="error"/> (those without an outcome), in one script call.</summary>
+    public Task<ImageOutcomes> RecordImagesFailedAsync(string jobId, uint shard, IReadOnlyList<uint> indices, string worker, string error) =>
+        RecordOutcomesAsync(JobScripts.OutcomeFailed, jobId, shard, worker, indices.Select(i => (i, error, 0L, 0L)));
 
-    private async Task<ImageOutcome> RecordOutcomeAsync(string mode, string jobId, uint shard, uint index, string worker, string detail, long sizeBytes,
-        long deviceMicroseconds)
+    private async Task<ImageOutcomes> RecordOutcomesAsync(string mode, string jobId, uint shard, string worker,
+        IEnumerable<(uint Index, string Detail, long SizeBytes, long DeviceMicroseconds)> images)
     {
+        var args = new List<RedisValue> { mode, shard, worker, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() };
+        foreach (var image in images) args.AddRange([image.Index, image.Detail, image.SizeBytes, image.DeviceMicroseconds]);
         var result = (RedisResult[])(await JobScripts.RecordOutcome.EvaluateAsync(redis.GetDatabase(),
             [FarmKeys.JobMeta(jobId), FarmKeys.JobResults(jobId), FarmKeys.JobFailures(jobId), FarmKeys.JobShardsRemaining(jobId), FarmKeys.JobEvents(jobId),
              FarmKeys.JobInputs(jobId), FarmKeys.JobProgress(jobId), FarmKeys.JobFailedAttempts(jobId)],
-            mode, index, shard, worker, detail, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), sizeBytes, deviceMicroseconds))!;
-        return new ImageOutcome((int)result[0] == 1, (int)result[1] == 1);
+            [.. args]))!;
+        return new ImageOutcomes(result.Skip(1).Select(r => (int)r == 1).ToArray(), (int)result[0] == 1);
     }
 
     /// <summary>What retention needs to know of a job, in one round trip.</summary>

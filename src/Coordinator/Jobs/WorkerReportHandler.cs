@@ -134,51 +134,91 @@ public sealed class WorkerReportHandler(
     }
 
     /// <returns>Whether the image was accepted (stored, or a duplicate of a stored one).</returns>
-    public async Task<bool> ImageAsync(WorkerSession session, ShardImage image, CancellationToken cancellationToken)
+    public async Task<bool> ImageAsync(WorkerSession session, ShardImage image, CancellationToken cancellationToken) =>
+        await ResultsAsync(session, image.Shard, [image], cancellationToken) == 1;
+
+    /// <summary>
+    /// Stores and records finished images of one shard delivery (a worker sends a batch's images together): the
+    /// delivery is checked once, every image on its own (one of the shard's, a PNG of the shard's size), the admission
+    /// reads go out together, the PNGs are stored concurrently, and all outcomes are recorded in one script call (first
+    /// result wins per image), so a batch costs a few Redis round trips instead of a few per image. An image that does
+    /// not check out is discarded alone; the others still count.
+    /// </summary>
+    /// <returns>How many images were accepted (stored, or duplicates of stored ones).</returns>
+    public async Task<int> ResultsAsync(WorkerSession session, ShardRef shard, IReadOnlyList<ShardImage> images, CancellationToken cancellationToken)
     {
-        var shard = image.Shard;
-        if (await authority.VerifyAsync(session, "image", shard) is not { } delivery) return false;
-        if (!delivery.Contains(image.Index))
+        if (images.Count == 0) return 0;
+        // The admission reads need no verified delivery (they only read): they go out with the delivery check.
+        var admitting = jobs.AdmitResultsAsync(shard.JobId, [.. images.Select(i => i.Index)]);
+        var verifying = authority.VerifyAsync(session, "image", shard);
+        var admissions = await admitting;
+        if (await verifying is not { } delivery) return 0;
+        // A base stage's results are latents for the refiner's stage: each checked and handed over on its own.
+        if (RefinerMessages.IsBaseStage(delivery.Shard) || images.Any(i => i.Latents.Length > 0))
         {
-            authority.Reject(session, "image", "foreign_image", $"sends image {image.Index}, which is not one of shard {shard.JobId}/{shard.ShardIndex}'s");
-            return false;
+            var handed = 0;
+            foreach (var image in images)
+            {
+                if (!delivery.Contains(image.Index))
+                {
+                    authority.Reject(session, "image", "foreign_image", $"sends image {image.Index}, which is not one of shard {shard.JobId}/{shard.ShardIndex}'s");
+                }
+                else if (await LatentsAsync(session, delivery, shard, image)) handed++;
+            }
+            return handed;
         }
-        if (RefinerMessages.IsBaseStage(delivery.Shard) || image.Latents.Length > 0) return await LatentsAsync(session, delivery, image);
-        // The bytes protobuf parsed are checked and stored as they are, not copied (a 512² PNG is ~0.5 MB).
-        var png = image.Png.Memory;
-        if (ResultCheck.Problem(png.Span, delivery.Shard.Params) is { } problem)
+        var checkedImages = new List<ShardImage>(images.Count);
+        var seen = new HashSet<uint>();
+        for (var i = 0; i < images.Count; i++)
         {
-            authority.Reject(session, "image", "bad_result", $"sends {problem} as image {image.Index} of shard {shard.JobId}/{shard.ShardIndex}");
-            return false;
+            var image = images[i];
+            if (!delivery.Contains(image.Index))
+            {
+                authority.Reject(session, "image", "foreign_image", $"sends image {image.Index}, which is not one of shard {shard.JobId}/{shard.ShardIndex}'s");
+                continue;
+            }
+            // The bytes protobuf parsed are checked and stored as they are, not copied (a 512² PNG is ~0.5 MB).
+            if (ResultCheck.Problem(image.Png.Span, delivery.Shard.Params) is { } problem)
+            {
+                authority.Reject(session, "image", "bad_result", $"sends {problem} as image {image.Index} of shard {shard.JobId}/{shard.ShardIndex}");
+                continue;
+            }
+            // A deleted or cancelled job: nothing more is stored. An image twice in one batch is stored once.
+            if (admissions[i] == ResultAdmission.Accepted && seen.Add(image.Index)) checkedImages.Add(image);
         }
-        // The store joins the job's trace: under the worker's render span (or, from older workers, the submission's). It
-        // ends before the image is recorded, so a trace is whole by the time a watcher sees the image (or the job) done.
-        StoredObject stored;
-        using (var activity = FarmTracing.Coordinator.StartActivity("store result", System.Diagnostics.ActivityKind.Internal,
-                   FarmTracing.ParentOf(image.Traceparent.Length > 0 ? image.Traceparent : delivery.Shard.Traceparent)))
-        {
-            activity?.SetTag("renderfarm.job_id", shard.JobId).SetTag("renderfarm.image", image.Index);
-            var admission = await jobs.AdmitResultAsync(shard.JobId, image.Index);
-            if (admission != ResultAdmission.Accepted) return false; // a deleted or cancelled job: nothing more is stored
-            stored = await store.PutIfAbsentAsync(shard.JobId, image.Index, png, cancellationToken);
-        }
-        var outcome = await jobs.RecordImageDoneAsync(shard.JobId, shard.ShardIndex, image.Index, session.WorkerId, stored.Sha256, stored.SizeBytes, image.RenderSeconds);
-        if (outcome.Recorded)
-        {
-            var p = delivery.Shard.Params;
-            metrics.ImageStored(p.Model, image.RenderSeconds);
-            await rates.RecordAsync(p.Model, session.WorkerId, image.RenderSeconds, p.Steps, p.Width, p.Height);
-        }
-        if (delivery.Shard.PreviewEvery > 0) await previews.DropAsync(shard.JobId, image.Index);
-        if (outcome.Recorded && RefinerMessages.IsRefinerStage(delivery.Shard)) await handOff.ForgetAsync(shard.JobId, shard.ShardIndex, image.Index);
-        if (outcome.ShardFinished) await queue.AcknowledgeAsync(shard);
-        return true;
+        if (checkedImages.Count == 0) return 0;
+        var stored = await Task.WhenAll(checkedImages.Select(image => StoreAsync(shard, delivery, image, cancellationToken)));
+        var outcome = await jobs.RecordImagesDoneAsync(shard.JobId, shard.ShardIndex, session.WorkerId, stored);
+        var p = delivery.Shard.Params;
+        var recorded = stored.Where((_, i) => outcome.Recorded[i]).ToList();
+        foreach (var image in recorded) metrics.ImageStored(p.Model, image.RenderSeconds);
+        var rating = rates.RecordAsync(p.Model, session.WorkerId, recorded.Select(i => i.RenderSeconds), p.Steps, p.Width, p.Height);
+        var dropping = delivery.Shard.PreviewEvery > 0 ? Task.WhenAll(stored.Select(i => previews.DropAsync(shard.JobId, i.Index))) : Task.CompletedTask;
+        var acknowledging = outcome.ShardFinished ? queue.AcknowledgeAsync(shard) : Task.CompletedTask;
+        // A refined image is done: the base's latents it came from are no longer needed.
+        var forgetting = RefinerMessages.IsRefinerStage(delivery.Shard)
+            ? Task.WhenAll(recorded.Select(i => handOff.ForgetAsync(shard.JobId, shard.ShardIndex, i.Index))) : Task.CompletedTask;
+        await Task.WhenAll(rating, dropping, acknowledging, forgetting);
+        return checkedImages.Count;
+    }
+
+    /// <summary>
+    /// Stores one result. The store joins the job's trace: under the worker's render span (or, from older workers, the
+    /// submission's). It ends before the image is recorded, so a trace is whole by the time a watcher sees the image (or
+    /// the job) done.
+    /// </summary>
+    private async Task<StoredImage> StoreAsync(ShardRef shard, VerifiedDelivery delivery, ShardImage image, CancellationToken cancellationToken)
+    {
+        using var activity = FarmTracing.Coordinator.StartActivity("store result", System.Diagnostics.ActivityKind.Internal,
+            FarmTracing.ParentOf(image.Traceparent.Length > 0 ? image.Traceparent : delivery.Shard.Traceparent));
+        activity?.SetTag("renderfarm.job_id", shard.JobId).SetTag("renderfarm.image", image.Index);
+        var stored = await store.PutIfAbsentAsync(shard.JobId, image.Index, image.Png.Memory, cancellationToken);
+        return new StoredImage(image.Index, stored.Sha256, stored.SizeBytes, image.RenderSeconds);
     }
 
     /// <summary>An image of a base stage (a base + refiner shard): its latents, checked, go to the hand-off.</summary>
-    private async Task<bool> LatentsAsync(WorkerSession session, VerifiedDelivery delivery, ShardImage image)
+    private async Task<bool> LatentsAsync(WorkerSession session, VerifiedDelivery delivery, ShardRef shard, ShardImage image)
     {
-        var shard = image.Shard;
         if (!RefinerMessages.IsBaseStage(delivery.Shard))
         {
             authority.Reject(session, "image", "bad_result", $"sends latents as image {image.Index} of shard {shard.JobId}/{shard.ShardIndex}, which has no refiner");
@@ -319,13 +359,9 @@ public sealed class WorkerReportHandler(
     /// <summary>Dead letter: every image of the shard without an outcome fails with the last error; the entry is acknowledged.</summary>
     private async Task DeadLetterAsync(ShardRef shard, Shard content, string workerId, string error)
     {
-        var failed = 0;
-        foreach (var task in content.Images)
-        {
-            if ((await jobs.RecordImageFailedAsync(shard.JobId, shard.ShardIndex, task.Index, workerId, error)).Recorded) failed++;
-            if (content.PreviewEvery > 0) await previews.DropAsync(shard.JobId, task.Index);
-        }
-        metrics.ImagesFailed(content.Params.Model, failed);
+        var outcome = await jobs.RecordImagesFailedAsync(shard.JobId, shard.ShardIndex, [.. content.Images.Select(i => i.Index)], workerId, error);
+        if (content.PreviewEvery > 0) await Task.WhenAll(content.Images.Select(task => previews.DropAsync(shard.JobId, task.Index)));
+        metrics.ImagesFailed(content.Params.Model, outcome.Recorded.Count(r => r));
         await queue.AcknowledgeAsync(shard);
         logger.LogWarning("Shard {Job}/{Shard} dead-lettered: {Error}", shard.JobId, shard.ShardIndex, error);
     }

@@ -40,7 +40,7 @@ public sealed class WorkerGrpcService(
         // quarantined worker never slips one in.
         if (session.Quarantined)
             outbox.Writer.TryWrite(new CoordinatorMessage { Quarantine = new Quarantine { Reason = "quarantined earlier; an operator lifts it with `farm workers release`" } });
-        outbox.Writer.TryWrite(new CoordinatorMessage { Welcome = new Welcome { CoordinatorId = CoordinatorId } });
+        outbox.Writer.TryWrite(new CoordinatorMessage { Welcome = new Welcome { CoordinatorId = CoordinatorId, BatchedResults = true } });
 
         try
         {
@@ -112,7 +112,11 @@ public sealed class WorkerGrpcService(
                 if (await reports.StepAsync(session, message.ShardStep)) await session.StepAsync(message.ShardStep);
                 break;
             case WorkerMessage.KindOneofCase.Image:
-                if (await reports.ImageAsync(session, message.Image, ct)) await session.ImageAsync();
+                if (await reports.ImageAsync(session, message.Image, ct)) await session.ImagesAsync(1);
+                break;
+            case WorkerMessage.KindOneofCase.Results:
+                if (await reports.ResultsAsync(session, message.Results.Shard, message.Results.Images, ct) is > 0 and var accepted)
+                    await session.ImagesAsync(accepted);
                 break;
             case WorkerMessage.KindOneofCase.Preview:
                 await reports.PreviewAsync(session, message.Preview);

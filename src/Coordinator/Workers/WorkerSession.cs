@@ -51,9 +51,9 @@ public sealed class WorkerSession(WorkerRegistry registry, WorkerInfo info)
         return SaveAsync(force: false);
     }
 
-    public Task ImageAsync()
+    public Task ImagesAsync(int count)
     {
-        Info.ImagesDone++;
+        Info.ImagesDone += (ulong)count;
         return SaveAsync(force: false);
     }
 

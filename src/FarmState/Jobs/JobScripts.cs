@@ -23,50 +23,64 @@ public static class JobScripts
     private const string WakeWatchers = $"redis.call('PUBLISH', '{FarmKeys.JobEventsChannel}', events)";
 
     /// <summary>
-    /// Records one image's outcome: its result ("sha256:size", so downloads need not ask the store for sizes) or its
-    /// error, the job's counters, the events, and the end of its shard and of the job when this was the last image.
-    /// An image already done or failed is ignored: a duplicate delivery changes nothing. Returns {recorded, shard
-    /// finished}. When the job finishes its init images are dropped unless images failed (a retry needs them), and its
-    /// per-step progress and failed attempts (all settled) too.
+    /// Records the outcomes of images of one shard, in order: each its result ("sha256:size", so downloads need not ask
+    /// the store for sizes) or its error, the job's counters, the events, and the end of the shard and of the job when
+    /// that image was the last. The arguments after <c>now</c> are groups of four per image: index, detail (sha256 or
+    /// error), size, device microseconds. An image already done or failed is ignored: a duplicate delivery changes
+    /// nothing. One call for a shard's batch of images costs one round trip and wakes watchers once. Returns {shard
+    /// finished, recorded of each image (1/0)...}. When the job finishes its init images are dropped unless images failed
+    /// (a retry needs them), and its per-step progress and failed attempts (all settled) too.
     /// </summary>
-    public static readonly FarmScript RecordOutcome = new("record an image's outcome",
+    public static readonly FarmScript RecordOutcome = new("record images' outcomes",
         ["meta", "results", "failures", "shards", "events", "inputs", "progress", "attempts"],
-        ["mode", "index", "shard", "worker", "detail", "now", "size", "device_us"],
+        ["mode", "shard", "worker", "now"],
         $$"""
-        if redis.call('EXISTS', meta) == 0 then return {0, 0} end
-        if redis.call('HEXISTS', results, index) == 1 or redis.call('HEXISTS', failures, index) == 1 then return {0, 0} end
-        local done, failed
-        if mode == '{{OutcomeDone}}' then
-          redis.call('HSET', results, index, detail .. ':' .. size)
-          done = redis.call('HINCRBY', meta, '{{F.ImagesDone}}', 1)
-          failed = tonumber(redis.call('HGET', meta, '{{F.ImagesFailed}}'))
-          redis.call('HINCRBY', meta, '{{F.DeviceMicroseconds}}', device_us)
-          redis.call('XADD', events, '*', '{{E.Type}}', '{{T.ImageDone}}', '{{E.Index}}', index, '{{E.Shard}}', shard,
-            '{{E.Worker}}', worker, '{{E.Sha256}}', detail, '{{E.Done}}', done, '{{E.DeviceMicroseconds}}', device_us)
-        else
-          redis.call('HSET', failures, index, detail)
-          failed = redis.call('HINCRBY', meta, '{{F.ImagesFailed}}', 1)
-          done = tonumber(redis.call('HGET', meta, '{{F.ImagesDone}}'))
-          redis.call('XADD', events, '*', '{{E.Type}}', '{{T.ImageFailed}}', '{{E.Index}}', index, '{{E.Shard}}', shard,
-            '{{E.Error}}', detail, '{{E.Failed}}', failed)
+        local reply = {0}
+        if redis.call('EXISTS', meta) == 0 then
+          for i = 5, #ARGV, 4 do reply[#reply + 1] = 0 end
+          return reply
         end
-        local shardFinished = 0
-        if redis.call('HINCRBY', shards, shard, -1) == 0 then
-          shardFinished = 1
-          redis.call('HINCRBY', meta, '{{F.ShardsDone}}', 1)
-          redis.call('XADD', events, '*', '{{E.Type}}', '{{T.ShardDone}}', '{{E.Shard}}', shard)
+        local recorded = 0
+        for i = 5, #ARGV, 4 do
+          local index, detail, size, device_us = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+          if redis.call('HEXISTS', results, index) == 1 or redis.call('HEXISTS', failures, index) == 1 then
+            reply[#reply + 1] = 0
+          else
+            reply[#reply + 1] = 1
+            recorded = recorded + 1
+            local done, failed
+            if mode == '{{OutcomeDone}}' then
+              redis.call('HSET', results, index, detail .. ':' .. size)
+              done = redis.call('HINCRBY', meta, '{{F.ImagesDone}}', 1)
+              failed = tonumber(redis.call('HGET', meta, '{{F.ImagesFailed}}'))
+              redis.call('HINCRBY', meta, '{{F.DeviceMicroseconds}}', device_us)
+              redis.call('XADD', events, '*', '{{E.Type}}', '{{T.ImageDone}}', '{{E.Index}}', index, '{{E.Shard}}', shard,
+                '{{E.Worker}}', worker, '{{E.Sha256}}', detail, '{{E.Done}}', done, '{{E.DeviceMicroseconds}}', device_us)
+            else
+              redis.call('HSET', failures, index, detail)
+              failed = redis.call('HINCRBY', meta, '{{F.ImagesFailed}}', 1)
+              done = tonumber(redis.call('HGET', meta, '{{F.ImagesDone}}'))
+              redis.call('XADD', events, '*', '{{E.Type}}', '{{T.ImageFailed}}', '{{E.Index}}', index, '{{E.Shard}}', shard,
+                '{{E.Error}}', detail, '{{E.Failed}}', failed)
+            end
+            if redis.call('HINCRBY', shards, shard, -1) == 0 then
+              reply[1] = 1
+              redis.call('HINCRBY', meta, '{{F.ShardsDone}}', 1)
+              redis.call('XADD', events, '*', '{{E.Type}}', '{{T.ShardDone}}', '{{E.Shard}}', shard)
+            end
+            if done + failed == tonumber(redis.call('HGET', meta, '{{F.ImageCount}}')) then
+              local state = '{{S.Completed}}'
+              if failed > 0 then state = '{{S.Failed}}' end
+              redis.call('HSET', meta, '{{F.State}}', state, '{{F.FinishedMs}}', now)
+              if failed == 0 then redis.call('DEL', inputs) end
+              redis.call('DEL', progress, attempts)
+              redis.call('XADD', events, '*', '{{E.Type}}', '{{T.JobFinished}}', '{{E.State}}', state, '{{E.Done}}', done, '{{E.Failed}}', failed,
+                '{{E.DeviceMicroseconds}}', redis.call('HGET', meta, '{{F.DeviceMicroseconds}}') or 0)
+            end
+          end
         end
-        if done + failed == tonumber(redis.call('HGET', meta, '{{F.ImageCount}}')) then
-          local state = '{{S.Completed}}'
-          if failed > 0 then state = '{{S.Failed}}' end
-          redis.call('HSET', meta, '{{F.State}}', state, '{{F.FinishedMs}}', now)
-          if failed == 0 then redis.call('DEL', inputs) end
-          redis.call('DEL', progress, attempts)
-          redis.call('XADD', events, '*', '{{E.Type}}', '{{T.JobFinished}}', '{{E.State}}', state, '{{E.Done}}', done, '{{E.Failed}}', failed,
-            '{{E.DeviceMicroseconds}}', redis.call('HGET', meta, '{{F.DeviceMicroseconds}}') or 0)
-        end
-        {{WakeWatchers}}
-        return {1, shardFinished}
+        if recorded > 0 then {{WakeWatchers}} end
+        return reply
         """);
 
     /// <summary>Moves a queued job to running (a worker began one of its shards); any other state is left alone.</summary>
