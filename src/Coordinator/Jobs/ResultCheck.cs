@@ -7,7 +7,7 @@ namespace RenderFarm.Coordinator.Jobs;
 /// <summary>
 /// What a worker's result must be before it is stored: a PNG that decodes completely (every chunk's CRC, the image
 /// data to its last row) to the shard's width × height, no larger than such a PNG can reasonably be. A live preview
-/// alike, at the latent size.
+/// alike, at the latent size or (a tiny autoencoder decoder's) the image size.
 /// </summary>
 public static class ResultCheck
 {
@@ -20,29 +20,25 @@ public static class ResultCheck
     /// <summary>Latent pixels per image pixel, per axis: a preview's width and height are the image's over this.</summary>
     public const uint LatentScale = 8;
 
-    /// <summary>Largest preview accepted: an RGBA PNG of the latent size stored without compression, plus 4 KiB for chunks.</summary>
-    public static long MaxPreviewBytes(uint width, uint height) => (4L * (width / LatentScale) + 1) * (height / LatentScale) + 4096;
+    /// <summary>Largest preview accepted at a preview size: an RGBA PNG of that size stored without compression, plus 4 KiB for chunks.</summary>
+    public static long MaxPreviewBytes(uint width, uint height) => (4L * width + 1) * height + 4096;
 
     /// <summary>
-    /// Why <paramref name="png"/> is not an acceptable result for <paramref name="p"/>; null when it is. The size is the
-    /// finished images' (<see cref="UpscaleMessages.OutputSize"/>: after hires fix and upscaling).
-    /// </summary>
-    public static string? Problem(ReadOnlySpan<byte> png, GenerationParams p)
-    {
-        var (width, height) = UpscaleMessages.OutputSize(p);
-        return Problem(png, width, height, MaxBytes(width, height), "the shard renders");
-    }
-
-    /// <summary>
-    /// Why <paramref name="png"/> is not an acceptable live preview for <paramref name="p"/> (a latent-size PNG: of the
-    /// first pass, or with hires fix of the second); null when it is.
+    /// Why <paramref name="png"/> is not an acceptable live preview for <paramref name="p"/>; null when it is. A preview
+    /// shows one pass's latents: at the latent size (the latent RGB approximation) or at the image size (decoded by the
+    /// model's tiny autoencoder decoder), of the first pass or, with hires fix, of the second.
     /// </summary>
     public static string? PreviewProblem(ReadOnlySpan<byte> png, GenerationParams p)
     {
         var (width, height) = UpscaleMessages.RenderSize(p);
-        if (p.Hires is not null && ImageHeader.Read(png) is { } header && header.Width == width / LatentScale && header.Height == height / LatentScale)
-            return Problem(png, width / LatentScale, height / LatentScale, MaxPreviewBytes(width, height), "the shard's hires previews are");
-        return Problem(png, p.Width / LatentScale, p.Height / LatentScale, MaxPreviewBytes(p.Width, p.Height), "the shard's previews are");
+        (uint Width, uint Height)[] sizes = p.Hires is null
+            ? [(p.Width / LatentScale, p.Height / LatentScale), (p.Width, p.Height)]
+            : [(p.Width / LatentScale, p.Height / LatentScale), (p.Width, p.Height), (width / LatentScale, height / LatentScale), (width, height)];
+        if (ImageHeader.Read(png) is not { } header) return Problem(png, sizes[0].Width, sizes[0].Height, MaxPreviewBytes(sizes[0].Width, sizes[0].Height), "the shard's previews are");
+        var size = ((uint)header.Width, (uint)header.Height);
+        if (!sizes.Contains(size))
+            return $"a {header.Width}x{header.Height} PNG where the shard's previews are {string.Join(" or ", sizes.Distinct().Select(s => $"{s.Width}x{s.Height}"))}";
+        return Problem(png, size.Item1, size.Item2, MaxPreviewBytes(size.Item1, size.Item2), "the shard's previews are");
     }
 
     private static string? Problem(ReadOnlySpan<byte> png, uint width, uint height, long maxBytes, string expected)
