@@ -24,6 +24,16 @@ public static class ResultCheck
     public static long MaxPreviewBytes(uint width, uint height) => (4L * width + 1) * height + 4096;
 
     /// <summary>
+    /// Why <paramref name="png"/> is not an acceptable result for <paramref name="p"/>; null when it is. The size is the
+    /// finished images' (<see cref="UpscaleMessages.OutputSize"/>: after hires fix and upscaling).
+    /// </summary>
+    public static string? Problem(ReadOnlySpan<byte> png, GenerationParams p)
+    {
+        var (width, height) = UpscaleMessages.OutputSize(p);
+        return Problem(png, width, height, MaxBytes(width, height), "the shard renders");
+    }
+
+    /// <summary>
     /// Why <paramref name="png"/> is not an acceptable live preview for <paramref name="p"/>; null when it is. A preview
     /// shows one pass's latents: at the latent size (the latent RGB approximation) or at the image size (decoded by the
     /// model's tiny autoencoder decoder), of the first pass or, with hires fix, of the second.
