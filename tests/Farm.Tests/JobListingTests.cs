@@ -22,7 +22,12 @@ public sealed class JobListingTests(JobListingTests.ListingFarm fixture) : IClas
 
         public async Task InitializeAsync()
         {
-            Cluster = await FarmCluster.StartAsync(workers: 0, configure: s => s["Farm:ListJobsExaminedPerPage"] = Examined.ToString());
+            Cluster = await FarmCluster.StartAsync(workers: 0, configure: s =>
+            {
+                s["Farm:ListJobsExaminedPerPage"] = Examined.ToString();
+                s["Farm:Limits:MaxActiveJobsPerTenant"] = "1000"; // every job stays queued
+                s["Farm:Limits:SubmitsPerMinutePerTenant"] = "1000";
+            });
             for (var i = 0; i < 250; i++)
                 Submitted.Add((await Cluster.SubmitAsync(Header($"listed-{i}"), [new PromptItem { Prompt = "a quiet harbour" }])).JobId);
         }
