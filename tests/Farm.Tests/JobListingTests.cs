@@ -105,10 +105,42 @@ public sealed class JobListingTests(JobListingTests.ListingFarm fixture) : IClas
         var expected = await Jobs.ListJobsAsync(new ListJobsRequest { Limit = 2, PageToken = token });
         Assert.Equal(expected.Jobs.Select(j => j.JobId), secondDoc.RootElement.GetProperty("jobs").EnumerateArray().Select(j => j.GetProperty("jobId").GetString()));
 
+        // The state filter as the dashboard sends it: an enum name in the query.
+        using var queuedDoc = JsonDocument.Parse(await http.GetStringAsync($"{url}/v1/jobs?limit=10&states=JOB_STATE_QUEUED"));
+        var queued = queuedDoc.RootElement.GetProperty("jobs").EnumerateArray().Select(j => j.GetProperty("state").GetString()).ToList();
+        Assert.Equal(10, queued.Count);
+        Assert.All(queued, state => Assert.Equal("JOB_STATE_QUEUED", state));
+
         using var forged = await http.GetAsync($"{url}/v1/jobs?pageToken=not-a-token");
         Assert.Equal(HttpStatusCode.BadRequest, forged.StatusCode);
         var error = await Assert.ThrowsAsync<RpcException>(() => Jobs.ListJobsAsync(new ListJobsRequest { PageToken = "12.nope" }).ResponseAsync);
         Assert.Equal(StatusCode.InvalidArgument, error.StatusCode);
         Assert.Contains("page_token", error.Status.Detail);
+    }
+
+    [Fact]
+    public async Task FarmJobsFollowsPagesToItsLimitAndSaysHowToGoOn()
+    {
+        async Task<(int Exit, string Out, string Err)> FarmAsync(params string[] args)
+        {
+            var (stdout, stderr) = (new StringWriter(), new StringWriter());
+            var exit = await RenderFarm.Client.FarmCli.RunAsync(["--coordinator", fixture.Cluster.CoordinatorUrl, .. args], stdout, stderr, CancellationToken.None);
+            return (exit, stdout.ToString(), stderr.ToString());
+        }
+        static List<string> Ids(string json) => JsonDocument.Parse(json).RootElement.EnumerateArray().Select(j => j.GetProperty("job_id").GetString()!).ToList();
+
+        // Every job, over several calls (each examines at most 120), in one array and nothing said about more.
+        var all = await FarmAsync("jobs", "--limit", "100000", "--json");
+        Assert.True(all.Exit == 0, all.Err);
+        var ids = Ids(all.Out);
+        Assert.Equal(ids.Count, ids.Distinct().Count());
+        Assert.Superset(fixture.Submitted.ToHashSet(), ids.ToHashSet()); // (subset, actual)
+        Assert.DoesNotContain("--page-token", all.Err);
+
+        var head = await FarmAsync("jobs", "--limit", "130", "--json");
+        Assert.Equal(ids.Take(130), Ids(head.Out));
+        var token = head.Err.Trim().Split(' ')[^1];
+        var rest = await FarmAsync("jobs", "--limit", "100000", "--json", "--page-token", token);
+        Assert.Equal(ids.Skip(130), Ids(rest.Out));
     }
 }
