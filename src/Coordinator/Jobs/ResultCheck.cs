@@ -30,7 +30,7 @@ public static class ResultCheck
     public static string? Problem(ReadOnlySpan<byte> png, GenerationParams p)
     {
         var (width, height) = UpscaleMessages.OutputSize(p);
-        return Problem(png, width, height, MaxBytes(width, height), "the shard renders");
+        return Problem(png, [(width, height)], MaxBytes, "the shard renders");
     }
 
     /// <summary>
@@ -41,27 +41,32 @@ public static class ResultCheck
     public static string? PreviewProblem(ReadOnlySpan<byte> png, GenerationParams p)
     {
         var (width, height) = UpscaleMessages.RenderSize(p);
-        (uint Width, uint Height)[] sizes = p.Hires is null
+        (uint, uint)[] sizes = p.Hires is null
             ? [(p.Width / LatentScale, p.Height / LatentScale), (p.Width, p.Height)]
             : [(p.Width / LatentScale, p.Height / LatentScale), (p.Width, p.Height), (width / LatentScale, height / LatentScale), (width, height)];
-        if (ImageHeader.Read(png) is not { } header) return Problem(png, sizes[0].Width, sizes[0].Height, MaxPreviewBytes(sizes[0].Width, sizes[0].Height), "the shard's previews are");
-        var size = ((uint)header.Width, (uint)header.Height);
-        if (!sizes.Contains(size))
-            return $"a {header.Width}x{header.Height} PNG where the shard's previews are {string.Join(" or ", sizes.Distinct().Select(s => $"{s.Width}x{s.Height}"))}";
-        return Problem(png, size.Item1, size.Item2, MaxPreviewBytes(size.Item1, size.Item2), "the shard's previews are");
+        return Problem(png, sizes, MaxPreviewBytes, "the shard's previews are");
     }
 
-    private static string? Problem(ReadOnlySpan<byte> png, uint width, uint height, long maxBytes, string expected)
+    /// <summary>Why <paramref name="png"/> is not a PNG of one of <paramref name="sizes"/>, within its size's bytes; null when it is.</summary>
+    private static string? Problem(ReadOnlySpan<byte> png, IReadOnlyList<(uint Width, uint Height)> sizes, Func<uint, uint, long> maxBytes, string expected)
     {
-        if (png.Length > maxBytes)
-            return $"{png.Length} bytes, more than a {width}x{height} PNG can take ({maxBytes})";
+        var largest = sizes.MaxBy(s => maxBytes(s.Width, s.Height));
+        if (png.Length > maxBytes(largest.Width, largest.Height))
+            return $"{png.Length} bytes, more than a {largest.Width}x{largest.Height} PNG can take ({maxBytes(largest.Width, largest.Height)})";
         if (!ImageHeader.IsPng(png)) return "not a PNG";
         // One codec reads the header and decodes: a PNG of another size is refused from its header, before its pixels.
         // Workers write plain PNGs, which PngVerifier checks for a fraction of a full decode's CPU (every result passes
         // here); anything else is decoded by Skia.
-        var check = PngVerifier.TryVerify(png, (long)width * height) ?? ImageDecoder.Check(png, (long)width * height);
-        if (check.Header is { } header && (header.Width != width || header.Height != height))
-            return $"a {header.Width}x{header.Height} PNG where {expected} {width}x{height}";
+        var maxPixels = sizes.Max(s => (long)s.Width * s.Height);
+        var check = PngVerifier.TryVerify(png, maxPixels) ?? ImageDecoder.Check(png, maxPixels);
+        if (check.Header is { } header)
+        {
+            var size = ((uint)header.Width, (uint)header.Height);
+            if (!sizes.Contains(size))
+                return $"a {header.Width}x{header.Height} PNG where {expected} {string.Join(" or ", sizes.Distinct().Select(s => $"{s.Width}x{s.Height}"))}";
+            if (png.Length > maxBytes(size.Item1, size.Item2))
+                return $"{png.Length} bytes, more than a {header.Width}x{header.Height} PNG can take ({maxBytes(size.Item1, size.Item2)})";
+        }
         return check.Decodes ? null : $"a PNG that does not decode: {check.Error}";
     }
 }
