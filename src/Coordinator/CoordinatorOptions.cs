@@ -89,9 +89,16 @@ public sealed class CoordinatorOptions
 
     /// <summary>
     /// Live previews one job holds in Redis, in bytes: the latest preview of each image still rendering (a latent-size
-    /// PNG, ~12 KiB at 512x512). Past it, images without a preview get none until others finish.
+    /// PNG, ~12 KiB at 512x512; an image-size one from a model's tiny decoder, ~0.1–0.4 MiB). Past it, images without a
+    /// preview get none until others finish.
     /// </summary>
     [Range(1, 1L << 30)] public long PreviewBytesPerJob { get; set; } = 4L * 1024 * 1024;
+
+    /// <summary>
+    /// Jobs one ListJobs call examines at most (a page of the tenant's index, newest first): with a state filter that
+    /// matches few of many jobs, a call answers a short page and a token to go on instead of reading the whole index.
+    /// </summary>
+    [Range(1, 1_000_000)] public int ListJobsExaminedPerPage { get; set; } = 2000;
 
     /// <summary>Live previews are stored (and sent to watchers) at most this often per shard.</summary>
     [Range(0, 60_000)] public int PreviewIntervalMilliseconds { get; set; } = 250;

@@ -46,6 +46,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     private readonly ModelVariants _variants;
     private readonly UNet _unet; // the plain model's: its inputs describe every variant's
     private readonly VaeDecoder _vaeDecoder;
+    private readonly VaeDecoder? _previewDecoder; // vae_decoder_tiny (TAESD): live previews at the image size
     private readonly VaeEncoder? _vaeEncoder;
     private readonly SchedulerConfig _schedulerConfig;
     private readonly ModelProfile _profile;
@@ -65,9 +66,10 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     private long _inFlightSince; // Stopwatch timestamp at which the running generation started; 0 when none runs
     private bool _disposed;
 
-    private StableDiffusionPipeline(string modelDirectory, ModelVariants variants, VaeDecoder vaeDecoder, VaeEncoder? vaeEncoder,
+    private StableDiffusionPipeline(string modelDirectory, ModelVariants variants, VaeDecoder vaeDecoder, VaeDecoder? previewDecoder, VaeEncoder? vaeEncoder,
         SchedulerConfig schedulerConfig, ModelProfile profile, DiffusionOptions options, int latentChannels, int? guidanceDim, IReadOnlyList<OnnxComponent> components)
     {
+        _previewDecoder = previewDecoder;
         ModelDirectory = modelDirectory;
         _components = components;
         _variants = variants;
@@ -104,6 +106,15 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// only above 1 (diffusers' do_classifier_free_guidance), and never on an LCM UNet.
     /// </summary>
     public bool UsesClassifierFreeGuidance(float guidanceScale) => guidanceScale > 1f && !EmbedsGuidance;
+
+    /// <summary>The model directory's folder for a tiny autoencoder decoder (TAESD, diffusers AutoencoderTiny's decoder).</summary>
+    public const string PreviewDecoderComponent = "vae_decoder_tiny";
+
+    /// <summary>
+    /// True when the directory has a tiny autoencoder decoder (<see cref="PreviewDecoderComponent"/>): live previews
+    /// are then decoded by it at the image size, not approximated at the latent size.
+    /// </summary>
+    public bool DecodesPreviews => _previewDecoder is not null;
 
     /// <summary>True when the directory has a VAE encoder, so img2img and inpainting requests can run.</summary>
     public bool SupportsInitImages => _vaeEncoder is not null;
@@ -192,7 +203,15 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             var unet = new UNet(unetComponent, placement);
             var vaeDecoder = new VaeDecoder(Open("vae_decoder"));
             var vaeEncoder = Has("vae_encoder") ? new VaeEncoder(Open("vae_encoder")) : null;
+            var previewDecoder = Has(PreviewDecoderComponent) ? new VaeDecoder(Open(PreviewDecoderComponent)) : null;
             int latentChannels = CheckCompatible(unet, vaeDecoder);
+            if (previewDecoder?.LatentChannels is int previewChannels && previewChannels != latentChannels)
+            {
+                throw new ModelLoadException($"The tiny autoencoder decoder takes {previewChannels} latent channels; the model's latents have {latentChannels}.")
+                {
+                    Component = PreviewDecoderComponent,
+                };
+            }
             int? guidanceDim = UNetConditioning.Check(unet, unetComponent, xl && stages[^1].Encoder.PooledName is not null, modelDirectory);
             if (xl && stages.Any(s => s.Encoder.HiddenStateNames.Count == 0))
             {
@@ -203,7 +222,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             }
             var prompts = new PromptEncoder(stages, penultimateByDefault: xl);
             variants.SetBase(new ModelVariant(LoraSet.Empty, prompts, unet, [], [], TimeSpan.Zero));
-            return new StableDiffusionPipeline(modelDirectory, variants, vaeDecoder, vaeEncoder, schedulerConfig, profile, options, latentChannels, guidanceDim,
+            return new StableDiffusionPipeline(modelDirectory, variants, vaeDecoder, previewDecoder, vaeEncoder, schedulerConfig, profile, options, latentChannels, guidanceDim,
                 disposables.OfType<OnnxComponent>().ToArray())
             {
                 Upscalers = extensions?.Upscalers,
@@ -284,7 +303,15 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             byte[] Png(byte level) => PngEncoder.Encode(Enumerable.Repeat(level, width * height * 3).ToArray(), width, height);
             request = request with { InitImage = Png(128), MaskImage = IsInpaintingModel ? Png(255) : null, Strength = 1f };
         }
-        await GenerateAsync(request, cancellationToken: cancellationToken).ConfigureAwait(false);
+        // A tiny decoder runs too (one preview, decoded on the step): a broken one fails here, not in a job's preview.
+        var previews = _previewDecoder is null ? null : new PreviewDecoding();
+        await GenerateAsync(request with { Previews = previews is not null }, previews, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Decodes each preview it is given (warm-up: the tiny decoder's first run and size check).</summary>
+    private sealed class PreviewDecoding : IProgress<StepProgress>
+    {
+        public void Report(StepProgress value) => value.Preview?.Rgb(0);
     }
 
     /// <summary>
@@ -579,7 +606,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     private LatentPreview Preview(GenerationRequest request, IReadOnlyList<DenoisingBatch> batches)
     {
         var latents = batches.Count == 1 ? (float[])batches[0].Latents.Clone() : batches.SelectMany(b => b.Latents).ToArray();
-        return new LatentPreview(latents, request.Images.Count, _latentChannels, request.Height / _profile.VaeScaleFactor, request.Width / _profile.VaeScaleFactor, _xl);
+        return new LatentPreview(latents, request.Images.Count, _latentChannels, request.Height / _profile.VaeScaleFactor, request.Width / _profile.VaeScaleFactor, _xl,
+            _previewDecoder, _profile.VaeScaleFactor);
     }
 
     /// <summary>
@@ -902,6 +930,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             _variants.Base.Prompts.Dispose();
             _unet.Dispose();
             _vaeDecoder.Dispose();
+            _previewDecoder?.Dispose();
             _vaeEncoder?.Dispose();
         }
         finally

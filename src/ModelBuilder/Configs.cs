@@ -1,3 +1,4 @@
+using RenderFarm.ModelBuilder.Components;
 using RenderFarm.ModelBuilder.Graph;
 
 namespace RenderFarm.ModelBuilder;
@@ -103,7 +104,8 @@ public sealed record PresetDefinition(
     Distillation Distillation = Distillation.None,
     bool Refiner = false,
     int[]? ControlNetEmbedding = null,
-    bool ControlNetUNet = false)
+    bool ControlNetUNet = false,
+    TinyDecoderConfig? TinyDecoder = null)
 {
     /// <summary>
     /// The SDXL refiner's layout: only the second text encoder (text_encoder_2, tokenizer_2) is written, the UNet

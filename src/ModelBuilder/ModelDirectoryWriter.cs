@@ -55,6 +55,9 @@ public static class ModelDirectoryWriter
     /// </summary>
     public const string ControlNetUNetFolder = "controlnet";
 
+    /// <summary>Where a model directory keeps its tiny autoencoder decoder (TAESD), used for live previews.</summary>
+    public const string TinyDecoderFolder = "vae_decoder_tiny";
+
     public static IReadOnlyList<ComponentGraph> BuildGraphs(PresetDefinition p, int? vocabSize = null, bool torchExportNames = false)
     {
         int vocab = vocabSize ?? p.VocabSize ?? ClipBpeVocabulary.Learn().Size;
@@ -72,6 +75,8 @@ public static class ModelDirectoryWriter
             list.Add(new(ControlNetUNetFolder, UNetBuilder.Build(p.UNet, p.TimestepType, options, controlResiduals: true)));
         list.Add(new("vae_decoder", VaeBuilder.BuildDecoder(p.Vae, options)));
         list.Add(new("vae_encoder", VaeBuilder.BuildEncoder(p.Vae, options)));
+        if (p.TinyDecoder is { } tiny)
+            list.Add(new(TinyDecoderFolder, TinyDecoderBuilder.Build(tiny, options)));
         return list;
     }
 
@@ -183,6 +188,8 @@ public static class ModelDirectoryWriter
         index["unet"] = onnx;
         index["vae_decoder"] = onnx;
         index["vae_encoder"] = onnx;
+        if (p.TinyDecoder is not null)
+            index[TinyDecoderFolder] = onnx;
         Json.Write(Path.Combine(dir, "model_index.json"), index);
     }
 
@@ -296,6 +303,22 @@ public static class ModelDirectoryWriter
                 unet["transformer_layers_per_block"] = u.BlockOut.Select((_, i) => u.TransformerLayersAt(i)).ToArray();
                 unet["up_block_types"] = u.CrossAttention.Reverse().Select(a => a ? "CrossAttnUpBlock2D" : "UpBlock2D").ToArray();
                 return new(unet);
+            case TinyDecoderFolder:
+                var tiny = p.TinyDecoder!;
+                // diffusers AutoencoderTiny's config (decoder half): scaling_factor 1, the UNet's latents go in as they are.
+                return new()
+                {
+                    ["_class_name"] = "AutoencoderTiny",
+                    ["_diffusers_version"] = DiffusersVersion,
+                    ["act_fn"] = "relu",
+                    ["decoder_block_out_channels"] = tiny.BlockOut,
+                    ["latent_channels"] = tiny.LatentChannels,
+                    ["num_decoder_blocks"] = tiny.Blocks,
+                    ["out_channels"] = tiny.ImageChannels,
+                    ["scaling_factor"] = 1.0,
+                    ["upsample_fn"] = "nearest",
+                    ["upsampling_scaling_factor"] = 2,
+                };
             default:
                 var v = p.Vae;
                 return new()

@@ -1,3 +1,4 @@
+using RenderFarm.ModelBuilder.Components;
 using RenderFarm.ModelBuilder.Graph;
 
 namespace RenderFarm.ModelBuilder;
@@ -46,6 +47,12 @@ public static class ModelPresets
         {
             Name = "tiny-control", ControlNetUNet = true,
             Description = "tiny plus controlnet/model.onnx: the UNet that takes ControlNet residuals (same weights as unet/); ControlNets: modelbuilder controlnet tiny",
+        },
+        Tiny with
+        {
+            Name = "tiny-taesd",
+            Description = "tiny plus vae_decoder_tiny/model.onnx: a TAESD decoder (stages 8/8/8/8 wide, 3/3/3/1 blocks) for live previews",
+            TinyDecoder = new TinyDecoderConfig(BlockOut: [8, 8, 8, 8], Blocks: [3, 3, 3, 1]),
         },
         Tiny with
         {

@@ -161,7 +161,8 @@ public sealed class ShardRunner(
     /// Forwards pipeline steps straight to the link (no synchronisation context hop, so order is kept), counted over
     /// the whole shard when it renders in several batches: the steps of the batches done, then this one's, out of the
     /// steps of every batch still to go. A step that carries a preview (the shard asked for them) also sends the
-    /// batch's images as latent-size PNGs; like steps, previews are dropped rather than waited for when the link is busy.
+    /// batch's images as PNGs (latent-size, or image-size where the model has a tiny autoencoder decoder); like steps,
+    /// previews are dropped rather than waited for when the link is busy.
     /// </summary>
     private sealed class StepReporter(CoordinatorLink link, WorkerActivity activity, ShardRef reference, RenderWatchdog watchdog, Shard shard,
         WorkerMetrics metrics, string model) : IProgress<PipelineStep>

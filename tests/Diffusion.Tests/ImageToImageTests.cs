@@ -1,3 +1,4 @@
+using Microsoft.ML.OnnxRuntime;
 using RenderFarm.Diffusion.Imaging;
 
 namespace RenderFarm.Diffusion.Tests;
@@ -167,6 +168,59 @@ public class PreviewTests(PresetModels models) : IClassFixture<PresetModels>
         Assert.Equal((8, 8), (width, height));
         Assert.NotEqual(seen[0].Preview!.Rgb(0), seen[^1].Preview!.Rgb(0));
         Assert.NotEqual(preview.Rgb(0), preview.Rgb(1));
+    }
+
+    /// <summary>
+    /// tiny-taesd is tiny (same seed, same weights) plus vae_decoder_tiny: its previews are the image size and the last
+    /// one is the tiny decoder's image of the final latents, where tiny's are the latent-size RGB approximation.
+    /// </summary>
+    [Fact]
+    public async Task PreviewsAreDecodedByTheTinyDecoderWhenTheModelHasOne()
+    {
+        var request = new GenerationRequest([new ImagePrompt("a cat", "", 1), new ImagePrompt("a dog", "", 2)], 64, 48, 3, 7.5f) { Previews = true };
+        var pipeline = models.Pipeline("tiny-taesd");
+        Assert.True(pipeline.DecodesPreviews);
+        Assert.False(models.Pipeline("tiny").DecodesPreviews);
+
+        var seen = new List<StepProgress>();
+        var images = await pipeline.GenerateAsync(request, new Collect(seen.Add));
+        var approximated = new List<StepProgress>();
+        var plain = await models.Pipeline("tiny").GenerateAsync(request, new Collect(approximated.Add));
+        Assert.Equal(plain.Select(i => i.Png), images.Select(i => i.Png)); // the tiny decoder changes previews only
+
+        var preview = seen[^1].Preview!;
+        Assert.True(preview.Decoded);
+        Assert.Equal((2, 64, 48), (preview.Count, preview.Width, preview.Height));
+        var (width, height, _) = PngMetadata.Read(preview.Png(1));
+        Assert.Equal((64, 48), (width, height));
+        var latentSized = approximated[^1].Preview!;
+        Assert.Equal((8, 6, false), (latentSized.Width, latentSized.Height, latentSized.Decoded));
+
+        // The last preview is the tiny decoder run on the final latents (another session: a level of rounding allowed).
+        var latents = await pipeline.RenderLatentsAsync(request with { Previews = false });
+        using var decoder = new InferenceSession(Path.Combine(models.Directory("tiny-taesd"), StableDiffusionPipeline.PreviewDecoderComponent, "model.onnx"));
+        using var input = OrtValue.CreateTensorValueFromMemory(latents, [2, 4, 6, 8]);
+        using var outputs = decoder.Run(new RunOptions(), ["latent_sample"], [input], ["sample"]);
+        var decoded = outputs[0].GetTensorDataAsSpan<float>().ToArray();
+        for (int image = 0; image < 2; image++)
+        {
+            var rgb = preview.Rgb(image);
+            int plane = 64 * 48;
+            for (int p = 0; p < plane; p++)
+                for (int c = 0; c < 3; c++)
+                {
+                    double expected = Math.Clamp(decoded[(image * 3 + c) * plane + p] / 2 + 0.5, 0, 1) * 255;
+                    Assert.True(Math.Abs(rgb[p * 3 + c] - expected) <= 1, $"image {image} pixel {p} channel {c}: {rgb[p * 3 + c]} vs {expected:F2}");
+                }
+        }
+        // Not the latent approximation blown up: the decoder makes detail within each latent pixel's 8x8 block.
+        var blownUp = new byte[64 * 48 * 3];
+        var small = latentSized.Rgb(0);
+        for (int y = 0; y < 48; y++)
+            for (int x = 0; x < 64; x++)
+                for (int c = 0; c < 3; c++)
+                    blownUp[(y * 64 + x) * 3 + c] = small[((y / 8) * 8 + x / 8) * 3 + c];
+        Assert.NotEqual(blownUp, preview.Rgb(0));
     }
 
     private sealed class Collect(Action<StepProgress> report) : IProgress<StepProgress>

@@ -34,4 +34,19 @@ public class WarmUpTests(PresetModels models, TinyModelFixture tiny) : IClassFix
         var error = await Assert.ThrowsAsync<InvalidOperationException>(() => pipeline.WarmUpAsync());
         Assert.Contains("do not belong together", error.Message);
     }
+
+    [Fact]
+    public async Task ATinyDecoderThatDoesNotScaleLikeTheVaeFailsTheWarmUp()
+    {
+        // A TAESD decoder with two stages (×2) where the VAE scales by 8: previews would be the wrong size.
+        var directory = tiny.CopyModel();
+        var decoder = Path.Combine(directory, StableDiffusionPipeline.PreviewDecoderComponent);
+        Directory.CreateDirectory(decoder);
+        var graph = ModelBuilder.Components.TinyDecoderBuilder.Build(new ModelBuilder.Components.TinyDecoderConfig([8, 8], [1, 1]), new ModelBuilder.Graph.GraphOptions());
+        ModelBuilder.OnnxModelWriter.Write(graph, Path.Combine(decoder, "model.onnx"), seed: 1);
+        using var pipeline = StableDiffusionPipeline.Load(directory);
+        Assert.True(pipeline.DecodesPreviews);
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => pipeline.WarmUpAsync());
+        Assert.Contains("tiny autoencoder decoder made 16x16 previews", error.Message);
+    }
 }

@@ -141,7 +141,7 @@ public class ModelDirectoryWriterTests : IDisposable
 
     [Fact]
     public void ListsTinyFirstAndEveryRequestedPreset() =>
-        Assert.Equal(["tiny", "tiny-control", "tiny-inpaint", "tiny-fp16", "tiny-int64-timestep", "tiny-sd2", "tiny-mha", "tiny-sdxl", "tiny-sdxl-control", "tiny-sdxl-refiner", "tiny-lcm", "tiny-turbo", "sd15", "sd15-fp16", "sd15-fp16-mha"], ModelPresets.Names);
+        Assert.Equal(["tiny", "tiny-control", "tiny-taesd", "tiny-inpaint", "tiny-fp16", "tiny-int64-timestep", "tiny-sd2", "tiny-mha", "tiny-sdxl", "tiny-sdxl-control", "tiny-sdxl-refiner", "tiny-lcm", "tiny-turbo", "sd15", "sd15-fp16", "sd15-fp16-mha"], ModelPresets.Names);
 
     [Fact]
     public void ExternalDataModelsLoadAndComputeTheSameAsInlineOnes()

@@ -21,6 +21,7 @@ public class PresetSignatureTests(ModelDirectoryFixture models)
     {
         new Expectation("tiny", typeof(float), typeof(float), typeof(int), 4, 32, 32, false),
         new Expectation("tiny-control", typeof(float), typeof(float), typeof(int), 4, 32, 32, false),
+        new Expectation("tiny-taesd", typeof(float), typeof(float), typeof(int), 4, 32, 32, false),
         new Expectation("tiny-inpaint", typeof(float), typeof(float), typeof(int), 9, 32, 32, false),
         new Expectation("tiny-fp16", typeof(Float16), typeof(Float16), typeof(int), 4, 32, 32, false),
         new Expectation("tiny-int64-timestep", typeof(float), typeof(long), typeof(long), 4, 32, 32, false),

@@ -42,6 +42,7 @@ public class ReferenceForwardTests(ModelDirectoryFixture models)
         // tiny-control's residual UNet is held to the unet checked here: equal outputs at zero residuals (ControlNetBuilderTests;
         // tiny-sdxl-control's through the pipeline, Diffusion.Tests' SdxlControlNetTests).
         if (def.ControlNetUNet) checkedHere = [.. checkedHere, ModelDirectoryWriter.ControlNetUNetFolder];
+        if (def.TinyDecoder is not null) checkedHere = [.. checkedHere, ModelDirectoryWriter.TinyDecoderFolder];
         checkedHere = [.. checkedHere.Order(StringComparer.Ordinal)];
         var written = Directory.GetFiles(models.PathOf(preset), "model.onnx", SearchOption.AllDirectories)
             .Select(f => Path.GetFileName(Path.GetDirectoryName(f))!);
@@ -105,6 +106,30 @@ public class ReferenceForwardTests(ModelDirectoryFixture models)
         var expected = new ReferenceModel(new OnnxWeights(path)).VaeDecoder(new Img(ToDouble(latents), 4, 4, 6), def.Vae);
         Assert.Equal([1, 3, 32, 48], r["sample"].Shape);
         AssertClose(expected.D, r["sample"].Values, "sample", def);
+    }
+
+    public static TheoryData<string> PresetsWithATinyDecoder =>
+        new(ModelPresets.Definitions.Where(p => p.TinyDecoder is not null && !p.FullSize).Select(p => p.Name));
+
+    /// <summary>Latents up to ±6 reach into the tanh clamp (±3); the decoder scales each side by 2^(stages − 1).</summary>
+    [Theory]
+    [MemberData(nameof(PresetsWithATinyDecoder))]
+    public void TinyDecoderMatchesTheReferenceTaesdDecoder(string preset)
+    {
+        var def = ModelPresets.Get(preset);
+        var c = def.TinyDecoder!;
+        string path = Component(preset, ModelDirectoryWriter.TinyDecoderFolder);
+        var latents = Representable(def, Ort.Random(2 * 4 * 4 * 6, 13, 6f));
+
+        using var s = Ort.Open(path);
+        var r = Ort.Run(s, Ort.Input(s, "latent_sample", [2, 4, 4, 6], latents));
+        Assert.Equal([2, 3, 4 * c.UpFactor, 6 * c.UpFactor], r["sample"].Shape);
+        var reference = new ReferenceModel(new OnnxWeights(path));
+        for (int b = 0; b < 2; b++)
+        {
+            var expected = reference.TinyDecoder(new Img(ToDouble(Batch(latents, b, 2)), 4, 4, 6), c);
+            AssertClose(expected.D, Batch(r["sample"].Values, b, 2), $"sample[{b}]", def);
+        }
     }
 
     [Theory]

@@ -49,6 +49,38 @@ internal sealed class ReferenceModel(OnnxWeights w)
 
     // ---------- VAE ----------
 
+    /// <summary>
+    /// diffusers DecoderTiny (TAESD): tanh(z/3)·3, conv, ReLU, then per stage its AutoencoderTinyBlocks, an upsample
+    /// (all stages but the last) and a conv (bias only in the last, which writes RGB); the result mapped [0, 1] → [−1, 1].
+    /// Module indices count through the Sequential as PyTorch numbers them.
+    /// </summary>
+    public Img TinyDecoder(Img z, Components.TinyDecoderConfig c)
+    {
+        var x = z with { D = z.D.Select(v => Math.Tanh(v / 3) * 3).ToArray() };
+        int layer = 0;
+        x = Relu(Conv(x, $"decoder.layers.{layer++}", 3, 1, [1, 1, 1, 1]));
+        layer++; // the ReLU
+        for (int i = 0; i < c.Blocks.Length; i++)
+        {
+            bool last = i == c.Blocks.Length - 1;
+            for (int b = 0; b < c.Blocks[i]; b++)
+            {
+                string p = $"decoder.layers.{layer++}";
+                var h = Relu(Conv(x, $"{p}.conv.0", 3, 1, [1, 1, 1, 1]));
+                h = Relu(Conv(h, $"{p}.conv.2", 3, 1, [1, 1, 1, 1]));
+                h = Conv(h, $"{p}.conv.4", 3, 1, [1, 1, 1, 1]);
+                x = Relu(h with { D = AddInto(h.D, x.D) });
+            }
+            if (!last)
+            {
+                x = Upsample(x);
+                layer++;
+            }
+            x = Conv(x, $"decoder.layers.{layer++}", 3, 1, [1, 1, 1, 1], bias: last);
+        }
+        return x with { D = x.D.Select(v => v * 2 - 1).ToArray() };
+    }
+
     public Img VaeDecoder(Img z, VaeConfig c)
     {
         int n = c.BlockOut.Length, g = c.NormGroups;
@@ -269,19 +301,19 @@ internal sealed class ReferenceModel(OnnxWeights w)
         return h with { D = AddInto(h.D, shortcut.D) };
     }
 
-    /// <summary>Cross-correlation with pads [top, left, bottom, right].</summary>
-    private Img Conv(Img x, string p, int k, int stride, int[] pads)
+    /// <summary>Cross-correlation with pads [top, left, bottom, right]; <paramref name="bias"/> false: torch's Conv2d(bias=False).</summary>
+    private Img Conv(Img x, string p, int k, int stride, int[] pads, bool bias = true)
     {
         var weight = w[$"{p}.weight"];
-        var bias = w[$"{p}.bias"];
-        int outC = bias.Length;
+        int outC = (int)w.Dims($"{p}.weight")[0];
+        var biases = bias ? w[$"{p}.bias"] : new double[outC];
         int oh = (x.H + pads[0] + pads[2] - k) / stride + 1, ow = (x.W + pads[1] + pads[3] - k) / stride + 1;
         var y = new double[outC * oh * ow];
         for (int o = 0; o < outC; o++)
             for (int yy = 0; yy < oh; yy++)
                 for (int xx = 0; xx < ow; xx++)
                 {
-                    double sum = bias[o];
+                    double sum = biases[o];
                     for (int ci = 0; ci < x.C; ci++)
                         for (int ky = 0; ky < k; ky++)
                         {
@@ -322,6 +354,8 @@ internal sealed class ReferenceModel(OnnxWeights w)
         }
         return x with { D = y };
     }
+
+    private static Img Relu(Img x) => x with { D = x.D.Select(v => Math.Max(v, 0)).ToArray() };
 
     private static Img Silu(Img x) => x with { D = x.D.Select(SiluScalar).ToArray() };
 

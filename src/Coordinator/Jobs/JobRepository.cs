@@ -121,20 +121,53 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
     public async Task<string?> TenantOfAsync(string jobId) =>
         JobIds.IsWellFormed(jobId) ? (string?)await redis.GetDatabase().HashGetAsync(FarmKeys.JobMeta(jobId), JobFields.Tenant) : null;
 
-    /// <summary>A tenant's jobs, newest first, optionally only those in <paramref name="states"/>.</summary>
-    public async Task<IReadOnlyList<JobStatus>> ListAsync(string tenant, IReadOnlyCollection<JobState> states, int limit)
+    /// <summary>
+    /// Up to <paramref name="limit"/> of the tenant's jobs in <paramref name="states"/> (all when empty), newest first,
+    /// starting below <paramref name="after"/>. Reads the tenant's index a window at a time and each job's status
+    /// (pipelined), never more than <paramref name="maxExamined"/> entries per call: a state filter that matches few
+    /// jobs answers a short page (with a token to go on) rather than reading a whole 100k-job index in one call.
+    /// </summary>
+    public async Task<JobListPage> ListAsync(string tenant, IReadOnlyCollection<JobState> states, int limit, JobPageToken? after, int maxExamined)
     {
         var db = redis.GetDatabase();
-        var result = new List<JobStatus>();
-        const int page = 200;
-        for (long start = 0; result.Count < limit; start += page)
+        var index = FarmKeys.TenantJobIndex(tenant);
+        var total = db.SortedSetLengthAsync(index);
+        long start = after is { } token ? await StartBelowAsync(db, index, token) : 0;
+        var jobs = new List<JobStatus>(Math.Min(limit, 1000));
+        int examined = 0;
+        JobPageToken? last = null;
+        while (true)
         {
-            var ids = await db.SortedSetRangeByRankAsync(FarmKeys.TenantJobIndex(tenant), start, start + page - 1, Order.Descending);
-            if (ids.Length == 0) break;
-            var statuses = await Task.WhenAll(ids.Select(id => GetStatusAsync((string)id!)));
-            result.AddRange(statuses.OfType<JobStatus>().Where(s => states.Count == 0 || states.Contains(s.State)).Take(limit - result.Count));
+            // Unfiltered, a window is what the page still needs; filtered, larger windows find matches in fewer trips.
+            int window = Math.Min(maxExamined - examined, states.Count == 0 ? limit - jobs.Count : 200);
+            if (window <= 0) return new(jobs, last, await total); // the examination budget is spent: more may follow
+            var entries = await db.SortedSetRangeByRankWithScoresAsync(index, start, start + window - 1, Order.Descending);
+            var statuses = await Task.WhenAll(entries.Select(e => GetStatusAsync((string)e.Element!)));
+            for (int i = 0; i < entries.Length; i++)
+            {
+                examined++;
+                last = new JobPageToken((long)entries[i].Score, (string)entries[i].Element!);
+                if (statuses[i] is { } status && (states.Count == 0 || states.Contains(status.State))) jobs.Add(status);
+                if (jobs.Count == limit)
+                {
+                    // Full: a token unless this was provably the index's last entry.
+                    bool end = i == entries.Length - 1 && entries.Length < window;
+                    return new(jobs, end ? null : last, await total);
+                }
+            }
+            if (entries.Length < window) return new(jobs, null, await total); // the end of the index
+            start += entries.Length;
         }
-        return result;
+    }
+
+    /// <summary>
+    /// The rank (newest first) of the entry after <paramref name="token"/>'s job: its rank + 1 while it is listed; once
+    /// it is gone (deleted, expired), the first entry created at or before its time.
+    /// </summary>
+    private static async Task<long> StartBelowAsync(IDatabase db, string index, JobPageToken token)
+    {
+        if (await db.SortedSetRankAsync(index, token.JobId, Order.Descending) is long rank) return rank + 1;
+        return await db.SortedSetLengthAsync(index, token.CreatedMs, double.PositiveInfinity, Exclude.Start);
     }
 
     /// <summary>

@@ -126,7 +126,7 @@ public sealed class WorkerReportHandler(
         await Task.WhenAll(preview.Images.Select(image => previews.StoreAsync(shard.JobId, new ImagePreview
         {
             Index = image.Index, ShardIndex = shard.ShardIndex, Step = preview.Step, TotalSteps = preview.TotalSteps, Png = image.Png,
-            // The first pass's latent size, or a hires pass's (the check above let only those through).
+            // A pass's latent size, or its image size from a tiny autoencoder decoder (the check above let only those through).
             Width = (uint)(RenderFarm.Imaging.ImageHeader.Read(image.Png.Span)?.Width ?? (int)(p.Width / ResultCheck.LatentScale)),
             Height = (uint)(RenderFarm.Imaging.ImageHeader.Read(image.Png.Span)?.Height ?? (int)(p.Height / ResultCheck.LatentScale)),
         })));

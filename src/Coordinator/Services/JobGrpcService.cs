@@ -266,8 +266,16 @@ public sealed class JobGrpcService(
     public override async Task<ListJobsResponse> ListJobs(ListJobsRequest request, ServerCallContext context)
     {
         var limit = request.Limit == 0 ? 50 : (int)Math.Min(request.Limit, 1000);
-        var response = new ListJobsResponse();
-        response.Jobs.AddRange(await jobs.ListAsync(ApiKeyInterceptor.PrincipalOf(context).Tenant, request.States, limit));
+        JobPageToken? after = null;
+        if (request.PageToken.Length > 0)
+        {
+            if (!JobPageToken.TryParse(request.PageToken, out var token))
+                throw BatchValidator.Invalid("page_token is not one a listing handed out (pass next_page_token as it came, or nothing for the first page)");
+            after = token;
+        }
+        var page = await jobs.ListAsync(ApiKeyInterceptor.PrincipalOf(context).Tenant, request.States, limit, after, options.Value.ListJobsExaminedPerPage);
+        var response = new ListJobsResponse { NextPageToken = page.Next?.ToString() ?? "", TotalJobs = (ulong)page.TotalJobs };
+        response.Jobs.AddRange(page.Jobs);
         return response;
     }
 

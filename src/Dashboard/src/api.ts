@@ -59,7 +59,12 @@ export async function signIn(key: string): Promise<Caller> {
 }
 
 export const caller = () => get<Caller>("/v1/caller");
-export const listJobs = (limit: number) => get<{ jobs?: JobStatus[] }>(`/v1/jobs?limit=${limit}`).then((r) => r.jobs ?? []);
+/** A page of the caller's jobs, newest first: the server pages (ListJobs' page tokens), so a farm of 100k jobs sends 100. */
+export interface JobsPage { jobs: JobStatus[]; nextPageToken: string; totalJobs: number }
+export const listJobs = (limit: number, pageToken = "", state?: string) =>
+  get<{ jobs?: JobStatus[]; nextPageToken?: string; totalJobs?: string }>(
+    `/v1/jobs?limit=${limit}&pageToken=${encodeURIComponent(pageToken)}${state ? `&states=${encodeURIComponent(state)}` : ""}`)
+    .then((r): JobsPage => ({ jobs: r.jobs ?? [], nextPageToken: r.nextPageToken ?? "", totalJobs: Number(r.totalJobs ?? 0) }));
 export const getJob = (id: string) => get<JobStatus>(`/v1/jobs/${encodeURIComponent(id)}`);
 export const listImages = (id: string, offset: number, limit: number) =>
   get<{ images?: JobImage[]; imageCount?: number }>(`/v1/jobs/${encodeURIComponent(id)}/images?offset=${offset}&limit=${limit}`);

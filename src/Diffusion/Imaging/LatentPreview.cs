@@ -1,10 +1,14 @@
+using RenderFarm.Diffusion.Models;
+
 namespace RenderFarm.Diffusion;
 
 /// <summary>
-/// A cheap RGB look at the latents after a denoising step, without the VAE: each latent pixel through a fixed 4→3
-/// linear map (the community "latent RGB factors" ComfyUI and A1111 use), rgb = clamp((f·z + b + 1)/2, 0, 1).
-/// The latents are snapshotted when the step ends; PNGs are only encoded when <see cref="Png"/> is called.
-/// The preview is the latent size (1/8 of the image per axis).
+/// A cheap RGB look at the latents after a denoising step. With a tiny autoencoder decoder in the model directory
+/// (TAESD, <c>vae_decoder_tiny/</c>), the latents decoded by it: the image size, close to what the VAE will make.
+/// Without one, each latent pixel through a fixed 4→3 linear map (the community "latent RGB factors" ComfyUI and
+/// A1111 use), rgb = clamp((f·z + b + 1)/2, 0, 1), at the latent size (1/8 of the image per axis).
+/// The latents are snapshotted when the step ends; they are decoded (every image in one run, once) and PNGs encoded
+/// only when <see cref="Rgb"/> or <see cref="Png"/> is called.
 /// </summary>
 public sealed class LatentPreview
 {
@@ -24,30 +28,47 @@ public sealed class LatentPreview
     private readonly int _channels;
     private readonly float[,] _factors;
     private readonly float[] _bias;
+    private readonly int _latentHeight;
+    private readonly int _latentWidth;
+    private readonly VaeDecoder? _decoder;
+    private readonly int _scale;
+    private readonly Lock _decoding = new();
+    private float[]? _decoded; // [Count, 3, Height, Width] in [−1, 1], once decoded
 
-    internal LatentPreview(float[] latents, int count, int channels, int height, int width, bool xl)
+    /// <param name="decoder">The tiny decoder, or null for the latent RGB factors.</param>
+    /// <param name="scale">Image pixels per latent pixel, per axis: the size the decoder must produce.</param>
+    internal LatentPreview(float[] latents, int count, int channels, int height, int width, bool xl, VaeDecoder? decoder = null, int scale = 1)
     {
         _latents = latents;
         Count = count;
         _channels = channels;
-        Height = height;
-        Width = width;
+        (_latentHeight, _latentWidth) = (height, width);
+        (_decoder, _scale) = decoder is null ? (null, 1) : (decoder, scale);
         (_factors, _bias) = xl ? (XlFactors, XlBias) : (StableDiffusionFactors, StableDiffusionBias);
     }
 
     /// <summary>Images in the batch.</summary>
     public int Count { get; }
 
-    public int Width { get; }
+    public int Width => _latentWidth * _scale;
 
-    public int Height { get; }
+    public int Height => _latentHeight * _scale;
+
+    /// <summary>True when a tiny autoencoder decoder makes the preview (image size); false for the latent RGB factors (latent size).</summary>
+    public bool Decoded => _decoder is not null;
 
     /// <summary>Interleaved RGB bytes of image <paramref name="image"/>'s preview.</summary>
+    /// <exception cref="InvalidOperationException">The tiny decoder made images of another size than the model's VAE.</exception>
     public byte[] Rgb(int image = 0)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(image);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(image, Count);
-        int plane = Width * Height;
+        if (_decoder is not null)
+        {
+            int perImage = 3 * Width * Height;
+            return Imaging.ImageTensor.ToRgb(Decode().AsSpan(image * perImage, perImage), Width, Height);
+        }
+        int plane = _latentWidth * _latentHeight;
         var latent = _latents.AsSpan(image * _channels * plane, _channels * plane);
         var rgb = new byte[plane * 3];
         for (int p = 0; p < plane; p++)
@@ -61,6 +82,22 @@ public sealed class LatentPreview
             }
         }
         return rgb;
+    }
+
+    /// <summary>Every image through the tiny decoder in one run (its latents as the UNet leaves them: TAESD's scale is 1), once.</summary>
+    private float[] Decode()
+    {
+        lock (_decoding)
+        {
+            if (_decoded is not null) return _decoded;
+            var pixels = new float[Count * 3 * Width * Height];
+            using var runOptions = new Microsoft.ML.OnnxRuntime.RunOptions();
+            var (height, width) = _decoder!.Decode(_latents, Count, _channels, _latentHeight, _latentWidth, runOptions, pixels);
+            if (height != Height || width != Width)
+                throw new InvalidOperationException(
+                    $"The tiny autoencoder decoder made {width}x{height} previews of {_latentWidth}x{_latentHeight} latents; the VAE makes {Width}x{Height}.");
+            return _decoded = pixels;
+        }
     }
 
     /// <summary>Image <paramref name="image"/>'s preview as a PNG (encoded on each call).</summary>

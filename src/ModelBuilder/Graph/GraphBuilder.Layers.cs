@@ -21,14 +21,14 @@ public sealed partial class GraphBuilder
     }
 
     /// <summary>2-D convolution, weight [out, in, k, k]; pads default to k/2 on every side; pads order is ONNX's
-    /// [top, left, bottom, right].</summary>
-    public string Conv2d(string x, string p, long inChannels, long outChannels, long kernel, long stride = 1, long[]? pads = null)
+    /// [top, left, bottom, right]. Without <paramref name="bias"/>, as torch's Conv2d(bias=False): no bias parameter.</summary>
+    public string Conv2d(string x, string p, long inChannels, long outChannels, long kernel, long stride = 1, long[]? pads = null, bool bias = true)
     {
         long fanIn = inChannels * kernel * kernel;
         string w = Parameter($"{p}.weight", [outChannels, inChannels, kernel, kernel], FanIn(fanIn));
-        string b = Parameter($"{p}.bias", [outChannels], FanIn(fanIn));
+        string[] inputs = bias ? [x, w, Parameter($"{p}.bias", [outChannels], FanIn(fanIn))] : [x, w];
         long half = kernel / 2;
-        return Op("Conv", p, [x, w, b],
+        return Op("Conv", p, inputs,
             new Attr("kernel_shape", new[] { kernel, kernel }),
             new Attr("strides", new[] { stride, stride }),
             new Attr("pads", pads ?? [half, half, half, half]),

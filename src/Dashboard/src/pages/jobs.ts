@@ -5,29 +5,42 @@ import { markFirstPaint, markUpdate, resetFirstPaint } from "../perf";
 import type { JobStatus } from "../types";
 
 const RefreshMs = 2000;
-const Limit = 1000;
 /** Rows in the table at once: a page of 1,000 rows took seconds to lay out on a busy CPU (bench/dashboard.md). */
 export const PageRows = 100;
 
 interface Row { row: HTMLTableRowElement; signature: string }
 
 /**
- * The caller's jobs, newest first, refreshed every 2 s, a page of {@link PageRows} at a time: only the rows on the
- * page exist in the document, and a row is rebuilt only where its job changed.
+ * The caller's jobs, newest first, refreshed every 2 s, a page of {@link PageRows} at a time, paged by the server
+ * (ListJobs' page tokens; the state filter applies there too): only the page's jobs are fetched and only its rows
+ * exist in the document, and a row is rebuilt only where its job changed. A page after the first starts below the
+ * previous page's last job, so new submissions do not shift it.
  */
 export function jobsPage(): Stop {
   const started = performance.now();
   resetFirstPaint("jobs");
   const body = el("tbody");
   const status = el("p", { className: "muted" });
-  const filter = el("select", { id: "state-filter", onchange: () => { page = 0; renderPage(); } },
+  const filter = el("select", { id: "state-filter", onchange: () => { page = 0; starts = [{ token: "", offset: 0 }]; reload(); } },
     ...["all", "queued", "running", "paused", "completed", "failed", "cancelled"].map((s) => el("option", { value: s }, s)));
   const range = el("span", { className: "muted", id: "jobs-range" });
-  const previous = el("button", { className: "page-previous", onclick: () => { page--; renderPage(); } }, "← newer");
-  const next = el("button", { className: "page-next", onclick: () => { page++; renderPage(); } }, "older →");
+  const previous = el("button", { className: "page-previous", onclick: () => { if (page > 0) { page--; reload(); } } }, "← newer");
+  const next = el("button", {
+    className: "page-next",
+    onclick: () => {
+      if (!nextToken) return;
+      starts[page + 1] = { token: nextToken, offset: starts[page].offset + jobs.length };
+      page++;
+      reload();
+    },
+  }, "older →");
   const rows = new Map<string, Row>();
   let jobs: JobStatus[] = [];
   let page = 0;
+  /** Where each page visited starts: its page token and the rows before it. */
+  let starts: { token: string; offset: number }[] = [{ token: "", offset: 0 }];
+  let nextToken = "";
+  let total = 0;
   let timer = 0;
   let stopped = false;
 
@@ -85,12 +98,7 @@ export function jobsPage(): Stop {
 
   /** Puts the current page's rows in the table (in order, moving only what moved) and updates the pager. */
   function renderPage(): void {
-    const wanted = filter.value;
-    const listed = wanted === "all" ? jobs : jobs.filter((j) => stateName(j.state, "JOB_STATE_") === wanted);
-    const pages = Math.max(1, Math.ceil(listed.length / PageRows));
-    page = Math.min(Math.max(0, page), pages - 1);
-    const shown = listed.slice(page * PageRows, (page + 1) * PageRows);
-    const wantedRows = shown.map(rowOf);
+    const wantedRows = jobs.map(rowOf);
     const onPage = new Set(wantedRows);
     for (const child of [...body.children]) if (!onPage.has(child as HTMLTableRowElement)) child.remove();
     let cursor: ChildNode | null = body.firstChild;
@@ -98,28 +106,41 @@ export function jobsPage(): Stop {
       if (cursor === row) { cursor = row.nextSibling; continue; }
       body.insertBefore(row, cursor);
     }
-    // Rows of jobs no longer listed are forgotten; rows of other pages are kept (rebuilt only if changed when shown).
+    // Rows of jobs not on this page are forgotten: the server sends only the page.
     const present = new Set(jobs.map((j) => j.jobId));
     for (const id of rows.keys()) if (!present.has(id)) rows.delete(id);
-    range.textContent = listed.length === 0 ? "" : `${page * PageRows + 1}–${page * PageRows + shown.length} of ${listed.length}`;
+    const offset = starts[page].offset;
+    // The total counts every state: shown only for the unfiltered listing.
+    range.textContent = jobs.length === 0 ? "" : `${offset + 1}–${offset + jobs.length}${filter.value === "all" ? ` of ${total}` : ""}`;
     previous.disabled = page === 0;
-    next.disabled = page >= pages - 1;
+    next.disabled = nextToken === "";
+  }
+
+  /** Fetches the current page now (a pager or filter change), in place of the pending refresh. */
+  function reload(): void {
+    clearTimeout(timer);
+    void refresh();
   }
 
   async function refresh(): Promise<void> {
+    const asked = { page, token: starts[page].token, state: filter.value };
     try {
-      const list = await listJobs(Limit);
+      const result = await listJobs(PageRows, asked.token, asked.state === "all" ? undefined : `JOB_STATE_${asked.state.toUpperCase()}`);
       if (stopped) return;
+      // A pager or filter change while this was in flight: its own fetch paints.
+      if (asked.page !== page || asked.state !== filter.value || asked.token !== starts[page].token) return;
       const received = performance.now();
-      jobs = list;
+      jobs = result.jobs;
+      nextToken = result.nextPageToken;
+      total = result.totalJobs;
       renderPage();
-      status.textContent = jobs.length === 0 ? "No jobs yet: submit one with farm submit." : `${jobs.length} jobs`;
+      status.textContent = total === 0 ? "No jobs yet: submit one with farm submit." : `${total} jobs`;
       markFirstPaint("jobs", started);
       markUpdate(received);
     } catch (e) {
       status.replaceChildren(errorBox(e));
     }
-    if (!stopped) timer = window.setTimeout(refresh, RefreshMs);
+    if (!stopped) { clearTimeout(timer); timer = window.setTimeout(refresh, RefreshMs); }
   }
 
   void refresh();
