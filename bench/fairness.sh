@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Fairness between tenants (issue 21): tenant A submits a big job, tenant B a small one a second later, on a farm of
+# synthetic workers (no ONNX: a step is a fixed sleep). Measures, from the jobs' own event timestamps, how long B waits
+# for its first shard to start and how long B takes in all, against the farm's shard time and A's job.
+#   bench/fairness.sh
+# Environment: A_IMAGES (10000), B_IMAGES (10), WORKERS (4), MS_PER_STEP (25), STEPS (10), SHARD (8), B_DELAY (1 s),
+#   NO_BUILD=1 (reuse the Release binaries), KEEP=1 (keep the run's folder: logs, events JSON).
+# Prints one table row; bench/fairness.md has the method and the figures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+source scripts/lib.sh
+source bench/lib.sh
+
+A_IMAGES=${A_IMAGES:-10000}; B_IMAGES=${B_IMAGES:-10}; WORKERS=${WORKERS:-4}; MS_PER_STEP=${MS_PER_STEP:-25}; STEPS=${STEPS:-10}
+SHARD=${SHARD:-8}; B_DELAY=${B_DELAY:-1}
+
+ensure_redis
+state=$(mktemp -d /tmp/farm-fairness.XXXXXX)
+pids=()
+cleanup() {
+  local code=$?
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ "${KEEP:-}" = 1 ]; then echo "run folder kept: $state" >&2; else rm -rf "$state"; fi
+  exit $code
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+bench_build
+
+redis_port=$(free_port); coord_port=$(free_port); web_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$state" --save "" --appendonly no >"$state/redis.log" 2>&1 &
+pids+=($!)
+wait_for 20 redis-cli -p "$redis_port" ping
+coordinator_env=(Farm__Redis="127.0.0.1:$redis_port" Farm__Storage="$state/results" Farm__DefaultModel=bench
+  Farm__ShardSize="$SHARD" Farm__MaxImagesPerJob=1000000 Logging__LogLevel__Default=Warning)
+keys() { env "${coordinator_env[@]}" dotnet "$(dll Coordinator RenderFarm.Coordinator)" keys create "$@" 2>/dev/null; }
+worker_key=$(keys --tenant farm --role worker)
+key_a=$(keys --tenant tenant-a --role client)
+key_b=$(keys --tenant tenant-b --role client)
+env "${coordinator_env[@]}" Kestrel__Endpoints__Grpc__Url="http://127.0.0.1:$coord_port" \
+  Kestrel__Endpoints__Web__Url="http://127.0.0.1:$web_port" Kestrel__Endpoints__Web__Protocols=Http1 \
+  dotnet "$(dll Coordinator RenderFarm.Coordinator)" >"$state/coordinator.log" 2>&1 &
+pids+=($!)
+wait_for 60 curl -sf --http2-prior-knowledge "http://127.0.0.1:$coord_port/healthz"
+for i in $(seq 1 "$WORKERS"); do
+  Farm__Redis="127.0.0.1:$redis_port" Farm__Coordinator="http://127.0.0.1:$coord_port" Farm__ApiKey="$worker_key" \
+    Farm__WorkerId="fair-$i" Farm__Models__bench="synthetic:$MS_PER_STEP" Urls="http://127.0.0.1:0" Logging__LogLevel__Default=Warning \
+    dotnet "$(dll Worker RenderFarm.Worker)" >"$state/worker-$i.log" 2>&1 &
+  pids+=($!)
+done
+deadline=$((SECONDS + 180))
+until [ "$(farm --api-key "$key_a" workers --json 2>/dev/null | python3 -c 'import json,sys; print(sum(w["state"] == "idle" for w in json.load(sys.stdin)))' 2>/dev/null || echo 0)" -ge "$WORKERS" ]; do
+  [ $SECONDS -ge $deadline ] && { echo "workers did not all register; see $state" >&2; KEEP=1; exit 1; }
+  sleep 0.5
+done
+
+seq 1 "$A_IMAGES" | sed 's/^/tenant A prompt /' >"$state/a.txt"
+seq 1 "$B_IMAGES" | sed 's/^/tenant B prompt /' >"$state/b.txt"
+submit() { farm --api-key "$1" submit "$2" --model bench --size 64x64 --steps "$STEPS" --seed 1 2>/dev/null | tail -1; }
+job_a=$(submit "$key_a" "$state/a.txt")
+sleep "$B_DELAY"
+job_b=$(submit "$key_b" "$state/b.txt")
+echo "A $job_a ($A_IMAGES images), B $job_b ($B_IMAGES images)" >&2
+
+wait_finished() {
+  local key=$1 job=$2 deadline=$((SECONDS + 1800))
+  until farm --api-key "$key" status "$job" --json 2>/dev/null | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin).get("finished") else 1)'; do
+    [ $SECONDS -ge $deadline ] && { echo "job $job did not finish in time" >&2; KEEP=1; exit 1; }
+    sleep 0.5
+  done
+}
+wait_finished "$key_b" "$job_b"
+echo "B finished; waiting for A" >&2
+wait_finished "$key_a" "$job_a"
+# The jobs' own event logs (WatchJob over HTTP/JSON from the start: it ends with job_finished), and their statuses.
+for t in a b; do
+  key=key_$t; job=job_$t
+  curl -fsS "http://127.0.0.1:$web_port/v1/jobs/${!job}/events" -H "x-api-key: ${!key}" >"$state/events-$t.json"
+  curl -fsS "http://127.0.0.1:$web_port/v1/jobs/${!job}" -H "x-api-key: ${!key}" >"$state/status-$t.json"
+done
+
+python3 - "$state" "$MS_PER_STEP" "$STEPS" "$WORKERS" <<'PY'
+import json, statistics, sys
+state, ms, steps, workers = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+def events(name):
+    # WatchJob over HTTP/JSON streams one JSON object per event, back to back.
+    text, decoder, out, i = open(f"{state}/events-{name}.json").read(), json.JSONDecoder(), [], 0
+    while i < len(text):
+        while i < len(text) and text[i] in " \r\n\t,[]": i += 1
+        if i >= len(text): break
+        obj, i = decoder.raw_decode(text, i)
+        out.append(obj.get("result", obj))
+    return out
+def status(name): return json.load(open(f"{state}/status-{name}.json"))
+a, b = status("a"), status("b")
+ea, eb = events("a"), events("b")
+ms_of = lambda e: int(e["unixMs"])
+# One shard time: the median of A's shards from shard_started to shard_done (measured, not the ideal).
+started = {e["shardStarted"].get("shardIndex", 0): ms_of(e) for e in ea if "shardStarted" in e}
+done = {e["shardDone"].get("shardIndex", 0): ms_of(e) for e in ea if "shardDone" in e}
+shard_ms = statistics.median(done[i] - started[i] for i in done if i in started)
+b_created, b_finished = int(b["createdUnixMs"]), int(b["finishedUnixMs"])
+a_created, a_finished = int(a["createdUnixMs"]), int(a["finishedUnixMs"])
+b_first = min(ms_of(e) for e in eb if "shardStarted" in e)
+b_done = int(b.get("imagesDone", 0)); a_done = int(a.get("imagesDone", 0))
+a_shards_before_b = sum(1 for t in started.values() if t < b_first)
+row = dict(
+    shard_ms=shard_ms, ideal_ms=ms * steps, b_first_start_ms=b_first - b_created, b_wall_ms=b_finished - b_created,
+    a_wall_ms=a_finished - a_created, b_done=b_done, a_done=a_done)
+print("| A images | B images | workers | shard ms (median, ideal) | B first start ms | **B first start / shard** | B wall ms | **B wall / shard** | A wall s | **B finish / A finish** (from A's submit) | A shards started before B's first |")
+print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+print(f"| {a_done:,} | {b_done} | {workers} | {shard_ms:.0f} ({ms * steps:.0f}) | {b_first - b_created} | **{(b_first - b_created) / shard_ms:.2f}** | "
+      f"{b_finished - b_created} | **{(b_finished - b_created) / shard_ms:.2f}** | {(a_finished - a_created) / 1000:.1f} | "
+      f"**{(b_finished - a_created) / (a_finished - a_created):.4f}** | {a_shards_before_b} |")
+json.dump(row, open(f"{state}/row.json", "w"))
+PY
