@@ -4,6 +4,7 @@
 # for its first shard to start and how long B takes in all, against the farm's shard time and A's job.
 #   bench/fairness.sh
 # Environment: A_IMAGES (10000), B_IMAGES (10), WORKERS (4), MS_PER_STEP (25), STEPS (10), SHARD (8), B_DELAY (1 s),
+#   PULL_AHEAD_MS (the workers' Farm:PullAheadMilliseconds; unset: their default; 0: claim a whole render ahead),
 #   NO_BUILD=1 (reuse the Release binaries), KEEP=1 (keep the run's folder: logs, events JSON).
 # Prints one table row; bench/fairness.md has the method and the figures.
 set -euo pipefail
@@ -13,7 +14,8 @@ source scripts/lib.sh
 source bench/lib.sh
 
 A_IMAGES=${A_IMAGES:-10000}; B_IMAGES=${B_IMAGES:-10}; WORKERS=${WORKERS:-4}; MS_PER_STEP=${MS_PER_STEP:-25}; STEPS=${STEPS:-10}
-SHARD=${SHARD:-8}; B_DELAY=${B_DELAY:-1}
+SHARD=${SHARD:-8}; B_DELAY=${B_DELAY:-1}; pull_ahead=()
+[ -n "${PULL_AHEAD_MS:-}" ] && pull_ahead=(Farm__PullAheadMilliseconds="$PULL_AHEAD_MS")
 
 ensure_redis
 state=$(mktemp -d /tmp/farm-fairness.XXXXXX)
@@ -45,7 +47,7 @@ env "${coordinator_env[@]}" Kestrel__Endpoints__Grpc__Url="http://127.0.0.1:$coo
 pids+=($!)
 wait_for 60 curl -sf --http2-prior-knowledge "http://127.0.0.1:$coord_port/healthz"
 for i in $(seq 1 "$WORKERS"); do
-  Farm__Redis="127.0.0.1:$redis_port" Farm__Coordinator="http://127.0.0.1:$coord_port" Farm__ApiKey="$worker_key" \
+  env "${pull_ahead[@]}" Farm__Redis="127.0.0.1:$redis_port" Farm__Coordinator="http://127.0.0.1:$coord_port" Farm__ApiKey="$worker_key" \
     Farm__WorkerId="fair-$i" Farm__Models__bench="synthetic:$MS_PER_STEP" Urls="http://127.0.0.1:0" Logging__LogLevel__Default=Warning \
     dotnet "$(dll Worker RenderFarm.Worker)" >"$state/worker-$i.log" 2>&1 &
   pids+=($!)

@@ -32,6 +32,7 @@ public sealed class WorkerLoop(
     CoordinatorLink link,
     RenderWatchdog watchdog,
     QuarantineGate quarantine,
+    PullAheadTimer pullAhead,
     IOptions<WorkerOptions> options,
     ILogger<WorkerLoop> logger) : BackgroundService
 {
@@ -51,7 +52,7 @@ public sealed class WorkerLoop(
         using var places = new SemaphoreSlim(options.Value.Prefetch + 1);
         using var stopPulling = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         _stopPulling = stopPulling;
-        var pulling = PullAheadAsync(ready.Writer, places, stopPulling.Token);
+        var pulling = PullAheadAsync(ready, places, stopPulling.Token);
         var finishing = Task.CompletedTask; // the started shards' images and ends, one after another
         try
         {
@@ -98,14 +99,18 @@ public sealed class WorkerLoop(
         }
     }
 
-    /// <summary>Pulls shards ahead while there are places for them, each renewed from the moment it is claimed.</summary>
-    private async Task PullAheadAsync(ChannelWriter<HeldShard> ready, SemaphoreSlim places, CancellationToken token)
+    /// <summary>
+    /// Pulls shards ahead while there are places for them, each when the device will need it soon
+    /// (<see cref="PullAheadTimer"/>), and renewed from the moment it is claimed.
+    /// </summary>
+    private async Task PullAheadAsync(Channel<HeldShard> ready, SemaphoreSlim places, CancellationToken token)
     {
         try
         {
             while (true)
             {
                 await places.WaitAsync(token);
+                await pullAhead.WaitUntilDueAsync(() => ready.Reader.Count, token);
                 await quarantine.WaitUntilAdmittedAsync(token);
                 if (watchdog.Tripped) break;
                 var held = Hold(await puller.NextAsync(token));
@@ -122,7 +127,7 @@ public sealed class WorkerLoop(
                 {
                     held.Unpreparable(e);
                 }
-                ready.TryWrite(held);
+                ready.Writer.TryWrite(held);
             }
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)
@@ -130,7 +135,7 @@ public sealed class WorkerLoop(
         }
         finally
         {
-            ready.TryComplete();
+            ready.Writer.TryComplete();
         }
     }
 
@@ -155,6 +160,7 @@ public sealed class WorkerLoop(
         held.Claimed = started;
         Renew(held);
         lock (_lock) _rendering = held;
+        pullAhead.RenderStarted();
         try
         {
             return await runner.RenderAsync(held, held.Stop.Token);
@@ -167,6 +173,7 @@ public sealed class WorkerLoop(
         }
         finally
         {
+            pullAhead.RenderEnded();
             lock (_lock) _rendering = null;
         }
     }
