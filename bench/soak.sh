@@ -31,7 +31,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 bench_build
 
-redis_port=$(free_port); coord_port=$(free_port); web_port=$(free_port)
+redis_port=$(free_port); coord_port=$(free_port); web_port=$(free_port); metrics_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$state" --save "" --appendonly no >"$state/redis.log" 2>&1 &
 pids+=($!)
 wait_for 20 redis-cli -p "$redis_port" ping
@@ -40,10 +40,11 @@ coordinator_env=(Farm__Redis="127.0.0.1:$redis_port" Farm__Storage="$state/resul
   Farm__ShardSize="$SHARD" Farm__Retention__JobDays="$days" Farm__Retention__ResultDays="$days"
   Farm__Retention__FailedInputDays="$days" Farm__Retention__SweepIntervalSeconds=1
   Farm__Limits__SubmitsPerMinutePerTenant=100000 Logging__LogLevel__Default=Warning)
+coordinator_metrics=(Farm__Telemetry__PrometheusPort="$metrics_port" Farm__Telemetry__PrometheusHost=127.0.0.1)
 keys() { env "${coordinator_env[@]}" dotnet "$(dll Coordinator RenderFarm.Coordinator)" keys create "$@" 2>/dev/null; }
 worker_key=$(keys --tenant farm --role worker)
 for t in $(seq 1 "$TENANTS"); do echo "tenant-$t $(keys --tenant "tenant-$t" --role client)"; done >"$state/keys.txt"
-env "${coordinator_env[@]}" Kestrel__Endpoints__Grpc__Url="http://127.0.0.1:$coord_port" \
+env "${coordinator_env[@]}" "${coordinator_metrics[@]}" Kestrel__Endpoints__Grpc__Url="http://127.0.0.1:$coord_port" \
   Kestrel__Endpoints__Web__Url="http://127.0.0.1:$web_port" Kestrel__Endpoints__Web__Protocols=Http1 \
   dotnet "$(dll Coordinator RenderFarm.Coordinator)" >"$state/coordinator.log" 2>&1 &
 pids+=($!); coord_pid=$!
@@ -77,5 +78,6 @@ for entry in "${warm[@]}"; do
   done
 done
 echo "==> soak: $TENANTS tenants, $WORKERS workers, ${LOAD_SECONDS}s of load, retention ${RETENTION_SECONDS}s" >&2
-python3 bench/soak.py "http://127.0.0.1:$web_port" "$redis_port" "$coord_pid" "$state/keys.txt" "$state/samples.json"
+python3 bench/soak.py "http://127.0.0.1:$web_port" "$redis_port" "$coord_pid" "$state/keys.txt" "$state/samples.json" \
+  "http://127.0.0.1:$metrics_port/metrics"
 [ "${KEEP:-}" = 1 ] && cp "$state/samples.json" "${SAMPLES_OUT:-/dev/null}" 2>/dev/null || true
