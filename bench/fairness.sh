@@ -3,7 +3,8 @@
 # synthetic workers (no ONNX: a step is a fixed sleep). Measures, from the jobs' own event timestamps, how long B waits
 # for its first shard to start and how long B takes in all, against the farm's shard time and A's job.
 #   bench/fairness.sh
-# Environment: A_IMAGES (10000), B_IMAGES (10), WORKERS (4), MS_PER_STEP (25), STEPS (10), SHARD (8), B_DELAY (1 s),
+# Environment: A_IMAGES (10000), B_IMAGES (10), WORKERS (4), MS_PER_STEP (100), STEPS (10), SHARD (32: images per
+#   shard, and the workers' Farm:MaxBatch; a synthetic batch takes the same time whatever its size), B_DELAY (1 s),
 #   PULL_AHEAD_MS (the workers' Farm:PullAheadMilliseconds; unset: their default; 0: claim a whole render ahead),
 #   NO_BUILD=1 (reuse the Release binaries), KEEP=1 (keep the run's folder: logs, events JSON).
 # Prints one table row; bench/fairness.md has the method and the figures.
@@ -13,8 +14,8 @@ root=$(pwd)
 source scripts/lib.sh
 source bench/lib.sh
 
-A_IMAGES=${A_IMAGES:-10000}; B_IMAGES=${B_IMAGES:-10}; WORKERS=${WORKERS:-4}; MS_PER_STEP=${MS_PER_STEP:-25}; STEPS=${STEPS:-10}
-SHARD=${SHARD:-8}; B_DELAY=${B_DELAY:-1}; pull_ahead=()
+A_IMAGES=${A_IMAGES:-10000}; B_IMAGES=${B_IMAGES:-10}; WORKERS=${WORKERS:-4}; MS_PER_STEP=${MS_PER_STEP:-100}; STEPS=${STEPS:-10}
+SHARD=${SHARD:-32}; B_DELAY=${B_DELAY:-1}; pull_ahead=()
 [ -n "${PULL_AHEAD_MS:-}" ] && pull_ahead=(Farm__PullAheadMilliseconds="$PULL_AHEAD_MS")
 
 ensure_redis
@@ -48,7 +49,9 @@ pids+=($!)
 wait_for 60 curl -sf --http2-prior-knowledge "http://127.0.0.1:$coord_port/healthz"
 for i in $(seq 1 "$WORKERS"); do
   env "${pull_ahead[@]}" Farm__Redis="127.0.0.1:$redis_port" Farm__Coordinator="http://127.0.0.1:$coord_port" Farm__ApiKey="$worker_key" \
-    Farm__WorkerId="fair-$i" Farm__Models__bench="synthetic:$MS_PER_STEP" Urls="http://127.0.0.1:0" Logging__LogLevel__Default=Warning \
+    Farm__WorkerId="fair-$i" Farm__MaxBatch="$SHARD" Farm__Models__bench="synthetic:$MS_PER_STEP" Urls="http://127.0.0.1:0" Logging__LogLevel__Default=Warning \
+    Logging__LogLevel__RenderFarm.Worker.WorkerLoop=Debug Logging__Console__FormatterOptions__SingleLine=true \
+    Logging__Console__FormatterOptions__UseUtcTimestamp=true Logging__Console__FormatterOptions__TimestampFormat="yyyy-MM-ddTHH:mm:ss.fffZ " \
     dotnet "$(dll Worker RenderFarm.Worker)" >"$state/worker-$i.log" 2>&1 &
   pids+=($!)
 done
@@ -117,14 +120,24 @@ b_starts, _ = device_starts(eb)
 shard_ms = statistics.median(a_device.values())
 b_created, b_finished = int(b["createdUnixMs"]), int(b["finishedUnixMs"])
 a_created, a_finished = int(a["createdUnixMs"]), int(a["finishedUnixMs"])
-b_first = min(b_starts.values())
+# When B's first shard really started: the workers log each shard the moment the device takes it (the events above
+# arrive later, behind the previous shard's image reports), with UTC timestamps.
+import datetime, glob, re
+device_log = []
+for path in glob.glob(f"{state}/worker-*.log"):
+    for line in open(path):
+        m = re.match(r"^(\S+Z) dbug: .*Shard (\w+)/(\d+) started on the device", line)
+        if m:
+            when = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+            device_log.append((int(when.timestamp() * 1000), m.group(2), int(m.group(3))))
+b_logged = [t for t, job, _ in device_log if job == b["jobId"]]
+b_first = min(b_logged) if b_logged else min(b_starts.values())
 b_first_event = min(ms_of(e) for e in eb if "shardStarted" in e)
 b_done = int(b.get("imagesDone", 0)); a_done = int(a.get("imagesDone", 0))
-a_shards_before_b = sum(1 for t in a_starts.values() if t < b_first)
 row = dict(
     shard_ms=shard_ms, ideal_ms=ms * steps, b_first_start_ms=b_first - b_created, b_first_started_event_ms=b_first_event - b_created,
     b_wall_ms=b_finished - b_created, a_wall_ms=a_finished - a_created, b_done=b_done, a_done=a_done)
-print("| A images | B images | workers | shard ms (median device time; ideal) | B first start ms (shard_started event) | **B first start / shard** | B wall ms | **B wall / shard** | A wall s | **B finish / A finish** (from A's submit) |")
+print("| A images | B images | workers | shard ms (median device time; ideal) | B first start ms (worker log; shard_started event) | **B first start / shard** | B wall ms | **B wall / shard** | A wall s | **B finish / A finish** (from A's submit) |")
 print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 print(f"| {a_done:,} | {b_done} | {workers} | {shard_ms:.0f} ({ms * steps:.0f}) | {b_first - b_created:.0f} ({b_first_event - b_created}) | "
       f"**{(b_first - b_created) / shard_ms:.2f}** | {b_finished - b_created} | **{(b_finished - b_created) / shard_ms:.2f}** | "

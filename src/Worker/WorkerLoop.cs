@@ -39,6 +39,7 @@ public sealed class WorkerLoop(
     private readonly Lock _lock = new();
     private readonly List<HeldShard> _held = [];
     private HeldShard? _rendering;
+    private int _readyCount; // shards pulled ahead and not yet taken by the device (the channel's reader cannot count)
     private CancellationTokenSource? _stopPulling;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -70,6 +71,7 @@ public sealed class WorkerLoop(
                 try
                 {
                     next = await ready.Reader.ReadAsync(stoppingToken);
+                    Interlocked.Decrement(ref _readyCount);
                 }
                 catch (Exception e) when (e is OperationCanceledException or ChannelClosedException)
                 {
@@ -110,7 +112,7 @@ public sealed class WorkerLoop(
             while (true)
             {
                 await places.WaitAsync(token);
-                await pullAhead.WaitUntilDueAsync(() => ready.Reader.Count, token);
+                await pullAhead.WaitUntilDueAsync(() => Volatile.Read(ref _readyCount), token);
                 await quarantine.WaitUntilAdmittedAsync(token);
                 if (watchdog.Tripped) break;
                 var held = Hold(await puller.NextAsync(token));
@@ -127,6 +129,7 @@ public sealed class WorkerLoop(
                 {
                     held.Unpreparable(e);
                 }
+                Interlocked.Increment(ref _readyCount);
                 ready.Writer.TryWrite(held);
             }
         }
@@ -161,6 +164,8 @@ public sealed class WorkerLoop(
         Renew(held);
         lock (_lock) _rendering = held;
         pullAhead.RenderStarted();
+        // When the device took the shard (the begin report reaches the coordinator later, after the last shard's images).
+        logger.LogDebug("Shard {Job}/{Shard} started on the device", started.Shard.JobId, started.Shard.ShardIndex);
         try
         {
             return await runner.RenderAsync(held, held.Stop.Token);
