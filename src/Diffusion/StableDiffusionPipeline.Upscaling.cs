@@ -67,7 +67,7 @@ public sealed partial class StableDiffusionPipeline
         int start = Math.Max(0, scheduler.NumInferenceSteps - runSteps);
         var conditions = groups.Select((g, k) => EncodePrompts(pass, variants[k], g.First, g.Count, guided, runOptions, _workspace.Scope(k))).ToArray();
         var batches = groups.Select((g, k) =>
-            PrepareBatch(pass, variants[k].UNet, k == 0 ? scheduler : CreateScheduler(pass), g.First, g.Count, conditions[k], init, start, guided, k, runOptions)).ToArray();
+            PrepareBatch(pass, variants[k].UNet, k == 0 ? scheduler : CreateScheduler(pass), g.First, g.Count, conditions[k], init, start, guided, k, runOptions, control: null)).ToArray();
         Denoise(pass, batches, start, scheduler.Timesteps.Count, steps, runOptions, cancellationToken);
         return (pass, batches);
     }
