@@ -39,7 +39,9 @@ public static class TelemetryExtensions
             })
             .WithMetrics(metrics =>
             {
-                metrics.AddMeter([.. meters, RedisCommandLatency.MeterName]);
+                // System.Runtime: .NET's own meter (GC heap after the last collection, working set, thread pool), what
+                // tells a leak from a heap that has merely grown to its working size.
+                metrics.AddMeter([.. meters, RedisCommandLatency.MeterName, "System.Runtime"]);
                 // Seconds-scale buckets for durations (OpenTelemetry's defaults are for milliseconds).
                 metrics.AddView(i => i.Unit == "s" && i.GetType().Name.StartsWith("Histogram", StringComparison.Ordinal)
                     ? new ExplicitBucketHistogramConfiguration { Boundaries = SecondsBuckets }

@@ -19,7 +19,7 @@ namespace RenderFarm.Worker;
 /// </summary>
 public sealed class ShardRunner(
     ModelCatalog models, CoordinatorLink link, WorkerActivity activity, RenderWatchdog watchdog,
-    ModelMemory memory, WorkerMetrics metrics, ILogger<ShardRunner> logger)
+    ModelMemory memory, WorkerMetrics metrics, PullAheadTimer pullAhead, ILogger<ShardRunner> logger)
 {
     public Task ReportCancelledAsync(ClaimedShard claimed) => SendEndAsync(new ShardEnd { Shard = Reference(claimed), Cancelled = true });
 
@@ -117,7 +117,7 @@ public sealed class ShardRunner(
             throw new GenerationFailedException(GenerationFailureKind.OutOfMemory,
                 $"out of memory: this worker cannot render {request.Width}x{request.Height} with model {model} (one image of {known} pixels ran out of memory here)");
         var batch = memory.BatchFor(model, count, pixels);
-        var progress = new StepReporter(link, activity, reference, watchdog, shard, metrics, model);
+        var progress = new StepReporter(link, activity, reference, watchdog, shard, metrics, model, pullAhead);
         for (var done = 0; done < count;)
         {
             var size = Math.Min(batch, count - done);
@@ -165,7 +165,7 @@ public sealed class ShardRunner(
     /// previews are dropped rather than waited for when the link is busy.
     /// </summary>
     private sealed class StepReporter(CoordinatorLink link, WorkerActivity activity, ShardRef reference, RenderWatchdog watchdog, Shard shard,
-        WorkerMetrics metrics, string model) : IProgress<PipelineStep>
+        WorkerMetrics metrics, string model, PullAheadTimer pullAhead) : IProgress<PipelineStep>
     {
         private int _stepsBefore;   // steps of the batches finished
         private int _batchSteps;    // steps of the current batch (its total, once known)
@@ -195,6 +195,7 @@ public sealed class ShardRunner(
             _lastElapsed = value.Elapsed;
             _batchSteps = value.TotalSteps;
             var (step, total) = ((uint)(_stepsBefore + value.Step), (uint)(_stepsBefore + value.TotalSteps * _batchesLeft));
+            pullAhead.Stepped((int)step, (int)total); // when to claim the next shard
             link.TrySend(new WorkerMessage
             {
                 ShardStep = new ShardStep

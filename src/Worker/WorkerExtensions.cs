@@ -63,6 +63,7 @@ public static class WorkerExtensions
         services.AddSingleton<ModelCatalog>();
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton<WorkerActivity>();
+        services.AddSingleton<PullAheadTimer>();
         services.AddSingleton<ShardQueue>();
         services.AddSingleton<ShardPuller>();
         services.AddSingleton<ShardRequestBuilder>();

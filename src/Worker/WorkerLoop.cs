@@ -32,12 +32,14 @@ public sealed class WorkerLoop(
     CoordinatorLink link,
     RenderWatchdog watchdog,
     QuarantineGate quarantine,
+    PullAheadTimer pullAhead,
     IOptions<WorkerOptions> options,
     ILogger<WorkerLoop> logger) : BackgroundService
 {
     private readonly Lock _lock = new();
     private readonly List<HeldShard> _held = [];
     private HeldShard? _rendering;
+    private int _readyCount; // shards pulled ahead and not yet taken by the device (the channel's reader cannot count)
     private CancellationTokenSource? _stopPulling;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -51,7 +53,7 @@ public sealed class WorkerLoop(
         using var places = new SemaphoreSlim(options.Value.Prefetch + 1);
         using var stopPulling = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         _stopPulling = stopPulling;
-        var pulling = PullAheadAsync(ready.Writer, places, stopPulling.Token);
+        var pulling = PullAheadAsync(ready, places, stopPulling.Token);
         var finishing = Task.CompletedTask; // the started shards' images and ends, one after another
         try
         {
@@ -69,6 +71,7 @@ public sealed class WorkerLoop(
                 try
                 {
                     next = await ready.Reader.ReadAsync(stoppingToken);
+                    Interlocked.Decrement(ref _readyCount);
                 }
                 catch (Exception e) when (e is OperationCanceledException or ChannelClosedException)
                 {
@@ -98,14 +101,18 @@ public sealed class WorkerLoop(
         }
     }
 
-    /// <summary>Pulls shards ahead while there are places for them, each renewed from the moment it is claimed.</summary>
-    private async Task PullAheadAsync(ChannelWriter<HeldShard> ready, SemaphoreSlim places, CancellationToken token)
+    /// <summary>
+    /// Pulls shards ahead while there are places for them, each when the device will need it soon
+    /// (<see cref="PullAheadTimer"/>), and renewed from the moment it is claimed.
+    /// </summary>
+    private async Task PullAheadAsync(Channel<HeldShard> ready, SemaphoreSlim places, CancellationToken token)
     {
         try
         {
             while (true)
             {
                 await places.WaitAsync(token);
+                await pullAhead.WaitUntilDueAsync(() => Volatile.Read(ref _readyCount), token);
                 await quarantine.WaitUntilAdmittedAsync(token);
                 if (watchdog.Tripped) break;
                 var held = Hold(await puller.NextAsync(token));
@@ -122,7 +129,8 @@ public sealed class WorkerLoop(
                 {
                     held.Unpreparable(e);
                 }
-                ready.TryWrite(held);
+                Interlocked.Increment(ref _readyCount);
+                ready.Writer.TryWrite(held);
             }
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)
@@ -130,7 +138,7 @@ public sealed class WorkerLoop(
         }
         finally
         {
-            ready.TryComplete();
+            ready.Writer.TryComplete();
         }
     }
 
@@ -155,6 +163,9 @@ public sealed class WorkerLoop(
         held.Claimed = started;
         Renew(held);
         lock (_lock) _rendering = held;
+        pullAhead.RenderStarted();
+        // When the device took the shard (the begin report reaches the coordinator later, after the last shard's images).
+        logger.LogDebug("Shard {Job}/{Shard} started on the device", started.Shard.JobId, started.Shard.ShardIndex);
         try
         {
             return await runner.RenderAsync(held, held.Stop.Token);
@@ -167,6 +178,7 @@ public sealed class WorkerLoop(
         }
         finally
         {
+            pullAhead.RenderEnded();
             lock (_lock) _rendering = null;
         }
     }

@@ -150,6 +150,14 @@ public sealed class WorkerOptions
     /// </summary>
     [Range(0, 8)] public int Prefetch { get; set; } = 1;
 
+    /// <summary>
+    /// How long before the device is expected to need it a shard is pulled ahead (<see cref="PullAheadTimer"/>): the
+    /// fair queue decides which tenant's shard a claim gets, so claiming late lets a job that arrived meanwhile go
+    /// first, instead of a whole render later. Estimated from the running render's steps; a render on its last step
+    /// always pulls. 0 pulls as soon as there is a place (at the start of the previous render).
+    /// </summary>
+    [Range(0, 600_000)] public int PullAheadMilliseconds { get; set; } = 250;
+
     /// <summary>Fallback poll interval when no pub/sub nudge arrives.</summary>
     [Range(10, 60_000)] public int PollMilliseconds { get; set; } = 1000;
 
