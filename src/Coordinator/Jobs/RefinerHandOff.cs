@@ -25,7 +25,7 @@ public sealed class RefinerHandOff(IConnectionMultiplexer redis, JobRepository j
     public async Task<bool> AcceptLatentsAsync(VerifiedDelivery delivery, uint index, ReadOnlyMemory<byte> latents)
     {
         var jobId = delivery.Ref.JobId;
-        if (await jobs.AdmitResultAsync(jobId, index) != ResultAdmission.Accepted) return false;
+        if ((await jobs.AdmitResultsAsync(jobId, [index]))[0] != ResultAdmission.Accepted) return false;
         await redis.GetDatabase().HashSetAsync(FarmKeys.JobLatents(jobId), FarmKeys.LatentsField(delivery.Shard.ShardIndex, index), latents, When.NotExists);
         await CompleteAsync(delivery);
         return true;
