@@ -334,11 +334,10 @@ public sealed class FailureTests
 
         var paused = await farm.Jobs.PauseJobAsync(new PauseJobRequest { JobId = job.JobId });
         Assert.Equal(JobState.Paused, paused.State);
-        // Shards already running finish; after that nothing moves.
-        await Task.Delay(3000);
-        var held = await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId });
-        await Task.Delay(1500);
-        var stillHeld = await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId });
+        // Shards already running finish; after that nothing of the job moves. Jobs queued behind it prove it without a
+        // clock: the workers render them (passing its shards by) and then stand idle, with its count unchanged.
+        var held = await ImagesDoneOnceOthersRanAsync(farm, job.JobId, "a blue kite");
+        var stillHeld = await ImagesDoneOnceOthersRanAsync(farm, job.JobId, "a green kite");
         Assert.Equal(JobState.Paused, stillHeld.State);
         Assert.Equal(held.ImagesDone, stillHeld.ImagesDone);
         Assert.True(stillHeld.ImagesDone < 10, "the pause held nothing back");
@@ -349,6 +348,19 @@ public sealed class FailureTests
         Assert.Equal(JobState.Completed, events[^1].JobFinished.State);
         Assert.Equal(10, (await farm.Jobs.DownloadAllAsync(job.JobId)).Count);
         Assert.Contains(events, e => e.StateChanged?.State == JobState.Paused);
+    }
+
+    /// <summary>
+    /// The paused job's status once a later job (queued behind it) has completed and every worker is idle: any shard of
+    /// the paused job claimed before the pause is over by then, and none was claimed since, or the workers would be busy.
+    /// </summary>
+    private static async Task<JobStatus> ImagesDoneOnceOthersRanAsync(FarmCluster farm, string pausedJobId, string prompt)
+    {
+        var other = await farm.SubmitAsync(Header(64, 64, 2), Prompts(4, prompt));
+        Assert.Equal(JobState.Completed, (await farm.WatchToEndAsync(other.JobId, TimeSpan.FromMinutes(2)))[^1].JobFinished.State);
+        await WebhookReceiver.WaitUntilAsync(async () => (await farm.Jobs.ListWorkersAsync(new ListWorkersRequest())).Workers
+            .All(w => w.State == WorkerState.Idle), "every worker idle");
+        return await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = pausedJobId });
     }
 
     private static int StoredFiles(FarmCluster farm, string jobId)

@@ -53,7 +53,9 @@ public sealed class FaultMetricsTests
         Assert.Equal(JobState.Completed, events[^1].JobFinished.State);
         Assert.Contains(events, e => e.AttemptFailed?.Error == "worker worker-1 lost its lease (crashed, hung or cut off)");
 
-        var after = await PrometheusScrape.WaitForAsync(metricsPort, s => s.Sum(TakeOvers, ("model", FarmCluster.Model)) == 1, "one lease take-over");
+        // At least the killed worker's lease was taken over; on a loaded machine the renewal of the worker that took it
+        // over may lapse too, which is also a take-over, so the count is a lower bound.
+        var after = await PrometheusScrape.WaitForAsync(metricsPort, s => s.Sum(TakeOvers, ("model", FarmCluster.Model)) >= 1, "a lease take-over");
         Assert.Equal(1, after.Sum(Quarantines));
     }
 }
