@@ -42,7 +42,7 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyStore keys, Key
             await next(context);
             return;
         }
-        if (grpc) context.Request.Body = new GrpcFraming.ValidatingStream(context.Request.Body, _log);
+        if (grpc) GrpcFraming.Validate(context, _log);
         var method = transcoded?.Method.FullName ?? context.Request.Path.Value ?? "";
         var refuse = grpc ? (Func<HttpContext, StatusCode, string, Task>)RefuseAsync : RefuseJsonAsync;
         var allowed = AllowedRoles(method);

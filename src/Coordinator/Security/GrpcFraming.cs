@@ -1,5 +1,7 @@
 using System.IO.Compression;
+using System.IO.Pipelines;
 using Grpc.Core;
+using Microsoft.AspNetCore.Http.Features;
 using Grpc.Net.Compression;
 using RenderFarm.Coordinator.Diagnostics;
 
@@ -23,6 +25,24 @@ public static class GrpcFraming
     /// <summary>Compression providers whose decompression failures are INVALID_ARGUMENT.</summary>
     public static IList<ICompressionProvider> GuardedProviders(ThrottledLog log) =>
         [new GuardedCompression(new GzipCompressionProvider(CompressionLevel.Fastest), log)];
+
+    /// <summary>
+    /// Reads <paramref name="context"/>'s gRPC request body through <see cref="ValidatingStream"/>. gRPC reads the body
+    /// as a pipe: the pipe over the replaced stream is made here with 64 KiB reads, where ASP.NET's default (4 KiB)
+    /// would take ~100 reads through every stream layer for each 0.4 MB result a worker sends.
+    /// </summary>
+    public static void Validate(HttpContext context, ThrottledLog log)
+    {
+        var body = new ValidatingStream(context.Request.Body, log);
+        context.Request.Body = body;
+        context.Features.Set<IRequestBodyPipeFeature>(new BodyPipe(PipeReader.Create(body,
+            new StreamPipeReaderOptions(bufferSize: 64 * 1024, minimumReadSize: 16 * 1024, leaveOpen: true))));
+    }
+
+    private sealed class BodyPipe(PipeReader reader) : IRequestBodyPipeFeature
+    {
+        public PipeReader Reader => reader;
+    }
 
     /// <summary>
     /// A request body read through a check of each gRPC message header (1 flag byte, 4 length bytes): a flag other than

@@ -237,7 +237,9 @@ public sealed class JobGrpcService(
         {
             read = await stream.ReadAsync(buffer, context.CancellationToken);
             if (read == 0 && !first) break;
-            var chunk = new ResultChunk { Data = ByteString.CopyFrom(buffer, 0, read) };
+            // Not copied: WriteAsync serialises the chunk into the response before it completes, and only then is
+            // the buffer read into again.
+            var chunk = new ResultChunk { Data = UnsafeByteOperations.UnsafeWrap(buffer.AsMemory(0, read)) };
             if (first) chunk.Image = info;
             first = false;
             await responseStream.WriteAsync(chunk, context.CancellationToken);
