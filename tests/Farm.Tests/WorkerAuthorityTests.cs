@@ -151,6 +151,33 @@ public sealed class WorkerAuthorityTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task InOneResultsMessageEachImageIsCheckedOnItsOwnAndOnlyTheShardsGoodPngsAreStored()
+    {
+        var job = await _farm.SubmitAsync(
+            new JobHeader { Params = new GenerationParams { Width = 64, Height = 64, Steps = 2, GuidanceScale = 7f }, Seeds = { 3 } },
+            Enumerable.Range(0, 4).Select(i => new PromptItem { Prompt = $"batch {i}" }), headers: _alice);
+        using var channel = GrpcChannel.ForAddress(_farm.CoordinatorUrl);
+        using var worker = await ConnectAsync(channel, "hostile");
+        var (mine, myShard) = await DeliverAsync("hostile");
+        var (_, theirShard) = await DeliverAsync("honest");
+        var (first, second) = (myShard.Images[0].Index, myShard.Images[1].Index);
+        var good = Png(64, 64);
+        // The coordinator checks a batch's PNGs side by side: each verdict must stay with its own image. A truncated PNG,
+        // the shard's good one, another shard's image, and the first index again as a PNG of another size.
+        var results = new ShardResults { Shard = mine };
+        results.Images.Add(new ShardImage { Index = first, Png = ByteString.CopyFrom(good[..(good.Length - 20)]) });
+        results.Images.Add(new ShardImage { Index = second, Png = ByteString.CopyFrom(good) });
+        results.Images.Add(new ShardImage { Index = theirShard.Images[0].Index, Png = ByteString.CopyFrom(good) });
+        results.Images.Add(new ShardImage { Index = first, Png = ByteString.CopyFrom(Png(32, 32)) });
+        await worker.RequestStream.WriteAsync(new WorkerMessage { Results = results });
+
+        var done = Assert.Single(await WaitForEventAsync(job.JobId, e => e.ImageDone is not null), e => e.ImageDone is not null).ImageDone;
+        Assert.Equal(second, done.Index);
+        Assert.Equal([second], (await _farm.Redis.HashKeysAsync(FarmKeys.JobResults(job.JobId))).Select(k => (uint)k));
+        Assert.Equal((2, 1), (_rejected["bad_result"], _rejected["foreign_image"]));
+    }
+
+    [Fact]
     public async Task AWorkerIdBelongsToTheKeyThatRegisteredItAndCannotBeTakenOverWithAnother()
     {
         using var channel = GrpcChannel.ForAddress(_farm.CoordinatorUrl);
