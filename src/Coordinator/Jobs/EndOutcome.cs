@@ -1,13 +1,3 @@
-using Microsoft.Extensions.Options;
-using RenderFarm.Coordinator.Diagnostics;
-using RenderFarm.Coordinator.Previews;
-using RenderFarm.Coordinator.Storage;
-using RenderFarm.Coordinator.Workers;
-using RenderFarm.Protocol;
-using RenderFarm.Shared;
-using RenderFarm.Shared.Tracing;
-using RenderFarm.FarmState.TaskStreams;
-
 namespace RenderFarm.Coordinator.Jobs;
 
 /// <summary>What a shard's end report led to.</summary>

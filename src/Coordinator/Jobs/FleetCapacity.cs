@@ -1,5 +1,3 @@
-using Microsoft.Extensions.Options;
-using RenderFarm.Coordinator.Workers;
 using RenderFarm.GenerationRules;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;

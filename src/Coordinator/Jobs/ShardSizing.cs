@@ -1,8 +1,6 @@
 using Microsoft.Extensions.Options;
 using RenderFarm.Coordinator.Workers;
-using RenderFarm.GenerationRules;
 using RenderFarm.Protocol;
-using RenderFarm.Shared;
 
 namespace RenderFarm.Coordinator.Jobs;
 

@@ -1,10 +1,3 @@
-using System.Globalization;
-using RenderFarm.Protocol;
-using RenderFarm.Shared;
-using StackExchange.Redis;
-using RenderFarm.FarmState;
-using RenderFarm.FarmState.Jobs;
-
 namespace RenderFarm.Coordinator.Jobs;
 
 /// <summary>A stored image to record: its index, sha256, size and the worker's device time for it (its cost).</summary>
