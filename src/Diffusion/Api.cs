@@ -210,6 +210,12 @@ public sealed record GenerationRequest(
     public LoraSet Loras { get; init; } = LoraSet.Empty;
 
     /// <summary>
+    /// False: the prompts' <c>&lt;lora:…&gt;</c> tags stay in their text (and the PNG parameters) but select no LoRA. A
+    /// refiner continuing a base that rendered with them sets it: a base's LoRA does not fit the refiner's UNet.
+    /// </summary>
+    public bool ApplyPromptLoras { get; init; } = true;
+
+    /// <summary>
     /// Base + refiner (diffusers' denoising_end): stop after the steps whose timestep is at least
     /// round(T − DenoisingEnd·T), in (0, 1); <see cref="StableDiffusionPipeline.RenderLatentsAsync"/> hands the latents
     /// over. Null: every step.
@@ -219,6 +225,8 @@ public sealed record GenerationRequest(
     /// <summary>
     /// Base + refiner (diffusers' denoising_start): start from <see cref="InitLatents"/> as they are (no noise added) at
     /// the first step whose timestep is below round(T − DenoisingStart·T), in (0, 1). Needs <see cref="InitLatents"/>.
+    /// Continuing an img2img base, give its <see cref="Strength"/> too (no init image): when the switch comes before the
+    /// base's first step, both meet where the base started.
     /// </summary>
     public float? DenoisingStart { get; init; }
 

@@ -347,7 +347,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         IProgress<StepProgress>? progress, CancellationToken cancellationToken)
     {
         var pixels = await RunOnModelThreadAsync(() => Generate(request, scheduler, loras, progress, cancellationToken), cancellationToken).ConfigureAwait(false);
-        return new DecodedImages(request, scheduler.DisplayName, loras, pixels, _variants.ShortHash, InitImages.Used(request) ? Strength(request) : null,
+        return new DecodedImages(request, scheduler.DisplayName, loras, pixels, _variants.ShortHash, RecordedStrength(request),
             (ticks, images) =>
             {
                 lock (_statisticsLock)
@@ -388,7 +388,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             using var control = PrepareControl(request);
 
             // 3. Prepare latents: image i's noise ~ randn([1, C, h, w], generator seeded with its seed).
-            int start = StartStep(request, scheduler), total = EndStep(request, scheduler);
+            int start = StartStep(request, scheduler), total = EndStep(request, scheduler, start);
             var batches = groups.Select((g, k) =>
                 PrepareBatch(request, control?.UNet ?? variants[k].UNet, k == 0 ? scheduler : CreateScheduler(request), g.First, g.Count, conditions[k], init,
                     (start, total), guided, k, runOptions, control)).ToArray();
@@ -535,28 +535,32 @@ public sealed partial class StableDiffusionPipeline : IDisposable
 
     /// <summary>
     /// img2img starts at step index steps − int(steps · strength) (diffusers' get_timesteps); a refiner's request
-    /// (<see cref="GenerationRequest.DenoisingStart"/>) at the first timestep below its cut-off; txt2img at 0.
+    /// (<see cref="GenerationRequest.DenoisingStart"/>) at the first timestep below its cut-off, or where its img2img
+    /// base started (<see cref="GenerationRequest.Strength"/>) if that is later: a switch before an img2img base's first
+    /// step hands over the init latents as the base noised them (<see cref="EndStep"/>); txt2img at 0.
     /// </summary>
     private static int StartStep(GenerationRequest request, Scheduler scheduler)
     {
-        if (request.DenoisingStart is float fraction)
+        bool fromImage = InitImages.Used(request) || request is { InitLatents: not null, Strength: not null };
+        int imageStart = fromImage ? StrengthStart(scheduler.NumInferenceSteps, Strength(request)) : 0;
+        if (request.DenoisingStart is not float fraction)
         {
-            double cutoff = Cutoff(scheduler, fraction);
-            int first = scheduler.Timesteps.ToList().FindIndex(t => t < cutoff);
-            return first < 0 ? scheduler.Timesteps.Count : first;
+            return imageStart;
         }
-        if (!InitImages.Used(request))
-        {
-            return 0;
-        }
-        int steps = scheduler.NumInferenceSteps;
-        int initSteps = Math.Min((int)(steps * Strength(request)), steps);
-        return Math.Max(steps - initSteps, 0);
+        double cutoff = Cutoff(scheduler, fraction);
+        int first = scheduler.Timesteps.ToList().FindIndex(t => t < cutoff);
+        return Math.Max(imageStart, first < 0 ? scheduler.Timesteps.Count : first);
     }
 
-    /// <summary>The step index a base stops at (<see cref="GenerationRequest.DenoisingEnd"/>): after the timesteps at or above its cut-off.</summary>
-    private static int EndStep(GenerationRequest request, Scheduler scheduler) =>
-        request.DenoisingEnd is float fraction ? scheduler.Timesteps.Count(t => t >= Cutoff(scheduler, fraction)) : scheduler.Timesteps.Count;
+    /// <summary>diffusers' get_timesteps: img2img at <paramref name="strength"/> skips the first steps − int(steps · strength).</summary>
+    private static int StrengthStart(int steps, float strength) => Math.Max(steps - Math.Min((int)(steps * strength), steps), 0);
+
+    /// <summary>
+    /// The step index a base stops at (<see cref="GenerationRequest.DenoisingEnd"/>): after the timesteps at or above its
+    /// cut-off, never before <paramref name="start"/> (an img2img base whose switch comes before its first step renders none).
+    /// </summary>
+    private static int EndStep(GenerationRequest request, Scheduler scheduler, int start) =>
+        request.DenoisingEnd is float fraction ? Math.Max(start, scheduler.Timesteps.Count(t => t >= Cutoff(scheduler, fraction))) : scheduler.Timesteps.Count;
 
     /// <summary>diffusers' discrete_timestep_cutoff: round(T − fraction·T).</summary>
     private static double Cutoff(Scheduler scheduler, float fraction)
@@ -565,7 +569,14 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         return Math.Round(train - fraction * (double)train, MidpointRounding.ToEven);
     }
 
-    private static float Strength(GenerationRequest request) => request.Strength ?? (InitImages.Masked(request) ? 1f : 0.8f);
+    private static float Strength(GenerationRequest request) => request.Strength ?? (InitImages.Masked(request) ? StrengthRule.DefaultInpaint : StrengthRule.DefaultImage);
+
+    /// <summary>
+    /// The strength a request's PNGs record: its own with init images; a refiner's (<see cref="GenerationRequest.InitLatents"/>)
+    /// is the img2img base's it continues, if any.
+    /// </summary>
+    private static float? RecordedStrength(GenerationRequest request) =>
+        InitImages.Used(request) ? Strength(request) : request.InitLatents is not null ? request.Strength : null;
 
     /// <summary>
     /// txt2img (and inpainting at strength 1, as diffusers does): noise · init_noise_sigma. img2img: the init latents
@@ -705,7 +716,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     public static IReadOnlyList<LoraSet> LorasOf(GenerationRequest request)
     {
         ArgumentNullException.ThrowIfNull(request);
-        return request.Images.Select(i => LoraPrompt.ForImage(request.Loras ?? LoraSet.Empty, i.Prompt, i.NegativePrompt)).ToArray();
+        var requestLoras = request.Loras ?? LoraSet.Empty;
+        return request.Images.Select(i => request.ApplyPromptLoras ? LoraPrompt.ForImage(requestLoras, i.Prompt, i.NegativePrompt) : requestLoras).ToArray();
     }
 
     /// <summary>Names of the textual-inversion embeddings this model's prompts can use (those of <see cref="ModelExtensions.Embeddings"/> that fit it).</summary>

@@ -27,9 +27,19 @@ public static class RefinerMessages
         var stage = baseStage.Clone();
         stage.Refines = baseStage.Params.Model;
         stage.Params.Model = baseStage.Params.Refiner;
-        // The base's LoRA variant is not the refiner's (submissions with LoRAs and a refiner are refused).
+        // The refiner continues latents: the base's inputs are the base's alone. Its LoRAs (a base's LoRA does not fit
+        // the refiner's UNet), ControlNets (made for the base's UNet) and init images (already in the latents) stay behind;
+        // the settings that say how the image was made (strength, the prompts with their tags) travel for its parameters.
         stage.LoraKey = "";
-        for (var i = 0; i < stage.Images.Count; i++) stage.Images[i].InitLatents = Google.Protobuf.ByteString.CopyFrom(latents[i]);
+        stage.Params.Loras.Clear();
+        stage.Params.ControlNets.Clear();
+        for (var i = 0; i < stage.Images.Count; i++)
+        {
+            var image = stage.Images[i];
+            image.InitLatents = Google.Protobuf.ByteString.CopyFrom(latents[i]);
+            image.InitImage = "";
+            image.MaskImage = "";
+        }
         return stage;
     }
 

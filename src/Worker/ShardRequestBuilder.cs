@@ -3,6 +3,7 @@ using RenderFarm.Protocol;
 using StackExchange.Redis;
 using RenderFarm.FarmState;
 using RenderFarm.Shared;
+using RenderFarm.GenerationRules;
 
 namespace RenderFarm.Worker;
 
@@ -23,7 +24,9 @@ public sealed class ShardRequestBuilder(IConnectionMultiplexer redis)
         }).ToList();
         return new GenerationRequest(images, (int)p.Width, (int)p.Height, (int)p.Steps, p.GuidanceScale, p.Scheduler, p.Model)
         {
-            Strength = p.InputMode != InputMode.Text && p.Strength > 0 ? p.Strength : null,
+            // A refiner stage continuing an img2img base is told the base's strength (its start, and its PNGs' parameters).
+            Strength = p.InputMode != InputMode.Text && p.Strength > 0 ? p.Strength
+                : RefinerMessages.IsRefinerStage(shard) && p.InputMode == InputMode.Image ? StrengthRule.DefaultImage : null,
             // The job's and the prompt's LoRAs; the tags in the prompts stay in their text (and so in the PNGs' parameters).
             Loras = LoraMessages.ToSet(p.Loras),
             // Live previews (the job asked for them): the pipeline snapshots the latents only on those steps.
@@ -39,6 +42,8 @@ public sealed class ShardRequestBuilder(IConnectionMultiplexer redis)
             DenoisingStart = RefinerMessages.IsRefinerStage(shard) ? p.RefinerStart : null,
             InitLatents = RefinerMessages.IsRefinerStage(shard) ? RefinerMessages.ToLatents(shard.Images) : null,
             BaseModel = RefinerMessages.IsRefinerStage(shard) ? shard.Refines : null,
+            // The prompts' LoRA tags were the base's to render (they stay in the text, and so in the parameters).
+            ApplyPromptLoras = !RefinerMessages.IsRefinerStage(shard),
         };
     }
 
