@@ -242,6 +242,12 @@ public sealed record GenerationRequest(
     /// </summary>
     public string? BaseModel { get; init; }
 
+    /// <summary>
+    /// With <see cref="BaseModel"/>: the ControlNets that steered the base's render. They do not run here (they were made
+    /// for the base's UNet); the PNG parameters record them, as A1111 records a job's units.
+    /// </summary>
+    public IReadOnlyList<ControlNets.ControlNetUnit> BaseControlNets { get; init; } = [];
+
     /// <summary>Hires fix (<see cref="HiresFix"/>): a second, img2img pass at a larger size. Null: none.</summary>
     public HiresFix? Hires { get; init; }
 

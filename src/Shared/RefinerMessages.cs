@@ -28,11 +28,10 @@ public static class RefinerMessages
         stage.Refines = baseStage.Params.Model;
         stage.Params.Model = baseStage.Params.Refiner;
         // The refiner continues latents: the base's inputs are the base's alone. Its LoRAs (a base's LoRA does not fit
-        // the refiner's UNet), ControlNets (made for the base's UNet) and init images (already in the latents) stay behind;
-        // the settings that say how the image was made (strength, the prompts with their tags) travel for its parameters.
+        // the refiner's UNet) and init images (already in the latents) stay behind; the ControlNets (made for the base's
+        // UNet, not run again), the strength and the prompts with their tags travel for the images' parameters.
         stage.LoraKey = "";
         stage.Params.Loras.Clear();
-        stage.Params.ControlNets.Clear();
         for (var i = 0; i < stage.Images.Count; i++)
         {
             var image = stage.Images[i];
