@@ -376,6 +376,15 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             var groups = Groups(loras, alone);
             var variants = groups.Select(g => _variants.Get(loras[g.First])).ToArray();
 
+            // A refiner continuing a base's hires pass from its latents (README "SDXL base + refiner"): the first pass,
+            // the upscale and the pass's steps down to the switch were the base's.
+            var hiresPass = request.Hires is { } hires ? PlanHiresPass(request, hires) : null;
+            if (hiresPass is not null && request.InitLatents is not null)
+            {
+                var continued = HiresPass(request, hiresPass, groups, variants, null, guided, new StepCount(hiresPass.Steps, clock, progress), runOptions, cancellationToken);
+                return Finish(continued.Pass, continued.Batches, variants);
+            }
+
             // 1. Encode prompts: [negatives; positives] when guided.
             var conditions = groups.Select((g, k) => EncodePrompts(request, variants[k], g.First, g.Count, guided, runOptions, _workspace.Scope(k))).ToArray();
             cancellationToken.ThrowIfCancellationRequested();
@@ -394,17 +403,30 @@ public sealed partial class StableDiffusionPipeline : IDisposable
                     (start, total), guided, k, runOptions, control)).ToArray();
 
             // 4. Denoise: every model batch takes step i before any takes step i + 1.
-            var steps = new StepCount(total - start + (request.Hires?.StepsFor(request.Steps) ?? 0), clock, progress);
+            var steps = new StepCount(total - start + (hiresPass?.Steps ?? 0), clock, progress);
             Denoise(request, batches, start, total, steps, runOptions, cancellationToken);
 
             // 4b. Hires fix: the result upscaled (image or latents), then denoised again at the larger size.
             var rendered = request;
-            if (request.Hires is { } hires)
+            if (hiresPass is not null)
             {
-                (rendered, batches) = HiresPass(request, hires, groups, variants, batches, guided, steps, runOptions, cancellationToken);
+                (rendered, batches) = HiresPass(request, hiresPass, groups, variants, batches, guided, steps, runOptions, cancellationToken);
             }
-            cancellationToken.ThrowIfCancellationRequested();
+            return Finish(rendered, batches, variants);
+        }
+        catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
+        {
+            throw new OperationCanceledException("The generation was cancelled.", cancellationToken);
+        }
+        catch (OnnxRuntimeException ex)
+        {
+            throw GenerationFailure.FromOnnxRuntime(ex);
+        }
 
+        // The denoised latents of the last pass (rendered): handed back as they are, or decoded and upscaled.
+        float[] Finish(GenerationRequest rendered, IReadOnlyList<DenoisingBatch> batches, ModelVariant[] variants)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
             if (latentsOnly)
             {
                 int perImage = _latentChannels * (rendered.Height / _profile.VaeScaleFactor) * (rendered.Width / _profile.VaeScaleFactor);
@@ -420,14 +442,6 @@ public sealed partial class StableDiffusionPipeline : IDisposable
 
             // 6. Upscale the finished images.
             return request.Upscale is { } upscale ? UpscaleImages(rendered, upscale, pixels, cancellationToken) : pixels;
-        }
-        catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
-        {
-            throw new OperationCanceledException("The generation was cancelled.", cancellationToken);
-        }
-        catch (OnnxRuntimeException ex)
-        {
-            throw GenerationFailure.FromOnnxRuntime(ex);
         }
     }
 
@@ -547,9 +561,15 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         {
             return imageStart;
         }
+        return Math.Max(imageStart, SwitchStep(scheduler, fraction));
+    }
+
+    /// <summary>The step a refiner takes over at (diffusers' denoising_start): the first whose timestep is below the cut-off.</summary>
+    private static int SwitchStep(Scheduler scheduler, float fraction)
+    {
         double cutoff = Cutoff(scheduler, fraction);
         int first = scheduler.Timesteps.ToList().FindIndex(t => t < cutoff);
-        return Math.Max(imageStart, first < 0 ? scheduler.Timesteps.Count : first);
+        return first < 0 ? scheduler.Timesteps.Count : first;
     }
 
     /// <summary>diffusers' get_timesteps: img2img at <paramref name="strength"/> skips the first steps − int(steps · strength).</summary>
@@ -558,9 +578,12 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// <summary>
     /// The step index a base stops at (<see cref="GenerationRequest.DenoisingEnd"/>): after the timesteps at or above its
     /// cut-off, never before <paramref name="start"/> (an img2img base whose switch comes before its first step renders none).
+    /// With hires fix the switch falls in the second pass (<see cref="PlanHiresPass"/>): the first runs every step.
     /// </summary>
     private static int EndStep(GenerationRequest request, Scheduler scheduler, int start) =>
-        request.DenoisingEnd is float fraction ? Math.Max(start, scheduler.Timesteps.Count(t => t >= Cutoff(scheduler, fraction))) : scheduler.Timesteps.Count;
+        request is { DenoisingEnd: float fraction, Hires: null }
+            ? Math.Max(start, scheduler.Timesteps.Count(t => t >= Cutoff(scheduler, fraction)))
+            : scheduler.Timesteps.Count;
 
     /// <summary>diffusers' discrete_timestep_cutoff: round(T − fraction·T).</summary>
     private static double Cutoff(Scheduler scheduler, float fraction)
@@ -695,10 +718,12 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         }
         if (request.InitLatents is { } latents)
         {
-            int expected = request.Images.Count * _latentChannels * (request.Height / _profile.VaeScaleFactor) * (request.Width / _profile.VaeScaleFactor);
+            // After a base's hires pass the latents are at the pass's size.
+            int width = request.Hires?.Width(request.Width) ?? request.Width, height = request.Hires?.Height(request.Height) ?? request.Height;
+            int expected = request.Images.Count * _latentChannels * (height / _profile.VaeScaleFactor) * (width / _profile.VaeScaleFactor);
             if (latents.Length != expected)
             {
-                throw new ArgumentException($"InitLatents has {latents.Length} values; {request.Images.Count} images at {request.Width}x{request.Height} need {expected}.", nameof(request.InitLatents));
+                throw new ArgumentException($"InitLatents has {latents.Length} values; {request.Images.Count} images at {width}x{height} need {expected}.", nameof(request.InitLatents));
             }
             if (InitImages.Used(request))
             {

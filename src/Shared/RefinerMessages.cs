@@ -42,12 +42,16 @@ public static class RefinerMessages
         return stage;
     }
 
-    /// <summary>Why <paramref name="bytes"/> are not one image's latents for <paramref name="p"/>'s size; null when they are.</summary>
+    /// <summary>
+    /// Why <paramref name="bytes"/> are not one image's latents for <paramref name="p"/>'s size (with hires fix, the second
+    /// pass's: the switch falls within it); null when they are.
+    /// </summary>
     public static string? LatentsProblem(ReadOnlySpan<byte> bytes, GenerationParams p)
     {
-        var plane = (long)(p.Width / 8) * (p.Height / 8) * sizeof(float);
+        var (width, height) = UpscaleMessages.RenderSize(p);
+        var plane = (long)(width / 8) * (height / 8) * sizeof(float);
         if (plane == 0 || bytes.Length == 0 || bytes.Length % plane != 0 || bytes.Length / plane > MaxLatentChannels)
-            return $"{bytes.Length} bytes of latents (a {p.Width}x{p.Height} image's are {plane} bytes per channel, at most {MaxLatentChannels} channels)";
+            return $"{bytes.Length} bytes of latents (a {width}x{height} image's are {plane} bytes per channel, at most {MaxLatentChannels} channels)";
         foreach (var value in MemoryMarshal.Cast<byte, float>(bytes))
             if (!float.IsFinite(value)) return "latents that are not all finite";
         return null;

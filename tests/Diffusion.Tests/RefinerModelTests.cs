@@ -90,6 +90,28 @@ public class RefinerModelTests(PresetModels models) : IClassFixture<PresetModels
         Assert.Contains($"Denoising strength: {strength.ToString(System.Globalization.CultureInfo.InvariantCulture)}", PngMetadata.Read(continued[0].Png).Text["parameters"]);
     }
 
+    [Theory]
+    [InlineData("latent", 0.8f, 16, 4)] // the hires pass (20-step schedule, its last 10) splits at timestep 200: 6 + 4
+    [InlineData("lanczos", 0.8f, 16, 4)]
+    [InlineData("latent", 0.3f, 10, 10)] // the switch before the hires pass: the base renders the first pass, the refiner all of the second
+    public async Task ABaseStoppedAtTheSwitchInItsHiresPassAndContinuedAtTheLargerSizeEqualsTheUninterruptedHiresRender(string upscaler, float switchAt,
+        int baseSteps, int refinerSteps)
+    {
+        var pipeline = models.Pipeline("tiny-sdxl");
+        var hires = BaseRequest("tiny-sdxl") with { Hires = new HiresFix(2f, 0.5f, Upscaler: upscaler) };
+        var whole = await pipeline.GenerateAsync(hires);
+
+        var first = new List<StepProgress>();
+        var latents = await pipeline.RenderLatentsAsync(hires with { DenoisingEnd = switchAt }, new SynchronousProgress(first.Add));
+        var second = new List<StepProgress>();
+        var continued = await pipeline.GenerateAsync(hires with { DenoisingStart = switchAt, InitLatents = latents }, new SynchronousProgress(second.Add));
+
+        Assert.Equal((baseSteps, refinerSteps), (first.Count, second.Count));
+        Assert.Equal(2 * 4 * 12 * 16, latents.Length); // at the hires pass's size, 128x96
+        for (int i = 0; i < 2; i++) Assert.Equal(PngPixels.Decode(whole[i].Png), PngPixels.Decode(continued[i].Png));
+        Assert.Equal(PngMetadata.Read(whole[0].Png).Text["parameters"], PngMetadata.Read(continued[0].Png).Text["parameters"]);
+    }
+
     [Fact]
     public void WithoutPromptLorasOnlyTheRequestsOwnLorasApply()
     {
