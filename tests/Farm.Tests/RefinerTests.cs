@@ -182,6 +182,45 @@ public sealed class RefinerTests(RefinerTests.RefinerFarm fixture) : IClassFixtu
         Assert.NotEqual(latents, plainLatents);
     }
 
+    [Fact]
+    public async Task WithHiresFixTheBaseHandsOverInTheSecondPassAndTheRefinerFinishesItAtTheLargerSize()
+    {
+        var file = Path.Combine(Farm.Root, "hires-refined.txt");
+        await File.WriteAllLinesAsync(file, ["a lighthouse on a cliff"]);
+
+        var submit = await FarmAsync("submit", file, "--model", "tiny-sdxl", "--refiner", "tiny-sdxl-refiner", "--refiner-start", "0.8", "--seed", "6",
+            "--hires", "2x", "--hires-denoise", "0.5", "--hires-upscaler", "latent", "--steps", "10", "--guidance", "5", "--size", "64x48");
+
+        Assert.True(submit.Exit == 0, submit.Err);
+        var jobId = submit.Out.Trim().Split('\n')[^1].Trim();
+        var events = await Farm.WatchToEndAsync(jobId, TimeSpan.FromMinutes(1));
+        Assert.Equal((JobState.Completed, 1u), (events[^1].JobFinished.State, events[^1].JobFinished.ImagesDone));
+        Assert.Equal(["base-worker", "refiner-worker"], events.Where(e => e.ShardStarted is not null).Select(e => e.ShardStarted.WorkerId));
+        var png = Assert.Single(await Farm.Jobs.DownloadAllAsync(jobId)).Png;
+        Assert.Equal((128, 96), (PngMetadata.Read(png).Width, PngMetadata.Read(png).Height));
+
+        var options = new WorkerOptions().ToDiffusionOptions();
+        using var basePipeline = StableDiffusionPipeline.Load(fixture.Base, options);
+        using var refinerPipeline = StableDiffusionPipeline.Load(fixture.Refiner, options);
+        var request = new GenerationRequest([new ImagePrompt("a lighthouse on a cliff", "", 6)], 64, 48, 10, 5f, "euler", "tiny-sdxl")
+        {
+            Hires = new Diffusion.HiresFix(2f, 0.5f, Upscaler: "latent"),
+        };
+        var latents = await basePipeline.RenderLatentsAsync(request with { DenoisingEnd = 0.8f });
+        var direct = Assert.Single(await refinerPipeline.GenerateAsync(request with
+        {
+            ModelName = "tiny-sdxl-refiner", DenoisingStart = 0.8f, InitLatents = latents, BaseModel = "tiny-sdxl",
+        }));
+        var parameters = PngMetadata.Read(png).Text["parameters"];
+        Assert.Equal(PngMetadata.Read(direct.Png).Text["parameters"], parameters);
+        Assert.Contains("Size: 64x48, Model: tiny-sdxl", parameters);
+        Assert.Contains("Denoising strength: 0.5", parameters);
+        Assert.Contains("Hires upscale: 2, Hires upscaler: Latent", parameters);
+        Assert.EndsWith("Refiner: tiny-sdxl-refiner, Refiner switch at: 0.8", parameters);
+        var (farm, local) = (Pixels(png), Pixels(direct.Png));
+        Assert.True(farm.Zip(local).Max(p => Math.Abs(p.First - p.Second)) <= 1, "the farm's image differs from the one-process render by more than one level");
+    }
+
     /// <summary>A diagonal gradient, shifted: an init image or a control image with structure.</summary>
     private static byte[] Gradient(int width, int height, int shift)
     {
@@ -209,7 +248,6 @@ public sealed class RefinerTests(RefinerTests.RefinerFarm fixture) : IClassFixtu
     [InlineData("start", "params.refiner_start must be a number strictly between 0 and 1 (the share of the steps the base renders) (got 1.2)")]
     [InlineData("lone-start", "params.refiner_start needs a refiner (got 0.5 with none)")]
     [InlineData("refiner-as-base", "params.refiner: model 'tiny-sdxl-refiner' is an SDXL refiner; a refiner continues a base model's render")]
-    [InlineData("hires", "params: a refiner and hires fix cannot be combined")]
     public async Task AnUnusableRefinerIsRefusedAtSubmitWithTheReason(string case_, string expected)
     {
         var header = Header(p =>
@@ -220,7 +258,6 @@ public sealed class RefinerTests(RefinerTests.RefinerFarm fixture) : IClassFixtu
                 case "start": p.RefinerStart = 1.2f; break;
                 case "lone-start": (p.Refiner, p.RefinerStart) = ("", 0.5f); break;
                 case "refiner-as-base": (p.Model, p.Refiner) = ("tiny-sdxl-refiner", "tiny-sdxl"); break;
-                case "hires": p.Hires = new Protocol.HiresFix { Scale = 2, Denoise = 0.5f }; break;
             }
         });
 
