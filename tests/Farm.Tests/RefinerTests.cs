@@ -98,6 +98,10 @@ public sealed class RefinerTests(RefinerTests.RefinerFarm fixture) : IClassFixtu
             events.Where(e => e.ImageDone is not null).OrderBy(e => e.ImageDone.Index).Select(e => e.ImageDone.WorkerId));
         // The latents handed over are dropped once the refiner stored the images.
         Assert.Equal(0, await Farm.Redis.HashLengthAsync(RenderFarm.FarmState.FarmKeys.JobLatents(jobId)));
+        // farm status and farm jobs name the refiner and the switch.
+        Assert.Contains("model     tiny-sdxl, refiner tiny-sdxl-refiner at 0.8\n", (await FarmAsync("status", jobId)).Out);
+        Assert.Contains("\"refiner\":\"tiny-sdxl-refiner\",\"refiner_start\":0.8", (await FarmAsync("status", jobId, "--json")).Out);
+        Assert.Contains("tiny-sdxl, refiner tiny-sdxl-refiner at 0.8", (await FarmAsync("jobs")).Out);
 
         var images = (await Farm.Jobs.DownloadAllAsync(jobId)).OrderBy(i => i.Info.Index).ToList();
         var parameters = images.Select(i => PngMetadata.Read(i.Png).Text["parameters"]).ToList();

@@ -5,7 +5,7 @@ export interface Caller { tenant: string; role: string; authDisabled?: boolean }
 
 export interface GenerationParams {
   model?: string; width?: number; height?: number; steps?: number; guidanceScale?: number; scheduler?: string;
-  strength?: number; inputMode?: string;
+  strength?: number; inputMode?: string; refiner?: string; refinerStart?: number;
 }
 
 export interface JobStatus {

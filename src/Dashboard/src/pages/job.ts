@@ -2,7 +2,7 @@ import { act, getJob, imageUrl, listImages, watch, type JobAction } from "../api
 import { age, el, errorBox, progressBar, show, stateName } from "../dom";
 import type { Stop } from "../main";
 import { markFirstPaint, markUpdate, resetFirstPaint } from "../perf";
-import type { ImagePreview, JobEvent, JobImage, JobStatus } from "../types";
+import type { GenerationParams, ImagePreview, JobEvent, JobImage, JobStatus } from "../types";
 
 const LogLimit = 300;
 const PageSize = 10_000;
@@ -78,7 +78,7 @@ export function jobPage(jobId: string): Stop {
         `${stateName(job.priority, "PRIORITY_")} priority · ${age(job.createdUnixMs)} old` + (job.previewEvery ? ` · previews every ${job.previewEvery} steps` : ""),
         job.note ? el("div", { className: "muted" }, job.note) : null),
       progressBar(job.imagesDone ?? 0, job.imagesFailed ?? 0, job.imageCount ?? 0),
-      el("div", { className: "muted small" }, `${p.model} · ${p.width}x${p.height} · ${p.steps} steps · guidance ${p.guidanceScale} · ${p.scheduler}` + (job.label ? ` · ${job.label}` : "")),
+      el("div", { className: "muted small", id: "job-params" }, `${p.model}${refinerText(p)} · ${p.width}x${p.height} · ${p.steps} steps · guidance ${p.guidanceScale} · ${p.scheduler}` + (job.label ? ` · ${job.label}` : "")),
       el("div", { className: "actions" },
         button("pause", state === "queued" || state === "running"),
         button("resume", state === "paused"),
@@ -214,6 +214,7 @@ export function jobPage(jobId: string): Stop {
       ["Prompt", image.prompt ?? ""], ["Negative prompt", image.negativePrompt ?? ""], ["Seed", String(image.seed ?? 0)],
       ["Model", p.model ?? ""], ["Size", `${p.width}x${p.height}`], ["Steps", String(p.steps ?? "")],
       ["Guidance", String(p.guidanceScale ?? "")], ["Scheduler", p.scheduler ?? ""],
+      ...(p.refiner ? [["Refiner", `${p.refiner}, switch at ${p.refinerStart ?? ""}`] as [string, string]] : []),
       ["State", stateName(image.state, "IMAGE_STATE_")], ...(image.error ? [["Error", image.error] as [string, string]] : []),
       ...(image.sha256 ? [["sha256", image.sha256] as [string, string]] : []),
     ];
@@ -263,6 +264,11 @@ export function jobPage(jobId: string): Stop {
     clearTimeout(statusTimer);
     for (const url of urls) URL.revokeObjectURL(url);
   };
+}
+
+/** " → refiner NAME at 0.8" for a base + refiner job (README "SDXL base + refiner"); "" otherwise. */
+function refinerText(p: GenerationParams): string {
+  return p.refiner ? ` → refiner ${p.refiner} at ${p.refinerStart ?? ""}` : "";
 }
 
 function describe(e: JobEvent): string | null {
