@@ -15,6 +15,9 @@ public static class RefinerMessages
     /// <summary>The base's stage: it renders up to the switch and reports each image's latents.</summary>
     public static bool IsBaseStage(Shard shard) => shard.Params.Refiner.Length > 0 && shard.Refines.Length == 0;
 
+    /// <summary>A shard's stage as events name it: "base", "refiner", or "" for an ordinary shard.</summary>
+    public static string StageOf(Shard shard) => IsRefinerStage(shard) ? "refiner" : IsBaseStage(shard) ? "base" : "";
+
     /// <summary>The refiner's stage: it continues the base's latents and produces the PNGs.</summary>
     public static bool IsRefinerStage(Shard shard) => shard.Refines.Length > 0;
 

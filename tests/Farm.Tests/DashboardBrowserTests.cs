@@ -186,6 +186,9 @@ public sealed class DashboardBrowserTests(WebFarm fixture) : IClassFixture<WebFa
         await page.GotoAsync($"{fixture.Web}/#/job/{job.JobId}");
         await page.WaitForSelectorAsync("#job-state.completed");
         Assert.Contains($"{FarmCluster.Model} → refiner tiny-refiner at 0.5 · 64x64", await page.InnerTextAsync("#job-params"));
+        // The event log names each stage as it starts on its worker.
+        await page.WaitForSelectorAsync("#log li:has-text('shard 0 (refiner stage) started on refiner-1')");
+        Assert.Contains($"shard 0 (base stage) started on {WebFarm.WorkerId}", await page.InnerTextAsync("#log"));
         await page.ClickAsync("#grid figure[data-index='0']");
         await page.WaitForSelectorAsync("#viewer[open] img.full[src^=blob]");
         Assert.Contains("tiny-refiner, switch at 0.5", await page.InnerTextAsync("#viewer table.params"));

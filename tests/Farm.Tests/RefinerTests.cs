@@ -91,8 +91,8 @@ public sealed class RefinerTests(RefinerTests.RefinerFarm fixture) : IClassFixtu
         Assert.Equal((JobState.Completed, 3u, 0u), (events[^1].JobFinished.State, events[^1].JobFinished.ImagesDone, events[^1].JobFinished.ImagesFailed));
         // Shard 0 (the refined prompts): its base stage on the base's worker, then its refiner stage on the refiner's.
         // Shard 1 (refiner: none) is the base's alone. Each image is stored once.
-        Assert.Equal([(0u, "base-worker"), (0u, "refiner-worker"), (1u, "base-worker")],
-            events.Where(e => e.ShardStarted is not null).Select(e => (e.ShardStarted.ShardIndex, e.ShardStarted.WorkerId)).Order());
+        Assert.Equal([(0u, "base-worker", "base"), (0u, "refiner-worker", "refiner"), (1u, "base-worker", "")],
+            events.Where(e => e.ShardStarted is not null).Select(e => (e.ShardStarted.ShardIndex, e.ShardStarted.WorkerId, e.ShardStarted.Stage)).Order());
         Assert.Equal([0u, 1u, 2u], events.Where(e => e.ImageDone is not null).Select(e => e.ImageDone.Index).Order());
         Assert.Equal(["refiner-worker", "refiner-worker", "base-worker"],
             events.Where(e => e.ImageDone is not null).OrderBy(e => e.ImageDone.Index).Select(e => e.ImageDone.WorkerId));

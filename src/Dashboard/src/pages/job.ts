@@ -24,6 +24,8 @@ export function jobPage(jobId: string): Stop {
   const abort = new AbortController();
   const urls: string[] = [];
   const tiles = new Map<number, Tile>();
+  /** Base + refiner: the stage each shard last started ("base", "refiner"), shown on its images' previews. */
+  const stages = new Map<number, string>();
   const summary = el("div", { className: "summary" });
   const grid = el("div", { className: "grid", id: "grid" });
   const log = el("ol", { className: "log", id: "log" });
@@ -123,7 +125,8 @@ export function jobPage(jobId: string): Stop {
     tile.img.src = `data:image/png;base64,${preview.png}`;
     tile.img.classList.add("preview");
     tile.figure.dataset.state = "preview";
-    tile.caption.textContent = `#${tile.image.index ?? 0} · step ${preview.step}/${preview.totalSteps}`;
+    const stage = stages.get(preview.shardIndex ?? 0);
+    tile.caption.textContent = `#${tile.image.index ?? 0} · ${stage ? `${stage} · ` : ""}step ${preview.step}/${preview.totalSteps}`;
   }
 
   function fail(tile: Tile, error: string): void {
@@ -144,6 +147,7 @@ export function jobPage(jobId: string): Stop {
 
   function apply(e: JobEvent): void {
     const received = performance.now();
+    if (e.shardStarted?.stage) stages.set(e.shardStarted.shardIndex ?? 0, e.shardStarted.stage);
     if (e.preview) {
       const tile = tiles.get(e.preview.index ?? 0);
       if (tile && tile.image.state !== "IMAGE_STATE_DONE" && tile.image.state !== "IMAGE_STATE_FAILED" && e.preview.png) {
@@ -273,7 +277,7 @@ function refinerText(p: GenerationParams): string {
 
 function describe(e: JobEvent): string | null {
   if (e.queued) return `queued: ${e.queued.imageCount ?? 0} images in ${e.queued.shardCount ?? 0} shards`;
-  if (e.shardStarted) return `shard ${e.shardStarted.shardIndex ?? 0} started on ${e.shardStarted.workerId} (${e.shardStarted.imageCount ?? 0} images)`;
+  if (e.shardStarted) return `shard ${e.shardStarted.shardIndex ?? 0}${e.shardStarted.stage ? ` (${e.shardStarted.stage} stage)` : ""} started on ${e.shardStarted.workerId} (${e.shardStarted.imageCount ?? 0} images)`;
   if (e.step) return `shard ${e.step.shardIndex ?? 0}: step ${e.step.step ?? 0}/${e.step.totalSteps ?? 0} on ${e.step.workerId} (${(e.step.itPerSec ?? 0).toFixed(1)} it/s)`;
   if (e.imageDone) return `image ${e.imageDone.index ?? 0} done (${e.imageDone.imagesDone ?? 0} so far)`;
   if (e.imageFailed) return `image ${e.imageFailed.index ?? 0} failed: ${e.imageFailed.error ?? ""}`;
