@@ -51,9 +51,9 @@ build="$scratch/build"
 mkdir -p "$build"
 (cd "$tools" && node dockerfiles.mjs build "$root" "$root/deploy/docker/coordinator.Dockerfile" "$build") >"$scratch/publish.log" 2>&1
 (cd "$tools" && node dockerfiles.mjs build "$root" "$root/deploy/docker/worker.Dockerfile" "$build" FLAVOR=cpu) >>"$scratch/publish.log" 2>&1
-# The client and the model builder, from the same copy of the build context.
-(cd "$build/ctx/src" && dotnet publish src/Client -c Release -o "$scratch/client" -v quiet -nologo \
-  && dotnet publish src/ModelBuilder -c Release -o "$scratch/modelbuilder" -v quiet -nologo) >>"$scratch/publish.log" 2>&1
+# The client as the README installs it (one NativeAOT executable), and the model builder from the build context's copy.
+bash "$root/scripts/install-farm.sh" --publish-only "$scratch/client" >>"$scratch/publish.log" 2>&1
+(cd "$build/ctx/src" && dotnet publish src/ModelBuilder -c Release -o "$scratch/modelbuilder" -v quiet -nologo) >>"$scratch/publish.log" 2>&1
 coordinator_app="$build/coordinator/app"
 worker_app="$build/worker/app"
 
@@ -128,7 +128,7 @@ smoke() {
   echo "==> farm submit --size 64x64 --steps 4 --watch"
   echo "a lighthouse on a cliff at dusk" >"$run/prompts.txt"
   out="$run/out"
-  FARM_COORDINATOR="http://127.0.0.1:$coord_port" FARM_API_KEY="$client_key" timeout 300 dotnet "$scratch/client/farm.dll" \
+  FARM_COORDINATOR="http://127.0.0.1:$coord_port" FARM_API_KEY="$client_key" timeout 300 "$scratch/client/farm" \
     submit "$run/prompts.txt" --size 64x64 --steps 4 --watch --out "$out" >"$run/farm.log" 2>&1 \
     || { echo "farm submit failed" >&2; exit 1; }
 

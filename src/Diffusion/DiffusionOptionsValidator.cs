@@ -2,12 +2,6 @@ using RenderFarm.GenerationRules;
 
 namespace RenderFarm.Diffusion;
 
-/// <summary>A setting of <see cref="DiffusionOptions"/> that cannot work: its path (e.g. <c>Cuda.ConvAlgorithmSearch</c>) and why.</summary>
-public sealed record OptionProblem(string Setting, string Message)
-{
-    public override string ToString() => $"{Setting}: {Message}";
-}
-
 /// <summary>
 /// The rules every <see cref="DiffusionOptions"/> must meet before a model loads, in one place: the pipeline refuses
 /// to load with the first problem, and a host (the worker) reports all of them under its own configuration keys.

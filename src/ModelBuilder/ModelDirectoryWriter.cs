@@ -4,43 +4,6 @@ using RenderFarm.ModelBuilder.Tokenizer;
 
 namespace RenderFarm.ModelBuilder;
 
-public sealed class ModelWriteOptions
-{
-    /// <summary>Seed of every random weight; the same preset and seed give byte-identical files.</summary>
-    public ulong Seed { get; init; }
-
-    /// <summary>Replace an existing non-empty output directory.</summary>
-    public bool Force { get; init; }
-
-    /// <summary>Components whose weights exceed this many bytes store them in model.onnx_data.</summary>
-    public long ExternalDataThreshold { get; init; } = OnnxModelWriter.ExternalDataThreshold;
-
-    /// <summary>
-    /// Name the graphs as torch.onnx.export does (module-path node names, Linear weights onnx::MatMul_N) instead of by
-    /// parameter name; the weights are the same either way (<see cref="Graph.GraphOptions.TorchExportNames"/>).
-    /// </summary>
-    public bool TorchExportNames { get; init; }
-
-    /// <summary>
-    /// Replacement values for some weights: given a component folder and an initializer, its new values as float32
-    /// (converted to the weight's type), or null to keep the generated ones. Tests write with it the merged model a
-    /// LoRA must equal.
-    /// </summary>
-    public Func<string, Initializer, float[]?>? ReplaceWeights { get; init; }
-
-    /// <summary>Receives one line per written component.</summary>
-    public Action<string>? Log { get; init; }
-
-    public CancellationToken CancellationToken { get; init; }
-}
-
-public sealed record ComponentInfo(string Folder, long Parameters, long Bytes);
-
-public sealed record ModelWriteResult(string Directory, IReadOnlyList<ComponentInfo> Components);
-
-/// <summary>A component graph and the folder it goes to.</summary>
-public sealed record ComponentGraph(string Folder, GraphBuilder Graph);
-
 /// <summary>Writes a diffusers ONNX model directory (model_index.json, scheduler, tokenizer(s), four or five ONNX models).</summary>
 public static class ModelDirectoryWriter
 {

@@ -7,12 +7,6 @@ using RenderFarm.FarmState.Jobs;
 
 namespace RenderFarm.Coordinator.Jobs;
 
-/// <summary>Outcome of recording images of a shard: whether each counted, and whether that finished the shard.</summary>
-public sealed record ImageOutcomes(bool[] Recorded, bool ShardFinished);
-
-/// <summary>A stored image to record: its index, sha256, size and the worker's device time for it (its cost).</summary>
-public readonly record struct StoredImage(uint Index, string Sha256, long SizeBytes, double RenderSeconds);
-
 /// <summary>
 /// Reads and updates job state in Redis. Every update that must be consistent (first result wins, counters, shard and
 /// job completion, their events) is one of <see cref="JobScripts"/> over the job's hash-tagged keys.
@@ -295,19 +289,5 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
     {
         var value = await redis.GetDatabase().HashGetAsync(FarmKeys.JobShardsRemaining(jobId), shard);
         return value.IsNull ? 0 : (long)value;
-    }
-}
-
-public enum ResultAdmission { Accepted, UnknownImage, Cancelled }
-
-/// <summary>A stored image as the job records it: its sha256 and, when recorded, its size in bytes.</summary>
-public sealed record StoredResult(uint Index, string Sha256, long? SizeBytes)
-{
-    public static StoredResult Parse(uint index, string value)
-    {
-        int colon = value.IndexOf(':');
-        return colon < 0
-            ? new StoredResult(index, value, null)
-            : new StoredResult(index, value[..colon], long.Parse(value.AsSpan(colon + 1), CultureInfo.InvariantCulture));
     }
 }

@@ -10,11 +10,6 @@ using RenderFarm.FarmState.TaskStreams;
 
 namespace RenderFarm.Coordinator.Jobs;
 
-/// <summary>What a shard's end report led to.</summary>
-/// <param name="Failed">It was a failed attempt the coordinator accepted.</param>
-/// <param name="Quarantined">The worker has now failed too often (by its own fault) and was quarantined.</param>
-public readonly record struct EndOutcome(bool Failed, bool Quarantined);
-
 /// <summary>
 /// Applies what a worker reports about a shard delivery: progress becomes job events, images are stored (first result
 /// wins) and counted, and the shard is acknowledged on its task stream once every image has an outcome. Every report

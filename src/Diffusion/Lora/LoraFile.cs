@@ -2,29 +2,6 @@ using RenderFarm.Diffusion.SafeTensors;
 
 namespace RenderFarm.Diffusion.Lora;
 
-/// <summary>The model family a LoRA file was made for, as far as its keys and kohya metadata tell.</summary>
-public enum LoraFamily
-{
-    /// <summary>One text encoder (SD 1.x or 2.x; the shapes tell them apart when applied).</summary>
-    StableDiffusion,
-
-    /// <summary>Two text encoders (keys lora_te1_/lora_te2_ or text_encoder_2.…, or kohya's ss_base_model_version sdxl_…).</summary>
-    StableDiffusionXL,
-
-    /// <summary>UNet layers only and no metadata: applies to whichever family its shapes fit.</summary>
-    Unknown,
-}
-
-/// <summary>
-/// One low-rank layer of a LoRA file: the module it changes (<see cref="Component"/> + <see cref="Module"/>), and the
-/// names of its down ([rank, in(, kh, kw)]), up ([out, rank(, 1, 1)]) and optional alpha tensors.
-/// </summary>
-/// <param name="Key">The layer's key as the file writes it (its tensors' common prefix), for messages.</param>
-/// <param name="Component">unet, text_encoder or text_encoder_2; null when the key does not say (PEFT's base_model.model.…).</param>
-/// <param name="Module">The module path: dotted (<c>down_blocks.0.attentions.0…to_q</c>) or, for kohya keys, with '_' for '.'.</param>
-/// <param name="Underscored">Whether <see cref="Module"/> is kohya's underscored form.</param>
-public sealed record LoraLayer(string Key, string? Component, string Module, bool Underscored, string Down, string Up, string? Alpha);
-
 /// <summary>
 /// A LoRA <c>.safetensors</c> file read into its layers, in either layout people have:
 /// <list type="bullet">

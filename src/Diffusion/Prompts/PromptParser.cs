@@ -3,9 +3,6 @@ using System.Text.RegularExpressions;
 
 namespace RenderFarm.Diffusion.Prompts;
 
-/// <summary>A run of prompt text and its attention weight.</summary>
-public readonly record struct WeightedText(string Text, float Weight);
-
 /// <summary>
 /// AUTOMATIC1111's prompt attention syntax (modules/prompt_parser.py <c>parse_prompt_attention</c>):
 /// <c>(text)</c> multiplies the weight by 1.1, <c>[text]</c> divides it by 1.1, <c>(text:1.3)</c> multiplies it by 1.3;

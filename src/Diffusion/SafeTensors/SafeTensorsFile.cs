@@ -7,20 +7,6 @@ using System.Text.Json;
 
 namespace RenderFarm.Diffusion.SafeTensors;
 
-/// <summary>Element types a <see cref="SafeTensorsFile"/> reads as float32.</summary>
-public enum SafeTensorType
-{
-    F32,
-    F16,
-    BF16,
-}
-
-/// <summary>One tensor's entry in a safetensors header: its element type, shape and byte range in the data section.</summary>
-public sealed record SafeTensorInfo(string Name, SafeTensorType Type, long[] Shape, long Offset, long Length)
-{
-    public long ElementCount => Shape.Aggregate(1L, (a, d) => a * d);
-}
-
 /// <summary>
 /// A <c>.safetensors</c> file (huggingface/safetensors format): an 8-byte little-endian header length, a JSON header
 /// mapping each tensor name to <c>{dtype, shape, data_offsets}</c> (plus an optional string→string

@@ -1,19 +1,5 @@
 namespace RenderFarm.Diffusion.Schedulers;
 
-/// <summary>What one scheduler step produced: the sample for the next step and the model's estimate of x₀.</summary>
-public sealed record SchedulerStepResult(float[] PrevSample, float[] PredOriginal)
-{
-    /// <summary>A result whose buffers a caller can pass back to <see cref="Scheduler.Step"/> on every step.</summary>
-    public static SchedulerStepResult Allocate(int length) => new(new float[length], new float[length]);
-}
-
-/// <summary>Fresh Gaussian noise for stochastic steps (ancestral sampling, DDIM with η &gt; 0, LCM).</summary>
-public interface IStepNoise
-{
-    /// <summary>Fills <paramref name="destination"/> (the whole batch's latents) with standard normal noise.</summary>
-    void Fill(Span<float> destination);
-}
-
 /// <summary>
 /// The scheduler contract, after diffusers: a scheduler holds no model. <see cref="SetTimesteps"/> builds the
 /// schedule; the loop calls <see cref="ScaleModelInput(ReadOnlySpan{float}, int, Span{float})"/> then, with the model's

@@ -3,19 +3,6 @@ using RenderFarm.ModelBuilder.Graph;
 namespace RenderFarm.ModelBuilder.Components;
 
 /// <summary>
-/// The sizes of a tiny autoencoder's decoder (TAESD; diffusers AutoencoderTiny's DecoderTiny):
-/// <paramref name="BlockOut"/> channels and <paramref name="Blocks"/> residual blocks per stage (TAESD: 64/64/64/64
-/// and 3/3/3/1); every stage but the last ends with a nearest ×2 upsample, so the decoder scales by 2^(stages − 1).
-/// </summary>
-public sealed record TinyDecoderConfig(int[] BlockOut, int[] Blocks, int LatentChannels = 4, int ImageChannels = 3)
-{
-    /// <summary>The latent is soft-clamped to ±this (tanh(x / 3) · 3) before the first conv.</summary>
-    public const double LatentMagnitude = 3;
-
-    public int UpFactor => 1 << (Blocks.Length - 1);
-}
-
-/// <summary>
 /// diffusers' DecoderTiny (AutoencoderTiny.decoder, TAESD's Decoder) as an ONNX graph: latent_sample [B, C, h, w] →
 /// sample [B, 3, f·h, f·w] in [−1, 1] (diffusers' convention; TAESD's own module stops at [0, 1]). It takes the UNet's
 /// latents as they are: AutoencoderTiny's scaling factor is 1. Parameter names follow the PyTorch module, whose

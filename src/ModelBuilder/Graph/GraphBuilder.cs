@@ -1,55 +1,6 @@
-using Google.Protobuf;
 using RenderFarm.ModelBuilder.Onnx;
 
 namespace RenderFarm.ModelBuilder.Graph;
-
-/// <summary>One dimension of a graph input/output: a fixed size or a symbolic name (dim_param).</summary>
-public readonly record struct Dim(long? Value, string? Param)
-{
-    public static implicit operator Dim(long value) => new(value, null);
-    public static implicit operator Dim(int value) => new(value, null);
-    public static implicit operator Dim(string param) => new(null, param);
-    public override string ToString() => Param ?? Value!.Value.ToString();
-}
-
-/// <summary>A node attribute. Value is long, float, string, long[] or float[].</summary>
-public readonly record struct Attr(string Name, object Value)
-{
-    internal AttributeProto ToProto()
-    {
-        var a = new AttributeProto { Name = Name };
-        switch (Value)
-        {
-            case int i: a.Type = AttributeProto.Types.AttributeType.Int; a.I = i; break;
-            case long l: a.Type = AttributeProto.Types.AttributeType.Int; a.I = l; break;
-            case float f: a.Type = AttributeProto.Types.AttributeType.Float; a.F = f; break;
-            case double d: a.Type = AttributeProto.Types.AttributeType.Float; a.F = (float)d; break;
-            case string s: a.Type = AttributeProto.Types.AttributeType.String; a.S = ByteString.CopyFromUtf8(s); break;
-            case long[] ls: a.Type = AttributeProto.Types.AttributeType.Ints; a.Ints.AddRange(ls); break;
-            case int[] ints: a.Type = AttributeProto.Types.AttributeType.Ints; a.Ints.AddRange(ints.Select(x => (long)x)); break;
-            case float[] fs: a.Type = AttributeProto.Types.AttributeType.Floats; a.Floats.AddRange(fs); break;
-            default: throw new ArgumentException($"unsupported attribute value for {Name}: {Value?.GetType()}");
-        }
-        return a;
-    }
-}
-
-/// <summary>A graph input or output signature.</summary>
-public sealed record GraphValue(string Name, ElementType Type, IReadOnlyList<Dim> Dims);
-
-/// <summary>
-/// How a component's graph is written: <see cref="WeightType"/> stores the parameters (and types the inputs and
-/// outputs), <see cref="ComputeType"/> types the activations (float16 as a torch model in half precision computes;
-/// float16 parameters of a float32 graph get a Cast, which ORT folds at load), and <see cref="FusedAttention"/> writes
-/// unmasked attention as one com.microsoft.MultiHeadAttention node, as ONNX Runtime's Stable Diffusion optimiser leaves
-/// an export, instead of the MatMul/Softmax/MatMul chain of a torch export (on a GPU the fused kernel never
-/// materialises the [B, heads, S, S] scores). <see cref="TorchExportNames"/> names the graph as torch.onnx.export does:
-/// nodes by module path with slashes (<c>/down_blocks.0/attentions.0/transformer_blocks.0/attn1/to_q/MatMul</c>) and
-/// Linear weights <c>onnx::MatMul_N</c> (stored [in, out] either way), conv weights and biases keeping their names;
-/// the weights' values do not depend on the style.
-/// </summary>
-public sealed record GraphOptions(ElementType WeightType = ElementType.Float, ElementType ComputeType = ElementType.Float, bool FusedAttention = false,
-    bool TorchExportNames = false);
 
 /// <summary>
 /// Builds an ONNX graph: nodes, inputs, outputs and lazily generated initializers, as <see cref="GraphOptions"/> says.

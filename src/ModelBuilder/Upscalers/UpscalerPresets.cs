@@ -1,10 +1,6 @@
 using RenderFarm.ModelBuilder.Components;
-using RenderFarm.ModelBuilder.Graph;
 
 namespace RenderFarm.ModelBuilder.Upscalers;
-
-/// <summary>A named upscaler the builder writes: an RRDBNet of the given sizes.</summary>
-public sealed record UpscalerPreset(string Name, string Description, RrdbNetConfig Net, bool FullSize = false);
 
 /// <summary>
 /// ESRGAN-class upscalers the builder writes as a worker's upscaler folder expects them: <c>DIR/model.onnx</c>, the

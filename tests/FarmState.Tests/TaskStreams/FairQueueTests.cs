@@ -1,19 +1,16 @@
 using Google.Protobuf;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging.Abstractions;
-using RenderFarm.Coordinator.Security;
-using RenderFarm.Farm.Tests.Infrastructure;
+using RenderFarm.TestSupport;
 using RenderFarm.FarmState;
 using RenderFarm.FarmState.TaskStreams;
 using RenderFarm.Protocol;
 using StackExchange.Redis;
 
-namespace RenderFarm.Farm.Tests;
+namespace RenderFarm.FarmState.Tests.TaskStreams;
 
 /// <summary>
 /// The fair queue behind a task stream, on a real Redis of its own: what the warm-variant preference and prefetching
-/// claim, what estimates read, and how a tenant's weight set with <c>keys weight</c> shares the turns. Each test queues
-/// on a model of its own.
+/// claim, and what estimates read. Each test queues on a model of its own.
 /// </summary>
 public sealed class FairQueueTests(OwnRedis fixture) : IClassFixture<OwnRedis>
 {
@@ -90,27 +87,5 @@ public sealed class FairQueueTests(OwnRedis fixture) : IClassFixture<OwnRedis>
         while (await Queue.ReadNewAsync(FarmKeys.TaskStream(model), "w") is not null) { }
         Assert.False(await db.KeyExistsAsync(FarmKeys.TaskWork(FarmKeys.TaskStream(model))));
         Assert.Equal((0.0, 0.0), await Queue.WorkAheadAsync(model, "big", Priority.Normal));
-    }
-
-    [Fact]
-    public async Task KeysWeightGivesATenantThatShareOfTheTurnsAlsoForShardsQueuedBefore()
-    {
-        const string model = "fair-weight";
-        var stream = FarmKeys.TaskStream(model);
-        await QueueAsync(model, "heavy", "job-heavy", 1, 20);
-        await QueueAsync(model, "light", "job-light", 2, 20);
-        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { ["Farm:Redis"] = fixture.ConnectionString }).Build();
-        var output = new StringWriter();
-
-        var set = await KeysCommand.RunAsync(["keys", "weight", "--tenant", "heavy", "--set", "3"], configuration, output, TextWriter.Null);
-        var shown = await KeysCommand.RunAsync(["keys", "weight"], configuration, output, TextWriter.Null);
-        var refused = await KeysCommand.RunAsync(["keys", "weight", "--tenant", "light", "--set", "0"], configuration, TextWriter.Null, TextWriter.Null);
-
-        Assert.Equal((0, 0, 2), (set, shown, refused));
-        Assert.Equal(["3", "heavy 3"], output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
-        var claimed = new List<string>();
-        for (var i = 0; i < 16; i++) claimed.Add((await Queue.ReadNewAsync(stream, "w"))!.Shard.JobId);
-        Assert.Equal(12, claimed.Count(j => j == "job-heavy"));
-        Assert.Equal(4, claimed.Count(j => j == "job-light"));
     }
 }

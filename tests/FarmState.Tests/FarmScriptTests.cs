@@ -5,9 +5,9 @@ using RenderFarm.FarmState.TaskStreams;
 using RenderFarm.FarmState.Workers;
 using RenderFarm.Protocol;
 
-namespace RenderFarm.Coordinator.Tests.FarmState;
+namespace RenderFarm.FarmState.Tests;
 
-/// <summary>The schema's scripts and constants, without Redis (Farm.Tests runs them on a real one).</summary>
+/// <summary>The schema's scripts and constants, without Redis (the task-stream tests beside it run them on a real one).</summary>
 public sealed class FarmScriptTests
 {
     private static readonly FarmScript[] All =

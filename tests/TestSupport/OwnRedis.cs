@@ -1,6 +1,7 @@
 using StackExchange.Redis;
+using Xunit;
 
-namespace RenderFarm.Farm.Tests.Infrastructure;
+namespace RenderFarm.TestSupport;
 
 /// <summary>
 /// A class fixture: a redis-server of the test class's own and one multiplexer to it, for tests of FarmState's scripts

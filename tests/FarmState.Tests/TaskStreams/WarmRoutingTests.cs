@@ -1,12 +1,12 @@
 using Google.Protobuf;
 using Microsoft.Extensions.Logging.Abstractions;
-using RenderFarm.Farm.Tests.Infrastructure;
+using RenderFarm.TestSupport;
 using RenderFarm.FarmState;
 using RenderFarm.FarmState.TaskStreams;
 using RenderFarm.Protocol;
 using StackExchange.Redis;
 
-namespace RenderFarm.Farm.Tests;
+namespace RenderFarm.FarmState.Tests.TaskStreams;
 
 /// <summary>
 /// The task-stream claim that prefers warm workers (<see cref="ShardQueue.ReadPreferredAsync"/>), on the farm's Redis:

@@ -3,7 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using StackExchange.Redis;
 
-namespace RenderFarm.Farm.Tests.Infrastructure;
+namespace RenderFarm.TestSupport;
 
 /// <summary>
 /// A real redis-server on a free loopback port, in its own temporary directory. It can be killed (-9) and started

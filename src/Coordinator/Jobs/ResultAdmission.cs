@@ -1,0 +1,3 @@
+namespace RenderFarm.Coordinator.Jobs;
+
+public enum ResultAdmission { Accepted, UnknownImage, Cancelled }

@@ -1,0 +1,91 @@
+using RenderFarm.GenerationRules;
+
+namespace RenderFarm.Diffusion;
+
+/// <summary>
+/// A batch of images sharing size, steps, guidance and scheduler; rendered as one UNet batch.
+/// </summary>
+public sealed record GenerationRequest(
+    IReadOnlyList<ImagePrompt> Images,
+    int Width,
+    int Height,
+    int Steps,
+    float GuidanceScale,
+    string Scheduler = "euler",
+    string ModelName = "")
+{
+    /// <summary>
+    /// CLIP skip as the SD UIs count it: 1 (default) uses the text encoder's last layer, 2 the penultimate, … (the
+    /// chosen hidden state goes through the final layer norm, as AUTOMATIC1111 and diffusers do; SDXL always uses the
+    /// layer before it, unnormalised). Values above 1 need an export with <c>hidden_states.N</c> outputs.
+    /// </summary>
+    public int ClipSkip { get; init; } = 1;
+
+    /// <summary>
+    /// img2img / inpainting source image (PNG or JPEG bytes), resized to Width×Height: the default for images whose
+    /// <see cref="ImagePrompt.InitImage"/> is null.
+    /// </summary>
+    public byte[]? InitImage { get; init; }
+
+    /// <summary>
+    /// How much of the init images to repaint, in (0, 1], for the whole batch: denoising starts at step index
+    /// <c>Steps − int(Steps·Strength)</c>. Null: 0.8 for img2img, 1.0 for inpainting (diffusers' defaults).
+    /// </summary>
+    public float? Strength { get; init; }
+
+    /// <summary>
+    /// Inpainting mask (PNG or JPEG bytes, white = repaint, black = keep): the default for images whose
+    /// <see cref="ImagePrompt.MaskImage"/> is null; a mask needs an init image.
+    /// </summary>
+    public byte[]? MaskImage { get; init; }
+
+    /// <summary>When true, each <see cref="StepProgress"/> carries a <see cref="LatentPreview"/> of the current latents.</summary>
+    public bool Previews { get; init; }
+
+    /// <summary>With <see cref="Previews"/>: only every this many steps (1-based step numbers divisible by it) carries one.</summary>
+    public int PreviewEvery { get; init; } = 1;
+
+    /// <summary>
+    /// LoRAs for every image of the request (e.g. <c>farm submit --lora</c>), applied before those an image's prompt asks
+    /// for with <c>&lt;lora:name:w&gt;</c> tags (a name in both adds up). Images whose LoRA sets differ are rendered in
+    /// separate model runs (one UNet batch per set); see <see cref="StableDiffusionPipeline.LorasOf"/>.
+    /// </summary>
+    public LoraSet Loras { get; init; } = LoraSet.Empty;
+
+    /// <summary>
+    /// Base + refiner (diffusers' denoising_end): stop after the steps whose timestep is at least
+    /// round(T − DenoisingEnd·T), in (0, 1); <see cref="StableDiffusionPipeline.RenderLatentsAsync"/> hands the latents
+    /// over. Null: every step.
+    /// </summary>
+    public float? DenoisingEnd { get; init; }
+
+    /// <summary>
+    /// Base + refiner (diffusers' denoising_start): start from <see cref="InitLatents"/> as they are (no noise added) at
+    /// the first step whose timestep is below round(T − DenoisingStart·T), in (0, 1). Needs <see cref="InitLatents"/>.
+    /// </summary>
+    public float? DenoisingStart { get; init; }
+
+    /// <summary>
+    /// The latents [images, C, h, w] another model's <see cref="StableDiffusionPipeline.RenderLatentsAsync"/> stopped at
+    /// (with <see cref="DenoisingStart"/>); the same steps and scheduler on both sides continue one schedule.
+    /// </summary>
+    public float[]? InitLatents { get; init; }
+
+    /// <summary>
+    /// With <see cref="DenoisingStart"/>: the base model whose latents this request refines. The PNG parameters then
+    /// name it as the Model, this request's model as the Refiner and DenoisingStart as the switch, as A1111 writes them.
+    /// </summary>
+    public string? BaseModel { get; init; }
+
+    /// <summary>Hires fix (<see cref="HiresFix"/>): a second, img2img pass at a larger size. Null: none.</summary>
+    public HiresFix? Hires { get; init; }
+
+    /// <summary>Upscales the finished images with a model of <see cref="ModelExtensions.Upscalers"/> (<see cref="UpscaleRequest"/>). Null: none.</summary>
+    public UpscaleRequest? Upscale { get; init; }
+
+    /// <summary>
+    /// ControlNets steering every image of the request (<see cref="ControlNets.ControlNetUnit"/>), their residuals
+    /// summed; empty: none. The model needs a UNet that takes ControlNet residuals.
+    /// </summary>
+    public IReadOnlyList<ControlNets.ControlNetUnit> ControlNets { get; init; } = [];
+}

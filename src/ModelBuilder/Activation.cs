@@ -1,0 +1,3 @@
+namespace RenderFarm.ModelBuilder;
+
+public enum Activation { QuickGelu, Gelu }

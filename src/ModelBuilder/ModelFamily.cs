@@ -1,0 +1,3 @@
+namespace RenderFarm.ModelBuilder;
+
+public enum ModelFamily { StableDiffusion, StableDiffusionInpaint, StableDiffusion2, StableDiffusionXL }

@@ -1,0 +1,3 @@
+namespace RenderFarm.ModelBuilder;
+
+public sealed record ModelWriteResult(string Directory, IReadOnlyList<ComponentInfo> Components);
