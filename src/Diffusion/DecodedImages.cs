@@ -80,7 +80,7 @@ public sealed class DecodedImages : IDisposable
         }
         extra.AddRange(HiresFix.Parameters(request.Hires));
         var postprocessing = UpscaleRequest.Parameters(request.Upscale, request.Hires is { } hires ? hires.Width(request.Width) : request.Width, width);
-        extra.AddRange(ControlNets.ControlNetUnit.ParametersOf(request.ControlNets ?? []));
+        extra.AddRange(ControlNets.ControlNetUnit.ParametersOf([.. request.ControlNets ?? [], .. request.BaseControlNets ?? []]));
         var model = request.ModelName;
         if (request is { DenoisingStart: float switchAt, BaseModel: { } baseModel })
         {

@@ -53,6 +53,12 @@ public sealed record GenerationRequest(
     public LoraSet Loras { get; init; } = LoraSet.Empty;
 
     /// <summary>
+    /// False: the prompts' <c>&lt;lora:…&gt;</c> tags stay in their text (and the PNG parameters) but select no LoRA. A
+    /// refiner continuing a base that rendered with them sets it: a base's LoRA does not fit the refiner's UNet.
+    /// </summary>
+    public bool ApplyPromptLoras { get; init; } = true;
+
+    /// <summary>
     /// Base + refiner (diffusers' denoising_end): stop after the steps whose timestep is at least
     /// round(T − DenoisingEnd·T), in (0, 1); <see cref="StableDiffusionPipeline.RenderLatentsAsync"/> hands the latents
     /// over. Null: every step.
@@ -62,6 +68,8 @@ public sealed record GenerationRequest(
     /// <summary>
     /// Base + refiner (diffusers' denoising_start): start from <see cref="InitLatents"/> as they are (no noise added) at
     /// the first step whose timestep is below round(T − DenoisingStart·T), in (0, 1). Needs <see cref="InitLatents"/>.
+    /// Continuing an img2img base, give its <see cref="Strength"/> too (no init image): when the switch comes before the
+    /// base's first step, both meet where the base started.
     /// </summary>
     public float? DenoisingStart { get; init; }
 
@@ -76,6 +84,12 @@ public sealed record GenerationRequest(
     /// name it as the Model, this request's model as the Refiner and DenoisingStart as the switch, as A1111 writes them.
     /// </summary>
     public string? BaseModel { get; init; }
+
+    /// <summary>
+    /// With <see cref="BaseModel"/>: the ControlNets that steered the base's render. They do not run here (they were made
+    /// for the base's UNet); the PNG parameters record them, as A1111 records a job's units.
+    /// </summary>
+    public IReadOnlyList<ControlNets.ControlNetUnit> BaseControlNets { get; init; } = [];
 
     /// <summary>Hires fix (<see cref="HiresFix"/>): a second, img2img pass at a larger size. Null: none.</summary>
     public HiresFix? Hires { get; init; }

@@ -45,12 +45,17 @@ public sealed partial class StableDiffusionPipeline
     }
 
     /// <summary>
-    /// The second pass of hires fix: the first pass's latents upscaled (bilinear) or its decoded images upscaled and
-    /// VAE-encoded, noised to the start of the pass's last <see cref="HiresFix.StepsFor"/> steps, denoised at the larger size.
-    /// Returns the pass's request (its size and schedule) and its batches.
+    /// The second pass of hires fix as planned: its request (the larger size, a schedule of <see cref="UpscaleRule.HiresScheduleSteps"/>
+    /// steps at the denoising strength), and the steps [Start, End) it runs. Base + refiner switch within this pass, as
+    /// A1111 does by default ("Hires fix: which pass to enable refiner for: second pass"): a base stops at the switch,
+    /// a refiner starts there; a switch before the pass's first step leaves the whole pass to the refiner.
     /// </summary>
-    private (GenerationRequest Pass, DenoisingBatch[] Batches) HiresPass(GenerationRequest request, HiresFix hires, (int First, int Count)[] groups,
-        ModelVariant[] variants, DenoisingBatch[] first, bool guided, StepCount steps, RunOptions runOptions, CancellationToken cancellationToken)
+    private sealed record HiresPlan(GenerationRequest Pass, int Start, int End)
+    {
+        public int Steps => End - Start;
+    }
+
+    private HiresPlan PlanHiresPass(GenerationRequest request, HiresFix hires)
     {
         int runSteps = hires.StepsFor(request.Steps);
         var pass = request with
@@ -58,20 +63,41 @@ public sealed partial class StableDiffusionPipeline
             Width = hires.Width(request.Width), Height = hires.Height(request.Height),
             Steps = UpscaleRule.HiresScheduleSteps(runSteps, hires.Denoise), Strength = hires.Denoise, Hires = null, Upscale = null,
         };
-        var latents = hires.Upscaler == UpscaleRule.Latent
-            ? UpscaleLatents(request, pass, first)
-            : EncodeUpscaled(request, pass, hires.Upscaler, first, runOptions, cancellationToken);
-        cancellationToken.ThrowIfCancellationRequested();
-        var init = InitImages.FromLatents(latents, request.Images.Count);
         var scheduler = CreateScheduler(pass);
         int start = Math.Max(0, scheduler.NumInferenceSteps - runSteps);
+        if (pass.DenoisingStart is float switchAt)
+        {
+            start = Math.Max(start, SwitchStep(scheduler, switchAt));
+        }
+        return new HiresPlan(pass, start, EndStep(pass, scheduler, start));
+    }
+
+    /// <summary>
+    /// The second pass of hires fix: the first pass's latents upscaled (bilinear) or its decoded images upscaled and
+    /// VAE-encoded, noised to the start of the pass, denoised at the larger size. Without a first pass
+    /// (<paramref name="first"/> null) it continues the pass from the request's <see cref="GenerationRequest.InitLatents"/>
+    /// (a refiner after a base's hires pass). Returns the pass's request (its size and schedule) and its batches.
+    /// </summary>
+    private (GenerationRequest Pass, DenoisingBatch[] Batches) HiresPass(GenerationRequest request, HiresPlan plan, (int First, int Count)[] groups,
+        ModelVariant[] variants, DenoisingBatch[]? first, bool guided, StepCount steps, RunOptions runOptions, CancellationToken cancellationToken)
+    {
+        var (pass, start, end) = plan;
+        InitImages? init = null;
+        if (first is not null)
+        {
+            var latents = request.Hires!.Upscaler == UpscaleRule.Latent
+                ? UpscaleLatents(request, pass, first)
+                : EncodeUpscaled(request, pass, request.Hires.Upscaler, first, runOptions, cancellationToken);
+            cancellationToken.ThrowIfCancellationRequested();
+            init = InitImages.FromLatents(latents, request.Images.Count);
+        }
         var conditions = groups.Select((g, k) => EncodePrompts(pass, variants[k], g.First, g.Count, guided, runOptions, _workspace.Scope(k))).ToArray();
         // ControlNets steer the second pass too (as A1111's hires fix does), their images prepared at its size.
         using var control = PrepareControl(pass);
         var batches = groups.Select((g, k) =>
-            PrepareBatch(pass, control?.UNet ?? variants[k].UNet, k == 0 ? scheduler : CreateScheduler(pass), g.First, g.Count, conditions[k], init,
-                (start, scheduler.Timesteps.Count), guided, k, runOptions, control)).ToArray();
-        Denoise(pass, batches, start, scheduler.Timesteps.Count, steps, runOptions, cancellationToken);
+            PrepareBatch(pass, control?.UNet ?? variants[k].UNet, CreateScheduler(pass), g.First, g.Count, conditions[k], init,
+                (start, end), guided, k, runOptions, control)).ToArray();
+        Denoise(pass, batches, start, end, steps, runOptions, cancellationToken);
         return (pass, batches);
     }
 
@@ -181,9 +207,10 @@ public sealed partial class StableDiffusionPipeline
             int width = hires.Width(request.Width), height = hires.Height(request.Height);
             if (width > ImageSizeRule.MaxSide || height > ImageSizeRule.MaxSide)
                 throw new ArgumentException($"Hires fix would render {width}x{height}; each side must be at most {ImageSizeRule.MaxSide}.", nameof(request.Hires));
-            if (hires.Upscaler != UpscaleRule.Latent && _vaeEncoder is null)
+            // A refiner continuing a base's hires pass (InitLatents) does not upscale: the base did.
+            if (hires.Upscaler != UpscaleRule.Latent && _vaeEncoder is null && request.InitLatents is null)
                 throw new ArgumentException("This model directory has no vae_encoder, so hires fix can only upscale the latents (upscaler 'latent').", nameof(request.Hires));
-            if (!UpscaleRule.IsKeyword(hires.Upscaler) && hires.Upscaler.Length > 0)
+            if (!UpscaleRule.IsKeyword(hires.Upscaler) && hires.Upscaler.Length > 0 && request.InitLatents is null)
                 CheckUpscaler(hires.Upscaler, nameof(request.Hires));
         }
         if (request.Upscale is { } upscale)

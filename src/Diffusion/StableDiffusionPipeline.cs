@@ -347,7 +347,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         IProgress<StepProgress>? progress, CancellationToken cancellationToken)
     {
         var pixels = await RunOnModelThreadAsync(() => Generate(request, scheduler, loras, progress, cancellationToken), cancellationToken).ConfigureAwait(false);
-        return new DecodedImages(request, scheduler.DisplayName, loras, pixels, _variants.ShortHash, InitImages.Used(request) ? Strength(request) : null,
+        return new DecodedImages(request, scheduler.DisplayName, loras, pixels, _variants.ShortHash, RecordedStrength(request),
             (ticks, images) =>
             {
                 lock (_statisticsLock)
@@ -376,6 +376,15 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             var groups = Groups(loras, alone);
             var variants = groups.Select(g => _variants.Get(loras[g.First])).ToArray();
 
+            // A refiner continuing a base's hires pass from its latents (README "SDXL base + refiner"): the first pass,
+            // the upscale and the pass's steps down to the switch were the base's.
+            var hiresPass = request.Hires is { } hires ? PlanHiresPass(request, hires) : null;
+            if (hiresPass is not null && request.InitLatents is not null)
+            {
+                var continued = HiresPass(request, hiresPass, groups, variants, null, guided, new StepCount(hiresPass.Steps, clock, progress), runOptions, cancellationToken);
+                return Finish(continued.Pass, continued.Batches, variants);
+            }
+
             // 1. Encode prompts: [negatives; positives] when guided.
             var conditions = groups.Select((g, k) => EncodePrompts(request, variants[k], g.First, g.Count, guided, runOptions, _workspace.Scope(k))).ToArray();
             cancellationToken.ThrowIfCancellationRequested();
@@ -388,23 +397,36 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             using var control = PrepareControl(request);
 
             // 3. Prepare latents: image i's noise ~ randn([1, C, h, w], generator seeded with its seed).
-            int start = StartStep(request, scheduler), total = EndStep(request, scheduler);
+            int start = StartStep(request, scheduler), total = EndStep(request, scheduler, start);
             var batches = groups.Select((g, k) =>
                 PrepareBatch(request, control?.UNet ?? variants[k].UNet, k == 0 ? scheduler : CreateScheduler(request), g.First, g.Count, conditions[k], init,
                     (start, total), guided, k, runOptions, control)).ToArray();
 
             // 4. Denoise: every model batch takes step i before any takes step i + 1.
-            var steps = new StepCount(total - start + (request.Hires?.StepsFor(request.Steps) ?? 0), clock, progress);
+            var steps = new StepCount(total - start + (hiresPass?.Steps ?? 0), clock, progress);
             Denoise(request, batches, start, total, steps, runOptions, cancellationToken);
 
             // 4b. Hires fix: the result upscaled (image or latents), then denoised again at the larger size.
             var rendered = request;
-            if (request.Hires is { } hires)
+            if (hiresPass is not null)
             {
-                (rendered, batches) = HiresPass(request, hires, groups, variants, batches, guided, steps, runOptions, cancellationToken);
+                (rendered, batches) = HiresPass(request, hiresPass, groups, variants, batches, guided, steps, runOptions, cancellationToken);
             }
-            cancellationToken.ThrowIfCancellationRequested();
+            return Finish(rendered, batches, variants);
+        }
+        catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
+        {
+            throw new OperationCanceledException("The generation was cancelled.", cancellationToken);
+        }
+        catch (OnnxRuntimeException ex)
+        {
+            throw GenerationFailure.FromOnnxRuntime(ex);
+        }
 
+        // The denoised latents of the last pass (rendered): handed back as they are, or decoded and upscaled.
+        float[] Finish(GenerationRequest rendered, IReadOnlyList<DenoisingBatch> batches, ModelVariant[] variants)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
             if (latentsOnly)
             {
                 int perImage = _latentChannels * (rendered.Height / _profile.VaeScaleFactor) * (rendered.Width / _profile.VaeScaleFactor);
@@ -420,14 +442,6 @@ public sealed partial class StableDiffusionPipeline : IDisposable
 
             // 6. Upscale the finished images.
             return request.Upscale is { } upscale ? UpscaleImages(rendered, upscale, pixels, cancellationToken) : pixels;
-        }
-        catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
-        {
-            throw new OperationCanceledException("The generation was cancelled.", cancellationToken);
-        }
-        catch (OnnxRuntimeException ex)
-        {
-            throw GenerationFailure.FromOnnxRuntime(ex);
         }
     }
 
@@ -535,28 +549,41 @@ public sealed partial class StableDiffusionPipeline : IDisposable
 
     /// <summary>
     /// img2img starts at step index steps − int(steps · strength) (diffusers' get_timesteps); a refiner's request
-    /// (<see cref="GenerationRequest.DenoisingStart"/>) at the first timestep below its cut-off; txt2img at 0.
+    /// (<see cref="GenerationRequest.DenoisingStart"/>) at the first timestep below its cut-off, or where its img2img
+    /// base started (<see cref="GenerationRequest.Strength"/>) if that is later: a switch before an img2img base's first
+    /// step hands over the init latents as the base noised them (<see cref="EndStep"/>); txt2img at 0.
     /// </summary>
     private static int StartStep(GenerationRequest request, Scheduler scheduler)
     {
-        if (request.DenoisingStart is float fraction)
+        bool fromImage = InitImages.Used(request) || request is { InitLatents: not null, Strength: not null };
+        int imageStart = fromImage ? StrengthStart(scheduler.NumInferenceSteps, Strength(request)) : 0;
+        if (request.DenoisingStart is not float fraction)
         {
-            double cutoff = Cutoff(scheduler, fraction);
-            int first = scheduler.Timesteps.ToList().FindIndex(t => t < cutoff);
-            return first < 0 ? scheduler.Timesteps.Count : first;
+            return imageStart;
         }
-        if (!InitImages.Used(request))
-        {
-            return 0;
-        }
-        int steps = scheduler.NumInferenceSteps;
-        int initSteps = Math.Min((int)(steps * Strength(request)), steps);
-        return Math.Max(steps - initSteps, 0);
+        return Math.Max(imageStart, SwitchStep(scheduler, fraction));
     }
 
-    /// <summary>The step index a base stops at (<see cref="GenerationRequest.DenoisingEnd"/>): after the timesteps at or above its cut-off.</summary>
-    private static int EndStep(GenerationRequest request, Scheduler scheduler) =>
-        request.DenoisingEnd is float fraction ? scheduler.Timesteps.Count(t => t >= Cutoff(scheduler, fraction)) : scheduler.Timesteps.Count;
+    /// <summary>The step a refiner takes over at (diffusers' denoising_start): the first whose timestep is below the cut-off.</summary>
+    private static int SwitchStep(Scheduler scheduler, float fraction)
+    {
+        double cutoff = Cutoff(scheduler, fraction);
+        int first = scheduler.Timesteps.ToList().FindIndex(t => t < cutoff);
+        return first < 0 ? scheduler.Timesteps.Count : first;
+    }
+
+    /// <summary>diffusers' get_timesteps: img2img at <paramref name="strength"/> skips the first steps − int(steps · strength).</summary>
+    private static int StrengthStart(int steps, float strength) => Math.Max(steps - Math.Min((int)(steps * strength), steps), 0);
+
+    /// <summary>
+    /// The step index a base stops at (<see cref="GenerationRequest.DenoisingEnd"/>): after the timesteps at or above its
+    /// cut-off, never before <paramref name="start"/> (an img2img base whose switch comes before its first step renders none).
+    /// With hires fix the switch falls in the second pass (<see cref="PlanHiresPass"/>): the first runs every step.
+    /// </summary>
+    private static int EndStep(GenerationRequest request, Scheduler scheduler, int start) =>
+        request is { DenoisingEnd: float fraction, Hires: null }
+            ? Math.Max(start, scheduler.Timesteps.Count(t => t >= Cutoff(scheduler, fraction)))
+            : scheduler.Timesteps.Count;
 
     /// <summary>diffusers' discrete_timestep_cutoff: round(T − fraction·T).</summary>
     private static double Cutoff(Scheduler scheduler, float fraction)
@@ -565,7 +592,14 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         return Math.Round(train - fraction * (double)train, MidpointRounding.ToEven);
     }
 
-    private static float Strength(GenerationRequest request) => request.Strength ?? (InitImages.Masked(request) ? 1f : 0.8f);
+    private static float Strength(GenerationRequest request) => request.Strength ?? (InitImages.Masked(request) ? StrengthRule.DefaultInpaint : StrengthRule.DefaultImage);
+
+    /// <summary>
+    /// The strength a request's PNGs record: its own with init images; a refiner's (<see cref="GenerationRequest.InitLatents"/>)
+    /// is the img2img base's it continues, if any.
+    /// </summary>
+    private static float? RecordedStrength(GenerationRequest request) =>
+        InitImages.Used(request) ? Strength(request) : request.InitLatents is not null ? request.Strength : null;
 
     /// <summary>
     /// txt2img (and inpainting at strength 1, as diffusers does): noise · init_noise_sigma. img2img: the init latents
@@ -684,10 +718,12 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         }
         if (request.InitLatents is { } latents)
         {
-            int expected = request.Images.Count * _latentChannels * (request.Height / _profile.VaeScaleFactor) * (request.Width / _profile.VaeScaleFactor);
+            // After a base's hires pass the latents are at the pass's size.
+            int width = request.Hires?.Width(request.Width) ?? request.Width, height = request.Hires?.Height(request.Height) ?? request.Height;
+            int expected = request.Images.Count * _latentChannels * (height / _profile.VaeScaleFactor) * (width / _profile.VaeScaleFactor);
             if (latents.Length != expected)
             {
-                throw new ArgumentException($"InitLatents has {latents.Length} values; {request.Images.Count} images at {request.Width}x{request.Height} need {expected}.", nameof(request.InitLatents));
+                throw new ArgumentException($"InitLatents has {latents.Length} values; {request.Images.Count} images at {width}x{height} need {expected}.", nameof(request.InitLatents));
             }
             if (InitImages.Used(request))
             {
@@ -705,7 +741,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     public static IReadOnlyList<LoraSet> LorasOf(GenerationRequest request)
     {
         ArgumentNullException.ThrowIfNull(request);
-        return request.Images.Select(i => LoraPrompt.ForImage(request.Loras ?? LoraSet.Empty, i.Prompt, i.NegativePrompt)).ToArray();
+        var requestLoras = request.Loras ?? LoraSet.Empty;
+        return request.Images.Select(i => request.ApplyPromptLoras ? LoraPrompt.ForImage(requestLoras, i.Prompt, i.NegativePrompt) : requestLoras).ToArray();
     }
 
     /// <summary>Names of the textual-inversion embeddings this model's prompts can use (those of <see cref="ModelExtensions.Embeddings"/> that fit it).</summary>

@@ -277,7 +277,8 @@ public static partial class FarmKeys
 
     /// <summary>
     /// Hash: "SHARD:INDEX" → an image's latents as its base stage left them (a base + refiner render, float32 [C, h, w]),
-    /// until the refiner stage is queued with them; the first report wins.
+    /// until the refiner stage stored the image (the stage's shard carries a copy); the first report wins. Dropped when
+    /// the job finishes (completed or failed: no stage waits for them), is cancelled, or is deleted.
     /// </summary>
     public static string JobLatents(string jobId) => $"{JobTag(jobId)}:latents";
 

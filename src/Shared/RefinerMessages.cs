@@ -15,6 +15,9 @@ public static class RefinerMessages
     /// <summary>The base's stage: it renders up to the switch and reports each image's latents.</summary>
     public static bool IsBaseStage(Shard shard) => shard.Params.Refiner.Length > 0 && shard.Refines.Length == 0;
 
+    /// <summary>A shard's stage as events name it: "base", "refiner", or "" for an ordinary shard.</summary>
+    public static string StageOf(Shard shard) => IsRefinerStage(shard) ? "refiner" : IsBaseStage(shard) ? "base" : "";
+
     /// <summary>The refiner's stage: it continues the base's latents and produces the PNGs.</summary>
     public static bool IsRefinerStage(Shard shard) => shard.Refines.Length > 0;
 
@@ -27,18 +30,31 @@ public static class RefinerMessages
         var stage = baseStage.Clone();
         stage.Refines = baseStage.Params.Model;
         stage.Params.Model = baseStage.Params.Refiner;
-        // The base's LoRA variant is not the refiner's (submissions with LoRAs and a refiner are refused).
+        // The refiner continues latents: the base's inputs are the base's alone. Its LoRAs (a base's LoRA does not fit
+        // the refiner's UNet) and init images (already in the latents) stay behind; the ControlNets (made for the base's
+        // UNet, not run again), the strength and the prompts with their tags travel for the images' parameters.
         stage.LoraKey = "";
-        for (var i = 0; i < stage.Images.Count; i++) stage.Images[i].InitLatents = Google.Protobuf.ByteString.CopyFrom(latents[i]);
+        stage.Params.Loras.Clear();
+        for (var i = 0; i < stage.Images.Count; i++)
+        {
+            var image = stage.Images[i];
+            image.InitLatents = Google.Protobuf.ByteString.CopyFrom(latents[i]);
+            image.InitImage = "";
+            image.MaskImage = "";
+        }
         return stage;
     }
 
-    /// <summary>Why <paramref name="bytes"/> are not one image's latents for <paramref name="p"/>'s size; null when they are.</summary>
+    /// <summary>
+    /// Why <paramref name="bytes"/> are not one image's latents for <paramref name="p"/>'s size (with hires fix, the second
+    /// pass's: the switch falls within it); null when they are.
+    /// </summary>
     public static string? LatentsProblem(ReadOnlySpan<byte> bytes, GenerationParams p)
     {
-        var plane = (long)(p.Width / 8) * (p.Height / 8) * sizeof(float);
+        var (width, height) = UpscaleMessages.RenderSize(p);
+        var plane = (long)(width / 8) * (height / 8) * sizeof(float);
         if (plane == 0 || bytes.Length == 0 || bytes.Length % plane != 0 || bytes.Length / plane > MaxLatentChannels)
-            return $"{bytes.Length} bytes of latents (a {p.Width}x{p.Height} image's are {plane} bytes per channel, at most {MaxLatentChannels} channels)";
+            return $"{bytes.Length} bytes of latents (a {width}x{height} image's are {plane} bytes per channel, at most {MaxLatentChannels} channels)";
         foreach (var value in MemoryMarshal.Cast<byte, float>(bytes))
             if (!float.IsFinite(value)) return "latents that are not all finite";
         return null;

@@ -3,6 +3,7 @@ using RenderFarm.Protocol;
 using StackExchange.Redis;
 using RenderFarm.FarmState;
 using RenderFarm.Shared;
+using RenderFarm.GenerationRules;
 
 namespace RenderFarm.Worker;
 
@@ -15,7 +16,8 @@ public sealed class ShardRequestBuilder(IConnectionMultiplexer redis)
     public async Task<GenerationRequest> BuildAsync(Shard shard)
     {
         var p = shard.Params;
-        var inputs = await LoadInputsAsync(shard);
+        var refining = RefinerMessages.IsRefinerStage(shard);
+        var inputs = await LoadInputsAsync(shard, refining);
         var images = shard.Images.Select(i => new ImagePrompt(i.Prompt, i.NegativePrompt, i.Seed)
         {
             InitImage = i.InitImage.Length > 0 ? inputs[i.InitImage] : null,
@@ -23,7 +25,9 @@ public sealed class ShardRequestBuilder(IConnectionMultiplexer redis)
         }).ToList();
         return new GenerationRequest(images, (int)p.Width, (int)p.Height, (int)p.Steps, p.GuidanceScale, p.Scheduler, p.Model)
         {
-            Strength = p.InputMode != InputMode.Text && p.Strength > 0 ? p.Strength : null,
+            // A refiner stage continuing an img2img base is told the base's strength (its start, and its PNGs' parameters).
+            Strength = p.InputMode != InputMode.Text && p.Strength > 0 ? p.Strength
+                : refining && p.InputMode == InputMode.Image ? StrengthRule.DefaultImage : null,
             // The job's and the prompt's LoRAs; the tags in the prompts stay in their text (and so in the PNGs' parameters).
             Loras = LoraMessages.ToSet(p.Loras),
             // Live previews (the job asked for them): the pipeline snapshots the latents only on those steps.
@@ -32,19 +36,27 @@ public sealed class ShardRequestBuilder(IConnectionMultiplexer redis)
             Hires = p.Hires is { } hires ? new Diffusion.HiresFix(hires.Scale, hires.Denoise, (int)hires.Steps, UpscaleMessages.HiresUpscaler(hires)) : null,
             // The scale the coordinator recorded, which the results are checked against (a differing local file is resized to it).
             Upscale = p.Upscaler.Length > 0 ? new UpscaleRequest(p.Upscaler, p.UpscaleFactor > 0 ? (int)p.UpscaleFactor : null) : null,
-            ControlNets = p.ControlNets.Select(c => new Diffusion.ControlNets.ControlNetUnit(c.Model, inputs[c.Image], c.Weight, c.Module.Length > 0 ? c.Module : "none",
-                c.GuidanceStart, c.HasGuidanceEnd ? c.GuidanceEnd : 1, c.GuessMode)).ToArray(),
+            ControlNets = refining ? [] : ControlNetUnits(p, c => inputs[c.Image]),
+            // The base's ControlNets steered the base's stage; the refiner's PNGs record them without their images.
+            BaseControlNets = refining ? ControlNetUnits(p, _ => []) : [],
             // Base + refiner: the base's stage stops at the switch (its latents are the result); the refiner's continues them.
             DenoisingEnd = RefinerMessages.IsBaseStage(shard) ? p.RefinerStart : null,
-            DenoisingStart = RefinerMessages.IsRefinerStage(shard) ? p.RefinerStart : null,
-            InitLatents = RefinerMessages.IsRefinerStage(shard) ? RefinerMessages.ToLatents(shard.Images) : null,
-            BaseModel = RefinerMessages.IsRefinerStage(shard) ? shard.Refines : null,
+            DenoisingStart = refining ? p.RefinerStart : null,
+            InitLatents = refining ? RefinerMessages.ToLatents(shard.Images) : null,
+            BaseModel = refining ? shard.Refines : null,
+            // The prompts' LoRA tags were the base's to render (they stay in the text, and so in the parameters).
+            ApplyPromptLoras = !refining,
         };
     }
 
-    private async Task<Dictionary<string, byte[]>> LoadInputsAsync(Shard shard)
+    private static Diffusion.ControlNets.ControlNetUnit[] ControlNetUnits(GenerationParams p, Func<ControlNetUnit, byte[]> image) =>
+        p.ControlNets.Select(c => new Diffusion.ControlNets.ControlNetUnit(c.Model, image(c), c.Weight, c.Module.Length > 0 ? c.Module : "none",
+            c.GuidanceStart, c.HasGuidanceEnd ? c.GuidanceEnd : 1, c.GuessMode)).ToArray();
+
+    /// <param name="refining">A refiner stage: its control images were the base's (its init images are in its latents).</param>
+    private async Task<Dictionary<string, byte[]>> LoadInputsAsync(Shard shard, bool refining)
     {
-        var fields = shard.Images.SelectMany(i => new[] { i.InitImage, i.MaskImage }).Concat(shard.Params.ControlNets.Select(c => c.Image))
+        var fields = shard.Images.SelectMany(i => new[] { i.InitImage, i.MaskImage }).Concat(refining ? [] : shard.Params.ControlNets.Select(c => c.Image))
             .Where(f => f.Length > 0).Distinct().ToArray();
         var inputs = new Dictionary<string, byte[]>(StringComparer.Ordinal);
         if (fields.Length == 0) return inputs;

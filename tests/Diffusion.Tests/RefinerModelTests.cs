@@ -69,6 +69,57 @@ public class RefinerModelTests(PresetModels models) : IClassFixture<PresetModels
         Assert.NotEqual(PngPixels.Decode(refined[0].Png), PngPixels.Decode(refined[1].Png));
     }
 
+    [Theory]
+    [InlineData(0.6f, 0.8f, 4, 2)] // img2img from step 4: the base renders 4..7, the refiner 8..9
+    [InlineData(0.3f, 0.5f, 0, 3)] // the switch (step 5) before img2img's first step (7): the base renders none, the refiner 7..9
+    public async Task AnImg2ImgBaseStoppedAtTheSwitchAndContinuedWithItsStrengthEqualsTheUninterruptedImg2Img(float strength, float switchAt, int baseSteps, int refinerSteps)
+    {
+        var pipeline = models.Pipeline("tiny-sdxl");
+        var img2img = BaseRequest("tiny-sdxl") with { InitImage = TestImages.Gradient(64, 48), Strength = strength };
+        var whole = await pipeline.GenerateAsync(img2img);
+
+        var first = new List<StepProgress>();
+        var latents = await pipeline.RenderLatentsAsync(img2img with { DenoisingEnd = switchAt }, new SynchronousProgress(first.Add));
+        var second = new List<StepProgress>();
+        // The refiner's side: no init image (it is in the latents), the base's strength (where the base started).
+        var continued = await pipeline.GenerateAsync(BaseRequest("tiny-sdxl") with { Strength = strength, DenoisingStart = switchAt, InitLatents = latents },
+            new SynchronousProgress(second.Add));
+
+        Assert.Equal((baseSteps, refinerSteps), (first.Count, second.Count));
+        for (int i = 0; i < 2; i++) Assert.Equal(PngPixels.Decode(whole[i].Png), PngPixels.Decode(continued[i].Png));
+        Assert.Contains($"Denoising strength: {strength.ToString(System.Globalization.CultureInfo.InvariantCulture)}", PngMetadata.Read(continued[0].Png).Text["parameters"]);
+    }
+
+    [Theory]
+    [InlineData("latent", 0.8f, 16, 4)] // the hires pass (20-step schedule, its last 10) splits at timestep 200: 6 + 4
+    [InlineData("lanczos", 0.8f, 16, 4)]
+    [InlineData("latent", 0.3f, 10, 10)] // the switch before the hires pass: the base renders the first pass, the refiner all of the second
+    public async Task ABaseStoppedAtTheSwitchInItsHiresPassAndContinuedAtTheLargerSizeEqualsTheUninterruptedHiresRender(string upscaler, float switchAt,
+        int baseSteps, int refinerSteps)
+    {
+        var pipeline = models.Pipeline("tiny-sdxl");
+        var hires = BaseRequest("tiny-sdxl") with { Hires = new HiresFix(2f, 0.5f, Upscaler: upscaler) };
+        var whole = await pipeline.GenerateAsync(hires);
+
+        var first = new List<StepProgress>();
+        var latents = await pipeline.RenderLatentsAsync(hires with { DenoisingEnd = switchAt }, new SynchronousProgress(first.Add));
+        var second = new List<StepProgress>();
+        var continued = await pipeline.GenerateAsync(hires with { DenoisingStart = switchAt, InitLatents = latents }, new SynchronousProgress(second.Add));
+
+        Assert.Equal((baseSteps, refinerSteps), (first.Count, second.Count));
+        Assert.Equal(2 * 4 * 12 * 16, latents.Length); // at the hires pass's size, 128x96
+        for (int i = 0; i < 2; i++) Assert.Equal(PngPixels.Decode(whole[i].Png), PngPixels.Decode(continued[i].Png));
+        Assert.Equal(PngMetadata.Read(whole[0].Png).Text["parameters"], PngMetadata.Read(continued[0].Png).Text["parameters"]);
+    }
+
+    [Fact]
+    public void WithoutPromptLorasOnlyTheRequestsOwnLorasApply()
+    {
+        var request = new GenerationRequest([new ImagePrompt("a boat <lora:style:0.5>", "", 1)], 64, 64, 2, 5f) { Loras = RenderFarm.GenerationRules.LoraSet.Of(new RenderFarm.GenerationRules.LoraWeight("detail", 1f)) };
+        Assert.Equal(["detail", "style"], StableDiffusionPipeline.LorasOf(request)[0].Items.Select(l => l.Name).Order());
+        Assert.Equal(["detail"], StableDiffusionPipeline.LorasOf(request with { ApplyPromptLoras = false })[0].Items.Select(l => l.Name));
+    }
+
     [Fact]
     public async Task HandOffSettingsAreChecked()
     {

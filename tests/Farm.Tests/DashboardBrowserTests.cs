@@ -165,6 +165,37 @@ public sealed class DashboardBrowserTests(WebFarm fixture) : IClassFixture<WebFa
     }
 
     [Fact]
+    public async Task A_base_and_refiner_job_shows_its_refiner_and_switch_on_its_page_and_its_images()
+    {
+        // A second worker holding the tiny model under another name: a refiner for the tiny model (same latent channels).
+        var workerKey = await fixture.KeyAsync("farm-refiner", ApiKeyRole.Worker);
+        await fixture.Farm.StartWorkerAsync("refiner-1", s =>
+        {
+            s["Farm:ApiKey"] = workerKey;
+            s.Remove($"Farm:Models:{FarmCluster.Model}");
+            s["Farm:Models:tiny-refiner"] = fixture.Farm.ModelDirectory;
+        });
+        var client = await fixture.KeyAsync("rita-corp", ApiKeyRole.Client);
+        var job = await fixture.Farm.SubmitAsync(new JobHeader
+        {
+            Params = new GenerationParams { Width = 64, Height = 64, Steps = 4, GuidanceScale = 7f, Refiner = "tiny-refiner", RefinerStart = 0.5f },
+            Seeds = { 1 },
+        }, [new PromptItem { Prompt = "a refined castle" }], headers: Key(client));
+
+        var page = await fixture.SignedInAsync(client);
+        await page.GotoAsync($"{fixture.Web}/#/job/{job.JobId}");
+        await page.WaitForSelectorAsync("#job-state.completed");
+        Assert.Contains($"{FarmCluster.Model} → refiner tiny-refiner at 0.5 · 64x64", await page.InnerTextAsync("#job-params"));
+        // The event log names each stage as it starts on its worker.
+        await page.WaitForSelectorAsync("#log li:has-text('shard 0 (refiner stage) started on refiner-1')");
+        Assert.Contains($"shard 0 (base stage) started on {WebFarm.WorkerId}", await page.InnerTextAsync("#log"));
+        await page.ClickAsync("#grid figure[data-index='0']");
+        await page.WaitForSelectorAsync("#viewer[open] img.full[src^=blob]");
+        Assert.Contains("tiny-refiner, switch at 0.5", await page.InnerTextAsync("#viewer table.params"));
+        await WebFarm.ScreenshotAsync(page, "refiner");
+    }
+
+    [Fact]
     public async Task An_admin_sees_the_worker_and_its_model_and_a_client_does_not_see_the_fleet()
     {
         var admin = await fixture.KeyAsync("ops", ApiKeyRole.Admin);

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.DependencyInjection;
 using RenderFarm.Diffusion;
 using RenderFarm.Farm.Tests.Infrastructure;
+using RenderFarm.FarmState;
 using RenderFarm.ModelBuilder;
 using RenderFarm.Protocol;
 using RenderFarm.Worker;
@@ -14,10 +15,10 @@ namespace RenderFarm.Farm.Tests;
 /// </summary>
 public sealed class RefinerFailureTests
 {
-    [Fact]
-    public async Task AFailingRefinerStageIsDeadLetteredAloneAndARetryRendersBothStagesAgain()
+    /// <summary>A farm whose base worker holds tiny-sdxl and whose refiner worker renders tiny-sdxl-refiner through <paramref name="refiner"/>.</summary>
+    private static async Task<FarmCluster> StartAsync(Func<FarmCluster, ControlledRenderer> refiner)
     {
-        await using var farm = await FarmCluster.StartAsync(workers: 0);
+        var farm = await FarmCluster.StartAsync(workers: 0);
         var baseDirectory = Path.Combine(farm.Root, "tiny-sdxl");
         ModelPresets.Write("tiny-sdxl", baseDirectory);
         ModelPresets.Write("tiny-sdxl-refiner", Path.Combine(farm.Root, "tiny-sdxl-refiner"));
@@ -26,9 +27,21 @@ public sealed class RefinerFailureTests
             s.Remove($"Farm:Models:{FarmCluster.Model}");
             s["Farm:Models:tiny-sdxl"] = baseDirectory;
         });
-        using var refiner = new ControlledRenderer(new PipelineRenderer(StableDiffusionPipeline.Load(Path.Combine(farm.Root, "tiny-sdxl-refiner"))));
+        var renderer = refiner(farm);
         await farm.StartWorkerAsync("refiner-worker", s => s.Remove($"Farm:Models:{FarmCluster.Model}"),
-            services => services.AddSingleton(new ModelCatalog(new Dictionary<string, IShardRenderer> { ["tiny-sdxl-refiner"] = refiner })));
+            services => services.AddSingleton(new ModelCatalog(new Dictionary<string, IShardRenderer> { ["tiny-sdxl-refiner"] = renderer })));
+        return farm;
+    }
+
+    private static ControlledRenderer RefinerRenderer(FarmCluster farm) =>
+        new(new PipelineRenderer(StableDiffusionPipeline.Load(Path.Combine(farm.Root, "tiny-sdxl-refiner"))));
+
+    [Fact]
+    public async Task AFailingRefinerStageIsDeadLetteredAloneAndARetryRendersBothStagesAgain()
+    {
+        ControlledRenderer? renderer = null;
+        await using var farm = await StartAsync(f => renderer = RefinerRenderer(f));
+        using var refiner = renderer!;
         refiner.FailPromptsContaining("doomed");
 
         var header = new JobHeader
@@ -45,6 +58,8 @@ public sealed class RefinerFailureTests
         Assert.Equal(1, first.Count(e => e.ShardStarted is { WorkerId: "base-worker" }));
         Assert.All(first.Where(e => e.AttemptFailed is not null), e => Assert.Equal("refiner-worker", e.AttemptFailed.WorkerId));
         Assert.Contains(first, e => e.AttemptFailed is not null);
+        // The job finished: no stage waits for the base's latents any more, so they are gone (the retry renders both stages).
+        Assert.Equal(0, await farm.Redis.HashLengthAsync(FarmKeys.JobLatents(job.JobId)));
 
         refiner.StopFailing();
         await farm.Jobs.RetryJobAsync(new RetryJobRequest { JobId = job.JobId });
@@ -56,5 +71,35 @@ public sealed class RefinerFailureTests
             second.Where(e => e.ShardStarted is { ShardIndex: 1 }).Select(e => (e.ShardStarted.ShardIndex, e.ShardStarted.WorkerId)));
         var image = Assert.Single(await farm.Jobs.DownloadAllAsync(job.JobId));
         Assert.EndsWith("Model: tiny-sdxl, Refiner: tiny-sdxl-refiner, Refiner switch at: 0.6", PngMetadata.Read(image.Png).Text["parameters"]);
+    }
+
+    [Fact]
+    public async Task CancellingAJobWhoseRefinerStageRunsDropsTheHandedOverLatents()
+    {
+        ControlledRenderer? renderer = null;
+        await using var farm = await StartAsync(f => renderer = RefinerRenderer(f));
+        using var refiner = renderer!;
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+        var hold = refiner.HoldAtNextPreview();
+        try
+        {
+            var job = await farm.SubmitAsync(new JobHeader
+            {
+                Params = new GenerationParams { Model = "tiny-sdxl", Width = 64, Height = 64, Steps = 5, GuidanceScale = 5f, Refiner = "tiny-sdxl-refiner", RefinerStart = 0.6f },
+                Seeds = { 4 },
+                PreviewEvery = 1,
+            }, [new PromptItem { Prompt = "a boat" }]);
+            // The refiner stage is rendering (held at its first step): the base's latents wait in the job's hash.
+            await hold.Held.WaitAsync(cts.Token);
+            Assert.Equal(1, await farm.Redis.HashLengthAsync(FarmKeys.JobLatents(job.JobId)));
+
+            await farm.Jobs.CancelJobAsync(new CancelJobRequest { JobId = job.JobId });
+
+            Assert.Equal(0, await farm.Redis.HashLengthAsync(FarmKeys.JobLatents(job.JobId)));
+        }
+        finally
+        {
+            hold.Release();
+        }
     }
 }

@@ -34,7 +34,7 @@ public sealed class FarmScriptTests
     {
         var keys = await Assert.ThrowsAsync<ArgumentException>(() => JobScripts.Pause.EvaluateAsync(null!, ["only-meta"]));
         Assert.Contains("takes 2 keys (meta, events), not 1", keys.Message);
-        var args = await Assert.ThrowsAsync<ArgumentException>(() => JobScripts.Cancel.EvaluateAsync(null!, ["m", "e", "p", "i", "r"]));
+        var args = await Assert.ThrowsAsync<ArgumentException>(() => JobScripts.Cancel.EvaluateAsync(null!, ["m", "e", "p", "i", "r", "l"]));
         Assert.Contains("at least 1 arguments (now)", args.Message);
     }
 

@@ -53,7 +53,7 @@ public static class JobsCommand
                     listed.Select(j => (IReadOnlyList<string>)
                     [
                         j.JobId, StateNames.Of(j.State), TextTable.Number(j.ImagesDone), TextTable.Number(j.ImagesFailed), TextTable.Number(j.ImageCount),
-                        j.Params?.Model ?? "", $"{j.Params?.Width}x{j.Params?.Height}", TextTable.Time(j.CreatedUnixMs), CliErrors.OneLine(j.Label),
+                        JobStatusView.ModelText(j.Params), $"{j.Params?.Width}x{j.Params?.Height}", TextTable.Time(j.CreatedUnixMs), CliErrors.OneLine(j.Label),
                     ])));
             return ExitCodes.Ok;
         }));

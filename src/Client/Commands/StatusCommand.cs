@@ -12,7 +12,7 @@ public static class StatusCommand
     {
         var job = new Argument<string>("JOB") { Description = "Job id." };
         var json = JsonFlag.Create("Print one JSON object (snake_case fields: job_id, state, image_count, images_done, images_failed, " +
-            "shard_count, shards_done, created, finished, params, label, device_seconds, device_seconds_per_image, cost, estimated_completion, webhook).");
+            "shard_count, shards_done, created, finished, params (model, width, height, steps, guidance_scale, scheduler, refiner, refiner_start), label, device_seconds, device_seconds_per_image, cost, estimated_completion, webhook).");
         var command = new Command("status",
             "Show a job's state and counts, and its device time: the worker render seconds of the images stored, in all " +
             "and per image (and what that cost, where the farm sets Farm:CostPerDeviceHour); for an unfinished job, when it is estimated " +

@@ -30,6 +30,8 @@ public static class JobStatusView
             json.WriteNumber("steps", p.Steps);
             json.WriteNumber("guidance_scale", Math.Round((double)p.GuidanceScale, 4));
             json.WriteString("scheduler", p.Scheduler);
+            json.WriteString("refiner", p.Refiner);
+            json.WriteNumber("refiner_start", Math.Round((double)p.RefinerStart, 4));
             json.WriteEndObject();
             json.WriteString("label", status.Label);
             json.WriteString("priority", status.Priority == Priority.Unspecified ? "normal" : status.Priority.ToString().ToLowerInvariant());
@@ -40,6 +42,13 @@ public static class JobStatusView
             WriteTime(json, "estimated_completion", status.EstimatedCompletionUnixMs);
             json.WriteString("webhook", status.Webhook);
         });
+
+    /// <summary>The job's model, and its refiner with the switch for a base + refiner job ("sdxl-base, refiner sdxl-refiner at 0.8").</summary>
+    public static string ModelText(GenerationParams? p)
+    {
+        var model = p is null || p.Model.Length == 0 ? "(default)" : p.Model;
+        return p is { Refiner.Length: > 0 } ? Invariant($"{model}, refiner {p.Refiner} at {p.RefinerStart}") : model;
+    }
 
     /// <summary>Device seconds per image stored (0 before the first).</summary>
     public static double PerImage(JobStatus status) => status.ImagesDone == 0 ? 0 : status.DeviceSeconds / status.ImagesDone;
@@ -59,7 +68,7 @@ public static class JobStatusView
             ("state", StateNames.Of(status.State)),
             ("images", Invariant($"{status.ImagesDone}/{status.ImageCount} done, {status.ImagesFailed} failed")),
             ("shards", Invariant($"{status.ShardsDone}/{status.ShardCount} done")),
-            ("model", p.Model.Length == 0 ? "(default)" : p.Model),
+            ("model", ModelText(p)),
             ("params", Invariant($"{p.Width}x{p.Height}, {p.Steps} steps, guidance {p.GuidanceScale}, {(p.Scheduler.Length == 0 ? "default" : p.Scheduler)} scheduler")),
             ("created", FormatTime(status.CreatedUnixMs) ?? "-"),
             ("finished", FormatTime(status.FinishedUnixMs) ?? "-"),

@@ -216,7 +216,9 @@ public sealed class SubmitOptions
     public Option<string?> Refiner { get; } = new("--refiner")
     {
         Description = "SDXL base + refiner: the model (e.g. an SDXL refiner) that renders the last steps from the base model's latents, " +
-                      "on whichever workers hold it. A refiner column overrides it per prompt (none for no refiner).",
+                      "on whichever workers hold it. A refiner column overrides it per prompt (none for no refiner). Works with img2img (the base " +
+                      "starts from the init image) and --hires (the switch falls in the hires pass); LoRAs and ControlNets steer the base only; " +
+                      "not with inpainting.",
         HelpName = "MODEL",
         CustomParser = result => RefinerRule.IsOff(result.Tokens.Single().Value) ? Fail<string>(result, "--refiner", "needs a model name") : result.Tokens.Single().Value.Trim(),
     };

@@ -40,7 +40,8 @@ public sealed class PlainWatchObserver(TextWriter output, TextWriter notices) : 
     {
         JobEvent.KindOneofCase.Queued => Invariant($"queued {e.Queued.ImageCount} images in {e.Queued.ShardCount} shards"),
         JobEvent.KindOneofCase.ShardStarted => Invariant(
-            $"shard {e.ShardStarted.ShardIndex} started worker={Word(e.ShardStarted.WorkerId)} images={e.ShardStarted.ImageCount}"),
+            $"shard {e.ShardStarted.ShardIndex} started worker={Word(e.ShardStarted.WorkerId)} images={e.ShardStarted.ImageCount}") +
+            (e.ShardStarted.Stage.Length > 0 ? $" stage={Word(e.ShardStarted.Stage)}" : ""),
         JobEvent.KindOneofCase.Step => Invariant(
             $"step shard={e.Step.ShardIndex} worker={Word(e.Step.WorkerId)} {e.Step.Step}/{e.Step.TotalSteps}"),
         JobEvent.KindOneofCase.ImageDone => Invariant($"image {e.ImageDone.Index} done ({state.ImagesDone}/{Total(state)})"),

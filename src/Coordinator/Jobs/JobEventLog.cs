@@ -34,8 +34,10 @@ public sealed class JobEventLog(IConnectionMultiplexer redis)
     public static NameValueEntry[] Queued(uint images, uint shards) =>
         [new(E.Type, T.Queued), new(E.Images, images), new(E.Shards, shards)];
 
-    public static NameValueEntry[] ShardStarted(uint shard, string worker, uint images) =>
-        [new(E.Type, T.ShardStarted), new(E.Shard, shard), new(E.Worker, worker), new(E.Images, images)];
+    public static NameValueEntry[] ShardStarted(uint shard, string worker, uint images, string stage) =>
+        stage.Length == 0
+            ? [new(E.Type, T.ShardStarted), new(E.Shard, shard), new(E.Worker, worker), new(E.Images, images)]
+            : [new(E.Type, T.ShardStarted), new(E.Shard, shard), new(E.Worker, worker), new(E.Images, images), new(E.Stage, stage)];
 
     public static NameValueEntry[] Step(uint shard, string worker, uint step, uint total, float itPerSec) =>
         [new(E.Type, T.Step), new(E.Shard, shard), new(E.Worker, worker), new(E.Step, step), new(E.TotalSteps, total),
@@ -119,7 +121,7 @@ public sealed class JobEventLog(IConnectionMultiplexer redis)
         {
             case T.Queued: e.Queued = new JobQueued { ImageCount = U(E.Images), ShardCount = U(E.Shards) }; break;
             case T.ShardStarted:
-                e.ShardStarted = new ShardStarted { ShardIndex = U(E.Shard), WorkerId = S(E.Worker), ImageCount = U(E.Images) };
+                e.ShardStarted = new ShardStarted { ShardIndex = U(E.Shard), WorkerId = S(E.Worker), ImageCount = U(E.Images), Stage = S(E.Stage) };
                 break;
             case T.Step:
                 e.Step = new StepProgress

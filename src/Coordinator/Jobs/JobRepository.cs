@@ -89,7 +89,8 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
     /// <summary>Cancels the job if it is still queued or running; true when this call cancelled it.</summary>
     public async Task<bool> CancelAsync(string jobId) =>
         (int)await JobScripts.Cancel.EvaluateAsync(redis.GetDatabase(),
-            [FarmKeys.JobMeta(jobId), FarmKeys.JobEvents(jobId), FarmKeys.JobParkedShards(jobId), FarmKeys.JobInputs(jobId), FarmKeys.JobProgress(jobId)],
+            [FarmKeys.JobMeta(jobId), FarmKeys.JobEvents(jobId), FarmKeys.JobParkedShards(jobId), FarmKeys.JobInputs(jobId), FarmKeys.JobProgress(jobId),
+             FarmKeys.JobLatents(jobId)],
             DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()) == 1;
 
     /// <summary>Records an unfinished job's priority (what its shards are queued at from now on); false if it has finished.</summary>
@@ -242,7 +243,7 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
         foreach (var image in images) args.AddRange([image.Index, image.Detail, image.SizeBytes, image.DeviceMicroseconds]);
         var result = (RedisResult[])(await JobScripts.RecordOutcome.EvaluateAsync(redis.GetDatabase(),
             [FarmKeys.JobMeta(jobId), FarmKeys.JobResults(jobId), FarmKeys.JobFailures(jobId), FarmKeys.JobShardsRemaining(jobId), FarmKeys.JobEvents(jobId),
-             FarmKeys.JobInputs(jobId), FarmKeys.JobProgress(jobId), FarmKeys.JobFailedAttempts(jobId)],
+             FarmKeys.JobInputs(jobId), FarmKeys.JobProgress(jobId), FarmKeys.JobFailedAttempts(jobId), FarmKeys.JobLatents(jobId)],
             [.. args]))!;
         return new ImageOutcomes(result.Skip(1).Select(r => (int)r == 1).ToArray(), (int)result[0] == 1);
     }

@@ -261,8 +261,6 @@ public sealed class JobSubmitter(
                     throw BatchValidator.Invalid($"prompts[{position}]: {missing}");
                 if (fleet.WhyControlNetsUnavailable(parameters.Model, parameters.ControlNets.Select(c => c.Model)) is { } noControlNet)
                     throw BatchValidator.Invalid($"prompts[{position}]: {noControlNet}");
-                if (parameters.Refiner.Length > 0 && (parameters.ControlNets.Count > 0 || !loras.IsEmpty))
-                    throw BatchValidator.Invalid($"prompts[{position}]: a refiner cannot be combined with {(loras.IsEmpty ? "ControlNets" : "LoRAs (here from the prompt's tags)")} yet (the refiner stage would not apply them)");
                 if (fleet.WhyRefinerUnusable(parameters) is { } noRefiner)
                     throw BatchValidator.Invalid($"{(parameters.Equals(header.Params) ? "params" : $"prompts[{position}]")}.refiner: {noRefiner}");
             }

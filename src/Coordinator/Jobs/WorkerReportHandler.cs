@@ -44,7 +44,8 @@ public sealed class WorkerReportHandler(
     {
         if (await authority.VerifyAsync(session, "begin", begin.Shard) is not { } delivery) return false;
         await jobs.MarkRunningAsync(begin.Shard.JobId);
-        await events.AppendAsync(begin.Shard.JobId, JobEventLog.ShardStarted(begin.Shard.ShardIndex, session.WorkerId, (uint)delivery.Shard.Images.Count));
+        await events.AppendAsync(begin.Shard.JobId, JobEventLog.ShardStarted(begin.Shard.ShardIndex, session.WorkerId, (uint)delivery.Shard.Images.Count,
+            RefinerMessages.StageOf(delivery.Shard)));
         return true;
     }
 

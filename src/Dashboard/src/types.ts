@@ -5,7 +5,7 @@ export interface Caller { tenant: string; role: string; authDisabled?: boolean }
 
 export interface GenerationParams {
   model?: string; width?: number; height?: number; steps?: number; guidanceScale?: number; scheduler?: string;
-  strength?: number; inputMode?: string;
+  strength?: number; inputMode?: string; refiner?: string; refinerStart?: number;
 }
 
 export interface JobStatus {
@@ -24,7 +24,7 @@ export interface ImagePreview { index?: number; shardIndex?: number; step?: numb
 export interface JobEvent {
   eventId?: string; unixMs?: string;
   queued?: { imageCount?: number; shardCount?: number };
-  shardStarted?: { shardIndex?: number; workerId?: string; imageCount?: number };
+  shardStarted?: { shardIndex?: number; workerId?: string; imageCount?: number; stage?: string };
   step?: { shardIndex?: number; workerId?: string; step?: number; totalSteps?: number; itPerSec?: number };
   imageDone?: { index?: number; shardIndex?: number; workerId?: string; sha256?: string; imagesDone?: number };
   imageFailed?: { index?: number; shardIndex?: number; error?: string; imagesFailed?: number };

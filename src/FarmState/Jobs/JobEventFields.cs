@@ -10,6 +10,9 @@ public static class JobEventFields
     public const string Type = "type";
 
     public const string Images = "images";
+
+    /// <summary>A base + refiner shard's stage (<see cref="JobEventTypes.ShardStarted"/>): "base" or "refiner"; absent for others.</summary>
+    public const string Stage = "stage";
     public const string Shards = "shards";
     public const string Shard = "shard";
     public const string Worker = "worker";

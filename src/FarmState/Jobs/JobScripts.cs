@@ -29,10 +29,11 @@ public static class JobScripts
     /// error), size, device microseconds. An image already done or failed is ignored: a duplicate delivery changes
     /// nothing. One call for a shard's batch of images costs one round trip and wakes watchers once. Returns {shard
     /// finished, recorded of each image (1/0)...}. When the job finishes its init images are dropped unless images failed
-    /// (a retry needs them), and its per-step progress and failed attempts (all settled) too.
+    /// (a retry needs them), and its per-step progress, failed attempts (all settled) and base stages' latents (no refiner
+    /// stage waits for them; a retry renders both stages again) too.
     /// </summary>
     public static readonly FarmScript RecordOutcome = new("record images' outcomes",
-        ["meta", "results", "failures", "shards", "events", "inputs", "progress", "attempts"],
+        ["meta", "results", "failures", "shards", "events", "inputs", "progress", "attempts", "latents"],
         ["mode", "shard", "worker", "now"],
         $$"""
         local reply = {0}
@@ -73,7 +74,7 @@ public static class JobScripts
               if failed > 0 then state = '{{S.Failed}}' end
               redis.call('HSET', meta, '{{F.State}}', state, '{{F.FinishedMs}}', now)
               if failed == 0 then redis.call('DEL', inputs) end
-              redis.call('DEL', progress, attempts)
+              redis.call('DEL', progress, attempts, latents)
               redis.call('XADD', events, '*', '{{E.Type}}', '{{T.JobFinished}}', '{{E.State}}', state, '{{E.Done}}', done, '{{E.Failed}}', failed,
                 '{{E.DeviceMicroseconds}}', redis.call('HGET', meta, '{{F.DeviceMicroseconds}}') or 0)
             end
@@ -91,14 +92,14 @@ public static class JobScripts
         return 0
         """);
 
-    /// <summary>Cancels a job that has not finished, dropping its parked shards, inputs and progress; returns 1 if it did.</summary>
+    /// <summary>Cancels a job that has not finished, dropping its parked shards, inputs, progress and base stages' latents; returns 1 if it did.</summary>
     public static readonly FarmScript Cancel = new("cancel a job",
-        ["meta", "events", "parked", "inputs", "progress"], ["now"],
+        ["meta", "events", "parked", "inputs", "progress", "latents"], ["now"],
         $$"""
         local state = redis.call('HGET', meta, '{{F.State}}')
         if state ~= '{{S.Queued}}' and state ~= '{{S.Running}}' and state ~= '{{S.Paused}}' then return 0 end
         redis.call('HSET', meta, '{{F.State}}', '{{S.Cancelled}}', '{{F.FinishedMs}}', now)
-        redis.call('DEL', parked, inputs, progress)
+        redis.call('DEL', parked, inputs, progress, latents)
         redis.call('XADD', events, '*', '{{E.Type}}', '{{T.JobFinished}}', '{{E.State}}', '{{S.Cancelled}}',
           '{{E.Done}}', redis.call('HGET', meta, '{{F.ImagesDone}}'), '{{E.Failed}}', redis.call('HGET', meta, '{{F.ImagesFailed}}'),
           '{{E.DeviceMicroseconds}}', redis.call('HGET', meta, '{{F.DeviceMicroseconds}}') or 0)

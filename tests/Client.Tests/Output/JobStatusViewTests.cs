@@ -32,7 +32,7 @@ public class JobStatusViewTests
             ["job_id", "state", "image_count", "images_done", "images_failed", "shard_count", "shards_done", "created", "finished", "params", "label", "priority", "note",
              "device_seconds", "device_seconds_per_image", "cost", "estimated_completion", "webhook"],
             root.EnumerateObject().Select(p => p.Name));
-        Assert.Equal(["model", "width", "height", "steps", "guidance_scale", "scheduler"], root.GetProperty("params").EnumerateObject().Select(p => p.Name));
+        Assert.Equal(["model", "width", "height", "steps", "guidance_scale", "scheduler", "refiner", "refiner_start"], root.GetProperty("params").EnumerateObject().Select(p => p.Name));
         Assert.Equal("running", root.GetProperty("state").GetString());
         Assert.Equal(24, root.GetProperty("image_count").GetInt32());
         Assert.Equal("2023-11-14T22:13:20.123Z", root.GetProperty("created").GetString());
@@ -60,6 +60,18 @@ public class JobStatusViewTests
         var status = Sample();
         status.Params.GuidanceScale = 0.1f;
         Assert.Contains("\"guidance_scale\":0.1,", JobStatusView.Json(status));
+    }
+
+    [Fact]
+    public void ABaseAndRefinerJobShowsItsRefinerAndSwitch()
+    {
+        var status = Sample();
+        (status.Params.Refiner, status.Params.RefinerStart) = ("sdxl-refiner", 0.8f);
+
+        Assert.Contains("model     sd15, refiner sdxl-refiner at 0.8\n", JobStatusView.Table(status));
+        Assert.Contains("\"scheduler\":\"euler\",\"refiner\":\"sdxl-refiner\",\"refiner_start\":0.8}", JobStatusView.Json(status));
+        Assert.Contains("\"refiner\":\"\",\"refiner_start\":0}", JobStatusView.Json(Sample()));
+        Assert.Equal("sd15", JobStatusView.ModelText(Sample().Params));
     }
 
     [Fact]

@@ -45,11 +45,38 @@ public sealed class RefinerParamsTests
     }
 
     [Fact]
-    public void APromptWithAnInitImageCannotUseTheRefiner()
+    public void AnImg2ImgPromptMayUseTheRefinerButAnInpaintingOneMayNot()
     {
         var header = Validator.Normalize(Header());
-        var e = Assert.Throws<RpcException>(() => Validator.ParamsFor(new PromptItem { Prompt = "a", InitImage = "img" }, header.Params, 7));
-        Assert.Equal("prompts[7]: a refiner is for txt2img; a prompt with an init_image cannot use one", e.Status.Detail);
+        var img2img = Validator.ParamsFor(new PromptItem { Prompt = "a", InitImage = "img", Strength = 0.6f }, header.Params, 6);
+        Assert.Equal((InputMode.Image, "xl-refiner"), (img2img.InputMode, img2img.Refiner));
+        var e = Assert.Throws<RpcException>(() => Validator.ParamsFor(new PromptItem { Prompt = "a", InitImage = "img", MaskImage = "mask" }, header.Params, 7));
+        Assert.StartsWith("prompts[7]: a refiner cannot inpaint", e.Status.Detail);
+    }
+
+    [Fact]
+    public void TheRefinerStageLeavesTheBasesLorasAndInitImagesBehindAndKeepsWhatThePngsRecord()
+    {
+        var p = Validator.Normalize(Header()).Params;
+        p.Loras.Add(new Lora { Name = "style", Weight = 0.5f });
+        p.ControlNets.Add(new ControlNetUnit { Model = "canny", Image = "edges", Weight = 1 });
+        p.InputMode = InputMode.Image;
+        p.Strength = 0.6f;
+        var baseStage = new Shard { JobId = "j", ShardIndex = 0, LoraKey = "style:0.5", Params = p, Images = { new ImageTask { Index = 0, Prompt = "a <lora:x:1>", InitImage = "init" } } };
+
+        var stage = RefinerMessages.RefinerStage(baseStage, [RefinerMessages.ToBytes(new float[4 * 8 * 8])]);
+
+        Assert.Equal(("", 0, ""), (stage.LoraKey, stage.Params.Loras.Count, stage.Images[0].InitImage));
+        Assert.Equal(("canny", 0.6f, "a <lora:x:1>"), (stage.Params.ControlNets.Single().Model, stage.Params.Strength, stage.Images[0].Prompt));
+    }
+
+    [Fact]
+    public void WithHiresFixTheHandedOverLatentsAreTheSecondPasssSize()
+    {
+        var p = new GenerationParams { Width = 64, Height = 48, Hires = new HiresFix { Scale = 2, Denoise = 0.5f } };
+        Assert.Null(RefinerMessages.LatentsProblem(RefinerMessages.ToBytes(new float[4 * 16 * 12]), p));
+        // Checked against the second pass's 16 × 12 plane, not the first pass's 8 × 6.
+        Assert.NotNull(RefinerMessages.LatentsProblem(RefinerMessages.ToBytes(new float[3 * 8 * 6]), p));
     }
 
     [Fact]

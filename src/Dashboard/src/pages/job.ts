@@ -2,7 +2,7 @@ import { act, getJob, imageUrl, listImages, watch, type JobAction } from "../api
 import { age, el, errorBox, progressBar, show, stateName } from "../dom";
 import type { Stop } from "../main";
 import { markFirstPaint, markUpdate, resetFirstPaint } from "../perf";
-import type { ImagePreview, JobEvent, JobImage, JobStatus } from "../types";
+import type { GenerationParams, ImagePreview, JobEvent, JobImage, JobStatus } from "../types";
 
 const LogLimit = 300;
 const PageSize = 10_000;
@@ -24,6 +24,8 @@ export function jobPage(jobId: string): Stop {
   const abort = new AbortController();
   const urls: string[] = [];
   const tiles = new Map<number, Tile>();
+  /** Base + refiner: the stage each shard last started ("base", "refiner"), shown on its images' previews. */
+  const stages = new Map<number, string>();
   const summary = el("div", { className: "summary" });
   const grid = el("div", { className: "grid", id: "grid" });
   const log = el("ol", { className: "log", id: "log" });
@@ -78,7 +80,7 @@ export function jobPage(jobId: string): Stop {
         `${stateName(job.priority, "PRIORITY_")} priority · ${age(job.createdUnixMs)} old` + (job.previewEvery ? ` · previews every ${job.previewEvery} steps` : ""),
         job.note ? el("div", { className: "muted" }, job.note) : null),
       progressBar(job.imagesDone ?? 0, job.imagesFailed ?? 0, job.imageCount ?? 0),
-      el("div", { className: "muted small" }, `${p.model} · ${p.width}x${p.height} · ${p.steps} steps · guidance ${p.guidanceScale} · ${p.scheduler}` + (job.label ? ` · ${job.label}` : "")),
+      el("div", { className: "muted small", id: "job-params" }, `${p.model}${refinerText(p)} · ${p.width}x${p.height} · ${p.steps} steps · guidance ${p.guidanceScale} · ${p.scheduler}` + (job.label ? ` · ${job.label}` : "")),
       el("div", { className: "actions" },
         button("pause", state === "queued" || state === "running"),
         button("resume", state === "paused"),
@@ -123,7 +125,8 @@ export function jobPage(jobId: string): Stop {
     tile.img.src = `data:image/png;base64,${preview.png}`;
     tile.img.classList.add("preview");
     tile.figure.dataset.state = "preview";
-    tile.caption.textContent = `#${tile.image.index ?? 0} · step ${preview.step}/${preview.totalSteps}`;
+    const stage = stages.get(preview.shardIndex ?? 0);
+    tile.caption.textContent = `#${tile.image.index ?? 0} · ${stage ? `${stage} · ` : ""}step ${preview.step}/${preview.totalSteps}`;
   }
 
   function fail(tile: Tile, error: string): void {
@@ -144,6 +147,7 @@ export function jobPage(jobId: string): Stop {
 
   function apply(e: JobEvent): void {
     const received = performance.now();
+    if (e.shardStarted?.stage) stages.set(e.shardStarted.shardIndex ?? 0, e.shardStarted.stage);
     if (e.preview) {
       const tile = tiles.get(e.preview.index ?? 0);
       if (tile && tile.image.state !== "IMAGE_STATE_DONE" && tile.image.state !== "IMAGE_STATE_FAILED" && e.preview.png) {
@@ -214,6 +218,7 @@ export function jobPage(jobId: string): Stop {
       ["Prompt", image.prompt ?? ""], ["Negative prompt", image.negativePrompt ?? ""], ["Seed", String(image.seed ?? 0)],
       ["Model", p.model ?? ""], ["Size", `${p.width}x${p.height}`], ["Steps", String(p.steps ?? "")],
       ["Guidance", String(p.guidanceScale ?? "")], ["Scheduler", p.scheduler ?? ""],
+      ...(p.refiner ? [["Refiner", `${p.refiner}, switch at ${p.refinerStart ?? ""}`] as [string, string]] : []),
       ["State", stateName(image.state, "IMAGE_STATE_")], ...(image.error ? [["Error", image.error] as [string, string]] : []),
       ...(image.sha256 ? [["sha256", image.sha256] as [string, string]] : []),
     ];
@@ -265,9 +270,14 @@ export function jobPage(jobId: string): Stop {
   };
 }
 
+/** " → refiner NAME at 0.8" for a base + refiner job (README "SDXL base + refiner"); "" otherwise. */
+function refinerText(p: GenerationParams): string {
+  return p.refiner ? ` → refiner ${p.refiner} at ${p.refinerStart ?? ""}` : "";
+}
+
 function describe(e: JobEvent): string | null {
   if (e.queued) return `queued: ${e.queued.imageCount ?? 0} images in ${e.queued.shardCount ?? 0} shards`;
-  if (e.shardStarted) return `shard ${e.shardStarted.shardIndex ?? 0} started on ${e.shardStarted.workerId} (${e.shardStarted.imageCount ?? 0} images)`;
+  if (e.shardStarted) return `shard ${e.shardStarted.shardIndex ?? 0}${e.shardStarted.stage ? ` (${e.shardStarted.stage} stage)` : ""} started on ${e.shardStarted.workerId} (${e.shardStarted.imageCount ?? 0} images)`;
   if (e.step) return `shard ${e.step.shardIndex ?? 0}: step ${e.step.step ?? 0}/${e.step.totalSteps ?? 0} on ${e.step.workerId} (${(e.step.itPerSec ?? 0).toFixed(1)} it/s)`;
   if (e.imageDone) return `image ${e.imageDone.index ?? 0} done (${e.imageDone.imagesDone ?? 0} so far)`;
   if (e.imageFailed) return `image ${e.imageFailed.index ?? 0} failed: ${e.imageFailed.error ?? ""}`;
