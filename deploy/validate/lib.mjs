@@ -108,8 +108,8 @@ export function configKeys(repoRoot) {
       // Sections bound to the pipeline's provider settings (Farm__Cuda__Tf32, Farm__TensorRt__CacheDirectory).
       nested: {
         Telemetry: telemetry,
-        Cuda: recordProperties(path.join(repoRoot, "src/Diffusion/Api.cs"), "CudaOptions"),
-        TensorRt: recordProperties(path.join(repoRoot, "src/Diffusion/Api.cs"), "TensorRtOptions"),
+        Cuda: recordProperties(path.join(repoRoot, "src/Diffusion/CudaOptions.cs"), "CudaOptions"),
+        TensorRt: recordProperties(path.join(repoRoot, "src/Diffusion/TensorRtOptions.cs"), "TensorRtOptions"),
       },
       pending: new Set(),
       extra: [/^Urls$/, /^HostOptions__ShutdownTimeout$/, /^CUDA_(CACHE_PATH|DEVICE_ORDER|VISIBLE_DEVICES)$/, ...common],
