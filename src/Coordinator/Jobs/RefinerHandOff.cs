@@ -20,12 +20,13 @@ public sealed class RefinerHandOff(IConnectionMultiplexer redis, JobRepository j
 {
     /// <summary>
     /// Keeps one image's latents from the base stage <paramref name="delivery"/>, then completes the hand-off if it was
-    /// the last. False when the job no longer takes results (cancelled or deleted).
+    /// the last. False when the job no longer takes results (cancelled or deleted): <paramref name="admission"/> says so,
+    /// read once for the whole reported batch (<see cref="JobRepository.AdmitResultsAsync"/>), not once per image.
     /// </summary>
-    public async Task<bool> AcceptLatentsAsync(VerifiedDelivery delivery, uint index, ReadOnlyMemory<byte> latents)
+    public async Task<bool> AcceptLatentsAsync(VerifiedDelivery delivery, uint index, ReadOnlyMemory<byte> latents, ResultAdmission admission)
     {
+        if (admission != ResultAdmission.Accepted) return false;
         var jobId = delivery.Ref.JobId;
-        if ((await jobs.AdmitResultsAsync(jobId, [index]))[0] != ResultAdmission.Accepted) return false;
         await redis.GetDatabase().HashSetAsync(FarmKeys.JobLatents(jobId), FarmKeys.LatentsField(delivery.Shard.ShardIndex, index), latents, When.NotExists);
         await CompleteAsync(delivery);
         return true;

@@ -153,13 +153,11 @@ public sealed class WorkerReportHandler(
         if (RefinerMessages.IsBaseStage(delivery.Shard) || images.Any(i => i.Latents.Length > 0))
         {
             var handed = 0;
-            foreach (var image in images)
+            for (var i = 0; i < images.Count; i++)
             {
-                if (!delivery.Contains(image.Index))
-                {
-                    authority.Reject(session, "image", "foreign_image", $"sends image {image.Index}, which is not one of shard {shard.JobId}/{shard.ShardIndex}'s");
-                }
-                else if (await LatentsAsync(session, delivery, shard, image)) handed++;
+                if (!delivery.Contains(images[i].Index))
+                    authority.Reject(session, "image", "foreign_image", $"sends image {images[i].Index}, which is not one of shard {shard.JobId}/{shard.ShardIndex}'s");
+                else if (await LatentsAsync(session, delivery, shard, images[i], admissions[i])) handed++;
             }
             return handed;
         }
@@ -219,8 +217,11 @@ public sealed class WorkerReportHandler(
         return new StoredImage(image.Index, stored.Sha256, stored.SizeBytes, image.RenderSeconds);
     }
 
-    /// <summary>An image of a base stage (a base + refiner shard): its latents, checked, go to the hand-off.</summary>
-    private async Task<bool> LatentsAsync(WorkerSession session, VerifiedDelivery delivery, ShardRef shard, ShardImage image)
+    /// <summary>
+    /// An image of a base stage (a base + refiner shard): its latents, checked, go to the hand-off with the admission
+    /// the batch read for it.
+    /// </summary>
+    private async Task<bool> LatentsAsync(WorkerSession session, VerifiedDelivery delivery, ShardRef shard, ShardImage image, ResultAdmission admission)
     {
         if (!RefinerMessages.IsBaseStage(delivery.Shard))
         {
@@ -233,7 +234,7 @@ public sealed class WorkerReportHandler(
             authority.Reject(session, "image", "bad_result", $"sends {problem} as image {image.Index} of shard {shard.JobId}/{shard.ShardIndex}'s base stage");
             return false;
         }
-        return await handOff.AcceptLatentsAsync(delivery, image.Index, image.Latents.Memory);
+        return await handOff.AcceptLatentsAsync(delivery, image.Index, image.Latents.Memory, admission);
     }
 
     /// <summary>Applies the end of a delivery.</summary>
