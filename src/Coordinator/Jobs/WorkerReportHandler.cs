@@ -155,8 +155,7 @@ public sealed class WorkerReportHandler(
             var handed = 0;
             for (var i = 0; i < images.Count; i++)
             {
-                if (!delivery.Contains(images[i].Index))
-                    authority.Reject(session, "image", "foreign_image", $"sends image {images[i].Index}, which is not one of shard {shard.JobId}/{shard.ShardIndex}'s");
+                if (!delivery.Contains(images[i].Index)) RejectForeign(session, shard, images[i].Index);
                 else if (await LatentsAsync(session, delivery, shard, images[i], admissions[i])) handed++;
             }
             return handed;
@@ -175,7 +174,7 @@ public sealed class WorkerReportHandler(
             var image = images[i];
             if (!delivery.Contains(image.Index))
             {
-                authority.Reject(session, "image", "foreign_image", $"sends image {image.Index}, which is not one of shard {shard.JobId}/{shard.ShardIndex}'s");
+                RejectForeign(session, shard, image.Index);
                 continue;
             }
             // The bytes protobuf parsed are checked and stored as they are, not copied (a 512² PNG is ~0.5 MB).
@@ -216,6 +215,10 @@ public sealed class WorkerReportHandler(
         var stored = await store.PutIfAbsentAsync(shard.JobId, image.Index, image.Png.Memory, cancellationToken);
         return new StoredImage(image.Index, stored.Sha256, stored.SizeBytes, image.RenderSeconds);
     }
+
+    /// <summary>A reported image that is not one of the delivery's shard's: discarded, with a warning and the rejection metric.</summary>
+    private void RejectForeign(WorkerSession session, ShardRef shard, uint index) =>
+        authority.Reject(session, "image", "foreign_image", $"sends image {index}, which is not one of shard {shard.JobId}/{shard.ShardIndex}'s");
 
     /// <summary>
     /// An image of a base stage (a base + refiner shard): its latents, checked, go to the hand-off with the admission
