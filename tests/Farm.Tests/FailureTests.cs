@@ -358,7 +358,7 @@ public sealed class FailureTests
     {
         var other = await farm.SubmitAsync(Header(64, 64, 2), Prompts(4, prompt));
         Assert.Equal(JobState.Completed, (await farm.WatchToEndAsync(other.JobId, TimeSpan.FromMinutes(2)))[^1].JobFinished.State);
-        await WebhookReceiver.WaitUntilAsync(async () => (await farm.Jobs.ListWorkersAsync(new ListWorkersRequest())).Workers
+        await Eventually.HoldsAsync(async () => (await farm.Jobs.ListWorkersAsync(new ListWorkersRequest())).Workers
             .All(w => w.State == WorkerState.Idle), "every worker idle");
         return await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = pausedJobId });
     }

@@ -59,7 +59,7 @@ public sealed class RefinerCrashTests
         {
             // The last shard is acknowledged just after its images are recorded (which is what finishes the job), so
             // the watcher may see the job done a moment before the acknowledgement lands.
-            await WebhookReceiver.WaitUntilAsync(async () =>
+            await Eventually.HoldsAsync(async () =>
                 (await db.StreamPendingAsync(FarmKeys.TaskStream(model), FarmKeys.WorkerGroup)).PendingMessageCount == 0, $"{model}'s shards acknowledged");
             Assert.Equal(0, await db.ListLengthAsync(FarmKeys.TaskJobShards(FarmKeys.TaskStream(model), jobId)));
         }

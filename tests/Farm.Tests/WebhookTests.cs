@@ -36,7 +36,7 @@ public sealed class WebhookTests
         Assert.Equal("pending", (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId })).Webhook);
         await farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
 
-        await WebhookReceiver.WaitUntilAsync(async () => (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId })).Webhook == "delivered",
+        await Eventually.HoldsAsync(async () => (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId })).Webhook == "delivered",
             "the webhook delivered");
         var delivery = Assert.Single(receiver.Deliveries);
         var tenant = (string)farm.Redis.HashGet(FarmKeys.JobMeta(job.JobId), JobFields.Tenant)!;
@@ -73,7 +73,7 @@ public sealed class WebhookTests
         var job = await farm.SubmitAsync(Header(receiver.Url), TwoPrompts);
         await farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
 
-        await WebhookReceiver.WaitUntilAsync(async () =>
+        await Eventually.HoldsAsync(async () =>
             (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId })).Webhook.StartsWith("gave up", StringComparison.Ordinal), "the webhook given up");
         var status = await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId });
         Assert.Equal("gave up: HTTP 500 Internal Server Error", status.Webhook);
@@ -114,12 +114,12 @@ public sealed class WebhookTests
         await using var farm = await ProcessFarm.StartAsync(workers: 1, coordinatorOverrides: settings);
         var job = await farm.SubmitAsync(Header(receiver.Url), TwoPrompts);
         Assert.Equal(JobState.Completed, (await farm.WaitFinishedAsync(job.JobId, TimeSpan.FromMinutes(2))).State);
-        await WebhookReceiver.WaitUntilAsync(() => Task.FromResult(!receiver.Deliveries.IsEmpty), "a first (failed) delivery");
+        await Eventually.HoldsAsync(() => Task.FromResult(!receiver.Deliveries.IsEmpty), "a first (failed) delivery");
 
         await farm.RestartCoordinatorAsync(); // kill -9, then a new coordinator process
         receiver.Status = 200;
 
-        await WebhookReceiver.WaitUntilAsync(async () => (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId })).Webhook == "delivered",
+        await Eventually.HoldsAsync(async () => (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId })).Webhook == "delivered",
             "the webhook delivered after the restart");
         // At least once: the receiver saw the one event (maybe more than once), and dedupes by its id.
         var ids = receiver.Deliveries.Select(d => d.EventId).Distinct().ToList();
