@@ -19,17 +19,7 @@ SHARD=${SHARD:-32}; B_DELAY=${B_DELAY:-1}; pull_ahead=()
 [ -n "${PULL_AHEAD_MS:-}" ] && pull_ahead=(Farm__PullAheadMilliseconds="$PULL_AHEAD_MS")
 
 ensure_redis
-state=$(mktemp -d /tmp/farm-fairness.XXXXXX)
-pids=()
-cleanup() {
-  local code=$?
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [ "${KEEP:-}" = 1 ]; then echo "run folder kept: $state" >&2; else rm -rf "$state"; fi
-  exit $code
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_run_setup farm-fairness
 bench_build
 
 redis_port=$(free_port); coord_port=$(free_port); web_port=$(free_port)

@@ -18,17 +18,7 @@ export SAMPLE_SECONDS=${SAMPLE_SECONDS:-5} RETENTION_SECONDS=${RETENTION_SECONDS
 TENANTS=${TENANTS:-8}; WORKERS=${WORKERS:-4}; MS_PER_STEP=${MS_PER_STEP:-2}; SHARD=${SHARD:-2}
 
 ensure_redis
-state=$(mktemp -d /tmp/farm-soak.XXXXXX)
-pids=()
-cleanup() {
-  local code=$?
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [ "${KEEP:-}" = 1 ]; then echo "run folder kept: $state" >&2; else rm -rf "$state"; fi
-  exit $code
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_run_setup farm-soak
 bench_build
 
 redis_port=$(free_port); coord_port=$(free_port); web_port=$(free_port); metrics_port=$(free_port)
