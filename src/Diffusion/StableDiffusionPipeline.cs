@@ -360,6 +360,11 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     }
 
     /// <summary>Renders the request up to decoded pixels [images, 3, H, W] in [−1, 1], in an array rented from <see cref="ArrayPool{T}.Shared"/>.</summary>
+    /// <param name="request">The request to render.</param>
+    /// <param name="scheduler">The scheduler the request names, configured for the model.</param>
+    /// <param name="loras">The LoRA sets to apply (the text encoders' and the UNet's).</param>
+    /// <param name="progress">Receives each step's progress (and previews), or null.</param>
+    /// <param name="cancellationToken">Stops the loop between steps (it throws).</param>
     /// <param name="latentsOnly">Return the latents [images, C, h, w] (a new array) instead of decoding them.</param>
     private float[] Generate(GenerationRequest request, Scheduler scheduler, LoraSet[] loras, IProgress<StepProgress>? progress, CancellationToken cancellationToken,
         bool latentsOnly = false)

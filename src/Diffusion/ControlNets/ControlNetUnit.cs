@@ -9,10 +9,15 @@ namespace RenderFarm.Diffusion.ControlNets;
 /// <c>Module</c> is the preprocessor that made the image, recorded in the PNG's parameters as A1111's "Module"
 /// ("none": the image was given as it is; "canny": <c>farm submit --control NAME:image.png:1.0:canny</c>).
 /// </summary>
+/// <param name="Model">The ControlNet's name in the <see cref="ControlNetLibrary"/>.</param>
+/// <param name="Image">The control image, PNG or JPEG bytes.</param>
+/// <param name="Weight">The conditioning scale its residuals are multiplied by.</param>
+/// <param name="Module">The preprocessor that made the image, as A1111 names it ("none" when given as it is).</param>
 /// <param name="GuidanceStart">
 /// The unit steers step i of a pass of N steps only when i/N ≥ start and (i + 1)/N ≤ end (diffusers'
 /// control_guidance_start/end, A1111's Guidance Start/End; N counts the steps the pass runs). start = end: no step.
 /// </param>
+/// <param name="GuidanceEnd">The end of the steps the unit steers, as a fraction of the pass (see <paramref name="GuidanceStart"/>).</param>
 /// <param name="GuessMode">
 /// diffusers' guess_mode: under classifier-free guidance the ControlNet runs on the conditional rows alone (the
 /// unconditional rows get no residuals) and its residuals are scaled by torch.logspace(−1, 0, blocks + 1), 0.1 for the

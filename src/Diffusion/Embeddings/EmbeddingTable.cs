@@ -10,6 +10,7 @@ namespace RenderFarm.Diffusion.Embeddings;
 /// </summary>
 internal sealed record EmbeddingTable(ReplacedWeight Table, IReadOnlyDictionary<string, int[]> Tokens)
 {
+    /// <param name="reader">Reads the initializer's values from the encoder's model file.</param>
     /// <param name="table">The encoder's token embedding initializer [V, hidden].</param>
     /// <param name="embeddings">The embeddings with their vectors for this encoder ([n, hidden] each).</param>
     public static EmbeddingTable Build(WeightReader reader, OnnxInitializer table, IReadOnlyList<(string Name, float[,] Vectors)> embeddings)

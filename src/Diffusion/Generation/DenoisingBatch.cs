@@ -32,9 +32,16 @@ internal sealed class DenoisingBatch
 
     /// <param name="first">The request's index of this batch's first image.</param>
     /// <param name="count">Images in this batch.</param>
+    /// <param name="scheduler">The batch's own scheduler (multistep schedulers keep history between steps).</param>
+    /// <param name="noise">The batch's seeded noise, drawn per image.</param>
     /// <param name="latents">Their starting latents [count, C, h, w] (kept and updated in place).</param>
+    /// <param name="blend">The inpainting blend of a plain UNet with a mask, or null.</param>
+    /// <param name="unet">The UNet run bound to the batch's conditioning.</param>
+    /// <param name="guided">Whether the rows are [negatives; positives] (classifier-free guidance): twice the images.</param>
     /// <param name="perRow">UNet input values per row: the latents, or for the inpainting UNet latents + mask + masked-image latents.</param>
     /// <param name="init">The request's init images, for the inpainting UNet's extra channels (written once here).</param>
+    /// <param name="inpaintingUNet">Whether the UNet takes the mask and masked-image latents as extra input channels.</param>
+    /// <param name="workspace">Working arrays kept between requests, so steps allocate nothing.</param>
     /// <param name="control">The batch's ControlNets, or null: the UNet then gets zero residuals if it takes any.</param>
     public DenoisingBatch(int first, int count, Scheduler scheduler, BatchNoise noise, float[] latents, InpaintBlend? blend,
         UNetRun unet, bool guided, int perRow, InitImages? init, bool inpaintingUNet, Workspace workspace, ControlGuidance? control = null)

@@ -34,7 +34,11 @@ internal sealed class ModelVariants : IDisposable
     private readonly Dictionary<string, string> _skipped = new(StringComparer.Ordinal);
     private ModelVariant? _base;
 
+    /// <param name="modelDirectory">The diffusers ONNX model directory the variants are opened from.</param>
+    /// <param name="options">The pipeline's options (execution provider and session settings) every variant is opened with.</param>
+    /// <param name="extensions">The LoRA and embedding libraries variants may apply.</param>
     /// <param name="stageComponents">The text encoders in stage order: text_encoder (and text_encoder_2 for SDXL; the SDXL refiner has text_encoder_2 alone).</param>
+    /// <param name="placement">Where the UNet runs' tensors live: host memory, or device buffers (and CUDA graphs) on a GPU.</param>
     public ModelVariants(string modelDirectory, DiffusionOptions options, ModelExtensions extensions, string[] stageComponents, UNetPlacement placement)
     {
         _modelDirectory = modelDirectory;
@@ -60,7 +64,7 @@ internal sealed class ModelVariants : IDisposable
     public void SetBase(ModelVariant plain) => _base = plain;
 
     /// <summary>
-    /// Opens text encoder <paramref name="stage"/> (or the UNet with stage −1) with <paramref name="loraWeights"/> and,
+    /// Opens <paramref name="component"/> (a text encoder, or the UNet) with <paramref name="loraWeights"/> and,
     /// for a text encoder, the embedding table extended by the embeddings; returns the component and the embedding
     /// words' token ids for the stage's tokenizer.
     /// </summary>

@@ -13,6 +13,11 @@ internal static class UNetConditioning
     public const string TimestepCond = "timestep_cond";
 
     /// <summary>What the per-row values of one request are made from.</summary>
+    /// <param name="Embeddings">The request's prompt embeddings (hidden states, and pooled ones for SDXL).</param>
+    /// <param name="Rows">UNet batch rows: images, twice that under classifier-free guidance.</param>
+    /// <param name="Width">The image width in pixels.</param>
+    /// <param name="Height">The image height in pixels.</param>
+    /// <param name="GuidanceScale">The classifier-free guidance scale.</param>
     /// <param name="Guided">Whether the rows are [negatives; positives] (classifier-free guidance).</param>
     public sealed record Inputs(PromptEmbeddings Embeddings, int Rows, int Width, int Height, float GuidanceScale, bool Guided);
 

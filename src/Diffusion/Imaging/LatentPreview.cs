@@ -35,6 +35,12 @@ public sealed class LatentPreview
     private readonly Lock _decoding = new();
     private float[]? _decoded; // [Count, 3, Height, Width] in [−1, 1], once decoded
 
+    /// <param name="latents">The latents [count, channels, height, width], read when the preview is made.</param>
+    /// <param name="count">Images in the latents.</param>
+    /// <param name="channels">Latent channels per image.</param>
+    /// <param name="height">Latent height.</param>
+    /// <param name="width">Latent width.</param>
+    /// <param name="xl">Whether the latents are SDXL's (its latent RGB factors and bias).</param>
     /// <param name="decoder">The tiny decoder, or null for the latent RGB factors.</param>
     /// <param name="scale">Image pixels per latent pixel, per axis: the size the decoder must produce.</param>
     internal LatentPreview(float[] latents, int count, int channels, int height, int width, bool xl, VaeDecoder? decoder = null, int scale = 1)

@@ -8,4 +8,7 @@ namespace RenderFarm.Diffusion.Lora;
 /// <param name="Component">unet, text_encoder or text_encoder_2; null when the key does not say (PEFT's base_model.model.…).</param>
 /// <param name="Module">The module path: dotted (<c>down_blocks.0.attentions.0…to_q</c>) or, for kohya keys, with '_' for '.'.</param>
 /// <param name="Underscored">Whether <see cref="Module"/> is kohya's underscored form.</param>
+/// <param name="Down">The name of the down tensor.</param>
+/// <param name="Up">The name of the up tensor.</param>
+/// <param name="Alpha">The name of the alpha tensor, or null when the file has none (alpha = rank).</param>
 public sealed record LoraLayer(string Key, string? Component, string Module, bool Underscored, string Down, string Up, string? Alpha);

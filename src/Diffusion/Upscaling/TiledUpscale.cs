@@ -17,8 +17,15 @@ internal static class TiledUpscale
     /// <summary>Tile offsets and sides stay on this grain (a ×1 RRDBNet unshuffles 4×4 blocks).</summary>
     public const int Grain = 4;
 
+    /// <param name="image">The image [3, height, width], values in [0, 1].</param>
+    /// <param name="width">The image width.</param>
+    /// <param name="height">The image height.</param>
+    /// <param name="scale">The upscaler's factor per axis.</param>
+    /// <param name="tiling">How big the tiles are and how much they overlap.</param>
     /// <param name="fixedHeight">The export's static input height (every tile must have it), else null.</param>
     /// <param name="fixedWidth">The export's static input width, else null.</param>
+    /// <param name="run">Runs the upscaler on one tile.</param>
+    /// <param name="cancellationToken">Checked between tiles.</param>
     public static float[] Run(ReadOnlySpan<float> image, int width, int height, int scale, UpscaleTiling tiling, int? fixedHeight, int? fixedWidth,
         TileRun run, CancellationToken cancellationToken)
     {
