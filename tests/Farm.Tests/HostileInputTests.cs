@@ -50,6 +50,11 @@ public sealed class HostileInputTests(LimitedFarmFixture fixture) : IClassFixtur
     private static readonly string TenMegabytes = new('a', 10 * 1024 * 1024);
 
     /// <summary>Case name → (expected status, text the message must contain, the call).</summary>
+    // Above Cases: static fields are initialised in order, and the compiler's null analysis follows that order.
+    private static readonly byte[] Photo = InputImageTests.Gradient(200, 120, 30);
+
+    private static readonly byte[] Jpeg = InputImageTests.NoiseJpeg(64, 64, seed: 7);
+
     private static readonly Dictionary<string, (StatusCode Code, string Text, Func<FarmCluster, Task> Call)> Cases = new()
     {
         ["empty batch"] = (StatusCode.InvalidArgument, "no prompts", f => f.SubmitAsync(Valid(), [])),
@@ -215,10 +220,6 @@ public sealed class HostileInputTests(LimitedFarmFixture fixture) : IClassFixtur
     /// <summary>A JobService call whose last (or only) message is not protobuf, after any valid <paramref name="first"/> ones.</summary>
     private static Func<FarmCluster, Task> Malformed(MethodType type, string method, params byte[][] first) =>
         f => RawCalls.SendAsync(f.CoordinatorUrl, RawCalls.Job(type, method), [.. first, RawCalls.NotProtobuf]);
-
-    private static readonly byte[] Photo = InputImageTests.Gradient(200, 120, 30);
-
-    private static readonly byte[] Jpeg = InputImageTests.NoiseJpeg(64, 64, seed: 7);
 
     /// <summary>A good prompt, then one whose init image (or mask, on a good init image) is <paramref name="bytes"/>.</summary>
     private static Task SubmitWithImageAsync(FarmCluster farm, string name, byte[] bytes, bool mask) =>

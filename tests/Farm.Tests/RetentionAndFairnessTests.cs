@@ -77,7 +77,7 @@ public sealed class RetentionAndFairnessTests
         waitingHeader.Params.Model = "no-worker-serves-this";
         var waiting = await farm.SubmitAsync(waitingHeader, [new PromptItem { Prompt = "a green door" }]);
         await farm.WatchToEndAsync(expiring.JobId, TimeSpan.FromMinutes(2));
-        Assert.NotEmpty(Directory.EnumerateFiles(farm.StorageDirectory, "*", SearchOption.AllDirectories).Where(f => f.Contains(expiring.JobId)));
+        Assert.Contains(Directory.EnumerateFiles(farm.StorageDirectory, "*", SearchOption.AllDirectories), f => f.Contains(expiring.JobId));
 
         var sweeper = farm.CoordinatorServices.GetRequiredService<RenderFarm.Coordinator.Retention.RetentionSweeper>();
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);

@@ -52,7 +52,7 @@ public sealed class WorkerResilienceTests
         ValueTask<int> Down(CancellationToken _)
         {
             pulls++;
-            throw new RedisConnectionException(ConnectionFailureType.UnableToConnect, "redis down");
+            throw new RedisConnectionException(ConnectionFailureType.UnableToConnect, CommandFlags.None, "redis down", null, CommandStatus.Unknown);
         }
 
         for (var i = 0; i < WorkerResilience.PullFailuresToBreak; i++)
@@ -76,7 +76,7 @@ public sealed class WorkerResilienceTests
         {
             await breaker.ExecuteAsync(_ => ValueTask.FromResult(0));
             await Assert.ThrowsAsync<RedisConnectionException>(() => breaker.ExecuteAsync<int>(_ =>
-                throw new RedisConnectionException(ConnectionFailureType.SocketFailure, "blip")).AsTask());
+                throw new RedisConnectionException(ConnectionFailureType.SocketFailure, CommandFlags.None, "blip", null, CommandStatus.Unknown)).AsTask());
         }
         Assert.Equal(1, await breaker.ExecuteAsync(_ => ValueTask.FromResult(1)));
     }
