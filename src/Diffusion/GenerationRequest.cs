@@ -69,7 +69,9 @@ public sealed record GenerationRequest(
     /// Base + refiner (diffusers' denoising_start): start from <see cref="InitLatents"/> as they are (no noise added) at
     /// the first step whose timestep is below round(T − DenoisingStart·T), in (0, 1). Needs <see cref="InitLatents"/>.
     /// Continuing an img2img base, give its <see cref="Strength"/> too (no init image): when the switch comes before the
-    /// base's first step, both meet where the base started.
+    /// base's first step, both meet where the base started. Continuing an inpainting base, give its init images and
+    /// masks too (diffusers' inpainting pipelines with denoising_start): the unmasked area is kept from the init
+    /// latents each step as the base kept it (or fed to an inpainting UNet as mask and masked-image latents).
     /// </summary>
     public float? DenoisingStart { get; init; }
 

@@ -702,7 +702,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         }
     }
 
-    /// <summary>Base + refiner settings: fractions in (0, 1), latents only with a start, of the request's latent shape, not with init images.</summary>
+    /// <summary>Base + refiner settings: fractions in (0, 1), latents only with a start, of the request's latent shape, with init images only to inpaint.</summary>
     private void CheckHandOff(GenerationRequest request)
     {
         foreach (var (value, name) in new[] { (request.DenoisingEnd, nameof(request.DenoisingEnd)), (request.DenoisingStart, nameof(request.DenoisingStart)) })
@@ -725,9 +725,12 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             {
                 throw new ArgumentException($"InitLatents has {latents.Length} values; {request.Images.Count} images at {width}x{height} need {expected}.", nameof(request.InitLatents));
             }
-            if (InitImages.Used(request))
+            // An inpainting refiner takes the init images with their masks: it keeps their unmasked area as the base did
+            // (blend or inpainting UNet channels). Without a mask the init image is already in the latents.
+            if (InitImages.Used(request) && !InitImages.Masked(request))
             {
-                throw new ArgumentException("A request starts from InitLatents or from init images, not both.", nameof(request.InitLatents));
+                throw new ArgumentException("A request starts from InitLatents or from init images, not both (init images come with InitLatents only to inpaint, with their masks).",
+                    nameof(request.InitLatents));
             }
         }
     }

@@ -31,14 +31,18 @@ public static class RefinerMessages
         stage.Refines = baseStage.Params.Model;
         stage.Params.Model = baseStage.Params.Refiner;
         // The refiner continues latents: the base's inputs are the base's alone. Its LoRAs (a base's LoRA does not fit
-        // the refiner's UNet) and init images (already in the latents) stay behind; the ControlNets (made for the base's
-        // UNet, not run again), the strength and the prompts with their tags travel for the images' parameters.
+        // the refiner's UNet) and img2img's init images (already in the latents) stay behind; the ControlNets (made for
+        // the base's UNet, not run again), the strength and the prompts with their tags travel for the images'
+        // parameters. Inpainting keeps each image's init image and mask: the refiner keeps the unmasked area as the
+        // base did (diffusers' inpainting pipelines with denoising_start).
         stage.LoraKey = "";
         stage.Params.Loras.Clear();
+        var inpainting = stage.Params.InputMode == InputMode.Inpaint;
         for (var i = 0; i < stage.Images.Count; i++)
         {
             var image = stage.Images[i];
             image.InitLatents = Google.Protobuf.ByteString.CopyFrom(latents[i]);
+            if (inpainting) continue;
             image.InitImage = "";
             image.MaskImage = "";
         }

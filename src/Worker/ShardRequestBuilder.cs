@@ -53,7 +53,7 @@ public sealed class ShardRequestBuilder(IConnectionMultiplexer redis)
         p.ControlNets.Select(c => new Diffusion.ControlNets.ControlNetUnit(c.Model, image(c), c.Weight, c.Module.Length > 0 ? c.Module : "none",
             c.GuidanceStart, c.HasGuidanceEnd ? c.GuidanceEnd : 1, c.GuessMode)).ToArray();
 
-    /// <param name="refining">A refiner stage: its control images were the base's (its init images are in its latents).</param>
+    /// <param name="refining">A refiner stage: its control images were the base's (img2img's init images are in its latents; inpainting's come with their masks).</param>
     private async Task<Dictionary<string, byte[]>> LoadInputsAsync(Shard shard, bool refining)
     {
         var fields = shard.Images.SelectMany(i => new[] { i.InitImage, i.MaskImage }).Concat(refining ? [] : shard.Params.ControlNets.Select(c => c.Image))

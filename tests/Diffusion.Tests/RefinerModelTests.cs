@@ -91,6 +91,37 @@ public class RefinerModelTests(PresetModels models) : IClassFixture<PresetModels
     }
 
     [Theory]
+    [InlineData("tiny-sdxl", null, 8, 2)] // an ordinary UNet (the unmasked area blended back each step), strength 1
+    [InlineData("tiny-sdxl", 0.6f, 4, 2)]
+    [InlineData("tiny-inpaint", null, 8, 2)] // an inpainting UNet (mask and masked-image latents as input channels)
+    public async Task AnInpaintingBaseStoppedAtTheSwitchAndContinuedWithItsMaskEqualsTheUninterruptedInpaint(string model, float? strength, int baseSteps,
+        int refinerSteps)
+    {
+        var pipeline = models.Pipeline(model);
+        var inpaint = BaseRequest(model) with
+        {
+            InitImage = TestImages.Gradient(64, 48), MaskImage = TestImages.Mask(64, 48, 255, leftHalf: true), Strength = strength,
+        };
+        var whole = await pipeline.GenerateAsync(inpaint);
+
+        var first = new List<StepProgress>();
+        var latents = await pipeline.RenderLatentsAsync(inpaint with { DenoisingEnd = 0.8f }, new SynchronousProgress(first.Add));
+        var second = new List<StepProgress>();
+        // The refiner's side gets the init image and the mask again: it keeps the unmasked area as the base did.
+        var continued = await pipeline.GenerateAsync(inpaint with { DenoisingStart = 0.8f, InitLatents = latents }, new SynchronousProgress(second.Add));
+
+        Assert.Equal((baseSteps, refinerSteps), (first.Count, second.Count));
+        for (int i = 0; i < 2; i++) Assert.Equal(PngPixels.Decode(whole[i].Png), PngPixels.Decode(continued[i].Png));
+        Assert.Equal(PngMetadata.Read(whole[0].Png).Text["parameters"], PngMetadata.Read(continued[0].Png).Text["parameters"]);
+        if (!pipeline.IsInpaintingModel)
+        {
+            // Without the mask an ordinary UNet's last steps would repaint the unmasked area too.
+            var repainted = await pipeline.GenerateAsync(BaseRequest(model) with { DenoisingStart = 0.8f, InitLatents = latents, Strength = strength ?? 1f });
+            Assert.NotEqual(PngPixels.Decode(whole[0].Png), PngPixels.Decode(repainted[0].Png));
+        }
+    }
+
+    [Theory]
     [InlineData("latent", 0.8f, 16, 4)] // the hires pass (20-step schedule, its last 10) splits at timestep 200: 6 + 4
     [InlineData("lanczos", 0.8f, 16, 4)]
     [InlineData("latent", 0.3f, 10, 10)] // the switch before the hires pass: the base renders the first pass, the refiner all of the second
@@ -129,5 +160,9 @@ public class RefinerModelTests(PresetModels models) : IClassFixture<PresetModels
         Assert.Equal("InitLatents", (await Assert.ThrowsAnyAsync<ArgumentException>(() =>
             pipeline.GenerateAsync(request with { DenoisingStart = 0.8f, InitLatents = new float[10] }))).ParamName);
         Assert.Equal("DenoisingEnd", (await Assert.ThrowsAnyAsync<ArgumentException>(() => pipeline.GenerateAsync(request with { DenoisingEnd = 1f }))).ParamName);
+        // Init images come with latents only to inpaint (with their masks): img2img's init image is in the latents already.
+        var latents = new float[2 * 4 * 6 * 8];
+        Assert.Equal("InitLatents", (await Assert.ThrowsAnyAsync<ArgumentException>(() =>
+            pipeline.GenerateAsync(request with { DenoisingStart = 0.8f, InitLatents = latents, InitImage = TestImages.Gradient(64, 48) }))).ParamName);
     }
 }

@@ -45,13 +45,25 @@ public sealed class RefinerParamsTests
     }
 
     [Fact]
-    public void AnImg2ImgPromptMayUseTheRefinerButAnInpaintingOneMayNot()
+    public void Img2ImgAndInpaintingPromptsMayUseTheRefiner()
     {
         var header = Validator.Normalize(Header());
         var img2img = Validator.ParamsFor(new PromptItem { Prompt = "a", InitImage = "img", Strength = 0.6f }, header.Params, 6);
         Assert.Equal((InputMode.Image, "xl-refiner"), (img2img.InputMode, img2img.Refiner));
-        var e = Assert.Throws<RpcException>(() => Validator.ParamsFor(new PromptItem { Prompt = "a", InitImage = "img", MaskImage = "mask" }, header.Params, 7));
-        Assert.StartsWith("prompts[7]: a refiner cannot inpaint", e.Status.Detail);
+        var inpaint = Validator.ParamsFor(new PromptItem { Prompt = "a", InitImage = "img", MaskImage = "mask" }, header.Params, 7);
+        Assert.Equal((InputMode.Inpaint, "xl-refiner"), (inpaint.InputMode, inpaint.Refiner));
+    }
+
+    [Fact]
+    public void AnInpaintingRefinerStageKeepsEachImagesInitImageAndMask()
+    {
+        var p = Validator.Normalize(Header()).Params;
+        p.InputMode = InputMode.Inpaint;
+        var baseStage = new Shard { JobId = "j", ShardIndex = 0, Params = p, Images = { new ImageTask { Index = 0, Prompt = "a", InitImage = "init", MaskImage = "mask" } } };
+
+        var stage = RefinerMessages.RefinerStage(baseStage, [RefinerMessages.ToBytes(new float[4 * 8 * 8])]);
+
+        Assert.Equal(("init", "mask", 4 * 8 * 8), (stage.Images[0].InitImage, stage.Images[0].MaskImage, RefinerMessages.ToLatents(stage.Images).Length));
     }
 
     [Fact]
