@@ -573,7 +573,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     }
 
     /// <summary>diffusers' get_timesteps: img2img at <paramref name="strength"/> skips the first steps − int(steps · strength).</summary>
-    private static int StrengthStart(int steps, float strength) => Math.Max(steps - Math.Min((int)(steps * strength), steps), 0);
+    private static int StrengthStart(int steps, float strength) => Math.Max(steps - StrengthRule.StepsRun(steps, strength), 0);
 
     /// <summary>
     /// The step index a base stops at (<see cref="GenerationRequest.DenoisingEnd"/>): after the timesteps at or above its

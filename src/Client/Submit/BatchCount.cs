@@ -4,7 +4,7 @@ namespace RenderFarm.Client.Submit;
 
 /// <summary>
 /// Counts from reading a prompt file once; input images are distinct files (init images and masks); UNet steps are
-/// every image's (<see cref="DryRunReport.StepsPerImage"/>, with its prompt's own steps, guidance and hires).
+/// every image's (<see cref="DryRunReport.StepsPerImage"/>, with its prompt's own steps, guidance, img2img strength and hires).
 /// </summary>
 public sealed record BatchCount(long Prompts, long Images, long PromptsWithOwnSeeds, long PromptsWithInitImage = 0,
     int InputImages = 0, long InputBytes = 0, long UnetSteps = 0)
@@ -23,7 +23,7 @@ public sealed record BatchCount(long Prompts, long Images, long PromptsWithOwnSe
             prompts++;
             var entryImages = plan.Seeds.ImagesFor(entry, plan.ImagesPerPrompt);
             images += entryImages;
-            unetSteps += DryRunReport.EstimateUnetSteps(entryImages, DryRunReport.StepsPerImage(plan.Generation, entry),
+            unetSteps += DryRunReport.EstimateUnetSteps(entryImages, DryRunReport.StepsPerImage(plan.Generation, entry, plan.Inputs.For(entry, source.DisplayName)),
                 entry.Overrides?.Guidance ?? plan.Generation.GuidanceScale);
             if (entry.Seeds is not null)
             {
