@@ -61,6 +61,10 @@ public static class DryRunReport
         output.WriteLine(string.Create(inv,
             $"params:    model={(generation.Model.Length == 0 ? "(coordinator default)" : generation.Model)} " +
             $"size={generation.Width}x{generation.Height} steps={generation.Steps} guidance={generation.GuidanceScale} scheduler={generation.Scheduler}{strengthText}{leftText}"));
+        if (count.ControlWithRefinerNote is { } note)
+        {
+            output.WriteLine(note);
+        }
         if (!string.IsNullOrEmpty(settings.Label))
         {
             output.WriteLine($"label:     {settings.Label}");
