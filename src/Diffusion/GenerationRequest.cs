@@ -93,6 +93,19 @@ public sealed record GenerationRequest(
     /// </summary>
     public IReadOnlyList<ControlNets.ControlNetUnit> BaseControlNets { get; init; } = [];
 
+    /// <summary>
+    /// With <see cref="BaseModel"/>: the LoRAs the base rendered with besides its prompts' tags (its <see cref="Loras"/>).
+    /// They do not apply here (a base's LoRA does not fit the refiner's UNet); the PNG parameters record them with the
+    /// tags' LoRAs as the base's would (<c>Lora hashes</c>), by <see cref="BaseLoraHashes"/>.
+    /// </summary>
+    public LoraSet BaseLoras { get; init; } = LoraSet.Empty;
+
+    /// <summary>
+    /// With <see cref="BaseModel"/>: the short hash of each LoRA the base rendered with, by name (the refiner's process
+    /// need not hold the files). A LoRA without one is left out of <c>Lora hashes</c>.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> BaseLoraHashes { get; init; } = new Dictionary<string, string>();
+
     /// <summary>Hires fix (<see cref="HiresFix"/>): a second, img2img pass at a larger size. Null: none.</summary>
     public HiresFix? Hires { get; init; }
 

@@ -44,6 +44,9 @@ public sealed class ShardRequestBuilder(IConnectionMultiplexer redis)
             DenoisingStart = refining ? p.RefinerStart : null,
             InitLatents = refining ? RefinerMessages.ToLatents(shard.Images) : null,
             BaseModel = refining ? shard.Refines : null,
+            // The base's LoRAs, not applied here; its PNGs record them with the hashes the base's workers offered.
+            BaseLoras = refining ? LoraMessages.ToSet(shard.BaseLoras) : LoraSet.Empty,
+            BaseLoraHashes = shard.BaseLoraHashes,
             // The prompts' LoRA tags were the base's to render (they stay in the text, and so in the parameters).
             ApplyPromptLoras = !refining,
         };

@@ -144,6 +144,26 @@ public class RefinerModelTests(PresetModels models) : IClassFixture<PresetModels
     }
 
     [Fact]
+    public async Task ARefinersPngsRecordTheBasesLorasWithTheHashesItWasGiven()
+    {
+        var latents = await models.Pipeline("tiny-sdxl").RenderLatentsAsync(BaseRequest("tiny-sdxl") with { DenoisingEnd = 0.8f });
+        var refined = await models.Pipeline("tiny-sdxl-refiner").GenerateAsync(BaseRequest("tiny-sdxl-refiner") with
+        {
+            Images = [new ImagePrompt("a harbour <lora:tagged:0.6> <lora:gone:1>", "blurry", 8), new ImagePrompt("a red boat", "", 9)],
+            DenoisingStart = 0.8f, InitLatents = latents, BaseModel = "tiny-sdxl", ApplyPromptLoras = false,
+            BaseLoras = RenderFarm.GenerationRules.LoraSet.Of(new RenderFarm.GenerationRules.LoraWeight("job-wide", 0.5f)),
+            // "gone": no worker offers it any more, so its hash is unknown and it is left out.
+            BaseLoraHashes = new Dictionary<string, string> { ["job-wide"] = "0123456789ab", ["tagged"] = "ba9876543210" },
+        });
+        var parameters = refined.Select(i => PngMetadata.Read(i.Png).Text["parameters"]).ToArray();
+        // The job-wide LoRA is written as a tag (A1111 needs one to render it again), then the hashes in the order asked for.
+        Assert.StartsWith("a harbour <lora:tagged:0.6> <lora:gone:1> <lora:job-wide:0.5>\n", parameters[0]);
+        Assert.Contains("Lora hashes: \"job-wide: 0123456789ab, tagged: ba9876543210\"", parameters[0]);
+        Assert.StartsWith("a red boat <lora:job-wide:0.5>\n", parameters[1]);
+        Assert.Contains("Lora hashes: \"job-wide: 0123456789ab\"", parameters[1]);
+    }
+
+    [Fact]
     public void WithoutPromptLorasOnlyTheRequestsOwnLorasApply()
     {
         var request = new GenerationRequest([new ImagePrompt("a boat <lora:style:0.5>", "", 1)], 64, 64, 2, 5f) { Loras = RenderFarm.GenerationRules.LoraSet.Of(new RenderFarm.GenerationRules.LoraWeight("detail", 1f)) };

@@ -158,6 +158,7 @@ public sealed class RefinerTests(RefinerTests.RefinerFarm fixture) : IClassFixtu
         });
         using var refinerPipeline = StableDiffusionPipeline.Load(fixture.Refiner, options);
         var unit = new Diffusion.ControlNets.ControlNetUnit("xl", await File.ReadAllBytesAsync(edges), 0.9f);
+        var shortHash = Diffusion.Lora.LoraFile.Open(Path.Combine(fixture.Loras, "xl-style.safetensors")).ShortHash;
         var request = new GenerationRequest([new ImagePrompt("a harbour <lora:xl-style:0.8>", "", 5)], 64, 48, 10, 5f, "euler", "tiny-sdxl-control") { Strength = 0.7f };
         var latents = await basePipeline.RenderLatentsAsync(request with
         {
@@ -167,13 +168,16 @@ public sealed class RefinerTests(RefinerTests.RefinerFarm fixture) : IClassFixtu
         {
             ModelName = "tiny-sdxl-refiner", DenoisingStart = 0.8f, InitLatents = latents, BaseModel = "tiny-sdxl-control",
             ApplyPromptLoras = false, BaseControlNets = [unit with { Image = [] }],
+            BaseLoraHashes = new Dictionary<string, string> { ["xl-style"] = shortHash },
         }));
         var parameters = AssertLikeOneProcessRender(png, direct.Png);
         Assert.StartsWith("a harbour <lora:xl-style:0.8>\n", parameters);
+        // The base's LoRA, recorded with the hash the base's worker offered (the refiner's holds no LoRA files).
+        Assert.Contains($"Lora hashes: \"xl-style: {shortHash}\"", parameters);
         Assert.Contains("Denoising strength: 0.7", parameters);
         Assert.Contains("ControlNet 0: \"Module: none, Model: xl, Weight: 0.9", parameters);
         Assert.Contains("Model: tiny-sdxl-control", parameters);
-        Assert.EndsWith("Refiner: tiny-sdxl-refiner, Refiner switch at: 0.8", parameters);
+        Assert.EndsWith($"Refiner: tiny-sdxl-refiner, Refiner switch at: 0.8, Lora hashes: \"xl-style: {shortHash}\"", parameters);
 
         // The base's LoRA and ControlNet did steer it: without them the hand-off gives other latents.
         var plainLatents = await basePipeline.RenderLatentsAsync(request with

@@ -76,9 +76,14 @@ public sealed class RefinerParamsTests
         p.Strength = 0.6f;
         var baseStage = new Shard { JobId = "j", ShardIndex = 0, LoraKey = "style:0.5", Params = p, Images = { new ImageTask { Index = 0, Prompt = "a <lora:x:1>", InitImage = "init" } } };
 
-        var stage = RefinerMessages.RefinerStage(baseStage, [RefinerMessages.ToBytes(new float[4 * 8 * 8])]);
+        var stage = RefinerMessages.RefinerStage(baseStage, [RefinerMessages.ToBytes(new float[4 * 8 * 8])],
+            new Dictionary<string, string> { ["style"] = "0123456789ab", ["x"] = "ba9876543210" });
 
         Assert.Equal(("", 0, ""), (stage.LoraKey, stage.Params.Loras.Count, stage.Images[0].InitImage));
+        // Not applied, but recorded: the base's LoRAs (job-wide, and by name those of the tags) with their hashes.
+        Assert.Equal(["style", "x"], RefinerMessages.BaseLoraNames(baseStage).Order());
+        Assert.Equal(("style", 0.5f), (stage.BaseLoras.Single().Name, stage.BaseLoras.Single().Weight));
+        Assert.Equal("ba9876543210", stage.BaseLoraHashes["x"]);
         Assert.Equal(("canny", 0.6f, "a <lora:x:1>"), (stage.Params.ControlNets.Single().Model, stage.Params.Strength, stage.Images[0].Prompt));
     }
 
