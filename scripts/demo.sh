@@ -27,8 +27,8 @@ if [ ! -f "$model/model_index.json" ]; then
 fi
 # Few-step distilled models (megabytes, a second to write): an LCM UNet and SD-Turbo, rendered with their own defaults.
 distilled=$root/.farm/models
-# Also the tiny SDXL base and refiner, for a base + refiner render.
-for preset in tiny-lcm tiny-turbo tiny-sdxl tiny-sdxl-refiner; do
+# Also the tiny SDXL base and refiner, for a base + refiner render, and a tiny model whose UNet takes ControlNet residuals.
+for preset in tiny-lcm tiny-turbo tiny-sdxl tiny-sdxl-refiner tiny-control; do
   if [ ! -f "$distilled/$preset/model_index.json" ]; then
     echo "==> writing the $preset model to $distilled/$preset" >&2
     dotnet "$(dll ModelBuilder RenderFarm.ModelBuilder)" create "$preset" --out "$distilled/$preset" >&2
@@ -39,6 +39,12 @@ upscalers="$root/.farm/models/upscalers"
 if [ ! -f "$upscalers/tiny-x2/model.onnx" ]; then
   echo "==> writing a tiny x2 upscaler to $upscalers/tiny-x2" >&2
   dotnet "$(dll ModelBuilder RenderFarm.ModelBuilder)" upscaler rrdb-tiny-x2 --out "$upscalers/tiny-x2" >&2
+fi
+
+controlnets="$root/.farm/models/controlnets"
+if [ ! -f "$controlnets/canny/model.onnx" ]; then
+  echo "==> writing a tiny ControlNet to $controlnets/canny" >&2
+  dotnet "$(dll ModelBuilder RenderFarm.ModelBuilder)" controlnet tiny --out "$controlnets/canny" >&2
 fi
 
 pids=()
@@ -68,11 +74,13 @@ pids+=($!)
 wait_for 60 curl -sf --http2-prior-knowledge "http://127.0.0.1:$coord_port/healthz" \
   || { echo "coordinator did not start; see $state/coordinator.log" >&2; exit 1; }
 
-echo "==> starting a worker with models 'tiny' from $model, 'tiny-lcm', 'tiny-turbo', 'tiny-sdxl', 'tiny-sdxl-refiner' and the upscalers in $upscalers" >&2
+echo "==> starting a worker with models 'tiny' from $model, 'tiny-lcm', 'tiny-turbo', 'tiny-sdxl', 'tiny-sdxl-refiner', 'tiny-control'," \
+  "the upscalers in $upscalers and the ControlNets in $controlnets" >&2
 # env: a model name with a dash is not a shell variable name.
 env Farm__Coordinator="http://127.0.0.1:$coord_port" Farm__Models__tiny="$model" Farm__Upscalers="$upscalers" Farm__WorkerId=demo-worker \
   "Farm__Models__tiny-lcm=$distilled/tiny-lcm" "Farm__Models__tiny-turbo=$distilled/tiny-turbo" \
   "Farm__Models__tiny-sdxl=$distilled/tiny-sdxl" "Farm__Models__tiny-sdxl-refiner=$distilled/tiny-sdxl-refiner" \
+  "Farm__Models__tiny-control=$distilled/tiny-control" Farm__ControlNets="$controlnets" \
   Urls="http://127.0.0.1:$worker_port" \
   dotnet "$(dll Worker RenderFarm.Worker)" >"$state/worker.log" 2>&1 &
 pids+=($!)
@@ -99,6 +107,12 @@ grep -v -e '^#' -e '^[[:space:]]*$' "$prompts" | head -n 2 | FARM_COORDINATOR="h
 echo "==> submitting two prompts with --model tiny-sdxl --refiner tiny-sdxl-refiner --refiner-start 0.8" >&2
 grep -v -e '^#' -e '^[[:space:]]*$' "$prompts" | head -n 2 | FARM_COORDINATOR="http://127.0.0.1:$coord_port" dotnet "$(dll Client farm)" \
   submit - --model tiny-sdxl --refiner tiny-sdxl-refiner --refiner-start 0.8 --size 64x64 --steps 10 --seed 42 --watch --out "$out/refiner"
+
+# ControlNet: the first render of this demo, turned into Canny edges by the client, steers two prompts.
+control_image=$(find "$out" -maxdepth 1 -name '*.png' | sort | head -n 1)
+echo "==> submitting two prompts with --model tiny-control --control canny:$(basename "$control_image"):1.0:canny" >&2
+grep -v -e '^#' -e '^[[:space:]]*$' "$prompts" | head -n 2 | FARM_COORDINATOR="http://127.0.0.1:$coord_port" dotnet "$(dll Client farm)" \
+  submit - --model tiny-control --control "canny:$control_image:1.0:canny" --size 64x64 --steps 8 --seed 42 --watch --out "$out/controlnet"
 
 count=$(find "$out" -name '*.png' | wc -l)
 echo

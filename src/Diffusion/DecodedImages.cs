@@ -64,6 +64,20 @@ public sealed class DecodedImages : IDisposable
         if (Interlocked.Exchange(ref _pixels, null) is { } pixels) ArrayPool<float>.Shared.Return(pixels);
     }
 
+    /// <summary>
+    /// The LoRAs image <paramref name="image"/>'s parameters record: those it rendered with, or a refiner's (a request
+    /// with <see cref="GenerationRequest.BaseModel"/>) the base's, those with a known hash; with the request-level ones
+    /// (written as tags) and where their short hashes come from.
+    /// </summary>
+    private (LoraSet Loras, LoraSet Asked, Func<string, string> ShortHash) RecordedLoras(int image)
+    {
+        var request = _request;
+        if (request.BaseModel is null) return (_loras[image], request.Loras ?? LoraSet.Empty, _shortHash);
+        var hashes = request.BaseLoraHashes;
+        var rendered = LoraPrompt.ForImage(request.BaseLoras, request.Images[image].Prompt, request.Images[image].NegativePrompt);
+        return (LoraSet.Of(rendered.Items.Where(l => hashes.ContainsKey(l.Name))), request.BaseLoras, name => hashes[name]);
+    }
+
     private GeneratedImage[] Encode(float[] pixels)
     {
         var request = _request;
@@ -97,10 +111,11 @@ public sealed class DecodedImages : IDisposable
                 ImageTensor.ToRgb(pixels.AsSpan(b * perPixels, perPixels), width, height, imageRgb);
                 var image = request.Images[b];
                 var (prompt, imageExtra) = (image.Prompt, (IEnumerable<KeyValuePair<string, string>>)extra);
-                if (LoraHashes.Format(_loras[b], _shortHash) is { } hashes)
+                var (loras, asked, shortHash) = RecordedLoras(b);
+                if (LoraHashes.Format(loras, shortHash) is { } hashes)
                 {
                     // The request's own LoRAs are written as the tags A1111 would need to render the image again.
-                    var tags = string.Concat((request.Loras ?? LoraSet.Empty).Items.Where(l => !LoraPrompt.Parse(image.Prompt).Loras.Items.Any(p => p.Name == l.Name)).Select(l => l.ToString()));
+                    var tags = string.Concat(asked.Items.Where(l => !LoraPrompt.Parse(image.Prompt).Loras.Items.Any(p => p.Name == l.Name)).Select(l => l.ToString()));
                     prompt = tags.Length == 0 ? prompt : prompt.Length == 0 ? tags : prompt + " " + tags;
                     imageExtra = extra.Append(new(LoraHashes.Keyword, hashes));
                 }

@@ -69,7 +69,9 @@ public sealed record GenerationRequest(
     /// Base + refiner (diffusers' denoising_start): start from <see cref="InitLatents"/> as they are (no noise added) at
     /// the first step whose timestep is below round(T − DenoisingStart·T), in (0, 1). Needs <see cref="InitLatents"/>.
     /// Continuing an img2img base, give its <see cref="Strength"/> too (no init image): when the switch comes before the
-    /// base's first step, both meet where the base started.
+    /// base's first step, both meet where the base started. Continuing an inpainting base, give its init images and
+    /// masks too (diffusers' inpainting pipelines with denoising_start): the unmasked area is kept from the init
+    /// latents each step as the base kept it (or fed to an inpainting UNet as mask and masked-image latents).
     /// </summary>
     public float? DenoisingStart { get; init; }
 
@@ -90,6 +92,19 @@ public sealed record GenerationRequest(
     /// for the base's UNet); the PNG parameters record them, as A1111 records a job's units.
     /// </summary>
     public IReadOnlyList<ControlNets.ControlNetUnit> BaseControlNets { get; init; } = [];
+
+    /// <summary>
+    /// With <see cref="BaseModel"/>: the LoRAs the base rendered with besides its prompts' tags (its <see cref="Loras"/>).
+    /// They do not apply here (a base's LoRA does not fit the refiner's UNet); the PNG parameters record them with the
+    /// tags' LoRAs as the base's would (<c>Lora hashes</c>), by <see cref="BaseLoraHashes"/>.
+    /// </summary>
+    public LoraSet BaseLoras { get; init; } = LoraSet.Empty;
+
+    /// <summary>
+    /// With <see cref="BaseModel"/>: the short hash of each LoRA the base rendered with, by name (the refiner's process
+    /// need not hold the files). A LoRA without one is left out of <c>Lora hashes</c>.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> BaseLoraHashes { get; init; } = new Dictionary<string, string>();
 
     /// <summary>Hires fix (<see cref="HiresFix"/>): a second, img2img pass at a larger size. Null: none.</summary>
     public HiresFix? Hires { get; init; }

@@ -578,7 +578,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     }
 
     /// <summary>diffusers' get_timesteps: img2img at <paramref name="strength"/> skips the first steps − int(steps · strength).</summary>
-    private static int StrengthStart(int steps, float strength) => Math.Max(steps - Math.Min((int)(steps * strength), steps), 0);
+    private static int StrengthStart(int steps, float strength) => Math.Max(steps - StrengthRule.StepsRun(steps, strength), 0);
 
     /// <summary>
     /// The step index a base stops at (<see cref="GenerationRequest.DenoisingEnd"/>): after the timesteps at or above its
@@ -707,7 +707,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         }
     }
 
-    /// <summary>Base + refiner settings: fractions in (0, 1), latents only with a start, of the request's latent shape, not with init images.</summary>
+    /// <summary>Base + refiner settings: fractions in (0, 1), latents only with a start, of the request's latent shape, with init images only to inpaint.</summary>
     private void CheckHandOff(GenerationRequest request)
     {
         foreach (var (value, name) in new[] { (request.DenoisingEnd, nameof(request.DenoisingEnd)), (request.DenoisingStart, nameof(request.DenoisingStart)) })
@@ -730,9 +730,12 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             {
                 throw new ArgumentException($"InitLatents has {latents.Length} values; {request.Images.Count} images at {width}x{height} need {expected}.", nameof(request.InitLatents));
             }
-            if (InitImages.Used(request))
+            // An inpainting refiner takes the init images with their masks: it keeps their unmasked area as the base did
+            // (blend or inpainting UNet channels). Without a mask the init image is already in the latents.
+            if (InitImages.Used(request) && !InitImages.Masked(request))
             {
-                throw new ArgumentException("A request starts from InitLatents or from init images, not both.", nameof(request.InitLatents));
+                throw new ArgumentException("A request starts from InitLatents or from init images, not both (init images come with InitLatents only to inpaint, with their masks).",
+                    nameof(request.InitLatents));
             }
         }
     }

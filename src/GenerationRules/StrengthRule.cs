@@ -11,4 +11,10 @@ public static class StrengthRule
 
     /// <summary>Inpainting: start from pure noise inside the mask.</summary>
     public const float DefaultInpaint = 1f;
+
+    /// <summary>
+    /// Denoising steps an img2img or inpainting render at <paramref name="strength"/> runs of a <paramref name="steps"/>-step
+    /// schedule: int(steps · strength), at most steps (diffusers' get_timesteps); the first steps − that are skipped.
+    /// </summary>
+    public static int StepsRun(int steps, float strength) => Math.Min((int)(steps * strength), steps);
 }

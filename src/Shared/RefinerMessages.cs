@@ -25,24 +25,42 @@ public static class RefinerMessages
     /// The refiner's stage of a finished base stage: the same job, shard index and images (each with its latents from
     /// <paramref name="latents"/>), queued for the refiner's workers.
     /// </summary>
-    public static Shard RefinerStage(Shard baseStage, IReadOnlyList<byte[]> latents)
+    /// <param name="loraHashes">The short hash of each LoRA the base rendered with (<see cref="BaseLoraNames"/>), by name, as far as known.</param>
+    public static Shard RefinerStage(Shard baseStage, IReadOnlyList<byte[]> latents, IReadOnlyDictionary<string, string>? loraHashes = null)
     {
         var stage = baseStage.Clone();
         stage.Refines = baseStage.Params.Model;
         stage.Params.Model = baseStage.Params.Refiner;
         // The refiner continues latents: the base's inputs are the base's alone. Its LoRAs (a base's LoRA does not fit
-        // the refiner's UNet) and init images (already in the latents) stay behind; the ControlNets (made for the base's
-        // UNet, not run again), the strength and the prompts with their tags travel for the images' parameters.
+        // the refiner's UNet) and img2img's init images (already in the latents) stay behind; the ControlNets (made for
+        // the base's UNet, not run again), the strength and the prompts with their tags travel for the images'
+        // parameters. Inpainting keeps each image's init image and mask: the refiner keeps the unmasked area as the
+        // base did (diffusers' inpainting pipelines with denoising_start).
         stage.LoraKey = "";
+        stage.BaseLoras.Add(stage.Params.Loras);
+        foreach (var (name, hash) in loraHashes ?? new Dictionary<string, string>()) stage.BaseLoraHashes[name] = hash;
         stage.Params.Loras.Clear();
+        var inpainting = stage.Params.InputMode == InputMode.Inpaint;
         for (var i = 0; i < stage.Images.Count; i++)
         {
             var image = stage.Images[i];
             image.InitLatents = Google.Protobuf.ByteString.CopyFrom(latents[i]);
+            if (inpainting) continue;
             image.InitImage = "";
             image.MaskImage = "";
         }
         return stage;
+    }
+
+    /// <summary>
+    /// The LoRAs a base stage's images rendered with, by name: its params.loras and its prompts' <c>&lt;lora:…&gt;</c>
+    /// tags (the names whose short hashes a refiner stage carries, <see cref="Shard.BaseLoraHashes"/>).
+    /// </summary>
+    public static IEnumerable<string> BaseLoraNames(Shard baseStage)
+    {
+        var job = LoraMessages.ToSet(baseStage.Params.Loras);
+        return baseStage.Images.SelectMany(i => RenderFarm.GenerationRules.LoraPrompt.ForImage(job, i.Prompt, i.NegativePrompt).Items)
+            .Select(l => l.Name).Concat(job.Items.Select(l => l.Name)).Distinct(StringComparer.Ordinal);
     }
 
     /// <summary>

@@ -44,6 +44,9 @@ public sealed class ShardRequestBuilder(IConnectionMultiplexer redis)
             DenoisingStart = refining ? p.RefinerStart : null,
             InitLatents = refining ? RefinerMessages.ToLatents(shard.Images) : null,
             BaseModel = refining ? shard.Refines : null,
+            // The base's LoRAs, not applied here; its PNGs record them with the hashes the base's workers offered.
+            BaseLoras = refining ? LoraMessages.ToSet(shard.BaseLoras) : LoraSet.Empty,
+            BaseLoraHashes = shard.BaseLoraHashes,
             // The prompts' LoRA tags were the base's to render (they stay in the text, and so in the parameters).
             ApplyPromptLoras = !refining,
         };
@@ -53,7 +56,7 @@ public sealed class ShardRequestBuilder(IConnectionMultiplexer redis)
         p.ControlNets.Select(c => new Diffusion.ControlNets.ControlNetUnit(c.Model, image(c), c.Weight, c.Module.Length > 0 ? c.Module : "none",
             c.GuidanceStart, c.HasGuidanceEnd ? c.GuidanceEnd : 1, c.GuessMode)).ToArray();
 
-    /// <param name="refining">A refiner stage: its control images were the base's (its init images are in its latents).</param>
+    /// <param name="refining">A refiner stage: its control images were the base's (img2img's init images are in its latents; inpainting's come with their masks).</param>
     private async Task<Dictionary<string, byte[]>> LoadInputsAsync(Shard shard, bool refining)
     {
         var fields = shard.Images.SelectMany(i => new[] { i.InitImage, i.MaskImage }).Concat(refining ? [] : shard.Params.ControlNets.Select(c => c.Image))

@@ -91,6 +91,37 @@ public class RefinerModelTests(PresetModels models) : IClassFixture<PresetModels
     }
 
     [Theory]
+    [InlineData("tiny-sdxl", null, 8, 2)] // an ordinary UNet (the unmasked area blended back each step), strength 1
+    [InlineData("tiny-sdxl", 0.6f, 4, 2)]
+    [InlineData("tiny-inpaint", null, 8, 2)] // an inpainting UNet (mask and masked-image latents as input channels)
+    public async Task AnInpaintingBaseStoppedAtTheSwitchAndContinuedWithItsMaskEqualsTheUninterruptedInpaint(string model, float? strength, int baseSteps,
+        int refinerSteps)
+    {
+        var pipeline = models.Pipeline(model);
+        var inpaint = BaseRequest(model) with
+        {
+            InitImage = TestImages.Gradient(64, 48), MaskImage = TestImages.Mask(64, 48, 255, leftHalf: true), Strength = strength,
+        };
+        var whole = await pipeline.GenerateAsync(inpaint);
+
+        var first = new List<StepProgress>();
+        var latents = await pipeline.RenderLatentsAsync(inpaint with { DenoisingEnd = 0.8f }, new SynchronousProgress(first.Add));
+        var second = new List<StepProgress>();
+        // The refiner's side gets the init image and the mask again: it keeps the unmasked area as the base did.
+        var continued = await pipeline.GenerateAsync(inpaint with { DenoisingStart = 0.8f, InitLatents = latents }, new SynchronousProgress(second.Add));
+
+        Assert.Equal((baseSteps, refinerSteps), (first.Count, second.Count));
+        for (int i = 0; i < 2; i++) Assert.Equal(PngPixels.Decode(whole[i].Png), PngPixels.Decode(continued[i].Png));
+        Assert.Equal(PngMetadata.Read(whole[0].Png).Text["parameters"], PngMetadata.Read(continued[0].Png).Text["parameters"]);
+        if (!pipeline.IsInpaintingModel)
+        {
+            // Without the mask an ordinary UNet's last steps would repaint the unmasked area too.
+            var repainted = await pipeline.GenerateAsync(BaseRequest(model) with { DenoisingStart = 0.8f, InitLatents = latents, Strength = strength ?? 1f });
+            Assert.NotEqual(PngPixels.Decode(whole[0].Png), PngPixels.Decode(repainted[0].Png));
+        }
+    }
+
+    [Theory]
     [InlineData("latent", 0.8f, 16, 4)] // the hires pass (20-step schedule, its last 10) splits at timestep 200: 6 + 4
     [InlineData("lanczos", 0.8f, 16, 4)]
     [InlineData("latent", 0.3f, 10, 10)] // the switch before the hires pass: the base renders the first pass, the refiner all of the second
@@ -113,6 +144,26 @@ public class RefinerModelTests(PresetModels models) : IClassFixture<PresetModels
     }
 
     [Fact]
+    public async Task ARefinersPngsRecordTheBasesLorasWithTheHashesItWasGiven()
+    {
+        var latents = await models.Pipeline("tiny-sdxl").RenderLatentsAsync(BaseRequest("tiny-sdxl") with { DenoisingEnd = 0.8f });
+        var refined = await models.Pipeline("tiny-sdxl-refiner").GenerateAsync(BaseRequest("tiny-sdxl-refiner") with
+        {
+            Images = [new ImagePrompt("a harbour <lora:tagged:0.6> <lora:gone:1>", "blurry", 8), new ImagePrompt("a red boat", "", 9)],
+            DenoisingStart = 0.8f, InitLatents = latents, BaseModel = "tiny-sdxl", ApplyPromptLoras = false,
+            BaseLoras = RenderFarm.GenerationRules.LoraSet.Of(new RenderFarm.GenerationRules.LoraWeight("job-wide", 0.5f)),
+            // "gone": no worker offers it any more, so its hash is unknown and it is left out.
+            BaseLoraHashes = new Dictionary<string, string> { ["job-wide"] = "0123456789ab", ["tagged"] = "ba9876543210" },
+        });
+        var parameters = refined.Select(i => PngMetadata.Read(i.Png).Text["parameters"]).ToArray();
+        // The job-wide LoRA is written as a tag (A1111 needs one to render it again), then the hashes in the order asked for.
+        Assert.StartsWith("a harbour <lora:tagged:0.6> <lora:gone:1> <lora:job-wide:0.5>\n", parameters[0]);
+        Assert.Contains("Lora hashes: \"job-wide: 0123456789ab, tagged: ba9876543210\"", parameters[0]);
+        Assert.StartsWith("a red boat <lora:job-wide:0.5>\n", parameters[1]);
+        Assert.Contains("Lora hashes: \"job-wide: 0123456789ab\"", parameters[1]);
+    }
+
+    [Fact]
     public void WithoutPromptLorasOnlyTheRequestsOwnLorasApply()
     {
         var request = new GenerationRequest([new ImagePrompt("a boat <lora:style:0.5>", "", 1)], 64, 64, 2, 5f) { Loras = RenderFarm.GenerationRules.LoraSet.Of(new RenderFarm.GenerationRules.LoraWeight("detail", 1f)) };
@@ -129,5 +180,9 @@ public class RefinerModelTests(PresetModels models) : IClassFixture<PresetModels
         Assert.Equal("InitLatents", (await Assert.ThrowsAnyAsync<ArgumentException>(() =>
             pipeline.GenerateAsync(request with { DenoisingStart = 0.8f, InitLatents = new float[10] }))).ParamName);
         Assert.Equal("DenoisingEnd", (await Assert.ThrowsAnyAsync<ArgumentException>(() => pipeline.GenerateAsync(request with { DenoisingEnd = 1f }))).ParamName);
+        // Init images come with latents only to inpaint (with their masks): img2img's init image is in the latents already.
+        var latents = new float[2 * 4 * 6 * 8];
+        Assert.Equal("InitLatents", (await Assert.ThrowsAnyAsync<ArgumentException>(() =>
+            pipeline.GenerateAsync(request with { DenoisingStart = 0.8f, InitLatents = latents, InitImage = TestImages.Gradient(64, 48) }))).ParamName);
     }
 }

@@ -158,6 +158,7 @@ public sealed class RefinerTests(RefinerTests.RefinerFarm fixture) : IClassFixtu
         });
         using var refinerPipeline = StableDiffusionPipeline.Load(fixture.Refiner, options);
         var unit = new Diffusion.ControlNets.ControlNetUnit("xl", await File.ReadAllBytesAsync(edges), 0.9f);
+        var shortHash = Diffusion.Lora.LoraFile.Open(Path.Combine(fixture.Loras, "xl-style.safetensors")).ShortHash;
         var request = new GenerationRequest([new ImagePrompt("a harbour <lora:xl-style:0.8>", "", 5)], 64, 48, 10, 5f, "euler", "tiny-sdxl-control") { Strength = 0.7f };
         var latents = await basePipeline.RenderLatentsAsync(request with
         {
@@ -167,13 +168,16 @@ public sealed class RefinerTests(RefinerTests.RefinerFarm fixture) : IClassFixtu
         {
             ModelName = "tiny-sdxl-refiner", DenoisingStart = 0.8f, InitLatents = latents, BaseModel = "tiny-sdxl-control",
             ApplyPromptLoras = false, BaseControlNets = [unit with { Image = [] }],
+            BaseLoraHashes = new Dictionary<string, string> { ["xl-style"] = shortHash },
         }));
         var parameters = AssertLikeOneProcessRender(png, direct.Png);
         Assert.StartsWith("a harbour <lora:xl-style:0.8>\n", parameters);
+        // The base's LoRA, recorded with the hash the base's worker offered (the refiner's holds no LoRA files).
+        Assert.Contains($"Lora hashes: \"xl-style: {shortHash}\"", parameters);
         Assert.Contains("Denoising strength: 0.7", parameters);
         Assert.Contains("ControlNet 0: \"Module: none, Model: xl, Weight: 0.9", parameters);
         Assert.Contains("Model: tiny-sdxl-control", parameters);
-        Assert.EndsWith("Refiner: tiny-sdxl-refiner, Refiner switch at: 0.8", parameters);
+        Assert.EndsWith($"Refiner: tiny-sdxl-refiner, Refiner switch at: 0.8, Lora hashes: \"xl-style: {shortHash}\"", parameters);
 
         // The base's LoRA and ControlNet did steer it: without them the hand-off gives other latents.
         var plainLatents = await basePipeline.RenderLatentsAsync(request with
@@ -181,6 +185,80 @@ public sealed class RefinerTests(RefinerTests.RefinerFarm fixture) : IClassFixtu
             Images = [new ImagePrompt("a harbour", "", 5)], DenoisingEnd = 0.8f, InitImage = await File.ReadAllBytesAsync(init),
         });
         Assert.NotEqual(latents, plainLatents);
+    }
+
+    [Fact]
+    public async Task AnInpaintingBaseHandsItsLatentsToTheRefinerWhichKeepsTheUnmaskedArea()
+    {
+        const int width = 128, height = 64;
+        var init = Path.Combine(Farm.Root, "inpaint-init.png");
+        var halfMask = Path.Combine(Farm.Root, "inpaint-left-half.png");
+        await File.WriteAllBytesAsync(init, Gradient(width, height, shift: 30));
+        await File.WriteAllBytesAsync(halfMask, Mask(width, height, x => x < width / 2));
+        var file = Path.Combine(Farm.Root, "inpaint-refined.jsonl");
+        // Two seeds repainting the left half.
+        await File.WriteAllLinesAsync(file,
+        [
+            $$"""{"prompt": "a boat", "seed": 1, "init_image": "{{init}}", "mask": "{{halfMask}}"}""",
+            $$"""{"prompt": "a boat", "seed": 2, "init_image": "{{init}}", "mask": "{{halfMask}}"}""",
+        ]);
+
+        var submit = await FarmAsync("submit", file, "--model", "tiny-sdxl", "--refiner", "tiny-sdxl-refiner", "--refiner-start", "0.8",
+            "--steps", "10", "--guidance", "5", "--size", $"{width}x{height}");
+
+        Assert.True(submit.Exit == 0, submit.Err);
+        var jobId = submit.Out.Trim().Split('\n')[^1].Trim();
+        var events = await Farm.WatchToEndAsync(jobId, TimeSpan.FromMinutes(1));
+        Assert.Equal((JobState.Completed, 2u, 0u), (events[^1].JobFinished.State, events[^1].JobFinished.ImagesDone, events[^1].JobFinished.ImagesFailed));
+        Assert.Equal(["base-worker", "refiner-worker"], events.Where(e => e.ShardStarted is not null).Select(e => e.ShardStarted.WorkerId));
+        Assert.Equal(["refiner-worker", "refiner-worker"],
+            events.Where(e => e.ImageDone is not null).Select(e => e.ImageDone.WorkerId));
+        var images = (await Farm.Jobs.DownloadAllAsync(jobId)).OrderBy(i => i.Info.Index).Select(i => i.Png).ToList();
+
+        // One process: the base inpaints up to the switch; the refiner continues with the same init image and mask.
+        var options = new WorkerOptions().ToDiffusionOptions();
+        using var basePipeline = StableDiffusionPipeline.Load(fixture.Base, options);
+        using var refinerPipeline = StableDiffusionPipeline.Load(fixture.Refiner, options);
+        var request = new GenerationRequest([new ImagePrompt("a boat", "", 1)], width, height, 10, 5f, "euler", "tiny-sdxl")
+        {
+            InitImage = await File.ReadAllBytesAsync(init), MaskImage = await File.ReadAllBytesAsync(halfMask),
+        };
+        var latents = await basePipeline.RenderLatentsAsync(request with { DenoisingEnd = 0.8f });
+        var direct = Assert.Single(await refinerPipeline.GenerateAsync(request with
+        {
+            ModelName = "tiny-sdxl-refiner", DenoisingStart = 0.8f, InitLatents = latents, BaseModel = "tiny-sdxl",
+        }));
+        var parameters = AssertLikeOneProcessRender(images[0], direct.Png);
+        Assert.Equal("a boat\nSteps: 10, Sampler: Euler, CFG scale: 5, Seed: 1, Size: 128x64, Model: tiny-sdxl, Denoising strength: 1, " +
+                     "Refiner: tiny-sdxl-refiner, Refiner switch at: 0.8", parameters);
+
+        // Inpainted: the kept (right) half is the init image's, whatever the seed; the repainted (left) half follows the
+        // seed. (Not compared with the init image's pixels: the tiny VAE's random weights do not reproduce an image, and
+        // its decoder's attention mixes every position a little. That the kept latents are the init image's, exactly as
+        // an uninterrupted inpaint keeps them, is RefinerModelTests.AnInpaintingBaseStoppedAtTheSwitch….) Columns near
+        // the mask's edge are left out.
+        var (first, second) = (Pixels(images[0]), Pixels(images[1]));
+        double Distance(int fromX, int toX)
+        {
+            long sum = 0, n = 0;
+            for (int y = 0; y < height; y++)
+                for (int x = fromX; x < toX; x++)
+                    for (int c = 0; c < 3; c++, n++) sum += Math.Abs(first[(y * width + x) * 3 + c] - second[(y * width + x) * 3 + c]);
+            return (double)sum / n;
+        }
+        var (repainted, kept) = (Distance(0, width / 2 - 16), Distance(width / 2 + 16, width));
+        Assert.True(kept <= 4, $"the unmasked half should not follow the seed (mean difference {kept:F2} levels)");
+        Assert.True(repainted > 8 * Math.Max(kept, 1), $"the masked half should be repainted per seed (mean difference {repainted:F2} levels, unmasked half {kept:F2})");
+    }
+
+    /// <summary>A black-and-white mask: white (repaint) where <paramref name="repaint"/> says so for the column.</summary>
+    private static byte[] Mask(int width, int height, Func<int, bool> repaint)
+    {
+        var rgb = new byte[width * height * 3];
+        for (int y = 0; y < height; y++)
+            for (int x = 0; x < width; x++)
+                rgb.AsSpan((y * width + x) * 3, 3).Fill(repaint(x) ? (byte)255 : (byte)0);
+        return RenderFarm.Imaging.PngWriter.Encode(new RenderFarm.Imaging.DecodedImage(rgb, width, height, 3));
     }
 
     [Fact]

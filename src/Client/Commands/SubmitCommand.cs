@@ -64,6 +64,10 @@ public static class SubmitCommand
                 : $"--seed {seedPlan.Seeds[0]} --seed-count {seedPlan.Seeds.Count}";
             err.WriteLine($"seed {seedPlan.Describe()} chosen at random; reproduce with {hint}");
         }
+        if (count.ControlWithRefinerNote is { } note)
+        {
+            err.WriteLine(note);
+        }
 
         context.Out.WriteLine(response.JobId);
         await context.Out.FlushAsync(cancellationToken);

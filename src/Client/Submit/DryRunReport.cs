@@ -3,6 +3,7 @@ using RenderFarm.Client.Output;
 using RenderFarm.Client.Prompts;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
+using RenderFarm.GenerationRules;
 
 namespace RenderFarm.Client.Submit;
 
@@ -45,7 +46,7 @@ public static class DryRunReport
         var steps = generation.Hires is null ? $"{generation.Steps} steps"
             : string.Create(inv, $"({generation.Steps} + {UpscaleMessages.TotalSteps(generation) - generation.Steps} hires) steps");
         var ownSteps = count.UnetSteps == EstimateUnetSteps(count.Images, UpscaleMessages.TotalSteps(generation), generation.GuidanceScale)
-            ? "" : "; prompts' own steps, guidance and hires counted";
+            ? "" : "; prompts' own steps, guidance, img2img strength and hires counted";
         output.WriteLine(string.Create(inv, $"unet:      {count.UnetSteps} steps ({count.Images} images × {steps}{cfg}{ownSteps})"));
         if (count.InputImages > 0)
         {
@@ -60,6 +61,10 @@ public static class DryRunReport
         output.WriteLine(string.Create(inv,
             $"params:    model={(generation.Model.Length == 0 ? "(coordinator default)" : generation.Model)} " +
             $"size={generation.Width}x{generation.Height} steps={generation.Steps} guidance={generation.GuidanceScale} scheduler={generation.Scheduler}{strengthText}{leftText}"));
+        if (count.ControlWithRefinerNote is { } note)
+        {
+            output.WriteLine(note);
+        }
         if (!string.IsNullOrEmpty(settings.Label))
         {
             output.WriteLine($"label:     {settings.Label}");
@@ -71,13 +76,19 @@ public static class DryRunReport
 
     /// <summary>
     /// Steps one image of <paramref name="entry"/> takes: its first pass, then its hires pass (hires steps, or as many as
-    /// the first pass), as the workers count them (<see cref="UpscaleMessages.TotalSteps"/>).
+    /// the first pass), as the workers count them (<see cref="UpscaleMessages.TotalSteps"/>). From an init image
+    /// (<paramref name="images"/>) the first pass runs int(steps · strength) of them (<see cref="StrengthRule.StepsRun"/>),
+    /// at the prompt's strength, else the job's, else the default (0.8 img2img, 1 inpainting).
     /// </summary>
-    public static uint StepsPerImage(GenerationParams job, PromptEntry entry) => UpscaleMessages.TotalSteps(new GenerationParams
+    public static uint StepsPerImage(GenerationParams job, PromptEntry entry, PromptImages? images = null)
     {
-        Steps = entry.Overrides?.Steps ?? job.Steps,
-        Hires = HiresSettings.ForPrompt(entry.Hires, job.Hires),
-    });
+        var steps = entry.Overrides?.Steps ?? job.Steps;
+        var total = UpscaleMessages.TotalSteps(new GenerationParams { Steps = steps, Hires = HiresSettings.ForPrompt(entry.Hires, job.Hires) });
+        if (images is null) return total;
+        var strength = images.Strength ?? (job.Strength > 0 ? job.Strength : images.Mask is null ? StrengthRule.DefaultImage : StrengthRule.DefaultInpaint);
+        // The first pass skips steps − int(steps · strength); a hires pass runs its own steps whatever the strength.
+        return total - steps + (uint)StrengthRule.StepsRun((int)steps, strength);
+    }
 
     /// <summary>UNet evaluations: one per image and step, two with classifier-free guidance (guidance &gt; 1).</summary>
     public static long EstimateUnetSteps(long images, uint steps, float guidance) => images * steps * (UsesGuidance(guidance) ? 2 : 1);

@@ -119,7 +119,8 @@ public sealed class SubmitOptions
                       "models), its control image (PNG/JPEG, resized to the image size) and weight (default 1); MODULE canny " +
                       "turns the image into Canny edges here first; START-END (fractions of the steps, default 0-1, e.g. 0-0.5) " +
                       "is when it steers, as A1111's Guidance Start/End; guess: guess mode (it sees only the prompt, not the " +
-                      $"negative prompt). Repeat to add ControlNets up (at most {ControlNetSpec.MaxPerImage}).",
+                      $"negative prompt). Repeat to add ControlNets up (at most {ControlNetSpec.MaxPerImage}). With --refiner they steer the " +
+                      "base's steps only, up to the switch.",
         HelpName = "MODEL:IMAGE:WEIGHT",
         AllowMultipleArgumentsPerToken = false,
         DefaultValueFactory = _ => [],
@@ -217,8 +218,8 @@ public sealed class SubmitOptions
     {
         Description = "SDXL base + refiner: the model (e.g. an SDXL refiner) that renders the last steps from the base model's latents, " +
                       "on whichever workers hold it. A refiner column overrides it per prompt (none for no refiner). Works with img2img (the base " +
-                      "starts from the init image) and --hires (the switch falls in the hires pass); LoRAs and ControlNets steer the base only; " +
-                      "not with inpainting.",
+                      "starts from the init image), inpainting (the refiner keeps the unmasked area too) and --hires (the switch falls in the " +
+                      "hires pass). LoRAs and ControlNets steer the base's steps only (there is no refiner ControlNet): submit says so.",
         HelpName = "MODEL",
         CustomParser = result => RefinerRule.IsOff(result.Tokens.Single().Value) ? Fail<string>(result, "--refiner", "needs a model name") : result.Tokens.Single().Value.Trim(),
     };

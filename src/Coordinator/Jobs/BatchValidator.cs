@@ -165,7 +165,7 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
 
     /// <summary>
     /// Base + refiner: a refiner name and a switch in (0, 1), on txt2img (with or without hires fix: the switch then falls
-    /// in the second pass) or img2img, not inpainting. LoRAs and ControlNets steer the base's stage alone
+    /// in the second pass), img2img or inpainting (the refiner's stage gets the init image and mask again). LoRAs and ControlNets steer the base's stage alone
     /// (<see cref="RefinerMessages.RefinerStage"/>). Whether the refiner fits the model is the fleet's to say (<see cref="FleetCapacity.WhyRefinerUnusable"/>).
     /// </summary>
     private static void CheckRefiner(GenerationParams p, string prefix)
@@ -179,8 +179,6 @@ public sealed partial class BatchValidator(IOptions<CoordinatorOptions> options)
             throw Invalid($"{prefix}.refiner '{Truncate(p.Refiner)}' is not a valid model name (letters, digits, '.', '_', '-'; at most 64)");
         if (RefinerRule.ProblemWithStart(p.RefinerStart) is { } startProblem)
             throw Invalid($"{prefix}.refiner_start {startProblem} (got {p.RefinerStart})");
-        if (p.InputMode == InputMode.Inpaint)
-            throw Invalid($"{prefix}: a refiner cannot inpaint (its stage would need the mask and the init image to keep the unmasked area); use an init_image without a mask_image, or no refiner");
     }
 
     /// <summary>Hires fix and final upscaling: values in range, names an upscaler folder could have, sizes within the limits.</summary>

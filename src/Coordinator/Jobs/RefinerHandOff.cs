@@ -1,3 +1,4 @@
+using RenderFarm.Coordinator.Workers;
 using RenderFarm.FarmState;
 using RenderFarm.FarmState.TaskStreams;
 using RenderFarm.Protocol;
@@ -16,7 +17,9 @@ namespace RenderFarm.Coordinator.Jobs;
 /// hand-off, and the refiner stage is still queued exactly once. Each stage is a shard of its own on its model's
 /// stream, so leases, retries and dead-lettering apply to each as to any shard.
 /// </summary>
-public sealed class RefinerHandOff(IConnectionMultiplexer redis, JobRepository jobs, ShardQueue queue, ILogger<RefinerHandOff> logger)
+/// <remarks>The refiner stage carries the base's LoRAs with their short hashes as the base's workers offer them
+/// (<see cref="WorkerRegistry"/>), so its PNGs record the base's "Lora hashes" without the refiner's workers holding the files.</remarks>
+public sealed class RefinerHandOff(IConnectionMultiplexer redis, JobRepository jobs, ShardQueue queue, WorkerRegistry workers, ILogger<RefinerHandOff> logger)
 {
     /// <summary>
     /// Keeps one image's latents from the base stage <paramref name="delivery"/>, then completes the hand-off if it was
@@ -44,12 +47,31 @@ public sealed class RefinerHandOff(IConnectionMultiplexer redis, JobRepository j
         var latents = await db.HashGetAsync(FarmKeys.JobLatents(reference.JobId), fields);
         if (latents.Any(l => l.IsNull)) return false;
         if (await jobs.GetStatusAsync(reference.JobId) is not { } status || await jobs.TenantOfAsync(reference.JobId) is not { } tenant) return false;
-        var stage = RefinerMessages.RefinerStage(shard, [.. latents.Select(l => (byte[])l!)]);
+        var stage = RefinerMessages.RefinerStage(shard, [.. latents.Select(l => (byte[])l!)], await BaseLoraHashesAsync(shard));
         if (await queue.EnqueueHandOffAsync(new QueuedJob(reference.JobId, tenant, status.CreatedUnixMs), status.Priority, stage))
             logger.LogInformation("Shard {Job}/{Shard}: base stage done on {Model}; refiner stage queued for {Refiner}",
                 reference.JobId, shard.ShardIndex, shard.Params.Model, stage.Params.Model);
         await queue.AcknowledgeAsync(reference);
         return true;
+    }
+
+    /// <summary>
+    /// The short hash of each LoRA the base stage rendered with, as the workers offer it (those of the base's model
+    /// first); a name no registered worker offers any more is left out (its PNGs then list the others).
+    /// </summary>
+    private async Task<IReadOnlyDictionary<string, string>?> BaseLoraHashesAsync(Shard baseStage)
+    {
+        var names = RefinerMessages.BaseLoraNames(baseStage).ToList();
+        if (names.Count == 0) return null;
+        var offered = (await workers.ListAsync())
+            .OrderByDescending(w => w.Models.Contains(baseStage.Params.Model))
+            .SelectMany(w => w.Loras).Where(l => l.ShortHash.Length > 0).ToList();
+        var hashes = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var name in names)
+        {
+            if (offered.FirstOrDefault(l => l.Name == name) is { } lora) hashes[name] = lora.ShortHash;
+        }
+        return hashes;
     }
 
     /// <summary>Drops an image's latents once its refiner stage stored the image (they live on in the stage's shard until then).</summary>

@@ -61,7 +61,7 @@ public class SubmitCommandTests : IDisposable
 
         Assert.Equal(0, await _cli.RunAsync("submit", file, "--seed", "1", "--steps", "25", "--hires", "2x", "--hires-steps", "10", "--dry-run"));
 
-        Assert.Contains("unet:      190 steps (3 images × (25 + 10 hires) steps × 2 (classifier-free guidance); prompts' own steps, guidance and hires counted)",
+        Assert.Contains("unet:      190 steps (3 images × (25 + 10 hires) steps × 2 (classifier-free guidance); prompts' own steps, guidance, img2img strength and hires counted)",
             _cli.Out.ToString());
     }
 

@@ -54,6 +54,33 @@ public sealed class SubmitControlNetTests : IDisposable
     public void AMalformedSpecIsRefused(string text) => Assert.Throws<ArgumentException>(() => ControlNetSpec.Parse(text));
 
     [Fact]
+    public async Task ControlNetsWithARefinerAreSubmittedAndSubmitSaysTheySteerTheBaseOnly()
+    {
+        var edges = Png("edges.png");
+        // The refiner's switch hands over to a model with no ControlNet (diffusers and A1111 have none for a refiner):
+        // accepted, as A1111 does it, and said, so nobody expects the refiner's steps to follow the edges.
+        var file = _dir.File("p.jsonl",
+            "{\"prompt\":\"controlled and refined\"}\n" +
+            "{\"prompt\":\"controlled only\",\"refiner\":\"none\"}\n" +
+            "{\"prompt\":\"own control, refined\",\"control\":[\"depth:edges.png\"]}\n");
+        const string note = "note: 2 of 3 prompts use ControlNets with a refiner: the ControlNets steer the base's steps only, up to the switch; " +
+                            "the refiner renders the rest without them (its PNGs still list them)";
+
+        Assert.Equal(0, await _cli.RunAsync("submit", file, "--control", $"canny:{edges}", "--refiner", "xl-refiner", "--seed", "1", "--dry-run"));
+        Assert.Contains(note, _cli.Out.ToString());
+
+        Assert.Equal(0, await _cli.RunAsync("submit", file, "--control", $"canny:{edges}", "--refiner", "xl-refiner", "--seed", "1"));
+        Assert.Contains(note, _cli.Error.ToString());
+
+        // Without a refiner nothing is said.
+        Assert.Equal(0, await _cli.RunAsync("submit", file, "--control", $"canny:{edges}", "--seed", "1", "--dry-run"));
+        Assert.DoesNotContain("note:", _cli.Out.ToString().Split("dry run:")[^1]);
+
+        Assert.Equal(0, await _cli.RunAsync("submit", "--help"));
+        Assert.Contains("With --refiner they steer the base's steps only", _cli.Out.ToString().ReplaceLineEndings(" "));
+    }
+
+    [Fact]
     public async Task TheControlFlagGoesToPromptsWithoutTheirOwnAndEachImageIsSentOnceBeforeItsFirstPrompt()
     {
         var edges = Png("edges.png");

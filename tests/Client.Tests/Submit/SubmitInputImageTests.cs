@@ -47,6 +47,29 @@ public class SubmitInputImageTests : IDisposable
     }).ToArray();
 
     [Fact]
+    public async Task DryRunCountsTheStepsAnInitImagesStrengthLeavesAsDiffusersRunsThem()
+    {
+        Png("frames/a.png", 300);
+        Png("masks/m.png", 200, seed: 3);
+        // 20 steps: int(20 · 0.3) = 6 at the prompt's own strength; --strength 0.5 for the img2img and the inpainting
+        // prompts without their own: 10 each; txt2img 20. (6 + 10 + 10 + 20) × 2 for guidance.
+        var file = PromptFile("p.jsonl",
+            "{\"prompt\":\"one\",\"init_image\":\"frames/a.png\",\"strength\":0.3}\n" +
+            "{\"prompt\":\"two\",\"init_image\":\"frames/a.png\"}\n" +
+            "{\"prompt\":\"three\",\"init_image\":\"frames/a.png\",\"mask\":\"masks/m.png\"}\n" +
+            "{\"prompt\":\"four\"}\n");
+
+        Assert.Equal(0, await _cli.RunAsync("submit", file, "--seed", "1", "--steps", "20", "--strength", "0.5", "--dry-run"));
+        Assert.Contains("unet:      92 steps (4 images × 20 steps × 2 (classifier-free guidance); prompts' own steps, guidance, img2img strength and hires counted)",
+            _cli.Out.ToString());
+
+        // Without --strength: img2img's default 0.8 (16 steps), inpainting's 1 (20 steps); each hires pass runs its own 5:
+        // (11 + 21 + 25 + 25) × 2.
+        Assert.Equal(0, await _cli.RunAsync("submit", file, "--seed", "1", "--steps", "20", "--hires", "2x", "--hires-steps", "5", "--dry-run"));
+        Assert.Contains("unet:      164 steps (4 images × (20 + 5 hires) steps", _cli.Out.ToString());
+    }
+
+    [Fact]
     public async Task EachImageIsSentOnceJustBeforeTheFirstPromptThatNamesItAndPromptsReferToItsHash()
     {
         var a = Png("batch/frames/a.png", 300, seed: 1);

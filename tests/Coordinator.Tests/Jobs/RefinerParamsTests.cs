@@ -45,13 +45,25 @@ public sealed class RefinerParamsTests
     }
 
     [Fact]
-    public void AnImg2ImgPromptMayUseTheRefinerButAnInpaintingOneMayNot()
+    public void Img2ImgAndInpaintingPromptsMayUseTheRefiner()
     {
         var header = Validator.Normalize(Header());
         var img2img = Validator.ParamsFor(new PromptItem { Prompt = "a", InitImage = "img", Strength = 0.6f }, header.Params, 6);
         Assert.Equal((InputMode.Image, "xl-refiner"), (img2img.InputMode, img2img.Refiner));
-        var e = Assert.Throws<RpcException>(() => Validator.ParamsFor(new PromptItem { Prompt = "a", InitImage = "img", MaskImage = "mask" }, header.Params, 7));
-        Assert.StartsWith("prompts[7]: a refiner cannot inpaint", e.Status.Detail);
+        var inpaint = Validator.ParamsFor(new PromptItem { Prompt = "a", InitImage = "img", MaskImage = "mask" }, header.Params, 7);
+        Assert.Equal((InputMode.Inpaint, "xl-refiner"), (inpaint.InputMode, inpaint.Refiner));
+    }
+
+    [Fact]
+    public void AnInpaintingRefinerStageKeepsEachImagesInitImageAndMask()
+    {
+        var p = Validator.Normalize(Header()).Params;
+        p.InputMode = InputMode.Inpaint;
+        var baseStage = new Shard { JobId = "j", ShardIndex = 0, Params = p, Images = { new ImageTask { Index = 0, Prompt = "a", InitImage = "init", MaskImage = "mask" } } };
+
+        var stage = RefinerMessages.RefinerStage(baseStage, [RefinerMessages.ToBytes(new float[4 * 8 * 8])]);
+
+        Assert.Equal(("init", "mask", 4 * 8 * 8), (stage.Images[0].InitImage, stage.Images[0].MaskImage, RefinerMessages.ToLatents(stage.Images).Length));
     }
 
     [Fact]
@@ -64,9 +76,14 @@ public sealed class RefinerParamsTests
         p.Strength = 0.6f;
         var baseStage = new Shard { JobId = "j", ShardIndex = 0, LoraKey = "style:0.5", Params = p, Images = { new ImageTask { Index = 0, Prompt = "a <lora:x:1>", InitImage = "init" } } };
 
-        var stage = RefinerMessages.RefinerStage(baseStage, [RefinerMessages.ToBytes(new float[4 * 8 * 8])]);
+        var stage = RefinerMessages.RefinerStage(baseStage, [RefinerMessages.ToBytes(new float[4 * 8 * 8])],
+            new Dictionary<string, string> { ["style"] = "0123456789ab", ["x"] = "ba9876543210" });
 
         Assert.Equal(("", 0, ""), (stage.LoraKey, stage.Params.Loras.Count, stage.Images[0].InitImage));
+        // Not applied, but recorded: the base's LoRAs (job-wide, and by name those of the tags) with their hashes.
+        Assert.Equal(["style", "x"], RefinerMessages.BaseLoraNames(baseStage).Order());
+        Assert.Equal(("style", 0.5f), (stage.BaseLoras.Single().Name, stage.BaseLoras.Single().Weight));
+        Assert.Equal("ba9876543210", stage.BaseLoraHashes["x"]);
         Assert.Equal(("canny", 0.6f, "a <lora:x:1>"), (stage.Params.ControlNets.Single().Model, stage.Params.Strength, stage.Images[0].Prompt));
     }
 
