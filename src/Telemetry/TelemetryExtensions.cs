@@ -7,6 +7,7 @@ using Microsoft.Extensions.DependencyInjection;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
+using RenderFarm.Shared.Tracing;
 
 namespace RenderFarm.Telemetry;
 
@@ -28,14 +29,18 @@ public static class TelemetryExtensions
         services.AddSingleton<RedisCommandLatency>();
         services.AddHostedService(sp => sp.GetRequiredService<RedisCommandLatency>());
         var settings = builder.Configuration.GetSection(TelemetryOptions.Section).Get<TelemetryOptions>() ?? new TelemetryOptions();
-        var otlp = settings.OtlpEndpoint.Length > 0 ? new Uri(settings.OtlpEndpoint) : null;
+        var otlp = settings.OtlpEndpoint.Length > 0;
+        // Given to the exporters as the standard OTEL_EXPORTER_OTLP_ENDPOINT (a base address), not as their Endpoint
+        // option: that one is taken as the full URL, so over http/protobuf every signal was posted to the base address
+        // itself instead of its /v1/traces or /v1/metrics under it.
+        if (otlp) builder.Configuration.AddInMemoryCollection([new(OtlpEnvironment.Endpoint, settings.OtlpEndpoint)]);
         services.AddOpenTelemetry()
             .ConfigureResource(r => r.AddService(serviceName))
             .WithTracing(tracing =>
             {
                 // ASP.NET Core's own source: the server span that continues a caller's traceparent.
                 tracing.AddSource([.. traceSources, "Microsoft.AspNetCore"]);
-                if (otlp is not null) tracing.AddOtlpExporter(o => o.Endpoint = otlp);
+                if (otlp) tracing.AddOtlpExporter();
             })
             .WithMetrics(metrics =>
             {
@@ -46,7 +51,7 @@ public static class TelemetryExtensions
                 metrics.AddView(i => i.Unit == "s" && i.GetType().Name.StartsWith("Histogram", StringComparison.Ordinal)
                     ? new ExplicitBucketHistogramConfiguration { Boundaries = SecondsBuckets }
                     : null);
-                if (otlp is not null) metrics.AddOtlpExporter(o => o.Endpoint = otlp);
+                if (otlp) metrics.AddOtlpExporter();
                 if (settings.PrometheusPort > 0)
                     metrics.AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0); // each scrape sees that moment
             });

@@ -16,8 +16,9 @@ public sealed class TelemetryOptions
     public string PrometheusHost { get; set; } = "*";
 
     /// <summary>
-    /// OTLP endpoint (e.g. <c>http://otel-collector:4317</c>) that traces and metrics are exported to; empty: none.
-    /// The standard OTEL_EXPORTER_OTLP_* variables refine it (protocol, headers).
+    /// Base address of the OTLP collector (e.g. <c>http://otel-collector:4317</c> for OTLP/gRPC, the default, or
+    /// <c>http://otel-collector:4318</c> with <c>OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf</c>) that traces and metrics are
+    /// exported to; empty: none. The other standard OTEL_EXPORTER_OTLP_* variables refine it (headers, timeout).
     /// </summary>
     public string OtlpEndpoint { get; set; } = "";
 

@@ -3,11 +3,12 @@ using RenderFarm.Protocol;
 
 namespace RenderFarm.Farm.Tests;
 
-/// <summary>The coordinator's fault counters on /metrics move when the faults happen, and not before (real processes).</summary>
+/// <summary>The coordinator's fault counters on /metrics (quarantines, take-overs, failed attempts by blame) move when the faults happen, and not before (real processes).</summary>
 public sealed class FaultMetricsTests
 {
     private const string Quarantines = "renderfarm_workers_quarantined_total";
     private const string TakeOvers = "renderfarm_shards_lease_takeovers_total";
+    private const string AttemptsFailed = "renderfarm_shard_attempts_failed_total";
 
     private static JobHeader Header(uint size, uint steps) =>
         new() { Params = new GenerationParams { Width = size, Height = size, Steps = steps, GuidanceScale = 7f }, Seeds = { 1 } };
@@ -37,6 +38,9 @@ public sealed class FaultMetricsTests
         await farm.Jobs.WaitForWorkerAsync("broken", w => w.State == WorkerState.Quarantined);
         var quarantined = await PrometheusScrape.WaitForAsync(metricsPort, s => s.Sum(Quarantines) == 1, "one quarantine");
         Assert.Equal(0, quarantined.Sum(TakeOvers));
+        // Failures by kind and blame: the two that quarantined it were the worker's; none was a lost lease yet.
+        Assert.True(quarantined.Sum(AttemptsFailed, ("blame", "worker")) >= 2, quarantined.Text);
+        Assert.Equal(0, quarantined.Sum(AttemptsFailed, ("blame", "lost_lease")));
 
         // A good worker finishes that job; then it is killed mid-shard and another takes its shard over once the lease lapses.
         await farm.StartWorkerAsync("worker-1");
@@ -57,5 +61,6 @@ public sealed class FaultMetricsTests
         // over may lapse too, which is also a take-over, so the count is a lower bound.
         var after = await PrometheusScrape.WaitForAsync(metricsPort, s => s.Sum(TakeOvers, ("model", FarmCluster.Model)) >= 1, "a lease take-over");
         Assert.Equal(1, after.Sum(Quarantines));
+        Assert.True(after.Sum(AttemptsFailed, ("blame", "lost_lease")) >= 1, after.Text);
     }
 }

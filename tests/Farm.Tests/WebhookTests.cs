@@ -83,6 +83,42 @@ public sealed class WebhookTests
         Assert.Equal(0, farm.Redis.SortedSetLength(FarmKeys.WebhookOutbox));
     }
 
+    [Fact]
+    public async Task FarmSubmitWebhookIsToldOfACancelledJobAndOfAFailedOne()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        await using var farm = await FarmCluster.StartAsync(workers: 0, configure: s =>
+        {
+            Loopback(s);
+            s["Farm:MaxAttempts"] = "1"; // one failed attempt fails the image
+        });
+        // farm submit --webhook, with no worker yet: the job waits until it is cancelled.
+        var prompts = Path.Combine(farm.Root, "prompts.txt");
+        await File.WriteAllLinesAsync(prompts, ["a cancelled kite"]);
+        var (stdout, stderr) = (new StringWriter(), new StringWriter());
+        var exit = await RenderFarm.Client.FarmCli.RunAsync(["--coordinator", farm.CoordinatorUrl, "submit", prompts, "--size", "64x64",
+            "--steps", "2", "--seed", "1", "--webhook", receiver.Url], stdout, stderr, CancellationToken.None);
+        Assert.True(exit == 0, stderr.ToString());
+        var cancelled = stdout.ToString().Trim().Split('\n')[^1].Trim();
+        Assert.Equal("pending", (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = cancelled })).Webhook); // the flag reached the job
+        await farm.Jobs.CancelJobAsync(new CancelJobRequest { JobId = cancelled });
+
+        // Its only worker cannot render the model: the next job fails.
+        await farm.StartWorkerAsync("broken", s =>
+        {
+            s[$"Farm:Models:{FarmCluster.Model}"] = TestModels.WriteBroken(farm.Root);
+            s["Farm:WarmUp"] = "false";
+        });
+        var failed = (await farm.SubmitAsync(Header(receiver.Url), TwoPrompts)).JobId;
+
+        await WebhookReceiver.WaitUntilAsync(() => Task.FromResult(receiver.Deliveries.Select(d => d.EventId).Distinct().Count() == 2),
+            "both jobs' events");
+        var states = receiver.Deliveries.Select(d => JsonDocument.Parse(d.Body).RootElement)
+            .ToDictionary(e => e.GetProperty("job_id").GetString()!, e => e.GetProperty("state").GetString());
+        Assert.Equal("cancelled", states[cancelled]);
+        Assert.Equal("failed", states[failed]);
+    }
+
     [Theory]
     [InlineData("http://10.1.2.3/hook", "private")]
     [InlineData("http://192.168.0.10:8080/hook", "private")]

@@ -19,7 +19,7 @@ public static class JobUploader
         CoordinatorConnection coordinator, PromptSource source, JobHeader header, InputImageDefaults inputs, CancellationToken cancellationToken)
     {
         // The job's trace starts here; the gRPC call carries it to the coordinator (traceparent header).
-        using var activity = FarmTracing.Client.StartActivity("farm submit", System.Diagnostics.ActivityKind.Client);
+        using var activity = FarmTracing.Client.StartActivity("farm submit"); // internal: the gRPC request under it is the client span
         using var reader = source.OpenReader();
         // Disposing the call without completing it cancels it: the coordinator keeps nothing of a broken batch.
         using var call = coordinator.Client.SubmitJob(coordinator.CallOptions(cancellationToken));

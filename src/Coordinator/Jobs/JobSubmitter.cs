@@ -43,7 +43,7 @@ public sealed class JobSubmitter(
     {
         if (!await requests.MoveNext(cancellationToken) || requests.Current.ItemCase != SubmitJobRequest.ItemOneofCase.Header)
             throw BatchValidator.Invalid("the first message of a submission must be the job header");
-        using var activity = FarmTracing.Coordinator.StartActivity("submit job");
+        using var activity = FarmTracing.Coordinator.StartActivity("submit job", System.Diagnostics.ActivityKind.Producer); // its shards, queued on Redis, carry it
         var submitted = requests.Current.Header;
         // Read only when the client left something to the model: most submissions never touch the worker registry.
         var reported = ModelSamplingDefaults.AnyLeft(submitted.LeftToModel) ? await workers.SamplingDefaultsAsync() : null;
@@ -159,7 +159,7 @@ public sealed class JobSubmitter(
         var failed = await jobs.FailedImagesAsync(jobId);
         var tasks = (await Task.WhenAll(failed.Chunk(1000).Select(page => jobs.GetImagesAsync(jobId, page)))).SelectMany(t => t);
         // Images re-render with the settings they were submitted with (per-prompt overrides kept).
-        using var activity = FarmTracing.Coordinator.StartActivity("retry job")?.SetTag("renderfarm.job_id", jobId);
+        using var activity = FarmTracing.Coordinator.StartActivity("retry job", System.Diagnostics.ActivityKind.Producer)?.SetTag("renderfarm.job_id", jobId);
         var planner = new ShardPlanner(jobId, await sizing.SnapshotAsync(), (uint)options.Value.MaxAttempts, firstShardIndex: status.ShardCount,
             FarmTracing.TraceparentOf(activity));
         var shards = new List<Shard>();

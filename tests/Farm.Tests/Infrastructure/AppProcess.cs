@@ -88,6 +88,15 @@ public sealed class AppProcess : IAsyncDisposable
         catch (OperationCanceledException) { return false; }
     }
 
+    /// <summary>Waits for a program that ends by itself (e.g. a <c>farm</c> command); its exit code, or a timeout error naming its log.</summary>
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var wait = new CancellationTokenSource(timeout);
+        try { await _process.WaitForExitAsync(wait.Token); }
+        catch (OperationCanceledException) { throw new TimeoutException($"process {_process.Id} still running after {timeout}; see {LogPath}"); }
+        return _process.ExitCode;
+    }
+
     /// <summary>kill -9: no shutdown code runs, as when a machine dies.</summary>
     public async Task KillAsync()
     {
