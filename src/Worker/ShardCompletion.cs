@@ -6,7 +6,7 @@ using RenderFarm.Worker.Diagnostics;
 namespace RenderFarm.Worker;
 
 /// <summary>
-/// What is left of a shard once the device is done with it (<see cref="ShardRunner.RenderAsync(HeldShard, CancellationToken)"/>):
+/// What is left of a shard once the device is done with it (<see cref="ShardRunner.RenderAsync(HeldShard, Task{bool}, CancellationToken)"/>):
 /// its batches' PNGs, encoding on the thread pool since each batch left the device, and its end. <see cref="FinishAsync"/>
 /// sends the images in the shard's order and then the end, with the failure if the render failed part-way (the images of
 /// the batches done before it still count).

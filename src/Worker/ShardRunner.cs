@@ -11,7 +11,7 @@ namespace RenderFarm.Worker;
 
 /// <summary>
 /// Renders one shard and reports begin, steps, each image and the end, in two parts: the device's
-/// (<see cref="RenderAsync(HeldShard, CancellationToken)"/>) and the host's (<see cref="ShardCompletion"/>), so the
+/// (<see cref="RenderAsync(HeldShard, Task{bool}, CancellationToken)"/>) and the host's (<see cref="ShardCompletion"/>), so the
 /// worker can start the next shard on the device while this one's images are encoded and sent. A shard is one pipeline
 /// batch unless the device runs out of memory: then it is rendered again in halves, down to one image at a time (the images of a batch are
 /// independent), and what fits is remembered (<see cref="ModelMemory"/>). A failure is reported with its kind, so the
@@ -47,22 +47,68 @@ public sealed class ShardRunner(
     };
 
     /// <summary>
-    /// The device's part of a shard: reports its begin and renders every batch of it. Returns as soon as the device is
-    /// free, with the rest — encoding the PNGs, sending them and the end, or the failure — to finish while the device
-    /// renders the next shard (<see cref="ShardCompletion.FinishAsync"/>).
+    /// The device's part of a shard: renders every batch of it, and reports its begin and steps once
+    /// <paramref name="started"/> says the shard runs (its claim started and admitted, beside the render: until then
+    /// the render's reports wait, and the step last reported goes out after the begin). Returns as soon as the device is
+    /// free and the verdict is in, with the rest — encoding the PNGs, sending them and the end, or the failure — to
+    /// finish while the device renders the next shard (<see cref="ShardCompletion.FinishAsync"/>). Throws
+    /// <see cref="OperationCanceledException"/> when the render was stopped, or when the shard is not to run: then nothing
+    /// of it was reported.
     /// </summary>
-    public async Task<ShardCompletion> RenderAsync(HeldShard held, CancellationToken cancellationToken)
+    public async Task<ShardCompletion> RenderAsync(HeldShard held, Task<bool> started, CancellationToken cancellationToken)
     {
-        var claimed = held.Claimed;
-        var shard = claimed.Shard;
-        var reference = Reference(claimed);
+        var shard = held.Claimed.Shard;
+        // The prefetch's reference until the start gives this delivery's number; nothing is sent with it before that.
+        var reference = Reference(held.Claimed);
+        var progress = new StepReporter(link, activity, reference, watchdog, shard, metrics, shard.Params.Model, pullAhead);
+        var begun = BeginOnceStartedAsync(held, started, reference, progress, cancellationToken);
+        ShardCompletion completion;
+        try
+        {
+            completion = await RenderAsync(held, reference, progress, cancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+            _ = begun.ContinueWith(t => t.Exception, TaskScheduler.Default); // observed: the caller settles the shard
+            throw;
+        }
+        bool runs;
+        try
+        {
+            runs = await begun;
+        }
+        catch (OperationCanceledException)
+        {
+            completion.Dispose();
+            throw;
+        }
+        if (runs) return completion;
+        // Rendered before the verdict came, and refused: its images and end are dropped with it.
+        completion.Dispose();
+        throw new OperationCanceledException("the shard is not to run");
+    }
+
+    /// <summary>Sends the shard's begin once it is started and admitted, then lets its step reports through; false if it is not to run.</summary>
+    private async Task<bool> BeginOnceStartedAsync(HeldShard held, Task<bool> started, ShardRef reference, StepReporter progress,
+        CancellationToken cancellationToken)
+    {
+        if (!await started) return false;
+        reference.Delivery = (uint)held.Claimed.Delivery; // this delivery's, from the start
+        await link.SendAsync(new WorkerMessage { ShardBegin = new ShardBegin { Shard = reference, ImageCount = (uint)held.Claimed.Shard.Images.Count } },
+            cancellationToken);
+        progress.Open();
+        return true;
+    }
+
+    private async Task<ShardCompletion> RenderAsync(HeldShard held, ShardRef reference, StepReporter progress, CancellationToken cancellationToken)
+    {
+        var shard = held.Claimed.Shard;
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         using var rendering = activity.Rendering(); // the device's part: only its steps are progress now (liveness)
         // The render joins the trace of the submission that queued the shard (its traceparent, carried on Redis); the
         // images, sent after the device moved on, carry this span's.
         using var span = FarmTracing.Worker.StartActivity("render shard", System.Diagnostics.ActivityKind.Consumer, FarmTracing.ParentOf(shard.Traceparent));
         span?.SetTag("renderfarm.job_id", shard.JobId).SetTag("renderfarm.shard", shard.ShardIndex).SetTag("renderfarm.images", shard.Images.Count);
-        await link.SendAsync(new WorkerMessage { ShardBegin = new ShardBegin { Shard = reference, ImageCount = (uint)shard.Images.Count } }, cancellationToken);
 
         var completion = new ShardCompletion(link, reference, shard, () => memory.LimitOf(shard.Params.Model), metrics, started,
             FarmTracing.TraceparentOf(System.Diagnostics.Activity.Current));
@@ -73,7 +119,7 @@ public sealed class ShardRunner(
             activity.Touch();
             using var model = await models.AcquireAsync(shard.Params.Model, StableDiffusionPipeline.LorasOf(request).Distinct().ToList(), cancellationToken);
             activity.Touch();
-            await RenderAsync(model.Renderer, shard, request, reference, completion, cancellationToken);
+            await RenderAsync(model.Renderer, shard, request, completion, progress, cancellationToken);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
@@ -106,8 +152,8 @@ public sealed class ShardRunner(
     /// Renders the shard's images on the device in as few batches as fit; each batch's PNGs start encoding as soon as
     /// its device work is done.
     /// </summary>
-    private async Task RenderAsync(IShardRenderer renderer, Shard shard, GenerationRequest request, ShardRef reference, ShardCompletion completion,
-        CancellationToken cancellationToken)
+    private async Task RenderAsync(IShardRenderer renderer, Shard shard, GenerationRequest request, ShardCompletion completion,
+        StepReporter progress, CancellationToken cancellationToken)
     {
         var model = shard.Params.Model;
         // Memory follows the largest pass: a hires fix's second pass renders the larger size.
@@ -117,7 +163,6 @@ public sealed class ShardRunner(
             throw new GenerationFailedException(GenerationFailureKind.OutOfMemory,
                 $"out of memory: this worker cannot render {request.Width}x{request.Height} with model {model} (one image of {known} pixels ran out of memory here)");
         var batch = memory.BatchFor(model, count, pixels);
-        var progress = new StepReporter(link, activity, reference, watchdog, shard, metrics, model, pullAhead);
         for (var done = 0; done < count;)
         {
             var size = Math.Min(batch, count - done);
@@ -162,7 +207,8 @@ public sealed class ShardRunner(
     /// the whole shard when it renders in several batches: the steps of the batches done, then this one's, out of the
     /// steps of every batch still to go. A step that carries a preview (the shard asked for them) also sends the
     /// batch's images as PNGs (latent-size, or image-size where the model has a tiny autoencoder decoder); like steps,
-    /// previews are dropped rather than waited for when the link is busy.
+    /// previews are dropped rather than waited for when the link is busy. Until the shard is known to run
+    /// (<see cref="Open"/>) nothing is sent: the latest step and preview wait, and go out right after the begin.
     /// </summary>
     private sealed class StepReporter(CoordinatorLink link, WorkerActivity activity, ShardRef reference, RenderWatchdog watchdog, Shard shard,
         WorkerMetrics metrics, string model, PullAheadTimer pullAhead) : IProgress<PipelineStep>
@@ -173,6 +219,21 @@ public sealed class ShardRunner(
         private int _batchSize;
         private TimeSpan _lastElapsed;
         private int _firstImage;    // the current batch's first image, in the shard
+        private readonly Lock _gate = new();
+        private bool _open;
+        private WorkerMessage? _heldStep, _heldPreview; // the latest of each while closed
+
+        /// <summary>The shard runs and its begin is queued: its reports go out from now on, the held ones first.</summary>
+        public void Open()
+        {
+            lock (_gate)
+            {
+                _open = true;
+                if (_heldStep is { } step) link.TrySend(step);
+                if (_heldPreview is { } preview) link.TrySend(preview);
+                (_heldStep, _heldPreview) = (null, null);
+            }
+        }
 
         public void StartBatch(int batchesLeft, int batchSize, int firstImage)
         {
@@ -196,7 +257,7 @@ public sealed class ShardRunner(
             _batchSteps = value.TotalSteps;
             var (step, total) = ((uint)(_stepsBefore + value.Step), (uint)(_stepsBefore + value.TotalSteps * _batchesLeft));
             pullAhead.Stepped((int)step, (int)total); // when to claim the next shard
-            link.TrySend(new WorkerMessage
+            Send(new WorkerMessage
             {
                 ShardStep = new ShardStep
                 {
@@ -208,7 +269,17 @@ public sealed class ShardRunner(
             var message = new ShardPreview { Shard = reference, Step = step, TotalSteps = total };
             for (var i = 0; i < preview.Count; i++)
                 message.Images.Add(new PreviewImage { Index = shard.Images[_firstImage + i].Index, Png = UnsafeByteOperations.UnsafeWrap(preview.Png(i)) });
-            link.TrySend(new WorkerMessage { Preview = message });
+            Send(new WorkerMessage { Preview = message });
+        }
+
+        private void Send(WorkerMessage message)
+        {
+            lock (_gate)
+            {
+                if (_open) link.TrySend(message);
+                else if (message.KindCase == WorkerMessage.KindOneofCase.Preview) _heldPreview = message;
+                else _heldStep = message;
+            }
         }
     }
 }

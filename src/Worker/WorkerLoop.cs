@@ -8,7 +8,8 @@ namespace RenderFarm.Worker;
 /// <summary>
 /// Keeps the device busy with one shard after another, and everything else off its path. Three things go on at once:
 /// <list type="bullet">
-/// <item>the device renders shard N (<see cref="ShardRunner.RenderAsync(HeldShard, CancellationToken)"/>);</item>
+/// <item>the device renders shard N (<see cref="ShardRunner.RenderAsync(HeldShard, Task{bool}, CancellationToken)"/>), from
+/// the moment it is free: the shard's start and admission run beside the render (<see cref="StartBesideRenderAsync"/>);</item>
 /// <item>shard N−1's images are encoded and sent, then its end (<see cref="ShardCompletion"/>): at most that one, so a
 /// slow coordinator holds the device back rather than letting finished images pile up;</item>
 /// <item>up to <see cref="WorkerOptions.Prefetch"/> next shards are already pulled and their requests made (inputs
@@ -143,36 +144,35 @@ public sealed class WorkerLoop(
     }
 
     /// <summary>
-    /// Starts a pulled-ahead shard (counting its delivery) and renders it on the device. Null when it does not run (lost
-    /// meanwhile, its job paused or cancelled, past its attempt limit) or was stopped.
+    /// Puts a pulled-ahead shard on the device at once, and starts it (counting its delivery) and admits it against its
+    /// job's state beside the render (<see cref="StartBesideRenderAsync"/>). Null when it does not run (lost meanwhile,
+    /// its job paused or cancelled, past its attempt limit: its render is then stopped, and nothing of it reported) or
+    /// was stopped.
     /// </summary>
     private async Task<ShardCompletion?> StartAndRenderAsync(HeldShard held)
     {
-        await StopRenewingAsync(held);
         if (quarantine.Quarantined)
         {
+            await StopRenewingAsync(held);
             await HandBackAsync(held);
             return null;
         }
-        var started = await StartAsync(held);
-        if (started is null)
-        {
-            Release(held);
-            return null;
-        }
-        held.Claimed = started;
-        Renew(held);
+        // Between shards the device waited on the start and the admission, two Redis round trips that cannot be one
+        // (the stream and the job's keys are in different hash slots) nor sent together (Admit parks the shard, which
+        // it may only do once the start said the claim is still ours). So they run while the device already renders:
+        // the render's reports wait for their verdict, and a render they refuse is stopped and reports nothing.
+        var starting = StartBesideRenderAsync(held);
         lock (_lock) _rendering = held;
         pullAhead.RenderStarted();
-        // When the device took the shard (the begin report reaches the coordinator later, after the last shard's images).
-        logger.LogDebug("Shard {Job}/{Shard} started on the device", started.Shard.JobId, started.Shard.ShardIndex);
+        logger.LogDebug("Shard {Job}/{Shard} taken by the device", held.Claimed.Shard.JobId, held.Claimed.Shard.ShardIndex);
         try
         {
-            return await runner.RenderAsync(held, held.Stop.Token);
+            return await runner.RenderAsync(held, starting, held.Stop.Token);
         }
         catch (OperationCanceledException)
         {
-            await StoppedAsync(held);
+            // A refused shard was settled by its start or admission (lost, parked, acknowledged); a started one is settled here.
+            if (await starting) await StoppedAsync(held);
             Release(held);
             return null;
         }
@@ -181,6 +181,41 @@ public sealed class WorkerLoop(
             pullAhead.RenderEnded();
             lock (_lock) _rendering = null;
         }
+    }
+
+    /// <summary>
+    /// Starts a shard the device is already rendering and admits it (<see cref="StartAsync"/>): true once it is started,
+    /// admitted and renewed under the started claim; false when it must not run, after stopping its render.
+    /// <para>Why rendering before the verdict is safe: until this returns true, nothing of the render leaves the worker
+    /// (<see cref="ShardRunner.RenderAsync(HeldShard, Task{bool}, CancellationToken)"/> holds its begin, steps, images
+    /// and end), so a refused render is only device time thrown away. What decides whether the shard runs is unchanged
+    /// and in the same order: the start, atomic in Redis, still says whether the claim is ours before Admit parks or
+    /// drops anything, so a shard is never parked that a pause or another worker already holds. A pause or cancel that
+    /// lands after the admission finds the shard running, as it did a moment later before. The attempt is counted by
+    /// the start, a round trip after the device took the shard (well within its first step): a worker that dies in that
+    /// window costs the shard no attempt, as one that dies while the shard waits pulled ahead does.</para>
+    /// </summary>
+    private async Task<bool> StartBesideRenderAsync(HeldShard held)
+    {
+        try
+        {
+            await StopRenewingAsync(held);
+            if (await StartAsync(held) is { } started)
+            {
+                held.Claimed = started;
+                Renew(held);
+                return true;
+            }
+        }
+        catch (Exception e)
+        {
+            // Redis unreachable, or the worker stopping. Unknown whether the start landed: either way the claim is not renewed, and its lease lapses to another worker.
+            logger.LogWarning("Could not start shard {Job}/{Shard}: {Message}", held.Claimed.Shard.JobId, held.Claimed.Shard.ShardIndex, e.Message);
+        }
+        logger.LogDebug("Shard {Job}/{Shard} not run: its render is stopped", held.Claimed.Shard.JobId, held.Claimed.Shard.ShardIndex);
+        try { await held.Stop.CancelAsync(); }
+        catch (ObjectDisposedException) { }
+        return false;
     }
 
     /// <summary>The started claim, or null if the shard is not to run (it is then acknowledged, parked or lost).</summary>
@@ -374,7 +409,7 @@ public sealed class WorkerLoop(
         // Nothing more for this worker, not even the shard it is failing now (handed back, it would look like any other).
         if (_stopPulling is { } pulling) await pulling.CancelAsync();
         HeldShard[] ahead;
-        lock (_lock) ahead = [.. _held.Where(h => h.Claimed.Prefetched)];
+        lock (_lock) ahead = [.. _held.Where(h => h != held && h.Claimed.Prefetched)];
         foreach (var next in ahead)
         {
             await StopRenewingAsync(next);

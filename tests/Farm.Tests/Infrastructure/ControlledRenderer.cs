@@ -7,12 +7,14 @@ namespace RenderFarm.Farm.Tests.Infrastructure;
 /// <summary>
 /// The real pipeline of a model, with two handles a test holds so that what it observes does not depend on timing:
 /// a render can be held right after it reported a preview (the preview is then the image's latest state until the
-/// test lets go), and renders of prompts containing a marker can be made to fail as the input's fault.
+/// test lets go) or, for a prompt containing a marker, its first step; and renders of prompts containing a marker can be
+/// made to fail as the input's fault.
 /// </summary>
 public sealed class ControlledRenderer(IShardRenderer inner) : IShardRenderer
 {
     private readonly object _gate = new();
     private Hold? _armed;
+    private readonly List<(string Marker, Hold Hold)> _firstSteps = [];
     private volatile string? _failMarker;
 
     /// <summary>The next render step that carries a preview blocks, after reporting it, until the hold is released.</summary>
@@ -25,6 +27,17 @@ public sealed class ControlledRenderer(IShardRenderer inner) : IShardRenderer
         }
     }
 
+    /// <summary>
+    /// The next render of a batch with a prompt containing <paramref name="marker"/> blocks after reporting its first
+    /// step, until the hold is released or the render is stopped (<see cref="Hold.Stopped"/>); later renders pass.
+    /// </summary>
+    public Hold HoldFirstStepOf(string marker)
+    {
+        var hold = new Hold();
+        lock (_gate) _firstSteps.Add((marker, hold));
+        return hold;
+    }
+
     /// <summary>Renders of a batch with a prompt containing <paramref name="marker"/> fail (input's fault) until <see cref="StopFailing"/>.</summary>
     public void FailPromptsContaining(string marker) => _failMarker = marker;
 
@@ -33,13 +46,13 @@ public sealed class ControlledRenderer(IShardRenderer inner) : IShardRenderer
     public Task<IReadOnlyList<GeneratedImage>> RenderAsync(GenerationRequest request, IProgress<StepProgress> progress, CancellationToken cancellationToken)
     {
         ThrowIfFailing(request);
-        return inner.RenderAsync(request, new HoldingProgress(this, progress, cancellationToken), cancellationToken);
+        return inner.RenderAsync(request, new HoldingProgress(this, progress, cancellationToken, TakeFirstStepHold(request)), cancellationToken);
     }
 
     public Task<RenderedBatch> RenderOnDeviceAsync(GenerationRequest request, IProgress<StepProgress> progress, CancellationToken cancellationToken)
     {
         ThrowIfFailing(request);
-        return inner.RenderOnDeviceAsync(request, new HoldingProgress(this, progress, cancellationToken), cancellationToken);
+        return inner.RenderOnDeviceAsync(request, new HoldingProgress(this, progress, cancellationToken, TakeFirstStepHold(request)), cancellationToken);
     }
 
     private void ThrowIfFailing(GenerationRequest request)
@@ -53,13 +66,29 @@ public sealed class ControlledRenderer(IShardRenderer inner) : IShardRenderer
     /// <summary>Lets a held render go on (before its worker stops, which waits for it).</summary>
     public void ReleaseHold()
     {
-        lock (_gate) _armed?.Release();
+        lock (_gate)
+        {
+            _armed?.Release();
+            foreach (var (_, hold) in _firstSteps) hold.Release();
+        }
     }
 
     public void Dispose()
     {
         ReleaseHold();
         inner.Dispose();
+    }
+
+    private Hold? TakeFirstStepHold(GenerationRequest request)
+    {
+        lock (_gate)
+        {
+            var i = _firstSteps.FindIndex(h => request.Images.Any(image => image.Prompt.Contains(h.Marker, StringComparison.Ordinal)));
+            if (i < 0) return null;
+            var hold = _firstSteps[i].Hold;
+            _firstSteps.RemoveAt(i);
+            return hold;
+        }
     }
 
     private Hold? TakeArmed()
@@ -71,9 +100,13 @@ public sealed class ControlledRenderer(IShardRenderer inner) : IShardRenderer
     public sealed class Hold
     {
         private readonly TaskCompletionSource _held = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private readonly ManualResetEventSlim _released = new();
 
         public Task Held => _held.Task;
+
+        /// <summary>Completes when the held render was stopped (its cancellation token) before the hold was released.</summary>
+        public Task Stopped => _stopped.Task;
         public bool Released => _released.IsSet;
 
         public void Release() => _released.Set();
@@ -81,16 +114,31 @@ public sealed class ControlledRenderer(IShardRenderer inner) : IShardRenderer
         internal void Block(CancellationToken cancellationToken)
         {
             _held.TrySetResult();
-            _released.Wait(cancellationToken);
+            try
+            {
+                _released.Wait(cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                _stopped.TrySetResult();
+                throw;
+            }
         }
     }
 
-    /// <summary>Forwards every step, then blocks the render thread at the first preview while a hold is armed.</summary>
-    private sealed class HoldingProgress(ControlledRenderer owner, IProgress<StepProgress> progress, CancellationToken cancellationToken) : IProgress<StepProgress>
+    /// <summary>
+    /// Forwards every step, then blocks the render thread at its first step if it holds a first-step hold, and at the
+    /// first preview while a hold is armed.
+    /// </summary>
+    private sealed class HoldingProgress(ControlledRenderer owner, IProgress<StepProgress> progress, CancellationToken cancellationToken,
+        Hold? firstStep) : IProgress<StepProgress>
     {
+        private Hold? _firstStep = firstStep;
+
         public void Report(StepProgress value)
         {
             progress.Report(value);
+            if (Interlocked.Exchange(ref _firstStep, null) is { } first) first.Block(cancellationToken);
             if (value.Preview is not null && owner.TakeArmed() is { } hold) hold.Block(cancellationToken);
         }
     }
