@@ -57,4 +57,11 @@ public sealed record DiffusionOptions
     /// pixels are decoded (default 8192², the largest request size).
     /// </summary>
     public long MaxImagePixels { get; init; } = 8192L * 8192L;
+
+    /// <summary>
+    /// Longest side of a live preview, in pixels (default 256): a tiny autoencoder decoder's image-size preview, or a
+    /// latent approximation of a very large image, is scaled down to it (<see cref="GenerationRules.PreviewSizeRule"/>),
+    /// which bounds a preview's bytes whatever the image size.
+    /// </summary>
+    public int PreviewMaxSide { get; init; } = GenerationRules.PreviewSizeRule.DefaultMaxSide;
 }

@@ -31,6 +31,8 @@ public static class DiffusionOptionsValidator
             Problem(nameof(options.DeviceId), $"{options.DeviceId} is negative; it is a CUDA device ordinal (0 = the first visible GPU)");
         if (!Enum.IsDefined(options.Batching))
             Problem(nameof(options.Batching), $"'{options.Batching}' is not one of auto, image, batch");
+        if (options.PreviewMaxSide < 1)
+            Problem(nameof(options.PreviewMaxSide), $"{options.PreviewMaxSide} is below 1 (the longest side of a live preview, in pixels)");
 
         var cuda = options.Cuda;
         if (!ConvAlgorithmSearches.Contains(cuda.ConvAlgorithmSearch?.Trim().ToUpperInvariant() ?? ""))

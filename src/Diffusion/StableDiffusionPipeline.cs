@@ -6,6 +6,7 @@ using RenderFarm.Diffusion.Imaging;
 using RenderFarm.Diffusion.Lora;
 using RenderFarm.Diffusion.Models;
 using RenderFarm.Diffusion.Noise;
+using RenderFarm.Diffusion.Previews;
 using RenderFarm.Diffusion.Prompts;
 using RenderFarm.Diffusion.Schedulers;
 using RenderFarm.Diffusion.Tokenization;
@@ -46,13 +47,12 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     private readonly ModelVariants _variants;
     private readonly UNet _unet; // the plain model's: its inputs describe every variant's
     private readonly VaeDecoder _vaeDecoder;
-    private readonly VaeDecoder? _previewDecoder; // vae_decoder_tiny (TAESD): live previews at the image size
+    private readonly IPreviewDecoder _previewDecoder; // live previews: the latent RGB approximation, or vae_decoder_tiny (TAESD)
     private readonly VaeEncoder? _vaeEncoder;
     private readonly SchedulerConfig _schedulerConfig;
     private readonly ModelProfile _profile;
     private readonly DiffusionOptions _options;
     private readonly int _latentChannels;
-    private readonly bool _xl;
     private readonly int? _guidanceDim; // an LCM UNet's guidance embedding width (timestep_cond); null for others
     private readonly IReadOnlyList<OnnxComponent> _components;
     private readonly SemaphoreSlim _gate = new(1, 1);
@@ -66,7 +66,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     private long _inFlightSince; // Stopwatch timestamp at which the running generation started; 0 when none runs
     private bool _disposed;
 
-    private StableDiffusionPipeline(string modelDirectory, ModelVariants variants, VaeDecoder vaeDecoder, VaeDecoder? previewDecoder, VaeEncoder? vaeEncoder,
+    private StableDiffusionPipeline(string modelDirectory, ModelVariants variants, VaeDecoder vaeDecoder, IPreviewDecoder previewDecoder, VaeEncoder? vaeEncoder,
         SchedulerConfig schedulerConfig, ModelProfile profile, DiffusionOptions options, int latentChannels, int? guidanceDim, IReadOnlyList<OnnxComponent> components)
     {
         _previewDecoder = previewDecoder;
@@ -80,7 +80,6 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         _profile = profile;
         _options = options;
         _latentChannels = latentChannels;
-        _xl = variants.Base.Prompts.PenultimateByDefault;
         _guidanceDim = guidanceDim;
     }
 
@@ -108,13 +107,13 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     public bool UsesClassifierFreeGuidance(float guidanceScale) => guidanceScale > 1f && !EmbedsGuidance;
 
     /// <summary>The model directory's folder for a tiny autoencoder decoder (TAESD, diffusers AutoencoderTiny's decoder).</summary>
-    public const string PreviewDecoderComponent = "vae_decoder_tiny";
+    public const string PreviewDecoderComponent = TinyAutoencoderPreviewDecoder.Component;
 
     /// <summary>
     /// True when the directory has a tiny autoencoder decoder (<see cref="PreviewDecoderComponent"/>): live previews
     /// are then decoded by it at the image size, not approximated at the latent size.
     /// </summary>
-    public bool DecodesPreviews => _previewDecoder is not null;
+    public bool DecodesPreviews => _previewDecoder.DecodesImages;
 
     /// <summary>True when the directory has a VAE encoder, so img2img and inpainting requests can run.</summary>
     public bool SupportsInitImages => _vaeEncoder is not null;
@@ -203,15 +202,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             var unet = new UNet(unetComponent, placement);
             var vaeDecoder = new VaeDecoder(Open("vae_decoder"));
             var vaeEncoder = Has("vae_encoder") ? new VaeEncoder(Open("vae_encoder")) : null;
-            var previewDecoder = Has(PreviewDecoderComponent) ? new VaeDecoder(Open(PreviewDecoderComponent)) : null;
             int latentChannels = CheckCompatible(unet, vaeDecoder);
-            if (previewDecoder?.LatentChannels is int previewChannels && previewChannels != latentChannels)
-            {
-                throw new ModelLoadException($"The tiny autoencoder decoder takes {previewChannels} latent channels; the model's latents have {latentChannels}.")
-                {
-                    Component = PreviewDecoderComponent,
-                };
-            }
+            var previewDecoder = PreviewDecoders.Open(modelDirectory, Open, latentChannels, xl, profile.VaeScaleFactor);
             int? guidanceDim = UNetConditioning.Check(unet, unetComponent, xl && stages[^1].Encoder.PooledName is not null, modelDirectory);
             if (xl && stages.Any(s => s.Encoder.HiddenStateNames.Count == 0))
             {
@@ -304,7 +296,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             request = request with { InitImage = Png(128), MaskImage = IsInpaintingModel ? Png(255) : null, Strength = 1f };
         }
         // A tiny decoder runs too (one preview, decoded on the step): a broken one fails here, not in a job's preview.
-        var previews = _previewDecoder is null ? null : new PreviewDecoding();
+        var previews = DecodesPreviews ? new PreviewDecoding() : null;
         await GenerateAsync(request with { Previews = previews is not null }, previews, cancellationToken).ConfigureAwait(false);
     }
 
@@ -645,8 +637,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     private LatentPreview Preview(GenerationRequest request, IReadOnlyList<DenoisingBatch> batches)
     {
         var latents = batches.Count == 1 ? (float[])batches[0].Latents.Clone() : batches.SelectMany(b => b.Latents).ToArray();
-        return new LatentPreview(latents, request.Images.Count, _latentChannels, request.Height / _profile.VaeScaleFactor, request.Width / _profile.VaeScaleFactor, _xl,
-            _previewDecoder, _profile.VaeScaleFactor);
+        return new LatentPreview(latents, request.Images.Count, _latentChannels, request.Width / _profile.VaeScaleFactor, request.Height / _profile.VaeScaleFactor,
+            _previewDecoder, _options.PreviewMaxSide);
     }
 
     /// <summary>
@@ -975,7 +967,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             _variants.Base.Prompts.Dispose();
             _unet.Dispose();
             _vaeDecoder.Dispose();
-            _previewDecoder?.Dispose();
+            _previewDecoder.Dispose();
             _vaeEncoder?.Dispose();
         }
         finally

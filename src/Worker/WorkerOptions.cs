@@ -101,6 +101,13 @@ public sealed class WorkerOptions
     /// <summary>Let ONNX Runtime prepack MatMul/Conv weights at load (private copies; see <see cref="GraphOptimization"/>).</summary>
     public bool PrepackWeights { get; set; }
 
+    /// <summary>
+    /// Longest side of the live previews this worker sends, in pixels (default 256): a model's tiny autoencoder decoder
+    /// (TAESD) previews at the image size, which is scaled down to it, so one preview is ~0.1 MiB, not ~0.4 MiB at 512²
+    /// and more above; the latent approximation is 1/8 of the image per axis and rarely reaches it.
+    /// </summary>
+    [Range(1, 8192)] public int PreviewMaxSide { get; set; } = GenerationRules.PreviewSizeRule.DefaultMaxSide;
+
     /// <summary>The pipeline's settings these options give.</summary>
     public DiffusionOptions ToDiffusionOptions() => new()
     {
@@ -109,6 +116,7 @@ public sealed class WorkerOptions
         GraphOptimization = GraphOptimization,
         PrepackWeights = PrepackWeights,
         Batching = Batching,
+        PreviewMaxSide = PreviewMaxSide,
         Cuda = Cuda with { ConvAlgorithmSearch = Cuda.ConvAlgorithmSearch?.Trim().ToUpperInvariant() ?? "" },
         TensorRt = TensorRt with { MaxBatch = TensorRt.MaxBatch == 0 ? MaxBatch : TensorRt.MaxBatch },
     };

@@ -1,3 +1,4 @@
+using RenderFarm.GenerationRules;
 using RenderFarm.Imaging;
 using RenderFarm.Protocol;
 using RenderFarm.Shared;
@@ -7,7 +8,7 @@ namespace RenderFarm.Coordinator.Jobs;
 /// <summary>
 /// What a worker's result must be before it is stored: a PNG that decodes completely (every chunk's CRC, the image
 /// data to its last row) to the shard's width × height, no larger than such a PNG can reasonably be. A live preview
-/// alike, at the latent size or (a tiny autoencoder decoder's) the image size.
+/// alike, at the latent size or (a tiny autoencoder decoder's) the image size, or either scaled down to a cap.
 /// </summary>
 public static class ResultCheck
 {
@@ -29,43 +30,55 @@ public static class ResultCheck
     /// </summary>
     public static string? Problem(ReadOnlySpan<byte> png, GenerationParams p)
     {
-        var (width, height) = UpscaleMessages.OutputSize(p);
-        return Problem(png, [(width, height)], MaxBytes, "the shard renders");
+        var size = UpscaleMessages.OutputSize(p);
+        return Problem(png, size, (w, h) => (w, h) == size, MaxBytes, $"the shard renders {size.Width}x{size.Height}");
     }
 
     /// <summary>
     /// Why <paramref name="png"/> is not an acceptable live preview for <paramref name="p"/>; null when it is. A preview
-    /// shows one pass's latents: at the latent size (the latent RGB approximation) or at the image size (decoded by the
-    /// model's tiny autoencoder decoder), of the first pass or, with hires fix, of the second.
+    /// shows one pass's latents (the first's or, with hires fix, the second's): at the latent size (the latent RGB
+    /// approximation) or at the image size (decoded by the model's tiny autoencoder decoder), either scaled down to the
+    /// worker's cap with its aspect kept (<see cref="PreviewSizeRule"/>; any cap, as workers may differ).
     /// </summary>
     public static string? PreviewProblem(ReadOnlySpan<byte> png, GenerationParams p)
     {
-        var (width, height) = UpscaleMessages.RenderSize(p);
-        (uint, uint)[] sizes = p.Hires is null
-            ? [(p.Width / LatentScale, p.Height / LatentScale), (p.Width, p.Height)]
-            : [(p.Width / LatentScale, p.Height / LatentScale), (p.Width, p.Height), (width / LatentScale, height / LatentScale), (width, height)];
-        return Problem(png, sizes, MaxPreviewBytes, "the shard's previews are");
+        (uint Width, uint Height) first = (p.Width, p.Height);
+        var passes = p.Hires is null ? [first] : new[] { first, UpscaleMessages.RenderSize(p) }.Distinct().ToArray();
+        var largest = passes.MaxBy(s => (long)s.Width * s.Height);
+        return Problem(png, largest, (w, h) => passes.Any(pass => IsPreviewSize(pass, w, h)), MaxPreviewBytes,
+            $"the shard's previews are {string.Join(" or ", passes.Select(s => $"{s.Width / LatentScale}x{s.Height / LatentScale}, or {s.Width}x{s.Height} scaled down keeping its aspect"))}");
     }
 
-    /// <summary>Why <paramref name="png"/> is not a PNG of one of <paramref name="sizes"/>, within its size's bytes; null when it is.</summary>
-    private static string? Problem(ReadOnlySpan<byte> png, IReadOnlyList<(uint Width, uint Height)> sizes, Func<uint, uint, long> maxBytes, string expected)
+    /// <summary>Whether <paramref name="width"/> × <paramref name="height"/> is a preview size of a pass rendering <paramref name="pass"/>.</summary>
+    private static bool IsPreviewSize((uint Width, uint Height) pass, uint width, uint height)
     {
-        var largest = sizes.MaxBy(s => maxBytes(s.Width, s.Height));
+        if ((width, height) == (pass.Width / LatentScale, pass.Height / LatentScale)) return true;
+        if (width == 0 || height == 0 || width > pass.Width || height > pass.Height) return false;
+        var fit = PreviewSizeRule.Fit((int)pass.Width, (int)pass.Height, (int)Math.Max(width, height));
+        return ((uint)fit.Width, (uint)fit.Height) == (width, height);
+    }
+
+    /// <summary>
+    /// Why <paramref name="png"/> is not a PNG of a size <paramref name="accepts"/> (none larger than <paramref name="largest"/>),
+    /// within its size's bytes; null when it is.
+    /// </summary>
+    private static string? Problem(ReadOnlySpan<byte> png, (uint Width, uint Height) largest, Func<uint, uint, bool> accepts, Func<uint, uint, long> maxBytes, string expected)
+    {
         if (png.Length > maxBytes(largest.Width, largest.Height))
             return $"{png.Length} bytes, more than a {largest.Width}x{largest.Height} PNG can take ({maxBytes(largest.Width, largest.Height)})";
         if (!ImageHeader.IsPng(png)) return "not a PNG";
         // One codec reads the header and decodes: a PNG of another size is refused from its header, before its pixels.
         // Workers write plain PNGs, which PngVerifier checks for a fraction of a full decode's CPU (every result passes
         // here); anything else is decoded by Skia.
-        var maxPixels = sizes.Max(s => (long)s.Width * s.Height);
+        var maxPixels = (long)largest.Width * largest.Height;
         var check = PngVerifier.TryVerify(png, maxPixels) ?? ImageDecoder.Check(png, maxPixels);
         if (check.Header is { } header)
         {
-            var size = ((uint)header.Width, (uint)header.Height);
-            if (!sizes.Contains(size))
-                return $"a {header.Width}x{header.Height} PNG where {expected} {string.Join(" or ", sizes.Distinct().Select(s => $"{s.Width}x{s.Height}"))}";
-            if (png.Length > maxBytes(size.Item1, size.Item2))
-                return $"{png.Length} bytes, more than a {header.Width}x{header.Height} PNG can take ({maxBytes(size.Item1, size.Item2)})";
+            var (width, height) = ((uint)header.Width, (uint)header.Height);
+            if (!accepts(width, height))
+                return $"a {header.Width}x{header.Height} PNG where {expected}";
+            if (png.Length > maxBytes(width, height))
+                return $"{png.Length} bytes, more than a {header.Width}x{header.Height} PNG can take ({maxBytes(width, height)})";
         }
         return check.Decodes ? null : $"a PNG that does not decode: {check.Error}";
     }

@@ -1,67 +1,56 @@
-using RenderFarm.Diffusion.Models;
+using RenderFarm.Diffusion.Imaging;
+using RenderFarm.Diffusion.Previews;
+using RenderFarm.GenerationRules;
 
 namespace RenderFarm.Diffusion;
 
 /// <summary>
-/// A cheap RGB look at the latents after a denoising step. With a tiny autoencoder decoder in the model directory
-/// (TAESD, <c>vae_decoder_tiny/</c>), the latents decoded by it: the image size, close to what the VAE will make.
-/// Without one, each latent pixel through a fixed 4→3 linear map (the community "latent RGB factors" ComfyUI and
-/// A1111 use), rgb = clamp((f·z + b + 1)/2, 0, 1), at the latent size (1/8 of the image per axis).
+/// A look at the latents after a denoising step, made by the model's <see cref="IPreviewDecoder"/>: the latent RGB
+/// approximation at the latent size (1/8 of the image per axis), or, with a tiny autoencoder decoder in the model
+/// directory (TAESD, <c>vae_decoder_tiny/</c>), the decoded image. Either is then scaled down to at most
+/// <see cref="DiffusionOptions.PreviewMaxSide"/> on its longest side (<see cref="PreviewSizeRule"/>).
 /// The latents are snapshotted when the step ends; they are decoded (every image in one run, once) and PNGs encoded
 /// only when <see cref="Rgb"/> or <see cref="Png"/> is called.
 /// </summary>
 public sealed class LatentPreview
 {
-    // [latent channel][r, g, b]
-    internal static readonly float[,] StableDiffusionFactors =
-    {
-        { 0.3512f, 0.2297f, 0.3227f }, { 0.3250f, 0.4974f, 0.2350f }, { -0.2829f, 0.1762f, 0.2721f }, { -0.2120f, -0.2616f, -0.7177f },
-    };
-    internal static readonly float[] StableDiffusionBias = [0f, 0f, 0f];
-    internal static readonly float[,] XlFactors =
-    {
-        { 0.3651f, 0.4232f, 0.4341f }, { -0.2533f, -0.0042f, 0.1068f }, { 0.1076f, 0.1111f, -0.0362f }, { -0.3165f, -0.2492f, -0.2188f },
-    };
-    internal static readonly float[] XlBias = [0.1084f, -0.0175f, -0.0011f];
-
     private readonly float[] _latents;
     private readonly int _channels;
-    private readonly float[,] _factors;
-    private readonly float[] _bias;
-    private readonly int _latentHeight;
     private readonly int _latentWidth;
-    private readonly VaeDecoder? _decoder;
-    private readonly int _scale;
+    private readonly int _latentHeight;
+    private readonly IPreviewDecoder _decoder;
     private readonly Lock _decoding = new();
     private float[]? _decoded; // [Count, 3, Height, Width] in [−1, 1], once decoded
 
     /// <param name="latents">The latents [count, channels, height, width], read when the preview is made.</param>
     /// <param name="count">Images in the latents.</param>
     /// <param name="channels">Latent channels per image.</param>
-    /// <param name="height">Latent height.</param>
-    /// <param name="width">Latent width.</param>
-    /// <param name="xl">Whether the latents are SDXL's (its latent RGB factors and bias).</param>
-    /// <param name="decoder">The tiny decoder, or null for the latent RGB factors.</param>
-    /// <param name="scale">Image pixels per latent pixel, per axis: the size the decoder must produce.</param>
-    internal LatentPreview(float[] latents, int count, int channels, int height, int width, bool xl, VaeDecoder? decoder = null, int scale = 1)
+    /// <param name="latentWidth">Latent width.</param>
+    /// <param name="latentHeight">Latent height.</param>
+    /// <param name="decoder">What turns the latents into pixels (<see cref="PreviewDecoders"/>).</param>
+    /// <param name="maxSide">The longest side a preview may have (<see cref="DiffusionOptions.PreviewMaxSide"/>).</param>
+    internal LatentPreview(float[] latents, int count, int channels, int latentWidth, int latentHeight, IPreviewDecoder decoder, int maxSide)
     {
         _latents = latents;
         Count = count;
         _channels = channels;
-        (_latentHeight, _latentWidth) = (height, width);
-        (_decoder, _scale) = decoder is null ? (null, 1) : (decoder, scale);
-        (_factors, _bias) = xl ? (XlFactors, XlBias) : (StableDiffusionFactors, StableDiffusionBias);
+        (_latentWidth, _latentHeight) = (latentWidth, latentHeight);
+        _decoder = decoder;
+        var (width, height) = decoder.Size(latentWidth, latentHeight);
+        (Width, Height) = PreviewSizeRule.Fit(width, height, maxSide);
     }
 
     /// <summary>Images in the batch.</summary>
     public int Count { get; }
 
-    public int Width => _latentWidth * _scale;
+    /// <summary>Preview width in pixels, at most the preview size on the longest side.</summary>
+    public int Width { get; }
 
-    public int Height => _latentHeight * _scale;
+    /// <summary>Preview height in pixels.</summary>
+    public int Height { get; }
 
-    /// <summary>True when a tiny autoencoder decoder makes the preview (image size); false for the latent RGB factors (latent size).</summary>
-    public bool Decoded => _decoder is not null;
+    /// <summary>True when a tiny autoencoder decoder makes the preview (from the image size); false for the latent RGB factors (latent size).</summary>
+    public bool Decoded => _decoder.DecodesImages;
 
     /// <summary>Interleaved RGB bytes of image <paramref name="image"/>'s preview.</summary>
     /// <exception cref="InvalidOperationException">The tiny decoder made images of another size than the model's VAE.</exception>
@@ -69,43 +58,26 @@ public sealed class LatentPreview
     {
         ArgumentOutOfRangeException.ThrowIfNegative(image);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(image, Count);
-        if (_decoder is not null)
-        {
-            int perImage = 3 * Width * Height;
-            return Imaging.ImageTensor.ToRgb(Decode().AsSpan(image * perImage, perImage), Width, Height);
-        }
-        int plane = _latentWidth * _latentHeight;
-        var latent = _latents.AsSpan(image * _channels * plane, _channels * plane);
-        var rgb = new byte[plane * 3];
-        for (int p = 0; p < plane; p++)
-        {
-            for (int c = 0; c < 3; c++)
-            {
-                float v = _bias[c];
-                for (int k = 0; k < Math.Min(_channels, 4); k++) v += _factors[k, c] * latent[k * plane + p];
-                v = (v + 1f) / 2f;
-                rgb[p * 3 + c] = (byte)MathF.Round((float.IsNaN(v) ? 0f : Math.Clamp(v, 0f, 1f)) * 255f);
-            }
-        }
-        return rgb;
+        int perImage = 3 * Width * Height;
+        return ImageTensor.ToRgb(Decode().AsSpan(image * perImage, perImage), Width, Height);
     }
 
-    /// <summary>Every image through the tiny decoder in one run (its latents as the UNet leaves them: TAESD's scale is 1), once.</summary>
+    /// <summary>Image <paramref name="image"/>'s preview as a PNG (encoded on each call).</summary>
+    public byte[] Png(int image = 0) => PngEncoder.Encode(Rgb(image), Width, Height, []);
+
+    /// <summary>Every image through the decoder, scaled down to the preview size, once.</summary>
     private float[] Decode()
     {
         lock (_decoding)
         {
             if (_decoded is not null) return _decoded;
-            var pixels = new float[Count * 3 * Width * Height];
-            using var runOptions = new Microsoft.ML.OnnxRuntime.RunOptions();
-            var (height, width) = _decoder!.Decode(_latents, Count, _channels, _latentHeight, _latentWidth, runOptions, pixels);
-            if (height != Height || width != Width)
-                throw new InvalidOperationException(
-                    $"The tiny autoencoder decoder made {width}x{height} previews of {_latentWidth}x{_latentHeight} latents; the VAE makes {Width}x{Height}.");
-            return _decoded = pixels;
+            var pixels = _decoder.Decode(_latents, Count, _channels, _latentWidth, _latentHeight);
+            var (width, height) = _decoder.Size(_latentWidth, _latentHeight);
+            if ((width, height) == (Width, Height)) return _decoded = pixels;
+            // Colours are averaged as shown: clamped first, so an out-of-range pixel counts as the black or white it shows.
+            System.Numerics.Tensors.TensorPrimitives.MaxNumber(pixels, -1f, pixels);
+            System.Numerics.Tensors.TensorPrimitives.MinNumber(pixels, 1f, pixels);
+            return _decoded = AreaDownscale.Downscale(pixels, 3 * Count, width, height, Width, Height);
         }
     }
-
-    /// <summary>Image <paramref name="image"/>'s preview as a PNG (encoded on each call).</summary>
-    public byte[] Png(int image = 0) => Imaging.PngEncoder.Encode(Rgb(image), Width, Height, []);
 }

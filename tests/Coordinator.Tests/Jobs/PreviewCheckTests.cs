@@ -8,7 +8,8 @@ namespace RenderFarm.Coordinator.Tests.Jobs;
 
 /// <summary>
 /// The sizes a live preview may have: a pass's latent size (the latent RGB approximation) or its image size (a model's
-/// tiny autoencoder decoder), of the first pass or, with hires fix, of the second; nothing else.
+/// tiny autoencoder decoder), or either scaled down to a worker's cap with its aspect kept, of the first pass or, with
+/// hires fix, of the second; nothing else.
 /// </summary>
 public class PreviewCheckTests
 {
@@ -48,19 +49,31 @@ public class PreviewCheckTests
     public void ALatentOrImageSizedPreviewIsAccepted(int width, int height) =>
         Assert.Null(ResultCheck.PreviewProblem(Png(width, height), Plain));
 
-    [Fact]
-    public void AnyOtherSizeIsRefusedNamingTheSizesAccepted()
+    /// <summary>A worker caps its previews' longest side (Farm:PreviewMaxSide): any cap's size is accepted, aspect kept.</summary>
+    [Theory]
+    [InlineData(32, 24)]
+    [InlineData(16, 12)]
+    [InlineData(1, 1)]
+    public void AnImageSizedPreviewScaledDownToACapIsAccepted(int width, int height) =>
+        Assert.Null(ResultCheck.PreviewProblem(Png(width, height), Plain));
+
+    [Theory]
+    [InlineData(32, 30)]
+    [InlineData(128, 96)]
+    [InlineData(64, 47)]
+    public void AnyOtherSizeIsRefusedNamingTheSizesAccepted(int width, int height)
     {
-        var problem = ResultCheck.PreviewProblem(Png(32, 24), Plain);
-        Assert.Equal("a 32x24 PNG where the shard's previews are 8x6 or 64x48", problem);
+        var problem = ResultCheck.PreviewProblem(Png(width, height), Plain);
+        Assert.Equal($"a {width}x{height} PNG where the shard's previews are 8x6, or 64x48 scaled down keeping its aspect", problem);
     }
 
     [Fact]
     public void WithHiresFixTheSecondPassSizesAreAcceptedToo()
     {
         var hires = new GenerationParams(Plain) { Hires = new HiresFix { Scale = 2, Denoise = 0.5f } };
-        foreach (var (width, height) in new[] { (8, 6), (64, 48), (16, 12), (128, 96) })
+        foreach (var (width, height) in new[] { (8, 6), (64, 48), (16, 12), (128, 96), (96, 72) })
             Assert.Null(ResultCheck.PreviewProblem(Png(width, height), hires));
-        Assert.NotNull(ResultCheck.PreviewProblem(Png(32, 24), hires));
+        Assert.NotNull(ResultCheck.PreviewProblem(Png(32, 30), hires));
+        Assert.NotNull(ResultCheck.PreviewProblem(Png(256, 192), hires));
     }
 }
