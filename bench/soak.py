@@ -14,6 +14,9 @@ IMAGES = int(os.environ.get("IMAGES_PER_JOB", "4"))
 STEPS = int(os.environ.get("STEPS", "4"))
 INTERVAL = float(os.environ.get("SAMPLE_SECONDS", "5"))
 RETENTION = float(os.environ.get("RETENTION_SECONDS", "10"))
+# Open loop at a fixed rate (jobs per second over all tenants) when set, so live keys and the coordinator's work are
+# stationary and a memory trend means growth, not throughput; unset, each tenant runs jobs back to back (closed loop).
+RATE = float(os.environ.get("JOBS_PER_SECOND", "0"))
 CANCEL_SHARE, DELETE_SHARE = 0.05, 0.05
 keys = [line.split()[1] for line in open(keys_file) if line.strip()]
 
@@ -52,7 +55,7 @@ def sample(phase, counters):
                 threads=int(status["Threads"].strip()), gc_heap=gc_heap_bytes(), **counters)
 
 
-counters = dict(submitted=0, finished=0, pulled_images=0, cancelled=0, deleted=0, errors=0)
+counters = dict(submitted=0, finished=0, pulled_images=0, cancelled=0, deleted=0, errors=0, late=0)
 lock = threading.Lock()
 stop_submitting = threading.Event()
 jobs_alive = {}  # job id -> tenant key, until retention (or a delete) removed it
@@ -66,7 +69,18 @@ def count(name, n=1):
 def tenant(index, key):
     rng = random.Random(index)
     n = 0
+    period = len(keys) / RATE if RATE > 0 else 0.0
+    next_at = time.time() + rng.random() * period  # tenants spread over one period
     while not stop_submitting.is_set():
+        if period:
+            wait = next_at - time.time()
+            if wait > 0:
+                if stop_submitting.wait(wait):
+                    break
+            elif wait < -period:
+                count("late")  # a slot missed: the farm (or this machine) could not keep the rate; not caught up
+                next_at = time.time()
+            next_at += period
         n += 1
         job, step = "", "submit"
         try:
@@ -169,11 +183,24 @@ load = [s for s in samples if s["phase"] == "load"]
 # The first third of the load is warm-up (JIT, pools, the first retention periods filling up); the trend is fitted
 # over the rest, where the farm is in its steady state.
 steady = load[len(load) // 3:]
+def third_means(key):
+    """Mean of a series over the middle and the last third of the load: equal for a flat series, whatever its noise."""
+    mid, last = load[len(load) // 3:2 * len(load) // 3], load[2 * len(load) // 3:]
+    mean = lambda xs: sum(s[key] for s in xs) / len(xs) if xs else 0
+    return mean(mid), mean(last)
+
+
+rss_mid, rss_last = third_means("rss_kib")
+gc_mid, gc_last = third_means("gc_heap")
 gc_slope = slope([(s["t"], s["gc_heap"] / 1024 / 1024) for s in steady]) * 3600
 rss_slope = slope([(s["t"], s["rss_kib"] / 1024) for s in steady]) * 3600  # MiB per hour
 fds_slope = slope([(s["t"], s["fds"]) for s in steady]) * 3600
 mem_slope = slope([(s["t"], s["used_memory"] / 1024 / 1024) for s in steady]) * 3600
 summary = dict(
+    mode=f"fixed rate {RATE:g} jobs/s" if RATE > 0 else "closed loop", late_slots=counters["late"],
+    jobs_per_second_steady=slope([(s["t"], s["submitted"]) for s in steady]),
+    rss_last_third_vs_middle_third=rss_last / rss_mid if rss_mid else 0,
+    gc_heap_last_third_vs_middle_third=gc_last / gc_mid if gc_mid else 0,
     load_seconds=round(load_end - started, 1), tenants=len(keys), jobs=counters["submitted"], finished=counters["finished"],
     pulled_images=counters["pulled_images"], cancelled=counters["cancelled"], deleted=counters["deleted"], errors=counters["errors"],
     not_expired_of_500_checked=len(pending), retention_periods=round((load_end - started) / RETENTION, 1),

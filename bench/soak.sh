@@ -5,7 +5,8 @@
 # again. Target: Redis memory after expiry within 10 % of its baseline; coordinator memory without a growth trend.
 #   bench/soak.sh
 # Environment: LOAD_SECONDS (300), TENANTS (8), WORKERS (4), MS_PER_STEP (2), STEPS (4), IMAGES_PER_JOB (4),
-#   SHARD (2), RETENTION_SECONDS (10: a "day"), SAMPLE_SECONDS (5), NO_BUILD=1, KEEP=1 (keep logs and samples).
+#   SHARD (2), RETENTION_SECONDS (10: a "day"), SAMPLE_SECONDS (5), JOBS_PER_SECOND (unset: each tenant submits its
+#   next job when the last is pulled; set: a fixed rate over all tenants), NO_BUILD=1, KEEP=1 (keep logs and samples).
 # Prints the sample table and a summary; bench/soak.md has the method and the figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
