@@ -51,7 +51,7 @@ public sealed class PrefetchStartTests
             while (await watch.ResponseStream.MoveNext(cts.Token) && watch.ResponseStream.Current.ShardStarted is null) { }
         await firstHold.Held.WaitAsync(cts.Token);
         var second = await farm.SubmitAsync(Header(), [new PromptItem { Prompt = "a second kite" }]);
-        await WebhookReceiver.WaitUntilAsync(async () => (await farm.Redis.StreamPendingMessagesAsync(FarmKeys.TaskStream(FarmCluster.Model),
+        await Eventually.HoldsAsync(async () => (await farm.Redis.StreamPendingMessagesAsync(FarmKeys.TaskStream(FarmCluster.Model),
             FarmKeys.WorkerGroup, 10, FarmKeys.PrefetchConsumer("worker-1"))).Length == 1, "the second job's shard pulled ahead");
         return (first.JobId, second.JobId, secondHold);
     }
@@ -78,7 +78,7 @@ public sealed class PrefetchStartTests
         if (during is not null) await during;
     }
 
-    private static Task NothingPendingAsync(FarmCluster farm) => WebhookReceiver.WaitUntilAsync(async () =>
+    private static Task NothingPendingAsync(FarmCluster farm) => Eventually.HoldsAsync(async () =>
         (await farm.Redis.StreamPendingAsync(FarmKeys.TaskStream(FarmCluster.Model), FarmKeys.WorkerGroup)).PendingMessageCount == 0,
         "no shard pending");
 
@@ -102,7 +102,7 @@ public sealed class PrefetchStartTests
 
         // The admission parked the shard with its paused job and the render was stopped on the device.
         await secondHold.Stopped.WaitAsync(Timeout);
-        await WebhookReceiver.WaitUntilAsync(async () => await farm.Redis.ListLengthAsync(FarmKeys.JobParkedShards(second)) == 1,
+        await Eventually.HoldsAsync(async () => await farm.Redis.ListLengthAsync(FarmKeys.JobParkedShards(second)) == 1,
             "the second job's shard parked");
         Assert.Equal(JobState.Completed, (await farm.WatchToEndAsync(first, Timeout))[^1].JobFinished.State);
         // Nothing of the stopped render reached the coordinator: no start, step or image; nothing stored.

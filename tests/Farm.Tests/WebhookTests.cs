@@ -111,7 +111,7 @@ public sealed class WebhookTests
         });
         var failed = (await farm.SubmitAsync(Header(receiver.Url), TwoPrompts)).JobId;
 
-        await WebhookReceiver.WaitUntilAsync(() => Task.FromResult(receiver.Deliveries.Select(d => d.EventId).Distinct().Count() == 2),
+        await Eventually.HoldsAsync(() => Task.FromResult(receiver.Deliveries.Select(d => d.EventId).Distinct().Count() == 2),
             "both jobs' events");
         var states = receiver.Deliveries.Select(d => JsonDocument.Parse(d.Body).RootElement)
             .ToDictionary(e => e.GetProperty("job_id").GetString()!, e => e.GetProperty("state").GetString());

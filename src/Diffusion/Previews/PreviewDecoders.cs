@@ -5,6 +5,7 @@ namespace RenderFarm.Diffusion.Previews;
 /// <summary>Chooses a model directory's <see cref="IPreviewDecoder"/>: its tiny autoencoder decoder if it has one.</summary>
 internal static class PreviewDecoders
 {
+    /// <param name="modelDirectory">The model directory, looked in for <c>vae_decoder_tiny/</c>.</param>
     /// <param name="open">Opens a component of the directory (the pipeline's, which disposes it if loading fails).</param>
     /// <param name="latentChannels">The model's latent channels: a tiny decoder must take as many.</param>
     /// <param name="xl">SDXL latents (their own RGB factors).</param>

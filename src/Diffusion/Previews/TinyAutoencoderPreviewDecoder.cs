@@ -15,6 +15,8 @@ internal sealed class TinyAutoencoderPreviewDecoder : IPreviewDecoder
     private readonly VaeDecoder _decoder;
     private readonly int _scale;
 
+    /// <param name="decoder">The tiny decoder's session.</param>
+    /// <param name="latentChannels">The model's latent channels: the decoder must take as many.</param>
     /// <param name="scale">Image pixels per latent pixel, per axis (the VAE's): the size the decoder must make.</param>
     /// <exception cref="ModelLoadException">The decoder takes another number of latent channels than the model's.</exception>
     public TinyAutoencoderPreviewDecoder(VaeDecoder decoder, int latentChannels, int scale)
