@@ -43,10 +43,17 @@ public sealed class WorkerLoop(
     private int _readyCount; // shards pulled ahead and not yet taken by the device (the channel's reader cannot count)
     private CancellationTokenSource? _stopPulling;
 
+    /// <summary>Listens for cancels before the host reports started: since .NET 10 all of ExecuteAsync runs in the
+    /// background, so a subscription there could come after other listeners (and after a cancel).</summary>
+    public override Task StartAsync(CancellationToken cancellationToken)
+    {
+        link.JobCancelled += OnJobCancelled;
+        return base.StartAsync(cancellationToken);
+    }
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         await puller.StartAsync();
-        link.JobCancelled += OnJobCancelled;
         logger.LogInformation("Worker {Worker} pulling shards ({Prefetch} ahead)", puller.WorkerId, options.Value.Prefetch);
         var ready = Channel.CreateUnbounded<HeldShard>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         // A place for each shard pulled ahead, and one for the shard the device takes next: a place frees up when a

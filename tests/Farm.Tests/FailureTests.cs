@@ -240,7 +240,8 @@ public sealed class FailureTests
         await using var farm = await FarmCluster.StartAsync(workers: 2, shardSize: 2,
             configure: s => s["Farm:ProgressIntervalMilliseconds"] = "0");
         // Each worker's UNet evaluations (one per step) counted at the moment the cancel reaches it, on the worker
-        // itself: what it computes after that is what "within a step" bounds, however late its reports arrive.
+        // itself: what it computes after that is what "within a step" bounds, however late its reports arrive. The
+        // worker's own listener (subscribed when its host started) stops the shard before this one reads the count.
         var unetRunsAtCancel = new System.Collections.Concurrent.ConcurrentDictionary<string, long>();
         foreach (var workerId in new[] { "worker-1", "worker-2" })
             farm.WorkerService<CoordinatorLink>(workerId).JobCancelled += _ => unetRunsAtCancel.TryAdd(workerId, UnetRuns(farm, workerId));
