@@ -19,7 +19,8 @@ Environment: ROUNDS (3), SHARD (8), TINY_IMAGES (48), TINY_STEPS (8), TINY_SIZE 
 ("4 1"), SYN_IMAGES (128), SYN_SIZE (512x512), SCALE_WORKERS (8: 1 → N), SCALE_SHARDS (16 per worker), SCALE_STEPS (4),
 NATIVE (a published `farm`; default: scripts/install-farm.sh --publish-only), TINY_MODEL (default .farm/models/tiny),
 SKIP_SCALE=1, SKIP_TINY=1, WARM (3: warm-up rounds of each kind before measuring), COORDINATOR_DLL and WORKER_DLL (another build's coordinator and worker, e.g. copies of an older
-commit's bin/Release/net10.0, for before/after).
+commit's bin/Release/net10.0, for before/after), COORDINATOR_ENV ("K=V K=V": runtime settings for the coordinator alone,
+e.g. DOTNET_gcServer=0).
 """
 import json, os, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
 from datetime import datetime
@@ -142,7 +143,8 @@ try:
     coord = start(["dotnet", env.get("COORDINATOR_DLL") or dll("Coordinator", "RenderFarm.Coordinator")], "coordinator.log", {
         "Farm__Redis": f"127.0.0.1:{redis_port}", "Farm__Auth__Mode": "Disabled", "Farm__Storage": f"{state}/results",
         "Farm__DefaultModel": "tiny", "Farm__ShardSize": str(SHARD), "Farm__MaxImagesPerJob": "1000000",
-        "Kestrel__Endpoints__Grpc__Url": f"http://127.0.0.1:{coord_port}", "Logging__LogLevel__Default": "Warning"})
+        "Kestrel__Endpoints__Grpc__Url": f"http://127.0.0.1:{coord_port}", "Logging__LogLevel__Default": "Warning",
+        **dict(kv.split("=", 1) for kv in env.get("COORDINATOR_ENV", "").split())})
     wait_for(lambda: farm("jobs") is not None, 90, "coordinator")
     syn, scale = f"synthetic:{SYN_MS}:textured", f"synthetic:{SYN_MS}"
     start_worker(1, {"tiny": tiny, "syn": syn, "scale1": scale, "scale": scale})
