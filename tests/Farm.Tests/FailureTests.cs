@@ -256,7 +256,7 @@ public sealed class FailureTests
         }
         var cancelled = await farm.Jobs.CancelJobAsync(new CancelJobRequest { JobId = job.JobId });
         Assert.Equal(JobState.Cancelled, cancelled.State);
-        var storedAtCancel = StoredFiles(farm, job.JobId);
+        var storedAtCancel = farm.StoredPngs(job.JobId);
 
         // Both workers go idle (one step of the tiny model is milliseconds; the deadline only bounds a broken run).
         var deadline = DateTime.UtcNow.AddSeconds(30);
@@ -285,7 +285,7 @@ public sealed class FailureTests
         var status = await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId });
         Assert.Equal(JobState.Cancelled, status.State);
         Assert.True(status.ImagesDone < 12);
-        Assert.Equal(storedAtCancel, StoredFiles(farm, job.JobId));
+        Assert.Equal(storedAtCancel, farm.StoredPngs(job.JobId));
         // Idempotent.
         Assert.Equal(JobState.Cancelled, (await farm.Jobs.CancelJobAsync(new CancelJobRequest { JobId = job.JobId })).State);
     }
@@ -364,9 +364,4 @@ public sealed class FailureTests
         return await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = pausedJobId });
     }
 
-    private static int StoredFiles(FarmCluster farm, string jobId)
-    {
-        var directory = Path.Combine(farm.StorageDirectory, jobId);
-        return Directory.Exists(directory) ? Directory.GetFiles(directory, "*.png").Length : 0;
-    }
 }

@@ -82,11 +82,6 @@ public sealed class PrefetchStartTests
         (await farm.Redis.StreamPendingAsync(FarmKeys.TaskStream(FarmCluster.Model), FarmKeys.WorkerGroup)).PendingMessageCount == 0,
         "no shard pending");
 
-    private static int StoredFiles(FarmCluster farm, string jobId)
-    {
-        var directory = Path.Combine(farm.StorageDirectory, jobId);
-        return Directory.Exists(directory) ? Directory.GetFiles(directory, "*.png").Length : 0;
-    }
 
     [Fact]
     public async Task AShardWhoseJobIsPausedBetweenItsPrefetchAndItsStartIsStoppedOnTheDeviceParkedAndRenderedOnceAfterTheResume()
@@ -108,7 +103,7 @@ public sealed class PrefetchStartTests
         // Nothing of the stopped render reached the coordinator: no start, step or image; nothing stored.
         var paused = await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = second });
         Assert.Equal((JobState.Paused, 0u), (paused.State, paused.ImagesDone));
-        Assert.Equal(0, StoredFiles(farm, second));
+        Assert.Equal(0, farm.StoredPngs(second));
         await NothingPendingAsync(farm); // the parked shard was acknowledged, the first job's shard too
 
         await farm.Jobs.ResumeJobAsync(new ResumeJobRequest { JobId = second });
@@ -120,7 +115,7 @@ public sealed class PrefetchStartTests
         Assert.DoesNotContain(events.Take(resumed), e => e.ShardStarted is not null || e.Step is not null || e.ImageDone is not null);
         Assert.Single(events, e => e.ShardStarted is not null);
         Assert.Single(events, e => e.ImageDone is not null);
-        Assert.Equal(1, StoredFiles(farm, second));
+        Assert.Equal(1, farm.StoredPngs(second));
     }
 
     [Fact]
@@ -145,7 +140,7 @@ public sealed class PrefetchStartTests
         var events = await farm.WatchToEndAsync(second, Timeout);
         Assert.Equal((JobState.Cancelled, 0u), (events[^1].JobFinished.State, events[^1].JobFinished.ImagesDone));
         Assert.DoesNotContain(events, e => e.ImageDone is not null);
-        Assert.Equal(0, StoredFiles(farm, second));
+        Assert.Equal(0, farm.StoredPngs(second));
         // The worker goes on: the next job renders.
         var next = await farm.SubmitAsync(Header(), [new PromptItem { Prompt = "a third kite" }]);
         Assert.Equal(JobState.Completed, (await farm.WatchToEndAsync(next.JobId, Timeout))[^1].JobFinished.State);

@@ -38,6 +38,13 @@ public sealed class FarmCluster : IAsyncDisposable
     public string Root { get; }
     public string ModelDirectory => Path.Combine(Root, "model");
     public string StorageDirectory => Path.Combine(Root, "results");
+
+    /// <summary>The PNGs the coordinator's filesystem store holds for <paramref name="jobId"/> (0 before the first).</summary>
+    public int StoredPngs(string jobId)
+    {
+        var directory = Path.Combine(StorageDirectory, jobId);
+        return Directory.Exists(directory) ? Directory.GetFiles(directory, "*.png").Length : 0;
+    }
     public string CoordinatorUrl { get; private set; } = "";
     public JobService.JobServiceClient Jobs => new(_channel!);
     public IDatabase Redis => _redis!.GetDatabase();
