@@ -191,7 +191,7 @@ public sealed class WorkerLoop(
     }
 
     /// <summary>
-    /// Starts a shard the device is already rendering and admits it (<see cref="StartAsync"/>): true once it is started,
+    /// Starts a shard the device is already rendering and admits it (<see cref="StartClaimAsync"/>): true once it is started,
     /// admitted and renewed under the started claim; false when it must not run, after stopping its render.
     /// <para>Why rendering before the verdict is safe: until this returns true, nothing of the render leaves the worker
     /// (<see cref="ShardRunner.RenderAsync(HeldShard, Task{bool}, CancellationToken)"/> holds its begin, steps, images
@@ -207,7 +207,7 @@ public sealed class WorkerLoop(
         try
         {
             await StopRenewingAsync(held);
-            if (await StartAsync(held) is { } started)
+            if (await StartClaimAsync(held) is { } started)
             {
                 held.Claimed = started;
                 Renew(held);
@@ -226,7 +226,7 @@ public sealed class WorkerLoop(
     }
 
     /// <summary>The started claim, or null if the shard is not to run (it is then acknowledged, parked or lost).</summary>
-    private async Task<ClaimedShard?> StartAsync(HeldShard held)
+    private async Task<ClaimedShard?> StartClaimAsync(HeldShard held)
     {
         var prefetched = held.Claimed;
         var claimed = await queue.StartPrefetchedAsync(prefetched, puller.WorkerId);
