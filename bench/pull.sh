@@ -5,6 +5,7 @@
 # Environment: STORE (s3: s3rver, the S3 test server of tests/Farm.Tests/Storage; fs: the coordinator's directory),
 #   IMAGES (2000), SIZE (64: images are SIZExSIZE synthetic PNGs), PARALLEL (8), RUNS (3), WORKERS (4), SHARD (16),
 #   NO_BUILD=1, BASELINE_DLL (optional: another build's farm.dll, timed as a plain `pull` too).
+#   KEEP=1 keeps the run folder (logs).
 # Redis, s3rver, the coordinator and synthetic workers (synthetic:0, no ONNX) run on free loopback ports and are
 # removed on exit. Each run pulls into an empty folder; the modes alternate order, and every folder must end with the
 # same files and manifest.jsonl. Prints one row per pull; bench/client.md has the method and figures.
@@ -21,13 +22,8 @@ if [ "$STORE" = s3 ] && [ ! -f "$s3rver/node_modules/s3rver/bin/s3rver.js" ]; th
   echo "==> installing s3rver (npm ci)" >&2
   (cd "$s3rver" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
-state=$(mktemp -d /tmp/farm-pull.XXXXXX)
-pids=()
-cleanup() { local code=$?; for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$state"; exit $code; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
 source "$root/bench/lib.sh"
+bench_run_setup farm-pull
 bench_build
 
 redis_port=$(free_port); s3_port=$(free_port); coord_port=$(free_port)
