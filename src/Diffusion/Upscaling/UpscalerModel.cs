@@ -21,6 +21,8 @@ internal sealed class UpscalerModel : IDisposable
     private readonly string _inputName;
     private readonly string _outputName;
     private readonly TensorElementType _inputType;
+    private int _widestInput;
+    private int _tallestInput;
 
     public UpscalerModel(OnnxComponent component)
     {
@@ -55,6 +57,16 @@ internal sealed class UpscalerModel : IDisposable
     /// <summary>The export's fixed input width, when it has one.</summary>
     public int? StaticWidth { get; }
 
+    /// <summary>Its runs so far (the one measuring the scale at load included) and the largest inputs they had.</summary>
+    public UpscalerStatistics Statistics
+    {
+        get
+        {
+            var runs = _component.Statistics;
+            return new(_component.Name, runs.Runs, runs.RunTime, Volatile.Read(ref _widestInput), Volatile.Read(ref _tallestInput));
+        }
+    }
+
     /// <summary>Runs one tile: [3, height, width] → [3, Scale·height, Scale·width] into <paramref name="destination"/>.</summary>
     public void Run(ReadOnlySpan<float> tile, int height, int width, RunOptions runOptions, Span<float> destination)
     {
@@ -67,6 +79,8 @@ internal sealed class UpscalerModel : IDisposable
 
     private (int Height, int Width) RunOnce(ReadOnlySpan<float> tile, int height, int width, RunOptions runOptions, Span<float> destination)
     {
+        RaiseTo(ref _tallestInput, height);
+        RaiseTo(ref _widestInput, width);
         using var input = TensorBuffer.Create(_inputType, 1, 3, height, width);
         input.Write(tile);
         using var outputs = _component.Run(runOptions, [_inputName], [input.Value], [_outputName]);
@@ -81,6 +95,18 @@ internal sealed class UpscalerModel : IDisposable
             TensorBuffer.ReadAsFloat(outputs[0], destination);
         }
         return size;
+    }
+
+    /// <summary>Raises <paramref name="field"/> to <paramref name="value"/> unless it is higher (one session serves concurrent pipelines).</summary>
+    private static void RaiseTo(ref int field, int value)
+    {
+        int seen = Volatile.Read(ref field);
+        while (seen < value)
+        {
+            int before = Interlocked.CompareExchange(ref field, value, seen);
+            if (before == seen) return;
+            seen = before;
+        }
     }
 
     private int MeasureScale()
