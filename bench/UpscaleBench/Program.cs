@@ -2,7 +2,7 @@
 // image sizes with the builder's tiny ×4 RRDBNet and one small image with the ×4 RRDBNet at RealESRGAN_x4plus's sizes.
 // Per image: wall time, managed bytes allocated during the call (GC.GetTotalAllocatedBytes) and the growth of the
 // process's peak resident set (VmHWM, reset through /proc/self/clear_refs before each call; it includes ONNX Runtime's
-// native memory for a tile), each also per output byte (3 bytes a pixel). Presets are written once under --dir.
+// native memory for a tile), each also per output byte (3 bytes a pixel), and the model runs (tiles) it took. Presets are written once under --dir.
 //
 //   dotnet run -c Release --project bench/UpscaleBench -- --dir /tmp/upscalebench
 // Options: --sizes 256,1024,2048 (tiny ×4 input sides)  --real-size 96  --real-tile 64  --real-overlap 16
@@ -34,8 +34,8 @@ library.Upscale("rrdb-tiny-x4", Picture(64, 64), 64, 64, tiling); // warm-up: JI
 if (real) library.Upscale("realesrgan-x4", Picture(16, 16), 16, 16, realTiling);
 
 Console.WriteLine();
-Console.WriteLine("| upscaler | input | output | tile / overlap | time, s | allocated, MB | per output byte | peak RSS growth, MB | per output byte |");
-Console.WriteLine("|---|---|---|---|---|---|---|---|---|");
+Console.WriteLine("| upscaler | input | output | tile / overlap | model runs | time, s | allocated, MB | per output byte | peak RSS growth, MB | per output byte |");
+Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|");
 foreach (var (name, side, caseTiling) in cases)
 {
     var picture = Picture(side, side);
@@ -43,6 +43,7 @@ foreach (var (name, side, caseTiling) in cases)
     GC.WaitForPendingFinalizers();
     long rssBefore = Status("VmRSS");
     File.WriteAllText("/proc/self/clear_refs", "5"); // resets VmHWM to the current RSS
+    long runsBefore = Runs(name);
     long allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
     var clock = Stopwatch.StartNew();
     var (rgb, width, height) = library.Upscale(name, picture, side, side, caseTiling);
@@ -50,10 +51,12 @@ foreach (var (name, side, caseTiling) in cases)
     long allocated = GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
     long peak = Status("VmHWM") - rssBefore;
     double outBytes = rgb.Length;
-    Console.WriteLine($"| {name} | {side}² | {width}x{height} | {caseTiling.TileSize} / {caseTiling.Overlap} | {clock.Elapsed.TotalSeconds:F2} | " +
+    Console.WriteLine($"| {name} | {side}² | {width}x{height} | {caseTiling.TileSize} / {caseTiling.Overlap} | {Runs(name) - runsBefore} | {clock.Elapsed.TotalSeconds:F2} | " +
         $"{allocated / 1048576.0:F0} | {allocated / outBytes:F2} | {peak / 1048576.0:F0} | {peak / outBytes:F2} |");
 }
 return 0;
+
+long Runs(string name) => library.Statistics.Single(s => s.Upscaler == name).Runs;
 
 // A smooth, structured picture (as TiledUpscaleTests draws): neither flat nor noise.
 static byte[] Picture(int width, int height)

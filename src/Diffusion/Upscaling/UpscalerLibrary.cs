@@ -66,8 +66,8 @@ public sealed class UpscalerLibrary : IDisposable
         // Every byte is written by the tiler.
         var result = GC.AllocateUninitializedArray<byte>(3 * outWidth * outHeight);
         using var runOptions = new RunOptions();
-        TiledUpscale.Run(rgb, width, height, model.Scale, tiling, model.StaticHeight, model.StaticWidth,
-            (tile, h, w, destination) => model.Run(tile, h, w, runOptions, destination), result, cancellationToken);
+        using var tiles = model.Tiles(runOptions);
+        TiledUpscale.Run(rgb, width, height, model.Scale, tiling, model.StaticHeight, model.StaticWidth, tiles.Run, result, cancellationToken);
         return (result, outWidth, outHeight);
     }
 
