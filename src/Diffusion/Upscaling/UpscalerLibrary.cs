@@ -52,36 +52,35 @@ public sealed class UpscalerLibrary : IDisposable
 
     /// <summary>
     /// Upscales interleaved 8-bit RGB with the upscaler <paramref name="name"/>, tiled as <paramref name="tiling"/>
-    /// says (default <see cref="Tiling"/>); returns its scale× RGB bytes and size.
+    /// says (default <see cref="Tiling"/>); returns its scale× RGB bytes and size. Besides the result, the memory it
+    /// takes is one tile-high strip of the result in floats (<see cref="TiledUpscale"/>).
     /// </summary>
     public (byte[] Rgb, int Width, int Height) Upscale(string name, ReadOnlySpan<byte> rgb, int width, int height, UpscaleTiling? tiling = null,
         CancellationToken cancellationToken = default)
     {
         if (rgb.Length != 3 * width * height) throw new ArgumentException($"{width}x{height} RGB needs {3 * width * height} bytes, not {rgb.Length}.", nameof(rgb));
-        int plane = width * height;
-        var planar = new float[3 * plane];
-        for (int p = 0; p < plane; p++)
-            for (int c = 0; c < 3; c++)
-                planar[c * plane + p] = rgb[3 * p + c] / 255f;
-        using var runOptions = new RunOptions();
-        var upscaled = Upscale(name, planar, width, height, runOptions, tiling, cancellationToken);
-        int scale = ScaleOf(name), outWidth = width * scale, outHeight = height * scale, outPlane = outWidth * outHeight;
-        var result = new byte[3 * outPlane];
-        for (int p = 0; p < outPlane; p++)
-            for (int c = 0; c < 3; c++)
-                result[3 * p + c] = (byte)MathF.Round(Math.Clamp(upscaled[c * outPlane + p], 0f, 1f) * 255f);
-        return (result, outWidth, outHeight);
-    }
-
-    /// <summary>Planar [3, H, W] in [0, 1] → [3, s·H, s·W] (not clamped), tile by tile.</summary>
-    internal float[] Upscale(string name, ReadOnlySpan<float> image, int width, int height, RunOptions runOptions, UpscaleTiling? tiling = null,
-        CancellationToken cancellationToken = default)
-    {
         var model = Get(name);
         tiling ??= Tiling;
         if (tiling.Problem() is { } problem) throw new ArgumentException(problem, nameof(tiling));
-        return TiledUpscale.Run(image, width, height, model.Scale, tiling, model.StaticHeight, model.StaticWidth,
-            (tile, h, w, destination) => model.Run(tile, h, w, runOptions, destination), cancellationToken);
+        int outWidth = width * model.Scale, outHeight = height * model.Scale;
+        // Every byte is written by the tiler.
+        var result = GC.AllocateUninitializedArray<byte>(3 * outWidth * outHeight);
+        using var runOptions = new RunOptions();
+        using var tiles = model.Tiles(runOptions);
+        TiledUpscale.Run(rgb, width, height, model.Scale, tiling, model.StaticHeight, model.StaticWidth, tiles.Run, result, cancellationToken);
+        return (result, outWidth, outHeight);
+    }
+
+    /// <summary>What each upscaler loaded so far has done (by name): its model runs and the largest inputs they were given.</summary>
+    public IReadOnlyList<UpscalerStatistics> Statistics
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _loaded.OrderBy(m => m.Key, StringComparer.Ordinal).Select(m => m.Value.Statistics).ToArray();
+            }
+        }
     }
 
     internal UpscalerModel Get(string name)

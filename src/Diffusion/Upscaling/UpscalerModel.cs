@@ -21,6 +21,8 @@ internal sealed class UpscalerModel : IDisposable
     private readonly string _inputName;
     private readonly string _outputName;
     private readonly TensorElementType _inputType;
+    private int _widestInput;
+    private int _tallestInput;
 
     public UpscalerModel(OnnxComponent component)
     {
@@ -55,19 +57,47 @@ internal sealed class UpscalerModel : IDisposable
     /// <summary>The export's fixed input width, when it has one.</summary>
     public int? StaticWidth { get; }
 
-    /// <summary>Runs one tile: [3, height, width] → [3, Scale·height, Scale·width] into <paramref name="destination"/>.</summary>
-    public void Run(ReadOnlySpan<float> tile, int height, int width, RunOptions runOptions, Span<float> destination)
+    /// <summary>Its runs so far (the one measuring the scale at load included) and the largest inputs they had.</summary>
+    public UpscalerStatistics Statistics
     {
-        var (outHeight, outWidth) = RunOnce(tile, height, width, runOptions, destination);
-        if (outHeight != Scale * height || outWidth != Scale * width)
+        get
         {
-            throw new InvalidOperationException($"The upscaler {_component.Name} returned {outWidth}x{outHeight} for a {width}x{height} tile; expected ×{Scale}.");
+            var runs = _component.Statistics;
+            return new(_component.Name, runs.Runs, runs.RunTime, Volatile.Read(ref _widestInput), Volatile.Read(ref _tallestInput));
         }
     }
 
-    private (int Height, int Width) RunOnce(ReadOnlySpan<float> tile, int height, int width, RunOptions runOptions, Span<float> destination)
+    /// <summary>Starts an upscale: its tiles run through the returned runner, which reuses one input tensor for them.</summary>
+    public TileRunner Tiles(RunOptions runOptions) => new(this, runOptions);
+
+    /// <summary>One upscale's tiles, one after another: [3, height, width] → [3, Scale·height, Scale·width].</summary>
+    internal sealed class TileRunner(UpscalerModel model, RunOptions runOptions) : IDisposable
     {
-        using var input = TensorBuffer.Create(_inputType, 1, 3, height, width);
+        private TensorBuffer? _input;
+
+        public void Run(ReadOnlySpan<float> tile, int height, int width, Span<float> destination)
+        {
+            // A call's tiles share one size; a new tensor only when it changes.
+            if (_input is null || _input.Shape[2] != height || _input.Shape[3] != width)
+            {
+                _input?.Dispose();
+                _input = null;
+                _input = TensorBuffer.Create(model._inputType, 1, 3, height, width);
+            }
+            var (outHeight, outWidth) = model.RunOnce(_input, tile, runOptions, destination);
+            if (outHeight != model.Scale * height || outWidth != model.Scale * width)
+            {
+                throw new InvalidOperationException($"The upscaler {model._component.Name} returned {outWidth}x{outHeight} for a {width}x{height} tile; expected ×{model.Scale}.");
+            }
+        }
+
+        public void Dispose() => _input?.Dispose();
+    }
+
+    private (int Height, int Width) RunOnce(TensorBuffer input, ReadOnlySpan<float> tile, RunOptions runOptions, Span<float> destination)
+    {
+        RaiseTo(ref _tallestInput, (int)input.Shape[2]);
+        RaiseTo(ref _widestInput, (int)input.Shape[3]);
         input.Write(tile);
         using var outputs = _component.Run(runOptions, [_inputName], [input.Value], [_outputName]);
         var shape = outputs[0].GetTensorTypeAndShape().Shape;
@@ -83,6 +113,18 @@ internal sealed class UpscalerModel : IDisposable
         return size;
     }
 
+    /// <summary>Raises <paramref name="field"/> to <paramref name="value"/> unless it is higher (one session serves concurrent pipelines).</summary>
+    private static void RaiseTo(ref int field, int value)
+    {
+        int seen = Volatile.Read(ref field);
+        while (seen < value)
+        {
+            int before = Interlocked.CompareExchange(ref field, value, seen);
+            if (before == seen) return;
+            seen = before;
+        }
+    }
+
     private int MeasureScale()
     {
         int height = StaticHeight ?? ProbeSide, width = StaticWidth ?? ProbeSide;
@@ -92,7 +134,8 @@ internal sealed class UpscalerModel : IDisposable
         try
         {
             using var runOptions = new RunOptions();
-            size = RunOnce(probe, height, width, runOptions, []);
+            using var input = TensorBuffer.Create(_inputType, 1, 3, height, width);
+            size = RunOnce(input, probe, runOptions, []);
         }
         catch (OnnxRuntimeException ex)
         {
