@@ -12,6 +12,9 @@ ensure_commands node:nodejs npm:npm
 # chromium: the dashboard's browser tests (Playwright drives Debian's chromium; no browser is downloaded). npm above
 # also builds the dashboard's page files during the coordinator's build.
 ensure_commands chromium:chromium
+# curl, jq and python3's requests: the README's HTTP/JSON examples, which a test runs as written (ReadmeExampleTests).
+ensure_commands curl:curl jq:jq
+ensure_python_modules requests:python3-requests
 export RENDERFARM_REQUIRE_S3_TESTS=1
 
 log=$(mktemp)

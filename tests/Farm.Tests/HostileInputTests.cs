@@ -431,25 +431,6 @@ public sealed class MalformedBodyTests : IAsyncLifetime
         Assert.Equal(StatusCode.InvalidArgument, error.StatusCode);
         Assert.StartsWith(RawCalls.Malformed, error.Status.Detail);
     }
-
-    /// <summary>Every log entry of the coordinator, kept for assertions.</summary>
-    private sealed class CapturedLog : ILoggerProvider
-    {
-        private readonly System.Collections.Concurrent.ConcurrentQueue<(LogLevel Level, string Category, string Message)> _entries = new();
-
-        public IEnumerable<string> AtLeast(LogLevel level) => _entries.Where(e => e.Level >= level).Select(e => $"{e.Level} {e.Category}: {e.Message}");
-
-        public ILogger CreateLogger(string categoryName) => new Category(this, categoryName);
-        public void Dispose() { }
-
-        private sealed class Category(CapturedLog log, string name) : ILogger
-        {
-            public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
-            public bool IsEnabled(LogLevel logLevel) => true;
-            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-                log._entries.Enqueue((logLevel, name, formatter(state, exception) + (exception is null ? "" : $" ({exception.GetType().Name}: {exception.Message})")));
-        }
-    }
 }
 
 /// <summary>Calls whose bodies are raw bytes, so a test can send what no generated client would.</summary>
@@ -488,14 +469,14 @@ internal static class RawCalls
             case MethodType.ClientStreaming:
                 using (var call = invoker.AsyncClientStreamingCall(method, null, options))
                 {
-                    await WriteAllAsync(call.RequestStream, messages);
+                    await call.RequestStream.WriteAllAsync(messages);
                     await call.ResponseAsync;
                 }
                 break;
             default:
                 using (var call = invoker.AsyncDuplexStreamingCall(method, null, options))
                 {
-                    await WriteAllAsync(call.RequestStream, messages);
+                    await call.RequestStream.WriteAllAsync(messages);
                     await DrainAsync(call.ResponseStream, options.CancellationToken);
                 }
                 break;
@@ -505,18 +486,5 @@ internal static class RawCalls
     public static async Task DrainAsync<T>(IAsyncStreamReader<T> stream, CancellationToken cancellationToken = default)
     {
         while (await stream.MoveNext(cancellationToken)) { }
-    }
-
-    private static async Task WriteAllAsync(IClientStreamWriter<byte[]> stream, IEnumerable<byte[]> messages)
-    {
-        try
-        {
-            foreach (var message in messages) await stream.WriteAsync(message);
-            await stream.CompleteAsync();
-        }
-        catch (Exception e) when (e is RpcException or InvalidOperationException)
-        {
-            // The server answered before reading everything: its status is the call's result.
-        }
     }
 }

@@ -60,16 +60,17 @@ public sealed class WebhookTests
     }
 
     [Fact]
-    public async Task AFailingReceiverIsRetriedWithBackoffThenGivenUpWithTheReasonKept()
+    public async Task AFailingReceiverIsRetriedWithBackoffThenGivenUpWithTheReasonLoggedAndKept()
     {
         await using var receiver = await WebhookReceiver.StartAsync();
         receiver.Status = 500;
+        using var log = new CapturedLog();
         await using var farm = await FarmCluster.StartAsync(workers: 1, configure: s =>
         {
             Loopback(s);
             s["Farm:Webhooks:FirstBackoffMilliseconds"] = "100";
             s["Farm:Webhooks:GiveUpAfterSeconds"] = "1";
-        });
+        }, coordinatorServices: services => services.AddSingleton<ILoggerProvider>(log));
         var job = await farm.SubmitAsync(Header(receiver.Url), TwoPrompts);
         await farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
 
@@ -77,6 +78,10 @@ public sealed class WebhookTests
             (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId })).Webhook.StartsWith("gave up", StringComparison.Ordinal), "the webhook given up");
         var status = await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId });
         Assert.Equal("gave up: HTTP 500 Internal Server Error", status.Webhook);
+        // The operator's side: the dispatcher logged it (before keeping it on the job), naming the job, target and reason.
+        var gaveUp = Assert.Single(log.AtLeast(LogLevel.Warning), e => e.Contains(job.JobId, StringComparison.Ordinal));
+        Assert.StartsWith($"Warning {typeof(WebhookDispatcher).FullName}: Webhook of job {job.JobId} to {receiver.Url} given up after ", gaveUp);
+        Assert.EndsWith(": HTTP 500 Internal Server Error", gaveUp);
         // Each dispatch tries three times (Polly), and it was dispatched again after a backoff before giving up.
         Assert.True(receiver.Deliveries.Count >= 6, $"{receiver.Deliveries.Count} deliveries");
         Assert.Single(receiver.Deliveries.Select(d => d.EventId).Distinct());

@@ -14,17 +14,8 @@ public static class JobClientExtensions
         IEnumerable<SubmitJobRequest> items, CancellationToken cancellationToken = default, Metadata? headers = null)
     {
         using var call = jobs.SubmitJob(headers, cancellationToken: cancellationToken);
-        try
-        {
-            await call.RequestStream.WriteAsync(new SubmitJobRequest { Header = header }, cancellationToken);
-            foreach (var item in items)
-                await call.RequestStream.WriteAsync(item, cancellationToken);
-            await call.RequestStream.CompleteAsync();
-        }
-        catch (Exception e) when (e is RpcException or InvalidOperationException && !cancellationToken.IsCancellationRequested)
-        {
-            // The coordinator rejected the batch while it was still streaming: its status is the call's result.
-        }
+        // The coordinator may reject the batch while it is still streaming: its status is then the call's result.
+        await call.RequestStream.WriteAllAsync(items.Prepend(new SubmitJobRequest { Header = header }), cancellationToken);
         return await call;
     }
 
