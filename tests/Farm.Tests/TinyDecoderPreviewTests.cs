@@ -24,7 +24,9 @@ public sealed class TinyDecoderPreviewTests(TinyDecoderPreviewTests.TaesdFarm fi
 
         public async Task InitializeAsync()
         {
-            Cluster = await FarmCluster.StartAsync(workers: 0);
+            // Every preview stored: the default Farm:PreviewIntervalMilliseconds (250) would drop a step's preview that
+            // came within 250 ms of the last, and a test that holds the render at the next step's would wait forever.
+            Cluster = await FarmCluster.StartAsync(workers: 0, configure: s => s["Farm:PreviewIntervalMilliseconds"] = "0");
             var model = Path.Combine(Cluster.Root, "tiny-taesd");
             ModelPresets.Write("tiny-taesd", model);
             Renderer = new ControlledRenderer(new PipelineRenderer(StableDiffusionPipeline.Load(model)));
@@ -44,14 +46,10 @@ public sealed class TinyDecoderPreviewTests(TinyDecoderPreviewTests.TaesdFarm fi
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(2));
         var hold = fixture.Renderer.HoldAtNextPreview();
+        SubmitJobResponse? job = null;
         try
         {
-            var job = await fixture.Cluster.SubmitAsync(new JobHeader
-            {
-                Params = new GenerationParams { Width = 64, Height = 48, Steps = 3, GuidanceScale = 7f },
-                Seeds = { 1, 2 },
-                PreviewEvery = 1,
-            }, [new PromptItem { Prompt = "a lighthouse at dusk" }]);
+            job = await SubmitAsync("a lighthouse at dusk");
             await hold.Held.WaitAsync(cts.Token);
 
             using var watch = fixture.Cluster.Jobs.WatchJob(new WatchJobRequest { JobId = job.JobId, Previews = true }, cancellationToken: cts.Token);
@@ -72,6 +70,8 @@ public sealed class TinyDecoderPreviewTests(TinyDecoderPreviewTests.TaesdFarm fi
         {
             hold.Release();
         }
+        // To its end: a render still going would take the next test's hold at its next preview.
+        if (job is not null) await fixture.Cluster.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
     }
 
     private IDatabase Redis => fixture.Cluster.Redis;
