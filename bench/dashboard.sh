@@ -16,11 +16,7 @@ bench_build
 [ "${NO_BUILD:-}" = 1 ] || dotnet build bench/DashboardBench -c Release -v quiet -nologo -clp:ErrorsOnly >/dev/null
 [ "${NO_BUILD:-}" = 1 ] || dotnet build src/ModelBuilder -c Release -v quiet -nologo -clp:ErrorsOnly >/dev/null
 
-state=$(mktemp -d /tmp/dashboard-bench.XXXXXX)
-pids=()
-cleanup() { local code=$?; for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$state"; exit $code; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_run_setup dashboard-bench
 
 dotnet "$(dll ModelBuilder RenderFarm.ModelBuilder)" create tiny --out "$state/tiny" >/dev/null
 redis_port=$(free_port); coord_port=$(free_port); web_port=$(free_port)

@@ -10,11 +10,11 @@ dll() { echo "$root/src/$1/bin/Release/net10.0/$2.dll"; }
 farm() { dotnet "$(dll Client farm)" --coordinator "http://127.0.0.1:$coord_port" "$@"; }
 cpu_seconds() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$1/stat"; }   # utime + stime, clock ticks of 1/100 s
 
-# A run's folder ($state, /tmp/<name>.XXXXXX) and its background processes: each script adds every process it starts
+# A run's folder ($state, ${TMPDIR:-/tmp}/<name>.XXXXXX) and its background processes: each script adds every process it starts
 # to pids; however the script ends (done, failed, Ctrl-C), they are stopped and waited for, and the folder is removed
 # unless KEEP=1. Usage: bench_run_setup farm-fairness
 bench_run_setup() {
-  state=$(mktemp -d "/tmp/$1.XXXXXX")
+  state=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
   pids=()
   trap bench_run_cleanup EXIT
   trap 'exit 130' INT TERM

@@ -2,6 +2,7 @@ using Grpc.Core;
 using Microsoft.Playwright;
 using RenderFarm.Coordinator.Security;
 using RenderFarm.Farm.Tests.Infrastructure;
+using RenderFarm.ModelBuilder;
 using RenderFarm.Protocol;
 
 namespace RenderFarm.Farm.Tests;
@@ -165,66 +166,126 @@ public sealed class DashboardBrowserTests(WebFarm fixture) : IClassFixture<WebFa
     }
 
     [Fact]
-    public async Task A_base_and_refiner_job_shows_its_refiner_and_switch_on_its_page_and_its_images()
+    public async Task A_base_and_refiner_job_shows_its_model_and_refiner_in_the_jobs_list_and_its_page_and_its_images()
     {
-        // A second worker holding the tiny model under another name: a refiner for the tiny model (same latent channels).
-        var workerKey = await fixture.KeyAsync("farm-refiner", ApiKeyRole.Worker);
-        await fixture.Farm.StartWorkerAsync("refiner-1", s =>
+        // The builder's SDXL base and refiner presets, each on a worker of its own (as RefinerTests' farm): the job's
+        // stages run on different workers, and the pages name both models.
+        const string Base = "tiny-sdxl", Refiner = "tiny-sdxl-refiner";
+        var workerKey = await fixture.KeyAsync("farm-sdxl", ApiKeyRole.Worker);
+        foreach (var (worker, model) in new[] { ("sdxl-base-1", Base), ("sdxl-refiner-1", Refiner) })
         {
-            s["Farm:ApiKey"] = workerKey;
-            s.Remove($"Farm:Models:{FarmCluster.Model}");
-            s["Farm:Models:tiny-refiner"] = fixture.Farm.ModelDirectory;
-        });
+            var directory = Path.Combine(fixture.Farm.Root, model);
+            ModelPresets.Write(model, directory);
+            await fixture.Farm.StartWorkerAsync(worker, s =>
+            {
+                s["Farm:ApiKey"] = workerKey;
+                s.Remove($"Farm:Models:{FarmCluster.Model}");
+                s[$"Farm:Models:{model}"] = directory;
+            });
+        }
         var client = await fixture.KeyAsync("rita-corp", ApiKeyRole.Client);
-        var job = await fixture.Farm.SubmitAsync(new JobHeader
+        var refined = await fixture.Farm.SubmitAsync(new JobHeader
         {
-            Params = new GenerationParams { Width = 64, Height = 64, Steps = 4, GuidanceScale = 7f, Refiner = "tiny-refiner", RefinerStart = 0.5f },
+            Params = new GenerationParams { Model = Base, Width = 64, Height = 48, Steps = 4, GuidanceScale = 5f, Refiner = Refiner, RefinerStart = 0.5f },
             Seeds = { 1 },
         }, [new PromptItem { Prompt = "a refined castle" }], headers: Key(client));
+        var plain = await SubmitAsync(client, "a plain castle", images: 1, previewEvery: 0);
 
+        // The Jobs list: each job's model, and the refiner only for the job that has one.
         var page = await fixture.SignedInAsync(client);
-        await page.GotoAsync($"{fixture.Web}/#/job/{job.JobId}");
+        var refinedModel = page.Locator($"tr[data-job='{refined.JobId}'] td.model");
+        await refinedModel.WaitForAsync();
+        Assert.Equal($"{Base}\n→ refiner {Refiner} at 0.5", (await refinedModel.InnerTextAsync()).Trim());
+        var plainModel = page.Locator($"tr[data-job='{plain.JobId}'] td.model");
+        Assert.Equal(FarmCluster.Model, (await plainModel.InnerTextAsync()).Trim());
+        Assert.Equal(0, await plainModel.Locator(".refiner").CountAsync());
+        await page.WaitForSelectorAsync($"tr[data-job='{refined.JobId}'][data-state=completed]");
+        await WebFarm.ScreenshotAsync(page, "jobs-models");
+
+        // Its page: both models in the job's parameters, each stage started on the worker holding its model.
+        await page.ClickAsync($"tr[data-job='{refined.JobId}'] a");
         await page.WaitForSelectorAsync("#job-state.completed");
-        Assert.Contains($"{FarmCluster.Model} → refiner tiny-refiner at 0.5 · 64x64", await page.InnerTextAsync("#job-params"));
-        // The event log names each stage as it starts on its worker.
-        await page.WaitForSelectorAsync("#log li:has-text('shard 0 (refiner stage) started on refiner-1')");
-        Assert.Contains($"shard 0 (base stage) started on {WebFarm.WorkerId}", await page.InnerTextAsync("#log"));
+        Assert.Contains($"{Base} → refiner {Refiner} at 0.5 · 64x48", await page.InnerTextAsync("#job-params"));
+        await page.WaitForSelectorAsync("#log li:has-text('shard 0 (refiner stage) started on sdxl-refiner-1')");
+        Assert.Contains("shard 0 (base stage) started on sdxl-base-1", await page.InnerTextAsync("#log"));
+
+        // Its image's parameters: the base model and the refiner with its switch.
         await page.ClickAsync("#grid figure[data-index='0']");
         await page.WaitForSelectorAsync("#viewer[open] img.full[src^=blob]");
-        Assert.Contains("tiny-refiner, switch at 0.5", await page.InnerTextAsync("#viewer table.params"));
+        var parameters = page.Locator("#viewer table.params");
+        Assert.Equal(Base, await parameters.Locator("tr:has(th:text-is('Model')) td").InnerTextAsync());
+        Assert.Equal($"{Refiner}, switch at 0.5", await parameters.Locator("tr:has(th:text-is('Refiner')) td").InnerTextAsync());
         await WebFarm.ScreenshotAsync(page, "refiner");
     }
 
     [Fact]
-    public async Task An_admin_sees_the_worker_and_its_model_and_a_client_does_not_see_the_fleet()
+    public async Task An_admin_sees_the_worker_and_its_model_releases_a_quarantined_worker_and_a_client_does_not_see_the_fleet()
     {
         var admin = await fixture.KeyAsync("ops", ApiKeyRole.Admin);
         var client = await fixture.KeyAsync("erin-corp", ApiKeyRole.Client);
 
-        // The worker busy on a job (held at a preview) with more of it waiting: the pages show a farm at work.
+        // A worker whose model loads but fails every shard (as FailureTests' broken worker), alone on that model: each
+        // shard fails once (Farm:MaxAttempts 1) and is held against it, and Farm:QuarantineAfterFailures' 3 quarantine it.
+        const string Broken = "broken-1", BrokenModel = "broken-model";
+        var workerKey = await fixture.KeyAsync("farm-broken", ApiKeyRole.Worker);
+        await fixture.Farm.StartWorkerAsync(Broken, s =>
+        {
+            s["Farm:ApiKey"] = workerKey;
+            s["Farm:WarmUp"] = "false";
+            s.Remove($"Farm:Models:{FarmCluster.Model}");
+            s[$"Farm:Models:{BrokenModel}"] = TestModels.WriteBroken(fixture.Farm.Root);
+        });
+        await fixture.Farm.SubmitAsync(new JobHeader
+        {
+            Params = new GenerationParams { Model = BrokenModel, Width = 64, Height = 64, Steps = 4, GuidanceScale = 7f },
+            Seeds = { Enumerable.Range(1, 12).Select(i => (long)i) }, // 3 shards of 4
+        }, [new PromptItem { Prompt = "a job for a broken worker" }], headers: Key(client));
+        await fixture.Farm.Jobs.WaitForWorkerAsync(Broken, w => w.State == WorkerState.Quarantined, Key(admin));
+
+        // The good worker busy on a job (held at a preview) with more of it waiting: the pages show a farm at work.
         var hold = fixture.Renderer.HoldAtNextPreview();
         var job = await SubmitAsync(client, "a busy farm", images: 12);
         await hold.Held.WaitAsync(HoldTimeout);
         try
         {
+            // A client's nav has no fleet pages, and typing their address shows its jobs, not the workers.
+            var clientPage = await fixture.SignedInAsync(client);
+            await clientPage.WaitForSelectorAsync($"tr[data-job='{job.JobId}']");
+            Assert.Equal(0, await clientPage.Locator("#nav a[href='#/workers'], #nav a[href='#/models']").CountAsync());
+            foreach (var fleetPage in new[] { "workers", "models" })
+            {
+                // From the job's page (no jobs table), so the jobs table waited for is the fleet address's rendering.
+                await clientPage.GotoAsync($"{fixture.Web}/#/job/{job.JobId}");
+                await clientPage.WaitForSelectorAsync("#job-state");
+                await clientPage.GotoAsync($"{fixture.Web}/#/{fleetPage}");
+                await clientPage.WaitForSelectorAsync($"table.jobs tr[data-job='{job.JobId}']");
+                Assert.Equal(0, await clientPage.Locator("table.workers, table.models, button.release").CountAsync());
+            }
+
             var page = await fixture.SignedInAsync(admin);
             await page.ClickAsync("#nav a[href='#/workers']");
             var worker = page.Locator($"table.workers tr[data-worker='{WebFarm.WorkerId}']");
             await worker.WaitForAsync();
             await page.WaitForSelectorAsync($"table.workers tr[data-worker='{WebFarm.WorkerId}'] a[href='#/job/{job.JobId}']");
-            Assert.Contains(FarmCluster.Model, await worker.Locator("td").Nth(2).InnerTextAsync());
+            Assert.Equal(FarmCluster.Model, await worker.Locator("td").Nth(2).InnerTextAsync());
+            Assert.Equal(0, await worker.Locator("button.release").CountAsync()); // only a quarantined worker has one
+
+            // The quarantined worker, with its model and a Release button that lifts the quarantine in the farm's registry.
+            var quarantined = page.Locator($"table.workers tr[data-worker='{Broken}'][data-state=quarantined]");
+            await quarantined.WaitForAsync();
+            Assert.Equal(BrokenModel, await quarantined.Locator("td").Nth(2).InnerTextAsync());
             await WebFarm.ScreenshotAsync(page, "workers");
+            await quarantined.Locator("button.release").ClickAsync();
+            await page.WaitForSelectorAsync($"table.workers tr[data-worker='{Broken}']:not([data-state=quarantined])");
+            var released = (await fixture.Farm.Jobs.ListWorkersAsync(new ListWorkersRequest(), Key(admin))).Workers.Single(w => w.WorkerId == Broken);
+            Assert.NotEqual(WorkerState.Quarantined, released.State);
+            Assert.Equal(0, await page.Locator($"table.workers tr[data-worker='{Broken}'] button.release").CountAsync());
 
             await page.ClickAsync("#nav a[href='#/models']");
             var model = page.Locator($"table.models tr[data-model='{FarmCluster.Model}']");
             await model.WaitForAsync();
             Assert.Equal("1", await model.Locator("td").Nth(1).InnerTextAsync()); // one worker serves it
             await WebFarm.ScreenshotAsync(page, "models");
-
-            // A client's nav has no fleet pages.
-            var clientPage = await fixture.SignedInAsync(client);
-            await clientPage.WaitForSelectorAsync($"tr[data-job='{job.JobId}']");
-            Assert.Equal(0, await clientPage.Locator("#nav a[href='#/workers'], #nav a[href='#/models']").CountAsync());
         }
         finally
         {

@@ -1,5 +1,7 @@
 // Small DOM helpers: elements built with properties and children, text always set as text (never parsed as HTML).
 
+import type { GenerationParams } from "./types";
+
 type Child = Node | string | null | undefined | false;
 
 export function el<K extends keyof HTMLElementTagNameMap>(tag: K, props: Partial<Record<string, unknown>> = {}, ...children: Child[]): HTMLElementTagNameMap[K] {
@@ -55,4 +57,9 @@ export function progressBar(done: number, failed: number, total: number): HTMLEl
 
 export function errorBox(e: unknown): HTMLElement {
   return el("p", { className: "error", role: "alert" }, e instanceof Error ? e.message : String(e));
+}
+
+/** " → refiner NAME at 0.8" for a base + refiner job (README "SDXL base + refiner"); "" otherwise. */
+export function refinerText(p: GenerationParams): string {
+  return p.refiner ? ` → refiner ${p.refiner} at ${p.refinerStart ?? ""}` : "";
 }

@@ -29,20 +29,27 @@ async function route(): Promise<void> {
     try { who = await caller(); } catch { signOut(); location.hash = "#/signin"; return; }
   }
   renderNav(name);
-  const admin = who.role === "admin" || !!who.authDisabled;
-  switch (name) {
+  const admin = seesFleet(who);
+  // The fleet's pages are an admin's (the nav offers them to no one else): a client's key typed into #/workers gets its jobs.
+  const fleetPage = name === "workers" || name === "models";
+  switch (fleetPage && !admin ? "jobs" : name) {
     case "job": stop = jobPage(decodeURIComponent(arg ?? "")); break;
-    case "workers": stop = workersPage(admin); break;
+    case "workers": stop = workersPage(); break;
     case "models": stop = modelsPage(); break;
     default: stop = jobsPage();
   }
+}
+
+/** Admins, and everyone on a farm without keys, see the fleet (Workers, Models). */
+function seesFleet(c: Caller): boolean {
+  return c.role === "admin" || !!c.authDisabled;
 }
 
 function renderNav(current?: string): void {
   const nav = document.getElementById("nav")!;
   const whoBox = document.getElementById("who")!;
   if (!who) { nav.replaceChildren(); whoBox.replaceChildren(); return; }
-  const fleet = who.role === "admin" || !!who.authDisabled;
+  const fleet = seesFleet(who);
   const link = (name: string, label: string) => el("a", { href: `#/${name}`, className: current === name || (name === "jobs" && current === "job") ? "current" : "" }, label);
   nav.replaceChildren(link("jobs", "Jobs"), ...(fleet ? [link("workers", "Workers"), link("models", "Models")] : []));
   whoBox.replaceChildren(

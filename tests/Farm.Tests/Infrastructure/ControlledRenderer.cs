@@ -28,6 +28,21 @@ public sealed class ControlledRenderer(IShardRenderer inner) : IShardRenderer
     }
 
     /// <summary>
+    /// Arms a hold on the next preview, then releases <paramref name="held"/>: the render it blocks stops again at its
+    /// very next preview (arming after a release would race the render past it).
+    /// </summary>
+    public Hold HoldAtNextPreviewAfter(Hold held)
+    {
+        lock (_gate)
+        {
+            if (!ReferenceEquals(_armed, held) || !held.Held.IsCompleted) throw new InvalidOperationException("the hold to pass on is not the armed one, or holds nothing");
+            _armed = new Hold();
+            held.Release();
+            return _armed;
+        }
+    }
+
+    /// <summary>
     /// The next render of a batch with a prompt containing <paramref name="marker"/> blocks after reporting its first
     /// step, until the hold is released or the render is stopped (<see cref="Hold.Stopped"/>); later renders pass.
     /// </summary>

@@ -1,8 +1,8 @@
 import { act, getJob, imageUrl, listImages, watch, type JobAction } from "../api";
-import { age, el, errorBox, progressBar, show, stateName } from "../dom";
+import { age, el, errorBox, progressBar, refinerText, show, stateName } from "../dom";
 import type { Stop } from "../main";
 import { markFirstPaint, markUpdate, resetFirstPaint } from "../perf";
-import type { GenerationParams, ImagePreview, JobEvent, JobImage, JobStatus } from "../types";
+import type { ImagePreview, JobEvent, JobImage, JobStatus } from "../types";
 
 const LogLimit = 300;
 const PageSize = 10_000;
@@ -268,11 +268,6 @@ export function jobPage(jobId: string): Stop {
     clearTimeout(statusTimer);
     for (const url of urls) URL.revokeObjectURL(url);
   };
-}
-
-/** " → refiner NAME at 0.8" for a base + refiner job (README "SDXL base + refiner"); "" otherwise. */
-function refinerText(p: GenerationParams): string {
-  return p.refiner ? ` → refiner ${p.refiner} at ${p.refinerStart ?? ""}` : "";
 }
 
 function describe(e: JobEvent): string | null {

@@ -1,8 +1,8 @@
 import { act, listJobs, type JobAction } from "../api";
-import { age, el, errorBox, progressBar, show, stateName } from "../dom";
+import { age, el, errorBox, progressBar, refinerText, show, stateName } from "../dom";
 import type { Stop } from "../main";
 import { markFirstPaint, markUpdate, resetFirstPaint } from "../perf";
-import type { JobStatus } from "../types";
+import type { GenerationParams, JobStatus } from "../types";
 
 const RefreshMs = 2000;
 /** Rows in the table at once: a page of 1,000 rows took seconds to lay out on a busy CPU (bench/dashboard.md). */
@@ -47,7 +47,7 @@ export function jobsPage(): Stop {
   show(
     el("div", { className: "toolbar" }, el("h1", {}, "Jobs"), el("label", {}, "State ", filter), status),
     el("table", { className: "jobs" },
-      el("thead", {}, el("tr", {}, ...["Job", "State", "Progress", "Done", "Failed", "Age", "Priority", ""].map((h) => el("th", {}, h)))),
+      el("thead", {}, el("tr", {}, ...["Job", "State", "Model", "Progress", "Done", "Failed", "Age", "Priority", ""].map((h) => el("th", {}, h)))),
       body),
     el("div", { className: "pager" }, previous, range, next));
 
@@ -78,6 +78,7 @@ export function jobsPage(): Stop {
     return el("tr", { dataset: { job: job.jobId, state } },
       el("td", {}, el("a", { href: `#/job/${encodeURIComponent(job.jobId)}` }, job.label || job.jobId), job.label ? el("div", { className: "muted small" }, job.jobId) : null),
       el("td", {}, el("span", { className: `state ${state}` }, state), job.note ? el("div", { className: "muted small" }, job.note) : null),
+      modelCell(job.params),
       el("td", {}, progressBar(done, failed, total)),
       el("td", { className: "num" }, `${done}/${total}`),
       el("td", { className: "num" }, String(failed)),
@@ -145,4 +146,10 @@ export function jobsPage(): Stop {
 
   void refresh();
   return () => { stopped = true; clearTimeout(timer); };
+}
+
+/** The model a job renders with and, for a base + refiner job, its refiner (README "SDXL base + refiner"). */
+function modelCell(p: GenerationParams | undefined): HTMLTableCellElement {
+  return el("td", { className: "model" }, p?.model ?? "",
+    p?.refiner ? el("div", { className: "muted small refiner" }, refinerText(p).trim()) : null);
 }

@@ -5,8 +5,8 @@ import type { WorkerInfo } from "../types";
 
 const RefreshMs = 2000;
 
-/** The fleet: each worker's state, models, current shard, speed, device and memory; admins can lift a quarantine. */
-export function workersPage(admin: boolean): Stop {
+/** The fleet (an admin's page): each worker's state, models, current shard, speed, device and memory; a quarantine can be lifted. */
+export function workersPage(): Stop {
   const body = el("tbody");
   const status = el("p", { className: "muted" });
   let timer = 0;
@@ -29,7 +29,7 @@ export function workersPage(admin: boolean): Stop {
       el("td", {}, `${w.executionProvider ?? ""} ${w.device ?? ""}`.trim()),
       el("td", { className: "num" }, memory(w)),
       el("td", { className: "num" }, age(w.lastSeenUnixMs)),
-      el("td", {}, admin && state === "quarantined"
+      el("td", {}, state === "quarantined"
         ? el("button", { className: "action release", onclick: async () => {
             try { await releaseWorker(w.workerId); void refresh(); } catch (e) { status.replaceChildren(errorBox(e)); }
           } }, "release")
