@@ -48,9 +48,10 @@ public sealed class TransportTests : IAsyncLifetime, IDisposable
 
     public void Dispose() => _dir.Dispose();
 
-    private async Task<(int Code, string Out, string Err)> Run(params string[] args)
+    private Task<(int Code, string Out, string Err)> Run(params string[] args) => Run(new StringWriter(), args);
+
+    private async Task<(int Code, string Out, string Err)> Run(StringWriter stdout, params string[] args)
     {
-        var stdout = new StringWriter();
         var stderr = new StringWriter();
         var host = new FarmCliHost(stdout, stderr) { GetEnvironmentVariable = _ => null, Time = new InstantTime(), RandomSeed = () => 1 };
         var code = await FarmCli.RunAsync([.. args, "--coordinator", _address, "--api-key", "k-123"], host);
@@ -73,7 +74,13 @@ public sealed class TransportTests : IAsyncLifetime, IDisposable
     [Fact]
     public async Task WatchSurvivesTheServerAbortingTheStreamAndResumesAfterTheLastEvent()
     {
-        var (code, stdout, stderr) = await Run("watch", "J");
+        // The server aborts once the CLI has shown the events it sent: a reset can discard data the client has not read
+        // yet, and a watch that never received an event reports the failure instead of reconnecting.
+        var shown = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _service.BeforeAbort = shown.Task;
+        var output = new WatchedWriter("image 0 done", shown);
+
+        var (code, stdout, stderr) = await Run(output, "watch", "J");
 
         Assert.True(code == 0, stderr);
         Assert.Equal(["", "2-0"], _service.WatchAfter);
@@ -108,6 +115,9 @@ public sealed class TransportTests : IAsyncLifetime, IDisposable
         public List<string> ApiKeys { get; } = [];
         public List<string> WatchAfter { get; } = [];
 
+        /// <summary>What the first WatchJob call waits for, after its events, before it aborts the stream.</summary>
+        public Task BeforeAbort { get; set; } = Task.CompletedTask;
+
         public override async Task<SubmitJobResponse> SubmitJob(IAsyncStreamReader<SubmitJobRequest> requestStream, ServerCallContext context)
         {
             ApiKeys.Add(context.RequestHeaders.GetValue("x-api-key") ?? "");
@@ -139,7 +149,7 @@ public sealed class TransportTests : IAsyncLifetime, IDisposable
             {
                 await responseStream.WriteAsync(new JobEvent { EventId = "1-0", Queued = new JobQueued { ImageCount = 2, ShardCount = 1 } });
                 await responseStream.WriteAsync(new JobEvent { EventId = "2-0", ImageDone = new ImageDone { Index = 0, ImagesDone = 1 } });
-                await Task.Delay(100);
+                await BeforeAbort.WaitAsync(TimeSpan.FromMinutes(1), context.CancellationToken);
                 context.GetHttpContext().Abort(); // the coordinator dies mid-stream
                 return;
             }
@@ -163,6 +173,19 @@ public sealed class TransportTests : IAsyncLifetime, IDisposable
             {
                 await responseStream.WriteAsync(new ResultChunk { Data = ByteString.CopyFrom(Png, offset, Math.Min(65_536, Png.Length - offset)) });
             }
+        }
+    }
+
+    /// <summary>Completes <paramref name="seen"/> once the text written so far contains <paramref name="marker"/>.</summary>
+    private sealed class WatchedWriter(string marker, TaskCompletionSource seen) : StringWriter
+    {
+        public override void Write(char value) { base.Write(value); Check(); }
+        public override void Write(string? value) { base.Write(value); Check(); }
+        public override void Write(char[] buffer, int index, int count) { base.Write(buffer, index, count); Check(); }
+
+        private void Check()
+        {
+            if (!seen.Task.IsCompleted && ToString().Contains(marker, StringComparison.Ordinal)) seen.TrySetResult();
         }
     }
 }
