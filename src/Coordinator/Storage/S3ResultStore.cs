@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
@@ -20,6 +21,12 @@ namespace RenderFarm.Coordinator.Storage;
 /// and the later write replaces the earlier (the recorded sha256 is the one the coordinator's Lua script kept first,
 /// so a mismatch is possible only in that window — and both writes are renders of the same image and seed).
 /// </para>
+/// <para>
+/// Within one process, deliveries of one image never race at the server: a second waits for the first's write and
+/// takes its answer. That spares a duplicate upload, makes every caller agree, and keeps servers whose concurrent
+/// PUTs of one key are not atomic (s3rver and moto, which can store one PUT's body with another's checksum) whole.
+/// The window above is then only between coordinator replicas.
+/// </para>
 /// The sha256 of the stored bytes travels as object metadata (<c>x-amz-meta-sha256</c>), so a HEAD answers it
 /// without downloading the image. Uploads are signed over their payload hash (no chunked or unsigned payloads) and
 /// carry it as <c>x-amz-checksum-sha256</c>, so the server checks the upload against it.
@@ -36,6 +43,7 @@ public sealed class S3ResultStore : IResultStore, IDisposable
     private readonly bool _conditional;
     private readonly TimeProvider _time;
     private readonly ResiliencePipeline _conflicts;
+    private readonly ConcurrentDictionary<string, Task<StoredObject?>> _writing = new();
 
     public S3ResultStore(S3Location location, S3StorageOptions options, TimeProvider? time = null)
     {
@@ -96,6 +104,28 @@ public sealed class S3ResultStore : IResultStore, IDisposable
     public async Task<StoredObject> PutIfAbsentAsync(string jobId, uint index, ReadOnlyMemory<byte> png, CancellationToken cancellationToken)
     {
         var key = KeyOf(jobId, index);
+        var mine = new TaskCompletionSource<StoredObject?>(TaskCreationOptions.RunContinuationsAsynchronously);
+        while (!_writing.TryAdd(key, mine.Task))
+        {
+            // Another delivery of this image is being written here: its answer is ours (it failed: try ourselves).
+            if (_writing.TryGetValue(key, out var first) && await first.WaitAsync(cancellationToken) is { } stored)
+                return stored;
+        }
+        StoredObject? written = null;
+        try
+        {
+            written = await WriteAsync(key, png, cancellationToken);
+            return written;
+        }
+        finally
+        {
+            _writing.TryRemove(new KeyValuePair<string, Task<StoredObject?>>(key, mine.Task));
+            mine.SetResult(written);
+        }
+    }
+
+    private async Task<StoredObject> WriteAsync(string key, ReadOnlyMemory<byte> png, CancellationToken cancellationToken)
+    {
         var sha256 = SHA256.HashData(png.Span);
         var hex = Convert.ToHexStringLower(sha256);
         try

@@ -18,6 +18,9 @@ namespace RenderFarm.Farm.Tests.Storage;
 /// 5.2.1; PyPI is not reachable, so the project cannot install it itself). It implements conditional writes
 /// (<c>If-None-Match: *</c> → 412), so the store's atomic first-result-wins path runs against a real server too.</item>
 /// </list>
+/// Neither makes concurrent PUTs of one key atomic as S3 does: eight concurrent <c>If-None-Match: *</c> PUTs to moto 5.2.1
+/// all got 200 and left the first 64,969 bytes of one body followed by another's; s3rver once served one PUT's body
+/// with another's checksum. The store keeps one process's deliveries of an image from racing (S3ResultStore).
 /// </summary>
 public sealed class S3TestServer : IAsyncDisposable
 {
@@ -40,13 +43,6 @@ public sealed class S3TestServer : IAsyncDisposable
 
     /// <summary>Whether the store may use conditional puts against this server.</summary>
     public bool ConditionalWrites => Kind == "moto";
-
-    /// <summary>
-    /// Whether concurrent PUTs of one key are atomic on this server, as on S3. moto 5.2.1's threaded server is not:
-    /// eight concurrent <c>If-None-Match: *</c> PUTs of one key all got 200, and the object then read back was the
-    /// first 64,969 bytes of one body followed by another's (about one run in three on 2 cores).
-    /// </summary>
-    public static bool AtomicConcurrentPuts(string kind) => kind != "moto";
 
     /// <summary>The kinds that can run here: s3rver always (installed on demand), moto where it is installed.</summary>
     public static IEnumerable<string> AvailableKinds()
