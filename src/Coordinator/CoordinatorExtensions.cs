@@ -66,6 +66,7 @@ public static class CoordinatorExtensions
         services.AddSingleton<ShardSizing>();
         services.AddSingleton<SubmitDurability>();
         services.AddSingleton<WorkerReportHandler>();
+        services.AddSingleton<ResultDecodeSampling>();
         services.AddSingleton<RefinerHandOff>();
         services.AddSingleton<DeliveryAuthority>();
         services.AddSingleton<FailureAttribution>();

@@ -50,6 +50,16 @@ public sealed class CoordinatorOptions
     [Range(1, 1000)] public int QuarantineAfterFailures { get; set; } = 3;
     [Range(1, 86_400)] public int QuarantineWindowSeconds { get; set; } = 600;
 
+    /// <summary>
+    /// Each worker connection's first this many results are decoded in full (their image data inflated to the last
+    /// row); after that one in <see cref="ResultDecodeOneIn"/>, picked at random, and every one once a result of the
+    /// connection was refused. The others have their structure checked (<see cref="Jobs.ResultCheck"/>).
+    /// </summary>
+    [Range(0, int.MaxValue)] public int ResultDecodeFirst { get; set; } = 32;
+
+    /// <summary>After <see cref="ResultDecodeFirst"/>, one result in this many is decoded in full; 1: every result.</summary>
+    [Range(1, int.MaxValue)] public int ResultDecodeOneIn { get; set; } = 16;
+
     /// <summary>Step progress of one shard is written at most this often (first and last step always).</summary>
     [Range(0, 60_000)] public int ProgressIntervalMilliseconds { get; set; } = 100;
 

@@ -37,16 +37,6 @@ public sealed class BatchedResultsTests : IAsyncLifetime
         return call;
     }
 
-    private async Task<(ShardRef Ref, Shard Shard)> DeliverAsync(string consumer)
-    {
-        var stream = FarmKeys.TaskStream(FarmCluster.Model);
-        var claimed = (await _farm.ClaimNextAsync(stream, consumer))!;
-        return (new ShardRef
-        {
-            JobId = claimed.Shard.JobId, ShardIndex = claimed.Shard.ShardIndex, Model = FarmCluster.Model, EntryId = claimed.EntryId, Stream = stream, Delivery = 1,
-        }, claimed.Shard);
-    }
-
     /// <summary>Calls of each Redis command since the last CONFIG RESETSTAT.</summary>
     private async Task<Dictionary<string, long>> CommandCallsAsync()
     {
@@ -87,8 +77,8 @@ public sealed class BatchedResultsTests : IAsyncLifetime
         Assert.Equal(2u, job.ShardCount);
         using var channel = GrpcChannel.ForAddress(_farm.CoordinatorUrl);
         using var worker = await ConnectAsync(channel, "batcher");
-        var (first, firstShard) = await DeliverAsync("batcher");
-        var (second, secondShard) = await DeliverAsync("batcher");
+        var (first, firstShard) = await _farm.DeliverFirstAsync("batcher");
+        var (second, secondShard) = await _farm.DeliverFirstAsync("batcher");
 
         // The first shard as older workers send it: one message per image.
         var oneByOne = await CostOfAsync(worker.RequestStream, first, firstShard.Images.Select(i => new WorkerMessage

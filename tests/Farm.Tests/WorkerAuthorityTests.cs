@@ -69,18 +69,6 @@ public sealed class WorkerAuthorityTests : IAsyncLifetime
         return call;
     }
 
-    /// <summary>Takes the next shard on the task stream as <paramref name="consumer"/> does: its first delivery.</summary>
-    private async Task<(ShardRef Ref, Shard Shard)> DeliverAsync(string consumer)
-    {
-        var stream = FarmKeys.TaskStream(FarmCluster.Model);
-        var claimed = (await _farm.ClaimNextAsync(stream, consumer))!;
-        var shard = claimed.Shard;
-        return (new ShardRef
-        {
-            JobId = shard.JobId, ShardIndex = shard.ShardIndex, Model = FarmCluster.Model, EntryId = claimed.EntryId, Stream = stream, Delivery = 1,
-        }, shard);
-    }
-
     /// <summary>The same entry at another delivery count.</summary>
     private static ShardRef At(ShardRef shard, uint delivery) => new(shard) { Delivery = delivery };
 
@@ -96,8 +84,8 @@ public sealed class WorkerAuthorityTests : IAsyncLifetime
         Assert.Equal(2u, job.ShardCount);
         using var channel = GrpcChannel.ForAddress(_farm.CoordinatorUrl);
         using var hostile = await ConnectAsync(channel, "hostile");
-        var (theirs, theirShard) = await DeliverAsync("honest"); // held by another worker
-        var (mine, myShard) = await DeliverAsync("hostile");     // held by the hostile worker, delivery 1
+        var (theirs, theirShard) = await _farm.DeliverFirstAsync("honest"); // held by another worker
+        var (mine, myShard) = await _farm.DeliverFirstAsync("hostile");     // held by the hostile worker, delivery 1
         var theirIndex = theirShard.Images[0].Index;
         var myIndex = myShard.Images[0].Index;
         var good = Png(64, 64);
@@ -158,8 +146,8 @@ public sealed class WorkerAuthorityTests : IAsyncLifetime
             Enumerable.Range(0, 4).Select(i => new PromptItem { Prompt = $"batch {i}" }), headers: _alice);
         using var channel = GrpcChannel.ForAddress(_farm.CoordinatorUrl);
         using var worker = await ConnectAsync(channel, "hostile");
-        var (mine, myShard) = await DeliverAsync("hostile");
-        var (_, theirShard) = await DeliverAsync("honest");
+        var (mine, myShard) = await _farm.DeliverFirstAsync("hostile");
+        var (_, theirShard) = await _farm.DeliverFirstAsync("honest");
         var (first, second) = (myShard.Images[0].Index, myShard.Images[1].Index);
         var good = Png(64, 64);
         // The coordinator checks a batch's PNGs side by side: each verdict must stay with its own image. A truncated PNG,

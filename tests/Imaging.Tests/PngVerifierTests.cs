@@ -20,14 +20,14 @@ public sealed class PngVerifierTests
     public void EveryDamageAFullDecodeRefusesItRefusesToo()
     {
         var png = Encoded.Png(64, 48);
-        var idat = ChunkOffset(png, "IDAT");
-        var idatLength = (int)BinaryPrimitives.ReadUInt32BigEndian(png.AsSpan(idat));
+        var idat = PngChunks.Offset(png, "IDAT");
+        var idatLength = PngChunks.Length(png, idat);
         byte[][] damaged =
         [
             png[..(png.Length / 2)],                                   // cut off inside the image data
             png[..(idat + 8 + idatLength)],                            // cut off before IDAT's CRC
-            Flip(png, idat + 8 + idatLength / 2),                      // a byte of the image data changed: CRC fails
-            WithCrcFixed(Flip(png, idat + 8 + idatLength / 2), idat),  // ... and the CRC made to match: the zlib stream fails
+            PngChunks.Flip(png, idat + 8 + idatLength / 2),                      // a byte of the image data changed: CRC fails
+            PngChunks.BrokenInsideItsDeflateData(png),                 // ... and the CRC made to match: the zlib stream fails
             WithImageData(png, idat, Rows(64, 48, 4, filter: 7)),      // a filter type PNG does not define
             WithImageData(png, idat, Rows(64, 47, 4, filter: 0)),      // a row short
         ];
@@ -44,6 +44,31 @@ public sealed class PngVerifierTests
     }
 
     [Fact]
+    public void WithoutTheInflateTheStructureIsStillCheckedButNotTheDeflateDataInside()
+    {
+        var png = Encoded.Png(64, 48);
+        var idat = PngChunks.Offset(png, "IDAT");
+        var idatLength = PngChunks.Length(png, idat);
+        byte[][] structural =
+        [
+            png[..(png.Length / 2)],                                // cut off inside the image data
+            png[..(idat + 8 + idatLength)],                         // cut off before IDAT's CRC
+            PngChunks.Flip(png, idat + 8 + idatLength / 2),         // a byte of the image data changed: CRC fails
+            PngChunks.WithCrcFixed(PngChunks.Flip(png, idat + 8), idat), // the zlib stream's header is not one
+            png[..^12],                                             // no IEND
+        ];
+        foreach (var bytes in structural)
+            Assert.Equal(ImageProblem.Undecodable, PngVerifier.TryVerify(bytes, long.MaxValue, inflate: false)!.Problem);
+        Assert.Equal(ImageProblem.None, PngVerifier.TryVerify(png, long.MaxValue, inflate: false)!.Problem);
+        Assert.Equal(ImageProblem.TooLarge, PngVerifier.TryVerify(png, 64 * 48 - 1, inflate: false)!.Problem);
+
+        // Broken inside the deflate data, every CRC right: only the inflate sees it (what sampled decoding is for).
+        var inside = PngChunks.BrokenInsideItsDeflateData(png);
+        Assert.Equal(ImageProblem.None, PngVerifier.TryVerify(inside, long.MaxValue, inflate: false)!.Problem);
+        Assert.Equal(ImageProblem.Undecodable, PngVerifier.TryVerify(inside, long.MaxValue)!.Problem);
+    }
+
+    [Fact]
     public void OverThePixelLimitIsTooLarge()
     {
         Assert.Equal(ImageProblem.TooLarge, PngVerifier.TryVerify(Encoded.Png(64, 48), 64 * 48 - 1)!.Problem);
@@ -55,33 +80,9 @@ public sealed class PngVerifierTests
         var png = Encoded.Png(8, 8);
         var interlaced = (byte[])png.Clone();
         interlaced[8 + 8 + 12] = 1;
-        Assert.Null(PngVerifier.TryVerify(WithCrcFixed(interlaced, 8), long.MaxValue));
+        Assert.Null(PngVerifier.TryVerify(PngChunks.WithCrcFixed(interlaced, 8), long.MaxValue));
         Assert.Null(PngVerifier.TryVerify(Encoded.Jpeg(8, 8), long.MaxValue));
         Assert.Null(PngVerifier.TryVerify(png[..20], long.MaxValue));
-    }
-
-    private static int ChunkOffset(byte[] png, string type)
-    {
-        for (var at = 8; at < png.Length;)
-        {
-            if (System.Text.Encoding.ASCII.GetString(png, at + 4, 4) == type) return at;
-            at += 12 + (int)BinaryPrimitives.ReadUInt32BigEndian(png.AsSpan(at));
-        }
-        throw new InvalidOperationException($"no {type}");
-    }
-
-    private static byte[] Flip(byte[] png, int at)
-    {
-        var copy = (byte[])png.Clone();
-        copy[at] ^= 0x5A;
-        return copy;
-    }
-
-    private static byte[] WithCrcFixed(byte[] png, int chunk)
-    {
-        var length = (int)BinaryPrimitives.ReadUInt32BigEndian(png.AsSpan(chunk));
-        BinaryPrimitives.WriteUInt32BigEndian(png.AsSpan(chunk + 8 + length), Crc32.HashToUInt32(png.AsSpan(chunk + 4, 4 + length)));
-        return png;
     }
 
     /// <summary>The PNG with its IDAT chunks replaced by one holding a zlib stream of <paramref name="rows"/> (CRC correct).</summary>

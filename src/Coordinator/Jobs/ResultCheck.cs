@@ -6,9 +6,10 @@ using RenderFarm.Shared;
 namespace RenderFarm.Coordinator.Jobs;
 
 /// <summary>
-/// What a worker's result must be before it is stored: a PNG that decodes completely (every chunk's CRC, the image
-/// data to its last row) to the shard's width × height, no larger than such a PNG can reasonably be. A live preview
-/// alike, at the latent size or (a tiny autoencoder decoder's) the image size, or either scaled down to a cap.
+/// What a worker's result must be before it is stored: a PNG of the shard's width × height, every chunk's CRC right,
+/// no larger than such a PNG can reasonably be, and (for the results <see cref="ResultDecodeSampling"/> picks) one
+/// that decodes completely, its image data to the last row. A live preview alike, always decoded, at the latent size
+/// or (a tiny autoencoder decoder's) the image size, or either scaled down to a cap.
 /// </summary>
 public static class ResultCheck
 {
@@ -26,12 +27,13 @@ public static class ResultCheck
 
     /// <summary>
     /// Why <paramref name="png"/> is not an acceptable result for <paramref name="p"/>; null when it is. The size is the
-    /// finished images' (<see cref="UpscaleMessages.OutputSize"/>: after hires fix and upscaling).
+    /// finished images' (<see cref="UpscaleMessages.OutputSize"/>: after hires fix and upscaling). <paramref name="decode"/>:
+    /// whether its image data is inflated to the last row, or only its structure checked (<see cref="ResultDecodeSampling"/>).
     /// </summary>
-    public static string? Problem(ReadOnlySpan<byte> png, GenerationParams p)
+    public static string? Problem(ReadOnlySpan<byte> png, GenerationParams p, bool decode = true)
     {
         var size = UpscaleMessages.OutputSize(p);
-        return Problem(png, size, (w, h) => (w, h) == size, MaxBytes, $"the shard renders {size.Width}x{size.Height}");
+        return Problem(png, size, (w, h) => (w, h) == size, MaxBytes, $"the shard renders {size.Width}x{size.Height}", decode);
     }
 
     /// <summary>
@@ -46,7 +48,8 @@ public static class ResultCheck
         var passes = p.Hires is null ? [first] : new[] { first, UpscaleMessages.RenderSize(p) }.Distinct().ToArray();
         var largest = passes.MaxBy(s => (long)s.Width * s.Height);
         return Problem(png, largest, (w, h) => passes.Any(pass => IsPreviewSize(pass, w, h)), MaxPreviewBytes,
-            $"the shard's previews are {string.Join(" or ", passes.Select(s => $"{s.Width / LatentScale}x{s.Height / LatentScale}, or {s.Width}x{s.Height} scaled down keeping its aspect"))}");
+            $"the shard's previews are {string.Join(" or ", passes.Select(s => $"{s.Width / LatentScale}x{s.Height / LatentScale}, or {s.Width}x{s.Height} scaled down keeping its aspect"))}",
+            decode: true);
     }
 
     /// <summary>Whether <paramref name="width"/> × <paramref name="height"/> is a preview size of a pass rendering <paramref name="pass"/>.</summary>
@@ -62,16 +65,16 @@ public static class ResultCheck
     /// Why <paramref name="png"/> is not a PNG of a size <paramref name="accepts"/> (none larger than <paramref name="largest"/>),
     /// within its size's bytes; null when it is.
     /// </summary>
-    private static string? Problem(ReadOnlySpan<byte> png, (uint Width, uint Height) largest, Func<uint, uint, bool> accepts, Func<uint, uint, long> maxBytes, string expected)
+    private static string? Problem(ReadOnlySpan<byte> png, (uint Width, uint Height) largest, Func<uint, uint, bool> accepts, Func<uint, uint, long> maxBytes, string expected, bool decode)
     {
         if (png.Length > maxBytes(largest.Width, largest.Height))
             return $"{png.Length} bytes, more than a {largest.Width}x{largest.Height} PNG can take ({maxBytes(largest.Width, largest.Height)})";
         if (!ImageHeader.IsPng(png)) return "not a PNG";
         // One codec reads the header and decodes: a PNG of another size is refused from its header, before its pixels.
         // Workers write plain PNGs, which PngVerifier checks for a fraction of a full decode's CPU (every result passes
-        // here); anything else is decoded by Skia.
+        // here); anything else is decoded by Skia, sampled or not.
         var maxPixels = (long)largest.Width * largest.Height;
-        var check = PngVerifier.TryVerify(png, maxPixels) ?? ImageDecoder.Check(png, maxPixels);
+        var check = PngVerifier.TryVerify(png, maxPixels, inflate: decode) ?? ImageDecoder.Check(png, maxPixels);
         if (check.Header is { } header)
         {
             var (width, height) = ((uint)header.Width, (uint)header.Height);

@@ -30,6 +30,7 @@ public sealed class WorkerReportHandler(
     Estimates.RenderRates rates,
     PreviewStore previews,
     RefinerHandOff handOff,
+    ResultDecodeSampling sampling,
     IOptions<CoordinatorOptions> options,
     ILogger<WorkerReportHandler> logger)
 {
@@ -160,12 +161,13 @@ public sealed class WorkerReportHandler(
             }
             return handed;
         }
-        // Each check inflates its PNG (~3 ms of CPU at 512²): a batch's run side by side, so that its images (the job's
-        // last shard's, which its watchers wait for) are stored sooner. The CPU they take is the same.
+        // A check that decodes inflates its PNG (~3 ms of CPU at 512²): a batch's run side by side, so that its images
+        // (the job's last shard's, which its watchers wait for) are stored sooner. The CPU they take is the same.
         var problems = new string?[images.Count];
+        var decode = sampling.Pick(session, images.Count);
         Parallel.For(0, images.Count, i =>
         {
-            if (delivery.Contains(images[i].Index)) problems[i] = ResultCheck.Problem(images[i].Png.Span, delivery.Shard.Params);
+            if (delivery.Contains(images[i].Index)) problems[i] = ResultCheck.Problem(images[i].Png.Span, delivery.Shard.Params, decode[i]);
         });
         var checkedImages = new List<ShardImage>(images.Count);
         var seen = new HashSet<uint>();
@@ -180,6 +182,7 @@ public sealed class WorkerReportHandler(
             // The bytes protobuf parsed are checked and stored as they are, not copied (a 512² PNG is ~0.5 MB).
             if (problems[i] is { } problem)
             {
+                session.SentBadResult = true;
                 authority.Reject(session, "image", "bad_result", $"sends {problem} as image {image.Index} of shard {shard.JobId}/{shard.ShardIndex}");
                 continue;
             }

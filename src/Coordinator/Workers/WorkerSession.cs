@@ -18,6 +18,12 @@ public sealed class WorkerSession(WorkerRegistry registry, WorkerInfo info)
     public string WorkerId => Info.WorkerId;
     public bool Quarantined => Info.State == WorkerState.Quarantined;
 
+    /// <summary>Results of this connection decoded in full so far (<see cref="Jobs.ResultDecodeSampling"/>).</summary>
+    public long ResultsDecoded { get; set; }
+
+    /// <summary>Whether a result of this connection was refused: every later one is decoded in full.</summary>
+    public bool SentBadResult { get; set; }
+
     /// <summary>The content of the task entry <paramref name="shard"/> names, if it is the one this worker reported on last.</summary>
     public Shard? CachedShard(ShardRef shard) =>
         _cached is var (stream, entry, content) && stream == shard.Stream && entry == shard.EntryId ? content : null;

@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using RenderFarm.Coordinator;
+using RenderFarm.FarmState;
 using RenderFarm.ModelBuilder;
 using RenderFarm.Protocol;
 using RenderFarm.Worker;
@@ -206,6 +207,17 @@ public sealed class FarmCluster : IAsyncDisposable
     public Task<RenderFarm.FarmState.TaskStreams.ClaimedShard?> ClaimNextAsync(string stream, string consumer) =>
         new RenderFarm.FarmState.TaskStreams.ShardQueue(Multiplexer, Microsoft.Extensions.Logging.Abstractions.NullLogger<RenderFarm.FarmState.TaskStreams.ShardQueue>.Instance)
             .ReadNewAsync(stream, consumer);
+
+    /// <summary>Takes the next shard on the model's task stream as <paramref name="consumer"/> does: its first delivery.</summary>
+    public async Task<(ShardRef Ref, Shard Shard)> DeliverFirstAsync(string consumer)
+    {
+        var stream = FarmKeys.TaskStream(Model);
+        var claimed = (await ClaimNextAsync(stream, consumer))!;
+        return (new ShardRef
+        {
+            JobId = claimed.Shard.JobId, ShardIndex = claimed.Shard.ShardIndex, Model = Model, EntryId = claimed.EntryId, Stream = stream, Delivery = 1,
+        }, claimed.Shard);
+    }
 
     /// <summary>Reads the job's events until its final one.</summary>
     public Task<List<JobEvent>> WatchToEndAsync(string jobId, TimeSpan timeout, Grpc.Core.Metadata? headers = null) =>
