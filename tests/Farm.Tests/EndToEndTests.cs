@@ -147,8 +147,9 @@ public sealed class EndToEndTests(FarmFixture fixture)
         // PUBLISH that follows an event, whichever writer appended it (Lua script or the coordinator's event log).
         await using var farm = await FarmCluster.StartAsync(workers: 0, configure: s => s["Farm:WatchFallbackMilliseconds"] = "600000");
         var job = await farm.SubmitAsync(Header(3, 7), [new PromptItem { Prompt = "a quiet harbour at dawn" }]);
-        var watching = farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2));
-        await Task.Delay(500); // the watcher has read the queued event and sleeps: nothing renders yet
+        var queuedRead = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var watching = farm.Jobs.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2), onEvent: _ => { queuedRead.TrySetResult(); return Task.CompletedTask; });
+        await queuedRead.Task.WaitAsync(TimeSpan.FromMinutes(1)); // the watcher has read the queued event: nothing renders yet
         await farm.Jobs.PauseJobAsync(new PauseJobRequest { JobId = job.JobId });
         await farm.Jobs.ResumeJobAsync(new ResumeJobRequest { JobId = job.JobId });
         await farm.StartWorkerAsync("late-worker");
