@@ -3,9 +3,11 @@ using System.Security.Cryptography;
 namespace RenderFarm.Coordinator.Storage;
 
 /// <summary>
-/// Stores results as <c>ROOT/JOB/INDEX.png</c>. Each write goes to a temporary file under <c>ROOT/.incoming</c> (same
-/// file system, so the rename into place is atomic), never in a job's folder: a coordinator killed mid-write leaves
-/// no stray file beside the results, and what it left is removed when a coordinator next opens the store.
+/// Stores results as <c>ROOT/JOB/INDEX.png</c>. Each write goes to a temporary file under <c>ROOT/.incoming</c>, never
+/// in a job's folder: a coordinator killed mid-write leaves no stray file beside the results, and what it left is
+/// removed when a coordinator next opens the store. The finished file gets its name by a hard link that fails if the
+/// name is taken (<see cref="NoReplaceLink"/>; same file system), so the first result wins atomically, also between
+/// replicas sharing the folder, and the temporary name is then removed.
 /// </summary>
 public sealed class FileSystemResultStore : IResultStore
 {
@@ -46,13 +48,9 @@ public sealed class FileSystemResultStore : IResultStore
         try
         {
             await File.WriteAllBytesAsync(temp, png, cancellationToken);
-            File.Move(temp, path, overwrite: false);
+            // Another delivery of the same image got there first (here or on another replica): keep its bytes.
+            if (!NoReplaceLink.TryLink(temp, path)) return await HashFileAsync(path, cancellationToken);
             return new StoredObject(Convert.ToHexStringLower(SHA256.HashData(png.Span)), png.Length);
-        }
-        catch (IOException) when (File.Exists(path))
-        {
-            // Another delivery of the same image got there first: keep its bytes.
-            return await HashFileAsync(path, cancellationToken);
         }
         finally
         {
