@@ -21,7 +21,7 @@ NATIVE (a published `farm`; default: scripts/install-farm.sh --publish-only), TI
 SKIP_SCALE=1, SKIP_TINY=1, WARM (3: warm-up rounds of each kind before measuring), IDLE_SETTLE (20: seconds the farm is left to settle
 after warm-up before its idle CPU is measured over IDLE_SECONDS, 5), COORDINATOR_DLL and WORKER_DLL (another build's coordinator and worker, e.g. copies of an older
 commit's bin/Release/net10.0, for before/after), COORDINATOR_ENV ("K=V K=V": runtime settings for the coordinator alone,
-e.g. DOTNET_gcServer=0).
+e.g. DOTNET_gcServer=0), SCRATCH (where each round's PNGs are written and deleted; default a folder in /dev/shm).
 """
 import json, os, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
 from datetime import datetime
@@ -41,6 +41,11 @@ def free_port():
 def run(cmd, **kw): return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw).stdout
 
 state = tempfile.mkdtemp(prefix="farm-overhead.")
+# Each round's PNGs (alone and downloaded) are deleted before the next. On a file system that scans recently deleted
+# inodes when it allocates one (ext4 without a journal: recently_deleted() in find_inode_bit, this VM's disk), that
+# churn made every file the coordinator's store creates cost ~0.5 ms of kernel CPU. The bench's own files are not the
+# farm's cost: they go to SCRATCH (default: a folder in /dev/shm where there is one); the store stays in `state`.
+scratch = tempfile.mkdtemp(prefix="farm-overhead-out.", dir=env.get("SCRATCH") or ("/dev/shm" if os.path.isdir("/dev/shm") else None))
 procs = []
 def start(cmd, log, extra_env=None):
     p = subprocess.Popen(cmd, stdout=open(f"{state}/{log}", "w"), stderr=subprocess.STDOUT, env={**env, **(extra_env or {})})
@@ -82,7 +87,7 @@ def iso(v): return datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp()
 def farm_round(model, images, steps, size, label):
     prompts = f"{state}/prompts.txt"
     with open(prompts, "w") as f: f.writelines(f"bench prompt {i + 1}\n" for i in range(images))
-    out = f"{state}/out"; shutil.rmtree(out, ignore_errors=True)
+    out = f"{scratch}/out"; shutil.rmtree(out, ignore_errors=True)
     cpu = CpuSampler()
     t0 = time.time()
     job = farm("submit", prompts, "--model", model, "--size", size, "--steps", str(steps), "--seed", "1", "--watch", "--out", out).strip().splitlines()[0]
@@ -96,7 +101,7 @@ def farm_round(model, images, steps, size, label):
                 coord_job=done[1] - first[1], redis_job=done[2] - first[2], coord_all=last[1] - first[1], redis_all=last[2] - first[2])
 
 def alone_round(spec, images, steps, size):
-    out = f"{state}/alone"; shutil.rmtree(out, ignore_errors=True)
+    out = f"{scratch}/alone"; shutil.rmtree(out, ignore_errors=True)
     line = run(["dotnet", f"{root}/bench/OverheadBench/bin/Release/net10.0/OverheadBench.dll", "--model", spec, "--images", str(images),
                 "--batch", str(SHARD), "--steps", str(steps), "--size", size, "--out", out]).strip().splitlines()[-1]
     r = json.loads(line); return dict(wall=r["wall_s"], device=r["device_s"])
@@ -196,4 +201,5 @@ finally:
     for p in procs:
         try: p.wait(10)
         except subprocess.TimeoutExpired: p.kill()
+    shutil.rmtree(scratch, ignore_errors=True)
     if env.get("KEEP") != "1": shutil.rmtree(state, ignore_errors=True)
