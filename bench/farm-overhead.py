@@ -199,6 +199,9 @@ try:
     # 1 → N workers: model "scale1" is held by worker 1 alone, "scale" by all N.
     for n in range(2, SCALE_WORKERS + 1): start_worker(n, {"scale": scale})
     wait_idle(SCALE_WORKERS)
+    # The new workers past their own JIT first, as the first worker was by the warm-up rounds above.
+    for _ in range(int(env.get("WARM", 3))):
+        farm_round("scale", SCALE_WORKERS * SHARD * SCALE_SHARDS, SCALE_STEPS, "64x64", "warm")
     rates = {1: [], SCALE_WORKERS: []}
     for r in range(ROUNDS):
         for n in ([1, SCALE_WORKERS] if r % 2 == 0 else [SCALE_WORKERS, 1]):
