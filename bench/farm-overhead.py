@@ -18,7 +18,7 @@ Reports per scenario (medians over the rounds; ratios come from this one run):
 Environment: ROUNDS (3), SHARD (8), TINY_IMAGES (48), TINY_STEPS (8), TINY_SIZE (64x64), SYN_MS (20), SYN_STEPS
 ("4 1"), SYN_IMAGES (128), SYN_SIZE (512x512), SCALE_WORKERS (8: 1 → N), SCALE_SHARDS (16 per worker), SCALE_STEPS (4),
 NATIVE (a published `farm`; default: scripts/install-farm.sh --publish-only), TINY_MODEL (default .farm/models/tiny),
-SKIP_SCALE=1, SKIP_TINY=1, WARM (3: warm-up rounds of each kind before measuring), IDLE_SETTLE (20: seconds the farm is left to settle
+SKIP_SCALE=1, SKIP_TINY=1, WARM (20: warm-up rounds of each kind before measuring; fewer leave the JIT re-compiling in the measured rounds), IDLE_SETTLE (20: seconds the farm is left to settle
 after warm-up before its idle CPU is measured over IDLE_SECONDS, 5), COORDINATOR_DLL and WORKER_DLL (another build's coordinator and worker, e.g. copies of an older
 commit's bin/Release/net10.0, for before/after), COORDINATOR_ENV ("K=V K=V": runtime settings for the coordinator alone,
 e.g. DOTNET_gcServer=0), SCRATCH (where each round's PNGs are written and deleted; default a folder in /dev/shm).
@@ -183,7 +183,7 @@ try:
     with open("/proc/loadavg") as f: load = " ".join(f.read().split()[:3])
     print(f"# {os.cpu_count()} cores, load average {load}, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC; "
           f"Redis {run(['redis-server', '--version']).split()[2]}, no AOF; prefetch: worker default")
-    for _ in range(int(env.get("WARM", 3))):  # past the JIT's tiering: the first rounds of a fresh coordinator cost several times the later ones
+    for _ in range(int(env.get("WARM", 20))):  # past the JIT's tiering: the first rounds of a fresh coordinator cost several times the later ones
         farm_round("tiny", 2 * SHARD, TINY_STEPS, TINY_SIZE, "warm"); farm_round("syn", 4 * SHARD, 1, SYN_SIZE, "warm")
     # What the farm spends doing nothing (timers, worker polls), once warm: the per-image figures below include it
     # for the job's wall time; "net" takes it out. Measured only once the last round's tail has passed (tier-1 JIT,
@@ -200,7 +200,7 @@ try:
     for n in range(2, SCALE_WORKERS + 1): start_worker(n, {"scale": scale})
     wait_idle(SCALE_WORKERS)
     # The new workers past their own JIT first, as the first worker was by the warm-up rounds above.
-    for _ in range(int(env.get("WARM", 3))):
+    for _ in range(int(env.get("WARM", 20))):
         farm_round("scale", SCALE_WORKERS * SHARD * SCALE_SHARDS, SCALE_STEPS, "64x64", "warm")
     rates = {1: [], SCALE_WORKERS: []}
     for r in range(ROUNDS):
