@@ -65,9 +65,10 @@ def build():
     for p in ["src/Coordinator", "src/Worker", "src/Client", "src/ModelBuilder", "bench/OverheadBench"]:
         run(["dotnet", "build", p, "-c", "Release", "-v", "quiet", "-nologo", "-clp:ErrorsOnly"], cwd=root)
 
-def cpu_s(pid):
-    with open(f"/proc/{pid}/stat") as f: fields = f.read().rsplit(")", 1)[1].split()
+def stat_cpu_s(path):
+    with open(path) as f: fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")   # utime + stime
+def cpu_s(pid): return stat_cpu_s(f"/proc/{pid}/stat")
 jit_seen = {}   # TID -> last CPU seconds of the coordinator's tiered-compilation threads (they exit when idle)
 def jit_cpu_s(pid):
     """CPU of the runtime's background JIT (threads named ".NET Tiered Com"): re-compiling hot methods at tier 1, work a
@@ -76,8 +77,7 @@ def jit_cpu_s(pid):
         try:
             with open(f"/proc/{pid}/task/{tid}/comm") as f:
                 if not f.read().startswith(".NET Tiered Com"): continue
-            with open(f"/proc/{pid}/task/{tid}/stat") as f: fields = f.read().rsplit(")", 1)[1].split()
-            jit_seen[tid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            jit_seen[tid] = stat_cpu_s(f"/proc/{pid}/task/{tid}/stat")
         except FileNotFoundError: pass   # exited between the listing and the read
     return sum(jit_seen.values())
 def redis_cpu_s():

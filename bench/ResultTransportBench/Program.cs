@@ -1,6 +1,6 @@
 // What carrying a finished PNG to the coordinator costs the RECEIVING process, in CPU time (user + system, getrusage of
 // the server process: the client's CPU does not count) per image, for the same N random (incompressible) ~0.43 MB
-// images sent eight ways (bench/farm-overhead.md, "What the transport costs the coordinator"):
+// images sent eight ways (bench/farm-overhead.md, "Where the coordinator's time goes", "The result path alone"):
 //   A  gRPC client stream over h2c, messages `Batch { repeated bytes images }` of 8 images (as a worker sends a shard);
 //      the server writes each image to a new temp file (File.WriteAllBytesAsync) and hashes it (SHA256.HashData), as
 //      FileSystemResultStore does.
