@@ -101,7 +101,8 @@ export function configKeys(repoRoot) {
       nested: { Telemetry: telemetry, Retention: retention },
       // Settings the manifests pass ahead of the code reading them: a warning, not a failure.
       pending: new Set(["ApiKeys"]),
-      extra: [/^Kestrel__Endpoints__Grpc__Url$/, ...common],
+      // POD_IP: the downward API's pod IP, composed into Farm__UploadUrl.
+      extra: [/^Kestrel__Endpoints__(Grpc|Uploads)__Url$/, /^POD_IP$/, ...common],
     },
     worker: {
       options: worker,
