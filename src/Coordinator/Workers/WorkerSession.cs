@@ -12,7 +12,11 @@ public sealed class WorkerSession(WorkerRegistry registry, WorkerInfo info)
     private static readonly long SaveEveryMs = 1000;
     private long _savedAtMs;
 
-    private (string Stream, string EntryId, Shard Shard)? _cached;
+    /// <summary>
+    /// The entries this worker reported on last, newest first: with prefetch it reports on two or three shards in turn
+    /// (the next one's begin and steps while the last one's results go out), and each miss is two Redis reads.
+    /// </summary>
+    private readonly (string Stream, string EntryId, Shard Shard)?[] _cached = new (string, string, Shard)?[4];
 
     public WorkerInfo Info { get; } = info;
     public string WorkerId => Info.WorkerId;
@@ -24,12 +28,22 @@ public sealed class WorkerSession(WorkerRegistry registry, WorkerInfo info)
     /// <summary>Whether a result of this connection was refused: every later one is decoded in full.</summary>
     public bool SentBadResult { get; set; }
 
-    /// <summary>The content of the task entry <paramref name="shard"/> names, if it is the one this worker reported on last.</summary>
-    public Shard? CachedShard(ShardRef shard) =>
-        _cached is var (stream, entry, content) && stream == shard.Stream && entry == shard.EntryId ? content : null;
+    /// <summary>The content of the task entry <paramref name="shard"/> names, if it is one this worker reported on lately.</summary>
+    public Shard? CachedShard(ShardRef shard)
+    {
+        foreach (var cached in _cached)
+            if (cached is var (stream, entry, content) && stream == shard.Stream && entry == shard.EntryId) return content;
+        return null;
+    }
 
-    /// <summary>Remembers a verified entry's content: a worker reports on one shard at a time, many times.</summary>
-    public void CacheShard(ShardRef shard, Shard content) => _cached = (shard.Stream, shard.EntryId, content);
+    /// <summary>Remembers a verified entry's content, as the most recently used: a worker reports on each of its shards many times.</summary>
+    public void CacheShard(ShardRef shard, Shard content)
+    {
+        // Newest first: the entry moves to the front (from where it was, or pushing the least recently used out).
+        var at = Array.FindIndex(_cached, c => c is var (stream, entry, _) && stream == shard.Stream && entry == shard.EntryId);
+        Array.Copy(_cached, 0, _cached, 1, at < 0 ? _cached.Length - 1 : at);
+        _cached[0] = (shard.Stream, shard.EntryId, content);
+    }
 
     /// <summary>What the worker now knows about its memory for a model (<see cref="ModelLimit"/>).</summary>
     public Task UpdateLimitAsync(ModelLimit limit)
