@@ -21,8 +21,7 @@ NATIVE (a published `farm`; default: scripts/install-farm.sh --publish-only), TI
 SKIP_SCALE=1, SKIP_TINY=1, WARM (20: warm-up rounds of each kind before measuring; fewer leave the JIT re-compiling in the measured rounds), IDLE_SETTLE (20: seconds the farm is left to settle
 after warm-up before its idle CPU is measured over IDLE_SECONDS, 5), COORDINATOR_DLL and WORKER_DLL (another build's coordinator and worker, e.g. copies of an older
 commit's bin/Release/net10.0, for before/after), COORDINATOR_ENV ("K=V K=V": runtime settings for the coordinator alone,
-e.g. DOTNET_gcServer=0), WORKER_ENV (the same for every worker, e.g. Farm__Prefetch=0), UPLOADS (1: the coordinator has an Uploads endpoint and workers upload results to it; 0: results
-go on the worker stream), SCRATCH (where each round's PNGs are written and deleted; default a folder in /dev/shm).
+e.g. DOTNET_gcServer=0), SCRATCH (where each round's PNGs are written and deleted; default a folder in /dev/shm).
 """
 import json, os, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
 from datetime import datetime
@@ -150,8 +149,7 @@ def start_worker(n, models):
     start(["dotnet", env.get("WORKER_DLL") or dll("Worker", "RenderFarm.Worker")], f"worker-{n}.log", {
         "Farm__Redis": f"127.0.0.1:{redis_port}", "Farm__Coordinator": f"http://127.0.0.1:{coord_port}",
         "Farm__WorkerId": f"bench-{n}", "Urls": "http://127.0.0.1:0", "Logging__LogLevel__Default": "Warning",
-        **{f"Farm__Models__{k}": v for k, v in models.items()},
-        **dict(kv.split("=", 1) for kv in env.get("WORKER_ENV", "").split())})
+        **{f"Farm__Models__{k}": v for k, v in models.items()}})
 def idle_rates(settle):
     """Coordinator and Redis CPU per second of a farm doing nothing, measured over IDLE_SECONDS after `settle` seconds
     of nothing (whose rates are returned too, to show the tail left out)."""
@@ -177,8 +175,6 @@ try:
         "Farm__Redis": f"127.0.0.1:{redis_port}", "Farm__Auth__Mode": "Disabled", "Farm__Storage": f"{state}/results",
         "Farm__DefaultModel": "tiny", "Farm__ShardSize": str(SHARD), "Farm__MaxImagesPerJob": "1000000",
         "Kestrel__Endpoints__Grpc__Url": f"http://127.0.0.1:{coord_port}", "Logging__LogLevel__Default": "Warning",
-        # Result uploads over HTTP/1.1 (README "Result uploads"), as docker-compose and the k8s manifests run them.
-        **({"Kestrel__Endpoints__Uploads__Url": f"http://127.0.0.1:{free_port()}"} if env.get("UPLOADS", "1") == "1" else {}),
         **dict(kv.split("=", 1) for kv in env.get("COORDINATOR_ENV", "").split())})
     wait_for(lambda: farm("jobs") is not None, 90, "coordinator")
     syn, scale = f"synthetic:{SYN_MS}:textured", f"synthetic:{SYN_MS}"
@@ -186,7 +182,7 @@ try:
     wait_idle(1)
     with open("/proc/loadavg") as f: load = " ".join(f.read().split()[:3])
     print(f"# {os.cpu_count()} cores, load average {load}, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC; "
-          f"Redis {run(['redis-server', '--version']).split()[2]}, no AOF; prefetch: worker default; result uploads: {'on' if env.get('UPLOADS', '1') == '1' else 'off'}")
+          f"Redis {run(['redis-server', '--version']).split()[2]}, no AOF; prefetch: worker default")
     for _ in range(int(env.get("WARM", 20))):  # past the JIT's tiering: the first rounds of a fresh coordinator cost several times the later ones
         farm_round("tiny", 2 * SHARD, TINY_STEPS, TINY_SIZE, "warm"); farm_round("syn", 4 * SHARD, 1, SYN_SIZE, "warm")
     # What the farm spends doing nothing (timers, worker polls), once warm: the per-image figures below include it

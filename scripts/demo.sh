@@ -57,7 +57,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-redis_port=$(free_port); coord_port=$(free_port); worker_port=$(free_port); web_port=$(free_port); uploads_port=$(free_port)
+redis_port=$(free_port); coord_port=$(free_port); worker_port=$(free_port); web_port=$(free_port)
 echo "==> starting redis on 127.0.0.1:$redis_port" >&2
 redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$state" --appendonly yes --save "" >"$state/redis.log" 2>&1 &
 pids+=($!)
@@ -68,7 +68,7 @@ export Farm__Redis="127.0.0.1:$redis_port"
 export Farm__Auth__Mode=Disabled
 echo "==> starting the coordinator on 127.0.0.1:$coord_port" >&2
 Farm__Storage="$state/results" Farm__DefaultModel=tiny Kestrel__Endpoints__Grpc__Url="http://127.0.0.1:$coord_port" \
-  Kestrel__Endpoints__Web__Url="http://127.0.0.1:$web_port" Kestrel__Endpoints__Uploads__Url="http://127.0.0.1:$uploads_port" \
+  Kestrel__Endpoints__Web__Url="http://127.0.0.1:$web_port" \
   dotnet "$(dll Coordinator RenderFarm.Coordinator)" >"$state/coordinator.log" 2>&1 &
 pids+=($!)
 wait_for 60 curl -sf --http2-prior-knowledge "http://127.0.0.1:$coord_port/healthz" \

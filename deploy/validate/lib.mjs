@@ -101,8 +101,7 @@ export function configKeys(repoRoot) {
       nested: { Telemetry: telemetry, Retention: retention },
       // Settings the manifests pass ahead of the code reading them: a warning, not a failure.
       pending: new Set(["ApiKeys"]),
-      // POD_IP: the downward API's pod IP, composed into Farm__UploadUrl.
-      extra: [/^Kestrel__Endpoints__(Grpc|Uploads)__Url$/, /^POD_IP$/, ...common],
+      extra: [/^Kestrel__Endpoints__Grpc__Url$/, ...common],
     },
     worker: {
       options: worker,

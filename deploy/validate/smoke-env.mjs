@@ -3,8 +3,7 @@
 // One KEY=VALUE per line.
 // Usage: node smoke-env.mjs REPO_ROOT compose SERVICE                        [rewrites...]
 //        node smoke-env.mjs REPO_ROOT k8s RENDER.yaml SECRETS.yaml CONTAINER  [rewrites...]
-// rewrites: --host NAME=HOST:PORT (a service name: redis, coordinator) --listen NAME=PORT (coordinator|worker|uploads:
-//           the coordinator's result upload endpoint, and the upload URL workers are told)
+// rewrites: --host NAME=HOST:PORT (a service name: redis, coordinator) --listen NAME=PORT (coordinator|worker)
 //           --root DIR (prefix for absolute container paths) --set KEY=VALUE (override after rewriting)
 import fs from "node:fs";
 import path from "node:path";
@@ -66,7 +65,6 @@ if (source === "compose") {
       const b64 = find("Secret", e.valueFrom.secretKeyRef.name)?.data?.[e.valueFrom.secretKeyRef.key];
       v = b64 === undefined ? undefined : Buffer.from(b64, "base64").toString("utf8");
     } else if (e.valueFrom?.fieldRef?.fieldPath === "metadata.name") v = `${workload.metadata.name}-smoke-0`;
-    else if (e.valueFrom?.fieldRef?.fieldPath === "status.podIP") v = "127.0.0.1"; // the pod is this machine
     if (v !== undefined) env[e.name] = v;
   }
 } else {
@@ -75,16 +73,12 @@ if (source === "compose") {
 }
 
 const f = flags(rest);
-// The coordinator's upload port (--listen uploads=PORT): its Uploads endpoint, and the URL workers are told, move to it.
-const uploadsPort = /:(\d+)/.exec(env.Kestrel__Endpoints__Uploads__Url ?? "")?.[1];
 for (const [k, v0] of Object.entries(env)) {
   let v = v0;
   for (const [name, target] of Object.entries(f.host))
     v = v.replace(new RegExp(`(^|[/@,])${name}(\\.[\\w-]+)*(\\.svc(\\.[\\w.-]+)?)?:\\d+`, "g"), `$1${target}`);
   if ((k === "Kestrel__Endpoints__Grpc__Url" && app === "coordinator") || (k === "Urls" && app === "worker"))
     v = v.replace(/\/\/[^/:]+:\d+/, `//127.0.0.1:${f.listen[app]}`);
-  if (k === "Kestrel__Endpoints__Uploads__Url" && f.listen.uploads) v = v.replace(/\/\/[^/:]+:\d+/, `//127.0.0.1:${f.listen.uploads}`);
-  if (k === "Farm__UploadUrl" && f.listen.uploads && uploadsPort) v = v.replace(`:${uploadsPort}`, `:${f.listen.uploads}`);
   if (f.root && v.startsWith("/")) v = path.join(f.root, v);
   env[k] = v;
 }

@@ -30,29 +30,16 @@ public static class CoordinatorExtensions
     public const string WebEndpoint = "Web";
 
     /// <summary>
-    /// Kestrel endpoint (<c>Kestrel:Endpoints:Uploads:Url</c>) where workers upload result PNGs over HTTP/1.1
-    /// (<see cref="ResultUploadEndpoint"/>); without it (and without <see cref="CoordinatorOptions.UploadUrl"/>) they send them on their stream.
-    /// </summary>
-    public const string UploadsEndpoint = "Uploads";
-
-    /// <summary>
     /// Host settings plus services: every endpoint speaks HTTP/2 only (gRPC without TLS needs prior knowledge), but the
-    /// optional <see cref="WebEndpoint"/>, which also speaks HTTP/1.1 for browsers (a browser speaks HTTP/2 only over TLS),
-    /// and the optional <see cref="UploadsEndpoint"/>, HTTP/1.1 only (one cleartext port cannot take both h2c and HTTP/1.1).
+    /// optional <see cref="WebEndpoint"/>, which also speaks HTTP/1.1 for browsers (a browser speaks HTTP/2 only over TLS).
     /// </summary>
     public static WebApplicationBuilder AddCoordinatorHost(this WebApplicationBuilder builder)
     {
         builder.WebHost.ConfigureKestrel((context, k) =>
         {
             k.ConfigureEndpointDefaults(e => e.Protocols = HttpProtocols.Http2);
-            var uploads = k.ApplicationServices.GetRequiredService<UploadListener>();
             k.Configure(context.Configuration.GetSection("Kestrel"))
-                .Endpoint(WebEndpoint, e => e.ListenOptions.Protocols = HttpProtocols.Http1AndHttp2)
-                .Endpoint(UploadsEndpoint, e =>
-                {
-                    e.ListenOptions.Protocols = HttpProtocols.Http1;
-                    uploads.Bind(e.ListenOptions, e.IsHttps);
-                });
+                .Endpoint(WebEndpoint, e => e.ListenOptions.Protocols = HttpProtocols.Http1AndHttp2);
         });
         builder.Services.AddCoordinator();
         builder.AddFarmTelemetry("renderfarm-coordinator", [CoordinatorMetrics.MeterName],
@@ -86,8 +73,6 @@ public static class CoordinatorExtensions
         services.AddSingleton<WorkerFailures>();
         services.AddSingleton<WorkerRegistry>();
         services.AddSingleton<WorkerConnections>();
-        services.AddSingleton<ResultUploads>();
-        services.AddSingleton<UploadListener>();
         services.AddSingleton<WorkerQuarantine>();
         services.AddOptions<RetentionOptions>().BindConfiguration(RetentionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<RetentionSchedule>();
@@ -160,7 +145,6 @@ public static class CoordinatorExtensions
         app.UseMiddleware<ApiKeyMiddleware>();
         app.MapGrpcService<JobGrpcService>();
         app.MapGrpcService<WorkerGrpcService>();
-        app.MapResultUploads();
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
         app.MapGet("/healthz", () => Results.Text("ok"));

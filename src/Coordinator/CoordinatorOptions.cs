@@ -18,14 +18,6 @@ public sealed class CoordinatorOptions
     /// <summary>Endpoint, region, credentials and addressing of the S3-compatible store (<c>Farm:S3:*</c>).</summary>
     public Storage.S3StorageOptions S3 { get; set; } = new();
 
-    /// <summary>
-    /// Base URL workers upload result PNGs to (<c>http://10.1.2.3:5002</c>), for when the Uploads endpoint's port on
-    /// the host workers reach the coordinator at is not this replica: with several replicas behind one address, give
-    /// each its own (its pod IP). Empty (the default): the Uploads endpoint's scheme and port on that host; no Uploads
-    /// endpoint either: workers send PNGs on their stream.
-    /// </summary>
-    public string? UploadUrl { get; set; }
-
     /// <summary>Model used when a batch names none.</summary>
     [Required] public string DefaultModel { get; set; } = "sd15";
 

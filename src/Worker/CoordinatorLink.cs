@@ -27,8 +27,6 @@ public sealed class CoordinatorLink : BackgroundService
     private WorkerMessage? _unsent;
     private volatile bool _connected;
     private volatile bool _batchedResults;
-    private volatile ResultUploader? _uploader;
-    private readonly HttpClient _uploads;
     private volatile string? _quarantineReason;
     private readonly ModelMemory _memory;
     private readonly ResiliencePipeline _reconnect;
@@ -49,11 +47,6 @@ public sealed class CoordinatorLink : BackgroundService
             MaxSendMessageSize = 64 * 1024 * 1024,
             HttpHandler = CoordinatorTrust.Apply(new SocketsHttpHandler { EnableMultipleHttp2Connections = true }, _options.CoordinatorCaFile),
         });
-        // Result uploads (Welcome.upload_url): HTTP/1.1, one at a time on a kept-alive connection, the same trust as the stream.
-        _uploads = new HttpClient(CoordinatorTrust.Apply(new SocketsHttpHandler { PooledConnectionIdleTimeout = TimeSpan.FromMinutes(1) }, _options.CoordinatorCaFile))
-        {
-            Timeout = TimeSpan.FromMinutes(2),
-        };
         _hello = new WorkerHello
         {
             WorkerId = _options.ResolvedWorkerId,
@@ -135,7 +128,6 @@ public sealed class CoordinatorLink : BackgroundService
         if (!string.IsNullOrEmpty(_options.ApiKey)) headers.Add(FarmHeaders.ApiKey, _options.ApiKey);
         using var call = client.Connect(headers, cancellationToken: broken.Token);
         _batchedResults = false; // until this stream's coordinator says otherwise in its welcome
-        _uploader = null;
         var hello = _hello.Clone();
         hello.Status = Status();
         hello.Loading = hello.Status.Loading; // for coordinators from before WorkerStatus: loading at start, given no work yet
@@ -157,8 +149,6 @@ public sealed class CoordinatorLink : BackgroundService
                 }
                 if (_unsent.KindCase == WorkerMessage.KindOneofCase.Results && !_batchedResults)
                     foreach (var image in ResultMessages.OneByOne(_unsent.Results)) await call.RequestStream.WriteAsync(image, broken.Token);
-                else if (_unsent.KindCase == WorkerMessage.KindOneofCase.Results && _uploader is { } uploader && ResultUploader.Worth(_unsent.Results))
-                    await call.RequestStream.WriteAsync(await UploadOrKeepAsync(uploader, _unsent, broken.Token), broken.Token);
                 else
                     await call.RequestStream.WriteAsync(_unsent, broken.Token);
                 _unsent = null;
@@ -170,31 +160,6 @@ public sealed class CoordinatorLink : BackgroundService
         {
             await reading; // rethrows why the stream broke
             throw new RpcException(new Status(StatusCode.Unavailable, "coordinator closed the stream"));
-        }
-    }
-
-    /// <summary>
-    /// The message naming <paramref name="results"/>' upload, or, if the upload fails, <paramref name="results"/> itself
-    /// (its PNGs go on the stream). After a failure other than a full inbox (503) every later batch of this stream goes
-    /// on the stream too: a coordinator that refused one upload (another replica behind the same address, a port this
-    /// worker cannot reach) would refuse the next.
-    /// </summary>
-    private async Task<WorkerMessage> UploadOrKeepAsync(ResultUploader uploader, WorkerMessage results, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await uploader.UploadAsync(results.Results, cancellationToken);
-        }
-        catch (Exception e) when (e is HttpRequestException or IOException || e is OperationCanceledException && !cancellationToken.IsCancellationRequested)
-        {
-            if (e is HttpRequestException { StatusCode: System.Net.HttpStatusCode.ServiceUnavailable })
-                _logger.LogDebug("Coordinator at {Url} holds too many uploads not yet named: this batch goes on the stream", uploader.Url);
-            else
-            {
-                _uploader = null;
-                _logger.LogWarning("Uploading results to {Url} failed ({Message}); this stream's results go on the stream instead", uploader.Url, e.Message);
-            }
-            return results;
         }
     }
 
@@ -223,7 +188,6 @@ public sealed class CoordinatorLink : BackgroundService
                 {
                     case CoordinatorMessage.KindOneofCase.Welcome:
                         _batchedResults = message.Welcome.BatchedResults;
-                        _uploader = ResultUploader.For(message.Welcome, new Uri(_options.Coordinator), _uploads);
                         _connected = true;
                         Welcomed?.Invoke();
                         break;
@@ -264,7 +228,6 @@ public sealed class CoordinatorLink : BackgroundService
     public override void Dispose()
     {
         _channel.Dispose();
-        _uploads.Dispose();
         base.Dispose();
     }
 }

@@ -32,13 +32,8 @@ public sealed class ChaosTests(ITestOutputHelper output)
     {
         // Every delivery lost with a killed worker is a failed attempt. Kills every 1-2 s are far more often than any
         // real failure rate and can take one shard down three times; the attempt limit is LostDeliveryTests' subject.
-        // Results go by upload (HTTP/1.1), as deployed: a coordinator restart cuts uploads as well as streams.
         await using var farm = await ProcessFarm.StartAsync(workers: 3, leaseSeconds: 3,
-            coordinatorOverrides: new()
-            {
-                ["Farm__MaxAttempts"] = "20",
-                ["Kestrel__Endpoints__Uploads__Url"] = $"http://127.0.0.1:{RedisServer.FreePort()}",
-            });
+            coordinatorOverrides: new() { ["Farm__MaxAttempts"] = "20" });
 
         // Fault-free reference run.
         var reference = await farm.SubmitAsync(Header(), Batch());

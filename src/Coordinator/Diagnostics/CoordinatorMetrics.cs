@@ -23,7 +23,6 @@ public sealed class CoordinatorMetrics
     private readonly Counter<long> _attemptFailures;
     private readonly Counter<long> _quarantines;
     private readonly Counter<long> _leaseTakeOvers;
-    private readonly Counter<long> _uploadedBytes;
     private readonly Histogram<double> _submitDuration;
     private volatile FarmGauges _gauges = FarmGauges.Empty;
 
@@ -44,8 +43,6 @@ public sealed class CoordinatorMetrics
             description: "Workers quarantined for repeated failures of their own");
         _leaseTakeOvers = meter.CreateCounter<long>("renderfarm.shards.lease_takeovers", unit: "{shard}",
             description: "Shards taken over by another worker after their holder's lease lapsed (crashed, hung or cut off)");
-        _uploadedBytes = meter.CreateCounter<long>("renderfarm.results.uploaded", unit: "By",
-            description: "Result PNG bytes workers uploaded over HTTP/1.1 (Kestrel endpoint Uploads) instead of sending them on their stream");
         _submitDuration = meter.CreateHistogram<double>("renderfarm.submit.duration", unit: "s",
             description: "SubmitJob calls, from the first message to every shard durably queued (or the rejection)");
 
@@ -90,8 +87,6 @@ public sealed class CoordinatorMetrics
         _attemptFailures.Add(1, new KeyValuePair<string, object?>("kind", FailureKindLabel.Of(kind)), new KeyValuePair<string, object?>("blame", blame));
 
     public void WorkerQuarantined() => _quarantines.Add(1);
-
-    public void ResultsUploaded(long bytes) => _uploadedBytes.Add(bytes);
 
     public void LeaseTakenOver(string model) => _leaseTakeOvers.Add(1, Model(model));
 

@@ -219,10 +219,6 @@ public sealed class WorkerReportHandler(
         return new StoredImage(image.Index, stored.Sha256, stored.SizeBytes, image.RenderSeconds);
     }
 
-    /// <summary>A results message that does not fit the upload it names (<see cref="UploadedResults"/>): discarded whole.</summary>
-    public void RejectResults(WorkerSession session, ShardRef? shard, string problem) =>
-        authority.Reject(session, "image", "bad_upload", $"{problem} (results of shard {BatchValidator.Truncate(shard?.JobId ?? "")}/{shard?.ShardIndex})");
-
     /// <summary>A reported image that is not one of the delivery's shard's: discarded, with a warning and the rejection metric.</summary>
     private void RejectForeign(WorkerSession session, ShardRef shard, uint index) =>
         authority.Reject(session, "image", "foreign_image", $"sends image {index}, which is not one of shard {shard.JobId}/{shard.ShardIndex}'s");

@@ -17,8 +17,6 @@ public sealed class WorkerGrpcService(
     WorkerRegistry registry,
     ApiKeyStore keys,
     WorkerConnections connections,
-    ResultUploads uploads,
-    UploadListener uploadListener,
     Diagnostics.CoordinatorMetrics metrics,
     ILogger<WorkerGrpcService> logger) : WorkerService.WorkerServiceBase
 {
@@ -37,20 +35,17 @@ public sealed class WorkerGrpcService(
         var session = await OpenSessionAsync(hello);
         var outbox = Channel.CreateBounded<CoordinatorMessage>(new BoundedChannelOptions(64) { SingleReader = true });
         using var registration = connections.Register(session.WorkerId, outbox.Writer);
-        using var inbox = uploads.Open();
         var writing = WriteAllAsync(session, outbox.Reader, responseStream, ct);
         // A quarantine goes before the welcome: a worker takes its first shard only once welcomed, so a restarted
         // quarantined worker never slips one in.
         if (session.Quarantined)
             outbox.Writer.TryWrite(new CoordinatorMessage { Quarantine = new Quarantine { Reason = "quarantined earlier; an operator lifts it with `farm workers release`" } });
-        var welcome = new Welcome { CoordinatorId = CoordinatorId, BatchedResults = true, UploadUrl = uploadListener.AdvertisedUrl() };
-        if (welcome.UploadUrl.Length > 0) welcome.UploadToken = inbox.Token;
-        outbox.Writer.TryWrite(new CoordinatorMessage { Welcome = welcome });
+        outbox.Writer.TryWrite(new CoordinatorMessage { Welcome = new Welcome { CoordinatorId = CoordinatorId, BatchedResults = true } });
 
         try
         {
             while (await requestStream.MoveNext(ct))
-                await HandleAsync(session, requestStream.Current, inbox, outbox.Writer, ct);
+                await HandleAsync(session, requestStream.Current, outbox.Writer, ct);
         }
         finally
         {
@@ -104,7 +99,7 @@ public sealed class WorkerGrpcService(
         return session;
     }
 
-    private async Task HandleAsync(WorkerSession session, WorkerMessage message, UploadInbox inbox, ChannelWriter<CoordinatorMessage> outbox, CancellationToken ct)
+    private async Task HandleAsync(WorkerSession session, WorkerMessage message, ChannelWriter<CoordinatorMessage> outbox, CancellationToken ct)
     {
         var worker = session.WorkerId;
         switch (message.KindCase)
@@ -120,20 +115,9 @@ public sealed class WorkerGrpcService(
                 if (await reports.ImageAsync(session, message.Image, ct)) await session.ImagesAsync(1);
                 break;
             case WorkerMessage.KindOneofCase.Results:
-            {
-                // Uploaded PNGs are read where they lie, in the upload's pooled buffer, which goes back once they are stored.
-                var results = message.Results;
-                using var upload = results.Upload.Length > 0 ? inbox.Take(results.Upload) : null;
-                if (results.Upload.Length > 0 && UploadedResults.Attach(results, upload) is { } problem)
-                {
-                    session.SentBadResult = true;
-                    reports.RejectResults(session, results.Shard, problem);
-                    break;
-                }
-                if (await reports.ResultsAsync(session, results.Shard, results.Images, ct) is > 0 and var accepted)
+                if (await reports.ResultsAsync(session, message.Results.Shard, message.Results.Images, ct) is > 0 and var accepted)
                     await session.ImagesAsync(accepted);
                 break;
-            }
             case WorkerMessage.KindOneofCase.Preview:
                 await reports.PreviewAsync(session, message.Preview);
                 break;
