@@ -33,6 +33,7 @@ TINY_IMAGES = int(env.get("TINY_IMAGES", 48)); TINY_STEPS = int(env.get("TINY_ST
 SYN_MS = int(env.get("SYN_MS", 20)); SYN_STEPS = [int(s) for s in env.get("SYN_STEPS", "4 1").split()]
 SYN_IMAGES = int(env.get("SYN_IMAGES", 128)); SYN_SIZE = env.get("SYN_SIZE", "512x512")
 IDLE_SETTLE = float(env.get("IDLE_SETTLE", 20)); IDLE_SECONDS = float(env.get("IDLE_SECONDS", 5))
+WARM = int(env.get("WARM", 20))
 SCALE_WORKERS = int(env.get("SCALE_WORKERS", 8)); SCALE_SHARDS = int(env.get("SCALE_SHARDS", 16)); SCALE_STEPS = int(env.get("SCALE_STEPS", 4))
 
 def dll(project, name): return f"{root}/src/{project}/bin/Release/net10.0/{name}.dll"
@@ -183,7 +184,7 @@ try:
     with open("/proc/loadavg") as f: load = " ".join(f.read().split()[:3])
     print(f"# {os.cpu_count()} cores, load average {load}, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC; "
           f"Redis {run(['redis-server', '--version']).split()[2]}, no AOF; prefetch: worker default")
-    for _ in range(int(env.get("WARM", 20))):  # past the JIT's tiering: the first rounds of a fresh coordinator cost several times the later ones
+    for _ in range(WARM):  # past the JIT's tiering: the first rounds of a fresh coordinator cost several times the later ones
         farm_round("tiny", 2 * SHARD, TINY_STEPS, TINY_SIZE, "warm"); farm_round("syn", 4 * SHARD, 1, SYN_SIZE, "warm")
     # What the farm spends doing nothing (timers, worker polls), once warm: the per-image figures below include it
     # for the job's wall time; "net" takes it out. Measured only once the last round's tail has passed (tier-1 JIT,
@@ -200,7 +201,7 @@ try:
     for n in range(2, SCALE_WORKERS + 1): start_worker(n, {"scale": scale})
     wait_idle(SCALE_WORKERS)
     # The new workers past their own JIT first, as the first worker was by the warm-up rounds above.
-    for _ in range(int(env.get("WARM", 20))):
+    for _ in range(WARM):
         farm_round("scale", SCALE_WORKERS * SHARD * SCALE_SHARDS, SCALE_STEPS, "64x64", "warm")
     rates = {1: [], SCALE_WORKERS: []}
     for r in range(ROUNDS):

@@ -29,18 +29,16 @@ public sealed class WorkerSession(WorkerRegistry registry, WorkerInfo info)
     public bool SentBadResult { get; set; }
 
     /// <summary>The content of the task entry <paramref name="shard"/> names, if it is one this worker reported on lately.</summary>
-    public Shard? CachedShard(ShardRef shard)
-    {
-        foreach (var cached in _cached)
-            if (cached is var (stream, entry, content) && stream == shard.Stream && entry == shard.EntryId) return content;
-        return null;
-    }
+    public Shard? CachedShard(ShardRef shard) => IndexOf(shard) is var at and >= 0 ? _cached[at]!.Value.Shard : null;
+
+    private int IndexOf(ShardRef shard) =>
+        Array.FindIndex(_cached, c => c is var (stream, entry, _) && stream == shard.Stream && entry == shard.EntryId);
 
     /// <summary>Remembers a verified entry's content, as the most recently used: a worker reports on each of its shards many times.</summary>
     public void CacheShard(ShardRef shard, Shard content)
     {
         // Newest first: the entry moves to the front (from where it was, or pushing the least recently used out).
-        var at = Array.FindIndex(_cached, c => c is var (stream, entry, _) && stream == shard.Stream && entry == shard.EntryId);
+        var at = IndexOf(shard);
         Array.Copy(_cached, 0, _cached, 1, at < 0 ? _cached.Length - 1 : at);
         _cached[0] = (shard.Stream, shard.EntryId, content);
     }
