@@ -27,6 +27,12 @@ public sealed class CoordinatorLink : BackgroundService
     private WorkerMessage? _unsent;
     private volatile bool _connected;
     private volatile bool _batchedResults;
+    private volatile bool _directUploads;
+    private long _lastUploadRequest;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<ulong, TaskCompletionSource<UploadGrant?>> _grants = new();
+
+    /// <summary>How long a worker waits for an upload grant before it sends the batch through the coordinator.</summary>
+    public static readonly TimeSpan GrantTimeout = TimeSpan.FromSeconds(30);
     private volatile string? _quarantineReason;
     private readonly ModelMemory _memory;
     private readonly ResiliencePipeline _reconnect;
@@ -70,6 +76,35 @@ public sealed class CoordinatorLink : BackgroundService
 
     /// <summary>True from the coordinator's welcome until the stream breaks.</summary>
     public bool IsConnected => _connected;
+
+    /// <summary>Whether this stream's coordinator takes results as uploads straight to its store (its welcome says so).</summary>
+    public bool DirectUploads => _directUploads;
+
+    /// <summary>
+    /// Asks where to upload a batch's PNGs: the grant, or null when this coordinator does not take uploads, the stream
+    /// broke, or no answer came within <see cref="GrantTimeout"/> (the batch then goes on the stream).
+    /// </summary>
+    public async Task<UploadGrant?> RequestUploadsAsync(UploadRequest request, CancellationToken cancellationToken)
+    {
+        if (!_directUploads) return null;
+        request.RequestId = (ulong)Interlocked.Increment(ref _lastUploadRequest);
+        var answer = new TaskCompletionSource<UploadGrant?>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _grants[request.RequestId] = answer;
+        try
+        {
+            await SendAsync(new WorkerMessage { UploadRequest = request }, cancellationToken);
+            return await answer.Task.WaitAsync(GrantTimeout, cancellationToken);
+        }
+        catch (TimeoutException)
+        {
+            _logger.LogWarning("No upload grant from the coordinator within {Timeout}; sending the images through it", GrantTimeout);
+            return null;
+        }
+        finally
+        {
+            _grants.TryRemove(request.RequestId, out _);
+        }
+    }
 
     /// <summary>Why the coordinator quarantined this worker; null unless it did, or once an operator released it.</summary>
     public string? QuarantineReason => _quarantineReason;
@@ -128,6 +163,7 @@ public sealed class CoordinatorLink : BackgroundService
         if (!string.IsNullOrEmpty(_options.ApiKey)) headers.Add(FarmHeaders.ApiKey, _options.ApiKey);
         using var call = client.Connect(headers, cancellationToken: broken.Token);
         _batchedResults = false; // until this stream's coordinator says otherwise in its welcome
+        _directUploads = false;
         var hello = _hello.Clone();
         hello.Status = Status();
         hello.Loading = hello.Status.Loading; // for coordinators from before WorkerStatus: loading at start, given no work yet
@@ -147,7 +183,11 @@ public sealed class CoordinatorLink : BackgroundService
                     if (!await _outbox.Reader.WaitToReadAsync(broken.Token)) break;
                     if (!_outbox.Reader.TryRead(out _unsent)) continue;
                 }
-                if (_unsent.KindCase == WorkerMessage.KindOneofCase.Results && !_batchedResults)
+                // An upload request from before a reconnect: its grant is void (the asker was told null), and this
+                // stream's coordinator may not take uploads at all.
+                if (_unsent.KindCase == WorkerMessage.KindOneofCase.UploadRequest && !_grants.ContainsKey(_unsent.UploadRequest.RequestId))
+                    _unsent = null;
+                else if (_unsent.KindCase == WorkerMessage.KindOneofCase.Results && !_batchedResults)
                     foreach (var image in ResultMessages.OneByOne(_unsent.Results)) await call.RequestStream.WriteAsync(image, broken.Token);
                 else
                     await call.RequestStream.WriteAsync(_unsent, broken.Token);
@@ -188,6 +228,7 @@ public sealed class CoordinatorLink : BackgroundService
                 {
                     case CoordinatorMessage.KindOneofCase.Welcome:
                         _batchedResults = message.Welcome.BatchedResults;
+                        _directUploads = message.Welcome.DirectUploads;
                         _connected = true;
                         Welcomed?.Invoke();
                         break;
@@ -197,6 +238,9 @@ public sealed class CoordinatorLink : BackgroundService
                     case CoordinatorMessage.KindOneofCase.Quarantine:
                         _quarantineReason = message.Quarantine.Reason;
                         Quarantined?.Invoke(message.Quarantine.Reason);
+                        break;
+                    case CoordinatorMessage.KindOneofCase.UploadGrant:
+                        if (_grants.TryGetValue(message.UploadGrant.RequestId, out var asker)) asker.TrySetResult(message.UploadGrant);
                         break;
                     case CoordinatorMessage.KindOneofCase.Release:
                         _quarantineReason = null;
@@ -208,6 +252,9 @@ public sealed class CoordinatorLink : BackgroundService
         finally
         {
             _connected = false;
+            _directUploads = false;
+            // Grants asked for on this stream will not come: those batches go on the next stream.
+            foreach (var asker in _grants.Values) asker.TrySetResult(null);
             broken.Cancel();
         }
     }

@@ -8,12 +8,12 @@ namespace RenderFarm.Worker;
 /// <summary>
 /// What is left of a shard once the device is done with it (<see cref="ShardRunner.RenderAsync(HeldShard, Task{bool}, CancellationToken)"/>):
 /// its batches' PNGs, encoding on the thread pool since each batch left the device, and its end. <see cref="FinishAsync"/>
-/// sends the images in the shard's order and then the end, with the failure if the render failed part-way (the images of
+/// sends the images in the shard's order (or uploads them to the store, <see cref="ResultUploader"/>) and then the end, with the failure if the render failed part-way (the images of
 /// the batches done before it still count).
 /// </summary>
 /// <param name="started">When the shard's render began (Stopwatch timestamp), for its duration metric.</param>
 /// <param name="traceparent">The render's span, which the coordinator's store of each image joins.</param>
-public sealed class ShardCompletion(CoordinatorLink link, ShardRef reference, Shard shard, Func<ModelLimit?> limit, WorkerMetrics metrics,
+public sealed class ShardCompletion(CoordinatorLink link, ResultUploader uploader, ShardRef reference, Shard shard, Func<ModelLimit?> limit, WorkerMetrics metrics,
     long started, string traceparent) : IDisposable
 {
     private readonly List<(int First, RenderedBatch Batch, double RenderSeconds, Task<IReadOnlyList<GeneratedImage>> Pngs)> _batches = [];
@@ -50,13 +50,15 @@ public sealed class ShardCompletion(CoordinatorLink link, ShardRef reference, Sh
                 if (_end.Error.Length == 0) Fail($"encoding the images failed: {e.Message}", FailureKind.Bug);
                 break;
             }
-            var results = images.Select((image, i) => new ShardImage
+            IReadOnlyList<ShardImage> results = images.Select((image, i) => new ShardImage
             {
                 Index = shard.Images[first + i].Index, RenderSeconds = renderSeconds, Traceparent = traceparent,
                 // A base stage's images are its latents (RenderedBatch.Latents), handed to the refiner's stage.
                 Png = _handsOver ? ByteString.Empty : UnsafeByteOperations.UnsafeWrap(image.Png),
                 Latents = _handsOver ? UnsafeByteOperations.UnsafeWrap(image.Png) : ByteString.Empty,
-            });
+            }).ToList();
+            // Straight into the store where the coordinator offers it: the PNGs then never pass through it.
+            if (!_handsOver && link.DirectUploads) results = await uploader.UploadAsync(link.RequestUploadsAsync, reference, results, cancellationToken);
             foreach (var message in ResultMessages.Batched(reference, results))
             {
                 await link.SendAsync(message, cancellationToken);

@@ -19,7 +19,7 @@ namespace RenderFarm.Worker;
 /// </summary>
 public sealed class ShardRunner(
     ModelCatalog models, CoordinatorLink link, WorkerActivity activity, RenderWatchdog watchdog,
-    ModelMemory memory, WorkerMetrics metrics, PullAheadTimer pullAhead, ILogger<ShardRunner> logger)
+    ModelMemory memory, WorkerMetrics metrics, PullAheadTimer pullAhead, ResultUploader uploader, ILogger<ShardRunner> logger)
 {
     public Task ReportCancelledAsync(ClaimedShard claimed) => SendEndAsync(new ShardEnd { Shard = Reference(claimed), Cancelled = true });
 
@@ -110,7 +110,7 @@ public sealed class ShardRunner(
         using var span = FarmTracing.Worker.StartActivity("render shard", System.Diagnostics.ActivityKind.Consumer, FarmTracing.ParentOf(shard.Traceparent));
         span?.SetTag("renderfarm.job_id", shard.JobId).SetTag("renderfarm.shard", shard.ShardIndex).SetTag("renderfarm.images", shard.Images.Count);
 
-        var completion = new ShardCompletion(link, reference, shard, () => memory.LimitOf(shard.Params.Model), metrics, started,
+        var completion = new ShardCompletion(link, uploader, reference, shard, () => memory.LimitOf(shard.Params.Model), metrics, started,
             FarmTracing.TraceparentOf(System.Diagnostics.Activity.Current));
         try
         {

@@ -68,6 +68,7 @@ public static class WorkerExtensions
         services.AddSingleton<ShardPuller>();
         services.AddSingleton<ShardRequestBuilder>();
         services.AddSingleton<ShardRunner>();
+        services.AddSingleton<ResultUploader>();
         services.AddSingleton<ModelMemory>();
         services.AddSingleton<RenderWatchdog>();
         services.AddSingleton<WorkerMetrics>();

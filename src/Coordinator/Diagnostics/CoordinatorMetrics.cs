@@ -15,10 +15,12 @@ public sealed class CoordinatorMetrics
 {
     public const string MeterName = "RenderFarm.Coordinator";
     public const string RejectedReportsName = "renderfarm.worker_reports.rejected";
+    public const string ResultsUploadedName = "renderfarm.results.uploaded";
 
     private readonly Counter<long> _rejectedReports;
     private readonly Counter<long> _imagesStored;
     private readonly Counter<long> _imagesFailed;
+    private readonly Counter<long> _resultsUploaded;
     private readonly Counter<double> _deviceSeconds;
     private readonly Counter<long> _attemptFailures;
     private readonly Counter<long> _quarantines;
@@ -33,6 +35,8 @@ public sealed class CoordinatorMetrics
             description: "Worker reports discarded: not from the holder of the shard's current delivery, about images of another shard, or with a result or progress that does not check out");
         _imagesStored = meter.CreateCounter<long>("renderfarm.images.rendered", unit: "{image}",
             description: "Images rendered and stored (the first result of each image; duplicates are not counted)");
+        _resultsUploaded = meter.CreateCounter<long>(ResultsUploadedName, unit: "{image}",
+            description: "Results workers PUT straight into the result store (Farm:S3:DirectUploads) and reported, bytes not through the coordinator");
         _imagesFailed = meter.CreateCounter<long>("renderfarm.images.failed", unit: "{image}",
             description: "Images failed for good (their shard dead-lettered)");
         _deviceSeconds = meter.CreateCounter<double>("renderfarm.images.device_time", unit: "s",
@@ -69,7 +73,7 @@ public sealed class CoordinatorMetrics
     /// <summary>The farm-wide gauges, as last read from Redis.</summary>
     public void Publish(FarmGauges gauges) => _gauges = gauges;
 
-    /// <param name="report">begin, step, image, end or redelivered.</param>
+    /// <param name="report">begin, step, image, upload, end or redelivered.</param>
     /// <param name="reason">Why it was discarded (a short token, e.g. not_holder).</param>
     public void ReportRejected(string report, string reason) =>
         _rejectedReports.Add(1, new KeyValuePair<string, object?>("report", report), new KeyValuePair<string, object?>("reason", reason));
@@ -79,6 +83,8 @@ public sealed class CoordinatorMetrics
         _imagesStored.Add(1, Model(model));
         if (deviceSeconds > 0) _deviceSeconds.Add(deviceSeconds, Model(model));
     }
+
+    public void ResultUploaded() => _resultsUploaded.Add(1);
 
     public void ImagesFailed(string model, int count) => _imagesFailed.Add(count, Model(model));
 

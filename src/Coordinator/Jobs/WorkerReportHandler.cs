@@ -37,6 +37,9 @@ public sealed class WorkerReportHandler(
     /// <summary>Faster than any device steps: a rate above it is not a measurement.</summary>
     private const float MaxItPerSec = 1e6f;
 
+    /// <summary>How long a worker has to PUT an image it was granted: it uploads at once, a batch at a time.</summary>
+    public static readonly TimeSpan UploadTtl = TimeSpan.FromMinutes(15);
+
     private readonly System.Collections.Concurrent.ConcurrentDictionary<(string, uint), long> _lastStepWrite = new();
     private readonly System.Collections.Concurrent.ConcurrentDictionary<(string, uint), long> _lastPreviewWrite = new();
 
@@ -130,6 +133,54 @@ public sealed class WorkerReportHandler(
         return true;
     }
 
+    /// <summary>Whether workers may PUT their results straight to the store (<see cref="S3StorageOptions.DirectUploads"/>).</summary>
+    public bool TakesUploads => store.CanTakeUploads && options.Value.S3.DirectUploads;
+
+    /// <summary>
+    /// Where the delivery's holder may PUT finished PNGs, one target per image that is the shard's, well described (a
+    /// sha256 and a size a PNG of the shard's size can have) and still wanted, each signed for exactly those bytes. The
+    /// others get none: the worker sends them on its stream, where they are handled as ever. What is granted is
+    /// remembered for the stream, and a later report of an upload counts only if it matches.
+    /// </summary>
+    public async Task<UploadGrant> GrantUploadsAsync(WorkerSession session, UploadRequest request)
+    {
+        var grant = new UploadGrant { RequestId = request.RequestId };
+        if (!TakesUploads || request.Images.Count == 0) return grant;
+        var shard = request.Shard;
+        var indices = request.Images.Select(i => i.Index).ToList();
+        var admitting = jobs.AdmitResultsAsync(shard.JobId, indices);
+        // A store that cannot refuse a second write (no conditional writes) must not be written over: an image with a
+        // result recorded goes on the stream, where the store keeps what it has.
+        var recording = options.Value.S3.ConditionalWrites ? null : jobs.RecordedAmongAsync(shard.JobId, indices);
+        var verifying = authority.VerifyAsync(session, "upload", shard);
+        var admissions = await admitting;
+        var recorded = recording is null ? null : await recording;
+        // A base stage hands latents over on the stream; they are not results to store.
+        if (await verifying is not { } delivery || RefinerMessages.IsBaseStage(delivery.Shard)) return grant;
+        var (width, height) = UpscaleMessages.OutputSize(delivery.Shard.Params);
+        var maxBytes = (ulong)ResultCheck.MaxBytes(width, height);
+        var seen = new HashSet<uint>();
+        for (var i = 0; i < request.Images.Count; i++)
+        {
+            var image = request.Images[i];
+            if (!delivery.Contains(image.Index))
+            {
+                RejectForeign(session, "upload", shard, image.Index);
+                continue;
+            }
+            if (image.Sha256.Length != System.Security.Cryptography.SHA256.HashSizeInBytes || image.SizeBytes is 0 || image.SizeBytes > maxBytes || image.FoundStored)
+            {
+                authority.Reject(session, "upload", "bad_upload",
+                    $"asks to upload {image.SizeBytes} bytes with a {image.Sha256.Length}-byte sha256 as image {image.Index} of shard {shard.JobId}/{shard.ShardIndex} (at most {maxBytes} bytes)");
+                continue;
+            }
+            if (admissions[i] != ResultAdmission.Accepted || recorded?[i] == true || !seen.Add(image.Index)) continue;
+            grant.Targets.Add(store.PresignUpload(shard.JobId, image.Index, image.Sha256.Span, (long)image.SizeBytes, UploadTtl));
+            session.Uploads.Grant(shard.JobId, new ResultDigest { Index = image.Index, Sha256 = image.Sha256, SizeBytes = image.SizeBytes });
+        }
+        return grant;
+    }
+
     /// <returns>Whether the image was accepted (stored, or a duplicate of a stored one).</returns>
     public async Task<bool> ImageAsync(WorkerSession session, ShardImage image, CancellationToken cancellationToken) =>
         await ResultsAsync(session, image.Shard, [image], cancellationToken) == 1;
@@ -167,8 +218,9 @@ public sealed class WorkerReportHandler(
         var decode = sampling.Pick(session, images.Count);
         Parallel.For(0, images.Count, i =>
         {
-            if (delivery.Contains(images[i].Index)) problems[i] = ResultCheck.Problem(images[i].Png.Span, delivery.Shard.Params, decode[i]);
+            if (delivery.Contains(images[i].Index) && images[i].Uploaded is null) problems[i] = ResultCheck.Problem(images[i].Png.Span, delivery.Shard.Params, decode[i]);
         });
+        await CheckUploadsAsync(session, delivery, images, decode, problems, cancellationToken);
         var checkedImages = new List<ShardImage>(images.Count);
         var seen = new HashSet<uint>();
         for (var i = 0; i < images.Count; i++)
@@ -190,7 +242,9 @@ public sealed class WorkerReportHandler(
             if (admissions[i] == ResultAdmission.Accepted && seen.Add(image.Index)) checkedImages.Add(image);
         }
         if (checkedImages.Count == 0) return 0;
-        var stored = await Task.WhenAll(checkedImages.Select(image => StoreAsync(shard, delivery, image, cancellationToken)));
+        var stored = (await Task.WhenAll(checkedImages.Select(image => StoreAsync(shard, delivery, image, cancellationToken))))
+            .OfType<StoredImage>().ToArray();
+        if (stored.Length == 0) return 0;
         var outcome = await jobs.RecordImagesDoneAsync(shard.JobId, shard.ShardIndex, session.WorkerId, stored);
         var p = delivery.Shard.Params;
         var recorded = stored.Where((_, i) => outcome.Recorded[i]).ToList();
@@ -206,22 +260,83 @@ public sealed class WorkerReportHandler(
     }
 
     /// <summary>
-    /// Stores one result. The store joins the job's trace: under the worker's render span (or, from older workers, the
-    /// submission's). It ends before the image is recorded, so a trace is whole by the time a watcher sees the image (or
-    /// the job) done.
+    /// Stores one result, or takes one a worker uploaded (<see cref="GrantUploadsAsync"/>) as stored; null when an
+    /// upload found the image stored before and it is gone again. The store joins the job's trace: under the worker's
+    /// render span (or, from older workers, the submission's). It ends before the image is recorded, so a trace is whole
+    /// by the time a watcher sees the image (or the job) done.
     /// </summary>
-    private async Task<StoredImage> StoreAsync(ShardRef shard, VerifiedDelivery delivery, ShardImage image, CancellationToken cancellationToken)
+    private async Task<StoredImage?> StoreAsync(ShardRef shard, VerifiedDelivery delivery, ShardImage image, CancellationToken cancellationToken)
     {
         using var activity = FarmTracing.Coordinator.StartActivity("store result", System.Diagnostics.ActivityKind.Internal,
             FarmTracing.ParentOf(image.Traceparent.Length > 0 ? image.Traceparent : delivery.Shard.Traceparent));
         activity?.SetTag("renderfarm.job_id", shard.JobId).SetTag("renderfarm.image", image.Index);
-        var stored = await store.PutIfAbsentAsync(shard.JobId, image.Index, image.Png.Memory, cancellationToken);
-        return new StoredImage(image.Index, stored.Sha256, stored.SizeBytes, image.RenderSeconds);
+        var stored = image.Uploaded switch
+        {
+            null => await store.PutIfAbsentAsync(shard.JobId, image.Index, image.Png.Memory, cancellationToken),
+            // Another delivery's upload got there first: what is stored is what counts (first result wins).
+            { FoundStored: true } => await store.FindAsync(shard.JobId, image.Index, cancellationToken),
+            var digest => new StoredObject(Convert.ToHexStringLower(digest.Sha256.Span), (long)digest.SizeBytes),
+        };
+        if (image.Uploaded is not null && stored is not null) metrics.ResultUploaded();
+        return stored is null ? null : new StoredImage(image.Index, stored.Sha256, stored.SizeBytes, image.RenderSeconds);
+    }
+
+    /// <summary>
+    /// Checks the images the worker says it uploaded: each must be the upload this stream was granted for it (digest and
+    /// all, once), and those <paramref name="decode"/> picks are fetched back from the store, hashed against the grant
+    /// and decoded in full (the others are not checked here: S3 itself refused bytes other than those granted). One that
+    /// fails is deleted from the store, so that another delivery can store the image.
+    /// </summary>
+    private async Task CheckUploadsAsync(WorkerSession session, VerifiedDelivery delivery, IReadOnlyList<ShardImage> images, bool[] decode,
+        string?[] problems, CancellationToken cancellationToken)
+    {
+        var fetching = new List<Task>();
+        for (var i = 0; i < images.Count; i++)
+        {
+            var image = images[i];
+            if (image.Uploaded is not { } digest || !delivery.Contains(image.Index)) continue;
+            if (digest.Index != image.Index || image.Png.Length > 0 || image.Latents.Length > 0)
+                problems[i] = "an upload report that does not add up (another index, or bytes beside it)";
+            else if (!session.Uploads.Redeem(delivery.Ref.JobId, digest))
+                problems[i] = "an upload it was not granted (or not with that sha256 and size)";
+            else if (decode[i])
+            {
+                var at = i;
+                fetching.Add(Task.Run(async () =>
+                {
+                    problems[at] = await StoredUploadProblemAsync(delivery, digest, cancellationToken);
+                    if (problems[at] is not null) await store.DeleteAsync(delivery.Ref.JobId, digest.Index, cancellationToken);
+                }, cancellationToken));
+            }
+        }
+        await Task.WhenAll(fetching);
+    }
+
+    /// <summary>
+    /// Why the uploaded image in the store is not the result granted (its bytes, or a PNG of the shard's size that
+    /// decodes); null when it is. One the store had already (found stored) is checked as a PNG only: it is whatever an
+    /// earlier delivery uploaded.
+    /// </summary>
+    private async Task<string?> StoredUploadProblemAsync(VerifiedDelivery delivery, ResultDigest digest, CancellationToken cancellationToken)
+    {
+        await using var stream = await store.OpenReadAsync(delivery.Ref.JobId, digest.Index, cancellationToken);
+        if (stream is null) return "an upload that is not in the store";
+        var (width, height) = UpscaleMessages.OutputSize(delivery.Shard.Params);
+        var expected = digest.FoundStored ? stream.Length : (long)digest.SizeBytes;
+        if (stream.Length != expected || expected > ResultCheck.MaxBytes(width, height))
+            return $"an upload of {stream.Length} bytes where it was granted {digest.SizeBytes}";
+        var png = new byte[expected];
+        await stream.ReadExactlyAsync(png, cancellationToken);
+        if (!digest.FoundStored && !System.Security.Cryptography.SHA256.HashData(png).AsSpan().SequenceEqual(digest.Sha256.Span))
+            return "an upload whose bytes are not those it was granted";
+        return ResultCheck.Problem(png, delivery.Shard.Params, decode: true);
     }
 
     /// <summary>A reported image that is not one of the delivery's shard's: discarded, with a warning and the rejection metric.</summary>
-    private void RejectForeign(WorkerSession session, ShardRef shard, uint index) =>
-        authority.Reject(session, "image", "foreign_image", $"sends image {index}, which is not one of shard {shard.JobId}/{shard.ShardIndex}'s");
+    private void RejectForeign(WorkerSession session, ShardRef shard, uint index) => RejectForeign(session, "image", shard, index);
+
+    private void RejectForeign(WorkerSession session, string report, ShardRef shard, uint index) =>
+        authority.Reject(session, report, "foreign_image", $"sends image {index}, which is not one of shard {shard.JobId}/{shard.ShardIndex}'s");
 
     /// <summary>
     /// An image of a base stage (a base + refiner shard): its latents, checked, go to the hand-off with the admission

@@ -40,7 +40,7 @@ public sealed class WorkerGrpcService(
         // quarantined worker never slips one in.
         if (session.Quarantined)
             outbox.Writer.TryWrite(new CoordinatorMessage { Quarantine = new Quarantine { Reason = "quarantined earlier; an operator lifts it with `farm workers release`" } });
-        outbox.Writer.TryWrite(new CoordinatorMessage { Welcome = new Welcome { CoordinatorId = CoordinatorId, BatchedResults = true } });
+        outbox.Writer.TryWrite(new CoordinatorMessage { Welcome = new Welcome { CoordinatorId = CoordinatorId, BatchedResults = true, DirectUploads = reports.TakesUploads } });
 
         try
         {
@@ -117,6 +117,9 @@ public sealed class WorkerGrpcService(
             case WorkerMessage.KindOneofCase.Results:
                 if (await reports.ResultsAsync(session, message.Results.Shard, message.Results.Images, ct) is > 0 and var accepted)
                     await session.ImagesAsync(accepted);
+                break;
+            case WorkerMessage.KindOneofCase.UploadRequest:
+                await outbox.WriteAsync(new CoordinatorMessage { UploadGrant = await reports.GrantUploadsAsync(session, message.UploadRequest) }, ct);
                 break;
             case WorkerMessage.KindOneofCase.Preview:
                 await reports.PreviewAsync(session, message.Preview);

@@ -1,3 +1,5 @@
+using RenderFarm.Protocol;
+
 namespace RenderFarm.Coordinator.Storage;
 
 /// <summary>Where finished PNGs live. Keys come only from the job id (server-made) and the image index.</summary>
@@ -34,4 +36,29 @@ public interface IResultStore
     /// </summary>
     PresignedImage Presign(string jobId, uint index, long sizeBytes, TimeSpan ttl) =>
         throw new NotSupportedException($"{GetType().Name} cannot hand out URLs");
+
+    /// <summary>
+    /// Whether <see cref="PresignUpload"/> works: a worker can PUT a result straight into the store, signed for its
+    /// sha256 and size, so that the bytes never pass through the coordinator (<c>Farm:S3:DirectUploads</c>).
+    /// </summary>
+    bool CanTakeUploads => false;
+
+    /// <summary>
+    /// An upload of exactly the PNG with <paramref name="sha256"/> and <paramref name="sizeBytes"/> as the image:
+    /// the URL and the headers the PUT must carry, all signed (the store refuses other bytes, and, where it can,
+    /// writes only if nothing is stored yet). Signing only, no request to the store. Only where <see cref="CanTakeUploads"/>.
+    /// </summary>
+    UploadTarget PresignUpload(string jobId, uint index, ReadOnlySpan<byte> sha256, long sizeBytes, TimeSpan ttl) =>
+        throw new NotSupportedException($"{GetType().Name} cannot take uploads");
+
+    /// <summary>
+    /// The sha256 and size of the stored image (an upload found one there already), or null if none. Only where
+    /// <see cref="CanTakeUploads"/>.
+    /// </summary>
+    Task<StoredObject?> FindAsync(string jobId, uint index, CancellationToken cancellationToken) =>
+        throw new NotSupportedException($"{GetType().Name} cannot take uploads");
+
+    /// <summary>Deletes one stored image, if there is one (an upload that did not check out). Only where <see cref="CanTakeUploads"/>.</summary>
+    Task DeleteAsync(string jobId, uint index, CancellationToken cancellationToken) =>
+        throw new NotSupportedException($"{GetType().Name} cannot take uploads");
 }

@@ -12,6 +12,8 @@ public static class ResultStores
         {
             var store = new FileSystemResultStore(options.Storage);
             logger.LogInformation("Results are stored in directory {Root}", store.Root);
+            if (options.S3.DirectUploads)
+                logger.LogWarning("Farm:S3:DirectUploads is set, but results are stored in a directory: workers send them through the coordinator");
             return store;
         }
         var s3 = new S3ResultStore(S3Location.Parse(options.Storage), options.S3);

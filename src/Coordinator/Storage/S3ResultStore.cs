@@ -8,6 +8,7 @@ using Amazon.S3;
 using Amazon.S3.Model;
 using Polly;
 using Polly.Retry;
+using RenderFarm.Protocol;
 
 namespace RenderFarm.Coordinator.Storage;
 
@@ -215,6 +216,64 @@ public sealed class S3ResultStore : IResultStore, IDisposable
             Protocol = Endpoint.Scheme == "http" ? Amazon.S3.Protocol.HTTP : Amazon.S3.Protocol.HTTPS,
         });
         return new PresignedImage(new Uri(url), sizeBytes, expires);
+    }
+
+    public bool CanTakeUploads => true;
+
+    /// <summary>
+    /// A presigned PUT that S3 accepts only for these bytes: the signature covers <c>Content-Length</c>,
+    /// <c>x-amz-checksum-sha256</c> (which S3 checks the body against), the sha256 metadata (which a HEAD answers) and,
+    /// with conditional writes, <c>If-None-Match: *</c> (first result wins, atomically). Changing any of them voids it.
+    /// </summary>
+    public UploadTarget PresignUpload(string jobId, uint index, ReadOnlySpan<byte> sha256, long sizeBytes, TimeSpan ttl)
+    {
+        if (sha256.Length != SHA256.HashSizeInBytes) throw new ArgumentException("a sha256 is 32 bytes", nameof(sha256));
+        if (ttl > MaxPresignTtl) ttl = MaxPresignTtl;
+        var request = new GetPreSignedUrlRequest
+        {
+            BucketName = Location.Bucket,
+            Key = KeyOf(jobId, index),
+            Verb = HttpVerb.PUT,
+            Expires = (_time.GetUtcNow() + ttl).UtcDateTime,
+            Protocol = Endpoint.Scheme == "http" ? Amazon.S3.Protocol.HTTP : Amazon.S3.Protocol.HTTPS,
+            ContentType = "image/png",
+        };
+        var sent = new List<HttpHeader>
+        {
+            new() { Name = "Content-Type", Value = "image/png" },
+            new() { Name = "x-amz-checksum-sha256", Value = Convert.ToBase64String(sha256) },
+            new() { Name = Sha256Metadata, Value = Convert.ToHexStringLower(sha256) },
+        };
+        if (_conditional) sent.Add(new HttpHeader { Name = "If-None-Match", Value = "*" });
+        foreach (var header in sent.Skip(1))
+        {
+            if (header.Name == Sha256Metadata) request.Metadata[header.Name] = header.Value;
+            else request.Headers[header.Name] = header.Value;
+        }
+        // Signed, not sent as listed: the HTTP client sets it from the body, so a body of another size voids the URL.
+        request.Headers["Content-Length"] = sizeBytes.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var target = new UploadTarget { Index = index, Url = _s3.GetPreSignedURL(request) };
+        target.Headers.AddRange(sent);
+        return target;
+    }
+
+    public Task<StoredObject?> FindAsync(string jobId, uint index, CancellationToken cancellationToken) =>
+        StoredAsync(KeyOf(jobId, index), cancellationToken);
+
+    public async Task DeleteAsync(string jobId, uint index, CancellationToken cancellationToken)
+    {
+        var key = KeyOf(jobId, index);
+        try
+        {
+            await _s3.DeleteObjectAsync(Location.Bucket, key, cancellationToken);
+        }
+        catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound && e.ErrorCode != "NoSuchBucket")
+        {
+        }
+        catch (AmazonS3Exception e)
+        {
+            throw Error(e, "DELETE", key);
+        }
     }
 
     /// <summary>The folder of a job's images: <c>PREFIX/JOB/</c>.</summary>

@@ -33,10 +33,19 @@ public sealed class S3StorageOptions
     /// <summary>Lifetime of presigned download URLs handed out by DownloadResults.</summary>
     [Range(1, 604_800)] public int PresignTtlSeconds { get; set; } = 3600;
 
+    /// <summary>
+    /// Workers PUT their PNGs straight into the bucket through presigned URLs the coordinator signs for each image's
+    /// sha256 and size, instead of streaming them through the coordinator: its CPU per image no longer grows with the
+    /// image (bench/farm-overhead.md). Workers must reach <see cref="Endpoint"/> at the same address. The coordinator then
+    /// checks results by sample (it fetches the ones <c>Farm:ResultDecodeFirst</c> / <c>Farm:ResultDecodeOneIn</c> pick and
+    /// decodes them), not every one; S3 itself refuses bytes other than those signed for.
+    /// </summary>
+    public bool DirectUploads { get; set; }
+
     /// <summary>Per-request timeout against the S3 service.</summary>
     [Range(1, 3600)] public int RequestTimeoutSeconds { get; set; } = 60;
 
     public override string ToString() =>
         $"endpoint {Endpoint ?? "(aws)"}, region {Region ?? "(default)"}, access key {AccessKey ?? "(none)"}, " +
-        $"path-style {UsePathStyle}, conditional writes {ConditionalWrites}";
+        $"path-style {UsePathStyle}, conditional writes {ConditionalWrites}, direct uploads {DirectUploads}";
 }

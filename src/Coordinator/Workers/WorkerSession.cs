@@ -25,6 +25,9 @@ public sealed class WorkerSession(WorkerRegistry registry, WorkerInfo info)
     /// <summary>Results of this connection decoded in full so far (<see cref="Jobs.ResultDecodeSampling"/>).</summary>
     public long ResultsDecoded { get; set; }
 
+    /// <summary>Direct uploads granted to this connection and not yet reported (<see cref="Jobs.WorkerReportHandler.GrantUploadsAsync"/>).</summary>
+    public UploadGrants Uploads { get; } = new();
+
     /// <summary>Whether a result of this connection was refused: every later one is decoded in full.</summary>
     public bool SentBadResult { get; set; }
 

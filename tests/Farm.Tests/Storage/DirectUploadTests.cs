@@ -1,0 +1,252 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using System.Net;
+using System.Security.Cryptography;
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
+using RenderFarm.Coordinator.Diagnostics;
+using RenderFarm.Coordinator.Storage;
+using RenderFarm.Diffusion.Imaging;
+using RenderFarm.Farm.Tests.Infrastructure;
+using RenderFarm.FarmState;
+using RenderFarm.Protocol;
+
+namespace RenderFarm.Farm.Tests.Storage;
+
+/// <summary>
+/// <c>Farm:S3:DirectUploads</c>: workers PUT their PNGs straight into the bucket through URLs the coordinator signs for
+/// each image's sha256 and size; the coordinator records them without the bytes passing through it. A real farm on a
+/// real S3-compatible server (s3rver; moto too where installed, with conditional writes), and a hostile worker by hand.
+/// Neither server checks signatures or checksums (S3 does): what is tested here is what the coordinator signs and
+/// grants, and what it checks itself.
+/// </summary>
+public sealed class DirectUploadTests
+{
+    private const string Bucket = "farm-direct";
+    private const string Prefix = "renders";
+
+    public static TheoryData<string> Servers() => new(S3TestServer.AvailableKinds());
+
+    private static void DirectUploads(S3TestServer s3, Dictionary<string, string?> settings)
+    {
+        s3.Configure(settings, Bucket, Prefix);
+        settings["Farm:S3:DirectUploads"] = "true";
+    }
+
+    private static async Task<S3ResultStore> BucketAsync(S3TestServer s3)
+    {
+        var store = new S3ResultStore(new S3Location(Bucket, Prefix), s3.Options());
+        await store.CreateBucketAsync(CancellationToken.None);
+        return store;
+    }
+
+    /// <summary>Counts the coordinator's measurements of one instrument, by the value of one tag (or "" for all).</summary>
+    private static MeterListener Count(FarmCluster farm, string instrumentName, string tag, ConcurrentDictionary<string, int> counts)
+    {
+        var meters = farm.CoordinatorServices.GetRequiredService<IMeterFactory>();
+        var listener = new MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Meter.Scope == meters && instrument.Name == instrumentName) l.EnableMeasurementEvents(instrument);
+            },
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, tags, _) =>
+        {
+            var key = "";
+            foreach (var t in tags) if (t.Key == tag) key = (string)t.Value!;
+            counts.AddOrUpdate(key, (int)value, (_, n) => n + (int)value);
+        });
+        listener.Start();
+        return listener;
+    }
+
+    [S3Theory, MemberData(nameof(Servers))]
+    public async Task AWorkersResultsGoStraightIntoTheBucketAndTheJobRecordsTheirSha256(string kind)
+    {
+        await using var s3 = await S3TestServer.StartAsync(kind);
+        using var reader = await BucketAsync(s3);
+        await using var farm = await FarmCluster.StartAsync(workers: 1, shardSize: 2, configure: s => DirectUploads(s3, s));
+        var uploaded = new ConcurrentDictionary<string, int>();
+        using var listener = Count(farm, CoordinatorMetrics.ResultsUploadedName, "", uploaded);
+
+        var header = new JobHeader { Params = new GenerationParams { Width = 64, Height = 64, Steps = 2, GuidanceScale = 7.5f, Scheduler = "euler" } };
+        header.Seeds.AddRange([1, 2]);
+        var submitted = await farm.SubmitAsync(header, [new PromptItem { Prompt = "a lighthouse" }, new PromptItem { Prompt = "a red fox" }]);
+        var events = await farm.WatchToEndAsync(submitted.JobId, TimeSpan.FromMinutes(2));
+        Assert.Equal(JobState.Completed, events[^1].JobFinished.State);
+
+        // Every image came as an upload (none through the coordinator), and is in the bucket with the sha256 recorded.
+        Assert.Equal(4, uploaded.GetValueOrDefault(""));
+        var images = await farm.Jobs.DownloadAllAsync(submitted.JobId);
+        Assert.Equal(4, images.Count);
+        foreach (var image in images)
+        {
+            Assert.Equal(image.Info.Sha256, image.Sha256);
+            Assert.Equal(new StoredObject(image.Sha256, image.Png.Length), await reader.FindAsync(submitted.JobId, image.Info.Index, CancellationToken.None));
+            Assert.Null(PngProblem(image.Png));
+        }
+    }
+
+    private static string? PngProblem(byte[] png) => RenderFarm.Imaging.ImageHeader.IsPng(png) ? null : "not a PNG";
+
+    [S3Theory, MemberData(nameof(Servers))]
+    public async Task AnUploadUrlIsSignedForExactlyTheGrantedBytesAndFirstResultWinsWhereTheServerCanRefuse(string kind)
+    {
+        await using var s3 = await S3TestServer.StartAsync(kind);
+        using var store = await BucketAsync(s3);
+        var png = PngEncoder.Encode(new byte[16 * 16 * 3], 16, 16);
+        var sha = SHA256.HashData(png);
+
+        var target = store.PresignUpload("job1", 3, sha, png.Length, TimeSpan.FromMinutes(5));
+        var query = System.Web.HttpUtility.ParseQueryString(new Uri(target.Url).Query);
+        var signed = query["X-Amz-SignedHeaders"]!.Split(';');
+        string[] expected = ["content-length", "content-type", "host", "x-amz-checksum-sha256", "x-amz-meta-sha256", .. s3.ConditionalWrites ? ["if-none-match"] : Array.Empty<string>()];
+        Assert.Equal(expected.Order(), signed.Order());
+        Assert.InRange(int.Parse(query["X-Amz-Expires"]!), 295, 301); // the SDK counts from its own clock, rounding up
+        Assert.Equal(Convert.ToBase64String(sha), target.Headers.Single(h => h.Name == "x-amz-checksum-sha256").Value);
+        Assert.StartsWith($"{s3.Endpoint}/{Bucket}/{Prefix}/job1/000003.png?", target.Url);
+
+        // The PUT a worker makes with the grant's headers stores the image, and the store finds it by its metadata.
+        using var http = new HttpClient();
+        Assert.Equal(HttpStatusCode.OK, (await PutAsync(http, target, png)).StatusCode);
+        Assert.Equal(new StoredObject(Convert.ToHexStringLower(sha), png.Length), await store.FindAsync("job1", 3, CancellationToken.None));
+        if (s3.ConditionalWrites)
+            Assert.Equal(HttpStatusCode.PreconditionFailed, (await PutAsync(http, target, png)).StatusCode);
+
+        await store.DeleteAsync("job1", 3, CancellationToken.None);
+        Assert.Null(await store.FindAsync("job1", 3, CancellationToken.None));
+        await store.DeleteAsync("job1", 3, CancellationToken.None); // nothing there: no error
+    }
+
+    private static Task<HttpResponseMessage> PutAsync(HttpClient http, UploadTarget target, byte[] body)
+    {
+        var content = new ByteArrayContent(body);
+        var request = new HttpRequestMessage(HttpMethod.Put, target.Url) { Content = content };
+        foreach (var h in target.Headers)
+            if (!request.Headers.TryAddWithoutValidation(h.Name, h.Value)) content.Headers.TryAddWithoutValidation(h.Name, h.Value);
+        return http.SendAsync(request);
+    }
+
+    [S3Fact]
+    public async Task AHostileWorkerGetsNoGrantForWhatItDoesNotHoldAndAnUploadThatIsNotWhatWasGrantedIsRefusedAndDeleted()
+    {
+        await using var s3 = await S3TestServer.StartAsync("s3rver");
+        using var store = await BucketAsync(s3);
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: s => DirectUploads(s3, s));
+        var rejected = new ConcurrentDictionary<string, int>();
+        using var listener = Count(farm, CoordinatorMetrics.RejectedReportsName, "reason", rejected);
+        var job = await farm.SubmitAsync(
+            new JobHeader { Params = new GenerationParams { Width = 64, Height = 64, Steps = 2, GuidanceScale = 7f }, Seeds = { 3 } },
+            Enumerable.Range(0, 4).Select(i => new PromptItem { Prompt = $"upload {i}" }));
+        using var channel = GrpcChannel.ForAddress(farm.CoordinatorUrl);
+        using var call = new WorkerService.WorkerServiceClient(channel).Connect();
+        await call.RequestStream.WriteAsync(new WorkerMessage { Hello = new WorkerHello { WorkerId = "hostile", Models = { FarmCluster.Model }, MaxBatch = 2 } });
+        Assert.True(await call.ResponseStream.MoveNext(CancellationToken.None));
+        Assert.True(call.ResponseStream.Current.Welcome.DirectUploads);
+
+        var (theirs, theirShard) = await farm.DeliverFirstAsync("honest");
+        var (mine, myShard) = await farm.DeliverFirstAsync("hostile");
+        var (first, second) = (myShard.Images[0].Index, myShard.Images[1].Index);
+        var good = PngEncoder.Encode(new byte[64 * 64 * 3], 64, 64);
+        ResultDigest Digest(uint index, byte[] bytes) => new() { Index = index, Sha256 = ByteString.CopyFrom(SHA256.HashData(bytes)), SizeBytes = (ulong)bytes.Length };
+        ulong next = 0;
+        async Task<UploadGrant> AskAsync(ShardRef shard, params ResultDigest[] images)
+        {
+            var request = new UploadRequest { RequestId = ++next, Shard = shard };
+            request.Images.AddRange(images);
+            await call.RequestStream.WriteAsync(new WorkerMessage { UploadRequest = request });
+            Assert.True(await call.ResponseStream.MoveNext(CancellationToken.None));
+            Assert.Equal(next, call.ResponseStream.Current.UploadGrant.RequestId);
+            return call.ResponseStream.Current.UploadGrant;
+        }
+
+        // No grant for a shard it does not hold, for another shard's image, or for what no 64x64 PNG can be.
+        Assert.Empty((await AskAsync(theirs, Digest(theirShard.Images[0].Index, good))).Targets);
+        Assert.Empty((await AskAsync(mine, Digest(theirShard.Images[0].Index, good),
+            new ResultDigest { Index = first, Sha256 = ByteString.CopyFrom(new byte[5]), SizeBytes = 100 },
+            new ResultDigest(Digest(first, good)) { SizeBytes = 64UL << 20 })).Targets);
+        Assert.Equal((1, 1, 2), (rejected["not_holder"], rejected["foreign_image"], rejected["bad_upload"]));
+
+        // Granted for one PNG, it uploads other bytes (s3rver does not check the signed checksum; S3 would refuse
+        // them): the coordinator fetches it back (a connection's first results are all checked), refuses it, deletes it.
+        using var http = new HttpClient();
+        var target = Assert.Single((await AskAsync(mine, Digest(first, good))).Targets);
+        Assert.Equal(first, target.Index);
+        var gif = "GIF89a not a png at all"u8.ToArray();
+        await PutAsync(http, target, gif);
+        // And it reports an upload it was never granted, for its second image.
+        var results = new ShardResults { Shard = mine };
+        results.Images.Add(new ShardImage { Index = first, Uploaded = Digest(first, good) });
+        results.Images.Add(new ShardImage { Index = second, Uploaded = Digest(second, good) });
+        await call.RequestStream.WriteAsync(new WorkerMessage { Results = results });
+
+        // Then an honest upload of its second image: once it is recorded, the reports before it have been handled.
+        var honest = Assert.Single((await AskAsync(mine, Digest(second, good))).Targets);
+        Assert.Equal(HttpStatusCode.OK, (await PutAsync(http, honest, good)).StatusCode);
+        await call.RequestStream.WriteAsync(new WorkerMessage { Results = new ShardResults { Shard = mine, Images = { new ShardImage { Index = second, Uploaded = Digest(second, good) } } } });
+        await Eventually.HoldsAsync(async () => await farm.Redis.HashLengthAsync(FarmKeys.JobResults(job.JobId)) == 1, "the honest upload to be recorded");
+
+        Assert.Equal([second], (await farm.Redis.HashKeysAsync(FarmKeys.JobResults(job.JobId))).Select(k => (uint)k));
+        Assert.Equal(2, rejected["bad_result"]);
+        Assert.Null(await store.FindAsync(job.JobId, first, CancellationToken.None));
+        Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(good)), (await store.FindAsync(job.JobId, second, CancellationToken.None))!.Sha256);
+        // Its result recorded, the image gets no second grant on a server that cannot refuse a second write (s3rver).
+        Assert.Empty((await AskAsync(mine, Digest(second, good))).Targets);
+        // A grant is used once: the same report again is refused.
+        await call.RequestStream.WriteAsync(new WorkerMessage { Results = new ShardResults { Shard = mine, Images = { new ShardImage { Index = second, Uploaded = Digest(second, good) } } } });
+        await Eventually.HoldsAsync(() => Task.FromResult(rejected.GetValueOrDefault("bad_result") == 3), "the replayed report to be refused");
+        await call.RequestStream.CompleteAsync();
+    }
+
+    [S3Theory, MemberData(nameof(Servers))]
+    public async Task AnUploadThatFindsTheImageStoredRecordsWhatIsStoredWhereTheServerRefusesASecondWrite(string kind)
+    {
+        await using var s3 = await S3TestServer.StartAsync(kind);
+        using var store = await BucketAsync(s3);
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: s => DirectUploads(s3, s));
+        var job = await farm.SubmitAsync(
+            new JobHeader { Params = new GenerationParams { Width = 64, Height = 64, Steps = 2, GuidanceScale = 7f }, Seeds = { 5 } },
+            Enumerable.Range(0, 2).Select(i => new PromptItem { Prompt = $"twice {i}" }));
+        using var channel = GrpcChannel.ForAddress(farm.CoordinatorUrl);
+        using var call = new WorkerService.WorkerServiceClient(channel).Connect();
+        await call.RequestStream.WriteAsync(new WorkerMessage { Hello = new WorkerHello { WorkerId = "w1", Models = { FarmCluster.Model }, MaxBatch = 2 } });
+        Assert.True(await call.ResponseStream.MoveNext(CancellationToken.None));
+        var (mine, myShard) = await farm.DeliverFirstAsync("w1");
+        var index = myShard.Images[0].Index;
+        var firstPng = PngEncoder.Encode(new byte[64 * 64 * 3], 64, 64);
+        var secondPng = PngEncoder.Encode(Enumerable.Repeat((byte)200, 64 * 64 * 3).ToArray(), 64, 64);
+        ResultDigest Digest(byte[] bytes) => new() { Index = index, Sha256 = ByteString.CopyFrom(SHA256.HashData(bytes)), SizeBytes = (ulong)bytes.Length };
+        async Task<UploadTarget> GrantAsync(byte[] png, ulong id)
+        {
+            await call.RequestStream.WriteAsync(new WorkerMessage { UploadRequest = new UploadRequest { RequestId = id, Shard = mine, Images = { Digest(png) } } });
+            Assert.True(await call.ResponseStream.MoveNext(CancellationToken.None));
+            return Assert.Single(call.ResponseStream.Current.UploadGrant.Targets);
+        }
+
+        // One upload lands but is never reported (its worker died); the next delivery's render differs by a bit.
+        using var http = new HttpClient();
+        Assert.Equal(HttpStatusCode.OK, (await PutAsync(http, await GrantAsync(firstPng, 1), firstPng)).StatusCode);
+        var second = await PutAsync(http, await GrantAsync(secondPng, 2), secondPng);
+        if (s3.ConditionalWrites)
+        {
+            // The server keeps the first; the worker says so, and the coordinator records what is stored.
+            Assert.Equal(HttpStatusCode.PreconditionFailed, second.StatusCode);
+            await call.RequestStream.WriteAsync(new WorkerMessage { Results = new ShardResults { Shard = mine, Images = { new ShardImage { Index = index, Uploaded = new ResultDigest(Digest(secondPng)) { FoundStored = true } } } } });
+        }
+        else
+        {
+            // Nothing recorded yet, so the second write replaces the first: what is reported is what is stored.
+            Assert.Equal(HttpStatusCode.OK, second.StatusCode);
+            await call.RequestStream.WriteAsync(new WorkerMessage { Results = new ShardResults { Shard = mine, Images = { new ShardImage { Index = index, Uploaded = Digest(secondPng) } } } });
+        }
+        await Eventually.HoldsAsync(async () => await farm.Redis.HashLengthAsync(FarmKeys.JobResults(job.JobId)) == 1, "the image to be recorded");
+        var stored = (await store.FindAsync(job.JobId, index, CancellationToken.None))!;
+        Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(s3.ConditionalWrites ? firstPng : secondPng)), stored.Sha256);
+        var images = await farm.Jobs.DownloadAllAsync(job.JobId);
+        Assert.Equal(stored.Sha256, Assert.Single(images).Info.Sha256);
+        Assert.Equal(stored.Sha256, images[0].Sha256);
+        await call.RequestStream.CompleteAsync();
+    }
+}
