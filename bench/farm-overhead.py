@@ -14,7 +14,7 @@ Reports per scenario (medians over the rounds; ratios come from this one run):
   device busy         renderer time / wall: alone, in the job (created → finished), and end to end
   coordinator / Redis CPU ms per image, while the job ran (submit → finished) and for the whole round (with the
                       download): /proc/PID/stat utime+stime; Redis INFO used_cpu_user + used_cpu_sys
-  s3rver CPU          (S3=1) ms per image in the job, /proc/PID/stat of its node process
+  S3 server CPU       (S3=1) ms per image in the job, /proc/PID/stat of the s3rver (or moto) process
 
   bench/farm-overhead.py                # builds (Release), ~5 minutes on a 2-core machine
   NO_BUILD=1 ROUNDS=5 bench/farm-overhead.py
@@ -23,7 +23,8 @@ Environment: ROUNDS (3), SHARD (8), TINY_IMAGES (48), TINY_STEPS (8), TINY_SIZE 
 NATIVE (a published `farm`; default: scripts/install-farm.sh --publish-only), TINY_MODEL (default .farm/models/tiny),
 SKIP_SCALE=1, SKIP_TINY=1, SKIP_SYN=1 (the synthetic scenarios; SYN_STEPS= skips them too, but S3=1 takes its steps
 from SYN_STEPS), S3=1 (the S3 store scenario, off by default: the first of SYN_STEPS; needs node, and installs s3rver with
-npm ci in tests/Farm.Tests/Storage/s3server when missing), WARM (20: warm-up rounds of each kind before measuring; fewer leave the JIT re-compiling in the measured rounds), IDLE_SETTLE (20: seconds the farm is left to settle
+npm ci in tests/Farm.Tests/Storage/s3server when missing), S3_SERVER=moto (moto_server from PATH instead of s3rver: with
+conditional writes, as AWS, MinIO and R2 have them), WARM (20: warm-up rounds of each kind before measuring; fewer leave the JIT re-compiling in the measured rounds), IDLE_SETTLE (20: seconds the farm is left to settle
 after warm-up before its idle CPU is measured over IDLE_SECONDS, 5), COORDINATOR_DLL and WORKER_DLL (another build's coordinator and worker, e.g. copies of an older
 commit's bin/Release/net10.0, for before/after), COORDINATOR_ENV ("K=V K=V": runtime settings for the coordinator alone,
 e.g. DOTNET_gcServer=0), SCRATCH (where each round's PNGs are written and deleted; default a folder in /dev/shm).
@@ -196,7 +197,11 @@ def s3_scenario(steps):
     if not os.path.exists(s3rver): run(["npm", "ci", "--no-audit", "--no-fund"], cwd=s3dir)
     port = free_port(); endpoint = f"http://127.0.0.1:{port}"
     first = len(procs)   # what this scenario starts is stopped at its end: its idle farms would load the scaling rounds
-    s3 = start(["node", s3rver, "-d", f"{state}/s3rver", "-a", "127.0.0.1", "-p", str(port), "--silent", "--no-vhost-buckets"], "s3rver.log")
+    # S3_SERVER=moto: moto_server (where installed) takes If-None-Match, so the store runs with conditional writes, as
+    # on AWS, MinIO or R2; s3rver ignores the header (the store then reads before it writes).
+    moto = env.get("S3_SERVER") == "moto"
+    s3 = (start(["moto_server", "-H", "127.0.0.1", "-p", str(port)], "moto.log") if moto else
+          start(["node", s3rver, "-d", f"{state}/s3rver", "-a", "127.0.0.1", "-p", str(port), "--silent", "--no-vhost-buckets"], "s3rver.log"))
     def answers():
         try: urllib.request.urlopen(endpoint, timeout=2)
         except urllib.error.HTTPError: pass   # any status will do: it is up
@@ -205,7 +210,7 @@ def s3_scenario(steps):
     urllib.request.urlopen(urllib.request.Request(f"{endpoint}/farm", method="PUT"), timeout=10)   # s3rver checks no signature here
     s3_env = {"Farm__Storage": "s3://farm/results", "Farm__S3__Endpoint": endpoint, "Farm__S3__AccessKey": "S3RVER",
               "Farm__S3__SecretKey": "S3RVER", "Farm__S3__UsePathStyle": "true",
-              "Farm__S3__ConditionalWrites": "false"}   # s3rver ignores If-None-Match: the store's HEAD-then-PUT
+              "Farm__S3__ConditionalWrites": "true" if moto else "false"}
     # A coordinator's settings are fixed at its start: one whole farm per mode, both up front, so rounds interleave
     # without restarts (and neither farm shares Redis, or a worker, with the other).
     modes = {"via coordinator": "false", "direct": "true"}
@@ -219,7 +224,7 @@ def s3_scenario(steps):
     for n in range(ROUNDS):
         for m in (order if n % 2 == 0 else order[::-1]):
             rows[m].append(farm_round(farms[m], "syn", SYN_IMAGES, steps, SYN_SIZE, m, [s3.pid]))
-    print(f"\n## S3 store (s3rver): synthetic {SYN_MS} ms/step, textured, {SYN_IMAGES} images, {steps} steps, {SYN_SIZE}, "
+    print(f"\n## S3 store ({'moto' if moto else 's3rver'}): synthetic {SYN_MS} ms/step, textured, {SYN_IMAGES} images, {steps} steps, {SYN_SIZE}, "
           f"shard {SHARD}, {ROUNDS} rounds interleaved, no alone rounds")
     for m, through in rows.items():
         per = lambda key: med(through, key) / SYN_IMAGES * 1000
@@ -230,7 +235,7 @@ def s3_scenario(steps):
         print(f"  coordinator CPU    {per('coord_job'):.3f} ms/image in the job, {per('coord_all'):.3f} with the download; without the JIT "
               f"{statistics.median((r['coord_job'] - r['jit_job']) / SYN_IMAGES * 1000 for r in through):.3f} in the job")
         print(f"  Redis CPU          {per('redis_job'):.3f} ms/image in the job, {per('redis_all'):.3f} with the download")
-        print(f"  s3rver CPU         {statistics.median(r['pids_job'][0] for r in through) / SYN_IMAGES * 1000:.3f} ms/image in the job")
+        print(f"  S3 server CPU      {statistics.median(r['pids_job'][0] for r in through) / SYN_IMAGES * 1000:.3f} ms/image in the job")
     via, direct = rows["via coordinator"], rows["direct"]
     ratios = [d["coord_job"] / v["coord_job"] for v, d in zip(via, direct)]
     print(f"direct / via coordinator, coordinator CPU in the job: {med(direct, 'coord_job') / med(via, 'coord_job'):.3f} (medians); "

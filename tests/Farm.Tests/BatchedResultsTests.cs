@@ -92,11 +92,12 @@ public sealed class BatchedResultsTests : IAsyncLifetime
         var batched = await CostOfAsync(worker.RequestStream, second,
             [new WorkerMessage { Results = new ShardResults { Shard = second, Images = { wrongSize, images, duplicate } } }]);
 
-        // Per image: a delivery check (XPENDING), an outcome script and a wake-up of watchers (PUBLISH); per batch one of
-        // each. Commands a script runs count too: the acknowledgement's script reads the pending list once.
+        // Per image: a delivery check (XPENDING), an admission script, an outcome script and a wake-up of watchers
+        // (PUBLISH); per batch one of each. Commands a script runs count too: the acknowledgement's script reads the
+        // pending list once.
         long Scripts(Dictionary<string, long> calls) => calls.GetValueOrDefault("evalsha") + calls.GetValueOrDefault("eval");
-        Assert.Equal((ShardSize + 1L, ShardSize + 1L, (long)ShardSize), (oneByOne["xpending"], Scripts(oneByOne), oneByOne.GetValueOrDefault("publish")));
-        Assert.Equal((2L, 2L, 1L), (batched["xpending"], Scripts(batched), batched.GetValueOrDefault("publish")));
+        Assert.Equal((ShardSize + 1L, 2L * ShardSize + 1, (long)ShardSize), (oneByOne["xpending"], Scripts(oneByOne), oneByOne.GetValueOrDefault("publish")));
+        Assert.Equal((2L, 3L, 1L), (batched["xpending"], Scripts(batched), batched.GetValueOrDefault("publish")));
 
         var status = await _farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId });
         Assert.Equal((JobState.Completed, (uint)(2 * ShardSize), 0u, 2u), (status.State, status.ImagesDone, status.ImagesFailed, status.ShardsDone));

@@ -69,18 +69,13 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
 
     /// <summary>
     /// Whether workers' results for <paramref name="indices"/> may be stored: each image belongs to the job and the job
-    /// is not cancelled. The reads go out together (one round trip for a shard's batch of images).
+    /// is not cancelled. One script call for a shard's batch of images.
     /// </summary>
     public async Task<ResultAdmission[]> AdmitResultsAsync(string jobId, IReadOnlyList<uint> indices)
     {
-        var db = redis.GetDatabase();
-        var known = indices.Select(i => db.HashExistsAsync(FarmKeys.JobImages(jobId), i)).ToArray();
-        var state = db.HashGetAsync(FarmKeys.JobMeta(jobId), JobFields.State);
-        var cancelled = await state == JobStates.Cancelled;
-        var admissions = new ResultAdmission[indices.Count];
-        for (var i = 0; i < known.Length; i++)
-            admissions[i] = !await known[i] ? ResultAdmission.UnknownImage : cancelled ? ResultAdmission.Cancelled : ResultAdmission.Accepted;
-        return admissions;
+        var reply = (RedisResult[])(await JobScripts.AdmitResults.EvaluateAsync(redis.GetDatabase(),
+            [FarmKeys.JobMeta(jobId), FarmKeys.JobImages(jobId)], [.. indices.Select(i => (RedisValue)i)]))!;
+        return [.. reply.Select(r => (int)r switch { 1 => ResultAdmission.Accepted, 2 => ResultAdmission.Cancelled, _ => ResultAdmission.UnknownImage })];
     }
 
     /// <summary>Whether each image already has a result recorded (a stored image), in one read.</summary>

@@ -84,6 +84,21 @@ public static class JobScripts
         return reply
         """);
 
+    /// <summary>
+    /// Whether results may be stored for images of a job, in one call: for each index in ARGV, 0 when it is not one of
+    /// the job's images (or the job is gone), 2 when the job is cancelled, 1 when it may be stored.
+    /// </summary>
+    public static readonly FarmScript AdmitResults = new("admit a batch of results",
+        ["meta", "images"], [],
+        $$"""
+        local cancelled = redis.call('HGET', meta, '{{F.State}}') == '{{S.Cancelled}}'
+        local reply = {}
+        for i = 1, #ARGV do
+          if redis.call('HEXISTS', images, ARGV[i]) == 0 then reply[i] = 0 elseif cancelled then reply[i] = 2 else reply[i] = 1 end
+        end
+        return reply
+        """);
+
     /// <summary>Moves a queued job to running (a worker began one of its shards); any other state is left alone.</summary>
     public static readonly FarmScript MarkRunning = new("mark a job running",
         ["meta"], [],

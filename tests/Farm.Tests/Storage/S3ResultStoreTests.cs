@@ -125,5 +125,23 @@ public sealed class S3ResultStoreTests
         Assert.Equal(HttpStatusCode.NotFound, error.Status);
         Assert.Contains("p/job-a/000000.png", error.Message);
         Assert.DoesNotContain("a-secret-that-must-not-leak", error.ToString());
+
+        // A read too: a missing bucket is not a missing image.
+        var read = await Assert.ThrowsAsync<S3StorageException>(() => store.OpenReadAsync("job-a", 0, CancellationToken.None));
+        Assert.Equal((HttpStatusCode.NotFound, "NoSuchBucket"), (read.Status, read.Code));
+        Assert.Contains("p/job-a/000000.png", read.Message);
+        Assert.DoesNotContain("a-secret-that-must-not-leak", read.ToString());
+    }
+
+    [S3Fact]
+    public async Task AStoreThatCannotBeReachedIsAnErrorNamingTheKey()
+    {
+        await using var server = await S3TestServer.StartAsync("s3rver");
+        var options = server.Options();
+        options.Endpoint = $"http://127.0.0.1:{RedisServer.FreePort()}"; // nothing listens there
+        using var store = new S3ResultStore(new S3Location("bucket", "p"), options);
+
+        var error = await Assert.ThrowsAsync<S3StorageException>(() => store.OpenReadAsync("job-a", 1, CancellationToken.None));
+        Assert.Contains("p/job-a/000001.png", error.Message);
     }
 }
