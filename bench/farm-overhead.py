@@ -111,7 +111,7 @@ class Farm:
                 with open(f"/proc/{pid}/task/{tid}/comm") as f:
                     if not f.read().startswith(".NET Tiered Com"): continue
                 self.jit_seen[tid] = stat_cpu_s(f"/proc/{pid}/task/{tid}/stat")   # last seen: they exit when idle
-            except FileNotFoundError: pass   # exited between the listing and the read
+            except (FileNotFoundError, ProcessLookupError): pass   # exited between the listing and the read
         return sum(self.jit_seen.values())
     def redis_cpu_s(self):
         info = dict(l.split(":", 1) for l in run(["redis-cli", "-p", str(self.redis_port), "info", "cpu"]).splitlines() if ":" in l)

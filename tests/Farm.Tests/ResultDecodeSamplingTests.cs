@@ -39,9 +39,8 @@ public sealed class ResultDecodeSamplingTests : IAsyncLifetime
             new JobHeader { Params = new GenerationParams { Width = 64, Height = 64, Steps = 2, GuidanceScale = 7f }, Seeds = { 3 } },
             Enumerable.Range(0, 4).Select(i => new PromptItem { Prompt = $"sampled {i}" }));
         using var channel = GrpcChannel.ForAddress(_farm.CoordinatorUrl);
-        using var worker = new WorkerService.WorkerServiceClient(channel).Connect();
-        await worker.RequestStream.WriteAsync(new WorkerMessage { Hello = new WorkerHello { WorkerId = "sloppy", Models = { FarmCluster.Model }, MaxBatch = 4 } });
-        Assert.True(await worker.ResponseStream.MoveNext(CancellationToken.None));
+        var (worker, _) = await FarmCluster.ConnectWorkerAsync(channel, "sloppy");
+        using var stream = worker;
         var (shard, content) = await _farm.DeliverFirstAsync("sloppy");
         var index = content.Images.Select(i => i.Index).ToArray();
         var good = Png(64, 40);

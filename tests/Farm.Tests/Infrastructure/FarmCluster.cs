@@ -208,6 +208,19 @@ public sealed class FarmCluster : IAsyncDisposable
         new RenderFarm.FarmState.TaskStreams.ShardQueue(Multiplexer, Microsoft.Extensions.Logging.Abstractions.NullLogger<RenderFarm.FarmState.TaskStreams.ShardQueue>.Instance)
             .ReadNewAsync(stream, consumer);
 
+    /// <summary>
+    /// A worker's stream opened by hand on <paramref name="channel"/>: its hello sent (the cluster's model, max batch 4)
+    /// and the coordinator's welcome read. For tests that act as a worker, honest or not.
+    /// </summary>
+    public static async Task<(AsyncDuplexStreamingCall<WorkerMessage, CoordinatorMessage> Call, Welcome Welcome)> ConnectWorkerAsync(
+        Grpc.Net.Client.GrpcChannel channel, string workerId)
+    {
+        var call = new WorkerService.WorkerServiceClient(channel).Connect();
+        await call.RequestStream.WriteAsync(new WorkerMessage { Hello = new WorkerHello { WorkerId = workerId, Models = { Model }, MaxBatch = 4 } });
+        Assert.True(await call.ResponseStream.MoveNext(CancellationToken.None));
+        return (call, call.ResponseStream.Current.Welcome ?? throw new InvalidOperationException("the coordinator's first message was not a welcome"));
+    }
+
     /// <summary>Takes the next shard on the model's task stream as <paramref name="consumer"/> does: its first delivery.</summary>
     public async Task<(ShardRef Ref, Shard Shard)> DeliverFirstAsync(string consumer)
     {

@@ -141,10 +141,9 @@ public sealed class DirectUploadTests
             new JobHeader { Params = new GenerationParams { Width = 64, Height = 64, Steps = 2, GuidanceScale = 7f }, Seeds = { 3 } },
             Enumerable.Range(0, 4).Select(i => new PromptItem { Prompt = $"upload {i}" }));
         using var channel = GrpcChannel.ForAddress(farm.CoordinatorUrl);
-        using var call = new WorkerService.WorkerServiceClient(channel).Connect();
-        await call.RequestStream.WriteAsync(new WorkerMessage { Hello = new WorkerHello { WorkerId = "hostile", Models = { FarmCluster.Model }, MaxBatch = 2 } });
-        Assert.True(await call.ResponseStream.MoveNext(CancellationToken.None));
-        Assert.True(call.ResponseStream.Current.Welcome.DirectUploads);
+        var (call, welcome) = await FarmCluster.ConnectWorkerAsync(channel, "hostile");
+        using var _ = call;
+        Assert.True(welcome.DirectUploads);
 
         var (theirs, theirShard) = await farm.DeliverFirstAsync("honest");
         var (mine, myShard) = await farm.DeliverFirstAsync("hostile");
@@ -210,9 +209,8 @@ public sealed class DirectUploadTests
             new JobHeader { Params = new GenerationParams { Width = 64, Height = 64, Steps = 2, GuidanceScale = 7f }, Seeds = { 5 } },
             Enumerable.Range(0, 2).Select(i => new PromptItem { Prompt = $"twice {i}" }));
         using var channel = GrpcChannel.ForAddress(farm.CoordinatorUrl);
-        using var call = new WorkerService.WorkerServiceClient(channel).Connect();
-        await call.RequestStream.WriteAsync(new WorkerMessage { Hello = new WorkerHello { WorkerId = "w1", Models = { FarmCluster.Model }, MaxBatch = 2 } });
-        Assert.True(await call.ResponseStream.MoveNext(CancellationToken.None));
+        var (call, _) = await FarmCluster.ConnectWorkerAsync(channel, "w1");
+        using var stream = call;
         var (mine, myShard) = await farm.DeliverFirstAsync("w1");
         var index = myShard.Images[0].Index;
         var firstPng = PngEncoder.Encode(new byte[64 * 64 * 3], 64, 64);
