@@ -283,9 +283,9 @@ public sealed class WorkerReportHandler(
 
     /// <summary>
     /// Checks the images the worker says it uploaded: each must be the upload this stream was granted for it (digest and
-    /// all, once), and those <paramref name="decode"/> picks are fetched back from the store, hashed against the grant
-    /// and decoded in full (the others are not checked here: S3 itself refused bytes other than those granted). One that
-    /// fails is deleted from the store, so that another delivery can store the image.
+    /// all, once), and those <paramref name="decode"/> picks, and every one the store had already, are fetched back,
+    /// hashed against the grant and decoded in full (the others are not checked here: S3 itself refused bytes other than
+    /// those granted). One that fails is deleted from the store, so that another delivery can store the image.
     /// </summary>
     private async Task CheckUploadsAsync(WorkerSession session, VerifiedDelivery delivery, IReadOnlyList<ShardImage> images, bool[] decode,
         string?[] problems, CancellationToken cancellationToken)
@@ -299,7 +299,9 @@ public sealed class WorkerReportHandler(
                 problems[i] = "an upload report that does not add up (another index, or bytes beside it)";
             else if (!session.Uploads.Redeem(delivery.Ref.JobId, digest))
                 problems[i] = "an upload it was not granted (or not with that sha256 and size)";
-            else if (decode[i])
+            // One found stored was uploaded by a delivery that never reported it (a worker that died, or one that
+            // meant harm): rare, and checked every time.
+            else if (decode[i] || digest.FoundStored)
             {
                 var at = i;
                 fetching.Add(Task.Run(async () =>

@@ -247,4 +247,61 @@ public sealed class DirectUploadTests
         Assert.Equal(stored.Sha256, images[0].Sha256);
         await call.RequestStream.CompleteAsync();
     }
+
+    [S3Theory, MemberData(nameof(Servers))]
+    public async Task AnUnreportedUploadThatIsNotAPngIsNeverRecordedEvenWithDecodeSamplingOff(string kind)
+    {
+        await using var s3 = await S3TestServer.StartAsync(kind);
+        using var store = await BucketAsync(s3);
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: s =>
+        {
+            DirectUploads(s3, s);
+            (s["Farm:ResultDecodeFirst"], s["Farm:ResultDecodeOneIn"]) = ("0", int.MaxValue.ToString()); // no sampled check
+        });
+        var job = await farm.SubmitAsync(
+            new JobHeader { Params = new GenerationParams { Width = 64, Height = 64, Steps = 2, GuidanceScale = 7f }, Seeds = { 9 } },
+            [new PromptItem { Prompt = "poisoned" }]);
+        using var channel = GrpcChannel.ForAddress(farm.CoordinatorUrl);
+        var (call, _) = await FarmCluster.ConnectWorkerAsync(channel, "w1");
+        using var stream = call;
+        var (mine, myShard) = await farm.DeliverFirstAsync("w1");
+        var index = myShard.Images[0].Index;
+        var gif = "GIF89a not a png at all"u8.ToArray();
+        var good = PngEncoder.Encode(new byte[64 * 64 * 3], 64, 64);
+        ResultDigest Digest(byte[] bytes) => new() { Index = index, Sha256 = ByteString.CopyFrom(SHA256.HashData(bytes)), SizeBytes = (ulong)bytes.Length };
+        ulong next = 0;
+        async Task<UploadTarget> GrantAsync(byte[] bytes)
+        {
+            await call.RequestStream.WriteAsync(new WorkerMessage { UploadRequest = new UploadRequest { RequestId = ++next, Shard = mine, Images = { Digest(bytes) } } });
+            Assert.True(await call.ResponseStream.MoveNext(CancellationToken.None));
+            return Assert.Single(call.ResponseStream.Current.UploadGrant.Targets);
+        }
+        Task ReportAsync(ResultDigest digest) =>
+            call.RequestStream.WriteAsync(new WorkerMessage { Results = new ShardResults { Shard = mine, Images = { new ShardImage { Index = index, Uploaded = digest } } } });
+
+        // A delivery uploads bytes that are no PNG (S3 takes them: they are what it was granted) and never reports them.
+        using var http = new HttpClient();
+        Assert.Equal(HttpStatusCode.OK, (await PutAsync(http, await GrantAsync(gif), gif)).StatusCode);
+        var honest = await PutAsync(http, await GrantAsync(good), good);
+        if (s3.ConditionalWrites)
+        {
+            // The next delivery's PUT is refused: the image is stored. Its report says so, and the coordinator checks
+            // what is stored, sampled or not: it refuses it and deletes it, and the image can be stored again.
+            Assert.Equal(HttpStatusCode.PreconditionFailed, honest.StatusCode);
+            await ReportAsync(new ResultDigest(Digest(good)) { FoundStored = true });
+            await Eventually.HoldsAsync(async () => await store.FindAsync(job.JobId, index, CancellationToken.None) is null, "the stored non-PNG to be deleted");
+            Assert.Equal(0, await farm.Redis.HashLengthAsync(FarmKeys.JobResults(job.JobId)));
+            Assert.Equal(HttpStatusCode.OK, (await PutAsync(http, await GrantAsync(good), good)).StatusCode);
+        }
+        else
+        {
+            Assert.Equal(HttpStatusCode.OK, honest.StatusCode); // no refusal of a second write: the PNG replaces it
+        }
+        await ReportAsync(Digest(good));
+        await Eventually.HoldsAsync(async () => await farm.Redis.HashLengthAsync(FarmKeys.JobResults(job.JobId)) == 1, "the PNG to be recorded");
+        var sha = Convert.ToHexStringLower(SHA256.HashData(good));
+        Assert.Equal(sha, (await store.FindAsync(job.JobId, index, CancellationToken.None))!.Sha256);
+        Assert.Equal(sha, Assert.Single(await farm.Jobs.DownloadAllAsync(job.JobId)).Info.Sha256);
+        await call.RequestStream.CompleteAsync();
+    }
 }
