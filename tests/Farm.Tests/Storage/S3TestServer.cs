@@ -18,6 +18,9 @@ namespace RenderFarm.Farm.Tests.Storage;
 /// 5.2.1; PyPI is not reachable, so the project cannot install it itself). It implements conditional writes
 /// (<c>If-None-Match: *</c> → 412), so the store's atomic first-result-wins path runs against a real server too.</item>
 /// </list>
+/// Neither checks an upload's body against its <c>x-amz-checksum-sha256</c> or <c>Content-MD5</c> (moto 5.2.1 took a PUT
+/// with a wrong one of each, s3rver one with a wrong <c>Content-MD5</c>): tests of direct uploads cover what the
+/// coordinator signs and checks, not S3's refusal of other bytes.
 /// Neither makes concurrent PUTs of one key atomic as S3 does: eight concurrent <c>If-None-Match: *</c> PUTs to moto 5.2.1
 /// all got 200 and left the first 64,969 bytes of one body followed by another's; s3rver once served one PUT's body
 /// with another's checksum. The store keeps one process's deliveries of an image from racing (S3ResultStore).
