@@ -8,8 +8,8 @@ namespace RenderFarm.Worker;
 /// <summary>
 /// What is left of a shard once the device is done with it (<see cref="ShardRunner.RenderAsync(HeldShard, Task{bool}, CancellationToken)"/>):
 /// its batches' PNGs, encoding on the thread pool since each batch left the device, and its end. <see cref="FinishAsync"/>
-/// sends the images in the shard's order (or uploads them to the store, <see cref="ResultUploader"/>) and then the end, with the failure if the render failed part-way (the images of
-/// the batches done before it still count).
+/// sends the images in the shard's order (or uploads them to the store, <see cref="ResultUploader"/>) and then the end,
+/// with the failure if the render failed part-way (the images of the batches done before it still count).
 /// </summary>
 /// <param name="started">When the shard's render began (Stopwatch timestamp), for its duration metric.</param>
 /// <param name="traceparent">The render's span, which the coordinator's store of each image joins.</param>

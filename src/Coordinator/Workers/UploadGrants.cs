@@ -13,23 +13,32 @@ public sealed class UploadGrants
     /// <summary>Far more than a worker has in flight (a few shards of at most a few hundred images).</summary>
     public const int Capacity = 4096;
 
-    private readonly Dictionary<(string Job, uint Index), ResultDigest> _granted = [];
-    private readonly Queue<(string Job, uint Index)> _order = new();
-
-    public int Count => _granted.Count;
+    // Oldest first; a redeemed grant leaves both at once, so neither grows with the grants a long stream redeems.
+    private readonly LinkedList<((string Job, uint Index) Key, ResultDigest Digest)> _order = new();
+    private readonly Dictionary<(string Job, uint Index), LinkedListNode<((string Job, uint Index) Key, ResultDigest Digest)>> _granted = [];
 
     public void Grant(string jobId, ResultDigest digest)
     {
         var key = (jobId, digest.Index);
-        if (!_granted.ContainsKey(key)) _order.Enqueue(key);
-        _granted[key] = digest;
-        while (_granted.Count > Capacity && _order.TryDequeue(out var oldest)) _granted.Remove(oldest);
+        if (_granted.TryGetValue(key, out var node))
+        {
+            node.Value = (key, digest); // asked again: the newer digest counts, where the first stood in line
+            return;
+        }
+        _granted[key] = _order.AddLast((key, digest));
+        if (_granted.Count > Capacity)
+        {
+            _granted.Remove(_order.First!.Value.Key);
+            _order.RemoveFirst();
+        }
     }
 
     /// <summary>Whether <paramref name="reported"/> is what was granted for its image; the grant is used up either way.</summary>
     public bool Redeem(string jobId, ResultDigest reported)
     {
-        if (!_granted.Remove((jobId, reported.Index), out var granted)) return false;
+        if (!_granted.Remove((jobId, reported.Index), out var node)) return false;
+        _order.Remove(node);
+        var granted = node.Value.Digest;
         return granted.Sha256.Equals(reported.Sha256) && granted.SizeBytes == reported.SizeBytes;
     }
 }

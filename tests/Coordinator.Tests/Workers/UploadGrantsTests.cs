@@ -1,0 +1,44 @@
+using Google.Protobuf;
+using RenderFarm.Coordinator.Workers;
+using RenderFarm.Protocol;
+
+namespace RenderFarm.Coordinator.Tests.Workers;
+
+public sealed class UploadGrantsTests
+{
+    private static ResultDigest Digest(uint index, byte fill = 1) =>
+        new() { Index = index, Sha256 = ByteString.CopyFrom(Enumerable.Repeat(fill, 32).ToArray()), SizeBytes = 1000 + index };
+
+    [Fact]
+    public void AGrantCountsOnceAndOnlyForTheDigestGranted()
+    {
+        var grants = new UploadGrants();
+        grants.Grant("job", Digest(1));
+        grants.Grant("job", Digest(2));
+
+        Assert.False(grants.Redeem("job", Digest(1, fill: 9)));  // other bytes: refused, and the grant is gone
+        Assert.False(grants.Redeem("job", Digest(1)));
+        Assert.False(grants.Redeem("other-job", Digest(2)));
+        Assert.True(grants.Redeem("job", Digest(2)));
+        Assert.False(grants.Redeem("job", Digest(2)));            // once
+    }
+
+    [Fact]
+    public void PastCapacityTheOldestOutstandingGrantGoesNotOneRedeemedOrAskedForAgain()
+    {
+        var grants = new UploadGrants();
+        // A grant redeemed long ago and then asked for again, behind the oldest outstanding one in line.
+        grants.Grant("job", Digest(0));
+        Assert.True(grants.Redeem("job", Digest(0)));
+        for (var i = 1u; i < UploadGrants.Capacity; i++) grants.Grant("job", Digest(i));
+        grants.Grant("job", Digest(0));
+        grants.Grant("job", Digest(1, fill: 7)); // asked again with another digest: keeps its place in line
+
+        grants.Grant("job", Digest(UploadGrants.Capacity)); // one past capacity: the oldest outstanding, image 1, goes
+
+        Assert.False(grants.Redeem("job", Digest(1, fill: 7)));
+        Assert.True(grants.Redeem("job", Digest(0)));
+        Assert.True(grants.Redeem("job", Digest(2)));
+        Assert.True(grants.Redeem("job", Digest(UploadGrants.Capacity)));
+    }
+}
