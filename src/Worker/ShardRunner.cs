@@ -208,7 +208,8 @@ public sealed class ShardRunner(
     /// steps of every batch still to go. A step that carries a preview (the shard asked for them) also sends the
     /// batch's images as PNGs (latent-size, or image-size where the model has a tiny autoencoder decoder); like steps,
     /// previews are dropped rather than waited for when the link is busy. Until the shard is known to run
-    /// (<see cref="Open"/>) nothing is sent: the latest step and preview wait, and go out right after the begin.
+    /// (<see cref="Open"/>) nothing is sent: the first and the latest step and the latest preview wait, and go out right
+    /// after the begin (the coordinator keeps a shard's first step whatever it coalesces, so it must not be lost here).
     /// </summary>
     private sealed class StepReporter(CoordinatorLink link, WorkerActivity activity, ShardRef reference, RenderWatchdog watchdog, Shard shard,
         WorkerMetrics metrics, string model, PullAheadTimer pullAhead) : IProgress<PipelineStep>
@@ -221,7 +222,7 @@ public sealed class ShardRunner(
         private int _firstImage;    // the current batch's first image, in the shard
         private readonly Lock _gate = new();
         private bool _open;
-        private WorkerMessage? _heldStep, _heldPreview; // the latest of each while closed
+        private WorkerMessage? _firstHeldStep, _heldStep, _heldPreview; // while closed: the first step, and the latest of each
 
         /// <summary>The shard runs and its begin is queued: its reports go out from now on, the held ones first.</summary>
         public void Open()
@@ -229,9 +230,10 @@ public sealed class ShardRunner(
             lock (_gate)
             {
                 _open = true;
-                if (_heldStep is { } step) link.TrySend(step);
+                if (_firstHeldStep is { } first) link.TrySend(first);
+                if (_heldStep is { } step && !ReferenceEquals(step, _firstHeldStep)) link.TrySend(step);
                 if (_heldPreview is { } preview) link.TrySend(preview);
-                (_heldStep, _heldPreview) = (null, null);
+                (_firstHeldStep, _heldStep, _heldPreview) = (null, null, null);
             }
         }
 
@@ -278,7 +280,11 @@ public sealed class ShardRunner(
             {
                 if (_open) link.TrySend(message);
                 else if (message.KindCase == WorkerMessage.KindOneofCase.Preview) _heldPreview = message;
-                else _heldStep = message;
+                else
+                {
+                    _firstHeldStep ??= message;
+                    _heldStep = message;
+                }
             }
         }
     }
