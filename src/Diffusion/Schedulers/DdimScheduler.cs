@@ -6,12 +6,13 @@ namespace RenderFarm.Diffusion.Schedulers;
 /// x' = √ᾱₜ₋Δ·x₀ + √(1 − ᾱₜ₋Δ − σ²)·ε + σ·z with σ = η·√((1−ᾱₜ₋Δ)/(1−ᾱₜ)·(1 − ᾱₜ/ᾱₜ₋Δ)).
 /// η = 0 (default) is deterministic; η &gt; 0 needs a noise source. Default spacing: leading.
 /// </summary>
-public sealed class DdimScheduler : Scheduler
+public sealed class DdimScheduler : Scheduler, ILinearScheduler
 {
-    private float[] _noise = [];
+    private readonly HostLinearSteps _host;
 
     public DdimScheduler(SchedulerConfig config, double eta = 0) : base(config)
     {
+        _host = new HostLinearSteps(DisplayName);
         if (eta < 0 || !double.IsFinite(eta))
         {
             throw new ArgumentOutOfRangeException(nameof(eta), eta, "η must be a finite number ≥ 0.");
@@ -37,45 +38,32 @@ public sealed class DdimScheduler : Scheduler
         return ScheduleMath.SpacedTimesteps(Config.TimestepSpacing ?? "leading", Config.NumTrainTimesteps, numInferenceSteps, Config.StepsOffset ?? 0, roundLinspace: true);
     }
 
-    protected override void StepCore(ReadOnlySpan<float> modelOutput, int stepIndex, ReadOnlySpan<float> sample, SchedulerStepResult into, IStepNoise? noise)
+    /// <summary>x' = √ᾱₜ₋Δ·x₀ + √(1 − ᾱₜ₋Δ − σ²)·ε + σ·z, with ε the model's (diffusers' use_clipped_model_output = False).</summary>
+    public LinearStep NextStep(int stepIndex)
     {
+        CheckStepIndex(stepIndex);
         int timestep = (int)Timesteps[stepIndex];
         int prevTimestep = timestep - Config.NumTrainTimesteps / NumInferenceSteps;
         double alphaProd = Schedule.AlphasCumprod[timestep];
         double alphaProdPrev = prevTimestep >= 0 ? Schedule.AlphasCumprod[prevTimestep] : FinalAlphaCumprod;
-        double betaProd = 1 - alphaProd;
-        double betaProdPrev = 1 - alphaProdPrev;
-
-        var x0 = into.PredOriginal.AsSpan();
-        var epsilon = into.PrevSample.AsSpan(); // ε first, then overwritten element-wise by x'
-        ScheduleMath.PredictOriginalAlpha(Config.PredictionType, modelOutput, sample, alphaProd, x0, epsilon);
-        bool clip = Config.ClipSample ?? true;
-        float range = (float)Config.ClipSampleRange;
-        if (clip)
-        {
-            for (int i = 0; i < x0.Length; i++)
-            {
-                x0[i] = Math.Clamp(x0[i], -range, range);
-            }
-        }
-
-        double variance = betaProdPrev / betaProd * (1 - alphaProd / alphaProdPrev);
+        double variance = (1 - alphaProdPrev) / (1 - alphaProd) * (1 - alphaProd / alphaProdPrev);
         double stdDev = Eta * Math.Sqrt(variance);
-        if (stdDev > 0)
+        double direction = Math.Sqrt(Math.Max(0, 1 - alphaProdPrev - stdDev * stdDev));
+
+        var (p, q, epsilonSample, epsilonOutput) = ScheduleMath.OriginalFromAlpha(Config.PredictionType, alphaProd);
+        return LinearStep.Predicting((p, q)) with
         {
-            if (_noise.Length != sample.Length) _noise = new float[sample.Length];
-            DrawNoise(RequireNoise(noise, DisplayName), _noise);
-        }
-        float a = (float)Math.Sqrt(alphaProdPrev);
-        float direction = (float)Math.Sqrt(Math.Max(0, 1 - alphaProdPrev - stdDev * stdDev));
-        float s = (float)stdDev;
-        for (int i = 0; i < epsilon.Length; i++)
-        {
-            // Like diffusers (use_clipped_model_output = False), ε is the model's, not recomputed from a clipped x₀.
-            float e = epsilon[i];
-            epsilon[i] = a * x0[i] + direction * e + (s > 0 ? s * _noise[i] : 0f);
-        }
+            ClipRange = Config.ClipSample ?? true ? (float)Config.ClipSampleRange : float.PositiveInfinity,
+            NextFromSample = (float)(direction * epsilonSample),
+            NextFromReported = (float)Math.Sqrt(alphaProdPrev),
+            NextFromOutput = (float)(direction * epsilonOutput),
+            NextFromNoise = (float)stdDev,
+            DrawsNoise = stdDev > 0,
+        };
     }
+
+    protected override void StepCore(ReadOnlySpan<float> modelOutput, int stepIndex, ReadOnlySpan<float> sample, SchedulerStepResult into, IStepNoise? noise) =>
+        _host.Step(NextStep(stepIndex), modelOutput, sample, into, noise, keepReported: false);
 
     /// <summary>√ᾱₜ·x₀ + √(1−ᾱₜ)·noise at the step's timestep.</summary>
     public override void AddNoise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination)

@@ -9,14 +9,13 @@ namespace RenderFarm.Diffusion.Schedulers;
 /// Karras et al.'s ρ = 7 ramp between the training σ extremes, each σ mapped to its (rounded) timestep.
 /// Works on unscaled samples: InitNoiseSigma is 1 and ScaleModelInput is the identity. Default spacing: linspace.
 /// </summary>
-public sealed class DpmSolverMultistepScheduler : Scheduler
+public sealed class DpmSolverMultistepScheduler : Scheduler, ILinearScheduler
 {
+    private readonly HostLinearSteps _host;
     private double[] _sigmas = [];
-    private float[]? _previousX0;
-    private float[]? _currentX0;
     private int _lowerOrderSteps;
 
-    public DpmSolverMultistepScheduler(SchedulerConfig config) : base(config) { }
+    public DpmSolverMultistepScheduler(SchedulerConfig config) : base(config) => _host = new HostLinearSteps(DisplayName);
 
     public override string Name => Config.UseKarrasSigmas ? "dpmpp_2m_karras" : "dpmpp_2m";
 
@@ -73,73 +72,48 @@ public sealed class DpmSolverMultistepScheduler : Scheduler
             _sigmas[i] = (float)sigmas[i];
         }
         _sigmas[numInferenceSteps] = 0;
-        _previousX0 = null;
         _lowerOrderSteps = 0;
         return timesteps;
     }
 
-    protected override void StepCore(ReadOnlySpan<float> modelOutput, int stepIndex, ReadOnlySpan<float> sample, SchedulerStepResult into, IStepNoise? noise)
+    /// <summary>
+    /// x' = (σₜ/σₛ)·x − αₜ(e^{−h} − 1)·x₀, second order: − ½·αₜ(e^{−h} − 1)·(x₀ − x̃₀)/r with x̃₀ the last step's x₀.
+    /// </summary>
+    public LinearStep NextStep(int stepIndex)
     {
+        CheckStepIndex(stepIndex);
         bool lastStep = stepIndex == Timesteps.Count - 1; // final σ is 0: always first order
-        double sigmaS0 = _sigmas[stepIndex];
-        var (alphaS0, sigmaTS0) = AlphaSigma(sigmaS0);
-
-        // x₀ prediction from the model output at σₛ.
-        if (_currentX0 is null || _currentX0.Length != sample.Length) _currentX0 = new float[sample.Length];
-        if (_previousX0 is not null && _previousX0.Length != sample.Length) _previousX0 = null;
-        var x0 = _currentX0.AsSpan();
-        switch (Config.PredictionType)
-        {
-            case "epsilon":
-                for (int i = 0; i < x0.Length; i++) x0[i] = (float)((sample[i] - sigmaTS0 * modelOutput[i]) / alphaS0);
-                break;
-            case "v_prediction":
-                for (int i = 0; i < x0.Length; i++) x0[i] = (float)(alphaS0 * sample[i] - sigmaTS0 * modelOutput[i]);
-                break;
-            case "sample":
-                modelOutput.CopyTo(x0);
-                break;
-            default:
-                throw new NotSupportedException($"Unknown prediction_type '{Config.PredictionType}'.");
-        }
-        x0.CopyTo(into.PredOriginal);
-
-        var (alphaT, sigmaT) = AlphaSigma(_sigmas[stepIndex + 1]);
-        double lambdaT = Math.Log(alphaT) - Math.Log(sigmaT);
-        double lambdaS0 = Math.Log(alphaS0) - Math.Log(sigmaTS0);
-        double h = lambdaT - lambdaS0;
-        float ratio = (float)(sigmaT / sigmaTS0);
-        float d0Coeff = (float)(alphaT * (Math.Exp(-h) - 1.0));
-        var prev = into.PrevSample.AsSpan();
-
-        if (_lowerOrderSteps < 1 || lastStep || _previousX0 is null)
-        {
-            for (int i = 0; i < prev.Length; i++)
-            {
-                prev[i] = ratio * sample[i] - d0Coeff * x0[i];
-            }
-        }
-        else
-        {
-            var (alphaS1, sigmaTS1) = AlphaSigma(_sigmas[stepIndex - 1]);
-            double lambdaS1 = Math.Log(alphaS1) - Math.Log(sigmaTS1);
-            double r0 = (lambdaS0 - lambdaS1) / h;
-            float inverseR0 = (float)(1.0 / r0);
-            var m1 = _previousX0;
-            for (int i = 0; i < prev.Length; i++)
-            {
-                float d1 = inverseR0 * (x0[i] - m1[i]);
-                prev[i] = ratio * sample[i] - d0Coeff * x0[i] - 0.5f * d0Coeff * d1;
-            }
-        }
-
-        // Keep this step's x₀ for the next one (swap buffers).
-        (_previousX0, _currentX0) = (_currentX0, _previousX0);
+        bool secondOrder = _lowerOrderSteps >= 1 && !lastStep;
         if (_lowerOrderSteps < 2)
         {
             _lowerOrderSteps++;
         }
+        var (alphaS0, sigmaTS0) = AlphaSigma(_sigmas[stepIndex]);
+        var (alphaT, sigmaT) = AlphaSigma(_sigmas[stepIndex + 1]);
+        double lambdaT = Math.Log(alphaT) - Math.Log(sigmaT);
+        double lambdaS0 = Math.Log(alphaS0) - Math.Log(sigmaTS0);
+        double h = lambdaT - lambdaS0;
+        double d0 = alphaT * (Math.Exp(-h) - 1.0);
+        double previous = 0;
+        if (secondOrder)
+        {
+            var (alphaS1, sigmaTS1) = AlphaSigma(_sigmas[stepIndex - 1]);
+            double lambdaS1 = Math.Log(alphaS1) - Math.Log(sigmaTS1);
+            double r0 = (lambdaS0 - lambdaS1) / h;
+            previous = 0.5 * d0 / r0;
+        }
+        // αₛ² = 1/(σ²+1) = ᾱ: the model output is read as at that ᾱ.
+        var (p, q, _, _) = ScheduleMath.OriginalFromAlpha(Config.PredictionType, alphaS0 * alphaS0);
+        return LinearStep.Predicting((p, q)) with
+        {
+            NextFromSample = (float)(sigmaT / sigmaTS0),
+            NextFromReported = (float)(-d0 - previous),
+            NextFromPrevious = (float)previous,
+        };
     }
+
+    protected override void StepCore(ReadOnlySpan<float> modelOutput, int stepIndex, ReadOnlySpan<float> sample, SchedulerStepResult into, IStepNoise? noise) =>
+        _host.Step(NextStep(stepIndex), modelOutput, sample, into, noise, keepReported: true);
 
     /// <summary>αₜ·x₀ + σₜ·noise at the step's σ.</summary>
     public override void AddNoise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination)

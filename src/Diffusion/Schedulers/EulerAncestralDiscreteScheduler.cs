@@ -5,38 +5,30 @@ namespace RenderFarm.Diffusion.Schedulers;
 /// σ_down = √(σᵢ₊₁² − σ_up²) with σ_up = √(σᵢ₊₁²(σᵢ² − σᵢ₊₁²)/σᵢ²) by an Euler step, then adds fresh noise·σ_up.
 /// Needs a noise source (per-image generators).
 /// </summary>
-public sealed class EulerAncestralDiscreteScheduler : SigmaScheduler
+public sealed class EulerAncestralDiscreteScheduler : SigmaScheduler, ILinearScheduler
 {
-    private float[] _noise = [];
+    private readonly HostLinearSteps _host;
 
-    public EulerAncestralDiscreteScheduler(SchedulerConfig config) : base(config) { }
+    public EulerAncestralDiscreteScheduler(SchedulerConfig config) : base(config) => _host = new HostLinearSteps(DisplayName);
 
     public override string Name => "euler_a";
 
     public override string DisplayName => "Euler a";
 
-    protected override void StepCore(ReadOnlySpan<float> modelOutput, int stepIndex, ReadOnlySpan<float> sample, SchedulerStepResult into, IStepNoise? noise)
+    public LinearStep NextStep(int stepIndex)
     {
-        var source = RequireNoise(noise, DisplayName);
+        CheckStepIndex(stepIndex);
         double sigmaFrom = Sigmas[stepIndex];
         double sigmaTo = Sigmas[stepIndex + 1];
         double sigmaUp = Math.Sqrt(sigmaTo * sigmaTo * (sigmaFrom * sigmaFrom - sigmaTo * sigmaTo) / (sigmaFrom * sigmaFrom));
         double sigmaDown = Math.Sqrt(sigmaTo * sigmaTo - sigmaUp * sigmaUp);
-
-        var x0 = into.PredOriginal.AsSpan();
-        ScheduleMath.PredictOriginalSigma(Config.PredictionType, modelOutput, sample, sigmaFrom, x0);
-        if (_noise.Length != sample.Length)
+        return EulerDiscreteScheduler.EulerTo(Config.PredictionType, sigmaFrom, sigmaDown) with
         {
-            _noise = new float[sample.Length];
-        }
-        DrawNoise(source, _noise);
-        float sigma = (float)sigmaFrom, dt = (float)(sigmaDown - sigmaFrom), up = (float)sigmaUp;
-        var prev = into.PrevSample.AsSpan();
-        for (int i = 0; i < prev.Length; i++)
-        {
-            float s = sample[i];
-            float derivative = (s - x0[i]) / sigma;
-            prev[i] = s + derivative * dt + _noise[i] * up;
-        }
+            NextFromNoise = (float)sigmaUp,
+            DrawsNoise = true,
+        };
     }
+
+    protected override void StepCore(ReadOnlySpan<float> modelOutput, int stepIndex, ReadOnlySpan<float> sample, SchedulerStepResult into, IStepNoise? noise) =>
+        _host.Step(NextStep(stepIndex), modelOutput, sample, into, noise, keepReported: false);
 }

@@ -7,11 +7,11 @@ namespace RenderFarm.Diffusion.Schedulers;
 /// σ_d = 0.5, s = timestep_scaling) and, except on the last step, re-noises to the next timestep with fresh noise.
 /// PredOriginal holds the denoised sample. Needs a noise source when steps &gt; 1.
 /// </summary>
-public sealed class LcmScheduler : Scheduler
+public sealed class LcmScheduler : Scheduler, ILinearScheduler
 {
-    private float[] _noise = [];
+    private readonly HostLinearSteps _host;
 
-    public LcmScheduler(SchedulerConfig config) : base(config) { }
+    public LcmScheduler(SchedulerConfig config) : base(config) => _host = new HostLinearSteps(DisplayName);
 
     public override string Name => "lcm";
 
@@ -42,8 +42,10 @@ public sealed class LcmScheduler : Scheduler
         return timesteps;
     }
 
-    protected override void StepCore(ReadOnlySpan<float> modelOutput, int stepIndex, ReadOnlySpan<float> sample, SchedulerStepResult into, IStepNoise? noise)
+    /// <summary>d = c_out·x₀ + c_skip·x; x' = √ᾱₚᵣₑᵥ·d + √(1 − ᾱₚᵣₑᵥ)·z, or d itself on the last step.</summary>
+    public LinearStep NextStep(int stepIndex)
     {
+        CheckStepIndex(stepIndex);
         int timestep = (int)Timesteps[stepIndex];
         bool last = stepIndex == Timesteps.Count - 1;
         int prevTimestep = last ? timestep : (int)Timesteps[stepIndex + 1];
@@ -52,33 +54,20 @@ public sealed class LcmScheduler : Scheduler
 
         const double sigmaData = 0.5;
         double scaled = timestep * Config.TimestepScaling;
-        float cSkip = (float)(sigmaData * sigmaData / (scaled * scaled + sigmaData * sigmaData));
-        float cOut = (float)(scaled / Math.Sqrt(scaled * scaled + sigmaData * sigmaData));
-
-        var denoised = into.PredOriginal.AsSpan();
-        ScheduleMath.PredictOriginalAlpha(Config.PredictionType, modelOutput, sample, alphaProd, denoised, default);
-        bool clip = Config.ClipSample ?? false;
-        float range = (float)Config.ClipSampleRange;
-        for (int i = 0; i < denoised.Length; i++)
+        var (p, q, _, _) = ScheduleMath.OriginalFromAlpha(Config.PredictionType, alphaProd);
+        return LinearStep.Predicting((p, q)) with
         {
-            float x0 = clip ? Math.Clamp(denoised[i], -range, range) : denoised[i];
-            denoised[i] = cOut * x0 + cSkip * sample[i];
-        }
-
-        var prev = into.PrevSample.AsSpan();
-        if (last)
-        {
-            denoised.CopyTo(prev);
-            return;
-        }
-        if (_noise.Length != sample.Length) _noise = new float[sample.Length];
-        DrawNoise(RequireNoise(noise, DisplayName), _noise);
-        float a = (float)Math.Sqrt(alphaProdPrev), b = (float)Math.Sqrt(1 - alphaProdPrev);
-        for (int i = 0; i < prev.Length; i++)
-        {
-            prev[i] = a * denoised[i] + b * _noise[i];
-        }
+            ClipRange = Config.ClipSample ?? false ? (float)Config.ClipSampleRange : float.PositiveInfinity,
+            ReportedFromOriginal = (float)(scaled / Math.Sqrt(scaled * scaled + sigmaData * sigmaData)),
+            ReportedFromSample = (float)(sigmaData * sigmaData / (scaled * scaled + sigmaData * sigmaData)),
+            NextFromReported = last ? 1f : (float)Math.Sqrt(alphaProdPrev),
+            NextFromNoise = last ? 0f : (float)Math.Sqrt(1 - alphaProdPrev),
+            DrawsNoise = !last,
+        };
     }
+
+    protected override void StepCore(ReadOnlySpan<float> modelOutput, int stepIndex, ReadOnlySpan<float> sample, SchedulerStepResult into, IStepNoise? noise) =>
+        _host.Step(NextStep(stepIndex), modelOutput, sample, into, noise, keepReported: false);
 
     public override void AddNoise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination)
     {

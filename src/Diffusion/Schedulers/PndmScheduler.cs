@@ -121,7 +121,7 @@ public sealed class PndmScheduler : Scheduler
         }
         // x₀ implied by the combined ε (diffusers' PNDM returns none; it is here for previews). Computed before
         // writing PrevSample, which may alias the sample.
-        ScheduleMath.PredictOriginalAlpha("epsilon", combined, x, alphaProd, into.PredOriginal, default);
+        ScheduleMath.PredictOriginalAlpha("epsilon", combined, x, alphaProd, into.PredOriginal);
 
         // PNDM transfer: x' = √(ᾱ'/ᾱ)·x − (ᾱ' − ᾱ)·ε / (ᾱ·√(1−ᾱ') + √(ᾱ(1−ᾱ)ᾱ'))
         double denominator = alphaProd * Math.Sqrt(1 - alphaProdPrev) + Math.Sqrt(alphaProd * (1 - alphaProd) * alphaProdPrev);

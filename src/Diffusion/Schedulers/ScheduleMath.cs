@@ -105,68 +105,70 @@ internal static class ScheduleMath
         return (1 - w) * lowIdx + w * highIdx;
     }
 
-    /// <summary>x₀ from a σ-space model output (k-diffusion parameterisation, sample = x₀ + σ·ε).</summary>
+    /// <summary>
+    /// x₀ = P·sample + Q·output for a σ-space model output (k-diffusion parameterisation, sample = x₀ + σ·ε).
+    /// </summary>
+    public static (float Sample, float Output) OriginalFromSigma(string predictionType, double sigma) => predictionType switch
+    {
+        "epsilon" => (1f, (float)-sigma),
+        "v_prediction" => ((float)(1 / (sigma * sigma + 1)), (float)(-sigma / Math.Sqrt(sigma * sigma + 1))),
+        "sample" => (0f, 1f),
+        _ => throw UnknownPrediction(predictionType),
+    };
+
+    /// <summary>
+    /// x₀ = P·sample + Q·output and ε = U·sample + V·output for a VP-space model output at ᾱₜ (DDPM
+    /// parameterisation, xₜ = √ᾱ·x₀ + √(1−ᾱ)·ε).
+    /// </summary>
+    public static (float Sample, float Output, float EpsilonSample, float EpsilonOutput) OriginalFromAlpha(string predictionType, double alphaProd)
+    {
+        double sqrtA = Math.Sqrt(alphaProd), sqrtB = Math.Sqrt(1 - alphaProd);
+        return predictionType switch
+        {
+            "epsilon" => ((float)(1 / sqrtA), (float)(-sqrtB / sqrtA), 0f, 1f),
+            "sample" => (0f, 1f, (float)(1 / sqrtB), (float)(-sqrtA / sqrtB)),
+            "v_prediction" => ((float)sqrtA, (float)-sqrtB, (float)sqrtB, (float)sqrtA),
+            _ => throw UnknownPrediction(predictionType),
+        };
+    }
+
+    /// <summary>x₀ from a σ-space model output (<see cref="OriginalFromSigma"/>), vectorised.</summary>
     public static void PredictOriginalSigma(string predictionType, ReadOnlySpan<float> modelOutput, ReadOnlySpan<float> sample, double sigma, Span<float> x0)
     {
-        switch (predictionType)
+        var (p, q) = OriginalFromSigma(predictionType, sigma);
+        Combine(sample[..x0.Length], p, modelOutput[..x0.Length], q, x0);
+    }
+
+    /// <summary>x₀ from a VP-space model output at ᾱₜ (<see cref="OriginalFromAlpha"/>), vectorised.</summary>
+    public static void PredictOriginalAlpha(string predictionType, ReadOnlySpan<float> modelOutput, ReadOnlySpan<float> sample, double alphaProd, Span<float> x0)
+    {
+        var (p, q, _, _) = OriginalFromAlpha(predictionType, alphaProd);
+        Combine(sample[..x0.Length], p, modelOutput[..x0.Length], q, x0);
+    }
+
+    /// <summary>destination = a·x + b·y (destination may alias x or y).</summary>
+    public static void Combine(ReadOnlySpan<float> x, float a, ReadOnlySpan<float> y, float b, Span<float> destination)
+    {
+        if (b == 0)
         {
-            case "epsilon":
-            {
-                // x₀ = sample − σ·ε, vectorised as ε·(−σ) + sample (bit-identical: negation and commutation are exact).
-                float s = (float)sigma;
-                System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(modelOutput[..x0.Length], -s, sample[..x0.Length], x0);
-                break;
-            }
-            case "v_prediction":
-            {
-                float a = (float)(-sigma / Math.Sqrt(sigma * sigma + 1));
-                float b = (float)(1 / (sigma * sigma + 1));
-                System.Numerics.Tensors.TensorPrimitives.Multiply(sample[..x0.Length], b, x0);
-                System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(modelOutput[..x0.Length], a, x0, x0);
-                break;
-            }
-            case "sample":
-                modelOutput.CopyTo(x0);
-                break;
-            default:
-                throw new NotSupportedException(
-                    $"Unknown prediction_type '{predictionType}'; valid values are {string.Join(", ", SchedulerConfig.ValidPredictionTypes)}.");
+            System.Numerics.Tensors.TensorPrimitives.Multiply(x, a, destination);
+        }
+        else if (a == 0)
+        {
+            System.Numerics.Tensors.TensorPrimitives.Multiply(y, b, destination);
+        }
+        else if (destination.Overlaps(y))
+        {
+            System.Numerics.Tensors.TensorPrimitives.Multiply(y, b, destination);
+            System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(x, a, destination, destination);
+        }
+        else
+        {
+            System.Numerics.Tensors.TensorPrimitives.Multiply(x, a, destination);
+            System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(y, b, destination, destination);
         }
     }
 
-    /// <summary>x₀ and ε from a VP-space model output at ᾱₜ (DDPM parameterisation, xₜ = √ᾱ·x₀ + √(1−ᾱ)·ε).</summary>
-    public static void PredictOriginalAlpha(string predictionType, ReadOnlySpan<float> modelOutput, ReadOnlySpan<float> sample, double alphaProd, Span<float> x0, Span<float> epsilon)
-    {
-        double sqrtA = Math.Sqrt(alphaProd), sqrtB = Math.Sqrt(1 - alphaProd);
-        switch (predictionType)
-        {
-            case "epsilon":
-                for (int i = 0; i < x0.Length; i++)
-                {
-                    float e = modelOutput[i];
-                    x0[i] = (float)((sample[i] - sqrtB * e) / sqrtA);
-                    if (!epsilon.IsEmpty) epsilon[i] = e;
-                }
-                break;
-            case "sample":
-                for (int i = 0; i < x0.Length; i++)
-                {
-                    float x = modelOutput[i];
-                    if (!epsilon.IsEmpty) epsilon[i] = (float)((sample[i] - sqrtA * x) / sqrtB);
-                    x0[i] = x;
-                }
-                break;
-            case "v_prediction":
-                for (int i = 0; i < x0.Length; i++)
-                {
-                    float v = modelOutput[i], s = sample[i];
-                    x0[i] = (float)(sqrtA * s - sqrtB * v);
-                    if (!epsilon.IsEmpty) epsilon[i] = (float)(sqrtA * v + sqrtB * s);
-                }
-                break;
-            default:
-                throw new NotSupportedException(
-                    $"Unknown prediction_type '{predictionType}'; valid values are {string.Join(", ", SchedulerConfig.ValidPredictionTypes)}.");
-        }
-    }
+    private static NotSupportedException UnknownPrediction(string predictionType) =>
+        new($"Unknown prediction_type '{predictionType}'; valid values are {string.Join(", ", SchedulerConfig.ValidPredictionTypes)}.");
 }

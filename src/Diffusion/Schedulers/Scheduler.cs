@@ -53,11 +53,25 @@ public abstract class Scheduler
     /// <summary>Computes the schedule; called by <see cref="SetTimesteps"/>, resets any multistep state.</summary>
     protected abstract double[] BuildTimesteps(int numInferenceSteps);
 
-    /// <summary>Scales the denoising input for step <paramref name="stepIndex"/> (identity unless the scheduler works in σ space).</summary>
-    public virtual void ScaleModelInput(ReadOnlySpan<float> sample, int stepIndex, Span<float> destination)
+    /// <summary>The factor <see cref="ScaleModelInput(ReadOnlySpan{float}, int, Span{float})"/> applies at step <paramref name="stepIndex"/> (1 unless the scheduler works in σ space).</summary>
+    public virtual float InputScale(int stepIndex)
     {
         CheckStepIndex(stepIndex);
-        sample.CopyTo(destination);
+        return 1f;
+    }
+
+    /// <summary>Scales the denoising input for step <paramref name="stepIndex"/> by <see cref="InputScale"/>.</summary>
+    public void ScaleModelInput(ReadOnlySpan<float> sample, int stepIndex, Span<float> destination)
+    {
+        float scale = InputScale(stepIndex);
+        if (scale == 1f)
+        {
+            sample.CopyTo(destination);
+        }
+        else
+        {
+            System.Numerics.Tensors.TensorPrimitives.Multiply(sample, scale, destination[..sample.Length]);
+        }
     }
 
     /// <summary>Allocating form of <see cref="ScaleModelInput(ReadOnlySpan{float}, int, Span{float})"/>.</summary>
@@ -111,7 +125,7 @@ public abstract class Scheduler
         }
     }
 
-    protected static IStepNoise RequireNoise(IStepNoise? noise, string scheduler) =>
+    internal static IStepNoise RequireNoise(IStepNoise? noise, string scheduler) =>
         noise ?? throw new ArgumentNullException(nameof(noise), $"The {scheduler} scheduler draws fresh noise on each step; pass a noise source.");
 
     /// <summary>Fills <paramref name="buffer"/> from <paramref name="noise"/>.</summary>

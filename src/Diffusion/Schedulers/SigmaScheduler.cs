@@ -53,13 +53,12 @@ public abstract class SigmaScheduler : Scheduler
     /// <summary>Resets per-run state after the schedule is rebuilt.</summary>
     protected virtual void OnTimestepsSet() { }
 
-    /// <summary>sample / √(σ²+1).</summary>
-    public override void ScaleModelInput(ReadOnlySpan<float> sample, int stepIndex, Span<float> destination)
+    /// <summary>1 / √(σ²+1).</summary>
+    public override float InputScale(int stepIndex)
     {
         CheckStepIndex(stepIndex);
         double sigma = _sigmas[stepIndex];
-        float scale = (float)(1 / Math.Sqrt(sigma * sigma + 1));
-        System.Numerics.Tensors.TensorPrimitives.Multiply(sample, scale, destination[..sample.Length]);
+        return (float)(1 / Math.Sqrt(sigma * sigma + 1));
     }
 
     /// <summary>original + σ·noise at step <paramref name="stepIndex"/>.</summary>
