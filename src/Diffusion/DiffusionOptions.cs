@@ -46,6 +46,15 @@ public sealed record DiffusionOptions
     /// </summary>
     public ModelBatching Batching { get; init; } = ModelBatching.Auto;
 
+    /// <summary>
+    /// Whether classifier-free guidance and the scheduler's step run on the UNet's device, so the latents stay there
+    /// between steps and only the decoded image (and a preview's latents) come back. Applies to Euler, Euler a, DDIM, LCM
+    /// and DPM++ 2M, whose steps are linear maps (<see cref="Schedulers.LinearStep"/>); LMS, PNDM, inpainting and
+    /// ControlNet requests step on the host. Default null: on for GPU providers, off for cpu (where the host is the
+    /// device, and its vectorised step is as fast).
+    /// </summary>
+    public bool? StepOnDevice { get; init; }
+
     /// <summary>CUDA provider settings (cuda, and tensorrt's fallback for nodes TensorRT does not take).</summary>
     public CudaOptions Cuda { get; init; } = new();
 

@@ -23,4 +23,10 @@ public sealed record PipelineStatistics(long Requests, long Images, TimeSpan Gen
     /// request's model runs when the caller has one waiting).
     /// </summary>
     public TimeSpan Encoding { get; init; }
+
+    /// <summary>
+    /// Guidance and scheduler steps run on the UNet's device (<see cref="DiffusionOptions.StepOnDevice"/>): runs of the
+    /// step graph and the time in them, part of <see cref="OwnWork"/>; null when the pipeline steps on the host.
+    /// </summary>
+    public ComponentStatistics? DeviceSteps { get; init; }
 }

@@ -58,6 +58,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly Workspace _workspace = new();
     private readonly ModelThread _modelThread = new("diffusion models");
+    private readonly StepGraph? _stepGraph; // guidance and the scheduler's step on the UNet's device (DiffusionOptions.StepOnDevice)
     private readonly Lock _statisticsLock = new();
     private long _requests;
     private long _images;
@@ -81,6 +82,10 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         _options = options;
         _latentChannels = latentChannels;
         _guidanceDim = guidanceDim;
+        if (options.StepOnDevice ?? !ExecutionProviders.IsCpu(options))
+        {
+            _stepGraph = new StepGraph(() => ExecutionProviders.CreateSessionOptions(ExecutionProviders.ForStepGraph(options), "scheduler_step"));
+        }
     }
 
     public string ModelDirectory { get; }
@@ -131,10 +136,15 @@ public sealed partial class StableDiffusionPipeline : IDisposable
                 .GroupBy(c => c.Component)
                 .Select(g => new ComponentStatistics(g.Key, g.Sum(c => c.Runs), g.Aggregate(TimeSpan.Zero, (sum, c) => sum + c.RunTime)))
                 .ToArray();
+            var deviceSteps = _stepGraph?.Statistics;
             lock (_statisticsLock)
             {
                 long ticks = _generatingTicks + (_inFlightSince != 0 ? Stopwatch.GetTimestamp() - _inFlightSince : 0);
-                return new(_requests, _images, Stopwatch.GetElapsedTime(0, ticks), components) { Encoding = Stopwatch.GetElapsedTime(0, _encodingTicks) };
+                return new(_requests, _images, Stopwatch.GetElapsedTime(0, ticks), components)
+                {
+                    Encoding = Stopwatch.GetElapsedTime(0, _encodingTicks),
+                    DeviceSteps = deviceSteps,
+                };
             }
         }
     }
@@ -541,7 +551,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         var unet = model.Prepare(rows, perRow / plane, latentHeight, latentWidth, conditions, slot);
         var guidance = control?.Guide(model.Residuals!, rows, guided, latentHeight, latentWidth, conditions, model.HiddenName, request.Width, request.Height,
             steps.Start, steps.End);
-        return new DenoisingBatch(first, count, scheduler, noise, latents, blend, unet, guided, perRow, init, IsInpaintingModel, workspace, guidance);
+        return new DenoisingBatch(first, count, scheduler, noise, latents, blend, unet, guided, perRow, init, IsInpaintingModel, workspace, guidance,
+            _stepGraph is null ? null : (_stepGraph, model));
     }
 
     /// <summary>
@@ -969,6 +980,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             _vaeDecoder.Dispose();
             _previewDecoder.Dispose();
             _vaeEncoder?.Dispose();
+            _stepGraph?.Dispose(); // after the UNet runs, whose step bindings use its sessions
         }
         finally
         {

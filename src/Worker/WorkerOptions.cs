@@ -82,6 +82,12 @@ public sealed class WorkerOptions
     /// </summary>
     public ModelBatching Batching { get; set; } = ModelBatching.Auto;
 
+    /// <summary>
+    /// Whether guidance and the scheduler's step run on the GPU, the latents staying there between steps
+    /// (<see cref="DiffusionOptions.StepOnDevice"/>): unset (default) on for cuda and tensorrt, off for cpu.
+    /// </summary>
+    public bool? StepOnDevice { get; set; }
+
     /// <summary>CUDA provider settings (<c>Farm:Cuda:*</c>); also used by tensorrt for the nodes TensorRT does not take.</summary>
     public CudaOptions Cuda { get; set; } = new();
 
@@ -116,6 +122,7 @@ public sealed class WorkerOptions
         GraphOptimization = GraphOptimization,
         PrepackWeights = PrepackWeights,
         Batching = Batching,
+        StepOnDevice = StepOnDevice,
         PreviewMaxSide = PreviewMaxSide,
         Cuda = Cuda with { ConvAlgorithmSearch = Cuda.ConvAlgorithmSearch?.Trim().ToUpperInvariant() ?? "" },
         TensorRt = TensorRt with { MaxBatch = TensorRt.MaxBatch == 0 ? MaxBatch : TensorRt.MaxBatch },

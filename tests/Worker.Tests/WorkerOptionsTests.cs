@@ -23,6 +23,17 @@ public sealed class WorkerOptionsTests
 
         Assert.Equal(("cuda", GraphOptimizationLevel.ORT_ENABLE_ALL, true),
             (options.ExecutionProvider, options.GraphOptimization, options.PrepackWeights));
+        Assert.Null(options.StepOnDevice); // left to the provider: on for cuda
+    }
+
+    [Theory]
+    [InlineData("false", false)]
+    [InlineData("true", true)]
+    public void WhereTheSchedulerStepsIsTheWorkersChoice(string setting, bool expected)
+    {
+        var options = Bind(new() { ["Farm:ExecutionProvider"] = "cuda", ["Farm:StepOnDevice"] = setting }).ToDiffusionOptions();
+
+        Assert.Equal(expected, options.StepOnDevice);
     }
 
     [Fact]

@@ -84,6 +84,8 @@ internal sealed class Measurements(BenchOptions o, Report report)
             double own = Ms(after.OwnWork - before.OwnWork) / reps;
             double held = Ms(after.Generating - before.Generating) / reps;
             double png = Ms(after.Encoding - before.Encoding) / reps;
+            // Guidance and the scheduler's step on the device (part of the own work): the step graph's runs.
+            double deviceSteps = after.DeviceSteps is { } stepsAfter ? Ms(stepsAfter.RunTime - before.DeviceSteps!.RunTime) / reps : 0;
             double request = Median(times);
 
             // All at once: the gate serialises the model runs, PNG encoding runs beside the next request's.
@@ -103,13 +105,14 @@ internal sealed class Measurements(BenchOptions o, Report report)
             report.Line($"{label} B={batch}: request {request:F1} ms (min {times.Min():F1}; first {first:F0} ms), {batch * 1000 / request:F2} images/s one at a time, " +
                 $"{pipelinedRate:F2} images/s {reps + 1} in flight (models busy {100 * modelTime / wall:F1} % of the wall time)");
             report.Line($"{label} B={batch}: UNet {unetCall:F2} ms per call ({2 * batch} rows), VAE decode {vae:F1} ms, text encoder {text:F2} ms per request; " +
-                $"own work while holding the models {own:F2} ms ({100 * own / held:F2} % of {held:F1} ms); PNG encoding {png:F1} ms after releasing them");
+                $"own work while holding the models {own:F2} ms ({100 * own / held:F2} % of {held:F1} ms; steps on the device {deviceSteps:F2} ms of it); " +
+                $"PNG encoding {png:F1} ms after releasing them");
             figures[$"b{batch}"] = new JsonObject
             {
                 ["request_ms"] = request, ["first_request_ms"] = first, ["images_per_s"] = batch * 1000 / request,
                 ["images_per_s_pipelined"] = pipelinedRate, ["models_busy_pipelined"] = modelTime / wall,
                 ["unet_ms_per_call"] = unetCall, ["vae_decode_ms"] = vae, ["text_encoder_ms"] = text,
-                ["own_work_ms"] = own, ["own_work_share"] = own / held, ["png_ms"] = png,
+                ["own_work_ms"] = own, ["own_work_share"] = own / held, ["device_steps_ms"] = deviceSteps, ["png_ms"] = png,
             };
         }
         figures["gpu_memory_used_mib"] = Gpu.UsedMiB();

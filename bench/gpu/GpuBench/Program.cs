@@ -1,7 +1,7 @@
 // GPU benchmark of the C# pipeline (bench/gpu.md). Every section runs in its own try/catch under a time budget, so a
 // failure is reported and the rest still measures; everything goes to stdout and, as JSON, to --json.
 //   GpuBench [--preset sd15-fp16] [--dir DIR] [--ep cuda|cpu] [--device 0] [--size 512] [--steps 30] [--batches 1,4,8]
-//            [--reps 3] [--fp32-preset sd15|none] [--json FILE] [--sections default,graph,bare,batching,determinism,fp32]
+//            [--reps 3] [--fp32-preset sd15|none] [--json FILE] [--sections default,graph,hoststep,bare,batching,determinism,fp32]
 using System.Diagnostics;
 using System.Globalization;
 using Microsoft.ML.OnnxRuntime;
@@ -19,16 +19,29 @@ report.Set("gpu", Gpu.Describe());
 var bench = new Measurements(o, report);
 await report.Section("write model", () => bench.EnsureModel(o.Preset, o.Directory));
 
-var baseline = new DiffusionOptions { ExecutionProvider = o.Provider, DeviceId = o.Device, Batching = ModelBatching.Batch };
-Dictionary<int, IReadOnlyList<GeneratedImage>>? defaultImages = null;
+// StepOnDevice set, not left to the provider: on the CPU check below it runs the same step graph as on the GPU.
+var baseline = new DiffusionOptions { ExecutionProvider = o.Provider, DeviceId = o.Device, Batching = ModelBatching.Batch, StepOnDevice = true };
+Dictionary<int, IReadOnlyList<GeneratedImage>>? defaultImages = null, graphImages = null;
 if (o.Runs("default")) await report.Section("pipeline: cuDNN EXHAUSTIVE, one run per request (Batch)", async () =>
     defaultImages = await bench.MeasureAsync("default", o.Directory, baseline, o.Batches, o.Reps));
 if (o.Provider != "cpu" && o.Runs("graph"))
 {
     await report.Section("pipeline: + CUDA graph", async () =>
     {
-        var images = await bench.MeasureAsync("cuda_graph", o.Directory, baseline with { Cuda = new CudaOptions { CudaGraph = true } }, o.Batches, o.Reps);
+        var images = graphImages = await bench.MeasureAsync("cuda_graph", o.Directory, baseline with { Cuda = new CudaOptions { CudaGraph = true } }, o.Batches, o.Reps);
         if (defaultImages is not null) bench.Compare("cuda_graph vs default", defaultImages, images);
+    });
+}
+if (o.Runs("hoststep"))
+{
+    // The configuration before the step moved to the device: guidance and the scheduler step on the host, the latents
+    // copied down and up every step (with the CUDA graph where the default above ran without, to compare with "graph").
+    bool graph = o.Provider != "cpu" && o.Runs("graph");
+    await report.Section("pipeline: scheduler step on the host" + (graph ? ", CUDA graph" : ""), async () =>
+    {
+        var images = await bench.MeasureAsync("host_step", o.Directory,
+            baseline with { StepOnDevice = false, Cuda = new CudaOptions { CudaGraph = graph } }, o.Batches, o.Reps);
+        if ((graph ? graphImages : defaultImages) is { } onDevice) bench.Compare("host step vs step on the device", onDevice, images);
     });
 }
 if (o.Runs("bare")) await report.Section("bare sessions (same options, UNet on fixed device buffers)", () => bench.MeasureBare("bare", o.Directory, baseline));

@@ -29,6 +29,10 @@ internal sealed class DenoisingBatch
     private readonly SchedulerStepResult _step;
     private readonly ControlGuidance? _control;
     private readonly float[]? _controlInput;
+    private readonly float[] _latents;
+    private readonly DeviceLatents? _inPlace;
+    private bool _inPlaceStarted;
+    private bool _latentsOnDevice;
 
     /// <param name="first">The request's index of this batch's first image.</param>
     /// <param name="count">Images in this batch.</param>
@@ -43,12 +47,18 @@ internal sealed class DenoisingBatch
     /// <param name="inpaintingUNet">Whether the UNet takes the mask and masked-image latents as extra input channels.</param>
     /// <param name="workspace">Working arrays kept between requests, so steps allocate nothing.</param>
     /// <param name="control">The batch's ControlNets, or null: the UNet then gets zero residuals if it takes any.</param>
+    /// <param name="stepGraph">
+    /// Guidance and the scheduler's step on the UNet's device (<see cref="DiffusionOptions.StepOnDevice"/>), or null for
+    /// the host. Used where the step is a <see cref="LinearStep"/> and nothing else touches the latents between steps: no
+    /// inpainting, no ControlNet, one UNet run per step.
+    /// </param>
     public DenoisingBatch(int first, int count, Scheduler scheduler, BatchNoise noise, float[] latents, InpaintBlend? blend,
-        UNetRun unet, bool guided, int perRow, InitImages? init, bool inpaintingUNet, Workspace workspace, ControlGuidance? control = null)
+        UNetRun unet, bool guided, int perRow, InitImages? init, bool inpaintingUNet, Workspace workspace, ControlGuidance? control = null,
+        (StepGraph Graph, UNet Model)? stepGraph = null)
     {
         First = first;
         Count = count;
-        Latents = latents;
+        _latents = latents;
         _scheduler = scheduler;
         _noise = noise;
         _blend = blend;
@@ -70,7 +80,14 @@ internal sealed class DenoisingBatch
         // The ControlNet reads the latents alone; an inpainting UNet's rows also carry the mask and masked latents.
         _controlInput = control is not null && perRow != _perImage ? new float[_rows * _perImage] : null;
         unet.SetResiduals(null); // a kept run may hold an earlier request's residuals
+        if (stepGraph is var (graph, model) && scheduler is ILinearScheduler && blend is null && !inpaintingUNet && control is null && unet.CanStepInPlace)
+        {
+            _inPlace = unet.StepInPlace(graph, model, guided);
+        }
     }
+
+    /// <summary>Whether the latents stay on the UNet's device between steps (see the constructor's stepGraph).</summary>
+    public bool StepsInPlace => _inPlace is not null;
 
     /// <summary>The request's index of this batch's first image.</summary>
     public int First { get; }
@@ -78,17 +95,29 @@ internal sealed class DenoisingBatch
     /// <summary>Images in this batch.</summary>
     public int Count { get; }
 
-    /// <summary>The current latents [Count, C, h, w].</summary>
-    public float[] Latents { get; }
+    /// <summary>The current latents [Count, C, h, w] (copied from the device first when they are stepped there).</summary>
+    public float[] Latents
+    {
+        get
+        {
+            if (_latentsOnDevice)
+            {
+                _inPlace!.Download(_latents.AsSpan(0, Count * _perImage));
+                _latentsOnDevice = false;
+            }
+            return _latents;
+        }
+    }
 
     /// <summary>Step index <paramref name="stepIndex"/>: one UNet evaluation (CFG rows included), guidance, the scheduler's step.</summary>
     public void Step(int stepIndex, float guidanceScale, RunOptions runOptions)
     {
-        _scheduler.ScaleModelInput(Latents, stepIndex, _scaled);
-        for (int r = 0; r < _rows; r++)
+        if (_inPlace is not null)
         {
-            _scaled.AsSpan(r % Count * _perImage, _perImage).CopyTo(_modelInput.AsSpan(r * _perRow));
+            StepInPlace(_inPlace, stepIndex, guidanceScale, runOptions);
+            return;
         }
+        WriteModelInput(stepIndex);
         if (_control is not null)
         {
             var controlInput = _modelInput.AsSpan();
@@ -105,9 +134,40 @@ internal sealed class DenoisingBatch
             int half = Count * _perImage;
             CombineGuidance(_modelOutput.AsSpan(0, half), _modelOutput.AsSpan(half), guidanceScale, _guidedOutput);
         }
-        _scheduler.Step(_guidedOutput, stepIndex, Latents, _step, _noise);
-        _step.PrevSample.CopyTo(Latents, 0);
-        _blend?.Apply(_scheduler, stepIndex + 1, Latents);
+        _scheduler.Step(_guidedOutput, stepIndex, _latents, _step, _noise);
+        _step.PrevSample.CopyTo(_latents, 0);
+        _blend?.Apply(_scheduler, stepIndex + 1, _latents);
+    }
+
+    /// <summary>The UNet's input rows for step <paramref name="stepIndex"/>: the scaled latents, once per row.</summary>
+    private void WriteModelInput(int stepIndex)
+    {
+        _scheduler.ScaleModelInput(Latents, stepIndex, _scaled);
+        for (int r = 0; r < _rows; r++)
+        {
+            _scaled.AsSpan(r % Count * _perImage, _perImage).CopyTo(_modelInput.AsSpan(r * _perRow));
+        }
+    }
+
+    /// <summary>
+    /// The step with the latents on the UNet's device: its input is written from the host only on the batch's first
+    /// step; after that, each step's graph writes the next one's input where the UNet reads it. (<see cref="Latents"/>
+    /// is only read between steps: previews and a hires pass copy it.)
+    /// </summary>
+    private void StepInPlace(DeviceLatents inPlace, int stepIndex, float guidanceScale, RunOptions runOptions)
+    {
+        if (!_inPlaceStarted)
+        {
+            WriteModelInput(stepIndex);
+            _unet.WriteSample(_modelInput);
+            inPlace.Start(_latents.AsSpan(0, Count * _perImage));
+            _inPlaceStarted = true;
+        }
+        _unet.RunInPlace(_scheduler.Timesteps[stepIndex], runOptions);
+        var step = ((ILinearScheduler)_scheduler).NextStep(stepIndex);
+        float nextScale = stepIndex + 1 < _scheduler.Timesteps.Count ? _scheduler.InputScale(stepIndex + 1) : 1f;
+        inPlace.Step(step, guidanceScale, nextScale, _noise, runOptions);
+        _latentsOnDevice = true;
     }
 
     /// <summary>ε = ε_neg + g·(ε_pos − ε_neg), vectorised (same float operations, same results as the scalar form).</summary>

@@ -189,6 +189,9 @@ internal sealed class UNetRun : IDisposable
     private readonly DeviceTensor? _deviceOutput;
     private readonly RunOptions? _graphRunOptions;
     private readonly OrtIoBinding _binding;
+    private readonly int? _deviceId;
+    private DeviceLatents? _inPlace;
+    private bool _inPlaceGuided;
 
     internal UNetRun(UNet unet, OnnxComponent component, int batch, int channels, int height, int width, IReadOnlyList<UNetCondition> conditions,
         UNetPlacement placement, int? graphId)
@@ -216,6 +219,7 @@ internal sealed class UNetRun : IDisposable
         _binding = component.Session.CreateIoBinding();
         try
         {
+            _deviceId = placement.DeviceId;
             if (placement.DeviceId is int device)
             {
                 _deviceSample = new DeviceTensor(_sample, device);
@@ -316,8 +320,7 @@ internal sealed class UNetRun : IDisposable
     /// <summary>Evaluates the UNet on <paramref name="sample"/> [batch, C, h, w] at <paramref name="timestep"/>.</summary>
     public void Run(ReadOnlySpan<float> sample, double timestep, Span<float> output, RunOptions runOptions)
     {
-        _timestep.Fill(timestep);
-        _deviceTimestep?.Upload();
+        WriteTimestep(timestep);
         for (int start = 0; start < _batch; start += _chunk)
         {
             for (int r = 0; r < _chunk; r++)
@@ -339,27 +342,83 @@ internal sealed class UNetRun : IDisposable
             {
                 foreach (var condition in _deviceConditions) condition.Upload();
             }
-            if (_graphRunOptions is not null)
-            {
-                // A graph replay cannot be interrupted: a cancelled request stops before it instead.
-                if (runOptions.Terminate)
-                {
-                    throw new OperationCanceledException("The generation was cancelled.");
-                }
-                _component.RunWithBinding(_graphRunOptions, _binding);
-            }
-            else
-            {
-                _component.RunWithBinding(runOptions, _binding);
-            }
+            Invoke(runOptions);
             _deviceOutput?.Download();
             int keep = Math.Min(_chunk, _batch - start);
             _output.Read(output.Slice(start * _perOutput, keep * _perOutput));
         }
     }
 
+    /// <summary>
+    /// Whether the whole batch is one run and the output has the input's shape: then the UNet can take its input from,
+    /// and leave its output for, a step on its own device (<see cref="StepInPlace"/>).
+    /// </summary>
+    internal bool CanStepInPlace => _chunk == _batch && _perOutput == _perSample;
+
+    /// <summary>
+    /// The latents of this run's images kept beside its bound buffers, stepped by <paramref name="graph"/>
+    /// (<see cref="CanStepInPlace"/> runs only); made on first use and kept with the run.
+    /// </summary>
+    internal DeviceLatents StepInPlace(StepGraph graph, UNet unet, bool guided)
+    {
+        if (!CanStepInPlace)
+        {
+            throw new InvalidOperationException("This UNet run is split into fixed-batch chunks or changes the channel count; it cannot step in place.");
+        }
+        if (_inPlace is { } kept && _inPlaceGuided == guided)
+        {
+            return kept;
+        }
+        _inPlace?.Dispose();
+        _inPlace = null;
+        var session = graph.Session(unet.OutputType, unet.SampleType, guided);
+        _inPlace = new DeviceLatents(graph, session, guided ? _batch / 2 : _batch, _channels, _height, _width,
+            _deviceOutput?.Value ?? _output.Value, _deviceSample?.Value ?? _sample.Value, _deviceId);
+        _inPlaceGuided = guided;
+        return _inPlace;
+    }
+
+    /// <summary>Writes the whole batch's UNet input (<see cref="CanStepInPlace"/> runs): the first step of a batch stepped in place.</summary>
+    internal void WriteSample(ReadOnlySpan<float> sample)
+    {
+        _sample.Write(sample[..(_batch * _perSample)]);
+        _deviceSample?.Upload();
+    }
+
+    /// <summary>Evaluates the UNet on the input already in its bound buffer, leaving the output in its bound buffer.</summary>
+    internal void RunInPlace(double timestep, RunOptions runOptions)
+    {
+        WriteTimestep(timestep);
+        WriteResiduals(0);
+        Invoke(runOptions);
+    }
+
+    private void WriteTimestep(double timestep)
+    {
+        _timestep.Fill(timestep);
+        _deviceTimestep?.Upload();
+    }
+
+    private void Invoke(RunOptions runOptions)
+    {
+        if (_graphRunOptions is not null)
+        {
+            // A graph replay cannot be interrupted: a cancelled request stops before it instead.
+            if (runOptions.Terminate)
+            {
+                throw new OperationCanceledException("The generation was cancelled.");
+            }
+            _component.RunWithBinding(_graphRunOptions, _binding);
+        }
+        else
+        {
+            _component.RunWithBinding(runOptions, _binding);
+        }
+    }
+
     public void Dispose()
     {
+        _inPlace?.Dispose();
         _binding.Dispose();
         _graphRunOptions?.Dispose();
         _deviceSample?.Dispose();

@@ -1,0 +1,166 @@
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using RenderFarm.Diffusion.Models;
+using RenderFarm.Diffusion.Schedulers;
+
+namespace RenderFarm.Diffusion.Tests;
+
+/// <summary>
+/// Guidance and the scheduler's step on the UNet's device (<see cref="DiffusionOptions.StepOnDevice"/>). On a GPU the
+/// step graph reads and writes CUDA buffers; here it runs on the CPU provider over the same bindings, which is every
+/// part but the memory it binds: the graph's maths against the host step, the loop that hands the UNet's output to the
+/// step and the step's output back to the UNet, the latents read back for previews and the VAE, and which requests
+/// stay on the host.
+/// </summary>
+public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels>
+{
+    private static readonly LinearStep EveryTerm = new()
+    {
+        OriginalFromSample = 0.9f,
+        OriginalFromOutput = -0.4f,
+        ClipRange = 1.5f,
+        ReportedFromOriginal = 0.8f,
+        ReportedFromSample = 0.15f,
+        NextFromSample = 0.7f,
+        NextFromReported = 0.35f,
+        NextFromPrevious = -0.2f,
+        NextFromOutput = 0.25f,
+        NextFromNoise = 0.3f,
+        DrawsNoise = true,
+    };
+
+    [Theory]
+    [InlineData(true, TensorElementType.Float, TensorElementType.Float)]
+    [InlineData(false, TensorElementType.Float, TensorElementType.Float)]
+    [InlineData(true, TensorElementType.Float16, TensorElementType.Float16)]
+    [InlineData(false, TensorElementType.Float16, TensorElementType.Float)]
+    public void TheStepGraphComputesTheHostsGuidanceStepAndNextInput(bool guided, TensorElementType outputType, TensorElementType inputType)
+    {
+        const int images = 2, channels = 4, side = 8, per = channels * side * side;
+        int rows = guided ? 2 * images : images;
+        var random = new Random(7);
+        float[] Values(int count, float scale) => Enumerable.Range(0, count).Select(_ => (float)(random.NextDouble() * 2 - 1) * scale).ToArray();
+        var output = Values(rows * per, 2f);
+        var sample = Values(images * per, 3f);
+        var previous = Values(images * per, 1f);
+        var noise = Values(images * per, 1f);
+        if (outputType == TensorElementType.Float16)
+        {
+            output = output.Select(v => (float)(Half)v).ToArray(); // what the UNet's float16 output holds
+        }
+        const float guidance = 6.5f, nextScale = 0.6f;
+
+        // The host: guidance as DenoisingBatch combines it, the step as the scheduler applies it, the scaled rows.
+        var guidedOutput = output;
+        if (guided)
+        {
+            guidedOutput = new float[images * per];
+            for (int i = 0; i < guidedOutput.Length; i++) guidedOutput[i] = output[i] + guidance * (output[images * per + i] - output[i]);
+        }
+        var reported = new float[images * per];
+        var next = new float[images * per];
+        EveryTerm.Apply(guidedOutput, sample, previous, noise, reported, next);
+        Assert.Contains(reported, v => Math.Abs(v) > 1.2f); // the clip bounds x₀, not d: d can leave ±1.5 · M
+
+        var coefficients = new float[StepGraph.Coefficients];
+        StepGraph.WriteCoefficients(EveryTerm, guidance, nextScale, coefficients);
+        using var session = new InferenceSession(StepGraph.Model(outputType, inputType, guided));
+        long[] rowShape = [rows, channels, side, side], imageShape = [images, channels, side, side];
+        using var outputValue = outputType == TensorElementType.Float
+            ? OrtValue.CreateTensorValueFromMemory(output, rowShape)
+            : OrtValue.CreateTensorValueFromMemory(output.Select(v => (Float16)v).ToArray(), rowShape);
+        using var sampleValue = OrtValue.CreateTensorValueFromMemory(sample, imageShape);
+        using var previousValue = OrtValue.CreateTensorValueFromMemory(previous, imageShape);
+        using var noiseValue = OrtValue.CreateTensorValueFromMemory(noise, imageShape);
+        using var coefficientValue = OrtValue.CreateTensorValueFromMemory(coefficients, [StepGraph.Coefficients, 1, 1, 1]);
+        using var results = session.Run(new RunOptions(),
+            [StepGraph.OutputName, StepGraph.SampleName, StepGraph.PreviousName, StepGraph.NoiseName, StepGraph.CoefficientsName],
+            [outputValue, sampleValue, previousValue, noiseValue, coefficientValue],
+            [StepGraph.NextSampleName, StepGraph.ReportedName, StepGraph.ModelInputName]);
+
+        AssertClose(next, results[0].GetTensorDataAsSpan<float>().ToArray(), 1e-5, "next sample");
+        AssertClose(reported, results[1].GetTensorDataAsSpan<float>().ToArray(), 1e-5, "reported x0");
+        Assert.Equal(inputType, results[2].GetTensorTypeAndShape().ElementDataType);
+        Assert.Equal(rowShape, results[2].GetTensorTypeAndShape().Shape);
+        var modelInput = inputType == TensorElementType.Float
+            ? results[2].GetTensorDataAsSpan<float>().ToArray()
+            : results[2].GetTensorDataAsSpan<Float16>().ToArray().Select(v => v.ToFloat()).ToArray();
+        var expectedInput = Enumerable.Range(0, rows).SelectMany(r => next.Skip(r % images * per).Take(per).Select(v => v * nextScale)).ToArray();
+        // float16 rounds to 11 bits: half a unit in the last place is 2⁻¹¹ of the value.
+        AssertClose(expectedInput, modelInput, inputType == TensorElementType.Float ? 1e-5 : 1e-3, "next model input");
+    }
+
+    [Theory]
+    [InlineData("tiny", "euler", 7.5f)]
+    [InlineData("tiny", "euler_a", 7.5f)]       // fresh noise each step, drawn on the host and sent up
+    [InlineData("tiny", "ddim", 7.5f)]
+    [InlineData("tiny", "dpmpp_2m_karras", 7.5f)] // the previous step's x₀ stays on the device too
+    [InlineData("tiny", "euler", 1f)]           // no guidance rows
+    [InlineData("tiny-fp16", "euler_a", 5f)]    // float16 UNet input and output, cast in the graph
+    [InlineData("tiny-lcm", "lcm", 8f)]         // guidance embedded in the UNet: one row per image
+    public async Task LatentsSteppedOnTheDeviceMatchTheHostSteps(string preset, string scheduler, float guidance)
+    {
+        var directory = models.Directory(preset);
+        using var host = StableDiffusionPipeline.Load(directory, new DiffusionOptions { Batching = ModelBatching.Batch, StepOnDevice = false });
+        using var device = StableDiffusionPipeline.Load(directory, new DiffusionOptions { Batching = ModelBatching.Batch, StepOnDevice = true });
+        // Previews read the latents back between steps; the steps must go on from where they were.
+        var request = new GenerationRequest([new("a red fox in the snow", "blurry", 11), new("a lighthouse", "", 12)], 64, 64, 6, guidance, scheduler, preset)
+        {
+            Previews = true,
+            PreviewEvery = 2,
+        };
+        var previews = new List<StepProgress>();
+        var expected = await host.RenderLatentsAsync(request);
+        var actual = await device.RenderLatentsAsync(request, new SynchronousProgress(previews.Add));
+
+        Assert.Null(host.Statistics.DeviceSteps);
+        Assert.Equal(6, device.Statistics.DeviceSteps!.Runs); // one batch, every step on the device
+        Assert.Equal(3, previews.Count(p => p.Preview is not null));
+        double scale = expected.Max(Math.Abs);
+        Assert.True(scale > 0.1, "the latents are not trivially small");
+        // The graph multiplies and adds where the host may fuse them (FMA): rounding differs, the trajectory does not.
+        AssertClose(expected, actual, 1e-3 * scale, $"{preset} {scheduler} latents");
+
+        // And the images: decoded from latents read back after the last step.
+        var hostImages = await host.GenerateAsync(request with { Previews = false });
+        var deviceImages = await device.GenerateAsync(request with { Previews = false });
+        for (int i = 0; i < hostImages.Count; i++)
+        {
+            var a = PngPixels.Decode(hostImages[i].Png);
+            var b = PngPixels.Decode(deviceImages[i].Png);
+            Assert.True(a.Zip(b).All(p => Math.Abs(p.First - p.Second) <= 1), $"image {i} moved by more than a level");
+        }
+    }
+
+    [Fact]
+    public async Task SchedulersThatAreNotLinearMapsStepOnTheHost()
+    {
+        using var device = StableDiffusionPipeline.Load(models.Directory("tiny"), new DiffusionOptions { StepOnDevice = true });
+        var request = new GenerationRequest([new("a boat", "", 3)], 64, 64, 4, 7.5f, "lms", "tiny");
+        var images = await device.GenerateAsync(request);
+        Assert.Single(images);
+        Assert.Equal(0, device.Statistics.DeviceSteps!.Runs);
+
+        await device.GenerateAsync(request with { Scheduler = "euler" });
+        Assert.Equal(4, device.Statistics.DeviceSteps!.Runs);
+    }
+
+    [Fact]
+    public void TheDefaultStepsOnTheDeviceOnlyForGpuProviders()
+    {
+        using var cpu = StableDiffusionPipeline.Load(models.Directory("tiny"));
+        Assert.Null(cpu.Statistics.DeviceSteps);
+        Assert.Equal(new DiffusionOptions { ExecutionProvider = "cuda", Cuda = new CudaOptions { CudaGraph = false } },
+            ExecutionProviders.ForStepGraph(new DiffusionOptions { ExecutionProvider = "tensorrt", Cuda = new CudaOptions { CudaGraph = true } }));
+    }
+
+    private static void AssertClose(IReadOnlyList<float> expected, IReadOnlyList<float> actual, double tolerance, string what)
+    {
+        Assert.Equal(expected.Count, actual.Count);
+        for (int i = 0; i < expected.Count; i++)
+        {
+            double allowed = tolerance * Math.Max(1, Math.Abs(expected[i]));
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= allowed, $"{what}[{i}]: expected {expected[i]}, got {actual[i]}");
+        }
+    }
+}
