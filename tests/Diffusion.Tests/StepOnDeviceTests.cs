@@ -97,6 +97,7 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
     [InlineData("tiny", "dpmpp_2m_karras", 7.5f)] // the previous step's x₀ stays on the device too
     [InlineData("tiny", "euler", 1f)]           // no guidance rows
     [InlineData("tiny-fp16", "euler_a", 5f)]    // float16 UNet input and output, cast in the graph
+    [InlineData("tiny-sdxl", "euler", 5f)]      // two text encoders' conditions bound beside the step's buffers
     [InlineData("tiny-lcm", "lcm", 8f)]         // guidance embedded in the UNet: one row per image
     public async Task LatentsSteppedOnTheDeviceMatchTheHostSteps(string preset, string scheduler, float guidance)
     {
@@ -129,6 +130,28 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
             var a = PngPixels.Decode(hostImages[i].Png);
             var b = PngPixels.Decode(deviceImages[i].Png);
             Assert.True(a.Zip(b).All(p => Math.Abs(p.First - p.Second) <= 1), $"image {i} moved by more than a level");
+        }
+    }
+
+    [Fact]
+    public async Task AHiresPassAndAHandOffEndingEarlyReadTheLatentsFromTheDevice()
+    {
+        var directory = models.Directory("tiny");
+        using var host = StableDiffusionPipeline.Load(directory, new DiffusionOptions { StepOnDevice = false });
+        using var device = StableDiffusionPipeline.Load(directory, new DiffusionOptions { StepOnDevice = true });
+        // The hires pass upscales the first pass's latents; a refiner hand-off stops the loop before its last step.
+        var hires = new GenerationRequest([new("a lighthouse at dusk", "blurry", 5)], 64, 64, 6, 7.5f, "dpmpp_2m", "tiny")
+        {
+            Hires = new HiresFix(1.5f, 0.5f, Steps: 4, Upscaler: GenerationRules.UpscaleRule.Latent),
+        };
+        var handOff = new GenerationRequest([new("a red fox", "", 6)], 64, 64, 8, 7.5f, "euler", "tiny") { DenoisingEnd = 0.6f };
+        foreach (var request in new[] { hires, handOff })
+        {
+            long before = device.Statistics.DeviceSteps!.Runs;
+            var expected = await host.RenderLatentsAsync(request);
+            var actual = await device.RenderLatentsAsync(request);
+            Assert.True(device.Statistics.DeviceSteps!.Runs > before);
+            AssertClose(expected, actual, 1e-3 * expected.Max(Math.Abs), "latents");
         }
     }
 
