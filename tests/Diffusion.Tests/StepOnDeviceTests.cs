@@ -29,13 +29,35 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
         DrawsNoise = true,
     };
 
-    [Theory]
-    [InlineData(true, TensorElementType.Float, TensorElementType.Float)]
-    [InlineData(false, TensorElementType.Float, TensorElementType.Float)]
-    [InlineData(true, TensorElementType.Float16, TensorElementType.Float16)]
-    [InlineData(false, TensorElementType.Float16, TensorElementType.Float)]
-    public void TheStepGraphComputesTheHostsGuidanceStepAndNextInput(bool guided, TensorElementType outputType, TensorElementType inputType)
+    private const int All = (int)(StepTerms.Clip | StepTerms.Mix | StepTerms.Previous | StepTerms.Output | StepTerms.Noise);
+
+    /// <summary><see cref="EveryTerm"/> with the terms <paramref name="terms"/> does not name taken out (0, or 1 for M, ∞ for the clip).</summary>
+    private static LinearStep With(StepTerms terms) => EveryTerm with
     {
+        ClipRange = terms.HasFlag(StepTerms.Clip) ? EveryTerm.ClipRange : float.PositiveInfinity,
+        ReportedFromOriginal = terms.HasFlag(StepTerms.Mix) ? EveryTerm.ReportedFromOriginal : 1f,
+        ReportedFromSample = terms.HasFlag(StepTerms.Mix) ? EveryTerm.ReportedFromSample : 0f,
+        NextFromPrevious = terms.HasFlag(StepTerms.Previous) ? EveryTerm.NextFromPrevious : 0f,
+        NextFromOutput = terms.HasFlag(StepTerms.Output) ? EveryTerm.NextFromOutput : 0f,
+        NextFromNoise = terms.HasFlag(StepTerms.Noise) ? EveryTerm.NextFromNoise : 0f,
+    };
+
+    [Theory]
+    [InlineData(true, TensorElementType.Float, TensorElementType.Float, All)]
+    [InlineData(false, TensorElementType.Float, TensorElementType.Float, All)]
+    [InlineData(true, TensorElementType.Float16, TensorElementType.Float16, All)]
+    [InlineData(false, TensorElementType.Float16, TensorElementType.Float, All)]
+    [InlineData(true, TensorElementType.Float, TensorElementType.Float, (int)(StepTerms.None))]                        // Euler
+    [InlineData(true, TensorElementType.Float16, TensorElementType.Float16, (int)(StepTerms.Noise))]                   // Euler a
+    [InlineData(true, TensorElementType.Float, TensorElementType.Float, (int)(StepTerms.Previous))]                    // DPM++ 2M
+    [InlineData(true, TensorElementType.Float, TensorElementType.Float, (int)(StepTerms.Clip | StepTerms.Output))]     // DDIM, clip_sample
+    [InlineData(false, TensorElementType.Float, TensorElementType.Float, (int)(StepTerms.Mix | StepTerms.Noise))]      // LCM
+    [InlineData(true, TensorElementType.Float, TensorElementType.Float, (int)(StepTerms.Mix))]
+    public void TheStepGraphComputesTheHostsGuidanceStepAndNextInput(bool guided, TensorElementType outputType, TensorElementType inputType, int termFlags)
+    {
+        var terms = (StepTerms)termFlags; // StepTerms is internal; a public test takes its value
+        var step = With(terms);
+        Assert.Equal(terms, step.Terms());
         const int images = 2, channels = 4, side = 8, per = channels * side * side;
         int rows = guided ? 2 * images : images;
         var random = new Random(7);
@@ -59,12 +81,12 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
         }
         var reported = new float[images * per];
         var next = new float[images * per];
-        EveryTerm.Apply(guidedOutput, sample, previous, noise, reported, next);
-        Assert.Contains(reported, v => Math.Abs(v) > 1.2f); // the clip bounds x₀, not d: d can leave ±1.5 · M
+        step.Apply(guidedOutput, sample, previous, noise, reported, next);
 
         var coefficients = new float[StepGraph.Coefficients];
+        // EveryTerm's coefficients, the absent terms' included: a graph without a term must not read its coefficient.
         StepGraph.WriteCoefficients(EveryTerm, guidance, nextScale, coefficients);
-        using var session = new InferenceSession(StepGraph.Model(outputType, inputType, guided));
+        using var session = new InferenceSession(StepGraph.Model(outputType, inputType, guided, terms));
         long[] rowShape = [rows, channels, side, side], imageShape = [images, channels, side, side];
         using var outputValue = outputType == TensorElementType.Float
             ? OrtValue.CreateTensorValueFromMemory(output, rowShape)

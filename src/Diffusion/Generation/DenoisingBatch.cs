@@ -86,9 +86,6 @@ internal sealed class DenoisingBatch
         }
     }
 
-    /// <summary>Whether the latents stay on the UNet's device between steps (see the constructor's stepGraph).</summary>
-    public bool StepsInPlace => _inPlace is not null;
-
     /// <summary>The request's index of this batch's first image.</summary>
     public int First { get; }
 

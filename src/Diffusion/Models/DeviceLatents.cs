@@ -1,4 +1,5 @@
 using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
 using RenderFarm.Diffusion.Schedulers;
 using RenderFarm.Diffusion.Tensors;
 
@@ -9,12 +10,18 @@ namespace RenderFarm.Diffusion.Models;
 /// <see cref="StepGraph"/>: each step reads the UNet's bound output and writes its bound input, so between steps only
 /// the step's coefficients (and a stochastic scheduler's fresh noise) go up, and nothing comes down until the latents
 /// are read (<see cref="Download"/>: a preview, the VAE). Samples and d alternate between two buffers each, one
-/// binding per parity, all allocated once with the run they belong to.
+/// binding per parity (and per graph: steps with other <see cref="StepTerms"/> run other graphs), all made once with the
+/// run they belong to.
 /// </summary>
 internal sealed class DeviceLatents : IDisposable
 {
     private readonly StepGraph _graph;
-    private readonly InferenceSession _session;
+    private readonly TensorElementType _outputType;
+    private readonly TensorElementType _inputType;
+    private readonly bool _guided;
+    private readonly OrtValue _modelOutput;
+    private readonly OrtValue _modelInput;
+    private readonly Dictionary<InferenceSession, OrtIoBinding[]> _bindings = [];
     private readonly TensorBuffer[] _samples = new TensorBuffer[2];
     private readonly TensorBuffer[] _reported = new TensorBuffer[2];
     private readonly TensorBuffer _noise;
@@ -23,13 +30,14 @@ internal sealed class DeviceLatents : IDisposable
     private readonly DeviceTensor[]? _deviceReported;
     private readonly DeviceTensor? _deviceNoise;
     private readonly DeviceTensor? _deviceCoefficients;
-    private readonly OrtIoBinding[] _bindings = new OrtIoBinding[2];
     private readonly float[] _noiseValues;
     private readonly float[] _coefficientValues = new float[StepGraph.Coefficients];
     private int _parity;
 
     /// <param name="graph">The step graph.</param>
-    /// <param name="session">Its session for the UNet's element types and guidance.</param>
+    /// <param name="outputType">The UNet's output element type.</param>
+    /// <param name="inputType">The UNet's sample element type.</param>
+    /// <param name="guided">Whether the UNet's rows are [negatives; positives].</param>
     /// <param name="images">Images (rows without the guidance rows).</param>
     /// <param name="channels">Latent channels.</param>
     /// <param name="height">Latent height.</param>
@@ -37,19 +45,24 @@ internal sealed class DeviceLatents : IDisposable
     /// <param name="modelOutput">The UNet run's bound output ([rows, C, h, w]).</param>
     /// <param name="modelInput">The UNet run's bound sample input ([rows, C, h, w]).</param>
     /// <param name="deviceId">The CUDA device of the UNet's buffers, or null when they are host memory.</param>
-    public DeviceLatents(StepGraph graph, InferenceSession session, int images, int channels, int height, int width, OrtValue modelOutput, OrtValue modelInput, int? deviceId)
+    public DeviceLatents(StepGraph graph, TensorElementType outputType, TensorElementType inputType, bool guided,
+        int images, int channels, int height, int width, OrtValue modelOutput, OrtValue modelInput, int? deviceId)
     {
         _graph = graph;
-        _session = session;
+        _outputType = outputType;
+        _inputType = inputType;
+        _guided = guided;
+        _modelOutput = modelOutput;
+        _modelInput = modelInput;
         try
         {
             for (int p = 0; p < 2; p++)
             {
-                _samples[p] = TensorBuffer.Create(Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float, images, channels, height, width);
-                _reported[p] = TensorBuffer.Create(Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float, images, channels, height, width);
+                _samples[p] = TensorBuffer.Create(TensorElementType.Float, images, channels, height, width);
+                _reported[p] = TensorBuffer.Create(TensorElementType.Float, images, channels, height, width);
             }
-            _noise = TensorBuffer.Create(Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float, images, channels, height, width);
-            _coefficients = TensorBuffer.Create(Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float, StepGraph.Coefficients, 1, 1, 1);
+            _noise = TensorBuffer.Create(TensorElementType.Float, images, channels, height, width);
+            _coefficients = TensorBuffer.Create(TensorElementType.Float, StepGraph.Coefficients, 1, 1, 1);
             _noiseValues = new float[_noise.Length];
             if (deviceId is int device)
             {
@@ -57,19 +70,6 @@ internal sealed class DeviceLatents : IDisposable
                 _deviceReported = _reported.Select(b => new DeviceTensor(b, device)).ToArray();
                 _deviceNoise = new DeviceTensor(_noise, device);
                 _deviceCoefficients = new DeviceTensor(_coefficients, device);
-                _deviceNoise.Upload(); // zeros: 0 × whatever cudaMalloc left could be NaN
-            }
-            for (int p = 0; p < 2; p++)
-            {
-                var binding = _bindings[p] = session.CreateIoBinding();
-                binding.BindInput(StepGraph.OutputName, modelOutput);
-                binding.BindInput(StepGraph.SampleName, Sample(p));
-                binding.BindInput(StepGraph.PreviousName, Reported(1 - p));
-                binding.BindInput(StepGraph.NoiseName, _deviceNoise?.Value ?? _noise.Value);
-                binding.BindInput(StepGraph.CoefficientsName, _deviceCoefficients?.Value ?? _coefficients.Value);
-                binding.BindOutput(StepGraph.NextSampleName, Sample(1 - p));
-                binding.BindOutput(StepGraph.ReportedName, Reported(p));
-                binding.BindOutput(StepGraph.ModelInputName, modelInput);
             }
         }
         catch
@@ -77,6 +77,38 @@ internal sealed class DeviceLatents : IDisposable
             Dispose();
             throw;
         }
+    }
+
+    /// <summary>The bindings of <paramref name="session"/>, one per parity, made on its first step.</summary>
+    private OrtIoBinding[] Bindings(InferenceSession session)
+    {
+        if (_bindings.TryGetValue(session, out var bindings))
+        {
+            return bindings;
+        }
+        bindings = new OrtIoBinding[2];
+        try
+        {
+            for (int p = 0; p < 2; p++)
+            {
+                var binding = bindings[p] = session.CreateIoBinding();
+                binding.BindInput(StepGraph.OutputName, _modelOutput);
+                binding.BindInput(StepGraph.SampleName, Sample(p));
+                binding.BindInput(StepGraph.PreviousName, Reported(1 - p));
+                binding.BindInput(StepGraph.NoiseName, _deviceNoise?.Value ?? _noise.Value);
+                binding.BindInput(StepGraph.CoefficientsName, _deviceCoefficients?.Value ?? _coefficients.Value);
+                binding.BindOutput(StepGraph.NextSampleName, Sample(1 - p));
+                binding.BindOutput(StepGraph.ReportedName, Reported(p));
+                binding.BindOutput(StepGraph.ModelInputName, _modelInput);
+            }
+        }
+        catch
+        {
+            foreach (var binding in bindings) binding?.Dispose();
+            throw;
+        }
+        _bindings[session] = bindings;
+        return bindings;
     }
 
     private OrtValue Sample(int parity) => _deviceSamples?[parity].Value ?? _samples[parity].Value;
@@ -89,12 +121,7 @@ internal sealed class DeviceLatents : IDisposable
         _parity = 0;
         _samples[0].Write(latents);
         _deviceSamples?[0].Upload();
-        // A multistep solver's first step weighs the previous d by 0, and 0 × a NaN left by an earlier request is NaN.
-        for (int p = 0; p < 2; p++)
-        {
-            _reported[p].Clear();
-            _deviceReported?[p].Upload();
-        }
+        // The previous d is not cleared: a step's graph reads it only when the scheduler weighs it (after its first step).
     }
 
     /// <summary>
@@ -112,7 +139,8 @@ internal sealed class DeviceLatents : IDisposable
         StepGraph.WriteCoefficients(step, guidanceScale, nextInputScale, _coefficientValues);
         _coefficients.Write(_coefficientValues);
         _deviceCoefficients?.Upload();
-        _graph.Run(_session, runOptions, _bindings[_parity]);
+        var session = _graph.Session(_outputType, _inputType, _guided, step.Terms());
+        _graph.Run(session, runOptions, Bindings(session)[_parity]);
         _parity ^= 1;
     }
 
@@ -125,7 +153,7 @@ internal sealed class DeviceLatents : IDisposable
 
     public void Dispose()
     {
-        foreach (var binding in _bindings) binding?.Dispose();
+        foreach (var binding in _bindings.Values.SelectMany(b => b)) binding.Dispose();
         foreach (var buffer in _deviceSamples ?? []) buffer.Dispose();
         foreach (var buffer in _deviceReported ?? []) buffer.Dispose();
         _deviceNoise?.Dispose();

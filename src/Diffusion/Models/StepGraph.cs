@@ -11,19 +11,20 @@ namespace RenderFarm.Diffusion.Models;
 /// the UNet reads it, so the latents never leave the device between steps. Its inputs are the UNet output
 /// ([rows, C, h, w], the UNet's element type), the sample, the previous step's d and fresh noise ([images, C, h, w],
 /// float32) and <see cref="Coefficients"/> float32 values; its outputs the next sample, this step's d and the next
-/// UNet input (scaled, repeated for the guidance rows, in the UNet's input type). One session per element types and
-/// guidance, built once per pipeline.
+/// UNet input (scaled, repeated for the guidance rows, in the UNet's input type). A graph has only the
+/// <see cref="StepTerms"/> its step uses, since each element-wise node is a kernel launch on a GPU (an Euler step with
+/// guidance is 16 nodes, every term 26). One session per element types, guidance and terms, built when first used.
 /// </summary>
 internal sealed class StepGraph : IDisposable
 {
     /// <summary>Coefficients, in the order the graph reads them.</summary>
-    public const int Coefficients = 12;
+    public const int Coefficients = 13;
 
     public const string OutputName = "output", SampleName = "sample", PreviousName = "previous", NoiseName = "noise", CoefficientsName = "coefficients";
     public const string NextSampleName = "next_sample", ReportedName = "reported", ModelInputName = "model_input";
 
     private readonly Func<SessionOptions> _sessionOptions;
-    private readonly Dictionary<(TensorElementType, TensorElementType, bool), InferenceSession> _sessions = [];
+    private readonly Dictionary<(TensorElementType, TensorElementType, bool, StepTerms), InferenceSession> _sessions = [];
     private readonly Lock _lock = new();
     private long _runs;
     private long _runTicks;
@@ -31,16 +32,16 @@ internal sealed class StepGraph : IDisposable
     /// <param name="sessionOptions">Options for each session: the UNet's device and provider (no CUDA graph: the step runs apart from the UNet's).</param>
     public StepGraph(Func<SessionOptions> sessionOptions) => _sessionOptions = sessionOptions;
 
-    /// <summary>The session stepping a UNet of these element types, with or without guidance rows.</summary>
-    public InferenceSession Session(TensorElementType outputType, TensorElementType inputType, bool guided)
+    /// <summary>The session stepping a UNet of these element types, with or without guidance rows, with <paramref name="terms"/>.</summary>
+    public InferenceSession Session(TensorElementType outputType, TensorElementType inputType, bool guided, StepTerms terms)
     {
         lock (_lock)
         {
-            var key = (outputType, inputType, guided);
+            var key = (outputType, inputType, guided, terms);
             if (!_sessions.TryGetValue(key, out var session))
             {
                 using var options = _sessionOptions();
-                _sessions[key] = session = new InferenceSession(Model(outputType, inputType, guided), options);
+                _sessions[key] = session = new InferenceSession(Model(outputType, inputType, guided, terms), options);
             }
             return session;
         }
@@ -80,10 +81,15 @@ internal sealed class StepGraph : IDisposable
         destination[9] = step.NextFromOutput;
         destination[10] = step.NextFromNoise;
         destination[11] = nextInputScale;
+        destination[12] = -step.ClipRange;
     }
 
-    /// <summary>The ONNX model (opset 17, no initializers) for UNet outputs of <paramref name="outputType"/> and inputs of <paramref name="inputType"/>.</summary>
-    internal static byte[] Model(TensorElementType outputType, TensorElementType inputType, bool guided)
+    /// <summary>
+    /// The ONNX model (opset 17, no initializers) for UNet outputs of <paramref name="outputType"/> and inputs of
+    /// <paramref name="inputType"/>, with the terms <paramref name="terms"/> names (the others are taken as 0, and a
+    /// graph without them still has their inputs, unread, so one binding's names fit every graph).
+    /// </summary>
+    internal static byte[] Model(TensorElementType outputType, TensorElementType inputType, bool guided, StepTerms terms)
     {
         var graph = new Graph();
         string[] rows = ["rows", "channels", "height", "width"], images = ["images", "channels", "height", "width"];
@@ -96,7 +102,16 @@ internal sealed class StepGraph : IDisposable
         // One [1, 1, 1, 1] tensor per coefficient: they broadcast over the latents.
         var c = graph.Node("Split", [CoefficientsName], Coefficients, ("axis", 0));
         string Scale(string value, int coefficient) => graph.Node("Mul", [value, c[coefficient]]);
-        string Sum(params string[] values) => values.Skip(1).Aggregate(values[0], (sum, value) => graph.Node("Add", [sum, value]));
+        string Sum(string? name, params string[] values)
+        {
+            string sum = values[0];
+            for (int i = 1; i < values.Length; i++)
+            {
+                sum = i == values.Length - 1 && name is not null ? graph.Node("Add", [sum, values[i]], name) : graph.Node("Add", [sum, values[i]]);
+            }
+            return sum;
+        }
+        bool Has(StepTerms term) => (terms & term) != 0;
 
         string output = outputType == TensorElementType.Float ? OutputName : graph.Node("Cast", [OutputName], ("to", (long)TensorElementType.Float));
         string guidedOutput = output;
@@ -106,18 +121,30 @@ internal sealed class StepGraph : IDisposable
             var halves = graph.Node("Split", [output], 2, ("axis", 0));
             guidedOutput = graph.Node("Add", [halves[0], Scale(graph.Node("Sub", [halves[1], halves[0]]), 0)]);
         }
-        string original = Sum(Scale(SampleName, 1), Scale(guidedOutput, 2));
-        string clipped = graph.Node("Max", [graph.Node("Min", [original, c[3]]), graph.Node("Neg", [c[3]])]);
-        graph.Node("Add", [Scale(clipped, 4), Scale(SampleName, 5)], ReportedName);
-        string next = Sum(Scale(SampleName, 6), Scale(ReportedName, 7), Scale(PreviousName, 8), Scale(guidedOutput, 9), Scale(NoiseName, 10));
-        graph.Node("Identity", [next], NextSampleName);
-        string scaled = Scale(NextSampleName, 11);
-        string modelRows = guided ? graph.Node("Concat", [scaled, scaled], ("axis", 0)) : scaled;
-        if (inputType == TensorElementType.Float)
+        // x₀, clipped, then d: whichever is last is the output.
+        bool clip = Has(StepTerms.Clip), mix = Has(StepTerms.Mix);
+        string original = Sum(clip || mix ? null : ReportedName, Scale(SampleName, 1), Scale(guidedOutput, 2));
+        if (clip)
         {
-            graph.Node("Identity", [modelRows], ModelInputName);
+            original = graph.Node("Max", [graph.Node("Min", [original, c[3]]), c[12]], mix ? null : ReportedName);
         }
-        else
+        if (mix)
+        {
+            Sum(ReportedName, Scale(original, 4), Scale(SampleName, 5));
+        }
+        List<string> next = [Scale(SampleName, 6), Scale(ReportedName, 7)];
+        if (Has(StepTerms.Previous)) next.Add(Scale(PreviousName, 8));
+        if (Has(StepTerms.Output)) next.Add(Scale(guidedOutput, 9));
+        if (Has(StepTerms.Noise)) next.Add(Scale(NoiseName, 10));
+        Sum(NextSampleName, [.. next]);
+        // The next input: scaled, repeated for the guidance rows, cast; the last of them writes the bound buffer.
+        bool cast = inputType != TensorElementType.Float;
+        string modelRows = graph.Node("Mul", [NextSampleName, c[11]], guided || cast ? null : ModelInputName);
+        if (guided)
+        {
+            modelRows = graph.Node("Concat", [modelRows, modelRows], cast ? null : ModelInputName, ("axis", 0));
+        }
+        if (cast)
         {
             graph.Node("Cast", [modelRows], ModelInputName, ("to", (long)inputType));
         }
@@ -149,6 +176,7 @@ internal sealed class StepGraph : IDisposable
 
         public string Node(string op, string[] inputs, params (string Name, long Value)[] attributes) => Node(op, inputs, 1, attributes)[0];
 
+
         public string[] Node(string op, string[] inputs, int outputs, params (string Name, long Value)[] attributes)
         {
             var names = Enumerable.Range(0, outputs).Select(_ => $"v{_values++}").ToArray();
@@ -156,7 +184,16 @@ internal sealed class StepGraph : IDisposable
             return names;
         }
 
-        public void Node(string op, string[] inputs, string output, params (string Name, long Value)[] attributes) => Add(op, inputs, [output], attributes);
+        /// <summary>A node whose one output is <paramref name="output"/>, or a fresh name when null.</summary>
+        public string Node(string op, string[] inputs, string? output, params (string Name, long Value)[] attributes)
+        {
+            if (output is null)
+            {
+                return Node(op, inputs, 1, attributes)[0];
+            }
+            Add(op, inputs, [output], attributes);
+            return output;
+        }
 
         private void Add(string op, string[] inputs, string[] outputs, (string Name, long Value)[] attributes)
         {
@@ -227,4 +264,32 @@ internal sealed class StepGraph : IDisposable
             return this;
         }
     }
+}
+
+/// <summary>The optional terms of a <see cref="LinearStep"/>, each a few nodes of the <see cref="StepGraph"/>.</summary>
+[Flags]
+internal enum StepTerms
+{
+    None = 0,
+    /// <summary>x₀ is clipped (a finite <see cref="LinearStep.ClipRange"/>).</summary>
+    Clip = 1,
+    /// <summary>d mixes x₀ with the sample (M ≠ 1 or K ≠ 0).</summary>
+    Mix = 2,
+    /// <summary>x' reads the previous step's d (C ≠ 0).</summary>
+    Previous = 4,
+    /// <summary>x' reads the model output (E ≠ 0).</summary>
+    Output = 8,
+    /// <summary>x' adds fresh noise (D ≠ 0).</summary>
+    Noise = 16,
+}
+
+internal static class StepTermsExtensions
+{
+    /// <summary>The terms <paramref name="step"/> needs.</summary>
+    public static StepTerms Terms(this LinearStep step) =>
+        (float.IsFinite(step.ClipRange) ? StepTerms.Clip : 0)
+        | (step.ReportedFromOriginal != 1f || step.ReportedFromSample != 0f ? StepTerms.Mix : 0)
+        | (step.NextFromPrevious != 0f ? StepTerms.Previous : 0)
+        | (step.NextFromOutput != 0f ? StepTerms.Output : 0)
+        | (step.NextFromNoise != 0f ? StepTerms.Noise : 0);
 }

@@ -371,8 +371,7 @@ internal sealed class UNetRun : IDisposable
         }
         _inPlace?.Dispose();
         _inPlace = null;
-        var session = graph.Session(unet.OutputType, unet.SampleType, guided);
-        _inPlace = new DeviceLatents(graph, session, guided ? _batch / 2 : _batch, _channels, _height, _width,
+        _inPlace = new DeviceLatents(graph, unet.OutputType, unet.SampleType, guided, guided ? _batch / 2 : _batch, _channels, _height, _width,
             _deviceOutput?.Value ?? _output.Value, _deviceSample?.Value ?? _sample.Value, _deviceId);
         _inPlaceGuided = guided;
         return _inPlace;

@@ -139,9 +139,6 @@ internal sealed class TensorBuffer : IDisposable
         }
     }
 
-    /// <summary>Sets every element to zero.</summary>
-    public void Clear() => Array.Clear(_data);
-
     /// <summary>Reads elements [offset, offset + destination.Length) as float32.</summary>
     public void Read(Span<float> destination, int offset = 0)
     {
