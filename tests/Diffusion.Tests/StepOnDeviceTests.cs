@@ -156,6 +156,33 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
     }
 
     [Fact]
+    public void AFailingStepSaysHowToStepOnTheHost()
+    {
+        using var graph = new StepGraph(() => new SessionOptions());
+        var session = graph.Session(TensorElementType.Float, TensorElementType.Float, guided: true, StepTerms.None);
+        // The UNet's output has other latents than the sample: the graph's element-wise nodes refuse them.
+        using var output = OrtValue.CreateTensorValueFromMemory(new float[2 * 4 * 8 * 8], [2, 4, 8, 8]);
+        using var sample = OrtValue.CreateTensorValueFromMemory(new float[4 * 4 * 4], [1, 4, 4, 4]);
+        using var other = OrtValue.CreateTensorValueFromMemory(new float[4 * 4 * 4], [1, 4, 4, 4]);
+        using var coefficients = OrtValue.CreateTensorValueFromMemory(new float[StepGraph.Coefficients], [StepGraph.Coefficients, 1, 1, 1]);
+        using var binding = session.CreateIoBinding();
+        binding.BindInput(StepGraph.OutputName, output);
+        binding.BindInput(StepGraph.SampleName, sample);
+        binding.BindInput(StepGraph.PreviousName, other);
+        binding.BindInput(StepGraph.NoiseName, other);
+        binding.BindInput(StepGraph.CoefficientsName, coefficients);
+        foreach (var name in new[] { StepGraph.NextSampleName, StepGraph.ReportedName, StepGraph.ModelInputName })
+        {
+            binding.BindOutputToDevice(name, OrtMemoryInfo.DefaultInstance);
+        }
+        using var runOptions = new RunOptions();
+
+        var failure = Assert.Throws<GenerationFailedException>(() => graph.Run(session, runOptions, binding));
+        Assert.Contains("StepOnDevice", failure.Message);
+        Assert.Equal(1, graph.Statistics.Runs);
+    }
+
+    [Fact]
     public async Task AHiresPassAndAHandOffEndingEarlyReadTheLatentsFromTheDevice()
     {
         var directory = models.Directory("tiny");

@@ -41,7 +41,14 @@ internal sealed class StepGraph : IDisposable
             if (!_sessions.TryGetValue(key, out var session))
             {
                 using var options = _sessionOptions();
-                _sessions[key] = session = new InferenceSession(Model(outputType, inputType, guided, terms), options);
+                try
+                {
+                    _sessions[key] = session = new InferenceSession(Model(outputType, inputType, guided, terms), options);
+                }
+                catch (OnnxRuntimeException e)
+                {
+                    throw Failed(e);
+                }
             }
             return session;
         }
@@ -59,12 +66,21 @@ internal sealed class StepGraph : IDisposable
         {
             session.RunWithBinding(runOptions, binding);
         }
+        catch (OnnxRuntimeException e) when (!runOptions.Terminate)
+        {
+            throw Failed(e);
+        }
         finally
         {
             Interlocked.Add(ref _runTicks, System.Diagnostics.Stopwatch.GetTimestamp() - start);
             Interlocked.Increment(ref _runs);
         }
     }
+
+    /// <summary>A failure of the step graph, classified as ONNX Runtime's are, saying how to step on the host instead.</summary>
+    private static GenerationFailedException Failed(OnnxRuntimeException e) =>
+        new(GenerationFailure.Classify(e.Message),
+            $"The scheduler step on the device failed (StepOnDevice = false, Farm:StepOnDevice=false on a worker, steps on the host): {ExecutionProviders.FirstLine(e.Message)}", e);
 
     /// <summary>Writes <paramref name="step"/>, the guidance scale and the next step's input scale into the graph's coefficient order.</summary>
     public static void WriteCoefficients(LinearStep step, float guidanceScale, float nextInputScale, Span<float> destination)
