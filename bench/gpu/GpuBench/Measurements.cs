@@ -122,6 +122,60 @@ internal sealed class Measurements(BenchOptions o, Report report)
     }
 
     /// <summary>
+    /// A request with one ControlNet (the preset's architecture, random weights; a gradient as its control image): the
+    /// model directory with the UNet that takes residuals and the ControlNet are written beside the preset's the first
+    /// time. Per batch size: request time, each component's time per run, and the pipeline's own work while it holds the
+    /// models, where the residuals' way between the ControlNet and the UNet shows (they pass through the host).
+    /// </summary>
+    public async Task MeasureControlNetAsync(string directory, DiffusionOptions options, int[] batches, int reps)
+    {
+        string controlDirectory = directory + "-control", library = directory + "-controlnets";
+        var preset = RenderFarm.ModelBuilder.ModelPresets.Get(o.Preset);
+        var clock = Stopwatch.StartNew();
+        if (!File.Exists(Path.Combine(controlDirectory, "controlnet", "model.onnx")))
+        {
+            RenderFarm.ModelBuilder.ModelDirectoryWriter.Write(preset with { ControlNetUNet = true }, controlDirectory, new RenderFarm.ModelBuilder.ModelWriteOptions());
+        }
+        if (!File.Exists(Path.Combine(library, "canny", "model.onnx")))
+        {
+            RenderFarm.ModelBuilder.ControlNetWriter.Write(preset, Path.Combine(library, "canny"));
+        }
+        report.Line($"controlnet: models ready in {clock.Elapsed.TotalSeconds:F1} s");
+        using var pipeline = StableDiffusionPipeline.Load(controlDirectory, options,
+            new ModelExtensions { ControlNets = new RenderFarm.Diffusion.ControlNets.ControlNetLibrary(library) });
+        var image = new byte[o.Size * o.Size * 3];
+        for (int i = 0; i < image.Length; i++) image[i] = (byte)(i / 3 % o.Size * 255 / o.Size);
+        var unit = new RenderFarm.Diffusion.ControlNets.ControlNetUnit("canny", PngEncoder.Encode(image, o.Size, o.Size), 1f);
+        var figures = new JsonObject();
+        foreach (int batch in batches)
+        {
+            await pipeline.GenerateAsync(Request(batch, 0) with { ControlNets = [unit] }); // shapes, kernel choice
+            var before = pipeline.Statistics;
+            var times = new List<double>();
+            for (int r = 1; r <= reps; r++)
+            {
+                clock.Restart();
+                await pipeline.GenerateAsync(Request(batch, r) with { ControlNets = [unit] });
+                times.Add(clock.Elapsed.TotalMilliseconds);
+            }
+            var after = pipeline.Statistics;
+            double own = Ms(after.OwnWork - before.OwnWork) / reps;
+            double held = Ms(after.Generating - before.Generating) / reps;
+            var perRun = after.Components.Select(a => (a.Component, Runs: a.Runs - (before.Components.FirstOrDefault(b => b.Component == a.Component)?.Runs ?? 0),
+                    Time: a.RunTime - (before.Components.FirstOrDefault(b => b.Component == a.Component)?.RunTime ?? TimeSpan.Zero)))
+                .Where(c => c.Runs > 0)
+                .ToArray();
+            report.Line($"controlnet B={batch}: request {Median(times):F1} ms; " +
+                string.Join(", ", perRun.Select(c => $"{c.Component} {Ms(c.Time) / c.Runs:F2} ms × {c.Runs / reps}")) +
+                $"; own work while holding the models {own:F2} ms ({100 * own / held:F2} % of {held:F1} ms)");
+            var entry = new JsonObject { ["request_ms"] = Median(times), ["own_work_ms"] = own, ["own_work_share"] = own / held };
+            foreach (var c in perRun) entry[$"{c.Component}_ms_per_run"] = Ms(c.Time) / c.Runs;
+            figures[$"b{batch}"] = entry;
+        }
+        report.Set("controlnet", figures);
+    }
+
+    /// <summary>
     /// The same components opened with the same session options and run bare: the UNet through an IOBinding on fixed
     /// buffers (device buffers on a GPU, as the pipeline binds), 20 timed runs after 5; the VAE decoder and text
     /// encoder through plain Run. Then the pipeline's time against these.

@@ -1,7 +1,8 @@
 // GPU benchmark of the C# pipeline (bench/gpu.md). Every section runs in its own try/catch under a time budget, so a
 // failure is reported and the rest still measures; everything goes to stdout and, as JSON, to --json.
 //   GpuBench [--preset sd15-fp16] [--dir DIR] [--ep cuda|cpu] [--device 0] [--size 512] [--steps 30] [--batches 1,4,8]
-//            [--reps 3] [--fp32-preset sd15|none] [--json FILE] [--sections default,graph,hoststep,bare,batching,determinism,fp32]
+//            [--reps 3] [--fp32-preset sd15|none] [--json FILE]
+//            [--sections default,graph,hoststep,controlnet,bare,batching,determinism,fp32]
 using System.Diagnostics;
 using System.Globalization;
 using Microsoft.ML.OnnxRuntime;
@@ -43,6 +44,11 @@ if (o.Runs("hoststep"))
             baseline with { StepOnDevice = false, Cuda = new CudaOptions { CudaGraph = graph } }, o.Batches, o.Reps);
         if ((graph ? graphImages : defaultImages) is { } onDevice) bench.Compare("host step vs step on the device", onDevice, images);
     });
+}
+if (o.Runs("controlnet"))
+{
+    await report.Section("pipeline: one ControlNet", () => bench.MeasureControlNetAsync(o.Directory,
+        o.Provider != "cpu" && o.Runs("graph") ? baseline with { Cuda = new CudaOptions { CudaGraph = true } } : baseline, o.Batches, o.Reps));
 }
 if (o.Runs("bare")) await report.Section("bare sessions (same options, UNet on fixed device buffers)", () => bench.MeasureBare("bare", o.Directory, baseline));
 if (o.Provider != "cpu" && o.Runs("bare") && o.Runs("graph"))
