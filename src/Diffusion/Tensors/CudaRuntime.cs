@@ -3,8 +3,8 @@ using System.Runtime.InteropServices;
 namespace RenderFarm.Diffusion.Tensors;
 
 /// <summary>
-/// The few CUDA runtime calls the pipeline makes itself: allocating, freeing and copying the UNet's fixed device
-/// buffers. ONNX Runtime's CUDA provider already needs this library (libcudart.so.13 for the served 1.32 package), so
+/// The few CUDA runtime calls the pipeline makes itself: allocating, freeing and copying its fixed device buffers, and
+/// page-locking their host twins. ONNX Runtime's CUDA provider already needs this library (libcudart.so.13 for the served 1.32 package), so
 /// it is loaded from wherever the provider found it; on a CPU worker it is never loaded.
 /// </summary>
 internal static unsafe class CudaRuntime
@@ -21,6 +21,9 @@ internal static unsafe class CudaRuntime
         public readonly delegate* unmanaged<IntPtr, int> Free = (delegate* unmanaged<IntPtr, int>)Export(library, "cudaFree");
         public readonly delegate* unmanaged<IntPtr, IntPtr, nuint, int, int> Memcpy = (delegate* unmanaged<IntPtr, IntPtr, nuint, int, int>)Export(library, "cudaMemcpy");
         public readonly delegate* unmanaged<int, IntPtr> GetErrorString = (delegate* unmanaged<int, IntPtr>)Export(library, "cudaGetErrorString");
+        public readonly delegate* unmanaged<IntPtr, nuint, uint, int> HostRegister = (delegate* unmanaged<IntPtr, nuint, uint, int>)Export(library, "cudaHostRegister");
+        public readonly delegate* unmanaged<IntPtr, int> HostUnregister = (delegate* unmanaged<IntPtr, int>)Export(library, "cudaHostUnregister");
+        public readonly delegate* unmanaged<int> GetLastError = (delegate* unmanaged<int>)Export(library, "cudaGetLastError");
 
         private static IntPtr Export(IntPtr library, string name) => NativeLibrary.GetExport(library, name);
     }
@@ -53,6 +56,33 @@ internal static unsafe class CudaRuntime
         if (pointer != IntPtr.Zero)
         {
             Functions.Value.Free(pointer);
+        }
+    }
+
+    /// <summary>
+    /// Page-locks <paramref name="bytes"/> of (pinned) host memory at <paramref name="pointer"/>, so copies to and from it
+    /// go by DMA straight from it instead of through a staging buffer: about twice as fast. False when CUDA refuses
+    /// (the copies then work as before); the refusal is cleared, since ONNX Runtime checks cudaGetLastError after its
+    /// own calls and would take it for its own.
+    /// </summary>
+    public static bool TryRegisterHost(IntPtr pointer, long bytes)
+    {
+        var api = Functions.Value;
+        if (api.HostRegister(pointer, (nuint)bytes, 0) == 0)
+        {
+            return true;
+        }
+        api.GetLastError();
+        return false;
+    }
+
+    /// <summary>Undoes <see cref="TryRegisterHost"/> (before the memory is unpinned or freed).</summary>
+    public static void UnregisterHost(IntPtr pointer)
+    {
+        var api = Functions.Value;
+        if (api.HostUnregister(pointer) != 0)
+        {
+            api.GetLastError();
         }
     }
 
