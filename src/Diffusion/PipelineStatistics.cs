@@ -25,8 +25,12 @@ public sealed record PipelineStatistics(long Requests, long Images, TimeSpan Gen
     public TimeSpan Encoding { get; init; }
 
     /// <summary>
-    /// Guidance and scheduler steps run on the UNet's device (<see cref="DiffusionOptions.StepOnDevice"/>): runs of the
-    /// step graph and the time in them, part of <see cref="OwnWork"/>; null when the pipeline steps on the host.
+    /// The pipeline's own graphs on the UNet's device (<see cref="DiffusionOptions.StepOnDevice"/>): runs and time of
+    /// each kind (<c>scheduler_step</c>: guidance and the step; <c>controlnet_sum</c>: a step's ControlNet residuals),
+    /// part of <see cref="OwnWork"/>; null when the pipeline steps on the host.
     /// </summary>
-    public ComponentStatistics? DeviceSteps { get; init; }
+    public IReadOnlyList<ComponentStatistics>? DeviceGraphs { get; init; }
+
+    /// <summary>Runs of the scheduler step on the device (<see cref="DeviceGraphs"/>' <c>scheduler_step</c>); 0 when none.</summary>
+    public long DeviceStepRuns => DeviceGraphs?.FirstOrDefault(g => g.Component == "scheduler_step")?.Runs ?? 0;
 }

@@ -58,7 +58,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly Workspace _workspace = new();
     private readonly ModelThread _modelThread = new("diffusion models");
-    private readonly StepGraph? _stepGraph; // guidance and the scheduler's step on the UNet's device (DiffusionOptions.StepOnDevice)
+    private readonly DeviceGraphs? _deviceGraphs; // guidance, the scheduler's step and ControlNet sums on the UNet's device (DiffusionOptions.StepOnDevice)
     private readonly Lock _statisticsLock = new();
     private long _requests;
     private long _images;
@@ -84,7 +84,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         _guidanceDim = guidanceDim;
         if (options.StepOnDevice ?? !ExecutionProviders.IsCpu(options))
         {
-            _stepGraph = new StepGraph(() => ExecutionProviders.CreateSessionOptions(ExecutionProviders.ForStepGraph(options), "scheduler_step"));
+            _deviceGraphs = new DeviceGraphs(() => ExecutionProviders.CreateSessionOptions(ExecutionProviders.ForDeviceGraphs(options), "device_graphs"));
         }
     }
 
@@ -136,14 +136,14 @@ public sealed partial class StableDiffusionPipeline : IDisposable
                 .GroupBy(c => c.Component)
                 .Select(g => new ComponentStatistics(g.Key, g.Sum(c => c.Runs), g.Aggregate(TimeSpan.Zero, (sum, c) => sum + c.RunTime)))
                 .ToArray();
-            var deviceSteps = _stepGraph?.Statistics;
+            var deviceGraphs = _deviceGraphs?.Statistics;
             lock (_statisticsLock)
             {
                 long ticks = _generatingTicks + (_inFlightSince != 0 ? Stopwatch.GetTimestamp() - _inFlightSince : 0);
                 return new(_requests, _images, Stopwatch.GetElapsedTime(0, ticks), components)
                 {
                     Encoding = Stopwatch.GetElapsedTime(0, _encodingTicks),
-                    DeviceSteps = deviceSteps,
+                    DeviceGraphs = deviceGraphs,
                 };
             }
         }
@@ -552,7 +552,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         var guidance = control?.Guide(model.Residuals!, rows, guided, latentHeight, latentWidth, conditions, model.HiddenName, request.Width, request.Height,
             steps.Start, steps.End);
         return new DenoisingBatch(first, count, scheduler, noise, latents, blend, unet, guided, perRow, init, IsInpaintingModel, workspace, guidance,
-            _stepGraph is null ? null : (_stepGraph, model));
+            _deviceGraphs is null ? null : (_deviceGraphs, model));
     }
 
     /// <summary>
@@ -980,7 +980,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             _vaeDecoder.Dispose();
             _previewDecoder.Dispose();
             _vaeEncoder?.Dispose();
-            _stepGraph?.Dispose(); // after the UNet runs, whose step bindings use its sessions
+            _deviceGraphs?.Dispose(); // after the UNet runs, whose step bindings use its sessions
         }
         finally
         {

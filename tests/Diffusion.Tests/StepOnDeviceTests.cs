@@ -136,8 +136,8 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
         var expected = await host.RenderLatentsAsync(request);
         var actual = await device.RenderLatentsAsync(request, new SynchronousProgress(previews.Add));
 
-        Assert.Null(host.Statistics.DeviceSteps);
-        Assert.Equal(6, device.Statistics.DeviceSteps!.Runs); // one batch, every step on the device
+        Assert.Null(host.Statistics.DeviceGraphs);
+        Assert.Equal(6, device.Statistics.DeviceStepRuns); // one batch, every step on the device
         Assert.Equal(3, previews.Count(p => p.Preview is not null));
         double scale = expected.Max(Math.Abs);
         Assert.True(scale > 0.1, "the latents are not trivially small");
@@ -158,8 +158,8 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
     [Fact]
     public void AFailingStepSaysHowToStepOnTheHost()
     {
-        using var graph = new StepGraph(() => new SessionOptions());
-        var session = graph.Session(TensorElementType.Float, TensorElementType.Float, guided: true, StepTerms.None);
+        using var graphs = new DeviceGraphs(() => new SessionOptions());
+        var session = StepGraph.Session(graphs, TensorElementType.Float, TensorElementType.Float, guided: true, StepTerms.None);
         // The UNet's output has other latents than the sample: the graph's element-wise nodes refuse them.
         using var output = OrtValue.CreateTensorValueFromMemory(new float[2 * 4 * 8 * 8], [2, 4, 8, 8]);
         using var sample = OrtValue.CreateTensorValueFromMemory(new float[4 * 4 * 4], [1, 4, 4, 4]);
@@ -177,9 +177,9 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
         }
         using var runOptions = new RunOptions();
 
-        var failure = Assert.Throws<GenerationFailedException>(() => graph.Run(session, runOptions, binding));
+        var failure = Assert.Throws<GenerationFailedException>(() => graphs.Run("scheduler_step", session, runOptions, binding));
         Assert.Contains("StepOnDevice", failure.Message);
-        Assert.Equal(1, graph.Statistics.Runs);
+        Assert.Equal(1, Assert.Single(graphs.Statistics).Runs);
     }
 
     [Fact]
@@ -196,10 +196,10 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
         var handOff = new GenerationRequest([new("a red fox", "", 6)], 64, 64, 8, 7.5f, "euler", "tiny") { DenoisingEnd = 0.6f };
         foreach (var request in new[] { hires, handOff })
         {
-            long before = device.Statistics.DeviceSteps!.Runs;
+            long before = device.Statistics.DeviceStepRuns;
             var expected = await host.RenderLatentsAsync(request);
             var actual = await device.RenderLatentsAsync(request);
-            Assert.True(device.Statistics.DeviceSteps!.Runs > before);
+            Assert.True(device.Statistics.DeviceStepRuns > before);
             AssertClose(expected, actual, 1e-3 * expected.Max(Math.Abs), "latents");
         }
     }
@@ -211,19 +211,19 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
         var request = new GenerationRequest([new("a boat", "", 3)], 64, 64, 4, 7.5f, "lms", "tiny");
         var images = await device.GenerateAsync(request);
         Assert.Single(images);
-        Assert.Equal(0, device.Statistics.DeviceSteps!.Runs);
+        Assert.Equal(0, device.Statistics.DeviceStepRuns);
 
         await device.GenerateAsync(request with { Scheduler = "euler" });
-        Assert.Equal(4, device.Statistics.DeviceSteps!.Runs);
+        Assert.Equal(4, device.Statistics.DeviceStepRuns);
     }
 
     [Fact]
     public void TheDefaultStepsOnTheDeviceOnlyForGpuProviders()
     {
         using var cpu = StableDiffusionPipeline.Load(models.Directory("tiny"));
-        Assert.Null(cpu.Statistics.DeviceSteps);
+        Assert.Null(cpu.Statistics.DeviceGraphs);
         Assert.Equal(new DiffusionOptions { ExecutionProvider = "cuda", Cuda = new CudaOptions { CudaGraph = false } },
-            ExecutionProviders.ForStepGraph(new DiffusionOptions { ExecutionProvider = "tensorrt", Cuda = new CudaOptions { CudaGraph = true } }));
+            ExecutionProviders.ForDeviceGraphs(new DiffusionOptions { ExecutionProvider = "tensorrt", Cuda = new CudaOptions { CudaGraph = true } }));
     }
 
     private static void AssertClose(IReadOnlyList<float> expected, IReadOnlyList<float> actual, double tolerance, string what)

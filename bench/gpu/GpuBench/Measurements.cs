@@ -42,6 +42,10 @@ internal sealed class Measurements(BenchOptions o, Report report)
 
     private static double Ms(TimeSpan t) => t.TotalMilliseconds;
 
+    /// <summary>Time in the pipeline's own graphs on the device (the scheduler step, ControlNet sums).</summary>
+    private static TimeSpan DeviceGraphTime(PipelineStatistics statistics) =>
+        (statistics.DeviceGraphs ?? []).Aggregate(TimeSpan.Zero, (sum, g) => sum + g.RunTime);
+
     /// <summary>
     /// Loads a pipeline with <paramref name="options"/>, then per batch size: a first request (kernel selection at that
     /// shape), <paramref name="reps"/> timed requests one after another, and the same number plus one all submitted at
@@ -85,7 +89,7 @@ internal sealed class Measurements(BenchOptions o, Report report)
             double held = Ms(after.Generating - before.Generating) / reps;
             double png = Ms(after.Encoding - before.Encoding) / reps;
             // Guidance and the scheduler's step on the device (part of the own work): the step graph's runs.
-            double deviceSteps = after.DeviceSteps is { } stepsAfter ? Ms(stepsAfter.RunTime - before.DeviceSteps!.RunTime) / reps : 0;
+            double deviceSteps = Ms(DeviceGraphTime(after) - DeviceGraphTime(before)) / reps;
             double request = Median(times);
 
             // All at once: the gate serialises the model runs, PNG encoding runs beside the next request's.
@@ -125,9 +129,11 @@ internal sealed class Measurements(BenchOptions o, Report report)
     /// A request with one ControlNet (the preset's architecture, random weights; a gradient as its control image): the
     /// model directory with the UNet that takes residuals and the ControlNet are written beside the preset's the first
     /// time. Per batch size: request time, each component's time per run, and the pipeline's own work while it holds the
-    /// models, where the residuals' way between the ControlNet and the UNet shows (they pass through the host).
+    /// models, where the residuals' way between the ControlNet and the UNet shows (summed on the device, or with
+    /// StepOnDevice off read back and summed on the host). Returns each batch size's first images.
     /// </summary>
-    public async Task MeasureControlNetAsync(string directory, DiffusionOptions options, int[] batches, int reps)
+    public async Task<Dictionary<int, IReadOnlyList<GeneratedImage>>> MeasureControlNetAsync(string label, string directory, DiffusionOptions options,
+        int[] batches, int reps)
     {
         string controlDirectory = directory + "-control", library = directory + "-controlnets";
         var preset = RenderFarm.ModelBuilder.ModelPresets.Get(o.Preset);
@@ -140,16 +146,17 @@ internal sealed class Measurements(BenchOptions o, Report report)
         {
             RenderFarm.ModelBuilder.ControlNetWriter.Write(preset, Path.Combine(library, "canny"));
         }
-        report.Line($"controlnet: models ready in {clock.Elapsed.TotalSeconds:F1} s");
+        report.Line($"{label}: models ready in {clock.Elapsed.TotalSeconds:F1} s");
         using var pipeline = StableDiffusionPipeline.Load(controlDirectory, options,
             new ModelExtensions { ControlNets = new RenderFarm.Diffusion.ControlNets.ControlNetLibrary(library) });
         var image = new byte[o.Size * o.Size * 3];
         for (int i = 0; i < image.Length; i++) image[i] = (byte)(i / 3 % o.Size * 255 / o.Size);
         var unit = new RenderFarm.Diffusion.ControlNets.ControlNetUnit("canny", PngEncoder.Encode(image, o.Size, o.Size), 1f);
         var figures = new JsonObject();
+        var firstImages = new Dictionary<int, IReadOnlyList<GeneratedImage>>();
         foreach (int batch in batches)
         {
-            await pipeline.GenerateAsync(Request(batch, 0) with { ControlNets = [unit] }); // shapes, kernel choice
+            firstImages[batch] = await pipeline.GenerateAsync(Request(batch, 0) with { ControlNets = [unit] }); // shapes, kernel choice
             var before = pipeline.Statistics;
             var times = new List<double>();
             for (int r = 1; r <= reps; r++)
@@ -165,14 +172,15 @@ internal sealed class Measurements(BenchOptions o, Report report)
                     Time: a.RunTime - (before.Components.FirstOrDefault(b => b.Component == a.Component)?.RunTime ?? TimeSpan.Zero)))
                 .Where(c => c.Runs > 0)
                 .ToArray();
-            report.Line($"controlnet B={batch}: request {Median(times):F1} ms; " +
+            report.Line($"{label} B={batch}: request {Median(times):F1} ms; " +
                 string.Join(", ", perRun.Select(c => $"{c.Component} {Ms(c.Time) / c.Runs:F2} ms × {c.Runs / reps}")) +
                 $"; own work while holding the models {own:F2} ms ({100 * own / held:F2} % of {held:F1} ms)");
             var entry = new JsonObject { ["request_ms"] = Median(times), ["own_work_ms"] = own, ["own_work_share"] = own / held };
             foreach (var c in perRun) entry[$"{c.Component}_ms_per_run"] = Ms(c.Time) / c.Runs;
             figures[$"b{batch}"] = entry;
         }
-        report.Set("controlnet", figures);
+        report.Set(label, figures);
+        return firstImages;
     }
 
     /// <summary>
@@ -202,13 +210,13 @@ internal sealed class Measurements(BenchOptions o, Report report)
             };
             var host = TensorBuffer.Create(meta.ElementDataType, shape);
             if (name == "timestep") host.Fill(999); else host.Write(Randoms(host.Length));
-            var device = onDevice ? new DeviceTensor(host, options.DeviceId) : null;
+            var device = onDevice ? new DeviceTensor(host, options.DeviceId, pageLock: name == "sample") : null;
             device?.Upload();
             buffers.Add((name, host, device));
         }
         var outputMeta = unet.OutputMetadata.First();
         var output = TensorBuffer.Create(outputMeta.Value.ElementDataType, rows, outputMeta.Value.Dimensions[1] > 0 ? outputMeta.Value.Dimensions[1] : 4, latent, latent);
-        var deviceOutput = onDevice ? new DeviceTensor(output, options.DeviceId) : null;
+        var deviceOutput = onDevice ? new DeviceTensor(output, options.DeviceId, pageLock: true) : null;
         using var binding = unet.CreateIoBinding();
         foreach (var (name, host, device) in buffers) binding.BindInput(name, device?.Value ?? host.Value);
         binding.BindOutput(outputMeta.Key, deviceOutput?.Value ?? output.Value);

@@ -47,8 +47,16 @@ if (o.Runs("hoststep"))
 }
 if (o.Runs("controlnet"))
 {
-    await report.Section("pipeline: one ControlNet", () => bench.MeasureControlNetAsync(o.Directory,
-        o.Provider != "cpu" && o.Runs("graph") ? baseline with { Cuda = new CudaOptions { CudaGraph = true } } : baseline, o.Batches, o.Reps));
+    // Residuals summed on the device (the default there) against read back and summed on the host, images compared.
+    var control = o.Provider != "cpu" && o.Runs("graph") ? baseline with { Cuda = new CudaOptions { CudaGraph = true } } : baseline;
+    Dictionary<int, IReadOnlyList<GeneratedImage>>? inPlace = null;
+    await report.Section("pipeline: one ControlNet, residuals on the device", async () =>
+        inPlace = await bench.MeasureControlNetAsync("controlnet", o.Directory, control, o.Batches, o.Reps));
+    await report.Section("pipeline: one ControlNet, residuals through the host", async () =>
+    {
+        var images = await bench.MeasureControlNetAsync("controlnet_host", o.Directory, control with { StepOnDevice = false }, o.Batches, o.Reps);
+        if (inPlace is not null) bench.Compare("controlnet: host vs device", inPlace, images);
+    });
 }
 if (o.Runs("bare")) await report.Section("bare sessions (same options, UNet on fixed device buffers)", () => bench.MeasureBare("bare", o.Directory, baseline));
 if (o.Provider != "cpu" && o.Runs("bare") && o.Runs("graph"))

@@ -1,7 +1,9 @@
 using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
 using RenderFarm.Diffusion.ControlNets;
 using RenderFarm.Diffusion.Imaging;
 using RenderFarm.Diffusion.Models;
+using RenderFarm.Diffusion.Tensors;
 using RenderFarm.Imaging;
 
 namespace RenderFarm.Diffusion.Generation;
@@ -19,6 +21,15 @@ internal sealed class ControlGuidance : IDisposable
     private readonly float[][] _sums;
     private readonly int _start;
     private readonly int _steps;
+
+    // Bound where the UNet runs (TryBindInPlace): the sum's graph, its binding and coefficients.
+    private DeviceGraphs? _graphs;
+    private InferenceSession? _sum;
+    private OrtIoBinding? _sumBinding;
+    private TensorBuffer? _coefficients;
+    private DeviceTensor? _deviceCoefficients;
+    private float[] _coefficientValues = [];
+    private UNetRun? _unet;
 
     /// <summary>
     /// <paramref name="units"/>: each ControlNet with its prepared control image [3, H, W] (<see cref="PrepareImage"/>) and
@@ -93,8 +104,65 @@ internal sealed class ControlGuidance : IDisposable
         return first ? null : _sums;
     }
 
+    /// <summary>
+    /// Binds the ControlNets to run where <paramref name="unet"/> runs, reading its bound sample, and their residuals to
+    /// be summed there into its residual inputs (<see cref="ResidualSumGraph"/>), so no residual crosses to the host.
+    /// False, with nothing bound, where a ControlNet cannot read the UNet's sample as it is: a guess-mode unit under
+    /// guidance (it reads the conditional half of the rows) or one of another element type.
+    /// </summary>
+    public bool TryBindInPlace(UNetRun unet, UNet model, DeviceGraphs graphs)
+    {
+        if (_runs.Any(r => !r.Run.CanReadSample(model.SampleType)))
+        {
+            return false;
+        }
+        var residuals = model.Residuals!.All.ToArray();
+        var shapes = residuals.Select((r, k) => unet.ResidualShape(k)).ToArray();
+        var outputs = _runs.Select(r => r.Run.BindInPlace(unet.SampleValue, unet.DeviceId, shapes)).ToArray();
+        _graphs = graphs;
+        _unet = unet;
+        _sum = ResidualSumGraph.Session(graphs, _runs.Select(r => r.Run.OutputTypes).ToArray(), residuals.Select(r => r.Type).ToArray());
+        _coefficientValues = new float[_runs.Length * residuals.Length];
+        _coefficients = TensorBuffer.Create(TensorElementType.Float, _coefficientValues.Length, 1, 1, 1);
+        _deviceCoefficients = unet.DeviceId is int device ? new DeviceTensor(_coefficients, device) : null;
+        _sumBinding = _sum.CreateIoBinding();
+        for (int u = 0; u < outputs.Length; u++)
+        {
+            for (int k = 0; k < residuals.Length; k++) _sumBinding.BindInput(ResidualSumGraph.InputName(u, k), outputs[u][k]);
+        }
+        _sumBinding.BindInput(ResidualSumGraph.CoefficientsName, _deviceCoefficients?.Value ?? _coefficients.Value);
+        for (int k = 0; k < residuals.Length; k++) _sumBinding.BindOutput(ResidualSumGraph.OutputName(k), unet.ResidualValue(k));
+        return true;
+    }
+
+    /// <summary>
+    /// Step <paramref name="stepIndex"/> on a bound guidance (<see cref="TryBindInPlace"/>): the units that steer it run on
+    /// the UNet's current input, and the sum of their residuals (zeros when none steers) is written into the UNet's.
+    /// </summary>
+    public void ComputeInPlace(int stepIndex, double timestep, RunOptions runOptions)
+    {
+        int residuals = _coefficientValues.Length / _runs.Length;
+        for (int u = 0; u < _runs.Length; u++)
+        {
+            var (run, unit) = _runs[u];
+            bool steers = unit.Steers(stepIndex - _start, _steps);
+            if (steers)
+            {
+                run.RunInPlace(timestep, runOptions);
+            }
+            for (int k = 0; k < residuals; k++) _coefficientValues[u * residuals + k] = steers ? run.Multiplier(k) : 0f;
+        }
+        _coefficients!.Write(_coefficientValues);
+        _deviceCoefficients?.Upload();
+        _graphs!.Run("controlnet_sum", _sum!, runOptions, _sumBinding!);
+        _unet!.ResidualsWrittenInPlace();
+    }
+
     public void Dispose()
     {
+        _sumBinding?.Dispose();
+        _deviceCoefficients?.Dispose();
+        _coefficients?.Dispose();
         foreach (var (run, _) in _runs) run.Dispose();
     }
 }

@@ -33,6 +33,7 @@ internal sealed class DenoisingBatch
     private readonly DeviceLatents? _inPlace;
     private bool _inPlaceStarted;
     private bool _latentsOnDevice;
+    private bool _controlInPlace;
 
     /// <param name="first">The request's index of this batch's first image.</param>
     /// <param name="count">Images in this batch.</param>
@@ -50,11 +51,12 @@ internal sealed class DenoisingBatch
     /// <param name="stepGraph">
     /// Guidance and the scheduler's step on the UNet's device (<see cref="DiffusionOptions.StepOnDevice"/>), or null for
     /// the host. Used where the step is a <see cref="LinearStep"/> and nothing else touches the latents between steps: no
-    /// inpainting, no ControlNet, one UNet run per step.
+    /// inpainting, one UNet run per step, ControlNets that read the UNet's sample as it is (their residuals are then
+    /// summed there too).
     /// </param>
     public DenoisingBatch(int first, int count, Scheduler scheduler, BatchNoise noise, float[] latents, InpaintBlend? blend,
         UNetRun unet, bool guided, int perRow, InitImages? init, bool inpaintingUNet, Workspace workspace, ControlGuidance? control = null,
-        (StepGraph Graph, UNet Model)? stepGraph = null)
+        (DeviceGraphs Graphs, UNet Model)? stepGraph = null)
     {
         First = first;
         Count = count;
@@ -80,9 +82,11 @@ internal sealed class DenoisingBatch
         // The ControlNet reads the latents alone; an inpainting UNet's rows also carry the mask and masked latents.
         _controlInput = control is not null && perRow != _perImage ? new float[_rows * _perImage] : null;
         unet.SetResiduals(null); // a kept run may hold an earlier request's residuals
-        if (stepGraph is var (graph, model) && scheduler is ILinearScheduler && blend is null && !inpaintingUNet && control is null && unet.CanStepInPlace)
+        if (stepGraph is var (graphs, model) && scheduler is ILinearScheduler && blend is null && !inpaintingUNet && unet.CanStepInPlace
+            && (control is null || control.TryBindInPlace(unet, model, graphs)))
         {
-            _inPlace = unet.StepInPlace(graph, model, guided);
+            _inPlace = unet.StepInPlace(graphs, model, guided);
+            _controlInPlace = control is not null;
         }
     }
 
@@ -160,7 +164,11 @@ internal sealed class DenoisingBatch
             inPlace.Start(_latents.AsSpan(0, Count * _perImage));
             _inPlaceStarted = true;
         }
-        _unet.RunInPlace(_scheduler.Timesteps[stepIndex], runOptions);
+        if (_controlInPlace)
+        {
+            _control!.ComputeInPlace(stepIndex, _scheduler.Timesteps[stepIndex], runOptions);
+        }
+        _unet.RunInPlace(_scheduler.Timesteps[stepIndex], runOptions, residualsInPlace: _controlInPlace);
         var step = ((ILinearScheduler)_scheduler).NextStep(stepIndex);
         float nextScale = stepIndex + 1 < _scheduler.Timesteps.Count ? _scheduler.InputScale(stepIndex + 1) : 1f;
         inPlace.Step(step, guidanceScale, nextScale, _noise, runOptions);

@@ -122,6 +122,7 @@ internal sealed class ControlNetRun : IDisposable
     private readonly TensorBuffer _image;
     private readonly TensorBuffer? _scale;
     private readonly string[] _inputNames;
+    private readonly TensorBuffer[] _inputBuffers;
     private readonly OrtValue[] _inputs;
     private readonly string[] _outputNames;
     private readonly int _rows;
@@ -129,6 +130,12 @@ internal sealed class ControlNetRun : IDisposable
 
     /// <summary>What each output is multiplied by here (null: nothing; the export applied the scale).</summary>
     private readonly float[]? _multipliers;
+
+    // Bound to the UNet's device (BindInPlace): the inputs written once, the timestep, the outputs and their binding.
+    private readonly List<IDisposable> _bound = [];
+    private DeviceTensor? _deviceTimestep;
+    private OrtValue[]? _boundOutputs;
+    private OrtIoBinding? _binding;
 
     internal ControlNetRun(ControlNet net, OnnxComponent component, int rows, int skip, int latentHeight, int latentWidth, IReadOnlyList<UNetCondition> conditions,
         ReadOnlySpan<float> imageRows, int imageHeight, int imageWidth, float scale, bool guessMode, ControlResiduals residuals)
@@ -150,9 +157,9 @@ internal sealed class ControlNetRun : IDisposable
         _image = TensorBuffer.Create(inputs["controlnet_cond"].ElementDataType, rows, 3, imageHeight, imageWidth);
         _image.Write(imageRows);
         var names = new List<string> { "sample", "timestep", "controlnet_cond" };
-        var values = new List<OrtValue> { _sample.Value, _timestep.Value, _image.Value };
+        var buffers = new List<TensorBuffer> { _sample, _timestep, _image };
         names.AddRange(conditions.Select(c => c.Name));
-        values.AddRange(_conditions.Select(b => b.Value));
+        buffers.AddRange(_conditions);
         if (net.HasScaleInput)
         {
             var metadata = inputs["conditioning_scale"];
@@ -160,13 +167,14 @@ internal sealed class ControlNetRun : IDisposable
             // Guess mode scales here, by the block factors times the weight, as ControlNetModel does: the export at 1 leaves the residuals as they are.
             _scale.Fill(guessMode ? 1f : scale);
             names.Add("conditioning_scale");
-            values.Add(_scale.Value);
+            buffers.Add(_scale);
         }
         _multipliers = guessMode ? ControlNetUnit.GuessModeScales(outputs, scale)
             : net.HasScaleInput ? null
             : Enumerable.Repeat(scale, outputs).ToArray();
         _inputNames = [.. names];
-        _inputs = [.. values];
+        _inputBuffers = [.. buffers];
+        _inputs = buffers.Select(b => b.Value).ToArray();
         _outputNames = residuals.All.Select(r => r.Name).ToArray();
     }
 
@@ -207,8 +215,104 @@ internal sealed class ControlNetRun : IDisposable
         }
     }
 
+    /// <summary>What output <paramref name="residual"/> is multiplied by (1 when the export applied the scale).</summary>
+    public float Multiplier(int residual) => _multipliers?[residual] ?? 1f;
+
+    /// <summary>The element type of each output, in residual order.</summary>
+    public TensorElementType[] OutputTypes => _outputNames.Select(n => _component.Outputs[n].ElementDataType).ToArray();
+
+    /// <summary>
+    /// Whether this run can read the UNet's bound sample as its own: it reads every row (no guess-mode half) and the
+    /// same element type.
+    /// </summary>
+    public bool CanReadSample(TensorElementType unetSampleType) => _skip == 0 && _sample.ElementType == unetSampleType;
+
+    /// <summary>
+    /// Binds this run where the UNet runs (<see cref="CanReadSample"/> runs only): its sample is the UNet's bound sample
+    /// (<paramref name="unetSample"/>), the control image, conditions and scale are put on the device once, and its
+    /// outputs go to buffers there (zeros until it first runs); returns those outputs, in residual order.
+    /// </summary>
+    /// <param name="unetSample">The UNet run's bound sample input.</param>
+    /// <param name="deviceId">The CUDA device, or null when the UNet's buffers are host memory.</param>
+    /// <param name="shapes">Each output's shape.</param>
+    public IReadOnlyList<OrtValue> BindInPlace(OrtValue unetSample, int? deviceId, IReadOnlyList<long[]> shapes)
+    {
+        if (_binding is not null)
+        {
+            return _boundOutputs!;
+        }
+        OrtValue Place(TensorBuffer host)
+        {
+            if (deviceId is not int device) return host.Value;
+            var placed = new DeviceTensor(host, device);
+            _bound.Add(placed);
+            placed.Upload();
+            return placed.Value;
+        }
+        try
+        {
+            // The outputs never come back: on a device they have no host twin. Zeros until the unit first runs, since
+            // the sum reads every unit's outputs (times 0 for a unit that does not steer).
+            var types = OutputTypes;
+            var outputs = new OrtValue[_outputNames.Length];
+            for (int k = 0; k < outputs.Length; k++)
+            {
+                outputs[k] = deviceId is int device
+                    ? Track(DeviceTensor.Zeros(types[k], shapes[k], device)).Value
+                    : Track(TensorBuffer.Create(types[k], shapes[k])).Value;
+            }
+            _binding = _component.Session.CreateIoBinding();
+            _bound.Add(_binding);
+            for (int i = 0; i < _inputNames.Length; i++)
+            {
+                var value = _inputNames[i] switch
+                {
+                    "sample" => unetSample,
+                    "timestep" when deviceId is int device => (_deviceTimestep = Track(new DeviceTensor(_timestep, device))).Value,
+                    "timestep" => _timestep.Value,
+                    _ => Place(_inputBuffers[i]), // the control image, conditions and scale: the same every step
+                };
+                _binding.BindInput(_inputNames[i], value);
+            }
+            for (int k = 0; k < outputs.Length; k++) _binding.BindOutput(_outputNames[k], outputs[k]);
+            return _boundOutputs = outputs;
+        }
+        catch
+        {
+            DisposeBound();
+            throw;
+        }
+    }
+
+    private T Track<T>(T disposable) where T : IDisposable
+    {
+        _bound.Add(disposable);
+        return disposable;
+    }
+
+    /// <summary>One evaluation of a bound run (<see cref="BindInPlace"/>) on the UNet's current input at <paramref name="timestep"/>.</summary>
+    public void RunInPlace(double timestep, RunOptions runOptions)
+    {
+        _timestep.Fill(timestep);
+        _deviceTimestep?.Upload();
+        _component.RunWithBinding(runOptions, _binding!);
+    }
+
+    private void DisposeBound()
+    {
+        // The binding and device copies first, then the host buffers they copy.
+        foreach (var item in _bound.OfType<OrtIoBinding>()) item.Dispose();
+        foreach (var item in _bound.OfType<DeviceTensor>()) item.Dispose();
+        foreach (var item in _bound.OfType<TensorBuffer>()) item.Dispose();
+        _bound.Clear();
+        _binding = null;
+        _boundOutputs = null;
+        _deviceTimestep = null;
+    }
+
     public void Dispose()
     {
+        DisposeBound();
         _sample.Dispose();
         _timestep.Dispose();
         foreach (var condition in _conditions) condition.Dispose();

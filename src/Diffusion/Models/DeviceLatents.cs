@@ -15,7 +15,7 @@ namespace RenderFarm.Diffusion.Models;
 /// </summary>
 internal sealed class DeviceLatents : IDisposable
 {
-    private readonly StepGraph _graph;
+    private readonly DeviceGraphs _graphs;
     private readonly TensorElementType _outputType;
     private readonly TensorElementType _inputType;
     private readonly bool _guided;
@@ -34,7 +34,7 @@ internal sealed class DeviceLatents : IDisposable
     private readonly float[] _coefficientValues = new float[StepGraph.Coefficients];
     private int _parity;
 
-    /// <param name="graph">The step graph.</param>
+    /// <param name="graphs">Where the step graphs' sessions are.</param>
     /// <param name="outputType">The UNet's output element type.</param>
     /// <param name="inputType">The UNet's sample element type.</param>
     /// <param name="guided">Whether the UNet's rows are [negatives; positives].</param>
@@ -45,10 +45,10 @@ internal sealed class DeviceLatents : IDisposable
     /// <param name="modelOutput">The UNet run's bound output ([rows, C, h, w]).</param>
     /// <param name="modelInput">The UNet run's bound sample input ([rows, C, h, w]).</param>
     /// <param name="deviceId">The CUDA device of the UNet's buffers, or null when they are host memory.</param>
-    public DeviceLatents(StepGraph graph, TensorElementType outputType, TensorElementType inputType, bool guided,
+    public DeviceLatents(DeviceGraphs graphs, TensorElementType outputType, TensorElementType inputType, bool guided,
         int images, int channels, int height, int width, OrtValue modelOutput, OrtValue modelInput, int? deviceId)
     {
-        _graph = graph;
+        _graphs = graphs;
         _outputType = outputType;
         _inputType = inputType;
         _guided = guided;
@@ -68,7 +68,7 @@ internal sealed class DeviceLatents : IDisposable
             {
                 _deviceSamples = _samples.Select(b => new DeviceTensor(b, device)).ToArray();
                 _deviceReported = _reported.Select(b => new DeviceTensor(b, device)).ToArray();
-                _deviceNoise = new DeviceTensor(_noise, device);
+                _deviceNoise = new DeviceTensor(_noise, device, pageLock: true); // sent up on every stochastic step
                 _deviceCoefficients = new DeviceTensor(_coefficients, device);
             }
         }
@@ -139,8 +139,8 @@ internal sealed class DeviceLatents : IDisposable
         StepGraph.WriteCoefficients(step, guidanceScale, nextInputScale, _coefficientValues);
         _coefficients.Write(_coefficientValues);
         _deviceCoefficients?.Upload();
-        var session = _graph.Session(_outputType, _inputType, _guided, step.Terms());
-        _graph.Run(session, runOptions, Bindings(session)[_parity]);
+        var session = StepGraph.Session(_graphs, _outputType, _inputType, _guided, step.Terms());
+        _graphs.Run("scheduler_step", session, runOptions, Bindings(session)[_parity]);
         _parity ^= 1;
     }
 

@@ -30,10 +30,10 @@ internal static class ExecutionProviders
     public static bool AcceptsWeightOverrides(DiffusionOptions options) => Provider(options) is "cpu" or "cuda";
 
     /// <summary>
-    /// The options of the <see cref="StepGraph"/>'s sessions: the UNet's device, on the CUDA provider where the UNet runs on
+    /// The options of the <see cref="DeviceGraphs"/>' sessions: the UNet's device, on the CUDA provider where the UNet runs on
     /// CUDA or TensorRT (an engine build is not worth a few element-wise kernels), and never captured as a CUDA graph.
     /// </summary>
-    public static DiffusionOptions ForStepGraph(DiffusionOptions options) => IsCpu(options)
+    public static DiffusionOptions ForDeviceGraphs(DiffusionOptions options) => IsCpu(options)
         ? options
         : options with { ExecutionProvider = "cuda", Cuda = options.Cuda with { CudaGraph = false } };
 

@@ -12,9 +12,9 @@ namespace RenderFarm.Diffusion.Models;
 /// float32) and <see cref="Coefficients"/> float32 values; its outputs the next sample, this step's d and the next
 /// UNet input (scaled, repeated for the guidance rows, in the UNet's input type). A graph has only the
 /// <see cref="StepTerms"/> its step uses, since each element-wise node is a kernel launch on a GPU (an Euler step with
-/// guidance is 16 nodes, every term 26). One session per element types, guidance and terms, built when first used.
+/// guidance is 16 nodes, every term 26). One session per element types, guidance and terms (<see cref="DeviceGraphs"/>).
 /// </summary>
-internal sealed class StepGraph : IDisposable
+internal static class StepGraph
 {
     /// <summary>Coefficients, in the order the graph reads them.</summary>
     public const int Coefficients = 13;
@@ -22,64 +22,9 @@ internal sealed class StepGraph : IDisposable
     public const string OutputName = "output", SampleName = "sample", PreviousName = "previous", NoiseName = "noise", CoefficientsName = "coefficients";
     public const string NextSampleName = "next_sample", ReportedName = "reported", ModelInputName = "model_input";
 
-    private readonly Func<SessionOptions> _sessionOptions;
-    private readonly Dictionary<(TensorElementType, TensorElementType, bool, StepTerms), InferenceSession> _sessions = [];
-    private readonly Lock _lock = new();
-    private long _runs;
-    private long _runTicks;
-
-    /// <param name="sessionOptions">Options for each session: the UNet's device and provider (no CUDA graph: the step runs apart from the UNet's).</param>
-    public StepGraph(Func<SessionOptions> sessionOptions) => _sessionOptions = sessionOptions;
-
     /// <summary>The session stepping a UNet of these element types, with or without guidance rows, with <paramref name="terms"/>.</summary>
-    public InferenceSession Session(TensorElementType outputType, TensorElementType inputType, bool guided, StepTerms terms)
-    {
-        lock (_lock)
-        {
-            var key = (outputType, inputType, guided, terms);
-            if (!_sessions.TryGetValue(key, out var session))
-            {
-                using var options = _sessionOptions();
-                try
-                {
-                    _sessions[key] = session = new InferenceSession(Model(outputType, inputType, guided, terms), options);
-                }
-                catch (OnnxRuntimeException e)
-                {
-                    throw Failed(e);
-                }
-            }
-            return session;
-        }
-    }
-
-    /// <summary>Runs of the step graph and the time in them.</summary>
-    public ComponentStatistics Statistics =>
-        new("scheduler_step", Interlocked.Read(ref _runs), System.Diagnostics.Stopwatch.GetElapsedTime(0, Interlocked.Read(ref _runTicks)));
-
-    /// <summary>One step: <paramref name="binding"/> on <paramref name="session"/>, timed.</summary>
-    public void Run(InferenceSession session, RunOptions runOptions, OrtIoBinding binding)
-    {
-        long start = System.Diagnostics.Stopwatch.GetTimestamp();
-        try
-        {
-            session.RunWithBinding(runOptions, binding);
-        }
-        catch (OnnxRuntimeException e) when (!runOptions.Terminate)
-        {
-            throw Failed(e);
-        }
-        finally
-        {
-            Interlocked.Add(ref _runTicks, System.Diagnostics.Stopwatch.GetTimestamp() - start);
-            Interlocked.Increment(ref _runs);
-        }
-    }
-
-    /// <summary>A failure of the step graph, classified as ONNX Runtime's are, saying how to step on the host instead.</summary>
-    private static GenerationFailedException Failed(OnnxRuntimeException e) =>
-        new(GenerationFailure.Classify(e.Message),
-            $"The scheduler step on the device failed (StepOnDevice = false, Farm:StepOnDevice=false on a worker, steps on the host): {ExecutionProviders.FirstLine(e.Message)}", e);
+    public static InferenceSession Session(DeviceGraphs graphs, TensorElementType outputType, TensorElementType inputType, bool guided, StepTerms terms) =>
+        graphs.Session($"step {outputType} {inputType} {guided} {terms}", () => Model(outputType, inputType, guided, terms));
 
     /// <summary>Writes <paramref name="step"/>, the guidance scale and the next step's input scale into the graph's coefficient order.</summary>
     public static void WriteCoefficients(LinearStep step, float guidanceScale, float nextInputScale, Span<float> destination)
@@ -168,14 +113,5 @@ internal sealed class StepGraph : IDisposable
         graph.Output(ReportedName, TensorElementType.Float, images);
         graph.Output(ModelInputName, inputType, rows);
         return graph.Encode();
-    }
-
-    public void Dispose()
-    {
-        lock (_lock)
-        {
-            foreach (var session in _sessions.Values) session.Dispose();
-            _sessions.Clear();
-        }
     }
 }

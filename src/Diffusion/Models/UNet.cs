@@ -222,11 +222,11 @@ internal sealed class UNetRun : IDisposable
             _deviceId = placement.DeviceId;
             if (placement.DeviceId is int device)
             {
-                _deviceSample = new DeviceTensor(_sample, device);
+                _deviceSample = new DeviceTensor(_sample, device, pageLock: true);
                 _deviceTimestep = new DeviceTensor(_timestep, device);
                 _deviceConditions = _conditionBuffers.Select(b => new DeviceTensor(b, device)).ToArray();
-                _deviceOutput = new DeviceTensor(_output, device);
-                _deviceResiduals = _residuals.Select(b => new DeviceTensor(b, device)).ToArray();
+                _deviceOutput = new DeviceTensor(_output, device, pageLock: true);
+                _deviceResiduals = _residuals.Select(b => new DeviceTensor(b, device, pageLock: true)).ToArray();
                 foreach (var residual in _deviceResiduals) residual.Upload(); // zeros until a ControlNet writes them
             }
             if (graphId is int id)
@@ -356,10 +356,10 @@ internal sealed class UNetRun : IDisposable
     internal bool CanStepInPlace => _chunk == _batch && _perOutput == _perSample;
 
     /// <summary>
-    /// The latents of this run's images kept beside its bound buffers, stepped by <paramref name="graph"/>
+    /// The latents of this run's images kept beside its bound buffers, stepped by <see cref="StepGraph"/>s from <paramref name="graphs"/>
     /// (<see cref="CanStepInPlace"/> runs only); made on first use and kept with the run.
     /// </summary>
-    internal DeviceLatents StepInPlace(StepGraph graph, UNet unet, bool guided)
+    internal DeviceLatents StepInPlace(DeviceGraphs graphs, UNet unet, bool guided)
     {
         if (!CanStepInPlace)
         {
@@ -371,7 +371,7 @@ internal sealed class UNetRun : IDisposable
         }
         _inPlace?.Dispose();
         _inPlace = null;
-        _inPlace = new DeviceLatents(graph, unet.OutputType, unet.SampleType, guided, guided ? _batch / 2 : _batch, _channels, _height, _width,
+        _inPlace = new DeviceLatents(graphs, unet.OutputType, unet.SampleType, guided, guided ? _batch / 2 : _batch, _channels, _height, _width,
             _deviceOutput?.Value ?? _output.Value, _deviceSample?.Value ?? _sample.Value, _deviceId);
         _inPlaceGuided = guided;
         return _inPlace;
@@ -384,13 +384,34 @@ internal sealed class UNetRun : IDisposable
         _deviceSample?.Upload();
     }
 
-    /// <summary>Evaluates the UNet on the input already in its bound buffer, leaving the output in its bound buffer.</summary>
-    internal void RunInPlace(double timestep, RunOptions runOptions)
+    /// <summary>
+    /// Evaluates the UNet on the input already in its bound buffer, leaving the output in its bound buffer; with
+    /// <paramref name="residualsInPlace"/> its residual inputs are as a ControlNet sum left them (<see cref="ResidualValue"/>).
+    /// </summary>
+    internal void RunInPlace(double timestep, RunOptions runOptions, bool residualsInPlace = false)
     {
         WriteTimestep(timestep);
-        WriteResiduals(0);
+        if (!residualsInPlace)
+        {
+            WriteResiduals(0);
+        }
         Invoke(runOptions);
     }
+
+    /// <summary>The bound sample input (device or host memory).</summary>
+    internal OrtValue SampleValue => _deviceSample?.Value ?? _sample.Value;
+
+    /// <summary>The CUDA device of the bound buffers, or null for host memory.</summary>
+    internal int? DeviceId => _deviceId;
+
+    /// <summary>The bound residual input <paramref name="residual"/> (in <see cref="ControlResiduals.All"/> order).</summary>
+    internal OrtValue ResidualValue(int residual) => _deviceResiduals?[residual].Value ?? _residuals[residual].Value;
+
+    /// <summary>The shape of residual input <paramref name="residual"/>.</summary>
+    internal long[] ResidualShape(int residual) => _residuals[residual].Shape;
+
+    /// <summary>Residual inputs were written where they are bound: a later run without ControlNets must zero them.</summary>
+    internal void ResidualsWrittenInPlace() => _residualsZero = false;
 
     private void WriteTimestep(double timestep)
     {

@@ -24,6 +24,7 @@ internal static unsafe class CudaRuntime
         public readonly delegate* unmanaged<IntPtr, nuint, uint, int> HostRegister = (delegate* unmanaged<IntPtr, nuint, uint, int>)Export(library, "cudaHostRegister");
         public readonly delegate* unmanaged<IntPtr, int> HostUnregister = (delegate* unmanaged<IntPtr, int>)Export(library, "cudaHostUnregister");
         public readonly delegate* unmanaged<int> GetLastError = (delegate* unmanaged<int>)Export(library, "cudaGetLastError");
+        public readonly delegate* unmanaged<IntPtr, int, nuint, int> Memset = (delegate* unmanaged<IntPtr, int, nuint, int>)Export(library, "cudaMemset");
 
         private static IntPtr Export(IntPtr library, string name) => NativeLibrary.GetExport(library, name);
     }
@@ -85,6 +86,10 @@ internal static unsafe class CudaRuntime
             api.GetLastError();
         }
     }
+
+    /// <summary>Sets <paramref name="bytes"/> of device memory to zero.</summary>
+    public static void Zero(IntPtr pointer, long bytes) =>
+        Check(Functions.Value.Memset(pointer, 0, (nuint)bytes), "cudaMemset");
 
     /// <summary>Copies <paramref name="bytes"/> between host and device (synchronous: done when it returns).</summary>
     public static void Copy(IntPtr destination, IntPtr source, long bytes) =>

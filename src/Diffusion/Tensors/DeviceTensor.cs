@@ -1,52 +1,82 @@
 using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
 
 namespace RenderFarm.Diffusion.Tensors;
 
 /// <summary>
-/// A CUDA device copy of a host <see cref="TensorBuffer"/>: same element type and shape, allocated once at a fixed
-/// address (what CUDA graphs need) and exposed as an <see cref="OrtValue"/> in CUDA memory, so a session reads its
-/// inputs and writes its outputs there without ONNX Runtime copying or allocating anything per run.
-/// <see cref="Upload"/> and <see cref="Download"/> move the values (synchronously) to and from the host buffer, which is
-/// page-locked while this lives (where CUDA allows) so they go by DMA without a staging copy.
+/// A tensor in CUDA memory, allocated once at a fixed address (what CUDA graphs need) and exposed as an
+/// <see cref="OrtValue"/>, so a session reads its inputs and writes its outputs there without ONNX Runtime copying or
+/// allocating anything per run. Most are the device copy of a host <see cref="TensorBuffer"/> of the same type and
+/// shape: <see cref="Upload"/> and <see cref="Download"/> move the values (synchronously) between the two, and a host
+/// buffer copied every step is page-locked while this lives (where CUDA allows), so the copies go by DMA without a
+/// staging copy. <see cref="Zeros"/> makes one that never leaves the device.
 /// </summary>
 internal sealed class DeviceTensor : IDisposable
 {
-    private readonly TensorBuffer _host;
+    private readonly TensorBuffer? _host;
     private readonly IntPtr _device;
     private readonly long _bytes;
     private readonly bool _registered;
-
-    /// <summary>Host buffers from this size up are page-locked.</summary>
-    internal const long RegisterFrom = 64 * 1024;
     private bool _disposed;
 
-    public DeviceTensor(TensorBuffer host, int deviceId)
+    /// <summary>Host buffers from this size up are page-locked when asked.</summary>
+    internal const long RegisterFrom = 64 * 1024;
+
+    /// <param name="host">The host twin (pinned; it must outlive this).</param>
+    /// <param name="deviceId">The CUDA device.</param>
+    /// <param name="pageLock">
+    /// Whether to page-lock the host twin: for buffers copied every step. Small ones are not worth a registration (their
+    /// copies cost their latency) and may share a page with another buffer, which CUDA refuses.
+    /// </param>
+    public DeviceTensor(TensorBuffer host, int deviceId, bool pageLock = false)
+        : this(host, host.ElementType, host.Shape, host.ByteLength, deviceId)
+    {
+        _registered = pageLock && _bytes >= RegisterFrom && CudaRuntime.TryRegisterHost(host.Address, _bytes);
+    }
+
+    private DeviceTensor(TensorBuffer? host, TensorElementType type, long[] shape, long bytes, int deviceId)
     {
         _host = host;
-        _bytes = host.ByteLength;
+        _bytes = bytes;
         _device = CudaRuntime.Allocate(deviceId, _bytes);
         try
         {
             using var memory = new OrtMemoryInfo("Cuda", OrtAllocatorType.DeviceAllocator, deviceId, OrtMemType.Default);
-            Value = OrtValue.CreateTensorValueWithData(memory, host.ElementType, host.Shape, _device, _bytes);
+            Value = OrtValue.CreateTensorValueWithData(memory, type, shape, _device, _bytes);
         }
         catch
         {
             CudaRuntime.Free(_device);
             throw;
         }
-        // The host buffer is pinned for as long as it lives, and it outlives this. Small ones are not worth a
-        // registration (their copies cost their latency) and may share a page with another buffer, which CUDA refuses.
-        _registered = _bytes >= RegisterFrom && CudaRuntime.TryRegisterHost(host.Address, _bytes);
+    }
+
+    /// <summary>A device-only tensor of zeros (a session's output that stays on the device).</summary>
+    public static DeviceTensor Zeros(TensorElementType type, long[] shape, int deviceId)
+    {
+        long bytes = shape.Aggregate(1L, (a, d) => a * d) * TensorBuffer.ElementSize(type);
+        var tensor = new DeviceTensor(null, type, shape, bytes, deviceId);
+        try
+        {
+            CudaRuntime.Zero(tensor._device, bytes);
+            return tensor;
+        }
+        catch
+        {
+            tensor.Dispose();
+            throw;
+        }
     }
 
     public OrtValue Value { get; }
 
     /// <summary>Host buffer → device (the whole tensor).</summary>
-    public void Upload() => CudaRuntime.Copy(_device, _host.Address, _bytes);
+    public void Upload() => CudaRuntime.Copy(_device, Host.Address, _bytes);
 
     /// <summary>Device → host buffer (the whole tensor).</summary>
-    public void Download() => CudaRuntime.Copy(_host.Address, _device, _bytes);
+    public void Download() => CudaRuntime.Copy(Host.Address, _device, _bytes);
+
+    private TensorBuffer Host => _host ?? throw new InvalidOperationException("This tensor lives on the device only.");
 
     public void Dispose()
     {
@@ -58,7 +88,7 @@ internal sealed class DeviceTensor : IDisposable
         Value.Dispose();
         if (_registered)
         {
-            CudaRuntime.UnregisterHost(_host.Address);
+            CudaRuntime.UnregisterHost(_host!.Address);
         }
         CudaRuntime.Free(_device);
     }

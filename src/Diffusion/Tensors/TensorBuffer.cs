@@ -29,7 +29,16 @@ internal sealed class TensorBuffer : IDisposable
     public int Length => _data.Length;
 
     /// <summary>Bytes the values take.</summary>
-    public long ByteLength => (long)_data.Length * System.Runtime.InteropServices.Marshal.SizeOf(_data.GetType().GetElementType()!);
+    public long ByteLength => (long)_data.Length * ElementSize(ElementType);
+
+    /// <summary>Bytes per element of the element types a buffer holds.</summary>
+    public static int ElementSize(TensorElementType type) => type switch
+    {
+        TensorElementType.Float or TensorElementType.Int32 => 4,
+        TensorElementType.Float16 => 2,
+        TensorElementType.Double or TensorElementType.Int64 => 8,
+        _ => throw new NotSupportedException($"Tensors of element type {type} are not supported."),
+    };
 
     /// <summary>
     /// Where the values are: the array is pinned for as long as <see cref="Value"/> lives (ONNX Runtime reads it in place).

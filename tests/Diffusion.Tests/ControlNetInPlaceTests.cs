@@ -1,0 +1,75 @@
+using RenderFarm.Diffusion.ControlNets;
+
+namespace RenderFarm.Diffusion.Tests;
+
+/// <summary>
+/// ControlNets with the step on the device (<see cref="DiffusionOptions.StepOnDevice"/>): each ControlNet reads the
+/// UNet's bound input and its residuals are summed where the models run, into the UNet's bound residual inputs. Here
+/// on the CPU provider over the same bindings: the latents must be the host path's (which reads the residuals back and
+/// sums them on the host), for every way residuals are scaled and summed, and requests the graphs cannot take stay on
+/// the host.
+/// </summary>
+public class ControlNetInPlaceTests(ControlNetTests.Models models) : IClassFixture<ControlNetTests.Models>
+{
+    private static readonly byte[] Edges = TestImages.Gradient(48, 40, shift: 60);
+    private static readonly byte[] Other = TestImages.Gradient(64, 64, shift: 10);
+
+    private StableDiffusionPipeline Load(bool onDevice) =>
+        StableDiffusionPipeline.Load(models.ModelDirectory, new DiffusionOptions { Batching = ModelBatching.Batch, StepOnDevice = onDevice },
+            new ModelExtensions { ControlNets = models.Library });
+
+    private static GenerationRequest Request(float guidance, params ControlNetUnit[] units) =>
+        new([new ImagePrompt("a lighthouse", "blurry", 5), new ImagePrompt("a harbour", "", 6)], 64, 64, 6, guidance, "dpmpp_2m", "tiny-control")
+        {
+            ControlNets = units,
+        };
+
+    public static TheoryData<string, float, ControlNetUnit[]> Units => new()
+    {
+        { "one ControlNet", 7.5f, [new ControlNetUnit("canny", Edges, 1f)] },
+        { "two, summed, the second at its own scale", 7.5f, [new ControlNetUnit("canny", Edges, 1f), new ControlNetUnit("depth", Other, 0.6f)] },
+        { "one steering only the middle steps (zeros before and after)", 7.5f, [new ControlNetUnit("canny", Edges, 1f, GuidanceStart: 0.3, GuidanceEnd: 0.7)] },
+        { "guess mode without guidance: per-block factors", 1f, [new ControlNetUnit("canny", Edges, 0.8f, GuessMode: true)] },
+    };
+
+    [Theory]
+    [MemberData(nameof(Units))]
+    public async Task ResidualsSummedInPlaceGiveTheHostsLatents(string what, float guidance, ControlNetUnit[] units)
+    {
+        using var host = Load(onDevice: false);
+        using var device = Load(onDevice: true);
+        var request = Request(guidance, units);
+
+        var expected = await host.RenderLatentsAsync(request);
+        var actual = await device.RenderLatentsAsync(request);
+
+        Assert.Equal(6, device.Statistics.DeviceStepRuns);
+        Assert.Equal(6, device.Statistics.DeviceGraphs!.Single(g => g.Component == "controlnet_sum").Runs);
+        AssertClose(expected, actual, 1e-3 * expected.Max(Math.Abs), what);
+
+        // The same pipeline's next request on the same UNet but on the host (guess mode under guidance), whose unit steers
+        // only its last steps: before them the UNet must see zeros again, not the last sum left in its residual inputs.
+        var next = Request(7.5f, new ControlNetUnit("canny", Edges, 1f, GuidanceStart: 0.5, GuessMode: true));
+        AssertClose(await host.RenderLatentsAsync(next), await device.RenderLatentsAsync(next), 1e-3 * expected.Max(Math.Abs), what + ", then on the host");
+    }
+
+    [Fact]
+    public async Task AGuessModeUnitUnderGuidanceStaysOnTheHost()
+    {
+        using var device = Load(onDevice: true);
+        // It reads the conditional half of the rows only, which is not the UNet's bound input as it is.
+        await device.RenderLatentsAsync(Request(7.5f, new ControlNetUnit("canny", Edges, 1f, GuessMode: true)));
+
+        Assert.Equal(0, device.Statistics.DeviceStepRuns);
+        Assert.DoesNotContain(device.Statistics.DeviceGraphs!, g => g.Component == "controlnet_sum");
+    }
+
+    private static void AssertClose(IReadOnlyList<float> expected, IReadOnlyList<float> actual, double tolerance, string what)
+    {
+        Assert.Equal(expected.Count, actual.Count);
+        for (int i = 0; i < expected.Count; i++)
+        {
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= tolerance * Math.Max(1, Math.Abs(expected[i])), $"{what}[{i}]: expected {expected[i]}, got {actual[i]}");
+        }
+    }
+}
