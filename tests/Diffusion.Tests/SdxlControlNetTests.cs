@@ -48,6 +48,21 @@ public sealed class SdxlControlNetTests(SdxlControlNetTests.Models models) : ICl
         (await models.Pipeline.GenerateAsync(request)).Select(i => PngPixels.Decode(i.Png)).ToArray();
 
     [Fact]
+    public async Task WithTheStepOnTheDeviceAnSdxlControlNetReadsItsAddedConditionsThereToo()
+    {
+        using var device = StableDiffusionPipeline.Load(models.ModelDirectory, new DiffusionOptions { StepOnDevice = true },
+            new ModelExtensions { ControlNets = models.Library });
+        var request = Request(new ControlNetUnit("xl-canny", Edges, 0.8f));
+
+        var expected = await models.Pipeline.RenderLatentsAsync(request);
+        var actual = await device.RenderLatentsAsync(request);
+
+        Assert.Equal(2 * 3, device.Statistics.DeviceGraphs!.Single(g => g.Component == "controlnet_sum").Runs); // per image (the CPU's batching), per step
+        double scale = expected.Max(Math.Abs);
+        Assert.All(expected.Zip(actual), p => Assert.True(Math.Abs(p.First - p.Second) <= 1e-3 * scale * Math.Max(1, Math.Abs(p.First)), $"{p.First} vs {p.Second}"));
+    }
+
+    [Fact]
     public async Task AnSdxlControlNetSteersAndAtWeightZeroOrAnEmptyWindowRendersExactlyNoControlNet()
     {
         Assert.True(models.Pipeline.SupportsControlNets);
