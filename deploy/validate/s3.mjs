@@ -29,8 +29,11 @@ function deployFiles() {
 function settings(key) {
   const found = [];
   const pattern = new RegExp(`${key}["']?\\s*(?:[:=]|\\n\\s*value:)\\s*["']?([^"'\\s#]+)`, "g");
-  for (const file of deployFiles())
-    for (const m of fs.readFileSync(file, "utf8").matchAll(pattern)) found.push({ file: path.relative(repoRoot, file), value: m[1] });
+  for (const file of deployFiles()) {
+    // Settings, not prose: a comment that shows a setting's form ("Farm__Storage=s3://BUCKET/PREFIX") sets nothing.
+    const text = fs.readFileSync(file, "utf8").split("\n").filter((line) => !/^\s*#/.test(line)).join("\n");
+    for (const m of text.matchAll(pattern)) found.push({ file: path.relative(repoRoot, file), value: m[1] });
+  }
   return found;
 }
 

@@ -41,7 +41,8 @@ public sealed class OtlpExportTests
         await using var client = AppProcess.Start(AppProcess.EntryAssembly("Client", "farm"), clientEnvironment, log,
             "submit", prompts, "--size", "64x64", "--steps", "2", "--seed", "4");
         Assert.True(await client.WaitForExitAsync(TimeSpan.FromMinutes(1)) == 0, await File.ReadAllTextAsync(log));
-        var jobId = (await File.ReadAllLinesAsync(log)).Last(l => l.Length > 0).Trim();
+        // The id is farm's stdout; its summary ("submitted job …") goes to stderr, into the same log in either order.
+        var jobId = (await File.ReadAllLinesAsync(log)).Select(l => l.Trim()).Last(RenderFarm.Coordinator.Jobs.JobIds.IsWellFormed);
         var submitted = Assert.Single(receiver.Spans, s => s.Service == Client && s.Name == "farm submit");
         Assert.Equal((SpanKind.Internal, "", protocol), (submitted.Kind, submitted.ParentSpanId, submitted.Transport));
         var trace = submitted.TraceId;

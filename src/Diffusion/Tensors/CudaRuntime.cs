@@ -25,6 +25,7 @@ internal static unsafe class CudaRuntime
         public readonly delegate* unmanaged<IntPtr, int> HostUnregister = (delegate* unmanaged<IntPtr, int>)Export(library, "cudaHostUnregister");
         public readonly delegate* unmanaged<int> GetLastError = (delegate* unmanaged<int>)Export(library, "cudaGetLastError");
         public readonly delegate* unmanaged<IntPtr, int, nuint, int> Memset = (delegate* unmanaged<IntPtr, int, nuint, int>)Export(library, "cudaMemset");
+        public readonly delegate* unmanaged<int> DeviceSynchronize = (delegate* unmanaged<int>)Export(library, "cudaDeviceSynchronize");
 
         private static IntPtr Export(IntPtr library, string name) => NativeLibrary.GetExport(library, name);
     }
@@ -87,9 +88,16 @@ internal static unsafe class CudaRuntime
         }
     }
 
-    /// <summary>Sets <paramref name="bytes"/> of device memory to zero.</summary>
-    public static void Zero(IntPtr pointer, long bytes) =>
-        Check(Functions.Value.Memset(pointer, 0, (nuint)bytes), "cudaMemset");
+    /// <summary>
+    /// Sets <paramref name="bytes"/> of device memory to zero, done when it returns: cudaMemset alone may still be running,
+    /// and ONNX Runtime's kernels run on their own stream, not ordered after it.
+    /// </summary>
+    public static void Zero(IntPtr pointer, long bytes)
+    {
+        var api = Functions.Value;
+        Check(api.Memset(pointer, 0, (nuint)bytes), "cudaMemset");
+        Check(api.DeviceSynchronize(), "cudaDeviceSynchronize");
+    }
 
     /// <summary>Copies <paramref name="bytes"/> between host and device (synchronous: done when it returns).</summary>
     public static void Copy(IntPtr destination, IntPtr source, long bytes) =>
