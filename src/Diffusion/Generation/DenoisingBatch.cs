@@ -48,7 +48,7 @@ internal sealed class DenoisingBatch
     /// <param name="inpaintingUNet">Whether the UNet takes the mask and masked-image latents as extra input channels.</param>
     /// <param name="workspace">Working arrays kept between requests, so steps allocate nothing.</param>
     /// <param name="control">The batch's ControlNets, or null: the UNet then gets zero residuals if it takes any.</param>
-    /// <param name="stepGraph">
+    /// <param name="deviceGraphs">
     /// Guidance and the scheduler's step on the UNet's device (<see cref="DiffusionOptions.StepOnDevice"/>), or null for
     /// the host. Used where the step is a <see cref="LinearStep"/> and nothing else touches the latents between steps: no
     /// inpainting, one UNet run per step, ControlNets that read the UNet's sample as it is (their residuals are then
@@ -56,7 +56,7 @@ internal sealed class DenoisingBatch
     /// </param>
     public DenoisingBatch(int first, int count, Scheduler scheduler, BatchNoise noise, float[] latents, InpaintBlend? blend,
         UNetRun unet, bool guided, int perRow, InitImages? init, bool inpaintingUNet, Workspace workspace, ControlGuidance? control = null,
-        (DeviceGraphs Graphs, UNet Model)? stepGraph = null)
+        (DeviceGraphs Graphs, UNet Model)? deviceGraphs = null)
     {
         First = first;
         Count = count;
@@ -82,7 +82,7 @@ internal sealed class DenoisingBatch
         // The ControlNet reads the latents alone; an inpainting UNet's rows also carry the mask and masked latents.
         _controlInput = control is not null && perRow != _perImage ? new float[_rows * _perImage] : null;
         unet.SetResiduals(null); // a kept run may hold an earlier request's residuals
-        if (stepGraph is var (graphs, model) && scheduler is ILinearScheduler && blend is null && !inpaintingUNet && unet.CanStepInPlace
+        if (deviceGraphs is var (graphs, model) && scheduler is ILinearScheduler && blend is null && !inpaintingUNet && unet.CanStepInPlace
             && (control is null || control.TryBindInPlace(unet, model, graphs)))
         {
             _inPlace = unet.StepInPlace(graphs, model, guided);
