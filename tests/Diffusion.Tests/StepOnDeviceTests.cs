@@ -53,11 +53,14 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
     [InlineData(true, TensorElementType.Float, TensorElementType.Float, (int)(StepTerms.Clip | StepTerms.Output))]     // DDIM, clip_sample
     [InlineData(false, TensorElementType.Float, TensorElementType.Float, (int)(StepTerms.Mix | StepTerms.Noise))]      // LCM
     [InlineData(true, TensorElementType.Float, TensorElementType.Float, (int)(StepTerms.Mix))]
+    [InlineData(true, TensorElementType.Float16, TensorElementType.Float16, (int)(StepTerms.Blend))]               // inpainting, Euler
+    [InlineData(false, TensorElementType.Float, TensorElementType.Float, (int)(StepTerms.Blend | StepTerms.Previous))] // inpainting, DPM++
     public void TheStepGraphComputesTheHostsGuidanceStepAndNextInput(bool guided, TensorElementType outputType, TensorElementType inputType, int termFlags)
     {
         var terms = (StepTerms)termFlags; // StepTerms is internal; a public test takes its value
-        var step = With(terms);
-        Assert.Equal(terms, step.Terms());
+        bool blended = terms.HasFlag(StepTerms.Blend);
+        var step = With(terms & ~StepTerms.Blend);
+        Assert.Equal(terms & ~StepTerms.Blend, step.Terms());
         const int images = 2, channels = 4, side = 8, per = channels * side * side;
         int rows = guided ? 2 * images : images;
         var random = new Random(7);
@@ -66,6 +69,10 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
         var sample = Values(images * per, 3f);
         var previous = Values(images * per, 1f);
         var noise = Values(images * per, 1f);
+        var init = Values(images * per, 2f);
+        var initNoise = Values(images * per, 1f);
+        var mask = Values(images * side * side, 0.5f).Select(v => v + 0.5f).ToArray(); // [0, 1], soft edges as a resized mask has
+        (float Original, float Noise) blend = (0.8f, 0.45f);
         if (outputType == TensorElementType.Float16)
         {
             output = output.Select(v => (float)(Half)v).ToArray(); // what the UNet's float16 output holds
@@ -82,10 +89,19 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
         var reported = new float[images * per];
         var next = new float[images * per];
         step.Apply(guidedOutput, sample, previous, noise, reported, next);
+        if (blended)
+        {
+            // InpaintBlend.Apply: (1 − m)·(a·init + b·noise) + m·x', the mask shared by an image's channels.
+            for (int i = 0; i < next.Length; i++)
+            {
+                float m = mask[i / per * side * side + i % (side * side)];
+                next[i] = (1f - m) * (blend.Original * init[i] + blend.Noise * initNoise[i]) + m * next[i];
+            }
+        }
 
         var coefficients = new float[StepGraph.Coefficients];
         // EveryTerm's coefficients, the absent terms' included: a graph without a term must not read its coefficient.
-        StepGraph.WriteCoefficients(EveryTerm, guidance, nextScale, coefficients);
+        StepGraph.WriteCoefficients(EveryTerm, guidance, nextScale, coefficients, blend);
         using var session = new InferenceSession(StepGraph.Model(outputType, inputType, guided, terms));
         long[] rowShape = [rows, channels, side, side], imageShape = [images, channels, side, side];
         using var outputValue = outputType == TensorElementType.Float
@@ -95,9 +111,13 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
         using var previousValue = OrtValue.CreateTensorValueFromMemory(previous, imageShape);
         using var noiseValue = OrtValue.CreateTensorValueFromMemory(noise, imageShape);
         using var coefficientValue = OrtValue.CreateTensorValueFromMemory(coefficients, [StepGraph.Coefficients, 1, 1, 1]);
+        using var initValue = OrtValue.CreateTensorValueFromMemory(init, imageShape);
+        using var initNoiseValue = OrtValue.CreateTensorValueFromMemory(initNoise, imageShape);
+        using var maskValue = OrtValue.CreateTensorValueFromMemory(mask, [images, 1, side, side]);
         using var results = session.Run(new RunOptions(),
-            [StepGraph.OutputName, StepGraph.SampleName, StepGraph.PreviousName, StepGraph.NoiseName, StepGraph.CoefficientsName],
-            [outputValue, sampleValue, previousValue, noiseValue, coefficientValue],
+            [StepGraph.OutputName, StepGraph.SampleName, StepGraph.PreviousName, StepGraph.NoiseName, StepGraph.CoefficientsName,
+                StepGraph.InitName, StepGraph.InitNoiseName, StepGraph.MaskName],
+            [outputValue, sampleValue, previousValue, noiseValue, coefficientValue, initValue, initNoiseValue, maskValue],
             [StepGraph.NextSampleName, StepGraph.ReportedName, StepGraph.ModelInputName]);
 
         AssertClose(next, results[0].GetTensorDataAsSpan<float>().ToArray(), 1e-5, "next sample");
@@ -155,6 +175,30 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
         }
     }
 
+    [Theory]
+    [InlineData("euler")]
+    [InlineData("dpmpp_2m")]
+    [InlineData("ddim")]
+    public async Task AnOrdinaryUNetsInpaintingBlendsOnTheDevice(string scheduler)
+    {
+        var directory = models.Directory("tiny");
+        using var host = StableDiffusionPipeline.Load(directory, new DiffusionOptions { Batching = ModelBatching.Batch, StepOnDevice = false });
+        using var device = StableDiffusionPipeline.Load(directory, new DiffusionOptions { Batching = ModelBatching.Batch, StepOnDevice = true });
+        // Two images, one mask: its left half is kept (the init latents, noised to each step's level), the right repainted.
+        var request = new GenerationRequest([new("a red fox", "blurry", 21), new("a boat", "", 22)], 64, 64, 6, 7.5f, scheduler, "tiny")
+        {
+            InitImage = TestImages.Gradient(64, 64),
+            MaskImage = TestImages.Mask(64, 64, 255, leftHalf: true),
+            Strength = 0.8f,
+        };
+
+        var expected = await host.RenderLatentsAsync(request);
+        var actual = await device.RenderLatentsAsync(request);
+
+        Assert.True(device.Statistics.DeviceStepRuns > 0);
+        AssertClose(expected, actual, 1e-3 * expected.Max(Math.Abs), $"inpainting, {scheduler}");
+    }
+
     [Fact]
     public void AFailingStepSaysHowToStepOnTheHost()
     {
@@ -171,6 +215,10 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
         binding.BindInput(StepGraph.PreviousName, other);
         binding.BindInput(StepGraph.NoiseName, other);
         binding.BindInput(StepGraph.CoefficientsName, coefficients);
+        binding.BindInput(StepGraph.InitName, other);
+        binding.BindInput(StepGraph.InitNoiseName, other);
+        using var mask = OrtValue.CreateTensorValueFromMemory(new float[4 * 4], [1, 1, 4, 4]);
+        binding.BindInput(StepGraph.MaskName, mask);
         foreach (var name in new[] { StepGraph.NextSampleName, StepGraph.ReportedName, StepGraph.ModelInputName })
         {
             binding.BindOutputToDevice(name, OrtMemoryInfo.DefaultInstance);

@@ -50,9 +50,9 @@ internal sealed class DenoisingBatch
     /// <param name="control">The batch's ControlNets, or null: the UNet then gets zero residuals if it takes any.</param>
     /// <param name="deviceGraphs">
     /// Guidance and the scheduler's step on the UNet's device (<see cref="DiffusionOptions.StepOnDevice"/>), or null for
-    /// the host. Used where the step is a <see cref="LinearStep"/> and nothing else touches the latents between steps: no
-    /// inpainting, one UNet run per step, ControlNets that read the UNet's sample as it is (their residuals are then
-    /// summed there too).
+    /// the host. Used where the step is a <see cref="LinearStep"/>, the UNet takes the latents alone (an ordinary UNet's
+    /// inpainting blend is then done there too), one UNet run per step, and ControlNets read the UNet's sample as it is
+    /// (their residuals are then summed there too).
     /// </param>
     public DenoisingBatch(int first, int count, Scheduler scheduler, BatchNoise noise, float[] latents, InpaintBlend? blend,
         UNetRun unet, bool guided, int perRow, InitImages? init, bool inpaintingUNet, Workspace workspace, ControlGuidance? control = null,
@@ -82,7 +82,7 @@ internal sealed class DenoisingBatch
         // The ControlNet reads the latents alone; an inpainting UNet's rows also carry the mask and masked latents.
         _controlInput = control is not null && perRow != _perImage ? new float[_rows * _perImage] : null;
         unet.SetResiduals(null); // a kept run may hold an earlier request's residuals
-        if (deviceGraphs is var (graphs, model) && scheduler is ILinearScheduler && blend is null && !inpaintingUNet && unet.CanStepInPlace
+        if (deviceGraphs is var (graphs, model) && scheduler is ILinearScheduler && !inpaintingUNet && unet.CanStepInPlace
             && (control is null || control.TryBindInPlace(unet, model, graphs)))
         {
             _inPlace = unet.StepInPlace(graphs, model, guided);
@@ -161,7 +161,7 @@ internal sealed class DenoisingBatch
         {
             WriteModelInput(stepIndex);
             _unet.WriteSample(_modelInput);
-            inPlace.Start(_latents.AsSpan(0, Count * _perImage));
+            inPlace.Start(_latents.AsSpan(0, Count * _perImage), _blend);
             _inPlaceStarted = true;
         }
         if (_controlInPlace)
@@ -171,7 +171,7 @@ internal sealed class DenoisingBatch
         _unet.RunInPlace(_scheduler.Timesteps[stepIndex], runOptions, residualsInPlace: _controlInPlace);
         var step = ((ILinearScheduler)_scheduler).NextStep(stepIndex);
         float nextScale = stepIndex + 1 < _scheduler.Timesteps.Count ? _scheduler.InputScale(stepIndex + 1) : 1f;
-        inPlace.Step(step, guidanceScale, nextScale, _noise, runOptions);
+        inPlace.Step(step, guidanceScale, nextScale, _noise, runOptions, _blend?.Coefficients(_scheduler, stepIndex + 1));
         _latentsOnDevice = true;
     }
 

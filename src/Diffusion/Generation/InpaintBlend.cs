@@ -6,7 +6,8 @@ namespace RenderFarm.Diffusion.Generation;
 /// Inpainting with an ordinary UNet (diffusers' 4-channel path): after every step the region each image keeps is
 /// replaced by its own init latents noised to the next step's level with its initial noise (clean after the last
 /// step), latents = (1 − m)·init_t + m·latents, with m the image's own mask. Covers the <paramref name="count"/>
-/// images of a model batch from the request's image <paramref name="first"/>.
+/// images of a model batch from the request's image <paramref name="first"/>. On the host <see cref="Apply"/> blends;
+/// with the step on the device the step graph blends, from <see cref="Write"/>'s inputs and <see cref="Coefficients"/>.
 /// </summary>
 internal sealed class InpaintBlend(InitImages init, int first, float[] noise, int count)
 {
@@ -19,7 +20,7 @@ internal sealed class InpaintBlend(InitImages init, int first, float[] noise, in
         {
             var initLatents = init.Latents(first + b);
             var known = _known.AsSpan(b * perImage, perImage);
-            if (nextStepIndex < scheduler.Timesteps.Count)
+            if (Noised(scheduler, nextStepIndex))
             {
                 scheduler.AddNoise(initLatents, noise.AsSpan(b * perImage, perImage), nextStepIndex, known);
             }
@@ -34,6 +35,27 @@ internal sealed class InpaintBlend(InitImages init, int first, float[] noise, in
                 float m = mask[i % mask.Length];
                 image[i] = (1f - m) * known[i] + m * image[i];
             }
+        }
+    }
+
+    /// <summary>
+    /// The kept region's level after step <paramref name="nextStepIndex"/> − 1 as a·init + b·noise: the scheduler's noising
+    /// of the next step, or the clean init latents after the last.
+    /// </summary>
+    public (float Original, float Noise) Coefficients(Scheduler scheduler, int nextStepIndex) =>
+        Noised(scheduler, nextStepIndex) ? scheduler.NoiseCoefficients(nextStepIndex) : (1f, 0f);
+
+    private static bool Noised(Scheduler scheduler, int nextStepIndex) => nextStepIndex < scheduler.Timesteps.Count;
+
+    /// <summary>The blend's inputs for the batch: init latents and initial noise [count, C, h, w], masks [count, 1, h, w].</summary>
+    public void Write(Span<float> initLatents, Span<float> initialNoise, Span<float> masks)
+    {
+        int perImage = noise.Length / count, plane = masks.Length / count;
+        noise.CopyTo(initialNoise);
+        for (int b = 0; b < count; b++)
+        {
+            init.Latents(first + b).CopyTo(initLatents.Slice(b * perImage, perImage));
+            init.LatentMask(first + b).CopyTo(masks.Slice(b * plane, plane));
         }
     }
 }

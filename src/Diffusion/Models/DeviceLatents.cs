@@ -25,6 +25,8 @@ internal sealed class DeviceLatents : IDisposable
     private readonly TensorBuffer[] _samples = new TensorBuffer[2];
     private readonly TensorBuffer[] _reported = new TensorBuffer[2];
     private readonly TensorBuffer _noise;
+    private readonly TensorBuffer[] _blend = new TensorBuffer[3]; // an inpainting blend's init latents, their noise, masks
+    private DeviceTensor[]? _deviceBlend;
     private readonly TensorBuffer _coefficients;
     private readonly DeviceTensor[]? _deviceSamples;
     private readonly DeviceTensor[]? _deviceReported;
@@ -64,11 +66,15 @@ internal sealed class DeviceLatents : IDisposable
             _noise = TensorBuffer.Create(TensorElementType.Float, images, channels, height, width);
             _coefficients = TensorBuffer.Create(TensorElementType.Float, StepGraph.Coefficients, 1, 1, 1);
             _noiseValues = new float[_noise.Length];
+            _blend[0] = TensorBuffer.Create(TensorElementType.Float, images, channels, height, width);
+            _blend[1] = TensorBuffer.Create(TensorElementType.Float, images, channels, height, width);
+            _blend[2] = TensorBuffer.Create(TensorElementType.Float, images, 1, height, width);
             if (deviceId is int device)
             {
                 _deviceSamples = _samples.Select(b => new DeviceTensor(b, device)).ToArray();
                 _deviceReported = _reported.Select(b => new DeviceTensor(b, device)).ToArray();
                 _deviceNoise = new DeviceTensor(_noise, device, pageLock: true); // sent up on every stochastic step
+                _deviceBlend = _blend.Select(b => new DeviceTensor(b, device)).ToArray();
                 _deviceCoefficients = new DeviceTensor(_coefficients, device);
             }
         }
@@ -97,6 +103,9 @@ internal sealed class DeviceLatents : IDisposable
                 binding.BindInput(StepGraph.PreviousName, Reported(1 - p));
                 binding.BindInput(StepGraph.NoiseName, _deviceNoise?.Value ?? _noise.Value);
                 binding.BindInput(StepGraph.CoefficientsName, _deviceCoefficients?.Value ?? _coefficients.Value);
+                binding.BindInput(StepGraph.InitName, Blend(0));
+                binding.BindInput(StepGraph.InitNoiseName, Blend(1));
+                binding.BindInput(StepGraph.MaskName, Blend(2));
                 binding.BindOutput(StepGraph.NextSampleName, Sample(1 - p));
                 binding.BindOutput(StepGraph.ReportedName, Reported(p));
                 binding.BindOutput(StepGraph.ModelInputName, _modelInput);
@@ -115,20 +124,34 @@ internal sealed class DeviceLatents : IDisposable
 
     private OrtValue Reported(int parity) => _deviceReported?[parity].Value ?? _reported[parity].Value;
 
-    /// <summary>Takes the batch's starting latents [images, C, h, w]; no previous step.</summary>
-    public void Start(ReadOnlySpan<float> latents)
+    private OrtValue Blend(int input) => _deviceBlend?[input].Value ?? _blend[input].Value;
+
+    /// <summary>Takes the batch's starting latents [images, C, h, w] and its inpainting blend's inputs; no previous step.</summary>
+    public void Start(ReadOnlySpan<float> latents, Generation.InpaintBlend? blend)
     {
         _parity = 0;
         _samples[0].Write(latents);
         _deviceSamples?[0].Upload();
+        if (blend is not null)
+        {
+            var values = _blend.Select(b => new float[b.Length]).ToArray();
+            blend.Write(values[0], values[1], values[2]);
+            for (int i = 0; i < _blend.Length; i++)
+            {
+                _blend[i].Write(values[i]);
+                _deviceBlend?[i].Upload();
+            }
+        }
         // The previous d is not cleared: a step's graph reads it only when the scheduler weighs it (after its first step).
     }
 
     /// <summary>
-    /// Guidance and <paramref name="step"/> on the UNet's last output; writes the next sample and, scaled by
+    /// Guidance and <paramref name="step"/> on the UNet's last output; writes the next sample (blended as
+    /// <paramref name="blend"/>'s a·init + b·noise outside the mask, for inpainting) and, scaled by
     /// <paramref name="nextInputScale"/>, the UNet's next input.
     /// </summary>
-    public void Step(LinearStep step, float guidanceScale, float nextInputScale, IStepNoise noise, RunOptions runOptions)
+    public void Step(LinearStep step, float guidanceScale, float nextInputScale, IStepNoise noise, RunOptions runOptions,
+        (float Original, float Noise)? blend = null)
     {
         if (step.DrawsNoise)
         {
@@ -136,10 +159,10 @@ internal sealed class DeviceLatents : IDisposable
             _noise.Write(_noiseValues);
             _deviceNoise?.Upload();
         }
-        StepGraph.WriteCoefficients(step, guidanceScale, nextInputScale, _coefficientValues);
+        StepGraph.WriteCoefficients(step, guidanceScale, nextInputScale, _coefficientValues, blend);
         _coefficients.Write(_coefficientValues);
         _deviceCoefficients?.Upload();
-        var session = StepGraph.Session(_graphs, _outputType, _inputType, _guided, step.Terms());
+        var session = StepGraph.Session(_graphs, _outputType, _inputType, _guided, step.Terms() | (blend is null ? StepTerms.None : StepTerms.Blend));
         _graphs.Run("scheduler_step", session, runOptions, Bindings(session)[_parity]);
         _parity ^= 1;
     }
@@ -158,6 +181,8 @@ internal sealed class DeviceLatents : IDisposable
         foreach (var buffer in _deviceReported ?? []) buffer.Dispose();
         _deviceNoise?.Dispose();
         _deviceCoefficients?.Dispose();
+        foreach (var buffer in _deviceBlend ?? []) buffer.Dispose();
+        foreach (var buffer in _blend) buffer?.Dispose();
         foreach (var buffer in _samples) buffer?.Dispose();
         foreach (var buffer in _reported) buffer?.Dispose();
         _noise?.Dispose();

@@ -17,17 +17,21 @@ namespace RenderFarm.Diffusion.Models;
 internal static class StepGraph
 {
     /// <summary>Coefficients, in the order the graph reads them.</summary>
-    public const int Coefficients = 13;
+    public const int Coefficients = 15;
 
     public const string OutputName = "output", SampleName = "sample", PreviousName = "previous", NoiseName = "noise", CoefficientsName = "coefficients";
     public const string NextSampleName = "next_sample", ReportedName = "reported", ModelInputName = "model_input";
+
+    /// <summary>An inpainting blend's inputs (<see cref="StepTerms.Blend"/>): init latents, their noise, masks [images, 1, h, w].</summary>
+    public const string InitName = "init", InitNoiseName = "init_noise", MaskName = "mask";
 
     /// <summary>The session stepping a UNet of these element types, with or without guidance rows, with <paramref name="terms"/>.</summary>
     public static InferenceSession Session(DeviceGraphs graphs, TensorElementType outputType, TensorElementType inputType, bool guided, StepTerms terms) =>
         graphs.Session($"step {outputType} {inputType} {guided} {terms}", () => Model(outputType, inputType, guided, terms));
 
     /// <summary>Writes <paramref name="step"/>, the guidance scale and the next step's input scale into the graph's coefficient order.</summary>
-    public static void WriteCoefficients(LinearStep step, float guidanceScale, float nextInputScale, Span<float> destination)
+    public static void WriteCoefficients(LinearStep step, float guidanceScale, float nextInputScale, Span<float> destination,
+        (float Original, float Noise)? blend = null)
     {
         destination[0] = guidanceScale;
         destination[1] = step.OriginalFromSample;
@@ -42,6 +46,7 @@ internal static class StepGraph
         destination[10] = step.NextFromNoise;
         destination[11] = nextInputScale;
         destination[12] = -step.ClipRange;
+        (destination[13], destination[14]) = blend ?? (1f, 0f);
     }
 
     /// <summary>
@@ -58,6 +63,9 @@ internal static class StepGraph
         graph.Input(PreviousName, TensorElementType.Float, images);
         graph.Input(NoiseName, TensorElementType.Float, images);
         graph.Input(CoefficientsName, TensorElementType.Float, [Coefficients, 1, 1, 1]);
+        graph.Input(InitName, TensorElementType.Float, images);
+        graph.Input(InitNoiseName, TensorElementType.Float, images);
+        graph.Input(MaskName, TensorElementType.Float, ["images", 1, "height", "width"]);
 
         // One [1, 1, 1, 1] tensor per coefficient: they broadcast over the latents.
         var c = graph.Node("Split", [CoefficientsName], Coefficients, ("axis", 0));
@@ -96,7 +104,17 @@ internal static class StepGraph
         if (Has(StepTerms.Previous)) next.Add(Scale(PreviousName, 8));
         if (Has(StepTerms.Output)) next.Add(Scale(guidedOutput, 9));
         if (Has(StepTerms.Noise)) next.Add(Scale(NoiseName, 10));
-        Sum(NextSampleName, [.. next]);
+        if (Has(StepTerms.Blend))
+        {
+            // Inpainting: x' = known + m·(x' − known), known = a·init + b·noise: (1 − m)·known + m·x' without a constant 1.
+            string stepped = Sum(null, [.. next]);
+            string known = Sum(null, Scale(InitName, 13), Scale(InitNoiseName, 14));
+            graph.Node("Add", [known, graph.Node("Mul", [MaskName, graph.Node("Sub", [stepped, known])])], NextSampleName);
+        }
+        else
+        {
+            Sum(NextSampleName, [.. next]);
+        }
         // The next input: scaled, repeated for the guidance rows, cast; the last of them writes the bound buffer.
         bool cast = inputType != TensorElementType.Float;
         string modelRows = graph.Node("Mul", [NextSampleName, c[11]], guided || cast ? null : ModelInputName);

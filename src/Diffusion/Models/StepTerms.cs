@@ -17,6 +17,8 @@ internal enum StepTerms
     Output = 8,
     /// <summary>x' adds fresh noise (D ≠ 0).</summary>
     Noise = 16,
+    /// <summary>x' is blended with the noised init latents outside the mask (inpainting with an ordinary UNet).</summary>
+    Blend = 32,
 }
 
 internal static class StepTermsExtensions

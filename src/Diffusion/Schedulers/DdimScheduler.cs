@@ -66,18 +66,12 @@ public sealed class DdimScheduler : Scheduler, ILinearScheduler
         _host.Step(NextStep(stepIndex), modelOutput, sample, into, noise, keepReported: false);
 
     /// <summary>√ᾱₜ·x₀ + √(1−ᾱₜ)·noise at the step's timestep.</summary>
-    public override void AddNoise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination)
+    public override (float Original, float Noise) NoiseCoefficients(int stepIndex)
     {
         CheckStepIndex(stepIndex);
-        AlphaNoise(Schedule.AlphasCumprod[(int)Timesteps[stepIndex]], original, noise, destination);
+        return AlphaNoise(Schedule.AlphasCumprod[(int)Timesteps[stepIndex]]);
     }
 
-    internal static void AlphaNoise(double alphaProd, ReadOnlySpan<float> original, ReadOnlySpan<float> noise, Span<float> destination)
-    {
-        float a = (float)Math.Sqrt(alphaProd), b = (float)Math.Sqrt(1 - alphaProd);
-        for (int i = 0; i < original.Length; i++)
-        {
-            destination[i] = a * original[i] + b * noise[i];
-        }
-    }
+    /// <summary>(√ᾱ, √(1−ᾱ)): noising in the DDPM parameterisation.</summary>
+    internal static (float Original, float Noise) AlphaNoise(double alphaProd) => ((float)Math.Sqrt(alphaProd), (float)Math.Sqrt(1 - alphaProd));
 }

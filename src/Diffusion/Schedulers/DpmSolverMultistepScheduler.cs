@@ -115,6 +115,14 @@ public sealed class DpmSolverMultistepScheduler : Scheduler, ILinearScheduler
     protected override void StepCore(ReadOnlySpan<float> modelOutput, int stepIndex, ReadOnlySpan<float> sample, SchedulerStepResult into, IStepNoise? noise) =>
         _host.Step(NextStep(stepIndex), modelOutput, sample, into, noise, keepReported: true);
 
+    /// <summary>αₜ and σₜ at the step's σ (<see cref="AddNoise"/> itself computes in double, as it always has).</summary>
+    public override (float Original, float Noise) NoiseCoefficients(int stepIndex)
+    {
+        CheckStepIndex(stepIndex);
+        var (alpha, sigma) = AlphaSigma(_sigmas[stepIndex]);
+        return ((float)alpha, (float)sigma);
+    }
+
     /// <summary>αₜ·x₀ + σₜ·noise at the step's σ.</summary>
     public override void AddNoise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination)
     {

@@ -69,9 +69,9 @@ public sealed class LcmScheduler : Scheduler, ILinearScheduler
     protected override void StepCore(ReadOnlySpan<float> modelOutput, int stepIndex, ReadOnlySpan<float> sample, SchedulerStepResult into, IStepNoise? noise) =>
         _host.Step(NextStep(stepIndex), modelOutput, sample, into, noise, keepReported: false);
 
-    public override void AddNoise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination)
+    public override (float Original, float Noise) NoiseCoefficients(int stepIndex)
     {
         CheckStepIndex(stepIndex);
-        DdimScheduler.AlphaNoise(Schedule.AlphasCumprod[(int)Timesteps[stepIndex]], original, noise, destination);
+        return DdimScheduler.AlphaNoise(Schedule.AlphasCumprod[(int)Timesteps[stepIndex]]);
     }
 }

@@ -134,9 +134,9 @@ public sealed class PndmScheduler : Scheduler
         _counter++;
     }
 
-    public override void AddNoise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination)
+    public override (float Original, float Noise) NoiseCoefficients(int stepIndex)
     {
         CheckStepIndex(stepIndex);
-        DdimScheduler.AlphaNoise(Schedule.AlphasCumprod[(int)Timesteps[stepIndex]], original, noise, destination);
+        return DdimScheduler.AlphaNoise(Schedule.AlphasCumprod[(int)Timesteps[stepIndex]]);
     }
 }

@@ -110,8 +110,21 @@ public abstract class Scheduler
 
     protected abstract void StepCore(ReadOnlySpan<float> modelOutput, int stepIndex, ReadOnlySpan<float> sample, SchedulerStepResult into, IStepNoise? noise);
 
-    /// <summary>Noises clean latents to the noise level of step <paramref name="stepIndex"/> (img2img's start).</summary>
-    public abstract void AddNoise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination);
+    /// <summary>Noises clean latents to the noise level of step <paramref name="stepIndex"/> (img2img's start, an inpainting blend).</summary>
+    public virtual void AddNoise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination)
+    {
+        var (a, b) = NoiseCoefficients(stepIndex);
+        for (int i = 0; i < original.Length; i++)
+        {
+            destination[i] = a * original[i] + b * noise[i];
+        }
+    }
+
+    /// <summary>
+    /// The noising of step <paramref name="stepIndex"/> as a·original + b·noise: what <see cref="AddNoise"/> computes, and
+    /// what an inpainting blend on the device computes with.
+    /// </summary>
+    public abstract (float Original, float Noise) NoiseCoefficients(int stepIndex);
 
     protected void CheckStepIndex(int stepIndex)
     {

@@ -62,13 +62,9 @@ public abstract class SigmaScheduler : Scheduler
     }
 
     /// <summary>original + σ·noise at step <paramref name="stepIndex"/>.</summary>
-    public override void AddNoise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination)
+    public override (float Original, float Noise) NoiseCoefficients(int stepIndex)
     {
         CheckStepIndex(stepIndex);
-        float sigma = (float)_sigmas[stepIndex];
-        for (int i = 0; i < original.Length; i++)
-        {
-            destination[i] = original[i] + noise[i] * sigma;
-        }
+        return (1f, (float)_sigmas[stepIndex]);
     }
 }
