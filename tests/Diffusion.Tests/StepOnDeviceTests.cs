@@ -60,7 +60,7 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
         var terms = (StepTerms)termFlags; // StepTerms is internal; a public test takes its value
         bool blended = terms.HasFlag(StepTerms.Blend);
         var step = With(terms & ~StepTerms.Blend);
-        Assert.Equal(terms & ~StepTerms.Blend, step.Terms());
+        Assert.Equal(terms & ~StepTerms.Blend, step.Terms);
         const int images = 2, channels = 4, side = 8, per = channels * side * side;
         int rows = guided ? 2 * images : images;
         var random = new Random(7);

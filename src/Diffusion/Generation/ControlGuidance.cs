@@ -1,5 +1,4 @@
 using Microsoft.ML.OnnxRuntime;
-using Microsoft.ML.OnnxRuntime.Tensors;
 using RenderFarm.Diffusion.ControlNets;
 using RenderFarm.Diffusion.Imaging;
 using RenderFarm.Diffusion.Models;
@@ -26,8 +25,7 @@ internal sealed class ControlGuidance : IDisposable
     private DeviceGraphs? _graphs;
     private InferenceSession? _sum;
     private OrtIoBinding? _sumBinding;
-    private TensorBuffer? _coefficients;
-    private DeviceTensor? _deviceCoefficients;
+    private BoundTensor? _coefficients;
     private float[] _coefficientValues = [];
     private UNetRun? _unet;
 
@@ -123,14 +121,13 @@ internal sealed class ControlGuidance : IDisposable
         _unet = unet;
         _sum = ResidualSumGraph.Session(graphs, _runs.Select(r => r.Run.OutputTypes).ToArray(), residuals.Select(r => r.Type).ToArray());
         _coefficientValues = new float[_runs.Length * residuals.Length];
-        _coefficients = TensorBuffer.Create(TensorElementType.Float, _coefficientValues.Length, 1, 1, 1);
-        _deviceCoefficients = unet.DeviceId is int device ? new DeviceTensor(_coefficients, device) : null;
+        _coefficients = new BoundTensor(unet.DeviceId, [_coefficientValues.Length, 1, 1, 1]);
         _sumBinding = _sum.CreateIoBinding();
         for (int u = 0; u < outputs.Length; u++)
         {
             for (int k = 0; k < residuals.Length; k++) _sumBinding.BindInput(ResidualSumGraph.InputName(u, k), outputs[u][k]);
         }
-        _sumBinding.BindInput(ResidualSumGraph.CoefficientsName, _deviceCoefficients?.Value ?? _coefficients.Value);
+        _sumBinding.BindInput(ResidualSumGraph.CoefficientsName, _coefficients.Value);
         for (int k = 0; k < residuals.Length; k++) _sumBinding.BindOutput(ResidualSumGraph.OutputName(k), unet.ResidualValue(k));
         return true;
     }
@@ -153,7 +150,6 @@ internal sealed class ControlGuidance : IDisposable
             for (int k = 0; k < residuals; k++) _coefficientValues[u * residuals + k] = steers ? run.Multiplier(k) : 0f;
         }
         _coefficients!.Write(_coefficientValues);
-        _deviceCoefficients?.Upload();
         _graphs!.Run("controlnet_sum", _sum!, runOptions, _sumBinding!);
         _unet!.ResidualsWrittenInPlace();
     }
@@ -161,7 +157,6 @@ internal sealed class ControlGuidance : IDisposable
     public void Dispose()
     {
         _sumBinding?.Dispose();
-        _deviceCoefficients?.Dispose();
         _coefficients?.Dispose();
         foreach (var (run, _) in _runs) run.Dispose();
     }

@@ -33,7 +33,6 @@ internal sealed class DenoisingBatch
     private readonly DeviceLatents? _inPlace;
     private bool _inPlaceStarted;
     private bool _latentsOnDevice;
-    private bool _controlInPlace;
 
     /// <param name="first">The request's index of this batch's first image.</param>
     /// <param name="count">Images in this batch.</param>
@@ -86,7 +85,6 @@ internal sealed class DenoisingBatch
             && (control is null || control.TryBindInPlace(unet, model, graphs)))
         {
             _inPlace = unet.StepInPlace(graphs, model, guided);
-            _controlInPlace = control is not null;
         }
     }
 
@@ -164,11 +162,9 @@ internal sealed class DenoisingBatch
             inPlace.Start(_latents.AsSpan(0, Count * _perImage), _blend);
             _inPlaceStarted = true;
         }
-        if (_controlInPlace)
-        {
-            _control!.ComputeInPlace(stepIndex, _scheduler.Timesteps[stepIndex], runOptions);
-        }
-        _unet.RunInPlace(_scheduler.Timesteps[stepIndex], runOptions, residualsInPlace: _controlInPlace);
+        // Stepped in place, a batch's ControlNets are bound in place too (the constructor's condition).
+        _control?.ComputeInPlace(stepIndex, _scheduler.Timesteps[stepIndex], runOptions);
+        _unet.RunInPlace(_scheduler.Timesteps[stepIndex], runOptions, residualsInPlace: _control is not null);
         var step = ((ILinearScheduler)_scheduler).NextStep(stepIndex);
         float nextScale = stepIndex + 1 < _scheduler.Timesteps.Count ? _scheduler.InputScale(stepIndex + 1) : 1f;
         inPlace.Step(step, guidanceScale, nextScale, _noise, runOptions, _blend?.Coefficients(_scheduler, stepIndex + 1));

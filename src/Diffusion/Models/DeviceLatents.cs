@@ -21,17 +21,13 @@ internal sealed class DeviceLatents : IDisposable
     private readonly bool _guided;
     private readonly OrtValue _modelOutput;
     private readonly OrtValue _modelInput;
-    private readonly Dictionary<InferenceSession, OrtIoBinding[]> _bindings = [];
-    private readonly TensorBuffer[] _samples = new TensorBuffer[2];
-    private readonly TensorBuffer[] _reported = new TensorBuffer[2];
-    private readonly TensorBuffer _noise;
-    private readonly TensorBuffer[] _blend = new TensorBuffer[3]; // an inpainting blend's init latents, their noise, masks
-    private DeviceTensor[]? _deviceBlend;
-    private readonly TensorBuffer _coefficients;
-    private readonly DeviceTensor[]? _deviceSamples;
-    private readonly DeviceTensor[]? _deviceReported;
-    private readonly DeviceTensor? _deviceNoise;
-    private readonly DeviceTensor? _deviceCoefficients;
+    private readonly Dictionary<StepTerms, (InferenceSession Session, OrtIoBinding[] Bindings)> _graphsByTerms = [];
+    private readonly List<BoundTensor> _tensors = [];
+    private readonly BoundTensor[] _samples;
+    private readonly BoundTensor[] _reported;
+    private readonly BoundTensor _noise;
+    private readonly BoundTensor[] _blend; // an inpainting blend's init latents, their noise, masks
+    private readonly BoundTensor _coefficients;
     private readonly float[] _noiseValues;
     private readonly float[] _coefficientValues = new float[StepGraph.Coefficients];
     private int _parity;
@@ -56,27 +52,21 @@ internal sealed class DeviceLatents : IDisposable
         _guided = guided;
         _modelOutput = modelOutput;
         _modelInput = modelInput;
+        BoundTensor Tensor(long[] shape, bool pageLock = false)
+        {
+            var tensor = new BoundTensor(deviceId, shape, pageLock);
+            _tensors.Add(tensor);
+            return tensor;
+        }
         try
         {
-            for (int p = 0; p < 2; p++)
-            {
-                _samples[p] = TensorBuffer.Create(TensorElementType.Float, images, channels, height, width);
-                _reported[p] = TensorBuffer.Create(TensorElementType.Float, images, channels, height, width);
-            }
-            _noise = TensorBuffer.Create(TensorElementType.Float, images, channels, height, width);
-            _coefficients = TensorBuffer.Create(TensorElementType.Float, StepGraph.Coefficients, 1, 1, 1);
+            long[] latents = [images, channels, height, width];
+            _samples = [Tensor(latents), Tensor(latents)];
+            _reported = [Tensor(latents), Tensor(latents)];
+            _noise = Tensor(latents, pageLock: true); // sent up on every stochastic step
+            _blend = [Tensor(latents), Tensor(latents), Tensor([images, 1, height, width])];
+            _coefficients = Tensor([StepGraph.Coefficients, 1, 1, 1]);
             _noiseValues = new float[_noise.Length];
-            _blend[0] = TensorBuffer.Create(TensorElementType.Float, images, channels, height, width);
-            _blend[1] = TensorBuffer.Create(TensorElementType.Float, images, channels, height, width);
-            _blend[2] = TensorBuffer.Create(TensorElementType.Float, images, 1, height, width);
-            if (deviceId is int device)
-            {
-                _deviceSamples = _samples.Select(b => new DeviceTensor(b, device)).ToArray();
-                _deviceReported = _reported.Select(b => new DeviceTensor(b, device)).ToArray();
-                _deviceNoise = new DeviceTensor(_noise, device, pageLock: true); // sent up on every stochastic step
-                _deviceBlend = _blend.Select(b => new DeviceTensor(b, device)).ToArray();
-                _deviceCoefficients = new DeviceTensor(_coefficients, device);
-            }
         }
         catch
         {
@@ -85,29 +75,30 @@ internal sealed class DeviceLatents : IDisposable
         }
     }
 
-    /// <summary>The bindings of <paramref name="session"/>, one per parity, made on its first step.</summary>
-    private OrtIoBinding[] Bindings(InferenceSession session)
+    /// <summary>The step graph with <paramref name="terms"/> and its bindings, one per parity, found on its first step.</summary>
+    private (InferenceSession Session, OrtIoBinding[] Bindings) Graph(StepTerms terms)
     {
-        if (_bindings.TryGetValue(session, out var bindings))
+        if (_graphsByTerms.TryGetValue(terms, out var found))
         {
-            return bindings;
+            return found;
         }
-        bindings = new OrtIoBinding[2];
+        var session = StepGraph.Session(_graphs, _outputType, _inputType, _guided, terms);
+        var bindings = new OrtIoBinding[2];
         try
         {
             for (int p = 0; p < 2; p++)
             {
                 var binding = bindings[p] = session.CreateIoBinding();
                 binding.BindInput(StepGraph.OutputName, _modelOutput);
-                binding.BindInput(StepGraph.SampleName, Sample(p));
-                binding.BindInput(StepGraph.PreviousName, Reported(1 - p));
-                binding.BindInput(StepGraph.NoiseName, _deviceNoise?.Value ?? _noise.Value);
-                binding.BindInput(StepGraph.CoefficientsName, _deviceCoefficients?.Value ?? _coefficients.Value);
-                binding.BindInput(StepGraph.InitName, Blend(0));
-                binding.BindInput(StepGraph.InitNoiseName, Blend(1));
-                binding.BindInput(StepGraph.MaskName, Blend(2));
-                binding.BindOutput(StepGraph.NextSampleName, Sample(1 - p));
-                binding.BindOutput(StepGraph.ReportedName, Reported(p));
+                binding.BindInput(StepGraph.SampleName, _samples[p].Value);
+                binding.BindInput(StepGraph.PreviousName, _reported[1 - p].Value);
+                binding.BindInput(StepGraph.NoiseName, _noise.Value);
+                binding.BindInput(StepGraph.CoefficientsName, _coefficients.Value);
+                binding.BindInput(StepGraph.InitName, _blend[0].Value);
+                binding.BindInput(StepGraph.InitNoiseName, _blend[1].Value);
+                binding.BindInput(StepGraph.MaskName, _blend[2].Value);
+                binding.BindOutput(StepGraph.NextSampleName, _samples[1 - p].Value);
+                binding.BindOutput(StepGraph.ReportedName, _reported[p].Value);
                 binding.BindOutput(StepGraph.ModelInputName, _modelInput);
             }
         }
@@ -116,31 +107,19 @@ internal sealed class DeviceLatents : IDisposable
             foreach (var binding in bindings) binding?.Dispose();
             throw;
         }
-        _bindings[session] = bindings;
-        return bindings;
+        return _graphsByTerms[terms] = (session, bindings);
     }
-
-    private OrtValue Sample(int parity) => _deviceSamples?[parity].Value ?? _samples[parity].Value;
-
-    private OrtValue Reported(int parity) => _deviceReported?[parity].Value ?? _reported[parity].Value;
-
-    private OrtValue Blend(int input) => _deviceBlend?[input].Value ?? _blend[input].Value;
 
     /// <summary>Takes the batch's starting latents [images, C, h, w] and its inpainting blend's inputs; no previous step.</summary>
     public void Start(ReadOnlySpan<float> latents, Generation.InpaintBlend? blend)
     {
         _parity = 0;
         _samples[0].Write(latents);
-        _deviceSamples?[0].Upload();
         if (blend is not null)
         {
             var values = _blend.Select(b => new float[b.Length]).ToArray();
             blend.Write(values[0], values[1], values[2]);
-            for (int i = 0; i < _blend.Length; i++)
-            {
-                _blend[i].Write(values[i]);
-                _deviceBlend?[i].Upload();
-            }
+            for (int i = 0; i < _blend.Length; i++) _blend[i].Write(values[i]);
         }
         // The previous d is not cleared: a step's graph reads it only when the scheduler weighs it (after its first step).
     }
@@ -157,35 +136,20 @@ internal sealed class DeviceLatents : IDisposable
         {
             noise.Fill(_noiseValues);
             _noise.Write(_noiseValues);
-            _deviceNoise?.Upload();
         }
         StepGraph.WriteCoefficients(step, guidanceScale, nextInputScale, _coefficientValues, blend);
         _coefficients.Write(_coefficientValues);
-        _deviceCoefficients?.Upload();
-        var session = StepGraph.Session(_graphs, _outputType, _inputType, _guided, step.Terms() | (blend is null ? StepTerms.None : StepTerms.Blend));
-        _graphs.Run("scheduler_step", session, runOptions, Bindings(session)[_parity]);
+        var (session, bindings) = Graph(step.Terms | (blend is null ? StepTerms.None : StepTerms.Blend));
+        _graphs.Run("scheduler_step", session, runOptions, bindings[_parity]);
         _parity ^= 1;
     }
 
     /// <summary>The current latents, copied to <paramref name="destination"/>.</summary>
-    public void Download(Span<float> destination)
-    {
-        _deviceSamples?[_parity].Download();
-        _samples[_parity].Read(destination);
-    }
+    public void Download(Span<float> destination) => _samples[_parity].Read(destination);
 
     public void Dispose()
     {
-        foreach (var binding in _bindings.Values.SelectMany(b => b)) binding.Dispose();
-        foreach (var buffer in _deviceSamples ?? []) buffer.Dispose();
-        foreach (var buffer in _deviceReported ?? []) buffer.Dispose();
-        _deviceNoise?.Dispose();
-        _deviceCoefficients?.Dispose();
-        foreach (var buffer in _deviceBlend ?? []) buffer.Dispose();
-        foreach (var buffer in _blend) buffer?.Dispose();
-        foreach (var buffer in _samples) buffer?.Dispose();
-        foreach (var buffer in _reported) buffer?.Dispose();
-        _noise?.Dispose();
-        _coefficients?.Dispose();
+        foreach (var binding in _graphsByTerms.Values.SelectMany(g => g.Bindings)) binding.Dispose();
+        foreach (var tensor in _tensors) tensor.Dispose();
     }
 }

@@ -372,7 +372,7 @@ internal sealed class UNetRun : IDisposable
         _inPlace?.Dispose();
         _inPlace = null;
         _inPlace = new DeviceLatents(graphs, unet.OutputType, unet.SampleType, guided, guided ? _batch / 2 : _batch, _channels, _height, _width,
-            _deviceOutput?.Value ?? _output.Value, _deviceSample?.Value ?? _sample.Value, _deviceId);
+            _deviceOutput?.Value ?? _output.Value, SampleValue, _deviceId);
         _inPlaceGuided = guided;
         return _inPlace;
     }

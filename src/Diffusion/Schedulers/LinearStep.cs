@@ -48,6 +48,14 @@ public readonly record struct LinearStep
     /// <summary>Whether the step draws fresh noise (it may draw with D = 0: the streams advance as diffusers' do).</summary>
     public bool DrawsNoise { get; init; }
 
+    /// <summary>The optional terms this step has (each one the host applies, and a step graph's nodes).</summary>
+    internal StepTerms Terms =>
+        (float.IsFinite(ClipRange) ? StepTerms.Clip : 0)
+        | (ReportedFromOriginal != 1f || ReportedFromSample != 0f ? StepTerms.Mix : 0)
+        | (NextFromPrevious != 0f ? StepTerms.Previous : 0)
+        | (NextFromOutput != 0f ? StepTerms.Output : 0)
+        | (NextFromNoise != 0f ? StepTerms.Noise : 0);
+
     /// <summary>x₀ = P·x + Q·ε̂ unclipped, d = x₀; the callers fill in x'.</summary>
     public static LinearStep Predicting((float Sample, float Output) original) => new()
     {
@@ -59,33 +67,34 @@ public readonly record struct LinearStep
 
     /// <summary>
     /// The step on the host: <paramref name="reported"/> gets d, <paramref name="next"/> x'. <paramref name="sample"/>
-    /// may alias <paramref name="next"/>; <paramref name="previous"/> is read only when C ≠ 0, <paramref name="noise"/>
-    /// only when D ≠ 0.
+    /// may alias <paramref name="next"/>; <paramref name="previous"/> and <paramref name="noise"/> are read only
+    /// when the step has their <see cref="Terms"/>.
     /// </summary>
     public void Apply(ReadOnlySpan<float> output, ReadOnlySpan<float> sample, ReadOnlySpan<float> previous, ReadOnlySpan<float> noise,
         Span<float> reported, Span<float> next)
     {
         int n = next.Length;
+        var terms = Terms;
         ScheduleMath.Combine(sample[..n], OriginalFromSample, output[..n], OriginalFromOutput, reported[..n]);
-        if (float.IsFinite(ClipRange))
+        if (terms.HasFlag(StepTerms.Clip))
         {
             TensorPrimitives.Clamp(reported[..n], -ClipRange, ClipRange, reported[..n]);
         }
-        if (ReportedFromOriginal != 1f || ReportedFromSample != 0f)
+        if (terms.HasFlag(StepTerms.Mix))
         {
             ScheduleMath.Combine(reported[..n], ReportedFromOriginal, sample[..n], ReportedFromSample, reported[..n]);
         }
         // x' is written last: the sample may be the same buffer.
         ScheduleMath.Combine(sample[..n], NextFromSample, reported[..n], NextFromReported, next);
-        if (NextFromPrevious != 0f)
+        if (terms.HasFlag(StepTerms.Previous))
         {
             TensorPrimitives.MultiplyAdd(previous[..n], NextFromPrevious, next, next);
         }
-        if (NextFromOutput != 0f)
+        if (terms.HasFlag(StepTerms.Output))
         {
             TensorPrimitives.MultiplyAdd(output[..n], NextFromOutput, next, next);
         }
-        if (NextFromNoise != 0f)
+        if (terms.HasFlag(StepTerms.Noise))
         {
             TensorPrimitives.MultiplyAdd(noise[..n], NextFromNoise, next, next);
         }
@@ -120,9 +129,9 @@ internal sealed class HostLinearSteps(string scheduler)
         if (step.DrawsNoise)
         {
             if (_noise.Length != n) _noise = new float[n];
-            (noise ?? throw new ArgumentNullException(nameof(noise), $"The {scheduler} scheduler draws fresh noise on each step; pass a noise source.")).Fill(_noise);
+            Scheduler.RequireNoise(noise, scheduler).Fill(_noise);
         }
-        if (step.NextFromPrevious != 0f && _previous.Length != n)
+        if (step.Terms.HasFlag(StepTerms.Previous) && _previous.Length != n)
         {
             throw new InvalidOperationException($"The {scheduler} scheduler's previous step was on {_previous.Length} values, this one on {n}; call SetTimesteps first.");
         }

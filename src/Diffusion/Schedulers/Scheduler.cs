@@ -140,7 +140,4 @@ public abstract class Scheduler
 
     internal static IStepNoise RequireNoise(IStepNoise? noise, string scheduler) =>
         noise ?? throw new ArgumentNullException(nameof(noise), $"The {scheduler} scheduler draws fresh noise on each step; pass a noise source.");
-
-    /// <summary>Fills <paramref name="buffer"/> from <paramref name="noise"/>.</summary>
-    protected static void DrawNoise(IStepNoise noise, Span<float> buffer) => noise.Fill(buffer);
 }

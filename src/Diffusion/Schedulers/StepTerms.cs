@@ -1,0 +1,26 @@
+namespace RenderFarm.Diffusion.Schedulers;
+
+/// <summary>
+/// The optional terms of a <see cref="LinearStep"/> (<see cref="LinearStep.Terms"/>): what the host applies beyond
+/// x₀ and x' = A·x + B·d, and the nodes a step graph has (<c>Models.StepGraph</c>), which adds <see cref="Blend"/>.
+/// </summary>
+[Flags]
+internal enum StepTerms
+{
+    None = 0,
+    /// <summary>x₀ is clipped (a finite <see cref="LinearStep.ClipRange"/>).</summary>
+    Clip = 1,
+    /// <summary>d mixes x₀ with the sample (M ≠ 1 or K ≠ 0).</summary>
+    Mix = 2,
+    /// <summary>x' reads the previous step's d (C ≠ 0).</summary>
+    Previous = 4,
+    /// <summary>x' reads the model output (E ≠ 0).</summary>
+    Output = 8,
+    /// <summary>x' adds fresh noise (D ≠ 0).</summary>
+    Noise = 16,
+    /// <summary>
+    /// Not a term of the step itself: x' is blended with the noised init latents outside the mask (inpainting with an
+    /// ordinary UNet), which the step graph does where the host does it apart (<c>Generation.InpaintBlend</c>).
+    /// </summary>
+    Blend = 32,
+}
