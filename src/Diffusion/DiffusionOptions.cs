@@ -50,9 +50,10 @@ public sealed record DiffusionOptions
     /// Whether classifier-free guidance and the scheduler's step run on the UNet's device, so the latents stay there
     /// between steps and only the decoded image (and a preview's latents) come back; a request's ControlNets then read
     /// the UNet's input there and their residuals are summed there. Applies to Euler, Euler a, DDIM, LCM and DPM++ 2M,
-    /// whose steps are linear maps (<see cref="Schedulers.LinearStep"/>), an ordinary UNet's inpainting blend included;
-    /// LMS, PNDM, inpainting UNets (9 input channels) and guess-mode ControlNets under guidance step on the host. Default null: on for GPU providers, off for cpu (where the host is
-    /// the device, and its vectorised step is as fast).
+    /// whose steps are linear maps (<see cref="Schedulers.LinearStep"/>), with an ordinary UNet's inpainting blend or an
+    /// inpainting UNet's mask channels; LMS, PNDM, guess-mode ControlNets under guidance and ControlNets on an inpainting
+    /// UNet step on the host. Default null: on for GPU providers, off for cpu (where the host is the device, and its
+    /// vectorised step is as fast).
     /// </summary>
     public bool? StepOnDevice { get; init; }
 

@@ -55,13 +55,17 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
     [InlineData(true, TensorElementType.Float, TensorElementType.Float, (int)(StepTerms.Mix))]
     [InlineData(true, TensorElementType.Float16, TensorElementType.Float16, (int)(StepTerms.Blend))]               // inpainting, Euler
     [InlineData(false, TensorElementType.Float, TensorElementType.Float, (int)(StepTerms.Blend | StepTerms.Previous))] // inpainting, DPM++
+    [InlineData(true, TensorElementType.Float, TensorElementType.Float, (int)(StepTerms.InputChannels))]                // inpainting UNet, Euler
+    [InlineData(true, TensorElementType.Float16, TensorElementType.Float16, (int)(StepTerms.InputChannels | StepTerms.Noise))] // and Euler a, float16
+    [InlineData(false, TensorElementType.Float, TensorElementType.Float, (int)(StepTerms.InputChannels | StepTerms.Previous))] // and DPM++, no guidance
     public void TheStepGraphComputesTheHostsGuidanceStepAndNextInput(bool guided, TensorElementType outputType, TensorElementType inputType, int termFlags)
     {
         var terms = (StepTerms)termFlags; // StepTerms is internal; a public test takes its value
-        bool blended = terms.HasFlag(StepTerms.Blend);
-        var step = With(terms & ~StepTerms.Blend);
-        Assert.Equal(terms & ~StepTerms.Blend, step.Terms);
+        bool blended = terms.HasFlag(StepTerms.Blend), extraChannels = terms.HasFlag(StepTerms.InputChannels);
+        var step = With(terms & ~(StepTerms.Blend | StepTerms.InputChannels));
+        Assert.Equal(terms & ~(StepTerms.Blend | StepTerms.InputChannels), step.Terms);
         const int images = 2, channels = 4, side = 8, per = channels * side * side;
+        const int extra = 5, perExtra = extra * side * side; // an inpainting UNet's mask and masked-image latents
         int rows = guided ? 2 * images : images;
         var random = new Random(7);
         float[] Values(int count, float scale) => Enumerable.Range(0, count).Select(_ => (float)(random.NextDouble() * 2 - 1) * scale).ToArray();
@@ -72,6 +76,12 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
         var init = Values(images * per, 2f);
         var initNoise = Values(images * per, 1f);
         var mask = Values(images * side * side, 0.5f).Select(v => v + 0.5f).ToArray(); // [0, 1], soft edges as a resized mask has
+        // Each row its own constant channels (a graph without the term is given a placeholder of another shape).
+        var inputChannels = extraChannels ? Values(rows * perExtra, 2f) : [0f];
+        if (inputType == TensorElementType.Float16)
+        {
+            inputChannels = inputChannels.Select(v => (float)(Half)v).ToArray();
+        }
         (float Original, float Noise) blend = (0.8f, 0.45f);
         if (outputType == TensorElementType.Float16)
         {
@@ -114,20 +124,23 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
         using var initValue = OrtValue.CreateTensorValueFromMemory(init, imageShape);
         using var initNoiseValue = OrtValue.CreateTensorValueFromMemory(initNoise, imageShape);
         using var maskValue = OrtValue.CreateTensorValueFromMemory(mask, [images, 1, side, side]);
+        using var inputChannelsValue = OrtValue.CreateTensorValueFromMemory(inputChannels, extraChannels ? [rows, extra, side, side] : [1, 1, 1, 1]);
         using var results = session.Run(new RunOptions(),
             [StepGraph.OutputName, StepGraph.SampleName, StepGraph.PreviousName, StepGraph.NoiseName, StepGraph.CoefficientsName,
-                StepGraph.InitName, StepGraph.InitNoiseName, StepGraph.MaskName],
-            [outputValue, sampleValue, previousValue, noiseValue, coefficientValue, initValue, initNoiseValue, maskValue],
+                StepGraph.InitName, StepGraph.InitNoiseName, StepGraph.MaskName, StepGraph.InputChannelsName],
+            [outputValue, sampleValue, previousValue, noiseValue, coefficientValue, initValue, initNoiseValue, maskValue, inputChannelsValue],
             [StepGraph.NextSampleName, StepGraph.ReportedName, StepGraph.ModelInputName]);
 
         AssertClose(next, results[0].GetTensorDataAsSpan<float>().ToArray(), 1e-5, "next sample");
         AssertClose(reported, results[1].GetTensorDataAsSpan<float>().ToArray(), 1e-5, "reported x0");
         Assert.Equal(inputType, results[2].GetTensorTypeAndShape().ElementDataType);
-        Assert.Equal(rowShape, results[2].GetTensorTypeAndShape().Shape);
+        Assert.Equal([rows, extraChannels ? channels + extra : channels, side, side], results[2].GetTensorTypeAndShape().Shape);
         var modelInput = inputType == TensorElementType.Float
             ? results[2].GetTensorDataAsSpan<float>().ToArray()
             : results[2].GetTensorDataAsSpan<Float16>().ToArray().Select(v => v.ToFloat()).ToArray();
-        var expectedInput = Enumerable.Range(0, rows).SelectMany(r => next.Skip(r % images * per).Take(per).Select(v => v * nextScale)).ToArray();
+        // Each row: its image's scaled latents, then (an inpainting UNet's) its own constant channels.
+        var expectedInput = Enumerable.Range(0, rows).SelectMany(r => next.Skip(r % images * per).Take(per).Select(v => v * nextScale)
+            .Concat(extraChannels ? inputChannels.Skip(r * perExtra).Take(perExtra) : [])).ToArray();
         // float16 rounds to 11 bits: half a unit in the last place is 2⁻¹¹ of the value.
         AssertClose(expectedInput, modelInput, inputType == TensorElementType.Float ? 1e-5 : 1e-3, "next model input");
     }
@@ -199,6 +212,32 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
         AssertClose(expected, actual, 1e-3 * expected.Max(Math.Abs), $"inpainting, {scheduler}");
     }
 
+    [Theory]
+    [InlineData("euler", 7.5f)]
+    [InlineData("dpmpp_2m", 7.5f)]
+    [InlineData("euler_a", 1f)] // no guidance rows
+    public async Task AnInpaintingUNetsMaskChannelsFollowTheLatentsOnTheDevice(string scheduler, float guidance)
+    {
+        var directory = models.Directory("tiny-inpaint");
+        using var host = StableDiffusionPipeline.Load(directory, new DiffusionOptions { Batching = ModelBatching.Batch, StepOnDevice = false });
+        using var device = StableDiffusionPipeline.Load(directory, new DiffusionOptions { Batching = ModelBatching.Batch, StepOnDevice = true });
+        // Two images with their own prompts, one mask: the UNet reads 4 latent channels, the mask and 4 masked-image latent channels.
+        var request = new GenerationRequest([new("a red fox", "blurry", 31), new("a boat", "", 32)], 64, 64, 6, guidance, scheduler, "tiny-inpaint")
+        {
+            InitImage = TestImages.Gradient(64, 64),
+            MaskImage = TestImages.Mask(64, 64, 255, leftHalf: true),
+        };
+
+        var expected = await host.RenderLatentsAsync(request);
+        var actual = await device.RenderLatentsAsync(request);
+
+        Assert.Equal(6, device.Statistics.DeviceStepRuns);
+        AssertClose(expected, actual, 1e-3 * expected.Max(Math.Abs), $"inpainting UNet, {scheduler}");
+        // The mask steers the result: without it the UNet computes other latents (the test sees the channels arrive).
+        var unmasked = await device.RenderLatentsAsync(request with { MaskImage = TestImages.Mask(64, 64, 255) });
+        Assert.True(expected.Zip(unmasked).Any(p => Math.Abs(p.First - p.Second) > 1e-2 * expected.Max(Math.Abs)), "the mask channels changed nothing");
+    }
+
     [Fact]
     public void AFailingStepSaysHowToStepOnTheHost()
     {
@@ -219,6 +258,7 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
         binding.BindInput(StepGraph.InitNoiseName, other);
         using var mask = OrtValue.CreateTensorValueFromMemory(new float[4 * 4], [1, 1, 4, 4]);
         binding.BindInput(StepGraph.MaskName, mask);
+        binding.BindInput(StepGraph.InputChannelsName, mask);
         foreach (var name in new[] { StepGraph.NextSampleName, StepGraph.ReportedName, StepGraph.ModelInputName })
         {
             binding.BindOutputToDevice(name, OrtMemoryInfo.DefaultInstance);

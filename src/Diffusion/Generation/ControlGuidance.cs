@@ -106,11 +106,12 @@ internal sealed class ControlGuidance : IDisposable
     /// Binds the ControlNets to run where <paramref name="unet"/> runs, reading its bound sample, and their residuals to
     /// be summed there into its residual inputs (<see cref="ResidualSumGraph"/>), so no residual crosses to the host.
     /// False, with nothing bound, where a ControlNet cannot read the UNet's sample as it is: a guess-mode unit under
-    /// guidance (it reads the conditional half of the rows) or one of another element type.
+    /// guidance (it reads the conditional half of the rows), one of another element type, or an inpainting UNet's
+    /// (its rows carry more than the latents).
     /// </summary>
     public bool TryBindInPlace(UNetRun unet, UNet model, DeviceGraphs graphs)
     {
-        if (_runs.Any(r => !r.Run.CanReadSample(model.SampleType)))
+        if (_runs.Any(r => !r.Run.CanReadSample(model.SampleType, unet.Channels)))
         {
             return false;
         }

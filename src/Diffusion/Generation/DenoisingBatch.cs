@@ -49,9 +49,9 @@ internal sealed class DenoisingBatch
     /// <param name="control">The batch's ControlNets, or null: the UNet then gets zero residuals if it takes any.</param>
     /// <param name="deviceGraphs">
     /// Guidance and the scheduler's step on the UNet's device (<see cref="DiffusionOptions.StepOnDevice"/>), or null for
-    /// the host. Used where the step is a <see cref="LinearStep"/>, the UNet takes the latents alone (an ordinary UNet's
-    /// inpainting blend is then done there too), one UNet run per step, and ControlNets read the UNet's sample as it is
-    /// (their residuals are then summed there too).
+    /// the host. Used where the step is a <see cref="LinearStep"/>, one UNet run per step, and ControlNets read the
+    /// UNet's sample as it is (their residuals are then summed there too). An ordinary UNet's inpainting blend, and an
+    /// inpainting UNet's constant input channels, are then done there too.
     /// </param>
     public DenoisingBatch(int first, int count, Scheduler scheduler, BatchNoise noise, float[] latents, InpaintBlend? blend,
         UNetRun unet, bool guided, int perRow, InitImages? init, bool inpaintingUNet, Workspace workspace, ControlGuidance? control = null,
@@ -81,7 +81,7 @@ internal sealed class DenoisingBatch
         // The ControlNet reads the latents alone; an inpainting UNet's rows also carry the mask and masked latents.
         _controlInput = control is not null && perRow != _perImage ? new float[_rows * _perImage] : null;
         unet.SetResiduals(null); // a kept run may hold an earlier request's residuals
-        if (deviceGraphs is var (graphs, model) && scheduler is ILinearScheduler && !inpaintingUNet && unet.CanStepInPlace
+        if (deviceGraphs is var (graphs, model) && scheduler is ILinearScheduler && unet.CanStepInPlace
             && (control is null || control.TryBindInPlace(unet, model, graphs)))
         {
             _inPlace = unet.StepInPlace(graphs, model, guided);
@@ -159,7 +159,20 @@ internal sealed class DenoisingBatch
         {
             WriteModelInput(stepIndex);
             _unet.WriteSample(_modelInput);
-            inPlace.Start(_latents.AsSpan(0, Count * _perImage), _blend);
+            inPlace.Start(_latents.AsSpan(0, Count * _perImage));
+            if (_blend is not null)
+            {
+                var (init, initNoise, masks) = _blend.Inputs();
+                inPlace.WriteBlend(init, initNoise, masks);
+            }
+            if (_perRow != _perImage)
+            {
+                // An inpainting UNet's mask and masked-image latents, the same every step: each row's channels after the latents.
+                int extra = _perRow - _perImage;
+                var channels = new float[_rows * extra];
+                for (int r = 0; r < _rows; r++) _modelInput.AsSpan(r * _perRow + _perImage, extra).CopyTo(channels.AsSpan(r * extra));
+                inPlace.WriteInputChannels(channels);
+            }
             _inPlaceStarted = true;
         }
         // Stepped in place, a batch's ControlNets are bound in place too (the constructor's condition).

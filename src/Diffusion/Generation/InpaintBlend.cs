@@ -7,7 +7,7 @@ namespace RenderFarm.Diffusion.Generation;
 /// replaced by its own init latents noised to the next step's level with its initial noise (clean after the last
 /// step), latents = (1 − m)·init_t + m·latents, with m the image's own mask. Covers the <paramref name="count"/>
 /// images of a model batch from the request's image <paramref name="first"/>. On the host <see cref="Apply"/> blends;
-/// with the step on the device the step graph blends, from <see cref="Write"/>'s inputs and <see cref="Coefficients"/>.
+/// with the step on the device the step graph blends, from <see cref="Inputs"/> and <see cref="Coefficients"/>.
 /// </summary>
 internal sealed class InpaintBlend(InitImages init, int first, float[] noise, int count)
 {
@@ -48,14 +48,16 @@ internal sealed class InpaintBlend(InitImages init, int first, float[] noise, in
     private static bool Noised(Scheduler scheduler, int nextStepIndex) => nextStepIndex < scheduler.Timesteps.Count;
 
     /// <summary>The blend's inputs for the batch: init latents and initial noise [count, C, h, w], masks [count, 1, h, w].</summary>
-    public void Write(Span<float> initLatents, Span<float> initialNoise, Span<float> masks)
+    public (float[] InitLatents, float[] InitialNoise, float[] Masks) Inputs()
     {
-        int perImage = noise.Length / count, plane = masks.Length / count;
-        noise.CopyTo(initialNoise);
+        int perImage = noise.Length / count, plane = init.LatentMask(first).Length;
+        var initLatents = new float[noise.Length];
+        var masks = new float[count * plane];
         for (int b = 0; b < count; b++)
         {
-            init.Latents(first + b).CopyTo(initLatents.Slice(b * perImage, perImage));
-            init.LatentMask(first + b).CopyTo(masks.Slice(b * plane, plane));
+            init.Latents(first + b).CopyTo(initLatents.AsSpan(b * perImage, perImage));
+            init.LatentMask(first + b).CopyTo(masks.AsSpan(b * plane, plane));
         }
+        return (initLatents, noise, masks);
     }
 }

@@ -222,10 +222,11 @@ internal sealed class ControlNetRun : IDisposable
     public TensorElementType[] OutputTypes => _outputNames.Select(n => _component.Outputs[n].ElementDataType).ToArray();
 
     /// <summary>
-    /// Whether this run can read the UNet's bound sample as its own: it reads every row (no guess-mode half) and the
-    /// same element type.
+    /// Whether this run can read the UNet's bound sample as its own: it reads every row (no guess-mode half), the same
+    /// element type and the same channels (not an inpainting UNet's, which carry the mask and masked-image latents).
     /// </summary>
-    public bool CanReadSample(TensorElementType unetSampleType) => _skip == 0 && _sample.ElementType == unetSampleType;
+    public bool CanReadSample(TensorElementType unetSampleType, int unetChannels) =>
+        _skip == 0 && _sample.ElementType == unetSampleType && _sample.Shape[1] == unetChannels;
 
     /// <summary>
     /// Binds this run where the UNet runs (<see cref="CanReadSample"/> runs only): its sample is the UNet's bound sample

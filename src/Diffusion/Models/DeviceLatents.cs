@@ -27,6 +27,8 @@ internal sealed class DeviceLatents : IDisposable
     private readonly BoundTensor[] _reported;
     private readonly BoundTensor _noise;
     private readonly BoundTensor[] _blend; // an inpainting blend's init latents, their noise, masks
+    private readonly BoundTensor _inputChannels; // an inpainting UNet's mask and masked-image latents, or a placeholder
+    private readonly StepTerms _graphTerms; // the terms every step's graph has beside the step's own
     private readonly BoundTensor _coefficients;
     private readonly float[] _noiseValues;
     private readonly float[] _coefficientValues = new float[StepGraph.Coefficients];
@@ -37,14 +39,18 @@ internal sealed class DeviceLatents : IDisposable
     /// <param name="inputType">The UNet's sample element type.</param>
     /// <param name="guided">Whether the UNet's rows are [negatives; positives].</param>
     /// <param name="images">Images (rows without the guidance rows).</param>
-    /// <param name="channels">Latent channels.</param>
+    /// <param name="channels">Latent channels (the UNet's output).</param>
+    /// <param name="inputChannels">
+    /// The UNet's input channels: the latents', or more when constant channels follow them (an inpainting UNet's, written
+    /// by <see cref="WriteInputChannels"/>).
+    /// </param>
     /// <param name="height">Latent height.</param>
     /// <param name="width">Latent width.</param>
     /// <param name="modelOutput">The UNet run's bound output ([rows, C, h, w]).</param>
     /// <param name="modelInput">The UNet run's bound sample input ([rows, C, h, w]).</param>
     /// <param name="deviceId">The CUDA device of the UNet's buffers, or null when they are host memory.</param>
     public DeviceLatents(DeviceGraphs graphs, TensorElementType outputType, TensorElementType inputType, bool guided,
-        int images, int channels, int height, int width, OrtValue modelOutput, OrtValue modelInput, int? deviceId)
+        int images, int channels, int inputChannels, int height, int width, OrtValue modelOutput, OrtValue modelInput, int? deviceId)
     {
         _graphs = graphs;
         _outputType = outputType;
@@ -65,6 +71,9 @@ internal sealed class DeviceLatents : IDisposable
             _reported = [Tensor(latents), Tensor(latents)];
             _noise = Tensor(latents, pageLock: true); // sent up on every stochastic step
             _blend = [Tensor(latents), Tensor(latents), Tensor([images, 1, height, width])];
+            int extra = inputChannels - channels;
+            _inputChannels = Tensor(extra > 0 ? [guided ? 2 * images : images, extra, height, width] : [1, 1, 1, 1]);
+            _graphTerms = extra > 0 ? StepTerms.InputChannels : StepTerms.None;
             _coefficients = Tensor([StepGraph.Coefficients, 1, 1, 1]);
             _noiseValues = new float[_noise.Length];
         }
@@ -97,6 +106,7 @@ internal sealed class DeviceLatents : IDisposable
                 binding.BindInput(StepGraph.InitName, _blend[0].Value);
                 binding.BindInput(StepGraph.InitNoiseName, _blend[1].Value);
                 binding.BindInput(StepGraph.MaskName, _blend[2].Value);
+                binding.BindInput(StepGraph.InputChannelsName, _inputChannels.Value);
                 binding.BindOutput(StepGraph.NextSampleName, _samples[1 - p].Value);
                 binding.BindOutput(StepGraph.ReportedName, _reported[p].Value);
                 binding.BindOutput(StepGraph.ModelInputName, _modelInput);
@@ -110,18 +120,30 @@ internal sealed class DeviceLatents : IDisposable
         return _graphsByTerms[terms] = (session, bindings);
     }
 
-    /// <summary>Takes the batch's starting latents [images, C, h, w] and its inpainting blend's inputs; no previous step.</summary>
-    public void Start(ReadOnlySpan<float> latents, Generation.InpaintBlend? blend)
+    /// <summary>Takes the batch's starting latents [images, C, h, w]; no previous step.</summary>
+    public void Start(ReadOnlySpan<float> latents)
     {
         _parity = 0;
         _samples[0].Write(latents);
-        if (blend is not null)
-        {
-            var values = _blend.Select(b => new float[b.Length]).ToArray();
-            blend.Write(values[0], values[1], values[2]);
-            for (int i = 0; i < _blend.Length; i++) _blend[i].Write(values[i]);
-        }
         // The previous d is not cleared: a step's graph reads it only when the scheduler weighs it (after its first step).
+    }
+
+    /// <summary>An inpainting blend's inputs for the batch's steps that blend: init latents and their noise [images, C, h, w], masks [images, 1, h, w].</summary>
+    public void WriteBlend(ReadOnlySpan<float> initLatents, ReadOnlySpan<float> initNoise, ReadOnlySpan<float> masks)
+    {
+        _blend[0].Write(initLatents);
+        _blend[1].Write(initNoise);
+        _blend[2].Write(masks);
+    }
+
+    /// <summary>The constant channels that follow the latents in every row of the UNet's input, [rows, E, h, w].</summary>
+    public void WriteInputChannels(ReadOnlySpan<float> values)
+    {
+        if (_graphTerms != StepTerms.InputChannels)
+        {
+            throw new InvalidOperationException("This UNet's input is the latents alone.");
+        }
+        _inputChannels.Write(values);
     }
 
     /// <summary>
@@ -139,7 +161,7 @@ internal sealed class DeviceLatents : IDisposable
         }
         StepGraph.WriteCoefficients(step, guidanceScale, nextInputScale, _coefficientValues, blend);
         _coefficients.Write(_coefficientValues);
-        var (session, bindings) = Graph(step.Terms | (blend is null ? StepTerms.None : StepTerms.Blend));
+        var (session, bindings) = Graph(step.Terms | _graphTerms | (blend is null ? StepTerms.None : StepTerms.Blend));
         _graphs.Run("scheduler_step", session, runOptions, bindings[_parity]);
         _parity ^= 1;
     }

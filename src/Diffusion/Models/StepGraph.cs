@@ -10,7 +10,8 @@ namespace RenderFarm.Diffusion.Models;
 /// the UNet reads it, so the latents never leave the device between steps. Its inputs are the UNet output
 /// ([rows, C, h, w], the UNet's element type), the sample, the previous step's d and fresh noise ([images, C, h, w],
 /// float32) and <see cref="Coefficients"/> float32 values; its outputs the next sample, this step's d and the next
-/// UNet input (scaled, repeated for the guidance rows, in the UNet's input type). A graph has only the
+/// UNet input (scaled, repeated for the guidance rows, followed by an inpainting UNet's constant channels, in the UNet's
+/// input type). A graph has only the
 /// <see cref="StepTerms"/> its step uses, since each element-wise node is a kernel launch on a GPU (an Euler step with
 /// guidance is 16 nodes, every term 26). One session per element types, guidance and terms (<see cref="DeviceGraphs"/>).
 /// </summary>
@@ -24,6 +25,12 @@ internal static class StepGraph
 
     /// <summary>An inpainting blend's inputs (<see cref="StepTerms.Blend"/>): init latents, their noise, masks [images, 1, h, w].</summary>
     public const string InitName = "init", InitNoiseName = "init_noise", MaskName = "mask";
+
+    /// <summary>
+    /// The UNet input's constant channels after the latents (<see cref="StepTerms.InputChannels"/>), [rows, E, h, w]
+    /// float32. Its dimensions have names of their own: a graph without the term binds any 4-d tensor there.
+    /// </summary>
+    public const string InputChannelsName = "input_channels";
 
     /// <summary>The session stepping a UNet of these element types, with or without guidance rows, with <paramref name="terms"/>.</summary>
     public static InferenceSession Session(DeviceGraphs graphs, TensorElementType outputType, TensorElementType inputType, bool guided, StepTerms terms) =>
@@ -66,6 +73,7 @@ internal static class StepGraph
         graph.Input(InitName, TensorElementType.Float, images);
         graph.Input(InitNoiseName, TensorElementType.Float, images);
         graph.Input(MaskName, TensorElementType.Float, ["images", 1, "height", "width"]);
+        graph.Input(InputChannelsName, TensorElementType.Float, ["input_channel_rows", "extra_channels", "input_channel_height", "input_channel_width"]);
 
         // One [1, 1, 1, 1] tensor per coefficient: they broadcast over the latents.
         var c = graph.Node("Split", [CoefficientsName], Coefficients, ("axis", 0));
@@ -115,12 +123,17 @@ internal static class StepGraph
         {
             Sum(NextSampleName, [.. next]);
         }
-        // The next input: scaled, repeated for the guidance rows, cast; the last of them writes the bound buffer.
-        bool cast = inputType != TensorElementType.Float;
-        string modelRows = graph.Node("Mul", [NextSampleName, c[11]], guided || cast ? null : ModelInputName);
+        // The next input: scaled, repeated for the guidance rows, followed by the constant channels, cast; the last of
+        // them writes the bound buffer.
+        bool channels = Has(StepTerms.InputChannels), cast = inputType != TensorElementType.Float;
+        string modelRows = graph.Node("Mul", [NextSampleName, c[11]], guided || channels || cast ? null : ModelInputName);
         if (guided)
         {
-            modelRows = graph.Node("Concat", [modelRows, modelRows], cast ? null : ModelInputName, ("axis", 0));
+            modelRows = graph.Node("Concat", [modelRows, modelRows], channels || cast ? null : ModelInputName, ("axis", 0));
+        }
+        if (channels)
+        {
+            modelRows = graph.Node("Concat", [modelRows, InputChannelsName], cast ? null : ModelInputName, ("axis", 1));
         }
         if (cast)
         {
@@ -129,7 +142,7 @@ internal static class StepGraph
 
         graph.Output(NextSampleName, TensorElementType.Float, images);
         graph.Output(ReportedName, TensorElementType.Float, images);
-        graph.Output(ModelInputName, inputType, rows);
+        graph.Output(ModelInputName, inputType, ["rows", "input_channels", "height", "width"]);
         return graph.Encode();
     }
 }

@@ -350,10 +350,11 @@ internal sealed class UNetRun : IDisposable
     }
 
     /// <summary>
-    /// Whether the whole batch is one run and the output has the input's shape: then the UNet can take its input from,
-    /// and leave its output for, a step on its own device (<see cref="StepInPlace"/>).
+    /// Whether the whole batch is one run and the input holds the output's channels (then followed by constant ones, as
+    /// an inpainting UNet's mask and masked-image latents): then the UNet can take its input from, and leave its output
+    /// for, a step on its own device (<see cref="StepInPlace"/>).
     /// </summary>
-    internal bool CanStepInPlace => _chunk == _batch && _perOutput == _perSample;
+    internal bool CanStepInPlace => _chunk == _batch && _perOutput <= _perSample;
 
     /// <summary>
     /// The latents of this run's images kept beside its bound buffers, stepped by <see cref="StepGraph"/>s from <paramref name="graphs"/>
@@ -363,7 +364,7 @@ internal sealed class UNetRun : IDisposable
     {
         if (!CanStepInPlace)
         {
-            throw new InvalidOperationException("This UNet run is split into fixed-batch chunks or changes the channel count; it cannot step in place.");
+            throw new InvalidOperationException("This UNet run is split into fixed-batch chunks or outputs more channels than it takes; it cannot step in place.");
         }
         if (_inPlace is { } kept && _inPlaceGuided == guided)
         {
@@ -371,13 +372,17 @@ internal sealed class UNetRun : IDisposable
         }
         _inPlace?.Dispose();
         _inPlace = null;
-        _inPlace = new DeviceLatents(graphs, unet.OutputType, unet.SampleType, guided, guided ? _batch / 2 : _batch, _channels, _height, _width,
+        _inPlace = new DeviceLatents(graphs, unet.OutputType, unet.SampleType, guided, guided ? _batch / 2 : _batch,
+            _perOutput / (_height * _width), _channels, _height, _width,
             _deviceOutput?.Value ?? _output.Value, SampleValue, _deviceId);
         _inPlaceGuided = guided;
         return _inPlace;
     }
 
-    /// <summary>Writes the whole batch's UNet input (<see cref="CanStepInPlace"/> runs): the first step of a batch stepped in place.</summary>
+    /// <summary>
+    /// Writes the whole batch's UNet input, every channel (<see cref="CanStepInPlace"/> runs): the first step of a batch
+    /// stepped in place.
+    /// </summary>
     internal void WriteSample(ReadOnlySpan<float> sample)
     {
         _sample.Write(sample[..(_batch * _perSample)]);
@@ -400,6 +405,9 @@ internal sealed class UNetRun : IDisposable
 
     /// <summary>The bound sample input (device or host memory).</summary>
     internal OrtValue SampleValue => _deviceSample?.Value ?? _sample.Value;
+
+    /// <summary>The sample input's channels.</summary>
+    internal int Channels => _channels;
 
     /// <summary>The CUDA device of the bound buffers, or null for host memory.</summary>
     internal int? DeviceId => _deviceId;

@@ -2,7 +2,8 @@ namespace RenderFarm.Diffusion.Schedulers;
 
 /// <summary>
 /// The optional terms of a <see cref="LinearStep"/> (<see cref="LinearStep.Terms"/>): what the host applies beyond
-/// x₀ and x' = A·x + B·d, and the nodes a step graph has (<c>Models.StepGraph</c>), which adds <see cref="Blend"/>.
+/// x₀ and x' = A·x + B·d, and the nodes a step graph has (<c>Models.StepGraph</c>), which adds <see cref="Blend"/> and
+/// <see cref="InputChannels"/>.
 /// </summary>
 [Flags]
 internal enum StepTerms
@@ -23,4 +24,9 @@ internal enum StepTerms
     /// ordinary UNet), which the step graph does where the host does it apart (<c>Generation.InpaintBlend</c>).
     /// </summary>
     Blend = 32,
+    /// <summary>
+    /// Not a term of the step itself: the UNet's input carries constant channels after the latents (an inpainting
+    /// UNet's mask and masked-image latents), which the step graph appends to the next input.
+    /// </summary>
+    InputChannels = 64,
 }
