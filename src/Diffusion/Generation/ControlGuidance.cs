@@ -105,9 +105,9 @@ internal sealed class ControlGuidance : IDisposable
     /// <summary>
     /// Binds the ControlNets to run where <paramref name="unet"/> runs, reading its bound sample, and their residuals to
     /// be summed there into its residual inputs (<see cref="ResidualSumGraph"/>), so no residual crosses to the host.
-    /// False, with nothing bound, where a ControlNet cannot read the UNet's sample as it is: a guess-mode unit under
-    /// guidance (it reads the conditional half of the rows), one of another element type, or an inpainting UNet's
-    /// (its rows carry more than the latents).
+    /// A guess-mode unit under guidance reads the conditional half of the rows and adds its residuals to those rows
+    /// alone. False, with nothing bound, where a ControlNet cannot read the UNet's sample as it is: one of another
+    /// element type, or an inpainting UNet's (its rows carry more than the latents).
     /// </summary>
     public bool TryBindInPlace(UNetRun unet, UNet model, DeviceGraphs graphs)
     {
@@ -117,10 +117,11 @@ internal sealed class ControlGuidance : IDisposable
         }
         var residuals = model.Residuals!.All.ToArray();
         var shapes = residuals.Select((r, k) => unet.ResidualShape(k)).ToArray();
-        var outputs = _runs.Select(r => r.Run.BindInPlace(unet.SampleValue, unet.DeviceId, shapes)).ToArray();
+        var outputs = _runs.Select(r => r.Run.BindInPlace(unet, shapes)).ToArray();
         _graphs = graphs;
         _unet = unet;
-        _sum = ResidualSumGraph.Session(graphs, _runs.Select(r => r.Run.OutputTypes).ToArray(), residuals.Select(r => r.Type).ToArray());
+        _sum = ResidualSumGraph.Session(graphs, _runs.Select(r => new ResidualSumGraph.Unit(r.Run.OutputTypes, r.Run.ReadsSecondHalf)).ToArray(),
+            residuals.Select(r => r.Type).ToArray());
         _coefficientValues = new float[_runs.Length * residuals.Length];
         _coefficients = new BoundTensor(unet.DeviceId, [_coefficientValues.Length, 1, 1, 1]);
         _sumBinding = _sum.CreateIoBinding();

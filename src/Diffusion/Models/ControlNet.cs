@@ -222,26 +222,30 @@ internal sealed class ControlNetRun : IDisposable
     public TensorElementType[] OutputTypes => _outputNames.Select(n => _component.Outputs[n].ElementDataType).ToArray();
 
     /// <summary>
-    /// Whether this run can read the UNet's bound sample as its own: it reads every row (no guess-mode half), the same
-    /// element type and the same channels (not an inpainting UNet's, which carry the mask and masked-image latents).
+    /// Whether this run can read the UNet's bound sample as its own: every row, or (guess mode under guidance) the second
+    /// half, of the same element type and the same channels (not an inpainting UNet's, which carry the mask and
+    /// masked-image latents).
     /// </summary>
     public bool CanReadSample(TensorElementType unetSampleType, int unetChannels) =>
-        _skip == 0 && _sample.ElementType == unetSampleType && _sample.Shape[1] == unetChannels;
+        (_skip == 0 || _skip == _rows) && _sample.ElementType == unetSampleType && _sample.Shape[1] == unetChannels;
+
+    /// <summary>Whether this run reads the second half of the UNet's rows (guess mode under guidance), not all of them.</summary>
+    public bool ReadsSecondHalf => _skip > 0;
 
     /// <summary>
     /// Binds this run where the UNet runs (<see cref="CanReadSample"/> runs only): its sample is the UNet's bound sample
-    /// (<paramref name="unetSample"/>), the control image, conditions and scale are put on the device once, and its
-    /// outputs go to buffers there (zeros until it first runs); returns those outputs, in residual order.
+    /// (<paramref name="unet"/>'s, the rows it reads), the control image, conditions and scale are put on the device
+    /// once, and its outputs go to buffers there (zeros until it first runs); returns those outputs, in residual order.
     /// </summary>
-    /// <param name="unetSample">The UNet run's bound sample input.</param>
-    /// <param name="deviceId">The CUDA device, or null when the UNet's buffers are host memory.</param>
-    /// <param name="shapes">Each output's shape.</param>
-    public IReadOnlyList<OrtValue> BindInPlace(OrtValue unetSample, int? deviceId, IReadOnlyList<long[]> shapes)
+    /// <param name="unet">The UNet run whose bound sample this reads.</param>
+    /// <param name="residualShapes">The UNet's residual inputs' shapes: each output's, for this run's rows.</param>
+    public IReadOnlyList<OrtValue> BindInPlace(UNetRun unet, IReadOnlyList<long[]> residualShapes)
     {
         if (_binding is not null)
         {
             return _boundOutputs!;
         }
+        int? deviceId = unet.DeviceId;
         OrtValue Place(TensorBuffer host)
         {
             if (deviceId is not int device) return host.Value;
@@ -258,9 +262,10 @@ internal sealed class ControlNetRun : IDisposable
             var outputs = new OrtValue[_outputNames.Length];
             for (int k = 0; k < outputs.Length; k++)
             {
+                long[] shape = [_rows, .. residualShapes[k][1..]];
                 outputs[k] = deviceId is int device
-                    ? Track(DeviceTensor.Zeros(types[k], shapes[k], device)).Value
-                    : Track(TensorBuffer.Create(types[k], shapes[k])).Value;
+                    ? Track(DeviceTensor.Zeros(types[k], shape, device)).Value
+                    : Track(TensorBuffer.Create(types[k], shape)).Value;
             }
             _binding = _component.Session.CreateIoBinding();
             _bound.Add(_binding);
@@ -268,7 +273,7 @@ internal sealed class ControlNetRun : IDisposable
             {
                 var value = _inputNames[i] switch
                 {
-                    "sample" => unetSample,
+                    "sample" => _skip == 0 ? unet.SampleValue : Track(unet.SampleRows(_skip)),
                     "timestep" when deviceId is int device => (_deviceTimestep = Track(new DeviceTensor(_timestep, device))).Value,
                     "timestep" => _timestep.Value,
                     _ => Place(_inputBuffers[i]), // the control image, conditions and scale: the same every step
@@ -303,6 +308,7 @@ internal sealed class ControlNetRun : IDisposable
     {
         // The binding and device copies first, then the host buffers they copy.
         foreach (var item in _bound.OfType<OrtIoBinding>()) item.Dispose();
+        foreach (var item in _bound.OfType<OrtValue>()) item.Dispose(); // views of the UNet's sample
         foreach (var item in _bound.OfType<DeviceTensor>()) item.Dispose();
         foreach (var item in _bound.OfType<TensorBuffer>()) item.Dispose();
         _bound.Clear();

@@ -8,7 +8,9 @@ namespace RenderFarm.Diffusion.Models;
 /// float32 in the units' order (as the host sums them), cast to the type of the UNet's residual input k. Coefficient
 /// cᵤₖ ([units · residuals, 1, 1, 1], unit-major) is what unit u's output k is multiplied by (its conditioning scale
 /// where the export does not apply it, guess mode's per-block factors, else 1), or 0 when the unit does not steer the
-/// step: every unit's outputs are always read, so a graph per set of ControlNets serves every step.
+/// step: every unit's outputs are always read, so a graph per set of ControlNets serves every step. A unit that reads the
+/// second half of the rows (guess mode under guidance: the conditional rows) adds to those rows only, zeros to the first
+/// half, as diffusers' pipeline pads its residuals.
 /// </summary>
 internal static class ResidualSumGraph
 {
@@ -18,19 +20,24 @@ internal static class ResidualSumGraph
 
     public static string OutputName(int residual) => $"residual{residual}";
 
-    /// <summary>The session summing units whose outputs have <paramref name="unitTypes"/> into residual inputs of <paramref name="residualTypes"/>.</summary>
-    public static InferenceSession Session(DeviceGraphs graphs, IReadOnlyList<TensorElementType[]> unitTypes, TensorElementType[] residualTypes) =>
-        graphs.Session($"controlnet_sum {string.Join(';', unitTypes.Select(t => string.Join(',', t)))} {string.Join(',', residualTypes)}",
-            () => Model(unitTypes, residualTypes));
-
-    internal static byte[] Model(IReadOnlyList<TensorElementType[]> unitTypes, TensorElementType[] residualTypes)
+    /// <summary>A unit's output element types (in residual order), and whether it reads the second half of the rows.</summary>
+    public sealed record Unit(TensorElementType[] Types, bool SecondHalf = false)
     {
-        int units = unitTypes.Count, residuals = residualTypes.Length;
+        public override string ToString() => string.Join(',', Types) + (SecondHalf ? " half" : "");
+    }
+
+    /// <summary>The session summing <paramref name="units"/>' outputs into residual inputs of <paramref name="residualTypes"/>.</summary>
+    public static InferenceSession Session(DeviceGraphs graphs, IReadOnlyList<Unit> units, TensorElementType[] residualTypes) =>
+        graphs.Session($"controlnet_sum {string.Join(';', units)} {string.Join(',', residualTypes)}", () => Model(units, residualTypes));
+
+    internal static byte[] Model(IReadOnlyList<Unit> unitList, TensorElementType[] residualTypes)
+    {
+        int units = unitList.Count, residuals = residualTypes.Length;
         var graph = new OnnxGraphWriter("controlnet_sum");
-        object[] Dims(int r) => ["rows", $"channels{r}", $"height{r}", $"width{r}"];
+        object[] Dims(int r, bool half = false) => [half ? "half_rows" : "rows", $"channels{r}", $"height{r}", $"width{r}"];
         for (int u = 0; u < units; u++)
         {
-            for (int r = 0; r < residuals; r++) graph.Input(InputName(u, r), unitTypes[u][r], Dims(r));
+            for (int r = 0; r < residuals; r++) graph.Input(InputName(u, r), unitList[u].Types[r], Dims(r, unitList[u].SecondHalf));
         }
         graph.Input(CoefficientsName, TensorElementType.Float, [units * residuals, 1, 1, 1]);
         var c = units * residuals == 1 ? [CoefficientsName] : graph.Node("Split", [CoefficientsName], units * residuals, ("axis", 0));
@@ -40,11 +47,18 @@ internal static class ResidualSumGraph
             string? sum = null;
             for (int u = 0; u < units; u++)
             {
-                string value = unitTypes[u][r] == TensorElementType.Float
+                string value = unitList[u].Types[r] == TensorElementType.Float
                     ? InputName(u, r)
                     : graph.Node("Cast", [InputName(u, r)], ("to", (long)TensorElementType.Float));
                 bool last = u == units - 1 && !cast;
-                string scaled = graph.Node("Mul", [value, c[u * residuals + r]], last && sum is null ? OutputName(r) : null);
+                bool half = unitList[u].SecondHalf;
+                string scaled = graph.Node("Mul", [value, c[u * residuals + r]], last && sum is null && !half ? OutputName(r) : null);
+                if (half)
+                {
+                    // Zeros for the first half's rows (ConstantOfShape's default: float32 0), the scaled residuals after them.
+                    var zeros = graph.Node("ConstantOfShape", [graph.Node("Shape", [scaled])]);
+                    scaled = graph.Node("Concat", [zeros, scaled], last && sum is null ? OutputName(r) : null, ("axis", 0));
+                }
                 sum = sum is null ? scaled : graph.Node("Add", [sum, scaled], last ? OutputName(r) : null);
             }
             if (cast)

@@ -409,6 +409,12 @@ internal sealed class UNetRun : IDisposable
     /// <summary>The sample input's channels.</summary>
     internal int Channels => _channels;
 
+    /// <summary>
+    /// Rows [<paramref name="skip"/>, …) of the bound sample input as a tensor of their own over the same buffer (a
+    /// guess-mode ControlNet's conditional rows); the caller disposes it before this run goes.
+    /// </summary>
+    internal OrtValue SampleRows(int skip) => _deviceSample?.Rows(skip) ?? _sample.Rows(skip);
+
     /// <summary>The CUDA device of the bound buffers, or null for host memory.</summary>
     internal int? DeviceId => _deviceId;
 

@@ -16,6 +16,9 @@ internal sealed class DeviceTensor : IDisposable
     private readonly TensorBuffer? _host;
     private readonly IntPtr _device;
     private readonly long _bytes;
+    private readonly TensorElementType _type;
+    private readonly long[] _shape;
+    private readonly int _deviceId;
     private readonly bool _registered;
     private bool _disposed;
 
@@ -38,10 +41,13 @@ internal sealed class DeviceTensor : IDisposable
     {
         _host = host;
         _bytes = bytes;
+        _type = type;
+        _shape = shape;
+        _deviceId = deviceId;
         _device = CudaRuntime.Allocate(deviceId, _bytes);
         try
         {
-            using var memory = new OrtMemoryInfo("Cuda", OrtAllocatorType.DeviceAllocator, deviceId, OrtMemType.Default);
+            using var memory = Memory(deviceId);
             Value = OrtValue.CreateTensorValueWithData(memory, type, shape, _device, _bytes);
         }
         catch
@@ -69,6 +75,15 @@ internal sealed class DeviceTensor : IDisposable
     }
 
     public OrtValue Value { get; }
+
+    private static OrtMemoryInfo Memory(int deviceId) => new("Cuda", OrtAllocatorType.DeviceAllocator, deviceId, OrtMemType.Default);
+
+    /// <summary>Rows [<paramref name="skip"/>, …) as a tensor of their own on the device (<see cref="TensorBuffer.RowsOf"/>).</summary>
+    public OrtValue Rows(int skip)
+    {
+        using var memory = Memory(_deviceId);
+        return TensorBuffer.RowsOf(memory, _type, _shape, _device, _bytes, skip);
+    }
 
     /// <summary>Host buffer → device (the whole tensor).</summary>
     public void Upload() => CudaRuntime.Copy(_device, Host.Address, _bytes);

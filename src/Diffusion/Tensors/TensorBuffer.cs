@@ -56,6 +56,21 @@ internal sealed class TensorBuffer : IDisposable
 
     public OrtValue Value { get; }
 
+    /// <summary>Rows [<paramref name="skip"/>, …) of this tensor as one of their own over the same memory (see <see cref="RowsOf"/>).</summary>
+    public OrtValue Rows(int skip) => RowsOf(OrtMemoryInfo.DefaultInstance, ElementType, Shape, Address, ByteLength, skip);
+
+    /// <summary>
+    /// Rows [<paramref name="skip"/>, …) of a tensor at <paramref name="address"/> in <paramref name="memory"/> as a tensor
+    /// of their own over the same memory: writes to either show in both. The caller disposes it, before the tensor's memory goes.
+    /// </summary>
+    internal static OrtValue RowsOf(OrtMemoryInfo memory, TensorElementType type, long[] shape, IntPtr address, long bytes, int skip)
+    {
+        if (skip < 0 || skip >= shape[0]) throw new ArgumentOutOfRangeException(nameof(skip), skip, $"The tensor has {shape[0]} rows.");
+        long rowBytes = bytes / shape[0];
+        long[] rows = [shape[0] - skip, .. shape[1..]];
+        return OrtValue.CreateTensorValueWithData(memory, type, rows, address + (nint)(skip * rowBytes), rows[0] * rowBytes);
+    }
+
     public static TensorBuffer Create(TensorElementType elementType, params long[] shape)
     {
         long count = 1;
