@@ -24,12 +24,15 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
         NextFromSample = 0.7f,
         NextFromReported = 0.35f,
         NextFromPrevious = -0.2f,
+        NextFromSecondPrevious = 0.12f,
+        NextFromThirdPrevious = -0.07f,
         NextFromOutput = 0.25f,
         NextFromNoise = 0.3f,
         DrawsNoise = true,
     };
 
-    private const int All = (int)(StepTerms.Clip | StepTerms.Mix | StepTerms.Previous | StepTerms.Output | StepTerms.Noise);
+    private const int All = (int)(StepTerms.Clip | StepTerms.Mix | StepTerms.Previous | StepTerms.SecondPrevious | StepTerms.ThirdPrevious
+        | StepTerms.Output | StepTerms.Noise);
 
     /// <summary><see cref="EveryTerm"/> with the terms <paramref name="terms"/> does not name taken out (0, or 1 for M, ∞ for the clip).</summary>
     private static LinearStep With(StepTerms terms) => EveryTerm with
@@ -38,6 +41,8 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
         ReportedFromOriginal = terms.HasFlag(StepTerms.Mix) ? EveryTerm.ReportedFromOriginal : 1f,
         ReportedFromSample = terms.HasFlag(StepTerms.Mix) ? EveryTerm.ReportedFromSample : 0f,
         NextFromPrevious = terms.HasFlag(StepTerms.Previous) ? EveryTerm.NextFromPrevious : 0f,
+        NextFromSecondPrevious = terms.HasFlag(StepTerms.SecondPrevious) ? EveryTerm.NextFromSecondPrevious : 0f,
+        NextFromThirdPrevious = terms.HasFlag(StepTerms.ThirdPrevious) ? EveryTerm.NextFromThirdPrevious : 0f,
         NextFromOutput = terms.HasFlag(StepTerms.Output) ? EveryTerm.NextFromOutput : 0f,
         NextFromNoise = terms.HasFlag(StepTerms.Noise) ? EveryTerm.NextFromNoise : 0f,
     };
@@ -53,6 +58,8 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
     [InlineData(true, TensorElementType.Float, TensorElementType.Float, (int)(StepTerms.Clip | StepTerms.Output))]     // DDIM, clip_sample
     [InlineData(false, TensorElementType.Float, TensorElementType.Float, (int)(StepTerms.Mix | StepTerms.Noise))]      // LCM
     [InlineData(true, TensorElementType.Float, TensorElementType.Float, (int)(StepTerms.Mix))]
+    [InlineData(true, TensorElementType.Float16, TensorElementType.Float16, (int)(StepTerms.Mix | StepTerms.Previous | StepTerms.SecondPrevious | StepTerms.ThirdPrevious))] // LMS, 4th order
+    [InlineData(false, TensorElementType.Float, TensorElementType.Float, (int)(StepTerms.Mix | StepTerms.Previous | StepTerms.SecondPrevious))] // LMS, 3rd order
     [InlineData(true, TensorElementType.Float16, TensorElementType.Float16, (int)(StepTerms.Blend))]               // inpainting, Euler
     [InlineData(false, TensorElementType.Float, TensorElementType.Float, (int)(StepTerms.Blend | StepTerms.Previous))] // inpainting, DPM++
     [InlineData(true, TensorElementType.Float, TensorElementType.Float, (int)(StepTerms.InputChannels))]                // inpainting UNet, Euler
@@ -72,6 +79,7 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
         var output = Values(rows * per, 2f);
         var sample = Values(images * per, 3f);
         var previous = Values(images * per, 1f);
+        float[][] history = [previous, Values(images * per, 1f), Values(images * per, 1f)];
         var noise = Values(images * per, 1f);
         var init = Values(images * per, 2f);
         var initNoise = Values(images * per, 1f);
@@ -98,7 +106,7 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
         }
         var reported = new float[images * per];
         var next = new float[images * per];
-        step.Apply(guidedOutput, sample, previous, noise, reported, next);
+        step.Apply(guidedOutput, sample, history, noise, reported, next);
         if (blended)
         {
             // InpaintBlend.Apply: (1 − m)·(a·init + b·noise) + m·x', the mask shared by an image's channels.
@@ -119,6 +127,8 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
             : OrtValue.CreateTensorValueFromMemory(output.Select(v => (Float16)v).ToArray(), rowShape);
         using var sampleValue = OrtValue.CreateTensorValueFromMemory(sample, imageShape);
         using var previousValue = OrtValue.CreateTensorValueFromMemory(previous, imageShape);
+        using var secondPreviousValue = OrtValue.CreateTensorValueFromMemory(history[1], imageShape);
+        using var thirdPreviousValue = OrtValue.CreateTensorValueFromMemory(history[2], imageShape);
         using var noiseValue = OrtValue.CreateTensorValueFromMemory(noise, imageShape);
         using var coefficientValue = OrtValue.CreateTensorValueFromMemory(coefficients, [StepGraph.Coefficients, 1, 1, 1]);
         using var initValue = OrtValue.CreateTensorValueFromMemory(init, imageShape);
@@ -126,9 +136,10 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
         using var maskValue = OrtValue.CreateTensorValueFromMemory(mask, [images, 1, side, side]);
         using var inputChannelsValue = OrtValue.CreateTensorValueFromMemory(inputChannels, extraChannels ? [rows, extra, side, side] : [1, 1, 1, 1]);
         using var results = session.Run(new RunOptions(),
-            [StepGraph.OutputName, StepGraph.SampleName, StepGraph.PreviousName, StepGraph.NoiseName, StepGraph.CoefficientsName,
-                StepGraph.InitName, StepGraph.InitNoiseName, StepGraph.MaskName, StepGraph.InputChannelsName],
-            [outputValue, sampleValue, previousValue, noiseValue, coefficientValue, initValue, initNoiseValue, maskValue, inputChannelsValue],
+            [StepGraph.OutputName, StepGraph.SampleName, StepGraph.PreviousName, StepGraph.SecondPreviousName, StepGraph.ThirdPreviousName,
+                StepGraph.NoiseName, StepGraph.CoefficientsName, StepGraph.InitName, StepGraph.InitNoiseName, StepGraph.MaskName, StepGraph.InputChannelsName],
+            [outputValue, sampleValue, previousValue, secondPreviousValue, thirdPreviousValue,
+                noiseValue, coefficientValue, initValue, initNoiseValue, maskValue, inputChannelsValue],
             [StepGraph.NextSampleName, StepGraph.ReportedName, StepGraph.ModelInputName]);
 
         AssertClose(next, results[0].GetTensorDataAsSpan<float>().ToArray(), 1e-5, "next sample");
@@ -150,6 +161,8 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
     [InlineData("tiny", "euler_a", 7.5f)]       // fresh noise each step, drawn on the host and sent up
     [InlineData("tiny", "ddim", 7.5f)]
     [InlineData("tiny", "dpmpp_2m_karras", 7.5f)] // the previous step's x₀ stays on the device too
+    [InlineData("tiny", "lms", 7.5f)]           // the last three steps' derivatives too (orders 1 to 4)
+    [InlineData("tiny-sd2", "lms_karras", 7.5f)] // v-prediction
     [InlineData("tiny", "euler", 1f)]           // no guidance rows
     [InlineData("tiny-fp16", "euler_a", 5f)]    // float16 UNet input and output, cast in the graph
     [InlineData("tiny-sdxl", "euler", 5f)]      // two text encoders' conditions bound beside the step's buffers
@@ -192,6 +205,7 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
     [InlineData("euler")]
     [InlineData("dpmpp_2m")]
     [InlineData("ddim")]
+    [InlineData("lms")] // starting at a later step: first order there, as on the host
     public async Task AnOrdinaryUNetsInpaintingBlendsOnTheDevice(string scheduler)
     {
         var directory = models.Directory("tiny");
@@ -252,6 +266,8 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
         binding.BindInput(StepGraph.OutputName, output);
         binding.BindInput(StepGraph.SampleName, sample);
         binding.BindInput(StepGraph.PreviousName, other);
+        binding.BindInput(StepGraph.SecondPreviousName, other);
+        binding.BindInput(StepGraph.ThirdPreviousName, other);
         binding.BindInput(StepGraph.NoiseName, other);
         binding.BindInput(StepGraph.CoefficientsName, coefficients);
         binding.BindInput(StepGraph.InitName, other);
@@ -296,7 +312,7 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
     public async Task SchedulersThatAreNotLinearMapsStepOnTheHost()
     {
         using var device = StableDiffusionPipeline.Load(models.Directory("tiny"), new DiffusionOptions { StepOnDevice = true });
-        var request = new GenerationRequest([new("a boat", "", 3)], 64, 64, 4, 7.5f, "lms", "tiny");
+        var request = new GenerationRequest([new("a boat", "", 3)], 64, 64, 4, 7.5f, "pndm", "tiny");
         var images = await device.GenerateAsync(request);
         Assert.Single(images);
         Assert.Equal(0, device.Statistics.DeviceStepRuns);

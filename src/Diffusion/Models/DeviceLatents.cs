@@ -9,9 +9,9 @@ namespace RenderFarm.Diffusion.Models;
 /// The latents of one <see cref="UNetRun"/>'s images kept where the UNet runs, stepped there by the
 /// <see cref="StepGraph"/>: each step reads the UNet's bound output and writes its bound input, so between steps only
 /// the step's coefficients (and a stochastic scheduler's fresh noise) go up, and nothing comes down until the latents
-/// are read (<see cref="Download"/>: a preview, the VAE). Samples and d alternate between two buffers each, one
-/// binding per parity (and per graph: steps with other <see cref="StepTerms"/> run other graphs), all made once with the
-/// run they belong to.
+/// are read (<see cref="Download"/>: a preview, the VAE). Samples alternate between two buffers and d goes round four
+/// (a step reads the last three steps' d), one binding per phase of that cycle (and per graph: steps with other
+/// <see cref="StepTerms"/> run other graphs), all made once with the run they belong to.
 /// </summary>
 internal sealed class DeviceLatents : IDisposable
 {
@@ -24,7 +24,7 @@ internal sealed class DeviceLatents : IDisposable
     private readonly Dictionary<StepTerms, (InferenceSession Session, OrtIoBinding[] Bindings)> _graphsByTerms = [];
     private readonly List<BoundTensor> _tensors = [];
     private readonly BoundTensor[] _samples;
-    private readonly BoundTensor[] _reported;
+    private readonly BoundTensor[] _reported; // step n writes [n % Phases] and reads the three before it
     private readonly BoundTensor _noise;
     private readonly BoundTensor[] _blend; // an inpainting blend's init latents, their noise, masks
     private readonly BoundTensor _inputChannels; // an inpainting UNet's mask and masked-image latents, or a placeholder
@@ -32,7 +32,10 @@ internal sealed class DeviceLatents : IDisposable
     private readonly BoundTensor _coefficients;
     private readonly float[] _noiseValues;
     private readonly float[] _coefficientValues = new float[StepGraph.Coefficients];
-    private int _parity;
+    private int _phase;
+
+    /// <summary>Steps in a cycle of the buffers: d's four (this step's and the three a step may read), the samples' two.</summary>
+    private const int Phases = 4;
 
     /// <param name="graphs">Where the step graphs' sessions are.</param>
     /// <param name="outputType">The UNet's output element type.</param>
@@ -68,7 +71,7 @@ internal sealed class DeviceLatents : IDisposable
         {
             long[] latents = [images, channels, height, width];
             _samples = [Tensor(latents), Tensor(latents)];
-            _reported = [Tensor(latents), Tensor(latents)];
+            _reported = [Tensor(latents), Tensor(latents), Tensor(latents), Tensor(latents)];
             _noise = Tensor(latents, pageLock: true); // sent up on every stochastic step
             _blend = [Tensor(latents), Tensor(latents), Tensor([images, 1, height, width])];
             int extra = inputChannels - channels;
@@ -84,7 +87,7 @@ internal sealed class DeviceLatents : IDisposable
         }
     }
 
-    /// <summary>The step graph with <paramref name="terms"/> and its bindings, one per parity, found on its first step.</summary>
+    /// <summary>The step graph with <paramref name="terms"/> and its bindings, one per phase, found on its first step.</summary>
     private (InferenceSession Session, OrtIoBinding[] Bindings) Graph(StepTerms terms)
     {
         if (_graphsByTerms.TryGetValue(terms, out var found))
@@ -92,23 +95,26 @@ internal sealed class DeviceLatents : IDisposable
             return found;
         }
         var session = StepGraph.Session(_graphs, _outputType, _inputType, _guided, terms);
-        var bindings = new OrtIoBinding[2];
+        var bindings = new OrtIoBinding[Phases];
         try
         {
-            for (int p = 0; p < 2; p++)
+            for (int p = 0; p < Phases; p++)
             {
+                BoundTensor Reported(int back) => _reported[(p - back + Phases) % Phases];
                 var binding = bindings[p] = session.CreateIoBinding();
                 binding.BindInput(StepGraph.OutputName, _modelOutput);
-                binding.BindInput(StepGraph.SampleName, _samples[p].Value);
-                binding.BindInput(StepGraph.PreviousName, _reported[1 - p].Value);
+                binding.BindInput(StepGraph.SampleName, _samples[p % 2].Value);
+                binding.BindInput(StepGraph.PreviousName, Reported(1).Value);
+                binding.BindInput(StepGraph.SecondPreviousName, Reported(2).Value);
+                binding.BindInput(StepGraph.ThirdPreviousName, Reported(3).Value);
                 binding.BindInput(StepGraph.NoiseName, _noise.Value);
                 binding.BindInput(StepGraph.CoefficientsName, _coefficients.Value);
                 binding.BindInput(StepGraph.InitName, _blend[0].Value);
                 binding.BindInput(StepGraph.InitNoiseName, _blend[1].Value);
                 binding.BindInput(StepGraph.MaskName, _blend[2].Value);
                 binding.BindInput(StepGraph.InputChannelsName, _inputChannels.Value);
-                binding.BindOutput(StepGraph.NextSampleName, _samples[1 - p].Value);
-                binding.BindOutput(StepGraph.ReportedName, _reported[p].Value);
+                binding.BindOutput(StepGraph.NextSampleName, _samples[1 - p % 2].Value);
+                binding.BindOutput(StepGraph.ReportedName, Reported(0).Value);
                 binding.BindOutput(StepGraph.ModelInputName, _modelInput);
             }
         }
@@ -123,9 +129,9 @@ internal sealed class DeviceLatents : IDisposable
     /// <summary>Takes the batch's starting latents [images, C, h, w]; no previous step.</summary>
     public void Start(ReadOnlySpan<float> latents)
     {
-        _parity = 0;
+        _phase = 0;
         _samples[0].Write(latents);
-        // The previous d is not cleared: a step's graph reads it only when the scheduler weighs it (after its first step).
+        // Earlier d are not cleared: a step's graph reads one only when the scheduler weighs it (once this batch's steps wrote it).
     }
 
     /// <summary>An inpainting blend's inputs for the batch's steps that blend: init latents and their noise [images, C, h, w], masks [images, 1, h, w].</summary>
@@ -162,12 +168,12 @@ internal sealed class DeviceLatents : IDisposable
         StepGraph.WriteCoefficients(step, guidanceScale, nextInputScale, _coefficientValues, blend);
         _coefficients.Write(_coefficientValues);
         var (session, bindings) = Graph(step.Terms | _graphTerms | (blend is null ? StepTerms.None : StepTerms.Blend));
-        _graphs.Run("scheduler_step", session, runOptions, bindings[_parity]);
-        _parity ^= 1;
+        _graphs.Run("scheduler_step", session, runOptions, bindings[_phase]);
+        _phase = (_phase + 1) % Phases;
     }
 
     /// <summary>The current latents, copied to <paramref name="destination"/>.</summary>
-    public void Download(Span<float> destination) => _samples[_parity].Read(destination);
+    public void Download(Span<float> destination) => _samples[_phase % 2].Read(destination);
 
     public void Dispose()
     {

@@ -8,19 +8,22 @@ namespace RenderFarm.Diffusion.Models;
 /// Classifier-free guidance and one <see cref="LinearStep"/> as a small ONNX graph, run by ONNX Runtime on the device
 /// the UNet runs on: it reads the UNet's output where the UNet wrote it and writes the next step's UNet input where
 /// the UNet reads it, so the latents never leave the device between steps. Its inputs are the UNet output
-/// ([rows, C, h, w], the UNet's element type), the sample, the previous step's d and fresh noise ([images, C, h, w],
+/// ([rows, C, h, w], the UNet's element type), the sample, the last three steps' d and fresh noise ([images, C, h, w],
 /// float32) and <see cref="Coefficients"/> float32 values; its outputs the next sample, this step's d and the next
 /// UNet input (scaled, repeated for the guidance rows, followed by an inpainting UNet's constant channels, in the UNet's
 /// input type). A graph has only the
 /// <see cref="StepTerms"/> its step uses, since each element-wise node is a kernel launch on a GPU (an Euler step with
-/// guidance is 16 nodes, every term 26). One session per element types, guidance and terms (<see cref="DeviceGraphs"/>).
+/// guidance is 16 nodes). One session per element types, guidance and terms (<see cref="DeviceGraphs"/>).
 /// </summary>
 internal static class StepGraph
 {
     /// <summary>Coefficients, in the order the graph reads them.</summary>
-    public const int Coefficients = 15;
+    public const int Coefficients = 17;
 
     public const string OutputName = "output", SampleName = "sample", PreviousName = "previous", NoiseName = "noise", CoefficientsName = "coefficients";
+
+    /// <summary>The d of two and three steps back (LMS), [images, C, h, w] float32 like <see cref="PreviousName"/>'s.</summary>
+    public const string SecondPreviousName = "second_previous", ThirdPreviousName = "third_previous";
     public const string NextSampleName = "next_sample", ReportedName = "reported", ModelInputName = "model_input";
 
     /// <summary>An inpainting blend's inputs (<see cref="StepTerms.Blend"/>): init latents, their noise, masks [images, 1, h, w].</summary>
@@ -54,6 +57,8 @@ internal static class StepGraph
         destination[11] = nextInputScale;
         destination[12] = -step.ClipRange;
         (destination[13], destination[14]) = blend ?? (1f, 0f);
+        destination[15] = step.NextFromSecondPrevious;
+        destination[16] = step.NextFromThirdPrevious;
     }
 
     /// <summary>
@@ -68,6 +73,8 @@ internal static class StepGraph
         graph.Input(OutputName, outputType, rows);
         graph.Input(SampleName, TensorElementType.Float, images);
         graph.Input(PreviousName, TensorElementType.Float, images);
+        graph.Input(SecondPreviousName, TensorElementType.Float, images);
+        graph.Input(ThirdPreviousName, TensorElementType.Float, images);
         graph.Input(NoiseName, TensorElementType.Float, images);
         graph.Input(CoefficientsName, TensorElementType.Float, [Coefficients, 1, 1, 1]);
         graph.Input(InitName, TensorElementType.Float, images);
@@ -110,6 +117,8 @@ internal static class StepGraph
         }
         List<string> next = [Scale(SampleName, 6), Scale(ReportedName, 7)];
         if (Has(StepTerms.Previous)) next.Add(Scale(PreviousName, 8));
+        if (Has(StepTerms.SecondPrevious)) next.Add(Scale(SecondPreviousName, 15));
+        if (Has(StepTerms.ThirdPrevious)) next.Add(Scale(ThirdPreviousName, 16));
         if (Has(StepTerms.Output)) next.Add(Scale(guidedOutput, 9));
         if (Has(StepTerms.Noise)) next.Add(Scale(NoiseName, 10));
         if (Has(StepTerms.Blend))

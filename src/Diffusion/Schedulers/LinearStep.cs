@@ -4,11 +4,11 @@ namespace RenderFarm.Diffusion.Schedulers;
 
 /// <summary>
 /// One scheduler step as a linear map, for the schedulers whose steps are (<see cref="ILinearScheduler"/>). With x the
-/// sample, ε̂ the (guided) model output, x̃ the previous step's <c>d</c> and z fresh noise:
+/// sample, ε̂ the (guided) model output, x̃₁ … x̃₃ the <c>d</c> of the last three steps and z fresh noise:
 /// <code>
 /// x₀ = clip(P·x + Q·ε̂, ±ClipRange)     the model's estimate of the clean sample
-/// d  = M·x₀ + K·x                      what the step reports as x₀ (PredOriginal) and keeps for the next step
-/// x' = A·x + B·d + C·x̃ + E·ε̂ + D·z
+/// d  = M·x₀ + K·x                      what the step reports (PredOriginal, unless the scheduler reports x₀) and keeps
+/// x' = A·x + B·d + C₁·x̃₁ + C₂·x̃₂ + C₃·x̃₃ + E·ε̂ + D·z
 /// </code>
 /// The same coefficients drive the host step (<see cref="Apply"/>) and the graph that steps on the models' device,
 /// so each scheduler's maths is written once.
@@ -36,8 +36,14 @@ public readonly record struct LinearStep
     /// <summary>B: x' from d.</summary>
     public float NextFromReported { get; init; }
 
-    /// <summary>C: x' from the previous step's d (multistep solvers; 0 otherwise).</summary>
+    /// <summary>C₁: x' from the previous step's d (multistep solvers; 0 otherwise).</summary>
     public float NextFromPrevious { get; init; }
+
+    /// <summary>C₂: x' from the d of two steps back (LMS; 0 otherwise).</summary>
+    public float NextFromSecondPrevious { get; init; }
+
+    /// <summary>C₃: x' from the d of three steps back (LMS; 0 otherwise).</summary>
+    public float NextFromThirdPrevious { get; init; }
 
     /// <summary>E: x' from the model output.</summary>
     public float NextFromOutput { get; init; }
@@ -53,6 +59,8 @@ public readonly record struct LinearStep
         (float.IsFinite(ClipRange) ? StepTerms.Clip : 0)
         | (ReportedFromOriginal != 1f || ReportedFromSample != 0f ? StepTerms.Mix : 0)
         | (NextFromPrevious != 0f ? StepTerms.Previous : 0)
+        | (NextFromSecondPrevious != 0f ? StepTerms.SecondPrevious : 0)
+        | (NextFromThirdPrevious != 0f ? StepTerms.ThirdPrevious : 0)
         | (NextFromOutput != 0f ? StepTerms.Output : 0)
         | (NextFromNoise != 0f ? StepTerms.Noise : 0);
 
@@ -65,12 +73,15 @@ public readonly record struct LinearStep
         ReportedFromOriginal = 1f,
     };
 
+    /// <summary>How many earlier steps' d this step reads (0 to 3).</summary>
+    internal int HistoryDepth => NextFromThirdPrevious != 0f ? 3 : NextFromSecondPrevious != 0f ? 2 : NextFromPrevious != 0f ? 1 : 0;
+
     /// <summary>
     /// The step on the host: <paramref name="reported"/> gets d, <paramref name="next"/> x'. <paramref name="sample"/>
-    /// may alias <paramref name="next"/>; <paramref name="previous"/> and <paramref name="noise"/> are read only
-    /// when the step has their <see cref="Terms"/>.
+    /// may alias <paramref name="next"/>; <paramref name="history"/> (the earlier steps' d, the last first) and
+    /// <paramref name="noise"/> are read only when the step has their <see cref="Terms"/>.
     /// </summary>
-    public void Apply(ReadOnlySpan<float> output, ReadOnlySpan<float> sample, ReadOnlySpan<float> previous, ReadOnlySpan<float> noise,
+    public void Apply(ReadOnlySpan<float> output, ReadOnlySpan<float> sample, IReadOnlyList<float[]> history, ReadOnlySpan<float> noise,
         Span<float> reported, Span<float> next)
     {
         int n = next.Length;
@@ -88,7 +99,15 @@ public readonly record struct LinearStep
         ScheduleMath.Combine(sample[..n], NextFromSample, reported[..n], NextFromReported, next);
         if (terms.HasFlag(StepTerms.Previous))
         {
-            TensorPrimitives.MultiplyAdd(previous[..n], NextFromPrevious, next, next);
+            TensorPrimitives.MultiplyAdd(history[0].AsSpan(0, n), NextFromPrevious, next, next);
+        }
+        if (terms.HasFlag(StepTerms.SecondPrevious))
+        {
+            TensorPrimitives.MultiplyAdd(history[1].AsSpan(0, n), NextFromSecondPrevious, next, next);
+        }
+        if (terms.HasFlag(StepTerms.ThirdPrevious))
+        {
+            TensorPrimitives.MultiplyAdd(history[2].AsSpan(0, n), NextFromThirdPrevious, next, next);
         }
         if (terms.HasFlag(StepTerms.Output))
         {
@@ -116,14 +135,21 @@ public interface ILinearScheduler
 
 /// <summary>
 /// The host side of an <see cref="ILinearScheduler"/>'s <see cref="Scheduler.Step"/>: draws the step's noise, keeps
-/// the last d for multistep solvers and applies the map.
+/// the last steps' d for multistep solvers and applies the map.
 /// </summary>
 internal sealed class HostLinearSteps(string scheduler)
 {
+    private const int Kept = 3;
     private float[] _noise = [];
-    private float[] _previous = [];
+    private readonly List<float[]> _history = []; // the last steps' d, the last first
 
-    public void Step(LinearStep step, ReadOnlySpan<float> modelOutput, ReadOnlySpan<float> sample, SchedulerStepResult into, IStepNoise? noise, bool keepReported)
+    /// <summary>The step, d reported as <paramref name="into"/>'s PredOriginal.</summary>
+    public void Step(LinearStep step, ReadOnlySpan<float> modelOutput, ReadOnlySpan<float> sample, SchedulerStepResult into, IStepNoise? noise, bool keepReported) =>
+        Step(step, modelOutput, sample, into.PredOriginal, into.PrevSample, noise, keepReported);
+
+    /// <summary>The step, d written to <paramref name="reported"/> and x' to <paramref name="next"/>.</summary>
+    public void Step(LinearStep step, ReadOnlySpan<float> modelOutput, ReadOnlySpan<float> sample, Span<float> reported, Span<float> next,
+        IStepNoise? noise, bool keepReported)
     {
         int n = sample.Length;
         if (step.DrawsNoise)
@@ -131,15 +157,21 @@ internal sealed class HostLinearSteps(string scheduler)
             if (_noise.Length != n) _noise = new float[n];
             Scheduler.RequireNoise(noise, scheduler).Fill(_noise);
         }
-        if (step.Terms.HasFlag(StepTerms.Previous) && _previous.Length != n)
+        int depth = step.HistoryDepth;
+        if (depth > _history.Count || _history.Take(depth).Any(d => d.Length != n))
         {
-            throw new InvalidOperationException($"The {scheduler} scheduler's previous step was on {_previous.Length} values, this one on {n}; call SetTimesteps first.");
+            throw new InvalidOperationException(
+                $"The {scheduler} scheduler's step reads {depth} earlier steps on {n} values, which it does not have; call SetTimesteps first.");
         }
-        step.Apply(modelOutput, sample, _previous, _noise, into.PredOriginal, into.PrevSample.AsSpan(0, n));
+        step.Apply(modelOutput, sample, _history, _noise, reported[..n], next[..n]);
         if (keepReported)
         {
-            if (_previous.Length != n) _previous = new float[n];
-            into.PredOriginal.AsSpan(0, n).CopyTo(_previous);
+            // The oldest array is reused for this step's d.
+            var kept = _history.Count == Kept ? _history[^1] : [];
+            if (_history.Count == Kept) _history.RemoveAt(Kept - 1);
+            if (kept.Length != n) kept = new float[n];
+            reported[..n].CopyTo(kept);
+            _history.Insert(0, kept);
         }
     }
 }

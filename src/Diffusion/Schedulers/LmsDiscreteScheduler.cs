@@ -6,56 +6,54 @@ namespace RenderFarm.Diffusion.Schedulers;
 /// polynomial over σ from σᵢ to σᵢ₊₁ (computed exactly here with Gauss–Legendre quadrature; the integrand is a
 /// polynomial of degree ≤ 3).
 /// </summary>
-public sealed class LmsDiscreteScheduler : SigmaScheduler
+public sealed class LmsDiscreteScheduler : SigmaScheduler, ILinearScheduler
 {
     private const int Order = 4;
-    private readonly List<float[]> _derivatives = [];
+    private readonly HostLinearSteps _host;
+    private float[] _derivative = [];
+    private int _kept; // derivatives of this schedule's steps so far, at most Order
 
-    public LmsDiscreteScheduler(SchedulerConfig config) : base(config) { }
+    public LmsDiscreteScheduler(SchedulerConfig config) : base(config) => _host = new HostLinearSteps(DisplayName);
 
     public override string Name => Config.UseKarrasSigmas ? "lms_karras" : "lms";
 
     public override string DisplayName => Config.UseKarrasSigmas ? "LMS Karras" : "LMS";
 
-    protected override void OnTimestepsSet() => _derivatives.Clear();
+    protected override void OnTimestepsSet() => _kept = 0;
+
+    /// <summary>
+    /// d = (x − x₀)/σᵢ (the step keeps the derivative, not x₀) and x' = x + Σⱼ cⱼ·dᵢ₋ⱼ over the derivatives this
+    /// schedule has so far (at most four: an img2img pass starting late begins at first order).
+    /// </summary>
+    public LinearStep NextStep(int stepIndex)
+    {
+        CheckStepIndex(stepIndex);
+        _kept = Math.Min(_kept + 1, Order);
+        int order = Math.Min(stepIndex + 1, _kept);
+        double sigma = Sigmas[stepIndex];
+        Span<float> c = stackalloc float[Order];
+        for (int k = 0; k < order; k++)
+        {
+            c[k] = (float)LmsCoefficient(order, stepIndex, k);
+        }
+        return LinearStep.Predicting(ScheduleMath.OriginalFromSigma(Config.PredictionType, sigma)) with
+        {
+            ReportedFromOriginal = (float)(-1 / sigma),
+            ReportedFromSample = (float)(1 / sigma),
+            NextFromSample = 1f,
+            NextFromReported = c[0],
+            NextFromPrevious = c[1],
+            NextFromSecondPrevious = c[2],
+            NextFromThirdPrevious = c[3],
+        };
+    }
 
     protected override void StepCore(ReadOnlySpan<float> modelOutput, int stepIndex, ReadOnlySpan<float> sample, SchedulerStepResult into, IStepNoise? noise)
     {
-        double sigma = Sigmas[stepIndex];
-        var x0 = into.PredOriginal.AsSpan();
-        ScheduleMath.PredictOriginalSigma(Config.PredictionType, modelOutput, sample, sigma, x0);
-
-        float[] derivative = _derivatives.Count == Order ? _derivatives[0] : new float[sample.Length];
-        if (_derivatives.Count == Order)
-        {
-            _derivatives.RemoveAt(0);
-        }
-        float sigmaF = (float)sigma;
-        for (int i = 0; i < derivative.Length; i++)
-        {
-            derivative[i] = (sample[i] - x0[i]) / sigmaF;
-        }
-        _derivatives.Add(derivative);
-
-        int order = Math.Min(stepIndex + 1, Order);
-        order = Math.Min(order, _derivatives.Count);
-        Span<float> coefficients = stackalloc float[order];
-        for (int k = 0; k < order; k++)
-        {
-            coefficients[k] = (float)LmsCoefficient(order, stepIndex, k);
-        }
-        var prev = into.PrevSample.AsSpan();
-        sample.CopyTo(prev);
-        for (int k = 0; k < order; k++)
-        {
-            // coefficient k pairs with the derivative k steps back
-            var d = _derivatives[_derivatives.Count - 1 - k];
-            float c = coefficients[k];
-            for (int i = 0; i < prev.Length; i++)
-            {
-                prev[i] += c * d[i];
-            }
-        }
+        // PredOriginal is x₀, as diffusers reports it; written before the step, whose x' may overwrite the sample.
+        ScheduleMath.PredictOriginalSigma(Config.PredictionType, modelOutput, sample, Sigmas[stepIndex], into.PredOriginal);
+        if (_derivative.Length != sample.Length) _derivative = new float[sample.Length];
+        _host.Step(NextStep(stepIndex), modelOutput, sample, _derivative, into.PrevSample, noise, keepReported: true);
     }
 
     /// <summary>∫_{σ_t}^{σ_{t+1}} Π_{k≠j} (τ − σ_{t−k}) / (σ_{t−j} − σ_{t−k}) dτ.</summary>

@@ -13,7 +13,7 @@ internal enum StepTerms
     Clip = 1,
     /// <summary>d mixes x₀ with the sample (M ≠ 1 or K ≠ 0).</summary>
     Mix = 2,
-    /// <summary>x' reads the previous step's d (C ≠ 0).</summary>
+    /// <summary>x' reads the previous step's d (C₁ ≠ 0).</summary>
     Previous = 4,
     /// <summary>x' reads the model output (E ≠ 0).</summary>
     Output = 8,
@@ -29,4 +29,8 @@ internal enum StepTerms
     /// UNet's mask and masked-image latents), which the step graph appends to the next input.
     /// </summary>
     InputChannels = 64,
+    /// <summary>x' reads the d of two steps back (C₂ ≠ 0).</summary>
+    SecondPrevious = 128,
+    /// <summary>x' reads the d of three steps back (C₃ ≠ 0).</summary>
+    ThirdPrevious = 256,
 }
