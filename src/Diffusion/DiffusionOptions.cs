@@ -51,7 +51,7 @@ public sealed record DiffusionOptions
     /// between steps and only the decoded image (and a preview's latents) come back; a request's ControlNets then read
     /// the UNet's input there and their residuals are summed there. Applies to Euler, Euler a, DDIM, LCM, DPM++ 2M and
     /// LMS, whose steps are linear maps (<see cref="Schedulers.LinearStep"/>), with an ordinary UNet's inpainting blend or
-    /// an inpainting UNet's mask channels; PNDM and ControlNets on an inpainting UNet step on the host. Default null:
+    /// an inpainting UNet's mask channels, and ControlNets in every mode; PNDM steps on the host. Default null:
     /// on for GPU providers, off for cpu (where the host is the device, and its vectorised step is as fast).
     /// </summary>
     public bool? StepOnDevice { get; init; }

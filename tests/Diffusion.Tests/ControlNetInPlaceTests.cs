@@ -57,6 +57,44 @@ public class ControlNetInPlaceTests(ControlNetTests.Models models) : IClassFixtu
         Assert.Equal(6, device.Statistics.DeviceStepRuns);
     }
 
+    [Fact]
+    public async Task ControlNetsBesideAnInpaintingUNetReadItsLatentRowsOnTheDevice()
+    {
+        // tiny-inpaint whose controlnet/ UNet takes residuals: the UNet reads 9 channels, a ControlNet the 4 latent ones.
+        var root = Directory.CreateTempSubdirectory("rf-inpaint-control-").FullName;
+        try
+        {
+            var directory = Path.Combine(root, "model");
+            ModelBuilder.ModelDirectoryWriter.Write(ModelBuilder.ModelPresets.Get("tiny-inpaint") with { Name = "tiny-inpaint-control", ControlNetUNet = true },
+                directory, new ModelBuilder.ModelWriteOptions());
+            StableDiffusionPipeline Load(bool onDevice) => StableDiffusionPipeline.Load(directory,
+                new DiffusionOptions { Batching = ModelBatching.Batch, StepOnDevice = onDevice }, new ModelExtensions { ControlNets = models.Library });
+            using var host = Load(onDevice: false);
+            using var device = Load(onDevice: true);
+            // An ordinary unit, and guess mode under guidance: the second half of the latent rows.
+            foreach (var unit in new[] { new ControlNetUnit("canny", Edges, 1f), new ControlNetUnit("canny", Edges, 0.8f, GuessMode: true) })
+            {
+                var request = Request(7.5f, unit) with
+                {
+                    ModelName = "tiny-inpaint-control",
+                    InitImage = TestImages.Gradient(64, 64),
+                    MaskImage = TestImages.Mask(64, 64, 255, leftHalf: true),
+                };
+                long before = device.Statistics.DeviceStepRuns;
+                var expected = await host.RenderLatentsAsync(request);
+                var actual = await device.RenderLatentsAsync(request);
+
+                Assert.Equal(6, device.Statistics.DeviceStepRuns - before);
+                AssertClose(expected, actual, 1e-3 * expected.Max(Math.Abs), unit.GuessMode ? "guess mode" : "one ControlNet");
+            }
+            Assert.Equal(12, device.Statistics.DeviceGraphs!.Single(g => g.Component == "controlnet_sum").Runs);
+        }
+        finally
+        {
+            try { Directory.Delete(root, recursive: true); } catch (IOException) { }
+        }
+    }
+
     private static void AssertClose(IReadOnlyList<float> expected, IReadOnlyList<float> actual, double tolerance, string what)
     {
         Assert.Equal(expected.Count, actual.Count);

@@ -134,26 +134,36 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
         using var initValue = OrtValue.CreateTensorValueFromMemory(init, imageShape);
         using var initNoiseValue = OrtValue.CreateTensorValueFromMemory(initNoise, imageShape);
         using var maskValue = OrtValue.CreateTensorValueFromMemory(mask, [images, 1, side, side]);
-        using var inputChannelsValue = OrtValue.CreateTensorValueFromMemory(inputChannels, extraChannels ? [rows, extra, side, side] : [1, 1, 1, 1]);
+        long[] inputChannelsShape = extraChannels ? [rows, extra, side, side] : [1, 1, 1, 1];
+        using var inputChannelsValue = inputType == TensorElementType.Float
+            ? OrtValue.CreateTensorValueFromMemory(inputChannels, inputChannelsShape)
+            : OrtValue.CreateTensorValueFromMemory(inputChannels.Select(v => (Float16)v).ToArray(), inputChannelsShape);
         using var results = session.Run(new RunOptions(),
             [StepGraph.OutputName, StepGraph.SampleName, StepGraph.PreviousName, StepGraph.SecondPreviousName, StepGraph.ThirdPreviousName,
                 StepGraph.NoiseName, StepGraph.CoefficientsName, StepGraph.InitName, StepGraph.InitNoiseName, StepGraph.MaskName, StepGraph.InputChannelsName],
             [outputValue, sampleValue, previousValue, secondPreviousValue, thirdPreviousValue,
                 noiseValue, coefficientValue, initValue, initNoiseValue, maskValue, inputChannelsValue],
-            [StepGraph.NextSampleName, StepGraph.ReportedName, StepGraph.ModelInputName]);
+            [StepGraph.NextSampleName, StepGraph.ReportedName, StepGraph.ModelInputName, .. extraChannels ? [StepGraph.LatentInputName] : Array.Empty<string>()]);
 
         AssertClose(next, results[0].GetTensorDataAsSpan<float>().ToArray(), 1e-5, "next sample");
         AssertClose(reported, results[1].GetTensorDataAsSpan<float>().ToArray(), 1e-5, "reported x0");
         Assert.Equal(inputType, results[2].GetTensorTypeAndShape().ElementDataType);
         Assert.Equal([rows, extraChannels ? channels + extra : channels, side, side], results[2].GetTensorTypeAndShape().Shape);
-        var modelInput = inputType == TensorElementType.Float
-            ? results[2].GetTensorDataAsSpan<float>().ToArray()
-            : results[2].GetTensorDataAsSpan<Float16>().ToArray().Select(v => v.ToFloat()).ToArray();
+        float[] Floats(OrtValue value) => inputType == TensorElementType.Float
+            ? value.GetTensorDataAsSpan<float>().ToArray()
+            : value.GetTensorDataAsSpan<Float16>().ToArray().Select(v => v.ToFloat()).ToArray();
         // Each row: its image's scaled latents, then (an inpainting UNet's) its own constant channels.
-        var expectedInput = Enumerable.Range(0, rows).SelectMany(r => next.Skip(r % images * per).Take(per).Select(v => v * nextScale)
-            .Concat(extraChannels ? inputChannels.Skip(r * perExtra).Take(perExtra) : [])).ToArray();
+        var latentRows = Enumerable.Range(0, rows).Select(r => next.Skip(r % images * per).Take(per).Select(v => v * nextScale).ToArray()).ToArray();
+        var expectedInput = latentRows.SelectMany((latents, r) => latents.Concat(extraChannels ? inputChannels.Skip(r * perExtra).Take(perExtra) : [])).ToArray();
         // float16 rounds to 11 bits: half a unit in the last place is 2⁻¹¹ of the value.
-        AssertClose(expectedInput, modelInput, inputType == TensorElementType.Float ? 1e-5 : 1e-3, "next model input");
+        double tolerance = inputType == TensorElementType.Float ? 1e-5 : 1e-3;
+        AssertClose(expectedInput, Floats(results[2]), tolerance, "next model input");
+        if (extraChannels)
+        {
+            // The latent rows alone too, for the ControlNets beside an inpainting UNet.
+            Assert.Equal(rowShape, results[3].GetTensorTypeAndShape().Shape);
+            AssertClose(latentRows.SelectMany(r => r).ToArray(), Floats(results[3]), tolerance, "next latent input");
+        }
     }
 
     [Theory]

@@ -106,12 +106,12 @@ internal sealed class ControlGuidance : IDisposable
     /// Binds the ControlNets to run where <paramref name="unet"/> runs, reading its bound sample, and their residuals to
     /// be summed there into its residual inputs (<see cref="ResidualSumGraph"/>), so no residual crosses to the host.
     /// A guess-mode unit under guidance reads the conditional half of the rows and adds its residuals to those rows
-    /// alone. False, with nothing bound, where a ControlNet cannot read the UNet's sample as it is: one of another
-    /// element type, or an inpainting UNet's (its rows carry more than the latents).
+    /// alone; beside an inpainting UNet they read its input's latent rows, which the step writes apart. False, with
+    /// nothing bound, where a ControlNet cannot read the UNet's sample as it is: one of another element type or channels.
     /// </summary>
     public bool TryBindInPlace(UNetRun unet, UNet model, DeviceGraphs graphs)
     {
-        if (_runs.Any(r => !r.Run.CanReadSample(model.SampleType, unet.Channels)))
+        if (_runs.Any(r => !r.Run.CanReadSample(model.SampleType, unet.ControlChannels)))
         {
             return false;
         }

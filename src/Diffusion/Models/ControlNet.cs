@@ -222,9 +222,8 @@ internal sealed class ControlNetRun : IDisposable
     public TensorElementType[] OutputTypes => _outputNames.Select(n => _component.Outputs[n].ElementDataType).ToArray();
 
     /// <summary>
-    /// Whether this run can read the UNet's bound sample as its own: every row, or (guess mode under guidance) the second
-    /// half, of the same element type and the same channels (not an inpainting UNet's, which carry the mask and
-    /// masked-image latents).
+    /// Whether this run can read the UNet's bound sample (<see cref="UNetRun.ControlSampleValue"/>) as its own: every row,
+    /// or (guess mode under guidance) the second half, of the same element type and channels.
     /// </summary>
     public bool CanReadSample(TensorElementType unetSampleType, int unetChannels) =>
         (_skip == 0 || _skip == _rows) && _sample.ElementType == unetSampleType && _sample.Shape[1] == unetChannels;
@@ -234,7 +233,7 @@ internal sealed class ControlNetRun : IDisposable
 
     /// <summary>
     /// Binds this run where the UNet runs (<see cref="CanReadSample"/> runs only): its sample is the UNet's bound sample
-    /// (<paramref name="unet"/>'s, the rows it reads), the control image, conditions and scale are put on the device
+    /// (<paramref name="unet"/>'s <see cref="UNetRun.ControlSampleValue"/>, the rows it reads), the control image, conditions and scale are put on the device
     /// once, and its outputs go to buffers there (zeros until it first runs); returns those outputs, in residual order.
     /// </summary>
     /// <param name="unet">The UNet run whose bound sample this reads.</param>
@@ -273,7 +272,7 @@ internal sealed class ControlNetRun : IDisposable
             {
                 var value = _inputNames[i] switch
                 {
-                    "sample" => _skip == 0 ? unet.SampleValue : Track(unet.SampleRows(_skip)),
+                    "sample" => _skip == 0 ? unet.ControlSampleValue : Track(unet.ControlSampleRows(_skip)),
                     "timestep" when deviceId is int device => (_deviceTimestep = Track(new DeviceTensor(_timestep, device))).Value,
                     "timestep" => _timestep.Value,
                     _ => Place(_inputBuffers[i]), // the control image, conditions and scale: the same every step

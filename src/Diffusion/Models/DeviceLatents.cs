@@ -21,6 +21,7 @@ internal sealed class DeviceLatents : IDisposable
     private readonly bool _guided;
     private readonly OrtValue _modelOutput;
     private readonly OrtValue _modelInput;
+    private readonly OrtValue? _latentInput;
     private readonly Dictionary<StepTerms, (InferenceSession Session, OrtIoBinding[] Bindings)> _graphsByTerms = [];
     private readonly List<BoundTensor> _tensors = [];
     private readonly BoundTensor[] _samples;
@@ -51,9 +52,14 @@ internal sealed class DeviceLatents : IDisposable
     /// <param name="width">Latent width.</param>
     /// <param name="modelOutput">The UNet run's bound output ([rows, C, h, w]).</param>
     /// <param name="modelInput">The UNet run's bound sample input ([rows, C, h, w]).</param>
+    /// <param name="latentInput">
+    /// With constant input channels, where the input's latent rows alone are written too ([rows, C, h, w], the input's
+    /// type): what ControlNets read.
+    /// </param>
     /// <param name="deviceId">The CUDA device of the UNet's buffers, or null when they are host memory.</param>
     public DeviceLatents(DeviceGraphs graphs, TensorElementType outputType, TensorElementType inputType, bool guided,
-        int images, int channels, int inputChannels, int height, int width, OrtValue modelOutput, OrtValue modelInput, int? deviceId)
+        int images, int channels, int inputChannels, int height, int width, OrtValue modelOutput, OrtValue modelInput, OrtValue? latentInput,
+        int? deviceId)
     {
         _graphs = graphs;
         _outputType = outputType;
@@ -61,9 +67,10 @@ internal sealed class DeviceLatents : IDisposable
         _guided = guided;
         _modelOutput = modelOutput;
         _modelInput = modelInput;
-        BoundTensor Tensor(long[] shape, bool pageLock = false)
+        _latentInput = latentInput;
+        BoundTensor Tensor(long[] shape, bool pageLock = false, TensorElementType type = TensorElementType.Float)
         {
-            var tensor = new BoundTensor(deviceId, shape, pageLock);
+            var tensor = new BoundTensor(deviceId, shape, pageLock, type);
             _tensors.Add(tensor);
             return tensor;
         }
@@ -75,8 +82,12 @@ internal sealed class DeviceLatents : IDisposable
             _noise = Tensor(latents, pageLock: true); // sent up on every stochastic step
             _blend = [Tensor(latents), Tensor(latents), Tensor([images, 1, height, width])];
             int extra = inputChannels - channels;
-            _inputChannels = Tensor(extra > 0 ? [guided ? 2 * images : images, extra, height, width] : [1, 1, 1, 1]);
+            _inputChannels = Tensor(extra > 0 ? [guided ? 2 * images : images, extra, height, width] : [1, 1, 1, 1], type: inputType);
             _graphTerms = extra > 0 ? StepTerms.InputChannels : StepTerms.None;
+            if (extra > 0 && latentInput is null)
+            {
+                throw new ArgumentNullException(nameof(latentInput), "A UNet input with constant channels needs a buffer for its latent rows.");
+            }
             _coefficients = Tensor([StepGraph.Coefficients, 1, 1, 1]);
             _noiseValues = new float[_noise.Length];
         }
@@ -116,6 +127,10 @@ internal sealed class DeviceLatents : IDisposable
                 binding.BindOutput(StepGraph.NextSampleName, _samples[1 - p % 2].Value);
                 binding.BindOutput(StepGraph.ReportedName, Reported(0).Value);
                 binding.BindOutput(StepGraph.ModelInputName, _modelInput);
+                if (terms.HasFlag(StepTerms.InputChannels))
+                {
+                    binding.BindOutput(StepGraph.LatentInputName, _latentInput!);
+                }
             }
         }
         catch

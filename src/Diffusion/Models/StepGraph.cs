@@ -30,10 +30,17 @@ internal static class StepGraph
     public const string InitName = "init", InitNoiseName = "init_noise", MaskName = "mask";
 
     /// <summary>
-    /// The UNet input's constant channels after the latents (<see cref="StepTerms.InputChannels"/>), [rows, E, h, w]
-    /// float32. Its dimensions have names of their own: a graph without the term binds any 4-d tensor there.
+    /// The UNet input's constant channels after the latents (<see cref="StepTerms.InputChannels"/>), [rows, E, h, w] in
+    /// the UNet's input type. Its dimensions have names of their own: a graph without the term binds any 4-d tensor of
+    /// that type there.
     /// </summary>
     public const string InputChannelsName = "input_channels";
+
+    /// <summary>
+    /// With <see cref="StepTerms.InputChannels"/>, a second output: the next input's latent channels alone, [rows, C, h,
+    /// w] in the UNet's input type, which is what a ControlNet beside an inpainting UNet reads.
+    /// </summary>
+    public const string LatentInputName = "latent_input";
 
     /// <summary>The session stepping a UNet of these element types, with or without guidance rows, with <paramref name="terms"/>.</summary>
     public static InferenceSession Session(DeviceGraphs graphs, TensorElementType outputType, TensorElementType inputType, bool guided, StepTerms terms) =>
@@ -80,7 +87,7 @@ internal static class StepGraph
         graph.Input(InitName, TensorElementType.Float, images);
         graph.Input(InitNoiseName, TensorElementType.Float, images);
         graph.Input(MaskName, TensorElementType.Float, ["images", 1, "height", "width"]);
-        graph.Input(InputChannelsName, TensorElementType.Float, ["input_channel_rows", "extra_channels", "input_channel_height", "input_channel_width"]);
+        graph.Input(InputChannelsName, inputType, ["input_channel_rows", "extra_channels", "input_channel_height", "input_channel_width"]);
 
         // One [1, 1, 1, 1] tensor per coefficient: they broadcast over the latents.
         var c = graph.Node("Split", [CoefficientsName], Coefficients, ("axis", 0));
@@ -132,26 +139,31 @@ internal static class StepGraph
         {
             Sum(NextSampleName, [.. next]);
         }
-        // The next input: scaled, repeated for the guidance rows, followed by the constant channels, cast; the last of
-        // them writes the bound buffer.
+        // The next input's latent rows: scaled, repeated for the guidance rows, cast; the last of them writes the bound
+        // buffer, or with constant channels the latent input, which they then follow in the bound buffer.
         bool channels = Has(StepTerms.InputChannels), cast = inputType != TensorElementType.Float;
-        string modelRows = graph.Node("Mul", [NextSampleName, c[11]], guided || channels || cast ? null : ModelInputName);
+        string latentRows = channels ? LatentInputName : ModelInputName;
+        string modelRows = graph.Node("Mul", [NextSampleName, c[11]], guided || cast ? null : latentRows);
         if (guided)
         {
-            modelRows = graph.Node("Concat", [modelRows, modelRows], channels || cast ? null : ModelInputName, ("axis", 0));
-        }
-        if (channels)
-        {
-            modelRows = graph.Node("Concat", [modelRows, InputChannelsName], cast ? null : ModelInputName, ("axis", 1));
+            modelRows = graph.Node("Concat", [modelRows, modelRows], cast ? null : latentRows, ("axis", 0));
         }
         if (cast)
         {
-            graph.Node("Cast", [modelRows], ModelInputName, ("to", (long)inputType));
+            graph.Node("Cast", [modelRows], latentRows, ("to", (long)inputType));
+        }
+        if (channels)
+        {
+            graph.Node("Concat", [LatentInputName, InputChannelsName], ModelInputName, ("axis", 1));
         }
 
         graph.Output(NextSampleName, TensorElementType.Float, images);
         graph.Output(ReportedName, TensorElementType.Float, images);
         graph.Output(ModelInputName, inputType, ["rows", "input_channels", "height", "width"]);
+        if (channels)
+        {
+            graph.Output(LatentInputName, inputType, rows);
+        }
         return graph.Encode();
     }
 }

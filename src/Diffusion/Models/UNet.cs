@@ -192,6 +192,8 @@ internal sealed class UNetRun : IDisposable
     private readonly int? _deviceId;
     private DeviceLatents? _inPlace;
     private bool _inPlaceGuided;
+    // An inpainting UNet's input rows without their constant channels, written by the step in place: what ControlNets read.
+    private readonly BoundTensor? _latentSample;
 
     internal UNetRun(UNet unet, OnnxComponent component, int batch, int channels, int height, int width, IReadOnlyList<UNetCondition> conditions,
         UNetPlacement placement, int? graphId)
@@ -228,6 +230,10 @@ internal sealed class UNetRun : IDisposable
                 _deviceOutput = new DeviceTensor(_output, device, pageLock: true);
                 _deviceResiduals = _residuals.Select(b => new DeviceTensor(b, device, pageLock: true)).ToArray();
                 foreach (var residual in _deviceResiduals) residual.Upload(); // zeros until a ControlNet writes them
+            }
+            if (_perOutput < _perSample && _chunk == _batch)
+            {
+                _latentSample = new BoundTensor(_deviceId, [_chunk, outChannels, height, width], type: unet.SampleType);
             }
             if (graphId is int id)
             {
@@ -374,7 +380,7 @@ internal sealed class UNetRun : IDisposable
         _inPlace = null;
         _inPlace = new DeviceLatents(graphs, unet.OutputType, unet.SampleType, guided, guided ? _batch / 2 : _batch,
             _perOutput / (_height * _width), _channels, _height, _width,
-            _deviceOutput?.Value ?? _output.Value, SampleValue, _deviceId);
+            _deviceOutput?.Value ?? _output.Value, SampleValue, _latentSample?.Value, _deviceId);
         _inPlaceGuided = guided;
         return _inPlace;
     }
@@ -387,6 +393,7 @@ internal sealed class UNetRun : IDisposable
     {
         _sample.Write(sample[..(_batch * _perSample)]);
         _deviceSample?.Upload();
+        _latentSample?.WriteRows(sample, _batch, _perOutput, _perSample);
     }
 
     /// <summary>
@@ -406,14 +413,23 @@ internal sealed class UNetRun : IDisposable
     /// <summary>The bound sample input (device or host memory).</summary>
     internal OrtValue SampleValue => _deviceSample?.Value ?? _sample.Value;
 
-    /// <summary>The sample input's channels.</summary>
-    internal int Channels => _channels;
+    /// <summary>
+    /// The channels of what a ControlNet reads in place (<see cref="ControlSampleValue"/>): the sample input's, or an
+    /// inpainting UNet's latent channels alone.
+    /// </summary>
+    internal int ControlChannels => _latentSample is null ? _channels : _perOutput / (_height * _width);
 
     /// <summary>
-    /// Rows [<paramref name="skip"/>, …) of the bound sample input as a tensor of their own over the same buffer (a
-    /// guess-mode ControlNet's conditional rows); the caller disposes it before this run goes.
+    /// What a ControlNet reads when the step runs in place: the bound sample input, or for an inpainting UNet the latent
+    /// rows the step writes beside it.
     /// </summary>
-    internal OrtValue SampleRows(int skip) => _deviceSample?.Rows(skip) ?? _sample.Rows(skip);
+    internal OrtValue ControlSampleValue => _latentSample?.Value ?? SampleValue;
+
+    /// <summary>
+    /// Rows [<paramref name="skip"/>, …) of <see cref="ControlSampleValue"/> as a tensor of their own over the same
+    /// buffer (a guess-mode ControlNet's conditional rows); the caller disposes it before this run goes.
+    /// </summary>
+    internal OrtValue ControlSampleRows(int skip) => _latentSample?.Rows(skip) ?? _deviceSample?.Rows(skip) ?? _sample.Rows(skip);
 
     /// <summary>The CUDA device of the bound buffers, or null for host memory.</summary>
     internal int? DeviceId => _deviceId;
@@ -453,6 +469,7 @@ internal sealed class UNetRun : IDisposable
     public void Dispose()
     {
         _inPlace?.Dispose();
+        _latentSample?.Dispose();
         _binding.Dispose();
         _graphRunOptions?.Dispose();
         _deviceSample?.Dispose();

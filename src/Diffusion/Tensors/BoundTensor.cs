@@ -5,7 +5,8 @@ namespace RenderFarm.Diffusion.Tensors;
 
 /// <summary>
 /// A tensor a session binds where the models run: its pinned host buffer on the CPU, its <see cref="DeviceTensor"/>
-/// twin on a GPU. <see cref="Write"/> and <see cref="Read"/> move values in and out as float32 wherever it lives.
+/// twin on a GPU. <see cref="Write"/> and <see cref="Read"/> move values in and out as float32 wherever it lives (and
+/// whatever its element type).
 /// </summary>
 internal sealed class BoundTensor : IDisposable
 {
@@ -13,11 +14,12 @@ internal sealed class BoundTensor : IDisposable
     private readonly DeviceTensor? _device;
 
     /// <param name="deviceId">The CUDA device, or null for host memory.</param>
-    /// <param name="shape">The shape; the values are float32.</param>
+    /// <param name="shape">The shape.</param>
     /// <param name="pageLock">Whether the host twin is page-locked: for tensors written every step.</param>
-    public BoundTensor(int? deviceId, long[] shape, bool pageLock = false)
+    /// <param name="type">The element type (float32 unless given).</param>
+    public BoundTensor(int? deviceId, long[] shape, bool pageLock = false, TensorElementType type = TensorElementType.Float)
     {
-        _host = TensorBuffer.Create(TensorElementType.Float, shape);
+        _host = TensorBuffer.Create(type, shape);
         try
         {
             _device = deviceId is int device ? new DeviceTensor(_host, device, pageLock) : null;
@@ -34,10 +36,23 @@ internal sealed class BoundTensor : IDisposable
 
     public int Length => _host.Length;
 
+    /// <summary>Rows [<paramref name="skip"/>, …) as a tensor of their own where this one lives (<see cref="TensorBuffer.RowsOf"/>).</summary>
+    public OrtValue Rows(int skip) => _device?.Rows(skip) ?? _host.Rows(skip);
+
     /// <summary>Writes <paramref name="values"/> where the tensor is bound.</summary>
     public void Write(ReadOnlySpan<float> values)
     {
         _host.Write(values);
+        _device?.Upload();
+    }
+
+    /// <summary>
+    /// Writes <paramref name="rows"/> rows of <paramref name="perRow"/> values, each the first values of a
+    /// <paramref name="stride"/>-long row of <paramref name="source"/>, where the tensor is bound.
+    /// </summary>
+    public void WriteRows(ReadOnlySpan<float> source, int rows, int perRow, int stride)
+    {
+        for (int r = 0; r < rows; r++) _host.Write(source.Slice(r * stride, perRow), r * perRow);
         _device?.Upload();
     }
 
