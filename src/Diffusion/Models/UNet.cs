@@ -174,19 +174,15 @@ internal sealed class UNetRun : IDisposable
     private readonly int _perOutput;
     private readonly (string Name, long[] RowShape)[] _conditionShapes;
     private IReadOnlyList<UNetCondition> _conditions;
-    private readonly TensorBuffer _sample;
-    private readonly TensorBuffer _timestep;
-    private readonly TensorBuffer[] _conditionBuffers;
-    private readonly TensorBuffer _output;
-    private readonly TensorBuffer[] _residuals;
+    private readonly List<BoundTensor> _tensors = [];
+    private readonly BoundTensor _sample;
+    private readonly BoundTensor _timestep;
+    private readonly BoundTensor[] _conditionBuffers;
+    private readonly BoundTensor _output;
+    private readonly BoundTensor[] _residuals;
     private readonly int[] _residualPerRow;
-    private readonly DeviceTensor[]? _deviceResiduals;
     private IReadOnlyList<float[]>? _residualValues;
     private bool _residualsZero = true;
-    private readonly DeviceTensor? _deviceSample;
-    private readonly DeviceTensor? _deviceTimestep;
-    private readonly DeviceTensor[]? _deviceConditions;
-    private readonly DeviceTensor? _deviceOutput;
     private readonly RunOptions? _graphRunOptions;
     private readonly OrtIoBinding _binding;
     private readonly int? _deviceId;
@@ -209,54 +205,51 @@ internal sealed class UNetRun : IDisposable
         _perOutput = outChannels * height * width;
         _conditions = conditions;
         _conditionShapes = conditions.Select(c => (c.Name, c.RowShape)).ToArray();
-
-        _sample = TensorBuffer.Create(unet.SampleType, _chunk, channels, height, width);
-        long[] timestepShape = unet.TimestepRank == 0 ? [] : [unet.TimestepStaticLength ?? _chunk];
-        _timestep = TensorBuffer.Create(unet.TimestepType, timestepShape);
-        _conditionBuffers = conditions.Select(c => TensorBuffer.Create(unet.InputType(c.Name), [_chunk, .. c.RowShape])).ToArray();
-        _output = TensorBuffer.Create(unet.OutputType, _chunk, outChannels, height, width);
+        _deviceId = placement.DeviceId;
         var residuals = unet.Residuals?.All.ToArray() ?? [];
-        _residuals = residuals.Select(r => TensorBuffer.Create(r.Type, _chunk, r.Channels, r.Side(height), r.Side(width))).ToArray();
         _residualPerRow = residuals.Select(r => r.PerRow(height, width)).ToArray();
         _binding = component.Session.CreateIoBinding();
         try
         {
-            _deviceId = placement.DeviceId;
-            if (placement.DeviceId is int device)
-            {
-                _deviceSample = new DeviceTensor(_sample, device, pageLock: true);
-                _deviceTimestep = new DeviceTensor(_timestep, device);
-                _deviceConditions = _conditionBuffers.Select(b => new DeviceTensor(b, device)).ToArray();
-                _deviceOutput = new DeviceTensor(_output, device, pageLock: true);
-                _deviceResiduals = _residuals.Select(b => new DeviceTensor(b, device, pageLock: true)).ToArray();
-                foreach (var residual in _deviceResiduals) residual.Upload(); // zeros until a ControlNet writes them
-            }
+            // The sample, output and residuals cross every step: their host twins are page-locked on a GPU.
+            _sample = Tensor(unet.SampleType, [_chunk, channels, height, width], pageLock: true);
+            _timestep = Tensor(unet.TimestepType, unet.TimestepRank == 0 ? [] : [unet.TimestepStaticLength ?? _chunk]);
+            _conditionBuffers = conditions.Select(c => Tensor(unet.InputType(c.Name), [_chunk, .. c.RowShape])).ToArray();
+            _output = Tensor(unet.OutputType, [_chunk, outChannels, height, width], pageLock: true);
+            _residuals = residuals.Select(r => Tensor(r.Type, [_chunk, r.Channels, r.Side(height), r.Side(width)], pageLock: true)).ToArray();
             if (_perOutput < _perSample && _chunk == _batch)
             {
-                _latentSample = new BoundTensor(_deviceId, [_chunk, outChannels, height, width], type: unet.SampleType);
+                _latentSample = Tensor(unet.SampleType, [_chunk, outChannels, height, width]);
             }
             if (graphId is int id)
             {
                 _graphRunOptions = new RunOptions();
                 _graphRunOptions.AddRunConfigEntry("gpu_graph_id", id.ToString(System.Globalization.CultureInfo.InvariantCulture));
             }
-            _binding.BindInput(unet.SampleName, _deviceSample?.Value ?? _sample.Value);
-            _binding.BindInput(unet.TimestepName, _deviceTimestep?.Value ?? _timestep.Value);
+            _binding.BindInput(unet.SampleName, _sample.Value);
+            _binding.BindInput(unet.TimestepName, _timestep.Value);
             for (int c = 0; c < _conditionShapes.Length; c++)
             {
-                _binding.BindInput(_conditionShapes[c].Name, _deviceConditions?[c].Value ?? _conditionBuffers[c].Value);
+                _binding.BindInput(_conditionShapes[c].Name, _conditionBuffers[c].Value);
             }
             for (int r = 0; r < _residuals.Length; r++)
             {
-                _binding.BindInput(residuals[r].Name, _deviceResiduals?[r].Value ?? _residuals[r].Value);
+                _binding.BindInput(residuals[r].Name, _residuals[r].Value);
             }
-            _binding.BindOutput(unet.OutputName, _deviceOutput?.Value ?? _output.Value);
+            _binding.BindOutput(unet.OutputName, _output.Value);
         }
         catch
         {
             Dispose();
             throw;
         }
+    }
+
+    private BoundTensor Tensor(TensorElementType type, long[] shape, bool pageLock = false)
+    {
+        var tensor = new BoundTensor(_deviceId, shape, pageLock, type);
+        _tensors.Add(tensor);
+        return tensor;
     }
 
     /// <summary>Elements of the output per row.</summary>
@@ -277,7 +270,6 @@ internal sealed class UNetRun : IDisposable
             for (int c = 0; c < conditions.Count; c++)
             {
                 _conditionBuffers[c].Write(conditions[c].Rows);
-                _deviceConditions?[c].Upload();
             }
         }
     }
@@ -308,17 +300,17 @@ internal sealed class UNetRun : IDisposable
             int per = _residualPerRow[k];
             if (_residualValues is null)
             {
-                _residuals[k].Write(new float[_residuals[k].Length]);
+                _residuals[k].Host.Write(new float[_residuals[k].Length]);
             }
             else
             {
                 for (int r = 0; r < _chunk; r++)
                 {
                     int source = Math.Min(start + r, _batch - 1);
-                    _residuals[k].Write(_residualValues[k].AsSpan(source * per, per), r * per);
+                    _residuals[k].Host.Write(_residualValues[k].AsSpan(source * per, per), r * per);
                 }
             }
-            _deviceResiduals?[k].Upload();
+            _residuals[k].Upload();
         }
         _residualsZero = _residualValues is null;
     }
@@ -332,24 +324,23 @@ internal sealed class UNetRun : IDisposable
             for (int r = 0; r < _chunk; r++)
             {
                 int source = Math.Min(start + r, _batch - 1);
-                _sample.Write(sample.Slice(source * _perSample, _perSample), r * _perSample);
+                _sample.Host.Write(sample.Slice(source * _perSample, _perSample), r * _perSample);
                 if (_chunk != _batch)
                 {
                     for (int c = 0; c < _conditions.Count; c++)
                     {
                         int per = _conditions[c].PerRow;
-                        _conditionBuffers[c].Write(_conditions[c].Rows.AsSpan(source * per, per), r * per);
+                        _conditionBuffers[c].Host.Write(_conditions[c].Rows.AsSpan(source * per, per), r * per);
                     }
                 }
             }
-            _deviceSample?.Upload();
+            _sample.Upload();
             WriteResiduals(start);
-            if (_chunk != _batch && _deviceConditions is not null)
+            if (_chunk != _batch)
             {
-                foreach (var condition in _deviceConditions) condition.Upload();
+                foreach (var condition in _conditionBuffers) condition.Upload();
             }
             Invoke(runOptions);
-            _deviceOutput?.Download();
             int keep = Math.Min(_chunk, _batch - start);
             _output.Read(output.Slice(start * _perOutput, keep * _perOutput));
         }
@@ -380,7 +371,7 @@ internal sealed class UNetRun : IDisposable
         _inPlace = null;
         _inPlace = new DeviceLatents(graphs, unet.OutputType, unet.SampleType, guided, guided ? _batch / 2 : _batch,
             _perOutput / (_height * _width), _channels, _height, _width,
-            _deviceOutput?.Value ?? _output.Value, SampleValue, _latentSample?.Value, _deviceId);
+            _output.Value, SampleValue, _latentSample?.Value, _deviceId);
         _inPlaceGuided = guided;
         return _inPlace;
     }
@@ -392,7 +383,6 @@ internal sealed class UNetRun : IDisposable
     internal void WriteSample(ReadOnlySpan<float> sample)
     {
         _sample.Write(sample[..(_batch * _perSample)]);
-        _deviceSample?.Upload();
         _latentSample?.WriteRows(sample, _batch, _perOutput, _perSample);
     }
 
@@ -411,7 +401,7 @@ internal sealed class UNetRun : IDisposable
     }
 
     /// <summary>The bound sample input (device or host memory).</summary>
-    internal OrtValue SampleValue => _deviceSample?.Value ?? _sample.Value;
+    internal OrtValue SampleValue => _sample.Value;
 
     /// <summary>
     /// The channels of what a ControlNet reads in place (<see cref="ControlSampleValue"/>): the sample input's, or an
@@ -429,13 +419,13 @@ internal sealed class UNetRun : IDisposable
     /// Rows [<paramref name="skip"/>, …) of <see cref="ControlSampleValue"/> as a tensor of their own over the same
     /// buffer (a guess-mode ControlNet's conditional rows); the caller disposes it before this run goes.
     /// </summary>
-    internal OrtValue ControlSampleRows(int skip) => _latentSample?.Rows(skip) ?? _deviceSample?.Rows(skip) ?? _sample.Rows(skip);
+    internal OrtValue ControlSampleRows(int skip) => (_latentSample ?? _sample).Rows(skip);
 
     /// <summary>The CUDA device of the bound buffers, or null for host memory.</summary>
     internal int? DeviceId => _deviceId;
 
     /// <summary>The bound residual input <paramref name="residual"/> (in <see cref="ControlResiduals.All"/> order).</summary>
-    internal OrtValue ResidualValue(int residual) => _deviceResiduals?[residual].Value ?? _residuals[residual].Value;
+    internal OrtValue ResidualValue(int residual) => _residuals[residual].Value;
 
     /// <summary>The shape of residual input <paramref name="residual"/>.</summary>
     internal long[] ResidualShape(int residual) => _residuals[residual].Shape;
@@ -446,7 +436,6 @@ internal sealed class UNetRun : IDisposable
     private void WriteTimestep(double timestep)
     {
         _timestep.Fill(timestep);
-        _deviceTimestep?.Upload();
     }
 
     private void Invoke(RunOptions runOptions)
@@ -469,18 +458,8 @@ internal sealed class UNetRun : IDisposable
     public void Dispose()
     {
         _inPlace?.Dispose();
-        _latentSample?.Dispose();
         _binding.Dispose();
         _graphRunOptions?.Dispose();
-        _deviceSample?.Dispose();
-        _deviceTimestep?.Dispose();
-        foreach (var buffer in _deviceConditions ?? []) buffer.Dispose();
-        _deviceOutput?.Dispose();
-        _sample.Dispose();
-        _timestep.Dispose();
-        foreach (var buffer in _conditionBuffers) buffer.Dispose();
-        foreach (var buffer in _deviceResiduals ?? []) buffer.Dispose();
-        foreach (var buffer in _residuals) buffer.Dispose();
-        _output.Dispose();
+        foreach (var tensor in _tensors) tensor.Dispose();
     }
 }

@@ -5,8 +5,9 @@ namespace RenderFarm.Diffusion.Tensors;
 
 /// <summary>
 /// A tensor a session binds where the models run: its pinned host buffer on the CPU, its <see cref="DeviceTensor"/>
-/// twin on a GPU. <see cref="Write"/> and <see cref="Read"/> move values in and out as float32 wherever it lives (and
-/// whatever its element type).
+/// twin on a GPU (zeros until first written, at a fixed address, as CUDA graphs need). <see cref="Write"/> and
+/// <see cref="Read"/> move values in and out as float32 wherever it lives (and whatever its element type); a writer
+/// that fills it in parts writes <see cref="Host"/> and then calls <see cref="Upload"/>.
 /// </summary>
 internal sealed class BoundTensor : IDisposable
 {
@@ -23,9 +24,11 @@ internal sealed class BoundTensor : IDisposable
         try
         {
             _device = deviceId is int device ? new DeviceTensor(_host, device, pageLock) : null;
+            _device?.Upload(); // the host buffer's zeros: device memory comes uninitialised
         }
         catch
         {
+            _device?.Dispose();
             _host.Dispose();
             throw;
         }
@@ -36,6 +39,14 @@ internal sealed class BoundTensor : IDisposable
 
     public int Length => _host.Length;
 
+    public long[] Shape => _host.Shape;
+
+    /// <summary>The host buffer: on a GPU, what is written there reaches the device on <see cref="Upload"/>.</summary>
+    public TensorBuffer Host => _host;
+
+    /// <summary>Host buffer → device, where there is one.</summary>
+    public void Upload() => _device?.Upload();
+
     /// <summary>Rows [<paramref name="skip"/>, …) as a tensor of their own where this one lives (<see cref="TensorBuffer.RowsOf"/>).</summary>
     public OrtValue Rows(int skip) => _device?.Rows(skip) ?? _host.Rows(skip);
 
@@ -43,6 +54,13 @@ internal sealed class BoundTensor : IDisposable
     public void Write(ReadOnlySpan<float> values)
     {
         _host.Write(values);
+        _device?.Upload();
+    }
+
+    /// <summary>Sets every value to <paramref name="value"/> where the tensor is bound.</summary>
+    public void Fill(double value)
+    {
+        _host.Fill(value);
         _device?.Upload();
     }
 
