@@ -14,31 +14,7 @@ namespace RenderFarm.Diffusion.Tests;
 /// </summary>
 public sealed class ControlNetTests(ControlNetTests.Models models) : IClassFixture<ControlNetTests.Models>
 {
-    public sealed class Models : IDisposable
-    {
-        public Models()
-        {
-            ModelPresets.Write("tiny-control", ModelDirectory);
-            ControlNetWriter.Write(ModelPresets.Get("tiny"), Path.Combine(Root, "controlnets", "canny"), seed: 0);
-            ControlNetWriter.Write(ModelPresets.Get("tiny"), Path.Combine(Root, "controlnets", "depth"), seed: 1);
-            Library = new ControlNetLibrary(Path.Combine(Root, "controlnets"));
-            Pipeline = StableDiffusionPipeline.Load(ModelDirectory, new DiffusionOptions(), new ModelExtensions { ControlNets = Library });
-        }
-
-        public string Root { get; } = Directory.CreateTempSubdirectory("rf-controlnet-").FullName;
-
-        public string ModelDirectory => Path.Combine(Root, "model");
-
-        public ControlNetLibrary Library { get; }
-
-        public StableDiffusionPipeline Pipeline { get; }
-
-        public void Dispose()
-        {
-            Pipeline.Dispose();
-            try { Directory.Delete(Root, recursive: true); } catch (IOException) { }
-        }
-    }
+    public sealed class Models() : ControlNetModels("tiny-control", "rf-controlnet-", ("canny", "tiny", 0), ("depth", "tiny", 1));
 
     private static readonly byte[] Edges = TestImages.Gradient(48, 40, shift: 60); // another size: resized to 64×64
 

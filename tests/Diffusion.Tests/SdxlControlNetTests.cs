@@ -1,5 +1,4 @@
 using RenderFarm.Diffusion.ControlNets;
-using RenderFarm.ModelBuilder;
 
 namespace RenderFarm.Diffusion.Tests;
 
@@ -10,31 +9,7 @@ namespace RenderFarm.Diffusion.Tests;
 /// </summary>
 public sealed class SdxlControlNetTests(SdxlControlNetTests.Models models) : IClassFixture<SdxlControlNetTests.Models>
 {
-    public sealed class Models : IDisposable
-    {
-        public Models()
-        {
-            ModelPresets.Write("tiny-sdxl-control", ModelDirectory);
-            ControlNetWriter.Write(ModelPresets.Get("tiny-sdxl"), Path.Combine(Root, "controlnets", "xl-canny"), seed: 0);
-            ControlNetWriter.Write(ModelPresets.Get("tiny"), Path.Combine(Root, "controlnets", "sd-canny"), seed: 0);
-            Library = new ControlNetLibrary(Path.Combine(Root, "controlnets"));
-            Pipeline = StableDiffusionPipeline.Load(ModelDirectory, new DiffusionOptions(), new ModelExtensions { ControlNets = Library });
-        }
-
-        public string Root { get; } = Directory.CreateTempSubdirectory("rf-sdxl-controlnet-").FullName;
-
-        public string ModelDirectory => Path.Combine(Root, "model");
-
-        public ControlNetLibrary Library { get; }
-
-        public StableDiffusionPipeline Pipeline { get; }
-
-        public void Dispose()
-        {
-            Pipeline.Dispose();
-            try { Directory.Delete(Root, recursive: true); } catch (IOException) { }
-        }
-    }
+    public sealed class Models() : ControlNetModels("tiny-sdxl-control", "rf-sdxl-controlnet-", ("xl-canny", "tiny-sdxl", 0), ("sd-canny", "tiny", 0));
 
     private static readonly byte[] Edges = TestImages.Gradient(48, 40, shift: 60);
 
