@@ -49,10 +49,11 @@ public sealed record DiffusionOptions
     /// <summary>
     /// Whether classifier-free guidance and the scheduler's step run on the UNet's device, so the latents stay there
     /// between steps and only the decoded image (and a preview's latents) come back; a request's ControlNets then read
-    /// the UNet's input there and their residuals are summed there. Applies to Euler, Euler a, DDIM, LCM, DPM++ 2M and
-    /// LMS, whose steps are linear maps (<see cref="Schedulers.LinearStep"/>), with an ordinary UNet's inpainting blend or
-    /// an inpainting UNet's mask channels, and ControlNets in every mode; PNDM steps on the host. Default null:
-    /// on for GPU providers, off for cpu (where the host is the device, and its vectorised step is as fast).
+    /// the UNet's input there and their residuals are summed there. Every scheduler's step is a linear map
+    /// (<see cref="Schedulers.LinearStep"/>); an ordinary UNet's inpainting blend and an inpainting UNet's mask channels
+    /// are done there too. Steps stay on the host only for a UNet exported with a fixed batch other than the request's
+    /// rows, and with a ControlNet of another element type than the UNet's. Default null: on for GPU providers, off for
+    /// cpu (where the host is the device, and its vectorised step is as fast).
     /// </summary>
     public bool? StepOnDevice { get; init; }
 

@@ -14,7 +14,8 @@ namespace RenderFarm.Diffusion.Tests;
 /// </summary>
 public sealed class ControlNetTests(ControlNetTests.Models models) : IClassFixture<ControlNetTests.Models>
 {
-    public sealed class Models() : ControlNetModels("tiny-control", "rf-controlnet-", ("canny", "tiny", 0), ("depth", "tiny", 1));
+    /// <summary>canny and depth; canny-fp16 takes and gives float16, where the UNet takes float32.</summary>
+    public sealed class Models() : ControlNetModels("tiny-control", "rf-controlnet-", ("canny", "tiny", 0), ("depth", "tiny", 1), ("canny-fp16", "tiny-fp16", 0));
 
     private static readonly byte[] Edges = TestImages.Gradient(48, 40, shift: 60); // another size: resized to 64×64
 
@@ -221,7 +222,7 @@ public sealed class ControlNetTests(ControlNetTests.Models models) : IClassFixtu
     public void RequestsNamingAnUnknownControlNetOrAnUndecodableImageOrAModelWithoutResidualsAreRefused()
     {
         var unknown = Assert.Throws<ArgumentException>(() => { _ = models.Pipeline.GenerateAsync(Request(new ControlNetUnit("pose", Edges, 1f))); });
-        Assert.Contains("Unknown ControlNet 'pose'; offered: canny, depth", unknown.Message);
+        Assert.Contains("Unknown ControlNet 'pose'; offered: canny, canny-fp16, depth", unknown.Message);
         var nan = Assert.Throws<ArgumentException>(() => { _ = models.Pipeline.GenerateAsync(Request(new ControlNetUnit("canny", Edges, float.NaN))); });
         Assert.Contains("finite", nan.Message);
 

@@ -49,7 +49,7 @@ internal sealed class DenoisingBatch
     /// <param name="control">The batch's ControlNets, or null: the UNet then gets zero residuals if it takes any.</param>
     /// <param name="deviceGraphs">
     /// Guidance and the scheduler's step on the UNet's device (<see cref="DiffusionOptions.StepOnDevice"/>), or null for
-    /// the host. Used where the step is a <see cref="LinearStep"/>, one UNet run per step, and ControlNets read the
+    /// the host. Used where the UNet takes the batch in one run per step, and ControlNets read the
     /// UNet's sample as it is (their residuals are then summed there too). An ordinary UNet's inpainting blend, and an
     /// inpainting UNet's constant input channels, are then done there too.
     /// </param>
@@ -81,7 +81,7 @@ internal sealed class DenoisingBatch
         // The ControlNet reads the latents alone; an inpainting UNet's rows also carry the mask and masked latents.
         _controlInput = control is not null && perRow != _perImage ? new float[_rows * _perImage] : null;
         unet.SetResiduals(null); // a kept run may hold an earlier request's residuals
-        if (deviceGraphs is var (graphs, model) && scheduler is ILinearScheduler && unet.CanStepInPlace
+        if (deviceGraphs is var (graphs, model) && unet.CanStepInPlace
             && (control is null || control.TryBindInPlace(unet, model, graphs)))
         {
             _inPlace = unet.StepInPlace(graphs, model, guided);
@@ -178,7 +178,7 @@ internal sealed class DenoisingBatch
         // Stepped in place, a batch's ControlNets are bound in place too (the constructor's condition).
         _control?.ComputeInPlace(stepIndex, _scheduler.Timesteps[stepIndex], runOptions);
         _unet.RunInPlace(_scheduler.Timesteps[stepIndex], runOptions, residualsInPlace: _control is not null);
-        var step = ((ILinearScheduler)_scheduler).NextStep(stepIndex);
+        var step = _scheduler.NextStep(stepIndex);
         float nextScale = stepIndex + 1 < _scheduler.Timesteps.Count ? _scheduler.InputScale(stepIndex + 1) : 1f;
         inPlace.Step(step, guidanceScale, nextScale, _noise, runOptions, _blend?.Coefficients(_scheduler, stepIndex + 1));
         _latentsOnDevice = true;

@@ -10,8 +10,8 @@ namespace RenderFarm.Diffusion.Models;
 /// <see cref="StepGraph"/>: each step reads the UNet's bound output and writes its bound input, so between steps only
 /// the step's coefficients (and a stochastic scheduler's fresh noise) go up, and nothing comes down until the latents
 /// are read (<see cref="Download"/>: a preview, the VAE). Samples alternate between two buffers and d goes round four
-/// (a step reads the last three steps' d), one binding per phase of that cycle (and per graph: steps with other
-/// <see cref="StepTerms"/> run other graphs), all made once with the run they belong to.
+/// (a step reads the last three steps' d), one binding per pair of them (and per graph: steps with other
+/// <see cref="StepTerms"/> run other graphs), each made on first use and kept with the run they belong to.
 /// </summary>
 internal sealed class DeviceLatents : IDisposable
 {
@@ -22,10 +22,10 @@ internal sealed class DeviceLatents : IDisposable
     private readonly OrtValue _modelOutput;
     private readonly OrtValue _modelInput;
     private readonly OrtValue? _latentInput;
-    private readonly Dictionary<StepTerms, (InferenceSession Session, OrtIoBinding[] Bindings)> _graphsByTerms = [];
+    private readonly Dictionary<StepTerms, (InferenceSession Session, OrtIoBinding?[] Bindings)> _graphsByTerms = [];
     private readonly List<BoundTensor> _tensors = [];
     private readonly BoundTensor[] _samples;
-    private readonly BoundTensor[] _reported; // step n writes [n % Phases] and reads the three before it
+    private readonly BoundTensor[] _reported; // a step writes [_ring] and reads the three before it
     private readonly BoundTensor _noise;
     private readonly BoundTensor[] _blend; // an inpainting blend's init latents, their noise, masks
     private readonly BoundTensor _inputChannels; // an inpainting UNet's mask and masked-image latents, or a placeholder
@@ -33,9 +33,10 @@ internal sealed class DeviceLatents : IDisposable
     private readonly BoundTensor _coefficients;
     private readonly float[] _noiseValues;
     private readonly float[] _coefficientValues = new float[StepGraph.Coefficients];
-    private int _phase;
+    private int _ring;   // the d buffer this step writes; it moves on unless the step's d is not kept
+    private int _parity; // the sample buffer this step reads
 
-    /// <summary>Steps in a cycle of the buffers: d's four (this step's and the three a step may read), the samples' two.</summary>
+    /// <summary>d's buffers: this step's and the three a step may read.</summary>
     private const int Phases = 4;
 
     /// <param name="graphs">Where the step graphs' sessions are.</param>
@@ -98,53 +99,56 @@ internal sealed class DeviceLatents : IDisposable
         }
     }
 
-    /// <summary>The step graph with <paramref name="terms"/> and its bindings, one per phase, found on its first step.</summary>
-    private (InferenceSession Session, OrtIoBinding[] Bindings) Graph(StepTerms terms)
+    /// <summary>
+    /// The step graph with <paramref name="terms"/> and its binding for the current buffers (which d this step writes,
+    /// which sample it reads), each made on first use.
+    /// </summary>
+    private (InferenceSession Session, OrtIoBinding Binding) Graph(StepTerms terms)
     {
-        if (_graphsByTerms.TryGetValue(terms, out var found))
+        if (!_graphsByTerms.TryGetValue(terms, out var graph))
         {
-            return found;
+            graph = _graphsByTerms[terms] = (StepGraph.Session(_graphs, _outputType, _inputType, _guided, terms), new OrtIoBinding?[Phases * 2]);
         }
-        var session = StepGraph.Session(_graphs, _outputType, _inputType, _guided, terms);
-        var bindings = new OrtIoBinding[Phases];
+        int index = _ring * 2 + _parity;
+        if (graph.Bindings[index] is { } found)
+        {
+            return (graph.Session, found);
+        }
+        BoundTensor Reported(int back) => _reported[(_ring - back + Phases) % Phases];
+        var binding = graph.Session.CreateIoBinding();
         try
         {
-            for (int p = 0; p < Phases; p++)
+            binding.BindInput(StepGraph.OutputName, _modelOutput);
+            binding.BindInput(StepGraph.SampleName, _samples[_parity].Value);
+            binding.BindInput(StepGraph.PreviousName, Reported(1).Value);
+            binding.BindInput(StepGraph.SecondPreviousName, Reported(2).Value);
+            binding.BindInput(StepGraph.ThirdPreviousName, Reported(3).Value);
+            binding.BindInput(StepGraph.NoiseName, _noise.Value);
+            binding.BindInput(StepGraph.CoefficientsName, _coefficients.Value);
+            binding.BindInput(StepGraph.InitName, _blend[0].Value);
+            binding.BindInput(StepGraph.InitNoiseName, _blend[1].Value);
+            binding.BindInput(StepGraph.MaskName, _blend[2].Value);
+            binding.BindInput(StepGraph.InputChannelsName, _inputChannels.Value);
+            binding.BindOutput(StepGraph.NextSampleName, _samples[1 - _parity].Value);
+            binding.BindOutput(StepGraph.ReportedName, Reported(0).Value);
+            binding.BindOutput(StepGraph.ModelInputName, _modelInput);
+            if (terms.HasFlag(StepTerms.InputChannels))
             {
-                BoundTensor Reported(int back) => _reported[(p - back + Phases) % Phases];
-                var binding = bindings[p] = session.CreateIoBinding();
-                binding.BindInput(StepGraph.OutputName, _modelOutput);
-                binding.BindInput(StepGraph.SampleName, _samples[p % 2].Value);
-                binding.BindInput(StepGraph.PreviousName, Reported(1).Value);
-                binding.BindInput(StepGraph.SecondPreviousName, Reported(2).Value);
-                binding.BindInput(StepGraph.ThirdPreviousName, Reported(3).Value);
-                binding.BindInput(StepGraph.NoiseName, _noise.Value);
-                binding.BindInput(StepGraph.CoefficientsName, _coefficients.Value);
-                binding.BindInput(StepGraph.InitName, _blend[0].Value);
-                binding.BindInput(StepGraph.InitNoiseName, _blend[1].Value);
-                binding.BindInput(StepGraph.MaskName, _blend[2].Value);
-                binding.BindInput(StepGraph.InputChannelsName, _inputChannels.Value);
-                binding.BindOutput(StepGraph.NextSampleName, _samples[1 - p % 2].Value);
-                binding.BindOutput(StepGraph.ReportedName, Reported(0).Value);
-                binding.BindOutput(StepGraph.ModelInputName, _modelInput);
-                if (terms.HasFlag(StepTerms.InputChannels))
-                {
-                    binding.BindOutput(StepGraph.LatentInputName, _latentInput!);
-                }
+                binding.BindOutput(StepGraph.LatentInputName, _latentInput!);
             }
         }
         catch
         {
-            foreach (var binding in bindings) binding?.Dispose();
+            binding.Dispose();
             throw;
         }
-        return _graphsByTerms[terms] = (session, bindings);
+        return (graph.Session, graph.Bindings[index] = binding);
     }
 
     /// <summary>Takes the batch's starting latents [images, C, h, w]; no previous step.</summary>
     public void Start(ReadOnlySpan<float> latents)
     {
-        _phase = 0;
+        (_ring, _parity) = (0, 0);
         _samples[0].Write(latents);
         // Earlier d are not cleared: a step's graph reads one only when the scheduler weighs it (once this batch's steps wrote it).
     }
@@ -182,17 +186,21 @@ internal sealed class DeviceLatents : IDisposable
         }
         StepGraph.WriteCoefficients(step, guidanceScale, nextInputScale, _coefficientValues, blend);
         _coefficients.Write(_coefficientValues);
-        var (session, bindings) = Graph(step.Terms | _graphTerms | (blend is null ? StepTerms.None : StepTerms.Blend));
-        _graphs.Run("scheduler_step", session, runOptions, bindings[_phase]);
-        _phase = (_phase + 1) % Phases;
+        var (session, binding) = Graph(step.Terms | _graphTerms | (blend is null ? StepTerms.None : StepTerms.Blend));
+        _graphs.Run("scheduler_step", session, runOptions, binding);
+        _parity ^= 1;
+        if (!step.SkipsHistory)
+        {
+            _ring = (_ring + 1) % Phases;
+        }
     }
 
     /// <summary>The current latents, copied to <paramref name="destination"/>.</summary>
-    public void Download(Span<float> destination) => _samples[_phase % 2].Read(destination);
+    public void Download(Span<float> destination) => _samples[_parity].Read(destination);
 
     public void Dispose()
     {
-        foreach (var binding in _graphsByTerms.Values.SelectMany(g => g.Bindings)) binding.Dispose();
+        foreach (var binding in _graphsByTerms.Values.SelectMany(g => g.Bindings)) binding?.Dispose();
         foreach (var tensor in _tensors) tensor.Dispose();
     }
 }

@@ -6,7 +6,7 @@ namespace RenderFarm.Diffusion.Schedulers;
 /// x' = √ᾱₜ₋Δ·x₀ + √(1 − ᾱₜ₋Δ − σ²)·ε + σ·z with σ = η·√((1−ᾱₜ₋Δ)/(1−ᾱₜ)·(1 − ᾱₜ/ᾱₜ₋Δ)).
 /// η = 0 (default) is deterministic; η &gt; 0 needs a noise source. Default spacing: leading.
 /// </summary>
-public sealed class DdimScheduler : Scheduler, ILinearScheduler
+public sealed class DdimScheduler : Scheduler
 {
     private readonly HostLinearSteps _host;
 
@@ -39,7 +39,7 @@ public sealed class DdimScheduler : Scheduler, ILinearScheduler
     }
 
     /// <summary>x' = √ᾱₜ₋Δ·x₀ + √(1 − ᾱₜ₋Δ − σ²)·ε + σ·z, with ε the model's (diffusers' use_clipped_model_output = False).</summary>
-    public LinearStep NextStep(int stepIndex)
+    public override LinearStep NextStep(int stepIndex)
     {
         CheckStepIndex(stepIndex);
         int timestep = (int)Timesteps[stepIndex];

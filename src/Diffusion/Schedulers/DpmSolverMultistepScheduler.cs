@@ -9,7 +9,7 @@ namespace RenderFarm.Diffusion.Schedulers;
 /// Karras et al.'s ρ = 7 ramp between the training σ extremes, each σ mapped to its (rounded) timestep.
 /// Works on unscaled samples: InitNoiseSigma is 1 and ScaleModelInput is the identity. Default spacing: linspace.
 /// </summary>
-public sealed class DpmSolverMultistepScheduler : Scheduler, ILinearScheduler
+public sealed class DpmSolverMultistepScheduler : Scheduler
 {
     private readonly HostLinearSteps _host;
     private double[] _sigmas = [];
@@ -79,7 +79,7 @@ public sealed class DpmSolverMultistepScheduler : Scheduler, ILinearScheduler
     /// <summary>
     /// x' = (σₜ/σₛ)·x − αₜ(e^{−h} − 1)·x₀, second order: − ½·αₜ(e^{−h} − 1)·(x₀ − x̃₀)/r with x̃₀ the last step's x₀.
     /// </summary>
-    public LinearStep NextStep(int stepIndex)
+    public override LinearStep NextStep(int stepIndex)
     {
         CheckStepIndex(stepIndex);
         bool lastStep = stepIndex == Timesteps.Count - 1; // final σ is 0: always first order

@@ -5,7 +5,7 @@ namespace RenderFarm.Diffusion.Schedulers;
 /// σ_down = √(σᵢ₊₁² − σ_up²) with σ_up = √(σᵢ₊₁²(σᵢ² − σᵢ₊₁²)/σᵢ²) by an Euler step, then adds fresh noise·σ_up.
 /// Needs a noise source (per-image generators).
 /// </summary>
-public sealed class EulerAncestralDiscreteScheduler : SigmaScheduler, ILinearScheduler
+public sealed class EulerAncestralDiscreteScheduler : SigmaScheduler
 {
     private readonly HostLinearSteps _host;
 
@@ -15,7 +15,7 @@ public sealed class EulerAncestralDiscreteScheduler : SigmaScheduler, ILinearSch
 
     public override string DisplayName => "Euler a";
 
-    public LinearStep NextStep(int stepIndex)
+    public override LinearStep NextStep(int stepIndex)
     {
         CheckStepIndex(stepIndex);
         double sigmaFrom = Sigmas[stepIndex];

@@ -4,7 +4,7 @@ namespace RenderFarm.Diffusion.Schedulers;
 /// Euler's method on the probability-flow ODE (Karras et al. 2022, Algorithm 2 without churn), as diffusers'
 /// EulerDiscreteScheduler: x₀ = x − σᵢ·ε (per prediction type), d = (x − x₀)/σᵢ, x ← x + d·(σᵢ₊₁ − σᵢ).
 /// </summary>
-public sealed class EulerDiscreteScheduler : SigmaScheduler, ILinearScheduler
+public sealed class EulerDiscreteScheduler : SigmaScheduler
 {
     private readonly HostLinearSteps _host;
 
@@ -15,7 +15,7 @@ public sealed class EulerDiscreteScheduler : SigmaScheduler, ILinearScheduler
     public override string DisplayName => Config.UseKarrasSigmas ? "Euler Karras" : "Euler";
 
     /// <summary>x' = x + (x − x₀)/σ·dt = (1 + dt/σ)·x − (dt/σ)·x₀.</summary>
-    public LinearStep NextStep(int stepIndex)
+    public override LinearStep NextStep(int stepIndex)
     {
         CheckStepIndex(stepIndex);
         return EulerTo(Config.PredictionType, Sigmas[stepIndex], Sigmas[stepIndex + 1]);

@@ -7,7 +7,7 @@ namespace RenderFarm.Diffusion.Schedulers;
 /// σ_d = 0.5, s = timestep_scaling) and, except on the last step, re-noises to the next timestep with fresh noise.
 /// PredOriginal holds the denoised sample. Needs a noise source when steps &gt; 1.
 /// </summary>
-public sealed class LcmScheduler : Scheduler, ILinearScheduler
+public sealed class LcmScheduler : Scheduler
 {
     private readonly HostLinearSteps _host;
 
@@ -43,7 +43,7 @@ public sealed class LcmScheduler : Scheduler, ILinearScheduler
     }
 
     /// <summary>d = c_out·x₀ + c_skip·x; x' = √ᾱₚᵣₑᵥ·d + √(1 − ᾱₚᵣₑᵥ)·z, or d itself on the last step.</summary>
-    public LinearStep NextStep(int stepIndex)
+    public override LinearStep NextStep(int stepIndex)
     {
         CheckStepIndex(stepIndex);
         int timestep = (int)Timesteps[stepIndex];

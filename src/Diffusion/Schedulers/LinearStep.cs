@@ -3,7 +3,7 @@ using System.Numerics.Tensors;
 namespace RenderFarm.Diffusion.Schedulers;
 
 /// <summary>
-/// One scheduler step as a linear map, for the schedulers whose steps are (<see cref="ILinearScheduler"/>). With x the
+/// One scheduler step as a linear map (<see cref="Scheduler.NextStep"/>: every scheduler's steps are). With x the
 /// sample, ε̂ the (guided) model output, x̃₁ … x̃₃ the <c>d</c> of the last three steps and z fresh noise:
 /// <code>
 /// x₀ = clip(P·x + Q·ε̂, ±ClipRange)     the model's estimate of the clean sample
@@ -53,6 +53,12 @@ public readonly record struct LinearStep
 
     /// <summary>Whether the step draws fresh noise (it may draw with D = 0: the streams advance as diffusers' do).</summary>
     public bool DrawsNoise { get; init; }
+
+    /// <summary>
+    /// Whether this step's d is left out of the earlier steps' the next steps read (PNDM's redone first step): their
+    /// x̃₁ is then the d of the step before this one.
+    /// </summary>
+    public bool SkipsHistory { get; init; }
 
     /// <summary>The optional terms this step has (each one the host applies, and a step graph's nodes).</summary>
     internal StepTerms Terms =>
@@ -121,20 +127,7 @@ public readonly record struct LinearStep
 }
 
 /// <summary>
-/// A scheduler whose every step is a <see cref="LinearStep"/>: the pipeline can then run guidance and the step on the
-/// models' device and keep the latents there (<see cref="DiffusionOptions.StepOnDevice"/>).
-/// </summary>
-public interface ILinearScheduler
-{
-    /// <summary>
-    /// The map of step <paramref name="stepIndex"/>. Like <see cref="Scheduler.Step"/> it advances multistep state, so
-    /// call it once per step, in order, and instead of Step.
-    /// </summary>
-    LinearStep NextStep(int stepIndex);
-}
-
-/// <summary>
-/// The host side of an <see cref="ILinearScheduler"/>'s <see cref="Scheduler.Step"/>: draws the step's noise, keeps
+/// The host side of a scheduler's <see cref="Scheduler.Step"/>: draws the step's noise, keeps
 /// the last steps' d for multistep solvers and applies the map.
 /// </summary>
 internal sealed class HostLinearSteps(string scheduler)

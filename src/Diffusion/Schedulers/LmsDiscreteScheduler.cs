@@ -6,7 +6,7 @@ namespace RenderFarm.Diffusion.Schedulers;
 /// polynomial over σ from σᵢ to σᵢ₊₁ (computed exactly here with Gauss–Legendre quadrature; the integrand is a
 /// polynomial of degree ≤ 3).
 /// </summary>
-public sealed class LmsDiscreteScheduler : SigmaScheduler, ILinearScheduler
+public sealed class LmsDiscreteScheduler : SigmaScheduler
 {
     private const int Order = 4;
     private readonly HostLinearSteps _host;
@@ -25,7 +25,7 @@ public sealed class LmsDiscreteScheduler : SigmaScheduler, ILinearScheduler
     /// d = (x − x₀)/σᵢ (the step keeps the derivative, not x₀) and x' = x + Σⱼ cⱼ·dᵢ₋ⱼ over the derivatives this
     /// schedule has so far (at most four: an img2img pass starting late begins at first order).
     /// </summary>
-    public LinearStep NextStep(int stepIndex)
+    public override LinearStep NextStep(int stepIndex)
     {
         CheckStepIndex(stepIndex);
         _kept = Math.Min(_kept + 1, Order);

@@ -9,10 +9,13 @@ namespace RenderFarm.Diffusion.Schedulers;
 /// </summary>
 public sealed class PndmScheduler : Scheduler
 {
-    private readonly List<float[]> _ets = [];
-    private float[] _currentSample = [];
-    private float[] _combined = [];
-    private int _counter;
+    private readonly HostLinearSteps _host;
+    private float[] _scratch = [];
+    private int _counter; // steps since SetTimesteps
+    private (double Sample, double Output) _first; // the first step's map: x after it = Sample·x before + Output·ε₀
+
+    /// <summary>Adams–Bashforth weights, the newest ε first, by how many ε a step combines.</summary>
+    private static readonly double[][] Weights = [[1], [1.5, -0.5], [23 / 12.0, -16 / 12.0, 5 / 12.0], [55 / 24.0, -59 / 24.0, 37 / 24.0, -9 / 24.0]];
 
     public PndmScheduler(SchedulerConfig config) : base(config)
     {
@@ -20,6 +23,7 @@ public sealed class PndmScheduler : Scheduler
         {
             throw new NotSupportedException("Only PNDM with skip_prk_steps (PLMS) is implemented.");
         }
+        _host = new HostLinearSteps(DisplayName);
     }
 
     public override string Name => "pndm";
@@ -34,7 +38,6 @@ public sealed class PndmScheduler : Scheduler
         {
             throw new ArgumentOutOfRangeException(nameof(numInferenceSteps), numInferenceSteps, $"PNDM takes at most {Config.NumTrainTimesteps} steps.");
         }
-        _ets.Clear();
         _counter = 0;
         // Ascending base schedule, then [t₀ … t_{n−2}, t_{n−2}, t_{n−1}] reversed: the second-highest timestep repeats.
         var descending = ScheduleMath.SpacedTimesteps(Config.TimestepSpacing ?? "leading", Config.NumTrainTimesteps, numInferenceSteps, Config.StepsOffset ?? 0, roundLinspace: true);
@@ -50,88 +53,72 @@ public sealed class PndmScheduler : Scheduler
         return plms.ToArray();
     }
 
-    protected override void StepCore(ReadOnlySpan<float> modelOutput, int stepIndex, ReadOnlySpan<float> sample, SchedulerStepResult into, IStepNoise? noise)
+    /// <summary>
+    /// The step as a map of the sample, the (guided) ε and the ε the last steps kept (d = ε; the redone first step keeps
+    /// none, as diffusers' PNDM does not).
+    /// </summary>
+    public override LinearStep NextStep(int stepIndex) => NextMaps(stepIndex).Step;
+
+    /// <summary>
+    /// This step's x' and the x₀ its combined ε implies, as maps of the same inputs. With X the sample the transfer
+    /// starts from and R = Σₖ wₖ·εₖ the combined model output (v-prediction turns it into ε at X):
+    /// x' = a·X − b·ε and x₀ = (X − √(1−ᾱ)·ε)/√ᾱ, ε = va·R + vb·X. X is the sample, or when the first step is
+    /// redone the first step's own sample, recovered from the sample after it.
+    /// </summary>
+    private (LinearStep Step, LinearStep Original) NextMaps(int stepIndex)
     {
-        int stepSize = Config.NumTrainTimesteps / NumInferenceSteps;
-        int timestep = (int)Timesteps[stepIndex];
-        int prevTimestep = timestep - stepSize;
-        if (_combined.Length != sample.Length)
-        {
-            _combined = new float[sample.Length];
-        }
-        var combined = _combined.AsSpan();
-        ReadOnlySpan<float> x = sample;
-
-        if (_counter != 1)
-        {
-            float[] slot = _ets.Count > 3 ? _ets[0] : new float[modelOutput.Length];
-            if (_ets.Count > 3)
-            {
-                _ets.RemoveAt(0);
-            }
-            modelOutput.CopyTo(slot);
-            _ets.Add(slot);
-        }
-        else
-        {
-            prevTimestep = timestep;
-            timestep += stepSize;
-        }
-
-        int count = _ets.Count;
-        if (count == 1 && _counter == 0)
-        {
-            modelOutput.CopyTo(combined);
-            if (_currentSample.Length != sample.Length) _currentSample = new float[sample.Length];
-            sample.CopyTo(_currentSample);
-        }
-        else if (count == 1 && _counter == 1)
-        {
-            var first = _ets[^1];
-            for (int i = 0; i < combined.Length; i++) combined[i] = (modelOutput[i] + first[i]) / 2;
-            x = _currentSample;
-        }
-        else if (count == 2)
-        {
-            var e1 = _ets[^1]; var e2 = _ets[^2];
-            for (int i = 0; i < combined.Length; i++) combined[i] = (3 * e1[i] - e2[i]) / 2;
-        }
-        else if (count == 3)
-        {
-            var e1 = _ets[^1]; var e2 = _ets[^2]; var e3 = _ets[^3];
-            for (int i = 0; i < combined.Length; i++) combined[i] = (23 * e1[i] - 16 * e2[i] + 5 * e3[i]) / 12;
-        }
-        else
-        {
-            var e1 = _ets[^1]; var e2 = _ets[^2]; var e3 = _ets[^3]; var e4 = _ets[^4];
-            for (int i = 0; i < combined.Length; i++) combined[i] = (55 * e1[i] - 59 * e2[i] + 37 * e3[i] - 9 * e4[i]) / 24;
-        }
-
-        double alphaProd = Schedule.AlphasCumprod[timestep];
-        double alphaProdPrev = prevTimestep >= 0 ? Schedule.AlphasCumprod[prevTimestep] : FinalAlphaCumprod;
-        if (Config.PredictionType == "v_prediction")
-        {
-            // ε = √ᾱ·v + √(1−ᾱ)·x
-            float va = (float)Math.Sqrt(alphaProd), vb = (float)Math.Sqrt(1 - alphaProd);
-            for (int i = 0; i < combined.Length; i++) combined[i] = va * combined[i] + vb * x[i];
-        }
-        else if (Config.PredictionType != "epsilon")
+        CheckStepIndex(stepIndex);
+        if (Config.PredictionType is not ("epsilon" or "v_prediction"))
         {
             throw new NotSupportedException($"PNDM supports prediction_type epsilon or v_prediction, not {Config.PredictionType}.");
         }
-        // x₀ implied by the combined ε (diffusers' PNDM returns none; it is here for previews). Computed before
-        // writing PrevSample, which may alias the sample.
-        ScheduleMath.PredictOriginalAlpha("epsilon", combined, x, alphaProd, into.PredOriginal);
-
-        // PNDM transfer: x' = √(ᾱ'/ᾱ)·x − (ᾱ' − ᾱ)·ε / (ᾱ·√(1−ᾱ') + √(ᾱ(1−ᾱ)ᾱ'))
-        double denominator = alphaProd * Math.Sqrt(1 - alphaProdPrev) + Math.Sqrt(alphaProd * (1 - alphaProd) * alphaProdPrev);
-        float a = (float)Math.Sqrt(alphaProdPrev / alphaProd), b = (float)((alphaProdPrev - alphaProd) / denominator);
-        var prev = into.PrevSample.AsSpan();
-        for (int i = 0; i < prev.Length; i++)
+        int stepSize = Config.NumTrainTimesteps / NumInferenceSteps;
+        int timestep = (int)Timesteps[stepIndex];
+        int prevTimestep = timestep - stepSize;
+        int counter = _counter++;
+        if (counter == 1)
         {
-            prev[i] = a * x[i] - b * combined[i];
+            // The first step again, from its sample, with the mean of both ε.
+            prevTimestep = timestep;
+            timestep += stepSize;
         }
-        _counter++;
+        double[] w = counter == 1 ? [0.5, 0.5] : Weights[Math.Clamp(counter, 1, 4) - 1];
+        double alphaProd = Schedule.AlphasCumprod[timestep];
+        double alphaProdPrev = prevTimestep >= 0 ? Schedule.AlphasCumprod[prevTimestep] : FinalAlphaCumprod;
+        // ε = √ᾱ·v + √(1−ᾱ)·x for v-prediction.
+        var (va, vb) = Config.PredictionType == "v_prediction" ? (Math.Sqrt(alphaProd), Math.Sqrt(1 - alphaProd)) : (1.0, 0.0);
+        // PNDM transfer: x' = √(ᾱ'/ᾱ)·X − (ᾱ' − ᾱ)·ε / (ᾱ·√(1−ᾱ') + √(ᾱ(1−ᾱ)ᾱ'))
+        double denominator = alphaProd * Math.Sqrt(1 - alphaProdPrev) + Math.Sqrt(alphaProd * (1 - alphaProd) * alphaProdPrev);
+        double a = Math.Sqrt(alphaProdPrev / alphaProd), b = (alphaProdPrev - alphaProd) / denominator;
+        (double Sample, double Combined) next = (a - b * vb, -b * va);
+        double s = Math.Sqrt(1 - alphaProd), root = Math.Sqrt(alphaProd);
+        (double Sample, double Combined) original = ((1 - s * vb) / root, -s * va / root);
+
+        // X = κ·x + λ·ε₋₁: after the first step x = A·X + B·ε₀, so X = (x − B·ε₀)/A when it is redone.
+        (double kappa, double lambda) = counter == 1 ? (1 / _first.Sample, -_first.Output / _first.Sample) : (1.0, 0.0);
+        if (counter == 0)
+        {
+            _first = next;
+        }
+        LinearStep Map((double Sample, double Combined) m) => LinearStep.Predicting((0f, 1f)) with
+        {
+            NextFromSample = (float)(m.Sample * kappa),
+            NextFromReported = (float)(m.Combined * w[0]),
+            NextFromPrevious = (float)(m.Sample * lambda + (w.Length > 1 ? m.Combined * w[1] : 0)),
+            NextFromSecondPrevious = (float)(w.Length > 2 ? m.Combined * w[2] : 0),
+            NextFromThirdPrevious = (float)(w.Length > 3 ? m.Combined * w[3] : 0),
+            SkipsHistory = counter == 1,
+        };
+        return (Map(next), Map(original));
+    }
+
+    protected override void StepCore(ReadOnlySpan<float> modelOutput, int stepIndex, ReadOnlySpan<float> sample, SchedulerStepResult into, IStepNoise? noise)
+    {
+        var (step, original) = NextMaps(stepIndex);
+        if (_scratch.Length != sample.Length) _scratch = new float[sample.Length];
+        // x₀ first (diffusers' PNDM returns none; Step reports one): the step's x' may overwrite the sample.
+        _host.Step(original, modelOutput, sample, _scratch, into.PredOriginal, noise, keepReported: false);
+        _host.Step(step, modelOutput, sample, _scratch, into.PrevSample, noise, keepReported: !step.SkipsHistory);
     }
 
     public override (float Original, float Noise) NoiseCoefficients(int stepIndex)

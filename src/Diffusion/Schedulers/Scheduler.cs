@@ -108,6 +108,13 @@ public abstract class Scheduler
         return into;
     }
 
+    /// <summary>
+    /// Step <paramref name="stepIndex"/> as a <see cref="LinearStep"/>: what lets the pipeline run guidance and the step
+    /// on the models' device and keep the latents there (<see cref="DiffusionOptions.StepOnDevice"/>). Like
+    /// <see cref="Step"/> it advances multistep state, so call it once per step, in order, and instead of Step.
+    /// </summary>
+    public abstract LinearStep NextStep(int stepIndex);
+
     protected abstract void StepCore(ReadOnlySpan<float> modelOutput, int stepIndex, ReadOnlySpan<float> sample, SchedulerStepResult into, IStepNoise? noise);
 
     /// <summary>Noises clean latents to the noise level of step <paramref name="stepIndex"/> (img2img's start, an inpainting blend).</summary>
