@@ -37,7 +37,7 @@ internal sealed class DeviceLatents : IDisposable
     private int _parity; // the sample buffer this step reads
 
     /// <summary>d's buffers: this step's and the three a step may read.</summary>
-    private const int Phases = 4;
+    private const int ReportedBuffers = 4;
 
     /// <param name="graphs">Where the step graphs' sessions are.</param>
     /// <param name="outputType">The UNet's output element type.</param>
@@ -107,14 +107,14 @@ internal sealed class DeviceLatents : IDisposable
     {
         if (!_graphsByTerms.TryGetValue(terms, out var graph))
         {
-            graph = _graphsByTerms[terms] = (StepGraph.Session(_graphs, _outputType, _inputType, _guided, terms), new OrtIoBinding?[Phases * 2]);
+            graph = _graphsByTerms[terms] = (StepGraph.Session(_graphs, _outputType, _inputType, _guided, terms), new OrtIoBinding?[ReportedBuffers * 2]);
         }
         int index = _ring * 2 + _parity;
         if (graph.Bindings[index] is { } found)
         {
             return (graph.Session, found);
         }
-        BoundTensor Reported(int back) => _reported[(_ring - back + Phases) % Phases];
+        BoundTensor Reported(int back) => _reported[(_ring - back + ReportedBuffers) % ReportedBuffers];
         var binding = graph.Session.CreateIoBinding();
         try
         {
@@ -191,7 +191,7 @@ internal sealed class DeviceLatents : IDisposable
         _parity ^= 1;
         if (!step.SkipsHistory)
         {
-            _ring = (_ring + 1) % Phases;
+            _ring = (_ring + 1) % ReportedBuffers;
         }
     }
 
