@@ -26,7 +26,8 @@ from SYN_STEPS), S3=1 (the S3 store scenario, off by default: the first of SYN_S
 npm ci in tests/Farm.Tests/Storage/s3server when missing), S3_SERVER=moto (moto_server from PATH instead of s3rver: with
 conditional writes, as AWS, MinIO and R2 have them), WARM (20: warm-up rounds of each kind before measuring; fewer leave the JIT re-compiling in the measured rounds), IDLE_SETTLE (20: seconds the farm is left to settle
 after warm-up before its idle CPU is measured over IDLE_SECONDS, 5), COORDINATOR_DLL and WORKER_DLL (another build's coordinator and worker, e.g. copies of an older
-commit's bin/Release/net10.0, for before/after), COORDINATOR_ENV ("K=V K=V": runtime settings for the coordinator alone,
+commit's bin/Release/net10.0, for before/after), S3_BASE_DLL (with S3=1: both S3 farms upload directly, the first with
+this coordinator build), COORDINATOR_ENV ("K=V K=V": runtime settings for the coordinator alone,
 e.g. DOTNET_gcServer=0), SCRATCH (where each round's PNGs are written and deleted; default a folder in /dev/shm).
 """
 import json, os, shutil, socket, statistics, subprocess, sys, tempfile, threading, time, urllib.error, urllib.request
@@ -84,11 +85,11 @@ def cpu_s(pid): return stat_cpu_s(f"/proc/{pid}/stat")
 
 class Farm:
     """Redis, a coordinator (its settings plus `coord_env`) and workers on ports of their own; `name` prefixes the logs."""
-    def __init__(self, name="", coord_env=None):
+    def __init__(self, name="", coord_env=None, coord_dll=None):
         self.name, self.redis_port, self.coord_port, self.jit_seen = name, free_port(), free_port(), {}
         start(["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--dir", state, "--save", "", "--appendonly", "no"], f"{name}redis.log")
         wait_for(lambda: run(["redis-cli", "-p", str(self.redis_port), "ping"]).strip() == "PONG", 20, f"{name}redis")
-        self.coord = start(["dotnet", env.get("COORDINATOR_DLL") or dll("Coordinator", "RenderFarm.Coordinator")], f"{name}coordinator.log", {
+        self.coord = start(["dotnet", coord_dll or env.get("COORDINATOR_DLL") or dll("Coordinator", "RenderFarm.Coordinator")], f"{name}coordinator.log", {
             "Farm__Redis": f"127.0.0.1:{self.redis_port}", "Farm__Auth__Mode": "Disabled", "Farm__Storage": f"{state}/results",
             "Farm__DefaultModel": "tiny", "Farm__ShardSize": str(SHARD), "Farm__MaxImagesPerJob": "1000000",
             "Kestrel__Endpoints__Grpc__Url": f"http://127.0.0.1:{self.coord_port}", "Logging__LogLevel__Default": "Warning",
@@ -213,8 +214,10 @@ def s3_scenario(steps):
               "Farm__S3__ConditionalWrites": "true" if moto else "false"}
     # A coordinator's settings are fixed at its start: one whole farm per mode, both up front, so rounds interleave
     # without restarts (and neither farm shares Redis, or a worker, with the other).
-    modes = {"via coordinator": "false", "direct": "true"}
-    farms = {m: Farm(f"s3-{m.split()[0]}-", {**s3_env, "Farm__S3__DirectUploads": d}) for m, d in modes.items()}
+    # S3_BASE_DLL: both farms upload directly, one with another build's coordinator (before/after of a change there).
+    base = env.get("S3_BASE_DLL")
+    modes = {"direct, base": ("true", base), "direct": ("true", None)} if base else {"via coordinator": ("false", None), "direct": ("true", None)}
+    farms = {m: Farm(f"s3-{m.split()[0].strip(',')}{'-base' if d else ''}-", {**s3_env, "Farm__S3__DirectUploads": u}, d) for m, (u, d) in modes.items()}
     for fm in farms.values(): fm.start_worker(1, {"syn": syn})
     for fm in farms.values(): fm.wait_idle(1)
     order = list(modes)
@@ -236,9 +239,10 @@ def s3_scenario(steps):
               f"{statistics.median((r['coord_job'] - r['jit_job']) / SYN_IMAGES * 1000 for r in through):.3f} in the job")
         print(f"  Redis CPU          {per('redis_job'):.3f} ms/image in the job, {per('redis_all'):.3f} with the download")
         print(f"  S3 server CPU      {statistics.median(r['pids_job'][0] for r in through) / SYN_IMAGES * 1000:.3f} ms/image in the job")
-    via, direct = rows["via coordinator"], rows["direct"]
+    first_mode = next(iter(modes))
+    via, direct = rows[first_mode], rows["direct"]
     ratios = [d["coord_job"] / v["coord_job"] for v, d in zip(via, direct)]
-    print(f"direct / via coordinator, coordinator CPU in the job: {med(direct, 'coord_job') / med(via, 'coord_job'):.3f} (medians); "
+    print(f"direct / {first_mode}, coordinator CPU in the job: {med(direct, 'coord_job') / med(via, 'coord_job'):.3f} (medians); "
           f"per round {' '.join('%.3f' % x for x in ratios)} (range {min(ratios):.3f}–{max(ratios):.3f})")
     sys.stdout.flush()
     stop(procs[first:])

@@ -5,6 +5,7 @@ using RenderFarm.Imaging;
 using RenderFarm.Shared;
 using Microsoft.Extensions.Logging.Abstractions;
 using RenderFarm.FarmState.TaskStreams;
+using RenderFarm.Coordinator.Jobs;
 
 namespace RenderFarm.Farm.Tests;
 
@@ -159,6 +160,30 @@ public sealed class EndToEndTests(FarmFixture fixture)
         Assert.Equal(JobState.Completed, events[^1].JobFinished.State);
         Assert.Equal(2, events.Count(e => e.StateChanged is not null));
         Assert.Contains(events, e => e.Step is not null);
+    }
+
+    [Fact]
+    public async Task AWatcherReadsOnPastAFullPageWithoutWaitingForTheNextEvent()
+    {
+        // 300 events written before the watch (a watcher reads 256 at a time), then none: with a 10-minute fallback, the
+        // watcher sees them all only if a full page makes it read again instead of sleeping until the next append.
+        await using var farm = await FarmCluster.StartAsync(workers: 0, configure: s => s["Farm:WatchFallbackMilliseconds"] = "600000");
+        var job = await farm.SubmitAsync(Header(3, 7), [new PromptItem { Prompt = "a quiet harbour at dawn" }]);
+        var log = new JobEventLog(farm.Multiplexer);
+        for (uint i = 0; i < 300; i++) Assert.True(await log.AppendAsync(job.JobId, JobEventLog.ShardStarted(0, $"worker-{i}", 1, "")));
+        var all = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var watching = farm.Jobs.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(2), onEvent: e =>
+        {
+            if (e.ShardStarted?.WorkerId == "worker-299") all.TrySetResult();
+            return Task.CompletedTask;
+        });
+        await all.Task.WaitAsync(TimeSpan.FromMinutes(1)); // before anything else is appended
+        await farm.Jobs.CancelJobAsync(new CancelJobRequest { JobId = job.JobId });
+
+        var events = await watching;
+
+        Assert.Equal(Enumerable.Range(0, 300).Select(i => $"worker-{i}"), events.Where(e => e.ShardStarted is not null).Select(e => e.ShardStarted.WorkerId));
+        Assert.Equal(JobState.Cancelled, events[^1].JobFinished.State);
     }
 
     [Fact]

@@ -81,7 +81,7 @@ public sealed class JobEventLog(IConnectionMultiplexer redis)
     /// never skips ahead of the other. Progress events carry no event id: they are not resume points (a watch resumed
     /// after an event gets the progress written after it, which is all that matters of progress).
     /// </summary>
-    public async Task<IReadOnlyList<WatchedEvent>> ReadAsync(string jobId, EventCursor after, int count)
+    public async Task<EventPage> ReadAsync(string jobId, EventCursor after, int count)
     {
         var db = redis.GetDatabase();
         var eventsRead = db.StreamReadAsync(FarmKeys.JobEvents(jobId), Position(after.Events), count);
@@ -104,7 +104,7 @@ public sealed class JobEventLog(IConnectionMultiplexer redis)
             if (isProgress) e.EventId = "";
             result.Add(new WatchedEvent(e, cursor));
         }
-        return result;
+        return new EventPage(result, ReachedEnd: until is null);
     }
 
     private static string Position(string afterId) => string.IsNullOrEmpty(afterId) ? "0-0" : afterId;

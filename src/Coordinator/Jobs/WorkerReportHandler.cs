@@ -216,10 +216,12 @@ public sealed class WorkerReportHandler(
         // (the job's last shard's, which its watchers wait for) are stored sooner. The CPU they take is the same.
         var problems = new string?[images.Count];
         var decode = sampling.Pick(session, images.Count);
-        Parallel.For(0, images.Count, i =>
-        {
-            if (delivery.Contains(images[i].Index) && images[i].Uploaded is null) problems[i] = ResultCheck.Problem(images[i].Png.Span, delivery.Shard.Params, decode[i]);
-        });
+        // Uploaded images bring no bytes: a batch of only those starts no parallel loop (its threads' wake-ups cost more than nothing).
+        if (images.Any(i => i.Uploaded is null))
+            Parallel.For(0, images.Count, i =>
+            {
+                if (delivery.Contains(images[i].Index) && images[i].Uploaded is null) problems[i] = ResultCheck.Problem(images[i].Png.Span, delivery.Shard.Params, decode[i]);
+            });
         await CheckUploadsAsync(session, delivery, images, decode, problems, cancellationToken);
         var checkedImages = new List<ShardImage>(images.Count);
         var seen = new HashSet<uint>();

@@ -113,7 +113,7 @@ public sealed class JobGrpcService(
             context.CancellationToken.ThrowIfCancellationRequested();
             var next = await signal.NextAsync(request.JobId); // taken before reading, so nothing slips in between
             var nextPreview = previewed is null ? null : await previewSignal.NextAsync(request.JobId);
-            var batch = await events.ReadAsync(request.JobId, after, 256);
+            var (batch, drained) = await events.ReadAsync(request.JobId, after, 256);
             for (var i = 0; i < batch.Count; i++)
             {
                 var e = batch[i].Event;
@@ -122,7 +122,10 @@ public sealed class JobGrpcService(
                     // A retry re-opens a finished job: its earlier "finished" is superseded by what follows.
                     if (i < batch.Count - 1) { after = batch[i].After; continue; }
                     if (await jobs.GetStatusAsync(request.JobId) is { State: JobState.Queued or JobState.Running })
-                        break; // the retry's events are being written: read again
+                    {
+                        drained = false; // the retry's events are being written: read again
+                        break;
+                    }
                     e.JobFinished.Cost = options.Value.CostOf(e.JobFinished.DeviceSeconds);
                     await responseStream.WriteAsync(e, context.CancellationToken);
                     return;
@@ -136,8 +139,10 @@ public sealed class JobGrpcService(
                 foreach (var preview in await previews.NewerAsync(request.JobId, previewed.Sent))
                     if (!previewed.Finished.Contains(preview.Index))
                         await responseStream.WriteAsync(new JobEvent { UnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), Preview = preview }, context.CancellationToken);
-            // Quiet: sleep until the next event (or preview) is published, or the fallback interval (pub/sub can drop messages).
-            if (batch.Count == 0)
+            // Sleep until the next event (or preview) is published, or the fallback interval (pub/sub can drop messages),
+            // once the read reached the end of both streams: the signals were taken before it, so an append since then
+            // has fired them. (Reading again first would find nothing: two more round trips per wake-up.)
+            if (drained)
                 await Task.WhenAny(next, nextPreview ?? next, Task.Delay(watchFallback, context.CancellationToken));
         }
     }
