@@ -82,11 +82,28 @@ def stat_cpu_s(path):
     with open(path) as f: fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")   # utime + stime
 def cpu_s(pid): return stat_cpu_s(f"/proc/{pid}/stat")
+def schedstat_s(path):
+    with open(path) as f: return int(f.read().split()[0]) / 1e9   # time on a CPU, ns (not whole 10 ms ticks as in stat)
+
+class ThreadCpu:
+    """A process's CPU to the nanosecond, all threads and those whose name starts with `part` apart, from each thread's
+    schedstat: /proc/PID/stat counts whole clock ticks (10 ms: 0.08 ms/image over 128 images, the size of the changes
+    measured). Each thread's last figure is kept, so a thread that has exited still counts."""
+    def __init__(self, pid, part):
+        self.pid, self.part, self.seen, self.named = pid, part, {}, {}
+    def read(self):
+        for tid in os.listdir(f"/proc/{self.pid}/task"):
+            try:
+                if tid not in self.named:
+                    with open(f"/proc/{self.pid}/task/{tid}/comm") as f: self.named[tid] = f.read().startswith(self.part)
+                self.seen[tid] = schedstat_s(f"/proc/{self.pid}/task/{tid}/schedstat")
+            except (FileNotFoundError, ProcessLookupError): pass   # exited between the listing and the read
+        return sum(self.seen.values()), sum(v for t, v in self.seen.items() if self.named.get(t))
 
 class Farm:
     """Redis, a coordinator (its settings plus `coord_env`) and workers on ports of their own; `name` prefixes the logs."""
     def __init__(self, name="", coord_env=None, coord_dll=None):
-        self.name, self.redis_port, self.coord_port, self.jit_seen = name, free_port(), free_port(), {}
+        self.name, self.redis_port, self.coord_port = name, free_port(), free_port()
         start(["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--dir", state, "--save", "", "--appendonly", "no"], f"{name}redis.log")
         wait_for(lambda: run(["redis-cli", "-p", str(self.redis_port), "ping"]).strip() == "PONG", 20, f"{name}redis")
         self.coord = start(["dotnet", coord_dll or env.get("COORDINATOR_DLL") or dll("Coordinator", "RenderFarm.Coordinator")], f"{name}coordinator.log", {
@@ -94,6 +111,7 @@ class Farm:
             "Farm__DefaultModel": "tiny", "Farm__ShardSize": str(SHARD), "Farm__MaxImagesPerJob": "1000000",
             "Kestrel__Endpoints__Grpc__Url": f"http://127.0.0.1:{self.coord_port}", "Logging__LogLevel__Default": "Warning",
             **(coord_env or {}), **dict(kv.split("=", 1) for kv in env.get("COORDINATOR_ENV", "").split())})
+        self.threads = ThreadCpu(self.coord.pid, ".NET Tiered Com")
         wait_for(lambda: self.cli("jobs") is not None, 90, f"{name}coordinator")
     def cli(self, *args, **kw): return run([native, "--coordinator", f"http://127.0.0.1:{self.coord_port}", *args], **kw)
     def start_worker(self, n, models):
@@ -103,17 +121,10 @@ class Farm:
             **{f"Farm__Models__{k}": v for k, v in models.items()}})
     def wait_idle(self, count):
         wait_for(lambda: sum(w["state"] == "idle" for w in json.loads(self.cli("workers", "--json"))) >= count, 300, f"{count} idle workers")
-    def jit_cpu_s(self):
-        """CPU of the coordinator's background JIT (threads named ".NET Tiered Com"): re-compiling hot methods at tier 1,
-        work a long-running coordinator has finished but a short bench still pays for in its measured rounds."""
-        pid = self.coord.pid
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            try:
-                with open(f"/proc/{pid}/task/{tid}/comm") as f:
-                    if not f.read().startswith(".NET Tiered Com"): continue
-                self.jit_seen[tid] = stat_cpu_s(f"/proc/{pid}/task/{tid}/stat")   # last seen: they exit when idle
-            except (FileNotFoundError, ProcessLookupError): pass   # exited between the listing and the read
-        return sum(self.jit_seen.values())
+    def coord_cpu_s(self):
+        """The coordinator's CPU, and of it its background JIT's (threads named ".NET Tiered Com": re-compiling hot
+        methods at tier 1, work a long-running coordinator has finished but a short bench still pays for)."""
+        return self.threads.read()
     def redis_cpu_s(self):
         info = dict(l.split(":", 1) for l in run(["redis-cli", "-p", str(self.redis_port), "info", "cpu"]).splitlines() if ":" in l)
         return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
@@ -124,7 +135,9 @@ class CpuSampler:
     def __init__(self, f, pids=()):
         self.f, self.pids, self.samples, self.stop = f, pids, [], threading.Event()
         self.thread = threading.Thread(target=self.loop); self.thread.start()
-    def sample(self): self.samples.append((time.time(), cpu_s(self.f.coord.pid), self.f.redis_cpu_s(), self.f.jit_cpu_s(), *map(cpu_s, self.pids)))
+    def sample(self):
+        coord, jit = self.f.coord_cpu_s()
+        self.samples.append((time.time(), coord, self.f.redis_cpu_s(), jit, *map(cpu_s, self.pids)))
     def loop(self):
         while not self.stop.is_set(): self.sample(); self.stop.wait(0.02)
     def end(self): self.stop.set(); self.thread.join(); self.sample(); return self

@@ -328,6 +328,42 @@ internal sealed class Measurements(BenchOptions o, Report report)
     }
 
     /// <summary>
+    /// Every scheduler with its step on the device and on the host (one pipeline each way, B = 2): request time each way,
+    /// and the images compared, so that a scheduler whose step graph goes wrong on this GPU shows as more than float
+    /// rounding (the CPU provider's tests hold the same graphs to the host step).
+    /// </summary>
+    public async Task CompareSchedulersAsync(string directory, DiffusionOptions baseline)
+    {
+        const int batch = 2;
+        var images = new Dictionary<(string, bool), IReadOnlyList<GeneratedImage>>();
+        var times = new Dictionary<(string, bool), double>();
+        foreach (bool onDevice in new[] { true, false })
+        {
+            using var pipeline = StableDiffusionPipeline.Load(directory, baseline with { StepOnDevice = onDevice });
+            await pipeline.WarmUpAsync();
+            foreach (var scheduler in RenderFarm.Diffusion.Schedulers.SchedulerFactory.Names)
+            {
+                var request = Request(batch, 7) with { Scheduler = scheduler };
+                await pipeline.GenerateAsync(request); // kernels for this scheduler's step graph
+                var clock = Stopwatch.StartNew();
+                images[(scheduler, onDevice)] = await pipeline.GenerateAsync(request);
+                times[(scheduler, onDevice)] = clock.Elapsed.TotalMilliseconds;
+            }
+        }
+        foreach (var scheduler in RenderFarm.Diffusion.Schedulers.SchedulerFactory.Names)
+        {
+            var (identical, max, mean) = Difference(images[(scheduler, true)], images[(scheduler, false)]);
+            double device = times[(scheduler, true)], host = times[(scheduler, false)];
+            report.Line($"scheduler {scheduler} B={batch}: step on the device {device:F1} ms, on the host {host:F1} ms per request; " +
+                $"{identical}/{batch} images byte-identical, pixel difference max {max}, mean {mean:F3} levels");
+            report.Set($"scheduler {scheduler}", new JsonObject
+            {
+                ["device_request_ms"] = device, ["host_request_ms"] = host, ["identical"] = identical, ["max_levels"] = max, ["mean_levels"] = mean,
+            });
+        }
+    }
+
+    /// <summary>
     /// A 4-image request in both batchings: throughput, and each image against itself rendered alone (Image must be
     /// byte-identical; Batch may move pixels).
     /// </summary>

@@ -2,7 +2,7 @@
 // failure is reported and the rest still measures; everything goes to stdout and, as JSON, to --json.
 //   GpuBench [--preset sd15-fp16] [--dir DIR] [--ep cuda|cpu] [--device 0] [--size 512] [--steps 30] [--batches 1,4,8]
 //            [--reps 3] [--fp32-preset sd15|none] [--json FILE]
-//            [--sections default,graph,hoststep,controlnet,bare,batching,determinism,fp32]
+//            [--sections default,graph,hoststep,controlnet,bare,schedulers,batching,determinism,fp32]
 using System.Diagnostics;
 using System.Globalization;
 using Microsoft.ML.OnnxRuntime;
@@ -63,6 +63,8 @@ if (o.Provider != "cpu" && o.Runs("bare") && o.Runs("graph"))
 {
     await report.Section("bare sessions, CUDA graph", () => bench.MeasureBare("bare_graph", o.Directory, baseline with { Cuda = new CudaOptions { CudaGraph = true } }));
 }
+// After the bare sessions, which the overhead ratios need: should the time budget run out, this is what goes.
+if (o.Runs("schedulers")) await report.Section("schedulers: the step on the device against the host", () => bench.CompareSchedulersAsync(o.Directory, baseline));
 if (o.Runs("batching")) await report.Section("batching: Image vs Batch", () => bench.CompareBatchingAsync(o.Directory, baseline));
 if (o.Runs("determinism")) await report.Section("determinism across fresh sessions", () => bench.DeterminismAsync(o.Directory, baseline));
 if (o.Fp32Preset is { } fp32 && o.Runs("fp32"))
