@@ -26,7 +26,8 @@ public sealed record PipelineStatistics(long Requests, long Images, TimeSpan Gen
 
     /// <summary>
     /// The pipeline's own graphs on the UNet's device (<see cref="DiffusionOptions.StepOnDevice"/>): runs and time of
-    /// each kind (<c>scheduler_step</c>: guidance and the step; <c>controlnet_sum</c>: a step's ControlNet residuals),
+    /// each kind (<c>scheduler_step</c>: guidance and the step; <c>controlnet_sum</c>: a step's ControlNet residuals;
+    /// <c>controlnet_cast</c>: the UNet's input cast for a ControlNet of another element type),
     /// part of <see cref="OwnWork"/>; null when the pipeline steps on the host.
     /// </summary>
     public IReadOnlyList<ComponentStatistics>? DeviceGraphs { get; init; }

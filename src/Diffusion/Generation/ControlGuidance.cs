@@ -1,4 +1,5 @@
 using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
 using RenderFarm.Diffusion.ControlNets;
 using RenderFarm.Diffusion.Imaging;
 using RenderFarm.Diffusion.Models;
@@ -28,6 +29,8 @@ internal sealed class ControlGuidance : IDisposable
     private BoundTensor? _coefficients;
     private float[] _coefficientValues = [];
     private UNetRun? _unet;
+    // The UNet's input cast for ControlNets of other element types: per type, the copy and the graph that writes it.
+    private readonly List<(TensorElementType Type, BoundTensor Copy, InferenceSession Session, OrtIoBinding Binding)> _casts = [];
 
     /// <summary>
     /// <paramref name="units"/>: each ControlNet with its prepared control image [3, H, W] (<see cref="PrepareImage"/>) and
@@ -106,18 +109,30 @@ internal sealed class ControlGuidance : IDisposable
     /// Binds the ControlNets to run where <paramref name="unet"/> runs, reading its bound sample, and their residuals to
     /// be summed there into its residual inputs (<see cref="ResidualSumGraph"/>), so no residual crosses to the host.
     /// A guess-mode unit under guidance reads the conditional half of the rows and adds its residuals to those rows
-    /// alone; beside an inpainting UNet they read its input's latent rows, which the step writes apart. False, with
-    /// nothing bound, where a ControlNet cannot read the UNet's sample as it is: one of another element type or channels.
+    /// alone; beside an inpainting UNet they read its input's latent rows, which the step writes apart. A ControlNet of
+    /// another element type reads a copy of them cast to its type (<see cref="CastGraph"/>), made before it runs. False,
+    /// with nothing bound, where a ControlNet cannot read the UNet's sample: one of other channels.
     /// </summary>
     public bool TryBindInPlace(UNetRun unet, UNet model, DeviceGraphs graphs)
     {
-        if (_runs.Any(r => !r.Run.CanReadSample(model.SampleType, unet.ControlChannels)))
+        if (_runs.Any(r => !r.Run.CanReadSample(unet.ControlChannels)))
         {
             return false;
         }
+        var castTo = new Dictionary<TensorElementType, BoundTensor>();
+        foreach (var type in _runs.Select(r => r.Run.SampleType).Where(t => t != model.SampleType).Distinct())
+        {
+            var copy = new BoundTensor(unet.DeviceId, unet.ControlSampleShape, type: type);
+            var session = CastGraph.Session(graphs, model.SampleType, type);
+            var binding = session.CreateIoBinding();
+            _casts.Add((type, copy, session, binding));
+            binding.BindInput(CastGraph.InputName, unet.ControlSampleValue);
+            binding.BindOutput(CastGraph.OutputName, copy.Value);
+            castTo[type] = copy;
+        }
         var residuals = model.Residuals!.All.ToArray();
         var shapes = residuals.Select((r, k) => unet.ResidualShape(k)).ToArray();
-        var outputs = _runs.Select(r => r.Run.BindInPlace(unet, shapes)).ToArray();
+        var outputs = _runs.Select(r => r.Run.BindInPlace(unet, shapes, castTo.GetValueOrDefault(r.Run.SampleType))).ToArray();
         _graphs = graphs;
         _unet = unet;
         _sum = ResidualSumGraph.Session(graphs, _runs.Select(r => new ResidualSumGraph.Unit(r.Run.OutputTypes, r.Run.ReadsSecondHalf)).ToArray(),
@@ -141,6 +156,11 @@ internal sealed class ControlGuidance : IDisposable
     public void ComputeInPlace(int stepIndex, double timestep, RunOptions runOptions)
     {
         int residuals = _coefficientValues.Length / _runs.Length;
+        foreach (var (type, _, session, binding) in _casts)
+        {
+            if (_runs.Any(r => r.Run.SampleType == type && r.Unit.Steers(stepIndex - _start, _steps)))
+                _graphs!.Run("controlnet_cast", session, runOptions, binding);
+        }
         for (int u = 0; u < _runs.Length; u++)
         {
             var (run, unit) = _runs[u];
@@ -158,8 +178,11 @@ internal sealed class ControlGuidance : IDisposable
 
     public void Dispose()
     {
+        // Bindings before what they bind: the runs' bindings read the cast copies.
+        foreach (var (_, _, _, binding) in _casts) binding.Dispose();
         _sumBinding?.Dispose();
         _coefficients?.Dispose();
         foreach (var (run, _) in _runs) run.Dispose();
+        foreach (var (_, copy, _, _) in _casts) copy.Dispose();
     }
 }

@@ -222,23 +222,29 @@ internal sealed class ControlNetRun : IDisposable
     public TensorElementType[] OutputTypes => _outputNames.Select(n => _component.Outputs[n].ElementDataType).ToArray();
 
     /// <summary>
-    /// Whether this run can read the UNet's bound sample (<see cref="UNetRun.ControlSampleValue"/>) as its own: every row,
-    /// or (guess mode under guidance) the second half, of the same element type and channels.
+    /// Whether this run can read the UNet's bound sample (<see cref="UNetRun.ControlSampleValue"/>), or a copy of it cast
+    /// to <see cref="SampleType"/>: every row, or (guess mode under guidance) the second half, of the same channels.
     /// </summary>
-    public bool CanReadSample(TensorElementType unetSampleType, int unetChannels) =>
-        (_skip == 0 || _skip == _rows) && _sample.ElementType == unetSampleType && _sample.Shape[1] == unetChannels;
+    public bool CanReadSample(int unetChannels) => (_skip == 0 || _skip == _rows) && _sample.Shape[1] == unetChannels;
+
+    /// <summary>The element type of the sample this ControlNet takes.</summary>
+    public TensorElementType SampleType => _sample.ElementType;
 
     /// <summary>Whether this run reads the second half of the UNet's rows (guess mode under guidance), not all of them.</summary>
     public bool ReadsSecondHalf => _skip > 0;
 
     /// <summary>
     /// Binds this run where the UNet runs (<see cref="CanReadSample"/> runs only): its sample is the UNet's bound sample
-    /// (<paramref name="unet"/>'s <see cref="UNetRun.ControlSampleValue"/>, the rows it reads), the control image, conditions and scale are put on the device
+    /// (<paramref name="unet"/>'s <see cref="UNetRun.ControlSampleValue"/>, the rows it reads) or its cast copy, the control image, conditions and scale are put on the device
     /// once, and its outputs go to buffers there (zeros until it first runs); returns those outputs, in residual order.
     /// </summary>
     /// <param name="unet">The UNet run whose bound sample this reads.</param>
     /// <param name="residualShapes">The UNet's residual inputs' shapes: each output's, for this run's rows.</param>
-    public IReadOnlyList<OrtValue> BindInPlace(UNetRun unet, IReadOnlyList<long[]> residualShapes)
+    /// <param name="castSample">
+    /// For a ControlNet of another element type than the UNet's: a copy of the UNet's sample in <see cref="SampleType"/>,
+    /// all its rows, which the caller writes before each run.
+    /// </param>
+    public IReadOnlyList<OrtValue> BindInPlace(UNetRun unet, IReadOnlyList<long[]> residualShapes, BoundTensor? castSample = null)
     {
         if (_binding is not null)
         {
@@ -272,6 +278,7 @@ internal sealed class ControlNetRun : IDisposable
             {
                 var value = _inputNames[i] switch
                 {
+                    "sample" when castSample is not null => _skip == 0 ? castSample.Value : Track(castSample.Rows(_skip)),
                     "sample" => _skip == 0 ? unet.ControlSampleValue : Track(unet.ControlSampleRows(_skip)),
                     "timestep" when deviceId is int device => (_deviceTimestep = Track(new DeviceTensor(_timestep, device))).Value,
                     "timestep" => _timestep.Value,

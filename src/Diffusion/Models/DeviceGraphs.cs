@@ -6,7 +6,8 @@ namespace RenderFarm.Diffusion.Models;
 /// <summary>
 /// The small graphs the pipeline builds itself and runs on the models' device beside them, so what passes between the
 /// models stays there (<see cref="DiffusionOptions.StepOnDevice"/>): guidance and the scheduler's step
-/// (<see cref="StepGraph"/>) and the sum of a step's ControlNet residuals (<see cref="ResidualSumGraph"/>). One session per
+/// (<see cref="StepGraph"/>), the sum of a step's ControlNet residuals (<see cref="ResidualSumGraph"/>) and the UNet's
+/// input cast for a ControlNet of another element type (<see cref="CastGraph"/>). One session per
 /// graph, made on first use with the UNet's provider and device; runs are counted and timed per kind; failures say how
 /// to do without.
 /// </summary>
@@ -41,7 +42,7 @@ internal sealed class DeviceGraphs : IDisposable
         }
     }
 
-    /// <summary>Runs of each kind of graph (<c>scheduler_step</c>, <c>controlnet_sum</c>) and the time in them.</summary>
+    /// <summary>Runs of each kind of graph (<c>scheduler_step</c>, <c>controlnet_sum</c>, <c>controlnet_cast</c>) and the time in them.</summary>
     public IReadOnlyList<ComponentStatistics> Statistics
     {
         get

@@ -421,6 +421,9 @@ internal sealed class UNetRun : IDisposable
     /// </summary>
     internal OrtValue ControlSampleRows(int skip) => (_latentSample ?? _sample).Rows(skip);
 
+    /// <summary>The shape of <see cref="ControlSampleValue"/>.</summary>
+    internal long[] ControlSampleShape => (_latentSample ?? _sample).Shape;
+
     /// <summary>The CUDA device of the bound buffers, or null for host memory.</summary>
     internal int? DeviceId => _deviceId;
 
