@@ -26,6 +26,17 @@ public class FixedBatchExportTests(PresetModels models) : IClassFixture<PresetMo
         }
     }
 
+    /// <summary>The device path's latents are the host path's (up to float rounding in the step).</summary>
+    private static void AssertSameLatents(float[] expected, float[] actual)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        double tolerance = 1e-4 * expected.Max(Math.Abs);
+        for (int i = 0; i < expected.Length; i++)
+        {
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= tolerance, $"latent {i}: expected {expected[i]}, got {actual[i]}");
+        }
+    }
+
     private static void FixBatch(string directory, string component, long batch)
     {
         var path = Path.Combine(directory, component, "model.onnx");
@@ -41,29 +52,37 @@ public class FixedBatchExportTests(PresetModels models) : IClassFixture<PresetMo
         [new ImagePrompt("a small boat", "storm", 21), new ImagePrompt("a tall tree", "", 22), new ImagePrompt("a red fox", "", 23)],
         64, 64, 3, 5f, "euler", "tiny");
 
+    /// <summary>A copy of the tiny model whose <paramref name="fixedBatches"/> are fixed, deleted when disposed.</summary>
+    private sealed class FixedCopy : IDisposable
+    {
+        public FixedCopy(string source, params (string Component, long Batch)[] fixedBatches)
+        {
+            Directory = System.IO.Directory.CreateTempSubdirectory("renderfarm-fixed-batch").FullName;
+            foreach (var file in System.IO.Directory.EnumerateFiles(source, "*", SearchOption.AllDirectories))
+            {
+                var target = Path.Combine(Directory, Path.GetRelativePath(source, file));
+                System.IO.Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+                File.Copy(file, target);
+            }
+            foreach (var (component, batch) in fixedBatches) FixBatch(Directory, component, batch);
+        }
+
+        public string Directory { get; }
+
+        public void Dispose() => System.IO.Directory.Delete(Directory, recursive: true);
+    }
+
     /// <summary>Renders <see cref="Request"/> on a copy of the tiny model whose <paramref name="fixedBatches"/> are fixed.</summary>
     private async Task<(byte[][] Dynamic, byte[][] Chunked, PipelineStatistics ChunkedStatistics)> RenderAsync(params (string Component, long Batch)[] fixedBatches)
     {
         var source = models.Directory("tiny");
-        var copy = Directory.CreateTempSubdirectory("renderfarm-fixed-batch").FullName;
-        try
+        using var copy = new FixedCopy(source, fixedBatches);
         {
-            foreach (var file in Directory.EnumerateFiles(source, "*", SearchOption.AllDirectories))
-            {
-                var target = Path.Combine(copy, Path.GetRelativePath(source, file));
-                Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-                File.Copy(file, target);
-            }
-            foreach (var (component, batch) in fixedBatches) FixBatch(copy, component, batch);
-            using var fixedBatch = StableDiffusionPipeline.Load(copy, Batched);
+            using var fixedBatch = StableDiffusionPipeline.Load(copy.Directory, Batched);
             using var dynamicBatch = StableDiffusionPipeline.Load(source, Batched);
             var chunked = await fixedBatch.GenerateAsync(Request);
             var dynamic = await dynamicBatch.GenerateAsync(Request);
             return (dynamic.Select(i => PngPixels.Decode(i.Png)).ToArray(), chunked.Select(i => PngPixels.Decode(i.Png)).ToArray(), fixedBatch.Statistics);
-        }
-        finally
-        {
-            Directory.Delete(copy, recursive: true);
         }
     }
 
@@ -78,6 +97,47 @@ public class FixedBatchExportTests(PresetModels models) : IClassFixture<PresetMo
         Assert.Equal(2 * 3, runs["unet"]); // two chunks per step, three steps
         Assert.Equal(2, runs["vae_decoder"]);
         Assert.Equal(1, runs["text_encoder"]);
+    }
+
+    [Theory]
+    [InlineData(2, "euler")]  // 6 rows: three full chunks
+    [InlineData(4, "euler_a")] // a chunk of 4 and one of 2 padded to 4; fresh noise every step
+    public async Task AUnetWithAFixedBatchStepsOnTheDeviceChunkByChunkAsOnTheHost(long batch, string scheduler)
+    {
+        // With the step on the device the batch's latents stay in whole-batch buffers and each chunk's rows are copied
+        // through the UNet's bound ones: the latents must be the host path's, which copies each chunk from the host.
+        using var copy = new FixedCopy(models.Directory("tiny"), ("unet", batch));
+        using var host = StableDiffusionPipeline.Load(copy.Directory, Batched with { StepOnDevice = false });
+        using var device = StableDiffusionPipeline.Load(copy.Directory, Batched with { StepOnDevice = true });
+        var request = Request with { Scheduler = scheduler };
+
+        var expected = await host.RenderLatentsAsync(request);
+        var actual = await device.RenderLatentsAsync(request);
+
+        Assert.Equal(3, device.Statistics.DeviceStepRuns);
+        Assert.Equal((6 + batch - 1) / batch * 3, device.Statistics.Components.Single(c => c.Component == "unet").Runs);
+        AssertSameLatents(expected, actual);
+    }
+
+    [Fact]
+    public async Task AnInpaintingUnetWithAFixedBatchStepsOnTheDeviceChunkByChunk()
+    {
+        // 2 images with CFG are 4 rows of 9 channels: a chunk of 3 and one of 1 padded to 3. The step appends the mask
+        // channels to the whole batch's input, whose chunks then pass through the UNet's buffers.
+        using var copy = new FixedCopy(models.Directory("tiny-inpaint"), ("unet", 3));
+        using var host = StableDiffusionPipeline.Load(copy.Directory, Batched with { StepOnDevice = false });
+        using var device = StableDiffusionPipeline.Load(copy.Directory, Batched with { StepOnDevice = true });
+        var request = new GenerationRequest([new("a red fox", "blurry", 31), new("a boat", "", 32)], 64, 64, 4, 7.5f, "dpmpp_2m", "tiny-inpaint")
+        {
+            InitImage = TestImages.Gradient(64, 64),
+            MaskImage = TestImages.Mask(64, 64, 255, leftHalf: true),
+        };
+
+        var expected = await host.RenderLatentsAsync(request);
+        var actual = await device.RenderLatentsAsync(request);
+
+        Assert.Equal(4, device.Statistics.DeviceStepRuns);
+        AssertSameLatents(expected, actual);
     }
 
     [Fact]

@@ -190,6 +190,11 @@ internal sealed class UNetRun : IDisposable
     private bool _inPlaceGuided;
     // An inpainting UNet's input rows without their constant channels, written by the step in place: what ControlNets read.
     private readonly BoundTensor? _latentSample;
+    // A run in fixed-batch chunks stepped in place: the whole batch's input, output and conditions, whose rows each
+    // step copies through the bound chunk-sized buffers (device to device on a GPU). Made on first use.
+    private BoundTensor? _batchSample;
+    private BoundTensor? _batchOutput;
+    private BoundTensor[] _batchConditions = [];
 
     internal UNetRun(UNet unet, OnnxComponent component, int batch, int channels, int height, int width, IReadOnlyList<UNetCondition> conditions,
         UNetPlacement placement, int? graphId)
@@ -217,9 +222,9 @@ internal sealed class UNetRun : IDisposable
             _conditionBuffers = conditions.Select(c => Tensor(unet.InputType(c.Name), [_chunk, .. c.RowShape])).ToArray();
             _output = Tensor(unet.OutputType, [_chunk, outChannels, height, width], pageLock: true);
             _residuals = residuals.Select(r => Tensor(r.Type, [_chunk, r.Channels, r.Side(height), r.Side(width)], pageLock: true)).ToArray();
-            if (_perOutput < _perSample && _chunk == _batch)
+            if (_perOutput < _perSample)
             {
-                _latentSample = Tensor(unet.SampleType, [_chunk, outChannels, height, width]);
+                _latentSample = Tensor(unet.SampleType, [batch, outChannels, height, width]);
             }
             if (graphId is int id)
             {
@@ -265,12 +270,10 @@ internal sealed class UNetRun : IDisposable
     internal void SetConditions(IReadOnlyList<UNetCondition> conditions)
     {
         _conditions = conditions;
-        if (_chunk == _batch)
+        var buffers = _chunk == _batch ? _conditionBuffers : _batchConditions;
+        for (int c = 0; c < buffers.Length; c++)
         {
-            for (int c = 0; c < conditions.Count; c++)
-            {
-                _conditionBuffers[c].Write(conditions[c].Rows);
-            }
+            buffers[c].Write(conditions[c].Rows);
         }
     }
 
@@ -347,11 +350,14 @@ internal sealed class UNetRun : IDisposable
     }
 
     /// <summary>
-    /// Whether the whole batch is one run and the input holds the output's channels (then followed by constant ones, as
-    /// an inpainting UNet's mask and masked-image latents): then the UNet can take its input from, and leave its output
-    /// for, a step on its own device (<see cref="StepInPlace"/>).
+    /// Whether the input holds the output's channels (then followed by constant ones, as an inpainting UNet's mask and
+    /// masked-image latents): then the UNet can take its input from, and leave its output for, a step on its own device
+    /// (<see cref="StepInPlace"/>). A UNet with a fixed batch runs the batch's rows through its buffers chunk by chunk.
     /// </summary>
-    internal bool CanStepInPlace => _chunk == _batch && _perOutput <= _perSample;
+    internal bool CanStepInPlace => _perOutput <= _perSample;
+
+    /// <summary>Whether the batch runs in fixed-batch chunks (a UNet exported with another batch than the rows).</summary>
+    internal bool Chunked => _chunk != _batch;
 
     /// <summary>
     /// The latents of this run's images kept beside its bound buffers, stepped by <see cref="StepGraph"/>s from <paramref name="graphs"/>
@@ -361,7 +367,7 @@ internal sealed class UNetRun : IDisposable
     {
         if (!CanStepInPlace)
         {
-            throw new InvalidOperationException("This UNet run is split into fixed-batch chunks or outputs more channels than it takes; it cannot step in place.");
+            throw new InvalidOperationException("This UNet run outputs more channels than it takes; it cannot step in place.");
         }
         if (_inPlace is { } kept && _inPlaceGuided == guided)
         {
@@ -369,9 +375,16 @@ internal sealed class UNetRun : IDisposable
         }
         _inPlace?.Dispose();
         _inPlace = null;
+        if (Chunked && _batchSample is null)
+        {
+            _batchSample = Tensor(unet.SampleType, [_batch, _channels, _height, _width]);
+            _batchOutput = Tensor(unet.OutputType, [_batch, _perOutput / (_height * _width), _height, _width]);
+            _batchConditions = _conditionShapes.Select(c => Tensor(unet.InputType(c.Name), [_batch, .. c.RowShape])).ToArray();
+            SetConditions(_conditions);
+        }
         _inPlace = new DeviceLatents(graphs, unet.OutputType, unet.SampleType, guided, guided ? _batch / 2 : _batch,
             _perOutput / (_height * _width), _channels, _height, _width,
-            _output.Value, SampleValue, _latentSample?.Value, _deviceId);
+            (_batchOutput ?? _output).Value, SampleValue, _latentSample?.Value, _deviceId);
         _inPlaceGuided = guided;
         return _inPlace;
     }
@@ -382,7 +395,7 @@ internal sealed class UNetRun : IDisposable
     /// </summary>
     internal void WriteSample(ReadOnlySpan<float> sample)
     {
-        _sample.Write(sample[..(_batch * _perSample)]);
+        BatchSample.Write(sample[..(_batch * _perSample)]);
         _latentSample?.WriteRows(sample, _batch, _perOutput, _perSample);
     }
 
@@ -397,11 +410,27 @@ internal sealed class UNetRun : IDisposable
         {
             WriteResiduals(0);
         }
-        Invoke(runOptions);
+        if (_batchSample is null)
+        {
+            Invoke(runOptions);
+            return;
+        }
+        // Chunk by chunk; the last one's rows past the batch keep the chunk before's, as the host path pads them.
+        for (int start = 0; start < _batch; start += _chunk)
+        {
+            int rows = Math.Min(_chunk, _batch - start);
+            _sample.CopyRows(_batchSample, start, 0, rows);
+            for (int c = 0; c < _batchConditions.Length; c++) _conditionBuffers[c].CopyRows(_batchConditions[c], start, 0, rows);
+            Invoke(runOptions);
+            _batchOutput!.CopyRows(_output, 0, start, rows);
+        }
     }
 
-    /// <summary>The bound sample input (device or host memory).</summary>
-    internal OrtValue SampleValue => _sample.Value;
+    /// <summary>The whole batch's sample input: the bound one, or a chunked run's batch of which chunks are copied there.</summary>
+    private BoundTensor BatchSample => _batchSample ?? _sample;
+
+    /// <summary>The whole batch's sample input where it is bound (device or host memory).</summary>
+    internal OrtValue SampleValue => BatchSample.Value;
 
     /// <summary>
     /// The channels of what a ControlNet reads in place (<see cref="ControlSampleValue"/>): the sample input's, or an
@@ -419,10 +448,10 @@ internal sealed class UNetRun : IDisposable
     /// Rows [<paramref name="skip"/>, …) of <see cref="ControlSampleValue"/> as a tensor of their own over the same
     /// buffer (a guess-mode ControlNet's conditional rows); the caller disposes it before this run goes.
     /// </summary>
-    internal OrtValue ControlSampleRows(int skip) => (_latentSample ?? _sample).Rows(skip);
+    internal OrtValue ControlSampleRows(int skip) => (_latentSample ?? BatchSample).Rows(skip);
 
     /// <summary>The shape of <see cref="ControlSampleValue"/>.</summary>
-    internal long[] ControlSampleShape => (_latentSample ?? _sample).Shape;
+    internal long[] ControlSampleShape => (_latentSample ?? BatchSample).Shape;
 
     /// <summary>The CUDA device of the bound buffers, or null for host memory.</summary>
     internal int? DeviceId => _deviceId;

@@ -76,6 +76,9 @@ internal sealed class DeviceTensor : IDisposable
 
     public OrtValue Value { get; }
 
+    /// <summary>The device buffer's address.</summary>
+    public IntPtr Address => _device;
+
     private static OrtMemoryInfo Memory(int deviceId) => new("Cuda", OrtAllocatorType.DeviceAllocator, deviceId, OrtMemType.Default);
 
     /// <summary>Rows [<paramref name="skip"/>, …) as a tensor of their own on the device (<see cref="TensorBuffer.RowsOf"/>).</summary>
