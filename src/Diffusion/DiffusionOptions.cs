@@ -53,8 +53,7 @@ public sealed record DiffusionOptions
     /// (<see cref="Schedulers.LinearStep"/>); an ordinary UNet's inpainting blend and an inpainting UNet's mask channels
     /// are done there too, and a ControlNet of another element type than the UNet's reads a cast copy of its input
     /// made there; a UNet exported with a fixed batch runs the batch's rows through its buffers chunk by chunk there.
-    /// Steps stay on the host only for ControlNets beside such a fixed-batch UNet. Default null: on for GPU providers,
-    /// off for cpu (where the host is the device, and its vectorised step is as fast).
+    /// Default null: on for GPU providers, off for cpu (where the host is the device, and its vectorised step is as fast).
     /// </summary>
     public bool? StepOnDevice { get; init; }
 

@@ -99,6 +99,26 @@ public class ControlNetInPlaceTests(ControlNetTests.Models models) : IClassFixtu
         }
     }
 
+    [Fact]
+    public async Task ControlNetsBesideAUNetWithAFixedBatchSumIntoTheWholeBatchsResidualsOnTheDevice()
+    {
+        // The residual UNet fixed to 3 rows: the request's 4 rows (2 images, CFG) run as a chunk of 3 and one of 1.
+        // The ControlNets read the whole batch's input and sum into its residuals, whose rows each chunk then takes.
+        using var copy = new FixedBatchCopy(models.ModelDirectory, ("controlnet", 3));
+        StableDiffusionPipeline Load(bool onDevice) => StableDiffusionPipeline.Load(copy.Directory,
+            new DiffusionOptions { Batching = ModelBatching.Batch, StepOnDevice = onDevice }, new ModelExtensions { ControlNets = models.Library });
+        using var host = Load(onDevice: false);
+        using var device = Load(onDevice: true);
+        var request = Request(7.5f, new ControlNetUnit("depth", Other, 0.7f), new ControlNetUnit("canny-fp16", Edges, 1f, GuessMode: true, GuidanceEnd: 0.5));
+
+        var expected = await host.RenderLatentsAsync(request);
+        var actual = await device.RenderLatentsAsync(request);
+
+        Assert.Equal(6, device.Statistics.DeviceStepRuns);
+        Assert.Equal(12, device.Statistics.Components.Single(c => c.Component == StableDiffusionPipeline.ControlNetUNetComponent).Runs);
+        AssertClose(expected, actual, 1e-3 * expected.Max(Math.Abs), "fixed batch 3");
+    }
+
     private static void AssertClose(IReadOnlyList<float> expected, IReadOnlyList<float> actual, double tolerance, string what)
     {
         Assert.Equal(expected.Count, actual.Count);

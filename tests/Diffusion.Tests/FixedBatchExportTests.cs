@@ -1,6 +1,3 @@
-using Google.Protobuf;
-using RenderFarm.ModelBuilder.Onnx;
-
 namespace RenderFarm.Diffusion.Tests;
 
 /// <summary>
@@ -37,53 +34,20 @@ public class FixedBatchExportTests(PresetModels models) : IClassFixture<PresetMo
         }
     }
 
-    private static void FixBatch(string directory, string component, long batch)
-    {
-        var path = Path.Combine(directory, component, "model.onnx");
-        var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(path));
-        foreach (var value in model.Graph.Input.Concat(model.Graph.Output).Where(v => v.Name != "timestep"))
-        {
-            value.Type.TensorType.Shape.Dim[0] = new TensorShapeProto.Types.Dimension { DimValue = batch };
-        }
-        File.WriteAllBytes(path, model.ToByteArray());
-    }
-
     private static readonly GenerationRequest Request = new(
         [new ImagePrompt("a small boat", "storm", 21), new ImagePrompt("a tall tree", "", 22), new ImagePrompt("a red fox", "", 23)],
         64, 64, 3, 5f, "euler", "tiny");
-
-    /// <summary>A copy of the tiny model whose <paramref name="fixedBatches"/> are fixed, deleted when disposed.</summary>
-    private sealed class FixedCopy : IDisposable
-    {
-        public FixedCopy(string source, params (string Component, long Batch)[] fixedBatches)
-        {
-            Directory = System.IO.Directory.CreateTempSubdirectory("renderfarm-fixed-batch").FullName;
-            foreach (var file in System.IO.Directory.EnumerateFiles(source, "*", SearchOption.AllDirectories))
-            {
-                var target = Path.Combine(Directory, Path.GetRelativePath(source, file));
-                System.IO.Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-                File.Copy(file, target);
-            }
-            foreach (var (component, batch) in fixedBatches) FixBatch(Directory, component, batch);
-        }
-
-        public string Directory { get; }
-
-        public void Dispose() => System.IO.Directory.Delete(Directory, recursive: true);
-    }
 
     /// <summary>Renders <see cref="Request"/> on a copy of the tiny model whose <paramref name="fixedBatches"/> are fixed.</summary>
     private async Task<(byte[][] Dynamic, byte[][] Chunked, PipelineStatistics ChunkedStatistics)> RenderAsync(params (string Component, long Batch)[] fixedBatches)
     {
         var source = models.Directory("tiny");
-        using var copy = new FixedCopy(source, fixedBatches);
-        {
-            using var fixedBatch = StableDiffusionPipeline.Load(copy.Directory, Batched);
-            using var dynamicBatch = StableDiffusionPipeline.Load(source, Batched);
-            var chunked = await fixedBatch.GenerateAsync(Request);
-            var dynamic = await dynamicBatch.GenerateAsync(Request);
-            return (dynamic.Select(i => PngPixels.Decode(i.Png)).ToArray(), chunked.Select(i => PngPixels.Decode(i.Png)).ToArray(), fixedBatch.Statistics);
-        }
+        using var copy = new FixedBatchCopy(source, fixedBatches);
+        using var fixedBatch = StableDiffusionPipeline.Load(copy.Directory, Batched);
+        using var dynamicBatch = StableDiffusionPipeline.Load(source, Batched);
+        var chunked = await fixedBatch.GenerateAsync(Request);
+        var dynamic = await dynamicBatch.GenerateAsync(Request);
+        return (dynamic.Select(i => PngPixels.Decode(i.Png)).ToArray(), chunked.Select(i => PngPixels.Decode(i.Png)).ToArray(), fixedBatch.Statistics);
     }
 
     [Fact]
@@ -106,7 +70,7 @@ public class FixedBatchExportTests(PresetModels models) : IClassFixture<PresetMo
     {
         // With the step on the device the batch's latents stay in whole-batch buffers and each chunk's rows are copied
         // through the UNet's bound ones: the latents must be the host path's, which copies each chunk from the host.
-        using var copy = new FixedCopy(models.Directory("tiny"), ("unet", batch));
+        using var copy = new FixedBatchCopy(models.Directory("tiny"), ("unet", batch));
         using var host = StableDiffusionPipeline.Load(copy.Directory, Batched with { StepOnDevice = false });
         using var device = StableDiffusionPipeline.Load(copy.Directory, Batched with { StepOnDevice = true });
         var request = Request with { Scheduler = scheduler };
@@ -124,7 +88,7 @@ public class FixedBatchExportTests(PresetModels models) : IClassFixture<PresetMo
     {
         // 2 images with CFG are 4 rows of 9 channels: a chunk of 3 and one of 1 padded to 3. The step appends the mask
         // channels to the whole batch's input, whose chunks then pass through the UNet's buffers.
-        using var copy = new FixedCopy(models.Directory("tiny-inpaint"), ("unet", 3));
+        using var copy = new FixedBatchCopy(models.Directory("tiny-inpaint"), ("unet", 3));
         using var host = StableDiffusionPipeline.Load(copy.Directory, Batched with { StepOnDevice = false });
         using var device = StableDiffusionPipeline.Load(copy.Directory, Batched with { StepOnDevice = true });
         var request = new GenerationRequest([new("a red fox", "blurry", 31), new("a boat", "", 32)], 64, 64, 4, 7.5f, "dpmpp_2m", "tiny-inpaint")

@@ -111,12 +111,11 @@ internal sealed class ControlGuidance : IDisposable
     /// A guess-mode unit under guidance reads the conditional half of the rows and adds its residuals to those rows
     /// alone; beside an inpainting UNet they read its input's latent rows, which the step writes apart. A ControlNet of
     /// another element type reads a copy of them cast to its type (<see cref="CastGraph"/>), made before it runs. False,
-    /// with nothing bound, where a ControlNet cannot read the UNet's sample (one of other channels), and beside a UNet
-    /// run in fixed-batch chunks (whose residual inputs take a chunk's rows, not the sum of the batch's).
+    /// with nothing bound, where a ControlNet cannot read the UNet's sample: one of other channels.
     /// </summary>
     public bool TryBindInPlace(UNetRun unet, UNet model, DeviceGraphs graphs)
     {
-        if (unet.Chunked || _runs.Any(r => !r.Run.CanReadSample(unet.ControlChannels)))
+        if (_runs.Any(r => !r.Run.CanReadSample(unet.ControlChannels)))
         {
             return false;
         }

@@ -190,11 +190,12 @@ internal sealed class UNetRun : IDisposable
     private bool _inPlaceGuided;
     // An inpainting UNet's input rows without their constant channels, written by the step in place: what ControlNets read.
     private readonly BoundTensor? _latentSample;
-    // A run in fixed-batch chunks stepped in place: the whole batch's input, output and conditions, whose rows each
-    // step copies through the bound chunk-sized buffers (device to device on a GPU). Made on first use.
+    // A run in fixed-batch chunks stepped in place: the whole batch's input, output, conditions and residuals, whose
+    // rows each step copies through the bound chunk-sized buffers (device to device on a GPU). Made on first use.
     private BoundTensor? _batchSample;
     private BoundTensor? _batchOutput;
     private BoundTensor[] _batchConditions = [];
+    private BoundTensor[] _batchResiduals = [];
 
     internal UNetRun(UNet unet, OnnxComponent component, int batch, int channels, int height, int width, IReadOnlyList<UNetCondition> conditions,
         UNetPlacement placement, int? graphId)
@@ -357,7 +358,7 @@ internal sealed class UNetRun : IDisposable
     internal bool CanStepInPlace => _perOutput <= _perSample;
 
     /// <summary>Whether the batch runs in fixed-batch chunks (a UNet exported with another batch than the rows).</summary>
-    internal bool Chunked => _chunk != _batch;
+    private bool Chunked => _chunk != _batch;
 
     /// <summary>
     /// The latents of this run's images kept beside its bound buffers, stepped by <see cref="StepGraph"/>s from <paramref name="graphs"/>
@@ -375,18 +376,30 @@ internal sealed class UNetRun : IDisposable
         }
         _inPlace?.Dispose();
         _inPlace = null;
-        if (Chunked && _batchSample is null)
-        {
-            _batchSample = Tensor(unet.SampleType, [_batch, _channels, _height, _width]);
-            _batchOutput = Tensor(unet.OutputType, [_batch, _perOutput / (_height * _width), _height, _width]);
-            _batchConditions = _conditionShapes.Select(c => Tensor(unet.InputType(c.Name), [_batch, .. c.RowShape])).ToArray();
-            SetConditions(_conditions);
-        }
+        EnsureBatchBuffers();
         _inPlace = new DeviceLatents(graphs, unet.OutputType, unet.SampleType, guided, guided ? _batch / 2 : _batch,
             _perOutput / (_height * _width), _channels, _height, _width,
             (_batchOutput ?? _output).Value, SampleValue, _latentSample?.Value, _deviceId);
         _inPlaceGuided = guided;
         return _inPlace;
+    }
+
+    /// <summary>
+    /// A chunked run's whole-batch buffers, made when it is first stepped in place (or its ControlNets bound there);
+    /// this request's conditions are written to them.
+    /// </summary>
+    private void EnsureBatchBuffers()
+    {
+        if (!Chunked || _batchSample is not null)
+        {
+            return;
+        }
+        BoundTensor Batch(BoundTensor chunk) => Tensor(chunk.Host.ElementType, [_batch, .. chunk.Shape[1..]]);
+        _batchSample = Batch(_sample);
+        _batchOutput = Batch(_output);
+        _batchConditions = _conditionBuffers.Select(Batch).ToArray();
+        _batchResiduals = _residuals.Select(Batch).ToArray();
+        SetConditions(_conditions);
     }
 
     /// <summary>
@@ -421,13 +434,24 @@ internal sealed class UNetRun : IDisposable
             int rows = Math.Min(_chunk, _batch - start);
             _sample.CopyRows(_batchSample, start, 0, rows);
             for (int c = 0; c < _batchConditions.Length; c++) _conditionBuffers[c].CopyRows(_batchConditions[c], start, 0, rows);
+            if (residualsInPlace)
+            {
+                for (int k = 0; k < _batchResiduals.Length; k++) _residuals[k].CopyRows(_batchResiduals[k], start, 0, rows);
+            }
             Invoke(runOptions);
             _batchOutput!.CopyRows(_output, 0, start, rows);
         }
     }
 
     /// <summary>The whole batch's sample input: the bound one, or a chunked run's batch of which chunks are copied there.</summary>
-    private BoundTensor BatchSample => _batchSample ?? _sample;
+    private BoundTensor BatchSample
+    {
+        get
+        {
+            EnsureBatchBuffers();
+            return _batchSample ?? _sample;
+        }
+    }
 
     /// <summary>The whole batch's sample input where it is bound (device or host memory).</summary>
     internal OrtValue SampleValue => BatchSample.Value;
@@ -457,10 +481,20 @@ internal sealed class UNetRun : IDisposable
     internal int? DeviceId => _deviceId;
 
     /// <summary>The bound residual input <paramref name="residual"/> (in <see cref="ControlResiduals.All"/> order).</summary>
-    internal OrtValue ResidualValue(int residual) => _residuals[residual].Value;
+    internal OrtValue ResidualValue(int residual) => BatchResiduals[residual].Value;
 
     /// <summary>The shape of residual input <paramref name="residual"/>.</summary>
-    internal long[] ResidualShape(int residual) => _residuals[residual].Shape;
+    internal long[] ResidualShape(int residual) => BatchResiduals[residual].Shape;
+
+    /// <summary>The whole batch's residual inputs, where a ControlNet sum in place writes: the bound ones, or a chunked run's.</summary>
+    private BoundTensor[] BatchResiduals
+    {
+        get
+        {
+            EnsureBatchBuffers();
+            return Chunked ? _batchResiduals : _residuals;
+        }
+    }
 
     /// <summary>Residual inputs were written where they are bound: a later run without ControlNets must zero them.</summary>
     internal void ResidualsWrittenInPlace() => _residualsZero = false;
