@@ -77,7 +77,7 @@ internal sealed class BoundTensor : IDisposable
     /// <summary>
     /// Copies <paramref name="rows"/> rows of <paramref name="source"/> (a tensor of the same element type and row size,
     /// bound to the same place), from its row <paramref name="sourceRow"/> to this one's row
-    /// <paramref name="destinationRow"/>: device to device on a GPU, so nothing crosses to the host.
+    /// <paramref name="destinationRow"/>: device to device on a GPU, so nothing crosses to the host; done when it returns.
     /// </summary>
     public unsafe void CopyRows(BoundTensor source, int sourceRow, int destinationRow, int rows)
     {
@@ -93,7 +93,7 @@ internal sealed class BoundTensor : IDisposable
         long bytes = rows * rowBytes;
         if (_device is { } device)
         {
-            CudaRuntime.Copy(device.Address + (nint)(destinationRow * rowBytes), source._device!.Address + (nint)(sourceRow * rowBytes), bytes);
+            CudaRuntime.CopyOnDevice(device.Address + (nint)(destinationRow * rowBytes), source._device!.Address + (nint)(sourceRow * rowBytes), bytes);
         }
         else
         {

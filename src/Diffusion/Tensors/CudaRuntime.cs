@@ -103,6 +103,17 @@ internal static unsafe class CudaRuntime
     public static void Copy(IntPtr destination, IntPtr source, long bytes) =>
         Check(Functions.Value.Memcpy(destination, source, (nuint)bytes, MemcpyDefault), "cudaMemcpy");
 
+    /// <summary>
+    /// Copies <paramref name="bytes"/> from one device buffer to another, done when it returns: cudaMemcpy between device
+    /// buffers does not wait, and ONNX Runtime's kernels run on their own stream, not ordered after it.
+    /// </summary>
+    public static void CopyOnDevice(IntPtr destination, IntPtr source, long bytes)
+    {
+        var api = Functions.Value;
+        Check(api.Memcpy(destination, source, (nuint)bytes, MemcpyDefault), "cudaMemcpy");
+        Check(api.DeviceSynchronize(), "cudaDeviceSynchronize");
+    }
+
     private const int ErrorMemoryAllocation = 2; // cudaErrorMemoryAllocation
 
     /// <summary>A failed call is the device's fault, or out of memory (a smaller batch may fit): the farm treats them apart.</summary>
