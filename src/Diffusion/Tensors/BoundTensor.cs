@@ -93,7 +93,7 @@ internal sealed class BoundTensor : IDisposable
         long bytes = rows * rowBytes;
         if (_device is { } device)
         {
-            CudaRuntime.CopyOnDevice(device.Address + (nint)(destinationRow * rowBytes), source._device!.Address + (nint)(sourceRow * rowBytes), bytes);
+            CudaRuntime.Copy(device.Address + (nint)(destinationRow * rowBytes), source._device!.Address + (nint)(sourceRow * rowBytes), bytes);
         }
         else
         {

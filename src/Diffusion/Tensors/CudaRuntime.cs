@@ -26,6 +26,7 @@ internal static unsafe class CudaRuntime
         public readonly delegate* unmanaged<int> GetLastError = (delegate* unmanaged<int>)Export(library, "cudaGetLastError");
         public readonly delegate* unmanaged<IntPtr, int, nuint, int> Memset = (delegate* unmanaged<IntPtr, int, nuint, int>)Export(library, "cudaMemset");
         public readonly delegate* unmanaged<int> DeviceSynchronize = (delegate* unmanaged<int>)Export(library, "cudaDeviceSynchronize");
+        public readonly delegate* unmanaged<IntPtr, int> StreamSynchronize = (delegate* unmanaged<IntPtr, int>)Export(library, "cudaStreamSynchronize");
 
         private static IntPtr Export(IntPtr library, string name) => NativeLibrary.GetExport(library, name);
     }
@@ -99,19 +100,17 @@ internal static unsafe class CudaRuntime
         Check(api.DeviceSynchronize(), "cudaDeviceSynchronize");
     }
 
-    /// <summary>Copies <paramref name="bytes"/> between host and device (synchronous: done when it returns).</summary>
-    public static void Copy(IntPtr destination, IntPtr source, long bytes) =>
-        Check(Functions.Value.Memcpy(destination, source, (nuint)bytes, MemcpyDefault), "cudaMemcpy");
-
     /// <summary>
-    /// Copies <paramref name="bytes"/> from one device buffer to another, done when it returns: cudaMemcpy between device
-    /// buffers does not wait, and ONNX Runtime's kernels run on their own stream, not ordered after it.
+    /// Copies <paramref name="bytes"/> between host and device, or between device buffers, done when it returns.
+    /// cudaMemcpy alone does not wait for a copy from pageable host memory to land, nor for one between device buffers,
+    /// and ONNX Runtime's kernels run on their own (non-blocking) stream, not ordered after it: the copy's stream, the
+    /// legacy default one, is waited for (only the copy, not other sessions' kernels).
     /// </summary>
-    public static void CopyOnDevice(IntPtr destination, IntPtr source, long bytes)
+    public static void Copy(IntPtr destination, IntPtr source, long bytes)
     {
         var api = Functions.Value;
         Check(api.Memcpy(destination, source, (nuint)bytes, MemcpyDefault), "cudaMemcpy");
-        Check(api.DeviceSynchronize(), "cudaDeviceSynchronize");
+        Check(api.StreamSynchronize(IntPtr.Zero), "cudaStreamSynchronize");
     }
 
     private const int ErrorMemoryAllocation = 2; // cudaErrorMemoryAllocation
