@@ -328,13 +328,14 @@ internal sealed class Measurements(BenchOptions o, Report report)
     }
 
     /// <summary>
-    /// Every scheduler with its step on the device and on the host (one pipeline each way, B = 2): request time each way,
-    /// and the images compared, so that a scheduler whose step graph goes wrong on this GPU shows as more than float
-    /// rounding (the CPU provider's tests hold the same graphs to the host step).
+    /// Every scheduler with its step on the device and on the host (one pipeline each way, B = 2, at most 10 steps: a
+    /// check, kept short): request time each way, and the images compared, so that a scheduler whose step graph goes
+    /// wrong on this GPU shows as more than float rounding (the CPU provider's tests hold the same graphs to the host step).
     /// </summary>
     public async Task CompareSchedulersAsync(string directory, DiffusionOptions baseline)
     {
         const int batch = 2;
+        int steps = Math.Min(o.Steps, 10);
         var images = new Dictionary<(string, bool), IReadOnlyList<GeneratedImage>>();
         var times = new Dictionary<(string, bool), double>();
         foreach (bool onDevice in new[] { true, false })
@@ -343,7 +344,7 @@ internal sealed class Measurements(BenchOptions o, Report report)
             await pipeline.WarmUpAsync();
             foreach (var scheduler in RenderFarm.Diffusion.Schedulers.SchedulerFactory.Names)
             {
-                var request = Request(batch, 7) with { Scheduler = scheduler };
+                var request = Request(batch, 7) with { Scheduler = scheduler, Steps = steps };
                 await pipeline.GenerateAsync(request); // kernels for this scheduler's step graph
                 var clock = Stopwatch.StartNew();
                 images[(scheduler, onDevice)] = await pipeline.GenerateAsync(request);
@@ -354,7 +355,7 @@ internal sealed class Measurements(BenchOptions o, Report report)
         {
             var (identical, max, mean) = Difference(images[(scheduler, true)], images[(scheduler, false)]);
             double device = times[(scheduler, true)], host = times[(scheduler, false)];
-            report.Line($"scheduler {scheduler} B={batch}: step on the device {device:F1} ms, on the host {host:F1} ms per request; " +
+            report.Line($"scheduler {scheduler} B={batch}, {steps} steps: step on the device {device:F1} ms, on the host {host:F1} ms per request; " +
                 $"{identical}/{batch} images byte-identical, pixel difference max {max}, mean {mean:F3} levels");
             report.Set($"scheduler {scheduler}", new JsonObject
             {
