@@ -423,16 +423,18 @@ internal sealed class UNetRun : IDisposable
         {
             WriteResiduals(0);
         }
-        if (_batchSample is null)
+        if (!Chunked)
         {
             Invoke(runOptions);
             return;
         }
-        // Chunk by chunk; the last one's rows past the batch keep the chunk before's, as the host path pads them.
+        // Chunk by chunk (the whole-batch buffers were made when the run was first stepped in place). The last chunk's
+        // rows past the batch keep what the chunk before left there, where the host path repeats the last row: the
+        // UNet's rows are independent, so neither changes the rows kept.
         for (int start = 0; start < _batch; start += _chunk)
         {
             int rows = Math.Min(_chunk, _batch - start);
-            _sample.CopyRows(_batchSample, start, 0, rows);
+            _sample.CopyRows(_batchSample!, start, 0, rows);
             for (int c = 0; c < _batchConditions.Length; c++) _conditionBuffers[c].CopyRows(_batchConditions[c], start, 0, rows);
             if (residualsInPlace)
             {
