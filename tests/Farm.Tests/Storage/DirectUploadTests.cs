@@ -120,7 +120,8 @@ public sealed class DirectUploadTests
         await store.DeleteAsync("job1", 3, CancellationToken.None); // nothing there: no error
     }
 
-    private static Task<HttpResponseMessage> PutAsync(HttpClient http, UploadTarget target, byte[] body)
+    /// <summary>The PUT a worker makes with a grant: its URL and headers, the body as given.</summary>
+    internal static Task<HttpResponseMessage> PutAsync(HttpClient http, UploadTarget target, byte[] body)
     {
         var content = new ByteArrayContent(body);
         var request = new HttpRequestMessage(HttpMethod.Put, target.Url) { Content = content };
