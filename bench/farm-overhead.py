@@ -27,9 +27,7 @@ npm ci in tests/Farm.Tests/Storage/s3server when missing), S3_SERVER=moto (moto_
 conditional writes, as AWS, MinIO and R2 have them), WARM (20: warm-up rounds of each kind before measuring; fewer leave the JIT re-compiling in the measured rounds), IDLE_SETTLE (20: seconds the farm is left to settle
 after warm-up before its idle CPU is measured over IDLE_SECONDS, 5), COORDINATOR_DLL and WORKER_DLL (another build's coordinator and worker, e.g. copies of an older
 commit's bin/Release/net10.0, for before/after), S3_BASE_DLL (with S3=1: both S3 farms upload directly, the first with
-this coordinator build), FS_UPLOADS=1 (the synthetic 512² scenario, first of SYN_STEPS, with a directory store: results in
-the gRPC stream vs PUT to the coordinator's web endpoint, Farm:FileSystem:UploadUrl; two farms, rounds interleaved; their
-stores in FS_STORE, default the bench's temporary folder), COORDINATOR_ENV ("K=V K=V": runtime settings for the coordinator alone,
+this coordinator build), COORDINATOR_ENV ("K=V K=V": runtime settings for the coordinator alone,
 e.g. DOTNET_gcServer=0), SCRATCH (where each round's PNGs are written and deleted; default a folder in /dev/shm).
 """
 import json, os, shutil, socket, statistics, subprocess, sys, tempfile, threading, time, urllib.error, urllib.request
@@ -206,50 +204,6 @@ def idle_rates(settle):
     tail = window(settle)
     return window(IDLE_SECONDS), tail
 
-def compare_farms(title, prefix, modes, steps, pids=(), pid_label=""):
-    """Two ways of the farm's, side by side: one whole farm per mode (`modes`: name → (coordinator settings, coordinator
-    build or None)), both started up front, since a coordinator's settings are fixed at its start, so that rounds
-    interleave without restarts (and neither farm shares Redis, or a worker, with the other). The last mode is compared
-    with the first. No alone rounds: the scenarios above measure alone vs farm."""
-    farms = {m: Farm(f"{prefix}-{m.split()[0].strip(',')}{'-base' if d else ''}-", e, d) for m, (e, d) in modes.items()}
-    for fm in farms.values(): fm.start_worker(1, {"syn": syn})
-    for fm in farms.values(): fm.wait_idle(1)
-    order = list(modes)
-    for _ in range(WARM):  # each coordinator past the JIT's tiering, as the main farm's warm-up rounds do
-        for m in order: farm_round(farms[m], "syn", 4 * SHARD, 1, SYN_SIZE, "warm", pids)
-    rows = {m: [] for m in modes}
-    for n in range(ROUNDS):
-        for m in (order if n % 2 == 0 else order[::-1]):
-            rows[m].append(farm_round(farms[m], "syn", SYN_IMAGES, steps, SYN_SIZE, m, pids))
-    print(f"\n## {title}: synthetic {SYN_MS} ms/step, textured, {SYN_IMAGES} images, {steps} steps, {SYN_SIZE}, "
-          f"shard {SHARD}, {ROUNDS} rounds interleaved, no alone rounds")
-    for m, through in rows.items():
-        per = lambda key: med(through, key) / SYN_IMAGES * 1000
-        print(f"{m}")
-        print(f"  farm wall s (e2e)  {walls(through, 'wall')}   (median {med(through, 'wall'):.3f}; in the job {walls(through, 'job_wall')})")
-        print(f"  device busy        in the job {statistics.median(r['device'] / r['job_wall'] for r in through):.3f}, "
-              f"end to end {statistics.median(r['device'] / r['wall'] for r in through):.3f}")
-        print(f"  coordinator CPU    {per('coord_job'):.3f} ms/image in the job, {per('coord_all'):.3f} with the download; without the JIT "
-              f"{statistics.median((r['coord_job'] - r['jit_job']) / SYN_IMAGES * 1000 for r in through):.3f} in the job")
-        print(f"  Redis CPU          {per('redis_job'):.3f} ms/image in the job, {per('redis_all'):.3f} with the download")
-        if pids: print(f"  {pid_label:<18} {statistics.median(r['pids_job'][0] for r in through) / SYN_IMAGES * 1000:.3f} ms/image in the job")
-    (first_mode, before), (last_mode, after) = list(rows.items())[0], list(rows.items())[-1]
-    ratios = [a["coord_job"] / b["coord_job"] for b, a in zip(before, after)]
-    print(f"{last_mode} / {first_mode}, coordinator CPU in the job: {med(after, 'coord_job') / med(before, 'coord_job'):.3f} (medians); "
-          f"per round {' '.join('%.3f' % x for x in ratios)} (range {min(ratios):.3f}–{max(ratios):.3f})")
-    sys.stdout.flush()
-
-def uploads_scenario(steps):
-    """The synthetic 512² scenario with a directory store: results in the gRPC stream vs PUT to the coordinator's web
-    endpoint (Farm:FileSystem:UploadUrl), each farm its own results folder."""
-    first = len(procs)
-    modes = {}
-    for m, uploads in (("stream", False), ("uploads", True)):
-        web = f"http://127.0.0.1:{free_port()}"
-        modes[m] = ({"Farm__Storage": f"{env.get('FS_STORE') or state}/results-{m}", **({"Kestrel__Endpoints__Web__Url": web, "Farm__FileSystem__UploadUrl": web} if uploads else {})}, None)
-    compare_farms("Directory store", "fs", modes, steps)
-    stop(procs[first:])
-
 def s3_scenario(steps):
     """The synthetic 512² scenario against an S3 store, results through the coordinator vs straight from the workers.
     No alone rounds: the scenarios above measure alone vs farm; this one compares two ways of the farm's."""
@@ -271,12 +225,39 @@ def s3_scenario(steps):
     s3_env = {"Farm__Storage": "s3://farm/results", "Farm__S3__Endpoint": endpoint, "Farm__S3__AccessKey": "S3RVER",
               "Farm__S3__SecretKey": "S3RVER", "Farm__S3__UsePathStyle": "true",
               "Farm__S3__ConditionalWrites": "true" if moto else "false"}
+    # A coordinator's settings are fixed at its start: one whole farm per mode, both up front, so rounds interleave
+    # without restarts (and neither farm shares Redis, or a worker, with the other).
     # S3_BASE_DLL: both farms upload directly, one with another build's coordinator (before/after of a change there).
     base = env.get("S3_BASE_DLL")
-    modes = ({"direct, base": ({**s3_env, "Farm__S3__DirectUploads": "true"}, base), "direct": ({**s3_env, "Farm__S3__DirectUploads": "true"}, None)}
-             if base else {"via coordinator": ({**s3_env, "Farm__S3__DirectUploads": "false"}, None),
-                           "direct": ({**s3_env, "Farm__S3__DirectUploads": "true"}, None)})
-    compare_farms(f"S3 store ({'moto' if moto else 's3rver'})", "s3", modes, steps, [s3.pid], "S3 server CPU")
+    modes = {"direct, base": ("true", base), "direct": ("true", None)} if base else {"via coordinator": ("false", None), "direct": ("true", None)}
+    farms = {m: Farm(f"s3-{m.split()[0].strip(',')}{'-base' if d else ''}-", {**s3_env, "Farm__S3__DirectUploads": u}, d) for m, (u, d) in modes.items()}
+    for fm in farms.values(): fm.start_worker(1, {"syn": syn})
+    for fm in farms.values(): fm.wait_idle(1)
+    order = list(modes)
+    for _ in range(WARM):  # each coordinator past the JIT's tiering, as the main farm's warm-up rounds do
+        for m in order: farm_round(farms[m], "syn", 4 * SHARD, 1, SYN_SIZE, "warm", [s3.pid])
+    rows = {m: [] for m in modes}
+    for n in range(ROUNDS):
+        for m in (order if n % 2 == 0 else order[::-1]):
+            rows[m].append(farm_round(farms[m], "syn", SYN_IMAGES, steps, SYN_SIZE, m, [s3.pid]))
+    print(f"\n## S3 store ({'moto' if moto else 's3rver'}): synthetic {SYN_MS} ms/step, textured, {SYN_IMAGES} images, {steps} steps, {SYN_SIZE}, "
+          f"shard {SHARD}, {ROUNDS} rounds interleaved, no alone rounds")
+    for m, through in rows.items():
+        per = lambda key: med(through, key) / SYN_IMAGES * 1000
+        print(f"{m}")
+        print(f"  farm wall s (e2e)  {walls(through, 'wall')}   (median {med(through, 'wall'):.3f}; in the job {walls(through, 'job_wall')})")
+        print(f"  device busy        in the job {statistics.median(r['device'] / r['job_wall'] for r in through):.3f}, "
+              f"end to end {statistics.median(r['device'] / r['wall'] for r in through):.3f}")
+        print(f"  coordinator CPU    {per('coord_job'):.3f} ms/image in the job, {per('coord_all'):.3f} with the download; without the JIT "
+              f"{statistics.median((r['coord_job'] - r['jit_job']) / SYN_IMAGES * 1000 for r in through):.3f} in the job")
+        print(f"  Redis CPU          {per('redis_job'):.3f} ms/image in the job, {per('redis_all'):.3f} with the download")
+        print(f"  S3 server CPU      {statistics.median(r['pids_job'][0] for r in through) / SYN_IMAGES * 1000:.3f} ms/image in the job")
+    first_mode = next(iter(modes))
+    via, direct = rows[first_mode], rows["direct"]
+    ratios = [d["coord_job"] / v["coord_job"] for v, d in zip(via, direct)]
+    print(f"direct / {first_mode}, coordinator CPU in the job: {med(direct, 'coord_job') / med(via, 'coord_job'):.3f} (medians); "
+          f"per round {' '.join('%.3f' % x for x in ratios)} (range {min(ratios):.3f}–{max(ratios):.3f})")
+    sys.stdout.flush()
     stop(procs[first:])
 
 try:
@@ -306,7 +287,6 @@ try:
     for steps in syn_steps:
         scenario(f"synthetic {SYN_MS} ms/step, textured", "syn", syn, SYN_IMAGES, steps, SYN_SIZE)
     if env.get("S3") == "1": s3_scenario(SYN_STEPS[0] if SYN_STEPS else 4)
-    if env.get("FS_UPLOADS") == "1": uploads_scenario(SYN_STEPS[0] if SYN_STEPS else 4)
 
     if env.get("SKIP_SCALE") == "1": sys.exit(0)
     # 1 → N workers: model "scale1" is held by worker 1 alone, "scale" by all N.

@@ -148,7 +148,6 @@ public static class CoordinatorExtensions
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
         app.MapGet("/healthz", () => Results.Text("ok"));
-        app.MapResultUploads();
         app.MapFarmMetrics();
         app.UseSwagger(o => o.RouteTemplate = "openapi/{documentName}.json");
         app.MapDashboard();

@@ -18,9 +18,6 @@ public sealed class CoordinatorOptions
     /// <summary>Endpoint, region, credentials and addressing of the S3-compatible store (<c>Farm:S3:*</c>).</summary>
     public Storage.S3StorageOptions S3 { get; set; } = new();
 
-    /// <summary>Uploads into the directory store (<c>Farm:FileSystem:*</c>): where workers PUT results, and the key that signs them.</summary>
-    public Storage.FileSystemStorageOptions FileSystem { get; set; } = new();
-
     /// <summary>Model used when a batch names none.</summary>
     [Required] public string DefaultModel { get; set; } = "sd15";
 

@@ -133,11 +133,8 @@ public sealed class WorkerReportHandler(
         return true;
     }
 
-    /// <summary>
-    /// Whether workers may PUT their results to the store (<see cref="S3StorageOptions.DirectUploads"/>,
-    /// <see cref="FileSystemStorageOptions.UploadUrl"/>).
-    /// </summary>
-    public bool TakesUploads => store.CanTakeUploads;
+    /// <summary>Whether workers may PUT their results straight to the store (<see cref="S3StorageOptions.DirectUploads"/>).</summary>
+    public bool TakesUploads => store.CanTakeUploads && options.Value.S3.DirectUploads;
 
     /// <summary>
     /// Where the delivery's holder may PUT finished PNGs, one target per image that is the shard's, well described (a
@@ -154,7 +151,7 @@ public sealed class WorkerReportHandler(
         var admitting = jobs.AdmitResultsAsync(shard.JobId, indices);
         // A store that cannot refuse a second write (no conditional writes) must not be written over: an image with a
         // result recorded goes on the stream, where the store keeps what it has.
-        var recording = store.WritesOnlyIfAbsent ? null : jobs.RecordedAmongAsync(shard.JobId, indices);
+        var recording = options.Value.S3.ConditionalWrites ? null : jobs.RecordedAmongAsync(shard.JobId, indices);
         var verifying = authority.VerifyAsync(session, "upload", shard);
         var admissions = await admitting;
         var recorded = recording is null ? null : await recording;
@@ -289,7 +286,7 @@ public sealed class WorkerReportHandler(
     /// <summary>
     /// Checks the images the worker says it uploaded: each must be the upload this stream was granted for it (digest and
     /// all, once), and those <paramref name="decode"/> picks, and every one the store had already, are fetched back,
-    /// hashed against the grant and decoded in full (the others are not checked here: the store itself refused bytes other than
+    /// hashed against the grant and decoded in full (the others are not checked here: S3 itself refused bytes other than
     /// those granted). One that fails is deleted from the store, so that another delivery can store the image.
     /// </summary>
     private async Task CheckUploadsAsync(WorkerSession session, VerifiedDelivery delivery, IReadOnlyList<ShardImage> images, bool[] decode,

@@ -39,13 +39,9 @@ public interface IResultStore
 
     /// <summary>
     /// Whether <see cref="PresignUpload"/> works: a worker can PUT a result straight into the store, signed for its
-    /// sha256 and size (<c>Farm:S3:DirectUploads</c>: the bytes never pass through the coordinator;
-    /// <c>Farm:FileSystem:UploadUrl</c>: they come to the coordinator's web endpoint, not in the gRPC stream).
+    /// sha256 and size, so that the bytes never pass through the coordinator (<c>Farm:S3:DirectUploads</c>).
     /// </summary>
     bool CanTakeUploads => false;
-
-    /// <summary>Whether an upload is refused where an image is stored already (first result wins in the store itself).</summary>
-    bool WritesOnlyIfAbsent => true;
 
     /// <summary>
     /// An upload of exactly the PNG with <paramref name="sha256"/> and <paramref name="sizeBytes"/> as the image:

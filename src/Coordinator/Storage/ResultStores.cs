@@ -10,10 +10,10 @@ public static class ResultStores
         var logger = loggers.CreateLogger(typeof(ResultStores).FullName!);
         if (!S3Location.IsS3Url(options.Storage))
         {
-            var store = new FileSystemResultStore(options.Storage, options.FileSystem);
-            logger.LogInformation("Results are stored in directory {Root} ({Settings})", store.Root, options.FileSystem);
+            var store = new FileSystemResultStore(options.Storage);
+            logger.LogInformation("Results are stored in directory {Root}", store.Root);
             if (options.S3.DirectUploads)
-                logger.LogWarning("Farm:S3:DirectUploads is set, but results are stored in a directory: set Farm:FileSystem:UploadUrl for workers to upload them");
+                logger.LogWarning("Farm:S3:DirectUploads is set, but results are stored in a directory: workers send them through the coordinator");
             return store;
         }
         var s3 = new S3ResultStore(S3Location.Parse(options.Storage), options.S3);

@@ -44,7 +44,6 @@ public sealed class S3ResultStore : IResultStore, IDisposable
 
     private readonly AmazonS3Client _s3;
     private readonly bool _conditional;
-    private readonly bool _directUploads;
     private readonly TimeProvider _time;
     private readonly ResiliencePipeline _conflicts;
     private readonly ConcurrentDictionary<string, Task<StoredObject?>> _writing = new();
@@ -60,7 +59,6 @@ public sealed class S3ResultStore : IResultStore, IDisposable
     {
         Location = location;
         _conditional = options.ConditionalWrites;
-        _directUploads = options.DirectUploads;
         _time = time ?? TimeProvider.System;
         // AWS answers 409 ConditionalRequestConflict while another conditional write of the key is in flight.
         _conflicts = new ResiliencePipelineBuilder { TimeProvider = _time }
@@ -254,9 +252,7 @@ public sealed class S3ResultStore : IResultStore, IDisposable
     private string SignedUrl(string method, string key, IEnumerable<(string Name, string Value)> headers, TimeSpan ttl, DateTimeOffset? now = null) =>
         _signer.Presign(method, _objectBase + S3UrlSigner.EncodeKey(key), headers, now ?? _time.GetUtcNow(), ttl);
 
-    public bool CanTakeUploads => _directUploads;
-
-    public bool WritesOnlyIfAbsent => _conditional;
+    public bool CanTakeUploads => true;
 
     /// <summary>
     /// A presigned PUT that S3 accepts only for these bytes: the signature covers <c>Content-Length</c>,

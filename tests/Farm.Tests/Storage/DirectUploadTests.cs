@@ -120,8 +120,7 @@ public sealed class DirectUploadTests
         await store.DeleteAsync("job1", 3, CancellationToken.None); // nothing there: no error
     }
 
-    /// <summary>The PUT a worker makes with a grant: its URL and headers, the body as given.</summary>
-    internal static Task<HttpResponseMessage> PutAsync(HttpClient http, UploadTarget target, byte[] body)
+    private static Task<HttpResponseMessage> PutAsync(HttpClient http, UploadTarget target, byte[] body)
     {
         var content = new ByteArrayContent(body);
         var request = new HttpRequestMessage(HttpMethod.Put, target.Url) { Content = content };
