@@ -5,8 +5,9 @@
 # container paths moved under a scratch folder — against a local redis-server with the password from the example
 # settings, writes the tiny model where the worker's Farm__Models__<default model> points, and renders one image
 # with `farm submit --watch --out`. Stops everything it started, also on Ctrl-C or error. Several modes share one
-# publish and run one after the other.
-#   scripts/deploy-smoke.sh [compose|k8s-cpu]...     (default: compose)
+# publish and run one after the other. k8s-cpu-s3 is the cpu overlay with components/s3-results, against s3rver (the
+# S3 server the tests use) standing in for the bucket: the worker must upload the image there itself.
+#   scripts/deploy-smoke.sh [compose|k8s-cpu|k8s-cpu-s3]...     (default: compose)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -14,7 +15,7 @@ source scripts/lib.sh
 source deploy/validate/tools.sh
 modes=("$@"); [ ${#modes[@]} -eq 0 ] && modes=(compose)
 for mode in "${modes[@]}"; do
-  case "$mode" in compose|k8s-cpu) ;; *) echo "usage: $0 [compose|k8s-cpu]..." >&2; exit 2 ;; esac
+  case "$mode" in compose|k8s-cpu|k8s-cpu-s3) ;; *) echo "usage: $0 [compose|k8s-cpu|k8s-cpu-s3]..." >&2; exit 2 ;; esac
 done
 mode=${modes[0]}
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
@@ -68,21 +69,39 @@ smoke() {
   fs="$run/fs" # container paths (/data/results, /models/...) live under here
   rewrites=(--host "redis=127.0.0.1:$redis_port" --host "coordinator=127.0.0.1:$coord_port"
     --listen "coordinator=$coord_port" --listen "worker=$worker_port" --root "$fs")
+  local overlay="$scratch/k8s/overlays/cpu" coord_only=()
+  if [ "$mode" = k8s-cpu-s3 ]; then
+    # The component's endpoint (minio...:9000) becomes a local s3rver with its bucket; its fixed key replaces the example's.
+    local s3dir="$root/tests/Farm.Tests/Storage/s3server" s3_port
+    [ -f "$s3dir/node_modules/s3rver/bin/s3rver.js" ] || (cd "$s3dir" && npm ci --no-audit --no-fund >"$run/npm.log" 2>&1)
+    s3_port=$(free_port)
+    echo "==> s3rver on 127.0.0.1:$s3_port"
+    node "$s3dir/node_modules/s3rver/bin/s3rver.js" -d "$run/s3" -a 127.0.0.1 -p "$s3_port" --silent --no-vhost-buckets >"$run/s3rver.log" 2>&1 &
+    pids+=($!)
+    wait_for 30 curl -s -o /dev/null "http://127.0.0.1:$s3_port/" || { echo "s3rver did not start" >&2; exit 1; }
+    rewrites+=(--host "minio=127.0.0.1:$s3_port")
+    coord_only+=(--set Farm__S3__AccessKey=S3RVER --set Farm__S3__SecretKey=S3RVER)
+  fi
   if [ "$mode" = compose ]; then
     echo "==> environment from docker-compose.yml (services coordinator, worker-cpu; .env = deploy/compose.env.example)"
     mapfile -t coord_env < <(cd "$tools" && node smoke-env.mjs "$root" compose coordinator "${rewrites[@]}" --set "Farm__Telemetry__PrometheusPort=$coord_metrics")
     mapfile -t worker_env < <(cd "$tools" && node smoke-env.mjs "$root" compose worker-cpu "${rewrites[@]}" --set "Farm__Telemetry__PrometheusPort=$worker_metrics")
   else
-    echo "==> environment from deploy/k8s/overlays/cpu (Secrets from deploy/k8s/secrets/*.env.example)"
-    cp -r deploy/k8s "$scratch/k8s"
-    for example in "$scratch"/k8s/secrets/*.env.example; do cp "$example" "${example%.example}"; done
-    kubectl kustomize "$scratch/k8s/overlays/cpu" >"$scratch/render.yaml"
-    kubectl kustomize "$scratch/k8s/secrets" >"$scratch/secrets.yaml"
-    mapfile -t coord_env < <(cd "$tools" && node smoke-env.mjs "$root" k8s "$scratch/render.yaml" "$scratch/secrets.yaml" coordinator "${rewrites[@]}" --set "Farm__Telemetry__PrometheusPort=$coord_metrics")
+    rm -rf "$scratch/k8s" && cp -r deploy/k8s "$scratch/k8s"
+    for example in "$scratch"/k8s/secrets/*.env.example "$scratch"/k8s/secrets/*/*.env.example; do cp "$example" "${example%.example}"; done
+    if [ "$mode" = k8s-cpu-s3 ]; then
+      overlay="$scratch/k8s/overlays/cpu-s3-results"
+      mkdir -p "$overlay"
+      printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../cpu]\ncomponents: [../../components/s3-results]\n' >"$overlay/kustomization.yaml"
+    fi
+    echo "==> environment from ${overlay#"$scratch"/} (Secrets from deploy/k8s/secrets/**/*.env.example)"
+    kubectl kustomize "$overlay" >"$scratch/render.yaml"
+    { kubectl kustomize "$scratch/k8s/secrets"; echo "---"; kubectl kustomize "$scratch/k8s/secrets/s3"; } >"$scratch/secrets.yaml"
+    mapfile -t coord_env < <(cd "$tools" && node smoke-env.mjs "$root" k8s "$scratch/render.yaml" "$scratch/secrets.yaml" coordinator "${rewrites[@]}" "${coord_only[@]}" --set "Farm__Telemetry__PrometheusPort=$coord_metrics")
     mapfile -t worker_env < <(cd "$tools" && node smoke-env.mjs "$root" k8s "$scratch/render.yaml" "$scratch/secrets.yaml" worker "${rewrites[@]}" --set "Farm__Telemetry__PrometheusPort=$worker_metrics")
   fi
   [ "${#coord_env[@]}" -gt 0 ] && [ "${#worker_env[@]}" -gt 0 ] || { echo "no environment extracted" >&2; exit 1; }
-  printf '    coordinator: %s\n' "${coord_env[@]}" | sed -E 's/(password=)[^,]*/\1***/; s/(PASSWORD=).*/\1***/'
+  printf '    coordinator: %s\n' "${coord_env[@]}" | sed -E 's/(password=)[^,]*/\1***/; s/(PASSWORD=|SecretKey=).*/\1***/'
   printf '    worker:      %s\n' "${worker_env[@]}" | sed -E 's/(password=)[^,]*/\1***/; s/(PASSWORD=).*/\1***/'
   value() { # KEY ENTRIES...
     local key=$1; shift
@@ -93,6 +112,11 @@ smoke() {
   default_model=$(value Farm__DefaultModel "${coord_env[@]}")
   model_dir=$(value "Farm__Models__$default_model" "${worker_env[@]}") \
     || { echo "the worker serves no Farm__Models__$default_model (the coordinator's default model)" >&2; exit 1; }
+  if [ "$mode" = k8s-cpu-s3 ]; then
+    bucket=$(value Farm__Storage "${coord_env[@]}" | sed -E 's#^s3://([^/]+).*#\1#')
+    s3_endpoint=$(value Farm__S3__Endpoint "${coord_env[@]}")
+    curl -fsS -X PUT "$s3_endpoint/$bucket" >/dev/null || { echo "could not create bucket $bucket" >&2; exit 1; }  # s3rver checks no signature here
+  fi
 
   echo "==> redis-server on 127.0.0.1:$redis_port (password and AOF as deployed)"
   redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$run" --appendonly yes --save "" \
@@ -137,15 +161,22 @@ smoke() {
   if [ "$pngs" -lt 1 ] || [ "$(head -c 8 "$first" | od -An -tx1 | tr -d ' \n')" != "89504e470d0a1a0a" ]; then
     echo "no PNG rendered" >&2; exit 1
   fi
-  stored=$(find "$fs" -path '*results*' -name '*.png' | wc -l)
-  [ "$stored" -ge 1 ] || { echo "the coordinator stored no PNG under its Farm__Storage" >&2; exit 1; }
-  # Prometheus can scrape both apps (HTTP/1.1), and the coordinator counted the image it stored.
   metric() { curl -fsS "http://127.0.0.1:$1/metrics" | awk -v name="$2" '$1 ~ "^"name"({|$)" { sum += $NF } END { print sum + 0 }'; }
+  if [ "$mode" = k8s-cpu-s3 ]; then
+    # The worker put it into the bucket itself (Farm__S3__DirectUploads), and `farm` fetched it from there.
+    stored=$(metric "$coord_metrics" renderfarm_results_uploaded_total)
+    [ "$stored" -ge 1 ] || { echo "no result was uploaded straight to the bucket" >&2; exit 1; }
+  else
+    stored=$(find "$fs" -path '*results*' -name '*.png' | wc -l)
+    [ "$stored" -ge 1 ] || { echo "the coordinator stored no PNG under its Farm__Storage" >&2; exit 1; }
+  fi
+  # Prometheus can scrape both apps (HTTP/1.1), and the coordinator counted the image it stored.
   [ "$(metric "$coord_metrics" renderfarm_images_rendered_total)" -ge 1 ] \
     || { echo "the coordinator's /metrics does not count the image" >&2; exit 1; }
   [ "$(metric "$worker_metrics" renderfarm_worker_images_rendered_total)" -ge 1 ] \
     || { echo "the worker's /metrics does not count the image" >&2; exit 1; }
-  echo "deploy smoke ($mode): 1 passed, 0 failed ($pngs PNG rendered, $stored stored by the coordinator, both counted in /metrics)"
+  local by="stored by the coordinator"; [ "$mode" = k8s-cpu-s3 ] && by="uploaded to the bucket by the worker"
+  echo "deploy smoke ($mode): 1 passed, 0 failed ($pngs PNG rendered, $stored $by, both counted in /metrics)"
   stop_all
 }
 

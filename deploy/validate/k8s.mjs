@@ -289,7 +289,17 @@ for (const [render, rendered] of renderObjects) {
     else if (!svc.spec.ports.every((p) => p.appProtocol === "kubernetes.io/h2c")) errors.push("Service ports need appProtocol kubernetes.io/h2c");
     const storage = resolveEnv(objects, cc, "Farm__Storage");
     const mount = (cc.volumeMounts ?? []).find((m) => storage && (storage === m.mountPath || storage.startsWith(m.mountPath + "/")));
-    if (!mount) errors.push(`Farm__Storage ${storage} is not on a mounted volume`);
+    if (storage?.startsWith("s3://")) {
+      // A bucket: the coordinator needs its credentials (from a Secret, never a literal) and no results volume.
+      if (!/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/|$)/.test(storage)) errors.push(`Farm__Storage ${storage} is not s3://BUCKET/PREFIX`);
+      for (const key of ["Farm__S3__AccessKey", "Farm__S3__SecretKey"]) {
+        const e = (cc.env ?? []).find((v) => v.name === key);
+        if (!e?.valueFrom?.secretKeyRef) errors.push(`${key} must come from a Secret (secretKeyRef)`);
+      }
+      if ((coordinator.spec.template.spec.volumes ?? []).some((v) => v.persistentVolumeClaim?.claimName === "renderfarm-results"))
+        errors.push("results are in a bucket, but the coordinator still mounts the results volume");
+      if (byName("PersistentVolumeClaim", "renderfarm-results")) errors.push("results are in a bucket, but the results PVC is still deployed");
+    } else if (!mount) errors.push(`Farm__Storage ${storage} is not on a mounted volume`);
     else {
       const vol = coordinator.spec.template.spec.volumes.find((v) => v.name === mount.name);
       const pvc = vol?.persistentVolumeClaim && byName("PersistentVolumeClaim", vol.persistentVolumeClaim.claimName);

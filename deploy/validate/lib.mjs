@@ -95,10 +95,13 @@ export function configKeys(repoRoot) {
   const retention = optionProperties(path.join(repoRoot, "src/Coordinator/Retention/RetentionOptions.cs"));
   if (retention.size === 0) throw new Error("could not read src/Coordinator/Retention/RetentionOptions.cs");
   coord.add("Retention");
+  // Farm:S3, the S3 store's settings (src/Coordinator/Storage), a property of the coordinator's options.
+  const s3 = optionProperties(path.join(repoRoot, "src/Coordinator/Storage/S3StorageOptions.cs"));
+  if (s3.size === 0) throw new Error("could not read src/Coordinator/Storage/S3StorageOptions.cs");
   return {
     coordinator: {
       options: coord,
-      nested: { Telemetry: telemetry, Retention: retention },
+      nested: { Telemetry: telemetry, Retention: retention, S3: s3 },
       // Settings the manifests pass ahead of the code reading them: a warning, not a failure.
       pending: new Set(["ApiKeys"]),
       extra: [/^Kestrel__Endpoints__Grpc__Url$/, ...common],
