@@ -88,15 +88,10 @@ smoke() {
     mapfile -t worker_env < <(cd "$tools" && node smoke-env.mjs "$root" compose worker-cpu "${rewrites[@]}" --set "Farm__Telemetry__PrometheusPort=$worker_metrics")
   else
     rm -rf "$scratch/k8s" && cp -r deploy/k8s "$scratch/k8s"
-    for example in "$scratch"/k8s/secrets/*.env.example "$scratch"/k8s/secrets/*/*.env.example; do cp "$example" "${example%.example}"; done
-    if [ "$mode" = k8s-cpu-s3 ]; then
-      overlay="$scratch/k8s/overlays/cpu-s3-results"
-      mkdir -p "$overlay"
-      printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../cpu]\ncomponents: [../../components/s3-results]\n' >"$overlay/kustomization.yaml"
-    fi
+    if [ "$mode" = k8s-cpu-s3 ]; then overlay=$(overlay_with_component "$scratch/k8s" cpu s3-results); fi
     echo "==> environment from ${overlay#"$scratch"/} (Secrets from deploy/k8s/secrets/**/*.env.example)"
     kubectl kustomize "$overlay" >"$scratch/render.yaml"
-    { kubectl kustomize "$scratch/k8s/secrets"; echo "---"; kubectl kustomize "$scratch/k8s/secrets/s3"; } >"$scratch/secrets.yaml"
+    render_secrets "$scratch/k8s" "$scratch/secrets.yaml"
     mapfile -t coord_env < <(cd "$tools" && node smoke-env.mjs "$root" k8s "$scratch/render.yaml" "$scratch/secrets.yaml" coordinator "${rewrites[@]}" "${coord_only[@]}" --set "Farm__Telemetry__PrometheusPort=$coord_metrics")
     mapfile -t worker_env < <(cd "$tools" && node smoke-env.mjs "$root" k8s "$scratch/render.yaml" "$scratch/secrets.yaml" worker "${rewrites[@]}" --set "Farm__Telemetry__PrometheusPort=$worker_metrics")
   fi

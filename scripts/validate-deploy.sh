@@ -88,38 +88,19 @@ render() { # NAME DIR [LABEL]
 for overlay in deploy/k8s/overlays/*/; do
   render "$(basename "$overlay")" "${overlay%/}"
 done
-# The secrets kustomization reads git-ignored *.env files: render it from the examples, in a copy.
+# The secrets kustomizations read git-ignored *.env files: render them from the examples, in a copy.
 cp -r deploy/k8s "$scratch/k8s"
-for example in "$scratch"/k8s/secrets/*.env.example; do cp "$example" "${example%.example}"; done
-kubectl kustomize "$scratch/k8s/secrets" >"$scratch/render-secrets.yaml" 2>"$scratch/render-secrets.err" \
-  && pass "kustomize: deploy/k8s/secrets renders from its *.env.example files" \
+render_secrets "$scratch/k8s" "$scratch/render-secrets.yaml" 2>"$scratch/render-secrets.err" \
+  && pass "kustomize: deploy/k8s/secrets and secrets/s3 render from their *.env.example files" \
   || fail "kustomize: deploy/k8s/secrets: $(cat "$scratch/render-secrets.err")"
-# The S3 credentials of components/s3-results, beside the others (the object checks resolve references against both).
-cp "$scratch/k8s/secrets/s3/s3.env.example" "$scratch/k8s/secrets/s3/s3.env"
-if kubectl kustomize "$scratch/k8s/secrets/s3" >"$scratch/render-secrets-s3.yaml" 2>"$scratch/render-secrets-s3.err"; then
-  pass "kustomize: deploy/k8s/secrets/s3 renders from its s3.env.example"
-  { echo "---"; cat "$scratch/render-secrets-s3.yaml"; } >>"$scratch/render-secrets.yaml"
-else
-  fail "kustomize: deploy/k8s/secrets/s3: $(cat "$scratch/render-secrets-s3.err")"
-fi
 # The managed-Redis component, applied to the gpu overlay.
-mkdir -p "$scratch/k8s/overlays/gpu-external-redis"
-printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../gpu]\ncomponents: [../../components/external-redis]\n' \
-  >"$scratch/k8s/overlays/gpu-external-redis/kustomization.yaml"
-render gpu-external-redis "$scratch/k8s/overlays/gpu-external-redis" "deploy/k8s/overlays/gpu + components/external-redis"
-# Results in a bucket (components/s3-results), applied to each overlay.
-for flavor in gpu cpu; do
-  mkdir -p "$scratch/k8s/overlays/$flavor-s3-results"
-  printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../%s]\ncomponents: [../../components/s3-results]\n' "$flavor" \
-    >"$scratch/k8s/overlays/$flavor-s3-results/kustomization.yaml"
-  render "$flavor-s3-results" "$scratch/k8s/overlays/$flavor-s3-results" "deploy/k8s/overlays/$flavor + components/s3-results"
-done
-# The Prometheus Operator component (ServiceMonitor, PodMonitor, metrics port), applied to each overlay.
-for flavor in gpu cpu; do
-  mkdir -p "$scratch/k8s/overlays/$flavor-monitoring"
-  printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../%s]\ncomponents: [../../components/monitoring]\n' "$flavor" \
-    >"$scratch/k8s/overlays/$flavor-monitoring/kustomization.yaml"
-  render "$flavor-monitoring" "$scratch/k8s/overlays/$flavor-monitoring" "deploy/k8s/overlays/$flavor + components/monitoring"
+render gpu-external-redis "$(overlay_with_component "$scratch/k8s" gpu external-redis)" "deploy/k8s/overlays/gpu + components/external-redis"
+# Results in a bucket (components/s3-results) and the Prometheus Operator component (ServiceMonitor, PodMonitor,
+# metrics port), each applied to each overlay.
+for component in s3-results monitoring; do
+  for flavor in gpu cpu; do
+    render "$flavor-$component" "$(overlay_with_component "$scratch/k8s" "$flavor" "$component")" "deploy/k8s/overlays/$flavor + components/$component"
+  done
 done
 
 # ---- 2. Kubernetes objects ----

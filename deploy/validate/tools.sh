@@ -26,3 +26,21 @@ ensure_validate_tools() {
   fi
   cp "$repo"/deploy/validate/*.mjs "$tools/"
 }
+
+# Writes K8S_DIR/overlays/BASE-COMPONENT, the overlay BASE with components/COMPONENT added (as deploy/README.md tells a
+# user to), and prints its folder.
+overlay_with_component() { # K8S_DIR BASE COMPONENT
+  local dir="$1/overlays/$2-$3"
+  mkdir -p "$dir"
+  printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../%s]\ncomponents: [../../components/%s]\n' "$2" "$3" \
+    >"$dir/kustomization.yaml"
+  echo "$dir"
+}
+
+# Renders every Secret the manifests refer to (K8S_DIR/secrets and secrets/s3, from their *.env.example files, in that
+# copy of deploy/k8s) into OUT, one multi-document file.
+render_secrets() { # K8S_DIR OUT
+  local example
+  for example in "$1"/secrets/*.env.example "$1"/secrets/*/*.env.example; do cp "$example" "${example%.example}"; done
+  { kubectl kustomize "$1/secrets" && echo "---" && kubectl kustomize "$1/secrets/s3"; } >"$2"
+}

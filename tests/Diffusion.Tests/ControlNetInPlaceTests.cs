@@ -104,7 +104,7 @@ public class ControlNetInPlaceTests(ControlNetTests.Models models) : IClassFixtu
     {
         // The residual UNet fixed to 3 rows: the request's 4 rows (2 images, CFG) run as a chunk of 3 and one of 1.
         // The ControlNets read the whole batch's input and sum into its residuals, whose rows each chunk then takes.
-        using var copy = new FixedBatchCopy(models.ModelDirectory, ("controlnet", 3));
+        using var copy = new ModelDirectoryCopy(models.ModelDirectory).FixBatches(("controlnet", 3));
         StableDiffusionPipeline Load(bool onDevice) => StableDiffusionPipeline.Load(copy.Directory,
             new DiffusionOptions { Batching = ModelBatching.Batch, StepOnDevice = onDevice }, new ModelExtensions { ControlNets = models.Library });
         using var host = Load(onDevice: false);
@@ -125,37 +125,21 @@ public class ControlNetInPlaceTests(ControlNetTests.Models models) : IClassFixtu
         // A model whose own unet/ takes the residuals (tiny-control's controlnet/ copied over it) serves ControlNet
         // requests and plain ones with one UNet and the same bound residual inputs. A ControlNet request writes its
         // sums there on the device; a plain request after it must not run on what they left.
-        var root = Directory.CreateTempSubdirectory("rf-residual-unet-").FullName;
-        try
-        {
-            foreach (var file in Directory.EnumerateFiles(models.ModelDirectory, "*", SearchOption.AllDirectories))
-            {
-                var relative = Path.GetRelativePath(models.ModelDirectory, file);
-                var parts = relative.Split(Path.DirectorySeparatorChar);
-                if (parts[0] == "unet") continue;
-                if (parts[0] == StableDiffusionPipeline.ControlNetUNetComponent) relative = Path.Combine(["unet", .. parts[1..]]);
-                Directory.CreateDirectory(Path.GetDirectoryName(Path.Combine(root, relative))!);
-                File.Copy(file, Path.Combine(root, relative));
-            }
-            StableDiffusionPipeline Load() => StableDiffusionPipeline.Load(root,
-                new DiffusionOptions { Batching = ModelBatching.Batch, StepOnDevice = true }, new ModelExtensions { ControlNets = models.Library });
-            using var fresh = Load();
-            using var shared = Load();
-            var plain = Request(7.5f);
+        using var copy = new ModelDirectoryCopy(models.ModelDirectory, ("unet", StableDiffusionPipeline.ControlNetUNetComponent));
+        StableDiffusionPipeline Load() => StableDiffusionPipeline.Load(copy.Directory,
+            new DiffusionOptions { Batching = ModelBatching.Batch, StepOnDevice = true }, new ModelExtensions { ControlNets = models.Library });
+        using var fresh = Load();
+        using var shared = Load();
+        var plain = Request(7.5f);
 
-            var expected = await fresh.RenderLatentsAsync(plain);
-            var steered = await shared.RenderLatentsAsync(Request(7.5f, new ControlNetUnit("canny", Edges, 1f)));
-            var actual = await shared.RenderLatentsAsync(plain);
+        var expected = await fresh.RenderLatentsAsync(plain);
+        var steered = await shared.RenderLatentsAsync(Request(7.5f, new ControlNetUnit("canny", Edges, 1f)));
+        var actual = await shared.RenderLatentsAsync(plain);
 
-            Assert.Equal(12, shared.Statistics.DeviceStepRuns);
-            Assert.DoesNotContain(shared.Statistics.Components, c => c.Component == StableDiffusionPipeline.ControlNetUNetComponent);
-            Assert.True(expected.Zip(steered).Max(p => Math.Abs(p.First - p.Second)) > 1e-2 * expected.Max(Math.Abs), "the ControlNet did not steer");
-            AssertClose(expected, actual, 1e-5 * expected.Max(Math.Abs), "the plain request after a ControlNet one");
-        }
-        finally
-        {
-            try { Directory.Delete(root, recursive: true); } catch (IOException) { }
-        }
+        Assert.Equal(12, shared.Statistics.DeviceStepRuns);
+        Assert.DoesNotContain(shared.Statistics.Components, c => c.Component == StableDiffusionPipeline.ControlNetUNetComponent);
+        Assert.True(expected.Zip(steered).Max(p => Math.Abs(p.First - p.Second)) > 1e-2 * expected.Max(Math.Abs), "the ControlNet did not steer");
+        AssertClose(expected, actual, 1e-5 * expected.Max(Math.Abs), "the plain request after a ControlNet one");
     }
 
     private static void AssertClose(IReadOnlyList<float> expected, IReadOnlyList<float> actual, double tolerance, string what)

@@ -42,7 +42,7 @@ public class FixedBatchExportTests(PresetModels models) : IClassFixture<PresetMo
     private async Task<(byte[][] Dynamic, byte[][] Chunked, PipelineStatistics ChunkedStatistics)> RenderAsync(params (string Component, long Batch)[] fixedBatches)
     {
         var source = models.Directory("tiny");
-        using var copy = new FixedBatchCopy(source, fixedBatches);
+        using var copy = new ModelDirectoryCopy(source).FixBatches(fixedBatches);
         using var fixedBatch = StableDiffusionPipeline.Load(copy.Directory, Batched);
         using var dynamicBatch = StableDiffusionPipeline.Load(source, Batched);
         var chunked = await fixedBatch.GenerateAsync(Request);
@@ -70,7 +70,7 @@ public class FixedBatchExportTests(PresetModels models) : IClassFixture<PresetMo
     {
         // With the step on the device the batch's latents stay in whole-batch buffers and each chunk's rows are copied
         // through the UNet's bound ones: the latents must be the host path's, which copies each chunk from the host.
-        using var copy = new FixedBatchCopy(models.Directory("tiny"), ("unet", batch));
+        using var copy = new ModelDirectoryCopy(models.Directory("tiny")).FixBatches(("unet", batch));
         using var host = StableDiffusionPipeline.Load(copy.Directory, Batched with { StepOnDevice = false });
         using var device = StableDiffusionPipeline.Load(copy.Directory, Batched with { StepOnDevice = true });
         var request = Request with { Scheduler = scheduler };
@@ -88,7 +88,7 @@ public class FixedBatchExportTests(PresetModels models) : IClassFixture<PresetMo
     {
         // 2 images with CFG are 4 rows of 9 channels: a chunk of 3 and one of 1 padded to 3. The step appends the mask
         // channels to the whole batch's input, whose chunks then pass through the UNet's buffers.
-        using var copy = new FixedBatchCopy(models.Directory("tiny-inpaint"), ("unet", 3));
+        using var copy = new ModelDirectoryCopy(models.Directory("tiny-inpaint")).FixBatches(("unet", 3));
         using var host = StableDiffusionPipeline.Load(copy.Directory, Batched with { StepOnDevice = false });
         using var device = StableDiffusionPipeline.Load(copy.Directory, Batched with { StepOnDevice = true });
         var request = new GenerationRequest([new("a red fox", "blurry", 31), new("a boat", "", 32)], 64, 64, 4, 7.5f, "dpmpp_2m", "tiny-inpaint")

@@ -451,7 +451,7 @@ internal sealed class UNetRun : IDisposable
         get
         {
             EnsureBatchBuffers();
-            return _batchSample ?? _sample;
+            return Chunked ? _batchSample! : _sample;
         }
     }
 
