@@ -4,7 +4,7 @@
 # the payload, points LD_LIBRARY_PATH at the CUDA 13 / cuDNN 9 libraries of the machine's PyTorch environment, then
 # runs GpuBench (sd15-fp16 at 512², 30 steps) and the PyTorch reference. Everything goes to $OUT/log.txt as it
 # happens; the figures to $OUT/gpubench.json and $OUT/torch.json.
-#   bash bench/gpu/device.sh [PARTS]      environment: BENCH_S (GpuBench budget, s), TORCH_S, GPUBENCH_ARGS
+#   bash bench/gpu/device.sh [PARTS]      environment: BENCH_S (GpuBench budget, s), TORCH_S (0: no PyTorch run), GPUBENCH_ARGS
 set -u
 parts=${1:-/tmp/gpuparts}
 out=${OUT:-/tmp/gpubench-out}; mkdir -p "$out"
@@ -40,10 +40,14 @@ DOTNET_TieredCompilation=0 DOTNET_gcServer=0 timeout "${BENCH_S:-360}" "$work/pu
   --dir /tmp/m-sd15-fp16 --size 512 --steps 30 --batches 1,4,8 --reps 3 --fp32-preset sd15 --json "$out/gpubench.json"
 ts "GpuBench rc=$?"
 
-ts "=== PyTorch reference"
-mkdir -p "$work/diffusers" && tar -xzf "$work/diffusers_src.tar.gz" -C "$work/diffusers"
-LD_LIBRARY_PATH="$original_ld" PYTHONPATH="$work/diffusers/src" HF_HUB_OFFLINE=1 OUT="$out" PYTHONUNBUFFERED=1 \
-  timeout "${TORCH_S:-200}" python3 "$work/torchref.py"
-ts "torch rc=$?"
+if [ "${TORCH_S:-200}" = 0 ]; then
+  ts "=== PyTorch reference skipped (TORCH_S=0)"
+else
+  ts "=== PyTorch reference"
+  mkdir -p "$work/diffusers" && tar -xzf "$work/diffusers_src.tar.gz" -C "$work/diffusers"
+  LD_LIBRARY_PATH="$original_ld" PYTHONPATH="$work/diffusers/src" HF_HUB_OFFLINE=1 OUT="$out" PYTHONUNBUFFERED=1 \
+    timeout "${TORCH_S:-200}" python3 "$work/torchref.py"
+  ts "torch rc=$?"
+fi
 nvidia-smi --query-gpu=memory.used --format=csv
 ts "ALL DONE"

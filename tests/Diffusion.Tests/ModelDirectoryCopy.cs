@@ -1,6 +1,3 @@
-using Google.Protobuf;
-using RenderFarm.ModelBuilder.Onnx;
-
 namespace RenderFarm.Diffusion.Tests;
 
 /// <summary>A copy of a model directory for a test to change, deleted when disposed.</summary>
@@ -42,13 +39,7 @@ internal sealed class ModelDirectoryCopy : IDisposable
     {
         foreach (var (component, batch) in fixedBatches)
         {
-            var path = Path.Combine(Directory, component, "model.onnx");
-            var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(path));
-            foreach (var value in model.Graph.Input.Concat(model.Graph.Output).Where(v => v.Name != "timestep"))
-            {
-                value.Type.TensorType.Shape.Dim[0] = new TensorShapeProto.Types.Dimension { DimValue = batch };
-            }
-            File.WriteAllBytes(path, model.ToByteArray());
+            RenderFarm.ModelBuilder.StaticBatch.Fix(Path.Combine(Directory, component, "model.onnx"), batch);
         }
         return this;
     }

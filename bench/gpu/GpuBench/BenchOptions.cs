@@ -2,10 +2,10 @@ namespace RenderFarm.GpuBench;
 
 /// <summary>Command-line settings (see Program.cs).</summary>
 internal sealed record BenchOptions(string Preset, string Directory, string Provider, int Device, int Size, int Steps,
-    int[] Batches, int Reps, string? Fp32Preset, string? JsonPath, IReadOnlySet<string> Sections)
+    int[] Batches, int Reps, string? Fp32Preset, string CastControlNetPreset, string? JsonPath, IReadOnlySet<string> Sections)
 {
     /// <summary>Every section, in the order they run; --sections picks some.</summary>
-    public static readonly string[] AllSections = ["default", "graph", "hoststep", "controlnet", "bare", "schedulers", "batching", "determinism", "fp32"];
+    public static readonly string[] AllSections = ["default", "graph", "hoststep", "controlnet", "bare", "schedulers", "controlnetcast", "fixedbatch", "batching", "determinism", "fp32"];
 
     public bool Runs(string section) => Sections.Contains(section);
 
@@ -28,6 +28,8 @@ internal sealed record BenchOptions(string Preset, string Directory, string Prov
             (Get("--batches") ?? "1,4,8").Split(',').Select(int.Parse).ToArray(),
             int.Parse(Get("--reps") ?? "3"),
             Get("--fp32-preset") is { } fp32 && fp32 != "none" ? fp32 : null,
+            // The controlnetcast section's ControlNet: the preset's architecture in the other element type.
+            Get("--cast-controlnet") ?? (preset.Contains("fp16") ? (tiny ? "tiny" : "sd15") : (tiny ? "tiny-fp16" : "sd15-fp16")),
             Get("--json"),
             (Get("--sections")?.Split(',') ?? AllSections).ToHashSet());
     }

@@ -83,6 +83,9 @@ internal sealed class Measurements(BenchOptions o, Report report)
                 return Ms(a.RunTime - b.RunTime) / (perRun ? Math.Max(1, a.Runs - b.Runs) : reps);
             }
             double unetCall = Per("unet", perRun: true);
+            // A static-batch UNet runs a request's rows in several calls a step.
+            double unetCallsPerStep = (double)(after.Components.Single(c => c.Component == "unet").Runs
+                - before.Components.Single(c => c.Component == "unet").Runs) / (reps * o.Steps);
             double vae = Per("vae_decoder", perRun: false);
             double text = Per("text_encoder", perRun: false);
             double own = Ms(after.OwnWork - before.OwnWork) / reps;
@@ -108,14 +111,14 @@ internal sealed class Measurements(BenchOptions o, Report report)
             }
             report.Line($"{label} B={batch}: request {request:F1} ms (min {times.Min():F1}; first {first:F0} ms), {batch * 1000 / request:F2} images/s one at a time, " +
                 $"{pipelinedRate:F2} images/s {reps + 1} in flight (models busy {100 * modelTime / wall:F1} % of the wall time)");
-            report.Line($"{label} B={batch}: UNet {unetCall:F2} ms per call ({2 * batch} rows), VAE decode {vae:F1} ms, text encoder {text:F2} ms per request; " +
+            report.Line($"{label} B={batch}: UNet {unetCall:F2} ms per call ({2 * batch / unetCallsPerStep:0.#} rows; {unetCallsPerStep:0.#} a step), VAE decode {vae:F1} ms, text encoder {text:F2} ms per request; " +
                 $"own work while holding the models {own:F2} ms ({100 * own / held:F2} % of {held:F1} ms; steps on the device {deviceSteps:F2} ms of it); " +
                 $"PNG encoding {png:F1} ms after releasing them");
             figures[$"b{batch}"] = new JsonObject
             {
                 ["request_ms"] = request, ["first_request_ms"] = first, ["images_per_s"] = batch * 1000 / request,
                 ["images_per_s_pipelined"] = pipelinedRate, ["models_busy_pipelined"] = modelTime / wall,
-                ["unet_ms_per_call"] = unetCall, ["vae_decode_ms"] = vae, ["text_encoder_ms"] = text,
+                ["unet_ms_per_call"] = unetCall, ["unet_calls_per_step"] = unetCallsPerStep, ["vae_decode_ms"] = vae, ["text_encoder_ms"] = text,
                 ["own_work_ms"] = own, ["own_work_share"] = own / held, ["device_steps_ms"] = deviceSteps, ["png_ms"] = png,
             };
         }
@@ -126,32 +129,69 @@ internal sealed class Measurements(BenchOptions o, Report report)
     }
 
     /// <summary>
+    /// <paramref name="directory"/> as a static-batch export of <paramref name="rows"/> UNet rows (as one exported for
+    /// TensorRT with fixed shapes): a sibling folder whose unet/model.onnx is rewritten with that batch and whose every
+    /// other file is a symbolic link to the original's, so no weight is copied.
+    /// </summary>
+    public string StaticBatchCopy(string directory, int rows)
+    {
+        var copy = $"{directory}-unet-batch{rows}";
+        var model = Path.Combine(copy, "unet", "model.onnx");
+        if (File.Exists(model))
+        {
+            return copy;
+        }
+        Directory.CreateDirectory(Path.Combine(copy, "unet"));
+        foreach (var entry in Directory.EnumerateFileSystemEntries(directory).Where(e => Path.GetFileName(e) != "unet"))
+        {
+            var link = Path.Combine(copy, Path.GetFileName(entry));
+            if (Directory.Exists(entry)) Directory.CreateSymbolicLink(link, entry);
+            else File.CreateSymbolicLink(link, entry);
+        }
+        foreach (var file in Directory.EnumerateFiles(Path.Combine(directory, "unet")).Where(f => Path.GetFileName(f) != "model.onnx"))
+        {
+            File.CreateSymbolicLink(Path.Combine(copy, "unet", Path.GetFileName(file)), file);
+        }
+        // Written last, under a temporary name: its presence says the copy is whole.
+        File.Copy(Path.Combine(directory, "unet", "model.onnx"), model + ".tmp", overwrite: true);
+        RenderFarm.ModelBuilder.StaticBatch.Fix(model + ".tmp", rows);
+        File.Move(model + ".tmp", model);
+        report.Line($"{Path.GetFileName(directory)} with a UNet of {rows} fixed rows: {copy}");
+        return copy;
+    }
+
+    /// <summary>
     /// A request with one ControlNet (the preset's architecture, random weights; a gradient as its control image): the
     /// model directory with the UNet that takes residuals and the ControlNet are written beside the preset's the first
     /// time. Per batch size: request time, each component's time per run, and the pipeline's own work while it holds the
     /// models, where the residuals' way between the ControlNet and the UNet shows (summed on the device, or with
     /// StepOnDevice off read back and summed on the host). Returns each batch size's first images.
     /// </summary>
+    /// <param name="controlNetPreset">
+    /// The preset whose architecture and element type the ControlNet has (null: the UNet's). One of another element type
+    /// (a float32 ControlNet beside a float16 UNet) reads a copy of the UNet's input cast to its type each step.
+    /// </param>
     public async Task<Dictionary<int, IReadOnlyList<GeneratedImage>>> MeasureControlNetAsync(string label, string directory, DiffusionOptions options,
-        int[] batches, int reps)
+        int[] batches, int reps, string? controlNetPreset = null)
     {
         string controlDirectory = directory + "-control", library = directory + "-controlnets";
+        string unitModel = controlNetPreset is null ? "canny" : "canny-" + controlNetPreset;
         var preset = RenderFarm.ModelBuilder.ModelPresets.Get(o.Preset);
         var clock = Stopwatch.StartNew();
         if (!File.Exists(Path.Combine(controlDirectory, "controlnet", "model.onnx")))
         {
             RenderFarm.ModelBuilder.ModelDirectoryWriter.Write(preset with { ControlNetUNet = true }, controlDirectory, new RenderFarm.ModelBuilder.ModelWriteOptions());
         }
-        if (!File.Exists(Path.Combine(library, "canny", "model.onnx")))
+        if (!File.Exists(Path.Combine(library, unitModel, "model.onnx")))
         {
-            RenderFarm.ModelBuilder.ControlNetWriter.Write(preset, Path.Combine(library, "canny"));
+            RenderFarm.ModelBuilder.ControlNetWriter.Write(RenderFarm.ModelBuilder.ModelPresets.Get(controlNetPreset ?? o.Preset), Path.Combine(library, unitModel), force: true);
         }
         report.Line($"{label}: models ready in {clock.Elapsed.TotalSeconds:F1} s");
         using var pipeline = StableDiffusionPipeline.Load(controlDirectory, options,
             new ModelExtensions { ControlNets = new RenderFarm.Diffusion.ControlNets.ControlNetLibrary(library) });
         var image = new byte[o.Size * o.Size * 3];
         for (int i = 0; i < image.Length; i++) image[i] = (byte)(i / 3 % o.Size * 255 / o.Size);
-        var unit = new RenderFarm.Diffusion.ControlNets.ControlNetUnit("canny", PngEncoder.Encode(image, o.Size, o.Size), 1f);
+        var unit = new RenderFarm.Diffusion.ControlNets.ControlNetUnit(unitModel, PngEncoder.Encode(image, o.Size, o.Size), 1f);
         var figures = new JsonObject();
         var firstImages = new Dictionary<int, IReadOnlyList<GeneratedImage>>();
         foreach (int batch in batches)
@@ -172,8 +212,13 @@ internal sealed class Measurements(BenchOptions o, Report report)
                     Time: a.RunTime - (before.Components.FirstOrDefault(b => b.Component == a.Component)?.RunTime ?? TimeSpan.Zero)))
                 .Where(c => c.Runs > 0)
                 .ToArray();
+            // The pipeline's own graphs on the device: the step, the residuals' sum, the cast for a ControlNet of another type.
+            var graphs = (after.DeviceGraphs ?? []).Select(a => (a.Component, Runs: a.Runs - ((before.DeviceGraphs ?? []).FirstOrDefault(b => b.Component == a.Component)?.Runs ?? 0),
+                    Time: a.RunTime - ((before.DeviceGraphs ?? []).FirstOrDefault(b => b.Component == a.Component)?.RunTime ?? TimeSpan.Zero)))
+                .Where(g => g.Runs > 0)
+                .ToArray();
             report.Line($"{label} B={batch}: request {Median(times):F1} ms; " +
-                string.Join(", ", perRun.Select(c => $"{c.Component} {Ms(c.Time) / c.Runs:F2} ms × {c.Runs / reps}")) +
+                string.Join(", ", perRun.Concat(graphs).Select(c => $"{c.Component} {Ms(c.Time) / c.Runs:F2} ms × {c.Runs / reps}")) +
                 $"; own work while holding the models {own:F2} ms ({100 * own / held:F2} % of {held:F1} ms)");
             var entry = new JsonObject { ["request_ms"] = Median(times), ["own_work_ms"] = own, ["own_work_share"] = own / held };
             foreach (var c in perRun) entry[$"{c.Component}_ms_per_run"] = Ms(c.Time) / c.Runs;

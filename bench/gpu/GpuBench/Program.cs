@@ -1,8 +1,8 @@
 // GPU benchmark of the C# pipeline (bench/gpu.md). Every section runs in its own try/catch under a time budget, so a
 // failure is reported and the rest still measures; everything goes to stdout and, as JSON, to --json.
 //   GpuBench [--preset sd15-fp16] [--dir DIR] [--ep cuda|cpu] [--device 0] [--size 512] [--steps 30] [--batches 1,4,8]
-//            [--reps 3] [--fp32-preset sd15|none] [--json FILE]
-//            [--sections default,graph,hoststep,controlnet,bare,schedulers,batching,determinism,fp32]
+//            [--reps 3] [--fp32-preset sd15|none] [--cast-controlnet sd15] [--json FILE]
+//            [--sections default,graph,hoststep,controlnet,bare,schedulers,controlnetcast,fixedbatch,batching,determinism,fp32]
 using System.Diagnostics;
 using System.Globalization;
 using Microsoft.ML.OnnxRuntime;
@@ -45,11 +45,11 @@ if (o.Runs("hoststep"))
         if ((graph ? graphImages : defaultImages) is { } onDevice) bench.Compare("host step vs step on the device", onDevice, images);
     });
 }
+Dictionary<int, IReadOnlyList<GeneratedImage>>? inPlace = null;
 if (o.Runs("controlnet"))
 {
     // Residuals summed on the device (the default there) against read back and summed on the host, images compared.
     var control = o.Provider != "cpu" && o.Runs("graph") ? baseline with { Cuda = new CudaOptions { CudaGraph = true } } : baseline;
-    Dictionary<int, IReadOnlyList<GeneratedImage>>? inPlace = null;
     await report.Section("pipeline: one ControlNet, residuals on the device", async () =>
         inPlace = await bench.MeasureControlNetAsync("controlnet", o.Directory, control, o.Batches, o.Reps));
     await report.Section("pipeline: one ControlNet, residuals through the host", async () =>
@@ -65,6 +65,40 @@ if (o.Provider != "cpu" && o.Runs("bare") && o.Runs("graph"))
 }
 // After the bare sessions, which the overhead ratios need: should the time budget run out, this is what goes.
 if (o.Runs("schedulers")) await report.Section("schedulers: the step on the device against the host", () => bench.CompareSchedulersAsync(o.Directory, baseline));
+if (o.Runs("controlnetcast"))
+{
+    // A ControlNet of the other element type beside the UNet (--cast-controlnet; a float32 one beside a float16 UNet by
+    // default): the UNet's input is cast for it on the device each step it steers.
+    var controlNetPreset = o.CastControlNetPreset;
+    var control = o.Provider != "cpu" && o.Runs("graph") ? baseline with { Cuda = new CudaOptions { CudaGraph = true } } : baseline;
+    await report.Section($"pipeline: one {controlNetPreset} ControlNet (another element type), residuals on the device", async () =>
+    {
+        var images = await bench.MeasureControlNetAsync("controlnet_cast", o.Directory, control, o.Batches, o.Reps, controlNetPreset);
+        // The same weights before rounding to float16: the images differ by rounding only, unless the cast goes wrong.
+        if (inPlace is not null) bench.Compare($"controlnet: {controlNetPreset} vs {o.Preset} ControlNet", inPlace, images);
+        Directory.Delete(o.Directory + "-controlnets/canny-" + controlNetPreset, recursive: true); // its disk back
+    });
+}
+if (o.Runs("fixedbatch"))
+{
+    // A UNet exported with a fixed batch of 2 rows (one image with CFG, as a TensorRT export with static shapes takes
+    // it): a larger request runs in chunks, each chunk's rows copied device to device through the UNet's bound buffers
+    // with the step on the device, or from the host with it there.
+    bool graph = o.Provider != "cpu" && o.Runs("graph");
+    var options = graph ? baseline with { Cuda = new CudaOptions { CudaGraph = true } } : baseline;
+    var fixedDirectory = bench.StaticBatchCopy(o.Directory, 2);
+    Dictionary<int, IReadOnlyList<GeneratedImage>>? chunked = null;
+    await report.Section("pipeline: UNet of 2 fixed rows, the step on the device" + (graph ? ", CUDA graph" : ""), async () =>
+    {
+        chunked = await bench.MeasureAsync("fixed_batch", fixedDirectory, options, o.Batches, o.Reps);
+        if ((graph ? graphImages : defaultImages) is { } dynamic) bench.Compare("fixed batch vs dynamic batch", dynamic, chunked);
+    });
+    await report.Section("pipeline: UNet of 2 fixed rows, the step on the host" + (graph ? ", CUDA graph" : ""), async () =>
+    {
+        var images = await bench.MeasureAsync("fixed_batch_host", fixedDirectory, options with { StepOnDevice = false }, o.Batches, o.Reps);
+        if (chunked is not null) bench.Compare("fixed batch: host step vs step on the device", chunked, images);
+    });
+}
 if (o.Runs("batching")) await report.Section("batching: Image vs Batch", () => bench.CompareBatchingAsync(o.Directory, baseline));
 if (o.Runs("determinism")) await report.Section("determinism across fresh sessions", () => bench.DeterminismAsync(o.Directory, baseline));
 if (o.Fp32Preset is { } fp32 && o.Runs("fp32"))
