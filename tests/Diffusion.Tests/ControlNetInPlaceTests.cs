@@ -55,7 +55,7 @@ public class ControlNetInPlaceTests(ControlNetTests.Models models) : IClassFixtu
         // The cast runs for the steps a float16 unit steers, and only then.
         int casts = Enumerable.Range(0, 6).Count(step => units.Any(u => u.Model.EndsWith("-fp16") && u.Steers(step, 6)));
         Assert.Equal(casts, device.Statistics.DeviceGraphs!.SingleOrDefault(g => g.Component == "controlnet_cast")?.Runs ?? 0);
-        AssertClose(expected, actual, 1e-3 * expected.Max(Math.Abs), what);
+        LatentAssert.Close(expected, actual, 1e-3 * expected.Max(Math.Abs), what);
     }
 
     [Fact]
@@ -88,7 +88,7 @@ public class ControlNetInPlaceTests(ControlNetTests.Models models) : IClassFixtu
                 var actual = await device.RenderLatentsAsync(request);
 
                 Assert.Equal(6, device.Statistics.DeviceStepRuns - before);
-                AssertClose(expected, actual, 1e-3 * expected.Max(Math.Abs), $"{unit.Model}{(unit.GuessMode ? ", guess mode" : "")}");
+                LatentAssert.Close(expected, actual, 1e-3 * expected.Max(Math.Abs), $"{unit.Model}{(unit.GuessMode ? ", guess mode" : "")}");
             }
             Assert.Equal(18, device.Statistics.DeviceGraphs!.Single(g => g.Component == "controlnet_sum").Runs);
             Assert.Equal(6, device.Statistics.DeviceGraphs!.Single(g => g.Component == "controlnet_cast").Runs);
@@ -116,7 +116,7 @@ public class ControlNetInPlaceTests(ControlNetTests.Models models) : IClassFixtu
 
         Assert.Equal(6, device.Statistics.DeviceStepRuns);
         Assert.Equal(12, device.Statistics.Components.Single(c => c.Component == StableDiffusionPipeline.ControlNetUNetComponent).Runs);
-        AssertClose(expected, actual, 1e-3 * expected.Max(Math.Abs), "fixed batch 3");
+        LatentAssert.Close(expected, actual, 1e-3 * expected.Max(Math.Abs), "fixed batch 3");
     }
 
     [Fact]
@@ -139,15 +139,6 @@ public class ControlNetInPlaceTests(ControlNetTests.Models models) : IClassFixtu
         Assert.Equal(12, shared.Statistics.DeviceStepRuns);
         Assert.DoesNotContain(shared.Statistics.Components, c => c.Component == StableDiffusionPipeline.ControlNetUNetComponent);
         Assert.True(expected.Zip(steered).Max(p => Math.Abs(p.First - p.Second)) > 1e-2 * expected.Max(Math.Abs), "the ControlNet did not steer");
-        AssertClose(expected, actual, 1e-5 * expected.Max(Math.Abs), "the plain request after a ControlNet one");
-    }
-
-    private static void AssertClose(IReadOnlyList<float> expected, IReadOnlyList<float> actual, double tolerance, string what)
-    {
-        Assert.Equal(expected.Count, actual.Count);
-        for (int i = 0; i < expected.Count; i++)
-        {
-            Assert.True(Math.Abs(expected[i] - actual[i]) <= tolerance * Math.Max(1, Math.Abs(expected[i])), $"{what}[{i}]: expected {expected[i]}, got {actual[i]}");
-        }
+        LatentAssert.Close(expected, actual, 1e-5 * expected.Max(Math.Abs), "the plain request after a ControlNet one");
     }
 }

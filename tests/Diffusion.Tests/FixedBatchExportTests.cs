@@ -23,17 +23,6 @@ public class FixedBatchExportTests(PresetModels models) : IClassFixture<PresetMo
         }
     }
 
-    /// <summary>The device path's latents are the host path's (up to float rounding in the step).</summary>
-    private static void AssertSameLatents(float[] expected, float[] actual)
-    {
-        Assert.Equal(expected.Length, actual.Length);
-        double tolerance = 1e-4 * expected.Max(Math.Abs);
-        for (int i = 0; i < expected.Length; i++)
-        {
-            Assert.True(Math.Abs(expected[i] - actual[i]) <= tolerance, $"latent {i}: expected {expected[i]}, got {actual[i]}");
-        }
-    }
-
     private static readonly GenerationRequest Request = new(
         [new ImagePrompt("a small boat", "storm", 21), new ImagePrompt("a tall tree", "", 22), new ImagePrompt("a red fox", "", 23)],
         64, 64, 3, 5f, "euler", "tiny");
@@ -80,7 +69,7 @@ public class FixedBatchExportTests(PresetModels models) : IClassFixture<PresetMo
 
         Assert.Equal(3, device.Statistics.DeviceStepRuns);
         Assert.Equal((6 + batch - 1) / batch * 3, device.Statistics.Components.Single(c => c.Component == "unet").Runs);
-        AssertSameLatents(expected, actual);
+        LatentAssert.Close(expected, actual, 1e-4 * expected.Max(Math.Abs), "latents"); // the host path's, up to float rounding in the step
     }
 
     [Fact]
@@ -101,7 +90,7 @@ public class FixedBatchExportTests(PresetModels models) : IClassFixture<PresetMo
         var actual = await device.RenderLatentsAsync(request);
 
         Assert.Equal(4, device.Statistics.DeviceStepRuns);
-        AssertSameLatents(expected, actual);
+        LatentAssert.Close(expected, actual, 1e-4 * expected.Max(Math.Abs), "latents"); // the host path's, up to float rounding in the step
     }
 
     [Fact]

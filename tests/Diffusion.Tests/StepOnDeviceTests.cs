@@ -145,8 +145,8 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
                 noiseValue, coefficientValue, initValue, initNoiseValue, maskValue, inputChannelsValue],
             [StepGraph.NextSampleName, StepGraph.ReportedName, StepGraph.ModelInputName, .. extraChannels ? [StepGraph.LatentInputName] : Array.Empty<string>()]);
 
-        AssertClose(next, results[0].GetTensorDataAsSpan<float>().ToArray(), 1e-5, "next sample");
-        AssertClose(reported, results[1].GetTensorDataAsSpan<float>().ToArray(), 1e-5, "reported x0");
+        LatentAssert.Close(next, results[0].GetTensorDataAsSpan<float>().ToArray(), 1e-5, "next sample");
+        LatentAssert.Close(reported, results[1].GetTensorDataAsSpan<float>().ToArray(), 1e-5, "reported x0");
         Assert.Equal(inputType, results[2].GetTensorTypeAndShape().ElementDataType);
         Assert.Equal([rows, extraChannels ? channels + extra : channels, side, side], results[2].GetTensorTypeAndShape().Shape);
         float[] Floats(OrtValue value) => inputType == TensorElementType.Float
@@ -157,12 +157,12 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
         var expectedInput = latentRows.SelectMany((latents, r) => latents.Concat(extraChannels ? inputChannels.Skip(r * perExtra).Take(perExtra) : [])).ToArray();
         // float16 rounds to 11 bits: half a unit in the last place is 2⁻¹¹ of the value.
         double tolerance = inputType == TensorElementType.Float ? 1e-5 : 1e-3;
-        AssertClose(expectedInput, Floats(results[2]), tolerance, "next model input");
+        LatentAssert.Close(expectedInput, Floats(results[2]), tolerance, "next model input");
         if (extraChannels)
         {
             // The latent rows alone too, for the ControlNets beside an inpainting UNet.
             Assert.Equal(rowShape, results[3].GetTensorTypeAndShape().Shape);
-            AssertClose(latentRows.SelectMany(r => r).ToArray(), Floats(results[3]), tolerance, "next latent input");
+            LatentAssert.Close(latentRows.SelectMany(r => r).ToArray(), Floats(results[3]), tolerance, "next latent input");
         }
     }
 
@@ -200,7 +200,7 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
         double scale = expected.Max(Math.Abs);
         Assert.True(scale > 0.1, "the latents are not trivially small");
         // The graph multiplies and adds where the host may fuse them (FMA): rounding differs, the trajectory does not.
-        AssertClose(expected, actual, 1e-3 * scale, $"{preset} {scheduler} latents");
+        LatentAssert.Close(expected, actual, 1e-3 * scale, $"{preset} {scheduler} latents");
 
         // And the images: decoded from latents read back after the last step.
         var hostImages = await host.GenerateAsync(request with { Previews = false });
@@ -236,7 +236,7 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
         var actual = await device.RenderLatentsAsync(request);
 
         Assert.True(device.Statistics.DeviceStepRuns > 0);
-        AssertClose(expected, actual, 1e-3 * expected.Max(Math.Abs), $"inpainting, {scheduler}");
+        LatentAssert.Close(expected, actual, 1e-3 * expected.Max(Math.Abs), $"inpainting, {scheduler}");
     }
 
     [Theory]
@@ -259,7 +259,7 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
         var actual = await device.RenderLatentsAsync(request);
 
         Assert.Equal(6, device.Statistics.DeviceStepRuns);
-        AssertClose(expected, actual, 1e-3 * expected.Max(Math.Abs), $"inpainting UNet, {scheduler}");
+        LatentAssert.Close(expected, actual, 1e-3 * expected.Max(Math.Abs), $"inpainting UNet, {scheduler}");
         // The mask steers the result: without it the UNet computes other latents (the test sees the channels arrive).
         var unmasked = await device.RenderLatentsAsync(request with { MaskImage = TestImages.Mask(64, 64, 255) });
         Assert.True(expected.Zip(unmasked).Any(p => Math.Abs(p.First - p.Second) > 1e-2 * expected.Max(Math.Abs)), "the mask channels changed nothing");
@@ -317,7 +317,7 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
             var expected = await host.RenderLatentsAsync(request);
             var actual = await device.RenderLatentsAsync(request);
             Assert.True(device.Statistics.DeviceStepRuns > before);
-            AssertClose(expected, actual, 1e-3 * expected.Max(Math.Abs), "latents");
+            LatentAssert.Close(expected, actual, 1e-3 * expected.Max(Math.Abs), "latents");
         }
     }
 
@@ -328,15 +328,5 @@ public class StepOnDeviceTests(PresetModels models) : IClassFixture<PresetModels
         Assert.Null(cpu.Statistics.DeviceGraphs);
         Assert.Equal(new DiffusionOptions { ExecutionProvider = "cuda", Cuda = new CudaOptions { CudaGraph = false } },
             ExecutionProviders.ForDeviceGraphs(new DiffusionOptions { ExecutionProvider = "tensorrt", Cuda = new CudaOptions { CudaGraph = true } }));
-    }
-
-    private static void AssertClose(IReadOnlyList<float> expected, IReadOnlyList<float> actual, double tolerance, string what)
-    {
-        Assert.Equal(expected.Count, actual.Count);
-        for (int i = 0; i < expected.Count; i++)
-        {
-            double allowed = tolerance * Math.Max(1, Math.Abs(expected[i]));
-            Assert.True(Math.Abs(expected[i] - actual[i]) <= allowed, $"{what}[{i}]: expected {expected[i]}, got {actual[i]}");
-        }
     }
 }

@@ -1,0 +1,19 @@
+namespace RenderFarm.Diffusion.Tests;
+
+/// <summary>Comparing two renders' latents (or any float tensors) that may differ by float rounding only.</summary>
+internal static class LatentAssert
+{
+    /// <summary>
+    /// Every value of <paramref name="actual"/> within <paramref name="tolerance"/> of <paramref name="expected"/>'s
+    /// (scaled by the expected value where it is above 1); <paramref name="what"/> names them in a failure.
+    /// </summary>
+    public static void Close(IReadOnlyList<float> expected, IReadOnlyList<float> actual, double tolerance, string what)
+    {
+        Assert.Equal(expected.Count, actual.Count);
+        for (int i = 0; i < expected.Count; i++)
+        {
+            double allowed = tolerance * Math.Max(1, Math.Abs(expected[i]));
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= allowed, $"{what}[{i}]: expected {expected[i]}, got {actual[i]}");
+        }
+    }
+}
