@@ -27,7 +27,8 @@ npm ci in tests/Farm.Tests/Storage/s3server when missing), S3_SERVER=moto (moto_
 conditional writes, as AWS, MinIO and R2 have them), WARM (20: warm-up rounds of each kind before measuring; fewer leave the JIT re-compiling in the measured rounds), IDLE_SETTLE (20: seconds the farm is left to settle
 after warm-up before its idle CPU is measured over IDLE_SECONDS, 5), COORDINATOR_DLL and WORKER_DLL (another build's coordinator and worker, e.g. copies of an older
 commit's bin/Release/net10.0, for before/after), S3_BASE_DLL (with S3=1: both S3 farms upload directly, the first with
-this coordinator build), COORDINATOR_ENV ("K=V K=V": runtime settings for the coordinator alone,
+this coordinator build), S3_BASE_ENV (with S3_BASE_DLL: "K=V K=V" for that first farm's coordinator alone, e.g. the
+same build with a runtime setting: before/after of a setting), COORDINATOR_ENV ("K=V K=V": runtime settings for the coordinator alone,
 e.g. DOTNET_gcServer=0), SCRATCH (where each round's PNGs are written and deleted; default a folder in /dev/shm).
 """
 import json, os, shutil, socket, statistics, subprocess, sys, tempfile, threading, time, urllib.error, urllib.request
@@ -230,7 +231,9 @@ def s3_scenario(steps):
     # S3_BASE_DLL: both farms upload directly, one with another build's coordinator (before/after of a change there).
     base = env.get("S3_BASE_DLL")
     modes = {"direct, base": ("true", base), "direct": ("true", None)} if base else {"via coordinator": ("false", None), "direct": ("true", None)}
-    farms = {m: Farm(f"s3-{m.split()[0].strip(',')}{'-base' if d else ''}-", {**s3_env, "Farm__S3__DirectUploads": u}, d) for m, (u, d) in modes.items()}
+    base_env = dict(kv.split("=", 1) for kv in env.get("S3_BASE_ENV", "").split()) if base else {}
+    farms = {m: Farm(f"s3-{m.split()[0].strip(',')}{'-base' if d else ''}-", {**s3_env, "Farm__S3__DirectUploads": u, **(base_env if d else {})}, d)
+             for m, (u, d) in modes.items()}
     for fm in farms.values(): fm.start_worker(1, {"syn": syn})
     for fm in farms.values(): fm.wait_idle(1)
     order = list(modes)
