@@ -161,6 +161,79 @@ internal sealed class Measurements(BenchOptions o, Report report)
     }
 
     /// <summary>
+    /// A LoRA applied the way a worker applies one, through weight overrides at session creation (on a GPU the merged
+    /// weights are copied to device memory once; no GPU had run that before), against a copy of the model with the
+    /// same merged weights written into its files: the images must match (the CPU provider's tests hold them
+    /// byte-identical). Also what a LoRA costs: the first request with it (merge and sessions), then a request with it
+    /// against a plain one. The LoRA (kohya layout, rank 8, float16, UNet and text encoder) and the merged copy are
+    /// written beside the preset's folder the first time.
+    /// </summary>
+    public async Task MeasureLoraAsync(string directory, DiffusionOptions options)
+    {
+        string library = directory + "-loras", merged = directory + "-lora-merged";
+        var set = RenderFarm.GenerationRules.LoraSet.Of(new RenderFarm.GenerationRules.LoraWeight("style", 0.8f));
+        var clock = Stopwatch.StartNew();
+        if (!File.Exists(Path.Combine(library, "style.safetensors")))
+        {
+            Directory.CreateDirectory(library);
+            RenderFarm.ModelBuilder.Lora.LoraFileWriter.Write(RenderFarm.ModelBuilder.ModelPresets.Get(o.Preset), Path.Combine(library, "style.safetensors"),
+                new RenderFarm.ModelBuilder.Lora.LoraWriteOptions { Rank = 8, Alpha = 4, Seed = 21, Type = RenderFarm.ModelBuilder.Graph.ElementType.Float16 });
+        }
+        var loras = new RenderFarm.Diffusion.Lora.LoraLibrary(library);
+        if (!File.Exists(Path.Combine(merged, "unet", "model.onnx")))
+        {
+            var locators = new[] { "unet", "text_encoder" }.ToDictionary(c => c,
+                c => new RenderFarm.Diffusion.Weights.WeightLocator(RenderFarm.Diffusion.Weights.OnnxGraph.Read(Path.Combine(directory, c, "model.onnx"))));
+            var weights = RenderFarm.Diffusion.Lora.LoraMerge.Compute(set, loras.Get, locators, xl: false)
+                .ToDictionary(c => c.Key, c => c.Value.ToDictionary(w => w.Initializer.Name));
+            // The preset's own seed, as EnsureModel wrote it: only the merged weights differ.
+            RenderFarm.ModelBuilder.ModelPresets.Write(o.Preset, merged, new RenderFarm.ModelBuilder.ModelWriteOptions
+            {
+                Force = true,
+                ReplaceWeights = (component, initializer) => weights.GetValueOrDefault(component)?.GetValueOrDefault(initializer.Name)?.ToArray(),
+            });
+        }
+        report.Line($"lora: the LoRA and the merged model ready in {clock.Elapsed.TotalSeconds:F1} s");
+
+        using var pipeline = StableDiffusionPipeline.Load(directory, options, new ModelExtensions { Loras = loras });
+        using var reference = StableDiffusionPipeline.Load(merged, options);
+        await pipeline.WarmUpAsync();
+        await reference.WarmUpAsync();
+        var request = Request(1, 3);
+        clock.Restart();
+        var first = await pipeline.GenerateAsync(request with { Loras = set }); // merges the LoRA, makes its sessions
+        double firstMs = clock.Elapsed.TotalMilliseconds;
+        var plain = new List<double>();
+        var withLora = new List<double>();
+        IReadOnlyList<GeneratedImage>? plainImages = null;
+        for (int r = 0; r < o.Reps; r++)
+        {
+            clock.Restart();
+            plainImages = await pipeline.GenerateAsync(request);
+            plain.Add(clock.Elapsed.TotalMilliseconds);
+            clock.Restart();
+            await pipeline.GenerateAsync(request with { Loras = set });
+            withLora.Add(clock.Elapsed.TotalMilliseconds);
+        }
+        var expected = await reference.GenerateAsync(request);
+        var variant = pipeline.Variants.Single(v => v.Loras.Equals(set));
+        report.Line($"lora: first request with it {firstMs:F0} ms (merge and sessions); then {Median(withLora):F1} ms per request with it, " +
+            $"{Median(plain):F1} ms without; overrides {variant.OverrideBytes / 1048576.0:F1} MiB in {string.Join(", ", variant.Components)}; GPU memory used {Gpu.UsedMiB()} MiB");
+        Compare("lora: overrides vs merged weights written in", new Dictionary<int, IReadOnlyList<GeneratedImage>> { [1] = expected },
+            new Dictionary<int, IReadOnlyList<GeneratedImage>> { [1] = first });
+        if (plainImages is not null)
+        {
+            Compare("lora: plain vs with the LoRA (must differ)", new Dictionary<int, IReadOnlyList<GeneratedImage>> { [1] = plainImages },
+                new Dictionary<int, IReadOnlyList<GeneratedImage>> { [1] = first });
+        }
+        report.Set("lora", new JsonObject
+        {
+            ["first_request_ms"] = firstMs, ["request_ms"] = Median(withLora), ["plain_request_ms"] = Median(plain),
+            ["override_bytes"] = variant.OverrideBytes, ["gpu_memory_used_mib"] = Gpu.UsedMiB(),
+        });
+    }
+
+    /// <summary>
     /// A request with one ControlNet (the preset's architecture, random weights; a gradient as its control image): the
     /// model directory with the UNet that takes residuals and the ControlNet are written beside the preset's the first
     /// time. Per batch size: request time, each component's time per run, and the pipeline's own work while it holds the

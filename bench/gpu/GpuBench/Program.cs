@@ -2,7 +2,7 @@
 // failure is reported and the rest still measures; everything goes to stdout and, as JSON, to --json.
 //   GpuBench [--preset sd15-fp16] [--dir DIR] [--ep cuda|cpu] [--device 0] [--size 512] [--steps 30] [--batches 1,4,8]
 //            [--reps 3] [--fp32-preset sd15|none] [--cast-controlnet sd15] [--json FILE]
-//            [--sections default,graph,hoststep,controlnet,bare,schedulers,controlnetcast,fixedbatch,batching,determinism,fp32]
+//            [--sections default,graph,hoststep,controlnet,bare,schedulers,controlnetcast,fixedbatch,lora,batching,determinism,fp32]
 using System.Diagnostics;
 using System.Globalization;
 using Microsoft.ML.OnnxRuntime;
@@ -98,6 +98,11 @@ if (o.Runs("fixedbatch"))
         var images = await bench.MeasureAsync("fixed_batch_host", fixedDirectory, options with { StepOnDevice = false }, o.Batches, o.Reps);
         if (chunked is not null) bench.Compare("fixed batch: host step vs step on the device", chunked, images);
     });
+}
+if (o.Runs("lora"))
+{
+    var options = o.Provider != "cpu" && o.Runs("graph") ? baseline with { Cuda = new CudaOptions { CudaGraph = true } } : baseline;
+    await report.Section("pipeline: a LoRA through weight overrides, against its weights merged into the files", () => bench.MeasureLoraAsync(o.Directory, options));
 }
 if (o.Runs("batching")) await report.Section("batching: Image vs Batch", () => bench.CompareBatchingAsync(o.Directory, baseline));
 if (o.Runs("determinism")) await report.Section("determinism across fresh sessions", () => bench.DeterminismAsync(o.Directory, baseline));
