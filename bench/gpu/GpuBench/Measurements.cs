@@ -234,6 +234,70 @@ internal sealed class Measurements(BenchOptions o, Report report)
     }
 
     /// <summary>
+    /// The request kinds that start from an image or bring latents back mid-run, each at B = 2 with the step on the
+    /// device and on the host (one pipeline each way), images compared: img2img (the VAE encoder, a later first step),
+    /// inpainting with the ordinary UNet (the step blends the noised init latents in), live previews every 5 steps (the
+    /// latents copied down mid-run) and hires fix (a second pass at 1.5× the size, another UNet shape). A way in which
+    /// the device step goes wrong on this GPU shows as more than float rounding.
+    /// </summary>
+    public async Task CompareImageRequestsAsync(string directory, DiffusionOptions baseline)
+    {
+        int size = o.Size, steps = Math.Min(o.Steps, 20);
+        var gradient = new byte[size * size * 3];
+        var mask = new byte[size * size * 3];
+        for (int i = 0; i < gradient.Length; i++)
+        {
+            int x = i / 3 % size, y = i / 3 / size;
+            gradient[i] = (byte)((i % 3 == 0 ? x : i % 3 == 1 ? y : x + y) * 255 / (2 * size));
+            mask[i] = (byte)(x < size / 2 ? 255 : 0); // repaint the left half
+        }
+        byte[] init = PngEncoder.Encode(gradient, size, size), maskPng = PngEncoder.Encode(mask, size, size);
+        var kinds = new (string Name, GenerationRequest Request, bool Previews)[]
+        {
+            ("img2img", Request(2, 13) with { Steps = steps, InitImage = init, Strength = 0.6f }, false),
+            ("inpaint", Request(2, 14) with { Steps = steps, InitImage = init, MaskImage = maskPng, Strength = 1f }, false),
+            ("previews", Request(2, 15) with { Steps = steps, Previews = true, PreviewEvery = 5 }, true),
+            ("hires", Request(2, 16) with { Steps = steps, Hires = new HiresFix(1.5f, 0.5f) }, false),
+        };
+        var images = new Dictionary<(string, bool), IReadOnlyList<GeneratedImage>>();
+        var times = new Dictionary<(string, bool), double>();
+        var previews = new Dictionary<(string, bool), int>();
+        foreach (bool onDevice in new[] { true, false })
+        {
+            using var pipeline = StableDiffusionPipeline.Load(directory, baseline with { StepOnDevice = onDevice });
+            await pipeline.WarmUpAsync();
+            foreach (var (name, request, wantsPreviews) in kinds)
+            {
+                await pipeline.GenerateAsync(request); // kernels for these shapes
+                int seen = 0;
+                var progress = new Progress(p => { if (p.Preview is not null) Interlocked.Increment(ref seen); });
+                var clock = Stopwatch.StartNew();
+                images[(name, onDevice)] = await pipeline.GenerateAsync(request, wantsPreviews ? progress : null);
+                times[(name, onDevice)] = clock.Elapsed.TotalMilliseconds;
+                previews[(name, onDevice)] = seen;
+            }
+        }
+        foreach (var (name, _, wantsPreviews) in kinds)
+        {
+            var (identical, max, mean) = Difference(images[(name, true)], images[(name, false)]);
+            report.Line($"{name} B=2, {steps} steps: step on the device {times[(name, true)]:F1} ms, on the host {times[(name, false)]:F1} ms per request; " +
+                $"{identical}/2 images byte-identical, pixel difference max {max}, mean {mean:F3} levels" +
+                (wantsPreviews ? $"; previews {previews[(name, true)]} / {previews[(name, false)]}" : ""));
+            report.Set($"request {name}", new JsonObject
+            {
+                ["device_request_ms"] = times[(name, true)], ["host_request_ms"] = times[(name, false)], ["identical"] = identical,
+                ["max_levels"] = max, ["mean_levels"] = mean,
+            });
+        }
+    }
+
+    /// <summary>An <see cref="IProgress{T}"/> that calls back on the reporting thread (System.Progress posts to the pool).</summary>
+    private sealed class Progress(Action<StepProgress> report) : IProgress<StepProgress>
+    {
+        public void Report(StepProgress value) => report(value);
+    }
+
+    /// <summary>
     /// A request with one ControlNet (the preset's architecture, random weights; a gradient as its control image): the
     /// model directory with the UNet that takes residuals and the ControlNet are written beside the preset's the first
     /// time. Per batch size: request time, each component's time per run, and the pipeline's own work while it holds the
