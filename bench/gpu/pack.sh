@@ -3,7 +3,8 @@
 # GpuBench published self-contained with the GPU flavour of ONNX Runtime, the ONNX Runtime native libraries (the
 # CUDA provider alone is 289 MB and barely compresses), the PyTorch reference script and the diffusers source it
 # imports. Two xz archives (the native libraries, kept between packs since they only change with the package; and
-# the app), one after the other, split into .gpuwork1 … .gpuworkN (git-ignored), each under 60 MiB with its SHA256SUMS.
+# the app), one after the other, split into .gpuwork1 … .gpuworkN (git-ignored), each with its SHA256SUMS and small enough to go in one device call
+# with the working tree (64 MiB together).
 # bench/gpu/README.md says how to carry them over and run bench/gpu/device.sh there.
 #   bench/gpu/pack.sh [DIFFUSERS_SRC_TAR_GZ]   (default /tmp/diffusers_src.tar.gz: `src/` of huggingface/diffusers)
 set -euo pipefail
@@ -44,7 +45,13 @@ tar -C "$work/app" -cf - . | xz -6 -T0 > "$work/app.tar.xz"
 cat "$work/native-$key.tar.xz" "$work/app.tar.xz" > "$work/payload"
 ls -la "$work/native-$key.tar.xz" "$work/app.tar.xz"
 rm -rf .gpuwork*/
-split -b 58M -d -a 2 "$work/payload" "$work/part."
+# A device call carries its part and the whole working tree (tracked files, and untracked ones git does not ignore),
+# 64 MiB in all: the parts are as large as leaves 2 MiB of that spare.
+tree_bytes=$( { git ls-files -z; git ls-files -z -o --exclude-standard; } | xargs -0 stat -c %s 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')
+part_mib=$(( (64 * 1048576 - tree_bytes) / 1048576 - 2 ))
+[ "$part_mib" -ge 16 ] || { echo "pack: the tree alone is $((tree_bytes / 1048576)) MiB: no room for parts in a 64 MiB device call" >&2; exit 2; }
+echo "==> parts of $part_mib MiB (the tree each call carries besides: $((tree_bytes / 1024)) KiB)"
+split -b "${part_mib}M" -d -a 2 "$work/payload" "$work/part."
 n=0
 for part in "$work"/part.*; do
   n=$((n + 1))
