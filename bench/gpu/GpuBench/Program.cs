@@ -22,26 +22,39 @@ await report.Section("write model", () => bench.EnsureModel(o.Preset, o.Director
 
 // StepOnDevice set, not left to the provider: on the CPU check below it runs the same step graph as on the GPU.
 var baseline = new DiffusionOptions { ExecutionProvider = o.Provider, DeviceId = o.Device, Batching = ModelBatching.Batch, StepOnDevice = true };
+// The sections after "graph" run with the CUDA graph when it ran (a GPU, the section asked for) and worked.
+bool graph = o.Provider != "cpu" && o.Runs("graph");
+DiffusionOptions Measured() => baseline with { Cuda = new CudaOptions { CudaGraph = graph } };
 Dictionary<int, IReadOnlyList<GeneratedImage>>? defaultImages = null, graphImages = null;
 if (o.Runs("default")) await report.Section("pipeline: cuDNN EXHAUSTIVE, one run per request (Batch)", async () =>
     defaultImages = await bench.MeasureAsync("default", o.Directory, baseline, o.Batches, o.Reps));
-if (o.Provider != "cpu" && o.Runs("graph"))
-{
-    await report.Section("pipeline: + CUDA graph", async () =>
+if (graph && !await report.Section("pipeline: + CUDA graph", async () =>
     {
-        var images = graphImages = await bench.MeasureAsync("cuda_graph", o.Directory, baseline with { Cuda = new CudaOptions { CudaGraph = true } }, o.Batches, o.Reps);
+        var images = graphImages = await bench.MeasureAsync("cuda_graph", o.Directory, Measured(), o.Batches, o.Reps);
         if (defaultImages is not null) bench.Compare("cuda_graph vs default", defaultImages, images);
-    });
+    }))
+{
+    // Every section after would fail the same way, and device time is scarce: find out whether the CUDA graph or the
+    // step on the device is to blame (one short request without the graph), and measure the rest without it.
+    graph = false;
+    if (defaultImages is null && !await report.Section("pipeline: the step on the device without the CUDA graph (after the failure above)", async () =>
+            defaultImages = await bench.MeasureAsync("default", o.Directory, baseline, [o.Batches[0]], 1)))
+    {
+        baseline = baseline with { StepOnDevice = false };
+        report.Line("the pipeline failed without the CUDA graph too: every section below runs with the step on the host (Farm:StepOnDevice=false), in case the step is to blame");
+    }
+    else
+    {
+        report.Line("the CUDA graph failed with the step on the device: every section below runs without the graph");
+    }
 }
 if (o.Runs("hoststep"))
 {
     // The configuration before the step moved to the device: guidance and the scheduler step on the host, the latents
     // copied down and up every step (with the CUDA graph where the default above ran without, to compare with "graph").
-    bool graph = o.Provider != "cpu" && o.Runs("graph");
     await report.Section("pipeline: scheduler step on the host" + (graph ? ", CUDA graph" : ""), async () =>
     {
-        var images = await bench.MeasureAsync("host_step", o.Directory,
-            baseline with { StepOnDevice = false, Cuda = new CudaOptions { CudaGraph = graph } }, o.Batches, o.Reps);
+        var images = await bench.MeasureAsync("host_step", o.Directory, Measured() with { StepOnDevice = false }, o.Batches, o.Reps);
         if ((graph ? graphImages : defaultImages) is { } onDevice) bench.Compare("host step vs step on the device", onDevice, images);
     });
 }
@@ -49,7 +62,7 @@ Dictionary<int, IReadOnlyList<GeneratedImage>>? inPlace = null;
 if (o.Runs("controlnet"))
 {
     // Residuals summed on the device (the default there) against read back and summed on the host, images compared.
-    var control = o.Provider != "cpu" && o.Runs("graph") ? baseline with { Cuda = new CudaOptions { CudaGraph = true } } : baseline;
+    var control = Measured();
     await report.Section("pipeline: one ControlNet, residuals on the device", async () =>
         inPlace = await bench.MeasureControlNetAsync("controlnet", o.Directory, control, o.Batches, o.Reps));
     await report.Section("pipeline: one ControlNet, residuals through the host", async () =>
@@ -59,9 +72,9 @@ if (o.Runs("controlnet"))
     });
 }
 if (o.Runs("bare")) await report.Section("bare sessions (same options, UNet on fixed device buffers)", () => bench.MeasureBare("bare", o.Directory, baseline));
-if (o.Provider != "cpu" && o.Runs("bare") && o.Runs("graph"))
+if (graph && o.Runs("bare"))
 {
-    await report.Section("bare sessions, CUDA graph", () => bench.MeasureBare("bare_graph", o.Directory, baseline with { Cuda = new CudaOptions { CudaGraph = true } }));
+    await report.Section("bare sessions, CUDA graph", () => bench.MeasureBare("bare_graph", o.Directory, Measured()));
 }
 // After the bare sessions, which the overhead ratios need: should the time budget run out, this is what goes.
 if (o.Runs("schedulers")) await report.Section("schedulers: the step on the device against the host", () => bench.CompareSchedulersAsync(o.Directory, baseline));
@@ -71,7 +84,7 @@ if (o.Runs("controlnetcast"))
     // A ControlNet of the other element type beside the UNet (--cast-controlnet; a float32 one beside a float16 UNet by
     // default): the UNet's input is cast for it on the device each step it steers.
     var controlNetPreset = o.CastControlNetPreset;
-    var control = o.Provider != "cpu" && o.Runs("graph") ? baseline with { Cuda = new CudaOptions { CudaGraph = true } } : baseline;
+    var control = Measured();
     await report.Section($"pipeline: one {controlNetPreset} ControlNet (another element type), residuals on the device", async () =>
     {
         var images = await bench.MeasureControlNetAsync("controlnet_cast", o.Directory, control, o.Batches, o.Reps, controlNetPreset);
@@ -85,8 +98,7 @@ if (o.Runs("fixedbatch"))
     // A UNet exported with a fixed batch of 2 rows (one image with CFG, as a TensorRT export with static shapes takes
     // it): a larger request runs in chunks, each chunk's rows copied device to device through the UNet's bound buffers
     // with the step on the device, or from the host with it there.
-    bool graph = o.Provider != "cpu" && o.Runs("graph");
-    var options = graph ? baseline with { Cuda = new CudaOptions { CudaGraph = true } } : baseline;
+    var options = Measured();
     var fixedDirectory = bench.StaticBatchCopy(o.Directory, 2);
     Dictionary<int, IReadOnlyList<GeneratedImage>>? chunked = null;
     await report.Section("pipeline: UNet of 2 fixed rows, the step on the device" + (graph ? ", CUDA graph" : ""), async () =>
@@ -102,7 +114,7 @@ if (o.Runs("fixedbatch"))
 }
 if (o.Runs("lora"))
 {
-    var options = o.Provider != "cpu" && o.Runs("graph") ? baseline with { Cuda = new CudaOptions { CudaGraph = true } } : baseline;
+    var options = Measured();
     await report.Section("pipeline: a LoRA through weight overrides, against its weights merged into the files", () => bench.MeasureLoraAsync(o.Directory, options));
 }
 if (o.Runs("batching")) await report.Section("batching: Image vs Batch", () => bench.CompareBatchingAsync(o.Directory, baseline));

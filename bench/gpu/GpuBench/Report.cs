@@ -20,7 +20,8 @@ internal sealed class Report(string? jsonPath)
         Save();
     }
 
-    public async Task Section(string title, Func<Task> body)
+    /// <summary>Runs one section; a failure is reported and the run goes on. Returns whether it succeeded.</summary>
+    public async Task<bool> Section(string title, Func<Task> body)
     {
         Line($"=== {title}");
         var clock = Stopwatch.StartNew();
@@ -28,16 +29,18 @@ internal sealed class Report(string? jsonPath)
         {
             await body();
             Line($"=== {title}: done in {clock.Elapsed.TotalSeconds:F1} s");
+            return true;
         }
         catch (Exception ex)
         {
             Line($"=== {title}: FAILED after {clock.Elapsed.TotalSeconds:F1} s: {ex.GetType().Name}: {ex.Message}");
             Console.WriteLine(ex);
             Set($"failed: {title}", ex.Message);
+            return false;
         }
     }
 
-    public Task Section(string title, Action body) => Section(title, () => { body(); return Task.CompletedTask; });
+    public Task<bool> Section(string title, Action body) => Section(title, () => { body(); return Task.CompletedTask; });
 
     public void Save()
     {
