@@ -2,7 +2,7 @@
 // failure is reported and the rest still measures; everything goes to stdout and, as JSON, to --json.
 //   GpuBench [--preset sd15-fp16] [--dir DIR] [--ep cuda|cpu] [--device 0] [--size 512] [--steps 30] [--batches 1,4,8]
 //            [--reps 3] [--fp32-preset sd15|none] [--cast-controlnet sd15] [--json FILE]
-//            [--sections default,graph,hoststep,controlnet,bare,schedulers,img2img,controlnetcast,fixedbatch,lora,batching,determinism,fp32]
+//            [--sections default,graph,hoststep,controlnet,bare,schedulers,requests,controlnetcast,fixedbatch,lora,batching,determinism,fp32]
 using System.Diagnostics;
 using System.Globalization;
 using Microsoft.ML.OnnxRuntime;
@@ -78,7 +78,7 @@ if (graph && o.Runs("bare"))
 }
 // After the bare sessions, which the overhead ratios need: should the time budget run out, this is what goes.
 if (o.Runs("schedulers")) await report.Section("schedulers: the step on the device against the host", () => bench.CompareSchedulersAsync(o.Directory, baseline));
-if (o.Runs("img2img")) await report.Section("img2img, inpainting, previews, hires fix: the step on the device against the host", () => bench.CompareImageRequestsAsync(o.Directory, baseline));
+if (o.Runs("requests")) await report.Section("img2img, inpainting, previews, hires fix: the step on the device against the host", () => bench.CompareImageRequestsAsync(o.Directory, baseline));
 if (o.Runs("controlnetcast"))
 {
     // A ControlNet of the other element type beside the UNet (--cast-controlnet; a float32 one beside a float16 UNet by
