@@ -252,13 +252,22 @@ internal sealed class Measurements(BenchOptions o, Report report)
             mask[i] = (byte)(x < size / 2 ? 255 : 0); // repaint the left half
         }
         byte[] init = PngEncoder.Encode(gradient, size, size), maskPng = PngEncoder.Encode(mask, size, size);
-        var kinds = new (string Name, GenerationRequest Request, bool Previews)[]
-        {
-            ("img2img", Request(2, 13) with { Steps = steps, InitImage = init, Strength = 0.6f }, false),
-            ("inpaint", Request(2, 14) with { Steps = steps, InitImage = init, MaskImage = maskPng, Strength = 1f }, false),
-            ("previews", Request(2, 15) with { Steps = steps, Previews = true, PreviewEvery = 5 }, true),
-            ("hires", Request(2, 16) with { Steps = steps, Hires = new HiresFix(1.5f, 0.5f) }, false),
-        };
+        await CompareStepPlacesAsync(directory, baseline,
+        [
+            ("request img2img", Request(2, 13) with { Steps = steps, InitImage = init, Strength = 0.6f }),
+            ("request inpaint", Request(2, 14) with { Steps = steps, InitImage = init, MaskImage = maskPng, Strength = 1f }),
+            ("request previews", Request(2, 15) with { Steps = steps, Previews = true, PreviewEvery = 5 }),
+            ("request hires", Request(2, 16) with { Steps = steps, Hires = new HiresFix(1.5f, 0.5f) }),
+        ]);
+    }
+
+    /// <summary>
+    /// Each request with the step on the device and on the host (one pipeline each way, warmed up; each request run
+    /// once for its kernels, then timed): request time each way, and the images compared. A request that asks for
+    /// previews also counts those it got each way.
+    /// </summary>
+    private async Task CompareStepPlacesAsync(string directory, DiffusionOptions baseline, IReadOnlyList<(string Name, GenerationRequest Request)> requests)
+    {
         var images = new Dictionary<(string, bool), IReadOnlyList<GeneratedImage>>();
         var times = new Dictionary<(string, bool), double>();
         var previews = new Dictionary<(string, bool), int>();
@@ -266,27 +275,27 @@ internal sealed class Measurements(BenchOptions o, Report report)
         {
             using var pipeline = StableDiffusionPipeline.Load(directory, baseline with { StepOnDevice = onDevice });
             await pipeline.WarmUpAsync();
-            foreach (var (name, request, wantsPreviews) in kinds)
+            foreach (var (name, request) in requests)
             {
-                await pipeline.GenerateAsync(request); // kernels for these shapes
+                await pipeline.GenerateAsync(request); // kernels for its shapes and its step graph
                 int seen = 0;
                 var progress = new Progress(p => { if (p.Preview is not null) Interlocked.Increment(ref seen); });
                 var clock = Stopwatch.StartNew();
-                images[(name, onDevice)] = await pipeline.GenerateAsync(request, wantsPreviews ? progress : null);
+                images[(name, onDevice)] = await pipeline.GenerateAsync(request, request.Previews ? progress : null);
                 times[(name, onDevice)] = clock.Elapsed.TotalMilliseconds;
                 previews[(name, onDevice)] = seen;
             }
         }
-        foreach (var (name, _, wantsPreviews) in kinds)
+        foreach (var (name, request) in requests)
         {
             var (identical, max, mean) = Difference(images[(name, true)], images[(name, false)]);
-            report.Line($"{name} B=2, {steps} steps: step on the device {times[(name, true)]:F1} ms, on the host {times[(name, false)]:F1} ms per request; " +
-                $"{identical}/2 images byte-identical, pixel difference max {max}, mean {mean:F3} levels" +
-                (wantsPreviews ? $"; previews {previews[(name, true)]} / {previews[(name, false)]}" : ""));
-            report.Set($"request {name}", new JsonObject
+            double device = times[(name, true)], host = times[(name, false)];
+            report.Line($"{name} B={request.Images.Count}, {request.Steps} steps: step on the device {device:F1} ms, on the host {host:F1} ms per request; " +
+                $"{identical}/{request.Images.Count} images byte-identical, pixel difference max {max}, mean {mean:F3} levels" +
+                (request.Previews ? $"; previews {previews[(name, true)]} / {previews[(name, false)]}" : ""));
+            report.Set(name, new JsonObject
             {
-                ["device_request_ms"] = times[(name, true)], ["host_request_ms"] = times[(name, false)], ["identical"] = identical,
-                ["max_levels"] = max, ["mean_levels"] = mean,
+                ["device_request_ms"] = device, ["host_request_ms"] = host, ["identical"] = identical, ["max_levels"] = max, ["mean_levels"] = mean,
             });
         }
     }
@@ -514,37 +523,10 @@ internal sealed class Measurements(BenchOptions o, Report report)
     /// check, kept short): request time each way, and the images compared, so that a scheduler whose step graph goes
     /// wrong on this GPU shows as more than float rounding (the CPU provider's tests hold the same graphs to the host step).
     /// </summary>
-    public async Task CompareSchedulersAsync(string directory, DiffusionOptions baseline)
-    {
-        const int batch = 2;
-        int steps = Math.Min(o.Steps, 10);
-        var images = new Dictionary<(string, bool), IReadOnlyList<GeneratedImage>>();
-        var times = new Dictionary<(string, bool), double>();
-        foreach (bool onDevice in new[] { true, false })
-        {
-            using var pipeline = StableDiffusionPipeline.Load(directory, baseline with { StepOnDevice = onDevice });
-            await pipeline.WarmUpAsync();
-            foreach (var scheduler in RenderFarm.Diffusion.Schedulers.SchedulerFactory.Names)
-            {
-                var request = Request(batch, 7) with { Scheduler = scheduler, Steps = steps };
-                await pipeline.GenerateAsync(request); // kernels for this scheduler's step graph
-                var clock = Stopwatch.StartNew();
-                images[(scheduler, onDevice)] = await pipeline.GenerateAsync(request);
-                times[(scheduler, onDevice)] = clock.Elapsed.TotalMilliseconds;
-            }
-        }
-        foreach (var scheduler in RenderFarm.Diffusion.Schedulers.SchedulerFactory.Names)
-        {
-            var (identical, max, mean) = Difference(images[(scheduler, true)], images[(scheduler, false)]);
-            double device = times[(scheduler, true)], host = times[(scheduler, false)];
-            report.Line($"scheduler {scheduler} B={batch}, {steps} steps: step on the device {device:F1} ms, on the host {host:F1} ms per request; " +
-                $"{identical}/{batch} images byte-identical, pixel difference max {max}, mean {mean:F3} levels");
-            report.Set($"scheduler {scheduler}", new JsonObject
-            {
-                ["device_request_ms"] = device, ["host_request_ms"] = host, ["identical"] = identical, ["max_levels"] = max, ["mean_levels"] = mean,
-            });
-        }
-    }
+    public Task CompareSchedulersAsync(string directory, DiffusionOptions baseline) =>
+        CompareStepPlacesAsync(directory, baseline, RenderFarm.Diffusion.Schedulers.SchedulerFactory.Names
+            .Select(scheduler => ($"scheduler {scheduler}", Request(2, 7) with { Scheduler = scheduler, Steps = Math.Min(o.Steps, 10) }))
+            .ToArray());
 
     /// <summary>
     /// A 4-image request in both batchings: throughput, and each image against itself rendered alone (Image must be
