@@ -11,9 +11,10 @@ public static class ModelsCommand
     public static Command Create(FarmCliHost host, GlobalOptions globals)
     {
         var json = JsonFlag.Create("Print a JSON array (name, workers, workers_holding, shards_waiting, loras and embeddings: name, short_hash, family).");
-        var command = new Command("models", "List the models the farm can render now: workers serving each (and holding it loaded), shards waiting for them,\n" +
-                                            "then the LoRAs (<lora:NAME:0.8> in a prompt, or --lora NAME:0.8) and textual-inversion embeddings (NAME in a prompt)\n" +
-                                            "their workers offer, with the short hash PNGs carry, and the upscalers (--upscale NAME, --hires-upscaler NAME) with their scale.\n\nExample:\n  farm models")
+        var command = new Command("models", "List the models, LoRAs, embeddings, ControlNets and upscalers the farm can use now.\n\n" +
+                                            "Each model with the workers serving it (and holding it loaded) and the shards waiting for them; then the LoRAs\n" +
+                                            "(<lora:NAME:0.8> in a prompt, or --lora NAME:0.8), textual-inversion embeddings (NAME in a prompt) and ControlNets\n" +
+                                            "(--control NAME:IMAGE) their workers offer, with the short hash PNGs carry, and the upscalers (--upscale NAME, --hires-upscaler NAME) with their scale.\n\nExample:\n  farm models")
         {
             json,
         };

@@ -31,6 +31,16 @@ public class CliTests : IDisposable
     }
 
     [Fact]
+    public async Task HelpSummarisesEveryCommandInAWholeSentence()
+    {
+        // The command list shows each description's first line: one cut mid-sentence reads as a truncated help.
+        Assert.Equal(0, await _cli.RunAsync("--help"));
+        var rows = _cli.OutLines.SkipWhile(l => l.Trim() != "Commands:").Skip(1).Where(l => l.Trim().Length > 0).ToList();
+        Assert.Contains(rows, r => r.TrimStart().StartsWith("models", StringComparison.Ordinal));
+        Assert.All(rows, row => Assert.EndsWith(".", row.TrimEnd()));
+    }
+
+    [Fact]
     public async Task VersionPrintsTheToolsVersion()
     {
         Assert.Equal(0, await _cli.RunAsync("--version"));
