@@ -22,7 +22,7 @@ internal sealed class ControlGuidance : IDisposable
     private readonly int _start;
     private readonly int _steps;
 
-    // Bound where the UNet runs (TryBindInPlace): the sum's graph, its binding and coefficients.
+    // Bound where the UNet runs (BindInPlace): the sum's graph, its binding and coefficients.
     private DeviceGraphs? _graphs;
     private InferenceSession? _sum;
     private OrtIoBinding? _sumBinding;
@@ -110,14 +110,15 @@ internal sealed class ControlGuidance : IDisposable
     /// be summed there into its residual inputs (<see cref="ResidualSumGraph"/>), so no residual crosses to the host.
     /// A guess-mode unit under guidance reads the conditional half of the rows and adds its residuals to those rows
     /// alone; beside an inpainting UNet they read its input's latent rows, which the step writes apart. A ControlNet of
-    /// another element type reads a copy of them cast to its type (<see cref="CastGraph"/>), made before it runs. False,
-    /// with nothing bound, where a ControlNet cannot read the UNet's sample: one of other channels.
+    /// another element type reads a copy of them cast to its type (<see cref="CastGraph"/>), made before it runs.
+    /// <paramref name="unet"/> steps in place already (<see cref="UNetRun.StepInPlace"/>); every ControlNet can read
+    /// its sample (<see cref="CanBindInPlace"/>).
     /// </summary>
-    public bool TryBindInPlace(UNetRun unet, UNet model, DeviceGraphs graphs)
+    public void BindInPlace(UNetRun unet, UNet model, DeviceGraphs graphs)
     {
-        if (_runs.Any(r => !r.Run.CanReadSample(unet.ControlChannels)))
+        if (!CanBindInPlace(unet))
         {
-            return false;
+            throw new InvalidOperationException("A ControlNet cannot read this UNet run's sample; it steps on the host.");
         }
         var castTo = new Dictionary<TensorElementType, BoundTensor>();
         foreach (var type in _runs.Select(r => r.Run.SampleType).Where(t => t != model.SampleType).Distinct())
@@ -146,11 +147,13 @@ internal sealed class ControlGuidance : IDisposable
         }
         _sumBinding.BindInput(ResidualSumGraph.CoefficientsName, _coefficients.Value);
         for (int k = 0; k < residuals.Length; k++) _sumBinding.BindOutput(ResidualSumGraph.OutputName(k), unet.ResidualValue(k));
-        return true;
     }
 
+    /// <summary>Whether every ControlNet can read <paramref name="unet"/>'s sample where it is bound: none takes other channels.</summary>
+    public bool CanBindInPlace(UNetRun unet) => _runs.All(r => r.Run.CanReadSample(unet.ControlChannels));
+
     /// <summary>
-    /// Step <paramref name="stepIndex"/> on a bound guidance (<see cref="TryBindInPlace"/>): the units that steer it run on
+    /// Step <paramref name="stepIndex"/> on a bound guidance (<see cref="BindInPlace"/>): the units that steer it run on
     /// the UNet's current input, and the sum of their residuals (zeros when none steers) is written into the UNet's.
     /// </summary>
     public void ComputeInPlace(int stepIndex, double timestep, RunOptions runOptions)

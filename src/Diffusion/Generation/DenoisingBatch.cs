@@ -81,10 +81,10 @@ internal sealed class DenoisingBatch
         // The ControlNet reads the latents alone; an inpainting UNet's rows also carry the mask and masked latents.
         _controlInput = control is not null && perRow != _perImage ? new float[_rows * _perImage] : null;
         unet.SetResiduals(null); // a kept run may hold an earlier request's residuals
-        if (deviceGraphs is var (graphs, model) && unet.CanStepInPlace
-            && (control is null || control.TryBindInPlace(unet, model, graphs)))
+        if (deviceGraphs is var (graphs, model) && unet.CanStepInPlace && (control is null || control.CanBindInPlace(unet)))
         {
             _inPlace = unet.StepInPlace(graphs, model, guided);
+            control?.BindInPlace(unet, model, graphs);
         }
     }
 

@@ -191,7 +191,7 @@ internal sealed class UNetRun : IDisposable
     // An inpainting UNet's input rows without their constant channels, written by the step in place: what ControlNets read.
     private readonly BoundTensor? _latentSample;
     // A run in fixed-batch chunks stepped in place: the whole batch's input, output, conditions and residuals, whose
-    // rows each step copies through the bound chunk-sized buffers (device to device on a GPU). Made on first use.
+    // rows each step copies through the bound chunk-sized buffers (device to device on a GPU). Made by StepInPlace.
     private BoundTensor? _batchSample;
     private BoundTensor? _batchOutput;
     private BoundTensor[] _batchConditions = [];
@@ -362,7 +362,9 @@ internal sealed class UNetRun : IDisposable
 
     /// <summary>
     /// The latents of this run's images kept beside its bound buffers, stepped by <see cref="StepGraph"/>s from <paramref name="graphs"/>
-    /// (<see cref="CanStepInPlace"/> runs only); made on first use and kept with the run.
+    /// (<see cref="CanStepInPlace"/> runs only); made on first use and kept with the run, as are a chunked run's
+    /// whole-batch buffers, which what reads or writes the run in place (<see cref="WriteSample"/>, a ControlNet's
+    /// binding) needs first.
     /// </summary>
     internal DeviceLatents StepInPlace(DeviceGraphs graphs, UNet unet, bool guided)
     {
@@ -384,10 +386,7 @@ internal sealed class UNetRun : IDisposable
         return _inPlace;
     }
 
-    /// <summary>
-    /// A chunked run's whole-batch buffers, made when it is first stepped in place (or its ControlNets bound there);
-    /// this request's conditions are written to them.
-    /// </summary>
+    /// <summary>A chunked run's whole-batch buffers, made when it is first stepped in place; this request's conditions are written to them.</summary>
     private void EnsureBatchBuffers()
     {
         if (!Chunked || _batchSample is not null)
@@ -446,14 +445,7 @@ internal sealed class UNetRun : IDisposable
     }
 
     /// <summary>The whole batch's sample input: the bound one, or a chunked run's batch of which chunks are copied there.</summary>
-    private BoundTensor BatchSample
-    {
-        get
-        {
-            EnsureBatchBuffers();
-            return Chunked ? _batchSample! : _sample;
-        }
-    }
+    private BoundTensor BatchSample => Chunked ? _batchSample ?? throw NotInPlace() : _sample;
 
     /// <summary>The whole batch's sample input where it is bound (device or host memory).</summary>
     internal OrtValue SampleValue => BatchSample.Value;
@@ -489,14 +481,10 @@ internal sealed class UNetRun : IDisposable
     internal long[] ResidualShape(int residual) => BatchResiduals[residual].Shape;
 
     /// <summary>The whole batch's residual inputs, where a ControlNet sum in place writes: the bound ones, or a chunked run's.</summary>
-    private BoundTensor[] BatchResiduals
-    {
-        get
-        {
-            EnsureBatchBuffers();
-            return Chunked ? _batchResiduals : _residuals;
-        }
-    }
+    private BoundTensor[] BatchResiduals => Chunked ? (_batchSample is null ? throw NotInPlace() : _batchResiduals) : _residuals;
+
+    private static InvalidOperationException NotInPlace() =>
+        new("A chunked UNet run has whole-batch buffers only once it steps in place (StepInPlace).");
 
     /// <summary>Residual inputs were written where they are bound: a later run without ControlNets must zero them.</summary>
     internal void ResidualsWrittenInPlace() => _residualsZero = false;
