@@ -219,12 +219,10 @@ internal sealed class Measurements(BenchOptions o, Report report)
         var variant = pipeline.Variants.Single(v => v.Loras.Equals(set));
         report.Line($"lora: first request with it {firstMs:F0} ms (merge and sessions); then {Median(withLora):F1} ms per request with it, " +
             $"{Median(plain):F1} ms without; overrides {variant.OverrideBytes / 1048576.0:F1} MiB in {string.Join(", ", variant.Components)}; GPU memory used {Gpu.UsedMiB()} MiB");
-        Compare("lora: overrides vs merged weights written in", new Dictionary<int, IReadOnlyList<GeneratedImage>> { [1] = expected },
-            new Dictionary<int, IReadOnlyList<GeneratedImage>> { [1] = first });
+        Compare("lora: overrides vs merged weights written in", 1, expected, first);
         if (plainImages is not null)
         {
-            Compare("lora: plain vs with the LoRA (must differ)", new Dictionary<int, IReadOnlyList<GeneratedImage>> { [1] = plainImages },
-                new Dictionary<int, IReadOnlyList<GeneratedImage>> { [1] = first });
+            Compare("lora: plain vs with the LoRA (must differ)", 1, plainImages, first);
         }
         report.Set("lora", new JsonObject
         {
@@ -489,12 +487,15 @@ internal sealed class Measurements(BenchOptions o, Report report)
     /// <summary>How far two renders of the same requests are apart, pixel by pixel.</summary>
     public void Compare(string label, IReadOnlyDictionary<int, IReadOnlyList<GeneratedImage>> a, IReadOnlyDictionary<int, IReadOnlyList<GeneratedImage>> b)
     {
-        foreach (int batch in a.Keys.Intersect(b.Keys).Order())
-        {
-            var (identical, max, mean) = Difference(a[batch], b[batch]);
-            report.Line($"{label} B={batch}: {identical}/{a[batch].Count} images byte-identical; pixel difference max {max}, mean {mean:F3} levels");
-            report.Set($"{label} b{batch}", new JsonObject { ["identical"] = identical, ["max_levels"] = max, ["mean_levels"] = mean });
-        }
+        foreach (int batch in a.Keys.Intersect(b.Keys).Order()) Compare(label, batch, a[batch], b[batch]);
+    }
+
+    /// <summary>How far two renders of the same batch of <paramref name="batch"/> images are apart, pixel by pixel.</summary>
+    public void Compare(string label, int batch, IReadOnlyList<GeneratedImage> a, IReadOnlyList<GeneratedImage> b)
+    {
+        var (identical, max, mean) = Difference(a, b);
+        report.Line($"{label} B={batch}: {identical}/{a.Count} images byte-identical; pixel difference max {max}, mean {mean:F3} levels");
+        report.Set($"{label} b{batch}", new JsonObject { ["identical"] = identical, ["max_levels"] = max, ["mean_levels"] = mean });
     }
 
     private static (int Identical, int Max, double Mean) Difference(IReadOnlyList<GeneratedImage> a, IReadOnlyList<GeneratedImage> b)
