@@ -124,7 +124,7 @@ public sealed partial class StableDiffusionPipeline
     {
         if (!_loadedControlNets.TryGetValue(name, out var net))
         {
-            var component = OnnxComponent.Open(_controlNetLibrary!.Directory, name, _options);
+            var component = OnnxComponent.Open(_controlNetLibrary!.Directory, name, ExecutionProviders.WithoutCudaGraph(_options));
             try
             {
                 net = new ControlNet(component);
@@ -149,7 +149,7 @@ public sealed partial class StableDiffusionPipeline
         }
         var placement = ExecutionProviders.IsCpu(_options)
             ? UNetPlacement.Host
-            : UNetPlacement.OnDevice(_options.DeviceId, ExecutionProviders.UsesCudaGraph(_options));
+            : UNetPlacement.OnDevice(_options.DeviceId, ExecutionProviders.CapturesCudaGraph(_options, ControlNetUNetComponent));
         var component = OnnxComponent.Open(ModelDirectory, ControlNetUNetComponent, _options);
         try
         {

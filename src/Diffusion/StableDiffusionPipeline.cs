@@ -197,7 +197,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
 
             var placement = ExecutionProviders.IsCpu(options)
                 ? UNetPlacement.Host
-                : UNetPlacement.OnDevice(options.DeviceId, ExecutionProviders.UsesCudaGraph(options));
+                : UNetPlacement.OnDevice(options.DeviceId, ExecutionProviders.CapturesCudaGraph(options, "unet"));
             string[] encoders = !Has("text_encoder_2") ? ["text_encoder"] : refinerLayout ? ["text_encoder_2"] : ["text_encoder", "text_encoder_2"];
             bool xl = encoders.Contains("text_encoder_2"); // SDXL conditioning: penultimate states, pooled text_embeds
             var variants = Track(new ModelVariants(modelDirectory, options, extensions ?? ModelExtensions.None, encoders, placement), disposables);

@@ -51,6 +51,13 @@ public class ProviderOptionsTests(PresetModels models) : IClassFixture<PresetMod
         Assert.Equal(("0", "1", "1"), (unet["use_tf32"], unet["prefer_nhwc"], unet["enable_cuda_graph"]));
         Assert.Equal("0", ExecutionProviders.CudaProviderOptions(options, "vae_decoder")["enable_cuda_graph"]);
         Assert.True(ExecutionProviders.UsesCudaGraph(options));
+        // The session and the UNet run's placement follow one rule: a ControlNet-taking UNet is not captured, so its runs
+        // are not kept as captured ones; a library entry (ControlNet, upscaler) never captures, whatever its folder's name.
+        Assert.True(ExecutionProviders.CapturesCudaGraph(options, "unet"));
+        Assert.False(ExecutionProviders.CapturesCudaGraph(options, StableDiffusionPipeline.ControlNetUNetComponent));
+        Assert.Equal("0", ExecutionProviders.CudaProviderOptions(options, StableDiffusionPipeline.ControlNetUNetComponent)["enable_cuda_graph"]);
+        Assert.Equal("0", ExecutionProviders.CudaProviderOptions(ExecutionProviders.WithoutCudaGraph(options), "unet")["enable_cuda_graph"]);
+        Assert.False(ExecutionProviders.CapturesCudaGraph(options with { ExecutionProvider = "tensorrt" }, "unet"));
 
         var defaults = ExecutionProviders.CudaProviderOptions(new DiffusionOptions { ExecutionProvider = "cuda" }, "unet");
         Assert.Equal(("0", "EXHAUSTIVE", "1", "0"), (defaults["device_id"], defaults["cudnn_conv_algo_search"], defaults["use_tf32"], defaults["enable_cuda_graph"]));

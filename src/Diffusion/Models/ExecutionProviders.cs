@@ -24,6 +24,20 @@ internal static class ExecutionProviders
     public static bool UsesCudaGraph(DiffusionOptions options) => Provider(options) == "cuda" && options.Cuda.CudaGraph;
 
     /// <summary>
+    /// Whether <paramref name="component"/>'s session captures CUDA graphs: the model's own UNet alone, the one run per
+    /// step whose tensors the pipeline binds to fixed device buffers. The session's provider options and the UNet run's
+    /// placement both follow this one rule: a run that is not captured must not be kept as if it were (nor sent a graph id).
+    /// A ControlNet-taking UNet (controlnet/) is not captured: nothing has measured it on a GPU yet.
+    /// </summary>
+    public static bool CapturesCudaGraph(DiffusionOptions options, string component) => UsesCudaGraph(options) && component == "unet";
+
+    /// <summary>
+    /// <paramref name="options"/> for sessions that must never capture, whatever their component is called: a
+    /// ControlNet of the library, whose folder a user may have named "unet".
+    /// </summary>
+    public static DiffusionOptions WithoutCudaGraph(DiffusionOptions options) => options with { Cuda = options.Cuda with { CudaGraph = false } };
+
+    /// <summary>
     /// Whether sessions may take replaced initializers (LoRA, embeddings): CPU and CUDA use them; TensorRT compiles
     /// its engines from the graph's own weights and caches them by graph, so it would silently ignore them.
     /// </summary>
@@ -35,7 +49,7 @@ internal static class ExecutionProviders
     /// </summary>
     public static DiffusionOptions ForDeviceGraphs(DiffusionOptions options) => IsCpu(options)
         ? options
-        : options with { ExecutionProvider = "cuda", Cuda = options.Cuda with { CudaGraph = false } };
+        : WithoutCudaGraph(options) with { ExecutionProvider = "cuda" };
 
     private static string Provider(DiffusionOptions options) => (options.ExecutionProvider ?? "cpu").Trim().ToLowerInvariant();
 
@@ -113,8 +127,8 @@ internal static class ExecutionProviders
         options.PrepackWeights ? new Dictionary<string, string>() : new Dictionary<string, string> { ["session.disable_prepacking"] = "1" };
 
     /// <summary>
-    /// ONNX Runtime's CUDA provider options for <paramref name="component"/>. Only the UNet captures CUDA graphs:
-    /// it is the one run per step, and the one the pipeline binds to fixed device buffers.
+    /// ONNX Runtime's CUDA provider options for <paramref name="component"/>; only the UNet captures CUDA graphs
+    /// (<see cref="CapturesCudaGraph"/>).
     /// </summary>
     public static Dictionary<string, string> CudaProviderOptions(DiffusionOptions options, string component)
     {
@@ -126,7 +140,7 @@ internal static class ExecutionProviders
             ["cudnn_conv_use_max_workspace"] = cuda.MaxConvWorkspace ? "1" : "0",
             ["use_tf32"] = cuda.Tf32 ? "1" : "0",
             ["prefer_nhwc"] = cuda.PreferNhwc ? "1" : "0",
-            ["enable_cuda_graph"] = cuda.CudaGraph && component == "unet" ? "1" : "0",
+            ["enable_cuda_graph"] = CapturesCudaGraph(options, component) ? "1" : "0",
         };
         if (cuda.MemoryLimitBytes > 0)
         {

@@ -56,9 +56,10 @@ internal static unsafe class CudaRuntime
 
     public static void Free(IntPtr pointer)
     {
-        if (pointer != IntPtr.Zero)
+        if (pointer != IntPtr.Zero && Functions.Value.Free(pointer) != 0)
         {
-            Functions.Value.Free(pointer);
+            // Nothing to do about it on the way out, but the error must not stay pending for ONNX Runtime to find.
+            Functions.Value.GetLastError();
         }
     }
 
@@ -115,11 +116,17 @@ internal static unsafe class CudaRuntime
 
     private const int ErrorMemoryAllocation = 2; // cudaErrorMemoryAllocation
 
-    /// <summary>A failed call is the device's fault, or out of memory (a smaller batch may fit): the farm treats them apart.</summary>
+    /// <summary>
+    /// A failed call is the device's fault, or out of memory (a smaller batch may fit): the farm treats them apart. The
+    /// failure is cleared from the thread's last error first: ONNX Runtime's CUDA kernels check cudaGetLastError after
+    /// each launch on this same thread (the model thread), so a pending cudaMalloc failure would fail the next model
+    /// run, the smaller batch's retry included, even with memory to spare.
+    /// </summary>
     private static void Check(int status, string what)
     {
         if (status != 0)
         {
+            Functions.Value.GetLastError();
             var text = Marshal.PtrToStringAnsi(Functions.Value.GetErrorString(status)) ?? "unknown error";
             throw new GenerationFailedException(status == ErrorMemoryAllocation ? GenerationFailureKind.OutOfMemory : GenerationFailureKind.Device,
                 $"{what} failed: CUDA error {status} ({text}).");

@@ -21,7 +21,8 @@ public sealed class UpscalerLibrary : IDisposable
     public UpscalerLibrary(string directory, DiffusionOptions? options = null, UpscaleTiling? tiling = null)
     {
         Directory = Path.GetFullPath(directory);
-        _options = options ?? new DiffusionOptions();
+        // Never captured as a CUDA graph, even in a folder a user named "unet": upscalers run on host tiles.
+        _options = ExecutionProviders.WithoutCudaGraph(options ?? new DiffusionOptions());
         if (_options.ExecutionProvider == "tensorrt") _options = _options with { ExecutionProvider = "cuda" };
         Tiling = tiling ?? new UpscaleTiling();
         if (Tiling.Problem() is { } problem) throw new ArgumentException(problem, nameof(tiling));
