@@ -5,7 +5,7 @@ internal sealed record BenchOptions(string Preset, string Directory, string Prov
     int[] Batches, int Reps, string? Fp32Preset, string CastControlNetPreset, string? JsonPath, IReadOnlySet<string> Sections)
 {
     /// <summary>Every section, in the order they run; --sections picks some.</summary>
-    public static readonly string[] AllSections = ["default", "graph", "hoststep", "controlnet", "bare", "schedulers", "requests", "controlnetcast", "fixedbatch", "lora", "batching", "determinism", "fp32"];
+    public static readonly string[] AllSections = ["default", "graph", "hoststep", "cpureference", "controlnet", "bare", "schedulers", "requests", "controlnetcast", "fixedbatch", "lora", "batching", "determinism", "fp32"];
 
     public bool Runs(string section) => Sections.Contains(section);
 

@@ -240,16 +240,8 @@ internal sealed class Measurements(BenchOptions o, Report report)
     /// </summary>
     public async Task CompareImageRequestsAsync(string directory, DiffusionOptions baseline)
     {
-        int size = o.Size, steps = Math.Min(o.Steps, 20);
-        var gradient = new byte[size * size * 3];
-        var mask = new byte[size * size * 3];
-        for (int i = 0; i < gradient.Length; i++)
-        {
-            int x = i / 3 % size, y = i / 3 / size;
-            gradient[i] = (byte)((i % 3 == 0 ? x : i % 3 == 1 ? y : x + y) * 255 / (2 * size));
-            mask[i] = (byte)(x < size / 2 ? 255 : 0); // repaint the left half
-        }
-        byte[] init = PngEncoder.Encode(gradient, size, size), maskPng = PngEncoder.Encode(mask, size, size);
+        int steps = Math.Min(o.Steps, 20);
+        var (init, maskPng) = InitAndMask(o.Size);
         await CompareStepPlacesAsync(directory, baseline,
         [
             ("request img2img", Request(2, 13) with { Steps = steps, InitImage = init, Strength = 0.6f }),
@@ -257,6 +249,129 @@ internal sealed class Measurements(BenchOptions o, Report report)
             ("request previews", Request(2, 15) with { Steps = steps, Previews = true, PreviewEvery = 5 }),
             ("request hires", Request(2, 16) with { Steps = steps, Hires = new HiresFix(1.5f, 0.5f) }),
         ]);
+    }
+
+    /// <summary>An init image (a colour gradient) and an inpainting mask (repaint the left half), <paramref name="size"/>² PNGs.</summary>
+    private static (byte[] Init, byte[] Mask) InitAndMask(int size)
+    {
+        var gradient = new byte[size * size * 3];
+        var mask = new byte[size * size * 3];
+        for (int i = 0; i < gradient.Length; i++)
+        {
+            int x = i / 3 % size, y = i / 3 / size;
+            gradient[i] = (byte)((i % 3 == 0 ? x : i % 3 == 1 ? y : x + y) * 255 / (2 * size));
+            mask[i] = (byte)(x < size / 2 ? 255 : 0);
+        }
+        return (PngEncoder.Encode(gradient, size, size), PngEncoder.Encode(mask, size, size));
+    }
+
+    /// <summary>Tiny presets the CPU reference renders: float32, float16, fused attention, an int64 timestep.</summary>
+    public static readonly string[] CpuReferencePresets = ["tiny", "tiny-fp16", "tiny-mha", "tiny-int64-timestep"];
+
+    /// <summary>
+    /// The same requests on this device and on the CPU provider, for tiny models written beside the preset's (an SD 1.5
+    /// UNet would take minutes a request on the CPU). Every other section compares the device with itself: a fault both
+    /// of its paths share, such as a per-step input that ONNX Runtime copied once when it was bound (an input it places
+    /// on the CPU), or a float16 cast done wrong, shows only against the CPU provider, which the test suites hold to the
+    /// host step and to diffusers. Each request with the step on the device and on the host, against the CPU's host
+    /// step; for scale, the CPU's image against its own with another seed (an unrelated image of the same prompt).
+    /// </summary>
+    public async Task CompareWithCpuAsync(string directory, DiffusionOptions device)
+    {
+        const int size = 64;
+        var (init, _) = InitAndMask(size);
+        GenerationRequest Tiny(string scheduler, int seed) => new(
+            [new ImagePrompt("a photograph of an astronaut riding a horse", "blurry", seed), new ImagePrompt("a lighthouse at dusk", "", seed + 1)],
+            size, size, 8, 7.5f, scheduler);
+        var requests = new (string Name, GenerationRequest Request)[]
+        {
+            ("euler", Tiny("euler", 21)),
+            ("euler_a img2img", Tiny("euler_a", 23) with { InitImage = init, Strength = 0.7f }),
+        };
+        foreach (var preset in CpuReferencePresets)
+        {
+            var tinyDirectory = directory + "-" + preset;
+            EnsureModel(preset, tinyDirectory);
+            async Task<IReadOnlyList<GeneratedImage>[]> Render(DiffusionOptions options, int seedOffset = 0)
+            {
+                using var pipeline = StableDiffusionPipeline.Load(tinyDirectory, options);
+                var images = new IReadOnlyList<GeneratedImage>[requests.Length];
+                for (int r = 0; r < requests.Length; r++)
+                {
+                    var request = requests[r].Request;
+                    images[r] = await pipeline.GenerateAsync(request with { Images = request.Images.Select(i => i with { Seed = i.Seed + seedOffset }).ToArray() });
+                }
+                return images;
+            }
+            ProbeUNetTimestep(preset, tinyDirectory, device);
+            var cpu = await Render(new DiffusionOptions { ExecutionProvider = "cpu", StepOnDevice = false });
+            var otherSeed = await Render(new DiffusionOptions { ExecutionProvider = "cpu", StepOnDevice = false }, seedOffset: 100);
+            // The step on the device only where it worked in the sections before (they may have fallen back to the host).
+            var onDevice = device.StepOnDevice == true ? await Render(device) : null;
+            var hostStep = await Render(device with { StepOnDevice = false });
+            for (int r = 0; r < requests.Length; r++)
+            {
+                var (_, hostMax, hostMean) = Difference(hostStep[r], cpu[r]);
+                var (_, _, unrelated) = Difference(otherSeed[r], cpu[r]);
+                string name = $"cpu reference {preset} {requests[r].Name}";
+                var json = new JsonObject { ["host_step_max_levels"] = hostMax, ["host_step_mean_levels"] = hostMean, ["other_seed_mean_levels"] = unrelated };
+                string deviceText = "step on the device not run";
+                if (onDevice is not null)
+                {
+                    var (_, deviceMax, deviceMean) = Difference(onDevice[r], cpu[r]);
+                    deviceText = $"step on the device max {deviceMax} mean {deviceMean:F3} levels";
+                    json["device_step_max_levels"] = deviceMax;
+                    json["device_step_mean_levels"] = deviceMean;
+                }
+                report.Line($"{name} B=2: against the CPU, {deviceText}, host step max {hostMax} mean {hostMean:F3}; another seed on the CPU, for scale: mean {unrelated:F3}");
+                report.Set(name, json);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The UNet alone, bound as the pipeline binds it (<see cref="UNetRun"/>), on this device and on the CPU, at timesteps
+    /// 999 and 500 in turn, six runs (a CUDA graph is captured after the first ones and replayed after): its last two
+    /// outputs against the CPU's, relative to how far the CPU's two outputs are apart. Both step paths bind the UNet's
+    /// timestep to one device buffer, so a timestep the device stopped reading (ONNX Runtime copies a bound input once,
+    /// when bound, to where it placed its first reader) would show only here: the 500 output then equals the 999 one
+    /// and its error is about 1 on this scale; a rendered tiny image barely moves (3 levels at most).
+    /// </summary>
+    private void ProbeUNetTimestep(string preset, string directory, DiffusionOptions device)
+    {
+        double[] timesteps = [999, 500, 999, 500, 999, 500];
+        var random = new Random(5);
+        float[] Randoms(long count) => Enumerable.Range(0, checked((int)count)).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        float[]? sample = null, hidden = null;
+        List<float[]> Outputs(DiffusionOptions options)
+        {
+            using var component = OnnxComponent.Open(directory, "unet", options);
+            var placement = options.ExecutionProvider == "cpu" ? UNetPlacement.Host
+                : UNetPlacement.OnDevice(options.DeviceId, ExecutionProviders.CapturesCudaGraph(options, "unet"));
+            using var unet = new UNet(component, placement);
+            const int rows = 2, latent = 8;
+            int channels = unet.InChannels ?? 4, width = unet.HiddenSize ?? 32;
+            sample ??= Randoms((long)rows * channels * latent * latent);
+            hidden ??= Randoms((long)rows * 77 * width);
+            var run = unet.Prepare(rows, channels, latent, latent, [new UNetCondition(unet.HiddenName, hidden, [77, width])]);
+            using var runOptions = new RunOptions();
+            return timesteps.Select(t =>
+            {
+                var output = new float[rows * run.OutputPerRow];
+                run.Run(sample, t, output, runOptions);
+                return output;
+            }).ToList();
+        }
+        static double Relative(float[] a, float[] b) =>
+            Math.Sqrt(a.Zip(b, (x, y) => (double)(x - y) * (x - y)).Sum() / Math.Max(1e-30, b.Sum(y => (double)y * y)));
+        var cpu = Outputs(new DiffusionOptions { ExecutionProvider = "cpu" });
+        var onDevice = Outputs(device);
+        double apart = Relative(cpu[^1], cpu[^2]);
+        double at999 = Relative(onDevice[^2], cpu[^2]) / apart, at500 = Relative(onDevice[^1], cpu[^1]) / apart;
+        bool repeats = onDevice[^2].AsSpan().SequenceEqual(onDevice[0]);
+        report.Line($"unet timestep {preset}: this device against the CPU, in units of the CPU's own 999-to-500 change ({apart:E2} relative): " +
+            $"t=999 {at999:E2}, t=500 {at500:E2} (about 1 if the device ignored the new timestep); its sixth run equals its first: {repeats}");
+        report.Set($"unet timestep {preset}", new JsonObject { ["cpu_999_to_500_relative"] = apart, ["t999_error"] = at999, ["t500_error"] = at500, ["repeats"] = repeats });
     }
 
     /// <summary>

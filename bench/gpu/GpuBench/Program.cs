@@ -2,7 +2,7 @@
 // failure is reported and the rest still measures; everything goes to stdout and, as JSON, to --json.
 //   GpuBench [--preset sd15-fp16] [--dir DIR] [--ep cuda|cpu] [--device 0] [--size 512] [--steps 30] [--batches 1,4,8]
 //            [--reps 3] [--fp32-preset sd15|none] [--cast-controlnet sd15] [--json FILE]
-//            [--sections default,graph,hoststep,controlnet,bare,schedulers,requests,controlnetcast,fixedbatch,lora,batching,determinism,fp32]
+//            [--sections default,graph,hoststep,cpureference,controlnet,bare,schedulers,requests,controlnetcast,fixedbatch,lora,batching,determinism,fp32]
 using System.Diagnostics;
 using System.Globalization;
 using Microsoft.ML.OnnxRuntime;
@@ -58,6 +58,8 @@ if (o.Runs("hoststep"))
         if ((graph ? graphImages : defaultImages) is { } onDevice) bench.Compare("host step vs step on the device", onDevice, images);
     });
 }
+// Tiny models on this device against the CPU provider: seconds, and the one check of what every device path shares.
+if (o.Runs("cpureference")) await report.Section("tiny models: this device against the CPU provider", () => bench.CompareWithCpuAsync(o.Directory, Measured()));
 Dictionary<int, IReadOnlyList<GeneratedImage>>? inPlace = null;
 if (o.Runs("controlnet"))
 {
