@@ -207,6 +207,8 @@ public sealed partial class StableDiffusionPipeline
             int width = hires.Width(request.Width), height = hires.Height(request.Height);
             if (width > ImageSizeRule.MaxSide || height > ImageSizeRule.MaxSide)
                 throw new ArgumentException($"Hires fix would render {width}x{height}; each side must be at most {ImageSizeRule.MaxSide}.", nameof(request.Hires));
+            CheckEngineSide(width, "The hires pass's width");
+            CheckEngineSide(height, "The hires pass's height");
             // A refiner continuing a base's hires pass (InitLatents) does not upscale: the base did.
             if (hires.Upscaler != UpscaleRule.Latent && _vaeEncoder is null && request.InitLatents is null)
                 throw new ArgumentException("This model directory has no vae_encoder, so hires fix can only upscale the latents (upscaler 'latent').", nameof(request.Hires));

@@ -222,7 +222,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
                     Component = stages.First(s => s.Encoder.HiddenStateNames.Count == 0).Encoder.Name,
                 };
             }
-            var prompts = new PromptEncoder(stages, penultimateByDefault: xl);
+            var prompts = new PromptEncoder(stages, penultimateByDefault: xl, ExecutionProviders.IsTensorRt(options) ? TensorRtProfiles.MaxWindows : null);
             variants.SetBase(new ModelVariant(LoraSet.Empty, prompts, unet, [], [], TimeSpan.Zero));
             return new StableDiffusionPipeline(modelDirectory, variants, vaeDecoder, previewDecoder, vaeEncoder, schedulerConfig, profile, options, latentChannels, guidanceDim,
                 disposables.OfType<OnnxComponent>().ToArray())
@@ -298,7 +298,9 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     public async Task WarmUpAsync(CancellationToken cancellationToken = default)
     {
         int scale = _profile.VaeScaleFactor;
-        int width = (_unet.StaticWidth ?? 8) * scale, height = (_unet.StaticHeight ?? 8) * scale;
+        // TensorRT engines take no side below their profile's smallest.
+        int smallest = ExecutionProviders.IsTensorRt(_options) ? _options.TensorRt.MinSize / scale : 8;
+        int width = (_unet.StaticWidth ?? smallest) * scale, height = (_unet.StaticHeight ?? smallest) * scale;
         var request = new GenerationRequest([new ImagePrompt("warm-up", "", 0)], width, height, Steps: 1, GuidanceScale: 7.5f, "euler", "warm-up");
         if (SupportsInitImages)
         {
@@ -765,6 +767,9 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// <summary>The LoRA variants loaded now, most recently used first, with the memory each takes.</summary>
     public IReadOnlyList<ModelVariantInfo> Variants => _variants.Info;
 
+    /// <summary>The plain model's prompt encoder.</summary>
+    internal PromptEncoder Prompts => _variants.Base.Prompts;
+
     /// <summary>
     /// Checks that this model can render <paramref name="loras"/> — every name in the library, made for this model's
     /// family, every key matching a weight of the right shape — reading only the LoRA files' headers.
@@ -893,6 +898,19 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             {
                 throw new ArgumentException($"This model only renders {name} {fixedSize * _profile.VaeScaleFactor}, not {value}.", name);
             }
+            CheckEngineSide(value, name);
+        }
+    }
+
+    /// <summary>
+    /// A side outside the TensorRT engines' profile fails in the engine at run time, where it would read as the device's
+    /// fault: it is refused here as bad input, naming the settings.
+    /// </summary>
+    private void CheckEngineSide(int value, string name)
+    {
+        if (ExecutionProviders.IsTensorRt(_options) && TensorRtProfiles.SideProblem(_options.TensorRt, value) is { } problem)
+        {
+            throw new ArgumentException($"{name} {value} is {problem}.", name);
         }
     }
 

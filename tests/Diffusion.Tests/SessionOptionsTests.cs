@@ -100,10 +100,56 @@ public class ProviderOptionsTests(PresetModels models) : IClassFixture<PresetMod
         Assert.StartsWith("input_ids:1x77", TensorRtProfiles.For("text_encoder", text.InputMetadata, trt).Min);
         Assert.Equal("latent_sample:4x4x96x96", TensorRtProfiles.For("vae_decoder", vae.InputMetadata, trt).Max);
 
-        var options = ExecutionProviders.TensorRtProviderOptions(new DiffusionOptions { DeviceId = 1, TensorRt = trt }, "unet", profile);
+        var unetFolder = Path.Combine(models.Directory("tiny"), "unet");
+        var options = ExecutionProviders.TensorRtProviderOptions(new DiffusionOptions { DeviceId = 1, TensorRt = trt }, "unet", profile, unetFolder);
         Assert.Equal(("1", "1", "1"), (options["device_id"], options["trt_fp16_enable"], options["trt_engine_cache_enable"]));
-        Assert.Equal(Path.Combine("/models/.trt", "unet"), options["trt_engine_cache_path"]);
+        Assert.Equal(ExecutionProviders.EngineCacheFolder("/models/.trt", "unet", unetFolder), options["trt_engine_cache_path"]);
         Assert.Equal(options["trt_engine_cache_path"], options["trt_timing_cache_path"]);
         Assert.Equal(profile.Max, options["trt_profile_max_shapes"]);
+
+        // The pipeline refuses exactly the sides the profile leaves out (a side outside it fails in the engine), and
+        // warms up at the smallest one it covers.
+        var sides = Enumerable.Range(1, 256).Select(k => 8 * k).ToArray();
+        int minLatent = int.Parse(profile.Min.Split(',')[0].Split('x')[2]), maxLatent = int.Parse(profile.Max.Split(',')[0].Split('x')[2]);
+        Assert.Equal(sides.Where(s => s / 8 >= minLatent && s / 8 <= maxLatent), sides.Where(s => TensorRtProfiles.SideProblem(trt, s) is null));
+        Assert.Contains("256 to 768", TensorRtProfiles.SideProblem(trt, 1024));
+    }
+
+    [Fact]
+    public void EachModelsComponentHasItsOwnTensorRtEngineCacheWhichAReExportInPlaceReplaces()
+    {
+        // ONNX Runtime names an engine by the graph's structure and the file's name, never its weights: two models of one
+        // architecture in one folder would load each other's engines.
+        using var copy = new ModelDirectoryCopy(models.Directory("tiny"));
+        string Folder(string model, string component) => ExecutionProviders.EngineCacheFolder("/cache", component, Path.Combine(model, component));
+
+        var unet = Folder(models.Directory("tiny"), "unet");
+        Assert.Equal(unet, Folder(models.Directory("tiny"), "unet"));
+        Assert.NotEqual(unet, Folder(copy.Directory, "unet"));
+        Assert.NotEqual(unet, Folder(models.Directory("tiny"), "vae_decoder"));
+        Assert.Equal("/cache", Path.GetDirectoryName(unet)); // one level: ONNX Runtime creates only the last folder
+
+        var before = Folder(copy.Directory, "unet");
+        File.SetLastWriteTimeUtc(Path.Combine(copy.Directory, "unet", "model.onnx"), DateTime.UtcNow.AddMinutes(5)); // exported again
+        Assert.NotEqual(before, Folder(copy.Directory, "unet"));
+    }
+
+    [Fact]
+    public void APromptLongerThanTheTensorRtProfilesWindowsIsRefusedAsBadInput()
+    {
+        using var pipeline = StableDiffusionPipeline.Load(models.Directory("tiny"));
+        // The pipeline's own encoder stages with the profile's limit, as a TensorRT worker's pipeline has them (not disposed: the pipeline owns the stages).
+        var limited = new RenderFarm.Diffusion.Prompts.PromptEncoder(pipeline.Prompts.Stages, penultimateByDefault: false, TensorRtProfiles.MaxWindows);
+        using var runOptions = new RunOptions();
+        var stage = pipeline.Prompts.Stages[0];
+        int Windows(string prompt) => stage.Tokenize(prompt).WindowCount(stage.Tokenizer);
+        var words = new List<string>();
+        while (Windows(string.Join(' ', words.Append("harbour"))) <= TensorRtProfiles.MaxWindows) words.Add("harbour");
+        var fits = string.Join(' ', words); // as many words as three windows of 75 tokens hold
+        limited.Encode([fits], clipSkip: 1, needPooled: false, runOptions);
+
+        var ex = Assert.Throws<ArgumentException>(() => limited.Encode(["a lighthouse", fits + " harbour"], clipSkip: 1, needPooled: false, runOptions));
+        Assert.Contains("at most 3 (225 tokens)", ex.Message);
+        Assert.Equal(GenerationFailureKind.Input, GenerationFailure.Classify(ex));
     }
 }

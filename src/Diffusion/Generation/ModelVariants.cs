@@ -221,7 +221,7 @@ internal sealed class ModelVariants : IDisposable
                     : plainStage);
             }
             var unet = changed.TryGetValue("unet", out var unetWeights) ? Wrap("unet", unetWeights, session => new UNet(session, _placement)) : plain.UNet;
-            var prompts = new PromptEncoder(stages, plain.Prompts.PenultimateByDefault);
+            var prompts = new PromptEncoder(stages, plain.Prompts.PenultimateByDefault, plain.Prompts.MaxWindows);
             return new ModelVariant(loras, prompts, unet, owned, wrappers, clock.Elapsed);
         }
         catch

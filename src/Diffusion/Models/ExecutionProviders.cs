@@ -20,6 +20,9 @@ internal static class ExecutionProviders
     /// <summary>Whether the sessions run on the CPU provider (bound inputs are then read in place, never copied).</summary>
     public static bool IsCpu(DiffusionOptions options) => Provider(options) == "cpu";
 
+    /// <summary>Whether the models run on TensorRT engines, which take only the shapes of their profiles (<see cref="TensorRtProfiles"/>).</summary>
+    public static bool IsTensorRt(DiffusionOptions options) => Provider(options) == "tensorrt";
+
     /// <summary>Whether the UNet runs with CUDA graphs (its inputs and outputs must then stay at fixed device addresses).</summary>
     public static bool UsesCudaGraph(DiffusionOptions options) => Provider(options) == "cuda" && options.Cuda.CudaGraph;
 
@@ -65,9 +68,10 @@ internal static class ExecutionProviders
     /// <summary>
     /// The session options of <paramref name="component"/>. <paramref name="inputs"/> gives the component's inputs
     /// when the provider needs them up front (TensorRT's shape profiles); it is only called then.
+    /// <paramref name="componentDirectory"/>: the folder of its model.onnx, which names its TensorRT engine cache.
     /// </summary>
     public static SessionOptions CreateSessionOptions(DiffusionOptions options, string component = "",
-        Func<IReadOnlyDictionary<string, NodeMetadata>>? inputs = null)
+        Func<IReadOnlyDictionary<string, NodeMetadata>>? inputs = null, string? componentDirectory = null)
     {
         Validate(options);
         var provider = Provider(options);
@@ -99,7 +103,7 @@ internal static class ExecutionProviders
                     Append(() =>
                     {
                         using var trt = new OrtTensorRTProviderOptions();
-                        trt.UpdateOptions(TensorRtProviderOptions(options, component, profile));
+                        trt.UpdateOptions(TensorRtProviderOptions(options, component, profile, componentDirectory));
                         sessionOptions.AppendExecutionProvider_Tensorrt(trt);
                     }, "TensorRT");
                     // Nodes TensorRT cannot take fall back to CUDA, then CPU.
@@ -152,7 +156,8 @@ internal static class ExecutionProviders
     }
 
     /// <summary>ONNX Runtime's TensorRT provider options for <paramref name="component"/> (shape profile from <paramref name="profile"/>).</summary>
-    public static Dictionary<string, string> TensorRtProviderOptions(DiffusionOptions options, string component, TensorRtProfile? profile)
+    public static Dictionary<string, string> TensorRtProviderOptions(DiffusionOptions options, string component, TensorRtProfile? profile,
+        string? componentDirectory = null)
     {
         var trt = options.TensorRt;
         var result = new Dictionary<string, string>
@@ -162,8 +167,7 @@ internal static class ExecutionProviders
         };
         if (!string.IsNullOrWhiteSpace(trt.CacheDirectory))
         {
-            // One folder per component, so engines of the text encoder, UNet and VAE never collide.
-            var folder = Path.Combine(trt.CacheDirectory, string.IsNullOrEmpty(component) ? "model" : component);
+            var folder = EngineCacheFolder(trt.CacheDirectory, component, componentDirectory);
             result["trt_engine_cache_enable"] = "1";
             result["trt_engine_cache_path"] = folder;
             result["trt_timing_cache_enable"] = "1";
@@ -180,6 +184,30 @@ internal static class ExecutionProviders
             result["trt_profile_max_shapes"] = profile.Max;
         }
         return result;
+    }
+
+    /// <summary>
+    /// The engine and timing cache folder of one model's component. ONNX Runtime names an engine by a hash of the graph's
+    /// structure and of the file's name (model.onnx, for every component of every model), never of its weights: two
+    /// models of one architecture sharing a folder would load each other's engines, weights and all. So each component
+    /// of each model has its own, named for the model's folder and the component and by a fingerprint of the component's
+    /// files (path, names, sizes, times): a model exported again in place builds anew. One level below the cache
+    /// directory, which the worker creates: ONNX Runtime creates only the last folder of the path.
+    /// </summary>
+    internal static string EngineCacheFolder(string cacheDirectory, string component, string? componentDirectory)
+    {
+        if (componentDirectory is null)
+        {
+            return Path.Combine(cacheDirectory, string.IsNullOrEmpty(component) ? "model" : component);
+        }
+        var folder = new DirectoryInfo(componentDirectory);
+        var fingerprint = new System.Text.StringBuilder(folder.FullName);
+        foreach (var file in folder.EnumerateFiles().OrderBy(f => f.Name, StringComparer.Ordinal))
+        {
+            fingerprint.Append('\n').Append(file.Name).Append(' ').Append(file.Length).Append(' ').Append(file.LastWriteTimeUtc.Ticks);
+        }
+        var hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(fingerprint.ToString())))[..12];
+        return Path.Combine(cacheDirectory, $"{folder.Parent?.Name ?? "model"}.{folder.Name}.{hash}");
     }
 
     private static void AppendCuda(SessionOptions sessionOptions, Dictionary<string, string> providerOptions) =>

@@ -120,7 +120,7 @@ internal sealed class OnnxComponent : IDisposable
                     Component = component,
                 };
             }
-            using var sessionOptions = ExecutionProviders.CreateSessionOptions(options, component, () => ReadInputs(path));
+            using var sessionOptions = ExecutionProviders.CreateSessionOptions(options, component, () => ReadInputs(path), System.IO.Path.GetDirectoryName(path));
             overrides?.AddTo(sessionOptions);
             return new OnnxComponent(component, path, new InferenceSession(path, sessionOptions), overrides);
         }

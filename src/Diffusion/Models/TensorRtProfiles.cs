@@ -7,19 +7,24 @@ namespace RenderFarm.Diffusion.Models;
 internal sealed record TensorRtProfile(string Min, string Optimal, string Max);
 
 /// <summary>
-/// TensorRT builds an engine per shape profile; without one it rebuilds (minutes for an SD UNet) whenever a shape
-/// leaves what it has seen. The profile covers what the pipeline sends: up to <see cref="TensorRtOptions.MaxBatch"/>
-/// images (UNet rows ×2 for CFG; prompt rows ×2 and up to three 75-token windows), image sides from
-/// <see cref="TensorRtOptions.MinSize"/> to <see cref="TensorRtOptions.MaxSize"/>. Static dimensions of the export
-/// are kept as they are.
+/// TensorRT builds an engine per shape profile, and a shape outside an explicit profile is an error at run time, not a
+/// rebuild. The profile covers what the pipeline sends: up to <see cref="TensorRtOptions.MaxBatch"/> images (UNet rows
+/// ×2 for CFG; prompt rows ×2 and up to <see cref="MaxWindows"/> 75-token windows), image sides from
+/// <see cref="TensorRtOptions.MinSize"/> to <see cref="TensorRtOptions.MaxSize"/>; the pipeline refuses a request
+/// beyond them as bad input (and warms up at the smallest size). Static dimensions of the export are kept as they are.
 /// </summary>
 internal static class TensorRtProfiles
 {
     /// <summary>Latent pixels per image pixel along each side (SD's VAE).</summary>
     private const int VaeFactor = 8;
 
-    /// <summary>Prompt windows a profile covers (75 tokens each); longer prompts fall outside it.</summary>
-    private const int MaxWindows = 3;
+    /// <summary>Prompt windows a profile covers (75 tokens each); the pipeline refuses longer prompts.</summary>
+    internal const int MaxWindows = 3;
+
+    /// <summary>Why an image side of <paramref name="side"/> pixels is outside the engines' profile; null when it is inside.</summary>
+    public static string? SideProblem(TensorRtOptions options, int side) => side < options.MinSize || side > options.MaxSize
+        ? $"outside what this worker's TensorRT engines take: {options.MinSize} to {options.MaxSize} (Farm:TensorRt:MinSize, MaxSize)"
+        : null;
 
     /// <summary>The profile of <paramref name="component"/> with these <paramref name="inputs"/>.</summary>
     public static TensorRtProfile For(string component, IReadOnlyDictionary<string, NodeMetadata> inputs, TensorRtOptions options)

@@ -66,11 +66,15 @@ internal sealed class TextEncoderStage(ClipTokenizer tokenizer, TextEncoder enco
 /// Turns prompts into UNet conditioning: A1111 attention weights, 75-token windows (every prompt of a request padded
 /// to the same number of windows, their encodings concatenated along the sequence), CLIP skip, and for SDXL both
 /// encoders' penultimate states concatenated along the hidden axis plus the second encoder's pooled text_embeds
-/// (of each prompt's first window).
+/// (of each prompt's first window). <paramref name="maxWindows"/>: the most windows the encoders take (TensorRT
+/// engines' profile), null for any.
 /// </summary>
-internal sealed class PromptEncoder(IReadOnlyList<TextEncoderStage> stages, bool penultimateByDefault) : IDisposable
+internal sealed class PromptEncoder(IReadOnlyList<TextEncoderStage> stages, bool penultimateByDefault, int? maxWindows = null) : IDisposable
 {
     public IReadOnlyList<TextEncoderStage> Stages => stages;
+
+    /// <summary>The most 75-token windows a prompt may take here, or null for any.</summary>
+    public int? MaxWindows => maxWindows;
 
     /// <summary>Whether the UNet is conditioned on the penultimate layer by default (SDXL).</summary>
     public bool PenultimateByDefault => penultimateByDefault;
@@ -81,6 +85,11 @@ internal sealed class PromptEncoder(IReadOnlyList<TextEncoderStage> stages, bool
     {
         var tokenized = stages.Select(s => prompts.Select(s.Tokenize).ToArray()).ToArray();
         int windows = stages.Select((s, i) => tokenized[i].Max(t => t.WindowCount(s.Tokenizer))).Max();
+        if (windows > maxWindows)
+        {
+            throw new ArgumentException(
+                $"A prompt of this request takes {windows} windows of 75 tokens; this worker's TensorRT engines take at most {maxWindows} ({maxWindows * 75} tokens).");
+        }
         int rows = prompts.Count;
 
         var hiddens = new List<(float[] Values, int Hidden)>();
