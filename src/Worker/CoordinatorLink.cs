@@ -16,15 +16,17 @@ namespace RenderFarm.Worker;
 /// </summary>
 public sealed class CoordinatorLink : BackgroundService
 {
-    private readonly Channel<WorkerMessage> _outbox = Channel.CreateBounded<WorkerMessage>(
+    private readonly Channel<Outgoing> _outbox = Channel.CreateBounded<Outgoing>(
         new BoundedChannelOptions(1024) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
+    // Reports that must reach the coordinator (SendAsync), queued or taken but not yet sent: what a stop waits for.
+    private int _mustDeliver;
     private readonly WorkerOptions _options;
     private readonly WorkerHello _hello;
     private readonly ModelWarmUp _warmUp;
     private readonly ModelCatalog _models;
     private readonly ILogger<CoordinatorLink> _logger;
     private readonly GrpcChannel _channel;
-    private WorkerMessage? _unsent;
+    private Outgoing? _unsent;
     private volatile bool _connected;
     private volatile bool _batchedResults;
     private volatile bool _directUploads;
@@ -116,19 +118,40 @@ public sealed class CoordinatorLink : BackgroundService
     public event Action? Released;
 
     /// <summary>Queues a report that must not be dropped (begin, image, end); waits while the outbox is full.</summary>
-    public ValueTask SendAsync(WorkerMessage message, CancellationToken cancellationToken) =>
-        _outbox.Writer.WriteAsync(message, cancellationToken);
+    public async ValueTask SendAsync(WorkerMessage message, CancellationToken cancellationToken)
+    {
+        Interlocked.Increment(ref _mustDeliver);
+        try
+        {
+            await _outbox.Writer.WriteAsync(new Outgoing(message, MustDeliver: true), cancellationToken);
+        }
+        catch
+        {
+            Interlocked.Decrement(ref _mustDeliver);
+            throw;
+        }
+    }
 
-    /// <summary>Queues a report that may be dropped under pressure (step progress).</summary>
-    public bool TrySend(WorkerMessage message) => _outbox.Writer.TryWrite(message);
+    /// <summary>Queues a report that may be dropped under pressure (step progress, status, heartbeats).</summary>
+    public bool TrySend(WorkerMessage message) => _outbox.Writer.TryWrite(new Outgoing(message, MustDeliver: false));
+
+    /// <summary>An outbox entry: the report, and whether it must reach the coordinator or may be dropped.</summary>
+    private readonly record struct Outgoing(WorkerMessage Message, bool MustDeliver);
 
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
-        // Let queued reports drain before the stream closes; the host's shutdown timeout bounds the wait.
+        // Let queued reports drain before the stream closes; the host's shutdown timeout bounds the wait. With none left
+        // that must arrive there is nothing to wait for: a stream that is up still sends the rest as it closes, and one
+        // that is down (the coordinator unreachable) must not hold the worker's exit for the whole drain grace period,
+        // reconnecting to deliver a status or a heartbeat.
         _outbox.Writer.TryComplete();
-        await Task.WhenAny(ExecuteTask ?? Task.CompletedTask, Task.Delay(Timeout.Infinite, cancellationToken));
+        if (HasUndelivered)
+            await Task.WhenAny(ExecuteTask ?? Task.CompletedTask, Task.Delay(Timeout.Infinite, cancellationToken));
         await base.StopAsync(cancellationToken);
     }
+
+    /// <summary>Whether reports that must arrive are still queued, or one taken from the queue was not sent before its stream broke.</summary>
+    private bool HasUndelivered => Volatile.Read(ref _mustDeliver) > 0;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -142,7 +165,7 @@ public sealed class CoordinatorLink : BackgroundService
         {
             // Shutting down while the stream was broken: the reports still queued are drained below.
         }
-        while (!_outbox.Reader.Completion.IsCompleted)
+        while (HasUndelivered)
         {
             try
             {
@@ -181,17 +204,19 @@ public sealed class CoordinatorLink : BackgroundService
                 if (_unsent is null)
                 {
                     if (!await _outbox.Reader.WaitToReadAsync(broken.Token)) break;
-                    if (!_outbox.Reader.TryRead(out _unsent)) continue;
+                    if (!_outbox.Reader.TryRead(out var next)) continue;
+                    _unsent = next;
                 }
-                // An upload request from before a reconnect: its grant is void (the asker was told null), and this
-                // stream's coordinator may not take uploads at all.
-                if (_unsent.KindCase == WorkerMessage.KindOneofCase.UploadRequest && !_grants.ContainsKey(_unsent.UploadRequest.RequestId))
-                    _unsent = null;
-                else if (_unsent.KindCase == WorkerMessage.KindOneofCase.Results && !_batchedResults)
-                    foreach (var image in ResultMessages.OneByOne(_unsent.Results)) await call.RequestStream.WriteAsync(image, broken.Token);
-                else
-                    await call.RequestStream.WriteAsync(_unsent, broken.Token);
+                var (unsent, mustDeliver) = _unsent.Value;
+                // An upload request from before a reconnect is dropped: its grant is void (the asker was told null), and
+                // this stream's coordinator may not take uploads at all.
+                bool voidUpload = unsent.KindCase == WorkerMessage.KindOneofCase.UploadRequest && !_grants.ContainsKey(unsent.UploadRequest.RequestId);
+                if (!voidUpload && unsent.KindCase == WorkerMessage.KindOneofCase.Results && !_batchedResults)
+                    foreach (var image in ResultMessages.OneByOne(unsent.Results)) await call.RequestStream.WriteAsync(image, broken.Token);
+                else if (!voidUpload)
+                    await call.RequestStream.WriteAsync(unsent, broken.Token);
                 _unsent = null;
+                if (mustDeliver) Interlocked.Decrement(ref _mustDeliver);
             }
             await call.RequestStream.CompleteAsync();
             await reading;

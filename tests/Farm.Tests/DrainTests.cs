@@ -60,6 +60,21 @@ public sealed class DrainTests
         await farm.Jobs.CancelJobAsync(new CancelJobRequest { JobId = job.JobId });
     }
 
+    [Fact]
+    public async Task AnIdleWorkerWhoseCoordinatorIsDownStopsAtOnceNotAfterItsGracePeriod()
+    {
+        await using var farm = await FarmCluster.StartAsync(workers: 0);
+        // Nothing listens at its coordinator's address: its stream keeps reconnecting, with no report to deliver.
+        await farm.StartWorkerAsync("worker-1", s =>
+        {
+            s["Farm:Coordinator"] = $"http://127.0.0.1:{RenderFarm.TestSupport.RedisServer.FreePort()}";
+            s["HostOptions:ShutdownTimeout"] = "00:10:00";
+        }, waitUntilConnected: false);
+
+        // The stop used to wait the whole grace period for a stream that could not come back to send nothing.
+        await farm.StopWorkerAsync("worker-1").WaitAsync(TimeSpan.FromMinutes(2));
+    }
+
     private static async Task<List<JobEvent>> EventsAsync(ProcessFarm farm, string jobId)
     {
         // Read what exists so far: a watch on an unfinished job would not end, so stop at a short deadline.
