@@ -1,4 +1,6 @@
 using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using RenderFarm.Diffusion.Tensors;
 using RenderFarm.Diffusion.Models;
 
 namespace RenderFarm.Diffusion.Tests;
@@ -98,6 +100,8 @@ public class ProviderOptionsTests(PresetModels models) : IClassFixture<PresetMod
         Assert.Equal("sample:2x4x64x64,timestep:2,encoder_hidden_states:2x77x32", profile.Optimal);
         Assert.Equal("sample:8x4x96x96,timestep:8,encoder_hidden_states:8x231x32", profile.Max);
         Assert.StartsWith("input_ids:1x77", TensorRtProfiles.For("text_encoder", text.InputMetadata, trt).Min);
+        // Every 75-token window a row of 77 tokens: negatives and positives of 4 images, 3 windows each.
+        Assert.Equal("input_ids:24x77", TensorRtProfiles.For("text_encoder", text.InputMetadata, trt).Max);
         Assert.Equal("latent_sample:4x4x96x96", TensorRtProfiles.For("vae_decoder", vae.InputMetadata, trt).Max);
 
         var unetFolder = Path.Combine(models.Directory("tiny"), "unet");
@@ -113,6 +117,55 @@ public class ProviderOptionsTests(PresetModels models) : IClassFixture<PresetMod
         int minLatent = int.Parse(profile.Min.Split(',')[0].Split('x')[2]), maxLatent = int.Parse(profile.Max.Split(',')[0].Split('x')[2]);
         Assert.Equal(sides.Where(s => s / 8 >= minLatent && s / 8 <= maxLatent), sides.Where(s => TensorRtProfiles.SideProblem(trt, s) is null));
         Assert.Contains("256 to 768", TensorRtProfiles.SideProblem(trt, 1024));
+    }
+
+    [Fact]
+    public void EveryShapeOfEveryTensorRtProfileIsOneTheModelRuns()
+    {
+        // TensorRT builds each engine at its profile's min, optimal and max shapes together: each set must be shapes the
+        // network takes, a UNet's ControlNet residuals at their own levels, a ControlNet's control image in pixels.
+        var trt = new TensorRtOptions { MaxBatch = 1, MinSize = 256, OptimalSize = 384, MaxSize = 512 };
+        var root = Directory.CreateTempSubdirectory("trt-profiles").FullName;
+        try
+        {
+            RenderFarm.ModelBuilder.ControlNetWriter.Write(RenderFarm.ModelBuilder.ModelPresets.Get("tiny"), Path.Combine(root, "canny"), 5);
+            var model = models.Directory("tiny-control");
+            var components = new[] { "unet", "controlnet", "text_encoder", "vae_decoder", "vae_encoder" }
+                .Select(c => (Name: c, Folder: Path.Combine(model, c))).Append(("canny", Path.Combine(root, "canny")));
+            int checkedResiduals = 0;
+            foreach (var (component, folder) in components)
+            {
+                using var session = new InferenceSession(Path.Combine(folder, "model.onnx"));
+                var profile = TensorRtProfiles.For(component, session.InputMetadata, trt, folder);
+                foreach (var shapes in new[] { profile.Min, profile.Optimal, profile.Max })
+                {
+                    var byName = shapes.Split(',').Select(e => e.Split(':')).ToDictionary(e => e[0], e => e[1].Split('x').Select(long.Parse).ToArray());
+                    checkedResiduals += byName.Keys.Count(ControlResiduals.IsResidualInput);
+                    var buffers = session.InputMetadata.Select(input => TensorBuffer.Create(input.Value.ElementDataType,
+                        byName.TryGetValue(input.Key, out var shape) ? shape : input.Value.Dimensions.Select(d => (long)d).ToArray())).ToList();
+                    try
+                    {
+                        foreach (var buffer in buffers.Where(b => b.ElementType is TensorElementType.Float or TensorElementType.Float16)) buffer.Fill(0.5);
+                        using var runOptions = new RunOptions();
+                        using var outputs = session.Run(runOptions, session.InputMetadata.Keys.ToArray(), buffers.Select(b => b.Value).ToArray(), session.OutputMetadata.Keys.ToArray());
+                        Assert.NotEmpty(outputs);
+                    }
+                    catch (OnnxRuntimeException e)
+                    {
+                        Assert.Fail($"{component} at {shapes}: {e.Message}");
+                    }
+                    finally
+                    {
+                        foreach (var buffer in buffers) buffer.Dispose();
+                    }
+                }
+            }
+            Assert.True(checkedResiduals > 0, "the controlnet UNet's residual inputs were profiled");
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
     }
 
     [Fact]

@@ -52,6 +52,23 @@ internal sealed record ControlResiduals(IReadOnlyList<ControlResidual> Down, Con
             Residual(MidName, levels[^1]));
     }
 
+    /// <summary>
+    /// Each residual input's level among <paramref name="inputNames"/> (by name), for the component in
+    /// <paramref name="componentDirectory"/>; empty when it takes none, null when their count fits no down path.
+    /// </summary>
+    public static IReadOnlyDictionary<string, int>? LevelsByName(IEnumerable<string> inputNames, string componentDirectory)
+    {
+        var names = inputNames.Where(IsResidualInput).ToArray();
+        if (names.Length == 0)
+        {
+            return new Dictionary<string, int>();
+        }
+        int count = names.Length - 1;
+        var folder = new DirectoryInfo(componentDirectory);
+        var levels = Levels(folder.Parent?.FullName ?? folder.FullName, folder.Name, count);
+        return levels is null ? null : names.ToDictionary(n => n, n => n == MidName ? levels[^1] : levels[int.Parse(n["down_block_".Length..^"_additional_residual".Length])]);
+    }
+
     /// <summary>Down residual k's level, then the mid block's; null when <paramref name="count"/> fits no down path.</summary>
     private static int[]? Levels(string modelDirectory, string component, int count)
     {

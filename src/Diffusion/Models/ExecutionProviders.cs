@@ -99,7 +99,7 @@ internal static class ExecutionProviders
                     break;
                 case "tensorrt":
                     Require("TensorrtExecutionProvider", "TensorRT", "build with -p:OnnxRuntimeFlavor=gpu (Microsoft.ML.OnnxRuntime.Gpu) and install TensorRT 10");
-                    var profile = inputs is null ? null : TensorRtProfiles.For(component, inputs(), options.TensorRt);
+                    var profile = inputs is null ? null : TensorRtProfiles.For(component, inputs(), options.TensorRt, componentDirectory);
                     Append(() =>
                     {
                         using var trt = new OrtTensorRTProviderOptions();

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
 
 namespace RenderFarm.Diffusion.Models;
 
@@ -26,12 +27,22 @@ internal static class TensorRtProfiles
         ? $"outside what this worker's TensorRT engines take: {options.MinSize} to {options.MaxSize} (Farm:TensorRt:MinSize, MaxSize)"
         : null;
 
-    /// <summary>The profile of <paramref name="component"/> with these <paramref name="inputs"/>.</summary>
-    public static TensorRtProfile For(string component, IReadOnlyDictionary<string, NodeMetadata> inputs, TensorRtOptions options)
+    /// <summary>
+    /// The profile of <paramref name="component"/> with these <paramref name="inputs"/>; <paramref name="componentDirectory"/>
+    /// (its model.onnx's folder) gives a UNet's ControlNet residual inputs their levels (its config.json).
+    /// </summary>
+    public static TensorRtProfile For(string component, IReadOnlyDictionary<string, NodeMetadata> inputs, TensorRtOptions options,
+        string? componentDirectory = null)
     {
+        // Each of min, optimal and max must be shapes the network takes together: a residual's sides are the latents'
+        // halved by its level, never a range of its own.
+        var levels = ControlResiduals.LevelsByName(inputs.Keys, componentDirectory ?? component)
+            ?? throw new ModelLoadException($"The {component}'s ControlNet residual inputs fit no down path of 2 layers per block; add its config.json.");
         var min = new List<string>();
         var optimal = new List<string>();
         var max = new List<string>();
+        // A component conditioned on text (a UNet, a ControlNet) runs CFG's two rows per image.
+        bool guided = inputs.ContainsKey("encoder_hidden_states");
         foreach (var (name, metadata) in inputs)
         {
             var dims = metadata.Dimensions;
@@ -42,7 +53,9 @@ internal static class TensorRtProfiles
             var shapes = new (int Min, int Optimal, int Max)[dims.Length];
             for (int axis = 0; axis < dims.Length; axis++)
             {
-                shapes[axis] = dims[axis] > 0 ? (dims[axis], dims[axis], dims[axis]) : Range(component, name, axis, options);
+                shapes[axis] = dims[axis] > 0 ? (dims[axis], dims[axis], dims[axis])
+                    : levels.TryGetValue(name, out int level) && axis >= 2 ? Halved(Range(component, name, axis, guided, options), level)
+                    : Range(component, name, axis, guided, options);
             }
             min.Add(Format(name, shapes.Select(s => s.Min)));
             optimal.Add(Format(name, shapes.Select(s => s.Optimal)));
@@ -51,23 +64,38 @@ internal static class TensorRtProfiles
         return new(string.Join(',', min), string.Join(',', optimal), string.Join(',', max));
     }
 
-    /// <summary>The range of one symbolic dimension, by the role the pipeline gives it.</summary>
-    private static (int Min, int Optimal, int Max) Range(string component, string input, int axis, TensorRtOptions options)
+    /// <summary>
+    /// The range of one symbolic dimension, by the role the pipeline gives it. Components are told apart by their
+    /// inputs where a name cannot tell: a ControlNet of the library is named for its folder.
+    /// </summary>
+    private static (int Min, int Optimal, int Max) Range(string component, string input, int axis, bool guided, TensorRtOptions options)
     {
         int images = options.MaxBatch;
         bool text = component.StartsWith("text_encoder", StringComparison.Ordinal);
-        bool pixels = component == "vae_encoder";
+        // Image pixels: the VAE encoder's input, a ControlNet's control image.
+        bool pixels = component == "vae_encoder" || input == "controlnet_cond";
+        (int Min, int Optimal, int Max) latent = (options.MinSize / VaeFactor, options.OptimalSize / VaeFactor, options.MaxSize / VaeFactor);
         return axis switch
         {
-            // Rows: text encoders take negatives and positives, every window a row; the UNet CFG's two rows per image.
+            // Rows: text encoders take negatives and positives, every window a row; UNets and ControlNets CFG's two rows per image.
             0 when text => (1, 2, 2 * images * MaxWindows),
-            0 when component == "unet" => (1, 2, 2 * images),
+            0 when guided => (1, 2, 2 * images),
             0 => (1, 1, images),
-            1 when text || input == "encoder_hidden_states" => (77, 77, 77 * MaxWindows),
+            // A text encoder takes each 75-token window as a row of 77 (its position embeddings have no more); the UNet
+            // and ControlNets take a prompt's windows' states concatenated.
+            1 when text => (77, 77, 77),
+            1 when input == "encoder_hidden_states" => (77, 77, 77 * MaxWindows),
             2 or 3 when pixels => (options.MinSize, options.OptimalSize, options.MaxSize),
-            2 or 3 => (options.MinSize / VaeFactor, options.OptimalSize / VaeFactor, options.MaxSize / VaeFactor),
+            2 or 3 => latent,
             _ => (1, 1, 1),
         };
+    }
+
+    /// <summary>A residual's sides at <paramref name="level"/> for each of the latents' (a stride-2 3×3 conv rounds up, as <see cref="ControlResidual.Side"/>).</summary>
+    private static (int Min, int Optimal, int Max) Halved((int Min, int Optimal, int Max) latent, int level)
+    {
+        var residual = new ControlResidual("", 1, level, TensorElementType.Float);
+        return (residual.Side(latent.Min), residual.Side(latent.Optimal), residual.Side(latent.Max));
     }
 
     private static string Format(string name, IEnumerable<int> dims) =>
