@@ -111,7 +111,8 @@ function main(repoRoot, published, overrides) {
     if (!tag) return errors.push(`${image} is not an NVIDIA CUDA image tag (nvidia/cuda:<x.y.z>-cudnn-runtime-<os>)`);
     if (tag.flavour !== "runtime") errors.push(`${image} is a ${tag.flavour} image; the worker needs the runtime one`);
     const cuda = majors(wants.cuda);
-    if (cuda.length !== 1) errors.push(`the providers NEED more than one CUDA major: ${need(wants.cuda)}`);
+    if (cuda.length === 0) errors.push("the providers NEED no CUDA runtime library (libcudart/libcublas): the check has nothing to compare");
+    else if (cuda.length > 1) errors.push(`the providers NEED more than one CUDA major: ${need(wants.cuda)}`);
     else if (cuda[0] !== tag.cuda)
       errors.push(`the providers NEED CUDA ${cuda[0]} (${need(wants.cuda)}) but ${image} is CUDA ${tag.cuda}: use an nvidia/cuda:${cuda[0]}.x.y-cudnn-runtime image`);
     if (tag.cudnn === null) errors.push(`${image} has no cuDNN (use a -cudnn-runtime- tag): ONNX Runtime's CUDA provider needs cuDNN`);
