@@ -57,7 +57,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-redis_port=$(free_port); coord_port=$(free_port); worker_port=$(free_port); web_port=$(free_port)
+mapfile -t ports < <(free_ports 4)
+redis_port=${ports[0]}; coord_port=${ports[1]}; worker_port=${ports[2]}; web_port=${ports[3]}
 echo "==> starting redis on 127.0.0.1:$redis_port" >&2
 redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$state" --appendonly yes --save "" >"$state/redis.log" 2>&1 &
 pids+=($!)

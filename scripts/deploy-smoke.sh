@@ -63,9 +63,9 @@ smoke() {
   mode=$1  # global: the exit trap names the failing mode
   local run="$scratch/$1"
   mkdir -p "$run"
-  redis_port=$(free_port); coord_port=$(free_port); worker_port=$(free_port)
-  # Metrics on ports of their own (compose gives both apps 9464, as separate containers may).
-  coord_metrics=$(free_port); worker_metrics=$(free_port)
+  # Metrics on ports of their own (compose gives both apps 9464, as separate containers may); s3rver's last.
+  local ports; mapfile -t ports < <(free_ports 6)
+  redis_port=${ports[0]}; coord_port=${ports[1]}; worker_port=${ports[2]}; coord_metrics=${ports[3]}; worker_metrics=${ports[4]}
   fs="$run/fs" # container paths (/data/results, /models/...) live under here
   rewrites=(--host "redis=127.0.0.1:$redis_port" --host "coordinator=127.0.0.1:$coord_port"
     --listen "coordinator=$coord_port" --listen "worker=$worker_port" --root "$fs")
@@ -74,7 +74,7 @@ smoke() {
     # The component's endpoint (minio...:9000) becomes a local s3rver with its bucket; its fixed key replaces the example's.
     local s3dir="$root/tests/Farm.Tests/Storage/s3server" s3_port
     [ -f "$s3dir/node_modules/s3rver/bin/s3rver.js" ] || (cd "$s3dir" && npm ci --no-audit --no-fund >"$run/npm.log" 2>&1)
-    s3_port=$(free_port)
+    s3_port=${ports[5]}
     echo "==> s3rver on 127.0.0.1:$s3_port"
     node "$s3dir/node_modules/s3rver/bin/s3rver.js" -d "$run/s3" -a 127.0.0.1 -p "$s3_port" --silent --no-vhost-buckets >"$run/s3rver.log" 2>&1 &
     pids+=($!)

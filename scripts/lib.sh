@@ -34,10 +34,35 @@ ensure_redis() {
   ensure_commands redis-server:redis-server python3:python3 curl:curl
 }
 
-# Prints a TCP port on 127.0.0.1 that nothing listens on.
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+# Prints N distinct TCP ports (one per line) that nothing is bound to, below the kernel's ephemeral range: a port the
+# kernel hands out (bind to port 0) is one an outgoing connection may take before the server that was to listen there
+# binds it (a redis-cli ping, say), and that server then fails with "address already in use".
+free_ports() {
+  python3 - "$1" <<'PY'
+import random, socket, sys
+try:
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except OSError:
+    low = 32768
+ports = []
+while len(ports) < int(sys.argv[1]):
+    port = random.randint(10000, low - 1 if low > 11000 else 65535)
+    if port in ports:
+        continue
+    s = socket.socket()
+    try:
+        s.bind(("0.0.0.0", port))
+        ports.append(port)
+    except OSError:
+        pass
+    finally:
+        s.close()
+print("\n".join(map(str, ports)))
+PY
 }
+
+# Prints one such port.
+free_port() { free_ports 1; }
 
 # Waits until a command succeeds, up to $1 seconds.
 wait_for() {
