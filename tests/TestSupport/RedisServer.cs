@@ -108,11 +108,48 @@ public sealed class RedisServer : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// A TCP port nothing is bound to, below the kernel's ephemeral range and never handed out before in this process.
+    /// A port from binding port 0 is an ephemeral one, which any outgoing connection made before the server binds it
+    /// may take (a Redis client's, say): the server then fails with "address already in use".
+    /// </summary>
     public static int FreePort()
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
+        int top = EphemeralLow > 11000 ? EphemeralLow - 1 : 65535;
+        while (true)
+        {
+            int port = Random.Shared.Next(10000, top + 1);
+            lock (HandedOut)
+            {
+                if (!HandedOut.Add(port)) continue;
+            }
+            try
+            {
+                using var listener = new TcpListener(IPAddress.Any, port);
+                listener.Start();
+                return port;
+            }
+            catch (SocketException)
+            {
+                // Bound already: try another.
+            }
+        }
+    }
+
+    private static readonly HashSet<int> HandedOut = [];
+
+    private static readonly int EphemeralLow = ReadEphemeralLow();
+
+    private static int ReadEphemeralLow()
+    {
+        try
+        {
+            return int.Parse(File.ReadAllText("/proc/sys/net/ipv4/ip_local_port_range").Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[0]);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
+        {
+            return 32768;
+        }
     }
 
     public async ValueTask DisposeAsync()

@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using Microsoft.Playwright;
 using RenderFarm.Client;
 using RenderFarm.Coordinator.Security;
@@ -35,7 +33,7 @@ public sealed class WebFarm : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        Web = $"http://127.0.0.1:{FreePort()}";
+        Web = $"http://127.0.0.1:{RedisServer.FreePort()}";
         // "Grpc" sorts before "Web", so the cluster's first address (its gRPC URL) stays the HTTP/2-only endpoint.
         Farm = await FarmCluster.StartAsync(workers: 0, configure: s =>
         {
@@ -106,10 +104,4 @@ public sealed class WebFarm : IAsyncLifetime
         return stdout.ToString().Trim().Split('\n')[^1].Trim();
     }
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 }
