@@ -147,9 +147,7 @@ public sealed partial class StableDiffusionPipeline
         {
             return _controlUnet;
         }
-        var placement = ExecutionProviders.IsCpu(_options)
-            ? UNetPlacement.Host
-            : UNetPlacement.OnDevice(_options.DeviceId, ExecutionProviders.CapturesCudaGraph(_options, ControlNetUNetComponent));
+        var placement = UNetPlacement.For(_options, ControlNetUNetComponent);
         var component = OnnxComponent.Open(ModelDirectory, ControlNetUNetComponent, _options);
         try
         {

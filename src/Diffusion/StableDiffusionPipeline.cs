@@ -195,9 +195,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             OnnxComponent Open(string component) => Track(OnnxComponent.Open(modelDirectory, component, options), disposables);
             bool Has(string component) => File.Exists(OnnxComponent.ModelPath(modelDirectory, component));
 
-            var placement = ExecutionProviders.IsCpu(options)
-                ? UNetPlacement.Host
-                : UNetPlacement.OnDevice(options.DeviceId, ExecutionProviders.CapturesCudaGraph(options, "unet"));
+            var placement = UNetPlacement.For(options, "unet");
             string[] encoders = !Has("text_encoder_2") ? ["text_encoder"] : refinerLayout ? ["text_encoder_2"] : ["text_encoder", "text_encoder_2"];
             bool xl = encoders.Contains("text_encoder_2"); // SDXL conditioning: penultimate states, pooled text_embeds
             var variants = Track(new ModelVariants(modelDirectory, options, extensions ?? ModelExtensions.None, encoders, placement), disposables);

@@ -42,6 +42,12 @@ internal sealed class Measurements(BenchOptions o, Report report)
 
     private static double Ms(TimeSpan t) => t.TotalMilliseconds;
 
+    /// <summary>Each component's runs and run time between two snapshots of the pipeline's statistics.</summary>
+    private static (string Component, long Runs, TimeSpan Time)[] Since(IReadOnlyList<ComponentStatistics>? after, IReadOnlyList<ComponentStatistics>? before) =>
+        (after ?? []).Select(a => (a, b: before?.FirstOrDefault(b => b.Component == a.Component)))
+            .Select(p => (p.a.Component, p.a.Runs - (p.b?.Runs ?? 0), p.a.RunTime - (p.b?.RunTime ?? TimeSpan.Zero)))
+            .ToArray();
+
     /// <summary>Time in the pipeline's own graphs on the device (the scheduler step, ControlNet sums).</summary>
     private static TimeSpan DeviceGraphTime(PipelineStatistics statistics) =>
         (statistics.DeviceGraphs ?? []).Aggregate(TimeSpan.Zero, (sum, g) => sum + g.RunTime);
@@ -76,16 +82,15 @@ internal sealed class Measurements(BenchOptions o, Report report)
                 times.Add(clock.Elapsed.TotalMilliseconds);
             }
             var after = pipeline.Statistics;
+            var ran = Since(after.Components, before.Components);
             double Per(string component, bool perRun)
             {
-                var a = after.Components.Single(c => c.Component == component);
-                var b = before.Components.Single(c => c.Component == component);
-                return Ms(a.RunTime - b.RunTime) / (perRun ? Math.Max(1, a.Runs - b.Runs) : reps);
+                var c = ran.Single(c => c.Component == component);
+                return Ms(c.Time) / (perRun ? Math.Max(1, c.Runs) : reps);
             }
             double unetCall = Per("unet", perRun: true);
             // A static-batch UNet runs a request's rows in several calls a step.
-            double unetCallsPerStep = (double)(after.Components.Single(c => c.Component == "unet").Runs
-                - before.Components.Single(c => c.Component == "unet").Runs) / (reps * o.Steps);
+            double unetCallsPerStep = (double)ran.Single(c => c.Component == "unet").Runs / (reps * o.Steps);
             double vae = Per("vae_decoder", perRun: false);
             double text = Per("text_encoder", perRun: false);
             double own = Ms(after.OwnWork - before.OwnWork) / reps;
@@ -304,8 +309,9 @@ internal sealed class Measurements(BenchOptions o, Report report)
                 return images;
             }
             ProbeUNetTimestep(preset, tinyDirectory, device);
-            var cpu = await Render(new DiffusionOptions { ExecutionProvider = "cpu", StepOnDevice = false });
-            var otherSeed = await Render(new DiffusionOptions { ExecutionProvider = "cpu", StepOnDevice = false }, seedOffset: 100);
+            var hostCpu = new DiffusionOptions { ExecutionProvider = "cpu", StepOnDevice = false };
+            var cpu = await Render(hostCpu);
+            var otherSeed = await Render(hostCpu, seedOffset: 100);
             // The step on the device only where it worked in the sections before (they may have fallen back to the host).
             var onDevice = device.StepOnDevice == true ? await Render(device) : null;
             var hostStep = await Render(device with { StepOnDevice = false });
@@ -346,9 +352,7 @@ internal sealed class Measurements(BenchOptions o, Report report)
         List<float[]> Outputs(DiffusionOptions options)
         {
             using var component = OnnxComponent.Open(directory, "unet", options);
-            var placement = options.ExecutionProvider == "cpu" ? UNetPlacement.Host
-                : UNetPlacement.OnDevice(options.DeviceId, ExecutionProviders.CapturesCudaGraph(options, "unet"));
-            using var unet = new UNet(component, placement);
+            using var unet = new UNet(component, UNetPlacement.For(options, "unet"));
             const int rows = 2, latent = 8;
             int channels = unet.InChannels ?? 4, width = unet.HiddenSize ?? 32;
             sample ??= Randoms((long)rows * channels * latent * latent);
@@ -467,15 +471,9 @@ internal sealed class Measurements(BenchOptions o, Report report)
             var after = pipeline.Statistics;
             double own = Ms(after.OwnWork - before.OwnWork) / reps;
             double held = Ms(after.Generating - before.Generating) / reps;
-            var perRun = after.Components.Select(a => (a.Component, Runs: a.Runs - (before.Components.FirstOrDefault(b => b.Component == a.Component)?.Runs ?? 0),
-                    Time: a.RunTime - (before.Components.FirstOrDefault(b => b.Component == a.Component)?.RunTime ?? TimeSpan.Zero)))
-                .Where(c => c.Runs > 0)
-                .ToArray();
+            var perRun = Since(after.Components, before.Components).Where(c => c.Runs > 0).ToArray();
             // The pipeline's own graphs on the device: the step, the residuals' sum, the cast for a ControlNet of another type.
-            var graphs = (after.DeviceGraphs ?? []).Select(a => (a.Component, Runs: a.Runs - ((before.DeviceGraphs ?? []).FirstOrDefault(b => b.Component == a.Component)?.Runs ?? 0),
-                    Time: a.RunTime - ((before.DeviceGraphs ?? []).FirstOrDefault(b => b.Component == a.Component)?.RunTime ?? TimeSpan.Zero)))
-                .Where(g => g.Runs > 0)
-                .ToArray();
+            var graphs = Since(after.DeviceGraphs, before.DeviceGraphs).Where(g => g.Runs > 0).ToArray();
             report.Line($"{label} B={batch}: request {Median(times):F1} ms; " +
                 string.Join(", ", perRun.Concat(graphs).Select(c => $"{c.Component} {Ms(c.Time) / c.Runs:F2} ms × {c.Runs / reps}")) +
                 $"; own work while holding the models {own:F2} ms ({100 * own / held:F2} % of {held:F1} ms)");

@@ -26,6 +26,8 @@ var baseline = new DiffusionOptions { ExecutionProvider = o.Provider, DeviceId =
 bool graph = o.Provider != "cpu" && o.Runs("graph");
 DiffusionOptions Measured() => baseline with { Cuda = new CudaOptions { CudaGraph = graph } };
 Dictionary<int, IReadOnlyList<GeneratedImage>>? defaultImages = null, graphImages = null;
+// The dynamic-batch images with the step on the device, as the sections after "graph" render them.
+Dictionary<int, IReadOnlyList<GeneratedImage>>? StepOnDeviceImages() => graph ? graphImages : defaultImages;
 if (o.Runs("default")) await report.Section("pipeline: cuDNN EXHAUSTIVE, one run per request (Batch)", async () =>
     defaultImages = await bench.MeasureAsync("default", o.Directory, baseline, o.Batches, o.Reps));
 if (graph && !await report.Section("pipeline: + CUDA graph", async () =>
@@ -55,7 +57,7 @@ if (o.Runs("hoststep"))
     await report.Section("pipeline: scheduler step on the host" + (graph ? ", CUDA graph" : ""), async () =>
     {
         var images = await bench.MeasureAsync("host_step", o.Directory, Measured() with { StepOnDevice = false }, o.Batches, o.Reps);
-        if ((graph ? graphImages : defaultImages) is { } onDevice) bench.Compare("host step vs step on the device", onDevice, images);
+        if (StepOnDeviceImages() is { } onDevice) bench.Compare("host step vs step on the device", onDevice, images);
     });
 }
 // Tiny models on this device against the CPU provider: seconds, and the one check of what every device path shares.
@@ -106,7 +108,7 @@ if (o.Runs("fixedbatch"))
     await report.Section("pipeline: UNet of 2 fixed rows, the step on the device" + (graph ? ", CUDA graph" : ""), async () =>
     {
         chunked = await bench.MeasureAsync("fixed_batch", fixedDirectory, options, o.Batches, o.Reps);
-        if ((graph ? graphImages : defaultImages) is { } dynamic) bench.Compare("fixed batch vs dynamic batch", dynamic, chunked);
+        if (StepOnDeviceImages() is { } dynamic) bench.Compare("fixed batch vs dynamic batch", dynamic, chunked);
     });
     await report.Section("pipeline: UNet of 2 fixed rows, the step on the host" + (graph ? ", CUDA graph" : ""), async () =>
     {

@@ -38,7 +38,7 @@ internal sealed record ControlResiduals(IReadOnlyList<ControlResidual> Down, Con
             throw component.Invalid($"its ControlNet residual inputs ({string.Join(", ", names.Order())}) are not down_block_0_additional_residual … " +
                 $"down_block_{count - 1}_additional_residual and {MidName}");
         }
-        var levels = Levels(modelDirectory, component.Name, count)
+        var levels = Levels(Path.Combine(modelDirectory, component.Name), count)
             ?? throw component.Invalid($"its {count} down-block residuals fit no down path of 2 layers per block; add its config.json (block_out_channels, layers_per_block)");
         ControlResidual Residual(string name, int level)
         {
@@ -53,28 +53,27 @@ internal sealed record ControlResiduals(IReadOnlyList<ControlResidual> Down, Con
     }
 
     /// <summary>
-    /// Each residual input's level among <paramref name="inputNames"/> (by name), for the component in
-    /// <paramref name="componentDirectory"/>; empty when it takes none, null when their count fits no down path.
+    /// Each residual input's level, by name, for a component taking the residual inputs among <paramref name="inputNames"/>
+    /// (its config.json in <paramref name="componentDirectory"/>, when given and there); empty when it takes none, null
+    /// when their count fits no down path.
     /// </summary>
-    public static IReadOnlyDictionary<string, int>? LevelsByName(IEnumerable<string> inputNames, string componentDirectory)
+    public static IReadOnlyDictionary<string, int>? LevelsByName(IEnumerable<string> inputNames, string? componentDirectory)
     {
-        var names = inputNames.Where(IsResidualInput).ToArray();
-        if (names.Length == 0)
+        int count = inputNames.Count(IsResidualInput) - 1;
+        if (count < 0)
         {
             return new Dictionary<string, int>();
         }
-        int count = names.Length - 1;
-        var folder = new DirectoryInfo(componentDirectory);
-        var levels = Levels(folder.Parent?.FullName ?? folder.FullName, folder.Name, count);
-        return levels is null ? null : names.ToDictionary(n => n, n => n == MidName ? levels[^1] : levels[int.Parse(n["down_block_".Length..^"_additional_residual".Length])]);
+        var levels = Levels(componentDirectory, count);
+        return levels?.Select((level, k) => (Name: k < count ? DownName(k) : MidName, level)).ToDictionary(r => r.Name, r => r.level);
     }
 
     /// <summary>Down residual k's level, then the mid block's; null when <paramref name="count"/> fits no down path.</summary>
-    private static int[]? Levels(string modelDirectory, string component, int count)
+    private static int[]? Levels(string? componentDirectory, int count)
     {
         int? blocks = null, layers = null;
-        var config = Path.Combine(modelDirectory, component, "config.json");
-        if (File.Exists(config))
+        var config = componentDirectory is null ? null : Path.Combine(componentDirectory, "config.json");
+        if (config is not null && File.Exists(config))
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(config));
             if (doc.RootElement.TryGetProperty("block_out_channels", out var b) && b.ValueKind == JsonValueKind.Array)
@@ -102,10 +101,13 @@ internal sealed record ControlResiduals(IReadOnlyList<ControlResidual> Down, Con
 /// <summary>One residual input: its name, channels, level (its height and width are the latents' halved that many times, rounding up) and element type.</summary>
 internal sealed record ControlResidual(string Name, int Channels, int Level, Microsoft.ML.OnnxRuntime.Tensors.TensorElementType Type)
 {
-    /// <summary>Height or width at this level for a latent side of <paramref name="latent"/> (a stride-2 3×3 conv rounds up).</summary>
-    public int Side(int latent)
+    /// <summary>Height or width at this level for a latent side of <paramref name="latent"/>.</summary>
+    public int Side(int latent) => SideAt(latent, Level);
+
+    /// <summary>Height or width at <paramref name="level"/> for a latent side of <paramref name="latent"/> (a stride-2 3×3 conv rounds up).</summary>
+    public static int SideAt(int latent, int level)
     {
-        for (int l = 0; l < Level; l++) latent = (latent + 1) / 2;
+        for (int l = 0; l < level; l++) latent = (latent + 1) / 2;
         return latent;
     }
 

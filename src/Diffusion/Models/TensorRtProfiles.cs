@@ -1,6 +1,5 @@
 using System.Globalization;
 using Microsoft.ML.OnnxRuntime;
-using Microsoft.ML.OnnxRuntime.Tensors;
 
 namespace RenderFarm.Diffusion.Models;
 
@@ -36,7 +35,7 @@ internal static class TensorRtProfiles
     {
         // Each of min, optimal and max must be shapes the network takes together: a residual's sides are the latents'
         // halved by its level, never a range of its own.
-        var levels = ControlResiduals.LevelsByName(inputs.Keys, componentDirectory ?? component)
+        var levels = ControlResiduals.LevelsByName(inputs.Keys, componentDirectory)
             ?? throw new ModelLoadException($"The {component}'s ControlNet residual inputs fit no down path of 2 layers per block; add its config.json.");
         var min = new List<string>();
         var optimal = new List<string>();
@@ -91,12 +90,9 @@ internal static class TensorRtProfiles
         };
     }
 
-    /// <summary>A residual's sides at <paramref name="level"/> for each of the latents' (a stride-2 3×3 conv rounds up, as <see cref="ControlResidual.Side"/>).</summary>
-    private static (int Min, int Optimal, int Max) Halved((int Min, int Optimal, int Max) latent, int level)
-    {
-        var residual = new ControlResidual("", 1, level, TensorElementType.Float);
-        return (residual.Side(latent.Min), residual.Side(latent.Optimal), residual.Side(latent.Max));
-    }
+    /// <summary>A residual's sides at <paramref name="level"/> for each of the latents' (<see cref="ControlResidual.SideAt"/>).</summary>
+    private static (int Min, int Optimal, int Max) Halved((int Min, int Optimal, int Max) latent, int level) =>
+        (ControlResidual.SideAt(latent.Min, level), ControlResidual.SideAt(latent.Optimal, level), ControlResidual.SideAt(latent.Max, level));
 
     private static string Format(string name, IEnumerable<int> dims) =>
         name + ":" + string.Join('x', dims.Select(d => d.ToString(CultureInfo.InvariantCulture)));

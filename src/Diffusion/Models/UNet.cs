@@ -144,7 +144,7 @@ internal sealed record UNetCondition(string Name, float[] Rows, long[] RowShape)
 
 /// <summary>
 /// Where a UNet run's tensors live. <see cref="Host"/>: managed buffers the CPU provider reads and writes in place,
-/// bound once. On a GPU (<see cref="OnDevice"/>) every tensor also has a fixed device buffer, bound once: each step
+/// bound once. On a GPU (<see cref="For"/>) every tensor also has a fixed device buffer, bound once: each step
 /// copies the sample (and timestep) up and the prediction down (tens of KiB for SD at 512², see bench/gpu.md), the
 /// conditions go up once per request, and ONNX Runtime allocates and copies nothing per run — which is what lets it
 /// replay the run as a CUDA graph.
@@ -153,7 +153,10 @@ internal sealed record UNetPlacement(int? DeviceId, bool CudaGraph)
 {
     public static readonly UNetPlacement Host = new(null, false);
 
-    public static UNetPlacement OnDevice(int deviceId, bool cudaGraph) => new(deviceId, cudaGraph);
+    /// <summary>Where <paramref name="component"/>'s runs live with <paramref name="options"/>: captured as CUDA graphs as its session captures.</summary>
+    public static UNetPlacement For(DiffusionOptions options, string component) => ExecutionProviders.IsCpu(options)
+        ? Host
+        : new(options.DeviceId, ExecutionProviders.CapturesCudaGraph(options, component));
 }
 
 /// <summary>
