@@ -185,6 +185,14 @@ public class ProviderOptionsTests(PresetModels models) : IClassFixture<PresetMod
         var before = Folder(copy.Directory, "unet");
         File.SetLastWriteTimeUtc(Path.Combine(copy.Directory, "unet", "model.onnx"), DateTime.UtcNow.AddMinutes(5)); // exported again
         Assert.NotEqual(before, Folder(copy.Directory, "unet"));
+
+        // The folder the session's creation is guarded by (TensorRtEngineCache) is the one its provider options name.
+        var unetFolder = Path.Combine(copy.Directory, "unet");
+        var trt = new DiffusionOptions { ExecutionProvider = "tensorrt", TensorRt = new TensorRtOptions { CacheDirectory = "/cache" } };
+        Assert.Equal(ExecutionProviders.TensorRtProviderOptions(trt, "unet", null, unetFolder)["trt_engine_cache_path"],
+            ExecutionProviders.EngineCacheFolderOf(trt, "unet", unetFolder));
+        Assert.Null(ExecutionProviders.EngineCacheFolderOf(trt with { TensorRt = new TensorRtOptions() }, "unet", unetFolder));
+        Assert.Null(ExecutionProviders.EngineCacheFolderOf(trt with { ExecutionProvider = "cuda" }, "unet", unetFolder));
     }
 
     [Fact]

@@ -187,6 +187,15 @@ internal static class ExecutionProviders
     }
 
     /// <summary>
+    /// The engine and timing cache folder of <paramref name="component"/> when its session runs on TensorRT with an engine
+    /// cache (<see cref="TensorRtOptions.CacheDirectory"/>), else null.
+    /// </summary>
+    public static string? EngineCacheFolderOf(DiffusionOptions options, string component, string? componentDirectory) =>
+        IsTensorRt(options) && !string.IsNullOrWhiteSpace(options.TensorRt.CacheDirectory)
+            ? EngineCacheFolder(options.TensorRt.CacheDirectory, component, componentDirectory)
+            : null;
+
+    /// <summary>
     /// The engine and timing cache folder of one model's component. ONNX Runtime names an engine by a hash of the graph's
     /// structure and of the file's name (model.onnx, for every component of every model), never of its weights: two
     /// models of one architecture sharing a folder would load each other's engines, weights and all. So each component

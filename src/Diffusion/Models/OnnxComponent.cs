@@ -120,9 +120,13 @@ internal sealed class OnnxComponent : IDisposable
                     Component = component,
                 };
             }
-            using var sessionOptions = ExecutionProviders.CreateSessionOptions(options, component, () => ReadInputs(path), System.IO.Path.GetDirectoryName(path));
+            var componentDirectory = System.IO.Path.GetDirectoryName(path);
+            using var sessionOptions = ExecutionProviders.CreateSessionOptions(options, component, () => ReadInputs(path), componentDirectory);
             overrides?.AddTo(sessionOptions);
-            return new OnnxComponent(component, path, new InferenceSession(path, sessionOptions), overrides);
+            var session = ExecutionProviders.EngineCacheFolderOf(options, component, componentDirectory) is { } engineCache
+                ? TensorRtEngineCache.Create(engineCache, () => new InferenceSession(path, sessionOptions))
+                : new InferenceSession(path, sessionOptions);
+            return new OnnxComponent(component, path, session, overrides);
         }
         catch (Exception ex) when (ex is not ModelLoadException)
         {
