@@ -196,6 +196,34 @@ public class ProviderOptionsTests(PresetModels models) : IClassFixture<PresetMod
     }
 
     [Fact]
+    public void TensorRtBuildsAnSdxlVaeInFloat32UnlessItsConfigSaysItNeedNotBeUpcast()
+    {
+        // SDXL's VAE overflows float16 (black images); diffusers' SDXL pipelines upcast it unless force_upcast is false.
+        var trt = new DiffusionOptions { ExecutionProvider = "tensorrt" };
+        string Fp16(string model, string component) =>
+            ExecutionProviders.TensorRtProviderOptions(trt, component, null, Path.Combine(model, component))["trt_fp16_enable"];
+        using var xl = new ModelDirectoryCopy(models.Directory("tiny-sdxl"));
+
+        Assert.Equal(("0", "0", "1", "1"), (Fp16(xl.Directory, "vae_decoder"), Fp16(xl.Directory, "vae_encoder"), Fp16(xl.Directory, "unet"), Fp16(xl.Directory, "text_encoder_2")));
+        // SD 1.x never upcasts, whatever its config says (diffusers' SD pipelines ignore force_upcast).
+        var sd = models.Directory("tiny");
+        Assert.Equal(("1", "1"), (Fp16(sd, "vae_decoder"), Fp16(sd, "vae_encoder")));
+
+        // An fp16-fixed SDXL VAE says it need not be upcast.
+        var config = Path.Combine(xl.Directory, "vae_decoder", "config.json");
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(config))!.AsObject();
+        json["force_upcast"] = false;
+        File.WriteAllText(config, json.ToJsonString());
+        Assert.Equal("1", Fp16(xl.Directory, "vae_decoder"));
+        json["force_upcast"] = true;
+        File.WriteAllText(config, json.ToJsonString());
+        Assert.Equal("0", Fp16(xl.Directory, "vae_decoder"));
+        // Fp16 off is off for every component.
+        Assert.Equal("0", ExecutionProviders.TensorRtProviderOptions(trt with { TensorRt = new TensorRtOptions { Fp16 = false } }, "unet", null,
+            Path.Combine(sd, "unet"))["trt_fp16_enable"]);
+    }
+
+    [Fact]
     public void APromptLongerThanTheTensorRtProfilesWindowsIsRefusedAsBadInput()
     {
         using var pipeline = StableDiffusionPipeline.Load(models.Directory("tiny"));

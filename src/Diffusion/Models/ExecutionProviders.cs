@@ -163,7 +163,7 @@ internal static class ExecutionProviders
         var result = new Dictionary<string, string>
         {
             ["device_id"] = options.DeviceId.ToString(CultureInfo.InvariantCulture),
-            ["trt_fp16_enable"] = trt.Fp16 ? "1" : "0",
+            ["trt_fp16_enable"] = trt.Fp16 && !UpcastsVae(component, componentDirectory) ? "1" : "0",
         };
         if (!string.IsNullOrWhiteSpace(trt.CacheDirectory))
         {
@@ -184,6 +184,21 @@ internal static class ExecutionProviders
             result["trt_profile_max_shapes"] = profile.Max;
         }
         return result;
+    }
+
+    /// <summary>
+    /// Whether <paramref name="component"/> is an SDXL VAE that must run in float32: SDXL's VAE overflows float16 (NaN
+    /// latents, black images), so its config says <c>force_upcast</c>, which diffusers' SDXL pipelines honour (true
+    /// unless the config says false, as the fp16-fixed VAE's does). SD 1.x/2.x VAEs are fine in float16 and diffusers
+    /// never upcasts them, whatever their config says.
+    /// </summary>
+    internal static bool UpcastsVae(string component, string? componentDirectory)
+    {
+        if (component is not ("vae_decoder" or "vae_encoder") || Path.GetDirectoryName(componentDirectory) is not { Length: > 0 } model)
+        {
+            return false;
+        }
+        return File.Exists(OnnxComponent.ModelPath(model, "text_encoder_2")) && ModelProfile.ReadFlag(model, component, "force_upcast", fallback: true);
     }
 
     /// <summary>

@@ -74,6 +74,20 @@ internal sealed record ModelProfile
         return config.RootElement.TryGetProperty(key, out var value) && value.ValueKind == JsonValueKind.Number ? value.GetDouble() : fallback;
     }
 
+    /// <summary>A true/false from <c>&lt;component&gt;/config.json</c>, or <paramref name="fallback"/> when absent.</summary>
+    public static bool ReadFlag(string modelDirectory, string component, string key, bool fallback)
+    {
+        var path = Path.Combine(modelDirectory, component, "config.json");
+        if (!File.Exists(path))
+        {
+            return fallback;
+        }
+        using var config = ParseObject(path, component);
+        return config.RootElement.TryGetProperty(key, out var value) && value.ValueKind is JsonValueKind.True or JsonValueKind.False
+            ? value.GetBoolean()
+            : fallback;
+    }
+
     private static JsonDocument ParseObject(string path, string component)
     {
         try
