@@ -196,6 +196,33 @@ public class ProviderOptionsTests(PresetModels models) : IClassFixture<PresetMod
     }
 
     [Fact]
+    public void AGraphTensorRtWouldRunOnlyInPartsIsRefusedNamingItsOperators()
+    {
+        var trt = new TensorRtOptions();
+        TensorRtProfile Profile(string model, string component)
+        {
+            using var session = new InferenceSession(Path.Combine(model, component, "model.onnx"));
+            return TensorRtProfiles.For(component, session.InputMetadata, trt, Path.Combine(model, component));
+        }
+        // Fused attention (ONNX Runtime's SD optimiser's com.microsoft.MultiHeadAttention) goes to CUDA, cutting the UNet.
+        var fused = models.Directory("tiny-mha");
+        var ex = Assert.Throws<ModelLoadException>(() =>
+            TensorRtProfiles.RequireWholeGraph("unet", Path.Combine(fused, "unet", "model.onnx"), Profile(fused, "unet")));
+        Assert.Contains("com.microsoft.MultiHeadAttention ×", ex.Message);
+        Assert.Contains("cuda provider", ex.Message);
+        Assert.Equal("unet", ex.Component);
+
+        // ONNX's own operators only: TensorRT takes the whole graph.
+        var plain = models.Directory("tiny");
+        foreach (var component in new[] { "unet", "text_encoder", "vae_decoder" })
+        {
+            TensorRtProfiles.RequireWholeGraph(component, Path.Combine(plain, component, "model.onnx"), Profile(plain, component));
+        }
+        // Static shapes: inner tensors' shapes are known, so TensorRT may take the graph in parts.
+        TensorRtProfiles.RequireWholeGraph("unet", Path.Combine(fused, "unet", "model.onnx"), new TensorRtProfile("", "", ""));
+    }
+
+    [Fact]
     public void TensorRtBuildsAnSdxlVaeInFloat32UnlessItsConfigSaysItNeedNotBeUpcast()
     {
         // SDXL's VAE overflows float16 (black images); diffusers' SDXL pipelines upcast it unless force_upcast is false.

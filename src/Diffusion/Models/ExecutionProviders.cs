@@ -100,6 +100,10 @@ internal static class ExecutionProviders
                 case "tensorrt":
                     Require("TensorrtExecutionProvider", "TensorRT", "build with -p:OnnxRuntimeFlavor=gpu (Microsoft.ML.OnnxRuntime.Gpu) and install TensorRT 10");
                     var profile = inputs is null ? null : TensorRtProfiles.For(component, inputs(), options.TensorRt, componentDirectory);
+                    if (profile is not null && componentDirectory is not null)
+                    {
+                        TensorRtProfiles.RequireWholeGraph(component, Path.Combine(componentDirectory, "model.onnx"), profile);
+                    }
                     Append(() =>
                     {
                         using var trt = new OrtTensorRTProviderOptions();

@@ -64,6 +64,39 @@ internal static class TensorRtProfiles
     }
 
     /// <summary>
+    /// Refuses a graph TensorRT would take only in parts, before ONNX Runtime fails on it with a message about inner
+    /// tensors. TensorRT runs ONNX's own operators; ONNX Runtime's (com.microsoft: the fused attention, GroupNorm and
+    /// bias-GELU of a model put through ONNX Runtime's SD optimiser) go to the CUDA provider, cutting the graph into
+    /// TensorRT subgraphs whose inputs are inner tensors with symbolic shapes. Explicit profiles name only the graph's
+    /// inputs, so session creation fails ("User needs to provide all the dynamic shape inputs…"). A graph with static
+    /// shapes (<paramref name="profile"/> empty) may be cut: its inner shapes are known.
+    /// </summary>
+    public static void RequireWholeGraph(string component, string modelPath, TensorRtProfile profile)
+    {
+        if (profile.Min.Length == 0)
+        {
+            return;
+        }
+        var foreign = Weights.OnnxGraph.Read(modelPath).Nodes
+            .Where(n => n.Domain is not ("" or "ai.onnx"))
+            .GroupBy(n => $"{n.Domain}.{n.OpType}")
+            .OrderByDescending(g => g.Count()).ThenBy(g => g.Key, StringComparer.Ordinal)
+            .Select(g => $"{g.Key} ×{g.Count()}")
+            .ToList();
+        if (foreign.Count > 0)
+        {
+            throw new ModelLoadException(
+                $"The {component} ({modelPath}) has operators TensorRT cannot run: {string.Join(", ", foreign)}. It was exported " +
+                "for ONNX Runtime's own kernels (its SD optimiser fuses them), so TensorRT would run only parts of it, which its shape " +
+                "profiles cannot cover. Use a plain ONNX export for TensorRT (optimum-cli export onnx, not optimised), or the cuda " +
+                "provider for this model.")
+            {
+                Component = component,
+            };
+        }
+    }
+
+    /// <summary>
     /// The range of one symbolic dimension, by the role the pipeline gives it. Components are told apart by their
     /// inputs where a name cannot tell: a ControlNet of the library is named for its folder.
     /// </summary>

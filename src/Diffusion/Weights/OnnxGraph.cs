@@ -23,8 +23,12 @@ internal sealed record OnnxInitializer(string Name, int DataType, long[] Dims, W
     public string TypeName => DataType switch { Float => "float32", Float16 => "float16", BFloat16 => "bfloat16", _ => $"type {DataType}" };
 }
 
-/// <summary>A node of an ONNX graph: what <see cref="WeightLocator"/> needs (name, operator, inputs, integer attributes).</summary>
-internal sealed record OnnxNode(string Name, string OpType, string[] Inputs, string[] Outputs, IReadOnlyDictionary<string, long> IntAttributes);
+/// <summary>
+/// A node of an ONNX graph: what <see cref="WeightLocator"/> needs (name, operator, inputs, integer attributes), and the
+/// operator's domain ("" for ONNX's own operators, "com.microsoft" for ONNX Runtime's).
+/// </summary>
+internal sealed record OnnxNode(string Name, string OpType, string[] Inputs, string[] Outputs, IReadOnlyDictionary<string, long> IntAttributes,
+    string Domain = "");
 
 /// <summary>
 /// The structure of a model.onnx read straight from its protobuf encoding: its nodes, initializers (with the byte
@@ -155,7 +159,7 @@ internal sealed class OnnxGraph
         var inputs = new List<string>();
         var outputs = new List<string>();
         var attributes = new Dictionary<string, long>(StringComparer.Ordinal);
-        string name = "", opType = "";
+        string name = "", opType = "", domain = "";
         var reader = new ProtoReader(body, 0);
         while (reader.Next(out int field, out int wire))
         {
@@ -165,6 +169,7 @@ internal sealed class OnnxGraph
                 case 2 when wire == ProtoReader.LengthDelimited: outputs.Add(reader.ReadString()); break;
                 case 3 when wire == ProtoReader.LengthDelimited: name = reader.ReadString(); break;
                 case 4 when wire == ProtoReader.LengthDelimited: opType = reader.ReadString(); break;
+                case 7 when wire == ProtoReader.LengthDelimited: domain = reader.ReadString(); break;
                 case 5 when wire == ProtoReader.LengthDelimited:
                     var (at, size) = reader.ReadLengthDelimited();
                     ReadIntAttribute(body.Slice(at, size), attributes);
@@ -172,7 +177,7 @@ internal sealed class OnnxGraph
                 default: reader.Skip(wire); break;
             }
         }
-        return new OnnxNode(name, opType, inputs.ToArray(), outputs.ToArray(), attributes);
+        return new OnnxNode(name, opType, inputs.ToArray(), outputs.ToArray(), attributes, domain);
     }
 
     /// <summary>AttributeProto name (1) and i (3): the integer attributes (transA/transB, axis, group …).</summary>
