@@ -349,7 +349,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         IProgress<StepProgress>? progress, CancellationToken cancellationToken)
     {
         var pixels = await RunOnModelThreadAsync(() => Generate(request, scheduler, loras, progress, cancellationToken), cancellationToken).ConfigureAwait(false);
-        return new DecodedImages(request, scheduler.DisplayName, loras, pixels, _variants.ShortHash, RecordedStrength(request),
+        var decoded = new DecodedImages(request, scheduler.DisplayName, loras, pixels, _variants.ShortHash, RecordedStrength(request),
             (ticks, images) =>
             {
                 lock (_statisticsLock)
@@ -359,7 +359,23 @@ public sealed partial class StableDiffusionPipeline : IDisposable
                     _images += images;
                 }
             }, OutputSize(request));
+        if (decoded.NonFiniteImages() is [var first, ..] broken)
+        {
+            decoded.Dispose();
+            throw NonFinite(request, broken, first);
+        }
+        return decoded;
     }
+
+    /// <summary>
+    /// The failure of a request whose decoded pixels are not all finite: the whole batch fails (with this reason) rather
+    /// than delivering black images nobody asked for. A model installation's fault, seen the same way by every worker.
+    /// </summary>
+    private static GenerationFailedException NonFinite(GenerationRequest request, IReadOnlyList<int> broken, int first) =>
+        new(GenerationFailureKind.Bug,
+            $"{broken.Count} of the {request.Images.Count} images of this batch decoded to NaN or infinite pixels (the first: seed " +
+            $"{request.Images[first].Seed}); a model running in float16 overflowed. SDXL's VAE does in float16: use a float32 VAE, or the " +
+            "fp16-fixed one; a float16 UNet can at very high guidance scales.");
 
     /// <summary>Renders the request up to decoded pixels [images, 3, H, W] in [−1, 1], in an array rented from <see cref="ArrayPool{T}.Shared"/>.</summary>
     /// <param name="request">The request to render.</param>
