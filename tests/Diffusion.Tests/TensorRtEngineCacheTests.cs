@@ -103,6 +103,21 @@ public sealed class TensorRtEngineCacheTests : IDisposable
     }
 
     [Fact]
+    public void AFreshBuildThatFailsIsNotTriedTwice()
+    {
+        int attempts = 0;
+        var ex = Assert.Throws<InvalidOperationException>(() => TensorRtEngineCache.Create<int>(Folder, () =>
+        {
+            attempts++;
+            Directory.CreateDirectory(Folder);
+            File.WriteAllBytes(Path.Combine(Folder, "timing.cache"), [1]);
+            throw new InvalidOperationException($"TensorRT EP could not create timing cache: {Path.Combine(Folder, "timing.cache")}");
+        }));
+        Assert.Equal(1, attempts);
+        Assert.Empty(Directory.GetDirectories(_root, "*.unloadable-*"));
+    }
+
+    [Fact]
     public void WhenBuildingAnewFailsTooTheErrorSaysBothAndWhereTheOldCacheWent()
     {
         Directory.CreateDirectory(Folder);

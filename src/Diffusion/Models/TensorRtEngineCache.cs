@@ -32,14 +32,17 @@ internal static class TensorRtEngineCache
         // ONNX Runtime's messages name the files as it was given the folder, relative or not.
         string given = Path.TrimEndingDirectorySeparator(folder);
         folder = Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder));
+        Directory.CreateDirectory(Path.GetDirectoryName(folder)!);
         using var held = Acquire(folder + ".lock", waiting, poll ?? PollInterval);
+        // Only a cache that was there to be read can be at fault; a fresh build that fails would fail again.
+        bool cached = Directory.Exists(folder) && Directory.EnumerateFileSystemEntries(folder).Any();
         try
         {
             return create();
         }
-        catch (Exception ex) when ((NamesFileOf(ex, folder) || NamesFileOf(ex, given)) && HasEntries(folder))
+        catch (Exception ex) when (cached && (NamesFileOf(ex, folder) || NamesFileOf(ex, given)))
         {
-            var aside = $"{folder}.unloadable-{DateTime.UtcNow:yyyyMMdd'T'HHmmss'Z'}";
+            var aside = $"{folder}.unloadable-{DateTime.UtcNow:yyyyMMdd'T'HHmmssfff'Z'}";
             Directory.Move(folder, aside);
             try
             {
@@ -84,6 +87,4 @@ internal static class TensorRtEngineCache
         }
         return false;
     }
-
-    private static bool HasEntries(string folder) => Directory.Exists(folder) && Directory.EnumerateFileSystemEntries(folder).Any();
 }
