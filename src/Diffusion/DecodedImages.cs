@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.Diagnostics;
 using System.Globalization;
-using System.Numerics.Tensors;
 using RenderFarm.Diffusion.Imaging;
 using RenderFarm.Diffusion.Lora;
 using RenderFarm.GenerationRules;
@@ -40,17 +39,6 @@ public sealed class DecodedImages : IDisposable
 
     /// <summary>How many images the request rendered.</summary>
     public int Count => _request.Images.Count;
-
-    /// <summary>
-    /// The images (indices in the request) with a NaN or infinite pixel: a model that overflowed float16. Encoded, they
-    /// would be silently black or white (ToRgb clamps them).
-    /// </summary>
-    internal IReadOnlyList<int> NonFiniteImages()
-    {
-        var pixels = _pixels ?? throw new ObjectDisposedException(nameof(DecodedImages), "the images were encoded or released already");
-        int perImage = 3 * _size.Width * _size.Height;
-        return Enumerable.Range(0, Count).Where(b => !TensorPrimitives.IsFiniteAll<float>(pixels.AsSpan(b * perImage, perImage))).ToList();
-    }
 
     /// <summary>Encodes every image as a PNG with its parameters (in parallel for a batch), once; then releases the pixels.</summary>
     public IReadOnlyList<GeneratedImage> EncodePngs()

@@ -349,7 +349,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         IProgress<StepProgress>? progress, CancellationToken cancellationToken)
     {
         var pixels = await RunOnModelThreadAsync(() => Generate(request, scheduler, loras, progress, cancellationToken), cancellationToken).ConfigureAwait(false);
-        var decoded = new DecodedImages(request, scheduler.DisplayName, loras, pixels, _variants.ShortHash, RecordedStrength(request),
+        return new DecodedImages(request, scheduler.DisplayName, loras, pixels, _variants.ShortHash, RecordedStrength(request),
             (ticks, images) =>
             {
                 lock (_statisticsLock)
@@ -359,23 +359,30 @@ public sealed partial class StableDiffusionPipeline : IDisposable
                     _images += images;
                 }
             }, OutputSize(request));
-        if (decoded.NonFiniteImages() is [var first, ..] broken)
-        {
-            decoded.Dispose();
-            throw NonFinite(request, broken, first);
-        }
-        return decoded;
     }
 
+    /// <summary>What produced values that must be finite, and what to do when they are not (<see cref="RequireFinite"/>).</summary>
+    private sealed record FiniteCheck(string Stage, string Advice);
+
+    private static readonly FiniteCheck UNetOutput = new("the UNet", "A float16 UNet can at very high guidance scales: lower it, or use a float32 export.");
+    private static readonly FiniteCheck VaeOutput = new("the VAE decoder", "SDXL's VAE does in float16: use a float32 VAE, or the fp16-fixed one.");
+
     /// <summary>
-    /// The failure of a request whose decoded pixels are not all finite: the whole batch fails (with this reason) rather
-    /// than delivering black images nobody asked for. A model installation's fault, seen the same way by every worker.
+    /// Fails the request when one of <paramref name="count"/> images of <paramref name="values"/> (from
+    /// <paramref name="first"/> in the request) has a NaN or infinite value: the batch fails with this reason rather than
+    /// delivering black images (the RGB conversion clamps them), as the model installation's fault. The text names the
+    /// first such image by its seed, not by its place in a batch, so that two workers that split a shard differently
+    /// report it alike (and the shard, not they, is failed).
     /// </summary>
-    private static GenerationFailedException NonFinite(GenerationRequest request, IReadOnlyList<int> broken, int first) =>
-        new(GenerationFailureKind.Bug,
-            $"{broken.Count} of the {request.Images.Count} images of this batch decoded to NaN or infinite pixels (the first: seed " +
-            $"{request.Images[first].Seed}); a model running in float16 overflowed. SDXL's VAE does in float16: use a float32 VAE, or the " +
-            "fp16-fixed one; a float16 UNet can at very high guidance scales.");
+    private static void RequireFinite(GenerationRequest request, ReadOnlySpan<float> values, int first, int count, FiniteCheck check)
+    {
+        if (ImageTensor.FirstNonFinite(values, count) is int broken and >= 0)
+        {
+            throw new GenerationFailedException(GenerationFailureKind.Bug,
+                $"The image with seed {request.Images[first + broken].Seed} came out of {check.Stage} with NaN or infinite values: a model " +
+                $"running in float16 overflowed. {check.Advice}");
+        }
+    }
 
     /// <summary>Renders the request up to decoded pixels [images, 3, H, W] in [−1, 1], in an array rented from <see cref="ArrayPool{T}.Shared"/>.</summary>
     /// <param name="request">The request to render.</param>
@@ -455,6 +462,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
                 int perImage = _latentChannels * (rendered.Height / _profile.VaeScaleFactor) * (rendered.Width / _profile.VaeScaleFactor);
                 var latents = new float[rendered.Images.Count * perImage];
                 foreach (var batch in batches) batch.Latents.AsSpan(0, batch.Count * perImage).CopyTo(latents.AsSpan(batch.First * perImage));
+                RequireFinite(rendered, latents, 0, rendered.Images.Count, UNetOutput);
                 _variants.Trim(variants);
                 return latents;
             }
@@ -675,7 +683,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     private float[] Decode(GenerationRequest request, IReadOnlyList<DenoisingBatch> batches, RunOptions runOptions)
     {
         int latentHeight = request.Height / _profile.VaeScaleFactor, latentWidth = request.Width / _profile.VaeScaleFactor;
-        int perImage = 3 * request.Height * request.Width;
+        int perImage = 3 * request.Height * request.Width, perLatents = _latentChannels * latentHeight * latentWidth;
         float inverseScale = 1f / _profile.VaeScalingFactor;
         var pixels = ArrayPool<float>.Shared.Rent(request.Images.Count * perImage);
         try
@@ -683,6 +691,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             foreach (var batch in batches)
             {
                 var latents = batch.Latents;
+                RequireFinite(request, latents.AsSpan(0, batch.Count * perLatents), batch.First, batch.Count, UNetOutput);
                 System.Numerics.Tensors.TensorPrimitives.Multiply(latents, inverseScale, latents);
                 System.Numerics.Tensors.TensorPrimitives.Add(latents, _profile.VaeShiftFactor, latents);
                 var (imageHeight, imageWidth) = _vaeDecoder.Decode(latents, batch.Count, _latentChannels, latentHeight, latentWidth, runOptions,
@@ -693,6 +702,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
                         $"The VAE decoder produced {imageWidth}x{imageHeight} images for a {request.Width}x{request.Height} request " +
                         $"(assumed VAE scale factor {_profile.VaeScaleFactor}).");
                 }
+                RequireFinite(request, pixels.AsSpan(batch.First * perImage, batch.Count * perImage), batch.First, batch.Count, VaeOutput);
             }
             return pixels;
         }

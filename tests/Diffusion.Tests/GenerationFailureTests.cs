@@ -1,3 +1,4 @@
+using RenderFarm.Diffusion.Imaging;
 using RenderFarm.GenerationRules;
 using RenderFarm.Diffusion;
 
@@ -36,13 +37,17 @@ public sealed class NonFiniteImageTests(TinyModelFixture tiny) : IClassFixture<T
     private static GenerationRequest Request(int images) =>
         new(Enumerable.Range(0, images).Select(i => new ImagePrompt("a red fox", "", 40 + i)).ToList(), 64, 64, Steps: 2, GuidanceScale: 7.5f, "euler", "tiny");
 
-    [Fact]
-    public async Task AModelThatOverflowsFailsTheBatchSayingWhyInsteadOfDeliveringBlackImages()
+    /// <summary>A copy of the tiny model whose <paramref name="component"/>'s convolution biases are NaN, as a float16 overflow leaves activations.</summary>
+    private string Overflowing(string component)
     {
-        // The VAE decoder's convolution biases NaN, as a float16 overflow leaves its activations.
         var copy = tiny.CopyModel();
-        var decoder = RenderFarm.Diffusion.Models.OnnxComponent.ModelPath(copy, "vae_decoder");
-        var graph = RenderFarm.Diffusion.Weights.OnnxGraph.Read(decoder);
+        PoisonConvolutionBiases(RenderFarm.Diffusion.Models.OnnxComponent.ModelPath(copy, component));
+        return copy;
+    }
+
+    private static void PoisonConvolutionBiases(string modelPath)
+    {
+        var graph = RenderFarm.Diffusion.Weights.OnnxGraph.Read(modelPath);
         var biases = graph.Nodes.Where(n => n.OpType == "Conv" && n.Inputs.Length > 2).Select(n => graph.Initializers[n.Inputs[2]]).ToList();
         Assert.NotEmpty(biases);
         foreach (var bias in biases)
@@ -51,28 +56,60 @@ public sealed class NonFiniteImageTests(TinyModelFixture tiny) : IClassFixture<T
             file.Position = bias.Location.Offset;
             file.Write(Enumerable.Repeat(BitConverter.GetBytes(float.NaN), (int)bias.ElementCount).SelectMany(b => b).ToArray());
         }
-        using var pipeline = StableDiffusionPipeline.Load(copy);
+    }
+
+    [Fact]
+    public async Task AnUpscalerThatOverflowsFailsTheBatchToo()
+    {
+        var root = Directory.CreateTempSubdirectory("rf-nan-upscaler").FullName;
+        try
+        {
+            RenderFarm.ModelBuilder.Upscalers.UpscalerPresets.Write("rrdb-tiny-x2", Path.Combine(root, "x2"), seed: 4);
+            PoisonConvolutionBiases(Path.Combine(root, "x2", "model.onnx"));
+            using var library = new RenderFarm.Diffusion.Upscaling.UpscalerLibrary(root);
+            using var pipeline = StableDiffusionPipeline.Load(tiny.Directory, extensions: new ModelExtensions { Upscalers = library });
+
+            var ex = await Assert.ThrowsAsync<GenerationFailedException>(() => pipeline.GenerateAsync(Request(2) with { Upscale = new UpscaleRequest("x2") }));
+
+            Assert.StartsWith("The upscaler x2 returned NaN or infinite values", ex.Message);
+            Assert.Equal(GenerationFailureKind.Bug, ex.Kind);
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    [Theory]
+    [InlineData("vae_decoder", "the VAE decoder", "SDXL's VAE")]
+    [InlineData("unet", "the UNet", "guidance scale")]
+    public async Task AModelThatOverflowsFailsTheBatchSayingWhereInsteadOfDeliveringBlackImages(string component, string stage, string advice)
+    {
+        using var pipeline = StableDiffusionPipeline.Load(Overflowing(component));
 
         var ex = await Assert.ThrowsAsync<GenerationFailedException>(() => pipeline.GenerateAsync(Request(3)));
 
         Assert.Equal(GenerationFailureKind.Bug, ex.Kind);
-        Assert.Contains("3 of the 3 images of this batch decoded to NaN or infinite pixels (the first: seed 40)", ex.Message);
-        Assert.Contains("SDXL's VAE", ex.Message);
+        // Named by seed, not by place in the batch: workers that split a shard differently report it alike.
+        Assert.StartsWith($"The image with seed 40 came out of {stage} with NaN or infinite values", ex.Message);
+        Assert.Contains(advice, ex.Message);
+        // A base render handing its latents to a refiner is checked too.
+        if (component == "unet")
+            Assert.Contains("came out of the UNet", (await Assert.ThrowsAsync<GenerationFailedException>(() => pipeline.RenderLatentsAsync(Request(1)))).Message);
         // The same request on the intact model renders.
         Assert.Equal(3, (await tiny.Pipeline.GenerateAsync(Request(3))).Count);
     }
 
     [Fact]
-    public void EachImageOfABatchIsCheckedOnItsOwn()
+    public void EachImageIsCheckedOnItsOwnAndTheFirstBrokenOneNamed()
     {
-        var request = Request(3);
-        int perImage = 3 * 64 * 64;
-        var pixels = System.Buffers.ArrayPool<float>.Shared.Rent(3 * perImage);
-        pixels.AsSpan().Fill(0.25f);
-        pixels[perImage + 17] = float.NaN;              // image 1
-        pixels[2 * perImage + perImage - 1] = float.PositiveInfinity; // image 2's last value
-        using var decoded = new DecodedImages(request, "Euler", [LoraSet.Empty, LoraSet.Empty, LoraSet.Empty], pixels, name => name, null, (_, _) => { });
-
-        Assert.Equal([1, 2], decoded.NonFiniteImages());
+        int perImage = 3 * 4 * 4;
+        var values = new float[3 * perImage];
+        values.AsSpan().Fill(0.25f);
+        Assert.Equal(-1, ImageTensor.FirstNonFinite(values, 3));
+        values[3 * perImage - 1] = float.PositiveInfinity; // image 2's last value
+        Assert.Equal(2, ImageTensor.FirstNonFinite(values, 3));
+        values[perImage + 17] = float.NaN; // image 1
+        Assert.Equal(1, ImageTensor.FirstNonFinite(values, 3));
     }
 }

@@ -33,6 +33,20 @@ internal static class ImageTensor
         return result;
     }
 
+    /// <summary>
+    /// The first of <paramref name="count"/> equal-sized images in <paramref name="values"/> with a NaN or infinite value
+    /// (a model that overflowed float16), or −1. The RGB conversion would clamp them silently to black or white.
+    /// </summary>
+    public static int FirstNonFinite(ReadOnlySpan<float> values, int count)
+    {
+        int perImage = values.Length / count;
+        for (int b = 0; b < count; b++)
+        {
+            if (!TensorPrimitives.IsFiniteAll(values.Slice(b * perImage, perImage))) return b;
+        }
+        return -1;
+    }
+
     /// <summary>[3, H, W] in [−1, 1] → interleaved RGB bytes: round(clamp(x/2 + 0.5, 0, 1) · 255).</summary>
     public static byte[] ToRgb(ReadOnlySpan<float> chw, int width, int height)
     {

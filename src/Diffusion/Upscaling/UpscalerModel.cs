@@ -89,6 +89,12 @@ internal sealed class UpscalerModel : IDisposable
             {
                 throw new InvalidOperationException($"The upscaler {model._component.Name} returned {outWidth}x{outHeight} for a {width}x{height} tile; expected ×{model.Scale}.");
             }
+            // Converted to bytes, NaN and infinities would be clamped silently to black or white.
+            if (!System.Numerics.Tensors.TensorPrimitives.IsFiniteAll<float>(destination))
+            {
+                throw new GenerationFailedException(GenerationFailureKind.Bug,
+                    $"The upscaler {model._component.Name} returned NaN or infinite values: a model running in float16 overflowed. Use a float32 export of it.");
+            }
         }
 
         public void Dispose() => _input?.Dispose();
