@@ -107,7 +107,8 @@ public class ProviderOptionsTests(PresetModels models) : IClassFixture<PresetMod
         var unetFolder = Path.Combine(models.Directory("tiny"), "unet");
         var options = ExecutionProviders.TensorRtProviderOptions(new DiffusionOptions { DeviceId = 1, TensorRt = trt }, "unet", profile, unetFolder);
         Assert.Equal(("1", "1", "1"), (options["device_id"], options["trt_fp16_enable"], options["trt_engine_cache_enable"]));
-        Assert.Equal(ExecutionProviders.EngineCacheFolder("/models/.trt", "unet", unetFolder), options["trt_engine_cache_path"]);
+        Assert.Equal("/models/.trt", Path.GetDirectoryName(options["trt_engine_cache_path"]));
+        Assert.StartsWith($"{Path.GetFileName(models.Directory("tiny"))}.unet.", Path.GetFileName(options["trt_engine_cache_path"]));
         Assert.Equal(options["trt_engine_cache_path"], options["trt_timing_cache_path"]);
         Assert.Equal(profile.Max, options["trt_profile_max_shapes"]);
 
@@ -186,13 +187,16 @@ public class ProviderOptionsTests(PresetModels models) : IClassFixture<PresetMod
         File.SetLastWriteTimeUtc(Path.Combine(copy.Directory, "unet", "model.onnx"), DateTime.UtcNow.AddMinutes(5)); // exported again
         Assert.NotEqual(before, Folder(copy.Directory, "unet"));
 
-        // The folder the session's creation is guarded by (TensorRtEngineCache) is the one its provider options name.
+        // Engines of other settings (precision, profile) have folders of their own: workers configured differently do
+        // not rebuild each other's.
         var unetFolder = Path.Combine(copy.Directory, "unet");
-        var trt = new DiffusionOptions { ExecutionProvider = "tensorrt", TensorRt = new TensorRtOptions { CacheDirectory = "/cache" } };
-        Assert.Equal(ExecutionProviders.TensorRtProviderOptions(trt, "unet", null, unetFolder)["trt_engine_cache_path"],
-            ExecutionProviders.EngineCacheFolderOf(trt, "unet", unetFolder));
-        Assert.Null(ExecutionProviders.EngineCacheFolderOf(trt with { TensorRt = new TensorRtOptions() }, "unet", unetFolder));
-        Assert.Null(ExecutionProviders.EngineCacheFolderOf(trt with { ExecutionProvider = "cuda" }, "unet", unetFolder));
+        string CacheOf(TensorRtOptions trt, TensorRtProfile? profile) => ExecutionProviders.TensorRtProviderOptions(
+            new DiffusionOptions { ExecutionProvider = "tensorrt", TensorRt = trt with { CacheDirectory = "/cache" } }, "unet", profile, unetFolder)["trt_engine_cache_path"];
+        var profile = new TensorRtProfile("sample:1x4x32x32", "sample:2x4x64x64", "sample:16x4x128x128");
+        var engine = CacheOf(new TensorRtOptions(), profile);
+        Assert.Equal(engine, CacheOf(new TensorRtOptions(), profile));
+        Assert.NotEqual(engine, CacheOf(new TensorRtOptions { Fp16 = false }, profile));
+        Assert.NotEqual(engine, CacheOf(new TensorRtOptions(), profile with { Max = "sample:8x4x128x128" }));
     }
 
     [Fact]

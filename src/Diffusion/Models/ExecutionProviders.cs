@@ -71,8 +71,15 @@ internal static class ExecutionProviders
     /// <paramref name="componentDirectory"/>: the folder of its model.onnx, which names its TensorRT engine cache.
     /// </summary>
     public static SessionOptions CreateSessionOptions(DiffusionOptions options, string component = "",
-        Func<IReadOnlyDictionary<string, NodeMetadata>>? inputs = null, string? componentDirectory = null)
+        Func<IReadOnlyDictionary<string, NodeMetadata>>? inputs = null, string? componentDirectory = null) =>
+        CreateSessionOptions(options, component, inputs, componentDirectory, out _);
+
+    /// <inheritdoc cref="CreateSessionOptions(DiffusionOptions, string, Func{IReadOnlyDictionary{string, NodeMetadata}}?, string?)"/>
+    /// <param name="engineCache">The TensorRT engine cache folder the session reads and writes, or null (<see cref="TensorRtEngineCache"/>).</param>
+    public static SessionOptions CreateSessionOptions(DiffusionOptions options, string component,
+        Func<IReadOnlyDictionary<string, NodeMetadata>>? inputs, string? componentDirectory, out string? engineCache)
     {
+        engineCache = null;
         Validate(options);
         var provider = Provider(options);
         var sessionOptions = new SessionOptions
@@ -104,10 +111,12 @@ internal static class ExecutionProviders
                     {
                         TensorRtProfiles.RequireWholeGraph(component, Path.Combine(componentDirectory, "model.onnx"), profile);
                     }
+                    var trtOptions = TensorRtProviderOptions(options, component, profile, componentDirectory);
+                    engineCache = trtOptions.GetValueOrDefault("trt_engine_cache_path");
                     Append(() =>
                     {
                         using var trt = new OrtTensorRTProviderOptions();
-                        trt.UpdateOptions(TensorRtProviderOptions(options, component, profile, componentDirectory));
+                        trt.UpdateOptions(trtOptions);
                         sessionOptions.AppendExecutionProvider_Tensorrt(trt);
                     }, "TensorRT");
                     // Nodes TensorRT cannot take fall back to CUDA, then CPU.
@@ -171,7 +180,11 @@ internal static class ExecutionProviders
         };
         if (!string.IsNullOrWhiteSpace(trt.CacheDirectory))
         {
-            var folder = EngineCacheFolder(trt.CacheDirectory, component, componentDirectory);
+            // What the engine depends on besides the model's files: a worker with other settings, or another ONNX Runtime
+            // (and so TensorRT) in a rolling upgrade, builds its own instead of rebuilding, or failing to read, another's.
+            var settings = $"onnxruntime {OrtEnv.Instance().GetVersionString()}; fp16 {result["trt_fp16_enable"]}; " +
+                (profile is null ? "" : $"{profile.Min}; {profile.Optimal}; {profile.Max}");
+            var folder = EngineCacheFolder(trt.CacheDirectory, component, componentDirectory, settings);
             result["trt_engine_cache_enable"] = "1";
             result["trt_engine_cache_path"] = folder;
             result["trt_timing_cache_enable"] = "1";
@@ -206,30 +219,22 @@ internal static class ExecutionProviders
     }
 
     /// <summary>
-    /// The engine and timing cache folder of <paramref name="component"/> when its session runs on TensorRT with an engine
-    /// cache (<see cref="TensorRtOptions.CacheDirectory"/>), else null.
-    /// </summary>
-    public static string? EngineCacheFolderOf(DiffusionOptions options, string component, string? componentDirectory) =>
-        IsTensorRt(options) && !string.IsNullOrWhiteSpace(options.TensorRt.CacheDirectory)
-            ? EngineCacheFolder(options.TensorRt.CacheDirectory, component, componentDirectory)
-            : null;
-
-    /// <summary>
     /// The engine and timing cache folder of one model's component. ONNX Runtime names an engine by a hash of the graph's
     /// structure and of the file's name (model.onnx, for every component of every model), never of its weights: two
     /// models of one architecture sharing a folder would load each other's engines, weights and all. So each component
     /// of each model has its own, named for the model's folder and the component and by a fingerprint of the component's
-    /// files (path, names, sizes, times): a model exported again in place builds anew. One level below the cache
+    /// files (path, names, sizes, times) and of the engine's <paramref name="settings"/>: a model exported again in place
+    /// builds anew. One level below the cache
     /// directory, which the worker creates: ONNX Runtime creates only the last folder of the path.
     /// </summary>
-    internal static string EngineCacheFolder(string cacheDirectory, string component, string? componentDirectory)
+    internal static string EngineCacheFolder(string cacheDirectory, string component, string? componentDirectory, string settings = "")
     {
         if (componentDirectory is null)
         {
             return Path.Combine(cacheDirectory, string.IsNullOrEmpty(component) ? "model" : component);
         }
         var folder = new DirectoryInfo(componentDirectory);
-        var fingerprint = new System.Text.StringBuilder(folder.FullName);
+        var fingerprint = new System.Text.StringBuilder(folder.FullName).Append('\n').Append(settings);
         foreach (var file in folder.EnumerateFiles().OrderBy(f => f.Name, StringComparer.Ordinal))
         {
             fingerprint.Append('\n').Append(file.Name).Append(' ').Append(file.Length).Append(' ').Append(file.LastWriteTimeUtc.Ticks);

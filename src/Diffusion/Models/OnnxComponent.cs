@@ -121,11 +121,11 @@ internal sealed class OnnxComponent : IDisposable
                 };
             }
             var componentDirectory = System.IO.Path.GetDirectoryName(path);
-            using var sessionOptions = ExecutionProviders.CreateSessionOptions(options, component, () => ReadInputs(path), componentDirectory);
+            using var sessionOptions = ExecutionProviders.CreateSessionOptions(options, component, () => ReadInputs(path), componentDirectory, out var engineCache);
             overrides?.AddTo(sessionOptions);
-            var session = ExecutionProviders.EngineCacheFolderOf(options, component, componentDirectory) is { } engineCache
-                ? TensorRtEngineCache.Create(engineCache, () => new InferenceSession(path, sessionOptions))
-                : new InferenceSession(path, sessionOptions);
+            var session = engineCache is null
+                ? new InferenceSession(path, sessionOptions)
+                : TensorRtEngineCache.Create(engineCache, () => new InferenceSession(path, sessionOptions));
             return new OnnxComponent(component, path, session, overrides);
         }
         catch (Exception ex) when (ex is not ModelLoadException)

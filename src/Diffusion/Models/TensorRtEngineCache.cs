@@ -3,18 +3,20 @@ namespace RenderFarm.Diffusion.Models;
 /// <summary>
 /// Guards the creation of a session whose TensorRT engine lives in one engine cache folder
 /// (<see cref="ExecutionProviders.EngineCacheFolder"/>), which workers on several machines may share (a models volume).
-/// ONNX Runtime builds the engine, or reads it back, while the session is created, and writes the engine and its profile
-/// file in place, not atomically. Two workers starting together would both build for minutes, and a third could read a
-/// half-written engine and fail to start. So:
+/// ONNX Runtime builds the engine, or reads it back, while the session is created, and writes the engine, its profile
+/// and the timing cache in place, not atomically. Two workers starting together would both build for minutes, a third
+/// could read a half-written engine, and a worker killed while writing would leave a cache that stops every worker at
+/// start until someone deletes it (a torn profile file may even crash the process). So:
 /// <list type="bullet">
 /// <item>Each folder has a lock file beside it (<c>FOLDER.lock</c>), held exclusively while the session is created: one
 /// worker builds, the others wait and then load its engine. The lock is the operating system's (an advisory
 /// <c>flock</c> on Linux, released when its process dies, so a killed builder leaves no stale lock); the file itself is
 /// left in place, since removing a lock file races with its next taker.</item>
-/// <item>A cache that cannot be read back, which is what a worker killed while writing an engine leaves, would stop
-/// every worker at start until someone deleted it. When creating the session fails with an error that names a file
-/// of the folder, the folder is set aside (renamed <c>FOLDER.unloadable-TIME</c>, kept for inspection) and the session
-/// is created once more, building anew. Other failures (out of memory, say) leave a good cache alone.</item>
+/// <item>Once a session is created, a list of the folder's files and their sizes is written into it
+/// (<see cref="CompleteList"/>). A folder whose files do not match its list, or that has none, was left by a writer that
+/// did not finish: it is set aside (renamed <c>FOLDER.unloadable-TIME</c>, kept for inspection) before the session is
+/// created, which then builds anew. A complete folder that fails to load is left alone and the failure reported:
+/// ONNX Runtime reports a GPU out of memory while deserialising in the same words as a damaged engine.</item>
 /// </list>
 /// </summary>
 internal static class TensorRtEngineCache
@@ -22,39 +24,30 @@ internal static class TensorRtEngineCache
     /// <summary>How often a worker waiting for another's build tries the lock again (builds take minutes).</summary>
     public static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(1);
 
+    /// <summary>The file in a cache folder listing its files and sizes once a session was created from it.</summary>
+    public const string CompleteList = "renderfarm-complete.txt";
+
     /// <summary>
     /// Creates a session with <paramref name="create"/> while holding <paramref name="folder"/>'s lock, setting an
-    /// unloadable cache aside and trying once more. <paramref name="waiting"/> is called each time the lock is found held
-    /// by another process (or another open of the file), before waiting <paramref name="poll"/> (default <see cref="PollInterval"/>).
+    /// incomplete cache aside first and recording the folder as complete after. <paramref name="waiting"/> is called
+    /// each time the lock is found held by another process (or another open of the file), before waiting
+    /// <paramref name="poll"/> (default <see cref="PollInterval"/>).
     /// </summary>
     public static T Create<T>(string folder, Func<T> create, Action? waiting = null, TimeSpan? poll = null)
     {
-        // ONNX Runtime's messages name the files as it was given the folder, relative or not.
-        string given = Path.TrimEndingDirectorySeparator(folder);
         folder = Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder));
         Directory.CreateDirectory(Path.GetDirectoryName(folder)!);
         using var held = Acquire(folder + ".lock", waiting, poll ?? PollInterval);
-        // Only a cache that was there to be read can be at fault; a fresh build that fails would fail again.
-        bool cached = Directory.Exists(folder) && Directory.EnumerateFileSystemEntries(folder).Any();
-        try
+        if (Directory.Exists(folder) && Directory.EnumerateFileSystemEntries(folder).Any() && !IsComplete(folder))
         {
-            return create();
+            Directory.Move(folder, $"{folder}.unloadable-{DateTime.UtcNow:yyyyMMdd'T'HHmmssfff'Z'}");
         }
-        catch (Exception ex) when (cached && (NamesFileOf(ex, folder) || NamesFileOf(ex, given)))
+        var session = create();
+        if (Directory.Exists(folder))
         {
-            var aside = $"{folder}.unloadable-{DateTime.UtcNow:yyyyMMdd'T'HHmmssfff'Z'}";
-            Directory.Move(folder, aside);
-            try
-            {
-                return create();
-            }
-            catch (Exception again)
-            {
-                throw new IOException(
-                    $"The TensorRT engine cache '{folder}' could not be loaded ({ExecutionProviders.FirstLine(ex.Message)}); it was set " +
-                    $"aside as '{aside}', and building the engine anew failed too: {ExecutionProviders.FirstLine(again.Message)}", again);
-            }
+            RecordComplete(folder);
         }
+        return session;
     }
 
     private static FileStream Acquire(string lockFile, Action? waiting, TimeSpan poll)
@@ -79,12 +72,25 @@ internal static class TensorRtEngineCache
     private static bool IsSharingViolation(IOException ex) =>
         OperatingSystem.IsWindows() ? (ex.HResult & 0xFFFF) is 32 or 33 : ex.HResult == (OperatingSystem.IsMacOS() ? 35 : 11);
 
-    private static bool NamesFileOf(Exception ex, string folder)
+    /// <summary>The folder's files (but the list) as "name size" lines, in name order.</summary>
+    private static string Listing(string folder) => string.Concat(new DirectoryInfo(folder).EnumerateFiles()
+        .Where(f => f.Name != CompleteList)
+        .OrderBy(f => f.Name, StringComparer.Ordinal)
+        .Select(f => $"{f.Name} {f.Length}\n"));
+
+    private static bool IsComplete(string folder)
     {
-        for (var e = ex; e is not null; e = e.InnerException)
-        {
-            if (e.Message.Contains(folder + Path.DirectorySeparatorChar, StringComparison.Ordinal)) return true;
-        }
-        return false;
+        var list = Path.Combine(folder, CompleteList);
+        return File.Exists(list) && File.ReadAllText(list) == Listing(folder);
+    }
+
+    private static void RecordComplete(string folder)
+    {
+        var listing = Listing(folder);
+        var list = Path.Combine(folder, CompleteList);
+        if (File.Exists(list) && File.ReadAllText(list) == listing) return;
+        var temporary = list + ".tmp";
+        File.WriteAllText(temporary, listing);
+        File.Move(temporary, list, overwrite: true);
     }
 }
