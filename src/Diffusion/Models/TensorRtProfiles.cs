@@ -78,7 +78,7 @@ internal static class TensorRtProfiles
             return;
         }
         var foreign = Weights.OnnxGraph.Read(modelPath).Nodes
-            .Where(n => n.Domain is not ("" or "ai.onnx"))
+            .Where(n => n.Domain is not ("" or "ai.onnx" or "trt.plugins")) // trt.plugins: TensorRT's own plugins, which it runs
             .GroupBy(n => $"{n.Domain}.{n.OpType}")
             .OrderByDescending(g => g.Count()).ThenBy(g => g.Key, StringComparer.Ordinal)
             .Select(g => $"{g.Key} ×{g.Count()}")
