@@ -34,8 +34,12 @@ public sealed class ModelCatalog : IDisposable
     private readonly SemaphoreSlim _loads = new(1, 1);
     private readonly Lock _lock = new();
     private volatile string _loading = "";
+    private volatile LoadingModel? _loadingModel; // the model LoadAsync is loading, for the pipeline's engine cache events
+    private readonly Diagnostics.DiffusionEvents? _diffusionEvents;
     private (IReadOnlyList<LoraInfo> Loras, IReadOnlyList<EmbeddingInfo> Embeddings) _offered = ([], []);
     private bool _warnedTooLarge;
+
+    private sealed record LoadingModel(string Name, string Directory);
 
     /// <summary>A loaded model: its renderer, footprint, last use, and the leases (and their LoRA variants) on it.</summary>
     private sealed class Held(IShardRenderer renderer, long bytes)
@@ -57,7 +61,22 @@ public sealed class ModelCatalog : IDisposable
         _extensions = extensions;
         _budget = o.ModelMemoryBudget;
         _logger = logger;
+        _diffusionEvents = Diagnostics.DiffusionEvents.Subscribe(EngineCacheWaiting, EngineCacheSetAside);
     }
+
+    /// <summary>A load of ours waits for the TensorRT engine another worker is building into the shared cache: say so.</summary>
+    private void EngineCacheWaiting(Diffusion.EngineCacheEvent e)
+    {
+        if (_loadingModel is not var (name, directory)) return;
+        var folder = Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory)) + Path.DirectorySeparatorChar;
+        if (!Path.GetFullPath(e.ModelFile).StartsWith(folder, StringComparison.Ordinal)) return; // another catalog's load, in a test host
+        _logger.LogInformation("Model {Model}: waiting for the TensorRT engine another worker is building into {Folder}", name, e.Folder);
+        Report($"loading {name} (waiting for the TensorRT engine another worker is building)");
+    }
+
+    private void EngineCacheSetAside(Diffusion.EngineCacheEvent e) =>
+        _logger.LogWarning("TensorRT engine cache {Folder} (for {ModelFile}) was left unfinished by a writer; set aside as {SetAside}, building the engine anew",
+            e.Folder, e.ModelFile, e.SetAsideAs);
 
     /// <summary>A catalog of renderers made elsewhere (model name → renderer), already loaded and never evicted; it disposes them.</summary>
     public ModelCatalog(IReadOnlyDictionary<string, IShardRenderer> renderers)
@@ -289,7 +308,16 @@ public sealed class ModelCatalog : IDisposable
         var before = _gauge?.Used() ?? 0;
         var clock = Stopwatch.StartNew();
         // ONNX Runtime's session creation blocks: keep it off the caller's thread.
-        var renderer = await Task.Run(() => _load(name, directory), cancellationToken);
+        _loadingModel = new(name, directory);
+        IShardRenderer renderer;
+        try
+        {
+            renderer = await Task.Run(() => _load(name, directory), cancellationToken);
+        }
+        finally
+        {
+            _loadingModel = null;
+        }
         try
         {
             if (warmUp) await WarmUpAsync(name, renderer, note, cancellationToken);
@@ -396,6 +424,7 @@ public sealed class ModelCatalog : IDisposable
 
     public void Dispose()
     {
+        _diffusionEvents?.Dispose();
         lock (_lock)
         {
             foreach (var held in _held.Values) held.Renderer.Dispose();

@@ -26,13 +26,15 @@ public sealed class TensorRtEngineCacheTests : IDisposable
         try
         {
             Assert.Equal("held", await holder.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30)));
-            var waited = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            var waited = new TaskCompletionSource<EngineCacheEvent>(TaskCreationOptions.RunContinuationsAsynchronously);
+            using var events = EngineCacheEvents.Subscribe(DiffusionDiagnostics.EngineCacheWaiting, Folder, e => waited.TrySetResult(e));
             int created = 0;
-            var creating = Task.Run(() => TensorRtEngineCache.Create(Folder, () => Interlocked.Increment(ref created),
-                waiting: () => waited.TrySetResult(), poll: TimeSpan.FromMilliseconds(20)));
+            var creating = Task.Run(() => TensorRtEngineCache.Create(Folder, () => Interlocked.Increment(ref created), "/models/sd15/unet/model.onnx",
+                poll: TimeSpan.FromMilliseconds(20)));
 
-            await waited.Task.WaitAsync(TimeSpan.FromSeconds(30));
-            Assert.Equal(0, Volatile.Read(ref created)); // the other process still holds it
+            // Reported (the worker's status says it waits), and nothing created while the other process holds the lock.
+            Assert.Equal("/models/sd15/unet/model.onnx", (await waited.Task.WaitAsync(TimeSpan.FromSeconds(30))).ModelFile);
+            Assert.Equal(0, Volatile.Read(ref created));
 
             holder.StandardInput.Close(); // cat ends, flock(1) exits and its lock goes with it
             Assert.Equal(1, await creating.WaitAsync(TimeSpan.FromSeconds(30)));
@@ -49,12 +51,13 @@ public sealed class TensorRtEngineCacheTests : IDisposable
     public void TheLockIsHeldOnlyWhileTheSessionIsCreated()
     {
         int waits = 0;
+        using var events = EngineCacheEvents.Subscribe(DiffusionDiagnostics.EngineCacheWaiting, Folder, _ => Interlocked.Increment(ref waits));
         TensorRtEngineCache.Create(Folder, () =>
         {
             // Inside: a second taker (another open of the file, as another process would have) finds it held.
             Assert.Throws<IOException>(() => new FileStream(Folder + ".lock", FileMode.Open, FileAccess.ReadWrite, FileShare.None));
             return 0;
-        }, waiting: () => waits++);
+        });
         Assert.Equal(0, waits);
         using var after = new FileStream(Folder + ".lock", FileMode.Open, FileAccess.ReadWrite, FileShare.None);
     }
@@ -85,6 +88,8 @@ public sealed class TensorRtEngineCacheTests : IDisposable
     {
         Build([1, 2, 3]); // a worker killed while writing: no list of complete files
         int attempts = 0;
+        var reported = new List<EngineCacheEvent>();
+        using var events = EngineCacheEvents.Subscribe(DiffusionDiagnostics.EngineCacheSetAside, Folder, e => { lock (reported) reported.Add(e); });
 
         int built = TensorRtEngineCache.Create(Folder, () =>
         {
@@ -96,6 +101,7 @@ public sealed class TensorRtEngineCacheTests : IDisposable
         Assert.Equal((64, 1), (built, attempts));
         var aside = Assert.Single(Directory.GetDirectories(_root, "sd15.unet.0123456789ab.unloadable-*"));
         Assert.Equal([1, 2, 3], File.ReadAllBytes(Path.Combine(aside, Path.GetFileName(Engine))));
+        Assert.Equal(aside, Assert.Single(reported).SetAsideAs); // for the worker's log
     }
 
     [Fact]
@@ -144,4 +150,38 @@ public sealed class TensorRtEngineCacheTests : IDisposable
     }
 
     public void Dispose() => Directory.Delete(_root, recursive: true);
+}
+
+/// <summary>Receives one <see cref="DiffusionDiagnostics"/> event about one cache folder (tests run in parallel, and the listener is the process's).</summary>
+internal sealed class EngineCacheEvents(string name, string folder, Action<EngineCacheEvent> received)
+    : IObserver<DiagnosticListener>, IObserver<KeyValuePair<string, object?>>, IDisposable
+{
+    private readonly List<IDisposable> _subscriptions = [];
+
+    public static EngineCacheEvents Subscribe(string name, string folder, Action<EngineCacheEvent> received)
+    {
+        var events = new EngineCacheEvents(name, folder, received);
+        lock (events._subscriptions) events._subscriptions.Add(DiagnosticListener.AllListeners.Subscribe(events));
+        return events;
+    }
+
+    public void OnNext(DiagnosticListener listener)
+    {
+        if (listener.Name == DiffusionDiagnostics.ListenerName)
+            lock (_subscriptions) _subscriptions.Add(listener.Subscribe(this));
+    }
+
+    public void OnNext(KeyValuePair<string, object?> value)
+    {
+        if (value.Key == name && value.Value is EngineCacheEvent e && e.Folder == folder) received(e);
+    }
+
+    public void OnCompleted() { }
+
+    public void OnError(Exception error) { }
+
+    public void Dispose()
+    {
+        lock (_subscriptions) foreach (var subscription in _subscriptions) subscription.Dispose();
+    }
 }

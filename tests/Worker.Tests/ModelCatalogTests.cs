@@ -68,6 +68,35 @@ public sealed class ModelCatalogTests : IDisposable
     }
 
     [Fact]
+    public async Task ALoadWaitingForAnotherWorkersTensorRtEngineBuildSaysSo()
+    {
+        // The pipeline library reports the wait on its DiagnosticListener (by name); a listener of that name stands in.
+        using var library = new System.Diagnostics.DiagnosticListener(DiffusionDiagnostics.ListenerName);
+        var options = Options.Create(new WorkerOptions { Models = new() { ["sd15"] = "/models/sd15/", ["xl"] = "/models/xl" } });
+        var seen = new List<string>();
+        ModelCatalog? catalog = null;
+        IShardRenderer Load(string name, string directory)
+        {
+            // Another catalog's model (a second worker in the same test host) changes nothing; this one's does.
+            library.Write(DiffusionDiagnostics.EngineCacheWaiting, new EngineCacheEvent("/models/other/unet/model.onnx", "/cache/other.unet.1"));
+            seen.Add(catalog!.Loading);
+            library.Write(DiffusionDiagnostics.EngineCacheWaiting, new EngineCacheEvent(Path.Combine(directory, "unet", "model.onnx"), $"/cache/{name}.unet.1"));
+            seen.Add(catalog.Loading);
+            return new SizedRenderer(() => { });
+        }
+        using (catalog = new ModelCatalog(options, Load, new ScriptedGauge(), new ExtensionFiles(options, NullLogger<ExtensionFiles>.Instance),
+            NullLogger<ModelCatalog>.Instance))
+        {
+            await catalog.StartAsync(warmUp: false, note: " (building TensorRT engine)", CancellationToken.None);
+        }
+
+        Assert.Equal(
+            ["loading sd15 (building TensorRT engine)", "loading sd15 (waiting for the TensorRT engine another worker is building)",
+             "loading xl (building TensorRT engine)", "loading xl (waiting for the TensorRT engine another worker is building)"],
+            seen);
+    }
+
+    [Fact]
     public async Task AModelALeaseHoldsIsNotEvictedEvenWhenItIsTheLeastRecentlyUsed()
     {
         await _catalog.StartAsync(warmUp: false, note: "", CancellationToken.None);

@@ -125,7 +125,7 @@ internal sealed class OnnxComponent : IDisposable
             overrides?.AddTo(sessionOptions);
             var session = engineCache is null
                 ? new InferenceSession(path, sessionOptions)
-                : TensorRtEngineCache.Create(engineCache, () => new InferenceSession(path, sessionOptions));
+                : TensorRtEngineCache.Create(engineCache, () => new InferenceSession(path, sessionOptions), path);
             return new OnnxComponent(component, path, session, overrides);
         }
         catch (Exception ex) when (ex is not ModelLoadException)

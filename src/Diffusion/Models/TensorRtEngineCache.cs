@@ -28,19 +28,23 @@ internal static class TensorRtEngineCache
     public const string CompleteList = "renderfarm-complete.txt";
 
     /// <summary>
-    /// Creates a session with <paramref name="create"/> while holding <paramref name="folder"/>'s lock, setting an
-    /// incomplete cache aside first and recording the folder as complete after. <paramref name="waiting"/> is called
-    /// each time the lock is found held by another process (or another open of the file), before waiting
-    /// <paramref name="poll"/> (default <see cref="PollInterval"/>).
+    /// Creates the session of <paramref name="modelFile"/> with <paramref name="create"/> while holding
+    /// <paramref name="folder"/>'s lock, setting an incomplete cache aside first and recording the folder as complete
+    /// after. While the lock is held elsewhere (another process, or another open of the file) it tries again every
+    /// <paramref name="poll"/> (default <see cref="PollInterval"/>). Waiting and setting aside are reported
+    /// (<see cref="DiffusionDiagnostics"/>): the host's status and logs say so.
     /// </summary>
-    public static T Create<T>(string folder, Func<T> create, Action? waiting = null, TimeSpan? poll = null)
+    public static T Create<T>(string folder, Func<T> create, string modelFile = "", TimeSpan? poll = null)
     {
         folder = Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder));
         Directory.CreateDirectory(Path.GetDirectoryName(folder)!);
-        using var held = Acquire(folder + ".lock", waiting, poll ?? PollInterval);
+        using var held = Acquire(folder + ".lock", () => DiffusionDiagnostics.Write(DiffusionDiagnostics.EngineCacheWaiting, new(modelFile, folder)),
+            poll ?? PollInterval);
         if (Directory.Exists(folder) && Directory.EnumerateFileSystemEntries(folder).Any() && !IsComplete(folder))
         {
-            Directory.Move(folder, $"{folder}.unloadable-{DateTime.UtcNow:yyyyMMdd'T'HHmmssfff'Z'}");
+            var aside = $"{folder}.unloadable-{DateTime.UtcNow:yyyyMMdd'T'HHmmssfff'Z'}";
+            Directory.Move(folder, aside);
+            DiffusionDiagnostics.Write(DiffusionDiagnostics.EngineCacheSetAside, new(modelFile, folder, aside));
         }
         var session = create();
         if (Directory.Exists(folder))
@@ -50,9 +54,9 @@ internal static class TensorRtEngineCache
         return session;
     }
 
-    private static FileStream Acquire(string lockFile, Action? waiting, TimeSpan poll)
+    private static FileStream Acquire(string lockFile, Action waiting, TimeSpan poll)
     {
-        while (true)
+        for (bool reported = false; ; reported = true)
         {
             try
             {
@@ -61,7 +65,7 @@ internal static class TensorRtEngineCache
             }
             catch (IOException ex) when (IsSharingViolation(ex))
             {
-                waiting?.Invoke();
+                if (!reported) waiting(); // once: a build takes minutes
                 Thread.Sleep(poll);
             }
         }
