@@ -21,7 +21,14 @@ public static class DiffusionDiagnostics
 
     internal static void Write(string name, EngineCacheEvent value)
     {
-        if (Listener.IsEnabled(name)) Listener.Write(name, value);
+        try
+        {
+            if (Listener.IsEnabled(name)) Listener.Write(name, value);
+        }
+        catch (Exception)
+        {
+            // A host's observer runs inline; what it does with a report must not fail the work reported on.
+        }
     }
 }
 

@@ -67,16 +67,19 @@ public sealed class ModelCatalog : IDisposable
     /// <summary>A load of ours waits for the TensorRT engine another worker is building into the shared cache: say so.</summary>
     private void EngineCacheWaiting(Diffusion.EngineCacheEvent e)
     {
-        if (_loadingModel is not var (name, directory)) return;
+        if (_loadingModel is not var (name, directory) || e.ModelFile.Length == 0) return;
         var folder = Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory)) + Path.DirectorySeparatorChar;
         if (!Path.GetFullPath(e.ModelFile).StartsWith(folder, StringComparison.Ordinal)) return; // another catalog's load, in a test host
         _logger.LogInformation("Model {Model}: waiting for the TensorRT engine another worker is building into {Folder}", name, e.Folder);
         Report($"loading {name} (waiting for the TensorRT engine another worker is building)");
     }
 
-    private void EngineCacheSetAside(Diffusion.EngineCacheEvent e) =>
+    private void EngineCacheSetAside(Diffusion.EngineCacheEvent e)
+    {
+        if (_loadingModel is null) return; // another catalog's load, in a test host
         _logger.LogWarning("TensorRT engine cache {Folder} (for {ModelFile}) was left unfinished by a writer; set aside as {SetAside}, building the engine anew",
             e.Folder, e.ModelFile, e.SetAsideAs);
+    }
 
     /// <summary>A catalog of renderers made elsewhere (model name → renderer), already loaded and never evicted; it disposes them.</summary>
     public ModelCatalog(IReadOnlyDictionary<string, IShardRenderer> renderers)

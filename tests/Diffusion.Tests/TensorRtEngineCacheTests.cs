@@ -14,6 +14,8 @@ public sealed class TensorRtEngineCacheTests : IDisposable
 
     private string Folder => Path.Combine(_root, "sd15.unet.0123456789ab");
 
+    private const string ModelFile = "/models/sd15/unet/model.onnx";
+
     [Fact]
     public async Task AWorkerWaitsForTheLockAnotherProcessHoldsBeforeCreatingItsSession()
     {
@@ -29,11 +31,11 @@ public sealed class TensorRtEngineCacheTests : IDisposable
             var waited = new TaskCompletionSource<EngineCacheEvent>(TaskCreationOptions.RunContinuationsAsynchronously);
             using var events = EngineCacheEvents.Subscribe(DiffusionDiagnostics.EngineCacheWaiting, Folder, e => waited.TrySetResult(e));
             int created = 0;
-            var creating = Task.Run(() => TensorRtEngineCache.Create(Folder, () => Interlocked.Increment(ref created), "/models/sd15/unet/model.onnx",
+            var creating = Task.Run(() => TensorRtEngineCache.Create(Folder, () => Interlocked.Increment(ref created), ModelFile,
                 poll: TimeSpan.FromMilliseconds(20)));
 
             // Reported (the worker's status says it waits), and nothing created while the other process holds the lock.
-            Assert.Equal("/models/sd15/unet/model.onnx", (await waited.Task.WaitAsync(TimeSpan.FromSeconds(30))).ModelFile);
+            Assert.Equal(ModelFile, (await waited.Task.WaitAsync(TimeSpan.FromSeconds(30))).ModelFile);
             Assert.Equal(0, Volatile.Read(ref created));
 
             holder.StandardInput.Close(); // cat ends, flock(1) exits and its lock goes with it
@@ -50,15 +52,12 @@ public sealed class TensorRtEngineCacheTests : IDisposable
     [Fact]
     public void TheLockIsHeldOnlyWhileTheSessionIsCreated()
     {
-        int waits = 0;
-        using var events = EngineCacheEvents.Subscribe(DiffusionDiagnostics.EngineCacheWaiting, Folder, _ => Interlocked.Increment(ref waits));
         TensorRtEngineCache.Create(Folder, () =>
         {
             // Inside: a second taker (another open of the file, as another process would have) finds it held.
             Assert.Throws<IOException>(() => new FileStream(Folder + ".lock", FileMode.Open, FileAccess.ReadWrite, FileShare.None));
             return 0;
-        });
-        Assert.Equal(0, waits);
+        }, ModelFile);
         using var after = new FileStream(Folder + ".lock", FileMode.Open, FileAccess.ReadWrite, FileShare.None);
     }
 
@@ -75,10 +74,10 @@ public sealed class TensorRtEngineCacheTests : IDisposable
     [Fact]
     public void ASessionCreatedRecordsItsCacheAsCompleteAndTheNextLoadsIt()
     {
-        Assert.Equal(64, TensorRtEngineCache.Create(Folder, () => Build(new byte[64])));
+        Assert.Equal(64, TensorRtEngineCache.Create(Folder, () => Build(new byte[64]), ModelFile));
         Assert.Equal($"{Path.GetFileName(Engine)} 64\n", File.ReadAllText(Path.Combine(Folder, TensorRtEngineCache.CompleteList)));
 
-        int loaded = TensorRtEngineCache.Create(Folder, () => (int)new FileInfo(Engine).Length); // reads it back
+        int loaded = TensorRtEngineCache.Create(Folder, () => (int)new FileInfo(Engine).Length, ModelFile); // reads it back
         Assert.Equal(64, loaded);
         Assert.Empty(Directory.GetDirectories(_root, "*.unloadable-*"));
     }
@@ -96,7 +95,7 @@ public sealed class TensorRtEngineCacheTests : IDisposable
             attempts++;
             Assert.False(File.Exists(Engine), "the torn engine is not there to be read");
             return Build(new byte[64]);
-        });
+        }, ModelFile);
 
         Assert.Equal((64, 1), (built, attempts));
         var aside = Assert.Single(Directory.GetDirectories(_root, "sd15.unet.0123456789ab.unloadable-*"));
@@ -107,10 +106,10 @@ public sealed class TensorRtEngineCacheTests : IDisposable
     [Fact]
     public void ACompleteCacheWhoseEngineChangedSinceIsSetAsideToo()
     {
-        TensorRtEngineCache.Create(Folder, () => Build(new byte[64]));
+        TensorRtEngineCache.Create(Folder, () => Build(new byte[64]), ModelFile);
         File.WriteAllBytes(Engine, new byte[10]); // a rebuild (other profile) cut short
 
-        TensorRtEngineCache.Create(Folder, () => Build(new byte[64]));
+        TensorRtEngineCache.Create(Folder, () => Build(new byte[64]), ModelFile);
 
         Assert.Single(Directory.GetDirectories(_root, "*.unloadable-*"));
         Assert.Equal(64, new FileInfo(Engine).Length);
@@ -119,7 +118,7 @@ public sealed class TensorRtEngineCacheTests : IDisposable
     [Fact]
     public void ACompleteCacheThatFailsToLoadIsLeftAloneAndTheFailureReported()
     {
-        TensorRtEngineCache.Create(Folder, () => Build(new byte[64]));
+        TensorRtEngineCache.Create(Folder, () => Build(new byte[64]), ModelFile);
         int attempts = 0;
 
         // ONNX Runtime's words for a GPU out of memory while deserialising are those of a damaged engine.
@@ -127,7 +126,7 @@ public sealed class TensorRtEngineCacheTests : IDisposable
         {
             attempts++;
             throw new InvalidOperationException($"TensorRT EP could not deserialize engine from cache: {Engine}");
-        }));
+        }, ModelFile));
 
         Assert.Contains("could not deserialize", ex.Message);
         Assert.Equal(1, attempts);
@@ -138,15 +137,21 @@ public sealed class TensorRtEngineCacheTests : IDisposable
     [Fact]
     public void AFreshBuildThatFailsIsReportedAndItsLeftoversSetAsideOnTheNextStart()
     {
-        Assert.Throws<InvalidOperationException>(() => TensorRtEngineCache.Create<int>(Folder, () =>
+        // A worker failing at every start (twice here): each start sets the last one's leftovers aside, and only the
+        // latest set-aside folder is kept, so the volume does not fill up with failed engines.
+        for (int start = 0; start < 2; start++)
         {
-            Build([9]);
-            throw new InvalidOperationException("TensorRT EP failed to create engine from network");
-        }));
-        Assert.False(File.Exists(Path.Combine(Folder, TensorRtEngineCache.CompleteList)));
+            Assert.Throws<InvalidOperationException>(() => TensorRtEngineCache.Create<int>(Folder, () =>
+            {
+                Build([(byte)start]);
+                throw new InvalidOperationException("TensorRT EP failed to create engine from network");
+            }, ModelFile));
+            Assert.False(File.Exists(Path.Combine(Folder, TensorRtEngineCache.CompleteList)));
+        }
 
-        Assert.Equal(64, TensorRtEngineCache.Create(Folder, () => Build(new byte[64])));
-        Assert.Single(Directory.GetDirectories(_root, "*.unloadable-*"));
+        Assert.Equal(64, TensorRtEngineCache.Create(Folder, () => Build(new byte[64]), ModelFile));
+        var aside = Assert.Single(Directory.GetDirectories(_root, "*.unloadable-*"));
+        Assert.Equal([1], File.ReadAllBytes(Path.Combine(aside, Path.GetFileName(Engine)))); // the latest start's
     }
 
     public void Dispose() => Directory.Delete(_root, recursive: true);
@@ -182,6 +187,8 @@ internal sealed class EngineCacheEvents(string name, string folder, Action<Engin
 
     public void Dispose()
     {
-        lock (_subscriptions) foreach (var subscription in _subscriptions) subscription.Dispose();
+        IDisposable[] subscriptions;
+        lock (_subscriptions) subscriptions = [.. _subscriptions];
+        foreach (var subscription in subscriptions) subscription.Dispose(); // outside our lock, as the worker's DiffusionEvents
     }
 }

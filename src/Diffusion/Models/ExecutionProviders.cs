@@ -180,9 +180,10 @@ internal static class ExecutionProviders
         };
         if (!string.IsNullOrWhiteSpace(trt.CacheDirectory))
         {
-            // What the engine depends on besides the model's files: a worker with other settings, or another ONNX Runtime
-            // (and so TensorRT) in a rolling upgrade, builds its own instead of rebuilding, or failing to read, another's.
-            var settings = $"onnxruntime {OrtEnv.Instance().GetVersionString()}; fp16 {result["trt_fp16_enable"]}; " +
+            // What the engine depends on besides the model's files: a worker with other settings, or another ONNX Runtime or
+            // TensorRT (an image's TENSORRT_VERSION) in a rolling upgrade, builds its own instead of rebuilding, or failing
+            // to read, another's: TensorRT reads only engines of its own version.
+            var settings = $"onnxruntime {OrtEnv.Instance().GetVersionString()}; tensorrt {TensorRtVersion.Value}; fp16 {result["trt_fp16_enable"]}; " +
                 (profile is null ? "" : $"{profile.Min}; {profile.Optimal}; {profile.Max}");
             var folder = EngineCacheFolder(trt.CacheDirectory, component, componentDirectory, settings);
             result["trt_engine_cache_enable"] = "1";
@@ -242,6 +243,18 @@ internal static class ExecutionProviders
         var hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(fingerprint.ToString())))[..12];
         return Path.Combine(cacheDirectory, $"{folder.Parent?.Name ?? "model"}.{folder.Name}.{hash}");
     }
+
+    /// <summary>The TensorRT library's version number (getInferLibVersion, e.g. 100900), or "none" where it cannot be loaded.</summary>
+    private static readonly Lazy<string> TensorRtVersion = new(() =>
+    {
+        var library = OperatingSystem.IsWindows() ? "nvinfer_10.dll" : "libnvinfer.so.10";
+        if (!System.Runtime.InteropServices.NativeLibrary.TryLoad(library, out var handle)) return "none";
+        if (!System.Runtime.InteropServices.NativeLibrary.TryGetExport(handle, "getInferLibVersion", out var version)) return "unknown";
+        unsafe
+        {
+            return ((delegate* unmanaged<int>)version)().ToString(CultureInfo.InvariantCulture);
+        }
+    });
 
     private static void AppendCuda(SessionOptions sessionOptions, Dictionary<string, string> providerOptions) =>
         Append(() =>

@@ -34,7 +34,7 @@ internal static class TensorRtEngineCache
     /// <paramref name="poll"/> (default <see cref="PollInterval"/>). Waiting and setting aside are reported
     /// (<see cref="DiffusionDiagnostics"/>): the host's status and logs say so.
     /// </summary>
-    public static T Create<T>(string folder, Func<T> create, string modelFile = "", TimeSpan? poll = null)
+    public static T Create<T>(string folder, Func<T> create, string modelFile, TimeSpan? poll = null)
     {
         folder = Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder));
         Directory.CreateDirectory(Path.GetDirectoryName(folder)!);
@@ -42,6 +42,11 @@ internal static class TensorRtEngineCache
             poll ?? PollInterval);
         if (Directory.Exists(folder) && Directory.EnumerateFileSystemEntries(folder).Any() && !IsComplete(folder))
         {
+            // Only the latest set-aside folder is kept: a worker failing at every start must not fill the volume.
+            foreach (var older in Directory.EnumerateDirectories(Path.GetDirectoryName(folder)!, Path.GetFileName(folder) + ".unloadable-*"))
+            {
+                Directory.Delete(older, recursive: true);
+            }
             var aside = $"{folder}.unloadable-{DateTime.UtcNow:yyyyMMdd'T'HHmmssfff'Z'}";
             Directory.Move(folder, aside);
             DiffusionDiagnostics.Write(DiffusionDiagnostics.EngineCacheSetAside, new(modelFile, folder, aside));
@@ -49,14 +54,22 @@ internal static class TensorRtEngineCache
         var session = create();
         if (Directory.Exists(folder))
         {
-            RecordComplete(folder);
+            try
+            {
+                RecordComplete(folder);
+            }
+            catch (IOException)
+            {
+                // Unrecorded, the folder is built anew at the next start: a cost, not a reason to drop this session.
+            }
         }
         return session;
     }
 
     private static FileStream Acquire(string lockFile, Action waiting, TimeSpan poll)
     {
-        for (bool reported = false; ; reported = true)
+        bool waited = false;
+        while (true)
         {
             try
             {
@@ -65,7 +78,8 @@ internal static class TensorRtEngineCache
             }
             catch (IOException ex) when (IsSharingViolation(ex))
             {
-                if (!reported) waiting(); // once: a build takes minutes
+                if (!waited) waiting(); // once: a build takes minutes
+                waited = true;
                 Thread.Sleep(poll);
             }
         }
@@ -78,7 +92,7 @@ internal static class TensorRtEngineCache
 
     /// <summary>The folder's files (but the list) as "name size" lines, in name order.</summary>
     private static string Listing(string folder) => string.Concat(new DirectoryInfo(folder).EnumerateFiles()
-        .Where(f => f.Name != CompleteList)
+        .Where(f => f.Name != CompleteList && f.Name != CompleteList + ".tmp")
         .OrderBy(f => f.Name, StringComparer.Ordinal)
         .Select(f => $"{f.Name} {f.Length}\n"));
 

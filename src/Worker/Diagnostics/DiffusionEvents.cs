@@ -12,6 +12,7 @@ public sealed class DiffusionEvents : IObserver<DiagnosticListener>, IObserver<K
     private readonly Action<EngineCacheEvent> _waiting;
     private readonly Action<EngineCacheEvent> _setAside;
     private readonly List<IDisposable> _subscriptions = [];
+    private bool _disposed;
 
     private DiffusionEvents(Action<EngineCacheEvent> waiting, Action<EngineCacheEvent> setAside) => (_waiting, _setAside) = (waiting, setAside);
 
@@ -19,7 +20,7 @@ public sealed class DiffusionEvents : IObserver<DiagnosticListener>, IObserver<K
     {
         var events = new DiffusionEvents(waiting, setAside);
         var all = DiagnosticListener.AllListeners.Subscribe(events); // replays the listeners that exist already
-        lock (events._subscriptions) events._subscriptions.Add(all);
+        lock (events._subscriptions) events._subscriptions.Add(all); // not disposed yet: it is not returned yet
         return events;
     }
 
@@ -27,7 +28,15 @@ public sealed class DiffusionEvents : IObserver<DiagnosticListener>, IObserver<K
     {
         if (listener.Name != DiffusionDiagnostics.ListenerName) return;
         var subscription = listener.Subscribe(this, (name, _, _) => name is DiffusionDiagnostics.EngineCacheWaiting or DiffusionDiagnostics.EngineCacheSetAside);
-        lock (_subscriptions) _subscriptions.Add(subscription);
+        lock (_subscriptions)
+        {
+            if (!_disposed)
+            {
+                _subscriptions.Add(subscription);
+                return;
+            }
+        }
+        subscription.Dispose(); // a listener made while this was being disposed
     }
 
     void IObserver<KeyValuePair<string, object?>>.OnNext(KeyValuePair<string, object?> value)
@@ -47,10 +56,14 @@ public sealed class DiffusionEvents : IObserver<DiagnosticListener>, IObserver<K
 
     public void Dispose()
     {
+        IDisposable[] subscriptions;
         lock (_subscriptions)
         {
-            foreach (var subscription in _subscriptions) subscription.Dispose();
+            _disposed = true;
+            subscriptions = [.. _subscriptions];
             _subscriptions.Clear();
         }
+        // Outside our lock: disposing takes the runtime's listener lock, under which it calls OnNext (which takes ours).
+        foreach (var subscription in subscriptions) subscription.Dispose();
     }
 }
