@@ -19,6 +19,12 @@ public static class DiffusionDiagnostics
 
     internal static readonly DiagnosticListener Listener = new(ListenerName);
 
+    /// <summary>
+    /// Calls <paramref name="received"/> with each event's name and value until the result is disposed, inline on the
+    /// thread that reports it (which an exception from it does not fail).
+    /// </summary>
+    public static IDisposable Subscribe(Action<string, EngineCacheEvent> received) => DiffusionEvents.Subscribe(received);
+
     internal static void Write(string name, EngineCacheEvent value)
     {
         try

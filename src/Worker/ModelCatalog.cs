@@ -35,7 +35,7 @@ public sealed class ModelCatalog : IDisposable
     private readonly Lock _lock = new();
     private volatile string _loading = "";
     private volatile LoadingModel? _loadingModel; // the model LoadAsync is loading, for the pipeline's engine cache events
-    private readonly Diagnostics.DiffusionEvents? _diffusionEvents;
+    private readonly IDisposable? _diffusionEvents;
     private (IReadOnlyList<LoraInfo> Loras, IReadOnlyList<EmbeddingInfo> Embeddings) _offered = ([], []);
     private bool _warnedTooLarge;
 
@@ -61,24 +61,29 @@ public sealed class ModelCatalog : IDisposable
         _extensions = extensions;
         _budget = o.ModelMemoryBudget;
         _logger = logger;
-        _diffusionEvents = Diagnostics.DiffusionEvents.Subscribe(EngineCacheWaiting, EngineCacheSetAside);
+        _diffusionEvents = DiffusionDiagnostics.Subscribe(OnEngineCacheEvent);
     }
 
-    /// <summary>A load of ours waits for the TensorRT engine another worker is building into the shared cache: say so.</summary>
-    private void EngineCacheWaiting(Diffusion.EngineCacheEvent e)
+    /// <summary>
+    /// The pipeline's TensorRT engine cache events about the model this catalog is loading (not another catalog's, in a
+    /// test host): waiting for the engine another worker is building into the shared cache, said in its status; a cache
+    /// folder set aside, a warning.
+    /// </summary>
+    private void OnEngineCacheEvent(string kind, EngineCacheEvent e)
     {
         if (_loadingModel is not var (name, directory) || e.ModelFile.Length == 0) return;
         var folder = Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory)) + Path.DirectorySeparatorChar;
-        if (!Path.GetFullPath(e.ModelFile).StartsWith(folder, StringComparison.Ordinal)) return; // another catalog's load, in a test host
-        _logger.LogInformation("Model {Model}: waiting for the TensorRT engine another worker is building into {Folder}", name, e.Folder);
-        Report($"loading {name} (waiting for the TensorRT engine another worker is building)");
-    }
-
-    private void EngineCacheSetAside(Diffusion.EngineCacheEvent e)
-    {
-        if (_loadingModel is null) return; // another catalog's load, in a test host
-        _logger.LogWarning("TensorRT engine cache {Folder} (for {ModelFile}) was left unfinished by a writer; set aside as {SetAside}, building the engine anew",
-            e.Folder, e.ModelFile, e.SetAsideAs);
+        if (!Path.GetFullPath(e.ModelFile).StartsWith(folder, StringComparison.Ordinal)) return;
+        if (kind == DiffusionDiagnostics.EngineCacheWaiting)
+        {
+            _logger.LogInformation("Model {Model}: waiting for the TensorRT engine another worker is building into {Folder}", name, e.Folder);
+            Report($"loading {name} (waiting for the TensorRT engine another worker is building)");
+        }
+        else if (kind == DiffusionDiagnostics.EngineCacheSetAside)
+        {
+            _logger.LogWarning("TensorRT engine cache {Folder} (for {ModelFile}) was left unfinished by a writer; set aside as {SetAside}, building the engine anew",
+                e.Folder, e.ModelFile, e.SetAsideAs);
+        }
     }
 
     /// <summary>A catalog of renderers made elsewhere (model name → renderer), already loaded and never evicted; it disposes them.</summary>

@@ -158,37 +158,11 @@ public sealed class TensorRtEngineCacheTests : IDisposable
 }
 
 /// <summary>Receives one <see cref="DiffusionDiagnostics"/> event about one cache folder (tests run in parallel, and the listener is the process's).</summary>
-internal sealed class EngineCacheEvents(string name, string folder, Action<EngineCacheEvent> received)
-    : IObserver<DiagnosticListener>, IObserver<KeyValuePair<string, object?>>, IDisposable
+internal static class EngineCacheEvents
 {
-    private readonly List<IDisposable> _subscriptions = [];
-
-    public static EngineCacheEvents Subscribe(string name, string folder, Action<EngineCacheEvent> received)
-    {
-        var events = new EngineCacheEvents(name, folder, received);
-        lock (events._subscriptions) events._subscriptions.Add(DiagnosticListener.AllListeners.Subscribe(events));
-        return events;
-    }
-
-    public void OnNext(DiagnosticListener listener)
-    {
-        if (listener.Name == DiffusionDiagnostics.ListenerName)
-            lock (_subscriptions) _subscriptions.Add(listener.Subscribe(this));
-    }
-
-    public void OnNext(KeyValuePair<string, object?> value)
-    {
-        if (value.Key == name && value.Value is EngineCacheEvent e && e.Folder == folder) received(e);
-    }
-
-    public void OnCompleted() { }
-
-    public void OnError(Exception error) { }
-
-    public void Dispose()
-    {
-        IDisposable[] subscriptions;
-        lock (_subscriptions) subscriptions = [.. _subscriptions];
-        foreach (var subscription in subscriptions) subscription.Dispose(); // outside our lock, as the worker's DiffusionEvents
-    }
+    public static IDisposable Subscribe(string name, string folder, Action<EngineCacheEvent> received) =>
+        DiffusionDiagnostics.Subscribe((kind, e) =>
+        {
+            if (kind == name && e.Folder == folder) received(e);
+        });
 }

@@ -75,7 +75,7 @@ internal static class ExecutionProviders
         CreateSessionOptions(options, component, inputs, componentDirectory, out _);
 
     /// <inheritdoc cref="CreateSessionOptions(DiffusionOptions, string, Func{IReadOnlyDictionary{string, NodeMetadata}}?, string?)"/>
-    /// <param name="engineCache">The TensorRT engine cache folder the session reads and writes, or null (<see cref="TensorRtEngineCache"/>).</param>
+    /// <remarks>Also gives the TensorRT engine cache folder the session reads and writes, or null (<see cref="TensorRtEngineCache"/>).</remarks>
     public static SessionOptions CreateSessionOptions(DiffusionOptions options, string component,
         Func<IReadOnlyDictionary<string, NodeMetadata>>? inputs, string? componentDirectory, out string? engineCache)
     {

@@ -63,29 +63,23 @@ internal sealed record ModelProfile
     }
 
     /// <summary>A number from <c>&lt;component&gt;/config.json</c>, or <paramref name="fallback"/> when absent.</summary>
-    public static double ReadNumber(string modelDirectory, string component, string key, double fallback)
-    {
-        var path = Path.Combine(modelDirectory, component, "config.json");
-        if (!File.Exists(path))
-        {
-            return fallback;
-        }
-        using var config = ParseObject(path, component);
-        return config.RootElement.TryGetProperty(key, out var value) && value.ValueKind == JsonValueKind.Number ? value.GetDouble() : fallback;
-    }
+    public static double ReadNumber(string modelDirectory, string component, string key, double fallback) =>
+        Read<double>(modelDirectory, component, key, value => value.ValueKind == JsonValueKind.Number ? value.GetDouble() : null) ?? fallback;
 
     /// <summary>A true/false from <c>&lt;component&gt;/config.json</c>, or <paramref name="fallback"/> when absent.</summary>
-    public static bool ReadFlag(string modelDirectory, string component, string key, bool fallback)
+    public static bool ReadFlag(string modelDirectory, string component, string key, bool fallback) =>
+        Read<bool>(modelDirectory, component, key, value => value.ValueKind is JsonValueKind.True or JsonValueKind.False ? value.GetBoolean() : null) ?? fallback;
+
+    /// <summary><paramref name="key"/> of <c>&lt;component&gt;/config.json</c> as <paramref name="parse"/> reads it; null when absent or of another kind.</summary>
+    private static T? Read<T>(string modelDirectory, string component, string key, Func<JsonElement, T?> parse) where T : struct
     {
         var path = Path.Combine(modelDirectory, component, "config.json");
         if (!File.Exists(path))
         {
-            return fallback;
+            return null;
         }
         using var config = ParseObject(path, component);
-        return config.RootElement.TryGetProperty(key, out var value) && value.ValueKind is JsonValueKind.True or JsonValueKind.False
-            ? value.GetBoolean()
-            : fallback;
+        return config.RootElement.TryGetProperty(key, out var value) ? parse(value) : null;
     }
 
     private static JsonDocument ParseObject(string path, string component)

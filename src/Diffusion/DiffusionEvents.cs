@@ -1,24 +1,22 @@
 using System.Diagnostics;
-using RenderFarm.Diffusion;
 
-namespace RenderFarm.Worker.Diagnostics;
+namespace RenderFarm.Diffusion;
 
 /// <summary>
-/// Receives the pipeline library's TensorRT engine cache events (<see cref="DiffusionDiagnostics"/>) for as long as it
-/// is not disposed: a model load waiting for another worker's engine build, a cache folder set aside.
+/// A subscription to the library's events (<see cref="DiffusionDiagnostics"/>), on every listener of its name (also one
+/// made later), for as long as it is not disposed: <c>received</c> gets each event's name and value.
 /// </summary>
-public sealed class DiffusionEvents : IObserver<DiagnosticListener>, IObserver<KeyValuePair<string, object?>>, IDisposable
+internal sealed class DiffusionEvents : IObserver<DiagnosticListener>, IObserver<KeyValuePair<string, object?>>, IDisposable
 {
-    private readonly Action<EngineCacheEvent> _waiting;
-    private readonly Action<EngineCacheEvent> _setAside;
+    private readonly Action<string, EngineCacheEvent> _received;
     private readonly List<IDisposable> _subscriptions = [];
     private bool _disposed;
 
-    private DiffusionEvents(Action<EngineCacheEvent> waiting, Action<EngineCacheEvent> setAside) => (_waiting, _setAside) = (waiting, setAside);
+    private DiffusionEvents(Action<string, EngineCacheEvent> received) => _received = received;
 
-    public static DiffusionEvents Subscribe(Action<EngineCacheEvent> waiting, Action<EngineCacheEvent> setAside)
+    public static DiffusionEvents Subscribe(Action<string, EngineCacheEvent> received)
     {
-        var events = new DiffusionEvents(waiting, setAside);
+        var events = new DiffusionEvents(received);
         var all = DiagnosticListener.AllListeners.Subscribe(events); // replays the listeners that exist already
         lock (events._subscriptions) events._subscriptions.Add(all); // not disposed yet: it is not returned yet
         return events;
@@ -27,7 +25,7 @@ public sealed class DiffusionEvents : IObserver<DiagnosticListener>, IObserver<K
     void IObserver<DiagnosticListener>.OnNext(DiagnosticListener listener)
     {
         if (listener.Name != DiffusionDiagnostics.ListenerName) return;
-        var subscription = listener.Subscribe(this, (name, _, _) => name is DiffusionDiagnostics.EngineCacheWaiting or DiffusionDiagnostics.EngineCacheSetAside);
+        var subscription = listener.Subscribe(this);
         lock (_subscriptions)
         {
             if (!_disposed)
@@ -41,9 +39,7 @@ public sealed class DiffusionEvents : IObserver<DiagnosticListener>, IObserver<K
 
     void IObserver<KeyValuePair<string, object?>>.OnNext(KeyValuePair<string, object?> value)
     {
-        if (value.Value is not EngineCacheEvent e) return;
-        if (value.Key == DiffusionDiagnostics.EngineCacheWaiting) _waiting(e);
-        else if (value.Key == DiffusionDiagnostics.EngineCacheSetAside) _setAside(e);
+        if (value.Value is EngineCacheEvent e) _received(value.Key, e);
     }
 
     void IObserver<DiagnosticListener>.OnCompleted() { }
