@@ -84,7 +84,7 @@ public static class PullCommand
         var fullDirectory = Path.GetFullPath(directory);
         Directory.CreateDirectory(fullDirectory);
         ResultWriter.RemoveLeftovers(fullDirectory);
-        var manifest = ResultManifest.Load(fullDirectory);
+        var manifest = ResultManifest.Load(fullDirectory, jobId);
         var present = await manifest.VerifyAsync(options.Parallel, cancellationToken);
 
         using var http = options.PresignedUrls ? PresignedFetcher.CreateClient(options.Parallel) : null;

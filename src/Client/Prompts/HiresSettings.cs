@@ -35,6 +35,15 @@ public sealed record HiresSettings(float? Scale = null, uint? Steps = null, floa
         _ => prompt.Over(From(job)).ToMessage(),
     };
 
+    /// <summary>
+    /// Why a prompt's hires columns cannot be rendered (steps, denoise or an upscaler, but no scale from them or the
+    /// job's flags); null when they can. Both passes of a submit ask, so a dry run refuses what the upload would.
+    /// </summary>
+    public static string? Problem(HiresSettings? prompt, HiresFix? job) =>
+        prompt is { Off: false } && prompt.Over(From(job)).Scale is null
+            ? "hires_steps, hires_denoise and hires_upscaler need a hires scale (a hires column or --hires)"
+            : null;
+
     /// <summary>What the flags or columns hold, from a message (the job's header).</summary>
     public static HiresSettings? From(HiresFix? hires) =>
         hires is null ? null : new(hires.Scale, hires.Steps, hires.Denoise, hires.Upscaler.Length == 0 ? null : hires.Upscaler);

@@ -38,6 +38,10 @@ public static class PromptFileReader
 
         return Path.GetExtension(path).ToLowerInvariant() switch
         {
+            // A JSON array or object would be read line by line as text prompts ("[", "{...},"): say what is meant.
+            ".json" => throw new CliUsageException(
+                $"error: {path}: .json is not a prompt file format; write one JSON object per line as a .jsonl file " +
+                "(or pass --format jsonl if it already is one)"),
             ".jsonl" or ".ndjson" => PromptFileFormat.JsonLines,
             ".csv" => PromptFileFormat.Csv,
             _ => PromptFileFormat.Text,

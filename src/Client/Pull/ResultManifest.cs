@@ -7,7 +7,7 @@ namespace RenderFarm.Client.Pull;
 
 /// <summary>
 /// <c>manifest.jsonl</c> in an output folder: one JSON object per image (index, prompt, negative_prompt, seed, file,
-/// sha256). Appended as images arrive (in whatever order parallel downloads finish), so a killed pull keeps what it
+/// sha256, job). One job per folder: its images' names and indices would collide with another's. Appended as images arrive (in whatever order parallel downloads finish), so a killed pull keeps what it
 /// finished; rewritten sorted by index at the end, so every complete pull of a job leaves the same bytes. Safe to add
 /// to from several threads.
 /// </summary>
@@ -18,18 +18,27 @@ public sealed class ResultManifest
     private readonly SortedDictionary<uint, ManifestEntry> _entries = new();
     private readonly SemaphoreSlim _append = new(1, 1);
 
-    private ResultManifest(string directory) => _directory = directory;
+    private ResultManifest(string directory, string jobId)
+    {
+        _directory = directory;
+        JobId = jobId;
+    }
+
+    /// <summary>The job whose images the folder holds.</summary>
+    public string JobId { get; }
 
     public string Path => System.IO.Path.Combine(_directory, FileName);
     public IReadOnlyCollection<ManifestEntry> Entries => _entries.Values;
 
     /// <summary>
-    /// Reads the manifest of <paramref name="directory"/> (missing = empty). Unreadable lines and entries naming
-    /// anything but a plain file of ours are dropped: a tampered manifest cannot point outside the folder.
+    /// Reads the manifest of <paramref name="directory"/> (missing = empty) for a pull of <paramref name="jobId"/>.
+    /// Unreadable lines and entries naming anything but a plain file of ours are dropped: a tampered manifest cannot
+    /// point outside the folder. A folder holding another job's images is refused (a usage error): its files would
+    /// count as this job's and be skipped. Entries without a job (written before manifests named it) count as this job's.
     /// </summary>
-    public static ResultManifest Load(string directory)
+    public static ResultManifest Load(string directory, string jobId)
     {
-        var manifest = new ResultManifest(directory);
+        var manifest = new ResultManifest(directory, jobId);
         if (!System.IO.File.Exists(manifest.Path))
         {
             return manifest;
@@ -37,10 +46,18 @@ public sealed class ResultManifest
 
         foreach (var line in System.IO.File.ReadLines(manifest.Path))
         {
-            if (TryParse(line) is { } entry && ResultFileNamer.IsSafeFileName(entry.File))
+            if (TryParse(line) is not { } entry || !ResultFileNamer.IsSafeFileName(entry.File))
             {
-                manifest._entries[entry.Index] = entry; // a later line for the same index wins
+                continue;
             }
+
+            if (entry.Job.Length > 0 && entry.Job != jobId)
+            {
+                throw new Cli.CliUsageException(
+                    $"error: {directory} holds images of job {entry.Job} (see its {FileName}); pull job {jobId} into another folder");
+            }
+
+            manifest._entries[entry.Index] = entry with { Job = jobId }; // a later line for the same index wins
         }
 
         return manifest;
@@ -83,6 +100,7 @@ public sealed class ResultManifest
     /// <summary>Records an image and appends its line right away (durable progress for a killed pull).</summary>
     public async Task AddAsync(ManifestEntry entry, CancellationToken cancellationToken)
     {
+        entry = entry with { Job = JobId };
         var line = Encoding.UTF8.GetBytes(Format(entry) + "\n");
         await _append.WaitAsync(cancellationToken);
         try
@@ -122,6 +140,7 @@ public sealed class ResultManifest
             json.WriteNumber("seed", entry.Seed);
             json.WriteString("file", entry.File);
             json.WriteString("sha256", entry.Sha256);
+            json.WriteString("job", entry.Job);
         });
     }
 
@@ -142,7 +161,8 @@ public sealed class ResultManifest
                 root.TryGetProperty("negative_prompt", out var negative) ? negative.GetString() ?? "" : "",
                 root.TryGetProperty("seed", out var seed) ? seed.GetInt64() : 0,
                 root.GetProperty("file").GetString() ?? "",
-                root.GetProperty("sha256").GetString() ?? "");
+                root.GetProperty("sha256").GetString() ?? "",
+                root.TryGetProperty("job", out var job) ? job.GetString() ?? "" : "");
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
         {

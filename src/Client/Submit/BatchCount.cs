@@ -29,6 +29,11 @@ public sealed record BatchCount(long Prompts, long Images, long PromptsWithOwnSe
         await foreach (var entry in source.ReadAsync(reader, cancellationToken))
         {
             prompts++;
+            if (HiresSettings.Problem(entry.Hires, plan.Generation.Hires) is { } hiresProblem)
+            {
+                throw new PromptFileException(source.DisplayName, entry.Line, hiresProblem);
+            }
+
             var entryImages = plan.Seeds.ImagesFor(entry, plan.ImagesPerPrompt);
             images += entryImages;
             unetSteps += DryRunReport.EstimateUnetSteps(entryImages, DryRunReport.StepsPerImage(plan.Generation, entry, plan.Inputs.For(entry, source.DisplayName)),

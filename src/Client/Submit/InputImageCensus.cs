@@ -1,14 +1,17 @@
 using RenderFarm.Client.Prompts;
+using RenderFarm.GenerationRules;
 
 namespace RenderFarm.Client.Submit;
 
 /// <summary>
 /// The validation pass's view of a batch's init images, masks and control images: each distinct file is probed once (the line of
-/// its first use names it in errors) and counted, without reading its bytes. Holds only the set of paths.
+/// its first use names it in errors) and counted, without reading its bytes (but for control images whose Canny edges
+/// the client makes: those are decoded). Holds only the sets of paths.
 /// </summary>
 public sealed class InputImageCensus(InputImageDefaults defaults, string source)
 {
     private readonly HashSet<string> _seen = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _decoded = new(StringComparer.Ordinal);
 
     /// <summary>Distinct files the prompts use.</summary>
     public int Files => _seen.Count;
@@ -24,6 +27,15 @@ public sealed class InputImageCensus(InputImageDefaults defaults, string source)
         foreach (var controlNet in defaults.ControlNetsFor(entry))
         {
             Count(controlNet.Image, "control image", entry.Line);
+            if (controlNet.Module == ControlNetSpec.Canny && _decoded.Add(controlNet.Image))
+            {
+                // Its edges are made here, from every pixel: an image that does not decode must fail the dry run too.
+                var check = Imaging.ImageDecoder.Check(File.ReadAllBytes(controlNet.Image), long.MaxValue);
+                if (!check.Decodes)
+                {
+                    throw new PromptFileException(source, entry.Line, $"control image {controlNet.Image} could not be decoded: {check.Error}");
+                }
+            }
         }
 
         if (defaults.For(entry, source) is not { } images)

@@ -1,3 +1,4 @@
+using RenderFarm.Client.Cli;
 using System.Security.Cryptography;
 using Google.Protobuf;
 using Grpc.Core;
@@ -56,7 +57,17 @@ public sealed class InputImageStreamer(IClientStreamWriter<SubmitJobRequest> req
         }
 
         var bytes = await File.ReadAllBytesAsync(path, cancellationToken);
-        var image = Imaging.ImageDecoder.Decode(bytes, grey: false, long.MaxValue, parameter: null, subject: $"control image {path}");
+        Imaging.DecodedImage image;
+        try
+        {
+            image = Imaging.ImageDecoder.Decode(bytes, grey: false, long.MaxValue, parameter: null, subject: $"control image {path}");
+        }
+        catch (ArgumentException e)
+        {
+            // The validation pass decoded it; the file changed since.
+            throw new CliUsageException("error: " + e.Message);
+        }
+
         var edges = Imaging.PngWriter.Encode(Imaging.CannyEdges.Detect(image));
         var name = Convert.ToHexStringLower(SHA256.HashData(edges));
         if (_sent.Add(name))

@@ -111,7 +111,7 @@ public static class JobUploader
         {
             // A prompt's hires columns fill in over the job's flags; the coordinator takes the result whole.
             item.Hires = hires.Over(HiresSettings.From(jobHires)).ToMessage()
-                ?? throw new PromptFileException(sourceName, entry.Line, "hires_steps, hires_denoise and hires_upscaler need a hires scale (a hires column or --hires)");
+                ?? throw new PromptFileException(sourceName, entry.Line, HiresSettings.Problem(hires, jobHires)!);
         }
 
         return item;

@@ -12,12 +12,16 @@ public sealed class JobWatchState
     private readonly SortedDictionary<uint, ActiveShard> _active = new();
     private readonly Queue<(long UnixMs, uint Finished)> _finishTimes = new();
     private readonly HashSet<uint> _doneShards = [];
+    private bool _queued;
 
     public string? LastEventId { get; private set; }
     public uint ImageCount { get; private set; }
     public uint ShardCount { get; private set; }
     public uint ImagesDone { get; private set; }
     public uint ImagesFailed { get; private set; }
+
+    /// <summary>How many times the job was re-opened for its failed images (<c>farm retry</c>) in the events seen.</summary>
+    public int Retries { get; private set; }
     public uint ShardsDone => (uint)_doneShards.Count;
     public long LastEventUnixMs { get; private set; }
 
@@ -103,7 +107,15 @@ public sealed class JobWatchState
             or JobEvent.KindOneofCase.ImageDone or JobEvent.KindOneofCase.ImageFailed or JobEvent.KindOneofCase.ShardDone;
         switch (e.KindCase)
         {
+            case JobEvent.KindOneofCase.Queued when _queued:
+                // A retry: its images are the failed ones, queued again in shards numbered after the job's others.
+                ImagesFailed -= Math.Min(ImagesFailed, e.Queued.ImageCount);
+                ShardCount += e.Queued.ShardCount;
+                FinalState = null;
+                Retries++;
+                break;
             case JobEvent.KindOneofCase.Queued:
+                _queued = true;
                 ImageCount = e.Queued.ImageCount;
                 ShardCount = e.Queued.ShardCount;
                 break;

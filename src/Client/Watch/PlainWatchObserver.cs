@@ -38,7 +38,9 @@ public sealed class PlainWatchObserver(TextWriter output, TextWriter notices) : 
     /// <summary>The plain line for one event (null for events with nothing to say).</summary>
     public static string? Format(JobEvent e, JobWatchState state) => e.KindCase switch
     {
-        JobEvent.KindOneofCase.Queued => Invariant($"queued {e.Queued.ImageCount} images in {e.Queued.ShardCount} shards"),
+        JobEvent.KindOneofCase.Queued => state.Retries > 0
+            ? Invariant($"retry: queued {e.Queued.ImageCount} failed images again in {e.Queued.ShardCount} shards")
+            : Invariant($"queued {e.Queued.ImageCount} images in {e.Queued.ShardCount} shards"),
         JobEvent.KindOneofCase.ShardStarted => Invariant(
             $"shard {e.ShardStarted.ShardIndex} started worker={Word(e.ShardStarted.WorkerId)} images={e.ShardStarted.ImageCount}") +
             (e.ShardStarted.Stage.Length > 0 ? $" stage={Word(e.ShardStarted.Stage)}" : ""),

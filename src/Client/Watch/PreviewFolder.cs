@@ -1,3 +1,4 @@
+using RenderFarm.Client.Cli;
 using RenderFarm.Protocol;
 
 namespace RenderFarm.Client.Watch;
@@ -25,8 +26,27 @@ public sealed class PreviewFolder
     {
         var path = PathOf(preview.Index);
         var part = path + ".part";
-        File.WriteAllBytes(part, preview.Png.ToByteArray());
-        File.Move(part, path, overwrite: true);
+        try
+        {
+            File.WriteAllBytes(part, preview.Png.ToByteArray());
+            File.Move(part, path, overwrite: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A full disk or a folder taken away is this machine's failure, not the connection's: an IOException left
+            // as it is would read as a lost stream and reconnect (and fail again) until the watch gave up.
+            try
+            {
+                File.Delete(part);
+            }
+            catch (Exception cleanup) when (cleanup is IOException or UnauthorizedAccessException)
+            {
+                // the folder is gone or read-only: nothing of ours is left in it either way
+            }
+
+            throw new FarmOperationException($"cannot write the preview {path}: {e.Message}");
+        }
+
         Written++;
     }
 }

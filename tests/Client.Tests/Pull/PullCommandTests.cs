@@ -75,7 +75,7 @@ public class PullCommandTests : IDisposable
         var manifest = File.ReadAllLines(Path.Combine(Out, "manifest.jsonl"));
         Assert.Equal(3, manifest.Length);
         Assert.Equal(
-            $"{{\"index\":1,\"prompt\":\"../../escape attempt\",\"negative_prompt\":\"blurry\",\"seed\":12,\"file\":\"00001-12-escape-attempt.png\",\"sha256\":\"{_images[1].Info.Sha256}\"}}",
+            $"{{\"index\":1,\"prompt\":\"../../escape attempt\",\"negative_prompt\":\"blurry\",\"seed\":12,\"file\":\"00001-12-escape-attempt.png\",\"sha256\":\"{_images[1].Info.Sha256}\",\"job\":\"J\"}}",
             manifest[1]);
         Assert.Equal(Path.GetFullPath(Out), _cli.OutLines.Last());
         Assert.False(File.Exists(Path.Combine(_dir.Path, "escape-attempt.png")));
@@ -227,6 +227,40 @@ public class PullCommandTests : IDisposable
 
         Assert.Equal([1u, 2u], again.Service.DownloadRequests.Single().SkipIndices.Order());
         Assert.Equal(_images[0].Bytes, File.ReadAllBytes(Path.Combine(Out, "00000-11-a-red-fox.png")));
+    }
+
+    [Fact]
+    public async Task PullingAnotherJobIntoAFolderOfOneIsRefusedBeforeAnythingIsWritten()
+    {
+        Assert.Equal(0, await _cli.RunAsync("pull", "J", "--out", Out));
+        var before = Snapshot();
+
+        // Job K's first images have J's indices (and here J's very prompts and seeds): they must not pass for K's.
+        var other = new CliHarness();
+        other.Service.OnGetJob = _cli.Service.OnGetJob;
+        other.Service.OnDownload = (request, _) => Serve(request);
+        var code = await other.RunAsync("pull", "K", "--out", Out);
+
+        Assert.Equal(2, code);
+        Assert.Contains($"holds images of job J (see its manifest.jsonl); pull job K into another folder", other.ErrorLines.Single());
+        Assert.Empty(other.Service.DownloadRequests);
+        Assert.Equal(before, Snapshot());
+    }
+
+    [Fact]
+    public async Task AManifestWrittenBeforeEntriesNamedTheirJobStillResumesAndGainsTheJob()
+    {
+        Assert.Equal(0, await _cli.RunAsync("pull", "J", "--out", Out));
+        var manifest = Path.Combine(Out, "manifest.jsonl");
+        File.WriteAllLines(manifest, File.ReadAllLines(manifest).Select(l => l.Replace(",\"job\":\"J\"", "")));
+
+        var again = new CliHarness();
+        again.Service.OnGetJob = _cli.Service.OnGetJob;
+        again.Service.OnDownload = (request, _) => Serve(request);
+        Assert.Equal(0, await again.RunAsync("pull", "J", "--out", Out));
+
+        Assert.Equal([0u, 1u, 2u], again.Service.DownloadRequests.Single().SkipIndices.Order());
+        Assert.All(File.ReadAllLines(manifest), l => Assert.EndsWith(",\"job\":\"J\"}", l));
     }
 
     [Fact]

@@ -181,7 +181,42 @@ public class JobWatcherTests
         var state = new JobWatchState();
         state.Apply(new JobEvent { EventId = "1-0", UnixMs = 1_000, Queued = new JobQueued { ImageCount = 10, ShardCount = 3 } });
         Assert.Null(state.Eta); // no rate yet, no estimate
-        state.Apply(new JobEvent { EventId = "2-0", UnixMs = 2_000, EstimatedCompletionUnixMs = 32_000, Queued = new JobQueued { ImageCount = 10, ShardCount = 3 } });
+        state.Apply(new JobEvent { EventId = "2-0", UnixMs = 2_000, EstimatedCompletionUnixMs = 32_000, ShardStarted = new ShardStarted { ShardIndex = 0, WorkerId = "w1", ImageCount = 4 } });
         Assert.Equal(TimeSpan.FromSeconds(30), state.Eta);
+    }
+
+    [Fact]
+    public async Task AWatchOfARetriedJobEndsWithTheJobsCountsAndSucceedsWhenTheRetryDid()
+    {
+        // What the coordinator replays for a job that failed one of three images and was retried (`farm retry`): the
+        // first run's events, not its superseded "finished", then the retry's queued event for the failed image alone.
+        var watcher = Watcher((_, _, _) => Stream([
+            Queued("1-0", 3, 2), Done("2-0", 0, 0, 1), Done("3-0", 1, 0, 2), Failed("4-0", 2, 1, "worker lost", 1), ShardDone("5-0", 0),
+            ShardDone("6-0", 1), Queued("8-0", 1, 1), Started("9-0", 2, "w2", 1), Done("10-0", 2, 2, 3), ShardDone("11-0", 2),
+            Finished("12-0", JobState.Completed, 3, 0)]));
+        var recorder = new Recorder();
+
+        var state = await watcher.WatchAsync("j", recorder);
+
+        Assert.Equal((3u, 0u, 3u, 3u, 1), (state.ImagesDone, state.ImagesFailed, state.ImageCount, state.ShardsDone, state.Retries));
+        Assert.Equal(RenderFarm.Client.ExitCodes.Ok, RenderFarm.Client.Commands.WatchCommand.ExitCodeFor(state));
+        Assert.Contains("retry: queued 1 failed images again in 1 shards", recorder.Lines);
+        Assert.Contains("image 2 done (3/3)", recorder.Lines);
+        Assert.Equal("job completed 3 done 0 failed", recorder.Lines[^1]);
+    }
+
+    [Fact]
+    public void ARetryLowersTheFailuresCountedSoFarUntilItsImagesFailAgain()
+    {
+        var state = new JobWatchState();
+        state.Apply(Queued("1-0", 4, 1));
+        state.Apply(Failed("2-0", 0, 0, "x", 1));
+        state.Apply(Failed("3-0", 1, 0, "x", 2));
+        state.Apply(Queued("4-0", 2, 1));
+        Assert.Equal((0u, 4u, 2u), (state.ImagesFailed, state.ImageCount, state.ShardCount));
+        state.Apply(Failed("5-0", 1, 1, "x", 1)); // the coordinator's running count starts again from what is left
+        state.Apply(Finished("6-0", JobState.Failed, 3, 1));
+        Assert.Equal((3u, 1u), (state.ImagesDone, state.ImagesFailed));
+        Assert.Equal(RenderFarm.Client.ExitCodes.Failed, RenderFarm.Client.Commands.WatchCommand.ExitCodeFor(state));
     }
 }
