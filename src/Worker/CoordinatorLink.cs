@@ -118,12 +118,27 @@ public sealed class CoordinatorLink : BackgroundService
     public event Action? Released;
 
     /// <summary>Queues a report that must not be dropped (begin, image, end); waits while the outbox is full.</summary>
-    public async ValueTask SendAsync(WorkerMessage message, CancellationToken cancellationToken)
+    public ValueTask SendAsync(WorkerMessage message, CancellationToken cancellationToken) =>
+        QueueAsync(new Outgoing(message, MustDeliver: true), cancellationToken);
+
+    /// <summary>
+    /// Queues a report that must not be dropped and waits until it, and so every report queued before it, is written
+    /// to a stream: through a coordinator outage, however long. A shard's end goes this way, so the shard is held (its
+    /// lease renewed) until its reports are out, instead of lapsing while they wait here and being rendered again.
+    /// </summary>
+    public async Task DeliverAsync(WorkerMessage message, CancellationToken cancellationToken)
+    {
+        var written = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await QueueAsync(new Outgoing(message, MustDeliver: true, written), cancellationToken);
+        await written.Task.WaitAsync(cancellationToken);
+    }
+
+    private async ValueTask QueueAsync(Outgoing outgoing, CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _mustDeliver);
         try
         {
-            await _outbox.Writer.WriteAsync(new Outgoing(message, MustDeliver: true), cancellationToken);
+            await _outbox.Writer.WriteAsync(outgoing, cancellationToken);
         }
         catch
         {
@@ -135,8 +150,11 @@ public sealed class CoordinatorLink : BackgroundService
     /// <summary>Queues a report that may be dropped under pressure (step progress, status, heartbeats).</summary>
     public bool TrySend(WorkerMessage message) => _outbox.Writer.TryWrite(new Outgoing(message, MustDeliver: false));
 
-    /// <summary>An outbox entry: the report, and whether it must reach the coordinator or may be dropped.</summary>
-    private readonly record struct Outgoing(WorkerMessage Message, bool MustDeliver);
+    /// <summary>
+    /// An outbox entry: the report, whether it must reach the coordinator or may be dropped, and what to tell once it
+    /// is written (<see cref="DeliverAsync"/>).
+    /// </summary>
+    private readonly record struct Outgoing(WorkerMessage Message, bool MustDeliver, TaskCompletionSource? Written = null);
 
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
@@ -207,7 +225,7 @@ public sealed class CoordinatorLink : BackgroundService
                     if (!_outbox.Reader.TryRead(out var next)) continue;
                     _unsent = next;
                 }
-                var (unsent, mustDeliver) = _unsent.Value;
+                var (unsent, mustDeliver, written) = _unsent.Value;
                 // An upload request from before a reconnect is dropped: its grant is void (the asker was told null), and
                 // this stream's coordinator may not take uploads at all.
                 bool voidUpload = unsent.KindCase == WorkerMessage.KindOneofCase.UploadRequest && !_grants.ContainsKey(unsent.UploadRequest.RequestId);
@@ -217,6 +235,7 @@ public sealed class CoordinatorLink : BackgroundService
                     await call.RequestStream.WriteAsync(unsent, broken.Token);
                 _unsent = null;
                 if (mustDeliver) Interlocked.Decrement(ref _mustDeliver);
+                written?.TrySetResult();
             }
             await call.RequestStream.CompleteAsync();
             await reading;

@@ -5,7 +5,7 @@ using RenderFarm.FarmState.TaskStreams;
 namespace RenderFarm.Worker;
 
 /// <summary>
-/// A shard this worker holds, from the moment it is pulled (ahead, as a prefetch) until its last report is queued: its
+/// A shard this worker holds, from the moment it is pulled (ahead, as a prefetch) until its last report is sent: its
 /// claim (the prefetch's, then the started delivery's), the pipeline request made from it, and why it was stopped, if it
 /// was. <see cref="WorkerLoop"/> renews the claim throughout.
 /// </summary>
@@ -24,6 +24,12 @@ public sealed class HeldShard(ClaimedShard claimed) : IDisposable
 
     /// <summary>Its claim was taken over by another worker (the lease lapsed), or acknowledged under it.</summary>
     public bool LeaseLost { get; set; }
+
+    /// <summary>
+    /// Rendered, its reports going out (<see cref="ShardCompletion.FinishAsync"/>): a claim found gone now is one the
+    /// coordinator acknowledged from the images it got, and stops the renewals, not the reports.
+    /// </summary>
+    public bool Reporting { get; set; }
 
     /// <summary>Its render stalled and this delivery was failed (<see cref="RenderWatchdog"/>).</summary>
     public bool Stalled { get; set; }

@@ -67,7 +67,8 @@ public sealed class ShardCompletion(CoordinatorLink link, ResultUploader uploade
         }
         _end.Limit = limit();
         metrics.ShardDone(shard.Params.Model, System.Diagnostics.Stopwatch.GetElapsedTime(started), _end.Error.Length == 0 ? "ok" : "failed");
-        await link.SendAsync(new WorkerMessage { ShardEnd = _end }, cancellationToken);
+        // Returns once the end is on a stream (after every image): until then the shard is still held and renewed.
+        await link.DeliverAsync(new WorkerMessage { ShardEnd = _end }, cancellationToken);
     }
 
     public void Dispose()

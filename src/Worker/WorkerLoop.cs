@@ -254,6 +254,7 @@ public sealed class WorkerLoop(
     private async Task FinishAfterAsync(Task before, HeldShard held, ShardCompletion completion)
     {
         await before;
+        lock (_lock) held.Reporting = true;
         try
         {
             await completion.FinishAsync(held.Stop.Token);
@@ -378,7 +379,9 @@ public sealed class WorkerLoop(
                     {
                         lock (_lock)
                         {
-                            if (held.JobCancelled || token.IsCancellationRequested) return;
+                            // Reporting: the coordinator acknowledged the shard from the images it got (or another
+                            // worker took it over; the coordinator then refuses these reports): let them go out.
+                            if (held.JobCancelled || held.Reporting || token.IsCancellationRequested) return;
                             held.LeaseLost = true;
                         }
                         await held.Stop.CancelAsync();

@@ -51,4 +51,31 @@ public sealed class LeaseTests
         Assert.Equal(0u, status.ImagesFailed);
         await farm.Jobs.CancelJobAsync(new CancelJobRequest { JobId = job.JobId });
     }
+
+    [Fact]
+    public async Task ACoordinatorOutageLongerThanSeveralLeasesRendersNoShardTwiceAndFailsNoImage()
+    {
+        // Three attempts and a 3 s lease: had the worker let a rendered shard's lease lapse while its reports waited
+        // for the coordinator, it would take the shard over itself every ~4 s, and the fourth delivery dead-letters it.
+        await using var farm = await ProcessFarm.StartAsync(workers: 1, shardSize: 2, leaseSeconds: 3,
+            coordinatorOverrides: new() { ["Farm__MaxAttempts"] = "3" });
+        var header = new JobHeader { Params = new GenerationParams { Width = 64, Height = 64, Steps = 40, GuidanceScale = 7f }, Seeds = { 5 } };
+        var job = await farm.SubmitAsync(header, Enumerable.Range(0, 4).Select(i => new PromptItem { Prompt = $"a lighthouse {i}" }));
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(farm.Redis.ConnectionString);
+        var events = FarmKeys.JobEvents(job.JobId);
+        await Eventually.HoldsAsync(async () => (await redis.GetDatabase().StreamRangeAsync(events)).Any(e => e["type"] == "shard_started"),
+            "the first shard's start");
+
+        await farm.KillCoordinatorAsync();
+        await Task.Delay(TimeSpan.FromSeconds(15)); // the outage: five leases
+        await farm.StartCoordinatorAsync();
+
+        var status = await farm.WaitFinishedAsync(job.JobId, TimeSpan.FromMinutes(2));
+        Assert.Equal((JobState.Completed, 4u, 0u), (status.State, status.ImagesDone, status.ImagesFailed));
+        var log = await redis.GetDatabase().StreamRangeAsync(events);
+        Assert.DoesNotContain(log, e => e["type"] == "attempt_failed");
+        // Each shard was delivered once: nothing was taken over, so nothing was rendered again.
+        var starts = log.Where(e => e["type"] == "shard_started").GroupBy(e => (int)e["shard"]).ToDictionary(g => g.Key, g => g.Count());
+        Assert.Equal(new Dictionary<int, int> { [0] = 1, [1] = 1 }, starts);
+    }
 }

@@ -80,9 +80,12 @@ public sealed class ProcessFarm : IAsyncDisposable
 
     public async Task RestartCoordinatorAsync()
     {
-        await _coordinator!.KillAsync();
+        await KillCoordinatorAsync();
         await StartCoordinatorAsync();
     }
+
+    /// <summary>kill -9: an outage until <see cref="StartCoordinatorAsync"/>.</summary>
+    public Task KillCoordinatorAsync() => _coordinator!.KillAsync();
 
     /// <param name="addressSpaceBytes">
     /// Caps the worker's address space (prlimit --as), as a device's memory is capped: an allocation past it fails
