@@ -225,7 +225,10 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
     public Task MarkRunningAsync(string jobId) =>
         JobScripts.MarkRunning.EvaluateAsync(redis.GetDatabase(), [FarmKeys.JobMeta(jobId)]);
 
-    /// <summary>Records stored images of one shard (first result wins), in one script call.</summary>
+    /// <summary>
+    /// Records stored images of one shard (first result wins), in one script call; nothing once the job has ended
+    /// (<see cref="ImageOutcomes.JobEnded"/>).
+    /// </summary>
     public Task<ImageOutcomes> RecordImagesDoneAsync(string jobId, uint shard, string worker, IReadOnlyList<StoredImage> images) =>
         RecordOutcomesAsync(JobScripts.OutcomeDone, jobId, shard, worker,
             images.Select(i => (i.Index, i.Sha256, i.SizeBytes, DeviceMicroseconds(i.RenderSeconds))));
@@ -234,7 +237,10 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
     private static long DeviceMicroseconds(double seconds) =>
         double.IsFinite(seconds) && seconds is > 0 and <= 86_400 ? (long)Math.Round(seconds * 1e6) : 0;
 
-    /// <summary>Fails images of one shard for good with <paramref name="error"/> (those without an outcome), in one script call.</summary>
+    /// <summary>
+    /// Fails images of one shard for good with <paramref name="error"/> (those without an outcome), in one script call;
+    /// nothing once the job has ended (<see cref="ImageOutcomes.JobEnded"/>).
+    /// </summary>
     public Task<ImageOutcomes> RecordImagesFailedAsync(string jobId, uint shard, IReadOnlyList<uint> indices, string worker, string error) =>
         RecordOutcomesAsync(JobScripts.OutcomeFailed, jobId, shard, worker, indices.Select(i => (i, error, 0L, 0L)));
 
@@ -247,7 +253,7 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
             [FarmKeys.JobMeta(jobId), FarmKeys.JobResults(jobId), FarmKeys.JobFailures(jobId), FarmKeys.JobShardsRemaining(jobId), FarmKeys.JobEvents(jobId),
              FarmKeys.JobInputs(jobId), FarmKeys.JobProgress(jobId), FarmKeys.JobFailedAttempts(jobId), FarmKeys.JobLatents(jobId)],
             [.. args]))!;
-        return new ImageOutcomes(result.Skip(1).Select(r => (int)r == 1).ToArray(), (int)result[0] == 1);
+        return new ImageOutcomes(result.Skip(1).Select(r => (int)r == 1).ToArray(), (int)result[0] == 1, (int)result[0] == JobScripts.OutcomeJobEnded);
     }
 
     /// <summary>What retention needs to know of a job, in one round trip.</summary>

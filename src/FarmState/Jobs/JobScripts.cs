@@ -17,6 +17,9 @@ public static class JobScripts
     /// <summary><see cref="RecordOutcome"/>'s mode for an image failed for good.</summary>
     public const string OutcomeFailed = "failed";
 
+    /// <summary><see cref="RecordOutcome"/>'s first reply when the job has ended or is gone: nothing was recorded.</summary>
+    public const int OutcomeJobEnded = -1;
+
     /// <summary>Ends a list of arguments where another list follows (<see cref="ReopenForRetry"/>).</summary>
     public const string ListEnd = "|";
 
@@ -27,17 +30,23 @@ public static class JobScripts
     /// the store for sizes) or its error, the job's counters, the events, and the end of the shard and of the job when
     /// that image was the last. The arguments after <c>now</c> are groups of four per image: index, detail (sha256 or
     /// error), size, device microseconds. An image already done or failed is ignored: a duplicate delivery changes
-    /// nothing. One call for a shard's batch of images costs one round trip and wakes watchers once. Returns {shard
-    /// finished, recorded of each image (1/0)...}. When the job finishes its init images are dropped unless images failed
-    /// (a retry needs them), and its per-step progress, failed attempts (all settled) and base stages' latents (no refiner
-    /// stage waits for them; a retry renders both stages again) too.
+    /// nothing. A job that has ended (completed, failed, cancelled) or is gone records nothing at all: a result or a
+    /// dead letter that passed its checks just before a cancel must not count, follow the job's job_finished (watchers
+    /// take events after it for a retry's and keep reading) or end the job a second time, undoing the cancel. So the
+    /// check and the records are one step. One call for a shard's batch of images costs one round trip and wakes
+    /// watchers once. Returns {shard finished (1/0; <see cref="OutcomeJobEnded"/> when the job has ended or is gone),
+    /// recorded of each image (1/0)...}. When the job finishes its init images are dropped unless images failed (a retry
+    /// needs them), and its per-step progress, failed attempts (all settled) and base stages' latents (no refiner stage
+    /// waits for them; a retry renders both stages again) too.
     /// </summary>
     public static readonly FarmScript RecordOutcome = new("record images' outcomes",
         ["meta", "results", "failures", "shards", "events", "inputs", "progress", "attempts", "latents"],
         ["mode", "shard", "worker", "now"],
         $$"""
         local reply = {0}
-        if redis.call('EXISTS', meta) == 0 then
+        local job_state = redis.call('HGET', meta, '{{F.State}}')
+        if not job_state or job_state == '{{S.Completed}}' or job_state == '{{S.Failed}}' or job_state == '{{S.Cancelled}}' then
+          reply[1] = {{OutcomeJobEnded}}
           for i = 5, #ARGV, 4 do reply[#reply + 1] = 0 end
           return reply
         end
