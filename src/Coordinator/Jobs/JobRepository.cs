@@ -88,12 +88,19 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
     public async Task<bool> IsCancelledAsync(string jobId) =>
         await redis.GetDatabase().HashGetAsync(FarmKeys.JobMeta(jobId), JobFields.State) == JobStates.Cancelled;
 
-    /// <summary>Cancels the job if it is still queued or running; true when this call cancelled it.</summary>
-    public async Task<bool> CancelAsync(string jobId) =>
-        (int)await JobScripts.Cancel.EvaluateAsync(redis.GetDatabase(),
+    /// <summary>
+    /// Cancels the job if it is still queued or running; true when this call cancelled it. Like every end of a job, it
+    /// makes the job's webhook due at once.
+    /// </summary>
+    public async Task<bool> CancelAsync(string jobId)
+    {
+        var cancelled = (int)await JobScripts.Cancel.EvaluateAsync(redis.GetDatabase(),
             [FarmKeys.JobMeta(jobId), FarmKeys.JobEvents(jobId), FarmKeys.JobParkedShards(jobId), FarmKeys.JobInputs(jobId), FarmKeys.JobProgress(jobId),
              FarmKeys.JobLatents(jobId)],
             DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()) == 1;
+        if (cancelled) await Webhooks.WebhookDispatcher.JobEndedAsync(redis.GetDatabase(), jobId);
+        return cancelled;
+    }
 
     /// <summary>Records an unfinished job's priority (what its shards are queued at from now on); false if it has finished.</summary>
     public async Task<bool> SetPriorityAsync(string jobId, Priority priority) =>
@@ -244,6 +251,7 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
     public Task<ImageOutcomes> RecordImagesFailedAsync(string jobId, uint shard, IReadOnlyList<uint> indices, string worker, string error) =>
         RecordOutcomesAsync(JobScripts.OutcomeFailed, jobId, shard, worker, indices.Select(i => (i, error, 0L, 0L)));
 
+    /// <summary>Records outcomes (<see cref="JobScripts.RecordOutcome"/>); when they finish the job, its webhook is due at once.</summary>
     private async Task<ImageOutcomes> RecordOutcomesAsync(string mode, string jobId, uint shard, string worker,
         IEnumerable<(uint Index, string Detail, long SizeBytes, long DeviceMicroseconds)> images)
     {
@@ -253,7 +261,10 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
             [FarmKeys.JobMeta(jobId), FarmKeys.JobResults(jobId), FarmKeys.JobFailures(jobId), FarmKeys.JobShardsRemaining(jobId), FarmKeys.JobEvents(jobId),
              FarmKeys.JobInputs(jobId), FarmKeys.JobProgress(jobId), FarmKeys.JobFailedAttempts(jobId), FarmKeys.JobLatents(jobId)],
             [.. args]))!;
-        return new ImageOutcomes(result.Skip(1).Select(r => (int)r == 1).ToArray(), (int)result[0] == 1, (int)result[0] == JobScripts.OutcomeJobEnded);
+        var outcomes = new ImageOutcomes(result.Skip(2).Select(r => (int)r == 1).ToArray(), (int)result[0] == 1,
+            JobEnded: (int)result[1] == JobScripts.OutcomeJobEnded, JobFinished: (int)result[1] == 1);
+        if (outcomes.JobFinished) await Webhooks.WebhookDispatcher.JobEndedAsync(redis.GetDatabase(), jobId);
+        return outcomes;
     }
 
     /// <summary>What retention needs to know of a job, in one round trip.</summary>

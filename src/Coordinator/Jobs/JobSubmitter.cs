@@ -34,6 +34,7 @@ public sealed class JobSubmitter(
     Retention.RetentionSchedule retention,
     Webhooks.WebhookTargets webhookTargets,
     Webhooks.WebhookSecrets webhookSecrets,
+    IOptions<Webhooks.WebhookOptions> webhookOptions,
     IOptions<CoordinatorOptions> options,
     Workers.WorkerRegistry workers,
     ILogger<JobSubmitter> logger)
@@ -134,7 +135,7 @@ public sealed class JobSubmitter(
         {
             // Before the job id is returned: the end of a job that was accepted is always told.
             await webhookSecrets.GetOrCreateAsync(tenant);
-            await Webhooks.WebhookDispatcher.EnlistAsync(db, jobId);
+            await Webhooks.WebhookDispatcher.EnlistAsync(db, jobId, webhookOptions.Value);
         }
         await Task.WhenAll(
             db.KeyPersistAsync(FarmKeys.JobImages(jobId)),
@@ -181,7 +182,7 @@ public sealed class JobSubmitter(
         if (await jobs.WebhookUrlAsync(jobId) is { Length: > 0 })
         {
             await redis.GetDatabase().HashSetAsync(FarmKeys.JobMeta(jobId), JobFields.WebhookState, "pending");
-            await Webhooks.WebhookDispatcher.EnlistAsync(redis.GetDatabase(), jobId); // its next end is told too
+            await Webhooks.WebhookDispatcher.EnlistAsync(redis.GetDatabase(), jobId, webhookOptions.Value); // its next end is told too
         }
         await queue.PublishStagedAsync(new QueuedJob(jobId, tenant, status.CreatedUnixMs), status.Priority, batch);
         logger.LogInformation("Job {JobId}: {Images} failed images re-queued in {Shards} shards", jobId, failed.Count, shards.Count);

@@ -17,7 +17,7 @@ public static class JobScripts
     /// <summary><see cref="RecordOutcome"/>'s mode for an image failed for good.</summary>
     public const string OutcomeFailed = "failed";
 
-    /// <summary><see cref="RecordOutcome"/>'s first reply when the job has ended or is gone: nothing was recorded.</summary>
+    /// <summary><see cref="RecordOutcome"/>'s reply about the job when it had ended or is gone: nothing was recorded.</summary>
     public const int OutcomeJobEnded = -1;
 
     /// <summary>Ends a list of arguments where another list follows (<see cref="ReopenForRetry"/>).</summary>
@@ -34,19 +34,19 @@ public static class JobScripts
     /// dead letter that passed its checks just before a cancel must not count, follow the job's job_finished (watchers
     /// take events after it for a retry's and keep reading) or end the job a second time, undoing the cancel. So the
     /// check and the records are one step. One call for a shard's batch of images costs one round trip and wakes
-    /// watchers once. Returns {shard finished (1/0; <see cref="OutcomeJobEnded"/> when the job has ended or is gone),
-    /// recorded of each image (1/0)...}. When the job finishes its init images are dropped unless images failed (a retry
-    /// needs them), and its per-step progress, failed attempts (all settled) and base stages' latents (no refiner stage
-    /// waits for them; a retry renders both stages again) too.
+    /// watchers once. Returns {shard finished (1/0), job (1 when this call finished it, <see cref="OutcomeJobEnded"/>
+    /// when it had ended or is gone, else 0), recorded of each image (1/0)...}. When the job finishes its init images
+    /// are dropped unless images failed (a retry needs them), and its per-step progress, failed attempts (all settled)
+    /// and base stages' latents (no refiner stage waits for them; a retry renders both stages again) too.
     /// </summary>
     public static readonly FarmScript RecordOutcome = new("record images' outcomes",
         ["meta", "results", "failures", "shards", "events", "inputs", "progress", "attempts", "latents"],
         ["mode", "shard", "worker", "now"],
         $$"""
-        local reply = {0}
+        local reply = {0, 0}
         local job_state = redis.call('HGET', meta, '{{F.State}}')
         if not job_state or job_state == '{{S.Completed}}' or job_state == '{{S.Failed}}' or job_state == '{{S.Cancelled}}' then
-          reply[1] = {{OutcomeJobEnded}}
+          reply[2] = {{OutcomeJobEnded}}
           for i = 5, #ARGV, 4 do reply[#reply + 1] = 0 end
           return reply
         end
@@ -79,6 +79,7 @@ public static class JobScripts
               redis.call('XADD', events, '*', '{{E.Type}}', '{{T.ShardDone}}', '{{E.Shard}}', shard)
             end
             if done + failed == tonumber(redis.call('HGET', meta, '{{F.ImageCount}}')) then
+              reply[2] = 1
               local state = '{{S.Completed}}'
               if failed > 0 then state = '{{S.Failed}}' end
               redis.call('HSET', meta, '{{F.State}}', state, '{{F.FinishedMs}}', now)
