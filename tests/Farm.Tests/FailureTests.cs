@@ -200,6 +200,36 @@ public sealed class FailureTests
         Assert.Equal(StatusCode.FailedPrecondition, again.StatusCode);
     }
 
+    [Fact]
+    public async Task ARetryCountsAgainstTheTenantsActiveJobLimitLikeASubmit()
+    {
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: s => s["Farm:Limits:MaxActiveJobsPerTenant"] = "2");
+        var jobs = farm.CoordinatorServices.GetRequiredService<RenderFarm.Coordinator.Jobs.JobRepository>();
+        async Task<string> SubmitAsync(string prompt) => (await farm.SubmitAsync(Header(64, 64, 2), [new PromptItem { Prompt = prompt }])).JobId;
+        async Task<string> FailedAsync(string prompt)
+        {
+            var jobId = await SubmitAsync(prompt);
+            var (shard, content) = await farm.DeliverFirstAsync("w1"); // dead-lettered, as after its last attempt
+            await jobs.RecordImagesFailedAsync(jobId, shard.ShardIndex, [.. content.Images.Select(i => i.Index)], "w1", "out of attempts");
+            return jobId;
+        }
+        static async Task AssertActiveLimitAsync(Func<Task> call)
+        {
+            var refused = await Assert.ThrowsAsync<RpcException>(call);
+            Assert.Equal(StatusCode.ResourceExhausted, refused.StatusCode);
+            Assert.Contains("active job limit reached: 2 unfinished jobs", refused.Status.Detail);
+        }
+
+        var a = await FailedAsync("a");
+        var d = await FailedAsync("d");
+        await SubmitAsync("b"); // one unfinished job
+        Assert.Equal(JobState.Queued, (await farm.Jobs.RetryJobAsync(new RetryJobRequest { JobId = a })).State); // two
+
+        await AssertActiveLimitAsync(() => farm.Jobs.RetryJobAsync(new RetryJobRequest { JobId = d }).ResponseAsync);
+        Assert.Equal(JobState.Failed, (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = d })).State);
+        await AssertActiveLimitAsync(() => SubmitAsync("c"));
+    }
+
     /// <summary>
     /// A worker whose model loads but cannot render, and which took work anyway: its warm-up is off, as for a GPU that
     /// breaks after the worker started.

@@ -152,12 +152,15 @@ public sealed class JobSubmitter(
     /// <summary>
     /// Queues a failed job's failed images again, in new shards numbered after its others: planned, staged, the job
     /// re-opened for exactly those images (atomically, only if it is still failed), then published. ABORTED if the job
-    /// changed state meanwhile (its staged shards are dropped).
+    /// changed state meanwhile (its staged shards are dropped). A retry makes the job unfinished again, so it is checked
+    /// against the tenant's limits like a submit (RESOURCE_EXHAUSTED) and counts against them from before it re-opens.
     /// </summary>
     public async Task RetryAsync(JobStatus status, string tenant)
     {
         var jobId = status.JobId;
         var failed = await jobs.FailedImagesAsync(jobId);
+        limits.CheckQueuedImages(await limits.AdmitAsync(tenant), failed.Count);
+        await limits.RecordOpenAsync(tenant, jobId); // a failed job in the set is pruned, should the re-open not happen
         var tasks = (await Task.WhenAll(failed.Chunk(1000).Select(page => jobs.GetImagesAsync(jobId, page)))).SelectMany(t => t);
         // Images re-render with the settings they were submitted with (per-prompt overrides kept).
         using var activity = FarmTracing.Coordinator.StartActivity("retry job", System.Diagnostics.ActivityKind.Producer)?.SetTag("renderfarm.job_id", jobId);
