@@ -215,18 +215,34 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
             .Select(k => uint.Parse((string)k!, CultureInfo.InvariantCulture)).Order().ToList();
 
     /// <summary>
-    /// Re-opens a failed job for the given shards of its failed images (shard indices from <paramref name="firstShard"/>);
-    /// false if the job is not in the failed state any more.
+    /// Re-opens a failed job for the given shards of its failed images (shard indices from <paramref name="firstShard"/>),
+    /// unless it is not in the failed state any more or retention took what the retry needs (its stored images; its
+    /// inputs, when <paramref name="needsInputs"/>).
     /// </summary>
-    public async Task<bool> ReopenForRetryAsync(string jobId, uint firstShard, IReadOnlyList<Shard> shards)
+    public async Task<RetryReopening> ReopenForRetryAsync(string jobId, uint firstShard, IReadOnlyList<Shard> shards, bool needsInputs)
     {
-        var args = new List<RedisValue> { firstShard };
+        var args = new List<RedisValue> { firstShard, needsInputs ? 1 : 0 };
         args.AddRange(shards.Select(s => (RedisValue)s.Images.Count));
         args.Add(JobScripts.ListEnd);
         args.AddRange(shards.SelectMany(s => s.Images).Select(i => (RedisValue)i.Index));
         return (int)await JobScripts.ReopenForRetry.EvaluateAsync(redis.GetDatabase(),
             [FarmKeys.JobMeta(jobId), FarmKeys.JobFailures(jobId), FarmKeys.JobShardsRemaining(jobId), FarmKeys.JobEvents(jobId)],
-            [.. args]) == 1;
+            [.. args]) switch
+        {
+            1 => RetryReopening.Reopened,
+            JobScripts.RetryResultsExpired => RetryReopening.ResultsExpired,
+            JobScripts.RetryInputsExpired => RetryReopening.InputsExpired,
+            _ => RetryReopening.NotFailed,
+        };
+    }
+
+    /// <summary>When retention deleted the job's stored images, and when it dropped its inputs (null: not, or no such job).</summary>
+    public async Task<(DateTimeOffset? Results, DateTimeOffset? Inputs)> ExpiredAsync(string jobId)
+    {
+        var m = await redis.GetDatabase().HashGetAsync(FarmKeys.JobMeta(jobId), [JobFields.ResultsExpiredMs, JobFields.InputsExpiredMs]);
+        static DateTimeOffset? At(RedisValue v) =>
+            long.TryParse((string?)v, CultureInfo.InvariantCulture, out var ms) ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : null;
+        return (At(m[0]), At(m[1]));
     }
 
     public Task MarkRunningAsync(string jobId) =>

@@ -20,6 +20,12 @@ public static class JobScripts
     /// <summary><see cref="RecordOutcome"/>'s reply about the job when it had ended or is gone: nothing was recorded.</summary>
     public const int OutcomeJobEnded = -1;
 
+    /// <summary><see cref="ReopenForRetry"/>'s reply when retention deleted the job's stored images.</summary>
+    public const int RetryResultsExpired = -1;
+
+    /// <summary><see cref="ReopenForRetry"/>'s reply when the retried images need the job's inputs and retention dropped them.</summary>
+    public const int RetryInputsExpired = -2;
+
     /// <summary>Ends a list of arguments where another list follows (<see cref="ReopenForRetry"/>).</summary>
     public const string ListEnd = "|";
 
@@ -133,15 +139,20 @@ public static class JobScripts
         """);
 
     /// <summary>
-    /// Re-opens a failed job for exactly the images being retried. Arguments after the first shard index: per new
-    /// shard its image count, then <see cref="ListEnd"/>, then the failed indices being retried. Returns 0 if the job is
-    /// not failed (any more).
+    /// Re-opens a failed job for exactly the images being retried. <c>needs_inputs</c> is 1 when those images render
+    /// from the job's inputs (init images, masks, control images). Arguments after it: per new shard its image count,
+    /// then <see cref="ListEnd"/>, then the failed indices being retried. Returns 0 if the job is not failed (any more),
+    /// <see cref="RetryResultsExpired"/> if retention deleted its images (a retry's could be neither downloaded nor
+    /// expired), <see cref="RetryInputsExpired"/> if the images need its inputs and retention dropped them; checked here,
+    /// in one step with the re-open, so a sweep in between cannot slip past.
     /// </summary>
     public static readonly FarmScript ReopenForRetry = new("re-open a failed job for a retry",
-        ["meta", "failures", "shards", "events"], ["first_shard"],
+        ["meta", "failures", "shards", "events"], ["first_shard", "needs_inputs"],
         $$"""
         if redis.call('HGET', meta, '{{F.State}}') ~= '{{S.Failed}}' then return 0 end
-        local i, shard, images = 2, tonumber(first_shard), 0
+        if redis.call('HEXISTS', meta, '{{F.ResultsExpiredMs}}') == 1 then return {{RetryResultsExpired}} end
+        if needs_inputs == '1' and redis.call('HEXISTS', meta, '{{F.InputsExpiredMs}}') == 1 then return {{RetryInputsExpired}} end
+        local i, shard, images = 3, tonumber(first_shard), 0
         while ARGV[i] ~= '{{ListEnd}}' do
           redis.call('HSET', shards, shard, ARGV[i])
           images = images + tonumber(ARGV[i])
