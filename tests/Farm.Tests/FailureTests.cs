@@ -200,6 +200,106 @@ public sealed class FailureTests
         Assert.Equal(StatusCode.FailedPrecondition, again.StatusCode);
     }
 
+    [Fact]
+    public async Task ARetryCountsAgainstTheTenantsActiveJobLimitLikeASubmit()
+    {
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: s => s["Farm:Limits:MaxActiveJobsPerTenant"] = "2");
+        var jobs = farm.CoordinatorServices.GetRequiredService<RenderFarm.Coordinator.Jobs.JobRepository>();
+        async Task<string> SubmitAsync(string prompt) => (await farm.SubmitAsync(Header(64, 64, 2), [new PromptItem { Prompt = prompt }])).JobId;
+        async Task<string> FailedAsync(string prompt)
+        {
+            var jobId = await SubmitAsync(prompt);
+            var (shard, content) = await farm.DeliverFirstAsync("w1"); // dead-lettered, as after its last attempt
+            await jobs.RecordImagesFailedAsync(jobId, shard.ShardIndex, [.. content.Images.Select(i => i.Index)], "w1", "out of attempts");
+            return jobId;
+        }
+        static async Task AssertActiveLimitAsync(Func<Task> call)
+        {
+            var refused = await Assert.ThrowsAsync<RpcException>(call);
+            Assert.Equal(StatusCode.ResourceExhausted, refused.StatusCode);
+            Assert.Contains("active job limit reached: 2 unfinished jobs", refused.Status.Detail);
+        }
+
+        var a = await FailedAsync("a");
+        var d = await FailedAsync("d");
+        await SubmitAsync("b"); // one unfinished job
+        Assert.Equal(JobState.Queued, (await farm.Jobs.RetryJobAsync(new RetryJobRequest { JobId = a })).State); // two
+
+        await AssertActiveLimitAsync(() => farm.Jobs.RetryJobAsync(new RetryJobRequest { JobId = d }).ResponseAsync);
+        Assert.Equal(JobState.Failed, (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = d })).State);
+        await AssertActiveLimitAsync(() => SubmitAsync("c"));
+    }
+
+    /// <summary>
+    /// Takes every shard of a just-submitted job as a worker would and records its images' outcomes as the report
+    /// handler does: those in <paramref name="failing"/> failed for good (dead-lettered), the others stored.
+    /// </summary>
+    private static async Task SettleAsync(FarmCluster farm, string jobId, params uint[] failing)
+    {
+        var jobs = farm.CoordinatorServices.GetRequiredService<RenderFarm.Coordinator.Jobs.JobRepository>();
+        var shards = (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = jobId })).ShardCount;
+        for (var n = 0; n < shards; n++)
+        {
+            var (shard, content) = await farm.DeliverFirstAsync("w1");
+            Assert.Equal(jobId, shard.JobId);
+            foreach (var image in content.Images)
+                if (failing.Contains(image.Index))
+                    await jobs.RecordImagesFailedAsync(jobId, shard.ShardIndex, [image.Index], "w1", "out of attempts");
+                else
+                    await jobs.RecordImagesDoneAsync(jobId, shard.ShardIndex, "w1", [new RenderFarm.Coordinator.Jobs.StoredImage(image.Index, new string('a', 64), 100, 1)]);
+        }
+    }
+
+    [Fact]
+    public async Task ARetryIsRefusedOnceRetentionDeletedTheJobsImages()
+    {
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2);
+        var job = (await farm.SubmitAsync(Header(64, 64, 2), Prompts(2))).JobId;
+        await SettleAsync(farm, job, failing: 1);
+        await farm.CoordinatorServices.GetRequiredService<RenderFarm.Coordinator.Retention.JobDeleter>().DeleteResultsAsync(job, CancellationToken.None);
+
+        var refused = await Assert.ThrowsAsync<RpcException>(() => farm.Jobs.RetryJobAsync(new RetryJobRequest { JobId = job }).ResponseAsync);
+
+        Assert.Equal(StatusCode.FailedPrecondition, refused.StatusCode);
+        Assert.StartsWith($"job {job} cannot be retried: its stored images were deleted on ", refused.Status.Detail);
+        Assert.Contains("Farm:Retention:ResultDays", refused.Status.Detail);
+        // The re-open checks it again itself, in one step with the re-open (a sweep between the check and it).
+        var jobs = farm.CoordinatorServices.GetRequiredService<RenderFarm.Coordinator.Jobs.JobRepository>();
+        Assert.Equal(RenderFarm.Coordinator.Jobs.RetryReopening.ResultsExpired, await jobs.ReopenForRetryAsync(job, 1, [new Shard()], needsInputs: false));
+        var status = await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job });
+        Assert.Equal((JobState.Failed, 1u, 1u), (status.State, status.ImagesDone, status.ImagesFailed));
+    }
+
+    [Fact]
+    public async Task ARetryIsRefusedOnceRetentionDroppedTheInputsItsFailedImagesRenderFromAndOnlyThen()
+    {
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2);
+        var jobs = farm.CoordinatorServices.GetRequiredService<RenderFarm.Coordinator.Jobs.JobRepository>();
+        // Image 0 renders from an init image, image 1 from the prompt alone.
+        SubmitJobRequest[] items =
+        [
+            InputImageTests.Input("frame", InputImageTests.Gradient(30, 200, 90)),
+            new() { Prompt = new PromptItem { Prompt = "from the frame", InitImage = "frame" } },
+            new() { Prompt = new PromptItem { Prompt = "from the prompt" } },
+        ];
+        var initFailed = (await farm.SubmitItemsAsync(Header(64, 64, 2), items)).JobId;
+        await SettleAsync(farm, initFailed, failing: 0);
+        var promptFailed = (await farm.SubmitItemsAsync(Header(64, 64, 2), items)).JobId;
+        await SettleAsync(farm, promptFailed, failing: 1);
+        await jobs.ExpireInputsAsync(initFailed);
+        await jobs.ExpireInputsAsync(promptFailed);
+
+        var refused = await Assert.ThrowsAsync<RpcException>(() => farm.Jobs.RetryJobAsync(new RetryJobRequest { JobId = initFailed }).ResponseAsync);
+        Assert.Equal(StatusCode.FailedPrecondition, refused.StatusCode);
+        Assert.StartsWith($"job {initFailed} cannot be retried: the init images, masks or control images its failed images render from were dropped on ",
+            refused.Status.Detail);
+        Assert.Contains("Farm:Retention:FailedInputDays", refused.Status.Detail);
+        Assert.Equal(RenderFarm.Coordinator.Jobs.RetryReopening.InputsExpired, await jobs.ReopenForRetryAsync(initFailed, 2, [new Shard()], needsInputs: true));
+        Assert.Equal(JobState.Failed, (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = initFailed })).State);
+        // The other job's failed image needs none of its inputs: it is retried.
+        Assert.Equal(JobState.Queued, (await farm.Jobs.RetryJobAsync(new RetryJobRequest { JobId = promptFailed })).State);
+    }
+
     /// <summary>
     /// A worker whose model loads but cannot render, and which took work anyway: its warm-up is off, as for a GPU that
     /// breaks after the worker started.

@@ -5,6 +5,7 @@ using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.FarmState;
 using RenderFarm.FarmState.Jobs;
 using RenderFarm.Protocol;
+using StackExchange.Redis;
 
 namespace RenderFarm.Farm.Tests;
 
@@ -122,6 +123,58 @@ public sealed class WebhookTests
             .ToDictionary(e => e.GetProperty("job_id").GetString()!, e => e.GetProperty("state").GetString());
         Assert.Equal("cancelled", states[cancelled]);
         Assert.Equal("failed", states[failed]);
+    }
+
+    [Fact]
+    public async Task UnfinishedWebhookJobsDoNotHoldUpAnEndedOneThatSortsAfterThem()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        await using var farm = await FarmCluster.StartAsync(workers: 0, configure: s =>
+        {
+            Loopback(s);
+            s["Farm:Webhooks:PollMilliseconds"] = "60000"; // the test dispatches, call by call
+            s["Farm:Limits:MaxActiveJobsPerTenant"] = "200";
+        });
+        var dispatcher = farm.CoordinatorServices.GetServices<IHostedService>().OfType<WebhookDispatcher>().Single();
+        // More unfinished webhook jobs than one dispatch reads (100), and one that ends: the one whose id sorts last.
+        var submitted = new List<string>();
+        for (var i = 0; i < 102; i++) submitted.Add((await farm.SubmitAsync(Header(receiver.Url), [new PromptItem { Prompt = $"waiting {i}" }])).JobId);
+        var ended = submitted.Max(StringComparer.Ordinal)!;
+        var unfinished = submitted.Where(id => id != ended).ToList();
+        // Every one of them due, as when their recheck comes (or as a coordinator enlisted them before rechecks existed).
+        await farm.Redis.SortedSetAddAsync(FarmKeys.WebhookOutbox, [.. unfinished.Append(ended).Select(id => new SortedSetEntry(id, 0))]);
+        await farm.Jobs.CancelJobAsync(new CancelJobRequest { JobId = ended });
+
+        for (var call = 0; call < 3 && receiver.Deliveries.IsEmpty; call++) await dispatcher.DispatchDueAsync(CancellationToken.None);
+
+        var delivery = Assert.Single(receiver.Deliveries);
+        Assert.Equal(ended, JsonDocument.Parse(delivery.Body).RootElement.GetProperty("job_id").GetString());
+        Assert.Equal("delivered", (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = ended })).Webhook);
+        // The unfinished jobs stay in the outbox (their ends are still to be told), but not due.
+        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        Assert.Equal(101, farm.Redis.SortedSetLength(FarmKeys.WebhookOutbox));
+        Assert.Equal(0, farm.Redis.SortedSetLength(FarmKeys.WebhookOutbox, double.NegativeInfinity, now));
+    }
+
+    [Fact]
+    public async Task AJobEndedByACoordinatorThatStoppedBeforeMakingItsWebhookDueIsToldAfterTheRecheck()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        await using var farm = await FarmCluster.StartAsync(workers: 0, configure: s =>
+        {
+            Loopback(s);
+            s["Farm:Webhooks:RecheckSeconds"] = "1";
+        });
+        var job = (await farm.SubmitAsync(Header(receiver.Url), TwoPrompts)).JobId;
+        // The cancel's script alone: the coordinator that ran it stopped before making the webhook due.
+        Assert.Equal(1, (int)await JobScripts.Cancel.EvaluateAsync(farm.Redis,
+            [FarmKeys.JobMeta(job), FarmKeys.JobEvents(job), FarmKeys.JobParkedShards(job), FarmKeys.JobInputs(job), FarmKeys.JobProgress(job),
+             FarmKeys.JobLatents(job)],
+            DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()));
+
+        await Eventually.HoldsAsync(async () => (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job })).Webhook == "delivered",
+            "the webhook delivered after the recheck");
+        Assert.Equal("cancelled", JsonDocument.Parse(Assert.Single(receiver.Deliveries).Body).RootElement.GetProperty("state").GetString());
     }
 
     [Theory]

@@ -88,12 +88,19 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
     public async Task<bool> IsCancelledAsync(string jobId) =>
         await redis.GetDatabase().HashGetAsync(FarmKeys.JobMeta(jobId), JobFields.State) == JobStates.Cancelled;
 
-    /// <summary>Cancels the job if it is still queued or running; true when this call cancelled it.</summary>
-    public async Task<bool> CancelAsync(string jobId) =>
-        (int)await JobScripts.Cancel.EvaluateAsync(redis.GetDatabase(),
+    /// <summary>
+    /// Cancels the job if it is still queued or running; true when this call cancelled it. Like every end of a job, it
+    /// makes the job's webhook due at once.
+    /// </summary>
+    public async Task<bool> CancelAsync(string jobId)
+    {
+        var cancelled = (int)await JobScripts.Cancel.EvaluateAsync(redis.GetDatabase(),
             [FarmKeys.JobMeta(jobId), FarmKeys.JobEvents(jobId), FarmKeys.JobParkedShards(jobId), FarmKeys.JobInputs(jobId), FarmKeys.JobProgress(jobId),
              FarmKeys.JobLatents(jobId)],
             DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()) == 1;
+        if (cancelled) await Webhooks.WebhookDispatcher.JobEndedAsync(redis.GetDatabase(), jobId);
+        return cancelled;
+    }
 
     /// <summary>Records an unfinished job's priority (what its shards are queued at from now on); false if it has finished.</summary>
     public async Task<bool> SetPriorityAsync(string jobId, Priority priority) =>
@@ -208,24 +215,43 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
             .Select(k => uint.Parse((string)k!, CultureInfo.InvariantCulture)).Order().ToList();
 
     /// <summary>
-    /// Re-opens a failed job for the given shards of its failed images (shard indices from <paramref name="firstShard"/>);
-    /// false if the job is not in the failed state any more.
+    /// Re-opens a failed job for the given shards of its failed images (shard indices from <paramref name="firstShard"/>),
+    /// unless it is not in the failed state any more or retention took what the retry needs (its stored images; its
+    /// inputs, when <paramref name="needsInputs"/>).
     /// </summary>
-    public async Task<bool> ReopenForRetryAsync(string jobId, uint firstShard, IReadOnlyList<Shard> shards)
+    public async Task<RetryReopening> ReopenForRetryAsync(string jobId, uint firstShard, IReadOnlyList<Shard> shards, bool needsInputs)
     {
-        var args = new List<RedisValue> { firstShard };
+        var args = new List<RedisValue> { firstShard, needsInputs ? 1 : 0 };
         args.AddRange(shards.Select(s => (RedisValue)s.Images.Count));
         args.Add(JobScripts.ListEnd);
         args.AddRange(shards.SelectMany(s => s.Images).Select(i => (RedisValue)i.Index));
         return (int)await JobScripts.ReopenForRetry.EvaluateAsync(redis.GetDatabase(),
             [FarmKeys.JobMeta(jobId), FarmKeys.JobFailures(jobId), FarmKeys.JobShardsRemaining(jobId), FarmKeys.JobEvents(jobId)],
-            [.. args]) == 1;
+            [.. args]) switch
+        {
+            1 => RetryReopening.Reopened,
+            JobScripts.RetryResultsExpired => RetryReopening.ResultsExpired,
+            JobScripts.RetryInputsExpired => RetryReopening.InputsExpired,
+            _ => RetryReopening.NotFailed,
+        };
+    }
+
+    /// <summary>When retention deleted the job's stored images, and when it dropped its inputs (null: not, or no such job).</summary>
+    public async Task<(DateTimeOffset? Results, DateTimeOffset? Inputs)> ExpiredAsync(string jobId)
+    {
+        var m = await redis.GetDatabase().HashGetAsync(FarmKeys.JobMeta(jobId), [JobFields.ResultsExpiredMs, JobFields.InputsExpiredMs]);
+        static DateTimeOffset? At(RedisValue v) =>
+            long.TryParse((string?)v, CultureInfo.InvariantCulture, out var ms) ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : null;
+        return (At(m[0]), At(m[1]));
     }
 
     public Task MarkRunningAsync(string jobId) =>
         JobScripts.MarkRunning.EvaluateAsync(redis.GetDatabase(), [FarmKeys.JobMeta(jobId)]);
 
-    /// <summary>Records stored images of one shard (first result wins), in one script call.</summary>
+    /// <summary>
+    /// Records stored images of one shard (first result wins), in one script call; nothing once the job has ended
+    /// (<see cref="ImageOutcomes.JobEnded"/>).
+    /// </summary>
     public Task<ImageOutcomes> RecordImagesDoneAsync(string jobId, uint shard, string worker, IReadOnlyList<StoredImage> images) =>
         RecordOutcomesAsync(JobScripts.OutcomeDone, jobId, shard, worker,
             images.Select(i => (i.Index, i.Sha256, i.SizeBytes, DeviceMicroseconds(i.RenderSeconds))));
@@ -234,10 +260,14 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
     private static long DeviceMicroseconds(double seconds) =>
         double.IsFinite(seconds) && seconds is > 0 and <= 86_400 ? (long)Math.Round(seconds * 1e6) : 0;
 
-    /// <summary>Fails images of one shard for good with <paramref name="error"/> (those without an outcome), in one script call.</summary>
+    /// <summary>
+    /// Fails images of one shard for good with <paramref name="error"/> (those without an outcome), in one script call;
+    /// nothing once the job has ended (<see cref="ImageOutcomes.JobEnded"/>).
+    /// </summary>
     public Task<ImageOutcomes> RecordImagesFailedAsync(string jobId, uint shard, IReadOnlyList<uint> indices, string worker, string error) =>
         RecordOutcomesAsync(JobScripts.OutcomeFailed, jobId, shard, worker, indices.Select(i => (i, error, 0L, 0L)));
 
+    /// <summary>Records outcomes (<see cref="JobScripts.RecordOutcome"/>); when they finish the job, its webhook is due at once.</summary>
     private async Task<ImageOutcomes> RecordOutcomesAsync(string mode, string jobId, uint shard, string worker,
         IEnumerable<(uint Index, string Detail, long SizeBytes, long DeviceMicroseconds)> images)
     {
@@ -247,7 +277,10 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
             [FarmKeys.JobMeta(jobId), FarmKeys.JobResults(jobId), FarmKeys.JobFailures(jobId), FarmKeys.JobShardsRemaining(jobId), FarmKeys.JobEvents(jobId),
              FarmKeys.JobInputs(jobId), FarmKeys.JobProgress(jobId), FarmKeys.JobFailedAttempts(jobId), FarmKeys.JobLatents(jobId)],
             [.. args]))!;
-        return new ImageOutcomes(result.Skip(1).Select(r => (int)r == 1).ToArray(), (int)result[0] == 1);
+        var outcomes = new ImageOutcomes(result.Skip(2).Select(r => (int)r == 1).ToArray(), (int)result[0] == 1,
+            JobEnded: (int)result[1] == JobScripts.OutcomeJobEnded, JobFinished: (int)result[1] == 1);
+        if (outcomes.JobFinished) await Webhooks.WebhookDispatcher.JobEndedAsync(redis.GetDatabase(), jobId);
+        return outcomes;
     }
 
     /// <summary>What retention needs to know of a job, in one round trip.</summary>

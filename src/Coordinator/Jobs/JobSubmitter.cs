@@ -34,6 +34,7 @@ public sealed class JobSubmitter(
     Retention.RetentionSchedule retention,
     Webhooks.WebhookTargets webhookTargets,
     Webhooks.WebhookSecrets webhookSecrets,
+    IOptions<Webhooks.WebhookOptions> webhookOptions,
     IOptions<CoordinatorOptions> options,
     Workers.WorkerRegistry workers,
     ILogger<JobSubmitter> logger)
@@ -134,7 +135,7 @@ public sealed class JobSubmitter(
         {
             // Before the job id is returned: the end of a job that was accepted is always told.
             await webhookSecrets.GetOrCreateAsync(tenant);
-            await Webhooks.WebhookDispatcher.EnlistAsync(db, jobId);
+            await Webhooks.WebhookDispatcher.EnlistAsync(db, jobId, webhookOptions.Value);
         }
         await Task.WhenAll(
             db.KeyPersistAsync(FarmKeys.JobImages(jobId)),
@@ -151,19 +152,27 @@ public sealed class JobSubmitter(
     /// <summary>
     /// Queues a failed job's failed images again, in new shards numbered after its others: planned, staged, the job
     /// re-opened for exactly those images (atomically, only if it is still failed), then published. ABORTED if the job
-    /// changed state meanwhile (its staged shards are dropped).
+    /// changed state meanwhile (its staged shards are dropped). FAILED_PRECONDITION once retention deleted the job's
+    /// stored images, or dropped the inputs (init images, masks, control images) its failed images render from: such a
+    /// retry could only end in images nobody can download, or in shards that fail for want of their inputs. A retry makes
+    /// the job unfinished again, so it is checked against the tenant's limits like a submit (RESOURCE_EXHAUSTED) and
+    /// counts against them from before it re-opens.
     /// </summary>
     public async Task RetryAsync(JobStatus status, string tenant)
     {
         var jobId = status.JobId;
         var failed = await jobs.FailedImagesAsync(jobId);
-        var tasks = (await Task.WhenAll(failed.Chunk(1000).Select(page => jobs.GetImagesAsync(jobId, page)))).SelectMany(t => t);
+        var tasks = (await Task.WhenAll(failed.Chunk(1000).Select(page => jobs.GetImagesAsync(jobId, page)))).SelectMany(t => t).OfType<ImageTask>().ToList();
+        var needsInputs = tasks.Any(task => NeedsInputs(task, status.Params));
+        if (await UnretryableAsync(jobId, needsInputs) is { } unretryable) throw unretryable;
+        limits.CheckQueuedImages(await limits.AdmitAsync(tenant), failed.Count);
+        await limits.RecordOpenAsync(tenant, jobId); // a failed job in the set is pruned, should the re-open not happen
         // Images re-render with the settings they were submitted with (per-prompt overrides kept).
         using var activity = FarmTracing.Coordinator.StartActivity("retry job", System.Diagnostics.ActivityKind.Producer)?.SetTag("renderfarm.job_id", jobId);
         var planner = new ShardPlanner(jobId, await sizing.SnapshotAsync(), (uint)options.Value.MaxAttempts, firstShardIndex: status.ShardCount,
             FarmTracing.TraceparentOf(activity));
         var shards = new List<Shard>();
-        foreach (var task in tasks.OfType<ImageTask>())
+        foreach (var task in tasks)
         {
             var parameters = task.Params ?? status.Params;
             if (planner.Add(new ImageTask(task) { Params = null }, parameters, ShardPlanner.LorasOf(task, parameters)) is { } full) shards.Add(full);
@@ -173,18 +182,40 @@ public sealed class JobSubmitter(
 
         var batch = $"retry-{Guid.NewGuid():N}";
         await queue.StageAsync(jobId, [.. shards.Select(s => s.ToByteArray())], batch);
-        if (!await jobs.ReopenForRetryAsync(jobId, status.ShardCount, shards))
+        var reopening = await jobs.ReopenForRetryAsync(jobId, status.ShardCount, shards, needsInputs);
+        if (reopening != RetryReopening.Reopened)
         {
             await queue.DiscardStagedAsync(jobId, batch);
-            throw new RpcException(new Status(StatusCode.Aborted, $"job {jobId} changed state while being retried; try again"));
+            // ResultsExpired, InputsExpired: retention's sweep got there between the check above and the re-open.
+            throw (reopening == RetryReopening.NotFailed ? null : await UnretryableAsync(jobId, needsInputs))
+                  ?? new RpcException(new Status(StatusCode.Aborted, $"job {jobId} changed state while being retried; try again"));
         }
         if (await jobs.WebhookUrlAsync(jobId) is { Length: > 0 })
         {
             await redis.GetDatabase().HashSetAsync(FarmKeys.JobMeta(jobId), JobFields.WebhookState, "pending");
-            await Webhooks.WebhookDispatcher.EnlistAsync(redis.GetDatabase(), jobId); // its next end is told too
+            await Webhooks.WebhookDispatcher.EnlistAsync(redis.GetDatabase(), jobId, webhookOptions.Value); // its next end is told too
         }
         await queue.PublishStagedAsync(new QueuedJob(jobId, tenant, status.CreatedUnixMs), status.Priority, batch);
         logger.LogInformation("Job {JobId}: {Images} failed images re-queued in {Shards} shards", jobId, failed.Count, shards.Count);
+    }
+
+    /// <summary>Whether an image renders from the job's inputs: an init image, a mask, or a control image.</summary>
+    private static bool NeedsInputs(ImageTask task, GenerationParams jobParams) =>
+        task.InitImage.Length > 0 || task.MaskImage.Length > 0 || (task.Params ?? jobParams).ControlNets.Any(c => c.Image.Length > 0);
+
+    /// <summary>FAILED_PRECONDITION, saying what retention took, when the job cannot be retried for it; null when it can.</summary>
+    private async Task<RpcException?> UnretryableAsync(string jobId, bool needsInputs)
+    {
+        var (results, inputs) = await jobs.ExpiredAsync(jobId);
+        if (results is { } deleted)
+            return new RpcException(new Status(StatusCode.FailedPrecondition,
+                $"job {jobId} cannot be retried: its stored images were deleted on {deleted:u} (the farm's retention policy, " +
+                "Farm:Retention:ResultDays); submit its failed prompts again as a new job"));
+        if (needsInputs && inputs is { } dropped)
+            return new RpcException(new Status(StatusCode.FailedPrecondition,
+                $"job {jobId} cannot be retried: the init images, masks or control images its failed images render from were dropped on " +
+                $"{dropped:u} (the farm's retention policy, Farm:Retention:FailedInputDays); submit its failed prompts again with their images as a new job"));
+        return null;
     }
 
     /// <summary>

@@ -247,18 +247,21 @@ public sealed class WorkerReportHandler(
         var stored = (await Task.WhenAll(checkedImages.Select(image => StoreAsync(shard, delivery, image, cancellationToken))))
             .OfType<StoredImage>().ToArray();
         if (stored.Length == 0) return 0;
+        // A job cancelled (or deleted) while the PNGs were being stored records none of them (the check is in the same
+        // script as the records): what was stored goes with the job's stored images (retention, farm delete), and the
+        // shard has nothing left to do.
         var outcome = await jobs.RecordImagesDoneAsync(shard.JobId, shard.ShardIndex, session.WorkerId, stored);
         var p = delivery.Shard.Params;
         var recorded = stored.Where((_, i) => outcome.Recorded[i]).ToList();
         foreach (var image in recorded) metrics.ImageStored(p.Model, image.RenderSeconds);
         var rating = rates.RecordAsync(p.Model, session.WorkerId, recorded.Select(i => i.RenderSeconds), p.Steps, p.Width, p.Height);
         var dropping = delivery.Shard.PreviewEvery > 0 ? Task.WhenAll(stored.Select(i => previews.DropAsync(shard.JobId, i.Index))) : Task.CompletedTask;
-        var acknowledging = outcome.ShardFinished ? queue.AcknowledgeAsync(shard) : Task.CompletedTask;
+        var acknowledging = outcome.ShardFinished || outcome.JobEnded ? queue.AcknowledgeAsync(shard) : Task.CompletedTask;
         // A refined image is done: the base's latents it came from are no longer needed.
         var forgetting = RefinerMessages.IsRefinerStage(delivery.Shard)
             ? Task.WhenAll(recorded.Select(i => handOff.ForgetAsync(shard.JobId, shard.ShardIndex, i.Index))) : Task.CompletedTask;
         await Task.WhenAll(rating, dropping, acknowledging, forgetting);
-        return checkedImages.Count;
+        return outcome.JobEnded ? 0 : checkedImages.Count;
     }
 
     /// <summary>
@@ -485,13 +488,17 @@ public sealed class WorkerReportHandler(
             }, error);
     }
 
-    /// <summary>Dead letter: every image of the shard without an outcome fails with the last error; the entry is acknowledged.</summary>
+    /// <summary>
+    /// Dead letter: every image of the shard without an outcome fails with the last error; the entry is acknowledged. A
+    /// job that ended meanwhile (cancelled after the checks before this) records no failure.
+    /// </summary>
     private async Task DeadLetterAsync(ShardRef shard, Shard content, string workerId, string error)
     {
         var outcome = await jobs.RecordImagesFailedAsync(shard.JobId, shard.ShardIndex, [.. content.Images.Select(i => i.Index)], workerId, error);
         if (content.PreviewEvery > 0) await Task.WhenAll(content.Images.Select(task => previews.DropAsync(shard.JobId, task.Index)));
         metrics.ImagesFailed(content.Params.Model, outcome.Recorded.Count(r => r));
         await queue.AcknowledgeAsync(shard);
-        logger.LogWarning("Shard {Job}/{Shard} dead-lettered: {Error}", shard.JobId, shard.ShardIndex, error);
+        if (outcome.JobEnded) logger.LogInformation("Shard {Job}/{Shard} not dead-lettered: its job has ended ({Error})", shard.JobId, shard.ShardIndex, error);
+        else logger.LogWarning("Shard {Job}/{Shard} dead-lettered: {Error}", shard.JobId, shard.ShardIndex, error);
     }
 }

@@ -18,6 +18,11 @@ namespace RenderFarm.Coordinator.Webhooks;
 /// retried at once a couple of times (Polly), then rescheduled with a doubling backoff until
 /// <see cref="WebhookOptions.GiveUpAfterSeconds"/>, then given up with the reason logged and kept on the job.
 /// Delivered at least once: a coordinator that dies mid-delivery leaves the job in the outbox for the next.
+/// A job is in the outbox from its submit (or retry) until its event is delivered or given up, but due only once it
+/// ended: it is enlisted <see cref="WebhookOptions.RecheckSeconds"/> ahead, its end makes it due at once
+/// (<see cref="JobEndedAsync"/>), and one found not ended when due is moved that far ahead again. So unfinished jobs
+/// never fill the batch a poll reads ahead of ended ones, and an end whose coordinator stopped before making it due is
+/// still found, after at most the recheck.
 /// </summary>
 public sealed class WebhookDispatcher(
     IConnectionMultiplexer redis,
@@ -55,8 +60,19 @@ public sealed class WebhookDispatcher(
         })
         .Build();
 
-    /// <summary>Adds a job to the outbox (at submit, or when a retry re-opens it): its next end will be delivered.</summary>
-    public static Task EnlistAsync(IDatabase db, string jobId) => db.SortedSetAddAsync(FarmKeys.WebhookOutbox, jobId, 0);
+    /// <summary>
+    /// Adds a job to the outbox (at submit, or when a retry re-opens it), before it can end: its next end will be
+    /// delivered. Looked at after <see cref="WebhookOptions.RecheckSeconds"/> unless its end makes it due sooner.
+    /// </summary>
+    public static Task EnlistAsync(IDatabase db, string jobId, WebhookOptions options) =>
+        db.SortedSetAddAsync(FarmKeys.WebhookOutbox, jobId, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() + options.RecheckSeconds * 1000L);
+
+    /// <summary>
+    /// A job ended: its event is due now, ahead of anything enlisted or rescheduled (a job without a webhook is not in
+    /// the outbox and stays out). Called after the end is written; a coordinator that stops in between leaves the job to
+    /// be found when its recheck comes.
+    /// </summary>
+    public static Task JobEndedAsync(IDatabase db, string jobId) => db.SortedSetAddAsync(FarmKeys.WebhookOutbox, jobId, 0, SortedSetWhen.Exists);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -97,7 +113,15 @@ public sealed class WebhookDispatcher(
             await db.SortedSetRemoveAsync(FarmKeys.WebhookOutbox, jobId); // deleted meanwhile: nothing to tell
             return;
         }
-        if (status.State is not (JobState.Completed or JobState.Failed or JobState.Cancelled)) return; // not ended yet
+        if (!Ended(status))
+        {
+            // Not ended yet: out of the due range until its end makes it due, or its recheck comes. Read again after the
+            // move, so an end (and its JobEndedAsync) in between is not put off by it.
+            await db.SortedSetAddAsync(FarmKeys.WebhookOutbox, jobId,
+                time.GetUtcNow().ToUnixTimeMilliseconds() + options.Value.RecheckSeconds * 1000L, SortedSetWhen.Exists);
+            if (await jobs.GetStatusAsync(jobId) is not { } again || !Ended(again)) return;
+            status = again;
+        }
         var lease = TimeSpan.FromSeconds(options.Value.TimeoutSeconds * 4 + 5);
         if (!await db.StringSetAsync(FarmKeys.WebhookLease(jobId), Environment.MachineName, lease, When.NotExists)) return;
         try
@@ -127,6 +151,8 @@ public sealed class WebhookDispatcher(
             await db.KeyDeleteAsync(FarmKeys.WebhookLease(jobId));
         }
     }
+
+    private static bool Ended(JobStatus status) => status.State is JobState.Completed or JobState.Failed or JobState.Cancelled;
 
     /// <returns>Why the delivery failed, or null when the receiver took it (any 2xx).</returns>
     private async Task<string?> PostAsync(string url, JobStatus status, string secret, CancellationToken cancellationToken)

@@ -24,6 +24,13 @@ public sealed class WebhookOptions
     /// <summary>An event not delivered this long after its first attempt is given up (logged, and shown by farm status).</summary>
     [Range(1, 7 * 86_400)] public int GiveUpAfterSeconds { get; set; } = 3_600;
 
+    /// <summary>
+    /// How long a job with a webhook that has not ended waits in the outbox before it is looked at (again), in seconds.
+    /// A job's end makes its event due at once; this only bounds the wait when the coordinator that ended it stopped
+    /// before saying so, and keeps unfinished jobs out of the due part of the outbox.
+    /// </summary>
+    [Range(1, 86_400)] public int RecheckSeconds { get; set; } = 60;
+
     /// <summary>One delivery attempt's time limit, connection included.</summary>
     [Range(1, 300)] public int TimeoutSeconds { get; set; } = 10;
 }

@@ -17,6 +17,15 @@ public static class JobScripts
     /// <summary><see cref="RecordOutcome"/>'s mode for an image failed for good.</summary>
     public const string OutcomeFailed = "failed";
 
+    /// <summary><see cref="RecordOutcome"/>'s reply about the job when it had ended or is gone: nothing was recorded.</summary>
+    public const int OutcomeJobEnded = -1;
+
+    /// <summary><see cref="ReopenForRetry"/>'s reply when retention deleted the job's stored images.</summary>
+    public const int RetryResultsExpired = -1;
+
+    /// <summary><see cref="ReopenForRetry"/>'s reply when the retried images need the job's inputs and retention dropped them.</summary>
+    public const int RetryInputsExpired = -2;
+
     /// <summary>Ends a list of arguments where another list follows (<see cref="ReopenForRetry"/>).</summary>
     public const string ListEnd = "|";
 
@@ -27,17 +36,23 @@ public static class JobScripts
     /// the store for sizes) or its error, the job's counters, the events, and the end of the shard and of the job when
     /// that image was the last. The arguments after <c>now</c> are groups of four per image: index, detail (sha256 or
     /// error), size, device microseconds. An image already done or failed is ignored: a duplicate delivery changes
-    /// nothing. One call for a shard's batch of images costs one round trip and wakes watchers once. Returns {shard
-    /// finished, recorded of each image (1/0)...}. When the job finishes its init images are dropped unless images failed
-    /// (a retry needs them), and its per-step progress, failed attempts (all settled) and base stages' latents (no refiner
-    /// stage waits for them; a retry renders both stages again) too.
+    /// nothing. A job that has ended (completed, failed, cancelled) or is gone records nothing at all: a result or a
+    /// dead letter that passed its checks just before a cancel must not count, follow the job's job_finished (watchers
+    /// take events after it for a retry's and keep reading) or end the job a second time, undoing the cancel. So the
+    /// check and the records are one step. One call for a shard's batch of images costs one round trip and wakes
+    /// watchers once. Returns {shard finished (1/0), job (1 when this call finished it, <see cref="OutcomeJobEnded"/>
+    /// when it had ended or is gone, else 0), recorded of each image (1/0)...}. When the job finishes its init images
+    /// are dropped unless images failed (a retry needs them), and its per-step progress, failed attempts (all settled)
+    /// and base stages' latents (no refiner stage waits for them; a retry renders both stages again) too.
     /// </summary>
     public static readonly FarmScript RecordOutcome = new("record images' outcomes",
         ["meta", "results", "failures", "shards", "events", "inputs", "progress", "attempts", "latents"],
         ["mode", "shard", "worker", "now"],
         $$"""
-        local reply = {0}
-        if redis.call('EXISTS', meta) == 0 then
+        local reply = {0, 0}
+        local job_state = redis.call('HGET', meta, '{{F.State}}')
+        if not job_state or job_state == '{{S.Completed}}' or job_state == '{{S.Failed}}' or job_state == '{{S.Cancelled}}' then
+          reply[2] = {{OutcomeJobEnded}}
           for i = 5, #ARGV, 4 do reply[#reply + 1] = 0 end
           return reply
         end
@@ -70,6 +85,7 @@ public static class JobScripts
               redis.call('XADD', events, '*', '{{E.Type}}', '{{T.ShardDone}}', '{{E.Shard}}', shard)
             end
             if done + failed == tonumber(redis.call('HGET', meta, '{{F.ImageCount}}')) then
+              reply[2] = 1
               local state = '{{S.Completed}}'
               if failed > 0 then state = '{{S.Failed}}' end
               redis.call('HSET', meta, '{{F.State}}', state, '{{F.FinishedMs}}', now)
@@ -123,15 +139,20 @@ public static class JobScripts
         """);
 
     /// <summary>
-    /// Re-opens a failed job for exactly the images being retried. Arguments after the first shard index: per new
-    /// shard its image count, then <see cref="ListEnd"/>, then the failed indices being retried. Returns 0 if the job is
-    /// not failed (any more).
+    /// Re-opens a failed job for exactly the images being retried. <c>needs_inputs</c> is 1 when those images render
+    /// from the job's inputs (init images, masks, control images). Arguments after it: per new shard its image count,
+    /// then <see cref="ListEnd"/>, then the failed indices being retried. Returns 0 if the job is not failed (any more),
+    /// <see cref="RetryResultsExpired"/> if retention deleted its images (a retry's could be neither downloaded nor
+    /// expired), <see cref="RetryInputsExpired"/> if the images need its inputs and retention dropped them; checked here,
+    /// in one step with the re-open, so a sweep in between cannot slip past.
     /// </summary>
     public static readonly FarmScript ReopenForRetry = new("re-open a failed job for a retry",
-        ["meta", "failures", "shards", "events"], ["first_shard"],
+        ["meta", "failures", "shards", "events"], ["first_shard", "needs_inputs"],
         $$"""
         if redis.call('HGET', meta, '{{F.State}}') ~= '{{S.Failed}}' then return 0 end
-        local i, shard, images = 2, tonumber(first_shard), 0
+        if redis.call('HEXISTS', meta, '{{F.ResultsExpiredMs}}') == 1 then return {{RetryResultsExpired}} end
+        if needs_inputs == '1' and redis.call('HEXISTS', meta, '{{F.InputsExpiredMs}}') == 1 then return {{RetryInputsExpired}} end
+        local i, shard, images = 3, tonumber(first_shard), 0
         while ARGV[i] ~= '{{ListEnd}}' do
           redis.call('HSET', shards, shard, ARGV[i])
           images = images + tonumber(ARGV[i])
