@@ -53,7 +53,7 @@ public sealed class WorkerLoop(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        await puller.StartAsync();
+        await StartPullerAsync(stoppingToken);
         logger.LogInformation("Worker {Worker} pulling shards ({Prefetch} ahead)", puller.WorkerId, options.Value.Prefetch);
         var ready = Channel.CreateUnbounded<HeldShard>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         // A place for each shard pulled ahead, and one for the shard the device takes next: a place frees up when a
@@ -106,6 +106,27 @@ public sealed class WorkerLoop(
             await pulling;
             await HandBackReadyAsync(ready.Reader);
             await finishing;
+        }
+    }
+
+    /// <summary>
+    /// Starts the puller (consumer groups, nudges), which needs Redis: while Redis is down or stalled this waits and tries
+    /// again, as pulling does, instead of ending the loop (and with it the worker).
+    /// </summary>
+    private async Task StartPullerAsync(CancellationToken stoppingToken)
+    {
+        while (true)
+        {
+            try
+            {
+                await puller.StartAsync();
+                return;
+            }
+            catch (Exception e) when (WorkerResilience.IsRedisFailure(e))
+            {
+                logger.LogWarning("Redis unavailable while starting to pull shards: {Message}; trying again", e.Message);
+                await Task.Delay(TimeSpan.FromMilliseconds(options.Value.PollMilliseconds), stoppingToken);
+            }
         }
     }
 
@@ -303,7 +324,7 @@ public sealed class WorkerLoop(
                 await queue.HandBackOnDrainAsync(claimed);
             }
         }
-        catch (Exception e) when (e is RedisException or OperationCanceledException)
+        catch (Exception e) when (WorkerResilience.IsRedisFailure(e) || e is OperationCanceledException)
         {
             logger.LogWarning("Could not settle stopped shard {Entry}: {Message}", claimed.EntryId, e.Message);
         }
@@ -337,7 +358,7 @@ public sealed class WorkerLoop(
     private async Task HandBackAsync(HeldShard held)
     {
         try { await queue.HandBackOnDrainAsync(held.Claimed); }
-        catch (RedisException e) { logger.LogWarning("Could not hand back {Entry}: {Message}", held.Claimed.EntryId, e.Message); }
+        catch (Exception e) when (WorkerResilience.IsRedisFailure(e)) { logger.LogWarning("Could not hand back {Entry}: {Message}", held.Claimed.EntryId, e.Message); }
         Release(held);
     }
 
@@ -385,9 +406,9 @@ public sealed class WorkerLoop(
                         return;
                     }
                 }
-                catch (RedisException e)
+                catch (Exception e) when (WorkerResilience.IsRedisFailure(e))
                 {
-                    // A Redis blip must not end the renewals: try again next period, the lease has room for it.
+                    // A Redis blip (or stall) must not end the renewals: try again next period, the lease has room for it.
                     logger.LogWarning("Could not renew the lease of {Entry}: {Message}", claimed.EntryId, e.Message);
                 }
             }
