@@ -114,7 +114,10 @@ public sealed class CoordinatorLink : BackgroundService
     /// <summary>Raised when the coordinator welcomes this worker on a new stream (after any quarantine of it).</summary>
     public event Action? Welcomed;
 
-    /// <summary>Raised when an operator lifts this worker's quarantine: it may take shards again.</summary>
+    /// <summary>
+    /// Raised when an operator lifts this worker's quarantine: it may take shards again. Also when a new stream is
+    /// welcomed without the quarantine repeated before it (lifted while this worker was disconnected).
+    /// </summary>
     public event Action? Released;
 
     /// <summary>Queues a report that must not be dropped (begin, image, end); waits while the outbox is full.</summary>
@@ -244,6 +247,9 @@ public sealed class CoordinatorLink : BackgroundService
 
     private async Task ReadCoordinatorAsync(IAsyncStreamReader<CoordinatorMessage> responses, CancellationTokenSource broken)
     {
+        // The coordinator repeats a quarantine that still stands before the welcome of every stream; a release sent while
+        // this worker was disconnected never arrives. So a welcome with no quarantine before it on its stream is a release.
+        var quarantinedOnThisStream = false;
         try
         {
             while (await responses.MoveNext(CancellationToken.None))
@@ -254,6 +260,11 @@ public sealed class CoordinatorLink : BackgroundService
                     case CoordinatorMessage.KindOneofCase.Welcome:
                         _batchedResults = message.Welcome.BatchedResults;
                         _directUploads = message.Welcome.DirectUploads;
+                        if (!quarantinedOnThisStream && _quarantineReason is not null)
+                        {
+                            _quarantineReason = null;
+                            Released?.Invoke();
+                        }
                         _connected = true;
                         Welcomed?.Invoke();
                         break;
@@ -261,6 +272,7 @@ public sealed class CoordinatorLink : BackgroundService
                         JobCancelled?.Invoke(message.CancelJob.JobId);
                         break;
                     case CoordinatorMessage.KindOneofCase.Quarantine:
+                        quarantinedOnThisStream = true;
                         _quarantineReason = message.Quarantine.Reason;
                         Quarantined?.Invoke(message.Quarantine.Reason);
                         break;

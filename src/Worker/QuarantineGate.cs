@@ -3,7 +3,8 @@ namespace RenderFarm.Worker;
 /// <summary>
 /// Holds the worker back from pulling until the coordinator has welcomed it, and while it is quarantined until an
 /// operator releases it. The coordinator repeats a quarantine before the welcome on every connection, so a restarted
-/// worker stays quarantined and takes no shard in between.
+/// worker stays quarantined and takes no shard in between; a welcome without it means the quarantine was lifted while the
+/// worker was disconnected, and the link raises <see cref="CoordinatorLink.Released"/> for it.
 /// </summary>
 public sealed class QuarantineGate
 {
