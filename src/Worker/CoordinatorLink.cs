@@ -53,7 +53,7 @@ public sealed class CoordinatorLink : BackgroundService
         _channel = GrpcChannel.ForAddress(_options.Coordinator, new GrpcChannelOptions
         {
             MaxSendMessageSize = 64 * 1024 * 1024,
-            HttpHandler = CoordinatorTrust.Apply(new SocketsHttpHandler { EnableMultipleHttp2Connections = true }, _options.CoordinatorCaFile),
+            HttpHandler = CoordinatorTrust.Apply(NewHandler(_options), _options.CoordinatorCaFile),
         });
         _hello = new WorkerHello
         {
@@ -67,6 +67,21 @@ public sealed class CoordinatorLink : BackgroundService
         _hello.SamplingDefaults.AddRange(models.SamplingDefaults());
         _hello.ModelShapes.AddRange(models.Shapes());
     }
+
+    /// <summary>
+    /// The HTTP handler of the coordinator channel. A coordinator that vanishes without closing the connection (its
+    /// machine powered off, a partition) leaves the stream open and the worker's sends succeeding until TCP gives up,
+    /// ~15 minutes later: an HTTP/2 ping unanswered within <see cref="WorkerOptions.CoordinatorKeepAliveTimeoutSeconds"/>
+    /// breaks it within seconds, and the worker reconnects (<see cref="WorkerResilience.Reconnect"/>). Connecting is
+    /// bounded too, so a dead address is retried with backoff rather than waited on for minutes.
+    /// </summary>
+    public static SocketsHttpHandler NewHandler(WorkerOptions options) => new()
+    {
+        EnableMultipleHttp2Connections = true,
+        KeepAlivePingDelay = TimeSpan.FromSeconds(options.CoordinatorKeepAliveSeconds),
+        KeepAlivePingTimeout = TimeSpan.FromSeconds(options.CoordinatorKeepAliveTimeoutSeconds),
+        ConnectTimeout = TimeSpan.FromSeconds(options.CoordinatorConnectTimeoutSeconds),
+    };
 
     private static readonly TimeSpan HeartbeatEvery = TimeSpan.FromSeconds(5);
 

@@ -103,4 +103,48 @@ public sealed class CoordinatorLinkTests
             await StopAsync(link);
         }
     }
+
+    [Fact]
+    public async Task AWorkerWhoseCoordinatorGoesSilentWithoutClosingTheConnectionReconnectsAfterItsKeepAlivePingGoesUnanswered()
+    {
+        // A powered-off node: its connection stays open and swallows everything, and the worker's own sends still succeed.
+        // Only an unanswered HTTP/2 ping tells; the worker then reconnects (here to a live coordinator at the same address).
+        await using var coordinator = await FakeCoordinator.StartAsync(_ => [Welcome()]);
+        await using var network = new TcpBlackhole(coordinator.Port);
+        using var link = NewLink(new WorkerOptions
+        {
+            Coordinator = network.Url,
+            CoordinatorKeepAliveSeconds = 1,
+            CoordinatorKeepAliveTimeoutSeconds = 1,
+        });
+        var welcomes = Welcomes(link);
+        await link.StartAsync(CancellationToken.None);
+        try
+        {
+            await coordinator.NextStreamAsync(Patience);
+            await NextWelcomeAsync(welcomes);
+            Assert.True(link.IsConnected);
+
+            network.DarkenOpenConnections();
+            var second = await coordinator.NextStreamAsync(Patience);
+            Assert.Equal(2, second.Number);
+            await NextWelcomeAsync(welcomes);
+            Assert.True(link.IsConnected);
+        }
+        finally
+        {
+            await StopAsync(link);
+        }
+    }
+
+    [Fact]
+    public void TheCoordinatorChannelPingsAndBoundsConnectingByDefault()
+    {
+        var options = new WorkerOptions();
+        var handler = CoordinatorLink.NewHandler(options);
+        Assert.Equal(TimeSpan.FromSeconds(20), handler.KeepAlivePingDelay);
+        Assert.Equal(TimeSpan.FromSeconds(10), handler.KeepAlivePingTimeout);
+        Assert.Equal(TimeSpan.FromSeconds(5), handler.ConnectTimeout);
+        Assert.True(handler.EnableMultipleHttp2Connections);
+    }
 }
