@@ -1,3 +1,5 @@
+using RenderFarm.Worker.Health;
+
 namespace RenderFarm.Worker;
 
 /// <summary>
@@ -12,8 +14,11 @@ public sealed class QuarantineGate
     private readonly TaskCompletionSource _welcomed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private TaskCompletionSource? _released; // set while quarantined
 
-    public QuarantineGate(CoordinatorLink link, ILogger<QuarantineGate> logger)
+    private readonly WorkerActivity _activity;
+
+    public QuarantineGate(CoordinatorLink link, WorkerActivity activity, ILogger<QuarantineGate> logger)
     {
+        _activity = activity;
         link.Welcomed += () => _welcomed.TrySetResult();
         link.Quarantined += reason =>
         {
@@ -36,9 +41,16 @@ public sealed class QuarantineGate
         get { lock (_lock) return _released is not null; }
     }
 
-    /// <summary>Returns once the worker has been welcomed and is not quarantined (or when cancelled).</summary>
+    /// <summary>
+    /// Returns once the worker has been welcomed and is not quarantined (or when cancelled). Meanwhile the worker waits
+    /// on purpose: that counts as live (<see cref="WorkerActivity.IsAwaitingAdmission"/>), or a worker started while no
+    /// coordinator answers would be restarted over and over.
+    /// </summary>
     public async Task WaitUntilAdmittedAsync(CancellationToken cancellationToken)
     {
+        lock (_lock)
+            if (_welcomed.Task.IsCompleted && _released is null) return;
+        using var waiting = _activity.AwaitingAdmission();
         await _welcomed.Task.WaitAsync(cancellationToken);
         while (true)
         {

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using RenderFarm.Protocol;
+using RenderFarm.Worker.Health;
 using RenderFarm.Worker.Tests.Support;
 
 namespace RenderFarm.Worker.Tests;
@@ -56,7 +57,7 @@ public sealed class CoordinatorLinkTests
         // comes while the worker is disconnected, so it never arrives: stream 2 is only welcomed.
         await using var coordinator = await FakeCoordinator.StartAsync(n => n == 1 ? [Quarantine(), Welcome()] : [Welcome()]);
         using var link = NewLink(new WorkerOptions { Coordinator = coordinator.Url });
-        var gate = new QuarantineGate(link, NullLogger<QuarantineGate>.Instance);
+        var gate = new QuarantineGate(link, new WorkerActivity(TimeProvider.System), NullLogger<QuarantineGate>.Instance);
         var welcomes = Welcomes(link);
         await link.StartAsync(CancellationToken.None);
         try
@@ -86,7 +87,7 @@ public sealed class CoordinatorLinkTests
     {
         await using var coordinator = await FakeCoordinator.StartAsync(_ => [Quarantine(), Welcome()]);
         using var link = NewLink(new WorkerOptions { Coordinator = coordinator.Url });
-        var gate = new QuarantineGate(link, NullLogger<QuarantineGate>.Instance);
+        var gate = new QuarantineGate(link, new WorkerActivity(TimeProvider.System), NullLogger<QuarantineGate>.Instance);
         var welcomes = Welcomes(link);
         await link.StartAsync(CancellationToken.None);
         try
