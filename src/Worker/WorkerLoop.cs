@@ -154,6 +154,18 @@ public sealed class WorkerLoop(
                 {
                     held.Prepared(await requests.BuildAsync(held.Claimed.Shard));
                 }
+                catch (Exception e) when (WorkerResilience.IsRedisFailure(e))
+                {
+                    // Redis failed, not the shard nor this worker: failing the shard would count an attempt and hold it
+                    // against the worker (kind bug). Not started, it goes back without costing an attempt; if Redis
+                    // cannot take it back either, its prefetch claim lapses to another worker (or this one) the same way.
+                    logger.LogWarning("Could not fetch the inputs of shard {Job}/{Shard} from Redis: {Message}; handing it back",
+                        held.Claimed.Shard.JobId, held.Claimed.Shard.ShardIndex, e.Message);
+                    await StopRenewingAsync(held);
+                    await HandBackAsync(held);
+                    places.Release();
+                    continue;
+                }
                 catch (Exception e)
                 {
                     held.Unpreparable(e);

@@ -2,11 +2,13 @@ using Microsoft.Extensions.Logging;
 using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.FarmState;
 using RenderFarm.Protocol;
+using RenderFarm.Worker;
 
 namespace RenderFarm.Farm.Tests;
 
 /// <summary>
-/// Redis failing under a worker, on a real redis-server: what fails is Redis, never the worker, so the worker outlasts it.
+/// Redis failing under a worker, on a real redis-server: what fails is Redis, never the worker, so the worker outlasts
+/// it and no shard is failed (or held against the worker) for it.
 /// </summary>
 public sealed class WorkerRedisFailureTests
 {
@@ -37,5 +39,37 @@ public sealed class WorkerRedisFailureTests
         var job = await farm.SubmitAsync(Header(), [new PromptItem { Prompt = "a lighthouse after the storm" }]);
         var events = await farm.WatchToEndAsync(job.JobId, Patience);
         Assert.Equal(JobState.Completed, events[^1].JobFinished.State);
+    }
+
+    [Fact]
+    public async Task AShardWhoseInputsCannotBeFetchedFromRedisIsHandedBackNotFailedAsTheWorkersBug()
+    {
+        // The worker's request builder reads the job's init images through a connection to a Redis that is not there
+        // (a real multiplexer to a closed port): every fetch of a shard's inputs fails as it would in a Redis outage,
+        // while the worker's claims still work.
+        using var log = new CapturedLog();
+        await using var farm = await FarmCluster.StartAsync(workers: 0);
+        await using var nowhere = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(
+            $"127.0.0.1:{RedisServer.FreePort()},abortConnect=false,connectTimeout=500,asyncTimeout=500,syncTimeout=500");
+        await farm.StartWorkerAsync("cut-off", services: s =>
+        {
+            s.AddSingleton(new ShardRequestBuilder(nowhere));
+            s.AddSingleton<ILoggerProvider>(log);
+        });
+
+        var job = await farm.SubmitItemsAsync(Header(),
+            [InputImageTests.Input("sea", InputImageTests.Gradient(20, 60, 200)), InputImageTests.Prompt("a boat on the sea", init: "sea", strength: 0.6f)]);
+        await Eventually.HoldsAsync(() => Task.FromResult(log.AtLeast(LogLevel.Warning).Any(e => e.Contains(job.JobId, StringComparison.Ordinal))),
+            "the worker to try to prepare the shard");
+
+        // Another worker, whose Redis works, renders it, on its first attempt.
+        await farm.StopWorkerAsync("cut-off");
+        await farm.StartWorkerAsync("whole");
+        var events = await farm.WatchToEndAsync(job.JobId, Patience);
+        Assert.Equal(JobState.Completed, events[^1].JobFinished.State);
+        Assert.Empty(events.Where(e => e.AttemptFailed is not null).Select(e => $"{e.AttemptFailed.WorkerId}: {e.AttemptFailed.Kind} {e.AttemptFailed.Error}"));
+        var cutOff = (await farm.Jobs.ListWorkersAsync(new ListWorkersRequest())).Workers.Single(w => w.WorkerId == "cut-off");
+        Assert.Equal(0u, cutOff.ShardsFailed);
+        Assert.NotEqual(WorkerState.Quarantined, cutOff.State);
     }
 }
