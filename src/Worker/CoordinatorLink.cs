@@ -53,7 +53,7 @@ public sealed class CoordinatorLink : BackgroundService
         _channel = GrpcChannel.ForAddress(_options.Coordinator, new GrpcChannelOptions
         {
             MaxSendMessageSize = 64 * 1024 * 1024,
-            HttpHandler = CoordinatorTrust.Apply(new SocketsHttpHandler { EnableMultipleHttp2Connections = true }, _options.CoordinatorCaFile),
+            HttpHandler = CoordinatorTrust.Apply(NewHandler(_options), _options.CoordinatorCaFile),
         });
         _hello = new WorkerHello
         {
@@ -67,6 +67,21 @@ public sealed class CoordinatorLink : BackgroundService
         _hello.SamplingDefaults.AddRange(models.SamplingDefaults());
         _hello.ModelShapes.AddRange(models.Shapes());
     }
+
+    /// <summary>
+    /// The HTTP handler of the coordinator channel. A coordinator that vanishes without closing the connection (its
+    /// machine powered off, a partition) leaves the stream open and the worker's sends succeeding until TCP gives up,
+    /// ~15 minutes later: an HTTP/2 ping unanswered within <see cref="WorkerOptions.CoordinatorKeepAliveTimeoutSeconds"/>
+    /// breaks it within seconds, and the worker reconnects (<see cref="WorkerResilience.Reconnect"/>). Connecting is
+    /// bounded too, so a dead address is retried with backoff rather than waited on for minutes.
+    /// </summary>
+    public static SocketsHttpHandler NewHandler(WorkerOptions options) => new()
+    {
+        EnableMultipleHttp2Connections = true,
+        KeepAlivePingDelay = TimeSpan.FromSeconds(options.CoordinatorKeepAliveSeconds),
+        KeepAlivePingTimeout = TimeSpan.FromSeconds(options.CoordinatorKeepAliveTimeoutSeconds),
+        ConnectTimeout = TimeSpan.FromSeconds(options.CoordinatorConnectTimeoutSeconds),
+    };
 
     private static readonly TimeSpan HeartbeatEvery = TimeSpan.FromSeconds(5);
 
@@ -114,7 +129,10 @@ public sealed class CoordinatorLink : BackgroundService
     /// <summary>Raised when the coordinator welcomes this worker on a new stream (after any quarantine of it).</summary>
     public event Action? Welcomed;
 
-    /// <summary>Raised when an operator lifts this worker's quarantine: it may take shards again.</summary>
+    /// <summary>
+    /// Raised when an operator lifts this worker's quarantine: it may take shards again. Also when a new stream is
+    /// welcomed without the quarantine repeated before it (lifted while this worker was disconnected).
+    /// </summary>
     public event Action? Released;
 
     /// <summary>Queues a report that must not be dropped (begin, image, end); waits while the outbox is full.</summary>
@@ -263,6 +281,9 @@ public sealed class CoordinatorLink : BackgroundService
 
     private async Task ReadCoordinatorAsync(IAsyncStreamReader<CoordinatorMessage> responses, CancellationTokenSource broken)
     {
+        // The coordinator repeats a quarantine that still stands before the welcome of every stream; a release sent while
+        // this worker was disconnected never arrives. So a welcome with no quarantine before it on its stream is a release.
+        var quarantinedOnThisStream = false;
         try
         {
             while (await responses.MoveNext(CancellationToken.None))
@@ -273,6 +294,11 @@ public sealed class CoordinatorLink : BackgroundService
                     case CoordinatorMessage.KindOneofCase.Welcome:
                         _batchedResults = message.Welcome.BatchedResults;
                         _directUploads = message.Welcome.DirectUploads;
+                        if (!quarantinedOnThisStream && _quarantineReason is not null)
+                        {
+                            _quarantineReason = null;
+                            Released?.Invoke();
+                        }
                         _connected = true;
                         Welcomed?.Invoke();
                         break;
@@ -280,6 +306,7 @@ public sealed class CoordinatorLink : BackgroundService
                         JobCancelled?.Invoke(message.CancelJob.JobId);
                         break;
                     case CoordinatorMessage.KindOneofCase.Quarantine:
+                        quarantinedOnThisStream = true;
                         _quarantineReason = message.Quarantine.Reason;
                         Quarantined?.Invoke(message.Quarantine.Reason);
                         break;

@@ -90,7 +90,7 @@ public sealed class ShardPuller : IDisposable
             {
                 // Redis is down and pulling paused: said once, when it paused.
             }
-            catch (RedisException e)
+            catch (Exception e) when (WorkerResilience.IsRedisFailure(e))
             {
                 _logger.LogWarning("Redis unavailable while pulling shards: {Message}", e.Message);
             }
@@ -201,7 +201,7 @@ public sealed class ShardPuller : IDisposable
                 await _queue.DeclareWarmAsync(WorkerId, held, declared.Except(held).ToList(), WarmFor);
                 declared = held;
             }
-            catch (Exception e) when (e is RedisException or ObjectDisposedException)
+            catch (Exception e) when (WorkerResilience.IsRedisFailure(e) || e is ObjectDisposedException)
             {
                 // Redis down, or the process stopping: declarations lapse on their own, and other workers then stop waiting.
                 _logger.LogDebug("Could not declare the models this worker holds: {Message}", e.Message);

@@ -53,7 +53,7 @@ public sealed class WorkerLoop(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        await puller.StartAsync();
+        await StartPullerAsync(stoppingToken);
         logger.LogInformation("Worker {Worker} pulling shards ({Prefetch} ahead)", puller.WorkerId, options.Value.Prefetch);
         var ready = Channel.CreateUnbounded<HeldShard>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         // A place for each shard pulled ahead, and one for the shard the device takes next: a place frees up when a
@@ -110,6 +110,27 @@ public sealed class WorkerLoop(
     }
 
     /// <summary>
+    /// Starts the puller (consumer groups, nudges), which needs Redis: while Redis is down or stalled this waits and tries
+    /// again, as pulling does, instead of ending the loop (and with it the worker).
+    /// </summary>
+    private async Task StartPullerAsync(CancellationToken stoppingToken)
+    {
+        while (true)
+        {
+            try
+            {
+                await puller.StartAsync();
+                return;
+            }
+            catch (Exception e) when (WorkerResilience.IsRedisFailure(e))
+            {
+                logger.LogWarning("Redis unavailable while starting to pull shards: {Message}; trying again", e.Message);
+                await Task.Delay(TimeSpan.FromMilliseconds(options.Value.PollMilliseconds), stoppingToken);
+            }
+        }
+    }
+
+    /// <summary>
     /// Pulls shards ahead while there are places for them, each when the device will need it soon
     /// (<see cref="PullAheadTimer"/>), and renewed from the moment it is claimed.
     /// </summary>
@@ -132,6 +153,18 @@ public sealed class WorkerLoop(
                 try
                 {
                     held.Prepared(await requests.BuildAsync(held.Claimed.Shard));
+                }
+                catch (Exception e) when (WorkerResilience.IsRedisFailure(e))
+                {
+                    // Redis failed, not the shard nor this worker: failing the shard would count an attempt and hold it
+                    // against the worker (kind bug). Not started, it goes back without costing an attempt; if Redis
+                    // cannot take it back either, its prefetch claim lapses to another worker (or this one) the same way.
+                    logger.LogWarning("Could not fetch the inputs of shard {Job}/{Shard} from Redis: {Message}; handing it back",
+                        held.Claimed.Shard.JobId, held.Claimed.Shard.ShardIndex, e.Message);
+                    await StopRenewingAsync(held);
+                    await HandBackAsync(held);
+                    places.Release();
+                    continue;
                 }
                 catch (Exception e)
                 {
@@ -304,7 +337,7 @@ public sealed class WorkerLoop(
                 await queue.HandBackOnDrainAsync(claimed);
             }
         }
-        catch (Exception e) when (e is RedisException or OperationCanceledException)
+        catch (Exception e) when (WorkerResilience.IsRedisFailure(e) || e is OperationCanceledException)
         {
             logger.LogWarning("Could not settle stopped shard {Entry}: {Message}", claimed.EntryId, e.Message);
         }
@@ -338,7 +371,7 @@ public sealed class WorkerLoop(
     private async Task HandBackAsync(HeldShard held)
     {
         try { await queue.HandBackOnDrainAsync(held.Claimed); }
-        catch (RedisException e) { logger.LogWarning("Could not hand back {Entry}: {Message}", held.Claimed.EntryId, e.Message); }
+        catch (Exception e) when (WorkerResilience.IsRedisFailure(e)) { logger.LogWarning("Could not hand back {Entry}: {Message}", held.Claimed.EntryId, e.Message); }
         Release(held);
     }
 
@@ -388,9 +421,9 @@ public sealed class WorkerLoop(
                         return;
                     }
                 }
-                catch (RedisException e)
+                catch (Exception e) when (WorkerResilience.IsRedisFailure(e))
                 {
-                    // A Redis blip must not end the renewals: try again next period, the lease has room for it.
+                    // A Redis blip (or stall) must not end the renewals: try again next period, the lease has room for it.
                     logger.LogWarning("Could not renew the lease of {Entry}: {Message}", claimed.EntryId, e.Message);
                 }
             }

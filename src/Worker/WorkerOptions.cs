@@ -18,6 +18,19 @@ public sealed class WorkerOptions
     /// <summary>PEM CA certificate(s) to trust for an https:// coordinator besides the system trust store.</summary>
     public string? CoordinatorCaFile { get; set; }
 
+    /// <summary>
+    /// Seconds without a frame from the coordinator after which the worker pings it over HTTP/2: a coordinator that
+    /// vanished without closing the connection (its machine powered off, a partition) is otherwise noticed only when
+    /// TCP gives up, many minutes later, and meanwhile the worker's reports go nowhere.
+    /// </summary>
+    [Range(1, 3600)] public int CoordinatorKeepAliveSeconds { get; set; } = 20;
+
+    /// <summary>Seconds a ping may go unanswered before the connection is given up and the worker reconnects.</summary>
+    [Range(1, 3600)] public int CoordinatorKeepAliveTimeoutSeconds { get; set; } = 10;
+
+    /// <summary>Seconds a connection attempt to the coordinator may take before it counts as failed (and is retried).</summary>
+    [Range(1, 600)] public int CoordinatorConnectTimeoutSeconds { get; set; } = 5;
+
     /// <summary>Model name → model directory (diffusers ONNX layout). The worker pulls shards only for these.</summary>
     public Dictionary<string, string> Models { get; set; } = [];
 

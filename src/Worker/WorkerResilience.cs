@@ -26,6 +26,14 @@ public static class WorkerResilience
     /// <summary>How long pulling pauses once Redis failed; then one pull tries again (and pauses again if it fails).</summary>
     public static readonly TimeSpan PullBreak = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// Whether <paramref name="e"/> is Redis failing (unreachable, refusing, or not answering in time): something to log
+    /// and outlast, never a reason to end a loop. A command that times out throws <see cref="RedisTimeoutException"/>,
+    /// which is a <see cref="TimeoutException"/>, not a <see cref="RedisException"/>: a stall longer than the command
+    /// timeout (an AOF fsync stall, CLIENT PAUSE) throws it, not a connection error.
+    /// </summary>
+    public static bool IsRedisFailure(Exception e) => e is RedisException or RedisTimeoutException;
+
     /// <summary>Whether a failure of the coordinator stream is one that reconnecting can cure: the call or its transport broke.</summary>
     public static bool IsBrokenStream(Exception e) => e is RpcException or IOException or HttpRequestException;
 
@@ -58,7 +66,7 @@ public static class WorkerResilience
         new ResiliencePipelineBuilder { TimeProvider = time ?? TimeProvider.System }
             .AddCircuitBreaker(new CircuitBreakerStrategyOptions
             {
-                ShouldHandle = new PredicateBuilder().Handle<RedisException>(),
+                ShouldHandle = new PredicateBuilder().Handle<Exception>(IsRedisFailure),
                 FailureRatio = 1.0,
                 MinimumThroughput = PullFailuresToBreak,
                 SamplingDuration = PullSampling,

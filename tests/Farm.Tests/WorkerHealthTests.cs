@@ -4,6 +4,7 @@ using Grpc.Net.Client;
 using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.Protocol;
 using RenderFarm.Shared.Health;
+using RenderFarm.Worker.Health;
 using ServingStatus = Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus;
 
 namespace RenderFarm.Farm.Tests;
@@ -42,7 +43,13 @@ public sealed class WorkerHealthTests
     {
         await using var farm = await FarmCluster.StartAsync(workers: 0);
         var nowhere = $"http://127.0.0.1:{RedisServer.FreePort()}";
-        await farm.StartWorkerAsync("orphan", s => s["Farm:Coordinator"] = nowhere, waitUntilConnected: false);
+        // The worker's progress is timed on a clock the test moves, so the liveness limit passes at once.
+        var clock = new MovableClock();
+        await farm.StartWorkerAsync("orphan", s =>
+        {
+            s["Farm:Coordinator"] = nowhere;
+            s["Farm:LivenessSeconds"] = "10";
+        }, services: s => s.AddSingleton(new WorkerActivity(clock)), waitUntilConnected: false);
         using var channel = GrpcChannel.ForAddress(farm.WorkerUrl("orphan"));
         var health = new Health.HealthClient(channel);
 
@@ -53,6 +60,12 @@ public sealed class WorkerHealthTests
             await Task.Delay(300);
         }
         Assert.Equal(ServingStatus.Serving, await StatusAsync(health, FarmHealth.LivenessService));
+
+        // Past the liveness limit still without a coordinator: waiting for its welcome is not being stuck, and a restart
+        // would not bring it.
+        clock.Advance(TimeSpan.FromSeconds(11));
+        await WaitForAsync(health, FarmHealth.LivenessService, ServingStatus.Serving);
+        Assert.Equal(ServingStatus.NotServing, await StatusAsync(health, FarmHealth.ReadinessService));
     }
 
     [Fact]
@@ -78,6 +91,16 @@ public sealed class WorkerHealthTests
         await WaitForAsync(health, FarmHealth.LivenessService, ServingStatus.Serving);
         var events = await farm.WatchToEndAsync(job.JobId, Patience);
         Assert.Equal(JobState.Completed, events[^1].JobFinished.State);
+    }
+
+    /// <summary>The system's clock, moved ahead by the test.</summary>
+    private sealed class MovableClock : TimeProvider
+    {
+        private long _ahead;
+
+        public void Advance(TimeSpan by) => Interlocked.Add(ref _ahead, (long)(by.TotalSeconds * TimestampFrequency));
+
+        public override long GetTimestamp() => TimeProvider.System.GetTimestamp() + Interlocked.Read(ref _ahead);
     }
 
     private static async Task<int> ProbeAsync(string url) =>

@@ -48,4 +48,22 @@ public sealed class WorkerActivityTests
         second.Dispose();
         Assert.Equal(TimeSpan.Zero, activity.SinceLast);
     }
+
+    [Fact]
+    public void WaitingToBeAdmittedIsLiveWhileNothingRendersAndLeavingItIsAPoll()
+    {
+        var time = new FakeTimeProvider();
+        var activity = new WorkerActivity(time);
+        var waiting = activity.AwaitingAdmission();
+        time.Advance(TimeSpan.FromHours(1));
+        Assert.True(activity.IsAwaitingAdmission);
+
+        // A render in flight meanwhile: only its steps count, so a stuck one is still seen.
+        using (activity.Rendering()) Assert.False(activity.IsAwaitingAdmission);
+
+        time.Advance(TimeSpan.FromMinutes(1));
+        waiting.Dispose();
+        Assert.False(activity.IsAwaitingAdmission);
+        Assert.Equal(TimeSpan.Zero, activity.SinceLast);
+    }
 }

@@ -69,6 +69,20 @@ public sealed class WorkerResilienceTests
     }
 
     [Fact]
+    public async Task RedisTimingOutPausesPullingLikeRedisBeingDown()
+    {
+        // A stall past the command timeout throws RedisTimeoutException: a TimeoutException, not a RedisException.
+        var breaker = WorkerResilience.PullBreaker(new RecordingLogger(), new FakeTimeProvider());
+        ValueTask<int> Stalled(CancellationToken _) => throw new RedisTimeoutException(CommandFlags.None, "Timeout awaiting response", CommandStatus.Sent);
+
+        for (var i = 0; i < WorkerResilience.PullFailuresToBreak; i++)
+            await Assert.ThrowsAsync<RedisTimeoutException>(() => breaker.ExecuteAsync(Stalled).AsTask());
+        await Assert.ThrowsAsync<BrokenCircuitException>(() => breaker.ExecuteAsync(Stalled).AsTask());
+        Assert.True(WorkerResilience.IsRedisFailure(new RedisTimeoutException(CommandFlags.None, "Timeout awaiting response", CommandStatus.Sent)));
+        Assert.False(WorkerResilience.IsRedisFailure(new TimeoutException("nvidia-smi did not answer")));
+    }
+
+    [Fact]
     public async Task FailuresAmongPullsThatWorkDoNotPausePulling()
     {
         var breaker = WorkerResilience.PullBreaker(new RecordingLogger(), new FakeTimeProvider());
