@@ -45,7 +45,9 @@ public sealed class WebhookTargets(IOptions<WebhookOptions> options)
             if (address.IsIPv6LinkLocal || address.IsIPv6SiteLocal) return "link-local";
             if (address.IsIPv6UniqueLocal) return "private";
             if (address.IsIPv6Multicast || address.Equals(IPAddress.IPv6Any)) return "reserved";
-            return null;
+            // An IPv4 address carried inside an IPv6 one reaches that IPv4 host (NAT64 through DNS64, 6to4 relays,
+            // the deprecated IPv4-compatible form): judged as that address.
+            return EmbeddedIPv4(address.GetAddressBytes()) is { } inner ? ForbiddenRange(inner) : null;
         }
         var b = address.GetAddressBytes();
         return b switch
@@ -53,10 +55,20 @@ public sealed class WebhookTargets(IOptions<WebhookOptions> options)
             [10, ..] or [172, >= 16 and <= 31, ..] or [192, 168, ..] => "private",
             [100, >= 64 and <= 127, ..] => "private (carrier-grade NAT)",
             [169, 254, ..] => "link-local",
-            [0, ..] or [>= 224, ..] => "reserved",
+            [0, ..] or [>= 224, ..] or [198, 18 or 19, ..] => "reserved",
             _ => null,
         };
     }
+
+    /// <summary>The IPv4 address in a NAT64 (64:ff9b::/96, 64:ff9b:1::/48), 6to4 (2002::/16) or IPv4-compatible (::a.b.c.d) address.</summary>
+    private static IPAddress? EmbeddedIPv4(byte[] b) => b switch
+    {
+        [0x00, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0, ..] => new IPAddress(b[12..]),
+        [0x00, 0x64, 0xff, 0x9b, 0x00, 0x01, ..] => new IPAddress(b[12..]),
+        [0x20, 0x02, ..] => new IPAddress(b[2..6]),
+        [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, ..] => new IPAddress(b[12..]),
+        _ => null,
+    };
 
     /// <summary>
     /// The delivery client's connect step: resolves the host and connects only to an allowed address (the check at
