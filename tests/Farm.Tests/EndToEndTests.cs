@@ -5,6 +5,7 @@ using RenderFarm.Imaging;
 using RenderFarm.Shared;
 using Microsoft.Extensions.Logging.Abstractions;
 using RenderFarm.FarmState.TaskStreams;
+using RenderFarm.FarmState;
 using RenderFarm.Coordinator.Jobs;
 
 namespace RenderFarm.Farm.Tests;
@@ -160,6 +161,22 @@ public sealed class EndToEndTests(FarmFixture fixture)
         Assert.Equal(JobState.Completed, events[^1].JobFinished.State);
         Assert.Equal(2, events.Count(e => e.StateChanged is not null));
         Assert.Contains(events, e => e.Step is not null);
+    }
+
+    [Fact]
+    public async Task AWatchOfAJobDeletedBeforeItReadItsEndEndsAsNotFoundInsteadOfWaitingForever()
+    {
+        await using var farm = await FarmCluster.StartAsync(workers: 0, configure: s => s["Farm:WatchFallbackMilliseconds"] = "200");
+        var job = await farm.SubmitAsync(Header(3, 7), [new PromptItem { Prompt = "a quiet harbour at dawn" }]);
+        var queuedRead = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var watching = farm.Jobs.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(1), onEvent: _ => { queuedRead.TrySetResult(); return Task.CompletedTask; });
+        await queuedRead.Task.WaitAsync(TimeSpan.FromMinutes(1));
+
+        // farm delete outran the watcher: the job's records (its end among them) are gone before it read them.
+        await farm.Redis.KeyDeleteAsync([FarmKeys.JobMeta(job.JobId), FarmKeys.JobEvents(job.JobId)]);
+
+        var ended = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => watching);
+        Assert.Equal(Grpc.Core.StatusCode.NotFound, ended.StatusCode);
     }
 
     [Fact]

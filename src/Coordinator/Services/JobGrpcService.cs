@@ -143,7 +143,14 @@ public sealed class JobGrpcService(
             // once the read reached the end of both streams: the signals were taken before it, so an append since then
             // has fired them. (Reading again first would find nothing: two more round trips per wake-up.)
             if (drained)
-                await Task.WhenAny(next, nextPreview ?? next, Task.Delay(watchFallback, context.CancellationToken));
+            {
+                var fallback = Task.Delay(watchFallback, context.CancellationToken);
+                // A quiet interval with nothing read: a job deleted while watched (farm delete of an ended job, its events
+                // gone before their end was read) publishes nothing more, so the watch would poll forever.
+                if (await Task.WhenAny(next, nextPreview ?? next, fallback) == fallback && batch.Count == 0
+                    && await jobs.GetStatusAsync(request.JobId) is null)
+                    throw NotFound(request.JobId);
+            }
         }
     }
 
