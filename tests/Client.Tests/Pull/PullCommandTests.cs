@@ -24,6 +24,15 @@ public class PullCommandTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
+    /// <summary>Another farm invocation against the same job and images (a rerun, or a pull into another folder).</summary>
+    private CliHarness AnotherRun()
+    {
+        var cli = new CliHarness();
+        cli.Service.OnGetJob = _cli.Service.OnGetJob;
+        cli.Service.OnDownload = (request, _) => Serve(request);
+        return cli;
+    }
+
     private string Out => Path.Combine(_dir.Path, "out");
 
     private void AddImage(uint index, string prompt, long seed, int size)
@@ -87,9 +96,7 @@ public class PullCommandTests : IDisposable
         await _cli.RunAsync("pull", "J", "--out", Out);
         var before = Snapshot();
 
-        var again = new CliHarness();
-        again.Service.OnGetJob = _cli.Service.OnGetJob;
-        again.Service.OnDownload = (request, _) => Serve(request);
+        var again = AnotherRun();
         var code = await again.RunAsync("pull", "J", "--out", Out);
 
         Assert.Equal(0, code);
@@ -101,9 +108,7 @@ public class PullCommandTests : IDisposable
     public async Task AKilledPullResumesToIdenticalFiles()
     {
         // Reference: one clean pull into another folder.
-        var reference = new CliHarness();
-        reference.Service.OnGetJob = _cli.Service.OnGetJob;
-        reference.Service.OnDownload = (request, _) => Serve(request);
+        var reference = AnotherRun();
         var referenceDir = Path.Combine(_dir.Path, "reference");
         await reference.RunAsync("pull", "J", "--out", referenceDir);
 
@@ -114,9 +119,7 @@ public class PullCommandTests : IDisposable
         Assert.Single(File.ReadAllLines(Path.Combine(Out, "manifest.jsonl")));
         Assert.DoesNotContain(Directory.EnumerateFiles(Out), f => f.EndsWith(".part"));
 
-        var rerun = new CliHarness();
-        rerun.Service.OnGetJob = _cli.Service.OnGetJob;
-        rerun.Service.OnDownload = (request, _) => Serve(request);
+        var rerun = AnotherRun();
         Assert.Equal(0, await rerun.RunAsync("pull", "J", "--out", Out));
 
         Assert.Equal(
@@ -130,9 +133,7 @@ public class PullCommandTests : IDisposable
         Assert.Equal(0, await _cli.RunAsync("pull", "J", "--out", Out, "--parallel", "1"));
         foreach (var index in new[] { "00001-", "00002-" })
             File.Delete(Directory.EnumerateFiles(Out, index + "*").Single());
-        var again = new CliHarness();
-        again.Service.OnGetJob = _cli.Service.OnGetJob;
-        again.Service.OnDownload = (request, _) => Serve(request);
+        var again = AnotherRun();
 
         Assert.Equal(0, await again.RunAsync("pull", "J", "--out", Out, "--parallel", "8"));
 
@@ -220,9 +221,7 @@ public class PullCommandTests : IDisposable
         await _cli.RunAsync("pull", "J", "--out", Out);
         File.WriteAllText(Path.Combine(Out, "00000-11-a-red-fox.png"), "garbage");
 
-        var again = new CliHarness();
-        again.Service.OnGetJob = _cli.Service.OnGetJob;
-        again.Service.OnDownload = (request, _) => Serve(request);
+        var again = AnotherRun();
         await again.RunAsync("pull", "J", "--out", Out);
 
         Assert.Equal([1u, 2u], again.Service.DownloadRequests.Single().SkipIndices.Order());
@@ -236,9 +235,7 @@ public class PullCommandTests : IDisposable
         var before = Snapshot();
 
         // Job K's first images have J's indices (and here J's very prompts and seeds): they must not pass for K's.
-        var other = new CliHarness();
-        other.Service.OnGetJob = _cli.Service.OnGetJob;
-        other.Service.OnDownload = (request, _) => Serve(request);
+        var other = AnotherRun();
         var code = await other.RunAsync("pull", "K", "--out", Out);
 
         Assert.Equal(2, code);
@@ -254,9 +251,7 @@ public class PullCommandTests : IDisposable
         var manifest = Path.Combine(Out, "manifest.jsonl");
         File.WriteAllLines(manifest, File.ReadAllLines(manifest).Select(l => l.Replace(",\"job\":\"J\"", "")));
 
-        var again = new CliHarness();
-        again.Service.OnGetJob = _cli.Service.OnGetJob;
-        again.Service.OnDownload = (request, _) => Serve(request);
+        var again = AnotherRun();
         Assert.Equal(0, await again.RunAsync("pull", "J", "--out", Out));
 
         Assert.Equal([0u, 1u, 2u], again.Service.DownloadRequests.Single().SkipIndices.Order());
