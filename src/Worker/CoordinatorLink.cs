@@ -94,6 +94,12 @@ public sealed class CoordinatorLink : BackgroundService
     /// <summary>True from the coordinator's welcome until the stream breaks.</summary>
     public bool IsConnected => _connected;
 
+    /// <summary>
+    /// Reports that must reach the coordinator wait for it to come back: the worker holds its rendered shards (and the
+    /// device waits) until then, which is waiting on the coordinator, not being stuck.
+    /// </summary>
+    public bool IsHoldingReports => !_connected && HasUndelivered;
+
     /// <summary>Whether this stream's coordinator takes results as uploads straight to its store (its welcome says so).</summary>
     public bool DirectUploads => _directUploads;
 

@@ -93,15 +93,6 @@ public sealed class WorkerHealthTests
         Assert.Equal(JobState.Completed, events[^1].JobFinished.State);
     }
 
-    /// <summary>The system's clock, moved ahead by the test.</summary>
-    private sealed class MovableClock : TimeProvider
-    {
-        private long _ahead;
-
-        public void Advance(TimeSpan by) => Interlocked.Add(ref _ahead, (long)(by.TotalSeconds * TimestampFrequency));
-
-        public override long GetTimestamp() => TimeProvider.System.GetTimestamp() + Interlocked.Read(ref _ahead);
-    }
 
     private static async Task<int> ProbeAsync(string url) =>
         await HealthProbe.RunAsync(["health", "--url", url], null, TextWriter.Null, TextWriter.Null);

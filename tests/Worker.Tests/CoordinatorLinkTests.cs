@@ -3,6 +3,8 @@ using Microsoft.Extensions.Options;
 using RenderFarm.Protocol;
 using RenderFarm.Worker.Health;
 using RenderFarm.Worker.Tests.Support;
+using RenderFarm.TestSupport;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 
 namespace RenderFarm.Worker.Tests;
 
@@ -147,5 +149,44 @@ public sealed class CoordinatorLinkTests
         Assert.Equal(TimeSpan.FromSeconds(10), handler.KeepAlivePingTimeout);
         Assert.Equal(TimeSpan.FromSeconds(5), handler.ConnectTimeout);
         Assert.True(handler.EnableMultipleHttp2Connections);
+    }
+
+    [Fact]
+    public async Task AWorkerHoldingAShardsEndForACoordinatorThatIsDownStaysLivePastItsLimit()
+    {
+        var coordinator = await FakeCoordinator.StartAsync(_ => [Welcome()]);
+        var options = new WorkerOptions { Coordinator = coordinator.Url, LivenessSeconds = 10 };
+        using var link = NewLink(options);
+        var clock = new MovableClock();
+        var liveness = new LivenessHealthCheck(new WorkerActivity(clock), link, Options.Create(options));
+        var welcomes = Welcomes(link);
+        await link.StartAsync(CancellationToken.None);
+        try
+        {
+            await coordinator.NextStreamAsync(Patience);
+            await NextWelcomeAsync(welcomes);
+            await coordinator.DisposeAsync(); // the coordinator goes down
+            var deadline = DateTime.UtcNow + Patience;
+            while (link.IsConnected && DateTime.UtcNow < deadline) await Task.Delay(20);
+            Assert.False(link.IsConnected);
+
+            // Nothing to hold and no progress past the limit: not live (a stuck worker is restarted).
+            clock.Advance(TimeSpan.FromSeconds(11));
+            Assert.Equal(HealthStatus.Unhealthy, (await liveness.CheckHealthAsync(new HealthCheckContext())).Status);
+
+            // A rendered shard's end waits for the coordinator: the worker is waiting on it, not stuck.
+            using var stop = new CancellationTokenSource();
+            var delivering = link.DeliverAsync(new WorkerMessage { ShardEnd = new ShardEnd() }, stop.Token);
+            var health = await liveness.CheckHealthAsync(new HealthCheckContext());
+            Assert.Equal(HealthStatus.Healthy, health.Status);
+            Assert.Contains("holding reports until the coordinator is back", health.Description);
+            Assert.False(delivering.IsCompleted);
+            await stop.CancelAsync();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => delivering);
+        }
+        finally
+        {
+            await StopAsync(link);
+        }
     }
 }
