@@ -43,6 +43,16 @@ public sealed class WorkerLoop(
     private int _readyCount; // shards pulled ahead and not yet taken by the device (the channel's reader cannot count)
     private CancellationTokenSource? _stopPulling;
 
+    /// <summary>Redis failures in a row fetching a shard's inputs (by entry) after which it fails as an attempt.</summary>
+    private const int MaxInputFetchFailures = 3;
+    private readonly Dictionary<string, int> _inputFetchFailures = []; // the pull-ahead loop's alone
+
+    private int CountInputFetchFailure(string entryId)
+    {
+        if (_inputFetchFailures.Count > 1024) _inputFetchFailures.Clear(); // entries other workers finished: forget them
+        return _inputFetchFailures[entryId] = _inputFetchFailures.GetValueOrDefault(entryId) + 1;
+    }
+
     /// <summary>Listens for cancels before the host reports started: since .NET 10 all of ExecuteAsync runs in the
     /// background, so a subscription there could come after other listeners (and after a cancel).</summary>
     public override Task StartAsync(CancellationToken cancellationToken)
@@ -153,8 +163,9 @@ public sealed class WorkerLoop(
                 try
                 {
                     held.Prepared(await requests.BuildAsync(held.Claimed.Shard));
+                    _inputFetchFailures.Remove(held.Claimed.EntryId);
                 }
-                catch (Exception e) when (WorkerResilience.IsRedisFailure(e))
+                catch (Exception e) when (WorkerResilience.IsRedisFailure(e) && CountInputFetchFailure(held.Claimed.EntryId) < MaxInputFetchFailures)
                 {
                     // Redis failed, not the shard nor this worker: failing the shard would count an attempt and hold it
                     // against the worker (kind bug). Not started, it goes back without costing an attempt; if Redis
@@ -164,10 +175,14 @@ public sealed class WorkerLoop(
                     await StopRenewingAsync(held);
                     await HandBackAsync(held);
                     places.Release();
+                    await Task.Delay(TimeSpan.FromMilliseconds(options.Value.PollMilliseconds), token);
                     continue;
                 }
                 catch (Exception e)
                 {
+                    // Also a Redis failure for the MaxInputFetchFailures-th time in a row: inputs that cannot be fetched
+                    // in time at all must not cycle for ever without costing an attempt.
+                    _inputFetchFailures.Remove(held.Claimed.EntryId);
                     held.Unpreparable(e);
                 }
                 Interlocked.Increment(ref _readyCount);

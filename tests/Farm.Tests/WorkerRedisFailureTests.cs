@@ -72,4 +72,22 @@ public sealed class WorkerRedisFailureTests
         Assert.Equal(0u, cutOff.ShardsFailed);
         Assert.NotEqual(WorkerState.Quarantined, cutOff.State);
     }
+
+    [Fact]
+    public async Task AShardWhoseInputsRedisNeverGivesFailsAnAttemptAfterAFewTriesInsteadOfCyclingForEver()
+    {
+        // As above, but no other worker comes: inputs that cannot be fetched at all (too large to read within the
+        // command timeout, say) must not be claimed and handed back for ever at no cost.
+        await using var farm = await FarmCluster.StartAsync(workers: 0, configure: s => s["Farm:MaxAttempts"] = "1");
+        await using var nowhere = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(
+            $"127.0.0.1:{RedisServer.FreePort()},abortConnect=false,connectTimeout=500,asyncTimeout=500,syncTimeout=500");
+        await farm.StartWorkerAsync("cut-off", services: s => s.AddSingleton(new ShardRequestBuilder(nowhere)));
+
+        var job = await farm.SubmitItemsAsync(Header(),
+            [InputImageTests.Input("sea", InputImageTests.Gradient(20, 60, 200)), InputImageTests.Prompt("a boat on the sea", init: "sea", strength: 0.6f)]);
+        var events = await farm.WatchToEndAsync(job.JobId, TimeSpan.FromMinutes(1));
+
+        Assert.Equal((JobState.Failed, 1u), (events[^1].JobFinished.State, events[^1].JobFinished.ImagesFailed));
+        Assert.Equal("cut-off", Assert.Single(events, e => e.AttemptFailed is not null).AttemptFailed.WorkerId);
+    }
 }
