@@ -45,9 +45,12 @@ public sealed class WebhookTargets(IOptions<WebhookOptions> options)
             if (address.IsIPv6LinkLocal || address.IsIPv6SiteLocal) return "link-local";
             if (address.IsIPv6UniqueLocal) return "private";
             if (address.IsIPv6Multicast || address.Equals(IPAddress.IPv6Any)) return "reserved";
+            var bytes = address.GetAddressBytes();
+            // Local-use NAT64 (64:ff9b:1::/48) translates into the operator's own network, in whatever layout it chose.
+            if (bytes is [0x00, 0x64, 0xff, 0x9b, 0x00, 0x01, ..]) return "private (local-use NAT64)";
             // An IPv4 address carried inside an IPv6 one reaches that IPv4 host (NAT64 through DNS64, 6to4 relays,
             // the deprecated IPv4-compatible form): judged as that address.
-            return EmbeddedIPv4(address.GetAddressBytes()) is { } inner ? ForbiddenRange(inner) : null;
+            return EmbeddedIPv4(bytes) is { } inner ? ForbiddenRange(inner) : null;
         }
         var b = address.GetAddressBytes();
         return b switch
@@ -60,11 +63,10 @@ public sealed class WebhookTargets(IOptions<WebhookOptions> options)
         };
     }
 
-    /// <summary>The IPv4 address in a NAT64 (64:ff9b::/96, 64:ff9b:1::/48), 6to4 (2002::/16) or IPv4-compatible (::a.b.c.d) address.</summary>
+    /// <summary>The IPv4 address in a well-known NAT64 (64:ff9b::/96), 6to4 (2002::/16) or IPv4-compatible (::a.b.c.d) address.</summary>
     private static IPAddress? EmbeddedIPv4(byte[] b) => b switch
     {
         [0x00, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0, ..] => new IPAddress(b[12..]),
-        [0x00, 0x64, 0xff, 0x9b, 0x00, 0x01, ..] => new IPAddress(b[12..]),
         [0x20, 0x02, ..] => new IPAddress(b[2..6]),
         [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, ..] => new IPAddress(b[12..]),
         _ => null,

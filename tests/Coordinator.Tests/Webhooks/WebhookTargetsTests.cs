@@ -20,7 +20,8 @@ public sealed class WebhookTargetsTests
     [InlineData("fd00::1", "private")]
     [InlineData("::ffff:10.0.0.1", "private")]
     [InlineData("64:ff9b::a9fe:a9fe", "link-local")]       // NAT64 of 169.254.169.254 (a cloud's metadata service)
-    [InlineData("64:ff9b:1::7f00:1", "loopback")]          // local-use NAT64 of 127.0.0.1
+    [InlineData("64:ff9b:1::7f00:1", "private (local-use NAT64)")]
+    [InlineData("64:ff9b:1:a9fe:a9:fe00:808:808", "private (local-use NAT64)")] // 169.254.169.254 in the /48 layout
     [InlineData("2002:c0a8:0101::1", "private")]           // 6to4 of 192.168.1.1
     [InlineData("::10.1.2.3", "private")]                  // IPv4-compatible
     [InlineData("198.18.0.1", "reserved")]
