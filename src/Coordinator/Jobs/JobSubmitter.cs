@@ -190,6 +190,8 @@ public sealed class JobSubmitter(
             throw (reopening == RetryReopening.NotFailed ? null : await UnretryableAsync(jobId, needsInputs))
                   ?? new RpcException(new Status(StatusCode.Aborted, $"job {jobId} changed state while being retried; try again"));
         }
+        // Again now that it is open: another submit of the tenant meanwhile pruned it from the set while it was still failed.
+        await limits.RecordOpenAsync(tenant, jobId);
         if (await jobs.WebhookUrlAsync(jobId) is { Length: > 0 })
         {
             await redis.GetDatabase().HashSetAsync(FarmKeys.JobMeta(jobId), JobFields.WebhookState, "pending");
