@@ -37,7 +37,7 @@ public static class SubmitCommand
     public static async Task<int> RunAsync(CommandContext context, SubmitSettings settings, CancellationToken cancellationToken)
     {
         var plan = JobPlan.Create(settings, context.Host.RandomSeed);
-        using var source = await PromptSource.OpenAsync(settings.File, settings.Format, context.Host.In ?? Console.In, cancellationToken);
+        using var source = await PromptSource.OpenAsync(settings.File, settings.Format, context.Host.In, cancellationToken);
 
         // Pass 1: the whole file must be valid before anything is sent.
         var count = await BatchCount.CountAsync(source, plan, cancellationToken);

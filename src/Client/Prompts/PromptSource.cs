@@ -30,12 +30,15 @@ public sealed class PromptSource : IDisposable
     /// <summary>Where the file's relative image paths point: its own folder; null (the current directory) for stdin.</summary>
     public string? BaseDirectory { get; }
 
-    public static async Task<PromptSource> OpenAsync(string file, string? format, TextReader stdin, CancellationToken cancellationToken)
+    /// <param name="stdin">What <c>-</c> reads; null: this process's standard input, as bytes (Console.In would turn
+    /// bytes that are not UTF-8 into U+FFFD before they could be refused).</param>
+    public static async Task<PromptSource> OpenAsync(string file, string? format, TextReader? stdin, CancellationToken cancellationToken)
     {
         var resolved = PromptFileReader.ResolveFormat(file, format);
         if (file == "-")
         {
-            return await SpoolAsync(stdin, "stdin", resolved, cancellationToken);
+            using var standardInput = stdin is null ? new StreamReader(Console.OpenStandardInput(), StrictUtf8, detectEncodingFromByteOrderMarks: true) : null;
+            return await SpoolAsync(stdin ?? standardInput!, "stdin", resolved, cancellationToken);
         }
 
         if (Directory.Exists(file))

@@ -34,7 +34,8 @@ public sealed class ResultManifest
     /// Reads the manifest of <paramref name="directory"/> (missing = empty) for a pull of <paramref name="jobId"/>.
     /// Unreadable lines and entries naming anything but a plain file of ours are dropped: a tampered manifest cannot
     /// point outside the folder. A folder holding another job's images is refused (a usage error): its files would
-    /// count as this job's and be skipped. Entries without a job (written before manifests named it) count as this job's.
+    /// count as this job's and be skipped. Entries without a job (written before manifests named it) are dropped: whose
+    /// images they list cannot be told, so they are fetched again (once) and the manifest rewritten with the job.
     /// </summary>
     public static ResultManifest Load(string directory, string jobId)
     {
@@ -46,7 +47,7 @@ public sealed class ResultManifest
 
         foreach (var line in System.IO.File.ReadLines(manifest.Path))
         {
-            if (TryParse(line) is not { } entry || !ResultFileNamer.IsSafeFileName(entry.File))
+            if (TryParse(line) is not { } entry || !ResultFileNamer.IsSafeFileName(entry.File) || entry.Job.Length == 0)
             {
                 continue;
             }
@@ -57,7 +58,7 @@ public sealed class ResultManifest
                     $"error: {directory} holds images of job {entry.Job} (see its {FileName}); pull job {jobId} into another folder");
             }
 
-            manifest._entries[entry.Index] = entry with { Job = jobId }; // a later line for the same index wins
+            manifest._entries[entry.Index] = entry; // a later line for the same index wins
         }
 
         return manifest;

@@ -245,17 +245,26 @@ public class PullCommandTests : IDisposable
     }
 
     [Fact]
-    public async Task AManifestWrittenBeforeEntriesNamedTheirJobStillResumesAndGainsTheJob()
+    public async Task AManifestWrittenBeforeEntriesNamedTheirJobIsFetchedAgainOnceSinceWhoseImagesItListsIsUnknown()
     {
         Assert.Equal(0, await _cli.RunAsync("pull", "J", "--out", Out));
+        var before = Snapshot();
         var manifest = Path.Combine(Out, "manifest.jsonl");
-        File.WriteAllLines(manifest, File.ReadAllLines(manifest).Select(l => l.Replace(",\"job\":\"J\"", "")));
+        var legacy = File.ReadAllLines(manifest).Select(l => l.Replace(",\"job\":\"J\"", "")).ToArray();
+        File.WriteAllLines(manifest, legacy);
 
+        // Another job pulled into that folder: nothing of it is taken for the new job's.
+        var other = AnotherRun();
+        Assert.Equal(0, await other.RunAsync("pull", "K", "--out", Out));
+        Assert.All(other.Service.DownloadRequests, r => Assert.Empty(r.SkipIndices));
+        Assert.All(File.ReadAllLines(manifest), l => Assert.EndsWith(",\"job\":\"K\"}", l));
+
+        // The same job: fetched again to the same files, and from then on resumable as any folder.
+        File.WriteAllLines(manifest, legacy);
         var again = AnotherRun();
         Assert.Equal(0, await again.RunAsync("pull", "J", "--out", Out));
-
-        Assert.Equal([0u, 1u, 2u], again.Service.DownloadRequests.Single().SkipIndices.Order());
-        Assert.All(File.ReadAllLines(manifest), l => Assert.EndsWith(",\"job\":\"J\"}", l));
+        Assert.All(again.Service.DownloadRequests, r => Assert.Empty(r.SkipIndices));
+        Assert.Equal(before, Snapshot());
     }
 
     [Fact]

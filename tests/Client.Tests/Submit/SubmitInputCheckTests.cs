@@ -87,6 +87,30 @@ public sealed class SubmitInputCheckTests : IDisposable
     }
 
     [Fact]
+    public async Task StdinThatIsNotUtf8IsRefusedAsAFileIs()
+    {
+        // The real standard input of a farm process (a test's TextReader would decode before the CLI could refuse).
+        // The client's own build (tests/Client.Tests/bin/CONFIGURATION/TFM → src/Client/bin/CONFIGURATION/TFM): the copy
+        // beside the tests lacks its deps.
+        var testBin = new DirectoryInfo(Path.TrimEndingDirectorySeparator(AppContext.BaseDirectory));
+        var root = testBin.Parent!.Parent!.Parent!.Parent!.Parent!.FullName;
+        var farm = Path.Combine(root, "src", "Client", "bin", testBin.Parent.Name, testBin.Name, "farm.dll");
+        var start = new ProcessStartInfo("dotnet", [farm, "submit", "-", "--format", "csv", "--seed", "1", "--dry-run"])
+        {
+            RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true,
+        };
+        using var process = Process.Start(start)!;
+        await process.StandardInput.BaseStream.WriteAsync((byte[])[.. "prompt\ncaf"u8, 0xE9, (byte)'\n']);
+        process.StandardInput.Close();
+        var stderr = process.StandardError.ReadToEndAsync();
+        await process.StandardOutput.ReadToEndAsync();
+        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(1));
+
+        Assert.Equal(2, process.ExitCode);
+        Assert.Contains("error: stdin: not UTF-8 text (it holds the byte 0xE9", await stderr);
+    }
+
+    [Fact]
     public async Task AJsonFileIsRefusedWithWhatToUseInstead()
     {
         var file = _dir.File("p.json", "[{\"prompt\": \"a cat\"}]\n");
