@@ -106,8 +106,17 @@ public sealed class WorkerLoop(
                 }
                 var before = finishing;
                 if (rendered is not null) finishing = FinishAfterAsync(before, next, rendered);
-                // Shard N−1 must be out before the device takes N+1: N's images then go out while N+1 renders.
-                await before;
+                // Shard N−1 must be out before the device takes N+1: N's images then go out while N+1 renders. A stop
+                // does not wait for it here (a coordinator that is down would hold it the whole grace period): the
+                // shards pulled ahead go back at once, and the finally waits for the started ones' reports.
+                try
+                {
+                    await before.WaitAsync(stoppingToken);
+                }
+                catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+                {
+                    break;
+                }
             }
         }
         finally

@@ -75,6 +75,36 @@ public sealed class DrainTests
         await farm.StopWorkerAsync("worker-1").WaitAsync(TimeSpan.FromMinutes(2));
     }
 
+    [Fact]
+    public async Task ATerminatedWorkerHoldingReportsForACoordinatorThatIsDownHandsBackWhatItPulledAheadAtOnce()
+    {
+        // Shards of one long-ish image each, a lease and a grace period far longer than the test: only a hand-back at
+        // the SIGTERM itself moves the pulled-ahead shard in time.
+        await using var farm = await ProcessFarm.StartAsync(workers: 1, shardSize: 1, leaseSeconds: 600,
+            workerOverrides: new() { ["HostOptions__ShutdownTimeout"] = "00:02:00" });
+        var job = await farm.SubmitAsync(Header(64), Enumerable.Range(0, 4).Select(i => new PromptItem { Prompt = $"a lighthouse {i}" }));
+        await WaitForStepAsync(farm, job.JobId, 1);
+        await farm.KillCoordinatorAsync();
+
+        // Shard 0's end waits for the coordinator; the device renders the next and then waits too; one more is pulled ahead.
+        await using var redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(farm.Redis.ConnectionString);
+        var stream = RenderFarm.FarmState.FarmKeys.TaskStream("tiny");
+        async Task<int> PendingUnderAsync(string consumer) =>
+            (await redis.GetDatabase().StreamPendingAsync(stream, RenderFarm.FarmState.FarmKeys.WorkerGroup)).Consumers?
+                .FirstOrDefault(c => c.Name == consumer).PendingMessageCount ?? 0;
+        var prefetch = RenderFarm.FarmState.FarmKeys.PrefetchConsumer("worker-1");
+        await Eventually.HoldsAsync(async () => await PendingUnderAsync("worker-1") == 2 && await PendingUnderAsync(prefetch) >= 1,
+            "two shards started (their reports waiting) and one pulled ahead");
+        var pulledAhead = await PendingUnderAsync(prefetch); // the device takes nothing more: it waits for shard 0's reports
+
+        await farm.SignalWorkerAsync("worker-1", "TERM");
+
+        var released = RenderFarm.FarmState.FarmKeys.ReleasedConsumer;
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (await PendingUnderAsync(released) < pulledAhead && DateTime.UtcNow < deadline) await Task.Delay(100);
+        Assert.Equal((pulledAhead, 0), (await PendingUnderAsync(released), await PendingUnderAsync(prefetch)));
+    }
+
     private static async Task<List<JobEvent>> EventsAsync(ProcessFarm farm, string jobId)
     {
         // Read what exists so far: a watch on an unfinished job would not end, so stop at a short deadline.
