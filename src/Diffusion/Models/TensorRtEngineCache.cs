@@ -104,11 +104,9 @@ internal static class TensorRtEngineCache
 
     private static void RecordComplete(string folder)
     {
-        var listing = Listing(folder);
-        var list = Path.Combine(folder, CompleteList);
-        if (File.Exists(list) && File.ReadAllText(list) == listing) return;
-        var temporary = list + ".tmp";
-        File.WriteAllText(temporary, listing);
-        File.Move(temporary, list, overwrite: true);
+        if (IsComplete(folder)) return; // loaded as it was recorded: nothing to write on a shared volume
+        var temporary = Path.Combine(folder, CompleteList + ".tmp");
+        File.WriteAllText(temporary, Listing(folder));
+        File.Move(temporary, Path.Combine(folder, CompleteList), overwrite: true);
     }
 }
