@@ -17,7 +17,18 @@ public static partial class FarmKeys
     /// Consumer that holds a pending shard handed back on purpose (after a reported failure, or by a draining worker)
     /// until a worker takes it. A worker taking a shard over from any other consumer knows that consumer's lease lapsed.
     /// </summary>
-    public const string ReleasedConsumer = "~released";
+    public const string ReleasedConsumer = ReservedConsumerMark + "released";
+
+    /// <summary>
+    /// What marks the farm's own consumer names (<see cref="ReleasedConsumer"/>, <see cref="WithdrawnConsumer"/>,
+    /// <see cref="PrefetchConsumer"/>'s suffix). Barred from worker ids (<see cref="IsUsableWorkerId"/>): a worker named
+    /// <c>~released</c> would take every handed-back shard for its own, and one named <c>x~prefetched</c> would pass for
+    /// worker x's pull-ahead.
+    /// </summary>
+    public const string ReservedConsumerMark = "~";
+
+    /// <summary>Whether a worker id can be a worker's consumer name: it cannot contain <see cref="ReservedConsumerMark"/>.</summary>
+    public static bool IsUsableWorkerId(string workerId) => !workerId.Contains(ReservedConsumerMark, StringComparison.Ordinal);
 
     /// <summary>
     /// Consumer under which a worker holds the shards it has pulled ahead (prefetched) but not started: their delivery
@@ -28,7 +39,7 @@ public static partial class FarmKeys
     /// <summary>Whether a consumer name is a worker's <see cref="PrefetchConsumer"/>.</summary>
     public static bool IsPrefetchConsumer(string consumer) => consumer.EndsWith(PrefetchSuffix, StringComparison.Ordinal);
 
-    private const string PrefetchSuffix = "~prefetched";
+    private const string PrefetchSuffix = ReservedConsumerMark + "prefetched";
 
     /// <summary>Sorted set of one tenant's job ids by creation time (ms): what its listings show.</summary>
     public static string TenantJobIndex(string tenant) => $"jobs:tenant:{tenant}";
@@ -40,7 +51,7 @@ public static partial class FarmKeys
     /// Consumer that reads the tokens of shards withdrawn from a task stream (a cancelled or re-prioritised job's), and
     /// acknowledges them at once: the stream keeps one unread token per waiting shard.
     /// </summary>
-    public const string WithdrawnConsumer = "~withdrawn";
+    public const string WithdrawnConsumer = ReservedConsumerMark + "withdrawn";
 
     /// <summary>Set of a tenant's unfinished job ids: what its active-job and queued-image limits count.</summary>
     public static string TenantOpenJobs(string tenant) => $"tenant:{tenant}:open";

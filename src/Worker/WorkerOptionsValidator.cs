@@ -25,6 +25,8 @@ public sealed class WorkerOptionsValidator : IValidateOptions<WorkerOptions>
             errors.Add($"{Key}:TensorRt:MaxBatch: {trt.MaxBatch} is below {Key}:MaxBatch ({options.MaxBatch}): the worker takes shards " +
                        $"of up to {Key}:MaxBatch images, which the engines' profile must cover");
         }
+        if (options.WorkerId is { } id && !FarmState.FarmKeys.IsUsableWorkerId(id))
+            errors.Add($"{Key}:WorkerId: '{id}' contains '{FarmState.FarmKeys.ReservedConsumerMark}', which marks the farm's own consumer names on the task streams");
         if (new Diffusion.Upscaling.UpscaleTiling { TileSize = options.UpscaleTile, Overlap = options.UpscaleOverlap }.Problem() is { } tiling)
             errors.Add($"{Key}:UpscaleTile/{Key}:UpscaleOverlap: {tiling}");
         bool tensorRt = string.Equals(options.ExecutionProvider?.Trim(), "tensorrt", StringComparison.OrdinalIgnoreCase);

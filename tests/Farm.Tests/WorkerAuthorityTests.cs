@@ -180,6 +180,22 @@ public sealed class WorkerAuthorityTests : IAsyncLifetime
         Assert.Contains("registered to another worker key", error.Status.Detail);
     }
 
+    [Theory]
+    [InlineData(FarmKeys.ReleasedConsumer)] // would take every handed-back shard for its own
+    [InlineData("gpu-7~prefetched")]        // would pass for gpu-7's pull-ahead
+    public async Task AWorkerIdThatCouldPassForOneOfTheFarmsOwnConsumersIsRefused(string workerId)
+    {
+        using var channel = GrpcChannel.ForAddress(_farm.CoordinatorUrl);
+        using var call = new WorkerService.WorkerServiceClient(channel).Connect(_worker);
+        await call.RequestStream.WriteAsync(new WorkerMessage { Hello = new WorkerHello { WorkerId = workerId, Models = { FarmCluster.Model } } });
+        var error = await Assert.ThrowsAsync<RpcException>(() => call.ResponseStream.MoveNext(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(30)));
+
+        Assert.Equal(StatusCode.InvalidArgument, error.StatusCode);
+        Assert.Contains("farm's own consumer names", error.Status.Detail);
+        Assert.False(await _farm.Redis.HashExistsAsync(FarmKeys.WorkerRegistry, workerId));
+        Assert.False(await _farm.Redis.HashExistsAsync(FarmKeys.WorkerIdOwners, workerId));
+    }
+
     private async Task<List<JobEvent>> WaitForEventAsync(string jobId, Func<JobEvent, bool> wanted)
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));

@@ -105,6 +105,8 @@ public sealed class WorkerOptionsTests
     [InlineData("Farm:TensorRt:MaxBatch", "-2", "Farm:TensorRt:MaxBatch: -2 is below 1")]
     [InlineData("Farm:TensorRt:MaxBatch", "4", "Farm:TensorRt:MaxBatch: 4 is below Farm:MaxBatch (8)")]
     [InlineData("Farm:TensorRt:MaxWorkspaceBytes", "-1", "Farm:TensorRt:MaxWorkspaceBytes: -1 is negative")]
+    [InlineData("Farm:WorkerId", "~released", "Farm:WorkerId: '~released' contains '~'")]
+    [InlineData("Farm:WorkerId", "gpu-0~prefetched", "Farm:WorkerId: 'gpu-0~prefetched' contains '~'")]
     public void AWorkerWithABadDeviceOrProviderSettingDoesNotStartAndTheErrorNamesTheKey(string key, string value, string error)
     {
         var services = new ServiceCollection().AddLogging()

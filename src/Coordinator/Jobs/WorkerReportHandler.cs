@@ -40,8 +40,8 @@ public sealed class WorkerReportHandler(
     /// <summary>How long a worker has to PUT an image it was granted: it uploads at once, a batch at a time.</summary>
     public static readonly TimeSpan UploadTtl = TimeSpan.FromMinutes(15);
 
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string, uint), long> _lastStepWrite = new();
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string, uint), long> _lastPreviewWrite = new();
+    private readonly WriteCoalescer<(string, uint)> _stepWrites = new(() => options.Value.ProgressIntervalMilliseconds);
+    private readonly WriteCoalescer<(string, uint)> _previewWrites = new(() => options.Value.PreviewIntervalMilliseconds);
 
     /// <returns>Whether the report was accepted.</returns>
     public async Task<bool> BeginAsync(WorkerSession session, ShardBegin begin)
@@ -69,7 +69,7 @@ public sealed class WorkerReportHandler(
         var key = (step.Shard.JobId, step.Shard.ShardIndex);
         var now = Environment.TickCount64;
         var final = step.Step == step.TotalSteps;
-        if (step.Step > 1 && !final && now - _lastStepWrite.GetValueOrDefault(key) < options.Value.ProgressIntervalMilliseconds) return false;
+        if (step.Step > 1 && !final && !_stepWrites.IsDue(key, now)) return false;
         if (await authority.VerifyAsync(session, "step", step.Shard) is not { } delivery) return false;
         // A worker that splits a shard into smaller batches (out of memory) counts the steps of all of them.
         if (step.TotalSteps > UpscaleMessages.TotalSteps(delivery.Shard.Params) * (ulong)delivery.Shard.Images.Count)
@@ -78,8 +78,8 @@ public sealed class WorkerReportHandler(
                 $"reports {step.TotalSteps} steps for a shard of {delivery.Shard.Images.Count} images at {delivery.Shard.Params.Steps} steps");
             return false;
         }
-        if (final) _lastStepWrite.TryRemove(key, out _);
-        else _lastStepWrite[key] = now;
+        if (final) _stepWrites.Forget(key);
+        else _stepWrites.Wrote(key, now);
         await events.AppendProgressAsync(step.Shard.JobId,
             JobEventLog.Step(step.Shard.ShardIndex, session.WorkerId, step.Step, step.TotalSteps, step.ItPerSec));
         return true;
@@ -96,7 +96,7 @@ public sealed class WorkerReportHandler(
         var shard = preview.Shard;
         var key = (shard.JobId, shard.ShardIndex);
         var now = Environment.TickCount64;
-        if (_lastPreviewWrite.TryGetValue(key, out var last) && now - last < options.Value.PreviewIntervalMilliseconds) return false;
+        if (!_previewWrites.IsDue(key, now)) return false;
         if (await authority.VerifyAsync(session, "preview", shard) is not { } delivery) return false;
         if (delivery.Shard.PreviewEvery == 0)
         {
@@ -121,7 +121,7 @@ public sealed class WorkerReportHandler(
                 return false;
             }
         }
-        _lastPreviewWrite[key] = now;
+        _previewWrites.Wrote(key, now);
         var p = delivery.Shard.Params;
         await Task.WhenAll(preview.Images.Select(image => previews.StoreAsync(shard.JobId, new ImagePreview
         {
@@ -373,8 +373,8 @@ public sealed class WorkerReportHandler(
     public async Task<EndOutcome> EndAsync(WorkerSession session, ShardEnd end, Func<Task> quarantine)
     {
         var shard = end.Shard;
-        _lastStepWrite.TryRemove((shard.JobId, shard.ShardIndex), out _);
-        _lastPreviewWrite.TryRemove((shard.JobId, shard.ShardIndex), out _);
+        _stepWrites.Forget((shard.JobId, shard.ShardIndex));
+        _previewWrites.Forget((shard.JobId, shard.ShardIndex));
         // The worker lost its claim to another worker: the entry is that worker's to finish or fail.
         if (end.Abandoned) return default;
         // A success usually arrives after the last image acknowledged the entry, a cancel after the worker did: then

@@ -30,6 +30,9 @@ public sealed class WorkerGrpcService(
         var hello = requestStream.Current.Hello;
         if (string.IsNullOrWhiteSpace(hello.WorkerId) || hello.WorkerId.Length > 200 || DisplayText.Clean(hello.WorkerId) != hello.WorkerId)
             throw new RpcException(new Status(StatusCode.InvalidArgument, "hello.worker_id is required (at most 200 characters, no control characters)"));
+        if (!RenderFarm.FarmState.FarmKeys.IsUsableWorkerId(hello.WorkerId))
+            throw new RpcException(new Status(StatusCode.InvalidArgument,
+                $"hello.worker_id '{hello.WorkerId}' contains '{RenderFarm.FarmState.FarmKeys.ReservedConsumerMark}', which marks the farm's own consumer names"));
         await ClaimWorkerIdAsync(hello.WorkerId, ApiKeyInterceptor.PrincipalOf(context));
 
         var session = await OpenSessionAsync(hello);
