@@ -40,6 +40,12 @@ public sealed class RetentionSweeper(
             {
                 logger.LogWarning("Retention sweep stopped early, continuing at the next: {Message}", e.Message);
             }
+            catch (Exception e) when (!stoppingToken.IsCancellationRequested)
+            {
+                // Anything else is a bug, but one that must not stop the coordinator: a hosted service that throws ends
+                // the process, and the same due work would then stop every replica in turn.
+                logger.LogError(e, "Retention sweep failed, continuing at the next");
+            }
         } while (await timer.WaitForNextTickAsync(stoppingToken));
     }
 
@@ -63,6 +69,11 @@ public sealed class RetentionSweeper(
                 {
                     // The store failed (S3 unreachable, say): the member stays leased and is tried again after the lease.
                     logger.LogWarning("Retention of {Member} failed, retried later: {Message}", member, e.Message);
+                }
+                catch (Exception e) when (e is not RedisException && !cancellationToken.IsCancellationRequested)
+                {
+                    // Unforeseen (a store error of a kind not mapped yet): this member waits for its lease, the others go on.
+                    logger.LogError(e, "Retention of {Member} failed, retried later", member);
                 }
             }
             if (due.Count < Batch) break;

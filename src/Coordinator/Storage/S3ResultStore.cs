@@ -165,6 +165,10 @@ public sealed class S3ResultStore : IResultStore, IDisposable
         {
             throw Error(e, "PUT", key);
         }
+        catch (Exception e) when (IsUnreachable(e, cancellationToken))
+        {
+            throw Unreachable(e, "PUT", key);
+        }
     }
 
     /// <summary>
@@ -215,13 +219,9 @@ public sealed class S3ResultStore : IResultStore, IDisposable
         {
             response = await _http.GetAsync(url, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
         }
-        catch (HttpRequestException e)
+        catch (Exception e) when (IsUnreachable(e, cancellationToken))
         {
-            throw new S3StorageException(HttpStatusCode.ServiceUnavailable, "Unreachable", $"GET {key}: {e.Message}", key, e);
-        }
-        catch (TaskCanceledException e) when (!cancellationToken.IsCancellationRequested)
-        {
-            throw new S3StorageException(HttpStatusCode.RequestTimeout, "Timeout", $"GET {key}: no answer within {_http.Timeout.TotalSeconds:0} s", key, e);
+            throw Unreachable(e, "GET", key);
         }
         if (response.IsSuccessStatusCode && response.Content.Headers.ContentLength is { } length)
             return new ObjectStream(response, await response.Content.ReadAsStreamAsync(cancellationToken), length);
@@ -294,6 +294,10 @@ public sealed class S3ResultStore : IResultStore, IDisposable
         {
             throw Error(e, "DELETE", key);
         }
+        catch (Exception e) when (IsUnreachable(e, cancellationToken))
+        {
+            throw Unreachable(e, "DELETE", key);
+        }
     }
 
     /// <summary>The folder of a job's images: <c>PREFIX/JOB/</c>.</summary>
@@ -315,6 +319,10 @@ public sealed class S3ResultStore : IResultStore, IDisposable
             {
                 throw Error(e, "LIST", folder);
             }
+            catch (Exception e) when (IsUnreachable(e, cancellationToken))
+            {
+                throw Unreachable(e, "LIST", folder);
+            }
             if (page.S3Objects is not { Count: > 0 } objects) return deleted;
             try
             {
@@ -331,6 +339,10 @@ public sealed class S3ResultStore : IResultStore, IDisposable
             catch (AmazonS3Exception e)
             {
                 throw Error(e, "DELETE", folder);
+            }
+            catch (Exception e) when (IsUnreachable(e, cancellationToken))
+            {
+                throw Unreachable(e, "DELETE", folder);
             }
             deleted += objects.Count;
         }
@@ -350,6 +362,10 @@ public sealed class S3ResultStore : IResultStore, IDisposable
         {
             throw Error(e, "PUT bucket", "");
         }
+        catch (Exception e) when (IsUnreachable(e, cancellationToken))
+        {
+            throw Unreachable(e, "PUT bucket", "");
+        }
     }
 
     /// <summary>An object's metadata (HEAD), or null when there is none.</summary>
@@ -366,6 +382,10 @@ public sealed class S3ResultStore : IResultStore, IDisposable
         catch (AmazonS3Exception e)
         {
             throw Error(e, "HEAD", key);
+        }
+        catch (Exception e) when (IsUnreachable(e, cancellationToken))
+        {
+            throw Unreachable(e, "HEAD", key);
         }
     }
 
@@ -396,6 +416,19 @@ public sealed class S3ResultStore : IResultStore, IDisposable
         MemoryMarshal.TryGetArray(bytes, out var segment)
             ? new MemoryStream(segment.Array!, segment.Offset, segment.Count, writable: false)
             : new MemoryStream(bytes.ToArray(), writable: false);
+
+    /// <summary>
+    /// Whether the SDK failed to reach S3 at all (connection refused, a name that does not resolve, a reset, its own
+    /// request timeout) rather than being answered: it throws those as they come, not as <see cref="AmazonS3Exception"/>.
+    /// </summary>
+    private static bool IsUnreachable(Exception e, CancellationToken cancellationToken) =>
+        e is HttpRequestException or System.Net.Sockets.SocketException or TimeoutException
+        || e is OperationCanceledException && !cancellationToken.IsCancellationRequested;
+
+    /// <summary>A failure to reach S3 as the store reports it, like an answer: an <see cref="S3StorageException"/> naming the operation and key.</summary>
+    private static S3StorageException Unreachable(Exception e, string operation, string key) => e is OperationCanceledException or TimeoutException
+        ? new S3StorageException(HttpStatusCode.RequestTimeout, "Timeout", $"{operation} {key}: no answer in time", key, e)
+        : new S3StorageException(HttpStatusCode.ServiceUnavailable, "Unreachable", $"{operation} {key}: {e.Message}", key, e);
 
     /// <summary>An S3 error as the store reports it: operation, key, status and S3 error code; never credentials.</summary>
     private static S3StorageException Error(AmazonS3Exception e, string operation, string key)

@@ -143,5 +143,21 @@ public sealed class S3ResultStoreTests
 
         var error = await Assert.ThrowsAsync<S3StorageException>(() => store.OpenReadAsync("job-a", 1, CancellationToken.None));
         Assert.Contains("p/job-a/000001.png", error.Message);
+
+        // Every operation, not only reads: the SDK throws its own HttpRequestException, which callers that handle store
+        // errors (the retention sweep, the result path) would not catch.
+        Func<Task>[] operations =
+        [
+            () => store.PutIfAbsentAsync("job-a", 2, Png(1, 100), CancellationToken.None),
+            () => store.FindAsync("job-a", 3, CancellationToken.None),
+            () => store.DeleteAsync("job-a", 4, CancellationToken.None),
+            () => store.DeleteJobAsync("job-a", CancellationToken.None),
+        ];
+        foreach (var call in operations)
+        {
+            var failure = await Assert.ThrowsAsync<S3StorageException>(call);
+            Assert.Equal((HttpStatusCode.ServiceUnavailable, "Unreachable"), (failure.Status, failure.Code));
+            Assert.Matches("^(PUT|HEAD|DELETE|LIST) p/job-a/", failure.Message);
+        }
     }
 }
