@@ -125,6 +125,80 @@ public sealed class WebhookTests
         Assert.Equal("failed", states[failed]);
     }
 
+    /// <summary>A farm whose only worker cannot render the model, and one failed attempt fails an image: every job fails.</summary>
+    private static async Task<FarmCluster> FailingFarmAsync(Action<Dictionary<string, string?>>? configure = null)
+    {
+        var farm = await FarmCluster.StartAsync(workers: 0, configure: s =>
+        {
+            Loopback(s);
+            s["Farm:MaxAttempts"] = "1";
+            configure?.Invoke(s);
+        });
+        await farm.StartWorkerAsync("broken", s =>
+        {
+            s[$"Farm:Models:{FarmCluster.Model}"] = TestModels.WriteBroken(farm.Root);
+            s["Farm:WarmUp"] = "false";
+        });
+        return farm;
+    }
+
+    [Fact]
+    public async Task ARetryWhileTheLastEndIsBeingDeliveredHasItsOwnEndToldToo()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var firstHeld = new TaskCompletionSource();
+        var releaseFirst = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+        receiver.Respond = delivery =>
+        {
+            if (receiver.Deliveries.First().EventId != delivery.EventId) return Task.FromResult(200);
+            firstHeld.TrySetResult();
+            return releaseFirst.Task;
+        };
+        await using var farm = await FailingFarmAsync(s => s["Farm:Webhooks:RecheckSeconds"] = "3600");
+        var job = await farm.SubmitAsync(Header(receiver.Url), TwoPrompts);
+        await firstHeld.Task.WaitAsync(TimeSpan.FromMinutes(2)); // the failed end is being POSTed
+
+        await farm.Jobs.RetryJobAsync(new RetryJobRequest { JobId = job.JobId });
+        releaseFirst.SetResult(200); // ... and taken, after the retry enlisted the job's next end
+
+        await Eventually.HoldsAsync(() => Task.FromResult(receiver.Deliveries.Select(d => d.EventId).Distinct().Count() == 2),
+            "the retried job's end told as well");
+        await Eventually.HoldsAsync(async () => (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId })).Webhook == "delivered",
+            "the webhook delivered");
+        Assert.Equal(0, farm.Redis.SortedSetLength(FarmKeys.WebhookOutbox));
+    }
+
+    [Fact]
+    public async Task ARetriedJobsEndIsNotGivenUpForItsLastEndsFailedDeliveries()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var firstEnd = "";
+        var secondEndTries = 0;
+        receiver.Respond = delivery =>
+        {
+            if (firstEnd.Length == 0) firstEnd = delivery.EventId;
+            if (delivery.EventId == firstEnd) return Task.FromResult(500); // given up after GiveUpAfterSeconds
+            return Task.FromResult(Interlocked.Increment(ref secondEndTries) <= 3 ? 500 : 200); // one failed dispatch, then taken
+        };
+        await using var farm = await FailingFarmAsync(s =>
+        {
+            s["Farm:Webhooks:FirstBackoffMilliseconds"] = "100";
+            s["Farm:Webhooks:GiveUpAfterSeconds"] = "2";
+        });
+        var job = await farm.SubmitAsync(Header(receiver.Url), TwoPrompts);
+        await Eventually.HoldsAsync(async () =>
+            (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId })).Webhook.StartsWith("gave up", StringComparison.Ordinal),
+            "the first end given up");
+
+        await farm.Jobs.RetryJobAsync(new RetryJobRequest { JobId = job.JobId });
+
+        await Eventually.HoldsAsync(async () => (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId })).Webhook is var state
+                && (state == "delivered" || state.StartsWith("gave up", StringComparison.Ordinal)),
+            "the second end delivered or given up");
+        Assert.Equal("delivered", (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job.JobId })).Webhook);
+        Assert.Equal(4, secondEndTries);
+    }
+
     [Fact]
     public async Task UnfinishedWebhookJobsDoNotHoldUpAnEndedOneThatSortsAfterThem()
     {
@@ -145,7 +219,9 @@ public sealed class WebhookTests
         await farm.Redis.SortedSetAddAsync(FarmKeys.WebhookOutbox, [.. unfinished.Append(ended).Select(id => new SortedSetEntry(id, 0))]);
         await farm.Jobs.CancelJobAsync(new CancelJobRequest { JobId = ended });
 
-        for (var call = 0; call < 3 && receiver.Deliveries.IsEmpty; call++) await dispatcher.DispatchDueAsync(CancellationToken.None);
+        await dispatcher.DispatchDueAsync(CancellationToken.None);
+        Assert.Single(receiver.Deliveries); // told at the first dispatch: an end's entry sorts before every recheck's
+        for (var call = 0; call < 2; call++) await dispatcher.DispatchDueAsync(CancellationToken.None);
 
         var delivery = Assert.Single(receiver.Deliveries);
         Assert.Equal(ended, JsonDocument.Parse(delivery.Body).RootElement.GetProperty("job_id").GetString());

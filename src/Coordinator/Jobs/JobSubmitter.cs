@@ -194,8 +194,7 @@ public sealed class JobSubmitter(
         await limits.RecordOpenAsync(tenant, jobId);
         if (await jobs.WebhookUrlAsync(jobId) is { Length: > 0 })
         {
-            await redis.GetDatabase().HashSetAsync(FarmKeys.JobMeta(jobId), JobFields.WebhookState, "pending");
-            await Webhooks.WebhookDispatcher.EnlistAsync(redis.GetDatabase(), jobId, webhookOptions.Value); // its next end is told too
+            await Webhooks.WebhookDispatcher.ReenlistAsync(redis.GetDatabase(), jobId, webhookOptions.Value); // its next end is told too
         }
         await queue.PublishStagedAsync(new QueuedJob(jobId, tenant, status.CreatedUnixMs), status.Priority, batch);
         logger.LogInformation("Job {JobId}: {Images} failed images re-queued in {Shards} shards", jobId, failed.Count, shards.Count);

@@ -13,10 +13,11 @@ namespace RenderFarm.Coordinator.Retention;
 public sealed class JobDeleter(JobRepository jobs, ShardQueue queue, IResultStore store, RetentionSchedule schedule, ILogger<JobDeleter> logger)
 {
     /// <summary>
-    /// A delivery that passed its checks just before the job was deleted may still store its image; the store is swept
-    /// for the job once more after this long.
+    /// A delivery that passed its checks just before the job was deleted may still store its image, and a worker may
+    /// still PUT one it was granted (<see cref="WorkerReportHandler.UploadTtl"/>: its signed URL works until then); the
+    /// store is swept for the job once more after both.
     /// </summary>
-    public static readonly TimeSpan StragglerWindow = TimeSpan.FromMinutes(10);
+    public static readonly TimeSpan StragglerWindow = WorkerReportHandler.UploadTtl + TimeSpan.FromMinutes(5);
 
     /// <summary>Deletes a job now: its waiting shards, its records and its stored images. Returns how many images were stored.</summary>
     public async Task<long> DeleteAsync(string jobId, string tenant, CancellationToken cancellationToken)

@@ -6,6 +6,7 @@ using Polly.Retry;
 using RenderFarm.Coordinator.Jobs;
 using RenderFarm.FarmState;
 using RenderFarm.FarmState.Jobs;
+using RenderFarm.FarmState.Webhooks;
 using RenderFarm.Protocol;
 using StackExchange.Redis;
 
@@ -43,6 +44,7 @@ public sealed class WebhookDispatcher(
     {
         ConnectCallback = targets.ConnectAsync,
         AllowAutoRedirect = false, // a redirect could point anywhere, past the target check
+        UseProxy = false, // HTTP(S)_PROXY would make the connect-time target check judge the proxy, not the receiver
         PooledConnectionLifetime = TimeSpan.FromMinutes(2),
     })
     { Timeout = Timeout.InfiniteTimeSpan };
@@ -68,11 +70,22 @@ public sealed class WebhookDispatcher(
         db.SortedSetAddAsync(FarmKeys.WebhookOutbox, jobId, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() + options.RecheckSeconds * 1000L);
 
     /// <summary>
+    /// Enlists a job again when a retry re-opens it: its next end is told, as pending, with a fresh count of failed
+    /// deliveries (the last end's, maybe given up, would otherwise give this one up at its first failure).
+    /// </summary>
+    public static Task ReenlistAsync(IDatabase db, string jobId, WebhookOptions options) => Task.WhenAll(
+        db.HashSetAsync(FarmKeys.JobMeta(jobId), JobFields.WebhookState, "pending"),
+        db.HashDeleteAsync(FarmKeys.JobMeta(jobId), [JobFields.WebhookAttempts, JobFields.WebhookFirstAttemptMs]),
+        EnlistAsync(db, jobId, options));
+
+    /// <summary>
     /// A job ended: its event is due now, ahead of anything enlisted or rescheduled (a job without a webhook is not in
     /// the outbox and stays out). Called after the end is written; a coordinator that stops in between leaves the job to
-    /// be found when its recheck comes.
+    /// be found when its recheck comes. The score (minus the time) is below any enlisted one and differs between two ends
+    /// of a job, so a delivery of the first end cannot take the entry of the second for its own (<see cref="DispatchAsync"/>).
     /// </summary>
-    public static Task JobEndedAsync(IDatabase db, string jobId) => db.SortedSetAddAsync(FarmKeys.WebhookOutbox, jobId, 0, SortedSetWhen.Exists);
+    public static Task JobEndedAsync(IDatabase db, string jobId) =>
+        db.SortedSetAddAsync(FarmKeys.WebhookOutbox, jobId, -DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), SortedSetWhen.Exists);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -121,11 +134,16 @@ public sealed class WebhookDispatcher(
                 time.GetUtcNow().ToUnixTimeMilliseconds() + options.Value.RecheckSeconds * 1000L, SortedSetWhen.Exists);
             if (await jobs.GetStatusAsync(jobId) is not { } again || !Ended(again)) return;
             status = again;
+            await JobEndedAsync(db, jobId); // due again, as its end would have made it but for the move
         }
         var lease = TimeSpan.FromSeconds(options.Value.TimeoutSeconds * 4 + 5);
         if (!await db.StringSetAsync(FarmKeys.WebhookLease(jobId), Environment.MachineName, lease, When.NotExists)) return;
         try
         {
+            // Read again under the lease: another replica may have delivered it since this one read the due list. What it
+            // reads is the entry's version: every change made after the POST applies only if it is still this one, so the
+            // entry of a retry that re-opened the job meanwhile (its next end) is neither removed nor rescheduled.
+            if (await db.SortedSetScoreAsync(FarmKeys.WebhookOutbox, jobId) is not { } entry || entry > time.GetUtcNow().ToUnixTimeMilliseconds()) return;
             var meta = await db.HashGetAsync(FarmKeys.JobMeta(jobId),
                 [JobFields.WebhookUrl, JobFields.Tenant, JobFields.WebhookAttempts, JobFields.WebhookFirstAttemptMs]);
             var (url, tenant) = ((string?)meta[0] ?? "", (string?)meta[1] ?? "");
@@ -138,13 +156,13 @@ public sealed class WebhookDispatcher(
             var failure = await PostAsync(url, status, await secrets.GetOrCreateAsync(tenant), cancellationToken);
             if (failure is null)
             {
+                if (!await ChangeEntryAsync(db, jobId, entry, remove: true)) return; // re-opened meanwhile: its next end is still to tell
                 await Task.WhenAll(
                     db.HashSetAsync(FarmKeys.JobMeta(jobId), JobFields.WebhookState, "delivered"),
-                    db.HashDeleteAsync(FarmKeys.JobMeta(jobId), [JobFields.WebhookAttempts, JobFields.WebhookFirstAttemptMs]),
-                    db.SortedSetRemoveAsync(FarmKeys.WebhookOutbox, jobId));
+                    db.HashDeleteAsync(FarmKeys.JobMeta(jobId), [JobFields.WebhookAttempts, JobFields.WebhookFirstAttemptMs]));
                 return;
             }
-            await FailedAsync(db, jobId, url, (long?)meta[2] ?? 0, (long?)meta[3], failure);
+            await FailedAsync(db, jobId, entry, url, (long?)meta[2] ?? 0, (long?)meta[3], failure);
         }
         finally
         {
@@ -179,31 +197,33 @@ public sealed class WebhookDispatcher(
         }
     }
 
-    private async Task FailedAsync(IDatabase db, string jobId, string url, long attempts, long? firstMs, string reason)
+    /// <summary>Removes or reschedules a job's outbox entry if it is still at <paramref name="entry"/>; whether it was.</summary>
+    private static async Task<bool> ChangeEntryAsync(IDatabase db, string jobId, double entry, bool remove = false, long dueMs = 0) =>
+        (long)await WebhookScripts.ChangeIfUnchanged.EvaluateAsync(db, [FarmKeys.WebhookOutbox], jobId, entry, remove ? "" : dueMs) == 1;
+
+    private async Task FailedAsync(IDatabase db, string jobId, double entry, string url, long attempts, long? firstMs, string reason)
     {
         var now = time.GetUtcNow().ToUnixTimeMilliseconds();
         var first = firstMs ?? now;
         attempts++;
         if (now - first >= options.Value.GiveUpAfterSeconds * 1000L)
         {
+            if (!await ChangeEntryAsync(db, jobId, entry, remove: true)) return;
             logger.LogWarning("Webhook of job {Job} to {Url} given up after {Attempts} failed deliveries over {Seconds} s: {Reason}",
                 jobId, url, attempts, (now - first) / 1000, reason);
-            await Task.WhenAll(
-                db.HashSetAsync(FarmKeys.JobMeta(jobId), JobFields.WebhookState, $"gave up: {reason}"),
-                db.SortedSetRemoveAsync(FarmKeys.WebhookOutbox, jobId));
+            await db.HashSetAsync(FarmKeys.JobMeta(jobId), JobFields.WebhookState, $"gave up: {reason}");
             return;
         }
         var backoff = Math.Min(options.Value.FirstBackoffMilliseconds * Math.Pow(2, attempts - 1), options.Value.MaxBackoffSeconds * 1000.0);
+        if (!await ChangeEntryAsync(db, jobId, entry, dueMs: now + (long)backoff)) return;
         logger.LogInformation("Webhook of job {Job} to {Url} failed ({Reason}); attempt {Attempts}, next in {Seconds:0.#} s",
             jobId, url, reason, attempts, backoff / 1000);
-        await Task.WhenAll(
-            db.HashSetAsync(FarmKeys.JobMeta(jobId),
-            [
-                new(JobFields.WebhookAttempts, attempts),
-                new(JobFields.WebhookFirstAttemptMs, first),
-                new(JobFields.WebhookState, string.Create(CultureInfo.InvariantCulture, $"pending (attempt {attempts} failed: {reason})")),
-            ]),
-            db.SortedSetAddAsync(FarmKeys.WebhookOutbox, jobId, now + backoff));
+        await db.HashSetAsync(FarmKeys.JobMeta(jobId),
+        [
+            new(JobFields.WebhookAttempts, attempts),
+            new(JobFields.WebhookFirstAttemptMs, first),
+            new(JobFields.WebhookState, string.Create(CultureInfo.InvariantCulture, $"pending (attempt {attempts} failed: {reason})")),
+        ]);
     }
 
     public override void Dispose()

@@ -20,6 +20,9 @@ public sealed class WebhookReceiver : IAsyncDisposable
     /// <summary>What the receiver answers (200 unless a test makes it fail).</summary>
     public int Status { get; set; } = 200;
 
+    /// <summary>Decides the answer to each delivery in place of <see cref="Status"/>, and may hold it back until it returns.</summary>
+    public Func<Delivery, Task<int>>? Respond { get; set; }
+
     public string Url { get; private set; } = "";
 
     public static async Task<WebhookReceiver> StartAsync()
@@ -33,9 +36,10 @@ public sealed class WebhookReceiver : IAsyncDisposable
         {
             using var body = new MemoryStream();
             await context.Request.Body.CopyToAsync(body);
-            receiver.Deliveries.Enqueue(new Delivery(context.Request.Headers["X-RenderFarm-Event-Id"].ToString(),
-                context.Request.Headers["X-RenderFarm-Signature"].ToString(), context.Request.Headers["Idempotency-Key"].ToString(), body.ToArray()));
-            context.Response.StatusCode = receiver.Status;
+            var delivery = new Delivery(context.Request.Headers["X-RenderFarm-Event-Id"].ToString(),
+                context.Request.Headers["X-RenderFarm-Signature"].ToString(), context.Request.Headers["Idempotency-Key"].ToString(), body.ToArray());
+            receiver.Deliveries.Enqueue(delivery);
+            context.Response.StatusCode = receiver.Respond is { } respond ? await respond(delivery) : receiver.Status;
         });
         await app.StartAsync();
         receiver.Url = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First() + "/hook";
