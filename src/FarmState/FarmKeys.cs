@@ -299,7 +299,7 @@ public static partial class FarmKeys
     /// <summary>Pub/sub channel: a job's <see cref="JobPreviews"/> key, published when a preview is stored.</summary>
     public const string JobPreviewsChannel = "jobs:previews";
 
-    /// <summary>Every key a job owns (for cleanup of a rejected submission, and deleting a job).</summary>
+    /// <summary>Every key a job owns (for cleanup of a rejected submission, and deleting a job), its meta hash first.</summary>
     public static IEnumerable<string> AllJobKeys(string jobId) =>
     [
         JobMeta(jobId), JobImages(jobId), JobResults(jobId), JobFailures(jobId),

@@ -16,9 +16,11 @@ public sealed class FarmScript
     /// <param name="keys">Names of its KEYS, in order: Lua identifiers.</param>
     /// <param name="args">Names of its ARGV, in order: Lua identifiers. A body may read further arguments (a list) as ARGV[n] past these.</param>
     /// <param name="body">The Lua code after the declarations.</param>
-    public FarmScript(string name, string[] keys, string[] args, string body)
+    /// <param name="moreKeys">The body reads further keys (a list, all in the first key's slot) as KEYS[n] past <paramref name="keys"/>.</param>
+    public FarmScript(string name, string[] keys, string[] args, string body, bool moreKeys = false)
     {
         Name = name;
+        MoreKeys = moreKeys;
         Keys = keys;
         Args = args;
         var source = new StringBuilder().Append("-- ").Append(name).Append('\n');
@@ -33,14 +35,17 @@ public sealed class FarmScript
 
     public IReadOnlyList<string> Args { get; }
 
+    /// <summary>Whether it takes further keys past <see cref="Keys"/>.</summary>
+    public bool MoreKeys { get; }
+
     /// <summary>The Lua sent to Redis: the declarations, then the body.</summary>
     public string Source { get; }
 
     /// <summary>Runs the script with its keys and arguments in the declared order (and any further arguments after them).</summary>
     public Task<RedisResult> EvaluateAsync(IDatabaseAsync db, RedisKey[] keys, params RedisValue[] args)
     {
-        if (keys.Length != Keys.Count)
-            throw new ArgumentException($"script '{Name}' takes {Keys.Count} keys ({string.Join(", ", Keys)}), not {keys.Length}", nameof(keys));
+        if (keys.Length != Keys.Count && !(MoreKeys && keys.Length > Keys.Count))
+            throw new ArgumentException($"script '{Name}' takes {(MoreKeys ? "at least " : "")}{Keys.Count} keys ({string.Join(", ", Keys)}), not {keys.Length}", nameof(keys));
         if (args.Length < Args.Count)
             throw new ArgumentException($"script '{Name}' takes at least {Args.Count} arguments ({string.Join(", ", Args)}), not {args.Length}", nameof(args));
         return db.ScriptEvaluateAsync(Source, keys, args);

@@ -251,6 +251,34 @@ public sealed class FailureTests
     }
 
     [Fact]
+    public async Task ARetryWhileRetentionIsDeletingTheJobsImagesIsRefusedNotLeftOpenWithoutThem()
+    {
+        GatedResultStore.Gate gate = null!;
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: s =>
+        {
+            s["Farm:Retention:ResultDays"] = "0.00001"; // 0.864 s after the job ends
+            s["Farm:Retention:SweepIntervalSeconds"] = "86400"; // only the sweep below runs
+        }, coordinatorServices: services => gate = GatedResultStore.Install(services));
+        var job = (await farm.SubmitAsync(Header(64, 64, 2), Prompts(2))).JobId;
+        await SettleAsync(farm, job, failing: 1);
+        var finished = DateTimeOffset.FromUnixTimeMilliseconds((long)(await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job })).FinishedUnixMs);
+        if (finished.AddSeconds(1) - DateTimeOffset.UtcNow is { TotalMilliseconds: > 0 } wait) await Task.Delay(wait); // until its images are due
+        var sweeper = farm.CoordinatorServices.GetRequiredService<RenderFarm.Coordinator.Retention.RetentionSweeper>();
+
+        var sweeping = sweeper.SweepAsync(CancellationToken.None);
+        await gate.DeletionStarted.WaitAsync(TimeSpan.FromMinutes(1)); // the sweep is deleting the job's images
+        var retry = await Record.ExceptionAsync(() => farm.Jobs.RetryJobAsync(new RetryJobRequest { JobId = job }).ResponseAsync);
+        gate.ReleaseDeletions();
+        await sweeping.WaitAsync(TimeSpan.FromMinutes(1));
+
+        // Before, the retry re-opened the job, and the sweep then took its images and marked them gone: the re-rendered
+        // images could never be pulled, nor stored for retention to find.
+        Assert.Equal(StatusCode.FailedPrecondition, Assert.IsType<RpcException>(retry).StatusCode);
+        var status = await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job });
+        Assert.Equal((JobState.Failed, 1u, 1u), (status.State, status.ImagesDone, status.ImagesFailed));
+    }
+
+    [Fact]
     public async Task ARetryIsRefusedOnceRetentionDeletedTheJobsImages()
     {
         await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2);

@@ -18,7 +18,7 @@ public sealed class FarmScriptTests
         TaskStreamScripts.Claim, TaskStreamScripts.Acknowledge, TaskStreamScripts.Withdraw, TaskStreamScripts.Move,
         TaskStreamScripts.ForgetIdleConsumers, TaskStreamScripts.StartPrefetched, TaskStreamScripts.WorkAhead,
         JobScripts.ExpireResults, JobScripts.ExpireInputs, PreviewScripts.Store, PreviewScripts.Drop, RetentionScripts.ClaimDue,
-        WorkerScripts.ClaimId,
+        WorkerScripts.ClaimId, JobScripts.DeleteRecordsIfEndedAt, Webhooks.WebhookScripts.ChangeIfUnchanged,
     ];
 
     [Fact]
@@ -36,6 +36,9 @@ public sealed class FarmScriptTests
         Assert.Contains("takes 2 keys (meta, events), not 1", keys.Message);
         var args = await Assert.ThrowsAsync<ArgumentException>(() => JobScripts.Cancel.EvaluateAsync(null!, ["m", "e", "p", "i", "r", "l"]));
         Assert.Contains("at least 1 arguments (now)", args.Message);
+        // One that takes a list of keys past those it names still needs those.
+        var none = await Assert.ThrowsAsync<ArgumentException>(() => JobScripts.DeleteRecordsIfEndedAt.EvaluateAsync(null!, [], ""));
+        Assert.Contains("takes at least 1 keys (meta), not 0", none.Message);
     }
 
     [Fact]

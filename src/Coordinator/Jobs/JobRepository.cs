@@ -296,10 +296,16 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
         return new Retention.JobRetentionState(state is not null, (string?)m[2] ?? "", finished, state == JobStates.Failed, await inputs, !m[3].IsNull);
     }
 
-    /// <summary>Retention: the job's stored images are gone; forgets them (the counts stay).</summary>
-    public Task ExpireResultsAsync(string jobId) =>
-        JobScripts.ExpireResults.EvaluateAsync(redis.GetDatabase(), [FarmKeys.JobMeta(jobId), FarmKeys.JobResults(jobId)],
-            DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+    /// <summary>
+    /// Retention: the job's stored images go; forgets them (the counts stay), and from now on a retry is refused. With
+    /// <paramref name="endedAtMs"/>, only if the job is still the one that ended then (a retry may have re-opened it
+    /// since retention read it). Returns whether it did (false too when the job has no records).
+    /// </summary>
+    public async Task<bool> ExpireResultsAsync(string jobId, long? endedAtMs = null) =>
+        (long)await JobScripts.ExpireResults.EvaluateAsync(redis.GetDatabase(), [FarmKeys.JobMeta(jobId), FarmKeys.JobResults(jobId)],
+            DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), EndedAt(endedAtMs)) == 1;
+
+    private static RedisValue EndedAt(long? ms) => ms is { } at ? at : "";
 
     /// <summary>Retention: drops a failed job's init images and masks, unless it was retried meanwhile.</summary>
     public Task ExpireInputsAsync(string jobId) =>
@@ -310,13 +316,18 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
     /// Deletes every record of a job (its keys share a slot: one DEL) and its entries in its tenant's listings. A report
     /// arriving afterwards finds no job and changes nothing (the scripts check the meta hash first).
     /// </summary>
-    public async Task DeleteRecordsAsync(string jobId, string tenant)
+    /// <param name="endedAtMs">Only if the job is still the one that ended then (retention); null: whatever its state (<c>farm delete</c>).</param>
+    /// <returns>Whether the job's records are gone (false: it was re-opened or ended again since <paramref name="endedAtMs"/>).</returns>
+    public async Task<bool> DeleteRecordsAsync(string jobId, string tenant, long? endedAtMs = null)
     {
         var db = redis.GetDatabase();
-        await db.KeyDeleteAsync(FarmKeys.AllJobKeys(jobId).Select(k => (RedisKey)k).ToArray());
+        var keys = FarmKeys.AllJobKeys(jobId).Select(k => (RedisKey)k).ToArray(); // the meta hash first
+        if (endedAtMs is null) await db.KeyDeleteAsync(keys);
+        else if ((long)await JobScripts.DeleteRecordsIfEndedAt.EvaluateAsync(db, keys, EndedAt(endedAtMs)) < 0) return false;
         await Task.WhenAll(
             db.SortedSetRemoveAsync(FarmKeys.TenantJobIndex(tenant), jobId),
             db.SetRemoveAsync(FarmKeys.TenantOpenJobs(tenant), jobId));
+        return true;
     }
 
     /// <summary>Images of a shard still without an outcome: remaining count in the shard hash.</summary>

@@ -45,4 +45,30 @@ public sealed class JobDeleter(JobRepository jobs, ShardQueue queue, IResultStor
         await jobs.ExpireResultsAsync(jobId);
         return images;
     }
+
+    /// <summary>
+    /// Retention of a job that ended at <paramref name="endedAtMs"/>: its records and/or its images go, as decided from
+    /// that end, but only if the job is still that one: a retry may have re-opened it since the decision was read, and
+    /// then nothing is touched (returns false; its next end decides again). The records, or the mark that the images
+    /// are gone (after which a retry is refused), go first, in one step with that check; the images after, under a
+    /// <see cref="RetentionTasks.Results"/> task that finishes their deletion should this stop half-way.
+    /// </summary>
+    public async Task<bool> ExpireAsync(string jobId, string tenant, long endedAtMs, bool records, bool results, CancellationToken cancellationToken)
+    {
+        var task = RetentionTasks.Member(RetentionTasks.Results, jobId);
+        // Unless one is there already (farm delete's, due after its straggler window; or this one's, left by a sweep that stopped).
+        if (results) await schedule.DueIfAbsentAsync(task, DateTimeOffset.UtcNow.Add(RetentionSchedule.Lease).ToUnixTimeMilliseconds());
+        var applies = records ? await jobs.DeleteRecordsAsync(jobId, tenant, endedAtMs) : await jobs.ExpireResultsAsync(jobId, endedAtMs);
+        if (applies && records) await schedule.ForgetAsync(RetentionTasks.Member(RetentionTasks.Job, jobId));
+        if (!applies)
+        {
+            // Re-opened: its images are its own again. (Deleted meanwhile: the task takes its images.)
+            if (results && (await jobs.GetRetentionStateAsync(jobId)).Exists) await schedule.ForgetAsync(task);
+            return false;
+        }
+        if (!results) return true;
+        await store.DeleteJobAsync(jobId, cancellationToken);
+        await schedule.ForgetAsync(task);
+        return true;
+    }
 }

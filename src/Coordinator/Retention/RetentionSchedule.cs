@@ -22,6 +22,10 @@ public sealed class RetentionSchedule(IConnectionMultiplexer redis, IOptions<Ret
     /// <summary>Sets (or moves) when a member is due.</summary>
     public Task DueAsync(string member, long dueMs) => redis.GetDatabase().SortedSetAddAsync(FarmKeys.RetentionDue, member, dueMs);
 
+    /// <summary>Schedules <paramref name="member"/> at <paramref name="dueMs"/> unless it is scheduled already (at any time).</summary>
+    public Task DueIfAbsentAsync(string member, long dueMs) =>
+        redis.GetDatabase().SortedSetAddAsync(FarmKeys.RetentionDue, member, dueMs, SortedSetWhen.NotExists);
+
     public Task ForgetAsync(string member) => redis.GetDatabase().SortedSetRemoveAsync(FarmKeys.RetentionDue, member);
 
     /// <summary>Takes up to <paramref name="limit"/> members due by now, leased to the caller.</summary>

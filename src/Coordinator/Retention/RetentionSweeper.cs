@@ -91,21 +91,29 @@ public sealed class RetentionSweeper(
         }
         if (kind == RetentionTasks.Results)
         {
-            await deleter.DeleteResultsAsync(jobId, cancellationToken);
+            // A job that still has records and whose images were never marked gone was re-opened by a retry before a
+            // sweep that stopped half-way could mark them: they are its own again.
+            if ((await jobs.GetRetentionStateAsync(jobId)) is not { Exists: true, ResultsExpired: false })
+                await deleter.DeleteResultsAsync(jobId, cancellationToken);
             await schedule.ForgetAsync(member);
             return;
         }
         var state = await jobs.GetRetentionStateAsync(jobId);
         var decision = _policy.Decide(state, now);
         if (decision.DropInputs) await jobs.ExpireInputsAsync(jobId);
-        if (decision.DeleteResults) await deleter.DeleteResultsAsync(jobId, cancellationToken);
+        // Before the records go, so that a sweep stopping in between leaves the images on record (should the job be
+        // re-opened instead, the task finds it so and leaves them).
         if (decision.ResultsDueMs is { } later) await schedule.DueAsync(RetentionTasks.Member(RetentionTasks.Results, jobId), later);
-        if (decision.DeleteRecords)
+        if ((decision.DeleteResults || decision.DeleteRecords) &&
+            !await deleter.ExpireAsync(jobId, state.Tenant, state.FinishedMs!.Value, decision.DeleteRecords, decision.DeleteResults, cancellationToken))
         {
-            await deleter.DeleteRecordsAsync(jobId, state.Tenant);
+            // Retried (or deleted) since the state was read: what it decided from is gone; look again later.
+            await schedule.DueAsync(member, now + (long)options.Value.Recheck.TotalMilliseconds);
+            return;
+        }
+        if (decision.DeleteRecords)
             logger.LogInformation("Job {JobId} expired: records deleted{Results}", jobId,
                 decision.DeleteResults ? " with its images" : decision.ResultsDueMs is null ? "" : ", images later");
-        }
         else if (decision.NextCheckMs is { } next) await schedule.DueAsync(member, next);
         else await schedule.ForgetAsync(member);
     }

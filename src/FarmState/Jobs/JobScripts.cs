@@ -182,13 +182,40 @@ public static class JobScripts
     /// and sizes are megabytes); the counts stay. Returns 0 if there is no such job.
     /// </summary>
     public static readonly FarmScript ExpireResults = new("expire a job's results",
-        ["meta", "results"], ["now"],
+        ["meta", "results"], ["now", "ended_at"],
         $$"""
         if redis.call('EXISTS', meta) == 0 then return 0 end
+        {{RefuseUnlessEndedAt}}
         redis.call('HSET', meta, '{{F.ResultsExpiredMs}}', now)
         redis.call('DEL', results)
         return 1
         """);
+
+    /// <summary>
+    /// Retention: deletes every record of a job (KEYS: its keys, the meta hash first; they share its slot), only if it
+    /// is still the job that ended at <c>ended_at</c> (<see cref="RefuseUnlessEndedAt"/>). Returns 1 if it did, 0 if the
+    /// job is gone, -1 if it was re-opened (or ended again) since.
+    /// </summary>
+    public static readonly FarmScript DeleteRecordsIfEndedAt = new("delete an ended job's records",
+        ["meta"], ["ended_at"],
+        $$"""
+        if redis.call('EXISTS', meta) == 0 then return 0 end
+        {{RefuseUnlessEndedAt}}
+        redis.call('DEL', unpack(KEYS))
+        return 1
+        """, moreKeys: true);
+
+    /// <summary>
+    /// Returns -1 unless the job (<c>meta</c>) is ended and ended at <c>ended_at</c> (its finish time, ms), when that is
+    /// given: what retention decided from may have changed since it read it (a retry re-opened the job).
+    /// </summary>
+    private const string RefuseUnlessEndedAt = $$"""
+        if ended_at ~= '' then
+          local state = redis.call('HGET', meta, '{{F.State}}')
+          if state == '{{S.Queued}}' or state == '{{S.Running}}' or state == '{{S.Paused}}'
+             or redis.call('HGET', meta, '{{F.FinishedMs}}') ~= ended_at then return -1 end
+        end
+        """;
 
     /// <summary>Retention: drops a failed job's init images and masks (kept for a retry) unless it has been retried meanwhile; returns 1 if it did.</summary>
     public static readonly FarmScript ExpireInputs = new("expire a failed job's inputs",
