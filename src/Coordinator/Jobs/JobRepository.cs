@@ -78,13 +78,6 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
         return [.. reply.Select(r => (int)r switch { 1 => ResultAdmission.Accepted, 2 => ResultAdmission.Cancelled, _ => ResultAdmission.UnknownImage })];
     }
 
-    /// <summary>Whether each image already has a result recorded (a stored image), in one read.</summary>
-    public async Task<bool[]> RecordedAmongAsync(string jobId, IReadOnlyList<uint> indices)
-    {
-        var values = await redis.GetDatabase().HashGetAsync(FarmKeys.JobResults(jobId), [.. indices.Select(i => (RedisValue)i)]);
-        return [.. values.Select(v => !v.IsNull)];
-    }
-
     public async Task<bool> IsCancelledAsync(string jobId) =>
         await redis.GetDatabase().HashGetAsync(FarmKeys.JobMeta(jobId), JobFields.State) == JobStates.Cancelled;
 

@@ -133,8 +133,12 @@ public sealed class WorkerReportHandler(
         return true;
     }
 
-    /// <summary>Whether workers may PUT their results straight to the store (<see cref="S3StorageOptions.DirectUploads"/>).</summary>
-    public bool TakesUploads => store.CanTakeUploads && options.Value.S3.DirectUploads;
+    /// <summary>
+    /// Whether workers may PUT their results straight to the store (<see cref="S3StorageOptions.DirectUploads"/>): only
+    /// with conditional writes, so that a grant still valid after its delivery was lost cannot write over the result another
+    /// delivery stored (the coordinator refuses to start with direct uploads but not them, <see cref="CoordinatorOptionsValidator"/>).
+    /// </summary>
+    public bool TakesUploads => store.CanTakeUploads && options.Value.S3.DirectUploads && options.Value.S3.ConditionalWrites;
 
     /// <summary>
     /// Where the delivery's holder may PUT finished PNGs, one target per image that is the shard's, well described (a
@@ -149,12 +153,8 @@ public sealed class WorkerReportHandler(
         var shard = request.Shard;
         var indices = request.Images.Select(i => i.Index).ToList();
         var admitting = jobs.AdmitResultsAsync(shard.JobId, indices);
-        // A store that cannot refuse a second write (no conditional writes) must not be written over: an image with a
-        // result recorded goes on the stream, where the store keeps what it has.
-        var recording = options.Value.S3.ConditionalWrites ? null : jobs.RecordedAmongAsync(shard.JobId, indices);
         var verifying = authority.VerifyAsync(session, "upload", shard);
         var admissions = await admitting;
-        var recorded = recording is null ? null : await recording;
         // A base stage hands latents over on the stream; they are not results to store.
         if (await verifying is not { } delivery || RefinerMessages.IsBaseStage(delivery.Shard)) return grant;
         var (width, height) = UpscaleMessages.OutputSize(delivery.Shard.Params);
@@ -174,7 +174,8 @@ public sealed class WorkerReportHandler(
                     $"asks to upload {image.SizeBytes} bytes with a {image.Sha256.Length}-byte sha256 as image {image.Index} of shard {shard.JobId}/{shard.ShardIndex} (at most {maxBytes} bytes)");
                 continue;
             }
-            if (admissions[i] != ResultAdmission.Accepted || recorded?[i] == true || !seen.Add(image.Index)) continue;
+            // An image already stored gets a grant too: its PUT is refused (If-None-Match: *), and the worker says so.
+            if (admissions[i] != ResultAdmission.Accepted || !seen.Add(image.Index)) continue;
             grant.Targets.Add(store.PresignUpload(shard.JobId, image.Index, image.Sha256.Span, (long)image.SizeBytes, UploadTtl));
             session.Uploads.Grant(shard.JobId, new ResultDigest { Index = image.Index, Sha256 = image.Sha256, SizeBytes = image.SizeBytes });
         }

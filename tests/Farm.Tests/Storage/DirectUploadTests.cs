@@ -17,7 +17,9 @@ namespace RenderFarm.Farm.Tests.Storage;
 /// <summary>
 /// <c>Farm:S3:DirectUploads</c>: workers PUT their PNGs straight into the bucket through URLs the coordinator signs for
 /// each image's sha256 and size; the coordinator records them without the bytes passing through it. A real farm on a
-/// real S3-compatible server (s3rver; moto too where installed, with conditional writes), and a hostile worker by hand.
+/// real S3-compatible server (s3rver; moto too where installed), and a hostile worker by hand. The coordinator takes
+/// direct uploads only with conditional writes, so it runs with them on both: moto refuses a second PUT (412), s3rver
+/// ignores If-None-Match, and what depends on the refusal is asserted on moto (<see cref="S3TestServer.ConditionalWrites"/>).
 /// Neither server checks signatures or checksums (S3 does): what is tested here is what the coordinator signs and
 /// grants, and what it checks itself.
 /// </summary>
@@ -32,6 +34,7 @@ public sealed class DirectUploadTests
     {
         s3.Configure(settings, Bucket, Prefix);
         settings["Farm:S3:DirectUploads"] = "true";
+        settings["Farm:S3:ConditionalWrites"] = "true"; // which direct uploads need; s3rver ignores the header
     }
 
     private static async Task<S3ResultStore> BucketAsync(S3TestServer s3)
@@ -191,8 +194,6 @@ public sealed class DirectUploadTests
         Assert.Equal(2, rejected["bad_result"]);
         Assert.Null(await store.FindAsync(job.JobId, first, CancellationToken.None));
         Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(good)), (await store.FindAsync(job.JobId, second, CancellationToken.None))!.Sha256);
-        // Its result recorded, the image gets no second grant on a server that cannot refuse a second write (s3rver).
-        Assert.Empty((await AskAsync(mine, Digest(second, good))).Targets);
         // A grant is used once: the same report again is refused.
         await call.RequestStream.WriteAsync(new WorkerMessage { Results = new ShardResults { Shard = mine, Images = { new ShardImage { Index = second, Uploaded = Digest(second, good) } } } });
         await Eventually.HoldsAsync(() => Task.FromResult(rejected.GetValueOrDefault("bad_result") == 3), "the replayed report to be refused");
@@ -235,7 +236,7 @@ public sealed class DirectUploadTests
         }
         else
         {
-            // Nothing recorded yet, so the second write replaces the first: what is reported is what is stored.
+            // s3rver ignores If-None-Match, so the second write replaces the first: what is reported is what is stored.
             Assert.Equal(HttpStatusCode.OK, second.StatusCode);
             await call.RequestStream.WriteAsync(new WorkerMessage { Results = new ShardResults { Shard = mine, Images = { new ShardImage { Index = index, Uploaded = Digest(secondPng) } } } });
         }
@@ -303,5 +304,36 @@ public sealed class DirectUploadTests
         Assert.Equal(sha, (await store.FindAsync(job.JobId, index, CancellationToken.None))!.Sha256);
         Assert.Equal(sha, Assert.Single(await farm.Jobs.DownloadAllAsync(job.JobId)).Info.Sha256);
         await call.RequestStream.CompleteAsync();
+    }
+
+    [S3Fact]
+    public async Task ACoordinatorRefusesToStartWithDirectUploadsButNoConditionalWritesNamingBothSettings()
+    {
+        await using var s3 = await S3TestServer.StartAsync("s3rver");
+        using var _ = await BucketAsync(s3);
+        // Without If-None-Match a stalled worker's upload URL, still valid, could write over a result already recorded.
+        var failure = await Assert.ThrowsAsync<Microsoft.Extensions.Options.OptionsValidationException>(() => FarmCluster.StartAsync(workers: 0, configure: s =>
+        {
+            s3.Configure(s, Bucket, Prefix);
+            (s["Farm:S3:DirectUploads"], s["Farm:S3:ConditionalWrites"]) = ("true", "false");
+        }));
+        Assert.Contains("Farm:S3:DirectUploads needs Farm:S3:ConditionalWrites", failure.Message);
+        Assert.Contains("Farm:S3:DirectUploads=false", failure.Message);
+
+        // Either setting alone is a farm that runs: through the coordinator without conditional writes, direct with them.
+        await using (var viaCoordinator = await FarmCluster.StartAsync(workers: 0, configure: s => s3.Configure(s, Bucket, Prefix)))
+        {
+            using var channel = GrpcChannel.ForAddress(viaCoordinator.CoordinatorUrl);
+            var (call, welcome) = await FarmCluster.ConnectWorkerAsync(channel, "w1");
+            using var stream = call;
+            Assert.False(welcome.DirectUploads);
+        }
+        await using var direct = await FarmCluster.StartAsync(workers: 0, configure: s => DirectUploads(s3, s));
+        using (var channel = GrpcChannel.ForAddress(direct.CoordinatorUrl))
+        {
+            var (call, welcome) = await FarmCluster.ConnectWorkerAsync(channel, "w1");
+            using var stream = call;
+            Assert.True(welcome.DirectUploads);
+        }
     }
 }
