@@ -232,7 +232,11 @@ def s3_scenario(steps):
     base = env.get("S3_BASE_DLL")
     modes = {"direct, base": ("true", base), "direct": ("true", None)} if base else {"via coordinator": ("false", None), "direct": ("true", None)}
     base_env = dict(kv.split("=", 1) for kv in env.get("S3_BASE_ENV", "").split()) if base else {}
-    farms = {m: Farm(f"s3-{m.split()[0].strip(',')}{'-base' if d else ''}-", {**s3_env, "Farm__S3__DirectUploads": u, **(base_env if d else {})}, d)
+    # A coordinator takes direct uploads only with conditional writes (it refuses to start otherwise). s3rver ignores
+    # If-None-Match, which changes nothing here: the bench writes each image once.
+    direct_env = {"Farm__S3__DirectUploads": "true", "Farm__S3__ConditionalWrites": "true"}
+    farms = {m: Farm(f"s3-{m.split()[0].strip(',')}{'-base' if d else ''}-",
+                     {**s3_env, **(direct_env if u == "true" else {"Farm__S3__DirectUploads": u}), **(base_env if d else {})}, d)
              for m, (u, d) in modes.items()}
     for fm in farms.values(): fm.start_worker(1, {"syn": syn})
     for fm in farms.values(): fm.wait_idle(1)

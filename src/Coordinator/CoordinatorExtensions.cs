@@ -53,6 +53,7 @@ public static class CoordinatorExtensions
             .BindConfiguration(CoordinatorOptions.Section)
             .ValidateDataAnnotations()
             .ValidateOnStart();
+        services.AddSingleton<IValidateOptions<CoordinatorOptions>, CoordinatorOptionsValidator>();
         services.AddSingleton<IConnectionMultiplexer>(sp =>
             FarmRedis.Connect(sp.GetRequiredService<IOptions<CoordinatorOptions>>().Value.Redis, "renderfarm-coordinator"));
         services.AddSingleton<IResultStore>(sp => ResultStores.Create(

@@ -78,11 +78,19 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
         return [.. reply.Select(r => (int)r switch { 1 => ResultAdmission.Accepted, 2 => ResultAdmission.Cancelled, _ => ResultAdmission.UnknownImage })];
     }
 
-    /// <summary>Whether each image already has a result recorded (a stored image), in one read.</summary>
-    public async Task<bool[]> RecordedAmongAsync(string jobId, IReadOnlyList<uint> indices)
+    /// <summary>
+    /// The outcome each image already has (its recorded result, or a failure for good; neither while it is pending),
+    /// in one round trip.
+    /// </summary>
+    public async Task<RecordedOutcome[]> OutcomesAmongAsync(string jobId, IReadOnlyList<uint> indices)
     {
-        var values = await redis.GetDatabase().HashGetAsync(FarmKeys.JobResults(jobId), [.. indices.Select(i => (RedisValue)i)]);
-        return [.. values.Select(v => !v.IsNull)];
+        if (indices.Count == 0) return [];
+        var db = redis.GetDatabase();
+        var fields = indices.Select(i => (RedisValue)i).ToArray();
+        var results = db.HashGetAsync(FarmKeys.JobResults(jobId), fields);
+        var failures = db.HashGetAsync(FarmKeys.JobFailures(jobId), fields);
+        var (done, failed) = (await results, await failures);
+        return [.. indices.Select((index, i) => new RecordedOutcome(done[i].IsNull ? null : StoredResult.Parse(index, (string)done[i]!), !failed[i].IsNull))];
     }
 
     public async Task<bool> IsCancelledAsync(string jobId) =>

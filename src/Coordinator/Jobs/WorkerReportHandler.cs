@@ -1,3 +1,4 @@
+using Google.Protobuf;
 using Microsoft.Extensions.Options;
 using RenderFarm.Coordinator.Diagnostics;
 using RenderFarm.Coordinator.Previews;
@@ -133,8 +134,12 @@ public sealed class WorkerReportHandler(
         return true;
     }
 
-    /// <summary>Whether workers may PUT their results straight to the store (<see cref="S3StorageOptions.DirectUploads"/>).</summary>
-    public bool TakesUploads => store.CanTakeUploads && options.Value.S3.DirectUploads;
+    /// <summary>
+    /// Whether workers may PUT their results straight to the store (<see cref="S3StorageOptions.DirectUploads"/>): only
+    /// with conditional writes, so that a grant still valid after its delivery was lost cannot write over the result another
+    /// delivery stored (the coordinator refuses to start with direct uploads but not them, <see cref="CoordinatorOptionsValidator"/>).
+    /// </summary>
+    public bool TakesUploads => store.CanTakeUploads && options.Value.S3.DirectUploads && options.Value.S3.ConditionalWrites;
 
     /// <summary>
     /// Where the delivery's holder may PUT finished PNGs, one target per image that is the shard's, well described (a
@@ -149,12 +154,8 @@ public sealed class WorkerReportHandler(
         var shard = request.Shard;
         var indices = request.Images.Select(i => i.Index).ToList();
         var admitting = jobs.AdmitResultsAsync(shard.JobId, indices);
-        // A store that cannot refuse a second write (no conditional writes) must not be written over: an image with a
-        // result recorded goes on the stream, where the store keeps what it has.
-        var recording = options.Value.S3.ConditionalWrites ? null : jobs.RecordedAmongAsync(shard.JobId, indices);
         var verifying = authority.VerifyAsync(session, "upload", shard);
         var admissions = await admitting;
-        var recorded = recording is null ? null : await recording;
         // A base stage hands latents over on the stream; they are not results to store.
         if (await verifying is not { } delivery || RefinerMessages.IsBaseStage(delivery.Shard)) return grant;
         var (width, height) = UpscaleMessages.OutputSize(delivery.Shard.Params);
@@ -174,7 +175,8 @@ public sealed class WorkerReportHandler(
                     $"asks to upload {image.SizeBytes} bytes with a {image.Sha256.Length}-byte sha256 as image {image.Index} of shard {shard.JobId}/{shard.ShardIndex} (at most {maxBytes} bytes)");
                 continue;
             }
-            if (admissions[i] != ResultAdmission.Accepted || recorded?[i] == true || !seen.Add(image.Index)) continue;
+            // An image already stored gets a grant too: its PUT is refused (If-None-Match: *), and the worker says so.
+            if (admissions[i] != ResultAdmission.Accepted || !seen.Add(image.Index)) continue;
             grant.Targets.Add(store.PresignUpload(shard.JobId, image.Index, image.Sha256.Span, (long)image.SizeBytes, UploadTtl));
             session.Uploads.Grant(shard.JobId, new ResultDigest { Index = image.Index, Sha256 = image.Sha256, SizeBytes = image.SizeBytes });
         }
@@ -222,8 +224,8 @@ public sealed class WorkerReportHandler(
             {
                 if (delivery.Contains(images[i].Index) && images[i].Uploaded is null) problems[i] = ResultCheck.Problem(images[i].Png.Span, delivery.Shard.Params, decode[i]);
             });
-        await CheckUploadsAsync(session, delivery, images, decode, problems, cancellationToken);
-        var checkedImages = new List<ShardImage>(images.Count);
+        var uploads = await CheckUploadsAsync(session, delivery, images, decode, problems, cancellationToken);
+        var checkedImages = new List<(ShardImage Image, UploadCheck Upload)>(images.Count);
         var seen = new HashSet<uint>();
         for (var i = 0; i < images.Count; i++)
         {
@@ -240,11 +242,13 @@ public sealed class WorkerReportHandler(
                 authority.Reject(session, "image", "bad_result", $"sends {problem} as image {image.Index} of shard {shard.JobId}/{shard.ShardIndex}");
                 continue;
             }
+            // Another delivery's upload, found stored, that did not check out: deleted, and not this worker's doing.
+            if (uploads[i].Dropped) continue;
             // A deleted or cancelled job: nothing more is stored. An image twice in one batch is stored once.
-            if (admissions[i] == ResultAdmission.Accepted && seen.Add(image.Index)) checkedImages.Add(image);
+            if (admissions[i] == ResultAdmission.Accepted && seen.Add(image.Index)) checkedImages.Add((image, uploads[i]));
         }
         if (checkedImages.Count == 0) return 0;
-        var stored = (await Task.WhenAll(checkedImages.Select(image => StoreAsync(shard, delivery, image, cancellationToken))))
+        var stored = (await Task.WhenAll(checkedImages.Select(c => StoreAsync(shard, delivery, c.Image, c.Upload, cancellationToken))))
             .OfType<StoredImage>().ToArray();
         if (stored.Length == 0) return 0;
         // A job cancelled (or deleted) while the PNGs were being stored records none of them (the check is in the same
@@ -266,77 +270,128 @@ public sealed class WorkerReportHandler(
 
     /// <summary>
     /// Stores one result, or takes one a worker uploaded (<see cref="GrantUploadsAsync"/>) as stored; null when an
-    /// upload found the image stored before and it is gone again. The store joins the job's trace: under the worker's
-    /// render span (or, from older workers, the submission's). It ends before the image is recorded, so a trace is whole
-    /// by the time a watcher sees the image (or the job) done.
+    /// upload found the image stored before and it is gone again. An upload whose check already knows what is stored
+    /// (<paramref name="upload"/>) asks the store nothing. The store joins the job's trace: under the worker's render span
+    /// (or, from older workers, the submission's). It ends before the image is recorded, so a trace is whole by the time
+    /// a watcher sees the image (or the job) done.
     /// </summary>
-    private async Task<StoredImage?> StoreAsync(ShardRef shard, VerifiedDelivery delivery, ShardImage image, CancellationToken cancellationToken)
+    private async Task<StoredImage?> StoreAsync(ShardRef shard, VerifiedDelivery delivery, ShardImage image, UploadCheck upload, CancellationToken cancellationToken)
     {
         using var activity = FarmTracing.Coordinator.StartActivity("store result", System.Diagnostics.ActivityKind.Internal,
             FarmTracing.ParentOf(image.Traceparent.Length > 0 ? image.Traceparent : delivery.Shard.Traceparent));
         activity?.SetTag("renderfarm.job_id", shard.JobId).SetTag("renderfarm.image", image.Index);
-        var stored = image.Uploaded switch
+        var stored = upload.Stored ?? image.Uploaded switch
         {
             null => await store.PutIfAbsentAsync(shard.JobId, image.Index, image.Png.Memory, cancellationToken),
-            // Another delivery's upload got there first: what is stored is what counts (first result wins).
+            // Another delivery's upload got there first: what is stored is what counts (first result wins). Its check
+            // has read it (upload.Stored); the store is asked here only where that did not happen.
             { FoundStored: true } => await store.FindAsync(shard.JobId, image.Index, cancellationToken),
             var digest => new StoredObject(Convert.ToHexStringLower(digest.Sha256.Span), (long)digest.SizeBytes),
         };
-        if (image.Uploaded is not null && stored is not null) metrics.ResultUploaded();
+        // An image recorded before is a duplicate (the record ignores it), not an upload of this delivery's.
+        if (image.Uploaded is not null && !upload.Settled && stored is not null) metrics.ResultUploaded();
         return stored is null ? null : new StoredImage(image.Index, stored.Sha256, stored.SizeBytes, image.RenderSeconds);
     }
 
     /// <summary>
     /// Checks the images the worker says it uploaded: each must be the upload this stream was granted for it (digest and
     /// all, once), and those <paramref name="decode"/> picks, and every one the store had already, are fetched back,
-    /// hashed against the grant and decoded in full (the others are not checked here: S3 itself refused bytes other than
-    /// those granted). One that fails is deleted from the store, so that another delivery can store the image.
+    /// hashed and decoded in full (the others are not checked here: S3 itself refused bytes other than those granted).
+    /// <para>
+    /// An image that has an outcome already (a result recorded, or failed for good) is not fetched at all: the report
+    /// changes nothing (first result wins), and what is stored is the result users download, which a later delivery's
+    /// word must never delete. An upload that fails its check is deleted, so that the image is rendered and stored
+    /// again (unless a result was recorded meanwhile). It is held against the worker (<paramref name="problems"/>) when
+    /// it is the worker's own: reported as uploaded, or found stored with bytes this stream was granted itself. Bytes
+    /// found stored that are another delivery's (one that never reported them: a worker that died, or one that meant
+    /// harm) are only dropped (<see cref="UploadCheck.Dropped"/>): the worker that found them did nothing wrong.
+    /// </para>
     /// </summary>
-    private async Task CheckUploadsAsync(WorkerSession session, VerifiedDelivery delivery, IReadOnlyList<ShardImage> images, bool[] decode,
+    /// <returns>Per image, what its check knows beyond a problem (default where there was no upload to check).</returns>
+    private async Task<UploadCheck[]> CheckUploadsAsync(WorkerSession session, VerifiedDelivery delivery, IReadOnlyList<ShardImage> images, bool[] decode,
         string?[] problems, CancellationToken cancellationToken)
     {
-        var fetching = new List<Task>();
+        var checks = new UploadCheck[images.Count];
+        var fetches = new List<(int At, ResultDigest Digest, IReadOnlyList<ByteString> Granted)>();
         for (var i = 0; i < images.Count; i++)
         {
             var image = images[i];
             if (image.Uploaded is not { } digest || !delivery.Contains(image.Index)) continue;
             if (digest.Index != image.Index || image.Png.Length > 0 || image.Latents.Length > 0)
                 problems[i] = "an upload report that does not add up (another index, or bytes beside it)";
-            else if (!session.Uploads.Redeem(delivery.Ref.JobId, digest))
+            else if (!session.Uploads.Redeem(delivery.Ref.JobId, digest, out var granted))
                 problems[i] = "an upload it was not granted (or not with that sha256 and size)";
-            // One found stored was uploaded by a delivery that never reported it (a worker that died, or one that
-            // meant harm): rare, and checked every time.
+            // One found stored was uploaded by a delivery that never reported it: rare, and checked every time.
             else if (decode[i] || digest.FoundStored)
+                fetches.Add((i, digest, granted));
+        }
+        if (fetches.Count == 0) return checks;
+        var jobId = delivery.Ref.JobId;
+        var outcomes = await jobs.OutcomesAmongAsync(jobId, [.. fetches.Select(f => f.Digest.Index)]);
+        var fetching = new List<Task>();
+        for (var n = 0; n < fetches.Count; n++)
+        {
+            var (at, digest, granted) = fetches[n];
+            if (outcomes[n] is { Settled: true } outcome)
             {
-                var at = i;
-                fetching.Add(Task.Run(async () =>
-                {
-                    problems[at] = await StoredUploadProblemAsync(delivery, digest, cancellationToken);
-                    if (problems[at] is not null) await store.DeleteAsync(delivery.Ref.JobId, digest.Index, cancellationToken);
-                }, cancellationToken));
+                checks[at] = outcome.Result is { } recorded
+                    ? new UploadCheck(new StoredObject(recorded.Sha256, recorded.SizeBytes ?? 0), Settled: true, Dropped: false)
+                    : new UploadCheck(null, Settled: true, Dropped: true); // failed for good: there is nothing to record
+                continue;
             }
+            fetching.Add(Task.Run(async () =>
+            {
+                var (problem, stored) = await StoredUploadProblemAsync(delivery, digest, cancellationToken);
+                if (problem is null)
+                {
+                    // What was checked is what is recorded (not what the object's metadata says); gone again, nothing is.
+                    if (digest.FoundStored) checks[at] = new UploadCheck(stored, Settled: false, Dropped: stored is null);
+                    return;
+                }
+                if (!(await jobs.OutcomesAmongAsync(jobId, [digest.Index]))[0].Settled)
+                    await store.DeleteAsync(jobId, digest.Index, cancellationToken);
+                if (!digest.FoundStored || stored is not null && granted.Any(sha => Convert.ToHexStringLower(sha.Span) == stored.Sha256))
+                {
+                    problems[at] = problem;
+                    return;
+                }
+                checks[at] = new UploadCheck(null, Settled: false, Dropped: true);
+                logger.LogWarning("Image {Index} of shard {Job}/{Shard} was uploaded by a delivery that never reported it and is {Problem}: " +
+                    "deleted, so that the image is rendered again (worker {Worker} only found it stored, and is not held to it)",
+                    digest.Index, jobId, delivery.Ref.ShardIndex, problem, session.WorkerId);
+            }, cancellationToken));
         }
         await Task.WhenAll(fetching);
+        return checks;
     }
+
+    /// <summary>What checking a reported upload knows, beyond a problem held against the worker.</summary>
+    /// <param name="Stored">What is stored for the image, known without asking the store again (the result recorded, or the bytes checked).</param>
+    /// <param name="Settled">The image had an outcome before: the report is a duplicate, and nothing was fetched.</param>
+    /// <param name="Dropped">Nothing to store or record, and nothing held against the worker.</param>
+    private readonly record struct UploadCheck(StoredObject? Stored, bool Settled, bool Dropped);
 
     /// <summary>
     /// Why the uploaded image in the store is not the result granted (its bytes, or a PNG of the shard's size that
-    /// decodes); null when it is. One the store had already (found stored) is checked as a PNG only: it is whatever an
-    /// earlier delivery uploaded.
+    /// decodes), or null when it is; with the sha256 and size of the bytes read (null when they were not). One the store
+    /// had already (found stored) is checked as a PNG only: it is whatever an earlier delivery uploaded; gone again, it
+    /// is no problem, and nothing is stored.
     /// </summary>
-    private async Task<string?> StoredUploadProblemAsync(VerifiedDelivery delivery, ResultDigest digest, CancellationToken cancellationToken)
+    private async Task<(string? Problem, StoredObject? Stored)> StoredUploadProblemAsync(VerifiedDelivery delivery, ResultDigest digest, CancellationToken cancellationToken)
     {
         await using var stream = await store.OpenReadAsync(delivery.Ref.JobId, digest.Index, cancellationToken);
-        if (stream is null) return "an upload that is not in the store";
+        if (stream is null) return (digest.FoundStored ? null : "an upload that is not in the store", null);
         var (width, height) = UpscaleMessages.OutputSize(delivery.Shard.Params);
-        var expected = digest.FoundStored ? stream.Length : (long)digest.SizeBytes;
-        if (stream.Length != expected || expected > ResultCheck.MaxBytes(width, height))
-            return $"an upload of {stream.Length} bytes where it was granted {digest.SizeBytes}";
-        var png = new byte[expected];
+        var maxBytes = ResultCheck.MaxBytes(width, height);
+        if (digest.FoundStored ? stream.Length > maxBytes : stream.Length != (long)digest.SizeBytes || stream.Length > maxBytes)
+            return (digest.FoundStored ? $"{stream.Length} bytes, more than a {width}x{height} PNG can be" : $"an upload of {stream.Length} bytes where it was granted {digest.SizeBytes}", null);
+        var png = new byte[stream.Length];
         await stream.ReadExactlyAsync(png, cancellationToken);
-        if (!digest.FoundStored && !System.Security.Cryptography.SHA256.HashData(png).AsSpan().SequenceEqual(digest.Sha256.Span))
-            return "an upload whose bytes are not those it was granted";
-        return ResultCheck.Problem(png, delivery.Shard.Params, decode: true);
+        var sha256 = System.Security.Cryptography.SHA256.HashData(png);
+        var stored = new StoredObject(Convert.ToHexStringLower(sha256), png.Length);
+        if (!digest.FoundStored && !sha256.AsSpan().SequenceEqual(digest.Sha256.Span))
+            return ("an upload whose bytes are not those it was granted", stored);
+        return (ResultCheck.Problem(png, delivery.Shard.Params, decode: true), stored);
     }
 
     /// <summary>A reported image that is not one of the delivery's shard's: discarded, with a warning and the rejection metric.</summary>

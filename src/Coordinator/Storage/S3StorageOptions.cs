@@ -26,7 +26,8 @@ public sealed class S3StorageOptions
     /// <summary>
     /// First-result-wins with a conditional put (<c>If-None-Match: *</c>), atomic on the server. AWS S3, MinIO and R2
     /// support it; set false for a server that ignores the header (it would silently overwrite): the store then does
-    /// HEAD-then-PUT, which has a small race window (see <see cref="S3ResultStore"/>).
+    /// HEAD-then-PUT, which has a small race window (see <see cref="S3ResultStore"/>). <see cref="DirectUploads"/> needs
+    /// it: the coordinator refuses to start with direct uploads and this false.
     /// </summary>
     public bool ConditionalWrites { get; set; } = true;
 
@@ -39,6 +40,14 @@ public sealed class S3StorageOptions
     /// image (bench/farm-overhead.md). Workers must reach <see cref="Endpoint"/> at the same address. The coordinator then
     /// checks results by sample (it fetches the ones <c>Farm:ResultDecodeFirst</c> / <c>Farm:ResultDecodeOneIn</c> pick and
     /// decodes them), not every one; S3 itself refuses bytes other than those signed for.
+    /// <para>
+    /// Needs <see cref="ConditionalWrites"/> (a server that honours <c>If-None-Match: *</c>): the coordinator refuses to
+    /// start with this true and that false. An upload URL stays valid for minutes after it is signed, and a worker whose
+    /// delivery was lost meanwhile (stalled, cut off) can still use it; only the server's refusal of a second write keeps
+    /// its PUT from replacing the result another delivery stored and the job recorded, whose sha256 users' downloads are
+    /// checked against. For a server that ignores the header, leave this false: results go through the coordinator, which
+    /// checks before it writes.
+    /// </para>
     /// </summary>
     public bool DirectUploads { get; set; }
 

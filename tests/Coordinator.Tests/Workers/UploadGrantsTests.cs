@@ -41,4 +41,20 @@ public sealed class UploadGrantsTests
         Assert.True(grants.Redeem("job", Digest(2)));
         Assert.True(grants.Redeem("job", Digest(UploadGrants.Capacity)));
     }
+
+    [Fact]
+    public void ARedeemedGrantNamesEveryDigestTheStreamWasGrantedForTheImageNewestFirst()
+    {
+        var grants = new UploadGrants();
+        for (byte fill = 1; fill <= UploadGrants.EarlierKept + 2; fill++) grants.Grant("job", Digest(1, fill)); // asked again and again
+        grants.Grant("job", Digest(2));
+
+        // What a found-stored upload is checked against: bytes PUT through any of them are this stream's doing.
+        Assert.True(grants.Redeem("job", Digest(1, fill: UploadGrants.EarlierKept + 2), out var granted));
+        Assert.Equal(Enumerable.Range(2, UploadGrants.EarlierKept + 1).Reverse().Select(f => Digest(1, (byte)f).Sha256), granted);
+        Assert.False(grants.Redeem("job", Digest(2, fill: 9), out granted)); // refused, but it was this stream's grant
+        Assert.Equal([Digest(2).Sha256], granted);
+        Assert.False(grants.Redeem("job", Digest(3), out granted));         // never granted
+        Assert.Empty(granted);
+    }
 }

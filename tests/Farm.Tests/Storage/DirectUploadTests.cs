@@ -17,7 +17,9 @@ namespace RenderFarm.Farm.Tests.Storage;
 /// <summary>
 /// <c>Farm:S3:DirectUploads</c>: workers PUT their PNGs straight into the bucket through URLs the coordinator signs for
 /// each image's sha256 and size; the coordinator records them without the bytes passing through it. A real farm on a
-/// real S3-compatible server (s3rver; moto too where installed, with conditional writes), and a hostile worker by hand.
+/// real S3-compatible server (s3rver; moto too where installed), and a hostile worker by hand. The coordinator takes
+/// direct uploads only with conditional writes, so it runs with them on both: moto refuses a second PUT (412), s3rver
+/// ignores If-None-Match, and what depends on the refusal is asserted on moto (<see cref="S3TestServer.ConditionalWrites"/>).
 /// Neither server checks signatures or checksums (S3 does): what is tested here is what the coordinator signs and
 /// grants, and what it checks itself.
 /// </summary>
@@ -32,6 +34,7 @@ public sealed class DirectUploadTests
     {
         s3.Configure(settings, Bucket, Prefix);
         settings["Farm:S3:DirectUploads"] = "true";
+        settings["Farm:S3:ConditionalWrites"] = "true"; // which direct uploads need; s3rver ignores the header
     }
 
     private static async Task<S3ResultStore> BucketAsync(S3TestServer s3)
@@ -191,8 +194,6 @@ public sealed class DirectUploadTests
         Assert.Equal(2, rejected["bad_result"]);
         Assert.Null(await store.FindAsync(job.JobId, first, CancellationToken.None));
         Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(good)), (await store.FindAsync(job.JobId, second, CancellationToken.None))!.Sha256);
-        // Its result recorded, the image gets no second grant on a server that cannot refuse a second write (s3rver).
-        Assert.Empty((await AskAsync(mine, Digest(second, good))).Targets);
         // A grant is used once: the same report again is refused.
         await call.RequestStream.WriteAsync(new WorkerMessage { Results = new ShardResults { Shard = mine, Images = { new ShardImage { Index = second, Uploaded = Digest(second, good) } } } });
         await Eventually.HoldsAsync(() => Task.FromResult(rejected.GetValueOrDefault("bad_result") == 3), "the replayed report to be refused");
@@ -235,7 +236,7 @@ public sealed class DirectUploadTests
         }
         else
         {
-            // Nothing recorded yet, so the second write replaces the first: what is reported is what is stored.
+            // s3rver ignores If-None-Match, so the second write replaces the first: what is reported is what is stored.
             Assert.Equal(HttpStatusCode.OK, second.StatusCode);
             await call.RequestStream.WriteAsync(new WorkerMessage { Results = new ShardResults { Shard = mine, Images = { new ShardImage { Index = index, Uploaded = Digest(secondPng) } } } });
         }
@@ -303,5 +304,180 @@ public sealed class DirectUploadTests
         Assert.Equal(sha, (await store.FindAsync(job.JobId, index, CancellationToken.None))!.Sha256);
         Assert.Equal(sha, Assert.Single(await farm.Jobs.DownloadAllAsync(job.JobId)).Info.Sha256);
         await call.RequestStream.CompleteAsync();
+    }
+
+    [S3Fact]
+    public async Task ACoordinatorRefusesToStartWithDirectUploadsButNoConditionalWritesNamingBothSettings()
+    {
+        await using var s3 = await S3TestServer.StartAsync("s3rver");
+        using var _ = await BucketAsync(s3);
+        // Without If-None-Match a stalled worker's upload URL, still valid, could write over a result already recorded.
+        var failure = await Assert.ThrowsAsync<Microsoft.Extensions.Options.OptionsValidationException>(() => FarmCluster.StartAsync(workers: 0, configure: s =>
+        {
+            s3.Configure(s, Bucket, Prefix);
+            (s["Farm:S3:DirectUploads"], s["Farm:S3:ConditionalWrites"]) = ("true", "false");
+        }));
+        Assert.Contains("Farm:S3:DirectUploads needs Farm:S3:ConditionalWrites", failure.Message);
+        Assert.Contains("Farm:S3:DirectUploads=false", failure.Message);
+
+        // Either setting alone is a farm that runs: through the coordinator without conditional writes, direct with them.
+        await using (var viaCoordinator = await FarmCluster.StartAsync(workers: 0, configure: s => s3.Configure(s, Bucket, Prefix)))
+        {
+            using var channel = GrpcChannel.ForAddress(viaCoordinator.CoordinatorUrl);
+            var (call, welcome) = await FarmCluster.ConnectWorkerAsync(channel, "w1");
+            using var stream = call;
+            Assert.False(welcome.DirectUploads);
+        }
+        await using var direct = await FarmCluster.StartAsync(workers: 0, configure: s => DirectUploads(s3, s));
+        using (var channel = GrpcChannel.ForAddress(direct.CoordinatorUrl))
+        {
+            var (call, welcome) = await FarmCluster.ConnectWorkerAsync(channel, "w1");
+            using var stream = call;
+            Assert.True(welcome.DirectUploads);
+        }
+    }
+
+    /// <summary>A 64x64 job of <paramref name="count"/> images in one shard, and the farm's count of refused reports by reason.</summary>
+    private static async Task<(string JobId, MeterListener Listener)> SubmitAsync(FarmCluster farm, int count, ConcurrentDictionary<string, int> rejected)
+    {
+        var listener = Count(farm, CoordinatorMetrics.RejectedReportsName, "reason", rejected);
+        var job = await farm.SubmitAsync(
+            new JobHeader { Params = new GenerationParams { Width = 64, Height = 64, Steps = 2, GuidanceScale = 7f }, Seeds = { 13 } },
+            Enumerable.Range(0, count).Select(i => new PromptItem { Prompt = $"found stored {i}" }));
+        return (job.JobId, listener);
+    }
+
+    /// <summary>The shard's lease lapsed (its worker stalled) and another worker took it over, as XAUTOCLAIM does: delivery 2.</summary>
+    private static async Task<ShardRef> TakeOverAsync(FarmCluster farm, ShardRef shard, string worker)
+    {
+        Assert.Single(await farm.Redis.StreamClaimAsync(shard.Stream, FarmKeys.WorkerGroup, worker, 0, [shard.EntryId]));
+        return new ShardRef(shard) { Delivery = shard.Delivery + 1 };
+    }
+
+    private static readonly byte[] GoodPng = PngEncoder.Encode(new byte[64 * 64 * 3], 64, 64);
+
+    /// <summary>A well-formed PNG that no check of a 64x64 shard's result passes: a worker that renders the wrong size.</summary>
+    private static readonly byte[] WrongSizePng = PngEncoder.Encode(new byte[32 * 32 * 3], 32, 32);
+
+    [S3Theory, MemberData(nameof(Servers))]
+    public async Task AnUploadFoundStoredForAnImageWhoseResultIsRecordedLeavesThatResultAloneAndHoldsNothingAgainstItsWorker(string kind)
+    {
+        await using var s3 = await S3TestServer.StartAsync(kind);
+        using var store = await BucketAsync(s3);
+        // No sampled checks: an upload is recorded as granted (S3 held it to its sha256), unchecked, as most are.
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: s =>
+        {
+            DirectUploads(s3, s);
+            (s["Farm:ResultDecodeFirst"], s["Farm:ResultDecodeOneIn"]) = ("0", int.MaxValue.ToString());
+        });
+        var rejected = new ConcurrentDictionary<string, int>();
+        var (jobId, listener) = await SubmitAsync(farm, 2, rejected);
+        using var _ = listener;
+        using var channel = GrpcChannel.ForAddress(farm.CoordinatorUrl);
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
+        var (first, shard) = await farm.DeliverFirstAsync("w1");
+        var (index, other) = (shard.Images[0].Index, shard.Images[1].Index);
+
+        // The first delivery's upload of the image is recorded: bytes a full check would refuse, which no sample checked.
+        using var w1 = await HandWorker.ConnectAsync(channel, "w1", first);
+        Assert.Equal(HttpStatusCode.OK, (await PutAsync(http, await w1.GrantAsync(index, WrongSizePng), WrongSizePng)).StatusCode);
+        await w1.ReportAsync(index, WrongSizePng);
+        await Eventually.HoldsAsync(async () => await farm.Redis.HashLengthAsync(FarmKeys.JobResults(jobId)) == 1, "the first delivery's result to be recorded");
+        var recorded = Convert.ToHexStringLower(SHA256.HashData(WrongSizePng));
+
+        // Its worker stalls, and another takes the shard over. Its upload of the image is refused: the image is stored
+        // (moto refuses, as S3 does; s3rver would write over it, so the PUT is left out there), and it says so.
+        using var w2 = await HandWorker.ConnectAsync(channel, "w2", await TakeOverAsync(farm, first, "w2"));
+        var target = await w2.GrantAsync(index, GoodPng);
+        if (s3.ConditionalWrites) Assert.Equal(HttpStatusCode.PreconditionFailed, (await PutAsync(http, target, GoodPng)).StatusCode);
+        await w2.ReportAsync(index, GoodPng, foundStored: true);
+        // Its other image then: once that is recorded, the report before it has been handled.
+        Assert.Equal(HttpStatusCode.OK, (await PutAsync(http, await w2.GrantAsync(other, GoodPng), GoodPng)).StatusCode);
+        await w2.ReportAsync(other, GoodPng);
+        await Eventually.HoldsAsync(async () => await farm.Redis.HashLengthAsync(FarmKeys.JobResults(jobId)) == 2, "the second delivery's other image to be recorded");
+
+        // The image's result is what the job recorded first: still stored, still what users download with the sha256 on
+        // record. The report was moot, and the worker that found the image stored is not held to what another stored.
+        Assert.Equal(recorded, (await store.FindAsync(jobId, index, CancellationToken.None))?.Sha256);
+        var download = Assert.Single(await farm.Jobs.DownloadAllAsync(jobId), i => i.Info.Index == index);
+        Assert.Equal((recorded, recorded), (download.Info.Sha256, download.Sha256));
+        Assert.Equal(0, rejected.GetValueOrDefault("bad_result"));
+    }
+
+    [S3Theory, MemberData(nameof(Servers))]
+    public async Task ABadUploadFoundStoredIsDeletedSoItsImageIsStoredAgainAndHeldOnlyAgainstAWorkerWhoseOwnGrantPutItThere(string kind)
+    {
+        await using var s3 = await S3TestServer.StartAsync(kind);
+        using var store = await BucketAsync(s3);
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: s => DirectUploads(s3, s));
+        var rejected = new ConcurrentDictionary<string, int>();
+        var (jobId, listener) = await SubmitAsync(farm, 2, rejected);
+        using var _ = listener;
+        using var channel = GrpcChannel.ForAddress(farm.CoordinatorUrl);
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
+        var (first, shard) = await farm.DeliverFirstAsync("w1");
+        var (index, other) = (shard.Images[0].Index, shard.Images[1].Index);
+        var good = Convert.ToHexStringLower(SHA256.HashData(GoodPng));
+
+        // A first delivery uploads bytes no check passes, and its worker dies before it reports them.
+        using var w1 = await HandWorker.ConnectAsync(channel, "w1", first);
+        Assert.Equal(HttpStatusCode.OK, (await PutAsync(http, await w1.GrantAsync(index, WrongSizePng), WrongSizePng)).StatusCode);
+
+        // The worker that takes the shard over finds the image stored (refused on moto; s3rver would write over it).
+        using var w2 = await HandWorker.ConnectAsync(channel, "w2", await TakeOverAsync(farm, first, "w2"));
+        var target = await w2.GrantAsync(index, GoodPng);
+        if (s3.ConditionalWrites) Assert.Equal(HttpStatusCode.PreconditionFailed, (await PutAsync(http, target, GoodPng)).StatusCode);
+        await w2.ReportAsync(index, GoodPng, foundStored: true);
+        // What is stored is checked, refused and deleted, so that the image can be stored again; and it is.
+        await Eventually.HoldsAsync(async () => await store.FindAsync(jobId, index, CancellationToken.None) is null, "the unreported bad upload to be deleted");
+        Assert.Equal(0, await farm.Redis.HashLengthAsync(FarmKeys.JobResults(jobId)));
+        Assert.Equal(HttpStatusCode.OK, (await PutAsync(http, await w2.GrantAsync(index, GoodPng), GoodPng)).StatusCode);
+        await w2.ReportAsync(index, GoodPng);
+        await Eventually.HoldsAsync(async () => await farm.Redis.HashLengthAsync(FarmKeys.JobResults(jobId)) == 1, "the image to be stored again");
+        Assert.Equal(good, (await store.FindAsync(jobId, index, CancellationToken.None))?.Sha256);
+        // The bad bytes were another delivery's: nothing is held against the worker that found them.
+        Assert.Equal(0, rejected.GetValueOrDefault("bad_result"));
+
+        // The same worker then PUTs bad bytes for its other image through a grant of its own, asks again with a good PNG,
+        // and reports that found stored: what is stored is its own doing, so it is refused, deleted and held against it.
+        Assert.Equal(HttpStatusCode.OK, (await PutAsync(http, await w2.GrantAsync(other, WrongSizePng), WrongSizePng)).StatusCode);
+        target = await w2.GrantAsync(other, GoodPng);
+        if (s3.ConditionalWrites) Assert.Equal(HttpStatusCode.PreconditionFailed, (await PutAsync(http, target, GoodPng)).StatusCode);
+        await w2.ReportAsync(other, GoodPng, foundStored: true);
+        await Eventually.HoldsAsync(() => Task.FromResult(rejected.GetValueOrDefault("bad_result") == 1), "the worker's own bad upload to be refused");
+        Assert.Null(await store.FindAsync(jobId, other, CancellationToken.None));
+        Assert.Equal(1, await farm.Redis.HashLengthAsync(FarmKeys.JobResults(jobId)));
+    }
+
+    /// <summary>A worker's stream driven by hand for one delivery: it asks for upload grants and reports uploads.</summary>
+    private sealed class HandWorker(AsyncDuplexStreamingCall<WorkerMessage, CoordinatorMessage> call, ShardRef shard) : IDisposable
+    {
+        private ulong _requests;
+
+        public static async Task<HandWorker> ConnectAsync(GrpcChannel channel, string workerId, ShardRef shard) =>
+            new((await FarmCluster.ConnectWorkerAsync(channel, workerId)).Call, shard);
+
+        private static ResultDigest Digest(uint index, byte[] bytes) =>
+            new() { Index = index, Sha256 = ByteString.CopyFrom(SHA256.HashData(bytes)), SizeBytes = (ulong)bytes.Length };
+
+        /// <summary>Asks for the upload of <paramref name="bytes"/> as the image; the coordinator's one target.</summary>
+        public async Task<UploadTarget> GrantAsync(uint index, byte[] bytes)
+        {
+            var id = ++_requests;
+            await call.RequestStream.WriteAsync(new WorkerMessage { UploadRequest = new UploadRequest { RequestId = id, Shard = shard, Images = { Digest(index, bytes) } } });
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            Assert.True(await call.ResponseStream.MoveNext(timeout.Token));
+            Assert.Equal(id, call.ResponseStream.Current.UploadGrant.RequestId);
+            return Assert.Single(call.ResponseStream.Current.UploadGrant.Targets);
+        }
+
+        /// <summary>Reports the image uploaded as <paramref name="bytes"/> (or, <paramref name="foundStored"/>, refused because it was stored).</summary>
+        public Task ReportAsync(uint index, byte[] bytes, bool foundStored = false) =>
+            call.RequestStream.WriteAsync(new WorkerMessage
+            {
+                Results = new ShardResults { Shard = shard, Images = { new ShardImage { Index = index, Uploaded = new ResultDigest(Digest(index, bytes)) { FoundStored = foundStored } } } },
+            });
+
+        public void Dispose() => call.Dispose();
     }
 }
