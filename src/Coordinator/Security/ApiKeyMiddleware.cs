@@ -20,7 +20,7 @@ namespace RenderFarm.Coordinator.Security;
 /// malformed framing is the caller's error, not the server's.
 /// The same holds for JobService's HTTP/JSON routes (JSON transcoding): their endpoints carry the gRPC method, whose
 /// rules apply alike; refusals there are the HTTP status JSON transcoding gives the gRPC one (401, 403, 503) with a
-/// google.rpc.Status JSON body.
+/// google.rpc.Status JSON body. Every answer to a call says <c>Cache-Control: no-store</c>: it is one tenant's data.
 /// </summary>
 public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyStore keys, KeyRevocations revocations, IOptions<AuthOptions> options, ILoggerFactory loggers)
 {
@@ -50,6 +50,8 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyStore keys, Key
         // only where gRPC reads the body.
         var transcoded = endpoint?.Metadata.GetMetadata<GrpcJsonTranscodingMetadata>() is not null;
         if (method is not null && !transcoded) GrpcFraming.Validate(context, _log);
+        // Jobs, images, the caller's own name: nothing a cache between caller and farm may keep for the next asker.
+        context.Response.Headers.CacheControl = "no-store";
         var access = method is null ? MethodAccess.Unmatched : MethodAccess.Of(method.Method);
         var refuse = transcoded || !grpc ? (Func<HttpContext, StatusCode, string, Task>)RefuseJsonAsync : RefuseAsync;
         if (access.IsOpen || options.Value.Mode == AuthMode.Disabled)
