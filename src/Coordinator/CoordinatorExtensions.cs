@@ -143,13 +143,13 @@ public static class CoordinatorExtensions
         if (app.Services.GetRequiredService<IOptions<AuthOptions>>().Value.Mode == AuthMode.Disabled)
             app.Logger.LogWarning("Authentication is DISABLED (Farm:Auth:Mode=Disabled): anyone who can reach this port can submit work " +
                                   "and act as a worker. Use this for local development only.");
+        app.UseFarmMetrics();
         app.UseMiddleware<ApiKeyMiddleware>();
         app.MapGrpcService<JobGrpcService>();
         app.MapGrpcService<WorkerGrpcService>();
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
         app.MapGet("/healthz", () => Results.Text("ok"));
-        app.MapFarmMetrics();
         app.UseSwagger(o => o.RouteTemplate = "openapi/{documentName}.json");
         app.MapDashboard();
         return app;

@@ -1,6 +1,7 @@
 using System.Net;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -16,7 +17,7 @@ public static class TelemetryExtensions
     /// <summary>
     /// Exports <paramref name="meters"/> (and the Redis command latency, <see cref="RedisCommandLatency"/>) and
     /// <paramref name="traceSources"/> through OpenTelemetry: metrics for Prometheus on their own endpoint when
-    /// <see cref="TelemetryOptions.PrometheusPort"/> is set (<see cref="MapFarmMetrics"/> serves them), both over OTLP
+    /// <see cref="TelemetryOptions.PrometheusPort"/> is set (<see cref="UseFarmMetrics"/> serves them), both over OTLP
     /// when <see cref="TelemetryOptions.OtlpEndpoint"/> is.
     /// </summary>
     public static WebApplicationBuilder AddFarmTelemetry(this WebApplicationBuilder builder, string serviceName, string[] meters, string[] traceSources)
@@ -59,11 +60,23 @@ public static class TelemetryExtensions
         return builder;
     }
 
-    /// <summary>Serves <c>/metrics</c> on the metrics endpoint only (never on the API's).</summary>
-    public static WebApplication MapFarmMetrics(this WebApplication app)
+    /// <summary>
+    /// Serves <c>/metrics</c> to connections made to the metrics port, and nothing else there; the API's ports have no
+    /// <c>/metrics</c>. Which port a request came in on is the connection's local port: a Host header is whatever the
+    /// caller wrote (routing's RequireHost matches that, so "Host: x:9464" on the API port would read the metrics).
+    /// Put this ahead of the app's own middleware, so that a request to the metrics port reaches none of it.
+    /// </summary>
+    public static WebApplication UseFarmMetrics(this WebApplication app)
     {
         var port = app.Configuration.GetSection(TelemetryOptions.Section).GetValue<int>(nameof(TelemetryOptions.PrometheusPort));
-        if (port > 0) app.MapPrometheusScrapingEndpoint().RequireHost($"*:{port}");
+        if (port <= 0) return app;
+        app.UseOpenTelemetryPrometheusScrapingEndpoint(context => context.Connection.LocalPort == port && context.Request.Path == "/metrics");
+        app.Use((context, next) =>
+        {
+            if (context.Connection.LocalPort != port) return next(context);
+            context.Response.StatusCode = StatusCodes.Status404NotFound;
+            return Task.CompletedTask;
+        });
         return app;
     }
 

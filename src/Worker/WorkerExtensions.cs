@@ -107,10 +107,10 @@ public static class WorkerExtensions
 
     public static WebApplication MapWorker(this WebApplication app)
     {
+        app.UseFarmMetrics();
         app.MapGrpcHealthChecksService();
         // The same checks for a quick look: curl --http2-prior-knowledge http://HOST:5080/healthz
         app.MapHealthChecks("/healthz");
-        app.MapFarmMetrics();
         return app;
     }
 }

@@ -112,6 +112,24 @@ public sealed class DashboardBrowserTests(WebFarm fixture) : IClassFixture<WebFa
     }
 
     [Fact]
+    public async Task An_address_whose_job_id_is_not_valid_percent_encoding_shows_the_live_jobs_page_not_the_stopped_page_before_it()
+    {
+        var key = await fixture.KeyAsync("frank-corp", ApiKeyRole.Client);
+        var page = await fixture.SignedInAsync(key);
+        var job = await SubmitAsync(key, "the job page left behind", images: 1, previewEvery: 0);
+        await page.GotoAsync($"{fixture.Web}/#/job/{job.JobId}");
+        await page.WaitForSelectorAsync("#job-state.completed");
+
+        // A truncated UTF-8 escape: decodeURIComponent throws on it, after the job page has been stopped.
+        await page.GotoAsync($"{fixture.Web}/#/job/%E0%A4");
+        await page.WaitForSelectorAsync($"table.jobs tr[data-job='{job.JobId}']", new() { Timeout = 20_000 });
+        Assert.Equal(0, await page.Locator("#job-state").CountAsync());
+        // The jobs page runs: a job submitted now appears in it.
+        var next = await SubmitAsync(key, "a job submitted afterwards", images: 1, previewEvery: 0);
+        await page.WaitForSelectorAsync($"tr[data-job='{next.JobId}']");
+    }
+
+    [Fact]
     public async Task Pause_resume_and_retry_buttons_change_the_jobs_state_and_the_jobs_finish()
     {
         var key = await fixture.KeyAsync("dave-corp", ApiKeyRole.Client);

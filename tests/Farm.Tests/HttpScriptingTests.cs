@@ -72,6 +72,37 @@ public sealed class HttpScriptingTests(WebFarm fixture) : IClassFixture<WebFarm>
     }
 
     [Fact]
+    public async Task Every_answer_to_an_api_call_forbids_caches_to_store_it_while_the_dashboards_files_are_revalidated()
+    {
+        var key = await fixture.KeyAsync("cache-corp", ApiKeyRole.Client);
+        var headers = new Metadata { { ApiKeyInterceptor.Header, key } };
+        var job = await fixture.Farm.SubmitAsync(new RenderFarm.Protocol.JobHeader
+        {
+            Params = new RenderFarm.Protocol.GenerationParams { Width = 64, Height = 64, Steps = 2, GuidanceScale = 7f }, Seeds = { 5 },
+        }, [new RenderFarm.Protocol.PromptItem { Prompt = "a cached lighthouse" }], headers: headers);
+        await fixture.Farm.WatchToEndAsync(job.JobId, Timeout, headers);
+        using var http = new HttpClient { BaseAddress = new Uri(fixture.Web), Timeout = Timeout };
+
+        // A shared cache keys on the URL, not on x-api-key: stored, one tenant's answer would be served to the next asker.
+        foreach (var path in new[] { "/v1/jobs", "/v1/caller", $"/v1/jobs/{job.JobId}", $"/v1/jobs/{job.JobId}/images", $"/v1/jobs/{job.JobId}/images/0" })
+        {
+            using var answer = await http.SendAsync(Request(HttpMethod.Get, path, key));
+            answer.EnsureSuccessStatusCode();
+            Assert.True(answer.Headers.CacheControl?.NoStore == true, $"{path}: Cache-Control {answer.Headers.CacheControl}");
+        }
+        using (var refused = await http.SendAsync(Request(HttpMethod.Get, "/v1/jobs", key: null)))
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
+            Assert.True(refused.Headers.CacheControl?.NoStore == true, $"refusal: Cache-Control {refused.Headers.CacheControl}");
+        }
+
+        // The page and its files are the same for everyone: kept, and revalidated by their ETags.
+        using var page = await http.GetAsync("/");
+        page.EnsureSuccessStatusCode();
+        Assert.True(page.Headers.CacheControl is { NoCache: true, NoStore: false }, $"page: Cache-Control {page.Headers.CacheControl}");
+    }
+
+    [Fact]
     public async Task Grpc_reflection_lists_and_describes_the_farms_services_for_an_admin_key_and_refuses_other_callers()
     {
         var admin = await fixture.KeyAsync("reflect-admin", ApiKeyRole.Admin);

@@ -3,7 +3,7 @@ using RenderFarm.Protocol;
 
 namespace RenderFarm.Farm.Tests;
 
-/// <summary>Prometheus scrapes of a running farm (real processes) follow the work.</summary>
+/// <summary>Prometheus scrapes of a running farm follow the work, and only the metrics port answers them.</summary>
 public sealed class MetricsTests
 {
     private static readonly (string, string) Tiny = ("model", "tiny");
@@ -67,5 +67,37 @@ public sealed class MetricsTests
         // Three shards of 2 images at 3 steps: 9 steps timed.
         Assert.Equal(9, worker.Sum("renderfarm_worker_step_duration_seconds_count", Tiny));
         Assert.True(worker.Sum("renderfarm_worker_device_memory_bytes") > 0, worker.Text);
+    }
+
+    [Fact]
+    public async Task MetricsAreServedOnlyToConnectionsToTheMetricsPortWhicheverHostARequestNames()
+    {
+        var metricsPort = RedisServer.FreePort();
+        await using var farm = await FarmCluster.StartAsync(workers: 0, configure: s =>
+        {
+            s["Farm:Telemetry:PrometheusPort"] = metricsPort.ToString();
+            s["Farm:Telemetry:PrometheusHost"] = "127.0.0.1";
+        });
+        Assert.NotEqual(metricsPort, new Uri(farm.CoordinatorUrl).Port);
+        Assert.Contains("# TYPE ", (await PrometheusScrape.FetchAsync(metricsPort)).Text);
+
+        // The API port (HTTP/2), asked for /metrics with a Host header that names the metrics port: the header is the
+        // caller's to write, the port its connection came in on is not.
+        using var http = new HttpClient();
+        foreach (var host in new[] { $"anything:{metricsPort}", $"127.0.0.1:{metricsPort}", $"localhost:{metricsPort}" })
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, $"{farm.CoordinatorUrl.TrimEnd('/')}/metrics")
+                { Version = new Version(2, 0), VersionPolicy = HttpVersionPolicy.RequestVersionExact };
+            request.Headers.Host = host;
+            using var response = await http.SendAsync(request);
+            Assert.True(response.StatusCode == System.Net.HttpStatusCode.NotFound, $"Host: {host}: {response.StatusCode}");
+        }
+
+        // And the metrics port serves nothing but /metrics: not the dashboard, not the HTTP/JSON API.
+        foreach (var path in new[] { "/", "/healthz", "/v1/caller", "/openapi/v1.json" })
+        {
+            using var response = await http.GetAsync($"http://127.0.0.1:{metricsPort}{path}");
+            Assert.True(response.StatusCode == System.Net.HttpStatusCode.NotFound, $"{path} on the metrics port: {response.StatusCode}");
+        }
     }
 }

@@ -1,5 +1,8 @@
+using System.Net;
+using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Net.Client;
+using RenderFarm.Coordinator.Workers;
 using RenderFarm.Coordinator.Security;
 using RenderFarm.Farm.Tests.Infrastructure;
 using RenderFarm.Protocol;
@@ -91,6 +94,152 @@ public sealed class SecurityTests : IAsyncLifetime
         // Its client calls see its own tenant only.
         await CompletedJobOfAliceAsync();
         Assert.Empty((await _farm.Jobs.ListJobsAsync(new ListJobsRequest(), admin)).Jobs);
+    }
+
+    /// <summary>A worker the registry holds as quarantined, as a worker failing its shards is left.</summary>
+    private async Task<string> QuarantinedWorkerAsync()
+    {
+        const string workerId = "quarantined-1";
+        await _farm.CoordinatorServices.GetRequiredService<WorkerRegistry>().SaveAsync(new WorkerInfo
+        {
+            WorkerId = workerId, State = WorkerState.Quarantined, Models = { FarmCluster.Model },
+            LastSeenUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
+        });
+        return workerId;
+    }
+
+    private async Task<WorkerState> StateOfAsync(string workerId) =>
+        (await _farm.CoordinatorServices.GetRequiredService<WorkerRegistry>().FindAsync(workerId))!.State;
+
+    /// <summary>
+    /// Paths that ASP.NET routing sends to <paramref name="service"/>/<paramref name="method"/> though they do not spell it:
+    /// routing ignores case and a trailing slash.
+    /// </summary>
+    private static IEnumerable<(string Service, string Method)> Respellings(string service, string method) =>
+        [(service.ToLowerInvariant(), method.ToLowerInvariant()), (service.ToUpperInvariant(), method), (service, method + "/")];
+
+    /// <summary>One message as a raw gRPC call (no generated client), through <c>Method&lt;,&gt;</c>; the call's status.</summary>
+    private async Task<StatusCode> CallAsync(string service, string method, MethodType type, IMessage message, string key)
+    {
+        using var channel = GrpcChannel.ForAddress(_farm.CoordinatorUrl);
+        var invoker = channel.CreateCallInvoker();
+        var raw = new Method<byte[], byte[]>(type, service, method, RawCalls.Bytes, RawCalls.Bytes);
+        var options = new CallOptions(Key(key), DateTime.UtcNow.AddSeconds(30));
+        try
+        {
+            if (type == MethodType.Unary)
+            {
+                await invoker.AsyncUnaryCall(raw, null, options, message.ToByteArray());
+                return StatusCode.OK;
+            }
+            using var call = invoker.AsyncDuplexStreamingCall(raw, null, options);
+            try
+            {
+                await call.RequestStream.WriteAsync(message.ToByteArray());
+                await call.RequestStream.CompleteAsync();
+            }
+            catch (Exception e) when (e is RpcException or InvalidOperationException)
+            {
+                // Refused before the write: the call's status comes with its response, read below.
+            }
+            await RawCalls.DrainAsync(call.ResponseStream);
+            return StatusCode.OK;
+        }
+        catch (RpcException e)
+        {
+            return e.StatusCode;
+        }
+    }
+
+    /// <summary>A POST over HTTP/2 as a hand-written client sends it; its HTTP status and its grpc-status, if any.</summary>
+    private async Task<(HttpStatusCode Http, StatusCode? Grpc)> PostAsync(string path, string contentType, byte[] body, string key)
+    {
+        using var http = new HttpClient();
+        using var request = new HttpRequestMessage(HttpMethod.Post, _farm.CoordinatorUrl.TrimEnd('/') + path)
+        {
+            Version = HttpVersion.Version20, VersionPolicy = HttpVersionPolicy.RequestVersionExact, Content = new ByteArrayContent(body),
+        };
+        Assert.True(request.Content.Headers.TryAddWithoutValidation("Content-Type", contentType));
+        request.Headers.TE.ParseAdd("trailers");
+        request.Headers.Add(ApiKeyInterceptor.Header, key);
+        using var response = await http.SendAsync(request);
+        await response.Content.ReadAsByteArrayAsync(); // trailers arrive after the body
+        var status = response.Headers.TryGetValues("grpc-status", out var values) || response.TrailingHeaders.TryGetValues("grpc-status", out values)
+            ? (StatusCode?)int.Parse(values.Single()) : null;
+        return (response.StatusCode, status);
+    }
+
+    /// <summary>A gRPC message frame: uncompressed, its length, its bytes.</summary>
+    private static byte[] Framed(IMessage message)
+    {
+        var bytes = message.ToByteArray();
+        var frame = new byte[5 + bytes.Length];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(frame.AsSpan(1), (uint)bytes.Length);
+        bytes.CopyTo(frame, 5);
+        return frame;
+    }
+
+    [Fact]
+    public async Task AClientKeyGetsNoAdminOrWorkerMethodByRespellingItsPathAndAQuarantineHolds()
+    {
+        var quarantined = await QuarantinedWorkerAsync();
+        var release = new ReleaseWorkerRequest { WorkerId = quarantined };
+        var hello = new WorkerMessage { Hello = new WorkerHello { WorkerId = "squatter-1", Models = { FarmCluster.Model } } };
+        var reflect = new Grpc.Reflection.V1Alpha.ServerReflectionRequest { ListServices = "" };
+        (string Service, string Method, MethodType Type, IMessage Message)[] guarded =
+        [
+            (JobService.Descriptor.FullName, "ReleaseWorker", MethodType.Unary, release),
+            (WorkerService.Descriptor.FullName, "Connect", MethodType.DuplexStreaming, hello),
+            ("grpc.reflection.v1alpha.ServerReflection", "ServerReflectionInfo", MethodType.DuplexStreaming, reflect),
+            ("grpc.reflection.v1.ServerReflection", "ServerReflectionInfo", MethodType.DuplexStreaming, reflect),
+        ];
+        var bypasses = new List<string>(); // each way past the rule, with what it did
+        foreach (var (service, method, type, message) in guarded)
+        foreach (var (asService, asMethod) in Respellings(service, method))
+        {
+            var path = $"/{asService}/{asMethod}";
+            var call = await CallAsync(asService, asMethod, type, message, _alice);
+            if (call != StatusCode.PermissionDenied) bypasses.Add($"{path} (gRPC client): {call}");
+            var (http, grpc) = await PostAsync(path, "application/grpc", Framed(message), _alice);
+            if ((http, grpc) != (HttpStatusCode.OK, StatusCode.PermissionDenied)) bypasses.Add($"{path} (HTTP/2): {http} grpc-status {grpc}");
+            if (await StateOfAsync(quarantined) != WorkerState.Quarantined)
+            {
+                bypasses.Add($"{path} released the quarantined worker");
+                await QuarantinedWorkerAsync();
+            }
+        }
+        Assert.True(bypasses.Count == 0, string.Join("\n", bypasses));
+        // The client key never took the worker id it said hello with.
+        Assert.False(await _farm.Redis.HashExistsAsync(FarmKeys.WorkerIdOwners, "squatter-1"));
+
+        // Respelled paths do reach the methods: with keys of the right roles they work.
+        var admin = (await _keys.CreateAsync("ops", ApiKeyRole.Admin, "oncall")).Secret;
+        Assert.Equal(StatusCode.OK, await CallAsync("renderfarm.v1.workerservice", "connect", MethodType.DuplexStreaming, hello, _worker));
+        Assert.Equal(StatusCode.OK, await CallAsync("grpc.reflection.v1alpha.serverreflection", "serverreflectioninfo", MethodType.DuplexStreaming, reflect, admin));
+        Assert.Equal(StatusCode.OK, await CallAsync("renderfarm.v1.jobservice", "releaseworker", MethodType.Unary, release, admin));
+        Assert.NotEqual(WorkerState.Quarantined, await StateOfAsync(quarantined));
+    }
+
+    [Fact]
+    public async Task AClientKeyCannotReleaseAWorkerThroughItsHttpRouteWhateverContentTypeItClaims()
+    {
+        var quarantined = await QuarantinedWorkerAsync();
+        var route = $"/v1/workers/{quarantined}:release";
+        // UTF-16BE "{}" begins with a 0 byte, which a gRPC framing check reads as an uncompressed message's flag.
+        var utf16Json = System.Text.Encoding.BigEndianUnicode.GetBytes("{}");
+        foreach (var contentType in new[] { "application/grpc+json; charset=utf-16BE", "application/grpc", "application/json" })
+        {
+            var body = contentType == "application/json" ? "{}"u8.ToArray() : utf16Json;
+            var (http, _) = await PostAsync(route, contentType, body, _alice);
+            Assert.True(http == HttpStatusCode.Forbidden, $"{contentType}: {http}");
+            Assert.Equal(WorkerState.Quarantined, await StateOfAsync(quarantined));
+        }
+
+        // The route itself works for an admin key.
+        var admin = (await _keys.CreateAsync("ops", ApiKeyRole.Admin, "oncall")).Secret;
+        var (released, _) = await PostAsync(route, "application/json", "{}"u8.ToArray(), admin);
+        Assert.Equal(HttpStatusCode.OK, released);
+        Assert.NotEqual(WorkerState.Quarantined, await StateOfAsync(quarantined));
     }
 
     [Fact]

@@ -1,5 +1,7 @@
 using System.Globalization;
+using Grpc.AspNetCore.Server;
 using Grpc.Core;
+using Microsoft.AspNetCore.Grpc.JsonTranscoding;
 using Microsoft.Extensions.Options;
 using RenderFarm.Coordinator.Diagnostics;
 using RenderFarm.Coordinator.Services;
@@ -7,17 +9,18 @@ using RenderFarm.Coordinator.Services;
 namespace RenderFarm.Coordinator.Security;
 
 /// <summary>
-/// Authenticates every gRPC call by its <c>x-api-key</c> header and checks the key's role against the method, before
-/// gRPC reads a byte of the request body: client keys may call only JobService, worker keys only WorkerService, admin
-/// keys JobService including its fleet-wide methods (releasing a quarantined worker). Health checks stay open for
-/// probes. Doing this ahead of gRPC (an interceptor runs only after a unary request has been read and parsed) means an
-/// unauthenticated caller gets UNAUTHENTICATED whatever it sends, malformed framing included, and learns nothing
-/// about our messages. The caller's <see cref="Principal"/> is left in <see cref="HttpContext.Items"/>, where
-/// <see cref="ApiKeyInterceptor"/> picks it up, and a streaming call is bound to its key (<see cref="KeyRevocations"/>). Every gRPC request body is also read through
-/// <see cref="GrpcFraming"/>, so malformed framing is the caller's error, not the server's.
+/// Authenticates every call of ours by its <c>x-api-key</c> header and checks the key's role against the method, before
+/// gRPC reads a byte of the request body: which keys may call what is <see cref="MethodAccess"/>'s rule, applied to the
+/// method the request was routed to (its endpoint's <see cref="GrpcMethodMetadata"/>), never to the request's path or
+/// content type. Health checks stay open for probes. Doing this ahead of gRPC (an interceptor runs only after a unary
+/// request has been read and parsed) means an unauthenticated caller gets UNAUTHENTICATED whatever it sends, malformed
+/// framing included, and learns nothing about our messages. The caller's <see cref="Principal"/> is left in
+/// <see cref="HttpContext.Items"/>, where <see cref="ApiKeyInterceptor"/> picks it up, and a streaming call is bound to
+/// its key (<see cref="KeyRevocations"/>). A gRPC request body is also read through <see cref="GrpcFraming"/>, so
+/// malformed framing is the caller's error, not the server's.
 /// The same holds for JobService's HTTP/JSON routes (JSON transcoding): their endpoints carry the gRPC method, whose
 /// rules apply alike; refusals there are the HTTP status JSON transcoding gives the gRPC one (401, 403, 503) with a
-/// google.rpc.Status JSON body. gRPC reflection is admin-only.
+/// google.rpc.Status JSON body. Every answer to a call says <c>Cache-Control: no-store</c>: it is one tenant's data.
 /// </summary>
 public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyStore keys, KeyRevocations revocations, IOptions<AuthOptions> options, ILoggerFactory loggers)
 {
@@ -35,18 +38,23 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyStore keys, Key
 
     public async Task InvokeAsync(HttpContext context)
     {
+        var endpoint = context.GetEndpoint();
+        var method = endpoint?.Metadata.GetMetadata<GrpcMethodMetadata>();
         var grpc = context.Request.ContentType?.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase) == true;
-        var transcoded = !grpc ? context.GetEndpoint()?.Metadata.GetMetadata<Grpc.AspNetCore.Server.GrpcMethodMetadata>() : null;
-        if (!grpc && transcoded is null)
+        if (method is null && !grpc)
         {
             await next(context);
             return;
         }
-        if (grpc) GrpcFraming.Validate(context, _log);
-        var method = transcoded?.Method.FullName ?? context.Request.Path.Value ?? "";
-        var refuse = grpc ? (Func<HttpContext, StatusCode, string, Task>)RefuseAsync : RefuseJsonAsync;
-        var allowed = AllowedRoles(method);
-        if (allowed is null || options.Value.Mode == AuthMode.Disabled)
+        // An HTTP/JSON route reads its body as JSON, whatever content type the caller claims: gRPC framing is checked
+        // only where gRPC reads the body.
+        var transcoded = endpoint?.Metadata.GetMetadata<GrpcJsonTranscodingMetadata>() is not null;
+        if (method is not null && !transcoded) GrpcFraming.Validate(context, _log);
+        // Jobs, images, the caller's own name: nothing a cache between caller and farm may keep for the next asker.
+        context.Response.Headers.CacheControl = "no-store";
+        var access = method is null ? MethodAccess.Unmatched : MethodAccess.Of(method.Method);
+        var refuse = transcoded || !grpc ? (Func<HttpContext, StatusCode, string, Task>)RefuseJsonAsync : RefuseAsync;
+        if (access.IsOpen || options.Value.Mode == AuthMode.Disabled)
         {
             await next(context);
             return;
@@ -65,7 +73,7 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyStore keys, Key
         }
         catch (Exception e) when (JobStoreUnavailableInterceptor.IsUnreachable(e))
         {
-            _log.Warn("redis", $"Job store (Redis) unreachable while authenticating a call to {method}: {e.Message}");
+            _log.Warn("redis", $"Job store (Redis) unreachable while authenticating a call to {access.Name}: {e.Message}");
             await refuse(context, StatusCode.Unavailable, JobStoreUnavailableInterceptor.Unavailable(e).Status.Detail);
             return;
         }
@@ -74,14 +82,13 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyStore keys, Key
             await refuse(context, StatusCode.Unauthenticated, "invalid or revoked API key");
             return;
         }
-        if (!allowed.Contains(principal.Role))
+        if (!access.Allows(principal.Role))
         {
-            await refuse(context, StatusCode.PermissionDenied, $"a {principal.Role.ToString().ToLowerInvariant()} key cannot call " +
-                (AdminMethods.Contains(method) || ReflectionServices.Contains(ServiceOf(method)) ? $"{method.TrimStart('/')} (it needs an admin key)" : ServiceOf(method)));
+            await refuse(context, StatusCode.PermissionDenied, access.Refusal(principal.Role));
             return;
         }
         context.Items[PrincipalItem] = principal;
-        if (context.GetEndpoint()?.Metadata.GetMetadata<Grpc.AspNetCore.Server.GrpcMethodMetadata>()?.Method.Type is not (null or MethodType.Unary))
+        if (method?.Method.Type is not (null or MethodType.Unary))
         {
             // A streaming call lives on: it is bound to its key, and its cancellation token (gRPC's is the request's)
             // fires when the key is revoked. ApiKeyInterceptor then ends it with UNAUTHENTICATED.
@@ -130,21 +137,4 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyStore keys, Key
             text.Append(b is >= 0x20 and <= 0x7E and not (byte)'%' ? ((char)b).ToString() : $"%{b:X2}");
         return text.ToString();
     }
-
-    /// <summary>JobService methods that act on the whole farm rather than the caller's tenant.</summary>
-    private static readonly HashSet<string> AdminMethods = ["/renderfarm.v1.JobService/ReleaseWorker"];
-
-    /// <summary>gRPC server reflection: it lists every method and message of the farm, workers' included.</summary>
-    private static readonly HashSet<string> ReflectionServices = ["grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection"];
-
-    /// <summary>The roles that may call a method, or null for methods open to all (gRPC health checks).</summary>
-    private static ApiKeyRole[]? AllowedRoles(string method) =>
-        AdminMethods.Contains(method) || ReflectionServices.Contains(ServiceOf(method)) ? [ApiKeyRole.Admin] : ServiceOf(method) switch
-    {
-        "renderfarm.v1.WorkerService" => [ApiKeyRole.Worker],
-        "grpc.health.v1.Health" => null,
-        _ => [ApiKeyRole.Client, ApiKeyRole.Admin],
-    };
-
-    private static string ServiceOf(string method) => method.Split('/', StringSplitOptions.RemoveEmptyEntries).FirstOrDefault() ?? "";
 }

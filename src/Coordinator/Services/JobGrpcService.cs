@@ -391,7 +391,7 @@ public sealed class JobGrpcService(
         return response;
     }
 
-    /// <summary>Admin keys only (<see cref="ApiKeyInterceptor"/>): workers serve every tenant.</summary>
+    /// <summary>Admin keys only (<see cref="MethodAccess"/>): workers serve every tenant.</summary>
     public override async Task<WorkerInfo> ReleaseWorker(ReleaseWorkerRequest request, ServerCallContext context)
     {
         if (string.IsNullOrWhiteSpace(request.WorkerId) || request.WorkerId.Length > 200)

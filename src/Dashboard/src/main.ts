@@ -32,12 +32,20 @@ async function route(): Promise<void> {
   const admin = seesFleet(who);
   // The fleet's pages are an admin's (the nav offers them to no one else): a client's key typed into #/workers gets its jobs.
   const fleetPage = name === "workers" || name === "models";
-  switch (fleetPage && !admin ? "jobs" : name) {
-    case "job": stop = jobPage(decodeURIComponent(arg ?? "")); break;
+  // The old page is stopped already: an address that names no page (a job id that is not valid percent-encoding, say)
+  // shows the jobs rather than leaving the stopped page on screen.
+  const jobId = name === "job" ? decodedOrNull(arg ?? "") : null;
+  switch ((fleetPage && !admin) || (name === "job" && jobId === null) ? "jobs" : name) {
+    case "job": stop = jobPage(jobId ?? ""); break;
     case "workers": stop = workersPage(); break;
     case "models": stop = modelsPage(); break;
     default: stop = jobsPage();
   }
+}
+
+/** `decodeURIComponent`, or null for text it throws on (a lone or truncated escape such as `%E0%A4`). */
+function decodedOrNull(text: string): string | null {
+  try { return decodeURIComponent(text); } catch { return null; }
 }
 
 /** Admins, and everyone on a farm without keys, see the fleet (Workers, Models). */
