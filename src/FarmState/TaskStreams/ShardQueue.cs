@@ -389,6 +389,8 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
         var writes = new List<Task>();
         if (held.Count > 0) writes.Add(db.HashSetAsync(FarmKeys.WarmVariants, [.. held.Select(v => new HashEntry(WarmField(v, consumer), until))]));
         if (dropped.Count > 0) writes.Add(db.HashDeleteAsync(FarmKeys.WarmVariants, [.. dropped.Select(v => (RedisValue)WarmField(v, consumer))]));
+        // Workers of an older version declare under the old key: it expires once they are gone.
+        writes.Add(TaskStreamScripts.ForgetLegacyWarm.EvaluateAsync(db, [FarmKeys.LegacyWarmVariants], (long)ttl.TotalMilliseconds));
         await Task.WhenAll(writes);
     }
 

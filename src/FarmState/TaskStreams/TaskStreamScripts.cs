@@ -441,6 +441,19 @@ public static class TaskStreamScripts
         """);
 
     /// <summary>
+    /// Lets the warm declarations' old hash (<see cref="FarmKeys.LegacyWarmVariants"/>) expire once nothing renews it: gives
+    /// it a time to live of <c>ttl</c> ms unless it has one (older workers' HSETs keep the key's TTL, so it lapses
+    /// <c>ttl</c> after the first call and comes back only while older workers still declare there). A stream there (a
+    /// model named <c>warm</c>) is left alone. Returns 1 if it set the TTL.
+    /// </summary>
+    public static readonly FarmScript ForgetLegacyWarm = new("let the old warm declarations lapse",
+        ["legacy"], ["ttl"],
+        """
+        if redis.call('TYPE', legacy)['ok'] ~= 'hash' then return 0 end
+        return redis.call('PEXPIRE', legacy, ttl, 'NX')
+        """);
+
+    /// <summary>
     /// Decides, atomically with pause and resume, what becomes of a claimed shard (a <see cref="ShardAdmission"/>): a
     /// shard of a paused job is parked with the job (<c>shard</c>: its bytes), one of a cancelled or deleted job ends.
     /// </summary>
