@@ -1,3 +1,4 @@
+using System.Globalization;
 using RenderFarm.FarmState.Jobs;
 
 namespace RenderFarm.FarmState.TaskStreams;
@@ -73,14 +74,18 @@ public static class TaskStreamScripts
         end
         """;
 
+    /// <summary>The bounds of a tenant's weight (<see cref="TenantWeights"/>) as Lua numbers.</summary>
+    private static readonly string MinWeight = TenantWeights.Min.ToString("R", CultureInfo.InvariantCulture),
+        MaxWeight = TenantWeights.Max.ToString("R", CultureInfo.InvariantCulture);
+
     /// <summary>
     /// The fair queue's turn: the tenant with the lowest pass has the next shard, of its oldest job; taking it advances
-    /// its pass by 1 / its weight, and a tenant that starts waiting joins at the pass of the one served last
-    /// (<c>clock</c>), so it is next (stride scheduling: weighted round-robin, with no credit saved while idle).
-    /// <c>take</c> false only looks (what a worker preferring warm variants checks first). Returns the queued shard, or
-    /// nil when nothing waits.
+    /// its pass by 1 / its weight (held to <see cref="TenantWeights"/>' bounds, also when an older coordinator queued
+    /// it unbounded), and a tenant that starts waiting joins at the pass of the one served last (<c>clock</c>), so it
+    /// is next (stride scheduling: weighted round-robin, with no credit saved while idle). <c>take</c> false only looks
+    /// (what a worker preferring warm variants checks first). Returns the queued shard, or nil when nothing waits.
     /// </summary>
-    private const string NextFairFunction = $$"""
+    private static readonly string NextFairFunction = $$"""
         local function next_fair(prefix, tenants, weights, clock, work, take)
           while true do
             local head = redis.call('ZRANGE', tenants, 0, 0, 'WITHSCORES')
@@ -109,7 +114,9 @@ public static class TaskStreamScripts
             if redis.call('EXISTS', jobs) == 0 then
               forget_tenant(tenants, weights, work, tenant)
             elseif element then
-              redis.call('ZADD', tenants, pass + 1 / tonumber(redis.call('HGET', weights, tenant) or '1'), tenant)
+              local weight = tonumber(redis.call('HGET', weights, tenant) or '1') or 1
+              if weight < {{MinWeight}} then weight = {{MinWeight}} elseif weight > {{MaxWeight}} then weight = {{MaxWeight}} end
+              redis.call('ZADD', tenants, pass + 1 / weight, tenant)
             end
             if element then
               redis.call('SET', clock, pass)
@@ -119,7 +126,12 @@ public static class TaskStreamScripts
         end
         """;
 
-    /// <summary>Queues shards of one job of one tenant on a stream: the shards in the fair queue, a token each on the stream.</summary>
+    /// <summary>
+    /// Queues shards of one job of one tenant on a stream: the shards in the fair queue, a token each on the stream. A
+    /// tenant that starts waiting in an empty queue starts the passes afresh (pass and <c>clock</c> 0): nothing waits
+    /// whose turn they order, and so passes never grow for ever (a clock that an older coordinator's unbounded weight
+    /// threw far heals the next time the queue empties).
+    /// </summary>
     private const string EnqueueFunction = $$"""
         local function enqueue(stream, tenants, weights, clock, work, tenant_jobs, job_shards, tenant, job, order, weight, elements)
           if #elements == 0 then return end
@@ -133,7 +145,9 @@ public static class TaskStreamScripts
           count(work, tenant, job, #elements, amount)
           redis.call('ZADD', tenant_jobs, 'NX', order, job)
           if not redis.call('ZSCORE', tenants, tenant) then
-            redis.call('ZADD', tenants, tonumber(redis.call('GET', clock) or '0'), tenant)
+            local start = 0
+            if redis.call('ZCARD', tenants) > 0 then start = tonumber(redis.call('GET', clock) or '0') else redis.call('DEL', clock) end
+            redis.call('ZADD', tenants, start, tenant)
           end
           redis.call('HSET', weights, tenant, weight)
         end
