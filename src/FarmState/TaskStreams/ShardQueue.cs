@@ -207,7 +207,7 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     {
         var db = redis.GetDatabase();
         var stats = new List<TaskStreamStats>();
-        foreach (var stream in await FindStreamsAsync(db))
+        foreach (var stream in await FindStreamsAsync(redis))
         {
             var (model, priority) = FarmKeys.ParseTaskStream(stream)!.Value;
             if (await WorkerGroupAsync(db, stream) is not { } group) continue;
@@ -224,17 +224,15 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
         return stats;
     }
 
-    /// <summary>Every task stream there is, of any model and priority (SCAN, so models no worker serves are found too).</summary>
-    internal static async Task<IReadOnlyList<string>> FindStreamsAsync(IDatabase db)
+    /// <summary>
+    /// Every task stream there is, of any model and priority (SCAN on every primary, <see cref="KeyScan"/>, so models no
+    /// worker serves are found too, on Redis Cluster as on one node).
+    /// </summary>
+    internal static async Task<IReadOnlyList<string>> FindStreamsAsync(IConnectionMultiplexer redis)
     {
         var streams = new HashSet<string>(StringComparer.Ordinal);
-        var cursor = "0";
-        do
-        {
-            var reply = (RedisResult[])(await db.ExecuteAsync("SCAN", cursor, "MATCH", FarmKeys.TaskStreamPattern, "COUNT", 1000, "TYPE", "stream"))!;
-            cursor = (string)reply[0]!;
-            streams.UnionWith(((RedisResult[])reply[1]!).Select(k => (string)k!).Where(k => FarmKeys.ParseTaskStream(k) is not null));
-        } while (cursor != "0");
+        await foreach (var key in KeyScan.EveryPrimaryAsync(redis, FarmKeys.TaskStreamPattern, type: "stream"))
+            if (FarmKeys.ParseTaskStream(key) is not null) streams.Add(key);
         return [.. streams];
     }
 

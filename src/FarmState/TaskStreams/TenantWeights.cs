@@ -43,7 +43,7 @@ public sealed class TenantWeights(IConnectionMultiplexer redis)
         var db = redis.GetDatabase();
         if (weight == Default) await db.HashDeleteAsync(FarmKeys.TenantWeights, tenant);
         else await db.HashSetAsync(FarmKeys.TenantWeights, tenant, weight.ToString("R", CultureInfo.InvariantCulture));
-        foreach (var stream in await ShardQueue.FindStreamsAsync(db))
+        foreach (var stream in await ShardQueue.FindStreamsAsync(redis))
             await TaskStreamScripts.Reweigh.EvaluateAsync(db, [FarmKeys.TaskTenants(stream), FarmKeys.TaskWeights(stream)],
                 tenant, weight.ToString("R", CultureInfo.InvariantCulture));
     }
