@@ -476,9 +476,13 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     public Task<bool> HandBackOnDrainAsync(ClaimedShard claimed) =>
         ClaimIfOwnerAsync(claimed, HandedBackIdleMs, FarmKeys.ReleasedConsumer, giveBack: claimed.Prefetched ? 0 : 1);
 
-    private async Task<bool> ClaimIfOwnerAsync(ClaimedShard claimed, long idleMs, string holder, int giveBack) =>
-        (int)await TaskStreamScripts.ClaimIfOwner.EvaluateAsync(redis.GetDatabase(), [claimed.Stream],
-            claimed.Consumer, claimed.EntryId, idleMs, holder, giveBack) == 1;
+    private Task<bool> ClaimIfOwnerAsync(ClaimedShard claimed, long idleMs, string holder, int giveBack) =>
+        ClaimIfOwnerAsync(claimed.Stream, claimed.Consumer, claimed.EntryId, delivery: 0, idleMs, holder, giveBack);
+
+    /// <summary>See <see cref="TaskStreamScripts.ClaimIfOwner"/>; <paramref name="delivery"/> 0: whichever delivery it holds.</summary>
+    private async Task<bool> ClaimIfOwnerAsync(string stream, string consumer, string entryId, long delivery, long idleMs, string holder, int giveBack) =>
+        (int)await TaskStreamScripts.ClaimIfOwner.EvaluateAsync(redis.GetDatabase(), [stream],
+            consumer, entryId, idleMs, holder, giveBack, delivery) == 1;
 
     /// <summary>Acknowledges a claimed shard: done with it (its job was cancelled while it ran, or it is not to run).</summary>
     public Task AcknowledgeAsync(ClaimedShard claimed) => AcknowledgeAsync(claimed.Stream, claimed.EntryId);
@@ -542,12 +546,11 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     /// <summary>
     /// Hands a failed delivery back for a retry now rather than after a lease: the entry moves to
     /// <see cref="FarmKeys.ReleasedConsumer"/> and looks long idle, so any worker's next pull takes it over, knowing
-    /// that this attempt is already on record (no lost lease to report). The attempt keeps counting.
+    /// that this attempt is already on record (no lost lease to report). The attempt keeps counting. Only while
+    /// <paramref name="workerId"/>, whose failure it is, still holds that delivery (<see cref="ShardRef.Delivery"/>):
+    /// after the report was checked another worker may have taken the entry over, and its delivery is not to be handed
+    /// back. Returns whether it was handed back.
     /// </summary>
-    public async Task HandBackAfterFailureAsync(ShardRef shard)
-    {
-        if (StreamOf(shard) is { } stream)
-            await redis.GetDatabase().ExecuteAsync("XCLAIM", stream, FarmKeys.WorkerGroup, FarmKeys.ReleasedConsumer, 0, shard.EntryId,
-                "IDLE", HandedBackIdleMs, "JUSTID");
-    }
+    public async Task<bool> HandBackAfterFailureAsync(ShardRef shard, string workerId) =>
+        StreamOf(shard) is { } stream && await ClaimIfOwnerAsync(stream, workerId, shard.EntryId, shard.Delivery, HandedBackIdleMs, FarmKeys.ReleasedConsumer, giveBack: 0);
 }

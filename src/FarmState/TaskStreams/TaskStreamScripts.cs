@@ -396,15 +396,18 @@ public static class TaskStreamScripts
 
     /// <summary>
     /// Moves a pending entry to <c>holder</c>, marked idle for <c>idle</c> ms and with <c>give_back</c> deliveries taken
-    /// off its count, only if <c>consumer</c> holds it; returns 1 if it did. XCLAIM with min-idle 0 takes an entry from
-    /// whoever holds it, so a worker whose shard was taken over after its lease lapsed would take it back by renewing
-    /// (and both would render it): the owner check and the claim are one step.
+    /// off its count, only if <c>consumer</c> holds it (at delivery <c>delivery</c>, unless that is 0); returns 1 if it
+    /// did. XCLAIM with min-idle 0 takes an entry from whoever holds it, so a worker whose shard was taken over after its
+    /// lease lapsed would take it back by renewing (and both would render it), and a failure reported about a delivery
+    /// that another worker (or the same worker id, restarted) has taken over since would hand that one back: the owner
+    /// check and the claim are one step.
     /// </summary>
     public static readonly FarmScript ClaimIfOwner = new("move a claim its holder still has",
-        ["stream"], ["consumer", "id", "idle", "holder", "give_back"],
+        ["stream"], ["consumer", "id", "idle", "holder", "give_back", "delivery"],
         $$"""
         local pending = redis.call('XPENDING', stream, '{{Group}}', id, id, 1)
         if #pending == 0 or pending[1][2] ~= consumer then return 0 end
+        if delivery ~= '0' and pending[1][4] ~= tonumber(delivery) then return 0 end
         redis.call('XCLAIM', stream, '{{Group}}', holder, 0, id, 'IDLE', idle,
           'RETRYCOUNT', pending[1][4] - tonumber(give_back), 'JUSTID')
         return 1
