@@ -454,7 +454,7 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
 
     /// <summary>
     /// What becomes of a claimed shard given its job's state (<see cref="TaskStreamScripts.Admit"/>); a shard that is not
-    /// to run (parked with its paused job, or of a cancelled or deleted job) is acknowledged here.
+    /// to run (parked with its paused job, or of a job that ended or was deleted) is acknowledged here.
     /// </summary>
     public async Task<ShardAdmission> AdmitAsync(ClaimedShard claimed)
     {

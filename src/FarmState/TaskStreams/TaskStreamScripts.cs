@@ -472,13 +472,19 @@ public static class TaskStreamScripts
 
     /// <summary>
     /// Decides, atomically with pause and resume, what becomes of a claimed shard (a <see cref="ShardAdmission"/>): a
-    /// shard of a paused job is parked with the job (<c>shard</c>: its bytes), one of a cancelled or deleted job ends.
+    /// shard of a paused job is parked with the job (<c>shard</c>: its bytes), one of a job that ended (cancelled,
+    /// completed, failed) or was deleted ends. A finished job records no outcome any more (<see cref="JobScripts.RecordOutcome"/>),
+    /// so a shard of one delivered again (its coordinator died between recording the outcomes and acknowledging) would
+    /// be rendered for nothing; and nothing is queued for a finished job: a retry re-opens it before it queues shards,
+    /// and a refiner stage is queued while its images have no outcome yet, so its job has not finished.
     /// </summary>
     public static readonly FarmScript Admit = new("admit a claimed shard",
         ["meta", "parked"], ["shard"],
         $$"""
         local state = redis.call('HGET', meta, '{{JobFields.State}}')
-        if not state or state == '{{JobStates.Cancelled}}' then return {{(int)ShardAdmission.Ended}} end
+        if not state or state == '{{JobStates.Cancelled}}' or state == '{{JobStates.Completed}}' or state == '{{JobStates.Failed}}' then
+          return {{(int)ShardAdmission.Ended}}
+        end
         if state == '{{JobStates.Paused}}' then
           redis.call('RPUSH', parked, shard)
           return {{(int)ShardAdmission.Parked}}
