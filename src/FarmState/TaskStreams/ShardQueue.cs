@@ -454,15 +454,31 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
 
     /// <summary>
     /// What becomes of a claimed shard given its job's state (<see cref="TaskStreamScripts.Admit"/>); a shard that is not
-    /// to run (parked with its paused job, or of a job that ended or was deleted) is acknowledged here.
+    /// to run (parked with its paused job, or of a job that ended or was deleted) is acknowledged here. A parked shard
+    /// keeps the attempts it has used (<see cref="Parked"/>).
     /// </summary>
     public async Task<ShardAdmission> AdmitAsync(ClaimedShard claimed)
     {
         var jobId = claimed.Shard.JobId;
         var admission = (ShardAdmission)(int)await TaskStreamScripts.Admit.EvaluateAsync(redis.GetDatabase(),
-            [FarmKeys.JobMeta(jobId), FarmKeys.JobParkedShards(jobId)], claimed.Shard.ToByteArray());
+            [FarmKeys.JobMeta(jobId), FarmKeys.JobParkedShards(jobId)], Parked(claimed).ToByteArray());
         if (admission != ShardAdmission.Run) await AcknowledgeAsync(claimed);
         return admission;
+    }
+
+    /// <summary>
+    /// The shard as it is parked with its paused job. Queued again on resume, its entry is a new one whose deliveries
+    /// count from 1, so its attempt limit (<see cref="Shard.MaxAttempts"/>) is lowered by the deliveries started before
+    /// this one, which is not rendered (at least 1 is left): pausing and resuming does not let a shard that crashes its
+    /// workers have more attempts than it was queued with. Shards queued without a limit of their own keep none.
+    /// </summary>
+    private static Shard Parked(ClaimedShard claimed)
+    {
+        var used = claimed.Prefetched ? claimed.Delivery : claimed.Delivery - 1;
+        if (used <= 0 || claimed.Shard.MaxAttempts == 0) return claimed.Shard;
+        var parked = claimed.Shard.Clone();
+        parked.MaxAttempts = (uint)Math.Max(1, claimed.Shard.MaxAttempts - used);
+        return parked;
     }
 
     /// <summary>Renews the holder's claim on a running shard so it is not taken over; false if it already was.</summary>

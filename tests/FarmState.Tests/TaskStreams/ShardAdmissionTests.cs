@@ -51,4 +51,28 @@ public sealed class ShardAdmissionTests(OwnRedis fixture) : IClassFixture<OwnRed
         Assert.Equal(expected, admission);
         Assert.Equal(expected == ShardAdmission.Run, await IsPendingAsync(claimed));
     }
+
+    [Fact]
+    public async Task AParkedShardKeepsTheAttemptsItUsedSoPausingAndResumingGivesACrashingShardNoMore()
+    {
+        const string jobId = "job-crashing";
+        var db = fixture.Multiplexer.GetDatabase();
+        var first = await ClaimAsync(jobId, maxAttempts: 3);
+        // Two workers crashed on it; the third to take it over finds its job paused.
+        await Queue.TakeOverAsync(first.Stream, "w2", 0, "-", "+", "");
+        var third = (await Queue.TakeOverAsync(first.Stream, "w3", 0, "-", "+", ""))!;
+        await SetStateAsync(jobId, JobStates.Paused);
+        Assert.Equal((3L, ShardAdmission.Parked), (third.Delivery, await Queue.AdmitAsync(third)));
+
+        // Resumed: what was parked is queued again (as ResumeJob queues what JobScripts.Resume hands back).
+        var parked = (await db.ListRangeAsync(FarmKeys.JobParkedShards(jobId))).Select(p => (byte[])p!).ToArray();
+        await SetStateAsync(jobId, JobStates.Running);
+        await Queue.EnqueueAsync(new QueuedJob(jobId, "tenant", 1), Priority.Normal, parked);
+        var resumed = (await Queue.ReadNewAsync(first.Stream, "w4"))!;
+        Assert.False(resumed.PastAttemptLimit);
+
+        // That was its third attempt: when it crashes too, the next delivery is past the limit (dead-lettered).
+        var next = (await Queue.TakeOverAsync(first.Stream, "w5", 0, "-", "+", ""))!;
+        Assert.True(next.PastAttemptLimit);
+    }
 }
