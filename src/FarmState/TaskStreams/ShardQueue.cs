@@ -93,7 +93,6 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     {
         var db = redis.GetDatabase();
         var weight = await WeightOfAsync(job.Tenant);
-        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         var models = new List<string>();
         foreach (var byModel in shards.Select(bytes => (Shard: Shard.Parser.ParseFrom(bytes), Bytes: bytes)).GroupBy(s => s.Shard.Params.Model))
         {
@@ -101,7 +100,7 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
             await EnsureGroupAsync(stream);
             await db.SetAddAsync(FarmKeys.JobTaskStreams(job.JobId), stream);
             await Task.WhenAll(byModel.Chunk(Page).Select(page => TaskStreamScripts.Enqueue.EvaluateAsync(db, EnqueueKeys(stream, job),
-                [job.Tenant, job.JobId, job.Order, weight, .. page.Select(s => (RedisValue)QueuedShard.Encode(s.Shard, s.Bytes, now))])));
+                [job.Tenant, job.JobId, job.Order, weight, .. page.Select(s => (RedisValue)QueuedShard.Encode(s.Shard, s.Bytes))])));
             models.Add(byModel.Key);
         }
         return models;
@@ -126,7 +125,7 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
         // Noted first, as for any shard: a cancel that comes meanwhile finds the stream.
         await db.SetAddAsync(FarmKeys.JobTaskStreams(job.JobId), stream);
         var weight = await WeightOfAsync(job.Tenant);
-        var element = QueuedShard.Encode(stage, stage.ToByteArray(), DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+        var element = QueuedShard.Encode(stage, stage.ToByteArray());
         var queued = (long)await TaskStreamScripts.EnqueueOnce.EvaluateAsync(db, [.. EnqueueKeys(stream, job), FarmKeys.TaskHandOffs(model, job.JobId)],
             job.Tenant, job.JobId, job.Order, weight, stage.ShardIndex, (long)HandOffMemory.TotalSeconds, element) == 1;
         if (queued) await NudgeWorkersAsync(model);

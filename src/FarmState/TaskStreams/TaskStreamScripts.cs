@@ -46,7 +46,8 @@ public static class TaskStreamScripts
         """;
 
     /// <summary>
-    /// Reading a queued shard (<see cref="QueuedShard"/>): its header (variant, queued ms, work) and its bytes; and the
+    /// Reading a queued shard (<see cref="QueuedShard"/>): its header (variant, queued ms, work) and its bytes, and
+    /// stamping it queued now by Redis's clock (what a claim reads its age by, so no coordinator's clock enters); and the
     /// running totals of the work waiting (<c>work</c>: <c>*</c> the stream's, <c>t:TENANT</c> and <c>tn:TENANT</c> a
     /// tenant's work and shards, <c>j:JOB</c> a job's work), kept by every step that adds or takes shards.
     /// </summary>
@@ -59,6 +60,15 @@ public static class TaskStreamScripts
         local function shard_of(element)
           local _, _, _, length = header(element)
           return string.sub(element, length + 1)
+        end
+        local function stamped(element, now)
+          local variant, work, rest = string.match(element, '^([^\n]*)\n%d+\n([^\n]*)\n()')
+          if not variant then return element end
+          return variant .. '\n' .. now .. '\n' .. work .. '\n' .. string.sub(element, rest)
+        end
+        local function now_ms()
+          local time = redis.call('TIME')
+          return string.format('%d', tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000))
         end
         local function count(work, tenant, job, shards, amount)
           redis.call('HINCRBYFLOAT', work, '*', amount)
@@ -195,19 +205,21 @@ public static class TaskStreamScripts
     /// <summary>
     /// Adds shards of a job (the arguments after <c>weight</c>: <see cref="QueuedShard"/>s) to the stream's fair queue,
     /// under the job's tenant, and a token per shard to the stream, in one step: the stream's lag is always the number of
-    /// waiting shards.
+    /// waiting shards. Each is stamped queued now by Redis's clock (TIME), the one its age is later read by.
     /// </summary>
     public static readonly FarmScript Enqueue = new("queue shards fairly",
         ["stream", "tenants", "weights", "clock", "work", "tenant_jobs", "job_shards"], ["tenant", "job", "order", "weight"],
         string.Join('\n', QueuedShardFunctions, EnqueueFunction, """
-        enqueue(stream, tenants, weights, clock, work, tenant_jobs, job_shards, tenant, job, order, weight, {unpack(ARGV, 5)})
-        return #ARGV - 4
+        local now, elements = now_ms(), {}
+        for i = 5, #ARGV do elements[#elements + 1] = stamped(ARGV[i], now) end
+        enqueue(stream, tenants, weights, clock, work, tenant_jobs, job_shards, tenant, job, order, weight, elements)
+        return #elements
         """));
 
     /// <summary>
-    /// Queues a refiner stage (<c>element</c>: a <see cref="QueuedShard"/>) as <see cref="Enqueue"/> does, unless the
-    /// job's <c>handoffs</c> set already names its shard: the check and the enqueue are one step, so a base stage
-    /// completed twice queues its refiner stage once. Returns 1 if it queued it.
+    /// Queues a refiner stage (<c>element</c>: a <see cref="QueuedShard"/>) as <see cref="Enqueue"/> does (stamped by
+    /// Redis's clock), unless the job's <c>handoffs</c> set already names its shard: the check and the enqueue are one
+    /// step, so a base stage completed twice queues its refiner stage once. Returns 1 if it queued it.
     /// </summary>
     public static readonly FarmScript EnqueueOnce = new("queue a refiner stage once",
         ["stream", "tenants", "weights", "clock", "work", "tenant_jobs", "job_shards", "handoffs"],
@@ -215,7 +227,7 @@ public static class TaskStreamScripts
         string.Join('\n', QueuedShardFunctions, EnqueueFunction, """
         if redis.call('SADD', handoffs, shard) == 0 then return 0 end
         redis.call('EXPIRE', handoffs, ttl)
-        enqueue(stream, tenants, weights, clock, work, tenant_jobs, job_shards, tenant, job, order, weight, {element})
+        enqueue(stream, tenants, weights, clock, work, tenant_jobs, job_shards, tenant, job, order, weight, {stamped(element, now_ms())})
         return 1
         """));
 
@@ -316,8 +328,8 @@ public static class TaskStreamScripts
 
     /// <summary>
     /// Moves up to <c>limit</c> of a job's waiting shards from one stream to another of the same model (a new priority),
-    /// tokens with them, in one step (the streams share the model's hash tag): none is lost or queued twice. Returns how
-    /// many moved.
+    /// tokens with them, in one step (the streams share the model's hash tag): none is lost or queued twice, and each
+    /// keeps when it was queued. Returns how many moved.
     /// </summary>
     public static readonly FarmScript Move = new("move a job's waiting shards to another priority",
         ["stream", "tenants", "weights", "work", "tenant_jobs", "job_shards",

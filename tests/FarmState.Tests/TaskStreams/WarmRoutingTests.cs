@@ -98,6 +98,29 @@ public sealed class WarmRoutingTests(OwnRedis fixture) : IClassFixture<OwnRedis>
     }
 
     [Fact]
+    public async Task AShardIsLeftByRedissClockNotTheQueueingCoordinatorsSoAClockAheadDoesNotHoldItLonger()
+    {
+        const string model = "tiny-route-skew";
+        var stream = FarmKeys.TaskStream(model);
+        var db = fixture.Multiplexer.GetDatabase();
+        await Queue.EnsureGroupAsync(stream);
+        var shard = new Shard { JobId = "job-skew", Params = new GenerationParams { Model = model }, LoraKey = "style:0.8" };
+        var variant = ShardEntry.Variant(model, "style:0.8");
+        // Queued as a coordinator whose clock runs an hour ahead of Redis's would stamp it.
+        var aheadMs = DateTimeOffset.UtcNow.AddHours(1).ToUnixTimeMilliseconds();
+        var element = System.Text.Encoding.UTF8.GetBytes($"{variant}\n{aheadMs}\n1\n").Concat(shard.ToByteArray()).ToArray();
+        await TaskStreamScripts.Enqueue.EvaluateAsync(db,
+            [stream, FarmKeys.TaskTenants(stream), FarmKeys.TaskWeights(stream), FarmKeys.TaskClock(stream), FarmKeys.TaskWork(stream),
+             FarmKeys.TaskTenantJobs(stream, "tenant"), FarmKeys.TaskJobShards(stream, shard.JobId)],
+            "tenant", shard.JobId, 1, 1, element);
+
+        var (cold, left) = await Queue.ReadPreferredAsync(stream, "cold", mine: [], others: [variant], Window);
+
+        Assert.Null(cold);
+        Assert.InRange(left, TimeSpan.FromMilliseconds(1), Window);
+    }
+
+    [Fact]
     public async Task PastTheWindowAnyWorkerTakesIt()
     {
         var stream = await QueueShardAsync("tiny-route-c", "style:0.8");
