@@ -198,8 +198,18 @@ public static partial class FarmKeys
     /// Hash: "VARIANT\nWORKER" → unix ms until which the worker is known to hold that model or LoRA variant loaded
     /// (<see cref="TaskStreams.ShardEntry.Variant"/>). Workers renew their own fields while they hold them; a worker reading
     /// a task stream leaves an entry briefly to the workers that hold its variant (<see cref="TaskStreams.ShardQueue.ReadPreferredAsync"/>).
+    /// Outside the per-model families (<c>tasks:MODEL</c>, <c>{tasks:MODEL}:…</c>, <c>rates:MODEL</c>): a fixed key there
+    /// is some model's key, as <see cref="LegacyWarmVariants"/> was.
     /// </summary>
-    public const string WarmVariants = "tasks:warm";
+    public const string WarmVariants = "workers:warm";
+
+    /// <summary>
+    /// Where workers before <see cref="WarmVariants"/> declared what they hold: the task stream of a model named
+    /// <c>warm</c>, which then broke every worker's pull (WRONGTYPE). Its declarations lapse within seconds of the last
+    /// such worker stopping; newer workers let the hash expire then (<see cref="TaskStreams.TaskStreamScripts.ForgetLegacyWarm"/>),
+    /// and never touch a stream there.
+    /// </summary>
+    public const string LegacyWarmVariants = "tasks:warm";
 
     /// <summary>Pub/sub channel that nudges idle workers when shards for <paramref name="model"/> arrive.</summary>
     public static string TaskNudge(string model) => $"tasks:{model}:nudge";

@@ -101,15 +101,15 @@ public sealed class ShardPuller : IDisposable
     }
 
     /// <summary>
-    /// False when the shard must not run: its job was cancelled or deleted (dropped), or is paused (parked with the job
-    /// until it is resumed). Either way the entry is acknowledged.
+    /// False when the shard must not run: its job ended (cancelled, completed, failed) or was deleted (dropped), or is
+    /// paused (parked with the job until it is resumed). Either way the entry is acknowledged.
     /// </summary>
     public async Task<bool> CheckRunnableAsync(ClaimedShard shard)
     {
         var admission = await _queue.AdmitAsync(shard);
         if (admission == ShardAdmission.Run) return true;
         _logger.LogInformation("Shard {Job}/{Shard} {Verdict}: job {State}", shard.Shard.JobId, shard.Shard.ShardIndex,
-            admission == ShardAdmission.Parked ? "parked" : "skipped", admission == ShardAdmission.Parked ? JobStates.Paused : JobStates.Cancelled);
+            admission == ShardAdmission.Parked ? "parked" : "skipped", admission == ShardAdmission.Parked ? JobStates.Paused : "ended or deleted");
         return false;
     }
 

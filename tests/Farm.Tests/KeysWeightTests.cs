@@ -44,4 +44,17 @@ public sealed class KeysWeightTests(OwnRedis fixture) : IClassFixture<OwnRedis>
         Assert.Equal(12, claimed.Count(j => j == "job-heavy"));
         Assert.Equal(4, claimed.Count(j => j == "job-light"));
     }
+
+    [Fact]
+    public async Task KeysWeightRefusesAWeightSoSmallThatTheOtherTenantsTurnsWouldStopCounting()
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { ["Farm:Redis"] = fixture.ConnectionString }).Build();
+        var error = new StringWriter();
+
+        var refused = await KeysCommand.RunAsync(["keys", "weight", "--tenant", "tiny", "--set", "1e-300"], configuration, TextWriter.Null, error);
+
+        Assert.Equal(2, refused);
+        Assert.Contains("from 0.001 to 1000", error.ToString());
+        Assert.Equal(1, await new TenantWeights(fixture.Multiplexer).OfAsync("tiny"));
+    }
 }

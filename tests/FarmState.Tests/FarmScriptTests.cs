@@ -16,7 +16,7 @@ public sealed class FarmScriptTests
         JobScripts.Resume, JobScripts.AppendEvent, JobScripts.AppendProgress, JobScripts.RecordFailedAttempt, JobScripts.SetPriority,
         TaskStreamScripts.ClaimIfOwner, TaskStreamScripts.TakeOver, TaskStreamScripts.Admit, TaskStreamScripts.Enqueue, TaskStreamScripts.EnqueueOnce,
         TaskStreamScripts.Claim, TaskStreamScripts.Acknowledge, TaskStreamScripts.Withdraw, TaskStreamScripts.Move,
-        TaskStreamScripts.ForgetIdleConsumers, TaskStreamScripts.StartPrefetched, TaskStreamScripts.WorkAhead,
+        TaskStreamScripts.ForgetIdleConsumers, TaskStreamScripts.StartPrefetched, TaskStreamScripts.WorkAhead, TaskStreamScripts.ForgetLegacyWarm,
         JobScripts.ExpireResults, JobScripts.ExpireInputs, PreviewScripts.Store, PreviewScripts.Drop, RetentionScripts.ClaimDue,
         WorkerScripts.ClaimId, JobScripts.DeleteRecordsIfEndedAt, Webhooks.WebhookScripts.ChangeIfUnchanged,
     ];
@@ -56,5 +56,21 @@ public sealed class FarmScriptTests
         Assert.Equal(states.Length, states.Select(JobStates.ToProto).Distinct().Count());
         Assert.Equal([JobStates.Queued, JobStates.Running, JobStates.Paused], states.Where(JobStates.Unfinished.Contains));
         Assert.Equal(JobState.Unspecified, JobStates.ToProto("written by a newer coordinator"));
+    }
+
+    [Fact]
+    public void NoFixedKeyIsInAPerModelFamilyWhereSomeModelsKeyWouldBe()
+    {
+        // Model names are letters, digits, '.', '_', '-': "tasks:warm" was the normal-priority stream of a model "warm".
+        var fixedKeys = typeof(FarmKeys).GetFields(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static)
+            .Where(f => f.IsLiteral && f.FieldType == typeof(string) && !f.Name.StartsWith("Legacy", StringComparison.Ordinal))
+            .Select(f => (string)f.GetRawConstantValue()!).ToList();
+
+        Assert.Contains(FarmKeys.WarmVariants, fixedKeys);
+        Assert.All(fixedKeys, key =>
+        {
+            Assert.Null(FarmKeys.ParseTaskStream(key));
+            Assert.False(key.StartsWith("{tasks:", StringComparison.Ordinal) || key.StartsWith(FarmKeys.RenderRates(""), StringComparison.Ordinal), key);
+        });
     }
 }

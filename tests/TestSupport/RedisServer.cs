@@ -14,14 +14,16 @@ public sealed class RedisServer : IAsyncDisposable
     private readonly string _directory;
     private readonly bool _appendOnly;
     private readonly string _appendFsync;
+    private readonly IReadOnlyList<string> _arguments;
     private Process? _process;
 
-    private RedisServer(string directory, int port, bool appendOnly, string appendFsync)
+    private RedisServer(string directory, int port, bool appendOnly, string appendFsync, IReadOnlyList<string> arguments)
     {
         _directory = directory;
         Port = port;
         _appendOnly = appendOnly;
         _appendFsync = appendFsync;
+        _arguments = arguments;
     }
 
     public int Port { get; }
@@ -41,9 +43,10 @@ public sealed class RedisServer : IAsyncDisposable
 
     /// <param name="appendOnly">AOF on, as deployments run it.</param>
     /// <param name="appendFsync">The AOF's fsync policy (<c>always</c>, <c>everysec</c>, <c>no</c>).</param>
-    public static async Task<RedisServer> StartAsync(bool appendOnly = false, string appendFsync = "always")
+    /// <param name="arguments">Further redis-server options (a cluster node's, <see cref="RedisCluster"/>).</param>
+    public static async Task<RedisServer> StartAsync(bool appendOnly = false, string appendFsync = "always", IReadOnlyList<string>? arguments = null)
     {
-        var server = new RedisServer(Directory.CreateTempSubdirectory("farm-redis-").FullName, FreePort(), appendOnly, appendFsync);
+        var server = new RedisServer(Directory.CreateTempSubdirectory("farm-redis-").FullName, FreePort(), appendOnly, appendFsync, arguments ?? []);
         await server.StartProcessAsync();
         return server;
     }
@@ -77,6 +80,7 @@ public sealed class RedisServer : IAsyncDisposable
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
+        foreach (var argument in _arguments) info.ArgumentList.Add(argument);
         try
         {
             _process = Process.Start(info)!;

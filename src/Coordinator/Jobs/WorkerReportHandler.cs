@@ -489,7 +489,7 @@ public sealed class WorkerReportHandler(
         else if (attempt >= limit)
             await DeadLetterAsync(shard, content, workerId, end.Error);
         else
-            await queue.HandBackAfterFailureAsync(shard); // retry now rather than after a lease
+            await queue.HandBackAfterFailureAsync(shard, workerId); // retry now rather than after a lease (unless taken over meanwhile)
         return new EndOutcome(Failed: true, Quarantined: quarantined);
     }
 

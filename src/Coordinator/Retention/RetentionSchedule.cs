@@ -44,14 +44,9 @@ public sealed class RetentionSchedule(IConnectionMultiplexer redis, IOptions<Ret
     {
         var db = redis.GetDatabase();
         if (await db.KeyExistsAsync(FarmKeys.RetentionBackfilled)) return;
-        foreach (var endpoint in redis.GetEndPoints())
-        {
-            var server = redis.GetServer(endpoint);
-            if (server.IsReplica) continue;
-            await foreach (var index in server.KeysAsync(pattern: FarmKeys.TenantJobIndex("*"), pageSize: 500))
-                await foreach (var job in db.SortedSetScanAsync(index, pageSize: 500))
-                    await db.SortedSetAddAsync(FarmKeys.RetentionDue, RetentionTasks.Member(RetentionTasks.Job, (string)job.Element!), nowMs, SortedSetWhen.NotExists);
-        }
+        await foreach (var index in KeyScan.EveryPrimaryAsync(redis, FarmKeys.TenantJobIndex("*"), type: "zset", pageSize: 500))
+            await foreach (var job in db.SortedSetScanAsync(index, pageSize: 500))
+                await db.SortedSetAddAsync(FarmKeys.RetentionDue, RetentionTasks.Member(RetentionTasks.Job, (string)job.Element!), nowMs, SortedSetWhen.NotExists);
         await db.StringSetAsync(FarmKeys.RetentionBackfilled, nowMs);
     }
 }

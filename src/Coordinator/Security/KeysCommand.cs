@@ -25,7 +25,7 @@ public static class KeysCommand
         webhooks are signed with (made on first use; --rotate replaces it): give it to whoever receives them.
         weight prints a tenant's fair-share weight (every tenant's that was set, without --tenant), or sets it:
         within a priority, a tenant of weight 3 gets three shards for every one of a tenant of weight 1 while both
-        have work waiting (default 1, at most 1000; applies to work already queued from the next shard on).
+        have work waiting (default 1, from 0.001 to 1000; applies to work already queued from the next shard on).
         """;
 
     public static async Task<int> RunAsync(string[] args, IConfiguration configuration, TextWriter output, TextWriter error)
@@ -83,7 +83,7 @@ public static class KeysCommand
         if (setting)
         {
             if (!double.TryParse(set, NumberStyles.Float, CultureInfo.InvariantCulture, out var weight) || !TenantWeights.IsValid(weight))
-                return Fail(error, $"--set takes a weight in (0, {TenantWeights.Max}], not '{set}'");
+                return Fail(error, $"--set takes a weight {TenantWeights.Range} (1 is every tenant's unless set), not '{set}'");
             await weights.SetAsync(tenant, weight);
             await error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"tenant {tenant} now has weight {weight}"));
         }

@@ -9,6 +9,6 @@ public enum ShardAdmission
     /// <summary>The job is paused: the shard is parked with the job until it is resumed, and acknowledged here.</summary>
     Parked,
 
-    /// <summary>The job was cancelled or deleted: the shard is dropped (acknowledged).</summary>
+    /// <summary>The job ended (cancelled, completed or failed) or was deleted: the shard is dropped (acknowledged).</summary>
     Ended,
 }

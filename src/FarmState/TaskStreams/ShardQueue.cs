@@ -93,7 +93,6 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     {
         var db = redis.GetDatabase();
         var weight = await WeightOfAsync(job.Tenant);
-        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         var models = new List<string>();
         foreach (var byModel in shards.Select(bytes => (Shard: Shard.Parser.ParseFrom(bytes), Bytes: bytes)).GroupBy(s => s.Shard.Params.Model))
         {
@@ -101,7 +100,7 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
             await EnsureGroupAsync(stream);
             await db.SetAddAsync(FarmKeys.JobTaskStreams(job.JobId), stream);
             await Task.WhenAll(byModel.Chunk(Page).Select(page => TaskStreamScripts.Enqueue.EvaluateAsync(db, EnqueueKeys(stream, job),
-                [job.Tenant, job.JobId, job.Order, weight, .. page.Select(s => (RedisValue)QueuedShard.Encode(s.Shard, s.Bytes, now))])));
+                [job.Tenant, job.JobId, job.Order, weight, .. page.Select(s => (RedisValue)QueuedShard.Encode(s.Shard, s.Bytes))])));
             models.Add(byModel.Key);
         }
         return models;
@@ -126,7 +125,7 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
         // Noted first, as for any shard: a cancel that comes meanwhile finds the stream.
         await db.SetAddAsync(FarmKeys.JobTaskStreams(job.JobId), stream);
         var weight = await WeightOfAsync(job.Tenant);
-        var element = QueuedShard.Encode(stage, stage.ToByteArray(), DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+        var element = QueuedShard.Encode(stage, stage.ToByteArray());
         var queued = (long)await TaskStreamScripts.EnqueueOnce.EvaluateAsync(db, [.. EnqueueKeys(stream, job), FarmKeys.TaskHandOffs(model, job.JobId)],
             job.Tenant, job.JobId, job.Order, weight, stage.ShardIndex, (long)HandOffMemory.TotalSeconds, element) == 1;
         if (queued) await NudgeWorkersAsync(model);
@@ -207,7 +206,7 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     {
         var db = redis.GetDatabase();
         var stats = new List<TaskStreamStats>();
-        foreach (var stream in await FindStreamsAsync(db))
+        foreach (var stream in await FindStreamsAsync(redis))
         {
             var (model, priority) = FarmKeys.ParseTaskStream(stream)!.Value;
             if (await WorkerGroupAsync(db, stream) is not { } group) continue;
@@ -224,17 +223,15 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
         return stats;
     }
 
-    /// <summary>Every task stream there is, of any model and priority (SCAN, so models no worker serves are found too).</summary>
-    internal static async Task<IReadOnlyList<string>> FindStreamsAsync(IDatabase db)
+    /// <summary>
+    /// Every task stream there is, of any model and priority (SCAN on every primary, <see cref="KeyScan"/>, so models no
+    /// worker serves are found too, on Redis Cluster as on one node).
+    /// </summary>
+    internal static async Task<IReadOnlyList<string>> FindStreamsAsync(IConnectionMultiplexer redis)
     {
         var streams = new HashSet<string>(StringComparer.Ordinal);
-        var cursor = "0";
-        do
-        {
-            var reply = (RedisResult[])(await db.ExecuteAsync("SCAN", cursor, "MATCH", FarmKeys.TaskStreamPattern, "COUNT", 1000, "TYPE", "stream"))!;
-            cursor = (string)reply[0]!;
-            streams.UnionWith(((RedisResult[])reply[1]!).Select(k => (string)k!).Where(k => FarmKeys.ParseTaskStream(k) is not null));
-        } while (cursor != "0");
+        await foreach (var key in KeyScan.EveryPrimaryAsync(redis, FarmKeys.TaskStreamPattern, type: "stream"))
+            if (FarmKeys.ParseTaskStream(key) is not null) streams.Add(key);
         return [.. streams];
     }
 
@@ -389,6 +386,8 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
         var writes = new List<Task>();
         if (held.Count > 0) writes.Add(db.HashSetAsync(FarmKeys.WarmVariants, [.. held.Select(v => new HashEntry(WarmField(v, consumer), until))]));
         if (dropped.Count > 0) writes.Add(db.HashDeleteAsync(FarmKeys.WarmVariants, [.. dropped.Select(v => (RedisValue)WarmField(v, consumer))]));
+        // Workers of an older version declare under the old key: it expires once they are gone.
+        writes.Add(TaskStreamScripts.ForgetLegacyWarm.EvaluateAsync(db, [FarmKeys.LegacyWarmVariants], (long)ttl.TotalMilliseconds));
         await Task.WhenAll(writes);
     }
 
@@ -454,15 +453,31 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
 
     /// <summary>
     /// What becomes of a claimed shard given its job's state (<see cref="TaskStreamScripts.Admit"/>); a shard that is not
-    /// to run (parked with its paused job, or of a cancelled or deleted job) is acknowledged here.
+    /// to run (parked with its paused job, or of a job that ended or was deleted) is acknowledged here. A parked shard
+    /// keeps the attempts it has used (<see cref="Parked"/>).
     /// </summary>
     public async Task<ShardAdmission> AdmitAsync(ClaimedShard claimed)
     {
         var jobId = claimed.Shard.JobId;
         var admission = (ShardAdmission)(int)await TaskStreamScripts.Admit.EvaluateAsync(redis.GetDatabase(),
-            [FarmKeys.JobMeta(jobId), FarmKeys.JobParkedShards(jobId)], claimed.Shard.ToByteArray());
+            [FarmKeys.JobMeta(jobId), FarmKeys.JobParkedShards(jobId)], Parked(claimed).ToByteArray());
         if (admission != ShardAdmission.Run) await AcknowledgeAsync(claimed);
         return admission;
+    }
+
+    /// <summary>
+    /// The shard as it is parked with its paused job. Queued again on resume, its entry is a new one whose deliveries
+    /// count from 1, so its attempt limit (<see cref="Shard.MaxAttempts"/>) is lowered by the deliveries started before
+    /// this one, which is not rendered (at least 1 is left): pausing and resuming does not let a shard that crashes its
+    /// workers have more attempts than it was queued with. Shards queued without a limit of their own keep none.
+    /// </summary>
+    private static Shard Parked(ClaimedShard claimed)
+    {
+        var used = claimed.Prefetched ? claimed.Delivery : claimed.Delivery - 1;
+        if (used <= 0 || claimed.Shard.MaxAttempts == 0) return claimed.Shard;
+        var parked = claimed.Shard.Clone();
+        parked.MaxAttempts = (uint)Math.Max(1, claimed.Shard.MaxAttempts - used);
+        return parked;
     }
 
     /// <summary>Renews the holder's claim on a running shard so it is not taken over; false if it already was.</summary>
@@ -476,9 +491,13 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     public Task<bool> HandBackOnDrainAsync(ClaimedShard claimed) =>
         ClaimIfOwnerAsync(claimed, HandedBackIdleMs, FarmKeys.ReleasedConsumer, giveBack: claimed.Prefetched ? 0 : 1);
 
-    private async Task<bool> ClaimIfOwnerAsync(ClaimedShard claimed, long idleMs, string holder, int giveBack) =>
-        (int)await TaskStreamScripts.ClaimIfOwner.EvaluateAsync(redis.GetDatabase(), [claimed.Stream],
-            claimed.Consumer, claimed.EntryId, idleMs, holder, giveBack) == 1;
+    private Task<bool> ClaimIfOwnerAsync(ClaimedShard claimed, long idleMs, string holder, int giveBack) =>
+        ClaimIfOwnerAsync(claimed.Stream, claimed.Consumer, claimed.EntryId, delivery: 0, idleMs, holder, giveBack);
+
+    /// <summary>See <see cref="TaskStreamScripts.ClaimIfOwner"/>; <paramref name="delivery"/> 0: whichever delivery it holds.</summary>
+    private async Task<bool> ClaimIfOwnerAsync(string stream, string consumer, string entryId, long delivery, long idleMs, string holder, int giveBack) =>
+        (int)await TaskStreamScripts.ClaimIfOwner.EvaluateAsync(redis.GetDatabase(), [stream],
+            consumer, entryId, idleMs, holder, giveBack, delivery) == 1;
 
     /// <summary>Acknowledges a claimed shard: done with it (its job was cancelled while it ran, or it is not to run).</summary>
     public Task AcknowledgeAsync(ClaimedShard claimed) => AcknowledgeAsync(claimed.Stream, claimed.EntryId);
@@ -542,12 +561,11 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     /// <summary>
     /// Hands a failed delivery back for a retry now rather than after a lease: the entry moves to
     /// <see cref="FarmKeys.ReleasedConsumer"/> and looks long idle, so any worker's next pull takes it over, knowing
-    /// that this attempt is already on record (no lost lease to report). The attempt keeps counting.
+    /// that this attempt is already on record (no lost lease to report). The attempt keeps counting. Only while
+    /// <paramref name="workerId"/>, whose failure it is, still holds that delivery (<see cref="ShardRef.Delivery"/>):
+    /// after the report was checked another worker may have taken the entry over, and its delivery is not to be handed
+    /// back. Returns whether it was handed back.
     /// </summary>
-    public async Task HandBackAfterFailureAsync(ShardRef shard)
-    {
-        if (StreamOf(shard) is { } stream)
-            await redis.GetDatabase().ExecuteAsync("XCLAIM", stream, FarmKeys.WorkerGroup, FarmKeys.ReleasedConsumer, 0, shard.EntryId,
-                "IDLE", HandedBackIdleMs, "JUSTID");
-    }
+    public async Task<bool> HandBackAfterFailureAsync(ShardRef shard, string workerId) =>
+        StreamOf(shard) is { } stream && await ClaimIfOwnerAsync(stream, workerId, shard.EntryId, shard.Delivery, HandedBackIdleMs, FarmKeys.ReleasedConsumer, giveBack: 0);
 }

@@ -1,3 +1,4 @@
+using System.Globalization;
 using RenderFarm.FarmState.Jobs;
 
 namespace RenderFarm.FarmState.TaskStreams;
@@ -45,7 +46,8 @@ public static class TaskStreamScripts
         """;
 
     /// <summary>
-    /// Reading a queued shard (<see cref="QueuedShard"/>): its header (variant, queued ms, work) and its bytes; and the
+    /// Reading a queued shard (<see cref="QueuedShard"/>): its header (variant, queued ms, work) and its bytes, and
+    /// stamping it queued now by Redis's clock (what a claim reads its age by, so no coordinator's clock enters); and the
     /// running totals of the work waiting (<c>work</c>: <c>*</c> the stream's, <c>t:TENANT</c> and <c>tn:TENANT</c> a
     /// tenant's work and shards, <c>j:JOB</c> a job's work), kept by every step that adds or takes shards.
     /// </summary>
@@ -58,6 +60,15 @@ public static class TaskStreamScripts
         local function shard_of(element)
           local _, _, _, length = header(element)
           return string.sub(element, length + 1)
+        end
+        local function stamped(element, now)
+          local variant, work, rest = string.match(element, '^([^\n]*)\n%d+\n([^\n]*)\n()')
+          if not variant then return element end
+          return variant .. '\n' .. now .. '\n' .. work .. '\n' .. string.sub(element, rest)
+        end
+        local function now_ms()
+          local time = redis.call('TIME')
+          return string.format('%d', tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000))
         end
         local function count(work, tenant, job, shards, amount)
           redis.call('HINCRBYFLOAT', work, '*', amount)
@@ -73,14 +84,18 @@ public static class TaskStreamScripts
         end
         """;
 
+    /// <summary>The bounds of a tenant's weight (<see cref="TenantWeights"/>) as Lua numbers.</summary>
+    private static readonly string MinWeight = TenantWeights.Min.ToString("R", CultureInfo.InvariantCulture),
+        MaxWeight = TenantWeights.Max.ToString("R", CultureInfo.InvariantCulture);
+
     /// <summary>
     /// The fair queue's turn: the tenant with the lowest pass has the next shard, of its oldest job; taking it advances
-    /// its pass by 1 / its weight, and a tenant that starts waiting joins at the pass of the one served last
-    /// (<c>clock</c>), so it is next (stride scheduling: weighted round-robin, with no credit saved while idle).
-    /// <c>take</c> false only looks (what a worker preferring warm variants checks first). Returns the queued shard, or
-    /// nil when nothing waits.
+    /// its pass by 1 / its weight (held to <see cref="TenantWeights"/>' bounds, also when an older coordinator queued
+    /// it unbounded), and a tenant that starts waiting joins at the pass of the one served last (<c>clock</c>), so it
+    /// is next (stride scheduling: weighted round-robin, with no credit saved while idle). <c>take</c> false only looks
+    /// (what a worker preferring warm variants checks first). Returns the queued shard, or nil when nothing waits.
     /// </summary>
-    private const string NextFairFunction = $$"""
+    private static readonly string NextFairFunction = $$"""
         local function next_fair(prefix, tenants, weights, clock, work, take)
           while true do
             local head = redis.call('ZRANGE', tenants, 0, 0, 'WITHSCORES')
@@ -109,7 +124,9 @@ public static class TaskStreamScripts
             if redis.call('EXISTS', jobs) == 0 then
               forget_tenant(tenants, weights, work, tenant)
             elseif element then
-              redis.call('ZADD', tenants, pass + 1 / tonumber(redis.call('HGET', weights, tenant) or '1'), tenant)
+              local weight = tonumber(redis.call('HGET', weights, tenant) or '1') or 1
+              if weight < {{MinWeight}} then weight = {{MinWeight}} elseif weight > {{MaxWeight}} then weight = {{MaxWeight}} end
+              redis.call('ZADD', tenants, pass + 1 / weight, tenant)
             end
             if element then
               redis.call('SET', clock, pass)
@@ -119,7 +136,12 @@ public static class TaskStreamScripts
         end
         """;
 
-    /// <summary>Queues shards of one job of one tenant on a stream: the shards in the fair queue, a token each on the stream.</summary>
+    /// <summary>
+    /// Queues shards of one job of one tenant on a stream: the shards in the fair queue, a token each on the stream. A
+    /// tenant that starts waiting in an empty queue starts the passes afresh (pass and <c>clock</c> 0): nothing waits
+    /// whose turn they order, and so passes never grow for ever (a clock that an older coordinator's unbounded weight
+    /// threw far heals the next time the queue empties).
+    /// </summary>
     private const string EnqueueFunction = $$"""
         local function enqueue(stream, tenants, weights, clock, work, tenant_jobs, job_shards, tenant, job, order, weight, elements)
           if #elements == 0 then return end
@@ -133,7 +155,9 @@ public static class TaskStreamScripts
           count(work, tenant, job, #elements, amount)
           redis.call('ZADD', tenant_jobs, 'NX', order, job)
           if not redis.call('ZSCORE', tenants, tenant) then
-            redis.call('ZADD', tenants, tonumber(redis.call('GET', clock) or '0'), tenant)
+            local start = 0
+            if redis.call('ZCARD', tenants) > 0 then start = tonumber(redis.call('GET', clock) or '0') else redis.call('DEL', clock) end
+            redis.call('ZADD', tenants, start, tenant)
           end
           redis.call('HSET', weights, tenant, weight)
         end
@@ -181,19 +205,21 @@ public static class TaskStreamScripts
     /// <summary>
     /// Adds shards of a job (the arguments after <c>weight</c>: <see cref="QueuedShard"/>s) to the stream's fair queue,
     /// under the job's tenant, and a token per shard to the stream, in one step: the stream's lag is always the number of
-    /// waiting shards.
+    /// waiting shards. Each is stamped queued now by Redis's clock (TIME), the one its age is later read by.
     /// </summary>
     public static readonly FarmScript Enqueue = new("queue shards fairly",
         ["stream", "tenants", "weights", "clock", "work", "tenant_jobs", "job_shards"], ["tenant", "job", "order", "weight"],
         string.Join('\n', QueuedShardFunctions, EnqueueFunction, """
-        enqueue(stream, tenants, weights, clock, work, tenant_jobs, job_shards, tenant, job, order, weight, {unpack(ARGV, 5)})
-        return #ARGV - 4
+        local now, elements = now_ms(), {}
+        for i = 5, #ARGV do elements[#elements + 1] = stamped(ARGV[i], now) end
+        enqueue(stream, tenants, weights, clock, work, tenant_jobs, job_shards, tenant, job, order, weight, elements)
+        return #elements
         """));
 
     /// <summary>
-    /// Queues a refiner stage (<c>element</c>: a <see cref="QueuedShard"/>) as <see cref="Enqueue"/> does, unless the
-    /// job's <c>handoffs</c> set already names its shard: the check and the enqueue are one step, so a base stage
-    /// completed twice queues its refiner stage once. Returns 1 if it queued it.
+    /// Queues a refiner stage (<c>element</c>: a <see cref="QueuedShard"/>) as <see cref="Enqueue"/> does (stamped by
+    /// Redis's clock), unless the job's <c>handoffs</c> set already names its shard: the check and the enqueue are one
+    /// step, so a base stage completed twice queues its refiner stage once. Returns 1 if it queued it.
     /// </summary>
     public static readonly FarmScript EnqueueOnce = new("queue a refiner stage once",
         ["stream", "tenants", "weights", "clock", "work", "tenant_jobs", "job_shards", "handoffs"],
@@ -201,7 +227,7 @@ public static class TaskStreamScripts
         string.Join('\n', QueuedShardFunctions, EnqueueFunction, """
         if redis.call('SADD', handoffs, shard) == 0 then return 0 end
         redis.call('EXPIRE', handoffs, ttl)
-        enqueue(stream, tenants, weights, clock, work, tenant_jobs, job_shards, tenant, job, order, weight, {element})
+        enqueue(stream, tenants, weights, clock, work, tenant_jobs, job_shards, tenant, job, order, weight, {stamped(element, now_ms())})
         return 1
         """));
 
@@ -302,8 +328,8 @@ public static class TaskStreamScripts
 
     /// <summary>
     /// Moves up to <c>limit</c> of a job's waiting shards from one stream to another of the same model (a new priority),
-    /// tokens with them, in one step (the streams share the model's hash tag): none is lost or queued twice. Returns how
-    /// many moved.
+    /// tokens with them, in one step (the streams share the model's hash tag): none is lost or queued twice, and each
+    /// keeps when it was queued. Returns how many moved.
     /// </summary>
     public static readonly FarmScript Move = new("move a job's waiting shards to another priority",
         ["stream", "tenants", "weights", "work", "tenant_jobs", "job_shards",
@@ -382,15 +408,18 @@ public static class TaskStreamScripts
 
     /// <summary>
     /// Moves a pending entry to <c>holder</c>, marked idle for <c>idle</c> ms and with <c>give_back</c> deliveries taken
-    /// off its count, only if <c>consumer</c> holds it; returns 1 if it did. XCLAIM with min-idle 0 takes an entry from
-    /// whoever holds it, so a worker whose shard was taken over after its lease lapsed would take it back by renewing
-    /// (and both would render it): the owner check and the claim are one step.
+    /// off its count, only if <c>consumer</c> holds it (at delivery <c>delivery</c>, unless that is 0); returns 1 if it
+    /// did. XCLAIM with min-idle 0 takes an entry from whoever holds it, so a worker whose shard was taken over after its
+    /// lease lapsed would take it back by renewing (and both would render it), and a failure reported about a delivery
+    /// that another worker (or the same worker id, restarted) has taken over since would hand that one back: the owner
+    /// check and the claim are one step.
     /// </summary>
     public static readonly FarmScript ClaimIfOwner = new("move a claim its holder still has",
-        ["stream"], ["consumer", "id", "idle", "holder", "give_back"],
+        ["stream"], ["consumer", "id", "idle", "holder", "give_back", "delivery"],
         $$"""
         local pending = redis.call('XPENDING', stream, '{{Group}}', id, id, 1)
         if #pending == 0 or pending[1][2] ~= consumer then return 0 end
+        if delivery ~= '0' and pending[1][4] ~= tonumber(delivery) then return 0 end
         redis.call('XCLAIM', stream, '{{Group}}', holder, 0, id, 'IDLE', idle,
           'RETRYCOUNT', pending[1][4] - tonumber(give_back), 'JUSTID')
         return 1
@@ -441,14 +470,33 @@ public static class TaskStreamScripts
         """);
 
     /// <summary>
+    /// Lets the warm declarations' old hash (<see cref="FarmKeys.LegacyWarmVariants"/>) expire once nothing renews it: gives
+    /// it a time to live of <c>ttl</c> ms unless it has one (older workers' HSETs keep the key's TTL, so it lapses
+    /// <c>ttl</c> after the first call and comes back only while older workers still declare there). A stream there (a
+    /// model named <c>warm</c>) is left alone. Returns 1 if it set the TTL.
+    /// </summary>
+    public static readonly FarmScript ForgetLegacyWarm = new("let the old warm declarations lapse",
+        ["legacy"], ["ttl"],
+        """
+        if redis.call('TYPE', legacy)['ok'] ~= 'hash' then return 0 end
+        return redis.call('PEXPIRE', legacy, ttl, 'NX')
+        """);
+
+    /// <summary>
     /// Decides, atomically with pause and resume, what becomes of a claimed shard (a <see cref="ShardAdmission"/>): a
-    /// shard of a paused job is parked with the job (<c>shard</c>: its bytes), one of a cancelled or deleted job ends.
+    /// shard of a paused job is parked with the job (<c>shard</c>: its bytes), one of a job that ended (cancelled,
+    /// completed, failed) or was deleted ends. A finished job records no outcome any more (<see cref="JobScripts.RecordOutcome"/>),
+    /// so a shard of one delivered again (its coordinator died between recording the outcomes and acknowledging) would
+    /// be rendered for nothing; and nothing is queued for a finished job: a retry re-opens it before it queues shards,
+    /// and a refiner stage is queued while its images have no outcome yet, so its job has not finished.
     /// </summary>
     public static readonly FarmScript Admit = new("admit a claimed shard",
         ["meta", "parked"], ["shard"],
         $$"""
         local state = redis.call('HGET', meta, '{{JobFields.State}}')
-        if not state or state == '{{JobStates.Cancelled}}' then return {{(int)ShardAdmission.Ended}} end
+        if not state or state == '{{JobStates.Cancelled}}' or state == '{{JobStates.Completed}}' or state == '{{JobStates.Failed}}' then
+          return {{(int)ShardAdmission.Ended}}
+        end
         if state == '{{JobStates.Paused}}' then
           redis.call('RPUSH', parked, shard)
           return {{(int)ShardAdmission.Parked}}

@@ -16,7 +16,17 @@ public sealed class TenantWeights(IConnectionMultiplexer redis)
     /// <summary>The largest weight accepted: enough for any share, small enough that a pass never loses precision.</summary>
     public const double Max = 1000;
 
-    public static bool IsValid(double weight) => double.IsFinite(weight) && weight > 0 && weight <= Max;
+    /// <summary>
+    /// The smallest weight accepted, 1 / <see cref="Max"/>: a turn advances a tenant's pass by 1 / its weight, so a tiny
+    /// weight (1e-300) would throw its pass, and the queue's clock after it, so far that 1 / weight of the other tenants
+    /// no longer changes theirs: they would tie, be served by name, and starve.
+    /// </summary>
+    public const double Min = 1 / Max;
+
+    /// <summary>The accepted weights, for messages: "from 0.001 to 1000".</summary>
+    public static string Range => string.Create(CultureInfo.InvariantCulture, $"from {Min} to {Max}");
+
+    public static bool IsValid(double weight) => double.IsFinite(weight) && weight >= Min && weight <= Max;
 
     public async Task<double> OfAsync(string tenant) =>
         Parse(await redis.GetDatabase().HashGetAsync(FarmKeys.TenantWeights, tenant));
@@ -29,11 +39,11 @@ public sealed class TenantWeights(IConnectionMultiplexer redis)
     /// <summary>Sets a tenant's weight (<see cref="Default"/> removes the setting) and re-weighs it in every queue it waits in.</summary>
     public async Task SetAsync(string tenant, double weight)
     {
-        if (!IsValid(weight)) throw new ArgumentOutOfRangeException(nameof(weight), weight, $"a weight is a number in (0, {Max}]");
+        if (!IsValid(weight)) throw new ArgumentOutOfRangeException(nameof(weight), weight, $"a weight is a number {Range}");
         var db = redis.GetDatabase();
         if (weight == Default) await db.HashDeleteAsync(FarmKeys.TenantWeights, tenant);
         else await db.HashSetAsync(FarmKeys.TenantWeights, tenant, weight.ToString("R", CultureInfo.InvariantCulture));
-        foreach (var stream in await ShardQueue.FindStreamsAsync(db))
+        foreach (var stream in await ShardQueue.FindStreamsAsync(redis))
             await TaskStreamScripts.Reweigh.EvaluateAsync(db, [FarmKeys.TaskTenants(stream), FarmKeys.TaskWeights(stream)],
                 tenant, weight.ToString("R", CultureInfo.InvariantCulture));
     }

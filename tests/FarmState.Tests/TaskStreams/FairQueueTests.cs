@@ -27,6 +27,71 @@ public sealed class FairQueueTests(OwnRedis fixture) : IClassFixture<OwnRedis>
         await Queue.EnqueueAsync(new QueuedJob(jobId, tenant, order), Priority.Normal,
             Enumerable.Range(0, shards).Select(i => Shard(model, jobId, (uint)i, loraKey)));
 
+    /// <summary>
+    /// Queues one-image shards of a job as a coordinator queues them (<see cref="TaskStreamScripts.Enqueue"/>), with the
+    /// weight given as it is: what a coordinator that took any positive weight queued.
+    /// </summary>
+    private async Task QueueWeighedAsync(string model, string tenant, string jobId, long order, string weight, int shards)
+    {
+        var stream = FarmKeys.TaskStream(model);
+        await Queue.EnsureGroupAsync(stream);
+        var header = System.Text.Encoding.UTF8.GetBytes($"{model}\n{DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()}\n1\n");
+        var elements = Enumerable.Range(0, shards).Select(i => (RedisValue)header.Concat(Shard(model, jobId, (uint)i)).ToArray());
+        await TaskStreamScripts.Enqueue.EvaluateAsync(fixture.Multiplexer.GetDatabase(),
+            [stream, FarmKeys.TaskTenants(stream), FarmKeys.TaskWeights(stream), FarmKeys.TaskClock(stream), FarmKeys.TaskWork(stream),
+             FarmKeys.TaskTenantJobs(stream, tenant), FarmKeys.TaskJobShards(stream, jobId)],
+            [tenant, jobId, order, weight, .. elements]);
+    }
+
+    private async Task<string> ClaimedJobsAsync(string model, int claims)
+    {
+        var jobs = new List<string>();
+        for (var i = 0; i < claims; i++) jobs.Add((await Queue.ReadNewAsync(FarmKeys.TaskStream(model), "w"))!.Shard.JobId);
+        return string.Join(' ', jobs);
+    }
+
+    [Fact]
+    public async Task AWeightTooSmallForTheFairQueuesPassesIsRefusedAndOneStoredBeforeCountsAsTheDefault()
+    {
+        var weights = new TenantWeights(fixture.Multiplexer);
+
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => weights.SetAsync("tiny", 1e-300));
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => weights.SetAsync("tiny", 0.0009));
+        await weights.SetAsync("small", 0.001);
+        await fixture.Multiplexer.GetDatabase().HashSetAsync(FarmKeys.TenantWeights, "stored-before", "1e-300");
+
+        Assert.Equal((1.0, 0.001, 1.0), (await weights.OfAsync("tiny"), await weights.OfAsync("small"), await weights.OfAsync("stored-before")));
+    }
+
+    [Fact]
+    public async Task AnUnboundedWeightQueuedByAnOlderCoordinatorAdvancesItsPassNoFurtherThanTheSmallestWeight()
+    {
+        const string model = "fair-tiny-weight";
+        // Served twice while alone, the tiny tenant would set the clock to 1e300, where the others' passes stop moving.
+        await QueueWeighedAsync(model, "tiny", "job-tiny", 1, "1e-300", 3);
+        Assert.Equal("job-tiny job-tiny", await ClaimedJobsAsync(model, 2));
+        await QueueWeighedAsync(model, "a", "job-a", 2, "1", 3);
+        await QueueWeighedAsync(model, "b", "job-b", 3, "1", 3);
+
+        Assert.Equal("job-a job-b job-a job-b job-a job-b", await ClaimedJobsAsync(model, 6));
+    }
+
+    [Fact]
+    public async Task TheFairQueuesPassesStartAfreshWhenItEmptiesSoAClockThrownFarHeals()
+    {
+        const string model = "fair-rebase";
+        var stream = FarmKeys.TaskStream(model);
+        await QueueAsync(model, "a", "job-before", 1, 1);
+        Assert.Equal("job-before", await ClaimedJobsAsync(model, 1));
+        // Where a weight of 1e-300 left the clock before weights were bounded: 1e300 + 1 == 1e300.
+        await fixture.Multiplexer.GetDatabase().StringSetAsync(FarmKeys.TaskClock(stream), "1e300");
+
+        await QueueAsync(model, "a", "job-a", 2, 3);
+        await QueueAsync(model, "b", "job-b", 3, 3);
+
+        Assert.Equal("job-a job-b job-a job-b job-a job-b", await ClaimedJobsAsync(model, 6));
+    }
+
     [Fact]
     public async Task TheWarmPreferenceLooksAtTheShardTheFairQueueHandsOutNextAndAPrefetchIsNoDeliveryYet()
     {

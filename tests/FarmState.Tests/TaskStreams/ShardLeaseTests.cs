@@ -1,3 +1,4 @@
+using Google.Protobuf;
 using Microsoft.Extensions.Logging.Abstractions;
 using RenderFarm.FarmState;
 using RenderFarm.FarmState.TaskStreams;
@@ -33,6 +34,41 @@ public sealed class ShardLeaseTests
         var pending = await db.StreamPendingMessagesAsync(stream, FarmKeys.WorkerGroup, 1, RedisValue.Null, id, id);
         Assert.Equal("new", (string)pending.Single().ConsumerName!);
         Assert.True(pending.Single().IdleTimeInMilliseconds < 60_000, "the new holder's claim was not marked idle");
+    }
+
+    [Fact]
+    public async Task AReportedFailureHandsBackOnlyTheDeliveryThatFailedNotOneTakenOverSince()
+    {
+        await using var redis = await RedisServer.StartAsync();
+        await using var mux = await ConnectionMultiplexer.ConnectAsync(redis.ConnectionString);
+        var db = mux.GetDatabase();
+        var stream = FarmKeys.TaskStream("m");
+        var queue = new ShardQueue(mux, NullLogger<ShardQueue>.Instance);
+        var shard = new Shard { JobId = "j", Params = new GenerationParams { Model = "m" } };
+        await queue.EnqueueAsync(new QueuedJob("j", "tenant", 1), Priority.Normal, [shard.ToByteArray()]);
+        ShardRef RefOf(ClaimedShard claimed) => new()
+        {
+            JobId = "j", Model = "m", Stream = stream, EntryId = claimed.EntryId, Delivery = (uint)claimed.Delivery,
+        };
+        async Task<string> HolderAsync() =>
+            (string)(await db.StreamPendingMessagesAsync(stream, FarmKeys.WorkerGroup, 1, RedisValue.Null)).Single().ConsumerName!;
+
+        var a = (await queue.ReadNewAsync(stream, "A"))!;
+        // A's failure report passed its checks; meanwhile A's lease lapsed and B took the entry over.
+        var b = (await queue.TakeOverAsync(stream, "B", 0, "-", "+", ""))!;
+        await queue.HandBackAfterFailureAsync(RefOf(a), "A");
+        Assert.Equal("B", await HolderAsync());
+        Assert.True(await queue.RenewAsync(b));
+
+        // B restarted and took its own entry back: a report about its earlier delivery leaves the new one alone too.
+        var again = (await queue.TakeOverAsync(stream, "B", 0, b.EntryId, b.EntryId, "B"))!;
+        await queue.HandBackAfterFailureAsync(RefOf(b), "B");
+        Assert.True(await queue.RenewAsync(again));
+
+        // The failure of the delivery B holds is handed back, its attempt counted.
+        await queue.HandBackAfterFailureAsync(RefOf(again), "B");
+        Assert.Equal(FarmKeys.ReleasedConsumer, await HolderAsync());
+        Assert.Equal(3L, (await db.StreamPendingMessagesAsync(stream, FarmKeys.WorkerGroup, 1, RedisValue.Null)).Single().DeliveryCount);
     }
 
     [Fact]

@@ -54,6 +54,73 @@ public sealed class WarmRoutingTests(OwnRedis fixture) : IClassFixture<OwnRedis>
     }
 
     [Fact]
+    public async Task AModelNamedWarmLeavesTheWarmDeclarationsWorkingForEveryOtherModel()
+    {
+        await using var redis = await RedisServer.StartAsync(); // no warm declarations yet, whatever other tests declared
+        await using var mux = await ConnectionMultiplexer.ConnectAsync(redis.ConnectionString);
+        var queue = new ShardQueue(mux, NullLogger<ShardQueue>.Instance);
+        foreach (var model in new[] { "warm", "sd15" })
+        {
+            var shard = new Shard { JobId = $"job-{model}", Params = new GenerationParams { Model = model } };
+            await queue.EnqueueAsync(new QueuedJob(shard.JobId, "tenant", 0), Priority.Normal, [shard.ToByteArray()]);
+        }
+
+        // What every worker's pull does: declare what it holds, read what the others hold, claim.
+        await queue.DeclareWarmAsync("holder", held: ["sd15"], dropped: [], TimeSpan.FromMinutes(1));
+        await queue.DeclareWarmAsync("puller", held: ["sd15"], dropped: [], TimeSpan.FromMinutes(1));
+        var elsewhere = await queue.WarmElsewhereAsync("puller");
+        var (claimed, _) = await queue.ReadPreferredAsync(FarmKeys.TaskStream("sd15"), FarmKeys.PrefetchConsumer("puller"), mine: ["sd15"], elsewhere, Window);
+        var (warm, _) = await queue.ReadPreferredAsync(FarmKeys.TaskStream("warm"), FarmKeys.PrefetchConsumer("w"), mine: ["warm"], elsewhere, Window);
+
+        Assert.Equal(["sd15"], elsewhere);
+        Assert.Equal("job-sd15", claimed?.Shard.JobId);
+        Assert.Equal("job-warm", warm?.Shard.JobId);
+    }
+
+    [Fact]
+    public async Task TheOldWarmDeclarationsExpireOnceNothingRenewsThemAndAStreamThereIsLeftAlone()
+    {
+        await using var redis = await RedisServer.StartAsync();
+        await using var mux = await ConnectionMultiplexer.ConnectAsync(redis.ConnectionString);
+        var db = mux.GetDatabase();
+        var queue = new ShardQueue(mux, NullLogger<ShardQueue>.Instance);
+        // An older worker's declaration, under the old key.
+        await db.HashSetAsync(FarmKeys.LegacyWarmVariants, "sd15\nold-worker", DateTimeOffset.UtcNow.AddSeconds(15).ToUnixTimeMilliseconds());
+
+        await queue.DeclareWarmAsync("new-worker", held: ["sd15"], dropped: [], TimeSpan.FromSeconds(15));
+
+        Assert.InRange(await db.KeyTimeToLiveAsync(FarmKeys.LegacyWarmVariants) ?? TimeSpan.MaxValue, TimeSpan.FromMilliseconds(1), TimeSpan.FromSeconds(15));
+        await db.KeyDeleteAsync(FarmKeys.LegacyWarmVariants);
+        var shard = new Shard { JobId = "job-warm", Params = new GenerationParams { Model = "warm" } };
+        await queue.EnqueueAsync(new QueuedJob(shard.JobId, "tenant", 0), Priority.Normal, [shard.ToByteArray()]);
+        await queue.DeclareWarmAsync("new-worker", held: ["sd15"], dropped: [], TimeSpan.FromSeconds(15));
+        Assert.Null(await db.KeyTimeToLiveAsync(FarmKeys.TaskStream("warm")));
+    }
+
+    [Fact]
+    public async Task AShardIsLeftByRedissClockNotTheQueueingCoordinatorsSoAClockAheadDoesNotHoldItLonger()
+    {
+        const string model = "tiny-route-skew";
+        var stream = FarmKeys.TaskStream(model);
+        var db = fixture.Multiplexer.GetDatabase();
+        await Queue.EnsureGroupAsync(stream);
+        var shard = new Shard { JobId = "job-skew", Params = new GenerationParams { Model = model }, LoraKey = "style:0.8" };
+        var variant = ShardEntry.Variant(model, "style:0.8");
+        // Queued as a coordinator whose clock runs an hour ahead of Redis's would stamp it.
+        var aheadMs = DateTimeOffset.UtcNow.AddHours(1).ToUnixTimeMilliseconds();
+        var element = System.Text.Encoding.UTF8.GetBytes($"{variant}\n{aheadMs}\n1\n").Concat(shard.ToByteArray()).ToArray();
+        await TaskStreamScripts.Enqueue.EvaluateAsync(db,
+            [stream, FarmKeys.TaskTenants(stream), FarmKeys.TaskWeights(stream), FarmKeys.TaskClock(stream), FarmKeys.TaskWork(stream),
+             FarmKeys.TaskTenantJobs(stream, "tenant"), FarmKeys.TaskJobShards(stream, shard.JobId)],
+            "tenant", shard.JobId, 1, 1, element);
+
+        var (cold, left) = await Queue.ReadPreferredAsync(stream, "cold", mine: [], others: [variant], Window);
+
+        Assert.Null(cold);
+        Assert.InRange(left, TimeSpan.FromMilliseconds(1), Window);
+    }
+
+    [Fact]
     public async Task PastTheWindowAnyWorkerTakesIt()
     {
         var stream = await QueueShardAsync("tiny-route-c", "style:0.8");
