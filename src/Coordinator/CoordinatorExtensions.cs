@@ -63,6 +63,7 @@ public static class CoordinatorExtensions
         services.AddSingleton<JobEventLog>();
         services.AddSingleton<JobEventSignal>();
         services.AddSingleton<JobSubmitter>();
+        services.AddSingleton<Commits.CommitCheckpoints>();
         services.AddSingleton<ShardSizing>();
         services.AddSingleton<SubmitDurability>();
         services.AddSingleton<WorkerReportHandler>();

@@ -37,6 +37,7 @@ public sealed class JobSubmitter(
     IOptions<Webhooks.WebhookOptions> webhookOptions,
     IOptions<CoordinatorOptions> options,
     Workers.WorkerRegistry workers,
+    Commits.CommitCheckpoints checkpoints,
     ILogger<JobSubmitter> logger)
 {
     private const int FlushEvery = 256;
@@ -131,6 +132,7 @@ public sealed class JobSubmitter(
             new(JobFields.WebhookState, header.WebhookUrl.Length > 0 ? "pending" : ""),
             new(JobFields.PreviewEvery, header.PreviewEvery),
         ]);
+        await checkpoints.PassAsync(Commits.CommitStep.SubmissionMetaWritten, jobId);
         if (header.WebhookUrl.Length > 0)
         {
             // Before the job id is returned: the end of a job that was accepted is always told.
@@ -143,7 +145,8 @@ public sealed class JobSubmitter(
             db.KeyPersistAsync(FarmKeys.JobInputs(jobId)),
             db.StreamAddAsync(FarmKeys.JobEvents(jobId), JobEventLog.Queued((uint)staging.ImageCount, staging.ShardCount)));
 
-        await queue.PublishStagedAsync(new QueuedJob(jobId, tenant, now), header.Priority);
+        await queue.PublishStagedAsync(new QueuedJob(jobId, tenant, now), header.Priority,
+            pagePublished: () => checkpoints.PassAsync(Commits.CommitStep.SubmissionPagePublished, jobId));
         await Task.WhenAll(
             db.SortedSetAddAsync(FarmKeys.TenantJobIndex(tenant), jobId, now),
             limits.RecordOpenAsync(tenant, jobId));
@@ -182,6 +185,7 @@ public sealed class JobSubmitter(
 
         var batch = $"retry-{Guid.NewGuid():N}";
         await queue.StageAsync(jobId, [.. shards.Select(s => s.ToByteArray())], batch);
+        await checkpoints.PassAsync(Commits.CommitStep.RetryStaged, jobId);
         var reopening = await jobs.ReopenForRetryAsync(jobId, status.ShardCount, shards, needsInputs);
         if (reopening != RetryReopening.Reopened)
         {
@@ -190,6 +194,7 @@ public sealed class JobSubmitter(
             throw (reopening == RetryReopening.NotFailed ? null : await UnretryableAsync(jobId, needsInputs))
                   ?? new RpcException(new Status(StatusCode.Aborted, $"job {jobId} changed state while being retried; try again"));
         }
+        await checkpoints.PassAsync(Commits.CommitStep.RetryReopened, jobId);
         // Again now that it is open: another submit of the tenant meanwhile pruned it from the set while it was still failed.
         await limits.RecordOpenAsync(tenant, jobId);
         if (await jobs.WebhookUrlAsync(jobId) is { Length: > 0 })

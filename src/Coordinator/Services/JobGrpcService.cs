@@ -29,6 +29,7 @@ public sealed class JobGrpcService(
     Estimates.CompletionEstimator estimator,
     PreviewStore previews,
     PreviewSignal previewSignal,
+    Commits.CommitCheckpoints checkpoints,
     IOptions<AuthOptions> auth,
     IOptions<CoordinatorOptions> options,
     ILogger<JobGrpcService> logger) : JobService.JobServiceBase
@@ -332,6 +333,7 @@ public sealed class JobGrpcService(
         var status = await RequireJobAsync(request.JobId, context);
         if (await jobs.ResumeAsync(request.JobId) is { } parked)
         {
+            await checkpoints.PassAsync(Commits.CommitStep.ResumeParkedTaken, request.JobId);
             // At the job's priority now: it may have changed while the job was paused.
             var now = (await jobs.GetStatusAsync(request.JobId))!;
             await queue.EnqueueAsync(QueuedJobOf(now, context), now.Priority, parked);

@@ -60,8 +60,11 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
             db.KeyExpireAsync(key, FarmKeys.StagingTtl));
     }
 
-    /// <summary>Moves a job's staged shards into their models' queues, a page at a time, then drops the staging list.</summary>
-    public async Task PublishStagedAsync(QueuedJob job, Priority priority, string batch = "")
+    /// <summary>
+    /// Moves a job's staged shards into their models' queues, a page at a time, then drops the staging list.
+    /// <paramref name="pagePublished"/>, if given, is awaited after each page.
+    /// </summary>
+    public async Task PublishStagedAsync(QueuedJob job, Priority priority, string batch = "", Func<Task>? pagePublished = null)
     {
         var db = redis.GetDatabase();
         var key = FarmKeys.JobStagedShards(job.JobId, batch);
@@ -71,6 +74,7 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
             var shards = await db.ListRangeAsync(key, start, start + Page - 1);
             if (shards.Length == 0) break;
             models.UnionWith(await AppendAsync(job, priority, shards.Select(s => (byte[])s!)));
+            if (pagePublished is not null) await pagePublished();
             if (shards.Length < Page) break;
         }
         await db.KeyDeleteAsync(key);
