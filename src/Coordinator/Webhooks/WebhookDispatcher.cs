@@ -68,6 +68,17 @@ public sealed class WebhookDispatcher(
         db.SortedSetAddAsync(FarmKeys.WebhookOutbox, jobId, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() + options.RecheckSeconds * 1000L);
 
     /// <summary>
+    /// A job a retry re-opened: if it has a webhook, its state is pending again and it is enlisted, so its next end is
+    /// told too. Idempotent.
+    /// </summary>
+    public static async Task RearmAsync(IDatabase db, string jobId, WebhookOptions options)
+    {
+        if ((string?)await db.HashGetAsync(FarmKeys.JobMeta(jobId), JobFields.WebhookUrl) is not { Length: > 0 }) return;
+        await db.HashSetAsync(FarmKeys.JobMeta(jobId), JobFields.WebhookState, "pending");
+        await EnlistAsync(db, jobId, options);
+    }
+
+    /// <summary>
     /// A job ended: its event is due now, ahead of anything enlisted or rescheduled (a job without a webhook is not in
     /// the outbox and stays out). Called after the end is written; a coordinator that stops in between leaves the job to
     /// be found when its recheck comes.
