@@ -19,9 +19,13 @@ public sealed class CommitRecoveryTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// A grace long enough for a test to look at the state a crash left before recovery settles it (the checks right
+    /// after a commit stops take milliseconds, on a loaded machine seconds), short enough to wait for.
+    /// </summary>
     private static void ShortGrace(Dictionary<string, string?> settings)
     {
-        settings["Farm:CommitRecovery:GraceSeconds"] = "3";
+        settings["Farm:CommitRecovery:GraceSeconds"] = "5";
         settings["Farm:CommitRecovery:SweepIntervalSeconds"] = "0.2";
     }
 

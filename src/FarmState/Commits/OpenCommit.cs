@@ -37,10 +37,9 @@ public sealed record OpenCommit(string JobId, string Batch)
         var parts = member.Split(Separator);
         if (parts[0].Length == 0 || parts[0].IndexOfAny(['{', '}']) >= 0) return null;
         if (parts.Length == 1) return Submission(parts[0]);
-        return parts.Length == 2 && parts[1].Length > ResumePrefix.Length
-               && (parts[1].StartsWith(RetryPrefix, StringComparison.Ordinal) || parts[1].StartsWith(ResumePrefix, StringComparison.Ordinal))
-            ? new OpenCommit(parts[0], parts[1])
-            : null;
+        return parts.Length == 2 && (Names(parts[1], RetryPrefix) || Names(parts[1], ResumePrefix)) ? new OpenCommit(parts[0], parts[1]) : null;
+
+        static bool Names(string batch, string prefix) => batch.Length > prefix.Length && batch.StartsWith(prefix, StringComparison.Ordinal);
     }
 
     public override string ToString() => Member;

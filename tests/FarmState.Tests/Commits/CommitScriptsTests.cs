@@ -42,6 +42,8 @@ public sealed class CommitScriptsTests
     [InlineData("aaaaaaaaaaaaaaaa", true)]
     [InlineData("aaaaaaaaaaaaaaaa/retry-0123", true)]
     [InlineData("aaaaaaaaaaaaaaaa/resume-0123", true)]
+    [InlineData("aaaaaaaaaaaaaaaa/retry-0", true)]
+    [InlineData("aaaaaaaaaaaaaaaa/retry-", false)]
     [InlineData("aaaaaaaaaaaaaaaa/other-0123", false)]
     [InlineData("aaaaaaaaaaaaaaaa/retry-1/x", false)]
     [InlineData("/retry-0123", false)]
