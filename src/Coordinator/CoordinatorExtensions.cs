@@ -64,6 +64,12 @@ public static class CoordinatorExtensions
         services.AddSingleton<JobEventLog>();
         services.AddSingleton<JobEventSignal>();
         services.AddSingleton<JobSubmitter>();
+        services.AddSingleton<Commits.CommitCheckpoints>();
+        services.AddOptions<Commits.CommitRecoveryOptions>().BindConfiguration(Commits.CommitRecoveryOptions.Section)
+            .ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<Commits.CommitJournal>();
+        services.AddSingleton<Commits.CommitRecovery>();
+        services.AddHostedService<Commits.CommitSweeper>();
         services.AddSingleton<ShardSizing>();
         services.AddSingleton<SubmitDurability>();
         services.AddSingleton<WorkerReportHandler>();

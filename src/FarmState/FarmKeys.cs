@@ -226,6 +226,17 @@ public static partial class FarmKeys
     /// <summary>Set once every job submitted before retention existed has been entered in <see cref="RetentionDue"/>.</summary>
     public const string RetentionBackfilled = "retention:backfilled";
 
+    /// <summary>
+    /// Sorted set: the commits in progress (<see cref="Commits.OpenCommit.Member"/>: a submission, a retry or a resume) →
+    /// when each last made progress (ms, Redis's clock). A commit makes a job's work visible in several steps, since no
+    /// one script can take them: the task streams live in other hash slots than the job's keys. It is entered before its
+    /// first visible write, its score moves as it publishes each page of shards, and it leaves once it is complete,
+    /// before its client is answered. An entry whose score stops moving is a commit whose coordinator stopped: every
+    /// coordinator's recovery claims such entries (<see cref="Commits.CommitScripts.ClaimStale"/>) and settles their jobs
+    /// (a submission rolled back, a retry or resume rolled forward).
+    /// </summary>
+    public const string CommitJournal = "commits:open";
+
     public static string JobTag(string jobId) => $"{{job:{jobId}}}";
 
     /// <summary>Hash: state, params, counts, timestamps.</summary>
@@ -255,12 +266,19 @@ public static partial class FarmKeys
     /// <summary>
     /// List of serialized shards staged for the task streams (see <see cref="TaskStreams.ShardQueue"/>): the
     /// submission's (<paramref name="batch"/> empty) while it is being received, published on commit; a retry's (its
-    /// own batch, so that concurrent retries never mix their shards) until the job is re-opened.
+    /// own batch, so that concurrent retries never mix their shards) until the job is re-opened; a resume's (its own
+    /// batch: the parked shards it took) until they are queued. Publishing drops each page once it is queued, so what
+    /// is left is what is not queued yet; a commit cut short leaves it to recovery (<see cref="CommitJournal"/>).
     /// </summary>
     public static string JobStagedShards(string jobId, string batch = "") =>
         batch.Length == 0 ? $"{JobTag(jobId)}:staged" : $"{JobTag(jobId)}:staged:{batch}";
 
-    /// <summary>How long the staged keys of a job (shards, images, shard sizes, inputs) live unless a commit persists or publishes them.</summary>
+    /// <summary>
+    /// How long the staged keys of a submission (shards, images, shard sizes, inputs) live while it is being received:
+    /// an abandoned one leaves nothing for long. Its commit persists them once it is in the <see cref="CommitJournal"/>,
+    /// whose recovery deletes them should the commit be cut short; a retry's or resume's list is journaled before it is
+    /// written and never expires.
+    /// </summary>
     public static readonly TimeSpan StagingTtl = TimeSpan.FromHours(1);
 
     /// <summary>List of serialized shards held back while the job is paused; re-queued on resume.</summary>

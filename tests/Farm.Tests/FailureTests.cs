@@ -293,7 +293,7 @@ public sealed class FailureTests
         Assert.Contains("Farm:Retention:ResultDays", refused.Status.Detail);
         // The re-open checks it again itself, in one step with the re-open (a sweep between the check and it).
         var jobs = farm.CoordinatorServices.GetRequiredService<RenderFarm.Coordinator.Jobs.JobRepository>();
-        Assert.Equal(RenderFarm.Coordinator.Jobs.RetryReopening.ResultsExpired, await jobs.ReopenForRetryAsync(job, 1, [new Shard()], needsInputs: false));
+        Assert.Equal(RenderFarm.Coordinator.Jobs.RetryReopening.ResultsExpired, await jobs.ReopenForRetryAsync(job, "retry-test", 1, [new Shard()], needsInputs: false));
         var status = await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = job });
         Assert.Equal((JobState.Failed, 1u, 1u), (status.State, status.ImagesDone, status.ImagesFailed));
     }
@@ -322,7 +322,7 @@ public sealed class FailureTests
         Assert.StartsWith($"job {initFailed} cannot be retried: the init images, masks or control images its failed images render from were dropped on ",
             refused.Status.Detail);
         Assert.Contains("Farm:Retention:FailedInputDays", refused.Status.Detail);
-        Assert.Equal(RenderFarm.Coordinator.Jobs.RetryReopening.InputsExpired, await jobs.ReopenForRetryAsync(initFailed, 2, [new Shard()], needsInputs: true));
+        Assert.Equal(RenderFarm.Coordinator.Jobs.RetryReopening.InputsExpired, await jobs.ReopenForRetryAsync(initFailed, "retry-test", 2, [new Shard()], needsInputs: true));
         Assert.Equal(JobState.Failed, (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = initFailed })).State);
         // The other job's failed image needs none of its inputs: it is retried.
         Assert.Equal(JobState.Queued, (await farm.Jobs.RetryJobAsync(new RetryJobRequest { JobId = promptFailed })).State);

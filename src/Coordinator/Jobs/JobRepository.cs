@@ -117,13 +117,20 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
     public async Task<bool> PauseAsync(string jobId) =>
         (int)await JobScripts.Pause.EvaluateAsync(redis.GetDatabase(), [FarmKeys.JobMeta(jobId), FarmKeys.JobEvents(jobId)]) == 1;
 
-    /// <summary>Resumes a paused job; returns the shards parked while it was paused (null if it was not paused).</summary>
-    public async Task<byte[][]?> ResumeAsync(string jobId)
+    /// <summary>
+    /// Resumes a paused job, moving the shards parked while it was paused to the staged list of <paramref name="batch"/>
+    /// (<see cref="FarmKeys.JobStagedShards"/>), to be published; returns how many (null if it was not paused).
+    /// </summary>
+    public async Task<long?> ResumeAsync(string jobId, string batch)
     {
         var result = await JobScripts.Resume.EvaluateAsync(redis.GetDatabase(),
-            [FarmKeys.JobMeta(jobId), FarmKeys.JobEvents(jobId), FarmKeys.JobParkedShards(jobId)]);
-        return result.IsNull ? null : ((RedisResult[])result!).Select(r => (byte[])r!).ToArray();
+            [FarmKeys.JobMeta(jobId), FarmKeys.JobEvents(jobId), FarmKeys.JobParkedShards(jobId), FarmKeys.JobStagedShards(jobId, batch)]);
+        return result.IsNull ? null : (long)result;
     }
+
+    /// <summary>The batch of the last retry that re-opened the job (<see cref="JobFields.RetryBatch"/>); null if none did, or no such job.</summary>
+    public async Task<string?> RetryBatchAsync(string jobId) =>
+        (string?)await redis.GetDatabase().HashGetAsync(FarmKeys.JobMeta(jobId), JobFields.RetryBatch);
 
     /// <summary>The URL the job's end is POSTed to ("" for none, null if there is no such job).</summary>
     public async Task<string?> WebhookUrlAsync(string jobId) =>
@@ -224,12 +231,12 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
 
     /// <summary>
     /// Re-opens a failed job for the given shards of its failed images (shard indices from <paramref name="firstShard"/>),
-    /// unless it is not in the failed state any more or retention took what the retry needs (its stored images; its
-    /// inputs, when <paramref name="needsInputs"/>).
+    /// staged as <paramref name="batch"/>, unless it is not in the failed state any more or retention took what the
+    /// retry needs (its stored images; its inputs, when <paramref name="needsInputs"/>).
     /// </summary>
-    public async Task<RetryReopening> ReopenForRetryAsync(string jobId, uint firstShard, IReadOnlyList<Shard> shards, bool needsInputs)
+    public async Task<RetryReopening> ReopenForRetryAsync(string jobId, string batch, uint firstShard, IReadOnlyList<Shard> shards, bool needsInputs)
     {
-        var args = new List<RedisValue> { firstShard, needsInputs ? 1 : 0 };
+        var args = new List<RedisValue> { batch, firstShard, needsInputs ? 1 : 0 };
         args.AddRange(shards.Select(s => (RedisValue)s.Images.Count));
         args.Add(JobScripts.ListEnd);
         args.AddRange(shards.SelectMany(s => s.Images).Select(i => (RedisValue)i.Index));

@@ -6,6 +6,7 @@ using RenderFarm.Coordinator.Security;
 using RenderFarm.Shared.Tracing;
 using StackExchange.Redis;
 using RenderFarm.FarmState;
+using RenderFarm.FarmState.Commits;
 using RenderFarm.FarmState.Jobs;
 using RenderFarm.FarmState.TaskStreams;
 using RenderFarm.GenerationRules;
@@ -22,6 +23,11 @@ namespace RenderFarm.Coordinator.Jobs;
 /// <item>Retry queues a failed job's failed images again, with the settings they were submitted with, sized for the
 /// fleet serving the job now; the job is re-opened for exactly those images before its staged shards are published.</item>
 /// </list>
+/// Resume publishes a paused job's parked shards the same way. Each of the three is a commit of several steps that no
+/// one script can take (the task streams are in other hash slots than the job), so it is entered in the commit journal
+/// (<see cref="Commits.CommitJournal"/>) before its first visible write and leaves it only once complete: one cut short,
+/// by a crash or by an error, is settled by <see cref="Commits.CommitRecovery"/> (a submission rolled back, a retry or
+/// resume rolled forward), never left half-visible.
 /// </summary>
 public sealed class JobSubmitter(
     IConnectionMultiplexer redis,
@@ -37,6 +43,9 @@ public sealed class JobSubmitter(
     IOptions<Webhooks.WebhookOptions> webhookOptions,
     IOptions<CoordinatorOptions> options,
     Workers.WorkerRegistry workers,
+    Commits.CommitJournal journal,
+    Commits.CommitRecovery recovery,
+    Commits.CommitCheckpoints checkpoints,
     ILogger<JobSubmitter> logger)
 {
     private const int FlushEvery = 256;
@@ -61,6 +70,7 @@ public sealed class JobSubmitter(
         header.Params = ResolveUpscaling(header.Params, fleet, validator, "params");
         var staging = new Staging(redis.GetDatabase(), queue, validator, jobId, header, fleet, (uint)options.Value.MaxAttempts);
         var inputs = new SubmittedInputs(redis.GetDatabase(), jobId, options.Value, FarmKeys.StagingTtl);
+        Commits.CommitLease? commit = null;
         try
         {
             long position = 0;
@@ -89,12 +99,17 @@ public sealed class JobSubmitter(
             if (staging.ImageCount == 0)
                 throw BatchValidator.Invalid("prompts: the batch has no prompts; send at least one after the header");
             await staging.FlushAsync(final: true);
-            await CommitAsync(staging, tenant);
+            commit = await journal.BeginAsync(OpenCommit.Submission(jobId));
+            await CommitAsync(staging, tenant, commit);
         }
         catch (Exception e)
         {
-            // Nothing of a rejected or broken submission may remain; the staging TTL covers a crash right here.
-            await staging.DiscardAsync();
+            // Nothing of a rejected or broken submission may remain. Before its commit nothing of it is visible: what it
+            // staged goes (the staging TTL covers a crash right here). Once committing, it may be partly visible: it is
+            // rolled back as recovery rolls back one whose coordinator died.
+            if (commit is null) await staging.DiscardAsync();
+            else await SettleAsync(commit, e);
+            if (e is Commits.CommitLostException) throw TakenOver(commit!.Commit);
             if (e is not RpcException) logger.LogWarning(e, "Submission of job {JobId} abandoned", jobId);
             throw;
         }
@@ -105,7 +120,13 @@ public sealed class JobSubmitter(
         return new SubmitJobResponse { JobId = jobId, ImageCount = (uint)staging.ImageCount, ShardCount = staging.ShardCount };
     }
 
-    private async Task CommitAsync(Staging staging, string tenant)
+    /// <summary>
+    /// Makes a fully staged submission a queued job, step by step under its journal entry (<paramref name="commit"/>):
+    /// the job's meta, its staged keys persisted (recovery deletes them should the commit be cut short), its shards
+    /// published a page at a time (the entry renewed with each page, so a long publish is not taken for a dead one), its
+    /// tenant's listing and open work; then the entry leaves the journal.
+    /// </summary>
+    private async Task CommitAsync(Staging staging, string tenant, Commits.CommitLease commit)
     {
         var db = redis.GetDatabase();
         var jobId = staging.JobId;
@@ -131,6 +152,7 @@ public sealed class JobSubmitter(
             new(JobFields.WebhookState, header.WebhookUrl.Length > 0 ? "pending" : ""),
             new(JobFields.PreviewEvery, header.PreviewEvery),
         ]);
+        await checkpoints.PassAsync(Commits.CommitStep.SubmissionMetaWritten, jobId);
         if (header.WebhookUrl.Length > 0)
         {
             // Before the job id is returned: the end of a job that was accepted is always told.
@@ -141,12 +163,18 @@ public sealed class JobSubmitter(
             db.KeyPersistAsync(FarmKeys.JobImages(jobId)),
             db.KeyPersistAsync(FarmKeys.JobShardsRemaining(jobId)),
             db.KeyPersistAsync(FarmKeys.JobInputs(jobId)),
+            db.KeyPersistAsync(FarmKeys.JobStagedShards(jobId)),
             db.StreamAddAsync(FarmKeys.JobEvents(jobId), JobEventLog.Queued((uint)staging.ImageCount, staging.ShardCount)));
 
-        await queue.PublishStagedAsync(new QueuedJob(jobId, tenant, now), header.Priority);
+        await queue.PublishStagedAsync(new QueuedJob(jobId, tenant, now), header.Priority, pagePublished: async () =>
+        {
+            await commit.RenewAsync();
+            await checkpoints.PassAsync(Commits.CommitStep.SubmissionPagePublished, jobId);
+        });
         await Task.WhenAll(
             db.SortedSetAddAsync(FarmKeys.TenantJobIndex(tenant), jobId, now),
             limits.RecordOpenAsync(tenant, jobId));
+        await commit.CompleteAsync();
     }
 
     /// <summary>
@@ -156,7 +184,8 @@ public sealed class JobSubmitter(
     /// stored images, or dropped the inputs (init images, masks, control images) its failed images render from: such a
     /// retry could only end in images nobody can download, or in shards that fail for want of their inputs. A retry makes
     /// the job unfinished again, so it is checked against the tenant's limits like a submit (RESOURCE_EXHAUSTED) and
-    /// counts against them from before it re-opens.
+    /// counts against them from before it re-opens. Journaled (<see cref="Commits.CommitJournal"/>) from before it stages:
+    /// once the job is re-opened the retry is finished by whoever holds it, this coordinator or, should it stop, recovery.
     /// </summary>
     public async Task RetryAsync(JobStatus status, string tenant)
     {
@@ -180,25 +209,91 @@ public sealed class JobSubmitter(
         shards.AddRange(planner.CloseAll());
         foreach (var shard in shards) shard.PreviewEvery = status.PreviewEvery;
 
-        var batch = $"retry-{Guid.NewGuid():N}";
-        await queue.StageAsync(jobId, [.. shards.Select(s => s.ToByteArray())], batch);
-        var reopening = await jobs.ReopenForRetryAsync(jobId, status.ShardCount, shards, needsInputs);
-        if (reopening != RetryReopening.Reopened)
+        var commit = await journal.BeginAsync(OpenCommit.Retry(jobId));
+        var batch = commit.Commit.Batch;
+        try
         {
-            await queue.DiscardStagedAsync(jobId, batch);
-            // ResultsExpired, InputsExpired: retention's sweep got there between the check above and the re-open.
-            throw (reopening == RetryReopening.NotFailed ? null : await UnretryableAsync(jobId, needsInputs))
-                  ?? new RpcException(new Status(StatusCode.Aborted, $"job {jobId} changed state while being retried; try again"));
+            await queue.StageAsync(jobId, [.. shards.Select(s => s.ToByteArray())], batch, journaled: true);
+            await checkpoints.PassAsync(Commits.CommitStep.RetryStaged, jobId);
+            var reopening = await jobs.ReopenForRetryAsync(jobId, batch, status.ShardCount, shards, needsInputs);
+            if (reopening != RetryReopening.Reopened)
+            {
+                await queue.DiscardStagedAsync(jobId, batch);
+                await commit.CompleteAsync();
+                // ResultsExpired, InputsExpired: retention's sweep got there between the check above and the re-open.
+                throw (reopening == RetryReopening.NotFailed ? null : await UnretryableAsync(jobId, needsInputs))
+                      ?? new RpcException(new Status(StatusCode.Aborted, $"job {jobId} changed state while being retried; try again"));
+            }
+            await checkpoints.PassAsync(Commits.CommitStep.RetryReopened, jobId);
+            // From here the retry is finished as recovery would finish it: open work, webhook re-armed, shards published.
+            if (await recovery.RollForwardAsync(commit) is null)
+                logger.LogInformation("Job {JobId} ended again (cancelled or deleted) as it was being retried; its retry's shards are dropped", jobId);
+            else
+                logger.LogInformation("Job {JobId}: {Images} failed images re-queued in {Shards} shards", jobId, failed.Count, shards.Count);
         }
-        // Again now that it is open: another submit of the tenant meanwhile pruned it from the set while it was still failed.
-        await limits.RecordOpenAsync(tenant, jobId);
-        if (await jobs.WebhookUrlAsync(jobId) is { Length: > 0 })
+        catch (Exception e) when (e is not RpcException)
         {
-            await Webhooks.WebhookDispatcher.ReenlistAsync(redis.GetDatabase(), jobId, webhookOptions.Value); // its next end is told too
+            await SettleAsync(commit, e);
+            if (e is Commits.CommitLostException) throw TakenOver(commit.Commit);
+            throw;
         }
-        await queue.PublishStagedAsync(new QueuedJob(jobId, tenant, status.CreatedUnixMs), status.Priority, batch);
-        logger.LogInformation("Job {JobId}: {Images} failed images re-queued in {Shards} shards", jobId, failed.Count, shards.Count);
     }
+
+    /// <summary>
+    /// Resumes a paused job: its state restored and the shards parked while it was paused moved to a staged list of the
+    /// resume's own, in one script, then published at the job's priority now (it may have changed while the job was
+    /// paused). Journaled like a retry: once the job is resumed, its parked shards are queued by whoever holds the
+    /// resume, this coordinator or, should it stop, recovery. Returns how many shards were parked (null if the job was
+    /// not paused).
+    /// </summary>
+    public async Task<long?> ResumeAsync(string jobId)
+    {
+        var commit = await journal.BeginAsync(OpenCommit.Resume(jobId));
+        try
+        {
+            var parked = await jobs.ResumeAsync(jobId, commit.Commit.Batch);
+            if (parked is > 0)
+            {
+                await checkpoints.PassAsync(Commits.CommitStep.ResumeParkedTaken, jobId);
+                await recovery.RollForwardAsync(commit);
+            }
+            else await commit.CompleteAsync();
+            return parked;
+        }
+        catch (Exception e)
+        {
+            await SettleAsync(commit, e);
+            if (e is Commits.CommitLostException) throw TakenOver(commit.Commit);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Settles a commit that failed with an error (not a crash) at once, as recovery settles one whose coordinator died;
+    /// should that fail too (Redis still failing), it stays in the journal and recovery settles it after the grace. One
+    /// that recovery took over already is left to it.
+    /// </summary>
+    private async Task SettleAsync(Commits.CommitLease commit, Exception error)
+    {
+        if (error is Commits.CommitLostException) return;
+        try
+        {
+            await recovery.RecoverAsync(commit, CancellationToken.None);
+        }
+        catch (Exception e) when (e is RedisException or IOException or TimeoutException or Commits.CommitLostException)
+        {
+            logger.LogWarning("Commit {Commit} of job {JobId} failed ({Error}) and is not settled yet ({Again}); commit recovery settles it",
+                commit.Commit.Member, commit.Commit.JobId, error.Message, e.Message);
+        }
+    }
+
+    /// <summary>ABORTED for a commit that stalled past the grace and was settled by recovery meanwhile.</summary>
+    private static RpcException TakenOver(OpenCommit commit) => new(new Status(StatusCode.Aborted, commit.Kind switch
+    {
+        CommitKind.Submission => $"the submission stalled while it was being committed and was rolled back (job {commit.JobId} does not exist); submit it again",
+        CommitKind.Retry => $"the retry of job {commit.JobId} stalled while it was being committed and was settled by commit recovery; check `farm status {commit.JobId}`",
+        _ => $"the resume of job {commit.JobId} stalled while it was being committed and was settled by commit recovery; check `farm status {commit.JobId}`",
+    }));
 
     /// <summary>Whether an image renders from the job's inputs: an init image, a mask, or a control image.</summary>
     private static bool NeedsInputs(ImageTask task, GenerationParams jobParams) =>

@@ -329,14 +329,9 @@ public sealed class JobGrpcService(
 
     public override async Task<JobStatus> ResumeJob(ResumeJobRequest request, ServerCallContext context)
     {
-        var status = await RequireJobAsync(request.JobId, context);
-        if (await jobs.ResumeAsync(request.JobId) is { } parked)
-        {
-            // At the job's priority now: it may have changed while the job was paused.
-            var now = (await jobs.GetStatusAsync(request.JobId))!;
-            await queue.EnqueueAsync(QueuedJobOf(now, context), now.Priority, parked);
-            logger.LogInformation("Job {JobId} resumed; {Shards} held shards re-queued", request.JobId, parked.Length);
-        }
+        await RequireJobAsync(request.JobId, context);
+        if (await submitter.ResumeAsync(request.JobId) is { } parked)
+            logger.LogInformation("Job {JobId} resumed; {Shards} held shards re-queued", request.JobId, parked);
         return (await jobs.GetStatusAsync(request.JobId))!;
     }
 

@@ -70,13 +70,18 @@ public sealed class WebhookDispatcher(
         db.SortedSetAddAsync(FarmKeys.WebhookOutbox, jobId, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() + options.RecheckSeconds * 1000L);
 
     /// <summary>
-    /// Enlists a job again when a retry re-opens it: its next end is told, as pending, with a fresh count of failed
-    /// deliveries (the last end's, maybe given up, would otherwise give this one up at its first failure).
+    /// A job a retry re-opened: if it has a webhook, its state is pending again and it is enlisted, so its next end is
+    /// told too. Idempotent.
     /// </summary>
-    public static Task ReenlistAsync(IDatabase db, string jobId, WebhookOptions options) => Task.WhenAll(
-        db.HashSetAsync(FarmKeys.JobMeta(jobId), JobFields.WebhookState, "pending"),
-        db.HashDeleteAsync(FarmKeys.JobMeta(jobId), [JobFields.WebhookAttempts, JobFields.WebhookFirstAttemptMs]),
-        EnlistAsync(db, jobId, options));
+    public static async Task RearmAsync(IDatabase db, string jobId, WebhookOptions options)
+    {
+        if ((string?)await db.HashGetAsync(FarmKeys.JobMeta(jobId), JobFields.WebhookUrl) is not { Length: > 0 }) return;
+        await Task.WhenAll(
+            db.HashSetAsync(FarmKeys.JobMeta(jobId), JobFields.WebhookState, "pending"),
+            // A fresh count of failed deliveries: the last end's (maybe given up) would give this one up at its first failure.
+            db.HashDeleteAsync(FarmKeys.JobMeta(jobId), [JobFields.WebhookAttempts, JobFields.WebhookFirstAttemptMs]));
+        await EnlistAsync(db, jobId, options);
+    }
 
     /// <summary>
     /// A job ended: its event is due now, ahead of anything enlisted or rescheduled (a job without a webhook is not in

@@ -42,4 +42,11 @@ public static class JobFields
 
     /// <summary>When retention dropped the failed job's init images and masks (ms): a retry can no longer render those images.</summary>
     public const string InputsExpiredMs = "inputs_expired_ms";
+
+    /// <summary>
+    /// The batch (<see cref="FarmKeys.JobStagedShards"/>) of the last retry that re-opened the job: a retry cut short is
+    /// finished by recovery only if it is still this one (<see cref="Commits.OpenCommit"/>); any other batch of the job's
+    /// never re-opened it, or was overtaken, and its staged shards are dropped.
+    /// </summary>
+    public const string RetryBatch = "retry_batch";
 }

@@ -139,7 +139,8 @@ public static class JobScripts
         """);
 
     /// <summary>
-    /// Re-opens a failed job for exactly the images being retried. <c>needs_inputs</c> is 1 when those images render
+    /// Re-opens a failed job for exactly the images being retried, by the retry whose staged shards are <c>batch</c>
+    /// (noted as <see cref="JobFields.RetryBatch"/>). <c>needs_inputs</c> is 1 when those images render
     /// from the job's inputs (init images, masks, control images). Arguments after it: per new shard its image count,
     /// then <see cref="ListEnd"/>, then the failed indices being retried. Returns 0 if the job is not failed (any more),
     /// <see cref="RetryResultsExpired"/> if retention deleted its images (a retry's could be neither downloaded nor
@@ -147,12 +148,12 @@ public static class JobScripts
     /// in one step with the re-open, so a sweep in between cannot slip past.
     /// </summary>
     public static readonly FarmScript ReopenForRetry = new("re-open a failed job for a retry",
-        ["meta", "failures", "shards", "events"], ["first_shard", "needs_inputs"],
+        ["meta", "failures", "shards", "events"], ["batch", "first_shard", "needs_inputs"],
         $$"""
         if redis.call('HGET', meta, '{{F.State}}') ~= '{{S.Failed}}' then return 0 end
         if redis.call('HEXISTS', meta, '{{F.ResultsExpiredMs}}') == 1 then return {{RetryResultsExpired}} end
         if needs_inputs == '1' and redis.call('HEXISTS', meta, '{{F.InputsExpiredMs}}') == 1 then return {{RetryInputsExpired}} end
-        local i, shard, images = 3, tonumber(first_shard), 0
+        local i, shard, images = 4, tonumber(first_shard), 0
         while ARGV[i] ~= '{{ListEnd}}' do
           redis.call('HSET', shards, shard, ARGV[i])
           images = images + tonumber(ARGV[i])
@@ -160,7 +161,7 @@ public static class JobScripts
         end
         for j = i + 1, #ARGV do redis.call('HDEL', failures, ARGV[j]) end
         redis.call('HINCRBY', meta, '{{F.ImagesFailed}}', -images)
-        redis.call('HSET', meta, '{{F.State}}', '{{S.Queued}}', '{{F.ShardCount}}', shard)
+        redis.call('HSET', meta, '{{F.State}}', '{{S.Queued}}', '{{F.ShardCount}}', shard, '{{F.RetryBatch}}', batch)
         redis.call('HDEL', meta, '{{F.FinishedMs}}')
         redis.call('XADD', events, '*', '{{E.Type}}', '{{T.Queued}}', '{{E.Images}}', images, '{{E.Shards}}', shard - tonumber(first_shard))
         {{WakeWatchers}}
@@ -240,20 +241,22 @@ public static class JobScripts
         """);
 
     /// <summary>
-    /// Resumes a paused job and hands back (and forgets) the shards parked meanwhile, in one step, so a shard parked
-    /// concurrently is either returned here or sees the job running and runs. Returns nil if the job was not paused.
+    /// Resumes a paused job and moves the shards parked meanwhile to <c>staged</c> (the resume's own staged list, which
+    /// it then publishes), in one step, so a shard parked concurrently is either moved here or sees the job running and
+    /// runs, and a coordinator that stops before publishing them leaves them staged for recovery rather than lost.
+    /// Returns how many it moved, or nil if the job was not paused.
     /// </summary>
     public static readonly FarmScript Resume = new("resume a paused job",
-        ["meta", "events", "parked"], [],
+        ["meta", "events", "parked", "staged"], [],
         $$"""
         if redis.call('HGET', meta, '{{F.State}}') ~= '{{S.Paused}}' then return false end
         local state = redis.call('HGET', meta, '{{F.PausedFrom}}') or '{{S.Queued}}'
         redis.call('HSET', meta, '{{F.State}}', state)
         redis.call('XADD', events, '*', '{{E.Type}}', '{{T.StateChanged}}', '{{E.State}}', state)
         {{WakeWatchers}}
-        local shards = redis.call('LRANGE', parked, 0, -1)
-        redis.call('DEL', parked)
-        return shards
+        local parked_shards = redis.call('LLEN', parked)
+        if parked_shards > 0 then redis.call('RENAME', parked, staged) end
+        return parked_shards
         """);
 
     /// <summary>

@@ -13,7 +13,8 @@ namespace RenderFarm.FarmState.TaskStreams;
 /// any other: pending under that worker until it is acknowledged, leased, taken over, dead-lettered. The life of an entry:
 /// <list type="number">
 /// <item>The coordinator stages a job's shards (<see cref="StageAsync"/>) and publishes them once the job is committed
-/// (<see cref="PublishStagedAsync"/>); a resumed job's parked shards are enqueued again (<see cref="EnqueueAsync"/>).
+/// (<see cref="PublishStagedAsync"/>); a retry's shards and a resumed job's parked shards are staged and published the
+/// same way. Shards can also be queued directly (<see cref="EnqueueAsync"/>).
 /// Idle workers are nudged over pub/sub.</item>
 /// <item>A worker claims an entry: a new one (<see cref="ReadNewAsync"/>: the next token, bound to the shard whose turn
 /// it is — tenants take turns, weighted, and a tenant's jobs go in submission order), or one it or another worker held
@@ -47,37 +48,49 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
 
     /// <summary>
     /// Adds serialized shards of a job to a staging list (<see cref="FarmKeys.JobStagedShards"/>: the submission's,
-    /// or a retry's <paramref name="batch"/>), which expires after <see cref="FarmKeys.StagingTtl"/> unless published: a
-    /// coordinator dying before it publishes leaves nothing for long.
+    /// or a retry's <paramref name="batch"/>). A submission's list expires after <see cref="FarmKeys.StagingTtl"/> unless
+    /// its commit persists it: a coordinator dying while it receives the batch leaves nothing for long. A
+    /// <paramref name="journaled"/> list (a commit in the <see cref="FarmKeys.CommitJournal"/> writes it) does not
+    /// expire: should its commit be cut short, recovery publishes or deletes it.
     /// </summary>
-    public Task StageAsync(string jobId, IReadOnlyCollection<byte[]> shards, string batch = "")
+    public Task StageAsync(string jobId, IReadOnlyCollection<byte[]> shards, string batch = "", bool journaled = false)
     {
         if (shards.Count == 0) return Task.CompletedTask;
         var db = redis.GetDatabase();
         var key = FarmKeys.JobStagedShards(jobId, batch);
-        return Task.WhenAll(
-            db.ListRightPushAsync(key, [.. shards.Select(s => (RedisValue)s)]),
-            db.KeyExpireAsync(key, FarmKeys.StagingTtl));
+        var push = db.ListRightPushAsync(key, [.. shards.Select(s => (RedisValue)s)]);
+        return journaled ? push : Task.WhenAll(push, db.KeyExpireAsync(key, FarmKeys.StagingTtl));
     }
 
-    /// <summary>Moves a job's staged shards into their models' queues, a page at a time, then drops the staging list.</summary>
-    public async Task PublishStagedAsync(QueuedJob job, Priority priority, string batch = "")
+    /// <summary>
+    /// Moves a job's staged shards into their models' queues, a page at a time, dropping each page from the staging list
+    /// once it is queued (<see cref="TaskStreamScripts.DropPublished"/>; the list is gone when the last page is), so
+    /// publishing is resumable: what is still staged is what is not queued yet, and publishing the list again queues
+    /// just that. A publisher stopped between queueing a page and dropping it leaves that one page both queued and
+    /// staged, so a resumed publish queues it twice (delivery is at least once; the first outcome of each image counts).
+    /// <paramref name="pagePublished"/>, if given, is awaited after each page (a commit notes its progress there).
+    /// Returns how many shards it queued.
+    /// </summary>
+    public async Task<long> PublishStagedAsync(QueuedJob job, Priority priority, string batch = "", Func<Task>? pagePublished = null)
     {
         var db = redis.GetDatabase();
         var key = FarmKeys.JobStagedShards(job.JobId, batch);
         var models = new HashSet<string>();
-        for (long start = 0; ; start += Page)
+        long queued = 0;
+        while (true)
         {
-            var shards = await db.ListRangeAsync(key, start, start + Page - 1);
+            var shards = await db.ListRangeAsync(key, 0, Page - 1);
             if (shards.Length == 0) break;
             models.UnionWith(await AppendAsync(job, priority, shards.Select(s => (byte[])s!)));
-            if (shards.Length < Page) break;
+            queued += shards.Length;
+            await TaskStreamScripts.DropPublished.EvaluateAsync(db, [key], shards[0], shards.Length);
+            if (pagePublished is not null) await pagePublished();
         }
-        await db.KeyDeleteAsync(key);
         await Task.WhenAll(models.Select(NudgeWorkersAsync));
+        return queued;
     }
 
-    /// <summary>Drops a batch of staged shards (a retry that found the job changed).</summary>
+    /// <summary>Drops a batch of staged shards (a retry that found the job changed; a commit whose job ended before its shards were queued).</summary>
     public Task DiscardStagedAsync(string jobId, string batch) => redis.GetDatabase().KeyDeleteAsync(FarmKeys.JobStagedShards(jobId, batch));
 
     /// <summary>Queues serialized shards of a job on their models' queues and nudges those models' workers.</summary>

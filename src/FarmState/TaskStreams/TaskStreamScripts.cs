@@ -203,6 +203,20 @@ public static class TaskStreamScripts
         """;
 
     /// <summary>
+    /// Drops a page of <c>count</c> shards from the head of a staging list (<see cref="FarmKeys.JobStagedShards"/>) once
+    /// they are queued, if the list still starts with the page's <c>first</c> shard: a second publisher of the same list
+    /// (a recovery that took over from a stalled committer) that dropped the page already makes this a no-op, rather than
+    /// a drop of the next page, which is not queued. Returns 1 if it dropped the page.
+    /// </summary>
+    public static readonly FarmScript DropPublished = new("drop a published page of staged shards",
+        ["staged"], ["first", "count"],
+        """
+        if redis.call('LINDEX', staged, 0) ~= first then return 0 end
+        redis.call('LTRIM', staged, tonumber(count), -1)
+        return 1
+        """);
+
+    /// <summary>
     /// Adds shards of a job (the arguments after <c>weight</c>: <see cref="QueuedShard"/>s) to the stream's fair queue,
     /// under the job's tenant, and a token per shard to the stream, in one step: the stream's lag is always the number of
     /// waiting shards. Each is stamped queued now by Redis's clock (TIME), the one its age is later read by.

@@ -1,0 +1,35 @@
+using RenderFarm.FarmState;
+using RenderFarm.FarmState.Commits;
+using StackExchange.Redis;
+
+namespace RenderFarm.Coordinator.Commits;
+
+/// <summary>
+/// The commits in progress (<see cref="FarmKeys.CommitJournal"/>). A committer enters its commit before its first
+/// visible write (<see cref="BeginAsync"/>), renews it as it publishes and completes it before its client is answered
+/// (<see cref="CommitLease"/>); recovery claims the commits that stopped making progress (<see cref="ClaimStaleAsync"/>).
+/// </summary>
+public sealed class CommitJournal(IConnectionMultiplexer redis, ILogger<CommitJournal> logger)
+{
+    /// <summary>Enters a new commit, held by the caller.</summary>
+    public async Task<CommitLease> BeginAsync(OpenCommit commit) =>
+        new(redis, commit, (long)await CommitScripts.Begin.EvaluateAsync(redis.GetDatabase(), [FarmKeys.CommitJournal], commit.Member));
+
+    /// <summary>
+    /// Claims the commit that has made no progress for the longest, if for at least <paramref name="grace"/>; null when
+    /// there is none. An entry this layout does not produce is dropped on the way.
+    /// </summary>
+    public async Task<CommitLease?> ClaimStaleAsync(TimeSpan grace)
+    {
+        var db = redis.GetDatabase();
+        while (true)
+        {
+            var claimed = await CommitScripts.ClaimStale.EvaluateAsync(db, [FarmKeys.CommitJournal], (long)grace.TotalMilliseconds);
+            if (claimed.IsNull) return null;
+            var (member, held) = ((string)claimed[0]!, (long)claimed[1]);
+            if (OpenCommit.Parse(member) is { } commit) return new CommitLease(redis, commit, held);
+            logger.LogWarning("Commit journal entry {Member} names no commit this coordinator knows; dropped", member);
+            await new CommitLease(redis, OpenCommit.Submission(member), held).CompleteAsync();
+        }
+    }
+}

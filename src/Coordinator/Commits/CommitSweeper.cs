@@ -1,0 +1,59 @@
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
+
+namespace RenderFarm.Coordinator.Commits;
+
+/// <summary>
+/// Every coordinator's background recovery of commits whose coordinator died (<see cref="CommitRecoveryOptions.SweepInterval"/>):
+/// claims each commit that made no progress for <see cref="CommitRecoveryOptions.Grace"/>, one at a time (a claim is
+/// atomic, so concurrent sweeps of several coordinators each take different commits), and settles it
+/// (<see cref="CommitRecovery"/>). A sweeper that dies with a claimed commit leaves it stale again after the grace, for
+/// the next; every step is idempotent.
+/// </summary>
+public sealed class CommitSweeper(
+    CommitJournal journal,
+    CommitRecovery recovery,
+    IOptions<CommitRecoveryOptions> options,
+    ILogger<CommitSweeper> logger) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(options.Value.SweepInterval);
+        do
+        {
+            try
+            {
+                await SweepAsync(stoppingToken);
+            }
+            catch (Exception e) when (e is RedisException or IOException or TimeoutException)
+            {
+                logger.LogWarning("Commit recovery stopped early, continuing at the next sweep: {Message}", e.Message);
+            }
+        } while (await timer.WaitForNextTickAsync(stoppingToken));
+    }
+
+    /// <summary>One sweep: every commit stale now. Returns how many it settled.</summary>
+    public async Task<int> SweepAsync(CancellationToken cancellationToken)
+    {
+        var settled = 0;
+        while (!cancellationToken.IsCancellationRequested && await journal.ClaimStaleAsync(options.Value.Grace) is { } lease)
+        {
+            try
+            {
+                await recovery.RecoverAsync(lease, cancellationToken);
+                settled++;
+            }
+            catch (CommitLostException)
+            {
+                // Its committer went on after all, or another sweep took it after this one stalled: theirs to settle.
+                logger.LogInformation("Commit {Commit} was taken back while being recovered; left to its holder", lease.Commit.Member);
+            }
+            catch (Exception e) when (e is IOException or TimeoutException && !cancellationToken.IsCancellationRequested)
+            {
+                // The store failed (S3 unreachable, say): the commit stays claimed and is stale again after the grace.
+                logger.LogWarning("Recovery of commit {Commit} failed, retried after the grace: {Message}", lease.Commit.Member, e.Message);
+            }
+        }
+        return settled;
+    }
+}
