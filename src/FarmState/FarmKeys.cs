@@ -80,10 +80,6 @@ public static partial class FarmKeys
 
     /// <summary>Hash: tenant → the secret its webhooks are signed with (HMAC-SHA256).</summary>
     public const string WebhookSecrets = "auth:webhook-secrets";
-
-    /// <summary>Short-lived lock one coordinator replica holds while it delivers a job's webhook.</summary>
-    public static string WebhookLease(string jobId) => $"{JobTag(jobId)}:webhook-lease";
-
     /// <summary>Hash: sha256 of an API key → its record (JSON). Keys are never stored, only their hashes.</summary>
     public const string ApiKeys = "auth:keys";
 

@@ -200,6 +200,50 @@ public sealed class WebhookTests
     }
 
     [Fact]
+    public async Task AReceiverThatNeverAnswersHoldsUpNoOtherJobsDelivery()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var stuckEvent = "";
+        var stuck = new TaskCompletionSource();
+        var never = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+        receiver.Respond = delivery =>
+        {
+            if (Interlocked.CompareExchange(ref stuckEvent, delivery.EventId, "") is "" || delivery.EventId == stuckEvent)
+            {
+                stuck.TrySetResult();
+                return never.Task; // answers when the test ends: far past the next job's end
+            }
+            return Task.FromResult(200);
+        };
+        await using var answerAtTheEnd = new AnswerAtTheEnd(never); // disposed after the farm: its delivery ends with it
+        await using var farm = await FarmCluster.StartAsync(workers: 0, configure: s =>
+        {
+            Loopback(s);
+            s["Farm:Webhooks:TimeoutSeconds"] = "300";
+        });
+        var slow = (await farm.SubmitAsync(Header(receiver.Url), TwoPrompts)).JobId;
+        var fast = (await farm.SubmitAsync(Header(receiver.Url), TwoPrompts)).JobId;
+        await farm.Jobs.CancelJobAsync(new CancelJobRequest { JobId = slow });
+        await stuck.Task.WaitAsync(TimeSpan.FromMinutes(1)); // the first end's receiver has it, and does not answer
+
+        await farm.Jobs.CancelJobAsync(new CancelJobRequest { JobId = fast });
+
+        // Before, a poll waited for all it had read: the next end waited for the stuck one's timeout, 3 × 300 s.
+        await Eventually.HoldsAsync(async () => (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = fast })).Webhook == "delivered",
+            "the second job's event delivered while the first's receiver holds its own");
+        Assert.Equal("pending", (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = slow })).Webhook);
+    }
+
+    private sealed class AnswerAtTheEnd(TaskCompletionSource<int> answer) : IAsyncDisposable
+    {
+        public ValueTask DisposeAsync()
+        {
+            answer.TrySetResult(200);
+            return ValueTask.CompletedTask;
+        }
+    }
+
+    [Fact]
     public async Task UnfinishedWebhookJobsDoNotHoldUpAnEndedOneThatSortsAfterThem()
     {
         await using var receiver = await WebhookReceiver.StartAsync();

@@ -17,7 +17,7 @@ public sealed class FarmScriptTests
         TaskStreamScripts.ClaimIfOwner, TaskStreamScripts.TakeOver, TaskStreamScripts.Admit, TaskStreamScripts.Enqueue, TaskStreamScripts.EnqueueOnce,
         TaskStreamScripts.Claim, TaskStreamScripts.Acknowledge, TaskStreamScripts.Withdraw, TaskStreamScripts.Move,
         TaskStreamScripts.ForgetIdleConsumers, TaskStreamScripts.StartPrefetched, TaskStreamScripts.WorkAhead, TaskStreamScripts.ForgetLegacyWarm,
-        JobScripts.ExpireResults, JobScripts.ExpireInputs, PreviewScripts.Store, PreviewScripts.Drop, RetentionScripts.ClaimDue,
+        JobScripts.ExpireResults, JobScripts.ExpireInputs, PreviewScripts.Store, PreviewScripts.Drop, DueWorkScripts.ClaimDue,
         WorkerScripts.ClaimId, JobScripts.DeleteRecordsIfEndedAt, Webhooks.WebhookScripts.ChangeIfUnchanged,
     ];
 

@@ -8,7 +8,7 @@ namespace RenderFarm.Coordinator.Retention;
 /// <summary>
 /// When each job's retention work is next due (<see cref="FarmKeys.RetentionDue"/>). A job is entered before it is
 /// committed, so no job escapes retention even if its coordinator dies right after; the sweep takes due work a batch at
-/// a time, leasing it (<see cref="RetentionScripts.ClaimDue"/>) so that concurrent sweeps never do the same work.
+/// a time, leasing it (<see cref="DueWorkScripts.ClaimDue"/>) so that concurrent sweeps never do the same work.
 /// </summary>
 public sealed class RetentionSchedule(IConnectionMultiplexer redis, IOptions<RetentionOptions> options)
 {
@@ -31,7 +31,7 @@ public sealed class RetentionSchedule(IConnectionMultiplexer redis, IOptions<Ret
     /// <summary>Takes up to <paramref name="limit"/> members due by now, leased to the caller.</summary>
     public async Task<IReadOnlyList<string>> ClaimDueAsync(long nowMs, int limit)
     {
-        var result = await RetentionScripts.ClaimDue.EvaluateAsync(redis.GetDatabase(), [FarmKeys.RetentionDue],
+        var result = await DueWorkScripts.ClaimDue.EvaluateAsync(redis.GetDatabase(), [FarmKeys.RetentionDue],
             nowMs, nowMs + (long)Lease.TotalMilliseconds, limit);
         return ((RedisResult[])result!).Select(r => (string)r!).ToList();
     }

@@ -14,8 +14,9 @@ namespace RenderFarm.Coordinator.Webhooks;
 
 /// <summary>
 /// Delivers job webhooks from the durable outbox (<see cref="FarmKeys.WebhookOutbox"/>), apart from everything that
-/// moves jobs, so a slow or dead receiver never holds a job up. Each due job is taken under a short lease (one replica
-/// delivers it at a time); a finished job's event is POSTed, signed with its tenant's secret. A failed delivery is
+/// moves jobs, so a slow or dead receiver never holds a job up, nor another job's delivery: each due job is taken under
+/// a short lease (one replica delivers it at a time), up to <see cref="MaxInFlight"/> at once, each apart from the
+/// others; a finished job's event is POSTed, signed with its tenant's secret. A failed delivery is
 /// retried at once a couple of times (Polly), then rescheduled with a doubling backoff until
 /// <see cref="WebhookOptions.GiveUpAfterSeconds"/>, then given up with the reason logged and kept on the job.
 /// Delivered at least once: a coordinator that dies mid-delivery leaves the job in the outbox for the next.
@@ -39,6 +40,11 @@ public sealed class WebhookDispatcher(
     public const string EventIdHeader = "X-RenderFarm-Event-Id";
 
     private const int Batch = 100;
+
+    /// <summary>Deliveries one coordinator has in flight at most (each its own receiver's, up to its timeout).</summary>
+    public const int MaxInFlight = 64;
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Task> _inFlight = new();
 
     private readonly HttpClient _http = new(new SocketsHttpHandler
     {
@@ -87,7 +93,7 @@ public sealed class WebhookDispatcher(
     /// A job ended: its event is due now, ahead of anything enlisted or rescheduled (a job without a webhook is not in
     /// the outbox and stays out). Called after the end is written; a coordinator that stops in between leaves the job to
     /// be found when its recheck comes. The score (minus the time) is below any enlisted one and differs between two ends
-    /// of a job, so a delivery of the first end cannot take the entry of the second for its own (<see cref="DispatchAsync"/>).
+    /// of a job, so a delivery of the first end cannot take the entry of the second for its own (<see cref="ChangeEntryAsync"/>).
     /// </summary>
     public static Task JobEndedAsync(IDatabase db, string jobId) =>
         db.SortedSetAddAsync(FarmKeys.WebhookOutbox, jobId, -DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), SortedSetWhen.Exists);
@@ -101,7 +107,7 @@ public sealed class WebhookDispatcher(
             {
                 try
                 {
-                    await DispatchDueAsync(stoppingToken);
+                    await StartDueAsync(stoppingToken);
                 }
                 catch (Exception e) when (e is RedisException or TimeoutException)
                 {
@@ -111,68 +117,100 @@ public sealed class WebhookDispatcher(
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
-            // Stopping: an event being delivered stays in the outbox for the next coordinator.
+            // Stopping: an event being delivered stays in the outbox (leased) for the next coordinator.
+        }
+        await Task.WhenAll(_inFlight.Values);
+    }
+
+    /// <summary>
+    /// Starts delivering what is due, up to <see cref="MaxInFlight"/> deliveries at once, without waiting for them: a
+    /// receiver that takes its whole timeout (or never answers) holds one slot, not the next poll.
+    /// </summary>
+    private async Task StartDueAsync(CancellationToken cancellationToken)
+    {
+        var free = MaxInFlight - _inFlight.Count;
+        if (free <= 0) return;
+        var db = redis.GetDatabase();
+        foreach (var (jobId, entry) in await ClaimDueAsync(db, free))
+        {
+            var delivery = DeliverLoggedAsync(db, jobId, entry, cancellationToken);
+            _inFlight[jobId] = delivery;
+            _ = delivery.ContinueWith(_ => _inFlight.TryRemove(new KeyValuePair<string, Task>(jobId, delivery)), TaskScheduler.Default);
         }
     }
 
+    /// <summary>Delivers what is due now (up to a batch) and returns once each is delivered, rescheduled or given up.</summary>
     public async Task DispatchDueAsync(CancellationToken cancellationToken)
     {
         var db = redis.GetDatabase();
-        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
-        var due = await db.SortedSetRangeByScoreAsync(FarmKeys.WebhookOutbox, double.NegativeInfinity, now, take: Batch);
-        await Task.WhenAll(due.Select(id => DispatchAsync(db, (string)id!, cancellationToken)));
+        await Task.WhenAll((await ClaimDueAsync(db, Batch)).Select(d => DispatchAsync(db, d.JobId, d.Entry, cancellationToken)));
     }
 
-    private async Task DispatchAsync(IDatabase db, string jobId, CancellationToken cancellationToken)
+    /// <summary>
+    /// Takes due jobs from the outbox under a lease (their entries re-scored to its end, so no other replica, nor this
+    /// one's next poll, takes them meanwhile; a coordinator that dies mid-delivery leaves them due again after it). The
+    /// lease's end is each entry's version: every change a delivery makes applies only if the entry is still that
+    /// (<see cref="ChangeEntryAsync"/>), so a job's next end, or a retry that re-opened it, is never undone by it.
+    /// </summary>
+    private async Task<IEnumerable<(string JobId, double Entry)>> ClaimDueAsync(IDatabase db, int limit)
+    {
+        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
+        var until = now + (options.Value.TimeoutSeconds * 4 + 5) * 1000L; // past the three tries of one delivery
+        var claimed = (RedisResult[])(await DueWorkScripts.ClaimDue.EvaluateAsync(db, [FarmKeys.WebhookOutbox], now, until, limit))!;
+        return claimed.Select(job => ((string)job!, (double)until));
+    }
+
+    private async Task DeliverLoggedAsync(IDatabase db, string jobId, double entry, CancellationToken cancellationToken)
+    {
+        await Task.Yield(); // the poll goes on at once
+        try
+        {
+            await DispatchAsync(db, jobId, entry, cancellationToken);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+        catch (Exception e)
+        {
+            // Left leased: due again when its lease ends.
+            logger.LogWarning("Webhook of job {Job} not delivered, tried again later: {Message}", jobId, e.Message);
+        }
+    }
+
+    private async Task DispatchAsync(IDatabase db, string jobId, double entry, CancellationToken cancellationToken)
     {
         var status = await jobs.GetStatusAsync(jobId);
         if (status is null)
         {
-            await db.SortedSetRemoveAsync(FarmKeys.WebhookOutbox, jobId); // deleted meanwhile: nothing to tell
+            await ChangeEntryAsync(db, jobId, entry, remove: true); // deleted meanwhile: nothing to tell
             return;
         }
+        // Not ended yet: out of the due range until its end makes it due (which changes the entry, so this move does not
+        // put it off), or its recheck comes.
         if (!Ended(status))
         {
-            // Not ended yet: out of the due range until its end makes it due, or its recheck comes. Read again after the
-            // move, so an end (and its JobEndedAsync) in between is not put off by it.
-            await db.SortedSetAddAsync(FarmKeys.WebhookOutbox, jobId,
-                time.GetUtcNow().ToUnixTimeMilliseconds() + options.Value.RecheckSeconds * 1000L, SortedSetWhen.Exists);
-            if (await jobs.GetStatusAsync(jobId) is not { } again || !Ended(again)) return;
-            status = again;
-            await JobEndedAsync(db, jobId); // due again, as its end would have made it but for the move
+            await ChangeEntryAsync(db, jobId, entry, dueMs: time.GetUtcNow().ToUnixTimeMilliseconds() + options.Value.RecheckSeconds * 1000L);
+            return;
         }
-        var lease = TimeSpan.FromSeconds(options.Value.TimeoutSeconds * 4 + 5);
-        if (!await db.StringSetAsync(FarmKeys.WebhookLease(jobId), Environment.MachineName, lease, When.NotExists)) return;
-        try
+        var meta = await db.HashGetAsync(FarmKeys.JobMeta(jobId),
+            [JobFields.WebhookUrl, JobFields.Tenant, JobFields.WebhookAttempts, JobFields.WebhookFirstAttemptMs]);
+        var (url, tenant) = ((string?)meta[0] ?? "", (string?)meta[1] ?? "");
+        if (url.Length == 0)
         {
-            // Read again under the lease: another replica may have delivered it since this one read the due list. What it
-            // reads is the entry's version: every change made after the POST applies only if it is still this one, so the
-            // entry of a retry that re-opened the job meanwhile (its next end) is neither removed nor rescheduled.
-            if (await db.SortedSetScoreAsync(FarmKeys.WebhookOutbox, jobId) is not { } entry || entry > time.GetUtcNow().ToUnixTimeMilliseconds()) return;
-            var meta = await db.HashGetAsync(FarmKeys.JobMeta(jobId),
-                [JobFields.WebhookUrl, JobFields.Tenant, JobFields.WebhookAttempts, JobFields.WebhookFirstAttemptMs]);
-            var (url, tenant) = ((string?)meta[0] ?? "", (string?)meta[1] ?? "");
-            if (url.Length == 0)
-            {
-                await db.SortedSetRemoveAsync(FarmKeys.WebhookOutbox, jobId);
-                return;
-            }
-            status.Cost = coordinatorOptions.Value.CostOf(status.DeviceSeconds);
-            var failure = await PostAsync(url, status, await secrets.GetOrCreateAsync(tenant), cancellationToken);
-            if (failure is null)
-            {
-                if (!await ChangeEntryAsync(db, jobId, entry, remove: true)) return; // re-opened meanwhile: its next end is still to tell
-                await Task.WhenAll(
-                    db.HashSetAsync(FarmKeys.JobMeta(jobId), JobFields.WebhookState, "delivered"),
-                    db.HashDeleteAsync(FarmKeys.JobMeta(jobId), [JobFields.WebhookAttempts, JobFields.WebhookFirstAttemptMs]));
-                return;
-            }
-            await FailedAsync(db, jobId, entry, url, (long?)meta[2] ?? 0, (long?)meta[3], failure);
+            await ChangeEntryAsync(db, jobId, entry, remove: true);
+            return;
         }
-        finally
+        status.Cost = coordinatorOptions.Value.CostOf(status.DeviceSeconds);
+        var failure = await PostAsync(url, status, await secrets.GetOrCreateAsync(tenant), cancellationToken);
+        if (failure is null)
         {
-            await db.KeyDeleteAsync(FarmKeys.WebhookLease(jobId));
+            if (!await ChangeEntryAsync(db, jobId, entry, remove: true)) return; // re-opened meanwhile: its next end is still to tell
+            await Task.WhenAll(
+                db.HashSetAsync(FarmKeys.JobMeta(jobId), JobFields.WebhookState, "delivered"),
+                db.HashDeleteAsync(FarmKeys.JobMeta(jobId), [JobFields.WebhookAttempts, JobFields.WebhookFirstAttemptMs]));
+            return;
         }
+        await FailedAsync(db, jobId, entry, url, (long?)meta[2] ?? 0, (long?)meta[3], failure);
     }
 
     private static bool Ended(JobStatus status) => status.State is JobState.Completed or JobState.Failed or JobState.Cancelled;
