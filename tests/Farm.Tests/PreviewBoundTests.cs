@@ -42,4 +42,24 @@ public sealed class PreviewBoundTests
         Assert.True(await store.StoreAsync(job, Preview(4, 1000)));
         Assert.Equal(3 * one, await store.BytesAsync(job));
     }
+
+    [Fact]
+    public async Task AWatcherStillGetsPreviewsAfterTheJobsPreviewKeysExpiredAndTheirNumberingStartedAgain()
+    {
+        await using var server = await RedisServer.StartAsync();
+        using var redis = await ConnectionMultiplexer.ConnectAsync(server.ConnectionString);
+        const string job = "paused-job";
+        await redis.GetDatabase().HashSetAsync(FarmKeys.JobMeta(job), JobFields.State, JobStates.Running);
+        var store = new PreviewStore(redis, Options.Create(new CoordinatorOptions()));
+        var sent = new Dictionary<uint, long>();
+        for (var step = 0; step < 5; step++) Assert.True(await store.StoreAsync(job, Preview(1, 100 + step)));
+        Assert.Single(await store.NewerAsync(job, sent)); // the watcher has sent preview 5
+
+        // Paused past the previews' time to live: their keys expire, as here, and the next store numbers from 1.
+        await redis.GetDatabase().KeyDeleteAsync([FarmKeys.JobPreviews(job), FarmKeys.JobPreviewSequence(job)]);
+        Assert.True(await store.StoreAsync(job, Preview(1, 42)));
+
+        var after = Assert.Single(await store.NewerAsync(job, sent));
+        Assert.Equal(42, after.Png.Length);
+    }
 }

@@ -44,7 +44,12 @@ public sealed class PreviewStore(IConnectionMultiplexer redis, IOptions<Coordina
     {
         var db = redis.GetDatabase();
         var newer = new List<(uint Index, long Seq)>();
-        foreach (var entry in await db.HashGetAllAsync(FarmKeys.JobPreviewSequence(jobId)))
+        var entries = await db.HashGetAllAsync(FarmKeys.JobPreviewSequence(jobId));
+        // The keys expire with their TTL (a job paused that long) and a store after that numbers from 1 again: what
+        // this watcher sent under the old numbering says nothing of the new.
+        if (entries.FirstOrDefault(e => e.Name == PreviewScripts.LastField).Value is { IsNull: false } last && sent.Count > 0 && (long)last < sent.Values.Max())
+            sent.Clear();
+        foreach (var entry in entries)
         {
             if (!uint.TryParse((string?)entry.Name, NumberStyles.None, CultureInfo.InvariantCulture, out var index)) continue; // '#' counters
             var seq = (long)entry.Value;
