@@ -47,9 +47,16 @@ public sealed class FileSystemResultStore : IResultStore
         var temp = Path.Combine(Incoming, $"{jobId}-{index:D6}.{Guid.NewGuid():N}.tmp");
         try
         {
-            await File.WriteAllBytesAsync(temp, png, cancellationToken);
+            await using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.Asynchronous))
+            {
+                await file.WriteAsync(png, cancellationToken);
+                // On disk before it has its name: after a power cut the name must not survive with no bytes behind it
+                // (delayed allocation), which every later delivery would then take for the stored image.
+                file.Flush(flushToDisk: true);
+            }
             // Another delivery of the same image got there first (here or on another replica): keep its bytes.
             if (!NoReplaceLink.TryLink(temp, path)) return await HashFileAsync(path, cancellationToken);
+            NoReplaceLink.FlushDirectory(Path.GetDirectoryName(path)!); // and the name itself, before it is recorded
             return new StoredObject(Convert.ToHexStringLower(SHA256.HashData(png.Span)), png.Length);
         }
         finally

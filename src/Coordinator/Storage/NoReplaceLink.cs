@@ -35,6 +35,30 @@ internal static partial class NoReplaceLink
         }
     }
 
+    /// <summary>
+    /// Makes the names in <paramref name="directory"/> durable (fsync of the directory: a new link is on disk only once
+    /// its directory is). Best effort: a file system or platform that cannot do it is left to its own ordering.
+    /// </summary>
+    public static void FlushDirectory(string directory)
+    {
+        if (OperatingSystem.IsWindows()) return; // NTFS journals names with the file
+        var fd = Open(directory, ORdonly); // a directory opens read-only (O_DIRECTORY's value differs between architectures)
+        if (fd < 0) return;
+        try { _ = Fsync(fd); }
+        finally { _ = Close(fd); }
+    }
+
+    private const int ORdonly = 0;
+
     [LibraryImport("libc", EntryPoint = "link", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int Link(string existing, string path);
+
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Open(string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
+    private static partial int Fsync(int fd);
+
+    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
+    private static partial int Close(int fd);
 }
