@@ -15,6 +15,10 @@ public sealed class CoordinatorOptionsValidator : IValidateOptions<CoordinatorOp
     public ValidateOptionsResult Validate(string? name, CoordinatorOptions options)
     {
         var errors = new List<string>();
+        // Data annotations of the options do not reach into the nested S3 settings.
+        var s3 = new List<System.ComponentModel.DataAnnotations.ValidationResult>();
+        System.ComponentModel.DataAnnotations.Validator.TryValidateObject(options.S3, new(options.S3), s3, validateAllProperties: true);
+        errors.AddRange(s3.Select(r => $"{Key}:S3:{string.Join(",", r.MemberNames)}: {r.ErrorMessage}"));
         // A presigned PUT without If-None-Match writes whatever is there over: a worker whose delivery was lost still
         // holds its URLs (they live UploadTtl), and would replace the result another delivery stored and the job
         // recorded, so that what users download no longer has the sha256 on record. A directory store takes no uploads
