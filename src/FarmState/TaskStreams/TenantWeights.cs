@@ -48,6 +48,11 @@ public sealed class TenantWeights(IConnectionMultiplexer redis)
                 tenant, weight.ToString("R", CultureInfo.InvariantCulture));
     }
 
+    /// <summary>
+    /// A stored weight; one outside the accepted range (set before the range was bounded below) is held to its nearest
+    /// bound, as the claim script holds it: a tenant pushed to the back stays at the back rather than coming back at 1.
+    /// </summary>
     private static double Parse(RedisValue value) =>
-        double.TryParse((string?)value, NumberStyles.Float, CultureInfo.InvariantCulture, out var weight) && IsValid(weight) ? weight : Default;
+        double.TryParse((string?)value, NumberStyles.Float, CultureInfo.InvariantCulture, out var weight) && double.IsFinite(weight) && weight > 0
+            ? Math.Clamp(weight, Min, Max) : Default;
 }

@@ -51,16 +51,20 @@ public sealed class FairQueueTests(OwnRedis fixture) : IClassFixture<OwnRedis>
     }
 
     [Fact]
-    public async Task AWeightTooSmallForTheFairQueuesPassesIsRefusedAndOneStoredBeforeCountsAsTheDefault()
+    public async Task AWeightTooSmallForTheFairQueuesPassesIsRefusedAndOneStoredBeforeCountsAsTheSmallest()
     {
         var weights = new TenantWeights(fixture.Multiplexer);
 
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => weights.SetAsync("tiny", 1e-300));
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => weights.SetAsync("tiny", 0.0009));
         await weights.SetAsync("small", 0.001);
-        await fixture.Multiplexer.GetDatabase().HashSetAsync(FarmKeys.TenantWeights, "stored-before", "1e-300");
+        await fixture.Multiplexer.GetDatabase().HashSetAsync(FarmKeys.TenantWeights, "stored-before", "0.0005");
+        await fixture.Multiplexer.GetDatabase().HashSetAsync(FarmKeys.TenantWeights, "stored-huge", "1e9");
+        await fixture.Multiplexer.GetDatabase().HashSetAsync(FarmKeys.TenantWeights, "stored-garbage", "-3");
 
-        Assert.Equal((1.0, 0.001, 1.0), (await weights.OfAsync("tiny"), await weights.OfAsync("small"), await weights.OfAsync("stored-before")));
+        // One set low before the bound stays at the back (the nearest bound), not back at an equal share.
+        Assert.Equal((1.0, 0.001, 0.001, 1000.0, 1.0), (await weights.OfAsync("tiny"), await weights.OfAsync("small"),
+            await weights.OfAsync("stored-before"), await weights.OfAsync("stored-huge"), await weights.OfAsync("stored-garbage")));
     }
 
     [Fact]
