@@ -8,7 +8,7 @@ import { createRequire } from "node:module";
 import YAML from "yaml";
 import Ajv2019 from "ajv/dist/2019.js";
 import addFormats from "ajv-formats";
-import { Checks, configKeys, classifyEnv, timeSpanSeconds, composeDurationSeconds, urlPort } from "./lib.mjs";
+import { Checks, configKeys, classifyEnv, timeSpanSeconds, composeDurationSeconds, urlPort, redisBytes, composeBytes, inputLimitDefaults, redisSizingErrors } from "./lib.mjs";
 
 const require = createRequire(import.meta.url);
 const [repoRoot, composeArg, envArg] = process.argv.slice(2);
@@ -182,6 +182,28 @@ checks.run("redis: >= 7, AOF on a named volume, password required and used by th
     if (host !== "redis") errors.push(`${name}: Farm__Redis host ${host} is not the redis service`);
     if (pass && !conn.split(",").includes(`password=${pass}`)) errors.push(`${name}: Farm__Redis does not carry Redis' password`);
   }
+});
+
+checks.run("redis sizing: maxmemory vs mem_limit, and vs one tenant's init images at the coordinator's caps", (errors) => {
+  if (!redis) return;
+  const cmd = Array.isArray(redis.command) ? redis.command.join(" ") : String(redis.command ?? "");
+  const setting = /--maxmemory\s+(\S+)/.exec(cmd)?.[1];
+  const limit = redis.mem_limit ?? redis.deploy?.resources?.limits?.memory;
+  const defaults = inputLimitDefaults(repoRoot);
+  const e = env(services.coordinator ?? {});
+  const int = (name, fallback) => {
+    if (e[name] === undefined) return fallback;
+    if (!/^\d+$/.test(e[name].trim())) { errors.push(`coordinator ${name} "${e[name]}" is not an integer`); return NaN; }
+    return +e[name];
+  };
+  errors.push(...redisSizingErrors({
+    maxmemory: setting === undefined ? undefined : redisBytes(setting),
+    limit: limit === undefined ? undefined : composeBytes(limit),
+    request: undefined,
+    maxInputBytesPerJob: int("Farm__MaxInputBytesPerJob", defaults.maxInputBytesPerJob),
+    maxActiveJobsPerTenant: int("Farm__Limits__MaxActiveJobsPerTenant", defaults.maxActiveJobsPerTenant),
+    where: { maxmemory: "redis", limit: "redis mem_limit", limits: "coordinator Farm__Limits__MaxActiveJobsPerTenant x Farm__MaxInputBytesPerJob, or the code's defaults" },
+  }));
 });
 
 const coordinator = services.coordinator;

@@ -9,7 +9,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { Checks, loadYamlDocs, configKeys, classifyEnv, timeSpanSeconds, urlPort } from "./lib.mjs";
+import { Checks, loadYamlDocs, configKeys, classifyEnv, timeSpanSeconds, urlPort, redisBytes, k8sBytes, inputLimitDefaults, redisSizingErrors } from "./lib.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const [repoRoot, secretsFile, ...renders] = process.argv.slice(2);
@@ -18,6 +18,7 @@ if (!repoRoot || !secretsFile || renders.length === 0) {
   process.exit(2);
 }
 const keys = configKeys(repoRoot);
+const inputDefaults = inputLimitDefaults(repoRoot);
 const secretsDocs = loadYamlDocs(secretsFile);
 
 // ---------- model classes ----------
@@ -395,6 +396,31 @@ for (const [render, rendered] of renderObjects) {
     if (!/--requirepass \$\(REDIS_PASSWORD\)/.test(args)) errors.push("--requirepass $(REDIS_PASSWORD) missing");
     const dataMount = c.volumeMounts?.find((m) => m.mountPath === "/data");
     if (!dataMount || !redis.spec.volumeClaimTemplates?.some((t) => t.metadata.name === dataMount.name)) errors.push("/data is not on a volumeClaimTemplate");
+  });
+
+  checks.run(`${prefix} Redis sizing: maxmemory vs the memory limit and request, and vs one tenant's init images at the coordinator's caps`, (errors) => {
+    if (!redis) return; // a managed Redis: sized by its provider (deploy/README.md, "Redis sizing")
+    const c = redis.spec.template.spec.containers[0];
+    const text = [...(c.command ?? []), ...(c.args ?? [])].join(" ");
+    const setting = /--maxmemory\s+(\S+)/.exec(text)?.[1];
+    const fromEnv = (name, fallback) => {
+      const v = cc && resolveEnv(objects, cc, name);
+      if (v === undefined) return fallback;
+      if (!/^\d+$/.test(String(v).trim())) { errors.push(`coordinator ${name} "${v}" is not an integer`); return NaN; }
+      return +v;
+    };
+    const limit = c.resources?.limits?.memory, request = c.resources?.requests?.memory;
+    errors.push(...redisSizingErrors({
+      maxmemory: setting === undefined ? undefined : redisBytes(setting),
+      limit: limit === undefined ? undefined : k8sBytes(limit),
+      request: request === undefined ? undefined : k8sBytes(request),
+      maxInputBytesPerJob: fromEnv("Farm__MaxInputBytesPerJob", inputDefaults.maxInputBytesPerJob),
+      maxActiveJobsPerTenant: fromEnv("Farm__Limits__MaxActiveJobsPerTenant", inputDefaults.maxActiveJobsPerTenant),
+      where: {
+        maxmemory: `${id(redis)}`, limit: `${id(redis)} limits.memory`, request: `${id(redis)} requests.memory`,
+        limits: "coordinator Farm__Limits__MaxActiveJobsPerTenant x Farm__MaxInputBytesPerJob, or the code's defaults",
+      },
+    }));
   });
 
   checks.run(`${prefix} NetworkPolicy: only coordinator, workers (and KEDA) reach Redis; coordinator open on its port`, (errors) => {

@@ -211,3 +211,73 @@ export function urlPort(url) {
   const u = new URL(url);
   return u.port ? +u.port : u.protocol === "https:" ? 443 : 80;
 }
+
+/** A Redis memory setting ("2gb", "512mb", "1g", bytes) → bytes; NaN if unreadable. Redis: gb/mb/kb are 1024-based, g/m/k 1000-based. */
+export function redisBytes(text) {
+  const m = /^(\d+)(b|k|kb|m|mb|g|gb)?$/i.exec(String(text ?? "").trim());
+  if (!m) return NaN;
+  const unit = { b: 1, k: 1e3, kb: 1024, m: 1e6, mb: 1024 ** 2, g: 1e9, gb: 1024 ** 3 }[(m[2] ?? "b").toLowerCase()];
+  return +m[1] * unit;
+}
+
+/** A Kubernetes quantity ("5Gi", "512Mi", "2G", "1e9") → bytes; NaN if unreadable. */
+export function k8sBytes(q) {
+  const m = /^(\d+(?:\.\d+)?(?:e\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$/.exec(String(q ?? "").trim());
+  if (!m) return NaN;
+  return +m[1] * (m[2] ? { Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, Ti: 1024 ** 4, k: 1e3, M: 1e6, G: 1e9, T: 1e12 }[m[2]] : 1);
+}
+
+/** A Compose/Docker memory size ("5g", "512m", "1gb", bytes) → bytes (Docker's units are 1024-based); NaN if unreadable. */
+export function composeBytes(s) {
+  const m = /^(\d+(?:\.\d+)?)\s*(b|k|kb|m|mb|g|gb)?$/i.exec(String(s ?? "").trim());
+  if (!m) return NaN;
+  return +m[1] * { b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[(m[2] ?? "b")[0].toLowerCase()];
+}
+
+/**
+ * The default of an options property as its class initialises it (`public long X { get; set; } = 256L * 1024 * 1024;`):
+ * integer literals and products of them only, anything else throws (so a changed default is read, never guessed).
+ */
+export function optionDefault(repoRoot, relFile, property) {
+  const text = fs.readFileSync(path.join(repoRoot, relFile), "utf8");
+  const m = new RegExp(`\\b${property}\\s*\\{\\s*get;\\s*(?:set|init);\\s*\\}\\s*=\\s*([^;]+);`).exec(text);
+  if (!m) throw new Error(`${relFile}: no initialised property ${property}`);
+  const expr = m[1].trim();
+  if (!/^[\d_]+L?(\s*\*\s*[\d_]+L?)*$/.test(expr)) throw new Error(`${relFile}: ${property} = ${expr} is not a product of integer literals`);
+  return expr.split("*").reduce((product, f) => product * Number(f.trim().replace(/[_L]/g, "")), 1);
+}
+
+/** The coordinator's defaults the Redis sizing depends on (CoordinatorOptions, LimitOptions). */
+export function inputLimitDefaults(repoRoot) {
+  return {
+    maxInputBytesPerJob: optionDefault(repoRoot, "src/Coordinator/CoordinatorOptions.cs", "MaxInputBytesPerJob"),
+    maxActiveJobsPerTenant: optionDefault(repoRoot, "src/Coordinator/Security/LimitOptions.cs", "MaxActiveJobsPerTenant"),
+  };
+}
+
+const mib = (b) => `${Math.round(b / 1024 ** 2)} MiB`;
+
+/**
+ * Redis sizing, the same rules for every deployment (deploy/README.md, "Redis sizing"). Init images and masks live in
+ * Redis with their job, and Redis runs noeviction: when it is full every write fails, for every job. So:
+ *  - maxmemory must be set (without it Redis grows until the kernel or the container limit kills it);
+ *  - one tenant's unfinished jobs at the coordinator's caps (MaxActiveJobsPerTenant x MaxInputBytesPerJob) may take
+ *    at most a quarter of maxmemory;
+ *  - the memory limit must be at least 2.5 x maxmemory: an AOF rewrite forks, copy-on-write can duplicate the whole
+ *    dataset under writes (2x), and maxmemory does not count fragmentation, client and AOF buffers;
+ *  - the memory request (where there is one) at least maxmemory.
+ * Each argument in bytes (undefined: not set); returns error messages.
+ */
+export function redisSizingErrors({ maxmemory, limit, request, maxInputBytesPerJob, maxActiveJobsPerTenant, where }) {
+  const errors = [];
+  if (!(maxmemory > 0)) return [`${where.maxmemory}: --maxmemory is not set (or unreadable): Redis would grow until it is killed`];
+  const tenant = maxInputBytesPerJob * maxActiveJobsPerTenant;
+  if (!(tenant <= maxmemory / 4))
+    errors.push(`one tenant's unfinished jobs may hold ${maxActiveJobsPerTenant} x ${mib(maxInputBytesPerJob)} = ${mib(tenant)} of init images in Redis ` +
+      `(${where.limits}), more than a quarter of maxmemory ${mib(maxmemory)}: lower Farm__MaxInputBytesPerJob / Farm__Limits__MaxActiveJobsPerTenant or raise maxmemory`);
+  if (!(limit >= 2.5 * maxmemory))
+    errors.push(`${where.limit} ${limit === undefined ? "is not set" : mib(limit)}: need >= 2.5 x maxmemory = ${mib(2.5 * maxmemory)} (an AOF rewrite's fork can copy the whole dataset; fragmentation and buffers come on top)`);
+  if (request !== undefined && !(request >= maxmemory))
+    errors.push(`${where.request} ${mib(request)} is below maxmemory ${mib(maxmemory)}`);
+  return errors;
+}
