@@ -241,6 +241,19 @@ for (const [render, rendered] of renderObjects) {
       if (!workloads.some((w) => matchSelector(np.spec.podSelector, podLabels(w)))) errors.push(`${id(np)}: selects no pods`);
   });
 
+  checks.run(`${prefix} PodDisruptionBudgets: every farm workload has one, and unready pods may always be evicted`, (errors) => {
+    // Workers and coordinators are Ready only when their dependencies are (models warm, Redis, a coordinator, not
+    // quarantined): under the default IfHealthyBudget one unready pod spends the budget and blocks every node drain.
+    const pdbs = rendered.filter((o) => o.kind === "PodDisruptionBudget");
+    for (const pdb of pdbs)
+      if (pdb.spec.unhealthyPodEvictionPolicy !== "AlwaysAllow")
+        errors.push(`${id(pdb)}: unhealthyPodEvictionPolicy is ${pdb.spec.unhealthyPodEvictionPolicy ?? "unset (IfHealthyBudget)"}, not AlwaysAllow: one unready pod would block every drain`);
+    for (const name of ["coordinator", "worker"]) {
+      const w = byName("Deployment", name);
+      if (w && !pdbs.some((pdb) => matchSelector(pdb.spec.selector, podLabels(w)))) errors.push(`no PodDisruptionBudget selects ${id(w)}`);
+    }
+  });
+
   checks.run(`${prefix} every container has probes on ports it declares`, (errors) => {
     for (const w of workloads) {
       for (const c of w.spec.template.spec.containers) {
