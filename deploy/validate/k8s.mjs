@@ -137,6 +137,24 @@ function resolveEnv(objects, c, name) {
   return undefined;
 }
 
+// ---------- what the apps serve ----------
+/**
+ * gRPC health services an app answers: "" always (every check), plus each FarmHealth constant its source maps with
+ * `o.Services.Map(FarmHealth.X, ...)`. A probe asking another service gets NOT_FOUND, i.e. fails forever.
+ */
+function healthServices(app) {
+  const constants = Object.fromEntries([...fs.readFileSync(path.join(repoRoot, "src/Shared/Health/FarmHealth.cs"), "utf8")
+    .matchAll(/const\s+string\s+(\w+)\s*=\s*"([^"]*)"/g)].map((m) => [m[1], m[2]]));
+  const dir = path.join(repoRoot, "src", app === "coordinator" ? "Coordinator" : "Worker");
+  const served = new Set([""]);
+  for (const f of fs.readdirSync(dir).filter((f) => f.endsWith(".cs"))) {
+    const text = fs.readFileSync(path.join(dir, f), "utf8");
+    for (const m of text.matchAll(/Services\.Map\(FarmHealth\.(\w+)/g)) if (m[1] in constants) served.add(constants[m[1]]);
+  }
+  return served;
+}
+const served = { coordinator: healthServices("coordinator"), worker: healthServices("worker") };
+
 // ---------- the checks ----------
 const checks = new Checks("k8s");
 const renderObjects = new Map();
@@ -263,6 +281,9 @@ for (const [render, rendered] of renderObjects) {
           if (!p) continue;
           const port = p.httpGet?.port ?? p.tcpSocket?.port ?? p.grpc?.port;
           if (port !== undefined && !portOf(c, port)) errors.push(`${id(w)} ${c.name} ${kind}: port ${port} is not a container port`);
+          const app = appOf(c);
+          if (p.grpc && app && !served[app].has(p.grpc.service ?? ""))
+            errors.push(`${id(w)} ${c.name} ${kind}: the ${app} serves no gRPC health service "${p.grpc.service}" (it maps ${[...served[app]].map((x) => `"${x}"`).join(", ")}: src/${app === "coordinator" ? "Coordinator" : "Worker"})`);
         }
       }
     }
@@ -294,7 +315,18 @@ for (const [render, rendered] of renderObjects) {
   checks.run(`${prefix} coordinator: >=2 replicas, gRPC probes, h2c Service, listen URL = container port`, (errors) => {
     if (!cc) return errors.push("no coordinator Deployment/container");
     if (!(coordinator.spec.replicas >= 2)) errors.push(`replicas ${coordinator.spec.replicas} < 2`);
+    // Readiness = service "" (Redis included); startup and liveness must not depend on Redis: a coordinator started
+    // during a Redis outage would be killed into CrashLoopBackOff, and an outage would restart every replica at once.
     if (cc.readinessProbe?.grpc?.port === undefined) errors.push("readiness probe is not a native grpc probe");
+    else if ((cc.readinessProbe.grpc.service ?? "") !== "") errors.push(`readiness probe asks service "${cc.readinessProbe.grpc.service}", expected "" (Redis included)`);
+    for (const kind of ["startupProbe", "livenessProbe"]) {
+      const p = cc[kind];
+      if (!p) { if (kind === "livenessProbe") errors.push("no livenessProbe"); continue; }
+      if (p.grpc) {
+        if ((p.grpc.service ?? "") !== "liveness")
+          errors.push(`${kind} asks gRPC health service "${p.grpc.service ?? ""}", which includes the Redis check: use service "liveness" (or tcpSocket)`);
+      } else if (!p.tcpSocket) errors.push(`${kind}: use a grpc probe with service "liveness" or a tcpSocket probe, never one that depends on Redis`);
+    }
     const listen = resolveEnv(objects, cc, "Kestrel__Endpoints__Grpc__Url");
     if (!listen) errors.push("Kestrel__Endpoints__Grpc__Url not set");
     else if (!portOf(cc, urlPort(listen))) errors.push(`listens on ${listen} but declares no containerPort ${urlPort(listen)}`);
