@@ -408,6 +408,19 @@ for (const [render, rendered] of renderObjects) {
     for (const w of workloads) {
       const pod = w.spec.template.spec;
       if (pod.automountServiceAccountToken !== false) errors.push(`${id(w)}: automountServiceAccountToken should be false`);
+      // Volumes a non-root pod writes: fsGroup gives them its group where the storage class honours it, and
+      // OnRootMismatch keeps the kubelet from re-chowning every file at every start (a models volume: tens of GB).
+      const claims = (pod.volumes ?? []).some((v) => v.persistentVolumeClaim) || (w.spec.volumeClaimTemplates ?? []).length > 0;
+      if (claims) {
+        const psc = pod.securityContext ?? {};
+        if (psc.fsGroup === undefined) errors.push(`${id(w)}: mounts a PersistentVolumeClaim but sets no fsGroup`);
+        else {
+          if (psc.fsGroupChangePolicy !== "OnRootMismatch")
+            errors.push(`${id(w)}: fsGroupChangePolicy is ${psc.fsGroupChangePolicy ?? "unset (Always: every file re-chowned at every start)"}, not OnRootMismatch`);
+          if (psc.runAsGroup !== undefined && psc.fsGroup !== psc.runAsGroup)
+            errors.push(`${id(w)}: fsGroup ${psc.fsGroup} is not its runAsGroup ${psc.runAsGroup}: its volumes would not be its own group's`);
+        }
+      }
       for (const c of pod.containers) {
         const sc = c.securityContext ?? {};
         const nonRoot = sc.runAsNonRoot ?? pod.securityContext?.runAsNonRoot;

@@ -153,6 +153,9 @@ public static class CoordinatorExtensions
 
     public static WebApplication MapCoordinator(this WebApplication app)
     {
+        // Opened now, before the host starts: a results directory this process cannot write (FileSystemResultStore) or a
+        // bucket without credentials fails the start, named, instead of every stored result after the replica is Ready.
+        app.Services.GetRequiredService<IResultStore>();
         if (app.Services.GetRequiredService<IOptions<AuthOptions>>().Value.Mode == AuthMode.Disabled)
             app.Logger.LogWarning("Authentication is DISABLED (Farm:Auth:Mode=Disabled): anyone who can reach this port can submit work " +
                                   "and act as a worker. Use this for local development only.");
