@@ -155,6 +155,39 @@ function healthServices(app) {
 }
 const served = { coordinator: healthServices("coordinator"), worker: healthServices("worker") };
 
+/**
+ * The consumer group and task-stream names the workers use, read from src/FarmState/FarmKeys.cs (WorkerGroup, and
+ * the interpolated strings of TaskStream(model), TaskTag(model) and TaskStream(model, Priority.High/Low)), so KEDA's
+ * triggers are checked against the code, not against a copy of its names. A shape this reader does not know throws.
+ */
+function farmKeys() {
+  const file = "src/FarmState/FarmKeys.cs";
+  const text = fs.readFileSync(path.join(repoRoot, file), "utf8");
+  const read = (what, re) => {
+    const m = re.exec(text);
+    if (!m) throw new Error(`${file}: cannot read ${what} (changed shape? update farmKeys in deploy/validate/k8s.mjs)`);
+    return m[1];
+  };
+  const group = read("WorkerGroup", /const\s+string\s+WorkerGroup\s*=\s*"([^"]+)"/);
+  const templates = {
+    tag: read("TaskTag(model)", /static\s+string\s+TaskTag\(string\s+model\)\s*=>\s*\$"([^"]*)"\s*;/),
+    normal: read("TaskStream(model)", /static\s+string\s+TaskStream\(string\s+model\)\s*=>\s*\$"([^"]*)"\s*;/),
+    high: read("TaskStream(model, Priority.High)", /Priority\.High\s*=>\s*\$"([^"]*)"/),
+    low: read("TaskStream(model, Priority.Low)", /Priority\.Low\s*=>\s*\$"([^"]*)"/),
+  };
+  // A C# interpolated string: {{ and }} are braces, {model} the model, {TaskTag(model)} / {TaskStream(model)} those.
+  const expand = (template, model) => template.replace(/\{\{|\}\}|\{([^{}]+)\}/g, (all, expr) => {
+    if (all === "{{") return "{";
+    if (all === "}}") return "}";
+    if (expr === "model") return model;
+    if (expr === "TaskTag(model)") return expand(templates.tag, model);
+    if (expr === "TaskStream(model)") return expand(templates.normal, model);
+    throw new Error(`${file}: cannot expand {${expr}} in $"${template}"`);
+  });
+  return { group, streams: (model) => [expand(templates.high, model), expand(templates.normal, model), expand(templates.low, model)] };
+}
+const taskKeys = farmKeys();
+
 // ---------- the checks ----------
 const checks = new Checks("k8s");
 const renderObjects = new Map();
@@ -513,9 +546,9 @@ for (const [render, rendered] of renderObjects) {
       if (t.type !== "redis-streams") continue;
       const md = t.metadata ?? {};
       const name = t.name ?? md.stream;
-      if (md.consumerGroup !== "workers") errors.push(`${name}: consumerGroup must be "workers"`);
-      const model = /^(?:tasks:([^{}:]+)|\{tasks:([^{}:]+)\}:(?:high|low))$/.exec(md.stream ?? "")?.slice(1).find(Boolean);
-      if (!model || !models.includes(model)) errors.push(`${name}: stream ${md.stream} is not tasks:<a model the worker serves (${models.join(", ")})>`);
+      if (md.consumerGroup !== taskKeys.group) errors.push(`${name}: consumerGroup must be "${taskKeys.group}" (FarmKeys.WorkerGroup)`);
+      if (!models.some((m) => taskKeys.streams(m).includes(md.stream)))
+        errors.push(`${name}: stream ${md.stream} is none of the task streams (FarmKeys.TaskStreams) of the models the worker serves: ${models.flatMap(taskKeys.streams).join(", ")}`);
       if (md.lagCount !== undefined) {
         lagStreams.add(md.stream);
         if (md.activationLagCount === undefined) errors.push(`${name}: lagCount needs activationLagCount`);
@@ -539,7 +572,7 @@ for (const [render, rendered] of renderObjects) {
       }
     }
     for (const m of models)
-      for (const stream of [`tasks:${m}`, `{tasks:${m}}:high`, `{tasks:${m}}:low`])
+      for (const stream of taskKeys.streams(m))
         if (!lagStreams.has(stream)) errors.push(`model ${m}: no lagCount trigger on ${stream} (each priority has its own stream)`);
   });
 
