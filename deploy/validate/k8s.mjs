@@ -602,6 +602,77 @@ for (const [render, rendered] of renderObjects) {
         errors.push(`${t.name}: enableTLS ${t.metadata?.enableTLS ?? "unset"} but the workers connect ${appTls ? "with" : "without"} TLS (Farm__Redis ${redisConn.replace(/password=[^,]*/, "password=***")})`);
   });
 
+  checks.run(`${prefix} metrics: monitors reach Farm__Telemetry__PrometheusPort; no probe, listen URL or other Service port uses it`, (errors) => {
+    // /metrics is served only on connections to the metrics port (Farm__Telemetry__PrometheusPort), and nothing else
+    // is served there (src/Telemetry, UseFarmMetrics): a monitor on any other port scrapes 404s or gRPC, and a probe
+    // on the metrics port gets a 404 for every request, whatever the app's health.
+    const metricsPort = (c) => {
+      const v = resolveEnv(objects, c, "Farm__Telemetry__PrometheusPort");
+      return v === undefined || +v === 0 ? undefined : +v;
+    };
+    const containerPortNumber = (c, ref) => portOf(c, ref)?.containerPort;
+    for (const w of workloads) {
+      for (const c of w.spec.template.spec.containers) {
+        const mp = metricsPort(c);
+        if (mp === undefined) continue;
+        for (const kind of ["startupProbe", "readinessProbe", "livenessProbe"]) {
+          const p = c[kind];
+          const ref = p?.httpGet?.port ?? p?.tcpSocket?.port ?? p?.grpc?.port;
+          if (ref !== undefined && containerPortNumber(c, ref) === mp)
+            errors.push(`${id(w)} ${c.name} ${kind}: port ${ref} is the metrics port ${mp} (it serves only /metrics)`);
+        }
+        for (const name of ["Kestrel__Endpoints__Grpc__Url", "Urls"]) {
+          const url = resolveEnv(objects, c, name);
+          if (url && String(url).split(";").some((u) => { try { return urlPort(u.trim()) === mp; } catch { return false; } }))
+            errors.push(`${id(w)} ${c.name}: ${name} ${url} listens on the metrics port ${mp}`);
+        }
+      }
+    }
+    // Where a pod-side port reference leads: the container port (number) on the pods it names, and their metrics port.
+    const targets = (pods, ref) => pods.flatMap((w) => w.spec.template.spec.containers
+      .filter((c) => portOf(c, ref)).map((c) => ({ w, c, port: portOf(c, ref).containerPort, metrics: metricsPort(c) })));
+    const describe = (t) => `${id(t.w)} ${t.c.name} container port ${t.port}`;
+    for (const pm of rendered.filter((o) => o.kind === "PodMonitor")) {
+      const pods = workloads.filter((w) => matchSelector(pm.spec.selector, podLabels(w)));
+      if (pods.length === 0) { errors.push(`${id(pm)}: selects no pods`); continue; }
+      for (const ep of pm.spec.podMetricsEndpoints ?? []) {
+        const ref = ep.port ?? ep.portNumber ?? ep.targetPort;
+        if (ref === undefined) { errors.push(`${id(pm)}: an endpoint names no port`); continue; }
+        for (const w of pods) {
+          const found = targets([w], ref);
+          if (found.length === 0) errors.push(`${id(pm)} port ${ref}: ${id(w)} has no such container port`);
+          for (const t of found)
+            if (t.port !== t.metrics) errors.push(`${id(pm)} port ${ref}: ${describe(t)} is not its Farm__Telemetry__PrometheusPort (${t.metrics ?? "unset: no /metrics"})`);
+        }
+        if (ep.path !== undefined && ep.path !== "/metrics") errors.push(`${id(pm)} path ${ep.path}: the apps serve /metrics`);
+      }
+    }
+    for (const sm of rendered.filter((o) => o.kind === "ServiceMonitor")) {
+      const services = rendered.filter((o) => o.kind === "Service" && matchSelector(sm.spec.selector, o.metadata.labels ?? {}));
+      if (services.length === 0) { errors.push(`${id(sm)}: selects no Service`); continue; }
+      for (const ep of sm.spec.endpoints ?? []) {
+        for (const svc of services) {
+          const sp = (svc.spec.ports ?? []).find((p) => (ep.port !== undefined ? p.name === ep.port : ep.targetPort !== undefined && (p.targetPort ?? p.port) === ep.targetPort));
+          if (!sp) { errors.push(`${id(sm)} endpoint ${ep.port ?? ep.targetPort}: ${id(svc)} has no such port`); continue; }
+          const pods = workloads.filter((w) => matchLabels(svc.spec.selector, podLabels(w)));
+          const found = targets(pods, sp.targetPort ?? sp.port);
+          if (found.length === 0) errors.push(`${id(sm)} endpoint ${ep.port}: ${id(svc)} port ${sp.name ?? sp.port} reaches no container port`);
+          for (const t of found)
+            if (t.port !== t.metrics) errors.push(`${id(sm)} endpoint ${ep.port}: ${id(svc)} → ${describe(t)}, not its Farm__Telemetry__PrometheusPort (${t.metrics ?? "unset: no /metrics"})`);
+        }
+        if (ep.path !== undefined && ep.path !== "/metrics") errors.push(`${id(sm)} path ${ep.path}: the apps serve /metrics`);
+      }
+    }
+    // A Service that is not for metrics must not route to the metrics port (the gRPC Service is h2c-only).
+    for (const svc of rendered.filter((o) => o.kind === "Service")) {
+      const pods = workloads.filter((w) => matchLabels(svc.spec.selector, podLabels(w)));
+      for (const p of svc.spec.ports ?? [])
+        for (const t of targets(pods, p.targetPort ?? p.port))
+          if (t.metrics !== undefined && t.port === t.metrics && !rendered.some((o) => o.kind === "ServiceMonitor" && matchSelector(o.spec.selector, svc.metadata.labels ?? {})))
+            errors.push(`${id(svc)} port ${p.name ?? p.port} routes to the metrics port of ${id(t.w)}, but no ServiceMonitor scrapes it`);
+    }
+  });
+
   if (render.startsWith("gpu")) {
     checks.run(`${prefix} GPU workers: nvidia.com/gpu, cuda provider, GPU image, tolerations`, (errors) => {
       if (!wc) return errors.push("no worker");
