@@ -8,7 +8,7 @@ import { createRequire } from "node:module";
 import YAML from "yaml";
 import Ajv2019 from "ajv/dist/2019.js";
 import addFormats from "ajv-formats";
-import { Checks, configKeys, classifyEnv, timeSpanSeconds, composeDurationSeconds, urlPort, redisBytes, composeBytes, inputLimitDefaults, redisSizingErrors } from "./lib.mjs";
+import { Checks, configKeys, classifyEnv, timeSpanSeconds, composeDurationSeconds, urlPort, redisBytes, composeBytes, inputLimitDefaults, redisSizingErrors, redisPasswordSource } from "./lib.mjs";
 
 const require = createRequire(import.meta.url);
 const [repoRoot, composeArg, envArg] = process.argv.slice(2);
@@ -162,15 +162,18 @@ checks.run("environment: only settings the apps read", (errors) => {
 });
 
 const redis = services.redis;
-checks.run("redis: >= 7, AOF on a named volume, password required and used by the apps", (errors) => {
+checks.run("redis: >= 7, AOF on a named volume, password on stdin (not the command line), required and used by the apps", (errors) => {
   if (!redis) return errors.push("no redis service");
   const major = +(/:(\d+)/.exec(redis.image ?? "")?.[1] ?? 0);
   if (major < 7) errors.push(`image ${redis.image}: need >= 7`);
   const cmd = Array.isArray(redis.command) ? redis.command.join(" ") : String(redis.command ?? "");
   if (!/--appendonly yes/.test(cmd)) errors.push("--appendonly yes missing");
   if (!/--maxmemory-policy noeviction/.test(cmd)) errors.push("--maxmemory-policy noeviction missing");
-  const pass = /--requirepass (\S+)/.exec(cmd)?.[1];
-  if (!pass) errors.push("--requirepass missing");
+  // The password: configuration on Redis' standard input from its environment, never on the command line.
+  const source = redisPasswordSource(cmd);
+  errors.push(...source.errors);
+  const pass = source.variable && env(redis)[source.variable];
+  if (source.variable && !pass) errors.push(`requirepass reads $${source.variable}, which the redis service's environment does not set`);
   const data = mounts(redis).find((m) => m.target === "/data");
   if (!data || data.type !== "volume") errors.push("/data is not a named volume");
   if (!redis.healthcheck) errors.push("no healthcheck");

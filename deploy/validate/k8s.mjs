@@ -9,7 +9,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { Checks, loadYamlDocs, configKeys, classifyEnv, timeSpanSeconds, urlPort, redisBytes, k8sBytes, inputLimitDefaults, redisSizingErrors } from "./lib.mjs";
+import { Checks, loadYamlDocs, configKeys, classifyEnv, timeSpanSeconds, urlPort, redisBytes, k8sBytes, inputLimitDefaults, redisSizingErrors, redisPasswordSource } from "./lib.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const [repoRoot, secretsFile, ...renders] = process.argv.slice(2);
@@ -471,7 +471,7 @@ for (const [render, rendered] of renderObjects) {
   });
 
   const redis = byName("StatefulSet", "redis");
-  checks.run(`${prefix} Redis: >= 7, AOF on a PVC, noeviction, password from the Secret (or external Redis)`, (errors) => {
+  checks.run(`${prefix} Redis: >= 7, AOF on a PVC, noeviction, password from the Secret on stdin, not the command line (or external Redis)`, (errors) => {
     if (!redis) {
       // External Redis: nothing in-cluster may still point at a "redis" Service.
       const addr = resolveEnv(objects, wc, "REDIS_ADDRESS");
@@ -481,10 +481,17 @@ for (const [render, rendered] of renderObjects) {
     const c = redis.spec.template.spec.containers[0];
     const tag = /:(\d+)/.exec(c.image)?.[1];
     if (!(+tag >= 7)) errors.push(`image ${c.image}: need Redis >= 7 (KEDA lag trigger)`);
-    const args = (c.args ?? []).join(" ");
+    const args = [...(c.command ?? []), ...(c.args ?? [])].join(" ");
     if (!/--appendonly yes/.test(args)) errors.push("--appendonly yes missing");
     if (!/--maxmemory-policy noeviction/.test(args)) errors.push("--maxmemory-policy noeviction missing");
-    if (!/--requirepass \$\(REDIS_PASSWORD\)/.test(args)) errors.push("--requirepass $(REDIS_PASSWORD) missing");
+    // The password: configuration on Redis' standard input from an env var that comes from the Secret.
+    const password = redisPasswordSource(args);
+    errors.push(...password.errors);
+    if (password.variable) {
+      const ref = envValue(c, password.variable)?.valueFrom?.secretKeyRef;
+      if (!ref || ref.name !== "renderfarm-redis" || ref.key !== "password")
+        errors.push(`requirepass reads $${password.variable}, which is not the renderfarm-redis Secret's key password`);
+    }
     const dataMount = c.volumeMounts?.find((m) => m.mountPath === "/data");
     if (!dataMount || !redis.spec.volumeClaimTemplates?.some((t) => t.metadata.name === dataMount.name)) errors.push("/data is not on a volumeClaimTemplate");
   });

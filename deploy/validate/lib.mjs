@@ -281,3 +281,20 @@ export function redisSizingErrors({ maxmemory, limit, request, maxInputBytesPerJ
     errors.push(`${where.request} ${mib(request)} is below maxmemory ${mib(maxmemory)}`);
   return errors;
 }
+
+/**
+ * How a Redis container's command sets its password, for the deploy checks: never on the command line (`ps`, the
+ * container runtime's records, `docker inspect` show it there); instead a `requirepass` line of configuration that a
+ * shell writes to Redis' standard input (`redis-server ... -`) from an environment variable. Returns
+ * {errors, variable}: variable is the name of the environment variable that holds the password.
+ */
+export function redisPasswordSource(commandText) {
+  const errors = [];
+  if (/--requirepass\b/.test(commandText))
+    errors.push("--requirepass on the command line: ps and the container runtime show it; give it as configuration on standard input (redis-server ... - <<EOF / requirepass \"$VAR\" / EOF)");
+  const line = /^\s*requirepass\s+"?\$\{?(\w+)\}?"?\s*$/m.exec(commandText);
+  if (!line) errors.push("no `requirepass \"$VAR\"` configuration line fed to redis-server");
+  else if (!/redis-server[\s\S]*\s-\s*<</.test(commandText))
+    errors.push("the requirepass line does not reach redis-server on standard input (`redis-server ... - <<EOF`)");
+  return { errors, variable: line?.[1] };
+}
