@@ -275,6 +275,59 @@ checks.run("GPU workers: one GPU each, pinned to different device ids; the Tenso
   }
 });
 
+// ---------- the Kubernetes overlays' worker timing, read from the manifests (no kustomize needed) ----------
+function k8sWorker(flavor) {
+  const k8s = path.join(repoRoot, "deploy/k8s");
+  const workerOf = (file) => {
+    if (!fs.existsSync(file)) return undefined;
+    return YAML.parseAllDocuments(fs.readFileSync(file, "utf8")).map((d) => d.toJS()).find((o) => o?.kind === "Deployment" && o.metadata?.name === "worker");
+  };
+  const base = workerOf(path.join(k8s, "base/worker.yaml"));
+  const patch = workerOf(path.join(k8s, `overlays/${flavor}/worker-${flavor}.yaml`));
+  const container = (w) => w?.spec?.template?.spec?.containers?.find((c) => c.name === "worker");
+  const [bc, pc] = [container(base), container(patch)];
+  const probe = pc?.startupProbe ?? bc?.startupProbe;
+  const env = (name) => (pc?.env ?? []).find((e) => e.name === name)?.value ?? (bc?.env ?? []).find((e) => e.name === name)?.value;
+  return {
+    startupSeconds: probe ? (probe.periodSeconds ?? 10) * (probe.failureThreshold ?? 3) + (probe.initialDelaySeconds ?? 0) : undefined,
+    shutdownTimeout: timeSpanSeconds(env("HostOptions__ShutdownTimeout") ?? "00:00:30"),
+  };
+}
+const flavorOf = (svc) => svc.build?.args?.FLAVOR;
+const imageStartPeriod = (svc) => {
+  const df = path.resolve(projectDir, svc.build?.context ?? ".", svc.build?.dockerfile ?? "Dockerfile");
+  const m = fs.existsSync(df) && /HEALTHCHECK[^\n]*--start-period=(\S+)/.exec(fs.readFileSync(df, "utf8"));
+  return m ? composeDurationSeconds(m[1]) : 0;
+};
+
+checks.run("workers: health start period covers the k8s overlay's startup budget; CPU workers drain as long as the k8s cpu overlay", (errors) => {
+  // A worker is not healthy until its models are loaded and warmed up (a GPU's first TensorRT engine build: up to the
+  // gpu overlay's 30 min): a shorter start period reports a loading worker unhealthy (`docker compose up --wait` fails).
+  for (const name of names.filter((n) => appOf(n) === "worker")) {
+    const svc = services[name], flavor = flavorOf(svc);
+    if (!flavor) { errors.push(`${name}: no build arg FLAVOR (cpu|gpu)`); continue; }
+    const k8s = k8sWorker(flavor);
+    const start = svc.healthcheck?.start_period !== undefined ? composeDurationSeconds(svc.healthcheck.start_period) : imageStartPeriod(svc);
+    if (k8s.startupSeconds !== undefined && !(start >= k8s.startupSeconds))
+      errors.push(`${name}: health start period ${svc.healthcheck?.start_period ?? `${start}s (the image's)`} < ${k8s.startupSeconds}s, what the k8s ${flavor} overlay's startupProbe allows a worker to load and warm up`);
+    if (svc.healthcheck?.disable) errors.push(`${name}: healthcheck disabled`);
+    // CPU shards take minutes: a shorter drain than the cpu overlay's hands back (re-renders) most shards on every stop.
+    if (flavor === "cpu") {
+      const timeout = timeSpanSeconds(env(svc).HostOptions__ShutdownTimeout ?? "00:00:30");
+      if (!(timeout >= k8s.shutdownTimeout))
+        errors.push(`${name}: HostOptions__ShutdownTimeout ${timeout}s < the k8s cpu overlay's ${k8s.shutdownTimeout}s: a CPU shard would be cut short on every stop`);
+    }
+  }
+});
+
+checks.run("GPU workers are behind profiles (a plain `docker compose up` asks for no GPU); the GPU worker is in profile gpu", (errors) => {
+  for (const [name, svc] of Object.entries(services)) {
+    const gpu = (svc.deploy?.resources?.reservations?.devices ?? []).some((d) => d.driver === "nvidia" || (d.capabilities ?? []).includes("gpu"));
+    if (gpu && !(svc.profiles ?? []).length) errors.push(`${name}: reserves a GPU but is in no profile: \`docker compose up\` fails on a machine without one`);
+  }
+  if (services.worker && !(services.worker.profiles ?? []).includes("gpu")) errors.push("worker: not under profile gpu");
+});
+
 checks.run("GPU worker reserves an NVIDIA GPU and uses cuda; CPU worker is behind the cpu profile", (errors) => {
   const gpu = services.worker;
   const cpu = services["worker-cpu"];
