@@ -533,6 +533,15 @@ for (const [render, rendered] of renderObjects) {
       const rp = policiesFor("redis");
       for (const ok of ["coordinator", "worker"]) if (!allows(rp, ok, 6379)) errors.push(`${ok} cannot reach Redis`);
       for (const np of rp) for (const rule of np.spec.ingress ?? []) if (!rule.from) errors.push(`${id(np)}: an ingress rule without "from" opens Redis to everyone`);
+      // KEDA's operator reads the streams' lag from Redis: some peer must admit it, as pods of a namespace (both
+      // selectors in one peer: a namespaceSelector alone would admit a whole namespace such as kube-system).
+      if (objects.some((o) => o.kind === "ScaledObject")) {
+        const keda = rp.flatMap((np) => (np.spec.ingress ?? []).filter((r) => !r.ports || r.ports.some((p) => p.port === 6379)).flatMap((r) => r.from ?? []))
+          .filter((f) => f.namespaceSelector && Object.values({ ...f.podSelector?.matchLabels }).some((v) => /keda-operator/.test(v)));
+        if (keda.length === 0) errors.push("no peer admits KEDA's operator (a namespaceSelector with a podSelector on its keda-operator label) to Redis on 6379: KEDA could not read the lag, and workers would never scale up");
+        for (const f of rp.flatMap((np) => (np.spec.ingress ?? []).flatMap((r) => r.from ?? [])))
+          if (f.namespaceSelector && !f.podSelector) errors.push(`a peer admits every pod of namespaces ${JSON.stringify(f.namespaceSelector)} to Redis: add the operator's podSelector`);
+      }
     }
     if (!policiesFor("coordinator").some((np) => (np.spec.ingress ?? []).some((r) => !r.from && r.ports?.some((p) => p.port === 5000))))
       errors.push("coordinator port 5000 not open to clients");
