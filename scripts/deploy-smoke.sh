@@ -46,6 +46,7 @@ trap 'exit 130' INT TERM
 
 ensure_redis
 ensure_validate_tools "$root"
+ensure_kubectl || { echo "kubectl with kustomize v5 is required (deploy/validate/tools.sh, ensure_kubectl)" >&2; exit 1; }
 
 echo "==> publishing as the images do (deploy/docker/*.Dockerfile build stages)"
 build="$scratch/build"

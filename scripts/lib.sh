@@ -1,12 +1,13 @@
 # Shared helpers for the scripts in this folder (sourced, not run).
 
-# Installs Debian packages (root on a fresh machine, else through sudo).
+# Installs Debian packages (as root where we are root, as CI is; else through sudo). DEBIAN_FRONTEND goes through
+# `env`, after sudo: sudo's env_reset would drop it from the caller's environment.
 apt_install() {
   [ $# -eq 0 ] && return 0
   echo "==> installing $*" >&2
   local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
 # Installs, from Debian's packages, the packages whose commands the machine lacks.

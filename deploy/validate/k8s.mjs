@@ -9,7 +9,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { Checks, loadYamlDocs, configKeys, classifyEnv, timeSpanSeconds, urlPort } from "./lib.mjs";
+import { Checks, loadYamlDocs, configKeys, classifyEnv, timeSpanSeconds, urlPort, redisBytes, k8sBytes, inputLimitDefaults, redisSizingErrors, redisPasswordSource } from "./lib.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const [repoRoot, secretsFile, ...renders] = process.argv.slice(2);
@@ -18,6 +18,7 @@ if (!repoRoot || !secretsFile || renders.length === 0) {
   process.exit(2);
 }
 const keys = configKeys(repoRoot);
+const inputDefaults = inputLimitDefaults(repoRoot);
 const secretsDocs = loadYamlDocs(secretsFile);
 
 // ---------- model classes ----------
@@ -136,6 +137,57 @@ function resolveEnv(objects, c, name) {
   return undefined;
 }
 
+// ---------- what the apps serve ----------
+/**
+ * gRPC health services an app answers: "" always (every check), plus each FarmHealth constant its source maps with
+ * `o.Services.Map(FarmHealth.X, ...)`. A probe asking another service gets NOT_FOUND, i.e. fails forever.
+ */
+function healthServices(app) {
+  const constants = Object.fromEntries([...fs.readFileSync(path.join(repoRoot, "src/Shared/Health/FarmHealth.cs"), "utf8")
+    .matchAll(/const\s+string\s+(\w+)\s*=\s*"([^"]*)"/g)].map((m) => [m[1], m[2]]));
+  const dir = path.join(repoRoot, "src", app === "coordinator" ? "Coordinator" : "Worker");
+  const served = new Set([""]);
+  for (const f of fs.readdirSync(dir).filter((f) => f.endsWith(".cs"))) {
+    const text = fs.readFileSync(path.join(dir, f), "utf8");
+    for (const m of text.matchAll(/Services\.Map\(FarmHealth\.(\w+)/g)) if (m[1] in constants) served.add(constants[m[1]]);
+  }
+  return served;
+}
+const served = { coordinator: healthServices("coordinator"), worker: healthServices("worker") };
+
+/**
+ * The consumer group and task-stream names the workers use, read from src/FarmState/FarmKeys.cs (WorkerGroup, and
+ * the interpolated strings of TaskStream(model), TaskTag(model) and TaskStream(model, Priority.High/Low)), so KEDA's
+ * triggers are checked against the code, not against a copy of its names. A shape this reader does not know throws.
+ */
+function farmKeys() {
+  const file = "src/FarmState/FarmKeys.cs";
+  const text = fs.readFileSync(path.join(repoRoot, file), "utf8");
+  const read = (what, re) => {
+    const m = re.exec(text);
+    if (!m) throw new Error(`${file}: cannot read ${what} (changed shape? update farmKeys in deploy/validate/k8s.mjs)`);
+    return m[1];
+  };
+  const group = read("WorkerGroup", /const\s+string\s+WorkerGroup\s*=\s*"([^"]+)"/);
+  const templates = {
+    tag: read("TaskTag(model)", /static\s+string\s+TaskTag\(string\s+model\)\s*=>\s*\$"([^"]*)"\s*;/),
+    normal: read("TaskStream(model)", /static\s+string\s+TaskStream\(string\s+model\)\s*=>\s*\$"([^"]*)"\s*;/),
+    high: read("TaskStream(model, Priority.High)", /Priority\.High\s*=>\s*\$"([^"]*)"/),
+    low: read("TaskStream(model, Priority.Low)", /Priority\.Low\s*=>\s*\$"([^"]*)"/),
+  };
+  // A C# interpolated string: {{ and }} are braces, {model} the model, {TaskTag(model)} / {TaskStream(model)} those.
+  const expand = (template, model) => template.replace(/\{\{|\}\}|\{([^{}]+)\}/g, (all, expr) => {
+    if (all === "{{") return "{";
+    if (all === "}}") return "}";
+    if (expr === "model") return model;
+    if (expr === "TaskTag(model)") return expand(templates.tag, model);
+    if (expr === "TaskStream(model)") return expand(templates.normal, model);
+    throw new Error(`${file}: cannot expand {${expr}} in $"${template}"`);
+  });
+  return { group, streams: (model) => [expand(templates.high, model), expand(templates.normal, model), expand(templates.low, model)] };
+}
+const taskKeys = farmKeys();
+
 // ---------- the checks ----------
 const checks = new Checks("k8s");
 const renderObjects = new Map();
@@ -240,6 +292,19 @@ for (const [render, rendered] of renderObjects) {
       if (!workloads.some((w) => matchSelector(np.spec.podSelector, podLabels(w)))) errors.push(`${id(np)}: selects no pods`);
   });
 
+  checks.run(`${prefix} PodDisruptionBudgets: every farm workload has one, and unready pods may always be evicted`, (errors) => {
+    // Workers and coordinators are Ready only when their dependencies are (models warm, Redis, a coordinator, not
+    // quarantined): under the default IfHealthyBudget one unready pod spends the budget and blocks every node drain.
+    const pdbs = rendered.filter((o) => o.kind === "PodDisruptionBudget");
+    for (const pdb of pdbs)
+      if (pdb.spec.unhealthyPodEvictionPolicy !== "AlwaysAllow")
+        errors.push(`${id(pdb)}: unhealthyPodEvictionPolicy is ${pdb.spec.unhealthyPodEvictionPolicy ?? "unset (IfHealthyBudget)"}, not AlwaysAllow: one unready pod would block every drain`);
+    for (const name of ["coordinator", "worker"]) {
+      const w = byName("Deployment", name);
+      if (w && !pdbs.some((pdb) => matchSelector(pdb.spec.selector, podLabels(w)))) errors.push(`no PodDisruptionBudget selects ${id(w)}`);
+    }
+  });
+
   checks.run(`${prefix} every container has probes on ports it declares`, (errors) => {
     for (const w of workloads) {
       for (const c of w.spec.template.spec.containers) {
@@ -249,6 +314,9 @@ for (const [render, rendered] of renderObjects) {
           if (!p) continue;
           const port = p.httpGet?.port ?? p.tcpSocket?.port ?? p.grpc?.port;
           if (port !== undefined && !portOf(c, port)) errors.push(`${id(w)} ${c.name} ${kind}: port ${port} is not a container port`);
+          const app = appOf(c);
+          if (p.grpc && app && !served[app].has(p.grpc.service ?? ""))
+            errors.push(`${id(w)} ${c.name} ${kind}: the ${app} serves no gRPC health service "${p.grpc.service}" (it maps ${[...served[app]].map((x) => `"${x}"`).join(", ")}: src/${app === "coordinator" ? "Coordinator" : "Worker"})`);
         }
       }
     }
@@ -280,7 +348,18 @@ for (const [render, rendered] of renderObjects) {
   checks.run(`${prefix} coordinator: >=2 replicas, gRPC probes, h2c Service, listen URL = container port`, (errors) => {
     if (!cc) return errors.push("no coordinator Deployment/container");
     if (!(coordinator.spec.replicas >= 2)) errors.push(`replicas ${coordinator.spec.replicas} < 2`);
+    // Readiness = service "" (Redis included); startup and liveness must not depend on Redis: a coordinator started
+    // during a Redis outage would be killed into CrashLoopBackOff, and an outage would restart every replica at once.
     if (cc.readinessProbe?.grpc?.port === undefined) errors.push("readiness probe is not a native grpc probe");
+    else if ((cc.readinessProbe.grpc.service ?? "") !== "") errors.push(`readiness probe asks service "${cc.readinessProbe.grpc.service}", expected "" (Redis included)`);
+    for (const kind of ["startupProbe", "livenessProbe"]) {
+      const p = cc[kind];
+      if (!p) { if (kind === "livenessProbe") errors.push("no livenessProbe"); continue; }
+      if (p.grpc) {
+        if ((p.grpc.service ?? "") !== "liveness")
+          errors.push(`${kind} asks gRPC health service "${p.grpc.service ?? ""}", which includes the Redis check: use service "liveness" (or tcpSocket)`);
+      } else if (!p.tcpSocket) errors.push(`${kind}: use a grpc probe with service "liveness" or a tcpSocket probe, never one that depends on Redis`);
+    }
     const listen = resolveEnv(objects, cc, "Kestrel__Endpoints__Grpc__Url");
     if (!listen) errors.push("Kestrel__Endpoints__Grpc__Url not set");
     else if (!portOf(cc, urlPort(listen))) errors.push(`listens on ${listen} but declares no containerPort ${urlPort(listen)}`);
@@ -362,6 +441,19 @@ for (const [render, rendered] of renderObjects) {
     for (const w of workloads) {
       const pod = w.spec.template.spec;
       if (pod.automountServiceAccountToken !== false) errors.push(`${id(w)}: automountServiceAccountToken should be false`);
+      // Volumes a non-root pod writes: fsGroup gives them its group where the storage class honours it, and
+      // OnRootMismatch keeps the kubelet from re-chowning every file at every start (a models volume: tens of GB).
+      const claims = (pod.volumes ?? []).some((v) => v.persistentVolumeClaim) || (w.spec.volumeClaimTemplates ?? []).length > 0;
+      if (claims) {
+        const psc = pod.securityContext ?? {};
+        if (psc.fsGroup === undefined) errors.push(`${id(w)}: mounts a PersistentVolumeClaim but sets no fsGroup`);
+        else {
+          if (psc.fsGroupChangePolicy !== "OnRootMismatch")
+            errors.push(`${id(w)}: fsGroupChangePolicy is ${psc.fsGroupChangePolicy ?? "unset (Always: every file re-chowned at every start)"}, not OnRootMismatch`);
+          if (psc.runAsGroup !== undefined && psc.fsGroup !== psc.runAsGroup)
+            errors.push(`${id(w)}: fsGroup ${psc.fsGroup} is not its runAsGroup ${psc.runAsGroup}: its volumes would not be its own group's`);
+        }
+      }
       for (const c of pod.containers) {
         const sc = c.securityContext ?? {};
         const nonRoot = sc.runAsNonRoot ?? pod.securityContext?.runAsNonRoot;
@@ -379,7 +471,7 @@ for (const [render, rendered] of renderObjects) {
   });
 
   const redis = byName("StatefulSet", "redis");
-  checks.run(`${prefix} Redis: >= 7, AOF on a PVC, noeviction, password from the Secret (or external Redis)`, (errors) => {
+  checks.run(`${prefix} Redis: >= 7, AOF on a PVC, noeviction, password from the Secret on stdin, not the command line (or external Redis)`, (errors) => {
     if (!redis) {
       // External Redis: nothing in-cluster may still point at a "redis" Service.
       const addr = resolveEnv(objects, wc, "REDIS_ADDRESS");
@@ -389,12 +481,44 @@ for (const [render, rendered] of renderObjects) {
     const c = redis.spec.template.spec.containers[0];
     const tag = /:(\d+)/.exec(c.image)?.[1];
     if (!(+tag >= 7)) errors.push(`image ${c.image}: need Redis >= 7 (KEDA lag trigger)`);
-    const args = (c.args ?? []).join(" ");
+    const args = [...(c.command ?? []), ...(c.args ?? [])].join(" ");
     if (!/--appendonly yes/.test(args)) errors.push("--appendonly yes missing");
     if (!/--maxmemory-policy noeviction/.test(args)) errors.push("--maxmemory-policy noeviction missing");
-    if (!/--requirepass \$\(REDIS_PASSWORD\)/.test(args)) errors.push("--requirepass $(REDIS_PASSWORD) missing");
+    // The password: configuration on Redis' standard input from an env var that comes from the Secret.
+    const password = redisPasswordSource(args);
+    errors.push(...password.errors);
+    if (password.variable) {
+      const ref = envValue(c, password.variable)?.valueFrom?.secretKeyRef;
+      if (!ref || ref.name !== "renderfarm-redis" || ref.key !== "password")
+        errors.push(`requirepass reads $${password.variable}, which is not the renderfarm-redis Secret's key password`);
+    }
     const dataMount = c.volumeMounts?.find((m) => m.mountPath === "/data");
     if (!dataMount || !redis.spec.volumeClaimTemplates?.some((t) => t.metadata.name === dataMount.name)) errors.push("/data is not on a volumeClaimTemplate");
+  });
+
+  checks.run(`${prefix} Redis sizing: maxmemory vs the memory limit and request, and vs one tenant's init images at the coordinator's caps`, (errors) => {
+    if (!redis) return; // a managed Redis: sized by its provider (deploy/README.md, "Redis sizing")
+    const c = redis.spec.template.spec.containers[0];
+    const text = [...(c.command ?? []), ...(c.args ?? [])].join(" ");
+    const setting = /--maxmemory\s+(\S+)/.exec(text)?.[1];
+    const fromEnv = (name, fallback) => {
+      const v = cc && resolveEnv(objects, cc, name);
+      if (v === undefined) return fallback;
+      if (!/^\d+$/.test(String(v).trim())) { errors.push(`coordinator ${name} "${v}" is not an integer`); return NaN; }
+      return +v;
+    };
+    const limit = c.resources?.limits?.memory, request = c.resources?.requests?.memory;
+    errors.push(...redisSizingErrors({
+      maxmemory: setting === undefined ? undefined : redisBytes(setting),
+      limit: limit === undefined ? undefined : k8sBytes(limit),
+      request: request === undefined ? undefined : k8sBytes(request),
+      maxInputBytesPerJob: fromEnv("Farm__MaxInputBytesPerJob", inputDefaults.maxInputBytesPerJob),
+      maxActiveJobsPerTenant: fromEnv("Farm__Limits__MaxActiveJobsPerTenant", inputDefaults.maxActiveJobsPerTenant),
+      where: {
+        maxmemory: `${id(redis)}`, limit: `${id(redis)} limits.memory`, request: `${id(redis)} requests.memory`,
+        limits: "coordinator Farm__Limits__MaxActiveJobsPerTenant x Farm__MaxInputBytesPerJob, or the code's defaults",
+      },
+    }));
   });
 
   checks.run(`${prefix} NetworkPolicy: only coordinator, workers (and KEDA) reach Redis; coordinator open on its port`, (errors) => {
@@ -409,6 +533,15 @@ for (const [render, rendered] of renderObjects) {
       const rp = policiesFor("redis");
       for (const ok of ["coordinator", "worker"]) if (!allows(rp, ok, 6379)) errors.push(`${ok} cannot reach Redis`);
       for (const np of rp) for (const rule of np.spec.ingress ?? []) if (!rule.from) errors.push(`${id(np)}: an ingress rule without "from" opens Redis to everyone`);
+      // KEDA's operator reads the streams' lag from Redis: some peer must admit it, as pods of a namespace (both
+      // selectors in one peer: a namespaceSelector alone would admit a whole namespace such as kube-system).
+      if (objects.some((o) => o.kind === "ScaledObject")) {
+        const keda = rp.flatMap((np) => (np.spec.ingress ?? []).filter((r) => !r.ports || r.ports.some((p) => p.port === 6379)).flatMap((r) => r.from ?? []))
+          .filter((f) => f.namespaceSelector && Object.values({ ...f.podSelector?.matchLabels }).some((v) => /keda-operator/.test(v)));
+        if (keda.length === 0) errors.push("no peer admits KEDA's operator (a namespaceSelector with a podSelector on its keda-operator label) to Redis on 6379: KEDA could not read the lag, and workers would never scale up");
+        for (const f of rp.flatMap((np) => (np.spec.ingress ?? []).flatMap((r) => r.from ?? [])))
+          if (f.namespaceSelector && !f.podSelector) errors.push(`a peer admits every pod of namespaces ${JSON.stringify(f.namespaceSelector)} to Redis: add the operator's podSelector`);
+      }
     }
     if (!policiesFor("coordinator").some((np) => (np.spec.ingress ?? []).some((r) => !r.from && r.ports?.some((p) => p.port === 5000))))
       errors.push("coordinator port 5000 not open to clients");
@@ -429,9 +562,9 @@ for (const [render, rendered] of renderObjects) {
       if (t.type !== "redis-streams") continue;
       const md = t.metadata ?? {};
       const name = t.name ?? md.stream;
-      if (md.consumerGroup !== "workers") errors.push(`${name}: consumerGroup must be "workers"`);
-      const model = /^(?:tasks:([^{}:]+)|\{tasks:([^{}:]+)\}:(?:high|low))$/.exec(md.stream ?? "")?.slice(1).find(Boolean);
-      if (!model || !models.includes(model)) errors.push(`${name}: stream ${md.stream} is not tasks:<a model the worker serves (${models.join(", ")})>`);
+      if (md.consumerGroup !== taskKeys.group) errors.push(`${name}: consumerGroup must be "${taskKeys.group}" (FarmKeys.WorkerGroup)`);
+      if (!models.some((m) => taskKeys.streams(m).includes(md.stream)))
+        errors.push(`${name}: stream ${md.stream} is none of the task streams (FarmKeys.TaskStreams) of the models the worker serves: ${models.flatMap(taskKeys.streams).join(", ")}`);
       if (md.lagCount !== undefined) {
         lagStreams.add(md.stream);
         if (md.activationLagCount === undefined) errors.push(`${name}: lagCount needs activationLagCount`);
@@ -455,7 +588,7 @@ for (const [render, rendered] of renderObjects) {
       }
     }
     for (const m of models)
-      for (const stream of [`tasks:${m}`, `{tasks:${m}}:high`, `{tasks:${m}}:low`])
+      for (const stream of taskKeys.streams(m))
         if (!lagStreams.has(stream)) errors.push(`model ${m}: no lagCount trigger on ${stream} (each priority has its own stream)`);
   });
 
@@ -483,6 +616,77 @@ for (const [render, rendered] of renderObjects) {
     for (const t of triggers)
       if ((t.metadata?.enableTLS === "true") !== appTls)
         errors.push(`${t.name}: enableTLS ${t.metadata?.enableTLS ?? "unset"} but the workers connect ${appTls ? "with" : "without"} TLS (Farm__Redis ${redisConn.replace(/password=[^,]*/, "password=***")})`);
+  });
+
+  checks.run(`${prefix} metrics: monitors reach Farm__Telemetry__PrometheusPort; no probe, listen URL or other Service port uses it`, (errors) => {
+    // /metrics is served only on connections to the metrics port (Farm__Telemetry__PrometheusPort), and nothing else
+    // is served there (src/Telemetry, UseFarmMetrics): a monitor on any other port scrapes 404s or gRPC, and a probe
+    // on the metrics port gets a 404 for every request, whatever the app's health.
+    const metricsPort = (c) => {
+      const v = resolveEnv(objects, c, "Farm__Telemetry__PrometheusPort");
+      return v === undefined || +v === 0 ? undefined : +v;
+    };
+    const containerPortNumber = (c, ref) => portOf(c, ref)?.containerPort;
+    for (const w of workloads) {
+      for (const c of w.spec.template.spec.containers) {
+        const mp = metricsPort(c);
+        if (mp === undefined) continue;
+        for (const kind of ["startupProbe", "readinessProbe", "livenessProbe"]) {
+          const p = c[kind];
+          const ref = p?.httpGet?.port ?? p?.tcpSocket?.port ?? p?.grpc?.port;
+          if (ref !== undefined && containerPortNumber(c, ref) === mp)
+            errors.push(`${id(w)} ${c.name} ${kind}: port ${ref} is the metrics port ${mp} (it serves only /metrics)`);
+        }
+        for (const name of ["Kestrel__Endpoints__Grpc__Url", "Urls"]) {
+          const url = resolveEnv(objects, c, name);
+          if (url && String(url).split(";").some((u) => { try { return urlPort(u.trim()) === mp; } catch { return false; } }))
+            errors.push(`${id(w)} ${c.name}: ${name} ${url} listens on the metrics port ${mp}`);
+        }
+      }
+    }
+    // Where a pod-side port reference leads: the container port (number) on the pods it names, and their metrics port.
+    const targets = (pods, ref) => pods.flatMap((w) => w.spec.template.spec.containers
+      .filter((c) => portOf(c, ref)).map((c) => ({ w, c, port: portOf(c, ref).containerPort, metrics: metricsPort(c) })));
+    const describe = (t) => `${id(t.w)} ${t.c.name} container port ${t.port}`;
+    for (const pm of rendered.filter((o) => o.kind === "PodMonitor")) {
+      const pods = workloads.filter((w) => matchSelector(pm.spec.selector, podLabels(w)));
+      if (pods.length === 0) { errors.push(`${id(pm)}: selects no pods`); continue; }
+      for (const ep of pm.spec.podMetricsEndpoints ?? []) {
+        const ref = ep.port ?? ep.portNumber ?? ep.targetPort;
+        if (ref === undefined) { errors.push(`${id(pm)}: an endpoint names no port`); continue; }
+        for (const w of pods) {
+          const found = targets([w], ref);
+          if (found.length === 0) errors.push(`${id(pm)} port ${ref}: ${id(w)} has no such container port`);
+          for (const t of found)
+            if (t.port !== t.metrics) errors.push(`${id(pm)} port ${ref}: ${describe(t)} is not its Farm__Telemetry__PrometheusPort (${t.metrics ?? "unset: no /metrics"})`);
+        }
+        if (ep.path !== undefined && ep.path !== "/metrics") errors.push(`${id(pm)} path ${ep.path}: the apps serve /metrics`);
+      }
+    }
+    for (const sm of rendered.filter((o) => o.kind === "ServiceMonitor")) {
+      const services = rendered.filter((o) => o.kind === "Service" && matchSelector(sm.spec.selector, o.metadata.labels ?? {}));
+      if (services.length === 0) { errors.push(`${id(sm)}: selects no Service`); continue; }
+      for (const ep of sm.spec.endpoints ?? []) {
+        for (const svc of services) {
+          const sp = (svc.spec.ports ?? []).find((p) => (ep.port !== undefined ? p.name === ep.port : ep.targetPort !== undefined && (p.targetPort ?? p.port) === ep.targetPort));
+          if (!sp) { errors.push(`${id(sm)} endpoint ${ep.port ?? ep.targetPort}: ${id(svc)} has no such port`); continue; }
+          const pods = workloads.filter((w) => matchLabels(svc.spec.selector, podLabels(w)));
+          const found = targets(pods, sp.targetPort ?? sp.port);
+          if (found.length === 0) errors.push(`${id(sm)} endpoint ${ep.port}: ${id(svc)} port ${sp.name ?? sp.port} reaches no container port`);
+          for (const t of found)
+            if (t.port !== t.metrics) errors.push(`${id(sm)} endpoint ${ep.port}: ${id(svc)} → ${describe(t)}, not its Farm__Telemetry__PrometheusPort (${t.metrics ?? "unset: no /metrics"})`);
+        }
+        if (ep.path !== undefined && ep.path !== "/metrics") errors.push(`${id(sm)} path ${ep.path}: the apps serve /metrics`);
+      }
+    }
+    // A Service that is not for metrics must not route to the metrics port (the gRPC Service is h2c-only).
+    for (const svc of rendered.filter((o) => o.kind === "Service")) {
+      const pods = workloads.filter((w) => matchLabels(svc.spec.selector, podLabels(w)));
+      for (const p of svc.spec.ports ?? [])
+        for (const t of targets(pods, p.targetPort ?? p.port))
+          if (t.metrics !== undefined && t.port === t.metrics && !rendered.some((o) => o.kind === "ServiceMonitor" && matchSelector(o.spec.selector, svc.metadata.labels ?? {})))
+            errors.push(`${id(svc)} port ${p.name ?? p.port} routes to the metrics port of ${id(t.w)}, but no ServiceMonitor scrapes it`);
+    }
   });
 
   if (render.startsWith("gpu")) {

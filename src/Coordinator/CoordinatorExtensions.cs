@@ -1,5 +1,6 @@
 using Grpc.AspNetCore.Server.Model;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 using RenderFarm.Coordinator.Dashboard;
 using RenderFarm.Coordinator.Diagnostics;
@@ -126,7 +127,13 @@ public static class CoordinatorExtensions
         services.AddOptions<Grpc.AspNetCore.Server.GrpcServiceOptions>().Configure<ILoggerFactory>((o, loggers) =>
             o.CompressionProviders = GrpcFraming.GuardedProviders(new ThrottledLog(loggers, typeof(GrpcFraming).FullName!)));
         ReplaceGrpcServiceBinder(services);
-        services.AddGrpcHealthChecks().AddCheck<RedisHealthCheck>("redis");
+        // Service "" (readiness) includes Redis: a replica that lost Redis leaves the Service. Service "liveness" has no
+        // dependency's check: it answers SERVING whenever this process serves gRPC, so startup and liveness probes never
+        // restart a coordinator because Redis is down (a restart would not bring Redis back). A service whose checks
+        // are none stays UNKNOWN, hence the "serving" check: answering at all is what it reports.
+        services.AddGrpcHealthChecks(o => o.Services.Map(FarmHealth.LivenessService, c => c.Tags.Contains(FarmHealth.LiveTag)))
+            .AddCheck<RedisHealthCheck>("redis")
+            .AddCheck("serving", () => HealthCheckResult.Healthy("serving gRPC"), tags: [FarmHealth.LiveTag]);
         return services;
     }
 
@@ -146,6 +153,9 @@ public static class CoordinatorExtensions
 
     public static WebApplication MapCoordinator(this WebApplication app)
     {
+        // Opened now, before the host starts: a results directory this process cannot write (FileSystemResultStore) or a
+        // bucket without credentials fails the start, named, instead of every stored result after the replica is Ready.
+        app.Services.GetRequiredService<IResultStore>();
         if (app.Services.GetRequiredService<IOptions<AuthOptions>>().Value.Mode == AuthMode.Disabled)
             app.Logger.LogWarning("Authentication is DISABLED (Farm:Auth:Mode=Disabled): anyone who can reach this port can submit work " +
                                   "and act as a worker. Use this for local development only.");

@@ -20,7 +20,8 @@ public sealed partial class DurabilityTests
         return Assert.Single(policies);
     }
 
-    [GeneratedRegex(@"--appendfsync\s*\n\s*-\s*""?(\w+)")]
+    // A YAML list item (`- --appendfsync` / `- everysec`) or a shell command line (`--appendfsync everysec`).
+    [GeneratedRegex(@"--appendfsync(?:\s*\n\s*-\s*|[ \t]+)""?(\w+)")]
     private static partial Regex AppendFsync();
 
     /// <summary>

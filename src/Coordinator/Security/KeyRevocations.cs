@@ -26,7 +26,9 @@ public sealed class KeyRevocations(IConnectionMultiplexer redis, ApiKeyStore key
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        var subscription = await redis.GetSubscriber().SubscribeAsync(RedisChannel.Literal(FarmKeys.ApiKeyRevokedChannel));
+        // Fire and forget, as WorkerConnections: registered now, subscribed once Redis answers; awaiting it would stop
+        // the host (this service's failure) when the coordinator starts during a Redis outage.
+        var subscription = await redis.GetSubscriber().SubscribeAsync(RedisChannel.Literal(FarmKeys.ApiKeyRevokedChannel), CommandFlags.FireAndForget);
         subscription.OnMessage(m => Revoke((string)m.Message!));
         try
         {

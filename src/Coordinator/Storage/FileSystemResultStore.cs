@@ -14,10 +14,14 @@ public sealed class FileSystemResultStore : IResultStore
     /// <summary>Older temporary files are abandoned writes (a write takes milliseconds; replicas share the folder).</summary>
     public static readonly TimeSpan AbandonedAfter = TimeSpan.FromHours(1);
 
+    /// <exception cref="InvalidOperationException">
+    /// <paramref name="root"/> cannot be created or written by this process; the message names <c>Farm:Storage</c>.
+    /// </exception>
     public FileSystemResultStore(string root)
     {
         Root = Path.GetFullPath(root);
         Incoming = Path.Combine(Root, ".incoming");
+        EnsureWritable();
         RemoveAbandonedWrites();
     }
 
@@ -25,6 +29,30 @@ public sealed class FileSystemResultStore : IResultStore
 
     /// <summary>Where writes in progress live.</summary>
     public string Incoming { get; }
+
+    /// <summary>
+    /// Writes and removes a file where every result is first written, so that a directory this process cannot write
+    /// fails the coordinator's start, named, instead of a coordinator that reports Ready and then fails every result it
+    /// is sent. The usual cause is a volume owned by another user: the images run as uid/gid 1654, and many
+    /// ReadWriteMany storage classes (NFS, EFS, Azure Files, CephFS) ignore a pod's fsGroup.
+    /// </summary>
+    private void EnsureWritable()
+    {
+        var probe = Path.Combine(Incoming, $"write-check.{Guid.NewGuid():N}.tmp");
+        try
+        {
+            Directory.CreateDirectory(Incoming);
+            File.WriteAllBytes(probe, []);
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new InvalidOperationException(
+                $"Farm:Storage: results directory {Root} is not writable by this process (user {Environment.UserName}): {e.Message} " +
+                "Make it writable for the coordinator's user (the images run as uid/gid 1654: chown 1654:1654 on the volume, or the " +
+                "storage class's uid/gid options where it ignores fsGroup), or set Farm:Storage to a writable directory or an s3:// URL.", e);
+        }
+    }
 
     private void RemoveAbandonedWrites()
     {

@@ -21,7 +21,11 @@ public sealed class WorkerConnections : IDisposable
     public WorkerConnections(IConnectionMultiplexer redis)
     {
         _subscriber = redis.GetSubscriber();
-        _subscription = _subscriber.Subscribe(RedisChannel.Literal(Channel));
+        // Fire and forget: the subscription is registered here and sent now, or as soon as Redis is reachable (the
+        // multiplexer subscribes every registered channel when it connects). Waiting for Redis' answer would make a
+        // coordinator started during a Redis outage fail to start (the host's start threw after 5 s), so that
+        // Kubernetes restarted it in a loop instead of letting it turn Ready when Redis is back.
+        _subscription = _subscriber.Subscribe(RedisChannel.Literal(Channel), CommandFlags.FireAndForget);
         _subscription.OnMessage(m => Deliver(Control.Parser.ParseFrom((byte[])m.Message!)));
     }
 

@@ -9,6 +9,38 @@ public sealed class FileSystemResultStoreTests : IDisposable
 
     public void Dispose() => Directory.Delete(_root, recursive: true);
 
+    /// <summary>
+    /// A results directory the coordinator cannot write (a volume owned by another uid, where the storage class ignores
+    /// fsGroup) fails at once, naming the setting and the path, instead of every result once the coordinator is Ready.
+    /// The tests run as root, which permissions do not stop: here the directory lies under a regular file.
+    /// </summary>
+    [Fact]
+    public void AnUnwritableDirectoryFailsAtOnceNamingTheSettingAndThePath()
+    {
+        var file = Path.Combine(_root, "not-a-directory");
+        File.WriteAllBytes(file, [1]);
+        var unwritable = Path.Combine(file, "results");
+
+        var error = Assert.Throws<InvalidOperationException>(() => new FileSystemResultStore(unwritable));
+
+        Assert.Contains("Farm:Storage", error.Message);
+        Assert.Contains(unwritable, error.Message);
+        Assert.Contains("not writable", error.Message);
+        // As the coordinator picks its store from Farm:Storage.
+        error = Assert.Throws<InvalidOperationException>(() =>
+            ResultStores.Create(new CoordinatorOptions { Storage = unwritable }, Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance));
+        Assert.Contains("Farm:Storage", error.Message);
+    }
+
+    [Fact]
+    public void AWritableDirectoryIsCreatedAndLeftWithoutTheWriteCheck()
+    {
+        var root = Path.Combine(_root, "new", "results");
+        var store = new FileSystemResultStore(root);
+        Assert.True(Directory.Exists(store.Incoming));
+        Assert.Empty(Directory.GetFiles(store.Incoming));
+    }
+
     [Fact]
     public async Task AJobsFolderHoldsOnlyItsFinishedImagesAndTheFirstResultWins()
     {

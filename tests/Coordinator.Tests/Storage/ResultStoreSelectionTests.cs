@@ -9,9 +9,16 @@ public sealed class ResultStoreSelectionTests
     public void ADirectoryKeepsTheFileSystemStore()
     {
         var directory = Path.Combine(Path.GetTempPath(), $"farm-results-{Guid.NewGuid():N}");
-        var store = ResultStores.Create(new CoordinatorOptions { Storage = directory }, NullLoggerFactory.Instance);
-        Assert.Equal(directory, Assert.IsType<FileSystemResultStore>(store).Root);
-        Assert.False(store.CanPresign);
+        try
+        {
+            var store = ResultStores.Create(new CoordinatorOptions { Storage = directory }, NullLoggerFactory.Instance);
+            Assert.Equal(directory, Assert.IsType<FileSystemResultStore>(store).Root);
+            Assert.False(store.CanPresign);
+        }
+        finally
+        {
+            if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true); // the store creates it
+        }
     }
 
     [Fact]
