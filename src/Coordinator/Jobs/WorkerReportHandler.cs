@@ -248,7 +248,7 @@ public sealed class WorkerReportHandler(
             if (admissions[i] == ResultAdmission.Accepted && seen.Add(image.Index)) checkedImages.Add((image, uploads[i]));
         }
         if (checkedImages.Count == 0) return 0;
-        var stored = (await Task.WhenAll(checkedImages.Select(c => StoreAsync(shard, delivery, c.Image, c.Upload, cancellationToken))))
+        var stored = (await Task.WhenAll(checkedImages.Select(c => StoreAsync(session, delivery, c.Image, c.Upload, cancellationToken))))
             .OfType<StoredImage>().ToArray();
         if (stored.Length == 0) return 0;
         // A job cancelled (or deleted) while the PNGs were being stored records none of them (the check is in the same
@@ -270,19 +270,21 @@ public sealed class WorkerReportHandler(
 
     /// <summary>
     /// Stores one result, or takes one a worker uploaded (<see cref="GrantUploadsAsync"/>) as stored; null when an
-    /// upload found the image stored before and it is gone again. An upload whose check already knows what is stored
+    /// upload found the image stored before and it is gone again, or when a PNG sent on the stream could not be stored
+    /// (<see cref="StreamedAsync"/>). An upload whose check already knows what is stored
     /// (<paramref name="upload"/>) asks the store nothing. The store joins the job's trace: under the worker's render span
     /// (or, from older workers, the submission's). It ends before the image is recorded, so a trace is whole by the time
     /// a watcher sees the image (or the job) done.
     /// </summary>
-    private async Task<StoredImage?> StoreAsync(ShardRef shard, VerifiedDelivery delivery, ShardImage image, UploadCheck upload, CancellationToken cancellationToken)
+    private async Task<StoredImage?> StoreAsync(WorkerSession session, VerifiedDelivery delivery, ShardImage image, UploadCheck upload, CancellationToken cancellationToken)
     {
+        var shard = delivery.Ref;
         using var activity = FarmTracing.Coordinator.StartActivity("store result", System.Diagnostics.ActivityKind.Internal,
             FarmTracing.ParentOf(image.Traceparent.Length > 0 ? image.Traceparent : delivery.Shard.Traceparent));
         activity?.SetTag("renderfarm.job_id", shard.JobId).SetTag("renderfarm.image", image.Index);
         var stored = upload.Stored ?? image.Uploaded switch
         {
-            null => await store.PutIfAbsentAsync(shard.JobId, image.Index, image.Png.Memory, cancellationToken),
+            null => await StreamedAsync(session, delivery, image, cancellationToken),
             // Another delivery's upload got there first: what is stored is what counts (first result wins). Its check
             // has read it (upload.Stored); the store is asked here only where that did not happen.
             { FoundStored: true } => await store.FindAsync(shard.JobId, image.Index, cancellationToken),
@@ -291,6 +293,60 @@ public sealed class WorkerReportHandler(
         // An image recorded before is a duplicate (the record ignores it), not an upload of this delivery's.
         if (image.Uploaded is not null && !upload.Settled && stored is not null) metrics.ResultUploaded();
         return stored is null ? null : new StoredImage(image.Index, stored.Sha256, stored.SizeBytes, image.RenderSeconds);
+    }
+
+    /// <summary>How many times a PNG sent on the stream is stored again after what the store kept instead was deleted.</summary>
+    private const int LeftoverRounds = 3;
+
+    /// <summary>
+    /// Stores a PNG the worker sent on its stream: the first result wins, and what the store has is what counts. Where
+    /// workers upload (<see cref="TakesUploads"/>), what the store kept instead of these bytes may be an upload that no
+    /// delivery reported (its worker died before, or meant harm), which nothing has checked: it is checked here as one
+    /// found stored is (<see cref="CheckUploadsAsync"/>) before it is recorded. An image that has an outcome already
+    /// is a duplicate, and nothing is fetched. Otherwise the object is fetched, hashed and decoded: a PNG of the shard's
+    /// size is recorded as checked; anything else is deleted and these bytes are stored in its place. It is held against
+    /// the worker only when its own grant put it there. Null when nothing can be stored (the store kept giving back
+    /// bad objects): the image stays pending.
+    /// </summary>
+    private async Task<StoredObject?> StreamedAsync(WorkerSession session, VerifiedDelivery delivery, ShardImage image, CancellationToken cancellationToken)
+    {
+        var (jobId, index) = (delivery.Ref.JobId, image.Index);
+        var stored = await store.PutIfAbsentAsync(jobId, index, image.Png.Memory, cancellationToken);
+        if (!TakesUploads) return stored;
+        var sha256 = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(image.Png.Span));
+        for (var round = 0; stored.Sha256 != sha256; round++)
+        {
+            if (round == LeftoverRounds)
+            {
+                logger.LogWarning("Image {Index} of shard {Job}/{Shard} from worker {Worker} not stored: the store kept another object in its place {Rounds} times",
+                    index, jobId, delivery.Ref.ShardIndex, session.WorkerId, LeftoverRounds);
+                return null;
+            }
+            if ((await jobs.OutcomesAmongAsync(jobId, [index]))[0].Settled) return stored; // a duplicate: the record ignores it
+            var (problem, found) = await StoredUploadProblemAsync(delivery, new ResultDigest { Index = index, FoundStored = true }, cancellationToken);
+            if (problem is null && found is not null) return found; // what was checked is what is recorded
+            if (problem is not null)
+            {
+                var granted = session.Uploads.GrantedFor(jobId, index);
+                if (granted.Any(sha => Convert.ToHexStringLower(sha.Span) is var hex && (hex == stored.Sha256 || hex == found?.Sha256)))
+                {
+                    session.SentBadResult = true;
+                    authority.Reject(session, "image", "bad_result",
+                        $"uploaded {problem} as image {index} of shard {jobId}/{delivery.Ref.ShardIndex} through its own grant before sending the image on its stream");
+                }
+                else
+                {
+                    logger.LogWarning("Image {Index} of shard {Job}/{Shard} was uploaded by a delivery that never reported it and is {Problem}: " +
+                        "deleted, and the PNG worker {Worker} sent on its stream stored in its place (that worker is not held to it)",
+                        index, jobId, delivery.Ref.ShardIndex, problem, session.WorkerId);
+                }
+                if (!(await jobs.OutcomesAmongAsync(jobId, [index]))[0].Settled)
+                    await store.DeleteAsync(jobId, index, cancellationToken);
+            }
+            // Deleted, or gone again since the store kept it: these bytes are stored now (unless another write got there first).
+            stored = await store.PutIfAbsentAsync(jobId, index, image.Png.Memory, cancellationToken);
+        }
+        return stored;
     }
 
     /// <summary>

@@ -47,6 +47,13 @@ public sealed class UploadGrants
         }
     }
 
+    /// <summary>
+    /// Every sha256 this stream was granted for the image and has not reported, as <see cref="Redeem(string, ResultDigest, out IReadOnlyList{ByteString})"/>
+    /// names them, without using the grant up; empty when none. For an image the worker sends on its stream instead.
+    /// </summary>
+    public IReadOnlyList<ByteString> GrantedFor(string jobId, uint index) =>
+        _granted.TryGetValue((jobId, index), out var node) ? [node.Value.Digest.Sha256, .. node.Value.Earlier ?? []] : [];
+
     /// <summary>Whether <paramref name="reported"/> is what was granted for its image; the grant is used up either way.</summary>
     public bool Redeem(string jobId, ResultDigest reported) => Redeem(jobId, reported, out _);
 

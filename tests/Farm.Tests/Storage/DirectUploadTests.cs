@@ -449,6 +449,44 @@ public sealed class DirectUploadTests
         Assert.Equal(1, await farm.Redis.HashLengthAsync(FarmKeys.JobResults(jobId)));
     }
 
+    [S3Theory, MemberData(nameof(Servers))]
+    public async Task APngSentOnTheStreamWhereAnUnreportedUploadIsStoredIsRecordedOnlyAfterThatUploadIsChecked(string kind)
+    {
+        await using var s3 = await S3TestServer.StartAsync(kind);
+        using var store = await BucketAsync(s3);
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: s => DirectUploads(s3, s));
+        var rejected = new ConcurrentDictionary<string, int>();
+        var (jobId, listener) = await SubmitAsync(farm, 2, rejected);
+        using var _ = listener;
+        using var channel = GrpcChannel.ForAddress(farm.CoordinatorUrl);
+        var (first, shard) = await farm.DeliverFirstAsync("w1");
+        var (index, other) = (shard.Images[0].Index, shard.Images[1].Index);
+
+        // A delivery that never reported them left an upload under each image: bytes that are no PNG, and another PNG.
+        var garbage = "GIF89a not a png at all"u8.ToArray();
+        var otherPng = PngEncoder.Encode(Enumerable.Repeat((byte)200, 64 * 64 * 3).ToArray(), 64, 64);
+        await store.PutIfAbsentAsync(jobId, index, garbage, CancellationToken.None);
+        await store.PutIfAbsentAsync(jobId, other, otherPng, CancellationToken.None);
+
+        // The worker that takes the shard over sends its PNGs on the stream (its uploads failed, or it is an older worker).
+        using var w2 = await HandWorker.ConnectAsync(channel, "w2", await TakeOverAsync(farm, first, "w2"));
+        await w2.SendAsync(index, GoodPng);
+        await w2.SendAsync(other, GoodPng);
+        await Eventually.HoldsAsync(async () => await farm.Redis.HashLengthAsync(FarmKeys.JobResults(jobId)) == 2, "both images to be recorded");
+
+        // The bytes that are no PNG were checked before anything was recorded, deleted, and the stream's PNG stored in
+        // their place (s3rver, which ignores If-None-Match, wrote over them at once). The other PNG passed its check
+        // where the server kept it, and the first result wins. Nothing is held against the worker.
+        var good = Convert.ToHexStringLower(SHA256.HashData(GoodPng));
+        var kept = Convert.ToHexStringLower(SHA256.HashData(s3.ConditionalWrites ? otherPng : GoodPng));
+        Assert.Equal(good, (await store.FindAsync(jobId, index, CancellationToken.None))?.Sha256);
+        Assert.Equal(kept, (await store.FindAsync(jobId, other, CancellationToken.None))?.Sha256);
+        var images = await farm.Jobs.DownloadAllAsync(jobId);
+        Assert.Equal((good, good), images.Where(i => i.Info.Index == index).Select(i => (i.Info.Sha256, i.Sha256)).Single());
+        Assert.Equal((kept, kept), images.Where(i => i.Info.Index == other).Select(i => (i.Info.Sha256, i.Sha256)).Single());
+        Assert.Equal(0, rejected.GetValueOrDefault("bad_result"));
+    }
+
     /// <summary>A worker's stream driven by hand for one delivery: it asks for upload grants and reports uploads.</summary>
     private sealed class HandWorker(AsyncDuplexStreamingCall<WorkerMessage, CoordinatorMessage> call, ShardRef shard) : IDisposable
     {
@@ -477,6 +515,10 @@ public sealed class DirectUploadTests
             {
                 Results = new ShardResults { Shard = shard, Images = { new ShardImage { Index = index, Uploaded = new ResultDigest(Digest(index, bytes)) { FoundStored = foundStored } } } },
             });
+
+        /// <summary>Sends the image's PNG on the stream, as a worker does whose upload failed (or that does not upload).</summary>
+        public Task SendAsync(uint index, byte[] png) =>
+            call.RequestStream.WriteAsync(new WorkerMessage { Results = new ShardResults { Shard = shard, Images = { new ShardImage { Index = index, Png = ByteString.CopyFrom(png) } } } });
 
         public void Dispose() => call.Dispose();
     }
