@@ -243,13 +243,20 @@ public sealed class WorkerReportHandler(
                 continue;
             }
             // Another delivery's upload, found stored, that did not check out: deleted, and not this worker's doing.
-            if (uploads[i].Dropped) continue;
+            // Unless the image has an outcome, it is still to be rendered, and this worker no longer has its PNG.
+            if (uploads[i].Dropped)
+            {
+                if (!uploads[i].Settled) session.Dropped.Add(delivery.Ref, image.Index);
+                continue;
+            }
             // A deleted or cancelled job: nothing more is stored. An image twice in one batch is stored once.
             if (admissions[i] == ResultAdmission.Accepted && seen.Add(image.Index)) checkedImages.Add((image, uploads[i]));
         }
         if (checkedImages.Count == 0) return 0;
-        var stored = (await Task.WhenAll(checkedImages.Select(c => StoreAsync(session, delivery, c.Image, c.Upload, cancellationToken))))
-            .OfType<StoredImage>().ToArray();
+        var storing = await Task.WhenAll(checkedImages.Select(c => StoreAsync(session, delivery, c.Image, c.Upload, cancellationToken)));
+        for (var i = 0; i < storing.Length; i++)
+            if (storing[i] is null) session.Dropped.Add(delivery.Ref, checkedImages[i].Image.Index);
+        var stored = storing.OfType<StoredImage>().ToArray();
         if (stored.Length == 0) return 0;
         // A job cancelled (or deleted) while the PNGs were being stored records none of them (the check is in the same
         // script as the records): what was stored goes with the job's stored images (retention, farm delete), and the
@@ -491,6 +498,7 @@ public sealed class WorkerReportHandler(
         // A success usually arrives after the last image acknowledged the entry, a cancel after the worker did: then
         // there is nothing left to do, and nothing to warn about.
         var benign = end.Error.Length == 0 || end.Cancelled;
+        var dropped = session.Dropped.Take(shard);
         if (await authority.VerifyAsync(session, "end", shard, quiet: benign) is not { } delivery) return default;
         if (end.Cancelled)
         {
@@ -508,6 +516,7 @@ public sealed class WorkerReportHandler(
         {
             // Also covers a re-delivery whose images were all stored before: nothing left, so acknowledge.
             if (await jobs.ShardRemainingAsync(shard.JobId, shard.ShardIndex) == 0) await queue.AcknowledgeAsync(shard);
+            else if (dropped.Count > 0) await HandBackDroppedAsync(session, delivery, dropped);
             return default;
         }
         if (await JobEndedAsync(shard))
@@ -516,6 +525,25 @@ public sealed class WorkerReportHandler(
             return default;
         }
         return await FailAttemptAsync(session.WorkerId, delivery, end, quarantine);
+    }
+
+    /// <summary>
+    /// A delivery that ended well with images left that the coordinator dropped through no fault of the worker
+    /// (<see cref="DroppedResults"/>): the worker no longer has their PNGs, so nothing more will come. Left alone it
+    /// would wait out its lease and then count as the worker's lost lease, an attempt used (the shard dead-lettered at
+    /// its last) for what another delivery did. When those are the only images left, it is handed back at once with its
+    /// attempt given back (<see cref="ShardQueue.HandBackUnfinishedAsync"/>); images left for other reasons (a result
+    /// refused as the worker's own doing) keep the lease's course.
+    /// </summary>
+    private async Task HandBackDroppedAsync(WorkerSession session, VerifiedDelivery delivery, IReadOnlySet<uint> dropped)
+    {
+        var (shard, images) = (delivery.Ref, delivery.Shard.Images.Select(i => i.Index).ToList());
+        var outcomes = await jobs.OutcomesAmongAsync(shard.JobId, images);
+        var left = images.Where((_, i) => !outcomes[i].Settled).ToList();
+        if (left.Count == 0 || !left.All(dropped.Contains)) return;
+        if (await queue.HandBackUnfinishedAsync(shard, session.WorkerId))
+            logger.LogInformation("Shard {Job}/{Shard} handed back from worker {Worker}, its attempt given back: images {Images} were dropped through no fault of the worker",
+                shard.JobId, shard.ShardIndex, session.WorkerId, string.Join(", ", left));
     }
 
     private async Task<EndOutcome> FailAttemptAsync(string workerId, VerifiedDelivery delivery, ShardEnd end, Func<Task> quarantine)

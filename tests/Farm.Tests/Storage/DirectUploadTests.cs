@@ -487,6 +487,62 @@ public sealed class DirectUploadTests
         Assert.Equal(0, rejected.GetValueOrDefault("bad_result"));
     }
 
+    [S3Theory, MemberData(nameof(Servers))]
+    public async Task ADeliveryLeftOnlyWithImagesDroppedAsAnotherDeliverysBadUploadIsHandedBackAtOnceWithoutUsingAnAttempt(string kind)
+    {
+        await using var s3 = await S3TestServer.StartAsync(kind);
+        using var store = await BucketAsync(s3);
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: s =>
+        {
+            DirectUploads(s3, s);
+            s["Farm:MaxAttempts"] = "2";
+        });
+        var rejected = new ConcurrentDictionary<string, int>();
+        var (jobId, listener) = await SubmitAsync(farm, 2, rejected);
+        using var _ = listener;
+        using var channel = GrpcChannel.ForAddress(farm.CoordinatorUrl);
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
+        var (first, shard) = await farm.DeliverFirstAsync("w1");
+        var (index, other) = (shard.Images[0].Index, shard.Images[1].Index);
+
+        // A first delivery uploads bytes no check passes and its worker dies before it reports them.
+        using var w1 = await HandWorker.ConnectAsync(channel, "w1", first);
+        Assert.Equal(HttpStatusCode.OK, (await PutAsync(http, await w1.GrantAsync(index, WrongSizePng), WrongSizePng)).StatusCode);
+
+        // The worker that takes the shard over, at its last attempt, stores its other image and finds this one stored:
+        // the coordinator deletes what it found, and the worker, which no longer has that PNG, ends its delivery well.
+        var last = await TakeOverAsync(farm, first, "w2");
+        using var w2 = await HandWorker.ConnectAsync(channel, "w2", last);
+        Assert.Equal(HttpStatusCode.OK, (await PutAsync(http, await w2.GrantAsync(other, GoodPng), GoodPng)).StatusCode);
+        await w2.ReportAsync(other, GoodPng);
+        var target = await w2.GrantAsync(index, GoodPng);
+        if (s3.ConditionalWrites) Assert.Equal(HttpStatusCode.PreconditionFailed, (await PutAsync(http, target, GoodPng)).StatusCode); // s3rver would write over it
+        await w2.ReportAsync(index, GoodPng, foundStored: true);
+        await w2.EndAsync();
+
+        // The shard is handed back at once, its attempt given back: not left to lapse as w2's lost lease, which at the
+        // last attempt would dead-letter the image for what w1 did.
+        async Task<(string Owner, long Deliveries)?> PendingAsync()
+        {
+            var pending = await farm.Redis.StreamPendingMessagesAsync(last.Stream, FarmKeys.WorkerGroup, 1, StackExchange.Redis.RedisValue.Null, last.EntryId, last.EntryId);
+            return pending.Length == 1 ? ((string)pending[0].ConsumerName!, pending[0].DeliveryCount) : null;
+        }
+        await Eventually.HoldsAsync(async () => await PendingAsync() is (FarmKeys.ReleasedConsumer, _), "the shard to be handed back");
+        Assert.Equal((FarmKeys.ReleasedConsumer, last.Delivery - 1), await PendingAsync());
+        Assert.Null(await store.FindAsync(jobId, index, CancellationToken.None));
+        Assert.Equal(0, rejected.GetValueOrDefault("bad_result"));
+
+        // The next delivery renders the image, and the job completes with no attempt held against w2.
+        await farm.StartWorkerAsync("w3");
+        var events = await farm.WatchToEndAsync(jobId, TimeSpan.FromMinutes(2));
+        Assert.Equal(JobState.Completed, events[^1].JobFinished.State);
+        Assert.DoesNotContain(events, e => e.AttemptFailed is { } failed && failed.WorkerId == "w2");
+        var images = await farm.Jobs.DownloadAllAsync(jobId);
+        Assert.Equal(2, images.Count);
+        // (s3rver lets w3's render of the other image write over the one recorded: the reason uploads need conditional writes.)
+        Assert.All(images.Where(i => s3.ConditionalWrites || i.Info.Index == index), i => Assert.Equal(i.Info.Sha256, i.Sha256));
+    }
+
     /// <summary>A worker's stream driven by hand for one delivery: it asks for upload grants and reports uploads.</summary>
     private sealed class HandWorker(AsyncDuplexStreamingCall<WorkerMessage, CoordinatorMessage> call, ShardRef shard) : IDisposable
     {
@@ -515,6 +571,9 @@ public sealed class DirectUploadTests
             {
                 Results = new ShardResults { Shard = shard, Images = { new ShardImage { Index = index, Uploaded = new ResultDigest(Digest(index, bytes)) { FoundStored = foundStored } } } },
             });
+
+        /// <summary>Ends the delivery well: every image it has is sent.</summary>
+        public Task EndAsync() => call.RequestStream.WriteAsync(new WorkerMessage { ShardEnd = new ShardEnd { Shard = shard } });
 
         /// <summary>Sends the image's PNG on the stream, as a worker does whose upload failed (or that does not upload).</summary>
         public Task SendAsync(uint index, byte[] png) =>
