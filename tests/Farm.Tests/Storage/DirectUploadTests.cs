@@ -470,8 +470,8 @@ public sealed class DirectUploadTests
 
         // The worker that takes the shard over sends its PNGs on the stream (its uploads failed, or it is an older worker).
         using var w2 = await HandWorker.ConnectAsync(channel, "w2", await TakeOverAsync(farm, first, "w2"));
-        await w2.SendAsync(index, GoodPng);
-        await w2.SendAsync(other, GoodPng);
+        await w2.SendAsync(GoodPng, index);
+        await w2.SendAsync(GoodPng, other);
         await Eventually.HoldsAsync(async () => await farm.Redis.HashLengthAsync(FarmKeys.JobResults(jobId)) == 2, "both images to be recorded");
 
         // The bytes that are no PNG were checked before anything was recorded, deleted, and the stream's PNG stored in
@@ -543,6 +543,102 @@ public sealed class DirectUploadTests
         Assert.All(images.Where(i => s3.ConditionalWrites || i.Info.Index == index), i => Assert.Equal(i.Info.Sha256, i.Sha256));
     }
 
+    [S3Theory, MemberData(nameof(Servers))]
+    public async Task WhileABadUploadIsBeingDeletedNoOtherResultForItsImageIsRecorded(string kind)
+    {
+        await using var s3 = await S3TestServer.StartAsync(kind);
+        using var store = await BucketAsync(s3);
+        FirstImageDeletionHeld.Gate gate = null!;
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: s => DirectUploads(s3, s),
+            coordinatorServices: services => gate = FirstImageDeletionHeld.Install(services));
+        var rejected = new ConcurrentDictionary<string, int>();
+        var (jobId, listener) = await SubmitAsync(farm, 2, rejected);
+        using var _ = listener;
+        using var channel = GrpcChannel.ForAddress(farm.CoordinatorUrl);
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
+        var (first, shard) = await farm.DeliverFirstAsync("w1");
+        var (index, other) = (shard.Images[0].Index, shard.Images[1].Index);
+
+        // A worker uploads bytes no check passes and reports them; its connection's first results are all checked, so
+        // the coordinator fetches them back, refuses them and deletes them. The deletion is held up here.
+        using var w1 = await HandWorker.ConnectAsync(channel, "w1", first);
+        Assert.Equal(HttpStatusCode.OK, (await PutAsync(http, await w1.GrantAsync(index, WrongSizePng), WrongSizePng)).StatusCode);
+        await w1.ReportAsync(index, WrongSizePng);
+        await gate.DeletionStarted.WaitAsync(TimeSpan.FromSeconds(30));
+
+        // Meanwhile its lease lapsed and another worker, which took the shard over, sends both images on its stream.
+        var second = await TakeOverAsync(farm, first, "w2");
+        using var w2 = await HandWorker.ConnectAsync(channel, "w2", second);
+        await w2.SendAsync(GoodPng, index, other);
+        await Eventually.HoldsAsync(async () => await farm.Redis.HashExistsAsync(FarmKeys.JobResults(jobId), other), "the other image to be recorded");
+
+        // The deletion goes on; then the refusal is counted.
+        gate.Release();
+        await Eventually.HoldsAsync(() => Task.FromResult(rejected.GetValueOrDefault("bad_result") == 1), "the bad upload to be refused");
+
+        // A result the job records is what users download: the image whose stored object was on its way out was not
+        // recorded meanwhile (that would be a result with nothing behind it), and the bad bytes are gone.
+        foreach (var (field, value) in (await farm.Redis.HashGetAllAsync(FarmKeys.JobResults(jobId))).Select(e => ((uint)e.Name, (string)e.Value!)))
+            Assert.Equal(value.Split(':')[0], (await store.FindAsync(jobId, field, CancellationToken.None))?.Sha256);
+        Assert.False(await farm.Redis.HashExistsAsync(FarmKeys.JobResults(jobId), index));
+        Assert.Null(await store.FindAsync(jobId, index, CancellationToken.None));
+
+        // The worker that took the shard over did nothing wrong and cannot send the image again: its delivery, ended
+        // well, is handed back at once to render it.
+        await w2.EndAsync();
+        await Eventually.HoldsAsync(async () => (await farm.Redis.StreamPendingMessagesAsync(second.Stream, FarmKeys.WorkerGroup, 1,
+            StackExchange.Redis.RedisValue.Null, second.EntryId, second.EntryId)).Single().ConsumerName == FarmKeys.ReleasedConsumer, "the shard to be handed back");
+    }
+
+    /// <summary>The coordinator's result store, with the first deletion of one image held until the test lets it go on.</summary>
+    private sealed class FirstImageDeletionHeld(IResultStore store, FirstImageDeletionHeld.Gate gate) : IResultStore
+    {
+        public static Gate Install(IServiceCollection services)
+        {
+            var gate = new Gate();
+            var real = services.Last(d => d.ServiceType == typeof(IResultStore));
+            services.AddSingleton<IResultStore>(sp => new FirstImageDeletionHeld((IResultStore)real.ImplementationFactory!(sp), gate));
+            return gate;
+        }
+
+        public sealed class Gate
+        {
+            private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
+            private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+            private int _deletions;
+
+            public Task DeletionStarted => _started.Task;
+
+            public void Release() => _released.TrySetResult();
+
+            internal Task PassAsync(CancellationToken cancellationToken)
+            {
+                if (Interlocked.Increment(ref _deletions) > 1) return Task.CompletedTask;
+                _started.TrySetResult();
+                return _released.Task.WaitAsync(cancellationToken);
+            }
+        }
+
+        public async Task DeleteAsync(string jobId, uint index, CancellationToken cancellationToken)
+        {
+            await gate.PassAsync(cancellationToken);
+            await store.DeleteAsync(jobId, index, cancellationToken);
+        }
+
+        public Task<StoredObject> PutIfAbsentAsync(string jobId, uint index, ReadOnlyMemory<byte> png, CancellationToken cancellationToken) =>
+            store.PutIfAbsentAsync(jobId, index, png, cancellationToken);
+        public Task<Stream?> OpenReadAsync(string jobId, uint index, CancellationToken cancellationToken) => store.OpenReadAsync(jobId, index, cancellationToken);
+        public Task<long> DeleteJobAsync(string jobId, CancellationToken cancellationToken) => store.DeleteJobAsync(jobId, cancellationToken);
+        public bool CanPresign => store.CanPresign;
+        public Task<PresignedImage?> PresignedUrlAsync(string jobId, uint index, TimeSpan ttl, CancellationToken cancellationToken) =>
+            store.PresignedUrlAsync(jobId, index, ttl, cancellationToken);
+        public PresignedImage Presign(string jobId, uint index, long sizeBytes, TimeSpan ttl) => store.Presign(jobId, index, sizeBytes, ttl);
+        public bool CanTakeUploads => store.CanTakeUploads;
+        public UploadTarget PresignUpload(string jobId, uint index, ReadOnlySpan<byte> sha256, long sizeBytes, TimeSpan ttl) =>
+            store.PresignUpload(jobId, index, sha256, sizeBytes, ttl);
+        public Task<StoredObject?> FindAsync(string jobId, uint index, CancellationToken cancellationToken) => store.FindAsync(jobId, index, cancellationToken);
+    }
+
     /// <summary>A worker's stream driven by hand for one delivery: it asks for upload grants and reports uploads.</summary>
     private sealed class HandWorker(AsyncDuplexStreamingCall<WorkerMessage, CoordinatorMessage> call, ShardRef shard) : IDisposable
     {
@@ -575,9 +671,12 @@ public sealed class DirectUploadTests
         /// <summary>Ends the delivery well: every image it has is sent.</summary>
         public Task EndAsync() => call.RequestStream.WriteAsync(new WorkerMessage { ShardEnd = new ShardEnd { Shard = shard } });
 
-        /// <summary>Sends the image's PNG on the stream, as a worker does whose upload failed (or that does not upload).</summary>
-        public Task SendAsync(uint index, byte[] png) =>
-            call.RequestStream.WriteAsync(new WorkerMessage { Results = new ShardResults { Shard = shard, Images = { new ShardImage { Index = index, Png = ByteString.CopyFrom(png) } } } });
+        /// <summary>Sends <paramref name="png"/> as each image on the stream, in one batch, as a worker does whose uploads failed (or that does not upload).</summary>
+        public Task SendAsync(byte[] png, params uint[] indices) =>
+            call.RequestStream.WriteAsync(new WorkerMessage
+            {
+                Results = new ShardResults { Shard = shard, Images = { indices.Select(i => new ShardImage { Index = i, Png = ByteString.CopyFrom(png) }) } },
+            });
 
         public void Dispose() => call.Dispose();
     }
