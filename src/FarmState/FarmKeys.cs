@@ -244,6 +244,13 @@ public static partial class FarmKeys
     /// <summary>Hash: image index → sha256 of the stored PNG. HSETNX on it makes the first result win.</summary>
     public static string JobResults(string jobId) => $"{JobTag(jobId)}:results";
 
+    /// <summary>
+    /// Hash: image index → "TOKEN:UNTIL_MS" while a coordinator checks what the result store holds for an image that has
+    /// no outcome yet (a direct upload, <see cref="Jobs.JobScripts.ClaimResultChecks"/>) and may delete it; until it is
+    /// released, or Redis's clock passes UNTIL_MS, no other check takes the image and no other result is recorded for it.
+    /// </summary>
+    public static string JobResultChecks(string jobId) => $"{JobTag(jobId)}:result-checks";
+
     /// <summary>Hash: image index → last error, for images that failed for good.</summary>
     public static string JobFailures(string jobId) => $"{JobTag(jobId)}:failures";
 
@@ -329,6 +336,6 @@ public static partial class FarmKeys
         JobMeta(jobId), JobImages(jobId), JobResults(jobId), JobFailures(jobId),
         JobShardsRemaining(jobId), JobEvents(jobId), JobStagedShards(jobId), JobParkedShards(jobId), JobInputs(jobId),
         JobTaskStreams(jobId), JobFailedAttempts(jobId), JobProgress(jobId), JobAcknowledged(jobId), JobPreviews(jobId),
-        JobPreviewSequence(jobId), LegacyJobTaskEntries(jobId), JobLatents(jobId),
+        JobPreviewSequence(jobId), LegacyJobTaskEntries(jobId), JobLatents(jobId), JobResultChecks(jobId),
     ];
 }

@@ -19,6 +19,7 @@ public sealed class FarmScriptTests
         TaskStreamScripts.ForgetIdleConsumers, TaskStreamScripts.StartPrefetched, TaskStreamScripts.WorkAhead, TaskStreamScripts.ForgetLegacyWarm,
         JobScripts.ExpireResults, JobScripts.ExpireInputs, PreviewScripts.Store, PreviewScripts.Drop, DueWorkScripts.ClaimDue,
         WorkerScripts.ClaimId, JobScripts.DeleteRecordsIfEndedAt, Webhooks.WebhookScripts.ChangeIfUnchanged,
+        JobScripts.ClaimResultChecks, JobScripts.ReleaseResultChecks,
     ];
 
     [Fact]

@@ -267,9 +267,46 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
     /// Records stored images of one shard (first result wins), in one script call; nothing once the job has ended
     /// (<see cref="ImageOutcomes.JobEnded"/>).
     /// </summary>
-    public Task<ImageOutcomes> RecordImagesDoneAsync(string jobId, uint shard, string worker, IReadOnlyList<StoredImage> images) =>
+    /// <param name="checks">The token of the result checks the recorder holds (<see cref="ClaimResultChecksAsync"/>), if any: an image whose check another holds is not recorded.</param>
+    public Task<ImageOutcomes> RecordImagesDoneAsync(string jobId, uint shard, string worker, IReadOnlyList<StoredImage> images, string checks = "") =>
         RecordOutcomesAsync(JobScripts.OutcomeDone, jobId, shard, worker,
-            images.Select(i => (i.Index, i.Sha256, i.SizeBytes, DeviceMicroseconds(i.RenderSeconds))));
+            images.Select(i => (i.Index, i.Sha256, i.SizeBytes, DeviceMicroseconds(i.RenderSeconds))), checks);
+
+    /// <summary>
+    /// How long a result check is held at most (<see cref="ClaimResultChecksAsync"/>): past a fetch, a delete and a few
+    /// stores at <see cref="Storage.S3StorageOptions.RequestTimeoutSeconds"/>' default, so that a holder that died
+    /// blocks the image's checks only that long.
+    /// </summary>
+    public static readonly TimeSpan ResultCheckTtl = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// Takes the result checks of images for <paramref name="token"/> (<see cref="JobScripts.ClaimResultChecks"/>), in one
+    /// step with reading their outcomes: per image its outcome, and whether the check is now this token's (false: it
+    /// has an outcome, or another check holds it). Release them with <see cref="ReleaseResultChecksAsync"/>.
+    /// </summary>
+    public async Task<(RecordedOutcome Outcome, bool Taken)[]> ClaimResultChecksAsync(string jobId, IReadOnlyList<uint> indices, string token)
+    {
+        if (indices.Count == 0) return [];
+        var reply = (RedisResult[])(await JobScripts.ClaimResultChecks.EvaluateAsync(redis.GetDatabase(),
+            [FarmKeys.JobResults(jobId), FarmKeys.JobFailures(jobId), FarmKeys.JobResultChecks(jobId)],
+            [token, (long)ResultCheckTtl.TotalMilliseconds, .. indices.Select(i => (RedisValue)i)]))!;
+        return [.. indices.Select((index, i) => reply[i].Resp2Type == ResultType.BulkString
+            ? (new RecordedOutcome(StoredResult.Parse(index, (string)reply[i]!), false), false)
+            : (int)reply[i] switch
+            {
+                0 => (new RecordedOutcome(null, true), false),
+                1 => (default(RecordedOutcome), true),
+                _ => (default(RecordedOutcome), false),
+            })];
+    }
+
+    /// <summary>Releases the result checks <paramref name="token"/> holds of these images (<see cref="ClaimResultChecksAsync"/>).</summary>
+    public async Task ReleaseResultChecksAsync(string jobId, IReadOnlyCollection<uint> indices, string token)
+    {
+        if (indices.Count == 0) return;
+        await JobScripts.ReleaseResultChecks.EvaluateAsync(redis.GetDatabase(), [FarmKeys.JobResultChecks(jobId)],
+            [token, .. indices.Select(i => (RedisValue)i)]);
+    }
 
     /// <summary>Seconds as whole microseconds; a report that is not a plausible duration (negative, NaN, over a day) counts nothing.</summary>
     private static long DeviceMicroseconds(double seconds) =>
@@ -280,17 +317,18 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
     /// nothing once the job has ended (<see cref="ImageOutcomes.JobEnded"/>).
     /// </summary>
     public Task<ImageOutcomes> RecordImagesFailedAsync(string jobId, uint shard, IReadOnlyList<uint> indices, string worker, string error) =>
-        RecordOutcomesAsync(JobScripts.OutcomeFailed, jobId, shard, worker, indices.Select(i => (i, error, 0L, 0L)));
+        RecordOutcomesAsync(JobScripts.OutcomeFailed, jobId, shard, worker, indices.Select(i => (i, error, 0L, 0L)), checks: "");
 
     /// <summary>Records outcomes (<see cref="JobScripts.RecordOutcome"/>); when they finish the job, its webhook is due at once.</summary>
     private async Task<ImageOutcomes> RecordOutcomesAsync(string mode, string jobId, uint shard, string worker,
-        IEnumerable<(uint Index, string Detail, long SizeBytes, long DeviceMicroseconds)> images)
+        IEnumerable<(uint Index, string Detail, long SizeBytes, long DeviceMicroseconds)> images, string checks)
     {
-        var args = new List<RedisValue> { mode, shard, worker, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() };
+        var args = new List<RedisValue> { mode, shard, worker, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), checks };
         foreach (var image in images) args.AddRange([image.Index, image.Detail, image.SizeBytes, image.DeviceMicroseconds]);
         var result = (RedisResult[])(await JobScripts.RecordOutcome.EvaluateAsync(redis.GetDatabase(),
             [FarmKeys.JobMeta(jobId), FarmKeys.JobResults(jobId), FarmKeys.JobFailures(jobId), FarmKeys.JobShardsRemaining(jobId), FarmKeys.JobEvents(jobId),
-             FarmKeys.JobInputs(jobId), FarmKeys.JobProgress(jobId), FarmKeys.JobFailedAttempts(jobId), FarmKeys.JobLatents(jobId)],
+             FarmKeys.JobInputs(jobId), FarmKeys.JobProgress(jobId), FarmKeys.JobFailedAttempts(jobId), FarmKeys.JobLatents(jobId),
+             FarmKeys.JobResultChecks(jobId)],
             [.. args]))!;
         var outcomes = new ImageOutcomes(result.Skip(2).Select(r => (int)r == 1).ToArray(), (int)result[0] == 1,
             JobEnded: (int)result[1] == JobScripts.OutcomeJobEnded, JobFinished: (int)result[1] == 1);

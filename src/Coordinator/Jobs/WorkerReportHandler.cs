@@ -224,65 +224,117 @@ public sealed class WorkerReportHandler(
             {
                 if (delivery.Contains(images[i].Index) && images[i].Uploaded is null) problems[i] = ResultCheck.Problem(images[i].Png.Span, delivery.Shard.Params, decode[i]);
             });
-        var uploads = await CheckUploadsAsync(session, delivery, images, decode, problems, cancellationToken);
-        var checkedImages = new List<(ShardImage Image, UploadCheck Upload)>(images.Count);
-        var seen = new HashSet<uint>();
-        for (var i = 0; i < images.Count; i++)
+        // The result checks this report takes (uploads fetched back) are held until its images are recorded.
+        var held = new HeldChecks(jobs, shard.JobId);
+        try
         {
-            var image = images[i];
-            if (!delivery.Contains(image.Index))
+            var uploads = await CheckUploadsAsync(session, delivery, images, decode, problems, held, cancellationToken);
+            var checkedImages = new List<(ShardImage Image, UploadCheck Upload)>(images.Count);
+            var seen = new HashSet<uint>();
+            for (var i = 0; i < images.Count; i++)
             {
-                RejectForeign(session, shard, image.Index);
-                continue;
+                var image = images[i];
+                if (!delivery.Contains(image.Index))
+                {
+                    RejectForeign(session, shard, image.Index);
+                    continue;
+                }
+                // The bytes protobuf parsed are checked and stored as they are, not copied (a 512² PNG is ~0.5 MB).
+                if (problems[i] is { } problem)
+                {
+                    session.SentBadResult = true;
+                    authority.Reject(session, "image", "bad_result", $"sends {problem} as image {image.Index} of shard {shard.JobId}/{shard.ShardIndex}");
+                    continue;
+                }
+                // Another delivery's upload, found stored, that did not check out: deleted, and not this worker's doing.
+                // Unless the image has an outcome, it is still to be rendered, and this worker no longer has its PNG.
+                if (uploads[i].Dropped)
+                {
+                    if (!uploads[i].Settled) session.Dropped.Add(delivery.Ref, image.Index);
+                    continue;
+                }
+                // A deleted or cancelled job: nothing more is stored. An image twice in one batch is stored once.
+                if (admissions[i] == ResultAdmission.Accepted && seen.Add(image.Index)) checkedImages.Add((image, uploads[i]));
             }
-            // The bytes protobuf parsed are checked and stored as they are, not copied (a 512² PNG is ~0.5 MB).
-            if (problems[i] is { } problem)
+            if (checkedImages.Count == 0) return 0;
+            var storing = await Task.WhenAll(checkedImages.Select(c => StoreAsync(session, delivery, c.Image, c.Upload, held, cancellationToken)));
+            for (var i = 0; i < storing.Length; i++)
+                if (storing[i] is null) session.Dropped.Add(delivery.Ref, checkedImages[i].Image.Index);
+            var stored = storing.OfType<StoredImage>().ToArray();
+            if (stored.Length == 0) return 0;
+            // A job cancelled (or deleted) while the PNGs were being stored records none of them (the check is in the same
+            // script as the records): what was stored goes with the job's stored images (retention, farm delete), and the
+            // shard has nothing left to do.
+            var outcome = await jobs.RecordImagesDoneAsync(shard.JobId, shard.ShardIndex, session.WorkerId, stored, held.Token);
+            // One not recorded and still pending had its result check held elsewhere (what is stored for it may be on its
+            // way out): not this worker's doing, and it cannot send the image again.
+            if (TakesUploads && !outcome.JobEnded && outcome.Recorded.Any(r => !r))
             {
-                session.SentBadResult = true;
-                authority.Reject(session, "image", "bad_result", $"sends {problem} as image {image.Index} of shard {shard.JobId}/{shard.ShardIndex}");
-                continue;
+                var missed = stored.Where((_, i) => !outcome.Recorded[i]).Select(i => i.Index).ToList();
+                var now = await jobs.OutcomesAmongAsync(shard.JobId, missed);
+                for (var i = 0; i < missed.Count; i++)
+                    if (!now[i].Settled) session.Dropped.Add(delivery.Ref, missed[i]);
             }
-            // Another delivery's upload, found stored, that did not check out: deleted, and not this worker's doing.
-            if (uploads[i].Dropped) continue;
-            // A deleted or cancelled job: nothing more is stored. An image twice in one batch is stored once.
-            if (admissions[i] == ResultAdmission.Accepted && seen.Add(image.Index)) checkedImages.Add((image, uploads[i]));
+            var p = delivery.Shard.Params;
+            var recorded = stored.Where((_, i) => outcome.Recorded[i]).ToList();
+            foreach (var image in recorded) metrics.ImageStored(p.Model, image.RenderSeconds);
+            var rating = rates.RecordAsync(p.Model, session.WorkerId, recorded.Select(i => i.RenderSeconds), p.Steps, p.Width, p.Height);
+            var dropping = delivery.Shard.PreviewEvery > 0 ? Task.WhenAll(stored.Select(i => previews.DropAsync(shard.JobId, i.Index))) : Task.CompletedTask;
+            var acknowledging = outcome.ShardFinished || outcome.JobEnded ? queue.AcknowledgeAsync(shard) : Task.CompletedTask;
+            // A refined image is done: the base's latents it came from are no longer needed.
+            var forgetting = RefinerMessages.IsRefinerStage(delivery.Shard)
+                ? Task.WhenAll(recorded.Select(i => handOff.ForgetAsync(shard.JobId, shard.ShardIndex, i.Index))) : Task.CompletedTask;
+            await Task.WhenAll(rating, dropping, acknowledging, forgetting);
+            return outcome.JobEnded ? 0 : checkedImages.Count;
         }
-        if (checkedImages.Count == 0) return 0;
-        var stored = (await Task.WhenAll(checkedImages.Select(c => StoreAsync(shard, delivery, c.Image, c.Upload, cancellationToken))))
-            .OfType<StoredImage>().ToArray();
-        if (stored.Length == 0) return 0;
-        // A job cancelled (or deleted) while the PNGs were being stored records none of them (the check is in the same
-        // script as the records): what was stored goes with the job's stored images (retention, farm delete), and the
-        // shard has nothing left to do.
-        var outcome = await jobs.RecordImagesDoneAsync(shard.JobId, shard.ShardIndex, session.WorkerId, stored);
-        var p = delivery.Shard.Params;
-        var recorded = stored.Where((_, i) => outcome.Recorded[i]).ToList();
-        foreach (var image in recorded) metrics.ImageStored(p.Model, image.RenderSeconds);
-        var rating = rates.RecordAsync(p.Model, session.WorkerId, recorded.Select(i => i.RenderSeconds), p.Steps, p.Width, p.Height);
-        var dropping = delivery.Shard.PreviewEvery > 0 ? Task.WhenAll(stored.Select(i => previews.DropAsync(shard.JobId, i.Index))) : Task.CompletedTask;
-        var acknowledging = outcome.ShardFinished || outcome.JobEnded ? queue.AcknowledgeAsync(shard) : Task.CompletedTask;
-        // A refined image is done: the base's latents it came from are no longer needed.
-        var forgetting = RefinerMessages.IsRefinerStage(delivery.Shard)
-            ? Task.WhenAll(recorded.Select(i => handOff.ForgetAsync(shard.JobId, shard.ShardIndex, i.Index))) : Task.CompletedTask;
-        await Task.WhenAll(rating, dropping, acknowledging, forgetting);
-        return outcome.JobEnded ? 0 : checkedImages.Count;
+        finally
+        {
+            await held.ReleaseAsync();
+        }
+    }
+
+    /// <summary>
+    /// The result checks one report holds (<see cref="JobRepository.ClaimResultChecksAsync"/>): while it fetches back
+    /// what the store holds for an image, deletes it if it does not check out, and stores and records what replaces it,
+    /// no other report's check deletes that image's object and no other result for it is recorded. Released once the
+    /// report's images are recorded.
+    /// </summary>
+    private sealed class HeldChecks(JobRepository jobs, string jobId)
+    {
+        private readonly System.Collections.Concurrent.ConcurrentDictionary<uint, bool> _held = new();
+
+        public string Token { get; } = Guid.NewGuid().ToString("N");
+
+        /// <summary>Per image, its outcome and whether its check is now this report's (false: it has an outcome, or another report holds it).</summary>
+        public async Task<(RecordedOutcome Outcome, bool Taken)[]> ClaimAsync(IReadOnlyList<uint> indices)
+        {
+            var claims = await jobs.ClaimResultChecksAsync(jobId, indices, Token);
+            for (var i = 0; i < indices.Count; i++)
+                if (claims[i].Taken) _held.TryAdd(indices[i], true);
+            return claims;
+        }
+
+        public Task ReleaseAsync() => _held.IsEmpty ? Task.CompletedTask : jobs.ReleaseResultChecksAsync(jobId, [.. _held.Keys], Token);
     }
 
     /// <summary>
     /// Stores one result, or takes one a worker uploaded (<see cref="GrantUploadsAsync"/>) as stored; null when an
-    /// upload found the image stored before and it is gone again. An upload whose check already knows what is stored
+    /// upload found the image stored before and it is gone again, or when a PNG sent on the stream could not be stored
+    /// (<see cref="StreamedAsync"/>). An upload whose check already knows what is stored
     /// (<paramref name="upload"/>) asks the store nothing. The store joins the job's trace: under the worker's render span
     /// (or, from older workers, the submission's). It ends before the image is recorded, so a trace is whole by the time
     /// a watcher sees the image (or the job) done.
     /// </summary>
-    private async Task<StoredImage?> StoreAsync(ShardRef shard, VerifiedDelivery delivery, ShardImage image, UploadCheck upload, CancellationToken cancellationToken)
+    private async Task<StoredImage?> StoreAsync(WorkerSession session, VerifiedDelivery delivery, ShardImage image, UploadCheck upload, HeldChecks held,
+        CancellationToken cancellationToken)
     {
+        var shard = delivery.Ref;
         using var activity = FarmTracing.Coordinator.StartActivity("store result", System.Diagnostics.ActivityKind.Internal,
             FarmTracing.ParentOf(image.Traceparent.Length > 0 ? image.Traceparent : delivery.Shard.Traceparent));
         activity?.SetTag("renderfarm.job_id", shard.JobId).SetTag("renderfarm.image", image.Index);
         var stored = upload.Stored ?? image.Uploaded switch
         {
-            null => await store.PutIfAbsentAsync(shard.JobId, image.Index, image.Png.Memory, cancellationToken),
+            null => await StreamedAsync(session, delivery, image, held, cancellationToken),
             // Another delivery's upload got there first: what is stored is what counts (first result wins). Its check
             // has read it (upload.Stored); the store is asked here only where that did not happen.
             { FoundStored: true } => await store.FindAsync(shard.JobId, image.Index, cancellationToken),
@@ -293,6 +345,70 @@ public sealed class WorkerReportHandler(
         return stored is null ? null : new StoredImage(image.Index, stored.Sha256, stored.SizeBytes, image.RenderSeconds);
     }
 
+    /// <summary>How many times a PNG sent on the stream is stored again after what the store kept instead was deleted.</summary>
+    private const int LeftoverRounds = 3;
+
+    /// <summary>
+    /// Stores a PNG the worker sent on its stream: the first result wins, and what the store has is what counts. Where
+    /// workers upload (<see cref="TakesUploads"/>), what the store kept instead of these bytes may be an upload that no
+    /// delivery reported (its worker died before, or meant harm), which nothing has checked: it is checked here as one
+    /// found stored is (<see cref="CheckUploadsAsync"/>) before it is recorded. An image that has an outcome already
+    /// is a duplicate, and nothing is fetched. Otherwise the object is fetched, hashed and decoded: a PNG of the shard's
+    /// size is recorded as checked; anything else is deleted and these bytes are stored in its place. It is held against
+    /// the worker only when its own grant put it there. Null when nothing can be stored (the store kept giving back
+    /// bad objects): the image stays pending.
+    /// </summary>
+    private async Task<StoredObject?> StreamedAsync(WorkerSession session, VerifiedDelivery delivery, ShardImage image, HeldChecks held, CancellationToken cancellationToken)
+    {
+        var (jobId, index) = (delivery.Ref.JobId, image.Index);
+        var stored = await store.PutIfAbsentAsync(jobId, index, image.Png.Memory, cancellationToken);
+        if (!TakesUploads) return stored;
+        var sha256 = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(image.Png.Span));
+        for (var round = 0; stored.Sha256 != sha256; round++)
+        {
+            if (round == LeftoverRounds)
+            {
+                logger.LogWarning("Image {Index} of shard {Job}/{Shard} from worker {Worker} not stored: the store kept another object in its place {Rounds} times",
+                    index, jobId, delivery.Ref.ShardIndex, session.WorkerId, LeftoverRounds);
+                return null;
+            }
+            if (round == 0)
+            {
+                // Held until the image is recorded: no other check deletes what this one stores, nor records what it deletes.
+                var (outcome, taken) = (await held.ClaimAsync([index]))[0];
+                if (outcome.Settled) return stored; // a duplicate: the record ignores it
+                if (!taken)
+                {
+                    logger.LogInformation("Image {Index} of shard {Job}/{Shard} from worker {Worker} not stored: another report is checking what the store holds for it",
+                        index, jobId, delivery.Ref.ShardIndex, session.WorkerId);
+                    return null;
+                }
+            }
+            var (problem, found) = await StoredUploadProblemAsync(delivery, new ResultDigest { Index = index, FoundStored = true }, cancellationToken);
+            if (problem is null && found is not null) return found; // what was checked is what is recorded
+            if (problem is not null)
+            {
+                var granted = session.Uploads.GrantedFor(jobId, index);
+                if (granted.Any(sha => Convert.ToHexStringLower(sha.Span) is var hex && (hex == stored.Sha256 || hex == found?.Sha256)))
+                {
+                    session.SentBadResult = true;
+                    authority.Reject(session, "image", "bad_result",
+                        $"uploaded {problem} as image {index} of shard {jobId}/{delivery.Ref.ShardIndex} through its own grant before sending the image on its stream");
+                }
+                else
+                {
+                    logger.LogWarning("Image {Index} of shard {Job}/{Shard} was uploaded by a delivery that never reported it and is {Problem}: " +
+                        "deleted, and the PNG worker {Worker} sent on its stream stored in its place (that worker is not held to it)",
+                        index, jobId, delivery.Ref.ShardIndex, problem, session.WorkerId);
+                }
+                await store.DeleteAsync(jobId, index, cancellationToken);
+            }
+            // Deleted, or gone again since the store kept it: these bytes are stored now (unless another write got there first).
+            stored = await store.PutIfAbsentAsync(jobId, index, image.Png.Memory, cancellationToken);
+        }
+        return stored;
+    }
+
     /// <summary>
     /// Checks the images the worker says it uploaded: each must be the upload this stream was granted for it (digest and
     /// all, once), and those <paramref name="decode"/> picks, and every one the store had already, are fetched back,
@@ -301,7 +417,9 @@ public sealed class WorkerReportHandler(
     /// An image that has an outcome already (a result recorded, or failed for good) is not fetched at all: the report
     /// changes nothing (first result wins), and what is stored is the result users download, which a later delivery's
     /// word must never delete. An upload that fails its check is deleted, so that the image is rendered and stored
-    /// again (unless a result was recorded meanwhile). It is held against the worker (<paramref name="problems"/>) when
+    /// again. The image's result check (<paramref name="held"/>), taken in one step with reading its outcome, keeps
+    /// every other report from recording a result for it, or deleting what it holds, until this report's images are
+    /// recorded; an image whose check another report holds is dropped. It is held against the worker (<paramref name="problems"/>) when
     /// it is the worker's own: reported as uploaded, or found stored with bytes this stream was granted itself. Bytes
     /// found stored that are another delivery's (one that never reported them: a worker that died, or one that meant
     /// harm) are only dropped (<see cref="UploadCheck.Dropped"/>): the worker that found them did nothing wrong.
@@ -309,7 +427,7 @@ public sealed class WorkerReportHandler(
     /// </summary>
     /// <returns>Per image, what its check knows beyond a problem (default where there was no upload to check).</returns>
     private async Task<UploadCheck[]> CheckUploadsAsync(WorkerSession session, VerifiedDelivery delivery, IReadOnlyList<ShardImage> images, bool[] decode,
-        string?[] problems, CancellationToken cancellationToken)
+        string?[] problems, HeldChecks held, CancellationToken cancellationToken)
     {
         var checks = new UploadCheck[images.Count];
         var fetches = new List<(int At, ResultDigest Digest, IReadOnlyList<ByteString> Granted)>();
@@ -327,16 +445,27 @@ public sealed class WorkerReportHandler(
         }
         if (fetches.Count == 0) return checks;
         var jobId = delivery.Ref.JobId;
-        var outcomes = await jobs.OutcomesAmongAsync(jobId, [.. fetches.Select(f => f.Digest.Index)]);
+        // The outcomes are read in one step with taking the checks, which are held until the images are recorded.
+        var claims = await held.ClaimAsync([.. fetches.Select(f => f.Digest.Index)]);
         var fetching = new List<Task>();
         for (var n = 0; n < fetches.Count; n++)
         {
             var (at, digest, granted) = fetches[n];
-            if (outcomes[n] is { Settled: true } outcome)
+            if (claims[n].Outcome is { Settled: true } outcome)
             {
                 checks[at] = outcome.Result is { } recorded
                     ? new UploadCheck(new StoredObject(recorded.Sha256, recorded.SizeBytes ?? 0), Settled: true, Dropped: false)
                     : new UploadCheck(null, Settled: true, Dropped: true); // failed for good: there is nothing to record
+                continue;
+            }
+            if (!claims[n].Taken)
+            {
+                // Another report is checking what is stored for the image, and may be deleting it: this one can neither
+                // check nor record it. Dropped, not held against the worker; the image renders again unless that other
+                // report records it.
+                checks[at] = new UploadCheck(null, Settled: false, Dropped: true);
+                logger.LogInformation("Upload of image {Index} of shard {Job}/{Shard} from worker {Worker} dropped: another report is checking what the store holds for it",
+                    digest.Index, jobId, delivery.Ref.ShardIndex, session.WorkerId);
                 continue;
             }
             fetching.Add(Task.Run(async () =>
@@ -348,8 +477,8 @@ public sealed class WorkerReportHandler(
                     if (digest.FoundStored) checks[at] = new UploadCheck(stored, Settled: false, Dropped: stored is null);
                     return;
                 }
-                if (!(await jobs.OutcomesAmongAsync(jobId, [digest.Index]))[0].Settled)
-                    await store.DeleteAsync(jobId, digest.Index, cancellationToken);
+                // No result for the image can have been recorded since its check was taken, nor be until it is released.
+                await store.DeleteAsync(jobId, digest.Index, cancellationToken);
                 if (!digest.FoundStored || stored is not null && granted.Any(sha => Convert.ToHexStringLower(sha.Span) == stored.Sha256))
                 {
                     problems[at] = problem;
@@ -435,6 +564,7 @@ public sealed class WorkerReportHandler(
         // A success usually arrives after the last image acknowledged the entry, a cancel after the worker did: then
         // there is nothing left to do, and nothing to warn about.
         var benign = end.Error.Length == 0 || end.Cancelled;
+        var dropped = session.Dropped.Take(shard);
         if (await authority.VerifyAsync(session, "end", shard, quiet: benign) is not { } delivery) return default;
         if (end.Cancelled)
         {
@@ -452,6 +582,7 @@ public sealed class WorkerReportHandler(
         {
             // Also covers a re-delivery whose images were all stored before: nothing left, so acknowledge.
             if (await jobs.ShardRemainingAsync(shard.JobId, shard.ShardIndex) == 0) await queue.AcknowledgeAsync(shard);
+            else if (dropped.Count > 0) await HandBackDroppedAsync(session, delivery, dropped);
             return default;
         }
         if (await JobEndedAsync(shard))
@@ -460,6 +591,25 @@ public sealed class WorkerReportHandler(
             return default;
         }
         return await FailAttemptAsync(session.WorkerId, delivery, end, quarantine);
+    }
+
+    /// <summary>
+    /// A delivery that ended well with images left that the coordinator dropped through no fault of the worker
+    /// (<see cref="DroppedResults"/>): the worker no longer has their PNGs, so nothing more will come. Left alone it
+    /// would wait out its lease and then count as the worker's lost lease, an attempt used (the shard dead-lettered at
+    /// its last) for what another delivery did. When those are the only images left, it is handed back at once with its
+    /// attempt given back (<see cref="ShardQueue.HandBackUnfinishedAsync"/>); images left for other reasons (a result
+    /// refused as the worker's own doing) keep the lease's course.
+    /// </summary>
+    private async Task HandBackDroppedAsync(WorkerSession session, VerifiedDelivery delivery, IReadOnlySet<uint> dropped)
+    {
+        var (shard, images) = (delivery.Ref, delivery.Shard.Images.Select(i => i.Index).ToList());
+        var outcomes = await jobs.OutcomesAmongAsync(shard.JobId, images);
+        var left = images.Where((_, i) => !outcomes[i].Settled).ToList();
+        if (left.Count == 0 || !left.All(dropped.Contains)) return;
+        if (await queue.HandBackUnfinishedAsync(shard, session.WorkerId))
+            logger.LogInformation("Shard {Job}/{Shard} handed back from worker {Worker}, its attempt given back: images {Images} were dropped through no fault of the worker",
+                shard.JobId, shard.ShardIndex, session.WorkerId, string.Join(", ", left));
     }
 
     private async Task<EndOutcome> FailAttemptAsync(string workerId, VerifiedDelivery delivery, ShardEnd end, Func<Task> quarantine)

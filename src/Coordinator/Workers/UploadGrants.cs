@@ -21,7 +21,7 @@ public sealed class UploadGrants
     private readonly LinkedList<Entry> _order = new();
     private readonly Dictionary<(string Job, uint Index), LinkedListNode<Entry>> _granted = [];
 
-    /// <param name="Earlier">The sha256s this stream was granted for the image before, newest first (null: none).</param>
+    /// <param name="Earlier">The other sha256s this stream was granted for the image before, distinct, newest first (null: none).</param>
     private sealed record Entry((string Job, uint Index) Key, ResultDigest Digest, List<ByteString>? Earlier);
 
     public void Grant(string jobId, ResultDigest digest)
@@ -30,9 +30,11 @@ public sealed class UploadGrants
         if (_granted.TryGetValue(key, out var node))
         {
             // Asked again: the newer digest counts, where the first stood in line. The older one may have been PUT
-            // already, so it is remembered as this stream's too.
+            // already, so it is remembered as this stream's too: each distinct digest once, so that asking again for
+            // the same bytes never pushes an earlier, other one out of the few kept.
             var earlier = node.Value.Earlier ?? [];
-            earlier.Insert(0, node.Value.Digest.Sha256);
+            earlier.Remove(digest.Sha256);
+            if (!node.Value.Digest.Sha256.Equals(digest.Sha256)) earlier.Insert(0, node.Value.Digest.Sha256);
             if (earlier.Count > EarlierKept) earlier.RemoveAt(earlier.Count - 1);
             node.Value = node.Value with { Digest = digest, Earlier = earlier };
             return;
@@ -45,13 +47,20 @@ public sealed class UploadGrants
         }
     }
 
+    /// <summary>
+    /// Every sha256 this stream was granted for the image and has not reported, as <see cref="Redeem(string, ResultDigest, out IReadOnlyList{ByteString})"/>
+    /// names them, without using the grant up; empty when none. For an image the worker sends on its stream instead.
+    /// </summary>
+    public IReadOnlyList<ByteString> GrantedFor(string jobId, uint index) =>
+        _granted.TryGetValue((jobId, index), out var node) ? [node.Value.Digest.Sha256, .. node.Value.Earlier ?? []] : [];
+
     /// <summary>Whether <paramref name="reported"/> is what was granted for its image; the grant is used up either way.</summary>
     public bool Redeem(string jobId, ResultDigest reported) => Redeem(jobId, reported, out _);
 
     /// <inheritdoc cref="Redeem(string, ResultDigest)"/>
     /// <param name="granted">
     /// Every sha256 this stream was granted for the image and has not reported (the last first, then up to
-    /// <see cref="EarlierKept"/> it asked for before); empty when none. Whatever an upload stored under the image with
+    /// <see cref="EarlierKept"/> other ones it asked for before, each once); empty when none. Whatever an upload stored under the image with
     /// one of them is this worker's doing.
     /// </param>
     public bool Redeem(string jobId, ResultDigest reported, out IReadOnlyList<ByteString> granted)

@@ -28,6 +28,9 @@ public sealed class WorkerSession(WorkerRegistry registry, WorkerInfo info)
     /// <summary>Direct uploads granted to this connection and not yet reported (<see cref="Jobs.WorkerReportHandler.GrantUploadsAsync"/>).</summary>
     public UploadGrants Uploads { get; } = new();
 
+    /// <summary>Results of this connection's deliveries dropped through no fault of the worker (<see cref="DroppedResults"/>).</summary>
+    public DroppedResults Dropped { get; } = new();
+
     /// <summary>Whether a result of this connection was refused: every later one is decoded in full.</summary>
     public bool SentBadResult { get; set; }
 

@@ -32,11 +32,72 @@ public static class JobScripts
     private const string WakeWatchers = $"redis.call('PUBLISH', '{FarmKeys.JobEventsChannel}', events)";
 
     /// <summary>
+    /// Lua: whether image <c>index</c>'s result check (<see cref="FarmKeys.JobResultChecks"/>, key <c>checks</c>) is held,
+    /// now by Redis's clock, by a token other than <c>token</c>.
+    /// </summary>
+    private const string CheckHeldByOther = """
+        local function check_held_by_other(checks, index, token)
+          local held = redis.call('HGET', checks, index)
+          if not held then return false end
+          local colon = string.find(held, ':', 1, true)
+          if string.sub(held, 1, colon - 1) == token then return false end
+          local time = redis.call('TIME')
+          return tonumber(string.sub(held, colon + 1)) > tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+        end
+        """;
+
+    /// <summary>
+    /// Takes the result checks of images (the indices after <c>ttl_ms</c>) for <c>token</c>: a coordinator about to
+    /// fetch what the store holds for each, and to delete it if it does not check out. Per image: its recorded result
+    /// ("sha256:size"), when it has one (nothing to check: first result wins); 0 when it failed for good; -1 when another
+    /// token holds its check (someone else is checking, and may be deleting, that object); 1 when taken, for
+    /// <c>ttl_ms</c> by Redis's clock. The outcome is read in the same step as the check is taken, and while it is held
+    /// <see cref="RecordOutcome"/> records no other token's result for the image: what the holder deletes was never
+    /// recorded, and nothing recorded meanwhile is deleted. Taking a check the token holds already renews it.
+    /// </summary>
+    public static readonly FarmScript ClaimResultChecks = new("take images' result checks",
+        ["results", "failures", "checks"], ["token", "ttl_ms"],
+        $$"""
+        {{CheckHeldByOther}}
+        local reply = {}
+        local time = redis.call('TIME')
+        local until_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) + tonumber(ttl_ms)
+        for i = 3, #ARGV do
+          local index = ARGV[i]
+          local result = redis.call('HGET', results, index)
+          if result then
+            reply[#reply + 1] = result
+          elseif redis.call('HEXISTS', failures, index) == 1 then
+            reply[#reply + 1] = 0
+          elseif check_held_by_other(checks, index, token) then
+            reply[#reply + 1] = -1
+          else
+            redis.call('HSET', checks, index, token .. ':' .. until_ms)
+            redis.call('PEXPIRE', checks, ttl_ms)
+            reply[#reply + 1] = 1
+          end
+        end
+        return reply
+        """);
+
+    /// <summary>Releases the result checks of images (the indices after <c>token</c>) that <c>token</c> holds.</summary>
+    public static readonly FarmScript ReleaseResultChecks = new("release images' result checks",
+        ["checks"], ["token"],
+        """
+        for i = 2, #ARGV do
+          local held = redis.call('HGET', checks, ARGV[i])
+          if held and string.sub(held, 1, #token + 1) == token .. ':' then redis.call('HDEL', checks, ARGV[i]) end
+        end
+        return 0
+        """);
+
+    /// <summary>
     /// Records the outcomes of images of one shard, in order: each its result ("sha256:size", so downloads need not ask
     /// the store for sizes) or its error, the job's counters, the events, and the end of the shard and of the job when
-    /// that image was the last. The arguments after <c>now</c> are groups of four per image: index, detail (sha256 or
+    /// that image was the last. The arguments after <c>token</c> are groups of four per image: index, detail (sha256 or
     /// error), size, device microseconds. An image already done or failed is ignored: a duplicate delivery changes
-    /// nothing. A job that has ended (completed, failed, cancelled) or is gone records nothing at all: a result or a
+    /// nothing. So is a result for an image whose check another token holds (<see cref="ClaimResultChecks"/>): what is
+    /// stored for it may be on its way out (<c>token</c>: the recorder's checks, '' for none). A job that has ended (completed, failed, cancelled) or is gone records nothing at all: a result or a
     /// dead letter that passed its checks just before a cancel must not count, follow the job's job_finished (watchers
     /// take events after it for a retry's and keep reading) or end the job a second time, undoing the cancel. So the
     /// check and the records are one step. One call for a shard's batch of images costs one round trip and wakes
@@ -46,20 +107,23 @@ public static class JobScripts
     /// and base stages' latents (no refiner stage waits for them; a retry renders both stages again) too.
     /// </summary>
     public static readonly FarmScript RecordOutcome = new("record images' outcomes",
-        ["meta", "results", "failures", "shards", "events", "inputs", "progress", "attempts", "latents"],
-        ["mode", "shard", "worker", "now"],
+        ["meta", "results", "failures", "shards", "events", "inputs", "progress", "attempts", "latents", "checks"],
+        ["mode", "shard", "worker", "now", "token"],
         $$"""
+        {{CheckHeldByOther}}
         local reply = {0, 0}
         local job_state = redis.call('HGET', meta, '{{F.State}}')
         if not job_state or job_state == '{{S.Completed}}' or job_state == '{{S.Failed}}' or job_state == '{{S.Cancelled}}' then
           reply[2] = {{OutcomeJobEnded}}
-          for i = 5, #ARGV, 4 do reply[#reply + 1] = 0 end
+          for i = 6, #ARGV, 4 do reply[#reply + 1] = 0 end
           return reply
         end
         local recorded = 0
-        for i = 5, #ARGV, 4 do
+        local checking = mode == '{{OutcomeDone}}' and redis.call('EXISTS', checks) == 1
+        for i = 6, #ARGV, 4 do
           local index, detail, size, device_us = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-          if redis.call('HEXISTS', results, index) == 1 or redis.call('HEXISTS', failures, index) == 1 then
+          if redis.call('HEXISTS', results, index) == 1 or redis.call('HEXISTS', failures, index) == 1
+            or checking and check_held_by_other(checks, index, token) then
             reply[#reply + 1] = 0
           else
             reply[#reply + 1] = 1

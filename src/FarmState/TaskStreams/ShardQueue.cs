@@ -581,4 +581,14 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     /// </summary>
     public async Task<bool> HandBackAfterFailureAsync(ShardRef shard, string workerId) =>
         StreamOf(shard) is { } stream && await ClaimIfOwnerAsync(stream, workerId, shard.EntryId, shard.Delivery, HandedBackIdleMs, FarmKeys.ReleasedConsumer, giveBack: 0);
+
+    /// <summary>
+    /// Hands a delivery back at once, its attempt given back, as <see cref="HandBackOnDrainAsync"/> does: its worker
+    /// ended it without fault, but images are left that it can no longer deliver (the coordinator dropped results that
+    /// were not the worker's doing). The next worker takes it over at the same delivery count, so it is neither a lost
+    /// lease nor an attempt. Only while <paramref name="workerId"/> still holds that delivery; returns whether it was
+    /// handed back.
+    /// </summary>
+    public async Task<bool> HandBackUnfinishedAsync(ShardRef shard, string workerId) =>
+        StreamOf(shard) is { } stream && await ClaimIfOwnerAsync(stream, workerId, shard.EntryId, shard.Delivery, HandedBackIdleMs, FarmKeys.ReleasedConsumer, giveBack: 1);
 }

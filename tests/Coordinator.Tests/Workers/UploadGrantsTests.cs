@@ -57,4 +57,23 @@ public sealed class UploadGrantsTests
         Assert.False(grants.Redeem("job", Digest(3), out granted));         // never granted
         Assert.Empty(granted);
     }
+
+    [Fact]
+    public void AnImageAskedForAgainWithTheSameDigestKeepsItsEarlierOtherDigests()
+    {
+        var grants = new UploadGrants();
+        // Three distinct digests, then the last one asked for again and again (a worker retrying its request), then the
+        // first one again: each is remembered once, and none is pushed out by the repeats.
+        grants.Grant("job", Digest(1, fill: 1));
+        grants.Grant("job", Digest(1, fill: 2));
+        for (var i = 0; i < UploadGrants.EarlierKept + 2; i++) grants.Grant("job", Digest(1, fill: 3));
+        Assert.True(grants.Redeem("job", Digest(1, fill: 3), out var granted));
+        Assert.Equal([Digest(1, 3).Sha256, Digest(1, 2).Sha256, Digest(1, 1).Sha256], granted);
+
+        grants.Grant("job", Digest(1, fill: 1));
+        grants.Grant("job", Digest(1, fill: 2));
+        grants.Grant("job", Digest(1, fill: 1));
+        Assert.True(grants.Redeem("job", Digest(1, fill: 1), out granted));
+        Assert.Equal([Digest(1, 1).Sha256, Digest(1, 2).Sha256], granted);
+    }
 }

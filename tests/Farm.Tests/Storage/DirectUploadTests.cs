@@ -449,6 +449,196 @@ public sealed class DirectUploadTests
         Assert.Equal(1, await farm.Redis.HashLengthAsync(FarmKeys.JobResults(jobId)));
     }
 
+    [S3Theory, MemberData(nameof(Servers))]
+    public async Task APngSentOnTheStreamWhereAnUnreportedUploadIsStoredIsRecordedOnlyAfterThatUploadIsChecked(string kind)
+    {
+        await using var s3 = await S3TestServer.StartAsync(kind);
+        using var store = await BucketAsync(s3);
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: s => DirectUploads(s3, s));
+        var rejected = new ConcurrentDictionary<string, int>();
+        var (jobId, listener) = await SubmitAsync(farm, 2, rejected);
+        using var _ = listener;
+        using var channel = GrpcChannel.ForAddress(farm.CoordinatorUrl);
+        var (first, shard) = await farm.DeliverFirstAsync("w1");
+        var (index, other) = (shard.Images[0].Index, shard.Images[1].Index);
+
+        // A delivery that never reported them left an upload under each image: bytes that are no PNG, and another PNG.
+        var garbage = "GIF89a not a png at all"u8.ToArray();
+        var otherPng = PngEncoder.Encode(Enumerable.Repeat((byte)200, 64 * 64 * 3).ToArray(), 64, 64);
+        await store.PutIfAbsentAsync(jobId, index, garbage, CancellationToken.None);
+        await store.PutIfAbsentAsync(jobId, other, otherPng, CancellationToken.None);
+
+        // The worker that takes the shard over sends its PNGs on the stream (its uploads failed, or it is an older worker).
+        using var w2 = await HandWorker.ConnectAsync(channel, "w2", await TakeOverAsync(farm, first, "w2"));
+        await w2.SendAsync(GoodPng, index);
+        await w2.SendAsync(GoodPng, other);
+        await Eventually.HoldsAsync(async () => await farm.Redis.HashLengthAsync(FarmKeys.JobResults(jobId)) == 2, "both images to be recorded");
+
+        // The bytes that are no PNG were checked before anything was recorded, deleted, and the stream's PNG stored in
+        // their place (s3rver, which ignores If-None-Match, wrote over them at once). The other PNG passed its check
+        // where the server kept it, and the first result wins. Nothing is held against the worker.
+        var good = Convert.ToHexStringLower(SHA256.HashData(GoodPng));
+        var kept = Convert.ToHexStringLower(SHA256.HashData(s3.ConditionalWrites ? otherPng : GoodPng));
+        Assert.Equal(good, (await store.FindAsync(jobId, index, CancellationToken.None))?.Sha256);
+        Assert.Equal(kept, (await store.FindAsync(jobId, other, CancellationToken.None))?.Sha256);
+        var images = await farm.Jobs.DownloadAllAsync(jobId);
+        Assert.Equal((good, good), images.Where(i => i.Info.Index == index).Select(i => (i.Info.Sha256, i.Sha256)).Single());
+        Assert.Equal((kept, kept), images.Where(i => i.Info.Index == other).Select(i => (i.Info.Sha256, i.Sha256)).Single());
+        Assert.Equal(0, rejected.GetValueOrDefault("bad_result"));
+    }
+
+    [S3Theory, MemberData(nameof(Servers))]
+    public async Task ADeliveryLeftOnlyWithImagesDroppedAsAnotherDeliverysBadUploadIsHandedBackAtOnceWithoutUsingAnAttempt(string kind)
+    {
+        await using var s3 = await S3TestServer.StartAsync(kind);
+        using var store = await BucketAsync(s3);
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: s =>
+        {
+            DirectUploads(s3, s);
+            s["Farm:MaxAttempts"] = "2";
+        });
+        var rejected = new ConcurrentDictionary<string, int>();
+        var (jobId, listener) = await SubmitAsync(farm, 2, rejected);
+        using var _ = listener;
+        using var channel = GrpcChannel.ForAddress(farm.CoordinatorUrl);
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
+        var (first, shard) = await farm.DeliverFirstAsync("w1");
+        var (index, other) = (shard.Images[0].Index, shard.Images[1].Index);
+
+        // A first delivery uploads bytes no check passes and its worker dies before it reports them.
+        using var w1 = await HandWorker.ConnectAsync(channel, "w1", first);
+        Assert.Equal(HttpStatusCode.OK, (await PutAsync(http, await w1.GrantAsync(index, WrongSizePng), WrongSizePng)).StatusCode);
+
+        // The worker that takes the shard over, at its last attempt, stores its other image and finds this one stored:
+        // the coordinator deletes what it found, and the worker, which no longer has that PNG, ends its delivery well.
+        var last = await TakeOverAsync(farm, first, "w2");
+        using var w2 = await HandWorker.ConnectAsync(channel, "w2", last);
+        Assert.Equal(HttpStatusCode.OK, (await PutAsync(http, await w2.GrantAsync(other, GoodPng), GoodPng)).StatusCode);
+        await w2.ReportAsync(other, GoodPng);
+        var target = await w2.GrantAsync(index, GoodPng);
+        if (s3.ConditionalWrites) Assert.Equal(HttpStatusCode.PreconditionFailed, (await PutAsync(http, target, GoodPng)).StatusCode); // s3rver would write over it
+        await w2.ReportAsync(index, GoodPng, foundStored: true);
+        await w2.EndAsync();
+
+        // The shard is handed back at once, its attempt given back: not left to lapse as w2's lost lease, which at the
+        // last attempt would dead-letter the image for what w1 did.
+        async Task<(string Owner, long Deliveries)?> PendingAsync()
+        {
+            var pending = await farm.Redis.StreamPendingMessagesAsync(last.Stream, FarmKeys.WorkerGroup, 1, StackExchange.Redis.RedisValue.Null, last.EntryId, last.EntryId);
+            return pending.Length == 1 ? ((string)pending[0].ConsumerName!, pending[0].DeliveryCount) : null;
+        }
+        await Eventually.HoldsAsync(async () => await PendingAsync() is (FarmKeys.ReleasedConsumer, _), "the shard to be handed back");
+        Assert.Equal((FarmKeys.ReleasedConsumer, last.Delivery - 1), await PendingAsync());
+        Assert.Null(await store.FindAsync(jobId, index, CancellationToken.None));
+        Assert.Equal(0, rejected.GetValueOrDefault("bad_result"));
+
+        // The next delivery renders the image, and the job completes with no attempt held against w2.
+        await farm.StartWorkerAsync("w3");
+        var events = await farm.WatchToEndAsync(jobId, TimeSpan.FromMinutes(2));
+        Assert.Equal(JobState.Completed, events[^1].JobFinished.State);
+        Assert.DoesNotContain(events, e => e.AttemptFailed is { } failed && failed.WorkerId == "w2");
+        var images = await farm.Jobs.DownloadAllAsync(jobId);
+        Assert.Equal(2, images.Count);
+        // (s3rver lets w3's render of the other image write over the one recorded: the reason uploads need conditional writes.)
+        Assert.All(images.Where(i => s3.ConditionalWrites || i.Info.Index == index), i => Assert.Equal(i.Info.Sha256, i.Sha256));
+    }
+
+    [S3Theory, MemberData(nameof(Servers))]
+    public async Task WhileABadUploadIsBeingDeletedNoOtherResultForItsImageIsRecorded(string kind)
+    {
+        await using var s3 = await S3TestServer.StartAsync(kind);
+        using var store = await BucketAsync(s3);
+        FirstImageDeletionHeld.Gate gate = null!;
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: s => DirectUploads(s3, s),
+            coordinatorServices: services => gate = FirstImageDeletionHeld.Install(services));
+        var rejected = new ConcurrentDictionary<string, int>();
+        var (jobId, listener) = await SubmitAsync(farm, 2, rejected);
+        using var _ = listener;
+        using var channel = GrpcChannel.ForAddress(farm.CoordinatorUrl);
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
+        var (first, shard) = await farm.DeliverFirstAsync("w1");
+        var (index, other) = (shard.Images[0].Index, shard.Images[1].Index);
+
+        // A worker uploads bytes no check passes and reports them; its connection's first results are all checked, so
+        // the coordinator fetches them back, refuses them and deletes them. The deletion is held up here.
+        using var w1 = await HandWorker.ConnectAsync(channel, "w1", first);
+        Assert.Equal(HttpStatusCode.OK, (await PutAsync(http, await w1.GrantAsync(index, WrongSizePng), WrongSizePng)).StatusCode);
+        await w1.ReportAsync(index, WrongSizePng);
+        await gate.DeletionStarted.WaitAsync(TimeSpan.FromSeconds(30));
+
+        // Meanwhile its lease lapsed and another worker, which took the shard over, sends both images on its stream.
+        var second = await TakeOverAsync(farm, first, "w2");
+        using var w2 = await HandWorker.ConnectAsync(channel, "w2", second);
+        await w2.SendAsync(GoodPng, index, other);
+        await Eventually.HoldsAsync(async () => await farm.Redis.HashExistsAsync(FarmKeys.JobResults(jobId), other), "the other image to be recorded");
+
+        // The deletion goes on; then the refusal is counted.
+        gate.Release();
+        await Eventually.HoldsAsync(() => Task.FromResult(rejected.GetValueOrDefault("bad_result") == 1), "the bad upload to be refused");
+
+        // A result the job records is what users download: the image whose stored object was on its way out was not
+        // recorded meanwhile (that would be a result with nothing behind it), and the bad bytes are gone.
+        foreach (var (field, value) in (await farm.Redis.HashGetAllAsync(FarmKeys.JobResults(jobId))).Select(e => ((uint)e.Name, (string)e.Value!)))
+            Assert.Equal(value.Split(':')[0], (await store.FindAsync(jobId, field, CancellationToken.None))?.Sha256);
+        Assert.False(await farm.Redis.HashExistsAsync(FarmKeys.JobResults(jobId), index));
+        Assert.Null(await store.FindAsync(jobId, index, CancellationToken.None));
+
+        // The worker that took the shard over did nothing wrong and cannot send the image again: its delivery, ended
+        // well, is handed back at once to render it.
+        await w2.EndAsync();
+        await Eventually.HoldsAsync(async () => (await farm.Redis.StreamPendingMessagesAsync(second.Stream, FarmKeys.WorkerGroup, 1,
+            StackExchange.Redis.RedisValue.Null, second.EntryId, second.EntryId)).Single().ConsumerName == FarmKeys.ReleasedConsumer, "the shard to be handed back");
+    }
+
+    /// <summary>The coordinator's result store, with the first deletion of one image held until the test lets it go on.</summary>
+    private sealed class FirstImageDeletionHeld(IResultStore store, FirstImageDeletionHeld.Gate gate) : IResultStore
+    {
+        public static Gate Install(IServiceCollection services)
+        {
+            var gate = new Gate();
+            var real = services.Last(d => d.ServiceType == typeof(IResultStore));
+            services.AddSingleton<IResultStore>(sp => new FirstImageDeletionHeld((IResultStore)real.ImplementationFactory!(sp), gate));
+            return gate;
+        }
+
+        public sealed class Gate
+        {
+            private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
+            private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+            private int _deletions;
+
+            public Task DeletionStarted => _started.Task;
+
+            public void Release() => _released.TrySetResult();
+
+            internal Task PassAsync(CancellationToken cancellationToken)
+            {
+                if (Interlocked.Increment(ref _deletions) > 1) return Task.CompletedTask;
+                _started.TrySetResult();
+                return _released.Task.WaitAsync(cancellationToken);
+            }
+        }
+
+        public async Task DeleteAsync(string jobId, uint index, CancellationToken cancellationToken)
+        {
+            await gate.PassAsync(cancellationToken);
+            await store.DeleteAsync(jobId, index, cancellationToken);
+        }
+
+        public Task<StoredObject> PutIfAbsentAsync(string jobId, uint index, ReadOnlyMemory<byte> png, CancellationToken cancellationToken) =>
+            store.PutIfAbsentAsync(jobId, index, png, cancellationToken);
+        public Task<Stream?> OpenReadAsync(string jobId, uint index, CancellationToken cancellationToken) => store.OpenReadAsync(jobId, index, cancellationToken);
+        public Task<long> DeleteJobAsync(string jobId, CancellationToken cancellationToken) => store.DeleteJobAsync(jobId, cancellationToken);
+        public bool CanPresign => store.CanPresign;
+        public Task<PresignedImage?> PresignedUrlAsync(string jobId, uint index, TimeSpan ttl, CancellationToken cancellationToken) =>
+            store.PresignedUrlAsync(jobId, index, ttl, cancellationToken);
+        public PresignedImage Presign(string jobId, uint index, long sizeBytes, TimeSpan ttl) => store.Presign(jobId, index, sizeBytes, ttl);
+        public bool CanTakeUploads => store.CanTakeUploads;
+        public UploadTarget PresignUpload(string jobId, uint index, ReadOnlySpan<byte> sha256, long sizeBytes, TimeSpan ttl) =>
+            store.PresignUpload(jobId, index, sha256, sizeBytes, ttl);
+        public Task<StoredObject?> FindAsync(string jobId, uint index, CancellationToken cancellationToken) => store.FindAsync(jobId, index, cancellationToken);
+    }
+
     /// <summary>A worker's stream driven by hand for one delivery: it asks for upload grants and reports uploads.</summary>
     private sealed class HandWorker(AsyncDuplexStreamingCall<WorkerMessage, CoordinatorMessage> call, ShardRef shard) : IDisposable
     {
@@ -476,6 +666,16 @@ public sealed class DirectUploadTests
             call.RequestStream.WriteAsync(new WorkerMessage
             {
                 Results = new ShardResults { Shard = shard, Images = { new ShardImage { Index = index, Uploaded = new ResultDigest(Digest(index, bytes)) { FoundStored = foundStored } } } },
+            });
+
+        /// <summary>Ends the delivery well: every image it has is sent.</summary>
+        public Task EndAsync() => call.RequestStream.WriteAsync(new WorkerMessage { ShardEnd = new ShardEnd { Shard = shard } });
+
+        /// <summary>Sends <paramref name="png"/> as each image on the stream, in one batch, as a worker does whose uploads failed (or that does not upload).</summary>
+        public Task SendAsync(byte[] png, params uint[] indices) =>
+            call.RequestStream.WriteAsync(new WorkerMessage
+            {
+                Results = new ShardResults { Shard = shard, Images = { indices.Select(i => new ShardImage { Index = i, Png = ByteString.CopyFrom(png) }) } },
             });
 
         public void Dispose() => call.Dispose();
