@@ -13,8 +13,9 @@ namespace RenderFarm.Worker;
 /// Renders one shard and reports begin, steps, each image and the end, in two parts: the device's
 /// (<see cref="RenderAsync(HeldShard, Task{bool}, CancellationToken)"/>) and the host's (<see cref="ShardCompletion"/>), so the
 /// worker can start the next shard on the device while this one's images are encoded and sent. A shard is one pipeline
-/// batch unless the device runs out of memory: then it is rendered again in halves, down to one image at a time (the images of a batch are
-/// independent), and what fits is remembered (<see cref="ModelMemory"/>). A failure is reported with its kind, so the
+/// batch unless the device runs out of memory: then the models and LoRA variants no shard uses are evicted and it is
+/// rendered again (once a shard), and if it still does not fit, in halves, down to one image at a time (the images of a
+/// batch are independent), and what fits is remembered (<see cref="ModelMemory"/>). A failure is reported with its kind, so the
 /// coordinator holds only the worker's own faults against it.
 /// </summary>
 public sealed class ShardRunner(
@@ -163,6 +164,7 @@ public sealed class ShardRunner(
             throw new GenerationFailedException(GenerationFailureKind.OutOfMemory,
                 $"out of memory: this worker cannot render {request.Width}x{request.Height} with model {model} (one image of {known} pixels ran out of memory here)");
         var batch = memory.BatchFor(model, count, pixels);
+        var freedIdle = false;
         for (var done = 0; done < count;)
         {
             var size = Math.Min(batch, count - done);
@@ -176,6 +178,19 @@ public sealed class ShardRunner(
             }
             catch (Exception e) when (!cancellationToken.IsCancellationRequested && GenerationFailure.Classify(e) == GenerationFailureKind.OutOfMemory)
             {
+                // Other models and LoRA variants held may be what the render lacked: what it learns about its memory
+                // would otherwise hold for the life of the process (and, told to the coordinator, for the fleet). So
+                // they go first, once a shard, and the batch renders again before anything is learnt.
+                if (!freedIdle)
+                {
+                    freedIdle = true;
+                    if (await models.EvictIdleAsync(cancellationToken) is var evicted and > 0)
+                    {
+                        logger.LogWarning("Shard {Job}/{Shard}: out of memory rendering {Size} images of {Width}x{Height}; evicted {Evicted} models and LoRA variants no shard uses, trying again",
+                            shard.JobId, shard.ShardIndex, size, request.Width, request.Height, evicted);
+                        continue;
+                    }
+                }
                 memory.RanOutOfMemory(model, size, pixels);
                 if (size == 1) throw;
                 batch = (size + 1) / 2;

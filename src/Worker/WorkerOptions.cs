@@ -66,9 +66,18 @@ public sealed class WorkerOptions
     /// <summary>
     /// Bytes of memory (the GPU's on a GPU worker, the process's on a CPU worker) the loaded models and their LoRA
     /// variants may take together: the least recently used are evicted beyond it, and loaded again when a shard needs
-    /// them (<see cref="ModelCatalog"/>). 0: no limit, every model stays loaded.
+    /// them (<see cref="ModelCatalog"/>). 0: no limit, every model stays loaded. LoRA variants are also capped by count
+    /// (<see cref="MaxLoraVariants"/>).
     /// </summary>
     [Range(0, long.MaxValue)] public long ModelMemoryBudget { get; set; }
+
+    /// <summary>
+    /// LoRA variants (a model with one LoRA set: sessions of its own) a model keeps loaded at most, with or without a
+    /// budget; the least recently used beyond it are unloaded. Every multiplier a tenant writes is a variant of its own
+    /// (<c>&lt;lora:x:0.50&gt;</c>, <c>&lt;lora:x:0.51&gt;</c>, …), and each takes memory the budget's accounting can only
+    /// measure, not foresee (its run buffers grow as it renders): the cap bounds them whatever their measured size.
+    /// </summary>
+    [Range(1, 1024)] public int MaxLoraVariants { get; set; } = ModelExtensions.None.MaxCachedVariants;
 
     /// <summary>
     /// How long a new shard is left to the workers that hold its model or LoRA variant loaded before any worker of the
