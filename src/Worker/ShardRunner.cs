@@ -227,7 +227,7 @@ public sealed class ShardRunner(
     /// after the begin (the coordinator keeps a shard's first step whatever it coalesces, so it must not be lost here).
     /// </summary>
     private sealed class StepReporter(CoordinatorLink link, WorkerActivity activity, ShardRef reference, RenderWatchdog watchdog, Shard shard,
-        WorkerMetrics metrics, string model, PullAheadTimer pullAhead) : IProgress<PipelineStep>
+        WorkerMetrics metrics, string model, PullAheadTimer pullAhead) : IProgress<PipelineStep>, IProgress<WorkProgress>
     {
         private int _stepsBefore;   // steps of the batches finished
         private int _batchSteps;    // steps of the current batch (its total, once known)
@@ -262,6 +262,17 @@ public sealed class ShardRunner(
         }
 
         public void BatchDone() => _stepsBefore += _batchSteps;
+
+        /// <summary>
+        /// Work between steps: a model run (an upscaler tile, a VAE run) is progress as a step is; a model loaded on
+        /// first use is not watched until it is loaded.
+        /// </summary>
+        public void Report(WorkProgress value)
+        {
+            activity.Touch();
+            if (value.Loading) watchdog.Loading();
+            else watchdog.Progress();
+        }
 
         public void Report(PipelineStep value)
         {

@@ -482,11 +482,12 @@ public sealed class WorkerLoop(
             await StopRenewingAsync(next);
             await HandBackAsync(next);
         }
-        var error = $"render stalled on worker {puller.WorkerId}: no progress for {idle.TotalSeconds:0} s " +
-                    $"(Farm:StallTimeoutSeconds is {options.Value.StallTimeoutSeconds})";
+        // The same words on every worker (FailureAttribution takes the worker's name out): a shard that stalls two
+        // workers is the shard's fault, and how long each went without progress would tell them apart.
+        var error = $"render stalled on worker {puller.WorkerId}: no progress for longer than Farm:StallTimeoutSeconds";
         watchdog.Trip(error);
-        logger.LogError("Shard {Job}/{Shard}: {Error}; giving it up, reporting unhealthy and taking no more shards",
-            held.Claimed.Shard.JobId, held.Claimed.Shard.ShardIndex, error);
+        logger.LogError("Shard {Job}/{Shard}: {Error} (none for {Idle:0} s; the timeout is {Timeout} s); giving it up, reporting unhealthy and taking no more shards",
+            held.Claimed.Shard.JobId, held.Claimed.Shard.ShardIndex, error, idle.TotalSeconds, options.Value.StallTimeoutSeconds);
         await runner.ReportFailedAsync(held.Claimed, error);
     }
 

@@ -160,10 +160,11 @@ public sealed class WorkerOptions
     [Range(1, 3600)] public int LeaseSeconds { get; set; } = 30;
 
     /// <summary>
-    /// A render without progress (a denoising step) for this long is hung: its shard is given up (a failed attempt,
-    /// retried elsewhere) and the worker stops taking shards and reports itself unhealthy (<see cref="RenderWatchdog"/>).
-    /// Keep it above the slowest legitimate gap: one UNet step of a full batch, or decoding a full batch, on the slowest
-    /// device (SD 1.5 on a CPU: ~10 s a step for one image, over a minute for a batch of 8). Checked at each lease renewal. 0 turns the watchdog off.
+    /// A render without progress (a denoising step, or a model run between steps: a VAE decode or encode, an upscaler
+    /// tile) for this long is hung: its shard is given up (a failed attempt, retried elsewhere) and the worker stops
+    /// taking shards and reports itself unhealthy (<see cref="RenderWatchdog"/>). A model loaded on first use (a
+    /// ControlNet) is not watched. Keep it above the slowest legitimate gap: one UNet step of a full batch, or decoding
+    /// a full batch, on the slowest device (SD 1.5 on a CPU: ~10 s a step for one image, over a minute for a batch of 8). Checked at each lease renewal. 0 turns the watchdog off.
     /// </summary>
     [Range(0, 86_400)] public int StallTimeoutSeconds { get; set; } = 300;
 
