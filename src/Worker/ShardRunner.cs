@@ -61,7 +61,7 @@ public sealed class ShardRunner(
         var shard = held.Claimed.Shard;
         // The prefetch's reference until the start gives this delivery's number; nothing is sent with it before that.
         var reference = Reference(held.Claimed);
-        var progress = new StepReporter(link, activity, reference, watchdog, shard, metrics, shard.Params.Model, pullAhead);
+        var progress = new StepReporter(link, activity, reference, watchdog, shard, metrics, shard.Params.Model, pullAhead, logger);
         var begun = BeginOnceStartedAsync(held, started, reference, progress, cancellationToken);
         ShardCompletion completion;
         try
@@ -222,13 +222,16 @@ public sealed class ShardRunner(
     /// the whole shard when it renders in several batches: the steps of the batches done, then this one's, out of the
     /// steps of every batch still to go. A step that carries a preview (the shard asked for them) also sends the
     /// batch's images as PNGs (latent-size, or image-size where the model has a tiny autoencoder decoder); like steps,
-    /// previews are dropped rather than waited for when the link is busy. Until the shard is known to run
+    /// previews are dropped rather than waited for when the link is busy. A preview is a nicety: one that cannot be made
+    /// (its tiny decoder fails, or runs out of memory) is logged, and the shard renders on without previews; it neither
+    /// fails the shard nor counts as the render running out of memory. Until the shard is known to run
     /// (<see cref="Open"/>) nothing is sent: the first and the latest step and the latest preview wait, and go out right
     /// after the begin (the coordinator keeps a shard's first step whatever it coalesces, so it must not be lost here).
     /// </summary>
     private sealed class StepReporter(CoordinatorLink link, WorkerActivity activity, ShardRef reference, RenderWatchdog watchdog, Shard shard,
-        WorkerMetrics metrics, string model, PullAheadTimer pullAhead) : IProgress<PipelineStep>, IProgress<WorkProgress>
+        WorkerMetrics metrics, string model, PullAheadTimer pullAhead, ILogger logger) : IProgress<PipelineStep>, IProgress<WorkProgress>
     {
+        private bool _previewsFailed; // a preview could not be made: none more for this shard
         private int _stepsBefore;   // steps of the batches finished
         private int _batchSteps;    // steps of the current batch (its total, once known)
         private int _batchesLeft = 1;
@@ -293,10 +296,21 @@ public sealed class ShardRunner(
                     ItPerSec = seconds > 0 ? (float)(value.Step / seconds) : 0,
                 },
             });
-            if (value.Preview is not { } preview) return;
+            if (value.Preview is not { } preview || _previewsFailed) return;
             var message = new ShardPreview { Shard = reference, Step = step, TotalSteps = total };
-            for (var i = 0; i < preview.Count; i++)
-                message.Images.Add(new PreviewImage { Index = shard.Images[_firstImage + i].Index, Png = UnsafeByteOperations.UnsafeWrap(preview.Png(i)) });
+            try
+            {
+                // Decoded here, on the render's thread: what it throws would otherwise end the render as its failure.
+                for (var i = 0; i < preview.Count; i++)
+                    message.Images.Add(new PreviewImage { Index = shard.Images[_firstImage + i].Index, Png = UnsafeByteOperations.UnsafeWrap(preview.Png(i)) });
+            }
+            catch (Exception e)
+            {
+                _previewsFailed = true;
+                logger.LogWarning(e, "Shard {Job}/{Shard}: a live preview could not be made ({Message}); the shard renders on without previews",
+                    shard.JobId, shard.ShardIndex, e.Message);
+                return;
+            }
             Send(new WorkerMessage { Preview = message });
         }
 
