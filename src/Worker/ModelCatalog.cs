@@ -38,8 +38,10 @@ public sealed class ModelCatalog : IDisposable
     private readonly Dictionary<string, Held> _held = new(StringComparer.Ordinal);
     private readonly Dictionary<string, long> _footprints = new(StringComparer.Ordinal);
     // What each variant took when it was last built (measured, at least its merged weights): what it is counted as while
-    // held, and the room made before it is built again. Read and written under _lock.
+    // held, and the room made before it is built again. Keyed by LoRA sets tenants choose, so the sizes of variants no
+    // longer held are forgotten beyond RememberedVariantSizes. Read and written under _lock.
     private readonly Dictionary<(string Model, string Loras), long> _variantSizes = [];
+    internal const int RememberedVariantSizes = 256;
     private readonly SemaphoreSlim _loads = new(1, 1);
     private readonly Lock _lock = new();
     private volatile string _loading = "";
@@ -271,7 +273,7 @@ public sealed class ModelCatalog : IDisposable
                         Interlocked.Exchange(ref _memoryInUse, after);
                         var measured = Math.Max(0, after - before);
                         var bytes = Math.Max(measured, info.OverrideBytes);
-                        lock (_lock) _variantSizes[(model, set.Key)] = bytes;
+                        RememberVariantSize(model, set, bytes);
                         _logger.LogInformation("Built {Model} + {Loras} in {Ms} ms; it takes {Bytes} bytes ({Measured} measured, {Merged} of merged weights)",
                             model, set, clock.ElapsedMilliseconds, bytes, measured, info.OverrideBytes);
                     }
@@ -327,6 +329,30 @@ public sealed class ModelCatalog : IDisposable
             yield return new(name, null, held.Bytes, held.LastUsed, held.Leased.Count > 0);
             foreach (var variant in held.Renderer.Variants)
                 yield return new(name, variant.Loras, VariantBytes(name, variant), variant.LastUsed, held.Leased.Contains(variant.Loras));
+        }
+    }
+
+    /// <summary>
+    /// Keeps what a variant took to build, and past <see cref="RememberedVariantSizes"/> entries forgets those of variants
+    /// not held (a tenant can name endless LoRA sets: every multiplier is one).
+    /// </summary>
+    private void RememberVariantSize(string model, LoraSet loras, long bytes)
+    {
+        lock (_lock)
+        {
+            _variantSizes[(model, loras.Key)] = bytes;
+            if (_variantSizes.Count <= RememberedVariantSizes) return;
+            var held = Items().Where(i => i.Loras is not null).Select(i => (i.Model, i.Loras!.Key)).ToHashSet();
+            foreach (var key in _variantSizes.Keys.Where(k => !held.Contains(k)).ToList()) _variantSizes.Remove(key);
+        }
+    }
+
+    /// <summary>How many variants' sizes are remembered (held or not), for tests.</summary>
+    internal int RememberedVariants
+    {
+        get
+        {
+            lock (_lock) return _variantSizes.Count;
         }
     }
 

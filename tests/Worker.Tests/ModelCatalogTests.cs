@@ -187,6 +187,24 @@ public sealed class ModelCatalogTests : IDisposable
     }
 
     [Fact]
+    public async Task TheSizesOfVariantsNoLongerHeldAreNotRememberedWithoutEnd()
+    {
+        var variants = new List<string>();
+        using var catalog = VariantCatalog(budget: 0, variants);
+        await catalog.StartAsync(warmUp: false, note: "", CancellationToken.None);
+
+        // Every multiplier a tenant writes is a LoRA set of its own.
+        for (var i = 0; i < ModelCatalog.RememberedVariantSizes + 50; i++)
+        {
+            using var lease = await catalog.AcquireAsync("a", [Style(i / 1000f)], CancellationToken.None);
+        }
+
+        Assert.InRange(catalog.RememberedVariants, variants.Count, ModelCatalog.RememberedVariantSizes);
+        // Those held are still counted as measured.
+        Assert.All(catalog.HeldModels.Where(h => h.Loras.Count > 0), h => Assert.Equal((ulong)VariantFootprint, h.Bytes));
+    }
+
+    [Fact]
     public async Task EvictingIdleEntriesFreesEveryModelAndVariantNoLeaseHolds()
     {
         var variants = new List<string>();
