@@ -78,7 +78,7 @@ public sealed class ShardRunner(
         {
             runs = await begun;
         }
-        catch (OperationCanceledException)
+        catch (Exception e) when (e is OperationCanceledException or System.Threading.Channels.ChannelClosedException)
         {
             completion.Dispose();
             throw;
