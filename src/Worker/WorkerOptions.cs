@@ -66,7 +66,8 @@ public sealed class WorkerOptions
     /// <summary>
     /// Bytes of memory (the GPU's on a GPU worker, the process's on a CPU worker) the loaded models and their LoRA
     /// variants may take together: the least recently used are evicted beyond it, and loaded again when a shard needs
-    /// them (<see cref="ModelCatalog"/>). 0: no limit, every model stays loaded. LoRA variants are also capped by count
+    /// them (<see cref="ModelCatalog"/>). 0: no limit, every model stays loaded (until a render runs out of memory beside
+    /// it, when whatever no shard uses is evicted). LoRA variants are also capped by count
     /// (<see cref="MaxLoraVariants"/>).
     /// </summary>
     [Range(0, long.MaxValue)] public long ModelMemoryBudget { get; set; }
