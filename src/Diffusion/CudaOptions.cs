@@ -23,8 +23,19 @@ public sealed record CudaOptions
 
     /// <summary>
     /// Capture each UNet shape's run as a CUDA graph and replay it every step (inputs and outputs then live in fixed
-    /// device buffers). Cuts the CPU cost of launching the UNet's kernels; each distinct batch × size keeps a graph
-    /// and its buffers on the device for the life of the worker, so use it on workers that render few shapes.
+    /// device buffers). Cuts the CPU cost of launching the UNet's kernels. A shape is batch × size × the prompts'
+    /// 75-token window count (which tenants choose), and each captured one keeps its graph and buffers on the device
+    /// for the life of the UNet's session, so only the first <see cref="MaxCudaGraphs"/> shapes are captured; use it
+    /// on workers that render few shapes.
     /// </summary>
     public bool CudaGraph { get; init; }
+
+    /// <summary>
+    /// With <see cref="CudaGraph"/>: how many UNet shapes a model (and each of its LoRA variants) captures as CUDA graphs
+    /// (default 8). ONNX Runtime frees a captured graph only with its session, so the graphs and their run buffers are
+    /// kept; any further shape runs uncaptured (as without CUDA graphs: its buffers are reused by the next requests of
+    /// that shape and freed, least recently used first, beyond two per model batch), so device memory stays bounded
+    /// whatever shapes tenants ask for. 0 captures none.
+    /// </summary>
+    public int MaxCudaGraphs { get; init; } = 8;
 }

@@ -39,6 +39,8 @@ public static class DiffusionOptionsValidator
             Problem("Cuda.ConvAlgorithmSearch", $"'{cuda.ConvAlgorithmSearch}' is not one of {string.Join(", ", ConvAlgorithmSearches)}");
         if (cuda.MemoryLimitBytes < 0)
             Problem("Cuda.MemoryLimitBytes", $"{cuda.MemoryLimitBytes} is negative (0 = the whole device)");
+        if (cuda.MaxCudaGraphs < 0)
+            Problem("Cuda.MaxCudaGraphs", $"{cuda.MaxCudaGraphs} is negative (0 = capture none)");
 
         var trt = options.TensorRt;
         foreach (var (name, value) in new[] { ("MinSize", trt.MinSize), ("OptimalSize", trt.OptimalSize), ("MaxSize", trt.MaxSize) })

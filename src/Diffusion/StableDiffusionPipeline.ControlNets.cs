@@ -124,7 +124,7 @@ public sealed partial class StableDiffusionPipeline
     {
         if (!_loadedControlNets.TryGetValue(name, out var net))
         {
-            var component = OnnxComponent.Open(_controlNetLibrary!.Directory, name, ExecutionProviders.WithoutCudaGraph(_options));
+            var component = Loading($"ControlNet {name}", () => OnnxComponent.Open(_controlNetLibrary!.Directory, name, ExecutionProviders.WithoutCudaGraph(_options)));
             try
             {
                 net = new ControlNet(component);
@@ -148,7 +148,7 @@ public sealed partial class StableDiffusionPipeline
             return _controlUnet;
         }
         var placement = UNetPlacement.For(_options, ControlNetUNetComponent);
-        var component = OnnxComponent.Open(ModelDirectory, ControlNetUNetComponent, _options);
+        var component = Loading(ControlNetUNetComponent, () => OnnxComponent.Open(ModelDirectory, ControlNetUNetComponent, _options));
         try
         {
             var unet = new UNet(component, placement);

@@ -137,7 +137,8 @@ public sealed partial class StableDiffusionPipeline
         {
             ArrayPool<float>.Shared.Return(decoded);
         }
-        return InitImages.EncodeLatents(images, count, pass.Height, pass.Width, _vaeEncoder!, _profile, _latentChannels, Batching == ModelBatching.Image, runOptions);
+        return InitImages.EncodeLatents(images, count, pass.Height, pass.Width, _vaeEncoder!, _profile, _latentChannels, Batching == ModelBatching.Image, runOptions,
+            () => WorkDone("VAE encode"));
     }
 
     /// <summary>
@@ -179,7 +180,7 @@ public sealed partial class StableDiffusionPipeline
     {
         if (upscaler is not (UpscaleRule.Lanczos or ""))
         {
-            (rgb, width, height) = Upscalers!.Upscale(upscaler, rgb, width, height, cancellationToken: cancellationToken);
+            (rgb, width, height) = Upscalers!.Upscale(upscaler, rgb, width, height, cancellationToken: cancellationToken, tileDone: () => WorkDone("upscale tile"));
         }
         return LanczosResize.ToPlanar(new DecodedImage(rgb, width, height, 3), outWidth, outHeight);
     }

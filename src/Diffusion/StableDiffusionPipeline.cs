@@ -65,6 +65,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     private long _generatingTicks;
     private long _encodingTicks;
     private long _inFlightSince; // Stopwatch timestamp at which the running generation started; 0 when none runs
+    private IProgress<WorkProgress>? _work; // the running generation's caller, told of work besides steps (Generate sets it)
     private bool _disposed;
 
     private StableDiffusionPipeline(string modelDirectory, ModelVariants variants, VaeDecoder vaeDecoder, IPreviewDecoder previewDecoder, VaeEncoder? vaeEncoder,
@@ -238,7 +239,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
 
     /// <summary>
     /// Renders every image of <paramref name="request"/> as one batch. Progress is reported after each denoising
-    /// step; cancellation stops within one step (an in-flight model run is terminated) with
+    /// step, and work besides the steps (<see cref="WorkProgress"/>) to a <paramref name="progress"/> that takes it; cancellation stops within one step (an in-flight model run is terminated) with
     /// <see cref="OperationCanceledException"/>.
     /// </summary>
     /// <exception cref="ArgumentException">Invalid request (size not a multiple of 8, steps &lt; 1, unknown scheduler, no images,
@@ -397,6 +398,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         var clock = Stopwatch.StartNew();
         using var runOptions = new RunOptions();
         using var terminateOnCancel = cancellationToken.Register(() => runOptions.Terminate = true);
+        _work = progress as IProgress<WorkProgress>;
         try
         {
             bool guided = UsesClassifierFreeGuidance(request.GuidanceScale);
@@ -404,7 +406,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             // The images that share model runs: each image alone, or runs of consecutive images with one LoRA set (one
             // UNet batch cannot mix weights), each rendered by the model variant of its set.
             var groups = Groups(loras, alone);
-            var variants = groups.Select(g => _variants.Get(loras[g.First])).ToArray();
+            var variants = groups.Select(g => Variant(loras[g.First])).ToArray();
 
             // A refiner continuing a base's hires pass from its latents (README "SDXL base + refiner"): the first pass,
             // the upscale and the pass's steps down to the switch were the base's.
@@ -452,6 +454,10 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         {
             throw GenerationFailure.FromOnnxRuntime(ex);
         }
+        finally
+        {
+            _work = null;
+        }
 
         // The denoised latents of the last pass (rendered): handed back as they are, or decoded and upscaled.
         float[] Finish(GenerationRequest rendered, IReadOnlyList<DenoisingBatch> batches, ModelVariant[] variants)
@@ -473,6 +479,27 @@ public sealed partial class StableDiffusionPipeline : IDisposable
 
             // 6. Upscale the finished images.
             return request.Upscale is { } upscale ? UpscaleImages(rendered, upscale, pixels, cancellationToken) : pixels;
+        }
+    }
+
+    /// <summary>The variant of <paramref name="loras"/>, built (told as a load) if it is not loaded.</summary>
+    private ModelVariant Variant(LoraSet loras) =>
+        loras.IsEmpty || _variants.Info.Any(v => v.Loras.Equals(loras)) ? _variants.Get(loras) : Loading($"LoRA variant {loras}", () => _variants.Get(loras));
+
+    /// <summary>Tells the running generation's caller that work besides a step moved on (<see cref="WorkProgress"/>).</summary>
+    private void WorkDone(string what) => _work?.Report(new WorkProgress(what));
+
+    /// <summary>Loads something on first use, telling the running generation's caller when the load starts and ends.</summary>
+    private T Loading<T>(string what, Func<T> load)
+    {
+        _work?.Report(new WorkProgress(what, Loading: true));
+        try
+        {
+            return load();
+        }
+        finally
+        {
+            _work?.Report(new WorkProgress(what));
         }
     }
 
@@ -544,7 +571,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     private InitImages PrepareInitImages(GenerationRequest request, bool oneImagePerRun, RunOptions runOptions)
     {
         bool needLatents = !IsInpaintingModel || Strength(request) < 1f;
-        return InitImages.Prepare(request, _vaeEncoder!, _profile, _latentChannels, needLatents, IsInpaintingModel, oneImagePerRun, _options.MaxImagePixels, runOptions);
+        return InitImages.Prepare(request, _vaeEncoder!, _profile, _latentChannels, needLatents, IsInpaintingModel, oneImagePerRun, _options.MaxImagePixels, runOptions,
+            () => WorkDone("VAE encode"));
     }
 
     /// <summary>A scheduler for the request with its timesteps set (each model batch steps its own).</summary>
@@ -703,6 +731,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
                         $"(assumed VAE scale factor {_profile.VaeScaleFactor}).");
                 }
                 RequireFinite(request, pixels.AsSpan(batch.First * perImage, batch.Count * perImage), batch.First, batch.Count, VaeOutput);
+                WorkDone("VAE decode");
             }
             return pixels;
         }

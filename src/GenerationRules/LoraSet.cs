@@ -27,6 +27,7 @@ public sealed class LoraSet : IEquatable<LoraSet>
     }
 
     /// <summary>The set of <paramref name="items"/>: repeated names add up, and names whose multipliers are both 0 stay (they render as the plain model, through the LoRA machinery).</summary>
+    /// <exception cref="ArgumentException">A nameless LoRA, or a multiplier (given, or the sum of a name's) that is not a finite number.</exception>
     public static LoraSet Of(IEnumerable<LoraWeight> items)
     {
         ArgumentNullException.ThrowIfNull(items);
@@ -49,7 +50,13 @@ public sealed class LoraSet : IEquatable<LoraSet>
             else
             {
                 var before = merged[found];
-                merged[found] = before with { TextEncoderScale = before.TextEncoderScale + item.TextEncoderScale, UNetScale = before.UNetScale + item.UNetScale };
+                var sum = before with { TextEncoderScale = before.TextEncoderScale + item.TextEncoderScale, UNetScale = before.UNetScale + item.UNetScale };
+                // Two finite multipliers can add up past float's range: the merged weights would be infinite, the image NaN.
+                if (!float.IsFinite(sum.TextEncoderScale) || !float.IsFinite(sum.UNetScale))
+                {
+                    throw new ArgumentException($"The LoRA '{item.Name}' is asked for more than once, and its multipliers add up to a number that is not finite.", nameof(items));
+                }
+                merged[found] = sum;
             }
         }
         return merged.Count == 0 ? Empty : new LoraSet(merged.ToArray());

@@ -15,10 +15,15 @@ namespace RenderFarm.Worker;
 /// after that a shard's model and LoRA variant are loaded when it needs them (<see cref="AcquireAsync"/>), and the
 /// least recently used models and variants are evicted to keep the total within the budget. A model's footprint is
 /// measured (<see cref="MemoryGauge"/>: what the device gained while it loaded and, at start, warmed up; the largest
-/// seen is kept), a variant's is its own merged weights (<see cref="ModelVariantInfo.OverrideBytes"/>). What a lease
-/// holds is never evicted; a model larger than the whole budget is still loaded, alone. Without a budget nothing is
-/// evicted: every model stays loaded from the start, as the pipeline keeps its few variants. While it loads, the worker
-/// says so (<see cref="Loading"/>, shown by <c>farm workers</c>).
+/// seen is kept), and so is a variant's: what the device gained while it was built, and never less than its merged
+/// weights (<see cref="ModelVariantInfo.OverrideBytes"/>): a variant is sessions of its own, which on CUDA hold every
+/// initializer of the components it changes on the device and on the CPU with prepacked weights private copies of
+/// them. However much memory there is, a model keeps at most <see cref="WorkerOptions.MaxLoraVariants"/> variants: a
+/// tenant who varies a LoRA's multiplier makes a new variant with every value. What a lease holds is never evicted; a
+/// model larger than the whole budget is still loaded, alone. Without a budget no model is evicted for room: every
+/// model stays loaded from the start. A render that runs out of memory while other models or variants are held has
+/// them evicted (<see cref="EvictIdleAsync"/>) before the worker concludes that the size does not fit. While it loads, the
+/// worker says so (<see cref="Loading"/>, shown by <c>farm workers</c>).
 /// </summary>
 public sealed class ModelCatalog : IDisposable
 {
@@ -27,10 +32,16 @@ public sealed class ModelCatalog : IDisposable
     private readonly MemoryGauge? _gauge;
     private readonly ExtensionFiles? _extensions;
     private readonly long _budget;
+    private readonly int _maxVariants;
+    private readonly bool _fixedModels; // renderers given to the catalog: they cannot be loaded again, so never evicted
     private readonly ILogger _logger;
     private readonly Dictionary<string, Held> _held = new(StringComparer.Ordinal);
     private readonly Dictionary<string, long> _footprints = new(StringComparer.Ordinal);
+    // What each variant took when it was last built (measured, at least its merged weights): what it is counted as while
+    // held, and the room made before it is built again. Keyed by LoRA sets tenants choose, so the sizes of variants no
+    // longer held are forgotten beyond RememberedVariantSizes. Read and written under _lock.
     private readonly Dictionary<(string Model, string Loras), long> _variantSizes = [];
+    internal const int RememberedVariantSizes = 256;
     private readonly SemaphoreSlim _loads = new(1, 1);
     private readonly Lock _lock = new();
     private volatile string _loading = "";
@@ -60,6 +71,7 @@ public sealed class ModelCatalog : IDisposable
         _gauge = gauge;
         _extensions = extensions;
         _budget = o.ModelMemoryBudget;
+        _maxVariants = o.MaxLoraVariants;
         _logger = logger;
         _diffusionEvents = DiffusionDiagnostics.Subscribe(OnEngineCacheEvent);
     }
@@ -92,6 +104,8 @@ public sealed class ModelCatalog : IDisposable
         _directories = renderers.Keys.ToDictionary(name => name, _ => "", StringComparer.Ordinal);
         foreach (var (name, renderer) in renderers) _held[name] = new Held(renderer, 0);
         _load = (name, _) => throw new InvalidOperationException($"model '{name}' was given to this catalog and cannot be loaded again");
+        _maxVariants = new WorkerOptions().MaxLoraVariants;
+        _fixedModels = true;
         _logger = Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
     }
 
@@ -246,15 +260,22 @@ public sealed class ModelCatalog : IDisposable
             {
                 if (!held.Renderer.Variants.Any(v => v.Loras.Equals(set)))
                 {
-                    Evict(_variantSizes.GetValueOrDefault((model, set.Key)));
+                    long known;
+                    lock (_lock) known = _variantSizes.GetValueOrDefault((model, set.Key));
+                    Evict(known, variantOf: model);
                     Report($"loading {model} + LoRA {LoraMessages.Describe(LoraMessages.ToMessages(set))}");
                     var clock = Stopwatch.StartNew();
+                    var before = _gauge?.Used() ?? 0;
                     var info = await held.Renderer.PrepareVariantAsync(set, cancellationToken);
                     if (info is not null)
                     {
-                        _variantSizes[(model, set.Key)] = info.OverrideBytes;
-                        _logger.LogInformation("Built {Model} + {Loras} ({Bytes} bytes of merged weights) in {Ms} ms",
-                            model, set, info.OverrideBytes, clock.ElapsedMilliseconds);
+                        var after = _gauge?.Used() ?? 0;
+                        Interlocked.Exchange(ref _memoryInUse, after);
+                        var measured = Math.Max(0, after - before);
+                        var bytes = Math.Max(measured, info.OverrideBytes);
+                        RememberVariantSize(model, set, bytes);
+                        _logger.LogInformation("Built {Model} + {Loras} in {Ms} ms; it takes {Bytes} bytes ({Measured} measured, {Merged} of merged weights)",
+                            model, set, clock.ElapsedMilliseconds, bytes, measured, info.OverrideBytes);
                     }
                 }
                 Lease(held, set, leased);
@@ -297,16 +318,47 @@ public sealed class ModelCatalog : IDisposable
         }
     }
 
-    /// <summary>Everything held: each model (Loras null) and each of its variants, with footprint and last use.</summary>
-    private IEnumerable<(string Model, LoraSet? Loras, long Bytes, DateTime LastUsed, bool Leased)> Items()
+    /// <summary>A model (Loras null) or one of its variants, as held: its footprint, last use, and whether a lease holds it.</summary>
+    private readonly record struct Item(string Model, LoraSet? Loras, long Bytes, DateTime LastUsed, bool Leased);
+
+    /// <summary>Everything held: each model and each of its variants. Under _lock.</summary>
+    private IEnumerable<Item> Items()
     {
         foreach (var (name, held) in _held)
         {
-            yield return (name, null, held.Bytes, held.LastUsed, held.Leased.Count > 0);
+            yield return new(name, null, held.Bytes, held.LastUsed, held.Leased.Count > 0);
             foreach (var variant in held.Renderer.Variants)
-                yield return (name, variant.Loras, variant.OverrideBytes, variant.LastUsed, held.Leased.Contains(variant.Loras));
+                yield return new(name, variant.Loras, VariantBytes(name, variant), variant.LastUsed, held.Leased.Contains(variant.Loras));
         }
     }
+
+    /// <summary>
+    /// Keeps what a variant took to build, and past <see cref="RememberedVariantSizes"/> entries forgets those of variants
+    /// not held (a tenant can name endless LoRA sets: every multiplier is one).
+    /// </summary>
+    private void RememberVariantSize(string model, LoraSet loras, long bytes)
+    {
+        lock (_lock)
+        {
+            _variantSizes[(model, loras.Key)] = bytes;
+            if (_variantSizes.Count <= RememberedVariantSizes) return;
+            var held = Items().Where(i => i.Loras is not null).Select(i => (i.Model, i.Loras!.Key)).ToHashSet();
+            foreach (var key in _variantSizes.Keys.Where(k => !held.Contains(k)).ToList()) _variantSizes.Remove(key);
+        }
+    }
+
+    /// <summary>How many variants' sizes are remembered (held or not), for tests.</summary>
+    internal int RememberedVariants
+    {
+        get
+        {
+            lock (_lock) return _variantSizes.Count;
+        }
+    }
+
+    /// <summary>What a held variant is counted as: what it took when built, never less than its merged weights. Under _lock.</summary>
+    private long VariantBytes(string model, ModelVariantInfo variant) =>
+        Math.Max(variant.OverrideBytes, _variantSizes.GetValueOrDefault((model, variant.Loras.Key)));
 
     private async Task<Held> LoadAsync(string name, bool warmUp, string note, CancellationToken cancellationToken)
     {
@@ -367,39 +419,89 @@ public sealed class ModelCatalog : IDisposable
     }
 
     /// <summary>
-    /// Evicts the least recently used models and variants not leased until what is held, plus <paramref name="room"/>
-    /// bytes about to be loaded, fits the budget (or nothing more can go).
+    /// Evicts the least recently used models and variants not leased until no model has more than
+    /// <see cref="WorkerOptions.MaxLoraVariants"/> variants (counting one about to be built for <paramref name="variantOf"/>)
+    /// and what is held, plus <paramref name="room"/> bytes about to be loaded, fits the budget (or nothing more can go).
     /// </summary>
-    private void Evict(long room)
+    private void Evict(long room, string? variantOf = null)
     {
-        if (_budget <= 0) return;
         var evicted = false;
         while (true)
         {
-            (string Model, LoraSet? Loras, long Bytes, DateTime LastUsed, bool Leased) oldest;
+            Item victim;
             lock (_lock)
             {
                 var items = Items().ToList();
-                if (items.Sum(i => i.Bytes) + room <= _budget) break;
-                oldest = items.Where(i => !i.Leased).OrderBy(i => i.LastUsed).FirstOrDefault();
+                victim = OverVariantCap(items, variantOf);
+                if (victim.Model is null)
+                {
+                    if (_budget <= 0 || items.Sum(i => i.Bytes) + room <= _budget) break;
+                    victim = items.Where(Evictable).OrderBy(i => i.LastUsed).FirstOrDefault();
+                }
             }
-            if (oldest.Model is null) break;
-            Held held;
-            lock (_lock) held = _held[oldest.Model];
-            if (oldest.Loras is { } set)
-            {
-                held.Renderer.ReleaseVariant(set);
-                _logger.LogInformation("Evicted {Model} + {Loras} ({Bytes} bytes) to stay within Farm:ModelMemoryBudget", oldest.Model, set, oldest.Bytes);
-            }
-            else
-            {
-                lock (_lock) _held.Remove(oldest.Model);
-                held.Renderer.Dispose();
-                _logger.LogInformation("Evicted model {Model} ({Bytes} bytes) to stay within Farm:ModelMemoryBudget", oldest.Model, oldest.Bytes);
-            }
+            if (victim.Model is null) break;
+            Remove(victim, "to stay within Farm:ModelMemoryBudget and Farm:MaxLoraVariants");
             evicted = true;
         }
         if (evicted) Changed?.Invoke();
+    }
+
+    /// <summary>The least recently used variant not leased of a model with more variants than the cap; none if every model is within it.</summary>
+    private Item OverVariantCap(List<Item> items, string? variantOf)
+    {
+        foreach (var model in items.Where(i => i.Loras is not null).GroupBy(i => i.Model))
+        {
+            if (model.Count() + (model.Key == variantOf ? 1 : 0) <= _maxVariants) continue;
+            var oldest = model.Where(i => !i.Leased).OrderBy(i => i.LastUsed).FirstOrDefault();
+            if (oldest.Model is not null) return oldest;
+        }
+        return default;
+    }
+
+    private bool Evictable(Item item) => !item.Leased && (item.Loras is not null || !_fixedModels);
+
+    /// <summary>
+    /// Evicts every model and variant no lease holds (a render ran out of memory: the memory they take may be what it
+    /// lacked). Returns how many were evicted; 0 when the leases hold everything.
+    /// </summary>
+    public async Task<int> EvictIdleAsync(CancellationToken cancellationToken)
+    {
+        var count = 0;
+        await _loads.WaitAsync(cancellationToken); // not while a load decides what to keep
+        try
+        {
+            while (true)
+            {
+                Item victim;
+                lock (_lock) victim = Items().Where(Evictable).OrderBy(i => i.LastUsed).FirstOrDefault();
+                if (victim.Model is null) break;
+                Remove(victim, "for a render that ran out of memory");
+                count++;
+            }
+        }
+        finally
+        {
+            _loads.Release();
+        }
+        if (count > 0) Changed?.Invoke();
+        return count;
+    }
+
+    private void Remove(Item item, string why)
+    {
+        Held held;
+        lock (_lock) held = _held[item.Model];
+        if (item.Loras is { } set)
+        {
+            held.Renderer.ReleaseVariant(set);
+            _logger.LogInformation("Evicted {Model} + {Loras} ({Bytes} bytes) {Why}", item.Model, set, item.Bytes, why);
+        }
+        else
+        {
+            lock (_lock) _held.Remove(item.Model);
+            held.Renderer.Dispose();
+            _logger.LogInformation("Evicted model {Model} ({Bytes} bytes) {Why}", item.Model, item.Bytes, why);
+        }
     }
 
     private void Lease(Held held, LoraSet loras, List<LoraSet> leased)

@@ -13,8 +13,9 @@ namespace RenderFarm.Worker;
 /// Renders one shard and reports begin, steps, each image and the end, in two parts: the device's
 /// (<see cref="RenderAsync(HeldShard, Task{bool}, CancellationToken)"/>) and the host's (<see cref="ShardCompletion"/>), so the
 /// worker can start the next shard on the device while this one's images are encoded and sent. A shard is one pipeline
-/// batch unless the device runs out of memory: then it is rendered again in halves, down to one image at a time (the images of a batch are
-/// independent), and what fits is remembered (<see cref="ModelMemory"/>). A failure is reported with its kind, so the
+/// batch unless the device runs out of memory: then the models and LoRA variants no shard uses are evicted and it is
+/// rendered again (once a shard), and if it still does not fit, in halves, down to one image at a time (the images of a
+/// batch are independent), and what fits is remembered (<see cref="ModelMemory"/>). A failure is reported with its kind, so the
 /// coordinator holds only the worker's own faults against it.
 /// </summary>
 public sealed class ShardRunner(
@@ -60,7 +61,7 @@ public sealed class ShardRunner(
         var shard = held.Claimed.Shard;
         // The prefetch's reference until the start gives this delivery's number; nothing is sent with it before that.
         var reference = Reference(held.Claimed);
-        var progress = new StepReporter(link, activity, reference, watchdog, shard, metrics, shard.Params.Model, pullAhead);
+        var progress = new StepReporter(link, activity, reference, watchdog, shard, metrics, shard.Params.Model, pullAhead, logger);
         var begun = BeginOnceStartedAsync(held, started, reference, progress, cancellationToken);
         ShardCompletion completion;
         try
@@ -77,7 +78,7 @@ public sealed class ShardRunner(
         {
             runs = await begun;
         }
-        catch (OperationCanceledException)
+        catch (Exception e) when (e is OperationCanceledException or System.Threading.Channels.ChannelClosedException)
         {
             completion.Dispose();
             throw;
@@ -163,6 +164,7 @@ public sealed class ShardRunner(
             throw new GenerationFailedException(GenerationFailureKind.OutOfMemory,
                 $"out of memory: this worker cannot render {request.Width}x{request.Height} with model {model} (one image of {known} pixels ran out of memory here)");
         var batch = memory.BatchFor(model, count, pixels);
+        var freedIdle = false;
         for (var done = 0; done < count;)
         {
             var size = Math.Min(batch, count - done);
@@ -176,6 +178,19 @@ public sealed class ShardRunner(
             }
             catch (Exception e) when (!cancellationToken.IsCancellationRequested && GenerationFailure.Classify(e) == GenerationFailureKind.OutOfMemory)
             {
+                // Other models and LoRA variants held may be what the render lacked: what it learns about its memory
+                // would otherwise hold for the life of the process (and, told to the coordinator, for the fleet). So
+                // they go first, once a shard, and the batch renders again before anything is learnt.
+                if (!freedIdle)
+                {
+                    freedIdle = true;
+                    if (await models.EvictIdleAsync(cancellationToken) is var evicted and > 0)
+                    {
+                        logger.LogWarning("Shard {Job}/{Shard}: out of memory rendering {Size} images of {Width}x{Height}; evicted {Evicted} models and LoRA variants no shard uses, trying again",
+                            shard.JobId, shard.ShardIndex, size, request.Width, request.Height, evicted);
+                        continue;
+                    }
+                }
                 memory.RanOutOfMemory(model, size, pixels);
                 if (size == 1) throw;
                 batch = (size + 1) / 2;
@@ -207,13 +222,16 @@ public sealed class ShardRunner(
     /// the whole shard when it renders in several batches: the steps of the batches done, then this one's, out of the
     /// steps of every batch still to go. A step that carries a preview (the shard asked for them) also sends the
     /// batch's images as PNGs (latent-size, or image-size where the model has a tiny autoencoder decoder); like steps,
-    /// previews are dropped rather than waited for when the link is busy. Until the shard is known to run
+    /// previews are dropped rather than waited for when the link is busy. A preview is a nicety: one that cannot be made
+    /// (its tiny decoder fails, or runs out of memory) is logged, and the shard renders on without previews; it neither
+    /// fails the shard nor counts as the render running out of memory. Until the shard is known to run
     /// (<see cref="Open"/>) nothing is sent: the first and the latest step and the latest preview wait, and go out right
     /// after the begin (the coordinator keeps a shard's first step whatever it coalesces, so it must not be lost here).
     /// </summary>
     private sealed class StepReporter(CoordinatorLink link, WorkerActivity activity, ShardRef reference, RenderWatchdog watchdog, Shard shard,
-        WorkerMetrics metrics, string model, PullAheadTimer pullAhead) : IProgress<PipelineStep>
+        WorkerMetrics metrics, string model, PullAheadTimer pullAhead, ILogger logger) : IProgress<PipelineStep>, IProgress<WorkProgress>
     {
+        private bool _previewsFailed; // a preview could not be made: none more for this shard
         private int _stepsBefore;   // steps of the batches finished
         private int _batchSteps;    // steps of the current batch (its total, once known)
         private int _batchesLeft = 1;
@@ -248,6 +266,17 @@ public sealed class ShardRunner(
 
         public void BatchDone() => _stepsBefore += _batchSteps;
 
+        /// <summary>
+        /// Work between steps: a model run (an upscaler tile, a VAE run) is progress as a step is; a model loaded on
+        /// first use is not watched until it is loaded.
+        /// </summary>
+        public void Report(WorkProgress value)
+        {
+            activity.Touch();
+            if (value.Loading) watchdog.Loading();
+            else watchdog.Progress();
+        }
+
         public void Report(PipelineStep value)
         {
             activity.Touch(); // a step done: the worker is not stuck (liveness)
@@ -267,10 +296,21 @@ public sealed class ShardRunner(
                     ItPerSec = seconds > 0 ? (float)(value.Step / seconds) : 0,
                 },
             });
-            if (value.Preview is not { } preview) return;
+            if (value.Preview is not { } preview || _previewsFailed) return;
             var message = new ShardPreview { Shard = reference, Step = step, TotalSteps = total };
-            for (var i = 0; i < preview.Count; i++)
-                message.Images.Add(new PreviewImage { Index = shard.Images[_firstImage + i].Index, Png = UnsafeByteOperations.UnsafeWrap(preview.Png(i)) });
+            try
+            {
+                // Decoded here, on the render's thread: what it throws would otherwise end the render as its failure.
+                for (var i = 0; i < preview.Count; i++)
+                    message.Images.Add(new PreviewImage { Index = shard.Images[_firstImage + i].Index, Png = UnsafeByteOperations.UnsafeWrap(preview.Png(i)) });
+            }
+            catch (Exception e)
+            {
+                _previewsFailed = true;
+                logger.LogWarning(e, "Shard {Job}/{Shard}: a live preview could not be made ({Message}); the shard renders on without previews",
+                    shard.JobId, shard.ShardIndex, e.Message);
+                return;
+            }
             Send(new WorkerMessage { Preview = message });
         }
 

@@ -50,7 +50,7 @@ public static class WorkerExtensions
         {
             var options = sp.GetRequiredService<IOptions<WorkerOptions>>().Value;
             var diffusion = options.ToDiffusionOptions();
-            var extensions = sp.GetRequiredService<ExtensionFiles>().ForPipelines(budgeted: options.ModelMemoryBudget > 0);
+            var extensions = sp.GetRequiredService<ExtensionFiles>().ForPipelines(options.MaxLoraVariants);
             var logger = sp.GetRequiredService<ILogger<ModelCatalog>>();
             return (name, directory) =>
             {

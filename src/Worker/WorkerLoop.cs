@@ -233,11 +233,18 @@ public sealed class WorkerLoop(
         {
             return await runner.RenderAsync(held, starting, held.Stop.Token);
         }
-        catch (OperationCanceledException)
+        catch (Exception e) when (e is OperationCanceledException or ChannelClosedException)
         {
-            // A refused shard was settled by its start or admission (lost, parked, acknowledged); a started one is settled here.
-            if (await starting) await StoppedAsync(held);
-            Release(held);
+            // Stopped; or, the worker stopping, its begin found the coordinator link closed. A refused shard was settled
+            // by its start or admission (lost, parked, acknowledged); a started one is settled here, and let go either way.
+            try
+            {
+                if (await starting) await StoppedAsync(held);
+            }
+            finally
+            {
+                Release(held);
+            }
             return null;
         }
         finally
@@ -331,7 +338,11 @@ public sealed class WorkerLoop(
         }
     }
 
-    /// <summary>A started shard was stopped before its last report: say why, or hand it back.</summary>
+    /// <summary>
+    /// A started shard was stopped before its last report: say why, or hand it back. A render that outlived the grace
+    /// period ends after the coordinator link closed (<see cref="ChannelClosedException"/>): what cannot be said then
+    /// is left to the lease.
+    /// </summary>
     private async Task StoppedAsync(HeldShard held)
     {
         var claimed = held.Claimed;
@@ -361,7 +372,7 @@ public sealed class WorkerLoop(
                 await queue.HandBackOnDrainAsync(claimed);
             }
         }
-        catch (Exception e) when (WorkerResilience.IsRedisFailure(e) || e is OperationCanceledException)
+        catch (Exception e) when (WorkerResilience.IsRedisFailure(e) || e is OperationCanceledException or ChannelClosedException)
         {
             logger.LogWarning("Could not settle stopped shard {Entry}: {Message}", claimed.EntryId, e.Message);
         }
@@ -454,6 +465,7 @@ public sealed class WorkerLoop(
         }
         catch (OperationCanceledException) { }
         catch (ObjectDisposedException) { }
+        catch (ChannelClosedException) { } // a stall given up while the worker stops: its report has nowhere to go
     }
 
     private bool IsRendering(HeldShard held)
@@ -482,11 +494,12 @@ public sealed class WorkerLoop(
             await StopRenewingAsync(next);
             await HandBackAsync(next);
         }
-        var error = $"render stalled on worker {puller.WorkerId}: no progress for {idle.TotalSeconds:0} s " +
-                    $"(Farm:StallTimeoutSeconds is {options.Value.StallTimeoutSeconds})";
+        // The same words on every worker (FailureAttribution takes the worker's name out): a shard that stalls two
+        // workers is the shard's fault, and how long each went without progress would tell them apart.
+        var error = $"render stalled on worker {puller.WorkerId}: no progress for longer than Farm:StallTimeoutSeconds";
         watchdog.Trip(error);
-        logger.LogError("Shard {Job}/{Shard}: {Error}; giving it up, reporting unhealthy and taking no more shards",
-            held.Claimed.Shard.JobId, held.Claimed.Shard.ShardIndex, error);
+        logger.LogError("Shard {Job}/{Shard}: {Error} (none for {Idle:0} s; the timeout is {Timeout} s); giving it up, reporting unhealthy and taking no more shards",
+            held.Claimed.Shard.JobId, held.Claimed.Shard.ShardIndex, error, idle.TotalSeconds, options.Value.StallTimeoutSeconds);
         await runner.ReportFailedAsync(held.Claimed, error);
     }
 

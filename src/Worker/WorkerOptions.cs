@@ -66,9 +66,19 @@ public sealed class WorkerOptions
     /// <summary>
     /// Bytes of memory (the GPU's on a GPU worker, the process's on a CPU worker) the loaded models and their LoRA
     /// variants may take together: the least recently used are evicted beyond it, and loaded again when a shard needs
-    /// them (<see cref="ModelCatalog"/>). 0: no limit, every model stays loaded.
+    /// them (<see cref="ModelCatalog"/>). 0: no limit, every model stays loaded (until a render runs out of memory beside
+    /// it, when whatever no shard uses is evicted). LoRA variants are also capped by count
+    /// (<see cref="MaxLoraVariants"/>).
     /// </summary>
     [Range(0, long.MaxValue)] public long ModelMemoryBudget { get; set; }
+
+    /// <summary>
+    /// LoRA variants (a model with one LoRA set: sessions of its own) a model keeps loaded at most, with or without a
+    /// budget; the least recently used beyond it are unloaded. Every multiplier a tenant writes is a variant of its own
+    /// (<c>&lt;lora:x:0.50&gt;</c>, <c>&lt;lora:x:0.51&gt;</c>, …), and each takes memory the budget's accounting can only
+    /// measure, not foresee (its run buffers grow as it renders): the cap bounds them whatever their measured size.
+    /// </summary>
+    [Range(1, 1024)] public int MaxLoraVariants { get; set; } = ModelExtensions.None.MaxCachedVariants;
 
     /// <summary>
     /// How long a new shard is left to the workers that hold its model or LoRA variant loaded before any worker of the
@@ -151,10 +161,11 @@ public sealed class WorkerOptions
     [Range(1, 3600)] public int LeaseSeconds { get; set; } = 30;
 
     /// <summary>
-    /// A render without progress (a denoising step) for this long is hung: its shard is given up (a failed attempt,
-    /// retried elsewhere) and the worker stops taking shards and reports itself unhealthy (<see cref="RenderWatchdog"/>).
-    /// Keep it above the slowest legitimate gap: one UNet step of a full batch, or decoding a full batch, on the slowest
-    /// device (SD 1.5 on a CPU: ~10 s a step for one image, over a minute for a batch of 8). Checked at each lease renewal. 0 turns the watchdog off.
+    /// A render without progress (a denoising step, or a model run between steps: a VAE decode or encode, an upscaler
+    /// tile) for this long is hung: its shard is given up (a failed attempt, retried elsewhere) and the worker stops
+    /// taking shards and reports itself unhealthy (<see cref="RenderWatchdog"/>). A model loaded on first use (a
+    /// ControlNet) is not watched. Keep it above the slowest legitimate gap: one UNet step of a full batch, or decoding
+    /// a full batch, on the slowest device (SD 1.5 on a CPU: ~10 s a step for one image, over a minute for a batch of 8). Checked at each lease renewal. 0 turns the watchdog off.
     /// </summary>
     [Range(0, 86_400)] public int StallTimeoutSeconds { get; set; } = 300;
 

@@ -29,6 +29,28 @@ public sealed class ControlNetTests(ControlNetTests.Models models) : IClassFixtu
         (await (pipeline ?? models.Pipeline).GenerateAsync(request)).Select(i => PngPixels.Decode(i.Png)).ToArray();
 
     [Fact]
+    public async Task LoadingAControlNetOnFirstUseIsToldAsALoadSoAWatchdogDoesNotTakeItForAHang()
+    {
+        using var pipeline = StableDiffusionPipeline.Load(models.ModelDirectory, new DiffusionOptions(), new ModelExtensions { ControlNets = models.Library });
+        var first = new List<string>();
+        var second = new List<string>();
+
+        await pipeline.GenerateAsync(Request(new ControlNetUnit("canny", Edges, 1f)), new WorkWatcher(first));
+        await pipeline.GenerateAsync(Request(new ControlNetUnit("canny", Edges, 1f)), new WorkWatcher(second));
+
+        // The ControlNet, then the model's residual UNet (controlnet/), each told as it starts and ends, before any step.
+        Assert.Equal(["loading ControlNet canny", "ControlNet canny", "loading controlnet", "controlnet", "step 1"], first.Take(5));
+        Assert.DoesNotContain(second, told => told.StartsWith("loading", StringComparison.Ordinal)); // kept loaded
+    }
+
+    private sealed class WorkWatcher(List<string> told) : IProgress<StepProgress>, IProgress<WorkProgress>
+    {
+        public void Report(StepProgress value) => told.Add($"step {value.Step}");
+
+        public void Report(WorkProgress value) => told.Add(value.Loading ? $"loading {value.What}" : value.What);
+    }
+
+    [Fact]
     public async Task AControlNetAtScaleZeroRendersExactlyTheImagesOfNoControlNet()
     {
         var plain = await Pixels(Request());

@@ -51,6 +51,27 @@ public class HiresFixTests(UpscalerFixture upscalers) : IClassFixture<UpscalerFi
     }
 
     [Fact]
+    public async Task EveryModelRunBetweenStepsIsToldAsItEndsSoAWatchdogSeesItMoving()
+    {
+        // Decode, upscale and encode for the second pass, then decode and the final upscale: none of them a step.
+        var told = new List<string>();
+        await Render(Request(new HiresFix(2f, 0.5f, Steps: 2, Upscaler: "x4"), new UpscaleRequest("x2")), new WorkWatcher(told));
+
+        Assert.Equal(
+            ["step 1", "step 2", "step 3", "step 4", "step 5", "step 6", "VAE decode", "upscale tile", "VAE encode", "step 7", "step 8",
+             "VAE decode", "upscale tile"],
+            told);
+    }
+
+    /// <summary>What a worker's watchdog hears of a render: its steps, and the work between them.</summary>
+    private sealed class WorkWatcher(List<string> told) : IProgress<StepProgress>, IProgress<WorkProgress>
+    {
+        public void Report(StepProgress value) => told.Add($"step {value.Step}");
+
+        public void Report(WorkProgress value) => told.Add(value.Loading ? $"loading {value.What}" : value.What);
+    }
+
+    [Fact]
     public async Task TheSecondPassChangesTheUpscaledImage()
     {
         // Lanczos then denoise 0.6 is not just the Lanczos-resized first pass: compare with a barely denoised pass.

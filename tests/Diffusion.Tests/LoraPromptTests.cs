@@ -41,6 +41,16 @@ public class LoraPromptTests
     }
 
     [Fact]
+    public void RepeatedNamesWhoseMultipliersAddUpPastFloatAreAnError()
+    {
+        // Each tag is finite; their sum is not, and merged weights scaled by it would make a NaN image.
+        var ex = Assert.Throws<ArgumentException>(() => LoraPrompt.Parse("a cat <lora:x:3e38> <lora:x:3e38>"));
+        Assert.Contains("'x'", ex.Message);
+        Assert.Throws<ArgumentException>(() => LoraSet.Of(new LoraWeight("x", 1f, -3e38f), new LoraWeight("x", 1f, -3e38f)));
+        Assert.Throws<ArgumentException>(() => LoraSet.Of(new LoraWeight("x", 3e38f)).With(LoraPrompt.Parse("<lora:x:3e38>").Loras));
+    }
+
+    [Fact]
     public void SetsAreEqualWhateverTheOrderAndRepeatedNamesAddUp()
     {
         var a = LoraSet.Of(new LoraWeight("a", 0.5f), new LoraWeight("b", 1f), new LoraWeight("a", 0.25f));

@@ -1,5 +1,8 @@
+using RenderFarm.Diffusion;
 using RenderFarm.Farm.Tests.Infrastructure;
+using RenderFarm.GenerationRules;
 using RenderFarm.Protocol;
+using RenderFarm.Worker;
 
 namespace RenderFarm.Farm.Tests;
 
@@ -34,6 +37,56 @@ public sealed class DrainTests
         Assert.Equal(JobState.Completed, status.State); // one shard of 2 images (shard size 4), finished before the exit
         var events = await EventsAsync(farm, job.JobId);
         Assert.Single(events, e => e.ShardStarted is not null);
+    }
+
+    [Fact]
+    public async Task ARenderThatOutlivesTheGraceAndItsCoordinatorLinkIsSettledWithoutBreakingTheWorkerLoop()
+    {
+        await using var farm = await FarmCluster.StartAsync(workers: 0);
+        var render = new StubbornRenderer();
+        await farm.StartWorkerAsync("stubborn", s => s["HostOptions:ShutdownTimeout"] = "00:00:01",
+            services => services.AddSingleton(new ModelCatalog(new Dictionary<string, IShardRenderer> { [FarmCluster.Model] = render })));
+        var job = await farm.SubmitAsync(new JobHeader { Params = new GenerationParams { Width = 64, Height = 64, Steps = 2, GuidanceScale = 7f }, Seeds = { 1 } },
+            [new PromptItem { Prompt = "a render that does not stop when told" }]);
+        await render.Entered.WaitAsync(TimeSpan.FromMinutes(1));
+
+        // The job is cancelled: the worker tells the render to stop, which it does not (a step that does not return).
+        await farm.Jobs.CancelJobAsync(new CancelJobRequest { JobId = job.JobId });
+        await render.StopRequested.WaitAsync(TimeSpan.FromMinutes(1));
+        // SIGTERM: the grace passes, the worker hands back what it holds, and its coordinator link closes for good.
+        await farm.StopWorkerHostAsync("stubborn");
+        // Only now does the render end, and the worker settles the cancelled shard with nowhere to report it.
+        render.Release();
+
+        var loop = farm.WorkerServices("stubborn").GetServices<IHostedService>().OfType<WorkerLoop>().Single();
+        await loop.ExecuteTask!.WaitAsync(TimeSpan.FromMinutes(1)); // ends, rather than failing with the closed link's exception
+    }
+
+    /// <summary>A render that ignores its stop until the test releases it, then ends as a stopped render does.</summary>
+    private sealed class StubbornRenderer : IShardRenderer
+    {
+        private readonly TaskCompletionSource _entered = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly TaskCompletionSource _stopRequested = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Task Entered => _entered.Task;
+
+        public Task StopRequested => _stopRequested.Task;
+
+        public void Release() => _released.TrySetResult();
+
+        public async Task<IReadOnlyList<GeneratedImage>> RenderAsync(GenerationRequest request, IProgress<Diffusion.StepProgress> progress, CancellationToken cancellationToken)
+        {
+            _entered.TrySetResult();
+            await using (cancellationToken.Register(() => _stopRequested.TrySetResult()))
+                await _released.Task;
+            cancellationToken.ThrowIfCancellationRequested();
+            throw new InvalidOperationException("the render was released without being stopped");
+        }
+
+        public Task WarmUpAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public void Dispose() => _released.TrySetResult();
     }
 
     [Fact]

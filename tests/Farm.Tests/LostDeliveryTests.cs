@@ -122,7 +122,9 @@ public sealed class LostDeliveryTests
         Assert.InRange(taken - hanging.EnteredAt.ToUnixTimeMilliseconds(), stallSeconds * 1000 - 250, (stallSeconds + leaseSeconds + 15) * 1000);
         var attempt = Assert.Single(events, e => e.AttemptFailed is not null).AttemptFailed;
         Assert.Equal((1u, "hung"), (attempt.Attempt, attempt.WorkerId));
-        Assert.Contains("render stalled on worker hung: no progress for", attempt.Error);
+        // The same words whichever worker stalls and however long it went without progress: a shard that stalls two
+        // workers is then the shard's fault (FailureAttribution compares errors with the worker's name taken out).
+        Assert.Equal("render stalled on worker hung: no progress for longer than Farm:StallTimeoutSeconds", attempt.Error);
         // Exactly once: one result, by the worker that took over.
         Assert.Equal("good", Assert.Single(events, e => e.ImageDone is not null).ImageDone.WorkerId);
         Assert.Single(Directory.GetFiles(Path.Combine(farm.StorageDirectory, job.JobId), "*.png"));

@@ -28,6 +28,7 @@ public sealed class SubmitValidationTests(FarmFixture fixture)
         { "NaN guidance", "params.guidance_scale", 1 },
         { "negative seed", "seeds", 1 },
         { "empty prompt after many valid ones", "prompts[300].prompt", 300 },
+        { "LoRA multipliers adding up past float", "prompts[1].prompt", 1 },
     };
 
     [Theory]
@@ -45,6 +46,7 @@ public sealed class SubmitValidationTests(FarmFixture fixture)
             case "NaN guidance": header.Params.GuidanceScale = float.NaN; break;
             case "negative seed": header.Seeds[0] = -5; break;
             case "empty prompt after many valid ones": prompts.Add(new PromptItem { Prompt = "   " }); break;
+            case "LoRA multipliers adding up past float": prompts.Add(new PromptItem { Prompt = "a cat <lora:x:3e38> <lora:x:3e38>" }); break;
         }
         var error = await AssertRejectedLeavingNothingAsync(() => Farm.SubmitAsync(header, prompts), field);
         // The field comes first ("params.width must be ...", "prompts: the batch has no prompts ..."), not just somewhere.

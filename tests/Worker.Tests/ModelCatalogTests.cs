@@ -128,6 +128,97 @@ public sealed class ModelCatalogTests : IDisposable
         Assert.Equal("", _catalog.Loading);
     }
 
+    /// <summary>What building a LoRA variant costs the scripted device: its own sessions, far more than its merged weights.</summary>
+    private const long VariantFootprint = 60, MergedWeights = 10;
+
+    /// <summary>A catalog of model "a" (100 bytes) whose variants take <see cref="VariantFootprint"/> bytes each.</summary>
+    private ModelCatalog VariantCatalog(long budget, List<string> variantsHeld)
+    {
+        var options = Options.Create(new WorkerOptions { Models = new() { ["a"] = "/models/a" }, ModelMemoryBudget = budget });
+        return new ModelCatalog(options, (_, _) =>
+        {
+            _gauge.InUse += Footprint;
+            return new VariantRenderer(_gauge, variantsHeld);
+        }, _gauge, new ExtensionFiles(options, NullLogger<ExtensionFiles>.Instance), NullLogger<ModelCatalog>.Instance);
+    }
+
+    private static LoraSet Style(float weight) => LoraSet.Of(new LoraWeight("style", weight));
+
+    [Fact]
+    public async Task AVariantIsCountedAsWhatTheDeviceGainedWhileItWasBuiltNotOnlyItsMergedWeights()
+    {
+        var variants = new List<string>();
+        using var catalog = VariantCatalog(budget: 1000, variants);
+        await catalog.StartAsync(warmUp: false, note: "", CancellationToken.None);
+        var before = _gauge.InUse;
+
+        using (await catalog.AcquireAsync("a", [Style(0.5f)], CancellationToken.None)) { }
+
+        var measured = _gauge.InUse - before;
+        var held = Assert.Single(catalog.HeldModels, h => h.Loras.Count > 0);
+        Assert.True((long)held.Bytes >= measured, $"the variant is counted as {held.Bytes} bytes; building it took {measured}");
+        // What farm workers shows and the budget is held to: every model and variant as measured.
+        Assert.Equal(Footprint + VariantFootprint, catalog.HeldModels.Sum(h => (long)h.Bytes));
+    }
+
+    [Theory]
+    [InlineData(0)]            // no budget
+    [InlineData(1_000_000)]    // a budget every variant fits in
+    public async Task AModelKeepsAtMostMaxLoraVariantsWhateverTheBudget(long budget)
+    {
+        var variants = new List<string>();
+        using var catalog = VariantCatalog(budget, variants);
+        await catalog.StartAsync(warmUp: false, note: "", CancellationToken.None);
+        var cap = new WorkerOptions().MaxLoraVariants;
+
+        // A tenant varying a multiplier: every value is a variant of its own.
+        for (var i = 0; i < cap + 3; i++)
+        {
+            using var lease = await catalog.AcquireAsync("a", [Style(0.5f + i / 100f)], CancellationToken.None);
+            Assert.True(variants.Count <= cap, $"{variants.Count} variants loaded");
+        }
+
+        Assert.Equal(cap, variants.Count);
+        Assert.Equal(cap, catalog.HeldModels.Count(h => h.Loras.Count > 0));
+        // The most recently used stay.
+        Assert.Contains(Style(0.5f + (cap + 2) / 100f).Key, variants);
+        Assert.DoesNotContain(Style(0.5f).Key, variants);
+        Assert.Equal(Footprint + cap * VariantFootprint, _gauge.InUse);
+    }
+
+    [Fact]
+    public async Task TheSizesOfVariantsNoLongerHeldAreNotRememberedWithoutEnd()
+    {
+        var variants = new List<string>();
+        using var catalog = VariantCatalog(budget: 0, variants);
+        await catalog.StartAsync(warmUp: false, note: "", CancellationToken.None);
+
+        // Every multiplier a tenant writes is a LoRA set of its own.
+        for (var i = 0; i < ModelCatalog.RememberedVariantSizes + 50; i++)
+        {
+            using var lease = await catalog.AcquireAsync("a", [Style(i / 1000f)], CancellationToken.None);
+        }
+
+        Assert.InRange(catalog.RememberedVariants, variants.Count, ModelCatalog.RememberedVariantSizes);
+        // Those held are still counted as measured.
+        Assert.All(catalog.HeldModels.Where(h => h.Loras.Count > 0), h => Assert.Equal((ulong)VariantFootprint, h.Bytes));
+    }
+
+    [Fact]
+    public async Task EvictingIdleEntriesFreesEveryModelAndVariantNoLeaseHolds()
+    {
+        var variants = new List<string>();
+        using var catalog = VariantCatalog(budget: 0, variants);
+        await catalog.StartAsync(warmUp: false, note: "", CancellationToken.None);
+        using (await catalog.AcquireAsync("a", [Style(0.5f)], CancellationToken.None)) { }
+        using var lease = await catalog.AcquireAsync("a", [Style(0.6f)], CancellationToken.None);
+
+        Assert.Equal(1, await catalog.EvictIdleAsync(CancellationToken.None));
+
+        Assert.Equal([Style(0.6f).Key], variants);
+        Assert.Equal(0, await catalog.EvictIdleAsync(CancellationToken.None)); // the lease holds the rest
+    }
+
     private sealed class ScriptedGauge() : MemoryGauge("cpu", null, NullLogger<MemoryGauge>.Instance)
     {
         public long InUse { get; set; }
@@ -143,5 +234,54 @@ public sealed class ModelCatalogTests : IDisposable
         public Task WarmUpAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
         public void Dispose() => unload();
+    }
+
+    /// <summary>
+    /// A renderer with LoRA variants, as the pipeline keeps them: each built on the scripted device for
+    /// <see cref="VariantFootprint"/> bytes (it reports only its <see cref="MergedWeights"/>), each released on request.
+    /// </summary>
+    private sealed class VariantRenderer(ScriptedGauge gauge, List<string> held) : IShardRenderer
+    {
+        private readonly Dictionary<string, ModelVariantInfo> _variants = [];
+        private readonly DateTime _start = DateTime.UtcNow;
+        private long _uses;
+
+        private DateTime Now() => _start.AddTicks(++_uses); // strictly later at every use, however fast the test runs
+
+        public Task<IReadOnlyList<GeneratedImage>> RenderAsync(GenerationRequest request, IProgress<StepProgress> progress, CancellationToken cancellationToken) =>
+            Task.FromResult<IReadOnlyList<GeneratedImage>>([]);
+
+        public Task WarmUpAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public IReadOnlyList<ModelVariantInfo> Variants => [.. _variants.Values];
+
+        public Task<ModelVariantInfo?> PrepareVariantAsync(LoraSet loras, CancellationToken cancellationToken)
+        {
+            if (!_variants.TryGetValue(loras.Key, out var info))
+            {
+                gauge.InUse += VariantFootprint;
+                held.Add(loras.Key);
+                _variants[loras.Key] = info = new ModelVariantInfo(loras, MergedWeights, ["unet"], TimeSpan.Zero, Now());
+            }
+            else
+            {
+                _variants[loras.Key] = info = info with { LastUsed = Now() };
+            }
+            return Task.FromResult<ModelVariantInfo?>(info);
+        }
+
+        public bool ReleaseVariant(LoraSet loras)
+        {
+            if (!_variants.Remove(loras.Key)) return false;
+            gauge.InUse -= VariantFootprint;
+            held.Remove(loras.Key);
+            return true;
+        }
+
+        public void Dispose()
+        {
+            gauge.InUse -= Footprint + VariantFootprint * _variants.Count;
+            held.Clear();
+        }
     }
 }

@@ -94,7 +94,7 @@ internal sealed class InitImages
     /// a VAE run of its own, so its latents are what they would be if it were the only one (<see cref="ModelBatching.Image"/>).
     /// </summary>
     public static InitImages Prepare(GenerationRequest request, VaeEncoder encoder, ModelProfile profile, int latentChannels,
-        bool needLatents, bool needMaskedLatents, bool oneImagePerRun, long maxPixels, RunOptions runOptions)
+        bool needLatents, bool needMaskedLatents, bool oneImagePerRun, long maxPixels, RunOptions runOptions, Action? encoded = null)
     {
         int width = request.Width, height = request.Height, batch = request.Images.Count;
         int pixels = 3 * width * height, plane = width * height;
@@ -151,7 +151,7 @@ internal sealed class InitImages
         }
         return new InitImages(latents, new PerImage(latentMasks, masks.Of, latentPlane), maskedLatents);
 
-        float[] Encode(float[] images, int count) => EncodeLatents(images, count, height, width, encoder, profile, latentChannels, oneImagePerRun, runOptions);
+        float[] Encode(float[] images, int count) => EncodeLatents(images, count, height, width, encoder, profile, latentChannels, oneImagePerRun, runOptions, encoded);
     }
 
     /// <summary>
@@ -163,29 +163,32 @@ internal sealed class InitImages
 
     /// <summary>
     /// VAE-encodes <paramref name="count"/> images [3, H, W] in [−1, 1] into scaled latents [count, C, h, w]: one run, or
-    /// one per image (<paramref name="oneImagePerRun"/>, so each is what it would be alone).
+    /// one per image (<paramref name="oneImagePerRun"/>, so each is what it would be alone). <paramref name="encoded"/> is
+    /// told after each run.
     /// </summary>
     public static float[] EncodeLatents(float[] images, int count, int height, int width, VaeEncoder encoder, ModelProfile profile, int latentChannels,
-        bool oneImagePerRun, RunOptions runOptions)
+        bool oneImagePerRun, RunOptions runOptions, Action? encoded = null)
     {
         int pixels = 3 * width * height;
-        float[] encoded;
+        float[] latents;
         if (oneImagePerRun && count > 1)
         {
-            encoded = [];
+            latents = [];
             for (int k = 0; k < count; k++)
             {
                 var one = encoder.Encode(images.AsSpan(k * pixels, pixels), 1, height, width, latentChannels, runOptions);
-                if (k == 0) encoded = new float[count * one.Length];
-                one.CopyTo(encoded, k * one.Length);
+                if (k == 0) latents = new float[count * one.Length];
+                one.CopyTo(latents, k * one.Length);
+                encoded?.Invoke();
             }
         }
         else
         {
-            encoded = encoder.Encode(images, count, height, width, latentChannels, runOptions);
+            latents = encoder.Encode(images, count, height, width, latentChannels, runOptions);
+            encoded?.Invoke();
         }
-        TensorPrimitives.Multiply(encoded, profile.VaeScalingFactor, encoded);
-        return encoded;
+        TensorPrimitives.Multiply(latents, profile.VaeScalingFactor, latents);
+        return latents;
     }
 
     /// <summary>Distinct rows of <see cref="Values"/> and which row each image uses.</summary>

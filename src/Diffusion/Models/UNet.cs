@@ -14,13 +14,16 @@ internal sealed class UNet : IDisposable
 {
     private readonly OnnxComponent _component;
     private readonly UNetPlacement _placement;
-    private int _graphs;
+    private int _graphs; // CUDA graphs captured (ids 1.._graphs), at most _placement.MaxGraphs
     /// <summary>
     /// Prepared runs, most recently used first, per slot (one slot per model batch of a request, see
     /// <see cref="ModelBatching"/>): a worker alternates between full shards and a job's remainder.
     /// </summary>
     private readonly List<(int Slot, UNetRun Run)> _runs = [];
     internal const int KeptRuns = 2;
+
+    /// <summary>The runs kept now (captured ones and the others), for tests of the cache.</summary>
+    internal IReadOnlyList<UNetRun> Runs => _runs.Select(r => r.Run).ToArray();
 
     /// <param name="component">unet/model.onnx's session.</param>
     /// <param name="placement">Where the run's tensors live: host memory for the CPU provider, device buffers for GPU providers.</param>
@@ -93,6 +96,9 @@ internal sealed class UNet : IDisposable
     /// <paramref name="conditions"/> (encoder_hidden_states and every extra input), reused by every step. Model batches
     /// of one request that step in turn take different <paramref name="slot"/>s, so each has runs of its own. The UNet
     /// owns the runs and keeps each slot's last <see cref="KeptRuns"/> shapes for later requests (buffers and binding reused).
+    /// With CUDA graphs the first <see cref="UNetPlacement.MaxGraphs"/> shapes are captured, and their runs kept as long as
+    /// the UNet (a graph replays its run's device buffers, and ONNX Runtime frees graphs only with the session); later
+    /// shapes run uncaptured and are kept like any other run.
     /// </summary>
     public UNetRun Prepare(int batch, int channels, int height, int width, IReadOnlyList<UNetCondition> conditions, int slot = 0)
     {
@@ -105,15 +111,21 @@ internal sealed class UNet : IDisposable
         UNetRun run;
         if (found < 0)
         {
-            int kept = _runs.Count(r => r.Slot == slot);
-            // A captured CUDA graph keeps reading its run's device buffers: those runs live as long as the UNet.
-            if (kept == KeptRuns && !_placement.CudaGraph)
+            bool capture = _placement.CudaGraph && _graphs < _placement.MaxGraphs;
+            if (!capture)
             {
-                int oldest = _runs.FindLastIndex(r => r.Slot == slot);
-                _runs[oldest].Run.Dispose();
-                _runs.RemoveAt(oldest);
+                // A captured CUDA graph keeps reading its run's device buffers: those runs live as long as the UNet, and
+                // only the others make way.
+                int kept = _runs.Count(r => r.Slot == slot && !r.Run.Captured);
+                if (kept >= KeptRuns)
+                {
+                    int oldest = _runs.FindLastIndex(r => r.Slot == slot && !r.Run.Captured);
+                    _runs[oldest].Run.Dispose();
+                    _runs.RemoveAt(oldest);
+                }
             }
-            run = new(this, _component, batch, channels, height, width, conditions, _placement, _placement.CudaGraph ? ++_graphs : null);
+            int? graphId = capture ? ++_graphs : _placement.CudaGraph ? UNetRun.Uncaptured : null;
+            run = new(this, _component, batch, channels, height, width, conditions, _placement, graphId);
         }
         else
         {
@@ -149,24 +161,31 @@ internal sealed record UNetCondition(string Name, float[] Rows, long[] RowShape)
 /// conditions go up once per request, and ONNX Runtime allocates and copies nothing per run — which is what lets it
 /// replay the run as a CUDA graph.
 /// </summary>
-internal sealed record UNetPlacement(int? DeviceId, bool CudaGraph)
+/// <param name="DeviceId">The GPU, or null for host memory.</param>
+/// <param name="CudaGraph">The UNet's session captures CUDA graphs (every run must then say which graph, or none).</param>
+/// <param name="MaxGraphs">How many shapes a UNet captures (<see cref="CudaOptions.MaxCudaGraphs"/>).</param>
+internal sealed record UNetPlacement(int? DeviceId, bool CudaGraph, int MaxGraphs = 0)
 {
     public static readonly UNetPlacement Host = new(null, false);
 
     /// <summary>Where <paramref name="component"/>'s runs live with <paramref name="options"/>: captured as CUDA graphs as its session captures.</summary>
     public static UNetPlacement For(DiffusionOptions options, string component) => ExecutionProviders.IsCpu(options)
         ? Host
-        : new(options.DeviceId, ExecutionProviders.CapturesCudaGraph(options, component));
+        : new(options.DeviceId, ExecutionProviders.CapturesCudaGraph(options, component), options.Cuda.MaxCudaGraphs);
 }
 
 /// <summary>
 /// The reusable input/output tensors of a denoising run, bound once to an <see cref="OrtIoBinding"/>;
 /// <see cref="Run"/> is one UNet evaluation. Binding skips the per-call name lookup and marshalling of
 /// <c>InferenceSession.Run</c> (~10 µs a call, bench/pipeline.md). On a GPU the bound tensors are device buffers
-/// (<see cref="UNetPlacement"/>); with CUDA graphs the run has its own graph id, so every shape replays its own graph.
+/// (<see cref="UNetPlacement"/>); with CUDA graphs the run has its own graph id, so every shape replays its own graph,
+/// or, past the UNet's cap on graphs, <see cref="Uncaptured"/>.
 /// </summary>
 internal sealed class UNetRun : IDisposable
 {
+    /// <summary>ONNX Runtime's gpu_graph_id for a run neither captured nor replayed, in a session that captures CUDA graphs.</summary>
+    internal const int Uncaptured = -1;
+
     private readonly OnnxComponent _component;
     private readonly int _batch;
     private readonly int _chunk;
@@ -230,6 +249,7 @@ internal sealed class UNetRun : IDisposable
             {
                 _latentSample = Tensor(unet.SampleType, [batch, outChannels, height, width]);
             }
+            GraphId = graphId;
             if (graphId is int id)
             {
                 _graphRunOptions = new RunOptions();
@@ -253,6 +273,12 @@ internal sealed class UNetRun : IDisposable
             throw;
         }
     }
+
+    /// <summary>The run's gpu_graph_id: its CUDA graph's (from 1), <see cref="Uncaptured"/>, or null without CUDA graphs.</summary>
+    internal int? GraphId { get; }
+
+    /// <summary>Whether the run is replayed as a CUDA graph (and so must live as long as its UNet).</summary>
+    internal bool Captured => GraphId > 0;
 
     private BoundTensor Tensor(TensorElementType type, long[] shape, bool pageLock = false)
     {
@@ -501,7 +527,8 @@ internal sealed class UNetRun : IDisposable
     {
         if (_graphRunOptions is not null)
         {
-            // A graph replay cannot be interrupted: a cancelled request stops before it instead.
+            // A graph replay cannot be interrupted: a cancelled request stops before it instead. (An uncaptured run in
+            // a capturing session takes these options too: without a graph id, ONNX Runtime would capture it as graph 0.)
             if (runOptions.Terminate)
             {
                 throw new OperationCanceledException("The generation was cancelled.");

@@ -54,10 +54,11 @@ public sealed class UpscalerLibrary : IDisposable
     /// <summary>
     /// Upscales interleaved 8-bit RGB with the upscaler <paramref name="name"/>, tiled as <paramref name="tiling"/>
     /// says (default <see cref="Tiling"/>); returns its scale× RGB bytes and size. Besides the result, the memory it
-    /// takes is one tile-high strip of the result in floats (<see cref="TiledUpscale"/>).
+    /// takes is one tile-high strip of the result in floats (<see cref="TiledUpscale"/>). <paramref name="tileDone"/> is
+    /// told after each tile's model run (a large image on a slow device is minutes of them).
     /// </summary>
     public (byte[] Rgb, int Width, int Height) Upscale(string name, ReadOnlySpan<byte> rgb, int width, int height, UpscaleTiling? tiling = null,
-        CancellationToken cancellationToken = default)
+        CancellationToken cancellationToken = default, Action? tileDone = null)
     {
         if (rgb.Length != 3 * width * height) throw new ArgumentException($"{width}x{height} RGB needs {3 * width * height} bytes, not {rgb.Length}.", nameof(rgb));
         var model = Get(name);
@@ -68,7 +69,12 @@ public sealed class UpscalerLibrary : IDisposable
         var result = GC.AllocateUninitializedArray<byte>(3 * outWidth * outHeight);
         using var runOptions = new RunOptions();
         using var tiles = model.Tiles(runOptions);
-        TiledUpscale.Run(rgb, width, height, model.Scale, tiling, model.StaticHeight, model.StaticWidth, tiles.Run, result, cancellationToken);
+        TileRun run = tileDone is null ? tiles.Run : (tile, h, w, destination) =>
+        {
+            tiles.Run(tile, h, w, destination);
+            tileDone();
+        };
+        TiledUpscale.Run(rgb, width, height, model.Scale, tiling, model.StaticHeight, model.StaticWidth, run, result, cancellationToken);
         return (result, outWidth, outHeight);
     }
 

@@ -90,16 +90,17 @@ public sealed class ExtensionFiles : IDisposable
     public EmbeddingLibrary? Embeddings { get; }
 
     /// <summary>
-    /// What a pipeline is loaded with. A worker with a memory budget evicts LoRA variants itself (<see cref="ModelCatalog"/>),
-    /// so the pipeline keeps every variant until told; without one, the pipeline keeps its default few.
+    /// What a pipeline is loaded with: it keeps at most <paramref name="maxVariants"/> LoRA variants
+    /// (<see cref="WorkerOptions.MaxLoraVariants"/>), the cap <see cref="ModelCatalog"/> also holds it to before it
+    /// builds another, with or without a memory budget.
     /// </summary>
-    public ModelExtensions ForPipelines(bool budgeted) => new()
+    public ModelExtensions ForPipelines(int maxVariants) => new()
     {
         Loras = Loras,
         Embeddings = Embeddings,
         Upscalers = Upscalers,
         ControlNets = ControlNets,
-        MaxCachedVariants = budgeted ? int.MaxValue : new ModelExtensions().MaxCachedVariants,
+        MaxCachedVariants = maxVariants,
     };
 
     /// <summary>

@@ -172,6 +172,12 @@ public sealed class FarmCluster : IAsyncDisposable
     /// <summary>A service of a running worker's host (to observe the worker from inside).</summary>
     public T WorkerService<T>(string workerId) where T : notnull => _workers[workerId].Services.GetRequiredService<T>();
 
+    /// <summary>
+    /// Stops a worker's host as SIGTERM does, past its grace period if a render outlives it, and keeps the worker's
+    /// services to look at: what the host left running (a render that ignores its stop) goes on until the cluster is disposed.
+    /// </summary>
+    public Task StopWorkerHostAsync(string workerId) => _workers[workerId].StopAsync();
+
     /// <summary>Stops a worker gracefully (as on SIGTERM).</summary>
     public async Task StopWorkerAsync(string workerId)
     {
