@@ -155,6 +155,8 @@ public sealed class WebhookDispatcher(
     private async Task<IEnumerable<(string JobId, double Entry)>> ClaimDueAsync(IDatabase db, int limit)
     {
         var now = time.GetUtcNow().ToUnixTimeMilliseconds();
+        // A plain read first: most polls find nothing due, and cost Redis no script.
+        if ((await db.SortedSetRangeByScoreAsync(FarmKeys.WebhookOutbox, double.NegativeInfinity, now, take: 1)).Length == 0) return [];
         var until = now + (options.Value.TimeoutSeconds * 4 + 5) * 1000L; // past the three tries of one delivery
         var claimed = (RedisResult[])(await DueWorkScripts.ClaimDue.EvaluateAsync(db, [FarmKeys.WebhookOutbox], now, until, limit))!;
         return claimed.Select(job => ((string)job!, (double)until));
