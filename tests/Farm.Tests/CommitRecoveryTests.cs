@@ -13,21 +13,21 @@ namespace RenderFarm.Farm.Tests;
 /// <summary>
 /// A coordinator that dies while it commits a submission, a retry or a resume leaves no job stuck: the commit is
 /// stopped for ever at a named step (<see cref="CommitCheckpoints"/>) with its client's call cancelled, as a coordinator
-/// killed there leaves it, and the farm's commit recovery (a short grace here) settles the job.
+/// killed there leaves it, and the farm's commit recovery settles the job. The tests drive recovery themselves (a sweep
+/// that takes every open commit, <see cref="RecoverAsync"/>) under a grace no test outlasts, so they see the state a
+/// crash left for as long as they like and the background sweep never settles a commit behind their back.
 /// </summary>
 public sealed class CommitRecoveryTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
 
-    /// <summary>
-    /// A grace long enough for a test to look at the state a crash left before recovery settles it (the checks right
-    /// after a commit stops take milliseconds, on a loaded machine seconds), short enough to wait for.
-    /// </summary>
-    private static void ShortGrace(Dictionary<string, string?> settings)
-    {
-        settings["Farm:CommitRecovery:GraceSeconds"] = "5";
-        settings["Farm:CommitRecovery:SweepIntervalSeconds"] = "0.2";
-    }
+    /// <summary>A grace no test outlasts: only the tests' own sweeps (<see cref="RecoverAsync"/>) recover commits.</summary>
+    private static void LongGrace(Dictionary<string, string?> settings) => settings["Farm:CommitRecovery:GraceSeconds"] = "3600";
+
+    /// <summary>One sweep of commit recovery that takes every commit open now, as if each had been stale for the grace; returns how many it settled.</summary>
+    private static Task<int> RecoverAsync(FarmCluster farm) => Sweeper(farm).SweepAsync(TimeSpan.Zero, CancellationToken.None);
+
+    private static CommitSweeper Sweeper(FarmCluster farm) => farm.CoordinatorServices.GetServices<IHostedService>().OfType<CommitSweeper>().Single();
 
     private static JobHeader Header() =>
         new() { Params = new GenerationParams { Width = 64, Height = 64, Steps = 2, GuidanceScale = 7f }, Seeds = { 1 } };
@@ -38,7 +38,7 @@ public sealed class CommitRecoveryTests
     [Fact]
     public async Task ASubmissionWhoseCoordinatorDiesAfterWritingTheJobIsRolledBack()
     {
-        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: ShortGrace);
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: LongGrace);
         using var hold = new CommitHold(farm, CommitStep.SubmissionMetaWritten);
         using var client = new CancellationTokenSource();
         var submit = farm.SubmitAsync(Header(), Prompts(5), client.Token);
@@ -47,7 +47,9 @@ public sealed class CommitRecoveryTests
         await Assert.ThrowsAsync<RpcException>(() => submit.WaitAsync(Timeout));
 
         // What the crash left: a queued job with none of its shards queued, that nothing would ever end.
-        await Eventually.HoldsAsync(async () => !await farm.Redis.KeyExistsAsync(FarmKeys.JobMeta(jobId)), "the submission's job rolled back");
+        Assert.True(await farm.Redis.KeyExistsAsync(FarmKeys.JobMeta(jobId)));
+
+        Assert.Equal(1, await RecoverAsync(farm));
 
         var gone = await Assert.ThrowsAsync<RpcException>(() => farm.Jobs.GetJobAsync(new GetJobRequest { JobId = jobId }).ResponseAsync);
         Assert.Equal(StatusCode.NotFound, gone.StatusCode);
@@ -58,7 +60,7 @@ public sealed class CommitRecoveryTests
     public async Task ASubmissionWhoseCoordinatorDiesAfterPublishingOnePageIsRolledBackWithItsQueuedShards()
     {
         // One shard per image: more shards than one page of publishing (512).
-        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 1, configure: ShortGrace);
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 1, configure: LongGrace);
         var queue = farm.CoordinatorServices.GetRequiredService<ShardQueue>();
         using var hold = new CommitHold(farm, CommitStep.SubmissionPagePublished);
         using var client = new CancellationTokenSource();
@@ -70,7 +72,7 @@ public sealed class CommitRecoveryTests
         Assert.Equal(512, await queue.WaitingAsync(FarmCluster.Model));
         Assert.Equal(88, await farm.Redis.ListLengthAsync(FarmKeys.JobStagedShards(jobId)));
 
-        await Eventually.HoldsAsync(async () => !await farm.Redis.KeyExistsAsync(FarmKeys.JobMeta(jobId)), "the submission's job rolled back");
+        Assert.Equal(1, await RecoverAsync(farm));
 
         var gone = await Assert.ThrowsAsync<RpcException>(() => farm.Jobs.GetJobAsync(new GetJobRequest { JobId = jobId }).ResponseAsync);
         Assert.Equal(StatusCode.NotFound, gone.StatusCode);
@@ -82,7 +84,7 @@ public sealed class CommitRecoveryTests
     [Fact]
     public async Task ARetryWhoseCoordinatorDiesAfterReopeningTheJobIsFinishedAndTheJobCompletes()
     {
-        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: ShortGrace);
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: LongGrace);
         var queue = farm.CoordinatorServices.GetRequiredService<ShardQueue>();
         var jobId = (await farm.SubmitAsync(Header(), Prompts(3))).JobId;
         await FailEveryImageAsync(farm, jobId);
@@ -97,8 +99,9 @@ public sealed class CommitRecoveryTests
         Assert.Equal((JobState.Queued, 0u, 0u), (stuck.State, stuck.ImagesDone, stuck.ImagesFailed));
 
         // Recovery queues the retry's staged shards, and the job renders once a worker comes.
-        await Eventually.HoldsAsync(async () => await queue.WaitingAsync(FarmCluster.Model) == 2 && StagedRetries(farm, jobId).Count == 0,
-            "the retry's shards queued by recovery");
+        Assert.Equal(1, await RecoverAsync(farm));
+        Assert.Equal(2, await queue.WaitingAsync(FarmCluster.Model));
+        Assert.Empty(StagedRetries(farm, jobId));
         await farm.StartWorkerAsync("worker-1");
         var events = await farm.WatchToEndAsync(jobId, TimeSpan.FromMinutes(2));
 
@@ -111,7 +114,7 @@ public sealed class CommitRecoveryTests
     [Fact]
     public async Task ARetryWhoseCoordinatorDiesBeforeReopeningTheJobIsDroppedAndAnotherRetryQueuesTheImagesOnce()
     {
-        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: ShortGrace);
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: LongGrace);
         var queue = farm.CoordinatorServices.GetRequiredService<ShardQueue>();
         var jobId = (await farm.SubmitAsync(Header(), Prompts(3))).JobId;
         await FailEveryImageAsync(farm, jobId);
@@ -129,7 +132,8 @@ public sealed class CommitRecoveryTests
         Assert.Equal(JobState.Queued, retried.State);
 
         // The first retry never re-opened the job: its staged shards (the same images) are dropped, never queued.
-        await Eventually.HoldsAsync(() => Task.FromResult(StagedRetries(farm, jobId).Count == 0), "the cut-short retry's staged shards dropped");
+        Assert.Equal(1, await RecoverAsync(farm));
+        Assert.Empty(StagedRetries(farm, jobId));
         Assert.Equal(2, await queue.WaitingAsync(FarmCluster.Model));
         await farm.StartWorkerAsync("worker-1");
         var events = await farm.WatchToEndAsync(jobId, TimeSpan.FromMinutes(2));
@@ -141,7 +145,7 @@ public sealed class CommitRecoveryTests
     [Fact]
     public async Task AResumeWhoseCoordinatorDiesBeforeQueueingTheParkedShardsIsFinishedAndTheJobCompletes()
     {
-        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 1, configure: ShortGrace);
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 1, configure: LongGrace);
         var queue = farm.CoordinatorServices.GetRequiredService<ShardQueue>();
         var jobId = (await farm.SubmitAsync(Header(), Prompts(4))).JobId;
         await farm.Jobs.PauseJobAsync(new PauseJobRequest { JobId = jobId });
@@ -160,7 +164,8 @@ public sealed class CommitRecoveryTests
         Assert.Equal(JobState.Queued, (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = jobId })).State);
         Assert.Equal(0, await farm.Redis.ListLengthAsync(FarmKeys.JobParkedShards(jobId)));
 
-        await Eventually.HoldsAsync(async () => await queue.WaitingAsync(FarmCluster.Model) == 4, "the parked shards queued by recovery");
+        Assert.Equal(1, await RecoverAsync(farm));
+        Assert.Equal(4, await queue.WaitingAsync(FarmCluster.Model));
         await farm.StartWorkerAsync("worker-1");
         var events = await farm.WatchToEndAsync(jobId, TimeSpan.FromMinutes(2));
 
@@ -171,8 +176,8 @@ public sealed class CommitRecoveryTests
     [Fact]
     public async Task ASubmissionWhoseCommitFailsWithAnErrorIsRolledBackBeforeItsClientHearsOfIt()
     {
-        // A grace no test outlasts: what settles the job is the failed commit itself, not the sweep.
-        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 1, configure: s => s["Farm:CommitRecovery:GraceSeconds"] = "3600");
+        // What settles the job is the failed commit itself, not a sweep.
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 1, configure: LongGrace);
         var queue = farm.CoordinatorServices.GetRequiredService<ShardQueue>();
         var jobId = "";
         FailAt(farm, CommitStep.SubmissionPagePublished, job => jobId = job);
@@ -188,7 +193,7 @@ public sealed class CommitRecoveryTests
     [Fact]
     public async Task ARetryWhoseCommitFailsWithAnErrorAfterReopeningTheJobIsFinishedAtOnce()
     {
-        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: s => s["Farm:CommitRecovery:GraceSeconds"] = "3600");
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: LongGrace);
         var queue = farm.CoordinatorServices.GetRequiredService<ShardQueue>();
         var jobId = (await farm.SubmitAsync(Header(), Prompts(3))).JobId;
         await FailEveryImageAsync(farm, jobId);
@@ -207,7 +212,7 @@ public sealed class CommitRecoveryTests
     [Fact]
     public async Task HealthyCommitsLeaveTheJournalAsTheyFoundItAndRecoveryNeverTouchesTheirJobs()
     {
-        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: ShortGrace);
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: LongGrace);
         var queue = farm.CoordinatorServices.GetRequiredService<ShardQueue>();
         async Task AssertJournalEmptyAsync() => Assert.Equal(0, await farm.Redis.SortedSetLengthAsync(FarmKeys.CommitJournal));
 
@@ -221,8 +226,8 @@ public sealed class CommitRecoveryTests
         Assert.Equal(JobState.Queued, (await farm.Jobs.ResumeJobAsync(new ResumeJobRequest { JobId = jobId })).State);
         await AssertJournalEmptyAsync();
 
-        // Long past the grace, recovery finds nothing to do; the job renders.
-        Assert.Equal(0, await farm.CoordinatorServices.GetServices<IHostedService>().OfType<CommitSweeper>().Single().SweepAsync(CancellationToken.None));
+        // Recovery, taking every commit still open, finds nothing to do; the job renders.
+        Assert.Equal(0, await RecoverAsync(farm));
         Assert.Equal(2, await queue.WaitingAsync(FarmCluster.Model));
         await farm.StartWorkerAsync("worker-1");
         var events = await farm.WatchToEndAsync(jobId, TimeSpan.FromMinutes(2));
@@ -276,8 +281,9 @@ public sealed class CommitRecoveryTests
     }
 
     /// <summary>
-    /// Stops the first commit that reaches <paramref name="step"/> there for ever, as its coordinator's death would; released
-    /// (with an error) when the test is over, so that the host can stop.
+    /// Stops the first commit that reaches <paramref name="step"/> there, as its coordinator's death (or a stall) would: for
+    /// ever, unless the test lets it go on (<see cref="Release"/>); released with an error when the test is over, so that
+    /// the host can stop. Holds of other steps installed before it still apply.
     /// </summary>
     private sealed class CommitHold : IDisposable
     {
@@ -285,12 +291,19 @@ public sealed class CommitRecoveryTests
         private readonly TaskCompletionSource _never = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private int _taken;
 
-        public CommitHold(FarmCluster farm, CommitStep step) =>
-            farm.CoordinatorServices.GetRequiredService<CommitCheckpoints>().Hold = (at, jobId) =>
-                at == step && Interlocked.Exchange(ref _taken, 1) == 0 ? Stop(jobId) : Task.CompletedTask;
+        public CommitHold(FarmCluster farm, CommitStep step)
+        {
+            var checkpoints = farm.CoordinatorServices.GetRequiredService<CommitCheckpoints>();
+            var before = checkpoints.Hold;
+            checkpoints.Hold = (at, jobId) =>
+                at == step && Interlocked.Exchange(ref _taken, 1) == 0 ? Stop(jobId) : before?.Invoke(at, jobId) ?? Task.CompletedTask;
+        }
 
         /// <summary>The job whose commit stopped, once it has.</summary>
         public Task<string> ReachedAsync() => _reached.Task.WaitAsync(Timeout);
+
+        /// <summary>Lets the stopped commit go on as if nothing had happened: a coordinator that was only stalled.</summary>
+        public void Release() => _never.TrySetResult();
 
         private Task Stop(string jobId)
         {

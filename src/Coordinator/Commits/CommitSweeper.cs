@@ -33,10 +33,16 @@ public sealed class CommitSweeper(
     }
 
     /// <summary>One sweep: every commit stale now. Returns how many it settled.</summary>
-    public async Task<int> SweepAsync(CancellationToken cancellationToken)
+    public Task<int> SweepAsync(CancellationToken cancellationToken) => SweepAsync(options.Value.Grace, cancellationToken);
+
+    /// <summary>
+    /// One sweep of the commits that made no progress for <paramref name="grace"/>: tests drive recovery with a grace of
+    /// their own (zero: every commit open now) instead of waiting for the configured one.
+    /// </summary>
+    internal async Task<int> SweepAsync(TimeSpan grace, CancellationToken cancellationToken)
     {
         var settled = 0;
-        while (!cancellationToken.IsCancellationRequested && await journal.ClaimStaleAsync(options.Value.Grace) is { } lease)
+        while (!cancellationToken.IsCancellationRequested && await journal.ClaimStaleAsync(grace) is { } lease)
         {
             try
             {

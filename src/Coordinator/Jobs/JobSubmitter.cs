@@ -132,6 +132,7 @@ public sealed class JobSubmitter(
         var jobId = staging.JobId;
         var header = staging.Header;
         var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        await checkpoints.PassAsync(Commits.CommitStep.SubmissionBegun, jobId);
 
         // Entered for retention before it exists: a coordinator dying right after the commit leaves no job to expire by hand.
         await retention.WatchAsync(jobId, now);
@@ -213,6 +214,7 @@ public sealed class JobSubmitter(
         var batch = commit.Commit.Batch;
         try
         {
+            await checkpoints.PassAsync(Commits.CommitStep.RetryBegun, jobId);
             await queue.StageAsync(jobId, [.. shards.Select(s => s.ToByteArray())], batch, journaled: true);
             await checkpoints.PassAsync(Commits.CommitStep.RetryStaged, jobId);
             var reopening = await jobs.ReopenForRetryAsync(jobId, batch, status.ShardCount, shards, needsInputs);
@@ -251,6 +253,7 @@ public sealed class JobSubmitter(
         var commit = await journal.BeginAsync(OpenCommit.Resume(jobId));
         try
         {
+            await checkpoints.PassAsync(Commits.CommitStep.ResumeBegun, jobId);
             var parked = await jobs.ResumeAsync(jobId, commit.Commit.Batch);
             if (parked is > 0)
             {
