@@ -173,6 +173,88 @@ public sealed class CommitRecoveryTests
         Assert.Empty(farm.RedisAdmin.Keys(pattern: $"{FarmKeys.JobStagedShards(jobId)}*"));
     }
 
+    [Theory]
+    [InlineData(CommitStep.SubmissionBegun)]
+    [InlineData(CommitStep.SubmissionMetaWritten)]
+    public async Task ASubmissionWhoseCoordinatorStallsPastTheGraceAndWakesAfterItWasRolledBackLeavesNothingOfTheJob(CommitStep stalledAt)
+    {
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: LongGrace);
+        var queue = farm.CoordinatorServices.GetRequiredService<ShardQueue>();
+        using var hold = new CommitHold(farm, stalledAt);
+        var submit = farm.SubmitAsync(Header(), Prompts(5));
+        var jobId = await hold.ReachedAsync();
+
+        // Its coordinator is stalled, not dead: recovery rolls the submission back, then the coordinator goes on.
+        Assert.Equal(1, await RecoverAsync(farm));
+        hold.Release();
+
+        var aborted = await Assert.ThrowsAsync<RpcException>(() => submit.WaitAsync(Timeout));
+        Assert.Equal(StatusCode.Aborted, aborted.StatusCode);
+        await AssertNothingOfAsync(farm, jobId);
+        Assert.Equal(0, await queue.WaitingAsync(FarmCluster.Model));
+        Assert.Equal(0, await farm.Redis.SortedSetLengthAsync(FarmKeys.CommitJournal));
+        var listed = await farm.Jobs.ListJobsAsync(new ListJobsRequest());
+        Assert.Equal((0, 0ul), (listed.Jobs.Count, listed.TotalJobs));
+    }
+
+    [Theory]
+    [InlineData(CommitStep.RetryBegun)]
+    [InlineData(CommitStep.RetryStaged)]
+    public async Task ARetryWhoseCoordinatorStallsBeforeReopeningAndWakesAfterRecoveryDroppedItLeavesTheJobFailed(CommitStep stalledAt)
+    {
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: LongGrace);
+        var queue = farm.CoordinatorServices.GetRequiredService<ShardQueue>();
+        var jobId = (await farm.SubmitAsync(Header(), Prompts(3))).JobId;
+        await FailEveryImageAsync(farm, jobId);
+        using var hold = new CommitHold(farm, stalledAt);
+        var retry = farm.Jobs.RetryJobAsync(new RetryJobRequest { JobId = jobId }).ResponseAsync;
+        await hold.ReachedAsync();
+
+        // Recovery finds the job still failed and drops the retry; then its stalled coordinator goes on.
+        Assert.Equal(1, await RecoverAsync(farm));
+        hold.Release();
+
+        var aborted = await Assert.ThrowsAsync<RpcException>(() => retry.WaitAsync(Timeout));
+        Assert.Equal(StatusCode.Aborted, aborted.StatusCode);
+        var status = await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = jobId });
+        Assert.Equal((JobState.Failed, 0u, 3u), (status.State, status.ImagesDone, status.ImagesFailed));
+        Assert.Equal(0, await queue.WaitingAsync(FarmCluster.Model));
+        AssertNoCommitLeft(farm, jobId);
+        // The job is retried as if nothing had happened.
+        Assert.Equal(JobState.Queued, (await farm.Jobs.RetryJobAsync(new RetryJobRequest { JobId = jobId })).State);
+        Assert.Equal(2, await queue.WaitingAsync(FarmCluster.Model));
+        AssertNoCommitLeft(farm, jobId);
+    }
+
+    [Fact]
+    public async Task AResumeWhoseCoordinatorStallsBeforeResumingAndWakesAfterRecoverySettledItLeavesTheJobPaused()
+    {
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 1, configure: LongGrace);
+        var queue = farm.CoordinatorServices.GetRequiredService<ShardQueue>();
+        var jobId = (await farm.SubmitAsync(Header(), Prompts(4))).JobId;
+        await farm.Jobs.PauseJobAsync(new PauseJobRequest { JobId = jobId });
+        for (var i = 0; i < 4; i++)
+            Assert.Equal(ShardAdmission.Parked, await queue.AdmitAsync((await farm.ClaimNextAsync(FarmKeys.TaskStream(FarmCluster.Model), "w1"))!));
+        using var hold = new CommitHold(farm, CommitStep.ResumeBegun);
+        var resume = farm.Jobs.ResumeJobAsync(new ResumeJobRequest { JobId = jobId }).ResponseAsync;
+        await hold.ReachedAsync();
+
+        // Recovery finds the job still paused, with nothing of the resume's to queue; then its stalled coordinator goes on.
+        Assert.Equal(1, await RecoverAsync(farm));
+        hold.Release();
+
+        var aborted = await Assert.ThrowsAsync<RpcException>(() => resume.WaitAsync(Timeout));
+        Assert.Equal(StatusCode.Aborted, aborted.StatusCode);
+        Assert.Equal(JobState.Paused, (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = jobId })).State);
+        Assert.Equal(4, await farm.Redis.ListLengthAsync(FarmKeys.JobParkedShards(jobId)));
+        Assert.Equal(0, await queue.WaitingAsync(FarmCluster.Model));
+        AssertNoCommitLeft(farm, jobId);
+        // Resumed again, its parked shards are queued.
+        Assert.Equal(JobState.Queued, (await farm.Jobs.ResumeJobAsync(new ResumeJobRequest { JobId = jobId })).State);
+        Assert.Equal(4, await queue.WaitingAsync(FarmCluster.Model));
+        AssertNoCommitLeft(farm, jobId);
+    }
+
     [Fact]
     public async Task ASubmissionWhoseCommitFailsWithAnErrorIsRolledBackBeforeItsClientHearsOfIt()
     {
@@ -268,6 +350,14 @@ public sealed class CommitRecoveryTests
     /// <summary>The staged lists of a job's retries.</summary>
     private static List<string> StagedRetries(FarmCluster farm, string jobId) =>
         [.. farm.RedisAdmin.Keys(pattern: $"{FarmKeys.JobStagedShards(jobId)}:retry-*").Select(k => (string)k!)];
+
+    /// <summary>No commit of the job is left: none in the journal, no staged shards, no commit token.</summary>
+    private static void AssertNoCommitLeft(FarmCluster farm, string jobId)
+    {
+        Assert.Equal(0, farm.Redis.SortedSetLength(FarmKeys.CommitJournal));
+        Assert.Empty(farm.RedisAdmin.Keys(pattern: $"{FarmKeys.JobStagedShards(jobId)}*"));
+        Assert.Empty(farm.RedisAdmin.Keys(pattern: $"{FarmKeys.JobTag(jobId)}:commit*")); // FarmKeys.JobCommitToken
+    }
 
     /// <summary>Nothing of a rolled-back job is left: no key, no queued shard, no listing or open work, no retention work on its records.</summary>
     private static async Task AssertNothingOfAsync(FarmCluster farm, string jobId)

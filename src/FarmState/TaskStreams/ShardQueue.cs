@@ -48,18 +48,19 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
 
     /// <summary>
     /// Adds serialized shards of a job to a staging list (<see cref="FarmKeys.JobStagedShards"/>: the submission's,
-    /// or a retry's <paramref name="batch"/>). A submission's list expires after <see cref="FarmKeys.StagingTtl"/> unless
-    /// its commit persists it: a coordinator dying while it receives the batch leaves nothing for long. A
-    /// <paramref name="journaled"/> list (a commit in the <see cref="FarmKeys.CommitJournal"/> writes it) does not
-    /// expire: should its commit be cut short, recovery publishes or deletes it.
+    /// or a retry's <paramref name="batch"/>), which expires after <see cref="FarmKeys.StagingTtl"/> unless the first
+    /// write of the commit that publishes it persists it: a coordinator dying while it receives the batch, or a retry
+    /// whose commit never re-opens the job, leaves nothing for long. Once persisted, the commit journal sees it published
+    /// or deleted (<see cref="FarmKeys.CommitJournal"/>).
     /// </summary>
-    public Task StageAsync(string jobId, IReadOnlyCollection<byte[]> shards, string batch = "", bool journaled = false)
+    public Task StageAsync(string jobId, IReadOnlyCollection<byte[]> shards, string batch = "")
     {
         if (shards.Count == 0) return Task.CompletedTask;
         var db = redis.GetDatabase();
         var key = FarmKeys.JobStagedShards(jobId, batch);
-        var push = db.ListRightPushAsync(key, [.. shards.Select(s => (RedisValue)s)]);
-        return journaled ? push : Task.WhenAll(push, db.KeyExpireAsync(key, FarmKeys.StagingTtl));
+        return Task.WhenAll(
+            db.ListRightPushAsync(key, [.. shards.Select(s => (RedisValue)s)]),
+            db.KeyExpireAsync(key, FarmKeys.StagingTtl));
     }
 
     /// <summary>

@@ -24,8 +24,7 @@ public sealed class StagedPublishTests(OwnRedis fixture) : IClassFixture<OwnRedi
         const string model = "publish-resumed";
         var db = fixture.Multiplexer.GetDatabase();
         var job = new QueuedJob("job-cut", "tenant", 1);
-        await Queue.StageAsync(job.JobId, Shards(model, job.JobId, 1100), "retry-a", journaled: true);
-        Assert.Null(await db.KeyTimeToLiveAsync(FarmKeys.JobStagedShards(job.JobId, "retry-a"))); // a journaled list never expires
+        await Queue.StageAsync(job.JobId, Shards(model, job.JobId, 1100), "retry-a");
 
         // The publisher dies right after its first page (its coordinator killed).
         await Assert.ThrowsAsync<TimeoutException>(() => Queue.PublishStagedAsync(job, Priority.Normal, "retry-a",
@@ -47,7 +46,7 @@ public sealed class StagedPublishTests(OwnRedis fixture) : IClassFixture<OwnRedi
         var db = fixture.Multiplexer.GetDatabase();
         var key = FarmKeys.JobStagedShards("job-twice", "resume-a");
         var shards = Shards(model, "job-twice", 3);
-        await Queue.StageAsync("job-twice", shards, "resume-a", journaled: true);
+        await Queue.StageAsync("job-twice", shards, "resume-a");
         // Two publishers read the same first page; the other one queues and drops it first.
         Assert.Equal(1, (int)await TaskStreamScripts.DropPublished.EvaluateAsync(db, [key], shards[0], 2));
 
@@ -57,10 +56,12 @@ public sealed class StagedPublishTests(OwnRedis fixture) : IClassFixture<OwnRedi
     }
 
     [Fact]
-    public async Task ASubmissionsStagedListExpiresUnlessCommitted()
+    public async Task AStagedListExpiresUnlessItsCommitPersistsIt()
     {
         var db = fixture.Multiplexer.GetDatabase();
         await Queue.StageAsync("job-staging", Shards("publish-ttl", "job-staging", 1));
+        await Queue.StageAsync("job-staging", Shards("publish-ttl", "job-staging", 1), "retry-a");
         Assert.NotNull(await db.KeyTimeToLiveAsync(FarmKeys.JobStagedShards("job-staging")));
+        Assert.NotNull(await db.KeyTimeToLiveAsync(FarmKeys.JobStagedShards("job-staging", "retry-a")));
     }
 }
