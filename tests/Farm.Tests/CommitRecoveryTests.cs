@@ -112,6 +112,38 @@ public sealed class CommitRecoveryTests
     }
 
     [Fact]
+    public async Task ARetryCutShortAfterReopeningWhoseJobIsCancelledBeforeRecoveryStillHasTheCancelToldToItsWebhook()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: s =>
+        {
+            LongGrace(s);
+            s["Farm:Webhooks:AllowPrivateTargets"] = "true"; // the receiver is on loopback
+            s["Farm:Webhooks:PollMilliseconds"] = "100";
+        });
+        var header = Header();
+        header.WebhookUrl = receiver.Url;
+        var jobId = (await farm.SubmitAsync(header, Prompts(3))).JobId;
+        await FailEveryImageAsync(farm, jobId);
+        await Eventually.HoldsAsync(() => Task.FromResult(EndsTold(receiver).SequenceEqual(["failed"])), "the job's first end told");
+        await Eventually.HoldsAsync(async () => (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = jobId })).Webhook == "delivered",
+            "the first end's delivery recorded");
+        using var hold = new CommitHold(farm, CommitStep.RetryReopened);
+        using var client = new CancellationTokenSource();
+        var retry = farm.Jobs.RetryJobAsync(new RetryJobRequest { JobId = jobId }, cancellationToken: client.Token).ResponseAsync;
+        await hold.ReachedAsync();
+        client.Cancel(); // its coordinator is gone
+        await Assert.ThrowsAsync<RpcException>(() => retry.WaitAsync(Timeout));
+
+        // During the grace the job's owner cancels it: its end finds no outbox entry to make due (the first end's is gone).
+        Assert.Equal(JobState.Cancelled, (await farm.Jobs.CancelJobAsync(new CancelJobRequest { JobId = jobId })).State);
+        Assert.Equal(1, await RecoverAsync(farm));
+
+        await Eventually.HoldsAsync(() => Task.FromResult(EndsTold(receiver).SequenceEqual(["failed", "cancelled"])), "the cancel told");
+        Assert.Empty(StagedRetries(farm, jobId));
+    }
+
+    [Fact]
     public async Task ARetryWhoseCoordinatorDiesBeforeReopeningTheJobIsDroppedAndAnotherRetryQueuesTheImagesOnce()
     {
         await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: LongGrace);
@@ -350,6 +382,10 @@ public sealed class CommitRecoveryTests
     /// <summary>The staged lists of a job's retries.</summary>
     private static List<string> StagedRetries(FarmCluster farm, string jobId) =>
         [.. farm.RedisAdmin.Keys(pattern: $"{FarmKeys.JobStagedShards(jobId)}:retry-*").Select(k => (string)k!)];
+
+    /// <summary>The states of the ends a webhook receiver was told, in order.</summary>
+    private static List<string> EndsTold(WebhookReceiver receiver) =>
+        [.. receiver.Deliveries.Select(d => System.Text.Json.JsonDocument.Parse(d.Body).RootElement.GetProperty("state").GetString()!)];
 
     /// <summary>No commit of the job is left: none in the journal, no staged shards, no commit token.</summary>
     private static void AssertNoCommitLeft(FarmCluster farm, string jobId)

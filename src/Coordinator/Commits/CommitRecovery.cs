@@ -65,29 +65,29 @@ public sealed class CommitRecovery(
 
     /// <summary>
     /// Finishes a retry or a resume from what Redis holds, as its own committer does once its visible step is done and
-    /// as recovery does for one cut short: if its first write to the job happened (the token was taken by it, not by
-    /// this call's fence), the job is still unfinished and is the one this commit changed (a retry's batch is the job's
-    /// <see cref="FarmState.Jobs.JobFields.RetryBatch"/>), a retry's job counts as its tenant's open work and its next
-    /// end is told to its webhook, and the staged shards are published at the job's priority now; otherwise they are
-    /// dropped. Then the commit leaves the journal. Returns the shards it queued, or null if it dropped them.
+    /// as recovery does for one cut short. A retry that re-opened the job (its batch is the job's
+    /// <see cref="FarmState.Jobs.JobFields.RetryBatch"/>) has the job's next end told to its webhook, whatever became of
+    /// the job since. If its first write to the job happened (the token was taken by it, not by this call's fence) and
+    /// the job is still unfinished and the one this commit changed, a retry's job counts as its tenant's open work and
+    /// the staged shards are published at the job's priority now; otherwise they are dropped. Then the commit leaves the
+    /// journal. Returns the shards it queued, or null if it dropped them.
     /// </summary>
     public async Task<long?> RollForwardAsync(CommitLease lease)
     {
         var commit = lease.Commit;
         await lease.RenewAsync(); // still this caller's: two publishers of one list would queue its pages twice
         var job = await FenceAsync(commit); // the staged shards dropped here unless they are to be published
+        // Even if the job ended meanwhile: cancelled while this retry was cut short, its end found no outbox entry to
+        // make due (the last end's was delivered), so it is told only if re-armed here, due at once.
+        if (job.Reopened) await WebhookDispatcher.RearmAsync(redis.GetDatabase(), commit.JobId, webhookOptions.Value);
         if (!job.Publish)
         {
             await lease.CompleteAsync();
             return null;
         }
         var tenant = job.Tenant ?? "";
-        if (commit.Kind == CommitKind.Retry)
-        {
-            // Again now that it is open: another submit of the tenant meanwhile pruned it from the set while it was still failed.
-            await limits.RecordOpenAsync(tenant, commit.JobId);
-            await WebhookDispatcher.RearmAsync(redis.GetDatabase(), commit.JobId, webhookOptions.Value); // its next end is told too
-        }
+        // Again now that it is open: another submit of the tenant meanwhile pruned it from the set while it was still failed.
+        if (commit.Kind == CommitKind.Retry) await limits.RecordOpenAsync(tenant, commit.JobId);
         var queued = await queue.PublishStagedAsync(new QueuedJob(commit.JobId, tenant, job.CreatedMs), job.Priority, commit.Batch,
             lease.RenewAsync);
         await lease.CompleteAsync();
