@@ -324,6 +324,51 @@ public sealed class CommitRecoveryTests
     }
 
     [Fact]
+    public async Task ARecoveryThatFailsWithAnUnforeseenErrorLeavesTheOtherCommitsRecoveredAndTheCoordinatorRunning()
+    {
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 1, configure: LongGrace,
+            coordinatorServices: FailingDeletionsResultStore.Install);
+        var queue = farm.CoordinatorServices.GetRequiredService<ShardQueue>();
+        var paused = (await farm.SubmitAsync(Header(), Prompts(4))).JobId;
+        await farm.Jobs.PauseJobAsync(new PauseJobRequest { JobId = paused });
+        for (var i = 0; i < 4; i++)
+            Assert.Equal(ShardAdmission.Parked, await queue.AdmitAsync((await farm.ClaimNextAsync(FarmKeys.TaskStream(FarmCluster.Model), "w1"))!));
+        using var submissionHold = new CommitHold(farm, CommitStep.SubmissionMetaWritten);
+        using var resumeHold = new CommitHold(farm, CommitStep.ResumeParkedTaken);
+        using var client = new CancellationTokenSource();
+        // First (so recovered first) a submission, whose rollback fails in the store; then a resume; both coordinators die.
+        var submit = farm.SubmitAsync(Header(), Prompts(2), client.Token);
+        var submitted = await submissionHold.ReachedAsync();
+        var resume = farm.Jobs.ResumeJobAsync(new ResumeJobRequest { JobId = paused }, cancellationToken: client.Token).ResponseAsync;
+        await resumeHold.ReachedAsync();
+        client.Cancel();
+        await Assert.ThrowsAsync<RpcException>(() => submit.WaitAsync(Timeout));
+        await Assert.ThrowsAsync<RpcException>(() => resume.WaitAsync(Timeout));
+
+        Assert.Equal(1, await RecoverAsync(farm));
+
+        Assert.Equal(4, await queue.WaitingAsync(FarmCluster.Model)); // the resume finished
+        Assert.Equal([submitted], (await farm.Redis.SortedSetRangeByRankAsync(FarmKeys.CommitJournal)).Select(m => (string)m!)); // tried again later
+        Assert.False(Sweeper(farm).ExecuteTask!.IsCompleted);
+        Assert.Equal(JobState.Queued, (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = paused })).State);
+    }
+
+    [Fact]
+    public async Task ACommitThatFailsAndThenFailsToSettleTellsItsClientTheFirstError()
+    {
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 1, configure: LongGrace,
+            coordinatorServices: FailingDeletionsResultStore.Install);
+        var jobId = "";
+        FailAt(farm, CommitStep.SubmissionPagePublished, job => jobId = job);
+
+        var failed = await Assert.ThrowsAsync<RpcException>(() => farm.SubmitAsync(Header(), Prompts(600)).WaitAsync(Timeout));
+
+        // Redis's error (the job store unreachable), not the store's that its rollback ran into.
+        Assert.Equal(StatusCode.Unavailable, failed.StatusCode);
+        Assert.Equal([jobId], (await farm.Redis.SortedSetRangeByRankAsync(FarmKeys.CommitJournal)).Select(m => (string)m!)); // left to recovery
+    }
+
+    [Fact]
     public async Task HealthyCommitsLeaveTheJournalAsTheyFoundItAndRecoveryNeverTouchesTheirJobs()
     {
         await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: LongGrace);

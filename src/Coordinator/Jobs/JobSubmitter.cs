@@ -289,7 +289,8 @@ public sealed class JobSubmitter(
 
     /// <summary>
     /// Settles a commit that failed with an error (not a crash) at once, as recovery settles one whose coordinator died;
-    /// should that fail too (Redis still failing), it stays in the journal and recovery settles it after the grace. One
+    /// should that fail too (Redis still failing, the store refusing a rollback's deletion, any error), it stays in the
+    /// journal and recovery settles it after the grace, and the caller goes on with the first error, never this one. One
     /// that recovery took over already is left to it.
     /// </summary>
     private async Task SettleAsync(Commits.CommitLease commit, Exception error)
@@ -303,6 +304,11 @@ public sealed class JobSubmitter(
         {
             logger.LogWarning("Commit {Commit} of job {JobId} failed ({Error}) and is not settled yet ({Again}); commit recovery settles it",
                 commit.Commit.Member, commit.Commit.JobId, error.Message, e.Message);
+        }
+        catch (Exception e)
+        {
+            logger.LogError(e, "Commit {Commit} of job {JobId} failed ({Error}) and settling it failed too; commit recovery settles it",
+                commit.Commit.Member, commit.Commit.JobId, error.Message);
         }
     }
 
