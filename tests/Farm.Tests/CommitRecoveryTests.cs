@@ -369,6 +369,28 @@ public sealed class CommitRecoveryTests
     }
 
     [Fact]
+    public async Task ARollbackTakesTheJobOutOfItsTenantsListingsBeforeItDeletesTheMetaThatNamesTheTenant()
+    {
+        // A rollback (or farm delete) cut short between the two, and done again by recovery, finds the tenant in the meta
+        // only if the listings went first; otherwise it finds no tenant and leaves the listing entry for good.
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: LongGrace);
+        var jobId = (await farm.SubmitAsync(Header(), Prompts(3))).JobId;
+        var tenant = RenderFarm.Coordinator.Security.ApiKeyInterceptor.Anonymous.Tenant;
+        await farm.RedisAdmin.ConfigSetAsync("notify-keyspace-events", "Kgz");
+        var events = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var keyspace = await farm.Multiplexer.GetSubscriber().SubscribeAsync(RedisChannel.Pattern("__keyspace@0__:*"));
+        keyspace.OnMessage(m => events.Enqueue($"{m.Message} {((string)m.Channel!)["__keyspace@0__:".Length..]}"));
+        string listingRemoved = $"zrem {FarmKeys.TenantJobIndex(tenant)}", metaDeleted = $"del {FarmKeys.JobMeta(jobId)}";
+
+        await farm.CoordinatorServices.GetRequiredService<RenderFarm.Coordinator.Commits.CommitRecovery>()
+            .RollBackAsync(RenderFarm.FarmState.Commits.OpenCommit.Submission(jobId), tenant, CancellationToken.None);
+
+        await Eventually.HoldsAsync(() => Task.FromResult(events.Contains(listingRemoved) && events.Contains(metaDeleted)), "the deletion seen");
+        Assert.True(events.ToList().IndexOf(listingRemoved) < events.ToList().IndexOf(metaDeleted), string.Join("\n", events));
+        await AssertNothingOfAsync(farm, jobId);
+    }
+
+    [Fact]
     public async Task HealthyCommitsLeaveTheJournalAsTheyFoundItAndRecoveryNeverTouchesTheirJobs()
     {
         await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: LongGrace);

@@ -352,7 +352,11 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
 
     /// <summary>
     /// Deletes every record of a job (its keys share a slot: one DEL) and its entries in its tenant's listings. A report
-    /// arriving afterwards finds no job and changes nothing (the scripts check the meta hash first).
+    /// arriving afterwards finds no job and changes nothing (the scripts check the meta hash first). Whatever its state
+    /// (<c>farm delete</c>, a rollback), the listings go first: the meta hash names the tenant they are under, so a
+    /// deletion cut short in between leaves it for the next attempt to find them by (a rollback retried by commit
+    /// recovery), never a listing entry nobody can find again. Under retention's condition, the records go first, in one
+    /// step with the check that the job is still the one that ended (a job re-opened since must stay listed).
     /// </summary>
     /// <param name="endedAtMs">Only if the job is still the one that ended then (retention); null: whatever its state (<c>farm delete</c>).</param>
     /// <returns>Whether the job's records are gone (false: it was re-opened or ended again since <paramref name="endedAtMs"/>).</returns>
@@ -360,12 +364,19 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
     {
         var db = redis.GetDatabase();
         var keys = FarmKeys.AllJobKeys(jobId).Select(k => (RedisKey)k).ToArray(); // the meta hash first
-        if (endedAtMs is null) await db.KeyDeleteAsync(keys);
-        else if ((long)await JobScripts.DeleteRecordsIfEndedAt.EvaluateAsync(db, keys, EndedAt(endedAtMs)) < 0) return false;
-        await Task.WhenAll(
+        if (endedAtMs is null)
+        {
+            await UnlistAsync();
+            await db.KeyDeleteAsync(keys);
+            return true;
+        }
+        if ((long)await JobScripts.DeleteRecordsIfEndedAt.EvaluateAsync(db, keys, EndedAt(endedAtMs)) < 0) return false;
+        await UnlistAsync();
+        return true;
+
+        Task UnlistAsync() => Task.WhenAll(
             db.SortedSetRemoveAsync(FarmKeys.TenantJobIndex(tenant), jobId),
             db.SetRemoveAsync(FarmKeys.TenantOpenJobs(tenant), jobId));
-        return true;
     }
 
     /// <summary>Images of a shard still without an outcome: remaining count in the shard hash.</summary>
