@@ -20,7 +20,7 @@ public sealed class FarmScriptTests
         JobScripts.ExpireResults, JobScripts.ExpireInputs, PreviewScripts.Store, PreviewScripts.Drop, DueWorkScripts.ClaimDue,
         WorkerScripts.ClaimId, JobScripts.DeleteRecordsIfEndedAt, Webhooks.WebhookScripts.ChangeIfUnchanged, JobScripts.Create,
         FarmState.Commits.CommitScripts.Begin, FarmState.Commits.CommitScripts.Renew, FarmState.Commits.CommitScripts.Complete, FarmState.Commits.CommitScripts.ClaimStale,
-        FarmState.Commits.CommitScripts.Fence,
+        FarmState.Commits.CommitScripts.Fence, TaskStreamScripts.NoteJobStreams,
     ];
 
     [Fact]

@@ -164,11 +164,18 @@ public sealed class JobSubmitter(
             await webhookSecrets.GetOrCreateAsync(tenant);
             await Webhooks.WebhookDispatcher.EnlistAsync(db, jobId, webhookOptions.Value);
         }
-        await queue.PublishStagedAsync(new QueuedJob(jobId, tenant, now), header.Priority, pagePublished: async () =>
+        var published = await queue.PublishStagedAsync(new QueuedJob(jobId, tenant, now), header.Priority, pagePublished: async () =>
         {
             await commit.RenewAsync();
             await checkpoints.PassAsync(Commits.CommitStep.SubmissionPagePublished, jobId);
         });
+        if (published is null)
+        {
+            // The job is gone (recovery rolled the submission back while this coordinator stalled: the renewal says so)
+            // or ended before anyone had its id; either way it is not one to answer with.
+            await commit.RenewAsync();
+            throw new RpcException(new Status(StatusCode.Aborted, $"job {jobId} ended while it was being committed; submit it again"));
+        }
         await Task.WhenAll(
             db.SortedSetAddAsync(FarmKeys.TenantJobIndex(tenant), jobId, now),
             limits.RecordOpenAsync(tenant, jobId));
