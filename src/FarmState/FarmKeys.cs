@@ -277,12 +277,33 @@ public static partial class FarmKeys
         batch.Length == 0 ? $"{JobTag(jobId)}:staged" : $"{JobTag(jobId)}:staged:{batch}";
 
     /// <summary>
-    /// How long the staged keys of a submission (shards, images, shard sizes, inputs) live while it is being received:
-    /// an abandoned one leaves nothing for long. Its commit persists them once it is in the <see cref="CommitJournal"/>,
-    /// whose recovery deletes them should the commit be cut short; a retry's or resume's list is journaled before it is
-    /// written and never expires.
+    /// How long staged keys live until the commit that publishes them makes its first write to the job: a submission's
+    /// (shards, images, shard sizes, inputs) while it is being received, a retry's list until the re-open. That write
+    /// persists them, in the same script (from then on the <see cref="CommitJournal"/> sees them published or deleted);
+    /// a submission abandoned, or a retry whose commit was refused or never reached its re-open, leaves nothing for long.
+    /// A resume's list is the parked list, moved by the resume itself.
     /// </summary>
     public static readonly TimeSpan StagingTtl = TimeSpan.FromHours(1);
+
+    /// <summary>
+    /// String: the token of a commit in progress (<see cref="Commits.OpenCommit"/>: <paramref name="batch"/> empty for a
+    /// submission), in the job's hash slot, where the job's own scripts can check it. The journal (<see cref="CommitJournal"/>)
+    /// says who holds a commit, but it lives in another slot, so the committer learns it lost its commit only at its next
+    /// renewal, after whatever write it made meanwhile; the token closes that gap for the write that matters, the first
+    /// one, which changes the job (a submission's meta, a retry's re-open, a resume). It is issued before the commit
+    /// enters the journal; that first write takes it, in the same script, and changes nothing if it is gone. Recovery
+    /// deletes it before it looks at the job (<see cref="Commits.CommitScripts.Fence"/>). Whichever comes first wins: a
+    /// committer that stalled past the grace and wakes after recovery settled its commit is refused, and recovery settles
+    /// from a job whose first write either happened already or never will. Completing a commit deletes what is left of it.
+    /// </summary>
+    public static string JobCommitToken(string jobId, string batch = "") =>
+        batch.Length == 0 ? $"{JobTag(jobId)}:commit" : $"{JobTag(jobId)}:commit:{batch}";
+
+    /// <summary>
+    /// How long a commit's token (<see cref="JobCommitToken"/>) lives: its commit's first write comes milliseconds after it
+    /// is issued. One that lapses first refuses that write, as recovery's fence would (the commit fails, nothing is half-done).
+    /// </summary>
+    public static readonly TimeSpan CommitTokenTtl = TimeSpan.FromHours(1);
 
     /// <summary>List of serialized shards held back while the job is paused; re-queued on resume.</summary>
     public static string JobParkedShards(string jobId) => $"{JobTag(jobId)}:parked";

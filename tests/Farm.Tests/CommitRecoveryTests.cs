@@ -13,21 +13,21 @@ namespace RenderFarm.Farm.Tests;
 /// <summary>
 /// A coordinator that dies while it commits a submission, a retry or a resume leaves no job stuck: the commit is
 /// stopped for ever at a named step (<see cref="CommitCheckpoints"/>) with its client's call cancelled, as a coordinator
-/// killed there leaves it, and the farm's commit recovery (a short grace here) settles the job.
+/// killed there leaves it, and the farm's commit recovery settles the job. The tests drive recovery themselves (a sweep
+/// that takes every open commit, <see cref="RecoverAsync"/>) under a grace no test outlasts, so they see the state a
+/// crash left for as long as they like and the background sweep never settles a commit behind their back.
 /// </summary>
 public sealed class CommitRecoveryTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
 
-    /// <summary>
-    /// A grace long enough for a test to look at the state a crash left before recovery settles it (the checks right
-    /// after a commit stops take milliseconds, on a loaded machine seconds), short enough to wait for.
-    /// </summary>
-    private static void ShortGrace(Dictionary<string, string?> settings)
-    {
-        settings["Farm:CommitRecovery:GraceSeconds"] = "5";
-        settings["Farm:CommitRecovery:SweepIntervalSeconds"] = "0.2";
-    }
+    /// <summary>A grace no test outlasts: only the tests' own sweeps (<see cref="RecoverAsync"/>) recover commits.</summary>
+    private static void LongGrace(Dictionary<string, string?> settings) => settings["Farm:CommitRecovery:GraceSeconds"] = "3600";
+
+    /// <summary>One sweep of commit recovery that takes every commit open now, as if each had been stale for the grace; returns how many it settled.</summary>
+    private static Task<int> RecoverAsync(FarmCluster farm) => Sweeper(farm).SweepAsync(TimeSpan.Zero, CancellationToken.None);
+
+    private static CommitSweeper Sweeper(FarmCluster farm) => farm.CoordinatorServices.GetServices<IHostedService>().OfType<CommitSweeper>().Single();
 
     private static JobHeader Header() =>
         new() { Params = new GenerationParams { Width = 64, Height = 64, Steps = 2, GuidanceScale = 7f }, Seeds = { 1 } };
@@ -38,7 +38,7 @@ public sealed class CommitRecoveryTests
     [Fact]
     public async Task ASubmissionWhoseCoordinatorDiesAfterWritingTheJobIsRolledBack()
     {
-        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: ShortGrace);
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: LongGrace);
         using var hold = new CommitHold(farm, CommitStep.SubmissionMetaWritten);
         using var client = new CancellationTokenSource();
         var submit = farm.SubmitAsync(Header(), Prompts(5), client.Token);
@@ -47,7 +47,9 @@ public sealed class CommitRecoveryTests
         await Assert.ThrowsAsync<RpcException>(() => submit.WaitAsync(Timeout));
 
         // What the crash left: a queued job with none of its shards queued, that nothing would ever end.
-        await Eventually.HoldsAsync(async () => !await farm.Redis.KeyExistsAsync(FarmKeys.JobMeta(jobId)), "the submission's job rolled back");
+        Assert.True(await farm.Redis.KeyExistsAsync(FarmKeys.JobMeta(jobId)));
+
+        Assert.Equal(1, await RecoverAsync(farm));
 
         var gone = await Assert.ThrowsAsync<RpcException>(() => farm.Jobs.GetJobAsync(new GetJobRequest { JobId = jobId }).ResponseAsync);
         Assert.Equal(StatusCode.NotFound, gone.StatusCode);
@@ -58,7 +60,7 @@ public sealed class CommitRecoveryTests
     public async Task ASubmissionWhoseCoordinatorDiesAfterPublishingOnePageIsRolledBackWithItsQueuedShards()
     {
         // One shard per image: more shards than one page of publishing (512).
-        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 1, configure: ShortGrace);
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 1, configure: LongGrace);
         var queue = farm.CoordinatorServices.GetRequiredService<ShardQueue>();
         using var hold = new CommitHold(farm, CommitStep.SubmissionPagePublished);
         using var client = new CancellationTokenSource();
@@ -70,7 +72,7 @@ public sealed class CommitRecoveryTests
         Assert.Equal(512, await queue.WaitingAsync(FarmCluster.Model));
         Assert.Equal(88, await farm.Redis.ListLengthAsync(FarmKeys.JobStagedShards(jobId)));
 
-        await Eventually.HoldsAsync(async () => !await farm.Redis.KeyExistsAsync(FarmKeys.JobMeta(jobId)), "the submission's job rolled back");
+        Assert.Equal(1, await RecoverAsync(farm));
 
         var gone = await Assert.ThrowsAsync<RpcException>(() => farm.Jobs.GetJobAsync(new GetJobRequest { JobId = jobId }).ResponseAsync);
         Assert.Equal(StatusCode.NotFound, gone.StatusCode);
@@ -82,7 +84,7 @@ public sealed class CommitRecoveryTests
     [Fact]
     public async Task ARetryWhoseCoordinatorDiesAfterReopeningTheJobIsFinishedAndTheJobCompletes()
     {
-        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: ShortGrace);
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: LongGrace);
         var queue = farm.CoordinatorServices.GetRequiredService<ShardQueue>();
         var jobId = (await farm.SubmitAsync(Header(), Prompts(3))).JobId;
         await FailEveryImageAsync(farm, jobId);
@@ -97,8 +99,9 @@ public sealed class CommitRecoveryTests
         Assert.Equal((JobState.Queued, 0u, 0u), (stuck.State, stuck.ImagesDone, stuck.ImagesFailed));
 
         // Recovery queues the retry's staged shards, and the job renders once a worker comes.
-        await Eventually.HoldsAsync(async () => await queue.WaitingAsync(FarmCluster.Model) == 2 && StagedRetries(farm, jobId).Count == 0,
-            "the retry's shards queued by recovery");
+        Assert.Equal(1, await RecoverAsync(farm));
+        Assert.Equal(2, await queue.WaitingAsync(FarmCluster.Model));
+        Assert.Empty(StagedRetries(farm, jobId));
         await farm.StartWorkerAsync("worker-1");
         var events = await farm.WatchToEndAsync(jobId, TimeSpan.FromMinutes(2));
 
@@ -109,9 +112,41 @@ public sealed class CommitRecoveryTests
     }
 
     [Fact]
+    public async Task ARetryCutShortAfterReopeningWhoseJobIsCancelledBeforeRecoveryStillHasTheCancelToldToItsWebhook()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: s =>
+        {
+            LongGrace(s);
+            s["Farm:Webhooks:AllowPrivateTargets"] = "true"; // the receiver is on loopback
+            s["Farm:Webhooks:PollMilliseconds"] = "100";
+        });
+        var header = Header();
+        header.WebhookUrl = receiver.Url;
+        var jobId = (await farm.SubmitAsync(header, Prompts(3))).JobId;
+        await FailEveryImageAsync(farm, jobId);
+        await Eventually.HoldsAsync(() => Task.FromResult(EndsTold(receiver).SequenceEqual(["failed"])), "the job's first end told");
+        await Eventually.HoldsAsync(async () => (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = jobId })).Webhook == "delivered",
+            "the first end's delivery recorded");
+        using var hold = new CommitHold(farm, CommitStep.RetryReopened);
+        using var client = new CancellationTokenSource();
+        var retry = farm.Jobs.RetryJobAsync(new RetryJobRequest { JobId = jobId }, cancellationToken: client.Token).ResponseAsync;
+        await hold.ReachedAsync();
+        client.Cancel(); // its coordinator is gone
+        await Assert.ThrowsAsync<RpcException>(() => retry.WaitAsync(Timeout));
+
+        // During the grace the job's owner cancels it: its end finds no outbox entry to make due (the first end's is gone).
+        Assert.Equal(JobState.Cancelled, (await farm.Jobs.CancelJobAsync(new CancelJobRequest { JobId = jobId })).State);
+        Assert.Equal(1, await RecoverAsync(farm));
+
+        await Eventually.HoldsAsync(() => Task.FromResult(EndsTold(receiver).SequenceEqual(["failed", "cancelled"])), "the cancel told");
+        Assert.Empty(StagedRetries(farm, jobId));
+    }
+
+    [Fact]
     public async Task ARetryWhoseCoordinatorDiesBeforeReopeningTheJobIsDroppedAndAnotherRetryQueuesTheImagesOnce()
     {
-        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: ShortGrace);
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: LongGrace);
         var queue = farm.CoordinatorServices.GetRequiredService<ShardQueue>();
         var jobId = (await farm.SubmitAsync(Header(), Prompts(3))).JobId;
         await FailEveryImageAsync(farm, jobId);
@@ -129,7 +164,8 @@ public sealed class CommitRecoveryTests
         Assert.Equal(JobState.Queued, retried.State);
 
         // The first retry never re-opened the job: its staged shards (the same images) are dropped, never queued.
-        await Eventually.HoldsAsync(() => Task.FromResult(StagedRetries(farm, jobId).Count == 0), "the cut-short retry's staged shards dropped");
+        Assert.Equal(1, await RecoverAsync(farm));
+        Assert.Empty(StagedRetries(farm, jobId));
         Assert.Equal(2, await queue.WaitingAsync(FarmCluster.Model));
         await farm.StartWorkerAsync("worker-1");
         var events = await farm.WatchToEndAsync(jobId, TimeSpan.FromMinutes(2));
@@ -141,7 +177,7 @@ public sealed class CommitRecoveryTests
     [Fact]
     public async Task AResumeWhoseCoordinatorDiesBeforeQueueingTheParkedShardsIsFinishedAndTheJobCompletes()
     {
-        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 1, configure: ShortGrace);
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 1, configure: LongGrace);
         var queue = farm.CoordinatorServices.GetRequiredService<ShardQueue>();
         var jobId = (await farm.SubmitAsync(Header(), Prompts(4))).JobId;
         await farm.Jobs.PauseJobAsync(new PauseJobRequest { JobId = jobId });
@@ -160,7 +196,8 @@ public sealed class CommitRecoveryTests
         Assert.Equal(JobState.Queued, (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = jobId })).State);
         Assert.Equal(0, await farm.Redis.ListLengthAsync(FarmKeys.JobParkedShards(jobId)));
 
-        await Eventually.HoldsAsync(async () => await queue.WaitingAsync(FarmCluster.Model) == 4, "the parked shards queued by recovery");
+        Assert.Equal(1, await RecoverAsync(farm));
+        Assert.Equal(4, await queue.WaitingAsync(FarmCluster.Model));
         await farm.StartWorkerAsync("worker-1");
         var events = await farm.WatchToEndAsync(jobId, TimeSpan.FromMinutes(2));
 
@@ -168,11 +205,93 @@ public sealed class CommitRecoveryTests
         Assert.Empty(farm.RedisAdmin.Keys(pattern: $"{FarmKeys.JobStagedShards(jobId)}*"));
     }
 
+    [Theory]
+    [InlineData(CommitStep.SubmissionBegun)]
+    [InlineData(CommitStep.SubmissionMetaWritten)]
+    public async Task ASubmissionWhoseCoordinatorStallsPastTheGraceAndWakesAfterItWasRolledBackLeavesNothingOfTheJob(CommitStep stalledAt)
+    {
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: LongGrace);
+        var queue = farm.CoordinatorServices.GetRequiredService<ShardQueue>();
+        using var hold = new CommitHold(farm, stalledAt);
+        var submit = farm.SubmitAsync(Header(), Prompts(5));
+        var jobId = await hold.ReachedAsync();
+
+        // Its coordinator is stalled, not dead: recovery rolls the submission back, then the coordinator goes on.
+        Assert.Equal(1, await RecoverAsync(farm));
+        hold.Release();
+
+        var aborted = await Assert.ThrowsAsync<RpcException>(() => submit.WaitAsync(Timeout));
+        Assert.Equal(StatusCode.Aborted, aborted.StatusCode);
+        await AssertNothingOfAsync(farm, jobId);
+        Assert.Equal(0, await queue.WaitingAsync(FarmCluster.Model));
+        Assert.Equal(0, await farm.Redis.SortedSetLengthAsync(FarmKeys.CommitJournal));
+        var listed = await farm.Jobs.ListJobsAsync(new ListJobsRequest());
+        Assert.Equal((0, 0ul), (listed.Jobs.Count, listed.TotalJobs));
+    }
+
+    [Theory]
+    [InlineData(CommitStep.RetryBegun)]
+    [InlineData(CommitStep.RetryStaged)]
+    public async Task ARetryWhoseCoordinatorStallsBeforeReopeningAndWakesAfterRecoveryDroppedItLeavesTheJobFailed(CommitStep stalledAt)
+    {
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: LongGrace);
+        var queue = farm.CoordinatorServices.GetRequiredService<ShardQueue>();
+        var jobId = (await farm.SubmitAsync(Header(), Prompts(3))).JobId;
+        await FailEveryImageAsync(farm, jobId);
+        using var hold = new CommitHold(farm, stalledAt);
+        var retry = farm.Jobs.RetryJobAsync(new RetryJobRequest { JobId = jobId }).ResponseAsync;
+        await hold.ReachedAsync();
+
+        // Recovery finds the job still failed and drops the retry; then its stalled coordinator goes on.
+        Assert.Equal(1, await RecoverAsync(farm));
+        hold.Release();
+
+        var aborted = await Assert.ThrowsAsync<RpcException>(() => retry.WaitAsync(Timeout));
+        Assert.Equal(StatusCode.Aborted, aborted.StatusCode);
+        var status = await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = jobId });
+        Assert.Equal((JobState.Failed, 0u, 3u), (status.State, status.ImagesDone, status.ImagesFailed));
+        Assert.Equal(0, await queue.WaitingAsync(FarmCluster.Model));
+        AssertNoCommitLeft(farm, jobId);
+        // The job is retried as if nothing had happened.
+        Assert.Equal(JobState.Queued, (await farm.Jobs.RetryJobAsync(new RetryJobRequest { JobId = jobId })).State);
+        Assert.Equal(2, await queue.WaitingAsync(FarmCluster.Model));
+        AssertNoCommitLeft(farm, jobId);
+    }
+
+    [Fact]
+    public async Task AResumeWhoseCoordinatorStallsBeforeResumingAndWakesAfterRecoverySettledItLeavesTheJobPaused()
+    {
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 1, configure: LongGrace);
+        var queue = farm.CoordinatorServices.GetRequiredService<ShardQueue>();
+        var jobId = (await farm.SubmitAsync(Header(), Prompts(4))).JobId;
+        await farm.Jobs.PauseJobAsync(new PauseJobRequest { JobId = jobId });
+        for (var i = 0; i < 4; i++)
+            Assert.Equal(ShardAdmission.Parked, await queue.AdmitAsync((await farm.ClaimNextAsync(FarmKeys.TaskStream(FarmCluster.Model), "w1"))!));
+        using var hold = new CommitHold(farm, CommitStep.ResumeBegun);
+        var resume = farm.Jobs.ResumeJobAsync(new ResumeJobRequest { JobId = jobId }).ResponseAsync;
+        await hold.ReachedAsync();
+
+        // Recovery finds the job still paused, with nothing of the resume's to queue; then its stalled coordinator goes on.
+        Assert.Equal(1, await RecoverAsync(farm));
+        hold.Release();
+
+        var aborted = await Assert.ThrowsAsync<RpcException>(() => resume.WaitAsync(Timeout));
+        Assert.Equal(StatusCode.Aborted, aborted.StatusCode);
+        Assert.Equal(JobState.Paused, (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = jobId })).State);
+        Assert.Equal(4, await farm.Redis.ListLengthAsync(FarmKeys.JobParkedShards(jobId)));
+        Assert.Equal(0, await queue.WaitingAsync(FarmCluster.Model));
+        AssertNoCommitLeft(farm, jobId);
+        // Resumed again, its parked shards are queued.
+        Assert.Equal(JobState.Queued, (await farm.Jobs.ResumeJobAsync(new ResumeJobRequest { JobId = jobId })).State);
+        Assert.Equal(4, await queue.WaitingAsync(FarmCluster.Model));
+        AssertNoCommitLeft(farm, jobId);
+    }
+
     [Fact]
     public async Task ASubmissionWhoseCommitFailsWithAnErrorIsRolledBackBeforeItsClientHearsOfIt()
     {
-        // A grace no test outlasts: what settles the job is the failed commit itself, not the sweep.
-        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 1, configure: s => s["Farm:CommitRecovery:GraceSeconds"] = "3600");
+        // What settles the job is the failed commit itself, not a sweep.
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 1, configure: LongGrace);
         var queue = farm.CoordinatorServices.GetRequiredService<ShardQueue>();
         var jobId = "";
         FailAt(farm, CommitStep.SubmissionPagePublished, job => jobId = job);
@@ -188,7 +307,7 @@ public sealed class CommitRecoveryTests
     [Fact]
     public async Task ARetryWhoseCommitFailsWithAnErrorAfterReopeningTheJobIsFinishedAtOnce()
     {
-        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: s => s["Farm:CommitRecovery:GraceSeconds"] = "3600");
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: LongGrace);
         var queue = farm.CoordinatorServices.GetRequiredService<ShardQueue>();
         var jobId = (await farm.SubmitAsync(Header(), Prompts(3))).JobId;
         await FailEveryImageAsync(farm, jobId);
@@ -205,9 +324,76 @@ public sealed class CommitRecoveryTests
     }
 
     [Fact]
+    public async Task ARecoveryThatFailsWithAnUnforeseenErrorLeavesTheOtherCommitsRecoveredAndTheCoordinatorRunning()
+    {
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 1, configure: LongGrace,
+            coordinatorServices: FailingDeletionsResultStore.Install);
+        var queue = farm.CoordinatorServices.GetRequiredService<ShardQueue>();
+        var paused = (await farm.SubmitAsync(Header(), Prompts(4))).JobId;
+        await farm.Jobs.PauseJobAsync(new PauseJobRequest { JobId = paused });
+        for (var i = 0; i < 4; i++)
+            Assert.Equal(ShardAdmission.Parked, await queue.AdmitAsync((await farm.ClaimNextAsync(FarmKeys.TaskStream(FarmCluster.Model), "w1"))!));
+        using var submissionHold = new CommitHold(farm, CommitStep.SubmissionMetaWritten);
+        using var resumeHold = new CommitHold(farm, CommitStep.ResumeParkedTaken);
+        using var client = new CancellationTokenSource();
+        // First (so recovered first) a submission, whose rollback fails in the store; then a resume; both coordinators die.
+        var submit = farm.SubmitAsync(Header(), Prompts(2), client.Token);
+        var submitted = await submissionHold.ReachedAsync();
+        var resume = farm.Jobs.ResumeJobAsync(new ResumeJobRequest { JobId = paused }, cancellationToken: client.Token).ResponseAsync;
+        await resumeHold.ReachedAsync();
+        client.Cancel();
+        await Assert.ThrowsAsync<RpcException>(() => submit.WaitAsync(Timeout));
+        await Assert.ThrowsAsync<RpcException>(() => resume.WaitAsync(Timeout));
+
+        Assert.Equal(1, await RecoverAsync(farm));
+
+        Assert.Equal(4, await queue.WaitingAsync(FarmCluster.Model)); // the resume finished
+        Assert.Equal([submitted], (await farm.Redis.SortedSetRangeByRankAsync(FarmKeys.CommitJournal)).Select(m => (string)m!)); // tried again later
+        Assert.False(Sweeper(farm).ExecuteTask!.IsCompleted);
+        Assert.Equal(JobState.Queued, (await farm.Jobs.GetJobAsync(new GetJobRequest { JobId = paused })).State);
+    }
+
+    [Fact]
+    public async Task ACommitThatFailsAndThenFailsToSettleTellsItsClientTheFirstError()
+    {
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 1, configure: LongGrace,
+            coordinatorServices: FailingDeletionsResultStore.Install);
+        var jobId = "";
+        FailAt(farm, CommitStep.SubmissionPagePublished, job => jobId = job);
+
+        var failed = await Assert.ThrowsAsync<RpcException>(() => farm.SubmitAsync(Header(), Prompts(600)).WaitAsync(Timeout));
+
+        // Redis's error (the job store unreachable), not the store's that its rollback ran into.
+        Assert.Equal(StatusCode.Unavailable, failed.StatusCode);
+        Assert.Equal([jobId], (await farm.Redis.SortedSetRangeByRankAsync(FarmKeys.CommitJournal)).Select(m => (string)m!)); // left to recovery
+    }
+
+    [Fact]
+    public async Task ARollbackTakesTheJobOutOfItsTenantsListingsBeforeItDeletesTheMetaThatNamesTheTenant()
+    {
+        // A rollback (or farm delete) cut short between the two, and done again by recovery, finds the tenant in the meta
+        // only if the listings went first; otherwise it finds no tenant and leaves the listing entry for good.
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: LongGrace);
+        var jobId = (await farm.SubmitAsync(Header(), Prompts(3))).JobId;
+        var tenant = RenderFarm.Coordinator.Security.ApiKeyInterceptor.Anonymous.Tenant;
+        await farm.RedisAdmin.ConfigSetAsync("notify-keyspace-events", "Kgz");
+        var events = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var keyspace = await farm.Multiplexer.GetSubscriber().SubscribeAsync(RedisChannel.Pattern("__keyspace@0__:*"));
+        keyspace.OnMessage(m => events.Enqueue($"{m.Message} {((string)m.Channel!)["__keyspace@0__:".Length..]}"));
+        string listingRemoved = $"zrem {FarmKeys.TenantJobIndex(tenant)}", metaDeleted = $"del {FarmKeys.JobMeta(jobId)}";
+
+        await farm.CoordinatorServices.GetRequiredService<RenderFarm.Coordinator.Commits.CommitRecovery>()
+            .RollBackAsync(RenderFarm.FarmState.Commits.OpenCommit.Submission(jobId), tenant, CancellationToken.None);
+
+        await Eventually.HoldsAsync(() => Task.FromResult(events.Contains(listingRemoved) && events.Contains(metaDeleted)), "the deletion seen");
+        Assert.True(events.ToList().IndexOf(listingRemoved) < events.ToList().IndexOf(metaDeleted), string.Join("\n", events));
+        await AssertNothingOfAsync(farm, jobId);
+    }
+
+    [Fact]
     public async Task HealthyCommitsLeaveTheJournalAsTheyFoundItAndRecoveryNeverTouchesTheirJobs()
     {
-        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: ShortGrace);
+        await using var farm = await FarmCluster.StartAsync(workers: 0, shardSize: 2, configure: LongGrace);
         var queue = farm.CoordinatorServices.GetRequiredService<ShardQueue>();
         async Task AssertJournalEmptyAsync() => Assert.Equal(0, await farm.Redis.SortedSetLengthAsync(FarmKeys.CommitJournal));
 
@@ -221,8 +407,8 @@ public sealed class CommitRecoveryTests
         Assert.Equal(JobState.Queued, (await farm.Jobs.ResumeJobAsync(new ResumeJobRequest { JobId = jobId })).State);
         await AssertJournalEmptyAsync();
 
-        // Long past the grace, recovery finds nothing to do; the job renders.
-        Assert.Equal(0, await farm.CoordinatorServices.GetServices<IHostedService>().OfType<CommitSweeper>().Single().SweepAsync(CancellationToken.None));
+        // Recovery, taking every commit still open, finds nothing to do; the job renders.
+        Assert.Equal(0, await RecoverAsync(farm));
         Assert.Equal(2, await queue.WaitingAsync(FarmCluster.Model));
         await farm.StartWorkerAsync("worker-1");
         var events = await farm.WatchToEndAsync(jobId, TimeSpan.FromMinutes(2));
@@ -264,6 +450,18 @@ public sealed class CommitRecoveryTests
     private static List<string> StagedRetries(FarmCluster farm, string jobId) =>
         [.. farm.RedisAdmin.Keys(pattern: $"{FarmKeys.JobStagedShards(jobId)}:retry-*").Select(k => (string)k!)];
 
+    /// <summary>The states of the ends a webhook receiver was told, in order.</summary>
+    private static List<string> EndsTold(WebhookReceiver receiver) =>
+        [.. receiver.Deliveries.Select(d => System.Text.Json.JsonDocument.Parse(d.Body).RootElement.GetProperty("state").GetString()!)];
+
+    /// <summary>No commit of the job is left: none in the journal, no staged shards, no commit token.</summary>
+    private static void AssertNoCommitLeft(FarmCluster farm, string jobId)
+    {
+        Assert.Equal(0, farm.Redis.SortedSetLength(FarmKeys.CommitJournal));
+        Assert.Empty(farm.RedisAdmin.Keys(pattern: $"{FarmKeys.JobStagedShards(jobId)}*"));
+        Assert.Empty(farm.RedisAdmin.Keys(pattern: $"{FarmKeys.JobTag(jobId)}:commit*")); // FarmKeys.JobCommitToken
+    }
+
     /// <summary>Nothing of a rolled-back job is left: no key, no queued shard, no listing or open work, no retention work on its records.</summary>
     private static async Task AssertNothingOfAsync(FarmCluster farm, string jobId)
     {
@@ -276,8 +474,9 @@ public sealed class CommitRecoveryTests
     }
 
     /// <summary>
-    /// Stops the first commit that reaches <paramref name="step"/> there for ever, as its coordinator's death would; released
-    /// (with an error) when the test is over, so that the host can stop.
+    /// Stops the first commit that reaches <paramref name="step"/> there, as its coordinator's death (or a stall) would: for
+    /// ever, unless the test lets it go on (<see cref="Release"/>); released with an error when the test is over, so that
+    /// the host can stop. Holds of other steps installed before it still apply.
     /// </summary>
     private sealed class CommitHold : IDisposable
     {
@@ -285,12 +484,19 @@ public sealed class CommitRecoveryTests
         private readonly TaskCompletionSource _never = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private int _taken;
 
-        public CommitHold(FarmCluster farm, CommitStep step) =>
-            farm.CoordinatorServices.GetRequiredService<CommitCheckpoints>().Hold = (at, jobId) =>
-                at == step && Interlocked.Exchange(ref _taken, 1) == 0 ? Stop(jobId) : Task.CompletedTask;
+        public CommitHold(FarmCluster farm, CommitStep step)
+        {
+            var checkpoints = farm.CoordinatorServices.GetRequiredService<CommitCheckpoints>();
+            var before = checkpoints.Hold;
+            checkpoints.Hold = (at, jobId) =>
+                at == step && Interlocked.Exchange(ref _taken, 1) == 0 ? Stop(jobId) : before?.Invoke(at, jobId) ?? Task.CompletedTask;
+        }
 
         /// <summary>The job whose commit stopped, once it has.</summary>
         public Task<string> ReachedAsync() => _reached.Task.WaitAsync(Timeout);
+
+        /// <summary>Lets the stopped commit go on as if nothing had happened: a coordinator that was only stalled.</summary>
+        public void Release() => _never.TrySetResult();
 
         private Task Stop(string jobId)
         {

@@ -18,8 +18,10 @@ public sealed class FarmScriptTests
         TaskStreamScripts.Claim, TaskStreamScripts.Acknowledge, TaskStreamScripts.Withdraw, TaskStreamScripts.Move,
         TaskStreamScripts.ForgetIdleConsumers, TaskStreamScripts.StartPrefetched, TaskStreamScripts.WorkAhead, TaskStreamScripts.ForgetLegacyWarm,
         JobScripts.ExpireResults, JobScripts.ExpireInputs, PreviewScripts.Store, PreviewScripts.Drop, DueWorkScripts.ClaimDue,
-        WorkerScripts.ClaimId, JobScripts.DeleteRecordsIfEndedAt, Webhooks.WebhookScripts.ChangeIfUnchanged,
+        WorkerScripts.ClaimId, JobScripts.DeleteRecordsIfEndedAt, Webhooks.WebhookScripts.ChangeIfUnchanged, JobScripts.Create,
         JobScripts.ClaimResultChecks, JobScripts.ReleaseResultChecks,
+        FarmState.Commits.CommitScripts.Begin, FarmState.Commits.CommitScripts.Renew, FarmState.Commits.CommitScripts.Complete, FarmState.Commits.CommitScripts.ClaimStale,
+        FarmState.Commits.CommitScripts.Fence, TaskStreamScripts.NoteJobStreams,
     ];
 
     [Fact]

@@ -11,9 +11,17 @@ namespace RenderFarm.Coordinator.Commits;
 /// </summary>
 public sealed class CommitJournal(IConnectionMultiplexer redis, ILogger<CommitJournal> logger)
 {
-    /// <summary>Enters a new commit, held by the caller.</summary>
-    public async Task<CommitLease> BeginAsync(OpenCommit commit) =>
-        new(redis, commit, (long)await CommitScripts.Begin.EvaluateAsync(redis.GetDatabase(), [FarmKeys.CommitJournal], commit.Member));
+    /// <summary>
+    /// Enters a new commit, held by the caller: its token first (<see cref="FarmKeys.JobCommitToken"/>), then its journal
+    /// entry. In that order: a token issued after the entry could come after recovery claimed a stalled commit and fenced
+    /// it, and let the stalled committer's first write through.
+    /// </summary>
+    public async Task<CommitLease> BeginAsync(OpenCommit commit)
+    {
+        var db = redis.GetDatabase();
+        await db.StringSetAsync(commit.Token, 1, FarmKeys.CommitTokenTtl);
+        return new(redis, commit, (long)await CommitScripts.Begin.EvaluateAsync(db, [FarmKeys.CommitJournal], commit.Member));
+    }
 
     /// <summary>
     /// Claims the commit that has made no progress for the longest, if for at least <paramref name="grace"/>; null when
@@ -29,7 +37,7 @@ public sealed class CommitJournal(IConnectionMultiplexer redis, ILogger<CommitJo
             var (member, held) = ((string)claimed[0]!, (long)claimed[1]);
             if (OpenCommit.Parse(member) is { } commit) return new CommitLease(redis, commit, held);
             logger.LogWarning("Commit journal entry {Member} names no commit this coordinator knows; dropped", member);
-            await new CommitLease(redis, OpenCommit.Submission(member), held).CompleteAsync();
+            await CommitScripts.Complete.EvaluateAsync(db, [FarmKeys.CommitJournal], member, held);
         }
     }
 }

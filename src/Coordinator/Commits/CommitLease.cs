@@ -32,10 +32,15 @@ public sealed class CommitLease
         _held = renewed.IsNull ? throw new CommitLostException(Commit) : (long)renewed;
     }
 
-    /// <summary>Removes the complete commit from the journal; throws <see cref="CommitLostException"/> if it is no longer held.</summary>
+    /// <summary>
+    /// Removes the complete commit from the journal, and its token if its first write never took it (the job was found
+    /// changed, and the commit gave up); throws <see cref="CommitLostException"/> if it is no longer held.
+    /// </summary>
     public async Task CompleteAsync()
     {
-        if ((int)await CommitScripts.Complete.EvaluateAsync(_redis.GetDatabase(), [FarmKeys.CommitJournal], Commit.Member, _held) != 1)
+        var db = _redis.GetDatabase();
+        await db.KeyDeleteAsync(Commit.Token);
+        if ((int)await CommitScripts.Complete.EvaluateAsync(db, [FarmKeys.CommitJournal], Commit.Member, _held) != 1)
             throw new CommitLostException(Commit);
     }
 }

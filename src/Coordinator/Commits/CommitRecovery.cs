@@ -1,9 +1,10 @@
+using System.Globalization;
 using Microsoft.Extensions.Options;
-using RenderFarm.Coordinator.Jobs;
 using RenderFarm.Coordinator.Retention;
 using RenderFarm.Coordinator.Security;
 using RenderFarm.Coordinator.Webhooks;
 using RenderFarm.Coordinator.Workers;
+using RenderFarm.FarmState;
 using RenderFarm.FarmState.Commits;
 using RenderFarm.FarmState.TaskStreams;
 using RenderFarm.Protocol;
@@ -15,7 +16,9 @@ namespace RenderFarm.Coordinator.Commits;
 /// Settles a commit that was cut short, from what Redis holds: its coordinator died between two of its steps (recovery
 /// claimed its stale journal entry, <see cref="CommitSweeper"/>), or a step failed (its committer settles it at once).
 /// Every step is idempotent, so a recovery cut short in turn is done again by the next claim; the entry leaves the
-/// journal only once the job is settled.
+/// journal only once the job is settled. Its first step on the job deletes the commit's token
+/// (<see cref="CommitScripts.Fence"/>), so a committer that was only stalled cannot make its first write to the job
+/// afterwards: whatever recovery reads then stays true, whenever that committer wakes.
 /// <list type="bullet">
 /// <item>A submission is rolled back: its client was never given the job id (the response follows the commit), so the job
 /// is deleted as <c>farm delete</c> deletes one: published shards withdrawn (running ones told to stop), every key of the
@@ -28,7 +31,6 @@ namespace RenderFarm.Coordinator.Commits;
 /// </summary>
 public sealed class CommitRecovery(
     IConnectionMultiplexer redis,
-    JobRepository jobs,
     JobDeleter deleter,
     ShardQueue queue,
     TenantLimits limits,
@@ -46,7 +48,9 @@ public sealed class CommitRecovery(
         var commit = lease.Commit;
         if (commit.Kind == CommitKind.Submission)
         {
-            await RollBackAsync(lease, cancellationToken);
+            await lease.RenewAsync(); // a committer that was only stalled may have completed it meanwhile
+            await RollBackAsync(commit, tenant: null, cancellationToken);
+            await lease.CompleteAsync();
             return;
         }
         var queued = await RollForwardAsync(lease);
@@ -61,48 +65,64 @@ public sealed class CommitRecovery(
 
     /// <summary>
     /// Finishes a retry or a resume from what Redis holds, as its own committer does once its visible step is done and
-    /// as recovery does for one cut short: if the job is still unfinished and is the one this commit changed (a retry's
-    /// batch is the job's <see cref="FarmState.Jobs.JobFields.RetryBatch"/>), a retry's job counts as its tenant's open
-    /// work and its next end is told to its webhook, and the staged shards are published at the job's priority now;
-    /// otherwise they are dropped. Then the commit leaves the journal. Returns the shards it queued, or null if it dropped them.
+    /// as recovery does for one cut short. A retry that re-opened the job (its batch is the job's
+    /// <see cref="FarmState.Jobs.JobFields.RetryBatch"/>) has the job's next end told to its webhook, whatever became of
+    /// the job since. If its first write to the job happened (the token was taken by it, not by this call's fence) and
+    /// the job is still unfinished and the one this commit changed, a retry's job counts as its tenant's open work and
+    /// the staged shards are published at the job's priority now; otherwise they are dropped. Then the commit leaves the
+    /// journal. Returns the shards it queued, or null if it dropped them.
     /// </summary>
     public async Task<long?> RollForwardAsync(CommitLease lease)
     {
         var commit = lease.Commit;
         await lease.RenewAsync(); // still this caller's: two publishers of one list would queue its pages twice
-        var status = await jobs.GetStatusAsync(commit.JobId);
-        var open = status is { State: JobState.Queued or JobState.Running or JobState.Paused }
-                   && (commit.Kind != CommitKind.Retry || await jobs.RetryBatchAsync(commit.JobId) == commit.Batch);
-        if (!open)
+        var job = await FenceAsync(commit); // the staged shards dropped here unless they are to be published
+        // Even if the job ended meanwhile: cancelled while this retry was cut short, its end found no outbox entry to
+        // make due (the last end's was delivered), so it is told only if re-armed here, due at once.
+        if (job.Reopened) await WebhookDispatcher.RearmAsync(redis.GetDatabase(), commit.JobId, webhookOptions.Value);
+        if (!job.Publish)
         {
-            await queue.DiscardStagedAsync(commit.JobId, commit.Batch);
             await lease.CompleteAsync();
             return null;
         }
-        var tenant = await jobs.TenantOfAsync(commit.JobId) ?? "";
-        if (commit.Kind == CommitKind.Retry)
-        {
-            // Again now that it is open: another submit of the tenant meanwhile pruned it from the set while it was still failed.
-            await limits.RecordOpenAsync(tenant, commit.JobId);
-            await WebhookDispatcher.RearmAsync(redis.GetDatabase(), commit.JobId, webhookOptions.Value); // its next end is told too
-        }
-        var queued = await queue.PublishStagedAsync(new QueuedJob(commit.JobId, tenant, status!.CreatedUnixMs), status.Priority, commit.Batch,
+        var tenant = job.Tenant ?? "";
+        // Again now that it is open: another submit of the tenant meanwhile pruned it from the set while it was still failed.
+        if (commit.Kind == CommitKind.Retry) await limits.RecordOpenAsync(tenant, commit.JobId);
+        var queued = await queue.PublishStagedAsync(new QueuedJob(commit.JobId, tenant, job.CreatedMs), job.Priority, commit.Batch,
             lease.RenewAsync);
         await lease.CompleteAsync();
         return queued;
     }
 
-    private async Task RollBackAsync(CommitLease lease, CancellationToken cancellationToken)
+    /// <summary>
+    /// Rolls a submission back: fences it first (its meta can no longer be written by a committer that was only stalled),
+    /// then deletes its job as <c>farm delete</c> does. Done by recovery for one cut short, and by the committer itself
+    /// once it found its commit taken over (what it wrote after recovery rolled it back: its tenant's listing, say);
+    /// idempotent. <paramref name="tenant"/>: the job's tenant when the caller knows it (the committer), used once the
+    /// job's meta is gone.
+    /// </summary>
+    public async Task RollBackAsync(OpenCommit commit, string? tenant, CancellationToken cancellationToken)
     {
-        var jobId = lease.Commit.JobId;
-        await lease.RenewAsync(); // a committer that was only stalled may have completed it meanwhile
-        // No tenant: the commit stopped before the job's meta was written, so nothing of it was published.
-        var tenant = await jobs.TenantOfAsync(jobId);
-        if (tenant is not null)
+        var jobId = commit.JobId;
+        var job = await FenceAsync(commit);
+        // No state: the meta was never written (nothing of the job was published), or an earlier rollback deleted it.
+        if (job.State is not null)
             await connections.BroadcastAsync(new CoordinatorMessage { CancelJob = new CancelJob { JobId = jobId } }); // running shards stop
-        var images = await deleter.DeleteAsync(jobId, tenant ?? "", cancellationToken);
-        await lease.CompleteAsync();
+        var images = await deleter.DeleteAsync(jobId, job.Tenant ?? tenant ?? "", cancellationToken);
         logger.LogWarning("Submission of job {JobId} was cut short while it was being committed and is rolled back: its client was never " +
                           "given the job id, so the job is deleted ({Images} stored images)", jobId, images);
+    }
+
+    /// <summary>What <see cref="CommitScripts.Fence"/> found: see there.</summary>
+    private sealed record FencedJob(bool Fenced, bool Publish, bool Reopened, string? State, string? Tenant, long CreatedMs, Priority Priority);
+
+    private async Task<FencedJob> FenceAsync(OpenCommit commit)
+    {
+        var reply = (RedisResult[])(await CommitScripts.Fence.EvaluateAsync(redis.GetDatabase(),
+            [commit.Token, FarmKeys.JobMeta(commit.JobId), commit.StagedShards], commit.Batch, commit.Kind == CommitKind.Retry ? 1 : 0))!;
+        var created = long.TryParse((string?)reply[5], NumberStyles.Integer, CultureInfo.InvariantCulture, out var ms) ? ms : 0;
+        var priority = int.TryParse((string?)reply[6], NumberStyles.Integer, CultureInfo.InvariantCulture, out var p)
+                       && (Priority)p is var level && Enum.IsDefined(level) && level != Priority.Unspecified ? level : Priority.Normal;
+        return new FencedJob((int)reply[0] == 1, (int)reply[1] == 1, (int)reply[2] == 1, (string?)reply[3], (string?)reply[4], created, priority);
     }
 }

@@ -12,11 +12,13 @@ public sealed class CommitRecoveryOptions
 
     /// <summary>
     /// A commit whose journal entry has not moved for this long is recovered. A live commit moves it at least once per
-    /// page of 512 shards, which takes well under a second; the grace is there for a Redis or coordinator stall. One
-    /// stalled past it is overtaken safely (it finds out at its next step and answers ABORTED), but needlessly; a dead
-    /// one leaves its job unsettled (a submission invisible, a retry or resume waiting) this long.
+    /// page of 512 shards, which takes well under a second; the grace is there for a Redis or coordinator stall (a
+    /// failover, a long GC pause, a paused VM). One stalled past it is overtaken safely (recovery fences the job first,
+    /// so the stalled committer changes nothing when it wakes and answers ABORTED), but needlessly; a dead one leaves
+    /// its job unsettled (a submission invisible, a retry or resume waiting) this long. At least 10 s: anything shorter
+    /// would take ordinary stalls for deaths.
     /// </summary>
-    [Range(1, 86_400)] public double GraceSeconds { get; set; } = 120;
+    [Range(10, 86_400)] public double GraceSeconds { get; set; } = 120;
 
     /// <summary>How often each coordinator looks for commits past the grace (several coordinators each take different ones).</summary>
     [Range(0.05, 3_600)] public double SweepIntervalSeconds { get; set; } = 30;

@@ -3,6 +3,7 @@ using RenderFarm.Protocol;
 using RenderFarm.Shared;
 using StackExchange.Redis;
 using RenderFarm.FarmState;
+using RenderFarm.FarmState.Commits;
 using RenderFarm.FarmState.Jobs;
 
 namespace RenderFarm.Coordinator.Jobs;
@@ -118,19 +119,36 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
         (int)await JobScripts.Pause.EvaluateAsync(redis.GetDatabase(), [FarmKeys.JobMeta(jobId), FarmKeys.JobEvents(jobId)]) == 1;
 
     /// <summary>
+    /// Creates a submitted job: its meta hash (<paramref name="meta"/>), its queued event, and its staged keys persisted,
+    /// in one step, the first write of its commit (<see cref="OpenCommit"/>); throws <see cref="Commits.CommitLostException"/>
+    /// if the commit's token is gone (recovery rolled the submission back meanwhile), having written nothing.
+    /// </summary>
+    public async Task CreateAsync(string jobId, IReadOnlyList<HashEntry> meta, IReadOnlyList<NameValueEntry> queued)
+    {
+        var commit = OpenCommit.Submission(jobId);
+        var args = new List<RedisValue>(1 + 2 * (meta.Count + queued.Count)) { meta.Count * 2 };
+        foreach (var field in meta) args.AddRange([field.Name, field.Value]);
+        foreach (var field in queued) args.AddRange([field.Name, field.Value]);
+        if ((int)await JobScripts.Create.EvaluateAsync(redis.GetDatabase(),
+                [commit.Token, FarmKeys.JobMeta(jobId), FarmKeys.JobEvents(jobId), commit.StagedShards, FarmKeys.JobImages(jobId),
+                 FarmKeys.JobShardsRemaining(jobId), FarmKeys.JobInputs(jobId)], [.. args]) == JobScripts.CommitFenced)
+            throw new Commits.CommitLostException(commit);
+    }
+
+    /// <summary>
     /// Resumes a paused job, moving the shards parked while it was paused to the staged list of <paramref name="batch"/>
-    /// (<see cref="FarmKeys.JobStagedShards"/>), to be published; returns how many (null if it was not paused).
+    /// (<see cref="FarmKeys.JobStagedShards"/>), to be published; returns how many (null if it was not paused). The first
+    /// write of the resume's commit: throws <see cref="Commits.CommitLostException"/> if its token is gone (recovery settled
+    /// it meanwhile), having changed nothing.
     /// </summary>
     public async Task<long?> ResumeAsync(string jobId, string batch)
     {
+        var commit = new OpenCommit(jobId, batch);
         var result = await JobScripts.Resume.EvaluateAsync(redis.GetDatabase(),
-            [FarmKeys.JobMeta(jobId), FarmKeys.JobEvents(jobId), FarmKeys.JobParkedShards(jobId), FarmKeys.JobStagedShards(jobId, batch)]);
-        return result.IsNull ? null : (long)result;
+            [FarmKeys.JobMeta(jobId), FarmKeys.JobEvents(jobId), FarmKeys.JobParkedShards(jobId), commit.StagedShards, commit.Token]);
+        if (result.IsNull) return null;
+        return (long)result == JobScripts.CommitFenced ? throw new Commits.CommitLostException(commit) : (long)result;
     }
-
-    /// <summary>The batch of the last retry that re-opened the job (<see cref="JobFields.RetryBatch"/>); null if none did, or no such job.</summary>
-    public async Task<string?> RetryBatchAsync(string jobId) =>
-        (string?)await redis.GetDatabase().HashGetAsync(FarmKeys.JobMeta(jobId), JobFields.RetryBatch);
 
     /// <summary>The URL the job's end is POSTed to ("" for none, null if there is no such job).</summary>
     public async Task<string?> WebhookUrlAsync(string jobId) =>
@@ -232,21 +250,26 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
     /// <summary>
     /// Re-opens a failed job for the given shards of its failed images (shard indices from <paramref name="firstShard"/>),
     /// staged as <paramref name="batch"/>, unless it is not in the failed state any more or retention took what the
-    /// retry needs (its stored images; its inputs, when <paramref name="needsInputs"/>).
+    /// retry needs (its stored images; its inputs, when <paramref name="needsInputs"/>). The first write of the retry's
+    /// commit: throws <see cref="Commits.CommitLostException"/> if its token is gone (recovery settled it meanwhile),
+    /// having changed nothing.
     /// </summary>
     public async Task<RetryReopening> ReopenForRetryAsync(string jobId, string batch, uint firstShard, IReadOnlyList<Shard> shards, bool needsInputs)
     {
+        var commit = new OpenCommit(jobId, batch);
         var args = new List<RedisValue> { batch, firstShard, needsInputs ? 1 : 0 };
         args.AddRange(shards.Select(s => (RedisValue)s.Images.Count));
         args.Add(JobScripts.ListEnd);
         args.AddRange(shards.SelectMany(s => s.Images).Select(i => (RedisValue)i.Index));
         return (int)await JobScripts.ReopenForRetry.EvaluateAsync(redis.GetDatabase(),
-            [FarmKeys.JobMeta(jobId), FarmKeys.JobFailures(jobId), FarmKeys.JobShardsRemaining(jobId), FarmKeys.JobEvents(jobId)],
+            [FarmKeys.JobMeta(jobId), FarmKeys.JobFailures(jobId), FarmKeys.JobShardsRemaining(jobId), FarmKeys.JobEvents(jobId),
+             commit.Token, commit.StagedShards],
             [.. args]) switch
         {
             1 => RetryReopening.Reopened,
             JobScripts.RetryResultsExpired => RetryReopening.ResultsExpired,
             JobScripts.RetryInputsExpired => RetryReopening.InputsExpired,
+            JobScripts.CommitFenced => throw new Commits.CommitLostException(commit),
             _ => RetryReopening.NotFailed,
         };
     }
@@ -367,7 +390,11 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
 
     /// <summary>
     /// Deletes every record of a job (its keys share a slot: one DEL) and its entries in its tenant's listings. A report
-    /// arriving afterwards finds no job and changes nothing (the scripts check the meta hash first).
+    /// arriving afterwards finds no job and changes nothing (the scripts check the meta hash first). Whatever its state
+    /// (<c>farm delete</c>, a rollback), the listings go first: the meta hash names the tenant they are under, so a
+    /// deletion cut short in between leaves it for the next attempt to find them by (a rollback retried by commit
+    /// recovery), never a listing entry nobody can find again. Under retention's condition, the records go first, in one
+    /// step with the check that the job is still the one that ended (a job re-opened since must stay listed).
     /// </summary>
     /// <param name="endedAtMs">Only if the job is still the one that ended then (retention); null: whatever its state (<c>farm delete</c>).</param>
     /// <returns>Whether the job's records are gone (false: it was re-opened or ended again since <paramref name="endedAtMs"/>).</returns>
@@ -375,12 +402,19 @@ public sealed class JobRepository(IConnectionMultiplexer redis)
     {
         var db = redis.GetDatabase();
         var keys = FarmKeys.AllJobKeys(jobId).Select(k => (RedisKey)k).ToArray(); // the meta hash first
-        if (endedAtMs is null) await db.KeyDeleteAsync(keys);
-        else if ((long)await JobScripts.DeleteRecordsIfEndedAt.EvaluateAsync(db, keys, EndedAt(endedAtMs)) < 0) return false;
-        await Task.WhenAll(
+        if (endedAtMs is null)
+        {
+            await UnlistAsync();
+            await db.KeyDeleteAsync(keys);
+            return true;
+        }
+        if ((long)await JobScripts.DeleteRecordsIfEndedAt.EvaluateAsync(db, keys, EndedAt(endedAtMs)) < 0) return false;
+        await UnlistAsync();
+        return true;
+
+        Task UnlistAsync() => Task.WhenAll(
             db.SortedSetRemoveAsync(FarmKeys.TenantJobIndex(tenant), jobId),
             db.SetRemoveAsync(FarmKeys.TenantOpenJobs(tenant), jobId));
-        return true;
     }
 
     /// <summary>Images of a shard still without an outcome: remaining count in the shard hash.</summary>

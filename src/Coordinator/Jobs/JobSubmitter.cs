@@ -108,6 +108,7 @@ public sealed class JobSubmitter(
             // staged goes (the staging TTL covers a crash right here). Once committing, it may be partly visible: it is
             // rolled back as recovery rolls back one whose coordinator died.
             if (commit is null) await staging.DiscardAsync();
+            else if (e is Commits.CommitLostException) await RollBackLostAsync(commit.Commit, tenant);
             else await SettleAsync(commit, e);
             if (e is Commits.CommitLostException) throw TakenOver(commit!.Commit);
             if (e is not RpcException) logger.LogWarning(e, "Submission of job {JobId} abandoned", jobId);
@@ -122,9 +123,10 @@ public sealed class JobSubmitter(
 
     /// <summary>
     /// Makes a fully staged submission a queued job, step by step under its journal entry (<paramref name="commit"/>):
-    /// the job's meta, its staged keys persisted (recovery deletes them should the commit be cut short), its shards
-    /// published a page at a time (the entry renewed with each page, so a long publish is not taken for a dead one), its
-    /// tenant's listing and open work; then the entry leaves the journal.
+    /// the job's meta, its queued event and its staged keys persisted, in one step that needs the commit's token
+    /// (recovery deletes them should the commit be cut short), its shards published a page at a time (the entry renewed
+    /// with each page, so a long publish is not taken for a dead one), its tenant's listing and open work; then the
+    /// entry leaves the journal.
     /// </summary>
     private async Task CommitAsync(Staging staging, string tenant, Commits.CommitLease commit)
     {
@@ -132,10 +134,10 @@ public sealed class JobSubmitter(
         var jobId = staging.JobId;
         var header = staging.Header;
         var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        await checkpoints.PassAsync(Commits.CommitStep.SubmissionBegun, jobId);
 
-        // Entered for retention before it exists: a coordinator dying right after the commit leaves no job to expire by hand.
-        await retention.WatchAsync(jobId, now);
-        await db.HashSetAsync(FarmKeys.JobMeta(jobId),
+        // Refused (CommitLostException) if recovery rolled the submission back meanwhile: this coordinator stalled past the grace.
+        await jobs.CreateAsync(jobId,
         [
             new(JobFields.State, JobStates.Queued),
             new(JobFields.Params, header.Params.ToByteArray()),
@@ -151,7 +153,10 @@ public sealed class JobSubmitter(
             new(JobFields.WebhookUrl, header.WebhookUrl),
             new(JobFields.WebhookState, header.WebhookUrl.Length > 0 ? "pending" : ""),
             new(JobFields.PreviewEvery, header.PreviewEvery),
-        ]);
+        ], JobEventLog.Queued((uint)staging.ImageCount, staging.ShardCount));
+        // Entered for retention once it exists, under the commit: a coordinator dying before this has it rolled back,
+        // one dying right after the commit leaves no job to expire by hand.
+        await retention.WatchAsync(jobId, now);
         await checkpoints.PassAsync(Commits.CommitStep.SubmissionMetaWritten, jobId);
         if (header.WebhookUrl.Length > 0)
         {
@@ -159,18 +164,18 @@ public sealed class JobSubmitter(
             await webhookSecrets.GetOrCreateAsync(tenant);
             await Webhooks.WebhookDispatcher.EnlistAsync(db, jobId, webhookOptions.Value);
         }
-        await Task.WhenAll(
-            db.KeyPersistAsync(FarmKeys.JobImages(jobId)),
-            db.KeyPersistAsync(FarmKeys.JobShardsRemaining(jobId)),
-            db.KeyPersistAsync(FarmKeys.JobInputs(jobId)),
-            db.KeyPersistAsync(FarmKeys.JobStagedShards(jobId)),
-            db.StreamAddAsync(FarmKeys.JobEvents(jobId), JobEventLog.Queued((uint)staging.ImageCount, staging.ShardCount)));
-
-        await queue.PublishStagedAsync(new QueuedJob(jobId, tenant, now), header.Priority, pagePublished: async () =>
+        var published = await queue.PublishStagedAsync(new QueuedJob(jobId, tenant, now), header.Priority, pagePublished: async () =>
         {
             await commit.RenewAsync();
             await checkpoints.PassAsync(Commits.CommitStep.SubmissionPagePublished, jobId);
         });
+        if (published is null)
+        {
+            // The job is gone (recovery rolled the submission back while this coordinator stalled: the renewal says so)
+            // or ended before anyone had its id; either way it is not one to answer with.
+            await commit.RenewAsync();
+            throw new RpcException(new Status(StatusCode.Aborted, $"job {jobId} ended while it was being committed; submit it again"));
+        }
         await Task.WhenAll(
             db.SortedSetAddAsync(FarmKeys.TenantJobIndex(tenant), jobId, now),
             limits.RecordOpenAsync(tenant, jobId));
@@ -185,7 +190,8 @@ public sealed class JobSubmitter(
     /// retry could only end in images nobody can download, or in shards that fail for want of their inputs. A retry makes
     /// the job unfinished again, so it is checked against the tenant's limits like a submit (RESOURCE_EXHAUSTED) and
     /// counts against them from before it re-opens. Journaled (<see cref="Commits.CommitJournal"/>) from before it stages:
-    /// once the job is re-opened the retry is finished by whoever holds it, this coordinator or, should it stop, recovery.
+    /// once the job is re-opened the retry is finished by whoever holds it, this coordinator or, should it stop, recovery;
+    /// one that stalls past the grace before the re-open is settled by recovery and then refused the re-open (ABORTED).
     /// </summary>
     public async Task RetryAsync(JobStatus status, string tenant)
     {
@@ -211,10 +217,13 @@ public sealed class JobSubmitter(
 
         var commit = await journal.BeginAsync(OpenCommit.Retry(jobId));
         var batch = commit.Commit.Batch;
+        var reopened = false;
         try
         {
-            await queue.StageAsync(jobId, [.. shards.Select(s => s.ToByteArray())], batch, journaled: true);
+            await checkpoints.PassAsync(Commits.CommitStep.RetryBegun, jobId);
+            await queue.StageAsync(jobId, [.. shards.Select(s => s.ToByteArray())], batch); // lapses unless the re-open persists it
             await checkpoints.PassAsync(Commits.CommitStep.RetryStaged, jobId);
+            // Refused (CommitLostException) if recovery settled the retry meanwhile: this coordinator stalled past the grace.
             var reopening = await jobs.ReopenForRetryAsync(jobId, batch, status.ShardCount, shards, needsInputs);
             if (reopening != RetryReopening.Reopened)
             {
@@ -224,6 +233,7 @@ public sealed class JobSubmitter(
                 throw (reopening == RetryReopening.NotFailed ? null : await UnretryableAsync(jobId, needsInputs))
                       ?? new RpcException(new Status(StatusCode.Aborted, $"job {jobId} changed state while being retried; try again"));
             }
+            reopened = true;
             await checkpoints.PassAsync(Commits.CommitStep.RetryReopened, jobId);
             // From here the retry is finished as recovery would finish it: open work, webhook re-armed, shards published.
             if (await recovery.RollForwardAsync(commit) is null)
@@ -233,9 +243,24 @@ public sealed class JobSubmitter(
         }
         catch (Exception e) when (e is not RpcException)
         {
+            // Taken over before it re-opened the job: recovery dropped the retry, and what this call staged since is its own to drop.
+            if (e is Commits.CommitLostException && !reopened) await DiscardStagedAsync(jobId, batch);
             await SettleAsync(commit, e);
             if (e is Commits.CommitLostException) throw TakenOver(commit.Commit);
             throw;
+        }
+    }
+
+    /// <summary>Drops a retry's staged shards, if Redis answers (they lapse otherwise, <see cref="FarmKeys.StagingTtl"/>).</summary>
+    private async Task DiscardStagedAsync(string jobId, string batch)
+    {
+        try
+        {
+            await queue.DiscardStagedAsync(jobId, batch);
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            logger.LogWarning("Staged shards of retry {Batch} of job {JobId} not dropped ({Message}); they lapse", batch, jobId, e.Message);
         }
     }
 
@@ -243,14 +268,15 @@ public sealed class JobSubmitter(
     /// Resumes a paused job: its state restored and the shards parked while it was paused moved to a staged list of the
     /// resume's own, in one script, then published at the job's priority now (it may have changed while the job was
     /// paused). Journaled like a retry: once the job is resumed, its parked shards are queued by whoever holds the
-    /// resume, this coordinator or, should it stop, recovery. Returns how many shards were parked (null if the job was
-    /// not paused).
+    /// resume, this coordinator or, should it stop, recovery; one that stalls past the grace before that script is settled
+    /// by recovery and then refused it (ABORTED). Returns how many shards were parked (null if the job was not paused).
     /// </summary>
     public async Task<long?> ResumeAsync(string jobId)
     {
         var commit = await journal.BeginAsync(OpenCommit.Resume(jobId));
         try
         {
+            await checkpoints.PassAsync(Commits.CommitStep.ResumeBegun, jobId);
             var parked = await jobs.ResumeAsync(jobId, commit.Commit.Batch);
             if (parked is > 0)
             {
@@ -270,7 +296,8 @@ public sealed class JobSubmitter(
 
     /// <summary>
     /// Settles a commit that failed with an error (not a crash) at once, as recovery settles one whose coordinator died;
-    /// should that fail too (Redis still failing), it stays in the journal and recovery settles it after the grace. One
+    /// should that fail too (Redis still failing, the store refusing a rollback's deletion, any error), it stays in the
+    /// journal and recovery settles it after the grace, and the caller goes on with the first error, never this one. One
     /// that recovery took over already is left to it.
     /// </summary>
     private async Task SettleAsync(Commits.CommitLease commit, Exception error)
@@ -284,6 +311,28 @@ public sealed class JobSubmitter(
         {
             logger.LogWarning("Commit {Commit} of job {JobId} failed ({Error}) and is not settled yet ({Again}); commit recovery settles it",
                 commit.Commit.Member, commit.Commit.JobId, error.Message, e.Message);
+        }
+        catch (Exception e)
+        {
+            logger.LogError(e, "Commit {Commit} of job {JobId} failed ({Error}) and settling it failed too; commit recovery settles it",
+                commit.Commit.Member, commit.Commit.JobId, error.Message);
+        }
+    }
+
+    /// <summary>
+    /// A submission whose commit was taken over (this coordinator stalled past the grace): recovery rolled it back, but
+    /// this call may have written more since (its tenant's listing, once its shards were published), which it deletes
+    /// the same way (idempotent). An error here is logged, never thrown over the one that ended the submission.
+    /// </summary>
+    private async Task RollBackLostAsync(OpenCommit commit, string tenant)
+    {
+        try
+        {
+            await recovery.RollBackAsync(commit, tenant, CancellationToken.None);
+        }
+        catch (Exception e)
+        {
+            logger.LogWarning(e, "Submission of job {JobId} was taken over by commit recovery and not rolled back again here", commit.JobId);
         }
     }
 

@@ -77,7 +77,8 @@ public sealed class WebhookDispatcher(
 
     /// <summary>
     /// A job a retry re-opened: if it has a webhook, its state is pending again and it is enlisted, so its next end is
-    /// told too. Idempotent.
+    /// told too; if that end came already (the job was cancelled before the retry's commit got here, and its end found
+    /// no outbox entry to make due), it is due at once. Idempotent (at worst an end is told twice: delivery is at least once).
     /// </summary>
     public static async Task RearmAsync(IDatabase db, string jobId, WebhookOptions options)
     {
@@ -87,6 +88,9 @@ public sealed class WebhookDispatcher(
             // A fresh count of failed deliveries: the last end's (maybe given up) would give this one up at its first failure.
             db.HashDeleteAsync(FarmKeys.JobMeta(jobId), [JobFields.WebhookAttempts, JobFields.WebhookFirstAttemptMs]));
         await EnlistAsync(db, jobId, options);
+        // Read after the entry is there: an end from now on makes it due itself, one before shows here.
+        if ((string?)await db.HashGetAsync(FarmKeys.JobMeta(jobId), JobFields.State) is { } state && !JobStates.Unfinished.Contains(state))
+            await JobEndedAsync(db, jobId);
     }
 
     /// <summary>

@@ -1,11 +1,17 @@
+using F = RenderFarm.FarmState.Jobs.JobFields;
+using S = RenderFarm.FarmState.Jobs.JobStates;
+
 namespace RenderFarm.FarmState.Commits;
 
 /// <summary>
-/// The scripts of the commit journal (<see cref="FarmKeys.CommitJournal"/>), each over that one key. A commit is held by
-/// whoever last wrote its score: the committer, or the recovery that claimed it once the score stopped moving. Every
-/// write after the first names the score its writer holds and changes nothing if another has written since, so a
-/// committer that was only stalled (not dead) finds its commit taken and stops, and two recoveries never both work on
-/// one. Scores are Redis's own clock (TIME, in ms), so coordinators whose clocks disagree still agree on what is stale.
+/// The scripts of the commit journal (<see cref="FarmKeys.CommitJournal"/>), each over that one key, and recovery's
+/// fence (<see cref="Fence"/>) over a commit's job. A commit is held by whoever last wrote its score: the committer, or
+/// the recovery that claimed it once the score stopped moving. Every write after the first names the score its writer
+/// holds and changes nothing if another has written since, so a committer that was only stalled (not dead) finds its
+/// commit taken and stops, and two recoveries never both work on one. Scores are Redis's own clock (TIME, in ms), so
+/// coordinators whose clocks disagree still agree on what is stale. The journal is in another hash slot than the job, so
+/// a stalled committer finds out only at its next journal write; what keeps it from changing the job before that is the
+/// commit's token in the job's slot (<see cref="FarmKeys.JobCommitToken"/>), which recovery's fence deletes.
 /// </summary>
 public static class CommitScripts
 {
@@ -60,5 +66,28 @@ public static class CommitScripts
         if not member then return false end
         redis.call('ZADD', journal, 'XX', now, member)
         return {member, now}
+        """);
+
+    /// <summary>
+    /// Recovery's first step on a commit's job (keys in its slot): deletes the commit's token, so its first write to the
+    /// job, if it has not happened yet, never will (a committer that was only stalled is refused when it wakes), and
+    /// reads the job as that leaves it. For a retry or a resume (<c>batch</c> not empty; <c>retry</c> 1 for a retry), it
+    /// decides: its staged shards go to the task streams only if its first write happened (the token was taken by it,
+    /// not here), the job is unfinished, and, for a retry, the job's <see cref="F.RetryBatch"/> is this one (the re-open
+    /// was this retry's, not overtaken by a later one); otherwise they are deleted here. Returns {1 if this deleted the
+    /// token (the first write never happened), publish (1/0), re-opened by this retry (1/0), state, tenant, created ms,
+    /// priority}, the last four nil for no such job.
+    /// </summary>
+    public static readonly FarmScript Fence = new("fence a commit cut short and read its job",
+        ["token", "meta", "staged"], ["batch", "retry"],
+        $$"""
+        local fenced = redis.call('DEL', token)
+        local job = redis.call('HMGET', meta, '{{F.State}}', '{{F.Tenant}}', '{{F.RetryBatch}}', '{{F.CreatedMs}}', '{{F.Priority}}')
+        local state = job[1]
+        local open = state == '{{S.Queued}}' or state == '{{S.Running}}' or state == '{{S.Paused}}'
+        local reopened = retry == '1' and job[3] == batch
+        local publish = batch ~= '' and fenced == 0 and open and (retry ~= '1' or reopened)
+        if batch ~= '' and not publish then redis.call('DEL', staged) end
+        return {fenced, publish and 1 or 0, reopened and 1 or 0, state or false, job[2] or false, job[4] or false, job[5] or false}
         """);
 }

@@ -31,6 +31,9 @@ public sealed record OpenCommit(string JobId, string Batch)
     /// <summary>The list of shards the commit publishes.</summary>
     public string StagedShards => FarmKeys.JobStagedShards(JobId, Batch);
 
+    /// <summary>The commit's token (<see cref="FarmKeys.JobCommitToken"/>): its first write to the job needs it.</summary>
+    public string Token => FarmKeys.JobCommitToken(JobId, Batch);
+
     /// <summary>The commit a journal member names; null for a member this layout does not produce.</summary>
     public static OpenCommit? Parse(string member)
     {

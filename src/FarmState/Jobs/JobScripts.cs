@@ -26,6 +26,19 @@ public static class JobScripts
     /// <summary><see cref="ReopenForRetry"/>'s reply when the retried images need the job's inputs and retention dropped them.</summary>
     public const int RetryInputsExpired = -2;
 
+    /// <summary>
+    /// What a commit's first write to its job (<see cref="Create"/>, <see cref="ReopenForRetry"/>, <see cref="Resume"/>)
+    /// replies when the commit's token (<see cref="FarmKeys.JobCommitToken"/>) is gone: recovery settled the commit (its
+    /// committer had stalled past the grace), or the token lapsed. It changed nothing.
+    /// </summary>
+    public const int CommitFenced = -3;
+
+    /// <summary>
+    /// Takes a commit's token (<c>token</c>) for its first write to the job, or returns <see cref="CommitFenced"/> if it is
+    /// gone. Placed after a script's checks that change nothing and before its first write.
+    /// </summary>
+    private static readonly string TakeToken = $"if redis.call('DEL', token) == 0 then return {CommitFenced} end";
+
     /// <summary>Ends a list of arguments where another list follows (<see cref="ReopenForRetry"/>).</summary>
     public const string ListEnd = "|";
 
@@ -203,20 +216,47 @@ public static class JobScripts
         """);
 
     /// <summary>
+    /// Creates a submitted job, the first write of its commit (whose token is <c>token</c>, <see cref="TakeToken"/>): its
+    /// meta hash (the arguments after <c>meta_args</c>, that many: field/value pairs), its queued event (the arguments
+    /// after those: field/value pairs), and its staged keys (<c>staged</c> shards, <c>images</c>, <c>shards</c>,
+    /// <c>inputs</c>) persisted, to be published or deleted under the commit journal from now on. Returns 1, or
+    /// <see cref="CommitFenced"/> (also when the staged shards lapsed: there would be nothing to publish).
+    /// </summary>
+    public static readonly FarmScript Create = new("create a submitted job",
+        ["token", "meta", "events", "staged", "images", "shards", "inputs"], ["meta_args"],
+        $$"""
+        if redis.call('EXISTS', staged) == 0 then return {{CommitFenced}} end
+        {{TakeToken}}
+        local n = tonumber(meta_args)
+        redis.call('HSET', meta, unpack(ARGV, 2, 1 + n))
+        redis.call('PERSIST', staged)
+        redis.call('PERSIST', images)
+        redis.call('PERSIST', shards)
+        redis.call('PERSIST', inputs)
+        redis.call('XADD', events, '*', unpack(ARGV, 2 + n))
+        {{WakeWatchers}}
+        return 1
+        """);
+
+    /// <summary>
     /// Re-opens a failed job for exactly the images being retried, by the retry whose staged shards are <c>batch</c>
-    /// (noted as <see cref="JobFields.RetryBatch"/>). <c>needs_inputs</c> is 1 when those images render
+    /// (noted as <see cref="JobFields.RetryBatch"/>): the first write of the retry's commit (whose token is <c>token</c>,
+    /// <see cref="TakeToken"/>), which persists its staged list (<c>staged</c>; recovery publishes or deletes it from
+    /// now on). <c>needs_inputs</c> is 1 when those images render
     /// from the job's inputs (init images, masks, control images). Arguments after it: per new shard its image count,
     /// then <see cref="ListEnd"/>, then the failed indices being retried. Returns 0 if the job is not failed (any more),
     /// <see cref="RetryResultsExpired"/> if retention deleted its images (a retry's could be neither downloaded nor
     /// expired), <see cref="RetryInputsExpired"/> if the images need its inputs and retention dropped them; checked here,
-    /// in one step with the re-open, so a sweep in between cannot slip past.
+    /// in one step with the re-open, so a sweep in between cannot slip past. <see cref="CommitFenced"/> if the token is gone.
     /// </summary>
     public static readonly FarmScript ReopenForRetry = new("re-open a failed job for a retry",
-        ["meta", "failures", "shards", "events"], ["batch", "first_shard", "needs_inputs"],
+        ["meta", "failures", "shards", "events", "token", "staged"], ["batch", "first_shard", "needs_inputs"],
         $$"""
         if redis.call('HGET', meta, '{{F.State}}') ~= '{{S.Failed}}' then return 0 end
         if redis.call('HEXISTS', meta, '{{F.ResultsExpiredMs}}') == 1 then return {{RetryResultsExpired}} end
         if needs_inputs == '1' and redis.call('HEXISTS', meta, '{{F.InputsExpiredMs}}') == 1 then return {{RetryInputsExpired}} end
+        {{TakeToken}}
+        redis.call('PERSIST', staged)
         local i, shard, images = 4, tonumber(first_shard), 0
         while ARGV[i] ~= '{{ListEnd}}' do
           redis.call('HSET', shards, shard, ARGV[i])
@@ -307,13 +347,15 @@ public static class JobScripts
     /// <summary>
     /// Resumes a paused job and moves the shards parked meanwhile to <c>staged</c> (the resume's own staged list, which
     /// it then publishes), in one step, so a shard parked concurrently is either moved here or sees the job running and
-    /// runs, and a coordinator that stops before publishing them leaves them staged for recovery rather than lost.
-    /// Returns how many it moved, or nil if the job was not paused.
+    /// runs, and a coordinator that stops before publishing them leaves them staged for recovery rather than lost. The
+    /// first write of the resume's commit (whose token is <c>token</c>, <see cref="TakeToken"/>). Returns how many it
+    /// moved, nil if the job was not paused, or <see cref="CommitFenced"/> if the token is gone.
     /// </summary>
     public static readonly FarmScript Resume = new("resume a paused job",
-        ["meta", "events", "parked", "staged"], [],
+        ["meta", "events", "parked", "staged", "token"], [],
         $$"""
         if redis.call('HGET', meta, '{{F.State}}') ~= '{{S.Paused}}' then return false end
+        {{TakeToken}}
         local state = redis.call('HGET', meta, '{{F.PausedFrom}}') or '{{S.Queued}}'
         redis.call('HSET', meta, '{{F.State}}', state)
         redis.call('XADD', events, '*', '{{E.Type}}', '{{T.StateChanged}}', '{{E.State}}', state)

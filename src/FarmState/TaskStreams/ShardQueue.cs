@@ -48,18 +48,19 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
 
     /// <summary>
     /// Adds serialized shards of a job to a staging list (<see cref="FarmKeys.JobStagedShards"/>: the submission's,
-    /// or a retry's <paramref name="batch"/>). A submission's list expires after <see cref="FarmKeys.StagingTtl"/> unless
-    /// its commit persists it: a coordinator dying while it receives the batch leaves nothing for long. A
-    /// <paramref name="journaled"/> list (a commit in the <see cref="FarmKeys.CommitJournal"/> writes it) does not
-    /// expire: should its commit be cut short, recovery publishes or deletes it.
+    /// or a retry's <paramref name="batch"/>), which expires after <see cref="FarmKeys.StagingTtl"/> unless the first
+    /// write of the commit that publishes it persists it: a coordinator dying while it receives the batch, or a retry
+    /// whose commit never re-opens the job, leaves nothing for long. Once persisted, the commit journal sees it published
+    /// or deleted (<see cref="FarmKeys.CommitJournal"/>).
     /// </summary>
-    public Task StageAsync(string jobId, IReadOnlyCollection<byte[]> shards, string batch = "", bool journaled = false)
+    public Task StageAsync(string jobId, IReadOnlyCollection<byte[]> shards, string batch = "")
     {
         if (shards.Count == 0) return Task.CompletedTask;
         var db = redis.GetDatabase();
         var key = FarmKeys.JobStagedShards(jobId, batch);
-        var push = db.ListRightPushAsync(key, [.. shards.Select(s => (RedisValue)s)]);
-        return journaled ? push : Task.WhenAll(push, db.KeyExpireAsync(key, FarmKeys.StagingTtl));
+        return Task.WhenAll(
+            db.ListRightPushAsync(key, [.. shards.Select(s => (RedisValue)s)]),
+            db.KeyExpireAsync(key, FarmKeys.StagingTtl));
     }
 
     /// <summary>
@@ -68,26 +69,58 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
     /// publishing is resumable: what is still staged is what is not queued yet, and publishing the list again queues
     /// just that. A publisher stopped between queueing a page and dropping it leaves that one page both queued and
     /// staged, so a resumed publish queues it twice (delivery is at least once; the first outcome of each image counts).
+    /// Before each page the job has its say (<see cref="TaskStreamScripts.NoteJobStreams"/>): once it has ended or is gone
+    /// (cancelled, <c>farm delete</c>, a submission rolled back) publishing stops, drops the rest of the list and takes
+    /// back anything of its own that a cancel or delete could have missed; once its priority changed, what it published
+    /// moves there and the rest follows (<see cref="MoveJobAsync"/>), also for a change just after the last page.
     /// <paramref name="pagePublished"/>, if given, is awaited after each page (a commit notes its progress there).
-    /// Returns how many shards it queued.
+    /// Returns how many shards it queued, or null if it stopped because the job ended or is gone.
     /// </summary>
-    public async Task<long> PublishStagedAsync(QueuedJob job, Priority priority, string batch = "", Func<Task>? pagePublished = null)
+    public async Task<long?> PublishStagedAsync(QueuedJob job, Priority priority, string batch = "", Func<Task>? pagePublished = null)
     {
         var db = redis.GetDatabase();
         var key = FarmKeys.JobStagedShards(job.JobId, batch);
         var models = new HashSet<string>();
+        var streams = new HashSet<string>();
         long queued = 0;
         while (true)
         {
-            var shards = await db.ListRangeAsync(key, 0, Page - 1);
-            if (shards.Length == 0) break;
-            models.UnionWith(await AppendAsync(job, priority, shards.Select(s => (byte[])s!)));
-            queued += shards.Length;
-            await TaskStreamScripts.DropPublished.EvaluateAsync(db, [key], shards[0], shards.Length);
+            var page = await db.ListRangeAsync(key, 0, Page - 1);
+            if (page.Length == 0) break;
+            var shards = Parsed(page.Select(s => (byte[])s!));
+            var pageStreams = shards.Select(s => FarmKeys.TaskStream(s.Shard.Params.Model, priority)).Distinct().ToList();
+            switch (await NoteStreamsAsync(job.JobId, pageStreams))
+            {
+                case null:
+                    // A page queued after the job's cancel or delete read its streams would wait there for ever: withdrawn.
+                    await db.KeyDeleteAsync(key);
+                    foreach (var stream in streams) await WithdrawFromAsync(stream, job);
+                    return null;
+                case var now when now != priority:
+                    priority = now.Value;
+                    await MoveJobAsync(job, priority);
+                    continue; // the same page, to the streams of the new priority
+            }
+            streams.UnionWith(pageStreams);
+            models.UnionWith(await AppendAsync(job, priority, shards, noted: true));
+            queued += page.Length;
+            await TaskStreamScripts.DropPublished.EvaluateAsync(db, [key], page[0], page.Length);
             if (pagePublished is not null) await pagePublished();
         }
+        // A change after the last page's say: the change's own move may have run before that page was queued.
+        if (queued > 0 && await NoteStreamsAsync(job.JobId, []) is { } last && last != priority) await MoveJobAsync(job, last);
         await Task.WhenAll(models.Select(NudgeWorkersAsync));
         return queued;
+    }
+
+    /// <summary><see cref="TaskStreamScripts.NoteJobStreams"/>: the job's priority now, or null if it ended or is gone.</summary>
+    private async Task<Priority?> NoteStreamsAsync(string jobId, IReadOnlyCollection<string> streams)
+    {
+        var reply = await TaskStreamScripts.NoteJobStreams.EvaluateAsync(redis.GetDatabase(), [FarmKeys.JobMeta(jobId), FarmKeys.JobTaskStreams(jobId)],
+            [.. streams.Select(s => (RedisValue)s)]);
+        if (reply.IsNull) return null;
+        return int.TryParse((string?)reply, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var p)
+               && (Priority)p is var level && Enum.IsDefined(level) && level != Priority.Unspecified ? level : Priority.Normal;
     }
 
     /// <summary>Drops a batch of staged shards (a retry that found the job changed; a commit whose job ended before its shards were queued).</summary>
@@ -95,23 +128,26 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
 
     /// <summary>Queues serialized shards of a job on their models' queues and nudges those models' workers.</summary>
     public async Task EnqueueAsync(QueuedJob job, Priority priority, IEnumerable<byte[]> shards) =>
-        await Task.WhenAll((await AppendAsync(job, priority, shards)).Select(NudgeWorkersAsync));
+        await Task.WhenAll((await AppendAsync(job, priority, Parsed(shards), noted: false)).Select(NudgeWorkersAsync));
+
+    private static List<(Shard Shard, byte[] Bytes)> Parsed(IEnumerable<byte[]> shards) =>
+        [.. shards.Select(bytes => (Shard.Parser.ParseFrom(bytes), bytes))];
 
     /// <summary>
     /// Queues shards on the queue of their own model (per-prompt overrides may name other models) for the priority, a
     /// page per script, pipelined in order, after noting the stream with the job (<see cref="FarmKeys.JobTaskStreams"/>)
-    /// so that cancelling it always finds them. Returns the models.
+    /// so that cancelling it always finds them (unless the caller <paramref name="noted"/> them already). Returns the models.
     /// </summary>
-    private async Task<IReadOnlyCollection<string>> AppendAsync(QueuedJob job, Priority priority, IEnumerable<byte[]> shards)
+    private async Task<IReadOnlyCollection<string>> AppendAsync(QueuedJob job, Priority priority, IReadOnlyList<(Shard Shard, byte[] Bytes)> shards, bool noted)
     {
         var db = redis.GetDatabase();
         var weight = await WeightOfAsync(job.Tenant);
         var models = new List<string>();
-        foreach (var byModel in shards.Select(bytes => (Shard: Shard.Parser.ParseFrom(bytes), Bytes: bytes)).GroupBy(s => s.Shard.Params.Model))
+        foreach (var byModel in shards.GroupBy(s => s.Shard.Params.Model))
         {
             var stream = FarmKeys.TaskStream(byModel.Key, priority);
             await EnsureGroupAsync(stream);
-            await db.SetAddAsync(FarmKeys.JobTaskStreams(job.JobId), stream);
+            if (!noted) await db.SetAddAsync(FarmKeys.JobTaskStreams(job.JobId), stream);
             await Task.WhenAll(byModel.Chunk(Page).Select(page => TaskStreamScripts.Enqueue.EvaluateAsync(db, EnqueueKeys(stream, job),
                 [job.Tenant, job.JobId, job.Order, weight, .. page.Select(s => (RedisValue)QueuedShard.Encode(s.Shard, s.Bytes))])));
             models.Add(byModel.Key);
@@ -167,13 +203,19 @@ public sealed class ShardQueue(IConnectionMultiplexer redis, ILogger<ShardQueue>
         var key = FarmKeys.JobTaskStreams(job.JobId);
         foreach (var stream in (await db.SetMembersAsync(key)).Select(s => (string)s!).Where(s => FarmKeys.ParseTaskStream(s) is not null))
         {
-            while ((long)await TaskStreamScripts.Withdraw.EvaluateAsync(db, WithdrawKeys(stream, job),
-                       job.Tenant, job.JobId, FarmKeys.WithdrawnConsumer, Page) == Page) { }
+            await WithdrawFromAsync(stream, job);
             await foreach (var bound in db.HashScanAsync(FarmKeys.TaskBound(stream)))
                 if (ShardOf((byte[])bound.Value!)?.JobId == job.JobId)
                     await AcknowledgeAsync(stream, (string)bound.Name!);
         }
         await db.KeyDeleteAsync(key);
+    }
+
+    /// <summary>Takes a job's waiting shards off one queue, a page at a time, with their tokens.</summary>
+    private async Task WithdrawFromAsync(string stream, QueuedJob job)
+    {
+        while ((long)await TaskStreamScripts.Withdraw.EvaluateAsync(redis.GetDatabase(), WithdrawKeys(stream, job),
+                   job.Tenant, job.JobId, FarmKeys.WithdrawnConsumer, Page) == Page) { }
     }
 
     /// <summary>

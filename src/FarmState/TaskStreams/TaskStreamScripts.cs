@@ -217,6 +217,22 @@ public static class TaskStreamScripts
         """);
 
     /// <summary>
+    /// The job's say before a publisher queues a page of its staged shards (<see cref="ShardQueue.PublishStagedAsync"/>):
+    /// if the job is unfinished, notes the task streams the page goes to (the arguments) with the job
+    /// (<see cref="FarmKeys.JobTaskStreams"/>: a cancel, a delete and a priority change find its shards there) and returns
+    /// its priority now (as stored, empty if none); if it ended or is gone, notes nothing and returns nil. One step, so a
+    /// publisher never recreates the set of a job deleted meanwhile, and sees a priority change made before its page.
+    /// </summary>
+    public static readonly FarmScript NoteJobStreams = new("note the streams of a job's next page",
+        ["meta", "streams"], [],
+        $$"""
+        local job = redis.call('HMGET', meta, '{{JobFields.State}}', '{{JobFields.Priority}}')
+        if job[1] ~= '{{JobStates.Queued}}' and job[1] ~= '{{JobStates.Running}}' and job[1] ~= '{{JobStates.Paused}}' then return false end
+        if #ARGV > 0 then redis.call('SADD', streams, unpack(ARGV)) end
+        return job[2] or ''
+        """);
+
+    /// <summary>
     /// Adds shards of a job (the arguments after <c>weight</c>: <see cref="QueuedShard"/>s) to the stream's fair queue,
     /// under the job's tenant, and a token per shard to the stream, in one step: the stream's lag is always the number of
     /// waiting shards. Each is stamped queued now by Redis's clock (TIME), the one its age is later read by.
