@@ -30,6 +30,7 @@ public sealed class CommitJournal(IConnectionMultiplexer redis, ILogger<CommitJo
     public async Task<CommitLease?> ClaimStaleAsync(TimeSpan grace)
     {
         var db = redis.GetDatabase();
+        if (await db.SortedSetLengthAsync(FarmKeys.CommitJournal) == 0) return null; // the usual case: no script for it
         while (true)
         {
             var claimed = await CommitScripts.ClaimStale.EvaluateAsync(db, [FarmKeys.CommitJournal], (long)grace.TotalMilliseconds);
